@@ -1,0 +1,25 @@
+//! Switchboard's wire format: every byte that goes on a wire or to disk is a message defined in the
+//! workspace's `proto/` folder. This crate holds the prost types generated from those files and
+//! the one way to parse them: [`decode`], which checks a size limit before it reads anything and
+//! turns every malformed input into a [`DecodeError`].
+//!
+//! The Signal v3 messages ([`signal::SignalMessage`], [`signal::PreKeySignalMessage`],
+//! [`signal::SenderKeyMessage`], [`signal::SenderKeyDistributionMessage`]) and the session record
+//! ([`signal::RecordStructure`]) use libsignal's field numbers, so their bytes match the reference
+//! library's.
+
+mod decode;
+
+pub use decode::{DecodeError, decode, decode_canonical, limits};
+
+/// Signal's v3 messages and the records a store persists, with libsignal's field numbers.
+pub mod signal {
+    include!(concat!(env!("OUT_DIR"), "/signal.rs"));
+}
+
+/// Switchboard's own messages (prekey bundles).
+pub mod switchboard {
+    include!(concat!(env!("OUT_DIR"), "/switchboard.rs"));
+}
+
+pub use prost::Message;
