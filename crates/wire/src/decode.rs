@@ -17,7 +17,7 @@ pub mod limits {
 }
 
 /// Why bytes could not be decoded.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     /// The input is longer than the limit for its message type.
     #[error("{len} bytes exceed the limit of {limit} bytes for this message")]

@@ -1,0 +1,56 @@
+//! The one error type of this crate. No variant carries key material.
+
+use switchboard_wire::DecodeError;
+
+/// Everything that can go wrong in a session operation. A failed operation leaves every session,
+/// prekey and identity exactly as it was.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Bytes from a peer that are not a valid message: malformed, wrong length, bad MAC or tag,
+    /// bad padding, missing fields.
+    #[error("invalid message: {0}")]
+    InvalidMessage(&'static str),
+    /// A message whose version byte belongs to no suite this implementation speaks, or to a
+    /// different suite than the session's.
+    #[error("message version byte {0:#04x} is not accepted here")]
+    InvalidVersion(u8),
+    /// A message already decrypted, or one whose key was dropped.
+    #[error("duplicate message: counter {counter} was already used or its key is gone")]
+    Duplicate { counter: u32 },
+    /// A message further ahead in its chain than [`crate::limits::MAX_FORWARD_JUMPS`] allows.
+    #[error("message is {jump} messages ahead of its chain, more than the limit of {limit}")]
+    TooFarAhead { jump: u32, limit: u32 },
+    /// The remote identity key differs from the one stored for that address.
+    #[error("the identity key of {address} changed; accept it before talking to them again")]
+    UntrustedIdentity { address: String },
+    /// A key or bundle that does not parse or whose signature fails.
+    #[error("invalid key: {0}")]
+    InvalidKey(&'static str),
+    /// There is no session with that address.
+    #[error("no session with {address}")]
+    NoSession { address: String },
+    /// A PreKeySignalMessage names a one-time prekey this device does not have (used already).
+    #[error("unknown one-time prekey {id}")]
+    UnknownPreKey { id: u32 },
+    /// A PreKeySignalMessage names a signed prekey this device does not have.
+    #[error("unknown signed prekey {id}")]
+    UnknownSignedPreKey { id: u32 },
+    /// The suite was not offered by the remote device, or is not known here.
+    #[error("suite not supported: {0}")]
+    UnsupportedSuite(String),
+    /// A group message from a sender whose sender key this device does not hold.
+    #[error("no sender key for {sender} in this group")]
+    NoSenderKey { sender: String },
+    /// Bytes that do not decode (oversized, malformed protobuf).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A stored record that does not make sense (wrong key lengths, missing fields).
+    #[error("invalid stored record: {0}")]
+    InvalidRecord(&'static str),
+    /// A store backend failed.
+    #[error("store failed: {0}")]
+    Store(String),
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,13 @@
+//! The limits every session and sender key enforces, so that no input can make state grow without
+//! bound or make a device derive keys forever. The numbers are libsignal's.
+
+/// Skipped message keys kept per receiving chain (and per sender key); the oldest go first.
+pub const MAX_SKIPPED_KEYS: usize = 2_000;
+/// How far ahead of its chain a message may be.
+pub const MAX_FORWARD_JUMPS: u32 = 25_000;
+/// Receiving chains kept per session (the current one and older ones).
+pub const MAX_RECEIVER_CHAINS: usize = 5;
+/// Earlier sessions with the same device kept, to decrypt messages still in flight under them.
+pub const MAX_ARCHIVED_SESSIONS: usize = 40;
+/// Sender key states kept per sender and group.
+pub const MAX_SENDER_KEY_STATES: usize = 5;

@@ -1,0 +1,213 @@
+//! Prekeys and bundles: the keys a device publishes so that others can start sessions with it
+//! while it is offline, and the checks an initiator makes before trusting them.
+
+use rand_core::CryptoRng;
+use switchboard_wire::{Message, decode, limits, signal, switchboard};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey};
+use crate::suite::Suite;
+use crate::xeddsa::SIGNATURE_LEN;
+
+/// A one-time prekey: used by at most one session, then deleted.
+#[derive(Clone, Debug)]
+pub struct PreKeyRecord {
+    pub id: u32,
+    pub key_pair: KeyPair,
+}
+
+impl PreKeyRecord {
+    /// A fresh one-time prekey.
+    pub fn generate<R: CryptoRng + ?Sized>(id: u32, rng: &mut R) -> Self {
+        PreKeyRecord { id, key_pair: KeyPair::generate(rng) }
+    }
+
+    /// Serializes as libsignal's PreKeyRecordStructure.
+    pub fn serialize(&self) -> Zeroizing<Vec<u8>> {
+        let structure = signal::PreKeyRecordStructure {
+            id: Some(self.id),
+            public_key: Some(self.key_pair.public.serialize().to_vec()),
+            private_key: Some(self.key_pair.private.to_bytes().to_vec()),
+        };
+        Zeroizing::new(structure.encode_to_vec())
+    }
+
+    /// Parses a PreKeyRecordStructure.
+    pub fn deserialize(bytes: &[u8]) -> Result<Self> {
+        let structure: signal::PreKeyRecordStructure = decode(bytes, 256)?;
+        let private = Zeroizing::new(structure.private_key.unwrap_or_default());
+        Ok(PreKeyRecord {
+            id: structure.id.ok_or(Error::InvalidRecord("prekey without id"))?,
+            key_pair: KeyPair::from_stored(&structure.public_key.unwrap_or_default(), &private)?,
+        })
+    }
+}
+
+/// A medium-term prekey, signed by the identity key.
+#[derive(Clone, Debug)]
+pub struct SignedPreKeyRecord {
+    pub id: u32,
+    pub key_pair: KeyPair,
+    pub signature: [u8; SIGNATURE_LEN],
+    /// When it was made, in milliseconds since the Unix epoch (passed in: this crate reads no clock).
+    pub timestamp: u64,
+}
+
+impl SignedPreKeyRecord {
+    /// A fresh signed prekey, signed by `identity`.
+    pub fn generate<R: CryptoRng + ?Sized>(id: u32, identity: &IdentityKeyPair, timestamp: u64, rng: &mut R) -> Self {
+        let key_pair = KeyPair::generate(rng);
+        let signature = identity.private_key().sign(&key_pair.public.serialize(), rng);
+        SignedPreKeyRecord { id, key_pair, signature, timestamp }
+    }
+
+    /// Serializes as libsignal's SignedPreKeyRecordStructure.
+    pub fn serialize(&self) -> Zeroizing<Vec<u8>> {
+        let structure = signal::SignedPreKeyRecordStructure {
+            id: Some(self.id),
+            public_key: Some(self.key_pair.public.serialize().to_vec()),
+            private_key: Some(self.key_pair.private.to_bytes().to_vec()),
+            signature: Some(self.signature.to_vec()),
+            timestamp: Some(self.timestamp),
+        };
+        Zeroizing::new(structure.encode_to_vec())
+    }
+
+    /// Parses a SignedPreKeyRecordStructure.
+    pub fn deserialize(bytes: &[u8]) -> Result<Self> {
+        let structure: signal::SignedPreKeyRecordStructure = decode(bytes, 512)?;
+        let private = Zeroizing::new(structure.private_key.unwrap_or_default());
+        Ok(SignedPreKeyRecord {
+            id: structure.id.ok_or(Error::InvalidRecord("signed prekey without id"))?,
+            key_pair: KeyPair::from_stored(&structure.public_key.unwrap_or_default(), &private)?,
+            signature: structure
+                .signature
+                .unwrap_or_default()
+                .try_into()
+                .map_err(|_| Error::InvalidRecord("signature is not 64 bytes"))?,
+            timestamp: structure.timestamp.unwrap_or(0),
+        })
+    }
+}
+
+/// What a device publishes so that others can start sessions with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreKeyBundle {
+    pub registration_id: u32,
+    pub device_id: u32,
+    pub identity_key: IdentityKey,
+    pub signed_prekey_id: u32,
+    pub signed_prekey: PublicKey,
+    pub signed_prekey_signature: Vec<u8>,
+    /// The next unused one-time prekey, if the device has any left.
+    pub prekey: Option<(u32, PublicKey)>,
+    /// The suites the device accepts beyond `signal-v3`, with the identity key's signature over
+    /// them. `None` for a plain libsignal bundle, which offers `signal-v3` only.
+    pub suites: Option<SignedSuites>,
+}
+
+/// A list of suite names signed by an identity key. Names this implementation does not know are
+/// kept, since the signature covers them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedSuites {
+    pub names: Vec<String>,
+    pub signature: Vec<u8>,
+}
+
+/// Domain separation for the suites signature.
+const SUITES_CONTEXT: &[u8] = b"Switchboard suites v1";
+
+fn suites_message(names: &[String]) -> Vec<u8> {
+    let mut message = SUITES_CONTEXT.to_vec();
+    for name in names {
+        message.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        message.extend_from_slice(name.as_bytes());
+    }
+    message
+}
+
+impl SignedSuites {
+    /// `suites`, signed by `identity`.
+    pub fn sign<R: CryptoRng + ?Sized>(suites: &[Suite], identity: &IdentityKeyPair, rng: &mut R) -> Self {
+        let names: Vec<String> = suites.iter().map(|suite| suite.name().to_owned()).collect();
+        let signature = identity.private_key().sign(&suites_message(&names), rng).to_vec();
+        SignedSuites { names, signature }
+    }
+
+    /// Whether the list names `suite`.
+    pub fn contains(&self, suite: Suite) -> bool {
+        self.names.iter().any(|name| name == suite.name())
+    }
+}
+
+impl PreKeyBundle {
+    /// Checks the signed prekey's signature and, if present, the suites signature.
+    pub fn verify(&self) -> Result<()> {
+        if !self.identity_key.verify_signature(&self.signed_prekey.serialize(), &self.signed_prekey_signature) {
+            return Err(Error::InvalidKey("signed prekey signature does not verify"));
+        }
+        if let Some(signed) = &self.suites {
+            if !self.identity_key.verify_signature(&suites_message(&signed.names), &signed.signature) {
+                return Err(Error::InvalidKey("suites signature does not verify"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the device offers `suite`: `signal-v3` always, any other only in a signed list.
+    /// Call after [`Self::verify`].
+    pub fn offers(&self, suite: Suite) -> bool {
+        suite == Suite::SignalV3 || self.suites.as_ref().is_some_and(|signed| signed.contains(suite))
+    }
+
+    /// The bundle as a protobuf message.
+    pub fn to_wire(&self) -> switchboard::PreKeyBundle {
+        switchboard::PreKeyBundle {
+            registration_id: self.registration_id,
+            device_id: self.device_id,
+            identity_key: self.identity_key.serialize().to_vec(),
+            signed_pre_key_id: self.signed_prekey_id,
+            signed_pre_key: self.signed_prekey.serialize().to_vec(),
+            signed_pre_key_signature: self.signed_prekey_signature.clone(),
+            pre_key_id: self.prekey.map(|(id, _)| id),
+            pre_key: self.prekey.map(|(_, key)| key.serialize().to_vec()),
+            suites: self.suites.as_ref().map(|signed| signed.names.clone()).unwrap_or_default(),
+            suites_signature: self.suites.as_ref().map(|signed| signed.signature.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The serialized bundle.
+    pub fn serialize(&self) -> Vec<u8> {
+        self.to_wire().encode_to_vec()
+    }
+
+    /// Parses a serialized bundle (its signatures are checked by [`Self::verify`]).
+    pub fn deserialize(bytes: &[u8]) -> Result<Self> {
+        Self::from_wire(decode(bytes, limits::MAX_BUNDLE_LEN)?)
+    }
+
+    /// A bundle from its protobuf message.
+    pub fn from_wire(wire: switchboard::PreKeyBundle) -> Result<Self> {
+        let prekey = match (wire.pre_key_id, wire.pre_key) {
+            (Some(id), Some(key)) => Some((id, PublicKey::from_bytes(&key)?)),
+            (None, None) => None,
+            _ => return Err(Error::InvalidKey("one-time prekey id without key, or key without id")),
+        };
+        let suites = if wire.suites.is_empty() && wire.suites_signature.is_empty() {
+            None
+        } else {
+            Some(SignedSuites { names: wire.suites, signature: wire.suites_signature })
+        };
+        Ok(PreKeyBundle {
+            registration_id: wire.registration_id,
+            device_id: wire.device_id,
+            identity_key: PublicKey::from_bytes(&wire.identity_key)?,
+            signed_prekey_id: wire.signed_pre_key_id,
+            signed_prekey: PublicKey::from_bytes(&wire.signed_pre_key)?,
+            signed_prekey_signature: wire.signed_pre_key_signature,
+            prekey,
+            suites,
+        })
+    }
+}

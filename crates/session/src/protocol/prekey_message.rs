@@ -1,0 +1,165 @@
+//! PreKeySignalMessage: the X3DH inputs an initiator repeats with each message until the responder
+//! replies, wrapped around a SignalMessage. `version byte ‖ protobuf`, as libsignal writes it.
+//!
+//! Under `signal-v3` the outer fields are authenticated only through the keys they select (base
+//! key, identity key, prekey ids) and the inner MAC (identity key); the registration id is not
+//! authenticated at all, as in libsignal. Under `aes-256-gcm` the whole outer header is part of
+//! the inner message's associated data.
+
+use switchboard_wire::{Message, decode, decode_canonical, limits, signal};
+
+use crate::error::{Error, Result};
+use crate::keys::{IdentityKey, PublicKey};
+use crate::protocol::SignalMessage;
+use crate::suite::Suite;
+
+/// A parsed or freshly written PreKeySignalMessage.
+#[derive(Clone, Debug)]
+pub struct PreKeySignalMessage {
+    suite: Suite,
+    registration_id: u32,
+    prekey_id: Option<u32>,
+    signed_prekey_id: u32,
+    base_key: PublicKey,
+    identity_key: IdentityKey,
+    message: SignalMessage,
+    serialized: Vec<u8>,
+}
+
+/// The outer fields, before the inner message exists.
+pub(crate) struct PreKeyHeader {
+    pub suite: Suite,
+    pub registration_id: u32,
+    pub prekey_id: Option<u32>,
+    pub signed_prekey_id: u32,
+    pub base_key: PublicKey,
+    pub identity_key: IdentityKey,
+}
+
+impl PreKeyHeader {
+    fn structure(&self) -> signal::PreKeySignalMessage {
+        signal::PreKeySignalMessage {
+            pre_key_id: self.prekey_id,
+            base_key: Some(self.base_key.serialize().to_vec()),
+            identity_key: Some(self.identity_key.serialize().to_vec()),
+            message: None,
+            registration_id: Some(self.registration_id),
+            signed_pre_key_id: Some(self.signed_prekey_id),
+        }
+    }
+
+    /// The bytes the inner message's associated data covers (empty under `signal-v3`).
+    pub(crate) fn associated_data(&self) -> Vec<u8> {
+        match self.suite {
+            Suite::SignalV3 => Vec::new(),
+            Suite::Aes256Gcm => self.structure().encode_to_vec(),
+        }
+    }
+
+    /// Wraps `message` (already encrypted with [`Self::associated_data`]).
+    pub(crate) fn wrap(self, message: SignalMessage) -> PreKeySignalMessage {
+        let mut structure = self.structure();
+        structure.message = Some(message.serialize().to_vec());
+        let mut serialized = Vec::with_capacity(1 + structure.encoded_len());
+        serialized.push(self.suite.version_byte());
+        structure.encode(&mut serialized).expect("a Vec grows as needed");
+        PreKeySignalMessage {
+            suite: self.suite,
+            registration_id: self.registration_id,
+            prekey_id: self.prekey_id,
+            signed_prekey_id: self.signed_prekey_id,
+            base_key: self.base_key,
+            identity_key: self.identity_key,
+            message,
+            serialized,
+        }
+    }
+}
+
+impl PreKeySignalMessage {
+    /// Parses a PreKeySignalMessage from the wire, with its inner SignalMessage.
+    pub fn parse(bytes: &[u8]) -> Result<PreKeySignalMessage> {
+        let (&version, body) = bytes.split_first().ok_or(Error::InvalidMessage("empty message"))?;
+        let suite = Suite::from_version_byte(version)?;
+        let structure: signal::PreKeySignalMessage = match suite {
+            Suite::SignalV3 => decode(body, limits::MAX_MESSAGE_LEN)?,
+            Suite::Aes256Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
+        };
+        let key = |bytes: Option<&[u8]>, missing: &'static str, malformed: &'static str| {
+            PublicKey::from_bytes(bytes.ok_or(Error::InvalidMessage(missing))?)
+                .map_err(|_| Error::InvalidMessage(malformed))
+        };
+        let base_key = key(structure.base_key.as_deref(), "no base key", "malformed base key")?;
+        let identity_key =
+            key(structure.identity_key.as_deref(), "no identity key", "malformed identity key")?;
+        let message = SignalMessage::parse(
+            structure.message.as_deref().ok_or(Error::InvalidMessage("no inner message"))?,
+        )?;
+        if message.suite() != suite {
+            return Err(Error::InvalidMessage("inner message is of another suite"));
+        }
+        Ok(PreKeySignalMessage {
+            suite,
+            registration_id: structure.registration_id.unwrap_or(0),
+            prekey_id: structure.pre_key_id,
+            signed_prekey_id: structure
+                .signed_pre_key_id
+                .ok_or(Error::InvalidMessage("no signed prekey id"))?,
+            base_key,
+            identity_key,
+            message,
+            serialized: bytes.to_vec(),
+        })
+    }
+
+    pub(crate) fn header(&self) -> PreKeyHeader {
+        PreKeyHeader {
+            suite: self.suite,
+            registration_id: self.registration_id,
+            prekey_id: self.prekey_id,
+            signed_prekey_id: self.signed_prekey_id,
+            base_key: self.base_key,
+            identity_key: self.identity_key,
+        }
+    }
+
+    /// The suite the message was written under.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// The sender's registration id (unauthenticated under `signal-v3`).
+    pub fn registration_id(&self) -> u32 {
+        self.registration_id
+    }
+
+    /// The one-time prekey the sender used, if any.
+    pub fn prekey_id(&self) -> Option<u32> {
+        self.prekey_id
+    }
+
+    /// The signed prekey the sender used.
+    pub fn signed_prekey_id(&self) -> u32 {
+        self.signed_prekey_id
+    }
+
+    /// The sender's X3DH ephemeral key.
+    pub fn base_key(&self) -> &PublicKey {
+        &self.base_key
+    }
+
+    /// The sender's identity key.
+    pub fn identity_key(&self) -> &IdentityKey {
+        &self.identity_key
+    }
+
+    /// The inner SignalMessage.
+    pub fn message(&self) -> &SignalMessage {
+        &self.message
+    }
+
+    /// The exact bytes on the wire.
+    pub fn serialize(&self) -> &[u8] {
+        &self.serialized
+    }
+}

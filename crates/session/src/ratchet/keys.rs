@@ -1,0 +1,119 @@
+//! The keys of the Double Ratchet: root keys, chain keys and per-message keys, each zeroized when
+//! dropped and never printed.
+
+use std::fmt;
+
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::kdf;
+use crate::keys::{PrivateKey, PublicKey};
+use crate::suite::Suite;
+
+/// Chain step seed for a message key (libsignal's MESSAGE_KEY_SEED).
+const MESSAGE_KEY_SEED: u8 = 0x01;
+/// Chain step seed for the next chain key (libsignal's CHAIN_KEY_SEED).
+const CHAIN_KEY_SEED: u8 = 0x02;
+
+/// The root key: the state the DH ratchet advances.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub(crate) struct RootKey(pub(crate) [u8; 32]);
+
+impl RootKey {
+    /// One DH ratchet step: a new root key and a new chain key from `our` private ratchet key and
+    /// `their` public ratchet key.
+    pub(crate) fn create_chain(
+        &self,
+        suite: Suite,
+        their: &PublicKey,
+        our: &PrivateKey,
+    ) -> (RootKey, ChainKey) {
+        let shared = our.agree(their);
+        let mut derived = Zeroizing::new([0u8; 64]);
+        kdf::hkdf(&self.0, shared.as_ref(), suite.labels().ratchet, derived.as_mut());
+        split_root_and_chain(&derived)
+    }
+}
+
+/// Splits 64 derived bytes into a root key and a chain key at index 0.
+pub(crate) fn split_root_and_chain(derived: &[u8; 64]) -> (RootKey, ChainKey) {
+    let mut root = [0u8; 32];
+    let mut chain = [0u8; 32];
+    root.copy_from_slice(&derived[..32]);
+    chain.copy_from_slice(&derived[32..]);
+    (RootKey(root), ChainKey { key: chain, index: 0 })
+}
+
+/// A sending or receiving chain key, with the index of the next message it will key.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub(crate) struct ChainKey {
+    pub(crate) key: [u8; 32],
+    pub(crate) index: u32,
+}
+
+impl ChainKey {
+    /// The keys of the message at this chain key's index, and the chain key after it.
+    pub(crate) fn step(&self, suite: Suite) -> (MessageKeys, ChainKey) {
+        let keyed = kdf::hmac(&self.key);
+        let seed = Zeroizing::new(kdf::hmac_byte(&keyed, MESSAGE_KEY_SEED));
+        let next = ChainKey { key: kdf::hmac_byte(&keyed, CHAIN_KEY_SEED), index: self.index + 1 };
+        (MessageKeys::derive(suite, &seed, self.index), next)
+    }
+
+    /// The chain key after this one, without deriving message keys.
+    pub(crate) fn next(&self) -> ChainKey {
+        ChainKey { key: kdf::hmac_byte(&kdf::hmac(&self.key), CHAIN_KEY_SEED), index: self.index + 1 }
+    }
+}
+
+impl fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChainKey {{ index: {}, key: <redacted> }}", self.index)
+    }
+}
+
+/// The keys of one message. Under `signal-v3`: AES-256 key, HMAC key and CBC IV. Under
+/// `aes-256-gcm`: AES-256 key and a 12-byte nonce (in `iv[..12]`); `mac_key` is unused.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub(crate) struct MessageKeys {
+    pub(crate) cipher_key: [u8; 32],
+    pub(crate) mac_key: [u8; 32],
+    pub(crate) iv: [u8; 16],
+    pub(crate) index: u32,
+}
+
+/// Length of the nonce the GCM suite derives.
+pub(crate) const GCM_NONCE_LEN: usize = 12;
+
+impl MessageKeys {
+    fn derive(suite: Suite, seed: &[u8; 32], index: u32) -> MessageKeys {
+        let mut keys = MessageKeys { cipher_key: [0; 32], mac_key: [0; 32], iv: [0; 16], index };
+        match suite {
+            Suite::SignalV3 => {
+                let mut derived = Zeroizing::new([0u8; 80]);
+                kdf::hkdf_zero_salt(seed, suite.labels().message_keys, derived.as_mut());
+                keys.cipher_key.copy_from_slice(&derived[..32]);
+                keys.mac_key.copy_from_slice(&derived[32..64]);
+                keys.iv.copy_from_slice(&derived[64..]);
+            }
+            Suite::Aes256Gcm => {
+                let mut derived = Zeroizing::new([0u8; 32 + GCM_NONCE_LEN]);
+                kdf::hkdf_zero_salt(seed, suite.labels().message_keys, derived.as_mut());
+                keys.cipher_key.copy_from_slice(&derived[..32]);
+                keys.iv[..GCM_NONCE_LEN].copy_from_slice(&derived[32..]);
+            }
+        }
+        keys
+    }
+}
+
+impl fmt::Debug for MessageKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageKeys {{ index: {}, keys: <redacted> }}", self.index)
+    }
+}
+
+impl fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RootKey(<redacted>)")
+    }
+}

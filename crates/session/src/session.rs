@@ -1,0 +1,165 @@
+//! The operations of 1:1 sessions over a [`ProtocolStore`]: start a session from a bundle,
+//! encrypt, decrypt. Each loads what it needs, works on it in memory, and writes back only when
+//! it has succeeded, so a failed call leaves the store as it was.
+
+use rand_core::CryptoRng;
+
+use crate::address::ProtocolAddress;
+use crate::error::{Error, Result};
+use crate::keys::{IdentityKey, KeyPair};
+use crate::prekey::PreKeyBundle;
+use crate::protocol::{CiphertextMessage, PreKeySignalMessage, SignalMessage};
+use crate::ratchet::record::SessionRecord;
+use crate::store::ProtocolStore;
+use crate::suite::Suite;
+use crate::x3dh::{Initiator, Responder};
+
+/// Starts a session with `remote` under `suite` from its `bundle` (X3DH as the initiator). The
+/// next messages to `remote` are PreKeySignalMessages until its first reply arrives. An existing
+/// session with `remote` is archived, and still decrypts messages sent under it.
+pub fn process_prekey_bundle<S, R>(
+    store: &mut S,
+    remote: &ProtocolAddress,
+    bundle: &PreKeyBundle,
+    suite: Suite,
+    rng: &mut R,
+) -> Result<()>
+where
+    S: ProtocolStore + ?Sized,
+    R: CryptoRng + ?Sized,
+{
+    bundle.verify()?;
+    if !bundle.offers(suite) {
+        return Err(Error::UnsupportedSuite(format!("{} is not offered by {remote}", suite.name())));
+    }
+    ensure_trusted(store, remote, &bundle.identity_key)?;
+    let identity = store.identity_key_pair()?;
+    let base_key = KeyPair::generate(rng);
+    let state = Initiator {
+        suite,
+        our_identity: &identity,
+        our_base_key: &base_key,
+        our_registration_id: store.local_registration_id()?,
+        their_identity: &bundle.identity_key,
+        their_registration_id: bundle.registration_id,
+        their_signed_prekey_id: bundle.signed_prekey_id,
+        their_signed_prekey: &bundle.signed_prekey,
+        their_one_time_prekey: bundle.prekey.as_ref().map(|(id, key)| (*id, key)),
+    }
+    .start(rng);
+    let mut record = store.load_session(remote)?.unwrap_or_default();
+    record.promote(state);
+    store.store_session(remote, record)?;
+    store.save_identity(remote, &bundle.identity_key)
+}
+
+/// Encrypts `plaintext` for `remote` with the current session.
+pub fn encrypt<S>(store: &mut S, remote: &ProtocolAddress, plaintext: &[u8]) -> Result<CiphertextMessage>
+where
+    S: ProtocolStore + ?Sized,
+{
+    let mut record = load_existing(store, remote)?;
+    let remote_identity = *record.current().ok_or_else(|| no_session(remote))?.remote_identity();
+    ensure_trusted(store, remote, &remote_identity)?;
+    let message = record.encrypt(plaintext)?;
+    store.store_session(remote, record)?;
+    Ok(message)
+}
+
+/// Decrypts a message from `remote`. A PreKeySignalMessage may start a new session (X3DH as the
+/// responder), which consumes the one-time prekey it names.
+pub fn decrypt<S, R>(store: &mut S, remote: &ProtocolAddress, message: &CiphertextMessage, rng: &mut R) -> Result<Vec<u8>>
+where
+    S: ProtocolStore + ?Sized,
+    R: CryptoRng + ?Sized,
+{
+    match message {
+        CiphertextMessage::Signal(message) => decrypt_signal(store, remote, message, rng),
+        CiphertextMessage::PreKey(message) => decrypt_prekey(store, remote, message, rng),
+    }
+}
+
+fn decrypt_signal<S, R>(store: &mut S, remote: &ProtocolAddress, message: &SignalMessage, rng: &mut R) -> Result<Vec<u8>>
+where
+    S: ProtocolStore + ?Sized,
+    R: CryptoRng + ?Sized,
+{
+    let mut record = load_existing(store, remote)?;
+    let (position, plan) = record.plan_decrypt(message, &[])?;
+    let plaintext = record.commit(position, plan, rng);
+    let remote_identity = *record.current().expect("a session just decrypted").remote_identity();
+    ensure_trusted(store, remote, &remote_identity)?;
+    store.store_session(remote, record)?;
+    Ok(plaintext)
+}
+
+fn decrypt_prekey<S, R>(store: &mut S, remote: &ProtocolAddress, message: &PreKeySignalMessage, rng: &mut R) -> Result<Vec<u8>>
+where
+    S: ProtocolStore + ?Sized,
+    R: CryptoRng + ?Sized,
+{
+    ensure_trusted(store, remote, message.identity_key())?;
+    let mut record = store.load_session(remote)?.unwrap_or_default();
+    let prekey_header = message.header().associated_data();
+
+    if record.has_session_with_base_key(message.suite(), message.base_key()) {
+        // A further message of a session this PreKeySignalMessage already set up.
+        let (position, plan) = record.plan_decrypt(message.message(), &prekey_header)?;
+        let plaintext = record.commit(position, plan, rng);
+        store.store_session(remote, record)?;
+        return Ok(plaintext);
+    }
+
+    let signed_prekey = store
+        .signed_prekey(message.signed_prekey_id())?
+        .ok_or(Error::UnknownSignedPreKey { id: message.signed_prekey_id() })?;
+    let one_time_prekey = match message.prekey_id() {
+        Some(id) => Some(store.prekey(id)?.ok_or(Error::UnknownPreKey { id })?),
+        None => None,
+    };
+    let identity = store.identity_key_pair()?;
+    let mut state = Responder {
+        suite: message.suite(),
+        our_identity: &identity,
+        our_signed_prekey: &signed_prekey.key_pair,
+        our_one_time_prekey: one_time_prekey.as_ref().map(|record| &record.key_pair),
+        our_registration_id: store.local_registration_id()?,
+        their_identity: message.identity_key(),
+        their_base_key: message.base_key(),
+        their_registration_id: message.registration_id(),
+    }
+    .start();
+    let plan = state.plan_decrypt(message.message(), &prekey_header)?;
+    let plaintext = state.commit(plan, rng);
+    record.promote(state);
+    store.store_session(remote, record)?;
+    store.save_identity(remote, message.identity_key())?;
+    if let Some(id) = message.prekey_id() {
+        store.remove_prekey(id)?;
+    }
+    Ok(plaintext)
+}
+
+/// Whether there is a current session with `remote`.
+pub fn has_session<S: ProtocolStore + ?Sized>(store: &S, remote: &ProtocolAddress) -> Result<bool> {
+    Ok(store.load_session(remote)?.is_some_and(|record| record.current().is_some()))
+}
+
+fn load_existing<S: ProtocolStore + ?Sized>(store: &S, remote: &ProtocolAddress) -> Result<SessionRecord> {
+    store
+        .load_session(remote)?
+        .filter(|record| record.current().is_some())
+        .ok_or_else(|| no_session(remote))
+}
+
+fn ensure_trusted<S: ProtocolStore + ?Sized>(store: &S, remote: &ProtocolAddress, identity: &IdentityKey) -> Result<()> {
+    if store.is_trusted_identity(remote, identity)? {
+        Ok(())
+    } else {
+        Err(Error::UntrustedIdentity { address: remote.to_string() })
+    }
+}
+
+fn no_session(remote: &ProtocolAddress) -> Error {
+    Error::NoSession { address: remote.to_string() }
+}

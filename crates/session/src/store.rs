@@ -1,0 +1,132 @@
+//! What a device persists, as traits a caller implements over its own storage, and in-memory
+//! implementations for tests, the simulator and benchmarks. Every method is synchronous and does
+//! no I/O of this crate's own: a durable store does its I/O behind these calls.
+
+use std::collections::HashMap;
+
+use crate::address::ProtocolAddress;
+use crate::error::Result;
+use crate::keys::{IdentityKey, IdentityKeyPair};
+use crate::prekey::{PreKeyRecord, SignedPreKeyRecord};
+use crate::ratchet::record::SessionRecord;
+
+/// The local identity, and the identities seen for remote addresses (trust on first use).
+pub trait IdentityKeyStore {
+    /// The local identity key pair.
+    fn identity_key_pair(&self) -> Result<IdentityKeyPair>;
+    /// The local device's registration id.
+    fn local_registration_id(&self) -> Result<u32>;
+    /// The identity stored for `address`, if any.
+    fn identity(&self, address: &ProtocolAddress) -> Result<Option<IdentityKey>>;
+    /// Stores `identity` as the one of `address`, replacing any other.
+    fn save_identity(&mut self, address: &ProtocolAddress, identity: &IdentityKey) -> Result<()>;
+
+    /// Trust on first use: an address with no stored identity trusts any; otherwise only the
+    /// stored one. A caller accepts a changed key with [`Self::save_identity`].
+    fn is_trusted_identity(&self, address: &ProtocolAddress, identity: &IdentityKey) -> Result<bool> {
+        Ok(self.identity(address)?.is_none_or(|stored| stored == *identity))
+    }
+}
+
+/// One-time prekeys.
+pub trait PreKeyStore {
+    fn prekey(&self, id: u32) -> Result<Option<PreKeyRecord>>;
+    fn save_prekey(&mut self, record: PreKeyRecord) -> Result<()>;
+    fn remove_prekey(&mut self, id: u32) -> Result<()>;
+}
+
+/// Signed prekeys.
+pub trait SignedPreKeyStore {
+    fn signed_prekey(&self, id: u32) -> Result<Option<SignedPreKeyRecord>>;
+    fn save_signed_prekey(&mut self, record: SignedPreKeyRecord) -> Result<()>;
+}
+
+/// Session records, one per remote device.
+pub trait SessionStore {
+    fn load_session(&self, address: &ProtocolAddress) -> Result<Option<SessionRecord>>;
+    fn store_session(&mut self, address: &ProtocolAddress, record: SessionRecord) -> Result<()>;
+}
+
+/// Everything a 1:1 session needs.
+pub trait ProtocolStore: IdentityKeyStore + PreKeyStore + SignedPreKeyStore + SessionStore {}
+impl<T: IdentityKeyStore + PreKeyStore + SignedPreKeyStore + SessionStore> ProtocolStore for T {}
+
+/// All stores in memory.
+#[derive(Clone, Debug)]
+pub struct InMemoryStore {
+    identity: IdentityKeyPair,
+    registration_id: u32,
+    identities: HashMap<ProtocolAddress, IdentityKey>,
+    prekeys: HashMap<u32, PreKeyRecord>,
+    signed_prekeys: HashMap<u32, SignedPreKeyRecord>,
+    sessions: HashMap<ProtocolAddress, SessionRecord>,
+}
+
+impl InMemoryStore {
+    /// An empty store for a device with `identity` and `registration_id`.
+    pub fn new(identity: IdentityKeyPair, registration_id: u32) -> Self {
+        InMemoryStore {
+            identity,
+            registration_id,
+            identities: HashMap::new(),
+            prekeys: HashMap::new(),
+            signed_prekeys: HashMap::new(),
+            sessions: HashMap::new(),
+        }
+    }
+
+    /// How many one-time prekeys are left.
+    pub fn prekey_count(&self) -> usize {
+        self.prekeys.len()
+    }
+}
+
+impl IdentityKeyStore for InMemoryStore {
+    fn identity_key_pair(&self) -> Result<IdentityKeyPair> {
+        Ok(self.identity.clone())
+    }
+    fn local_registration_id(&self) -> Result<u32> {
+        Ok(self.registration_id)
+    }
+    fn identity(&self, address: &ProtocolAddress) -> Result<Option<IdentityKey>> {
+        Ok(self.identities.get(address).copied())
+    }
+    fn save_identity(&mut self, address: &ProtocolAddress, identity: &IdentityKey) -> Result<()> {
+        self.identities.insert(address.clone(), *identity);
+        Ok(())
+    }
+}
+
+impl PreKeyStore for InMemoryStore {
+    fn prekey(&self, id: u32) -> Result<Option<PreKeyRecord>> {
+        Ok(self.prekeys.get(&id).cloned())
+    }
+    fn save_prekey(&mut self, record: PreKeyRecord) -> Result<()> {
+        self.prekeys.insert(record.id, record);
+        Ok(())
+    }
+    fn remove_prekey(&mut self, id: u32) -> Result<()> {
+        self.prekeys.remove(&id);
+        Ok(())
+    }
+}
+
+impl SignedPreKeyStore for InMemoryStore {
+    fn signed_prekey(&self, id: u32) -> Result<Option<SignedPreKeyRecord>> {
+        Ok(self.signed_prekeys.get(&id).cloned())
+    }
+    fn save_signed_prekey(&mut self, record: SignedPreKeyRecord) -> Result<()> {
+        self.signed_prekeys.insert(record.id, record);
+        Ok(())
+    }
+}
+
+impl SessionStore for InMemoryStore {
+    fn load_session(&self, address: &ProtocolAddress) -> Result<Option<SessionRecord>> {
+        Ok(self.sessions.get(address).cloned())
+    }
+    fn store_session(&mut self, address: &ProtocolAddress, record: SessionRecord) -> Result<()> {
+        self.sessions.insert(address.clone(), record);
+        Ok(())
+    }
+}

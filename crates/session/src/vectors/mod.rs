@@ -1,0 +1,1 @@
+//! Known-answer and Wycheproof vectors (being written).
