@@ -44,7 +44,10 @@ impl Context {
             rng: RefCell::new(StdRng::seed_from_u64(seed)),
         }));
         // From here on `ctx` owns `state` (and `raw` once created) and frees them on any exit.
-        let mut ctx = Context { raw: ptr::null_mut(), state };
+        let mut ctx = Context {
+            raw: ptr::null_mut(),
+            state,
+        };
         // SAFETY: plain C constructors and setters on the context we just created.
         unsafe {
             let code = sys::signal_context_create(&mut ctx.raw, ptr::null_mut());
@@ -98,7 +101,12 @@ fn log_enabled() -> bool {
     std::env::var_os(LOG_ENV).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
-unsafe extern "C" fn log_func(level: c_int, message: *const c_char, len: usize, _user: *mut c_void) {
+unsafe extern "C" fn log_func(
+    level: c_int,
+    message: *const c_char,
+    len: usize,
+    _user: *mut c_void,
+) {
     let _ = guard(|| {
         // SAFETY: C passes a buffer of `len` bytes.
         let msg = unsafe { c_slice(message.cast(), len) };
@@ -109,7 +117,10 @@ unsafe extern "C" fn log_func(level: c_int, message: *const c_char, len: usize, 
             sys::SG_LOG_INFO => "info",
             _ => "debug",
         };
-        eprintln!("[libsignal-protocol-c {name}] {}", String::from_utf8_lossy(msg));
+        eprintln!(
+            "[libsignal-protocol-c {name}] {}",
+            String::from_utf8_lossy(msg)
+        );
         0
     });
 }
@@ -135,7 +146,9 @@ unsafe extern "C" fn random_func(data: *mut u8, len: usize, user_data: *mut c_vo
         }
         // SAFETY: user_data is the ProviderState owned by the live Context.
         let state = unsafe { &*(user_data as *const ProviderState) };
-        let Ok(mut rng) = state.rng.try_borrow_mut() else { return sys::SG_ERR_UNKNOWN };
+        let Ok(mut rng) = state.rng.try_borrow_mut() else {
+            return sys::SG_ERR_UNKNOWN;
+        };
         if len > 0 {
             // SAFETY: C passes a writable buffer of `len` bytes.
             rng.fill_bytes(unsafe { std::slice::from_raw_parts_mut(data, len) });
@@ -160,7 +173,9 @@ unsafe extern "C" fn hmac_sha256_init(
         }
         // SAFETY: C passes a key of `key_len` bytes.
         let key = unsafe { c_slice(key, key_len) };
-        let Ok(mac) = HmacSha256::new_from_slice(key) else { return sys::SG_ERR_INVAL };
+        let Ok(mac) = HmacSha256::new_from_slice(key) else {
+            return sys::SG_ERR_INVAL;
+        };
         // SAFETY: checked non-null.
         unsafe { *hmac_context = Box::into_raw(Box::new(mac)).cast() };
         0
@@ -296,7 +311,9 @@ fn aes_cbc(dir: Direction, key: &[u8], iv: &[u8], input: &[u8]) -> Result<Vec<u8
 /// sessions): the 16-byte IV is the initial counter block, incremented as one 128-bit
 /// big-endian integer, as OpenSSL's EVP_aes_*_ctr does. Encryption and decryption coincide.
 fn aes_ctr(key: &[u8], iv: &[u8], input: &[u8]) -> Result<Vec<u8>, c_int> {
-    let Ok(iv) = <[u8; 16]>::try_from(iv) else { return Err(sys::SG_ERR_INVAL) };
+    let Ok(iv) = <[u8; 16]>::try_from(iv) else {
+        return Err(sys::SG_ERR_INVAL);
+    };
     macro_rules! run {
         ($aes:ty) => {{
             let cipher = <$aes>::new_from_slice(key).map_err(|_| sys::SG_ERR_INVAL)?;
@@ -334,8 +351,13 @@ unsafe fn aes_callback(
 ) -> c_int {
     guard(|| {
         // SAFETY: C passes buffers of the stated lengths.
-        let (key, iv, input) =
-            unsafe { (c_slice(key, key_len), c_slice(iv, iv_len), c_slice(input, input_len)) };
+        let (key, iv, input) = unsafe {
+            (
+                c_slice(key, key_len),
+                c_slice(iv, iv_len),
+                c_slice(input, input_len),
+            )
+        };
         let result = match cipher as u32 {
             sys::SG_CIPHER_AES_CBC_PKCS5 => aes_cbc(dir, key, iv, input),
             sys::SG_CIPHER_AES_CTR_NOPADDING => aes_ctr(key, iv, input),
@@ -360,7 +382,17 @@ unsafe extern "C" fn encrypt_func(
     _user: *mut c_void,
 ) -> c_int {
     unsafe {
-        aes_callback(Direction::Encrypt, output, cipher, key, key_len, iv, iv_len, plaintext, plaintext_len)
+        aes_callback(
+            Direction::Encrypt,
+            output,
+            cipher,
+            key,
+            key_len,
+            iv,
+            iv_len,
+            plaintext,
+            plaintext_len,
+        )
     }
 }
 
@@ -376,7 +408,17 @@ unsafe extern "C" fn decrypt_func(
     _user: *mut c_void,
 ) -> c_int {
     unsafe {
-        aes_callback(Direction::Decrypt, output, cipher, key, key_len, iv, iv_len, ciphertext, ciphertext_len)
+        aes_callback(
+            Direction::Decrypt,
+            output,
+            cipher,
+            key,
+            key_len,
+            iv,
+            iv_len,
+            ciphertext,
+            ciphertext_len,
+        )
     }
 }
 
@@ -415,16 +457,21 @@ mod tests {
         let iv = hex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff");
         let pt = hex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51");
         let ct = aes_ctr(&key, &iv, &pt[..20]).unwrap();
-        let expected =
-            hex("601ec313775789a5b7a7f504bbf3d228f443e3ca4d62b59aca84e990cacaf5c5");
+        let expected = hex("601ec313775789a5b7a7f504bbf3d228f443e3ca4d62b59aca84e990cacaf5c5");
         assert_eq!(ct, expected[..20]);
         assert_eq!(aes_ctr(&key, &iv, &ct).unwrap(), pt[..20]);
     }
 
     #[test]
     fn bad_inputs_give_error_codes() {
-        assert_eq!(aes_cbc(Direction::Encrypt, &[0; 31], &[0; 16], b"x"), Err(sys::SG_ERR_INVAL));
-        assert_eq!(aes_cbc(Direction::Encrypt, &[0; 32], &[0; 15], b"x"), Err(sys::SG_ERR_INVAL));
+        assert_eq!(
+            aes_cbc(Direction::Encrypt, &[0; 31], &[0; 16], b"x"),
+            Err(sys::SG_ERR_INVAL)
+        );
+        assert_eq!(
+            aes_cbc(Direction::Encrypt, &[0; 32], &[0; 15], b"x"),
+            Err(sys::SG_ERR_INVAL)
+        );
         assert_eq!(
             aes_cbc(Direction::Decrypt, &[0; 32], &[0; 16], &[0; 17]),
             Err(sys::SG_ERR_INVALID_MESSAGE)
@@ -433,6 +480,9 @@ mod tests {
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 }

@@ -60,7 +60,10 @@ impl Error {
             }
             sys::SG_ERR_INVALID_KEY => Error::InvalidKey(context.to_owned()),
             sys::SG_ERR_INVALID_KEY_ID => Error::InvalidKey(format!("{context}: unknown key id")),
-            _ => Error::Other { code, context: context.to_owned() },
+            _ => Error::Other {
+                code,
+                context: context.to_owned(),
+            },
         }
     }
 
@@ -79,16 +82,26 @@ impl Error {
 
     /// An invalid argument rejected by the harness before reaching C.
     pub(crate) fn invalid_argument(context: impl Into<String>) -> Error {
-        Error::Other { code: sys::SG_ERR_INVAL, context: context.into() }
+        Error::Other {
+            code: sys::SG_ERR_INVAL,
+            context: context.into(),
+        }
     }
 
     /// A C call that reported success but handed back a null object.
     pub(crate) fn null(context: &str) -> Error {
-        Error::Other { code: sys::SG_ERR_UNKNOWN, context: format!("{context}: null result") }
+        Error::Other {
+            code: sys::SG_ERR_UNKNOWN,
+            context: format!("{context}: null result"),
+        }
     }
 }
 
 /// Turns a C return code into `Ok(code)` (non-negative) or a typed error.
 pub(crate) fn check(code: c_int, context: &str) -> Result<c_int, Error> {
-    if code < 0 { Err(Error::from_code(code, context)) } else { Ok(code) }
+    if code < 0 {
+        Err(Error::from_code(code, context))
+    } else {
+        Ok(code)
+    }
 }

@@ -160,7 +160,11 @@ pub(crate) fn new_c_buffer(data: &[u8]) -> *mut sys::signal_buffer {
 /// If non-null, `ptr` must be valid for `len` bytes for the returned lifetime.
 pub(crate) unsafe fn c_slice<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
     // SAFETY: guaranteed by the caller.
-    if ptr.is_null() || len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(ptr, len) } }
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
 }
 
 /// Converts a device id to the `int32_t` the C library uses, rejecting ids it cannot represent.
@@ -224,7 +228,11 @@ impl SenderKeyName {
                 device_id,
             },
         });
-        Ok(SenderKeyName { _group: group, _name: name, raw })
+        Ok(SenderKeyName {
+            _group: group,
+            _name: name,
+            raw,
+        })
     }
 
     pub(crate) fn as_ptr(&self) -> *const sys::signal_protocol_sender_key_name {

@@ -40,8 +40,9 @@ pub fn safety_number(
     remote_id: &[u8],
     remote_identity: &[u8; 33],
 ) -> Result<String, Error> {
-    let iterations = c_int::try_from(iterations)
-        .map_err(|_| Error::invalid_argument(format!("iterations {iterations} exceeds i32::MAX")))?;
+    let iterations = c_int::try_from(iterations).map_err(|_| {
+        Error::invalid_argument(format!("iterations {iterations} exceeds i32::MAX"))
+    })?;
     let local_id = CString::new(local_id)
         .map_err(|_| Error::invalid_argument("local stable identifier contains a NUL byte"))?;
     let remote_id = CString::new(remote_id)
@@ -86,9 +87,17 @@ pub fn verify_signature(public_key33: &[u8], message: &[u8], signature: &[u8]) -
         return false;
     }
     // Decoding a point needs no context (it is only used for logging).
-    let Ok(key) = decode_public(ptr::null_mut(), public_key33, "public key") else { return false };
+    let Ok(key) = decode_public(ptr::null_mut(), public_key33, "public key") else {
+        return false;
+    };
     // SAFETY: live key; slices of the stated lengths.
     unsafe {
-        sys::curve_verify_signature(key.as_ptr(), message.as_ptr(), message.len(), signature.as_ptr(), signature.len()) == 1
+        sys::curve_verify_signature(
+            key.as_ptr(),
+            message.as_ptr(),
+            message.len(),
+            signature.as_ptr(),
+            signature.len(),
+        ) == 1
     }
 }

@@ -9,7 +9,9 @@ use std::ptr;
 use libsignal_protocol_sys as sys;
 
 use crate::error::{Error, check};
-use crate::ffi::{Buffer, GroupCipher, GroupSessionBuilder, Ref, SenderKeyName, buffer_to_vec, device_id_to_c};
+use crate::ffi::{
+    Buffer, GroupCipher, GroupSessionBuilder, Ref, SenderKeyName, buffer_to_vec, device_id_to_c,
+};
 use crate::party::Party;
 use crate::store::SenderKeyKey;
 
@@ -23,7 +25,11 @@ impl Party {
     }
 
     fn own_sender_key_key(&self, group: &str) -> Result<SenderKeyKey, Error> {
-        Ok((group.as_bytes().to_vec(), SELF_NAME.to_vec(), device_id_to_c(self.device_id())?))
+        Ok((
+            group.as_bytes().to_vec(),
+            SELF_NAME.to_vec(),
+            device_id_to_c(self.device_id())?,
+        ))
     }
 
     /// Creates this party's sender key for `group` if it has none, and returns the serialized
@@ -45,9 +51,13 @@ impl Party {
             })?;
             let message = Ref::<sys::sender_key_distribution_message>::create(
                 "creating a sender key distribution message",
-                |out| sys::group_session_builder_create_session(builder.as_ptr(), out, name.as_ptr()),
+                |out| {
+                    sys::group_session_builder_create_session(builder.as_ptr(), out, name.as_ptr())
+                },
             )?;
-            Ok(buffer_to_vec(sys::ciphertext_message_get_serialized(message.as_ciphertext())))
+            Ok(buffer_to_vec(sys::ciphertext_message_get_serialized(
+                message.as_ciphertext(),
+            )))
         }
     }
 
@@ -56,18 +66,33 @@ impl Party {
     /// library keeps the five most recent keys per sender. Fails with
     /// [`Error::InvalidMessage`] (or [`Error::LegacyMessage`]/[`Error::InvalidVersion`]) for
     /// bytes that are not a distribution message; on failure nothing changes.
-    pub fn group_process(&mut self, group: &str, sender: &str, sender_device_id: u32, distribution: &[u8]) -> Result<(), Error> {
+    pub fn group_process(
+        &mut self,
+        group: &str,
+        sender: &str,
+        sender_device_id: u32,
+        distribution: &[u8],
+    ) -> Result<(), Error> {
         let name = SenderKeyName::new(group.as_bytes(), sender.as_bytes(), sender_device_id)?;
         let g = self.ctx.as_ptr();
         self.transact(|| unsafe {
             let message = Ref::parse("parsing a sender key distribution message", |out| {
-                sys::sender_key_distribution_message_deserialize(out, distribution.as_ptr(), distribution.len(), g)
+                sys::sender_key_distribution_message_deserialize(
+                    out,
+                    distribution.as_ptr(),
+                    distribution.len(),
+                    g,
+                )
             })?;
             let builder = GroupSessionBuilder::create("creating a group session builder", |out| {
                 sys::group_session_builder_create(out, self.store_ctx.as_ptr(), g)
             })?;
             check(
-                sys::group_session_builder_process_session(builder.as_ptr(), name.as_ptr(), message.as_ptr()),
+                sys::group_session_builder_process_session(
+                    builder.as_ptr(),
+                    name.as_ptr(),
+                    message.as_ptr(),
+                ),
                 "processing a sender key distribution message",
             )?;
             Ok(())
@@ -78,7 +103,13 @@ impl Party {
     /// Fails with [`Error::NoSenderKey`] if [`Party::group_distribution`] has not created one.
     pub fn group_encrypt(&mut self, group: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         let name = self.own_sender_key_name(group)?;
-        if self.store.get().borrow().sender_key(&self.own_sender_key_key(group)?).is_none() {
+        if self
+            .store
+            .get()
+            .borrow()
+            .sender_key(&self.own_sender_key_key(group)?)
+            .is_none()
+        {
             return Err(Error::NoSenderKey);
         }
         let g = self.ctx.as_ptr();
@@ -89,8 +120,16 @@ impl Party {
             let message = Ref::<sys::ciphertext_message>::create("group encrypting", |out| {
                 sys::group_cipher_encrypt(cipher.as_ptr(), plaintext.as_ptr(), plaintext.len(), out)
             })
-            .map_err(|e| if e == Error::NoSession { Error::NoSenderKey } else { e })?;
-            Ok(buffer_to_vec(sys::ciphertext_message_get_serialized(message.as_ptr())))
+            .map_err(|e| {
+                if e == Error::NoSession {
+                    Error::NoSenderKey
+                } else {
+                    e
+                }
+            })?;
+            Ok(buffer_to_vec(sys::ciphertext_message_get_serialized(
+                message.as_ptr(),
+            )))
         })
     }
 
@@ -98,14 +137,30 @@ impl Party {
     /// that sender (for the key id the message names) was processed, [`Error::Duplicate`],
     /// [`Error::InvalidMessage`] (unparseable, bad signature, too far ahead), and the version
     /// errors. On any error the party's state is unchanged.
-    pub fn group_decrypt(&mut self, group: &str, sender: &str, sender_device_id: u32, ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
+    pub fn group_decrypt(
+        &mut self,
+        group: &str,
+        sender: &str,
+        sender_device_id: u32,
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let name = SenderKeyName::new(group.as_bytes(), sender.as_bytes(), sender_device_id)?;
-        let key: SenderKeyKey = (group.as_bytes().to_vec(), sender.as_bytes().to_vec(), device_id_to_c(sender_device_id)?);
+        let key: SenderKeyKey = (
+            group.as_bytes().to_vec(),
+            sender.as_bytes().to_vec(),
+            device_id_to_c(sender_device_id)?,
+        );
         let g = self.ctx.as_ptr();
         self.transact(|| unsafe {
-            let message = Ref::<sys::sender_key_message>::parse("parsing a sender key message", |out| {
-                sys::sender_key_message_deserialize(out, ciphertext.as_ptr(), ciphertext.len(), g)
-            })?;
+            let message =
+                Ref::<sys::sender_key_message>::parse("parsing a sender key message", |out| {
+                    sys::sender_key_message_deserialize(
+                        out,
+                        ciphertext.as_ptr(),
+                        ciphertext.len(),
+                        g,
+                    )
+                })?;
             let cipher = GroupCipher::create("creating a group cipher", |out| {
                 sys::group_cipher_create(out, self.store_ctx.as_ptr(), name.as_ptr(), g)
             })?;
@@ -146,17 +201,22 @@ impl Party {
 
     /// Whether the stored record for `key` has a state with `key_id`.
     fn knows_sender_key_id(&self, key: &SenderKeyKey, key_id: u32) -> bool {
-        let Some(record) = self.store.get().borrow().sender_key(key).cloned() else { return false };
+        let Some(record) = self.store.get().borrow().sender_key(key).cloned() else {
+            return false;
+        };
         let g = self.ctx.as_ptr();
         // SAFETY: parse the stored record into an owned object and query it.
         unsafe {
-            let Ok(record) = Ref::<sys::sender_key_record>::parse("parsing a sender key record", |out| {
-                sys::sender_key_record_deserialize(out, record.as_ptr(), record.len(), g)
-            }) else {
+            let Ok(record) =
+                Ref::<sys::sender_key_record>::parse("parsing a sender key record", |out| {
+                    sys::sender_key_record_deserialize(out, record.as_ptr(), record.len(), g)
+                })
+            else {
                 return false;
             };
             let mut state = ptr::null_mut();
-            sys::sender_key_record_get_sender_key_state_by_id(record.as_ptr(), &mut state, key_id) >= 0
+            sys::sender_key_record_get_sender_key_state_by_id(record.as_ptr(), &mut state, key_id)
+                >= 0
         }
     }
 }

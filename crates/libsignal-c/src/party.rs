@@ -59,7 +59,7 @@ pub struct Bundle {
 /// A `Party` can move to another thread (it shares nothing with other parties) but is not
 /// `Sync`: the C objects are not thread-safe and no locking functions are registered.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn needs_sync<T: Sync>() {}
 /// needs_sync::<switchboard_libsignal_c::Party>();
 /// ```
@@ -88,12 +88,19 @@ unsafe impl Send for Party {}
 ///
 /// # Safety
 /// `key` must be a live public key.
-pub(crate) unsafe fn serialize_public(key: *const sys::ec_public_key, what: &str) -> Result<[u8; 33], Error> {
+pub(crate) unsafe fn serialize_public(
+    key: *const sys::ec_public_key,
+    what: &str,
+) -> Result<[u8; 33], Error> {
     if key.is_null() {
         return Err(Error::null(what));
     }
-    let bytes = unsafe { Buffer::create(what, |out| sys::ec_public_key_serialize(out, key))? }.to_vec();
-    bytes.try_into().map_err(|_| Error::Other { code: sys::SG_ERR_UNKNOWN, context: format!("{what}: not 33 bytes") })
+    let bytes =
+        unsafe { Buffer::create(what, |out| sys::ec_public_key_serialize(out, key))? }.to_vec();
+    bytes.try_into().map_err(|_| Error::Other {
+        code: sys::SG_ERR_UNKNOWN,
+        context: format!("{what}: not 33 bytes"),
+    })
 }
 
 /// Parses a 33-byte public key; anything else is [`Error::InvalidKey`].
@@ -104,10 +111,14 @@ pub(crate) fn decode_public(
 ) -> Result<Ref<sys::ec_public_key>, Error> {
     // SAFETY: curve_decode_point reads `len` bytes and checks type byte and length itself.
     unsafe {
-        Ref::create(what, |out| sys::curve_decode_point(out, bytes.as_ptr(), bytes.len(), global))
+        Ref::create(what, |out| {
+            sys::curve_decode_point(out, bytes.as_ptr(), bytes.len(), global)
+        })
     }
     .map_err(|e| match e {
-        Error::InvalidKey(_) => Error::InvalidKey(format!("{what}: expected 0x05 followed by 32 bytes")),
+        Error::InvalidKey(_) => {
+            Error::InvalidKey(format!("{what}: expected 0x05 followed by 32 bytes"))
+        }
         other => other,
     })
 }
@@ -120,7 +131,12 @@ impl Party {
     ///
     /// Fails with an invalid-argument error if `device_id` exceeds `i32::MAX` (the C library's
     /// device ids are `int32_t`) or `prekey_count` exceeds [`MAX_PREKEYS`].
-    pub fn new(registration_id: u32, device_id: u32, prekey_count: u32, seed: u64) -> Result<Party, Error> {
+    pub fn new(
+        registration_id: u32,
+        device_id: u32,
+        prekey_count: u32,
+        seed: u64,
+    ) -> Result<Party, Error> {
         device_id_to_c(device_id)?;
         if prekey_count > MAX_PREKEYS {
             return Err(Error::invalid_argument(format!(
@@ -142,7 +158,10 @@ impl Party {
                 "serializing the identity public key",
             )?;
             let private = Buffer::create("serializing the identity private key", |out| {
-                sys::ec_private_key_serialize(out, sys::ratchet_identity_key_pair_get_private(identity.as_ptr()))
+                sys::ec_private_key_serialize(
+                    out,
+                    sys::ratchet_identity_key_pair_get_private(identity.as_ptr()),
+                )
             })?
             .to_vec();
             store.identity_private = private.try_into().map_err(|_| Error::Other {
@@ -151,7 +170,13 @@ impl Party {
             })?;
 
             let spk = Ref::create("generating the signed prekey", |out| {
-                sys::signal_protocol_key_helper_generate_signed_pre_key(out, identity.as_ptr(), SIGNED_PREKEY_ID, 0, g)
+                sys::signal_protocol_key_helper_generate_signed_pre_key(
+                    out,
+                    identity.as_ptr(),
+                    SIGNED_PREKEY_ID,
+                    0,
+                    g,
+                )
             })?;
             signed_prekey_public = serialize_public(
                 sys::ec_key_pair_get_public(sys::session_signed_pre_key_get_key_pair(spk.as_ptr())),
@@ -168,7 +193,9 @@ impl Party {
             store.set_signed_prekey(SIGNED_PREKEY_ID, Some(record.to_vec()));
 
             for id in 1..=prekey_count {
-                let pair = Ref::create("generating a prekey", |out| sys::curve_generate_key_pair(g, out))?;
+                let pair = Ref::create("generating a prekey", |out| {
+                    sys::curve_generate_key_pair(g, out)
+                })?;
                 let prekey = Ref::create("creating a prekey record", |out| {
                     sys::session_pre_key_create(out, id, pair.as_ptr())
                 })?;
@@ -176,7 +203,10 @@ impl Party {
                     sys::session_pre_key_serialize(out, prekey.as_ptr())
                 })?;
                 store.set_prekey(id, Some(record.to_vec()));
-                let public = serialize_public(sys::ec_key_pair_get_public(pair.as_ptr()), "serializing a prekey")?;
+                let public = serialize_public(
+                    sys::ec_key_pair_get_public(pair.as_ptr()),
+                    "serializing a prekey",
+                )?;
                 unused_prekeys.push_back((id, public));
             }
         }
@@ -247,7 +277,12 @@ impl Party {
     /// replies. Fails with [`Error::InvalidKey`] for malformed keys or a bad signed prekey
     /// signature and with [`Error::UntrustedIdentity`] if the bundle's identity differs from the
     /// one already trusted for that address; on failure nothing changes.
-    pub fn process_bundle(&mut self, peer: &str, peer_device_id: u32, bundle: &Bundle) -> Result<(), Error> {
+    pub fn process_bundle(
+        &mut self,
+        peer: &str,
+        peer_device_id: u32,
+        bundle: &Bundle,
+    ) -> Result<(), Error> {
         let addr = Address::new(peer.as_bytes(), peer_device_id)?;
         let bundle_device = device_id_to_c(bundle.device_id)?;
         let g = self.ctx.as_ptr();
@@ -265,7 +300,11 @@ impl Party {
         let prekey = match (bundle.prekey_id, &bundle.prekey) {
             (Some(id), Some(key)) => Some((id, decode_public(g, key, "bundle one-time prekey")?)),
             (None, None) => None,
-            _ => return Err(Error::InvalidKey("bundle prekey_id and prekey must be both set or both absent".into())),
+            _ => {
+                return Err(Error::InvalidKey(
+                    "bundle prekey_id and prekey must be both set or both absent".into(),
+                ));
+            }
         };
         let (prekey_id, prekey_ptr) = match &prekey {
             Some((id, key)) => (*id, key.as_ptr()),
@@ -294,7 +333,10 @@ impl Party {
                     sys::session_builder_create(out, self.store_ctx.as_ptr(), addr.as_ptr(), g)
                 })?;
                 check(
-                    sys::session_builder_process_pre_key_bundle(builder.as_ptr(), c_bundle.as_ptr()),
+                    sys::session_builder_process_pre_key_bundle(
+                        builder.as_ptr(),
+                        c_bundle.as_ptr(),
+                    ),
                     "processing a prekey bundle",
                 )?;
                 Ok(())
@@ -306,7 +348,12 @@ impl Party {
     /// Returns [`MessageKind::PreKey`] while the session is unacknowledged (this party built it
     /// from a bundle and has not yet decrypted a reply), [`MessageKind::Signal`] afterwards.
     /// Fails with [`Error::NoSession`] if there is no session with that address.
-    pub fn encrypt(&mut self, peer: &str, peer_device_id: u32, plaintext: &[u8]) -> Result<(MessageKind, Vec<u8>), Error> {
+    pub fn encrypt(
+        &mut self,
+        peer: &str,
+        peer_device_id: u32,
+        plaintext: &[u8],
+    ) -> Result<(MessageKind, Vec<u8>), Error> {
         let addr = Address::new(peer.as_bytes(), peer_device_id)?;
         if !self.has_session(peer, peer_device_id) {
             return Err(Error::NoSession);
@@ -317,7 +364,12 @@ impl Party {
                 sys::session_cipher_create(out, self.store_ctx.as_ptr(), addr.as_ptr(), g)
             })?;
             let message = Ref::<sys::ciphertext_message>::create("encrypting", |out| {
-                sys::session_cipher_encrypt(cipher.as_ptr(), plaintext.as_ptr(), plaintext.len(), out)
+                sys::session_cipher_encrypt(
+                    cipher.as_ptr(),
+                    plaintext.as_ptr(),
+                    plaintext.len(),
+                    out,
+                )
             })?;
             let kind = match sys::ciphertext_message_get_type(message.as_ptr()) as u32 {
                 sys::CIPHERTEXT_PREKEY_TYPE => MessageKind::PreKey,
@@ -329,7 +381,10 @@ impl Party {
                     });
                 }
             };
-            Ok((kind, buffer_to_vec(sys::ciphertext_message_get_serialized(message.as_ptr()))))
+            Ok((
+                kind,
+                buffer_to_vec(sys::ciphertext_message_get_serialized(message.as_ptr())),
+            ))
         })
     }
 
@@ -340,7 +395,13 @@ impl Party {
     /// session), [`Error::InvalidKey`] (a PreKey message naming an unknown prekey),
     /// [`Error::UntrustedIdentity`], [`Error::LegacyMessage`], [`Error::InvalidVersion`].
     /// On any error the party's state is unchanged.
-    pub fn decrypt(&mut self, peer: &str, peer_device_id: u32, kind: MessageKind, ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
+    pub fn decrypt(
+        &mut self,
+        peer: &str,
+        peer_device_id: u32,
+        kind: MessageKind,
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let addr = Address::new(peer.as_bytes(), peer_device_id)?;
         let g = self.ctx.as_ptr();
         let (data, len) = (ciphertext.as_ptr(), ciphertext.len());
@@ -354,7 +415,12 @@ impl Party {
                         sys::pre_key_signal_message_deserialize(out, data, len, g)
                     })?;
                     Buffer::create("decrypting a PreKey message", |out| {
-                        sys::session_cipher_decrypt_pre_key_signal_message(cipher.as_ptr(), message.as_ptr(), ptr::null_mut(), out)
+                        sys::session_cipher_decrypt_pre_key_signal_message(
+                            cipher.as_ptr(),
+                            message.as_ptr(),
+                            ptr::null_mut(),
+                            out,
+                        )
                     })?
                 }
                 MessageKind::Signal => {
@@ -362,7 +428,12 @@ impl Party {
                         sys::signal_message_deserialize(out, data, len, g)
                     })?;
                     Buffer::create("decrypting a Signal message", |out| {
-                        sys::session_cipher_decrypt_signal_message(cipher.as_ptr(), message.as_ptr(), ptr::null_mut(), out)
+                        sys::session_cipher_decrypt_signal_message(
+                            cipher.as_ptr(),
+                            message.as_ptr(),
+                            ptr::null_mut(),
+                            out,
+                        )
                     })?
                 }
             };
@@ -389,7 +460,12 @@ impl Party {
     /// that the C library can parse it ([`Error::InvalidMessage`] otherwise, and nothing changes).
     /// The record carries both identity keys and the ratchet state, so a party that imports
     /// another party's record continues that party's conversation.
-    pub fn set_session_record(&mut self, peer: &str, peer_device_id: u32, record: &[u8]) -> Result<(), Error> {
+    pub fn set_session_record(
+        &mut self,
+        peer: &str,
+        peer_device_id: u32,
+        record: &[u8],
+    ) -> Result<(), Error> {
         let key = address_key(peer, peer_device_id)?;
         let g = self.ctx.as_ptr();
         // SAFETY: parse into an owned record that is dropped right away.
@@ -398,7 +474,10 @@ impl Party {
                 sys::session_record_deserialize(out, record.as_ptr(), record.len(), g)
             })?;
         }
-        self.store.get().borrow_mut().set_session(key, Some(record.to_vec()));
+        self.store
+            .get()
+            .borrow_mut()
+            .set_session(key, Some(record.to_vec()));
         Ok(())
     }
 

@@ -90,7 +90,9 @@ impl Store {
 
     /// Undoes every write since [`Store::begin`], newest first.
     pub(crate) fn rollback(&mut self) {
-        let Some(journal) = self.journal.take() else { return };
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
         for undo in journal.into_iter().rev() {
             match undo {
                 Undo::Session(k, v) => {
@@ -182,13 +184,19 @@ impl Drop for StoreCell {
 pub(crate) struct StoreContext(*mut sys::signal_protocol_store_context);
 
 impl StoreContext {
-    pub(crate) fn new(global: *mut sys::signal_context, cell: &StoreCell) -> Result<StoreContext, Error> {
+    pub(crate) fn new(
+        global: *mut sys::signal_context,
+        cell: &StoreCell,
+    ) -> Result<StoreContext, Error> {
         let mut raw = ptr::null_mut();
         // SAFETY: plain C constructor; the callback tables are copied by the setters.
         unsafe {
             let code = sys::signal_protocol_store_context_create(&mut raw, global);
             if code < 0 || raw.is_null() {
-                return Err(Error::from_code(if code < 0 { code } else { sys::SG_ERR_NOMEM }, "creating the store context"));
+                return Err(Error::from_code(
+                    if code < 0 { code } else { sys::SG_ERR_NOMEM },
+                    "creating the store context",
+                ));
             }
             let ctx = StoreContext(raw);
             let ud = cell.user_data();
@@ -300,10 +308,15 @@ unsafe fn with_store(user_data: *mut c_void, f: impl FnOnce(&mut Store) -> c_int
 unsafe fn address_key(address: *const sys::signal_protocol_address) -> Option<AddressKey> {
     // SAFETY: C passes a live address (or null, rejected here).
     let a = unsafe { address.as_ref()? };
-    Some((unsafe { c_slice(a.name.cast(), a.name_len) }.to_vec(), a.device_id))
+    Some((
+        unsafe { c_slice(a.name.cast(), a.name_len) }.to_vec(),
+        a.device_id,
+    ))
 }
 
-unsafe fn sender_key_key(name: *const sys::signal_protocol_sender_key_name) -> Option<SenderKeyKey> {
+unsafe fn sender_key_key(
+    name: *const sys::signal_protocol_sender_key_name,
+) -> Option<SenderKeyKey> {
     // SAFETY: C passes a live sender key name (or null, rejected here).
     let n = unsafe { name.as_ref()? };
     let group = unsafe { c_slice(n.group_id.cast(), n.group_id_len) }.to_vec();
@@ -335,7 +348,9 @@ unsafe extern "C" fn load_session(
 ) -> c_int {
     unsafe {
         with_store(user_data, |s| {
-            let Some(key) = address_key(address) else { return sys::SG_ERR_INVAL };
+            let Some(key) = address_key(address) else {
+                return sys::SG_ERR_INVAL;
+            };
             match s.sessions.get(&key) {
                 Some(r) => match give(record, r) {
                     0 => 1,
@@ -390,7 +405,9 @@ unsafe extern "C" fn store_session(
 ) -> c_int {
     unsafe {
         with_store(user_data, |s| {
-            let Some(key) = address_key(address) else { return sys::SG_ERR_INVAL };
+            let Some(key) = address_key(address) else {
+                return sys::SG_ERR_INVAL;
+            };
             s.set_session(key, Some(c_slice(record, record_len).to_vec()));
             0
         })
@@ -415,7 +432,9 @@ unsafe extern "C" fn delete_session(
 ) -> c_int {
     unsafe {
         with_store(user_data, |s| {
-            let Some(key) = address_key(address) else { return sys::SG_ERR_INVAL };
+            let Some(key) = address_key(address) else {
+                return sys::SG_ERR_INVAL;
+            };
             let existed = s.sessions.contains_key(&key);
             if existed {
                 s.set_session(key, None);
@@ -433,8 +452,12 @@ unsafe extern "C" fn delete_all_sessions(
     unsafe {
         with_store(user_data, |s| {
             let name = c_slice(name.cast(), name_len);
-            let keys: Vec<AddressKey> =
-                s.sessions.keys().filter(|(n, _)| n.as_slice() == name).cloned().collect();
+            let keys: Vec<AddressKey> = s
+                .sessions
+                .keys()
+                .filter(|(n, _)| n.as_slice() == name)
+                .cloned()
+                .collect();
             let count = keys.len() as c_int;
             for key in keys {
                 s.set_session(key, None);
@@ -494,9 +517,11 @@ unsafe extern "C" fn load_signed_pre_key(
     user_data: *mut c_void,
 ) -> c_int {
     unsafe {
-        with_store(user_data, |s| match s.signed_prekeys.get(&signed_pre_key_id) {
-            Some(r) => give(record, r),
-            None => sys::SG_ERR_INVALID_KEY_ID,
+        with_store(user_data, |s| {
+            match s.signed_prekeys.get(&signed_pre_key_id) {
+                Some(r) => give(record, r),
+                None => sys::SG_ERR_INVALID_KEY_ID,
+            }
         })
     }
 }
@@ -509,17 +534,30 @@ unsafe extern "C" fn store_signed_pre_key(
 ) -> c_int {
     unsafe {
         with_store(user_data, |s| {
-            s.set_signed_prekey(signed_pre_key_id, Some(c_slice(record, record_len).to_vec()));
+            s.set_signed_prekey(
+                signed_pre_key_id,
+                Some(c_slice(record, record_len).to_vec()),
+            );
             0
         })
     }
 }
 
-unsafe extern "C" fn contains_signed_pre_key(signed_pre_key_id: u32, user_data: *mut c_void) -> c_int {
-    unsafe { with_store(user_data, |s| s.signed_prekeys.contains_key(&signed_pre_key_id) as c_int) }
+unsafe extern "C" fn contains_signed_pre_key(
+    signed_pre_key_id: u32,
+    user_data: *mut c_void,
+) -> c_int {
+    unsafe {
+        with_store(user_data, |s| {
+            s.signed_prekeys.contains_key(&signed_pre_key_id) as c_int
+        })
+    }
 }
 
-unsafe extern "C" fn remove_signed_pre_key(signed_pre_key_id: u32, user_data: *mut c_void) -> c_int {
+unsafe extern "C" fn remove_signed_pre_key(
+    signed_pre_key_id: u32,
+    user_data: *mut c_void,
+) -> c_int {
     unsafe {
         with_store(user_data, |s| {
             if s.signed_prekeys.contains_key(&signed_pre_key_id) {
@@ -558,7 +596,10 @@ unsafe extern "C" fn get_identity_key_pair(
     }
 }
 
-unsafe extern "C" fn get_local_registration_id(user_data: *mut c_void, registration_id: *mut u32) -> c_int {
+unsafe extern "C" fn get_local_registration_id(
+    user_data: *mut c_void,
+    registration_id: *mut u32,
+) -> c_int {
     unsafe {
         with_store(user_data, |s| {
             if registration_id.is_null() {
@@ -578,7 +619,9 @@ unsafe extern "C" fn save_identity(
 ) -> c_int {
     unsafe {
         with_store(user_data, |s| {
-            let Some(key) = address_key(address) else { return sys::SG_ERR_INVAL };
+            let Some(key) = address_key(address) else {
+                return sys::SG_ERR_INVAL;
+            };
             // A null key means "forget the key" per the store contract.
             let identity = (!key_data.is_null()).then(|| c_slice(key_data, key_len).to_vec());
             s.set_identity(key, identity);
@@ -595,7 +638,9 @@ unsafe extern "C" fn is_trusted_identity(
 ) -> c_int {
     unsafe {
         with_store(user_data, |s| {
-            let Some(key) = address_key(address) else { return sys::SG_ERR_INVAL };
+            let Some(key) = address_key(address) else {
+                return sys::SG_ERR_INVAL;
+            };
             match s.identities.get(&key) {
                 None => 1, // trust on first use
                 Some(known) => (known.as_slice() == c_slice(key_data, key_len)) as c_int,
@@ -616,7 +661,9 @@ unsafe extern "C" fn store_sender_key(
 ) -> c_int {
     unsafe {
         with_store(user_data, |s| {
-            let Some(key) = sender_key_key(sender_key_name) else { return sys::SG_ERR_INVAL };
+            let Some(key) = sender_key_key(sender_key_name) else {
+                return sys::SG_ERR_INVAL;
+            };
             s.set_sender_key(key, Some(c_slice(record, record_len).to_vec()));
             0
         })
@@ -631,7 +678,9 @@ unsafe extern "C" fn load_sender_key(
 ) -> c_int {
     unsafe {
         with_store(user_data, |s| {
-            let Some(key) = sender_key_key(sender_key_name) else { return sys::SG_ERR_INVAL };
+            let Some(key) = sender_key_key(sender_key_name) else {
+                return sys::SG_ERR_INVAL;
+            };
             match s.sender_keys.get(&key) {
                 Some(r) => match give(record, r) {
                     0 => 1,

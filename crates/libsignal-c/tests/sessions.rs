@@ -12,13 +12,25 @@ fn session_from_bundle_prekey_first_then_signal_after_reply() {
     assert!(!bob.has_session(ALICE, 1));
 
     // Until Bob replies, everything Alice sends is a PreKey message.
-    assert_eq!(send(&mut alice, ALICE, &mut bob, BOB, b"one"), MessageKind::PreKey);
+    assert_eq!(
+        send(&mut alice, ALICE, &mut bob, BOB, b"one"),
+        MessageKind::PreKey
+    );
     assert!(bob.has_session(ALICE, 1));
-    assert_eq!(send(&mut alice, ALICE, &mut bob, BOB, b"two"), MessageKind::PreKey);
+    assert_eq!(
+        send(&mut alice, ALICE, &mut bob, BOB, b"two"),
+        MessageKind::PreKey
+    );
     // Bob's side was built from Alice's PreKey message: he sends Signal messages right away.
-    assert_eq!(send(&mut bob, BOB, &mut alice, ALICE, b"reply"), MessageKind::Signal);
+    assert_eq!(
+        send(&mut bob, BOB, &mut alice, ALICE, b"reply"),
+        MessageKind::Signal
+    );
     // Alice has now seen a reply: no more PreKey messages.
-    assert_eq!(send(&mut alice, ALICE, &mut bob, BOB, b"three"), MessageKind::Signal);
+    assert_eq!(
+        send(&mut alice, ALICE, &mut bob, BOB, b"three"),
+        MessageKind::Signal
+    );
 }
 
 #[test]
@@ -30,9 +42,15 @@ fn many_ratchet_turns_with_bursts() {
         for i in 0..burst {
             let msg = format!("turn {turn} message {i}");
             if turn % 2 == 0 {
-                assert_eq!(send(&mut alice, ALICE, &mut bob, BOB, msg.as_bytes()), MessageKind::Signal);
+                assert_eq!(
+                    send(&mut alice, ALICE, &mut bob, BOB, msg.as_bytes()),
+                    MessageKind::Signal
+                );
             } else {
-                assert_eq!(send(&mut bob, BOB, &mut alice, ALICE, msg.as_bytes()), MessageKind::Signal);
+                assert_eq!(
+                    send(&mut bob, BOB, &mut alice, ALICE, msg.as_bytes()),
+                    MessageKind::Signal
+                );
             }
         }
     }
@@ -52,19 +70,29 @@ fn empty_and_block_sized_plaintexts_round_trip() {
 fn out_of_order_within_and_across_chains() {
     let (mut alice, mut bob) = established();
     // First chain: 10 messages, delivered in a scrambled order.
-    let first: Vec<_> = (0..10).map(|i| alice.encrypt(BOB, 1, format!("a{i}").as_bytes()).unwrap()).collect();
+    let first: Vec<_> = (0..10)
+        .map(|i| alice.encrypt(BOB, 1, format!("a{i}").as_bytes()).unwrap())
+        .collect();
     let order = [7, 2, 9, 0, 5, 1, 8, 3, 6];
     for &i in &order {
         let (kind, ct) = &first[i];
-        assert_eq!(bob.decrypt(ALICE, 1, *kind, ct).unwrap(), format!("a{i}").as_bytes());
+        assert_eq!(
+            bob.decrypt(ALICE, 1, *kind, ct).unwrap(),
+            format!("a{i}").as_bytes()
+        );
     }
     // Bob replies (a DH ratchet step), Alice answers on a new chain; Bob reads the new chain
     // first and then the last straggler of the old one.
     send(&mut bob, BOB, &mut alice, ALICE, b"reply");
-    let second: Vec<_> = (0..3).map(|i| alice.encrypt(BOB, 1, format!("b{i}").as_bytes()).unwrap()).collect();
+    let second: Vec<_> = (0..3)
+        .map(|i| alice.encrypt(BOB, 1, format!("b{i}").as_bytes()).unwrap())
+        .collect();
     for i in [2, 0, 1] {
         let (kind, ct) = &second[i];
-        assert_eq!(bob.decrypt(ALICE, 1, *kind, ct).unwrap(), format!("b{i}").as_bytes());
+        assert_eq!(
+            bob.decrypt(ALICE, 1, *kind, ct).unwrap(),
+            format!("b{i}").as_bytes()
+        );
     }
     let (kind, ct) = &first[4];
     assert_eq!(bob.decrypt(ALICE, 1, *kind, ct).unwrap(), b"a4");
@@ -73,10 +101,15 @@ fn out_of_order_within_and_across_chains() {
 #[test]
 fn out_of_order_prekey_messages() {
     let (mut alice, mut bob) = alice_knows_bob();
-    let msgs: Vec<_> = (0..4).map(|i| alice.encrypt(BOB, 1, &[i]).unwrap()).collect();
+    let msgs: Vec<_> = (0..4)
+        .map(|i| alice.encrypt(BOB, 1, &[i]).unwrap())
+        .collect();
     assert!(msgs.iter().all(|(k, _)| *k == MessageKind::PreKey));
     for i in [3usize, 1, 0, 2] {
-        assert_eq!(bob.decrypt(ALICE, 1, msgs[i].0, &msgs[i].1).unwrap(), [i as u8]);
+        assert_eq!(
+            bob.decrypt(ALICE, 1, msgs[i].0, &msgs[i].1).unwrap(),
+            [i as u8]
+        );
     }
 }
 
@@ -116,16 +149,31 @@ fn every_tampered_byte_is_rejected_and_the_session_still_works() {
         for bit in [0x01u8, 0x80] {
             let mut bad = ct.clone();
             bad[i] ^= bit;
-            let err = bob.decrypt(ALICE, 1, kind, &bad).expect_err("tampered message accepted");
+            let err = bob
+                .decrypt(ALICE, 1, kind, &bad)
+                .expect_err("tampered message accepted");
             assert!(
-                matches!(err, Error::InvalidMessage(_) | Error::Duplicate | Error::LegacyMessage | Error::InvalidVersion),
+                matches!(
+                    err,
+                    Error::InvalidMessage(_)
+                        | Error::Duplicate
+                        | Error::LegacyMessage
+                        | Error::InvalidVersion
+                ),
                 "byte {i}: {err:?}"
             );
             // A failed decrypt leaves the session exactly as it was.
-            assert_eq!(bob.session_record(ALICE, 1).unwrap(), before, "byte {i} changed the session");
+            assert_eq!(
+                bob.session_record(ALICE, 1).unwrap(),
+                before,
+                "byte {i} changed the session"
+            );
         }
     }
-    assert_eq!(bob.decrypt(ALICE, 1, kind, &ct).unwrap(), b"integrity matters");
+    assert_eq!(
+        bob.decrypt(ALICE, 1, kind, &ct).unwrap(),
+        b"integrity matters"
+    );
     send(&mut bob, BOB, &mut alice, ALICE, b"still here");
     send(&mut alice, ALICE, &mut bob, BOB, b"and here");
 }
@@ -138,11 +186,20 @@ fn tampered_body_byte_is_invalid_message() {
     // The MAC is the last 8 bytes; the byte before it is ciphertext body.
     let body = bad.len() - 9;
     bad[body] ^= 0x40;
-    assert!(matches!(bob.decrypt(ALICE, 1, kind, &bad), Err(Error::InvalidMessage(_))));
+    assert!(matches!(
+        bob.decrypt(ALICE, 1, kind, &bad),
+        Err(Error::InvalidMessage(_))
+    ));
     let mut bad_mac = ct.clone();
     *bad_mac.last_mut().unwrap() ^= 1;
-    assert!(matches!(bob.decrypt(ALICE, 1, kind, &bad_mac), Err(Error::InvalidMessage(_))));
-    assert_eq!(bob.decrypt(ALICE, 1, kind, &ct).unwrap(), b"0123456789abcdef0123");
+    assert!(matches!(
+        bob.decrypt(ALICE, 1, kind, &bad_mac),
+        Err(Error::InvalidMessage(_))
+    ));
+    assert_eq!(
+        bob.decrypt(ALICE, 1, kind, &ct).unwrap(),
+        b"0123456789abcdef0123"
+    );
 }
 
 #[test]
@@ -191,7 +248,9 @@ fn failed_prekey_decrypt_does_not_pin_the_identity() {
     }
     assert!(failures > 0);
     let mut mallory = party(3333, 99);
-    mallory.process_bundle(BOB, 1, &bob.bundle().unwrap()).unwrap();
+    mallory
+        .process_bundle(BOB, 1, &bob.bundle().unwrap())
+        .unwrap();
     let (kind, ct) = mallory.encrypt(BOB, 1, b"i am alice").unwrap();
     assert_eq!(bob.decrypt(ALICE, 1, kind, &ct).unwrap(), b"i am alice");
 }
@@ -199,14 +258,31 @@ fn failed_prekey_decrypt_does_not_pin_the_identity() {
 #[test]
 fn forward_jump_limit_is_2000() {
     let (mut alice, mut bob) = established();
-    let msgs: Vec<_> = (0..2002u32).map(|i| alice.encrypt(BOB, 1, &i.to_be_bytes()).unwrap()).collect();
+    let msgs: Vec<_> = (0..2002u32)
+        .map(|i| alice.encrypt(BOB, 1, &i.to_be_bytes()).unwrap())
+        .collect();
     // Counter 2001 on a fresh chain is more than 2000 ahead: refused.
-    assert!(matches!(bob.decrypt(ALICE, 1, msgs[2001].0, &msgs[2001].1), Err(Error::InvalidMessage(_))));
+    assert!(matches!(
+        bob.decrypt(ALICE, 1, msgs[2001].0, &msgs[2001].1),
+        Err(Error::InvalidMessage(_))
+    ));
     // Counter 2000 is allowed, and stores the 2000 skipped keys.
-    assert_eq!(bob.decrypt(ALICE, 1, msgs[2000].0, &msgs[2000].1).unwrap(), 2000u32.to_be_bytes());
-    assert_eq!(bob.decrypt(ALICE, 1, msgs[2001].0, &msgs[2001].1).unwrap(), 2001u32.to_be_bytes());
-    assert_eq!(bob.decrypt(ALICE, 1, msgs[0].0, &msgs[0].1).unwrap(), 0u32.to_be_bytes());
-    assert_eq!(bob.decrypt(ALICE, 1, msgs[1999].0, &msgs[1999].1).unwrap(), 1999u32.to_be_bytes());
+    assert_eq!(
+        bob.decrypt(ALICE, 1, msgs[2000].0, &msgs[2000].1).unwrap(),
+        2000u32.to_be_bytes()
+    );
+    assert_eq!(
+        bob.decrypt(ALICE, 1, msgs[2001].0, &msgs[2001].1).unwrap(),
+        2001u32.to_be_bytes()
+    );
+    assert_eq!(
+        bob.decrypt(ALICE, 1, msgs[0].0, &msgs[0].1).unwrap(),
+        0u32.to_be_bytes()
+    );
+    assert_eq!(
+        bob.decrypt(ALICE, 1, msgs[1999].0, &msgs[1999].1).unwrap(),
+        1999u32.to_be_bytes()
+    );
 }
 
 #[test]
@@ -238,8 +314,15 @@ fn session_record_export_import_round_trip() {
 fn garbage_session_record_is_refused_and_changes_nothing() {
     let (mut alice, _bob) = established();
     let record = alice.session_record(BOB, 1).unwrap();
-    for garbage in [&[0xffu8; 7][..], &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f], &record[..record.len() / 2]] {
-        assert!(matches!(alice.set_session_record(BOB, 1, garbage), Err(Error::InvalidMessage(_))));
+    for garbage in [
+        &[0xffu8; 7][..],
+        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f],
+        &record[..record.len() / 2],
+    ] {
+        assert!(matches!(
+            alice.set_session_record(BOB, 1, garbage),
+            Err(Error::InvalidMessage(_))
+        ));
         assert_eq!(alice.session_record(BOB, 1).unwrap(), record);
     }
     assert_eq!(alice.session_record("nobody", 1), None);
@@ -263,7 +346,10 @@ fn prekeys_are_handed_out_once_and_consumed_once() {
     let b1 = bob.bundle().unwrap();
     let b2 = bob.bundle().unwrap();
     let b3 = bob.bundle().unwrap();
-    assert_eq!((b1.prekey_id, b2.prekey_id, b3.prekey_id), (Some(1), Some(2), None));
+    assert_eq!(
+        (b1.prekey_id, b2.prekey_id, b3.prekey_id),
+        (Some(1), Some(2), None)
+    );
     assert_ne!(b1.prekey, b2.prekey);
     assert_eq!(b3.prekey, None);
     for b in [&b1, &b2, &b3] {
@@ -283,14 +369,23 @@ fn prekeys_are_handed_out_once_and_consumed_once() {
     let mut carol = party(3333, 3);
     carol.process_bundle(BOB, 1, &b1).unwrap();
     let (kind, ct) = carol.encrypt(BOB, 1, b"hi").unwrap();
-    assert!(matches!(bob.decrypt(CAROL, 1, kind, &ct), Err(Error::InvalidKey(_))));
+    assert!(matches!(
+        bob.decrypt(CAROL, 1, kind, &ct),
+        Err(Error::InvalidKey(_))
+    ));
     assert!(!bob.has_session(CAROL, 1));
 
     // A bundle without a one-time prekey still gives a working session.
     let mut dave = party(4444, 4);
     dave.process_bundle(BOB, 1, &b3).unwrap();
-    assert_eq!(send(&mut dave, "dave", &mut bob, BOB, b"no one-time prekey"), MessageKind::PreKey);
-    assert_eq!(send(&mut bob, BOB, &mut dave, "dave", b"fine"), MessageKind::Signal);
+    assert_eq!(
+        send(&mut dave, "dave", &mut bob, BOB, b"no one-time prekey"),
+        MessageKind::PreKey
+    );
+    assert_eq!(
+        send(&mut bob, BOB, &mut dave, "dave", b"fine"),
+        MessageKind::Signal
+    );
 }
 
 #[test]
@@ -299,18 +394,28 @@ fn changed_identity_is_untrusted() {
     let mut impostor = party(2222, 666);
     let bundle = impostor.bundle().unwrap();
     let before = alice.session_record(BOB, 1);
-    assert_eq!(alice.process_bundle(BOB, 1, &bundle), Err(Error::UntrustedIdentity));
+    assert_eq!(
+        alice.process_bundle(BOB, 1, &bundle),
+        Err(Error::UntrustedIdentity)
+    );
     assert_eq!(alice.session_record(BOB, 1), before);
     // The impostor's first message under Bob's name is refused too.
     let mut alice2 = party(1111, 1);
     let mut real_bob = party(2222, 2);
-    alice2.process_bundle(BOB, 1, &real_bob.bundle().unwrap()).unwrap();
+    alice2
+        .process_bundle(BOB, 1, &real_bob.bundle().unwrap())
+        .unwrap();
     let (kind, ct) = alice2.encrypt(BOB, 1, b"hi").unwrap();
     real_bob.decrypt(ALICE, 1, kind, &ct).unwrap();
     let mut fake_alice = party(1111, 555);
-    fake_alice.process_bundle(BOB, 1, &real_bob.bundle().unwrap()).unwrap();
+    fake_alice
+        .process_bundle(BOB, 1, &real_bob.bundle().unwrap())
+        .unwrap();
     let (kind, ct) = fake_alice.encrypt(BOB, 1, b"it's me").unwrap();
-    assert_eq!(real_bob.decrypt(ALICE, 1, kind, &ct), Err(Error::UntrustedIdentity));
+    assert_eq!(
+        real_bob.decrypt(ALICE, 1, kind, &ct),
+        Err(Error::UntrustedIdentity)
+    );
 }
 
 #[test]
@@ -341,7 +446,10 @@ fn malformed_bundles_are_invalid_key_and_change_nothing() {
     b.prekey.as_mut().unwrap().push(0);
     cases.push(b);
     for (i, b) in cases.iter().enumerate() {
-        assert!(matches!(alice.process_bundle(BOB, 1, b), Err(Error::InvalidKey(_))), "case {i}");
+        assert!(
+            matches!(alice.process_bundle(BOB, 1, b), Err(Error::InvalidKey(_))),
+            "case {i}"
+        );
         assert!(!alice.has_session(BOB, 1));
     }
     alice.process_bundle(BOB, 1, &good).unwrap();
@@ -349,17 +457,33 @@ fn malformed_bundles_are_invalid_key_and_change_nothing() {
 
 #[test]
 fn out_of_range_arguments_are_errors() {
-    assert!(matches!(Party::new(1, u32::MAX, 0, 0), Err(Error::Other { .. })));
-    assert!(matches!(Party::new(1, 1, u32::MAX, 0), Err(Error::Other { .. })));
+    assert!(matches!(
+        Party::new(1, u32::MAX, 0, 0),
+        Err(Error::Other { .. })
+    ));
+    assert!(matches!(
+        Party::new(1, 1, u32::MAX, 0),
+        Err(Error::Other { .. })
+    ));
     let (mut alice, _bob) = established();
-    assert!(matches!(alice.encrypt(BOB, 1 << 31, b"x"), Err(Error::Other { .. })));
+    assert!(matches!(
+        alice.encrypt(BOB, 1 << 31, b"x"),
+        Err(Error::Other { .. })
+    ));
     assert!(!alice.has_session(BOB, 1 << 31));
     assert_eq!(alice.session_record(BOB, u32::MAX), None);
 }
 
 #[test]
 fn arbitrary_peer_names_and_device_ids() {
-    let names = ["", "with space", "ünïcödé ✓", "nul\0inside", "a:b::c", &"long".repeat(500)];
+    let names = [
+        "",
+        "with space",
+        "ünïcödé ✓",
+        "nul\0inside",
+        "a:b::c",
+        &"long".repeat(500),
+    ];
     let mut bob = Party::new(2222, 7, 10, 2).unwrap();
     for (i, name) in names.iter().enumerate() {
         let device = i as u32 * 1000 + 3;
@@ -379,7 +503,12 @@ fn same_seed_same_keys_and_ciphertexts() {
         let (mut alice, mut bob) = established();
         let (_, ct) = alice.encrypt(BOB, 1, b"deterministic").unwrap();
         let _ = bob.decrypt(ALICE, 1, MessageKind::Signal, &ct).unwrap();
-        (alice.identity_public(), alice.identity_private(), bob.bundle().unwrap(), ct)
+        (
+            alice.identity_public(),
+            alice.identity_private(),
+            bob.bundle().unwrap(),
+            ct,
+        )
     };
     assert_eq!(run(), run());
     let a = Party::new(1, 1, 0, 1).unwrap();
@@ -394,7 +523,9 @@ fn same_seed_same_keys_and_ciphertexts() {
 fn junk(seed: &mut u64, len: usize) -> Vec<u8> {
     (0..len)
         .map(|_| {
-            *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (*seed >> 33) as u8
         })
         .collect()
@@ -434,7 +565,10 @@ fn mutated_session_records_never_crash() {
     let mut accepted = 0;
     for i in 0..400 {
         let mut r = record.clone();
-        let pos = (junk(&mut seed, 4).iter().fold(0usize, |a, b| a * 256 + *b as usize)) % r.len();
+        let pos = (junk(&mut seed, 4)
+            .iter()
+            .fold(0usize, |a, b| a * 256 + *b as usize))
+            % r.len();
         r[pos] ^= 1 << (i % 8);
         let mut p = Party::new(4444, 1, 0, i).unwrap();
         if p.set_session_record(BOB, 1, &r).is_ok() {

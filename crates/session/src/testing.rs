@@ -37,6 +37,11 @@ impl Device {
         Device { store, registration_id, device_id, next_prekey: 1 }
     }
 
+    /// The device's identity key.
+    pub fn identity_key(&self) -> crate::keys::IdentityKey {
+        *self.store.identity_key_pair().expect("in-memory store").identity_key()
+    }
+
     /// A bundle with a fresh one-time prekey, offering `suites` (signed).
     pub fn bundle<R: CryptoRng + ?Sized>(&mut self, suites: &[Suite], rng: &mut R) -> PreKeyBundle {
         let prekey = PreKeyRecord::generate(self.next_prekey, rng);

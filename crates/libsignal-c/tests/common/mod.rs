@@ -29,7 +29,13 @@ pub fn established() -> (Party, Party) {
 }
 
 /// Encrypts on `from` and decrypts on `to`, checking the plaintext survives.
-pub fn send(from: &mut Party, from_name: &str, to: &mut Party, to_name: &str, msg: &[u8]) -> MessageKind {
+pub fn send(
+    from: &mut Party,
+    from_name: &str,
+    to: &mut Party,
+    to_name: &str,
+    msg: &[u8],
+) -> MessageKind {
     let (kind, ct) = from.encrypt(to_name, to.device_id(), msg).unwrap();
     let pt = to.decrypt(from_name, from.device_id(), kind, &ct).unwrap();
     assert_eq!(pt, msg);
