@@ -149,7 +149,7 @@ fn state_to_wire(state: &SessionState) -> signal::SessionStructure {
         }),
         remote_registration_id: Some(state.remote_registration_id),
         local_registration_id: Some(state.local_registration_id),
-        needs_refresh: None,
+        needs_refresh: Some(false), // libsignal-c always writes it; so do we, for identical records
         alice_base_key: Some(state.alice_base_key.serialize().to_vec()),
         suite: match state.suite {
             Suite::SignalV3 => None,
