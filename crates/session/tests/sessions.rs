@@ -383,3 +383,25 @@ fn no_session_and_garbage_give_typed_errors() {
         }
     }
 }
+
+#[test]
+fn debug_output_carries_no_key_material() {
+    use switchboard_wire::{Message, signal::RecordStructure};
+    let pair = Pair::established(Suite::SignalV3, 18);
+    let record = pair.bob.store.load_session(&alice_at()).unwrap().unwrap();
+    let stored = RecordStructure::decode(record.serialize().as_slice()).unwrap();
+    let state = stored.current_session.unwrap();
+    let secrets: Vec<Vec<u8>> = [
+        state.root_key.unwrap(),
+        state.sender_chain.as_ref().unwrap().sender_ratchet_key_private.clone().unwrap(),
+        state.sender_chain.as_ref().unwrap().chain_key.as_ref().unwrap().key.clone().unwrap(),
+        state.receiver_chains[0].chain_key.as_ref().unwrap().key.clone().unwrap(),
+    ]
+    .into();
+    let debug = format!("{record:?} {:?}", pair.bob.store);
+    for secret in secrets {
+        assert!(!debug.contains(&format!("{:?}", &secret[..8]).trim_end_matches(']').to_owned()), "a secret in {debug}");
+        assert!(!debug.contains(&hex::encode(&secret[..8])));
+    }
+    assert!(debug.contains("<redacted>"));
+}
