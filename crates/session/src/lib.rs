@@ -23,6 +23,7 @@ pub mod address;
 mod cipher;
 pub mod error;
 pub mod fingerprint;
+pub mod group;
 mod kdf;
 pub mod keys;
 pub mod limits;

@@ -21,6 +21,7 @@ pub(crate) struct Labels {
     pub x3dh: &'static [u8],
     pub ratchet: &'static [u8],
     pub message_keys: &'static [u8],
+    pub group: &'static [u8],
 }
 
 impl Suite {
@@ -59,11 +60,13 @@ impl Suite {
                 x3dh: b"WhisperText",
                 ratchet: b"WhisperRatchet",
                 message_keys: b"WhisperMessageKeys",
+                group: b"WhisperGroup",
             },
             Suite::Aes256Gcm => &Labels {
                 x3dh: b"Switchboard_AES256GCM_X3DH",
                 ratchet: b"Switchboard_AES256GCM_Ratchet",
                 message_keys: b"Switchboard_AES256GCM_MessageKeys",
+                group: b"Switchboard_AES256GCM_Group",
             },
         }
     }

@@ -26,6 +26,7 @@ const NONCE_PREFIX: [u8; 32] = {
 
 /// A private key's Edwards form, computed once so that repeated signing (group messages) pays
 /// for one base-point multiplication per signature, not two.
+#[derive(Clone)]
 pub struct EdwardsSigningKey {
     scalar: Scalar,
     private: Zeroizing<[u8; 32]>,

@@ -1,0 +1,341 @@
+//! Sender key state: one sender's chain in one group, with its signing key in the Edwards form
+//! that signing and verification need (computed once, not per message), and its stored form,
+//! libsignal's SenderKeyRecordStructure.
+
+use std::collections::VecDeque;
+
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use switchboard_wire::{Message, decode, limits, signal};
+use zeroize::Zeroizing;
+
+use crate::cipher;
+use crate::error::{Error, Result};
+use crate::group::keys::{SenderChainKey, SenderMessageKey};
+use crate::group::message::{SenderKeyDistributionMessage, SenderKeyMessage};
+use crate::keys::{KeyPair, PublicKey};
+use crate::limits::{MAX_FORWARD_JUMPS, MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS};
+use crate::suite::Suite;
+use crate::xeddsa::{self, EdwardsSigningKey, SIGNATURE_LEN};
+
+/// A signing public key, decompressed once. The Montgomery form leaves the sign of the Edwards
+/// point open; each signature carries it, and the two candidates differ only in that bit.
+#[derive(Clone, Debug)]
+pub(crate) struct VerifyingKey {
+    public: PublicKey,
+    point: EdwardsPoint,
+    compressed: CompressedEdwardsY,
+}
+
+impl VerifyingKey {
+    pub(crate) fn new(public: PublicKey) -> Result<Self> {
+        let point = MontgomeryPoint(*public.as_montgomery())
+            .to_edwards(0)
+            .ok_or(Error::InvalidKey("signing key has no Edwards form"))?;
+        Ok(VerifyingKey { public, point, compressed: point.compress() })
+    }
+
+    /// The Edwards public key and compressed form a signature with `sign_bit` is checked against.
+    pub(crate) fn edwards(&self, sign_bit: u8) -> (EdwardsPoint, CompressedEdwardsY) {
+        if sign_bit == 0 {
+            (self.point, self.compressed)
+        } else {
+            let mut compressed = self.compressed;
+            compressed.0[31] |= 0x80;
+            (-self.point, compressed)
+        }
+    }
+
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8; SIGNATURE_LEN]) -> bool {
+        let (point, compressed) = self.edwards(signature[63] >> 7);
+        xeddsa::verify_edwards(&point, &compressed, message, signature)
+    }
+}
+
+/// The private half of our own sender key.
+#[derive(Clone)]
+pub(crate) struct SigningKey {
+    pair: KeyPair,
+    edwards: EdwardsSigningKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+impl SigningKey {
+    pub(crate) fn new(pair: KeyPair) -> Self {
+        let edwards = EdwardsSigningKey::new(&pair.private.to_bytes());
+        SigningKey { pair, edwards }
+    }
+}
+
+/// One sender key: a chain, its signing key, and the keys of skipped messages (oldest first).
+#[derive(Clone, Debug)]
+pub(crate) struct SenderKeyState {
+    pub(crate) suite: Suite,
+    pub(crate) key_id: u32,
+    pub(crate) chain_key: SenderChainKey,
+    pub(crate) verifying: VerifyingKey,
+    pub(crate) signing: Option<SigningKey>,
+    pub(crate) skipped: VecDeque<SenderMessageKey>,
+}
+
+/// What a successful group decryption changes, computed before anything changes.
+pub(crate) struct GroupDecryptPlan {
+    pub(crate) plaintext: Vec<u8>,
+    update: GroupUpdate,
+}
+
+enum GroupUpdate {
+    UsedSkipped(usize),
+    Advanced { skipped: Vec<SenderMessageKey>, next: SenderChainKey },
+}
+
+impl SenderKeyState {
+    /// Our own new sender key.
+    pub(crate) fn generate<R: rand_core::CryptoRng + ?Sized>(suite: Suite, rng: &mut R) -> Self {
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        // libsignal draws key ids from 31 bits.
+        let key_id = rng.next_u32() & 0x7fff_ffff;
+        let pair = KeyPair::generate(rng);
+        SenderKeyState {
+            suite,
+            key_id,
+            chain_key: SenderChainKey { iteration: 0, seed },
+            verifying: VerifyingKey::new(pair.public).expect("a generated key has an Edwards form"),
+            signing: Some(SigningKey::new(pair)),
+            skipped: VecDeque::new(),
+        }
+    }
+
+    /// Another member's sender key, from its distribution message.
+    pub(crate) fn from_distribution(message: &SenderKeyDistributionMessage) -> Result<Self> {
+        Ok(SenderKeyState {
+            suite: message.suite,
+            key_id: message.key_id,
+            chain_key: SenderChainKey { iteration: message.iteration, seed: *message.chain_key },
+            verifying: VerifyingKey::new(message.signing_key)
+                .map_err(|_| Error::InvalidMessage("signing key has no Edwards form"))?,
+            signing: None,
+            skipped: VecDeque::new(),
+        })
+    }
+
+    /// The distribution message for this key at its current iteration.
+    pub(crate) fn distribution(&self) -> SenderKeyDistributionMessage {
+        SenderKeyDistributionMessage::new(
+            self.suite,
+            self.key_id,
+            self.chain_key.iteration,
+            &self.chain_key.seed,
+            self.verifying.public,
+        )
+    }
+
+    /// Encrypts and signs the next message of our chain.
+    pub(crate) fn encrypt<R: rand_core::CryptoRng + ?Sized>(&mut self, plaintext: &[u8], rng: &mut R) -> Result<SenderKeyMessage> {
+        let signing = self.signing.as_ref().ok_or(Error::InvalidRecord("no private signing key for our own sender key"))?;
+        if self.chain_key.iteration == u32::MAX {
+            return Err(Error::InvalidRecord("sender chain exhausted"));
+        }
+        let (message_key, next) = self.chain_key.step();
+        let keys = message_key.keys(self.suite);
+        let ciphertext = match self.suite {
+            Suite::SignalV3 => cipher::cbc_encrypt(&keys.cipher_key, &keys.iv, plaintext),
+            Suite::Aes256Gcm => {
+                let aad = SenderKeyMessage::gcm_associated_data(self.suite, self.key_id, message_key.iteration);
+                cipher::gcm_encrypt(&keys.cipher_key, &keys.iv[..12], plaintext, &aad)
+            }
+        };
+        let mut random = Zeroizing::new([0u8; 64]);
+        rng.fill_bytes(random.as_mut());
+        let message = SenderKeyMessage::new(self.suite, self.key_id, message_key.iteration, ciphertext, |signed| {
+            signing.edwards.sign(signed, &random)
+        });
+        self.chain_key = next;
+        Ok(message)
+    }
+
+    /// Works out the plaintext of `message` and what decrypting it changes. The signature must
+    /// already have been checked (`signature_checked`), or is checked here.
+    pub(crate) fn plan_decrypt(&self, message: &SenderKeyMessage, signature_checked: bool) -> Result<GroupDecryptPlan> {
+        if message.suite != self.suite {
+            return Err(Error::InvalidVersion(message.suite.version_byte()));
+        }
+        if !signature_checked {
+            let (signed, signature) = message.signed_parts();
+            if !self.verifying.verify(signed, signature) {
+                return Err(Error::InvalidMessage("group message signature does not verify"));
+            }
+        }
+        let iteration = message.iteration;
+        let (message_key, update) = if iteration < self.chain_key.iteration {
+            let position = self
+                .skipped
+                .iter()
+                .position(|key| key.iteration == iteration)
+                .ok_or(Error::Duplicate { counter: iteration })?;
+            (self.skipped[position].clone(), GroupUpdate::UsedSkipped(position))
+        } else {
+            let jump = iteration - self.chain_key.iteration;
+            if jump > MAX_FORWARD_JUMPS {
+                return Err(Error::TooFarAhead { jump, limit: MAX_FORWARD_JUMPS });
+            }
+            if iteration == u32::MAX {
+                return Err(Error::InvalidMessage("iteration at the end of the chain"));
+            }
+            let keep_from = iteration.saturating_sub(MAX_SKIPPED_KEYS as u32);
+            let mut chain = self.chain_key.clone();
+            let mut skipped = Vec::new();
+            while chain.iteration < iteration {
+                if chain.iteration < keep_from {
+                    chain = chain.next();
+                } else {
+                    let (key, next) = chain.step();
+                    skipped.push(key);
+                    chain = next;
+                }
+            }
+            let (key, next) = chain.step();
+            (key, GroupUpdate::Advanced { skipped, next })
+        };
+        let keys = message_key.keys(self.suite);
+        let plaintext = match self.suite {
+            Suite::SignalV3 => cipher::cbc_decrypt(&keys.cipher_key, &keys.iv, &message.ciphertext)?,
+            Suite::Aes256Gcm => {
+                let aad = SenderKeyMessage::gcm_associated_data(self.suite, message.key_id, iteration);
+                cipher::gcm_decrypt(&keys.cipher_key, &keys.iv[..12], &message.ciphertext, &aad)?
+            }
+        };
+        Ok(GroupDecryptPlan { plaintext, update })
+    }
+
+    pub(crate) fn commit(&mut self, plan: GroupDecryptPlan) -> Vec<u8> {
+        match plan.update {
+            GroupUpdate::UsedSkipped(position) => {
+                self.skipped.remove(position);
+            }
+            GroupUpdate::Advanced { skipped, next } => {
+                self.skipped.extend(skipped);
+                while self.skipped.len() > MAX_SKIPPED_KEYS {
+                    self.skipped.pop_front();
+                }
+                self.chain_key = next;
+            }
+        }
+        plan.plaintext
+    }
+}
+
+/// All sender keys of one sender in one group, newest first, at most [`MAX_SENDER_KEY_STATES`]:
+/// messages under a replaced key still decrypt for a while.
+#[derive(Clone, Debug, Default)]
+pub struct SenderKeyRecord {
+    pub(crate) states: VecDeque<SenderKeyState>,
+}
+
+impl SenderKeyRecord {
+    pub(crate) fn newest(&self) -> Option<&SenderKeyState> {
+        self.states.front()
+    }
+
+    pub(crate) fn newest_mut(&mut self) -> Option<&mut SenderKeyState> {
+        self.states.front_mut()
+    }
+
+    pub(crate) fn state_index(&self, key_id: u32) -> Option<usize> {
+        self.states.iter().position(|state| state.key_id == key_id)
+    }
+
+    /// Adds a state as the newest. A state with the same key id and signing key is already here
+    /// and is kept as it is (re-processing a distribution message must not rewind the chain and
+    /// reopen read messages); one with the same id but another signing key is replaced.
+    pub(crate) fn add(&mut self, state: SenderKeyState) {
+        if let Some(index) = self.state_index(state.key_id) {
+            if self.states[index].verifying.public == state.verifying.public {
+                return;
+            }
+            self.states.remove(index);
+        }
+        self.states.push_front(state);
+        self.states.truncate(MAX_SENDER_KEY_STATES);
+    }
+
+    /// Serializes as libsignal's SenderKeyRecordStructure (with Switchboard's suite field).
+    pub fn serialize(&self) -> Zeroizing<Vec<u8>> {
+        let structure = signal::SenderKeyRecordStructure {
+            sender_key_states: self.states.iter().map(state_to_wire).collect(),
+        };
+        Zeroizing::new(structure.encode_to_vec())
+    }
+
+    /// Parses a stored SenderKeyRecordStructure.
+    pub fn deserialize(bytes: &[u8]) -> Result<Self> {
+        let structure: signal::SenderKeyRecordStructure = decode(bytes, limits::MAX_RECORD_LEN)?;
+        if structure.sender_key_states.len() > MAX_SENDER_KEY_STATES {
+            return Err(Error::InvalidRecord("too many sender key states"));
+        }
+        Ok(SenderKeyRecord {
+            states: structure.sender_key_states.into_iter().map(state_from_wire).collect::<Result<_>>()?,
+        })
+    }
+}
+
+fn state_to_wire(state: &SenderKeyState) -> signal::SenderKeyStateStructure {
+    use signal::sender_key_state_structure::{SenderChainKey as WireChain, SenderMessageKey as WireKey, SenderSigningKey};
+    signal::SenderKeyStateStructure {
+        sender_key_id: Some(state.key_id),
+        sender_chain_key: Some(WireChain {
+            iteration: Some(state.chain_key.iteration),
+            seed: Some(state.chain_key.seed.to_vec()),
+        }),
+        sender_signing_key: Some(SenderSigningKey {
+            public: Some(state.verifying.public.serialize().to_vec()),
+            private: state.signing.as_ref().map(|signing| signing.pair.private.to_bytes().to_vec()),
+        }),
+        sender_message_keys: state
+            .skipped
+            .iter()
+            .map(|key| WireKey { iteration: Some(key.iteration), seed: Some(key.seed.to_vec()) })
+            .collect(),
+        suite: match state.suite {
+            Suite::SignalV3 => None,
+            other => Some(other.to_wire() as i32),
+        },
+    }
+}
+
+fn state_from_wire(structure: signal::SenderKeyStateStructure) -> Result<SenderKeyState> {
+    let suite = Suite::from_wire(structure.suite)?;
+    let chain = structure.sender_chain_key.ok_or(Error::InvalidRecord("no sender chain key"))?;
+    let seed = |bytes: Option<Vec<u8>>| -> Result<[u8; 32]> {
+        let bytes = Zeroizing::new(bytes.unwrap_or_default());
+        bytes.as_slice().try_into().map_err(|_| Error::InvalidRecord("sender chain seed is not 32 bytes"))
+    };
+    let signing_key = structure.sender_signing_key.ok_or(Error::InvalidRecord("no signing key"))?;
+    let public = PublicKey::from_bytes(&signing_key.public.unwrap_or_default())
+        .map_err(|_| Error::InvalidRecord("malformed signing key"))?;
+    let signing = match signing_key.private {
+        None => None,
+        Some(private) => Some(SigningKey::new(KeyPair::from_stored(&public.serialize(), &Zeroizing::new(private))?)),
+    };
+    if structure.sender_message_keys.len() > MAX_SKIPPED_KEYS {
+        return Err(Error::InvalidRecord("too many skipped group message keys"));
+    }
+    Ok(SenderKeyState {
+        suite,
+        key_id: structure.sender_key_id.ok_or(Error::InvalidRecord("no sender key id"))?,
+        chain_key: SenderChainKey { iteration: chain.iteration.unwrap_or(0), seed: seed(chain.seed)? },
+        verifying: VerifyingKey::new(public).map_err(|_| Error::InvalidRecord("signing key has no Edwards form"))?,
+        signing,
+        skipped: structure
+            .sender_message_keys
+            .into_iter()
+            .map(|key| Ok(SenderMessageKey { iteration: key.iteration.unwrap_or(0), seed: seed(key.seed)? }))
+            .collect::<Result<_>>()?,
+    })
+}
