@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "signal/wire.proto",
         "signal/storage.proto",
         "switchboard/bundle.proto",
+        "switchboard/group.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

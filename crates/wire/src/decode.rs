@@ -9,6 +9,9 @@ pub mod limits {
     pub const MAX_MESSAGE_LEN: usize = 512 * 1024 + 1024;
     /// A prekey bundle.
     pub const MAX_BUNDLE_LEN: usize = 4 * 1024;
+    /// A pairwise payload: a group control message with up to a few thousand members, or an
+    /// application's content.
+    pub const MAX_PAYLOAD_LEN: usize = 256 * 1024;
     /// A sender key distribution message.
     pub const MAX_DISTRIBUTION_LEN: usize = 1024;
     /// A stored session record: 40 archived sessions of up to 5 receiver chains with up to 2,000

@@ -1,0 +1,30 @@
+//! Errors of the client layer.
+
+use switchboard_session::ProtocolAddress;
+
+/// Everything that can go wrong in a client operation. A failed operation changes nothing.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// The session layer refused (bad bytes, duplicate, untrusted identity, …).
+    #[error(transparent)]
+    Session(#[from] switchboard_session::Error),
+    /// A pairwise payload that does not decode.
+    #[error("malformed payload: {0}")]
+    Decode(#[from] switchboard_wire::DecodeError),
+    /// A payload that decodes but makes no sense (empty, unknown suite, bad address).
+    #[error("invalid payload: {0}")]
+    InvalidPayload(&'static str),
+    /// This device is not in a group of that id.
+    #[error("unknown group {0}")]
+    UnknownGroup(String),
+    /// A group message or change from a device that is not a member.
+    #[error("{sender} is not a member of group {group}")]
+    NotAMember { group: String, sender: ProtocolAddress },
+    /// A change that names this device's own membership in a way it cannot apply (e.g. removing
+    /// itself through `remove_member`, or adding a device twice).
+    #[error("invalid membership change: {0}")]
+    InvalidChange(&'static str),
+    /// No bundle is published for a device we need a session with.
+    #[error("no bundle available for {0}")]
+    NoBundle(ProtocolAddress),
+}

@@ -1,0 +1,233 @@
+//! Group membership across devices of three apps: a removed member reads nothing sent after its
+//! removal, a member who joins late reads nothing sent before it joined, and everyone else reads
+//! everything.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use switchboard_client::{ClientError, Device, GroupMessage, InMemoryDirectory, Outgoing, Received};
+use switchboard_session::{ProtocolAddress, Suite};
+
+const GROUP: &str = "weekend-plans";
+
+/// Devices, a bundle directory and a FIFO network of pairwise messages.
+struct World {
+    devices: BTreeMap<ProtocolAddress, Device>,
+    directory: InMemoryDirectory,
+    network: VecDeque<(ProtocolAddress, Outgoing)>,
+    rng: StdRng,
+}
+
+fn address(name: &str) -> ProtocolAddress {
+    ProtocolAddress::new(name, 1)
+}
+
+impl World {
+    fn new(names: &[&str], seed: u64) -> World {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut directory = InMemoryDirectory::default();
+        let mut devices = BTreeMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let mut device = Device::new(address(name), i as u32 + 1, &mut rng);
+            directory.publish(&address(name), device.publish_bundles(20, &mut rng));
+            devices.insert(address(name), device);
+        }
+        World { devices, directory, network: VecDeque::new(), rng }
+    }
+
+    fn device(&mut self, name: &str) -> &mut Device {
+        self.devices.get_mut(&address(name)).unwrap()
+    }
+
+    fn post(&mut self, from: &str, outgoing: Vec<Outgoing>) {
+        self.network.extend(outgoing.into_iter().map(|message| (address(from), message)));
+    }
+
+    /// Delivers every pairwise message (and the responses they cause) in order; returns what
+    /// each device made of them.
+    fn deliver_all(&mut self) -> Vec<(ProtocolAddress, Result<Received, ClientError>)> {
+        let mut seen = Vec::new();
+        while let Some((from, outgoing)) = self.network.pop_front() {
+            let device = self.devices.get_mut(&outgoing.to).unwrap();
+            match device.receive(&from, &outgoing.message, &mut self.directory, &mut self.rng) {
+                Ok((received, responses)) => {
+                    let sender = outgoing.to.clone();
+                    self.network.extend(responses.into_iter().map(|r| (sender.clone(), r)));
+                    seen.push((outgoing.to, Ok(received)));
+                }
+                Err(error) => seen.push((outgoing.to, Err(error))),
+            }
+        }
+        seen
+    }
+
+    fn group_send(&mut self, from: &str, text: &str) -> GroupMessage {
+        let rng = &mut self.rng;
+        self.devices.get_mut(&address(from)).unwrap().encrypt_group(GROUP, text.as_bytes(), rng).unwrap()
+    }
+
+    fn group_read(&mut self, reader: &str, from: &str, message: &GroupMessage) -> Result<Vec<u8>, ClientError> {
+        self.device(reader).decrypt_group(GROUP, &address(from), &message.bytes)
+    }
+
+    /// Every listed member reads every other member's message.
+    fn everyone_reads_everyone(&mut self, members: &[&str], text: &str) {
+        for sender in members {
+            let message = self.group_send(sender, &format!("{text} from {sender}"));
+            let expected: Vec<_> = members.iter().filter(|m| *m != sender).map(|m| address(m)).collect();
+            assert_eq!(message.recipients, expected);
+            for reader in members.iter().filter(|m| *m != sender) {
+                assert_eq!(
+                    self.group_read(reader, sender, &message).unwrap(),
+                    format!("{text} from {sender}").as_bytes(),
+                    "{reader} reading {sender}"
+                );
+            }
+        }
+    }
+}
+
+fn founded(suite: Suite, seed: u64) -> World {
+    let mut world = World::new(&["alice@green", "bob@blue", "carol@red", "dave@blue", "erin@red"], seed);
+    let members = ["bob@blue", "carol@red", "dave@blue"].map(address);
+    let rng = &mut world.rng;
+    let outgoing = world.devices.get_mut(&address("alice@green")).unwrap().create_group(GROUP, members, suite, &mut world.directory, rng).unwrap();
+    world.post("alice@green", outgoing);
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    world
+}
+
+#[test]
+fn a_new_group_is_known_to_all_and_everyone_reads_everyone() {
+    for suite in [Suite::SignalV3, Suite::Aes256Gcm] {
+        let mut world = founded(suite, 1);
+        let members = ["alice@green", "bob@blue", "carol@red", "dave@blue"];
+        for member in members {
+            let group = world.device(member).group(GROUP).unwrap().clone();
+            assert_eq!(group.epoch, 0);
+            assert_eq!(group.members.len(), 4);
+            assert_eq!(group.suite, suite);
+        }
+        world.everyone_reads_everyone(&members, "hello");
+    }
+}
+
+#[test]
+fn a_removed_member_reads_nothing_sent_after_its_removal() {
+    for suite in [Suite::SignalV3, Suite::Aes256Gcm] {
+        let mut world = founded(suite, 2);
+        let before: Vec<_> = ["alice@green", "bob@blue", "carol@red"].iter().map(|m| (*m, world.group_send(m, "before"))).collect();
+
+        let rng = &mut world.rng;
+        let outgoing = world.devices.get_mut(&address("bob@blue")).unwrap()
+            .remove_member(GROUP, &address("dave@blue"), &mut world.directory, rng).unwrap();
+        // Dave's copy of the notice is held back: he keeps the group and every key he had, as a
+        // removed member who ignores his removal would.
+        let (to_dave, others): (Vec<_>, Vec<_>) = outgoing.into_iter().partition(|o| o.to == address("dave@blue"));
+        world.post("bob@blue", others);
+        assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+        for member in ["alice@green", "bob@blue", "carol@red"] {
+            let group = world.device(member).group(GROUP).unwrap();
+            assert_eq!(group.epoch, 1);
+            assert!(!group.members.contains(&address("dave@blue")));
+        }
+        assert_eq!(world.device("dave@blue").group(GROUP).unwrap().epoch, 0);
+
+        // Every remaining member rotated and told only the others: Dave has no key for anything
+        // they send now.
+        for sender in ["alice@green", "bob@blue", "carol@red"] {
+            let after = world.group_send(sender, "after");
+            assert_eq!(after.recipients.len(), 2, "the removed member is no longer a recipient");
+            assert!(
+                matches!(
+                    world.group_read("dave@blue", sender, &after),
+                    Err(ClientError::Session(switchboard_session::Error::NoSenderKey { .. }))
+                ),
+                "dave could read {sender}'s message"
+            );
+        }
+        // When the notice reaches him, Dave drops the group.
+        world.post("bob@blue", to_dave);
+        let results = world.deliver_all();
+        assert_eq!(results, vec![(address("dave@blue"), Ok(Received::RemovedFromGroup { group: GROUP.into() }))]);
+        assert!(world.device("dave@blue").group(GROUP).is_none());
+        world.everyone_reads_everyone(&["alice@green", "bob@blue", "carol@red"], "after removal");
+        // Messages from before the removal, still in flight, remain readable by those who stay.
+        for (sender, message) in &before {
+            for reader in ["alice@green", "bob@blue", "carol@red"].iter().filter(|r| *r != sender) {
+                assert_eq!(world.group_read(reader, sender, message).unwrap(), b"before");
+            }
+        }
+        // And Dave's own messages are refused: he is no longer a member.
+        assert!(matches!(
+            world.device("alice@green").decrypt_group(GROUP, &address("dave@blue"), &[0x33; 80]),
+            Err(ClientError::NotAMember { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_late_joiner_reads_nothing_sent_before_it_joined() {
+    for suite in [Suite::SignalV3, Suite::Aes256Gcm] {
+        let mut world = founded(suite, 3);
+        let members = ["alice@green", "bob@blue", "carol@red", "dave@blue"];
+        let before: Vec<_> = members.iter().map(|m| (*m, world.group_send(m, "before erin"))).collect();
+
+        let rng = &mut world.rng;
+        let outgoing = world.devices.get_mut(&address("carol@red")).unwrap()
+            .add_member(GROUP, address("erin@red"), &mut world.directory, rng).unwrap();
+        world.post("carol@red", outgoing);
+        assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+        assert_eq!(world.device("erin@red").group(GROUP).unwrap().epoch, 1);
+
+        for (sender, message) in &before {
+            // Erin's copy of each chain starts at its current iteration: earlier keys are behind it.
+            assert!(
+                matches!(
+                    world.group_read("erin@red", sender, message),
+                    Err(ClientError::Session(switchboard_session::Error::Duplicate { .. }))
+                ),
+                "erin read {sender}'s earlier message"
+            );
+        }
+        world.everyone_reads_everyone(&["alice@green", "bob@blue", "carol@red", "dave@blue", "erin@red"], "with erin");
+    }
+}
+
+#[test]
+fn a_newcomers_key_that_arrives_too_early_is_requested_again() {
+    let mut world = founded(Suite::SignalV3, 4);
+    let rng = &mut world.rng;
+    let outgoing = world.devices.get_mut(&address("alice@green")).unwrap()
+        .add_member(GROUP, address("erin@red"), &mut world.directory, rng).unwrap();
+    world.post("alice@green", outgoing);
+    // Deliver Erin's invitation first, then Erin's announcements, and only then Alice's notices
+    // to the others: Bob, Carol and Dave first hear of Erin from Erin, and refuse.
+    let (to_erin, notices): (Vec<_>, Vec<_>) = world.network.drain(..).partition(|(_, o)| o.to == address("erin@red"));
+    world.network.extend(to_erin);
+    let (from, invitation) = world.network.pop_front().unwrap();
+    let erin = world.devices.get_mut(&address("erin@red")).unwrap();
+    let (_, responses) = erin.receive(&from, &invitation.message, &mut world.directory, &mut world.rng).unwrap();
+    world.post("erin@red", responses);
+    world.network.extend(notices);
+    let results = world.deliver_all();
+    let refused = results.iter().filter(|(_, r)| matches!(r, Err(ClientError::NotAMember { .. }))).count();
+    assert_eq!(refused, 3, "Bob, Carol and Dave refuse Erin's key before they know she is in");
+    world.everyone_reads_everyone(&["alice@green", "bob@blue", "carol@red", "dave@blue", "erin@red"], "all keys arrived");
+}
+
+#[test]
+fn only_members_can_change_a_group() {
+    let mut world = founded(Suite::SignalV3, 5);
+    // Erin, not a member, claims a newer epoch without Dave.
+    let rng = &mut world.rng;
+    let erin = world.devices.get_mut(&address("erin@red")).unwrap();
+    let forged = erin
+        .create_group(GROUP, ["alice@green", "bob@blue", "carol@red"].map(address), Suite::SignalV3, &mut world.directory, rng)
+        .unwrap();
+    world.post("erin@red", forged);
+    let results = world.deliver_all();
+    assert!(results.iter().all(|(_, r)| matches!(r, Err(ClientError::NotAMember { .. }))));
+    assert_eq!(world.device("alice@green").group(GROUP).unwrap().members.len(), 4);
+}
