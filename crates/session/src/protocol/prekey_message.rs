@@ -16,17 +16,13 @@ use crate::suite::Suite;
 /// A parsed or freshly written PreKeySignalMessage.
 #[derive(Clone, Debug)]
 pub struct PreKeySignalMessage {
-    suite: Suite,
-    registration_id: u32,
-    prekey_id: Option<u32>,
-    signed_prekey_id: u32,
-    base_key: PublicKey,
-    identity_key: IdentityKey,
+    header: PreKeyHeader,
     message: SignalMessage,
     serialized: Vec<u8>,
 }
 
 /// The outer fields, before the inner message exists.
+#[derive(Clone, Debug)]
 pub(crate) struct PreKeyHeader {
     pub suite: Suite,
     pub registration_id: u32,
@@ -63,16 +59,7 @@ impl PreKeyHeader {
         let mut serialized = Vec::with_capacity(1 + structure.encoded_len());
         serialized.push(self.suite.version_byte());
         structure.encode(&mut serialized).expect("a Vec grows as needed");
-        PreKeySignalMessage {
-            suite: self.suite,
-            registration_id: self.registration_id,
-            prekey_id: self.prekey_id,
-            signed_prekey_id: self.signed_prekey_id,
-            base_key: self.base_key,
-            identity_key: self.identity_key,
-            message,
-            serialized,
-        }
+        PreKeySignalMessage { header: self, message, serialized }
     }
 }
 
@@ -98,59 +85,49 @@ impl PreKeySignalMessage {
         if message.suite() != suite {
             return Err(Error::InvalidMessage("inner message is of another suite"));
         }
-        Ok(PreKeySignalMessage {
+        let header = PreKeyHeader {
             suite,
             registration_id: structure.registration_id.unwrap_or(0),
             prekey_id: structure.pre_key_id,
-            signed_prekey_id: structure
-                .signed_pre_key_id
-                .ok_or(Error::InvalidMessage("no signed prekey id"))?,
+            signed_prekey_id: structure.signed_pre_key_id.ok_or(Error::InvalidMessage("no signed prekey id"))?,
             base_key,
             identity_key,
-            message,
-            serialized: bytes.to_vec(),
-        })
+        };
+        Ok(PreKeySignalMessage { header, message, serialized: bytes.to_vec() })
     }
 
-    pub(crate) fn header(&self) -> PreKeyHeader {
-        PreKeyHeader {
-            suite: self.suite,
-            registration_id: self.registration_id,
-            prekey_id: self.prekey_id,
-            signed_prekey_id: self.signed_prekey_id,
-            base_key: self.base_key,
-            identity_key: self.identity_key,
-        }
+    pub(crate) fn header(&self) -> &PreKeyHeader {
+        &self.header
     }
 
     /// The suite the message was written under.
     pub fn suite(&self) -> Suite {
-        self.suite
+        self.header.suite
     }
 
     /// The sender's registration id (unauthenticated under `signal-v3`).
     pub fn registration_id(&self) -> u32 {
-        self.registration_id
+        self.header.registration_id
     }
 
     /// The one-time prekey the sender used, if any.
     pub fn prekey_id(&self) -> Option<u32> {
-        self.prekey_id
+        self.header.prekey_id
     }
 
     /// The signed prekey the sender used.
     pub fn signed_prekey_id(&self) -> u32 {
-        self.signed_prekey_id
+        self.header.signed_prekey_id
     }
 
     /// The sender's X3DH ephemeral key.
     pub fn base_key(&self) -> &PublicKey {
-        &self.base_key
+        &self.header.base_key
     }
 
     /// The sender's identity key.
     pub fn identity_key(&self) -> &IdentityKey {
-        &self.identity_key
+        &self.header.identity_key
     }
 
     /// The inner SignalMessage.

@@ -96,36 +96,27 @@ impl SessionState {
         }
         let (keys, next) = self.sender_chain.chain_key.step(self.suite);
         let parties = Parties { sender: &self.local_identity, receiver: &self.remote_identity };
-        let message = match &self.pending_prekey {
-            None => CiphertextMessage::Signal(SignalMessage::encrypt(
-                self.suite,
-                &keys,
-                self.sender_chain.ratchet.public,
-                self.previous_counter,
-                plaintext,
-                parties,
-                &[],
-            )),
-            Some(pending) => {
-                let header = PreKeyHeader {
-                    suite: self.suite,
-                    registration_id: self.local_registration_id,
-                    prekey_id: pending.prekey_id,
-                    signed_prekey_id: pending.signed_prekey_id,
-                    base_key: pending.base_key,
-                    identity_key: self.local_identity,
-                };
-                let inner = SignalMessage::encrypt(
-                    self.suite,
-                    &keys,
-                    self.sender_chain.ratchet.public,
-                    self.previous_counter,
-                    plaintext,
-                    parties,
-                    &header.associated_data(),
-                );
-                CiphertextMessage::PreKey(header.wrap(inner))
-            }
+        let header = self.pending_prekey.as_ref().map(|pending| PreKeyHeader {
+            suite: self.suite,
+            registration_id: self.local_registration_id,
+            prekey_id: pending.prekey_id,
+            signed_prekey_id: pending.signed_prekey_id,
+            base_key: pending.base_key,
+            identity_key: self.local_identity,
+        });
+        let associated_data = header.as_ref().map(PreKeyHeader::associated_data).unwrap_or_default();
+        let inner = SignalMessage::encrypt(
+            self.suite,
+            &keys,
+            self.sender_chain.ratchet.public,
+            self.previous_counter,
+            plaintext,
+            parties,
+            &associated_data,
+        );
+        let message = match header {
+            None => CiphertextMessage::Signal(inner),
+            Some(header) => CiphertextMessage::PreKey(header.wrap(inner)),
         };
         self.sender_chain.chain_key = next;
         Ok(message)
