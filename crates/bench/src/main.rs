@@ -1,1 +1,135 @@
-fn main() {}
+//! `switchboard-bench`: Switchboard, libsignal-c and the primitive floor, side by side in one run.
+//!
+//! ```text
+//! cargo run --release -p switchboard-bench -- --quick --json
+//! cargo run --release -p switchboard-bench                     # the full run
+//! cargo run --release -p switchboard-bench -- --ops encrypt,decrypt_100
+//! ```
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use switchboard_bench::measure::{self, Config};
+use switchboard_bench::{floor, report};
+use switchboard_bench::workloads::{Impl, Op};
+
+/// Measures session setup and 1:1 encrypt/decrypt of Switchboard (both suites), Signal's reference
+/// C library and the floor of primitive operations, interleaved round-robin in one run, and prints
+/// the median ns/op of each with ratios against libsignal-c and against the floor.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// A short run (under a minute on two cores): fewer rounds, shorter batches.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only these ops: comma-separated names, or parts of names
+    /// (session_setup, encrypt_100, decrypt_100, encrypt_64k, decrypt_64k; `_100` selects both 100-byte ops).
+    #[arg(long, value_name = "FILTER")]
+    ops: Option<String>,
+    /// Only these implementations: comma-separated names, or parts of names
+    /// (switchboard-signal-v3, switchboard-aes-256-gcm, libsignal-c, floor, floor-aes-256-gcm).
+    #[arg(long, value_name = "FILTER")]
+    impls: Option<String>,
+    /// Rounds per op (default: 15 with --quick, 41 otherwise).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Target time of one batch in milliseconds (default: 15 with --quick, 50 otherwise).
+    #[arg(long, value_name = "MS")]
+    batch_ms: Option<u64>,
+    /// Also time each primitive the floor is made of (X25519 DH and key generation, signature
+    /// verification, chain step, HKDF, a whole message's symmetric work), interleaved the same way.
+    #[arg(long)]
+    primitives: bool,
+    /// Seed for all keys.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// The items of `all` that `filter` selects: each comma-separated part selects the item whose name
+/// it is, or else every item whose name contains it (`floor` is just the floor, `encrypt` both sizes).
+fn select<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str, filter: &Option<String>) -> Vec<T> {
+    let Some(filter) = filter.as_deref() else { return all.to_vec() };
+    let parts: Vec<&str> = filter.split(',').map(str::trim).filter(|part| !part.is_empty()).collect();
+    all.iter()
+        .copied()
+        .filter(|&item| {
+            parts.iter().any(|&part| {
+                let exact = all.iter().any(|&other| name(other) == part);
+                if exact { name(item) == part } else { name(item).contains(part) }
+            })
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = if args.quick { Config::quick() } else { Config::full() };
+    if let Some(rounds) = args.rounds {
+        config.rounds = rounds.max(1);
+    }
+    if let Some(ms) = args.batch_ms {
+        config.batch_time = Duration::from_millis(ms.max(1));
+    }
+    config.seed = args.seed;
+    let ops = select(&Op::ALL, Op::name, &args.ops);
+    let impls = select(&Impl::ALL, Impl::name, &args.impls);
+    if ops.is_empty() || impls.is_empty() {
+        eprintln!("no op or no implementation matches the filters");
+        return ExitCode::FAILURE;
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; measure with --release");
+    }
+
+    let start = Instant::now();
+    eprintln!(
+        "measuring {} op(s) × {} impl(s), {} rounds of ~{} ms batches, interleaved",
+        ops.len(),
+        impls.len(),
+        config.rounds,
+        config.batch_time.as_millis()
+    );
+    let samples = measure::measure(&ops, &impls, &config, |op, took| {
+        eprintln!("  {:<14} {:>6.1} s", op.name(), took.as_secs_f64());
+    });
+    let rows = report::rows(&samples);
+    if args.json {
+        for line in report::json_lines(&rows) {
+            println!("{line}");
+        }
+    } else {
+        print!("{}", report::table(&rows));
+        println!();
+        for line in report::verdicts(&rows) {
+            println!("{line}");
+        }
+    }
+    if args.primitives {
+        let (names, mut workloads): (Vec<&str>, Vec<_>) = floor::primitives(config.seed).into_iter().unzip();
+        let stats = measure::measure_interleaved(&mut workloads, &config);
+        if args.json {
+            for (name, stats) in names.iter().zip(&stats) {
+                let line = serde_json::json!({
+                    "primitive": name,
+                    "ns_per_op": (stats.median * 10.0).round() / 10.0,
+                    "rounds": stats.rounds,
+                    "iqr_rel": (stats.iqr_rel * 10_000.0).round() / 10_000.0,
+                });
+                println!("{line}");
+            }
+        } else {
+            println!();
+            println!("| primitive | ns/op | IQR |");
+            println!("|---|---:|---:|");
+            for (name, stats) in names.iter().zip(&stats) {
+                println!("| {name} | {:.0} | {:.1}% |", stats.median, stats.iqr_rel * 100.0);
+            }
+        }
+    }
+    eprintln!("done in {:.1} s", start.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
+}

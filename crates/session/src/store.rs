@@ -126,7 +126,14 @@ impl SessionStore for InMemoryStore {
         Ok(self.sessions.get(address).cloned())
     }
     fn store_session(&mut self, address: &ProtocolAddress, record: SessionRecord) -> Result<()> {
-        self.sessions.insert(address.clone(), record);
+        // Replace in place when the address is known (every encrypt and decrypt): no clone of the
+        // address, whose String would be allocated only to be dropped by `insert`.
+        match self.sessions.get_mut(address) {
+            Some(slot) => *slot = record,
+            None => {
+                self.sessions.insert(address.clone(), record);
+            }
+        }
         Ok(())
     }
 }

@@ -10,13 +10,14 @@
 //! protobuf must be in its canonical encoding, so the tag covers the exact bytes received.
 
 use hmac::Mac;
+use prost::encoding::{WireType, encode_key, encode_varint};
 use subtle::ConstantTimeEq;
-use switchboard_wire::{Message, decode, decode_canonical, limits, signal};
+use switchboard_wire::{decode, decode_canonical, limits, signal};
 
 use crate::cipher;
 use crate::error::{Error, Result};
 use crate::kdf;
-use crate::keys::{IdentityKey, PublicKey};
+use crate::keys::{IdentityKey, PUBLIC_KEY_LEN, PublicKey};
 use crate::ratchet::keys::{GCM_NONCE_LEN, MessageKeys};
 use crate::suite::Suite;
 
@@ -51,33 +52,27 @@ impl SignalMessage {
         parties: Parties<'_>,
         prekey_header: &[u8],
     ) -> SignalMessage {
-        let mut header = signal::SignalMessage {
-            ratchet_key: Some(ratchet_key.serialize().to_vec()),
-            counter: Some(keys.index),
-            previous_counter: Some(previous_counter),
-            ciphertext: None,
-        };
         let version = suite.version_byte();
         let (ciphertext, serialized) = match suite {
             Suite::SignalV3 => {
                 let ciphertext = cipher::cbc_encrypt(&keys.cipher_key, &keys.iv, plaintext);
-                header.ciphertext = Some(ciphertext);
-                let mut serialized = Vec::with_capacity(1 + header.encoded_len() + MAC_LEN);
+                let mut serialized = Vec::with_capacity(1 + HEADER_MAX_LEN + CIPHERTEXT_KEY_MAX_LEN + ciphertext.len() + MAC_LEN);
                 serialized.push(version);
-                header.encode(&mut serialized).expect("a Vec grows as needed");
+                encode_header(&mut serialized, &ratchet_key, keys.index, previous_counter);
+                encode_ciphertext(&mut serialized, &ciphertext);
                 let mac = v3_mac(&keys.mac_key, &parties, &serialized);
                 serialized.extend_from_slice(&mac);
-                (header.ciphertext.take().unwrap_or_default(), serialized)
+                (ciphertext, serialized)
             }
             Suite::Aes256Gcm => {
-                let aad = gcm_aad(version, &parties, &header.encode_to_vec(), prekey_header);
+                let aad = gcm_aad(version, &parties, &ratchet_key, keys.index, previous_counter, prekey_header);
                 let ciphertext =
                     cipher::gcm_encrypt(&keys.cipher_key, &keys.iv[..GCM_NONCE_LEN], plaintext, &aad);
-                header.ciphertext = Some(ciphertext);
-                let mut serialized = Vec::with_capacity(1 + header.encoded_len());
+                let mut serialized = Vec::with_capacity(1 + HEADER_MAX_LEN + CIPHERTEXT_KEY_MAX_LEN + ciphertext.len());
                 serialized.push(version);
-                header.encode(&mut serialized).expect("a Vec grows as needed");
-                (header.ciphertext.take().unwrap_or_default(), serialized)
+                encode_header(&mut serialized, &ratchet_key, keys.index, previous_counter);
+                encode_ciphertext(&mut serialized, &ciphertext);
+                (ciphertext, serialized)
             }
         };
         SignalMessage {
@@ -131,13 +126,14 @@ impl SignalMessage {
                 cipher::cbc_decrypt(&keys.cipher_key, &keys.iv, &self.ciphertext)
             }
             Suite::Aes256Gcm => {
-                let header = signal::SignalMessage {
-                    ratchet_key: Some(self.ratchet_key.serialize().to_vec()),
-                    counter: Some(self.counter),
-                    previous_counter: Some(self.previous_counter),
-                    ciphertext: None,
-                };
-                let aad = gcm_aad(self.suite.version_byte(), &parties, &header.encode_to_vec(), prekey_header);
+                let aad = gcm_aad(
+                    self.suite.version_byte(),
+                    &parties,
+                    &self.ratchet_key,
+                    self.counter,
+                    self.previous_counter,
+                    prekey_header,
+                );
                 cipher::gcm_decrypt(&keys.cipher_key, &keys.iv[..GCM_NONCE_LEN], &self.ciphertext, &aad)
             }
         }
@@ -180,12 +176,79 @@ fn v3_mac(mac_key: &[u8; 32], parties: &Parties<'_>, body: &[u8]) -> [u8; MAC_LE
     truncated
 }
 
-fn gcm_aad(version: u8, parties: &Parties<'_>, header: &[u8], prekey_header: &[u8]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(2 * 33 + 1 + header.len() + prekey_header.len());
+/// Longest encoding of the header fields [`encode_header`] writes: ratchet key (2 + 33 bytes),
+/// counter and previous counter (1 + 5 bytes each).
+const HEADER_MAX_LEN: usize = 2 + PUBLIC_KEY_LEN + 2 * (1 + 5);
+/// Longest key and length prefix of the ciphertext field.
+const CIPHERTEXT_KEY_MAX_LEN: usize = 1 + 5;
+
+/// Fields 1 to 3 of a SignalMessage (ratchet key, counter, previous counter), byte for byte as
+/// prost encodes `signal::SignalMessage` with all three present: fields in tag order, each key and
+/// length a varint. Writing them straight into the output saves the owned copies prost's struct
+/// needs (and, under GCM, a second buffer for the associated data).
+fn encode_header(out: &mut Vec<u8>, ratchet_key: &PublicKey, counter: u32, previous_counter: u32) {
+    encode_key(1, WireType::LengthDelimited, out);
+    encode_varint(PUBLIC_KEY_LEN as u64, out);
+    out.extend_from_slice(&ratchet_key.serialize());
+    encode_key(2, WireType::Varint, out);
+    encode_varint(u64::from(counter), out);
+    encode_key(3, WireType::Varint, out);
+    encode_varint(u64::from(previous_counter), out);
+}
+
+/// Field 4 of a SignalMessage, the ciphertext, as prost encodes it.
+fn encode_ciphertext(out: &mut Vec<u8>, ciphertext: &[u8]) {
+    encode_key(4, WireType::LengthDelimited, out);
+    encode_varint(ciphertext.len() as u64, out);
+    out.extend_from_slice(ciphertext);
+}
+
+fn gcm_aad(
+    version: u8,
+    parties: &Parties<'_>,
+    ratchet_key: &PublicKey,
+    counter: u32,
+    previous_counter: u32,
+    prekey_header: &[u8],
+) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(2 * PUBLIC_KEY_LEN + 1 + HEADER_MAX_LEN + prekey_header.len());
     aad.extend_from_slice(&parties.sender.serialize());
     aad.extend_from_slice(&parties.receiver.serialize());
     aad.push(version);
-    aad.extend_from_slice(header);
+    encode_header(&mut aad, ratchet_key, counter, previous_counter);
     aad.extend_from_slice(prekey_header);
     aad
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_wire::Message;
+
+    use super::*;
+
+    /// The hand-written framing is byte for byte prost's encoding of the same message.
+    #[test]
+    fn framing_matches_prost() {
+        let key = PublicKey::from_bytes(&[[5u8].as_slice(), &[0xa7; 32]].concat()).unwrap();
+        let counters = [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_152, u32::MAX - 1, u32::MAX];
+        for (i, &counter) in counters.iter().enumerate() {
+            let previous_counter = counters[counters.len() - 1 - i];
+            for len in [0usize, 16, 112, 127, 128, 16_400, 65_552] {
+                let ciphertext = vec![0x5au8; len];
+                let header = signal::SignalMessage {
+                    ratchet_key: Some(key.serialize().to_vec()),
+                    counter: Some(counter),
+                    previous_counter: Some(previous_counter),
+                    ciphertext: None,
+                };
+                let mut ours = Vec::new();
+                encode_header(&mut ours, &key, counter, previous_counter);
+                assert_eq!(ours, header.encode_to_vec());
+                assert!(ours.len() <= HEADER_MAX_LEN);
+                let full = signal::SignalMessage { ciphertext: Some(ciphertext.clone()), ..header };
+                encode_ciphertext(&mut ours, &ciphertext);
+                assert_eq!(ours, full.encode_to_vec());
+            }
+        }
+    }
 }

@@ -1,0 +1,177 @@
+//! Switchboard's own implementation (crates/session), under either suite, through its public API
+//! with the in-memory store: the path an application takes.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use switchboard_session::testing::Device;
+use switchboard_session::{CiphertextMessage, MessageKind, PreKeyBundle, ProtocolAddress, Suite, session};
+
+use super::{Op, Workload, chunk_len, chunked, plaintext};
+
+/// The workload of `op` under `suite`.
+pub fn workload(op: Op, suite: Suite, seed: u64) -> Box<dyn Workload> {
+    let len = op.message_len();
+    match op {
+        Op::SessionSetup => Box::new(Setup::new(suite, seed)),
+        Op::Encrypt100 | Op::Encrypt64k => Box::new(Encrypt { pair: Pair::established(suite, seed), plaintext: plaintext(len) }),
+        Op::Decrypt100 | Op::Decrypt64k => Box::new(Decrypt { pair: Pair::established(suite, seed), plaintext: plaintext(len) }),
+    }
+}
+
+/// The address the initiator ("alice") knows the responder ("bob") by, and the other way round.
+pub fn addresses() -> (ProtocolAddress, ProtocolAddress) {
+    (ProtocolAddress::new("alice@bench", 1), ProtocolAddress::new("bob@bench", 1))
+}
+
+/// The responder's bundle as the comparison with libsignal-c needs it: under `signal-v3` a plain
+/// libsignal bundle (no suites list, so one signature to verify, as libsignal-c verifies); under
+/// `aes-256-gcm` the signed suites list a Switchboard device publishes (a second signature).
+pub fn bundle_for(device: &mut Device, suite: Suite, rng: &mut StdRng) -> PreKeyBundle {
+    match suite {
+        Suite::SignalV3 => {
+            let mut bundle = device.bundle(&[Suite::SignalV3], rng);
+            bundle.suites = None;
+            bundle
+        }
+        Suite::Aes256Gcm => device.bundle(&[Suite::Aes256Gcm, Suite::SignalV3], rng),
+    }
+}
+
+/// Two devices and the RNG they draw from.
+pub struct Pair {
+    pub suite: Suite,
+    pub alice: Device,
+    pub bob: Device,
+    pub rng: StdRng,
+    pub alice_at: ProtocolAddress,
+    pub bob_at: ProtocolAddress,
+}
+
+impl Pair {
+    /// Two fresh devices with no session.
+    pub fn new(suite: Suite, rng: &mut StdRng) -> (Pair, PreKeyBundle) {
+        let alice = Device::new(101, 1, rng);
+        let mut bob = Device::new(202, 1, rng);
+        let bundle = bundle_for(&mut bob, suite, rng);
+        let (alice_at, bob_at) = addresses();
+        let rng = StdRng::from_rng(rng);
+        (Pair { suite, alice, bob, rng, alice_at, bob_at }, bundle)
+    }
+
+    /// Two devices in a steady conversation: alice started the session, bob replied, alice wrote
+    /// again, so both have a sending and a receiving chain and messages are SignalMessages.
+    pub fn established(suite: Suite, seed: u64) -> Pair {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut pair, bundle) = Pair::new(suite, &mut rng);
+        session::process_prekey_bundle(&mut pair.alice.store, &pair.bob_at, &bundle, suite, &mut pair.rng)
+            .expect("bundle");
+        for round in 0..3 {
+            let message = plaintext(16);
+            if round % 2 == 0 {
+                let sent = session::encrypt(&mut pair.alice.store, &pair.bob_at, &message).expect("encrypt");
+                let got = session::decrypt(&mut pair.bob.store, &pair.alice_at, &sent, &mut pair.rng).expect("decrypt");
+                assert_eq!(got, message);
+            } else {
+                let sent = session::encrypt(&mut pair.bob.store, &pair.alice_at, &message).expect("encrypt");
+                let got = session::decrypt(&mut pair.alice.store, &pair.bob_at, &sent, &mut pair.rng).expect("decrypt");
+                assert_eq!(got, message);
+            }
+        }
+        let probe = session::encrypt(&mut pair.alice.store, &pair.bob_at, b"probe").expect("encrypt");
+        assert_eq!(probe.kind(), MessageKind::Signal, "the conversation is established");
+        session::decrypt(&mut pair.bob.store, &pair.alice_at, &probe, &mut pair.rng).expect("decrypt");
+        pair
+    }
+}
+
+/// `session_setup`: fresh devices per iteration, made before the clock starts.
+struct Setup {
+    suite: Suite,
+    rng: StdRng,
+    plaintext: Vec<u8>,
+}
+
+impl Setup {
+    fn new(suite: Suite, seed: u64) -> Self {
+        Setup { suite, rng: StdRng::seed_from_u64(seed), plaintext: plaintext(super::SMALL) }
+    }
+}
+
+impl Workload for Setup {
+    fn run(&mut self, iters: u64) -> Duration {
+        chunked(
+            self,
+            iters,
+            chunk_len(super::SMALL).min(256),
+            |this, n| (0..n).map(|_| Pair::new(this.suite, &mut this.rng)).collect::<Vec<_>>(),
+            |this, pairs| {
+                for (pair, bundle) in pairs.iter_mut() {
+                    session::process_prekey_bundle(&mut pair.alice.store, &pair.bob_at, bundle, this.suite, &mut pair.rng)
+                        .expect("bundle");
+                    let sent = session::encrypt(&mut pair.alice.store, &pair.bob_at, &this.plaintext).expect("encrypt");
+                    let received = CiphertextMessage::parse(MessageKind::PreKey, sent.serialize()).expect("parse");
+                    let got =
+                        session::decrypt(&mut pair.bob.store, &pair.alice_at, &received, &mut pair.rng).expect("decrypt");
+                    black_box(got);
+                }
+            },
+        )
+    }
+}
+
+/// `encrypt_*`: alice encrypts; the ciphertexts are dropped (bob never reads them).
+struct Encrypt {
+    pair: Pair,
+    plaintext: Vec<u8>,
+}
+
+impl Workload for Encrypt {
+    fn run(&mut self, iters: u64) -> Duration {
+        let pair = &mut self.pair;
+        let start = Instant::now();
+        for _ in 0..iters {
+            let sent = session::encrypt(&mut pair.alice.store, &pair.bob_at, &self.plaintext).expect("encrypt");
+            black_box(sent.serialize());
+        }
+        start.elapsed()
+    }
+}
+
+/// `decrypt_*`: alice encrypts a batch before the clock starts; bob decrypts it from wire bytes,
+/// in order (parsing included, as libsignal-c parses inside its decrypt).
+struct Decrypt {
+    pair: Pair,
+    plaintext: Vec<u8>,
+}
+
+impl Workload for Decrypt {
+    fn run(&mut self, iters: u64) -> Duration {
+        chunked(
+            self,
+            iters,
+            chunk_len(self.plaintext.len()),
+            |this, n| {
+                let pair = &mut this.pair;
+                (0..n)
+                    .map(|_| {
+                        let sent =
+                            session::encrypt(&mut pair.alice.store, &pair.bob_at, &this.plaintext).expect("encrypt");
+                        sent.serialize().to_vec()
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |this, batch| {
+                let pair = &mut this.pair;
+                for bytes in batch.iter() {
+                    let received = CiphertextMessage::parse(MessageKind::Signal, bytes).expect("parse");
+                    let got =
+                        session::decrypt(&mut pair.bob.store, &pair.alice_at, &received, &mut pair.rng).expect("decrypt");
+                    black_box(got);
+                }
+            },
+        )
+    }
+}
