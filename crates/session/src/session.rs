@@ -9,7 +9,6 @@ use crate::error::{Error, Result};
 use crate::keys::{IdentityKey, KeyPair};
 use crate::prekey::PreKeyBundle;
 use crate::protocol::{CiphertextMessage, PreKeySignalMessage, SignalMessage};
-use crate::ratchet::record::SessionRecord;
 use crate::store::ProtocolStore;
 use crate::suite::Suite;
 use crate::x3dh::{Initiator, Responder};
@@ -56,21 +55,21 @@ where
 /// Encrypts `plaintext` for `remote` with the current session.
 pub fn encrypt<S>(store: &mut S, remote: &ProtocolAddress, plaintext: &[u8]) -> Result<CiphertextMessage>
 where
-    S: ProtocolStore + ?Sized,
+    S: ProtocolStore,
 {
-    let mut record = load_existing(store, remote)?;
-    let remote_identity = *record.current().ok_or_else(|| no_session(remote))?.remote_identity();
+    let remote_identity = store
+        .with_session(remote, |record| Ok(record.current().map(|state| *state.remote_identity())))?
+        .flatten()
+        .ok_or_else(|| no_session(remote))?;
     ensure_trusted(store, remote, &remote_identity)?;
-    let message = record.encrypt(plaintext)?;
-    store.store_session(remote, record)?;
-    Ok(message)
+    store.with_session(remote, |record| record.encrypt(plaintext))?.ok_or_else(|| no_session(remote))
 }
 
 /// Decrypts a message from `remote`. A PreKeySignalMessage may start a new session (X3DH as the
 /// responder), which consumes the one-time prekey it names.
 pub fn decrypt<S, R>(store: &mut S, remote: &ProtocolAddress, message: &CiphertextMessage, rng: &mut R) -> Result<Vec<u8>>
 where
-    S: ProtocolStore + ?Sized,
+    S: ProtocolStore,
     R: CryptoRng + ?Sized,
 {
     match message {
@@ -81,21 +80,30 @@ where
 
 fn decrypt_signal<S, R>(store: &mut S, remote: &ProtocolAddress, message: &SignalMessage, rng: &mut R) -> Result<Vec<u8>>
 where
-    S: ProtocolStore + ?Sized,
+    S: ProtocolStore,
     R: CryptoRng + ?Sized,
 {
-    let mut record = load_existing(store, remote)?;
-    let (position, plan) = record.plan_decrypt(message, &[])?;
-    let plaintext = record.commit(position, plan, rng);
-    let remote_identity = *record.current().expect("a session just decrypted").remote_identity();
+    // Plan on the unchanged record, check that the session's identity is still trusted, and
+    // only then commit: a refusal at any step changes nothing.
+    let (position, plan, remote_identity) = store
+        .with_session(remote, |record| {
+            if record.current().is_none() {
+                return Err(no_session(remote));
+            }
+            let (position, plan) = record.plan_decrypt(message, &[])?;
+            let identity = *record.state_at(position).expect("position from plan_decrypt").remote_identity();
+            Ok((position, plan, identity))
+        })?
+        .ok_or_else(|| no_session(remote))?;
     ensure_trusted(store, remote, &remote_identity)?;
-    store.store_session(remote, record)?;
-    Ok(plaintext)
+    store
+        .with_session(remote, |record| Ok(record.commit(position, plan, rng)))?
+        .ok_or_else(|| no_session(remote))
 }
 
 fn decrypt_prekey<S, R>(store: &mut S, remote: &ProtocolAddress, message: &PreKeySignalMessage, rng: &mut R) -> Result<Vec<u8>>
 where
-    S: ProtocolStore + ?Sized,
+    S: ProtocolStore,
     R: CryptoRng + ?Sized,
 {
     ensure_trusted(store, remote, message.identity_key())?;
@@ -143,13 +151,6 @@ where
 /// Whether there is a current session with `remote`.
 pub fn has_session<S: ProtocolStore + ?Sized>(store: &S, remote: &ProtocolAddress) -> Result<bool> {
     Ok(store.load_session(remote)?.is_some_and(|record| record.current().is_some()))
-}
-
-fn load_existing<S: ProtocolStore + ?Sized>(store: &S, remote: &ProtocolAddress) -> Result<SessionRecord> {
-    store
-        .load_session(remote)?
-        .filter(|record| record.current().is_some())
-        .ok_or_else(|| no_session(remote))
 }
 
 fn ensure_trusted<S: ProtocolStore + ?Sized>(store: &S, remote: &ProtocolAddress, identity: &IdentityKey) -> Result<()> {

@@ -45,6 +45,24 @@ pub trait SignedPreKeyStore {
 pub trait SessionStore {
     fn load_session(&self, address: &ProtocolAddress) -> Result<Option<SessionRecord>>;
     fn store_session(&mut self, address: &ProtocolAddress, record: SessionRecord) -> Result<()>;
+
+    /// Runs `f` on the record of `address` (`None` if there is none) and keeps the record as `f`
+    /// leaves it when `f` succeeds. Callers change the record only on success, so a failed `f`
+    /// leaves it as it was. The default loads and stores; a store holding records in memory
+    /// edits them in place, with no copy per message.
+    fn with_session<T>(
+        &mut self,
+        address: &ProtocolAddress,
+        f: impl FnOnce(&mut SessionRecord) -> Result<T>,
+    ) -> Result<Option<T>>
+    where
+        Self: Sized,
+    {
+        let Some(mut record) = self.load_session(address)? else { return Ok(None) };
+        let value = f(&mut record)?;
+        self.store_session(address, record)?;
+        Ok(Some(value))
+    }
 }
 
 /// Everything a 1:1 session needs.
@@ -135,5 +153,13 @@ impl SessionStore for InMemoryStore {
             }
         }
         Ok(())
+    }
+
+    fn with_session<T>(
+        &mut self,
+        address: &ProtocolAddress,
+        f: impl FnOnce(&mut SessionRecord) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.sessions.get_mut(address).map(f).transpose()
     }
 }

@@ -51,6 +51,11 @@ impl SessionRecord {
         self.states().any(|state| state.suite == suite && state.alice_base_key == *base_key)
     }
 
+    /// The session at `position` as numbered by [`Self::plan_decrypt`] (0 = current).
+    pub(crate) fn state_at(&self, position: usize) -> Option<&SessionState> {
+        self.states().nth(position)
+    }
+
     fn states(&self) -> impl Iterator<Item = &SessionState> {
         self.current.iter().chain(self.previous.iter())
     }
