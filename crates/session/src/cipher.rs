@@ -17,7 +17,7 @@ pub(crate) fn cbc_encrypt(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8]) -> Ve
 /// Inverse of [`cbc_encrypt`]; fails on a length that is not a whole number of blocks or on bad
 /// padding. Callers check the MAC first, so this never acts as a padding oracle.
 pub(crate) fn cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>> {
-    if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(16) {
         return Err(Error::InvalidMessage("CBC ciphertext is not a whole number of blocks"));
     }
     cbc::Decryptor::<Aes256>::new(key.into(), iv.into())

@@ -147,11 +147,10 @@ impl PreKeyBundle {
         if !self.identity_key.verify_signature(&self.signed_prekey.serialize(), &self.signed_prekey_signature) {
             return Err(Error::InvalidKey("signed prekey signature does not verify"));
         }
-        if let Some(signed) = &self.suites {
-            if !self.identity_key.verify_signature(&suites_message(&signed.names), &signed.signature) {
+        if let Some(signed) = &self.suites
+            && !self.identity_key.verify_signature(&suites_message(&signed.names), &signed.signature) {
                 return Err(Error::InvalidKey("suites signature does not verify"));
             }
-        }
         Ok(())
     }
 
