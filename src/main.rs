@@ -1,6 +1,7 @@
 //! `switchboard`: the command-line entry point. Each subcommand lives in a module of its own.
 
 mod demo;
+mod peer;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,8 @@ enum Command {
     /// Runs an encrypted conversation between two apps' users and prints what each side and the
     /// wire saw.
     Demo(demo::Args),
+    /// Serves the peer protocol (JSON lines on stdin/stdout) over this project's sessions.
+    Peer(peer::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,5 +29,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
+        Command::Peer(args) => peer::run(args),
     }
 }

@@ -23,6 +23,7 @@ mod ffi;
 mod fingerprint;
 mod group;
 mod party;
+pub mod peer;
 mod store;
 
 pub use crypto::LOG_ENV;
