@@ -1,5 +1,6 @@
 //! `switchboard`: the command-line entry point. Each subcommand lives in a module of its own.
 
+mod conformance;
 mod demo;
 mod peer;
 
@@ -20,15 +21,18 @@ enum Command {
     Demo(demo::Args),
     /// Serves the peer protocol (JSON lines on stdin/stdout) over this project's sessions.
     Peer(peer::Args),
+    /// Plays randomized, seeded conversations between two peers and checks every outcome.
+    Conformance(conformance::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Demo(args) => demo::run(args),
-        Command::Peer(args) => peer::run(args),
+        Command::Demo(args) => demo::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Peer(args) => peer::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Conformance(args) => conformance::run_cli(args),
     }
 }
