@@ -214,3 +214,78 @@ impl<R: BufRead> BoundedLines<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::switchboard::SwitchboardBackend;
+    use switchboard_session::Suite;
+
+    fn run(input: &[u8]) -> Vec<Value> {
+        let mut backend = SwitchboardBackend::new(Suite::SignalV3, Some(1), None);
+        let mut output = Vec::new();
+        serve(&mut backend, input, &mut output).unwrap();
+        output.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+    }
+
+    fn kinds(responses: &[Value]) -> Vec<&str> {
+        responses.iter().map(|r| r["error"].as_str().unwrap_or("ok")).collect()
+    }
+
+    #[test]
+    fn every_request_gets_exactly_one_answer_and_the_peer_keeps_serving() {
+        let mut input = Vec::new();
+        input.extend_from_slice(b"garbage\n[]\n{}\n{\"op\":42}\n{\"op\":\"nope\"}\n");
+        input.extend_from_slice(b"{\"op\":\"create\",\"party\":\"p\",\"registration_id\":1,\"device_id\":1,\"prekeys\":1}\n");
+        input.extend_from_slice(b"{\"op\":\"create\",\"party\":\"p\",\"registration_id\":1,\"device_id\":1,\"prekeys\":1}\n");
+        input.extend_from_slice(b"{\"op\":\"create\",\"party\":\"q\",\"registration_id\":-1,\"device_id\":1,\"prekeys\":1}\n");
+        input.extend_from_slice(b"{\"op\":\"create\",\"party\":\"q\",\"registration_id\":1,\"device_id\":1,\"prekeys\":99999999}\n");
+        input.extend_from_slice(b"{\"op\":\"encrypt\",\"party\":\"p\",\"peer\":\"x\",\"plaintext\":\"0\"}\n");
+        input.extend_from_slice(b"{\"op\":\"encrypt\",\"party\":\"p\",\"peer\":\"x\",\"plaintext\":\"00\"}\n");
+        input.extend_from_slice(b"{\"op\":\"encrypt\",\"party\":\"ghost\",\"peer\":\"x\",\"plaintext\":\"00\"}\n");
+        input.extend_from_slice(b"{\"op\":\"bundle\",\"party\":\"p\",\"suite\":\"rot13\"}\n");
+        input.extend_from_slice(b"{\"op\":\"group_decrypt\",\"party\":\"p\",\"group\":\"g\",\"sender\":\"x\",\"ciphertext\":\"33\"}\n");
+        input.extend_from_slice(b"\n   \n{\"op\":\"hello\"}");
+        let responses = run(&input);
+        assert_eq!(
+            kinds(&responses),
+            [
+                "bad_request", "bad_request", "bad_request", "bad_request", "unsupported", "ok", "bad_request",
+                "bad_request", "bad_request", "bad_request", "no_session", "unknown_party", "unsupported",
+                "invalid_message", "ok",
+            ]
+        );
+        assert!(responses.iter().all(|r| r["ok"].is_boolean()));
+        assert_eq!(responses.last().unwrap()["impl"], "switchboard");
+    }
+
+    #[test]
+    fn an_overlong_line_is_refused_without_being_kept_and_the_next_line_is_served() {
+        let mut input = b"{\"op\":\"encrypt\",\"plaintext\":\"".to_vec();
+        input.resize(input.len() + MAX_LINE_LEN + 10, b'0');
+        input.extend_from_slice(b"\"}\n{\"op\":\"hello\"}\n");
+        let responses = run(&input);
+        assert_eq!(kinds(&responses), ["bad_request", "ok"]);
+    }
+
+    #[test]
+    fn two_peers_talk_through_the_protocol() {
+        let mut alice = SwitchboardBackend::new(Suite::Aes256Gcm, Some(2), None);
+        let mut bob = SwitchboardBackend::new(Suite::Aes256Gcm, Some(3), None);
+        let mut ask = |backend: &mut SwitchboardBackend, request: Value| answer(backend, request.to_string().as_bytes());
+        ask(&mut alice, serde_json::json!({"op":"create","party":"alice","registration_id":1,"device_id":1,"prekeys":0}));
+        ask(&mut bob, serde_json::json!({"op":"create","party":"bob","registration_id":2,"device_id":1,"prekeys":3}));
+        let bundle = ask(&mut bob, serde_json::json!({"op":"bundle","party":"bob","suite":"aes-256-gcm"}))["bundle"].clone();
+        assert_eq!(bundle["prekey_id"], 1);
+        let processed = ask(&mut alice, serde_json::json!({"op":"process_bundle","party":"alice","peer":"bob","bundle":bundle}));
+        assert_eq!(processed["ok"], true);
+        let sent = ask(&mut alice, serde_json::json!({"op":"encrypt","party":"alice","peer":"bob","plaintext":"cafe"}));
+        assert_eq!(sent["type"], "prekey");
+        assert_eq!(sent["ciphertext"].as_str().unwrap()[..2], *"a1");
+        let read = ask(
+            &mut bob,
+            serde_json::json!({"op":"decrypt","party":"bob","peer":"alice","type":"prekey","ciphertext":sent["ciphertext"]}),
+        );
+        assert_eq!(read["plaintext"], "cafe");
+    }
+}
