@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "signal/storage.proto",
         "switchboard/bundle.proto",
         "switchboard/group.proto",
+        "switchboard/relay.proto",
+        "switchboard/content.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

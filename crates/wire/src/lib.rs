@@ -9,6 +9,7 @@
 //! library's.
 
 mod decode;
+pub mod frame;
 
 pub use decode::{DecodeError, decode, decode_canonical, limits};
 
