@@ -1,0 +1,201 @@
+//! Frames from devices.
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use switchboard_wire::frame::MAX_FRAME_LEN;
+use switchboard_wire::switchboard::{
+    Acknowledge, Authenticate, ClientFrame, DeviceBundle, Done, Envelope, ErrorCode, FetchBundles, GroupEnvelope,
+    Register, Registered, ServerFrame, UploadBundles, client_frame::Body, federation_frame, server_frame,
+};
+use switchboard_wire::decode;
+
+use super::{
+    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_BUNDLES_PER_DEVICE, MAX_ENVELOPE_CONTENT, RelayCore, app_of,
+    device_key, failure,
+};
+use crate::state::{DeviceKey, Mutation};
+
+type Refusal = (ErrorCode, &'static str);
+
+fn done(request_id: u64) -> ServerFrame {
+    ServerFrame { request_id, body: Some(server_frame::Body::Done(Done {})) }
+}
+
+impl RelayCore {
+    /// A frame from a client connection. A frame that does not decode closes the connection.
+    pub fn client_frame(&mut self, conn: ConnId, bytes: &[u8]) -> Vec<Action> {
+        let Some(authenticated) = self.clients.get(&conn).cloned() else { return Vec::new() };
+        let frame: ClientFrame = match decode(bytes, MAX_FRAME_LEN) {
+            Ok(frame) => frame,
+            Err(_) => {
+                return vec![failure(conn, 0, ErrorCode::Malformed, "frame does not decode"), Action::Close { conn }];
+            }
+        };
+        let request_id = frame.request_id;
+        let result = match (frame.body, authenticated) {
+            (None, _) => Err((ErrorCode::Malformed, "empty frame")),
+            (Some(Body::Register(register)), _) => self.register(conn, request_id, register),
+            (Some(Body::Authenticate(authenticate)), _) => return self.authenticate(conn, request_id, authenticate),
+            (Some(_), None) => Err((ErrorCode::Unauthenticated, "authenticate first")),
+            (Some(Body::UploadBundles(upload)), Some(device)) => self.upload_bundles(conn, request_id, &device, upload),
+            (Some(Body::FetchBundles(fetch)), Some(_)) => return self.fetch_bundles(conn, request_id, fetch),
+            (Some(Body::Send(envelope)), Some(device)) => self.send(conn, request_id, &device, envelope),
+            (Some(Body::SendGroup(group)), Some(device)) => self.send_group(conn, request_id, &device, group),
+            (Some(Body::Acknowledge(ack)), Some(device)) => {
+                self.acknowledge(&device, ack);
+                return Vec::new();
+            }
+        };
+        match result {
+            Ok(()) => Vec::new(),
+            Err((code, detail)) => vec![failure(conn, request_id, code, detail)],
+        }
+    }
+
+    fn register(&mut self, conn: ConnId, request_id: u64, register: Register) -> Result<(), Refusal> {
+        if app_of(&register.user) != Some(self.app.as_str()) || register.device_id == 0 {
+            return Err((ErrorCode::Forbidden, "a device registers on its own app, as name@app with a device id"));
+        }
+        let device = (register.user, register.device_id);
+        if self.state.accounts.contains_key(&device) {
+            return Err((ErrorCode::AlreadyRegistered, "that device is registered"));
+        }
+        let mut credential = [0u8; 32];
+        self.rng.fill_bytes(&mut credential);
+        let credential_hash: [u8; 32] = Sha256::digest(credential).into();
+        self.mutate(Mutation::PutAccount { device, credential_hash });
+        let registered = Registered { credential: credential.to_vec() };
+        self.deferred.push(Deferred::Client(
+            conn,
+            ServerFrame { request_id, body: Some(server_frame::Body::Registered(registered)) },
+        ));
+        Ok(())
+    }
+
+    fn authenticate(&mut self, conn: ConnId, request_id: u64, authenticate: Authenticate) -> Vec<Action> {
+        let device: DeviceKey = (authenticate.user, authenticate.device_id);
+        let presented: [u8; 32] = Sha256::digest(&authenticate.credential).into();
+        let valid = self.state.accounts.get(&device).is_some_and(|stored| bool::from(stored.ct_eq(&presented)));
+        if !valid {
+            return vec![failure(conn, request_id, ErrorCode::Unauthenticated, "unknown device or wrong credential")];
+        }
+        let mut actions = Vec::new();
+        if let Some(previous) = self.online.insert(device.clone(), conn).filter(|previous| *previous != conn) {
+            self.clients.insert(previous, None);
+            actions.push(Action::Close { conn: previous });
+        }
+        self.clients.insert(conn, Some(device.clone()));
+        actions.push(Action::ToClient { conn, frame: done(request_id) });
+        if let Some(mailbox) = self.state.mailboxes.get(&device) {
+            actions.extend(mailbox.values().map(|envelope| super::deliver(conn, envelope.clone())));
+        }
+        actions
+    }
+
+    fn upload_bundles(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, upload: UploadBundles) -> Result<(), Refusal> {
+        if upload.bundles.is_empty() || upload.bundles.len() > MAX_BUNDLES_PER_DEVICE {
+            return Err((ErrorCode::TooLarge, "1 to 500 bundles"));
+        }
+        if upload.bundles.iter().any(|bundle| bundle.device_id != device.1) {
+            return Err((ErrorCode::Forbidden, "bundles of another device"));
+        }
+        self.mutate(Mutation::PutBundles { device: device.clone(), bundles: upload.bundles });
+        self.deferred.push(Deferred::Client(conn, done(request_id)));
+        Ok(())
+    }
+
+    fn fetch_bundles(&mut self, conn: ConnId, request_id: u64, fetch: FetchBundles) -> Vec<Action> {
+        let Some(app) = app_of(&fetch.user).map(str::to_owned) else {
+            return vec![failure(conn, request_id, ErrorCode::Malformed, "a user is name@app")];
+        };
+        if app == self.app {
+            return match self.hand_out_bundles(&fetch.user) {
+                Some(bundles) => {
+                    let frame = ServerFrame { request_id, body: Some(server_frame::Body::Bundles(bundles)) };
+                    self.deferred.push(Deferred::Client(conn, frame));
+                    Vec::new()
+                }
+                None => vec![failure(conn, request_id, ErrorCode::UnknownRecipient, "no such user, or no bundles")],
+            };
+        }
+        if !self.peers.contains(&app) {
+            return vec![failure(conn, request_id, ErrorCode::UnknownRecipient, "no such app")];
+        }
+        let Some(&link) = self.outbound_links.get(&app) else {
+            return vec![failure(conn, request_id, ErrorCode::Unavailable, "that app's relay cannot be reached now")];
+        };
+        let request = self.next_request;
+        self.next_request += 1;
+        self.pending_fetches.insert(request, (conn, request_id));
+        vec![Action::ToLink {
+            conn: link,
+            frame: switchboard_wire::switchboard::FederationFrame {
+                request_id: request,
+                body: Some(federation_frame::Body::FetchBundles(fetch)),
+            },
+        }]
+    }
+
+    /// One bundle of every device of `user` (a local user); each one-time prekey goes out once:
+    /// the last bundle of a device is handed out again without its one-time prekey.
+    pub(super) fn hand_out_bundles(&mut self, user: &str) -> Option<switchboard_wire::switchboard::Bundles> {
+        let devices: Vec<DeviceKey> = self.state.bundles.keys().filter(|(name, _)| name == user).cloned().collect();
+        let mut handed = Vec::new();
+        for device in devices {
+            let mut bundles = self.state.bundles.get(&device).cloned().unwrap_or_default();
+            let Some(first) = bundles.first().cloned() else { continue };
+            if bundles.len() > 1 {
+                bundles.remove(0);
+            } else {
+                bundles[0].pre_key_id = None;
+                bundles[0].pre_key = None;
+            }
+            self.mutate(Mutation::PutBundles { device: device.clone(), bundles });
+            handed.push(DeviceBundle { device_id: device.1, bundle: Some(first) });
+        }
+        handed.sort_by_key(|d| d.device_id);
+        (!handed.is_empty()).then(|| switchboard_wire::switchboard::Bundles { user: user.to_owned(), devices: handed })
+    }
+
+    fn send(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, envelope: Envelope) -> Result<(), Refusal> {
+        check_envelope(device, &envelope.id, envelope.sender.as_ref(), envelope.content.len())?;
+        let recipient = envelope.recipient.clone().ok_or((ErrorCode::Malformed, "no recipient"))?;
+        self.route(envelope, &recipient)?;
+        self.deferred.push(Deferred::Client(conn, done(request_id)));
+        Ok(())
+    }
+
+    fn send_group(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, group: GroupEnvelope) -> Result<(), Refusal> {
+        check_envelope(device, &group.id, group.sender.as_ref(), group.content.len())?;
+        self.route_group(group, None)?;
+        self.deferred.push(Deferred::Client(conn, done(request_id)));
+        Ok(())
+    }
+
+    fn acknowledge(&mut self, device: &DeviceKey, ack: Acknowledge) {
+        for id in ack.ids {
+            let Some(seq) = self.mailbox_ids.get_mut(device).and_then(|ids| ids.remove(&id)) else { continue };
+            self.mutate(Mutation::DeleteEnvelope { device: device.clone(), seq });
+        }
+    }
+}
+
+/// What every envelope from a device must satisfy.
+fn check_envelope(
+    device: &DeviceKey,
+    id: &[u8],
+    sender: Option<&switchboard_wire::switchboard::DeviceAddress>,
+    content_len: usize,
+) -> Result<(), Refusal> {
+    if id.len() != ENVELOPE_ID_LEN {
+        return Err((ErrorCode::Malformed, "an envelope id is 16 bytes"));
+    }
+    if content_len > MAX_ENVELOPE_CONTENT {
+        return Err((ErrorCode::TooLarge, "envelope content over 256 KiB"));
+    }
+    match sender {
+        Some(sender) if device_key(sender) == *device => Ok(()),
+        _ => Err((ErrorCode::Forbidden, "the sender must be the authenticated device")),
+    }
+}

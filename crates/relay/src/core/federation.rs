@@ -1,0 +1,105 @@
+//! Frames from other apps' relays. Requests arrive on connections they dialed; answers to our
+//! requests arrive on connections we dialed. The app a connection speaks for is established by
+//! mutual TLS before the core sees it; the core checks that what it carries is that app's to send.
+
+use switchboard_wire::decode;
+use switchboard_wire::frame::MAX_FRAME_LEN;
+use switchboard_wire::switchboard::{
+    Acknowledge, ErrorCode, FederationFrame, ServerFrame, federation_frame::Body, server_frame,
+};
+
+use super::{Action, ConnId, Deferred, RelayCore, app_of, link_failure};
+use crate::state::Mutation;
+
+impl RelayCore {
+    /// A frame from a federation connection.
+    pub fn link_frame(&mut self, conn: ConnId, bytes: &[u8]) -> Vec<Action> {
+        let Some((app, dialed)) = self.links.get(&conn).cloned() else { return Vec::new() };
+        let frame: FederationFrame = match decode(bytes, MAX_FRAME_LEN) {
+            Ok(frame) => frame,
+            Err(_) => return vec![Action::Close { conn }],
+        };
+        if dialed {
+            self.answer_from(&app, frame)
+        } else {
+            self.request_from(conn, &app, frame)
+        }
+    }
+
+    /// An answer to something we sent `app`.
+    fn answer_from(&mut self, app: &str, frame: FederationFrame) -> Vec<Action> {
+        match frame.body {
+            Some(Body::Acknowledge(_)) | Some(Body::Failure(_)) => {
+                // Accepted (durable there) or refused for good: either way it leaves our outbox.
+                if self.state.outboxes.get(app).is_some_and(|o| o.contains_key(&frame.request_id)) {
+                    self.mutate(Mutation::DeleteOutbound { app: app.to_owned(), seq: frame.request_id });
+                }
+                Vec::new()
+            }
+            Some(Body::Bundles(bundles)) => match self.pending_fetches.remove(&frame.request_id) {
+                Some((conn, request_id)) => vec![Action::ToClient {
+                    conn,
+                    frame: ServerFrame { request_id, body: Some(server_frame::Body::Bundles(bundles)) },
+                }],
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    /// A request from `app` on a connection it dialed; answered on that connection.
+    fn request_from(&mut self, conn: ConnId, app: &str, frame: FederationFrame) -> Vec<Action> {
+        let request_id = frame.request_id;
+        let acknowledge = FederationFrame { request_id, body: Some(Body::Acknowledge(Acknowledge { ids: Vec::new() })) };
+        let refuse = |code, detail| vec![Action::ToLink { conn, frame: link_failure(request_id, code, detail) }];
+        match frame.body {
+            Some(Body::Forward(envelope)) => {
+                let sender_app = envelope.sender.as_ref().and_then(|sender| app_of(&sender.name));
+                if sender_app != Some(app) {
+                    return refuse(ErrorCode::Forbidden, "an app forwards only its own users' envelopes");
+                }
+                let Some(recipient) = envelope.recipient.clone() else {
+                    return refuse(ErrorCode::Malformed, "no recipient");
+                };
+                if app_of(&recipient.name) != Some(self.app.as_str()) {
+                    return refuse(ErrorCode::UnknownRecipient, "the recipient is not on this app");
+                }
+                match self.route(envelope, &recipient) {
+                    Ok(()) => {
+                        self.deferred.push(Deferred::Link(conn, acknowledge));
+                        Vec::new()
+                    }
+                    Err((code, detail)) => refuse(code, detail),
+                }
+            }
+            Some(Body::ForwardGroup(group)) => {
+                let sender_app = group.sender.as_ref().and_then(|sender| app_of(&sender.name));
+                // The sender's own app, or the hub relaying it.
+                if sender_app != Some(app) && group.hub != app {
+                    return refuse(ErrorCode::Forbidden, "an app forwards only its own users' or its hub groups' messages");
+                }
+                match self.route_group(group, Some(app)) {
+                    Ok(()) => {
+                        self.deferred.push(Deferred::Link(conn, acknowledge));
+                        Vec::new()
+                    }
+                    Err((code, detail)) => refuse(code, detail),
+                }
+            }
+            Some(Body::FetchBundles(fetch)) => {
+                if app_of(&fetch.user) != Some(self.app.as_str()) {
+                    return refuse(ErrorCode::UnknownRecipient, "the user is not on this app");
+                }
+                match self.hand_out_bundles(&fetch.user) {
+                    Some(bundles) => {
+                        let frame = FederationFrame { request_id, body: Some(Body::Bundles(bundles)) };
+                        self.deferred.push(Deferred::Link(conn, frame));
+                        Vec::new()
+                    }
+                    None => refuse(ErrorCode::UnknownRecipient, "no such user, or no bundles"),
+                }
+            }
+            _ => refuse(ErrorCode::Malformed, "not a request"),
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The relay's protocol logic, sans-IO: frames and connection events go in, frames to send and
+//! connections to close come out. A driver (the tokio server, or the simulator) owns the sockets,
+//! the clock and the disk.
+//!
+//! Durability: every change is a [`Mutation`] added to the pending batch, and every answer that
+//! promises durability (a send's `Done`, a federation acknowledgement, a handed-out prekey) and
+//! every delivery is held back until the driver reports the batch committed. The driver commits
+//! one batch at a time, so whatever arrives during a commit goes into the next one: group commit.
+
+mod client;
+mod federation;
+mod routing;
+
+use std::collections::{BTreeSet, HashMap};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use switchboard_wire::switchboard::{
+    DeviceAddress, Envelope, ErrorCode, Failure, FederationFrame, ServerFrame, federation_frame, server_frame,
+};
+
+use crate::state::{DeviceKey, Mutation, StoredState};
+
+/// Largest envelope content (ciphertext) accepted.
+pub const MAX_ENVELOPE_CONTENT: usize = 256 * 1024;
+/// Envelopes one device's mailbox may hold.
+pub const MAILBOX_QUOTA: usize = 10_000;
+/// Frames waiting for one other app's relay.
+pub const OUTBOX_QUOTA: usize = 100_000;
+/// Recipients of one group envelope.
+pub const MAX_GROUP_RECIPIENTS: usize = 10_000;
+/// Bundles one device may publish at once.
+pub const MAX_BUNDLES_PER_DEVICE: usize = 500;
+/// Longest user name (`name@app`).
+pub const MAX_USER_LEN: usize = 256;
+/// Length of an envelope id.
+pub const ENVELOPE_ID_LEN: usize = 16;
+
+/// A connection, as numbered by the driver.
+pub type ConnId = u64;
+
+/// Something the driver must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Send a frame to a client connection.
+    ToClient { conn: ConnId, frame: ServerFrame },
+    /// Send a frame on a federation connection.
+    ToLink { conn: ConnId, frame: FederationFrame },
+    /// Close a connection (a misbehaving client, or one replaced by a newer one).
+    Close { conn: ConnId },
+}
+
+/// A batch of mutations to commit atomically, then report with [`RelayCore::committed`].
+#[derive(Debug)]
+pub struct Batch {
+    pub id: u64,
+    pub mutations: Vec<Mutation>,
+}
+
+/// What happens once the mutations made so far are durable.
+#[derive(Debug)]
+enum Deferred {
+    Client(ConnId, ServerFrame),
+    Link(ConnId, FederationFrame),
+    /// Hand an envelope to its device if it is online.
+    Deliver(DeviceKey, Envelope),
+    /// Send an outbox entry if the link to its app is up.
+    Forward(String, u64),
+}
+
+/// Counters a test or benchmark can read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Frames carrying envelopes sent to other apps (each one crosses an app boundary).
+    pub envelopes_forwarded: u64,
+    /// Envelopes stored in local mailboxes.
+    pub envelopes_stored: u64,
+    /// Batches committed.
+    pub batches: u64,
+}
+
+/// One app's relay.
+pub struct RelayCore {
+    app: String,
+    peers: BTreeSet<String>,
+    state: StoredState,
+    /// Envelope id → sequence number, per mailbox (acknowledgements and dropping duplicates).
+    mailbox_ids: HashMap<DeviceKey, HashMap<Vec<u8>, u64>>,
+    next_seq: u64,
+    rng: StdRng,
+    clients: HashMap<ConnId, Option<DeviceKey>>,
+    online: HashMap<DeviceKey, ConnId>,
+    /// Federation connections: their app, and whether we dialed them (requests go out on those).
+    links: HashMap<ConnId, (String, bool)>,
+    outbound_links: HashMap<String, ConnId>,
+    /// Our bundle requests to other apps: request id → (client connection, client's request id).
+    pending_fetches: HashMap<u64, (ConnId, u64)>,
+    next_request: u64,
+    batch: Vec<Mutation>,
+    deferred: Vec<Deferred>,
+    committing: Option<(u64, Vec<Deferred>)>,
+    next_batch: u64,
+    metrics: Metrics,
+}
+
+impl RelayCore {
+    /// A relay for `app` that federates with `peers`, restored from `state` (empty for a new one).
+    /// `seed` feeds the credentials it issues.
+    pub fn new(app: &str, peers: impl IntoIterator<Item = String>, state: StoredState, seed: u64) -> Self {
+        let mut mailbox_ids: HashMap<DeviceKey, HashMap<Vec<u8>, u64>> = HashMap::new();
+        for (device, mailbox) in &state.mailboxes {
+            let ids = mailbox_ids.entry(device.clone()).or_default();
+            for (seq, envelope) in mailbox {
+                ids.insert(envelope.id.clone(), *seq);
+            }
+        }
+        RelayCore {
+            app: app.to_owned(),
+            peers: peers.into_iter().filter(|peer| peer != app).collect(),
+            next_seq: state.next_seq(),
+            state,
+            mailbox_ids,
+            rng: StdRng::seed_from_u64(seed),
+            clients: HashMap::new(),
+            online: HashMap::new(),
+            links: HashMap::new(),
+            outbound_links: HashMap::new(),
+            pending_fetches: HashMap::new(),
+            next_request: 1,
+            batch: Vec::new(),
+            deferred: Vec::new(),
+            committing: None,
+            next_batch: 1,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// This relay's app.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        self.metrics
+    }
+
+    /// The state as it will be on disk once every batch is committed.
+    pub fn state(&self) -> &StoredState {
+        &self.state
+    }
+
+    // ---- durability ---------------------------------------------------------------------
+
+    /// The next batch to commit, if there is work and no batch is being committed.
+    pub fn take_batch(&mut self) -> Option<Batch> {
+        if self.committing.is_some() || (self.batch.is_empty() && self.deferred.is_empty()) {
+            return None;
+        }
+        let id = self.next_batch;
+        self.next_batch += 1;
+        self.committing = Some((id, std::mem::take(&mut self.deferred)));
+        Some(Batch { id, mutations: std::mem::take(&mut self.batch) })
+    }
+
+    /// The batch `id` is durable: release what waited for it.
+    pub fn committed(&mut self, id: u64) -> Vec<Action> {
+        let Some((committing, deferred)) = self.committing.take_if(|(batch, _)| *batch == id) else {
+            return Vec::new();
+        };
+        debug_assert_eq!(committing, id);
+        self.metrics.batches += 1;
+        let mut actions = Vec::new();
+        for item in deferred {
+            match item {
+                Deferred::Client(conn, frame) => {
+                    if self.clients.contains_key(&conn) {
+                        actions.push(Action::ToClient { conn, frame });
+                    }
+                }
+                Deferred::Link(conn, frame) => {
+                    if self.links.contains_key(&conn) {
+                        actions.push(Action::ToLink { conn, frame });
+                    }
+                }
+                Deferred::Deliver(device, envelope) => {
+                    if let Some(&conn) = self.online.get(&device) {
+                        actions.push(deliver(conn, envelope));
+                    }
+                }
+                Deferred::Forward(app, seq) => actions.extend(self.forward(&app, seq)),
+            }
+        }
+        actions
+    }
+
+    fn mutate(&mut self, mutation: Mutation) {
+        self.state.apply(&mutation);
+        self.batch.push(mutation);
+    }
+
+    fn seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    // ---- connections --------------------------------------------------------------------
+
+    /// A client connected.
+    pub fn client_connected(&mut self, conn: ConnId) {
+        self.clients.insert(conn, None);
+    }
+
+    /// A client connection closed.
+    pub fn client_closed(&mut self, conn: ConnId) {
+        if let Some(Some(device)) = self.clients.remove(&conn) {
+            if self.online.get(&device) == Some(&conn) {
+                self.online.remove(&device);
+            }
+        }
+    }
+
+    /// A federation connection to `app` is up; `dialed` when we opened it (our requests and
+    /// forwards go out on the connection we dialed). Sends what waits in the outbox.
+    pub fn link_up(&mut self, conn: ConnId, app: &str, dialed: bool) -> Vec<Action> {
+        self.links.insert(conn, (app.to_owned(), dialed));
+        if !dialed {
+            return Vec::new();
+        }
+        self.outbound_links.insert(app.to_owned(), conn);
+        let waiting: Vec<u64> = self.state.outboxes.get(app).map(|o| o.keys().copied().collect()).unwrap_or_default();
+        waiting.into_iter().flat_map(|seq| self.forward(app, seq)).collect()
+    }
+
+    /// A federation connection closed. Unacknowledged outbox entries stay for the next link.
+    pub fn link_closed(&mut self, conn: ConnId) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if let Some((app, true)) = self.links.remove(&conn) {
+            self.outbound_links.remove(&app);
+            // Bundle requests that went out on this link will get no answer.
+            let lost: Vec<u64> = self.pending_fetches.keys().copied().collect();
+            for request in lost {
+                if let Some((client, request_id)) = self.pending_fetches.remove(&request) {
+                    actions.push(failure(client, request_id, ErrorCode::Unavailable, "the other app's relay went away"));
+                }
+            }
+        }
+        actions
+    }
+
+    /// The outbox entry `seq` for `app`, sent if the link is up.
+    fn forward(&mut self, app: &str, seq: u64) -> Vec<Action> {
+        let (Some(&conn), Some(frame)) =
+            (self.outbound_links.get(app), self.state.outboxes.get(app).and_then(|o| o.get(&seq)))
+        else {
+            return Vec::new();
+        };
+        self.metrics.envelopes_forwarded += 1;
+        vec![Action::ToLink { conn, frame: FederationFrame { request_id: seq, body: frame.body.clone() } }]
+    }
+}
+
+/// A delivery frame.
+fn deliver(conn: ConnId, envelope: Envelope) -> Action {
+    Action::ToClient { conn, frame: ServerFrame { request_id: 0, body: Some(server_frame::Body::Deliver(envelope)) } }
+}
+
+/// A failure answer to a client request.
+fn failure(conn: ConnId, request_id: u64, code: ErrorCode, detail: &str) -> Action {
+    Action::ToClient { conn, frame: failure_frame(request_id, code, detail) }
+}
+
+fn failure_frame(request_id: u64, code: ErrorCode, detail: &str) -> ServerFrame {
+    ServerFrame {
+        request_id,
+        body: Some(server_frame::Body::Failure(Failure { code: code as i32, detail: detail.to_owned() })),
+    }
+}
+
+fn link_failure(request_id: u64, code: ErrorCode, detail: &str) -> FederationFrame {
+    FederationFrame {
+        request_id,
+        body: Some(federation_frame::Body::Failure(Failure { code: code as i32, detail: detail.to_owned() })),
+    }
+}
+
+/// `name@app` split into its app, if well formed.
+pub fn app_of(user: &str) -> Option<&str> {
+    let (name, app) = user.rsplit_once('@')?;
+    (!name.is_empty() && !app.is_empty() && user.len() <= MAX_USER_LEN).then_some(app)
+}
+
+fn device_key(address: &DeviceAddress) -> DeviceKey {
+    (address.name.clone(), address.device_id)
+}

@@ -1,0 +1,128 @@
+//! Where envelopes go: into a local mailbox, or into the durable outbox of another app.
+//! Group envelopes follow the hub/follower model: the sender's relay delivers to its own members
+//! and hands one copy to the hub (unless it is the hub); the hub delivers to its members and hands
+//! one copy to each other app with members, never back to the app it came from.
+
+use std::collections::BTreeMap;
+
+use switchboard_wire::switchboard::{
+    DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FederationFrame, GroupEnvelope, federation_frame,
+};
+
+use super::{Deferred, MAILBOX_QUOTA, MAX_GROUP_RECIPIENTS, OUTBOX_QUOTA, RelayCore, app_of, device_key};
+use crate::state::Mutation;
+
+type Refusal = (ErrorCode, &'static str);
+
+impl RelayCore {
+    /// Routes one envelope to `recipient`, local or remote.
+    pub(super) fn route(&mut self, envelope: Envelope, recipient: &DeviceAddress) -> Result<(), Refusal> {
+        let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?.to_owned();
+        if app == self.app {
+            self.check_local(recipient)?;
+            self.store_local(recipient, envelope);
+            return Ok(());
+        }
+        if !self.peers.contains(&app) {
+            return Err((ErrorCode::UnknownRecipient, "no such app"));
+        }
+        self.check_outbox(&app)?;
+        self.store_outbound(&app, federation_frame::Body::Forward(envelope));
+        Ok(())
+    }
+
+    /// Routes a group envelope that came from a device (`from_app` None) or another app.
+    pub(super) fn route_group(&mut self, group: GroupEnvelope, from_app: Option<&str>) -> Result<(), Refusal> {
+        if group.recipients.len() > MAX_GROUP_RECIPIENTS {
+            return Err((ErrorCode::TooLarge, "over 10,000 recipients"));
+        }
+        let hub = group.hub.clone();
+        if hub != self.app && !self.peers.contains(&hub) {
+            return Err((ErrorCode::UnknownRecipient, "unknown hub app"));
+        }
+        let mut local = Vec::new();
+        let mut remote: BTreeMap<String, Vec<DeviceAddress>> = BTreeMap::new();
+        for recipient in &group.recipients {
+            let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?;
+            if app == self.app {
+                local.push(recipient.clone());
+            } else if Some(app) != from_app {
+                if !self.peers.contains(app) {
+                    return Err((ErrorCode::UnknownRecipient, "a recipient on an unknown app"));
+                }
+                remote.entry(app.to_owned()).or_default().push(recipient.clone());
+            }
+        }
+        // Followers deliver only; only the hub, or the sender's own relay, sends on.
+        if from_app.is_some() && self.app != hub {
+            remote.clear();
+        }
+        let outgoing: Vec<(String, Vec<DeviceAddress>)> = if self.app == hub || remote.is_empty() {
+            remote.into_iter().collect()
+        } else {
+            vec![(hub.clone(), remote.into_values().flatten().collect())]
+        };
+        // Refuse before changing anything.
+        for recipient in &local {
+            self.check_local(recipient)?;
+        }
+        for (app, _) in &outgoing {
+            self.check_outbox(app)?;
+        }
+        for recipient in local {
+            let envelope = Envelope {
+                id: group.id.clone(),
+                sender: group.sender.clone(),
+                recipient: Some(recipient.clone()),
+                kind: EnvelopeKind::SenderKeyMessage as i32,
+                content: group.content.clone(),
+                group_id: group.group_id.clone(),
+            };
+            self.store_local(&recipient, envelope);
+        }
+        for (app, recipients) in outgoing {
+            let copy = GroupEnvelope { recipients, ..group.clone() };
+            self.store_outbound(&app, federation_frame::Body::ForwardGroup(copy));
+        }
+        Ok(())
+    }
+
+    fn check_local(&self, recipient: &DeviceAddress) -> Result<(), Refusal> {
+        let device = device_key(recipient);
+        if !self.state.accounts.contains_key(&device) {
+            return Err((ErrorCode::UnknownRecipient, "no such device"));
+        }
+        if self.state.mailboxes.get(&device).map_or(0, |m| m.len()) >= MAILBOX_QUOTA {
+            return Err((ErrorCode::MailboxFull, "the recipient's mailbox is full"));
+        }
+        Ok(())
+    }
+
+    fn check_outbox(&self, app: &str) -> Result<(), Refusal> {
+        if self.state.outboxes.get(app).map_or(0, |o| o.len()) >= OUTBOX_QUOTA {
+            return Err((ErrorCode::Unavailable, "too much is waiting for that app; try again later"));
+        }
+        Ok(())
+    }
+
+    /// Stores an envelope for a local device (once per envelope id) and delivers it when durable.
+    fn store_local(&mut self, recipient: &DeviceAddress, envelope: Envelope) {
+        let device = device_key(recipient);
+        if self.mailbox_ids.get(&device).is_some_and(|ids| ids.contains_key(&envelope.id)) {
+            return;
+        }
+        let seq = self.seq();
+        self.mailbox_ids.entry(device.clone()).or_default().insert(envelope.id.clone(), seq);
+        self.metrics.envelopes_stored += 1;
+        self.mutate(Mutation::PutEnvelope { device: device.clone(), seq, envelope: envelope.clone() });
+        self.deferred.push(Deferred::Deliver(device, envelope));
+    }
+
+    /// Stores a frame for another app and sends it when durable (and the link is up).
+    fn store_outbound(&mut self, app: &str, body: federation_frame::Body) {
+        let seq = self.seq();
+        let frame = FederationFrame { request_id: seq, body: Some(body) };
+        self.mutate(Mutation::PutOutbound { app: app.to_owned(), seq, frame });
+        self.deferred.push(Deferred::Forward(app.to_owned(), seq));
+    }
+}

@@ -1,0 +1,8 @@
+//! One app's relay. It knows accounts, bundles, mailboxes and other apps' relays; it never sees a
+//! plaintext: every envelope it stores or forwards is end-to-end encrypted by the devices.
+//!
+//! - [`core`]: the protocol logic, sans-IO.
+//! - [`state`]: what is kept on disk, as mutations.
+
+pub mod core;
+pub mod state;

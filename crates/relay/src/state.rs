@@ -1,0 +1,71 @@
+//! What a relay keeps on disk, as the mutations that change it and the state they add up to.
+//! The core emits mutations; a store applies them atomically in batches; on restart the stored
+//! state is loaded back into a fresh core. Only what a committed batch wrote survives a crash.
+
+use std::collections::{BTreeMap, HashMap};
+
+use switchboard_wire::switchboard::{Envelope, FederationFrame, PreKeyBundle};
+
+/// A device on this relay's app: `user@app` and device id.
+pub type DeviceKey = (String, u32);
+
+/// One change to durable state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mutation {
+    /// A device account and the SHA-256 of its credential.
+    PutAccount { device: DeviceKey, credential_hash: [u8; 32] },
+    /// The bundles a device has left to hand out (replacing what was there).
+    PutBundles { device: DeviceKey, bundles: Vec<PreKeyBundle> },
+    /// An envelope in a device's mailbox.
+    PutEnvelope { device: DeviceKey, seq: u64, envelope: Envelope },
+    DeleteEnvelope { device: DeviceKey, seq: u64 },
+    /// A frame waiting to be accepted by another app's relay.
+    PutOutbound { app: String, seq: u64, frame: FederationFrame },
+    DeleteOutbound { app: String, seq: u64 },
+}
+
+/// Everything a relay has on disk.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredState {
+    pub accounts: HashMap<DeviceKey, [u8; 32]>,
+    pub bundles: HashMap<DeviceKey, Vec<PreKeyBundle>>,
+    pub mailboxes: HashMap<DeviceKey, BTreeMap<u64, Envelope>>,
+    pub outboxes: HashMap<String, BTreeMap<u64, FederationFrame>>,
+}
+
+impl StoredState {
+    /// Applies one mutation (what a store does on commit, and what a memory store replays).
+    pub fn apply(&mut self, mutation: &Mutation) {
+        match mutation {
+            Mutation::PutAccount { device, credential_hash } => {
+                self.accounts.insert(device.clone(), *credential_hash);
+            }
+            Mutation::PutBundles { device, bundles } => {
+                self.bundles.insert(device.clone(), bundles.clone());
+            }
+            Mutation::PutEnvelope { device, seq, envelope } => {
+                self.mailboxes.entry(device.clone()).or_default().insert(*seq, envelope.clone());
+            }
+            Mutation::DeleteEnvelope { device, seq } => {
+                if let Some(mailbox) = self.mailboxes.get_mut(device) {
+                    mailbox.remove(seq);
+                }
+            }
+            Mutation::PutOutbound { app, seq, frame } => {
+                self.outboxes.entry(app.clone()).or_default().insert(*seq, frame.clone());
+            }
+            Mutation::DeleteOutbound { app, seq } => {
+                if let Some(outbox) = self.outboxes.get_mut(app) {
+                    outbox.remove(seq);
+                }
+            }
+        }
+    }
+
+    /// The next free sequence number: one past every stored one.
+    pub fn next_seq(&self) -> u64 {
+        let mailboxes = self.mailboxes.values().filter_map(|m| m.keys().next_back());
+        let outboxes = self.outboxes.values().filter_map(|o| o.keys().next_back());
+        mailboxes.chain(outboxes).max().map_or(1, |seq| seq + 1)
+    }
+}

@@ -1,0 +1,348 @@
+//! The relay core without sockets: three apps' cores wired through an in-memory network, each
+//! batch committed as a driver would, and nothing answered before it is durable.
+
+use std::collections::{HashMap, VecDeque};
+
+use switchboard_relay::core::{Action, ConnId, RelayCore};
+use switchboard_relay::state::StoredState;
+use switchboard_wire::Message;
+use switchboard_wire::switchboard::{
+    Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, GroupEnvelope, Register,
+    ServerFrame, client_frame::Body, server_frame,
+};
+
+const APPS: [&str; 3] = ["green", "blue", "red"];
+
+/// Three cores, their committed (durable) state, links between every pair, and client inboxes.
+struct Net {
+    cores: HashMap<String, RelayCore>,
+    durable: HashMap<String, StoredState>,
+    /// (app, conn) → (other app, its conn) for federation links.
+    links: HashMap<(String, ConnId), (String, ConnId)>,
+    inbox: HashMap<(String, ConnId), Vec<ServerFrame>>,
+    closed: Vec<(String, ConnId)>,
+    /// Accepted links: (app, conn) → the app that dialed it.
+    accepted: HashMap<(String, ConnId), String>,
+    next_conn: ConnId,
+}
+
+impl Net {
+    fn new() -> Net {
+        let mut net = Net {
+            cores: HashMap::new(),
+            durable: HashMap::new(),
+            links: HashMap::new(),
+            inbox: HashMap::new(),
+            closed: Vec::new(),
+            accepted: HashMap::new(),
+            next_conn: 1000,
+        };
+        for app in APPS {
+            net.start(app, StoredState::default());
+        }
+        net.connect_all();
+        net
+    }
+
+    fn start(&mut self, app: &str, state: StoredState) {
+        let peers = APPS.iter().map(|a| a.to_string());
+        self.durable.insert(app.into(), state.clone());
+        self.cores.insert(app.into(), RelayCore::new(app, peers, state, 7));
+    }
+
+    fn connect_all(&mut self) {
+        for a in APPS {
+            for b in APPS {
+                if a != b {
+                    self.link(a, b);
+                }
+            }
+        }
+    }
+
+    /// `a` dials `b`.
+    fn link(&mut self, a: &str, b: &str) {
+        let (ca, cb) = (self.conn(), self.conn());
+        self.links.insert((a.into(), ca), (b.into(), cb));
+        self.links.insert((b.into(), cb), (a.into(), ca));
+        self.accepted.insert((b.into(), cb), a.into());
+        let accepted = self.cores.get_mut(b).unwrap().link_up(cb, a, false);
+        self.run(b, accepted);
+        let dialed = self.cores.get_mut(a).unwrap().link_up(ca, b, true);
+        self.run(a, dialed);
+    }
+
+    fn conn(&mut self) -> ConnId {
+        self.next_conn += 1;
+        self.next_conn
+    }
+
+    /// Carries out actions, then commits pending batches until everything settles.
+    fn run(&mut self, app: &str, actions: Vec<Action>) {
+        let mut queue: VecDeque<(String, Action)> = actions.into_iter().map(|a| (app.to_owned(), a)).collect();
+        loop {
+            while let Some((from, action)) = queue.pop_front() {
+                match action {
+                    Action::ToClient { conn, frame } => self.inbox.entry((from, conn)).or_default().push(frame),
+                    Action::Close { conn } => self.closed.push((from, conn)),
+                    Action::ToLink { conn, frame } => {
+                        let (to, their_conn) = self.links[&(from, conn)].clone();
+                        let more = self.cores.get_mut(&to).unwrap().link_frame(their_conn, &frame.encode_to_vec());
+                        queue.extend(more.into_iter().map(|a| (to.clone(), a)));
+                    }
+                }
+            }
+            let mut progressed = false;
+            for app in APPS {
+                if let Some(batch) = self.cores.get_mut(app).unwrap().take_batch() {
+                    let durable = self.durable.get_mut(app).unwrap();
+                    for mutation in &batch.mutations {
+                        durable.apply(mutation);
+                    }
+                    let released = self.cores.get_mut(app).unwrap().committed(batch.id);
+                    queue.extend(released.into_iter().map(|a| (app.to_owned(), a)));
+                    progressed = true;
+                }
+            }
+            if !progressed && queue.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn client(&mut self, app: &str) -> ConnId {
+        let conn = self.conn();
+        self.cores.get_mut(app).unwrap().client_connected(conn);
+        conn
+    }
+
+    fn request(&mut self, app: &str, conn: ConnId, request_id: u64, body: Body) -> ServerFrame {
+        let frame = ClientFrame { request_id, body: Some(body) };
+        self.send_raw(app, conn, &frame.encode_to_vec());
+        let inbox = self.inbox.entry((app.into(), conn)).or_default();
+        let position = inbox.iter().position(|f| f.request_id == request_id).expect("an answer");
+        inbox.remove(position)
+    }
+
+    fn send_raw(&mut self, app: &str, conn: ConnId, bytes: &[u8]) {
+        let actions = self.cores.get_mut(app).unwrap().client_frame(conn, bytes);
+        self.run(app, actions);
+    }
+
+    fn deliveries(&mut self, app: &str, conn: ConnId) -> Vec<Envelope> {
+        let inbox = self.inbox.entry((app.into(), conn)).or_default();
+        let (deliveries, rest): (Vec<_>, Vec<_>) = inbox.drain(..).partition(|f| f.request_id == 0);
+        *inbox = rest;
+        deliveries
+            .into_iter()
+            .filter_map(|f| match f.body {
+                Some(server_frame::Body::Deliver(envelope)) => Some(envelope),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Registers and authenticates `user` (device 1) on its app; returns the connection.
+    fn device(&mut self, user: &str) -> (String, ConnId, Vec<u8>) {
+        let app = user.rsplit_once('@').unwrap().1.to_owned();
+        let conn = self.client(&app);
+        let answer = self.request(&app, conn, 1, Body::Register(Register { user: user.into(), device_id: 1 }));
+        let Some(server_frame::Body::Registered(registered)) = answer.body else { panic!("{answer:?}") };
+        let auth = Authenticate { user: user.into(), device_id: 1, credential: registered.credential.clone() };
+        assert!(is_done(&self.request(&app, conn, 2, Body::Authenticate(auth))));
+        (app, conn, registered.credential)
+    }
+}
+
+fn address(user: &str) -> DeviceAddress {
+    DeviceAddress { name: user.into(), device_id: 1 }
+}
+
+fn envelope(id: u8, from: &str, to: &str) -> Envelope {
+    Envelope {
+        id: vec![id; 16],
+        sender: Some(address(from)),
+        recipient: Some(address(to)),
+        kind: EnvelopeKind::SignalMessage as i32,
+        content: vec![0xc1; 64],
+        group_id: String::new(),
+    }
+}
+
+fn is_done(frame: &ServerFrame) -> bool {
+    matches!(frame.body, Some(server_frame::Body::Done(_)))
+}
+
+fn code(frame: &ServerFrame) -> Option<ErrorCode> {
+    match &frame.body {
+        Some(server_frame::Body::Failure(failure)) => ErrorCode::try_from(failure.code).ok(),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_message_to_another_app_is_stored_there_delivered_and_deleted_on_acknowledgement() {
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let (blue, bob, _) = net.device("bob@blue");
+    let answer = net.request(&green, alice, 10, Body::Send(envelope(1, "alice@green", "bob@blue")));
+    assert!(is_done(&answer));
+    let delivered = net.deliveries(&blue, bob);
+    assert_eq!(delivered, vec![envelope(1, "alice@green", "bob@blue")]);
+    // Stored on blue's disk until Bob acknowledges; green's outbox is empty (blue acknowledged).
+    assert_eq!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].len(), 1);
+    assert!(net.durable["green"].outboxes.values().all(|o| o.is_empty()));
+    net.send_raw(&blue, bob, &ClientFrame { request_id: 11, body: Some(Body::Acknowledge(Acknowledge { ids: vec![vec![1; 16]] })) }.encode_to_vec());
+    assert!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].is_empty());
+}
+
+#[test]
+fn nothing_is_acknowledged_before_it_is_durable() {
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    net.device("carol@green");
+    let core = net.cores.get_mut("green").unwrap();
+    let frame = ClientFrame { request_id: 5, body: Some(Body::Send(envelope(2, "alice@green", "carol@green"))) };
+    let immediate = core.client_frame(alice, &frame.encode_to_vec());
+    assert!(immediate.is_empty(), "answered before commit: {immediate:?}");
+    let batch = core.take_batch().unwrap();
+    assert!(core.take_batch().is_none(), "one batch at a time");
+    let released = core.committed(batch.id);
+    assert!(released.iter().any(|a| matches!(a, Action::ToClient { conn, frame } if *conn == alice && is_done(frame))));
+    let _ = green;
+}
+
+#[test]
+fn an_offline_device_gets_its_mail_when_it_authenticates_and_after_a_relay_restart() {
+    let mut net = Net::new();
+    let (_, alice, _) = net.device("alice@green");
+    let (blue, bob, credential) = net.device("bob@blue");
+    let closed = net.cores.get_mut("blue").unwrap();
+    closed.client_closed(bob);
+    for id in 1..=3 {
+        assert!(is_done(&net.request("green", alice, 20 + id as u64, Body::Send(envelope(id, "alice@green", "bob@blue")))));
+    }
+    // Blue restarts from what is on its disk.
+    let durable = net.durable["blue"].clone();
+    net.start("blue", durable);
+    net.connect_all();
+    let conn = net.client(&blue);
+    let auth = Authenticate { user: "bob@blue".into(), device_id: 1, credential };
+    assert!(is_done(&net.request(&blue, conn, 1, Body::Authenticate(auth))));
+    let ids: Vec<u8> = net.deliveries(&blue, conn).iter().map(|e| e.id[0]).collect();
+    assert_eq!(ids, [1, 2, 3]);
+}
+
+#[test]
+fn an_outbox_survives_a_broken_link_and_a_restart() {
+    let mut net = Net::new();
+    let (_, alice, _) = net.device("alice@green");
+    let (blue, bob, _) = net.device("bob@blue");
+    // Green's link to blue goes down.
+    let green_to_blue: Vec<ConnId> = net.links.keys().filter(|(a, _)| a == "green").map(|(_, c)| *c).collect();
+    for conn in green_to_blue {
+        let actions = net.cores.get_mut("green").unwrap().link_closed(conn);
+        net.run("green", actions);
+    }
+    assert!(is_done(&net.request("green", alice, 30, Body::Send(envelope(9, "alice@green", "bob@blue")))));
+    assert!(net.deliveries(&blue, bob).is_empty());
+    assert_eq!(net.durable["green"].outboxes["blue"].len(), 1);
+    // Green restarts; the link comes back; the envelope goes through exactly once.
+    let durable = net.durable["green"].clone();
+    net.start("green", durable);
+    net.link("green", "blue");
+    assert_eq!(net.deliveries(&blue, bob).len(), 1);
+    assert!(net.durable["green"].outboxes["blue"].is_empty());
+}
+
+#[test]
+fn a_group_message_crosses_each_app_boundary_once_from_the_hub_and_from_a_follower() {
+    for sender in ["alice@green", "bob@blue"] {
+        let mut net = Net::new();
+        let mut members = Vec::new();
+        for (i, app) in APPS.iter().cycle().take(30).enumerate() {
+            let user = format!("user{i}@{app}");
+            let (app, conn, _) = net.device(&user);
+            members.push((user, app, conn));
+        }
+        let (sender_app, sender_conn) = {
+            let (app, conn, _) = net.device(sender);
+            (app, conn)
+        };
+        let before: u64 = APPS.iter().map(|a| net.cores[*a].metrics().envelopes_forwarded).sum();
+        let group = GroupEnvelope {
+            id: vec![7; 16],
+            sender: Some(address(sender)),
+            group_id: "g".into(),
+            hub: "green".into(),
+            recipients: members.iter().map(|(u, _, _)| address(u)).collect(),
+            content: vec![0x33; 100],
+        };
+        assert!(is_done(&net.request(&sender_app, sender_conn, 40, Body::SendGroup(group))));
+        let after: u64 = APPS.iter().map(|a| net.cores[*a].metrics().envelopes_forwarded).sum();
+        assert_eq!(after - before, 2, "sender {sender}");
+        for (user, app, conn) in &members {
+            let delivered = net.deliveries(app, *conn);
+            assert_eq!(delivered.len(), 1, "{user}");
+            assert_eq!(delivered[0].kind, EnvelopeKind::SenderKeyMessage as i32);
+        }
+    }
+}
+
+#[test]
+fn misbehaving_clients_get_typed_errors() {
+    let mut net = Net::new();
+    let (green, alice, credential) = net.device("alice@green");
+    net.device("bob@blue");
+    // Not authenticated.
+    let stranger = net.client(&green);
+    let answer = net.request(&green, stranger, 1, Body::Send(envelope(1, "alice@green", "bob@blue")));
+    assert_eq!(code(&answer), Some(ErrorCode::Unauthenticated));
+    // A wrong credential.
+    let mut wrong = credential.clone();
+    wrong[0] ^= 1;
+    let auth = Authenticate { user: "alice@green".into(), device_id: 1, credential: wrong };
+    assert_eq!(code(&net.request(&green, stranger, 2, Body::Authenticate(auth))), Some(ErrorCode::Unauthenticated));
+    // Posing as someone else.
+    let answer = net.request(&green, alice, 3, Body::Send(envelope(1, "mallory@green", "bob@blue")));
+    assert_eq!(code(&answer), Some(ErrorCode::Forbidden));
+    // Unknown recipients, apps, oversized content, bad ids, registering on another app.
+    assert_eq!(code(&net.request(&green, alice, 4, Body::Send(envelope(1, "alice@green", "nobody@green")))), Some(ErrorCode::UnknownRecipient));
+    assert_eq!(code(&net.request(&green, alice, 5, Body::Send(envelope(1, "alice@green", "x@purple")))), Some(ErrorCode::UnknownRecipient));
+    let mut big = envelope(1, "alice@green", "bob@blue");
+    big.content = vec![0; 300 * 1024];
+    assert_eq!(code(&net.request(&green, alice, 6, Body::Send(big))), Some(ErrorCode::TooLarge));
+    let mut short_id = envelope(1, "alice@green", "bob@blue");
+    short_id.id = vec![1; 3];
+    assert_eq!(code(&net.request(&green, alice, 7, Body::Send(short_id))), Some(ErrorCode::Malformed));
+    let register = Register { user: "eve@blue".into(), device_id: 1 };
+    assert_eq!(code(&net.request(&green, alice, 8, Body::Register(register))), Some(ErrorCode::Forbidden));
+    // Garbage closes the connection; other connections keep working.
+    net.send_raw(&green, stranger, &[0xff, 0xff, 0xff]);
+    assert!(net.closed.contains(&(green.clone(), stranger)));
+    assert!(is_done(&net.request(&green, alice, 9, Body::Send(envelope(2, "alice@green", "bob@blue")))));
+}
+
+#[test]
+fn an_app_cannot_forward_envelopes_in_another_apps_name() {
+    let mut net = Net::new();
+    net.device("bob@blue");
+    // The link red dialed into blue carries an envelope claiming to come from green.
+    let blue_conn = net
+        .accepted
+        .iter()
+        .find(|((app, _), dialer)| app == "blue" && *dialer == "red")
+        .map(|((_, conn), _)| *conn)
+        .unwrap();
+    let forged = switchboard_wire::switchboard::FederationFrame {
+        request_id: 99,
+        body: Some(switchboard_wire::switchboard::federation_frame::Body::Forward(envelope(5, "alice@green", "bob@blue"))),
+    };
+    let answer = net.cores.get_mut("blue").unwrap().link_frame(blue_conn, &forged.encode_to_vec());
+    assert!(matches!(
+        &answer[..],
+        [Action::ToLink { frame: switchboard_wire::switchboard::FederationFrame { body: Some(switchboard_wire::switchboard::federation_frame::Body::Failure(f)), .. }, .. }]
+            if f.code == ErrorCode::Forbidden as i32
+    ));
+    assert!(net.cores["blue"].state().mailboxes.values().all(|m| m.is_empty()));
+}
