@@ -3,6 +3,8 @@
 //!
 //! - [`core`]: the protocol logic, sans-IO.
 //! - [`state`]: what is kept on disk, as mutations.
+//! - [`storage`]: committing those mutations, to redb or to memory.
 
 pub mod core;
 pub mod state;
+pub mod storage;

@@ -1,0 +1,194 @@
+//! State on disk in an embedded redb database: one write transaction per batch, synced before
+//! the commit returns.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use switchboard_wire::switchboard::{Envelope, FederationFrame, UploadBundles};
+use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
+
+use super::{Store, StoreError};
+use crate::state::{DeviceKey, Mutation, StoredState};
+
+const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
+const BUNDLES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bundles");
+const MAILBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("mailboxes");
+const OUTBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outboxes");
+
+/// A relay's database file.
+pub struct RedbStore {
+    db: Database,
+}
+
+fn failed(error: impl std::fmt::Display) -> StoreError {
+    StoreError(error.to_string())
+}
+
+/// `name` as a length-prefixed key part, so that keys sort by name, then by what follows.
+fn name_key(name: &str) -> Vec<u8> {
+    let mut key = (name.len() as u32).to_be_bytes().to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+fn device_key((user, device_id): &DeviceKey) -> Vec<u8> {
+    let mut key = name_key(user);
+    key.extend_from_slice(&device_id.to_be_bytes());
+    key
+}
+
+fn with_seq(mut key: Vec<u8>, seq: u64) -> Vec<u8> {
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Splits a key made by [`name_key`] into the name and the rest.
+fn split_name(key: &[u8]) -> Result<(String, &[u8]), StoreError> {
+    let corrupt = || StoreError("corrupt key".into());
+    let (len, rest) = key.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(corrupt());
+    }
+    let name = String::from_utf8(rest[..len].to_vec()).map_err(|_| corrupt())?;
+    Ok((name, &rest[len..]))
+}
+
+fn split_device(key: &[u8]) -> Result<(DeviceKey, &[u8]), StoreError> {
+    let (user, rest) = split_name(key)?;
+    let (device, rest) = rest.split_first_chunk::<4>().ok_or_else(|| StoreError("corrupt key".into()))?;
+    Ok(((user, u32::from_be_bytes(*device)), rest))
+}
+
+fn seq_of(rest: &[u8]) -> Result<u64, StoreError> {
+    let seq: [u8; 8] = rest.try_into().map_err(|_| StoreError("corrupt key".into()))?;
+    Ok(u64::from_be_bytes(seq))
+}
+
+impl RedbStore {
+    /// Opens (or creates) the database at `path` and loads what it holds.
+    pub fn open(path: &Path) -> Result<(RedbStore, StoredState), StoreError> {
+        let db = Database::create(path).map_err(failed)?;
+        let store = RedbStore { db };
+        // Create the tables, so a fresh database reads as empty.
+        store.write(&[]).map_err(failed)?;
+        let state = store.load()?;
+        Ok((store, state))
+    }
+
+    fn load(&self) -> Result<StoredState, StoreError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let mut state = StoredState::default();
+        for entry in txn.open_table(ACCOUNTS).map_err(failed)?.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            let (device, _) = split_device(key.value())?;
+            let hash: [u8; 32] = value.value().try_into().map_err(|_| StoreError("corrupt account".into()))?;
+            state.accounts.insert(device, hash);
+        }
+        for entry in txn.open_table(BUNDLES).map_err(failed)?.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            let (device, _) = split_device(key.value())?;
+            let bundles: UploadBundles = decode(value.value(), MAX_FRAME_LEN * 64).map_err(failed)?;
+            state.bundles.insert(device, bundles.bundles);
+        }
+        for entry in txn.open_table(MAILBOXES).map_err(failed)?.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            let (device, rest) = split_device(key.value())?;
+            let envelope: Envelope = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
+            state.mailboxes.entry(device).or_default().insert(seq_of(rest)?, envelope);
+        }
+        for entry in txn.open_table(OUTBOXES).map_err(failed)?.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            let (app, rest) = split_name(key.value())?;
+            let frame: FederationFrame = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
+            state.outboxes.entry(app).or_default().insert(seq_of(rest)?, frame);
+        }
+        Ok(state)
+    }
+
+    fn write(&self, mutations: &[Mutation]) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut accounts = txn.open_table(ACCOUNTS)?;
+            let mut bundles = txn.open_table(BUNDLES)?;
+            let mut mailboxes = txn.open_table(MAILBOXES)?;
+            let mut outboxes = txn.open_table(OUTBOXES)?;
+            for mutation in mutations {
+                match mutation {
+                    Mutation::PutAccount { device, credential_hash } => {
+                        accounts.insert(device_key(device).as_slice(), credential_hash.as_slice())?;
+                    }
+                    Mutation::PutBundles { device, bundles: list } => {
+                        let value = UploadBundles { bundles: list.clone() }.encode_to_vec();
+                        bundles.insert(device_key(device).as_slice(), value.as_slice())?;
+                    }
+                    Mutation::PutEnvelope { device, seq, envelope } => {
+                        let key = with_seq(device_key(device), *seq);
+                        mailboxes.insert(key.as_slice(), envelope.encode_to_vec().as_slice())?;
+                    }
+                    Mutation::DeleteEnvelope { device, seq } => {
+                        mailboxes.remove(with_seq(device_key(device), *seq).as_slice())?;
+                    }
+                    Mutation::PutOutbound { app, seq, frame } => {
+                        let key = with_seq(name_key(app), *seq);
+                        outboxes.insert(key.as_slice(), frame.encode_to_vec().as_slice())?;
+                    }
+                    Mutation::DeleteOutbound { app, seq } => {
+                        outboxes.remove(with_seq(name_key(app), *seq).as_slice())?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+impl Store for RedbStore {
+    fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
+        self.write(mutations).map_err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_wire::switchboard::{DeviceAddress, PreKeyBundle, federation_frame};
+
+    #[test]
+    fn what_was_committed_is_what_is_loaded_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.redb");
+        let device: DeviceKey = ("bob@blue".into(), 2);
+        let envelope = |id: u8| Envelope {
+            id: vec![id; 16],
+            sender: Some(DeviceAddress { name: "alice@green".into(), device_id: 1 }),
+            recipient: Some(DeviceAddress { name: "bob@blue".into(), device_id: 2 }),
+            kind: 2,
+            content: vec![id; 40],
+            group_id: String::new(),
+        };
+        let frame = FederationFrame { request_id: 9, body: Some(federation_frame::Body::Forward(envelope(9))) };
+        let mutations = vec![
+            Mutation::PutAccount { device: device.clone(), credential_hash: [7; 32] },
+            Mutation::PutBundles { device: device.clone(), bundles: vec![PreKeyBundle { device_id: 2, ..Default::default() }] },
+            Mutation::PutEnvelope { device: device.clone(), seq: 3, envelope: envelope(3) },
+            Mutation::PutEnvelope { device: device.clone(), seq: 4, envelope: envelope(4) },
+            Mutation::DeleteEnvelope { device: device.clone(), seq: 3 },
+            Mutation::PutOutbound { app: "red".into(), seq: 9, frame: frame.clone() },
+        ];
+        let mut expected = StoredState::default();
+        {
+            let (mut store, loaded) = RedbStore::open(&path).unwrap();
+            assert_eq!(loaded, StoredState::default());
+            store.commit(&mutations[..3]).unwrap();
+            store.commit(&mutations[3..]).unwrap();
+        }
+        for mutation in &mutations {
+            expected.apply(mutation);
+        }
+        let (_, loaded) = RedbStore::open(&path).unwrap();
+        assert_eq!(loaded, expected);
+        assert_eq!(loaded.next_seq(), 10);
+    }
+}
