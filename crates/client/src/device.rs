@@ -25,6 +25,14 @@ pub struct Outgoing {
     pub message: CiphertextMessage,
 }
 
+/// A pairwise payload decided on but not yet encrypted: sealing it may need the recipient's
+/// bundle, which a networked client fetches first.
+#[derive(Clone, Debug)]
+pub struct PendingSend {
+    pub to: ProtocolAddress,
+    body: Body,
+}
+
 /// A group message: encrypted once, delivered to every other member.
 #[derive(Clone, Debug)]
 pub struct GroupMessage {
@@ -131,9 +139,9 @@ impl Device {
         group.members.insert(self.address.clone());
         let distribution = sender_keys::create_distribution(&mut self.sender_keys, id, &self.address, suite, rng)?;
         let others: Vec<_> = self.others(&group).collect();
-        let outgoing = self.send_control(&group, Some(&distribution), false, &others, directory, rng)?;
+        let pending = self.send_control(&group, Some(&distribution), false, &others);
         self.groups.insert(id.to_owned(), group);
-        Ok(outgoing)
+        self.seal_all(pending, directory, rng)
     }
 
     /// Adds `member` to group `id`: every member learns the new membership; the new member gets
@@ -152,10 +160,10 @@ impl Device {
         group.epoch += 1;
         let distribution = sender_keys::create_distribution(&mut self.sender_keys, id, &self.address, group.suite, rng)?;
         let existing: Vec<_> = self.others(&group).filter(|other| *other != member).collect();
-        let mut outgoing = self.send_control(&group, None, false, &existing, directory, rng)?;
-        outgoing.extend(self.send_control(&group, Some(&distribution), false, &[member], directory, rng)?);
+        let mut pending = self.send_control(&group, None, false, &existing);
+        pending.extend(self.send_control(&group, Some(&distribution), false, &[member]));
         self.groups.insert(id.to_owned(), group);
-        Ok(outgoing)
+        self.seal_all(pending, directory, rng)
     }
 
     /// Removes `member` from group `id`: this device rotates its sender key and hands the new one
@@ -177,11 +185,11 @@ impl Device {
         group.epoch += 1;
         let distribution = sender_keys::rotate(&mut self.sender_keys, id, &self.address, group.suite, rng)?;
         let remaining: Vec<_> = self.others(&group).collect();
-        let mut outgoing = self.send_control(&group, Some(&distribution), false, &remaining, directory, rng)?;
+        let mut pending = self.send_control(&group, Some(&distribution), false, &remaining);
         // The removed device learns it is out (and gets no key).
-        outgoing.extend(self.send_control(&group, None, false, std::slice::from_ref(member), directory, rng)?);
+        pending.extend(self.send_control(&group, None, false, std::slice::from_ref(member)));
         self.groups.insert(id.to_owned(), group);
-        Ok(outgoing)
+        self.seal_all(pending, directory, rng)
     }
 
     /// Encrypts `plaintext` once for every other member of group `id`.
@@ -204,7 +212,7 @@ impl Device {
 
     /// Handles a pairwise message from `from`: decrypts it and acts on it. Returns what it meant
     /// and the messages this device must send in response (its sender key to a new member, or a
-    /// rotated key after a removal).
+    /// rotated key after a removal), sealed with bundles from `directory` where needed.
     pub fn receive<R: CryptoRng + ?Sized>(
         &mut self,
         from: &ProtocolAddress,
@@ -212,11 +220,23 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<(Received, Vec<Outgoing>)> {
+        let (received, pending) = self.receive_pending(from, message, rng)?;
+        Ok((received, self.seal_all(pending, directory, rng)?))
+    }
+
+    /// Like [`Self::receive`], but returns the responses unsealed, for a caller that must fetch
+    /// bundles before it can seal them ([`Self::seal_all`]).
+    pub fn receive_pending<R: CryptoRng + ?Sized>(
+        &mut self,
+        from: &ProtocolAddress,
+        message: &CiphertextMessage,
+        rng: &mut R,
+    ) -> Result<(Received, Vec<PendingSend>)> {
         let plaintext = session::decrypt(&mut self.store, from, message, rng)?;
         let payload: PairwisePayload = decode(&plaintext, limits::MAX_PAYLOAD_LEN)?;
         match payload.body {
             Some(Body::Application(content)) => Ok((Received::Application(content), Vec::new())),
-            Some(Body::GroupControl(control)) => self.on_control(from, &control, directory, rng),
+            Some(Body::GroupControl(control)) => self.on_control(from, &control, rng),
             None => Err(ClientError::InvalidPayload("empty payload")),
         }
     }
@@ -225,9 +245,8 @@ impl Device {
         &mut self,
         from: &ProtocolAddress,
         control: &GroupControl,
-        directory: &mut dyn BundleDirectory,
         rng: &mut R,
-    ) -> Result<(Received, Vec<Outgoing>)> {
+    ) -> Result<(Received, Vec<PendingSend>)> {
         let announced = Group::from_control(control)?;
         let distribution = match control.sender_key_distribution.as_slice() {
             [] => None,
@@ -249,7 +268,7 @@ impl Device {
                 }
                 let ours = sender_keys::create_distribution(&mut self.sender_keys, &id, &self.address, announced.suite, rng)?;
                 let others: Vec<_> = self.others(&announced).collect();
-                outgoing = self.send_control(&announced, Some(&ours), false, &others, directory, rng)?;
+                outgoing = self.send_control(&announced, Some(&ours), false, &others);
                 announced
             }
             // A change: apply it, and rotate after a removal or hand our key to newcomers.
@@ -263,10 +282,10 @@ impl Device {
                 if removed {
                     let fresh = sender_keys::rotate(&mut self.sender_keys, &id, &self.address, announced.suite, rng)?;
                     let others: Vec<_> = self.others(&announced).collect();
-                    outgoing = self.send_control(&announced, Some(&fresh), false, &others, directory, rng)?;
+                    outgoing = self.send_control(&announced, Some(&fresh), false, &others);
                 } else if !added.is_empty() {
                     let ours = sender_keys::create_distribution(&mut self.sender_keys, &id, &self.address, announced.suite, rng)?;
-                    outgoing = self.send_control(&announced, Some(&ours), true, &added, directory, rng)?;
+                    outgoing = self.send_control(&announced, Some(&ours), true, &added);
                 }
                 announced
             }
@@ -280,7 +299,7 @@ impl Device {
         // reached it too early); on joining, everyone got it already.
         if control.request_sender_key && !joining {
             let ours = sender_keys::create_distribution(&mut self.sender_keys, &id, &self.address, group.suite, rng)?;
-            outgoing.extend(self.send_control(&group, Some(&ours), false, std::slice::from_ref(from), directory, rng)?);
+            outgoing.extend(self.send_control(&group, Some(&ours), false, std::slice::from_ref(from)));
         }
         let epoch = group.epoch;
         self.groups.insert(id.clone(), group);
@@ -291,17 +310,25 @@ impl Device {
         group.members.iter().filter(move |member| **member != self.address).cloned()
     }
 
-    fn send_control<R: CryptoRng + ?Sized>(
-        &mut self,
+    fn send_control(
+        &self,
         group: &Group,
         distribution: Option<&SenderKeyDistributionMessage>,
         request_sender_key: bool,
         to: &[ProtocolAddress],
+    ) -> Vec<PendingSend> {
+        let control = group.control(distribution.map(SenderKeyDistributionMessage::serialize), request_sender_key);
+        to.iter().map(|member| PendingSend { to: member.clone(), body: Body::GroupControl(control.clone()) }).collect()
+    }
+
+    /// Encrypts pending sends (see [`PendingSend`]).
+    pub fn seal_all<R: CryptoRng + ?Sized>(
+        &mut self,
+        pending: Vec<PendingSend>,
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Vec<Outgoing>> {
-        let control = group.control(distribution.map(SenderKeyDistributionMessage::serialize), request_sender_key);
-        to.iter().map(|member| self.seal(member, Body::GroupControl(control.clone()), directory, rng)).collect()
+        pending.into_iter().map(|send| self.seal(&send.to, send.body, directory, rng)).collect()
     }
 
     /// Encrypts a payload for `to`, starting a session from its bundle first if there is none

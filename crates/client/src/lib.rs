@@ -13,7 +13,7 @@ mod directory;
 mod error;
 mod group;
 
-pub use device::{Device, GroupMessage, Outgoing, Received};
+pub use device::{Device, GroupMessage, Outgoing, PendingSend, Received};
 pub use directory::{BundleDirectory, InMemoryDirectory};
 pub use error::ClientError;
 pub use group::Group;
