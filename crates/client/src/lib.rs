@@ -8,12 +8,15 @@
 //! remaining member rotate its sender key and hand the new one to the remaining members only, so
 //! the removed member cannot read what is sent after.
 
+pub mod chat;
 mod device;
 mod directory;
 mod error;
 mod group;
+pub mod net;
 
 pub use device::{Device, GroupMessage, Outgoing, PendingSend, Received};
+pub use chat::{ChatClient, ChatError, ChatStats, Event};
 pub use directory::{BundleDirectory, InMemoryDirectory};
 pub use error::ClientError;
 pub use group::Group;

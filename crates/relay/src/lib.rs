@@ -4,7 +4,10 @@
 //! - [`core`]: the protocol logic, sans-IO.
 //! - [`state`]: what is kept on disk, as mutations.
 //! - [`storage`]: committing those mutations, to redb or to memory.
+//! - [`server`]: the tokio driver — client connections, TLS links between relays, group commit.
 
 pub mod core;
+pub mod local;
+pub mod server;
 pub mod state;
 pub mod storage;

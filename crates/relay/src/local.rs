@@ -1,0 +1,86 @@
+//! A federation of relays on this machine: one per app, on loopback ports, each with its own
+//! database under one folder and a certificate from a freshly made CA. For the demo, tests and
+//! benchmarks.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokio::net::TcpListener;
+
+use crate::server::tls::{Pki, TlsIdentity};
+use crate::server::{Peer, RelayHandle, RelaySettings, start};
+use crate::storage::RedbStore;
+
+/// Why the federation could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("starting the local federation: {0}")]
+pub struct StartError(pub String);
+
+fn failed(error: impl std::fmt::Display) -> StartError {
+    StartError(error.to_string())
+}
+
+/// Relays for `apps`, their databases under `dir` (`dir/<app>.redb`), reopened if they exist.
+pub struct LocalFederation {
+    pub relays: Vec<RelayHandle>,
+    pki: Pki,
+    federation_addresses: Vec<(String, SocketAddr)>,
+}
+
+impl LocalFederation {
+    pub async fn start(apps: &[&str], dir: &Path) -> Result<LocalFederation, StartError> {
+        let pki = Pki::generate(apps).map_err(failed)?;
+        let mut listeners = Vec::new();
+        for app in apps {
+            let client = TcpListener::bind("127.0.0.1:0").await.map_err(failed)?;
+            let federation = TcpListener::bind("127.0.0.1:0").await.map_err(failed)?;
+            listeners.push((app.to_string(), client, federation));
+        }
+        let federation_addresses: Vec<(String, SocketAddr)> = listeners
+            .iter()
+            .map(|(app, _, federation)| Ok((app.clone(), federation.local_addr().map_err(failed)?)))
+            .collect::<Result<_, StartError>>()?;
+        let mut federation = LocalFederation { relays: Vec::new(), pki, federation_addresses };
+        for (app, client, listener) in listeners {
+            let relay = federation.start_relay(&app, client, listener, dir).await?;
+            federation.relays.push(relay);
+        }
+        Ok(federation)
+    }
+
+    async fn start_relay(
+        &self,
+        app: &str,
+        client: TcpListener,
+        federation: TcpListener,
+        dir: &Path,
+    ) -> Result<RelayHandle, StartError> {
+        let (certificate, private_key) = self.pki.apps[app].clone();
+        let peers = self
+            .federation_addresses
+            .iter()
+            .filter(|(other, _)| other != app)
+            .map(|(other, address)| Peer { app: other.clone(), address: *address, certificate: self.pki.apps[other].0.clone() })
+            .collect();
+        let settings = RelaySettings {
+            app: app.to_owned(),
+            tls: TlsIdentity { certificate, private_key, ca_certificate: self.pki.ca_certificate.clone() },
+            peers,
+            seed: rand::random(),
+        };
+        let (store, state) = RedbStore::open(&dir.join(format!("{app}.redb"))).map_err(failed)?;
+        start(settings, client, federation, Box::new(store), state).await.map_err(failed)
+    }
+
+    /// The relay of `app`.
+    pub fn relay(&self, app: &str) -> &RelayHandle {
+        self.relays.iter().find(|r| r.app == app).expect("an app of this federation")
+    }
+
+    /// Stops every relay.
+    pub async fn shutdown(self) {
+        for relay in self.relays {
+            relay.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! One connection: a reader task that cuts frames out of the byte stream and hands them to the
+//! core, and a writer task that writes what the core sends, coalescing queued frames into one
+//! flush.
+
+use switchboard_wire::frame::{FrameDecoder, FrameError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::{Event, WRITE_QUEUE};
+use crate::core::ConnId;
+
+pub(super) enum Kind {
+    Client,
+    Link { app: String, dialed: bool },
+}
+
+/// Serves one connection until either side closes it.
+pub(super) async fn serve<S>(stream: S, conn: ConnId, events: mpsc::Sender<Event>, kind: Kind)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (outgoing, mut queue) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let is_link = matches!(kind, Kind::Link { .. });
+    let events_for_reader = events.clone();
+    let read = tokio::spawn(async move {
+        let mut decoder = FrameDecoder::default();
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let read = match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            };
+            decoder.extend(&buffer[..read]);
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some(frame)) => {
+                        let event = if is_link { Event::LinkFrame(conn, frame) } else { Event::ClientFrame(conn, frame) };
+                        if events_for_reader.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(FrameError::TooLong { .. }) | Err(FrameError::Decode(_)) => {
+                        if !is_link {
+                            let _ = events_for_reader.send(Event::ClientOversized(conn)).await;
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let opened = match kind {
+        Kind::Client => Event::ClientOpened(conn, outgoing, read.abort_handle()),
+        Kind::Link { app, dialed } => Event::LinkOpened(conn, app, dialed, outgoing, read.abort_handle()),
+    };
+    if events.send(opened).await.is_err() {
+        read.abort();
+        return;
+    }
+    let write = async {
+        while let Some(first) = queue.recv().await {
+            writer.write_all(&first).await?;
+            while let Ok(more) = queue.try_recv() {
+                writer.write_all(&more).await?;
+            }
+            writer.flush().await?;
+        }
+        writer.shutdown().await
+    };
+    tokio::select! {
+        _ = write => {}
+        _ = read => {}
+    }
+    let closed = if is_link { Event::LinkClosed(conn) } else { Event::ClientClosed(conn) };
+    let _ = events.send(closed).await;
+}

@@ -1,0 +1,270 @@
+//! The tokio driver: real sockets around the sans-IO core. One task owns the core; a thread
+//! commits batches to the store, one at a time (whatever arrives meanwhile forms the next batch);
+//! every connection has a reader and a writer task. Client connections are plain TCP; links
+//! between relays are mutually authenticated TLS.
+
+mod connection;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use switchboard_wire::Message;
+use switchboard_wire::frame::encode_frame;
+use switchboard_wire::switchboard::{ErrorCode, Failure, ServerFrame, server_frame};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::core::{Action, ConnId, Metrics, RelayCore};
+use crate::state::{Mutation, StoredState};
+use crate::storage::Store;
+use tls::{TlsIdentity, certificate_der};
+
+/// Frames a connection may have waiting to be written before it counts as too slow and is closed.
+pub const WRITE_QUEUE: usize = 4096;
+
+/// Another app's relay.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub app: String,
+    pub address: SocketAddr,
+    /// Its certificate (PEM): the only one accepted as that app.
+    pub certificate: String,
+}
+
+/// Everything a relay needs to run.
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    pub app: String,
+    pub tls: TlsIdentity,
+    pub peers: Vec<Peer>,
+    /// Seed for the credentials the relay issues (from the OS in a deployment).
+    pub seed: u64,
+}
+
+/// What happened, for the core task.
+enum Event {
+    ClientOpened(ConnId, mpsc::Sender<Vec<u8>>, AbortHandle),
+    ClientFrame(ConnId, Vec<u8>),
+    ClientOversized(ConnId),
+    ClientClosed(ConnId),
+    LinkOpened(ConnId, String, bool, mpsc::Sender<Vec<u8>>, AbortHandle),
+    LinkFrame(ConnId, Vec<u8>),
+    LinkClosed(ConnId),
+    Committed(u64),
+    StoreFailed(String),
+    Metrics(oneshot::Sender<(Metrics, StoredState)>),
+}
+
+/// A running relay.
+pub struct RelayHandle {
+    pub app: String,
+    pub client_address: SocketAddr,
+    pub federation_address: SocketAddr,
+    events: mpsc::Sender<Event>,
+    tasks: JoinSet<()>,
+}
+
+impl RelayHandle {
+    /// The relay's counters and the state it holds (what it would have on disk once committed).
+    pub async fn inspect(&self) -> Option<(Metrics, StoredState)> {
+        let (reply, answer) = oneshot::channel();
+        self.events.send(Event::Metrics(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Stops every task of the relay (its store is closed when the committer thread ends).
+    pub async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
+
+/// Starts a relay on already bound listeners, with `store` holding `state`.
+pub async fn start(
+    settings: RelaySettings,
+    client_listener: TcpListener,
+    federation_listener: TcpListener,
+    store: Box<dyn Store>,
+    state: StoredState,
+) -> Result<RelayHandle, tls::TlsError> {
+    let acceptor = TlsAcceptor::from(tls::server_config(&settings.tls)?);
+    let connector = TlsConnector::from(tls::client_config(&settings.tls)?);
+    let mut peer_certificates = HashMap::new();
+    for peer in &settings.peers {
+        peer_certificates.insert(certificate_der(&peer.certificate)?, peer.app.clone());
+    }
+    let peer_certificates = Arc::new(peer_certificates);
+    let client_address = client_listener.local_addr().map_err(|e| tls::TlsError(e.to_string()))?;
+    let federation_address = federation_listener.local_addr().map_err(|e| tls::TlsError(e.to_string()))?;
+
+    let (events, receiver) = mpsc::channel(8192);
+    let next_conn = Arc::new(AtomicU64::new(1));
+    let core = RelayCore::new(&settings.app, settings.peers.iter().map(|p| p.app.clone()), state, settings.seed);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(run_core(core, store, receiver, events.clone()));
+    tasks.spawn(accept_clients(client_listener, events.clone(), next_conn.clone()));
+    tasks.spawn(accept_links(federation_listener, acceptor, peer_certificates.clone(), events.clone(), next_conn.clone()));
+    for peer in settings.peers.clone() {
+        let certificate = certificate_der(&peer.certificate)?;
+        tasks.spawn(dial(peer, certificate, connector.clone(), events.clone(), next_conn.clone()));
+    }
+    Ok(RelayHandle { app: settings.app, client_address, federation_address, events, tasks })
+}
+
+/// The core task: events in, actions out, and one batch at a time to the committer.
+async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::Receiver<Event>, sender: mpsc::Sender<Event>) {
+    let (batches, committer) = std::sync::mpsc::channel::<(u64, Vec<Mutation>)>();
+    let committed = sender.clone();
+    std::thread::spawn(move || {
+        let mut store = store;
+        while let Ok((id, mutations)) = committer.recv() {
+            let event = match store.commit(&mutations) {
+                Ok(()) => Event::Committed(id),
+                Err(error) => Event::StoreFailed(error.to_string()),
+            };
+            if committed.blocking_send(event).is_err() {
+                return;
+            }
+        }
+    });
+    let mut writers: HashMap<ConnId, (mpsc::Sender<Vec<u8>>, AbortHandle)> = HashMap::new();
+    while let Some(event) = events.recv().await {
+        let actions = match event {
+            Event::ClientOpened(conn, writer, reader) => {
+                writers.insert(conn, (writer, reader));
+                core.client_connected(conn);
+                Vec::new()
+            }
+            Event::ClientFrame(conn, bytes) => core.client_frame(conn, &bytes),
+            Event::ClientOversized(conn) => {
+                let failure = Failure { code: ErrorCode::TooLarge as i32, detail: "frame over the limit".into() };
+                let frame = ServerFrame { request_id: 0, body: Some(server_frame::Body::Failure(failure)) };
+                vec![Action::ToClient { conn, frame }, Action::Close { conn }]
+            }
+            Event::ClientClosed(conn) => {
+                writers.remove(&conn);
+                core.client_closed(conn);
+                Vec::new()
+            }
+            Event::LinkOpened(conn, app, dialed, writer, reader) => {
+                writers.insert(conn, (writer, reader));
+                core.link_up(conn, &app, dialed)
+            }
+            Event::LinkFrame(conn, bytes) => core.link_frame(conn, &bytes),
+            Event::LinkClosed(conn) => {
+                writers.remove(&conn);
+                core.link_closed(conn)
+            }
+            Event::Committed(id) => core.committed(id),
+            Event::StoreFailed(error) => {
+                tracing::error!(app = core.app(), "{error}; stopping: durability can no longer be promised");
+                return;
+            }
+            Event::Metrics(reply) => {
+                let _ = reply.send((core.metrics(), core.state().clone()));
+                Vec::new()
+            }
+        };
+        for action in actions {
+            let (conn, bytes) = match action {
+                Action::ToClient { conn, frame } => (conn, encode_frame(&frame)),
+                Action::ToLink { conn, frame } => (conn, encode_frame(&frame)),
+                Action::Close { conn } => {
+                    close(&mut writers, conn);
+                    continue;
+                }
+            };
+            let full = writers.get(&conn).is_some_and(|(writer, _)| writer.try_send(bytes).is_err());
+            if full {
+                tracing::warn!(conn, "connection too slow or gone; closing it");
+                close(&mut writers, conn);
+            }
+        }
+        if let Some(batch) = core.take_batch() {
+            if batches.send((batch.id, batch.mutations)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn close(writers: &mut HashMap<ConnId, (mpsc::Sender<Vec<u8>>, AbortHandle)>, conn: ConnId) {
+    if let Some((_, reader)) = writers.remove(&conn) {
+        // Dropping the writer's sender ends the writer, which shuts the socket down.
+        reader.abort();
+    }
+}
+
+async fn accept_clients(listener: TcpListener, events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+        let events = events.clone();
+        tokio::spawn(connection::serve(stream, conn, events, connection::Kind::Client));
+    }
+}
+
+async fn accept_links(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    peers: Arc<HashMap<CertificateDer<'static>, String>>,
+    events: mpsc::Sender<Event>,
+    next_conn: Arc<AtomicU64>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (acceptor, peers, events) = (acceptor.clone(), peers.clone(), events.clone());
+        let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else { return };
+            let app = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(|cert| peers.get(cert));
+            let Some(app) = app.cloned() else {
+                tracing::warn!("refused a federation connection with an unknown certificate");
+                return;
+            };
+            connection::serve(tls, conn, events, connection::Kind::Link { app, dialed: false }).await;
+        });
+    }
+}
+
+/// Keeps a link to `peer` up, reconnecting with backoff.
+async fn dial(
+    peer: Peer,
+    certificate: CertificateDer<'static>,
+    connector: TlsConnector,
+    events: mpsc::Sender<Event>,
+    next_conn: Arc<AtomicU64>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let attempt = async {
+            let stream = TcpStream::connect(peer.address).await.ok()?;
+            let _ = stream.set_nodelay(true);
+            let name = ServerName::try_from(peer.app.clone()).ok()?;
+            let tls = connector.connect(name, stream).await.ok()?;
+            let presented = tls.get_ref().1.peer_certificates()?.first()?.clone();
+            (presented == certificate).then_some(tls)
+        };
+        if let Ok(Some(tls)) = tokio::time::timeout(Duration::from_secs(10), attempt).await {
+            backoff = Duration::from_millis(50);
+            let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+            let kind = connection::Kind::Link { app: peer.app.clone(), dialed: true };
+            connection::serve(tls, conn, events.clone(), kind).await;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Encodes `message` as one frame (for callers building their own connections).
+pub fn frame(message: &impl Message) -> Vec<u8> {
+    encode_frame(message)
+}

@@ -1,0 +1,65 @@
+//! Three relays on loopback with real sockets, TLS between them and redb under them; devices on
+//! each chatting one to one and in a group across all three.
+
+use std::time::Duration;
+
+use switchboard_client::{ChatClient, Event};
+use switchboard_relay::local::LocalFederation;
+use switchboard_session::Suite;
+use switchboard_wire::switchboard::{Text, content};
+
+fn text(s: &str) -> content::Body {
+    content::Body::Text(Text { text: s.into() })
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { content, .. } => match &content.body {
+                Some(content::Body::Text(t)) => Some(t.text.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+const QUIET: Duration = Duration::from_millis(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chats_across_three_apps_over_real_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let federation = LocalFederation::start(&["green", "blue", "red"], dir.path()).await.unwrap();
+    let address = |app: &str| federation.relay(app).client_address;
+    let mut alice = ChatClient::register(address("green"), "alice@green", 1, 1).await.unwrap();
+    let mut bob = ChatClient::register(address("blue"), "bob@blue", 1, 2).await.unwrap();
+    let mut carol = ChatClient::register(address("red"), "carol@red", 1, 3).await.unwrap();
+
+    alice.send("bob@blue", text("hi bob")).await.unwrap();
+    assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["hi bob"]);
+    bob.send("alice@green", text("hi alice")).await.unwrap();
+    assert_eq!(texts(&alice.poll(QUIET).await.unwrap()), ["hi alice"]);
+
+    alice.create_group("trip@green", &["bob@blue", "carol@red"], Suite::Aes256Gcm).await.unwrap();
+    // Membership and keys settle as everyone processes what arrived.
+    for _ in 0..3 {
+        for client in [&mut bob, &mut carol, &mut alice] {
+            client.poll(QUIET).await.unwrap();
+        }
+    }
+    carol.send_group("trip@green", text("from carol to all")).await.unwrap();
+    assert_eq!(texts(&alice.poll(QUIET).await.unwrap()), ["from carol to all"]);
+    assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["from carol to all"]);
+
+    // Nothing a relay holds contains a plaintext.
+    for relay in &federation.relays {
+        let (_, state) = relay.inspect().await.unwrap();
+        for mailbox in state.mailboxes.values() {
+            for envelope in mailbox.values() {
+                assert!(!envelope.content.windows(4).any(|w| w == b"from"));
+            }
+        }
+    }
+    federation.shutdown().await;
+}
