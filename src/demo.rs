@@ -1,129 +1,305 @@
-//! `switchboard demo`: two people on two apps start a session from a published bundle and talk,
-//! once under each suite. For every message it shows what the sender typed, the bytes on the wire
-//! and what the receiver read, then checks that no wire byte string contains any plaintext.
+//! `switchboard demo`: three apps, each with its own relay (real sockets on loopback, mutual TLS
+//! between relays, a database per relay in a temporary folder), and users on each. They chat one
+//! to one across apps, and in a group spanning all three apps with a poll and a reaction; a member
+//! is removed and the group goes on without them; one user is offline for a while and catches up.
+//! It prints each person's view, what each relay stored, and checks that nothing was lost or
+//! duplicated and that no relay ever saw a plaintext.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde_json::json;
-use switchboard_session::session::{decrypt, encrypt, process_prekey_bundle};
-use switchboard_session::testing::Device;
-use switchboard_session::{CiphertextMessage, MessageKind, ProtocolAddress, Suite, fingerprint};
+use switchboard_client::{ChatClient, Event};
+use switchboard_relay::local::LocalFederation;
+use switchboard_session::Suite;
+use switchboard_wire::switchboard::{Poll, PollVote, Reaction, Reply, Text, content};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Seed for every random choice, so a run can be repeated exactly.
-    #[arg(long, default_value_t = 2026)]
-    seed: u64,
     /// Print one JSON summary object instead of the conversation.
     #[arg(long)]
     json: bool,
 }
 
-const SCRIPT: &[(bool, &str)] = &[
-    (true, "Hi Bob, it's Alice — writing from Green."),
-    (true, "Can you read this from Blue?"),
-    (false, "Loud and clear. Nobody in between can, though."),
-    (true, "Lunch on Thursday?"),
-    (false, "Thursday works. 12:30?"),
-    (false, "I'll book the usual place."),
-    (true, "Perfect, see you there."),
-];
+const APPS: [&str; 3] = ["green", "blue", "red"];
+const USERS: [&str; 6] = ["alice@green", "bob@blue", "carol@red", "dave@green", "erin@blue", "frank@red"];
+const GROUP: &str = "weekend@green";
+/// How long a client waits for more deliveries before it considers the network quiet.
+const QUIET: Duration = Duration::from_millis(60);
 
-struct Tally {
-    sent: usize,
-    delivered: usize,
-    wire_bytes: usize,
-    plaintext_on_wire: usize,
+/// Who should see what, and what everyone saw.
+#[derive(Default)]
+struct Ledger {
+    /// message id → (sender, recipients, plaintext strings in it)
+    sent: Vec<(Vec<u8>, String, Vec<String>, Vec<String>)>,
+    /// (recipient, message id) → times shown
+    shown: HashMap<(String, Vec<u8>), u32>,
+    views: BTreeMap<String, Vec<String>>,
+}
+
+struct Demo {
+    clients: BTreeMap<String, ChatClient>,
+    ledger: Ledger,
+    print: bool,
+}
+
+fn describe(body: &Option<content::Body>) -> (String, Vec<String>) {
+    match body {
+        Some(content::Body::Text(t)) => (t.text.clone(), vec![t.text.clone()]),
+        Some(content::Body::Reply(r)) => (format!("↪ {}", r.text), vec![r.text.clone()]),
+        Some(content::Body::Poll(p)) => {
+            let mut plain = vec![p.question.clone()];
+            plain.extend(p.options.iter().cloned());
+            (format!("📊 {} [{}]", p.question, p.options.join(" | ")), plain)
+        }
+        Some(content::Body::PollVote(v)) => (format!("voted for option {}", v.option + 1), Vec::new()),
+        Some(content::Body::Reaction(r)) => (format!("reacted {}", r.emoji), vec![r.emoji.clone()]),
+        other => (format!("{other:?}"), Vec::new()),
+    }
+}
+
+impl Demo {
+    fn client(&mut self, user: &str) -> &mut ChatClient {
+        self.clients.get_mut(user).expect("a demo user")
+    }
+
+    fn note(&mut self, user: &str, line: String) {
+        self.ledger.views.entry(user.to_owned()).or_default().push(line);
+    }
+
+    async fn send(&mut self, from: &str, to: &str, body: content::Body) -> anyhow::Result<Vec<u8>> {
+        let (line, plain) = describe(&Some(body.clone()));
+        let id = self.client(from).send(to, body).await?;
+        self.ledger.sent.push((id.clone(), from.into(), vec![to.into()], plain));
+        self.note(from, format!("me → {to}: {line}"));
+        Ok(id)
+    }
+
+    async fn send_group(&mut self, from: &str, body: content::Body) -> anyhow::Result<Vec<u8>> {
+        let (line, plain) = describe(&Some(body.clone()));
+        let members: Vec<String> = self.clients[from]
+            .group(GROUP)
+            .context("sender is in the group")?
+            .members
+            .iter()
+            .map(|m| m.name().to_owned())
+            .filter(|m| m != from)
+            .collect();
+        let id = self.client(from).send_group(GROUP, body).await?;
+        self.ledger.sent.push((id.clone(), from.into(), members, plain));
+        self.note(from, format!("[{GROUP}] me: {line}"));
+        Ok(id)
+    }
+
+    /// Every online client processes deliveries until a whole round brings nothing new.
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        for _ in 0..20 {
+            let mut quiet = true;
+            let users: Vec<String> = self.clients.keys().cloned().collect();
+            for user in users {
+                let events = self.client(&user).poll(QUIET).await?;
+                quiet &= events.is_empty() && self.clients[&user].outbox_len() == 0;
+                for event in events {
+                    self.record(&user, event);
+                }
+            }
+            if quiet {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, user: &str, event: Event) {
+        match event {
+            Event::Message { from, group, content } => {
+                *self.ledger.shown.entry((user.to_owned(), content.message_id.clone())).or_default() += 1;
+                let (line, _) = describe(&content.body);
+                let place = group.map(|g| format!("[{g}] ")).unwrap_or_default();
+                self.note(user, format!("{place}{}: {line}", from.name()));
+            }
+            Event::GroupChanged { group, epoch } => {
+                let members = self.clients[user].group(&group).map_or(0, |g| g.members.len());
+                let line = format!("[{group}] group now has {members} members (epoch {epoch})");
+                if self.ledger.views.get(user).and_then(|v| v.last()) != Some(&line) {
+                    self.note(user, line);
+                }
+            }
+            Event::RemovedFromGroup { group } => self.note(user, format!("[{group}] you were removed")),
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let mut tally = Tally { sent: 0, delivered: 0, wire_bytes: 0, plaintext_on_wire: 0 };
-    let mut summaries = Vec::new();
-    for suite in [Suite::SignalV3, Suite::Aes256Gcm] {
-        summaries.push(conversation(suite, &mut rng, &mut tally, !args.json)?);
-    }
-    if args.json {
-        let summary = json!({
-            "apps": 2,
-            "suites": summaries,
-            "messages_sent": tally.sent,
-            "deliveries_expected": tally.sent,
-            "deliveries": tally.delivered,
-            "lost": tally.sent - tally.delivered,
-            "wire_bytes": tally.wire_bytes,
-            "plaintext_seen_on_wire": tally.plaintext_on_wire,
-        });
-        println!("{summary}");
-    } else {
-        println!(
-            "\n{} messages sent, {} delivered, {} wire bytes, plaintext seen on the wire: {}",
-            tally.sent, tally.delivered, tally.wire_bytes, tally.plaintext_on_wire
-        );
-    }
-    ensure!(tally.delivered == tally.sent, "some messages were not delivered");
-    ensure!(tally.plaintext_on_wire == 0, "plaintext appeared on the wire");
-    Ok(())
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(run_async(args))
 }
 
-fn conversation(suite: Suite, rng: &mut StdRng, tally: &mut Tally, print: bool) -> anyhow::Result<serde_json::Value> {
-    let alice_at = ProtocolAddress::new("alice@green", 1);
-    let bob_at = ProtocolAddress::new("bob@blue", 1);
-    let mut alice = Device::new(1001, 1, rng);
-    let mut bob = Device::new(2002, 1, rng);
-
-    let bundle = bob.bundle(&Suite::ALL, rng);
-    process_prekey_bundle(&mut alice.store, &bob_at, &bundle, suite, rng).context("processing Bob's bundle")?;
-    let alice_identity = alice.identity_key();
-    let safety = fingerprint::safety_number(
-        alice_at.name().as_bytes(),
-        &alice_identity,
-        bob_at.name().as_bytes(),
-        &bundle.identity_key,
-        fingerprint::SAFETY_NUMBER_ITERATIONS,
-    );
+async fn run_async(args: Args) -> anyhow::Result<()> {
+    let print = !args.json;
+    let dir = tempfile::tempdir()?;
+    let federation = LocalFederation::start(&APPS, dir.path()).await?;
     if print {
-        println!("\n=== {suite}: {alice_at} ⇄ {bob_at} ===");
-        println!("Alice fetched Bob's bundle from Blue and verified its signatures.");
-        println!("Safety number: {}", group_digits(&safety));
+        println!("Three apps, each with its own relay (databases in {}):", dir.path().display());
+        for relay in &federation.relays {
+            println!("  {:<6} clients at {}, federation (mutual TLS) at {}", relay.app, relay.client_address, relay.federation_address);
+        }
+    }
+    let mut demo = Demo { clients: BTreeMap::new(), ledger: Ledger::default(), print };
+    for (i, user) in USERS.iter().enumerate() {
+        let app = user.rsplit_once('@').map(|(_, app)| app).unwrap_or_default();
+        let client = ChatClient::register(federation.relay(app).client_address, user, 1, 100 + i as u64).await?;
+        demo.clients.insert(user.to_string(), client);
     }
 
-    for &(from_alice, text) in SCRIPT {
-        let (sender, receiver, sender_at, receiver_at, name) = if from_alice {
-            (&mut alice, &mut bob, &alice_at, &bob_at, "Alice")
-        } else {
-            (&mut bob, &mut alice, &bob_at, &alice_at, "Bob  ")
-        };
-        let message = encrypt(&mut sender.store, receiver_at, text.as_bytes())?;
-        let wire = message.serialize().to_vec();
-        tally.sent += 1;
-        tally.wire_bytes += wire.len();
-        if contains(&wire, text.as_bytes()) {
-            tally.plaintext_on_wire += 1;
-        }
-        let received = CiphertextMessage::parse(message.kind(), &wire)?;
-        let plaintext = decrypt(&mut receiver.store, sender_at, &received, rng)?;
-        if plaintext == text.as_bytes() {
-            tally.delivered += 1;
-        }
-        if print {
-            let kind = match message.kind() {
-                MessageKind::PreKey => "PreKeySignalMessage",
-                MessageKind::Signal => "SignalMessage",
-            };
-            println!("{name} typed: {text}");
-            println!("  wire:  {kind}, {} bytes: {}…", wire.len(), hex::encode(&wire[..24.min(wire.len())]));
-            println!("  read:  {}", String::from_utf8_lossy(&plaintext));
-        }
+    // One to one, across apps.
+    let hello = demo.send("alice@green", "bob@blue", text("Hi Bob! Writing from Green — can you read this on Blue?")).await?;
+    demo.settle().await?;
+    demo.send("bob@blue", "alice@green", reply(&hello, "Loud and clear, Alice. Neither relay can, though.")).await?;
+    demo.send("carol@red", "dave@green", text("Dave, are you coming on Saturday?")).await?;
+    demo.settle().await?;
+    demo.send("dave@green", "carol@red", text("Wouldn't miss it.")).await?;
+    demo.settle().await?;
+
+    // A group across all three apps; Green is its hub.
+    demo.client("alice@green")
+        .create_group(GROUP, &["bob@blue", "carol@red", "dave@green", "erin@blue", "frank@red"], Suite::Aes256Gcm)
+        .await?;
+    demo.settle().await?;
+    demo.send_group("alice@green", text("Welcome to the weekend plan, everyone!")).await?;
+    demo.settle().await?;
+    let poll = demo.send_group("bob@blue", content::Body::Poll(Poll {
+        question: "Where shall we go?".into(),
+        options: vec!["The lake".into(), "The mountains".into(), "Stay in town".into()],
+    })).await?;
+    demo.settle().await?;
+
+    // Frank goes offline for a while.
+    demo.client("frank@red").disconnect();
+    demo.send_group("carol@red", content::Body::PollVote(PollVote { poll: poll.clone(), option: 1 })).await?;
+    demo.send_group("erin@blue", content::Body::PollVote(PollVote { poll: poll.clone(), option: 1 })).await?;
+    demo.send_group("dave@green", content::Body::Reaction(Reaction { to: poll.clone(), emoji: "⛰️".into(), remove: false })).await?;
+    demo.settle().await?;
+
+    // Dave is removed; the others rotate their keys and go on without him.
+    demo.client("alice@green").remove_member(GROUP, "dave@green").await?;
+    demo.settle().await?;
+    demo.send_group("carol@red", text("Mountains it is — Dave can't make it after all.")).await?;
+    demo.send_group("alice@green", text("I'll book the cabin for the five of us.")).await?;
+    demo.settle().await?;
+
+    // Frank comes back and catches up on everything he missed, held for him by his relay.
+    let (_, red) = federation.relay("red").inspect().await.context("relay is running")?;
+    let held = red.mailboxes.iter().find(|((user, _), _)| user == "frank@red").map(|(_, m)| m.clone()).unwrap_or_default();
+    if print {
+        println!("\nWhile Frank is offline, Red holds {} envelopes for him; the first begins {}…", held.len(),
+            held.values().next().map(|e| hex::encode(&e.content[..e.content.len().min(24)])).unwrap_or_default());
     }
-    Ok(json!({ "suite": suite.name(), "safety_number": safety }))
+    demo.client("frank@red").reconnect().await?;
+    demo.settle().await?;
+    demo.send_group("frank@red", text("Sorry, I was offline — count me in!")).await?;
+    demo.settle().await?;
+
+    summarize(demo, federation, dir.path()).await
+}
+
+fn text(s: &str) -> content::Body {
+    content::Body::Text(Text { text: s.into() })
+}
+
+fn reply(to: &[u8], s: &str) -> content::Body {
+    content::Body::Reply(Reply { to: to.to_vec(), text: s.into() })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.len() <= haystack.len() && haystack.windows(needle.len()).any(|window| window == needle)
+    !needle.is_empty() && needle.len() <= haystack.len() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn group_digits(digits: &str) -> String {
-    digits.as_bytes().chunks(5).map(|c| std::str::from_utf8(c).unwrap_or("")).collect::<Vec<_>>().join(" ")
+async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Path) -> anyhow::Result<()> {
+    let ledger = &demo.ledger;
+    let expected: u64 = ledger.sent.iter().map(|(_, _, to, _)| to.len() as u64).sum();
+    let mut delivered = 0u64;
+    let mut duplicates = 0u64;
+    for (id, _, recipients, _) in &ledger.sent {
+        for recipient in recipients {
+            match ledger.shown.get(&(recipient.clone(), id.clone())).copied().unwrap_or(0) {
+                0 => {}
+                n => {
+                    delivered += 1;
+                    duplicates += u64::from(n - 1);
+                }
+            }
+        }
+    }
+    let intended: HashSet<(String, Vec<u8>)> =
+        ledger.sent.iter().flat_map(|(id, _, to, _)| to.iter().map(move |r| (r.clone(), id.clone()))).collect();
+    let unintended = ledger.shown.keys().filter(|key| !intended.contains(*key)).count();
+
+    // Everything each relay handled (frames after TLS, as the relay saw them) and stored (its
+    // database file), searched for every plaintext sent.
+    let plaintexts: Vec<&String> = ledger.sent.iter().flat_map(|(_, _, _, plain)| plain).collect();
+    let mut relays = Vec::new();
+    let mut plaintext_seen = 0u64;
+    let mut crossings = 0u64;
+    for (app, tap) in &federation.taps {
+        let frames = tap.lock().expect("not poisoned").clone();
+        let database = std::fs::read(dir.join(format!("{app}.redb"))).unwrap_or_default();
+        let (metrics, state) = federation.relay(app).inspect().await.context("relay is running")?;
+        crossings += metrics.envelopes_forwarded;
+        let seen = plaintexts
+            .iter()
+            .filter(|p| contains(&database, p.as_bytes()) || frames.iter().any(|f| contains(f, p.as_bytes())))
+            .count() as u64;
+        plaintext_seen += seen;
+        let waiting: usize = state.mailboxes.values().map(|m| m.len()).sum();
+        relays.push(json!({
+            "app": app, "frames_handled": frames.len(), "bytes_handled": frames.iter().map(Vec::len).sum::<usize>(),
+            "database_bytes": database.len(), "envelopes_stored": metrics.envelopes_stored,
+            "envelopes_forwarded_to_other_apps": metrics.envelopes_forwarded, "still_waiting": waiting,
+            "plaintexts_found": seen,
+        }));
+    }
+    let stats: Vec<_> = demo.clients.values().map(|c| c.stats()).collect();
+    let summary = json!({
+        "apps": APPS.len(),
+        "users": USERS.len(),
+        "messages_sent": ledger.sent.len(),
+        "deliveries_expected": expected,
+        "deliveries": delivered,
+        "lost": expected - delivered,
+        "duplicates": duplicates,
+        "unintended_deliveries": unintended,
+        "duplicate_deliveries_dropped_by_clients": stats.iter().map(|s| s.duplicates).sum::<u64>(),
+        "rejected_by_clients": stats.iter().map(|s| s.rejected).sum::<u64>(),
+        "envelopes_crossing_app_boundaries": crossings,
+        "plaintext_seen_by_relays": plaintext_seen,
+        "relays": relays,
+    });
+    if demo.print {
+        for (user, view) in &ledger.views {
+            println!("\n— {user} sees —");
+            for line in view {
+                println!("  {line}");
+            }
+        }
+        println!("\nWhat each relay handled and stored (ciphertext only):");
+        for relay in summary["relays"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<6} {} frames, {} bytes handled; {} envelopes stored, {} forwarded to other apps, {} still waiting; {} plaintexts found",
+                relay["app"].as_str().unwrap_or(""), relay["frames_handled"], relay["bytes_handled"], relay["envelopes_stored"],
+                relay["envelopes_forwarded_to_other_apps"], relay["still_waiting"], relay["plaintexts_found"],
+            );
+        }
+        println!(
+            "\n{} messages sent, {} deliveries expected, {} delivered, {} lost, {} duplicates, {} unintended; plaintext seen by relays: {}",
+            summary["messages_sent"], expected, delivered, expected - delivered, duplicates, unintended, plaintext_seen
+        );
+    } else {
+        println!("{summary}");
+    }
+    federation.shutdown().await;
+    ensure!(delivered == expected && duplicates == 0 && unintended == 0, "delivery was not exactly once");
+    ensure!(plaintext_seen == 0, "a relay saw plaintext");
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use tokio::net::TcpListener;
 
 use crate::server::tls::{Pki, TlsIdentity};
-use crate::server::{Peer, RelayHandle, RelaySettings, start};
+use crate::server::{Peer, RelayHandle, RelaySettings, Tap, start};
 use crate::storage::RedbStore;
 
 /// Why the federation could not start.
@@ -23,6 +23,8 @@ fn failed(error: impl std::fmt::Display) -> StartError {
 /// Relays for `apps`, their databases under `dir` (`dir/<app>.redb`), reopened if they exist.
 pub struct LocalFederation {
     pub relays: Vec<RelayHandle>,
+    /// Every frame each relay handled, by app (see [`crate::server::Tap`]).
+    pub taps: Vec<(String, Tap)>,
     pki: Pki,
     federation_addresses: Vec<(String, SocketAddr)>,
 }
@@ -40,10 +42,12 @@ impl LocalFederation {
             .iter()
             .map(|(app, _, federation)| Ok((app.clone(), federation.local_addr().map_err(failed)?)))
             .collect::<Result<_, StartError>>()?;
-        let mut federation = LocalFederation { relays: Vec::new(), pki, federation_addresses };
+        let mut federation = LocalFederation { relays: Vec::new(), taps: Vec::new(), pki, federation_addresses };
         for (app, client, listener) in listeners {
-            let relay = federation.start_relay(&app, client, listener, dir).await?;
+            let tap = Tap::default();
+            let relay = federation.start_relay(&app, client, listener, dir, tap.clone()).await?;
             federation.relays.push(relay);
+            federation.taps.push((app, tap));
         }
         Ok(federation)
     }
@@ -54,6 +58,7 @@ impl LocalFederation {
         client: TcpListener,
         federation: TcpListener,
         dir: &Path,
+        tap: Tap,
     ) -> Result<RelayHandle, StartError> {
         let (certificate, private_key) = self.pki.apps[app].clone();
         let peers = self
@@ -67,6 +72,7 @@ impl LocalFederation {
             tls: TlsIdentity { certificate, private_key, ca_certificate: self.pki.ca_certificate.clone() },
             peers,
             seed: rand::random(),
+            tap: Some(tap),
         };
         let (store, state) = RedbStore::open(&dir.join(format!("{app}.redb"))).map_err(failed)?;
         start(settings, client, federation, Box::new(store), state).await.map_err(failed)

@@ -6,7 +6,7 @@ use switchboard_wire::frame::{FrameDecoder, FrameError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{Event, WRITE_QUEUE};
+use super::{Event, Tap, WRITE_QUEUE};
 use crate::core::ConnId;
 
 pub(super) enum Kind {
@@ -15,7 +15,7 @@ pub(super) enum Kind {
 }
 
 /// Serves one connection until either side closes it.
-pub(super) async fn serve<S>(stream: S, conn: ConnId, events: mpsc::Sender<Event>, kind: Kind)
+pub(super) async fn serve<S>(stream: S, conn: ConnId, events: mpsc::Sender<Event>, kind: Kind, tap: Option<Tap>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -23,6 +23,7 @@ where
     let (outgoing, mut queue) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let is_link = matches!(kind, Kind::Link { .. });
     let events_for_reader = events.clone();
+    let read_tap = tap.clone();
     let read = tokio::spawn(async move {
         let mut decoder = FrameDecoder::default();
         let mut buffer = vec![0u8; 64 * 1024];
@@ -35,6 +36,9 @@ where
             loop {
                 match decoder.next_frame() {
                     Ok(Some(frame)) => {
+                        if let Some(tap) = &read_tap {
+                            tap.lock().expect("not poisoned").push(frame.clone());
+                        }
                         let event = if is_link { Event::LinkFrame(conn, frame) } else { Event::ClientFrame(conn, frame) };
                         if events_for_reader.send(event).await.is_err() {
                             return;
@@ -61,9 +65,15 @@ where
     }
     let write = async {
         while let Some(first) = queue.recv().await {
-            writer.write_all(&first).await?;
+            let mut batch = vec![first];
             while let Ok(more) = queue.try_recv() {
-                writer.write_all(&more).await?;
+                batch.push(more);
+            }
+            for frame in &batch {
+                writer.write_all(frame).await?;
+            }
+            if let Some(tap) = &tap {
+                tap.lock().expect("not poisoned").extend(batch);
             }
             writer.flush().await?;
         }

@@ -46,7 +46,13 @@ pub struct RelaySettings {
     pub peers: Vec<Peer>,
     /// Seed for the credentials the relay issues (from the OS in a deployment).
     pub seed: u64,
+    /// When set, every frame the relay reads or writes is copied here: what the relay saw, for a
+    /// demo or test to search for plaintext.
+    pub tap: Option<Tap>,
 }
+
+/// A copy of every frame a relay handled.
+pub type Tap = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
 /// What happened, for the core task.
 enum Event {
@@ -108,11 +114,12 @@ pub async fn start(
     let core = RelayCore::new(&settings.app, settings.peers.iter().map(|p| p.app.clone()), state, settings.seed);
     let mut tasks = JoinSet::new();
     tasks.spawn(run_core(core, store, receiver, events.clone()));
-    tasks.spawn(accept_clients(client_listener, events.clone(), next_conn.clone()));
-    tasks.spawn(accept_links(federation_listener, acceptor, peer_certificates.clone(), events.clone(), next_conn.clone()));
+    let tap = settings.tap.clone();
+    tasks.spawn(accept_clients(client_listener, events.clone(), next_conn.clone(), tap.clone()));
+    tasks.spawn(accept_links(federation_listener, acceptor, peer_certificates.clone(), events.clone(), next_conn.clone(), tap.clone()));
     for peer in settings.peers.clone() {
         let certificate = certificate_der(&peer.certificate)?;
-        tasks.spawn(dial(peer, certificate, connector.clone(), events.clone(), next_conn.clone()));
+        tasks.spawn(dial(peer, certificate, connector.clone(), events.clone(), next_conn.clone(), tap.clone()));
     }
     Ok(RelayHandle { app: settings.app, client_address, federation_address, events, tasks })
 }
@@ -201,13 +208,13 @@ fn close(writers: &mut HashMap<ConnId, (mpsc::Sender<Vec<u8>>, AbortHandle)>, co
     }
 }
 
-async fn accept_clients(listener: TcpListener, events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64>) {
+async fn accept_clients(listener: TcpListener, events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64>, tap: Option<Tap>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let _ = stream.set_nodelay(true);
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
         let events = events.clone();
-        tokio::spawn(connection::serve(stream, conn, events, connection::Kind::Client));
+        tokio::spawn(connection::serve(stream, conn, events, connection::Kind::Client, tap.clone()));
     }
 }
 
@@ -217,10 +224,11 @@ async fn accept_links(
     peers: Arc<HashMap<CertificateDer<'static>, String>>,
     events: mpsc::Sender<Event>,
     next_conn: Arc<AtomicU64>,
+    tap: Option<Tap>,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
-        let (acceptor, peers, events) = (acceptor.clone(), peers.clone(), events.clone());
+        let (acceptor, peers, events, tap) = (acceptor.clone(), peers.clone(), events.clone(), tap.clone());
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
@@ -230,7 +238,7 @@ async fn accept_links(
                 tracing::warn!("refused a federation connection with an unknown certificate");
                 return;
             };
-            connection::serve(tls, conn, events, connection::Kind::Link { app, dialed: false }).await;
+            connection::serve(tls, conn, events, connection::Kind::Link { app, dialed: false }, tap).await;
         });
     }
 }
@@ -242,6 +250,7 @@ async fn dial(
     connector: TlsConnector,
     events: mpsc::Sender<Event>,
     next_conn: Arc<AtomicU64>,
+    tap: Option<Tap>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -257,7 +266,7 @@ async fn dial(
             backoff = Duration::from_millis(50);
             let conn = next_conn.fetch_add(1, Ordering::Relaxed);
             let kind = connection::Kind::Link { app: peer.app.clone(), dialed: true };
-            connection::serve(tls, conn, events.clone(), kind).await;
+            connection::serve(tls, conn, events.clone(), kind, tap.clone()).await;
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
