@@ -3,6 +3,7 @@
 mod conformance;
 mod demo;
 mod peer;
+mod relay;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,10 @@ enum Command {
     Peer(peer::Args),
     /// Plays randomized, seeded conversations between two peers and checks every outcome.
     Conformance(conformance::Args),
+    /// Runs one app's relay as its own process.
+    Relay(relay::RelayArgs),
+    /// Writes a federation's CA, certificates, keys and relay configuration files.
+    Setup(relay::SetupArgs),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -34,5 +39,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => demo::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Peer(args) => peer::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Conformance(args) => conformance::run_cli(args),
+        Command::Relay(args) => relay::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Setup(args) => relay::setup(args).map(|()| std::process::ExitCode::SUCCESS),
     }
 }

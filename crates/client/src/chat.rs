@@ -23,6 +23,10 @@ use crate::net::{Connection, NetError};
 
 /// Bundles a device publishes when it registers.
 pub const BUNDLES_PUBLISHED: u32 = 100;
+/// How often a request refused as `Unavailable` (another app's relay out of reach) is retried,
+/// and the pause between tries.
+pub const UNAVAILABLE_RETRIES: u32 = 100;
+pub const UNAVAILABLE_PAUSE: Duration = Duration::from_millis(100);
 
 /// What a chat client can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +190,18 @@ impl ChatClient {
         if let Some(known) = self.devices_of.get(user) {
             return Ok(known.clone());
         }
-        let answer = self.request(Body::FetchBundles(FetchBundles { user: user.to_owned() })).await?;
+        let fetch = Body::FetchBundles(FetchBundles { user: user.to_owned() });
+        let mut attempts = 0;
+        let answer = loop {
+            match self.request(fetch.clone()).await {
+                // The other app's relay may be restarting, or the link to it coming up.
+                Err(ChatError::Refused { code: ErrorCode::Unavailable, .. }) if attempts < UNAVAILABLE_RETRIES => {
+                    attempts += 1;
+                    tokio::time::sleep(UNAVAILABLE_PAUSE).await;
+                }
+                other => break other?,
+            }
+        };
         let server_frame::Body::Bundles(bundles) = answer else { return Err(ChatError::Protocol) };
         let mut devices = Vec::new();
         for device in bundles.devices {

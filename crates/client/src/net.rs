@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerFrame>>>>;
 pub struct Connection {
     writer: OwnedWriteHalf,
     pending: Pending,
+    closed: Arc<AtomicBool>,
     next_request: u64,
     deliveries: mpsc::UnboundedReceiver<Envelope>,
 }
@@ -46,6 +48,8 @@ impl Connection {
         let pending: Pending = Arc::default();
         let (deliver, deliveries) = mpsc::unbounded_channel();
         let answers = pending.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let reader_closed = closed.clone();
         tokio::spawn(async move {
             let mut decoder = FrameDecoder::default();
             let mut buffer = vec![0u8; 64 * 1024];
@@ -68,10 +72,11 @@ impl Connection {
                     }
                 }
             }
-            // Wake every waiting request: the connection is gone.
+            // The connection is gone: refuse new requests, then wake every waiting one.
+            reader_closed.store(true, Ordering::SeqCst);
             answers.lock().expect("not poisoned").clear();
         });
-        Ok(Connection { writer, pending, next_request: 1, deliveries })
+        Ok(Connection { writer, pending, closed, next_request: 1, deliveries })
     }
 
     /// Sends a request and waits for its answer.
@@ -80,6 +85,11 @@ impl Connection {
         self.next_request += 1;
         let (reply, answer) = oneshot::channel();
         self.pending.lock().expect("not poisoned").insert(request_id, reply);
+        // Checked after registering: a reader that ends later clears (and so answers) it.
+        if self.closed.load(Ordering::SeqCst) {
+            self.pending.lock().expect("not poisoned").remove(&request_id);
+            return Err(NetError::Closed);
+        }
         let frame = encode_frame(&ClientFrame { request_id, body: Some(body) });
         self.writer.write_all(&frame).await.map_err(|_| NetError::Closed)?;
         match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {

@@ -6,6 +6,7 @@
 //! - [`storage`]: committing those mutations, to redb or to memory.
 //! - [`server`]: the tokio driver — client connections, TLS links between relays, group commit.
 
+pub mod config;
 pub mod core;
 pub mod local;
 pub mod server;

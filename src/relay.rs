@@ -1,0 +1,57 @@
+//! `switchboard relay --config FILE`: one app's relay as its own process; and `switchboard setup`,
+//! which writes the certificates and configuration files of a federation.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use switchboard_relay::config::{RelayConfig, write_federation};
+use switchboard_relay::server::start;
+use switchboard_relay::storage::RedbStore;
+use tokio::net::TcpListener;
+
+#[derive(clap::Args)]
+pub struct RelayArgs {
+    /// The relay's configuration file (TOML; see `switchboard setup`).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct SetupArgs {
+    /// Folder to write the CA, certificates, keys and one configuration per app into.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The apps, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "green,blue,red")]
+    apps: Vec<String>,
+    /// Ports on 127.0.0.1, two per app (clients, then federation); default from 7001 up.
+    #[arg(long, value_delimiter = ',')]
+    ports: Vec<u16>,
+}
+
+pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
+    let apps: Vec<&str> = args.apps.iter().map(String::as_str).collect();
+    let ports = if args.ports.is_empty() { (0..apps.len() as u16 * 2).map(|i| 7001 + i).collect() } else { args.ports };
+    anyhow::ensure!(ports.len() == apps.len() * 2, "give two ports per app");
+    for path in write_federation(&args.dir, &apps, &ports)? {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+pub fn run(args: RelayArgs) -> anyhow::Result<()> {
+    let config = RelayConfig::load(&args.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let (store, state) = RedbStore::open(&config.data_dir.join("relay.redb"))?;
+        let clients = TcpListener::bind(config.client_listen).await.with_context(|| format!("binding {}", config.client_listen))?;
+        let federation =
+            TcpListener::bind(config.federation_listen).await.with_context(|| format!("binding {}", config.federation_listen))?;
+        let relay = start(config.settings()?, clients, federation, Box::new(store), state).await?;
+        println!("relay {} ready: clients {} federation {}", relay.app, relay.client_address, relay.federation_address);
+        tokio::signal::ctrl_c().await?;
+        relay.shutdown().await;
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,271 @@
+//! Three relays as separate processes on loopback (`switchboard relay --config`), devices of each
+//! app in this test: chats across them, relays killed with SIGKILL while messages flow and
+//! restarted, an offline device, hostile connections, and relays that read or tamper with what
+//! they store.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use switchboard_client::{ChatClient, Event};
+use switchboard_relay::state::Mutation;
+use switchboard_relay::storage::{RedbStore, Store};
+use switchboard_session::Suite;
+use switchboard_wire::switchboard::{Text, content};
+
+const APPS: [&str; 3] = ["green", "blue", "red"];
+const QUIET: Duration = Duration::from_millis(200);
+
+struct Federation {
+    dir: tempfile::TempDir,
+    clients: HashMap<String, SocketAddr>,
+    federation: HashMap<String, SocketAddr>,
+    processes: HashMap<String, Child>,
+}
+
+impl Federation {
+    fn new() -> Federation {
+        let dir = tempfile::tempdir().unwrap();
+        // Free ports: bind them all at once, note them, let them go.
+        let listeners: Vec<TcpListener> = (0..APPS.len() * 2).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let ports: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().port().to_string()).collect();
+        drop(listeners);
+        let status = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["setup", "--dir", dir.path().to_str().unwrap(), "--apps", &APPS.join(","), "--ports", &ports.join(",")])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let clients = APPS
+            .iter()
+            .enumerate()
+            .map(|(i, app)| (app.to_string(), format!("127.0.0.1:{}", ports[2 * i]).parse().unwrap()))
+            .collect();
+        let federation_addresses = APPS
+            .iter()
+            .enumerate()
+            .map(|(i, app)| (app.to_string(), format!("127.0.0.1:{}", ports[2 * i + 1]).parse().unwrap()))
+            .collect();
+        let mut federation = Federation { dir, clients, federation: federation_addresses, processes: HashMap::new() };
+        for app in APPS {
+            federation.start(app);
+        }
+        federation
+    }
+
+    fn start(&mut self, app: &str) {
+        let config = self.dir.path().join(format!("{app}.toml"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["relay", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("ready"), "relay {app} did not start: {line}");
+        self.processes.insert(app.into(), child);
+    }
+
+    /// SIGKILL: no chance to flush or close anything.
+    fn kill(&mut self, app: &str) {
+        let mut child = self.processes.remove(app).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn database(&self, app: &str) -> PathBuf {
+        self.dir.path().join(format!("{app}-data")).join("relay.redb")
+    }
+
+    fn address(&self, app: &str) -> SocketAddr {
+        self.clients[app]
+    }
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        for (_, mut child) in self.processes.drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn text(s: &str) -> content::Body {
+    content::Body::Text(Text { text: s.into() })
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { content: c, .. } => match &c.body {
+                Some(content::Body::Text(t)) => Some(t.text.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reconnects `client` until its relay answers (it may be restarting).
+async fn reconnect(client: &mut ChatClient) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.reconnect().await.is_err() {
+        assert!(Instant::now() < deadline, "could not reconnect {}", client.user());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls until `client` has seen `count` texts in all (reconnecting when its relay went away).
+async fn collect(client: &mut ChatClient, seen: &mut Vec<String>, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < count {
+        assert!(Instant::now() < deadline, "{} saw {} of {count}: {seen:?}", client.user(), seen.len());
+        match client.poll(QUIET).await {
+            Ok(events) if !events.is_empty() => seen.extend(texts(&events)),
+            _ => reconnect(client).await,
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chats_and_groups_across_three_relay_processes() {
+    let federation = Federation::new();
+    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, 1).await.unwrap();
+    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, 2).await.unwrap();
+    let mut carol = ChatClient::register(federation.address("red"), "carol@red", 1, 3).await.unwrap();
+    alice.send("bob@blue", text("hello blue")).await.unwrap();
+    bob.send("carol@red", text("hello red")).await.unwrap();
+    assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["hello blue"]);
+    assert_eq!(texts(&carol.poll(QUIET).await.unwrap()), ["hello red"]);
+
+    alice.create_group("g@green", &["bob@blue", "carol@red"], Suite::SignalV3).await.unwrap();
+    for _ in 0..3 {
+        for client in [&mut bob, &mut carol, &mut alice] {
+            client.poll(QUIET).await.unwrap();
+        }
+    }
+    bob.send_group("g@green", text("from blue to everyone")).await.unwrap();
+    assert_eq!(texts(&alice.poll(QUIET).await.unwrap()), ["from blue to everyone"]);
+    assert_eq!(texts(&carol.poll(QUIET).await.unwrap()), ["from blue to everyone"]);
+    for app in APPS {
+        let bytes = std::fs::read(federation.database(app)).unwrap_or_default();
+        for plain in ["hello blue", "hello red", "from blue to everyone"] {
+            assert!(!contains(&bytes, plain.as_bytes()), "{app} stored a plaintext");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_killed_mid_stream_lose_nothing_and_duplicate_nothing() {
+    let mut federation = Federation::new();
+    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, 11).await.unwrap();
+    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, 12).await.unwrap();
+    const TOTAL: usize = 120;
+    let mut seen = Vec::new();
+    for i in 0..TOTAL {
+        if i == 40 {
+            federation.kill("blue"); // the receiver's relay
+        }
+        if i == 60 {
+            federation.start("blue");
+        }
+        if i == 80 {
+            federation.kill("green"); // the sender's relay: alice's outbox holds what it cannot send
+        }
+        if i == 95 {
+            federation.start("green");
+            reconnect(&mut alice).await;
+        }
+        alice.send("bob@blue", text(&format!("message {i}"))).await.unwrap();
+        if i % 10 == 9 {
+            let _ = bob.poll(Duration::from_millis(20)).await.map(|events| seen.extend(texts(&events)));
+        }
+    }
+    if alice.outbox_len() > 0 {
+        reconnect(&mut alice).await;
+    }
+    assert_eq!(alice.outbox_len(), 0);
+    collect(&mut bob, &mut seen, TOTAL).await;
+    // Nothing more arrives: exactly once.
+    seen.extend(texts(&bob.poll(Duration::from_millis(500)).await.unwrap()));
+    let mut expected: Vec<String> = (0..TOTAL).map(|i| format!("message {i}")).collect();
+    let mut got = seen.clone();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_device_catches_up_and_a_tampering_relay_is_caught() {
+    let mut federation = Federation::new();
+    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, 21).await.unwrap();
+    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, 22).await.unwrap();
+    alice.send("bob@blue", text("before going offline")).await.unwrap();
+    assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["before going offline"]);
+    bob.disconnect();
+    for i in 0..5 {
+        alice.send("bob@blue", text(&format!("while offline {i}"))).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Blue's operator reads and edits its database while it is down.
+    federation.kill("blue");
+    let path = federation.database("blue");
+    let raw = std::fs::read(&path).unwrap();
+    assert!(!contains(&raw, b"while offline"), "the relay's database holds a plaintext");
+    {
+        let (mut store, state) = RedbStore::open(&path).unwrap();
+        let (device, mailbox) = state.mailboxes.iter().find(|(_, m)| m.len() == 5).expect("bob's five envelopes");
+        let (seq, envelope) = mailbox.iter().nth(2).unwrap();
+        let mut tampered = envelope.clone();
+        let middle = tampered.content.len() / 2;
+        tampered.content[middle] ^= 0x40;
+        store.commit(&[Mutation::PutEnvelope { device: device.clone(), seq: *seq, envelope: tampered }]).unwrap();
+    }
+    federation.start("blue");
+    reconnect(&mut bob).await;
+    let mut seen = Vec::new();
+    collect(&mut bob, &mut seen, 4).await;
+    seen.sort();
+    assert_eq!(seen, ["while offline 0", "while offline 1", "while offline 3", "while offline 4"]);
+    assert_eq!(bob.stats().rejected, 1, "the tampered envelope is refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_connections_are_closed_and_everyone_else_carries_on() {
+    let federation = Federation::new();
+    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, 31).await.unwrap();
+    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, 32).await.unwrap();
+    let green = federation.address("green");
+    let hostile: [&[u8]; 4] = [
+        &[0xff, 0xff, 0xff, 0xff, 1, 2, 3],     // a length far over the limit
+        &[0, 0, 0, 3, 0xff, 0xff, 0xff],         // a frame that is not a message
+        &[0, 0, 0, 10, 1, 2],                    // half a frame, then silence
+        b"GET / HTTP/1.1\r\nHost: green\r\n\r\n", // another protocol altogether
+    ];
+    for bytes in hostile {
+        let mut stream = TcpStream::connect(green).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.write_all(bytes).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+    }
+    // The federation port speaks only TLS with a certificate of the federation: a forwarded
+    // envelope in plain bytes gets nothing back but a closed connection.
+    let mut stream = TcpStream::connect(federation.federation["green"]).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(&[0, 0, 0, 4, 0x12, 0x02, 0x0a, 0x00]).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(!answer.windows(2).any(|w| w == [0x12, 0x02]), "the federation port answered a plain frame");
+    alice.send("bob@blue", text("still working")).await.unwrap();
+    assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["still working"]);
+}
