@@ -1,5 +1,6 @@
 //! `switchboard`: the command-line entry point. Each subcommand lives in a module of its own.
 
+mod chat;
 mod conformance;
 mod demo;
 mod peer;
@@ -28,6 +29,8 @@ enum Command {
     Relay(relay::RelayArgs),
     /// Writes a federation's CA, certificates, keys and relay configuration files.
     Setup(relay::SetupArgs),
+    /// Chats from the terminal as a user of one app.
+    Chat(chat::Args),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -41,5 +44,6 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Conformance(args) => conformance::run_cli(args),
         Command::Relay(args) => relay::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Setup(args) => relay::setup(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Chat(args) => chat::run(args).map(|()| std::process::ExitCode::SUCCESS),
     }
 }
