@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "switchboard/group.proto",
         "switchboard/relay.proto",
         "switchboard/content.proto",
+        "switchboard/device.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

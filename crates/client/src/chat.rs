@@ -5,13 +5,14 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{
-    Acknowledge, Authenticate, Content, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FetchBundles, GroupEnvelope,
+    Acknowledge, Authenticate, ClientFrame, Content, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FetchBundles, GroupEnvelope,
     Register, UploadBundles, client_frame::Body, content, server_frame,
 };
 use switchboard_wire::{Message, decode, limits};
@@ -20,6 +21,7 @@ use crate::device::{Device, Outgoing, PendingSend, Received};
 use crate::directory::InMemoryDirectory;
 use crate::error::ClientError;
 use crate::net::{Connection, NetError};
+use crate::persist::DeviceDatabase;
 
 /// Bundles a device publishes when it registers.
 pub const BUNDLES_PUBLISHED: u32 = 100;
@@ -39,6 +41,8 @@ pub enum ChatError {
     Refused { code: ErrorCode, detail: String },
     #[error("unexpected answer from the relay")]
     Protocol,
+    #[error(transparent)]
+    Persist(#[from] crate::persist::PersistError),
 }
 
 /// Something that arrived.
@@ -76,6 +80,7 @@ pub struct ChatClient {
     seen: HashSet<Vec<u8>>,
     stats: ChatStats,
     rng: StdRng,
+    database: Option<DeviceDatabase>,
 }
 
 fn now_ms() -> u64 {
@@ -128,10 +133,72 @@ impl ChatClient {
             seen: HashSet::new(),
             stats: ChatStats::default(),
             rng,
+            database: None,
         };
         client.authenticate().await?;
         client.request(Body::UploadBundles(UploadBundles { bundles })).await?;
         Ok(client)
+    }
+
+    /// Like [`Self::register`], keeping the device in the database at `path` from now on.
+    pub async fn register_with_database(
+        relay: SocketAddr,
+        user: &str,
+        device_id: u32,
+        seed: u64,
+        path: &Path,
+    ) -> Result<ChatClient, ChatError> {
+        let database = DeviceDatabase::open(path)?;
+        let mut client = ChatClient::register(relay, user, device_id, seed).await?;
+        client.database = Some(database);
+        client.save()?;
+        Ok(client)
+    }
+
+    /// The device kept in the database at `path`, back online: as it was when it last saved,
+    /// with its outbox sent and its mail fetched.
+    pub async fn resume(relay: SocketAddr, path: &Path, seed: u64) -> Result<ChatClient, ChatError> {
+        let database = DeviceDatabase::open(path)?;
+        let snapshot = database.load()?.ok_or(ChatError::Protocol)?;
+        let device = Device::restore(&snapshot)?;
+        let mut devices_of: HashMap<String, Vec<ProtocolAddress>> = HashMap::new();
+        for known in device.known_devices() {
+            devices_of.entry(known.name().to_owned()).or_default().push(known.clone());
+        }
+        let address = snapshot.address.clone().ok_or(ChatError::Protocol)?;
+        let outbox = snapshot
+            .outbox
+            .iter()
+            .filter_map(|bytes| decode::<ClientFrame>(bytes, limits::MAX_PAYLOAD_LEN * 4).ok()?.body)
+            .collect();
+        let mut client = ChatClient {
+            user: address.name,
+            device_id: address.device_id,
+            credential: snapshot.credential.clone(),
+            relay,
+            device,
+            connection: None,
+            directory: InMemoryDirectory::default(),
+            devices_of,
+            outbox,
+            seen: snapshot.seen_message_ids.iter().cloned().collect(),
+            stats: ChatStats::default(),
+            rng: StdRng::seed_from_u64(seed),
+            database: Some(database),
+        };
+        client.reconnect().await?;
+        Ok(client)
+    }
+
+    /// Writes the device's state to its database, if it has one.
+    fn save(&self) -> Result<(), ChatError> {
+        let Some(database) = &self.database else { return Ok(()) };
+        let mut snapshot = self.device.snapshot();
+        snapshot.credential = self.credential.clone();
+        snapshot.seen_message_ids = self.seen.iter().cloned().collect();
+        snapshot.outbox = self.outbox.iter().map(|body| ClientFrame { request_id: 0, body: Some(body.clone()) }.encode_to_vec()).collect();
+        database.save(&snapshot)?;
+        Ok(())
     }
 
     /// This device's user.
@@ -257,6 +324,7 @@ impl ChatClient {
             self.outbox.push_back(envelope);
         }
         self.stats.sent += 1;
+        self.save()?;
         self.flush().await?;
         Ok(content.message_id)
     }
@@ -269,6 +337,7 @@ impl ChatClient {
         }
         let outgoing = self.device.create_group(id, members, suite, &mut self.directory, &mut self.rng)?;
         self.queue(outgoing);
+        self.save()?;
         self.flush().await
     }
 
@@ -280,6 +349,7 @@ impl ChatClient {
             let outgoing = self.device.add_member(id, device, &mut self.directory, &mut self.rng)?;
             self.queue(outgoing);
         }
+        self.save()?;
         self.flush().await
     }
 
@@ -289,6 +359,7 @@ impl ChatClient {
             let outgoing = self.device.remove_member(id, &device, &mut self.directory, &mut self.rng)?;
             self.queue(outgoing);
         }
+        self.save()?;
         self.flush().await
     }
 
@@ -307,6 +378,7 @@ impl ChatClient {
             content: message.bytes,
         }));
         self.stats.sent += 1;
+        self.save()?;
         self.flush().await?;
         Ok(content.message_id)
     }
@@ -336,6 +408,7 @@ impl ChatClient {
                 Err(other) => return Err(other),
             }
             self.outbox.pop_front();
+            self.save()?;
         }
         Ok(())
     }
@@ -359,7 +432,8 @@ impl ChatClient {
                 let outgoing = self.device.seal_all(responses, &mut self.directory, &mut self.rng)?;
                 self.queue(outgoing);
             }
-            // Processed (or refused for good): the relay may delete it.
+            // Processed (or refused for good) and saved: only now may the relay delete it.
+            self.save()?;
             if let Some(connection) = self.connection.as_mut() {
                 connection.notify(Body::Acknowledge(Acknowledge { ids: vec![id] })).await?;
             }

@@ -54,11 +54,11 @@ pub enum Received {
 
 /// One device of one person.
 pub struct Device {
-    address: ProtocolAddress,
-    store: InMemoryStore,
-    sender_keys: InMemorySenderKeyStore,
-    groups: HashMap<String, Group>,
-    next_prekey_id: u32,
+    pub(crate) address: ProtocolAddress,
+    pub(crate) store: InMemoryStore,
+    pub(crate) sender_keys: InMemorySenderKeyStore,
+    pub(crate) groups: HashMap<String, Group>,
+    pub(crate) next_prekey_id: u32,
 }
 
 impl Device {

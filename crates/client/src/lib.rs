@@ -14,6 +14,7 @@ mod directory;
 mod error;
 mod group;
 pub mod net;
+pub mod persist;
 
 pub use device::{Device, GroupMessage, Outgoing, PendingSend, Received};
 pub use chat::{ChatClient, ChatError, ChatStats, Event};

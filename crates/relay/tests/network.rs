@@ -63,3 +63,34 @@ async fn chats_across_three_apps_over_real_sockets() {
     }
     federation.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_restarted_from_its_database_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let federation = LocalFederation::start(&["green", "blue"], dir.path()).await.unwrap();
+    let (green, blue) = (federation.relay("green").client_address, federation.relay("blue").client_address);
+    let mut alice = ChatClient::register(green, "alice@green", 1, 1).await.unwrap();
+    let path = dir.path().join("bob-device.redb");
+    let mut bob = ChatClient::register_with_database(blue, "bob@blue", 1, 2, &path).await.unwrap();
+    alice.create_group("pair@green", &["bob@blue"], Suite::SignalV3).await.unwrap();
+    alice.send("bob@blue", text("before the restart")).await.unwrap();
+    for _ in 0..2 {
+        bob.poll(QUIET).await.unwrap();
+        alice.poll(QUIET).await.unwrap();
+    }
+    // The app stops without warning; messages arrive meanwhile.
+    drop(bob);
+    alice.send("bob@blue", text("while bob was down")).await.unwrap();
+    alice.send_group("pair@green", text("group, while bob was down")).await.unwrap();
+    let mut bob = ChatClient::resume(blue, &path, 3).await.unwrap();
+    let mut seen = texts(&bob.poll(QUIET).await.unwrap());
+    seen.sort();
+    assert_eq!(seen, ["group, while bob was down", "while bob was down"]);
+    // Its sessions and sender keys survived: replies need no new key agreement.
+    bob.send("alice@green", text("back again")).await.unwrap();
+    bob.send_group("pair@green", text("back in the group")).await.unwrap();
+    let mut replies = texts(&alice.poll(QUIET).await.unwrap());
+    replies.sort();
+    assert_eq!(replies, ["back again", "back in the group"]);
+    federation.shutdown().await;
+}

@@ -97,6 +97,26 @@ impl InMemoryStore {
     pub fn prekey_count(&self) -> usize {
         self.prekeys.len()
     }
+
+    /// The identities seen for remote addresses, for persisting the store.
+    pub fn identities(&self) -> impl Iterator<Item = (&ProtocolAddress, &IdentityKey)> {
+        self.identities.iter()
+    }
+
+    /// The one-time prekeys left, for persisting the store.
+    pub fn prekeys(&self) -> impl Iterator<Item = &PreKeyRecord> {
+        self.prekeys.values()
+    }
+
+    /// The signed prekeys, for persisting the store.
+    pub fn signed_prekeys(&self) -> impl Iterator<Item = &SignedPreKeyRecord> {
+        self.signed_prekeys.values()
+    }
+
+    /// The session records, for persisting the store.
+    pub fn sessions(&self) -> impl Iterator<Item = (&ProtocolAddress, &SessionRecord)> {
+        self.sessions.iter()
+    }
 }
 
 impl IdentityKeyStore for InMemoryStore {

@@ -18,6 +18,13 @@ pub struct InMemorySenderKeyStore {
     records: HashMap<(String, ProtocolAddress), SenderKeyRecord>,
 }
 
+impl InMemorySenderKeyStore {
+    /// Every record with its group and sender, for persisting the store.
+    pub fn records(&self) -> impl Iterator<Item = (&str, &ProtocolAddress, &SenderKeyRecord)> {
+        self.records.iter().map(|((group, sender), record)| (group.as_str(), sender, record))
+    }
+}
+
 impl SenderKeyStore for InMemorySenderKeyStore {
     fn load_sender_key(&self, group: &str, sender: &ProtocolAddress) -> Result<Option<SenderKeyRecord>> {
         Ok(self.records.get(&(group.to_owned(), sender.clone())).cloned())
