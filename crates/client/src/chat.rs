@@ -12,8 +12,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{
-    Acknowledge, Authenticate, ClientFrame, Content, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FetchBundles, GroupEnvelope,
-    Register, UploadBundles, client_frame::Body, content, server_frame,
+    Acknowledge, AttachmentPointer, Authenticate, ClientFrame, Content, FetchBlob, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FetchBundles, GroupEnvelope,
+    Register, UploadBlob, UploadBundles, client_frame::Body, content, server_frame,
 };
 use switchboard_wire::{Message, decode, limits};
 
@@ -327,6 +327,31 @@ impl ChatClient {
         self.save()?;
         self.flush().await?;
         Ok(content.message_id)
+    }
+
+    /// Sends a file to every device of `user`: encrypted with a fresh key, stored by this
+    /// device's relay as an opaque blob, and pointed to by an end-to-end encrypted message.
+    pub async fn send_attachment(&mut self, user: &str, file: &[u8], content_type: &str, file_name: &str) -> Result<Vec<u8>, ChatError> {
+        let sealed = crate::attachment::seal(file, &mut self.rng);
+        let answer = self.request(Body::UploadBlob(UploadBlob { blob: sealed.blob })).await?;
+        let server_frame::Body::Blob(stored) = answer else { return Err(ChatError::Protocol) };
+        let pointer = AttachmentPointer {
+            blob_id: stored.blob_id,
+            key: sealed.key.to_vec(),
+            digest: sealed.digest.to_vec(),
+            size: file.len() as u64,
+            content_type: content_type.to_owned(),
+            file_name: file_name.to_owned(),
+        };
+        self.send(user, content::Body::Attachment(pointer)).await
+    }
+
+    /// Fetches and decrypts the file an attachment pointer names (through federation when
+    /// another app's relay holds it).
+    pub async fn download(&mut self, pointer: &AttachmentPointer) -> Result<Vec<u8>, ChatError> {
+        let answer = self.request(Body::FetchBlob(FetchBlob { blob_id: pointer.blob_id.clone() })).await?;
+        let server_frame::Body::Blob(blob) = answer else { return Err(ChatError::Protocol) };
+        Ok(crate::attachment::open(&blob.blob, &pointer.key, &pointer.digest)?)
     }
 
     /// Creates group `id` (`name@app`, the app being the group's hub) with every device of `users`.

@@ -8,6 +8,7 @@
 //! remaining member rotate its sender key and hand the new one to the remaining members only, so
 //! the removed member cannot read what is sent after.
 
+pub mod attachment;
 pub mod chat;
 mod device;
 mod directory;

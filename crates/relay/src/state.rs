@@ -22,6 +22,8 @@ pub enum Mutation {
     /// A frame waiting to be accepted by another app's relay.
     PutOutbound { app: String, seq: u64, frame: FederationFrame },
     DeleteOutbound { app: String, seq: u64 },
+    /// An encrypted attachment, kept for anyone who has its id.
+    PutBlob { id: String, blob: Vec<u8> },
 }
 
 /// Everything a relay has on disk.
@@ -31,6 +33,7 @@ pub struct StoredState {
     pub bundles: HashMap<DeviceKey, Vec<PreKeyBundle>>,
     pub mailboxes: HashMap<DeviceKey, BTreeMap<u64, Envelope>>,
     pub outboxes: HashMap<String, BTreeMap<u64, FederationFrame>>,
+    pub blobs: HashMap<String, Vec<u8>>,
 }
 
 impl StoredState {
@@ -58,6 +61,9 @@ impl StoredState {
                 if let Some(outbox) = self.outboxes.get_mut(app) {
                     outbox.remove(seq);
                 }
+            }
+            Mutation::PutBlob { id, blob } => {
+                self.blobs.insert(id.clone(), blob.clone());
             }
         }
     }

@@ -346,3 +346,18 @@ fn an_app_cannot_forward_envelopes_in_another_apps_name() {
     ));
     assert!(net.cores["blue"].state().mailboxes.values().all(|m| m.is_empty()));
 }
+
+#[test]
+fn a_remote_refusal_of_a_fetch_reaches_the_client_and_touches_no_outbox() {
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    net.device("bob@blue");
+    let fetch = switchboard_wire::switchboard::FetchBundles { user: "nobody@blue".into() };
+    let answer = net.request(&green, alice, 50, Body::FetchBundles(fetch));
+    assert_eq!(code(&answer), Some(ErrorCode::UnknownRecipient));
+    let blob = switchboard_wire::switchboard::FetchBlob { blob_id: "0011@blue".into() };
+    assert_eq!(code(&net.request(&green, alice, 51, Body::FetchBlob(blob))), Some(ErrorCode::UnknownRecipient));
+    // Sending still works and green's outboxes are empty, nothing deleted by mistake.
+    assert!(is_done(&net.request(&green, alice, 52, Body::Send(envelope(3, "alice@green", "bob@blue")))));
+    assert!(net.durable["green"].outboxes.values().all(|o| o.is_empty()));
+}

@@ -94,3 +94,31 @@ async fn a_device_restarted_from_its_database_carries_on() {
     assert_eq!(replies, ["back again", "back in the group"]);
     federation.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_crosses_apps_as_an_opaque_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let federation = LocalFederation::start(&["green", "blue"], dir.path()).await.unwrap();
+    let mut alice = ChatClient::register(federation.relay("green").client_address, "alice@green", 1, 1).await.unwrap();
+    let mut bob = ChatClient::register(federation.relay("blue").client_address, "bob@blue", 1, 2).await.unwrap();
+    let photo: Vec<u8> = b"PNG of the lake at dawn ".iter().copied().cycle().take(200_000).collect();
+    alice.send_attachment("bob@blue", &photo, "image/png", "lake.png").await.unwrap();
+    let events = bob.poll(QUIET).await.unwrap();
+    let Some(Event::Message { content, .. }) = events.first() else { panic!("{events:?}") };
+    let Some(content::Body::Attachment(pointer)) = &content.body else { panic!("{content:?}") };
+    assert_eq!((pointer.size, pointer.file_name.as_str()), (200_000, "lake.png"));
+    assert!(pointer.blob_id.ends_with("@green"), "kept by the sender's app");
+    // Bob's relay fetches it from Green's through federation.
+    assert_eq!(bob.download(pointer).await.unwrap(), photo);
+    // Green holds the blob, encrypted; a pointer with a wrong digest is refused.
+    let (_, green) = federation.relay("green").inspect().await.unwrap();
+    let blob = &green.blobs[&pointer.blob_id];
+    assert!(!blob.windows(12).any(|w| w == b"PNG of the l"));
+    let mut forged = pointer.clone();
+    forged.digest[0] ^= 1;
+    assert!(bob.download(&forged).await.is_err());
+    let mut missing = pointer.clone();
+    missing.blob_id = "00@green".into();
+    assert!(bob.download(&missing).await.is_err());
+    federation.shutdown().await;
+}

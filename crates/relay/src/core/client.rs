@@ -5,14 +5,15 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use switchboard_wire::frame::MAX_FRAME_LEN;
 use switchboard_wire::switchboard::{
-    Acknowledge, Authenticate, ClientFrame, DeviceBundle, Done, Envelope, ErrorCode, FetchBundles, GroupEnvelope,
-    Register, Registered, ServerFrame, UploadBundles, client_frame::Body, federation_frame, server_frame,
+    Acknowledge, Authenticate, Blob, ClientFrame, DeviceBundle, Done, Envelope, ErrorCode, FetchBlob, FetchBundles,
+    GroupEnvelope, Register, Registered, ServerFrame, UploadBlob, UploadBundles, client_frame::Body, federation_frame,
+    server_frame,
 };
 use switchboard_wire::decode;
 
 use super::{
-    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_BUNDLES_PER_DEVICE, MAX_ENVELOPE_CONTENT, RelayCore, app_of,
-    device_key, failure,
+    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE, MAX_ENVELOPE_CONTENT,
+    RelayCore, app_of, device_key, failure,
 };
 use crate::state::{DeviceKey, Mutation};
 
@@ -46,6 +47,8 @@ impl RelayCore {
                 self.acknowledge(&device, ack);
                 return Vec::new();
             }
+            (Some(Body::UploadBlob(upload)), Some(_)) => self.upload_blob(conn, request_id, upload),
+            (Some(Body::FetchBlob(fetch)), Some(_)) => return self.fetch_blob(conn, request_id, fetch),
         };
         match result {
             Ok(()) => Vec::new(),
@@ -173,12 +176,56 @@ impl RelayCore {
         Ok(())
     }
 
+    fn upload_blob(&mut self, conn: ConnId, request_id: u64, upload: UploadBlob) -> Result<(), Refusal> {
+        if upload.blob.len() > MAX_BLOB_LEN {
+            return Err((ErrorCode::TooLarge, "blob over 768 KiB"));
+        }
+        if self.state.blobs.len() >= MAX_BLOBS {
+            return Err((ErrorCode::Unavailable, "this relay keeps no more blobs"));
+        }
+        let mut id = [0u8; 16];
+        self.rng.fill_bytes(&mut id);
+        let blob_id = format!("{}@{}", hex(&id), self.app);
+        self.mutate(Mutation::PutBlob { id: blob_id.clone(), blob: upload.blob });
+        let stored = Blob { blob_id, blob: Vec::new() };
+        self.deferred.push(Deferred::Client(conn, ServerFrame { request_id, body: Some(server_frame::Body::Blob(stored)) }));
+        Ok(())
+    }
+
+    fn fetch_blob(&mut self, conn: ConnId, request_id: u64, fetch: FetchBlob) -> Vec<Action> {
+        let Some(app) = app_of(&fetch.blob_id).map(str::to_owned) else {
+            return vec![failure(conn, request_id, ErrorCode::Malformed, "a blob id is hex@app")];
+        };
+        if app == self.app {
+            let Some(blob) = self.state.blobs.get(&fetch.blob_id).cloned() else {
+                return vec![failure(conn, request_id, ErrorCode::UnknownRecipient, "no such blob")];
+            };
+            let frame = ServerFrame { request_id, body: Some(server_frame::Body::Blob(Blob { blob_id: fetch.blob_id, blob })) };
+            return vec![Action::ToClient { conn, frame }];
+        }
+        let Some(&link) = self.outbound_links.get(&app) else {
+            return vec![failure(conn, request_id, ErrorCode::Unavailable, "that app's relay cannot be reached now")];
+        };
+        let request = self.next_request;
+        self.next_request += 1;
+        self.pending_fetches.insert(request, (conn, request_id));
+        let frame = switchboard_wire::switchboard::FederationFrame {
+            request_id: request,
+            body: Some(federation_frame::Body::FetchBlob(fetch)),
+        };
+        vec![Action::ToLink { conn: link, frame }]
+    }
+
     fn acknowledge(&mut self, device: &DeviceKey, ack: Acknowledge) {
         for id in ack.ids {
             let Some(seq) = self.mailbox_ids.get_mut(device).and_then(|ids| ids.remove(&id)) else { continue };
             self.mutate(Mutation::DeleteEnvelope { device: device.clone(), seq });
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What every envelope from a device must satisfy.

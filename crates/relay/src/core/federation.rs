@@ -5,7 +5,7 @@
 use switchboard_wire::decode;
 use switchboard_wire::frame::MAX_FRAME_LEN;
 use switchboard_wire::switchboard::{
-    Acknowledge, ErrorCode, FederationFrame, ServerFrame, federation_frame::Body, server_frame,
+    Acknowledge, Blob, ErrorCode, FederationFrame, ServerFrame, federation_frame::Body, server_frame,
 };
 
 use super::{Action, ConnId, Deferred, RelayCore, app_of, link_failure};
@@ -28,6 +28,16 @@ impl RelayCore {
 
     /// An answer to something we sent `app`.
     fn answer_from(&mut self, app: &str, frame: FederationFrame) -> Vec<Action> {
+        // An answer to a client's request (bundles, a blob, or a refusal of either).
+        if let Some((conn, request_id)) = self.pending_fetches.remove(&frame.request_id) {
+            let body = match frame.body {
+                Some(Body::Bundles(bundles)) => server_frame::Body::Bundles(bundles),
+                Some(Body::Blob(blob)) => server_frame::Body::Blob(blob),
+                Some(Body::Failure(failure)) => server_frame::Body::Failure(failure),
+                _ => return Vec::new(),
+            };
+            return vec![Action::ToClient { conn, frame: ServerFrame { request_id, body: Some(body) } }];
+        }
         match frame.body {
             Some(Body::Acknowledge(_)) | Some(Body::Failure(_)) => {
                 // Accepted (durable there) or refused for good: either way it leaves our outbox.
@@ -36,13 +46,6 @@ impl RelayCore {
                 }
                 Vec::new()
             }
-            Some(Body::Bundles(bundles)) => match self.pending_fetches.remove(&frame.request_id) {
-                Some((conn, request_id)) => vec![Action::ToClient {
-                    conn,
-                    frame: ServerFrame { request_id, body: Some(server_frame::Body::Bundles(bundles)) },
-                }],
-                None => Vec::new(),
-            },
             _ => Vec::new(),
         }
     }
@@ -99,6 +102,13 @@ impl RelayCore {
                     None => refuse(ErrorCode::UnknownRecipient, "no such user, or no bundles"),
                 }
             }
+            Some(Body::FetchBlob(fetch)) => match self.state.blobs.get(&fetch.blob_id) {
+                Some(blob) => {
+                    let blob = Blob { blob_id: fetch.blob_id, blob: blob.clone() };
+                    vec![Action::ToLink { conn, frame: FederationFrame { request_id, body: Some(Body::Blob(blob)) } }]
+                }
+                None => refuse(ErrorCode::UnknownRecipient, "no such blob"),
+            },
             _ => refuse(ErrorCode::Malformed, "not a request"),
         }
     }

@@ -35,6 +35,12 @@ pub const MAX_BUNDLES_PER_DEVICE: usize = 500;
 pub const MAX_USER_LEN: usize = 256;
 /// Length of an envelope id.
 pub const ENVELOPE_ID_LEN: usize = 16;
+/// Largest attachment blob (it must fit in one frame).
+pub const MAX_BLOB_LEN: usize = 768 * 1024;
+/// Blobs one relay keeps at most.
+pub const MAX_BLOBS: usize = 100_000;
+/// Our requests to other relays are numbered from here, apart from outbox sequence numbers.
+const FIRST_REQUEST_ID: u64 = 1 << 63;
 
 /// A connection, as numbered by the driver.
 pub type ConnId = u64;
@@ -93,7 +99,8 @@ pub struct RelayCore {
     /// Federation connections: their app, and whether we dialed them (requests go out on those).
     links: HashMap<ConnId, (String, bool)>,
     outbound_links: HashMap<String, ConnId>,
-    /// Our bundle requests to other apps: request id → (client connection, client's request id).
+    /// Our requests to other apps (bundles, blobs): request id → (client connection, client's
+    /// request id).
     pending_fetches: HashMap<u64, (ConnId, u64)>,
     next_request: u64,
     batch: Vec<Mutation>,
@@ -126,7 +133,7 @@ impl RelayCore {
             links: HashMap::new(),
             outbound_links: HashMap::new(),
             pending_fetches: HashMap::new(),
-            next_request: 1,
+            next_request: FIRST_REQUEST_ID,
             batch: Vec::new(),
             deferred: Vec::new(),
             committing: None,
@@ -237,7 +244,7 @@ impl RelayCore {
         let mut actions = Vec::new();
         if let Some((app, true)) = self.links.remove(&conn) {
             self.outbound_links.remove(&app);
-            // Bundle requests that went out on this link will get no answer.
+            // Requests that went out on this link will get no answer.
             let lost: Vec<u64> = self.pending_fetches.keys().copied().collect();
             for request in lost {
                 if let Some((client, request_id)) = self.pending_fetches.remove(&request) {

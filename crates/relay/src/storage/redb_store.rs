@@ -14,6 +14,7 @@ const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts")
 const BUNDLES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bundles");
 const MAILBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("mailboxes");
 const OUTBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outboxes");
+const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 
 /// A relay's database file.
 pub struct RedbStore {
@@ -103,6 +104,10 @@ impl RedbStore {
             let frame: FederationFrame = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
             state.outboxes.entry(app).or_default().insert(seq_of(rest)?, frame);
         }
+        for entry in txn.open_table(BLOBS).map_err(failed)?.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            state.blobs.insert(key.value().to_owned(), value.value().to_vec());
+        }
         Ok(state)
     }
 
@@ -113,6 +118,7 @@ impl RedbStore {
             let mut bundles = txn.open_table(BUNDLES)?;
             let mut mailboxes = txn.open_table(MAILBOXES)?;
             let mut outboxes = txn.open_table(OUTBOXES)?;
+            let mut blobs = txn.open_table(BLOBS)?;
             for mutation in mutations {
                 match mutation {
                     Mutation::PutAccount { device, credential_hash } => {
@@ -135,6 +141,9 @@ impl RedbStore {
                     }
                     Mutation::DeleteOutbound { app, seq } => {
                         outboxes.remove(with_seq(name_key(app), *seq).as_slice())?;
+                    }
+                    Mutation::PutBlob { id, blob } => {
+                        blobs.insert(id.as_str(), blob.as_slice())?;
                     }
                 }
             }
@@ -176,6 +185,7 @@ mod tests {
             Mutation::PutEnvelope { device: device.clone(), seq: 4, envelope: envelope(4) },
             Mutation::DeleteEnvelope { device: device.clone(), seq: 3 },
             Mutation::PutOutbound { app: "red".into(), seq: 9, frame: frame.clone() },
+            Mutation::PutBlob { id: "00ff@blue".into(), blob: vec![1, 2, 3] },
         ];
         let mut expected = StoredState::default();
         {
