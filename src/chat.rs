@@ -48,7 +48,7 @@ fn show(event: &Event) -> String {
 }
 
 async fn chat(args: Args) -> anyhow::Result<()> {
-    let mut client = ChatClient::register(args.relay, &args.user, args.device, rand::random())
+    let mut client = ChatClient::register(args.relay, &args.user, args.device, rand::make_rng())
         .await
         .with_context(|| format!("registering {} with {}", args.user, args.relay))?;
     println!("registered {} (device {}); type @user@app message, #group message, /group …, /quit", args.user, args.device);

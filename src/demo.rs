@@ -147,9 +147,9 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
         }
     }
     let mut demo = Demo { clients: BTreeMap::new(), ledger: Ledger::default(), print };
-    for (i, user) in USERS.iter().enumerate() {
+    for user in USERS {
         let app = user.rsplit_once('@').map(|(_, app)| app).unwrap_or_default();
-        let client = ChatClient::register(federation.relay(app).client_address, user, 1, 100 + i as u64).await?;
+        let client = ChatClient::register(federation.relay(app).client_address, user, 1, rand::make_rng()).await?;
         demo.clients.insert(user.to_string(), client);
     }
 

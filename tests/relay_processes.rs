@@ -139,9 +139,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chats_and_groups_across_three_relay_processes() {
     let federation = Federation::new();
-    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, 1).await.unwrap();
-    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, 2).await.unwrap();
-    let mut carol = ChatClient::register(federation.address("red"), "carol@red", 1, 3).await.unwrap();
+    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(1)).await.unwrap();
+    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, seeded(2)).await.unwrap();
+    let mut carol = ChatClient::register(federation.address("red"), "carol@red", 1, seeded(3)).await.unwrap();
     alice.send("bob@blue", text("hello blue")).await.unwrap();
     bob.send("carol@red", text("hello red")).await.unwrap();
     assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["hello blue"]);
@@ -167,8 +167,8 @@ async fn chats_and_groups_across_three_relay_processes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_killed_mid_stream_lose_nothing_and_duplicate_nothing() {
     let mut federation = Federation::new();
-    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, 11).await.unwrap();
-    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, 12).await.unwrap();
+    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(11)).await.unwrap();
+    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, seeded(12)).await.unwrap();
     const TOTAL: usize = 120;
     let mut seen = Vec::new();
     for i in 0..TOTAL {
@@ -207,8 +207,8 @@ async fn relays_killed_mid_stream_lose_nothing_and_duplicate_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_device_catches_up_and_a_tampering_relay_is_caught() {
     let mut federation = Federation::new();
-    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, 21).await.unwrap();
-    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, 22).await.unwrap();
+    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(21)).await.unwrap();
+    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, seeded(22)).await.unwrap();
     alice.send("bob@blue", text("before going offline")).await.unwrap();
     assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["before going offline"]);
     bob.disconnect();
@@ -242,8 +242,8 @@ async fn an_offline_device_catches_up_and_a_tampering_relay_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_connections_are_closed_and_everyone_else_carries_on() {
     let federation = Federation::new();
-    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, 31).await.unwrap();
-    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, 32).await.unwrap();
+    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(31)).await.unwrap();
+    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, seeded(32)).await.unwrap();
     let green = federation.address("green");
     let hostile: [&[u8]; 4] = [
         &[0xff, 0xff, 0xff, 0xff, 1, 2, 3],     // a length far over the limit
@@ -268,4 +268,8 @@ async fn hostile_connections_are_closed_and_everyone_else_carries_on() {
     assert!(!answer.windows(2).any(|w| w == [0x12, 0x02]), "the federation port answered a plain frame");
     alice.send("bob@blue", text("still working")).await.unwrap();
     assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["still working"]);
+}
+
+fn seeded(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
 }

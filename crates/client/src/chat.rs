@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{
     Acknowledge, AttachmentPointer, Authenticate, ClientFrame, Content, FetchBlob, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FetchBundles, GroupEnvelope,
@@ -81,6 +81,10 @@ pub struct ChatClient {
     stats: ChatStats,
     rng: StdRng,
     database: Option<DeviceDatabase>,
+    /// Events processed but not yet returned (a failed poll keeps them for the next).
+    ready: Vec<Event>,
+    /// Responses decided on but not yet sealed (a bundle they need could not be fetched yet).
+    unsealed: Vec<PendingSend>,
 }
 
 fn now_ms() -> u64 {
@@ -107,9 +111,9 @@ fn refused(frame: server_frame::Body) -> ChatError {
 
 impl ChatClient {
     /// Creates device `device_id` of `user` (`name@app`) on the relay at `relay`, and publishes
-    /// its bundles.
-    pub async fn register(relay: SocketAddr, user: &str, device_id: u32, seed: u64) -> Result<ChatClient, ChatError> {
-        let mut rng = StdRng::seed_from_u64(seed);
+    /// its bundles. Every key of the device comes from `rng`: seed it from the operating system
+    /// (`rand::make_rng()`) outside tests.
+    pub async fn register(relay: SocketAddr, user: &str, device_id: u32, mut rng: StdRng) -> Result<ChatClient, ChatError> {
         let address = ProtocolAddress::new(user, device_id);
         let mut device = Device::new(address, rng.next_u32() & 0x3fff, &mut rng);
         let mut connection = Connection::connect(relay).await?;
@@ -134,6 +138,8 @@ impl ChatClient {
             stats: ChatStats::default(),
             rng,
             database: None,
+            ready: Vec::new(),
+            unsealed: Vec::new(),
         };
         client.authenticate().await?;
         client.request(Body::UploadBundles(UploadBundles { bundles })).await?;
@@ -145,11 +151,11 @@ impl ChatClient {
         relay: SocketAddr,
         user: &str,
         device_id: u32,
-        seed: u64,
+        rng: StdRng,
         path: &Path,
     ) -> Result<ChatClient, ChatError> {
         let database = DeviceDatabase::open(path)?;
-        let mut client = ChatClient::register(relay, user, device_id, seed).await?;
+        let mut client = ChatClient::register(relay, user, device_id, rng).await?;
         client.database = Some(database);
         client.save()?;
         Ok(client)
@@ -157,7 +163,7 @@ impl ChatClient {
 
     /// The device kept in the database at `path`, back online: as it was when it last saved,
     /// with its outbox sent and its mail fetched.
-    pub async fn resume(relay: SocketAddr, path: &Path, seed: u64) -> Result<ChatClient, ChatError> {
+    pub async fn resume(relay: SocketAddr, path: &Path, rng: StdRng) -> Result<ChatClient, ChatError> {
         let database = DeviceDatabase::open(path)?;
         let snapshot = database.load()?.ok_or(ChatError::Protocol)?;
         let device = Device::restore(&snapshot)?;
@@ -183,8 +189,10 @@ impl ChatClient {
             outbox,
             seen: snapshot.seen_message_ids.iter().cloned().collect(),
             stats: ChatStats::default(),
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             database: Some(database),
+            ready: Vec::new(),
+            unsealed: Vec::new(),
         };
         client.reconnect().await?;
         Ok(client)
@@ -443,20 +451,19 @@ impl ChatClient {
         self.outbox.len()
     }
 
-    /// Processes what the relay delivers, until nothing more arrives for `quiet`.
+    /// Processes what the relay delivers, until nothing more arrives for `quiet`. An error
+    /// loses nothing: what was processed is returned by the next call, and what was decided
+    /// but could not be sent yet is sent then.
     pub async fn poll(&mut self, quiet: Duration) -> Result<Vec<Event>, ChatError> {
-        let mut events = Vec::new();
+        self.seal_responses().await?;
         loop {
-            let Some(connection) = self.connection.as_mut() else { return Ok(events) };
+            let Some(connection) = self.connection.as_mut() else { break };
             let Some(envelope) = connection.next_delivery(quiet).await else { break };
             let id = envelope.id.clone();
             let (event, responses) = self.process(envelope);
-            events.extend(event);
-            if !responses.is_empty() {
-                self.prepare(responses.iter().map(|p| &p.to)).await?;
-                let outgoing = self.device.seal_all(responses, &mut self.directory, &mut self.rng)?;
-                self.queue(outgoing);
-            }
+            self.ready.extend(event);
+            self.unsealed.extend(responses);
+            self.seal_responses().await?;
             // Processed (or refused for good) and saved: only now may the relay delete it.
             self.save()?;
             if let Some(connection) = self.connection.as_mut() {
@@ -464,7 +471,20 @@ impl ChatClient {
             }
         }
         self.flush().await?;
-        Ok(events)
+        Ok(std::mem::take(&mut self.ready))
+    }
+
+    /// Seals the responses waiting for bundles and queues them in the outbox.
+    async fn seal_responses(&mut self) -> Result<(), ChatError> {
+        if self.unsealed.is_empty() {
+            return Ok(());
+        }
+        let waiting = self.unsealed.clone();
+        self.prepare(waiting.iter().map(|p| &p.to)).await?;
+        let outgoing = self.device.seal_all(waiting, &mut self.directory, &mut self.rng)?;
+        self.unsealed.clear();
+        self.queue(outgoing);
+        Ok(())
     }
 
     fn process(&mut self, envelope: Envelope) -> (Option<Event>, Vec<PendingSend>) {

@@ -140,8 +140,9 @@ impl Device {
         let distribution = sender_keys::create_distribution(&mut self.sender_keys, id, &self.address, suite, rng)?;
         let others: Vec<_> = self.others(&group).collect();
         let pending = self.send_control(&group, Some(&distribution), false, &others);
+        let outgoing = self.seal_all(pending, directory, rng)?;
         self.groups.insert(id.to_owned(), group);
-        self.seal_all(pending, directory, rng)
+        Ok(outgoing)
     }
 
     /// Adds `member` to group `id`: every member learns the new membership; the new member gets
@@ -157,13 +158,14 @@ impl Device {
         if !group.members.insert(member.clone()) {
             return Err(ClientError::InvalidChange("already a member"));
         }
-        group.epoch += 1;
+        group.epoch = group.epoch.checked_add(1).ok_or(ClientError::InvalidChange("epoch exhausted"))?;
         let distribution = sender_keys::create_distribution(&mut self.sender_keys, id, &self.address, group.suite, rng)?;
         let existing: Vec<_> = self.others(&group).filter(|other| *other != member).collect();
         let mut pending = self.send_control(&group, None, false, &existing);
         pending.extend(self.send_control(&group, Some(&distribution), false, &[member]));
+        let outgoing = self.seal_all(pending, directory, rng)?;
         self.groups.insert(id.to_owned(), group);
-        self.seal_all(pending, directory, rng)
+        Ok(outgoing)
     }
 
     /// Removes `member` from group `id`: this device rotates its sender key and hands the new one
@@ -182,14 +184,15 @@ impl Device {
         if !group.members.remove(member) {
             return Err(ClientError::InvalidChange("not a member"));
         }
-        group.epoch += 1;
+        group.epoch = group.epoch.checked_add(1).ok_or(ClientError::InvalidChange("epoch exhausted"))?;
         let distribution = sender_keys::rotate(&mut self.sender_keys, id, &self.address, group.suite, rng)?;
         let remaining: Vec<_> = self.others(&group).collect();
         let mut pending = self.send_control(&group, Some(&distribution), false, &remaining);
         // The removed device learns it is out (and gets no key).
         pending.extend(self.send_control(&group, None, false, std::slice::from_ref(member)));
+        let outgoing = self.seal_all(pending, directory, rng)?;
         self.groups.insert(id.to_owned(), group);
-        self.seal_all(pending, directory, rng)
+        Ok(outgoing)
     }
 
     /// Encrypts `plaintext` once for every other member of group `id`.

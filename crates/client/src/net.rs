@@ -14,6 +14,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 
+/// Deliveries received but not yet taken by the app.
+pub const DELIVERY_QUEUE: usize = 1024;
 /// How long a request may wait for its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -36,7 +38,7 @@ pub struct Connection {
     pending: Pending,
     closed: Arc<AtomicBool>,
     next_request: u64,
-    deliveries: mpsc::UnboundedReceiver<Envelope>,
+    deliveries: mpsc::Receiver<Envelope>,
 }
 
 impl Connection {
@@ -46,23 +48,29 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let (mut reader, writer) = stream.into_split();
         let pending: Pending = Arc::default();
-        let (deliver, deliveries) = mpsc::unbounded_channel();
+        let (deliver, deliveries) = mpsc::channel(DELIVERY_QUEUE);
         let answers = pending.clone();
         let closed = Arc::new(AtomicBool::new(false));
         let reader_closed = closed.clone();
         tokio::spawn(async move {
             let mut decoder = FrameDecoder::default();
             let mut buffer = vec![0u8; 64 * 1024];
-            loop {
+            'reading: loop {
                 let Ok(read) = reader.read(&mut buffer).await else { break };
                 if read == 0 {
                     break;
                 }
                 decoder.extend(&buffer[..read]);
-                while let Ok(Some(frame)) = decoder.next_message::<ServerFrame>() {
+                loop {
+                    // A frame over the limit or malformed: the relay misbehaves; hang up.
+                    let Ok(next) = decoder.next_message::<ServerFrame>() else { break 'reading };
+                    let Some(frame) = next else { break };
                     match frame.body {
                         Some(server_frame::Body::Deliver(envelope)) if frame.request_id == 0 => {
-                            let _ = deliver.send(envelope);
+                            // Waits while the app is behind: the relay keeps the rest meanwhile.
+                            if deliver.send(envelope).await.is_err() {
+                                break 'reading;
+                            }
                         }
                         _ => {
                             if let Some(waiting) = answers.lock().expect("not poisoned").remove(&frame.request_id) {

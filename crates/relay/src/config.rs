@@ -101,7 +101,7 @@ impl RelayConfig {
             .iter()
             .map(|peer| Ok(Peer { app: peer.app.clone(), address: peer.address, certificate: read(&peer.certificate)? }))
             .collect::<Result<_, ConfigError>>()?;
-        Ok(RelaySettings { app: self.app.clone(), tls, peers, seed: rand::random(), tap: None })
+        Ok(RelaySettings { app: self.app.clone(), tls, peers, seed: None, tap: None })
     }
 }
 
@@ -118,7 +118,15 @@ pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16]) -> Result<Vec<
     for (i, app) in apps.iter().enumerate() {
         let (certificate, key) = &pki.apps[*app];
         write(&dir.join(format!("{app}.pem")), certificate)?;
-        write(&dir.join(format!("{app}.key")), key)?;
+        let key_path = dir.join(format!("{app}.key"));
+        write(&key_path, key)?;
+        // A private key is for the relay's eyes only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|error| ConfigError::Write { path: key_path.clone(), error })?;
+        }
         let config = RelayConfig {
             app: app.to_string(),
             client_listen: address(ports[2 * i]),

@@ -71,7 +71,7 @@ impl LocalFederation {
             app: app.to_owned(),
             tls: TlsIdentity { certificate, private_key, ca_certificate: self.pki.ca_certificate.clone() },
             peers,
-            seed: rand::random(),
+            seed: None,
             tap: Some(tap),
         };
         let (store, state) = RedbStore::open(&dir.join(format!("{app}.redb"))).map_err(failed)?;

@@ -47,7 +47,7 @@ impl Net {
     fn start(&mut self, app: &str, state: StoredState) {
         let peers = APPS.iter().map(|a| a.to_string());
         self.durable.insert(app.into(), state.clone());
-        self.cores.insert(app.into(), RelayCore::new(app, peers, state, 7));
+        self.cores.insert(app.into(), RelayCore::new(app, peers, state, rand::SeedableRng::seed_from_u64(7)));
     }
 
     fn connect_all(&mut self) {
@@ -360,4 +360,71 @@ fn a_remote_refusal_of_a_fetch_reaches_the_client_and_touches_no_outbox() {
     // Sending still works and green's outboxes are empty, nothing deleted by mistake.
     assert!(is_done(&net.request(&green, alice, 52, Body::Send(envelope(3, "alice@green", "bob@blue")))));
     assert!(net.durable["green"].outboxes.values().all(|o| o.is_empty()));
+}
+
+#[test]
+fn no_one_can_add_a_device_to_someone_elses_account() {
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    // A stranger tries to register a second device for Alice.
+    let stranger = net.client(&green);
+    let register = Register { user: "alice@green".into(), device_id: 2 };
+    assert_eq!(code(&net.request(&green, stranger, 1, Body::Register(register.clone()))), Some(ErrorCode::Unauthenticated));
+    // Alice's own authenticated device may add it.
+    let answer = net.request(&green, alice, 2, Body::Register(register));
+    assert!(matches!(answer.body, Some(server_frame::Body::Registered(_))), "{answer:?}");
+    // And an authenticated device of someone else may not add one for her.
+    let (_, carol, _) = net.device("carol@green");
+    let register = Register { user: "alice@green".into(), device_id: 3 };
+    assert_eq!(code(&net.request(&green, carol, 3, Body::Register(register))), Some(ErrorCode::Unauthenticated));
+}
+
+#[test]
+fn only_the_app_asked_can_answer_and_only_about_what_was_asked() {
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    // Green asks blue for bob's bundles; red answers first with its own, then blue's link answers
+    // about someone else. Neither reaches Alice.
+    let core = net.cores.get_mut("green").unwrap();
+    let frame = ClientFrame {
+        request_id: 60,
+        body: Some(Body::FetchBundles(switchboard_wire::switchboard::FetchBundles { user: "bob@blue".into() })),
+    };
+    let actions = core.client_frame(alice, &frame.encode_to_vec());
+    let Some(Action::ToLink { frame: request, .. }) = actions.first() else { panic!("{actions:?}") };
+    let request_id = request.request_id;
+    let dialed = |app: &str, net: &Net| {
+        net.links.iter().find(|((a, c), (b, _))| a == "green" && b == app && !net.accepted.contains_key(&(a.clone(), *c))).map(|((_, c), _)| *c).unwrap()
+    };
+    let forged = |user: &str| switchboard_wire::switchboard::FederationFrame {
+        request_id,
+        body: Some(switchboard_wire::switchboard::federation_frame::Body::Bundles(switchboard_wire::switchboard::Bundles {
+            user: user.into(),
+            devices: Vec::new(),
+        })),
+    };
+    let red_link = dialed("red", &net);
+    let blue_link = dialed("blue", &net);
+    let core = net.cores.get_mut("green").unwrap();
+    assert!(core.link_frame(red_link, &forged("bob@blue").encode_to_vec()).is_empty(), "red answered for blue");
+    assert!(core.link_frame(blue_link, &forged("mallory@blue").encode_to_vec()).is_empty(), "an answer about someone else");
+    let genuine = core.link_frame(blue_link, &forged("bob@blue").encode_to_vec());
+    assert!(matches!(&genuine[..], [Action::ToClient { conn, frame }] if *conn == alice && frame.request_id == 60));
+    let _ = green;
+}
+
+#[test]
+fn one_group_frame_cannot_make_the_relay_store_more_than_its_limit() {
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let group = GroupEnvelope {
+        id: vec![1; 16],
+        sender: Some(address("alice@green")),
+        group_id: "g".into(),
+        hub: "green".into(),
+        recipients: (0..10_000).map(|i| address(&format!("u{i}@green"))).collect(),
+        content: vec![0; 200 * 1024],
+    };
+    let answer = net.request(&green, alice, 70, Body::SendGroup(group));
+    assert_eq!(code(&answer), Some(ErrorCode::TooLarge));
 }

@@ -32,9 +32,9 @@ async fn chats_across_three_apps_over_real_sockets() {
     let dir = tempfile::tempdir().unwrap();
     let federation = LocalFederation::start(&["green", "blue", "red"], dir.path()).await.unwrap();
     let address = |app: &str| federation.relay(app).client_address;
-    let mut alice = ChatClient::register(address("green"), "alice@green", 1, 1).await.unwrap();
-    let mut bob = ChatClient::register(address("blue"), "bob@blue", 1, 2).await.unwrap();
-    let mut carol = ChatClient::register(address("red"), "carol@red", 1, 3).await.unwrap();
+    let mut alice = ChatClient::register(address("green"), "alice@green", 1, seeded(1)).await.unwrap();
+    let mut bob = ChatClient::register(address("blue"), "bob@blue", 1, seeded(2)).await.unwrap();
+    let mut carol = ChatClient::register(address("red"), "carol@red", 1, seeded(3)).await.unwrap();
 
     alice.send("bob@blue", text("hi bob")).await.unwrap();
     assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["hi bob"]);
@@ -69,9 +69,9 @@ async fn a_device_restarted_from_its_database_carries_on() {
     let dir = tempfile::tempdir().unwrap();
     let federation = LocalFederation::start(&["green", "blue"], dir.path()).await.unwrap();
     let (green, blue) = (federation.relay("green").client_address, federation.relay("blue").client_address);
-    let mut alice = ChatClient::register(green, "alice@green", 1, 1).await.unwrap();
+    let mut alice = ChatClient::register(green, "alice@green", 1, seeded(1)).await.unwrap();
     let path = dir.path().join("bob-device.redb");
-    let mut bob = ChatClient::register_with_database(blue, "bob@blue", 1, 2, &path).await.unwrap();
+    let mut bob = ChatClient::register_with_database(blue, "bob@blue", 1, seeded(2), &path).await.unwrap();
     alice.create_group("pair@green", &["bob@blue"], Suite::SignalV3).await.unwrap();
     alice.send("bob@blue", text("before the restart")).await.unwrap();
     for _ in 0..2 {
@@ -82,7 +82,7 @@ async fn a_device_restarted_from_its_database_carries_on() {
     drop(bob);
     alice.send("bob@blue", text("while bob was down")).await.unwrap();
     alice.send_group("pair@green", text("group, while bob was down")).await.unwrap();
-    let mut bob = ChatClient::resume(blue, &path, 3).await.unwrap();
+    let mut bob = ChatClient::resume(blue, &path, seeded(3)).await.unwrap();
     let mut seen = texts(&bob.poll(QUIET).await.unwrap());
     seen.sort();
     assert_eq!(seen, ["group, while bob was down", "while bob was down"]);
@@ -99,8 +99,8 @@ async fn a_device_restarted_from_its_database_carries_on() {
 async fn an_attachment_crosses_apps_as_an_opaque_blob() {
     let dir = tempfile::tempdir().unwrap();
     let federation = LocalFederation::start(&["green", "blue"], dir.path()).await.unwrap();
-    let mut alice = ChatClient::register(federation.relay("green").client_address, "alice@green", 1, 1).await.unwrap();
-    let mut bob = ChatClient::register(federation.relay("blue").client_address, "bob@blue", 1, 2).await.unwrap();
+    let mut alice = ChatClient::register(federation.relay("green").client_address, "alice@green", 1, seeded(1)).await.unwrap();
+    let mut bob = ChatClient::register(federation.relay("blue").client_address, "bob@blue", 1, seeded(2)).await.unwrap();
     let photo: Vec<u8> = b"PNG of the lake at dawn ".iter().copied().cycle().take(200_000).collect();
     alice.send_attachment("bob@blue", &photo, "image/png", "lake.png").await.unwrap();
     let events = bob.poll(QUIET).await.unwrap();
@@ -121,4 +121,8 @@ async fn an_attachment_crosses_apps_as_an_opaque_blob() {
     missing.blob_id = "00@green".into();
     assert!(bob.download(&missing).await.is_err());
     federation.shutdown().await;
+}
+
+fn seeded(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
 }

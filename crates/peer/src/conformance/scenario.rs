@@ -145,7 +145,9 @@ impl<'r, 'o> Scenario<'r, 'o> {
         let result = self.peers[peer].send_line(line);
         let Some(response) = self.answer(peer, result) else { return };
         let kind = response["error"].as_str().unwrap_or("");
-        let passed = response["ok"] == false && (kinds.is_empty() || kinds.contains(&kind));
+        // A refusal that came from a caught panic is a crash the peer survived, not a refusal.
+        let crashed = response["detail"].as_str().is_some_and(|d| d.contains("internal error"));
+        let passed = response["ok"] == false && !crashed && (kinds.is_empty() || kinds.contains(&kind));
         let label = self.peers[peer].label;
         self.checker.check(passed, || {
             let expected = if kinds.is_empty() { "any error".to_owned() } else { kinds.join(" or ") };

@@ -12,8 +12,8 @@ use switchboard_wire::switchboard::{
 use switchboard_wire::decode;
 
 use super::{
-    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE, MAX_ENVELOPE_CONTENT,
-    RelayCore, app_of, device_key, failure,
+    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_ACCOUNTS, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE,
+    MAX_ENVELOPE_CONTENT, RelayCore, app_of, device_key, failure,
 };
 use crate::state::{DeviceKey, Mutation};
 
@@ -36,7 +36,7 @@ impl RelayCore {
         let request_id = frame.request_id;
         let result = match (frame.body, authenticated) {
             (None, _) => Err((ErrorCode::Malformed, "empty frame")),
-            (Some(Body::Register(register)), _) => self.register(conn, request_id, register),
+            (Some(Body::Register(register)), authenticated) => self.register(conn, request_id, register, authenticated.as_ref()),
             (Some(Body::Authenticate(authenticate)), _) => return self.authenticate(conn, request_id, authenticate),
             (Some(_), None) => Err((ErrorCode::Unauthenticated, "authenticate first")),
             (Some(Body::UploadBundles(upload)), Some(device)) => self.upload_bundles(conn, request_id, &device, upload),
@@ -56,13 +56,29 @@ impl RelayCore {
         }
     }
 
-    fn register(&mut self, conn: ConnId, request_id: u64, register: Register) -> Result<(), Refusal> {
+    /// The first device of a user registers freely; any further device only from a connection
+    /// authenticated as an existing device of that user, so no one can add a device to someone
+    /// else's account (and so receive what is sent to them).
+    fn register(
+        &mut self,
+        conn: ConnId,
+        request_id: u64,
+        register: Register,
+        authenticated: Option<&DeviceKey>,
+    ) -> Result<(), Refusal> {
         if app_of(&register.user) != Some(self.app.as_str()) || register.device_id == 0 {
             return Err((ErrorCode::Forbidden, "a device registers on its own app, as name@app with a device id"));
         }
         let device = (register.user, register.device_id);
         if self.state.accounts.contains_key(&device) {
             return Err((ErrorCode::AlreadyRegistered, "that device is registered"));
+        }
+        let user_exists = self.state.accounts.keys().any(|(user, _)| *user == device.0);
+        if user_exists && authenticated.is_none_or(|(user, _)| *user != device.0) {
+            return Err((ErrorCode::Unauthenticated, "a further device registers from an authenticated device of its user"));
+        }
+        if self.state.accounts.len() >= MAX_ACCOUNTS {
+            return Err((ErrorCode::Unavailable, "this relay takes no more accounts"));
         }
         let mut credential = [0u8; 32];
         self.rng.fill_bytes(&mut credential);
@@ -130,7 +146,7 @@ impl RelayCore {
         };
         let request = self.next_request;
         self.next_request += 1;
-        self.pending_fetches.insert(request, (conn, request_id));
+        self.pending_fetches.insert(request, super::PendingFetch { conn, request_id, app, subject: fetch.user.clone() });
         vec![Action::ToLink {
             conn: link,
             frame: switchboard_wire::switchboard::FederationFrame {
@@ -208,7 +224,8 @@ impl RelayCore {
         };
         let request = self.next_request;
         self.next_request += 1;
-        self.pending_fetches.insert(request, (conn, request_id));
+        let subject = fetch.blob_id.clone();
+        self.pending_fetches.insert(request, super::PendingFetch { conn, request_id, app, subject });
         let frame = switchboard_wire::switchboard::FederationFrame {
             request_id: request,
             body: Some(federation_frame::Body::FetchBlob(fetch)),

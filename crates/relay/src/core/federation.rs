@@ -11,6 +11,10 @@ use switchboard_wire::switchboard::{
 use super::{Action, ConnId, Deferred, RelayCore, app_of, link_failure};
 use crate::state::Mutation;
 
+fn is_transient(code: i32) -> bool {
+    matches!(ErrorCode::try_from(code), Ok(ErrorCode::MailboxFull | ErrorCode::Unavailable))
+}
+
 impl RelayCore {
     /// A frame from a federation connection.
     pub fn link_frame(&mut self, conn: ConnId, bytes: &[u8]) -> Vec<Action> {
@@ -28,17 +32,28 @@ impl RelayCore {
 
     /// An answer to something we sent `app`.
     fn answer_from(&mut self, app: &str, frame: FederationFrame) -> Vec<Action> {
-        // An answer to a client's request (bundles, a blob, or a refusal of either).
-        if let Some((conn, request_id)) = self.pending_fetches.remove(&frame.request_id) {
+        // An answer to a client's request (bundles, a blob, or a refusal of either) — accepted only
+        // from the app asked, and only about what was asked.
+        let asked = self.pending_fetches.get(&frame.request_id).filter(|fetch| fetch.app == app);
+        if let Some(fetch) = asked {
             let body = match frame.body {
-                Some(Body::Bundles(bundles)) => server_frame::Body::Bundles(bundles),
-                Some(Body::Blob(blob)) => server_frame::Body::Blob(blob),
+                Some(Body::Bundles(bundles)) if bundles.user == fetch.subject => server_frame::Body::Bundles(bundles),
+                Some(Body::Blob(blob)) if blob.blob_id == fetch.subject => server_frame::Body::Blob(blob),
                 Some(Body::Failure(failure)) => server_frame::Body::Failure(failure),
                 _ => return Vec::new(),
             };
-            return vec![Action::ToClient { conn, frame: ServerFrame { request_id, body: Some(body) } }];
+            let fetch = self.pending_fetches.remove(&frame.request_id).expect("just found");
+            return vec![Action::ToClient {
+                conn: fetch.conn,
+                frame: ServerFrame { request_id: fetch.request_id, body: Some(body) },
+            }];
         }
         match frame.body {
+            Some(Body::Failure(failure)) if is_transient(failure.code) => {
+                // Full or unavailable there for now: keep it, and try again later.
+                self.retry.insert((app.to_owned(), frame.request_id));
+                Vec::new()
+            }
             Some(Body::Acknowledge(_)) | Some(Body::Failure(_)) => {
                 // Accepted (durable there) or refused for good: either way it leaves our outbox.
                 if self.state.outboxes.get(app).is_some_and(|o| o.contains_key(&frame.request_id)) {

@@ -13,7 +13,6 @@ mod routing;
 
 use std::collections::{BTreeSet, HashMap};
 
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use switchboard_wire::switchboard::{
     DeviceAddress, Envelope, ErrorCode, Failure, FederationFrame, ServerFrame, federation_frame, server_frame,
@@ -33,12 +32,19 @@ pub const MAX_GROUP_RECIPIENTS: usize = 10_000;
 pub const MAX_BUNDLES_PER_DEVICE: usize = 500;
 /// Longest user name (`name@app`).
 pub const MAX_USER_LEN: usize = 256;
+/// How often refused-for-now outbox entries are sent again.
+pub const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Length of an envelope id.
 pub const ENVELOPE_ID_LEN: usize = 16;
 /// Largest attachment blob (it must fit in one frame).
 pub const MAX_BLOB_LEN: usize = 768 * 1024;
 /// Blobs one relay keeps at most.
 pub const MAX_BLOBS: usize = 100_000;
+/// Device accounts one relay keeps at most.
+pub const MAX_ACCOUNTS: usize = 1_000_000;
+/// Bytes one group envelope may make a relay store (content × local recipients): a single frame
+/// must not be able to fill memory and disk.
+pub const MAX_GROUP_FANOUT_BYTES: usize = 64 * 1024 * 1024;
 /// Our requests to other relays are numbered from here, apart from outbox sequence numbers.
 const FIRST_REQUEST_ID: u64 = 1 << 63;
 
@@ -61,6 +67,17 @@ pub enum Action {
 pub struct Batch {
     pub id: u64,
     pub mutations: Vec<Mutation>,
+}
+
+/// A request to another app's relay on behalf of a client. Only that app may answer it, and only
+/// about what was asked.
+#[derive(Debug)]
+struct PendingFetch {
+    conn: ConnId,
+    request_id: u64,
+    app: String,
+    /// The user whose bundles, or the blob id, that was asked for.
+    subject: String,
 }
 
 /// What happens once the mutations made so far are durable.
@@ -99,12 +116,13 @@ pub struct RelayCore {
     /// Federation connections: their app, and whether we dialed them (requests go out on those).
     links: HashMap<ConnId, (String, bool)>,
     outbound_links: HashMap<String, ConnId>,
-    /// Our requests to other apps (bundles, blobs): request id → (client connection, client's
-    /// request id).
-    pending_fetches: HashMap<u64, (ConnId, u64)>,
+    /// Our requests to other apps (bundles, blobs), by request id.
+    pending_fetches: HashMap<u64, PendingFetch>,
     next_request: u64,
     batch: Vec<Mutation>,
     deferred: Vec<Deferred>,
+    /// Outbox entries another app refused for now, to send again at the next [`Self::tick`].
+    retry: std::collections::BTreeSet<(String, u64)>,
     committing: Option<(u64, Vec<Deferred>)>,
     next_batch: u64,
     metrics: Metrics,
@@ -112,8 +130,9 @@ pub struct RelayCore {
 
 impl RelayCore {
     /// A relay for `app` that federates with `peers`, restored from `state` (empty for a new one).
-    /// `seed` feeds the credentials it issues.
-    pub fn new(app: &str, peers: impl IntoIterator<Item = String>, state: StoredState, seed: u64) -> Self {
+    /// `rng` makes the credentials and blob ids it issues: seed it from the operating system
+    /// outside tests and simulations.
+    pub fn new(app: &str, peers: impl IntoIterator<Item = String>, state: StoredState, rng: StdRng) -> Self {
         let mut mailbox_ids: HashMap<DeviceKey, HashMap<Vec<u8>, u64>> = HashMap::new();
         for (device, mailbox) in &state.mailboxes {
             let ids = mailbox_ids.entry(device.clone()).or_default();
@@ -127,7 +146,7 @@ impl RelayCore {
             next_seq: state.next_seq(),
             state,
             mailbox_ids,
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             clients: HashMap::new(),
             online: HashMap::new(),
             links: HashMap::new(),
@@ -136,6 +155,7 @@ impl RelayCore {
             next_request: FIRST_REQUEST_ID,
             batch: Vec::new(),
             deferred: Vec::new(),
+            retry: Default::default(),
             committing: None,
             next_batch: 1,
             metrics: Metrics::default(),
@@ -245,14 +265,21 @@ impl RelayCore {
         if let Some((app, true)) = self.links.remove(&conn) {
             self.outbound_links.remove(&app);
             // Requests that went out on this link will get no answer.
-            let lost: Vec<u64> = self.pending_fetches.keys().copied().collect();
+            let lost: Vec<u64> = self.pending_fetches.iter().filter(|(_, f)| f.app == app).map(|(id, _)| *id).collect();
             for request in lost {
-                if let Some((client, request_id)) = self.pending_fetches.remove(&request) {
-                    actions.push(failure(client, request_id, ErrorCode::Unavailable, "the other app's relay went away"));
+                if let Some(fetch) = self.pending_fetches.remove(&request) {
+                    actions.push(failure(fetch.conn, fetch.request_id, ErrorCode::Unavailable, "the other app's relay went away"));
                 }
             }
         }
         actions
+    }
+
+    /// Called by the driver every [`RETRY_INTERVAL`]: sends again what another app refused for
+    /// now (a full mailbox there, or a relay it could not reach).
+    pub fn tick(&mut self) -> Vec<Action> {
+        let due = std::mem::take(&mut self.retry);
+        due.into_iter().flat_map(|(app, seq)| self.forward(&app, seq)).collect()
     }
 
     /// The outbox entry `seq` for `app`, sent if the link is up.

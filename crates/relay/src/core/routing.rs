@@ -9,7 +9,7 @@ use switchboard_wire::switchboard::{
     DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FederationFrame, GroupEnvelope, federation_frame,
 };
 
-use super::{Deferred, MAILBOX_QUOTA, MAX_GROUP_RECIPIENTS, OUTBOX_QUOTA, RelayCore, app_of, device_key};
+use super::{Deferred, MAILBOX_QUOTA, MAX_GROUP_FANOUT_BYTES, MAX_GROUP_RECIPIENTS, OUTBOX_QUOTA, RelayCore, app_of, device_key};
 use crate::state::Mutation;
 
 type Refusal = (ErrorCode, &'static str);
@@ -36,6 +36,9 @@ impl RelayCore {
         if group.recipients.len() > MAX_GROUP_RECIPIENTS {
             return Err((ErrorCode::TooLarge, "over 10,000 recipients"));
         }
+        if group.recipients.len().saturating_mul(group.content.len()) > MAX_GROUP_FANOUT_BYTES {
+            return Err((ErrorCode::TooLarge, "recipients × content over 64 MiB"));
+        }
         let hub = group.hub.clone();
         if hub != self.app && !self.peers.contains(&hub) {
             return Err((ErrorCode::UnknownRecipient, "unknown hub app"));
@@ -47,15 +50,15 @@ impl RelayCore {
             if app == self.app {
                 local.push(recipient.clone());
             } else if Some(app) != from_app {
-                if !self.peers.contains(app) {
-                    return Err((ErrorCode::UnknownRecipient, "a recipient on an unknown app"));
-                }
                 remote.entry(app.to_owned()).or_default().push(recipient.clone());
             }
         }
         // Followers deliver only; only the hub, or the sender's own relay, sends on.
         if from_app.is_some() && self.app != hub {
             remote.clear();
+        }
+        if remote.keys().any(|app| !self.peers.contains(app)) {
+            return Err((ErrorCode::UnknownRecipient, "a recipient on an unknown app"));
         }
         let outgoing: Vec<(String, Vec<DeviceAddress>)> = if self.app == hub || remote.is_empty() {
             remote.into_iter().collect()

@@ -4,7 +4,7 @@
 
 use switchboard_wire::frame::{FrameDecoder, FrameError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Event, Tap, WRITE_QUEUE};
 use crate::core::ConnId;
@@ -14,22 +14,27 @@ pub(super) enum Kind {
     Link { app: String, dialed: bool },
 }
 
-/// Serves one connection until either side closes it.
+/// Serves one connection until either side closes it. The core hears of the connection before
+/// its first frame, and the writer drains what the core queued before the socket is shut down.
 pub(super) async fn serve<S>(stream: S, conn: ConnId, events: mpsc::Sender<Event>, kind: Kind, tap: Option<Tap>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (outgoing, mut queue) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let (start, started) = oneshot::channel::<()>();
     let is_link = matches!(kind, Kind::Link { .. });
     let events_for_reader = events.clone();
     let read_tap = tap.clone();
     let read = tokio::spawn(async move {
+        if started.await.is_err() {
+            return;
+        }
         let mut decoder = FrameDecoder::default();
         let mut buffer = vec![0u8; 64 * 1024];
-        loop {
+        'reading: loop {
             let read = match reader.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => break,
                 Ok(read) => read,
             };
             decoder.extend(&buffer[..read]);
@@ -49,11 +54,13 @@ where
                         if !is_link {
                             let _ = events_for_reader.send(Event::ClientOversized(conn)).await;
                         }
-                        return;
+                        break 'reading;
                     }
                 }
             }
         }
+        let closed = if is_link { Event::LinkClosed(conn) } else { Event::ClientClosed(conn) };
+        let _ = events_for_reader.send(closed).await;
     });
     let opened = match kind {
         Kind::Client => Event::ClientOpened(conn, outgoing, read.abort_handle()),
@@ -63,6 +70,8 @@ where
         read.abort();
         return;
     }
+    let _ = start.send(());
+    // Until the core lets go of the connection (it closed it, or heard that the peer did).
     let write = async {
         while let Some(first) = queue.recv().await {
             let mut batch = vec![first];
@@ -79,10 +88,5 @@ where
         }
         writer.shutdown().await
     };
-    tokio::select! {
-        _ = write => {}
-        _ = read => {}
-    }
-    let closed = if is_link { Event::LinkClosed(conn) } else { Event::ClientClosed(conn) };
-    let _ = events.send(closed).await;
+    let _ = write.await;
 }

@@ -26,8 +26,9 @@ use crate::state::{Mutation, StoredState};
 use crate::storage::Store;
 use tls::{TlsIdentity, certificate_der};
 
-/// Frames a connection may have waiting to be written before it counts as too slow and is closed.
-pub const WRITE_QUEUE: usize = 4096;
+/// Frames a connection may have waiting to be written before it counts as too slow and is closed:
+/// room for a whole mailbox or a whole outbox, which are sent at once on (re)connection.
+pub const WRITE_QUEUE: usize = crate::core::MAILBOX_QUOTA + crate::core::OUTBOX_QUOTA + 1024;
 
 /// Another app's relay.
 #[derive(Clone, Debug)]
@@ -44,8 +45,9 @@ pub struct RelaySettings {
     pub app: String,
     pub tls: TlsIdentity,
     pub peers: Vec<Peer>,
-    /// Seed for the credentials the relay issues (from the OS in a deployment).
-    pub seed: u64,
+    /// Seed for the credentials and blob ids the relay issues; `None` (any deployment) takes
+    /// them from the operating system, a seed makes a test repeatable.
+    pub seed: Option<u64>,
     /// When set, every frame the relay reads or writes is copied here: what the relay saw, for a
     /// demo or test to search for plaintext.
     pub tap: Option<Tap>,
@@ -111,7 +113,11 @@ pub async fn start(
 
     let (events, receiver) = mpsc::channel(8192);
     let next_conn = Arc::new(AtomicU64::new(1));
-    let core = RelayCore::new(&settings.app, settings.peers.iter().map(|p| p.app.clone()), state, settings.seed);
+    let rng = match settings.seed {
+        Some(seed) => rand::SeedableRng::seed_from_u64(seed),
+        None => rand::make_rng(),
+    };
+    let core = RelayCore::new(&settings.app, settings.peers.iter().map(|p| p.app.clone()), state, rng);
     let mut tasks = JoinSet::new();
     tasks.spawn(run_core(core, store, receiver, events.clone()));
     let tap = settings.tap.clone();
@@ -141,7 +147,19 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
         }
     });
     let mut writers: HashMap<ConnId, (mpsc::Sender<Vec<u8>>, AbortHandle)> = HashMap::new();
-    while let Some(event) = events.recv().await {
+    let mut retry = tokio::time::interval(crate::core::RETRY_INTERVAL);
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+            _ = retry.tick() => {
+                let actions = core.tick();
+                dispatch(&mut core, &mut writers, actions);
+                continue;
+            }
+        };
         let actions = match event {
             Event::ClientOpened(conn, writer, reader) => {
                 writers.insert(conn, (writer, reader));
@@ -178,21 +196,7 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
                 Vec::new()
             }
         };
-        for action in actions {
-            let (conn, bytes) = match action {
-                Action::ToClient { conn, frame } => (conn, encode_frame(&frame)),
-                Action::ToLink { conn, frame } => (conn, encode_frame(&frame)),
-                Action::Close { conn } => {
-                    close(&mut writers, conn);
-                    continue;
-                }
-            };
-            let full = writers.get(&conn).is_some_and(|(writer, _)| writer.try_send(bytes).is_err());
-            if full {
-                tracing::warn!(conn, "connection too slow or gone; closing it");
-                close(&mut writers, conn);
-            }
-        }
+        dispatch(&mut core, &mut writers, actions);
         if let Some(batch) = core.take_batch() {
             if batches.send((batch.id, batch.mutations)).is_err() {
                 return;
@@ -201,11 +205,34 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
     }
 }
 
-fn close(writers: &mut HashMap<ConnId, (mpsc::Sender<Vec<u8>>, AbortHandle)>, conn: ConnId) {
-    if let Some((_, reader)) = writers.remove(&conn) {
-        // Dropping the writer's sender ends the writer, which shuts the socket down.
-        reader.abort();
+type Writers = HashMap<ConnId, (mpsc::Sender<Vec<u8>>, AbortHandle)>;
+
+/// Carries out the core's actions on the connections.
+fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) {
+    let mut queue: std::collections::VecDeque<Action> = actions.into();
+    while let Some(action) = queue.pop_front() {
+        let (conn, bytes) = match action {
+            Action::ToClient { conn, frame } => (conn, encode_frame(&frame)),
+            Action::ToLink { conn, frame } => (conn, encode_frame(&frame)),
+            Action::Close { conn } => {
+                queue.extend(close(core, writers, conn));
+                continue;
+            }
+        };
+        let full = writers.get(&conn).is_some_and(|(writer, _)| writer.try_send(bytes).is_err());
+        if full {
+            tracing::warn!(conn, "connection too slow or gone; closing it");
+            queue.extend(close(core, writers, conn));
+        }
     }
+}
+
+/// Stops reading from `conn` and lets its writer drain and shut the socket; the core forgets it.
+fn close(core: &mut RelayCore, writers: &mut Writers, conn: ConnId) -> Vec<Action> {
+    let Some((_, reader)) = writers.remove(&conn) else { return Vec::new() };
+    reader.abort();
+    core.client_closed(conn);
+    core.link_closed(conn)
 }
 
 async fn accept_clients(listener: TcpListener, events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64>, tap: Option<Tap>) {

@@ -22,7 +22,7 @@ fn tls_error(error: impl std::fmt::Display) -> TlsError {
 }
 
 /// A CA and one certificate per app, made for a demo or a test federation.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Pki {
     pub ca_certificate: String,
     /// app → (certificate PEM, private key PEM)
@@ -49,11 +49,23 @@ impl Pki {
 }
 
 /// One relay's TLS material, as PEM.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TlsIdentity {
     pub certificate: String,
     pub private_key: String,
     pub ca_certificate: String,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki").field("apps", &self.apps.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsIdentity(<certificate and private key>)")
+    }
 }
 
 /// The DER of the first certificate in `pem`.
