@@ -4,8 +4,12 @@
 //!
 //! Durability: every change is a [`Mutation`] added to the pending batch, and every answer that
 //! promises durability (a send's `Done`, a federation acknowledgement, a handed-out prekey) and
-//! every delivery is held back until the driver reports the batch committed. The driver commits
-//! one batch at a time, so whatever arrives during a commit goes into the next one: group commit.
+//! every delivery of a new envelope is held back until the driver reports the batch committed.
+//! The driver commits one batch at a time, so whatever arrives during a commit goes into the next
+//! one: group commit. When a device authenticates, or a link to another app comes up, everything
+//! waiting for it is sent at once, committed or not: an envelope lost in a crash before its commit
+//! was never acknowledged to its sender, who sends it again, so this can duplicate (which devices
+//! drop by id) but never lose.
 
 mod client;
 mod federation;
