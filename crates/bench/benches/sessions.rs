@@ -3,7 +3,9 @@
 //! with one bench per implementation; criterion measures them one after the other, so for
 //! ratios taken in one interleaved run use the binary (`cargo run --release -p switchboard-bench`).
 //!
-//! `cargo bench -p switchboard-bench`, or one op: `cargo bench -p switchboard-bench -- encrypt_100`.
+//! `cargo bench -p switchboard-bench --bench sessions`, or one op:
+//! `cargo bench -p switchboard-bench --bench sessions -- encrypt_100`. The group ops are in
+//! `benches/groups.rs`.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use switchboard_bench::workloads::{Impl, Op, workload};
 
 fn sessions(c: &mut Criterion) {
-    for op in Op::ALL {
+    for op in Op::ALL.into_iter().filter(|op| !op.is_group()) {
         let mut group = c.benchmark_group(op.name());
         match op {
             Op::SessionSetup => {
@@ -23,7 +25,7 @@ fn sessions(c: &mut Criterion) {
                 group.throughput(Throughput::Bytes(op.message_len() as u64));
             }
         }
-        for imp in Impl::ALL {
+        for imp in Impl::ALL.into_iter().filter(|imp| imp.supports(op)) {
             let mut workload = workload(op, imp, 1);
             group.bench_function(imp.name(), |b| b.iter_custom(|iters| workload.run(iters)));
         }

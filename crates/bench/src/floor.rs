@@ -26,7 +26,7 @@
 //! identities and the header as associated data.)
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aes::Aes256;
 use aes_gcm::aead::inout::InOutBuf;
@@ -40,6 +40,7 @@ use rand::{Rng, SeedableRng};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
+use crate::clock::Instant;
 use crate::workloads::{Op, SMALL, Workload, chunk_len, chunked, plaintext};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -83,6 +84,7 @@ pub fn workload(op: Op, suite: FloorSuite, seed: u64) -> Box<dyn Workload> {
             receiver: MessageChain::new(suite, seed),
             plaintext: plaintext(len),
         }),
+        _ => unreachable!("{} is not a 1:1 op", op.name()),
     }
 }
 
@@ -95,7 +97,7 @@ const MAC_LEN: usize = 8;
 const TAG_LEN: usize = 16;
 
 /// One HMAC chain step: the message key seed and the next chain key.
-fn chain_step(chain_key: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
+pub(crate) fn chain_step(chain_key: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
     let keyed = <HmacSha256 as KeyInit>::new_from_slice(chain_key).expect("any key length");
     let mut seed_mac = keyed.clone();
     seed_mac.update(&[0x01]);
@@ -104,12 +106,12 @@ fn chain_step(chain_key: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
     (seed_mac.finalize().into_bytes().into(), next_mac.finalize().into_bytes().into())
 }
 
-fn hkdf(salt: &[u8], ikm: &[u8], info: &[u8], okm: &mut [u8]) {
+pub(crate) fn hkdf(salt: &[u8], ikm: &[u8], info: &[u8], okm: &mut [u8]) {
     Hkdf::<Sha256>::new(Some(salt), ikm).expand(info, okm).expect("short output");
 }
 
 /// `bytes[at..at + N]` as an array.
-fn array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+pub(crate) fn array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     bytes[at..at + N].try_into().expect("in range")
 }
 

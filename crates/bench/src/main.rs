@@ -1,9 +1,11 @@
-//! `switchboard-bench`: Switchboard, libsignal-c and the primitive floor, side by side in one run.
+//! `switchboard-bench`: Switchboard, libsignal-c, Megolm, OpenMLS and the primitive floor, side by
+//! side in one run.
 //!
 //! ```text
 //! cargo run --release -p switchboard-bench -- --quick --json
 //! cargo run --release -p switchboard-bench                     # the full run
 //! cargo run --release -p switchboard-bench -- --ops encrypt,decrypt_100
+//! cargo run --release -p switchboard-bench -- --ops group_     # only the group ops
 //! ```
 
 use std::process::ExitCode;
@@ -14,24 +16,29 @@ use switchboard_bench::measure::{self, Config};
 use switchboard_bench::{floor, report};
 use switchboard_bench::workloads::{Impl, Op};
 
-/// Measures session setup and 1:1 encrypt/decrypt of Switchboard (both suites), Signal's reference
-/// C library and the floor of primitive operations, interleaved round-robin in one run, and prints
-/// the median ns/op of each with ratios against libsignal-c and against the floor.
+/// Measures session setup and 1:1 encrypt/decrypt, and group messages, catch-up and membership
+/// changes, of Switchboard (both suites), Signal's reference C library, Megolm (vodozemac), OpenMLS
+/// and the floor of primitive operations, interleaved round-robin in one run, and prints the
+/// median ns/op of each with ratios against libsignal-c, the fastest peer and the floor.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// A short run (under a minute on two cores): fewer rounds, shorter batches.
+    /// A short run (under a minute on two cores): fewer rounds, shorter batches, membership changes
+    /// under `signal-v3` only for Switchboard.
     #[arg(long)]
     quick: bool,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
-    /// Only these ops: comma-separated names, or parts of names
-    /// (session_setup, encrypt_100, decrypt_100, encrypt_64k, decrypt_64k; `_100` selects both 100-byte ops).
+    /// Only these ops: comma-separated names, or parts of names (session_setup, encrypt_100,
+    /// decrypt_100, encrypt_64k, decrypt_64k, group_encrypt_100, group_decrypt_100,
+    /// group_catchup_1000, group_add_member_{10,100,1000}, group_remove_member_{10,100,1000};
+    /// `group_` selects the group ops, `member` the membership changes).
     #[arg(long, value_name = "FILTER")]
     ops: Option<String>,
     /// Only these implementations: comma-separated names, or parts of names
-    /// (switchboard-signal-v3, switchboard-aes-256-gcm, libsignal-c, floor, floor-aes-256-gcm).
+    /// (switchboard-signal-v3, switchboard-aes-256-gcm, switchboard-signal-v3-one-by-one,
+    /// libsignal-c, vodozemac-megolm, openmls-2, openmls-100, openmls, floor, floor-aes-256-gcm).
     #[arg(long, value_name = "FILTER")]
     impls: Option<String>,
     /// Rounds per op (default: 15 with --quick, 41 otherwise).
@@ -44,6 +51,10 @@ struct Args {
     /// verification, chain step, HKDF, a whole message's symmetric work), interleaved the same way.
     #[arg(long)]
     primitives: bool,
+    /// Time operations with the process's CPU time instead of wall-clock time: on a machine busy
+    /// with other work, time spent preempted is left out.
+    #[arg(long)]
+    cpu_time: bool,
     /// Seed for all keys.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -75,11 +86,15 @@ fn main() -> ExitCode {
         config.batch_time = Duration::from_millis(ms.max(1));
     }
     config.seed = args.seed;
+    switchboard_bench::clock::use_cpu_time(args.cpu_time);
     let ops = select(&Op::ALL, Op::name, &args.ops);
     let impls = select(&Impl::ALL, Impl::name, &args.impls);
     if ops.is_empty() || impls.is_empty() {
         eprintln!("no op or no implementation matches the filters");
         return ExitCode::FAILURE;
+    }
+    if config.quick && impls.contains(&Impl::Aes256Gcm) && ops.iter().any(|op| op.is_membership()) {
+        eprintln!("--quick: membership changes under switchboard-signal-v3 only (the full run has both suites)");
     }
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; measure with --release");
@@ -87,14 +102,15 @@ fn main() -> ExitCode {
 
     let start = Instant::now();
     eprintln!(
-        "measuring {} op(s) × {} impl(s), {} rounds of ~{} ms batches, interleaved",
+        "measuring {} op(s) × {} impl(s), {} rounds of ~{} ms batches, interleaved, {} time",
         ops.len(),
         impls.len(),
         config.rounds,
-        config.batch_time.as_millis()
+        config.batch_time.as_millis(),
+        if args.cpu_time { "CPU" } else { "wall-clock" }
     );
     let samples = measure::measure(&ops, &impls, &config, |op, took| {
-        eprintln!("  {:<14} {:>6.1} s", op.name(), took.as_secs_f64());
+        eprintln!("  {:<26} {:>6.1} s", op.name(), took.as_secs_f64());
     });
     let rows = report::rows(&samples);
     if args.json {
@@ -104,6 +120,10 @@ fn main() -> ExitCode {
     } else {
         print!("{}", report::table(&rows));
         println!();
+        if let Some(table) = report::membership_table(&rows) {
+            print!("{table}");
+            println!();
+        }
         for line in report::verdicts(&rows) {
             println!("{line}");
         }

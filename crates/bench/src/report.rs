@@ -1,10 +1,10 @@
 //! Turning samples into rows (with the derived encrypt+decrypt rows and the ratios), a table or
-//! JSON lines, and the verdict on the targets.
+//! JSON lines, the membership-change scaling table, and the verdict on the targets.
 
 use serde_json::json;
 
 use crate::measure::Sample;
-use crate::workloads::{Impl, Op};
+use crate::workloads::{Impl, Members, Op};
 
 /// One line of the report.
 #[derive(Clone, Debug)]
@@ -22,11 +22,18 @@ pub struct Row {
     /// Against the floor of the implementation's own suite (differs from `ratio_vs_floor` only
     /// for the aes-256-gcm suite).
     pub ratio_vs_own_floor: Option<f64>,
+    /// Against the fastest other project's implementation measured for the same op (libsignal-c,
+    /// Megolm, OpenMLS), and which one that was.
+    pub ratio_vs_fastest_peer: Option<f64>,
+    pub fastest_peer: Option<Impl>,
 }
 
-/// The ops whose sum is reported as `encrypt+decrypt_*`.
-const PAIRS: [(Op, Op, &str); 2] =
-    [(Op::Encrypt100, Op::Decrypt100, "encrypt+decrypt_100"), (Op::Encrypt64k, Op::Decrypt64k, "encrypt+decrypt_64k")];
+/// The ops whose sum is reported as `*encrypt+decrypt_*`.
+const PAIRS: [(Op, Op, &str); 3] = [
+    (Op::Encrypt100, Op::Decrypt100, "encrypt+decrypt_100"),
+    (Op::Encrypt64k, Op::Decrypt64k, "encrypt+decrypt_64k"),
+    (Op::GroupEncrypt100, Op::GroupDecrypt100, "group_encrypt+decrypt_100"),
+];
 
 /// Rows for `samples`, in op order, plus the derived rows, with ratios filled in.
 pub fn rows(samples: &[Sample]) -> Vec<Row> {
@@ -43,6 +50,8 @@ pub fn rows(samples: &[Sample]) -> Vec<Row> {
             ratio_vs_libsignal_c: None,
             ratio_vs_floor: None,
             ratio_vs_own_floor: None,
+            ratio_vs_fastest_peer: None,
+            fastest_peer: None,
         })
         .collect();
     for (encrypt, decrypt, name) in PAIRS {
@@ -60,6 +69,8 @@ pub fn rows(samples: &[Sample]) -> Vec<Row> {
                     ratio_vs_libsignal_c: None,
                     ratio_vs_floor: None,
                     ratio_vs_own_floor: None,
+                    ratio_vs_fastest_peer: None,
+                    fastest_peer: None,
                 });
             }
         }
@@ -70,8 +81,23 @@ pub fn rows(samples: &[Sample]) -> Vec<Row> {
         row.ratio_vs_libsignal_c = ns(&row.op, Impl::LibsignalC).map(|c| row.ns_per_op / c);
         row.ratio_vs_floor = ns(&row.op, Impl::Floor).map(|f| row.ns_per_op / f);
         row.ratio_vs_own_floor = row.imp.own_floor().and_then(|f| ns(&row.op, f)).map(|f| row.ns_per_op / f);
+        let fastest = Impl::ALL
+            .into_iter()
+            .filter(|imp| imp.is_peer())
+            .filter_map(|imp| ns(&row.op, imp).map(|ns| (imp, ns)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((peer, peer_ns)) = fastest {
+            row.fastest_peer = Some(peer);
+            row.ratio_vs_fastest_peer = Some(row.ns_per_op / peer_ns);
+        }
     }
     rows
+}
+
+/// The ratio of `imp`'s median to `peer`'s for `op` (`None` if either was not measured).
+pub fn ratio(rows: &[Row], op: &str, imp: Impl, peer: Impl) -> Option<f64> {
+    let ns = |imp: Impl| rows.iter().find(|r| r.op == op && r.imp == imp).map(|r| r.ns_per_op);
+    Some(ns(imp)? / ns(peer)?)
 }
 
 /// One JSON object per row.
@@ -94,10 +120,17 @@ pub fn json_lines(rows: &[Row]) -> Vec<String> {
             if row.derived {
                 map.insert("derived".into(), json!(true));
             }
+            if row.op == Op::GroupCatchup1000.name() {
+                map.insert("per".into(), json!("message"));
+            }
+            if let Some(peer) = row.fastest_peer {
+                map.insert("fastest_peer".into(), json!(peer.name()));
+            }
             let ratios = [
                 ("ratio_vs_libsignal_c", row.ratio_vs_libsignal_c),
                 ("ratio_vs_floor", row.ratio_vs_floor),
                 ("ratio_vs_own_floor", row.ratio_vs_own_floor),
+                ("ratio_vs_fastest_peer", row.ratio_vs_fastest_peer),
             ];
             for (key, value) in ratios {
                 if let Some(value) = value {
@@ -117,21 +150,70 @@ fn round4(x: f64) -> f64 {
 pub fn table(rows: &[Row]) -> String {
     let ratio = |r: Option<f64>| r.map_or("—".to_owned(), |r| format!("{r:.3}"));
     let mut out = String::new();
-    out.push_str("| op | impl | ns/op | IQR | vs libsignal-c | vs floor | vs own-suite floor |\n");
-    out.push_str("|---|---|---:|---:|---:|---:|---:|\n");
+    out.push_str("| op | impl | ns/op | IQR | vs libsignal-c | vs fastest peer | vs floor | vs own-suite floor |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
     for row in rows {
+        let fastest = match (row.ratio_vs_fastest_peer, row.fastest_peer) {
+            (Some(r), Some(peer)) if !row.imp.is_peer() || peer != row.imp => format!("{r:.3} ({})", peer.name()),
+            (Some(r), _) => format!("{r:.3}"),
+            _ => "—".to_owned(),
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             row.op,
             row.imp.name(),
             thousands(row.ns_per_op),
             row.iqr_rel.map_or("(sum)".to_owned(), |iqr| format!("{:.1}%", iqr * 100.0)),
             ratio(row.ratio_vs_libsignal_c),
+            fastest,
             ratio(row.ratio_vs_floor),
             ratio(row.ratio_vs_own_floor),
         ));
     }
     out
+}
+
+/// The membership changes as a scaling table, in milliseconds per change (`None` if none was
+/// measured).
+pub fn membership_table(rows: &[Row]) -> Option<String> {
+    let ops: Vec<Op> = Members::ALL
+        .into_iter()
+        .map(Op::GroupAddMember)
+        .chain(Members::ALL.into_iter().map(Op::GroupRemoveMember))
+        .collect();
+    let imps: Vec<Impl> =
+        Impl::ALL.into_iter().filter(|&imp| rows.iter().any(|r| r.imp == imp && ops.iter().any(|op| op.name() == r.op))).collect();
+    if imps.is_empty() {
+        return None;
+    }
+    let mut out = String::from("| ms per change | ");
+    out.push_str(&ops.iter().map(|op| op.name().trim_start_matches("group_")).collect::<Vec<_>>().join(" | "));
+    out.push_str(" |\n|---|");
+    out.push_str(&"---:|".repeat(ops.len()));
+    out.push('\n');
+    for imp in imps {
+        out.push_str(&format!("| {} |", imp.name()));
+        for op in &ops {
+            match rows.iter().find(|r| r.imp == imp && r.op == op.name()) {
+                Some(row) => out.push_str(&format!(" {} |", millis(row.ns_per_op))),
+                None => out.push_str(" — |"),
+            }
+        }
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// Milliseconds with three significant digits.
+fn millis(ns: f64) -> String {
+    let ms = ns / 1e6;
+    if ms >= 100.0 {
+        thousands(ms)
+    } else if ms >= 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.2}")
+    }
 }
 
 fn thousands(ns: f64) -> String {
@@ -152,16 +234,24 @@ fn thousands(ns: f64) -> String {
 pub const TARGETS: [(&str, f64, f64); 3] =
     [("session_setup", 0.30, 1.2), ("encrypt+decrypt_100", 0.33, 1.3), ("encrypt+decrypt_64k", 0.33, 1.3)];
 
+/// The group targets: for these ops, Switchboard at most this many times every peer's time and
+/// at most this many times its own suite's floor.
+pub const GROUP_TARGETS: [(Op, f64, f64); 2] = [(Op::GroupEncrypt100, 1.0, 1.1), (Op::GroupDecrypt100, 1.0, 1.1)];
+
+/// The catch-up target: batch verification at least this many times faster per message than
+/// one by one.
+pub const CATCHUP_SPEEDUP: f64 = 1.5;
+
 /// One line per target and implementation: the ratios and whether they are met.
 pub fn verdicts(rows: &[Row]) -> Vec<String> {
     let mut out = Vec::new();
+    let check = |value: Option<f64>, max: f64| match value {
+        Some(v) => format!("{v:.4} (target ≤ {max:.2}: {})", if v <= max { "MET" } else { "MISSED" }),
+        None => "not measured".to_owned(),
+    };
     for (op, max_c, max_floor) in TARGETS {
         for imp in [Impl::SignalV3, Impl::Aes256Gcm] {
             let Some(row) = rows.iter().find(|r| r.op == op && r.imp == imp) else { continue };
-            let check = |value: Option<f64>, max: f64| match value {
-                Some(v) => format!("{v:.4} (target ≤ {max:.2}: {})", if v <= max { "MET" } else { "MISSED" }),
-                None => "not measured".to_owned(),
-            };
             out.push(format!(
                 "{op} {}: vs libsignal-c {}; vs own-suite floor {}",
                 imp.name(),
@@ -169,6 +259,32 @@ pub fn verdicts(rows: &[Row]) -> Vec<String> {
                 check(row.ratio_vs_own_floor, max_floor),
             ));
         }
+    }
+    for (op, max_peer, max_floor) in GROUP_TARGETS {
+        for imp in [Impl::SignalV3, Impl::Aes256Gcm] {
+            let Some(row) = rows.iter().find(|r| r.op == op.name() && r.imp == imp) else { continue };
+            let peers: Vec<String> = Impl::ALL
+                .into_iter()
+                .filter(|peer| peer.is_peer())
+                .filter_map(|peer| ratio(rows, op.name(), imp, peer).map(|r| format!("{} {}", peer.name(), check(Some(r), max_peer))))
+                .collect();
+            out.push(format!(
+                "{} {}: vs {}; vs own-suite floor {}",
+                op.name(),
+                imp.name(),
+                if peers.is_empty() { "no peer measured".to_owned() } else { peers.join(", ") },
+                check(row.ratio_vs_own_floor, max_floor),
+            ));
+        }
+    }
+    let catchup = Op::GroupCatchup1000.name();
+    if let Some(slower) = ratio(rows, catchup, Impl::SignalV3OneByOne, Impl::SignalV3) {
+        out.push(format!(
+            "{catchup}: {} is {slower:.2}x faster per message than {} (target ≥ {CATCHUP_SPEEDUP:.1}x: {})",
+            Impl::SignalV3.name(),
+            Impl::SignalV3OneByOne.name(),
+            if slower >= CATCHUP_SPEEDUP { "MET" } else { "MISSED" },
+        ));
     }
     out
 }

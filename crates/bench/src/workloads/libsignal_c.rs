@@ -2,10 +2,11 @@
 //! (crates/libsignal-c): the same operations, the same message sizes, the same order of events.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchboard_libsignal_c::{Bundle, MessageKind, Party};
 
+use crate::clock::Instant;
 use super::{Op, Workload, chunk_len, chunked, plaintext};
 
 const ALICE: &str = "alice@bench";
@@ -18,6 +19,7 @@ pub fn workload(op: Op, seed: u64) -> Box<dyn Workload> {
         Op::SessionSetup => Box::new(Setup { seed, plaintext: plaintext(super::SMALL) }),
         Op::Encrypt100 | Op::Encrypt64k => Box::new(Encrypt { pair: Pair::established(seed), plaintext: plaintext(len) }),
         Op::Decrypt100 | Op::Decrypt64k => Box::new(Decrypt { pair: Pair::established(seed), plaintext: plaintext(len) }),
+        _ => unreachable!("{} is not a 1:1 op", op.name()),
     }
 }
 

@@ -2,13 +2,14 @@
 //! with the in-memory store: the path an application takes.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use switchboard_session::testing::Device;
 use switchboard_session::{CiphertextMessage, MessageKind, PreKeyBundle, ProtocolAddress, Suite, session};
 
+use crate::clock::Instant;
 use super::{Op, Workload, chunk_len, chunked, plaintext};
 
 /// The workload of `op` under `suite`.
@@ -18,6 +19,7 @@ pub fn workload(op: Op, suite: Suite, seed: u64) -> Box<dyn Workload> {
         Op::SessionSetup => Box::new(Setup::new(suite, seed)),
         Op::Encrypt100 | Op::Encrypt64k => Box::new(Encrypt { pair: Pair::established(suite, seed), plaintext: plaintext(len) }),
         Op::Decrypt100 | Op::Decrypt64k => Box::new(Decrypt { pair: Pair::established(suite, seed), plaintext: plaintext(len) }),
+        _ => unreachable!("{} is not a 1:1 op", op.name()),
     }
 }
 
