@@ -12,5 +12,6 @@ pub mod clock;
 pub mod floor;
 pub mod group_floor;
 pub mod measure;
+pub mod relay;
 pub mod report;
 pub mod workloads;

@@ -60,6 +60,10 @@ struct Args {
     seed: u64,
 }
 
+/// The relay benchmarks' op names (run end to end over loopback, after the others).
+const RELAY_OPS: [&str; 6] =
+    ["relay_throughput", "relay_latency_p50", "relay_latency_p99", "group_fanout_10", "group_fanout_100", "group_fanout_1000"];
+
 /// The items of `all` that `filter` selects: each comma-separated part selects the item whose name
 /// it is, or else every item whose name contains it (`floor` is just the floor, `encrypt` both sizes).
 fn select<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str, filter: &Option<String>) -> Vec<T> {
@@ -89,6 +93,11 @@ fn main() -> ExitCode {
     switchboard_bench::clock::use_cpu_time(args.cpu_time);
     let ops = select(&Op::ALL, Op::name, &args.ops);
     let impls = select(&Impl::ALL, Impl::name, &args.impls);
+    let relay = !select(&RELAY_OPS, |name| name, &args.ops).is_empty()
+        && args.impls.as_deref().is_none_or(|filter| filter.contains("relay"));
+    if relay && (ops.is_empty() || impls.is_empty()) {
+        return run_relay(args.quick, args.json);
+    }
     if ops.is_empty() || impls.is_empty() {
         eprintln!("no op or no implementation matches the filters");
         return ExitCode::FAILURE;
@@ -128,6 +137,12 @@ fn main() -> ExitCode {
             println!("{line}");
         }
     }
+    if relay {
+        let code = run_relay(args.quick, args.json);
+        if code != ExitCode::SUCCESS {
+            return code;
+        }
+    }
     if args.primitives {
         let (names, mut workloads): (Vec<&str>, Vec<_>) = floor::primitives(config.seed).into_iter().unzip();
         let stats = measure::measure_interleaved(&mut workloads, &config);
@@ -151,5 +166,23 @@ fn main() -> ExitCode {
         }
     }
     eprintln!("done in {:.1} s", start.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
+}
+
+/// The relay benchmarks: three relays on loopback, durability on (see `switchboard_bench::relay`).
+fn run_relay(quick: bool, json: bool) -> ExitCode {
+    eprintln!("measuring the relays end to end over loopback (three apps, durable mailboxes)");
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() else {
+        return ExitCode::FAILURE;
+    };
+    let figures = runtime.block_on(switchboard_bench::relay::run(quick));
+    if json {
+        for line in switchboard_bench::relay::json_lines(&figures) {
+            println!("{line}");
+        }
+    } else {
+        println!();
+        print!("{}", switchboard_bench::relay::table(&figures));
+    }
     ExitCode::SUCCESS
 }

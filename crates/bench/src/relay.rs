@@ -1,0 +1,366 @@
+//! Relay benchmarks, end to end over loopback with durability on: throughput of 1 KiB envelopes
+//! from devices on one app to devices on another (client → its relay → federation → other relay →
+//! client) beside a plain two-hop TCP forwarder as the ceiling, latency at half the measured peak,
+//! and group fan-out to 10, 100 and 1,000 members spread over three apps.
+//!
+//! The devices here speak the relay protocol directly with opaque 1 KiB contents: what is
+//! measured is the relays (framing, routing, group commit to disk, TLS between apps), not the
+//! end-to-end cipher, which the session benchmarks measure.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use switchboard_relay::local::LocalFederation;
+use switchboard_wire::frame::{FrameDecoder, encode_frame};
+use switchboard_wire::switchboard::{
+    Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, GroupEnvelope, Register, ServerFrame,
+    client_frame::Body, server_frame,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Bytes of content in every envelope.
+pub const ENVELOPE_CONTENT: usize = 1024;
+
+/// The figures of one run.
+#[derive(Clone, Debug, Default)]
+pub struct RelayFigures {
+    pub forwarder_per_sec: f64,
+    pub relay_per_sec: f64,
+    pub latency_p50_us: f64,
+    pub latency_p99_us: f64,
+    pub latency_rate_per_sec: f64,
+    /// (members, milliseconds until every member had it, envelopes that crossed app boundaries)
+    pub fanout: Vec<(usize, f64, u64)>,
+}
+
+/// A device speaking the relay protocol directly.
+struct RawDevice {
+    address: DeviceAddress,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    decoder: FrameDecoder,
+    buffer: Vec<u8>,
+}
+
+impl RawDevice {
+    async fn join(relay: SocketAddr, user: &str) -> RawDevice {
+        let stream = TcpStream::connect(relay).await.expect("relay reachable");
+        stream.set_nodelay(true).expect("a TCP socket");
+        let (reader, writer) = stream.into_split();
+        let address = DeviceAddress { name: user.to_owned(), device_id: 1 };
+        let mut device = RawDevice { address, reader, writer, decoder: FrameDecoder::default(), buffer: vec![0; 64 * 1024] };
+        device.send(1, Body::Register(Register { user: user.to_owned(), device_id: 1 })).await;
+        let Some(server_frame::Body::Registered(registered)) = device.next().await.body else { panic!("registration refused") };
+        let authenticate = Authenticate { user: user.to_owned(), device_id: 1, credential: registered.credential };
+        device.send(2, Body::Authenticate(authenticate)).await;
+        device.next().await;
+        device
+    }
+
+    async fn send(&mut self, request_id: u64, body: Body) {
+        let frame = encode_frame(&ClientFrame { request_id, body: Some(body) });
+        self.writer.write_all(&frame).await.expect("relay connection");
+    }
+
+    async fn next(&mut self) -> ServerFrame {
+        loop {
+            if let Some(frame) = self.decoder.next_message::<ServerFrame>().expect("well-formed frames") {
+                return frame;
+            }
+            let read = self.reader.read(&mut self.buffer).await.expect("relay connection");
+            assert!(read > 0, "relay closed the connection");
+            self.decoder.extend(&self.buffer[..read]);
+        }
+    }
+}
+
+fn envelope(sender: &DeviceAddress, recipient: &DeviceAddress, sequence: u64, stamp: u64) -> Envelope {
+    let mut id = vec![0u8; 16];
+    id[..8].copy_from_slice(&sequence.to_be_bytes());
+    let mut content = vec![0xa5; ENVELOPE_CONTENT];
+    content[..8].copy_from_slice(&stamp.to_be_bytes());
+    Envelope {
+        id,
+        sender: Some(sender.clone()),
+        recipient: Some(recipient.clone()),
+        kind: EnvelopeKind::SignalMessage as i32,
+        content,
+        group_id: String::new(),
+    }
+}
+
+/// Receives `count` deliveries, acknowledging them in batches; returns each one's content stamp.
+async fn receive(device: &mut RawDevice, count: usize) -> Vec<u64> {
+    let mut stamps = Vec::with_capacity(count);
+    let mut pending_ack = Vec::new();
+    while stamps.len() < count {
+        let frame = device.next().await;
+        if let Some(server_frame::Body::Deliver(envelope)) = frame.body {
+            stamps.push(u64::from_be_bytes(envelope.content[..8].try_into().expect("8 bytes")));
+            pending_ack.push(envelope.id);
+            if pending_ack.len() >= 64 {
+                let ids = std::mem::take(&mut pending_ack);
+                device.send(0, Body::Acknowledge(Acknowledge { ids })).await;
+            }
+        }
+    }
+    if !pending_ack.is_empty() {
+        device.send(0, Body::Acknowledge(Acknowledge { ids: pending_ack })).await;
+    }
+    stamps
+}
+
+/// Sends `count` envelopes as fast as the window allows (at most `window` unanswered), or at
+/// `rate` per second when given; the content carries the send time in µs since `epoch`.
+async fn send_stream(device: &mut RawDevice, to: &DeviceAddress, count: usize, window: usize, rate: Option<f64>, epoch: Instant) {
+    let mut answered = 0usize;
+    let pace = rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let start = Instant::now();
+    for sequence in 0..count {
+        while sequence - answered >= window {
+            device.next().await;
+            answered += 1;
+        }
+        if let Some(pace) = pace {
+            let due = start + pace * sequence as u32;
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let stamp = epoch.elapsed().as_micros() as u64;
+        let envelope = envelope(&device.address, to, sequence as u64, stamp);
+        device.send(sequence as u64 + 10, Body::Send(envelope)).await;
+    }
+    while answered < count {
+        device.next().await;
+        answered += 1;
+    }
+}
+
+/// Messages per second through `pairs` sender/receiver pairs, green → blue.
+async fn relay_rate(federation: &LocalFederation, pairs: usize, per_pair: usize, tag: &str) -> f64 {
+    let (green, blue) = (federation.relay("green").client_address, federation.relay("blue").client_address);
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for i in 0..pairs {
+        senders.push(RawDevice::join(green, &format!("s{tag}{i}@green")).await);
+        receivers.push(RawDevice::join(blue, &format!("r{tag}{i}@blue")).await);
+    }
+    let epoch = Instant::now();
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (mut sender, mut receiver) in senders.into_iter().zip(receivers) {
+        let to = receiver.address.clone();
+        tasks.spawn(async move { send_stream(&mut sender, &to, per_pair, 64, None, epoch).await });
+        tasks.spawn(async move {
+            receive(&mut receiver, per_pair).await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    (pairs * per_pair) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Latency percentiles for one pair sending at `rate` per second.
+async fn latency(federation: &LocalFederation, rate: f64, count: usize) -> (f64, f64) {
+    let (green, blue) = (federation.relay("green").client_address, federation.relay("blue").client_address);
+    let mut sender = RawDevice::join(green, "latency-sender@green").await;
+    let mut receiver = RawDevice::join(blue, "latency-receiver@blue").await;
+    let epoch = Instant::now();
+    let to = receiver.address.clone();
+    let receiving = tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(count);
+        let mut pending_ack = Vec::new();
+        while latencies.len() < count {
+            let frame = receiver.next().await;
+            if let Some(server_frame::Body::Deliver(envelope)) = frame.body {
+                let sent = u64::from_be_bytes(envelope.content[..8].try_into().expect("8 bytes"));
+                latencies.push(epoch.elapsed().as_micros() as u64 - sent);
+                pending_ack.push(envelope.id);
+                if pending_ack.len() >= 32 {
+                    let ids = std::mem::take(&mut pending_ack);
+                    receiver.send(0, Body::Acknowledge(Acknowledge { ids })).await;
+                }
+            }
+        }
+        latencies
+    });
+    send_stream(&mut sender, &to, count, 1024, Some(rate), epoch).await;
+    let mut latencies = receiving.await.expect("receiver task");
+    latencies.sort_unstable();
+    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize] as f64;
+    (percentile(0.50), percentile(0.99))
+}
+
+/// The ceiling: the same traffic through two chained loopback TCP forwarders that only copy.
+async fn forwarder_rate(pairs: usize, per_pair: usize) -> f64 {
+    async fn forwarder(to: SocketAddr) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("loopback");
+        let address = listener.local_addr().expect("bound");
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut outbound = TcpStream::connect(to).await.expect("next hop");
+                    let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        address
+    }
+    let sink = TcpListener::bind("127.0.0.1:0").await.expect("loopback");
+    let sink_address = sink.local_addr().expect("bound");
+    let second = forwarder(sink_address).await;
+    let first = forwarder(second).await;
+    let frame = encode_frame(&ClientFrame {
+        request_id: 1,
+        body: Some(Body::Send(envelope(&DeviceAddress::default(), &DeviceAddress::default(), 0, 0))),
+    });
+    let bytes_per_pair = frame.len() * per_pair;
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..pairs {
+        let frame = frame.clone();
+        tasks.spawn(async move {
+            let mut stream = TcpStream::connect(first).await.expect("forwarder");
+            for _ in 0..per_pair {
+                stream.write_all(&frame).await.expect("forwarder");
+            }
+            stream.flush().await.expect("forwarder");
+            let mut done = [0u8; 1];
+            let _ = stream.read(&mut done).await;
+        });
+    }
+    for _ in 0..pairs {
+        let (mut stream, _) = sink.accept().await.expect("forwarded connection");
+        tasks.spawn(async move {
+            let mut buffer = vec![0u8; 64 * 1024];
+            let mut received = 0;
+            while received < bytes_per_pair {
+                let read = stream.read(&mut buffer).await.expect("sink");
+                assert!(read > 0);
+                received += read;
+            }
+            stream.write_all(&[1]).await.expect("sink");
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    (pairs * per_pair) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Milliseconds until every one of `members` (spread over the three apps) had a group message
+/// sent once by a device on Green (the hub), and how many envelopes crossed app boundaries.
+async fn fanout(federation: &LocalFederation, members: usize, tag: &str) -> (f64, u64) {
+    const APPS: [&str; 3] = ["green", "blue", "red"];
+    let mut devices = Vec::with_capacity(members);
+    for i in 0..members {
+        let app = APPS[i % 3];
+        devices.push(RawDevice::join(federation.relay(app).client_address, &format!("m{tag}{i}@{app}")).await);
+    }
+    let mut sender = RawDevice::join(federation.relay("green").client_address, &format!("sender{tag}@green")).await;
+    let recipients: Vec<DeviceAddress> = devices.iter().map(|d| d.address.clone()).collect();
+    let mut before = 0;
+    for relay in &federation.relays {
+        before += relay.inspect().await.expect("running").0.envelopes_forwarded;
+    }
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut device in devices {
+        tasks.spawn(async move {
+            receive(&mut device, 1).await;
+        });
+    }
+    let group = GroupEnvelope {
+        id: vec![7; 16],
+        sender: Some(sender.address.clone()),
+        group_id: format!("g{tag}@green"),
+        hub: "green".into(),
+        recipients,
+        content: vec![0x5a; ENVELOPE_CONTENT],
+    };
+    sender.send(99, Body::SendGroup(group)).await;
+    while tasks.join_next().await.is_some() {}
+    let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+    let mut after = 0;
+    for relay in &federation.relays {
+        after += relay.inspect().await.expect("running").0.envelopes_forwarded;
+    }
+    (elapsed, after - before)
+}
+
+/// One line per figure, as the other benchmarks print them (`ns_per_op` per message; rates and
+/// counts in extra fields).
+pub fn json_lines(figures: &RelayFigures) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut lines = vec![
+        json!({"op": "relay_throughput", "impl": "switchboard-relay", "ns_per_op": (1e9 / figures.relay_per_sec).round(),
+               "per_sec": figures.relay_per_sec.round(), "ratio_vs_forwarder": figures.relay_per_sec / figures.forwarder_per_sec}),
+        json!({"op": "relay_throughput", "impl": "tcp-forwarder", "ns_per_op": (1e9 / figures.forwarder_per_sec).round(),
+               "per_sec": figures.forwarder_per_sec.round()}),
+        json!({"op": "relay_latency_p50", "impl": "switchboard-relay", "ns_per_op": figures.latency_p50_us * 1000.0,
+               "at_per_sec": figures.latency_rate_per_sec.round()}),
+        json!({"op": "relay_latency_p99", "impl": "switchboard-relay", "ns_per_op": figures.latency_p99_us * 1000.0,
+               "at_per_sec": figures.latency_rate_per_sec.round()}),
+    ];
+    for (members, ms, crossings) in &figures.fanout {
+        lines.push(json!({"op": format!("group_fanout_{members}"), "impl": "switchboard-relay",
+                          "ns_per_op": (ms * 1e6).round(), "apps": 3, "app_boundary_crossings": crossings}));
+    }
+    lines
+}
+
+/// A table of the figures, with the targets.
+pub fn table(figures: &RelayFigures) -> String {
+    let ratio = figures.relay_per_sec / figures.forwarder_per_sec;
+    let mut out = String::new();
+    out.push_str("| relay op | figure | target |\n|---|---:|---|\n");
+    out.push_str(&format!("| relay_throughput (1 KiB, durable) | {:.0} msg/s | |\n", figures.relay_per_sec));
+    out.push_str(&format!("| plain two-hop TCP forwarder | {:.0} msg/s | |\n", figures.forwarder_per_sec));
+    out.push_str(&format!("| ratio relay / forwarder | {ratio:.3} | ≥ 0.25: {} |\n", if ratio >= 0.25 { "MET" } else { "MISSED" }));
+    out.push_str(&format!(
+        "| latency p50 / p99 at {:.0} msg/s (half of peak) | {:.2} ms / {:.2} ms | p99 < 10 ms: {} |\n",
+        figures.latency_rate_per_sec,
+        figures.latency_p50_us / 1000.0,
+        figures.latency_p99_us / 1000.0,
+        if figures.latency_p99_us < 10_000.0 { "MET" } else { "MISSED" }
+    ));
+    for (members, ms, crossings) in &figures.fanout {
+        out.push_str(&format!("| group_fanout_{members} (3 apps) | {ms:.1} ms, {crossings} envelopes across app boundaries | |\n"));
+    }
+    out
+}
+
+/// Runs every relay benchmark once; `quick` makes it short.
+pub async fn run(quick: bool) -> RelayFigures {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let federation = LocalFederation::start(&["green", "blue", "red"], dir.path()).await.expect("local federation");
+    // Let the relays' links come up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (pairs, per_pair) = if quick { (8, 400) } else { (16, 2_000) };
+    let mut figures = RelayFigures::default();
+    // Warm up, then measure the forwarder and the relays side by side (alternating).
+    relay_rate(&federation, 2, 100, "w").await;
+    let mut forwarder = Vec::new();
+    let mut relays = Vec::new();
+    for round in 0..3 {
+        // The ceiling is cheap to measure at full size, and short runs of it are dominated by
+        // connection set-up: always full size.
+        forwarder.push(forwarder_rate(16, 2_000).await);
+        relays.push(relay_rate(&federation, pairs, per_pair, &format!("t{round}")).await);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    figures.forwarder_per_sec = median(forwarder);
+    figures.relay_per_sec = median(relays);
+    figures.latency_rate_per_sec = figures.relay_per_sec / 2.0;
+    let count = if quick { 1_000 } else { 5_000 };
+    let (p50, p99) = latency(&federation, figures.latency_rate_per_sec, count).await;
+    (figures.latency_p50_us, figures.latency_p99_us) = (p50, p99);
+    for (i, members) in [10usize, 100, 1000].into_iter().enumerate() {
+        let (ms, crossings) = fanout(&federation, members, &format!("f{i}")).await;
+        figures.fanout.push((members, ms, crossings));
+    }
+    federation.shutdown().await;
+    figures
+}
