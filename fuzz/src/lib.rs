@@ -1,0 +1,27 @@
+//! Shared code of the fuzz targets: the fixtures they start from (built once per process), the
+//! models that drive the interaction targets, and the encoders `examples/make_corpus.rs` uses to
+//! write seed inputs. Each target in `fuzz_targets/` is a thin wrapper around one `run` function
+//! here, so the seed generator can also run every seed it writes and prove that it passes.
+
+pub mod fixtures;
+pub mod group_model;
+pub mod peer;
+pub mod session_model;
+
+use arbitrary::{Arbitrary, Unstructured};
+
+/// One byte from the input (0 once it has run out). Actions are read byte by byte, never with
+/// `arbitrary`'s own integer layout, so that the corpus generator can write them exactly.
+pub fn byte(u: &mut Unstructured<'_>) -> u8 {
+    u8::arbitrary(u).unwrap_or(0)
+}
+
+/// Two bytes, little-endian.
+pub fn word(u: &mut Unstructured<'_>) -> u16 {
+    u16::from(byte(u)) | (u16::from(byte(u)) << 8)
+}
+
+/// Picks an element index from an input byte; `None` when there is nothing to pick from.
+pub fn pick(index: u8, len: usize) -> Option<usize> {
+    (len > 0).then(|| usize::from(index) % len)
+}
