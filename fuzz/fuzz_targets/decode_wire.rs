@@ -16,7 +16,7 @@
 //! round-trip stably where they rebuild them (records, bundles); the `aes-256-gcm` messages,
 //! which must be canonical, re-encode to exactly their protobuf bytes.
 //!
-//! Run: `cd fuzz && cargo fuzz run -s none decode_wire corpus/decode_wire -- -dict=dict/protobuf.dict`
+//! Run: `cd fuzz && cargo fuzz run -s none -a decode_wire corpus/decode_wire -- -dict=dict/protobuf.dict`
 
 #![no_main]
 

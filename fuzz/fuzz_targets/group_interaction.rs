@@ -15,7 +15,7 @@
 //! Input format: one byte (bit 0: `aes-256-gcm`; bits 1-4: first members), then actions, each an
 //! opcode byte and its operand bytes (`Action::encode`); `examples/make_corpus.rs` writes seeds.
 //!
-//! Run: `cd fuzz && cargo fuzz run -s none group_interaction corpus/group_interaction`
+//! Run: `cd fuzz && cargo fuzz run -s none -a group_interaction corpus/group_interaction`
 
 #![no_main]
 

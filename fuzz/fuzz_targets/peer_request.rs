@@ -11,7 +11,7 @@
 //! reports as "internal error" and which this target treats as a crash; `serve` answers each
 //! non-blank line once, and exactly as `answer` does.
 //!
-//! Run: `cd fuzz && cargo fuzz run -s none peer_request corpus/peer_request -- -dict=dict/peer_request.dict`
+//! Run: `cd fuzz && cargo fuzz run -s none -a peer_request corpus/peer_request -- -dict=dict/peer_request.dict`
 
 #![no_main]
 

@@ -14,7 +14,7 @@
 //! of a PreKeySignalMessage may differ, or the inner message may come alone); afterwards every
 //! genuine message in flight still decrypts exactly once, in order.
 //!
-//! Run: `cd fuzz && cargo fuzz run -s none session_decrypt corpus/session_decrypt`
+//! Run: `cd fuzz && cargo fuzz run -s none -a session_decrypt corpus/session_decrypt`
 
 #![no_main]
 

@@ -16,7 +16,7 @@
 //! Input format: one byte (bit 0: three parties), then actions, each an opcode byte and its
 //! operand bytes (`Action::encode`); `examples/make_corpus.rs` writes scripted seeds.
 //!
-//! Run: `cd fuzz && cargo fuzz run -s none session_interaction corpus/session_interaction`
+//! Run: `cd fuzz && cargo fuzz run -s none -a session_interaction corpus/session_interaction`
 
 #![no_main]
 

@@ -137,7 +137,9 @@ impl Device {
         }
         let mut group = Group { id: id.to_owned(), epoch: 0, members: members.into_iter().collect(), suite };
         group.members.insert(self.address.clone());
-        let distribution = sender_keys::create_distribution(&mut self.sender_keys, id, &self.address, suite, rng)?;
+        // Always a fresh key: one kept from an earlier membership may be held by someone since
+        // removed.
+        let distribution = sender_keys::rotate(&mut self.sender_keys, id, &self.address, suite, rng)?;
         let others: Vec<_> = self.others(&group).collect();
         let pending = self.send_control(&group, Some(&distribution), false, &others);
         let outgoing = self.seal_all(pending, directory, rng)?;
@@ -269,7 +271,9 @@ impl Device {
                 if !announced.members.contains(&self.address) {
                     return Err(ClientError::InvalidPayload("a group this device is not in"));
                 }
-                let ours = sender_keys::create_distribution(&mut self.sender_keys, &id, &self.address, announced.suite, rng)?;
+                // A fresh key on every (re)join: a key kept from an earlier membership may be held
+                // by a member removed since.
+                let ours = sender_keys::rotate(&mut self.sender_keys, &id, &self.address, announced.suite, rng)?;
                 let others: Vec<_> = self.others(&announced).collect();
                 outgoing = self.send_control(&announced, Some(&ours), false, &others);
                 announced

@@ -231,3 +231,28 @@ fn only_members_can_change_a_group() {
     assert!(results.iter().all(|(_, r)| matches!(r, Err(ClientError::NotAMember { .. }))));
     assert_eq!(world.device("alice@green").group(GROUP).unwrap().members.len(), 4);
 }
+
+#[test]
+fn a_member_added_back_takes_a_fresh_key_that_members_removed_meanwhile_cannot_hold() {
+    // Found by the group_interaction fuzz target: C removed, then B removed, then C added back.
+    // B still holds the sender key C had before; C must not use it again.
+    let key_id = |message: &GroupMessage| switchboard_session::group::SenderKeyMessage::parse(&message.bytes).unwrap().key_id();
+    let mut world = founded(Suite::SignalV3, 6);
+    let before = world.group_send("carol@red", "before leaving");
+    for (remover, removed) in [("alice@green", "carol@red"), ("alice@green", "bob@blue")] {
+        let rng = &mut world.rng;
+        let outgoing = world.devices.get_mut(&address(remover)).unwrap()
+            .remove_member(GROUP, &address(removed), &mut world.directory, rng).unwrap();
+        world.post(remover, outgoing);
+        assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    }
+    let rng = &mut world.rng;
+    let outgoing = world.devices.get_mut(&address("alice@green")).unwrap()
+        .add_member(GROUP, address("carol@red"), &mut world.directory, rng).unwrap();
+    world.post("alice@green", outgoing);
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    let after = world.group_send("carol@red", "after coming back");
+    assert_ne!(key_id(&after), key_id(&before), "carol reused a sender key bob still holds");
+    assert_eq!(world.group_read("alice@green", "carol@red", &after).unwrap(), b"after coming back");
+    assert_eq!(world.group_read("dave@blue", "carol@red", &after).unwrap(), b"after coming back");
+}
