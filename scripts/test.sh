@@ -34,7 +34,7 @@ fuzz_run() { # log name, then the command; prints libFuzzer's last line, or the 
     fi
     grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1
 }
-for target in decode_wire session_decrypt group_decrypt session_interaction group_interaction peer_request; do
+for target in decode_wire session_decrypt group_decrypt session_interaction group_interaction peer_request relay_frames; do
     binary=./fuzz/target/debug/"$target"
     dict=()
     case "$target" in

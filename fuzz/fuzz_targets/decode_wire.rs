@@ -63,6 +63,34 @@ fn wire(data: &[u8]) {
     round_trip::<switchboard::DeviceAddress>(data);
     round_trip::<switchboard::GroupControl>(data);
     round_trip::<switchboard::PairwisePayload>(data);
+    // The relay protocol, message content and the device's stored state.
+    round_trip::<switchboard::Envelope>(data);
+    round_trip::<switchboard::GroupEnvelope>(data);
+    round_trip::<switchboard::ClientFrame>(data);
+    round_trip::<switchboard::ServerFrame>(data);
+    round_trip::<switchboard::FederationFrame>(data);
+    round_trip::<switchboard::Content>(data);
+    round_trip::<switchboard::DeviceSnapshot>(data);
+    frames(data);
+}
+
+/// The length-delimited framing: whatever the bytes, the decoder yields whole frames within its
+/// limit or stops with an error, and never holds more than it was given.
+fn frames(data: &[u8]) {
+    use switchboard_wire::frame::{FrameDecoder, encode_frame};
+    let mut decoder = FrameDecoder::new(4096);
+    decoder.extend(data);
+    let mut taken = 0;
+    while let Ok(Some(frame)) = decoder.next_frame() {
+        assert!(frame.len() <= 4096);
+        taken += frame.len() + 4;
+    }
+    assert!(decoder.buffered() + taken <= data.len());
+    if let Ok(envelope) = switchboard_wire::decode::<switchboard::ClientFrame>(data, 4096) {
+        let mut again = FrameDecoder::default();
+        again.extend(&encode_frame(&envelope));
+        assert_eq!(again.next_message::<switchboard::ClientFrame>(), Ok(Some(envelope)));
+    }
 }
 
 fn messages(data: &[u8]) {

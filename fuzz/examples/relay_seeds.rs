@@ -1,0 +1,60 @@
+//! Writes seeds for the `relay_frames` target into `corpus/relay_frames/`: frames from the
+//! authenticated device, the stranger and both federation links, in the target's input format
+//! (source byte, 2-byte length, frame). Run: `cargo run --example relay_seeds`.
+
+use switchboard_wire::Message;
+use switchboard_wire::switchboard::{
+    Acknowledge, ClientFrame, DeviceAddress, Envelope, FederationFrame, FetchBlob, FetchBundles, GroupEnvelope, UploadBlob,
+    client_frame, federation_frame,
+};
+
+fn address(name: &str) -> Option<DeviceAddress> {
+    Some(DeviceAddress { name: name.into(), device_id: 1 })
+}
+
+fn envelope(from: &str, to: &str) -> Envelope {
+    Envelope { id: vec![7; 16], sender: address(from), recipient: address(to), kind: 2, content: vec![0x33; 48], group_id: String::new() }
+}
+
+fn record(source: u8, frame: Vec<u8>) -> Vec<u8> {
+    let mut out = vec![source, (frame.len() >> 8) as u8, frame.len() as u8];
+    out.extend(frame);
+    out
+}
+
+fn client(body: client_frame::Body) -> Vec<u8> {
+    ClientFrame { request_id: 9, body: Some(body) }.encode_to_vec()
+}
+
+fn link(body: federation_frame::Body) -> Vec<u8> {
+    FederationFrame { request_id: 9, body: Some(body) }.encode_to_vec()
+}
+
+fn main() {
+    let group = GroupEnvelope {
+        id: vec![8; 16],
+        sender: address("alice@green"),
+        group_id: "g@green".into(),
+        hub: "green".into(),
+        recipients: vec![address("bob@green").unwrap(), address("x@blue").unwrap(), address("y@red").unwrap()],
+        content: vec![0x33; 40],
+    };
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("send-local", record(0, client(client_frame::Body::Send(envelope("alice@green", "bob@green"))))),
+        ("send-remote", record(0, client(client_frame::Body::Send(envelope("alice@green", "x@blue"))))),
+        ("send-group", record(0, client(client_frame::Body::SendGroup(group.clone())))),
+        ("stranger-send", record(1, client(client_frame::Body::Send(envelope("bob@green", "alice@green"))))),
+        ("fetch", record(0, client(client_frame::Body::FetchBundles(FetchBundles { user: "x@red".into() })))),
+        ("blob", [record(0, client(client_frame::Body::UploadBlob(UploadBlob { blob: vec![1; 30] }))), record(4, vec![]),
+                  record(0, client(client_frame::Body::FetchBlob(FetchBlob { blob_id: "00@red".into() })))].concat()),
+        ("forward-in", [record(2, link(federation_frame::Body::Forward(envelope("x@blue", "alice@green")))), record(4, vec![])].concat()),
+        ("forward-group-in", record(2, link(federation_frame::Body::ForwardGroup(GroupEnvelope { sender: address("x@blue"), hub: "blue".into(), ..group.clone() })))),
+        ("ack", record(0, client(client_frame::Body::Acknowledge(Acknowledge { ids: vec![vec![7; 16]] })))),
+        ("answer-out", record(3, link(federation_frame::Body::Acknowledge(Acknowledge { ids: vec![] })))),
+    ];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/relay_frames");
+    std::fs::create_dir_all(&dir).expect("corpus folder");
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).expect("seed written");
+    }
+}
