@@ -399,7 +399,14 @@ impl ChatClient {
     /// Sends `body` to group `id`: encrypted once, fanned out by the relays.
     pub async fn send_group(&mut self, id: &str, body: content::Body) -> Result<Vec<u8>, ChatError> {
         let content = self.new_content(Some(id), body);
-        let message = self.device.encrypt_group(id, &content.encode_to_vec(), &mut self.rng)?;
+        let me = self.address();
+        let members: Vec<ProtocolAddress> = self.group(id).map(|g| g.members.iter().cloned().collect()).unwrap_or_default();
+        self.prepare(members.iter().filter(|member| **member != me)).await?;
+        let mut message = self.device.encrypt_group(id, &content.encode_to_vec(), &mut self.rng)?;
+        // Our sender key, to the members that do not hold it yet, goes first.
+        let distributions = std::mem::take(&mut message.key_distributions);
+        let sealed = self.device.seal_all(distributions, &mut self.directory, &mut self.rng)?;
+        self.queue(sealed);
         let mut envelope_id = vec![0u8; 16];
         self.rng.fill_bytes(&mut envelope_id);
         self.outbox.push_back(Body::SendGroup(GroupEnvelope {

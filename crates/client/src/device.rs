@@ -1,6 +1,6 @@
 //! One device: its identity, its pairwise sessions, its sender keys and its groups.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use rand_core::CryptoRng;
 use switchboard_session::group::{self as sender_keys, InMemorySenderKeyStore, SenderKeyDistributionMessage, SenderKeyMessage};
@@ -17,6 +17,8 @@ use crate::group::Group;
 type Result<T> = std::result::Result<T, ClientError>;
 
 const SIGNED_PREKEY_ID: u32 = 1;
+/// Sender keys kept for devices whose joining this device has not heard of yet.
+pub const MAX_HELD_KEYS: usize = 1_024;
 
 /// A pairwise message to send to one device.
 #[derive(Clone, Debug)]
@@ -39,6 +41,9 @@ pub struct GroupMessage {
     pub group: String,
     pub recipients: Vec<ProtocolAddress>,
     pub bytes: Vec<u8>,
+    /// This device's current sender key, for the members that do not hold it yet: seal these
+    /// ([`Device::seal_all`]) and send them before `bytes`.
+    pub key_distributions: Vec<PendingSend>,
 }
 
 /// What a received pairwise message meant.
@@ -58,7 +63,24 @@ pub struct Device {
     pub(crate) store: InMemoryStore,
     pub(crate) sender_keys: InMemorySenderKeyStore,
     pub(crate) groups: HashMap<String, Group>,
+    /// Per group, the members that were handed this device's current sender key. A device hands
+    /// its key out when it next sends to the group (as Signal does), not when it joins: a member
+    /// that never sends costs its group nothing, which keeps a group of 1,000 linear to set up.
+    pub(crate) key_holders: HashMap<String, BTreeSet<ProtocolAddress>>,
+    /// Sender keys from devices not yet known as members, by group and sender (see `on_control`).
+    pub(crate) held_keys: HashMap<(String, ProtocolAddress), SenderKeyDistributionMessage>,
     pub(crate) next_prekey_id: u32,
+    #[cfg(feature = "inject-bugs")]
+    pub(crate) bugs: InjectedBugs,
+}
+
+/// Deliberate defects, for checking that the simulator's invariants catch them. Never enable
+/// outside such tests.
+#[cfg(feature = "inject-bugs")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InjectedBugs {
+    /// Keep the current sender key when a member is removed, instead of rotating it.
+    pub keep_sender_key_on_removal: bool,
 }
 
 impl Device {
@@ -68,7 +90,39 @@ impl Device {
         let signed = SignedPreKeyRecord::generate(SIGNED_PREKEY_ID, &identity, 0, rng);
         let mut store = InMemoryStore::new(identity, registration_id);
         store.save_signed_prekey(signed).expect("in-memory store");
-        Device { address, store, sender_keys: Default::default(), groups: HashMap::new(), next_prekey_id: 1 }
+        Device {
+            address,
+            store,
+            sender_keys: Default::default(),
+            groups: HashMap::new(),
+            key_holders: HashMap::new(),
+            held_keys: HashMap::new(),
+            next_prekey_id: 1,
+            #[cfg(feature = "inject-bugs")]
+            bugs: InjectedBugs::default(),
+        }
+    }
+
+    /// Turns deliberate defects on (see [`InjectedBugs`]).
+    #[cfg(feature = "inject-bugs")]
+    pub fn inject_bugs(&mut self, bugs: InjectedBugs) {
+        self.bugs = bugs;
+    }
+
+    /// A fresh sender key for group `id` after a removal: no one holds it yet.
+    fn rotate_after_removal<R: CryptoRng + ?Sized>(&mut self, id: &str, suite: Suite, rng: &mut R) -> Result<()> {
+        #[cfg(feature = "inject-bugs")]
+        if self.bugs.keep_sender_key_on_removal {
+            return Ok(());
+        }
+        self.fresh_key(id, suite, rng)
+    }
+
+    /// A fresh sender key for group `id`, held by no one yet.
+    fn fresh_key<R: CryptoRng + ?Sized>(&mut self, id: &str, suite: Suite, rng: &mut R) -> Result<()> {
+        sender_keys::rotate(&mut self.sender_keys, id, &self.address, suite, rng)?;
+        self.key_holders.insert(id.to_owned(), BTreeSet::new());
+        Ok(())
     }
 
     /// This device's address.
@@ -122,8 +176,8 @@ impl Device {
         self.seal(to, Body::Application(content.to_vec()), directory, rng)
     }
 
-    /// Creates group `id` with `members` (this device is added), and hands each member this
-    /// device's sender key.
+    /// Creates group `id` with `members` (this device is added) and tells each member; this
+    /// device's sender key goes to them with its first message to the group.
     pub fn create_group<R: CryptoRng + ?Sized>(
         &mut self,
         id: &str,
@@ -137,18 +191,19 @@ impl Device {
         }
         let mut group = Group { id: id.to_owned(), epoch: 0, members: members.into_iter().collect(), suite };
         group.members.insert(self.address.clone());
+        let others: Vec<_> = self.others(&group).collect();
+        let pending = self.send_control(&group, None, false, &others);
+        let outgoing = self.seal_all(pending, directory, rng)?;
         // Always a fresh key: one kept from an earlier membership may be held by someone since
         // removed.
-        let distribution = sender_keys::rotate(&mut self.sender_keys, id, &self.address, suite, rng)?;
-        let others: Vec<_> = self.others(&group).collect();
-        let pending = self.send_control(&group, Some(&distribution), false, &others);
-        let outgoing = self.seal_all(pending, directory, rng)?;
+        self.fresh_key(id, suite, rng)?;
         self.groups.insert(id.to_owned(), group);
         Ok(outgoing)
     }
 
-    /// Adds `member` to group `id`: every member learns the new membership; the new member gets
-    /// this device's current sender key now, and every other member's when they learn of it.
+    /// Adds `member` to group `id`: every member, the new one included, learns the new
+    /// membership; the new member gets each member's *current* sender key with that member's
+    /// next message to the group.
     pub fn add_member<R: CryptoRng + ?Sized>(
         &mut self,
         id: &str,
@@ -161,17 +216,16 @@ impl Device {
             return Err(ClientError::InvalidChange("already a member"));
         }
         group.epoch = group.epoch.checked_add(1).ok_or(ClientError::InvalidChange("epoch exhausted"))?;
-        let distribution = sender_keys::create_distribution(&mut self.sender_keys, id, &self.address, group.suite, rng)?;
-        let existing: Vec<_> = self.others(&group).filter(|other| *other != member).collect();
-        let mut pending = self.send_control(&group, None, false, &existing);
-        pending.extend(self.send_control(&group, Some(&distribution), false, &[member]));
+        let others: Vec<_> = self.others(&group).collect();
+        let pending = self.send_control(&group, None, false, &others);
         let outgoing = self.seal_all(pending, directory, rng)?;
         self.groups.insert(id.to_owned(), group);
         Ok(outgoing)
     }
 
-    /// Removes `member` from group `id`: this device rotates its sender key and hands the new one
-    /// to the remaining members only; each of them does the same when it learns of the removal.
+    /// Removes `member` from group `id`: this device rotates its sender key, which goes to the
+    /// remaining members only (with its next group message); each of them does the same when it
+    /// learns of the removal.
     pub fn remove_member<R: CryptoRng + ?Sized>(
         &mut self,
         id: &str,
@@ -187,22 +241,35 @@ impl Device {
             return Err(ClientError::InvalidChange("not a member"));
         }
         group.epoch = group.epoch.checked_add(1).ok_or(ClientError::InvalidChange("epoch exhausted"))?;
-        let distribution = sender_keys::rotate(&mut self.sender_keys, id, &self.address, group.suite, rng)?;
-        let remaining: Vec<_> = self.others(&group).collect();
-        let mut pending = self.send_control(&group, Some(&distribution), false, &remaining);
-        // The removed device learns it is out (and gets no key).
-        pending.extend(self.send_control(&group, None, false, std::slice::from_ref(member)));
+        let mut to: Vec<_> = self.others(&group).collect();
+        // The removed device learns it is out.
+        to.push(member.clone());
+        let pending = self.send_control(&group, None, false, &to);
         let outgoing = self.seal_all(pending, directory, rng)?;
+        self.rotate_after_removal(id, group.suite, rng)?;
         self.groups.insert(id.to_owned(), group);
         Ok(outgoing)
     }
 
-    /// Encrypts `plaintext` once for every other member of group `id`.
+    /// Encrypts `plaintext` once for every other member of group `id`, with this device's sender
+    /// key handed to the members that do not hold it yet.
     pub fn encrypt_group<R: CryptoRng + ?Sized>(&mut self, id: &str, plaintext: &[u8], rng: &mut R) -> Result<GroupMessage> {
         let group = self.groups.get(id).ok_or_else(|| ClientError::UnknownGroup(id.to_owned()))?;
-        let recipients = self.others(group).collect();
+        let recipients: Vec<ProtocolAddress> = self.others(group).collect();
+        let holders = self.key_holders.get(id);
+        let missing: Vec<ProtocolAddress> =
+            recipients.iter().filter(|member| holders.is_none_or(|holders| !holders.contains(*member))).cloned().collect();
+        let key_distributions = if missing.is_empty() {
+            Vec::new()
+        } else {
+            let suite = group.suite;
+            let distribution = sender_keys::create_distribution(&mut self.sender_keys, id, &self.address, suite, rng)?;
+            let group = self.groups.get(id).expect("looked up above");
+            self.send_control(group, Some(&distribution), false, &missing)
+        };
         let message = sender_keys::encrypt(&mut self.sender_keys, id, &self.address, plaintext, rng)?;
-        Ok(GroupMessage { group: id.to_owned(), recipients, bytes: message.serialize().to_vec() })
+        self.key_holders.entry(id.to_owned()).or_default().extend(missing);
+        Ok(GroupMessage { group: id.to_owned(), recipients, bytes: message.serialize().to_vec(), key_distributions })
     }
 
     /// Decrypts a group message that `sender`, a current member, sent to group `id`.
@@ -259,40 +326,46 @@ impl Device {
         };
         let id = announced.id.clone();
         let current = self.groups.get(&id).cloned();
-        if current.as_ref().is_some_and(|group| !group.members.contains(from)) || !announced.members.contains(from) {
+        if !announced.members.contains(from) {
+            return Err(ClientError::NotAMember { group: id, sender: from.clone() });
+        }
+        if let Some(current) = current.as_ref().filter(|group| !group.members.contains(from)) {
+            // A newcomer whose key overtook the news of its joining: keep the key (unused) until
+            // that news arrives.
+            let newer = announced.epoch > current.epoch && announced.members.contains(&self.address);
+            if let (true, Some(distribution)) = (newer, distribution) {
+                if self.held_keys.len() >= MAX_HELD_KEYS {
+                    return Err(ClientError::InvalidChange("too many keys from unannounced members"));
+                }
+                self.held_keys.insert((id.clone(), from.clone()), distribution);
+                return Ok((Received::Group { group: id, epoch: current.epoch }, Vec::new()));
+            }
             return Err(ClientError::NotAMember { group: id, sender: from.clone() });
         }
 
-        let mut outgoing = Vec::new();
         let joining = current.is_none();
         let group = match current {
-            // Joining: take the announced group and hand our own sender key to everyone.
+            // Joining: take the announced group; our key goes out with our first message to it.
             None => {
                 if !announced.members.contains(&self.address) {
                     return Err(ClientError::InvalidPayload("a group this device is not in"));
                 }
                 // A fresh key on every (re)join: a key kept from an earlier membership may be held
                 // by a member removed since.
-                let ours = sender_keys::rotate(&mut self.sender_keys, &id, &self.address, announced.suite, rng)?;
-                let others: Vec<_> = self.others(&announced).collect();
-                outgoing = self.send_control(&announced, Some(&ours), false, &others);
+                self.fresh_key(&id, announced.suite, rng)?;
                 announced
             }
-            // A change: apply it, and rotate after a removal or hand our key to newcomers.
+            // A change: apply it. After a removal, rotate (the new key goes to the remaining
+            // members with our next message); a newcomer gets our current key the same way.
             Some(current) if announced.epoch > current.epoch => {
                 if !announced.members.contains(&self.address) {
                     self.groups.remove(&id);
+                    self.key_holders.remove(&id);
+                    self.held_keys.retain(|(group, _), _| *group != id);
                     return Ok((Received::RemovedFromGroup { group: id }, Vec::new()));
                 }
-                let removed = current.members.difference(&announced.members).next().is_some();
-                let added: Vec<_> = announced.members.difference(&current.members).cloned().collect();
-                if removed {
-                    let fresh = sender_keys::rotate(&mut self.sender_keys, &id, &self.address, announced.suite, rng)?;
-                    let others: Vec<_> = self.others(&announced).collect();
-                    outgoing = self.send_control(&announced, Some(&fresh), false, &others);
-                } else if !added.is_empty() {
-                    let ours = sender_keys::create_distribution(&mut self.sender_keys, &id, &self.address, announced.suite, rng)?;
-                    outgoing = self.send_control(&announced, Some(&ours), true, &added);
+                if current.members.difference(&announced.members).next().is_some() {
+                    self.rotate_after_removal(&id, announced.suite, rng)?;
                 }
                 announced
             }
@@ -302,15 +375,23 @@ impl Device {
         if let Some(distribution) = &distribution {
             sender_keys::process_distribution(&mut self.sender_keys, &id, from, distribution)?;
         }
-        // A member that learnt of our arrival asks for our key (our own announcement may have
-        // reached it too early); on joining, everyone got it already.
+        let now_members: Vec<_> =
+            self.held_keys.keys().filter(|(held, sender)| *held == id && group.members.contains(sender)).cloned().collect();
+        for key in now_members {
+            if let Some(held) = self.held_keys.remove(&key) {
+                sender_keys::process_distribution(&mut self.sender_keys, &id, &key.1, &held)?;
+            }
+        }
+        // A member asks for our key (it lost it, or an older client's announcement reached it
+        // too early): it gets it with our next message.
         if control.request_sender_key && !joining {
-            let ours = sender_keys::create_distribution(&mut self.sender_keys, &id, &self.address, group.suite, rng)?;
-            outgoing.extend(self.send_control(&group, Some(&ours), false, std::slice::from_ref(from)));
+            if let Some(holders) = self.key_holders.get_mut(&id) {
+                holders.remove(from);
+            }
         }
         let epoch = group.epoch;
         self.groups.insert(id.clone(), group);
-        Ok((Received::Group { group: id, epoch }, outgoing))
+        Ok((Received::Group { group: id, epoch }, Vec::new()))
     }
 
     fn others<'a>(&'a self, group: &'a Group) -> impl Iterator<Item = ProtocolAddress> + 'a {

@@ -18,6 +18,8 @@ pub mod net;
 pub mod persist;
 
 pub use device::{Device, GroupMessage, Outgoing, PendingSend, Received};
+#[cfg(feature = "inject-bugs")]
+pub use device::InjectedBugs;
 pub use chat::{ChatClient, ChatError, ChatStats, Event};
 pub use directory::{BundleDirectory, InMemoryDirectory};
 pub use error::ClientError;

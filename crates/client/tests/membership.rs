@@ -62,9 +62,16 @@ impl World {
         seen
     }
 
+    /// Encrypts a group message; the sender's key goes first to the members that lack it.
     fn group_send(&mut self, from: &str, text: &str) -> GroupMessage {
         let rng = &mut self.rng;
-        self.devices.get_mut(&address(from)).unwrap().encrypt_group(GROUP, text.as_bytes(), rng).unwrap()
+        let device = self.devices.get_mut(&address(from)).unwrap();
+        let mut message = device.encrypt_group(GROUP, text.as_bytes(), rng).unwrap();
+        let distributions = std::mem::take(&mut message.key_distributions);
+        let sealed = device.seal_all(distributions, &mut self.directory, rng).unwrap();
+        self.post(from, sealed);
+        assert!(self.deliver_all().iter().all(|(_, result)| result.is_ok()));
+        message
     }
 
     fn group_read(&mut self, reader: &str, from: &str, message: &GroupMessage) -> Result<Vec<u8>, ClientError> {
@@ -181,8 +188,9 @@ fn a_late_joiner_reads_nothing_sent_before_it_joined() {
         assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
         assert_eq!(world.device("erin@red").group(GROUP).unwrap().epoch, 1);
 
+        // Every member hands Erin its current key with its next message; earlier keys are behind it.
+        world.everyone_reads_everyone(&["alice@green", "bob@blue", "carol@red", "dave@blue", "erin@red"], "with erin");
         for (sender, message) in &before {
-            // Erin's copy of each chain starts at its current iteration: earlier keys are behind it.
             assert!(
                 matches!(
                     world.group_read("erin@red", sender, message),
@@ -191,30 +199,36 @@ fn a_late_joiner_reads_nothing_sent_before_it_joined() {
                 "erin read {sender}'s earlier message"
             );
         }
-        world.everyone_reads_everyone(&["alice@green", "bob@blue", "carol@red", "dave@blue", "erin@red"], "with erin");
     }
 }
 
 #[test]
-fn a_newcomers_key_that_arrives_too_early_is_requested_again() {
+fn a_newcomers_key_that_overtakes_the_news_of_her_joining_is_kept_until_it_arrives() {
     let mut world = founded(Suite::SignalV3, 4);
     let rng = &mut world.rng;
     let outgoing = world.devices.get_mut(&address("alice@green")).unwrap()
         .add_member(GROUP, address("erin@red"), &mut world.directory, rng).unwrap();
     world.post("alice@green", outgoing);
-    // Deliver Erin's invitation first, then Erin's announcements, and only then Alice's notices
-    // to the others: Bob, Carol and Dave first hear of Erin from Erin, and refuse.
+    // Erin hears first, and writes to the group at once: her key reaches Bob, Carol and Dave
+    // before Alice's notices do.
     let (to_erin, notices): (Vec<_>, Vec<_>) = world.network.drain(..).partition(|(_, o)| o.to == address("erin@red"));
     world.network.extend(to_erin);
-    let (from, invitation) = world.network.pop_front().unwrap();
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    let rng = &mut world.rng;
     let erin = world.devices.get_mut(&address("erin@red")).unwrap();
-    let (_, responses) = erin.receive(&from, &invitation.message, &mut world.directory, &mut world.rng).unwrap();
-    world.post("erin@red", responses);
+    let mut early = erin.encrypt_group(GROUP, b"hi all", rng).unwrap();
+    let keys = erin.seal_all(std::mem::take(&mut early.key_distributions), &mut world.directory, rng).unwrap();
+    world.post("erin@red", keys);
+    let held = world.deliver_all();
+    assert_eq!(held.len(), 4);
+    assert!(held.iter().all(|(_, result)| result.is_ok()), "{held:?}");
+    assert!(matches!(world.group_read("bob@blue", "erin@red", &early), Err(ClientError::NotAMember { .. })));
+    // The notices arrive: the kept keys take effect.
     world.network.extend(notices);
-    let results = world.deliver_all();
-    let refused = results.iter().filter(|(_, r)| matches!(r, Err(ClientError::NotAMember { .. }))).count();
-    assert_eq!(refused, 3, "Bob, Carol and Dave refuse Erin's key before they know she is in");
-    world.everyone_reads_everyone(&["alice@green", "bob@blue", "carol@red", "dave@blue", "erin@red"], "all keys arrived");
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    for reader in ["alice@green", "bob@blue", "carol@red", "dave@blue"] {
+        assert_eq!(world.group_read(reader, "erin@red", &early).unwrap(), b"hi all");
+    }
 }
 
 #[test]
