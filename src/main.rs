@@ -5,6 +5,7 @@ mod conformance;
 mod demo;
 mod peer;
 mod relay;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,9 @@ enum Command {
     Setup(relay::SetupArgs),
     /// Chats from the terminal as a user of one app.
     Chat(chat::Args),
+    /// Runs a simulator scenario: the client and relay cores over a virtual network, with
+    /// faults and attacks, and every invariant checked.
+    Sim(sim::Args),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -45,5 +49,6 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Relay(args) => relay::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Setup(args) => relay::setup(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Chat(args) => chat::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Sim(args) => sim::run(args),
     }
 }

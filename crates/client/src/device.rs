@@ -160,6 +160,25 @@ impl Device {
             .collect()
     }
 
+    /// Whether this device has a session with `address` (and so needs no bundle to write to it).
+    pub fn has_session(&self, address: &ProtocolAddress) -> bool {
+        session::has_session(&self.store, address).unwrap_or(false)
+    }
+
+    /// The public ratchet key this device currently sends to `address` under, if it has a
+    /// session with it.
+    pub fn sending_ratchet_key(&self, address: &ProtocolAddress) -> Option<switchboard_session::PublicKey> {
+        use switchboard_session::store::SessionStore;
+        let record = self.store.load_session(address).ok()??;
+        record.current().map(|state| *state.sender_ratchet_key())
+    }
+
+    /// The sender keys this device holds (its own and other members'), read-only: what a member
+    /// who keeps everything it was ever given could use.
+    pub fn sender_key_store(&self) -> &InMemorySenderKeyStore {
+        &self.sender_keys
+    }
+
     /// The group `id`, as this device sees it.
     pub fn group(&self, id: &str) -> Option<&Group> {
         self.groups.get(id)

@@ -10,6 +10,7 @@ pub(crate) use prekey_message::PreKeyHeader;
 pub use prekey_message::PreKeySignalMessage;
 
 use crate::error::Result;
+use crate::keys::PublicKey;
 
 /// Which of the two message kinds a ciphertext is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +45,14 @@ impl CiphertextMessage {
             MessageKind::PreKey => CiphertextMessage::PreKey(PreKeySignalMessage::parse(bytes)?),
             MessageKind::Signal => CiphertextMessage::Signal(SignalMessage::parse(bytes)?),
         })
+    }
+
+    /// The sender's ratchet public key.
+    pub fn ratchet_key(&self) -> &PublicKey {
+        match self {
+            CiphertextMessage::PreKey(message) => message.message().ratchet_key(),
+            CiphertextMessage::Signal(message) => message.ratchet_key(),
+        }
     }
 
     /// The message's kind.

@@ -69,6 +69,12 @@ enum ChainUpdate {
 }
 
 impl SessionState {
+    /// The public half of this side's current sending ratchet key (it is on the wire in every
+    /// message this side sends in its current chain).
+    pub fn sender_ratchet_key(&self) -> &PublicKey {
+        &self.sender_chain.ratchet.public
+    }
+
     /// The suite the session was created under.
     pub fn suite(&self) -> Suite {
         self.suite

@@ -1,0 +1,215 @@
+//! The ledger: what was sent, to whom, and what each device read — the ground truth the
+//! invariants are checked against.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use switchboard_session::ProtocolAddress;
+use switchboard_session::group::{self as sender_keys, InMemorySenderKeyStore, SenderKeyMessage};
+
+/// Violations listed one by one in a report; beyond this, only counted.
+pub const MAX_LISTED_VIOLATIONS: usize = 100;
+
+/// One message sent.
+#[derive(Debug, Clone)]
+pub struct MessageRecord {
+    pub sent_at_us: u64,
+    pub sender: usize,
+    pub group: Option<usize>,
+    /// Devices it was addressed to.
+    pub addressed: Vec<usize>,
+}
+
+/// A group message's ciphertext, for checking who else could read it.
+#[derive(Debug, Clone)]
+pub struct GroupCiphertext {
+    pub message: u64,
+    pub group: usize,
+    pub sender: usize,
+    /// The sender's group epoch when it encrypted.
+    pub sender_epoch: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// An invariant that did not hold, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+/// Everything the invariants need.
+#[derive(Default)]
+pub struct Ledger {
+    pub messages: Vec<MessageRecord>,
+    /// (message, device) → times read.
+    pub reads: HashMap<(u64, usize), u32>,
+    pub latencies_us: Vec<u64>,
+    pub group_ciphertexts: Vec<GroupCiphertext>,
+    /// Per group, per device: the epochs of its membership as [from, until) intervals.
+    pub membership: BTreeMap<usize, HashMap<usize, Vec<(u64, u64)>>>,
+    /// Devices ever removed from a group.
+    pub removed: HashSet<(usize, usize)>,
+    /// (device, envelope id) an adversary changed.
+    pub tampered: HashSet<(usize, [u8; 16])>,
+    pub tampered_read: u64,
+    pub tampered_refused: u64,
+    pub replayed: u64,
+    pub withheld: HashSet<(usize, [u8; 16])>,
+    pub duplicates_dropped: u64,
+    pub refused: u64,
+}
+
+impl Ledger {
+    /// Records a message; returns its number.
+    pub fn sent(&mut self, record: MessageRecord) -> u64 {
+        self.messages.push(record);
+        self.messages.len() as u64 - 1
+    }
+
+    /// `device` read `message` at `now_us` from the envelope `envelope`.
+    pub fn read(&mut self, message: u64, device: usize, envelope: [u8; 16], now_us: u64) {
+        let count = self.reads.entry((message, device)).or_default();
+        *count += 1;
+        if *count == 1 {
+            if let Some(record) = self.messages.get(message as usize) {
+                self.latencies_us.push(now_us.saturating_sub(record.sent_at_us));
+            }
+        }
+        if self.tampered.contains(&(device, envelope)) {
+            self.tampered_read += 1;
+        }
+    }
+
+    pub fn refused(&mut self, device: usize, envelope: [u8; 16]) {
+        self.refused += 1;
+        if self.tampered.contains(&(device, envelope)) {
+            self.tampered_refused += 1;
+        }
+    }
+
+    /// `device` is a member of `group` from `epoch` on.
+    pub fn joined(&mut self, group: usize, device: usize, epoch: u64) {
+        self.membership.entry(group).or_default().entry(device).or_default().push((epoch, u64::MAX));
+    }
+
+    /// `device` is no member of `group` from `epoch` on.
+    pub fn left(&mut self, group: usize, device: usize, epoch: u64) {
+        self.removed.insert((group, device));
+        if let Some(last) = self.membership.entry(group).or_default().entry(device).or_default().last_mut() {
+            if last.1 == u64::MAX {
+                last.1 = epoch;
+            }
+        }
+    }
+
+    fn member_at(&self, group: usize, device: usize, epoch: u64) -> bool {
+        self.membership
+            .get(&group)
+            .and_then(|members| members.get(&device))
+            .is_some_and(|intervals| intervals.iter().any(|(from, until)| (*from..*until).contains(&epoch)))
+    }
+
+    /// Checks delivery: every message read at most once by each device, only by devices it was
+    /// addressed to, and — unless an adversary may have kept it from them — at least once by
+    /// every device it was addressed to that stayed in its group. Returns the violations and the
+    /// number of deliveries missing (when `availability_attacked`, these are reported, not
+    /// violations).
+    pub fn check_delivery(&self, availability_attacked: bool, describe: &dyn Fn(usize) -> String) -> (Vec<Violation>, u64, u64) {
+        let mut violations = Vec::new();
+        let mut missing = 0u64;
+        let mut expected = 0u64;
+        let mut addressed_to: HashSet<(u64, usize)> = HashSet::new();
+        for (number, record) in self.messages.iter().enumerate() {
+            let number = number as u64;
+            for &device in &record.addressed {
+                addressed_to.insert((number, device));
+                let stays = record.group.is_none_or(|group| !self.removed.contains(&(group, device)));
+                if !stays {
+                    continue;
+                }
+                expected += 1;
+                if self.reads.get(&(number, device)).copied().unwrap_or(0) == 0 {
+                    missing += 1;
+                    if !availability_attacked {
+                        violations.push(Violation {
+                            invariant: "exactly-once delivery",
+                            detail: format!(
+                                "message {number} (sent at {:.3} s by {}) never reached {}",
+                                record.sent_at_us as f64 / 1e6,
+                                describe(record.sender),
+                                describe(device)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        let mut reads: Vec<(&(u64, usize), &u32)> = self.reads.iter().collect();
+        reads.sort();
+        for (&(message, device), &count) in reads {
+            if count > 1 {
+                violations.push(Violation {
+                    invariant: "exactly-once delivery",
+                    detail: format!("message {message} read {count} times by {}", describe(device)),
+                });
+            }
+            if !addressed_to.contains(&(message, device)) {
+                violations.push(Violation {
+                    invariant: "exactly-once delivery",
+                    detail: format!("message {message} read by {}, which it was not addressed to", describe(device)),
+                });
+            }
+        }
+        (violations, missing, expected)
+    }
+
+    /// For each device that was ever in a group, tries every message of that group sent (by the
+    /// sender's epoch) while the device was *not* a member, with every sender key the device
+    /// ever held. Returns (attempts, readable) and a violation per readable message.
+    pub fn check_membership(
+        &self,
+        stores: &dyn Fn(usize) -> InMemorySenderKeyStore,
+        address: &dyn Fn(usize) -> ProtocolAddress,
+        group_id: &dyn Fn(usize) -> String,
+    ) -> (u64, u64, Vec<Violation>) {
+        let mut attempts = 0;
+        let mut readable = 0;
+        let mut violations = Vec::new();
+        for (&group, members) in &self.membership {
+            let mut devices: Vec<usize> = members.keys().copied().collect();
+            devices.sort_unstable();
+            for device in devices {
+                let outside: Vec<&GroupCiphertext> = self
+                    .group_ciphertexts
+                    .iter()
+                    .filter(|c| c.group == group && c.sender != device && !self.member_at(group, device, c.sender_epoch))
+                    .collect();
+                if outside.is_empty() {
+                    continue;
+                }
+                let mut store = stores(device);
+                let id = group_id(group);
+                for ciphertext in outside {
+                    attempts += 1;
+                    let Ok(message) = SenderKeyMessage::parse(&ciphertext.bytes) else { continue };
+                    if sender_keys::decrypt(&mut store, &id, &address(ciphertext.sender), &message).is_ok() {
+                        readable += 1;
+                        let joined_later = members.get(&device).is_some_and(|i| i.iter().all(|(from, _)| *from > ciphertext.sender_epoch));
+                        violations.push(Violation {
+                            invariant: if joined_later { "no read before joining" } else { "no read after removal" },
+                            detail: format!(
+                                "{} could read message {} that {} sent to {id} at epoch {}, when it was not a member",
+                                address(device),
+                                ciphertext.message,
+                                address(ciphertext.sender),
+                                ciphertext.sender_epoch
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        (attempts, readable, violations)
+    }
+}

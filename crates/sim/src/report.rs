@@ -1,0 +1,361 @@
+//! What a run found: deliveries, latency, load per link and per app, faults, what adversaries
+//! managed, and every invariant's result — as text for people and as one JSON object.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::ledger::{MAX_LISTED_VIOLATIONS, Violation};
+use crate::scenario::GroupStrategy;
+use crate::thief::TheftReport;
+use crate::world::{FaultCounts, World};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub seed: u64,
+    pub group_strategy: GroupStrategy,
+    /// SHA-256 over every event of the run, in order.
+    pub trace_hash: String,
+    pub events: u64,
+    pub simulated_s: f64,
+    /// Wall-clock time the run took (not part of the trace: it varies with the machine).
+    pub wall_s: f64,
+    pub devices: usize,
+    pub users: usize,
+    pub groups: usize,
+    pub messages: Messages,
+    pub latency_ms: Percentiles,
+    pub links: Vec<LinkReport>,
+    pub apps: Vec<AppLoad>,
+    pub faults: FaultCounts,
+    pub adversaries: AdversaryCounts,
+    pub thefts: Vec<TheftReport>,
+    pub invariants: Vec<Invariant>,
+    /// Every invariant violation (the first 100 listed; `violations_total` counts them all).
+    pub violations: Vec<Violation>,
+    pub violations_total: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Messages {
+    pub sent: u64,
+    pub direct: u64,
+    pub group: u64,
+    /// Group sends skipped because no member had heard of the group yet.
+    pub skipped_group_sends: u64,
+    /// (message, device) pairs that must be read: addressed, and the device stayed in the group.
+    pub deliveries_expected: u64,
+    /// Reads, first ones only.
+    pub deliveries: u64,
+    pub missing: u64,
+    pub duplicates_dropped: u64,
+    pub refused: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkReport {
+    pub link: String,
+    pub frames: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AppLoad {
+    pub app: String,
+    pub devices: usize,
+    pub relay_frames_in: u64,
+    pub relay_bytes_in: u64,
+    pub envelopes_stored: u64,
+    pub envelopes_forwarded: u64,
+    pub batches_committed: u64,
+    pub crashes: u64,
+    /// Processing time of the relay core, and of the app's devices (mostly their crypto).
+    pub relay_cpu_ms: f64,
+    pub devices_cpu_ms: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AdversaryCounts {
+    pub tampered: u64,
+    pub tampered_read: u64,
+    pub tampered_refused: u64,
+    pub replayed: u64,
+    pub withheld: u64,
+    /// Deliveries that never happened in a run where an adversary could prevent them.
+    pub deliveries_prevented: u64,
+    /// Messages tried with the keys of devices that were not members when they were sent.
+    pub membership_attempts: u64,
+    pub membership_readable: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Invariant {
+    pub name: &'static str,
+    pub holds: bool,
+    pub detail: String,
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1] as f64 / 1000.0
+}
+
+impl Report {
+    pub(crate) fn build(world: &mut World, seed: u64, wall_s: f64, trace_hash: String, events: u64) -> Report {
+        world.record_all_changes();
+        let describe = |d: usize| world.clients[d].address.to_string();
+        let ledger = &world.ledger;
+        let (mut violations, missing, expected) = ledger.check_delivery(world.availability_attacked, &describe);
+        let delivery_violations = violations.len();
+
+        let plaintext_seen: u64 = world.relays.iter().map(|r| r.stats.plaintext_seen).sum();
+        if plaintext_seen > 0 {
+            for relay in world.relays.iter().filter(|r| r.stats.plaintext_seen > 0) {
+                violations.push(Violation {
+                    invariant: "no plaintext at relays",
+                    detail: format!("relay {} read {} frames holding a plaintext", relay.app, relay.stats.plaintext_seen),
+                });
+            }
+        }
+        if ledger.tampered_read > 0 {
+            violations.push(Violation {
+                invariant: "tampered envelopes rejected",
+                detail: format!("{} tampered envelopes were read as messages", ledger.tampered_read),
+            });
+        }
+
+        let clients = &world.clients;
+        let groups = &world.groups;
+        let (membership_attempts, membership_readable, membership_violations) = ledger.check_membership(
+            &|d| clients[d].device.sender_key_store().clone(),
+            &|d| clients[d].address.clone(),
+            &|g| groups[g].id.clone(),
+        );
+        violations.extend(membership_violations);
+
+        let mut thefts = Vec::new();
+        let names: Vec<String> = world.clients.iter().map(|c| c.address.to_string()).collect();
+        let mut thieves = std::mem::take(&mut world.thieves);
+        for thief in &mut thieves {
+            let (report, found) = thief.analyze(&world.ledger, &|d| names[d].clone(), &mut world.rng);
+            thefts.push(report);
+            violations.extend(found);
+        }
+        world.thieves = thieves;
+        let ledger = &world.ledger;
+
+        let mut latencies = ledger.latencies_us.clone();
+        latencies.sort_unstable();
+        let latency_ms = Percentiles {
+            p50: percentile(&latencies, 50.0),
+            p90: percentile(&latencies, 90.0),
+            p99: percentile(&latencies, 99.0),
+            max: latencies.last().map_or(0.0, |v| *v as f64 / 1000.0),
+        };
+        let group_messages = ledger.messages.iter().filter(|m| m.group.is_some()).count() as u64;
+        let messages = Messages {
+            sent: ledger.messages.len() as u64,
+            direct: ledger.messages.len() as u64 - group_messages,
+            group: group_messages,
+            skipped_group_sends: world.skipped_group_sends,
+            deliveries_expected: expected,
+            deliveries: ledger.latencies_us.len() as u64,
+            missing,
+            duplicates_dropped: ledger.duplicates_dropped,
+            refused: ledger.refused,
+        };
+
+        let mut links: Vec<LinkReport> = world
+            .app_names
+            .iter()
+            .zip(&world.access_load)
+            .map(|(app, load)| LinkReport { link: format!("{app} devices ⇄ {app} relay"), frames: load.frames, bytes: load.bytes })
+            .collect();
+        let mut pairs: Vec<_> = world.federation_load.iter().collect();
+        pairs.sort_by_key(|(key, _)| **key);
+        for ((a, b), load) in pairs {
+            links.push(LinkReport {
+                link: format!("{} relay ⇄ {} relay", world.app_names[*a], world.app_names[*b]),
+                frames: load.frames,
+                bytes: load.bytes,
+            });
+        }
+        let apps = world
+            .relays
+            .iter()
+            .enumerate()
+            .map(|(index, relay)| {
+                let metrics = relay.metrics();
+                AppLoad {
+                    app: relay.app.clone(),
+                    devices: world.clients.iter().filter(|c| c.app == index).count(),
+                    relay_frames_in: relay.stats.frames_in,
+                    relay_bytes_in: relay.stats.bytes_in,
+                    envelopes_stored: metrics.envelopes_stored,
+                    envelopes_forwarded: metrics.envelopes_forwarded,
+                    batches_committed: metrics.batches,
+                    crashes: relay.stats.crashes,
+                    relay_cpu_ms: relay.stats.busy.as_secs_f64() * 1e3,
+                    devices_cpu_ms: world.client_busy[index].as_secs_f64() * 1e3,
+                }
+            })
+            .collect();
+
+        let adversaries = AdversaryCounts {
+            tampered: ledger.tampered.len() as u64,
+            tampered_read: ledger.tampered_read,
+            tampered_refused: ledger.tampered_refused,
+            replayed: ledger.replayed,
+            withheld: ledger.withheld.len() as u64,
+            deliveries_prevented: if world.availability_attacked { missing } else { 0 },
+            membership_attempts,
+            membership_readable,
+        };
+
+        let count = |name: &str| violations.iter().filter(|v| v.invariant == name).count();
+        let theft_detail = if thefts.is_empty() {
+            "no theft in this scenario".to_owned()
+        } else {
+            thefts.iter().map(|t| format!("{}: {}", t.device, t.buckets.iter().map(|b| format!("{} {}/{}", b.bucket, b.readable, b.messages)).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join("; ")
+        };
+        let invariants = vec![
+            Invariant {
+                name: "exactly-once delivery",
+                holds: delivery_violations == 0,
+                detail: if world.availability_attacked {
+                    format!("{} of {expected} read, none twice; {missing} kept from their devices by an adversary", expected - missing)
+                } else {
+                    format!("{} of {expected} read; {delivery_violations} violations", expected - missing)
+                },
+            },
+            Invariant {
+                name: "no plaintext at relays",
+                holds: plaintext_seen == 0,
+                detail: format!("{plaintext_seen} frames read by relays held a plaintext"),
+            },
+            Invariant {
+                name: "tampered and replayed envelopes rejected",
+                holds: ledger.tampered_read == 0 && delivery_violations == 0,
+                detail: format!(
+                    "{} tampered: {} refused, {} read; {} replayed by relays, {} duplicates dropped",
+                    ledger.tampered.len(),
+                    ledger.tampered_refused,
+                    ledger.tampered_read,
+                    ledger.replayed,
+                    ledger.duplicates_dropped
+                ),
+            },
+            Invariant {
+                name: "membership: nothing read outside it",
+                holds: membership_readable == 0,
+                detail: format!("{membership_readable} of {membership_attempts} messages sent outside a device's membership were readable with its keys"),
+            },
+            Invariant {
+                name: "stolen state: forward secrecy and healing",
+                holds: count("forward secrecy") + count("healing after compromise") == 0,
+                detail: theft_detail,
+            },
+        ];
+        let violations_total = violations.len();
+        violations.truncate(MAX_LISTED_VIOLATIONS);
+        Report {
+            scenario: world.scenario.name.clone(),
+            seed,
+            group_strategy: world.scenario.group_strategy,
+            trace_hash,
+            events,
+            simulated_s: world.now as f64 / 1e6,
+            wall_s,
+            devices: world.clients.len(),
+            users: world.users.len(),
+            groups: world.groups.len(),
+            messages,
+            latency_ms,
+            links,
+            apps,
+            faults: world.faults,
+            adversaries,
+            thefts,
+            invariants,
+            violations,
+            violations_total,
+        }
+    }
+
+    /// The report for people.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let m = &self.messages;
+        let _ = writeln!(out, "scenario {} · seed {} · groups by {:?}", self.scenario, self.seed, self.group_strategy);
+        let _ = writeln!(
+            out,
+            "{} devices ({} users) · {} groups · {:.1} s simulated in {:.2} s · {} events",
+            self.devices, self.users, self.groups, self.simulated_s, self.wall_s, self.events
+        );
+        let _ = writeln!(out, "trace hash {}", self.trace_hash);
+        let _ = writeln!(out, "\nmessages   {} sent ({} 1:1, {} group; {} group sends skipped)", m.sent, m.direct, m.group, m.skipped_group_sends);
+        let _ = writeln!(
+            out,
+            "deliveries {} of {} ({} missing) · {} duplicates dropped · {} envelopes refused",
+            m.deliveries, m.deliveries_expected, m.missing, m.duplicates_dropped, m.refused
+        );
+        let l = &self.latency_ms;
+        let _ = writeln!(out, "latency    p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms", l.p50, l.p90, l.p99, l.max);
+        let _ = writeln!(out, "\nlinks");
+        for link in &self.links {
+            let _ = writeln!(out, "  {:<34} {:>10} frames {:>14} bytes", link.link, link.frames, link.bytes);
+        }
+        let _ = writeln!(out, "\napps        devices  frames in   bytes in     stored  forwarded  crashes  relay CPU  devices CPU");
+        for app in &self.apps {
+            let _ = writeln!(
+                out,
+                "  {:<10} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8.0} ms {:>9.0} ms",
+                app.app, app.devices, app.relay_frames_in, app.relay_bytes_in, app.envelopes_stored, app.envelopes_forwarded, app.crashes, app.relay_cpu_ms, app.devices_cpu_ms
+            );
+        }
+        let f = &self.faults;
+        let _ = writeln!(
+            out,
+            "\nfaults     {} dropped · {} corrupted · {} duplicated · {} reordered · {} replayed · {} partitioned · {} resets · {} crashes",
+            f.dropped, f.corrupted, f.duplicated, f.reordered, f.replayed, f.partitioned, f.resets, f.crashes
+        );
+        let a = &self.adversaries;
+        if a.tampered + a.replayed + a.withheld > 0 {
+            let _ = writeln!(
+                out,
+                "adversary  {} tampered ({} refused, {} read) · {} replayed · {} withheld · {} deliveries prevented",
+                a.tampered, a.tampered_refused, a.tampered_read, a.replayed, a.withheld, a.deliveries_prevented
+            );
+        }
+        for theft in &self.thefts {
+            let _ = writeln!(out, "theft      {} at {:.1} s{}", theft.device, theft.at_s, if theft.stolen { "" } else { " (never happened)" });
+            for bucket in &theft.buckets {
+                let _ = writeln!(out, "  {:<24} {:>6} messages, {:>6} readable by the thief", bucket.bucket, bucket.messages, bucket.readable);
+            }
+        }
+        let _ = writeln!(out, "\ninvariants");
+        for invariant in &self.invariants {
+            let _ = writeln!(out, "  [{}] {}: {}", if invariant.holds { "ok" } else { "FAIL" }, invariant.name, invariant.detail);
+        }
+        if self.violations_total > 0 {
+            let _ = writeln!(out, "\n{} violations{}", self.violations_total, if self.violations_total > self.violations.len() { " (first 100)" } else { "" });
+            for violation in &self.violations {
+                let _ = writeln!(out, "  {}: {}", violation.invariant, violation.detail);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,576 @@
+//! Scenario files (TOML): who is in the world, what they send, and what goes wrong. Every problem
+//! in a file is reported with the line it is on.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Largest number of devices a scenario may create.
+pub const MAX_DEVICES: usize = 200_000;
+/// Largest number of messages a scenario may send.
+pub const MAX_MESSAGES: u64 = 10_000_000;
+/// Largest group.
+pub const MAX_GROUP_SIZE: usize = 10_000;
+/// Largest plaintext a scenario may ask for.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// Longest simulated time, in seconds.
+pub const MAX_SECONDS: f64 = 86_400.0;
+/// Largest scenario file read.
+pub const MAX_FILE_LEN: usize = 1024 * 1024;
+
+/// What is wrong with a scenario file, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ScenarioError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// A whole scenario, as read from a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A short name for reports.
+    pub name: String,
+    /// How long traffic runs, in seconds of simulated time.
+    pub duration_s: f64,
+    /// How long after the traffic (and every fault) ends the network is given to heal before the
+    /// delivery invariant is checked.
+    #[serde(default = "default_settle")]
+    pub settle_s: f64,
+    /// `sender-keys` (one encryption, hub/follower fan-out) or `pairwise` (one encryption per
+    /// member device).
+    #[serde(default)]
+    pub group_strategy: GroupStrategy,
+    /// The suite of new groups' sender keys: `signal-v3` or `aes-256-gcm`.
+    #[serde(default = "default_suite")]
+    pub suite: Spanned<String>,
+    /// One-time prekeys each device publishes (after that, bundles come without one).
+    #[serde(default = "default_prekeys")]
+    pub prekeys_per_device: u32,
+    #[serde(rename = "app")]
+    pub apps: Vec<App>,
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupSpec>,
+    #[serde(default)]
+    pub traffic: Traffic,
+    #[serde(default, rename = "offline")]
+    pub offline: Vec<Offline>,
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkFaults>,
+    #[serde(default, rename = "partition")]
+    pub partitions: Vec<Partition>,
+    #[serde(default, rename = "crash")]
+    pub crashes: Vec<Crash>,
+    #[serde(default, rename = "adversary")]
+    pub adversaries: Vec<Adversary>,
+    #[serde(default, rename = "theft")]
+    pub thefts: Vec<Theft>,
+    /// Deliberate bugs, for checking that the invariants catch them.
+    #[serde(default)]
+    pub inject: Inject,
+}
+
+fn default_settle() -> f64 {
+    30.0
+}
+fn default_suite() -> Spanned<String> {
+    Spanned::new(0..0, "aes-256-gcm".to_owned())
+}
+fn default_prekeys() -> u32 {
+    5
+}
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupStrategy {
+    #[default]
+    SenderKeys,
+    Pairwise,
+}
+
+/// An app: a provider with its own relay and users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    pub name: Spanned<String>,
+    /// Named users (`alice`), and/or `user_count` generated ones (`u0`, `u1`, …).
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub user_count: usize,
+    #[serde(default = "one")]
+    pub devices_per_user: u32,
+    /// Faults on the connections between this app's devices and its relay.
+    #[serde(default)]
+    pub access: Option<LinkSpec>,
+}
+
+/// Groups: `count` groups of `size` member users each, drawn from `apps` in turn.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    #[serde(default = "one")]
+    pub count: u32,
+    pub size: Spanned<usize>,
+    /// The apps members come from (all apps when empty); the first member's app is the hub.
+    #[serde(default)]
+    pub apps: Vec<Spanned<String>>,
+    /// Users added to each group during the traffic window.
+    #[serde(default)]
+    pub joins: u32,
+    /// Members removed from each group during the traffic window.
+    #[serde(default)]
+    pub removals: u32,
+}
+
+/// What is sent during the traffic window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    /// Messages sent in all, at random times over the window.
+    pub messages: u64,
+    /// Share of them sent to groups (the rest go 1:1).
+    #[serde(default = "no_share")]
+    pub group_share: Spanned<f64>,
+    /// Plaintext sizes, drawn uniformly.
+    #[serde(default = "default_size")]
+    pub size: Range,
+    /// Relative weights of content kinds.
+    #[serde(default)]
+    pub kinds: Kinds,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic { messages: 0, group_share: Spanned::new(0..0, 0.0), size: default_size(), kinds: Kinds::default() }
+    }
+}
+
+fn no_share() -> Spanned<f64> {
+    Spanned::new(0..0, 0.0)
+}
+
+fn default_size() -> Range {
+    Range { min: 16, max: 256 }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub min: usize,
+    pub max: usize,
+}
+
+/// Relative weights of the content kinds sent.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kinds {
+    #[serde(default)]
+    pub text: f64,
+    #[serde(default)]
+    pub reply: f64,
+    #[serde(default)]
+    pub reaction: f64,
+    #[serde(default)]
+    pub receipt: f64,
+}
+
+impl Default for Kinds {
+    fn default() -> Self {
+        Kinds { text: 1.0, reply: 0.0, reaction: 0.0, receipt: 0.0 }
+    }
+}
+
+/// A device (`name@app/1`) or every device of a user (`name@app`) offline for a while; or, with
+/// `share`, that share of all devices, each at a random time in the window, for `for_s`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offline {
+    #[serde(default)]
+    pub device: Option<Spanned<String>>,
+    #[serde(default)]
+    pub share: Option<f64>,
+    #[serde(default)]
+    pub from_s: f64,
+    pub for_s: f64,
+}
+
+/// Delay and faults of a link: between two apps' relays (`[[link]]`), or between an app's
+/// devices and its relay (`access` of an app).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    #[serde(default)]
+    pub delay: Delay,
+    /// Probability that a frame is lost; the connection it was on resets (as TCP gives up).
+    #[serde(default)]
+    pub drop: f64,
+    /// Probability that a frame arrives twice.
+    #[serde(default)]
+    pub duplicate: f64,
+    /// Probability that a frame is held back by up to `reorder_ms` more, overtaken by later ones.
+    #[serde(default)]
+    pub reorder: f64,
+    #[serde(default = "default_reorder_ms")]
+    pub reorder_ms: f64,
+    /// Probability that bytes of a frame are flipped; the link's integrity check (TLS in a
+    /// deployment) catches it and the connection resets.
+    #[serde(default)]
+    pub corrupt: f64,
+    /// Probability that, with a frame, an older frame of the same link is sent again.
+    #[serde(default)]
+    pub replay: f64,
+    /// When the faults apply (delay always does); the whole traffic window by default.
+    #[serde(default)]
+    pub from_s: Option<f64>,
+    #[serde(default)]
+    pub until_s: Option<f64>,
+}
+
+fn default_reorder_ms() -> f64 {
+    50.0
+}
+
+/// A delay distribution, in milliseconds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
+pub enum Delay {
+    Constant { ms: f64 },
+    Uniform { min_ms: f64, max_ms: f64 },
+    /// `min_ms` plus an exponentially distributed extra with mean `mean_ms`.
+    Exponential { min_ms: f64, mean_ms: f64 },
+}
+
+impl Default for Delay {
+    fn default() -> Self {
+        Delay::Uniform { min_ms: 1.0, max_ms: 5.0 }
+    }
+}
+
+/// Faults between two apps' relays.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkFaults {
+    pub apps: Spanned<Vec<String>>,
+    #[serde(flatten)]
+    pub spec: LinkSpec,
+}
+
+/// No frame passes between two apps for a while.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    pub apps: Spanned<Vec<String>>,
+    pub from_s: f64,
+    pub until_s: f64,
+}
+
+/// A relay crashes (losing everything not yet committed) and restarts `down_s` later.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crash {
+    pub relay: Spanned<String>,
+    pub at_s: f64,
+    #[serde(default = "default_down")]
+    pub down_s: f64,
+}
+
+fn default_down() -> f64 {
+    2.0
+}
+
+/// A relay that misbehaves on purpose.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adversary {
+    pub relay: Spanned<String>,
+    pub kind: AdversaryKind,
+    /// Share of the envelopes it hands to its devices that it acts on.
+    pub share: f64,
+    /// Only envelopes to this user (`name@app`), when given.
+    #[serde(default)]
+    pub target: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdversaryKind {
+    /// Flips a byte of the ciphertext.
+    Tamper,
+    /// Hands an envelope over again, later.
+    Replay,
+    /// Holds envelopes back and hands them over out of order.
+    Reorder,
+    /// Never hands the envelope over (and deletes it).
+    Withhold,
+}
+
+/// The whole state of a device is copied by a thief at a given time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Theft {
+    pub device: Spanned<String>,
+    pub at_s: f64,
+}
+
+/// Bugs put in on purpose, to show that the invariants catch them.
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inject {
+    /// The senders' clients hand a plaintext copy to their relay, which keeps it.
+    #[serde(default)]
+    pub relay_keeps_plaintext: bool,
+    /// Clients keep their sender key when a member is removed.
+    #[serde(default)]
+    pub no_rotation_on_removal: bool,
+    /// Clients show an envelope they have already processed again.
+    #[serde(default)]
+    pub no_duplicate_drop: bool,
+}
+
+impl Scenario {
+    /// Reads and checks a scenario.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        if text.len() > MAX_FILE_LEN {
+            return Err(ScenarioError { line: 1, message: format!("a scenario file is at most {MAX_FILE_LEN} bytes") });
+        }
+        let scenario: Scenario = toml::from_str(text).map_err(|error| ScenarioError {
+            line: error.span().map_or(1, |span| line_of(text, span.start)),
+            message: error.message().trim().to_owned(),
+        })?;
+        scenario.check(text)?;
+        Ok(scenario)
+    }
+
+    /// The apps' names, in file order.
+    pub fn app_names(&self) -> Vec<String> {
+        self.apps.iter().map(|app| app.name.get_ref().clone()).collect()
+    }
+
+    /// Devices the scenario creates.
+    pub fn device_count(&self) -> usize {
+        self.apps
+            .iter()
+            .map(|app| (app.users.len() + app.user_count).saturating_mul(app.devices_per_user as usize))
+            .fold(0usize, usize::saturating_add)
+    }
+
+    fn check(&self, text: &str) -> Result<(), ScenarioError> {
+        let at = |span: std::ops::Range<usize>, message: String| ScenarioError { line: line_of(text, span.start), message };
+        // Errors with no field of their own point at the table that holds them.
+        let table = |header: &str, index: usize, message: String| ScenarioError {
+            line: nth_header_line(text, header, index),
+            message,
+        };
+        let top = |message: String| ScenarioError { line: 1, message };
+
+        let seconds = |value: f64| value.is_finite() && (0.0..=MAX_SECONDS).contains(&value);
+        if !seconds(self.duration_s) || self.duration_s == 0.0 {
+            return Err(top(format!("duration_s must be over 0 and at most {MAX_SECONDS}")));
+        }
+        if !seconds(self.settle_s) {
+            return Err(top(format!("settle_s must be 0 to {MAX_SECONDS}")));
+        }
+        if self.suite.get_ref().parse::<switchboard_session::Suite>().is_err() {
+            return Err(at(self.suite.span(), format!("unknown suite {:?}: signal-v3 or aes-256-gcm", self.suite.get_ref())));
+        }
+        if self.apps.is_empty() {
+            return Err(top("a scenario needs at least one [[app]]".into()));
+        }
+        let mut names = BTreeSet::new();
+        for app in &self.apps {
+            let name = app.name.get_ref();
+            let valid = !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !valid {
+                return Err(at(app.name.span(), format!("app name {name:?}: 1 to 32 letters, digits or '-'")));
+            }
+            if !names.insert(name.clone()) {
+                return Err(at(app.name.span(), format!("app {name:?} is listed twice")));
+            }
+            if app.devices_per_user == 0 || app.devices_per_user > 16 {
+                return Err(at(app.name.span(), format!("app {name:?}: devices_per_user is 1 to 16")));
+            }
+            let mut users = BTreeSet::new();
+            for user in &app.users {
+                let valid = !user.is_empty() && user.len() <= 64 && !user.contains(['@', '/']);
+                if !valid || !users.insert(user) {
+                    return Err(at(app.name.span(), format!("app {name:?}: user {user:?} is invalid or listed twice")));
+                }
+            }
+            if let Some(access) = &app.access {
+                check_link(access).map_err(|message| at(app.name.span(), format!("app {name:?} access: {message}")))?;
+            }
+        }
+        if self.device_count() > MAX_DEVICES {
+            return Err(top(format!("{} devices: at most {MAX_DEVICES}", self.device_count())));
+        }
+        let known = |name: &Spanned<String>| -> Result<(), ScenarioError> {
+            if names.contains(name.get_ref()) { Ok(()) } else { Err(at(name.span(), format!("unknown app {:?}", name.get_ref()))) }
+        };
+        let users_of = |apps: &[Spanned<String>]| -> usize {
+            self.apps
+                .iter()
+                .filter(|app| apps.is_empty() || apps.iter().any(|a| a.get_ref() == app.name.get_ref()))
+                .map(|app| app.users.len() + app.user_count)
+                .sum()
+        };
+        for group in &self.groups {
+            for app in &group.apps {
+                known(app)?;
+            }
+            let size = *group.size.get_ref();
+            let available = users_of(&group.apps);
+            if size < 2 || size > MAX_GROUP_SIZE || size > available {
+                return Err(at(
+                    group.size.span(),
+                    format!("group size {size}: 2 to {MAX_GROUP_SIZE}, and at most the {available} users of its apps"),
+                ));
+            }
+            if group.removals as usize >= size || (group.joins as usize) > available - size {
+                return Err(at(group.size.span(), "more removals than members, or more joins than users left outside".into()));
+            }
+        }
+        let traffic = &self.traffic;
+        if traffic.messages > MAX_MESSAGES {
+            return Err(top(format!("traffic.messages: at most {MAX_MESSAGES}")));
+        }
+        let share = *traffic.group_share.get_ref();
+        if !(0.0..=1.0).contains(&share) || (share > 0.0 && self.groups.is_empty()) {
+            return Err(at(traffic.group_share.span(), "group_share is 0 to 1, and above 0 only with a [[group]]".into()));
+        }
+        if traffic.size.min > traffic.size.max || traffic.size.max > MAX_MESSAGE_SIZE || traffic.size.min < 1 {
+            return Err(top(format!("traffic.size: 1 ≤ min ≤ max ≤ {MAX_MESSAGE_SIZE}")));
+        }
+        let kinds = [traffic.kinds.text, traffic.kinds.reply, traffic.kinds.reaction, traffic.kinds.receipt];
+        if kinds.iter().any(|w| !w.is_finite() || *w < 0.0) || kinds.iter().sum::<f64>() <= 0.0 {
+            return Err(top("traffic.kinds: weights are 0 or more, and not all 0".into()));
+        }
+        let users_total = users_of(&[]);
+        if traffic.messages > 0 && share < 1.0 && users_total < 2 {
+            return Err(top("1:1 traffic needs at least two users".into()));
+        }
+        for (index, offline) in self.offline.iter().enumerate() {
+            if !seconds(offline.from_s) || !seconds(offline.for_s) {
+                return Err(table("[[offline]]", index, "from_s and for_s are 0 to 86400".into()));
+            }
+            match (&offline.device, offline.share) {
+                (Some(device), None) => self.check_device(device, true).map_err(|m| at(device.span(), m))?,
+                (None, Some(share)) if (0.0..=1.0).contains(&share) => {}
+                _ => return Err(table("[[offline]]", index, "give either device = \"name@app[/n]\" or share = 0..1".into())),
+            }
+        }
+        for link in &self.links {
+            self.check_pair(&link.apps).map_err(|m| at(link.apps.span(), m))?;
+            check_link(&link.spec).map_err(|m| at(link.apps.span(), m))?;
+        }
+        for partition in &self.partitions {
+            self.check_pair(&partition.apps).map_err(|m| at(partition.apps.span(), m))?;
+            if !seconds(partition.from_s) || !seconds(partition.until_s) || partition.from_s > partition.until_s {
+                return Err(at(partition.apps.span(), "a partition needs 0 ≤ from_s ≤ until_s".into()));
+            }
+        }
+        for crash in &self.crashes {
+            known(&crash.relay)?;
+            if !seconds(crash.at_s) || !seconds(crash.down_s) {
+                return Err(at(crash.relay.span(), "at_s and down_s are 0 to 86400".into()));
+            }
+        }
+        for adversary in &self.adversaries {
+            known(&adversary.relay)?;
+            if !(0.0..=1.0).contains(&adversary.share) {
+                return Err(at(adversary.relay.span(), "share is 0 to 1".into()));
+            }
+            if let Some(target) = &adversary.target {
+                self.check_device(target, false).map_err(|m| at(target.span(), m))?;
+                if !target.get_ref().ends_with(&format!("@{}", adversary.relay.get_ref())) {
+                    return Err(at(target.span(), "a relay can only target users of its own app".into()));
+                }
+            }
+        }
+        for theft in &self.thefts {
+            self.check_device(&theft.device, true).map_err(|m| at(theft.device.span(), m))?;
+            if !theft.device.get_ref().contains('/') {
+                return Err(at(theft.device.span(), "a theft names one device: name@app/n".into()));
+            }
+            if !seconds(theft.at_s) {
+                return Err(at(theft.device.span(), "at_s is 0 to 86400".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// `name@app` or (with `device_allowed`) `name@app/n`, naming a user the scenario has.
+    fn check_device(&self, text: &Spanned<String>, device_allowed: bool) -> Result<(), String> {
+        let (user, device) = match text.get_ref().split_once('/') {
+            Some((user, n)) if device_allowed => (user, Some(n.parse::<u32>().map_err(|_| format!("bad device number in {:?}", text.get_ref()))?)),
+            Some(_) => return Err(format!("{:?}: a user here, name@app", text.get_ref())),
+            None => (text.get_ref().as_str(), None),
+        };
+        let (name, app) = user.split_once('@').ok_or_else(|| format!("{:?} is not name@app", text.get_ref()))?;
+        let app = self.apps.iter().find(|a| a.name.get_ref() == app).ok_or_else(|| format!("unknown app in {:?}", text.get_ref()))?;
+        let generated = name.strip_prefix('u').and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n < app.user_count);
+        if !generated && !app.users.iter().any(|u| u == name) {
+            return Err(format!("unknown user {user:?}"));
+        }
+        if device.is_some_and(|n| n == 0 || n > app.devices_per_user) {
+            return Err(format!("{:?}: devices are numbered 1 to {}", text.get_ref(), app.devices_per_user));
+        }
+        Ok(())
+    }
+
+    fn check_pair(&self, apps: &Spanned<Vec<String>>) -> Result<(), String> {
+        match apps.get_ref().as_slice() {
+            [a, b] if a != b => {
+                for app in [a, b] {
+                    if !self.apps.iter().any(|known| known.name.get_ref() == app) {
+                        return Err(format!("unknown app {app:?}"));
+                    }
+                }
+                Ok(())
+            }
+            _ => Err("apps names two different apps".into()),
+        }
+    }
+}
+
+fn check_link(spec: &LinkSpec) -> Result<(), String> {
+    for (name, p) in [("drop", spec.drop), ("duplicate", spec.duplicate), ("reorder", spec.reorder), ("corrupt", spec.corrupt), ("replay", spec.replay)] {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(format!("{name} is a probability, 0 to 1"));
+        }
+    }
+    // A link that loses every frame never heals.
+    if spec.drop + spec.corrupt > 0.5 {
+        return Err("drop + corrupt above 0.5: the link could never carry a conversation".into());
+    }
+    let ms = |v: f64| v.is_finite() && (0.0..=60_000.0).contains(&v);
+    let delay_ok = match spec.delay {
+        Delay::Constant { ms: v } => ms(v),
+        Delay::Uniform { min_ms, max_ms } => ms(min_ms) && ms(max_ms) && min_ms <= max_ms,
+        Delay::Exponential { min_ms, mean_ms } => ms(min_ms) && ms(mean_ms),
+    };
+    if !delay_ok || !ms(spec.reorder_ms) {
+        return Err("delays are 0 to 60000 ms (and min ≤ max)".into());
+    }
+    for window in [spec.from_s, spec.until_s].into_iter().flatten() {
+        if !(window.is_finite() && (0.0..=MAX_SECONDS).contains(&window)) {
+            return Err("from_s and until_s are 0 to 86400".into());
+        }
+    }
+    Ok(())
+}
+
+/// The 1-based line of byte `offset`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The line of the `index`th `header` (e.g. `[[offline]]`), or 1.
+fn nth_header_line(text: &str, header: &str, index: usize) -> usize {
+    text.lines().enumerate().filter(|(_, line)| line.trim() == header).nth(index).map_or(1, |(n, _)| n + 1)
+}

@@ -1,0 +1,117 @@
+//! `switchboard sim`: runs a simulator scenario and reports what happened and which invariants
+//! held. Exits with 1 when any invariant was violated.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use switchboard_sim::{GroupStrategy, RunOptions, Scenario};
+
+/// Events kept for the sequence diagram.
+const DIAGRAM_EVENTS: usize = 60;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The scenario file (TOML; see scenarios/).
+    scenario: PathBuf,
+    /// The seed of the run's one RNG: the same seed gives the same run and trace hash.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Prints the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Writes every event as a JSON line to FILE.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Writes sequence.svg (the first events) and latency.svg to DIR.
+    #[arg(long, value_name = "DIR")]
+    svg: Option<PathBuf>,
+    /// Overrides the scenario's group strategy; `both` runs the scenario once with each and
+    /// prints the two reports (and, in text, a side-by-side comparison).
+    #[arg(long, value_parser = ["sender-keys", "pairwise", "both"])]
+    group_strategy: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.scenario).with_context(|| format!("reading {}", args.scenario.display()))?;
+    let scenario = Scenario::parse(&text).map_err(|error| anyhow::anyhow!("{}:{}: {}", args.scenario.display(), error.line, error.message))?;
+    let strategies: Vec<GroupStrategy> = match args.group_strategy.as_deref() {
+        None => vec![scenario.group_strategy],
+        Some("sender-keys") => vec![GroupStrategy::SenderKeys],
+        Some("pairwise") => vec![GroupStrategy::Pairwise],
+        _ => vec![GroupStrategy::SenderKeys, GroupStrategy::Pairwise],
+    };
+    let mut reports = Vec::new();
+    for strategy in strategies {
+        let mut scenario = scenario.clone();
+        scenario.group_strategy = strategy;
+        let trace = match &args.trace {
+            Some(path) => {
+                let path = if reports.is_empty() { path.clone() } else { path.with_extension(format!("{strategy:?}.jsonl").to_lowercase()) };
+                let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                Some(Box::new(std::io::BufWriter::new(file)) as Box<dyn std::io::Write>)
+            }
+            None => None,
+        };
+        let progress = progress_bar();
+        let shown = progress.clone();
+        let options = RunOptions {
+            trace,
+            diagram_events: DIAGRAM_EVENTS,
+            progress: Some(Box::new(move |now, end| {
+                shown.set_length(end / 1_000_000);
+                shown.set_position(now / 1_000_000);
+            })),
+        };
+        let result = switchboard_sim::run(&scenario, args.seed, options)?;
+        progress.finish_and_clear();
+        if let Some(dir) = &args.svg {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let suffix = if reports.is_empty() { String::new() } else { format!("-{strategy:?}").to_lowercase() };
+            std::fs::write(dir.join(format!("sequence{suffix}.svg")), result.sequence_svg())?;
+            std::fs::write(dir.join(format!("latency{suffix}.svg")), result.latency_svg())?;
+        }
+        reports.push(result.report);
+    }
+    if args.json {
+        let json = match reports.as_slice() {
+            [one] => serde_json::to_string_pretty(one)?,
+            several => serde_json::to_string_pretty(several)?,
+        };
+        println!("{json}");
+    } else {
+        for report in &reports {
+            println!("{}", report.text());
+        }
+        if let [keys, pairwise] = reports.as_slice() {
+            println!("{}", compare(keys, pairwise));
+        }
+    }
+    let violated = reports.iter().any(|r| r.violations_total > 0);
+    Ok(if violated { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// A bar only when the run is long enough to want one (indicatif hides it when stderr is not a
+/// terminal).
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template("{spinner} simulated {pos}/{len} s [{bar:40}] {elapsed}").expect("valid template"));
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// Sender Keys against pairwise sessions: CPU and bytes per app link.
+fn compare(keys: &switchboard_sim::Report, pairwise: &switchboard_sim::Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("group strategies, side by side            sender-keys        pairwise\n");
+    for (a, b) in keys.links.iter().zip(&pairwise.links) {
+        let _ = writeln!(out, "  {:<36} {:>12} B {:>14} B", a.link, a.bytes, b.bytes);
+    }
+    for (a, b) in keys.apps.iter().zip(&pairwise.apps) {
+        let _ = writeln!(out, "  {:<36} {:>10.0} ms {:>12.0} ms", format!("{} devices CPU", a.app), a.devices_cpu_ms, b.devices_cpu_ms);
+        let _ = writeln!(out, "  {:<36} {:>10.0} ms {:>12.0} ms", format!("{} relay CPU", a.app), a.relay_cpu_ms, b.relay_cpu_ms);
+    }
+    out
+}
