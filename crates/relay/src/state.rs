@@ -29,8 +29,9 @@ pub enum Mutation {
 /// Everything a relay has on disk.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StoredState {
-    pub accounts: HashMap<DeviceKey, [u8; 32]>,
-    pub bundles: HashMap<DeviceKey, Vec<PreKeyBundle>>,
+    /// Ordered, so a user's devices are one range.
+    pub accounts: BTreeMap<DeviceKey, [u8; 32]>,
+    pub bundles: BTreeMap<DeviceKey, Vec<PreKeyBundle>>,
     pub mailboxes: HashMap<DeviceKey, BTreeMap<u64, Envelope>>,
     pub outboxes: HashMap<String, BTreeMap<u64, FederationFrame>>,
     pub blobs: HashMap<String, Vec<u8>>,

@@ -38,6 +38,18 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// What the delivery check found.
+pub struct Delivery {
+    pub violations: Vec<Violation>,
+    /// Required deliveries that did not happen.
+    pub missing: u64,
+    /// Deliveries required.
+    pub expected: u64,
+    /// Messages of members removed later, never read by a device that learnt of the removal
+    /// before they arrived (allowed; reported).
+    pub from_removed_unread: u64,
+}
+
 /// Everything the invariants need.
 #[derive(Default)]
 pub struct Ledger {
@@ -112,13 +124,14 @@ impl Ledger {
 
     /// Checks delivery: every message read at most once by each device, only by devices it was
     /// addressed to, and — unless an adversary may have kept it from them — at least once by
-    /// every device it was addressed to that stayed in its group. Returns the violations and the
-    /// number of deliveries missing (when `availability_attacked`, these are reported, not
-    /// violations).
-    pub fn check_delivery(&self, availability_attacked: bool, describe: &dyn Fn(usize) -> String) -> (Vec<Violation>, u64, u64) {
+    /// every device it was addressed to that stayed in its group, unless its sender was removed
+    /// from the group (members drop what a removed member sent if it reaches them after the news
+    /// of the removal, as Signal's clients do).
+    pub fn check_delivery(&self, availability_attacked: bool, describe: &dyn Fn(usize) -> String) -> Delivery {
         let mut violations = Vec::new();
         let mut missing = 0u64;
         let mut expected = 0u64;
+        let mut from_removed_unread = 0u64;
         let mut addressed_to: HashSet<(u64, usize)> = HashSet::new();
         for (number, record) in self.messages.iter().enumerate() {
             let number = number as u64;
@@ -126,6 +139,10 @@ impl Ledger {
                 addressed_to.insert((number, device));
                 let stays = record.group.is_none_or(|group| !self.removed.contains(&(group, device)));
                 if !stays {
+                    continue;
+                }
+                if record.group.is_some_and(|group| self.removed.contains(&(group, record.sender))) {
+                    from_removed_unread += u64::from(!self.reads.contains_key(&(number, device)));
                     continue;
                 }
                 expected += 1;
@@ -161,7 +178,7 @@ impl Ledger {
                 });
             }
         }
-        (violations, missing, expected)
+        Delivery { violations, missing, expected, from_removed_unread }
     }
 
     /// For each device that was ever in a group, tries every message of that group sent (by the

@@ -49,6 +49,9 @@ pub struct Messages {
     /// Reads, first ones only.
     pub deliveries: u64,
     pub missing: u64,
+    /// Group messages whose sender was removed later, that a member dropped because the news of
+    /// the removal reached it first (not required; reported).
+    pub dropped_from_removed_senders: u64,
     pub duplicates_dropped: u64,
     pub refused: u64,
 }
@@ -118,7 +121,8 @@ impl Report {
         world.record_all_changes();
         let describe = |d: usize| world.clients[d].address.to_string();
         let ledger = &world.ledger;
-        let (mut violations, missing, expected) = ledger.check_delivery(world.availability_attacked, &describe);
+        let delivery = ledger.check_delivery(world.availability_attacked, &describe);
+        let (mut violations, missing, expected) = (delivery.violations, delivery.missing, delivery.expected);
         let delivery_violations = violations.len();
 
         let plaintext_seen: u64 = world.relays.iter().map(|r| r.stats.plaintext_seen).sum();
@@ -174,6 +178,7 @@ impl Report {
             deliveries_expected: expected,
             deliveries: ledger.latencies_us.len() as u64,
             missing,
+            dropped_from_removed_senders: delivery.from_removed_unread,
             duplicates_dropped: ledger.duplicates_dropped,
             refused: ledger.refused,
         };
@@ -309,8 +314,8 @@ impl Report {
         let _ = writeln!(out, "\nmessages   {} sent ({} 1:1, {} group; {} group sends skipped)", m.sent, m.direct, m.group, m.skipped_group_sends);
         let _ = writeln!(
             out,
-            "deliveries {} of {} ({} missing) · {} duplicates dropped · {} envelopes refused",
-            m.deliveries, m.deliveries_expected, m.missing, m.duplicates_dropped, m.refused
+            "deliveries {} required, {} missing · {} reads in all · {} dropped as from removed senders · {} duplicates dropped · {} envelopes refused",
+            m.deliveries_expected, m.missing, m.deliveries, m.dropped_from_removed_senders, m.duplicates_dropped, m.refused
         );
         let l = &self.latency_ms;
         let _ = writeln!(out, "latency    p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms", l.p50, l.p90, l.p99, l.max);

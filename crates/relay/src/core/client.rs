@@ -73,7 +73,7 @@ impl RelayCore {
         if self.state.accounts.contains_key(&device) {
             return Err((ErrorCode::AlreadyRegistered, "that device is registered"));
         }
-        let user_exists = self.state.accounts.keys().any(|(user, _)| *user == device.0);
+        let user_exists = self.state.accounts.range(super::devices_of(&device.0)).next().is_some();
         if user_exists && authenticated.is_none_or(|(user, _)| *user != device.0) {
             return Err((ErrorCode::Unauthenticated, "a further device registers from an authenticated device of its user"));
         }
@@ -159,7 +159,7 @@ impl RelayCore {
     /// One bundle of every device of `user` (a local user); each one-time prekey goes out once:
     /// the last bundle of a device is handed out again without its one-time prekey.
     pub(super) fn hand_out_bundles(&mut self, user: &str) -> Option<switchboard_wire::switchboard::Bundles> {
-        let devices: Vec<DeviceKey> = self.state.bundles.keys().filter(|(name, _)| name == user).cloned().collect();
+        let devices: Vec<DeviceKey> = self.state.bundles.range(super::devices_of(user)).map(|(device, _)| device.clone()).collect();
         let mut handed = Vec::new();
         for device in devices {
             let mut bundles = self.state.bundles.get(&device).cloned().unwrap_or_default();

@@ -269,7 +269,9 @@ impl RelayCore {
         if let Some((app, true)) = self.links.remove(&conn) {
             self.outbound_links.remove(&app);
             // Requests that went out on this link will get no answer.
-            let lost: Vec<u64> = self.pending_fetches.iter().filter(|(_, f)| f.app == app).map(|(id, _)| *id).collect();
+            let mut lost: Vec<u64> = self.pending_fetches.iter().filter(|(_, f)| f.app == app).map(|(id, _)| *id).collect();
+            // In request order: a driver that replays a run must see the same actions.
+            lost.sort_unstable();
             for request in lost {
                 if let Some(fetch) = self.pending_fetches.remove(&request) {
                     actions.push(failure(fetch.conn, fetch.request_id, ErrorCode::Unavailable, "the other app's relay went away"));
@@ -326,6 +328,11 @@ fn link_failure(request_id: u64, code: ErrorCode, detail: &str) -> FederationFra
 pub fn app_of(user: &str) -> Option<&str> {
     let (name, app) = user.rsplit_once('@')?;
     (!name.is_empty() && !app.is_empty() && user.len() <= MAX_USER_LEN).then_some(app)
+}
+
+/// Every device key of `user`, as a range of an ordered map.
+fn devices_of(user: &str) -> std::ops::RangeInclusive<DeviceKey> {
+    (user.to_owned(), 0)..=(user.to_owned(), u32::MAX)
 }
 
 fn device_key(address: &DeviceAddress) -> DeviceKey {
