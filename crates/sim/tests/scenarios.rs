@@ -1,0 +1,128 @@
+//! The shipped scenarios hold every invariant for several seeds; a seed fixes a run; and each
+//! invariant catches the bug it is there for.
+
+use std::path::{Path, PathBuf};
+
+use switchboard_sim::{Report, RunOptions, Scenario};
+
+/// Scenarios too big for a test run (measured by the bench instead).
+const BENCH_ONLY: &[&str] = &["scale.toml"];
+
+fn scenarios() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("scenarios/ exists")
+        .map(|entry| entry.expect("readable").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .filter(|path| !BENCH_ONLY.iter().any(|name| path.ends_with(name)))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "the example scenarios are missing: {files:?}");
+    files
+}
+
+fn run(scenario: &Scenario, seed: u64) -> Report {
+    switchboard_sim::run(scenario, seed, RunOptions::default()).expect("runs").report
+}
+
+fn parse(text: &str) -> Scenario {
+    Scenario::parse(text).expect("a valid scenario")
+}
+
+#[test]
+fn every_shipped_scenario_holds_every_invariant_for_several_seeds() {
+    for path in scenarios() {
+        let scenario = parse(&std::fs::read_to_string(&path).unwrap());
+        for seed in 1..=3 {
+            let report = run(&scenario, seed);
+            assert!(report.violations.is_empty(), "{} seed {seed}:\n{}", path.display(), report.text());
+            assert!(report.messages.deliveries > 0, "{} seed {seed} delivered nothing", path.display());
+            assert!(report.invariants.iter().all(|i| i.holds));
+        }
+    }
+}
+
+#[test]
+fn one_seed_gives_one_trace_and_another_seed_another() {
+    let scenario = parse(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/faults.toml")).unwrap());
+    let first = run(&scenario, 7);
+    let again = run(&scenario, 7);
+    let other = run(&scenario, 8);
+    assert_eq!(first.trace_hash, again.trace_hash);
+    assert_eq!(first.events, again.events);
+    assert_eq!(first.latency_ms.p99, again.latency_ms.p99);
+    assert_ne!(first.trace_hash, other.trace_hash);
+}
+
+/// Three apps, a group with removals, and traffic after them.
+const CHURN: &str = r#"
+name = "churn"
+duration_s = 20
+settle_s = 10
+[[app]]
+name = "green"
+user_count = 4
+[[app]]
+name = "blue"
+user_count = 4
+[[app]]
+name = "red"
+user_count = 4
+[[group]]
+size = 9
+removals = 3
+joins = 2
+[traffic]
+messages = 300
+group_share = 0.8
+"#;
+
+#[test]
+fn a_relay_that_keeps_plaintext_is_caught() {
+    let clean = run(&parse(CHURN), 1);
+    assert!(clean.violations.is_empty(), "{}", clean.text());
+    let leaky = run(&parse(&format!("{CHURN}\n[inject]\nrelay_keeps_plaintext = true\n")), 1);
+    let invariant = leaky.invariants.iter().find(|i| i.name == "no plaintext at relays").unwrap();
+    assert!(!invariant.holds, "{}", leaky.text());
+    assert!(leaky.violations.iter().any(|v| v.invariant == "no plaintext at relays"));
+}
+
+#[test]
+fn a_client_that_does_not_rotate_on_removal_is_caught() {
+    let buggy = run(&parse(&format!("{CHURN}\n[inject]\nno_rotation_on_removal = true\n")), 1);
+    let invariant = buggy.invariants.iter().find(|i| i.name == "membership: nothing read outside it").unwrap();
+    assert!(!invariant.holds, "{}", buggy.text());
+    assert!(buggy.violations.iter().any(|v| v.invariant == "no read after removal"), "{}", buggy.text());
+    // With rotation, the same removed members could read none of those messages.
+    let clean = run(&parse(CHURN), 1);
+    assert!(clean.adversaries.membership_attempts > 0, "the check tried nothing: {}", clean.text());
+    assert_eq!(clean.adversaries.membership_readable, 0);
+}
+
+#[test]
+fn a_client_that_does_not_drop_duplicates_is_caught() {
+    let duplicating = format!("{CHURN}\n[[adversary]]\nrelay = \"blue\"\nkind = \"replay\"\nshare = 0.3\n");
+    let clean = run(&parse(&duplicating), 1);
+    assert!(clean.violations.is_empty(), "{}", clean.text());
+    assert!(clean.messages.duplicates_dropped > 0);
+    let buggy = run(&parse(&format!("{duplicating}\n[inject]\nno_duplicate_drop = true\n")), 1);
+    assert!(buggy.violations.iter().any(|v| v.invariant == "exactly-once delivery" && v.detail.contains("times")), "{}", buggy.text());
+}
+
+#[test]
+fn a_bad_scenario_is_refused_with_its_line() {
+    let cases: &[(&str, usize, &str)] = &[
+        ("name = \"x\"\nduration_s = 10\n[[app]]\nname = \"a\"\nusers = [\"u\"]\nbogus = 1\n", 6, "unknown field"),
+        ("name = \"x\"\nduration_s = 10\n[[app]]\nname = \"a\"\nuser_count = 3\n[[crash]]\nrelay = \"nowhere\"\nat_s = 1\n", 7, "unknown app"),
+        ("name = \"x\"\nduration_s = 10\n[[app]]\nname = \"a\"\nuser_count = 3\n[[group]]\nsize = 9\n", 7, "group size"),
+        ("name = \"x\"\nduration_s = 10\n[[app]]\nname = \"a\"\nuser_count = 3\n[[theft]]\ndevice = \"u9@a/1\"\nat_s = 1\n", 7, "unknown user"),
+        ("name = \"x\"\nduration_s = 10\nsuite = \"rot13\"\n[[app]]\nname = \"a\"\nuser_count = 3\n", 3, "unknown suite"),
+        ("name = \"x\"\nduration_s = 10\n[[app]]\nname = \"a\"\nuser_count = 3\n[[link]]\napps = [\"a\", \"a\"]\n", 7, "two different apps"),
+        ("name = \"x\"\nduration_s = \"ten\"\n", 2, "invalid type"),
+    ];
+    for (text, line, words) in cases {
+        let error = Scenario::parse(text).expect_err(text);
+        assert_eq!(error.line, *line, "{text}\n→ {error}");
+        assert!(error.message.contains(words), "{text}\n→ {error}");
+    }
+}
