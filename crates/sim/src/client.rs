@@ -103,6 +103,13 @@ enum Request {
 /// Counters a report adds up.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ClientStats {
+    /// Crypto done, for comparing a run with the raw cost of its crypto: sessions set up
+    /// (counted where a PreKey message opened one), other pairwise messages decrypted, group
+    /// messages encrypted and decrypted.
+    pub sessions_accepted: u64,
+    pub pairwise_decrypts: u64,
+    pub group_encrypts: u64,
+    pub group_decrypts: u64,
     pub read: u64,
     pub duplicates: u64,
     pub refused: u64,
@@ -453,6 +460,7 @@ impl Client {
             }
             GroupStrategy::SenderKeys => {
                 let message = self.device.encrypt_group(group, &content, rng).ok()?;
+                self.stats.group_encrypts += 1;
                 self.last_group = Some(message.bytes.clone());
                 let envelope = GroupEnvelope {
                     id: envelope_id(rng),
@@ -652,6 +660,7 @@ impl Client {
         match kind {
             EnvelopeKind::SenderKeyMessage => match self.device.decrypt_group(&envelope.group_id, &sender, &envelope.content) {
                 Ok(plaintext) => {
+                    self.stats.group_decrypts += 1;
                     self.read(id, &plaintext, outcomes);
                     Processed::Done
                 }
@@ -673,8 +682,14 @@ impl Client {
                     }
                 };
                 let ratchet_key = *message.ratchet_key().as_montgomery();
+                let opens_session = kind == MessageKind::PreKey && !self.device.has_session(&sender);
                 match self.device.receive_pending(&sender, &message, rng) {
                     Ok((received, responses)) => {
+                        if opens_session {
+                            self.stats.sessions_accepted += 1;
+                        } else {
+                            self.stats.pairwise_decrypts += 1;
+                        }
                         outcomes.push(Outcome::Pairwise { from: sender, ratchet_key });
                         if !responses.is_empty() {
                             self.waiting.push_back(Work::Seal(responses));

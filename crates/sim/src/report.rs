@@ -31,6 +31,7 @@ pub struct Report {
     pub faults: FaultCounts,
     pub adversaries: AdversaryCounts,
     pub thefts: Vec<TheftReport>,
+    pub crypto: CryptoOps,
     pub invariants: Vec<Invariant>,
     /// Every invariant violation (the first 100 listed; `violations_total` counts them all).
     pub violations: Vec<Violation>,
@@ -98,6 +99,23 @@ pub struct AdversaryCounts {
     /// Messages tried with the keys of devices that were not members when they were sent.
     pub membership_attempts: u64,
     pub membership_readable: u64,
+}
+
+/// The crypto a run did (see `switchboard-bench`'s `sim_deliveries_per_sec`, which times each
+/// kind on its own to set the run against the raw cost of its crypto).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct CryptoOps {
+    /// Devices created (identity, signed prekey, one-time prekeys).
+    pub devices: u64,
+    pub prekeys_per_device: u32,
+    /// Sessions set up (X3DH on both sides, and the first message).
+    pub sessions: u64,
+    /// Other pairwise messages decrypted (and so encrypted).
+    pub pairwise_messages: u64,
+    pub group_encrypts: u64,
+    pub group_decrypts: u64,
+    /// Mean plaintext size of the traffic.
+    pub mean_size: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -274,6 +292,18 @@ impl Report {
                 detail: theft_detail,
             },
         ];
+        let mut crypto = CryptoOps {
+            devices: world.clients.len() as u64,
+            prekeys_per_device: world.scenario.prekeys_per_device,
+            mean_size: (world.scenario.traffic.size.min + world.scenario.traffic.size.max) / 2,
+            ..CryptoOps::default()
+        };
+        for client in &world.clients {
+            crypto.sessions += client.stats.sessions_accepted;
+            crypto.pairwise_messages += client.stats.pairwise_decrypts;
+            crypto.group_encrypts += client.stats.group_encrypts;
+            crypto.group_decrypts += client.stats.group_decrypts;
+        }
         let violations_total = violations.len();
         violations.truncate(MAX_LISTED_VIOLATIONS);
         Report {
@@ -294,6 +324,7 @@ impl Report {
             faults: world.faults,
             adversaries,
             thefts,
+            crypto,
             invariants,
             violations,
             violations_total,

@@ -137,6 +137,10 @@ pub struct Traffic {
     /// Share of them sent to groups (the rest go 1:1).
     #[serde(default = "no_share")]
     pub group_share: Spanned<f64>,
+    /// Members of each group that send to it (its first ones, the admin first); all when unset.
+    /// Real groups have few active senders, and each sender hands its key to every member once.
+    #[serde(default)]
+    pub group_senders: Option<usize>,
     /// Plaintext sizes, drawn uniformly.
     #[serde(default = "default_size")]
     pub size: Range,
@@ -147,7 +151,7 @@ pub struct Traffic {
 
 impl Default for Traffic {
     fn default() -> Self {
-        Traffic { messages: 0, group_share: Spanned::new(0..0, 0.0), size: default_size(), kinds: Kinds::default() }
+        Traffic { messages: 0, group_share: Spanned::new(0..0, 0.0), group_senders: None, size: default_size(), kinds: Kinds::default() }
     }
 }
 
@@ -449,6 +453,9 @@ impl Scenario {
         let kinds = [traffic.kinds.text, traffic.kinds.reply, traffic.kinds.reaction, traffic.kinds.receipt];
         if kinds.iter().any(|w| !w.is_finite() || *w < 0.0) || kinds.iter().sum::<f64>() <= 0.0 {
             return Err(top("traffic.kinds: weights are 0 or more, and not all 0".into()));
+        }
+        if traffic.group_senders == Some(0) {
+            return Err(top("traffic.group_senders: at least 1 (or leave it out for every member)".into()));
         }
         let users_total = users_of(&[]);
         if traffic.messages > 0 && share < 1.0 && users_total < 2 {

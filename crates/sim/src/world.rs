@@ -897,9 +897,11 @@ impl World {
         let group = self.rng.random_range(0..self.groups.len());
         let id = self.groups[group].id.clone();
         // A member that knows of the group (the news may still be on its way to some).
+        let senders = self.scenario.traffic.group_senders.unwrap_or(usize::MAX);
         let candidates: Vec<usize> = self.groups[group]
             .users
             .iter()
+            .take(senders)
             .flat_map(|u| self.users[*u].devices.iter().copied())
             .filter(|d| self.clients[*d].device.group(&id).is_some())
             .collect();
