@@ -34,12 +34,13 @@ fuzz_run() { # log name, then the command; prints libFuzzer's last line, or the 
     fi
     grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1
 }
-for target in decode_wire session_decrypt group_decrypt session_interaction group_interaction peer_request relay_frames; do
+for target in decode_wire session_decrypt group_decrypt session_interaction group_interaction peer_request relay_frames scenario_file; do
     binary=./fuzz/target/debug/"$target"
     dict=()
     case "$target" in
         decode_wire) dict=(-dict=fuzz/dict/protobuf.dict) ;;
         peer_request) dict=(-dict=fuzz/dict/peer_request.dict) ;;
+        scenario_file) dict=(-dict=fuzz/dict/scenario.dict) ;;
     esac
     mkdir -p fuzz/artifacts/"$target" "$fuzz_scratch/$target"
     echo "--- $target: replay of fuzz/corpus/$target ($(find fuzz/corpus/"$target" -type f | wc -l) inputs), then 10 s of random inputs"

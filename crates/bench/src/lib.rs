@@ -14,4 +14,5 @@ pub mod group_floor;
 pub mod measure;
 pub mod relay;
 pub mod report;
+pub mod sim;
 pub mod workloads;

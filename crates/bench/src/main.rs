@@ -6,6 +6,7 @@
 //! cargo run --release -p switchboard-bench                     # the full run
 //! cargo run --release -p switchboard-bench -- --ops encrypt,decrypt_100
 //! cargo run --release -p switchboard-bench -- --ops group_     # only the group ops
+//! cargo run --release -p switchboard-bench -- --ops sim         # the simulator at scale
 //! ```
 
 use std::process::ExitCode;
@@ -58,6 +59,12 @@ struct Args {
     /// Seed for all keys.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The scenario `sim_deliveries_per_sec` runs.
+    #[arg(long, value_name = "FILE", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/scale.toml"))]
+    scenario: std::path::PathBuf,
+    /// (Internal) sets up N simulated devices and prints this process's peak memory.
+    #[arg(long, hide = true, value_name = "N")]
+    sim_memory: Option<usize>,
 }
 
 /// The relay benchmarks' op names (run end to end over loopback, after the others).
@@ -91,6 +98,21 @@ fn main() -> ExitCode {
     }
     config.seed = args.seed;
     switchboard_bench::clock::use_cpu_time(args.cpu_time);
+    if let Some(devices) = args.sim_memory {
+        let scenario = switchboard_bench::sim::memory_scenario(devices);
+        if switchboard_sim::run(&scenario, args.seed, Default::default()).is_err() {
+            return ExitCode::FAILURE;
+        }
+        println!("{}", switchboard_bench::sim::peak_rss().unwrap_or(0));
+        return ExitCode::SUCCESS;
+    }
+    let sim = match args.ops.as_deref() {
+        Some(filter) => filter.contains("sim"),
+        None => !args.quick,
+    };
+    if sim && args.ops.is_some() {
+        return run_sim(&args);
+    }
     let ops = select(&Op::ALL, Op::name, &args.ops);
     let impls = select(&Impl::ALL, Impl::name, &args.impls);
     let relay = !select(&RELAY_OPS, |name| name, &args.ops).is_empty()
@@ -143,6 +165,12 @@ fn main() -> ExitCode {
             return code;
         }
     }
+    if sim {
+        let code = run_sim(&args);
+        if code != ExitCode::SUCCESS {
+            return code;
+        }
+    }
     if args.primitives {
         let (names, mut workloads): (Vec<&str>, Vec<_>) = floor::primitives(config.seed).into_iter().unzip();
         let stats = measure::measure_interleaved(&mut workloads, &config);
@@ -166,6 +194,46 @@ fn main() -> ExitCode {
         }
     }
     eprintln!("done in {:.1} s", start.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
+}
+
+/// `sim_deliveries_per_sec`, then the memory per device (child processes, one per size).
+fn run_sim(args: &Args) -> ExitCode {
+    let text = match std::fs::read_to_string(&args.scenario) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("reading {}: {error}", args.scenario.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let scenario = match switchboard_sim::Scenario::parse(&text) {
+        Ok(scenario) => scenario,
+        Err(error) => {
+            eprintln!("{}:{}: {}", args.scenario.display(), error.line, error.message);
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("measuring the simulator: {} ({} devices), then the raw cost of its crypto", scenario.name, scenario.device_count());
+    let figures = switchboard_bench::sim::deliveries_per_sec(&scenario, args.seed, !args.json);
+    let mut memory = Vec::new();
+    if let Ok(me) = std::env::current_exe() {
+        for devices in switchboard_bench::sim::MEMORY_SIZES {
+            eprintln!("  memory with {devices} devices");
+            let output = std::process::Command::new(&me).args(["--sim-memory", &devices.to_string()]).output();
+            if let Some(bytes) = output.ok().and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse().ok()) {
+                memory.push((devices, bytes));
+            }
+        }
+    }
+    if args.json {
+        let mut line = serde_json::to_value(&figures).unwrap_or_default();
+        line["op"] = "sim_deliveries_per_sec".into();
+        line["peak_memory_bytes"] = memory.iter().map(|(devices, bytes)| serde_json::json!({"devices": devices, "bytes": bytes})).collect();
+        println!("{line}");
+    } else {
+        println!();
+        print!("{}", switchboard_bench::sim::table(&figures, &memory));
+    }
     ExitCode::SUCCESS
 }
 

@@ -32,7 +32,8 @@ pub struct Outgoing {
 #[derive(Clone, Debug)]
 pub struct PendingSend {
     pub to: ProtocolAddress,
-    body: Body,
+    /// The encoded `PairwisePayload`, shared by every recipient of one control message.
+    payload: std::sync::Arc<[u8]>,
 }
 
 /// A group message: encrypted once, delivered to every other member.
@@ -162,15 +163,13 @@ impl Device {
 
     /// Whether this device has a session with `address` (and so needs no bundle to write to it).
     pub fn has_session(&self, address: &ProtocolAddress) -> bool {
-        session::has_session(&self.store, address).unwrap_or(false)
+        self.store.session(address).is_some_and(|record| record.current().is_some())
     }
 
     /// The public ratchet key this device currently sends to `address` under, if it has a
     /// session with it.
     pub fn sending_ratchet_key(&self, address: &ProtocolAddress) -> Option<switchboard_session::PublicKey> {
-        use switchboard_session::store::SessionStore;
-        let record = self.store.load_session(address).ok()??;
-        record.current().map(|state| *state.sender_ratchet_key())
+        self.store.session(address)?.current().map(|state| *state.sender_ratchet_key())
     }
 
     /// The sender keys this device holds (its own and other members'), read-only: what a member
@@ -192,7 +191,8 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Outgoing> {
-        self.seal(to, Body::Application(content.to_vec()), directory, rng)
+        let payload = PairwisePayload { body: Some(Body::Application(content.to_vec())) }.encode_to_vec();
+        self.seal(to, &payload, directory, rng)
     }
 
     /// Creates group `id` with `members` (this device is added) and tells each member; this
@@ -344,56 +344,64 @@ impl Device {
             bytes => Some(SenderKeyDistributionMessage::parse(bytes)?),
         };
         let id = announced.id.clone();
-        let current = self.groups.get(&id).cloned();
         if !announced.members.contains(from) {
             return Err(ClientError::NotAMember { group: id, sender: from.clone() });
         }
-        if let Some(current) = current.as_ref().filter(|group| !group.members.contains(from)) {
+        // Borrowed, not copied: a group of 1,000 is a large value, and most control messages
+        // (keys handed out at the same epoch) change nothing but the sender key.
+        let current = self.groups.get(&id);
+        if let Some(current) = current.filter(|group| !group.members.contains(from)) {
             // A newcomer whose key overtook the news of its joining: keep the key (unused) until
             // that news arrives.
             let newer = announced.epoch > current.epoch && announced.members.contains(&self.address);
+            let epoch = current.epoch;
             if let (true, Some(distribution)) = (newer, distribution) {
                 if self.held_keys.len() >= MAX_HELD_KEYS {
                     return Err(ClientError::InvalidChange("too many keys from unannounced members"));
                 }
                 self.held_keys.insert((id.clone(), from.clone()), distribution);
-                return Ok((Received::Group { group: id, epoch: current.epoch }, Vec::new()));
+                return Ok((Received::Group { group: id, epoch }, Vec::new()));
             }
             return Err(ClientError::NotAMember { group: id, sender: from.clone() });
         }
-
         let joining = current.is_none();
-        let group = match current {
-            // Joining: take the announced group; our key goes out with our first message to it.
-            None => {
-                if !announced.members.contains(&self.address) {
-                    return Err(ClientError::InvalidPayload("a group this device is not in"));
-                }
-                // A fresh key on every (re)join: a key kept from an earlier membership may be held
-                // by a member removed since.
-                self.fresh_key(&id, announced.suite, rng)?;
-                announced
+        let change = current.is_some_and(|current| announced.epoch > current.epoch);
+        let removal = change && current.is_some_and(|current| current.members.difference(&announced.members).next().is_some());
+
+        // The group as it will be: the announced one when joining or changing, else as it is.
+        let replacement = if joining {
+            if !announced.members.contains(&self.address) {
+                return Err(ClientError::InvalidPayload("a group this device is not in"));
             }
-            // A change: apply it. After a removal, rotate (the new key goes to the remaining
-            // members with our next message); a newcomer gets our current key the same way.
-            Some(current) if announced.epoch > current.epoch => {
-                if !announced.members.contains(&self.address) {
-                    self.groups.remove(&id);
-                    self.key_holders.remove(&id);
-                    self.held_keys.retain(|(group, _), _| *group != id);
-                    return Ok((Received::RemovedFromGroup { group: id }, Vec::new()));
-                }
-                if current.members.difference(&announced.members).next().is_some() {
-                    self.rotate_after_removal(&id, announced.suite, rng)?;
-                }
-                announced
+            // A fresh key on every (re)join: a key kept from an earlier membership may be held by
+            // a member removed since; it goes out with our first message to the group.
+            self.fresh_key(&id, announced.suite, rng)?;
+            Some(announced)
+        } else if change {
+            if !announced.members.contains(&self.address) {
+                self.groups.remove(&id);
+                self.key_holders.remove(&id);
+                self.held_keys.retain(|(group, _), _| *group != id);
+                return Ok((Received::RemovedFromGroup { group: id }, Vec::new()));
             }
+            // After a removal, rotate (the new key goes to the remaining members with our next
+            // message); a newcomer gets our current key the same way.
+            if removal {
+                self.rotate_after_removal(&id, announced.suite, rng)?;
+            }
+            Some(announced)
+        } else {
             // The same or an older epoch: only the sender key is news.
-            Some(current) => current,
+            None
         };
         if let Some(distribution) = &distribution {
             sender_keys::process_distribution(&mut self.sender_keys, &id, from, distribution)?;
         }
+        let group = match &replacement {
+            Some(group) => group,
+            None => self.groups.get(&id).ok_or_else(|| ClientError::UnknownGroup(id.clone()))?,
+        };
+        let epoch = group.epoch;
         let now_members: Vec<_> =
             self.held_keys.keys().filter(|(held, sender)| *held == id && group.members.contains(sender)).cloned().collect();
         for key in now_members {
@@ -408,8 +416,9 @@ impl Device {
                 holders.remove(from);
             }
         }
-        let epoch = group.epoch;
-        self.groups.insert(id.clone(), group);
+        if let Some(group) = replacement {
+            self.groups.insert(id.clone(), group);
+        }
         Ok((Received::Group { group: id, epoch }, Vec::new()))
     }
 
@@ -425,7 +434,8 @@ impl Device {
         to: &[ProtocolAddress],
     ) -> Vec<PendingSend> {
         let control = group.control(distribution.map(SenderKeyDistributionMessage::serialize), request_sender_key);
-        to.iter().map(|member| PendingSend { to: member.clone(), body: Body::GroupControl(control.clone()) }).collect()
+        let payload: std::sync::Arc<[u8]> = PairwisePayload { body: Some(Body::GroupControl(control)) }.encode_to_vec().into();
+        to.iter().map(|member| PendingSend { to: member.clone(), payload: payload.clone() }).collect()
     }
 
     /// Encrypts pending sends (see [`PendingSend`]).
@@ -435,7 +445,7 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Vec<Outgoing>> {
-        pending.into_iter().map(|send| self.seal(&send.to, send.body, directory, rng)).collect()
+        pending.into_iter().map(|send| self.seal(&send.to, &send.payload, directory, rng)).collect()
     }
 
     /// Encrypts a payload for `to`, starting a session from its bundle first if there is none
@@ -443,18 +453,17 @@ impl Device {
     fn seal<R: CryptoRng + ?Sized>(
         &mut self,
         to: &ProtocolAddress,
-        body: Body,
+        payload: &[u8],
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Outgoing> {
-        if !session::has_session(&self.store, to)? {
+        if !self.has_session(to) {
             let bundle = directory.fetch_bundle(to).ok_or_else(|| ClientError::NoBundle(to.clone()))?;
             bundle.verify()?;
             let suite = Suite::ALL.into_iter().find(|suite| bundle.offers(*suite)).unwrap_or(Suite::SignalV3);
             session::process_prekey_bundle(&mut self.store, to, &bundle, suite, rng)?;
         }
-        let payload = PairwisePayload { body: Some(body) }.encode_to_vec();
-        let message = session::encrypt(&mut self.store, to, &payload)?;
+        let message = session::encrypt(&mut self.store, to, payload)?;
         Ok(Outgoing { to: to.clone(), message })
     }
 }

@@ -117,6 +117,11 @@ impl InMemoryStore {
     pub fn sessions(&self) -> impl Iterator<Item = (&ProtocolAddress, &SessionRecord)> {
         self.sessions.iter()
     }
+
+    /// The session record of `address`, borrowed (no copy).
+    pub fn session(&self, address: &ProtocolAddress) -> Option<&SessionRecord> {
+        self.sessions.get(address)
+    }
 }
 
 impl IdentityKeyStore for InMemoryStore {

@@ -132,7 +132,8 @@ pub struct Client {
     directory: switchboard_client::InMemoryDirectory,
     devices_of: HashMap<String, Vec<ProtocolAddress>>,
     fetching: HashSet<String>,
-    waiting: VecDeque<Work>,
+    /// Work waiting for bundles, each with the users it still waits for.
+    waiting: VecDeque<(Work, HashSet<String>)>,
     seen: HashSet<[u8; 16]>,
     stalled: Vec<Envelope>,
     stalled_ids: HashSet<[u8; 16]>,
@@ -342,6 +343,9 @@ impl Client {
                     self.directory.publish(&address, [bundle]);
                     devices.push(address);
                 }
+                for (_, missing) in &mut self.waiting {
+                    missing.remove(&user);
+                }
                 self.devices_of.insert(user, devices);
                 self.run_waiting(rng, out);
             }
@@ -445,8 +449,7 @@ impl Client {
 
     /// Sends `content` to every device of `to`.
     pub fn send_direct(&mut self, to: &str, content: Vec<u8>, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
-        self.waiting.push_back(Work::Direct { to: to.to_owned(), content });
-        self.run_waiting(rng, out);
+        self.submit(Work::Direct { to: to.to_owned(), content }, rng, out);
     }
 
     /// Sends `content` to group `group`, by the scenario's strategy. Returns the recipients, or
@@ -456,7 +459,7 @@ impl Client {
             self.device.group(group)?.members.iter().filter(|member| **member != self.address).cloned().collect();
         match self.strategy {
             GroupStrategy::Pairwise => {
-                self.waiting.push_back(Work::Pairwise { group: group.to_owned(), recipients: recipients.clone(), content });
+                self.submit(Work::Pairwise { group: group.to_owned(), recipients: recipients.clone(), content }, rng, out);
             }
             GroupStrategy::SenderKeys => {
                 let message = self.device.encrypt_group(group, &content, rng).ok()?;
@@ -470,26 +473,22 @@ impl Client {
                     recipients: message.recipients.iter().map(wire_address).collect(),
                     content: message.bytes,
                 };
-                self.waiting.push_back(Work::Group { distributions: message.key_distributions, envelope });
+                self.submit(Work::Group { distributions: message.key_distributions, envelope }, rng, out);
             }
         }
-        self.run_waiting(rng, out);
         Some(recipients)
     }
 
     pub fn create_group(&mut self, group: &str, members: Vec<ProtocolAddress>, suite: Suite, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
-        self.waiting.push_back(Work::Create { group: group.to_owned(), members, suite });
-        self.run_waiting(rng, out);
+        self.submit(Work::Create { group: group.to_owned(), members, suite }, rng, out);
     }
 
     pub fn add_member(&mut self, group: &str, member: ProtocolAddress, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
-        self.waiting.push_back(Work::Add { group: group.to_owned(), member });
-        self.run_waiting(rng, out);
+        self.submit(Work::Add { group: group.to_owned(), member }, rng, out);
     }
 
     pub fn remove_member(&mut self, group: &str, member: ProtocolAddress, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
-        self.waiting.push_back(Work::Remove { group: group.to_owned(), member });
-        self.run_waiting(rng, out);
+        self.submit(Work::Remove { group: group.to_owned(), member }, rng, out);
     }
 
     // ---- bundles --------------------------------------------------------------------------------
@@ -529,24 +528,45 @@ impl Client {
     }
 
     fn fetch_missing(&mut self, out: &mut Vec<OutFrame>) {
-        let users: Vec<String> = self.waiting.iter().flat_map(|work| self.needs(work)).collect();
+        let mut users: Vec<String> = self.waiting.iter().flat_map(|(_, missing)| missing.iter().cloned()).collect();
+        users.sort();
+        users.dedup();
         for user in users {
             self.fetch(&user, out);
         }
     }
 
-    /// Runs, in order, every waiting work whose bundles are at hand; fetches what the rest need.
+    /// Runs `work` now if its bundles are at hand, else once they are (fetching them).
+    fn submit(&mut self, work: Work, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+        let needs = self.needs(&work);
+        if needs.is_empty() && self.waiting.is_empty() {
+            self.run(work, rng, out);
+            return;
+        }
+        for user in &needs {
+            self.fetch(user, out);
+        }
+        self.waiting.push_back((work, needs.into_iter().collect()));
+        self.run_waiting(rng, out);
+    }
+
+    /// Runs, in order, every waiting work no longer waiting for a bundle. (Each is checked once
+    /// more as it runs: a group's membership may have grown meanwhile.)
     fn run_waiting(&mut self, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
         let mut still = VecDeque::new();
-        while let Some(work) = self.waiting.pop_front() {
+        while let Some((work, missing)) = self.waiting.pop_front() {
+            if !missing.is_empty() {
+                still.push_back((work, missing));
+                continue;
+            }
             let needs = self.needs(&work);
             if needs.is_empty() {
                 self.run(work, rng, out);
             } else {
-                for user in needs {
-                    self.fetch(&user, out);
+                for user in &needs {
+                    self.fetch(user, out);
                 }
-                still.push_back(work);
+                still.push_back((work, needs.into_iter().collect()));
             }
         }
         self.waiting = still;
@@ -692,8 +712,7 @@ impl Client {
                         }
                         outcomes.push(Outcome::Pairwise { from: sender, ratchet_key });
                         if !responses.is_empty() {
-                            self.waiting.push_back(Work::Seal(responses));
-                            self.run_waiting(rng, out);
+                            self.submit(Work::Seal(responses), rng, out);
                         }
                         match received {
                             Received::Application(plaintext) => self.read(id, &plaintext, outcomes),

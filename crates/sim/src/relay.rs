@@ -62,8 +62,10 @@ pub struct Relay {
     pub app: String,
     peers: Vec<String>,
     pub core: Option<RelayCore>,
-    /// What is on disk: every committed batch, applied.
+    /// What is on disk: every committed batch, applied. Kept only for a relay that crashes in
+    /// the scenario (nothing else ever reads it back).
     pub disk: StoredState,
+    pub keeps_disk: bool,
     /// Bumped at each crash: a commit begun before it never completes.
     pub epoch: u32,
     pub committing: Option<Batch>,
@@ -81,6 +83,7 @@ impl Relay {
             peers,
             core: None,
             disk: StoredState::default(),
+            keeps_disk: true,
             epoch: 0,
             committing: None,
             adversary: None,

@@ -136,6 +136,9 @@ pub struct World {
     pub(crate) relays: Vec<Relay>,
     pub(crate) clients: Vec<Client>,
     pub(crate) users: Vec<User>,
+    /// User index by name, and each device's user.
+    user_index: HashMap<String, usize>,
+    user_of: Vec<usize>,
     pub(crate) groups: Vec<SimGroup>,
     pub(crate) app_names: Vec<String>,
     access: Vec<Link>,
@@ -216,6 +219,9 @@ impl World {
         }
 
         let mut relays: Vec<Relay> = app_names.iter().map(|app| Relay::new(app, app_names.clone())).collect();
+        for relay in &mut relays {
+            relay.keeps_disk = scenario.crashes.iter().any(|crash| *crash.relay.get_ref() == relay.app);
+        }
         let mut availability_attacked = false;
         let mut users = Vec::new();
         let mut clients = Vec::new();
@@ -265,7 +271,16 @@ impl World {
         let devices = clients.len();
         let suite = scenario.suite.get_ref().parse().unwrap_or(Suite::Aes256Gcm);
         let end = last_fault.max(traffic_end) + secs(scenario.settle_s);
+        let user_index = users.iter().enumerate().map(|(index, user)| (user.name.clone(), index)).collect();
+        let mut user_of = vec![0; clients.len()];
+        for (index, user) in users.iter().enumerate() {
+            for &device in &user.devices {
+                user_of[device] = index;
+            }
+        }
         let mut world = World {
+            user_index,
+            user_of,
             traffic_left: scenario.traffic.messages,
             scenario,
             rng,
@@ -709,7 +724,7 @@ impl World {
             }
         }
         for (device_id, credential) in std::mem::take(&mut self.clients[device].linked) {
-            let user = self.users.iter().find(|u| u.devices.contains(&device)).expect("every device has a user");
+            let user = &self.users[self.user_of[device]];
             if let Some(&sibling) = user.devices.iter().find(|d| self.clients[**d].address.device_id() == device_id) {
                 self.clients[sibling].set_credential(credential);
                 self.schedule(self.now + 1, Event::Connect { device: sibling });
@@ -801,8 +816,10 @@ impl World {
             return; // the relay crashed meanwhile: that batch never reached the disk
         }
         let Some(batch) = node.committing.take() else { return };
-        for mutation in &batch.mutations {
-            node.disk.apply(mutation);
+        if node.keeps_disk {
+            for mutation in &batch.mutations {
+                node.disk.apply(mutation);
+            }
         }
         let Some(core) = node.core.as_mut() else { return };
         let started = Instant::now();
@@ -872,7 +889,7 @@ impl World {
 
     fn send_direct_message(&mut self, size: usize, kind: usize) {
         let sender = self.rng.random_range(0..self.clients.len());
-        let sender_user = self.users.iter().position(|u| u.devices.contains(&sender)).expect("every device has a user");
+        let sender_user = self.user_of[sender];
         let mut recipient = self.rng.random_range(0..self.users.len() - 1);
         if recipient >= sender_user {
             recipient += 1;
@@ -934,7 +951,7 @@ impl World {
     }
 
     pub(crate) fn device_index(&self, address: &ProtocolAddress) -> Option<usize> {
-        let user = self.users.iter().find(|u| u.name == address.name())?;
+        let user = &self.users[*self.user_index.get(address.name())?];
         user.devices.iter().copied().find(|d| self.clients[*d].address.device_id() == address.device_id())
     }
 
@@ -997,7 +1014,7 @@ impl World {
     /// The admin adds a user from outside, or removes a member (never itself).
     fn churn(&mut self, group: usize, join: bool) {
         let admin = self.groups[group].admin;
-        let admin_user = self.users.iter().position(|u| u.devices.contains(&admin)).expect("admin has a user");
+        let admin_user = self.user_of[admin];
         let id = self.groups[group].id.clone();
         let user = if join {
             let apps = self.groups[group].apps.clone();
