@@ -69,7 +69,7 @@ pub struct Device {
     /// that never sends costs its group nothing, which keeps a group of 1,000 linear to set up.
     pub(crate) key_holders: HashMap<String, BTreeSet<ProtocolAddress>>,
     /// Sender keys from devices not yet known as members, by group and sender (see `on_control`).
-    pub(crate) held_keys: HashMap<(String, ProtocolAddress), SenderKeyDistributionMessage>,
+    pub(crate) held_keys: HashMap<(String, ProtocolAddress), Vec<SenderKeyDistributionMessage>>,
     pub(crate) next_prekey_id: u32,
     #[cfg(feature = "inject-bugs")]
     pub(crate) bugs: InjectedBugs,
@@ -211,7 +211,7 @@ impl Device {
         let mut group = Group { id: id.to_owned(), epoch: 0, members: members.into_iter().collect(), suite };
         group.members.insert(self.address.clone());
         let others: Vec<_> = self.others(&group).collect();
-        let pending = self.send_control(&group, None, false, &others);
+        let pending = self.send_control(&group, &others);
         let outgoing = self.seal_all(pending, directory, rng)?;
         // Always a fresh key: one kept from an earlier membership may be held by someone since
         // removed.
@@ -236,7 +236,7 @@ impl Device {
         }
         group.epoch = group.epoch.checked_add(1).ok_or(ClientError::InvalidChange("epoch exhausted"))?;
         let others: Vec<_> = self.others(&group).collect();
-        let pending = self.send_control(&group, None, false, &others);
+        let pending = self.send_control(&group, &others);
         let outgoing = self.seal_all(pending, directory, rng)?;
         self.groups.insert(id.to_owned(), group);
         Ok(outgoing)
@@ -263,7 +263,7 @@ impl Device {
         let mut to: Vec<_> = self.others(&group).collect();
         // The removed device learns it is out.
         to.push(member.clone());
-        let pending = self.send_control(&group, None, false, &to);
+        let pending = self.send_control(&group, &to);
         let outgoing = self.seal_all(pending, directory, rng)?;
         self.rotate_after_removal(id, group.suite, rng)?;
         self.groups.insert(id.to_owned(), group);
@@ -284,7 +284,7 @@ impl Device {
             let suite = group.suite;
             let distribution = sender_keys::create_distribution(&mut self.sender_keys, id, &self.address, suite, rng)?;
             let group = self.groups.get(id).expect("looked up above");
-            self.send_control(group, Some(&distribution), false, &missing)
+            self.send_key(group, &distribution, &missing)
         };
         let message = sender_keys::encrypt(&mut self.sender_keys, id, &self.address, plaintext, rng)?;
         self.key_holders.entry(id.to_owned()).or_default().extend(missing);
@@ -338,11 +338,15 @@ impl Device {
         control: &GroupControl,
         rng: &mut R,
     ) -> Result<(Received, Vec<PendingSend>)> {
-        let announced = Group::from_control(control)?;
         let distribution = match control.sender_key_distribution.as_slice() {
             [] => None,
             bytes => Some(SenderKeyDistributionMessage::parse(bytes)?),
         };
+        if control.members.is_empty() {
+            let distribution = distribution.ok_or(ClientError::InvalidPayload("a group control with neither members nor a key"))?;
+            return self.on_key(from, control, distribution);
+        }
+        let announced = Group::from_control(control)?;
         let id = announced.id.clone();
         if !announced.members.contains(from) {
             return Err(ClientError::NotAMember { group: id, sender: from.clone() });
@@ -356,10 +360,7 @@ impl Device {
             let newer = announced.epoch > current.epoch && announced.members.contains(&self.address);
             let epoch = current.epoch;
             if let (true, Some(distribution)) = (newer, distribution) {
-                if self.held_keys.len() >= MAX_HELD_KEYS {
-                    return Err(ClientError::InvalidChange("too many keys from unannounced members"));
-                }
-                self.held_keys.insert((id.clone(), from.clone()), distribution);
+                self.hold_key(id.clone(), from, distribution)?;
                 return Ok((Received::Group { group: id, epoch }, Vec::new()));
             }
             return Err(ClientError::NotAMember { group: id, sender: from.clone() });
@@ -405,7 +406,7 @@ impl Device {
         let now_members: Vec<_> =
             self.held_keys.keys().filter(|(held, sender)| *held == id && group.members.contains(sender)).cloned().collect();
         for key in now_members {
-            if let Some(held) = self.held_keys.remove(&key) {
+            for held in self.held_keys.remove(&key).unwrap_or_default() {
                 sender_keys::process_distribution(&mut self.sender_keys, &id, &key.1, &held)?;
             }
         }
@@ -422,18 +423,63 @@ impl Device {
         Ok((Received::Group { group: id, epoch }, Vec::new()))
     }
 
+    /// A member's sender key, without the member list: applied if the sender is a member as this
+    /// device knows the group; kept (unused) if the group, or the sender's joining, is news still
+    /// on its way (the sender knows a newer epoch); refused otherwise.
+    fn on_key(&mut self, from: &ProtocolAddress, control: &GroupControl, distribution: SenderKeyDistributionMessage) -> Result<(Received, Vec<PendingSend>)> {
+        let id = control.group_id.clone();
+        if id.is_empty() {
+            return Err(ClientError::InvalidPayload("empty group id"));
+        }
+        match self.groups.get(&id) {
+            Some(group) if group.members.contains(from) => {
+                let epoch = group.epoch;
+                sender_keys::process_distribution(&mut self.sender_keys, &id, from, &distribution)?;
+                if control.request_sender_key {
+                    if let Some(holders) = self.key_holders.get_mut(&id) {
+                        holders.remove(from);
+                    }
+                }
+                Ok((Received::Group { group: id, epoch }, Vec::new()))
+            }
+            Some(group) if control.epoch <= group.epoch => Err(ClientError::NotAMember { group: id, sender: from.clone() }),
+            current => {
+                let epoch = current.map_or(control.epoch, |group| group.epoch);
+                self.hold_key(id.clone(), from, distribution)?;
+                Ok((Received::Group { group: id, epoch }, Vec::new()))
+            }
+        }
+    }
+
+    /// Keeps a key whose sender is not (yet) known as a member; every key it sends is kept, in
+    /// order, since its messages under an older one may still be on their way.
+    fn hold_key(&mut self, group: String, from: &ProtocolAddress, distribution: SenderKeyDistributionMessage) -> Result<()> {
+        if self.held_keys.values().map(Vec::len).sum::<usize>() >= MAX_HELD_KEYS {
+            return Err(ClientError::InvalidChange("too many keys from unannounced members"));
+        }
+        self.held_keys.entry((group, from.clone())).or_default().push(distribution);
+        Ok(())
+    }
+
     fn others<'a>(&'a self, group: &'a Group) -> impl Iterator<Item = ProtocolAddress> + 'a {
         group.members.iter().filter(move |member| **member != self.address).cloned()
     }
 
-    fn send_control(
-        &self,
-        group: &Group,
-        distribution: Option<&SenderKeyDistributionMessage>,
-        request_sender_key: bool,
-        to: &[ProtocolAddress],
-    ) -> Vec<PendingSend> {
-        let control = group.control(distribution.map(SenderKeyDistributionMessage::serialize), request_sender_key);
+    /// The group's membership, announced to `to`.
+    fn send_control(&self, group: &Group, to: &[ProtocolAddress]) -> Vec<PendingSend> {
+        Self::pending(group.control(None, false), to)
+    }
+
+    /// This device's sender key for `group`, handed to `to`: the group's id, epoch and suite with
+    /// the key, and no member list (membership travels in announcements only, so a key for a
+    /// group of 1,000 costs a few hundred bytes, not the whole list).
+    fn send_key(&self, group: &Group, distribution: &SenderKeyDistributionMessage, to: &[ProtocolAddress]) -> Vec<PendingSend> {
+        let mut control = group.control(Some(&distribution.serialize()), false);
+        control.members.clear();
+        Self::pending(control, to)
+    }
+
+    fn pending(control: GroupControl, to: &[ProtocolAddress]) -> Vec<PendingSend> {
         let payload: std::sync::Arc<[u8]> = PairwisePayload { body: Some(Body::GroupControl(control)) }.encode_to_vec().into();
         to.iter().map(|member| PendingSend { to: member.clone(), payload: payload.clone() }).collect()
     }

@@ -293,7 +293,9 @@ impl Client {
         let Ok(frame) = decode::<ServerFrame>(bytes, switchboard_wire::frame::MAX_FRAME_LEN) else { return };
         let Some(body) = frame.body else { return };
         if let server_frame::Body::Deliver(envelope) = body {
-            if frame.request_id == 0 && self.phase == Phase::Online {
+            // The relay delivers only once it has authenticated this connection; a delivery may
+            // still overtake the answer that says so (on a link that reorders).
+            if frame.request_id == 0 && self.phase != Phase::Offline {
                 self.deliver(envelope, rng, out, outcomes);
             }
             return;
