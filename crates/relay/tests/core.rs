@@ -428,3 +428,33 @@ fn one_group_frame_cannot_make_the_relay_store_more_than_its_limit() {
     let answer = net.request(&green, alice, 70, Body::SendGroup(group));
     assert_eq!(code(&answer), Some(ErrorCode::TooLarge));
 }
+
+#[test]
+fn an_upload_sent_again_never_puts_back_a_prekey_already_handed_out() {
+    use switchboard_wire::switchboard::{FetchBundles, PreKeyBundle, UploadBundles};
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let (_, bob, _) = net.device("bob@green");
+    let bundle = |id: u32| PreKeyBundle { device_id: 1, pre_key_id: Some(id), pre_key: Some(vec![id as u8; 33]), ..Default::default() };
+    let upload = Body::UploadBundles(UploadBundles { bundles: (1..=3).map(bundle).collect() });
+    assert!(is_done(&net.request(&green, alice, 3, upload.clone())));
+    let mut handed = Vec::new();
+    let fetch = |net: &mut Net, request_id| {
+        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
+        let Some(server_frame::Body::Bundles(bundles)) = answer.body else { panic!("{answer:?}") };
+        bundles.devices[0].bundle.as_ref().unwrap().pre_key_id
+    };
+    handed.push(fetch(&mut net, 4));
+    // The same upload again (its answer was lost, or the frame repeated): prekey 1 stays gone.
+    assert!(is_done(&net.request(&green, alice, 5, upload.clone())));
+    for request_id in 6..9 {
+        handed.push(fetch(&mut net, request_id));
+    }
+    assert_eq!(handed, vec![Some(1), Some(2), Some(3), None]);
+    // Once all are gone, the old upload still puts none back; newer prekeys are taken.
+    assert!(is_done(&net.request(&green, alice, 9, upload)));
+    assert_eq!(fetch(&mut net, 10), None);
+    let newer = Body::UploadBundles(UploadBundles { bundles: (4..=5).map(bundle).collect() });
+    assert!(is_done(&net.request(&green, alice, 11, newer)));
+    assert_eq!([fetch(&mut net, 12), fetch(&mut net, 13), fetch(&mut net, 14)], [Some(4), Some(5), None]);
+}

@@ -119,7 +119,24 @@ impl RelayCore {
         if upload.bundles.iter().any(|bundle| bundle.device_id != device.1) {
             return Err((ErrorCode::Forbidden, "bundles of another device"));
         }
-        self.mutate(Mutation::PutBundles { device: device.clone(), bundles: upload.bundles });
+        // One-time prekeys are numbered upwards by their device. An upload sent again (its answer
+        // lost in a reset, or the frame repeated) must not put back prekeys already handed out:
+        // two sessions on one prekey, and the device refuses the second. So only prekeys newer
+        // than any this relay has held are taken, next to those not yet handed out.
+        let stock = self.state.bundles.get(device);
+        let newest = stock.and_then(|stock| stock.iter().filter_map(|bundle| bundle.pre_key_id).max());
+        let fresh: Vec<_> = upload
+            .bundles
+            .into_iter()
+            .filter(|bundle| bundle.pre_key_id.is_some_and(|id| newest.is_none_or(|newest| id > newest)))
+            .collect();
+        if !fresh.is_empty() {
+            let mut bundles: Vec<_> = stock.map(|stock| stock.iter().filter(|b| b.pre_key.is_some()).cloned().collect()).unwrap_or_default();
+            bundles.extend(fresh);
+            let excess = bundles.len().saturating_sub(MAX_BUNDLES_PER_DEVICE);
+            bundles.drain(..excess);
+            self.mutate(Mutation::PutBundles { device: device.clone(), bundles });
+        }
         self.deferred.push(Deferred::Client(conn, done(request_id)));
         Ok(())
     }
@@ -163,12 +180,16 @@ impl RelayCore {
         let mut handed = Vec::new();
         for device in devices {
             let mut bundles = self.state.bundles.get(&device).cloned().unwrap_or_default();
-            let Some(first) = bundles.first().cloned() else { continue };
+            let Some(mut first) = bundles.first().cloned() else { continue };
             if bundles.len() > 1 {
                 bundles.remove(0);
             } else {
-                bundles[0].pre_key_id = None;
+                // The last bundle stays, without its one-time prekey, but the prekey's id is
+                // kept (see `upload_bundles`); what is handed out carries neither.
                 bundles[0].pre_key = None;
+            }
+            if first.pre_key.is_none() {
+                first.pre_key_id = None;
             }
             self.mutate(Mutation::PutBundles { device: device.clone(), bundles });
             handed.push(DeviceBundle { device_id: device.1, bundle: Some(first) });
