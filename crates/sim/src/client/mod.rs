@@ -4,19 +4,24 @@
 //! acknowledge what it has processed, drop duplicates by envelope id, and hold group messages
 //! whose sender key has not arrived yet.
 
+
+mod receive;
+mod work;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use switchboard_client::{ClientError, Device, InjectedBugs, Outgoing, PendingSend, Received};
-use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, PreKeyBundle, ProtocolAddress, Suite};
+use switchboard_client::{Device, InjectedBugs, Outgoing};
+use switchboard_session::{MessageKind, PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{
-    Acknowledge, Authenticate, ClientFrame, Content, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FetchBundles,
+    Authenticate, ClientFrame, Content, DeviceAddress, Envelope, EnvelopeKind, ErrorCode,
     GroupEnvelope, Register, ServerFrame, UploadBlob, UploadBundles, client_frame::Body, server_frame,
 };
 use switchboard_wire::{Message, decode, limits};
 
 use crate::scenario::GroupStrategy;
+use work::Work;
 
 /// Group messages held while their sender key is on its way.
 pub const MAX_STALLED: usize = 10_000;
@@ -64,18 +69,6 @@ pub enum Outcome {
     Refused { envelope: [u8; 16], reason: &'static str },
     /// This device learnt it was removed from a group.
     Removed { group: String },
-}
-
-/// Work waiting for bundles of some users.
-#[derive(Debug)]
-enum Work {
-    Direct { to: String, content: Vec<u8> },
-    Seal(Vec<PendingSend>),
-    Group { distributions: Vec<PendingSend>, envelope: GroupEnvelope },
-    Pairwise { group: String, recipients: Vec<ProtocolAddress>, content: Vec<u8> },
-    Create { group: String, members: Vec<ProtocolAddress>, suite: Suite },
-    Add { group: String, member: ProtocolAddress },
-    Remove { group: String, member: ProtocolAddress },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -491,307 +484,5 @@ impl Client {
 
     pub fn remove_member(&mut self, group: &str, member: ProtocolAddress, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
         self.submit(Work::Remove { group: group.to_owned(), member }, rng, out);
-    }
-
-    // ---- bundles --------------------------------------------------------------------------------
-
-    /// The users whose bundles `work` still needs.
-    fn needs(&self, work: &Work) -> Vec<String> {
-        let unknown = |address: &ProtocolAddress| !self.device.has_session(address) && !self.devices_of.contains_key(address.name());
-        let mut users: Vec<String> = match work {
-            Work::Direct { to, .. } => (!self.devices_of.contains_key(to)).then(|| to.clone()).into_iter().collect(),
-            Work::Seal(pending) => pending.iter().map(|p| &p.to).filter(|a| unknown(a)).map(|a| a.name().to_owned()).collect(),
-            Work::Group { distributions, .. } => {
-                distributions.iter().map(|p| &p.to).filter(|a| unknown(a)).map(|a| a.name().to_owned()).collect()
-            }
-            Work::Pairwise { recipients, .. } => recipients.iter().filter(|a| unknown(a)).map(|a| a.name().to_owned()).collect(),
-            Work::Create { members, .. } => members.iter().filter(|a| unknown(a)).map(|a| a.name().to_owned()).collect(),
-            Work::Add { group, member } => {
-                let mut all: Vec<&ProtocolAddress> = self.device.group(group).map(|g| g.members.iter().collect()).unwrap_or_default();
-                all.push(member);
-                all.into_iter().filter(|a| **a != self.address && unknown(a)).map(|a| a.name().to_owned()).collect()
-            }
-            Work::Remove { group, member } => {
-                let all: Vec<&ProtocolAddress> = self.device.group(group).map(|g| g.members.iter().collect()).unwrap_or_default();
-                all.into_iter().filter(|a| *a != member && **a != self.address && unknown(a)).map(|a| a.name().to_owned()).chain(unknown(member).then(|| member.name().to_owned())).collect()
-            }
-        };
-        users.sort();
-        users.dedup();
-        users
-    }
-
-    fn fetch(&mut self, user: &str, out: &mut Vec<OutFrame>) {
-        if self.phase != Phase::Online || self.fetching.contains(user) {
-            return;
-        }
-        self.fetching.insert(user.to_owned());
-        self.frame(Some(Request::Fetch(user.to_owned())), Body::FetchBundles(FetchBundles { user: user.to_owned() }), out);
-    }
-
-    fn fetch_missing(&mut self, out: &mut Vec<OutFrame>) {
-        let mut users: Vec<String> = self.waiting.iter().flat_map(|(_, missing)| missing.iter().cloned()).collect();
-        users.sort();
-        users.dedup();
-        for user in users {
-            self.fetch(&user, out);
-        }
-    }
-
-    /// Runs `work` now if its bundles are at hand, else once they are (fetching them).
-    fn submit(&mut self, work: Work, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
-        let needs = self.needs(&work);
-        if needs.is_empty() && self.waiting.is_empty() {
-            self.run(work, rng, out);
-            return;
-        }
-        for user in &needs {
-            self.fetch(user, out);
-        }
-        self.waiting.push_back((work, needs.into_iter().collect()));
-        self.run_waiting(rng, out);
-    }
-
-    /// Runs, in order, every waiting work no longer waiting for a bundle. (Each is checked once
-    /// more as it runs: a group's membership may have grown meanwhile.)
-    fn run_waiting(&mut self, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
-        let mut still = VecDeque::new();
-        while let Some((work, missing)) = self.waiting.pop_front() {
-            if !missing.is_empty() {
-                still.push_back((work, missing));
-                continue;
-            }
-            let needs = self.needs(&work);
-            if needs.is_empty() {
-                self.run(work, rng, out);
-            } else {
-                for user in &needs {
-                    self.fetch(user, out);
-                }
-                still.push_back((work, needs.into_iter().collect()));
-            }
-        }
-        self.waiting = still;
-    }
-
-    fn run(&mut self, work: Work, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
-        let directory = &mut self.directory;
-        let sealed: Result<(Vec<Outgoing>, String), ClientError> = match work {
-            Work::Direct { to, content } => {
-                let devices = self.devices_of.get(&to).cloned().unwrap_or_default();
-                devices
-                    .iter()
-                    .map(|device| self.device.send(device, &content, directory, rng))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(|o| (o, String::new()))
-            }
-            Work::Seal(pending) => self.device.seal_all(pending, directory, rng).map(|o| (o, String::new())),
-            Work::Group { distributions, envelope } => match self.device.seal_all(distributions, directory, rng) {
-                Ok(keys) => {
-                    self.queue_pairwise(keys, "", rng, out);
-                    self.queue(Body::SendGroup(envelope), out);
-                    Ok((Vec::new(), String::new()))
-                }
-                Err(error) => Err(error),
-            },
-            Work::Pairwise { group, recipients, content } => recipients
-                .iter()
-                .map(|device| self.device.send(device, &content, directory, rng))
-                .collect::<Result<Vec<_>, _>>()
-                .map(|o| (o, group)),
-            Work::Create { group, members, suite } => {
-                self.device.create_group(&group, members, suite, directory, rng).map(|o| (o, String::new()))
-            }
-            Work::Add { group, member } => self.device.add_member(&group, member.clone(), directory, rng).map(|o| {
-                let epoch = self.device.group(&group).map_or(0, |g| g.epoch);
-                self.changes.push(Change { member, epoch, added: true });
-                (o, String::new())
-            }),
-            Work::Remove { group, member } => self.device.remove_member(&group, &member, directory, rng).map(|o| {
-                let epoch = self.device.group(&group).map_or(0, |g| g.epoch);
-                self.changes.push(Change { member, epoch, added: false });
-                (o, String::new())
-            }),
-        };
-        match sealed {
-            Ok((outgoing, group)) => {
-                self.queue_pairwise(outgoing, &group, rng, out);
-            }
-            // Bundles were checked first, so this is a device the directory does not know (one
-            // that registered after we fetched its user): nothing to do but count it.
-            Err(_) => self.stats.refused_by_relay += 1,
-        }
-    }
-
-    // ---- receiving -----------------------------------------------------------------------------
-
-    fn deliver(&mut self, envelope: Envelope, rng: &mut StdRng, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) {
-        let id = id16(&envelope.id);
-        if self.seen.contains(&id) {
-            self.stats.duplicates += 1;
-            if self.show_duplicates {
-                // The injected bug: the message shown again.
-                if let Some(message) = self.replay_number(&envelope) {
-                    outcomes.push(Outcome::Read { message, envelope: id });
-                }
-            }
-            outcomes.push(Outcome::Duplicate { envelope: id });
-            self.ack(&envelope.id, out);
-            return;
-        }
-        if self.stalled_ids.contains(&id) {
-            return;
-        }
-        match self.process(&envelope, rng, out, outcomes) {
-            Processed::Done => {
-                self.seen.insert(id);
-                self.ack(&envelope.id, out);
-            }
-            Processed::Stall => {
-                if self.stalled.len() >= MAX_STALLED {
-                    self.seen.insert(id);
-                    self.stats.refused += 1;
-                    outcomes.push(Outcome::Refused { envelope: id, reason: "no sender key, and too many held" });
-                    self.ack(&envelope.id, out);
-                } else {
-                    self.stalled_ids.insert(id);
-                    self.stalled.push(envelope);
-                    self.stats.stalled_max = self.stats.stalled_max.max(self.stalled.len());
-                }
-            }
-        }
-    }
-
-    /// The message a duplicate carried (for the injected bug only: a real client never decrypts
-    /// a duplicate, so the sim reads the number from the ledger's side instead).
-    fn replay_number(&self, envelope: &Envelope) -> Option<u64> {
-        self.read_numbers.get(&id16(&envelope.id)).copied()
-    }
-
-    fn ack(&mut self, id: &[u8], out: &mut Vec<OutFrame>) {
-        self.frame(None, Body::Acknowledge(Acknowledge { ids: vec![id.to_vec()] }), out);
-    }
-
-    fn process(&mut self, envelope: &Envelope, rng: &mut StdRng, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) -> Processed {
-        let id = id16(&envelope.id);
-        let Some(sender) = envelope.sender.as_ref().map(|s| ProtocolAddress::new(s.name.clone(), s.device_id)) else {
-            self.refuse(id, "no sender", outcomes);
-            return Processed::Done;
-        };
-        let kind = EnvelopeKind::try_from(envelope.kind).unwrap_or(EnvelopeKind::Unspecified);
-        match kind {
-            EnvelopeKind::SenderKeyMessage => match self.device.decrypt_group(&envelope.group_id, &sender, &envelope.content) {
-                Ok(plaintext) => {
-                    self.stats.group_decrypts += 1;
-                    self.read(id, &plaintext, outcomes);
-                    Processed::Done
-                }
-                Err(ClientError::Session(SessionError::NoSenderKey { .. }) | ClientError::UnknownGroup(_) | ClientError::NotAMember { .. }) => {
-                    Processed::Stall
-                }
-                Err(error) => {
-                    self.refuse(id, reason(&error), outcomes);
-                    Processed::Done
-                }
-            },
-            EnvelopeKind::PrekeyMessage | EnvelopeKind::SignalMessage => {
-                let kind = if kind == EnvelopeKind::PrekeyMessage { MessageKind::PreKey } else { MessageKind::Signal };
-                let message = match CiphertextMessage::parse(kind, &envelope.content) {
-                    Ok(message) => message,
-                    Err(error) => {
-                        self.refuse(id, reason(&ClientError::Session(error)), outcomes);
-                        return Processed::Done;
-                    }
-                };
-                let ratchet_key = *message.ratchet_key().as_montgomery();
-                let opens_session = kind == MessageKind::PreKey && !self.device.has_session(&sender);
-                match self.device.receive_pending(&sender, &message, rng) {
-                    Ok((received, responses)) => {
-                        if opens_session {
-                            self.stats.sessions_accepted += 1;
-                        } else {
-                            self.stats.pairwise_decrypts += 1;
-                        }
-                        outcomes.push(Outcome::Pairwise { from: sender, ratchet_key });
-                        if !responses.is_empty() {
-                            self.submit(Work::Seal(responses), rng, out);
-                        }
-                        match received {
-                            Received::Application(plaintext) => self.read(id, &plaintext, outcomes),
-                            Received::Group { group, .. } => self.retry_stalled(&group, rng, out, outcomes),
-                            Received::RemovedFromGroup { group } => outcomes.push(Outcome::Removed { group }),
-                        }
-                        Processed::Done
-                    }
-                    Err(error) => {
-                        self.refuse(id, reason(&error), outcomes);
-                        Processed::Done
-                    }
-                }
-            }
-            EnvelopeKind::Unspecified => {
-                self.refuse(id, "unknown kind", outcomes);
-                Processed::Done
-            }
-        }
-    }
-
-    fn read(&mut self, id: [u8; 16], plaintext: &[u8], outcomes: &mut Vec<Outcome>) {
-        match message_number(plaintext) {
-            Some(message) => {
-                self.stats.read += 1;
-                if self.show_duplicates {
-                    self.read_numbers.insert(id, message);
-                }
-                outcomes.push(Outcome::Read { message, envelope: id });
-            }
-            None => self.refuse(id, "content does not decode", outcomes),
-        }
-    }
-
-    fn refuse(&mut self, id: [u8; 16], reason: &'static str, outcomes: &mut Vec<Outcome>) {
-        self.stats.refused += 1;
-        outcomes.push(Outcome::Refused { envelope: id, reason });
-    }
-
-    /// Group messages of `group` held for a key: try them again.
-    fn retry_stalled(&mut self, group: &str, rng: &mut StdRng, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) {
-        let (ours, rest): (Vec<Envelope>, Vec<Envelope>) = std::mem::take(&mut self.stalled).into_iter().partition(|e| e.group_id == group);
-        self.stalled = rest;
-        for envelope in ours {
-            let id = id16(&envelope.id);
-            self.stalled_ids.remove(&id);
-            match self.process(&envelope, rng, out, outcomes) {
-                Processed::Done => {
-                    self.seen.insert(id);
-                    self.ack(&envelope.id, out);
-                }
-                Processed::Stall => {
-                    self.stalled_ids.insert(id);
-                    self.stalled.push(envelope);
-                }
-            }
-        }
-    }
-}
-
-enum Processed {
-    Done,
-    Stall,
-}
-
-fn reason(error: &ClientError) -> &'static str {
-    match error {
-        ClientError::Session(SessionError::Duplicate { .. }) => "duplicate",
-        ClientError::Session(SessionError::InvalidMessage(_)) => "invalid message",
-        ClientError::Session(SessionError::NoSession { .. }) => "no session",
-        ClientError::Session(SessionError::UntrustedIdentity { .. }) => "untrusted identity",
-        ClientError::Session(_) => "session error",
-        ClientError::Decode(_) => "payload does not decode",
-        ClientError::InvalidPayload(_) => "invalid payload",
-        ClientError::UnknownGroup(_) => "unknown group",
-        ClientError::NotAMember { .. } => "not a member",
-        ClientError::InvalidChange(_) => "invalid change",
-        ClientError::NoBundle(_) => "no bundle",
     }
 }

@@ -1,0 +1,260 @@
+//! What devices do: traffic, groups and their churn, and what each device made of what it
+//! received, recorded in the ledger and the trace.
+
+use std::time::Instant;
+
+use rand::RngExt;
+use switchboard_session::ProtocolAddress;
+use switchboard_wire::switchboard::{ServerFrame, server_frame};
+
+use super::{Event, SimGroup, World, secs};
+use crate::client::{self, Outcome};
+use crate::ledger::{GroupCiphertext, MessageRecord};
+use crate::scenario::GroupStrategy;
+use crate::trace::TraceEvent;
+
+impl World {
+
+    pub(super) fn outcomes(&mut self, device: usize, outcomes: Vec<Outcome>) {
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Read { message, envelope } => {
+                    self.ledger.read(message, device, envelope, self.now);
+                    self.trace.record(TraceEvent::Read { at_us: self.now, message, device });
+                    if let Some(&index) = self.victims.get(&device) {
+                        self.thieves[index].victim_read(message, self.now);
+                    }
+                }
+                Outcome::Duplicate { .. } => self.ledger.duplicates_dropped += 1,
+                Outcome::Refused { envelope, reason } => {
+                    self.ledger.refused(device, envelope);
+                    self.trace.record(TraceEvent::Refused { at_us: self.now, device, reason });
+                }
+                Outcome::Pairwise { from, ratchet_key } => {
+                    let me = &self.clients[device].address;
+                    for thief in &mut self.thieves {
+                        if self.clients[thief.victim].address == from {
+                            thief.peer_processed(device, me, ratchet_key, self.now);
+                        }
+                    }
+                }
+                Outcome::Removed { group } => {
+                    if let Some(index) = self.groups.iter().position(|g| g.id == group) {
+                        self.trace.record(TraceEvent::Membership { at_us: self.now, group: index, device, change: "learnt removal" });
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn traffic(&mut self) {
+        self.traffic_left -= 1;
+        if self.traffic_left > 0 {
+            let gap = self.next_traffic_gap();
+            if self.now + gap < self.traffic_end {
+                self.schedule(self.now + gap, Event::Traffic);
+            }
+        }
+        let traffic = &self.scenario.traffic;
+        let size = self.rng.random_range(traffic.size.min..=traffic.size.max);
+        let weights = [traffic.kinds.text, traffic.kinds.reply, traffic.kinds.reaction, traffic.kinds.receipt];
+        let mut pick = self.rng.random::<f64>() * weights.iter().sum::<f64>();
+        let kind = weights.iter().position(|w| {
+            pick -= w;
+            pick < 0.0
+        });
+        let kind = kind.unwrap_or(0);
+        let to_group = !self.groups.is_empty() && self.rng.random::<f64>() < *traffic.group_share.get_ref();
+        if to_group {
+            self.send_group_message(size, kind);
+        } else {
+            self.send_direct_message(size, kind);
+        }
+    }
+
+    pub(super) fn send_direct_message(&mut self, size: usize, kind: usize) {
+        let sender = self.rng.random_range(0..self.clients.len());
+        let sender_user = self.user_of[sender];
+        let mut recipient = self.rng.random_range(0..self.users.len() - 1);
+        if recipient >= sender_user {
+            recipient += 1;
+        }
+        let addressed = self.users[recipient].devices.clone();
+        let number = self.ledger.messages.len() as u64;
+        let content = client::content(number, None, size, kind, self.now);
+        self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: None, addressed: addressed.clone() });
+        self.trace.record(TraceEvent::Message { at_us: self.now, message: number, from: sender, group: None, recipients: addressed.len(), bytes: content.len() });
+        let to = self.users[recipient].name.clone();
+        let mut out = Vec::new();
+        let started = Instant::now();
+        if self.scenario.inject.relay_keeps_plaintext {
+            self.clients[sender].leak(&content, &mut out);
+        }
+        self.clients[sender].send_direct(&to, content, &mut self.rng, &mut out);
+        self.client_busy[self.clients[sender].app] += started.elapsed();
+        self.client_out(sender, out);
+    }
+
+    pub(super) fn send_group_message(&mut self, size: usize, kind: usize) {
+        let group = self.rng.random_range(0..self.groups.len());
+        let id = self.groups[group].id.clone();
+        // A member that knows of the group (the news may still be on its way to some).
+        let senders = self.scenario.traffic.group_senders.unwrap_or(usize::MAX);
+        let candidates: Vec<usize> = self.groups[group]
+            .users
+            .iter()
+            .take(senders)
+            .flat_map(|u| self.users[*u].devices.iter().copied())
+            .filter(|d| self.clients[*d].device.group(&id).is_some())
+            .collect();
+        if candidates.is_empty() {
+            self.skipped_group_sends += 1;
+            return;
+        }
+        let sender = candidates[self.rng.random_range(0..candidates.len())];
+        let number = self.ledger.messages.len() as u64;
+        let content = client::content(number, Some(&id), size, kind, self.now);
+        let epoch = self.clients[sender].device.group(&id).map_or(0, |g| g.epoch);
+        let content_len = content.len();
+        let mut out = Vec::new();
+        let started = Instant::now();
+        let recipients = self.clients[sender].send_group(&id, content, &mut self.rng, &mut out);
+        self.client_busy[self.clients[sender].app] += started.elapsed();
+        let Some(recipients) = recipients else {
+            self.skipped_group_sends += 1;
+            return;
+        };
+        let addressed: Vec<usize> = recipients.iter().filter_map(|a| self.device_index(a)).collect();
+        self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: Some(group), addressed: addressed.clone() });
+        self.trace.record(TraceEvent::Message { at_us: self.now, message: number, from: sender, group: Some(group), recipients: addressed.len(), bytes: content_len });
+        if self.scenario.group_strategy == GroupStrategy::SenderKeys {
+            if let Some(bytes) = self.clients[sender].last_group_ciphertext() {
+                self.ledger.group_ciphertexts.push(GroupCiphertext { message: number, group, sender, sender_epoch: epoch, bytes });
+            }
+        }
+        self.client_out(sender, out);
+    }
+
+    pub(crate) fn device_index(&self, address: &ProtocolAddress) -> Option<usize> {
+        let user = &self.users[*self.user_index.get(address.name())?];
+        user.devices.iter().copied().find(|d| self.clients[*d].address.device_id() == address.device_id())
+    }
+
+    /// Every group of the scenario, created by its first member (its admin) when traffic starts.
+    pub(super) fn create_groups(&mut self) {
+        let specs = self.scenario.groups.clone();
+        for spec in specs {
+            let apps: Vec<usize> = if spec.apps.is_empty() {
+                (0..self.app_names.len()).collect()
+            } else {
+                spec.apps.iter().map(|a| self.app_index(a.get_ref())).collect()
+            };
+            for _ in 0..spec.count {
+                let index = self.groups.len();
+                let members = self.draw_users(&apps, *spec.size.get_ref(), &[]);
+                let admin_user = members[0];
+                let admin = self.users[admin_user].devices[0];
+                let id = format!("g{index}@{}", self.app_names[self.users[admin_user].app]);
+                let devices: Vec<usize> = members.iter().flat_map(|u| self.users[*u].devices.iter().copied()).collect();
+                for &device in &devices {
+                    self.ledger.joined(index, device, 0);
+                }
+                let addresses: Vec<ProtocolAddress> =
+                    devices.iter().filter(|d| **d != admin).map(|d| self.clients[*d].address.clone()).collect();
+                self.groups.push(SimGroup { id: id.clone(), apps: apps.clone(), admin, users: members });
+                self.trace.record(TraceEvent::Membership { at_us: self.now, group: index, device: admin, change: "create" });
+                let mut out = Vec::new();
+                let suite = self.suite;
+                self.clients[admin].create_group(&id, addresses, suite, &mut self.rng, &mut out);
+                self.client_out(admin, out);
+                let window = secs(self.scenario.duration_s).max(2);
+                for join in std::iter::repeat_n(true, spec.joins as usize).chain(std::iter::repeat_n(false, spec.removals as usize)) {
+                    let at = self.now + self.rng.random_range(1..window);
+                    self.schedule(at, Event::Churn { group: index, join });
+                }
+            }
+        }
+    }
+
+    /// `count` distinct users from `apps` in turn, none of `except`.
+    pub(super) fn draw_users(&mut self, apps: &[usize], count: usize, except: &[usize]) -> Vec<usize> {
+        let mut pools: Vec<Vec<usize>> = apps
+            .iter()
+            .map(|app| (0..self.users.len()).filter(|u| self.users[*u].app == *app && !except.contains(u)).collect())
+            .collect();
+        let mut chosen = Vec::new();
+        let mut turn = 0;
+        while chosen.len() < count && pools.iter().any(|p| !p.is_empty()) {
+            let pool = &mut pools[turn % apps.len()];
+            turn += 1;
+            if pool.is_empty() {
+                continue;
+            }
+            let pick = self.rng.random_range(0..pool.len());
+            chosen.push(pool.swap_remove(pick));
+        }
+        chosen
+    }
+
+    /// The admin adds a user from outside, or removes a member (never itself).
+    pub(super) fn churn(&mut self, group: usize, join: bool) {
+        let admin = self.groups[group].admin;
+        let admin_user = self.user_of[admin];
+        let id = self.groups[group].id.clone();
+        let user = if join {
+            let apps = self.groups[group].apps.clone();
+            let except = self.groups[group].users.clone();
+            let Some(&user) = self.draw_users(&apps, 1, &except).first() else { return };
+            self.groups[group].users.push(user);
+            user
+        } else {
+            let candidates: Vec<usize> = self.groups[group].users.iter().copied().filter(|u| *u != admin_user).collect();
+            if candidates.is_empty() {
+                return;
+            }
+            let user = candidates[self.rng.random_range(0..candidates.len())];
+            self.groups[group].users.retain(|u| *u != user);
+            user
+        };
+        let mut out = Vec::new();
+        for device in self.users[user].devices.clone() {
+            let address = self.clients[device].address.clone();
+            self.trace.record(TraceEvent::Membership { at_us: self.now, group, device, change: if join { "add" } else { "remove" } });
+            if join {
+                self.clients[admin].add_member(&id, address, &mut self.rng, &mut out);
+            } else {
+                self.clients[admin].remove_member(&id, address, &mut self.rng, &mut out);
+            }
+        }
+        self.client_out(admin, out);
+        self.record_changes(admin, group);
+    }
+
+    /// The membership changes the admin's device has made (they may wait for bundles).
+    pub(crate) fn record_changes(&mut self, admin: usize, group: usize) {
+        for change in self.clients[admin].take_changes() {
+            let Some(device) = self.device_index(&change.member) else { continue };
+            if change.added {
+                self.ledger.joined(group, device, change.epoch);
+            } else {
+                self.ledger.left(group, device, change.epoch);
+            }
+        }
+    }
+
+    /// Pending membership changes of every admin (after the run, for those that waited).
+    pub(crate) fn record_all_changes(&mut self) {
+        for group in 0..self.groups.len() {
+            let admin = self.groups[group].admin;
+            self.record_changes(admin, group);
+        }
+    }
+
+    pub(super) fn capture_for_thief(&mut self, device: usize, bytes: &[u8]) {
+        let Ok(frame) = switchboard_wire::decode::<ServerFrame>(bytes, switchboard_wire::frame::MAX_FRAME_LEN) else { return };
+        if let (0, Some(server_frame::Body::Deliver(envelope))) = (frame.request_id, frame.body) {
+            let index = self.victims[&device];
+            self.thieves[index].capture(envelope, self.now);
+        }
+    }
+}
