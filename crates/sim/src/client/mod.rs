@@ -23,6 +23,8 @@ use switchboard_wire::{Message, decode, limits};
 use crate::scenario::GroupStrategy;
 use work::Work;
 
+/// Acknowledgements gathered into one frame at most.
+pub const MAX_ACKS_PER_FRAME: usize = 256;
 /// Group messages held while their sender key is on its way.
 pub const MAX_STALLED: usize = 10_000;
 /// Bytes every plaintext starts with, so that a relay that sees one is caught by a search.
@@ -139,6 +141,8 @@ pub struct Client {
     pub siblings: Vec<u32>,
     /// Credentials of registered siblings, for the world to hand over.
     pub linked: Vec<(u32, Vec<u8>)>,
+    /// Envelopes processed and not yet acknowledged (sent by [`Client::flush_acks`]).
+    pub pending_acks: Vec<Vec<u8>>,
     /// Something failed for now (a fetch, a refused send): try again at the next retry.
     pub needs_retry: bool,
     pub strategy: GroupStrategy,
@@ -214,6 +218,7 @@ impl Client {
             stalled_ids: HashSet::new(),
             read_numbers: HashMap::new(),
             last_group: None,
+            pending_acks: Vec::new(),
             siblings: Vec::new(),
             linked: Vec::new(),
             changes: Vec::new(),
@@ -276,6 +281,8 @@ impl Client {
 
     /// The connection went down: every request in flight is lost (the outbox keeps its sends).
     pub fn disconnected(&mut self) {
+        // Unacknowledged mail comes again on the next connection; the ids seen drop it then.
+        self.pending_acks.clear();
         self.phase = Phase::Offline;
         self.requests.clear();
         self.fetching.clear();
@@ -447,14 +454,14 @@ impl Client {
         self.submit(Work::Direct { to: to.to_owned(), content }, rng, out);
     }
 
-    /// Sends `content` to group `group`, by the scenario's strategy. Returns the recipients, or
-    /// `None` if this device is not in the group.
-    pub fn send_group(&mut self, group: &str, content: Vec<u8>, rng: &mut StdRng, out: &mut Vec<OutFrame>) -> Option<Vec<ProtocolAddress>> {
-        let recipients: Vec<ProtocolAddress> =
-            self.device.group(group)?.members.iter().filter(|member| **member != self.address).cloned().collect();
+    /// Sends `content` to group `group` (every other member in this device's view), by the
+    /// scenario's strategy. `None` if this device is not in the group.
+    pub fn send_group(&mut self, group: &str, content: Vec<u8>, rng: &mut StdRng, out: &mut Vec<OutFrame>) -> Option<()> {
         match self.strategy {
             GroupStrategy::Pairwise => {
-                self.submit(Work::Pairwise { group: group.to_owned(), recipients: recipients.clone(), content }, rng, out);
+                let recipients: Vec<ProtocolAddress> =
+                    self.device.group(group)?.members.iter().filter(|member| **member != self.address).cloned().collect();
+                self.submit(Work::Pairwise { group: group.to_owned(), recipients, content }, rng, out);
             }
             GroupStrategy::SenderKeys => {
                 let message = self.device.encrypt_group(group, &content, rng).ok()?;
@@ -471,7 +478,7 @@ impl Client {
                 self.submit(Work::Group { distributions: message.key_distributions, envelope }, rng, out);
             }
         }
-        Some(recipients)
+        Some(())
     }
 
     pub fn create_group(&mut self, group: &str, members: Vec<ProtocolAddress>, suite: Suite, rng: &mut StdRng, out: &mut Vec<OutFrame>) {

@@ -7,7 +7,7 @@ use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind,
 use switchboard_wire::switchboard::{Acknowledge, Envelope, EnvelopeKind, client_frame::Body};
 
 use super::work::Work;
-use super::{Client, MAX_STALLED, OutFrame, Outcome, id16, message_number};
+use super::{Client, MAX_ACKS_PER_FRAME, MAX_STALLED, OutFrame, Outcome, Phase, id16, message_number};
 
 impl Client {
 
@@ -54,8 +54,20 @@ impl Client {
         self.read_numbers.get(&id16(&envelope.id)).copied()
     }
 
+    /// Acknowledgements go out together, as an app's do (see [`Client::flush_acks`]).
     fn ack(&mut self, id: &[u8], out: &mut Vec<OutFrame>) {
-        self.frame(None, Body::Acknowledge(Acknowledge { ids: vec![id.to_vec()] }), out);
+        self.pending_acks.push(id.to_vec());
+        if self.pending_acks.len() >= MAX_ACKS_PER_FRAME {
+            self.flush_acks(out);
+        }
+    }
+
+    /// Acknowledges everything processed since the last call, in one frame.
+    pub fn flush_acks(&mut self, out: &mut Vec<OutFrame>) {
+        if !self.pending_acks.is_empty() && self.phase != Phase::Offline {
+            let ids = std::mem::take(&mut self.pending_acks);
+            self.frame(None, Body::Acknowledge(Acknowledge { ids }), out);
+        }
     }
 
     fn process(&mut self, envelope: &Envelope, rng: &mut StdRng, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) -> Processed {

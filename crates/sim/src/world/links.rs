@@ -8,7 +8,7 @@ use switchboard_relay::core::Action;
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{FederationFrame, ServerFrame, federation_frame, server_frame};
 
-use super::{ADVERSARY_HOLD_US, CLIENT_RETRY_US, Conn, ConnKind, Event, RECONNECT_US, REDIAL_US, SECOND, World, id16};
+use super::{ACK_DELAY_US, ADVERSARY_HOLD_US, CLIENT_RETRY_US, Conn, ConnKind, Event, RECONNECT_US, REDIAL_US, SECOND, World, id16};
 use crate::client;
 use crate::network::{Fate, RESET_DETECTION_US};
 use crate::relay::{COMMIT_US, Decision};
@@ -265,6 +265,10 @@ impl World {
                 self.clients[sibling].set_credential(credential);
                 self.schedule(self.now + 1, Event::Connect { device: sibling });
             }
+        }
+        if !self.clients[device].pending_acks.is_empty() && !self.acks_scheduled[device] {
+            self.acks_scheduled[device] = true;
+            self.schedule(self.now + ACK_DELAY_US, Event::FlushAcks { device });
         }
         if self.clients[device].needs_retry && !self.retry_scheduled[device] {
             self.retry_scheduled[device] = true;

@@ -28,6 +28,8 @@ const SETUP_US: u64 = 2 * SECOND;
 const RECONNECT_US: u64 = 500_000;
 /// How long a relay waits before dialing another again.
 const REDIAL_US: u64 = SECOND;
+/// How long a device gathers acknowledgements before sending them.
+const ACK_DELAY_US: u64 = 20_000;
 /// How long a device waits before retrying what was refused for now.
 const CLIENT_RETRY_US: u64 = 500_000;
 /// How long a reordering relay holds an envelope back, at most.
@@ -42,6 +44,7 @@ enum Event {
     Commit { relay: usize, epoch: u32 },
     Tick { relay: usize },
     ClientRetry { device: usize },
+    FlushAcks { device: usize },
     Crash { relay: usize, down_us: u64 },
     Restart { relay: usize },
     Offline { device: usize, for_us: u64 },
@@ -149,6 +152,9 @@ pub struct World {
     client_conn: Vec<Option<u64>>,
     wants_online: Vec<bool>,
     retry_scheduled: Vec<bool>,
+    /// Per (sender, group): the sender's epoch and the devices its view addresses.
+    addressed_cache: HashMap<(usize, usize), (u64, std::rc::Rc<[usize]>)>,
+    acks_scheduled: Vec<bool>,
     pub(crate) ledger: Ledger,
     pub(crate) trace: Trace,
     pub(crate) faults: FaultCounts,
@@ -301,6 +307,8 @@ impl World {
             client_conn: vec![None; devices],
             wants_online: vec![true; devices],
             retry_scheduled: vec![false; devices],
+            addressed_cache: HashMap::new(),
+            acks_scheduled: vec![false; devices],
             ledger: Ledger::default(),
             trace,
             faults: FaultCounts::default(),
@@ -439,6 +447,12 @@ impl World {
                     self.relays[relay].stats.busy += started.elapsed();
                     self.relay_actions(relay, actions);
                 }
+            }
+            Event::FlushAcks { device } => {
+                self.acks_scheduled[device] = false;
+                let mut out = Vec::new();
+                self.clients[device].flush_acks(&mut out);
+                self.client_out(device, out);
             }
             Event::ClientRetry { device } => {
                 self.retry_scheduled[device] = false;

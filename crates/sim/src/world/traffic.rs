@@ -1,6 +1,7 @@
 //! What devices do: traffic, groups and their churn, and what each device made of what it
 //! received, recorded in the ledger and the trace.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use rand::RngExt;
@@ -79,7 +80,7 @@ impl World {
         if recipient >= sender_user {
             recipient += 1;
         }
-        let addressed = self.users[recipient].devices.clone();
+        let addressed: Rc<[usize]> = self.users[recipient].devices.as_slice().into();
         let number = self.ledger.messages.len() as u64;
         let content = client::content(number, None, size, kind, self.now);
         self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: None, addressed: addressed.clone() });
@@ -115,16 +116,16 @@ impl World {
         let number = self.ledger.messages.len() as u64;
         let content = client::content(number, Some(&id), size, kind, self.now);
         let epoch = self.clients[sender].device.group(&id).map_or(0, |g| g.epoch);
+        let addressed = self.addressed(sender, group, &id, epoch);
         let content_len = content.len();
         let mut out = Vec::new();
         let started = Instant::now();
-        let recipients = self.clients[sender].send_group(&id, content, &mut self.rng, &mut out);
+        let sent = self.clients[sender].send_group(&id, content, &mut self.rng, &mut out);
         self.client_busy[self.clients[sender].app] += started.elapsed();
-        let Some(recipients) = recipients else {
+        if sent.is_none() {
             self.skipped_group_sends += 1;
             return;
-        };
-        let addressed: Vec<usize> = recipients.iter().filter_map(|a| self.device_index(a)).collect();
+        }
         self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: Some(group), addressed: addressed.clone() });
         self.trace.record(TraceEvent::Message { at_us: self.now, message: number, from: sender, group: Some(group), recipients: addressed.len(), bytes: content_len });
         if self.scenario.group_strategy == GroupStrategy::SenderKeys {
@@ -133,6 +134,21 @@ impl World {
             }
         }
         self.client_out(sender, out);
+    }
+
+    /// The devices `sender` addresses in `group` at its `epoch` (its own view of the members),
+    /// computed once per view.
+    fn addressed(&mut self, sender: usize, group: usize, id: &str, epoch: u64) -> Rc<[usize]> {
+        if let Some((cached, list)) = self.addressed_cache.get(&(sender, group)) {
+            if *cached == epoch {
+                return list.clone();
+            }
+        }
+        let me = &self.clients[sender].address;
+        let members = self.clients[sender].device.group(id).map(|g| g.members.iter().filter(|m| *m != me).collect::<Vec<_>>()).unwrap_or_default();
+        let list: Rc<[usize]> = members.into_iter().filter_map(|member| self.device_index(member)).collect();
+        self.addressed_cache.insert((sender, group), (epoch, list.clone()));
+        list
     }
 
     pub(crate) fn device_index(&self, address: &ProtocolAddress) -> Option<usize> {
