@@ -8,8 +8,8 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use switchboard_sim::{GroupStrategy, RunOptions, Scenario};
 
-/// Events kept for the sequence diagram.
-const DIAGRAM_EVENTS: usize = 60;
+/// Runs shorter than this show no progress bar.
+const QUIET_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,6 +27,9 @@ pub struct Args {
     /// Writes sequence.svg (the first events) and latency.svg to DIR.
     #[arg(long, value_name = "DIR")]
     svg: Option<PathBuf>,
+    /// Events the sequence diagram shows.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    svg_events: usize,
     /// Overrides the scenario's group strategy; `both` runs the scenario once with each and
     /// prints the two reports (and, in text, a side-by-side comparison).
     #[arg(long, value_parser = ["sender-keys", "pairwise", "both"])]
@@ -56,10 +59,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let progress = progress_bar();
         let shown = progress.clone();
+        let started = std::time::Instant::now();
+        let mut visible = false;
         let options = RunOptions {
             trace,
-            diagram_events: DIAGRAM_EVENTS,
+            diagram_events: args.svg_events,
             progress: Some(Box::new(move |now, end| {
+                if !visible && started.elapsed() >= QUIET_FOR {
+                    visible = true;
+                    shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    shown.enable_steady_tick(std::time::Duration::from_millis(200));
+                }
                 shown.set_length(end / 1_000_000);
                 shown.set_position(now / 1_000_000);
             })),
@@ -92,13 +102,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(if violated { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// A bar only when the run is long enough to want one (indicatif hides it when stderr is not a
-/// terminal).
+/// A bar, hidden until the run has taken [`QUIET_FOR`] (indicatif draws nothing when stderr is
+/// not a terminal).
 fn progress_bar() -> ProgressBar {
-    let bar = ProgressBar::new(0);
+    let bar = ProgressBar::hidden();
     bar.set_style(ProgressStyle::with_template("{spinner} simulated {pos}/{len} s [{bar:40}] {elapsed}").expect("valid template"));
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
 }
 

@@ -100,7 +100,10 @@ impl RunResult {
             .iter()
             .filter_map(|event| {
                 let (from, to, kind, label) = match event {
-                    TraceEvent::Arrived { from, to, bytes, what, .. } => (from, to, DiagramKind::Arrow, format!("{what} {bytes} B")),
+                    TraceEvent::Arrived { from, to, bytes, what, again, .. } => {
+                        let label = if *again { format!("{what} {bytes} B (again)") } else { format!("{what} {bytes} B") };
+                        (from, to, DiagramKind::Arrow, label)
+                    }
                     TraceEvent::Fault { from, to, fault, .. } => {
                         let kind = if matches!(*fault, "drop" | "corrupt" | "partition") { DiagramKind::Lost } else { DiagramKind::Fault };
                         (from, to, kind, (*fault).to_owned())

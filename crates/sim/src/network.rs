@@ -96,19 +96,19 @@ pub fn sample_delay(delay: &Delay, rng: &mut StdRng) -> u64 {
 /// The last frames sent one way on a connection, for replays.
 #[derive(Default, Debug)]
 pub struct History {
-    frames: VecDeque<Vec<u8>>,
+    frames: VecDeque<(&'static str, Vec<u8>)>,
 }
 
 impl History {
-    pub fn remember(&mut self, frame: &[u8]) {
+    pub fn remember(&mut self, what: &'static str, frame: &[u8]) {
         if self.frames.len() == REPLAY_HISTORY {
             self.frames.pop_front();
         }
-        self.frames.push_back(frame.to_vec());
+        self.frames.push_back((what, frame.to_vec()));
     }
 
-    /// A frame sent earlier, at random.
-    pub fn pick(&self, rng: &mut StdRng) -> Option<Vec<u8>> {
+    /// A frame sent earlier (and what it is), at random.
+    pub fn pick(&self, rng: &mut StdRng) -> Option<(&'static str, Vec<u8>)> {
         if self.frames.is_empty() {
             return None;
         }

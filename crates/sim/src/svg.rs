@@ -64,6 +64,15 @@ fn ms(us: u64) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
 }
 
+/// Milliseconds with as many decimals as a plot spanning `span_us` needs (none past 100 ms).
+fn ms_rounded(us: u64, span_us: u64) -> String {
+    match span_us {
+        0..10_000 => ms(us),
+        10_000..100_000 => format!("{}.{}", us / 1000, us % 1000 / 100),
+        _ => (us / 1000).to_string(),
+    }
+}
+
 fn svg_open(out: &mut String, width: u64, height: u64) {
     let _ = writeln!(
         out,
@@ -223,7 +232,9 @@ pub fn latency_plot(title: &str, latencies_us: &[u64]) -> String {
         let us = (span as u128 * k as u128 / 4) as u64;
         let x = x_of(us);
         line(&mut out, (x, base), (x, base + 5.0), "#000", "");
-        text(&mut out, x, base + 18.0, "middle", "#000", &ms(us));
+        // The last tick label ends at the axis' end, so it stays inside the picture.
+        let anchor = if k == 4 { "end" } else { "middle" };
+        text(&mut out, x, base + 18.0, anchor, "#000", &ms_rounded(us, span));
         let y = y_of(y_step * k);
         line(&mut out, (PLOT_LEFT - 5.0, y), (PLOT_LEFT, y), "#000", "");
         text(&mut out, PLOT_LEFT - 8.0, y + 4.0, "end", "#000", &(y_step * k).to_string());
@@ -241,7 +252,7 @@ pub fn latency_plot(title: &str, latencies_us: &[u64]) -> String {
         let x = x_of(*value);
         line(&mut out, (x, PLOT_TOP), (x, base), color, r#" stroke-dasharray="4 2""#);
         let (lx, anchor) = if x > PLOT_LEFT + PLOT_W * 0.7 { (x - 4.0, "end") } else { (x + 4.0, "start") };
-        text(&mut out, lx, PLOT_TOP + 12.0 + 14.0 * row as f64, anchor, color, &format!("{name} {} ms", ms(*value)));
+        text(&mut out, lx, PLOT_TOP + 12.0 + 14.0 * row as f64, anchor, color, &format!("{name} {} ms", ms_rounded(*value, span)));
     }
     out.push_str("</svg>\n");
     out
@@ -330,8 +341,11 @@ mod tests {
         let svg = latency_plot("latency <green> & \"red\"", &values);
         assert_balanced(&svg);
         assert!(svg.contains("latency &lt;green&gt; &amp; &quot;red&quot;"));
-        assert!(svg.contains("p50 50.000 ms") && svg.contains("p90 90.000 ms"));
-        assert!(svg.contains("p99 99.000 ms") && svg.contains("max 100.000 ms"));
+        // Over a 100 ms span, whole milliseconds; below 10 ms, microseconds.
+        assert!(svg.contains("p50 50 ms") && svg.contains("p90 90 ms"));
+        assert!(svg.contains("p99 99 ms") && svg.contains("max 100 ms"));
+        let fine = latency_plot("t", &[1_500, 2_250]);
+        assert!(fine.contains("p50 1.500 ms") && fine.contains("max 2.250 ms"));
         assert_eq!(svg, latency_plot("latency <green> & \"red\"", &values));
         assert_eq!(percentile(&[7], 50), 7);
         assert_eq!(percentile(&[1, 2, 3], 99), 3);

@@ -22,8 +22,8 @@ pub enum Node {
 pub enum TraceEvent {
     /// A frame left `from` for `to` (`what` names its body).
     Sent { at_us: u64, from: Node, to: Node, bytes: usize, what: &'static str },
-    /// A frame reached `to`.
-    Arrived { at_us: u64, from: Node, to: Node, bytes: usize, what: &'static str },
+    /// A frame reached `to` (`again` when it is a duplicate or replay the network made).
+    Arrived { at_us: u64, from: Node, to: Node, bytes: usize, what: &'static str, again: bool },
     /// A frame was lost or damaged on the way, or sent again (`fault` says which).
     Fault { at_us: u64, from: Node, to: Node, fault: &'static str },
     /// A connection went down (both ends learn of it).
@@ -91,13 +91,22 @@ impl TraceEvent {
         }
         let h = hasher;
         match self {
-            TraceEvent::Sent { at_us, from, to, bytes, what } | TraceEvent::Arrived { at_us, from, to, bytes, what } => {
-                h.update([if matches!(self, TraceEvent::Sent { .. }) { 1 } else { 2 }]);
+            TraceEvent::Sent { at_us, from, to, bytes, what } => {
+                h.update([1]);
                 num(h, *at_us);
                 node(h, from);
                 node(h, to);
                 num(h, *bytes as u64);
                 text(h, what);
+            }
+            TraceEvent::Arrived { at_us, from, to, bytes, what, again } => {
+                h.update([2]);
+                num(h, *at_us);
+                node(h, from);
+                node(h, to);
+                num(h, *bytes as u64);
+                text(h, what);
+                h.update([u8::from(*again)]);
             }
             TraceEvent::Fault { at_us, from, to, fault } => {
                 h.update([3]);

@@ -192,31 +192,31 @@ impl World {
                     _ => None,
                 };
                 if let Some(history) = c.history.as_mut() {
-                    history[toward].remember(&bytes);
+                    history[toward].remember(what, &bytes);
                 }
                 if let Some(after) = duplicate_after_us {
                     self.faults.duplicated += 1;
                     self.trace.record(TraceEvent::Fault { at_us: self.now, from, to, fault: "duplicate" });
-                    self.schedule(at + after, Event::Frame { conn, toward, bytes: bytes.clone(), replayed: true });
+                    self.schedule(at + after, Event::Frame { conn, toward, bytes: bytes.clone(), what, again: true });
                 }
-                if let Some(earlier) = earlier {
+                if let Some((earlier_what, earlier)) = earlier {
                     self.faults.replayed += 1;
                     self.trace.record(TraceEvent::Fault { at_us: self.now, from, to, fault: "replay" });
-                    self.schedule(at + 1, Event::Frame { conn, toward, bytes: earlier, replayed: true });
+                    self.schedule(at + 1, Event::Frame { conn, toward, bytes: earlier, what: earlier_what, again: true });
                 }
-                self.schedule(at, Event::Frame { conn, toward, bytes, replayed: false });
+                self.schedule(at, Event::Frame { conn, toward, bytes, what, again: false });
             }
         }
     }
 
-    pub(super) fn frame_arrived(&mut self, conn: u64, toward: usize, bytes: Vec<u8>, replayed: bool) {
+    pub(super) fn frame_arrived(&mut self, conn: u64, toward: usize, bytes: Vec<u8>, what: &'static str, again: bool) {
         let Some(c) = self.conns.get(&conn) else { return };
         if c.broken {
             return;
         }
         let kind = c.kind;
         let (from, to) = Self::ends(kind, toward);
-        self.trace.record(TraceEvent::Arrived { at_us: self.now, from, to, bytes: bytes.len(), what: if replayed { "again" } else { "frame" } });
+        self.trace.record(TraceEvent::Arrived { at_us: self.now, from, to, bytes: bytes.len(), what, again });
         match (kind, toward) {
             (ConnKind::Client { relay, .. }, 0) => {
                 let node = &mut self.relays[relay];
@@ -334,7 +334,7 @@ impl World {
         let bytes = frame.encode_to_vec();
         if let Some(after) = replay_later {
             // Straight onto the connection, past the link's faults: the relay sends it again.
-            self.schedule(self.now + after, Event::Frame { conn, toward: 1, bytes: bytes.clone(), replayed: true });
+            self.schedule(self.now + after, Event::Frame { conn, toward: 1, bytes: bytes.clone(), what, again: true });
         }
         self.send(conn, 1, bytes, what, extra_delay);
     }

@@ -37,7 +37,7 @@ const ADVERSARY_HOLD_US: u64 = 2 * SECOND;
 
 #[derive(Debug)]
 enum Event {
-    Frame { conn: u64, toward: usize, bytes: Vec<u8>, replayed: bool },
+    Frame { conn: u64, toward: usize, bytes: Vec<u8>, what: &'static str, again: bool },
     ConnDown { conn: u64 },
     Connect { device: usize },
     Dial { dialer: usize, acceptor: usize },
@@ -434,7 +434,7 @@ impl World {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Frame { conn, toward, bytes, replayed } => self.frame_arrived(conn, toward, bytes, replayed),
+            Event::Frame { conn, toward, bytes, what, again } => self.frame_arrived(conn, toward, bytes, what, again),
             Event::ConnDown { conn } => self.conn_down(conn),
             Event::Connect { device } => self.connect(device),
             Event::Dial { dialer, acceptor } => self.dial(dialer, acceptor),
