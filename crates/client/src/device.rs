@@ -17,8 +17,12 @@ use crate::group::Group;
 type Result<T> = std::result::Result<T, ClientError>;
 
 const SIGNED_PREKEY_ID: u32 = 1;
-/// Sender keys kept for devices whose joining this device has not heard of yet.
+/// Senders (per group) whose keys are kept while their joining is not yet announced.
 pub const MAX_HELD_KEYS: usize = 1_024;
+/// Keys kept per such sender (its older keys are dropped first).
+pub const MAX_HELD_KEYS_PER_SENDER: usize = 5;
+/// Longest group id a held key may name.
+pub const MAX_GROUP_ID_LEN: usize = 256;
 
 /// A pairwise message to send to one device.
 #[derive(Clone, Debug)]
@@ -302,8 +306,8 @@ impl Device {
     }
 
     /// Handles a pairwise message from `from`: decrypts it and acts on it. Returns what it meant
-    /// and the messages this device must send in response (its sender key to a new member, or a
-    /// rotated key after a removal), sealed with bundles from `directory` where needed.
+    /// and any messages this device must send in response, sealed with bundles from `directory`
+    /// where needed (none today: keys go out with the next group message).
     pub fn receive<R: CryptoRng + ?Sized>(
         &mut self,
         from: &ProtocolAddress,
@@ -403,11 +407,14 @@ impl Device {
             None => self.groups.get(&id).ok_or_else(|| ClientError::UnknownGroup(id.clone()))?,
         };
         let epoch = group.epoch;
-        let now_members: Vec<_> =
+        let mut now_members: Vec<_> =
             self.held_keys.keys().filter(|(held, sender)| *held == id && group.members.contains(sender)).cloned().collect();
+        now_members.sort();
         for key in now_members {
             for held in self.held_keys.remove(&key).unwrap_or_default() {
-                sender_keys::process_distribution(&mut self.sender_keys, &id, &key.1, &held)?;
+                // Checked when kept (`SenderKeyDistributionMessage::parse`): nothing here can fail
+                // the announcement, which must be applied whatever a held key holds.
+                let _ = sender_keys::process_distribution(&mut self.sender_keys, &id, &key.1, &held);
             }
         }
         // A member asks for our key (it lost it, or an older client's announcement reached it
@@ -424,8 +431,8 @@ impl Device {
     }
 
     /// A member's sender key, without the member list: applied if the sender is a member as this
-    /// device knows the group; kept (unused) if the group, or the sender's joining, is news still
-    /// on its way (the sender knows a newer epoch); refused otherwise.
+    /// device knows the group; otherwise kept, unused and bounded (see [`Self::hold_key`]), until
+    /// an announcement makes the sender a member.
     fn on_key(&mut self, from: &ProtocolAddress, control: &GroupControl, distribution: SenderKeyDistributionMessage) -> Result<(Received, Vec<PendingSend>)> {
         let id = control.group_id.clone();
         if id.is_empty() {
@@ -442,7 +449,9 @@ impl Device {
                 }
                 Ok((Received::Group { group: id, epoch }, Vec::new()))
             }
-            Some(group) if control.epoch <= group.epoch => Err(ClientError::NotAMember { group: id, sender: from.clone() }),
+            // Not a member as this device knows the group: the news of its joining (or of its
+            // coming back after a removal it may not know of) may be on its way. Kept, unused,
+            // until a membership that includes it arrives.
             current => {
                 let epoch = current.map_or(control.epoch, |group| group.epoch);
                 self.hold_key(id.clone(), from, distribution)?;
@@ -451,13 +460,23 @@ impl Device {
         }
     }
 
-    /// Keeps a key whose sender is not (yet) known as a member; every key it sends is kept, in
-    /// order, since its messages under an older one may still be on their way.
+    /// Keeps a key whose sender is not (yet) known as a member; its latest few keys are kept, in
+    /// order, since its messages under an older one may still be on their way. Bounded per
+    /// sender ([`MAX_HELD_KEYS_PER_SENDER`]) and in all ([`MAX_HELD_KEYS`]), with group ids of at
+    /// most [`MAX_GROUP_ID_LEN`] bytes, so no peer can make this grow without limit.
     fn hold_key(&mut self, group: String, from: &ProtocolAddress, distribution: SenderKeyDistributionMessage) -> Result<()> {
-        if self.held_keys.values().map(Vec::len).sum::<usize>() >= MAX_HELD_KEYS {
+        if group.len() > MAX_GROUP_ID_LEN {
+            return Err(ClientError::InvalidPayload("group id too long"));
+        }
+        let key = (group, from.clone());
+        if !self.held_keys.contains_key(&key) && self.held_keys.len() >= MAX_HELD_KEYS {
             return Err(ClientError::InvalidChange("too many keys from unannounced members"));
         }
-        self.held_keys.entry((group, from.clone())).or_default().push(distribution);
+        let held = self.held_keys.entry(key).or_default();
+        if held.len() == MAX_HELD_KEYS_PER_SENDER {
+            held.remove(0);
+        }
+        held.push(distribution);
         Ok(())
     }
 

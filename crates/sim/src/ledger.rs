@@ -44,6 +44,10 @@ pub struct Delivery {
     pub violations: Vec<Violation>,
     /// Required deliveries that did not happen.
     pub missing: u64,
+    /// Of those, the ones to devices an adversarial relay serves.
+    pub prevented: u64,
+    /// (message, device) pairs read more than once.
+    pub read_twice: u64,
     /// Deliveries required.
     pub expected: u64,
     /// Messages of members removed later, never read by a device that learnt of the removal
@@ -61,8 +65,8 @@ pub struct Ledger {
     pub group_ciphertexts: Vec<GroupCiphertext>,
     /// Per group, per device: the epochs of its membership as [from, until) intervals.
     pub membership: BTreeMap<usize, HashMap<usize, Vec<(u64, u64)>>>,
-    /// Devices ever removed from a group.
-    pub removed: HashSet<(usize, usize)>,
+    /// Per (group, device): the times of its membership, as [from, until) intervals.
+    pub tenure: HashMap<(usize, usize), Vec<(u64, u64)>>,
     /// (device, envelope id) an adversary changed.
     pub tampered: HashSet<(usize, [u8; 16])>,
     pub tampered_read: u64,
@@ -74,10 +78,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Records a message; returns its number.
-    pub fn sent(&mut self, record: MessageRecord) -> u64 {
+    /// Records a message (its number is its index).
+    pub fn sent(&mut self, record: MessageRecord) {
         self.messages.push(record);
-        self.messages.len() as u64 - 1
     }
 
     /// `device` read `message` at `now_us` from the envelope `envelope`.
@@ -101,17 +104,22 @@ impl Ledger {
         }
     }
 
-    /// `device` is a member of `group` from `epoch` on.
-    pub fn joined(&mut self, group: usize, device: usize, epoch: u64) {
+    /// `device` is a member of `group` from `epoch` (time `at_us`) on.
+    pub fn joined(&mut self, group: usize, device: usize, epoch: u64, at_us: u64) {
         self.membership.entry(group).or_default().entry(device).or_default().push((epoch, u64::MAX));
+        self.tenure.entry((group, device)).or_default().push((at_us, u64::MAX));
     }
 
-    /// `device` is no member of `group` from `epoch` on.
-    pub fn left(&mut self, group: usize, device: usize, epoch: u64) {
-        self.removed.insert((group, device));
+    /// `device` is no member of `group` from `epoch` (time `at_us`) on.
+    pub fn left(&mut self, group: usize, device: usize, epoch: u64, at_us: u64) {
         if let Some(last) = self.membership.entry(group).or_default().entry(device).or_default().last_mut() {
             if last.1 == u64::MAX {
                 last.1 = epoch;
+            }
+        }
+        if let Some(last) = self.tenure.entry((group, device)).or_default().last_mut() {
+            if last.1 == u64::MAX {
+                last.1 = at_us;
             }
         }
     }
@@ -123,44 +131,59 @@ impl Ledger {
             .is_some_and(|intervals| intervals.iter().any(|(from, until)| (*from..*until).contains(&epoch)))
     }
 
-    /// Checks delivery: every message read at most once by each device, only by devices it was
-    /// addressed to, and — unless an adversary may have kept it from them — at least once by
-    /// every device it was addressed to that stayed in its group, unless its sender was removed
-    /// from the group (members drop what a removed member sent if it reaches them after the news
-    /// of the removal, as Signal's clients do).
-    pub fn check_delivery(&self, availability_attacked: bool, describe: &dyn Fn(usize) -> String) -> Delivery {
+    /// Whether `device` was a member of `group` at `at_us` and stayed one to the end of the run.
+    fn stays_from(&self, group: usize, device: usize, at_us: u64) -> bool {
+        self.tenure
+            .get(&(group, device))
+            .is_some_and(|tenure| tenure.iter().any(|(from, until)| *from <= at_us && *until == u64::MAX))
+    }
+
+    /// Checks delivery: every message read at most once by each device, and only by devices it
+    /// was addressed to; and read at least once by every device it was addressed to — for a group
+    /// message, if sender and reader were both members when it was sent and stayed members (a
+    /// member removed later may drop what reaches it after the news of its removal, and members
+    /// drop what a removed member sent once they know, as Signal's clients do). A device an
+    /// adversarial relay serves (`attacked`) may miss messages: counted, not a violation.
+    pub fn check_delivery(&self, attacked: &dyn Fn(usize) -> bool, describe: &dyn Fn(usize) -> String) -> Delivery {
         let mut violations = Vec::new();
         let mut missing = 0u64;
+        let mut prevented = 0u64;
         let mut expected = 0u64;
         let mut from_removed_unread = 0u64;
+        let mut read_twice = 0u64;
         let mut addressed_to: HashSet<(u64, usize)> = HashSet::new();
         for (number, record) in self.messages.iter().enumerate() {
             let number = number as u64;
             for &device in record.addressed.iter() {
                 addressed_to.insert((number, device));
-                let stays = record.group.is_none_or(|group| !self.removed.contains(&(group, device)));
-                if !stays {
-                    continue;
-                }
-                if record.group.is_some_and(|group| self.removed.contains(&(group, record.sender))) {
-                    from_removed_unread += u64::from(!self.reads.contains_key(&(number, device)));
-                    continue;
-                }
-                expected += 1;
-                if self.reads.get(&(number, device)).copied().unwrap_or(0) == 0 {
-                    missing += 1;
-                    if !availability_attacked {
-                        violations.push(Violation {
-                            invariant: "exactly-once delivery",
-                            detail: format!(
-                                "message {number} (sent at {:.3} s by {}) never reached {}",
-                                record.sent_at_us as f64 / 1e6,
-                                describe(record.sender),
-                                describe(device)
-                            ),
-                        });
+                let read = self.reads.contains_key(&(number, device));
+                if let Some(group) = record.group {
+                    if !self.stays_from(group, device, record.sent_at_us) {
+                        continue;
+                    }
+                    if !self.stays_from(group, record.sender, record.sent_at_us) {
+                        from_removed_unread += u64::from(!read);
+                        continue;
                     }
                 }
+                expected += 1;
+                if read {
+                    continue;
+                }
+                missing += 1;
+                if attacked(device) {
+                    prevented += 1;
+                    continue;
+                }
+                violations.push(Violation {
+                    invariant: "exactly-once delivery",
+                    detail: format!(
+                        "message {number} (sent at {:.3} s by {}) never reached {}",
+                        record.sent_at_us as f64 / 1e6,
+                        describe(record.sender),
+                        describe(device)
+                    ),
+                });
             }
         }
         // Only the offending reads are sorted (for a stable report), not every read.
@@ -169,6 +192,7 @@ impl Ledger {
         offending.sort();
         for (&(message, device), &count) in offending {
             if count > 1 {
+                read_twice += 1;
                 violations.push(Violation {
                     invariant: "exactly-once delivery",
                     detail: format!("message {message} read {count} times by {}", describe(device)),
@@ -181,12 +205,14 @@ impl Ledger {
                 });
             }
         }
-        Delivery { violations, missing, expected, from_removed_unread }
+        Delivery { violations, missing, prevented, expected, from_removed_unread, read_twice }
     }
 
     /// For each device that was ever in a group, tries every message of that group sent (by the
-    /// sender's epoch) while the device was *not* a member, with every sender key the device
-    /// ever held. Returns (attempts, readable) and a violation per readable message.
+    /// sender's epoch) while the device was *not* a member, with the sender keys the device holds
+    /// at the end of the run (a member that keeps everything it is given; a store keeps the five
+    /// newest keys of each sender). Devices never in the group hold none of its keys. Returns
+    /// (attempts, readable) and a violation per readable message.
     pub fn check_membership(
         &self,
         stores: &dyn Fn(usize) -> InMemorySenderKeyStore,

@@ -8,8 +8,10 @@
 //! - [`report`], [`trace`] and [`svg`]: what a run produces.
 //!
 //! One RNG, seeded with the run's seed, feeds everything random — the network, the traffic, and
-//! every key the devices and relays make — so a scenario and a seed give the same run, bit for
-//! bit, and the same `trace_hash`.
+//! every key the devices make (a relay core owns its generator, so each is seeded from that one
+//! RNG when it starts or restarts) — so a scenario and a seed give the same run, bit for bit, and
+//! the same `trace_hash`. Wall-clock time is measured (CPU per app, the run's length) but never
+//! reaches the trace.
 
 mod client;
 mod ledger;

@@ -55,6 +55,8 @@ pub struct Messages {
     pub dropped_from_removed_senders: u64,
     pub duplicates_dropped: u64,
     pub refused: u64,
+    /// Sends the senders gave up (refused for good by their relay, or impossible to seal).
+    pub sends_dropped: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -125,21 +127,17 @@ pub struct Invariant {
     pub detail: String,
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1] as f64 / 1000.0
+/// A percentile of sorted microseconds, in milliseconds (nearest rank, as the latency plot).
+fn percentile_ms(sorted: &[u64], p: u64) -> f64 {
+    if sorted.is_empty() { 0.0 } else { crate::svg::percentile(sorted, p) as f64 / 1000.0 }
 }
 
 impl Report {
     pub(crate) fn build(world: &mut World, seed: u64, wall_s: f64, trace_hash: String, events: u64) -> Report {
-        world.record_all_changes();
         let describe = |d: usize| world.clients[d].address.to_string();
         let ledger = &world.ledger;
-        let delivery = ledger.check_delivery(world.availability_attacked, &describe);
+        let attacked = |device: usize| world.attacked[device];
+        let delivery = ledger.check_delivery(&attacked, &describe);
         let (mut violations, missing, expected) = (delivery.violations, delivery.missing, delivery.expected);
         let delivery_violations = violations.len();
 
@@ -182,9 +180,9 @@ impl Report {
         let mut latencies = ledger.latencies_us.clone();
         latencies.sort_unstable();
         let latency_ms = Percentiles {
-            p50: percentile(&latencies, 50.0),
-            p90: percentile(&latencies, 90.0),
-            p99: percentile(&latencies, 99.0),
+            p50: percentile_ms(&latencies, 50),
+            p90: percentile_ms(&latencies, 90),
+            p99: percentile_ms(&latencies, 99),
             max: latencies.last().map_or(0.0, |v| *v as f64 / 1000.0),
         };
         let group_messages = ledger.messages.iter().filter(|m| m.group.is_some()).count() as u64;
@@ -199,6 +197,7 @@ impl Report {
             dropped_from_removed_senders: delivery.from_removed_unread,
             duplicates_dropped: ledger.duplicates_dropped,
             refused: ledger.refused,
+            sends_dropped: world.clients.iter().map(|c| c.stats.sends_dropped).sum(),
         };
 
         let mut links: Vec<LinkReport> = world
@@ -243,7 +242,7 @@ impl Report {
             tampered_refused: ledger.tampered_refused,
             replayed: ledger.replayed,
             withheld: ledger.withheld.len() as u64,
-            deliveries_prevented: if world.availability_attacked { missing } else { 0 },
+            deliveries_prevented: delivery.prevented,
             membership_attempts,
             membership_readable,
         };
@@ -258,11 +257,11 @@ impl Report {
             Invariant {
                 name: "exactly-once delivery",
                 holds: delivery_violations == 0,
-                detail: if world.availability_attacked {
-                    format!("{} of {expected} read, none twice; {missing} kept from their devices by an adversary", expected - missing)
-                } else {
-                    format!("{} of {expected} read; {delivery_violations} violations", expected - missing)
-                },
+                detail: format!(
+                    "{} of {expected} read; {} kept from their devices by an adversary; {delivery_violations} violations",
+                    expected - missing - delivery.prevented,
+                    delivery.prevented
+                ),
             },
             Invariant {
                 name: "no plaintext at relays",
@@ -271,7 +270,7 @@ impl Report {
             },
             Invariant {
                 name: "tampered and replayed envelopes rejected",
-                holds: ledger.tampered_read == 0 && delivery_violations == 0,
+                holds: ledger.tampered_read == 0 && delivery.read_twice == 0,
                 detail: format!(
                     "{} tampered: {} refused, {} read; {} replayed by relays, {} duplicates dropped",
                     ledger.tampered.len(),

@@ -18,6 +18,10 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 pub const MAX_SECONDS: f64 = 86_400.0;
 /// Largest scenario file read.
 pub const MAX_FILE_LEN: usize = 1024 * 1024;
+/// Most groups a scenario may create.
+pub const MAX_GROUPS: u64 = 10_000;
+/// Most one-time prekeys a device publishes.
+pub const MAX_PREKEYS: u32 = 100;
 
 /// What is wrong with a scenario file, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -386,6 +390,9 @@ impl Scenario {
         if self.apps.is_empty() {
             return Err(top("a scenario needs at least one [[app]]".into()));
         }
+        if self.prekeys_per_device == 0 || self.prekeys_per_device > MAX_PREKEYS {
+            return Err(top(format!("prekeys_per_device is 1 to {MAX_PREKEYS}")));
+        }
         let mut names = BTreeSet::new();
         for app in &self.apps {
             let name = app.name.get_ref();
@@ -402,8 +409,11 @@ impl Scenario {
             let mut users = BTreeSet::new();
             for user in &app.users {
                 let valid = !user.is_empty() && user.len() <= 64 && !user.contains(['@', '/']);
-                if !valid || !users.insert(user) {
-                    return Err(at(app.name.span(), format!("app {name:?}: user {user:?} is invalid or listed twice")));
+                if !valid || !users.insert(user) || generated_index(user).is_some_and(|n| n < app.user_count) {
+                    return Err(at(
+                        app.name.span(),
+                        format!("app {name:?}: user {user:?} is invalid, listed twice, or one of the generated u0, u1, …"),
+                    ));
                 }
             }
             if let Some(access) = &app.access {
@@ -423,6 +433,10 @@ impl Scenario {
                 .map(|app| app.users.len() + app.user_count)
                 .sum()
         };
+        let group_count: u64 = self.groups.iter().map(|group| u64::from(group.count)).sum();
+        if group_count > MAX_GROUPS {
+            return Err(top(format!("{group_count} groups: at most {MAX_GROUPS}")));
+        }
         for group in &self.groups {
             for app in &group.apps {
                 known(app)?;
@@ -487,8 +501,11 @@ impl Scenario {
                 return Err(at(crash.relay.span(), "at_s and down_s are 0 to 86400".into()));
             }
         }
-        for adversary in &self.adversaries {
+        for (index, adversary) in self.adversaries.iter().enumerate() {
             known(&adversary.relay)?;
+            if self.adversaries[..index].iter().any(|other| other.relay.get_ref() == adversary.relay.get_ref()) {
+                return Err(at(adversary.relay.span(), "one adversary per relay".into()));
+            }
             if !(0.0..=1.0).contains(&adversary.share) {
                 return Err(at(adversary.relay.span(), "share is 0 to 1".into()));
             }
@@ -499,8 +516,11 @@ impl Scenario {
                 }
             }
         }
-        for theft in &self.thefts {
+        for (index, theft) in self.thefts.iter().enumerate() {
             self.check_device(&theft.device, true).map_err(|m| at(theft.device.span(), m))?;
+            if self.thefts[..index].iter().any(|other| other.device.get_ref() == theft.device.get_ref()) {
+                return Err(at(theft.device.span(), "one theft per device".into()));
+            }
             if !theft.device.get_ref().contains('/') {
                 return Err(at(theft.device.span(), "a theft names one device: name@app/n".into()));
             }
@@ -514,13 +534,16 @@ impl Scenario {
     /// `name@app` or (with `device_allowed`) `name@app/n`, naming a user the scenario has.
     fn check_device(&self, text: &Spanned<String>, device_allowed: bool) -> Result<(), String> {
         let (user, device) = match text.get_ref().split_once('/') {
-            Some((user, n)) if device_allowed => (user, Some(n.parse::<u32>().map_err(|_| format!("bad device number in {:?}", text.get_ref()))?)),
+            Some((user, n)) if device_allowed => {
+                let number = n.parse::<u32>().ok().filter(|number| number.to_string() == n);
+                (user, Some(number.ok_or_else(|| format!("bad device number in {:?}", text.get_ref()))?))
+            }
             Some(_) => return Err(format!("{:?}: a user here, name@app", text.get_ref())),
             None => (text.get_ref().as_str(), None),
         };
         let (name, app) = user.split_once('@').ok_or_else(|| format!("{:?} is not name@app", text.get_ref()))?;
         let app = self.apps.iter().find(|a| a.name.get_ref() == app).ok_or_else(|| format!("unknown app in {:?}", text.get_ref()))?;
-        let generated = name.strip_prefix('u').and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n < app.user_count);
+        let generated = generated_index(name).is_some_and(|n| n < app.user_count);
         if !generated && !app.users.iter().any(|u| u == name) {
             return Err(format!("unknown user {user:?}"));
         }
@@ -570,6 +593,12 @@ fn check_link(spec: &LinkSpec) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `n` for a generated user name `u{n}` (spelled exactly so: `u01` is not `u1`).
+fn generated_index(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix('u')?;
+    digits.parse::<usize>().ok().filter(|n| n.to_string() == digits)
 }
 
 /// The 1-based line of byte `offset`.

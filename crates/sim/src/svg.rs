@@ -9,9 +9,11 @@ use std::fmt::Write as _;
 pub enum DiagramKind {
     /// A frame that arrived: an arrow from lane `from` to lane `to`.
     Arrow,
-    /// A frame lost on the way (dropped, or on a connection that was reset): an arrow that ends in a cross halfway.
+    /// A frame lost on the way (dropped, or on a connection that was reset): an arrow that
+    /// ends in a cross halfway.
     Lost,
-    /// A fault marked on a lane (corruption caught, partition, duplicate, replay, relay crash, restart, theft...): a marker on lane `from` (and `to` ignored unless different, then a dashed line between).
+    /// A fault (corruption caught, partition, duplicate, replay, crash, restart, theft…): a red
+    /// marker on lane `from`, and a dashed line to `to` when it is another lane.
     Fault,
 }
 
@@ -26,7 +28,7 @@ pub struct DiagramEvent {
     pub to: usize,
     /// How the row is drawn.
     pub kind: DiagramKind,
-    /// Short text shown beside the arrow (e.g. "send 312 B", "deliver", "drop"). Truncated to 48 chars with "…".
+    /// Short text shown beside the arrow ("deliver 312 B", "drop"); cut to 48 characters.
     pub label: String,
 }
 
@@ -103,10 +105,11 @@ const HEADER: f64 = 50.0;
 const ROW: f64 = 28.0;
 const SELF_LOOP: f64 = 30.0;
 
-/// A sequence diagram: one vertical lane per entry of `lanes` (titles at the top, e.g. "green devices", "green relay"), time flowing down, one row per event (rows evenly spaced, with the time in ms printed at the left margin as e.g. "12.345 ms"), arrows with arrowheads (use an SVG <marker>), faults in red, lost frames in grey with a red cross. Events whose lane index is out of range are skipped, never a panic. An empty list gives a valid SVG with just the lanes.
-///
-/// Guarantees: deterministic bytes, standalone SVG 1.1 starting with `<svg` and ending with `</svg>\n`,
-/// every piece of caller text XML-escaped.
+/// A sequence diagram: one vertical lane per entry of `lanes`, titled at the top; one evenly
+/// spaced row per event, time flowing down and printed in the left margin; arrows for frames,
+/// red markers for faults, grey arrows with a red cross for lost frames. Events naming a lane
+/// out of range are skipped. The output is deterministic, standalone SVG 1.1 with every piece of
+/// caller text escaped.
 pub fn sequence_diagram(lanes: &[String], events: &[DiagramEvent]) -> String {
     // Filter first so skipped events leave no gaps between rows.
     let shown: Vec<&DiagramEvent> =
@@ -177,15 +180,15 @@ const PLOT_TOP: f64 = 60.0;
 const BINS: usize = 40;
 
 /// Nearest-rank percentile of non-empty sorted values: the ceil(p/100 * n)-th smallest.
-fn percentile(sorted: &[u64], p: usize) -> u64 {
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
+pub(crate) fn percentile(sorted: &[u64], p: u64) -> u64 {
+    let rank = (p as usize * sorted.len()).div_ceil(100).max(1);
     sorted[rank - 1]
 }
 
-/// A plot of a latency distribution: a histogram of `latencies_us` (x axis: latency in ms, 40 bins over [0, max], y: count), with vertical lines and labels at p50, p90, p99 and the maximum, axis ticks with labels, and a title `title` (escaped). Percentiles are nearest-rank over the sorted values. An empty slice gives a valid SVG saying "no deliveries". Must handle all-equal values (zero width range) and huge values (u64::MAX/2) without panics or NaN in the output.
-///
-/// Guarantees: deterministic bytes, standalone SVG 1.1 starting with `<svg` and ending with `</svg>\n`,
-/// no "NaN" or "inf" in the output for any input.
+/// A latency distribution: a histogram of `latencies_us` in 40 bins over [0, max] (x in ms, y
+/// in counts), with lines at p50, p90, p99 (nearest rank) and the maximum, ticks, and `title`.
+/// No values give a picture that says so; equal or huge values draw without NaN or infinity.
+/// The output is deterministic, standalone SVG 1.1.
 pub fn latency_plot(title: &str, latencies_us: &[u64]) -> String {
     let (width, height) = ((PLOT_LEFT + PLOT_W + 30.0) as u64, (PLOT_TOP + PLOT_H + 60.0) as u64);
     let mut out = String::new();

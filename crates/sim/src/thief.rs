@@ -34,8 +34,9 @@ pub struct Thief {
     pub victim: usize,
     pub at_us: u64,
     stolen: Option<Device>,
-    /// The victim's sending ratchet key per peer at the theft.
-    stolen_keys: HashMap<ProtocolAddress, [u8; 32]>,
+    /// Per peer, every ratchet key the victim had sent under by the theft, and its current one:
+    /// keys the thief knows (or may); any other is one the victim made after the theft.
+    stolen_keys: HashMap<ProtocolAddress, HashSet<[u8; 32]>>,
     captured: Vec<Envelope>,
     captured_ids: HashSet<Vec<u8>>,
     read_before: HashSet<u64>,
@@ -79,9 +80,10 @@ impl Thief {
     pub fn steal(&mut self, client: &Client) {
         let device = &client.device;
         self.stolen = Device::restore(&device.snapshot()).ok();
+        self.stolen_keys = client.sending_keys.clone().unwrap_or_default();
         for peer in device.known_devices() {
             if let Some(key) = device.sending_ratchet_key(peer) {
-                self.stolen_keys.insert(peer.clone(), *key.as_montgomery());
+                self.stolen_keys.entry(peer.clone()).or_default().insert(*key.as_montgomery());
             }
         }
     }
@@ -103,7 +105,7 @@ impl Thief {
         if self.stolen.is_none() || now_us < self.at_us || self.healed_at.contains_key(&peer) {
             return;
         }
-        if self.stolen_keys.get(peer_address) != Some(&ratchet_key) {
+        if !self.stolen_keys.get(peer_address).is_some_and(|known| known.contains(&ratchet_key)) {
             self.healed_at.insert(peer, now_us);
         }
     }

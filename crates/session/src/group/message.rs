@@ -168,6 +168,9 @@ impl SenderKeyDistributionMessage {
             chain.as_slice().try_into().map_err(|_| Error::InvalidMessage("chain key is not 32 bytes"))?;
         let signing_key = PublicKey::from_bytes(structure.signing_key.as_deref().unwrap_or_default())
             .map_err(|_| Error::InvalidMessage("malformed signing key"))?;
+        // Refused here, not only when the key is installed: a receiver may keep a distribution
+        // for later (its sender's joining not yet announced), and must know now that it is usable.
+        super::state::VerifyingKey::new(signing_key).map_err(|_| Error::InvalidMessage("signing key has no Edwards form"))?;
         Ok(SenderKeyDistributionMessage {
             suite,
             key_id: structure.id.ok_or(Error::InvalidMessage("no key id"))?,
@@ -191,5 +194,28 @@ impl SenderKeyDistributionMessage {
     /// The exact bytes to send (over a pairwise session: they carry a chain key).
     pub fn serialize(&self) -> &[u8] {
         &self.serialized
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_distribution_whose_signing_key_has_no_edwards_form_is_refused_when_parsed() {
+        // u = p − 1 has no Edwards form (y = (u − 1)/(u + 1) divides by zero).
+        let mut u = [0xffu8; 32];
+        u[0] = 0xec;
+        u[31] = 0x7f;
+        let mut bytes = vec![0x05];
+        bytes.extend_from_slice(&u);
+        let bad = PublicKey::from_bytes(&bytes).expect("33 bytes, type 0x05");
+        let message = SenderKeyDistributionMessage::new(Suite::SignalV3, 7, 0, &[1; 32], bad);
+        assert!(matches!(SenderKeyDistributionMessage::parse(message.serialize()), Err(Error::InvalidMessage(_))));
+        // A genuine key parses.
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let good = crate::keys::KeyPair::generate(&mut rng).public;
+        let message = SenderKeyDistributionMessage::new(Suite::SignalV3, 7, 0, &[1; 32], good);
+        assert!(SenderKeyDistributionMessage::parse(message.serialize()).is_ok());
     }
 }

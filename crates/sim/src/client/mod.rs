@@ -39,6 +39,7 @@ pub struct OutFrame {
 /// A membership change this device made, with the epoch it made.
 #[derive(Clone, Debug)]
 pub struct Change {
+    pub group: String,
     pub member: ProtocolAddress,
     pub epoch: u64,
     pub added: bool,
@@ -105,11 +106,8 @@ pub struct ClientStats {
     pub pairwise_decrypts: u64,
     pub group_encrypts: u64,
     pub group_decrypts: u64,
-    pub read: u64,
-    pub duplicates: u64,
-    pub refused: u64,
-    pub stalled_max: usize,
-    pub refused_by_relay: u64,
+    /// Sends given up: refused for good by the relay, or that could not be sealed.
+    pub sends_dropped: u64,
 }
 
 /// One device and its driver.
@@ -141,6 +139,9 @@ pub struct Client {
     pub siblings: Vec<u32>,
     /// Credentials of registered siblings, for the world to hand over.
     pub linked: Vec<(u32, Vec<u8>)>,
+    /// Every ratchet key this device has sent under, per peer — kept only for a device that will
+    /// be stolen, so that a thief's analysis can tell the keys it knew from the ones made after.
+    pub sending_keys: Option<HashMap<ProtocolAddress, HashSet<[u8; 32]>>>,
     /// Envelopes processed and not yet acknowledged (sent by [`Client::flush_acks`]).
     pub pending_acks: Vec<Vec<u8>>,
     /// Something failed for now (a fetch, a refused send): try again at the next retry.
@@ -219,6 +220,7 @@ impl Client {
             read_numbers: HashMap::new(),
             last_group: None,
             pending_acks: Vec::new(),
+            sending_keys: None,
             siblings: Vec::new(),
             linked: Vec::new(),
             changes: Vec::new(),
@@ -329,7 +331,7 @@ impl Client {
                     self.needs_retry = true;
                 } else {
                     self.outbox.remove(&seq);
-                    self.stats.refused_by_relay += 1;
+                    self.stats.sends_dropped += 1;
                 }
             }
             (Request::Outbox(seq), _) => {
@@ -412,6 +414,9 @@ impl Client {
     fn queue_pairwise(&mut self, outgoing: Vec<Outgoing>, group: &str, rng: &mut StdRng, out: &mut Vec<OutFrame>) -> Vec<(ProtocolAddress, Vec<u8>)> {
         let mut ids = Vec::new();
         for message in outgoing {
+            if let Some(keys) = self.sending_keys.as_mut() {
+                keys.entry(message.to.clone()).or_default().insert(*message.message.ratchet_key().as_montgomery());
+            }
             let kind = match message.message.kind() {
                 MessageKind::PreKey => EnvelopeKind::PrekeyMessage,
                 MessageKind::Signal => EnvelopeKind::SignalMessage,

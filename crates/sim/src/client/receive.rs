@@ -10,11 +10,9 @@ use super::work::Work;
 use super::{Client, MAX_ACKS_PER_FRAME, MAX_STALLED, OutFrame, Outcome, Phase, id16, message_number};
 
 impl Client {
-
     pub(super) fn deliver(&mut self, envelope: Envelope, rng: &mut StdRng, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) {
         let id = id16(&envelope.id);
         if self.seen.contains(&id) {
-            self.stats.duplicates += 1;
             if self.show_duplicates {
                 // The injected bug: the message shown again.
                 if let Some(message) = self.replay_number(&envelope) {
@@ -36,13 +34,11 @@ impl Client {
             Processed::Stall => {
                 if self.stalled.len() >= MAX_STALLED {
                     self.seen.insert(id);
-                    self.stats.refused += 1;
                     outcomes.push(Outcome::Refused { envelope: id, reason: "no sender key, and too many held" });
                     self.ack(&envelope.id, out);
                 } else {
                     self.stalled_ids.insert(id);
                     self.stalled.push(envelope);
-                    self.stats.stalled_max = self.stats.stalled_max.max(self.stalled.len());
                 }
             }
         }
@@ -137,7 +133,6 @@ impl Client {
     fn read(&mut self, id: [u8; 16], plaintext: &[u8], outcomes: &mut Vec<Outcome>) {
         match message_number(plaintext) {
             Some(message) => {
-                self.stats.read += 1;
                 if self.show_duplicates {
                     self.read_numbers.insert(id, message);
                 }
@@ -148,7 +143,6 @@ impl Client {
     }
 
     fn refuse(&mut self, id: [u8; 16], reason: &'static str, outcomes: &mut Vec<Outcome>) {
-        self.stats.refused += 1;
         outcomes.push(Outcome::Refused { envelope: id, reason });
     }
 

@@ -23,7 +23,6 @@ pub(super) enum Work {
 }
 
 impl Client {
-
     /// The users whose bundles `work` still needs.
     fn needs(&self, work: &Work) -> Vec<String> {
         let unknown = |address: &ProtocolAddress| !self.device.has_session(address) && !self.devices_of.contains_key(address.name());
@@ -133,12 +132,12 @@ impl Client {
             }
             Work::Add { group, member } => self.device.add_member(&group, member.clone(), directory, rng).map(|o| {
                 let epoch = self.device.group(&group).map_or(0, |g| g.epoch);
-                self.changes.push(Change { member, epoch, added: true });
+                self.changes.push(Change { group, member, epoch, added: true });
                 (o, String::new())
             }),
             Work::Remove { group, member } => self.device.remove_member(&group, &member, directory, rng).map(|o| {
                 let epoch = self.device.group(&group).map_or(0, |g| g.epoch);
-                self.changes.push(Change { member, epoch, added: false });
+                self.changes.push(Change { group, member, epoch, added: false });
                 (o, String::new())
             }),
         };
@@ -148,7 +147,7 @@ impl Client {
             }
             // Bundles were checked first, so this is a device the directory does not know (one
             // that registered after we fetched its user): nothing to do but count it.
-            Err(_) => self.stats.refused_by_relay += 1,
+            Err(_) => self.stats.sends_dropped += 1,
         }
     }
 }

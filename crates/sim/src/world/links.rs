@@ -16,7 +16,6 @@ use crate::scenario::AdversaryKind;
 use crate::trace::{Node, TraceEvent};
 
 impl World {
-
     pub(super) fn new_conn(&mut self, kind: ConnKind, replays: bool) -> u64 {
         let id = self.next_conn;
         self.next_conn += 1;
@@ -26,7 +25,7 @@ impl World {
     }
 
     pub(super) fn connect(&mut self, device: usize) {
-        if !self.wants_online[device] || self.client_conn[device].is_some() || !self.clients[device].can_connect() {
+        if self.offline_windows[device] > 0 || self.client_conn[device].is_some() || !self.clients[device].can_connect() {
             return;
         }
         let relay = self.clients[device].app;
@@ -82,7 +81,7 @@ impl World {
                     self.client_conn[device] = None;
                 }
                 self.clients[device].disconnected();
-                if self.wants_online[device] {
+                if self.offline_windows[device] == 0 {
                     let jitter = self.rng.random_range(0..RECONNECT_US);
                     self.schedule(self.now + RECONNECT_US + jitter, Event::Connect { device });
                 }
@@ -259,6 +258,7 @@ impl World {
                 self.send(conn, 0, frame.bytes, frame.what, 0);
             }
         }
+        self.record_changes(device);
         for (device_id, credential) in std::mem::take(&mut self.clients[device].linked) {
             let user = &self.users[self.user_of[device]];
             if let Some(&sibling) = user.devices.iter().find(|d| self.clients[**d].address.device_id() == device_id) {

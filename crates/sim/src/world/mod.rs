@@ -100,6 +100,9 @@ pub(crate) struct SimGroup {
     pub id: String,
     pub apps: Vec<usize>,
     pub admin: usize,
+    /// Whether members join or leave during the run (only then are its ciphertexts kept for the
+    /// membership check).
+    pub churn: bool,
     /// Users (by index) currently in it.
     pub users: Vec<usize>,
 }
@@ -150,7 +153,8 @@ pub struct World {
     conns: HashMap<u64, Conn>,
     next_conn: u64,
     client_conn: Vec<Option<u64>>,
-    wants_online: Vec<bool>,
+    /// Offline windows each device is in (online when 0).
+    offline_windows: Vec<u32>,
     retry_scheduled: Vec<bool>,
     /// Per (sender, group): the sender's epoch and the devices its view addresses.
     addressed_cache: HashMap<(usize, usize), (u64, std::rc::Rc<[usize]>)>,
@@ -171,7 +175,9 @@ pub struct World {
     pub(crate) end: u64,
     pub(crate) skipped_group_sends: u64,
     pub(crate) suite: Suite,
-    pub(crate) availability_attacked: bool,
+    /// Devices whose relay may keep mail from them on purpose (a tampering or withholding
+    /// adversary serving them): what they miss is reported, not a violation.
+    pub(crate) attacked: Vec<bool>,
     progress: Option<Box<dyn FnMut(u64, u64)>>,
 }
 
@@ -228,7 +234,6 @@ impl World {
         for relay in &mut relays {
             relay.keeps_disk = scenario.crashes.iter().any(|crash| *crash.relay.get_ref() == relay.app);
         }
-        let mut availability_attacked = false;
         let mut users = Vec::new();
         let mut clients = Vec::new();
         for (app_index, app) in scenario.apps.iter().enumerate() {
@@ -263,15 +268,24 @@ impl World {
                 .filter(|d| device.is_none_or(|n| clients[*d].address.device_id() == n))
                 .collect()
         };
+        let mut attacked = vec![false; clients.len()];
         for adversary in &scenario.adversaries {
             let relay = index_of(adversary.relay.get_ref());
             let targets = adversary.target.as_ref().map(|t| device_of(t.get_ref()));
-            availability_attacked |= matches!(adversary.kind, AdversaryKind::Tamper | AdversaryKind::Withhold);
+            if matches!(adversary.kind, AdversaryKind::Tamper | AdversaryKind::Withhold) {
+                for (device, client) in clients.iter().enumerate() {
+                    let targeted = targets.as_ref().is_none_or(|targets| targets.contains(&device));
+                    attacked[device] |= client.app == relay && targeted;
+                }
+            }
             relays[relay].adversary = Some(crate::relay::Adversary::new(adversary.kind, adversary.share, targets));
         }
         let thefts: Vec<(usize, u64)> =
             scenario.thefts.iter().map(|t| (device_of(t.device.get_ref())[0], traffic_start + secs(t.at_s))).collect();
         let victims = thefts.iter().enumerate().map(|(i, (device, _))| (*device, i)).collect();
+        for (device, _) in &thefts {
+            clients[*device].sending_keys = Some(Default::default());
+        }
         let thieves = thefts.iter().map(|(device, at)| Thief::new(*device, *at)).collect();
 
         let devices = clients.len();
@@ -305,7 +319,7 @@ impl World {
             conns: HashMap::new(),
             next_conn: 1,
             client_conn: vec![None; devices],
-            wants_online: vec![true; devices],
+            offline_windows: vec![0; devices],
             retry_scheduled: vec![false; devices],
             addressed_cache: HashMap::new(),
             acks_scheduled: vec![false; devices],
@@ -321,7 +335,7 @@ impl World {
             end,
             skipped_group_sends: 0,
             suite,
-            availability_attacked,
+            attacked,
             progress: None,
         };
         world.client_busy = vec![Default::default(); world.app_names.len()];
@@ -466,17 +480,20 @@ impl World {
                 self.trace.record(TraceEvent::Restarted { at_us: self.now, relay });
             }
             Event::Offline { device, for_us } => {
-                self.wants_online[device] = false;
-                self.trace.record(TraceEvent::Offline { at_us: self.now, device });
-                if let Some(conn) = self.client_conn[device] {
-                    self.conn_down(conn);
-                }
+                // Offline windows may overlap: the device comes back when the last one ends.
+                self.offline_windows[device] += 1;
                 self.schedule(self.now + for_us, Event::Online { device });
+                if self.offline_windows[device] == 1 {
+                    self.trace.record(TraceEvent::Offline { at_us: self.now, device });
+                    if let Some(conn) = self.client_conn[device] {
+                        self.conn_down(conn);
+                    }
+                }
             }
             Event::Online { device } => {
-                self.wants_online[device] = true;
-                self.trace.record(TraceEvent::Online { at_us: self.now, device });
-                if self.client_conn[device].is_none() {
+                self.offline_windows[device] -= 1;
+                if self.offline_windows[device] == 0 {
+                    self.trace.record(TraceEvent::Online { at_us: self.now, device });
                     self.connect(device);
                 }
             }

@@ -15,7 +15,6 @@ use crate::scenario::GroupStrategy;
 use crate::trace::TraceEvent;
 
 impl World {
-
     pub(super) fn outcomes(&mut self, device: usize, outcomes: Vec<Outcome>) {
         for outcome in outcomes {
             match outcome {
@@ -128,7 +127,7 @@ impl World {
         }
         self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: Some(group), addressed: addressed.clone() });
         self.trace.record(TraceEvent::Message { at_us: self.now, message: number, from: sender, group: Some(group), recipients: addressed.len(), bytes: content_len });
-        if self.scenario.group_strategy == GroupStrategy::SenderKeys {
+        if self.scenario.group_strategy == GroupStrategy::SenderKeys && self.groups[group].churn {
             if let Some(bytes) = self.clients[sender].last_group_ciphertext() {
                 self.ledger.group_ciphertexts.push(GroupCiphertext { message: number, group, sender, sender_epoch: epoch, bytes });
             }
@@ -173,11 +172,12 @@ impl World {
                 let id = format!("g{index}@{}", self.app_names[self.users[admin_user].app]);
                 let devices: Vec<usize> = members.iter().flat_map(|u| self.users[*u].devices.iter().copied()).collect();
                 for &device in &devices {
-                    self.ledger.joined(index, device, 0);
+                    self.ledger.joined(index, device, 0, self.now);
                 }
                 let addresses: Vec<ProtocolAddress> =
                     devices.iter().filter(|d| **d != admin).map(|d| self.clients[*d].address.clone()).collect();
-                self.groups.push(SimGroup { id: id.clone(), apps: apps.clone(), admin, users: members });
+                let churn = spec.joins + spec.removals > 0;
+                self.groups.push(SimGroup { id: id.clone(), apps: apps.clone(), admin, users: members, churn });
                 self.trace.record(TraceEvent::Membership { at_us: self.now, group: index, device: admin, change: "create" });
                 let mut out = Vec::new();
                 let suite = self.suite;
@@ -243,26 +243,21 @@ impl World {
             }
         }
         self.client_out(admin, out);
-        self.record_changes(admin, group);
     }
 
-    /// The membership changes the admin's device has made (they may wait for bundles).
-    pub(crate) fn record_changes(&mut self, admin: usize, group: usize) {
-        for change in self.clients[admin].take_changes() {
-            let Some(device) = self.device_index(&change.member) else { continue };
+    /// Membership changes `device` has just made (an admin's change may have waited for bundles),
+    /// with the time they took effect.
+    pub(super) fn record_changes(&mut self, device: usize) {
+        for change in self.clients[device].take_changes() {
+            let (Some(group), Some(member)) = (self.groups.iter().position(|g| g.id == change.group), self.device_index(&change.member))
+            else {
+                continue;
+            };
             if change.added {
-                self.ledger.joined(group, device, change.epoch);
+                self.ledger.joined(group, member, change.epoch, self.now);
             } else {
-                self.ledger.left(group, device, change.epoch);
+                self.ledger.left(group, member, change.epoch, self.now);
             }
-        }
-    }
-
-    /// Pending membership changes of every admin (after the run, for those that waited).
-    pub(crate) fn record_all_changes(&mut self) {
-        for group in 0..self.groups.len() {
-            let admin = self.groups[group].admin;
-            self.record_changes(admin, group);
         }
     }
 
