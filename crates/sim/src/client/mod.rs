@@ -4,7 +4,6 @@
 //! acknowledge what it has processed, drop duplicates by envelope id, and hold group messages
 //! whose sender key has not arrived yet.
 
-
 mod receive;
 mod work;
 
@@ -396,23 +395,19 @@ impl Client {
         self.run_waiting(rng, out);
     }
 
-    fn queue(&mut self, body: Body, out: &mut Vec<OutFrame>) -> Vec<u8> {
-        let id = match &body {
-            Body::Send(envelope) => envelope.id.clone(),
-            Body::SendGroup(group) => group.id.clone(),
-            _ => Vec::new(),
-        };
+    /// Keeps `body` in the outbox until the relay confirms it, and sends it now if online.
+    fn queue(&mut self, body: Body, out: &mut Vec<OutFrame>) {
         let seq = self.next_outbox;
         self.next_outbox += 1;
         self.outbox.insert(seq, body.clone());
         if self.phase == Phase::Online {
             self.frame(Some(Request::Outbox(seq)), body, out);
         }
-        id
     }
 
-    fn queue_pairwise(&mut self, outgoing: Vec<Outgoing>, group: &str, rng: &mut StdRng, out: &mut Vec<OutFrame>) -> Vec<(ProtocolAddress, Vec<u8>)> {
-        let mut ids = Vec::new();
+    /// Queues each pairwise message as an envelope (`group` names the group for pairwise group
+    /// messages, empty otherwise).
+    fn queue_pairwise(&mut self, outgoing: Vec<Outgoing>, group: &str, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
         for message in outgoing {
             if let Some(keys) = self.sending_keys.as_mut() {
                 keys.entry(message.to.clone()).or_default().insert(*message.message.ratchet_key().as_montgomery());
@@ -429,10 +424,8 @@ impl Client {
                 content: message.message.serialize().to_vec(),
                 group_id: group.to_owned(),
             };
-            let id = self.queue(Body::Send(envelope), out);
-            ids.push((message.to, id));
+            self.queue(Body::Send(envelope), out);
         }
-        ids
     }
 
     /// Hands a plaintext copy to the relay (the injected "relay keeps plaintext" bug).
