@@ -405,7 +405,13 @@ impl ChatClient {
         let mut message = self.device.encrypt_group(id, &content.encode_to_vec(), &mut self.rng)?;
         // Our sender key, to the members that do not hold it yet, goes first.
         let distributions = std::mem::take(&mut message.key_distributions);
-        let sealed = self.device.seal_all(distributions, &mut self.directory, &mut self.rng)?;
+        let sealed = match self.device.seal_all(distributions.clone(), &mut self.directory, &mut self.rng) {
+            Ok(sealed) => sealed,
+            Err(error) => {
+                self.device.key_not_delivered(id, &distributions);
+                return Err(error.into());
+            }
+        };
         self.queue(sealed);
         let mut envelope_id = vec![0u8; 16];
         self.rng.fill_bytes(&mut envelope_id);

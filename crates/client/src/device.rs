@@ -275,7 +275,9 @@ impl Device {
     }
 
     /// Encrypts `plaintext` once for every other member of group `id`, with this device's sender
-    /// key handed to the members that do not hold it yet.
+    /// key handed to the members that do not hold it yet. Those members count as holding it from
+    /// now on: a caller that cannot seal or send `key_distributions` must say so with
+    /// [`Self::key_not_delivered`], or they never get it.
     pub fn encrypt_group<R: CryptoRng + ?Sized>(&mut self, id: &str, plaintext: &[u8], rng: &mut R) -> Result<GroupMessage> {
         let group = self.groups.get(id).ok_or_else(|| ClientError::UnknownGroup(id.to_owned()))?;
         let recipients: Vec<ProtocolAddress> = self.others(group).collect();
@@ -293,6 +295,16 @@ impl Device {
         let message = sender_keys::encrypt(&mut self.sender_keys, id, &self.address, plaintext, rng)?;
         self.key_holders.entry(id.to_owned()).or_default().extend(missing);
         Ok(GroupMessage { group: id.to_owned(), recipients, bytes: message.serialize().to_vec(), key_distributions })
+    }
+
+    /// The key distributions of an [`Self::encrypt_group`] did not go out: their recipients get
+    /// this device's key with its next group message instead.
+    pub fn key_not_delivered(&mut self, id: &str, distributions: &[PendingSend]) {
+        if let Some(holders) = self.key_holders.get_mut(id) {
+            for distribution in distributions {
+                holders.remove(&distribution.to);
+            }
+        }
     }
 
     /// Decrypts a group message that `sender`, a current member, sent to group `id`.

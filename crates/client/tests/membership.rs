@@ -270,3 +270,19 @@ fn a_member_added_back_takes_a_fresh_key_that_members_removed_meanwhile_cannot_h
     assert_eq!(world.group_read("alice@green", "carol@red", &after).unwrap(), b"after coming back");
     assert_eq!(world.group_read("dave@blue", "carol@red", &after).unwrap(), b"after coming back");
 }
+
+#[test]
+fn a_key_that_could_not_go_out_goes_with_the_next_message() {
+    let mut world = founded(Suite::Aes256Gcm, 6);
+    let rng = &mut world.rng;
+    let alice = world.devices.get_mut(&address("alice@green")).unwrap();
+    let first = alice.encrypt_group(GROUP, b"lost", rng).unwrap();
+    assert_eq!(first.key_distributions.len(), 3);
+    // Sealing failed (say, no bundle at hand): the caller says so, and nothing was sent.
+    alice.key_not_delivered(GROUP, &first.key_distributions);
+    let second = alice.encrypt_group(GROUP, b"again", rng).unwrap();
+    let to: Vec<_> = second.key_distributions.iter().map(|d| d.to.clone()).collect();
+    assert_eq!(to, ["bob@blue", "carol@red", "dave@blue"].map(address));
+    let third = alice.encrypt_group(GROUP, b"held by all now", rng).unwrap();
+    assert!(third.key_distributions.is_empty());
+}
