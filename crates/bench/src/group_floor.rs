@@ -33,9 +33,8 @@ use rand::{Rng, SeedableRng};
 use switchboard_session::xeddsa::{self, EdwardsSigningKey, SIGNATURE_LEN};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::clock::Instant;
-use crate::floor::{FloorSuite, array, chain_step, hkdf};
-use crate::workloads::{CATCHUP_MESSAGES, CATCHUP_SENDERS, Op, SMALL, Workload, chunk_len, chunked, plaintext};
+use crate::floor::{DecryptFloor, EncryptFloor, FloorChain, FloorSuite, array, chain_step, hkdf};
+use crate::workloads::{CATCHUP_MESSAGES, CATCHUP_SENDERS, Op, SMALL, Workload, chunked, plaintext};
 
 /// The signed part of a SenderKeyMessage before its ciphertext: version byte, key id field
 /// (tag and 5-byte varint), iteration field (tag and up to 5-byte varint), ciphertext tag and
@@ -198,47 +197,15 @@ impl SenderChain {
     }
 }
 
-struct EncryptFloor {
-    chain: SenderChain,
-    plaintext: Vec<u8>,
-}
-
-impl Workload for EncryptFloor {
-    fn run(&mut self, iters: u64) -> Duration {
-        let start = Instant::now();
-        for _ in 0..iters {
-            black_box(self.chain.encrypt(&self.plaintext));
-        }
-        start.elapsed()
+impl FloorChain for SenderChain {
+    fn encrypt(&mut self, plaintext: &[u8]) -> usize {
+        SenderChain::encrypt(self, plaintext)
     }
-}
-
-struct DecryptFloor {
-    sender: SenderChain,
-    receiver: SenderChain,
-    plaintext: Vec<u8>,
-}
-
-impl Workload for DecryptFloor {
-    fn run(&mut self, iters: u64) -> Duration {
-        chunked(
-            self,
-            iters,
-            chunk_len(SMALL),
-            |this, n| {
-                (0..n)
-                    .map(|_| {
-                        let len = this.sender.encrypt(&this.plaintext);
-                        this.sender.out[..len].to_vec()
-                    })
-                    .collect::<Vec<_>>()
-            },
-            |this, batch| {
-                for wire in batch.iter() {
-                    black_box(this.receiver.decrypt(wire));
-                }
-            },
-        )
+    fn decrypt(&mut self, wire: &[u8]) -> usize {
+        SenderChain::decrypt(self, wire)
+    }
+    fn wire(&self) -> &[u8] {
+        &self.out
     }
 }
 

@@ -61,12 +61,16 @@ pub struct RunResult {
 /// Why a run could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
+    #[error("invalid scenario: {0}")]
+    Scenario(#[from] ScenarioError),
     #[error("writing the trace: {0}")]
     Trace(std::io::Error),
 }
 
-/// Runs `scenario` with `seed`.
+/// Runs `scenario` with `seed`. The scenario is checked first (fields are public, so one made
+/// in code may not be valid): the world relies on what [`Scenario::parse`] guarantees.
 pub fn run(scenario: &Scenario, seed: u64, options: RunOptions) -> Result<RunResult, SimError> {
+    scenario.validate()?;
     let started = Instant::now();
     let trace = Trace::new(options.diagram_events, options.trace);
     let mut world = world::World::new(scenario.clone(), seed, trace);

@@ -89,7 +89,7 @@ impl Relay {
             adversary: None,
             stats: RelayStats::default(),
             past_metrics: Default::default(),
-            canary: memmem::Finder::new(PLAINTEXT_CANARY),
+            canary: memmem::Finder::new(PLAINTEXT_CANARY.as_bytes()),
         }
     }
 

@@ -355,6 +355,12 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// Checks a scenario made or changed in code (a parsed one was checked already); errors name
+    /// line 1.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        self.check("")
+    }
+
     /// The apps' names, in file order.
     pub fn app_names(&self) -> Vec<String> {
         self.apps.iter().map(|app| app.name.get_ref().clone()).collect()

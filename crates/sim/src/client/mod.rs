@@ -27,7 +27,7 @@ pub const MAX_ACKS_PER_FRAME: usize = 256;
 /// Group messages held while their sender key is on its way.
 pub const MAX_STALLED: usize = 10_000;
 /// Bytes every plaintext starts with, so that a relay that sees one is caught by a search.
-pub const PLAINTEXT_CANARY: &[u8] = b"\x00sb-plaintext-canary\x00";
+pub const PLAINTEXT_CANARY: &str = "\u{0}sb-plaintext-canary\u{0}";
 
 /// A frame for the relay, with what it is (for the trace).
 pub struct OutFrame {
@@ -172,7 +172,7 @@ pub fn content(message: u64, group: Option<&str>, size: usize, kind: usize, now_
     use switchboard_wire::switchboard::{Reaction, Receipt, Reply, Text, content::Body as C};
     let mut message_id = message.to_be_bytes().to_vec();
     message_id.extend_from_slice(&[0u8; 8]);
-    let mut text = String::from_utf8(PLAINTEXT_CANARY.to_vec()).expect("ascii");
+    let mut text = PLAINTEXT_CANARY.to_owned();
     text.push_str(&format!("message {message} "));
     while text.len() < size {
         text.push('x');

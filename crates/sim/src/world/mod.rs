@@ -201,7 +201,7 @@ impl World {
                 Link { spec, faults_from_us: from, faults_until_us: until }
             })
             .collect();
-        let index_of = |name: &str| app_names.iter().position(|n| n == name).expect("checked by the scenario");
+        let index_of = |name: &str| app_names.iter().position(|n| n == name).expect("checked by Scenario::validate in run");
         let mut federation = HashMap::new();
         for a in 0..app_names.len() {
             for b in a + 1..app_names.len() {
