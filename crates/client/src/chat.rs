@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{
-    Acknowledge, AttachmentPointer, Authenticate, ClientFrame, Content, FetchBlob, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FetchBundles, GroupEnvelope,
+    Acknowledge, AttachmentPointer, Authenticate, ClientFrame, Content, FetchBlob, Envelope, EnvelopeKind, ErrorCode, FetchBundles, GroupEnvelope,
     Register, UploadBlob, UploadBundles, client_frame::Body, content, server_frame,
 };
 use switchboard_wire::{Message, decode, limits};
@@ -95,9 +95,7 @@ fn app_of(name: &str) -> &str {
     name.rsplit_once('@').map_or("", |(_, app)| app)
 }
 
-fn wire_address(address: &ProtocolAddress) -> DeviceAddress {
-    DeviceAddress { name: address.name().to_owned(), device_id: address.device_id() }
-}
+use crate::wire_address;
 
 fn refused(frame: server_frame::Body) -> ChatError {
     match frame {

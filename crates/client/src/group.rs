@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use switchboard_session::{ProtocolAddress, Suite};
-use switchboard_wire::switchboard::{DeviceAddress, GroupControl};
+use switchboard_wire::switchboard::GroupControl;
 
 use crate::error::ClientError;
 
@@ -29,7 +29,7 @@ impl Group {
             members: self
                 .members
                 .iter()
-                .map(|member| DeviceAddress { name: member.name().to_owned(), device_id: member.device_id() })
+                .map(crate::wire_address)
                 .collect(),
             suite: self.suite.name().to_owned(),
             sender_key_distribution: distribution.map(<[u8]>::to_vec).unwrap_or_default(),

@@ -24,3 +24,8 @@ pub use chat::{ChatClient, ChatError, ChatStats, Event};
 pub use directory::{BundleDirectory, InMemoryDirectory};
 pub use error::ClientError;
 pub use group::Group;
+
+/// A device's address as the wire carries it.
+pub fn wire_address(address: &switchboard_session::ProtocolAddress) -> switchboard_wire::switchboard::DeviceAddress {
+    switchboard_wire::switchboard::DeviceAddress { name: address.name().to_owned(), device_id: address.device_id() }
+}

@@ -64,9 +64,7 @@ impl DeviceDatabase {
     }
 }
 
-fn wire(address: &ProtocolAddress) -> DeviceAddress {
-    DeviceAddress { name: address.name().to_owned(), device_id: address.device_id() }
-}
+use crate::wire_address as wire;
 
 fn address(wire: Option<&DeviceAddress>) -> Result<ProtocolAddress, ClientError> {
     let wire = wire.ok_or(ClientError::InvalidPayload("stored record without an address"))?;

@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use switchboard_client::{Device, InjectedBugs, Outgoing};
+use switchboard_client::{Device, InjectedBugs, Outgoing, wire_address};
 use switchboard_session::{MessageKind, PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{
-    Authenticate, ClientFrame, Content, DeviceAddress, Envelope, EnvelopeKind, ErrorCode,
+    Authenticate, ClientFrame, Content, Envelope, EnvelopeKind, ErrorCode,
     GroupEnvelope, Register, ServerFrame, UploadBlob, UploadBundles, client_frame::Body, server_frame,
 };
 use switchboard_wire::{Message, decode, limits};
@@ -150,17 +150,14 @@ pub struct Client {
     pub stats: ClientStats,
 }
 
-fn wire_address(address: &ProtocolAddress) -> DeviceAddress {
-    DeviceAddress { name: address.name().to_owned(), device_id: address.device_id() }
-}
-
 fn envelope_id(rng: &mut StdRng) -> Vec<u8> {
     let mut id = vec![0u8; 16];
     rng.fill_bytes(&mut id);
     id
 }
 
-fn id16(bytes: &[u8]) -> [u8; 16] {
+/// An envelope id as a fixed array (shorter ids are padded with zeros).
+pub(crate) fn id16(bytes: &[u8]) -> [u8; 16] {
     let mut id = [0u8; 16];
     let n = bytes.len().min(16);
     id[..n].copy_from_slice(&bytes[..n]);

@@ -8,8 +8,8 @@ use switchboard_relay::core::Action;
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{FederationFrame, ServerFrame, federation_frame, server_frame};
 
-use super::{ACK_DELAY_US, ADVERSARY_HOLD_US, CLIENT_RETRY_US, Conn, ConnKind, Event, RECONNECT_US, REDIAL_US, SECOND, World, id16};
-use crate::client;
+use super::{ACK_DELAY_US, ADVERSARY_HOLD_US, CLIENT_RETRY_US, Conn, ConnKind, Event, RECONNECT_US, REDIAL_US, SECOND, World};
+use crate::client::{self, id16};
 use crate::network::{Fate, RESET_DETECTION_US};
 use crate::relay::{COMMIT_US, Decision};
 use crate::scenario::AdversaryKind;

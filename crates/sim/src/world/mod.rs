@@ -515,9 +515,3 @@ pub(crate) fn secs(seconds: f64) -> u64 {
     (seconds * SECOND as f64) as u64
 }
 
-fn id16(bytes: &[u8]) -> [u8; 16] {
-    let mut id = [0u8; 16];
-    let n = bytes.len().min(16);
-    id[..n].copy_from_slice(&bytes[..n]);
-    id
-}
