@@ -3,8 +3,13 @@
 //! Lines typed: `@user@app text` sends to a person; `#group text` to a group;
 //! `/group new NAME@APP user@app,user@app` creates one (this app its hub); `/group add|remove
 //! GROUP user@app`; `/quit`. Everything that arrives is printed as it comes.
+//!
+//! The device lives in its database and is resumed on the next start; when the relay goes away
+//! the chat says so, keeps what is typed in the outbox, reconnects with backoff and sends it
+//! when the relay is back.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,12 +23,16 @@ pub struct Args {
     /// The client address of your app's relay.
     #[arg(long)]
     relay: SocketAddr,
-    /// Who you are: `name@app` (a new device is registered for you).
+    /// Who you are: `name@app`.
     #[arg(long)]
     user: String,
     /// Your device id.
     #[arg(long, default_value_t = 1)]
     device: u32,
+    /// The device's database (created 0600 on first use, resumed after): its keys, sessions,
+    /// groups, credential and outbox. Default: `switchboard-<user>-<device>.redb` here.
+    #[arg(long)]
+    db: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -31,7 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(chat(args))
 }
 
-fn show(event: &Event) -> String {
+fn show(event: &Event, outbox: usize) -> String {
     match event {
         Event::Message { from, group, content } => {
             let place = group.as_ref().map(|g| format!("#{g} ")).unwrap_or_default();
@@ -42,32 +51,70 @@ fn show(event: &Event) -> String {
             };
             format!("{place}{}: {body}", from.name())
         }
-        Event::GroupChanged { group, epoch } => format!("#{group} changed (epoch {epoch})"),
+        Event::GroupChanged { group, epoch, by, added, removed } => {
+            let list = |devices: &[switchboard_session::ProtocolAddress]| devices.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+            let mut line = format!("#{group} changed by {by} (epoch {epoch})");
+            if !added.is_empty() {
+                line.push_str(&format!(" +{}", list(added)));
+            }
+            if !removed.is_empty() {
+                line.push_str(&format!(" -{}", list(removed)));
+            }
+            line
+        }
         Event::RemovedFromGroup { group } => format!("#{group}: you were removed"),
+        Event::SendDropped { reason } => format!("! a message could not be sent: {reason:?}"),
+        Event::Online => match outbox {
+            0 => "* online".to_owned(),
+            n => format!("* online: sending {n} waiting message(s)"),
+        },
+        Event::Offline => format!("* offline: {outbox} message(s) wait in the outbox; reconnecting"),
     }
 }
 
 async fn chat(args: Args) -> anyhow::Result<()> {
-    let mut client = ChatClient::register(args.relay, &args.user, args.device, rand::make_rng())
-        .await
-        .with_context(|| format!("registering {} with {}", args.user, args.relay))?;
-    println!("registered {} (device {}); type @user@app message, #group message, /group …, /quit", args.user, args.device);
+    let address = args.user.clone(); // ADDRESS-TYPE
+    let db = args.db.clone().unwrap_or_else(|| PathBuf::from(format!("switchboard-{address}-{}.redb", args.device)));
+    let mut client = if db.exists() {
+        let client = ChatClient::resume(args.relay, &db, rand::make_rng()).await.with_context(|| format!("resuming from {}", db.display()))?;
+        println!("resumed {} (device {}) from {}", client.user(), args.device, db.display());
+        if !client.is_online() {
+            println!("* offline: {} message(s) wait in the outbox; reconnecting", client.outbox_len());
+        }
+        client
+    } else {
+        let client = ChatClient::register_with_database(args.relay, &address.to_string(), args.device, rand::make_rng(), &db)
+            .await
+            .with_context(|| format!("registering {address} with {}", args.relay))?;
+        println!("registered {address} (device {}), kept in {}", args.device, db.display());
+        client
+    };
+    println!("type @user@app message, #group message, /group …, /quit");
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             line = lines.next_line() => {
                 let Some(line) = line? else { return Ok(()) };
-                if let Err(error) = command(&mut client, line.trim()).await {
-                    println!("! {error:#}");
-                }
-                if line.trim() == "/quit" {
+                let line = line.trim();
+                if line == "/quit" {
                     return Ok(());
+                }
+                if let Err(error) = command(&mut client, line).await {
+                    println!("! {error:#}");
+                } else if !client.is_online() && client.outbox_len() > 0 {
+                    println!("* offline: {} message(s) wait in the outbox", client.outbox_len());
                 }
             }
             _ = tick.tick() => {
-                for event in client.poll(Duration::from_millis(50)).await.unwrap_or_default() {
-                    println!("{}", show(&event));
+                let events = client.poll(Duration::from_millis(50)).await;
+                match events {
+                    Ok(events) => {
+                        for event in events {
+                            println!("{}", show(&event, client.outbox_len()));
+                        }
+                    }
+                    Err(error) => println!("! {error:#}"),
                 }
             }
         }
@@ -95,7 +142,7 @@ async fn command(client: &mut ChatClient, line: &str) -> anyhow::Result<()> {
             ["remove", group, user] => client.remove_member(group, user).await?,
             _ => anyhow::bail!("/group new NAME@APP a@x,b@y | /group add GROUP user | /group remove GROUP user"),
         }
-    } else if head != "/quit" && !head.is_empty() {
+    } else if !head.is_empty() {
         anyhow::bail!("start a line with @user@app, #group or /group");
     }
     Ok(())

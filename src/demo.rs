@@ -119,16 +119,29 @@ impl Demo {
                 let place = group.map(|g| format!("[{g}] ")).unwrap_or_default();
                 self.note(user, format!("{place}{}: {line}", from.name()));
             }
-            Event::GroupChanged { group, epoch } => {
+            Event::GroupChanged { group, epoch, added, removed, .. } => {
                 let members = self.clients[user].group(&group).map_or(0, |g| g.members.len());
-                let line = format!("[{group}] group now has {members} members (epoch {epoch})");
-                if self.ledger.views.get(user).and_then(|v| v.last()) != Some(&line) {
-                    self.note(user, line);
+                let mut change = Vec::new();
+                if !added.is_empty() {
+                    change.push(format!("+{}", names(&added)));
                 }
+                if !removed.is_empty() {
+                    change.push(format!("-{}", names(&removed)));
+                }
+                self.note(user, format!("[{group}] {}: now {members} members (epoch {epoch})", change.join(" ")));
             }
             Event::RemovedFromGroup { group } => self.note(user, format!("[{group}] you were removed")),
+            Event::SendDropped { reason } => self.note(user, format!("(a send was given up: {reason:?})")),
+            Event::Online | Event::Offline => {}
         }
     }
+}
+
+/// Users named once each, in order (`alice@green, bob@blue`).
+fn names(devices: &[switchboard_session::ProtocolAddress]) -> String {
+    let mut users: Vec<&str> = devices.iter().map(|d| d.name()).collect();
+    users.dedup();
+    users.join(", ")
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -271,7 +284,7 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
         "duplicates": duplicates,
         "unintended_deliveries": unintended,
         "duplicate_deliveries_dropped_by_clients": stats.iter().map(|s| s.duplicates).sum::<u64>(),
-        "rejected_by_clients": stats.iter().map(|s| s.rejected).sum::<u64>(),
+        "rejected_by_clients": stats.iter().map(|s| s.refused).sum::<u64>(),
         "envelopes_crossing_app_boundaries": crossings,
         "plaintext_seen_by_relays": plaintext_seen,
         "relays": relays,

@@ -1,32 +1,49 @@
-//! A device on disk: its whole state as one [`DeviceSnapshot`], written atomically to an embedded
-//! redb database after every change, so the app can stop at any moment and go on where it was.
+//! A device on disk, in an embedded redb database (file mode 0600: it holds the device's keys):
+//! the device's state as one [`DeviceSnapshot`], and beside it, entry by entry, the outbox and the
+//! envelopes already processed — so that what the endpoint reports changed
+//! ([`Persist`]) is written in one transaction, and neither list is rewritten whole.
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
-use switchboard_session::group::{SenderKeyRecord, SenderKeyStore};
-use switchboard_session::store::{IdentityKeyStore, PreKeyStore, SessionStore, SignedPreKeyStore};
-use switchboard_session::{IdentityKeyPair, InMemoryStore, PreKeyRecord, ProtocolAddress, PublicKey, SessionRecord, SignedPreKeyRecord};
-use switchboard_wire::switchboard::{DeviceAddress, DeviceSnapshot, KnownIdentity, StoredRecord};
+use rand::rngs::StdRng;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use switchboard_client_core::endpoint::{Credential, Endpoint, EndpointConfig, Persist, SeenKey};
+use switchboard_client_core::{ClientError, Device};
+use switchboard_wire::switchboard::DeviceSnapshot;
 use switchboard_wire::{Message, decode};
 
-use crate::device::Device;
-use crate::error::ClientError;
-use crate::group::Group;
-
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("device");
+const SEEN: TableDefinition<&[u8], u64> = TableDefinition::new("seen");
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const SNAPSHOT: &str = "snapshot";
+const SEEN_COUNTER: &str = "seen-counter";
 /// Largest snapshot read back (a device with many sessions and groups fits well within).
 pub const MAX_SNAPSHOT_LEN: usize = 512 * 1024 * 1024;
 
 /// Why the device database could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("device database: {0}")]
-pub struct PersistError(pub String);
-
-fn failed(error: impl std::fmt::Display) -> PersistError {
-    PersistError(error.to_string())
+#[non_exhaustive]
+pub enum PersistError {
+    #[error("device database: {0}")]
+    Database(#[from] redb::Error),
+    #[error("device database file: {0}")]
+    File(#[from] std::io::Error),
+    #[error("device database holds no device")]
+    Empty,
+    #[error("device database holds a snapshot that does not decode: {0}")]
+    Corrupt(#[from] switchboard_wire::DecodeError),
+    #[error("device database holds a device that cannot be restored: {0}")]
+    Restore(#[from] ClientError),
 }
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(impl From<$t> for PersistError {
+        fn from(error: $t) -> Self {
+            PersistError::Database(error.into())
+        }
+    })*};
+}
+from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// The device's database file.
 pub struct DeviceDatabase {
@@ -34,161 +51,104 @@ pub struct DeviceDatabase {
 }
 
 impl DeviceDatabase {
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates, readable by its owner only) the database at `path`.
     pub fn open(path: &Path) -> Result<DeviceDatabase, PersistError> {
-        Ok(DeviceDatabase { db: Database::create(path).map_err(failed)? })
+        if !path.exists() {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(path)?;
+        }
+        Ok(DeviceDatabase { db: Database::create(path)? })
     }
 
-    /// Replaces the stored snapshot, durably.
-    pub fn save(&self, snapshot: &DeviceSnapshot) -> Result<(), PersistError> {
-        let txn = self.db.begin_write().map_err(failed)?;
+    /// Writes what `persist` says changed, in one durable transaction.
+    pub fn write(&self, endpoint: &Endpoint, persist: &Persist) -> Result<(), PersistError> {
+        let txn = self.db.begin_write()?;
         {
-            let mut table = txn.open_table(STATE).map_err(failed)?;
-            table.insert(SNAPSHOT, snapshot.encode_to_vec().as_slice()).map_err(failed)?;
-        }
-        txn.commit().map_err(failed)
-    }
-
-    /// The stored snapshot, if one was saved.
-    pub fn load(&self) -> Result<Option<DeviceSnapshot>, PersistError> {
-        let txn = self.db.begin_read().map_err(failed)?;
-        let table = match txn.open_table(STATE) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(error) => return Err(failed(error)),
-        };
-        match table.get(SNAPSHOT).map_err(failed)? {
-            Some(bytes) => Ok(Some(decode(bytes.value(), MAX_SNAPSHOT_LEN).map_err(failed)?)),
-            None => Ok(None),
-        }
-    }
-}
-
-use crate::wire_address as wire;
-
-fn address(wire: Option<&DeviceAddress>) -> Result<ProtocolAddress, ClientError> {
-    let wire = wire.ok_or(ClientError::InvalidPayload("stored record without an address"))?;
-    Ok(ProtocolAddress::new(wire.name.clone(), wire.device_id))
-}
-
-impl Device {
-    /// The device's whole state (the client's own fields left empty).
-    pub fn snapshot(&self) -> DeviceSnapshot {
-        let identity = self.store.identity_key_pair().expect("in-memory store");
-        DeviceSnapshot {
-            address: Some(wire(&self.address)),
-            registration_id: self.store.local_registration_id().expect("in-memory store"),
-            identity_key_pair: identity.serialize().to_vec(),
-            signed_prekeys: self.store.signed_prekeys().map(|r| r.serialize().to_vec()).collect(),
-            prekeys: self.store.prekeys().map(|r| r.serialize().to_vec()).collect(),
-            identities: self
-                .store
-                .identities()
-                .map(|(a, key)| KnownIdentity { address: Some(wire(a)), identity_key: key.serialize().to_vec() })
-                .collect(),
-            sessions: self
-                .store
-                .sessions()
-                .map(|(a, r)| StoredRecord { address: Some(wire(a)), group: String::new(), record: r.serialize().to_vec() })
-                .collect(),
-            sender_keys: self
-                .sender_keys
-                .records()
-                .map(|(g, a, r)| StoredRecord { address: Some(wire(a)), group: g.to_owned(), record: r.serialize().to_vec() })
-                .collect(),
-            groups: self.groups.values().map(|g| g.control(None, false)).collect(),
-            next_prekey_id: self.next_prekey_id,
-            ..Default::default()
-        }
-    }
-
-    /// A device restored from its snapshot.
-    pub fn restore(snapshot: &DeviceSnapshot) -> Result<Device, ClientError> {
-        let identity = IdentityKeyPair::deserialize(&snapshot.identity_key_pair)?;
-        let mut store = InMemoryStore::new(identity, snapshot.registration_id);
-        for bytes in &snapshot.signed_prekeys {
-            store.save_signed_prekey(SignedPreKeyRecord::deserialize(bytes)?)?;
-        }
-        for bytes in &snapshot.prekeys {
-            store.save_prekey(PreKeyRecord::deserialize(bytes)?)?;
-        }
-        for known in &snapshot.identities {
-            store.save_identity(&address(known.address.as_ref())?, &PublicKey::from_bytes(&known.identity_key)?)?;
-        }
-        for session in &snapshot.sessions {
-            store.store_session(&address(session.address.as_ref())?, SessionRecord::deserialize(&session.record)?)?;
-        }
-        let mut sender_keys = switchboard_session::group::InMemorySenderKeyStore::default();
-        for record in &snapshot.sender_keys {
-            let sender = address(record.address.as_ref())?;
-            sender_keys.store_sender_key(&record.group, &sender, SenderKeyRecord::deserialize(&record.record)?)?;
-        }
-        let groups = snapshot
-            .groups
-            .iter()
-            .map(|control| Group::from_control(control).map(|group| (group.id.clone(), group)))
-            .collect::<Result<_, _>>()?;
-        Ok(Device {
-            address: address(snapshot.address.as_ref())?,
-            store,
-            sender_keys,
-            groups,
-            // Not kept: after a restart the current key goes to every member once more, which
-            // costs a message each and rewinds nothing.
-            key_holders: Default::default(),
-            held_keys: Default::default(),
-            next_prekey_id: snapshot.next_prekey_id,
-            #[cfg(feature = "inject-bugs")]
-            bugs: Default::default(),
-        })
-    }
-
-    /// The devices this device has sessions with, by user.
-    pub fn known_devices(&self) -> impl Iterator<Item = &ProtocolAddress> {
-        self.store.sessions().map(|(address, _)| address)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::directory::InMemoryDirectory;
-    use rand::SeedableRng;
-    use switchboard_session::Suite;
-
-    #[test]
-    fn a_restored_device_carries_on_its_sessions_and_groups() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let (a, b) = (ProtocolAddress::new("a@x", 1), ProtocolAddress::new("b@y", 1));
-        let mut alice = Device::new(a.clone(), 1, &mut rng);
-        let mut bob = Device::new(b.clone(), 2, &mut rng);
-        let mut directory = InMemoryDirectory::default();
-        directory.publish(&b, bob.publish_bundles(3, &mut rng));
-        directory.publish(&a, alice.publish_bundles(3, &mut rng));
-        let outgoing = alice.create_group("g@x", [b.clone()], Suite::Aes256Gcm, &mut directory, &mut rng).unwrap();
-        for message in outgoing {
-            let (_, responses) = bob.receive(&a, &message.message, &mut directory, &mut rng).unwrap();
-            for response in responses {
-                alice.receive(&b, &response.message, &mut directory, &mut rng).unwrap();
+            if persist.device {
+                let mut state = txn.open_table(STATE)?;
+                state.insert(SNAPSHOT, endpoint.snapshot().encode_to_vec().as_slice())?;
+            }
+            let mut seen = txn.open_table(SEEN)?;
+            let mut counter = {
+                let state = txn.open_table(STATE)?;
+                let value = state.get(SEEN_COUNTER)?.map(|v| v.value().try_into().map(u64::from_be_bytes).unwrap_or(0));
+                value.unwrap_or(0)
+            };
+            for key in &persist.seen_forgotten {
+                seen.remove(key.to_bytes().as_slice())?;
+            }
+            for key in &persist.seen_added {
+                counter += 1;
+                seen.insert(key.to_bytes().as_slice(), counter)?;
+            }
+            txn.open_table(STATE)?.insert(SEEN_COUNTER, counter.to_be_bytes().as_slice())?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            for seq in &persist.outbox_removed {
+                outbox.remove(*seq)?;
+            }
+            for seq in &persist.outbox_added {
+                if let Some(frame) = endpoint.outbox_frame(*seq) {
+                    outbox.insert(*seq, frame.as_slice())?;
+                }
             }
         }
-        // Alice's key reaches Bob with her first group message, before the restart.
-        let first = alice.encrypt_group("g@x", b"before the restart", &mut rng).unwrap();
-        for sealed in alice.seal_all(first.key_distributions, &mut directory, &mut rng).unwrap() {
-            bob.receive(&a, &sealed.message, &mut directory, &mut rng).unwrap();
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Writes the whole endpoint (a new database).
+    pub fn write_all(&self, endpoint: &Endpoint) -> Result<(), PersistError> {
+        let persist = Persist {
+            generation: 0,
+            device: true,
+            outbox_added: endpoint.outbox_frames().into_iter().map(|(seq, _)| seq).collect(),
+            ..Persist::default()
+        };
+        self.write(endpoint, &persist)
+    }
+
+    /// The endpoint as it was last written.
+    pub fn load(&self, config: EndpointConfig, rng: &mut StdRng) -> Result<Endpoint, PersistError> {
+        let txn = self.db.begin_read()?;
+        let state = match txn.open_table(STATE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Err(PersistError::Empty),
+            Err(error) => return Err(error.into()),
+        };
+        let snapshot: DeviceSnapshot = match state.get(SNAPSHOT)? {
+            Some(bytes) => decode(bytes.value(), MAX_SNAPSHOT_LEN)?,
+            None => return Err(PersistError::Empty),
+        };
+        let device = Device::restore(&snapshot)?;
+        let credential = (!snapshot.credential.is_empty()).then(|| Credential(snapshot.credential.clone()));
+        let mut seen: Vec<(u64, SeenKey)> = Vec::new();
+        if let Ok(table) = txn.open_table(SEEN) {
+            for entry in table.iter()? {
+                let (key, order) = entry?;
+                if let Some(key) = SeenKey::from_bytes(key.value()) {
+                    seen.push((order.value(), key));
+                }
+            }
         }
-        assert_eq!(bob.decrypt_group("g@x", &a, &first.bytes).unwrap(), b"before the restart");
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bob.redb");
-        DeviceDatabase::open(&path).unwrap().save(&bob.snapshot()).unwrap();
-        drop(bob);
-        let mut bob = Device::restore(&DeviceDatabase::open(&path).unwrap().load().unwrap().unwrap()).unwrap();
-        let group_message = alice.encrypt_group("g@x", b"after the restart", &mut rng).unwrap();
-        assert!(group_message.key_distributions.is_empty(), "Bob holds Alice's key already");
-        assert_eq!(bob.decrypt_group("g@x", &a, &group_message.bytes).unwrap(), b"after the restart");
-        let direct = alice.send(&b, b"direct", &mut directory, &mut rng).unwrap();
-        let (received, _) = bob.receive(&a, &direct.message, &mut directory, &mut rng).unwrap();
-        assert_eq!(received, crate::Received::Application(b"direct".to_vec()));
-        assert_eq!(bob.group("g@x").unwrap().members.len(), 2);
+        seen.sort_by_key(|(order, _)| *order);
+        let mut outbox = Vec::new();
+        if let Ok(table) = txn.open_table(OUTBOX) {
+            for entry in table.iter()? {
+                let (seq, frame) = entry?;
+                outbox.push((seq.value(), frame.value().to_vec()));
+            }
+        }
+        Ok(Endpoint::restore(
+            device,
+            credential,
+            snapshot.bundles_published,
+            seen.into_iter().map(|(_, key)| key),
+            outbox,
+            config,
+            rng,
+        ))
     }
 }

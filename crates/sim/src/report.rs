@@ -160,7 +160,7 @@ impl Report {
         let clients = &world.clients;
         let groups = &world.groups;
         let (membership_attempts, membership_readable, membership_violations) = ledger.check_membership(
-            &|d| clients[d].device.sender_key_store().clone(),
+            &|d| clients[d].device().sender_key_store().clone(),
             &|d| clients[d].address.clone(),
             &|g| groups[g].id.clone(),
         );
@@ -197,7 +197,7 @@ impl Report {
             dropped_from_removed_senders: delivery.from_removed_unread,
             duplicates_dropped: ledger.duplicates_dropped,
             refused: ledger.refused,
-            sends_dropped: world.clients.iter().map(|c| c.stats.sends_dropped).sum(),
+            sends_dropped: world.clients.iter().map(|c| c.stats().sends_dropped).sum(),
         };
 
         let mut links: Vec<LinkReport> = world
@@ -298,10 +298,11 @@ impl Report {
             ..CryptoOps::default()
         };
         for client in &world.clients {
-            crypto.sessions += client.stats.sessions_accepted;
-            crypto.pairwise_messages += client.stats.pairwise_decrypts;
-            crypto.group_encrypts += client.stats.group_encrypts;
-            crypto.group_decrypts += client.stats.group_decrypts;
+            let stats = client.stats();
+            crypto.sessions += stats.sessions_accepted;
+            crypto.pairwise_messages += stats.pairwise_decrypts;
+            crypto.group_encrypts += stats.group_encrypts;
+            crypto.group_decrypts += stats.group_decrypts;
         }
         let violations_total = violations.len();
         violations.truncate(MAX_LISTED_VIOLATIONS);

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use rand::rngs::StdRng;
 use serde::Serialize;
-use switchboard_client::{Device, Received};
+use switchboard_client_core::{Device, Received};
 use switchboard_session::{CiphertextMessage, MessageKind, ProtocolAddress};
 use switchboard_wire::switchboard::{Envelope, EnvelopeKind};
 
@@ -78,7 +78,7 @@ impl Thief {
 
     /// The theft: a copy of everything the device holds.
     pub fn steal(&mut self, client: &Client) {
-        let device = &client.device;
+        let device = client.device();
         self.stolen = Device::restore(&device.snapshot()).ok();
         self.stolen_keys = client.sending_keys.clone().unwrap_or_default();
         for peer in device.known_devices() {

@@ -8,8 +8,9 @@ use switchboard_relay::core::Action;
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{FederationFrame, ServerFrame, federation_frame, server_frame};
 
-use super::{ACK_DELAY_US, ADVERSARY_HOLD_US, CLIENT_RETRY_US, Conn, ConnKind, Event, RECONNECT_US, REDIAL_US, SECOND, World};
-use crate::client::{self, id16};
+use super::{ADVERSARY_HOLD_US, Conn, ConnKind, Event, RECONNECT_US, REDIAL_US, SECOND, World};
+use crate::client;
+use switchboard_client_core::endpoint::id16;
 use crate::network::{Fate, RESET_DETECTION_US};
 use crate::relay::{COMMIT_US, Decision};
 use crate::scenario::AdversaryKind;
@@ -40,7 +41,7 @@ impl World {
             core.client_connected(conn);
         }
         let mut out = Vec::new();
-        self.clients[device].connected(&mut out);
+        self.clients[device].connected(self.now, &mut out);
         self.client_out(device, out);
     }
 
@@ -80,7 +81,7 @@ impl World {
                 if self.client_conn[device] == Some(conn) {
                     self.client_conn[device] = None;
                 }
-                self.clients[device].disconnected();
+                self.clients[device].disconnected(self.now);
                 if self.offline_windows[device] == 0 {
                     let jitter = self.rng.random_range(0..RECONNECT_US);
                     self.schedule(self.now + RECONNECT_US + jitter, Event::Connect { device });
@@ -233,7 +234,7 @@ impl World {
                 let mut out = Vec::new();
                 let mut outcomes = Vec::new();
                 let started = Instant::now();
-                self.clients[device].frame_arrived(&bytes, &mut self.rng, &mut out, &mut outcomes);
+                self.clients[device].frame_arrived(self.now, &bytes, &mut self.rng, &mut out, &mut outcomes);
                 self.client_busy[self.clients[device].app] += started.elapsed();
                 self.client_out(device, out);
                 self.outcomes(device, outcomes);
@@ -266,13 +267,11 @@ impl World {
                 self.schedule(self.now + 1, Event::Connect { device: sibling });
             }
         }
-        if !self.clients[device].pending_acks.is_empty() && !self.acks_scheduled[device] {
-            self.acks_scheduled[device] = true;
-            self.schedule(self.now + ACK_DELAY_US, Event::FlushAcks { device });
-        }
-        if self.clients[device].needs_retry && !self.retry_scheduled[device] {
-            self.retry_scheduled[device] = true;
-            self.schedule(self.now + CLIENT_RETRY_US, Event::ClientRetry { device });
+        if let Some(at_us) = self.clients[device].next_timeout_us() {
+            if self.timer_at[device].is_none_or(|scheduled| at_us < scheduled) {
+                self.timer_at[device] = Some(at_us);
+                self.schedule(at_us.max(self.now), Event::ClientTimer { device, at_us });
+            }
         }
     }
 

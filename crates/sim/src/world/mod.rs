@@ -28,10 +28,6 @@ const SETUP_US: u64 = 2 * SECOND;
 const RECONNECT_US: u64 = 500_000;
 /// How long a relay waits before dialing another again.
 const REDIAL_US: u64 = SECOND;
-/// How long a device gathers acknowledgements before sending them.
-const ACK_DELAY_US: u64 = 20_000;
-/// How long a device waits before retrying what was refused for now.
-const CLIENT_RETRY_US: u64 = 500_000;
 /// How long a reordering relay holds an envelope back, at most.
 const ADVERSARY_HOLD_US: u64 = 2 * SECOND;
 
@@ -43,8 +39,8 @@ enum Event {
     Dial { dialer: usize, acceptor: usize },
     Commit { relay: usize, epoch: u32 },
     Tick { relay: usize },
-    ClientRetry { device: usize },
-    FlushAcks { device: usize },
+    /// A timer of a device's endpoint, due at `at_us`.
+    ClientTimer { device: usize, at_us: u64 },
     Crash { relay: usize, down_us: u64 },
     Restart { relay: usize },
     Offline { device: usize, for_us: u64 },
@@ -155,10 +151,10 @@ pub struct World {
     client_conn: Vec<Option<u64>>,
     /// Offline windows each device is in (online when 0).
     offline_windows: Vec<u32>,
-    retry_scheduled: Vec<bool>,
+    /// The endpoint timer scheduled per device.
+    timer_at: Vec<Option<u64>>,
     /// Per (sender, group): the sender's epoch and the devices its view addresses.
     addressed_cache: HashMap<(usize, usize), (u64, std::rc::Rc<[usize]>)>,
-    acks_scheduled: Vec<bool>,
     pub(crate) ledger: Ledger,
     pub(crate) trace: Trace,
     pub(crate) faults: FaultCounts,
@@ -248,7 +244,7 @@ impl World {
                         Client::new(address, app_index, scenario.prekeys_per_device, scenario.group_strategy, &mut rng);
                     client.inject(scenario.inject.no_rotation_on_removal, scenario.inject.no_duplicate_drop);
                     if device_id == 1 {
-                        client.siblings = (2..=app.devices_per_user).collect();
+                        client.link_siblings(2..=app.devices_per_user);
                     }
                     clients.push(client);
                     devices.push(index);
@@ -286,6 +282,11 @@ impl World {
         for (device, _) in &thefts {
             clients[*device].sending_keys = Some(Default::default());
         }
+        if !thefts.is_empty() {
+            for client in &mut clients {
+                client.observe_pairwise = true;
+            }
+        }
         let thieves = thefts.iter().map(|(device, at)| Thief::new(*device, *at)).collect();
 
         let devices = clients.len();
@@ -320,9 +321,8 @@ impl World {
             next_conn: 1,
             client_conn: vec![None; devices],
             offline_windows: vec![0; devices],
-            retry_scheduled: vec![false; devices],
+            timer_at: vec![None; devices],
             addressed_cache: HashMap::new(),
-            acks_scheduled: vec![false; devices],
             ledger: Ledger::default(),
             trace,
             faults: FaultCounts::default(),
@@ -462,17 +462,14 @@ impl World {
                     self.relay_actions(relay, actions);
                 }
             }
-            Event::FlushAcks { device } => {
-                self.acks_scheduled[device] = false;
-                let mut out = Vec::new();
-                self.clients[device].flush_acks(&mut out);
+            Event::ClientTimer { device, at_us } => {
+                if self.timer_at[device] == Some(at_us) {
+                    self.timer_at[device] = None;
+                }
+                let (mut out, mut outcomes) = (Vec::new(), Vec::new());
+                self.clients[device].timeout(self.now, &mut self.rng, &mut out, &mut outcomes);
                 self.client_out(device, out);
-            }
-            Event::ClientRetry { device } => {
-                self.retry_scheduled[device] = false;
-                let mut out = Vec::new();
-                self.clients[device].retry(&mut self.rng, &mut out);
-                self.client_out(device, out);
+                self.outcomes(device, outcomes);
             }
             Event::Crash { relay, down_us } => self.crash(relay, down_us),
             Event::Restart { relay } => {

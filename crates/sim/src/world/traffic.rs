@@ -88,9 +88,9 @@ impl World {
         let mut out = Vec::new();
         let started = Instant::now();
         if self.scenario.inject.relay_keeps_plaintext {
-            self.clients[sender].leak(&content, &mut out);
+            self.clients[sender].leak(self.now, &content, &mut out);
         }
-        self.clients[sender].send_direct(&to, content, &mut self.rng, &mut out);
+        self.clients[sender].send_direct(self.now, &to, content, &mut self.rng, &mut out);
         self.client_busy[self.clients[sender].app] += started.elapsed();
         self.client_out(sender, out);
     }
@@ -105,7 +105,7 @@ impl World {
             .iter()
             .take(senders)
             .flat_map(|u| self.users[*u].devices.iter().copied())
-            .filter(|d| self.clients[*d].device.group(&id).is_some())
+            .filter(|d| self.clients[*d].device().group(&id).is_some())
             .collect();
         if candidates.is_empty() {
             self.skipped_group_sends += 1;
@@ -114,21 +114,21 @@ impl World {
         let sender = candidates[self.rng.random_range(0..candidates.len())];
         let number = self.ledger.messages.len() as u64;
         let content = client::content(number, Some(&id), size, kind, self.now);
-        let epoch = self.clients[sender].device.group(&id).map_or(0, |g| g.epoch);
+        let epoch = self.clients[sender].device().group(&id).map_or(0, |g| g.epoch);
         let addressed = self.addressed(sender, group, &id, epoch);
         let content_len = content.len();
         let mut out = Vec::new();
         let started = Instant::now();
-        let sent = self.clients[sender].send_group(&id, content, &mut self.rng, &mut out);
+        let sent = self.clients[sender].send_group(self.now, &id, content, &mut self.rng, &mut out);
         self.client_busy[self.clients[sender].app] += started.elapsed();
-        if sent.is_none() {
+        let Some(ciphertext) = sent else {
             self.skipped_group_sends += 1;
             return;
-        }
+        };
         self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: Some(group), addressed: addressed.clone() });
         self.trace.record(TraceEvent::Message { at_us: self.now, message: number, from: sender, group: Some(group), recipients: addressed.len(), bytes: content_len });
         if self.scenario.group_strategy == GroupStrategy::SenderKeys && self.groups[group].churn {
-            if let Some(bytes) = self.clients[sender].last_group_ciphertext() {
+            if let Some(bytes) = ciphertext {
                 self.ledger.group_ciphertexts.push(GroupCiphertext { message: number, group, sender, sender_epoch: epoch, bytes });
             }
         }
@@ -144,7 +144,7 @@ impl World {
             }
         }
         let me = &self.clients[sender].address;
-        let members = self.clients[sender].device.group(id).map(|g| g.members.iter().filter(|m| *m != me).collect::<Vec<_>>()).unwrap_or_default();
+        let members = self.clients[sender].device().group(id).map(|g| g.members.iter().filter(|m| *m != me).collect::<Vec<_>>()).unwrap_or_default();
         let list: Rc<[usize]> = members.into_iter().filter_map(|member| self.device_index(member)).collect();
         self.addressed_cache.insert((sender, group), (epoch, list.clone()));
         list
@@ -181,7 +181,7 @@ impl World {
                 self.trace.record(TraceEvent::Membership { at_us: self.now, group: index, device: admin, change: "create" });
                 let mut out = Vec::new();
                 let suite = self.suite;
-                self.clients[admin].create_group(&id, addresses, suite, &mut self.rng, &mut out);
+                self.clients[admin].create_group(self.now, &id, addresses, suite, &mut self.rng, &mut out);
                 self.client_out(admin, out);
                 let window = secs(self.scenario.duration_s).max(2);
                 for join in std::iter::repeat_n(true, spec.joins as usize).chain(std::iter::repeat_n(false, spec.removals as usize)) {
@@ -237,9 +237,9 @@ impl World {
             let address = self.clients[device].address.clone();
             self.trace.record(TraceEvent::Membership { at_us: self.now, group, device, change: if join { "add" } else { "remove" } });
             if join {
-                self.clients[admin].add_member(&id, address, &mut self.rng, &mut out);
+                self.clients[admin].add_member(self.now, &id, address, &mut self.rng, &mut out);
             } else {
-                self.clients[admin].remove_member(&id, address, &mut self.rng, &mut out);
+                self.clients[admin].remove_member(self.now, &id, address, &mut self.rng, &mut out);
             }
         }
         self.client_out(admin, out);

@@ -40,6 +40,13 @@ pub struct PendingSend {
     payload: std::sync::Arc<[u8]>,
 }
 
+/// What [`Device::seal_each`] sealed, and what it could not (each with why).
+#[derive(Debug, Default)]
+pub struct Sealing {
+    pub sealed: Vec<Outgoing>,
+    pub failed: Vec<(PendingSend, ClientError)>,
+}
+
 /// A group message: encrypted once, delivered to every other member.
 #[derive(Clone, Debug)]
 pub struct GroupMessage {
@@ -56,10 +63,19 @@ pub struct GroupMessage {
 pub enum Received {
     /// An application's own content.
     Application(Vec<u8>),
-    /// A group was joined or changed, or a member's sender key arrived.
-    Group { group: String, epoch: u64 },
+    /// A group was joined or changed (`change` says how), or a member's sender key arrived
+    /// (`change` is `None`).
+    Group { group: String, epoch: u64, change: Option<MembershipChange> },
     /// This device was removed from the group; its state for the group is gone.
     RemovedFromGroup { group: String },
+}
+
+/// How an announcement changed a group's membership as this device sees it. On joining,
+/// `added` lists every member.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipChange {
+    pub added: Vec<ProtocolAddress>,
+    pub removed: Vec<ProtocolAddress>,
 }
 
 /// One device of one person.
@@ -75,13 +91,13 @@ pub struct Device {
     /// Sender keys from devices not yet known as members, by group and sender (see `on_control`).
     pub(crate) held_keys: HashMap<(String, ProtocolAddress), Vec<SenderKeyDistributionMessage>>,
     pub(crate) next_prekey_id: u32,
-    #[cfg(feature = "inject-bugs")]
+    #[cfg(switchboard_inject_bugs)]
     pub(crate) bugs: InjectedBugs,
 }
 
 /// Deliberate defects, for checking that the simulator's invariants catch them. Never enable
 /// outside such tests.
-#[cfg(feature = "inject-bugs")]
+#[cfg(switchboard_inject_bugs)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InjectedBugs {
     /// Keep the current sender key when a member is removed, instead of rotating it.
@@ -103,20 +119,20 @@ impl Device {
             key_holders: HashMap::new(),
             held_keys: HashMap::new(),
             next_prekey_id: 1,
-            #[cfg(feature = "inject-bugs")]
+            #[cfg(switchboard_inject_bugs)]
             bugs: InjectedBugs::default(),
         }
     }
 
     /// Turns deliberate defects on (see [`InjectedBugs`]).
-    #[cfg(feature = "inject-bugs")]
+    #[cfg(switchboard_inject_bugs)]
     pub fn inject_bugs(&mut self, bugs: InjectedBugs) {
         self.bugs = bugs;
     }
 
     /// A fresh sender key for group `id` after a removal: no one holds it yet.
     fn rotate_after_removal<R: CryptoRng + ?Sized>(&mut self, id: &str, suite: Suite, rng: &mut R) -> Result<()> {
-        #[cfg(feature = "inject-bugs")]
+        #[cfg(switchboard_inject_bugs)]
         if self.bugs.keep_sender_key_on_removal {
             return Ok(());
         }
@@ -377,13 +393,21 @@ impl Device {
             let epoch = current.epoch;
             if let (true, Some(distribution)) = (newer, distribution) {
                 self.hold_key(id.clone(), from, distribution)?;
-                return Ok((Received::Group { group: id, epoch }, Vec::new()));
+                return Ok((Received::Group { group: id, epoch, change: None }, Vec::new()));
             }
             return Err(ClientError::NotAMember { group: id, sender: from.clone() });
         }
         let joining = current.is_none();
         let change = current.is_some_and(|current| announced.epoch > current.epoch);
         let removal = change && current.is_some_and(|current| current.members.difference(&announced.members).next().is_some());
+        let membership = match current {
+            None => Some(MembershipChange { added: announced.members.iter().cloned().collect(), removed: Vec::new() }),
+            Some(current) if change => Some(MembershipChange {
+                added: announced.members.difference(&current.members).cloned().collect(),
+                removed: current.members.difference(&announced.members).cloned().collect(),
+            }),
+            Some(_) => None,
+        };
 
         // The group as it will be: the announced one when joining or changing, else as it is.
         let replacement = if joining {
@@ -439,7 +463,7 @@ impl Device {
         if let Some(group) = replacement {
             self.groups.insert(id.clone(), group);
         }
-        Ok((Received::Group { group: id, epoch }, Vec::new()))
+        Ok((Received::Group { group: id, epoch, change: membership }, Vec::new()))
     }
 
     /// A member's sender key, without the member list: applied if the sender is a member as this
@@ -459,7 +483,7 @@ impl Device {
                         holders.remove(from);
                     }
                 }
-                Ok((Received::Group { group: id, epoch }, Vec::new()))
+                Ok((Received::Group { group: id, epoch, change: None }, Vec::new()))
             }
             // Not a member as this device knows the group: the news of its joining (or of its
             // coming back after a removal it may not know of) may be on its way. Kept, unused,
@@ -467,7 +491,7 @@ impl Device {
             current => {
                 let epoch = current.map_or(control.epoch, |group| group.epoch);
                 self.hold_key(id.clone(), from, distribution)?;
-                Ok((Received::Group { group: id, epoch }, Vec::new()))
+                Ok((Received::Group { group: id, epoch, change: None }, Vec::new()))
             }
         }
     }
@@ -515,14 +539,36 @@ impl Device {
         to.iter().map(|member| PendingSend { to: member.clone(), payload: payload.clone() }).collect()
     }
 
-    /// Encrypts pending sends (see [`PendingSend`]).
+    /// Encrypts pending sends (see [`PendingSend`]), all or none: when a recipient has neither a
+    /// session nor a bundle in `directory`, it fails before anything is sealed.
     pub fn seal_all<R: CryptoRng + ?Sized>(
         &mut self,
         pending: Vec<PendingSend>,
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Vec<Outgoing>> {
+        if let Some(missing) = pending.iter().find(|send| !self.has_session(&send.to) && !directory.has_bundle(&send.to)) {
+            return Err(ClientError::NoBundle(missing.to.clone()));
+        }
         pending.into_iter().map(|send| self.seal(&send.to, &send.payload, directory, rng)).collect()
+    }
+
+    /// Encrypts each pending send on its own, and says exactly which were sealed and which were
+    /// not (with why): a recipient that fails changes nothing for the others.
+    pub fn seal_each<R: CryptoRng + ?Sized>(
+        &mut self,
+        pending: Vec<PendingSend>,
+        directory: &mut dyn BundleDirectory,
+        rng: &mut R,
+    ) -> Sealing {
+        let mut sealing = Sealing::default();
+        for send in pending {
+            match self.seal(&send.to, &send.payload, directory, rng) {
+                Ok(outgoing) => sealing.sealed.push(outgoing),
+                Err(error) => sealing.failed.push((send, error)),
+            }
+        }
+        sealing
     }
 
     /// Encrypts a payload for `to`, starting a session from its bundle first if there is none

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use switchboard_client::{ClientError, Device, GroupMessage, InMemoryDirectory, Outgoing, Received};
+use switchboard_client_core::{ClientError, Device, GroupMessage, InMemoryDirectory, Outgoing, Received};
 use switchboard_session::{ProtocolAddress, Suite};
 
 const GROUP: &str = "weekend-plans";

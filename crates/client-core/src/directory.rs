@@ -8,6 +8,8 @@ use switchboard_session::{PreKeyBundle, ProtocolAddress};
 /// any are left.
 pub trait BundleDirectory {
     fn fetch_bundle(&mut self, address: &ProtocolAddress) -> Option<PreKeyBundle>;
+    /// Whether [`Self::fetch_bundle`] would give a bundle for `address`.
+    fn has_bundle(&self, address: &ProtocolAddress) -> bool;
 }
 
 /// Bundles published in memory, each one-time prekey handed out once; when a device's stock is
@@ -25,6 +27,10 @@ impl InMemoryDirectory {
 }
 
 impl BundleDirectory for InMemoryDirectory {
+    fn has_bundle(&self, address: &ProtocolAddress) -> bool {
+        self.bundles.get(address).is_some_and(|queue| !queue.is_empty())
+    }
+
     fn fetch_bundle(&mut self, address: &ProtocolAddress) -> Option<PreKeyBundle> {
         let queue = self.bundles.get_mut(address)?;
         if queue.len() > 1 {

@@ -1,0 +1,965 @@
+//! One device's whole client behaviour as a sans-IO state machine, in the style of quinn-proto's
+//! `Connection`: the driver feeds it what happened and carries out what it asks for.
+//!
+//! Inputs: [`Endpoint::connected`] / [`Endpoint::disconnected`], a frame from the relay
+//! ([`Endpoint::handle_frame`]), a timer that fired ([`Endpoint::handle_timeout`]), the user's
+//! commands ([`Endpoint::send`], [`Endpoint::send_group`], the group changes, blobs, device
+//! linking) and, for a durable device, [`Endpoint::persisted`]. Every input takes the current time
+//! (any clock that does not go back, as a `Duration` since the driver's start) and, where keys
+//! may be made, an RNG.
+//!
+//! Outputs, polled by the driver after each input: frames to write ([`Endpoint::poll_transmit`]),
+//! events for the user ([`Endpoint::poll_event`]), the next deadline ([`Endpoint::poll_timeout`])
+//! and, for a durable device, the state to write ([`Endpoint::poll_persist`]).
+//!
+//! Duties, each in one place: registration and authentication, publishing prekey bundles, device
+//! linking, the outbox ([`outbox`]: pipelined, sent again after a reconnect), bundle fetches and the
+//! work waiting for them ([`work`]), deliveries ([`receive`]: duplicates dropped by sender and
+//! envelope id before decrypting ([`dedupe`]), group messages held until their sender key
+//! arrives, acknowledgements batched), retries of transient refusals on a timer, and counters.
+//!
+//! Durability: with [`Storage::Durable`], nothing this device processed is acknowledged, and
+//! nothing it encrypted is sent, before the driver reports the state that did it durable
+//! ([`Endpoint::persisted`]); a crash between the two loses nothing (the relay delivers again, the
+//! outbox sends again). With [`Storage::InMemory`] the state in memory is all there is, and counts
+//! as durable as soon as it changes.
+
+pub mod dedupe;
+mod outbox;
+mod receive;
+mod work;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::Rng;
+use switchboard_session::{MessageKind, PreKeyBundle, ProtocolAddress, Suite};
+use switchboard_wire::switchboard::{
+    Authenticate, ClientFrame, Envelope, EnvelopeKind, ErrorCode, FetchBlob, GroupEnvelope, Register, ServerFrame,
+    UploadBlob, UploadBundles, client_frame::Body, server_frame,
+};
+use switchboard_wire::{Message, decode};
+
+use crate::device::{Device, Outgoing};
+use crate::directory::InMemoryDirectory;
+use crate::error::ClientError;
+use crate::wire_address;
+pub use dedupe::{MAX_SEEN, SeenKey};
+use dedupe::SeenWindow;
+pub use outbox::MAX_OUTBOX;
+use outbox::Outbox;
+pub use receive::{MAX_STALLED, MAX_STALLED_BYTES};
+use work::Work;
+
+/// Acknowledgements gathered into one frame at most.
+pub const MAX_ACKS_PER_FRAME: usize = 256;
+/// How long an acknowledgement may wait for others to share its frame.
+pub const ACK_DELAY: Duration = Duration::from_millis(20);
+/// How long after a transient failure (a request refused for now, a fetch that failed) it is tried
+/// again, on average (see `schedule_retry`).
+pub const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Devices another may link from this one, waiting at once.
+pub const MAX_PENDING_LINKS: usize = 16;
+
+/// How group messages go out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupStrategy {
+    /// Encrypted once under this device's sender key, fanned out by the relays.
+    #[default]
+    SenderKeys,
+    /// Encrypted for each other member's device over the pairwise sessions.
+    Pairwise,
+}
+
+/// Where the endpoint's state lives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory only: it counts as durable as soon as it changes.
+    #[default]
+    InMemory,
+    /// Written by the driver: see [`Endpoint::poll_persist`].
+    Durable,
+}
+
+/// How an endpoint behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct EndpointConfig {
+    /// One-time prekeys published when the device first comes online.
+    pub prekeys: u32,
+    pub group_strategy: GroupStrategy,
+    pub storage: Storage,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig { prekeys: 100, group_strategy: GroupStrategy::SenderKeys, storage: Storage::InMemory }
+    }
+}
+
+/// A device credential, as the relay issued it. Never shown in logs or `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(pub Vec<u8>);
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(..)")
+    }
+}
+
+impl Drop for Credential {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// Why something this device meant to send was given up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// The relay refused it for good.
+    Refused(ErrorCode),
+    /// It could not be encrypted (no bundle for a device, an untrusted identity, …).
+    CouldNotSeal(ClientError),
+    /// The outbox holds [`MAX_OUTBOX`] entries already.
+    OutboxFull,
+}
+
+/// Why a request to the relay (a blob upload or fetch) failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestFailed {
+    #[error("the relay refused: {0:?}")]
+    Refused(ErrorCode),
+    #[error("the connection closed before the answer came")]
+    Disconnected,
+    #[error("the relay's answer makes no sense for the request")]
+    UnexpectedAnswer,
+}
+
+/// What the user hears of.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// Connected, authenticated and (the first time) bundles published: sends go out now.
+    Online,
+    /// The relay refused to register or authenticate this device; it tries again on the next
+    /// connection.
+    AccessRefused { code: ErrorCode },
+    /// A message: the application's content as its sender encoded it.
+    Message { from: ProtocolAddress, group: Option<String>, envelope: [u8; 16], content: Vec<u8> },
+    /// A delivery already processed, dropped before decrypting.
+    DuplicateDropped { from: ProtocolAddress, envelope: [u8; 16] },
+    /// A delivery refused: it does not decrypt or makes no sense. It is acknowledged (it will never
+    /// read) and nothing else changed.
+    Refused { from: Option<ProtocolAddress>, envelope: [u8; 16], reason: ClientError },
+    /// A group's membership changed, by this device's own change or by an announcement from `by`.
+    GroupChanged { group: String, epoch: u64, by: ProtocolAddress, added: Vec<ProtocolAddress>, removed: Vec<ProtocolAddress> },
+    /// This device was removed from the group, and forgot it.
+    RemovedFromGroup { group: String },
+    /// Something this device meant to send was given up.
+    SendDropped { reason: DropReason },
+    /// A further device of this user was registered from this one: hand it `credential`.
+    DeviceLinked { device_id: u32, credential: Credential },
+    /// A blob upload ([`Endpoint::upload_blob`]) was answered.
+    BlobStored { request: u64, result: Result<String, RequestFailed> },
+    /// A blob fetch ([`Endpoint::fetch_blob`]) was answered.
+    BlobFetched { request: u64, result: Result<Vec<u8>, RequestFailed> },
+}
+
+/// A frame for the relay, with what it carries (for traces).
+#[derive(Clone, Debug)]
+pub struct Transmit {
+    pub what: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// What changed since the last [`Endpoint::poll_persist`]: write it, then call
+/// [`Endpoint::persisted`] with `generation`.
+#[derive(Clone, Debug, Default)]
+pub struct Persist {
+    pub generation: u64,
+    /// The device's state changed: write [`Endpoint::snapshot`] whole.
+    pub device: bool,
+    /// Envelopes newly processed, and those the dedupe window forgot.
+    pub seen_added: Vec<SeenKey>,
+    pub seen_forgotten: Vec<SeenKey>,
+    /// Outbox entries added (read them with [`Endpoint::outbox_frame`]) and removed.
+    pub outbox_added: Vec<u64>,
+    pub outbox_removed: Vec<u64>,
+}
+
+/// Counters of what this endpoint did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Messages the user sent (one per message, however many devices it went to).
+    pub sent: u64,
+    /// Messages delivered to the user.
+    pub received: u64,
+    /// Deliveries dropped as already processed.
+    pub duplicates: u64,
+    /// Deliveries refused.
+    pub refused: u64,
+    /// Sends given up (see [`DropReason`]).
+    pub sends_dropped: u64,
+    /// Crypto done: sessions accepted (a PreKey message that opened one), other pairwise
+    /// messages decrypted, group messages encrypted and decrypted.
+    pub sessions_accepted: u64,
+    pub pairwise_decrypts: u64,
+    pub group_encrypts: u64,
+    pub group_decrypts: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Offline,
+    Registering,
+    Authenticating,
+    Uploading,
+    Online,
+}
+
+#[derive(Debug)]
+enum Request {
+    Register,
+    /// Another device of this user, registered from this (authenticated) one.
+    Link(u32),
+    Authenticate,
+    Upload,
+    Outbox(u64),
+    Fetch(String),
+    UploadBlob(u64),
+    FetchBlob(u64),
+}
+
+/// What a user may name as a group's member: one device, or every device of a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Member {
+    Device(ProtocolAddress),
+    User(String),
+}
+
+/// Errors of a command; a command that fails changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    #[error("this device is not in group {0}")]
+    UnknownGroup(String),
+    #[error("too many device links waiting")]
+    TooManyLinks,
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// One device's client behaviour. See the module documentation.
+pub struct Endpoint {
+    config: EndpointConfig,
+    device: Device,
+    credential: Option<Credential>,
+    /// Bundles to publish when next online (empty once the relay has them).
+    bundles: Vec<switchboard_wire::switchboard::PreKeyBundle>,
+    phase: Phase,
+    next_request: u64,
+    requests: HashMap<u64, Request>,
+    outbox: Outbox,
+    directory: InMemoryDirectory,
+    devices_of: HashMap<String, Vec<ProtocolAddress>>,
+    fetching: HashSet<String>,
+    /// Work waiting for bundles, each with the users it still waits for.
+    waiting: VecDeque<(Work, HashSet<String>)>,
+    seen: SeenWindow,
+    stalled: receive::Stalled,
+    links: Vec<u32>,
+    next_handle: u64,
+    /// Acknowledgements waiting for their state to be durable, with its generation.
+    unreleased_acks: VecDeque<(u64, Vec<u8>)>,
+    /// Acknowledgements to send (in the next frame).
+    acks: Vec<Vec<u8>>,
+    ack_deadline: Option<Duration>,
+    retry_deadline: Option<Duration>,
+    /// The latest time an input brought.
+    now: Duration,
+    /// The state generation: one more at every change.
+    generation: u64,
+    /// The generation the driver reported durable.
+    durable: u64,
+    /// What changed since the last [`Self::poll_persist`].
+    changes: Persist,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: EndpointStats,
+}
+
+impl Endpoint {
+    /// A new device of `address`'s user. The first device of a user registers itself; any other
+    /// is linked from one already registered ([`Self::link_device`]) and starts with the
+    /// credential it was handed. Every key comes from `rng`: seed it from the operating system
+    /// outside tests and simulations.
+    pub fn new(address: ProtocolAddress, credential: Option<Credential>, config: EndpointConfig, rng: &mut StdRng) -> Endpoint {
+        let registration_id = rng.next_u32() & 0x3fff;
+        let mut device = Device::new(address, registration_id, rng);
+        let bundles = device.publish_bundles(config.prekeys.max(1), rng).iter().map(PreKeyBundle::to_wire).collect();
+        let mut endpoint = Endpoint::with_device(device, credential, bundles, config);
+        endpoint.changed_device();
+        endpoint
+    }
+
+    /// The endpoint as it was persisted: its device, credential, whether its bundles were
+    /// published, the envelopes it had processed (oldest first) and its outbox (entries as
+    /// [`Self::outbox_frame`] wrote them). Entries that do not decode are dropped.
+    pub fn restore(
+        device: Device,
+        credential: Option<Credential>,
+        bundles_published: bool,
+        seen: impl IntoIterator<Item = SeenKey>,
+        outbox: impl IntoIterator<Item = (u64, Vec<u8>)>,
+        config: EndpointConfig,
+        rng: &mut StdRng,
+    ) -> Endpoint {
+        let mut device = device;
+        let bundles = if bundles_published {
+            Vec::new()
+        } else {
+            device.publish_bundles(config.prekeys.max(1), rng).iter().map(PreKeyBundle::to_wire).collect()
+        };
+        let mut endpoint = Endpoint::with_device(device, credential, bundles, config);
+        for key in seen {
+            endpoint.seen.insert(key);
+        }
+        for (seq, bytes) in outbox {
+            let frame = decode::<ClientFrame>(&bytes, switchboard_wire::frame::MAX_FRAME_LEN).ok();
+            if let Some(body @ (Body::Send(_) | Body::SendGroup(_))) = frame.and_then(|frame| frame.body) {
+                endpoint.outbox.restore(seq, body);
+            }
+        }
+        if !bundles_published {
+            endpoint.changed_device();
+        }
+        endpoint
+    }
+
+    fn with_device(
+        device: Device,
+        credential: Option<Credential>,
+        bundles: Vec<switchboard_wire::switchboard::PreKeyBundle>,
+        config: EndpointConfig,
+    ) -> Endpoint {
+        Endpoint {
+            config,
+            device,
+            credential,
+            bundles,
+            phase: Phase::Offline,
+            next_request: 1,
+            requests: HashMap::new(),
+            outbox: Outbox::default(),
+            directory: InMemoryDirectory::default(),
+            devices_of: HashMap::new(),
+            fetching: HashSet::new(),
+            waiting: VecDeque::new(),
+            seen: SeenWindow::default(),
+            stalled: Default::default(),
+            links: Vec::new(),
+            next_handle: 1,
+            unreleased_acks: VecDeque::new(),
+            acks: Vec::new(),
+            ack_deadline: None,
+            retry_deadline: None,
+            now: Duration::ZERO,
+            generation: 0,
+            durable: 0,
+            changes: Persist::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// Turns deliberate defects on (see [`crate::InjectedBugs`]); exists only in a build with
+    /// `--cfg switchboard_inject_bugs`.
+    #[cfg(switchboard_inject_bugs)]
+    pub fn inject_bugs(&mut self, bugs: crate::InjectedBugs) {
+        self.device.inject_bugs(bugs);
+    }
+
+    // ---- what the driver reads ----------------------------------------------------------------
+
+    /// This device's address.
+    pub fn address(&self) -> &ProtocolAddress {
+        self.device.address()
+    }
+
+    /// The device (sessions, sender keys, groups), read-only.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The group `id` as this device sees it.
+    pub fn group(&self, id: &str) -> Option<&crate::Group> {
+        self.device.group(id)
+    }
+
+    /// The credential the relay issued this device, once registered.
+    pub fn credential(&self) -> Option<&Credential> {
+        self.credential.as_ref()
+    }
+
+    /// Hands this device the credential another device of its user obtained for it
+    /// ([`Event::DeviceLinked`]).
+    pub fn set_credential(&mut self, credential: Credential) {
+        self.credential = Some(credential);
+        self.changed_device();
+    }
+
+    /// Whether this device can connect: it has a credential, or is its user's first device.
+    pub fn can_connect(&self) -> bool {
+        self.credential.is_some() || self.address().device_id() == 1
+    }
+
+    /// Whether the relay has this device's bundles.
+    pub fn bundles_published(&self) -> bool {
+        self.bundles.is_empty()
+    }
+
+    /// Whether the relay has authenticated this device on the current connection.
+    pub fn is_online(&self) -> bool {
+        self.phase == Phase::Online
+    }
+
+    /// Entries in the outbox (sent or not, unconfirmed by the relay).
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Whether nothing is waiting: no outbox entry, no request unanswered, no work waiting for a
+    /// bundle, no acknowledgement unsent.
+    pub fn is_idle(&self) -> bool {
+        self.outbox.len() == 0
+            && self.requests.is_empty()
+            && self.waiting.is_empty()
+            && self.acks.is_empty()
+            && self.unreleased_acks.is_empty()
+    }
+
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    /// Group messages held for a sender key not yet here.
+    pub fn stalled_len(&self) -> usize {
+        self.stalled.len()
+    }
+
+    /// The device's state, for the driver to persist (see [`Persist::device`]).
+    pub fn snapshot(&self) -> switchboard_wire::switchboard::DeviceSnapshot {
+        let mut snapshot = self.device.snapshot();
+        snapshot.credential = self.credential.as_ref().map(|c| c.0.clone()).unwrap_or_default();
+        snapshot.bundles_published = self.bundles.is_empty();
+        snapshot
+    }
+
+    /// An outbox entry encoded as stored, if it is still in the outbox.
+    pub fn outbox_frame(&self, seq: u64) -> Option<Vec<u8>> {
+        self.outbox.get(seq).map(|body| ClientFrame { request_id: 0, body: Some(body.clone()) }.encode_to_vec())
+    }
+
+    /// Every outbox entry, encoded as stored (for a driver writing a fresh database).
+    pub fn outbox_frames(&self) -> Vec<(u64, Vec<u8>)> {
+        self.outbox.iter().map(|(seq, body)| (seq, ClientFrame { request_id: 0, body: Some(body.clone()) }.encode_to_vec())).collect()
+    }
+
+    /// The next frame to write to the relay.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] is next due, if anything waits for a timer.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match (self.ack_deadline, self.retry_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// What to write, if the state changed since the last call ([`Storage::Durable`] only).
+    pub fn poll_persist(&mut self) -> Option<Persist> {
+        if self.config.storage != Storage::Durable || self.changes.generation == 0 {
+            return None;
+        }
+        Some(std::mem::take(&mut self.changes))
+    }
+
+    /// The driver wrote the state of `generation` durably: what it held back goes out.
+    pub fn persisted(&mut self, generation: u64) {
+        self.durable = self.durable.max(generation.min(self.generation));
+        self.release();
+    }
+
+    // ---- connection events --------------------------------------------------------------------
+
+    /// A connection to the relay is up: register or authenticate.
+    pub fn connected(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        self.requests.clear();
+        self.outbox.connection_lost();
+        match &self.credential {
+            None => {
+                self.phase = Phase::Registering;
+                let register = Register { user: self.address().name().to_owned(), device_id: self.address().device_id() };
+                self.request(Request::Register, Body::Register(register));
+            }
+            Some(credential) => {
+                self.phase = Phase::Authenticating;
+                let authenticate = Authenticate {
+                    user: self.address().name().to_owned(),
+                    device_id: self.address().device_id(),
+                    credential: credential.0.clone(),
+                };
+                self.request(Request::Authenticate, Body::Authenticate(authenticate));
+            }
+        }
+    }
+
+    /// The connection went down: every request in flight is lost; the outbox keeps its entries
+    /// and sends them again on the next connection, and the relay delivers again what was not
+    /// acknowledged (dropped then as duplicates).
+    pub fn disconnected(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        self.phase = Phase::Offline;
+        self.acks.clear();
+        self.unreleased_acks.clear();
+        self.ack_deadline = None;
+        self.fetching.clear();
+        self.transmits.clear();
+        self.outbox.connection_lost();
+        for (_, request) in std::mem::take(&mut self.requests) {
+            match request {
+                Request::UploadBlob(request) => {
+                    self.events.push_back(Event::BlobStored { request, result: Err(RequestFailed::Disconnected) })
+                }
+                Request::FetchBlob(request) => {
+                    self.events.push_back(Event::BlobFetched { request, result: Err(RequestFailed::Disconnected) })
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A frame from the relay.
+    pub fn handle_frame(&mut self, now: Duration, bytes: &[u8], rng: &mut StdRng) {
+        self.now = self.now.max(now);
+        let Ok(frame) = decode::<ServerFrame>(bytes, switchboard_wire::frame::MAX_FRAME_LEN) else { return };
+        let Some(body) = frame.body else { return };
+        if let server_frame::Body::Deliver(envelope) = body {
+            // The relay delivers only once it has authenticated this connection; a delivery may
+            // still overtake the answer that says so (on a link that reorders).
+            if frame.request_id == 0 && self.phase != Phase::Offline {
+                self.deliver(envelope, rng);
+            }
+        } else if let Some(request) = self.requests.remove(&frame.request_id) {
+            self.answer(request, body, rng);
+        }
+        self.release();
+    }
+
+    /// A deadline from [`Self::poll_timeout`] passed.
+    pub fn handle_timeout(&mut self, now: Duration, rng: &mut StdRng) {
+        self.now = self.now.max(now);
+        if self.ack_deadline.is_some_and(|deadline| deadline <= now) {
+            self.ack_deadline = None;
+            self.flush_acks();
+        }
+        if self.retry_deadline.is_some_and(|deadline| deadline <= now) {
+            self.retry_deadline = None;
+            if self.phase == Phase::Online {
+                self.outbox.retry();
+                self.fetch_missing();
+                self.run_waiting(rng);
+            }
+        }
+        self.release();
+    }
+
+    // ---- the user's commands ------------------------------------------------------------------
+
+    /// Sends `content` to every device of `user` (fetching their bundles first if needed).
+    pub fn send(&mut self, now: Duration, user: &str, content: Vec<u8>, rng: &mut StdRng) {
+        self.now = self.now.max(now);
+        self.stats.sent += 1;
+        self.submit(Work::Direct { to: user.to_owned(), content }, rng);
+        self.release();
+    }
+
+    /// Sends `content` to group `id`: by the configured strategy, to every other member in this
+    /// device's view. Returns the Sender Keys ciphertext, when that is the strategy (the same
+    /// bytes every member receives).
+    pub fn send_group(&mut self, now: Duration, id: &str, content: Vec<u8>, rng: &mut StdRng) -> Result<Option<Vec<u8>>, CommandError> {
+        self.now = self.now.max(now);
+        let me = self.address().clone();
+        let group = self.device.group(id).ok_or_else(|| CommandError::UnknownGroup(id.to_owned()))?;
+        let sent = match self.config.group_strategy {
+            GroupStrategy::Pairwise => {
+                let recipients: Vec<ProtocolAddress> = group.members.iter().filter(|member| **member != me).cloned().collect();
+                self.submit(Work::Pairwise { group: id.to_owned(), recipients, content }, rng);
+                None
+            }
+            GroupStrategy::SenderKeys => {
+                let message = self.device.encrypt_group(id, &content, rng)?;
+                self.changed_device();
+                self.stats.group_encrypts += 1;
+                let envelope = GroupEnvelope {
+                    id: envelope_id(rng),
+                    sender: Some(wire_address(&me)),
+                    group_id: id.to_owned(),
+                    hub: crate::hub_of(id).to_owned(),
+                    recipients: message.recipients.iter().map(wire_address).collect(),
+                    content: message.bytes.clone(),
+                };
+                self.submit(Work::Group { distributions: message.key_distributions, envelope }, rng);
+                Some(message.bytes)
+            }
+        };
+        self.stats.sent += 1;
+        self.release();
+        Ok(sent)
+    }
+
+    /// Creates group `id` (`name@app`, the app being its hub) with `members`.
+    pub fn create_group(&mut self, now: Duration, id: &str, members: Vec<Member>, suite: Suite, rng: &mut StdRng) {
+        self.now = self.now.max(now);
+        self.submit(Work::Create { group: id.to_owned(), members, suite }, rng);
+        self.release();
+    }
+
+    /// Adds `member` to group `id`.
+    pub fn add_member(&mut self, now: Duration, id: &str, member: Member, rng: &mut StdRng) {
+        self.now = self.now.max(now);
+        self.submit(Work::Add { group: id.to_owned(), member }, rng);
+        self.release();
+    }
+
+    /// Removes `member` from group `id`; every remaining member rotates its sender key.
+    pub fn remove_member(&mut self, now: Duration, id: &str, member: Member, rng: &mut StdRng) {
+        self.now = self.now.max(now);
+        self.submit(Work::Remove { group: id.to_owned(), member }, rng);
+        self.release();
+    }
+
+    /// Registers device `device_id` of this user from this (authenticated) device; the
+    /// credential comes as [`Event::DeviceLinked`].
+    pub fn link_device(&mut self, now: Duration, device_id: u32) -> Result<(), CommandError> {
+        self.now = self.now.max(now);
+        if self.links.len() >= MAX_PENDING_LINKS {
+            return Err(CommandError::TooManyLinks);
+        }
+        self.links.push(device_id);
+        if self.phase == Phase::Online {
+            self.request_link(device_id);
+        }
+        self.release();
+        Ok(())
+    }
+
+    /// Asks this device's relay to keep `blob` (an attachment, already encrypted); the answer
+    /// comes as [`Event::BlobStored`] with the returned request number.
+    pub fn upload_blob(&mut self, now: Duration, blob: Vec<u8>) -> u64 {
+        self.now = self.now.max(now);
+        let request = self.next_handle();
+        self.blob_request(Request::UploadBlob(request), Body::UploadBlob(UploadBlob { blob }), request, true);
+        self.release();
+        request
+    }
+
+    /// Fetches the blob `blob_id` (through federation when another app keeps it); the answer
+    /// comes as [`Event::BlobFetched`] with the returned request number.
+    pub fn fetch_blob(&mut self, now: Duration, blob_id: String) -> u64 {
+        self.now = self.now.max(now);
+        let request = self.next_handle();
+        self.blob_request(Request::FetchBlob(request), Body::FetchBlob(FetchBlob { blob_id }), request, false);
+        self.release();
+        request
+    }
+
+    fn next_handle(&mut self) -> u64 {
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        handle
+    }
+
+    fn blob_request(&mut self, request: Request, body: Body, handle: u64, upload: bool) {
+        if self.phase == Phase::Online {
+            self.request(request, body);
+        } else {
+            let result = Err(RequestFailed::Disconnected);
+            self.events.push_back(if upload {
+                Event::BlobStored { request: handle, result }
+            } else {
+                Event::BlobFetched { request: handle, result: Err(RequestFailed::Disconnected) }
+            });
+        }
+    }
+
+    // ---- internals ----------------------------------------------------------------------------
+
+    fn request(&mut self, request: Request, body: Body) {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.requests.insert(id, request);
+        self.transmit(id, body);
+    }
+
+    fn transmit(&mut self, request_id: u64, body: Body) {
+        let what = body_what(&body);
+        self.transmits.push_back(Transmit { what, bytes: ClientFrame { request_id, body: Some(body) }.encode_to_vec() });
+    }
+
+    fn request_link(&mut self, device_id: u32) {
+        let register = Register { user: self.address().name().to_owned(), device_id };
+        self.request(Request::Link(device_id), Body::Register(register));
+    }
+
+    /// The state changed: one more generation.
+    fn bump(&mut self) -> u64 {
+        self.generation += 1;
+        if self.config.storage == Storage::Durable {
+            self.changes.generation = self.generation;
+        } else {
+            self.durable = self.generation;
+        }
+        self.generation
+    }
+
+    fn changed_device(&mut self) {
+        self.bump();
+        self.changes.device = true;
+    }
+
+    fn tracking(&self) -> bool {
+        self.config.storage == Storage::Durable
+    }
+
+    fn answer(&mut self, request: Request, body: server_frame::Body, rng: &mut StdRng) {
+        use server_frame::Body as S;
+        match (request, body) {
+            (Request::Register, S::Registered(registered)) => {
+                self.credential = Some(Credential(registered.credential));
+                self.changed_device();
+                self.connected(self.now);
+            }
+            (Request::Link(device_id), S::Registered(registered)) => {
+                self.links.retain(|id| *id != device_id);
+                self.events.push_back(Event::DeviceLinked { device_id, credential: Credential(registered.credential) });
+            }
+            (Request::Link(device_id), S::Failure(failure)) => {
+                let code = error_code(failure.code);
+                if code != ErrorCode::Unavailable {
+                    self.links.retain(|id| *id != device_id);
+                    self.events.push_back(Event::AccessRefused { code });
+                } else {
+                    self.schedule_retry(rng);
+                }
+            }
+            (Request::Authenticate, S::Done(_)) => {
+                if self.bundles.is_empty() {
+                    self.online(rng);
+                } else {
+                    self.phase = Phase::Uploading;
+                    let bundles = self.bundles.clone();
+                    self.request(Request::Upload, Body::UploadBundles(UploadBundles { bundles }));
+                }
+            }
+            (Request::Upload, S::Done(_)) => {
+                self.bundles.clear();
+                self.changed_device();
+                self.online(rng);
+            }
+            (Request::Outbox(seq), S::Failure(failure)) => {
+                let code = error_code(failure.code);
+                if transient(failure.code) {
+                    self.outbox.defer(seq);
+                    self.schedule_retry(rng);
+                } else {
+                    self.outbox_done(seq);
+                    self.drop_send(DropReason::Refused(code));
+                }
+            }
+            (Request::Outbox(seq), _) => self.outbox_done(seq),
+            (Request::Fetch(user), S::Bundles(bundles)) if bundles.user == user => self.bundles_arrived(user, bundles, rng),
+            (Request::Fetch(user), S::Failure(failure)) if !transient(failure.code) => {
+                // No such user (or no bundles): what waits for it is given up as unsealable.
+                let empty = switchboard_wire::switchboard::Bundles { user: user.clone(), devices: Vec::new() };
+                self.bundles_arrived(user, empty, rng);
+            }
+            (Request::Fetch(user), _) => {
+                // Unavailable for now (the other app's relay out of reach): later.
+                self.fetching.remove(&user);
+                self.schedule_retry(rng);
+            }
+            (Request::UploadBlob(request), S::Blob(blob)) => {
+                self.events.push_back(Event::BlobStored { request, result: Ok(blob.blob_id) });
+            }
+            (Request::FetchBlob(request), S::Blob(blob)) => {
+                self.events.push_back(Event::BlobFetched { request, result: Ok(blob.blob) });
+            }
+            (Request::UploadBlob(request), other) => {
+                self.events.push_back(Event::BlobStored { request, result: Err(failed(other)) });
+            }
+            (Request::FetchBlob(request), other) => {
+                self.events.push_back(Event::BlobFetched { request, result: Err(failed(other)) });
+            }
+            (Request::Register | Request::Authenticate | Request::Upload, S::Failure(failure)) => {
+                // Refused: tried again on the next connection (a relay restarting says Unavailable).
+                self.events.push_back(Event::AccessRefused { code: error_code(failure.code) });
+            }
+            (_, _) => {}
+        }
+    }
+
+    fn online(&mut self, rng: &mut StdRng) {
+        self.phase = Phase::Online;
+        self.events.push_back(Event::Online);
+        for device_id in self.links.clone() {
+            self.request_link(device_id);
+        }
+        self.fetch_missing();
+        self.run_waiting(rng);
+    }
+
+    fn outbox_done(&mut self, seq: u64) {
+        if self.outbox.remove(seq) {
+            self.bump();
+            if self.tracking() {
+                self.changes.outbox_added.retain(|added| *added != seq);
+                self.changes.outbox_removed.push(seq);
+            }
+        }
+    }
+
+    fn drop_send(&mut self, reason: DropReason) {
+        self.stats.sends_dropped += 1;
+        self.events.push_back(Event::SendDropped { reason });
+    }
+
+    /// A retry between half and one and a half [`RETRY_DELAY`] from now: spread, so that retries
+    /// do not fall in step with whatever keeps failing (a link that resets and redials on a beat).
+    fn schedule_retry(&mut self, rng: &mut StdRng) {
+        if self.retry_deadline.is_none() {
+            let spread = rng.next_u64() % RETRY_DELAY.as_micros() as u64;
+            self.retry_deadline = Some(self.now + RETRY_DELAY / 2 + Duration::from_micros(spread));
+        }
+    }
+
+    /// Keeps `body` in the outbox until the relay confirms it; it goes out once durable.
+    fn queue(&mut self, body: Body) {
+        if self.outbox.len() >= MAX_OUTBOX {
+            self.drop_send(DropReason::OutboxFull);
+            return;
+        }
+        let generation = self.bump();
+        let seq = self.outbox.push(body, generation);
+        if self.tracking() {
+            self.changes.outbox_added.push(seq);
+        }
+    }
+
+    /// Queues each pairwise message as an envelope (`group` names the group for pairwise group
+    /// messages, empty otherwise).
+    fn queue_pairwise(&mut self, outgoing: Vec<Outgoing>, group: &str, rng: &mut StdRng) {
+        for message in outgoing {
+            let kind = match message.message.kind() {
+                MessageKind::PreKey => EnvelopeKind::PrekeyMessage,
+                MessageKind::Signal => EnvelopeKind::SignalMessage,
+            };
+            let envelope = Envelope {
+                id: envelope_id(rng),
+                sender: Some(wire_address(self.device.address())),
+                recipient: Some(wire_address(&message.to)),
+                kind: kind as i32,
+                content: message.message.serialize().to_vec(),
+                group_id: group.to_owned(),
+            };
+            self.queue(Body::Send(envelope));
+        }
+    }
+
+    /// Sends what durability now allows: outbox entries and acknowledgements whose state is
+    /// durable; the acknowledgements' deadline.
+    fn release(&mut self) {
+        while let Some((generation, _)) = self.unreleased_acks.front() {
+            if *generation > self.durable {
+                break;
+            }
+            let (_, id) = self.unreleased_acks.pop_front().expect("looked at");
+            self.acks.push(id);
+            if self.acks.len() >= MAX_ACKS_PER_FRAME {
+                self.flush_acks();
+            }
+        }
+        if self.phase == Phase::Online {
+            for seq in self.outbox.take_sendable(self.durable) {
+                let body = self.outbox.get(seq).expect("just listed").clone();
+                let id = self.next_request;
+                self.next_request += 1;
+                self.requests.insert(id, Request::Outbox(seq));
+                self.transmit(id, body);
+            }
+        }
+        if !self.acks.is_empty() && self.ack_deadline.is_none() {
+            self.ack_deadline = Some(self.now + ACK_DELAY);
+        }
+    }
+
+    /// Acknowledges everything released since the last call, in one frame.
+    fn flush_acks(&mut self) {
+        if !self.acks.is_empty() && self.phase != Phase::Offline {
+            let ids = std::mem::take(&mut self.acks);
+            self.transmit(0, Body::Acknowledge(switchboard_wire::switchboard::Acknowledge { ids }));
+        }
+    }
+}
+
+fn envelope_id(rng: &mut StdRng) -> Vec<u8> {
+    let mut id = vec![0u8; 16];
+    rng.fill_bytes(&mut id);
+    id
+}
+
+/// Whether a refusal is for now only: the other app out of reach, or a mailbox full.
+fn transient(code: i32) -> bool {
+    matches!(error_code(code), ErrorCode::Unavailable | ErrorCode::MailboxFull)
+}
+
+fn error_code(code: i32) -> ErrorCode {
+    ErrorCode::try_from(code).unwrap_or(ErrorCode::Unspecified)
+}
+
+fn failed(body: server_frame::Body) -> RequestFailed {
+    match body {
+        server_frame::Body::Failure(failure) => RequestFailed::Refused(error_code(failure.code)),
+        _ => RequestFailed::UnexpectedAnswer,
+    }
+}
+
+/// An envelope id as a fixed array (shorter ids are padded with zeros, longer cut).
+pub fn id16(bytes: &[u8]) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    let n = bytes.len().min(16);
+    id[..n].copy_from_slice(&bytes[..n]);
+    id
+}
+
+fn body_what(body: &Body) -> &'static str {
+    match body {
+        Body::Register(_) => "register",
+        Body::Authenticate(_) => "authenticate",
+        Body::UploadBundles(_) => "upload bundles",
+        Body::FetchBundles(_) => "fetch bundles",
+        Body::Send(_) => "send",
+        Body::SendGroup(_) => "send group",
+        Body::Acknowledge(_) => "ack",
+        Body::UploadBlob(_) => "upload blob",
+        Body::FetchBlob(_) => "fetch blob",
+    }
+}

@@ -1,0 +1,271 @@
+//! Work that needs other devices' bundles before it can be sealed: it waits, in order, while
+//! they are fetched through the relay (across apps by federation), and runs once they are here.
+
+use std::collections::{HashSet, VecDeque};
+
+use rand::rngs::StdRng;
+use switchboard_session::{PreKeyBundle, ProtocolAddress, Suite};
+use switchboard_wire::switchboard::{Bundles, FetchBundles, GroupEnvelope, client_frame::Body};
+
+use super::{DropReason, Endpoint, Event, Member, Phase, Request};
+use crate::device::{Outgoing, PendingSend};
+use crate::error::ClientError;
+
+/// Devices of one user taken from one bundle answer.
+pub const MAX_DEVICES_PER_USER: usize = 64;
+
+/// Work waiting for bundles of some users.
+#[derive(Debug)]
+pub(super) enum Work {
+    Direct { to: String, content: Vec<u8> },
+    Seal(Vec<PendingSend>),
+    Group { distributions: Vec<PendingSend>, envelope: GroupEnvelope },
+    Pairwise { group: String, recipients: Vec<ProtocolAddress>, content: Vec<u8> },
+    Create { group: String, members: Vec<Member>, suite: Suite },
+    Add { group: String, member: Member },
+    Remove { group: String, member: Member },
+}
+
+impl Endpoint {
+    /// Whether a bundle must be fetched before writing to `address`.
+    fn unknown(&self, address: &ProtocolAddress) -> bool {
+        !self.device.has_session(address) && !self.devices_of.contains_key(address.name())
+    }
+
+    fn member_needs(&self, member: &Member) -> Option<String> {
+        match member {
+            Member::User(user) => (!self.devices_of.contains_key(user)).then(|| user.clone()),
+            Member::Device(address) => self.unknown(address).then(|| address.name().to_owned()),
+        }
+    }
+
+    /// The users whose bundles `work` still needs.
+    fn needs(&self, work: &Work) -> Vec<String> {
+        let me = self.device.address();
+        let pending_needs = |pending: &[PendingSend]| -> Vec<String> {
+            pending.iter().map(|p| &p.to).filter(|a| self.unknown(a)).map(|a| a.name().to_owned()).collect()
+        };
+        let group_needs = |group: &str, except: Option<&Member>| -> Vec<String> {
+            let Some(group) = self.device.group(group) else { return Vec::new() };
+            group
+                .members
+                .iter()
+                .filter(|a| *a != me && self.unknown(a))
+                .filter(|a| match except {
+                    Some(Member::Device(removed)) => *a != removed,
+                    Some(Member::User(removed)) => a.name() != removed,
+                    None => true,
+                })
+                .map(|a| a.name().to_owned())
+                .collect()
+        };
+        let mut users: Vec<String> = match work {
+            Work::Direct { to, .. } => (!self.devices_of.contains_key(to)).then(|| to.clone()).into_iter().collect(),
+            Work::Seal(pending) => pending_needs(pending),
+            Work::Group { distributions, .. } => pending_needs(distributions),
+            Work::Pairwise { recipients, .. } => recipients.iter().filter(|a| self.unknown(a)).map(|a| a.name().to_owned()).collect(),
+            Work::Create { members, .. } => members.iter().filter_map(|m| self.member_needs(m)).collect(),
+            Work::Add { group, member } => {
+                let mut users = group_needs(group, None);
+                users.extend(self.member_needs(member));
+                users
+            }
+            Work::Remove { group, member } => {
+                let mut users = group_needs(group, Some(member));
+                if let Member::Device(removed) = member {
+                    users.extend(self.unknown(removed).then(|| removed.name().to_owned()));
+                }
+                users
+            }
+        };
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    fn fetch(&mut self, user: &str) {
+        if self.phase != Phase::Online || self.fetching.contains(user) {
+            return;
+        }
+        self.fetching.insert(user.to_owned());
+        self.request(Request::Fetch(user.to_owned()), Body::FetchBundles(FetchBundles { user: user.to_owned() }));
+    }
+
+    pub(super) fn fetch_missing(&mut self) {
+        let mut users: Vec<String> = self.waiting.iter().flat_map(|(_, missing)| missing.iter().cloned()).collect();
+        users.sort();
+        users.dedup();
+        for user in users {
+            self.fetch(&user);
+        }
+    }
+
+    /// The relay's answer to a fetch: every device of `user` with a bundle that verifies.
+    pub(super) fn bundles_arrived(&mut self, user: String, bundles: Bundles, rng: &mut StdRng) {
+        self.fetching.remove(&user);
+        let mut devices = Vec::new();
+        for device in bundles.devices.into_iter().take(MAX_DEVICES_PER_USER) {
+            let Some(bundle) = device.bundle else { continue };
+            let Ok(bundle) = PreKeyBundle::from_wire(bundle) else { continue };
+            if bundle.verify().is_err() {
+                continue;
+            }
+            let address = ProtocolAddress::new(user.clone(), device.device_id);
+            self.directory.publish(&address, [bundle]);
+            devices.push(address);
+        }
+        for (_, missing) in &mut self.waiting {
+            missing.remove(&user);
+        }
+        self.devices_of.insert(user, devices);
+        self.run_waiting(rng);
+    }
+
+    /// Runs `work` now if its bundles are at hand (and nothing waits before it), else once they
+    /// are (fetching them).
+    pub(super) fn submit(&mut self, work: Work, rng: &mut StdRng) {
+        let needs = self.needs(&work);
+        if needs.is_empty() && self.waiting.is_empty() {
+            self.run(work, rng);
+            return;
+        }
+        for user in &needs {
+            self.fetch(user);
+        }
+        self.waiting.push_back((work, needs.into_iter().collect()));
+        self.run_waiting(rng);
+    }
+
+    /// Runs, in order, every waiting work no longer waiting for a bundle. (Each is checked once
+    /// more as it runs: a group's membership may have grown meanwhile.)
+    pub(super) fn run_waiting(&mut self, rng: &mut StdRng) {
+        let mut still = VecDeque::new();
+        while let Some((work, missing)) = self.waiting.pop_front() {
+            if !missing.is_empty() {
+                still.push_back((work, missing));
+                continue;
+            }
+            let needs = self.needs(&work);
+            if needs.is_empty() {
+                self.run(work, rng);
+            } else {
+                for user in &needs {
+                    self.fetch(user);
+                }
+                still.push_back((work, needs.into_iter().collect::<HashSet<_>>()));
+            }
+        }
+        self.waiting = still;
+    }
+
+    fn resolve(&self, member: &Member) -> Vec<ProtocolAddress> {
+        match member {
+            Member::Device(address) => vec![address.clone()],
+            Member::User(user) => self.devices_of.get(user).cloned().unwrap_or_default(),
+        }
+    }
+
+    fn run(&mut self, work: Work, rng: &mut StdRng) {
+        match work {
+            Work::Direct { to, content } => {
+                let devices = self.devices_of.get(&to).cloned().unwrap_or_default();
+                if devices.is_empty() {
+                    self.drop_send(DropReason::CouldNotSeal(ClientError::NoBundle(ProtocolAddress::new(to, 1))));
+                    return;
+                }
+                for device in devices {
+                    match self.device.send(&device, &content, &mut self.directory, rng) {
+                        Ok(outgoing) => self.queue_pairwise(vec![outgoing], "", rng),
+                        Err(error) => self.drop_send(DropReason::CouldNotSeal(error)),
+                    }
+                }
+                self.changed_device();
+            }
+            Work::Seal(pending) => self.seal_each(pending, None, rng),
+            Work::Group { distributions, envelope } => {
+                let group = envelope.group_id.clone();
+                self.seal_each(distributions, Some(&group), rng);
+                self.queue(Body::SendGroup(envelope));
+            }
+            Work::Pairwise { group, recipients, content } => {
+                for device in recipients {
+                    match self.device.send(&device, &content, &mut self.directory, rng) {
+                        Ok(outgoing) => self.queue_pairwise(vec![outgoing], &group, rng),
+                        Err(error) => self.drop_send(DropReason::CouldNotSeal(error)),
+                    }
+                }
+                self.changed_device();
+            }
+            Work::Create { group, members, suite } => {
+                let devices: Vec<ProtocolAddress> = members.iter().flat_map(|m| self.resolve(m)).collect();
+                let result = self.device.create_group(&group, devices, suite, &mut self.directory, rng);
+                let added = self.device.group(&group).map(|g| g.members.iter().cloned().collect()).unwrap_or_default();
+                self.changed(group, result, added, Vec::new(), rng);
+            }
+            Work::Add { group, member } => {
+                for device in self.resolve(&member) {
+                    let result = self.device.add_member(&group, device.clone(), &mut self.directory, rng);
+                    self.changed(group.clone(), result, vec![device], Vec::new(), rng);
+                }
+            }
+            Work::Remove { group, member } => {
+                let devices: Vec<ProtocolAddress> = match &member {
+                    Member::Device(address) => vec![address.clone()],
+                    Member::User(user) => self
+                        .device
+                        .group(&group)
+                        .map(|g| g.members.iter().filter(|m| m.name() == user).cloned().collect())
+                        .unwrap_or_default(),
+                };
+                for device in devices {
+                    let result = self.device.remove_member(&group, &device, &mut self.directory, rng);
+                    self.changed(group.clone(), result, Vec::new(), vec![device], rng);
+                }
+            }
+        }
+    }
+
+    /// Seals `pending` recipient by recipient; what cannot be sealed is reported (and, for this
+    /// device's sender key in `group`, handed out again with its next message).
+    fn seal_each(&mut self, pending: Vec<PendingSend>, group: Option<&str>, rng: &mut StdRng) {
+        if pending.is_empty() {
+            return;
+        }
+        let sealing = self.device.seal_each(pending, &mut self.directory, rng);
+        self.changed_device();
+        self.queue_pairwise(sealing.sealed, "", rng);
+        if sealing.failed.is_empty() {
+            return;
+        }
+        if let Some(group) = group {
+            let failed: Vec<PendingSend> = sealing.failed.iter().map(|(send, _)| send.clone()).collect();
+            self.device.key_not_delivered(group, &failed);
+        }
+        for (send, error) in sealing.failed {
+            // What we knew of that user's devices did not do: ask again next time.
+            self.devices_of.remove(send.to.name());
+            self.drop_send(DropReason::CouldNotSeal(error));
+        }
+    }
+
+    /// A membership change of this device's own, made (and announced) or refused.
+    fn changed(
+        &mut self,
+        group: String,
+        result: Result<Vec<Outgoing>, ClientError>,
+        added: Vec<ProtocolAddress>,
+        removed: Vec<ProtocolAddress>,
+        rng: &mut StdRng,
+    ) {
+        match result {
+            Ok(outgoing) => {
+                self.changed_device();
+                self.queue_pairwise(outgoing, "", rng);
+                let by = self.device.address().clone();
+                let epoch = self.device.group(&group).map_or(0, |g| g.epoch);
+                self.events.push_back(Event::GroupChanged { group, epoch, by, added, removed });
+            }
+            Err(error) => self.drop_send(DropReason::CouldNotSeal(error)),
+        }
+    }
+}

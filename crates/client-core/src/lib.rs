@@ -1,0 +1,43 @@
+//! A device's client behaviour, sans-IO: what every driver of a device runs — the app's
+//! (`switchboard-client`, tokio), the terminal chat, and the simulator.
+//!
+//! - [`Device`]: one device's identity, pairwise sessions, sender keys and groups. Methods take
+//!   the bytes that arrived and return the messages to send.
+//! - [`endpoint::Endpoint`]: the device connected to its relay, as a state machine — registration,
+//!   outbox, bundle fetches, held group messages, deduplication, acknowledgements after
+//!   persistence, retries. Frames, commands and time in; frames, events, timeouts and state to
+//!   persist out.
+//!
+//! Groups follow Signal's Sender Keys model with explicit membership: a group has an id, a set of
+//! member devices and an epoch that grows at every change. Adding a member gives it every member's
+//! *current* sender key, so it cannot read what was sent before it joined; removing one makes every
+//! remaining member rotate its sender key and hand the new one to the remaining members only, so
+//! the removed member cannot read what is sent after.
+//!
+//! This crate links no I/O (no tokio, no database): `scripts/check-cores.sh` checks it.
+
+pub mod attachment;
+mod device;
+mod directory;
+pub mod endpoint;
+mod error;
+mod group;
+mod snapshot;
+
+pub use device::{Device, GroupMessage, MembershipChange, Outgoing, PendingSend, Received, Sealing};
+#[cfg(switchboard_inject_bugs)]
+pub use device::InjectedBugs;
+pub use directory::{BundleDirectory, InMemoryDirectory};
+pub use endpoint::{Endpoint, EndpointConfig, Event};
+pub use error::ClientError;
+pub use group::Group;
+
+/// A device's address as the wire carries it.
+pub fn wire_address(address: &switchboard_session::ProtocolAddress) -> switchboard_wire::switchboard::DeviceAddress {
+    switchboard_wire::switchboard::DeviceAddress { name: address.name().to_owned(), device_id: address.device_id() }
+}
+
+/// The hub app of group `id` (`name@app`): the app after its last `@`.
+pub fn hub_of(id: &str) -> &str {
+    id.rsplit_once('@').map_or("", |(_, app)| app)
+}

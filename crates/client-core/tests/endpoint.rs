@@ -1,0 +1,359 @@
+//! The client endpoint's duties, each shown deterministically over the in-memory harness: real
+//! endpoints and real relay cores on a virtual clock.
+
+use std::time::Duration;
+
+use switchboard_client_core::endpoint::{ACK_DELAY, DropReason, MAX_ACKS_PER_FRAME, Member};
+use switchboard_client_core::{ClientError, Event};
+use switchboard_harness::Harness;
+use switchboard_session::{ProtocolAddress, Suite};
+use switchboard_wire::switchboard::{ErrorCode, Failure, ServerFrame, client_frame, server_frame};
+
+const TICK: Duration = Duration::from_millis(10);
+
+fn online(h: &mut Harness, user: &str, durable: bool) -> usize {
+    let d = h.add_device(user, 1, durable);
+    h.connect(d);
+    h.settle();
+    assert!(h.devices[d].endpoint.is_online(), "{user} did not come online: {:?}", h.devices[d].events);
+    h.take_events(d);
+    d
+}
+
+fn texts(h: &mut Harness, d: usize) -> Vec<Vec<u8>> {
+    h.take_messages(d).into_iter().map(|(_, _, content)| content).collect()
+}
+
+#[test]
+fn a_message_crosses_apps_once_and_is_acknowledged_after_a_batch_delay() {
+    let mut h = Harness::new(&["green", "blue"], 1);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@blue", false);
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"hello".to_vec(), rng));
+    h.settle();
+    assert_eq!(texts(&mut h, bob), vec![b"hello".to_vec()]);
+    assert_eq!(h.acks_sent(bob), (0, 0), "acknowledgements wait to be gathered");
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(h.acks_sent(bob), (1, 1));
+    assert_eq!(h.mailbox_len("blue"), 0, "acknowledged, so deleted");
+    assert!(h.devices[alice].endpoint.is_idle());
+}
+
+#[test]
+fn acknowledgements_are_batched_at_most_a_frame_full_at_a_time() {
+    let mut h = Harness::new(&["green"], 2);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@green", false);
+    h.disconnect(bob);
+    let count = MAX_ACKS_PER_FRAME + 44;
+    for n in 0..count {
+        h.with(alice, |e, now, rng| e.send(now, "bob@green", n.to_be_bytes().to_vec(), rng));
+    }
+    h.settle();
+    assert_eq!(h.mailbox_len("green"), count);
+    h.connect(bob);
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(texts(&mut h, bob).len(), count);
+    assert_eq!(h.acks_sent(bob), (2, count), "one full frame at once, the rest after the delay");
+    assert_eq!(h.mailbox_len("green"), 0);
+}
+
+#[test]
+fn the_outbox_is_pipelined() {
+    let mut h = Harness::new(&["green"], 3);
+    let alice = online(&mut h, "alice@green", false);
+    let _bob = online(&mut h, "bob@green", false);
+    // A session first, so that sending needs no fetch.
+    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"first".to_vec(), rng));
+    h.settle();
+    let before = h.devices[alice].frames.len();
+    for n in 0..10u8 {
+        h.with(alice, |e, now, rng| e.send(now, "bob@green", vec![n], rng));
+    }
+    // Ten sends written before any answer was read.
+    let sends = h.devices[alice].frames[before..].iter().filter(|f| matches!(f.body, Some(client_frame::Body::Send(_)))).count();
+    assert_eq!(sends, 10);
+    assert_eq!(h.devices[alice].endpoint.outbox_len(), 10);
+    h.settle();
+    assert_eq!(h.devices[alice].endpoint.outbox_len(), 0);
+}
+
+#[test]
+fn a_reconnect_resends_the_unacknowledged_outbox_and_the_recipient_reads_each_once() {
+    let mut h = Harness::new(&["green", "blue"], 4);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@blue", false);
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"one".to_vec(), rng));
+    h.settle();
+    assert_eq!(texts(&mut h, bob), vec![b"one".to_vec()]);
+    // Two sends go out, and the connection drops before any answer comes back: the relay may or
+    // may not have taken them.
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"two".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"three".to_vec(), rng));
+    h.settle();
+    h.devices[alice].hold_frames = true;
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"four".to_vec(), rng));
+    h.settle();
+    assert_eq!(h.devices[alice].endpoint.outbox_len(), 1, "no answer read yet");
+    h.disconnect(alice);
+    h.devices[alice].hold_frames = false;
+    h.connect(alice);
+    h.settle();
+    assert_eq!(h.devices[alice].endpoint.outbox_len(), 0);
+    let sends = h.devices[alice].sent.iter().filter(|w| **w == "send").count();
+    assert_eq!(sends, 5, "four messages, the last one twice");
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(texts(&mut h, bob), vec![b"two".to_vec(), b"three".to_vec(), b"four".to_vec()]);
+}
+
+#[test]
+fn a_transient_refusal_is_retried_on_a_timer() {
+    let mut h = Harness::new(&["green", "blue"], 5);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@blue", false);
+    h.cut("green", "blue");
+    h.settle();
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"later".to_vec(), rng));
+    h.settle();
+    let fetches = |h: &Harness| h.devices[alice].sent.iter().filter(|w| **w == "fetch bundles").count();
+    assert_eq!(fetches(&h), 1);
+    assert!(h.devices[alice].endpoint.poll_timeout().is_some(), "a retry is scheduled");
+    h.advance(Duration::from_secs(2));
+    assert!(fetches(&h) >= 2, "retried while the other app is out of reach");
+    assert!(texts(&mut h, bob).is_empty());
+    h.restore("green", "blue");
+    h.advance(Duration::from_secs(2));
+    assert_eq!(texts(&mut h, bob), vec![b"later".to_vec()]);
+    assert!(h.devices[alice].endpoint.is_idle());
+}
+
+#[test]
+fn a_group_message_that_overtakes_its_key_is_held_and_read_once_the_key_arrives() {
+    let mut h = Harness::new(&["green", "blue"], 6);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@blue", false);
+    h.with(alice, |e, now, rng| e.create_group(now, "trip@green", vec![Member::User("bob@blue".into())], Suite::Aes256Gcm, rng));
+    h.settle();
+    h.take_events(bob);
+    // Alice's first group message carries her key (pairwise) ahead of the group envelope; Bob's
+    // relay delivers both, and Bob takes them in the opposite order.
+    h.devices[bob].hold_frames = true;
+    h.with(alice, |e, now, rng| e.send_group(now, "trip@green", b"hi all".to_vec(), rng)).unwrap();
+    h.settle();
+    let held = h.devices[bob].held.len();
+    assert_eq!(held, 2, "the key, then the group message");
+    h.devices[bob].hold_frames = false;
+    h.release_held(bob, [1]);
+    assert_eq!(h.devices[bob].endpoint.stalled_len(), 1, "held, not refused");
+    assert!(h.take_messages(bob).is_empty());
+    let (_, acked) = h.acks_sent(bob);
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(h.acks_sent(bob).1, acked + 1, "the key acknowledged, the message not while held");
+    // The relay has both still; Bob reconnects and gets them again, key first this time.
+    h.disconnect(bob);
+    h.connect(bob);
+    h.advance(ACK_DELAY + TICK);
+    let messages = h.take_messages(bob);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0].2, b"hi all");
+    assert_eq!(messages[0].1.as_deref(), Some("trip@green"));
+    assert_eq!(h.devices[bob].endpoint.stalled_len(), 0);
+    assert_eq!(h.mailbox_len("blue"), 0);
+}
+
+#[test]
+fn a_held_group_message_reads_as_soon_as_the_key_comes_on_the_same_connection() {
+    let mut h = Harness::new(&["green", "blue"], 7);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@blue", false);
+    h.with(alice, |e, now, rng| e.create_group(now, "trip@green", vec![Member::User("bob@blue".into())], Suite::SignalV3, rng));
+    h.settle();
+    h.devices[bob].hold_frames = true;
+    h.with(alice, |e, now, rng| e.send_group(now, "trip@green", b"first".to_vec(), rng)).unwrap();
+    h.settle();
+    h.devices[bob].hold_frames = false;
+    h.release_held(bob, [1, 0]);
+    let messages = h.take_messages(bob);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].2, b"first");
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(h.acks_sent(bob).1, 2 + 1, "the announcement, the key and the message");
+}
+
+#[test]
+fn nothing_is_acknowledged_before_it_is_persisted_and_a_crash_between_loses_nothing() {
+    let mut h = Harness::new(&["green", "blue"], 8);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@blue", true);
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"before".to_vec(), rng));
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(texts(&mut h, bob), vec![b"before".to_vec()]);
+    // Bob's driver stops writing: he processes the next message, but it is not durable.
+    h.devices[bob].hold_persistence = true;
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"during".to_vec(), rng));
+    h.advance(Duration::from_secs(1));
+    assert_eq!(texts(&mut h, bob), vec![b"during".to_vec()]);
+    let (frames, ids) = h.acks_sent(bob);
+    assert_eq!(ids, 1, "only the first message is acknowledged ({frames} frames)");
+    assert_eq!(h.mailbox_len("blue"), 1, "so the relay keeps the second");
+    // Bob crashes before the write: he comes back from his disk, the relay delivers again, and
+    // he reads it (once: his disk never knew he had).
+    h.crash(bob);
+    h.connect(bob);
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(texts(&mut h, bob), vec![b"during".to_vec()]);
+    assert_eq!(h.mailbox_len("blue"), 0);
+    // And his session goes on: both ways.
+    h.with(bob, |e, now, rng| e.send(now, "alice@green", b"reply".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"after".to_vec(), rng));
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(texts(&mut h, alice), vec![b"reply".to_vec()]);
+    assert_eq!(texts(&mut h, bob), vec![b"after".to_vec()]);
+}
+
+#[test]
+fn nothing_encrypted_is_sent_before_it_is_persisted() {
+    let mut h = Harness::new(&["green"], 9);
+    let alice = online(&mut h, "alice@green", true);
+    let bob = online(&mut h, "bob@green", false);
+    h.devices[alice].hold_persistence = true;
+    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"held".to_vec(), rng));
+    h.settle();
+    assert!(!h.devices[alice].sent.contains(&"send"), "the ratchet step is not durable yet");
+    // The crash loses the message with the state that made it: nothing reached anyone, so no
+    // one can see two messages under one key.
+    h.crash(alice);
+    h.connect(alice);
+    h.settle();
+    assert!(texts(&mut h, bob).is_empty());
+    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"again".to_vec(), rng));
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(texts(&mut h, bob), vec![b"again".to_vec()]);
+}
+
+#[test]
+fn an_outbox_survives_a_crash_and_is_sent_after_it() {
+    let mut h = Harness::new(&["green", "blue"], 10);
+    let alice = online(&mut h, "alice@green", true);
+    let bob = online(&mut h, "bob@blue", false);
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"hello".to_vec(), rng));
+    h.settle();
+    h.disconnect(alice);
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"offline one".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"offline two".to_vec(), rng));
+    assert_eq!(h.devices[alice].endpoint.outbox_len(), 2);
+    h.crash(alice);
+    assert_eq!(h.devices[alice].endpoint.outbox_len(), 2, "restored from disk");
+    h.connect(alice);
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(texts(&mut h, bob), vec![b"hello".to_vec(), b"offline one".to_vec(), b"offline two".to_vec()]);
+    assert_eq!(h.devices[alice].disk.as_ref().unwrap().outbox.len(), 0, "removed from disk once taken");
+}
+
+#[test]
+fn a_delivery_repeated_by_the_relay_is_dropped_before_decrypting() {
+    let mut h = Harness::new(&["green"], 11);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@green", true);
+    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"once".to_vec(), rng));
+    h.settle();
+    // The acknowledgement is lost with the connection: the relay delivers again.
+    h.disconnect(bob);
+    h.connect(bob);
+    h.advance(ACK_DELAY + TICK);
+    let events = h.take_events(bob);
+    let read = events.iter().filter(|e| matches!(e, Event::Message { .. })).count();
+    let dropped = events.iter().filter(|e| matches!(e, Event::DuplicateDropped { .. })).count();
+    assert_eq!((read, dropped), (1, 1), "{events:?}");
+    assert_eq!(h.devices[bob].endpoint.stats().duplicates, 1);
+    // Also after a crash: the dedupe window was persisted entry by entry.
+    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"twice".to_vec(), rng));
+    h.settle();
+    h.crash(bob);
+    h.connect(bob);
+    h.advance(ACK_DELAY + TICK);
+    let events = h.take_events(bob);
+    let read = events.iter().filter(|e| matches!(e, Event::Message { .. })).count();
+    assert_eq!(read, 1, "{events:?}");
+    assert_eq!(h.devices[bob].disk.as_ref().unwrap().seen.len(), 2);
+}
+
+#[test]
+fn a_send_refused_for_good_is_dropped_and_reported() {
+    let mut h = Harness::new(&["green"], 12);
+    let alice = online(&mut h, "alice@green", false);
+    h.with(alice, |e, now, rng| e.send(now, "nobody@green", b"?".to_vec(), rng));
+    h.settle();
+    let events = h.take_events(alice);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::SendDropped { reason: DropReason::CouldNotSeal(ClientError::NoBundle(_)) })),
+        "{events:?}"
+    );
+    assert_eq!(h.devices[alice].endpoint.stats().sends_dropped, 1);
+    assert!(h.devices[alice].endpoint.is_idle());
+    let _ = ErrorCode::UnknownRecipient;
+}
+
+#[test]
+fn a_sender_key_that_could_not_be_sealed_goes_with_the_next_message() {
+    let mut h = Harness::new(&["green", "blue"], 13);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@blue", false);
+    let carol = online(&mut h, "carol@blue", false);
+    h.with(bob, |e, now, rng| {
+        let members = vec![Member::User("alice@green".into()), Member::User("carol@blue".into())];
+        e.create_group(now, "g@blue", members, Suite::Aes256Gcm, rng)
+    });
+    h.settle();
+    // Alice has no session with Carol: her first group message waits for Carol's bundles, and
+    // the relay's answer is lost in favour of a refusal (as if Carol had no bundle).
+    h.devices[alice].hold_frames = true;
+    h.with(alice, |e, now, rng| e.send_group(now, "g@blue", b"one".to_vec(), rng)).unwrap();
+    h.settle();
+    let fetch = h.devices[alice].frames.iter().rev().find(|f| matches!(f.body, Some(client_frame::Body::FetchBundles(_)))).unwrap().request_id;
+    h.devices[alice].hold_frames = false;
+    h.devices[alice].held.clear();
+    let refusal = ServerFrame {
+        request_id: fetch,
+        body: Some(server_frame::Body::Failure(Failure { code: ErrorCode::UnknownRecipient as i32, detail: String::new() })),
+    };
+    h.inject_frame(alice, &refusal);
+    h.advance(ACK_DELAY + TICK);
+    let events = h.take_events(alice);
+    assert!(events.iter().any(|e| matches!(e, Event::SendDropped { reason: DropReason::CouldNotSeal(_) })), "{events:?}");
+    assert_eq!(texts(&mut h, bob), vec![b"one".to_vec()], "the others read it");
+    assert!(texts(&mut h, carol).is_empty());
+    // Carol is not counted as holding Alice's key: the next message hands it to her (her bundles
+    // fetched afresh), and she reads it.
+    h.with(alice, |e, now, rng| e.send_group(now, "g@blue", b"two".to_vec(), rng)).unwrap();
+    h.advance(ACK_DELAY + TICK);
+    assert!(!h.take_events(alice).iter().any(|e| matches!(e, Event::SendDropped { .. })));
+    assert_eq!(texts(&mut h, bob), vec![b"two".to_vec()]);
+    assert_eq!(texts(&mut h, carol), vec![b"two".to_vec()]);
+}
+
+#[test]
+fn membership_changes_are_reported_once_with_what_changed() {
+    let mut h = Harness::new(&["green", "blue"], 14);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@blue", false);
+    let carol = online(&mut h, "carol@blue", false);
+    h.with(alice, |e, now, rng| e.create_group(now, "g@green", vec![Member::User("bob@blue".into())], Suite::Aes256Gcm, rng));
+    h.settle();
+    h.with(alice, |e, now, rng| e.add_member(now, "g@green", Member::User("carol@blue".into()), rng));
+    h.settle();
+    h.with(bob, |e, now, rng| e.send_group(now, "g@green", b"hello".to_vec(), rng)).unwrap();
+    h.advance(ACK_DELAY + TICK);
+    let changes: Vec<(u64, usize, usize)> = h
+        .take_events(bob)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::GroupChanged { epoch, added, removed, .. } => Some((epoch, added.len(), removed.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, vec![(0, 2, 0), (1, 1, 0)], "joined (with its members), then carol added; keys are not changes");
+    h.with(alice, |e, now, rng| e.remove_member(now, "g@green", Member::User("carol@blue".into()), rng));
+    h.advance(ACK_DELAY + TICK);
+    assert!(h.take_events(carol).iter().any(|e| matches!(e, Event::RemovedFromGroup { .. })));
+}

@@ -1,0 +1,325 @@
+//! One simulated device: the client core's [`Endpoint`] — the very state machine the app runs —
+//! under an adapter that feeds it the virtual network and clock, and turns what it reports into
+//! what the simulator's observers need (the ledger's reads, refusals and membership changes, the
+//! thief's ratchet keys, the trace's frame labels). No client duty is written here.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use switchboard_client_core::endpoint::{Credential, EndpointConfig, EndpointStats, GroupStrategy as Strategy, Member, Storage, Transmit};
+use switchboard_client_core::{ClientError, Device, Endpoint, Event};
+use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, ProtocolAddress, Suite};
+use switchboard_wire::switchboard::{ClientFrame, Content, EnvelopeKind, ServerFrame, client_frame, server_frame};
+use switchboard_wire::{Message, decode, limits};
+
+use crate::scenario::GroupStrategy;
+
+/// Bytes every plaintext starts with, so that a relay that sees one is caught by a search.
+pub const PLAINTEXT_CANARY: &str = "\u{0}sb-plaintext-canary\u{0}";
+
+/// A frame for the relay, with what it is (for the trace).
+pub type OutFrame = Transmit;
+
+/// A membership change this device made, with the epoch it made.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub group: String,
+    pub member: ProtocolAddress,
+    pub epoch: u64,
+    pub added: bool,
+}
+
+/// What a device made of one delivered envelope.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// A message was read.
+    Read { message: u64, envelope: [u8; 16] },
+    /// An envelope already processed (dropped, or shown again by a buggy client).
+    Duplicate { envelope: [u8; 16] },
+    /// A pairwise envelope from `from` was processed (`ratchet_key` is the sender's).
+    Pairwise { from: ProtocolAddress, ratchet_key: [u8; 32] },
+    /// Refused: it does not decrypt, or makes no sense.
+    Refused { envelope: [u8; 16], reason: &'static str },
+    /// This device learnt it was removed from a group.
+    Removed { group: String },
+}
+
+/// One device and its adapter.
+pub struct Client {
+    pub address: ProtocolAddress,
+    pub app: usize,
+    endpoint: Endpoint,
+    /// Credentials of devices linked from this one, for the world to hand over.
+    pub linked: Vec<(u32, Vec<u8>)>,
+    /// Every ratchet key this device has sent under, per peer — kept only for a device that will
+    /// be stolen, so that a thief's analysis can tell the keys it knew from the ones made after.
+    pub sending_keys: Option<HashMap<ProtocolAddress, HashSet<[u8; 32]>>>,
+    /// Whether pairwise deliveries are reported with their ratchet keys (when a thief watches).
+    pub observe_pairwise: bool,
+    changes: Vec<Change>,
+    /// The injected "no duplicate drop" bug: duplicates are shown again (the simulator's code,
+    /// not the product's: the endpoint drops them, and this adapter reports them as read).
+    show_duplicates: bool,
+    read_numbers: HashMap<[u8; 16], u64>,
+}
+
+/// The plaintext of message `message`: a `Content` whose id carries the message number.
+pub fn content(message: u64, group: Option<&str>, size: usize, kind: usize, now_us: u64) -> Vec<u8> {
+    use switchboard_wire::switchboard::{Reaction, Receipt, Reply, Text, content::Body as C};
+    let mut message_id = message.to_be_bytes().to_vec();
+    message_id.extend_from_slice(&[0u8; 8]);
+    let mut text = PLAINTEXT_CANARY.to_owned();
+    text.push_str(&format!("message {message} "));
+    while text.len() < size {
+        text.push('x');
+    }
+    let body = match kind {
+        1 => C::Reply(Reply { to: message_id.clone(), text }),
+        2 => C::Reaction(Reaction { to: message_id.clone(), emoji: text, remove: false }),
+        3 => C::Receipt(Receipt { kind: 1, to: vec![text.into_bytes()] }),
+        _ => C::Text(Text { text }),
+    };
+    Content { message_id, sent_at_ms: now_us / 1000, group_id: group.unwrap_or_default().to_owned(), body: Some(body) }
+        .encode_to_vec()
+}
+
+/// The message number a plaintext carries.
+pub fn message_number(plaintext: &[u8]) -> Option<u64> {
+    let content: Content = decode(plaintext, limits::MAX_PAYLOAD_LEN).ok()?;
+    Some(u64::from_be_bytes(content.message_id.get(..8)?.try_into().ok()?))
+}
+
+fn at(now_us: u64) -> Duration {
+    Duration::from_micros(now_us)
+}
+
+impl Client {
+    pub fn new(address: ProtocolAddress, app: usize, prekeys: u32, strategy: GroupStrategy, rng: &mut StdRng) -> Client {
+        let group_strategy = match strategy {
+            GroupStrategy::SenderKeys => Strategy::SenderKeys,
+            GroupStrategy::Pairwise => Strategy::Pairwise,
+        };
+        let config = EndpointConfig { prekeys, group_strategy, storage: Storage::InMemory };
+        Client {
+            endpoint: Endpoint::new(address.clone(), None, config, rng),
+            address,
+            app,
+            linked: Vec::new(),
+            sending_keys: None,
+            observe_pairwise: false,
+            changes: Vec::new(),
+            show_duplicates: false,
+            read_numbers: HashMap::new(),
+        }
+    }
+
+    /// Turns the scenario's deliberate client bugs on. "No rotation on removal" lives in the
+    /// client core and exists only in a build with `--cfg switchboard_inject_bugs` (see
+    /// `tests/injected_bugs.rs`); elsewhere asking for it does nothing.
+    pub fn inject(&mut self, no_rotation_on_removal: bool, show_duplicates: bool) {
+        #[cfg(switchboard_inject_bugs)]
+        self.endpoint.inject_bugs(switchboard_client_core::InjectedBugs { keep_sender_key_on_removal: no_rotation_on_removal });
+        let _ = no_rotation_on_removal;
+        self.show_duplicates = show_duplicates;
+    }
+
+    /// The device, read-only.
+    pub fn device(&self) -> &Device {
+        self.endpoint.device()
+    }
+
+
+    pub fn stats(&self) -> EndpointStats {
+        self.endpoint.stats()
+    }
+
+    /// Whether this device can connect: it has a credential, or is its user's first device.
+    pub fn can_connect(&self) -> bool {
+        self.endpoint.can_connect()
+    }
+
+    /// The credential a sibling registered for this device.
+    pub fn set_credential(&mut self, credential: Vec<u8>) {
+        self.endpoint.set_credential(Credential(credential));
+    }
+
+    /// Registers the user's other devices from this one once online.
+    pub fn link_siblings(&mut self, device_ids: impl IntoIterator<Item = u32>) {
+        for device_id in device_ids {
+            // At most a handful per user in any scenario, well within the endpoint's bound.
+            let _ = self.endpoint.link_device(Duration::ZERO, device_id);
+        }
+    }
+
+    /// When the endpoint's next timer is due, in the simulator's microseconds.
+    pub fn next_timeout_us(&self) -> Option<u64> {
+        self.endpoint.poll_timeout().map(|t| t.as_micros() as u64)
+    }
+
+    pub fn connected(&mut self, now_us: u64, out: &mut Vec<OutFrame>) {
+        self.endpoint.connected(at(now_us));
+        self.drain(out, &mut Vec::new(), None);
+    }
+
+    pub fn disconnected(&mut self, now_us: u64) {
+        self.endpoint.disconnected(at(now_us));
+        self.drain(&mut Vec::new(), &mut Vec::new(), None);
+    }
+
+    /// A frame from the relay. `outcomes` gets what each delivery meant.
+    pub fn frame_arrived(&mut self, now_us: u64, bytes: &[u8], rng: &mut StdRng, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) {
+        let pairwise = if self.observe_pairwise { pairwise_delivery(bytes) } else { None };
+        self.endpoint.handle_frame(at(now_us), bytes, rng);
+        self.drain(out, outcomes, pairwise);
+    }
+
+    /// A timer of the endpoint's may be due.
+    pub fn timeout(&mut self, now_us: u64, rng: &mut StdRng, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) {
+        self.endpoint.handle_timeout(at(now_us), rng);
+        self.drain(out, outcomes, None);
+    }
+
+    /// Carries out what the endpoint asks, and translates its events.
+    fn drain(&mut self, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>, pairwise: Option<PairwiseDelivery>) {
+        while let Some(transmit) = self.endpoint.poll_transmit() {
+            if let Some(keys) = self.sending_keys.as_mut() {
+                record_sending_key(keys, &transmit.bytes);
+            }
+            out.push(transmit);
+        }
+        let mut pairwise_processed = pairwise.is_some();
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                Event::Message { content, envelope, .. } => match message_number(&content) {
+                    Some(message) => {
+                        if self.show_duplicates {
+                            self.read_numbers.insert(envelope, message);
+                        }
+                        outcomes.push(Outcome::Read { message, envelope });
+                    }
+                    None => outcomes.push(Outcome::Refused { envelope, reason: "content does not decode" }),
+                },
+                Event::DuplicateDropped { envelope, .. } => {
+                    pairwise_processed &= pairwise.as_ref().is_none_or(|p| p.envelope != envelope);
+                    if let Some(&message) = self.read_numbers.get(&envelope).filter(|_| self.show_duplicates) {
+                        outcomes.push(Outcome::Read { message, envelope });
+                    }
+                    outcomes.push(Outcome::Duplicate { envelope });
+                }
+                Event::Refused { envelope, reason, .. } => {
+                    pairwise_processed &= pairwise.as_ref().is_none_or(|p| p.envelope != envelope);
+                    outcomes.push(Outcome::Refused { envelope, reason: reason_label(&reason) });
+                }
+                Event::RemovedFromGroup { group } => outcomes.push(Outcome::Removed { group }),
+                Event::GroupChanged { group, epoch, by, added, removed } if by == self.address => {
+                    let made = |member, added| Change { group: group.clone(), member, epoch, added };
+                    let mine = &self.address;
+                    self.changes.extend(added.into_iter().filter(|m| m != mine).map(|m| made(m, true)));
+                    self.changes.extend(removed.into_iter().map(|m| made(m, false)));
+                }
+                Event::DeviceLinked { device_id, credential } => self.linked.push((device_id, credential.0.clone())),
+                _ => {}
+            }
+        }
+        if let (Some(delivery), true) = (pairwise, pairwise_processed) {
+            outcomes.push(Outcome::Pairwise { from: delivery.from, ratchet_key: delivery.ratchet_key });
+        }
+    }
+
+    /// Membership changes made since the last call.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    // ---- what the app does --------------------------------------------------------------------
+
+    /// Sends `content` to every device of `to`.
+    pub fn send_direct(&mut self, now_us: u64, to: &str, content: Vec<u8>, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+        self.endpoint.send(at(now_us), to, content, rng);
+        self.drain(out, &mut Vec::new(), None);
+    }
+
+    /// Sends `content` to group `group` by the scenario's strategy; `None` if this device is not
+    /// in the group, else the Sender Keys ciphertext (when that is the strategy).
+    pub fn send_group(&mut self, now_us: u64, group: &str, content: Vec<u8>, rng: &mut StdRng, out: &mut Vec<OutFrame>) -> Option<Option<Vec<u8>>> {
+        let sent = self.endpoint.send_group(at(now_us), group, content, rng).ok();
+        self.drain(out, &mut Vec::new(), None);
+        sent
+    }
+
+    pub fn create_group(&mut self, now_us: u64, group: &str, members: Vec<ProtocolAddress>, suite: Suite, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+        self.endpoint.create_group(at(now_us), group, members.into_iter().map(Member::Device).collect(), suite, rng);
+        self.drain(out, &mut Vec::new(), None);
+    }
+
+    pub fn add_member(&mut self, now_us: u64, group: &str, member: ProtocolAddress, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+        self.endpoint.add_member(at(now_us), group, Member::Device(member), rng);
+        self.drain(out, &mut Vec::new(), None);
+    }
+
+    pub fn remove_member(&mut self, now_us: u64, group: &str, member: ProtocolAddress, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+        self.endpoint.remove_member(at(now_us), group, Member::Device(member), rng);
+        self.drain(out, &mut Vec::new(), None);
+    }
+
+    /// Hands a plaintext copy to the relay (the injected "relay keeps plaintext" bug).
+    pub fn leak(&mut self, now_us: u64, plaintext: &[u8], out: &mut Vec<OutFrame>) {
+        if self.endpoint.is_online() {
+            self.endpoint.upload_blob(at(now_us), plaintext.to_vec());
+        }
+        self.drain(out, &mut Vec::new(), None);
+    }
+}
+
+/// A pairwise delivery, seen before the endpoint takes it (for the thief's healing check).
+struct PairwiseDelivery {
+    from: ProtocolAddress,
+    envelope: [u8; 16],
+    ratchet_key: [u8; 32],
+}
+
+fn pairwise_delivery(bytes: &[u8]) -> Option<PairwiseDelivery> {
+    let frame = decode::<ServerFrame>(bytes, switchboard_wire::frame::MAX_FRAME_LEN).ok()?;
+    let (0, Some(server_frame::Body::Deliver(envelope))) = (frame.request_id, frame.body) else { return None };
+    let kind = match EnvelopeKind::try_from(envelope.kind).ok()? {
+        EnvelopeKind::PrekeyMessage => MessageKind::PreKey,
+        EnvelopeKind::SignalMessage => MessageKind::Signal,
+        _ => return None,
+    };
+    let message = CiphertextMessage::parse(kind, &envelope.content).ok()?;
+    let sender = envelope.sender?;
+    Some(PairwiseDelivery {
+        from: ProtocolAddress::new(sender.name, sender.device_id),
+        envelope: switchboard_client_core::endpoint::id16(&envelope.id),
+        ratchet_key: *message.ratchet_key().as_montgomery(),
+    })
+}
+
+fn record_sending_key(keys: &mut HashMap<ProtocolAddress, HashSet<[u8; 32]>>, bytes: &[u8]) {
+    let Ok(frame) = decode::<ClientFrame>(bytes, switchboard_wire::frame::MAX_FRAME_LEN) else { return };
+    let Some(client_frame::Body::Send(envelope)) = frame.body else { return };
+    let kind = match EnvelopeKind::try_from(envelope.kind) {
+        Ok(EnvelopeKind::PrekeyMessage) => MessageKind::PreKey,
+        Ok(EnvelopeKind::SignalMessage) => MessageKind::Signal,
+        _ => return,
+    };
+    let (Some(to), Ok(message)) = (envelope.recipient, CiphertextMessage::parse(kind, &envelope.content)) else { return };
+    keys.entry(ProtocolAddress::new(to.name, to.device_id)).or_default().insert(*message.ratchet_key().as_montgomery());
+}
+
+fn reason_label(error: &ClientError) -> &'static str {
+    match error {
+        ClientError::Session(SessionError::Duplicate { .. }) => "duplicate",
+        ClientError::Session(SessionError::InvalidMessage(_)) => "invalid message",
+        ClientError::Session(SessionError::NoSession { .. }) => "no session",
+        ClientError::Session(SessionError::UntrustedIdentity { .. }) => "untrusted identity",
+        ClientError::Session(_) => "session error",
+        ClientError::Decode(_) => "payload does not decode",
+        ClientError::InvalidPayload(_) => "invalid payload",
+        ClientError::UnknownGroup(_) => "unknown group",
+        ClientError::NotAMember { .. } => "not a member",
+        ClientError::InvalidChange(_) => "invalid change",
+        ClientError::NoBundle(_) => "no bundle",
+    }
+}
