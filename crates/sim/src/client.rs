@@ -212,7 +212,8 @@ impl Client {
                     outcomes.push(Outcome::Refused { envelope, reason: reason_label(&reason) });
                 }
                 Event::RemovedFromGroup { group } => outcomes.push(Outcome::Removed { group }),
-                Event::GroupChanged { group, epoch, by, added, removed } if by == self.address => {
+                // Changes this device made (a group's creation, epoch 0, the world records itself).
+                Event::GroupChanged { group, epoch, by, added, removed } if by == self.address && epoch > 0 => {
                     let made = |member, added| Change { group: group.clone(), member, epoch, added };
                     let mine = &self.address;
                     self.changes.extend(added.into_iter().filter(|m| m != mine).map(|m| made(m, true)));
