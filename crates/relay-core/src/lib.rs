@@ -1,6 +1,22 @@
-//! The relay's protocol logic, sans-IO: frames and connection events go in, frames to send and
-//! connections to close come out. A driver (the tokio server, or the simulator) owns the sockets,
-//! the clock and the disk.
+//! `switchboard-relay-core`: one app's relay as a sans-IO state machine. It knows accounts,
+//! bundles, mailboxes and other apps' relays; it never sees a plaintext: every envelope it stores or
+//! forwards is end-to-end encrypted by the devices, and it links no crypto that could read them.
+//!
+//! Guarantee: this package links no tokio, rustls, redb or database client (checked by
+//! `scripts/check-cores.sh`). Its driver feeds it frames, connection events and retry ticks and
+//! carries out what it hands back: frames to send, connections to close, batches of mutations to
+//! commit (randomness comes in as a seeded `StdRng`). The tokio server in `switchboard-relay` and
+//! the simulator in `switchboard-sim` are two such drivers.
+//!
+//! - [`RelayCore`]: the protocol logic.
+//! - [`state`]: what is kept on disk, as mutations.
+//! - [`storage`]: the [`storage::Store`] a driver commits those mutations to, and an in-memory one
+//!   (the redb store lives in the driver).
+//!
+//! # The protocol logic
+//!
+//! Frames and connection events go in, frames to send and connections to close come out. A driver
+//! (the tokio server, or the simulator) owns the sockets, the clock and the disk.
 //!
 //! Durability: every change is a [`Mutation`] added to the pending batch, and every answer that
 //! promises durability (a send's `Done`, a federation acknowledgement, a handed-out prekey) and
@@ -10,6 +26,9 @@
 //! waiting for it is sent at once, committed or not: an envelope lost in a crash before its commit
 //! was never acknowledged to its sender, who sends it again, so this can duplicate (which devices
 //! drop by id) but never lose.
+
+pub mod state;
+pub mod storage;
 
 mod client;
 mod federation;

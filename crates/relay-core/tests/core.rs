@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use switchboard_relay::core::{Action, ConnId, RelayCore};
-use switchboard_relay::state::StoredState;
+use switchboard_relay_core::{Action, ConnId, RelayCore};
+use switchboard_relay_core::state::StoredState;
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{
     Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, GroupEnvelope, Register,
