@@ -37,6 +37,7 @@ mod routing;
 use std::collections::{BTreeSet, HashMap};
 
 use rand::rngs::StdRng;
+use switchboard_wire::address::UserAddress;
 use switchboard_wire::switchboard::{
     DeviceAddress, Envelope, ErrorCode, Failure, FederationFrame, ServerFrame, federation_frame, server_frame,
 };
@@ -53,8 +54,8 @@ pub const OUTBOX_QUOTA: usize = 100_000;
 pub const MAX_GROUP_RECIPIENTS: usize = 10_000;
 /// Bundles one device may publish at once.
 pub const MAX_BUNDLES_PER_DEVICE: usize = 500;
-/// Longest user name (`name@app`).
-pub const MAX_USER_LEN: usize = 256;
+/// Longest user name (`name@app`): one limit for every crate, kept with the address parser.
+pub use switchboard_wire::address::MAX_USER_LEN;
 /// How often refused-for-now outbox entries are sent again.
 pub const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Length of an envelope id.
@@ -343,10 +344,10 @@ fn link_failure(request_id: u64, code: ErrorCode, detail: &str) -> FederationFra
     }
 }
 
-/// `name@app` split into its app, if well formed.
+/// The app of `name@app` (a user, a group or a blob id), if well formed: see
+/// [`switchboard_wire::address`] for the rules.
 pub fn app_of(user: &str) -> Option<&str> {
-    let (name, app) = user.rsplit_once('@')?;
-    (!name.is_empty() && !app.is_empty() && user.len() <= MAX_USER_LEN).then_some(app)
+    UserAddress::split(user).ok().map(|(_, app)| app)
 }
 
 /// Every device key of `user`, as a range of an ordered map.
