@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use switchboard_client::{ChatClient, Event};
 use switchboard_session::Suite;
+use switchboard_wire::address::{UserAddress, UserDevice};
 use switchboard_wire::switchboard::{Text, content};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -25,7 +26,7 @@ pub struct Args {
     relay: SocketAddr,
     /// Who you are: `name@app`.
     #[arg(long)]
-    user: String,
+    user: UserAddress,
     /// Your device id.
     #[arg(long, default_value_t = 1)]
     device: u32,
@@ -73,7 +74,8 @@ fn show(event: &Event, outbox: usize) -> String {
 }
 
 async fn chat(args: Args) -> anyhow::Result<()> {
-    let address = args.user.clone(); // ADDRESS-TYPE
+    UserDevice::new(args.user.clone(), args.device).with_context(|| format!("--device {}", args.device))?;
+    let address = args.user.clone();
     let db = args.db.clone().unwrap_or_else(|| PathBuf::from(format!("switchboard-{address}-{}.redb", args.device)));
     let mut client = if db.exists() {
         let client = ChatClient::resume(args.relay, &db, rand::make_rng()).await.with_context(|| format!("resuming from {}", db.display()))?;
@@ -125,21 +127,27 @@ fn text(s: &str) -> content::Body {
     content::Body::Text(Text { text: s.to_owned() })
 }
 
+/// `text` as `name@app` (a user, or a group: its id is `name@hub-app`), or why not.
+fn address<'a>(what: &str, text: &'a str) -> anyhow::Result<&'a str> {
+    UserAddress::split(text).with_context(|| format!("{what} {text:?}"))?;
+    Ok(text)
+}
+
 async fn command(client: &mut ChatClient, line: &str) -> anyhow::Result<()> {
     let (head, rest) = line.split_once(' ').unwrap_or((line, ""));
     if let Some(user) = head.strip_prefix('@') {
-        client.send(user, text(rest)).await?;
+        client.send(address("user", user)?, text(rest)).await?;
     } else if let Some(group) = head.strip_prefix('#') {
-        client.send_group(group, text(rest)).await?;
+        client.send_group(address("group", group)?, text(rest)).await?;
     } else if head == "/group" {
         let words: Vec<&str> = rest.split_whitespace().collect();
         match words.as_slice() {
             ["new", group, members] => {
-                let members: Vec<&str> = members.split(',').collect();
-                client.create_group(group, &members, Suite::Aes256Gcm).await?;
+                let members: Vec<&str> = members.split(',').map(|m| address("member", m)).collect::<Result<_, _>>()?;
+                client.create_group(address("group", group)?, &members, Suite::Aes256Gcm).await?;
             }
-            ["add", group, user] => client.add_member(group, user).await?,
-            ["remove", group, user] => client.remove_member(group, user).await?,
+            ["add", group, user] => client.add_member(address("group", group)?, address("user", user)?).await?,
+            ["remove", group, user] => client.remove_member(address("group", group)?, address("user", user)?).await?,
             _ => anyhow::bail!("/group new NAME@APP a@x,b@y | /group add GROUP user | /group remove GROUP user"),
         }
     } else if !head.is_empty() {

@@ -13,6 +13,7 @@ use serde_json::json;
 use switchboard_client::{ChatClient, Event};
 use switchboard_relay::local::LocalFederation;
 use switchboard_session::Suite;
+use switchboard_wire::address::UserAddress;
 use switchboard_wire::switchboard::{Poll, PollVote, Reaction, Reply, Text, content};
 
 #[derive(clap::Args)]
@@ -161,8 +162,8 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     }
     let mut demo = Demo { clients: BTreeMap::new(), ledger: Ledger::default(), print };
     for user in USERS {
-        let app = user.rsplit_once('@').map(|(_, app)| app).unwrap_or_default();
-        let client = ChatClient::register(federation.relay(app).client_address, user, 1, rand::make_rng()).await?;
+        let address: UserAddress = user.parse()?;
+        let client = ChatClient::register(federation.relay(address.app()).client_address, user, 1, rand::make_rng()).await?;
         demo.clients.insert(user.to_string(), client);
     }
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use switchboard_relay::config::{RelayConfig, write_federation};
 use switchboard_relay::server::start;
 use switchboard_relay::storage::RedbStore;
+use switchboard_wire::address::check_app;
 use tokio::net::TcpListener;
 
 #[derive(clap::Args)]
@@ -33,6 +34,9 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
     let apps: Vec<&str> = args.apps.iter().map(String::as_str).collect();
     let ports = if args.ports.is_empty() { (0..apps.len() as u16 * 2).map(|i| 7001 + i).collect() } else { args.ports };
     anyhow::ensure!(ports.len() == apps.len() * 2, "give two ports per app");
+    for app in &apps {
+        check_app(app).with_context(|| format!("app {app:?}"))?;
+    }
     for path in write_federation(&args.dir, &apps, &ports)? {
         println!("{}", path.display());
     }
@@ -41,6 +45,7 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
 
 pub fn run(args: RelayArgs) -> anyhow::Result<()> {
     let config = RelayConfig::load(&args.config)?;
+    check_app(&config.app).with_context(|| format!("{}: app {:?}", args.config.display(), config.app))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;

@@ -236,7 +236,7 @@ async fn an_offline_device_catches_up_and_a_tampering_relay_is_caught() {
     collect(&mut bob, &mut seen, 4).await;
     seen.sort();
     assert_eq!(seen, ["while offline 0", "while offline 1", "while offline 3", "while offline 4"]);
-    assert_eq!(bob.stats().rejected, 1, "the tampered envelope is refused");
+    assert_eq!(bob.stats().refused, 1, "the tampered envelope is refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

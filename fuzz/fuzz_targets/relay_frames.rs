@@ -11,8 +11,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard_relay::core::{Action, RelayCore};
-use switchboard_relay::state::StoredState;
+use switchboard_relay_core::{Action, RelayCore};
+use switchboard_relay_core::state::StoredState;
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{Authenticate, ClientFrame, Register, client_frame::Body, server_frame};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use switchboard_client_core::endpoint::{ACK_DELAY, DropReason, MAX_ACKS_PER_FRAME, Member};
 use switchboard_client_core::{ClientError, Event};
 use switchboard_harness::Harness;
-use switchboard_session::{ProtocolAddress, Suite};
+use switchboard_session::Suite;
 use switchboard_wire::switchboard::{ErrorCode, Failure, ServerFrame, client_frame, server_frame};
 
 const TICK: Duration = Duration::from_millis(10);

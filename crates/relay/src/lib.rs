@@ -1,14 +1,22 @@
-//! One app's relay. It knows accounts, bundles, mailboxes and other apps' relays; it never sees a
-//! plaintext: every envelope it stores or forwards is end-to-end encrypted by the devices.
+//! `switchboard-relay`: the driver that runs one app's relay core ([`switchboard_relay_core`]) as a
+//! server — tokio for client connections and for TLS (rustls) links between relays, redb for the
+//! committed state, group commit between the two.
 //!
-//! - [`core`]: the protocol logic, sans-IO.
-//! - [`state`]: what is kept on disk, as mutations.
-//! - [`storage`]: committing those mutations, to redb or to memory.
+//! The protocol logic lives in the core; this package adds only I/O. It re-exports the core so that
+//! `switchboard_relay::core`, `::state` and `::storage` keep their paths; code that needs only the
+//! core (the simulator, fuzz targets) depends on `switchboard-relay-core` directly and links none of
+//! this package's I/O.
+//!
+//! - [`core`]: the protocol logic, sans-IO (the `switchboard-relay-core` crate).
+//! - [`state`]: what is kept on disk, as mutations (from the core).
+//! - [`storage`]: committing those mutations, to redb (here) or to memory (from the core).
 //! - [`server`]: the tokio driver — client connections, TLS links between relays, group commit.
+//! - [`config`], [`local`]: configuration files, and a federation of relays on this machine.
+
+pub use switchboard_relay_core as core;
+pub use switchboard_relay_core::state;
 
 pub mod config;
-pub mod core;
 pub mod local;
 pub mod server;
-pub mod state;
 pub mod storage;

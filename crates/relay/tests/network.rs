@@ -6,6 +6,7 @@ use std::time::Duration;
 use switchboard_client::{ChatClient, Event};
 use switchboard_relay::local::LocalFederation;
 use switchboard_session::Suite;
+use switchboard_wire::address::UserAddress;
 use switchboard_wire::switchboard::{Text, content};
 
 fn text(s: &str) -> content::Body {
@@ -107,7 +108,8 @@ async fn an_attachment_crosses_apps_as_an_opaque_blob() {
     let Some(Event::Message { content, .. }) = events.first() else { panic!("{events:?}") };
     let Some(content::Body::Attachment(pointer)) = &content.body else { panic!("{content:?}") };
     assert_eq!((pointer.size, pointer.file_name.as_str()), (200_000, "lake.png"));
-    assert!(pointer.blob_id.ends_with("@green"), "kept by the sender's app");
+    let blob_id: UserAddress = pointer.blob_id.parse().unwrap();
+    assert_eq!(blob_id.app(), "green", "kept by the sender's app");
     // Bob's relay fetches it from Green's through federation.
     assert_eq!(bob.download(pointer).await.unwrap(), photo);
     // Green holds the blob, encrypted; a pointer with a wrong digest is refused.

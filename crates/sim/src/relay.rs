@@ -7,8 +7,8 @@ use std::time::Duration;
 use memchr::memmem;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use switchboard_relay::core::{Batch, RelayCore};
-use switchboard_relay::state::StoredState;
+use switchboard_relay_core::{Batch, RelayCore};
+use switchboard_relay_core::state::StoredState;
 
 use crate::client::PLAINTEXT_CANARY;
 use crate::scenario::AdversaryKind;
@@ -72,7 +72,7 @@ pub struct Relay {
     pub adversary: Option<Adversary>,
     pub stats: RelayStats,
     /// Metrics of the cores that crashed, added up.
-    pub past_metrics: switchboard_relay::core::Metrics,
+    pub past_metrics: switchboard_relay_core::Metrics,
     canary: memmem::Finder<'static>,
 }
 
@@ -126,7 +126,7 @@ impl Relay {
     }
 
     /// All metrics, crashed cores included.
-    pub fn metrics(&self) -> switchboard_relay::core::Metrics {
+    pub fn metrics(&self) -> switchboard_relay_core::Metrics {
         let mut metrics = self.past_metrics;
         if let Some(core) = &self.core {
             let now = core.metrics();

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
+use switchboard_wire::address::Address;
 use toml::Spanned;
 
 /// Largest number of devices a scenario may create.
@@ -486,7 +487,9 @@ impl Scenario {
                 return Err(table("[[offline]]", index, "from_s and for_s are 0 to 86400".into()));
             }
             match (&offline.device, offline.share) {
-                (Some(device), None) => self.check_device(device, true).map_err(|m| at(device.span(), m))?,
+                (Some(device), None) => {
+                    self.check_device(device, true).map_err(|m| at(device.span(), m))?;
+                }
                 (None, Some(share)) if (0.0..=1.0).contains(&share) => {}
                 _ => return Err(table("[[offline]]", index, "give either device = \"name@app[/n]\" or share = 0..1".into())),
             }
@@ -516,18 +519,18 @@ impl Scenario {
                 return Err(at(adversary.relay.span(), "share is 0 to 1".into()));
             }
             if let Some(target) = &adversary.target {
-                self.check_device(target, false).map_err(|m| at(target.span(), m))?;
-                if !target.get_ref().ends_with(&format!("@{}", adversary.relay.get_ref())) {
+                let address = self.check_device(target, false).map_err(|m| at(target.span(), m))?;
+                if address.user().app() != adversary.relay.get_ref() {
                     return Err(at(target.span(), "a relay can only target users of its own app".into()));
                 }
             }
         }
         for (index, theft) in self.thefts.iter().enumerate() {
-            self.check_device(&theft.device, true).map_err(|m| at(theft.device.span(), m))?;
+            let address = self.check_device(&theft.device, true).map_err(|m| at(theft.device.span(), m))?;
             if self.thefts[..index].iter().any(|other| other.device.get_ref() == theft.device.get_ref()) {
                 return Err(at(theft.device.span(), "one theft per device".into()));
             }
-            if !theft.device.get_ref().contains('/') {
+            if address.device_id().is_none() {
                 return Err(at(theft.device.span(), "a theft names one device: name@app/n".into()));
             }
             if !seconds(theft.at_s) {
@@ -538,25 +541,21 @@ impl Scenario {
     }
 
     /// `name@app` or (with `device_allowed`) `name@app/n`, naming a user the scenario has.
-    fn check_device(&self, text: &Spanned<String>, device_allowed: bool) -> Result<(), String> {
-        let (user, device) = match text.get_ref().split_once('/') {
-            Some((user, n)) if device_allowed => {
-                let number = n.parse::<u32>().ok().filter(|number| number.to_string() == n);
-                (user, Some(number.ok_or_else(|| format!("bad device number in {:?}", text.get_ref()))?))
-            }
-            Some(_) => return Err(format!("{:?}: a user here, name@app", text.get_ref())),
-            None => (text.get_ref().as_str(), None),
-        };
-        let (name, app) = user.split_once('@').ok_or_else(|| format!("{:?} is not name@app", text.get_ref()))?;
-        let app = self.apps.iter().find(|a| a.name.get_ref() == app).ok_or_else(|| format!("unknown app in {:?}", text.get_ref()))?;
-        let generated = generated_index(name).is_some_and(|n| n < app.user_count);
-        if !generated && !app.users.iter().any(|u| u == name) {
-            return Err(format!("unknown user {user:?}"));
+    fn check_device(&self, text: &Spanned<String>, device_allowed: bool) -> Result<Address, String> {
+        let address: Address = text.get_ref().parse().map_err(|error| format!("{:?}: {error}", text.get_ref()))?;
+        if address.device_id().is_some() && !device_allowed {
+            return Err(format!("{:?}: a user here, name@app", text.get_ref()));
         }
-        if device.is_some_and(|n| n == 0 || n > app.devices_per_user) {
+        let user = address.user();
+        let app = self.apps.iter().find(|a| a.name.get_ref() == user.app()).ok_or_else(|| format!("unknown app in {:?}", text.get_ref()))?;
+        let generated = generated_index(user.name()).is_some_and(|n| n < app.user_count);
+        if !generated && !app.users.iter().any(|u| u == user.name()) {
+            return Err(format!("unknown user {:?}", user.as_str()));
+        }
+        if address.device_id().is_some_and(|n| n > app.devices_per_user) {
             return Err(format!("{:?}: devices are numbered 1 to {}", text.get_ref(), app.devices_per_user));
         }
-        Ok(())
+        Ok(address)
     }
 
     fn check_pair(&self, apps: &Spanned<Vec<String>>) -> Result<(), String> {

@@ -7,7 +7,10 @@
 //! [`signal::SenderKeyMessage`], [`signal::SenderKeyDistributionMessage`]) and the session record
 //! ([`signal::RecordStructure`]) use libsignal's field numbers, so their bytes match the reference
 //! library's.
+//!
+//! [`address`] holds the one parser of `name@app` and `name@app/n` that every crate uses.
 
+pub mod address;
 mod decode;
 pub mod frame;
 

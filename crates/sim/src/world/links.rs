@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use rand::RngExt;
-use switchboard_relay::core::Action;
+use switchboard_relay_core::Action;
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{FederationFrame, ServerFrame, federation_frame, server_frame};
 

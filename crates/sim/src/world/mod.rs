@@ -253,10 +253,9 @@ impl World {
             }
         }
         let device_of = |text: &str| -> Vec<usize> {
-            let (user, device) = match text.split_once('/') {
-                Some((user, n)) => (user, n.parse::<u32>().ok()),
-                None => (text, None),
-            };
+            // The scenario was checked with the same parser: a text that fails here names no one.
+            let Ok(address) = text.parse::<switchboard_wire::address::Address>() else { return Vec::new() };
+            let (user, device) = (address.user().as_str(), address.device_id());
             users
                 .iter()
                 .filter(|u| u.name == user)
@@ -408,10 +407,8 @@ impl World {
     }
 
     fn devices_named(&self, text: &str) -> Vec<usize> {
-        let (user, device) = match text.split_once('/') {
-            Some((user, n)) => (user, n.parse::<u32>().ok()),
-            None => (text, None),
-        };
+        let Ok(address) = text.parse::<switchboard_wire::address::Address>() else { return Vec::new() };
+        let (user, device) = (address.user().as_str(), address.device_id());
         self.users
             .iter()
             .filter(|u| u.name == user)

@@ -3,9 +3,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use switchboard_relay::core::{Action, ConnId, RelayCore};
-use switchboard_relay::state::StoredState;
+use switchboard_relay_core::{Action, ConnId, RelayCore};
+use switchboard_relay_core::state::StoredState;
 use switchboard_wire::Message;
+use switchboard_wire::address::{MAX_USER_LEN, UserAddress};
 use switchboard_wire::switchboard::{
     Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, GroupEnvelope, Register,
     ServerFrame, client_frame::Body, server_frame,
@@ -144,7 +145,7 @@ impl Net {
 
     /// Registers and authenticates `user` (device 1) on its app; returns the connection.
     fn device(&mut self, user: &str) -> (String, ConnId, Vec<u8>) {
-        let app = user.rsplit_once('@').unwrap().1.to_owned();
+        let app = user.parse::<UserAddress>().unwrap().app().to_owned();
         let conn = self.client(&app);
         let answer = self.request(&app, conn, 1, Body::Register(Register { user: user.into(), device_id: 1 }));
         let Some(server_frame::Body::Registered(registered)) = answer.body else { panic!("{answer:?}") };
@@ -317,6 +318,13 @@ fn misbehaving_clients_get_typed_errors() {
     assert_eq!(code(&net.request(&green, alice, 7, Body::Send(short_id))), Some(ErrorCode::Malformed));
     let register = Register { user: "eve@blue".into(), device_id: 1 };
     assert_eq!(code(&net.request(&green, alice, 8, Body::Register(register))), Some(ErrorCode::Forbidden));
+    // Names that are not a user address (see switchboard_wire::address): too long, a device
+    // written into the user, no name.
+    let too_long = format!("{}@green", "e".repeat(MAX_USER_LEN));
+    for (i, user) in [too_long.as_str(), "eve@green/1", "@green", "green"].into_iter().enumerate() {
+        let register = Register { user: user.into(), device_id: 1 };
+        assert_eq!(code(&net.request(&green, stranger, 100 + i as u64, Body::Register(register))), Some(ErrorCode::Forbidden), "{user}");
+    }
     // Garbage closes the connection; other connections keep working.
     net.send_raw(&green, stranger, &[0xff, 0xff, 0xff]);
     assert!(net.closed.contains(&(green.clone(), stranger)));

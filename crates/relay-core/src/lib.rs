@@ -1,6 +1,22 @@
-//! The relay's protocol logic, sans-IO: frames and connection events go in, frames to send and
-//! connections to close come out. A driver (the tokio server, or the simulator) owns the sockets,
-//! the clock and the disk.
+//! `switchboard-relay-core`: one app's relay as a sans-IO state machine. It knows accounts,
+//! bundles, mailboxes and other apps' relays; it never sees a plaintext: every envelope it stores or
+//! forwards is end-to-end encrypted by the devices, and it links no crypto that could read them.
+//!
+//! Guarantee: this package links no tokio, rustls, redb or database client (checked by
+//! `scripts/check-cores.sh`). Its driver feeds it frames, connection events and retry ticks and
+//! carries out what it hands back: frames to send, connections to close, batches of mutations to
+//! commit (randomness comes in as a seeded `StdRng`). The tokio server in `switchboard-relay` and
+//! the simulator in `switchboard-sim` are two such drivers.
+//!
+//! - [`RelayCore`]: the protocol logic.
+//! - [`state`]: what is kept on disk, as mutations.
+//! - [`storage`]: the [`storage::Store`] a driver commits those mutations to, and an in-memory one
+//!   (the redb store lives in the driver).
+//!
+//! # The protocol logic
+//!
+//! Frames and connection events go in, frames to send and connections to close come out. A driver
+//! (the tokio server, or the simulator) owns the sockets, the clock and the disk.
 //!
 //! Durability: every change is a [`Mutation`] added to the pending batch, and every answer that
 //! promises durability (a send's `Done`, a federation acknowledgement, a handed-out prekey) and
@@ -11,6 +27,9 @@
 //! was never acknowledged to its sender, who sends it again, so this can duplicate (which devices
 //! drop by id) but never lose.
 
+pub mod state;
+pub mod storage;
+
 mod client;
 mod federation;
 mod routing;
@@ -18,6 +37,7 @@ mod routing;
 use std::collections::{BTreeSet, HashMap};
 
 use rand::rngs::StdRng;
+use switchboard_wire::address::UserAddress;
 use switchboard_wire::switchboard::{
     DeviceAddress, Envelope, ErrorCode, Failure, FederationFrame, ServerFrame, federation_frame, server_frame,
 };
@@ -34,8 +54,8 @@ pub const OUTBOX_QUOTA: usize = 100_000;
 pub const MAX_GROUP_RECIPIENTS: usize = 10_000;
 /// Bundles one device may publish at once.
 pub const MAX_BUNDLES_PER_DEVICE: usize = 500;
-/// Longest user name (`name@app`).
-pub const MAX_USER_LEN: usize = 256;
+/// Longest user name (`name@app`): one limit for every crate, kept with the address parser.
+pub use switchboard_wire::address::MAX_USER_LEN;
 /// How often refused-for-now outbox entries are sent again.
 pub const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Length of an envelope id.
@@ -324,10 +344,10 @@ fn link_failure(request_id: u64, code: ErrorCode, detail: &str) -> FederationFra
     }
 }
 
-/// `name@app` split into its app, if well formed.
+/// The app of `name@app` (a user, a group or a blob id), if well formed: see
+/// [`switchboard_wire::address`] for the rules.
 pub fn app_of(user: &str) -> Option<&str> {
-    let (name, app) = user.rsplit_once('@')?;
-    (!name.is_empty() && !app.is_empty() && user.len() <= MAX_USER_LEN).then_some(app)
+    UserAddress::split(user).ok().map(|(_, app)| app)
 }
 
 /// Every device key of `user`, as a range of an ordered map.

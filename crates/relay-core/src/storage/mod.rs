@@ -1,10 +1,9 @@
-//! Durable storage for the relay: batches of mutations committed atomically.
+//! Durable storage for the relay: batches of mutations committed atomically. The trait and an
+//! in-memory store live here; the redb store is in the driver (`switchboard_relay::storage`).
 
 mod memory;
-mod redb_store;
 
 pub use memory::MemoryStore;
-pub use redb_store::RedbStore;
 
 use crate::state::Mutation;
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Checks that the cores link no I/O (DESIGN.md, "The layers"): no core package, and not the fuzz
+# crate, has tokio, rustls, tokio-rustls, redb or a database client among its normal dependencies,
+# direct or indirect. Dev-dependencies may pull drivers (a core's tests may run against a server);
+# build-dependencies run on the build machine and are not linked.
+#
+# A listed core that is not (yet) a workspace package is skipped with a message; a listed core that
+# exists and links one of those crates fails the check, naming the package, the crate and the path
+# that pulls it in.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CORES=(switchboard-wire switchboard-session switchboard-relay-core switchboard-client-core switchboard-sim)
+FORBIDDEN=(tokio rustls tokio-rustls redb tokio-postgres sqlx)
+
+# Workspace package names. In `cargo metadata`, a package entry starts with its name then its version
+# ("name":"…","version":"…"), a dependency entry with its name then its source: only packages match.
+members="$(cargo metadata --format-version 1 --no-deps --locked |
+    grep -o '"name":"[^"]*","version":"' | sed 's/^"name":"\([^"]*\)".*/\1/')"
+
+failed=0
+
+# check LABEL CARGO-TREE-ARGS...: fails if the normal-dependency tree holds a forbidden crate.
+check() {
+    local label="$1"
+    shift
+    local crates found=()
+    crates="$(cargo tree "$@" -e normal --prefix none --locked | awk '{print $1}' | sort -u)"
+    for crate in "${FORBIDDEN[@]}"; do
+        if grep -Fxq "$crate" <<<"$crates"; then
+            found+=("$crate")
+        fi
+    done
+    if [ "${#found[@]}" -eq 0 ]; then
+        echo "ok: $label links none of: ${FORBIDDEN[*]}"
+        return
+    fi
+    failed=1
+    for crate in "${found[@]}"; do
+        echo "FAIL: $label links $crate (a core must link no tokio, rustls, redb or database client); pulled in by:"
+        cargo tree "$@" -e normal --locked -i "$crate" | sed 's/^/    /'
+    done
+}
+
+for package in "${CORES[@]}"; do
+    if ! grep -Fxq "$package" <<<"$members"; then
+        echo "skip: $package is not a package of this workspace (yet)"
+        continue
+    fi
+    check "$package" -p "$package"
+done
+check "fuzz/ (switchboard-fuzz)" --manifest-path fuzz/Cargo.toml
+
+if [ "$failed" -ne 0 ]; then
+    echo "check-cores: FAILED"
+    exit 1
+fi
+echo "check-cores: every core links no I/O"
