@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CORES=(switchboard-wire switchboard-session switchboard-relay-core switchboard-client-core switchboard-sim)
+CORES=(switchboard-wire switchboard-session switchboard-relay-core switchboard-client-core switchboard-harness switchboard-sim)
 FORBIDDEN=(tokio rustls tokio-rustls redb tokio-postgres sqlx)
 
 # Workspace package names. In `cargo metadata`, a package entry starts with its name then its version
@@ -50,6 +50,21 @@ for package in "${CORES[@]}"; do
     check "$package" -p "$package"
 done
 check "fuzz/ (switchboard-fuzz)" --manifest-path fuzz/Cargo.toml
+
+# No bug switches in the product: the deliberate defects the simulator's tests inject exist only
+# under `--cfg switchboard_inject_bugs`, which nothing in the repository sets for a normal build;
+# the shipped binary's dependency graph enables no feature of that kind.
+features="$(cargo tree -p switchboard -e normal,features --prefix none --locked)"
+if grep -Eqi 'inject|bug' <<<"$features"; then
+    echo "FAIL: the switchboard binary's dependencies enable a bug feature:"
+    grep -Ei 'inject|bug' <<<"$features" | sed 's/^/    /'
+    failed=1
+elif grep -rqs 'switchboard_inject_bugs' .cargo/ 2>/dev/null; then
+    echo "FAIL: .cargo/ sets --cfg switchboard_inject_bugs for every build"
+    failed=1
+else
+    echo "ok: the switchboard binary's dependencies enable no bug feature ($(grep -c . <<<"$features") feature edges checked)"
+fi
 
 if [ "$failed" -ne 0 ]; then
     echo "check-cores: FAILED"

@@ -231,6 +231,8 @@ impl ChatClient {
         if !self.endpoint.is_online() {
             return Err(ChatError::Timeout);
         }
+        // The caller asked for this connection: it hears of it from the result, not an event.
+        self.ready.retain(|event| !matches!(event, Event::Online | Event::Offline));
         Ok(())
     }
 
