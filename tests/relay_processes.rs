@@ -273,3 +273,116 @@ async fn hostile_connections_are_closed_and_everyone_else_carries_on() {
 fn seeded(seed: u64) -> rand::rngs::StdRng {
     rand::SeedableRng::seed_from_u64(seed)
 }
+
+/// `switchboard chat` as a process: its printed lines, gathered by a thread.
+struct Chat {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Chat {
+    fn start(relay: SocketAddr, user: &str, db: &std::path::Path) -> Chat {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["chat", "--relay", &relay.to_string(), "--user", user, "--db", db.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let gathered = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                gathered.lock().unwrap().push(line);
+            }
+        });
+        Chat { child, stdin, lines }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until a printed line satisfies `seen`.
+    fn wait_for(&self, what: &str, seen: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.lines().iter().any(|line| seen(line)) {
+            assert!(Instant::now() < deadline, "chat never printed {what}: {:#?}", self.lines());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL.
+    fn kill(mut self) -> Vec<String> {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.lines()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_chat_survives_its_relay_and_its_own_restart() {
+    let mut federation = Federation::new();
+    let db = federation.dir.path().join("bob-chat.redb");
+    let mut bob = Chat::start(federation.address("blue"), "bob@blue", &db);
+    bob.wait_for("its registration", |line| line.starts_with("registered bob@blue"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600, "the device database holds keys");
+    }
+    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(31)).await.unwrap();
+    let mut sent = Vec::new();
+    let mut send = async |alice: &mut ChatClient, n: usize| {
+        let line = format!("message {n}");
+        alice.send("bob@blue", text(&line)).await.unwrap();
+        line
+    };
+    for n in 0..3 {
+        sent.push(send(&mut alice, n).await);
+    }
+    bob.wait_for("message 2", |line| line.ends_with("message 2"));
+
+    // The receiver's relay dies while the sender sends; Bob types meanwhile.
+    federation.kill("blue");
+    for n in 3..6 {
+        sent.push(send(&mut alice, n).await);
+    }
+    bob.wait_for("that it is offline", |line| line.starts_with("* offline"));
+    bob.type_line("@alice@green are you there?");
+    bob.wait_for("its outbox", |line| line.contains("1 message(s) wait in the outbox"));
+    federation.start("blue");
+    bob.wait_for("message 5", |line| line.ends_with("message 5"));
+    let mut replies = Vec::new();
+    collect(&mut alice, &mut replies, 1).await;
+    assert_eq!(replies, ["are you there?"]);
+
+    // Bob's chat dies (SIGKILL) and starts again from its database, with mail waiting.
+    let before = bob.kill();
+    for n in 6..9 {
+        sent.push(send(&mut alice, n).await);
+    }
+    let mut bob = Chat::start(federation.address("blue"), "bob@blue", &db);
+    bob.wait_for("its resumption", |line| line.starts_with("resumed bob@blue"));
+    bob.wait_for("message 8", |line| line.ends_with("message 8"));
+    // The account is still usable, both ways.
+    bob.type_line("@alice@green got them all");
+    collect(&mut alice, &mut replies, 2).await;
+    assert_eq!(replies, ["are you there?", "got them all"]);
+    sent.push(send(&mut alice, 9).await);
+    bob.wait_for("message 9", |line| line.ends_with("message 9"));
+    std::thread::sleep(QUIET);
+    let after = bob.kill();
+    let shown: Vec<&String> = before.iter().chain(&after).filter(|line| line.starts_with("alice@green: ")).collect();
+    let expected: Vec<String> = sent.iter().map(|line| format!("alice@green: {line}")).collect();
+    assert_eq!(shown, expected.iter().collect::<Vec<_>>(), "every message once, in order");
+}

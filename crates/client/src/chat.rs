@@ -197,9 +197,10 @@ impl ChatClient {
         self.connection.is_some() && self.endpoint.is_online()
     }
 
-    /// Messages (envelopes) waiting in the outbox for the relay to take them.
+    /// What waits to go: envelopes in the outbox for the relay to take, and sends still waiting
+    /// for a recipient's bundles.
     pub fn outbox_len(&self) -> usize {
-        self.endpoint.outbox_len()
+        self.endpoint.outbox_len() + self.endpoint.waiting_len()
     }
 
     /// Goes offline: the relay keeps this device's mail until it comes back.

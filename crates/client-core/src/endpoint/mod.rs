@@ -428,6 +428,11 @@ impl Endpoint {
         self.outbox.len()
     }
 
+    /// Work waiting for bundles before it can be sealed and queued.
+    pub fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+
     /// Whether nothing is waiting: no outbox entry, no request unanswered, no work waiting for a
     /// bundle, no acknowledgement unsent.
     pub fn is_idle(&self) -> bool {

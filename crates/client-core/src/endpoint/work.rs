@@ -32,6 +32,15 @@ impl Endpoint {
         !self.device.has_session(address) && !self.devices_of.contains_key(address.name())
     }
 
+    /// The devices of `user` this device knows: from its last fetch, else those it has sessions
+    /// with (a user who wrote first needs no fetch to be answered).
+    fn devices_of_user(&self, user: &str) -> Vec<ProtocolAddress> {
+        match self.devices_of.get(user) {
+            Some(devices) => devices.clone(),
+            None => self.device.known_devices().filter(|device| device.name() == user).cloned().collect(),
+        }
+    }
+
     fn member_needs(&self, member: &Member) -> Option<String> {
         match member {
             Member::User(user) => (!self.devices_of.contains_key(user)).then(|| user.clone()),
@@ -60,7 +69,7 @@ impl Endpoint {
                 .collect()
         };
         let mut users: Vec<String> = match work {
-            Work::Direct { to, .. } => (!self.devices_of.contains_key(to)).then(|| to.clone()).into_iter().collect(),
+            Work::Direct { to, .. } => self.devices_of_user(to).is_empty().then(|| to.clone()).into_iter().collect(),
             Work::Seal(pending) => pending_needs(pending),
             Work::Group { distributions, .. } => pending_needs(distributions),
             Work::Pairwise { recipients, .. } => recipients.iter().filter(|a| self.unknown(a)).map(|a| a.name().to_owned()).collect(),
@@ -168,7 +177,7 @@ impl Endpoint {
     fn run(&mut self, work: Work, rng: &mut StdRng) {
         match work {
             Work::Direct { to, content } => {
-                let devices = self.devices_of.get(&to).cloned().unwrap_or_default();
+                let devices = self.devices_of_user(&to);
                 if devices.is_empty() {
                     self.drop_send(DropReason::CouldNotSeal(ClientError::NoBundle(ProtocolAddress::new(to, 1))));
                     return;
