@@ -13,6 +13,7 @@ use switchboard_wire::{Message, decode, limits};
 use crate::directory::BundleDirectory;
 use crate::error::ClientError;
 use crate::group::Group;
+use crate::membership::{self, Transition};
 
 type Result<T> = std::result::Result<T, ClientError>;
 
@@ -380,68 +381,43 @@ impl Device {
         }
         let announced = Group::from_control(control)?;
         let id = announced.id.clone();
-        if !announced.members.contains(from) {
-            return Err(ClientError::NotAMember { group: id, sender: from.clone() });
-        }
-        // Borrowed, not copied: a group of 1,000 is a large value, and most control messages
-        // (keys handed out at the same epoch) change nothing but the sender key.
-        let current = self.groups.get(&id);
-        if let Some(current) = current.filter(|group| !group.members.contains(from)) {
-            // A newcomer whose key overtook the news of its joining: keep the key (unused) until
-            // that news arrives.
-            let newer = announced.epoch > current.epoch && announced.members.contains(&self.address);
-            let epoch = current.epoch;
-            if let (true, Some(distribution)) = (newer, distribution) {
+        let transition = membership::judge(self.groups.get(&id), announced, from, &self.address, distribution.is_some())?;
+        let joining = matches!(transition, Transition::Join { .. });
+        let (group, change) = match transition {
+            Transition::HoldKey { epoch } => {
+                let distribution = distribution.expect("judged: the announcement brings a key");
                 self.hold_key(id.clone(), from, distribution)?;
                 return Ok((Received::Group { group: id, epoch, change: None }, Vec::new()));
             }
-            return Err(ClientError::NotAMember { group: id, sender: from.clone() });
-        }
-        let joining = current.is_none();
-        let change = current.is_some_and(|current| announced.epoch > current.epoch);
-        let removal = change && current.is_some_and(|current| current.members.difference(&announced.members).next().is_some());
-        let membership = match current {
-            None => Some(MembershipChange { added: announced.members.iter().cloned().collect(), removed: Vec::new() }),
-            Some(current) if change => Some(MembershipChange {
-                added: announced.members.difference(&current.members).cloned().collect(),
-                removed: current.members.difference(&announced.members).cloned().collect(),
-            }),
-            Some(_) => None,
-        };
-
-        // The group as it will be: the announced one when joining or changing, else as it is.
-        let replacement = if joining {
-            if !announced.members.contains(&self.address) {
-                return Err(ClientError::InvalidPayload("a group this device is not in"));
-            }
-            // A fresh key on every (re)join: a key kept from an earlier membership may be held by
-            // a member removed since; it goes out with our first message to the group.
-            self.fresh_key(&id, announced.suite, rng)?;
-            Some(announced)
-        } else if change {
-            if !announced.members.contains(&self.address) {
+            Transition::Leave => {
                 self.groups.remove(&id);
                 self.key_holders.remove(&id);
                 self.held_keys.retain(|(group, _), _| *group != id);
                 return Ok((Received::RemovedFromGroup { group: id }, Vec::new()));
             }
-            // After a removal, rotate (the new key goes to the remaining members with our next
-            // message); a newcomer gets our current key the same way.
-            if removal {
-                self.rotate_after_removal(&id, announced.suite, rng)?;
+            Transition::Join { group, change } => {
+                // A fresh key on every (re)join: a key kept from an earlier membership may be held
+                // by a member removed since; it goes out with our first message to the group.
+                self.fresh_key(&id, group.suite, rng)?;
+                (Some(group), Some(change))
             }
-            Some(announced)
-        } else {
-            // The same or an older epoch: only the sender key is news.
-            None
+            Transition::Advance { group, change, rotate } => {
+                // After a removal, rotate (the new key goes to the remaining members with our next
+                // message); a newcomer gets our current key the same way.
+                if rotate {
+                    self.rotate_after_removal(&id, group.suite, rng)?;
+                }
+                (Some(group), Some(change))
+            }
+            Transition::Same { .. } => (None, None),
         };
         if let Some(distribution) = &distribution {
             sender_keys::process_distribution(&mut self.sender_keys, &id, from, distribution)?;
         }
-        let group = match &replacement {
-            Some(group) => group,
-            None => self.groups.get(&id).ok_or_else(|| ClientError::UnknownGroup(id.clone()))?,
-        };
+        if let Some(group) = group {
+            self.groups.insert(id.clone(), group);
+        }
+        let group = self.groups.get(&id).ok_or_else(|| ClientError::UnknownGroup(id.clone()))?;
         let epoch = group.epoch;
         let mut now_members: Vec<_> =
             self.held_keys.keys().filter(|(held, sender)| *held == id && group.members.contains(sender)).cloned().collect();
@@ -460,10 +436,7 @@ impl Device {
                 holders.remove(from);
             }
         }
-        if let Some(group) = replacement {
-            self.groups.insert(id.clone(), group);
-        }
-        Ok((Received::Group { group: id, epoch, change: membership }, Vec::new()))
+        Ok((Received::Group { group: id, epoch, change }, Vec::new()))
     }
 
     /// A member's sender key, without the member list: applied if the sender is a member as this

@@ -22,6 +22,7 @@ mod directory;
 pub mod endpoint;
 mod error;
 mod group;
+mod membership;
 mod snapshot;
 
 pub use device::{Device, GroupMessage, MembershipChange, Outgoing, PendingSend, Received, Sealing};

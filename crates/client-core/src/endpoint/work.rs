@@ -69,7 +69,10 @@ impl Endpoint {
                 .collect()
         };
         let mut users: Vec<String> = match work {
-            Work::Direct { to, .. } => self.devices_of_user(to).is_empty().then(|| to.clone()).into_iter().collect(),
+            Work::Direct { to, .. } => {
+                let known = self.devices_of.contains_key(to) || self.device.known_devices().any(|d| d.name() == to);
+                (!known).then(|| to.clone()).into_iter().collect()
+            }
             Work::Seal(pending) => pending_needs(pending),
             Work::Group { distributions, .. } => pending_needs(distributions),
             Work::Pairwise { recipients, .. } => recipients.iter().filter(|a| self.unknown(a)).map(|a| a.name().to_owned()).collect(),
