@@ -386,3 +386,36 @@ async fn the_terminal_chat_survives_its_relay_and_its_own_restart() {
     let expected: Vec<String> = sent.iter().map(|line| format!("alice@green: {line}")).collect();
     assert_eq!(shown, expected.iter().collect::<Vec<_>>(), "every message once, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_message_that_overtakes_its_key_is_read_once_the_key_arrives() {
+    let mut federation = Federation::new();
+    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(41)).await.unwrap();
+    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, seeded(42)).await.unwrap();
+    alice.create_group("g@green", &["bob@blue"], Suite::Aes256Gcm).await.unwrap();
+    bob.poll(QUIET).await.unwrap();
+    bob.disconnect();
+    // Alice's first group message: her key (pairwise) and the message, in that order in Bob's
+    // mailbox; Blue's operator swaps them while the relay is down.
+    alice.send_group("g@green", text("the key comes second")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    federation.kill("blue");
+    {
+        let (mut store, state) = RedbStore::open(&federation.database("blue")).unwrap();
+        let (device, mailbox) = state.mailboxes.iter().find(|(_, m)| m.len() == 2).expect("the key and the message");
+        let entries: Vec<(u64, _)> = mailbox.iter().map(|(seq, envelope)| (*seq, envelope.clone())).collect();
+        let swapped = [
+            Mutation::PutEnvelope { device: device.clone(), seq: entries[0].0, envelope: entries[1].1.clone() },
+            Mutation::PutEnvelope { device: device.clone(), seq: entries[1].0, envelope: entries[0].1.clone() },
+        ];
+        store.commit(&swapped).unwrap();
+    }
+    federation.start("blue");
+    reconnect(&mut bob).await;
+    let mut seen = Vec::new();
+    collect(&mut bob, &mut seen, 1).await;
+    seen.extend(texts(&bob.poll(Duration::from_millis(500)).await.unwrap()));
+    assert_eq!(seen, ["the key comes second"], "held, then read once the key came (before: refused, acknowledged, lost)");
+    assert_eq!(bob.stats().held_for_key, 1);
+    assert_eq!(bob.stats().refused, 0);
+}

@@ -205,6 +205,8 @@ pub struct EndpointStats {
     pub pairwise_decrypts: u64,
     pub group_encrypts: u64,
     pub group_decrypts: u64,
+    /// Group messages held because their sender's key had not arrived yet.
+    pub held_for_key: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -110,6 +110,7 @@ impl Endpoint {
                 self.refuse(Some(from), &envelope, error);
             }
             Processed::Stall => {
+                self.stats.held_for_key += 1;
                 if let Err(envelope) = self.stalled.hold(key.clone(), envelope) {
                     self.refuse(Some(key.sender), &envelope, ClientError::InvalidChange("no sender key, and too many held"));
                 }

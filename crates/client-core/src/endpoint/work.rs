@@ -26,6 +26,20 @@ pub(super) enum Work {
     Remove { group: String, member: Member },
 }
 
+impl Work {
+    /// The person or group this work writes to, for keeping their messages in order.
+    fn conversation(&self) -> Option<&str> {
+        match self {
+            Work::Direct { to, .. } => Some(to),
+            Work::Group { envelope, .. } => Some(&envelope.group_id),
+            Work::Pairwise { group, .. } | Work::Create { group, .. } | Work::Add { group, .. } | Work::Remove { group, .. } => {
+                Some(group)
+            }
+            Work::Seal(_) => None,
+        }
+    }
+}
+
 impl Endpoint {
     /// Whether a bundle must be fetched before writing to `address`.
     fn unknown(&self, address: &ProtocolAddress) -> bool {
@@ -148,12 +162,18 @@ impl Endpoint {
         self.run_waiting(rng);
     }
 
-    /// Runs, in order, every waiting work no longer waiting for a bundle. (Each is checked once
-    /// more as it runs: a group's membership may have grown meanwhile.)
+    /// Runs, in order, every waiting work no longer waiting for a bundle, except behind earlier
+    /// work of the same conversation that still waits (so that messages to one person or group
+    /// go out in the order they were written). Each is checked once more as it runs: a group's
+    /// membership may have grown meanwhile.
     pub(super) fn run_waiting(&mut self, rng: &mut StdRng) {
         let mut still = VecDeque::new();
+        let mut blocked: HashSet<String> = HashSet::new();
         while let Some((work, missing)) = self.waiting.pop_front() {
-            if !missing.is_empty() {
+            let conversation = work.conversation().map(str::to_owned);
+            let behind = conversation.as_ref().is_some_and(|c| blocked.contains(c));
+            if !missing.is_empty() || behind {
+                blocked.extend(conversation);
                 still.push_back((work, missing));
                 continue;
             }
@@ -164,6 +184,7 @@ impl Endpoint {
                 for user in &needs {
                     self.fetch(user);
                 }
+                blocked.extend(conversation);
                 still.push_back((work, needs.into_iter().collect::<HashSet<_>>()));
             }
         }
