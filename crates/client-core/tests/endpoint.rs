@@ -357,3 +357,34 @@ fn membership_changes_are_reported_once_with_what_changed() {
     h.advance(ACK_DELAY + TICK);
     assert!(h.take_events(carol).iter().any(|e| matches!(e, Event::RemovedFromGroup { .. })));
 }
+
+#[test]
+fn a_second_device_is_linked_from_the_first_and_receives_its_users_mail() {
+    let mut h = Harness::new(&["green", "blue"], 15);
+    let alice = online(&mut h, "alice@green", false);
+    let bob = online(&mut h, "bob@blue", false);
+    // A second device cannot register itself: it is linked from the first.
+    let bob2 = h.add_device("bob@blue", 2, false);
+    assert!(!h.devices[bob2].endpoint.can_connect());
+    h.with(bob, |e, now, _| e.link_device(now, 2)).unwrap();
+    h.settle();
+    let credential = h
+        .take_events(bob)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::DeviceLinked { device_id: 2, credential } => Some(credential),
+            _ => None,
+        })
+        .expect("linked");
+    assert_eq!(format!("{credential:?}"), "Credential(..)", "never shown");
+    h.with(bob2, |e, _, _| e.set_credential(credential));
+    h.connect(bob2);
+    h.settle();
+    assert!(h.devices[bob2].endpoint.is_online());
+    assert!(h.devices[bob2].endpoint.bundles_published());
+    // Alice writes to Bob: both his devices read it.
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"to both".to_vec(), rng));
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(texts(&mut h, bob), vec![b"to both".to_vec()]);
+    assert_eq!(texts(&mut h, bob2), vec![b"to both".to_vec()]);
+}
