@@ -342,7 +342,7 @@ async fn the_terminal_chat_survives_its_relay_and_its_own_restart() {
     }
     let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(31)).await.unwrap();
     let mut sent = Vec::new();
-    let mut send = async |alice: &mut ChatClient, n: usize| {
+    let send = async |alice: &mut ChatClient, n: usize| {
         let line = format!("message {n}");
         alice.send("bob@blue", text(&line)).await.unwrap();
         line

@@ -29,7 +29,7 @@ fn a_message_crosses_apps_once_and_is_acknowledged_after_a_batch_delay() {
     let mut h = Harness::new(&["green", "blue"], 1);
     let alice = online(&mut h, "alice@green", false);
     let bob = online(&mut h, "bob@blue", false);
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"hello".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"hello".to_vec(), rng).unwrap());
     h.settle();
     assert_eq!(texts(&mut h, bob), vec![b"hello".to_vec()]);
     assert_eq!(h.acks_sent(bob), (0, 0), "acknowledgements wait to be gathered");
@@ -47,7 +47,7 @@ fn acknowledgements_are_batched_at_most_a_frame_full_at_a_time() {
     h.disconnect(bob);
     let count = MAX_ACKS_PER_FRAME + 44;
     for n in 0..count {
-        h.with(alice, |e, now, rng| e.send(now, "bob@green", n.to_be_bytes().to_vec(), rng));
+        h.with(alice, |e, now, rng| e.send(now, "bob@green", n.to_be_bytes().to_vec(), rng).unwrap());
     }
     h.settle();
     assert_eq!(h.mailbox_len("green"), count);
@@ -64,11 +64,11 @@ fn the_outbox_is_pipelined() {
     let alice = online(&mut h, "alice@green", false);
     let _bob = online(&mut h, "bob@green", false);
     // A session first, so that sending needs no fetch.
-    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"first".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"first".to_vec(), rng).unwrap());
     h.settle();
     let before = h.devices[alice].frames.len();
     for n in 0..10u8 {
-        h.with(alice, |e, now, rng| e.send(now, "bob@green", vec![n], rng));
+        h.with(alice, |e, now, rng| e.send(now, "bob@green", vec![n], rng).unwrap());
     }
     // Ten sends written before any answer was read.
     let sends = h.devices[alice].frames[before..].iter().filter(|f| matches!(f.body, Some(client_frame::Body::Send(_)))).count();
@@ -83,16 +83,16 @@ fn a_reconnect_resends_the_unacknowledged_outbox_and_the_recipient_reads_each_on
     let mut h = Harness::new(&["green", "blue"], 4);
     let alice = online(&mut h, "alice@green", false);
     let bob = online(&mut h, "bob@blue", false);
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"one".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"one".to_vec(), rng).unwrap());
     h.settle();
     assert_eq!(texts(&mut h, bob), vec![b"one".to_vec()]);
     // Two sends go out, and the connection drops before any answer comes back: the relay may or
     // may not have taken them.
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"two".to_vec(), rng));
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"three".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"two".to_vec(), rng).unwrap());
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"three".to_vec(), rng).unwrap());
     h.settle();
     h.devices[alice].hold_frames = true;
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"four".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"four".to_vec(), rng).unwrap());
     h.settle();
     assert_eq!(h.devices[alice].endpoint.outbox_len(), 1, "no answer read yet");
     h.disconnect(alice);
@@ -113,7 +113,7 @@ fn a_transient_refusal_is_retried_on_a_timer() {
     let bob = online(&mut h, "bob@blue", false);
     h.cut("green", "blue");
     h.settle();
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"later".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"later".to_vec(), rng).unwrap());
     h.settle();
     let fetches = |h: &Harness| h.devices[alice].sent.iter().filter(|w| **w == "fetch bundles").count();
     assert_eq!(fetches(&h), 1);
@@ -185,12 +185,12 @@ fn nothing_is_acknowledged_before_it_is_persisted_and_a_crash_between_loses_noth
     let mut h = Harness::new(&["green", "blue"], 8);
     let alice = online(&mut h, "alice@green", false);
     let bob = online(&mut h, "bob@blue", true);
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"before".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"before".to_vec(), rng).unwrap());
     h.advance(ACK_DELAY + TICK);
     assert_eq!(texts(&mut h, bob), vec![b"before".to_vec()]);
     // Bob's driver stops writing: he processes the next message, but it is not durable.
     h.devices[bob].hold_persistence = true;
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"during".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"during".to_vec(), rng).unwrap());
     h.advance(Duration::from_secs(1));
     assert_eq!(texts(&mut h, bob), vec![b"during".to_vec()]);
     let (frames, ids) = h.acks_sent(bob);
@@ -204,8 +204,8 @@ fn nothing_is_acknowledged_before_it_is_persisted_and_a_crash_between_loses_noth
     assert_eq!(texts(&mut h, bob), vec![b"during".to_vec()]);
     assert_eq!(h.mailbox_len("blue"), 0);
     // And his session goes on: both ways.
-    h.with(bob, |e, now, rng| e.send(now, "alice@green", b"reply".to_vec(), rng));
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"after".to_vec(), rng));
+    h.with(bob, |e, now, rng| e.send(now, "alice@green", b"reply".to_vec(), rng).unwrap());
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"after".to_vec(), rng).unwrap());
     h.advance(ACK_DELAY + TICK);
     assert_eq!(texts(&mut h, alice), vec![b"reply".to_vec()]);
     assert_eq!(texts(&mut h, bob), vec![b"after".to_vec()]);
@@ -217,7 +217,7 @@ fn nothing_encrypted_is_sent_before_it_is_persisted() {
     let alice = online(&mut h, "alice@green", true);
     let bob = online(&mut h, "bob@green", false);
     h.devices[alice].hold_persistence = true;
-    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"held".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"held".to_vec(), rng).unwrap());
     h.settle();
     assert!(!h.devices[alice].sent.contains(&"send"), "the ratchet step is not durable yet");
     // The crash loses the message with the state that made it: nothing reached anyone, so no
@@ -226,7 +226,7 @@ fn nothing_encrypted_is_sent_before_it_is_persisted() {
     h.connect(alice);
     h.settle();
     assert!(texts(&mut h, bob).is_empty());
-    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"again".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"again".to_vec(), rng).unwrap());
     h.advance(ACK_DELAY + TICK);
     assert_eq!(texts(&mut h, bob), vec![b"again".to_vec()]);
 }
@@ -236,11 +236,11 @@ fn an_outbox_survives_a_crash_and_is_sent_after_it() {
     let mut h = Harness::new(&["green", "blue"], 10);
     let alice = online(&mut h, "alice@green", true);
     let bob = online(&mut h, "bob@blue", false);
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"hello".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"hello".to_vec(), rng).unwrap());
     h.settle();
     h.disconnect(alice);
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"offline one".to_vec(), rng));
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"offline two".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"offline one".to_vec(), rng).unwrap());
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"offline two".to_vec(), rng).unwrap());
     assert_eq!(h.devices[alice].endpoint.outbox_len(), 2);
     h.crash(alice);
     assert_eq!(h.devices[alice].endpoint.outbox_len(), 2, "restored from disk");
@@ -255,7 +255,7 @@ fn a_delivery_repeated_by_the_relay_is_dropped_before_decrypting() {
     let mut h = Harness::new(&["green"], 11);
     let alice = online(&mut h, "alice@green", false);
     let bob = online(&mut h, "bob@green", true);
-    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"once".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"once".to_vec(), rng).unwrap());
     h.settle();
     // The acknowledgement is lost with the connection: the relay delivers again.
     h.disconnect(bob);
@@ -267,7 +267,7 @@ fn a_delivery_repeated_by_the_relay_is_dropped_before_decrypting() {
     assert_eq!((read, dropped), (1, 1), "{events:?}");
     assert_eq!(h.devices[bob].endpoint.stats().duplicates, 1);
     // Also after a crash: the dedupe window was persisted entry by entry.
-    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"twice".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@green", b"twice".to_vec(), rng).unwrap());
     h.settle();
     h.crash(bob);
     h.connect(bob);
@@ -282,7 +282,7 @@ fn a_delivery_repeated_by_the_relay_is_dropped_before_decrypting() {
 fn a_send_refused_for_good_is_dropped_and_reported() {
     let mut h = Harness::new(&["green"], 12);
     let alice = online(&mut h, "alice@green", false);
-    h.with(alice, |e, now, rng| e.send(now, "nobody@green", b"?".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "nobody@green", b"?".to_vec(), rng).unwrap());
     h.settle();
     let events = h.take_events(alice);
     assert!(
@@ -383,7 +383,7 @@ fn a_second_device_is_linked_from_the_first_and_receives_its_users_mail() {
     assert!(h.devices[bob2].endpoint.is_online());
     assert!(h.devices[bob2].endpoint.bundles_published());
     // Alice writes to Bob: both his devices read it.
-    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"to both".to_vec(), rng));
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"to both".to_vec(), rng).unwrap());
     h.advance(ACK_DELAY + TICK);
     assert_eq!(texts(&mut h, bob), vec![b"to both".to_vec()]);
     assert_eq!(texts(&mut h, bob2), vec![b"to both".to_vec()]);

@@ -248,8 +248,9 @@ impl ChatClient {
     pub async fn send(&mut self, user: &str, body: content::Body) -> Result<Vec<u8>, ChatError> {
         let content = self.new_content(None, body);
         let now = self.now();
-        self.endpoint.send(now, user, content.encode_to_vec(), &mut self.rng);
-        self.settle().await?;
+        let before = self.before_command();
+        self.endpoint.send(now, user, content.encode_to_vec(), &mut self.rng)?;
+        self.settle(before).await?;
         Ok(content.message_id)
     }
 
@@ -257,8 +258,9 @@ impl ChatClient {
     pub async fn send_group(&mut self, id: &str, body: content::Body) -> Result<Vec<u8>, ChatError> {
         let content = self.new_content(Some(id), body);
         let now = self.now();
+        let before = self.before_command();
         self.endpoint.send_group(now, id, content.encode_to_vec(), &mut self.rng)?;
-        self.settle().await?;
+        self.settle(before).await?;
         Ok(content.message_id)
     }
 
@@ -266,22 +268,25 @@ impl ChatClient {
     pub async fn create_group(&mut self, id: &str, users: &[&str], suite: Suite) -> Result<(), ChatError> {
         let members = users.iter().map(|user| Member::User((*user).to_owned())).collect();
         let now = self.now();
+        let before = self.before_command();
         self.endpoint.create_group(now, id, members, suite, &mut self.rng);
-        self.settle().await
+        self.settle(before).await
     }
 
     /// Adds every device of `user` to group `id`.
     pub async fn add_member(&mut self, id: &str, user: &str) -> Result<(), ChatError> {
         let now = self.now();
+        let before = self.before_command();
         self.endpoint.add_member(now, id, Member::User(user.to_owned()), &mut self.rng);
-        self.settle().await
+        self.settle(before).await
     }
 
     /// Removes every device of `user` from group `id`; every remaining member rotates its key.
     pub async fn remove_member(&mut self, id: &str, user: &str) -> Result<(), ChatError> {
         let now = self.now();
+        let before = self.before_command();
         self.endpoint.remove_member(now, id, Member::User(user.to_owned()), &mut self.rng);
-        self.settle().await
+        self.settle(before).await
     }
 
     /// Sends a file to every device of `user`: encrypted with a fresh key, stored by this
@@ -319,11 +324,14 @@ impl ChatClient {
         }
     }
 
+    /// Where a command starts: sends dropped so far, events so far (see [`Self::settle`]).
+    fn before_command(&self) -> (u64, usize) {
+        (self.endpoint.stats().sends_dropped, self.ready.len())
+    }
+
     /// Waits (up to [`SETTLE_LIMIT`]) until the relay has taken everything queued; what it could
-    /// not take yet stays queued. A send given up meanwhile is an error.
-    async fn settle(&mut self) -> Result<(), ChatError> {
-        let dropped = self.endpoint.stats().sends_dropped;
-        let first_new = self.ready.len();
+    /// not take yet stays queued. A send given up since the command began is an error.
+    async fn settle(&mut self, (dropped, first_new): (u64, usize)) -> Result<(), ChatError> {
         self.drive(Until::Idle, SETTLE_LIMIT).await?;
         if self.endpoint.stats().sends_dropped > dropped {
             let reason = self.ready[first_new..].iter().find_map(|event| match event {
@@ -384,8 +392,10 @@ impl ChatClient {
             if self.connection.is_none() && !self.offline && Instant::now() >= self.next_attempt {
                 match Connection::connect(self.relay).await {
                     Ok(connection) => {
+                        // The backoff goes on growing until the relay takes this device.
+                        self.next_attempt = Instant::now() + self.backoff;
+                        self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
                         self.connection = Some(connection);
-                        self.backoff = RECONNECT_FIRST;
                         let now = self.now();
                         self.endpoint.connected(now);
                         continue;
@@ -440,7 +450,11 @@ impl ChatClient {
         loop {
             if let Some(persist) = self.endpoint.poll_persist() {
                 if let Some(database) = &self.database {
-                    database.write(&self.endpoint, &persist)?;
+                    if let Err(error) = database.write(&self.endpoint, &persist) {
+                        // Nothing it covers leaves the device; the next write tries it again.
+                        self.endpoint.persist_failed(persist);
+                        return Err(error.into());
+                    }
                 }
                 self.endpoint.persisted(persist.generation);
             }
@@ -472,8 +486,10 @@ impl ChatClient {
                 self.ready.push(Event::Online);
             }
             E::AccessRefused { code } => {
+                // Tried again on a new connection, after the backoff.
                 self.refused = Some(code);
                 tracing::warn!(?code, "the relay refused this device");
+                self.lost_connection();
             }
             E::Message { from, group, content, .. } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
                 Ok(content) => self.ready.push(Event::Message { from, group, content }),

@@ -60,6 +60,9 @@ impl DeviceDatabase {
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             options.open(path)?;
         }
+        // Also a file made by an older version, or copied in: it holds the device's keys.
+        #[cfg(unix)]
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         Ok(DeviceDatabase { db: Database::create(path)? })
     }
 
@@ -81,7 +84,7 @@ impl DeviceDatabase {
                 seen.remove(key.to_bytes().as_slice())?;
             }
             for key in &persist.seen_added {
-                counter += 1;
+                counter = counter.saturating_add(1);
                 seen.insert(key.to_bytes().as_slice(), counter)?;
             }
             txn.open_table(STATE)?.insert(SEEN_COUNTER, counter.to_be_bytes().as_slice())?;

@@ -34,7 +34,7 @@ pub type DeviceId = usize;
 #[derive(Clone, Default)]
 pub struct Disk {
     pub snapshot: Option<Vec<u8>>,
-    pub seen: BTreeMap<Vec<u8>, u64>,
+    pub seen: BTreeMap<[u8; 16], u64>,
     pub outbox: BTreeMap<u64, Vec<u8>>,
     counter: u64,
 }
@@ -67,7 +67,7 @@ impl Disk {
             switchboard_wire::decode(self.snapshot.as_ref().expect("a device writes its snapshot first"), usize::MAX).expect("written here");
         let device = Device::restore(&snapshot).expect("written here");
         let credential = (!snapshot.credential.is_empty()).then(|| Credential(snapshot.credential.clone()));
-        let mut seen: Vec<(&u64, &Vec<u8>)> = self.seen.iter().map(|(k, v)| (v, k)).collect();
+        let mut seen: Vec<(&u64, &[u8; 16])> = self.seen.iter().map(|(k, v)| (v, k)).collect();
         seen.sort();
         let seen = seen.into_iter().filter_map(|(_, key)| SeenKey::from_bytes(key));
         let outbox = self.outbox.iter().map(|(seq, frame)| (*seq, frame.clone()));

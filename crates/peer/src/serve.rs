@@ -272,7 +272,7 @@ mod tests {
     fn two_peers_talk_through_the_protocol() {
         let mut alice = SwitchboardBackend::new(Suite::Aes256Gcm, Some(2), None);
         let mut bob = SwitchboardBackend::new(Suite::Aes256Gcm, Some(3), None);
-        let mut ask = |backend: &mut SwitchboardBackend, request: Value| answer(backend, request.to_string().as_bytes());
+        let ask = |backend: &mut SwitchboardBackend, request: Value| answer(backend, request.to_string().as_bytes());
         ask(&mut alice, serde_json::json!({"op":"create","party":"alice","registration_id":1,"device_id":1,"prekeys":0}));
         ask(&mut bob, serde_json::json!({"op":"create","party":"bob","registration_id":2,"device_id":1,"prekeys":3}));
         let bundle = ask(&mut bob, serde_json::json!({"op":"bundle","party":"bob","suite":"aes-256-gcm"}))["bundle"].clone();

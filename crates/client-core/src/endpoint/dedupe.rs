@@ -8,34 +8,45 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use sha2::{Digest, Sha256};
 use switchboard_session::ProtocolAddress;
 
 /// Envelopes remembered per device.
 pub const MAX_SEEN: usize = 50_000;
 
-/// One processed envelope: who sent it, and the id the sender gave it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SeenKey {
-    pub sender: ProtocolAddress,
-    pub envelope: [u8; 16],
-}
+/// One processed envelope: a digest of who sent it and the id the sender gave it. Sixteen bytes
+/// of SHA-256, so the window costs the same whatever the names, and no sender can make its
+/// (sender, id) pair collide with another's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeenKey([u8; 16]);
 
 impl SeenKey {
-    /// The key as stored: the envelope id, the device id (big-endian) and the sender's name.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(20 + self.sender.name().len());
-        bytes.extend_from_slice(&self.envelope);
-        bytes.extend_from_slice(&self.sender.device_id().to_be_bytes());
-        bytes.extend_from_slice(self.sender.name().as_bytes());
-        bytes
+    pub fn new(sender: &str, device_id: u32, envelope: &[u8]) -> SeenKey {
+        let mut hash = Sha256::new();
+        hash.update(b"switchboard seen envelope");
+        hash.update((sender.len() as u64).to_be_bytes());
+        hash.update(sender.as_bytes());
+        hash.update(device_id.to_be_bytes());
+        hash.update(envelope);
+        let digest = hash.finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        SeenKey(key)
+    }
+
+    /// The key as stored.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        self.0
     }
 
     /// The key [`Self::to_bytes`] wrote, if `bytes` is one.
     pub fn from_bytes(bytes: &[u8]) -> Option<SeenKey> {
-        let envelope = bytes.get(..16)?.try_into().ok()?;
-        let device_id = u32::from_be_bytes(bytes.get(16..20)?.try_into().ok()?);
-        let name = std::str::from_utf8(bytes.get(20..)?).ok()?;
-        Some(SeenKey { sender: ProtocolAddress::new(name, device_id), envelope })
+        Some(SeenKey(bytes.try_into().ok()?))
+    }
+
+    /// The key of `envelope` from `sender`.
+    pub fn of(sender: &ProtocolAddress, envelope: &[u8]) -> SeenKey {
+        SeenKey::new(sender.name(), sender.device_id(), envelope)
     }
 }
 
@@ -53,7 +64,7 @@ impl SeenWindow {
 
     /// Remembers `key`; returns the key forgotten to make room, if any.
     pub(crate) fn insert(&mut self, key: SeenKey) -> Option<SeenKey> {
-        if !self.set.insert(key.clone()) {
+        if !self.set.insert(key) {
             return None;
         }
         self.order.push_back(key);
@@ -76,17 +87,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_round_trip_and_garbage_is_refused() {
-        let key = SeenKey { sender: ProtocolAddress::new("ana@green", 7), envelope: [9; 16] };
+    fn keys_round_trip_and_tell_senders_and_ids_apart() {
+        let key = SeenKey::new("ana@green", 7, &[9; 16]);
         assert_eq!(SeenKey::from_bytes(&key.to_bytes()), Some(key));
-        assert_eq!(SeenKey::from_bytes(&[1; 19]), None);
-        assert_eq!(SeenKey::from_bytes(&[[1; 20].as_slice(), &[0xff]].concat()), None);
+        assert_eq!(SeenKey::from_bytes(&[1; 15]), None);
+        assert_ne!(key, SeenKey::new("ana@green", 8, &[9; 16]));
+        assert_ne!(key, SeenKey::new("ana@gree", 7, &[9; 16]));
+        assert_ne!(key, SeenKey::new("ana@green", 7, &[9; 15]));
     }
 
     #[test]
     fn the_window_forgets_the_oldest_first() {
         let mut window = SeenWindow::default();
-        let key = |n: usize| SeenKey { sender: ProtocolAddress::new("a@x", 1), envelope: (n as u128).to_be_bytes() };
+        let key = |n: usize| SeenKey::new("a@x", 1, &(n as u128).to_be_bytes());
         for n in 0..MAX_SEEN {
             assert_eq!(window.insert(key(n)), None);
         }

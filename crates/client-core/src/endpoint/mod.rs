@@ -47,9 +47,9 @@ use crate::error::ClientError;
 use crate::wire_address;
 pub use dedupe::{MAX_SEEN, SeenKey};
 use dedupe::SeenWindow;
-pub use outbox::MAX_OUTBOX;
+pub use outbox::{MAX_OUTBOX, MAX_OUTBOX_BYTES};
 use outbox::Outbox;
-pub use receive::{MAX_STALLED, MAX_STALLED_BYTES};
+pub use receive::{MAX_ENVELOPE_ID_LEN, MAX_STALL, MAX_STALLED, MAX_STALLED_BYTES, MAX_STALLED_PER_SENDER};
 use work::Work;
 
 /// Acknowledgements gathered into one frame at most.
@@ -59,6 +59,10 @@ pub const ACK_DELAY: Duration = Duration::from_millis(20);
 /// How long after a transient failure (a request refused for now, a fetch that failed) it is tried
 /// again, on average (see `schedule_retry`).
 pub const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Largest content the user may send (its ciphertext must fit in an envelope).
+pub const MAX_CONTENT_LEN: usize = 128 * 1024;
+/// Sends waiting for bundles at once.
+pub const MAX_WAITING: usize = 10_000;
 /// Devices another may link from this one, waiting at once.
 pub const MAX_PENDING_LINKS: usize = 16;
 
@@ -120,7 +124,8 @@ pub enum DropReason {
     Refused(ErrorCode),
     /// It could not be encrypted (no bundle for a device, an untrusted identity, …).
     CouldNotSeal(ClientError),
-    /// The outbox holds [`MAX_OUTBOX`] entries already.
+    /// The outbox (or the work waiting for bundles) is full: [`MAX_OUTBOX`], [`MAX_OUTBOX_BYTES`],
+    /// [`MAX_WAITING`].
     OutboxFull,
 }
 
@@ -164,11 +169,18 @@ pub enum Event {
     BlobFetched { request: u64, result: Result<Vec<u8>, RequestFailed> },
 }
 
-/// A frame for the relay, with what it carries (for traces).
-#[derive(Clone, Debug)]
+/// A frame for the relay, with what it carries (for traces). Its `Debug` shows no bytes: a frame
+/// may carry the device's credential.
+#[derive(Clone)]
 pub struct Transmit {
     pub what: &'static str,
     pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Transmit({}, {} bytes)", self.what, self.bytes.len())
+    }
 }
 
 /// What changed since the last [`Endpoint::poll_persist`]: write it, then call
@@ -246,6 +258,8 @@ pub enum CommandError {
     UnknownGroup(String),
     #[error("too many device links waiting")]
     TooManyLinks,
+    #[error("content of {len} bytes is over the limit of {limit}")]
+    TooLarge { len: usize, limit: usize },
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -484,10 +498,7 @@ impl Endpoint {
 
     /// When [`Self::handle_timeout`] is next due, if anything waits for a timer.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        match (self.ack_deadline, self.retry_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.ack_deadline, self.retry_deadline, self.stalled.next_expiry()].into_iter().flatten().min()
     }
 
     /// What to write, if the state changed since the last call ([`Storage::Durable`] only).
@@ -496,6 +507,20 @@ impl Endpoint {
             return None;
         }
         Some(std::mem::take(&mut self.changes))
+    }
+
+    /// The driver could not write `persist`: its changes are taken back, to go with the next
+    /// [`Self::poll_persist`] (and nothing they cover is released meanwhile).
+    pub fn persist_failed(&mut self, persist: Persist) {
+        let newer = std::mem::take(&mut self.changes);
+        let mut merged = persist;
+        merged.generation = merged.generation.max(newer.generation);
+        merged.device |= newer.device;
+        merged.seen_added.extend(newer.seen_added);
+        merged.seen_forgotten.extend(newer.seen_forgotten);
+        merged.outbox_added.extend(newer.outbox_added);
+        merged.outbox_removed.extend(newer.outbox_removed);
+        self.changes = merged;
     }
 
     /// The driver wrote the state of `generation` durably: what it held back goes out.
@@ -578,10 +603,17 @@ impl Endpoint {
             self.ack_deadline = None;
             self.flush_acks();
         }
+        if self.stalled.next_expiry().is_some_and(|deadline| deadline <= now) {
+            self.expire_stalled();
+        }
         if self.retry_deadline.is_some_and(|deadline| deadline <= now) {
             self.retry_deadline = None;
             if self.phase == Phase::Online {
                 self.outbox.retry();
+                let asked: Vec<u32> = self.requests.values().filter_map(|r| if let Request::Link(id) = r { Some(*id) } else { None }).collect();
+                for device_id in self.links.clone().into_iter().filter(|id| !asked.contains(id)) {
+                    self.request_link(device_id);
+                }
                 self.fetch_missing();
                 self.run_waiting(rng);
             }
@@ -592,11 +624,13 @@ impl Endpoint {
     // ---- the user's commands ------------------------------------------------------------------
 
     /// Sends `content` to every device of `user` (fetching their bundles first if needed).
-    pub fn send(&mut self, now: Duration, user: &str, content: Vec<u8>, rng: &mut StdRng) {
+    pub fn send(&mut self, now: Duration, user: &str, content: Vec<u8>, rng: &mut StdRng) -> Result<(), CommandError> {
         self.now = self.now.max(now);
+        check_content(&content)?;
         self.stats.sent += 1;
         self.submit(Work::Direct { to: user.to_owned(), content }, rng);
         self.release();
+        Ok(())
     }
 
     /// Sends `content` to group `id`: by the configured strategy, to every other member in this
@@ -604,6 +638,7 @@ impl Endpoint {
     /// bytes every member receives).
     pub fn send_group(&mut self, now: Duration, id: &str, content: Vec<u8>, rng: &mut StdRng) -> Result<Option<Vec<u8>>, CommandError> {
         self.now = self.now.max(now);
+        check_content(&content)?;
         let me = self.address().clone();
         let group = self.device.group(id).ok_or_else(|| CommandError::UnknownGroup(id.to_owned()))?;
         let sent = match self.config.group_strategy {
@@ -860,7 +895,7 @@ impl Endpoint {
 
     /// Keeps `body` in the outbox until the relay confirms it; it goes out once durable.
     fn queue(&mut self, body: Body) {
-        if self.outbox.len() >= MAX_OUTBOX {
+        if self.outbox.full(body.encoded_len()) {
             self.drop_send(DropReason::OutboxFull);
             return;
         }
@@ -924,6 +959,13 @@ impl Endpoint {
             let ids = std::mem::take(&mut self.acks);
             self.transmit(0, Body::Acknowledge(switchboard_wire::switchboard::Acknowledge { ids }));
         }
+    }
+}
+
+fn check_content(content: &[u8]) -> Result<(), CommandError> {
+    match content.len() {
+        len if len > MAX_CONTENT_LEN => Err(CommandError::TooLarge { len, limit: MAX_CONTENT_LEN }),
+        _ => Ok(()),
     }
 }
 

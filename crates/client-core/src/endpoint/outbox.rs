@@ -10,11 +10,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use switchboard_wire::switchboard::client_frame::Body;
 
-/// Entries an outbox may hold; sends beyond it are dropped with [`super::DropReason::OutboxFull`].
+/// Entries an outbox may hold…
 pub const MAX_OUTBOX: usize = 100_000;
+/// …and their bytes; sends beyond either are dropped with [`super::DropReason::OutboxFull`].
+pub const MAX_OUTBOX_BYTES: usize = 256 * 1024 * 1024;
 
 pub(crate) struct Entry {
     pub(crate) body: Body,
+    bytes: usize,
     /// The state generation that made this entry: it goes out once that is durable.
     pub(crate) generation: u64,
 }
@@ -27,28 +30,44 @@ pub(crate) struct Outbox {
     unsent: BTreeSet<u64>,
     /// Entries the relay could not take for now: they go again at the next retry.
     deferred: BTreeSet<u64>,
+    bytes: usize,
 }
 
 impl Outbox {
+    /// Whether an entry of `bytes` more would pass a bound.
+    pub(crate) fn full(&self, bytes: usize) -> bool {
+        self.entries.len() >= MAX_OUTBOX || self.bytes + bytes > MAX_OUTBOX_BYTES
+    }
+
     pub(crate) fn push(&mut self, body: Body, generation: u64) -> u64 {
         let seq = self.next;
         self.next += 1;
-        self.entries.insert(seq, Entry { body, generation });
+        let bytes = body.encoded_len();
+        self.bytes += bytes;
+        self.entries.insert(seq, Entry { body, bytes, generation });
         self.unsent.insert(seq);
         seq
     }
 
     /// Puts back an entry read from storage (durable by definition).
     pub(crate) fn restore(&mut self, seq: u64, body: Body) {
-        self.entries.insert(seq, Entry { body, generation: 0 });
+        let bytes = body.encoded_len();
+        self.bytes += bytes;
+        self.entries.insert(seq, Entry { body, bytes, generation: 0 });
         self.unsent.insert(seq);
-        self.next = self.next.max(seq + 1);
+        self.next = self.next.max(seq.saturating_add(1));
     }
 
     pub(crate) fn remove(&mut self, seq: u64) -> bool {
         self.unsent.remove(&seq);
         self.deferred.remove(&seq);
-        self.entries.remove(&seq).is_some()
+        match self.entries.remove(&seq) {
+            Some(entry) => {
+                self.bytes -= entry.bytes;
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn get(&self, seq: u64) -> Option<&Body> {

@@ -1,7 +1,8 @@
 //! Deliveries: dropped if already processed, decrypted and read, or held while their sender key
 //! is on its way; acknowledged once processed and durable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, ProtocolAddress};
@@ -13,17 +14,39 @@ use super::{Endpoint, Event, id16};
 use crate::device::Received;
 use crate::error::ClientError;
 
-/// Group messages held while their sender key is on its way, in number…
-pub const MAX_STALLED: usize = 10_000;
-/// …and in bytes of ciphertext.
-pub const MAX_STALLED_BYTES: usize = 64 * 1024 * 1024;
+/// Group messages held while their sender key is on its way, in number (well below a relay's
+/// mailbox quota: held messages stay in the mailbox until read)…
+pub const MAX_STALLED: usize = 2_000;
+/// …per sender…
+pub const MAX_STALLED_PER_SENDER: usize = 256;
+/// …and in bytes (ciphertext, group id and envelope id).
+pub const MAX_STALLED_BYTES: usize = 32 * 1024 * 1024;
+/// How long a group message is held for its key; then it is refused (and acknowledged).
+pub const MAX_STALL: Duration = Duration::from_secs(600);
+/// Longest envelope id acknowledged; a longer one is refused and left to the relay (ids are 16
+/// bytes; an acknowledgement must fit in a frame).
+pub const MAX_ENVELOPE_ID_LEN: usize = 64;
+
+struct Held {
+    envelope: Envelope,
+    sender: ProtocolAddress,
+    key: SeenKey,
+    since: Duration,
+}
+
+fn held_bytes(envelope: &Envelope) -> usize {
+    envelope.content.len() + envelope.group_id.len() + envelope.id.len()
+}
 
 /// Group messages held for a key, by group. They are not acknowledged while held, so a crash
 /// loses none: the relay delivers them again.
 #[derive(Default)]
 pub(super) struct Stalled {
-    by_group: HashMap<String, Vec<Envelope>>,
+    by_group: HashMap<String, Vec<Held>>,
     ids: HashSet<SeenKey>,
+    per_sender: HashMap<ProtocolAddress, usize>,
+    /// (held since, key), oldest first, for expiry.
+    ages: VecDeque<(Duration, SeenKey)>,
     bytes: usize,
 }
 
@@ -36,32 +59,76 @@ impl Stalled {
         self.ids.contains(key)
     }
 
-    /// Holds `envelope`, unless that would pass a bound.
-    fn hold(&mut self, key: SeenKey, envelope: Envelope) -> Result<(), Envelope> {
-        if self.ids.len() >= MAX_STALLED || self.bytes + envelope.content.len() > MAX_STALLED_BYTES {
-            return Err(envelope);
+    /// When the oldest held message expires.
+    pub(super) fn next_expiry(&self) -> Option<Duration> {
+        self.ages.front().map(|(since, _)| *since + MAX_STALL)
+    }
+
+    /// Holds `held`, unless that would pass a bound. (`again`: it was held before and its age
+    /// is still tracked.)
+    fn hold(&mut self, held: Held, again: bool) -> Result<(), Held> {
+        let count = self.per_sender.get(&held.sender).copied().unwrap_or(0);
+        let bytes = held_bytes(&held.envelope);
+        if self.ids.len() >= MAX_STALLED || count >= MAX_STALLED_PER_SENDER || self.bytes + bytes > MAX_STALLED_BYTES {
+            return Err(held);
         }
-        self.bytes += envelope.content.len();
-        self.ids.insert(key);
-        self.by_group.entry(envelope.group_id.clone()).or_default().push(envelope);
+        self.bytes += bytes;
+        self.ids.insert(held.key);
+        *self.per_sender.entry(held.sender.clone()).or_default() += 1;
+        if !again {
+            self.ages.push_back((held.since, held.key));
+        }
+        self.by_group.entry(held.envelope.group_id.clone()).or_default().push(held);
         Ok(())
     }
 
-    fn take_group(&mut self, group: &str) -> Vec<Envelope> {
-        let envelopes = self.by_group.remove(group).unwrap_or_default();
-        for envelope in &envelopes {
-            self.bytes -= envelope.content.len();
-            if let Some(key) = seen_key(envelope) {
-                self.ids.remove(&key);
+    fn take_group(&mut self, group: &str) -> Vec<Held> {
+        let held = self.by_group.remove(group).unwrap_or_default();
+        for one in &held {
+            self.forget(one);
+        }
+        held
+    }
+
+    fn forget(&mut self, held: &Held) {
+        self.bytes -= held_bytes(&held.envelope);
+        self.ids.remove(&held.key);
+        if let Some(count) = self.per_sender.get_mut(&held.sender) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_sender.remove(&held.sender);
             }
         }
-        envelopes
     }
-}
 
-fn seen_key(envelope: &Envelope) -> Option<SeenKey> {
-    let sender = envelope.sender.as_ref()?;
-    Some(SeenKey { sender: ProtocolAddress::new(sender.name.clone(), sender.device_id), envelope: id16(&envelope.id) })
+    /// Takes every message held since `now - MAX_STALL` or earlier.
+    fn take_expired(&mut self, now: Duration) -> Vec<Held> {
+        let mut expired = HashSet::new();
+        while let Some((since, key)) = self.ages.front() {
+            if *since + MAX_STALL > now {
+                break;
+            }
+            // Entries already taken (read once their key came) are skipped here.
+            if self.ids.contains(key) {
+                expired.insert(*key);
+            }
+            self.ages.pop_front();
+        }
+        if expired.is_empty() {
+            return Vec::new();
+        }
+        let mut taken = Vec::new();
+        for held in self.by_group.values_mut() {
+            let (out, keep): (Vec<Held>, Vec<Held>) = std::mem::take(held).into_iter().partition(|h| expired.contains(&h.key));
+            *held = keep;
+            taken.extend(out);
+        }
+        self.by_group.retain(|_, held| !held.is_empty());
+        for held in &taken {
+            self.forget(held);
+        }
+        taken
+    }
 }
 
 enum Processed {
@@ -75,26 +142,32 @@ enum Processed {
 
 impl Endpoint {
     pub(super) fn deliver(&mut self, envelope: Envelope, rng: &mut StdRng) {
-        let Some(key) = seen_key(&envelope) else {
+        let Some(sender) = envelope.sender.as_ref().map(|s| ProtocolAddress::new(s.name.clone(), s.device_id)) else {
             self.refuse(None, &envelope, ClientError::InvalidPayload("an envelope without a sender"));
             return;
         };
+        if envelope.id.len() != 16 {
+            self.refuse(Some(sender), &envelope, ClientError::InvalidPayload("an envelope id is 16 bytes"));
+            return;
+        }
+        let key = SeenKey::of(&sender, &envelope.id);
         if self.seen.contains(&key) {
             self.stats.duplicates += 1;
-            self.events.push_back(Event::DuplicateDropped { from: key.sender, envelope: key.envelope });
+            self.events.push_back(Event::DuplicateDropped { from: sender, envelope: id16(&envelope.id) });
             self.ack(envelope.id);
             return;
         }
         if self.stalled.contains(&key) {
             return;
         }
-        self.process(key, envelope, rng);
+        self.process(sender, key, envelope, None, rng);
     }
 
-    fn process(&mut self, key: SeenKey, envelope: Envelope, rng: &mut StdRng) {
-        match self.decrypt(&key, &envelope, rng) {
+    /// `held_since`: when it was first held, for a held message tried again.
+    fn process(&mut self, sender: ProtocolAddress, key: SeenKey, mut envelope: Envelope, held_since: Option<Duration>, rng: &mut StdRng) {
+        match self.decrypt(&sender, &mut envelope, rng) {
             Processed::Done => {
-                if let Some(forgotten) = self.seen.insert(key.clone()) {
+                if let Some(forgotten) = self.seen.insert(key) {
                     if self.tracking() {
                         self.changes.seen_forgotten.push(forgotten);
                     }
@@ -105,24 +178,27 @@ impl Endpoint {
                 self.changed_device();
                 self.ack(envelope.id);
             }
-            Processed::Refused(error) => {
-                let from = key.sender;
-                self.refuse(Some(from), &envelope, error);
-            }
+            Processed::Refused(error) => self.refuse(Some(sender), &envelope, error),
             Processed::Stall => {
-                self.stats.held_for_key += 1;
-                if let Err(envelope) = self.stalled.hold(key.clone(), envelope) {
-                    self.refuse(Some(key.sender), &envelope, ClientError::InvalidChange("no sender key, and too many held"));
+                if held_since.is_none() {
+                    self.stats.held_for_key += 1;
+                }
+                let held = Held { envelope, sender, key, since: held_since.unwrap_or(self.now) };
+                if let Err(held) = self.stalled.hold(held, held_since.is_some()) {
+                    self.refuse(Some(held.sender), &held.envelope, ClientError::InvalidChange("no sender key, and too many held"));
                 }
             }
         }
     }
 
-    /// Refuses `envelope` for good: acknowledged, nothing else changed.
+    /// Refuses `envelope` for good: acknowledged (unless its id could not be), nothing else
+    /// changed.
     fn refuse(&mut self, from: Option<ProtocolAddress>, envelope: &Envelope, reason: ClientError) {
         self.stats.refused += 1;
         self.events.push_back(Event::Refused { from, envelope: id16(&envelope.id), reason });
-        self.ack(envelope.id.clone());
+        if envelope.id.len() <= MAX_ENVELOPE_ID_LEN {
+            self.ack(envelope.id.clone());
+        }
     }
 
     /// Acknowledges `id` once the state that processed it is durable.
@@ -130,16 +206,25 @@ impl Endpoint {
         self.unreleased_acks.push_back((self.generation, id));
     }
 
-    fn decrypt(&mut self, key: &SeenKey, envelope: &Envelope, rng: &mut StdRng) -> Processed {
-        let sender = &key.sender;
+    /// Held messages past [`MAX_STALL`]: their key is not coming.
+    pub(super) fn expire_stalled(&mut self) {
+        for held in self.stalled.take_expired(self.now) {
+            let error = ClientError::Session(SessionError::NoSenderKey { sender: held.sender.to_string() });
+            self.refuse(Some(held.sender), &held.envelope, error);
+        }
+    }
+
+    /// Decrypts and acts on `envelope`; on success its group id may have been moved out.
+    fn decrypt(&mut self, sender: &ProtocolAddress, envelope: &mut Envelope, rng: &mut StdRng) -> Processed {
         let kind = EnvelopeKind::try_from(envelope.kind).unwrap_or(EnvelopeKind::Unspecified);
+        let id = id16(&envelope.id);
         match kind {
             EnvelopeKind::SenderKeyMessage => match self.device.decrypt_group(&envelope.group_id, sender, &envelope.content) {
                 Ok(content) => {
                     self.stats.group_decrypts += 1;
                     self.stats.received += 1;
-                    let group = Some(envelope.group_id.clone());
-                    self.events.push_back(Event::Message { from: sender.clone(), group, envelope: key.envelope, content });
+                    let group = Some(std::mem::take(&mut envelope.group_id));
+                    self.events.push_back(Event::Message { from: sender.clone(), group, envelope: id, content });
                     Processed::Done
                 }
                 Err(ClientError::Session(SessionError::NoSenderKey { .. }) | ClientError::UnknownGroup(_) | ClientError::NotAMember { .. }) => {
@@ -169,8 +254,8 @@ impl Endpoint {
                 match received {
                     Received::Application(content) => {
                         self.stats.received += 1;
-                        let group = (!envelope.group_id.is_empty()).then(|| envelope.group_id.clone());
-                        self.events.push_back(Event::Message { from: sender.clone(), group, envelope: key.envelope, content });
+                        let group = (!envelope.group_id.is_empty()).then(|| std::mem::take(&mut envelope.group_id));
+                        self.events.push_back(Event::Message { from: sender.clone(), group, envelope: id, content });
                     }
                     Received::Group { group, epoch, change } => {
                         if let Some(change) = change {
@@ -188,8 +273,7 @@ impl Endpoint {
                         self.events.push_back(Event::RemovedFromGroup { group: group.clone() });
                         // What waited for a key of that group will never read now.
                         for held in self.stalled.take_group(&group) {
-                            let from = seen_key(&held).map(|k| k.sender);
-                            self.refuse(from, &held, ClientError::UnknownGroup(group.clone()));
+                            self.refuse(Some(held.sender), &held.envelope, ClientError::UnknownGroup(group.clone()));
                         }
                     }
                 }
@@ -201,10 +285,8 @@ impl Endpoint {
 
     /// Group messages of `group` held for a key: try them again.
     fn retry_stalled(&mut self, group: &str, rng: &mut StdRng) {
-        for envelope in self.stalled.take_group(group) {
-            if let Some(key) = seen_key(&envelope) {
-                self.process(key, envelope, rng);
-            }
+        for held in self.stalled.take_group(group) {
+            self.process(held.sender, held.key, held.envelope, Some(held.since), rng);
         }
     }
 }

@@ -14,6 +14,12 @@ use crate::error::ClientError;
 /// Devices of one user taken from one bundle answer.
 pub const MAX_DEVICES_PER_USER: usize = 64;
 
+/// Whom work writes to (a user and a group may share a name).
+enum Conversation<'a> {
+    Person(&'a str),
+    Group(&'a str),
+}
+
 /// Work waiting for bundles of some users.
 #[derive(Debug)]
 pub(super) enum Work {
@@ -28,12 +34,12 @@ pub(super) enum Work {
 
 impl Work {
     /// The person or group this work writes to, for keeping their messages in order.
-    fn conversation(&self) -> Option<&str> {
+    fn conversation(&self) -> Option<Conversation<'_>> {
         match self {
-            Work::Direct { to, .. } => Some(to),
-            Work::Group { envelope, .. } => Some(&envelope.group_id),
+            Work::Direct { to, .. } => Some(Conversation::Person(to)),
+            Work::Group { envelope, .. } => Some(Conversation::Group(&envelope.group_id)),
             Work::Pairwise { group, .. } | Work::Create { group, .. } | Work::Add { group, .. } | Work::Remove { group, .. } => {
-                Some(group)
+                Some(Conversation::Group(group))
             }
             Work::Seal(_) => None,
         }
@@ -44,15 +50,6 @@ impl Endpoint {
     /// Whether a bundle must be fetched before writing to `address`.
     fn unknown(&self, address: &ProtocolAddress) -> bool {
         !self.device.has_session(address) && !self.devices_of.contains_key(address.name())
-    }
-
-    /// The devices of `user` this device knows: from its last fetch, else those it has sessions
-    /// with (a user who wrote first needs no fetch to be answered).
-    fn devices_of_user(&self, user: &str) -> Vec<ProtocolAddress> {
-        match self.devices_of.get(user) {
-            Some(devices) => devices.clone(),
-            None => self.device.known_devices().filter(|device| device.name() == user).cloned().collect(),
-        }
     }
 
     fn member_needs(&self, member: &Member) -> Option<String> {
@@ -83,10 +80,8 @@ impl Endpoint {
                 .collect()
         };
         let mut users: Vec<String> = match work {
-            Work::Direct { to, .. } => {
-                let known = self.devices_of.contains_key(to) || self.device.known_devices().any(|d| d.name() == to);
-                (!known).then(|| to.clone()).into_iter().collect()
-            }
+            // Always the user's current device list: sessions alone would miss a device it added.
+            Work::Direct { to, .. } => (!self.devices_of.contains_key(to)).then(|| to.clone()).into_iter().collect(),
             Work::Seal(pending) => pending_needs(pending),
             Work::Group { distributions, .. } => pending_needs(distributions),
             Work::Pairwise { recipients, .. } => recipients.iter().filter(|a| self.unknown(a)).map(|a| a.name().to_owned()).collect(),
@@ -129,8 +124,16 @@ impl Endpoint {
     /// The relay's answer to a fetch: every device of `user` with a bundle that verifies.
     pub(super) fn bundles_arrived(&mut self, user: String, bundles: Bundles, rng: &mut StdRng) {
         self.fetching.remove(&user);
-        let mut devices = Vec::new();
-        for device in bundles.devices.into_iter().take(MAX_DEVICES_PER_USER) {
+        let mut devices: Vec<ProtocolAddress> = Vec::new();
+        for device in bundles.devices {
+            if devices.len() == MAX_DEVICES_PER_USER {
+                break;
+            }
+            // One bundle per device: a list naming a device twice would have every message to
+            // it sent twice.
+            if device.device_id == 0 || devices.iter().any(|known| known.device_id() == device.device_id) {
+                continue;
+            }
             let Some(bundle) = device.bundle else { continue };
             let Ok(bundle) = PreKeyBundle::from_wire(bundle) else { continue };
             if bundle.verify().is_err() {
@@ -143,8 +146,13 @@ impl Endpoint {
         for (_, missing) in &mut self.waiting {
             missing.remove(&user);
         }
-        self.devices_of.insert(user, devices);
+        let none = devices.is_empty();
+        self.devices_of.insert(user.clone(), devices);
         self.run_waiting(rng);
+        if none {
+            // What waited for the user was given up; a later send asks again (it may register).
+            self.devices_of.remove(&user);
+        }
     }
 
     /// Runs `work` now if its bundles are at hand (and nothing waits before it), else once they
@@ -153,6 +161,10 @@ impl Endpoint {
         let needs = self.needs(&work);
         if needs.is_empty() && self.waiting.is_empty() {
             self.run(work, rng);
+            return;
+        }
+        if self.waiting.len() >= super::MAX_WAITING {
+            self.drop_send(DropReason::OutboxFull);
             return;
         }
         for user in &needs {
@@ -168,9 +180,12 @@ impl Endpoint {
     /// membership may have grown meanwhile.
     pub(super) fn run_waiting(&mut self, rng: &mut StdRng) {
         let mut still = VecDeque::new();
-        let mut blocked: HashSet<String> = HashSet::new();
+        let mut blocked: HashSet<(bool, String)> = HashSet::new();
         while let Some((work, missing)) = self.waiting.pop_front() {
-            let conversation = work.conversation().map(str::to_owned);
+            let conversation = work.conversation().map(|c| match c {
+                Conversation::Person(user) => (false, user.to_owned()),
+                Conversation::Group(group) => (true, group.to_owned()),
+            });
             let behind = conversation.as_ref().is_some_and(|c| blocked.contains(c));
             if !missing.is_empty() || behind {
                 blocked.extend(conversation);
@@ -201,7 +216,7 @@ impl Endpoint {
     fn run(&mut self, work: Work, rng: &mut StdRng) {
         match work {
             Work::Direct { to, content } => {
-                let devices = self.devices_of_user(&to);
+                let devices = self.devices_of.get(&to).cloned().unwrap_or_default();
                 if devices.is_empty() {
                     self.drop_send(DropReason::CouldNotSeal(ClientError::NoBundle(ProtocolAddress::new(to, 1))));
                     return;
