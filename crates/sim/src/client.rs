@@ -115,8 +115,8 @@ impl Client {
     }
 
     /// Turns the scenario's deliberate client bugs on. "No rotation on removal" lives in the
-    /// client core and exists only in a build with `--cfg switchboard_inject_bugs` (see
-    /// `tests/injected_bugs.rs`); elsewhere asking for it does nothing.
+    /// client core and exists only in a build with `--cfg switchboard_inject_bugs` (other builds
+    /// refuse a scenario asking for it); "no duplicate drop" is this adapter's.
     pub fn inject(&mut self, no_rotation_on_removal: bool, show_duplicates: bool) {
         #[cfg(switchboard_inject_bugs)]
         self.endpoint.inject_bugs(switchboard_client_core::InjectedBugs { keep_sender_key_on_removal: no_rotation_on_removal });

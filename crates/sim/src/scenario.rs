@@ -334,7 +334,8 @@ pub struct Inject {
     /// The senders' clients hand a plaintext copy to their relay, which keeps it.
     #[serde(default)]
     pub relay_keeps_plaintext: bool,
-    /// Clients keep their sender key when a member is removed.
+    /// Clients keep their sender key when a member is removed (a build with
+    /// `--cfg switchboard_inject_bugs` only; other builds refuse the scenario).
     #[serde(default)]
     pub no_rotation_on_removal: bool,
     /// Clients show an envelope they have already processed again.
@@ -384,6 +385,13 @@ impl Scenario {
         };
         let top = |message: String| ScenarioError { line: 1, message };
 
+        if self.inject.no_rotation_on_removal && !cfg!(switchboard_inject_bugs) {
+            return Err(table(
+                "inject",
+                0,
+                "no_rotation_on_removal is a bug in the client core, built only with RUSTFLAGS=\"--cfg switchboard_inject_bugs\" (never into the product)".into(),
+            ));
+        }
         let seconds = |value: f64| value.is_finite() && (0.0..=MAX_SECONDS).contains(&value);
         if !seconds(self.duration_s) || self.duration_s == 0.0 {
             return Err(top(format!("duration_s must be over 0 and at most {MAX_SECONDS}")));

@@ -103,6 +103,14 @@ fn a_client_that_does_not_rotate_on_removal_is_caught() {
     assert_eq!(clean.adversaries.membership_readable, 0);
 }
 
+/// The product's build has no such bug to turn on, and says so instead of running clean.
+#[test]
+#[cfg(not(switchboard_inject_bugs))]
+fn a_build_without_the_bug_refuses_a_scenario_asking_for_it() {
+    let error = Scenario::parse(&format!("{CHURN}\n[inject]\nno_rotation_on_removal = true\n")).unwrap_err();
+    assert!(error.message.contains("--cfg switchboard_inject_bugs"), "{error}");
+}
+
 #[test]
 fn a_client_that_does_not_drop_duplicates_is_caught() {
     let duplicating = format!("{CHURN}\n[[adversary]]\nrelay = \"blue\"\nkind = \"replay\"\nshare = 0.3\n");
