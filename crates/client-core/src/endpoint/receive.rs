@@ -269,13 +269,9 @@ impl Endpoint {
                         }
                         self.retry_stalled(&group, rng);
                     }
-                    Received::RemovedFromGroup { group } => {
-                        self.events.push_back(Event::RemovedFromGroup { group: group.clone() });
-                        // What waited for a key of that group will never read now.
-                        for held in self.stalled.take_group(&group) {
-                            self.refuse(Some(held.sender), &held.envelope, ClientError::UnknownGroup(group.clone()));
-                        }
-                    }
+                    // What waits for a key of that group stays held (until MAX_STALL): the news
+                    // of this device's return may be on its way, behind that of its removal.
+                    Received::RemovedFromGroup { group } => self.events.push_back(Event::RemovedFromGroup { group }),
                 }
                 Processed::Done
             }

@@ -14,12 +14,6 @@ use crate::error::ClientError;
 /// Devices of one user taken from one bundle answer.
 pub const MAX_DEVICES_PER_USER: usize = 64;
 
-/// Whom work writes to (a user and a group may share a name).
-enum Conversation<'a> {
-    Person(&'a str),
-    Group(&'a str),
-}
-
 /// Work waiting for bundles of some users.
 #[derive(Debug)]
 pub(super) enum Work {
@@ -30,20 +24,6 @@ pub(super) enum Work {
     Create { group: String, members: Vec<Member>, suite: Suite },
     Add { group: String, member: Member },
     Remove { group: String, member: Member },
-}
-
-impl Work {
-    /// The person or group this work writes to, for keeping their messages in order.
-    fn conversation(&self) -> Option<Conversation<'_>> {
-        match self {
-            Work::Direct { to, .. } => Some(Conversation::Person(to)),
-            Work::Group { envelope, .. } => Some(Conversation::Group(&envelope.group_id)),
-            Work::Pairwise { group, .. } | Work::Create { group, .. } | Work::Add { group, .. } | Work::Remove { group, .. } => {
-                Some(Conversation::Group(group))
-            }
-            Work::Seal(_) => None,
-        }
-    }
 }
 
 impl Endpoint {
@@ -174,21 +154,14 @@ impl Endpoint {
         self.run_waiting(rng);
     }
 
-    /// Runs, in order, every waiting work no longer waiting for a bundle, except behind earlier
-    /// work of the same conversation that still waits (so that messages to one person or group
-    /// go out in the order they were written). Each is checked once more as it runs: a group's
-    /// membership may have grown meanwhile.
+    /// Runs, in order, every waiting work no longer waiting for a bundle. (Each is checked once
+    /// more as it runs: a group's membership may have grown meanwhile.) Work that needs nothing
+    /// may so overtake earlier work still waiting for bundles — a group message its key, say;
+    /// receivers hold such a message until the key comes.
     pub(super) fn run_waiting(&mut self, rng: &mut StdRng) {
         let mut still = VecDeque::new();
-        let mut blocked: HashSet<(bool, String)> = HashSet::new();
         while let Some((work, missing)) = self.waiting.pop_front() {
-            let conversation = work.conversation().map(|c| match c {
-                Conversation::Person(user) => (false, user.to_owned()),
-                Conversation::Group(group) => (true, group.to_owned()),
-            });
-            let behind = conversation.as_ref().is_some_and(|c| blocked.contains(c));
-            if !missing.is_empty() || behind {
-                blocked.extend(conversation);
+            if !missing.is_empty() {
                 still.push_back((work, missing));
                 continue;
             }
@@ -199,7 +172,6 @@ impl Endpoint {
                 for user in &needs {
                     self.fetch(user);
                 }
-                blocked.extend(conversation);
                 still.push_back((work, needs.into_iter().collect::<HashSet<_>>()));
             }
         }
