@@ -260,6 +260,9 @@ impl Device {
         let pending = self.send_control(&group, &others);
         let outgoing = self.seal_all(pending, directory, rng)?;
         self.groups.insert(id.to_owned(), group);
+        // A key the member handed out while this device did not count it in (a member re-added
+        // that sent before it learnt of its removal) applies now.
+        self.apply_held_keys(id);
         Ok(outgoing)
     }
 
@@ -417,18 +420,8 @@ impl Device {
         if let Some(group) = group {
             self.groups.insert(id.clone(), group);
         }
-        let group = self.groups.get(&id).ok_or_else(|| ClientError::UnknownGroup(id.clone()))?;
-        let epoch = group.epoch;
-        let mut now_members: Vec<_> =
-            self.held_keys.keys().filter(|(held, sender)| *held == id && group.members.contains(sender)).cloned().collect();
-        now_members.sort();
-        for key in now_members {
-            for held in self.held_keys.remove(&key).unwrap_or_default() {
-                // Checked when kept (`SenderKeyDistributionMessage::parse`): nothing here can fail
-                // the announcement, which must be applied whatever a held key holds.
-                let _ = sender_keys::process_distribution(&mut self.sender_keys, &id, &key.1, &held);
-            }
-        }
+        let epoch = self.groups.get(&id).ok_or_else(|| ClientError::UnknownGroup(id.clone()))?.epoch;
+        self.apply_held_keys(&id);
         // A member asks for our key (it lost it, or an older client's announcement reached it
         // too early): it gets it with our next message.
         if control.request_sender_key && !joining {
@@ -437,6 +430,21 @@ impl Device {
             }
         }
         Ok((Received::Group { group: id, epoch, change }, Vec::new()))
+    }
+
+    /// Applies the keys held for senders of group `id` that are members now.
+    fn apply_held_keys(&mut self, id: &str) {
+        let Some(group) = self.groups.get(id) else { return };
+        let mut now_members: Vec<_> =
+            self.held_keys.keys().filter(|(held, sender)| held == id && group.members.contains(sender)).cloned().collect();
+        now_members.sort();
+        for key in now_members {
+            for held in self.held_keys.remove(&key).unwrap_or_default() {
+                // Checked when kept (`SenderKeyDistributionMessage::parse`): nothing here can fail
+                // the change, which must be applied whatever a held key holds.
+                let _ = sender_keys::process_distribution(&mut self.sender_keys, id, &key.1, &held);
+            }
+        }
     }
 
     /// A member's sender key, without the member list: applied if the sender is a member as this

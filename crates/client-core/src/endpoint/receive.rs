@@ -280,7 +280,7 @@ impl Endpoint {
     }
 
     /// Group messages of `group` held for a key: try them again.
-    fn retry_stalled(&mut self, group: &str, rng: &mut StdRng) {
+    pub(super) fn retry_stalled(&mut self, group: &str, rng: &mut StdRng) {
         for held in self.stalled.take_group(group) {
             self.process(held.sender, held.key, held.envelope, Some(held.since), rng);
         }

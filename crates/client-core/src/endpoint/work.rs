@@ -283,7 +283,9 @@ impl Endpoint {
                 self.queue_pairwise(outgoing, "", rng);
                 let by = self.device.address().clone();
                 let epoch = self.device.group(&group).map_or(0, |g| g.epoch);
-                self.events.push_back(Event::GroupChanged { group, epoch, by, added, removed });
+                self.events.push_back(Event::GroupChanged { group: group.clone(), epoch, by, added, removed });
+                // A member added may have written before: what waited for it reads now.
+                self.retry_stalled(&group, rng);
             }
             Err(error) => self.drop_send(DropReason::CouldNotSeal(error)),
         }
