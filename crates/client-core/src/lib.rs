@@ -38,7 +38,8 @@ pub fn wire_address(address: &switchboard_session::ProtocolAddress) -> switchboa
     switchboard_wire::switchboard::DeviceAddress { name: address.name().to_owned(), device_id: address.device_id() }
 }
 
-/// The hub app of group `id` (`name@app`): the app after its last `@`.
-pub fn hub_of(id: &str) -> &str {
-    id.rsplit_once('@').map_or("", |(_, app)| app)
+/// The hub app of group `id` (`name@app`, parsed as every address is:
+/// [`switchboard_wire::address::UserAddress`]).
+pub fn hub_of(id: &str) -> Result<&str, switchboard_wire::address::AddressError> {
+    switchboard_wire::address::UserAddress::split(id).map(|(_, app)| app)
 }

@@ -201,7 +201,7 @@ impl Harness {
     }
 
     pub fn add_device_with(&mut self, user: &str, device_id: u32, config: EndpointConfig) -> DeviceId {
-        let app = user.rsplit_once('@').expect("name@app").1.to_owned();
+        let app = switchboard_wire::address::UserAddress::split(user).expect("name@app").1.to_owned();
         let endpoint = Endpoint::new(ProtocolAddress::new(user, device_id), None, config, &mut self.rng);
         let disk = (config.storage == Storage::Durable).then(Disk::default);
         self.devices.push(DeviceNode {

@@ -260,6 +260,8 @@ pub enum CommandError {
     TooManyLinks,
     #[error("content of {len} bytes is over the limit of {limit}")]
     TooLarge { len: usize, limit: usize },
+    #[error("not an address: {0}")]
+    Address(#[from] switchboard_wire::address::AddressError),
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -627,6 +629,7 @@ impl Endpoint {
     pub fn send(&mut self, now: Duration, user: &str, content: Vec<u8>, rng: &mut StdRng) -> Result<(), CommandError> {
         self.now = self.now.max(now);
         check_content(&content)?;
+        switchboard_wire::address::UserAddress::split(user)?;
         self.stats.sent += 1;
         self.submit(Work::Direct { to: user.to_owned(), content }, rng);
         self.release();
@@ -639,6 +642,7 @@ impl Endpoint {
     pub fn send_group(&mut self, now: Duration, id: &str, content: Vec<u8>, rng: &mut StdRng) -> Result<Option<Vec<u8>>, CommandError> {
         self.now = self.now.max(now);
         check_content(&content)?;
+        let hub = crate::hub_of(id)?.to_owned();
         let me = self.address().clone();
         let group = self.device.group(id).ok_or_else(|| CommandError::UnknownGroup(id.to_owned()))?;
         let sent = match self.config.group_strategy {
@@ -655,7 +659,7 @@ impl Endpoint {
                     id: envelope_id(rng),
                     sender: Some(wire_address(&me)),
                     group_id: id.to_owned(),
-                    hub: crate::hub_of(id).to_owned(),
+                    hub,
                     recipients: message.recipients.iter().map(wire_address).collect(),
                     content: message.bytes.clone(),
                 };
@@ -668,9 +672,14 @@ impl Endpoint {
         Ok(sent)
     }
 
-    /// Creates group `id` (`name@app`, the app being its hub) with `members`.
+    /// Creates group `id` (`name@app`, the app being its hub) with `members`. A malformed id is
+    /// given up as [`Event::SendDropped`].
     pub fn create_group(&mut self, now: Duration, id: &str, members: Vec<Member>, suite: Suite, rng: &mut StdRng) {
         self.now = self.now.max(now);
+        if crate::hub_of(id).is_err() {
+            self.drop_send(DropReason::CouldNotSeal(ClientError::InvalidPayload("a group id is name@app")));
+            return;
+        }
         self.submit(Work::Create { group: id.to_owned(), members, suite }, rng);
         self.release();
     }
