@@ -141,8 +141,9 @@ enum Processed {
 }
 
 impl Endpoint {
-    pub(super) fn deliver(&mut self, envelope: Envelope, rng: &mut StdRng) {
-        let Some(sender) = envelope.sender.as_ref().map(|s| ProtocolAddress::new(s.name.clone(), s.device_id)) else {
+    pub(super) fn deliver(&mut self, mut envelope: Envelope, rng: &mut StdRng) {
+        // Taken, not copied: the sender travels beside the envelope from here on.
+        let Some(sender) = envelope.sender.take().map(|s| ProtocolAddress::new(s.name, s.device_id)) else {
             self.refuse(None, &envelope, ClientError::InvalidPayload("an envelope without a sender"));
             return;
         };
