@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian machine with Rust: installs what is missing
-# (cmake, which builds Signal's reference C library), then the whole workspace's tests, the
-# fuzz targets' build, and a short replay of each fuzz target.
+# (cmake, which builds Signal's reference C library), checks that the cores link no I/O and that
+# the product holds no bug switch, then the whole workspace's tests, the simulator's test of a
+# deliberate client bug (in a build of its own), the fuzz targets' build, and a short replay of
+# each fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
