@@ -22,7 +22,8 @@
 //! nothing it encrypted is sent, before the driver reports the state that did it durable
 //! ([`Endpoint::persisted`]); a crash between the two loses nothing (the relay delivers again, the
 //! outbox sends again). With [`Storage::InMemory`] the state in memory is all there is, and counts
-//! as durable as soon as it changes.
+//! as durable as soon as it changes. Not yet durable: work still waiting for a recipient's bundles
+//! (not sealed, so in no outbox) lives in memory only, and a crash before it is sealed loses it.
 
 pub mod dedupe;
 mod outbox;
