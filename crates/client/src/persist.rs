@@ -7,8 +7,8 @@ use std::path::Path;
 
 use rand::rngs::StdRng;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use switchboard_client_core::endpoint::{Credential, Endpoint, EndpointConfig, Persist, SeenKey};
-use switchboard_client_core::{ClientError, Device};
+use switchboard_client_core::ClientError;
+use switchboard_client_core::endpoint::{Endpoint, EndpointConfig, Persist, SeenKey};
 use switchboard_wire::switchboard::DeviceSnapshot;
 use switchboard_wire::{Message, decode};
 
@@ -125,8 +125,6 @@ impl DeviceDatabase {
             Some(bytes) => decode(bytes.value(), MAX_SNAPSHOT_LEN)?,
             None => return Err(PersistError::Empty),
         };
-        let device = Device::restore(&snapshot)?;
-        let credential = (!snapshot.credential.is_empty()).then(|| Credential(snapshot.credential.clone()));
         let mut seen: Vec<(u64, SeenKey)> = Vec::new();
         if let Ok(table) = txn.open_table(SEEN) {
             for entry in table.iter()? {
@@ -144,14 +142,6 @@ impl DeviceDatabase {
                 outbox.push((seq.value(), frame.value().to_vec()));
             }
         }
-        Ok(Endpoint::restore(
-            device,
-            credential,
-            snapshot.bundles_published,
-            seen.into_iter().map(|(_, key)| key),
-            outbox,
-            config,
-            rng,
-        ))
+        Ok(Endpoint::restore(&snapshot, seen.into_iter().map(|(_, key)| key), outbox, config, rng)?)
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use switchboard_client_core::endpoint::{Credential, EndpointConfig, Persist, SeenKey, Storage};
-use switchboard_client_core::{Device, Endpoint, Event};
+use switchboard_client_core::endpoint::{EndpointConfig, Persist, SeenKey, Storage};
+use switchboard_client_core::{Endpoint, Event};
 use switchboard_relay_core::{Action, ConnId, RelayCore};
 use switchboard_relay_core::state::StoredState;
 use switchboard_session::ProtocolAddress;
@@ -65,13 +65,11 @@ impl Disk {
     fn restore(&self, config: EndpointConfig, rng: &mut StdRng) -> Endpoint {
         let snapshot: DeviceSnapshot =
             switchboard_wire::decode(self.snapshot.as_ref().expect("a device writes its snapshot first"), usize::MAX).expect("written here");
-        let device = Device::restore(&snapshot).expect("written here");
-        let credential = (!snapshot.credential.is_empty()).then(|| Credential(snapshot.credential.clone()));
         let mut seen: Vec<(&u64, &[u8; 16])> = self.seen.iter().map(|(k, v)| (v, k)).collect();
         seen.sort();
         let seen = seen.into_iter().filter_map(|(_, key)| SeenKey::from_bytes(key));
         let outbox = self.outbox.iter().map(|(seq, frame)| (*seq, frame.clone()));
-        Endpoint::restore(device, credential, snapshot.bundles_published, seen, outbox, config, rng)
+        Endpoint::restore(&snapshot, seen, outbox, config, rng).expect("written here")
     }
 }
 

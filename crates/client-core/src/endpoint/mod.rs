@@ -320,19 +320,20 @@ impl Endpoint {
         endpoint
     }
 
-    /// The endpoint as it was persisted: its device, credential, whether its bundles were
-    /// published, the envelopes it had processed (oldest first) and its outbox (entries as
-    /// [`Self::outbox_frame`] wrote them). Entries that do not decode are dropped.
+    /// The endpoint as it was persisted: its snapshot ([`Self::snapshot`]: device, credential,
+    /// whether its bundles were published), the envelopes it had processed (oldest first) and its
+    /// outbox (entries as [`Self::outbox_frame`] wrote them). Entries that do not decode are
+    /// dropped; a snapshot that does not restore is an error.
     pub fn restore(
-        device: Device,
-        credential: Option<Credential>,
-        bundles_published: bool,
+        snapshot: &switchboard_wire::switchboard::DeviceSnapshot,
         seen: impl IntoIterator<Item = SeenKey>,
         outbox: impl IntoIterator<Item = (u64, Vec<u8>)>,
         config: EndpointConfig,
         rng: &mut StdRng,
-    ) -> Endpoint {
-        let mut device = device;
+    ) -> Result<Endpoint, ClientError> {
+        let mut device = Device::restore(snapshot)?;
+        let credential = (!snapshot.credential.is_empty()).then(|| Credential(snapshot.credential.clone()));
+        let bundles_published = snapshot.bundles_published;
         let bundles = if bundles_published {
             Vec::new()
         } else {
@@ -351,7 +352,7 @@ impl Endpoint {
         if !bundles_published {
             endpoint.changed_device();
         }
-        endpoint
+        Ok(endpoint)
     }
 
     fn with_device(
