@@ -226,8 +226,10 @@ async fn an_offline_device_catches_up_and_a_tampering_relay_is_caught() {
         let (device, mailbox) = state.mailboxes.iter().find(|(_, m)| m.len() == 5).expect("bob's five envelopes");
         let (seq, envelope) = mailbox.iter().nth(2).unwrap();
         let mut tampered = envelope.clone();
-        let middle = tampered.content.len() / 2;
-        tampered.content[middle] ^= 0x40;
+        let mut content = tampered.content.to_vec();
+        let middle = content.len() / 2;
+        content[middle] ^= 0x40;
+        tampered.content = content.into();
         store.commit(&[Mutation::PutEnvelope { device: device.clone(), seq: *seq, envelope: tampered }]).unwrap();
     }
     federation.start("blue");

@@ -17,6 +17,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     }
     let descriptors = protox::compile(files, [&proto_root])?;
-    prost_build::Config::new().compile_fds(descriptors)?;
+    // An envelope's id and content (and the ids that acknowledge it) are shared, not copied, when a relay stores one envelope in
+    // many mailboxes and hands it on: cloning them is a reference count.
+    prost_build::Config::new()
+        .bytes([
+            ".switchboard.Envelope.id",
+            ".switchboard.Envelope.content",
+            ".switchboard.GroupEnvelope.id",
+            ".switchboard.GroupEnvelope.content",
+            ".switchboard.Acknowledge.ids",
+        ])
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ fn address(name: &str) -> Option<DeviceAddress> {
 }
 
 fn envelope(from: &str, to: &str) -> Envelope {
-    Envelope { id: vec![7; 16], sender: address(from), recipient: address(to), kind: 2, content: vec![0x33; 48], group_id: String::new() }
+    Envelope { id: vec![7; 16].into(), sender: address(from), recipient: address(to), kind: 2, content: vec![0x33; 48].into(), group_id: String::new() }
 }
 
 fn record(source: u8, frame: Vec<u8>) -> Vec<u8> {
@@ -32,12 +32,12 @@ fn link(body: federation_frame::Body) -> Vec<u8> {
 
 fn main() {
     let group = GroupEnvelope {
-        id: vec![8; 16],
+        id: vec![8; 16].into(),
         sender: address("alice@green"),
         group_id: "g@green".into(),
         hub: "green".into(),
         recipients: vec![address("bob@green").unwrap(), address("x@blue").unwrap(), address("y@red").unwrap()],
-        content: vec![0x33; 40],
+        content: vec![0x33; 40].into(),
     };
     let seeds: Vec<(&str, Vec<u8>)> = vec![
         ("send-local", record(0, client(client_frame::Body::Send(envelope("alice@green", "bob@green"))))),
@@ -49,7 +49,7 @@ fn main() {
                   record(0, client(client_frame::Body::FetchBlob(FetchBlob { blob_id: "00@red".into() })))].concat()),
         ("forward-in", [record(2, link(federation_frame::Body::Forward(envelope("x@blue", "alice@green")))), record(4, vec![])].concat()),
         ("forward-group-in", record(2, link(federation_frame::Body::ForwardGroup(GroupEnvelope { sender: address("x@blue"), hub: "blue".into(), ..group.clone() })))),
-        ("ack", record(0, client(client_frame::Body::Acknowledge(Acknowledge { ids: vec![vec![7; 16]] })))),
+        ("ack", record(0, client(client_frame::Body::Acknowledge(Acknowledge { ids: vec![vec![7; 16].into()] })))),
         ("answer-out", record(3, link(federation_frame::Body::Acknowledge(Acknowledge { ids: vec![] })))),
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/relay_frames");

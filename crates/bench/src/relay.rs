@@ -82,11 +82,11 @@ fn envelope(sender: &DeviceAddress, recipient: &DeviceAddress, sequence: u64, st
     let mut content = vec![0xa5; ENVELOPE_CONTENT];
     content[..8].copy_from_slice(&stamp.to_be_bytes());
     Envelope {
-        id,
+        id: id.into(),
         sender: Some(sender.clone()),
         recipient: Some(recipient.clone()),
         kind: EnvelopeKind::SignalMessage as i32,
-        content,
+        content: content.into(),
         group_id: String::new(),
     }
 }
@@ -270,12 +270,12 @@ async fn fanout(federation: &LocalFederation, members: usize, tag: &str) -> (f64
         });
     }
     let group = GroupEnvelope {
-        id: vec![7; 16],
+        id: vec![7; 16].into(),
         sender: Some(sender.address.clone()),
         group_id: format!("g{tag}@green"),
         hub: "green".into(),
         recipients,
-        content: vec![0x5a; ENVELOPE_CONTENT],
+        content: vec![0x5a; ENVELOPE_CONTENT].into(),
     };
     sender.send(99, Body::SendGroup(group)).await;
     while tasks.join_next().await.is_some() {}

@@ -280,7 +280,7 @@ impl Device {
             return Err(ClientError::InvalidChange("a device cannot remove itself this way"));
         }
         let mut group = self.groups.get(id).cloned().ok_or_else(|| ClientError::UnknownGroup(id.to_owned()))?;
-        if !group.members.remove(member) {
+        if !group.members.shift_remove(member) {
             return Err(ClientError::InvalidChange("not a member"));
         }
         group.epoch = group.epoch.checked_add(1).ok_or(ClientError::InvalidChange("epoch exhausted"))?;

@@ -2,7 +2,7 @@
 //! removal, a member who joins late reads nothing sent before it joined, and everyone else reads
 //! everything.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -82,8 +82,9 @@ impl World {
     fn everyone_reads_everyone(&mut self, members: &[&str], text: &str) {
         for sender in members {
             let message = self.group_send(sender, &format!("{text} from {sender}"));
-            let expected: Vec<_> = members.iter().filter(|m| *m != sender).map(|m| address(m)).collect();
-            assert_eq!(message.recipients, expected);
+            let expected: BTreeSet<_> = members.iter().filter(|m| *m != sender).map(|m| address(m)).collect();
+            assert_eq!(message.recipients.iter().cloned().collect::<BTreeSet<_>>(), expected);
+            assert_eq!(message.recipients.len(), expected.len(), "each member once");
             for reader in members.iter().filter(|m| *m != sender) {
                 assert_eq!(
                     self.group_read(reader, sender, &message).unwrap(),

@@ -83,6 +83,7 @@ impl RelayCore {
         let mut credential = [0u8; 32];
         self.rng.fill_bytes(&mut credential);
         let credential_hash: [u8; 32] = Sha256::digest(credential).into();
+        self.mailbox_index.insert(device.clone(), Default::default());
         self.mutate(Mutation::PutAccount { device, credential_hash });
         let registered = Registered { credential: credential.to_vec() };
         self.deferred.push(Deferred::Client(
@@ -256,7 +257,7 @@ impl RelayCore {
 
     fn acknowledge(&mut self, device: &DeviceKey, ack: Acknowledge) {
         for id in ack.ids {
-            let Some(seq) = self.mailbox_ids.get_mut(device).and_then(|ids| ids.remove(&id)) else { continue };
+            let Some(seq) = self.mailbox_index.get_mut(device).and_then(|ids| ids.remove(&id)) else { continue };
             self.mutate(Mutation::DeleteEnvelope { device: device.clone(), seq });
         }
     }

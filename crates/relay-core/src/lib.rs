@@ -37,6 +37,7 @@ mod routing;
 use std::collections::{BTreeSet, HashMap};
 
 use rand::rngs::StdRng;
+use switchboard_wire::Bytes;
 use switchboard_wire::address::UserAddress;
 use switchboard_wire::switchboard::{
     DeviceAddress, Envelope, ErrorCode, Failure, FederationFrame, ServerFrame, federation_frame, server_frame,
@@ -131,8 +132,10 @@ pub struct RelayCore {
     app: String,
     peers: BTreeSet<String>,
     state: StoredState,
-    /// Envelope id → sequence number, per mailbox (acknowledgements and dropping duplicates).
-    mailbox_ids: HashMap<DeviceKey, HashMap<Vec<u8>, u64>>,
+    /// One entry per account: its mailbox as envelope id → sequence number. One lookup answers
+    /// whether a device exists, how full its mailbox is, which envelope an acknowledgement
+    /// names, and whether an envelope is a duplicate.
+    mailbox_index: HashMap<DeviceKey, HashMap<Bytes, u64>>,
     next_seq: u64,
     rng: StdRng,
     clients: HashMap<ConnId, Option<DeviceKey>>,
@@ -157,11 +160,11 @@ impl RelayCore {
     /// `rng` makes the credentials and blob ids it issues: seed it from the operating system
     /// outside tests and simulations.
     pub fn new(app: &str, peers: impl IntoIterator<Item = String>, state: StoredState, rng: StdRng) -> Self {
-        let mut mailbox_ids: HashMap<DeviceKey, HashMap<Vec<u8>, u64>> = HashMap::new();
+        let mut mailbox_index: HashMap<DeviceKey, HashMap<Bytes, u64>> =
+            state.accounts.keys().map(|device| (device.clone(), HashMap::new())).collect();
         for (device, mailbox) in &state.mailboxes {
-            let ids = mailbox_ids.entry(device.clone()).or_default();
-            for (seq, envelope) in mailbox {
-                ids.insert(envelope.id.clone(), *seq);
+            if let Some(ids) = mailbox_index.get_mut(device) {
+                ids.extend(mailbox.iter().map(|(seq, envelope)| (envelope.id.clone(), *seq)));
             }
         }
         RelayCore {
@@ -169,7 +172,7 @@ impl RelayCore {
             peers: peers.into_iter().filter(|peer| peer != app).collect(),
             next_seq: state.next_seq(),
             state,
-            mailbox_ids,
+            mailbox_index,
             rng,
             clients: HashMap::new(),
             online: HashMap::new(),

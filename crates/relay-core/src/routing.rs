@@ -9,7 +9,7 @@ use switchboard_wire::switchboard::{
     DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FederationFrame, GroupEnvelope, federation_frame,
 };
 
-use super::{Deferred, MAILBOX_QUOTA, MAX_GROUP_FANOUT_BYTES, MAX_GROUP_RECIPIENTS, OUTBOX_QUOTA, RelayCore, app_of, device_key};
+use super::{Deferred, DeviceKey, MAILBOX_QUOTA, MAX_GROUP_FANOUT_BYTES, MAX_GROUP_RECIPIENTS, OUTBOX_QUOTA, RelayCore, app_of, device_key};
 use crate::state::Mutation;
 
 type Refusal = (ErrorCode, &'static str);
@@ -19,8 +19,9 @@ impl RelayCore {
     pub(super) fn route(&mut self, envelope: Envelope, recipient: &DeviceAddress) -> Result<(), Refusal> {
         let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?.to_owned();
         if app == self.app {
-            self.check_local(recipient)?;
-            self.store_local(recipient, envelope);
+            let device = device_key(recipient);
+            self.check_local(&device)?;
+            self.store_local(device, envelope);
             return Ok(());
         }
         if !self.peers.contains(&app) {
@@ -48,7 +49,7 @@ impl RelayCore {
         for recipient in &group.recipients {
             let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?;
             if app == self.app {
-                local.push(recipient.clone());
+                local.push((device_key(recipient), recipient));
             } else if Some(app) != from_app {
                 remote.entry(app.to_owned()).or_default().push(recipient.clone());
             }
@@ -66,13 +67,13 @@ impl RelayCore {
             vec![(hub.clone(), remote.into_values().flatten().collect())]
         };
         // Refuse before changing anything.
-        for recipient in &local {
-            self.check_local(recipient)?;
+        for (device, _) in &local {
+            self.check_local(device)?;
         }
         for (app, _) in &outgoing {
             self.check_outbox(app)?;
         }
-        for recipient in local {
+        for (device, recipient) in local {
             let envelope = Envelope {
                 id: group.id.clone(),
                 sender: group.sender.clone(),
@@ -81,7 +82,7 @@ impl RelayCore {
                 content: group.content.clone(),
                 group_id: group.group_id.clone(),
             };
-            self.store_local(&recipient, envelope);
+            self.store_local(device, envelope);
         }
         for (app, recipients) in outgoing {
             let copy = GroupEnvelope { recipients, ..group.clone() };
@@ -90,15 +91,12 @@ impl RelayCore {
         Ok(())
     }
 
-    fn check_local(&self, recipient: &DeviceAddress) -> Result<(), Refusal> {
-        let device = device_key(recipient);
-        if !self.state.accounts.contains_key(&device) {
-            return Err((ErrorCode::UnknownRecipient, "no such device"));
+    fn check_local(&self, device: &DeviceKey) -> Result<(), Refusal> {
+        match self.mailbox_index.get(device) {
+            None => Err((ErrorCode::UnknownRecipient, "no such device")),
+            Some(ids) if ids.len() >= MAILBOX_QUOTA => Err((ErrorCode::MailboxFull, "the recipient's mailbox is full")),
+            Some(_) => Ok(()),
         }
-        if self.state.mailboxes.get(&device).map_or(0, |m| m.len()) >= MAILBOX_QUOTA {
-            return Err((ErrorCode::MailboxFull, "the recipient's mailbox is full"));
-        }
-        Ok(())
     }
 
     fn check_outbox(&self, app: &str) -> Result<(), Refusal> {
@@ -108,14 +106,16 @@ impl RelayCore {
         Ok(())
     }
 
-    /// Stores an envelope for a local device (once per envelope id) and delivers it when durable.
-    fn store_local(&mut self, recipient: &DeviceAddress, envelope: Envelope) {
-        let device = device_key(recipient);
-        if self.mailbox_ids.get(&device).is_some_and(|ids| ids.contains_key(&envelope.id)) {
+    /// Stores an envelope for a local device that [`Self::check_local`] accepted (once per
+    /// envelope id) and delivers it when durable.
+    fn store_local(&mut self, device: DeviceKey, envelope: Envelope) {
+        let Some(ids) = self.mailbox_index.get_mut(&device) else { return };
+        if ids.contains_key(&envelope.id) {
             return;
         }
-        let seq = self.seq();
-        self.mailbox_ids.entry(device.clone()).or_default().insert(envelope.id.clone(), seq);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        ids.insert(envelope.id.clone(), seq);
         self.metrics.envelopes_stored += 1;
         self.mutate(Mutation::PutEnvelope { device: device.clone(), seq, envelope: envelope.clone() });
         self.deferred.push(Deferred::Deliver(device, envelope));

@@ -48,7 +48,11 @@ impl StoredState {
                 self.bundles.insert(device.clone(), bundles.clone());
             }
             Mutation::PutEnvelope { device, seq, envelope } => {
-                self.mailboxes.entry(device.clone()).or_default().insert(*seq, envelope.clone());
+                let mailbox = match self.mailboxes.get_mut(device) {
+                    Some(mailbox) => mailbox,
+                    None => self.mailboxes.entry(device.clone()).or_default(),
+                };
+                mailbox.insert(*seq, envelope.clone());
             }
             Mutation::DeleteEnvelope { device, seq } => {
                 if let Some(mailbox) = self.mailboxes.get_mut(device) {

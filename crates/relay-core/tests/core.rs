@@ -161,11 +161,11 @@ fn address(user: &str) -> DeviceAddress {
 
 fn envelope(id: u8, from: &str, to: &str) -> Envelope {
     Envelope {
-        id: vec![id; 16],
+        id: vec![id; 16].into(),
         sender: Some(address(from)),
         recipient: Some(address(to)),
         kind: EnvelopeKind::SignalMessage as i32,
-        content: vec![0xc1; 64],
+        content: vec![0xc1; 64].into(),
         group_id: String::new(),
     }
 }
@@ -193,7 +193,7 @@ fn a_message_to_another_app_is_stored_there_delivered_and_deleted_on_acknowledge
     // Stored on blue's disk until Bob acknowledges; green's outbox is empty (blue acknowledged).
     assert_eq!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].len(), 1);
     assert!(net.durable["green"].outboxes.values().all(|o| o.is_empty()));
-    net.send_raw(&blue, bob, &ClientFrame { request_id: 11, body: Some(Body::Acknowledge(Acknowledge { ids: vec![vec![1; 16]] })) }.encode_to_vec());
+    net.send_raw(&blue, bob, &ClientFrame { request_id: 11, body: Some(Body::Acknowledge(Acknowledge { ids: vec![vec![1; 16].into()] })) }.encode_to_vec());
     assert!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].is_empty());
 }
 
@@ -272,12 +272,12 @@ fn a_group_message_crosses_each_app_boundary_once_from_the_hub_and_from_a_follow
         };
         let before: u64 = APPS.iter().map(|a| net.cores[*a].metrics().envelopes_forwarded).sum();
         let group = GroupEnvelope {
-            id: vec![7; 16],
+            id: vec![7; 16].into(),
             sender: Some(address(sender)),
             group_id: "g".into(),
             hub: "green".into(),
             recipients: members.iter().map(|(u, _, _)| address(u)).collect(),
-            content: vec![0x33; 100],
+            content: vec![0x33; 100].into(),
         };
         assert!(is_done(&net.request(&sender_app, sender_conn, 40, Body::SendGroup(group))));
         let after: u64 = APPS.iter().map(|a| net.cores[*a].metrics().envelopes_forwarded).sum();
@@ -311,10 +311,10 @@ fn misbehaving_clients_get_typed_errors() {
     assert_eq!(code(&net.request(&green, alice, 4, Body::Send(envelope(1, "alice@green", "nobody@green")))), Some(ErrorCode::UnknownRecipient));
     assert_eq!(code(&net.request(&green, alice, 5, Body::Send(envelope(1, "alice@green", "x@purple")))), Some(ErrorCode::UnknownRecipient));
     let mut big = envelope(1, "alice@green", "bob@blue");
-    big.content = vec![0; 300 * 1024];
+    big.content = vec![0; 300 * 1024].into();
     assert_eq!(code(&net.request(&green, alice, 6, Body::Send(big))), Some(ErrorCode::TooLarge));
     let mut short_id = envelope(1, "alice@green", "bob@blue");
-    short_id.id = vec![1; 3];
+    short_id.id = vec![1; 3].into();
     assert_eq!(code(&net.request(&green, alice, 7, Body::Send(short_id))), Some(ErrorCode::Malformed));
     let register = Register { user: "eve@blue".into(), device_id: 1 };
     assert_eq!(code(&net.request(&green, alice, 8, Body::Register(register))), Some(ErrorCode::Forbidden));
@@ -426,12 +426,12 @@ fn one_group_frame_cannot_make_the_relay_store_more_than_its_limit() {
     let mut net = Net::new();
     let (green, alice, _) = net.device("alice@green");
     let group = GroupEnvelope {
-        id: vec![1; 16],
+        id: vec![1; 16].into(),
         sender: Some(address("alice@green")),
         group_id: "g".into(),
         hub: "green".into(),
         recipients: (0..10_000).map(|i| address(&format!("u{i}@green"))).collect(),
-        content: vec![0; 200 * 1024],
+        content: vec![0; 200 * 1024].into(),
     };
     let answer = net.request(&green, alice, 70, Body::SendGroup(group));
     assert_eq!(code(&answer), Some(ErrorCode::TooLarge));

@@ -38,7 +38,7 @@ pub struct Thief {
     /// keys the thief knows (or may); any other is one the victim made after the theft.
     stolen_keys: HashMap<ProtocolAddress, HashSet<[u8; 32]>>,
     captured: Vec<Envelope>,
-    captured_ids: HashSet<Vec<u8>>,
+    captured_ids: HashSet<switchboard_wire::Bytes>,
     read_before: HashSet<u64>,
     /// Per peer device, when it first processed a message under a ratchet key the victim made
     /// after the theft.

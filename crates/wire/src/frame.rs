@@ -87,10 +87,11 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Bytes;
     use crate::switchboard::{Acknowledge, ClientFrame, client_frame::Body};
 
     fn frame(ids: usize) -> ClientFrame {
-        ClientFrame { request_id: 7, body: Some(Body::Acknowledge(Acknowledge { ids: vec![vec![1; 16]; ids] })) }
+        ClientFrame { request_id: 7, body: Some(Body::Acknowledge(Acknowledge { ids: vec![Bytes::from(vec![1; 16]); ids] })) }
     }
 
     #[test]

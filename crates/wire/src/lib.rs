@@ -27,3 +27,5 @@ pub mod switchboard {
 }
 
 pub use prost::Message;
+/// The shared byte buffer envelope ids and contents are held in (cloning one is a reference count).
+pub use prost::bytes::Bytes;

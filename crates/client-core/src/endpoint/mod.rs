@@ -40,7 +40,7 @@ use switchboard_wire::switchboard::{
     Authenticate, ClientFrame, Envelope, EnvelopeKind, ErrorCode, FetchBlob, GroupEnvelope, Register, ServerFrame,
     UploadBlob, UploadBundles, client_frame::Body, server_frame,
 };
-use switchboard_wire::{Message, decode};
+use switchboard_wire::{Bytes, Message, decode};
 
 use crate::device::{Device, Outgoing};
 use crate::directory::InMemoryDirectory;
@@ -288,9 +288,9 @@ pub struct Endpoint {
     links: Vec<u32>,
     next_handle: u64,
     /// Acknowledgements waiting for their state to be durable, with its generation.
-    unreleased_acks: VecDeque<(u64, Vec<u8>)>,
+    unreleased_acks: VecDeque<(u64, Bytes)>,
     /// Acknowledgements to send (in the next frame).
-    acks: Vec<Vec<u8>>,
+    acks: Vec<Bytes>,
     ack_deadline: Option<Duration>,
     retry_deadline: Option<Duration>,
     /// The latest time an input brought.
@@ -663,7 +663,7 @@ impl Endpoint {
                     group_id: id.to_owned(),
                     hub,
                     recipients: message.recipients.iter().map(wire_address).collect(),
-                    content: message.bytes.clone(),
+                    content: message.bytes.clone().into(),
                 };
                 self.submit(Work::Group { distributions: message.key_distributions, envelope }, rng);
                 Some(message.bytes)
@@ -930,7 +930,7 @@ impl Endpoint {
                 sender: Some(wire_address(self.device.address())),
                 recipient: Some(wire_address(&message.to)),
                 kind: kind as i32,
-                content: message.message.serialize().to_vec(),
+                content: message.message.serialize().to_vec().into(),
                 group_id: group.to_owned(),
             };
             self.queue(Body::Send(envelope));
@@ -980,10 +980,10 @@ fn check_content(content: &[u8]) -> Result<(), CommandError> {
     }
 }
 
-fn envelope_id(rng: &mut StdRng) -> Vec<u8> {
+fn envelope_id(rng: &mut StdRng) -> Bytes {
     let mut id = vec![0u8; 16];
     rng.fill_bytes(&mut id);
-    id
+    id.into()
 }
 
 /// Whether a refusal is for now only: the other app out of reach, or a mailbox full.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, ProtocolAddress};
+use switchboard_wire::Bytes;
 use switchboard_wire::switchboard::{Envelope, EnvelopeKind};
 
 use super::dedupe::SeenKey;
@@ -155,7 +156,7 @@ impl Endpoint {
         if self.seen.contains(&key) {
             self.stats.duplicates += 1;
             self.events.push_back(Event::DuplicateDropped { from: sender, envelope: id16(&envelope.id) });
-            self.ack(envelope.id);
+            self.ack(envelope.id.clone());
             return;
         }
         if self.stalled.contains(&key) {
@@ -177,7 +178,7 @@ impl Endpoint {
                     self.changes.seen_added.push(key);
                 }
                 self.changed_device();
-                self.ack(envelope.id);
+                self.ack(envelope.id.clone());
             }
             Processed::Refused(error) => self.refuse(Some(sender), &envelope, error),
             Processed::Stall => {
@@ -203,7 +204,7 @@ impl Endpoint {
     }
 
     /// Acknowledges `id` once the state that processed it is durable.
-    fn ack(&mut self, id: Vec<u8>) {
+    fn ack(&mut self, id: Bytes) {
         self.unreleased_acks.push_back((self.generation, id));
     }
 

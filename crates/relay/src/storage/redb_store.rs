@@ -170,11 +170,11 @@ mod tests {
         let path = dir.path().join("relay.redb");
         let device: DeviceKey = ("bob@blue".into(), 2);
         let envelope = |id: u8| Envelope {
-            id: vec![id; 16],
+            id: vec![id; 16].into(),
             sender: Some(DeviceAddress { name: "alice@green".into(), device_id: 1 }),
             recipient: Some(DeviceAddress { name: "bob@blue".into(), device_id: 2 }),
             kind: 2,
-            content: vec![id; 40],
+            content: vec![id; 40].into(),
             group_id: String::new(),
         };
         let frame = FederationFrame { request_id: 9, body: Some(federation_frame::Body::Forward(envelope(9))) };

@@ -12,25 +12,37 @@ pub trait SenderKeyStore {
     fn store_sender_key(&mut self, group: &str, sender: &ProtocolAddress, record: SenderKeyRecord) -> Result<()>;
 }
 
-/// Sender key records in memory.
+/// Sender key records in memory, by group and then by sender, so that a lookup borrows its key
+/// rather than building one.
 #[derive(Clone, Debug, Default)]
 pub struct InMemorySenderKeyStore {
-    records: HashMap<(String, ProtocolAddress), SenderKeyRecord>,
+    records: HashMap<String, HashMap<ProtocolAddress, SenderKeyRecord>>,
 }
 
 impl InMemorySenderKeyStore {
     /// Every record with its group and sender, for persisting the store.
     pub fn records(&self) -> impl Iterator<Item = (&str, &ProtocolAddress, &SenderKeyRecord)> {
-        self.records.iter().map(|((group, sender), record)| (group.as_str(), sender, record))
+        self.records
+            .iter()
+            .flat_map(|(group, senders)| senders.iter().map(move |(sender, record)| (group.as_str(), sender, record)))
     }
 }
 
 impl SenderKeyStore for InMemorySenderKeyStore {
     fn load_sender_key(&self, group: &str, sender: &ProtocolAddress) -> Result<Option<SenderKeyRecord>> {
-        Ok(self.records.get(&(group.to_owned(), sender.clone())).cloned())
+        Ok(self.records.get(group).and_then(|senders| senders.get(sender)).cloned())
     }
     fn store_sender_key(&mut self, group: &str, sender: &ProtocolAddress, record: SenderKeyRecord) -> Result<()> {
-        self.records.insert((group.to_owned(), sender.clone()), record);
+        let senders = match self.records.get_mut(group) {
+            Some(senders) => senders,
+            None => self.records.entry(group.to_owned()).or_default(),
+        };
+        match senders.get_mut(sender) {
+            Some(slot) => *slot = record,
+            None => {
+                senders.insert(sender.clone(), record);
+            }
+        }
         Ok(())
     }
 }

@@ -306,7 +306,9 @@ impl World {
                     AdversaryKind::Tamper => {
                         if !envelope.content.is_empty() {
                             let at = self.rng.random_range(0..envelope.content.len());
-                            envelope.content[at] ^= 0x01 << self.rng.random_range(0..8);
+                            let mut content = envelope.content.to_vec();
+                            content[at] ^= 0x01 << self.rng.random_range(0..8);
+                            envelope.content = content.into();
                         }
                         self.ledger.tampered.insert((device, id));
                         "tamper"
