@@ -87,6 +87,17 @@ fn select<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str, filter: &Option<
         .collect()
 }
 
+/// The allocator the `switchboard` binary ships with, so that the simulator runs here as there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// As `switchboard sim` does: 2 MiB pages where the kernel allows them, for the simulator's large
+/// heap read in no cache-friendly order (see BENCHMARKS.md, "The simulator").
+fn prefer_huge_pages() {
+    // SAFETY: sets one of mimalloc's documented options to a valid value; takes no pointers.
+    unsafe { libmimalloc_sys::mi_option_set(libmimalloc_sys::mi_option_large_os_pages, 1) }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let mut config = if args.quick { Config::quick() } else { Config::full() };
@@ -199,6 +210,7 @@ fn main() -> ExitCode {
 
 /// `sim_deliveries_per_sec`, then the memory per device (child processes, one per size).
 fn run_sim(args: &Args) -> ExitCode {
+    prefer_huge_pages();
     let text = match std::fs::read_to_string(&args.scenario) {
         Ok(text) => text,
         Err(error) => {
