@@ -96,12 +96,15 @@ where
     S: SenderKeyStore + ?Sized,
 {
     let no_key = || Error::NoSenderKey { sender: sender.to_string() };
-    let mut record = store.load_sender_key(group, sender)?.ok_or_else(no_key)?;
-    let index = record.state_index(message.key_id()).ok_or_else(no_key)?;
-    let plan = record.states[index].plan_decrypt(message, signature_checked)?;
-    let plaintext = record.states[index].commit(plan);
-    store.store_sender_key(group, sender, record)?;
-    Ok(plaintext)
+    let mut plaintext = None;
+    // Planned first, committed only once everything checked: a failure changes nothing.
+    store.update_sender_key(group, sender, &mut |record| {
+        let index = record.state_index(message.key_id()).ok_or_else(no_key)?;
+        let plan = record.states[index].plan_decrypt(message, signature_checked)?;
+        plaintext = Some(record.states[index].commit(plan));
+        Ok(())
+    })?;
+    plaintext.ok_or_else(no_key)
 }
 
 /// Decrypts many group messages at once, as a member catching up after being offline does. The

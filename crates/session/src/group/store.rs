@@ -10,6 +10,22 @@ use crate::group::state::SenderKeyRecord;
 pub trait SenderKeyStore {
     fn load_sender_key(&self, group: &str, sender: &ProtocolAddress) -> Result<Option<SenderKeyRecord>>;
     fn store_sender_key(&mut self, group: &str, sender: &ProtocolAddress, record: SenderKeyRecord) -> Result<()>;
+
+    /// Runs `change` on the record of `sender` in `group`; `Ok(false)` when there is none.
+    /// `change` must leave the record as it was when it fails. The default loads a copy and
+    /// stores it back when `change` succeeds; a store that holds its records in memory changes
+    /// them in place instead, with no copy.
+    fn update_sender_key(
+        &mut self,
+        group: &str,
+        sender: &ProtocolAddress,
+        change: &mut dyn FnMut(&mut SenderKeyRecord) -> Result<()>,
+    ) -> Result<bool> {
+        let Some(mut record) = self.load_sender_key(group, sender)? else { return Ok(false) };
+        change(&mut record)?;
+        self.store_sender_key(group, sender, record)?;
+        Ok(true)
+    }
 }
 
 /// Sender key records in memory, by group and then by sender, so that a lookup borrows its key
@@ -44,5 +60,16 @@ impl SenderKeyStore for InMemorySenderKeyStore {
             }
         }
         Ok(())
+    }
+    fn update_sender_key(
+        &mut self,
+        group: &str,
+        sender: &ProtocolAddress,
+        change: &mut dyn FnMut(&mut SenderKeyRecord) -> Result<()>,
+    ) -> Result<bool> {
+        match self.records.get_mut(group).and_then(|senders| senders.get_mut(sender)) {
+            Some(record) => change(record).map(|()| true),
+            None => Ok(false),
+        }
     }
 }
