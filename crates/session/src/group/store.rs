@@ -53,12 +53,8 @@ impl SenderKeyStore for InMemorySenderKeyStore {
             Some(senders) => senders,
             None => self.records.entry(group.to_owned()).or_default(),
         };
-        match senders.get_mut(sender) {
-            Some(slot) => *slot = record,
-            None => {
-                senders.insert(sender.clone(), record);
-            }
-        }
+        // A short name is stored inline, so cloning the sender allocates nothing.
+        senders.insert(sender.clone(), record);
         Ok(())
     }
     fn update_sender_key(
