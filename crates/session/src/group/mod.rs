@@ -3,8 +3,10 @@
 //! sessions (a [`SenderKeyDistributionMessage`]); each group message is then encrypted once and
 //! signed. Byte-compatible with libsignal under `signal-v3`; `aes-256-gcm` has its own labels.
 //!
-//! Every operation works on a copy of the sender's record and writes it back only on success, so
-//! a failed decrypt leaves the state as it was.
+//! Every operation changes a sender's record only once it has succeeded: encryption works on a
+//! copy and writes it back; decryption checks everything first (signature, chain position, tag)
+//! and then commits, in place where the store allows ([`SenderKeyStore::update_sender_key`]).
+//! So a failed decrypt leaves the state as it was.
 
 mod keys;
 mod message;
