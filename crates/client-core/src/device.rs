@@ -563,9 +563,8 @@ impl Device {
     ) -> Result<Outgoing> {
         if !self.has_session(to) {
             let bundle = directory.fetch_bundle(to).ok_or_else(|| ClientError::NoBundle(to.clone()))?;
-            bundle.verify()?;
             let suite = Suite::ALL.into_iter().find(|suite| bundle.offers(*suite)).unwrap_or(Suite::SignalV3);
-            session::process_prekey_bundle(&mut self.store, to, &bundle, suite, rng)?;
+            session::process_verified_bundle(&mut self.store, to, &bundle, suite, rng)?;
         }
         let message = session::encrypt(&mut self.store, to, payload)?;
         Ok(Outgoing { to: to.clone(), message })

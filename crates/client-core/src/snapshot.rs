@@ -110,8 +110,8 @@ mod tests {
         let mut alice = Device::new(a.clone(), 1, &mut rng);
         let mut bob = Device::new(b.clone(), 2, &mut rng);
         let mut directory = InMemoryDirectory::default();
-        directory.publish(&b, bob.publish_bundles(3, &mut rng));
-        directory.publish(&a, alice.publish_bundles(3, &mut rng));
+        directory.publish(&b, bob.publish_bundles(3, &mut rng)).unwrap();
+        directory.publish(&a, alice.publish_bundles(3, &mut rng)).unwrap();
         let outgoing = alice.create_group("g@x", [b.clone()], Suite::Aes256Gcm, &mut directory, &mut rng).unwrap();
         for message in outgoing {
             let (_, responses) = bob.receive(&a, &message.message, &mut directory, &mut rng).unwrap();

@@ -30,7 +30,7 @@ impl World {
         let mut devices = BTreeMap::new();
         for (i, name) in names.iter().enumerate() {
             let mut device = Device::new(address(name), i as u32 + 1, &mut rng);
-            directory.publish(&address(name), device.publish_bundles(20, &mut rng));
+            directory.publish(&address(name), device.publish_bundles(20, &mut rng)).unwrap();
             devices.insert(address(name), device);
         }
         World { devices, directory, network: VecDeque::new(), rng }

@@ -42,7 +42,7 @@ pub mod xeddsa;
 pub use address::ProtocolAddress;
 pub use error::{Error, Result};
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PrivateKey, PublicKey};
-pub use prekey::{PreKeyBundle, PreKeyRecord, SignedPreKeyRecord, SignedSuites};
+pub use prekey::{PreKeyBundle, PreKeyRecord, SignedPreKeyRecord, SignedSuites, VerifiedBundle};
 pub use protocol::{CiphertextMessage, MessageKind, PreKeySignalMessage, SignalMessage};
 pub use ratchet::record::SessionRecord;
 pub use ratchet::state::SessionState;

@@ -141,6 +141,32 @@ impl SignedSuites {
     }
 }
 
+/// A [`PreKeyBundle`] whose signatures have been checked. Made only by
+/// [`PreKeyBundle::into_verified`]; read through `Deref`, changed only where the signatures do not
+/// reach (the one-time prekey, which is not signed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedBundle(PreKeyBundle);
+
+impl VerifiedBundle {
+    /// Removes the one-time prekey (handed out once), leaving a bundle that still verifies.
+    pub fn take_prekey(&mut self) -> Option<(u32, PublicKey)> {
+        self.0.prekey.take()
+    }
+
+    /// The bundle, to be checked again wherever it goes next.
+    pub fn into_inner(self) -> PreKeyBundle {
+        self.0
+    }
+}
+
+impl std::ops::Deref for VerifiedBundle {
+    type Target = PreKeyBundle;
+
+    fn deref(&self) -> &PreKeyBundle {
+        &self.0
+    }
+}
+
 impl PreKeyBundle {
     /// Checks the signed prekey's signature and, if present, the suites signature.
     pub fn verify(&self) -> Result<()> {
@@ -152,6 +178,13 @@ impl PreKeyBundle {
                 return Err(Error::InvalidKey("suites signature does not verify"));
             }
         Ok(())
+    }
+
+    /// The bundle, once its signatures are checked: what [`crate::session::process_verified_bundle`]
+    /// takes, so that a bundle checked where it arrives is not checked again for every session.
+    pub fn into_verified(self) -> Result<VerifiedBundle> {
+        self.verify()?;
+        Ok(VerifiedBundle(self))
     }
 
     /// Whether the device offers `suite`: `signal-v3` always, any other only in a signed list.

@@ -7,15 +7,16 @@ use rand_core::CryptoRng;
 use crate::address::ProtocolAddress;
 use crate::error::{Error, Result};
 use crate::keys::{IdentityKey, KeyPair};
-use crate::prekey::PreKeyBundle;
+use crate::prekey::{PreKeyBundle, VerifiedBundle};
 use crate::protocol::{CiphertextMessage, PreKeySignalMessage, SignalMessage};
 use crate::store::ProtocolStore;
 use crate::suite::Suite;
 use crate::x3dh::{Initiator, Responder};
 
-/// Starts a session with `remote` under `suite` from its `bundle` (X3DH as the initiator). The
-/// next messages to `remote` are PreKeySignalMessages until its first reply arrives. An existing
-/// session with `remote` is archived, and still decrypts messages sent under it.
+/// Starts a session with `remote` under `suite` from its `bundle` (X3DH as the initiator), after
+/// checking the bundle's signatures. The next messages to `remote` are PreKeySignalMessages until
+/// its first reply arrives. An existing session with `remote` is archived, and still decrypts
+/// messages sent under it.
 pub fn process_prekey_bundle<S, R>(
     store: &mut S,
     remote: &ProtocolAddress,
@@ -28,6 +29,30 @@ where
     R: CryptoRng + ?Sized,
 {
     bundle.verify()?;
+    start_session(store, remote, bundle, suite, rng)
+}
+
+/// As [`process_prekey_bundle`], for a bundle whose signatures were checked already.
+pub fn process_verified_bundle<S, R>(
+    store: &mut S,
+    remote: &ProtocolAddress,
+    bundle: &VerifiedBundle,
+    suite: Suite,
+    rng: &mut R,
+) -> Result<()>
+where
+    S: ProtocolStore + ?Sized,
+    R: CryptoRng + ?Sized,
+{
+    start_session(store, remote, bundle, suite, rng)
+}
+
+/// X3DH as the initiator from a bundle whose signatures hold.
+fn start_session<S, R>(store: &mut S, remote: &ProtocolAddress, bundle: &PreKeyBundle, suite: Suite, rng: &mut R) -> Result<()>
+where
+    S: ProtocolStore + ?Sized,
+    R: CryptoRng + ?Sized,
+{
     if !bundle.offers(suite) {
         return Err(Error::UnsupportedSuite(format!("{} is not offered by {remote}", suite.name())));
     }

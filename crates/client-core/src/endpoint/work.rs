@@ -116,11 +116,10 @@ impl Endpoint {
             }
             let Some(bundle) = device.bundle else { continue };
             let Ok(bundle) = PreKeyBundle::from_wire(bundle) else { continue };
-            if bundle.verify().is_err() {
+            let address = ProtocolAddress::new(user.clone(), device.device_id);
+            if self.directory.publish(&address, [bundle]).is_err() {
                 continue;
             }
-            let address = ProtocolAddress::new(user.clone(), device.device_id);
-            self.directory.publish(&address, [bundle]);
             devices.push(address);
         }
         for (_, missing) in &mut self.waiting {
