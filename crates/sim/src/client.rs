@@ -3,7 +3,8 @@
 //! what the simulator's observers need (the ledger's reads, refusals and membership changes, the
 //! thief's ratchet keys, the trace's frame labels). No client duty is written here.
 
-use std::collections::{HashMap, HashSet};
+// Keyed by the simulator's own indices and ids, never by hostile input: an unkeyed hash will do.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -115,7 +116,7 @@ impl Client {
             observe_pairwise: false,
             changes: Vec::new(),
             show_duplicates: false,
-            read_numbers: HashMap::new(),
+            read_numbers: HashMap::default(),
         }
     }
 

@@ -1,7 +1,10 @@
 //! The ledger: what was sent, to whom, and what each device read — the ground truth the
 //! invariants are checked against.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// Keyed by the simulator's own indices and ids, never by hostile input: an unkeyed hash will do.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use serde::Serialize;
 use switchboard_session::ProtocolAddress;
@@ -151,7 +154,8 @@ impl Ledger {
         let mut expected = 0u64;
         let mut from_removed_unread = 0u64;
         let mut read_twice = 0u64;
-        let mut addressed_to: HashSet<(u64, usize)> = HashSet::new();
+        let addressed_count = self.messages.iter().map(|record| record.addressed.len()).sum();
+        let mut addressed_to: HashSet<(u64, usize)> = HashSet::with_capacity_and_hasher(addressed_count, Default::default());
         for (number, record) in self.messages.iter().enumerate() {
             let number = number as u64;
             for &device in record.addressed.iter() {

@@ -1,7 +1,8 @@
 //! One simulated relay: the relay core, its disk (what committed batches wrote, and nothing
 //! else), crashes that lose the rest, and — when the scenario says so — an adversary in it.
 
-use std::collections::HashMap;
+// Keyed by the simulator's own indices and ids, never by hostile input: an unkeyed hash will do.
+use rustc_hash::FxHashMap as HashMap;
 use std::time::Duration;
 
 use memchr::memmem;
@@ -35,7 +36,7 @@ pub struct Adversary {
 
 impl Adversary {
     pub fn new(kind: AdversaryKind, share: f64, targets: Option<Vec<usize>>) -> Adversary {
-        Adversary { kind, share, targets, decisions: HashMap::new() }
+        Adversary { kind, share, targets, decisions: HashMap::default() }
     }
 
     /// Whether to act on envelope `id` to `device`.

@@ -16,7 +16,8 @@
 //! What the device itself sent is not attempted (the thief would need to re-derive its own
 //! sending chain; the client has no API for that).
 
-use std::collections::{HashMap, HashSet};
+// Keyed by the simulator's own indices and ids, never by hostile input: an unkeyed hash will do.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use rand::rngs::StdRng;
 use serde::Serialize;
@@ -68,11 +69,11 @@ impl Thief {
             victim,
             at_us,
             stolen: None,
-            stolen_keys: HashMap::new(),
+            stolen_keys: HashMap::default(),
             captured: Vec::new(),
-            captured_ids: HashSet::new(),
-            read_before: HashSet::new(),
-            healed_at: HashMap::new(),
+            captured_ids: HashSet::default(),
+            read_before: HashSet::default(),
+            healed_at: HashMap::default(),
         }
     }
 
@@ -114,7 +115,7 @@ impl Thief {
     pub fn analyze(&mut self, ledger: &Ledger, name: &dyn Fn(usize) -> String, rng: &mut StdRng) -> (TheftReport, Vec<Violation>) {
         let mut report = TheftReport { device: name(self.victim), at_s: self.at_us as f64 / 1e6, stolen: self.stolen.is_some(), buckets: Vec::new() };
         let Some(thief) = self.stolen.as_mut() else { return (report, Vec::new()) };
-        let mut readable = HashSet::new();
+        let mut readable = HashSet::default();
         for envelope in &self.captured {
             let Some(sender) = envelope.sender.as_ref().map(|s| ProtocolAddress::new(s.name.clone(), s.device_id)) else { continue };
             let plaintext = match EnvelopeKind::try_from(envelope.kind) {

@@ -6,7 +6,10 @@ mod links;
 mod traffic;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+// Keyed by the simulator's own indices and ids, never by hostile input: an unkeyed hash will do.
+use rustc_hash::FxHashMap as HashMap;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -198,7 +201,7 @@ impl World {
             })
             .collect();
         let index_of = |name: &str| app_names.iter().position(|n| n == name).expect("checked by Scenario::validate in run");
-        let mut federation = HashMap::new();
+        let mut federation = HashMap::default();
         for a in 0..app_names.len() {
             for b in a + 1..app_names.len() {
                 federation.insert((a, b), Link::clean(None));
@@ -316,16 +319,16 @@ impl World {
             access,
             federation,
             partitions,
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             next_conn: 1,
             client_conn: vec![None; devices],
             offline_windows: vec![0; devices],
             timer_at: vec![None; devices],
-            addressed_cache: HashMap::new(),
+            addressed_cache: HashMap::default(),
             ledger: Ledger::default(),
             trace,
             faults: FaultCounts::default(),
-            federation_load: HashMap::new(),
+            federation_load: HashMap::default(),
             client_busy: Vec::new(),
             thieves,
             victims,
