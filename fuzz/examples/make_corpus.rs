@@ -146,10 +146,10 @@ fn decode_wire() {
             request_sender_key: suite == Suite::Aes256Gcm,
         };
         out.write(&format!("group-control-{name}"), &control.encode_to_vec());
-        let payload = PairwisePayload { body: Some(Body::GroupControl(control)) };
+        let payload = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new() };
         out.write(&format!("pairwise-control-{name}"), &payload.encode_to_vec());
     }
-    let payload = PairwisePayload { body: Some(Body::Application(b"hello from an app".to_vec())) };
+    let payload = PairwisePayload { body: Some(Body::Application(b"hello from an app".to_vec())), suites: Vec::new() };
     out.write("pairwise-application", &payload.encode_to_vec());
     out.write("device-address", &DeviceAddress { name: "carol@c".into(), device_id: 7 }.encode_to_vec());
 

@@ -212,7 +212,7 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Outgoing> {
-        let payload = PairwisePayload { body: Some(Body::Application(content.to_vec())) }.encode_to_vec();
+        let payload = PairwisePayload { body: Some(Body::Application(content.to_vec())), suites: Vec::new() }.encode_to_vec();
         self.seal(to, &payload, directory, rng)
     }
 
@@ -359,7 +359,7 @@ impl Device {
         message: &CiphertextMessage,
         rng: &mut R,
     ) -> Result<(Received, Vec<PendingSend>)> {
-        let plaintext = session::decrypt(&mut self.store, from, message, rng)?;
+        let plaintext = session::decrypt_accepting(&mut self.store, from, message, rng, refuse_downgrade)?;
         let payload: PairwisePayload = decode(&plaintext, limits::MAX_PAYLOAD_LEN)?;
         match payload.body {
             Some(Body::Application(content)) => Ok((Received::Application(content), Vec::new())),
@@ -516,7 +516,7 @@ impl Device {
     }
 
     fn pending(control: GroupControl, to: &[ProtocolAddress]) -> Vec<PendingSend> {
-        let payload: std::sync::Arc<[u8]> = PairwisePayload { body: Some(Body::GroupControl(control)) }.encode_to_vec().into();
+        let payload: std::sync::Arc<[u8]> = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new() }.encode_to_vec().into();
         to.iter().map(|member| PendingSend { to: member.clone(), payload: payload.clone() }).collect()
     }
 
@@ -566,7 +566,38 @@ impl Device {
             let suite = Suite::ALL.into_iter().find(|suite| bundle.offers(*suite)).unwrap_or(Suite::SignalV3);
             session::process_verified_bundle(&mut self.store, to, &bundle, suite, rng)?;
         }
-        let message = session::encrypt(&mut self.store, to, payload)?;
+        let awaiting_reply = self.store.session(to).and_then(|record| record.current()).is_some_and(|state| state.awaiting_reply());
+        let message = if awaiting_reply {
+            // A PreKeySignalMessage: state our suites, for the responder's downgrade check. A
+            // repeated field appended to an encoded message is that message with the field set.
+            let mut stated = payload.to_vec();
+            stated.extend_from_slice(&stated_suites());
+            session::encrypt(&mut self.store, to, &stated)?
+        } else {
+            session::encrypt(&mut self.store, to, payload)?
+        };
         Ok(Outgoing { to: to.clone(), message })
+    }
+}
+
+/// The `suites` field of a [`PairwisePayload`]: every suite this device accepts, best first.
+fn stated_suites() -> Vec<u8> {
+    let suites = Suite::ALL.iter().map(|suite| suite.name().to_owned()).collect();
+    PairwisePayload { body: None, suites }.encode_to_vec()
+}
+
+/// The responder's check on a session a PreKeySignalMessage starts: when the initiator states its
+/// suites, the session must be under the best suite both accept (this device accepts, and its
+/// bundles offer, every suite in [`Suite::ALL`], best first). A weaker one means the suite list was
+/// taken out of this device's bundle on the way: the session is refused. An initiator that states
+/// nothing (a plain libsignal peer) is not checked.
+fn refuse_downgrade(chosen: Suite, plaintext: &[u8]) -> Result<()> {
+    let payload: PairwisePayload = decode(plaintext, limits::MAX_PAYLOAD_LEN)?;
+    let best = Suite::ALL.into_iter().find(|suite| payload.suites.iter().any(|name| name == suite.name()));
+    match best {
+        Some(best) if Suite::ALL.iter().position(|suite| *suite == best) < Suite::ALL.iter().position(|suite| *suite == chosen) => {
+            Err(ClientError::Downgrade { chosen, best })
+        }
+        _ => Ok(()),
     }
 }

@@ -24,6 +24,10 @@ pub enum ClientError {
     /// itself through `remove_member`, or adding a device twice).
     #[error("invalid membership change: {0}")]
     InvalidChange(&'static str),
+    /// A session started under a weaker suite than both devices accept: something between them
+    /// removed the responder's signed suite list from its bundle. Refused; nothing is kept.
+    #[error("suite downgrade: a session under {chosen} although both sides accept {best}")]
+    Downgrade { chosen: switchboard_session::Suite, best: switchboard_session::Suite },
     /// No bundle is published for a device we need a session with.
     #[error("no bundle available for {0}")]
     NoBundle(ProtocolAddress),

@@ -97,9 +97,28 @@ where
     S: ProtocolStore,
     R: CryptoRng + ?Sized,
 {
+    decrypt_accepting(store, remote, message, rng, |_, _| Ok::<(), Error>(()))
+}
+
+/// As [`decrypt`], with one more check on a message that starts a new session: `accept_new` is
+/// given the session's suite and the message's plaintext before anything is stored, and an error
+/// from it refuses the message with the store unchanged. (The client core refuses a downgraded
+/// suite there.) Messages of sessions already set up are not shown to it.
+pub fn decrypt_accepting<S, R, E>(
+    store: &mut S,
+    remote: &ProtocolAddress,
+    message: &CiphertextMessage,
+    rng: &mut R,
+    accept_new: impl FnOnce(Suite, &[u8]) -> std::result::Result<(), E>,
+) -> std::result::Result<Vec<u8>, E>
+where
+    S: ProtocolStore,
+    R: CryptoRng + ?Sized,
+    E: From<Error>,
+{
     match message {
-        CiphertextMessage::Signal(message) => decrypt_signal(store, remote, message, rng),
-        CiphertextMessage::PreKey(message) => decrypt_prekey(store, remote, message, rng),
+        CiphertextMessage::Signal(message) => Ok(decrypt_signal(store, remote, message, rng)?),
+        CiphertextMessage::PreKey(message) => decrypt_prekey(store, remote, message, rng, accept_new),
     }
 }
 
@@ -126,10 +145,17 @@ where
         .ok_or_else(|| no_session(remote))
 }
 
-fn decrypt_prekey<S, R>(store: &mut S, remote: &ProtocolAddress, message: &PreKeySignalMessage, rng: &mut R) -> Result<Vec<u8>>
+fn decrypt_prekey<S, R, E>(
+    store: &mut S,
+    remote: &ProtocolAddress,
+    message: &PreKeySignalMessage,
+    rng: &mut R,
+    accept_new: impl FnOnce(Suite, &[u8]) -> std::result::Result<(), E>,
+) -> std::result::Result<Vec<u8>, E>
 where
     S: ProtocolStore,
     R: CryptoRng + ?Sized,
+    E: From<Error>,
 {
     ensure_trusted(store, remote, message.identity_key())?;
     let mut record = store.load_session(remote)?.unwrap_or_default();
@@ -163,6 +189,7 @@ where
     }
     .start();
     let plan = state.plan_decrypt(message.message(), &prekey_header)?;
+    accept_new(message.suite(), &plan.plaintext)?;
     let plaintext = state.commit(plan, rng);
     record.promote(state);
     store.store_session(remote, record)?;

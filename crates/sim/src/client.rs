@@ -329,5 +329,6 @@ fn reason_label(error: &ClientError) -> &'static str {
         ClientError::NotAMember { .. } => "not a member",
         ClientError::InvalidChange(_) => "invalid change",
         ClientError::NoBundle(_) => "no bundle",
+        ClientError::Downgrade { .. } => "suite downgrade",
     }
 }

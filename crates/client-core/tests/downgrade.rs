@@ -1,0 +1,88 @@
+//! A session's suite cannot be downgraded by whoever carries the bundles: two Switchboard devices
+//! that both accept `aes-256-gcm` never end up on `signal-v3` because the responder's signed suite
+//! list was removed on the way; a plain libsignal peer, which states no suites, still gets
+//! `signal-v3`.
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use switchboard_client_core::{ClientError, Device, InMemoryDirectory, Received};
+use switchboard_session::{CiphertextMessage, MessageKind, ProtocolAddress, Suite, session, testing};
+use switchboard_wire::Message;
+use switchboard_wire::switchboard::{PairwisePayload, pairwise_payload::Body};
+
+fn address(name: &str) -> ProtocolAddress {
+    ProtocolAddress::new(name, 1)
+}
+
+/// Alice, Bob, and a directory holding Bob's bundles as `carry` leaves them.
+fn alice_and_bob(rng: &mut StdRng, carry: impl Fn(&mut switchboard_session::PreKeyBundle)) -> (Device, Device, InMemoryDirectory) {
+    let alice = Device::new(address("alice@green"), 1, rng);
+    let mut bob = Device::new(address("bob@blue"), 2, rng);
+    let mut bundles = bob.publish_bundles(2, rng);
+    bundles.iter_mut().for_each(carry);
+    let mut directory = InMemoryDirectory::default();
+    directory.publish(bob.address(), bundles).expect("the signatures still hold");
+    (alice, bob, directory)
+}
+
+#[test]
+fn a_bundle_stripped_of_its_suites_is_detected_by_the_responder_and_nothing_is_kept() {
+    let mut rng = StdRng::seed_from_u64(1);
+    // The relay removes the signed suite list: the bundle then reads as a plain libsignal bundle,
+    // whose signed prekey signature still verifies.
+    let (mut alice, mut bob, mut directory) = alice_and_bob(&mut rng, |bundle| bundle.suites = None);
+    let first = alice.send(bob.address(), b"hello", &mut directory, &mut rng).unwrap();
+    let CiphertextMessage::PreKey(prekey) = &first.message else { panic!("a first message is a PreKeySignalMessage") };
+    assert_eq!(prekey.suite(), Suite::SignalV3, "the initiator was led to the weaker suite");
+
+    let refused = bob.receive(alice.address(), &first.message, &mut directory, &mut rng);
+    assert!(
+        matches!(refused, Err(ClientError::Downgrade { chosen: Suite::SignalV3, best: Suite::Aes256Gcm })),
+        "{refused:?}"
+    );
+    assert!(!bob.has_session(alice.address()), "a refused session is not kept");
+    // Every further message of that session is refused the same way.
+    let second = alice.send(bob.address(), b"again", &mut directory, &mut rng).unwrap();
+    assert!(matches!(bob.receive(alice.address(), &second.message, &mut directory, &mut rng), Err(ClientError::Downgrade { .. })));
+}
+
+#[test]
+fn an_intact_bundle_gives_the_stronger_suite_and_the_session_goes_on_both_ways() {
+    let mut rng = StdRng::seed_from_u64(2);
+    let (mut alice, mut bob, mut directory) = alice_and_bob(&mut rng, |_| {});
+    let alice_bundles = alice.publish_bundles(1, &mut rng);
+    directory.publish(&address("alice@green"), alice_bundles).unwrap();
+    let first = alice.send(bob.address(), b"hello", &mut directory, &mut rng).unwrap();
+    let CiphertextMessage::PreKey(prekey) = &first.message else { panic!("a first message is a PreKeySignalMessage") };
+    assert_eq!(prekey.suite(), Suite::Aes256Gcm);
+    let second = alice.send(bob.address(), b"second", &mut directory, &mut rng).unwrap();
+    assert_eq!(second.message.kind(), MessageKind::PreKey, "still unanswered");
+
+    for (message, text) in [(&first, &b"hello"[..]), (&second, b"second")] {
+        let (received, _) = bob.receive(alice.address(), &message.message, &mut directory, &mut rng).unwrap();
+        assert!(matches!(received, Received::Application(content) if content == text));
+    }
+    let reply = bob.send(alice.address(), b"hi", &mut directory, &mut rng).unwrap();
+    assert_eq!(reply.message.kind(), MessageKind::Signal);
+    let (received, _) = alice.receive(bob.address(), &reply.message, &mut directory, &mut rng).unwrap();
+    assert!(matches!(received, Received::Application(content) if content == b"hi"));
+    let after = alice.send(bob.address(), b"after the reply", &mut directory, &mut rng).unwrap();
+    assert_eq!(after.message.kind(), MessageKind::Signal);
+    bob.receive(alice.address(), &after.message, &mut directory, &mut rng).unwrap();
+}
+
+#[test]
+fn a_plain_libsignal_initiator_states_no_suites_and_keeps_signal_v3() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let (_, mut bob, mut directory) = alice_and_bob(&mut rng, |bundle| bundle.suites = None);
+    let carol_at = address("carol@libsignal");
+    let mut carol = testing::Device::new(7, 1, &mut rng);
+    let bundle = switchboard_client_core::BundleDirectory::fetch_bundle(&mut directory, bob.address()).unwrap();
+    session::process_verified_bundle(&mut carol.store, bob.address(), &bundle, Suite::SignalV3, &mut rng).unwrap();
+    let payload = PairwisePayload { body: Some(Body::Application(b"from libsignal".to_vec())), suites: Vec::new() };
+    let message = session::encrypt(&mut carol.store, bob.address(), &payload.encode_to_vec()).unwrap();
+
+    let (received, _) = bob.receive(&carol_at, &message, &mut directory, &mut rng).unwrap();
+    assert!(matches!(received, Received::Application(content) if content == b"from libsignal"));
+    assert!(bob.has_session(&carol_at));
+}
