@@ -99,7 +99,8 @@ fn suite(name: &str) -> Result<Suite, PeerError> {
 /// The peer-protocol error for a session error.
 pub fn error_kind(error: &Error) -> ErrorKind {
     match error {
-        Error::Duplicate { .. } => ErrorKind::Duplicate,
+        // A retired sender key offered again is a replay of an old distribution.
+        Error::Duplicate { .. } | Error::RetiredSenderKey { .. } => ErrorKind::Duplicate,
         Error::TooFarAhead { .. } => ErrorKind::TooFarAhead,
         Error::UntrustedIdentity { .. } => ErrorKind::UntrustedIdentity,
         Error::InvalidKey(_) => ErrorKind::InvalidKey,

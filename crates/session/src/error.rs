@@ -41,6 +41,10 @@ pub enum Error {
     /// A group message from a sender whose sender key this device does not hold.
     #[error("no sender key for {sender} in this group")]
     NoSenderKey { sender: String },
+    /// A distribution of a sender key this device has seen replaced (by a newer key of the same
+    /// sender, or pushed out of the record): a retired key does not come back.
+    #[error("sender key {key_id} was retired and does not come back")]
+    RetiredSenderKey { key_id: u32 },
     /// Bytes that do not decode (oversized, malformed protobuf).
     #[error(transparent)]
     Decode(#[from] DecodeError),

@@ -11,3 +11,6 @@ pub const MAX_RECEIVER_CHAINS: usize = 5;
 pub const MAX_ARCHIVED_SESSIONS: usize = 40;
 /// Sender key states kept per sender and group.
 pub const MAX_SENDER_KEY_STATES: usize = 5;
+/// Sender keys a record remembers as retired (replaced, or pushed out by newer ones), per sender
+/// and group, so that an old distribution cannot bring one back; the oldest is forgotten first.
+pub const MAX_RETIRED_SENDER_KEYS: usize = 16;

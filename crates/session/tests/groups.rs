@@ -193,6 +193,57 @@ fn reprocessing_a_distribution_does_not_rewind_the_chain() {
     assert!(matches!(group.read(1, 0, &message), Err(Error::Duplicate { .. })));
 }
 
+/// Member 0 rotates `times` times after its first key, member 1 processing every new key; returns
+/// the first key's distribution and a message member 1 read under it.
+fn rotate_past(group: &mut Group, times: usize) -> (SenderKeyDistributionMessage, Vec<u8>) {
+    let first = group.distribution(0);
+    let message = group.send(0, b"under the first key");
+    assert_eq!(group.read(1, 0, &message).unwrap(), b"under the first key");
+    for _ in 0..times {
+        let member = &mut group.members[0];
+        let fresh = group::rotate(&mut member.store, GROUP, &member.address, group.suite, &mut group.rng).unwrap();
+        group.deliver_distribution(0, &fresh, |_| true);
+    }
+    (first, message)
+}
+
+fn process_again(group: &mut Group, distribution: &SenderKeyDistributionMessage) -> Result<(), Error> {
+    let from = group.members[0].address.clone();
+    group::process_distribution(&mut group.members[1].store, GROUP, &from, distribution)
+}
+
+#[test]
+fn an_evicted_sender_key_does_not_come_back_at_its_old_iteration() {
+    both_suites(|suite| {
+        let mut group = Group::new(2, suite, 12);
+        let (first, read_once) = rotate_past(&mut group, MAX_SENDER_KEY_STATES);
+        assert!(matches!(group.read(1, 0, &read_once), Err(Error::NoSenderKey { .. })), "evicted");
+        let before = group.record(1, 0);
+        assert!(matches!(process_again(&mut group, &first), Err(Error::RetiredSenderKey { .. })));
+        assert_eq!(group.record(1, 0), before, "a refused distribution changes nothing");
+        // So a message read once under it is not read again.
+        assert!(matches!(group.read(1, 0, &read_once), Err(Error::NoSenderKey { .. })));
+        // What is retired stays retired across a restart.
+        let from = group.members[0].address.clone();
+        let record = group.members[1].store.load_sender_key(GROUP, &from).unwrap().unwrap();
+        let restored = SenderKeyRecord::deserialize(&record.serialize()).unwrap();
+        group.members[1].store.store_sender_key(GROUP, &from, restored).unwrap();
+        assert!(matches!(process_again(&mut group, &first), Err(Error::RetiredSenderKey { .. })));
+    });
+}
+
+#[test]
+fn a_replaced_sender_key_still_held_is_not_made_the_newest_again() {
+    let mut group = Group::new(2, Suite::Aes256Gcm, 13);
+    let (first, _) = rotate_past(&mut group, 1);
+    assert!(matches!(process_again(&mut group, &first), Err(Error::RetiredSenderKey { .. })));
+    // The newest key is still the one after it: its messages read, and re-sending it is harmless.
+    let current = group.distribution(0);
+    process_again(&mut group, &current).unwrap();
+    let message = group.send(0, b"current");
+    assert_eq!(group.read(1, 0, &message).unwrap(), b"current");
+}
+
 #[test]
 fn sender_keys_survive_a_restart() {
     both_suites(|suite| {

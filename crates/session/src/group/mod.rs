@@ -40,7 +40,7 @@ where
     if let Some(state) = record.newest() {
         return Ok(state.distribution());
     }
-    record.add(SenderKeyState::generate(suite, rng));
+    record.add(SenderKeyState::generate(suite, rng))?;
     let distribution = record.newest().expect("just added").distribution();
     store.store_sender_key(group, local, record)?;
     Ok(distribution)
@@ -55,20 +55,22 @@ where
 {
     // Our own old keys are of no further use to us: only the new one is kept.
     let mut record = SenderKeyRecord::default();
-    record.add(SenderKeyState::generate(suite, rng));
+    record.add(SenderKeyState::generate(suite, rng))?;
     let distribution = record.newest().expect("just added").distribution();
     store.store_sender_key(group, local, record)?;
     Ok(distribution)
 }
 
-/// Stores `sender`'s sender key for `group` from its distribution message.
+/// Stores `sender`'s sender key for `group` from its distribution message. A key the record holds
+/// already is left as it is when it is the newest; one that a newer key replaced or pushed out is
+/// refused ([`Error::RetiredSenderKey`]), with the store unchanged.
 pub fn process_distribution<S>(store: &mut S, group: &str, sender: &ProtocolAddress, message: &SenderKeyDistributionMessage) -> Result<()>
 where
     S: SenderKeyStore + ?Sized,
 {
     let state = SenderKeyState::from_distribution(message)?;
     let mut record = store.load_sender_key(group, sender)?.unwrap_or_default();
-    record.add(state);
+    record.add(state)?;
     store.store_sender_key(group, sender, record)
 }
 

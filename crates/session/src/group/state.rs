@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::group::keys::{SenderChainKey, SenderMessageKey};
 use crate::group::message::{SenderKeyDistributionMessage, SenderKeyMessage};
 use crate::keys::{KeyPair, PublicKey};
-use crate::limits::{MAX_FORWARD_JUMPS, MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS};
+use crate::limits::{MAX_FORWARD_JUMPS, MAX_RETIRED_SENDER_KEYS, MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS};
 use crate::suite::Suite;
 use crate::xeddsa::{self, EdwardsSigningKey, SIGNATURE_LEN};
 
@@ -232,10 +232,19 @@ impl SenderKeyState {
 }
 
 /// All sender keys of one sender in one group, newest first, at most [`MAX_SENDER_KEY_STATES`]:
-/// messages under a replaced key still decrypt for a while.
+/// messages under a replaced key still decrypt for a while. Keys that leave the record are
+/// remembered (at most [`MAX_RETIRED_SENDER_KEYS`]) so that none comes back.
 #[derive(Clone, Debug, Default)]
 pub struct SenderKeyRecord {
     pub(crate) states: VecDeque<SenderKeyState>,
+    retired: VecDeque<RetiredKey>,
+}
+
+/// A sender key that left its record: its id and signing key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RetiredKey {
+    key_id: u32,
+    signing: PublicKey,
 }
 
 impl SenderKeyRecord {
@@ -251,24 +260,48 @@ impl SenderKeyRecord {
         self.states.iter().position(|state| state.key_id == key_id)
     }
 
-    /// Adds a state as the newest. A state with the same key id and signing key is already here
-    /// and is kept as it is (re-processing a distribution message must not rewind the chain and
-    /// reopen read messages); one with the same id but another signing key is replaced.
-    pub(crate) fn add(&mut self, state: SenderKeyState) {
+    /// Adds a state as the newest. A state already here with the same key id and signing key is
+    /// left as it is if it is the newest; a key that is no longer the newest, or has left the
+    /// record, is refused: a distribution does not wind a sender back to an older key or iteration.
+    pub(crate) fn add(&mut self, state: SenderKeyState) -> Result<()> {
+        let retired = Error::RetiredSenderKey { key_id: state.key_id };
+        let key = RetiredKey { key_id: state.key_id, signing: state.verifying.public };
+        if self.retired.contains(&key) {
+            return Err(retired);
+        }
         if let Some(index) = self.state_index(state.key_id) {
             if self.states[index].verifying.public == state.verifying.public {
-                return;
+                return if index == 0 { Ok(()) } else { Err(retired) };
             }
-            self.states.remove(index);
+            // The same id under another signing key: the held one is replaced, and retired.
+            let replaced = self.states.remove(index).expect("index from state_index");
+            self.retire(&replaced);
         }
         self.states.push_front(state);
-        self.states.truncate(MAX_SENDER_KEY_STATES);
+        while self.states.len() > MAX_SENDER_KEY_STATES {
+            let evicted = self.states.pop_back().expect("longer than the bound");
+            self.retire(&evicted);
+        }
+        Ok(())
+    }
+
+    fn retire(&mut self, state: &SenderKeyState) {
+        if self.retired.len() == MAX_RETIRED_SENDER_KEYS {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(RetiredKey { key_id: state.key_id, signing: state.verifying.public });
     }
 
     /// Serializes as libsignal's SenderKeyRecordStructure (with Switchboard's suite field).
     pub fn serialize(&self) -> Zeroizing<Vec<u8>> {
+        use signal::sender_key_record_structure::RetiredSenderKey;
         let structure = signal::SenderKeyRecordStructure {
             sender_key_states: self.states.iter().map(state_to_wire).collect(),
+            retired: self
+                .retired
+                .iter()
+                .map(|key| RetiredSenderKey { sender_key_id: Some(key.key_id), signing_key: Some(key.signing.serialize().to_vec()) })
+                .collect(),
         };
         Zeroizing::new(structure.encode_to_vec())
     }
@@ -279,8 +312,23 @@ impl SenderKeyRecord {
         if structure.sender_key_states.len() > MAX_SENDER_KEY_STATES {
             return Err(Error::InvalidRecord("too many sender key states"));
         }
+        if structure.retired.len() > MAX_RETIRED_SENDER_KEYS {
+            return Err(Error::InvalidRecord("too many retired sender keys"));
+        }
+        let retired = structure
+            .retired
+            .into_iter()
+            .map(|key| {
+                Ok(RetiredKey {
+                    key_id: key.sender_key_id.ok_or(Error::InvalidRecord("retired sender key without id"))?,
+                    signing: PublicKey::from_bytes(&key.signing_key.unwrap_or_default())
+                        .map_err(|_| Error::InvalidRecord("malformed retired signing key"))?,
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(SenderKeyRecord {
             states: structure.sender_key_states.into_iter().map(state_from_wire).collect::<Result<_>>()?,
+            retired,
         })
     }
 }
