@@ -103,6 +103,8 @@ pub struct Device {
 pub struct InjectedBugs {
     /// Keep the current sender key when a member is removed, instead of rotating it.
     pub keep_sender_key_on_removal: bool,
+    /// Accept a session started under a weaker suite than both sides accept.
+    pub accept_downgrade: bool,
 }
 
 impl Device {
@@ -185,6 +187,16 @@ impl Device {
     /// Whether this device has a session with `address` (and so needs no bundle to write to it).
     pub fn has_session(&self, address: &ProtocolAddress) -> bool {
         self.store.session(address).is_some_and(|record| record.current().is_some())
+    }
+
+    /// The current session with `address`, if any (its suite, its base key).
+    pub fn current_session(&self, address: &ProtocolAddress) -> Option<&switchboard_session::SessionState> {
+        self.store.session(address)?.current()
+    }
+
+    /// Every device this device holds a session record with.
+    pub fn session_peers(&self) -> impl Iterator<Item = &ProtocolAddress> {
+        self.store.sessions().map(|(address, _)| address)
     }
 
     /// The public ratchet key this device currently sends to `address` under, if it has a
@@ -359,7 +371,13 @@ impl Device {
         message: &CiphertextMessage,
         rng: &mut R,
     ) -> Result<(Received, Vec<PendingSend>)> {
-        let plaintext = session::decrypt_accepting(&mut self.store, from, message, rng, refuse_downgrade)?;
+        #[cfg(switchboard_inject_bugs)]
+        let accept_downgrade = self.bugs.accept_downgrade;
+        #[cfg(not(switchboard_inject_bugs))]
+        let accept_downgrade = false;
+        let plaintext = session::decrypt_accepting(&mut self.store, from, message, rng, |suite, plaintext| {
+            if accept_downgrade { Ok(()) } else { refuse_downgrade(suite, plaintext) }
+        })?;
         let payload: PairwisePayload = decode(&plaintext, limits::MAX_PAYLOAD_LEN)?;
         match payload.body {
             Some(Body::Application(content)) => Ok((Received::Application(content), Vec::new())),

@@ -120,14 +120,17 @@ impl Client {
         }
     }
 
-    /// Turns the scenario's deliberate client bugs on. "No rotation on removal" lives in the
-    /// client core and exists only in a build with `--cfg switchboard_inject_bugs` (other builds
-    /// refuse a scenario asking for it); "no duplicate drop" is this adapter's.
-    pub fn inject(&mut self, no_rotation_on_removal: bool, show_duplicates: bool) {
+    /// Turns the scenario's deliberate client bugs on. "No rotation on removal" and "no downgrade
+    /// check" live in the client core and exist only in a build with `--cfg
+    /// switchboard_inject_bugs` (other builds refuse a scenario asking for them); "no duplicate
+    /// drop" is this adapter's.
+    pub fn inject(&mut self, inject: &crate::scenario::Inject) {
         #[cfg(switchboard_inject_bugs)]
-        self.endpoint.inject_bugs(switchboard_client_core::InjectedBugs { keep_sender_key_on_removal: no_rotation_on_removal });
-        let _ = no_rotation_on_removal;
-        self.show_duplicates = show_duplicates;
+        self.endpoint.inject_bugs(switchboard_client_core::InjectedBugs {
+            keep_sender_key_on_removal: inject.no_rotation_on_removal,
+            accept_downgrade: inject.no_downgrade_check,
+        });
+        self.show_duplicates = inject.no_duplicate_drop;
     }
 
     /// The device, read-only.
@@ -304,6 +307,9 @@ fn pairwise_delivery(bytes: &[u8]) -> Option<PairwiseDelivery> {
     })
 }
 
+/// The reason a session refused as downgraded is reported under.
+pub const DOWNGRADE_REFUSED: &str = "suite downgrade";
+
 fn record_sending_key(keys: &mut HashMap<ProtocolAddress, HashSet<[u8; 32]>>, bytes: &[u8]) {
     let Ok(frame) = decode::<ClientFrame>(bytes, switchboard_wire::frame::MAX_FRAME_LEN) else { return };
     let Some(client_frame::Body::Send(envelope)) = frame.body else { return };
@@ -329,6 +335,6 @@ fn reason_label(error: &ClientError) -> &'static str {
         ClientError::NotAMember { .. } => "not a member",
         ClientError::InvalidChange(_) => "invalid change",
         ClientError::NoBundle(_) => "no bundle",
-        ClientError::Downgrade { .. } => "suite downgrade",
+        ClientError::Downgrade { .. } => DOWNGRADE_REFUSED,
     }
 }

@@ -76,6 +76,10 @@ pub struct Ledger {
     pub tampered_refused: u64,
     pub replayed: u64,
     pub withheld: HashSet<(usize, [u8; 16])>,
+    /// Bundle answers an adversary took the suite lists out of.
+    pub bundles_stripped: u64,
+    /// Sessions refused by their responder as downgraded.
+    pub downgrades_refused: u64,
     pub duplicates_dropped: u64,
     pub refused: u64,
 }
@@ -145,9 +149,10 @@ impl Ledger {
     /// was addressed to; and read at least once by every device it was addressed to — for a group
     /// message, if sender and reader were both members when it was sent and stayed members (a
     /// member removed later may drop what reaches it after the news of its removal, and members
-    /// drop what a removed member sent once they know, as Signal's clients do). A device an
-    /// adversarial relay serves (`attacked`) may miss messages: counted, not a violation.
-    pub fn check_delivery(&self, attacked: &dyn Fn(usize) -> bool, describe: &dyn Fn(usize) -> String) -> Delivery {
+    /// drop what a removed member sent once they know, as Signal's clients do). A message an
+    /// adversarial relay may keep from arriving (`attacked(sender, recipient)`) may be missed:
+    /// counted, not a violation.
+    pub fn check_delivery(&self, attacked: &dyn Fn(usize, usize) -> bool, describe: &dyn Fn(usize) -> String) -> Delivery {
         let mut violations = Vec::new();
         let mut missing = 0u64;
         let mut prevented = 0u64;
@@ -175,7 +180,7 @@ impl Ledger {
                     continue;
                 }
                 missing += 1;
-                if attacked(device) {
+                if attacked(record.sender, device) {
                     prevented += 1;
                     continue;
                 }

@@ -3,8 +3,11 @@
 
 use std::fmt::Write as _;
 
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
+use switchboard_session::{ProtocolAddress, Suite};
 
+use crate::client::Client;
 use crate::ledger::{MAX_LISTED_VIOLATIONS, Violation};
 use crate::scenario::GroupStrategy;
 use crate::thief::TheftReport;
@@ -101,6 +104,13 @@ pub struct AdversaryCounts {
     /// Messages tried with the keys of devices that were not members when they were sent.
     pub membership_attempts: u64,
     pub membership_readable: u64,
+    /// Bundle answers whose suite lists an adversary took out, and the sessions started from
+    /// them that their responders refused as downgraded.
+    pub bundles_stripped: u64,
+    pub downgrades_refused: u64,
+    /// Pairs of devices whose current sessions with each other are one session under a weaker
+    /// suite than both accept (a violation).
+    pub downgraded_sessions: u64,
 }
 
 /// The crypto a run did (see `switchboard-bench`'s `sim_deliveries_per_sec`, which times each
@@ -136,7 +146,7 @@ impl Report {
     pub(crate) fn build(world: &mut World, seed: u64, wall_s: f64, trace_hash: String, events: u64) -> Report {
         let describe = |d: usize| world.clients[d].address.to_string();
         let ledger = &world.ledger;
-        let attacked = |device: usize| world.attacked[device];
+        let attacked = |sender: usize, device: usize| world.attacked[device] || world.downgraded[sender];
         let delivery = ledger.check_delivery(&attacked, &describe);
         let (mut violations, missing, expected) = (delivery.violations, delivery.missing, delivery.expected);
         let delivery_violations = violations.len();
@@ -165,6 +175,14 @@ impl Report {
             &|g| groups[g].id.clone(),
         );
         violations.extend(membership_violations);
+
+        let downgraded_sessions = downgraded_sessions(&world.clients);
+        for (a, b, suite) in &downgraded_sessions {
+            violations.push(Violation {
+                invariant: "no downgraded session",
+                detail: format!("{a} and {b} share a session under {suite}, although both accept {}", Suite::ALL[0]),
+            });
+        }
 
         let mut thefts = Vec::new();
         let names: Vec<String> = world.clients.iter().map(|c| c.address.to_string()).collect();
@@ -245,6 +263,9 @@ impl Report {
             deliveries_prevented: delivery.prevented,
             membership_attempts,
             membership_readable,
+            bundles_stripped: ledger.bundles_stripped,
+            downgrades_refused: ledger.downgrades_refused,
+            downgraded_sessions: downgraded_sessions.len() as u64,
         };
 
         let count = |name: &str| violations.iter().filter(|v| v.invariant == name).count();
@@ -284,6 +305,16 @@ impl Report {
                 name: "membership: nothing read outside it",
                 holds: membership_readable == 0,
                 detail: format!("{membership_readable} of {membership_attempts} messages sent outside a device's membership were readable with its keys"),
+            },
+            Invariant {
+                name: "no downgraded session",
+                holds: downgraded_sessions.is_empty(),
+                detail: format!(
+                    "{} pairs of devices on a weaker suite than both accept; {} bundles stripped of their suites, {} sessions refused as downgraded",
+                    downgraded_sessions.len(),
+                    ledger.bundles_stripped,
+                    ledger.downgrades_refused
+                ),
             },
             Invariant {
                 name: "stolen state: forward secrecy and healing",
@@ -394,4 +425,27 @@ impl Report {
         }
         out
     }
+}
+
+/// Pairs of devices (every device accepts every suite, best first in [`Suite::ALL`]) whose current
+/// sessions with each other are one session (the same base key) under a weaker suite: a downgrade
+/// that went through. Each pair once, with the suite.
+fn downgraded_sessions(clients: &[Client]) -> Vec<(String, String, Suite)> {
+    let index: HashMap<&ProtocolAddress, usize> = clients.iter().enumerate().map(|(i, client)| (&client.address, i)).collect();
+    let mut found = Vec::new();
+    for (a, client) in clients.iter().enumerate() {
+        let device = client.device();
+        for peer in device.session_peers() {
+            let Some(&b) = index.get(peer) else { continue };
+            let Some(ours) = device.current_session(peer) else { continue };
+            if a >= b || ours.suite() == Suite::ALL[0] {
+                continue;
+            }
+            let theirs = clients[b].device().current_session(&client.address);
+            if theirs.is_some_and(|theirs| theirs.base_key() == ours.base_key()) {
+                found.push((client.address.to_string(), peer.to_string(), ours.suite()));
+            }
+        }
+    }
+    found
 }

@@ -317,6 +317,9 @@ pub enum AdversaryKind {
     Reorder,
     /// Never hands the envelope over (and deletes it).
     Withhold,
+    /// Takes the signed suite list out of the prekey bundles it hands its devices, so that they
+    /// start sessions under `signal-v3` (a downgrade; `share` is the share of bundle answers).
+    StripSuites,
 }
 
 /// The whole state of a device is copied by a thief at a given time.
@@ -341,6 +344,10 @@ pub struct Inject {
     /// Clients show an envelope they have already processed again.
     #[serde(default)]
     pub no_duplicate_drop: bool,
+    /// Clients accept a session started under a weaker suite than both accept (a build with
+    /// `--cfg switchboard_inject_bugs` only; other builds refuse the scenario).
+    #[serde(default)]
+    pub no_downgrade_check: bool,
 }
 
 impl Scenario {
@@ -385,11 +392,14 @@ impl Scenario {
         };
         let top = |message: String| ScenarioError { line: 1, message };
 
-        if self.inject.no_rotation_on_removal && !cfg!(switchboard_inject_bugs) {
+        let core_bug = [("no_rotation_on_removal", self.inject.no_rotation_on_removal), ("no_downgrade_check", self.inject.no_downgrade_check)]
+            .into_iter()
+            .find(|(_, on)| *on && !cfg!(switchboard_inject_bugs));
+        if let Some((name, _)) = core_bug {
             return Err(table(
                 "inject",
                 0,
-                "no_rotation_on_removal is a bug in the client core, built only with RUSTFLAGS=\"--cfg switchboard_inject_bugs\" (never into the product)".into(),
+                format!("{name} is a bug in the client core, built only with RUSTFLAGS=\"--cfg switchboard_inject_bugs\" (never into the product)"),
             ));
         }
         let seconds = |value: f64| value.is_finite() && (0.0..=MAX_SECONDS).contains(&value);

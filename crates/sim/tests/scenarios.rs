@@ -103,12 +103,30 @@ fn a_client_that_does_not_rotate_on_removal_is_caught() {
     assert_eq!(clean.adversaries.membership_readable, 0);
 }
 
-/// The product's build has no such bug to turn on, and says so instead of running clean.
+/// A client that accepts a downgraded session is caught by "no downgraded session" under the
+/// shipped scenario whose relay strips suites from bundles (a client-core bug: built as above).
+#[test]
+#[cfg_attr(not(switchboard_inject_bugs), ignore = "needs --cfg switchboard_inject_bugs (scripts/test.sh runs it)")]
+fn a_client_that_accepts_a_downgrade_is_caught() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/groups-under-attack.toml");
+    let attacked = std::fs::read_to_string(path).unwrap();
+    let clean = run(&parse(&attacked), 1);
+    assert!(clean.adversaries.bundles_stripped > 0 && clean.adversaries.downgrades_refused > 0, "{}", clean.text());
+    assert_eq!(clean.adversaries.downgraded_sessions, 0);
+    let buggy = run(&parse(&format!("{attacked}\n[inject]\nno_downgrade_check = true\n")), 1);
+    let invariant = buggy.invariants.iter().find(|i| i.name == "no downgraded session").unwrap();
+    assert!(!invariant.holds, "{}", buggy.text());
+    assert!(buggy.violations.iter().any(|v| v.invariant == "no downgraded session"), "{}", buggy.text());
+}
+
+/// The product's build has no such bugs to turn on, and says so instead of running clean.
 #[test]
 #[cfg(not(switchboard_inject_bugs))]
 fn a_build_without_the_bug_refuses_a_scenario_asking_for_it() {
-    let error = Scenario::parse(&format!("{CHURN}\n[inject]\nno_rotation_on_removal = true\n")).unwrap_err();
-    assert!(error.message.contains("--cfg switchboard_inject_bugs"), "{error}");
+    for bug in ["no_rotation_on_removal", "no_downgrade_check"] {
+        let error = Scenario::parse(&format!("{CHURN}\n[inject]\n{bug} = true\n")).unwrap_err();
+        assert!(error.message.contains("--cfg switchboard_inject_bugs") && error.message.contains(bug), "{error}");
+    }
 }
 
 #[test]

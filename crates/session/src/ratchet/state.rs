@@ -90,6 +90,12 @@ impl SessionState {
         self.remote_registration_id
     }
 
+    /// The initiator's base key: the same in both parties' state of one session, so it tells
+    /// whether two devices' current sessions with each other are one session.
+    pub fn base_key(&self) -> &PublicKey {
+        &self.alice_base_key
+    }
+
     /// Whether messages still go out as PreKeySignalMessages (no reply seen yet).
     pub fn awaiting_reply(&self) -> bool {
         self.pending_prekey.is_some()

@@ -299,7 +299,21 @@ impl World {
         let Some(ConnKind::Client { device, .. }) = self.conns.get(&conn).map(|c| c.kind) else { return };
         let mut extra_delay = 0;
         let mut replay_later = None;
-        if let (Some(adversary), Some(server_frame::Body::Deliver(envelope))) = (self.relays[relay].adversary.as_mut(), frame.body.as_mut()) {
+        if let (Some(adversary), Some(server_frame::Body::Bundles(bundles))) = (self.relays[relay].adversary.as_mut(), frame.body.as_mut())
+            && adversary.kind == AdversaryKind::StripSuites
+            && adversary.decide_frame(device, &mut self.rng) == Decision::Act
+        {
+            // The bundles then read as plain libsignal bundles: their signed prekeys still verify.
+            for bundle in bundles.devices.iter_mut().filter_map(|device| device.bundle.as_mut()) {
+                bundle.suites.clear();
+                bundle.suites_signature.clear();
+            }
+            self.ledger.bundles_stripped += 1;
+            self.trace.record(TraceEvent::Adversary { at_us: self.now, relay, device, action: "strip-suites" });
+        }
+        if let (Some(adversary), Some(server_frame::Body::Deliver(envelope))) = (self.relays[relay].adversary.as_mut(), frame.body.as_mut())
+            && adversary.kind != AdversaryKind::StripSuites
+        {
             let id = id16(&envelope.id);
             if adversary.decide(device, id, &mut self.rng) == Decision::Act {
                 let action = match adversary.kind {
@@ -327,6 +341,7 @@ impl World {
                         self.ledger.replayed += 1;
                         "replay"
                     }
+                    AdversaryKind::StripSuites => unreachable!("handled above: it acts on bundles, not envelopes"),
                 };
                 self.trace.record(TraceEvent::Adversary { at_us: self.now, relay, device, action });
             }

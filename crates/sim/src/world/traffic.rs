@@ -28,6 +28,7 @@ impl World {
                 Outcome::Duplicate { .. } => self.ledger.duplicates_dropped += 1,
                 Outcome::Refused { envelope, reason } => {
                     self.ledger.refused(device, envelope);
+                    self.ledger.downgrades_refused += u64::from(reason == crate::client::DOWNGRADE_REFUSED);
                     self.trace.record(TraceEvent::Refused { at_us: self.now, device, reason });
                 }
                 Outcome::Pairwise { from, ratchet_key } => {
