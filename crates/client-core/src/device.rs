@@ -404,6 +404,12 @@ impl Device {
         let id = announced.id.clone();
         let transition = membership::judge(self.groups.get(&id), announced, from, &self.address, distribution.is_some())?;
         let joining = matches!(transition, Transition::Join { .. });
+        // The sender's key first: if it is refused (a retired key), nothing else has changed yet.
+        if let Some(distribution) = &distribution
+            && !matches!(transition, Transition::HoldKey { .. } | Transition::Leave)
+        {
+            sender_keys::process_distribution(&mut self.sender_keys, &id, from, distribution)?;
+        }
         let (group, change) = match transition {
             Transition::HoldKey { epoch } => {
                 let distribution = distribution.expect("judged: the announcement brings a key");
@@ -432,9 +438,6 @@ impl Device {
             }
             Transition::Same { .. } => (None, None),
         };
-        if let Some(distribution) = &distribution {
-            sender_keys::process_distribution(&mut self.sender_keys, &id, from, distribution)?;
-        }
         if let Some(group) = group {
             self.groups.insert(id.clone(), group);
         }
@@ -579,6 +582,11 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Outgoing> {
+        let stated = stated_suites();
+        // The recipient reads no payload over this (with the suites a first message states).
+        if payload.len() + stated.len() > limits::MAX_PAYLOAD_LEN {
+            return Err(ClientError::InvalidPayload("a payload over the limit its recipient reads"));
+        }
         if !self.has_session(to) {
             let bundle = directory.fetch_bundle(to).ok_or_else(|| ClientError::NoBundle(to.clone()))?;
             let suite = Suite::ALL.into_iter().find(|suite| bundle.offers(*suite)).unwrap_or(Suite::SignalV3);
@@ -588,9 +596,9 @@ impl Device {
         let message = if awaiting_reply {
             // A PreKeySignalMessage: state our suites, for the responder's downgrade check. A
             // repeated field appended to an encoded message is that message with the field set.
-            let mut stated = payload.to_vec();
-            stated.extend_from_slice(&stated_suites());
-            session::encrypt(&mut self.store, to, &stated)?
+            let mut first = payload.to_vec();
+            first.extend_from_slice(&stated);
+            session::encrypt(&mut self.store, to, &first)?
         } else {
             session::encrypt(&mut self.store, to, payload)?
         };

@@ -4,8 +4,9 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use switchboard_session::group::{self, InMemorySenderKeyStore, SenderKeyDistributionMessage, SenderKeyMessage, SenderKeyRecord, SenderKeyStore};
-use switchboard_session::limits::{MAX_FORWARD_JUMPS, MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS};
-use switchboard_session::{Error, ProtocolAddress, Suite};
+use switchboard_session::limits::{MAX_FORWARD_JUMPS, MAX_RETIRED_SENDER_KEYS, MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS};
+use switchboard_session::{Error, KeyPair, ProtocolAddress, Suite};
+use switchboard_wire::{Message, decode, signal};
 
 const GROUP: &str = "group-1";
 
@@ -232,16 +233,47 @@ fn an_evicted_sender_key_does_not_come_back_at_its_old_iteration() {
     });
 }
 
+/// `message` with its signing key swapped for a fresh one (same key id, chain and iteration).
+fn with_other_signing_key(message: &SenderKeyDistributionMessage, rng: &mut StdRng) -> SenderKeyDistributionMessage {
+    let bytes = message.serialize();
+    let mut structure: signal::SenderKeyDistributionMessage = decode(&bytes[1..], 1 << 12).unwrap();
+    structure.signing_key = Some(KeyPair::generate(rng).public.serialize().to_vec());
+    let mut forged = vec![bytes[0]];
+    forged.extend(structure.encode_to_vec());
+    SenderKeyDistributionMessage::parse(&forged).unwrap()
+}
+
 #[test]
-fn a_replaced_sender_key_still_held_is_not_made_the_newest_again() {
+fn a_key_replaced_under_the_same_id_does_not_come_back() {
     let mut group = Group::new(2, Suite::Aes256Gcm, 13);
-    let (first, _) = rotate_past(&mut group, 1);
+    let first = group.distribution(0);
+    let other = with_other_signing_key(&first, &mut group.rng);
+    process_again(&mut group, &other).unwrap();
+    // The first signing key left the record: offering it again does not flip the key back.
     assert!(matches!(process_again(&mut group, &first), Err(Error::RetiredSenderKey { .. })));
-    // The newest key is still the one after it: its messages read, and re-sending it is harmless.
-    let current = group.distribution(0);
-    process_again(&mut group, &current).unwrap();
-    let message = group.send(0, b"current");
-    assert_eq!(group.read(1, 0, &message).unwrap(), b"current");
+    // A key still held (the current one) may be offered again: nothing changes.
+    let before = group.record(1, 0);
+    process_again(&mut group, &other).unwrap();
+    assert_eq!(group.record(1, 0), before);
+}
+
+#[test]
+fn retired_keys_in_a_stored_record_are_bounded_and_checked() {
+    use signal::sender_key_record_structure::RetiredSenderKey;
+    let mut rng = StdRng::seed_from_u64(14);
+    let mut retired = |id| RetiredSenderKey { sender_key_id: Some(id), signing_key: Some(KeyPair::generate(&mut rng).public.serialize().to_vec()) };
+    let record = |retired: Vec<RetiredSenderKey>| signal::SenderKeyRecordStructure { sender_key_states: Vec::new(), retired }.encode_to_vec();
+    let at_the_bound: Vec<_> = (0..MAX_RETIRED_SENDER_KEYS as u32).map(&mut retired).collect();
+    assert!(SenderKeyRecord::deserialize(&record(at_the_bound.clone())).is_ok());
+    let mut over = at_the_bound.clone();
+    over.push(retired(99));
+    assert!(matches!(SenderKeyRecord::deserialize(&record(over)), Err(Error::InvalidRecord(_))));
+    let mut no_id = at_the_bound[..1].to_vec();
+    no_id[0].sender_key_id = None;
+    assert!(matches!(SenderKeyRecord::deserialize(&record(no_id)), Err(Error::InvalidRecord(_))));
+    let mut bad_key = at_the_bound[..1].to_vec();
+    bad_key[0].signing_key = Some(vec![5; 7]);
+    assert!(matches!(SenderKeyRecord::deserialize(&record(bad_key)), Err(Error::InvalidRecord(_))));
 }
 
 #[test]

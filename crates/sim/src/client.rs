@@ -41,7 +41,7 @@ pub enum Outcome {
     /// A pairwise envelope from `from` was processed (`ratchet_key` is the sender's).
     Pairwise { from: ProtocolAddress, ratchet_key: [u8; 32] },
     /// Refused: it does not decrypt, or makes no sense.
-    Refused { envelope: [u8; 16], reason: &'static str },
+    Refused { from: Option<ProtocolAddress>, envelope: [u8; 16], reason: &'static str },
     /// This device learnt it was removed from a group.
     Removed { group: String },
 }
@@ -207,7 +207,7 @@ impl Client {
                         }
                         outcomes.push(Outcome::Read { message, envelope });
                     }
-                    None => outcomes.push(Outcome::Refused { envelope, reason: "content does not decode" }),
+                    None => outcomes.push(Outcome::Refused { from: None, envelope, reason: "content does not decode" }),
                 },
                 Event::DuplicateDropped { envelope, .. } => {
                     pairwise_processed &= pairwise.as_ref().is_none_or(|p| p.envelope != envelope);
@@ -216,9 +216,9 @@ impl Client {
                     }
                     outcomes.push(Outcome::Duplicate { envelope });
                 }
-                Event::Refused { envelope, reason, .. } => {
+                Event::Refused { from, envelope, reason } => {
                     pairwise_processed &= pairwise.as_ref().is_none_or(|p| p.envelope != envelope);
-                    outcomes.push(Outcome::Refused { envelope, reason: reason_label(&reason) });
+                    outcomes.push(Outcome::Refused { from, envelope, reason: reason_label(&reason) });
                 }
                 Event::RemovedFromGroup { group } => outcomes.push(Outcome::Removed { group }),
                 // Changes this device made (a group's creation, epoch 0, the world records itself).

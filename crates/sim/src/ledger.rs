@@ -78,8 +78,10 @@ pub struct Ledger {
     pub withheld: HashSet<(usize, [u8; 16])>,
     /// Bundle answers an adversary took the suite lists out of.
     pub bundles_stripped: u64,
-    /// Sessions refused by their responder as downgraded.
+    /// Envelopes refused by their recipient as starting a downgraded session, and the (initiator,
+    /// responder) pairs they came from.
     pub downgrades_refused: u64,
+    pub downgraded_pairs: HashSet<(usize, usize)>,
     pub duplicates_dropped: u64,
     pub refused: u64,
 }

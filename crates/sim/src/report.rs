@@ -104,8 +104,8 @@ pub struct AdversaryCounts {
     /// Messages tried with the keys of devices that were not members when they were sent.
     pub membership_attempts: u64,
     pub membership_readable: u64,
-    /// Bundle answers whose suite lists an adversary took out, and the sessions started from
-    /// them that their responders refused as downgraded.
+    /// Bundle answers whose suite lists an adversary took out, and the envelopes their
+    /// responders refused as starting a downgraded session.
     pub bundles_stripped: u64,
     pub downgrades_refused: u64,
     /// Pairs of devices whose current sessions with each other are one session under a weaker
@@ -146,7 +146,7 @@ impl Report {
     pub(crate) fn build(world: &mut World, seed: u64, wall_s: f64, trace_hash: String, events: u64) -> Report {
         let describe = |d: usize| world.clients[d].address.to_string();
         let ledger = &world.ledger;
-        let attacked = |sender: usize, device: usize| world.attacked[device] || world.downgraded[sender];
+        let attacked = |sender: usize, device: usize| world.attacked[device] || ledger.downgraded_pairs.contains(&(sender, device));
         let delivery = ledger.check_delivery(&attacked, &describe);
         let (mut violations, missing, expected) = (delivery.violations, delivery.missing, delivery.expected);
         let delivery_violations = violations.len();
@@ -310,7 +310,7 @@ impl Report {
                 name: "no downgraded session",
                 holds: downgraded_sessions.is_empty(),
                 detail: format!(
-                    "{} pairs of devices on a weaker suite than both accept; {} bundles stripped of their suites, {} sessions refused as downgraded",
+                    "{} pairs of devices on a weaker suite than both accept; {} bundles stripped of their suites, {} envelopes refused as downgraded",
                     downgraded_sessions.len(),
                     ledger.bundles_stripped,
                     ledger.downgrades_refused
@@ -447,5 +447,6 @@ fn downgraded_sessions(clients: &[Client]) -> Vec<(String, String, Suite)> {
             }
         }
     }
+    found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     found
 }

@@ -62,8 +62,10 @@ where
 }
 
 /// Stores `sender`'s sender key for `group` from its distribution message. A key the record holds
-/// already is left as it is when it is the newest; one that a newer key replaced or pushed out is
-/// refused ([`Error::RetiredSenderKey`]), with the store unchanged.
+/// already is left as it is; one that left the record (pushed out by newer keys, or replaced by
+/// another key under the same id) is refused ([`Error::RetiredSenderKey`]), with the store
+/// unchanged. The record remembers the last [`crate::limits::MAX_RETIRED_SENDER_KEYS`] keys that
+/// left it.
 pub fn process_distribution<S>(store: &mut S, group: &str, sender: &ProtocolAddress, message: &SenderKeyDistributionMessage) -> Result<()>
 where
     S: SenderKeyStore + ?Sized,

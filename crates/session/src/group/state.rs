@@ -261,17 +261,16 @@ impl SenderKeyRecord {
     }
 
     /// Adds a state as the newest. A state already here with the same key id and signing key is
-    /// left as it is if it is the newest; a key that is no longer the newest, or has left the
-    /// record, is refused: a distribution does not wind a sender back to an older key or iteration.
+    /// left as it is (a distribution does not wind a held key back to an older iteration); a key
+    /// that has left the record is refused, so it does not come back.
     pub(crate) fn add(&mut self, state: SenderKeyState) -> Result<()> {
-        let retired = Error::RetiredSenderKey { key_id: state.key_id };
         let key = RetiredKey { key_id: state.key_id, signing: state.verifying.public };
         if self.retired.contains(&key) {
-            return Err(retired);
+            return Err(Error::RetiredSenderKey { key_id: state.key_id });
         }
         if let Some(index) = self.state_index(state.key_id) {
             if self.states[index].verifying.public == state.verifying.public {
-                return if index == 0 { Ok(()) } else { Err(retired) };
+                return Ok(());
             }
             // The same id under another signing key: the held one is replaced, and retired.
             let replaced = self.states.remove(index).expect("index from state_index");

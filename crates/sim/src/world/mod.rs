@@ -177,9 +177,6 @@ pub struct World {
     /// Devices whose relay may keep mail from them on purpose (a tampering or withholding
     /// adversary serving them): what they miss is reported, not a violation.
     pub(crate) attacked: Vec<bool>,
-    /// Devices whose relay strips suites from their bundles: the sessions they start are refused
-    /// as downgraded, so what they send may not arrive (reported, not a violation).
-    pub(crate) downgraded: Vec<bool>,
     progress: Option<Box<dyn FnMut(u64, u64)>>,
 }
 
@@ -270,19 +267,14 @@ impl World {
                 .collect()
         };
         let mut attacked = vec![false; clients.len()];
-        let mut downgraded = vec![false; clients.len()];
         for adversary in &scenario.adversaries {
             let relay = index_of(adversary.relay.get_ref());
             let targets = adversary.target.as_ref().map(|t| device_of(t.get_ref()));
-            let served = match adversary.kind {
-                AdversaryKind::Tamper | AdversaryKind::Withhold => Some(&mut attacked),
-                AdversaryKind::StripSuites => Some(&mut downgraded),
-                AdversaryKind::Replay | AdversaryKind::Reorder => None,
-            };
-            if let Some(served) = served {
+            // (What a strip-suites relay costs is excused pair by pair, as refusals show it.)
+            if matches!(adversary.kind, AdversaryKind::Tamper | AdversaryKind::Withhold) {
                 for (device, client) in clients.iter().enumerate() {
                     let targeted = targets.as_ref().is_none_or(|targets| targets.contains(&device));
-                    served[device] |= client.app == relay && targeted;
+                    attacked[device] |= client.app == relay && targeted;
                 }
             }
             relays[relay].adversary = Some(crate::relay::Adversary::new(adversary.kind, adversary.share, targets));
@@ -347,7 +339,6 @@ impl World {
             skipped_group_sends: 0,
             suite,
             attacked,
-            downgraded,
             progress: None,
         };
         world.client_busy = vec![Default::default(); world.app_names.len()];

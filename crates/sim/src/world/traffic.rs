@@ -26,9 +26,15 @@ impl World {
                     }
                 }
                 Outcome::Duplicate { .. } => self.ledger.duplicates_dropped += 1,
-                Outcome::Refused { envelope, reason } => {
+                Outcome::Refused { from, envelope, reason } => {
                     self.ledger.refused(device, envelope);
-                    self.ledger.downgrades_refused += u64::from(reason == crate::client::DOWNGRADE_REFUSED);
+                    if reason == crate::client::DOWNGRADE_REFUSED {
+                        self.ledger.downgrades_refused += 1;
+                        // What the initiator sends this device over the refused session is lost.
+                        if let Some(initiator) = from.and_then(|from| self.device_index(&from)) {
+                            self.ledger.downgraded_pairs.insert((initiator, device));
+                        }
+                    }
                     self.trace.record(TraceEvent::Refused { at_us: self.now, device, reason });
                 }
                 Outcome::Pairwise { from, ratchet_key } => {
