@@ -582,7 +582,7 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Outgoing> {
-        let stated = stated_suites();
+        let stated: &[u8] = &STATED_SUITES;
         // The recipient reads no payload over this (with the suites a first message states).
         if payload.len() + stated.len() > limits::MAX_PAYLOAD_LEN {
             return Err(ClientError::InvalidPayload("a payload over the limit its recipient reads"));
@@ -597,7 +597,7 @@ impl Device {
             // A PreKeySignalMessage: state our suites, for the responder's downgrade check. A
             // repeated field appended to an encoded message is that message with the field set.
             let mut first = payload.to_vec();
-            first.extend_from_slice(&stated);
+            first.extend_from_slice(stated);
             session::encrypt(&mut self.store, to, &first)?
         } else {
             session::encrypt(&mut self.store, to, payload)?
@@ -606,11 +606,12 @@ impl Device {
     }
 }
 
-/// The `suites` field of a [`PairwisePayload`]: every suite this device accepts, best first.
-fn stated_suites() -> Vec<u8> {
+/// The `suites` field of a [`PairwisePayload`], encoded once: every suite this device accepts,
+/// best first.
+static STATED_SUITES: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
     let suites = Suite::ALL.iter().map(|suite| suite.name().to_owned()).collect();
     PairwisePayload { body: None, suites }.encode_to_vec()
-}
+});
 
 /// The responder's check on a session a PreKeySignalMessage starts: when the initiator states its
 /// suites, the session must be under the best suite both accept (this device accepts, and its

@@ -113,6 +113,7 @@ impl RelayCore {
         if ids.contains_key(&envelope.id) {
             return;
         }
+        // `self.seq()`, written out: `ids` still borrows the index.
         let seq = self.next_seq;
         self.next_seq += 1;
         ids.insert(envelope.id.clone(), seq);

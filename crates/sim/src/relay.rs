@@ -39,9 +39,14 @@ impl Adversary {
         Adversary { kind, share, targets, decisions: HashMap::default() }
     }
 
+    /// Whether `device` is one this adversary acts on.
+    fn targets(&self, device: usize) -> bool {
+        self.targets.as_ref().is_none_or(|targets| targets.contains(&device))
+    }
+
     /// Whether to act on one frame to `device` that is not an envelope (decided afresh each time).
     pub fn decide_frame(&self, device: usize, rng: &mut StdRng) -> Decision {
-        if self.targets.as_ref().is_some_and(|targets| !targets.contains(&device)) {
+        if !self.targets(device) {
             return Decision::Pass;
         }
         if rng.random::<f64>() < self.share { Decision::Act } else { Decision::Pass }
@@ -49,7 +54,7 @@ impl Adversary {
 
     /// Whether to act on envelope `id` to `device`.
     pub fn decide(&mut self, device: usize, id: [u8; 16], rng: &mut StdRng) -> Decision {
-        if self.targets.as_ref().is_some_and(|targets| !targets.contains(&device)) {
+        if !self.targets(device) {
             return Decision::Pass;
         }
         let share = self.share;
