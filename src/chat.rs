@@ -64,6 +64,7 @@ fn show(event: &Event, outbox: usize) -> String {
             line
         }
         Event::RemovedFromGroup { group } => format!("#{group}: you were removed"),
+        Event::GroupForked { group, epoch, from } => format!("! #{group} forked at epoch {epoch}: {from} holds another state than yours"),
         Event::SendDropped { reason } => format!("! a message could not be sent: {reason:?}"),
         Event::Online => match outbox {
             0 => "* online".to_owned(),

@@ -82,7 +82,7 @@ impl Demo {
         let members: Vec<String> = self.clients[from]
             .group(GROUP)
             .context("sender is in the group")?
-            .members
+            .members()
             .iter()
             .map(|m| m.name().to_owned())
             .filter(|m| m != from)
@@ -121,7 +121,7 @@ impl Demo {
                 self.note(user, format!("{place}{}: {line}", from.name()));
             }
             Event::GroupChanged { group, epoch, added, removed, .. } => {
-                let members = self.clients[user].group(&group).map_or(0, |g| g.members.len());
+                let members = self.clients[user].group(&group).map_or(0, |g| g.members().len());
                 let mut change = Vec::new();
                 if !added.is_empty() {
                     change.push(format!("+{}", names(&added)));
@@ -132,6 +132,7 @@ impl Demo {
                 self.note(user, format!("[{group}] {}: now {members} members (epoch {epoch})", change.join(" ")));
             }
             Event::RemovedFromGroup { group } => self.note(user, format!("[{group}] you were removed")),
+            Event::GroupForked { group, epoch, from } => self.note(user, format!("[{group}] forked at epoch {epoch}: {from} holds another state")),
             Event::SendDropped { reason } => self.note(user, format!("(a send was given up: {reason:?})")),
             Event::Online | Event::Offline => {}
         }

@@ -20,6 +20,15 @@ pub enum ClientError {
     /// A group message or change from a device that is not a member.
     #[error("{sender} is not a member of group {group}")]
     NotAMember { group: String, sender: ProtocolAddress },
+    /// A change to a group from a member that is not one of its admins.
+    #[error("{sender} is not an admin of group {group}")]
+    NotAnAdmin { group: String, sender: ProtocolAddress },
+    /// `from` announced a state of the group that is not the one this device holds at `epoch`,
+    /// or a change built on another: the group's admins made two different changes for one
+    /// epoch (or one of them showed different members different changes). Refused; this
+    /// device keeps its state.
+    #[error("group {group} forked at epoch {epoch}: {from} holds another state")]
+    GroupFork { group: String, epoch: u64, from: ProtocolAddress },
     /// A change that names this device's own membership in a way it cannot apply (e.g. removing
     /// itself through `remove_member`, or adding a device twice).
     #[error("invalid membership change: {0}")]

@@ -1,61 +1,244 @@
-//! A group as one device sees it, and the control message that carries it between members.
+//! A group as one device sees it — its state at one epoch, named by a hash that chains it to the
+//! state before — and the control messages that carry it between members.
 
 use indexmap::IndexSet;
+use sha2::{Digest, Sha256};
 
 use switchboard_session::{ProtocolAddress, Suite};
-use switchboard_wire::switchboard::GroupControl;
+use switchboard_wire::switchboard::{DeviceAddress, GroupControl};
 
 use crate::error::ClientError;
 
 /// Largest group a control message may describe.
 pub const MAX_GROUP_MEMBERS: usize = 10_000;
+/// Longest group id accepted.
+pub const MAX_GROUP_ID_LEN: usize = 256;
+/// What a group created at epoch 0 names as the state before it.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+/// Domain separation for [`Group::hash`].
+const HASH_LABEL: &[u8] = b"switchboard group state v1";
 
-/// A group: its id, the member devices, the epoch (one more at each membership change) and the
-/// suite its sender keys use.
+/// A group's state at one epoch: its id, member devices, admins (the members that may change it),
+/// the suite its sender keys use, and the hash of the state it followed.
 ///
 /// Members keep the order the group's announcements list them in (new members last), so every
-/// device that applied the same announcement iterates them alike; equality ignores the order. A
-/// hashed set, because every group message received is checked against it: in a group of a
-/// thousand an ordered set costs a dozen cache misses per check.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// device that applied the same announcement iterates them alike; equality and the hash ignore
+/// the order. A hashed set, because every group message received is checked against it: in a
+/// group of a thousand an ordered set costs a dozen cache misses per check.
+///
+/// A `Group` is only made whole ([`Group::create`], [`Group::next`], [`Group::from_control`]), so
+/// its hash always describes its fields, admins are always members and there is always an admin.
+#[derive(Clone, Debug)]
 pub struct Group {
-    pub id: String,
-    pub epoch: u64,
-    pub members: IndexSet<ProtocolAddress>,
-    pub suite: Suite,
+    id: String,
+    epoch: u64,
+    members: IndexSet<ProtocolAddress>,
+    admins: IndexSet<ProtocolAddress>,
+    suite: Suite,
+    prev_hash: [u8; 32],
+    hash: [u8; 32],
 }
 
+impl PartialEq for Group {
+    fn eq(&self, other: &Group) -> bool {
+        self.hash == other.hash
+    }
+}
+
+impl Eq for Group {}
+
 impl Group {
-    /// The control message describing this group, with an optional sender key distribution.
-    pub(crate) fn control(&self, distribution: Option<&[u8]>, request_sender_key: bool) -> GroupControl {
+    /// A new group at epoch 0 with `members` and `creator` (its one admin).
+    pub fn create(id: &str, suite: Suite, members: impl IntoIterator<Item = ProtocolAddress>, creator: &ProtocolAddress) -> Result<Group, ClientError> {
+        let mut members: IndexSet<ProtocolAddress> = members.into_iter().collect();
+        members.insert(creator.clone());
+        Group::whole(id.to_owned(), 0, members, [creator.clone()].into_iter().collect(), suite, GENESIS_HASH)
+    }
+
+    /// The state after this one, with `members` and `admins`.
+    pub fn next(&self, members: IndexSet<ProtocolAddress>, admins: IndexSet<ProtocolAddress>) -> Result<Group, ClientError> {
+        let epoch = self.epoch.checked_add(1).ok_or(ClientError::InvalidChange("epoch exhausted"))?;
+        Group::whole(self.id.clone(), epoch, members, admins, self.suite, self.hash)
+    }
+
+    fn whole(
+        id: String,
+        epoch: u64,
+        members: IndexSet<ProtocolAddress>,
+        admins: IndexSet<ProtocolAddress>,
+        suite: Suite,
+        prev_hash: [u8; 32],
+    ) -> Result<Group, ClientError> {
+        if id.is_empty() {
+            return Err(ClientError::InvalidPayload("empty group id"));
+        }
+        if id.len() > MAX_GROUP_ID_LEN {
+            return Err(ClientError::InvalidPayload("group id too long"));
+        }
+        if members.len() > MAX_GROUP_MEMBERS {
+            return Err(ClientError::InvalidPayload("too many members"));
+        }
+        if admins.is_empty() {
+            return Err(ClientError::InvalidPayload("a group without an admin"));
+        }
+        if !admins.is_subset(&members) {
+            return Err(ClientError::InvalidPayload("an admin who is not a member"));
+        }
+        let hash = state_hash(&id, epoch, &members, &admins, suite, &prev_hash);
+        Ok(Group { id, epoch, members, admins, suite, prev_hash, hash })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// One more at every change.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn members(&self) -> &IndexSet<ProtocolAddress> {
+        &self.members
+    }
+
+    /// The members that may add, remove and promote.
+    pub fn admins(&self) -> &IndexSet<ProtocolAddress> {
+        &self.admins
+    }
+
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// The hash of the state this one followed ([`GENESIS_HASH`] at epoch 0).
+    pub fn prev_hash(&self) -> &[u8; 32] {
+        &self.prev_hash
+    }
+
+    /// SHA-256 over this state's canonical encoding: a label, the id, the epoch, the suite, the
+    /// previous hash, then the members and the admins, each list sorted and counted, each
+    /// address as its length-prefixed name and device id. Two devices hold the same state at an
+    /// epoch exactly when their hashes agree, and (by the previous hash) the same history.
+    pub fn hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
+
+    /// The announcement of this state: what its admins send every member after a change.
+    pub fn announcement(&self) -> GroupControl {
         GroupControl {
             group_id: self.id.clone(),
             epoch: self.epoch,
-            members: self
-                .members
-                .iter()
-                .map(crate::wire_address)
-                .collect(),
+            members: self.members.iter().map(crate::wire_address).collect(),
             suite: self.suite.name().to_owned(),
-            sender_key_distribution: distribution.map(<[u8]>::to_vec).unwrap_or_default(),
-            request_sender_key,
+            prev_hash: self.prev_hash.to_vec(),
+            admins: self.admins.iter().map(crate::wire_address).collect(),
+            ..Default::default()
         }
     }
 
-    /// The group a control message describes.
-    pub(crate) fn from_control(control: &GroupControl) -> Result<Group, ClientError> {
-        if control.group_id.is_empty() {
-            return Err(ClientError::InvalidPayload("empty group id"));
+    /// A sender key for this group, without the member list (a key for a group of 1,000 costs a
+    /// few hundred bytes, not the whole list), naming the state it was sent at.
+    pub(crate) fn key_control(&self, distribution: Vec<u8>) -> GroupControl {
+        GroupControl {
+            group_id: self.id.clone(),
+            epoch: self.epoch,
+            suite: self.suite.name().to_owned(),
+            sender_key_distribution: distribution,
+            state_hash: self.hash.to_vec(),
+            ..Default::default()
         }
+    }
+
+    /// The state an announcement describes, checked whole (see [`Group`]).
+    pub(crate) fn from_control(control: &GroupControl) -> Result<Group, ClientError> {
         if control.members.len() > MAX_GROUP_MEMBERS {
             return Err(ClientError::InvalidPayload("too many members"));
         }
         let suite = control.suite.parse().map_err(|_| ClientError::InvalidPayload("unknown suite"))?;
-        let members: IndexSet<_> =
-            control.members.iter().map(|member| ProtocolAddress::new(member.name.clone(), member.device_id)).collect();
-        if members.len() != control.members.len() {
-            return Err(ClientError::InvalidPayload("a member is listed twice"));
+        let prev_hash = control.prev_hash.as_slice().try_into().map_err(|_| ClientError::InvalidPayload("a previous hash is 32 bytes"))?;
+        let members = addresses(&control.members)?;
+        let admins = addresses(&control.admins)?;
+        Group::whole(control.group_id.clone(), control.epoch, members, admins, suite, prev_hash)
+    }
+}
+
+fn addresses(wire: &[DeviceAddress]) -> Result<IndexSet<ProtocolAddress>, ClientError> {
+    let set: IndexSet<_> = wire.iter().map(|member| ProtocolAddress::new(member.name.clone(), member.device_id)).collect();
+    if set.len() != wire.len() {
+        return Err(ClientError::InvalidPayload("a member is listed twice"));
+    }
+    Ok(set)
+}
+
+fn state_hash(
+    id: &str,
+    epoch: u64,
+    members: &IndexSet<ProtocolAddress>,
+    admins: &IndexSet<ProtocolAddress>,
+    suite: Suite,
+    prev_hash: &[u8; 32],
+) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let bytes = |hasher: &mut Sha256, bytes: &[u8]| {
+        hasher.update((bytes.len() as u32).to_be_bytes());
+        hasher.update(bytes);
+    };
+    bytes(&mut hasher, HASH_LABEL);
+    bytes(&mut hasher, id.as_bytes());
+    hasher.update(epoch.to_be_bytes());
+    bytes(&mut hasher, suite.name().as_bytes());
+    hasher.update(prev_hash);
+    for list in [members, admins] {
+        let mut sorted: Vec<&ProtocolAddress> = list.iter().collect();
+        sorted.sort_unstable();
+        hasher.update((sorted.len() as u32).to_be_bytes());
+        for address in sorted {
+            bytes(&mut hasher, address.name().as_bytes());
+            hasher.update(address.device_id().to_be_bytes());
         }
-        Ok(Group { id: control.group_id.clone(), epoch: control.epoch, members, suite })
+    }
+    hasher.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(name: &str) -> ProtocolAddress {
+        ProtocolAddress::new(format!("{name}@x"), 1)
+    }
+
+    #[test]
+    fn the_hash_names_the_whole_state_and_its_history_but_not_the_order() {
+        let (a, b, c) = (device("a"), device("b"), device("c"));
+        let group = Group::create("g@x", Suite::Aes256Gcm, [b.clone(), c.clone()], &a).unwrap();
+        let reordered = Group::create("g@x", Suite::Aes256Gcm, [c.clone(), b.clone()], &a).unwrap();
+        assert_eq!(group.hash(), reordered.hash());
+        let same_members = |admins: &[&ProtocolAddress]| group.next(group.members().clone(), admins.iter().copied().cloned().collect()).unwrap();
+        let promoted = same_members(&[&a, &b]);
+        assert_ne!(promoted.hash(), same_members(&[&a]).hash(), "the admins are part of the state");
+        assert_eq!(promoted.prev_hash(), group.hash());
+        // The same change on top of a different history is a different state.
+        let other = Group::create("g@x", Suite::SignalV3, [b.clone(), c.clone()], &a).unwrap();
+        assert_ne!(other.next(group.members().clone(), [a.clone(), b.clone()].into_iter().collect()).unwrap().hash(), promoted.hash());
+        // The hash travels in the announcement and is recomputed, never taken from it.
+        assert_eq!(Group::from_control(&promoted.announcement()).unwrap().hash(), promoted.hash());
+    }
+
+    #[test]
+    fn an_announcement_is_checked_whole() {
+        let (a, b) = (device("a"), device("b"));
+        let group = Group::create("g@x", Suite::Aes256Gcm, [b.clone()], &a).unwrap();
+        let refused = |edit: &dyn Fn(&mut GroupControl)| {
+            let mut control = group.announcement();
+            edit(&mut control);
+            Group::from_control(&control).unwrap_err()
+        };
+        assert_eq!(refused(&|c| c.admins.clear()), ClientError::InvalidPayload("a group without an admin"));
+        assert_eq!(refused(&|c| c.admins.push(crate::wire_address(&device("z")))), ClientError::InvalidPayload("an admin who is not a member"));
+        assert_eq!(refused(&|c| c.prev_hash.pop().map_or((), drop)), ClientError::InvalidPayload("a previous hash is 32 bytes"));
+        assert_eq!(refused(&|c| c.members.push(c.members[0].clone())), ClientError::InvalidPayload("a member is listed twice"));
+        assert_eq!(refused(&|c| c.group_id = "g".repeat(MAX_GROUP_ID_LEN + 1)), ClientError::InvalidPayload("group id too long"));
+        assert_eq!(refused(&|c| c.suite = "rot13".into()), ClientError::InvalidPayload("unknown suite"));
     }
 }

@@ -9,10 +9,13 @@
 //!   persist out.
 //!
 //! Groups follow Signal's Sender Keys model with explicit membership: a group has an id, a set of
-//! member devices and an epoch that grows at every change. Adding a member gives it every member's
-//! *current* sender key, so it cannot read what was sent before it joined; removing one makes every
-//! remaining member rotate its sender key and hand the new one to the remaining members only, so
-//! the removed member cannot read what is sent after.
+//! member devices, admins among them, and an epoch that grows by one at every change. Only an
+//! admin may change a group; every change names the state it applies to by its hash, and every
+//! member checks both before applying it, so that no member can be shown a change the admins did
+//! not make, and two different changes for one epoch are detected as a fork. Adding a member
+//! gives it every member's *current* sender key, so it cannot read what was sent before it joined;
+//! removing one makes every remaining member rotate its sender key and hand the new one to the
+//! remaining members only, so the removed member cannot read what is sent after.
 //!
 //! This crate links no I/O (no tokio, no database): `scripts/check-cores.sh` checks it.
 
@@ -23,15 +26,18 @@ pub mod endpoint;
 mod error;
 mod group;
 mod membership;
+
+pub use membership::MAX_EPOCH_GAP;
 mod snapshot;
 
 pub use device::{Device, GroupMessage, MembershipChange, Outgoing, PendingSend, Received, Sealing};
+pub use device::{MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_SENDER, MAX_PENDING_CHANGE_BYTES};
 #[cfg(switchboard_inject_bugs)]
 pub use device::InjectedBugs;
 pub use directory::{BundleDirectory, InMemoryDirectory};
 pub use endpoint::{Endpoint, EndpointConfig, Event};
 pub use error::ClientError;
-pub use group::Group;
+pub use group::{GENESIS_HASH, Group, MAX_GROUP_ID_LEN, MAX_GROUP_MEMBERS};
 
 /// A device's address as the wire carries it.
 pub fn wire_address(address: &switchboard_session::ProtocolAddress) -> switchboard_wire::switchboard::DeviceAddress {

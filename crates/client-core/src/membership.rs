@@ -1,12 +1,18 @@
-//! Group membership as one device sees it, as a state machine. An announcement from a member is
-//! first judged against the group as it stands ([`judge`]), which changes nothing and yields one
-//! [`Transition`]; the device then carries out exactly that transition.
+//! Group membership as one device sees it, as a state machine. An announcement is first judged
+//! against the group as it stands ([`judge`]), which changes nothing and yields one
+//! [`Transition`] or a refusal; the device then carries out exactly that transition.
+//!
+//! The rules, which every member checks for itself:
+//! - only an admin of the state a change applies to may make it;
+//! - a change names that state (epoch and hash) and advances the epoch by exactly one, so a
+//!   forged, skipped or replayed change does not apply;
+//! - a change that arrives before the ones it builds on waits for them ([`Transition::Later`]),
+//!   so members catch up through the chain of changes whatever order they arrive in;
+//! - two different states for one epoch are a fork: detected, refused and reported.
 //!
 //! The states of a group for a device are: not in it (no `Group`), in it at some epoch. The
-//! transitions an announcement can make are: join, advance to a newer epoch (rotating this
-//! device's sender key when someone left), leave (this device was removed), or nothing (the
-//! same or an older epoch: only the sender's key is news). A key from a sender this device does
-//! not yet know as a member is held, unused, when a newer announcement says it is one.
+//! transitions an announcement can make are: join, advance to the next epoch (rotating this
+//! device's sender key when someone left), leave (this device was removed), wait, or nothing.
 
 use switchboard_session::ProtocolAddress;
 
@@ -14,62 +20,79 @@ use crate::device::MembershipChange;
 use crate::error::ClientError;
 use crate::group::Group;
 
+/// Furthest ahead of this device's epoch an announcement may be and still be kept for later.
+pub const MAX_EPOCH_GAP: u64 = 32;
+
 /// What an announcement does to this device's view of a group.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Transition {
-    /// This device was not in the group, and the announcement names it: it joins.
+    /// This device was not in the group, and an admin's announcement names it: it joins.
     Join { group: Group, change: MembershipChange },
-    /// A newer epoch that keeps this device: the group moves on; `rotate` when a member left.
+    /// The next epoch, keeping this device: the group moves on; `rotate` when a member left.
     Advance { group: Group, change: MembershipChange, rotate: bool },
-    /// A newer epoch without this device: it was removed.
+    /// The next epoch, without this device: it was removed.
     Leave,
-    /// The same or an older epoch: nothing changes but the sender's key, if it brought one.
+    /// The state this device holds, or an older one: nothing changes.
     Same { epoch: u64 },
-    /// The sender is not a member as this device knows the group, but a newer announcement that
-    /// names both says it is one: its key is kept, unused, until the news of its joining comes.
-    HoldKey { epoch: u64 },
+    /// A later epoch than the next: kept until the changes before it arrive.
+    Later,
 }
 
 /// Judges `announced`, sent by `from`, against `current` (this device's view, if it is in the
-/// group). `brings_key`: the announcement carries the sender's key.
-pub(crate) fn judge(
-    current: Option<&Group>,
-    announced: Group,
-    from: &ProtocolAddress,
-    me: &ProtocolAddress,
-    brings_key: bool,
-) -> Result<Transition, ClientError> {
-    let not_a_member = || ClientError::NotAMember { group: announced.id.clone(), sender: from.clone() };
-    if !announced.members.contains(from) {
-        return Err(not_a_member());
-    }
+/// group).
+pub(crate) fn judge(current: Option<&Group>, announced: Group, from: &ProtocolAddress, me: &ProtocolAddress) -> Result<Transition, ClientError> {
     let Some(current) = current else {
-        if !announced.members.contains(me) {
+        if !announced.members().contains(me) {
             return Err(ClientError::InvalidPayload("a group this device is not in"));
         }
-        let change = MembershipChange { added: announced.members.iter().cloned().collect(), removed: Vec::new() };
+        // Joining, this device cannot know the group's history: it takes the state from the
+        // admin that added it (authenticated by their session), and checks every change after.
+        if !announced.admins().contains(from) {
+            return Err(not_an_admin(&announced, from));
+        }
+        let change = MembershipChange { added: announced.members().iter().cloned().collect(), removed: Vec::new() };
         return Ok(Transition::Join { group: announced, change });
     };
-    let newer = announced.epoch > current.epoch;
-    if !current.members.contains(from) {
-        // A newcomer whose key overtook the news of its joining.
-        return match newer && brings_key && announced.members.contains(me) {
-            true => Ok(Transition::HoldKey { epoch: current.epoch }),
-            false => Err(not_a_member()),
+    let epoch = announced.epoch();
+    if epoch < current.epoch() || announced.hash() == current.hash() {
+        // Old news (a late copy of a change already applied): nothing to do.
+        return Ok(Transition::Same { epoch: current.epoch() });
+    }
+    if epoch - current.epoch() > MAX_EPOCH_GAP {
+        return Err(ClientError::InvalidChange("an epoch too far ahead"));
+    }
+    if epoch - current.epoch() > 1 {
+        // Its author is an admin of a state this device has not reached: judged when it has.
+        return match announced.admins().contains(from) || current.admins().contains(from) {
+            true => Ok(Transition::Later),
+            false => Err(not_an_admin(current, from)),
         };
     }
-    if !newer {
-        return Ok(Transition::Same { epoch: current.epoch });
+    // Whoever is not an admin is refused before anything else is looked at, so that a member's
+    // forgery reads as what it is, not as a fork.
+    if !current.admins().contains(from) {
+        return Err(not_an_admin(current, from));
     }
-    if !announced.members.contains(me) {
+    if epoch == current.epoch() || announced.prev_hash() != current.hash() {
+        return Err(fork(current, from));
+    }
+    if !announced.members().contains(me) {
         return Ok(Transition::Leave);
     }
     let change = MembershipChange {
-        added: announced.members.difference(&current.members).cloned().collect(),
-        removed: current.members.difference(&announced.members).cloned().collect(),
+        added: announced.members().difference(current.members()).cloned().collect(),
+        removed: current.members().difference(announced.members()).cloned().collect(),
     };
     let rotate = !change.removed.is_empty();
     Ok(Transition::Advance { group: announced, change, rotate })
+}
+
+fn not_an_admin(group: &Group, from: &ProtocolAddress) -> ClientError {
+    ClientError::NotAnAdmin { group: group.id().to_owned(), sender: from.clone() }
+}
+
+fn fork(current: &Group, from: &ProtocolAddress) -> ClientError {
+    ClientError::GroupFork { group: current.id().to_owned(), epoch: current.epoch(), from: from.clone() }
 }
 
 #[cfg(test)]
@@ -81,33 +104,74 @@ mod tests {
         ProtocolAddress::new(format!("{name}@x"), 1)
     }
 
-    fn group(epoch: u64, members: &[&str]) -> Group {
-        Group { id: "g@x".into(), epoch, members: members.iter().map(|m| device(m)).collect(), suite: Suite::Aes256Gcm }
+    fn set(names: &[&str]) -> indexmap::IndexSet<ProtocolAddress> {
+        names.iter().map(|name| device(name)).collect()
     }
 
     #[test]
     fn each_announcement_makes_one_transition() {
-        let me = device("me");
-        let (a, b) = (device("a"), device("b"));
-        let current = group(3, &["me", "a", "b"]);
-        let judge = |current: Option<&Group>, announced: Group, from: &ProtocolAddress, key: bool| judge(current, announced, from, &me, key);
+        let (me, a, b, c) = (device("me"), device("a"), device("b"), device("c"));
+        let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a).unwrap();
+        let judge = |current: Option<&Group>, announced: &Group, from: &ProtocolAddress| judge(current, announced.clone(), from, &me);
 
-        assert!(matches!(judge(None, group(0, &["me", "a"]), &a, false), Ok(Transition::Join { .. })));
-        assert_eq!(judge(None, group(0, &["a", "b"]), &a, false), Err(ClientError::InvalidPayload("a group this device is not in")));
-        assert!(matches!(judge(Some(&current), group(1, &["me", "a"]), &a, true), Ok(Transition::Same { epoch: 3 })));
-        assert!(matches!(judge(Some(&current), group(3, &["me", "a"]), &a, true), Ok(Transition::Same { epoch: 3 })));
-        assert_eq!(judge(Some(&current), group(4, &["a", "b"]), &a, false), Ok(Transition::Leave));
-        let Ok(Transition::Advance { change, rotate, .. }) = judge(Some(&current), group(4, &["me", "a", "c"]), &a, false) else {
-            panic!()
-        };
-        assert_eq!((change.added, change.removed, rotate), (vec![device("c")], vec![b.clone()], true));
-        let Ok(Transition::Advance { rotate, .. }) = judge(Some(&current), group(4, &["me", "a", "b", "c"]), &a, false) else { panic!() };
-        assert!(!rotate, "nobody left: no rotation");
-        // The sender must be in what it announces, and (for a change) in the group as it stands.
-        assert!(matches!(judge(Some(&current), group(4, &["me", "a"]), &b, false), Err(ClientError::NotAMember { .. })));
-        let c = device("c");
-        assert_eq!(judge(Some(&current), group(4, &["me", "a", "b", "c"]), &c, true), Ok(Transition::HoldKey { epoch: 3 }));
-        assert!(matches!(judge(Some(&current), group(4, &["me", "a", "b", "c"]), &c, false), Err(ClientError::NotAMember { .. })));
-        assert!(matches!(judge(Some(&current), group(3, &["me", "a", "b", "c"]), &c, true), Err(ClientError::NotAMember { .. })));
+        assert!(matches!(judge(None, &genesis, &a), Ok(Transition::Join { .. })));
+        assert!(matches!(judge(None, &genesis, &b), Err(ClientError::NotAnAdmin { .. })), "joining takes an admin's word");
+        let without_me = Group::create("g@x", Suite::Aes256Gcm, set(&["b"]), &a).unwrap();
+        assert_eq!(judge(None, &without_me, &a), Err(ClientError::InvalidPayload("a group this device is not in")));
+
+        assert_eq!(judge(Some(&genesis), &genesis, &b), Ok(Transition::Same { epoch: 0 }));
+        let added = genesis.next(set(&["me", "a", "b", "c"]), set(&["a"])).unwrap();
+        let Ok(Transition::Advance { change, rotate, .. }) = judge(Some(&genesis), &added, &a) else { panic!() };
+        assert_eq!((change.added, change.removed, rotate), (vec![c.clone()], vec![], false));
+        let removed = added.next(set(&["me", "a", "c"]), set(&["a"])).unwrap();
+        let Ok(Transition::Advance { change, rotate, .. }) = judge(Some(&added), &removed, &a) else { panic!() };
+        assert_eq!((change.removed, rotate), (vec![b.clone()], true));
+        assert_eq!(judge(Some(&added), &added.next(set(&["a", "b"]), set(&["a"])).unwrap(), &a), Ok(Transition::Leave));
+        assert_eq!(judge(Some(&removed), &added, &a), Ok(Transition::Same { epoch: 2 }), "older news changes nothing");
+        assert_eq!(judge(Some(&genesis), &removed, &a), Ok(Transition::Later), "a change before its predecessor waits");
+    }
+
+    #[test]
+    fn only_an_admin_changes_the_group_and_only_one_epoch_at_a_time() {
+        let (me, a, b) = (device("me"), device("a"), device("b"));
+        let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a).unwrap();
+        let judge = |current: &Group, announced: Group, from: &ProtocolAddress| judge(Some(current), announced, from, &me);
+
+        // A member who is not an admin adds a stranger, removes someone, or makes itself admin.
+        for forged in [set(&["me", "a", "b", "eve"]), set(&["me", "b"])] {
+            let change = genesis.next(forged, set(&["b"])).unwrap();
+            assert!(matches!(judge(&genesis, change, &b), Err(ClientError::NotAnAdmin { .. })));
+        }
+        // Promoted, it may.
+        let promoted = genesis.next(genesis.members().clone(), set(&["a", "b"])).unwrap();
+        let after = judge(&genesis, promoted.clone(), &a).unwrap();
+        assert!(matches!(after, Transition::Advance { rotate: false, .. }));
+        assert!(matches!(judge(&promoted, promoted.next(set(&["me", "a", "b", "c"]), set(&["a", "b"])).unwrap(), &b), Ok(Transition::Advance { .. })));
+
+        // An epoch far ahead is refused, not kept: nobody can make a member wait for ever.
+        let mut jumped = genesis.announcement();
+        jumped.epoch = u64::MAX - 1;
+        assert_eq!(judge(&genesis, Group::from_control(&jumped).unwrap(), &a), Err(ClientError::InvalidChange("an epoch too far ahead")));
+        let mut near = genesis.announcement();
+        near.epoch = MAX_EPOCH_GAP;
+        assert_eq!(judge(&genesis, Group::from_control(&near).unwrap(), &a), Ok(Transition::Later));
+        near.epoch = MAX_EPOCH_GAP + 1;
+        assert!(judge(&genesis, Group::from_control(&near).unwrap(), &a).is_err());
+    }
+
+    #[test]
+    fn two_states_for_one_epoch_are_a_fork() {
+        let (me, a, b) = (device("me"), device("a"), device("b"));
+        let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a).unwrap();
+        let ours = genesis.next(set(&["me", "a", "b", "c"]), set(&["a"])).unwrap();
+        let theirs = genesis.next(set(&["me", "a", "b", "d"]), set(&["a"])).unwrap();
+        let fork = Err(ClientError::GroupFork { group: "g@x".into(), epoch: 1, from: a.clone() });
+        // The same epoch, another state.
+        assert_eq!(judge(Some(&ours), theirs.clone(), &a, &me), fork);
+        // The next epoch, built on another state.
+        assert_eq!(judge(Some(&ours), theirs.next(theirs.members().clone(), set(&["a"])).unwrap(), &a, &me), fork);
+        // A member that is no admin does not get to claim a fork.
+        assert!(matches!(judge(Some(&ours), theirs.clone(), &b, &me), Err(ClientError::NotAnAdmin { .. })));
+        assert!(matches!(judge(Some(&ours), theirs.next(theirs.members().clone(), set(&["a"])).unwrap(), &b, &me), Err(ClientError::NotAnAdmin { .. })));
     }
 }

@@ -3,7 +3,7 @@
 use switchboard_session::group::{SenderKeyRecord, SenderKeyStore};
 use switchboard_session::store::{IdentityKeyStore, PreKeyStore, SessionStore, SignedPreKeyStore};
 use switchboard_session::{IdentityKeyPair, InMemoryStore, PreKeyRecord, ProtocolAddress, PublicKey, SessionRecord, SignedPreKeyRecord};
-use switchboard_wire::switchboard::{DeviceAddress, DeviceSnapshot, KnownIdentity, StoredRecord};
+use switchboard_wire::switchboard::{DeviceAddress, DeviceSnapshot, KnownIdentity, PendingChange, StoredRecord};
 
 use crate::device::Device;
 use crate::error::ClientError;
@@ -14,6 +14,13 @@ use crate::wire_address as wire;
 fn address(wire: Option<&DeviceAddress>) -> Result<ProtocolAddress, ClientError> {
     let wire = wire.ok_or(ClientError::InvalidPayload("stored record without an address"))?;
     Ok(ProtocolAddress::new(wire.name.clone(), wire.device_id))
+}
+
+/// A kept announcement, checked as when it was kept (a stored state is hostile input too).
+fn pending_change(stored: &PendingChange) -> Result<crate::device::PendingChange, ClientError> {
+    let control = stored.control.clone().ok_or(ClientError::InvalidPayload("a kept change without its announcement"))?;
+    Group::from_control(&control)?;
+    Ok(crate::device::PendingChange { from: address(stored.from.as_ref())?, control })
 }
 
 impl Device {
@@ -41,7 +48,12 @@ impl Device {
                 .records()
                 .map(|(g, a, r)| StoredRecord { address: Some(wire(a)), group: g.to_owned(), record: r.serialize().to_vec() })
                 .collect(),
-            groups: self.groups.values().map(|g| g.control(None, false)).collect(),
+            groups: self.groups.values().map(Group::announcement).collect(),
+            pending_changes: self
+                .pending_changes
+                .iter()
+                .map(|pending| PendingChange { from: Some(wire(&pending.from)), control: Some(pending.control.clone()) })
+                .collect(),
             next_prekey_id: self.next_prekey_id,
             ..Default::default()
         }
@@ -71,7 +83,7 @@ impl Device {
         let groups = snapshot
             .groups
             .iter()
-            .map(|control| Group::from_control(control).map(|group| (group.id.clone(), group)))
+            .map(|control| Group::from_control(control).map(|group| (group.id().to_owned(), group)))
             .collect::<Result<_, _>>()?;
         Ok(Device {
             address: address(snapshot.address.as_ref())?,
@@ -82,6 +94,8 @@ impl Device {
             // costs a message each and rewinds nothing.
             key_holders: Default::default(),
             held_keys: Default::default(),
+            pending_changes: snapshot.pending_changes.iter().map(pending_change).collect::<Result<_, _>>()?,
+            forks: Vec::new(),
             next_prekey_id: snapshot.next_prekey_id,
             #[cfg(switchboard_inject_bugs)]
             bugs: Default::default(),
@@ -134,6 +148,6 @@ mod tests {
         let direct = alice.send(&b, b"direct", &mut directory, &mut rng).unwrap();
         let (received, _) = bob.receive(&a, &direct.message, &mut directory, &mut rng).unwrap();
         assert_eq!(received, crate::Received::Application(b"direct".to_vec()));
-        assert_eq!(bob.group("g@x").unwrap().members.len(), 2);
+        assert_eq!(bob.group("g@x").unwrap().members().len(), 2);
     }
 }

@@ -58,6 +58,8 @@ pub enum Event {
     Message { from: ProtocolAddress, group: Option<String>, content: Content },
     GroupChanged { group: String, epoch: u64, by: ProtocolAddress, added: Vec<ProtocolAddress>, removed: Vec<ProtocolAddress> },
     RemovedFromGroup { group: String },
+    /// `from` holds another state of the group at `epoch`: its admins made conflicting changes.
+    GroupForked { group: String, epoch: u64, from: ProtocolAddress },
     SendDropped { reason: DropReason },
     /// The connection to the relay is up (again) and the outbox is being sent.
     Online,
@@ -499,6 +501,10 @@ impl ChatClient {
                 self.ready.push(Event::GroupChanged { group, epoch, by, added, removed })
             }
             E::RemovedFromGroup { group } => self.ready.push(Event::RemovedFromGroup { group }),
+            E::GroupForked { group, epoch, from } => {
+                tracing::warn!(%group, epoch, %from, "a group forked");
+                self.ready.push(Event::GroupForked { group, epoch, from });
+            }
             E::SendDropped { reason } => {
                 tracing::warn!(?reason, "a send was given up");
                 self.ready.push(Event::SendDropped { reason });

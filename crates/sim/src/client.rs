@@ -44,6 +44,8 @@ pub enum Outcome {
     Refused { from: Option<ProtocolAddress>, envelope: [u8; 16], reason: &'static str },
     /// This device learnt it was removed from a group.
     Removed { group: String },
+    /// This device found that a group forked (its admins made conflicting changes).
+    Forked { group: String },
 }
 
 /// One device and its adapter.
@@ -221,6 +223,7 @@ impl Client {
                     outcomes.push(Outcome::Refused { from, envelope, reason: reason_label(&reason) });
                 }
                 Event::RemovedFromGroup { group } => outcomes.push(Outcome::Removed { group }),
+                Event::GroupForked { group, .. } => outcomes.push(Outcome::Forked { group }),
                 // Changes this device made (a group's creation, epoch 0, the world records itself).
                 Event::GroupChanged { group, epoch, by, added, removed } if by == self.address && epoch > 0 => {
                     let made = |member, added| Change { group: group.clone(), member, epoch, added };
@@ -336,5 +339,7 @@ fn reason_label(error: &ClientError) -> &'static str {
         ClientError::InvalidChange(_) => "invalid change",
         ClientError::NoBundle(_) => "no bundle",
         ClientError::Downgrade { .. } => DOWNGRADE_REFUSED,
+        ClientError::NotAnAdmin { .. } => "not an admin",
+        ClientError::GroupFork { .. } => "group fork",
     }
 }

@@ -84,6 +84,8 @@ pub struct Ledger {
     pub downgraded_pairs: HashSet<(usize, usize)>,
     pub duplicates_dropped: u64,
     pub refused: u64,
+    /// Group forks devices detected (two different changes for one epoch).
+    pub forks_detected: u64,
 }
 
 impl Ledger {

@@ -160,6 +160,11 @@ pub enum Event {
     GroupChanged { group: String, epoch: u64, by: ProtocolAddress, added: Vec<ProtocolAddress>, removed: Vec<ProtocolAddress> },
     /// This device was removed from the group, and forgot it.
     RemovedFromGroup { group: String },
+    /// `from` holds another state of the group at `epoch` than this device: its admins made two
+    /// different changes for one epoch, or showed different members different ones. This
+    /// device keeps its state and refuses the other; the user should hear of it, as of a
+    /// safety-number change.
+    GroupForked { group: String, epoch: u64, from: ProtocolAddress },
     /// Something this device meant to send was given up.
     SendDropped { reason: DropReason },
     /// A further device of this user was registered from this one: hand it `credential`.
@@ -649,7 +654,7 @@ impl Endpoint {
         let group = self.device.group(id).ok_or_else(|| CommandError::UnknownGroup(id.to_owned()))?;
         let sent = match self.config.group_strategy {
             GroupStrategy::Pairwise => {
-                let recipients: Vec<ProtocolAddress> = group.members.iter().filter(|member| **member != me).cloned().collect();
+                let recipients: Vec<ProtocolAddress> = group.members().iter().filter(|member| **member != me).cloned().collect();
                 self.submit(Work::Pairwise { group: id.to_owned(), recipients, content }, rng);
                 None
             }
@@ -697,6 +702,22 @@ impl Endpoint {
     pub fn remove_member(&mut self, now: Duration, id: &str, member: Member, rng: &mut StdRng) {
         self.now = self.now.max(now);
         self.submit(Work::Remove { group: id.to_owned(), member }, rng);
+        self.release();
+    }
+
+    /// Makes `member` (a member device) an admin of group `id`. Only an admin may.
+    pub fn promote(&mut self, now: Duration, id: &str, member: ProtocolAddress, rng: &mut StdRng) {
+        self.now = self.now.max(now);
+        self.submit(Work::Promote { group: id.to_owned(), member }, rng);
+        self.release();
+    }
+
+    /// Sends `payload`, a `PairwisePayload` this caller encoded itself, to device `to`: for
+    /// research clients that speak their own control messages, and for the simulator's member
+    /// adversaries. The recipient judges it as it judges any other.
+    pub fn send_payload(&mut self, now: Duration, to: ProtocolAddress, payload: Vec<u8>, rng: &mut StdRng) {
+        self.now = self.now.max(now);
+        self.submit(Work::Seal(vec![crate::PendingSend::new(to, payload)]), rng);
         self.release();
     }
 

@@ -241,7 +241,13 @@ impl Endpoint {
                     Err(error) => return Processed::Refused(error.into()),
                 };
                 let opens_session = kind == MessageKind::PreKey && !self.device.has_session(sender);
-                let (received, responses) = match self.device.receive_pending(sender, &message, rng) {
+                let result = self.device.receive_pending(sender, &message, rng);
+                for fork in self.device.take_forks() {
+                    if let ClientError::GroupFork { group, epoch, from } = fork {
+                        self.events.push_back(Event::GroupForked { group, epoch, from });
+                    }
+                }
+                let (received, responses) = match result {
                     Ok(done) => done,
                     Err(error) => return Processed::Refused(error),
                 };

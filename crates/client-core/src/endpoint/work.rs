@@ -24,6 +24,7 @@ pub(super) enum Work {
     Create { group: String, members: Vec<Member>, suite: Suite },
     Add { group: String, member: Member },
     Remove { group: String, member: Member },
+    Promote { group: String, member: ProtocolAddress },
 }
 
 impl Endpoint {
@@ -48,7 +49,7 @@ impl Endpoint {
         let group_needs = |group: &str, except: Option<&Member>| -> Vec<String> {
             let Some(group) = self.device.group(group) else { return Vec::new() };
             group
-                .members
+                .members()
                 .iter()
                 .filter(|a| *a != me && self.unknown(a))
                 .filter(|a| match except {
@@ -78,6 +79,7 @@ impl Endpoint {
                 }
                 users
             }
+            Work::Promote { group, .. } => group_needs(group, None),
         };
         users.sort();
         users.dedup();
@@ -218,7 +220,7 @@ impl Endpoint {
             Work::Create { group, members, suite } => {
                 let devices: Vec<ProtocolAddress> = members.iter().flat_map(|m| self.resolve(m)).collect();
                 let result = self.device.create_group(&group, devices, suite, &mut self.directory, rng);
-                let added = self.device.group(&group).map(|g| g.members.iter().cloned().collect()).unwrap_or_default();
+                let added = self.device.group(&group).map(|g| g.members().iter().cloned().collect()).unwrap_or_default();
                 self.changed(group, result, added, Vec::new(), rng);
             }
             Work::Add { group, member } => {
@@ -233,13 +235,17 @@ impl Endpoint {
                     Member::User(user) => self
                         .device
                         .group(&group)
-                        .map(|g| g.members.iter().filter(|m| m.name() == user).cloned().collect())
+                        .map(|g| g.members().iter().filter(|m| m.name() == user).cloned().collect())
                         .unwrap_or_default(),
                 };
                 for device in devices {
                     let result = self.device.remove_member(&group, &device, &mut self.directory, rng);
                     self.changed(group.clone(), result, Vec::new(), vec![device], rng);
                 }
+            }
+            Work::Promote { group, member } => {
+                let result = self.device.promote(&group, &member, &mut self.directory, rng);
+                self.changed(group, result, Vec::new(), Vec::new(), rng);
             }
         }
     }
@@ -281,7 +287,7 @@ impl Endpoint {
                 self.changed_device();
                 self.queue_pairwise(outgoing, "", rng);
                 let by = self.device.address().clone();
-                let epoch = self.device.group(&group).map_or(0, |g| g.epoch);
+                let epoch = self.device.group(&group).map_or(0, |g| g.epoch());
                 self.events.push_back(Event::GroupChanged { group: group.clone(), epoch, by, added, removed });
                 // A member added may have written before: what waited for it reads now.
                 self.retry_stalled(&group, rng);

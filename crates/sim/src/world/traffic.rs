@@ -45,6 +45,7 @@ impl World {
                         }
                     }
                 }
+                Outcome::Forked { .. } => self.ledger.forks_detected += 1,
                 Outcome::Removed { group } => {
                     if let Some(index) = self.groups.iter().position(|g| g.id == group) {
                         self.trace.record(TraceEvent::Membership { at_us: self.now, group: index, device, change: "learnt removal" });
@@ -121,7 +122,7 @@ impl World {
         let sender = candidates[self.rng.random_range(0..candidates.len())];
         let number = self.ledger.messages.len() as u64;
         let content = client::content(number, Some(&id), size, kind, self.now);
-        let epoch = self.clients[sender].device().group(&id).map_or(0, |g| g.epoch);
+        let epoch = self.clients[sender].device().group(&id).map_or(0, |g| g.epoch());
         let addressed = self.addressed(sender, group, &id, epoch);
         let content_len = content.len();
         let mut out = Vec::new();
@@ -151,7 +152,7 @@ impl World {
             }
         }
         let me = &self.clients[sender].address;
-        let members = self.clients[sender].device().group(id).map(|g| g.members.iter().filter(|m| *m != me).collect::<Vec<_>>()).unwrap_or_default();
+        let members = self.clients[sender].device().group(id).map(|g| g.members().iter().filter(|m| *m != me).collect::<Vec<_>>()).unwrap_or_default();
         let list: Rc<[usize]> = members.into_iter().filter_map(|member| self.device_index(member)).collect();
         self.addressed_cache.insert((sender, group), (epoch, list.clone()));
         list

@@ -13,17 +13,15 @@ use switchboard_wire::{Message, decode, limits};
 use crate::directory::BundleDirectory;
 use crate::error::ClientError;
 use crate::group::Group;
-use crate::membership::{self, Transition};
+
+mod control;
+
+pub use control::{MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_SENDER, MAX_PENDING_CHANGE_BYTES};
+pub(crate) use control::PendingChange;
 
 type Result<T> = std::result::Result<T, ClientError>;
 
 const SIGNED_PREKEY_ID: u32 = 1;
-/// Senders (per group) whose keys are kept while their joining is not yet announced.
-pub const MAX_HELD_KEYS: usize = 1_024;
-/// Keys kept per such sender (its older keys are dropped first).
-pub const MAX_HELD_KEYS_PER_SENDER: usize = 5;
-/// Longest group id a held key may name.
-pub const MAX_GROUP_ID_LEN: usize = 256;
 
 /// A pairwise message to send to one device.
 #[derive(Clone, Debug)]
@@ -39,6 +37,13 @@ pub struct PendingSend {
     pub to: ProtocolAddress,
     /// The encoded `PairwisePayload`, shared by every recipient of one control message.
     payload: std::sync::Arc<[u8]>,
+}
+
+impl PendingSend {
+    /// `payload`, an encoded `PairwisePayload`, to seal for `to`.
+    pub fn new(to: ProtocolAddress, payload: impl Into<std::sync::Arc<[u8]>>) -> PendingSend {
+        PendingSend { to, payload: payload.into() }
+    }
 }
 
 /// What [`Device::seal_each`] sealed, and what it could not (each with why).
@@ -91,6 +96,10 @@ pub struct Device {
     pub(crate) key_holders: HashMap<String, BTreeSet<ProtocolAddress>>,
     /// Sender keys from devices not yet known as members, by group and sender (see `on_control`).
     pub(crate) held_keys: HashMap<(String, ProtocolAddress), Vec<SenderKeyDistributionMessage>>,
+    /// Announcements that came before the changes they build on (see `control::catch_up`).
+    pub(crate) pending_changes: Vec<PendingChange>,
+    /// Forks detected and not yet taken by [`Device::take_forks`].
+    pub(crate) forks: Vec<ClientError>,
     pub(crate) next_prekey_id: u32,
     #[cfg(switchboard_inject_bugs)]
     pub(crate) bugs: InjectedBugs,
@@ -121,6 +130,8 @@ impl Device {
             groups: HashMap::new(),
             key_holders: HashMap::new(),
             held_keys: HashMap::new(),
+            pending_changes: Vec::new(),
+            forks: Vec::new(),
             next_prekey_id: 1,
             #[cfg(switchboard_inject_bugs)]
             bugs: InjectedBugs::default(),
@@ -241,8 +252,7 @@ impl Device {
         if self.groups.contains_key(id) {
             return Err(ClientError::InvalidChange("a group with that id exists"));
         }
-        let mut group = Group { id: id.to_owned(), epoch: 0, members: members.into_iter().collect(), suite };
-        group.members.insert(self.address.clone());
+        let group = Group::create(id, suite, members, &self.address)?;
         let others: Vec<_> = self.others(&group).collect();
         let pending = self.send_control(&group, &others);
         let outgoing = self.seal_all(pending, directory, rng)?;
@@ -263,11 +273,12 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Vec<Outgoing>> {
-        let mut group = self.groups.get(id).cloned().ok_or_else(|| ClientError::UnknownGroup(id.to_owned()))?;
-        if !group.members.insert(member.clone()) {
+        let current = self.group_to_change(id)?;
+        let mut members = current.members().clone();
+        if !members.insert(member.clone()) {
             return Err(ClientError::InvalidChange("already a member"));
         }
-        group.epoch = group.epoch.checked_add(1).ok_or(ClientError::InvalidChange("epoch exhausted"))?;
+        let group = current.next(members, current.admins().clone())?;
         let others: Vec<_> = self.others(&group).collect();
         let pending = self.send_control(&group, &others);
         let outgoing = self.seal_all(pending, directory, rng)?;
@@ -291,19 +302,61 @@ impl Device {
         if *member == self.address {
             return Err(ClientError::InvalidChange("a device cannot remove itself this way"));
         }
-        let mut group = self.groups.get(id).cloned().ok_or_else(|| ClientError::UnknownGroup(id.to_owned()))?;
-        if !group.members.shift_remove(member) {
+        let current = self.group_to_change(id)?;
+        let (mut members, mut admins) = (current.members().clone(), current.admins().clone());
+        if !members.shift_remove(member) {
             return Err(ClientError::InvalidChange("not a member"));
         }
-        group.epoch = group.epoch.checked_add(1).ok_or(ClientError::InvalidChange("epoch exhausted"))?;
+        admins.shift_remove(member);
+        let group = current.next(members, admins)?;
         let mut to: Vec<_> = self.others(&group).collect();
         // The removed device learns it is out.
         to.push(member.clone());
         let pending = self.send_control(&group, &to);
         let outgoing = self.seal_all(pending, directory, rng)?;
-        self.rotate_after_removal(id, group.suite, rng)?;
+        self.rotate_after_removal(id, group.suite(), rng)?;
         self.groups.insert(id.to_owned(), group);
         Ok(outgoing)
+    }
+
+    /// Makes `member` an admin of group `id`: from the next epoch on it may add, remove and
+    /// promote too. Every member learns it.
+    pub fn promote<R: CryptoRng + ?Sized>(
+        &mut self,
+        id: &str,
+        member: &ProtocolAddress,
+        directory: &mut dyn BundleDirectory,
+        rng: &mut R,
+    ) -> Result<Vec<Outgoing>> {
+        let current = self.group_to_change(id)?;
+        if !current.members().contains(member) {
+            return Err(ClientError::InvalidChange("not a member"));
+        }
+        let mut admins = current.admins().clone();
+        if !admins.insert(member.clone()) {
+            return Err(ClientError::InvalidChange("already an admin"));
+        }
+        let group = current.next(current.members().clone(), admins)?;
+        let others: Vec<_> = self.others(&group).collect();
+        let pending = self.send_control(&group, &others);
+        let outgoing = self.seal_all(pending, directory, rng)?;
+        self.groups.insert(id.to_owned(), group);
+        Ok(outgoing)
+    }
+
+    /// Group `id` as it stands, if this device may change it (it is one of its admins).
+    fn group_to_change(&self, id: &str) -> Result<&Group> {
+        let group = self.groups.get(id).ok_or_else(|| ClientError::UnknownGroup(id.to_owned()))?;
+        if !group.admins().contains(&self.address) {
+            return Err(ClientError::NotAnAdmin { group: id.to_owned(), sender: self.address.clone() });
+        }
+        Ok(group)
+    }
+
+    /// Forks of groups detected since the last call (each a [`ClientError::GroupFork`]): the
+    /// application shows them to the user, as a safety-number change is shown.
+    pub fn take_forks(&mut self) -> Vec<ClientError> {
+        std::mem::take(&mut self.forks)
     }
 
     /// Encrypts `plaintext` once for every other member of group `id`, with this device's sender
@@ -319,7 +372,7 @@ impl Device {
         let key_distributions = if missing.is_empty() {
             Vec::new()
         } else {
-            let suite = group.suite;
+            let suite = group.suite();
             let distribution = sender_keys::create_distribution(&mut self.sender_keys, id, &self.address, suite, rng)?;
             let group = self.groups.get(id).expect("looked up above");
             self.send_key(group, &distribution, &missing)
@@ -342,7 +395,7 @@ impl Device {
     /// Decrypts a group message that `sender`, a current member, sent to group `id`.
     pub fn decrypt_group(&mut self, id: &str, sender: &ProtocolAddress, bytes: &[u8]) -> Result<Vec<u8>> {
         let group = self.groups.get(id).ok_or_else(|| ClientError::UnknownGroup(id.to_owned()))?;
-        if !group.members.contains(sender) {
+        if !group.members().contains(sender) {
             return Err(ClientError::NotAMember { group: id.to_owned(), sender: sender.clone() });
         }
         let message = SenderKeyMessage::parse(bytes)?;
@@ -386,154 +439,20 @@ impl Device {
         }
     }
 
-    fn on_control<R: CryptoRng + ?Sized>(
-        &mut self,
-        from: &ProtocolAddress,
-        control: &GroupControl,
-        rng: &mut R,
-    ) -> Result<(Received, Vec<PendingSend>)> {
-        let distribution = match control.sender_key_distribution.as_slice() {
-            [] => None,
-            bytes => Some(SenderKeyDistributionMessage::parse(bytes)?),
-        };
-        if control.members.is_empty() {
-            let distribution = distribution.ok_or(ClientError::InvalidPayload("a group control with neither members nor a key"))?;
-            return self.on_key(from, control, distribution);
-        }
-        let announced = Group::from_control(control)?;
-        let id = announced.id.clone();
-        let transition = membership::judge(self.groups.get(&id), announced, from, &self.address, distribution.is_some())?;
-        let joining = matches!(transition, Transition::Join { .. });
-        // The sender's key first: if it is refused (a retired key), nothing else has changed yet.
-        if let Some(distribution) = &distribution
-            && !matches!(transition, Transition::HoldKey { .. } | Transition::Leave)
-        {
-            sender_keys::process_distribution(&mut self.sender_keys, &id, from, distribution)?;
-        }
-        let (group, change) = match transition {
-            Transition::HoldKey { epoch } => {
-                let distribution = distribution.expect("judged: the announcement brings a key");
-                self.hold_key(id.clone(), from, distribution)?;
-                return Ok((Received::Group { group: id, epoch, change: None }, Vec::new()));
-            }
-            Transition::Leave => {
-                self.groups.remove(&id);
-                self.key_holders.remove(&id);
-                self.held_keys.retain(|(group, _), _| *group != id);
-                return Ok((Received::RemovedFromGroup { group: id }, Vec::new()));
-            }
-            Transition::Join { group, change } => {
-                // A fresh key on every (re)join: a key kept from an earlier membership may be held
-                // by a member removed since; it goes out with our first message to the group.
-                self.fresh_key(&id, group.suite, rng)?;
-                (Some(group), Some(change))
-            }
-            Transition::Advance { group, change, rotate } => {
-                // After a removal, rotate (the new key goes to the remaining members with our next
-                // message); a newcomer gets our current key the same way.
-                if rotate {
-                    self.rotate_after_removal(&id, group.suite, rng)?;
-                }
-                (Some(group), Some(change))
-            }
-            Transition::Same { .. } => (None, None),
-        };
-        if let Some(group) = group {
-            self.groups.insert(id.clone(), group);
-        }
-        let epoch = self.groups.get(&id).ok_or_else(|| ClientError::UnknownGroup(id.clone()))?.epoch;
-        self.apply_held_keys(&id);
-        // A member asks for our key (it lost it, or an older client's announcement reached it
-        // too early): it gets it with our next message.
-        if control.request_sender_key && !joining {
-            if let Some(holders) = self.key_holders.get_mut(&id) {
-                holders.remove(from);
-            }
-        }
-        Ok((Received::Group { group: id, epoch, change }, Vec::new()))
-    }
-
-    /// Applies the keys held for senders of group `id` that are members now.
-    fn apply_held_keys(&mut self, id: &str) {
-        let Some(group) = self.groups.get(id) else { return };
-        let mut now_members: Vec<_> =
-            self.held_keys.keys().filter(|(held, sender)| held == id && group.members.contains(sender)).cloned().collect();
-        now_members.sort();
-        for key in now_members {
-            for held in self.held_keys.remove(&key).unwrap_or_default() {
-                // Checked when kept (`SenderKeyDistributionMessage::parse`): nothing here can fail
-                // the change, which must be applied whatever a held key holds.
-                let _ = sender_keys::process_distribution(&mut self.sender_keys, id, &key.1, &held);
-            }
-        }
-    }
-
-    /// A member's sender key, without the member list: applied if the sender is a member as this
-    /// device knows the group; otherwise kept, unused and bounded (see [`Self::hold_key`]), until
-    /// an announcement makes the sender a member.
-    fn on_key(&mut self, from: &ProtocolAddress, control: &GroupControl, distribution: SenderKeyDistributionMessage) -> Result<(Received, Vec<PendingSend>)> {
-        let id = control.group_id.clone();
-        if id.is_empty() {
-            return Err(ClientError::InvalidPayload("empty group id"));
-        }
-        match self.groups.get(&id) {
-            Some(group) if group.members.contains(from) => {
-                let epoch = group.epoch;
-                sender_keys::process_distribution(&mut self.sender_keys, &id, from, &distribution)?;
-                if control.request_sender_key {
-                    if let Some(holders) = self.key_holders.get_mut(&id) {
-                        holders.remove(from);
-                    }
-                }
-                Ok((Received::Group { group: id, epoch, change: None }, Vec::new()))
-            }
-            // Not a member as this device knows the group: the news of its joining (or of its
-            // coming back after a removal it may not know of) may be on its way. Kept, unused,
-            // until a membership that includes it arrives.
-            current => {
-                let epoch = current.map_or(control.epoch, |group| group.epoch);
-                self.hold_key(id.clone(), from, distribution)?;
-                Ok((Received::Group { group: id, epoch, change: None }, Vec::new()))
-            }
-        }
-    }
-
-    /// Keeps a key whose sender is not (yet) known as a member; its latest few keys are kept, in
-    /// order, since its messages under an older one may still be on their way. Bounded per
-    /// sender ([`MAX_HELD_KEYS_PER_SENDER`]) and in all ([`MAX_HELD_KEYS`]), with group ids of at
-    /// most [`MAX_GROUP_ID_LEN`] bytes, so no peer can make this grow without limit.
-    fn hold_key(&mut self, group: String, from: &ProtocolAddress, distribution: SenderKeyDistributionMessage) -> Result<()> {
-        if group.len() > MAX_GROUP_ID_LEN {
-            return Err(ClientError::InvalidPayload("group id too long"));
-        }
-        let key = (group, from.clone());
-        if !self.held_keys.contains_key(&key) && self.held_keys.len() >= MAX_HELD_KEYS {
-            return Err(ClientError::InvalidChange("too many keys from unannounced members"));
-        }
-        let held = self.held_keys.entry(key).or_default();
-        if held.len() == MAX_HELD_KEYS_PER_SENDER {
-            held.remove(0);
-        }
-        held.push(distribution);
-        Ok(())
-    }
-
     fn others<'a>(&'a self, group: &'a Group) -> impl Iterator<Item = ProtocolAddress> + 'a {
-        group.members.iter().filter(move |member| **member != self.address).cloned()
+        group.members().iter().filter(move |member| **member != self.address).cloned()
     }
 
     /// The group's membership, announced to `to`.
     fn send_control(&self, group: &Group, to: &[ProtocolAddress]) -> Vec<PendingSend> {
-        Self::pending(group.control(None, false), to)
+        Self::pending(group.announcement(), to)
     }
 
     /// This device's sender key for `group`, handed to `to`: the group's id, epoch and suite with
     /// the key, and no member list (membership travels in announcements only, so a key for a
     /// group of 1,000 costs a few hundred bytes, not the whole list).
     fn send_key(&self, group: &Group, distribution: &SenderKeyDistributionMessage, to: &[ProtocolAddress]) -> Vec<PendingSend> {
-        let mut control = group.control(Some(&distribution.serialize()), false);
-        control.members.clear();
-        Self::pending(control, to)
+        Self::pending(group.key_control(distribution.serialize().to_vec()), to)
     }
 
     fn pending(control: GroupControl, to: &[ProtocolAddress]) -> Vec<PendingSend> {

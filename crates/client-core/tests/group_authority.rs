@@ -1,0 +1,164 @@
+//! Who may change a group, and in what order: only its admins, one epoch at a time, each change
+//! naming the state it applies to. A member that is not an admin cannot add, remove or jump the
+//! epoch (the attacks of Rösler, Mainka and Schwenk, "More is Less", 2018); an admin that shows
+//! members different changes is caught as a fork; changes that arrive out of order apply in order.
+
+mod common;
+
+use common::{GROUP, World, address, founded};
+use switchboard_client_core::{ClientError, Group, PendingSend, Received};
+use switchboard_session::Suite;
+use switchboard_wire::Message;
+use switchboard_wire::switchboard::{PairwisePayload, pairwise_payload::Body};
+
+/// `from` sends `group`'s announcement to each of `to`, as a modified client would: whatever its
+/// own device would let it do.
+fn announce(world: &mut World, from: &str, group: &Group, to: &[&str]) {
+    let payload = PairwisePayload { body: Some(Body::GroupControl(group.announcement())), suites: Vec::new() }.encode_to_vec();
+    let pending = to.iter().map(|to| PendingSend::new(address(to), payload.clone())).collect();
+    let rng = &mut world.rng;
+    let sealed = world.devices.get_mut(&address(from)).unwrap().seal_all(pending, &mut world.directory, rng).unwrap();
+    world.post(from, sealed);
+}
+
+/// `who`'s view of the group, with `members` and `admins` at the next epoch.
+fn next(world: &mut World, who: &str, members: &[&str], admins: &[&str]) -> Group {
+    let group = world.device(who).group(GROUP).unwrap().clone();
+    group.next(members.iter().map(|m| address(m)).collect(), admins.iter().map(|m| address(m)).collect()).unwrap()
+}
+
+fn hash(world: &mut World, who: &str) -> [u8; 32] {
+    *world.device(who).group(GROUP).unwrap().hash()
+}
+
+#[test]
+fn a_member_who_is_not_an_admin_cannot_add_a_stranger_in_secret() {
+    let mut world = founded(Suite::Aes256Gcm, 11);
+    // Carol adds Erin and tells only Bob (and Erin), naming herself admin for Erin's benefit.
+    let forged = next(&mut world, "carol@red", &["alice@green", "bob@blue", "carol@red", "dave@blue", "erin@red"], &["carol@red"]);
+    announce(&mut world, "carol@red", &forged, &["bob@blue", "erin@red"]);
+    let results = world.deliver_all();
+    assert!(matches!(&results[0], (to, Err(ClientError::NotAnAdmin { .. })) if *to == address("bob@blue")), "{results:?}");
+    assert_eq!(world.device("bob@blue").group(GROUP).unwrap().members().len(), 4);
+    // Bob's next message hands his key to the members only: Erin cannot read it.
+    let message = world.group_send("bob@blue", "members only");
+    assert!(!message.recipients.contains(&address("erin@red")));
+    assert!(world.group_read("erin@red", "bob@blue", &message).is_err());
+    assert_eq!(world.group_read("alice@green", "bob@blue", &message).unwrap(), b"members only");
+}
+
+#[test]
+fn a_member_who_is_not_an_admin_cannot_remove_anyone_or_show_members_different_changes() {
+    let mut world = founded(Suite::SignalV3, 12);
+    let without_dave = next(&mut world, "carol@red", &["alice@green", "bob@blue", "carol@red"], &["alice@green"]);
+    let without_bob = next(&mut world, "carol@red", &["alice@green", "carol@red", "dave@blue"], &["alice@green"]);
+    announce(&mut world, "carol@red", &without_dave, &["alice@green", "bob@blue"]);
+    announce(&mut world, "carol@red", &without_bob, &["dave@blue"]);
+    let results = world.deliver_all();
+    assert_eq!(results.len(), 3);
+    assert!(results.iter().all(|(_, result)| matches!(result, Err(ClientError::NotAnAdmin { .. }))), "{results:?}");
+    let genesis = hash(&mut world, "alice@green");
+    for member in ["bob@blue", "carol@red", "dave@blue"] {
+        assert_eq!(hash(&mut world, member), genesis, "{member} holds another state");
+    }
+    world.everyone_reads_everyone(&["alice@green", "bob@blue", "carol@red", "dave@blue"], "still four");
+}
+
+#[test]
+fn an_epoch_jump_does_not_pin_a_member_and_a_removal_still_applies() {
+    let mut world = founded(Suite::Aes256Gcm, 13);
+    // Carol claims an epoch near the end of the range, to make Alice's removal of her look old.
+    let mut jumped = world.device("carol@red").group(GROUP).unwrap().announcement();
+    jumped.epoch = u64::MAX - 1;
+    let payload = PairwisePayload { body: Some(Body::GroupControl(jumped)), suites: Vec::new() }.encode_to_vec();
+    let rng = &mut world.rng;
+    let sealed = world.devices.get_mut(&address("carol@red")).unwrap()
+        .seal_all(vec![PendingSend::new(address("bob@blue"), payload)], &mut world.directory, rng).unwrap();
+    world.post("carol@red", sealed);
+    assert_eq!(world.deliver_all(), vec![(address("bob@blue"), Err(ClientError::InvalidChange("an epoch too far ahead")))]);
+
+    let rng = &mut world.rng;
+    let outgoing = world.devices.get_mut(&address("alice@green")).unwrap()
+        .remove_member(GROUP, &address("carol@red"), &mut world.directory, rng).unwrap();
+    world.post("alice@green", outgoing);
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    assert_eq!(world.device("bob@blue").group(GROUP).unwrap().epoch(), 1);
+    let after = world.group_send("bob@blue", "after carol left");
+    assert!(world.group_read("carol@red", "bob@blue", &after).is_err(), "the removed member read a later message");
+    assert_eq!(world.group_read("dave@blue", "bob@blue", &after).unwrap(), b"after carol left");
+}
+
+#[test]
+fn an_admin_who_shows_members_different_changes_is_caught_as_a_fork() {
+    let mut world = founded(Suite::Aes256Gcm, 14);
+    let with_erin = next(&mut world, "alice@green", &["alice@green", "bob@blue", "carol@red", "dave@blue", "erin@red"], &["alice@green"]);
+    let without_dave = next(&mut world, "alice@green", &["alice@green", "bob@blue", "carol@red"], &["alice@green"]);
+    announce(&mut world, "alice@green", &with_erin, &["bob@blue", "erin@red"]);
+    announce(&mut world, "alice@green", &without_dave, &["carol@red"]);
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    assert_ne!(hash(&mut world, "bob@blue"), hash(&mut world, "carol@red"));
+    // Bob's key reaches Carol naming his state at epoch 1: not hers. She refuses it and says so.
+    let rng = &mut world.rng;
+    let bob = world.devices.get_mut(&address("bob@blue")).unwrap();
+    let mut message = bob.encrypt_group(GROUP, b"hello", rng).unwrap();
+    let keys = bob.seal_all(std::mem::take(&mut message.key_distributions), &mut world.directory, rng).unwrap();
+    world.post("bob@blue", keys);
+    let results = world.deliver_all();
+    let fork = ClientError::GroupFork { group: GROUP.into(), epoch: 1, from: address("bob@blue") };
+    assert!(results.contains(&(address("carol@red"), Err(fork.clone()))), "{results:?}");
+    assert_eq!(world.device("carol@red").take_forks(), vec![fork]);
+    assert!(world.group_read("carol@red", "bob@blue", &message).is_err());
+    // A third state for epoch 1, from Alice's own device: a fork to Bob too.
+    let rng = &mut world.rng;
+    let outgoing = world.devices.get_mut(&address("alice@green")).unwrap().promote(GROUP, &address("dave@blue"), &mut world.directory, rng).unwrap();
+    world.post("alice@green", outgoing.into_iter().filter(|o| o.to == address("bob@blue")).collect());
+    let fork = ClientError::GroupFork { group: GROUP.into(), epoch: 1, from: address("alice@green") };
+    assert_eq!(world.deliver_all(), vec![(address("bob@blue"), Err(fork))]);
+}
+
+#[test]
+fn changes_that_arrive_out_of_order_apply_in_the_order_of_their_chain() {
+    let mut world = founded(Suite::SignalV3, 15);
+    let mut changes = Vec::new();
+    for change in 0..2 {
+        let rng = &mut world.rng;
+        let alice = world.devices.get_mut(&address("alice@green")).unwrap();
+        let outgoing = match change {
+            0 => alice.remove_member(GROUP, &address("dave@blue"), &mut world.directory, rng),
+            _ => alice.add_member(GROUP, address("erin@red"), &mut world.directory, rng),
+        };
+        changes.push(outgoing.unwrap().into_iter().filter(|o| o.to == address("bob@blue")).collect::<Vec<_>>());
+    }
+    // Bob hears of Erin's arrival (epoch 2) before Dave's removal (epoch 1): it waits.
+    world.post("alice@green", changes.pop().unwrap());
+    let results = world.deliver_all();
+    assert_eq!(results, vec![(address("bob@blue"), Ok(Received::Group { group: GROUP.into(), epoch: 0, change: None }))]);
+    world.post("alice@green", changes.pop().unwrap());
+    let results = world.deliver_all();
+    let Ok(Received::Group { epoch: 2, change: Some(change), .. }) = &results[0].1 else { panic!("{results:?}") };
+    assert_eq!((change.added.clone(), change.removed.clone()), (vec![address("erin@red")], vec![address("dave@blue")]));
+    assert_eq!(hash(&mut world, "bob@blue"), hash(&mut world, "alice@green"));
+    // Bob rotated for Dave's removal: Dave reads none of what Bob sends now.
+    let message = world.group_send("bob@blue", "after both");
+    assert!(world.group_read("dave@blue", "bob@blue", &message).is_err());
+}
+
+#[test]
+fn an_admin_promotes_a_member_who_may_then_change_the_group() {
+    let mut world = founded(Suite::Aes256Gcm, 16);
+    let rng = &mut world.rng;
+    let bob_first = world.devices.get_mut(&address("bob@blue")).unwrap().remove_member(GROUP, &address("dave@blue"), &mut world.directory, rng);
+    assert!(matches!(bob_first, Err(ClientError::NotAnAdmin { .. })), "not yet");
+    let outgoing = world.devices.get_mut(&address("alice@green")).unwrap().promote(GROUP, &address("bob@blue"), &mut world.directory, rng).unwrap();
+    world.post("alice@green", outgoing);
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    let rng = &mut world.rng;
+    let outgoing = world.devices.get_mut(&address("bob@blue")).unwrap().remove_member(GROUP, &address("dave@blue"), &mut world.directory, rng).unwrap();
+    world.post("bob@blue", outgoing);
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    for member in ["alice@green", "carol@red"] {
+        assert_eq!(hash(&mut world, member), hash(&mut world, "bob@blue"));
+        assert_eq!(world.device(member).group(GROUP).unwrap().epoch(), 2);
+    }
+    assert!(world.device("dave@blue").group(GROUP).is_none());
+}
