@@ -22,12 +22,13 @@ scripts/check-cores.sh
 echo "==> workspace tests"
 cargo test --workspace --locked
 
-echo "==> the simulator catches a client that does not rotate on removal, or accepts a downgraded"
-echo "    session (a build of its own: these deliberate bugs exist only under"
+echo "==> the simulator catches a client that does not rotate on removal, accepts a downgraded"
+echo "    session, or takes group changes from any member (a build of its own: these deliberate bugs exist only under"
 echo "    --cfg switchboard_inject_bugs, never in the product)"
 RUSTFLAGS="--cfg switchboard_inject_bugs" cargo test --locked -p switchboard-sim --test scenarios \
     --target-dir target/inject-bugs -- --include-ignored \
-    a_client_that_does_not_rotate_on_removal_is_caught a_client_that_accepts_a_downgrade_is_caught
+    a_client_that_does_not_rotate_on_removal_is_caught a_client_that_accepts_a_downgrade_is_caught \
+    a_client_that_takes_changes_from_any_member_is_caught
 
 echo "==> fuzz targets: build, replay every corpus, run each briefly (see FUZZING.md)"
 # A plain build of fuzz/ gives libFuzzer binaries without coverage feedback: enough to replay the

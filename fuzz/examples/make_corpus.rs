@@ -144,6 +144,9 @@ fn decode_wire() {
             suite: name.into(),
             sender_key_distribution: distribution.serialize().to_vec(),
             request_sender_key: suite == Suite::Aes256Gcm,
+            prev_hash: vec![0x5a; 32],
+            admins: members[..1].to_vec(),
+            state_hash: Vec::new(),
         };
         out.write(&format!("group-control-{name}"), &control.encode_to_vec());
         let payload = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new() };

@@ -5,7 +5,9 @@
 //! Checks: parsing never panics, and a refusal names a line of the file; a run never panics,
 //! and whatever the faults, the invariants that do not depend on the network healing hold — no
 //! relay sees a plaintext (unless that bug is injected), no tampered envelope is read, no device
-//! reads a group message sent while it was not a member (unless rotation is switched off), no two
+//! reads a group message sent while it was not a member (unless rotation is switched off), nor
+//! while the admins' changes did not make it one, and no member holds a state of its group its
+//! admins did not make (unless the admin check is switched off), no two
 //! devices share a session under a weaker suite than both accept (unless the downgrade check is
 //! switched off), and a thief never reads what its device had read before the theft.
 //!
@@ -41,6 +43,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(report.adversaries.tampered_read, 0, "{}", report.text());
     if !scenario.inject.no_rotation_on_removal {
         assert!(holds("membership: nothing read outside it"), "{}", report.text());
+    }
+    if !scenario.inject.no_admin_check {
+        assert!(holds(switchboard_sim::OUTSIDER_READ), "{}", report.text());
+        assert!(holds(switchboard_sim::FOREIGN_STATE), "{}", report.text());
     }
     if !scenario.inject.no_downgrade_check {
         assert!(holds("no downgraded session"), "{}", report.text());

@@ -39,15 +39,22 @@ pub(crate) enum Transition {
 }
 
 /// Judges `announced`, sent by `from`, against `current` (this device's view, if it is in the
-/// group).
-pub(crate) fn judge(current: Option<&Group>, announced: Group, from: &ProtocolAddress, me: &ProtocolAddress) -> Result<Transition, ClientError> {
+/// group). `trust_members` (an injected bug, false in the product) takes any member for an admin.
+pub(crate) fn judge(
+    current: Option<&Group>,
+    announced: Group,
+    from: &ProtocolAddress,
+    me: &ProtocolAddress,
+    trust_members: bool,
+) -> Result<Transition, ClientError> {
+    let is_admin = |group: &Group| group.admins().contains(from) || (trust_members && group.members().contains(from));
     let Some(current) = current else {
         if !announced.members().contains(me) {
             return Err(ClientError::InvalidPayload("a group this device is not in"));
         }
         // Joining, this device cannot know the group's history: it takes the state from the
         // admin that added it (authenticated by their session), and checks every change after.
-        if !announced.admins().contains(from) {
+        if !is_admin(&announced) {
             return Err(not_an_admin(&announced, from));
         }
         let change = MembershipChange { added: announced.members().iter().cloned().collect(), removed: Vec::new() };
@@ -63,14 +70,14 @@ pub(crate) fn judge(current: Option<&Group>, announced: Group, from: &ProtocolAd
     }
     if epoch - current.epoch() > 1 {
         // Its author is an admin of a state this device has not reached: judged when it has.
-        return match announced.admins().contains(from) || current.admins().contains(from) {
+        return match is_admin(&announced) || is_admin(current) {
             true => Ok(Transition::Later),
             false => Err(not_an_admin(current, from)),
         };
     }
     // Whoever is not an admin is refused before anything else is looked at, so that a member's
     // forgery reads as what it is, not as a fork.
-    if !current.admins().contains(from) {
+    if !is_admin(current) {
         return Err(not_an_admin(current, from));
     }
     if epoch == current.epoch() || announced.prev_hash() != current.hash() {
@@ -112,7 +119,7 @@ mod tests {
     fn each_announcement_makes_one_transition() {
         let (me, a, b, c) = (device("me"), device("a"), device("b"), device("c"));
         let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a).unwrap();
-        let judge = |current: Option<&Group>, announced: &Group, from: &ProtocolAddress| judge(current, announced.clone(), from, &me);
+        let judge = |current: Option<&Group>, announced: &Group, from: &ProtocolAddress| judge(current, announced.clone(), from, &me, false);
 
         assert!(matches!(judge(None, &genesis, &a), Ok(Transition::Join { .. })));
         assert!(matches!(judge(None, &genesis, &b), Err(ClientError::NotAnAdmin { .. })), "joining takes an admin's word");
@@ -135,7 +142,7 @@ mod tests {
     fn only_an_admin_changes_the_group_and_only_one_epoch_at_a_time() {
         let (me, a, b) = (device("me"), device("a"), device("b"));
         let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a).unwrap();
-        let judge = |current: &Group, announced: Group, from: &ProtocolAddress| judge(Some(current), announced, from, &me);
+        let judge = |current: &Group, announced: Group, from: &ProtocolAddress| judge(Some(current), announced, from, &me, false);
 
         // A member who is not an admin adds a stranger, removes someone, or makes itself admin.
         for forged in [set(&["me", "a", "b", "eve"]), set(&["me", "b"])] {
@@ -167,11 +174,11 @@ mod tests {
         let theirs = genesis.next(set(&["me", "a", "b", "d"]), set(&["a"])).unwrap();
         let fork = Err(ClientError::GroupFork { group: "g@x".into(), epoch: 1, from: a.clone() });
         // The same epoch, another state.
-        assert_eq!(judge(Some(&ours), theirs.clone(), &a, &me), fork);
+        assert_eq!(judge(Some(&ours), theirs.clone(), &a, &me, false), fork);
         // The next epoch, built on another state.
-        assert_eq!(judge(Some(&ours), theirs.next(theirs.members().clone(), set(&["a"])).unwrap(), &a, &me), fork);
+        assert_eq!(judge(Some(&ours), theirs.next(theirs.members().clone(), set(&["a"])).unwrap(), &a, &me, false), fork);
         // A member that is no admin does not get to claim a fork.
-        assert!(matches!(judge(Some(&ours), theirs.clone(), &b, &me), Err(ClientError::NotAnAdmin { .. })));
-        assert!(matches!(judge(Some(&ours), theirs.next(theirs.members().clone(), set(&["a"])).unwrap(), &b, &me), Err(ClientError::NotAnAdmin { .. })));
+        assert!(matches!(judge(Some(&ours), theirs.clone(), &b, &me, false), Err(ClientError::NotAnAdmin { .. })));
+        assert!(matches!(judge(Some(&ours), theirs.next(theirs.members().clone(), set(&["a"])).unwrap(), &b, &me, false), Err(ClientError::NotAnAdmin { .. })));
     }
 }

@@ -497,7 +497,7 @@ impl ChatClient {
                 Ok(content) => self.ready.push(Event::Message { from, group, content }),
                 Err(error) => tracing::debug!(%error, "a message whose content does not decode"),
             },
-            E::GroupChanged { group, epoch, by, added, removed } => {
+            E::GroupChanged { group, epoch, by, added, removed, .. } => {
                 self.ready.push(Event::GroupChanged { group, epoch, by, added, removed })
             }
             E::RemovedFromGroup { group } => self.ready.push(Event::RemovedFromGroup { group }),

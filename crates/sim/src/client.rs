@@ -61,6 +61,7 @@ pub struct Client {
     /// Whether pairwise deliveries are reported with their ratchet keys (when a thief watches).
     pub observe_pairwise: bool,
     changes: Vec<Change>,
+    made_states: Vec<(String, [u8; 32])>,
     /// The injected "no duplicate drop" bug: duplicates are shown again (the simulator's code,
     /// not the product's: the endpoint drops them, and this adapter reports them as read).
     show_duplicates: bool,
@@ -117,6 +118,7 @@ impl Client {
             sending_keys: None,
             observe_pairwise: false,
             changes: Vec::new(),
+            made_states: Vec::new(),
             show_duplicates: false,
             read_numbers: HashMap::default(),
         }
@@ -131,6 +133,7 @@ impl Client {
         self.endpoint.inject_bugs(switchboard_client_core::InjectedBugs {
             keep_sender_key_on_removal: inject.no_rotation_on_removal,
             accept_downgrade: inject.no_downgrade_check,
+            accept_changes_from_members: inject.no_admin_check,
         });
         self.show_duplicates = inject.no_duplicate_drop;
     }
@@ -224,12 +227,17 @@ impl Client {
                 }
                 Event::RemovedFromGroup { group } => outcomes.push(Outcome::Removed { group }),
                 Event::GroupForked { group, .. } => outcomes.push(Outcome::Forked { group }),
-                // Changes this device made (a group's creation, epoch 0, the world records itself).
-                Event::GroupChanged { group, epoch, by, added, removed } if by == self.address && epoch > 0 => {
-                    let made = |member, added| Change { group: group.clone(), member, epoch, added };
-                    let mine = &self.address;
-                    self.changes.extend(added.into_iter().filter(|m| m != mine).map(|m| made(m, true)));
-                    self.changes.extend(removed.into_iter().map(|m| made(m, false)));
+                // Changes this device made: every state it made counts as the admins'; the
+                // members it added or removed at a change (a group's creation, epoch 0, the world
+                // records itself).
+                Event::GroupChanged { group, epoch, by, added, removed, state } if by == self.address => {
+                    self.made_states.push((group.clone(), state));
+                    if epoch > 0 {
+                        let made = |member, added| Change { group: group.clone(), member, epoch, added };
+                        let mine = &self.address;
+                        self.changes.extend(added.into_iter().filter(|m| m != mine).map(|m| made(m, true)));
+                        self.changes.extend(removed.into_iter().map(|m| made(m, false)));
+                    }
                 }
                 Event::DeviceLinked { device_id, credential } => self.linked.push((device_id, credential.0.clone())),
                 _ => {}
@@ -240,9 +248,10 @@ impl Client {
         }
     }
 
-    /// Membership changes made since the last call.
-    pub fn take_changes(&mut self) -> Vec<Change> {
-        std::mem::take(&mut self.changes)
+    /// Membership changes made since the last call, and the states of groups they made (by
+    /// group id and hash, creations included).
+    pub fn take_changes(&mut self) -> (Vec<Change>, Vec<(String, [u8; 32])>) {
+        (std::mem::take(&mut self.changes), std::mem::take(&mut self.made_states))
     }
 
     // ---- what the app does --------------------------------------------------------------------
@@ -274,6 +283,12 @@ impl Client {
 
     pub fn remove_member(&mut self, now_us: u64, group: &str, member: ProtocolAddress, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
         self.endpoint.remove_member(at(now_us), group, Member::Device(member), rng);
+        self.drain(out, &mut Vec::new(), None);
+    }
+
+    /// Sends a `PairwisePayload` this adapter's caller encoded (a forging member's announcements).
+    pub fn send_payload(&mut self, now_us: u64, to: ProtocolAddress, payload: Vec<u8>, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+        self.endpoint.send_payload(at(now_us), to, payload, rng);
         self.drain(out, &mut Vec::new(), None);
     }
 

@@ -10,6 +10,10 @@ use serde::Serialize;
 use switchboard_session::ProtocolAddress;
 use switchboard_session::group::{self as sender_keys, InMemorySenderKeyStore, SenderKeyMessage};
 
+/// The invariant a device breaks by reading a group's message when the admins' changes never
+/// made it a member.
+pub const OUTSIDER_READ: &str = "no read while not a member by the admins' changes";
+
 /// Violations listed one by one in a report; beyond this, only counted.
 pub const MAX_LISTED_VIOLATIONS: usize = 100;
 
@@ -84,8 +88,14 @@ pub struct Ledger {
     pub downgraded_pairs: HashSet<(usize, usize)>,
     pub duplicates_dropped: u64,
     pub refused: u64,
+    /// Every state of a group its admins made, by group and hash.
+    pub admin_states: HashSet<(usize, [u8; 32])>,
     /// Group forks devices detected (two different changes for one epoch).
     pub forks_detected: u64,
+    /// Announcements a forging member sent to members, and envelopes from forging members that
+    /// their recipients refused.
+    pub forged_changes: u64,
+    pub forgeries_refused: u64,
 }
 
 impl Ledger {
@@ -219,6 +229,80 @@ impl Ledger {
             }
         }
         Delivery { violations, missing, prevented, expected, from_removed_unread, read_twice }
+    }
+
+    /// Checks that no device read, or could read, a group message sent (by the sender's epoch)
+    /// while the admins' changes did not make it a member: every read of a kept group message
+    /// is checked against the reader's membership; and each device that holds keys of a group
+    /// although the admins never made it a member (`holders`: by group, the devices holding any of
+    /// its sender keys) tries every message of that group with those keys (a store that read a
+    /// message has used its key up, hence both). Any such read is a violation: a key reached the
+    /// device through a change no admin made. Returns (outsiders, attempts, readable,
+    /// violations), where `readable` counts both kinds.
+    pub fn check_outsiders(
+        &self,
+        holders: &HashMap<usize, Vec<usize>>,
+        stores: &dyn Fn(usize) -> InMemorySenderKeyStore,
+        address: &dyn Fn(usize) -> ProtocolAddress,
+        group_id: &dyn Fn(usize) -> String,
+    ) -> (u64, u64, u64, Vec<Violation>) {
+        let (mut outsiders, mut attempts, mut readable) = (0, 0, 0);
+        let mut violations = Vec::new();
+        let kept: HashSet<u64> = self.group_ciphertexts.iter().map(|c| c.message).collect();
+        let mut readers: HashMap<u64, Vec<usize>> = HashMap::default();
+        for &(message, device) in self.reads.keys().filter(|(message, _)| kept.contains(message)) {
+            readers.entry(message).or_default().push(device);
+        }
+        for ciphertext in &self.group_ciphertexts {
+            let mut readers = readers.remove(&ciphertext.message).unwrap_or_default();
+            readers.sort_unstable();
+            for reader in readers {
+                if reader != ciphertext.sender && !self.member_at(ciphertext.group, reader, ciphertext.sender_epoch) {
+                    readable += 1;
+                    violations.push(Violation {
+                        invariant: OUTSIDER_READ,
+                        detail: format!(
+                            "{} read message {} that {} sent to {} at epoch {}, when the admins' changes did not make it a member",
+                            address(reader),
+                            ciphertext.message,
+                            address(ciphertext.sender),
+                            group_id(ciphertext.group),
+                            ciphertext.sender_epoch
+                        ),
+                    });
+                }
+            }
+        }
+        let mut groups: Vec<usize> = holders.keys().copied().collect();
+        groups.sort_unstable();
+        for group in groups {
+            let members = self.membership.get(&group);
+            for &device in &holders[&group] {
+                if members.is_some_and(|members| members.contains_key(&device)) {
+                    continue;
+                }
+                outsiders += 1;
+                let mut store = stores(device);
+                let id = group_id(group);
+                for ciphertext in self.group_ciphertexts.iter().filter(|c| c.group == group && c.sender != device) {
+                    attempts += 1;
+                    let Ok(message) = SenderKeyMessage::parse(&ciphertext.bytes) else { continue };
+                    if sender_keys::decrypt(&mut store, &id, &address(ciphertext.sender), &message).is_ok() {
+                        readable += 1;
+                        violations.push(Violation {
+                            invariant: OUTSIDER_READ,
+                            detail: format!(
+                                "{} could read message {} that {} sent to {id}, though no admin ever added it",
+                                address(device),
+                                ciphertext.message,
+                                address(ciphertext.sender)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        (outsiders, attempts, readable, violations)
     }
 
     /// For each device that was ever in a group, tries every message of that group sent (by the

@@ -15,6 +15,8 @@
 
 mod client;
 mod ledger;
+pub use ledger::OUTSIDER_READ;
+pub use report::FOREIGN_STATE;
 mod network;
 mod relay;
 pub mod report;

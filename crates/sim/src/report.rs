@@ -3,12 +3,16 @@
 
 use std::fmt::Write as _;
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Serialize;
 use switchboard_session::{ProtocolAddress, Suite};
 
 use crate::client::Client;
 use crate::ledger::{MAX_LISTED_VIOLATIONS, Violation};
+
+/// The invariant a member breaks by holding a state of its group that no admin made (it applied
+/// a forged change).
+pub const FOREIGN_STATE: &str = "members hold only states their admins made";
 use crate::scenario::GroupStrategy;
 use crate::thief::TheftReport;
 use crate::world::{FaultCounts, World};
@@ -111,6 +115,14 @@ pub struct AdversaryCounts {
     /// Pairs of devices whose current sessions with each other are one session under a weaker
     /// suite than both accept (a violation).
     pub downgraded_sessions: u64,
+    /// Messages tried with the keys of devices no admin ever added to the group; messages read,
+    /// or readable with those keys, outside the admins' membership (each a violation).
+    pub outsider_attempts: u64,
+    pub outsider_readable: u64,
+    /// Announcements forging members sent, envelopes of theirs refused, and group forks found.
+    pub forged_changes: u64,
+    pub forgeries_refused: u64,
+    pub forks_detected: u64,
 }
 
 /// The crypto a run did (see `switchboard-bench`'s `sim_deliveries_per_sec`, which times each
@@ -175,6 +187,41 @@ impl Report {
             &|g| groups[g].id.clone(),
         );
         violations.extend(membership_violations);
+        // Who holds keys of the groups whose messages were kept: any device the admins never
+        // added is an outsider, and must read none of them.
+        let kept: HashSet<usize> = ledger.group_ciphertexts.iter().map(|c| c.group).collect();
+        let group_index: HashMap<&str, usize> = kept.iter().map(|g| (groups[*g].id.as_str(), *g)).collect();
+        let mut holders: HashMap<usize, Vec<usize>> = HashMap::default();
+        for (device, client) in clients.iter().enumerate() {
+            for group in client.device().sender_key_store().records().filter_map(|(g, _, _)| group_index.get(g).copied()) {
+                let devices = holders.entry(group).or_default();
+                if devices.last() != Some(&device) {
+                    devices.push(device);
+                }
+            }
+        }
+        let (outsiders, outsider_attempts, outsider_readable, outsider_violations) = ledger.check_outsiders(
+            &holders,
+            &|d| clients[d].device().sender_key_store().clone(),
+            &|d| clients[d].address.clone(),
+            &|g| groups[g].id.clone(),
+        );
+        violations.extend(outsider_violations);
+        // Every member, as the admins' changes have it at the end, holds a state the admins made
+        // (perhaps an older one, if their latest change has not reached it).
+        let mut foreign_states = 0;
+        for (group, spec) in groups.iter().enumerate() {
+            for (&device, tenure) in ledger.membership.get(&group).into_iter().flatten() {
+                let Some(held) = clients[device].device().group(&spec.id) else { continue };
+                if tenure.last().is_some_and(|(_, until)| *until == u64::MAX) && !ledger.admin_states.contains(&(group, *held.hash())) {
+                    foreign_states += 1;
+                    violations.push(Violation {
+                        invariant: FOREIGN_STATE,
+                        detail: format!("{} holds {} at epoch {}, a state its admins never made", clients[device].address, spec.id, held.epoch()),
+                    });
+                }
+            }
+        }
 
         let downgraded_sessions = downgraded_sessions(&world.clients);
         for (a, b, suite) in &downgraded_sessions {
@@ -266,6 +313,11 @@ impl Report {
             bundles_stripped: ledger.bundles_stripped,
             downgrades_refused: ledger.downgrades_refused,
             downgraded_sessions: downgraded_sessions.len() as u64,
+            outsider_attempts,
+            outsider_readable,
+            forged_changes: ledger.forged_changes,
+            forgeries_refused: ledger.forgeries_refused,
+            forks_detected: ledger.forks_detected,
         };
 
         let count = |name: &str| violations.iter().filter(|v| v.invariant == name).count();
@@ -305,6 +357,19 @@ impl Report {
                 name: "membership: nothing read outside it",
                 holds: membership_readable == 0,
                 detail: format!("{membership_readable} of {membership_attempts} messages sent outside a device's membership were readable with its keys"),
+            },
+            Invariant {
+                name: crate::ledger::OUTSIDER_READ,
+                holds: outsider_readable == 0,
+                detail: format!(
+                    "{outsider_readable} group messages read, or readable, outside the admins' membership ({outsider_attempts} tried with the keys of {outsiders} devices no admin added); {} changes forged by members, {} refused, {} forks detected",
+                    ledger.forged_changes, ledger.forgeries_refused, ledger.forks_detected
+                ),
+            },
+            Invariant {
+                name: FOREIGN_STATE,
+                holds: foreign_states == 0,
+                detail: format!("{foreign_states} members hold a state of their group that its admins never made"),
             },
             Invariant {
                 name: "no downgraded session",

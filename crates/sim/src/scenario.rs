@@ -293,13 +293,16 @@ fn default_down() -> f64 {
     2.0
 }
 
-/// A relay that misbehaves on purpose.
+/// A relay, or a group member, that misbehaves on purpose.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Adversary {
-    pub relay: Spanned<String>,
-    pub kind: AdversaryKind,
-    /// Share of the envelopes it hands to its devices that it acts on.
+    /// The relay, for a relay's kinds; none for `forge-membership`.
+    #[serde(default)]
+    pub relay: Option<Spanned<String>>,
+    pub kind: Spanned<AdversaryKind>,
+    /// Share of the envelopes it hands to its devices that it acts on; for `forge-membership`,
+    /// the share of groups with a forging member.
     pub share: f64,
     /// Only envelopes to this user (`name@app`), when given.
     #[serde(default)]
@@ -320,6 +323,17 @@ pub enum AdversaryKind {
     /// Takes the signed suite list out of the prekey bundles it hands its devices, so that they
     /// start sessions under `signal-v3` (a downgrade; `share` is the share of bundle answers).
     StripSuites,
+    /// Not a relay: a member of a group, not an admin, whose modified client sends announcements
+    /// no admin made — adding a stranger in secret, removing someone, jumping the epoch, and
+    /// different changes to different members.
+    ForgeMembership,
+}
+
+impl AdversaryKind {
+    /// Whether a relay plays it (else a group member does).
+    pub fn is_relay(self) -> bool {
+        self != AdversaryKind::ForgeMembership
+    }
 }
 
 /// The whole state of a device is copied by a thief at a given time.
@@ -348,6 +362,10 @@ pub struct Inject {
     /// `--cfg switchboard_inject_bugs` only; other builds refuse the scenario).
     #[serde(default)]
     pub no_downgrade_check: bool,
+    /// Clients apply a change from any member, not only from an admin (a build with
+    /// `--cfg switchboard_inject_bugs` only; other builds refuse the scenario).
+    #[serde(default)]
+    pub no_admin_check: bool,
 }
 
 impl Scenario {
@@ -392,7 +410,11 @@ impl Scenario {
         };
         let top = |message: String| ScenarioError { line: 1, message };
 
-        let core_bug = [("no_rotation_on_removal", self.inject.no_rotation_on_removal), ("no_downgrade_check", self.inject.no_downgrade_check)]
+        let core_bug = [
+            ("no_rotation_on_removal", self.inject.no_rotation_on_removal),
+            ("no_downgrade_check", self.inject.no_downgrade_check),
+            ("no_admin_check", self.inject.no_admin_check),
+        ]
             .into_iter()
             .find(|(_, on)| *on && !cfg!(switchboard_inject_bugs));
         if let Some((name, _)) = core_bug {
@@ -529,16 +551,29 @@ impl Scenario {
             }
         }
         for (index, adversary) in self.adversaries.iter().enumerate() {
-            known(&adversary.relay)?;
-            if self.adversaries[..index].iter().any(|other| other.relay.get_ref() == adversary.relay.get_ref()) {
-                return Err(at(adversary.relay.span(), "one adversary per relay".into()));
-            }
+            let kind = *adversary.kind.get_ref();
             if !(0.0..=1.0).contains(&adversary.share) {
-                return Err(at(adversary.relay.span(), "share is 0 to 1".into()));
+                return Err(at(adversary.kind.span(), "share is 0 to 1".into()));
+            }
+            let Some(relay) = &adversary.relay else {
+                if kind.is_relay() {
+                    return Err(at(adversary.kind.span(), "this kind of adversary needs a relay".into()));
+                }
+                if adversary.target.is_some() || self.adversaries[..index].iter().any(|other| *other.kind.get_ref() == kind) {
+                    return Err(at(adversary.kind.span(), "one forge-membership adversary, without a target".into()));
+                }
+                continue;
+            };
+            if !kind.is_relay() {
+                return Err(at(relay.span(), "a forging member is not a relay: leave relay out".into()));
+            }
+            known(relay)?;
+            if self.adversaries[..index].iter().any(|other| other.relay.as_ref().is_some_and(|other| other.get_ref() == relay.get_ref())) {
+                return Err(at(relay.span(), "one adversary per relay".into()));
             }
             if let Some(target) = &adversary.target {
                 let address = self.check_device(target, false).map_err(|m| at(target.span(), m))?;
-                if address.user().app() != adversary.relay.get_ref() {
+                if address.user().app() != relay.get_ref() {
                     return Err(at(target.span(), "a relay can only target users of its own app".into()));
                 }
             }

@@ -119,11 +119,32 @@ fn a_client_that_accepts_a_downgrade_is_caught() {
     assert!(buggy.violations.iter().any(|v| v.invariant == "no downgraded session"), "{}", buggy.text());
 }
 
+/// A client that applies changes from members who are not admins is caught by "no read while not
+/// a member by the admins' changes" under the shipped scenario, whose groups each have a forging
+/// member (a client-core bug: built as above).
+#[test]
+#[cfg_attr(not(switchboard_inject_bugs), ignore = "needs --cfg switchboard_inject_bugs (scripts/test.sh runs it)")]
+fn a_client_that_takes_changes_from_any_member_is_caught() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/groups-under-attack.toml");
+    let attacked = std::fs::read_to_string(path).unwrap();
+    let clean = run(&parse(&attacked), 1);
+    let a = &clean.adversaries;
+    assert!(a.forged_changes > 0 && a.forgeries_refused > 0 && a.outsider_attempts > 0, "{}", clean.text());
+    assert_eq!(a.outsider_readable, 0);
+    assert!(clean.invariants.iter().all(|i| i.holds), "{}", clean.text());
+    let buggy = run(&parse(&format!("{attacked}\n[inject]\nno_admin_check = true\n")), 1);
+    let name = switchboard_sim::OUTSIDER_READ;
+    assert!(!buggy.invariants.iter().find(|i| i.name == name).unwrap().holds, "{}", buggy.text());
+    assert!(buggy.adversaries.outsider_readable > 0, "{}", buggy.text());
+    let name = switchboard_sim::FOREIGN_STATE;
+    assert!(!buggy.invariants.iter().find(|i| i.name == name).unwrap().holds, "{}", buggy.text());
+}
+
 /// The product's build has no such bugs to turn on, and says so instead of running clean.
 #[test]
 #[cfg(not(switchboard_inject_bugs))]
 fn a_build_without_the_bug_refuses_a_scenario_asking_for_it() {
-    for bug in ["no_rotation_on_removal", "no_downgrade_check"] {
+    for bug in ["no_rotation_on_removal", "no_downgrade_check", "no_admin_check"] {
         let error = Scenario::parse(&format!("{CHURN}\n[inject]\n{bug} = true\n")).unwrap_err();
         assert!(error.message.contains("--cfg switchboard_inject_bugs") && error.message.contains(bug), "{error}");
     }

@@ -57,7 +57,7 @@ impl Device {
         let id = announced.id().to_owned();
         let before: Option<(u64, IndexSet<ProtocolAddress>)> = self.groups.get(&id).map(|group| (group.epoch(), group.members().clone()));
         let brings_key_as_member = announced.members().contains(from);
-        let transition = match membership::judge(self.groups.get(&id), announced, from, &self.address) {
+        let transition = match membership::judge(self.groups.get(&id), announced, from, &self.address, self.trust_members()) {
             Err(fork @ ClientError::GroupFork { .. }) => {
                 self.forks.push(fork.clone());
                 return Err(fork);
@@ -95,6 +95,14 @@ impl Device {
         let epoch = group.epoch();
         self.apply_held_keys(&id);
         Ok((Received::Group { group: id, epoch, change }, Vec::new()))
+    }
+
+    /// Whether changes from any member are applied (an injected bug; never in the product).
+    fn trust_members(&self) -> bool {
+        #[cfg(switchboard_inject_bugs)]
+        return self.bugs.accept_changes_from_members;
+        #[cfg(not(switchboard_inject_bugs))]
+        false
     }
 
     /// Carries out one judged transition (not `Later`).
@@ -144,7 +152,7 @@ impl Device {
             let mut advanced = false;
             for pending in next {
                 let Ok(announced) = Group::from_control(&pending.control) else { continue };
-                match membership::judge(self.groups.get(id), announced, &pending.from, &self.address) {
+                match membership::judge(self.groups.get(id), announced, &pending.from, &self.address, self.trust_members()) {
                     Ok(transition @ (Transition::Advance { .. } | Transition::Leave)) if !advanced => {
                         advanced = true;
                         if let Applied::Left = self.apply(id, transition, rng)? {

@@ -114,6 +114,8 @@ pub struct InjectedBugs {
     pub keep_sender_key_on_removal: bool,
     /// Accept a session started under a weaker suite than both sides accept.
     pub accept_downgrade: bool,
+    /// Apply a group change from any member, not only from an admin.
+    pub accept_changes_from_members: bool,
 }
 
 impl Device {

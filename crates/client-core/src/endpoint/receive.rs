@@ -266,13 +266,14 @@ impl Endpoint {
                         self.events.push_back(Event::Message { from: sender.clone(), group, envelope: id, content });
                     }
                     Received::Group { group, epoch, change } => {
-                        if let Some(change) = change {
+                        if let (Some(change), Some(now)) = (change, self.device.group(&group)) {
                             self.events.push_back(Event::GroupChanged {
                                 group: group.clone(),
                                 epoch,
                                 by: sender.clone(),
                                 added: change.added,
                                 removed: change.removed,
+                                state: *now.hash(),
                             });
                         }
                         self.retry_stalled(&group, rng);

@@ -287,8 +287,8 @@ impl Endpoint {
                 self.changed_device();
                 self.queue_pairwise(outgoing, "", rng);
                 let by = self.device.address().clone();
-                let epoch = self.device.group(&group).map_or(0, |g| g.epoch());
-                self.events.push_back(Event::GroupChanged { group: group.clone(), epoch, by, added, removed });
+                let (epoch, state) = self.device.group(&group).map_or((0, [0; 32]), |g| (g.epoch(), *g.hash()));
+                self.events.push_back(Event::GroupChanged { group: group.clone(), epoch, by, added, removed, state });
                 // A member added may have written before: what waited for it reads now.
                 self.retry_stalled(&group, rng);
             }

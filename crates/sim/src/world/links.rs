@@ -341,7 +341,8 @@ impl World {
                         self.ledger.replayed += 1;
                         "replay"
                     }
-                    AdversaryKind::StripSuites => unreachable!("handled above: it acts on bundles, not envelopes"),
+                    // Strip-suites acts on bundles (above); a forging member is no relay's.
+                    AdversaryKind::StripSuites | AdversaryKind::ForgeMembership => unreachable!("not an envelope adversary"),
                 };
                 self.trace.record(TraceEvent::Adversary { at_us: self.now, relay, device, action });
             }

@@ -2,6 +2,7 @@
 //! comes from one RNG seeded with the run's seed, and events at the same instant run in the order
 //! they were scheduled, so a scenario and a seed give one run, bit for bit.
 
+mod forge;
 mod links;
 mod traffic;
 
@@ -51,6 +52,7 @@ enum Event {
     Traffic,
     CreateGroups,
     Churn { group: usize, join: bool },
+    Forge { group: usize, forgery: forge::Forgery },
     Theft { device: usize },
 }
 
@@ -99,11 +101,13 @@ pub(crate) struct SimGroup {
     pub id: String,
     pub apps: Vec<usize>,
     pub admin: usize,
-    /// Whether members join or leave during the run (only then are its ciphertexts kept for the
-    /// membership check).
+    /// Whether members join or leave during the run, or one forges changes (only then are its
+    /// ciphertexts kept for the membership checks).
     pub churn: bool,
     /// Users (by index) currently in it.
     pub users: Vec<usize>,
+    /// Its forging member, if the scenario has one (`kind = "forge-membership"`).
+    pub forger: Option<forge::Forger>,
 }
 
 pub(crate) struct User {
@@ -268,16 +272,19 @@ impl World {
         };
         let mut attacked = vec![false; clients.len()];
         for adversary in &scenario.adversaries {
-            let relay = index_of(adversary.relay.get_ref());
+            // A forging member is chosen with its group (`create_groups`).
+            let Some(relay) = &adversary.relay else { continue };
+            let relay = index_of(relay.get_ref());
+            let kind = *adversary.kind.get_ref();
             let targets = adversary.target.as_ref().map(|t| device_of(t.get_ref()));
             // (What a strip-suites relay costs is excused pair by pair, as refusals show it.)
-            if matches!(adversary.kind, AdversaryKind::Tamper | AdversaryKind::Withhold) {
+            if matches!(kind, AdversaryKind::Tamper | AdversaryKind::Withhold) {
                 for (device, client) in clients.iter().enumerate() {
                     let targeted = targets.as_ref().is_none_or(|targets| targets.contains(&device));
                     attacked[device] |= client.app == relay && targeted;
                 }
             }
-            relays[relay].adversary = Some(crate::relay::Adversary::new(adversary.kind, adversary.share, targets));
+            relays[relay].adversary = Some(crate::relay::Adversary::new(kind, adversary.share, targets));
         }
         let thefts: Vec<(usize, u64)> =
             scenario.thefts.iter().map(|t| (device_of(t.device.get_ref())[0], traffic_start + secs(t.at_s))).collect();
@@ -498,6 +505,7 @@ impl World {
             Event::Traffic => self.traffic(),
             Event::CreateGroups => self.create_groups(),
             Event::Churn { group, join } => self.churn(group, join),
+            Event::Forge { group, forgery } => self.forge(group, forgery),
             Event::Theft { device } => {
                 self.trace.record(TraceEvent::Theft { at_us: self.now, device });
                 if let Some(&index) = self.victims.get(&device) {

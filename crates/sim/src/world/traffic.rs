@@ -8,6 +8,7 @@ use rand::RngExt;
 use switchboard_session::ProtocolAddress;
 use switchboard_wire::switchboard::{ServerFrame, server_frame};
 
+use super::forge::{Forger, Forgery};
 use super::{Event, SimGroup, World, secs};
 use crate::client::{self, Outcome};
 use crate::ledger::{GroupCiphertext, MessageRecord};
@@ -28,6 +29,10 @@ impl World {
                 Outcome::Duplicate { .. } => self.ledger.duplicates_dropped += 1,
                 Outcome::Refused { from, envelope, reason } => {
                     self.ledger.refused(device, envelope);
+                    let forged = matches!(reason, "not an admin" | "invalid change");
+                    if forged && self.groups.iter().any(|g| g.forger.is_some_and(|f| from.as_ref() == Some(&self.clients[f.device].address))) {
+                        self.ledger.forgeries_refused += 1;
+                    }
                     if reason == crate::client::DOWNGRADE_REFUSED {
                         self.ledger.downgrades_refused += 1;
                         // What the initiator sends this device over the refused session is lost.
@@ -184,8 +189,9 @@ impl World {
                 }
                 let addresses: Vec<ProtocolAddress> =
                     devices.iter().filter(|d| **d != admin).map(|d| self.clients[*d].address.clone()).collect();
-                let churn = spec.joins + spec.removals > 0;
-                self.groups.push(SimGroup { id: id.clone(), apps: apps.clone(), admin, users: members, churn });
+                let forger = self.draw_forger(&apps, &members);
+                let churn = spec.joins + spec.removals > 0 || forger.is_some();
+                self.groups.push(SimGroup { id: id.clone(), apps: apps.clone(), admin, users: members, churn, forger });
                 self.trace.record(TraceEvent::Membership { at_us: self.now, group: index, device: admin, change: "create" });
                 let mut out = Vec::new();
                 let suite = self.suite;
@@ -196,8 +202,26 @@ impl World {
                     let at = self.now + self.rng.random_range(1..window);
                     self.schedule(at, Event::Churn { group: index, join });
                 }
+                if forger.is_some() {
+                    for forgery in Forgery::ALL {
+                        let at = self.now + self.rng.random_range(1..window);
+                        self.schedule(at, Event::Forge { group: index, forgery });
+                    }
+                }
             }
         }
+    }
+
+    /// With the scenario's forge-membership share: a member device that is not the admin (the
+    /// first device of a user other than the first), and a stranger from the group's apps.
+    fn draw_forger(&mut self, apps: &[usize], members: &[usize]) -> Option<Forger> {
+        let share = self.scenario.adversaries.iter().find(|a| !a.kind.get_ref().is_relay())?.share;
+        if members.len() < 2 || self.rng.random::<f64>() >= share {
+            return None;
+        }
+        let user = members[self.rng.random_range(1..members.len())];
+        let stranger = *self.draw_users(apps, 1, members).first()?;
+        Some(Forger { device: self.users[user].devices[0], stranger })
     }
 
     /// `count` distinct users from `apps` in turn, none of `except`.
@@ -227,7 +251,10 @@ impl World {
         let id = self.groups[group].id.clone();
         let user = if join {
             let apps = self.groups[group].apps.clone();
-            let except = self.groups[group].users.clone();
+            // The forger's stranger stays one: an admin that added it would have to win it back
+            // from the forger's fake view of the group (see the closing note of issue 13).
+            let mut except = self.groups[group].users.clone();
+            except.extend(self.groups[group].forger.map(|f| f.stranger));
             let Some(&user) = self.draw_users(&apps, 1, &except).first() else { return };
             self.groups[group].users.push(user);
             user
@@ -256,7 +283,13 @@ impl World {
     /// Membership changes `device` has just made (an admin's change may have waited for bundles),
     /// with the time they took effect.
     pub(super) fn record_changes(&mut self, device: usize) {
-        for change in self.clients[device].take_changes() {
+        let (changes, states) = self.clients[device].take_changes();
+        for (id, state) in states {
+            if let Some(group) = self.groups.iter().position(|g| g.id == id) {
+                self.ledger.admin_states.insert((group, state));
+            }
+        }
+        for change in changes {
             let (Some(group), Some(member)) = (self.groups.iter().position(|g| g.id == change.group), self.device_index(&change.member))
             else {
                 continue;
