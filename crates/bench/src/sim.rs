@@ -2,8 +2,9 @@
 //! devices over three apps, groups of 1,000, about a million deliveries), set against the raw cost
 //! of the crypto that run needed, measured in the same process right after it.
 //!
-//! The run reports how many operations of each kind its devices did (device setups, sessions set
-//! up, other pairwise messages, group encryptions and decryptions). Each kind is then timed on its
+//! The run reports how many operations of each kind its devices did (device setups, prekeys made
+//! again after a relay reported them low, sessions set up, other pairwise messages, group
+//! encryptions and decryptions). Each kind is then timed on its
 //! own through the same client core the devices use, with the run's mean message size; the sum of
 //! count × time is the crypto's raw cost, and whatever the run took beyond it is the simulator's
 //! overhead (relays, network, trace, bookkeeping).
@@ -49,6 +50,9 @@ pub struct UnitCosts {
     pub pairwise_message: f64,
     pub group_encrypt: f64,
     pub group_decrypt: f64,
+    /// One upload's worth of one-time prekeys made after a relay reported them low (the run's
+    /// mean number of prekeys per upload).
+    pub prekey_replenishment: f64,
 }
 
 /// Runs `scenario` with `seed`, then times its crypto.
@@ -68,8 +72,10 @@ pub fn deliveries_per_sec(scenario: &Scenario, seed: u64, progress: bool) -> Sim
     let report = result.report;
     let crypto = report.crypto;
     let suite = scenario.suite.get_ref().parse().unwrap_or(Suite::Aes256Gcm);
-    let unit = unit_costs(crypto.prekeys_per_device, crypto.mean_size, suite, seed);
+    let per_replenishment = crypto.prekeys_replenished.checked_div(crypto.prekey_replenishments).unwrap_or(1).max(1) as u32;
+    let unit = unit_costs(crypto.prekeys_per_device, per_replenishment, crypto.mean_size, suite, seed);
     let crypto_s = (crypto.devices as f64 * unit.device_setup
+        + crypto.prekey_replenishments as f64 * unit.prekey_replenishment
         + crypto.sessions as f64 * unit.session_setup
         + crypto.pairwise_messages as f64 * unit.pairwise_message
         + crypto.group_encrypts as f64 * unit.group_encrypt
@@ -101,7 +107,7 @@ fn address(name: &str) -> ProtocolAddress {
 }
 
 /// Times each kind of crypto operation through the client core.
-pub fn unit_costs(prekeys: u32, size: usize, suite: Suite, seed: u64) -> UnitCosts {
+pub fn unit_costs(prekeys: u32, per_replenishment: u32, size: usize, suite: Suite, seed: u64) -> UnitCosts {
     const ROUNDS: usize = 9;
     const BATCH: usize = 200;
     let mut rng = StdRng::seed_from_u64(seed);
@@ -112,6 +118,15 @@ pub fn unit_costs(prekeys: u32, size: usize, suite: Suite, seed: u64) -> UnitCos
         for i in 0..50 {
             let mut device = Device::new(address(&format!("d{i}@a")), 1, &mut rng);
             std::hint::black_box(device.publish_bundles(prekeys.max(1), &mut rng));
+        }
+        started.elapsed()
+    });
+
+    let mut replenishing = Device::new(address("r@a"), 1, &mut rng);
+    let prekey_replenishment = median_us(ROUNDS, 50, || {
+        let started = Instant::now();
+        for _ in 0..50 {
+            std::hint::black_box(replenishing.publish_bundles(per_replenishment, &mut rng));
         }
         started.elapsed()
     });
@@ -174,7 +189,7 @@ pub fn unit_costs(prekeys: u32, size: usize, suite: Suite, seed: u64) -> UnitCos
         }
         started.elapsed()
     });
-    UnitCosts { device_setup, session_setup, pairwise_message, group_encrypt, group_decrypt }
+    UnitCosts { device_setup, session_setup, pairwise_message, group_encrypt, group_decrypt, prekey_replenishment }
 }
 
 /// A scenario of `devices` devices over three apps, no traffic: what setting up costs in memory.
@@ -211,6 +226,7 @@ pub fn table(figures: &SimFigures, memory: &[(usize, u64)]) -> String {
     let _ = writeln!(out, "| deliveries per second | {:.0} |", f.deliveries_per_sec);
     let _ = writeln!(out, "| invariant violations | {} |", f.violations);
     let _ = writeln!(out, "| device setups | {} × {:.1} µs |", c.devices, u.device_setup);
+    let _ = writeln!(out, "| prekey replenishments ({} prekeys) | {} × {:.1} µs |", c.prekeys_replenished, c.prekey_replenishments, u.prekey_replenishment);
     let _ = writeln!(out, "| sessions set up | {} × {:.1} µs |", c.sessions, u.session_setup);
     let _ = writeln!(out, "| other pairwise messages | {} × {:.1} µs |", c.pairwise_messages, u.pairwise_message);
     let _ = writeln!(out, "| group encryptions ({} B) | {} × {:.1} µs |", c.mean_size, c.group_encrypts, u.group_encrypt);

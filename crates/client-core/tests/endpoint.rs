@@ -416,3 +416,40 @@ fn a_member_re_added_after_writing_on_a_stale_view_is_read_by_the_admin_too() {
     assert_eq!(texts(&mut h, bob), vec![b"stale view".to_vec()]);
     assert_eq!(texts(&mut h, alice), vec![b"stale view".to_vec()], "the admin applies what it held on its own change");
 }
+
+#[test]
+fn one_time_prekeys_are_replenished_when_the_relay_reports_them_low() {
+    use switchboard_session::{CiphertextMessage, MessageKind};
+    let mut h = Harness::new(&["green", "blue"], 21);
+    // Bob keeps a stock of 20 (the harness's configuration), durably: new prekeys go to the relay
+    // only once the state holding their private halves is on disk.
+    let bob = online(&mut h, "bob@blue", true);
+    let senders = 45;
+    let mut prekey_ids = Vec::new();
+    for n in 0..senders {
+        let sender = online(&mut h, &format!("user{n}@green"), false);
+        h.with(sender, |e, now, rng| e.send(now, "bob@blue", format!("hello {n}").into_bytes(), rng).unwrap());
+        h.settle();
+        let first = h.devices[sender].frames.iter().find_map(|frame| match &frame.body {
+            Some(client_frame::Body::Send(envelope)) => Some(envelope.content.clone()),
+            _ => None,
+        });
+        let message = CiphertextMessage::parse(MessageKind::PreKey, &first.expect("a first message")).unwrap();
+        let CiphertextMessage::PreKey(prekey) = message else { unreachable!() };
+        prekey_ids.push(prekey.prekey_id());
+    }
+    assert_eq!(texts(&mut h, bob).len(), senders);
+    // More sessions than the first stock, and every one of them started with a one-time prekey.
+    assert!(prekey_ids.iter().all(Option::is_some), "{prekey_ids:?}");
+    let stats = h.devices[bob].endpoint.stats();
+    assert!(stats.replenishments >= 2, "{stats:?}");
+    assert!(stats.prekeys_replenished >= (senders - 20) as u64, "{stats:?}");
+    // Bob's device survives a restart from its disk with the prekeys it made since.
+    h.crash(bob);
+    h.connect(bob);
+    h.settle();
+    let late = online(&mut h, "late@green", false);
+    h.with(late, |e, now, rng| e.send(now, "bob@blue", b"after the restart".to_vec(), rng).unwrap());
+    h.settle();
+    assert_eq!(texts(&mut h, bob), vec![b"after the restart".to_vec()]);
+}

@@ -12,7 +12,7 @@ use switchboard_wire::switchboard::{
 use switchboard_wire::decode;
 
 use super::{
-    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_ACCOUNTS, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE,
+    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_ACCOUNTS, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE, PREKEYS_LOW_MARK,
     MAX_ENVELOPE_CONTENT, RelayCore, app_of, device_key, failure,
 };
 use crate::state::{DeviceKey, Mutation};
@@ -107,10 +107,19 @@ impl RelayCore {
         }
         self.clients.insert(conn, Some(device.clone()));
         actions.push(Action::ToClient { conn, frame: done(request_id) });
+        let remaining = self.prekeys_left(&device);
+        if remaining <= PREKEYS_LOW_MARK {
+            actions.push(Action::ToClient { conn, frame: super::prekey_count(remaining as u32) });
+        }
         if let Some(mailbox) = self.state.mailboxes.get(&device) {
             actions.extend(mailbox.values().map(|envelope| super::deliver(conn, envelope.clone())));
         }
         actions
+    }
+
+    /// The one-time prekeys the relay still holds for `device`.
+    fn prekeys_left(&self, device: &DeviceKey) -> usize {
+        self.state.bundles.get(device).map_or(0, |bundles| bundles.iter().filter(|bundle| bundle.pre_key.is_some()).count())
     }
 
     fn upload_bundles(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, upload: UploadBundles) -> Result<(), Refusal> {
@@ -192,7 +201,12 @@ impl RelayCore {
             if first.pre_key.is_none() {
                 first.pre_key_id = None;
             }
+            let took_prekey = first.pre_key.is_some();
             self.mutate(Mutation::PutBundles { device: device.clone(), bundles });
+            let remaining = self.prekeys_left(&device);
+            if took_prekey && remaining <= PREKEYS_LOW_MARK {
+                self.deferred.push(Deferred::PreKeyCount(device.clone(), remaining as u32));
+            }
             handed.push(DeviceBundle { device_id: device.1, bundle: Some(first) });
         }
         handed.sort_by_key(|d| d.device_id);

@@ -55,6 +55,9 @@ pub const OUTBOX_QUOTA: usize = 100_000;
 pub const MAX_GROUP_RECIPIENTS: usize = 10_000;
 /// Bundles one device may publish at once.
 pub const MAX_BUNDLES_PER_DEVICE: usize = 500;
+/// At or below this many one-time prekeys left, the relay tells the device how many remain
+/// (`PreKeyCount`), so that it uploads more before new sessions have to start without one.
+pub const PREKEYS_LOW_MARK: usize = 50;
 /// Longest user name (`name@app`): one limit for every crate, kept with the address parser.
 pub use switchboard_wire::address::MAX_USER_LEN;
 /// How often refused-for-now outbox entries are sent again.
@@ -112,6 +115,8 @@ enum Deferred {
     Link(ConnId, FederationFrame),
     /// Hand an envelope to its device if it is online.
     Deliver(DeviceKey, Envelope),
+    /// Tell a device, if it is online, how many one-time prekeys it has left.
+    PreKeyCount(DeviceKey, u32),
     /// Send an outbox entry if the link to its app is up.
     Forward(String, u64),
 }
@@ -241,6 +246,11 @@ impl RelayCore {
                         actions.push(deliver(conn, envelope));
                     }
                 }
+                Deferred::PreKeyCount(device, remaining) => {
+                    if let Some(&conn) = self.online.get(&device) {
+                        actions.push(Action::ToClient { conn, frame: prekey_count(remaining) });
+                    }
+                }
                 Deferred::Forward(app, seq) => actions.extend(self.forward(&app, seq)),
             }
         }
@@ -326,6 +336,11 @@ impl RelayCore {
 /// A delivery frame.
 fn deliver(conn: ConnId, envelope: Envelope) -> Action {
     Action::ToClient { conn, frame: ServerFrame { request_id: 0, body: Some(server_frame::Body::Deliver(envelope)) } }
+}
+
+/// The frame that tells a device how many one-time prekeys it has left.
+fn prekey_count(remaining: u32) -> ServerFrame {
+    ServerFrame { request_id: 0, body: Some(server_frame::Body::PrekeyCount(switchboard_wire::switchboard::PreKeyCount { remaining })) }
 }
 
 /// A failure answer to a client request.

@@ -466,3 +466,46 @@ fn an_upload_sent_again_never_puts_back_a_prekey_already_handed_out() {
     assert!(is_done(&net.request(&green, alice, 11, newer)));
     assert_eq!([fetch(&mut net, 12), fetch(&mut net, 13), fetch(&mut net, 14)], [Some(4), Some(5), None]);
 }
+
+#[test]
+fn a_device_is_told_when_its_one_time_prekeys_run_low() {
+    use switchboard_relay_core::PREKEYS_LOW_MARK;
+    use switchboard_wire::switchboard::{FetchBundles, PreKeyBundle, UploadBundles};
+    fn counts(net: &mut Net, app: &str, conn: ConnId) -> Vec<u32> {
+        let inbox = net.inbox.entry((app.into(), conn)).or_default();
+        let mut found = Vec::new();
+        inbox.retain(|frame| match &frame.body {
+            Some(server_frame::Body::PrekeyCount(count)) if frame.request_id == 0 => {
+                found.push(count.remaining);
+                false
+            }
+            _ => true,
+        });
+        found
+    }
+    let mut net = Net::new();
+    let (green, alice, credential) = net.device("alice@green");
+    let (_, bob, _) = net.device("bob@green");
+    assert_eq!(counts(&mut net, &green, alice), vec![0], "told at authentication: nothing uploaded yet");
+    assert_eq!(counts(&mut net, &green, bob), vec![0]);
+
+    let stock = PREKEYS_LOW_MARK as u32 + 2;
+    let bundle = |id: u32| PreKeyBundle { device_id: 1, pre_key_id: Some(id), pre_key: Some(vec![id as u8; 33]), ..Default::default() };
+    let upload = Body::UploadBundles(UploadBundles { bundles: (1..=stock).map(bundle).collect() });
+    assert!(is_done(&net.request(&green, alice, 3, upload)));
+    let mut told = Vec::new();
+    for request_id in 4..8 {
+        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
+        assert!(matches!(answer.body, Some(server_frame::Body::Bundles(_))), "{answer:?}");
+        told.push(counts(&mut net, &green, alice));
+    }
+    let mark = PREKEYS_LOW_MARK as u32;
+    assert_eq!(told, vec![vec![], vec![mark], vec![mark - 1], vec![mark - 2]], "above the mark nothing, then each fetch");
+    assert!(counts(&mut net, &green, bob).is_empty(), "only the device itself is told");
+
+    // A device that comes back below the mark hears it as it authenticates.
+    let again = net.client(&green);
+    let auth = Authenticate { user: "alice@green".into(), device_id: 1, credential };
+    assert!(is_done(&net.request(&green, again, 9, Body::Authenticate(auth))));
+    assert_eq!(counts(&mut net, &green, again), vec![mark - 2]);
+}

@@ -138,6 +138,9 @@ pub struct CryptoOps {
     pub pairwise_messages: u64,
     pub group_encrypts: u64,
     pub group_decrypts: u64,
+    /// Uploads of more one-time prekeys after a relay reported them low, and the prekeys made.
+    pub prekey_replenishments: u64,
+    pub prekeys_replenished: u64,
     /// Mean plaintext size of the traffic.
     pub mean_size: usize,
 }
@@ -399,6 +402,8 @@ impl Report {
             crypto.pairwise_messages += stats.pairwise_decrypts;
             crypto.group_encrypts += stats.group_encrypts;
             crypto.group_decrypts += stats.group_decrypts;
+            crypto.prekey_replenishments += stats.replenishments;
+            crypto.prekeys_replenished += stats.prekeys_replenished;
         }
         let violations_total = violations.len();
         violations.truncate(MAX_LISTED_VIOLATIONS);
@@ -446,6 +451,12 @@ impl Report {
         );
         let l = &self.latency_ms;
         let _ = writeln!(out, "latency    p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms", l.p50, l.p90, l.p99, l.max);
+        let c = &self.crypto;
+        let _ = writeln!(
+            out,
+            "prekeys    {} uploads of {} more one-time prekeys after relays reported them low",
+            c.prekey_replenishments, c.prekeys_replenished
+        );
         let _ = writeln!(out, "\nlinks");
         for link in &self.links {
             let _ = writeln!(out, "  {:<34} {:>10} frames {:>14} bytes", link.link, link.frames, link.bytes);

@@ -197,6 +197,14 @@ impl Device {
             .collect()
     }
 
+    /// Forgets the one-time prekeys numbered below `id`: handed out long ago, and never used.
+    pub(crate) fn forget_prekeys_below(&mut self, id: u32) {
+        let old: Vec<u32> = self.store.prekeys().map(|prekey| prekey.id).filter(|prekey| *prekey < id).collect();
+        for prekey in old {
+            self.store.remove_prekey(prekey).expect("in-memory store");
+        }
+    }
+
     /// Whether this device has a session with `address` (and so needs no bundle to write to it).
     pub fn has_session(&self, address: &ProtocolAddress) -> bool {
         self.store.session(address).is_some_and(|record| record.current().is_some())

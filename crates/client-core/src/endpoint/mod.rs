@@ -62,6 +62,10 @@ pub const ACK_DELAY: Duration = Duration::from_millis(20);
 pub const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// Largest content the user may send (its ciphertext must fit in an envelope).
 pub const MAX_CONTENT_LEN: usize = 128 * 1024;
+/// One-time prekeys kept after the relay handed them out, for first messages still on their way;
+/// when more are made, older ones are forgotten (a first message naming one is then refused, as
+/// one naming any unknown prekey).
+pub const MAX_PREKEYS_HANDED_OUT: u32 = 1_000;
 /// Sends waiting for bundles at once.
 pub const MAX_WAITING: usize = 10_000;
 /// Devices another may link from this one, waiting at once.
@@ -227,6 +231,10 @@ pub struct EndpointStats {
     pub group_decrypts: u64,
     /// Group messages held because their sender's key had not arrived yet.
     pub held_for_key: u64,
+    /// Uploads of more one-time prekeys after the relay reported them low, and the prekeys they
+    /// carried.
+    pub replenishments: u64,
+    pub prekeys_replenished: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,6 +253,8 @@ enum Request {
     Link(u32),
     Authenticate,
     Upload,
+    /// More one-time prekeys, uploaded while online.
+    Replenish,
     Outbox(u64),
     Fetch(String),
     UploadBlob(u64),
@@ -311,6 +321,17 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: EndpointStats,
+    /// More one-time prekeys, made after the relay reported them low: uploaded once the state
+    /// that holds their private halves is durable (a prekey the relay hands out must never be
+    /// one this device could lose in a crash).
+    replenish: Option<Replenish>,
+}
+
+struct Replenish {
+    bundles: Vec<switchboard_wire::switchboard::PreKeyBundle>,
+    /// The state generation that holds their private halves.
+    generation: u64,
+    in_flight: bool,
 }
 
 impl Endpoint {
@@ -396,6 +417,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
+            replenish: None,
         }
     }
 
@@ -547,6 +569,9 @@ impl Endpoint {
         self.now = self.now.max(now);
         self.requests.clear();
         self.outbox.connection_lost();
+        if let Some(replenish) = &mut self.replenish {
+            replenish.in_flight = false;
+        }
         match &self.credential {
             None => {
                 self.phase = Phase::Registering;
@@ -600,6 +625,10 @@ impl Endpoint {
             // still overtake the answer that says so (on a link that reorders).
             if frame.request_id == 0 && self.phase != Phase::Offline {
                 self.deliver(envelope, rng);
+            }
+        } else if let server_frame::Body::PrekeyCount(count) = body {
+            if frame.request_id == 0 && self.phase != Phase::Offline {
+                self.prekeys_left(count.remaining, rng);
             }
         } else if let Some(request) = self.requests.remove(&frame.request_id) {
             self.answer(request, body, rng);
@@ -846,6 +875,19 @@ impl Endpoint {
                     self.request(Request::Upload, Body::UploadBundles(UploadBundles { bundles }));
                 }
             }
+            (Request::Replenish, S::Done(_)) => {
+                if let Some(replenish) = self.replenish.take() {
+                    self.stats.replenishments += 1;
+                    self.stats.prekeys_replenished += replenish.bundles.len() as u64;
+                }
+            }
+            (Request::Replenish, _) => {
+                // Sent again once the retry timer fires (the relay dedupes by prekey id).
+                if let Some(replenish) = &mut self.replenish {
+                    replenish.in_flight = false;
+                }
+                self.schedule_retry(rng);
+            }
             (Request::Upload, S::Done(_)) => {
                 self.bundles.clear();
                 self.changed_device();
@@ -891,6 +933,21 @@ impl Endpoint {
             }
             (_, _) => {}
         }
+    }
+
+    /// The relay holds `remaining` one-time prekeys of this device: below half the configured
+    /// stock, make enough to fill it again (uploaded from [`Self::release`] once durable).
+    fn prekeys_left(&mut self, remaining: u32, rng: &mut StdRng) {
+        let target = self.config.prekeys.max(1);
+        if remaining.saturating_mul(2) >= target || self.replenish.is_some() || !self.bundles.is_empty() {
+            return;
+        }
+        let bundles = self.device.publish_bundles(target - remaining, rng).iter().map(PreKeyBundle::to_wire).collect();
+        // Prekeys the relay handed out and no first message has used yet are kept, up to a bound.
+        let stock_from = self.device.next_prekey_id.saturating_sub(target);
+        self.device.forget_prekeys_below(stock_from.saturating_sub(MAX_PREKEYS_HANDED_OUT));
+        self.changed_device();
+        self.replenish = Some(Replenish { bundles, generation: self.generation, in_flight: false });
     }
 
     fn online(&mut self, rng: &mut StdRng) {
@@ -972,6 +1029,13 @@ impl Endpoint {
             if self.acks.len() >= MAX_ACKS_PER_FRAME {
                 self.flush_acks();
             }
+        }
+        if self.phase == Phase::Online
+            && let Some(replenish) = self.replenish.as_mut().filter(|r| !r.in_flight && r.generation <= self.durable)
+        {
+            replenish.in_flight = true;
+            let bundles = replenish.bundles.clone();
+            self.request(Request::Replenish, Body::UploadBundles(UploadBundles { bundles }));
         }
         if self.phase == Phase::Online {
             for seq in self.outbox.take_sendable(self.durable) {

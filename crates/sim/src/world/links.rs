@@ -394,6 +394,7 @@ fn server_what(frame: &ServerFrame) -> &'static str {
         Some(server_frame::Body::Bundles(_)) => "bundles",
         Some(server_frame::Body::Deliver(_)) => "deliver",
         Some(server_frame::Body::Blob(_)) => "blob",
+        Some(server_frame::Body::PrekeyCount(_)) => "prekey count",
         None => "?",
     }
 }
