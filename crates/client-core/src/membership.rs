@@ -30,8 +30,8 @@ pub(crate) enum Transition {
     Join { group: Group, change: MembershipChange },
     /// The next epoch, keeping this device: the group moves on; `rotate` when a member left.
     Advance { group: Group, change: MembershipChange, rotate: bool },
-    /// The next epoch, without this device: it was removed.
-    Leave,
+    /// The next epoch, without this device: it was removed (`group` is the state that removed it).
+    Leave { group: Group },
     /// The state this device holds, or an older one: nothing changes.
     Same { epoch: u64 },
     /// A later epoch than the next: kept until the changes before it arrive.
@@ -69,10 +69,11 @@ pub(crate) fn judge(
         return Err(ClientError::InvalidChange("an epoch too far ahead"));
     }
     if epoch - current.epoch() > 1 {
-        // Its author is an admin of a state this device has not reached: judged when it has.
-        return match is_admin(&announced) || is_admin(current) {
+        // Judged once this device has reached the state before it; kept meanwhile only from a
+        // member (no stranger can fill the room kept for it).
+        return match current.members().contains(from) {
             true => Ok(Transition::Later),
-            false => Err(not_an_admin(current, from)),
+            false => Err(ClientError::NotAMember { group: current.id().to_owned(), sender: from.clone() }),
         };
     }
     // Whoever is not an admin is refused before anything else is looked at, so that a member's
@@ -84,7 +85,7 @@ pub(crate) fn judge(
         return Err(fork(current, from));
     }
     if !announced.members().contains(me) {
-        return Ok(Transition::Leave);
+        return Ok(Transition::Leave { group: announced });
     }
     let change = MembershipChange {
         added: announced.members().difference(current.members()).cloned().collect(),
@@ -133,7 +134,7 @@ mod tests {
         let removed = added.next(set(&["me", "a", "c"]), set(&["a"])).unwrap();
         let Ok(Transition::Advance { change, rotate, .. }) = judge(Some(&added), &removed, &a) else { panic!() };
         assert_eq!((change.removed, rotate), (vec![b.clone()], true));
-        assert_eq!(judge(Some(&added), &added.next(set(&["a", "b"]), set(&["a"])).unwrap(), &a), Ok(Transition::Leave));
+        assert!(matches!(judge(Some(&added), &added.next(set(&["a", "b"]), set(&["a"])).unwrap(), &a), Ok(Transition::Leave { .. })));
         assert_eq!(judge(Some(&removed), &added, &a), Ok(Transition::Same { epoch: 2 }), "older news changes nothing");
         assert_eq!(judge(Some(&genesis), &removed, &a), Ok(Transition::Later), "a change before its predecessor waits");
     }

@@ -3,6 +3,7 @@
 use switchboard_session::group::{SenderKeyRecord, SenderKeyStore};
 use switchboard_session::store::{IdentityKeyStore, PreKeyStore, SessionStore, SignedPreKeyStore};
 use switchboard_session::{IdentityKeyPair, InMemoryStore, PreKeyRecord, ProtocolAddress, PublicKey, SessionRecord, SignedPreKeyRecord};
+use switchboard_wire::Message;
 use switchboard_wire::switchboard::{DeviceAddress, DeviceSnapshot, KnownIdentity, PendingChange, StoredRecord};
 
 use crate::device::Device;
@@ -80,11 +81,17 @@ impl Device {
             let sender = address(record.address.as_ref())?;
             sender_keys.store_sender_key(&record.group, &sender, SenderKeyRecord::deserialize(&record.record)?)?;
         }
-        let groups = snapshot
-            .groups
-            .iter()
-            .map(|control| Group::from_control(control).map(|group| (group.id().to_owned(), group)))
-            .collect::<Result<_, _>>()?;
+        let mut groups = std::collections::HashMap::new();
+        for control in &snapshot.groups {
+            let group = Group::from_control(control)?;
+            if groups.insert(group.id().to_owned(), group).is_some() {
+                return Err(ClientError::InvalidPayload("a group stored twice"));
+            }
+        }
+        let kept_bytes: usize = snapshot.pending_changes.iter().map(|pending| pending.encoded_len()).sum();
+        if snapshot.pending_changes.len() > crate::MAX_PENDING_CHANGES || kept_bytes > crate::MAX_PENDING_CHANGE_BYTES {
+            return Err(ClientError::InvalidPayload("more kept changes than a device keeps"));
+        }
         Ok(Device {
             address: address(snapshot.address.as_ref())?,
             store,

@@ -7,7 +7,7 @@ use switchboard_client_core::endpoint::{ACK_DELAY, DropReason, MAX_ACKS_PER_FRAM
 use switchboard_client_core::{ClientError, Event};
 use switchboard_harness::Harness;
 use switchboard_session::Suite;
-use switchboard_wire::switchboard::{ErrorCode, Failure, ServerFrame, client_frame, server_frame};
+use switchboard_wire::switchboard::{EnvelopeKind, ErrorCode, Failure, ServerFrame, client_frame, server_frame};
 
 const TICK: Duration = Duration::from_millis(10);
 
@@ -452,4 +452,65 @@ fn one_time_prekeys_are_replenished_when_the_relay_reports_them_low() {
     h.with(late, |e, now, rng| e.send(now, "bob@blue", b"after the restart".to_vec(), rng).unwrap());
     h.settle();
     assert_eq!(texts(&mut h, bob), vec![b"after the restart".to_vec()]);
+}
+
+/// The signed prekey a device's first message to `to` named.
+fn first_signed_prekey(h: &Harness, sender: usize) -> u32 {
+    use switchboard_session::{CiphertextMessage, MessageKind};
+    let first = h.devices[sender].frames.iter().rev().find_map(|frame| match &frame.body {
+        Some(client_frame::Body::Send(envelope)) if envelope.kind == EnvelopeKind::PrekeyMessage as i32 => Some(envelope.content.clone()),
+        _ => None,
+    });
+    let CiphertextMessage::PreKey(prekey) = CiphertextMessage::parse(MessageKind::PreKey, &first.expect("a first message")).unwrap() else {
+        unreachable!()
+    };
+    prekey.signed_prekey_id()
+}
+
+#[test]
+fn the_signed_prekey_rotates_on_schedule_and_sessions_started_on_the_old_one_still_start() {
+    use switchboard_client_core::endpoint::EndpointConfig;
+    let mut h = Harness::new(&["green", "blue"], 22);
+    let config = EndpointConfig {
+        prekeys: 20,
+        signed_prekey_rotation: Duration::from_secs(60),
+        signed_prekey_grace: Duration::from_secs(150),
+        ..EndpointConfig::default()
+    };
+    let bob = h.add_device_with("bob@blue", 1, config);
+    h.connect(bob);
+    h.settle();
+    let early = online(&mut h, "early@green", false);
+    h.with(early, |e, now, rng| e.send(now, "bob@blue", b"before".to_vec(), rng).unwrap());
+    h.settle();
+    assert_eq!(first_signed_prekey(&h, early), 1);
+    assert_eq!(texts(&mut h, bob), vec![b"before".to_vec()]);
+
+    // A sender's first message is on its way (Bob holds his deliveries) as the prekey rotates.
+    let late = online(&mut h, "late@green", false);
+    h.devices[bob].hold_frames = true;
+    h.with(late, |e, now, rng| e.send(now, "bob@blue", b"in flight".to_vec(), rng).unwrap());
+    h.settle();
+    assert_eq!(first_signed_prekey(&h, late), 1);
+    h.devices[bob].hold_frames = false;
+    h.advance(Duration::from_secs(61));
+    assert_eq!(h.devices[bob].endpoint.stats().signed_prekey_rotations, 1);
+    let held = h.devices[bob].held.len();
+    h.release_held(bob, 0..held);
+    h.settle();
+    assert_eq!(texts(&mut h, bob), vec![b"in flight".to_vec()], "the replaced signed prekey is kept for its grace");
+
+    // New bundles carry the new one.
+    let after = online(&mut h, "after@green", false);
+    h.with(after, |e, now, rng| e.send(now, "bob@blue", b"after".to_vec(), rng).unwrap());
+    h.settle();
+    assert_eq!(first_signed_prekey(&h, after), 2);
+    assert_eq!(texts(&mut h, bob), vec![b"after".to_vec()]);
+
+    // Rotations go on; past its grace the first one is forgotten.
+    h.advance(Duration::from_secs(200));
+    let stats = h.devices[bob].endpoint.stats();
+    assert!(stats.signed_prekey_rotations >= 4 && stats.signed_prekeys_forgotten >= 1, "{stats:?}");
+    let kept = h.devices[bob].endpoint.device().snapshot().signed_prekeys.len();
+    assert!((2..=4).contains(&kept), "{kept} signed prekeys kept: the grace bounds them");
 }

@@ -9,12 +9,16 @@ use common::{GROUP, World, address, founded};
 use switchboard_client_core::{ClientError, Group, PendingSend, Received};
 use switchboard_session::Suite;
 use switchboard_wire::Message;
-use switchboard_wire::switchboard::{PairwisePayload, pairwise_payload::Body};
+use switchboard_wire::switchboard::{GroupControl, PairwisePayload, pairwise_payload::Body};
 
 /// `from` sends `group`'s announcement to each of `to`, as a modified client would: whatever its
 /// own device would let it do.
 fn announce(world: &mut World, from: &str, group: &Group, to: &[&str]) {
-    let payload = PairwisePayload { body: Some(Body::GroupControl(group.announcement())), suites: Vec::new() }.encode_to_vec();
+    send_control(world, from, group.announcement(), to);
+}
+
+fn send_control(world: &mut World, from: &str, control: GroupControl, to: &[&str]) {
+    let payload = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new() }.encode_to_vec();
     let pending = to.iter().map(|to| PendingSend::new(address(to), payload.clone())).collect();
     let rng = &mut world.rng;
     let sealed = world.devices.get_mut(&address(from)).unwrap().seal_all(pending, &mut world.directory, rng).unwrap();
@@ -161,4 +165,110 @@ fn an_admin_promotes_a_member_who_may_then_change_the_group() {
         assert_eq!(world.device(member).group(GROUP).unwrap().epoch(), 2);
     }
     assert!(world.device("dave@blue").group(GROUP).is_none());
+}
+
+/// Alice's changes, each as its copy to `to`.
+fn changes_to(world: &mut World, to: &str, changes: &[(&str, bool)]) -> Vec<Vec<switchboard_client_core::Outgoing>> {
+    let mut copies = Vec::new();
+    for (member, add) in changes {
+        let rng = &mut world.rng;
+        let alice = world.devices.get_mut(&address("alice@green")).unwrap();
+        let outgoing = match add {
+            true => alice.add_member(GROUP, address(member), &mut world.directory, rng),
+            false => alice.remove_member(GROUP, &address(member), &mut world.directory, rng),
+        };
+        copies.push(outgoing.unwrap().into_iter().filter(|o| o.to == address(to)).collect());
+    }
+    copies
+}
+
+#[test]
+fn strangers_cannot_fill_the_room_kept_for_early_changes() {
+    // Found in review: 32 announcements from strangers naming themselves admin took every slot,
+    // and a removal that came before the change it built on was then lost.
+    let mut world = founded(Suite::Aes256Gcm, 17);
+    let held = world.device("bob@blue").group(GROUP).unwrap().clone();
+    for stranger in 0..8 {
+        let name = format!("s{stranger}@red");
+        world.add_device(&name);
+        for ahead in 0..4 {
+            let mut members = held.members().clone();
+            members.insert(address(&name));
+            let mut control = held.next(members, [address(&name)].into_iter().collect()).unwrap().announcement();
+            control.epoch = 32 - ahead;
+            send_control(&mut world, &name, control, &["bob@blue"]);
+        }
+    }
+    let results = world.deliver_all();
+    assert!(results.iter().all(|(_, result)| matches!(result, Err(ClientError::NotAMember { .. }))), "{results:?}");
+    let mut copies = changes_to(&mut world, "bob@blue", &[("erin@red", true), ("dave@blue", false)]);
+    world.post("alice@green", copies.pop().unwrap());
+    world.post("alice@green", copies.pop().unwrap());
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    assert_eq!(hash(&mut world, "bob@blue"), hash(&mut world, "alice@green"));
+}
+
+#[test]
+fn an_admins_changes_apply_in_order_however_late_the_first_arrives() {
+    // Found in review: with room for 4 early changes per sender, the sixth was refused for good.
+    let mut world = founded(Suite::Aes256Gcm, 18);
+    let names: Vec<String> = (0..12).map(|n| format!("n{n}@red")).collect();
+    for name in &names {
+        world.add_device(name);
+    }
+    let adds: Vec<(&str, bool)> = names.iter().map(|name| (name.as_str(), true)).collect();
+    let mut copies = changes_to(&mut world, "bob@blue", &adds);
+    let first = copies.remove(0);
+    for copy in copies.into_iter().rev() {
+        world.post("alice@green", copy);
+    }
+    world.post("alice@green", first);
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    assert_eq!(world.device("bob@blue").group(GROUP).unwrap().epoch(), 12);
+    assert_eq!(hash(&mut world, "bob@blue"), hash(&mut world, "alice@green"));
+}
+
+#[test]
+fn a_member_removed_and_added_back_rejoins_whichever_news_comes_first() {
+    // Found in review: the re-addition, kept while the removal was on its way, was dropped with it.
+    let mut world = founded(Suite::SignalV3, 19);
+    let mut copies = changes_to(&mut world, "dave@blue", &[("dave@blue", false), ("dave@blue", true)]);
+    world.post("alice@green", copies.pop().unwrap());
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    world.post("alice@green", copies.pop().unwrap());
+    let results = world.deliver_all();
+    assert!(matches!(&results[0].1, Ok(Received::Group { epoch: 2, .. })), "{results:?}");
+    assert_eq!(hash(&mut world, "dave@blue"), hash(&mut world, "alice@green"));
+    world.everyone_reads_everyone(&["alice@green", "bob@blue", "carol@red", "dave@blue"], "back");
+}
+
+#[test]
+fn a_member_raises_one_fork_alarm_per_epoch_at_most_and_slips_no_key_in_with_an_announcement() {
+    // Found in review: a key naming another state made Bob report a fork per copy; an old
+    // announcement carrying a key installed it.
+    let mut world = founded(Suite::Aes256Gcm, 20);
+    let held = world.device("carol@red").group(GROUP).unwrap().clone();
+    let mut keys = switchboard_session::group::InMemorySenderKeyStore::default();
+    let distribution = switchboard_session::group::create_distribution(&mut keys, GROUP, &address("carol@red"), Suite::Aes256Gcm, &mut world.rng).unwrap();
+    let key = GroupControl {
+        group_id: GROUP.into(),
+        epoch: held.epoch(),
+        suite: held.suite().name().into(),
+        sender_key_distribution: distribution.serialize().to_vec(),
+        state_hash: vec![7; 32],
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        send_control(&mut world, "carol@red", key.clone(), &["bob@blue"]);
+    }
+    let results = world.deliver_all();
+    assert!(results.iter().all(|(_, result)| matches!(result, Err(ClientError::GroupFork { .. }))), "{results:?}");
+    let forks = world.device("bob@blue").take_forks();
+    assert_eq!(forks, vec![ClientError::GroupFork { group: GROUP.into(), epoch: 0, from: address("carol@red") }], "one alarm, naming its claimant");
+    let mut with_key = held.announcement();
+    with_key.sender_key_distribution = distribution.serialize().to_vec();
+    send_control(&mut world, "carol@red", with_key, &["bob@blue"]);
+    assert_eq!(world.deliver_all(), vec![(address("bob@blue"), Err(ClientError::InvalidPayload("an announcement carries no sender key")))]);
+    let carols = world.device("bob@blue").sender_key_store().records().filter(|(_, sender, _)| **sender == address("carol@red")).count();
+    assert_eq!(carols, 0);
 }

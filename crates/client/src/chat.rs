@@ -131,7 +131,7 @@ impl ChatClient {
 
     async fn create(relay: SocketAddr, user: &str, device_id: u32, mut rng: StdRng, database: Option<DeviceDatabase>) -> Result<ChatClient, ChatError> {
         let storage = if database.is_some() { Storage::Durable } else { Storage::InMemory };
-        let config = EndpointConfig { prekeys: BUNDLES_PUBLISHED, storage, ..EndpointConfig::default() };
+        let config = EndpointConfig { prekeys: BUNDLES_PUBLISHED, storage, unix_ms_at_zero: now_ms(), ..EndpointConfig::default() };
         let endpoint = Endpoint::new(ProtocolAddress::new(user, device_id), None, config, &mut rng);
         let mut client = ChatClient::with_endpoint(endpoint, relay, database, rng);
         if let Some(database) = &client.database {
@@ -149,7 +149,7 @@ impl ChatClient {
     /// an error: the client stays offline and keeps trying ([`Self::is_online`]).
     pub async fn resume(relay: SocketAddr, path: &Path, mut rng: StdRng) -> Result<ChatClient, ChatError> {
         let database = DeviceDatabase::open(path)?;
-        let config = EndpointConfig { prekeys: BUNDLES_PUBLISHED, storage: Storage::Durable, ..EndpointConfig::default() };
+        let config = EndpointConfig { prekeys: BUNDLES_PUBLISHED, storage: Storage::Durable, unix_ms_at_zero: now_ms(), ..EndpointConfig::default() };
         let endpoint = database.load(config, &mut rng)?;
         let mut client = ChatClient::with_endpoint(endpoint, relay, Some(database), rng);
         match client.go_online().await {

@@ -12,7 +12,7 @@ use switchboard_wire::switchboard::{
 use switchboard_wire::decode;
 
 use super::{
-    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_ACCOUNTS, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE, PREKEYS_LOW_MARK,
+    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_ACCOUNTS, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE,
     MAX_ENVELOPE_CONTENT, RelayCore, app_of, device_key, failure,
 };
 use crate::state::{DeviceKey, Mutation};
@@ -107,9 +107,10 @@ impl RelayCore {
         }
         self.clients.insert(conn, Some(device.clone()));
         actions.push(Action::ToClient { conn, frame: done(request_id) });
-        let remaining = self.prekeys_left(&device);
-        if remaining <= PREKEYS_LOW_MARK {
-            actions.push(Action::ToClient { conn, frame: super::prekey_count(remaining as u32) });
+        if let (remaining, Some(mark)) = self.prekeys_left(&device)
+            && remaining <= mark
+        {
+            actions.push(Action::ToClient { conn, frame: super::prekey_count(remaining) });
         }
         if let Some(mailbox) = self.state.mailboxes.get(&device) {
             actions.extend(mailbox.values().map(|envelope| super::deliver(conn, envelope.clone())));
@@ -117,9 +118,11 @@ impl RelayCore {
         actions
     }
 
-    /// The one-time prekeys the relay still holds for `device`.
-    fn prekeys_left(&self, device: &DeviceKey) -> usize {
-        self.state.bundles.get(device).map_or(0, |bundles| bundles.iter().filter(|bundle| bundle.pre_key.is_some()).count())
+    /// The one-time prekeys the relay still holds for `device`, and the device's low mark (none
+    /// when it asked never to be told).
+    fn prekeys_left(&self, device: &DeviceKey) -> (u32, Option<u32>) {
+        let left = self.state.bundles.get(device).map_or(0, |bundles| bundles.iter().filter(|bundle| bundle.pre_key.is_some()).count());
+        (left as u32, self.state.prekey_marks.get(device).copied().filter(|mark| *mark > 0))
     }
 
     fn upload_bundles(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, upload: UploadBundles) -> Result<(), Refusal> {
@@ -129,23 +132,44 @@ impl RelayCore {
         if upload.bundles.iter().any(|bundle| bundle.device_id != device.1) {
             return Err((ErrorCode::Forbidden, "bundles of another device"));
         }
+        let stock = self.state.bundles.get(device);
+        // A signed prekey newer than the one held replaces it everywhere (the device rotated it:
+        // it keeps the old one a while, for first messages already on their way).
+        let held_signed = stock.and_then(|stock| stock.first()).map(|bundle| bundle.signed_pre_key_id);
+        let newest = upload.bundles.iter().max_by_key(|bundle| bundle.signed_pre_key_id).expect("not empty");
+        let rotated = held_signed.is_some_and(|held| newest.signed_pre_key_id > held).then(|| newest.clone());
         // One-time prekeys are numbered upwards by their device. An upload sent again (its answer
         // lost in a reset, or the frame repeated) must not put back prekeys already handed out:
         // two sessions on one prekey, and the device refuses the second. So only prekeys newer
         // than any this relay has held are taken, next to those not yet handed out.
-        let stock = self.state.bundles.get(device);
-        let newest = stock.and_then(|stock| stock.iter().filter_map(|bundle| bundle.pre_key_id).max());
+        let newest_prekey = stock.and_then(|stock| stock.iter().filter_map(|bundle| bundle.pre_key_id).max());
+        let last_resort = upload.bundles.iter().find(|bundle| bundle.pre_key.is_none()).cloned();
         let fresh: Vec<_> = upload
             .bundles
             .into_iter()
-            .filter(|bundle| bundle.pre_key_id.is_some_and(|id| newest.is_none_or(|newest| id > newest)))
+            .filter(|bundle| bundle.pre_key.is_some() && bundle.pre_key_id.is_some_and(|id| newest_prekey.is_none_or(|newest| id > newest)))
             .collect();
-        if !fresh.is_empty() {
-            let mut bundles: Vec<_> = stock.map(|stock| stock.iter().filter(|b| b.pre_key.is_some()).cloned().collect()).unwrap_or_default();
+        let mark_changed = self.state.prekey_marks.get(device).copied().unwrap_or(0) != upload.low_mark;
+        if !fresh.is_empty() || rotated.is_some() || stock.is_none() || mark_changed {
+            let mut bundles: Vec<_> = match fresh.is_empty() {
+                // Nothing new to add: what is held stays as it is, the last one included.
+                true => stock.cloned().unwrap_or_default(),
+                false => stock.map(|stock| stock.iter().filter(|b| b.pre_key.is_some()).cloned().collect()).unwrap_or_default(),
+            };
             bundles.extend(fresh);
+            if let Some(signed) = &rotated {
+                for bundle in &mut bundles {
+                    bundle.signed_pre_key_id = signed.signed_pre_key_id;
+                    bundle.signed_pre_key = signed.signed_pre_key.clone();
+                    bundle.signed_pre_key_signature = signed.signed_pre_key_signature.clone();
+                }
+            }
+            if bundles.is_empty() {
+                bundles.extend(last_resort);
+            }
             let excess = bundles.len().saturating_sub(MAX_BUNDLES_PER_DEVICE);
             bundles.drain(..excess);
-            self.mutate(Mutation::PutBundles { device: device.clone(), bundles });
+            self.mutate(Mutation::PutBundles { device: device.clone(), bundles, low_mark: upload.low_mark });
         }
         self.deferred.push(Deferred::Client(conn, done(request_id)));
         Ok(())
@@ -202,10 +226,13 @@ impl RelayCore {
                 first.pre_key_id = None;
             }
             let took_prekey = first.pre_key.is_some();
-            self.mutate(Mutation::PutBundles { device: device.clone(), bundles });
-            let remaining = self.prekeys_left(&device);
-            if took_prekey && remaining <= PREKEYS_LOW_MARK {
-                self.deferred.push(Deferred::PreKeyCount(device.clone(), remaining as u32));
+            let low_mark = self.state.prekey_marks.get(&device).copied().unwrap_or(0);
+            self.mutate(Mutation::PutBundles { device: device.clone(), bundles, low_mark });
+            // Told once, as the stock reaches the mark (and again at each authentication below
+            // it), not at every fetch below it.
+            let (remaining, mark) = self.prekeys_left(&device);
+            if took_prekey && Some(remaining) == mark {
+                self.deferred.push(Deferred::PreKeyCount(device.clone(), remaining));
             }
             handed.push(DeviceBundle { device_id: device.1, bundle: Some(first) });
         }

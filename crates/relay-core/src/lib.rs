@@ -55,9 +55,6 @@ pub const OUTBOX_QUOTA: usize = 100_000;
 pub const MAX_GROUP_RECIPIENTS: usize = 10_000;
 /// Bundles one device may publish at once.
 pub const MAX_BUNDLES_PER_DEVICE: usize = 500;
-/// At or below this many one-time prekeys left, the relay tells the device how many remain
-/// (`PreKeyCount`), so that it uploads more before new sessions have to start without one.
-pub const PREKEYS_LOW_MARK: usize = 50;
 /// Longest user name (`name@app`): one limit for every crate, kept with the address parser.
 pub use switchboard_wire::address::MAX_USER_LEN;
 /// How often refused-for-now outbox entries are sent again.

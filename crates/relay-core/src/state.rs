@@ -14,8 +14,9 @@ pub type DeviceKey = (String, u32);
 pub enum Mutation {
     /// A device account and the SHA-256 of its credential.
     PutAccount { device: DeviceKey, credential_hash: [u8; 32] },
-    /// The bundles a device has left to hand out (replacing what was there).
-    PutBundles { device: DeviceKey, bundles: Vec<PreKeyBundle> },
+    /// The bundles a device has left to hand out (replacing what was there), and its low mark
+    /// (see `UploadBundles`).
+    PutBundles { device: DeviceKey, bundles: Vec<PreKeyBundle>, low_mark: u32 },
     /// An envelope in a device's mailbox.
     PutEnvelope { device: DeviceKey, seq: u64, envelope: Envelope },
     DeleteEnvelope { device: DeviceKey, seq: u64 },
@@ -32,6 +33,8 @@ pub struct StoredState {
     /// Ordered, so a user's devices are one range.
     pub accounts: BTreeMap<DeviceKey, [u8; 32]>,
     pub bundles: BTreeMap<DeviceKey, Vec<PreKeyBundle>>,
+    /// Per device, how few one-time prekeys left it is told of (absent: never).
+    pub prekey_marks: BTreeMap<DeviceKey, u32>,
     pub mailboxes: HashMap<DeviceKey, BTreeMap<u64, Envelope>>,
     pub outboxes: HashMap<String, BTreeMap<u64, FederationFrame>>,
     pub blobs: HashMap<String, Vec<u8>>,
@@ -44,8 +47,12 @@ impl StoredState {
             Mutation::PutAccount { device, credential_hash } => {
                 self.accounts.insert(device.clone(), *credential_hash);
             }
-            Mutation::PutBundles { device, bundles } => {
+            Mutation::PutBundles { device, bundles, low_mark } => {
                 self.bundles.insert(device.clone(), bundles.clone());
+                match low_mark {
+                    0 => self.prekey_marks.remove(device),
+                    mark => self.prekey_marks.insert(device.clone(), *mark),
+                };
             }
             Mutation::PutEnvelope { device, seq, envelope } => {
                 let mailbox = match self.mailboxes.get_mut(device) {

@@ -444,7 +444,7 @@ fn an_upload_sent_again_never_puts_back_a_prekey_already_handed_out() {
     let (green, alice, _) = net.device("alice@green");
     let (_, bob, _) = net.device("bob@green");
     let bundle = |id: u32| PreKeyBundle { device_id: 1, pre_key_id: Some(id), pre_key: Some(vec![id as u8; 33]), ..Default::default() };
-    let upload = Body::UploadBundles(UploadBundles { bundles: (1..=3).map(bundle).collect() });
+    let upload = Body::UploadBundles(UploadBundles { bundles: (1..=3).map(bundle).collect(), low_mark: 0 });
     assert!(is_done(&net.request(&green, alice, 3, upload.clone())));
     let mut handed = Vec::new();
     let fetch = |net: &mut Net, request_id| {
@@ -462,50 +462,96 @@ fn an_upload_sent_again_never_puts_back_a_prekey_already_handed_out() {
     // Once all are gone, the old upload still puts none back; newer prekeys are taken.
     assert!(is_done(&net.request(&green, alice, 9, upload)));
     assert_eq!(fetch(&mut net, 10), None);
-    let newer = Body::UploadBundles(UploadBundles { bundles: (4..=5).map(bundle).collect() });
+    let newer = Body::UploadBundles(UploadBundles { bundles: (4..=5).map(bundle).collect(), low_mark: 0 });
     assert!(is_done(&net.request(&green, alice, 11, newer)));
     assert_eq!([fetch(&mut net, 12), fetch(&mut net, 13), fetch(&mut net, 14)], [Some(4), Some(5), None]);
 }
 
-#[test]
-fn a_device_is_told_when_its_one_time_prekeys_run_low() {
-    use switchboard_relay_core::PREKEYS_LOW_MARK;
-    use switchboard_wire::switchboard::{FetchBundles, PreKeyBundle, UploadBundles};
-    fn counts(net: &mut Net, app: &str, conn: ConnId) -> Vec<u32> {
-        let inbox = net.inbox.entry((app.into(), conn)).or_default();
-        let mut found = Vec::new();
-        inbox.retain(|frame| match &frame.body {
-            Some(server_frame::Body::PrekeyCount(count)) if frame.request_id == 0 => {
-                found.push(count.remaining);
-                false
-            }
-            _ => true,
-        });
-        found
+fn prekey_counts(net: &mut Net, app: &str, conn: ConnId) -> Vec<u32> {
+    let inbox = net.inbox.entry((app.into(), conn)).or_default();
+    let mut found = Vec::new();
+    inbox.retain(|frame| match &frame.body {
+        Some(server_frame::Body::PrekeyCount(count)) if frame.request_id == 0 => {
+            found.push(count.remaining);
+            false
+        }
+        _ => true,
+    });
+    found
+}
+
+fn bundle(prekey: Option<u32>, signed: u32) -> switchboard_wire::switchboard::PreKeyBundle {
+    switchboard_wire::switchboard::PreKeyBundle {
+        device_id: 1,
+        pre_key_id: prekey,
+        pre_key: prekey.map(|id| vec![id as u8; 33]),
+        signed_pre_key_id: signed,
+        signed_pre_key: vec![signed as u8; 33],
+        ..Default::default()
     }
+}
+
+#[test]
+fn a_device_is_told_once_as_its_one_time_prekeys_reach_its_low_mark() {
+    use switchboard_wire::switchboard::{FetchBundles, UploadBundles};
     let mut net = Net::new();
     let (green, alice, credential) = net.device("alice@green");
     let (_, bob, _) = net.device("bob@green");
-    assert_eq!(counts(&mut net, &green, alice), vec![0], "told at authentication: nothing uploaded yet");
-    assert_eq!(counts(&mut net, &green, bob), vec![0]);
+    assert!(prekey_counts(&mut net, &green, alice).is_empty(), "no mark asked for yet");
 
-    let stock = PREKEYS_LOW_MARK as u32 + 2;
-    let bundle = |id: u32| PreKeyBundle { device_id: 1, pre_key_id: Some(id), pre_key: Some(vec![id as u8; 33]), ..Default::default() };
-    let upload = Body::UploadBundles(UploadBundles { bundles: (1..=stock).map(bundle).collect() });
+    let mark = 5;
+    let upload = Body::UploadBundles(UploadBundles { bundles: (1..=mark + 2).map(|id| bundle(Some(id), 1)).collect(), low_mark: mark });
     assert!(is_done(&net.request(&green, alice, 3, upload)));
     let mut told = Vec::new();
     for request_id in 4..8 {
         let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
         assert!(matches!(answer.body, Some(server_frame::Body::Bundles(_))), "{answer:?}");
-        told.push(counts(&mut net, &green, alice));
+        told.push(prekey_counts(&mut net, &green, alice));
     }
-    let mark = PREKEYS_LOW_MARK as u32;
-    assert_eq!(told, vec![vec![], vec![mark], vec![mark - 1], vec![mark - 2]], "above the mark nothing, then each fetch");
-    assert!(counts(&mut net, &green, bob).is_empty(), "only the device itself is told");
+    assert_eq!(told, vec![vec![], vec![mark], vec![], vec![]], "once, as the stock reaches the mark");
+    assert!(prekey_counts(&mut net, &green, bob).is_empty(), "only the device itself is told");
 
     // A device that comes back below the mark hears it as it authenticates.
     let again = net.client(&green);
-    let auth = Authenticate { user: "alice@green".into(), device_id: 1, credential };
+    let auth = Authenticate { user: "alice@green".into(), device_id: 1, credential: credential.clone() };
     assert!(is_done(&net.request(&green, again, 9, Body::Authenticate(auth))));
-    assert_eq!(counts(&mut net, &green, again), vec![mark - 2]);
+    assert_eq!(prekey_counts(&mut net, &green, again), vec![mark - 2]);
+
+    // Mark 0: never told.
+    let upload = Body::UploadBundles(UploadBundles { bundles: vec![bundle(Some(100), 1)], low_mark: 0 });
+    assert!(is_done(&net.request(&green, again, 10, upload)));
+    let later = net.client(&green);
+    let auth = Authenticate { user: "alice@green".into(), device_id: 1, credential };
+    assert!(is_done(&net.request(&green, later, 11, Body::Authenticate(auth))));
+    assert!(prekey_counts(&mut net, &green, later).is_empty());
+}
+
+#[test]
+fn a_rotated_signed_prekey_replaces_the_old_one_in_every_bundle_and_a_last_resort_bundle_stays() {
+    use switchboard_wire::switchboard::{FetchBundles, UploadBundles};
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let (_, bob, _) = net.device("bob@green");
+    let fetch = |net: &mut Net, request_id: u64| -> (Option<u32>, u32) {
+        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
+        let Some(server_frame::Body::Bundles(bundles)) = answer.body else { panic!("{answer:?}") };
+        let bundle = bundles.devices[0].bundle.clone().unwrap();
+        (bundle.pre_key_id, bundle.signed_pre_key_id)
+    };
+    // Only a last-resort bundle: it is handed out again and again.
+    let upload = |bundles, request_id| (request_id, Body::UploadBundles(UploadBundles { bundles, low_mark: 1 }));
+    let (id, body) = upload(vec![bundle(None, 1)], 3);
+    assert!(is_done(&net.request(&green, alice, id, body)));
+    assert_eq!([fetch(&mut net, 4), fetch(&mut net, 5)], [(None, 1), (None, 1)]);
+    // One-time prekeys, then a rotation: what is left carries the new signed prekey.
+    let (id, body) = upload(vec![bundle(Some(1), 1), bundle(Some(2), 1), bundle(Some(3), 1)], 6);
+    assert!(is_done(&net.request(&green, alice, id, body)));
+    assert_eq!(fetch(&mut net, 7), (Some(1), 1));
+    let (id, body) = upload(vec![bundle(None, 2)], 8);
+    assert!(is_done(&net.request(&green, alice, id, body)));
+    assert_eq!([fetch(&mut net, 9), fetch(&mut net, 10), fetch(&mut net, 11)], [(Some(2), 2), (Some(3), 2), (None, 2)]);
+    // An older signed prekey (an upload sent again) changes nothing.
+    let (id, body) = upload(vec![bundle(None, 1)], 12);
+    assert!(is_done(&net.request(&green, alice, id, body)));
+    assert_eq!(fetch(&mut net, 13), (None, 2));
 }

@@ -39,6 +39,9 @@ pub trait PreKeyStore {
 pub trait SignedPreKeyStore {
     fn signed_prekey(&self, id: u32) -> Result<Option<SignedPreKeyRecord>>;
     fn save_signed_prekey(&mut self, record: SignedPreKeyRecord) -> Result<()>;
+    /// Forgets a signed prekey (rotated out, its grace period over): first messages naming it
+    /// are refused from then on.
+    fn remove_signed_prekey(&mut self, id: u32) -> Result<()>;
 }
 
 /// Session records, one per remote device.
@@ -160,6 +163,10 @@ impl SignedPreKeyStore for InMemoryStore {
     }
     fn save_signed_prekey(&mut self, record: SignedPreKeyRecord) -> Result<()> {
         self.signed_prekeys.insert(record.id, record);
+        Ok(())
+    }
+    fn remove_signed_prekey(&mut self, id: u32) -> Result<()> {
+        self.signed_prekeys.remove(&id);
         Ok(())
     }
 }

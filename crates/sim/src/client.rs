@@ -14,7 +14,7 @@ use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind,
 use switchboard_wire::switchboard::{ClientFrame, Content, EnvelopeKind, ServerFrame, client_frame, server_frame};
 use switchboard_wire::{Message, decode, limits};
 
-use crate::scenario::GroupStrategy;
+use crate::scenario::{GroupStrategy, Scenario};
 
 /// Bytes every plaintext starts with, so that a relay that sees one is caught by a search.
 pub const PLAINTEXT_CANARY: &str = "\u{0}sb-plaintext-canary\u{0}";
@@ -104,12 +104,21 @@ fn at(now_us: u64) -> Duration {
 }
 
 impl Client {
-    pub fn new(address: ProtocolAddress, app: usize, prekeys: u32, strategy: GroupStrategy, rng: &mut StdRng) -> Client {
-        let group_strategy = match strategy {
+    pub fn new(address: ProtocolAddress, app: usize, scenario: &Scenario, rng: &mut StdRng) -> Client {
+        let group_strategy = match scenario.group_strategy {
             GroupStrategy::SenderKeys => Strategy::SenderKeys,
             GroupStrategy::Pairwise => Strategy::Pairwise,
         };
-        let config = EndpointConfig { prekeys, group_strategy, storage: Storage::InMemory };
+        let config = EndpointConfig {
+            prekeys: scenario.prekeys_per_device,
+            prekey_low_mark: scenario.prekey_low_mark.unwrap_or(scenario.prekeys_per_device / 2),
+            signed_prekey_rotation: Duration::from_secs_f64(scenario.signed_prekey_rotation_s),
+            signed_prekey_grace: Duration::from_secs_f64(scenario.signed_prekey_grace_s),
+            // Simulated time starts at the Unix epoch.
+            unix_ms_at_zero: 0,
+            group_strategy,
+            storage: Storage::InMemory,
+        };
         Client {
             endpoint: Endpoint::new(address.clone(), None, config, rng),
             address,

@@ -141,6 +141,9 @@ pub struct CryptoOps {
     /// Uploads of more one-time prekeys after a relay reported them low, and the prekeys made.
     pub prekey_replenishments: u64,
     pub prekeys_replenished: u64,
+    /// Signed prekeys replaced on schedule, and replaced ones forgotten after their grace.
+    pub signed_prekey_rotations: u64,
+    pub signed_prekeys_forgotten: u64,
     /// Mean plaintext size of the traffic.
     pub mean_size: usize,
 }
@@ -404,6 +407,8 @@ impl Report {
             crypto.group_decrypts += stats.group_decrypts;
             crypto.prekey_replenishments += stats.replenishments;
             crypto.prekeys_replenished += stats.prekeys_replenished;
+            crypto.signed_prekey_rotations += stats.signed_prekey_rotations;
+            crypto.signed_prekeys_forgotten += stats.signed_prekeys_forgotten;
         }
         let violations_total = violations.len();
         violations.truncate(MAX_LISTED_VIOLATIONS);
@@ -454,8 +459,8 @@ impl Report {
         let c = &self.crypto;
         let _ = writeln!(
             out,
-            "prekeys    {} uploads of {} more one-time prekeys after relays reported them low",
-            c.prekey_replenishments, c.prekeys_replenished
+            "prekeys    {} uploads of {} more one-time prekeys after relays reported them low · {} signed prekeys rotated, {} forgotten after their grace",
+            c.prekey_replenishments, c.prekeys_replenished, c.signed_prekey_rotations, c.signed_prekeys_forgotten
         );
         let _ = writeln!(out, "\nlinks");
         for link in &self.links {

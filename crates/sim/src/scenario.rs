@@ -16,7 +16,7 @@ pub const MAX_GROUP_SIZE: usize = 10_000;
 /// Largest plaintext a scenario may ask for.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// Longest simulated time, in seconds.
-pub const MAX_SECONDS: f64 = 86_400.0;
+pub const MAX_SECONDS: f64 = 31.0 * 86_400.0;
 /// Largest scenario file read.
 pub const MAX_FILE_LEN: usize = 1024 * 1024;
 /// Most groups a scenario may create.
@@ -51,9 +51,20 @@ pub struct Scenario {
     /// The suite of new groups' sender keys: `signal-v3` or `aes-256-gcm`.
     #[serde(default = "default_suite")]
     pub suite: Spanned<String>,
-    /// One-time prekeys each device publishes (after that, bundles come without one).
+    /// One-time prekeys each device publishes, and the stock it fills again when its relay
+    /// reports it low.
     #[serde(default = "default_prekeys")]
     pub prekeys_per_device: u32,
+    /// The relay reports a device's one-time prekeys low at this many left (default: half the
+    /// stock, rounded down); 0: never, and once they are gone sessions start without one.
+    #[serde(default)]
+    pub prekey_low_mark: Option<u32>,
+    /// How old a device's signed prekey grows before it makes a new one, and how long it keeps
+    /// the one it replaced (seconds).
+    #[serde(default = "default_rotation")]
+    pub signed_prekey_rotation_s: f64,
+    #[serde(default = "default_grace")]
+    pub signed_prekey_grace_s: f64,
     #[serde(rename = "app")]
     pub apps: Vec<App>,
     #[serde(default, rename = "group")]
@@ -85,6 +96,12 @@ fn default_suite() -> Spanned<String> {
 }
 fn default_prekeys() -> u32 {
     5
+}
+fn default_rotation() -> f64 {
+    2.0 * 86_400.0
+}
+fn default_grace() -> f64 {
+    14.0 * 86_400.0
 }
 fn one() -> u32 {
     1
@@ -440,6 +457,12 @@ impl Scenario {
         if self.prekeys_per_device == 0 || self.prekeys_per_device > MAX_PREKEYS {
             return Err(top(format!("prekeys_per_device is 1 to {MAX_PREKEYS}")));
         }
+        if self.prekey_low_mark.is_some_and(|mark| mark >= self.prekeys_per_device) {
+            return Err(top("prekey_low_mark is below prekeys_per_device".into()));
+        }
+        if !seconds(self.signed_prekey_rotation_s) || self.signed_prekey_rotation_s < 1.0 || !seconds(self.signed_prekey_grace_s) {
+            return Err(top(format!("signed_prekey_rotation_s is 1 to {MAX_SECONDS}, signed_prekey_grace_s 0 to {MAX_SECONDS}")));
+        }
         let mut names = BTreeSet::new();
         for app in &self.apps {
             let name = app.name.get_ref();
@@ -524,7 +547,7 @@ impl Scenario {
         }
         for (index, offline) in self.offline.iter().enumerate() {
             if !seconds(offline.from_s) || !seconds(offline.for_s) {
-                return Err(table("[[offline]]", index, "from_s and for_s are 0 to 86400".into()));
+                return Err(table("[[offline]]", index, format!("from_s and for_s are 0 to {MAX_SECONDS}")));
             }
             match (&offline.device, offline.share) {
                 (Some(device), None) => {
@@ -547,7 +570,7 @@ impl Scenario {
         for crash in &self.crashes {
             known(&crash.relay)?;
             if !seconds(crash.at_s) || !seconds(crash.down_s) {
-                return Err(at(crash.relay.span(), "at_s and down_s are 0 to 86400".into()));
+                return Err(at(crash.relay.span(), format!("at_s and down_s are 0 to {MAX_SECONDS}")));
             }
         }
         for (index, adversary) in self.adversaries.iter().enumerate() {
@@ -587,7 +610,7 @@ impl Scenario {
                 return Err(at(theft.device.span(), "a theft names one device: name@app/n".into()));
             }
             if !seconds(theft.at_s) {
-                return Err(at(theft.device.span(), "at_s is 0 to 86400".into()));
+                return Err(at(theft.device.span(), format!("at_s is 0 to {MAX_SECONDS}")));
             }
         }
         Ok(())
@@ -647,7 +670,7 @@ fn check_link(spec: &LinkSpec) -> Result<(), String> {
     }
     for window in [spec.from_s, spec.until_s].into_iter().flatten() {
         if !(window.is_finite() && (0.0..=MAX_SECONDS).contains(&window)) {
-            return Err("from_s and until_s are 0 to 86400".into());
+            return Err(format!("from_s and until_s are 0 to {MAX_SECONDS}"));
         }
     }
     Ok(())

@@ -19,11 +19,14 @@ pub const MAX_HELD_KEYS: usize = 1_024;
 /// Keys kept per such sender (its older keys are dropped first).
 pub const MAX_HELD_KEYS_PER_SENDER: usize = 5;
 /// Announcements kept, over all groups, while the changes they build on have not arrived.
-pub const MAX_PENDING_CHANGES: usize = 32;
-/// Of those, from any one sender.
-pub const MAX_PENDING_CHANGES_PER_SENDER: usize = 4;
+pub const MAX_PENDING_CHANGES: usize = 256;
+/// Of those, from one member that is not an admin of the state this device holds (an admin may
+/// have one kept for every epoch up to [`crate::MAX_EPOCH_GAP`] ahead).
+pub const MAX_PENDING_CHANGES_PER_MEMBER: usize = 2;
 /// Their encoded size, all together.
-pub const MAX_PENDING_CHANGE_BYTES: usize = 2 * 1024 * 1024;
+pub const MAX_PENDING_CHANGE_BYTES: usize = 8 * 1024 * 1024;
+/// Forks kept until [`Device::take_forks`] (one per group, epoch and sender).
+pub const MAX_FORKS_KEPT: usize = 64;
 
 /// An announcement that came before the changes it builds on.
 #[derive(Clone, Debug)]
@@ -32,10 +35,11 @@ pub(crate) struct PendingChange {
     pub(crate) control: GroupControl,
 }
 
-/// What applying one transition did.
+/// What applying transitions left this device with.
 enum Applied {
     Changed,
-    Left,
+    /// Removed, by this state (which a kept re-addition may build on).
+    Left(Group),
 }
 
 impl Device {
@@ -45,44 +49,38 @@ impl Device {
         control: &GroupControl,
         rng: &mut R,
     ) -> Result<(Received, Vec<PendingSend>)> {
-        let distribution = match control.sender_key_distribution.as_slice() {
-            [] => None,
-            bytes => Some(SenderKeyDistributionMessage::parse(bytes)?),
-        };
         if control.members.is_empty() {
-            let distribution = distribution.ok_or(ClientError::InvalidPayload("a group control with neither members nor a key"))?;
+            let distribution = match control.sender_key_distribution.as_slice() {
+                [] => return Err(ClientError::InvalidPayload("a group control with neither members nor a key")),
+                bytes => SenderKeyDistributionMessage::parse(bytes)?,
+            };
             return self.on_key(from, control, distribution);
+        }
+        // Keys travel on their own (they go to whoever lacks one, announcements to every member).
+        if !control.sender_key_distribution.is_empty() {
+            return Err(ClientError::InvalidPayload("an announcement carries no sender key"));
         }
         let announced = Group::from_control(control)?;
         let id = announced.id().to_owned();
         let before: Option<(u64, IndexSet<ProtocolAddress>)> = self.groups.get(&id).map(|group| (group.epoch(), group.members().clone()));
-        let brings_key_as_member = announced.members().contains(from);
         let transition = match membership::judge(self.groups.get(&id), announced, from, &self.address, self.trust_members()) {
             Err(fork @ ClientError::GroupFork { .. }) => {
-                self.forks.push(fork.clone());
+                self.record_fork(fork.clone());
                 return Err(fork);
             }
             other => other?,
         };
-        if let Some(distribution) = &distribution {
-            // The sender's key first: if it is refused (a retired key), nothing else has changed
-            // yet. Only a member's key, and not with the news that this device is out.
-            if !brings_key_as_member {
-                return Err(ClientError::NotAMember { group: id, sender: from.clone() });
+        let applied = match transition {
+            Transition::Later => {
+                self.keep_for_later(from, control)?;
+                Applied::Changed
             }
-            if !matches!(transition, Transition::Later | Transition::Leave) {
-                sender_keys::process_distribution(&mut self.sender_keys, &id, from, distribution)?;
-            }
-        }
-        if let Transition::Later = transition {
-            self.keep_for_later(from, control)?;
-        } else if let Applied::Left = self.apply(&id, transition, rng)? {
+            transition => self.apply(&id, transition, rng)?,
+        };
+        self.catch_up(&id, applied, rng)?;
+        let Some(group) = self.groups.get(&id) else {
             return Ok((Received::RemovedFromGroup { group: id }, Vec::new()));
-        }
-        if let Applied::Left = self.catch_up(&id, rng)? {
-            return Ok((Received::RemovedFromGroup { group: id }, Vec::new()));
-        }
-        let group = self.groups.get(&id).ok_or_else(|| ClientError::UnknownGroup(id.clone()))?;
+        };
         // What changed since before this announcement (which may have applied kept ones too).
         let change = match &before {
             Some((epoch, _)) if *epoch == group.epoch() => None,
@@ -105,15 +103,21 @@ impl Device {
         false
     }
 
+    /// Keeps a fork to report (once per group, epoch and sender; at most [`MAX_FORKS_KEPT`]).
+    fn record_fork(&mut self, fork: ClientError) {
+        if self.forks.len() < MAX_FORKS_KEPT && !self.forks.contains(&fork) {
+            self.forks.push(fork);
+        }
+    }
+
     /// Carries out one judged transition (not `Later`).
     fn apply<R: CryptoRng + ?Sized>(&mut self, id: &str, transition: Transition, rng: &mut R) -> Result<Applied> {
         match transition {
-            Transition::Leave => {
+            Transition::Leave { group } => {
                 self.groups.remove(id);
                 self.key_holders.remove(id);
-                self.held_keys.retain(|(group, _), _| group != id);
-                self.pending_changes.retain(|pending| pending.control.group_id != id);
-                return Ok(Applied::Left);
+                self.held_keys.retain(|(held, _), _| held != id);
+                return Ok(Applied::Left(group));
             }
             Transition::Join { group, .. } => {
                 // A fresh key on every (re)join: a key kept from an earlier membership may be held
@@ -134,59 +138,92 @@ impl Device {
         Ok(Applied::Changed)
     }
 
-    /// Applies the kept announcements that now follow this device's state, one epoch at a time,
-    /// each judged as if it had just arrived. One that does not apply is dropped (a fork among
-    /// them is recorded); those for epochs already reached are dropped too.
-    fn catch_up<R: CryptoRng + ?Sized>(&mut self, id: &str, rng: &mut R) -> Result<Applied> {
+    /// Applies the kept announcements that now follow, one epoch at a time, each judged as if it
+    /// had just arrived: on this device's state while it is in the group; after its removal
+    /// (`applied` is `Left`), only a re-addition built on the state that removed it, by an admin
+    /// of that state. One that does not apply is dropped (a fork among them is recorded); kept
+    /// ones for epochs already passed are dropped too, and all of the group's once this device
+    /// is out of it with nothing to rejoin by.
+    fn catch_up<R: CryptoRng + ?Sized>(&mut self, id: &str, mut applied: Applied, rng: &mut R) -> Result<()> {
         loop {
-            let Some(current) = self.groups.get(id) else { return Ok(Applied::Left) };
-            let epoch = current.epoch();
+            let epoch = match (&applied, self.groups.get(id)) {
+                (Applied::Left(removal), _) => removal.epoch(),
+                (Applied::Changed, Some(current)) => current.epoch(),
+                (Applied::Changed, None) => break,
+            };
             self.pending_changes.retain(|pending| pending.control.group_id != id || pending.control.epoch > epoch);
             let (next, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_changes)
                 .into_iter()
-                .partition(|pending| pending.control.group_id == id && pending.control.epoch == epoch + 1);
+                .partition(|pending| pending.control.group_id == id && Some(pending.control.epoch) == epoch.checked_add(1));
             self.pending_changes = rest;
-            if next.is_empty() {
-                return Ok(Applied::Changed);
-            }
-            let mut advanced = false;
+            let mut advanced = None;
             for pending in next {
                 let Ok(announced) = Group::from_control(&pending.control) else { continue };
-                match membership::judge(self.groups.get(id), announced, &pending.from, &self.address, self.trust_members()) {
-                    Ok(transition @ (Transition::Advance { .. } | Transition::Leave)) if !advanced => {
-                        advanced = true;
-                        if let Applied::Left = self.apply(id, transition, rng)? {
-                            return Ok(Applied::Left);
-                        }
-                    }
-                    Err(fork @ ClientError::GroupFork { .. }) => self.forks.push(fork),
-                    _ => {}
+                if advanced.is_some() {
+                    continue;
                 }
+                let transition = match &applied {
+                    Applied::Left(removal) => {
+                        let rejoin = announced.prev_hash() == removal.hash()
+                            && removal.admins().contains(&pending.from)
+                            && announced.members().contains(&self.address);
+                        if !rejoin {
+                            continue;
+                        }
+                        let change = MembershipChange { added: announced.members().iter().cloned().collect(), removed: Vec::new() };
+                        Transition::Join { group: announced, change }
+                    }
+                    Applied::Changed => match membership::judge(self.groups.get(id), announced, &pending.from, &self.address, self.trust_members()) {
+                        Ok(transition @ (Transition::Advance { .. } | Transition::Leave { .. })) => transition,
+                        Err(fork @ ClientError::GroupFork { .. }) => {
+                            self.record_fork(fork);
+                            continue;
+                        }
+                        _ => continue,
+                    },
+                };
+                advanced = Some(self.apply(id, transition, rng)?);
             }
-            if !advanced {
-                return Ok(Applied::Changed);
+            match advanced {
+                Some(now) => applied = now,
+                None => break,
             }
         }
+        if self.groups.get(id).is_none() {
+            self.pending_changes.retain(|pending| pending.control.group_id != id);
+        }
+        Ok(())
     }
 
-    /// Keeps an announcement until the changes before it arrive, within [`MAX_PENDING_CHANGES`]
-    /// (at most [`MAX_PENDING_CHANGES_PER_SENDER`] from one sender) and
-    /// [`MAX_PENDING_CHANGE_BYTES`]. A copy of one already kept changes nothing.
+    /// Keeps an announcement until the changes before it arrive: at most [`MAX_PENDING_CHANGES`]
+    /// and [`MAX_PENDING_CHANGE_BYTES`] in all, as many per admin of the group (as this device
+    /// holds it) as epochs can be kept ahead, [`MAX_PENDING_CHANGES_PER_MEMBER`] per other member.
+    /// When full, an admin's displaces another member's. A copy of one already kept changes
+    /// nothing.
     fn keep_for_later(&mut self, from: &ProtocolAddress, control: &GroupControl) -> Result<()> {
         if self.pending_changes.iter().any(|pending| pending.from == *from && pending.control == *control) {
             return Ok(());
         }
-        let from_sender = self.pending_changes.iter().filter(|pending| pending.from == *from).count();
-        let bytes: usize = self.pending_changes.iter().map(|pending| pending.control.encoded_len()).sum();
-        if self.pending_changes.len() >= MAX_PENDING_CHANGES
-            || from_sender >= MAX_PENDING_CHANGES_PER_SENDER
-            || bytes + control.encoded_len() > MAX_PENDING_CHANGE_BYTES
-        {
-            return Err(ClientError::InvalidChange("too many changes waiting for the ones before them"));
+        let full = || ClientError::InvalidChange("too many changes waiting for the ones before them");
+        let by_admin = |device: &Device, pending: &PendingChange| {
+            device.groups.get(&pending.control.group_id).is_some_and(|group| group.admins().contains(&pending.from))
+        };
+        let candidate = PendingChange { from: from.clone(), control: control.clone() };
+        let admin = by_admin(self, &candidate);
+        let from_sender = self.pending_changes.iter().filter(|pending| pending.from == *from && pending.control.group_id == control.group_id).count();
+        let allowed = if admin { membership::MAX_EPOCH_GAP as usize } else { MAX_PENDING_CHANGES_PER_MEMBER };
+        if from_sender >= allowed {
+            return Err(full());
         }
-        let mut kept = control.clone();
-        kept.sender_key_distribution.clear();
-        self.pending_changes.push(PendingChange { from: from.clone(), control: kept });
+        let bytes = |pending: &[PendingChange]| pending.iter().map(|p| p.control.encoded_len()).sum::<usize>();
+        while self.pending_changes.len() >= MAX_PENDING_CHANGES || bytes(&self.pending_changes) + control.encoded_len() > MAX_PENDING_CHANGE_BYTES {
+            let displaced = self.pending_changes.iter().rposition(|pending| !by_admin(self, pending));
+            match displaced {
+                Some(index) if admin => drop(self.pending_changes.remove(index)),
+                _ => return Err(full()),
+            }
+        }
+        self.pending_changes.push(candidate);
         Ok(())
     }
 
@@ -218,8 +255,11 @@ impl Device {
             Some(group) if group.members().contains(from) => {
                 let epoch = group.epoch();
                 if control.epoch == epoch && !control.state_hash.is_empty() && control.state_hash != group.hash() {
+                    // Without signed changes a member's claim cannot be checked: it is reported as
+                    // its claim (naming it), once per epoch, so that a lying member can raise one
+                    // alarm per change at most and exposes itself doing so.
                     let fork = ClientError::GroupFork { group: id, epoch, from: from.clone() };
-                    self.forks.push(fork.clone());
+                    self.record_fork(fork.clone());
                     return Err(fork);
                 }
                 sender_keys::process_distribution(&mut self.sender_keys, &id, from, &distribution)?;

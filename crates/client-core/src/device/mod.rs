@@ -16,12 +16,11 @@ use crate::group::Group;
 
 mod control;
 
-pub use control::{MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_SENDER, MAX_PENDING_CHANGE_BYTES};
+pub use control::{MAX_FORKS_KEPT, MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_MEMBER, MAX_PENDING_CHANGE_BYTES};
 pub(crate) use control::PendingChange;
 
 type Result<T> = std::result::Result<T, ClientError>;
 
-const SIGNED_PREKEY_ID: u32 = 1;
 
 /// A pairwise message to send to one device.
 #[derive(Clone, Debug)]
@@ -119,10 +118,16 @@ pub struct InjectedBugs {
 }
 
 impl Device {
-    /// A new device with a fresh identity and signed prekey.
+    /// A new device with a fresh identity and signed prekey (made at time 0: see [`Self::new_at`]).
     pub fn new<R: CryptoRng + ?Sized>(address: ProtocolAddress, registration_id: u32, rng: &mut R) -> Self {
+        Device::new_at(address, registration_id, 0, rng)
+    }
+
+    /// A new device with a fresh identity and signed prekey (id 1), made at `now_ms`
+    /// (milliseconds since the Unix epoch; the signed prekey's age counts from it).
+    pub fn new_at<R: CryptoRng + ?Sized>(address: ProtocolAddress, registration_id: u32, now_ms: u64, rng: &mut R) -> Self {
         let identity = IdentityKeyPair::generate(rng);
-        let signed = SignedPreKeyRecord::generate(SIGNED_PREKEY_ID, &identity, 0, rng);
+        let signed = SignedPreKeyRecord::generate(1, &identity, now_ms, rng);
         let mut store = InMemoryStore::new(identity, registration_id);
         store.save_signed_prekey(signed).expect("in-memory store");
         Device {
@@ -175,26 +180,63 @@ impl Device {
     /// `count` bundles to publish, each with a fresh one-time prekey, offering every suite.
     pub fn publish_bundles<R: CryptoRng + ?Sized>(&mut self, count: u32, rng: &mut R) -> Vec<PreKeyBundle> {
         let identity = self.store.identity_key_pair().expect("in-memory store");
-        let signed = self.store.signed_prekey(SIGNED_PREKEY_ID).expect("in-memory store").expect("made in new");
+        let signed = self.current_signed_prekey().clone();
         let suites = SignedSuites::sign(&Suite::ALL, &identity, rng);
-        (0..count)
+        let bundle = |prekey: Option<&PreKeyRecord>| PreKeyBundle {
+            registration_id: self.store.local_registration_id().expect("in-memory store"),
+            device_id: self.address.device_id(),
+            identity_key: *identity.identity_key(),
+            signed_prekey_id: signed.id,
+            signed_prekey: signed.key_pair.public,
+            signed_prekey_signature: signed.signature.to_vec(),
+            prekey: prekey.map(|prekey| (prekey.id, prekey.key_pair.public)),
+            suites: Some(suites.clone()),
+        };
+        if count == 0 {
+            return vec![bundle(None)];
+        }
+        let prekeys: Vec<PreKeyRecord> = (0..count)
             .map(|_| {
                 let prekey = PreKeyRecord::generate(self.next_prekey_id, rng);
                 self.next_prekey_id += 1;
-                let bundle = PreKeyBundle {
-                    registration_id: self.store.local_registration_id().expect("in-memory store"),
-                    device_id: self.address.device_id(),
-                    identity_key: *identity.identity_key(),
-                    signed_prekey_id: signed.id,
-                    signed_prekey: signed.key_pair.public,
-                    signed_prekey_signature: signed.signature.to_vec(),
-                    prekey: Some((prekey.id, prekey.key_pair.public)),
-                    suites: Some(suites.clone()),
-                };
-                self.store.save_prekey(prekey).expect("in-memory store");
-                bundle
+                prekey
             })
-            .collect()
+            .collect();
+        let bundles = prekeys.iter().map(|prekey| bundle(Some(prekey))).collect();
+        for prekey in prekeys {
+            self.store.save_prekey(prekey).expect("in-memory store");
+        }
+        bundles
+    }
+
+    /// The signed prekey bundles carry now (the newest).
+    pub fn current_signed_prekey(&self) -> &SignedPreKeyRecord {
+        self.store.signed_prekeys().max_by_key(|record| record.id).expect("made with the device, never all removed")
+    }
+
+    /// Makes a new signed prekey at `now_ms`, which bundles carry from now on; the ones before it
+    /// stay (first messages naming them may be on their way) until
+    /// [`Self::forget_signed_prekeys_superseded_before`]. Returns its id.
+    pub fn rotate_signed_prekey<R: CryptoRng + ?Sized>(&mut self, now_ms: u64, rng: &mut R) -> u32 {
+        let identity = self.store.identity_key_pair().expect("in-memory store");
+        let id = self.current_signed_prekey().id.wrapping_add(1).max(1);
+        self.store.save_signed_prekey(SignedPreKeyRecord::generate(id, &identity, now_ms, rng)).expect("in-memory store");
+        id
+    }
+
+    /// Forgets every signed prekey that a newer one replaced at or before `cutoff_ms`: a first
+    /// message naming one is refused from then on. Returns how many.
+    pub fn forget_signed_prekeys_superseded_before(&mut self, cutoff_ms: u64) -> usize {
+        let records: Vec<(u32, u64)> = self.store.signed_prekeys().map(|record| (record.id, record.timestamp)).collect();
+        let superseded: Vec<u32> = records
+            .iter()
+            .filter(|(id, _)| records.iter().any(|(newer, made)| newer > id && *made <= cutoff_ms))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &superseded {
+            self.store.remove_signed_prekey(*id).expect("in-memory store");
+        }
+        superseded.len()
     }
 
     /// Forgets the one-time prekeys numbered below `id`: handed out long ago, and never used.

@@ -94,15 +94,40 @@ pub enum Storage {
 /// How an endpoint behaves.
 #[derive(Clone, Copy, Debug)]
 pub struct EndpointConfig {
-    /// One-time prekeys published when the device first comes online.
+    /// One-time prekeys published when the device first comes online, and the stock it fills
+    /// again when its relay reports it low.
     pub prekeys: u32,
+    /// The relay tells the device when its one-time prekeys left fall to this many (it then
+    /// uploads enough to fill its stock again), at most half of `prekeys`; 0: never, and once
+    /// they are gone sessions start without one.
+    pub prekey_low_mark: u32,
+    /// How old the signed prekey may grow before the device makes a new one and uploads it.
+    pub signed_prekey_rotation: Duration,
+    /// How long a rotated-out signed prekey is kept, for first messages already on their way.
+    pub signed_prekey_grace: Duration,
+    /// The wall-clock time (milliseconds since the Unix epoch) at which the endpoint's `now` was
+    /// zero: signed prekeys carry wall-clock timestamps, which outlive a restart.
+    pub unix_ms_at_zero: u64,
     pub group_strategy: GroupStrategy,
     pub storage: Storage,
 }
 
+/// A signed prekey older than this is replaced (the default of [`EndpointConfig`]).
+pub const SIGNED_PREKEY_ROTATION: Duration = Duration::from_secs(2 * 24 * 3600);
+/// A replaced signed prekey is kept this long (the default of [`EndpointConfig`]).
+pub const SIGNED_PREKEY_GRACE: Duration = Duration::from_secs(14 * 24 * 3600);
+
 impl Default for EndpointConfig {
     fn default() -> Self {
-        EndpointConfig { prekeys: 100, group_strategy: GroupStrategy::SenderKeys, storage: Storage::InMemory }
+        EndpointConfig {
+            prekeys: 100,
+            prekey_low_mark: 50,
+            signed_prekey_rotation: SIGNED_PREKEY_ROTATION,
+            signed_prekey_grace: SIGNED_PREKEY_GRACE,
+            unix_ms_at_zero: 0,
+            group_strategy: GroupStrategy::SenderKeys,
+            storage: Storage::InMemory,
+        }
     }
 }
 
@@ -235,6 +260,9 @@ pub struct EndpointStats {
     /// carried.
     pub replenishments: u64,
     pub prekeys_replenished: u64,
+    /// Signed prekeys made to replace an older one, and older ones forgotten after their grace.
+    pub signed_prekey_rotations: u64,
+    pub signed_prekeys_forgotten: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,9 +349,9 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: EndpointStats,
-    /// More one-time prekeys, made after the relay reported them low: uploaded once the state
-    /// that holds their private halves is durable (a prekey the relay hands out must never be
-    /// one this device could lose in a crash).
+    /// More one-time prekeys (made after the relay reported them low), or a new signed prekey:
+    /// uploaded once the state that holds their private halves is durable (a key the relay
+    /// hands out must never be one this device could lose in a crash).
     replenish: Option<Replenish>,
 }
 
@@ -332,6 +360,8 @@ struct Replenish {
     /// The state generation that holds their private halves.
     generation: u64,
     in_flight: bool,
+    /// A new signed prekey (in a last-resort bundle), not one-time prekeys.
+    rotation: bool,
 }
 
 impl Endpoint {
@@ -341,7 +371,7 @@ impl Endpoint {
     /// outside tests and simulations.
     pub fn new(address: ProtocolAddress, credential: Option<Credential>, config: EndpointConfig, rng: &mut StdRng) -> Endpoint {
         let registration_id = rng.next_u32() & 0x3fff;
-        let mut device = Device::new(address, registration_id, rng);
+        let mut device = Device::new_at(address, registration_id, config.unix_ms_at_zero, rng);
         let bundles = device.publish_bundles(config.prekeys.max(1), rng).iter().map(PreKeyBundle::to_wire).collect();
         let mut endpoint = Endpoint::with_device(device, credential, bundles, config);
         endpoint.changed_device();
@@ -531,7 +561,7 @@ impl Endpoint {
 
     /// When [`Self::handle_timeout`] is next due, if anything waits for a timer.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        [self.ack_deadline, self.retry_deadline, self.stalled.next_expiry()].into_iter().flatten().min()
+        [self.ack_deadline, self.retry_deadline, self.stalled.next_expiry(), self.rotation_deadline()].into_iter().flatten().min()
     }
 
     /// What to write, if the state changed since the last call ([`Storage::Durable`] only).
@@ -645,6 +675,9 @@ impl Endpoint {
         }
         if self.stalled.next_expiry().is_some_and(|deadline| deadline <= now) {
             self.expire_stalled();
+        }
+        if self.rotation_deadline().is_some_and(|deadline| deadline <= now) {
+            self.rotate_signed_prekey(rng);
         }
         if self.retry_deadline.is_some_and(|deadline| deadline <= now) {
             self.retry_deadline = None;
@@ -872,11 +905,12 @@ impl Endpoint {
                 } else {
                     self.phase = Phase::Uploading;
                     let bundles = self.bundles.clone();
-                    self.request(Request::Upload, Body::UploadBundles(UploadBundles { bundles }));
+                    let low_mark = self.low_mark();
+                    self.request(Request::Upload, Body::UploadBundles(UploadBundles { bundles, low_mark }));
                 }
             }
             (Request::Replenish, S::Done(_)) => {
-                if let Some(replenish) = self.replenish.take() {
+                if let Some(replenish) = self.replenish.take().filter(|replenish| !replenish.rotation) {
                     self.stats.replenishments += 1;
                     self.stats.prekeys_replenished += replenish.bundles.len() as u64;
                 }
@@ -935,11 +969,12 @@ impl Endpoint {
         }
     }
 
-    /// The relay holds `remaining` one-time prekeys of this device: below half the configured
-    /// stock, make enough to fill it again (uploaded from [`Self::release`] once durable).
+    /// The relay holds `remaining` one-time prekeys of this device: at or below the low mark,
+    /// make enough to fill the stock again (uploaded from [`Self::release`] once durable).
     fn prekeys_left(&mut self, remaining: u32, rng: &mut StdRng) {
         let target = self.config.prekeys.max(1);
-        if remaining.saturating_mul(2) >= target || self.replenish.is_some() || !self.bundles.is_empty() {
+        let low = self.low_mark() > 0 && remaining <= self.low_mark();
+        if !low || self.replenish.is_some() || !self.bundles.is_empty() {
             return;
         }
         let bundles = self.device.publish_bundles(target - remaining, rng).iter().map(PreKeyBundle::to_wire).collect();
@@ -947,7 +982,42 @@ impl Endpoint {
         let stock_from = self.device.next_prekey_id.saturating_sub(target);
         self.device.forget_prekeys_below(stock_from.saturating_sub(MAX_PREKEYS_HANDED_OUT));
         self.changed_device();
-        self.replenish = Some(Replenish { bundles, generation: self.generation, in_flight: false });
+        self.replenish = Some(Replenish { bundles, generation: self.generation, in_flight: false, rotation: false });
+    }
+
+    /// The low mark the relay is given: the configured one, at most half the stock.
+    fn low_mark(&self) -> u32 {
+        self.config.prekey_low_mark.min(self.config.prekeys.max(1) / 2)
+    }
+
+    /// The wall-clock time now, in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64 {
+        self.config.unix_ms_at_zero.saturating_add(self.now.as_millis() as u64)
+    }
+
+    /// When the signed prekey is due to be replaced, on the endpoint's clock: only while online
+    /// with nothing else to upload (it is checked again once that is done).
+    fn rotation_deadline(&self) -> Option<Duration> {
+        if self.phase != Phase::Online || self.replenish.is_some() || !self.bundles.is_empty() {
+            return None;
+        }
+        let made = self.device.current_signed_prekey().timestamp;
+        let due_ms = made.saturating_add(self.config.signed_prekey_rotation.as_millis() as u64);
+        Some(Duration::from_millis(due_ms.saturating_sub(self.config.unix_ms_at_zero)))
+    }
+
+    /// Replaces the signed prekey: a new one, uploaded in a last-resort bundle (the relay puts it
+    /// in every bundle it holds), and those replaced longer ago than the grace forgotten.
+    fn rotate_signed_prekey(&mut self, rng: &mut StdRng) {
+        let now_ms = self.now_ms();
+        self.device.rotate_signed_prekey(now_ms, rng);
+        let grace = self.config.signed_prekey_grace.as_millis() as u64;
+        let forgotten = self.device.forget_signed_prekeys_superseded_before(now_ms.saturating_sub(grace));
+        self.stats.signed_prekey_rotations += 1;
+        self.stats.signed_prekeys_forgotten += forgotten as u64;
+        let bundles = self.device.publish_bundles(0, rng).iter().map(PreKeyBundle::to_wire).collect();
+        self.changed_device();
+        self.replenish = Some(Replenish { bundles, generation: self.generation, in_flight: false, rotation: true });
     }
 
     fn online(&mut self, rng: &mut StdRng) {
@@ -1035,7 +1105,8 @@ impl Endpoint {
         {
             replenish.in_flight = true;
             let bundles = replenish.bundles.clone();
-            self.request(Request::Replenish, Body::UploadBundles(UploadBundles { bundles }));
+            let low_mark = self.low_mark();
+            self.request(Request::Replenish, Body::UploadBundles(UploadBundles { bundles, low_mark }));
         }
         if self.phase == Phase::Online {
             for seq in self.outbox.take_sendable(self.durable) {

@@ -36,6 +36,13 @@ impl World {
         World { devices, directory, network: VecDeque::new(), rng }
     }
 
+    /// A further device, with its bundles published.
+    pub fn add_device(&mut self, name: &str) {
+        let mut device = Device::new(address(name), self.devices.len() as u32 + 1, &mut self.rng);
+        self.directory.publish(&address(name), device.publish_bundles(5, &mut self.rng)).unwrap();
+        self.devices.insert(address(name), device);
+    }
+
     pub fn device(&mut self, name: &str) -> &mut Device {
         self.devices.get_mut(&address(name)).unwrap()
     }

@@ -90,6 +90,9 @@ impl RedbStore {
             let (key, value) = entry.map_err(failed)?;
             let (device, _) = split_device(key.value())?;
             let bundles: UploadBundles = decode(value.value(), MAX_FRAME_LEN * 64).map_err(failed)?;
+            if bundles.low_mark > 0 {
+                state.prekey_marks.insert(device.clone(), bundles.low_mark);
+            }
             state.bundles.insert(device, bundles.bundles);
         }
         for entry in txn.open_table(MAILBOXES).map_err(failed)?.iter().map_err(failed)? {
@@ -124,8 +127,8 @@ impl RedbStore {
                     Mutation::PutAccount { device, credential_hash } => {
                         accounts.insert(device_key(device).as_slice(), credential_hash.as_slice())?;
                     }
-                    Mutation::PutBundles { device, bundles: list } => {
-                        let value = UploadBundles { bundles: list.clone() }.encode_to_vec();
+                    Mutation::PutBundles { device, bundles: list, low_mark } => {
+                        let value = UploadBundles { bundles: list.clone(), low_mark: *low_mark }.encode_to_vec();
                         bundles.insert(device_key(device).as_slice(), value.as_slice())?;
                     }
                     Mutation::PutEnvelope { device, seq, envelope } => {
@@ -180,7 +183,7 @@ mod tests {
         let frame = FederationFrame { request_id: 9, body: Some(federation_frame::Body::Forward(envelope(9))) };
         let mutations = vec![
             Mutation::PutAccount { device: device.clone(), credential_hash: [7; 32] },
-            Mutation::PutBundles { device: device.clone(), bundles: vec![PreKeyBundle { device_id: 2, ..Default::default() }] },
+            Mutation::PutBundles { device: device.clone(), bundles: vec![PreKeyBundle { device_id: 2, ..Default::default() }], low_mark: 7 },
             Mutation::PutEnvelope { device: device.clone(), seq: 3, envelope: envelope(3) },
             Mutation::PutEnvelope { device: device.clone(), seq: 4, envelope: envelope(4) },
             Mutation::DeleteEnvelope { device: device.clone(), seq: 3 },

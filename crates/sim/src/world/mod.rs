@@ -230,7 +230,9 @@ impl World {
             last_fault = last_fault.max(traffic_start + secs(crash.at_s + crash.down_s));
         }
         for offline in &scenario.offline {
-            last_fault = last_fault.max(traffic_start + secs(offline.from_s + offline.for_s));
+            // A share of devices goes offline at random times of the traffic (`from_s` unused).
+            let from = if offline.device.is_some() { traffic_start + secs(offline.from_s) } else { traffic_end };
+            last_fault = last_fault.max(from + secs(offline.for_s));
         }
 
         let mut relays: Vec<Relay> = app_names.iter().map(|app| Relay::new(app, app_names.clone())).collect();
@@ -248,7 +250,7 @@ impl World {
                     let index = clients.len();
                     let address = ProtocolAddress::new(user.clone(), device_id);
                     let mut client =
-                        Client::new(address, app_index, scenario.prekeys_per_device, scenario.group_strategy, &mut rng);
+                        Client::new(address, app_index, &scenario, &mut rng);
                     client.inject(&scenario.inject);
                     if device_id == 1 {
                         client.link_siblings(2..=app.devices_per_user);
