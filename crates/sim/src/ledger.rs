@@ -90,7 +90,8 @@ pub struct Ledger {
     pub refused: u64,
     /// Every state of a group its admins made, by group and hash.
     pub admin_states: HashSet<(usize, [u8; 32])>,
-    /// Group forks devices detected (two different changes for one epoch).
+    /// Fork alarms devices raised: another member holds (or claims to hold) another state of a
+    /// group at the same epoch.
     pub forks_detected: u64,
     /// Announcements a forging member sent to members, and envelopes from forging members that
     /// their recipients refused.

@@ -368,7 +368,7 @@ impl Report {
                 name: crate::ledger::OUTSIDER_READ,
                 holds: outsider_readable == 0,
                 detail: format!(
-                    "{outsider_readable} group messages read, or readable, outside the admins' membership ({outsider_attempts} tried with the keys of {outsiders} devices no admin added); {} changes forged by members, {} refused, {} forks detected",
+                    "{outsider_readable} group messages read, or readable, outside the admins' membership ({outsider_attempts} tried with the keys of {outsiders} devices no admin added); {} changes forged by members, {} refused on arrival, {} fork alarms raised",
                     ledger.forged_changes, ledger.forgeries_refused, ledger.forks_detected
                 ),
             },

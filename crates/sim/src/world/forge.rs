@@ -5,6 +5,7 @@
 
 use rand::RngExt;
 use switchboard_session::ProtocolAddress;
+use switchboard_session::group::{self as sender_keys, InMemorySenderKeyStore};
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{GroupControl, PairwisePayload, pairwise_payload::Body};
 
@@ -29,10 +30,17 @@ pub(crate) enum Forgery {
     JumpEpoch,
     /// Tells half the members it added the stranger, the other half it removed someone.
     Split,
+    /// Announces a change a few epochs ahead, naming itself admin (kept by members until they
+    /// reach the epoch before it, then judged and dropped).
+    NearJump,
+    /// Hands out a sender key that names another state of the group (a fork alarm raised by a
+    /// member), and the group's previous announcement with a key attached.
+    FakeState,
 }
 
 impl Forgery {
-    pub const ALL: [Forgery; 4] = [Forgery::AddStranger, Forgery::Remove, Forgery::JumpEpoch, Forgery::Split];
+    pub const ALL: [Forgery; 6] =
+        [Forgery::AddStranger, Forgery::Remove, Forgery::JumpEpoch, Forgery::Split, Forgery::NearJump, Forgery::FakeState];
 
     fn label(self) -> &'static str {
         match self {
@@ -40,6 +48,8 @@ impl Forgery {
             Forgery::Remove => "forge: remove a member",
             Forgery::JumpEpoch => "forge: jump the epoch",
             Forgery::Split => "forge: different changes to different members",
+            Forgery::NearJump => "forge: a change a few epochs ahead",
+            Forgery::FakeState => "forge: a key from another state, a key with an announcement",
         }
     }
 }
@@ -94,6 +104,29 @@ impl World {
                 if let (Some(added), Some(removed)) = (with_stranger(), without(&victim)) {
                     sends.extend(first.iter().map(|to| (to.clone(), added.clone())));
                     sends.extend(second.iter().filter(|to| **to != victim).map(|to| (to.clone(), removed.clone())));
+                }
+            }
+            Forgery::NearJump => {
+                if let Some(mut control) = with_stranger() {
+                    control.epoch = view.epoch().saturating_add(3);
+                    sends.extend(others.iter().map(|to| (to.clone(), control.clone())));
+                }
+            }
+            Forgery::FakeState => {
+                let mut keys = InMemorySenderKeyStore::default();
+                if let Ok(distribution) = sender_keys::create_distribution(&mut keys, &id, &me, view.suite(), &mut self.rng) {
+                    let key = GroupControl {
+                        group_id: id.clone(),
+                        epoch: view.epoch(),
+                        suite: view.suite().name().to_owned(),
+                        sender_key_distribution: distribution.serialize().to_vec(),
+                        state_hash: vec![0x5a; 32],
+                        ..Default::default()
+                    };
+                    let mut announcement = view.announcement();
+                    announcement.sender_key_distribution = distribution.serialize().to_vec();
+                    sends.extend(others.iter().map(|to| (to.clone(), key.clone())));
+                    sends.extend(others.iter().map(|to| (to.clone(), announcement.clone())));
                 }
             }
         }

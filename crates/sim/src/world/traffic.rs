@@ -29,7 +29,7 @@ impl World {
                 Outcome::Duplicate { .. } => self.ledger.duplicates_dropped += 1,
                 Outcome::Refused { from, envelope, reason } => {
                     self.ledger.refused(device, envelope);
-                    let forged = matches!(reason, "not an admin" | "invalid change");
+                    let forged = matches!(reason, "not an admin" | "invalid change" | "group fork" | "invalid payload" | "not a member");
                     if forged && self.groups.iter().any(|g| g.forger.is_some_and(|f| from.as_ref() == Some(&self.clients[f.device].address))) {
                         self.ledger.forgeries_refused += 1;
                     }
