@@ -63,6 +63,9 @@ impl Device {
     /// A device restored from its snapshot.
     pub fn restore(snapshot: &DeviceSnapshot) -> Result<Device, ClientError> {
         let identity = IdentityKeyPair::deserialize(&snapshot.identity_key_pair)?;
+        if snapshot.signed_prekeys.is_empty() {
+            return Err(ClientError::InvalidPayload("a device without a signed prekey"));
+        }
         let mut store = InMemoryStore::new(identity, snapshot.registration_id);
         for bytes in &snapshot.signed_prekeys {
             store.save_signed_prekey(SignedPreKeyRecord::deserialize(bytes)?)?;

@@ -504,7 +504,8 @@ fn the_signed_prekey_rotates_on_schedule_and_sessions_started_on_the_old_one_sti
     let after = online(&mut h, "after@green", false);
     h.with(after, |e, now, rng| e.send(now, "bob@blue", b"after".to_vec(), rng).unwrap());
     h.settle();
-    assert_eq!(first_signed_prekey(&h, after), 2);
+    let current = h.devices[bob].endpoint.device().current_signed_prekey().id;
+    assert!(current > 1 && first_signed_prekey(&h, after) == current, "{current}");
     assert_eq!(texts(&mut h, bob), vec![b"after".to_vec()]);
 
     // Rotations go on; past its grace the first one is forgotten.
@@ -513,4 +514,76 @@ fn the_signed_prekey_rotates_on_schedule_and_sessions_started_on_the_old_one_sti
     assert!(stats.signed_prekey_rotations >= 4 && stats.signed_prekeys_forgotten >= 1, "{stats:?}");
     let kept = h.devices[bob].endpoint.device().snapshot().signed_prekeys.len();
     assert!((2..=4).contains(&kept), "{kept} signed prekeys kept: the grace bounds them");
+}
+
+fn rotating(h: &mut Harness, user: &str, durable: bool) -> usize {
+    use switchboard_client_core::endpoint::{EndpointConfig, Storage};
+    let config = EndpointConfig {
+        prekeys: 20,
+        signed_prekey_rotation: Duration::from_secs(60),
+        signed_prekey_grace: Duration::from_secs(600),
+        storage: if durable { Storage::Durable } else { Storage::InMemory },
+        ..EndpointConfig::default()
+    };
+    let d = h.add_device_with(user, 1, config);
+    h.connect(d);
+    h.settle();
+    d
+}
+
+#[test]
+fn a_device_restored_from_an_older_copy_does_not_reuse_its_signed_prekey_id() {
+    // Found in review: the restored device made its next signed prekey under the id the relay
+    // already held for the one it lost, the relay kept that one, and no session could start.
+    let mut h = Harness::new(&["green", "blue"], 23);
+    let bob = rotating(&mut h, "bob@blue", true);
+    let older = h.devices[bob].disk.clone();
+    h.advance(Duration::from_secs(61));
+    assert_eq!(h.devices[bob].endpoint.stats().signed_prekey_rotations, 1);
+    h.devices[bob].disk = older;
+    h.crash(bob);
+    h.connect(bob);
+    h.advance(Duration::from_secs(1));
+    let sender = online(&mut h, "sender@green", false);
+    h.with(sender, |e, now, rng| e.send(now, "bob@blue", b"after the restore".to_vec(), rng).unwrap());
+    h.settle();
+    assert_eq!(first_signed_prekey(&h, sender), h.devices[bob].endpoint.device().current_signed_prekey().id);
+    assert_eq!(texts(&mut h, bob), vec![b"after the restore".to_vec()]);
+}
+
+#[test]
+fn a_low_prekey_report_that_comes_during_another_upload_is_acted_on_after_it() {
+    // Found in review: a report that came while the rotated signed prekey was being uploaded was
+    // dropped, and the stock ran down to the last-resort bundle.
+    let mut h = Harness::new(&["green", "blue"], 24);
+    let bob = rotating(&mut h, "bob@blue", false);
+    h.now += Duration::from_secs(61);
+    h.with(bob, |e, now, rng| e.handle_timeout(now, rng));
+    h.disconnect(bob);
+    h.settle();
+    // Eleven sessions start while Bob is away (20 down to 9, below his mark of 10).
+    let mut n = 0;
+    let mut start_sessions = |h: &mut Harness, count: usize| -> Vec<Option<u32>> {
+        use switchboard_session::{CiphertextMessage, MessageKind};
+        (0..count)
+            .map(|_| {
+                let sender = online(h, &format!("u{n}@green"), false);
+                n += 1;
+                h.with(sender, |e, now, rng| e.send(now, "bob@blue", b"hi".to_vec(), rng).unwrap());
+                h.settle();
+                let first = h.devices[sender].frames.iter().rev().find_map(|frame| match &frame.body {
+                    Some(client_frame::Body::Send(envelope)) => Some(envelope.content.clone()),
+                    _ => None,
+                });
+                let CiphertextMessage::PreKey(prekey) = CiphertextMessage::parse(MessageKind::PreKey, &first.unwrap()).unwrap() else { unreachable!() };
+                prekey.prekey_id()
+            })
+            .collect()
+    };
+    assert!(start_sessions(&mut h, 11).iter().all(Option::is_some));
+    h.connect(bob);
+    h.settle();
+    let later = start_sessions(&mut h, 12);
+    assert!(later.iter().all(Option::is_some), "{later:?}");
+    assert!(h.devices[bob].endpoint.stats().replenishments >= 1);
 }

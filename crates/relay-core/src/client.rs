@@ -133,11 +133,20 @@ impl RelayCore {
             return Err((ErrorCode::Forbidden, "bundles of another device"));
         }
         let stock = self.state.bundles.get(device);
-        // A signed prekey newer than the one held replaces it everywhere (the device rotated it:
-        // it keeps the old one a while, for first messages already on their way).
-        let held_signed = stock.and_then(|stock| stock.first()).map(|bundle| bundle.signed_pre_key_id);
-        let newest = upload.bundles.iter().max_by_key(|bundle| bundle.signed_pre_key_id).expect("not empty");
-        let rotated = held_signed.is_some_and(|held| newest.signed_pre_key_id > held).then(|| newest.clone());
+        let identity = stock.and_then(|stock| stock.first()).map_or(&upload.bundles[0].identity_key, |held| &held.identity_key);
+        if upload.bundles.iter().any(|bundle| bundle.identity_key != *identity) {
+            return Err((ErrorCode::Forbidden, "bundles of another identity"));
+        }
+        // Every bundle kept carries the newest signed prekey the relay has seen for the device
+        // (it rotates it, and keeps the old one a while for first messages already on their
+        // way); an upload never brings an older one back.
+        let held = stock.and_then(|stock| stock.first()).cloned();
+        let newest = upload.bundles.iter().max_by_key(|bundle| bundle.signed_pre_key_id).expect("not empty").clone();
+        let signed = match held {
+            Some(held) if held.signed_pre_key_id >= newest.signed_pre_key_id => held,
+            _ => newest,
+        };
+        let rotated = stock.is_some_and(|stock| stock.iter().any(|bundle| bundle.signed_pre_key_id != signed.signed_pre_key_id));
         // One-time prekeys are numbered upwards by their device. An upload sent again (its answer
         // lost in a reset, or the frame repeated) must not put back prekeys already handed out:
         // two sessions on one prekey, and the device refuses the second. So only prekeys newer
@@ -150,28 +159,33 @@ impl RelayCore {
             .filter(|bundle| bundle.pre_key.is_some() && bundle.pre_key_id.is_some_and(|id| newest_prekey.is_none_or(|newest| id > newest)))
             .collect();
         let mark_changed = self.state.prekey_marks.get(device).copied().unwrap_or(0) != upload.low_mark;
-        if !fresh.is_empty() || rotated.is_some() || stock.is_none() || mark_changed {
+        if !fresh.is_empty() || rotated || stock.is_none() || mark_changed {
             let mut bundles: Vec<_> = match fresh.is_empty() {
                 // Nothing new to add: what is held stays as it is, the last one included.
                 true => stock.cloned().unwrap_or_default(),
                 false => stock.map(|stock| stock.iter().filter(|b| b.pre_key.is_some()).cloned().collect()).unwrap_or_default(),
             };
             bundles.extend(fresh);
-            if let Some(signed) = &rotated {
-                for bundle in &mut bundles {
-                    bundle.signed_pre_key_id = signed.signed_pre_key_id;
-                    bundle.signed_pre_key = signed.signed_pre_key.clone();
-                    bundle.signed_pre_key_signature = signed.signed_pre_key_signature.clone();
-                }
-            }
             if bundles.is_empty() {
                 bundles.extend(last_resort);
+            }
+            for bundle in &mut bundles {
+                bundle.signed_pre_key_id = signed.signed_pre_key_id;
+                bundle.signed_pre_key = signed.signed_pre_key.clone();
+                bundle.signed_pre_key_signature = signed.signed_pre_key_signature.clone();
             }
             let excess = bundles.len().saturating_sub(MAX_BUNDLES_PER_DEVICE);
             bundles.drain(..excess);
             self.mutate(Mutation::PutBundles { device: device.clone(), bundles, low_mark: upload.low_mark });
         }
         self.deferred.push(Deferred::Client(conn, done(request_id)));
+        // Still at or below the mark after this upload (fetches came while it was on its way):
+        // told now, after its answer, since no later fetch will bring the stock down to the mark.
+        if let (remaining, Some(mark)) = self.prekeys_left(device)
+            && remaining <= mark
+        {
+            self.deferred.push(Deferred::PreKeyCount(device.clone(), remaining));
+        }
         Ok(())
     }
 

@@ -555,3 +555,49 @@ fn a_rotated_signed_prekey_replaces_the_old_one_in_every_bundle_and_a_last_resor
     assert!(is_done(&net.request(&green, alice, id, body)));
     assert_eq!(fetch(&mut net, 13), (None, 2));
 }
+
+#[test]
+fn an_upload_that_leaves_the_stock_at_or_below_the_mark_is_answered_with_the_count() {
+    // Found in review: fetches that came while the device's replenishment was on its way left
+    // the stock below the mark after it; no later fetch reached the mark, so it was never told.
+    use switchboard_wire::switchboard::{FetchBundles, UploadBundles};
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let (_, bob, _) = net.device("bob@green");
+    let upload = |ids: std::ops::RangeInclusive<u32>| Body::UploadBundles(UploadBundles { bundles: ids.map(|id| bundle(Some(id), 1)).collect(), low_mark: 4 });
+    assert!(is_done(&net.request(&green, alice, 3, upload(1..=8))));
+    for request_id in 10..18 {
+        net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
+    }
+    assert_eq!(prekey_counts(&mut net, &green, alice), vec![4], "told as it reached the mark");
+    // The replenishment made at 4 (four more) arrives when all eight are gone: 4, at the mark.
+    assert!(is_done(&net.request(&green, alice, 20, upload(9..=12))));
+    assert_eq!(prekey_counts(&mut net, &green, alice), vec![4]);
+    // One that lifts the stock above the mark is answered with nothing more.
+    assert!(is_done(&net.request(&green, alice, 21, upload(13..=16))));
+    assert!(prekey_counts(&mut net, &green, alice).is_empty());
+}
+
+#[test]
+fn the_relay_never_hands_out_an_older_signed_prekey_than_it_holds_nor_another_identity() {
+    // Found in review: fresh one-time prekeys uploaded with an older signed prekey were stored
+    // with it, rolling the device's bundles back.
+    use switchboard_wire::switchboard::{FetchBundles, UploadBundles};
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let (_, bob, _) = net.device("bob@green");
+    let upload = |bundles| Body::UploadBundles(UploadBundles { bundles, low_mark: 0 });
+    assert!(is_done(&net.request(&green, alice, 3, upload(vec![bundle(Some(1), 2)]))));
+    assert!(is_done(&net.request(&green, alice, 4, upload(vec![bundle(Some(2), 1), bundle(Some(3), 1)]))));
+    let mut handed = Vec::new();
+    for request_id in 5..9 {
+        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
+        let Some(server_frame::Body::Bundles(bundles)) = answer.body else { panic!("{answer:?}") };
+        let bundle = bundles.devices[0].bundle.clone().unwrap();
+        handed.push((bundle.pre_key_id, bundle.signed_pre_key_id));
+    }
+    assert_eq!(handed, vec![(Some(1), 2), (Some(2), 2), (Some(3), 2), (None, 2)]);
+    let mut other = bundle(Some(9), 3);
+    other.identity_key = vec![9; 33];
+    assert_eq!(code(&net.request(&green, alice, 9, upload(vec![other]))), Some(ErrorCode::Forbidden));
+}

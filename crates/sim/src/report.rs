@@ -141,6 +141,8 @@ pub struct CryptoOps {
     /// Uploads of more one-time prekeys after a relay reported them low, and the prekeys made.
     pub prekey_replenishments: u64,
     pub prekeys_replenished: u64,
+    /// Sessions that started without a one-time prekey (the responder's stock had run out).
+    pub sessions_without_prekey: u64,
     /// Signed prekeys replaced on schedule, and replaced ones forgotten after their grace.
     pub signed_prekey_rotations: u64,
     pub signed_prekeys_forgotten: u64,
@@ -408,6 +410,7 @@ impl Report {
             crypto.prekey_replenishments += stats.replenishments;
             crypto.prekeys_replenished += stats.prekeys_replenished;
             crypto.signed_prekey_rotations += stats.signed_prekey_rotations;
+            crypto.sessions_without_prekey += stats.sessions_without_one_time_prekey;
             crypto.signed_prekeys_forgotten += stats.signed_prekeys_forgotten;
         }
         let violations_total = violations.len();
@@ -459,8 +462,8 @@ impl Report {
         let c = &self.crypto;
         let _ = writeln!(
             out,
-            "prekeys    {} uploads of {} more one-time prekeys after relays reported them low · {} signed prekeys rotated, {} forgotten after their grace",
-            c.prekey_replenishments, c.prekeys_replenished, c.signed_prekey_rotations, c.signed_prekeys_forgotten
+            "prekeys    {} uploads of {} more one-time prekeys after relays reported them low · {} of {} sessions started without one · {} signed prekeys rotated, {} forgotten after their grace",
+            c.prekey_replenishments, c.prekeys_replenished, c.sessions_without_prekey, c.sessions, c.signed_prekey_rotations, c.signed_prekeys_forgotten
         );
         let _ = writeln!(out, "\nlinks");
         for link in &self.links {

@@ -460,8 +460,11 @@ impl Scenario {
         if self.prekey_low_mark.is_some_and(|mark| mark >= self.prekeys_per_device) {
             return Err(top("prekey_low_mark is below prekeys_per_device".into()));
         }
-        if !seconds(self.signed_prekey_rotation_s) || self.signed_prekey_rotation_s < 1.0 || !seconds(self.signed_prekey_grace_s) {
-            return Err(top(format!("signed_prekey_rotation_s is 1 to {MAX_SECONDS}, signed_prekey_grace_s 0 to {MAX_SECONDS}")));
+        let rotation = self.signed_prekey_rotation_s;
+        if !seconds(rotation) || rotation < 60.0 || !seconds(self.signed_prekey_grace_s) || self.signed_prekey_grace_s < rotation {
+            return Err(top(format!(
+                "signed_prekey_rotation_s is 60 to {MAX_SECONDS}, signed_prekey_grace_s from it to {MAX_SECONDS}"
+            )));
         }
         let mut names = BTreeSet::new();
         for app in &self.apps {

@@ -216,10 +216,13 @@ impl Device {
 
     /// Makes a new signed prekey at `now_ms`, which bundles carry from now on; the ones before it
     /// stay (first messages naming them may be on their way) until
-    /// [`Self::forget_signed_prekeys_superseded_before`]. Returns its id.
+    /// [`Self::forget_signed_prekeys_superseded_before`]. Returns its id: the time in seconds,
+    /// or one more than the current id if that is larger, so that a device restored from an
+    /// older copy of its state does not make a second key under an id its relay already holds.
     pub fn rotate_signed_prekey<R: CryptoRng + ?Sized>(&mut self, now_ms: u64, rng: &mut R) -> u32 {
         let identity = self.store.identity_key_pair().expect("in-memory store");
-        let id = self.current_signed_prekey().id.wrapping_add(1).max(1);
+        let by_clock = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+        let id = self.current_signed_prekey().id.saturating_add(1).max(by_clock);
         self.store.save_signed_prekey(SignedPreKeyRecord::generate(id, &identity, now_ms, rng)).expect("in-memory store");
         id
     }

@@ -103,7 +103,8 @@ pub struct EndpointConfig {
     pub prekey_low_mark: u32,
     /// How old the signed prekey may grow before the device makes a new one and uploads it.
     pub signed_prekey_rotation: Duration,
-    /// How long a rotated-out signed prekey is kept, for first messages already on their way.
+    /// How long a rotated-out signed prekey is kept, for first messages already on their way
+    /// (at least `signed_prekey_rotation`).
     pub signed_prekey_grace: Duration,
     /// The wall-clock time (milliseconds since the Unix epoch) at which the endpoint's `now` was
     /// zero: signed prekeys carry wall-clock timestamps, which outlive a restart.
@@ -116,6 +117,12 @@ pub struct EndpointConfig {
 pub const SIGNED_PREKEY_ROTATION: Duration = Duration::from_secs(2 * 24 * 3600);
 /// A replaced signed prekey is kept this long (the default of [`EndpointConfig`]).
 pub const SIGNED_PREKEY_GRACE: Duration = Duration::from_secs(14 * 24 * 3600);
+/// The shortest rotation interval an endpoint uses, whatever its configuration says.
+pub const MIN_SIGNED_PREKEY_ROTATION: Duration = Duration::from_secs(60);
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
 
 impl Default for EndpointConfig {
     fn default() -> Self {
@@ -260,6 +267,8 @@ pub struct EndpointStats {
     /// carried.
     pub replenishments: u64,
     pub prekeys_replenished: u64,
+    /// Sessions accepted whose first message named no one-time prekey (none was left at the relay).
+    pub sessions_without_one_time_prekey: u64,
     /// Signed prekeys made to replace an older one, and older ones forgotten after their grace.
     pub signed_prekey_rotations: u64,
     pub signed_prekeys_forgotten: u64,
@@ -353,6 +362,8 @@ pub struct Endpoint {
     /// uploaded once the state that holds their private halves is durable (a key the relay
     /// hands out must never be one this device could lose in a crash).
     replenish: Option<Replenish>,
+    /// The relay reported one-time prekeys low while an upload was on its way.
+    low_reported: Option<u32>,
 }
 
 struct Replenish {
@@ -448,6 +459,7 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: EndpointStats::default(),
             replenish: None,
+            low_reported: None,
         }
     }
 
@@ -681,6 +693,9 @@ impl Endpoint {
         }
         if self.retry_deadline.is_some_and(|deadline| deadline <= now) {
             self.retry_deadline = None;
+            if let Some(replenish) = self.replenish.as_mut().filter(|_| !self.requests.values().any(|r| matches!(r, Request::Replenish))) {
+                replenish.in_flight = false;
+            }
             if self.phase == Phase::Online {
                 self.outbox.retry();
                 let asked: Vec<u32> = self.requests.values().filter_map(|r| if let Request::Link(id) = r { Some(*id) } else { None }).collect();
@@ -914,12 +929,14 @@ impl Endpoint {
                     self.stats.replenishments += 1;
                     self.stats.prekeys_replenished += replenish.bundles.len() as u64;
                 }
+                // A report that came while this upload was on its way.
+                if let Some(remaining) = self.low_reported.take() {
+                    self.prekeys_left(remaining, rng);
+                }
             }
             (Request::Replenish, _) => {
-                // Sent again once the retry timer fires (the relay dedupes by prekey id).
-                if let Some(replenish) = &mut self.replenish {
-                    replenish.in_flight = false;
-                }
+                // Sent again once the retry timer fires (it stays marked in flight until then, so
+                // that a relay refusing it is not asked again at once; the relay dedupes by id).
                 self.schedule_retry(rng);
             }
             (Request::Upload, S::Done(_)) => {
@@ -974,7 +991,12 @@ impl Endpoint {
     fn prekeys_left(&mut self, remaining: u32, rng: &mut StdRng) {
         let target = self.config.prekeys.max(1);
         let low = self.low_mark() > 0 && remaining <= self.low_mark();
-        if !low || self.replenish.is_some() || !self.bundles.is_empty() {
+        if !low || !self.bundles.is_empty() {
+            return;
+        }
+        if self.replenish.is_some() {
+            // Busy uploading: acted on once that is done.
+            self.low_reported = Some(remaining);
             return;
         }
         let bundles = self.device.publish_bundles(target - remaining, rng).iter().map(PreKeyBundle::to_wire).collect();
@@ -992,7 +1014,15 @@ impl Endpoint {
 
     /// The wall-clock time now, in milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64 {
-        self.config.unix_ms_at_zero.saturating_add(self.now.as_millis() as u64)
+        self.config.unix_ms_at_zero.saturating_add(millis(self.now))
+    }
+
+    /// The rotation interval (at least [`MIN_SIGNED_PREKEY_ROTATION`]) and the grace (at least
+    /// the interval, so that the relay has had a whole interval to take the new one before the
+    /// old one is gone), in milliseconds.
+    fn rotation_and_grace_ms(&self) -> (u64, u64) {
+        let rotation = millis(self.config.signed_prekey_rotation.max(MIN_SIGNED_PREKEY_ROTATION));
+        (rotation, millis(self.config.signed_prekey_grace).max(rotation))
     }
 
     /// When the signed prekey is due to be replaced, on the endpoint's clock: only while online
@@ -1002,7 +1032,7 @@ impl Endpoint {
             return None;
         }
         let made = self.device.current_signed_prekey().timestamp;
-        let due_ms = made.saturating_add(self.config.signed_prekey_rotation.as_millis() as u64);
+        let due_ms = made.saturating_add(self.rotation_and_grace_ms().0);
         Some(Duration::from_millis(due_ms.saturating_sub(self.config.unix_ms_at_zero)))
     }
 
@@ -1011,7 +1041,7 @@ impl Endpoint {
     fn rotate_signed_prekey(&mut self, rng: &mut StdRng) {
         let now_ms = self.now_ms();
         self.device.rotate_signed_prekey(now_ms, rng);
-        let grace = self.config.signed_prekey_grace.as_millis() as u64;
+        let grace = self.rotation_and_grace_ms().1;
         let forgotten = self.device.forget_signed_prekeys_superseded_before(now_ms.saturating_sub(grace));
         self.stats.signed_prekey_rotations += 1;
         self.stats.signed_prekeys_forgotten += forgotten as u64;

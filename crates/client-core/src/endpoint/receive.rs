@@ -241,6 +241,7 @@ impl Endpoint {
                     Err(error) => return Processed::Refused(error.into()),
                 };
                 let opens_session = kind == MessageKind::PreKey && !self.device.has_session(sender);
+                let without_prekey = matches!(&message, CiphertextMessage::PreKey(first) if first.prekey_id().is_none());
                 let result = self.device.receive_pending(sender, &message, rng);
                 for fork in self.device.take_forks() {
                     if let ClientError::GroupFork { group, epoch, from } = fork {
@@ -253,6 +254,7 @@ impl Endpoint {
                 };
                 if opens_session {
                     self.stats.sessions_accepted += 1;
+                    self.stats.sessions_without_one_time_prekey += u64::from(without_prekey);
                 } else {
                     self.stats.pairwise_decrypts += 1;
                 }
