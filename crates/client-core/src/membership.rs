@@ -52,8 +52,10 @@ pub(crate) fn judge(
         if !announced.members().contains(me) {
             return Err(ClientError::InvalidPayload("a group this device is not in"));
         }
-        // Joining, this device cannot know the group's history: it takes the state from the
-        // admin that added it (authenticated by their session), and checks every change after.
+        // Joining, this device cannot know the group's history: it takes the state from whoever
+        // the state names as an admin (authenticated by their session), and checks every change
+        // after. Not yet proof against a member who hands a device outside the group a state no
+        // admin made: that needs signed changes or the hub's word on the group's head.
         if !is_admin(&announced) {
             return Err(not_an_admin(&announced, from));
         }
