@@ -47,7 +47,7 @@ fuzz_run() { # log name, then the command; prints libFuzzer's last line, or the 
     fi
     grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1
 }
-for target in decode_wire session_decrypt group_decrypt session_interaction group_interaction peer_request relay_frames scenario_file; do
+for target in decode_wire session_decrypt group_decrypt session_interaction group_interaction group_control peer_request relay_frames scenario_file; do
     binary=./fuzz/target/debug/"$target"
     dict=()
     case "$target" in

@@ -5,6 +5,7 @@
 
 pub mod fixtures;
 pub mod group_model;
+pub mod membership_model;
 pub mod peer;
 pub mod session_model;
 
