@@ -192,9 +192,10 @@ pub enum Event {
     /// A delivery refused: it does not decrypt or makes no sense. It is acknowledged (it will never
     /// read) and nothing else changed.
     Refused { from: Option<ProtocolAddress>, envelope: [u8; 16], reason: ClientError },
-    /// A group's membership changed, by this device's own change or by an announcement from `by`;
-    /// `state` is the hash of the group as it stands now ([`crate::Group::hash`]), the same at
-    /// every member that holds this epoch.
+    /// A group's membership changed, by this device's own change or by an announcement from `by`
+    /// (with any kept announcements it let apply, which other admins may have made: `added` and
+    /// `removed` sum them all); `state` is the hash of the group as it stands now
+    /// ([`crate::Group::hash`]), the same at every member that holds this epoch.
     GroupChanged { group: String, epoch: u64, by: ProtocolAddress, added: Vec<ProtocolAddress>, removed: Vec<ProtocolAddress>, state: [u8; 32] },
     /// This device was removed from the group, and forgot it.
     RemovedFromGroup { group: String },
