@@ -39,7 +39,7 @@ pub(crate) struct PendingChange {
 enum Applied {
     Changed,
     /// Removed, by this state (which a kept re-addition may build on).
-    Left(Group),
+    Left(Box<Group>),
 }
 
 impl Device {
@@ -117,7 +117,7 @@ impl Device {
                 self.groups.remove(id);
                 self.key_holders.remove(id);
                 self.held_keys.retain(|(held, _), _| held != id);
-                return Ok(Applied::Left(group));
+                return Ok(Applied::Left(Box::new(group)));
             }
             Transition::Join { group, .. } => {
                 // A fresh key on every (re)join: a key kept from an earlier membership may be held
@@ -189,7 +189,7 @@ impl Device {
                 None => break,
             }
         }
-        if self.groups.get(id).is_none() {
+        if !self.groups.contains_key(id) {
             self.pending_changes.retain(|pending| pending.control.group_id != id);
         }
         Ok(())
@@ -263,10 +263,10 @@ impl Device {
                     return Err(fork);
                 }
                 sender_keys::process_distribution(&mut self.sender_keys, &id, from, &distribution)?;
-                if control.request_sender_key {
-                    if let Some(holders) = self.key_holders.get_mut(&id) {
-                        holders.remove(from);
-                    }
+                if control.request_sender_key
+                    && let Some(holders) = self.key_holders.get_mut(&id)
+                {
+                    holders.remove(from);
                 }
                 Ok((Received::Group { group: id, epoch, change: None }, Vec::new()))
             }
