@@ -47,6 +47,27 @@ fn a_bundle_stripped_of_its_suites_is_detected_by_the_responder_and_nothing_is_k
 }
 
 #[test]
+fn the_responder_starts_a_session_back_and_the_initiator_writes_over_it() {
+    // Before: the initiator went on writing over the refused session, and every message was lost.
+    let mut rng = StdRng::seed_from_u64(4);
+    let (mut alice, mut bob, mut directory) = alice_and_bob(&mut rng, |bundle| bundle.suites = None);
+    let alice_bundles = alice.publish_bundles(1, &mut rng);
+    directory.publish(&address("alice@green"), alice_bundles).unwrap();
+    let first = alice.send(bob.address(), b"hello", &mut directory, &mut rng).unwrap();
+    assert!(matches!(bob.receive(alice.address(), &first.message, &mut directory, &mut rng), Err(ClientError::Downgrade { .. })));
+    // Bob starts one the other way, from Alice's bundle as it reached him (whole).
+    let start = bob.seal_all(vec![switchboard_client_core::PendingSend::session_start(alice.address().clone())], &mut directory, &mut rng).unwrap();
+    let CiphertextMessage::PreKey(prekey) = &start[0].message else { panic!("a first message") };
+    assert_eq!(prekey.suite(), Suite::Aes256Gcm);
+    let (received, _) = alice.receive(bob.address(), &start[0].message, &mut directory, &mut rng).unwrap();
+    assert_eq!(received, Received::SessionStarted);
+    let next = alice.send(bob.address(), b"over the new one", &mut directory, &mut rng).unwrap();
+    assert_eq!(next.message.kind(), MessageKind::Signal);
+    let (received, _) = bob.receive(alice.address(), &next.message, &mut directory, &mut rng).unwrap();
+    assert_eq!(received, Received::Application(b"over the new one".to_vec()));
+}
+
+#[test]
 fn an_intact_bundle_gives_the_stronger_suite_and_the_session_goes_on_both_ways() {
     let mut rng = StdRng::seed_from_u64(2);
     let (mut alice, mut bob, mut directory) = alice_and_bob(&mut rng, |_| {});

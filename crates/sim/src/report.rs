@@ -112,6 +112,8 @@ pub struct AdversaryCounts {
     /// responders refused as starting a downgraded session.
     pub bundles_stripped: u64,
     pub downgrades_refused: u64,
+    /// Sessions their responders started back after refusing a downgraded one.
+    pub sessions_started_back: u64,
     /// Pairs of devices whose current sessions with each other are one session under a weaker
     /// suite than both accept (a violation).
     pub downgraded_sessions: u64,
@@ -320,6 +322,7 @@ impl Report {
             membership_readable,
             bundles_stripped: ledger.bundles_stripped,
             downgrades_refused: ledger.downgrades_refused,
+            sessions_started_back: world.clients.iter().map(|c| c.stats().sessions_started_back).sum(),
             downgraded_sessions: downgraded_sessions.len() as u64,
             outsider_attempts,
             outsider_readable,
@@ -383,10 +386,11 @@ impl Report {
                 name: "no downgraded session",
                 holds: downgraded_sessions.is_empty(),
                 detail: format!(
-                    "{} pairs of devices on a weaker suite than both accept; {} bundles stripped of their suites, {} envelopes refused as downgraded",
+                    "{} pairs of devices on a weaker suite than both accept; {} bundles stripped of their suites, {} envelopes refused as downgraded, {} sessions started back by their responders",
                     downgraded_sessions.len(),
                     ledger.bundles_stripped,
-                    ledger.downgrades_refused
+                    ledger.downgrades_refused,
+                    adversaries.sessions_started_back
                 ),
             },
             Invariant {

@@ -129,6 +129,7 @@ fn a_client_that_accepts_a_downgrade_is_caught() {
     let attacked = std::fs::read_to_string(path).unwrap();
     let clean = run(&parse(&attacked), 1);
     assert!(clean.adversaries.bundles_stripped > 0 && clean.adversaries.downgrades_refused > 0, "{}", clean.text());
+    assert!(clean.adversaries.sessions_started_back > 0, "responders start sessions back: {}", clean.text());
     assert_eq!(clean.adversaries.downgraded_sessions, 0);
     let buggy = run(&parse(&format!("{attacked}\n[inject]\nno_downgrade_check = true\n")), 1);
     let invariant = buggy.invariants.iter().find(|i| i.name == "no downgraded session").unwrap();

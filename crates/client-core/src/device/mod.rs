@@ -39,6 +39,13 @@ pub struct PendingSend {
 }
 
 impl PendingSend {
+    /// A session start for `to` (see [`Received::SessionStarted`]): sealing it starts a new
+    /// session from `to`'s bundle if this device has none.
+    pub fn session_start(to: ProtocolAddress) -> PendingSend {
+        let payload = PairwisePayload { body: Some(Body::SessionStart(true)), suites: Vec::new() }.encode_to_vec();
+        PendingSend::new(to, payload)
+    }
+
     /// `payload`, an encoded `PairwisePayload`, to seal for `to`.
     pub fn new(to: ProtocolAddress, payload: impl Into<std::sync::Arc<[u8]>>) -> PendingSend {
         PendingSend { to, payload: payload.into() }
@@ -73,6 +80,10 @@ pub enum Received {
     Group { group: String, epoch: u64, change: Option<MembershipChange> },
     /// This device was removed from the group; its state for the group is gone.
     RemovedFromGroup { group: String },
+    /// The sender started a session with this device (after refusing one this device started
+    /// under a weaker suite): this device's next messages to it go over the new one, and its
+    /// sender keys go to it again.
+    SessionStarted,
 }
 
 /// How an announcement changed a group's membership as this device sees it. On joining,
@@ -490,6 +501,14 @@ impl Device {
         match payload.body {
             Some(Body::Application(content)) => Ok((Received::Application(content), Vec::new())),
             Some(Body::GroupControl(control)) => self.on_control(from, &control, rng),
+            Some(Body::SessionStart(_)) => {
+                // What this device sent over the refused session never arrived, its sender keys
+                // included: they go out again with its next message to each group.
+                for holders in self.key_holders.values_mut() {
+                    holders.remove(from);
+                }
+                Ok((Received::SessionStarted, Vec::new()))
+            }
             None => Err(ClientError::InvalidPayload("empty payload")),
         }
     }

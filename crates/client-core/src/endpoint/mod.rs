@@ -68,6 +68,8 @@ pub const MAX_CONTENT_LEN: usize = 128 * 1024;
 pub const MAX_PREKEYS_HANDED_OUT: u32 = 1_000;
 /// Sends waiting for bundles at once.
 pub const MAX_WAITING: usize = 10_000;
+/// Peers a device starts a session back to after refusing a downgraded one, at most (each once).
+pub const MAX_SESSIONS_STARTED_BACK: usize = 1_024;
 /// Devices another may link from this one, waiting at once.
 pub const MAX_PENDING_LINKS: usize = 16;
 
@@ -268,6 +270,8 @@ pub struct EndpointStats {
     /// carried.
     pub replenishments: u64,
     pub prekeys_replenished: u64,
+    /// Sessions this device started back after refusing one started under a weaker suite.
+    pub sessions_started_back: u64,
     /// Sessions accepted whose first message named no one-time prekey (none was left at the relay).
     pub sessions_without_one_time_prekey: u64,
     /// Signed prekeys made to replace an older one, and older ones forgotten after their grace.
@@ -365,6 +369,8 @@ pub struct Endpoint {
     replenish: Option<Replenish>,
     /// The relay reported one-time prekeys low while an upload was on its way.
     low_reported: Option<u32>,
+    /// Peers this device started a session back to (see `start_session_back`).
+    started_back: std::collections::HashSet<ProtocolAddress>,
 }
 
 struct Replenish {
@@ -461,6 +467,7 @@ impl Endpoint {
             stats: EndpointStats::default(),
             replenish: None,
             low_reported: None,
+            started_back: Default::default(),
         }
     }
 

@@ -180,7 +180,12 @@ impl Endpoint {
                 self.changed_device();
                 self.ack(envelope.id.clone());
             }
-            Processed::Refused(error) => self.refuse(Some(sender), &envelope, error),
+            Processed::Refused(error) => {
+                if let ClientError::Downgrade { .. } = error {
+                    self.start_session_back(&sender, rng);
+                }
+                self.refuse(Some(sender), &envelope, error)
+            }
             Processed::Stall => {
                 if held_since.is_none() {
                     self.stats.held_for_key += 1;
@@ -191,6 +196,19 @@ impl Endpoint {
                 }
             }
         }
+    }
+
+    /// `sender` started a session under a weaker suite than both accept, and it was refused: it
+    /// would go on writing over that session, to no avail. This device starts one the other way,
+    /// from `sender`'s bundle as it reaches it (a path that strips bundles on the way to
+    /// `sender` may well leave this one whole): once per peer (at most [`super::MAX_SESSIONS_STARTED_BACK`]
+    /// peers), so that two devices behind such paths do not answer each other for ever.
+    fn start_session_back(&mut self, sender: &ProtocolAddress, rng: &mut StdRng) {
+        if self.started_back.len() >= super::MAX_SESSIONS_STARTED_BACK || !self.started_back.insert(sender.clone()) {
+            return;
+        }
+        self.stats.sessions_started_back += 1;
+        self.submit(Work::Seal(vec![crate::PendingSend::session_start(sender.clone())]), rng);
     }
 
     /// Refuses `envelope` for good: acknowledged (unless its id could not be), nothing else
@@ -282,6 +300,7 @@ impl Endpoint {
                     }
                     // What waits for a key of that group stays held (until MAX_STALL): the news
                     // of this device's return may be on its way, behind that of its removal.
+                    Received::SessionStarted => {}
                     Received::RemovedFromGroup { group } => self.events.push_back(Event::RemovedFromGroup { group }),
                 }
                 Processed::Done
