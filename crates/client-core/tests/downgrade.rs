@@ -68,6 +68,24 @@ fn the_responder_starts_a_session_back_and_the_initiator_writes_over_it() {
 }
 
 #[test]
+fn after_a_session_started_back_the_initiator_hands_its_sender_key_out_again() {
+    // What Alice handed Bob over the refused session never arrived: her key must go again.
+    let mut rng = StdRng::seed_from_u64(5);
+    let (mut alice, mut bob, mut directory) = alice_and_bob(&mut rng, |bundle| bundle.suites = None);
+    let alice_bundles = alice.publish_bundles(1, &mut rng);
+    directory.publish(&address("alice@green"), alice_bundles).unwrap();
+    let created = alice.create_group("g@green", [bob.address().clone()], Suite::Aes256Gcm, &mut directory, &mut rng).unwrap();
+    let message = alice.encrypt_group("g@green", b"to the group", &mut rng).unwrap();
+    assert_eq!(message.key_distributions.len(), 1, "Bob counts as holding Alice's key from here on");
+    assert!(matches!(bob.receive(alice.address(), &created[0].message, &mut directory, &mut rng), Err(ClientError::Downgrade { .. })));
+    let start = bob.seal_all(vec![switchboard_client_core::PendingSend::session_start(alice.address().clone())], &mut directory, &mut rng).unwrap();
+    alice.receive(bob.address(), &start[0].message, &mut directory, &mut rng).unwrap();
+    let again = alice.encrypt_group("g@green", b"once more", &mut rng).unwrap();
+    let to: Vec<_> = again.key_distributions.iter().map(|d| d.to.clone()).collect();
+    assert_eq!(to, vec![bob.address().clone()]);
+}
+
+#[test]
 fn an_intact_bundle_gives_the_stronger_suite_and_the_session_goes_on_both_ways() {
     let mut rng = StdRng::seed_from_u64(2);
     let (mut alice, mut bob, mut directory) = alice_and_bob(&mut rng, |_| {});
