@@ -319,9 +319,7 @@ impl Device {
             return Err(ClientError::InvalidChange("a group with that id exists"));
         }
         let group = Group::create(id, suite, members, &self.address)?;
-        let others: Vec<_> = self.others(&group).collect();
-        let pending = self.send_control(&group, &others);
-        let outgoing = self.seal_all(pending, directory, rng)?;
+        let outgoing = self.announce(&group, None, directory, rng)?;
         // Always a fresh key: one kept from an earlier membership may be held by someone since
         // removed.
         self.fresh_key(id, suite, rng)?;
@@ -345,9 +343,7 @@ impl Device {
             return Err(ClientError::InvalidChange("already a member"));
         }
         let group = current.next(members, current.admins().clone())?;
-        let others: Vec<_> = self.others(&group).collect();
-        let pending = self.send_control(&group, &others);
-        let outgoing = self.seal_all(pending, directory, rng)?;
+        let outgoing = self.announce(&group, None, directory, rng)?;
         self.groups.insert(id.to_owned(), group);
         // A key the member handed out while this device did not count it in (a member re-added
         // that sent before it learnt of its removal) applies now.
@@ -375,11 +371,8 @@ impl Device {
         }
         admins.shift_remove(member);
         let group = current.next(members, admins)?;
-        let mut to: Vec<_> = self.others(&group).collect();
         // The removed device learns it is out.
-        to.push(member.clone());
-        let pending = self.send_control(&group, &to);
-        let outgoing = self.seal_all(pending, directory, rng)?;
+        let outgoing = self.announce(&group, Some(member), directory, rng)?;
         self.rotate_after_removal(id, group.suite(), rng)?;
         self.groups.insert(id.to_owned(), group);
         Ok(outgoing)
@@ -403,9 +396,7 @@ impl Device {
             return Err(ClientError::InvalidChange("already an admin"));
         }
         let group = current.next(current.members().clone(), admins)?;
-        let others: Vec<_> = self.others(&group).collect();
-        let pending = self.send_control(&group, &others);
-        let outgoing = self.seal_all(pending, directory, rng)?;
+        let outgoing = self.announce(&group, None, directory, rng)?;
         self.groups.insert(id.to_owned(), group);
         Ok(outgoing)
     }
@@ -517,9 +508,18 @@ impl Device {
         group.members().iter().filter(move |member| **member != self.address).cloned()
     }
 
-    /// The group's membership, announced to `to`.
-    fn send_control(&self, group: &Group, to: &[ProtocolAddress]) -> Vec<PendingSend> {
-        Self::pending(group.announcement(), to)
+    /// `group`'s announcement, sealed for every member but this device (and `also`, a device
+    /// just removed, which learns it is out): all or none.
+    fn announce<R: CryptoRng + ?Sized>(
+        &mut self,
+        group: &Group,
+        also: Option<&ProtocolAddress>,
+        directory: &mut dyn BundleDirectory,
+        rng: &mut R,
+    ) -> Result<Vec<Outgoing>> {
+        let to: Vec<_> = self.others(group).chain(also.cloned()).collect();
+        let pending = Self::pending(group.announcement(), &to);
+        self.seal_all(pending, directory, rng)
     }
 
     /// This device's sender key for `group`, handed to `to`: the group's id, epoch and suite with
