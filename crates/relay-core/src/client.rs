@@ -49,6 +49,8 @@ impl RelayCore {
             }
             (Some(Body::UploadBlob(upload)), Some(_)) => self.upload_blob(conn, request_id, upload),
             (Some(Body::FetchBlob(fetch)), Some(_)) => return self.fetch_blob(conn, request_id, fetch),
+            (Some(Body::OrderChange(order)), Some(_)) => return self.ask_hub(conn, request_id, federation_frame::Body::OrderChange(order)),
+            (Some(Body::FetchHead(fetch)), Some(_)) => return self.ask_hub(conn, request_id, federation_frame::Body::FetchHead(fetch)),
         };
         match result {
             Ok(()) => Vec::new(),
@@ -203,6 +205,13 @@ impl RelayCore {
                 None => vec![failure(conn, request_id, ErrorCode::UnknownRecipient, "no such user, or no bundles")],
             };
         }
+        let subject = fetch.user.clone();
+        self.ask_app(conn, request_id, app, subject, federation_frame::Body::FetchBundles(fetch))
+    }
+
+    /// Sends a client's request to `app`'s relay; its answer (about `subject` only) goes back to
+    /// the client under the client's request id.
+    fn ask_app(&mut self, conn: ConnId, request_id: u64, app: String, subject: String, body: federation_frame::Body) -> Vec<Action> {
         if !self.peers.contains(&app) {
             return vec![failure(conn, request_id, ErrorCode::UnknownRecipient, "no such app")];
         }
@@ -211,14 +220,31 @@ impl RelayCore {
         };
         let request = self.next_request;
         self.next_request += 1;
-        self.pending_fetches.insert(request, super::PendingFetch { conn, request_id, app, subject: fetch.user.clone() });
-        vec![Action::ToLink {
-            conn: link,
-            frame: switchboard_wire::switchboard::FederationFrame {
-                request_id: request,
-                body: Some(federation_frame::Body::FetchBundles(fetch)),
-            },
-        }]
+        self.pending_fetches.insert(request, super::PendingFetch { conn, request_id, app, subject });
+        let frame = switchboard_wire::switchboard::FederationFrame { request_id: request, body: Some(body) };
+        vec![Action::ToLink { conn: link, frame }]
+    }
+
+    /// An order or a head fetch for a group: answered here if this relay is the group's hub (once
+    /// what it answers is durable), or asked of the hub.
+    fn ask_hub(&mut self, conn: ConnId, request_id: u64, body: federation_frame::Body) -> Vec<Action> {
+        let Some(group) = super::hub::group_of(&body).map(str::to_owned) else {
+            return vec![failure(conn, request_id, ErrorCode::Malformed, "not a request for a hub")];
+        };
+        let Some(hub) = app_of(&group).map(str::to_owned) else {
+            return vec![failure(conn, request_id, ErrorCode::Malformed, "a group id is name@app")];
+        };
+        if hub != self.app {
+            return self.ask_app(conn, request_id, hub, group, body);
+        }
+        match self.answer_as_hub(body) {
+            Ok(head) => {
+                let frame = ServerFrame { request_id, body: Some(server_frame::Body::GroupHead(head)) };
+                self.deferred.push(Deferred::Client(conn, frame));
+                Vec::new()
+            }
+            Err((code, detail)) => vec![failure(conn, request_id, code, detail)],
+        }
     }
 
     /// One bundle of every device of `user` (a local user); each one-time prekey goes out once:
@@ -296,18 +322,8 @@ impl RelayCore {
             let frame = ServerFrame { request_id, body: Some(server_frame::Body::Blob(Blob { blob_id: fetch.blob_id, blob })) };
             return vec![Action::ToClient { conn, frame }];
         }
-        let Some(&link) = self.outbound_links.get(&app) else {
-            return vec![failure(conn, request_id, ErrorCode::Unavailable, "that app's relay cannot be reached now")];
-        };
-        let request = self.next_request;
-        self.next_request += 1;
         let subject = fetch.blob_id.clone();
-        self.pending_fetches.insert(request, super::PendingFetch { conn, request_id, app, subject });
-        let frame = switchboard_wire::switchboard::FederationFrame {
-            request_id: request,
-            body: Some(federation_frame::Body::FetchBlob(fetch)),
-        };
-        vec![Action::ToLink { conn: link, frame }]
+        self.ask_app(conn, request_id, app, subject, federation_frame::Body::FetchBlob(fetch))
     }
 
     fn acknowledge(&mut self, device: &DeviceKey, ack: Acknowledge) {

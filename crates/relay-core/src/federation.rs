@@ -39,6 +39,7 @@ impl RelayCore {
             let body = match frame.body {
                 Some(Body::Bundles(bundles)) if bundles.user == fetch.subject => server_frame::Body::Bundles(bundles),
                 Some(Body::Blob(blob)) if blob.blob_id == fetch.subject => server_frame::Body::Blob(blob),
+                Some(Body::GroupHead(head)) if head.group_id == fetch.subject => server_frame::Body::GroupHead(head),
                 Some(Body::Failure(failure)) => server_frame::Body::Failure(failure),
                 _ => return Vec::new(),
             };
@@ -124,6 +125,19 @@ impl RelayCore {
                 }
                 None => refuse(ErrorCode::UnknownRecipient, "no such blob"),
             },
+            Some(request) if super::hub::group_of(&request).is_some() => {
+                if super::hub::group_of(&request).and_then(app_of) != Some(self.app.as_str()) {
+                    return refuse(ErrorCode::UnknownRecipient, "this app is not the group's hub");
+                }
+                match self.answer_as_hub(request) {
+                    Ok(head) => {
+                        // Answered once durable: a head the hub may lose in a crash is never told.
+                        self.deferred.push(Deferred::Link(conn, FederationFrame { request_id, body: Some(Body::GroupHead(head)) }));
+                        Vec::new()
+                    }
+                    Err((code, detail)) => refuse(code, detail),
+                }
+            }
             _ => refuse(ErrorCode::Malformed, "not a request"),
         }
     }

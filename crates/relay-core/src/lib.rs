@@ -32,6 +32,7 @@ pub mod storage;
 
 mod client;
 mod federation;
+mod hub;
 mod routing;
 
 use std::collections::{BTreeSet, HashMap};
@@ -70,6 +71,8 @@ pub const MAX_ACCOUNTS: usize = 1_000_000;
 /// Bytes one group envelope may make a relay store (content × local recipients): a single frame
 /// must not be able to fill memory and disk.
 pub const MAX_GROUP_FANOUT_BYTES: usize = 64 * 1024 * 1024;
+/// Groups one relay orders as their hub.
+pub const MAX_GROUPS: usize = 1_000_000;
 /// Our requests to other relays are numbered from here, apart from outbox sequence numbers.
 const FIRST_REQUEST_ID: u64 = 1 << 63;
 
@@ -101,7 +104,7 @@ struct PendingFetch {
     conn: ConnId,
     request_id: u64,
     app: String,
-    /// The user whose bundles, or the blob id, that was asked for.
+    /// The user whose bundles, the blob id, or the group whose head, that was asked for.
     subject: String,
 }
 

@@ -25,6 +25,18 @@ pub enum Mutation {
     DeleteOutbound { app: String, seq: u64 },
     /// An encrypted attachment, kept for anyone who has its id.
     PutBlob { id: String, blob: Vec<u8> },
+    /// The head of a group this relay is the hub of (replacing the one before).
+    PutGroupHead { group: String, head: Head },
+}
+
+/// The head of a group's chain of changes, at its hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub epoch: u64,
+    /// The hash that names the state at `epoch`.
+    pub state_hash: [u8; 32],
+    /// The Ed25519 key that must sign the next change.
+    pub order_key: [u8; 32],
 }
 
 /// Everything a relay has on disk.
@@ -38,6 +50,8 @@ pub struct StoredState {
     pub mailboxes: HashMap<DeviceKey, BTreeMap<u64, Envelope>>,
     pub outboxes: HashMap<String, BTreeMap<u64, FederationFrame>>,
     pub blobs: HashMap<String, Vec<u8>>,
+    /// The groups this relay is the hub of, by id.
+    pub group_heads: HashMap<String, Head>,
 }
 
 impl StoredState {
@@ -76,6 +90,9 @@ impl StoredState {
             }
             Mutation::PutBlob { id, blob } => {
                 self.blobs.insert(id.clone(), blob.clone());
+            }
+            Mutation::PutGroupHead { group, head } => {
+                self.group_heads.insert(group.clone(), *head);
             }
         }
     }

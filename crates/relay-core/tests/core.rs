@@ -601,3 +601,81 @@ fn the_relay_never_hands_out_an_older_signed_prekey_than_it_holds_nor_another_id
     other.identity_key = vec![9; 33];
     assert_eq!(code(&net.request(&green, alice, 9, upload(vec![other]))), Some(ErrorCode::Forbidden));
 }
+
+// ---- the hub's order of group changes ---------------------------------------------------------
+
+/// An order for `group` at `epoch` on `prev`, naming state `state` and the next order key
+/// `next`, signed with `signer`.
+fn order(group: &str, epoch: u64, prev: [u8; 32], state: [u8; 32], next: &ed25519_dalek::SigningKey, signer: &ed25519_dalek::SigningKey) -> Body {
+    use ed25519_dalek::Signer;
+    let order_key = next.verifying_key().to_bytes();
+    let signed = switchboard_wire::group_order::signed_bytes(group, epoch, &prev, &state, &order_key);
+    Body::OrderChange(switchboard_wire::switchboard::OrderChange {
+        group_id: group.into(),
+        epoch,
+        prev_hash: prev.to_vec(),
+        state_hash: state.to_vec(),
+        order_key: order_key.to_vec(),
+        signature: signer.sign(&signed).to_bytes().to_vec(),
+    })
+}
+
+fn head(frame: &ServerFrame) -> (u64, [u8; 32]) {
+    match &frame.body {
+        Some(server_frame::Body::GroupHead(head)) => (head.epoch, head.state_hash.as_slice().try_into().unwrap()),
+        other => panic!("not a head: {other:?}"),
+    }
+}
+
+#[test]
+fn a_hub_orders_one_change_per_epoch_signed_by_the_order_key_of_the_state_before() {
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let (blue, bob, _) = net.device("bob@blue");
+    let keys: Vec<_> = (1..=3u8).map(|n| ed25519_dalek::SigningKey::from_bytes(&[n; 32])).collect();
+    // Alice (on green) creates a group whose hub is blue: her relay asks blue.
+    assert_eq!(head(&net.request(&green, alice, 10, order("g@blue", 0, [0; 32], [1; 32], &keys[0], &keys[0]))), (0, [1; 32]));
+    // The next change, signed by the head's key, moves the head (and hands over to another key).
+    assert_eq!(head(&net.request(&blue, bob, 11, order("g@blue", 1, [1; 32], [2; 32], &keys[1], &keys[0]))), (1, [2; 32]));
+    // A change that arrives second for the same epoch is not ordered: the answer names the winner.
+    assert_eq!(head(&net.request(&green, alice, 12, order("g@blue", 1, [1; 32], [9; 32], &keys[1], &keys[0]))), (1, [2; 32]));
+    // The same order again (its answer lost) is answered as ordered, and changes nothing.
+    assert_eq!(head(&net.request(&blue, bob, 13, order("g@blue", 1, [1; 32], [2; 32], &keys[1], &keys[0]))), (1, [2; 32]));
+    // The key of an earlier state no longer orders anything; nor does anyone else's.
+    for signer in [&keys[0], &keys[2]] {
+        let refused = net.request(&green, alice, 14, order("g@blue", 2, [2; 32], [3; 32], &keys[2], signer));
+        assert_eq!(code(&refused), Some(ErrorCode::Forbidden), "{refused:?}");
+    }
+    // A group nobody created, a second creation, and a malformed order.
+    assert_eq!(code(&net.request(&blue, bob, 15, order("h@blue", 1, [1; 32], [2; 32], &keys[1], &keys[0]))), Some(ErrorCode::UnknownRecipient));
+    assert_eq!(head(&net.request(&blue, bob, 16, order("g@blue", 0, [0; 32], [7; 32], &keys[2], &keys[2]))), (1, [2; 32]));
+    let Body::OrderChange(mut short) = order("g@blue", 2, [2; 32], [3; 32], &keys[2], &keys[1]) else { unreachable!() };
+    short.state_hash.pop();
+    assert_eq!(code(&net.request(&blue, bob, 17, Body::OrderChange(short))), Some(ErrorCode::Malformed));
+    // Anyone who asks learns the head, from any app; it is on the hub's disk, and only there.
+    let fetch = |group: &str| Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: group.into() });
+    assert_eq!(head(&net.request(&green, alice, 18, fetch("g@blue"))), (1, [2; 32]));
+    assert_eq!(code(&net.request(&green, alice, 19, fetch("h@blue"))), Some(ErrorCode::UnknownRecipient));
+    assert_eq!(net.durable["blue"].group_heads["g@blue"].state_hash, [2; 32]);
+    assert!(net.durable["green"].group_heads.is_empty());
+}
+
+#[test]
+fn a_hub_answers_an_order_only_once_it_is_durable_and_keeps_it_across_a_restart() {
+    let mut net = Net::new();
+    let (blue, bob, _) = net.device("bob@blue");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let frame = ClientFrame { request_id: 5, body: Some(order("g@blue", 0, [0; 32], [1; 32], &key, &key)) };
+    let core = net.cores.get_mut("blue").unwrap();
+    assert!(core.client_frame(bob, &frame.encode_to_vec()).is_empty(), "answered before commit");
+    let batch = core.take_batch().unwrap();
+    assert!(batch.mutations.iter().any(|m| matches!(m, switchboard_relay_core::state::Mutation::PutGroupHead { .. })));
+    let released = core.committed(batch.id);
+    assert!(released.iter().any(|a| matches!(a, Action::ToClient { frame, .. } if head(frame) == (0, [1; 32]))));
+    let durable = net.durable["blue"].clone();
+    net.start("blue", durable);
+    net.connect_all();
+    let (_, carol, _) = net.device("carol@blue");
+    let fetch = Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: "g@blue".into() });
+    assert_eq!(head(&net.request(&blue, carol, 6, fetch)), (0, [1; 32]));
+}

@@ -13,6 +13,7 @@
 pub mod address;
 mod decode;
 pub mod frame;
+pub mod group_order;
 
 pub use decode::{DecodeError, decode, decode_canonical, limits};
 

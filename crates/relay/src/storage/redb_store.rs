@@ -4,17 +4,18 @@
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use switchboard_wire::switchboard::{Envelope, FederationFrame, UploadBundles};
+use switchboard_wire::switchboard::{Envelope, FederationFrame, StoredGroupHead, UploadBundles};
 use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
 
 use super::{Store, StoreError};
-use crate::state::{DeviceKey, Mutation, StoredState};
+use crate::state::{DeviceKey, Head, Mutation, StoredState};
 
 const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
 const BUNDLES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bundles");
 const MAILBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("mailboxes");
 const OUTBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outboxes");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+const GROUP_HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_heads");
 
 /// A relay's database file.
 pub struct RedbStore {
@@ -111,6 +112,17 @@ impl RedbStore {
             let (key, value) = entry.map_err(failed)?;
             state.blobs.insert(key.value().to_owned(), value.value().to_vec());
         }
+        for entry in txn.open_table(GROUP_HEADS).map_err(failed)?.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            let stored: StoredGroupHead = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
+            let corrupt = || StoreError("corrupt group head".into());
+            let head = Head {
+                epoch: stored.epoch,
+                state_hash: stored.state_hash.as_slice().try_into().map_err(|_| corrupt())?,
+                order_key: stored.order_key.as_slice().try_into().map_err(|_| corrupt())?,
+            };
+            state.group_heads.insert(key.value().to_owned(), head);
+        }
         Ok(state)
     }
 
@@ -122,6 +134,7 @@ impl RedbStore {
             let mut mailboxes = txn.open_table(MAILBOXES)?;
             let mut outboxes = txn.open_table(OUTBOXES)?;
             let mut blobs = txn.open_table(BLOBS)?;
+            let mut group_heads = txn.open_table(GROUP_HEADS)?;
             for mutation in mutations {
                 match mutation {
                     Mutation::PutAccount { device, credential_hash } => {
@@ -147,6 +160,10 @@ impl RedbStore {
                     }
                     Mutation::PutBlob { id, blob } => {
                         blobs.insert(id.as_str(), blob.as_slice())?;
+                    }
+                    Mutation::PutGroupHead { group, head } => {
+                        let stored = StoredGroupHead { epoch: head.epoch, state_hash: head.state_hash.to_vec(), order_key: head.order_key.to_vec() };
+                        group_heads.insert(group.as_str(), stored.encode_to_vec().as_slice())?;
                     }
                 }
             }
@@ -189,6 +206,7 @@ mod tests {
             Mutation::DeleteEnvelope { device: device.clone(), seq: 3 },
             Mutation::PutOutbound { app: "red".into(), seq: 9, frame: frame.clone() },
             Mutation::PutBlob { id: "00ff@blue".into(), blob: vec![1, 2, 3] },
+            Mutation::PutGroupHead { group: "g@blue".into(), head: crate::state::Head { epoch: 3, state_hash: [4; 32], order_key: [5; 32] } },
         ];
         let mut expected = StoredState::default();
         {
