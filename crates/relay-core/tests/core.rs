@@ -672,6 +672,9 @@ fn a_hub_answers_an_order_only_once_it_is_durable_and_keeps_it_across_a_restart(
     assert!(batch.mutations.iter().any(|m| matches!(m, switchboard_relay_core::state::Mutation::PutGroupHead { .. })));
     let released = core.committed(batch.id);
     assert!(released.iter().any(|a| matches!(a, Action::ToClient { frame, .. } if head(frame) == (0, [1; 32]))));
+    for mutation in &batch.mutations {
+        net.durable.get_mut("blue").unwrap().apply(mutation);
+    }
     let durable = net.durable["blue"].clone();
     net.start("blue", durable);
     net.connect_all();
