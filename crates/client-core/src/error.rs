@@ -29,6 +29,15 @@ pub enum ClientError {
     /// device keeps its state.
     #[error("group {group} forked at epoch {epoch}: {from} holds another state")]
     GroupFork { group: String, epoch: u64, from: ProtocolAddress },
+    /// The group's hub ordered another change first, at `epoch`: this device's change was not
+    /// applied.
+    #[error("the hub of group {group} ordered another change first (epoch {epoch})")]
+    NotOrdered { group: String, epoch: u64 },
+    /// A change to group `group`, announced by `from`, that the order key of the state before it
+    /// did not sign; or an announcement that this device joined, naming a state the group's hub
+    /// does not hold.
+    #[error("a change to group {group} from {from} that its admins did not order")]
+    UnorderedChange { group: String, from: ProtocolAddress },
     /// A change that names this device's own membership in a way it cannot apply (e.g. removing
     /// itself through `remove_member`, or adding a device twice).
     #[error("invalid membership change: {0}")]

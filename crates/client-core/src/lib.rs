@@ -30,14 +30,14 @@ mod membership;
 pub use membership::MAX_EPOCH_GAP;
 mod snapshot;
 
-pub use device::{Device, GroupMessage, MembershipChange, Outgoing, PendingSend, Received, Sealing};
-pub use device::{MAX_FORKS_KEPT, MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_MEMBER, MAX_PENDING_CHANGE_BYTES};
+pub use device::{Change, Device, GroupMessage, MembershipChange, Outgoing, PendingSend, Received, Sealing};
+pub use device::{MAX_FORKS_KEPT, MAX_JOINS_AWAITING_HUB, MAX_JOINS_AWAITING_HUB_PER_GROUP, MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_MEMBER, MAX_PENDING_CHANGE_BYTES};
 #[cfg(switchboard_inject_bugs)]
 pub use device::InjectedBugs;
 pub use directory::{BundleDirectory, InMemoryDirectory};
 pub use endpoint::{Endpoint, EndpointConfig, Event};
 pub use error::ClientError;
-pub use group::{GENESIS_HASH, Group, MAX_GROUP_ID_LEN, MAX_GROUP_MEMBERS};
+pub use group::{GENESIS_HASH, Group, OrderKey, MAX_GROUP_ID_LEN, MAX_GROUP_MEMBERS};
 
 /// A device's address as the wire carries it.
 pub fn wire_address(address: &switchboard_session::ProtocolAddress) -> switchboard_wire::switchboard::DeviceAddress {

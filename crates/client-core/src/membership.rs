@@ -3,7 +3,8 @@
 //! [`Transition`] or a refusal; the device then carries out exactly that transition.
 //!
 //! The rules, which every member checks for itself:
-//! - only an admin of the state a change applies to may make it;
+//! - only an admin of the state a change applies to may make it, and it carries the signature of
+//!   that state's order key (a key only the admins hold, which the group's hub checks too);
 //! - a change names that state (epoch and hash) and advances the epoch by exactly one, so a
 //!   forged, skipped or replayed change does not apply;
 //! - a change that arrives before the ones it builds on waits for them ([`Transition::Later`]),
@@ -53,11 +54,15 @@ pub(crate) fn judge(
             return Err(ClientError::InvalidPayload("a group this device is not in"));
         }
         // Joining, this device cannot know the group's history: it takes the state from whoever
-        // the state names as an admin (authenticated by their session), and checks every change
-        // after. Not yet proof against a member who hands a device outside the group a state no
-        // admin made: that needs signed changes or the hub's word on the group's head.
+        // the state names as an admin (authenticated by their session), signed by its own order
+        // key if it is the first, and checks every change after. A member could still hand a
+        // device outside the group a state of its own making: a networked device therefore
+        // also asks the group's hub whether the state is the group's (`Device::hub_head`).
         if !is_admin(&announced) {
             return Err(not_an_admin(&announced, from));
+        }
+        if announced.epoch() == 0 && !announced.signed_by(announced.order_key()) {
+            return Err(unordered(&announced, from));
         }
         let change = MembershipChange { added: announced.members().iter().cloned().collect(), removed: Vec::new() };
         return Ok(Transition::Join { group: announced, change });
@@ -86,6 +91,9 @@ pub(crate) fn judge(
     if epoch == current.epoch() || announced.prev_hash() != current.hash() {
         return Err(fork(current, from));
     }
+    if !announced.signed_by(current.order_key()) && !trust_members {
+        return Err(unordered(current, from));
+    }
     if !announced.members().contains(me) {
         return Ok(Transition::Leave { group: announced });
     }
@@ -101,6 +109,10 @@ fn not_an_admin(group: &Group, from: &ProtocolAddress) -> ClientError {
     ClientError::NotAnAdmin { group: group.id().to_owned(), sender: from.clone() }
 }
 
+fn unordered(group: &Group, from: &ProtocolAddress) -> ClientError {
+    ClientError::UnorderedChange { group: group.id().to_owned(), from: from.clone() }
+}
+
 fn fork(current: &Group, from: &ProtocolAddress) -> ClientError {
     ClientError::GroupFork { group: current.id().to_owned(), epoch: current.epoch(), from: from.clone() }
 }
@@ -108,6 +120,10 @@ fn fork(current: &Group, from: &ProtocolAddress) -> ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_key() -> crate::group::OrderKey {
+        crate::group::OrderKey::from_secret(&[7; 32]).unwrap()
+    }
     use switchboard_session::Suite;
 
     fn device(name: &str) -> ProtocolAddress {
@@ -121,22 +137,22 @@ mod tests {
     #[test]
     fn each_announcement_makes_one_transition() {
         let (me, a, b, c) = (device("me"), device("a"), device("b"), device("c"));
-        let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a).unwrap();
+        let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a, &test_key()).unwrap().sign(&test_key());
         let judge = |current: Option<&Group>, announced: &Group, from: &ProtocolAddress| judge(current, announced.clone(), from, &me, false);
 
         assert!(matches!(judge(None, &genesis, &a), Ok(Transition::Join { .. })));
         assert!(matches!(judge(None, &genesis, &b), Err(ClientError::NotAnAdmin { .. })), "joining takes an admin's word");
-        let without_me = Group::create("g@x", Suite::Aes256Gcm, set(&["b"]), &a).unwrap();
+        let without_me = Group::create("g@x", Suite::Aes256Gcm, set(&["b"]), &a, &test_key()).unwrap().sign(&test_key());
         assert_eq!(judge(None, &without_me, &a), Err(ClientError::InvalidPayload("a group this device is not in")));
 
         assert_eq!(judge(Some(&genesis), &genesis, &b), Ok(Transition::Same { epoch: 0 }));
-        let added = genesis.next(set(&["me", "a", "b", "c"]), set(&["a"])).unwrap();
+        let added = genesis.next(set(&["me", "a", "b", "c"]), set(&["a"]), None).unwrap().sign(&test_key());
         let Ok(Transition::Advance { change, rotate, .. }) = judge(Some(&genesis), &added, &a) else { panic!() };
         assert_eq!((change.added, change.removed, rotate), (vec![c.clone()], vec![], false));
-        let removed = added.next(set(&["me", "a", "c"]), set(&["a"])).unwrap();
+        let removed = added.next(set(&["me", "a", "c"]), set(&["a"]), None).unwrap().sign(&test_key());
         let Ok(Transition::Advance { change, rotate, .. }) = judge(Some(&added), &removed, &a) else { panic!() };
         assert_eq!((change.removed, rotate), (vec![b.clone()], true));
-        assert!(matches!(judge(Some(&added), &added.next(set(&["a", "b"]), set(&["a"])).unwrap(), &a), Ok(Transition::Leave { .. })));
+        assert!(matches!(judge(Some(&added), &added.next(set(&["a", "b"]), set(&["a"]), None).unwrap().sign(&test_key()), &a), Ok(Transition::Leave { .. })));
         assert_eq!(judge(Some(&removed), &added, &a), Ok(Transition::Same { epoch: 2 }), "older news changes nothing");
         assert_eq!(judge(Some(&genesis), &removed, &a), Ok(Transition::Later), "a change before its predecessor waits");
     }
@@ -144,19 +160,19 @@ mod tests {
     #[test]
     fn only_an_admin_changes_the_group_and_only_one_epoch_at_a_time() {
         let (me, a, b) = (device("me"), device("a"), device("b"));
-        let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a).unwrap();
+        let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a, &test_key()).unwrap().sign(&test_key());
         let judge = |current: &Group, announced: Group, from: &ProtocolAddress| judge(Some(current), announced, from, &me, false);
 
         // A member who is not an admin adds a stranger, removes someone, or makes itself admin.
         for forged in [set(&["me", "a", "b", "eve"]), set(&["me", "b"])] {
-            let change = genesis.next(forged, set(&["b"])).unwrap();
+            let change = genesis.next(forged, set(&["b"]), None).unwrap().sign(&test_key());
             assert!(matches!(judge(&genesis, change, &b), Err(ClientError::NotAnAdmin { .. })));
         }
         // Promoted, it may.
-        let promoted = genesis.next(genesis.members().clone(), set(&["a", "b"])).unwrap();
+        let promoted = genesis.next(genesis.members().clone(), set(&["a", "b"]), None).unwrap().sign(&test_key());
         let after = judge(&genesis, promoted.clone(), &a).unwrap();
         assert!(matches!(after, Transition::Advance { rotate: false, .. }));
-        assert!(matches!(judge(&promoted, promoted.next(set(&["me", "a", "b", "c"]), set(&["a", "b"])).unwrap(), &b), Ok(Transition::Advance { .. })));
+        assert!(matches!(judge(&promoted, promoted.next(set(&["me", "a", "b", "c"]), set(&["a", "b"]), None).unwrap().sign(&test_key()), &b), Ok(Transition::Advance { .. })));
 
         // An epoch far ahead is refused, not kept: nobody can make a member wait for ever.
         let mut jumped = genesis.announcement();
@@ -172,16 +188,16 @@ mod tests {
     #[test]
     fn two_states_for_one_epoch_are_a_fork() {
         let (me, a, b) = (device("me"), device("a"), device("b"));
-        let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a).unwrap();
-        let ours = genesis.next(set(&["me", "a", "b", "c"]), set(&["a"])).unwrap();
-        let theirs = genesis.next(set(&["me", "a", "b", "d"]), set(&["a"])).unwrap();
+        let genesis = Group::create("g@x", Suite::Aes256Gcm, set(&["me", "b"]), &a, &test_key()).unwrap().sign(&test_key());
+        let ours = genesis.next(set(&["me", "a", "b", "c"]), set(&["a"]), None).unwrap().sign(&test_key());
+        let theirs = genesis.next(set(&["me", "a", "b", "d"]), set(&["a"]), None).unwrap().sign(&test_key());
         let fork = Err(ClientError::GroupFork { group: "g@x".into(), epoch: 1, from: a.clone() });
         // The same epoch, another state.
         assert_eq!(judge(Some(&ours), theirs.clone(), &a, &me, false), fork);
         // The next epoch, built on another state.
-        assert_eq!(judge(Some(&ours), theirs.next(theirs.members().clone(), set(&["a"])).unwrap(), &a, &me, false), fork);
+        assert_eq!(judge(Some(&ours), theirs.next(theirs.members().clone(), set(&["a"]), None).unwrap().sign(&test_key()), &a, &me, false), fork);
         // A member that is no admin does not get to claim a fork.
         assert!(matches!(judge(Some(&ours), theirs.clone(), &b, &me, false), Err(ClientError::NotAnAdmin { .. })));
-        assert!(matches!(judge(Some(&ours), theirs.next(theirs.members().clone(), set(&["a"])).unwrap(), &b, &me, false), Err(ClientError::NotAnAdmin { .. })));
+        assert!(matches!(judge(Some(&ours), theirs.next(theirs.members().clone(), set(&["a"]), None).unwrap().sign(&test_key()), &b, &me, false), Err(ClientError::NotAnAdmin { .. })));
     }
 }

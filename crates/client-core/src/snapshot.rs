@@ -4,11 +4,11 @@ use switchboard_session::group::{SenderKeyRecord, SenderKeyStore};
 use switchboard_session::store::{IdentityKeyStore, PreKeyStore, SessionStore, SignedPreKeyStore};
 use switchboard_session::{IdentityKeyPair, InMemoryStore, PreKeyRecord, ProtocolAddress, PublicKey, SessionRecord, SignedPreKeyRecord};
 use switchboard_wire::Message;
-use switchboard_wire::switchboard::{DeviceAddress, DeviceSnapshot, KnownIdentity, PendingChange, StoredRecord};
+use switchboard_wire::switchboard::{DeviceAddress, DeviceSnapshot, GroupControl, KnownIdentity, PendingChange, StoredRecord};
 
 use crate::device::Device;
 use crate::error::ClientError;
-use crate::group::Group;
+use crate::group::{Group, OrderKey};
 
 use crate::wire_address as wire;
 
@@ -22,6 +22,31 @@ fn pending_change(stored: &PendingChange) -> Result<crate::device::PendingChange
     let control = stored.control.clone().ok_or(ClientError::InvalidPayload("a kept change without its announcement"))?;
     Group::from_control(&control)?;
     Ok(crate::device::PendingChange { from: address(stored.from.as_ref())?, control })
+}
+
+fn stored_change(pending: &crate::device::PendingChange) -> PendingChange {
+    PendingChange { from: Some(wire(&pending.from)), control: Some(pending.control.clone()) }
+}
+
+/// `group`'s announcement, with the private half of its order key when this device holds it.
+fn with_secret(group: &Group, key: Option<&OrderKey>) -> GroupControl {
+    let mut control = group.announcement();
+    if let Some(key) = key {
+        control.order_secret = key.secret().to_vec();
+    }
+    control
+}
+
+/// The order key stored with `group`, checked against the group's (none stored: none held).
+fn order_key(group: &Group, control: &GroupControl) -> Result<Option<OrderKey>, ClientError> {
+    if control.order_secret.is_empty() {
+        return Ok(None);
+    }
+    let key = OrderKey::from_secret(&control.order_secret)?;
+    if key.public() != *group.order_key() {
+        return Err(ClientError::InvalidPayload("an order key that is not the group's"));
+    }
+    Ok(Some(key))
 }
 
 impl Device {
@@ -49,12 +74,10 @@ impl Device {
                 .records()
                 .map(|(g, a, r)| StoredRecord { address: Some(wire(a)), group: g.to_owned(), record: r.serialize().to_vec() })
                 .collect(),
-            groups: self.groups.values().map(Group::announcement).collect(),
-            pending_changes: self
-                .pending_changes
-                .iter()
-                .map(|pending| PendingChange { from: Some(wire(&pending.from)), control: Some(pending.control.clone()) })
-                .collect(),
+            groups: self.groups.values().map(|group| with_secret(group, self.order_keys.get(group.id()))).collect(),
+            pending_changes: self.pending_changes.iter().map(stored_change).collect(),
+            proposals: self.proposals.values().map(|proposal| with_secret(&proposal.group, Some(&proposal.order_key))).collect(),
+            joins_awaiting_hub: self.joins_awaiting_hub.values().map(stored_change).collect(),
             next_prekey_id: self.next_prekey_id,
             ..Default::default()
         }
@@ -85,11 +108,32 @@ impl Device {
             sender_keys.store_sender_key(&record.group, &sender, SenderKeyRecord::deserialize(&record.record)?)?;
         }
         let mut groups = std::collections::HashMap::new();
+        let mut order_keys = std::collections::HashMap::new();
         for control in &snapshot.groups {
             let group = Group::from_control(control)?;
+            if let Some(key) = order_key(&group, control)? {
+                order_keys.insert(group.id().to_owned(), key);
+            }
             if groups.insert(group.id().to_owned(), group).is_some() {
                 return Err(ClientError::InvalidPayload("a group stored twice"));
             }
+        }
+        let mut proposals = std::collections::HashMap::new();
+        for control in &snapshot.proposals {
+            let group = Group::from_control(control)?;
+            let order_key = order_key(&group, control)?.ok_or(ClientError::InvalidPayload("a proposal without its order key"))?;
+            if proposals.insert(group.id().to_owned(), crate::device::Proposal { group, order_key }).is_some() {
+                return Err(ClientError::InvalidPayload("two proposals for one group"));
+            }
+        }
+        if snapshot.joins_awaiting_hub.len() > crate::MAX_JOINS_AWAITING_HUB {
+            return Err(ClientError::InvalidPayload("more joins waiting than a device keeps"));
+        }
+        let mut joins_awaiting_hub = std::collections::HashMap::new();
+        for stored in &snapshot.joins_awaiting_hub {
+            let pending = pending_change(stored)?;
+            let hash = *Group::from_control(&pending.control)?.hash();
+            joins_awaiting_hub.insert((pending.control.group_id.clone(), hash), pending);
         }
         let kept_bytes: usize = snapshot.pending_changes.iter().map(|pending| pending.encoded_len()).sum();
         if snapshot.pending_changes.len() > crate::MAX_PENDING_CHANGES || kept_bytes > crate::MAX_PENDING_CHANGE_BYTES {
@@ -106,6 +150,12 @@ impl Device {
             held_keys: Default::default(),
             pending_changes: snapshot.pending_changes.iter().map(pending_change).collect::<Result<_, _>>()?,
             forks: Vec::new(),
+            proposals,
+            order_keys,
+            joins_awaiting_hub,
+            // The driver says again (`check_joins_with_hub`): it is how the device is driven,
+            // not part of its state.
+            joins_need_hub: false,
             next_prekey_id: snapshot.next_prekey_id,
             #[cfg(switchboard_inject_bugs)]
             bugs: Default::default(),

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{GROUP, World, address, founded};
-use switchboard_client_core::{ClientError, Group, PendingSend, Received};
+use switchboard_client_core::{ClientError, Group, OrderKey, PendingSend, Received};
 use switchboard_session::Suite;
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{GroupControl, PairwisePayload, pairwise_payload::Body};
@@ -25,10 +25,14 @@ fn send_control(world: &mut World, from: &str, control: GroupControl, to: &[&str
     world.post(from, sealed);
 }
 
-/// `who`'s view of the group, with `members` and `admins` at the next epoch.
+/// `who`'s view of the group, with `members` and `admins` at the next epoch, signed with the
+/// group's order key if `who` holds it (an admin), else with a key of its own.
 fn next(world: &mut World, who: &str, members: &[&str], admins: &[&str]) -> Group {
-    let group = world.device(who).group(GROUP).unwrap().clone();
-    group.next(members.iter().map(|m| address(m)).collect(), admins.iter().map(|m| address(m)).collect()).unwrap()
+    let own = OrderKey::generate(&mut world.rng);
+    let device = world.device(who);
+    let signer = device.order_key(GROUP).cloned().unwrap_or(own);
+    let group = device.group(GROUP).unwrap().clone();
+    group.next(members.iter().map(|m| address(m)).collect(), admins.iter().map(|m| address(m)).collect(), None).unwrap().sign(&signer)
 }
 
 fn hash(world: &mut World, who: &str) -> [u8; 32] {
@@ -194,7 +198,8 @@ fn strangers_cannot_fill_the_room_kept_for_early_changes() {
         for ahead in 0..4 {
             let mut members = held.members().clone();
             members.insert(address(&name));
-            let mut control = held.next(members, [address(&name)].into_iter().collect()).unwrap().announcement();
+            let own = OrderKey::generate(&mut world.rng);
+            let mut control = held.next(members, [address(&name)].into_iter().collect(), Some(&own)).unwrap().sign(&own).announcement();
             control.epoch = 32 - ahead;
             send_control(&mut world, &name, control, &["bob@blue"]);
         }

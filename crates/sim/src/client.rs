@@ -365,5 +365,7 @@ fn reason_label(error: &ClientError) -> &'static str {
         ClientError::Downgrade { .. } => DOWNGRADE_REFUSED,
         ClientError::NotAnAdmin { .. } => "not an admin",
         ClientError::GroupFork { .. } => "group fork",
+        ClientError::NotOrdered { .. } => "not ordered by the hub",
+        ClientError::UnorderedChange { .. } => "a change its admins did not order",
     }
 }

@@ -7,11 +7,11 @@ use rand_core::CryptoRng;
 use switchboard_session::ProtocolAddress;
 use switchboard_session::group::{self as sender_keys, SenderKeyDistributionMessage};
 use switchboard_wire::Message;
-use switchboard_wire::switchboard::GroupControl;
+use switchboard_wire::switchboard::{GroupControl, GroupHead};
 
 use super::{Device, MembershipChange, PendingSend, Received, Result};
 use crate::error::ClientError;
-use crate::group::{Group, MAX_GROUP_ID_LEN};
+use crate::group::{Group, MAX_GROUP_ID_LEN, OrderKey};
 use crate::membership::{self, Transition};
 
 /// Senders (per group) whose keys are kept while their joining is not yet announced.
@@ -27,6 +27,11 @@ pub const MAX_PENDING_CHANGES_PER_MEMBER: usize = 2;
 pub const MAX_PENDING_CHANGE_BYTES: usize = 8 * 1024 * 1024;
 /// Forks kept until [`Device::take_forks`] (one per group, epoch and sender).
 pub const MAX_FORKS_KEPT: usize = 64;
+
+/// Announcements that this device joined a group, kept while their hub's head is asked for.
+pub const MAX_JOINS_AWAITING_HUB: usize = 64;
+/// Of those, for one group.
+pub const MAX_JOINS_AWAITING_HUB_PER_GROUP: usize = 4;
 
 /// An announcement that came before the changes it builds on.
 #[derive(Clone, Debug)]
@@ -75,11 +80,22 @@ impl Device {
                 self.keep_for_later(from, control)?;
                 Applied::Changed
             }
-            transition => self.apply(&id, transition, rng)?,
+            Transition::Join { group, .. } if self.joins_need_hub => {
+                self.await_hub(from, control, *group.hash())?;
+                return Ok((Received::JoinAwaitingHub { group: id }, Vec::new()));
+            }
+            transition => self.apply(&id, transition, control, rng)?,
         };
-        self.catch_up(&id, applied, rng)?;
-        let Some(group) = self.groups.get(&id) else {
-            return Ok((Received::RemovedFromGroup { group: id }, Vec::new()));
+        Ok((self.settle(&id, before, applied, rng)?, Vec::new()))
+    }
+
+    /// After a transition: applies the kept changes that now follow, and the keys held for
+    /// members who are members now; says what changed since `before` (this device's epoch and
+    /// members then, if it was in the group).
+    fn settle<R: CryptoRng + ?Sized>(&mut self, id: &str, before: Option<(u64, IndexSet<ProtocolAddress>)>, applied: Applied, rng: &mut R) -> Result<Received> {
+        self.catch_up(id, applied, rng)?;
+        let Some(group) = self.groups.get(id) else {
+            return Ok(Received::RemovedFromGroup { group: id.to_owned() });
         };
         // What changed since before this announcement (which may have applied kept ones too).
         let change = match &before {
@@ -91,8 +107,84 @@ impl Device {
             None => Some(MembershipChange { added: group.members().iter().cloned().collect(), removed: Vec::new() }),
         };
         let epoch = group.epoch();
-        self.apply_held_keys(&id);
-        Ok((Received::Group { group: id, epoch, change }, Vec::new()))
+        self.apply_held_keys(id);
+        Ok(Received::Group { group: id.to_owned(), epoch, change })
+    }
+
+    /// Makes joins wait for the group's hub: an announcement that this device joined a group is
+    /// applied only once the hub's head names its state ([`Self::hub_head`]). Networked devices
+    /// (the endpoint) always do; a device driven without relays takes the announcing admin's
+    /// word, checked as far as it can be ([`membership::judge`]).
+    pub fn check_joins_with_hub(&mut self) {
+        self.joins_need_hub = true;
+    }
+
+    /// The groups with a join waiting for the hub's head.
+    pub fn joins_awaiting_hub(&self) -> impl Iterator<Item = &str> {
+        let mut groups: Vec<&str> = self.joins_awaiting_hub.iter().map(|((group, _), _)| group.as_str()).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups.into_iter()
+    }
+
+    /// Drops every join of group `id` waiting for its hub (the hub knows no such group): the
+    /// devices that announced them.
+    pub fn refuse_joins(&mut self, id: &str) -> Vec<ProtocolAddress> {
+        let keys: Vec<_> = self.joins_awaiting_hub.keys().filter(|(group, _)| group == id).cloned().collect();
+        let mut from: Vec<ProtocolAddress> = keys.into_iter().filter_map(|key| self.joins_awaiting_hub.remove(&key)).map(|pending| pending.from).collect();
+        from.sort();
+        from.dedup();
+        from
+    }
+
+    /// Keeps an announcement that this device joined until the hub's head comes: at most
+    /// [`MAX_JOINS_AWAITING_HUB`] in all and [`MAX_JOINS_AWAITING_HUB_PER_GROUP`] per group
+    /// (another member's forgery must not push out the admin's announcement).
+    fn await_hub(&mut self, from: &ProtocolAddress, control: &GroupControl, hash: [u8; 32]) -> Result<()> {
+        let key = (control.group_id.clone(), hash);
+        if self.joins_awaiting_hub.contains_key(&key) {
+            return Ok(());
+        }
+        let for_group = self.joins_awaiting_hub.keys().filter(|(group, _)| *group == key.0).count();
+        if for_group >= MAX_JOINS_AWAITING_HUB_PER_GROUP || self.joins_awaiting_hub.len() >= MAX_JOINS_AWAITING_HUB {
+            return Err(ClientError::InvalidChange("too many joins waiting for their hub"));
+        }
+        self.joins_awaiting_hub.insert(key, PendingChange { from: from.clone(), control: control.clone() });
+        Ok(())
+    }
+
+    /// The hub's head of group `head.group_id`, asked for a join that waits for it: the join
+    /// whose state the head names is applied (with every kept change after it). A waiting join
+    /// at the head's epoch or later that names another state was made by no admin: refused as
+    /// [`ClientError::UnorderedChange`] naming who sent it (the first such). One for an earlier
+    /// epoch is dropped: the group moved on, and the announcement of the state that followed is
+    /// on its way to every member.
+    /// With what it meant comes the admin who announced the join.
+    pub fn hub_head<R: CryptoRng + ?Sized>(&mut self, head: &GroupHead, rng: &mut R) -> Result<(Received, ProtocolAddress)> {
+        let id = head.group_id.clone();
+        let waiting: Vec<PendingChange> = {
+            let keys: Vec<_> = self.joins_awaiting_hub.keys().filter(|(group, _)| *group == id).cloned().collect();
+            keys.into_iter().filter_map(|key| self.joins_awaiting_hub.remove(&key)).collect()
+        };
+        let mut refused = None;
+        let mut joined = None;
+        for pending in waiting {
+            let Ok(announced) = Group::from_control(&pending.control) else { continue };
+            if announced.epoch() == head.epoch && *announced.hash() == *head.state_hash {
+                joined = Some(pending);
+            } else if announced.epoch() >= head.epoch {
+                refused.get_or_insert(ClientError::UnorderedChange { group: id.clone(), from: pending.from });
+            }
+        }
+        match joined {
+            Some(pending) if !self.groups.contains_key(&id) => {
+                let group = Group::from_control(&pending.control)?;
+                let change = MembershipChange { added: group.members().iter().cloned().collect(), removed: Vec::new() };
+                let applied = self.apply(&id, Transition::Join { group, change }, &pending.control, rng)?;
+                Ok((self.settle(&id, None, applied, rng)?, pending.from))
+            }
+            _ => Err(refused.unwrap_or(ClientError::UnknownGroup(id))),
+        }
     }
 
     /// Whether changes from any member are applied (an injected bug; never in the product).
@@ -110,19 +202,22 @@ impl Device {
         }
     }
 
-    /// Carries out one judged transition (not `Later`).
-    fn apply<R: CryptoRng + ?Sized>(&mut self, id: &str, transition: Transition, rng: &mut R) -> Result<Applied> {
+    /// Carries out one judged transition (not `Later`), announced by `control`.
+    fn apply<R: CryptoRng + ?Sized>(&mut self, id: &str, transition: Transition, control: &GroupControl, rng: &mut R) -> Result<Applied> {
         match transition {
             Transition::Leave { group } => {
                 self.groups.remove(id);
                 self.key_holders.remove(id);
                 self.held_keys.retain(|(held, _), _| held != id);
+                self.order_keys.remove(id);
+                self.proposals.remove(id);
                 return Ok(Applied::Left(Box::new(group)));
             }
             Transition::Join { group, .. } => {
                 // A fresh key on every (re)join: a key kept from an earlier membership may be held
                 // by a member removed since; it goes out with our first message to the group.
                 self.fresh_key(id, group.suite(), rng)?;
+                self.learn_order_key(&group, control);
                 self.groups.insert(id.to_owned(), group);
             }
             Transition::Advance { group, rotate, .. } => {
@@ -131,11 +226,25 @@ impl Device {
                 if rotate {
                     self.rotate_after_removal(id, group.suite(), rng)?;
                 }
+                self.learn_order_key(&group, control);
                 self.groups.insert(id.to_owned(), group);
             }
             Transition::Same { .. } | Transition::Later => {}
         }
         Ok(Applied::Changed)
+    }
+
+    /// Keeps the order key of `group` if this device is one of its admins: the one `control`
+    /// hands over, or the one it holds if that is still the group's. Otherwise holds none.
+    fn learn_order_key(&mut self, group: &Group, control: &GroupControl) {
+        let id = group.id();
+        let handed = OrderKey::from_secret(&control.order_secret).ok().filter(|key| key.public() == *group.order_key());
+        let held = self.order_keys.remove(id).filter(|key| key.public() == *group.order_key());
+        if group.admins().contains(&self.address)
+            && let Some(key) = handed.or(held)
+        {
+            self.order_keys.insert(id.to_owned(), key);
+        }
     }
 
     /// Applies the kept announcements that now follow, one epoch at a time, each judged as if it
@@ -166,6 +275,7 @@ impl Device {
                     Applied::Left(removal) => {
                         let rejoin = announced.prev_hash() == removal.hash()
                             && removal.admins().contains(&pending.from)
+                            && announced.signed_by(removal.order_key())
                             && announced.members().contains(&self.address);
                         if !rejoin {
                             continue;
@@ -182,7 +292,7 @@ impl Device {
                         _ => continue,
                     },
                 };
-                advanced = Some(self.apply(id, transition, rng)?);
+                advanced = Some(self.apply(id, transition, &pending.control, rng)?);
             }
             match advanced {
                 Some(now) => applied = now,

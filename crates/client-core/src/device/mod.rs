@@ -14,9 +14,13 @@ use crate::directory::BundleDirectory;
 use crate::error::ClientError;
 use crate::group::Group;
 
+mod change;
 mod control;
 
-pub use control::{MAX_FORKS_KEPT, MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_MEMBER, MAX_PENDING_CHANGE_BYTES};
+pub use change::Change;
+pub(crate) use change::Proposal;
+
+pub use control::{MAX_FORKS_KEPT, MAX_JOINS_AWAITING_HUB, MAX_JOINS_AWAITING_HUB_PER_GROUP, MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_MEMBER, MAX_PENDING_CHANGE_BYTES};
 pub(crate) use control::PendingChange;
 
 type Result<T> = std::result::Result<T, ClientError>;
@@ -84,6 +88,9 @@ pub enum Received {
     /// under a weaker suite): this device's next messages to it go over the new one, and its
     /// sender keys go to it again.
     SessionStarted,
+    /// An admin announced that this device joined `group`; it joins once the group's hub names
+    /// the same state ([`Device::hub_head`]).
+    JoinAwaitingHub { group: String },
 }
 
 /// How an announcement changed a group's membership as this device sees it. On joining,
@@ -110,6 +117,16 @@ pub struct Device {
     pub(crate) pending_changes: Vec<PendingChange>,
     /// Forks detected and not yet taken by [`Device::take_forks`].
     pub(crate) forks: Vec<ClientError>,
+    /// This device's changes waiting for their hub, by group (see `change`).
+    pub(crate) proposals: HashMap<String, Proposal>,
+    /// The order keys of the groups this device is an admin of.
+    pub(crate) order_keys: HashMap<String, crate::group::OrderKey>,
+    /// Announcements that this device joined a group, waiting for the hub's word that they name
+    /// the group's state (see [`Self::check_joins_with_hub`]).
+    pub(crate) joins_awaiting_hub: HashMap<(String, [u8; 32]), PendingChange>,
+    /// Whether a join waits for the hub's word (a networked device) or takes the announcing
+    /// admin's (a device driven without relays).
+    pub(crate) joins_need_hub: bool,
     pub(crate) next_prekey_id: u32,
     #[cfg(switchboard_inject_bugs)]
     pub(crate) bugs: InjectedBugs,
@@ -150,6 +167,10 @@ impl Device {
             held_keys: HashMap::new(),
             pending_changes: Vec::new(),
             forks: Vec::new(),
+            proposals: HashMap::new(),
+            order_keys: HashMap::new(),
+            joins_awaiting_hub: HashMap::new(),
+            joins_need_hub: false,
             next_prekey_id: 1,
             #[cfg(switchboard_inject_bugs)]
             bugs: InjectedBugs::default(),
@@ -305,111 +326,6 @@ impl Device {
         self.seal(to, &payload, directory, rng)
     }
 
-    /// Creates group `id` with `members` (this device is added) and tells each member; this
-    /// device's sender key goes to them with its first message to the group.
-    pub fn create_group<R: CryptoRng + ?Sized>(
-        &mut self,
-        id: &str,
-        members: impl IntoIterator<Item = ProtocolAddress>,
-        suite: Suite,
-        directory: &mut dyn BundleDirectory,
-        rng: &mut R,
-    ) -> Result<Vec<Outgoing>> {
-        if self.groups.contains_key(id) {
-            return Err(ClientError::InvalidChange("a group with that id exists"));
-        }
-        let group = Group::create(id, suite, members, &self.address)?;
-        let outgoing = self.announce(&group, None, directory, rng)?;
-        // Always a fresh key: one kept from an earlier membership may be held by someone since
-        // removed.
-        self.fresh_key(id, suite, rng)?;
-        self.groups.insert(id.to_owned(), group);
-        Ok(outgoing)
-    }
-
-    /// Adds `member` to group `id`: every member, the new one included, learns the new
-    /// membership; the new member gets each member's *current* sender key with that member's
-    /// next message to the group.
-    pub fn add_member<R: CryptoRng + ?Sized>(
-        &mut self,
-        id: &str,
-        member: ProtocolAddress,
-        directory: &mut dyn BundleDirectory,
-        rng: &mut R,
-    ) -> Result<Vec<Outgoing>> {
-        let current = self.group_to_change(id)?;
-        let mut members = current.members().clone();
-        if !members.insert(member.clone()) {
-            return Err(ClientError::InvalidChange("already a member"));
-        }
-        let group = current.next(members, current.admins().clone())?;
-        let outgoing = self.announce(&group, None, directory, rng)?;
-        self.groups.insert(id.to_owned(), group);
-        // A key the member handed out while this device did not count it in (a member re-added
-        // that sent before it learnt of its removal) applies now.
-        self.apply_held_keys(id);
-        Ok(outgoing)
-    }
-
-    /// Removes `member` from group `id`: this device rotates its sender key, which goes to the
-    /// remaining members only (with its next group message); each of them does the same when it
-    /// learns of the removal.
-    pub fn remove_member<R: CryptoRng + ?Sized>(
-        &mut self,
-        id: &str,
-        member: &ProtocolAddress,
-        directory: &mut dyn BundleDirectory,
-        rng: &mut R,
-    ) -> Result<Vec<Outgoing>> {
-        if *member == self.address {
-            return Err(ClientError::InvalidChange("a device cannot remove itself this way"));
-        }
-        let current = self.group_to_change(id)?;
-        let (mut members, mut admins) = (current.members().clone(), current.admins().clone());
-        if !members.shift_remove(member) {
-            return Err(ClientError::InvalidChange("not a member"));
-        }
-        admins.shift_remove(member);
-        let group = current.next(members, admins)?;
-        // The removed device learns it is out.
-        let outgoing = self.announce(&group, Some(member), directory, rng)?;
-        self.rotate_after_removal(id, group.suite(), rng)?;
-        self.groups.insert(id.to_owned(), group);
-        Ok(outgoing)
-    }
-
-    /// Makes `member` an admin of group `id`: from the next epoch on it may add, remove and
-    /// promote too. Every member learns it.
-    pub fn promote<R: CryptoRng + ?Sized>(
-        &mut self,
-        id: &str,
-        member: &ProtocolAddress,
-        directory: &mut dyn BundleDirectory,
-        rng: &mut R,
-    ) -> Result<Vec<Outgoing>> {
-        let current = self.group_to_change(id)?;
-        if !current.members().contains(member) {
-            return Err(ClientError::InvalidChange("not a member"));
-        }
-        let mut admins = current.admins().clone();
-        if !admins.insert(member.clone()) {
-            return Err(ClientError::InvalidChange("already an admin"));
-        }
-        let group = current.next(current.members().clone(), admins)?;
-        let outgoing = self.announce(&group, None, directory, rng)?;
-        self.groups.insert(id.to_owned(), group);
-        Ok(outgoing)
-    }
-
-    /// Group `id` as it stands, if this device may change it (it is one of its admins).
-    fn group_to_change(&self, id: &str) -> Result<&Group> {
-        let group = self.groups.get(id).ok_or_else(|| ClientError::UnknownGroup(id.to_owned()))?;
-        if !group.admins().contains(&self.address) {
-            return Err(ClientError::NotAnAdmin { group: id.to_owned(), sender: self.address.clone() });
-        }
-        Ok(group)
-    }
-
     /// Forks of groups detected since the last call (each a [`ClientError::GroupFork`]): the
     /// application shows them to the user, as a safety-number change is shown.
     pub fn take_forks(&mut self) -> Vec<ClientError> {
@@ -506,20 +422,6 @@ impl Device {
 
     fn others<'a>(&'a self, group: &'a Group) -> impl Iterator<Item = ProtocolAddress> + 'a {
         group.members().iter().filter(move |member| **member != self.address).cloned()
-    }
-
-    /// `group`'s announcement, sealed for every member but this device (and `also`, a device
-    /// just removed, which learns it is out): all or none.
-    fn announce<R: CryptoRng + ?Sized>(
-        &mut self,
-        group: &Group,
-        also: Option<&ProtocolAddress>,
-        directory: &mut dyn BundleDirectory,
-        rng: &mut R,
-    ) -> Result<Vec<Outgoing>> {
-        let to: Vec<_> = self.others(group).chain(also.cloned()).collect();
-        let pending = Self::pending(group.announcement(), &to);
-        self.seal_all(pending, directory, rng)
     }
 
     /// This device's sender key for `group`, handed to `to`: the group's id, epoch and suite with

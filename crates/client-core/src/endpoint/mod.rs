@@ -26,6 +26,7 @@
 //! (not sealed, so in no outbox) lives in memory only, and a crash before it is sealed loses it.
 
 pub mod dedupe;
+mod order;
 mod outbox;
 mod receive;
 mod work;
@@ -51,7 +52,7 @@ use dedupe::SeenWindow;
 pub use outbox::{MAX_OUTBOX, MAX_OUTBOX_BYTES};
 use outbox::Outbox;
 pub use receive::{MAX_ENVELOPE_ID_LEN, MAX_STALL, MAX_STALLED, MAX_STALLED_BYTES, MAX_STALLED_PER_SENDER};
-use work::Work;
+use work::{GroupChange, Work};
 
 /// Acknowledgements gathered into one frame at most.
 pub const MAX_ACKS_PER_FRAME: usize = 256;
@@ -206,6 +207,9 @@ pub enum Event {
     /// device keeps its state and refuses the other; the user should hear of it, as of a
     /// safety-number change.
     GroupForked { group: String, epoch: u64, from: ProtocolAddress },
+    /// `from` announced that this device joined `group`, naming a state the group's hub does not
+    /// hold: no admin made it. Refused; the user should hear of it.
+    JoinRefused { group: String, from: ProtocolAddress },
     /// Something this device meant to send was given up.
     SendDropped { reason: DropReason },
     /// A further device of this user was registered from this one: hand it `credential`.
@@ -277,6 +281,10 @@ pub struct EndpointStats {
     /// Signed prekeys made to replace an older one, and older ones forgotten after their grace.
     pub signed_prekey_rotations: u64,
     pub signed_prekeys_forgotten: u64,
+    /// This device's group changes the hub did not order (another came first).
+    pub changes_not_ordered: u64,
+    /// Announcements that this device joined a group, refused on the hub's word.
+    pub joins_refused: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +309,8 @@ enum Request {
     Fetch(String),
     UploadBlob(u64),
     FetchBlob(u64),
+    /// The head of a group, from its hub (a join waits for it).
+    Head(String),
 }
 
 /// What a user may name as a group's member: one device, or every device of a user.
@@ -371,6 +381,8 @@ pub struct Endpoint {
     low_reported: Option<u32>,
     /// Peers this device started a session back to (see `start_session_back`).
     started_back: std::collections::HashSet<ProtocolAddress>,
+    /// Changes of a group waiting while an earlier one waits for the group's hub (see `order`).
+    held_changes: VecDeque<Work>,
 }
 
 struct Replenish {
@@ -421,7 +433,7 @@ impl Endpoint {
         }
         for (seq, bytes) in outbox {
             let frame = decode::<ClientFrame>(&bytes, switchboard_wire::frame::MAX_FRAME_LEN).ok();
-            if let Some(body @ (Body::Send(_) | Body::SendGroup(_))) = frame.and_then(|frame| frame.body) {
+            if let Some(body @ (Body::Send(_) | Body::SendGroup(_) | Body::OrderChange(_))) = frame.and_then(|frame| frame.body) {
                 endpoint.outbox.restore(seq, body);
             }
         }
@@ -432,11 +444,12 @@ impl Endpoint {
     }
 
     fn with_device(
-        device: Device,
+        mut device: Device,
         credential: Option<Credential>,
         bundles: Vec<switchboard_wire::switchboard::PreKeyBundle>,
         config: EndpointConfig,
     ) -> Endpoint {
+        device.check_joins_with_hub();
         Endpoint {
             config,
             device,
@@ -468,6 +481,7 @@ impl Endpoint {
             replenish: None,
             low_reported: None,
             started_back: Default::default(),
+            held_changes: VecDeque::new(),
         }
     }
 
@@ -711,6 +725,7 @@ impl Endpoint {
                     self.request_link(device_id);
                 }
                 self.fetch_missing();
+                self.fetch_heads();
                 self.run_waiting(rng);
             }
         }
@@ -774,28 +789,28 @@ impl Endpoint {
             self.drop_send(DropReason::CouldNotSeal(ClientError::InvalidPayload("a group id is name@app")));
             return;
         }
-        self.submit(Work::Create { group: id.to_owned(), members, suite }, rng);
+        self.submit(Work::Change { group: id.to_owned(), change: GroupChange::Create { members, suite } }, rng);
         self.release();
     }
 
     /// Adds `member` to group `id`.
     pub fn add_member(&mut self, now: Duration, id: &str, member: Member, rng: &mut StdRng) {
         self.now = self.now.max(now);
-        self.submit(Work::Add { group: id.to_owned(), member }, rng);
+        self.submit(Work::Change { group: id.to_owned(), change: GroupChange::Add(member) }, rng);
         self.release();
     }
 
     /// Removes `member` from group `id`; every remaining member rotates its sender key.
     pub fn remove_member(&mut self, now: Duration, id: &str, member: Member, rng: &mut StdRng) {
         self.now = self.now.max(now);
-        self.submit(Work::Remove { group: id.to_owned(), member }, rng);
+        self.submit(Work::Change { group: id.to_owned(), change: GroupChange::Remove(member) }, rng);
         self.release();
     }
 
     /// Makes `member` (a member device) an admin of group `id`. Only an admin may.
     pub fn promote(&mut self, now: Duration, id: &str, member: ProtocolAddress, rng: &mut StdRng) {
         self.now = self.now.max(now);
-        self.submit(Work::Promote { group: id.to_owned(), member }, rng);
+        self.submit(Work::Change { group: id.to_owned(), change: GroupChange::Promote(member) }, rng);
         self.release();
     }
 
@@ -958,11 +973,28 @@ impl Endpoint {
                     self.outbox.defer(seq);
                     self.schedule_retry(rng);
                 } else {
+                    let order = match self.outbox.get(seq) {
+                        Some(Body::OrderChange(order)) => Some(order.group_id.clone()),
+                        _ => None,
+                    };
                     self.outbox_done(seq);
-                    self.drop_send(DropReason::Refused(code));
+                    match order {
+                        Some(group) => self.order_refused(&group, code, rng),
+                        None => self.drop_send(DropReason::Refused(code)),
+                    }
+                }
+            }
+            (Request::Outbox(seq), S::GroupHead(head)) => {
+                let asked = matches!(self.outbox.get(seq), Some(Body::OrderChange(order)) if order.group_id == head.group_id);
+                self.outbox_done(seq);
+                if asked {
+                    self.ordered(head, rng);
                 }
             }
             (Request::Outbox(seq), _) => self.outbox_done(seq),
+            (Request::Head(group), S::GroupHead(head)) if head.group_id == group => self.head_arrived(head, rng),
+            (Request::Head(group), S::Failure(failure)) if !transient(failure.code) => self.head_refused(&group),
+            (Request::Head(_), _) => self.schedule_retry(rng),
             (Request::Fetch(user), S::Bundles(bundles)) if bundles.user == user => self.bundles_arrived(user, bundles, rng),
             (Request::Fetch(user), S::Failure(failure)) if !transient(failure.code) => {
                 // No such user (or no bundles): what waits for it is given up as unsealable.
@@ -1065,6 +1097,7 @@ impl Endpoint {
             self.request_link(device_id);
         }
         self.fetch_missing();
+        self.fetch_heads();
         self.run_waiting(rng);
     }
 
@@ -1217,5 +1250,7 @@ fn body_what(body: &Body) -> &'static str {
         Body::Acknowledge(_) => "ack",
         Body::UploadBlob(_) => "upload blob",
         Body::FetchBlob(_) => "fetch blob",
+        Body::OrderChange(_) => "order change",
+        Body::FetchHead(_) => "fetch head",
     }
 }

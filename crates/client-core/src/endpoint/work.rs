@@ -7,8 +7,8 @@ use rand::rngs::StdRng;
 use switchboard_session::{PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{Bundles, FetchBundles, GroupEnvelope, client_frame::Body};
 
-use super::{DropReason, Endpoint, Event, Member, Phase, Request};
-use crate::device::{Outgoing, PendingSend};
+use super::{DropReason, Endpoint, Member, Phase, Request};
+use crate::device::{Change, PendingSend};
 use crate::error::ClientError;
 
 /// Devices of one user taken from one bundle answer.
@@ -21,10 +21,28 @@ pub(super) enum Work {
     Seal(Vec<PendingSend>),
     Group { distributions: Vec<PendingSend>, envelope: GroupEnvelope },
     Pairwise { group: String, recipients: Vec<ProtocolAddress>, content: Vec<u8> },
-    Create { group: String, members: Vec<Member>, suite: Suite },
-    Add { group: String, member: Member },
-    Remove { group: String, member: Member },
-    Promote { group: String, member: ProtocolAddress },
+    /// A change of this device's to group `group`.
+    Change { group: String, change: GroupChange },
+}
+
+/// A change this device makes to one of its groups (see `order`).
+#[derive(Debug)]
+pub(super) enum GroupChange {
+    Create { members: Vec<Member>, suite: Suite },
+    Add(Member),
+    Remove(Member),
+    Promote(ProtocolAddress),
+}
+
+impl Work {
+    /// Whether this is a change of group `id` (which waits while another change of the group
+    /// waits for its hub).
+    pub(super) fn changes(&self, id: &str) -> bool {
+        match self {
+            Work::Change { group, .. } => group == id,
+            _ => false,
+        }
+    }
 }
 
 impl Endpoint {
@@ -66,20 +84,20 @@ impl Endpoint {
             Work::Seal(pending) => pending_needs(pending),
             Work::Group { distributions, .. } => pending_needs(distributions),
             Work::Pairwise { recipients, .. } => recipients.iter().filter(|a| self.unknown(a)).map(|a| a.name().to_owned()).collect(),
-            Work::Create { members, .. } => members.iter().filter_map(|m| self.member_needs(m)).collect(),
-            Work::Add { group, member } => {
+            Work::Change { change: GroupChange::Create { members, .. }, .. } => members.iter().filter_map(|m| self.member_needs(m)).collect(),
+            Work::Change { group, change: GroupChange::Add(member) } => {
                 let mut users = group_needs(group, None);
                 users.extend(self.member_needs(member));
                 users
             }
-            Work::Remove { group, member } => {
+            Work::Change { group, change: GroupChange::Remove(member) } => {
                 let mut users = group_needs(group, Some(member));
                 if let Member::Device(removed) = member {
                     users.extend(self.unknown(removed).then(|| removed.name().to_owned()));
                 }
                 users
             }
-            Work::Promote { group, .. } => group_needs(group, None),
+            Work::Change { group, change: GroupChange::Promote(_) } => group_needs(group, None),
         };
         users.sort();
         users.dedup();
@@ -217,20 +235,27 @@ impl Endpoint {
                 }
                 self.changed_device();
             }
-            Work::Create { group, members, suite } => {
+            Work::Change { group, change } => self.propose(group, change, rng),
+        }
+    }
+
+    /// Proposes a change of this device's to one of its groups; its hub orders it (see `order`).
+    fn propose(&mut self, group: String, change: GroupChange, rng: &mut StdRng) {
+        if self.change_waits(&group) {
+            self.hold_change(Work::Change { group, change });
+            return;
+        }
+        let proposed = match change {
+            GroupChange::Create { members, suite } => {
                 let devices: Vec<ProtocolAddress> = members.iter().flat_map(|m| self.resolve(m)).collect();
-                let result = self.device.create_group(&group, devices, suite, &mut self.directory, rng);
-                let added = self.device.group(&group).map(|g| g.members().iter().cloned().collect()).unwrap_or_default();
-                self.changed(group, result, added, Vec::new(), rng);
+                self.device.propose_create(&group, devices, suite, rng)
             }
-            Work::Add { group, member } => {
-                for device in self.resolve(&member) {
-                    let result = self.device.add_member(&group, device.clone(), &mut self.directory, rng);
-                    self.changed(group.clone(), result, vec![device], Vec::new(), rng);
-                }
+            GroupChange::Add(member) => {
+                let add = self.resolve(&member);
+                self.device.propose(&group, &Change { add, ..Change::default() }, rng)
             }
-            Work::Remove { group, member } => {
-                let devices: Vec<ProtocolAddress> = match &member {
+            GroupChange::Remove(member) => {
+                let remove: Vec<ProtocolAddress> = match &member {
                     Member::Device(address) => vec![address.clone()],
                     Member::User(user) => self
                         .device
@@ -238,16 +263,11 @@ impl Endpoint {
                         .map(|g| g.members().iter().filter(|m| m.name() == user).cloned().collect())
                         .unwrap_or_default(),
                 };
-                for device in devices {
-                    let result = self.device.remove_member(&group, &device, &mut self.directory, rng);
-                    self.changed(group.clone(), result, Vec::new(), vec![device], rng);
-                }
+                self.device.propose(&group, &Change { remove, ..Change::default() }, rng)
             }
-            Work::Promote { group, member } => {
-                let result = self.device.promote(&group, &member, &mut self.directory, rng);
-                self.changed(group, result, Vec::new(), Vec::new(), rng);
-            }
-        }
+            GroupChange::Promote(member) => self.device.propose(&group, &Change { promote: vec![member], ..Change::default() }, rng),
+        };
+        self.order(proposed);
     }
 
     /// Seals `pending` recipient by recipient; what cannot be sealed is reported (and, for this
@@ -270,29 +290,6 @@ impl Endpoint {
             // What we knew of that user's devices did not do: ask again next time.
             self.devices_of.remove(send.to.name());
             self.drop_send(DropReason::CouldNotSeal(error));
-        }
-    }
-
-    /// A membership change of this device's own, made (and announced) or refused.
-    fn changed(
-        &mut self,
-        group: String,
-        result: Result<Vec<Outgoing>, ClientError>,
-        added: Vec<ProtocolAddress>,
-        removed: Vec<ProtocolAddress>,
-        rng: &mut StdRng,
-    ) {
-        match result {
-            Ok(outgoing) => {
-                self.changed_device();
-                self.queue_pairwise(outgoing, "", rng);
-                let by = self.device.address().clone();
-                let (epoch, state) = self.device.group(&group).map_or((0, [0; 32]), |g| (g.epoch(), *g.hash()));
-                self.events.push_back(Event::GroupChanged { group: group.clone(), epoch, by, added, removed, state });
-                // A member added may have written before: what waited for it reads now.
-                self.retry_stalled(&group, rng);
-            }
-            Err(error) => self.drop_send(DropReason::CouldNotSeal(error)),
         }
     }
 }

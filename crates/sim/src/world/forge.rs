@@ -5,6 +5,7 @@
 
 use rand::RngExt;
 use switchboard_session::ProtocolAddress;
+use switchboard_client_core::OrderKey;
 use switchboard_session::group::{self as sender_keys, InMemorySenderKeyStore};
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{GroupControl, PairwisePayload, pairwise_payload::Body};
@@ -67,10 +68,12 @@ impl World {
         if others.is_empty() {
             return;
         }
+        // Signed with a key of its own: it holds none of the group's.
+        let own_key = OrderKey::generate(&mut self.rng);
         let with_stranger = || {
             let mut members = view.members().clone();
             members.insert(stranger.clone());
-            view.next(members, [me.clone()].into_iter().collect()).ok().map(|g| g.announcement())
+            view.next(members, [me.clone()].into_iter().collect(), Some(&own_key)).ok().map(|g| g.sign(&own_key).announcement())
         };
         let without = |removed: &ProtocolAddress| {
             let mut members = view.members().clone();
@@ -78,7 +81,7 @@ impl World {
             let mut admins = view.admins().clone();
             admins.shift_remove(removed);
             admins.insert(me.clone());
-            view.next(members, admins).ok().map(|g| g.announcement())
+            view.next(members, admins, Some(&own_key)).ok().map(|g| g.sign(&own_key).announcement())
         };
         let victim = view.admins().iter().find(|a| **a != me).cloned().unwrap_or_else(|| others[0].clone());
         let mut sends: Vec<(ProtocolAddress, GroupControl)> = Vec::new();

@@ -395,6 +395,7 @@ fn server_what(frame: &ServerFrame) -> &'static str {
         Some(server_frame::Body::Deliver(_)) => "deliver",
         Some(server_frame::Body::Blob(_)) => "blob",
         Some(server_frame::Body::PrekeyCount(_)) => "prekey count",
+        Some(server_frame::Body::GroupHead(_)) => "group head",
         None => "?",
     }
 }
@@ -409,6 +410,9 @@ fn federation_what(frame: &FederationFrame) -> &'static str {
         Some(federation_frame::Body::Failure(_)) => "failure",
         Some(federation_frame::Body::FetchBlob(_)) => "fetch blob",
         Some(federation_frame::Body::Blob(_)) => "blob",
+        Some(federation_frame::Body::OrderChange(_)) => "order change",
+        Some(federation_frame::Body::FetchHead(_)) => "fetch head",
+        Some(federation_frame::Body::GroupHead(_)) => "group head",
         None => "?",
     }
 }
