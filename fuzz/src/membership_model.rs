@@ -6,24 +6,25 @@
 //! previous hash chosen by the input — or sends arbitrary bytes as a group control; any member
 //! writes to the group; and any message in flight is delivered, in any order, or dropped.
 //!
+//! The model plays the group's hub: an admin's change applies only if the hub orders it (it
+//! names the hub's head as its previous state), and a device told it joined asks the hub for the
+//! head, as a networked device does.
+//!
 //! Checks, after every step: no panic; a delivery that is refused leaves the recipient's view of
 //! the group as it was; every device in the group holds a state some admin made (its hash is one
-//! the model saw an admin make, since Carol is never an admin); and a group message is read only
-//! by a member of the state its sender was at, as the admins made it.
-//!
-//! One known gap is left out of the checks: a device outside the group (Dave, or a member removed
-//! since) takes a joining announcement from whoever it names as admin, so Carol can give it a
-//! state of her own making. Such a device is not checked until it leaves that state.
+//! the model saw an admin make, since Carol is never an admin) — including a device outside the
+//! group that Carol tells it joined a state of her making; and a group message is read only by a
+//! member of the state its sender was at, as the admins made it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use arbitrary::Unstructured;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use switchboard_client_core::{Device, Group, InMemoryDirectory, Outgoing, PendingSend};
+use switchboard_client_core::{Change, Device, Group, InMemoryDirectory, OrderKey, Outgoing, PendingSend, Received};
 use switchboard_session::{ProtocolAddress, Suite};
 use switchboard_wire::Message;
-use switchboard_wire::switchboard::{PairwisePayload, pairwise_payload::Body};
+use switchboard_wire::switchboard::{GroupHead, PairwisePayload, pairwise_payload::Body};
 
 use crate::{byte, pick};
 
@@ -50,8 +51,8 @@ struct World {
     /// Every state an admin made, by hash.
     admin_states: HashMap<[u8; 32], Group>,
     sent: Vec<Sent>,
-    /// Devices that joined from Carol's word (the known gap above).
-    squatted: [bool; DEVICES],
+    /// The hub's head: the epoch and hash of the last change it ordered.
+    head: (u64, [u8; 32]),
 }
 
 /// Runs one input through the model, panicking on the first violated expectation.
@@ -64,6 +65,7 @@ pub fn run(data: &[u8]) {
         .enumerate()
         .map(|(i, address)| {
             let mut device = Device::new(address.clone(), i as u32 + 1, &mut rng);
+            device.check_joins_with_hub();
             directory.publish(address, device.publish_bundles(16, &mut rng)).expect("own bundles verify");
             device
         })
@@ -76,11 +78,12 @@ pub fn run(data: &[u8]) {
         in_flight: VecDeque::new(),
         admin_states: HashMap::new(),
         sent: Vec::new(),
-        squatted: [false; DEVICES],
+        head: (0, [0; 32]),
     };
     let members = [1, 2].map(|i| world.addresses[i].clone());
     let outgoing = world.devices[ALICE].create_group(GROUP, members, Suite::Aes256Gcm, &mut world.directory, &mut world.rng).expect("a new group");
     world.made_by_admin(ALICE);
+    world.head = (0, *world.devices[ALICE].group(GROUP).expect("created").hash());
     world.in_flight.extend(outgoing.into_iter().map(|o| (ALICE, o)));
     while !world.in_flight.is_empty() {
         world.deliver(0);
@@ -124,17 +127,27 @@ impl World {
         let target = usize::from(what >> 2) % DEVICES;
         // Carol stays a member that is never an admin: whatever state names her admin, no admin made it.
         let address = self.addresses[target].clone();
-        let (device, rng, directory) = (&mut self.devices[admin], &mut self.rng, &mut self.directory);
-        let result = match what % 3 {
-            0 => device.add_member(GROUP, address, directory, rng),
-            1 => device.remove_member(GROUP, &address, directory, rng),
+        let change = match what % 3 {
+            0 => Change { add: vec![address], ..Change::default() },
+            1 => Change { remove: vec![address], ..Change::default() },
             _ if target == CAROL => return,
-            _ => device.promote(GROUP, &address, directory, rng),
+            _ => Change { promote: vec![address], ..Change::default() },
         };
-        if let Ok(outgoing) = result {
-            self.made_by_admin(admin);
-            self.in_flight.extend(outgoing.into_iter().map(|o| (admin, o)));
+        let (device, rng, directory) = (&mut self.devices[admin], &mut self.rng, &mut self.directory);
+        let Ok(order) = device.propose(GROUP, &change, rng) else { return };
+        // The hub orders it if it follows the head (an admin whose view is behind loses).
+        if self.head.0.checked_add(1) == Some(order.epoch) && order.prev_hash == self.head.1 {
+            self.head = (order.epoch, order.state_hash.as_slice().try_into().expect("32 bytes"));
         }
+        let head = GroupHead { group_id: GROUP.to_owned(), epoch: self.head.0, state_hash: self.head.1.to_vec() };
+        let Ok(announcements) = device.ordered(&head, rng) else { return };
+        let outgoing = device.seal_all(announcements, directory, rng).expect("every device has a bundle");
+        self.made_by_admin(admin);
+        self.in_flight.extend(outgoing.into_iter().map(|o| (admin, o)));
+    }
+
+    fn head(&self) -> GroupHead {
+        GroupHead { group_id: GROUP.to_owned(), epoch: self.head.0, state_hash: self.head.1.to_vec() }
     }
 
     /// Delivers the message in flight at `index`.
@@ -143,15 +156,19 @@ impl World {
         let to = self.addresses.iter().position(|a| *a == outgoing.to).expect("a device of the model");
         let before = self.devices[to].group(GROUP).map(|g| *g.hash());
         let from_address = self.addresses[from].clone();
+        let head = self.head();
         let (device, rng) = (&mut self.devices[to], &mut self.rng);
-        match device.receive_pending(&from_address, &outgoing.message, rng) {
-            Ok((_, responses)) => assert!(responses.is_empty(), "responses go out with the next message"),
-            Err(_) => assert_eq!(self.devices[to].group(GROUP).map(|g| *g.hash()), before, "a refused delivery changed the group"),
-        }
-        match (before, self.devices[to].group(GROUP)) {
-            (None, Some(_)) => self.squatted[to] = from == CAROL,
-            (_, None) => self.squatted[to] = false,
-            _ => {}
+        let result = match device.receive_pending(&from_address, &outgoing.message, rng) {
+            // The hub answers at once with its head.
+            Ok((Received::JoinAwaitingHub { .. }, _)) => device.hub_head(&head, rng).map(drop),
+            Ok((_, responses)) => {
+                assert!(responses.is_empty(), "responses go out with the next message");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        };
+        if result.is_err() {
+            assert_eq!(self.devices[to].group(GROUP).map(|g| *g.hash()), before, "a refused delivery changed the group");
         }
     }
 
@@ -165,7 +182,9 @@ impl World {
         let mut admins: indexmap::IndexSet<ProtocolAddress> = chosen(masks >> 4);
         admins.insert(self.addresses[CAROL].clone());
         admins.retain(|a| members.contains(a));
-        let Ok(forged) = view.next(members, admins) else { return };
+        // Signed with a key of Carol's own: she holds none of the group's.
+        let own_key = OrderKey::generate(&mut self.rng);
+        let Ok(forged) = view.next(members, admins, Some(&own_key)).map(|group| group.sign(&own_key)) else { return };
         let mut control = forged.announcement();
         control.epoch = match shift % 4 {
             0 => view.epoch(),
@@ -214,7 +233,7 @@ impl World {
         for (index, device) in self.devices.iter().enumerate() {
             if let Some(group) = device.group(GROUP) {
                 assert!(
-                    self.squatted[index] || self.admin_states.contains_key(group.hash()),
+                    self.admin_states.contains_key(group.hash()),
                     "{} holds epoch {} of the group, which no admin made",
                     self.addresses[index],
                     group.epoch()
@@ -232,8 +251,7 @@ impl World {
                 let mut probe = store;
                 let Ok(message) = switchboard_session::group::SenderKeyMessage::parse(&sent.bytes) else { continue };
                 let readable = switchboard_session::group::decrypt(&mut probe, GROUP, &self.addresses[sent.from], &message).is_ok();
-                // A squatted sender's state is Carol's; what it writes is not checked.
-                let Some(state) = self.admin_states.get(&sent.state) else { continue };
+                let state = self.admin_states.get(&sent.state).expect("a writer holds a state an admin made");
                 if readable {
                     assert!(
                         state.members().contains(&self.addresses[reader]),

@@ -132,8 +132,9 @@ impl Device {
         let mut joins_awaiting_hub = std::collections::HashMap::new();
         for stored in &snapshot.joins_awaiting_hub {
             let pending = pending_change(stored)?;
-            let hash = *Group::from_control(&pending.control)?.hash();
-            joins_awaiting_hub.insert((pending.control.group_id.clone(), hash), pending);
+            if joins_awaiting_hub.insert((pending.control.group_id.clone(), pending.from.clone()), pending).is_some() {
+                return Err(ClientError::InvalidPayload("two joins from one sender for one group"));
+            }
         }
         let kept_bytes: usize = snapshot.pending_changes.iter().map(|pending| pending.encoded_len()).sum();
         if snapshot.pending_changes.len() > crate::MAX_PENDING_CHANGES || kept_bytes > crate::MAX_PENDING_CHANGE_BYTES {

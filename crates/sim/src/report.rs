@@ -125,6 +125,11 @@ pub struct AdversaryCounts {
     pub forged_changes: u64,
     pub forgeries_refused: u64,
     pub forks_detected: u64,
+    /// Announcements that a device joined a group, refused because the group's hub holds another
+    /// state (a member's forgery shown to a device outside the group).
+    pub joins_refused: u64,
+    /// Admins' changes their hub did not order because another admin's came first.
+    pub changes_not_ordered: u64,
 }
 
 /// The crypto a run did (see `switchboard-bench`'s `sim_deliveries_per_sec`, which times each
@@ -329,6 +334,8 @@ impl Report {
             forged_changes: ledger.forged_changes,
             forgeries_refused: ledger.forgeries_refused,
             forks_detected: ledger.forks_detected,
+            joins_refused: world.clients.iter().map(|c| c.stats().joins_refused).sum(),
+            changes_not_ordered: world.clients.iter().map(|c| c.stats().changes_not_ordered).sum(),
         };
 
         let count = |name: &str| violations.iter().filter(|v| v.invariant == name).count();
@@ -373,8 +380,8 @@ impl Report {
                 name: crate::ledger::OUTSIDER_READ,
                 holds: outsider_readable == 0,
                 detail: format!(
-                    "{outsider_readable} group messages read, or readable, outside the admins' membership ({outsider_attempts} tried with the keys of {outsiders} devices no admin added); {} changes forged by members, {} refused on arrival, {} fork alarms raised",
-                    ledger.forged_changes, ledger.forgeries_refused, ledger.forks_detected
+                    "{outsider_readable} group messages read, or readable, outside the admins' membership ({outsider_attempts} tried with the keys of {outsiders} devices no admin added); {} changes forged by members, {} refused on arrival, {} fork alarms raised, {} joins refused on the hub's word",
+                    ledger.forged_changes, ledger.forgeries_refused, ledger.forks_detected, adversaries.joins_refused
                 ),
             },
             Invariant {

@@ -28,9 +28,10 @@ pub const MAX_PENDING_CHANGE_BYTES: usize = 8 * 1024 * 1024;
 /// Forks kept until [`Device::take_forks`] (one per group, epoch and sender).
 pub const MAX_FORKS_KEPT: usize = 64;
 
-/// Announcements that this device joined a group, kept while their hub's head is asked for.
+/// Announcements that this device joined a group, kept while their hub's head is asked for (the
+/// latest of each sender).
 pub const MAX_JOINS_AWAITING_HUB: usize = 64;
-/// Of those, for one group.
+/// Of those, senders for one group.
 pub const MAX_JOINS_AWAITING_HUB_PER_GROUP: usize = 4;
 
 /// An announcement that came before the changes it builds on.
@@ -80,8 +81,8 @@ impl Device {
                 self.keep_for_later(from, control)?;
                 Applied::Changed
             }
-            Transition::Join { group, .. } if self.joins_need_hub => {
-                self.await_hub(from, control, *group.hash())?;
+            Transition::Join { .. } if self.joins_need_hub => {
+                self.await_hub(from, control)?;
                 return Ok((Received::JoinAwaitingHub { group: id }, Vec::new()));
             }
             transition => self.apply(&id, transition, control, rng)?,
@@ -137,17 +138,21 @@ impl Device {
         from
     }
 
-    /// Keeps an announcement that this device joined until the hub's head comes: at most
-    /// [`MAX_JOINS_AWAITING_HUB`] in all and [`MAX_JOINS_AWAITING_HUB_PER_GROUP`] per group
-    /// (another member's forgery must not push out the admin's announcement).
-    fn await_hub(&mut self, from: &ProtocolAddress, control: &GroupControl, hash: [u8; 32]) -> Result<()> {
-        let key = (control.group_id.clone(), hash);
-        if self.joins_awaiting_hub.contains_key(&key) {
-            return Ok(());
-        }
-        let for_group = self.joins_awaiting_hub.keys().filter(|(group, _)| *group == key.0).count();
-        if for_group >= MAX_JOINS_AWAITING_HUB_PER_GROUP || self.joins_awaiting_hub.len() >= MAX_JOINS_AWAITING_HUB {
-            return Err(ClientError::InvalidChange("too many joins waiting for their hub"));
+    /// Keeps an announcement that this device joined until the hub's head comes: the latest from
+    /// each sender (a later one supersedes what that sender said before), from at most
+    /// [`MAX_JOINS_AWAITING_HUB_PER_GROUP`] senders per group and [`MAX_JOINS_AWAITING_HUB`] in
+    /// all, so that a member's forgeries cannot push out an admin's announcement.
+    fn await_hub(&mut self, from: &ProtocolAddress, control: &GroupControl) -> Result<()> {
+        let key = (control.group_id.clone(), from.clone());
+        match self.joins_awaiting_hub.get(&key) {
+            Some(kept) if kept.control.epoch > control.epoch => return Ok(()),
+            Some(_) => {}
+            None => {
+                let senders = self.joins_awaiting_hub.keys().filter(|(group, _)| *group == key.0).count();
+                if senders >= MAX_JOINS_AWAITING_HUB_PER_GROUP || self.joins_awaiting_hub.len() >= MAX_JOINS_AWAITING_HUB {
+                    return Err(ClientError::InvalidChange("too many joins waiting for their hub"));
+                }
+            }
         }
         self.joins_awaiting_hub.insert(key, PendingChange { from: from.clone(), control: control.clone() });
         Ok(())

@@ -123,7 +123,7 @@ pub struct Device {
     pub(crate) order_keys: HashMap<String, crate::group::OrderKey>,
     /// Announcements that this device joined a group, waiting for the hub's word that they name
     /// the group's state (see [`Self::check_joins_with_hub`]).
-    pub(crate) joins_awaiting_hub: HashMap<(String, [u8; 32]), PendingChange>,
+    pub(crate) joins_awaiting_hub: HashMap<(String, ProtocolAddress), PendingChange>,
     /// Whether a join waits for the hub's word (a networked device) or takes the announcing
     /// admin's (a device driven without relays).
     pub(crate) joins_need_hub: bool,

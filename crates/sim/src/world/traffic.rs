@@ -29,7 +29,7 @@ impl World {
                 Outcome::Duplicate { .. } => self.ledger.duplicates_dropped += 1,
                 Outcome::Refused { from, envelope, reason } => {
                     self.ledger.refused(device, envelope);
-                    let forged = matches!(reason, "not an admin" | "invalid change" | "group fork" | "invalid payload" | "not a member");
+                    let forged = matches!(reason, "not an admin" | "invalid change" | "group fork" | "invalid payload" | "not a member" | "a change its admins did not order");
                     if forged && self.groups.iter().any(|g| g.forger.is_some_and(|f| from.as_ref() == Some(&self.clients[f.device].address))) {
                         self.ledger.forgeries_refused += 1;
                     }
@@ -251,11 +251,7 @@ impl World {
         let id = self.groups[group].id.clone();
         let user = if join {
             let apps = self.groups[group].apps.clone();
-            // The forger's stranger stays one: an admin that added it would have to win it back
-            // from the forger's fake view of the group (see the closing note of issue 13).
-            let mut except = self.groups[group].users.clone();
-            except.extend(self.groups[group].forger.map(|f| f.stranger));
-            let Some(&user) = self.draw_users(&apps, 1, &except).first() else { return };
+            let Some(&user) = self.draw_users(&apps, 1, &self.groups[group].users.clone()).first() else { return };
             self.groups[group].users.push(user);
             user
         } else {
