@@ -1,0 +1,111 @@
+//! A group's hub orders its changes: two admins' changes for one epoch never both stand, and a
+//! device outside a group joins only a state the hub holds — shown over the in-memory harness
+//! (real endpoints, real relay cores).
+
+use std::time::Duration;
+
+use switchboard_client_core::endpoint::{ACK_DELAY, DropReason, Member};
+use switchboard_client_core::{ClientError, Event, OrderKey};
+use switchboard_harness::Harness;
+use switchboard_session::{ProtocolAddress, Suite};
+use switchboard_wire::Message;
+use switchboard_wire::switchboard::{PairwisePayload, pairwise_payload::Body};
+
+const GROUP: &str = "g@green";
+const TICK: Duration = Duration::from_millis(10);
+
+fn online(h: &mut Harness, user: &str) -> usize {
+    let d = h.add_device(user, 1, false);
+    h.connect(d);
+    h.settle();
+    assert!(h.devices[d].endpoint.is_online());
+    h.take_events(d);
+    d
+}
+
+fn state(h: &Harness, d: usize) -> Option<[u8; 32]> {
+    h.devices[d].endpoint.group(GROUP).map(|group| *group.hash())
+}
+
+fn device(user: &str) -> ProtocolAddress {
+    ProtocolAddress::new(user, 1)
+}
+
+#[test]
+fn two_admins_changes_for_one_epoch_are_ordered_by_the_hub_and_only_one_stands() {
+    let mut h = Harness::new(&["green", "blue", "red"], 31);
+    let alice = online(&mut h, "alice@green");
+    let bob = online(&mut h, "bob@blue");
+    let carol = online(&mut h, "carol@red");
+    let dave = online(&mut h, "dave@blue");
+    h.with(alice, |e, now, rng| e.create_group(now, GROUP, vec![Member::User("bob@blue".into())], Suite::Aes256Gcm, rng));
+    h.settle();
+    h.with(alice, |e, now, rng| e.promote(now, GROUP, device("bob@blue"), rng));
+    h.settle();
+    assert!(h.devices[bob].endpoint.group(GROUP).unwrap().admins().contains(&device("bob@blue")));
+    // Both admins change the group at once, from the same state: Alice adds Carol, Bob adds Dave.
+    h.with(alice, |e, now, rng| e.add_member(now, GROUP, Member::User("carol@red".into()), rng));
+    h.with(bob, |e, now, rng| e.add_member(now, GROUP, Member::User("dave@blue".into()), rng));
+    h.settle();
+    h.advance(ACK_DELAY + TICK);
+    // One of the two was ordered; the other admin heard its change was not.
+    let not_ordered: Vec<usize> = [alice, bob]
+        .into_iter()
+        .filter(|d| {
+            h.take_events(*d).iter().any(|e| matches!(e, Event::SendDropped { reason: DropReason::CouldNotSeal(ClientError::NotOrdered { epoch: 2, .. }) }))
+        })
+        .collect();
+    assert_eq!(not_ordered.len(), 1, "exactly one admin's change lost");
+    let (winner, joined, left_out) = if not_ordered == [bob] { (alice, carol, dave) } else { (bob, dave, carol) };
+    // Every member holds the winner's state; the other newcomer is in no group and reads nothing.
+    let winning = state(&h, winner).expect("the winner's state");
+    for member in [alice, bob, joined] {
+        assert_eq!(state(&h, member), Some(winning), "member {member} holds another state");
+    }
+    assert_eq!(state(&h, left_out), None);
+    let mut events = h.take_events(alice);
+    events.extend(h.take_events(bob));
+    assert!(events.iter().all(|e| !matches!(e, Event::GroupForked { .. })), "{events:?}");
+    h.with(winner, |e, now, rng| e.send_group(now, GROUP, b"after the race".to_vec(), rng)).unwrap();
+    h.advance(ACK_DELAY + TICK);
+    let read = |h: &mut Harness, d: usize| h.take_messages(d).into_iter().any(|(_, _, content)| content == b"after the race");
+    assert!(read(&mut h, joined));
+    assert!(!read(&mut h, left_out));
+}
+
+#[test]
+fn a_member_cannot_make_a_device_outside_the_group_join_a_state_of_its_own() {
+    // Found in review at stop 25: a member (not an admin) handed a device outside the group a
+    // state naming itself admin; the device joined it, later refused the real admin's addition
+    // as "not an admin", and its first message handed its key to whoever the fake state listed.
+    let mut h = Harness::new(&["green", "blue", "red"], 32);
+    let alice = online(&mut h, "alice@green");
+    let bob = online(&mut h, "bob@blue");
+    let carol = online(&mut h, "carol@red");
+    let erin = online(&mut h, "erin@blue");
+    let members = vec![Member::User("bob@blue".into()), Member::User("carol@red".into())];
+    h.with(alice, |e, now, rng| e.create_group(now, GROUP, members, Suite::Aes256Gcm, rng));
+    h.settle();
+    // Carol tells Erin she joined a state of Carol's making (signed with a key of her own).
+    let view = h.devices[carol].endpoint.group(GROUP).unwrap().clone();
+    let mut forged_members = view.members().clone();
+    forged_members.insert(device("erin@blue"));
+    let own = h.with(carol, |_, _, rng| OrderKey::generate(rng));
+    let forged = view.next(forged_members, [device("carol@red")].into_iter().collect(), Some(&own)).unwrap().sign(&own);
+    let payload = PairwisePayload { body: Some(Body::GroupControl(forged.announcement())), suites: Vec::new() }.encode_to_vec();
+    h.with(carol, |e, now, rng| e.send_payload(now, device("erin@blue"), payload, rng));
+    h.settle();
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(state(&h, erin), None, "Erin joined a state no admin made");
+    assert!(h.take_events(erin).iter().any(|e| matches!(e, Event::JoinRefused { from, .. } if *from == device("carol@red"))));
+    // Alice adds Erin for real: Erin joins Alice's state and reads the members, not Carol's list.
+    h.with(alice, |e, now, rng| e.add_member(now, GROUP, Member::User("erin@blue".into()), rng));
+    h.settle();
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(state(&h, erin), state(&h, alice));
+    h.with(erin, |e, now, rng| e.send_group(now, GROUP, b"erin is in".to_vec(), rng)).unwrap();
+    h.advance(ACK_DELAY + TICK);
+    for member in [alice, bob, carol] {
+        assert!(h.take_messages(member).into_iter().any(|(_, _, content)| content == b"erin is in"), "member {member} did not read Erin");
+    }
+}
