@@ -277,3 +277,58 @@ fn a_member_raises_one_fork_alarm_per_epoch_at_most_and_slips_no_key_in_with_an_
     let carols = world.device("bob@blue").sender_key_store().records().filter(|(_, sender, _)| **sender == address("carol@red")).count();
     assert_eq!(carols, 0);
 }
+
+#[test]
+fn only_admins_hold_the_order_key_and_it_changes_when_an_admin_leaves() {
+    let mut world = founded(Suite::Aes256Gcm, 19);
+    let genesis_key = *world.device("alice@green").group(GROUP).unwrap().order_key();
+    assert_eq!(world.device("alice@green").order_key(GROUP).map(OrderKey::public), Some(genesis_key));
+    assert!(world.device("bob@blue").order_key(GROUP).is_none(), "a member that is no admin holds no order key");
+    // Promoted, Bob is handed the key with the announcement (and only he is).
+    let rng = &mut world.rng;
+    let outgoing = world.devices.get_mut(&address("alice@green")).unwrap().promote(GROUP, &address("bob@blue"), &mut world.directory, rng).unwrap();
+    world.post("alice@green", outgoing);
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    assert_eq!(world.device("bob@blue").order_key(GROUP).map(OrderKey::public), Some(genesis_key));
+    assert!(world.device("carol@red").order_key(GROUP).is_none());
+    let bobs_key = world.device("bob@blue").order_key(GROUP).unwrap().clone();
+    // Alice removes Bob: the next state names a new key, which Bob never sees.
+    let rng = &mut world.rng;
+    let outgoing = world.devices.get_mut(&address("alice@green")).unwrap().remove_member(GROUP, &address("bob@blue"), &mut world.directory, rng).unwrap();
+    world.post("alice@green", outgoing);
+    world.deliver_all();
+    let after = world.device("carol@red").group(GROUP).unwrap().clone();
+    assert_ne!(*after.order_key(), genesis_key);
+    assert_eq!(world.device("alice@green").order_key(GROUP).map(OrderKey::public), Some(*after.order_key()));
+    // What Bob signs with the key he held orders nothing: an admin's own device relaying it
+    // (Alice here, as a modified client would) is refused too.
+    let mut members = after.members().clone();
+    members.insert(address("erin@red"));
+    let forged = after.next(members, after.admins().clone(), None).unwrap().sign(&bobs_key);
+    announce(&mut world, "alice@green", &forged, &["carol@red"]);
+    let results = world.deliver_all();
+    assert!(matches!(&results[0].1, Err(ClientError::UnorderedChange { .. })), "{results:?}");
+    assert_eq!(world.device("carol@red").group(GROUP).unwrap().hash(), after.hash());
+}
+
+#[test]
+fn a_restored_admin_keeps_its_order_key_and_a_change_waiting_for_its_hub() {
+    let mut world = founded(Suite::Aes256Gcm, 20);
+    let rng = &mut world.rng;
+    let alice = world.devices.get_mut(&address("alice@green")).unwrap();
+    let change = switchboard_client_core::Change { remove: vec![address("dave@blue")], ..Default::default() };
+    let order = alice.propose(GROUP, &change, rng).unwrap();
+    let snapshot = alice.snapshot();
+    let mut restored = switchboard_client_core::Device::restore(&snapshot).unwrap();
+    assert_eq!(restored.order_key(GROUP).map(OrderKey::public), alice.order_key(GROUP).map(OrderKey::public));
+    assert_eq!(restored.proposals().collect::<Vec<_>>(), vec![order.clone()]);
+    // The hub's answer, after the restart, applies the change.
+    let head = switchboard_wire::switchboard::GroupHead { group_id: GROUP.into(), epoch: order.epoch, state_hash: order.state_hash.clone() };
+    let announcements = restored.ordered(&head, rng).unwrap();
+    assert_eq!(announcements.len(), 3, "bob, carol, and dave who learns he is out");
+    assert!(!restored.group(GROUP).unwrap().members().contains(&address("dave@blue")));
+    // A snapshot whose order key is not the group's does not restore.
+    let mut tampered = snapshot.clone();
+    tampered.groups[0].order_secret = vec![9; 32];
+    assert!(switchboard_client_core::Device::restore(&tampered).is_err());
+}
