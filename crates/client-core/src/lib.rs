@@ -10,9 +10,12 @@
 //!
 //! Groups follow Signal's Sender Keys model with explicit membership: a group has an id, a set of
 //! member devices, admins among them, and an epoch that grows by one at every change. Only an
-//! admin may change a group; every change names the state it applies to by its hash, and every
-//! member checks both before applying it, so that no member can be shown a change the admins did
-//! not make, and two different changes for one epoch are detected as a fork. Adding a member
+//! admin may change a group; every change names the state it applies to by its hash and carries
+//! the signature of that state's order key (which only admins hold), and every member checks all
+//! three before applying it, so that no member can be shown a change the admins did not make, and
+//! two different changes for one epoch are detected as a fork. A networked device has the group's
+//! hub order its changes before it applies them (one per epoch, so two admins' changes never both
+//! stand), and joins a group only once the hub names the state it was told of. Adding a member
 //! gives it every member's *current* sender key, so it cannot read what was sent before it joined;
 //! removing one makes every remaining member rotate its sender key and hand the new one to the
 //! remaining members only, so the removed member cannot read what is sent after.

@@ -207,8 +207,10 @@ impl Report {
         let kept: HashSet<usize> = ledger.group_ciphertexts.iter().map(|c| c.group).collect();
         let group_index: HashMap<&str, usize> = kept.iter().map(|g| (groups[*g].id.as_str(), *g)).collect();
         let mut holders: HashMap<usize, Vec<usize>> = HashMap::default();
-        for (device, client) in clients.iter().enumerate() {
-            for group in client.device().sender_key_store().records().filter_map(|(g, _, _)| group_index.get(g).copied()) {
+        // Keys a device holds unused count too: whoever controls the device reads with them.
+        let received: Vec<_> = clients.iter().map(|client| client.device().every_sender_key_received()).collect();
+        for (device, store) in received.iter().enumerate() {
+            for group in store.records().filter_map(|(g, _, _)| group_index.get(g).copied()) {
                 let devices = holders.entry(group).or_default();
                 if devices.last() != Some(&device) {
                     devices.push(device);
@@ -217,7 +219,7 @@ impl Report {
         }
         let (outsiders, outsider_attempts, outsider_readable, outsider_violations) = ledger.check_outsiders(
             &holders,
-            &|d| clients[d].device().sender_key_store().clone(),
+            &|d| received[d].clone(),
             &|d| clients[d].address.clone(),
             &|g| groups[g].id.clone(),
         );

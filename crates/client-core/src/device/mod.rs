@@ -309,6 +309,19 @@ impl Device {
         &self.sender_keys
     }
 
+    /// Every sender key this device was handed: those it applied, and those it holds unused
+    /// because their senders are not members as it knows the group. What someone in control of
+    /// the device could read with (the simulator's invariants try it); a copy.
+    pub fn every_sender_key_received(&self) -> InMemorySenderKeyStore {
+        let mut store = self.sender_keys.clone();
+        for ((group, sender), held) in &self.held_keys {
+            for distribution in held {
+                let _ = sender_keys::process_distribution(&mut store, group, sender, distribution);
+            }
+        }
+        store
+    }
+
     /// The group `id`, as this device sees it.
     pub fn group(&self, id: &str) -> Option<&Group> {
         self.groups.get(id)
