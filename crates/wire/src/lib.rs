@@ -23,6 +23,8 @@ pub mod signal {
 }
 
 /// Switchboard's own messages (prekey bundles).
+// Generated: a oneof is an enum of its messages, held inline as prost writes them.
+#[allow(clippy::large_enum_variant)]
 pub mod switchboard {
     include!(concat!(env!("OUT_DIR"), "/switchboard.rs"));
 }
