@@ -7,8 +7,8 @@
 //! writes to the group; and any message in flight is delivered, in any order, or dropped.
 //!
 //! The model plays the group's hub: an admin's change applies only if the hub orders it (it
-//! names the hub's head as its previous state), and a device told it joined asks the hub for the
-//! head, as a networked device does.
+//! names the hub's head as its previous state), and a device told of a change asks the hub which
+//! state it ordered at that epoch before applying it, as a networked device does.
 //!
 //! Checks, after every step: no panic; a delivery that is refused leaves the recipient's view of
 //! the group as it was; every device in the group holds a state some admin made (its hash is one
@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use arbitrary::Unstructured;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use switchboard_client_core::{Change, Device, Group, InMemoryDirectory, OrderKey, Outgoing, PendingSend, Received};
+use switchboard_client_core::{Change, Device, Group, InMemoryDirectory, OrderKey, Outgoing, PendingSend};
 use switchboard_session::{ProtocolAddress, Suite};
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{GroupHead, PairwisePayload, pairwise_payload::Body};
@@ -51,8 +51,8 @@ struct World {
     /// Every state an admin made, by hash.
     admin_states: HashMap<[u8; 32], Group>,
     sent: Vec<Sent>,
-    /// The hub's head: the epoch and hash of the last change it ordered.
-    head: (u64, [u8; 32]),
+    /// The hub's chain: the hash of the state it ordered at each epoch.
+    ordered: Vec<[u8; 32]>,
 }
 
 /// Runs one input through the model, panicking on the first violated expectation.
@@ -65,7 +65,7 @@ pub fn run(data: &[u8]) {
         .enumerate()
         .map(|(i, address)| {
             let mut device = Device::new(address.clone(), i as u32 + 1, &mut rng);
-            device.check_joins_with_hub();
+            device.check_changes_with_hub();
             directory.publish(address, device.publish_bundles(16, &mut rng)).expect("own bundles verify");
             device
         })
@@ -78,12 +78,12 @@ pub fn run(data: &[u8]) {
         in_flight: VecDeque::new(),
         admin_states: HashMap::new(),
         sent: Vec::new(),
-        head: (0, [0; 32]),
+        ordered: Vec::new(),
     };
     let members = [1, 2].map(|i| world.addresses[i].clone());
     let outgoing = world.devices[ALICE].create_group(GROUP, members, Suite::Aes256Gcm, &mut world.directory, &mut world.rng).expect("a new group");
     world.made_by_admin(ALICE);
-    world.head = (0, *world.devices[ALICE].group(GROUP).expect("created").hash());
+    world.ordered.push(*world.devices[ALICE].group(GROUP).expect("created").hash());
     world.in_flight.extend(outgoing.into_iter().map(|o| (ALICE, o)));
     while !world.in_flight.is_empty() {
         world.deliver(0);
@@ -112,6 +112,15 @@ pub fn run(data: &[u8]) {
     }
 }
 
+/// What the hub answers about `epoch`: the state it ordered then, or its head.
+fn hub_answer(ordered: &[[u8; 32]], epoch: u64) -> GroupHead {
+    let (epoch, hash) = match ordered.get(epoch as usize) {
+        Some(hash) => (epoch, hash),
+        None => (ordered.len() as u64 - 1, ordered.last().expect("created")),
+    };
+    GroupHead { group_id: GROUP.to_owned(), epoch, state_hash: hash.to_vec() }
+}
+
 impl World {
     fn made_by_admin(&mut self, admin: usize) {
         let group = self.devices[admin].group(GROUP).expect("the admin's own change").clone();
@@ -136,18 +145,14 @@ impl World {
         let (device, rng, directory) = (&mut self.devices[admin], &mut self.rng, &mut self.directory);
         let Ok(order) = device.propose(GROUP, &change, rng) else { return };
         // The hub orders it if it follows the head (an admin whose view is behind loses).
-        if self.head.0.checked_add(1) == Some(order.epoch) && order.prev_hash == self.head.1 {
-            self.head = (order.epoch, order.state_hash.as_slice().try_into().expect("32 bytes"));
+        if order.epoch == self.ordered.len() as u64 && self.ordered.last().is_some_and(|head| order.prev_hash == head) {
+            self.ordered.push(order.state_hash.as_slice().try_into().expect("32 bytes"));
         }
-        let head = GroupHead { group_id: GROUP.to_owned(), epoch: self.head.0, state_hash: self.head.1.to_vec() };
+        let head = hub_answer(&self.ordered, u64::MAX);
         let Ok(announcements) = device.ordered(&head, rng) else { return };
         let outgoing = device.seal_all(announcements, directory, rng).expect("every device has a bundle");
         self.made_by_admin(admin);
         self.in_flight.extend(outgoing.into_iter().map(|o| (admin, o)));
-    }
-
-    fn head(&self) -> GroupHead {
-        GroupHead { group_id: GROUP.to_owned(), epoch: self.head.0, state_hash: self.head.1.to_vec() }
     }
 
     /// Delivers the message in flight at `index`.
@@ -156,18 +161,19 @@ impl World {
         let to = self.addresses.iter().position(|a| *a == outgoing.to).expect("a device of the model");
         let before = self.devices[to].group(GROUP).map(|g| *g.hash());
         let from_address = self.addresses[from].clone();
-        let head = self.head();
         let (device, rng) = (&mut self.devices[to], &mut self.rng);
-        let result = match device.receive_pending(&from_address, &outgoing.message, rng) {
-            // The hub answers at once with its head.
-            Ok((Received::JoinAwaitingHub { .. }, _)) => device.hub_head(&head, rng).map(drop),
-            Ok((_, responses)) => {
-                assert!(responses.is_empty(), "responses go out with the next message");
-                Ok(())
-            }
-            Err(error) => Err(error),
-        };
-        if result.is_err() {
+        let result = device.receive_pending(&from_address, &outgoing.message, rng);
+        if let Ok((_, responses)) = &result {
+            assert!(responses.is_empty(), "responses go out with the next message");
+        }
+        // The hub answers at once whatever waits for its word (a change settled may bring up
+        // a kept one, which waits in turn).
+        let mut refused = result.is_err();
+        while let Some((_, epoch)) = device.awaiting_hub().first().cloned() {
+            let verdict = device.hub_head(epoch, &hub_answer(&self.ordered, epoch), rng);
+            refused |= verdict.is_ok_and(|verdict| !verdict.refused.is_empty() && verdict.applied.is_none());
+        }
+        if refused {
             assert_eq!(self.devices[to].group(GROUP).map(|g| *g.hash()), before, "a refused delivery changed the group");
         }
     }

@@ -34,7 +34,7 @@ pub use membership::MAX_EPOCH_GAP;
 mod snapshot;
 
 pub use device::{Change, Device, GroupMessage, MembershipChange, Outgoing, PendingSend, Received, Sealing};
-pub use device::{MAX_FORKS_KEPT, MAX_JOINS_AWAITING_HUB, MAX_JOINS_AWAITING_HUB_PER_GROUP, MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_MEMBER, MAX_PENDING_CHANGE_BYTES};
+pub use device::{HubVerdict, MAX_AWAITING_HUB, MAX_AWAITING_HUB_PER_GROUP, MAX_AWAITING_HUB_PER_SENDER, MAX_FORKS_KEPT, MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_MEMBER, MAX_PENDING_CHANGE_BYTES};
 #[cfg(switchboard_inject_bugs)]
 pub use device::InjectedBugs;
 pub use directory::{BundleDirectory, InMemoryDirectory};

@@ -77,7 +77,7 @@ impl Device {
             groups: self.groups.values().map(|group| with_secret(group, self.order_keys.get(group.id()))).collect(),
             pending_changes: self.pending_changes.iter().map(stored_change).collect(),
             proposals: self.proposals.values().map(|proposal| with_secret(&proposal.group, Some(&proposal.order_key))).collect(),
-            joins_awaiting_hub: self.joins_awaiting_hub.values().map(stored_change).collect(),
+            awaiting_hub: self.awaiting_hub.values().map(stored_change).collect(),
             next_prekey_id: self.next_prekey_id,
             ..Default::default()
         }
@@ -126,13 +126,13 @@ impl Device {
                 return Err(ClientError::InvalidPayload("two proposals for one group"));
             }
         }
-        if snapshot.joins_awaiting_hub.len() > crate::MAX_JOINS_AWAITING_HUB {
+        if snapshot.awaiting_hub.len() > crate::MAX_AWAITING_HUB {
             return Err(ClientError::InvalidPayload("more joins waiting than a device keeps"));
         }
-        let mut joins_awaiting_hub = std::collections::HashMap::new();
-        for stored in &snapshot.joins_awaiting_hub {
+        let mut awaiting_hub = std::collections::HashMap::new();
+        for stored in &snapshot.awaiting_hub {
             let pending = pending_change(stored)?;
-            if joins_awaiting_hub.insert((pending.control.group_id.clone(), pending.from.clone()), pending).is_some() {
+            if awaiting_hub.insert((pending.control.group_id.clone(), pending.from.clone()), pending).is_some() {
                 return Err(ClientError::InvalidPayload("two joins from one sender for one group"));
             }
         }
@@ -153,10 +153,10 @@ impl Device {
             forks: Vec::new(),
             proposals,
             order_keys,
-            joins_awaiting_hub,
-            // The driver says again (`check_joins_with_hub`): it is how the device is driven,
+            awaiting_hub,
+            // The driver says again (`check_changes_with_hub`): it is how the device is driven,
             // not part of its state.
-            joins_need_hub: false,
+            changes_need_hub: false,
             next_prekey_id: snapshot.next_prekey_id,
             #[cfg(switchboard_inject_bugs)]
             bugs: Default::default(),

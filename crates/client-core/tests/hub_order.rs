@@ -97,7 +97,7 @@ fn a_member_cannot_make_a_device_outside_the_group_join_a_state_of_its_own() {
     h.settle();
     h.advance(ACK_DELAY + TICK);
     assert_eq!(state(&h, erin), None, "Erin joined a state no admin made");
-    assert!(h.take_events(erin).iter().any(|e| matches!(e, Event::JoinRefused { from, .. } if *from == device("carol@red"))));
+    assert!(h.take_events(erin).iter().any(|e| matches!(e, Event::UnorderedChange { from, .. } if *from == device("carol@red"))));
     // Alice adds Erin for real: Erin joins Alice's state and reads the members, not Carol's list.
     h.with(alice, |e, now, rng| e.add_member(now, GROUP, Member::User("erin@blue".into()), rng));
     h.settle();
@@ -108,4 +108,41 @@ fn a_member_cannot_make_a_device_outside_the_group_join_a_state_of_its_own() {
     for member in [alice, bob, carol] {
         assert!(h.take_messages(member).into_iter().any(|(_, _, content)| content == b"erin is in"), "member {member} did not read Erin");
     }
+}
+
+#[test]
+fn an_admin_cannot_show_a_member_a_change_the_hub_did_not_order() {
+    // Found in review: members checked the signature but not the hub, so an admin (or a removed
+    // one, with the key it held) could show a member a change it never ordered.
+    let mut h = Harness::new(&["green", "blue", "red"], 33);
+    let alice = online(&mut h, "alice@green");
+    let bob = online(&mut h, "bob@blue");
+    let carol = online(&mut h, "carol@red");
+    let _erin = online(&mut h, "erin@blue");
+    let members = vec![Member::User("bob@blue".into()), Member::User("carol@red".into())];
+    h.with(alice, |e, now, rng| e.create_group(now, GROUP, members, Suite::Aes256Gcm, rng));
+    h.settle();
+    h.with(alice, |e, now, rng| e.promote(now, GROUP, device("bob@blue"), rng));
+    h.settle();
+    h.advance(ACK_DELAY + TICK);
+    let before = state(&h, carol).unwrap();
+    // Bob, an admin holding the group's order key, signs a change adding Erin and shows it to
+    // Carol only, without asking the hub.
+    let view = h.devices[bob].endpoint.group(GROUP).unwrap().clone();
+    let key = h.devices[bob].endpoint.device().order_key(GROUP).unwrap().clone();
+    let mut with_erin = view.members().clone();
+    with_erin.insert(device("erin@blue"));
+    let unordered = view.next(with_erin, view.admins().clone(), None).unwrap().sign(&key);
+    let payload = PairwisePayload { body: Some(Body::GroupControl(unordered.announcement())), suites: Vec::new() }.encode_to_vec();
+    h.with(bob, |e, now, rng| e.send_payload(now, device("carol@red"), payload, rng));
+    h.settle();
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(state(&h, carol), Some(before), "Carol applied a change the hub never ordered");
+    assert!(h.take_events(carol).iter().any(|e| matches!(e, Event::UnorderedChange { from, .. } if *from == device("bob@blue"))));
+    // The group goes on: Alice's next change is ordered and reaches Carol.
+    h.with(alice, |e, now, rng| e.remove_member(now, GROUP, Member::User("bob@blue".into()), rng));
+    h.settle();
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(state(&h, carol), state(&h, alice));
+    assert!(!h.devices[carol].endpoint.group(GROUP).unwrap().members().contains(&device("bob@blue")));
 }

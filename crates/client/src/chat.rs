@@ -505,7 +505,7 @@ impl ChatClient {
                 tracing::warn!(%group, epoch, %from, "a group forked");
                 self.ready.push(Event::GroupForked { group, epoch, from });
             }
-            E::JoinRefused { group, from } => tracing::warn!(%group, %from, "an announcement of joining a group its hub does not know"),
+            E::UnorderedChange { group, from } => tracing::warn!(%group, %from, "an announcement of joining a group its hub does not know"),
             E::SendDropped { reason } => {
                 tracing::warn!(?reason, "a send was given up");
                 self.ready.push(Event::SendDropped { reason });

@@ -2,15 +2,15 @@
 //! per group — the epoch, the hash that names the state and the key that signs the next change —
 //! and moves it only for a change that names the head as its previous state and is signed by the
 //! head's order key. The members' own checks (see `switchboard-client-core`'s `membership`) stay
-//! whole: the hub adds that two admins' changes for one epoch cannot both stand, and it answers a
-//! device that is told it joined which state is the group's.
+//! whole: the hub adds that two admins' changes for one epoch cannot both stand, and it tells a
+//! member which state it ordered at an epoch, so that no change it did not order is applied.
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use switchboard_wire::group_order;
 use switchboard_wire::switchboard::federation_frame::Body;
 use switchboard_wire::switchboard::{ErrorCode, GroupHead, OrderChange};
 
-use super::{MAX_GROUPS, RelayCore};
+use super::{MAX_GROUPS, MAX_HEAD_HISTORY, RelayCore};
 use crate::state::{Head, Mutation};
 
 type Refusal = (ErrorCode, &'static str);
@@ -44,15 +44,30 @@ impl RelayCore {
         if !valid {
             return Err((ErrorCode::Forbidden, "not signed by the group's order key"));
         }
-        let head = Head { epoch: order.epoch, state_hash, order_key };
+        let mut recent_hashes = self.state.group_heads.get(&order.group_id).map(|head| {
+            let mut recent = head.recent_hashes.clone();
+            recent.push(head.state_hash);
+            recent
+        }).unwrap_or_default();
+        let excess = recent_hashes.len().saturating_sub(MAX_HEAD_HISTORY);
+        recent_hashes.drain(..excess);
+        let head = Head { epoch: order.epoch, state_hash, order_key, recent_hashes };
         let answer = head_of(&order.group_id, &head);
         self.mutate(Mutation::PutGroupHead { group: order.group_id, head });
         Ok(answer)
     }
 
-    /// The head of group `id`, if this hub orders it.
-    fn group_head(&self, id: &str) -> Result<GroupHead, Refusal> {
-        self.state.group_heads.get(id).map(|head| head_of(id, head)).ok_or((ErrorCode::UnknownRecipient, "no such group at its hub"))
+    /// The state of group `id` this hub ordered at `epoch` if it still keeps it, else its head.
+    fn group_head(&self, id: &str, epoch: Option<u64>) -> Result<GroupHead, Refusal> {
+        let head = self.state.group_heads.get(id).ok_or((ErrorCode::UnknownRecipient, "no such group at its hub"))?;
+        let back = epoch.and_then(|epoch| head.epoch.checked_sub(epoch)).filter(|back| (1..=head.recent_hashes.len() as u64).contains(back));
+        Ok(match back {
+            Some(back) => {
+                let hash = head.recent_hashes[head.recent_hashes.len() - back as usize];
+                GroupHead { group_id: id.to_owned(), epoch: head.epoch - back, state_hash: hash.to_vec() }
+            }
+            None => head_of(id, head),
+        })
     }
 
     /// An order or a head fetch for one of this hub's groups (from a device or another app),
@@ -60,7 +75,7 @@ impl RelayCore {
     pub(super) fn answer_as_hub(&mut self, request: Body) -> Result<GroupHead, Refusal> {
         match request {
             Body::OrderChange(order) => self.order_change(order),
-            Body::FetchHead(fetch) => self.group_head(&fetch.group_id),
+            Body::FetchHead(fetch) => self.group_head(&fetch.group_id, fetch.epoch),
             _ => Err((ErrorCode::Malformed, "not a request for a hub")),
         }
     }

@@ -73,6 +73,9 @@ pub const MAX_ACCOUNTS: usize = 1_000_000;
 pub const MAX_GROUP_FANOUT_BYTES: usize = 64 * 1024 * 1024;
 /// Groups one relay orders as their hub.
 pub const MAX_GROUPS: usize = 1_000_000;
+/// States a hub keeps of each group's chain before its head (32 bytes each), for members that
+/// check a change after later ones were ordered: at least `MAX_EPOCH_GAP` of the client core.
+pub const MAX_HEAD_HISTORY: usize = 64;
 /// Our requests to other relays are numbered from here, apart from outbox sequence numbers.
 const FIRST_REQUEST_ID: u64 = 1 << 63;
 

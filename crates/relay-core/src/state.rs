@@ -30,13 +30,16 @@ pub enum Mutation {
 }
 
 /// The head of a group's chain of changes, at its hub.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
     pub epoch: u64,
     /// The hash that names the state at `epoch`.
     pub state_hash: [u8; 32],
     /// The Ed25519 key that must sign the next change.
     pub order_key: [u8; 32],
+    /// The hashes of the states before, oldest first: at most `MAX_HEAD_HISTORY`, so that a
+    /// member can check a change it hears of after later ones were ordered.
+    pub recent_hashes: Vec<[u8; 32]>,
 }
 
 /// Everything a relay has on disk.
@@ -92,7 +95,7 @@ impl StoredState {
                 self.blobs.insert(id.clone(), blob.clone());
             }
             Mutation::PutGroupHead { group, head } => {
-                self.group_heads.insert(group.clone(), *head);
+                self.group_heads.insert(group.clone(), head.clone());
             }
         }
     }

@@ -653,9 +653,13 @@ fn a_hub_orders_one_change_per_epoch_signed_by_the_order_key_of_the_state_before
     short.state_hash.pop();
     assert_eq!(code(&net.request(&blue, bob, 17, Body::OrderChange(short))), Some(ErrorCode::Malformed));
     // Anyone who asks learns the head, from any app; it is on the hub's disk, and only there.
-    let fetch = |group: &str| Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: group.into() });
-    assert_eq!(head(&net.request(&green, alice, 18, fetch("g@blue"))), (1, [2; 32]));
-    assert_eq!(code(&net.request(&green, alice, 19, fetch("h@blue"))), Some(ErrorCode::UnknownRecipient));
+    let fetch = |group: &str, epoch: Option<u64>| Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: group.into(), epoch });
+    assert_eq!(head(&net.request(&green, alice, 18, fetch("g@blue", None))), (1, [2; 32]));
+    assert_eq!(code(&net.request(&green, alice, 19, fetch("h@blue", None))), Some(ErrorCode::UnknownRecipient));
+    // Which state it ordered at an epoch it keeps; the head for any other.
+    assert_eq!(head(&net.request(&green, alice, 20, fetch("g@blue", Some(0)))), (0, [1; 32]));
+    assert_eq!(head(&net.request(&green, alice, 21, fetch("g@blue", Some(1)))), (1, [2; 32]));
+    assert_eq!(head(&net.request(&green, alice, 22, fetch("g@blue", Some(7)))), (1, [2; 32]));
     assert_eq!(net.durable["blue"].group_heads["g@blue"].state_hash, [2; 32]);
     assert!(net.durable["green"].group_heads.is_empty());
 }
@@ -679,6 +683,29 @@ fn a_hub_answers_an_order_only_once_it_is_durable_and_keeps_it_across_a_restart(
     net.start("blue", durable);
     net.connect_all();
     let (_, carol, _) = net.device("carol@blue");
-    let fetch = Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: "g@blue".into() });
+    let fetch = Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: "g@blue".into(), epoch: None });
     assert_eq!(head(&net.request(&blue, carol, 6, fetch)), (0, [1; 32]));
+}
+
+#[test]
+fn a_hub_keeps_the_states_before_its_head_up_to_its_limit() {
+    use switchboard_relay_core::MAX_HEAD_HISTORY;
+    let mut net = Net::new();
+    let (blue, bob, _) = net.device("bob@blue");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let state = |epoch: u64| {
+        let mut hash = [0u8; 32];
+        hash[..8].copy_from_slice(&(epoch + 1).to_be_bytes());
+        hash
+    };
+    let last = MAX_HEAD_HISTORY as u64 + 5;
+    for epoch in 0..=last {
+        let prev = if epoch == 0 { [0; 32] } else { state(epoch - 1) };
+        assert_eq!(head(&net.request(&blue, bob, 100 + epoch, order("g@blue", epoch, prev, state(epoch), &key, &key))), (epoch, state(epoch)));
+    }
+    let fetch = |epoch| Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: "g@blue".into(), epoch: Some(epoch) });
+    let oldest_kept = last - MAX_HEAD_HISTORY as u64;
+    assert_eq!(head(&net.request(&blue, bob, 1000, fetch(oldest_kept))), (oldest_kept, state(oldest_kept)));
+    assert_eq!(head(&net.request(&blue, bob, 1001, fetch(oldest_kept - 1))), (last, state(last)), "forgotten: the head");
+    assert_eq!(net.durable["blue"].group_heads["g@blue"].recent_hashes.len(), MAX_HEAD_HISTORY);
 }

@@ -127,7 +127,7 @@ pub struct AdversaryCounts {
     pub forks_detected: u64,
     /// Announcements that a device joined a group, refused because the group's hub holds another
     /// state (a member's forgery shown to a device outside the group).
-    pub joins_refused: u64,
+    pub unordered_changes: u64,
     /// Admins' changes their hub did not order because another admin's came first.
     pub changes_not_ordered: u64,
 }
@@ -336,7 +336,7 @@ impl Report {
             forged_changes: ledger.forged_changes,
             forgeries_refused: ledger.forgeries_refused,
             forks_detected: ledger.forks_detected,
-            joins_refused: world.clients.iter().map(|c| c.stats().joins_refused).sum(),
+            unordered_changes: world.clients.iter().map(|c| c.stats().unordered_changes).sum(),
             changes_not_ordered: world.clients.iter().map(|c| c.stats().changes_not_ordered).sum(),
         };
 
@@ -383,7 +383,7 @@ impl Report {
                 holds: outsider_readable == 0,
                 detail: format!(
                     "{outsider_readable} group messages read, or readable, outside the admins' membership ({outsider_attempts} tried with the keys of {outsiders} devices no admin added); {} changes forged by members, {} refused on arrival, {} fork alarms raised, {} joins refused on the hub's word",
-                    ledger.forged_changes, ledger.forgeries_refused, ledger.forks_detected, adversaries.joins_refused
+                    ledger.forged_changes, ledger.forgeries_refused, ledger.forks_detected, adversaries.unordered_changes
                 ),
             },
             Invariant {

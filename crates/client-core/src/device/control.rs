@@ -28,11 +28,22 @@ pub const MAX_PENDING_CHANGE_BYTES: usize = 8 * 1024 * 1024;
 /// Forks kept until [`Device::take_forks`] (one per group, epoch and sender).
 pub const MAX_FORKS_KEPT: usize = 64;
 
-/// Announcements that this device joined a group, kept while their hub's head is asked for (the
-/// latest of each sender).
-pub const MAX_JOINS_AWAITING_HUB: usize = 64;
+/// Changes kept while their hub is asked whether it ordered them (the latest of each sender per
+/// group).
+pub const MAX_AWAITING_HUB: usize = 64;
 /// Of those, senders for one group.
-pub const MAX_JOINS_AWAITING_HUB_PER_GROUP: usize = 4;
+pub const MAX_AWAITING_HUB_PER_GROUP: usize = 4;
+/// Of those, groups for one sender.
+pub const MAX_AWAITING_HUB_PER_SENDER: usize = 8;
+
+/// What a hub's answer did to the changes waiting for it ([`Device::hub_head`]).
+#[derive(Debug, Default)]
+pub struct HubVerdict {
+    /// The change it ordered, applied: what it meant, and who announced it.
+    pub applied: Option<(Received, ProtocolAddress)>,
+    /// Who announced changes it did not order (refused).
+    pub refused: Vec<ProtocolAddress>,
+}
 
 /// An announcement that came before the changes it builds on.
 #[derive(Clone, Debug)]
@@ -81,9 +92,9 @@ impl Device {
                 self.keep_for_later(from, control)?;
                 Applied::Changed
             }
-            Transition::Join { .. } if self.joins_need_hub => {
+            Transition::Join { .. } | Transition::Advance { .. } | Transition::Leave { .. } if self.changes_need_hub => {
                 self.await_hub(from, control)?;
-                return Ok((Received::JoinAwaitingHub { group: id }, Vec::new()));
+                return Ok((Received::AwaitingHub { group: id, epoch: control.epoch }, Vec::new()));
             }
             transition => self.apply(&id, transition, control, rng)?,
         };
@@ -112,84 +123,97 @@ impl Device {
         Ok(Received::Group { group: id.to_owned(), epoch, change })
     }
 
-    /// Makes joins wait for the group's hub: an announcement that this device joined a group is
-    /// applied only once the hub's head names its state ([`Self::hub_head`]). Networked devices
-    /// (the endpoint) always do; a device driven without relays takes the announcing admin's
-    /// word, checked as far as it can be ([`membership::judge`]).
-    pub fn check_joins_with_hub(&mut self) {
-        self.joins_need_hub = true;
+    /// Makes every change wait for the group's hub: a change this device is told of (a join, an
+    /// advance, its removal) is applied only once the hub says it ordered that very state at
+    /// that epoch ([`Self::hub_head`]), so that no admin — nor a removed one with the key it held
+    /// — can show this device a change the hub did not order. Networked devices (the endpoint)
+    /// always do; a device driven without relays takes the announcing admin's word, checked as
+    /// far as it can be ([`membership::judge`]).
+    pub fn check_changes_with_hub(&mut self) {
+        self.changes_need_hub = true;
     }
 
-    /// The groups with a join waiting for the hub's head.
-    pub fn joins_awaiting_hub(&self) -> impl Iterator<Item = &str> {
-        let mut groups: Vec<&str> = self.joins_awaiting_hub.iter().map(|((group, _), _)| group.as_str()).collect();
-        groups.sort_unstable();
-        groups.dedup();
-        groups.into_iter()
+    /// The changes waiting for their hub's word, as (group, epoch): ask the hub of each which
+    /// state it ordered at that epoch.
+    pub fn awaiting_hub(&self) -> Vec<(String, u64)> {
+        let mut waiting: Vec<(String, u64)> = self.awaiting_hub.values().map(|pending| (pending.control.group_id.clone(), pending.control.epoch)).collect();
+        waiting.sort_unstable();
+        waiting.dedup();
+        waiting
     }
 
-    /// Drops every join of group `id` waiting for its hub (the hub knows no such group): the
+    /// Drops every change of group `id` waiting for its hub (the hub knows no such group): the
     /// devices that announced them.
-    pub fn refuse_joins(&mut self, id: &str) -> Vec<ProtocolAddress> {
-        let keys: Vec<_> = self.joins_awaiting_hub.keys().filter(|(group, _)| group == id).cloned().collect();
-        let mut from: Vec<ProtocolAddress> = keys.into_iter().filter_map(|key| self.joins_awaiting_hub.remove(&key)).map(|pending| pending.from).collect();
+    pub fn refuse_awaiting(&mut self, id: &str) -> Vec<ProtocolAddress> {
+        let keys: Vec<_> = self.awaiting_hub.keys().filter(|(group, _)| group == id).cloned().collect();
+        let mut from: Vec<ProtocolAddress> = keys.into_iter().filter_map(|key| self.awaiting_hub.remove(&key)).map(|pending| pending.from).collect();
         from.sort();
         from.dedup();
         from
     }
 
-    /// Keeps an announcement that this device joined until the hub's head comes: the latest from
-    /// each sender (a later one supersedes what that sender said before), from at most
-    /// [`MAX_JOINS_AWAITING_HUB_PER_GROUP`] senders per group and [`MAX_JOINS_AWAITING_HUB`] in
-    /// all, so that a member's forgeries cannot push out an admin's announcement.
+    /// Keeps a change until its hub's word comes: the latest from each sender per group (a later
+    /// one supersedes what that sender said before), from at most [`MAX_AWAITING_HUB_PER_GROUP`]
+    /// senders per group, [`MAX_AWAITING_HUB_PER_SENDER`] groups per sender and
+    /// [`MAX_AWAITING_HUB`] in all, so that one sender's forgeries cannot fill the room.
     fn await_hub(&mut self, from: &ProtocolAddress, control: &GroupControl) -> Result<()> {
         let key = (control.group_id.clone(), from.clone());
-        match self.joins_awaiting_hub.get(&key) {
+        match self.awaiting_hub.get(&key) {
             Some(kept) if kept.control.epoch > control.epoch => return Ok(()),
             Some(_) => {}
             None => {
-                let senders = self.joins_awaiting_hub.keys().filter(|(group, _)| *group == key.0).count();
-                if senders >= MAX_JOINS_AWAITING_HUB_PER_GROUP || self.joins_awaiting_hub.len() >= MAX_JOINS_AWAITING_HUB {
-                    return Err(ClientError::InvalidChange("too many joins waiting for their hub"));
+                let senders = self.awaiting_hub.keys().filter(|(group, _)| *group == key.0).count();
+                let groups = self.awaiting_hub.keys().filter(|(_, sender)| sender == from).count();
+                if senders >= MAX_AWAITING_HUB_PER_GROUP || groups >= MAX_AWAITING_HUB_PER_SENDER || self.awaiting_hub.len() >= MAX_AWAITING_HUB {
+                    return Err(ClientError::InvalidChange("too many changes waiting for their hub"));
                 }
             }
         }
-        self.joins_awaiting_hub.insert(key, PendingChange { from: from.clone(), control: control.clone() });
+        self.awaiting_hub.insert(key, PendingChange { from: from.clone(), control: control.clone() });
         Ok(())
     }
 
-    /// The hub's head of group `head.group_id`, asked for a join that waits for it: the join
-    /// whose state the head names is applied (with every kept change after it). A waiting join
-    /// at the head's epoch or later that names another state was made by no admin: refused as
-    /// [`ClientError::UnorderedChange`] naming who sent it (the first such). One for an earlier
-    /// epoch is dropped: the group moved on, and the announcement of the state that followed is
-    /// on its way to every member.
-    /// With what it meant comes the admin who announced the join.
-    pub fn hub_head<R: CryptoRng + ?Sized>(&mut self, head: &GroupHead, rng: &mut R) -> Result<(Received, ProtocolAddress)> {
+    /// The hub's answer to "which state did you order at `asked` in group `head.group_id`":
+    /// the state it names at that epoch (or its head, if it keeps that epoch no more). Each
+    /// change of that group and epoch waiting for it is then settled:
+    /// - the one naming that very state is applied (judged again on this device's state as it
+    ///   now is), with every kept change after it; with what it meant comes who announced it;
+    /// - one naming another state, or an epoch the hub has not reached, was ordered by no one:
+    ///   refused, and its sender is named in [`HubVerdict::refused`];
+    /// - one the hub keeps no more is dropped (this device fell behind by more than the hub
+    ///   remembers).
+    pub fn hub_head<R: CryptoRng + ?Sized>(&mut self, asked: u64, head: &GroupHead, rng: &mut R) -> Result<HubVerdict> {
         let id = head.group_id.clone();
-        let waiting: Vec<PendingChange> = {
-            let keys: Vec<_> = self.joins_awaiting_hub.keys().filter(|(group, _)| *group == id).cloned().collect();
-            keys.into_iter().filter_map(|key| self.joins_awaiting_hub.remove(&key)).collect()
-        };
-        let mut refused = None;
-        let mut joined = None;
-        for pending in waiting {
+        let keys: Vec<_> = self.awaiting_hub.iter().filter(|((group, _), pending)| *group == id && pending.control.epoch == asked).map(|(key, _)| key.clone()).collect();
+        let mut verdict = HubVerdict::default();
+        let mut ordered = None;
+        for key in keys {
+            let Some(pending) = self.awaiting_hub.remove(&key) else { continue };
             let Ok(announced) = Group::from_control(&pending.control) else { continue };
-            if announced.epoch() == head.epoch && *announced.hash() == *head.state_hash {
-                joined = Some(pending);
-            } else if announced.epoch() >= head.epoch {
-                refused.get_or_insert(ClientError::UnorderedChange { group: id.clone(), from: pending.from });
+            if head.epoch == asked && *announced.hash() == *head.state_hash {
+                ordered = Some(pending);
+            } else if head.epoch <= asked {
+                verdict.refused.push(pending.from);
             }
         }
-        match joined {
-            Some(pending) if !self.groups.contains_key(&id) => {
-                let group = Group::from_control(&pending.control)?;
-                let change = MembershipChange { added: group.members().iter().cloned().collect(), removed: Vec::new() };
-                let applied = self.apply(&id, Transition::Join { group, change }, &pending.control, rng)?;
-                Ok((self.settle(&id, None, applied, rng)?, pending.from))
-            }
-            _ => Err(refused.unwrap_or(ClientError::UnknownGroup(id))),
-        }
+        verdict.refused.sort();
+        let Some(pending) = ordered else { return Ok(verdict) };
+        let before: Option<(u64, IndexSet<ProtocolAddress>)> = self.groups.get(&id).map(|group| (group.epoch(), group.members().clone()));
+        let announced = Group::from_control(&pending.control)?;
+        // Judged as if it arrived now: this device's state may have moved since.
+        let transition = match &before {
+            None => match membership::judge(None, announced, &pending.from, &self.address, self.trust_members())? {
+                join @ Transition::Join { .. } => join,
+                _ => return Ok(verdict),
+            },
+            Some(_) => match membership::judge(self.groups.get(&id), announced, &pending.from, &self.address, self.trust_members())? {
+                change @ (Transition::Advance { .. } | Transition::Leave { .. }) => change,
+                _ => return Ok(verdict),
+            },
+        };
+        let applied = self.apply(&id, transition, &pending.control, rng)?;
+        verdict.applied = Some((self.settle(&id, before, applied, rng)?, pending.from));
+        Ok(verdict)
     }
 
     /// Whether changes from any member are applied (an injected bug; never in the product).
@@ -297,6 +321,11 @@ impl Device {
                         _ => continue,
                     },
                 };
+                if self.changes_need_hub {
+                    // Like any change, a kept one applies only on its hub's word.
+                    let _ = self.await_hub(&pending.from, &pending.control);
+                    continue;
+                }
                 advanced = Some(self.apply(id, transition, &pending.control, rng)?);
             }
             match advanced {

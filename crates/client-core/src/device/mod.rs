@@ -20,7 +20,7 @@ mod control;
 pub use change::Change;
 pub(crate) use change::Proposal;
 
-pub use control::{MAX_FORKS_KEPT, MAX_JOINS_AWAITING_HUB, MAX_JOINS_AWAITING_HUB_PER_GROUP, MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_MEMBER, MAX_PENDING_CHANGE_BYTES};
+pub use control::{HubVerdict, MAX_AWAITING_HUB, MAX_AWAITING_HUB_PER_GROUP, MAX_AWAITING_HUB_PER_SENDER, MAX_FORKS_KEPT, MAX_HELD_KEYS, MAX_HELD_KEYS_PER_SENDER, MAX_PENDING_CHANGES, MAX_PENDING_CHANGES_PER_MEMBER, MAX_PENDING_CHANGE_BYTES};
 pub(crate) use control::PendingChange;
 
 type Result<T> = std::result::Result<T, ClientError>;
@@ -88,9 +88,9 @@ pub enum Received {
     /// under a weaker suite): this device's next messages to it go over the new one, and its
     /// sender keys go to it again.
     SessionStarted,
-    /// An admin announced that this device joined `group`; it joins once the group's hub names
-    /// the same state ([`Device::hub_head`]).
-    JoinAwaitingHub { group: String },
+    /// A change of `group` to `epoch` (this device's joining, an advance, its removal) was
+    /// announced: it applies once the group's hub says it ordered that state ([`Device::hub_head`]).
+    AwaitingHub { group: String, epoch: u64 },
 }
 
 /// How an announcement changed a group's membership as this device sees it. On joining,
@@ -121,12 +121,12 @@ pub struct Device {
     pub(crate) proposals: HashMap<String, Proposal>,
     /// The order keys of the groups this device is an admin of.
     pub(crate) order_keys: HashMap<String, crate::group::OrderKey>,
-    /// Announcements that this device joined a group, waiting for the hub's word that they name
-    /// the group's state (see [`Self::check_joins_with_hub`]).
-    pub(crate) joins_awaiting_hub: HashMap<(String, ProtocolAddress), PendingChange>,
-    /// Whether a join waits for the hub's word (a networked device) or takes the announcing
+    /// Changes announced to this device, waiting for the hub's word that it ordered them (see
+    /// [`Self::check_changes_with_hub`]), by group and sender.
+    pub(crate) awaiting_hub: HashMap<(String, ProtocolAddress), PendingChange>,
+    /// Whether a change waits for the hub's word (a networked device) or takes the announcing
     /// admin's (a device driven without relays).
-    pub(crate) joins_need_hub: bool,
+    pub(crate) changes_need_hub: bool,
     pub(crate) next_prekey_id: u32,
     #[cfg(switchboard_inject_bugs)]
     pub(crate) bugs: InjectedBugs,
@@ -169,8 +169,8 @@ impl Device {
             forks: Vec::new(),
             proposals: HashMap::new(),
             order_keys: HashMap::new(),
-            joins_awaiting_hub: HashMap::new(),
-            joins_need_hub: false,
+            awaiting_hub: HashMap::new(),
+            changes_need_hub: false,
             next_prekey_id: 1,
             #[cfg(switchboard_inject_bugs)]
             bugs: InjectedBugs::default(),

@@ -207,9 +207,9 @@ pub enum Event {
     /// device keeps its state and refuses the other; the user should hear of it, as of a
     /// safety-number change.
     GroupForked { group: String, epoch: u64, from: ProtocolAddress },
-    /// `from` announced that this device joined `group`, naming a state the group's hub does not
-    /// hold: no admin made it. Refused; the user should hear of it.
-    JoinRefused { group: String, from: ProtocolAddress },
+    /// `from` announced a change of `group` (this device's joining, an advance, its removal) that
+    /// the group's hub did not order: refused. The user should hear of it, as of a fork.
+    UnorderedChange { group: String, from: ProtocolAddress },
     /// Something this device meant to send was given up.
     SendDropped { reason: DropReason },
     /// A further device of this user was registered from this one: hand it `credential`.
@@ -283,8 +283,8 @@ pub struct EndpointStats {
     pub signed_prekeys_forgotten: u64,
     /// This device's group changes the hub did not order (another came first).
     pub changes_not_ordered: u64,
-    /// Announcements that this device joined a group, refused on the hub's word.
-    pub joins_refused: u64,
+    /// Changes announced to this device that the group's hub did not order (refused).
+    pub unordered_changes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,8 +309,8 @@ enum Request {
     Fetch(String),
     UploadBlob(u64),
     FetchBlob(u64),
-    /// The head of a group, from its hub (a join waits for it).
-    Head(String),
+    /// The state a group's hub ordered at an epoch (a change waits for it).
+    Head(String, u64),
 }
 
 /// What a user may name as a group's member: one device, or every device of a user.
@@ -449,7 +449,7 @@ impl Endpoint {
         bundles: Vec<switchboard_wire::switchboard::PreKeyBundle>,
         config: EndpointConfig,
     ) -> Endpoint {
-        device.check_joins_with_hub();
+        device.check_changes_with_hub();
         Endpoint {
             config,
             device,
@@ -992,9 +992,9 @@ impl Endpoint {
                 }
             }
             (Request::Outbox(seq), _) => self.outbox_done(seq),
-            (Request::Head(group), S::GroupHead(head)) if head.group_id == group => self.head_arrived(head, rng),
-            (Request::Head(group), S::Failure(failure)) if !transient(failure.code) => self.head_refused(&group),
-            (Request::Head(_), _) => self.schedule_retry(rng),
+            (Request::Head(group, epoch), S::GroupHead(head)) if head.group_id == group => self.head_arrived(epoch, head, rng),
+            (Request::Head(group, _), S::Failure(failure)) if !transient(failure.code) => self.head_refused(&group),
+            (Request::Head(..), _) => self.schedule_retry(rng),
             (Request::Fetch(user), S::Bundles(bundles)) if bundles.user == user => self.bundles_arrived(user, bundles, rng),
             (Request::Fetch(user), S::Failure(failure)) if !transient(failure.code) => {
                 // No such user (or no bundles): what waits for it is given up as unsealable.

@@ -83,50 +83,57 @@ impl Endpoint {
         }
     }
 
-    /// Asks the hub of `group` for its head (a join waits for it).
-    pub(super) fn fetch_head(&mut self, group: &str) {
-        if self.phase != super::Phase::Online || self.requests.values().any(|r| matches!(r, Request::Head(g) if g == group)) {
+    /// Asks the hub of `group` which state it ordered at `epoch` (a change waits for it).
+    pub(super) fn fetch_head(&mut self, group: &str, epoch: u64) {
+        let asked = |r: &Request| matches!(r, Request::Head(g, e) if g == group && *e == epoch);
+        if self.phase != super::Phase::Online || self.requests.values().any(asked) {
             return;
         }
-        self.request(Request::Head(group.to_owned()), Body::FetchHead(FetchHead { group_id: group.to_owned() }));
+        let fetch = FetchHead { group_id: group.to_owned(), epoch: Some(epoch) };
+        self.request(Request::Head(group.to_owned(), epoch), Body::FetchHead(fetch));
     }
 
-    /// Asks again for the heads of every group a join waits for (after a reconnection).
+    /// Asks for every change waiting for its hub's word (after a reconnection, after changes
+    /// settled and kept ones came up).
     pub(super) fn fetch_heads(&mut self) {
-        let groups: Vec<String> = self.device.joins_awaiting_hub().map(str::to_owned).collect();
-        for group in groups {
-            self.fetch_head(&group);
+        for (group, epoch) in self.device.awaiting_hub() {
+            self.fetch_head(&group, epoch);
         }
     }
 
-    /// The hub's head of `group`, asked for a join.
-    pub(super) fn head_arrived(&mut self, head: GroupHead, rng: &mut StdRng) {
-        match self.device.hub_head(&head, rng) {
-            Ok((crate::Received::Group { group, epoch, change: Some(change) }, by)) => {
-                self.changed_device();
-                let state = self.device.group(&group).map_or([0; 32], |g| *g.hash());
-                self.events.push_back(Event::GroupChanged { group: group.clone(), epoch, by, added: change.added, removed: change.removed, state });
-                self.retry_stalled(&group, rng);
+    /// The hub's answer about `group` at `epoch`, which changes waited for.
+    pub(super) fn head_arrived(&mut self, asked: u64, head: GroupHead, rng: &mut StdRng) {
+        let group = head.group_id.clone();
+        // An error: the change was ordered, but does not apply to this device's state as it now
+        // is (a later one came first); nothing changed.
+        if let Ok(verdict) = self.device.hub_head(asked, &head, rng) {
+            self.changed_device();
+            match verdict.applied {
+                Some((crate::Received::Group { group, epoch, change: Some(change) }, by)) => {
+                    let state = self.device.group(&group).map_or([0; 32], |g| *g.hash());
+                    self.events.push_back(Event::GroupChanged { group: group.clone(), epoch, by, added: change.added, removed: change.removed, state });
+                    self.retry_stalled(&group, rng);
+                }
+                Some((crate::Received::RemovedFromGroup { group }, _)) => self.events.push_back(Event::RemovedFromGroup { group }),
+                _ => {}
             }
-            Ok(_) => self.changed_device(),
-            Err(ClientError::UnorderedChange { group, from }) => {
-                self.changed_device();
-                self.join_refused(group, from);
+            for from in verdict.refused {
+                self.unordered(group.clone(), from);
             }
-            Err(_) => self.changed_device(),
         }
+        self.fetch_heads();
     }
 
-    /// The hub of `group` knows no such group: every join waiting for it is refused.
+    /// The hub of `group` knows no such group: every change waiting for it is refused.
     pub(super) fn head_refused(&mut self, group: &str) {
-        for from in self.device.refuse_joins(group) {
-            self.join_refused(group.to_owned(), from);
+        for from in self.device.refuse_awaiting(group) {
+            self.unordered(group.to_owned(), from);
         }
         self.changed_device();
     }
 
-    fn join_refused(&mut self, group: String, from: ProtocolAddress) {
-        self.stats.joins_refused += 1;
-        self.events.push_back(Event::JoinRefused { group, from });
+    fn unordered(&mut self, group: String, from: ProtocolAddress) {
+        self.stats.unordered_changes += 1;
+        self.events.push_back(Event::UnorderedChange { group, from });
     }
 }

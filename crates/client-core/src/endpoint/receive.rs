@@ -301,7 +301,7 @@ impl Endpoint {
                     // What waits for a key of that group stays held (until MAX_STALL): the news
                     // of this device's return may be on its way, behind that of its removal.
                     Received::SessionStarted => {}
-                    Received::JoinAwaitingHub { group } => self.fetch_head(&group),
+                    Received::AwaitingHub { group, epoch } => self.fetch_head(&group, epoch),
                     Received::RemovedFromGroup { group } => self.events.push_back(Event::RemovedFromGroup { group }),
                 }
                 Processed::Done

@@ -120,6 +120,7 @@ impl RedbStore {
                 epoch: stored.epoch,
                 state_hash: stored.state_hash.as_slice().try_into().map_err(|_| corrupt())?,
                 order_key: stored.order_key.as_slice().try_into().map_err(|_| corrupt())?,
+                recent_hashes: stored.recent_hashes.iter().map(|hash| hash.as_slice().try_into().map_err(|_| corrupt())).collect::<Result<_, _>>()?,
             };
             state.group_heads.insert(key.value().to_owned(), head);
         }
@@ -162,7 +163,12 @@ impl RedbStore {
                         blobs.insert(id.as_str(), blob.as_slice())?;
                     }
                     Mutation::PutGroupHead { group, head } => {
-                        let stored = StoredGroupHead { epoch: head.epoch, state_hash: head.state_hash.to_vec(), order_key: head.order_key.to_vec() };
+                        let stored = StoredGroupHead {
+                            epoch: head.epoch,
+                            state_hash: head.state_hash.to_vec(),
+                            order_key: head.order_key.to_vec(),
+                            recent_hashes: head.recent_hashes.iter().map(|hash| hash.to_vec()).collect(),
+                        };
                         group_heads.insert(group.as_str(), stored.encode_to_vec().as_slice())?;
                     }
                 }
@@ -206,7 +212,7 @@ mod tests {
             Mutation::DeleteEnvelope { device: device.clone(), seq: 3 },
             Mutation::PutOutbound { app: "red".into(), seq: 9, frame: frame.clone() },
             Mutation::PutBlob { id: "00ff@blue".into(), blob: vec![1, 2, 3] },
-            Mutation::PutGroupHead { group: "g@blue".into(), head: crate::state::Head { epoch: 3, state_hash: [4; 32], order_key: [5; 32] } },
+            Mutation::PutGroupHead { group: "g@blue".into(), head: crate::state::Head { epoch: 3, state_hash: [4; 32], order_key: [5; 32], recent_hashes: vec![[6; 32]] } },
         ];
         let mut expected = StoredState::default();
         {
