@@ -45,11 +45,18 @@ pub struct HubVerdict {
     pub refused: Vec<ProtocolAddress>,
 }
 
-/// An announcement that came before the changes it builds on.
-#[derive(Clone, Debug)]
+/// An announcement kept for later (it came before the changes it builds on, or it waits for its
+/// hub's word). Its `Debug` shows no control bytes (an order key may be in it).
+#[derive(Clone)]
 pub(crate) struct PendingChange {
     pub(crate) from: ProtocolAddress,
     pub(crate) control: GroupControl,
+}
+
+impl std::fmt::Debug for PendingChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PendingChange {{ from: {}, group: {:?}, epoch: {} }}", self.from, self.control.group_id, self.control.epoch)
+    }
 }
 
 /// What applying transitions left this device with.

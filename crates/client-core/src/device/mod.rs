@@ -34,12 +34,19 @@ pub struct Outgoing {
 }
 
 /// A pairwise payload decided on but not yet encrypted: sealing it may need the recipient's
-/// bundle, which a networked client fetches first.
-#[derive(Clone, Debug)]
+/// bundle, which a networked client fetches first. Its `Debug` shows no payload (a sender key or
+/// a group's order key may be in it).
+#[derive(Clone)]
 pub struct PendingSend {
     pub to: ProtocolAddress,
     /// The encoded `PairwisePayload`, shared by every recipient of one control message.
     payload: std::sync::Arc<[u8]>,
+}
+
+impl std::fmt::Debug for PendingSend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PendingSend {{ to: {}, payload: {} bytes }}", self.to, self.payload.len())
+    }
 }
 
 impl PendingSend {

@@ -437,6 +437,7 @@ impl Endpoint {
                 endpoint.outbox.restore(seq, body);
             }
         }
+        endpoint.reconcile_orders();
         if !bundles_published {
             endpoint.changed_device();
         }

@@ -20,10 +20,40 @@ impl Endpoint {
     pub(super) fn order(&mut self, proposed: Result<OrderChange, ClientError>) {
         match proposed {
             Ok(order) => {
+                let group = order.group_id.clone();
+                let body = Body::OrderChange(order);
+                if self.outbox.full(body.encoded_len()) {
+                    // A proposal whose order cannot go out would hold every later change back.
+                    self.device.abandon_proposal(&group);
+                    self.drop_send(DropReason::OutboxFull);
+                    return;
+                }
                 self.changed_device();
-                self.queue(Body::OrderChange(order));
+                self.queue(body);
             }
             Err(error) => self.drop_send(DropReason::CouldNotSeal(error)),
+        }
+    }
+
+    /// After a restore: every proposal has its order in the outbox (a snapshot and an outbox
+    /// written apart may disagree), and no order stays without its proposal.
+    pub(super) fn reconcile_orders(&mut self) {
+        let queued: Vec<(u64, String)> = self
+            .outbox
+            .iter()
+            .filter_map(|(seq, body)| match body {
+                Body::OrderChange(order) => Some((seq, order.group_id.clone())),
+                _ => None,
+            })
+            .collect();
+        for (seq, group) in &queued {
+            if !self.device.has_proposal(group) {
+                self.outbox_done(*seq);
+            }
+        }
+        let missing: Vec<OrderChange> = self.device.proposals().filter(|order| !queued.iter().any(|(_, group)| *group == order.group_id)).collect();
+        for order in missing {
+            self.order(Ok(order));
         }
     }
 
