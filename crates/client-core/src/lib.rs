@@ -15,7 +15,8 @@
 //! three before applying it, so that no member can be shown a change the admins did not make, and
 //! two different changes for one epoch are detected as a fork. A networked device has the group's
 //! hub order its changes before it applies them (one per epoch, so two admins' changes never both
-//! stand), and joins a group only once the hub names the state it was told of. Adding a member
+//! stand), and applies a change it is told of, its joining included, only once the hub says it
+//! ordered that very state. Adding a member
 //! gives it every member's *current* sender key, so it cannot read what was sent before it joined;
 //! removing one makes every remaining member rotate its sender key and hand the new one to the
 //! remaining members only, so the removed member cannot read what is sent after.

@@ -57,7 +57,7 @@ pub(crate) fn judge(
         // the state names as an admin (authenticated by their session), signed by its own order
         // key if it is the first, and checks every change after. A member could still hand a
         // device outside the group a state of its own making: a networked device therefore
-        // also asks the group's hub whether the state is the group's (`Device::hub_head`).
+        // applies no change before the group's hub says it ordered it (`Device::hub_head`).
         if !is_admin(&announced) {
             return Err(not_an_admin(&announced, from));
         }
