@@ -178,3 +178,41 @@ fn a_restored_endpoint_sends_the_order_of_every_change_waiting_for_its_hub_and_n
     let restored = Endpoint::restore(&forgotten, [], outbox, EndpointConfig::default(), &mut rng).unwrap();
     assert_eq!(restored.outbox_frames().iter().filter(|(_, bytes)| is_order(bytes)).count(), 0);
 }
+
+#[test]
+fn a_member_that_missed_a_change_for_good_catches_up_on_the_hubs_word_and_rotates() {
+    use switchboard_client_core::endpoint::RESYNC_AFTER;
+    let mut h = Harness::new(&["green", "blue", "red"], 35);
+    let alice = online(&mut h, "alice@green");
+    let bob = online(&mut h, "bob@blue");
+    let carol = online(&mut h, "carol@red");
+    let dave = online(&mut h, "dave@blue");
+    let members = vec![Member::User("bob@blue".into()), Member::User("carol@red".into())];
+    h.with(alice, |e, now, rng| e.create_group(now, GROUP, members, Suite::Aes256Gcm, rng));
+    h.settle();
+    h.with(bob, |e, now, rng| e.send_group(now, GROUP, b"before".to_vec(), rng)).unwrap();
+    h.advance(ACK_DELAY + TICK);
+    assert!(h.take_messages(carol).into_iter().any(|(_, _, content)| content == b"before"));
+    // Carol's removal never reaches Bob (lost on the way); Dave's addition after it does.
+    h.devices[bob].hold_frames = true;
+    h.with(alice, |e, now, rng| e.remove_member(now, GROUP, Member::User("carol@red".into()), rng));
+    h.settle();
+    let lost = h.devices[bob].held.len();
+    h.with(alice, |e, now, rng| e.add_member(now, GROUP, Member::User("dave@blue".into()), rng));
+    h.settle();
+    let arrived = h.devices[bob].held.len();
+    h.devices[bob].hold_frames = false;
+    h.release_held(bob, lost..arrived);
+    h.settle();
+    assert_eq!(h.devices[bob].endpoint.group(GROUP).unwrap().epoch(), 0, "the addition waits for the removal");
+    // After a while Bob asks the hub, takes the state it ordered, and rotates his key.
+    h.advance(RESYNC_AFTER + RESYNC_AFTER / 2);
+    h.settle();
+    assert_eq!(state(&h, bob), state(&h, alice));
+    assert_eq!(h.devices[bob].endpoint.stats().resyncs, 1);
+    h.with(bob, |e, now, rng| e.send_group(now, GROUP, b"after".to_vec(), rng)).unwrap();
+    h.advance(ACK_DELAY + TICK);
+    let read = |h: &mut Harness, d: usize| h.take_messages(d).into_iter().any(|(_, _, content)| content == b"after");
+    assert!(read(&mut h, dave) && read(&mut h, alice));
+    assert!(!read(&mut h, carol), "Carol, removed, read Bob's message");
+}

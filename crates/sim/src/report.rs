@@ -130,6 +130,8 @@ pub struct AdversaryCounts {
     pub unordered_changes: u64,
     /// Admins' changes their hub did not order because another admin's came first.
     pub changes_not_ordered: u64,
+    /// Members that caught up on their hub's word after missing changes for good.
+    pub resyncs: u64,
 }
 
 /// The crypto a run did (see `switchboard-bench`'s `sim_deliveries_per_sec`, which times each
@@ -338,6 +340,7 @@ impl Report {
             forks_detected: ledger.forks_detected,
             unordered_changes: world.clients.iter().map(|c| c.stats().unordered_changes).sum(),
             changes_not_ordered: world.clients.iter().map(|c| c.stats().changes_not_ordered).sum(),
+            resyncs: world.clients.iter().map(|c| c.stats().resyncs).sum(),
         };
 
         let count = |name: &str| violations.iter().filter(|v| v.invariant == name).count();

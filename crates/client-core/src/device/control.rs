@@ -223,6 +223,61 @@ impl Device {
         Ok(verdict)
     }
 
+    /// The groups this device has fallen behind in: it keeps a change for a later epoch than the
+    /// next, none for the next, and waits for no hub's word. With each, the latest epoch kept: the
+    /// one to ask the hub about ([`Self::resync`]).
+    pub fn behind(&self) -> Vec<(String, u64)> {
+        let mut behind: Vec<(String, u64)> = Vec::new();
+        for (id, group) in &self.groups {
+            let kept = self.pending_changes.iter().filter(|pending| pending.control.group_id == *id).map(|pending| pending.control.epoch);
+            let (mut next, mut latest) = (false, None);
+            for epoch in kept {
+                next |= Some(epoch) == group.epoch().checked_add(1);
+                latest = latest.max(Some(epoch));
+            }
+            let waiting = self.awaiting_hub.keys().any(|(group, _)| group == id);
+            if let (false, false, Some(latest)) = (next, waiting, latest) {
+                behind.push((id.clone(), latest));
+            }
+        }
+        behind.sort_unstable();
+        behind
+    }
+
+    /// Catches up on the hub's word: the hub says it ordered `head` at epoch `asked`, and this
+    /// device keeps the announcement of that very state (from a member, for an epoch ahead of
+    /// its own, the ones between lost on the way). The state is taken whole — its chain from
+    /// this device's state is the hub's — and, since who left in between cannot be told,
+    /// this device's sender key is rotated. Returns what changed and who announced it, or `None`
+    /// when nothing kept matches.
+    pub fn resync<R: CryptoRng + ?Sized>(&mut self, asked: u64, head: &GroupHead, rng: &mut R) -> Result<Option<(Received, ProtocolAddress)>> {
+        let id = head.group_id.clone();
+        let Some(current) = self.groups.get(&id) else { return Ok(None) };
+        if head.epoch != asked || asked <= current.epoch() {
+            return Ok(None);
+        }
+        let matching = self.pending_changes.iter().position(|pending| {
+            pending.control.group_id == id
+                && pending.control.epoch == asked
+                && Group::from_control(&pending.control).is_ok_and(|group| *group.hash() == *head.state_hash)
+        });
+        let Some(index) = matching else { return Ok(None) };
+        let pending = self.pending_changes.remove(index);
+        let announced = Group::from_control(&pending.control)?;
+        let before = Some((current.epoch(), current.members().clone()));
+        let transition = if announced.members().contains(&self.address) {
+            let change = MembershipChange {
+                added: announced.members().difference(current.members()).cloned().collect(),
+                removed: current.members().difference(announced.members()).cloned().collect(),
+            };
+            Transition::Advance { group: announced, change, rotate: true }
+        } else {
+            Transition::Leave { group: announced }
+        };
+        let applied = self.apply(&id, transition, &pending.control, rng)?;
+        Ok(Some((self.settle(&id, before, applied, rng)?, pending.from)))
+    }
+
     /// Whether changes from any member are applied (an injected bug; never in the product).
     fn trust_members(&self) -> bool {
         #[cfg(switchboard_inject_bugs)]

@@ -50,6 +50,7 @@ use crate::wire_address;
 pub use dedupe::{MAX_SEEN, SeenKey};
 use dedupe::SeenWindow;
 pub use outbox::{MAX_OUTBOX, MAX_OUTBOX_BYTES};
+pub use order::{MAX_HELD_CHANGES, RESYNC_AFTER};
 use outbox::Outbox;
 pub use receive::{MAX_ENVELOPE_ID_LEN, MAX_STALL, MAX_STALLED, MAX_STALLED_BYTES, MAX_STALLED_PER_SENDER};
 use work::{GroupChange, Work};
@@ -285,6 +286,8 @@ pub struct EndpointStats {
     pub changes_not_ordered: u64,
     /// Changes announced to this device that the group's hub did not order (refused).
     pub unordered_changes: u64,
+    /// Catch-ups on the hub's word, after changes missed for good.
+    pub resyncs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +314,8 @@ enum Request {
     FetchBlob(u64),
     /// The state a group's hub ordered at an epoch (a change waits for it).
     Head(String, u64),
+    /// The same, about a later change kept by a device that missed the ones before it.
+    Resync(String, u64),
 }
 
 /// What a user may name as a group's member: one device, or every device of a user.
@@ -383,6 +388,8 @@ pub struct Endpoint {
     started_back: std::collections::HashSet<ProtocolAddress>,
     /// Changes of a group waiting while an earlier one waits for the group's hub (see `order`).
     held_changes: VecDeque<Work>,
+    /// Groups this device fell behind in, since when (see `order::resync_behind`).
+    behind_since: HashMap<String, Duration>,
 }
 
 struct Replenish {
@@ -483,6 +490,7 @@ impl Endpoint {
             low_reported: None,
             started_back: Default::default(),
             held_changes: VecDeque::new(),
+            behind_since: HashMap::new(),
         }
     }
 
@@ -727,6 +735,7 @@ impl Endpoint {
                 }
                 self.fetch_missing();
                 self.fetch_heads();
+                self.resync_behind(rng);
                 self.run_waiting(rng);
             }
         }
@@ -996,6 +1005,8 @@ impl Endpoint {
             (Request::Head(group, epoch), S::GroupHead(head)) if head.group_id == group => self.head_arrived(epoch, head, rng),
             (Request::Head(group, _), S::Failure(failure)) if !transient(failure.code) => self.head_refused(&group),
             (Request::Head(..), _) => self.schedule_retry(rng),
+            (Request::Resync(group, epoch), S::GroupHead(head)) if head.group_id == group => self.resynced(epoch, head, rng),
+            (Request::Resync(..), _) => self.schedule_retry(rng),
             (Request::Fetch(user), S::Bundles(bundles)) if bundles.user == user => self.bundles_arrived(user, bundles, rng),
             (Request::Fetch(user), S::Failure(failure)) if !transient(failure.code) => {
                 // No such user (or no bundles): what waits for it is given up as unsealable.

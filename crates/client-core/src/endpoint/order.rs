@@ -13,6 +13,9 @@ use crate::error::ClientError;
 
 /// Changes of this device's kept while an earlier change of the same group waits for its hub.
 pub const MAX_HELD_CHANGES: usize = 1_024;
+/// How long this device waits for a change it missed (it holds a later one) before it asks the
+/// group's hub whether the later one was ordered, and takes it whole if so.
+pub const RESYNC_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Endpoint {
     /// Sends a proposed change's order (once the proposal is durable, through the outbox), or
@@ -151,6 +154,46 @@ impl Endpoint {
                 self.unordered(group.clone(), from);
             }
         }
+        self.fetch_heads();
+    }
+
+    /// Groups this device fell behind in (see `Device::behind`): once behind for
+    /// [`RESYNC_AFTER`], it asks the hub about the latest change it keeps; meanwhile the retry
+    /// timer brings it back here.
+    pub(super) fn resync_behind(&mut self, rng: &mut StdRng) {
+        let behind = self.device.behind();
+        self.behind_since.retain(|group, _| behind.iter().any(|(b, _)| b == group));
+        for (group, epoch) in behind {
+            let since = *self.behind_since.entry(group.clone()).or_insert(self.now);
+            let asked = |r: &Request| matches!(r, Request::Resync(g, e) if *g == group && *e == epoch);
+            if self.now.saturating_sub(since) >= RESYNC_AFTER && self.phase == super::Phase::Online && !self.requests.values().any(asked) {
+                let fetch = FetchHead { group_id: group.clone(), epoch: Some(epoch) };
+                self.request(Request::Resync(group, epoch), Body::FetchHead(fetch));
+            }
+        }
+        if !self.behind_since.is_empty() {
+            self.schedule_retry(rng);
+        }
+    }
+
+    /// The hub's answer about a later change this device keeps, having missed those before it.
+    pub(super) fn resynced(&mut self, asked: u64, head: GroupHead, rng: &mut StdRng) {
+        match self.device.resync(asked, &head, rng) {
+            Ok(Some((crate::Received::Group { group, epoch, change: Some(change) }, by))) => {
+                self.stats.resyncs += 1;
+                self.behind_since.remove(&group);
+                let state = self.device.group(&group).map_or([0; 32], |g| *g.hash());
+                self.events.push_back(Event::GroupChanged { group: group.clone(), epoch, by, added: change.added, removed: change.removed, state });
+                self.retry_stalled(&group, rng);
+            }
+            Ok(Some((crate::Received::RemovedFromGroup { group }, _))) => {
+                self.stats.resyncs += 1;
+                self.behind_since.remove(&group);
+                self.events.push_back(Event::RemovedFromGroup { group });
+            }
+            _ => {}
+        }
+        self.changed_device();
         self.fetch_heads();
     }
 

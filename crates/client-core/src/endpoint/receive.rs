@@ -297,6 +297,7 @@ impl Endpoint {
                             });
                         }
                         self.retry_stalled(&group, rng);
+                        self.resync_behind(rng);
                     }
                     // What waits for a key of that group stays held (until MAX_STALL): the news
                     // of this device's return may be on its way, behind that of its removal.
