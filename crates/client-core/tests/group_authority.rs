@@ -332,3 +332,32 @@ fn a_restored_admin_keeps_its_order_key_and_a_change_waiting_for_its_hub() {
     tampered.groups[0].order_secret = vec![9; 32];
     assert!(switchboard_client_core::Device::restore(&tampered).is_err());
 }
+
+#[test]
+fn only_an_admins_later_change_starts_a_resync_and_one_the_hub_contradicts_is_dropped() {
+    let mut world = founded(Suite::Aes256Gcm, 21);
+    world.add_device("erin@red");
+    let current = world.device("bob@blue").group(GROUP).unwrap().clone();
+    // Carol (no admin) keeps a state two epochs ahead at Bob's: no resync on her word.
+    let own = OrderKey::generate(&mut world.rng);
+    let mut members = current.members().clone();
+    members.insert(address("erin@red"));
+    let planted = current.next(members, [address("carol@red")].into_iter().collect(), Some(&own)).unwrap().sign(&own);
+    let mut control = planted.next(planted.members().clone(), planted.admins().clone(), None).unwrap().sign(&own).announcement();
+    control.epoch = current.epoch() + 2;
+    send_control(&mut world, "carol@red", control, &["bob@blue"]);
+    world.deliver_all();
+    assert!(world.device("bob@blue").behind().is_empty(), "a member's word started a resync");
+    // An admin's later change does; the hub naming another state there drops it.
+    let alices = changes_to(&mut world, "bob@blue", &[("erin@red", true), ("dave@blue", false)]);
+    world.post("alice@green", alices[1].clone());
+    world.deliver_all();
+    let ahead = current.epoch() + 2;
+    assert_eq!(world.device("bob@blue").behind(), vec![(GROUP.to_owned(), ahead)]);
+    let rng = &mut world.rng;
+    let other = switchboard_wire::switchboard::GroupHead { group_id: GROUP.into(), epoch: ahead, state_hash: vec![7; 32] };
+    let bob = world.devices.get_mut(&address("bob@blue")).unwrap();
+    assert!(bob.resync(ahead, &other, rng).unwrap().is_none());
+    assert!(bob.behind().is_empty(), "a change the hub contradicts still holds a resync back");
+    assert_eq!(bob.group(GROUP).unwrap().hash(), current.hash());
+}

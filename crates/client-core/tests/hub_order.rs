@@ -216,3 +216,28 @@ fn a_member_that_missed_a_change_for_good_catches_up_on_the_hubs_word_and_rotate
     assert!(read(&mut h, dave) && read(&mut h, alice));
     assert!(!read(&mut h, carol), "Carol, removed, read Bob's message");
 }
+
+#[test]
+fn an_old_state_offered_as_a_join_is_not_joined() {
+    // Found in review: the hub vouches for the last 64 states, so a join must name its head.
+    let mut h = Harness::new(&["green", "blue", "red"], 36);
+    let alice = online(&mut h, "alice@green");
+    let _bob = online(&mut h, "bob@blue");
+    let carol = online(&mut h, "carol@red");
+    h.with(alice, |e, now, rng| e.create_group(now, GROUP, vec![Member::User("bob@blue".into())], Suite::Aes256Gcm, rng));
+    h.settle();
+    h.with(alice, |e, now, rng| e.add_member(now, GROUP, Member::User("carol@red".into()), rng));
+    h.settle();
+    h.advance(ACK_DELAY + TICK);
+    let with_carol = h.devices[alice].endpoint.group(GROUP).unwrap().announcement();
+    h.with(alice, |e, now, rng| e.remove_member(now, GROUP, Member::User("carol@red".into()), rng));
+    h.settle();
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(state(&h, carol), None);
+    // The state that had Carol in it, signed and ordered once, is offered to her again.
+    let payload = PairwisePayload { body: Some(Body::GroupControl(with_carol)), suites: Vec::new() }.encode_to_vec();
+    h.with(alice, |e, now, rng| e.send_payload(now, device("carol@red"), payload, rng));
+    h.settle();
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(state(&h, carol), None, "Carol joined a state the group had left behind");
+}

@@ -161,8 +161,9 @@ impl Device {
 
     /// Keeps a change until its hub's word comes: the latest from each sender per group (a later
     /// one supersedes what that sender said before), from at most [`MAX_AWAITING_HUB_PER_GROUP`]
-    /// senders per group, [`MAX_AWAITING_HUB_PER_SENDER`] groups per sender and
-    /// [`MAX_AWAITING_HUB`] in all, so that one sender's forgeries cannot fill the room.
+    /// senders per group. Joins (of groups this device is not in) count apart: at most
+    /// [`MAX_AWAITING_HUB_PER_SENDER`] groups per sender and [`MAX_AWAITING_HUB`] in all, so that
+    /// strangers' forged joins cannot crowd out changes of the groups this device is in.
     fn await_hub(&mut self, from: &ProtocolAddress, control: &GroupControl) -> Result<()> {
         let key = (control.group_id.clone(), from.clone());
         match self.awaiting_hub.get(&key) {
@@ -170,8 +171,11 @@ impl Device {
             Some(_) => {}
             None => {
                 let senders = self.awaiting_hub.keys().filter(|(group, _)| *group == key.0).count();
-                let groups = self.awaiting_hub.keys().filter(|(_, sender)| sender == from).count();
-                if senders >= MAX_AWAITING_HUB_PER_GROUP || groups >= MAX_AWAITING_HUB_PER_SENDER || self.awaiting_hub.len() >= MAX_AWAITING_HUB {
+                let joins: Vec<&ProtocolAddress> = self.awaiting_hub.keys().filter(|(group, _)| !self.groups.contains_key(group)).map(|(_, sender)| sender).collect();
+                let joining = !self.groups.contains_key(&key.0);
+                let full = senders >= MAX_AWAITING_HUB_PER_GROUP
+                    || joining && (joins.iter().filter(|sender| **sender == from).count() >= MAX_AWAITING_HUB_PER_SENDER || joins.len() >= MAX_AWAITING_HUB);
+                if full {
                     return Err(ClientError::InvalidChange("too many changes waiting for their hub"));
                 }
             }
@@ -198,7 +202,10 @@ impl Device {
             let Some(pending) = self.awaiting_hub.remove(&key) else { continue };
             let Ok(announced) = Group::from_control(&pending.control) else { continue };
             if head.epoch == asked && *announced.hash() == *head.state_hash {
-                ordered = Some(pending);
+                // Of two copies of the ordered state, the one handing this device the order key.
+                if ordered.as_ref().is_none_or(|kept: &PendingChange| kept.control.order_secret.is_empty()) {
+                    ordered = Some(pending);
+                }
             } else if head.epoch <= asked {
                 verdict.refused.push(pending.from);
             }
@@ -215,6 +222,11 @@ impl Device {
             },
             Some(_) => match membership::judge(self.groups.get(&id), announced, &pending.from, &self.address, self.trust_members())? {
                 change @ (Transition::Advance { .. } | Transition::Leave { .. }) => change,
+                Transition::Later => {
+                    // Ordered, but this device has not reached the state before it yet.
+                    self.keep_for_later(&pending.from, &pending.control)?;
+                    return Ok(verdict);
+                }
                 _ => return Ok(verdict),
             },
         };
@@ -223,13 +235,23 @@ impl Device {
         Ok(verdict)
     }
 
+    /// How many changes this device keeps for later (see [`Self::behind`]).
+    pub fn kept_changes(&self) -> usize {
+        self.pending_changes.len()
+    }
+
     /// The groups this device has fallen behind in: it keeps a change for a later epoch than the
     /// next, none for the next, and waits for no hub's word. With each, the latest epoch kept: the
     /// one to ask the hub about ([`Self::resync`]).
     pub fn behind(&self) -> Vec<(String, u64)> {
         let mut behind: Vec<(String, u64)> = Vec::new();
         for (id, group) in &self.groups {
-            let kept = self.pending_changes.iter().filter(|pending| pending.control.group_id == *id).map(|pending| pending.control.epoch);
+            // Only an admin's word counts: what other members keep there cannot start a resync.
+            let kept = self
+                .pending_changes
+                .iter()
+                .filter(|pending| pending.control.group_id == *id && group.admins().contains(&pending.from))
+                .map(|pending| pending.control.epoch);
             let (mut next, mut latest) = (false, None);
             for epoch in kept {
                 next |= Some(epoch) == group.epoch().checked_add(1);
@@ -245,8 +267,9 @@ impl Device {
     }
 
     /// Catches up on the hub's word: the hub says it ordered `head` at epoch `asked`, and this
-    /// device keeps the announcement of that very state (from a member, for an epoch ahead of
-    /// its own, the ones between lost on the way). The state is taken whole — its chain from
+    /// device keeps the announcement of that very state (from an admin of the state it holds,
+    /// for an epoch ahead of its own, the ones between lost on the way). Kept changes the hub
+    /// contradicts are dropped. The state is taken whole — its chain from
     /// this device's state is the hub's — and, since who left in between cannot be told,
     /// this device's sender key is rotated. Returns what changed and who announced it, or `None`
     /// when nothing kept matches.
@@ -256,9 +279,19 @@ impl Device {
         if head.epoch != asked || asked <= current.epoch() {
             return Ok(None);
         }
+        // Kept changes the hub contradicts (another state at that epoch, or an epoch it has not
+        // reached) were ordered by no one: dropped, so that they hold no resync back.
+        let admins = current.admins().clone();
+        let contradicted = |pending: &PendingChange| {
+            pending.control.group_id == id
+                && (pending.control.epoch > head.epoch
+                    || pending.control.epoch == head.epoch && Group::from_control(&pending.control).is_ok_and(|group| *group.hash() != *head.state_hash))
+        };
+        self.pending_changes.retain(|pending| !contradicted(pending));
         let matching = self.pending_changes.iter().position(|pending| {
             pending.control.group_id == id
                 && pending.control.epoch == asked
+                && admins.contains(&pending.from)
                 && Group::from_control(&pending.control).is_ok_and(|group| *group.hash() == *head.state_hash)
         });
         let Some(index) = matching else { return Ok(None) };
@@ -384,8 +417,11 @@ impl Device {
                     },
                 };
                 if self.changes_need_hub {
-                    // Like any change, a kept one applies only on its hub's word.
-                    let _ = self.await_hub(&pending.from, &pending.control);
+                    // Like any change, a kept one applies only on its hub's word (kept on if the
+                    // room for those is full).
+                    if self.await_hub(&pending.from, &pending.control).is_err() {
+                        self.pending_changes.push(pending);
+                    }
                     continue;
                 }
                 advanced = Some(self.apply(id, transition, &pending.control, rng)?);

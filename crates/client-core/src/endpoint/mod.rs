@@ -1006,7 +1006,9 @@ impl Endpoint {
             (Request::Head(group, _), S::Failure(failure)) if !transient(failure.code) => self.head_refused(&group),
             (Request::Head(..), _) => self.schedule_retry(rng),
             (Request::Resync(group, epoch), S::GroupHead(head)) if head.group_id == group => self.resynced(epoch, head, rng),
-            (Request::Resync(..), _) => self.schedule_retry(rng),
+            // Unavailable for now: asked again after RESYNC_AFTER (refused for good: likewise,
+            // while the device stays behind).
+            (Request::Resync(..), _) => {}
             (Request::Fetch(user), S::Bundles(bundles)) if bundles.user == user => self.bundles_arrived(user, bundles, rng),
             (Request::Fetch(user), S::Failure(failure)) if !transient(failure.code) => {
                 // No such user (or no bundles): what waits for it is given up as unsealable.

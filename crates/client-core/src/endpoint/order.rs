@@ -41,20 +41,21 @@ impl Endpoint {
     /// After a restore: every proposal has its order in the outbox (a snapshot and an outbox
     /// written apart may disagree), and no order stays without its proposal.
     pub(super) fn reconcile_orders(&mut self) {
-        let queued: Vec<(u64, String)> = self
+        let proposals: Vec<OrderChange> = self.device.proposals().collect();
+        let queued: Vec<(u64, OrderChange)> = self
             .outbox
             .iter()
             .filter_map(|(seq, body)| match body {
-                Body::OrderChange(order) => Some((seq, order.group_id.clone())),
+                Body::OrderChange(order) => Some((seq, order.clone())),
                 _ => None,
             })
             .collect();
-        for (seq, group) in &queued {
-            if !self.device.has_proposal(group) {
+        for (seq, order) in &queued {
+            if !proposals.contains(order) {
                 self.outbox_done(*seq);
             }
         }
-        let missing: Vec<OrderChange> = self.device.proposals().filter(|order| !queued.iter().any(|(_, group)| *group == order.group_id)).collect();
+        let missing: Vec<OrderChange> = proposals.into_iter().filter(|order| !queued.iter().any(|(_, queued)| queued == order)).collect();
         for order in missing {
             self.order(Ok(order));
         }
@@ -122,7 +123,10 @@ impl Endpoint {
         if self.phase != super::Phase::Online || self.requests.values().any(asked) {
             return;
         }
-        let fetch = FetchHead { group_id: group.to_owned(), epoch: Some(epoch) };
+        // A join must name the head itself: an older state the hub still keeps is no longer the
+        // group's, and its members may have changed since.
+        let joining = self.device.group(group).is_none();
+        let fetch = FetchHead { group_id: group.to_owned(), epoch: (!joining).then_some(epoch) };
         self.request(Request::Head(group.to_owned(), epoch), Body::FetchHead(fetch));
     }
 
@@ -167,6 +171,8 @@ impl Endpoint {
             let since = *self.behind_since.entry(group.clone()).or_insert(self.now);
             let asked = |r: &Request| matches!(r, Request::Resync(g, e) if *g == group && *e == epoch);
             if self.now.saturating_sub(since) >= RESYNC_AFTER && self.phase == super::Phase::Online && !self.requests.values().any(asked) {
+                // Asked at most once per RESYNC_AFTER.
+                self.behind_since.insert(group.clone(), self.now);
                 let fetch = FetchHead { group_id: group.clone(), epoch: Some(epoch) };
                 self.request(Request::Resync(group, epoch), Body::FetchHead(fetch));
             }
@@ -178,6 +184,7 @@ impl Endpoint {
 
     /// The hub's answer about a later change this device keeps, having missed those before it.
     pub(super) fn resynced(&mut self, asked: u64, head: GroupHead, rng: &mut StdRng) {
+        let kept = self.device.kept_changes();
         match self.device.resync(asked, &head, rng) {
             Ok(Some((crate::Received::Group { group, epoch, change: Some(change) }, by))) => {
                 self.stats.resyncs += 1;
@@ -191,6 +198,7 @@ impl Endpoint {
                 self.behind_since.remove(&group);
                 self.events.push_back(Event::RemovedFromGroup { group });
             }
+            _ if self.device.kept_changes() == kept => return,
             _ => {}
         }
         self.changed_device();
