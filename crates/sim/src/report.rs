@@ -385,7 +385,7 @@ impl Report {
                 name: crate::ledger::OUTSIDER_READ,
                 holds: outsider_readable == 0,
                 detail: format!(
-                    "{outsider_readable} group messages read, or readable, outside the admins' membership ({outsider_attempts} tried with the keys of {outsiders} devices no admin added); {} changes forged by members, {} refused on arrival, {} fork alarms raised, {} joins refused on the hub's word",
+                    "{outsider_readable} group messages read, or readable, outside the admins' membership ({outsider_attempts} tried with the keys of {outsiders} devices no admin added); {} changes forged by members, {} refused on arrival, {} fork alarms raised, {} changes refused on the hub's word",
                     ledger.forged_changes, ledger.forgeries_refused, ledger.forks_detected, adversaries.unordered_changes
                 ),
             },

@@ -148,7 +148,8 @@ pub struct InjectedBugs {
     pub keep_sender_key_on_removal: bool,
     /// Accept a session started under a weaker suite than both sides accept.
     pub accept_downgrade: bool,
-    /// Apply a group change from any member, not only from an admin.
+    /// Apply a group change from any member, not only from an admin (unsigned, and without
+    /// asking the group's hub).
     pub accept_changes_from_members: bool,
 }
 
