@@ -57,7 +57,7 @@ pub const MAX_GROUP_ID_LEN: usize = 256;
 /// What a group created at epoch 0 names as the state before it.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 /// Domain separation for [`Group::hash`].
-const HASH_LABEL: &[u8] = b"switchboard group state v1";
+const HASH_LABEL: &[u8] = b"switchboard group state body v1";
 
 /// A group's state at one epoch: its id, member devices, admins (the members that may change it),
 /// the suite its sender keys use, the key that signs the change after it (its order key, whose
@@ -80,6 +80,8 @@ pub struct Group {
     suite: Suite,
     order_key: [u8; 32],
     prev_hash: [u8; 32],
+    /// The hash of everything but the order key; `hash` covers both.
+    body_hash: [u8; 32],
     hash: [u8; 32],
     /// Not part of the state (nor its hash): what shows who made it.
     signature: Option<[u8; 64]>,
@@ -144,8 +146,9 @@ impl Group {
         if !admins.is_subset(&members) {
             return Err(ClientError::InvalidPayload("an admin who is not a member"));
         }
-        let hash = state_hash(&id, epoch, &members, &admins, suite, &order_key, &prev_hash);
-        Ok(Group { id, epoch, members, admins, suite, order_key, prev_hash, hash, signature })
+        let body_hash = body_hash(&id, epoch, &members, &admins, suite, &prev_hash);
+        let hash = switchboard_wire::group_order::state_hash(&body_hash, &order_key);
+        Ok(Group { id, epoch, members, admins, suite, order_key, prev_hash, body_hash, hash, signature })
     }
 
     /// Signs this state with `signer`: the order key of the state before it (at epoch 0, its own).
@@ -174,6 +177,7 @@ impl Group {
             state_hash: self.hash.to_vec(),
             order_key: self.order_key.to_vec(),
             signature: self.signature.map(|s| s.to_vec()).unwrap_or_default(),
+            body_hash: self.body_hash.to_vec(),
         }
     }
 
@@ -209,8 +213,9 @@ impl Group {
         &self.prev_hash
     }
 
-    /// SHA-256 over this state's canonical encoding: a label, the id, the epoch, the suite, the
-    /// order key, the previous hash, then the members and the admins, each list sorted and counted, each
+    /// The hash naming this state: [`switchboard_wire::group_order::state_hash`] of its order
+    /// key and of its body — SHA-256 over a label, the id, the epoch, the suite, the previous
+    /// hash, then the members and the admins, each list sorted and counted, each
     /// address as its length-prefixed name and device id. Two devices hold the same state at an
     /// epoch exactly when their hashes agree, and (by the previous hash) the same history.
     pub fn hash(&self) -> &[u8; 32] {
@@ -268,13 +273,12 @@ fn addresses(wire: &[DeviceAddress]) -> Result<IndexSet<ProtocolAddress>, Client
     Ok(set)
 }
 
-fn state_hash(
+fn body_hash(
     id: &str,
     epoch: u64,
     members: &IndexSet<ProtocolAddress>,
     admins: &IndexSet<ProtocolAddress>,
     suite: Suite,
-    order_key: &[u8; 32],
     prev_hash: &[u8; 32],
 ) -> [u8; 32] {
     let mut hasher = Sha256::new();
@@ -286,7 +290,6 @@ fn state_hash(
     bytes(&mut hasher, id.as_bytes());
     hasher.update(epoch.to_be_bytes());
     bytes(&mut hasher, suite.name().as_bytes());
-    hasher.update(order_key);
     hasher.update(prev_hash);
     for list in [members, admins] {
         let mut sorted: Vec<&ProtocolAddress> = list.iter().collect();

@@ -24,6 +24,10 @@ impl RelayCore {
         let prev_hash: [u8; 32] = order.prev_hash.as_slice().try_into().map_err(|_| (ErrorCode::Malformed, "a previous hash is 32 bytes"))?;
         let order_key: [u8; 32] = order.order_key.as_slice().try_into().map_err(|_| (ErrorCode::Malformed, "an order key is 32 bytes"))?;
         let signature = Signature::from_slice(&order.signature).map_err(|_| (ErrorCode::Malformed, "a signature is 64 bytes"))?;
+        let body_hash: [u8; 32] = order.body_hash.as_slice().try_into().map_err(|_| (ErrorCode::Malformed, "a body hash is 32 bytes"))?;
+        if group_order::state_hash(&body_hash, &order_key) != state_hash {
+            return Err((ErrorCode::Malformed, "the state hash does not name the order key"));
+        }
         let signer = match self.state.group_heads.get(&order.group_id) {
             Some(head) if head.epoch.checked_add(1) != Some(order.epoch) || head.state_hash != prev_hash => {
                 // Another change came first (or this one, if its hash is the head's): the head

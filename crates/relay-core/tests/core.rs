@@ -604,11 +604,12 @@ fn the_relay_never_hands_out_an_older_signed_prekey_than_it_holds_nor_another_id
 
 // ---- the hub's order of group changes ---------------------------------------------------------
 
-/// An order for `group` at `epoch` on `prev`, naming state `state` and the next order key
-/// `next`, signed with `signer`.
-fn order(group: &str, epoch: u64, prev: [u8; 32], state: [u8; 32], next: &ed25519_dalek::SigningKey, signer: &ed25519_dalek::SigningKey) -> Body {
+/// An order for `group` at `epoch` on `prev`, for the state of body hash `body` and next order
+/// key `next`, signed with `signer`.
+fn order(group: &str, epoch: u64, prev: [u8; 32], body: [u8; 32], next: &ed25519_dalek::SigningKey, signer: &ed25519_dalek::SigningKey) -> Body {
     use ed25519_dalek::Signer;
     let order_key = next.verifying_key().to_bytes();
+    let state = named(body, next);
     let signed = switchboard_wire::group_order::signed_bytes(group, epoch, &prev, &state, &order_key);
     Body::OrderChange(switchboard_wire::switchboard::OrderChange {
         group_id: group.into(),
@@ -617,7 +618,13 @@ fn order(group: &str, epoch: u64, prev: [u8; 32], state: [u8; 32], next: &ed2551
         state_hash: state.to_vec(),
         order_key: order_key.to_vec(),
         signature: signer.sign(&signed).to_bytes().to_vec(),
+        body_hash: body.to_vec(),
     })
+}
+
+/// The hash naming the state of body hash `body` and order key `key`.
+fn named(body: [u8; 32], key: &ed25519_dalek::SigningKey) -> [u8; 32] {
+    switchboard_wire::group_order::state_hash(&body, &key.verifying_key().to_bytes())
 }
 
 fn head(frame: &ServerFrame) -> (u64, [u8; 32]) {
@@ -633,34 +640,42 @@ fn a_hub_orders_one_change_per_epoch_signed_by_the_order_key_of_the_state_before
     let (green, alice, _) = net.device("alice@green");
     let (blue, bob, _) = net.device("bob@blue");
     let keys: Vec<_> = (1..=3u8).map(|n| ed25519_dalek::SigningKey::from_bytes(&[n; 32])).collect();
+    let (s0, s1) = (named([1; 32], &keys[0]), named([2; 32], &keys[1]));
     // Alice (on green) creates a group whose hub is blue: her relay asks blue.
-    assert_eq!(head(&net.request(&green, alice, 10, order("g@blue", 0, [0; 32], [1; 32], &keys[0], &keys[0]))), (0, [1; 32]));
+    assert_eq!(head(&net.request(&green, alice, 10, order("g@blue", 0, [0; 32], [1; 32], &keys[0], &keys[0]))), (0, s0));
     // The next change, signed by the head's key, moves the head (and hands over to another key).
-    assert_eq!(head(&net.request(&blue, bob, 11, order("g@blue", 1, [1; 32], [2; 32], &keys[1], &keys[0]))), (1, [2; 32]));
+    assert_eq!(head(&net.request(&blue, bob, 11, order("g@blue", 1, s0, [2; 32], &keys[1], &keys[0]))), (1, s1));
     // A change that arrives second for the same epoch is not ordered: the answer names the winner.
-    assert_eq!(head(&net.request(&green, alice, 12, order("g@blue", 1, [1; 32], [9; 32], &keys[1], &keys[0]))), (1, [2; 32]));
+    assert_eq!(head(&net.request(&green, alice, 12, order("g@blue", 1, s0, [9; 32], &keys[1], &keys[0]))), (1, s1));
     // The same order again (its answer lost) is answered as ordered, and changes nothing.
-    assert_eq!(head(&net.request(&blue, bob, 13, order("g@blue", 1, [1; 32], [2; 32], &keys[1], &keys[0]))), (1, [2; 32]));
+    assert_eq!(head(&net.request(&blue, bob, 13, order("g@blue", 1, s0, [2; 32], &keys[1], &keys[0]))), (1, s1));
     // The key of an earlier state no longer orders anything; nor does anyone else's.
     for signer in [&keys[0], &keys[2]] {
-        let refused = net.request(&green, alice, 14, order("g@blue", 2, [2; 32], [3; 32], &keys[2], signer));
+        let refused = net.request(&green, alice, 14, order("g@blue", 2, s1, [3; 32], &keys[2], signer));
         assert_eq!(code(&refused), Some(ErrorCode::Forbidden), "{refused:?}");
     }
-    // A group nobody created, a second creation, and a malformed order.
-    assert_eq!(code(&net.request(&blue, bob, 15, order("h@blue", 1, [1; 32], [2; 32], &keys[1], &keys[0]))), Some(ErrorCode::UnknownRecipient));
-    assert_eq!(head(&net.request(&blue, bob, 16, order("g@blue", 0, [0; 32], [7; 32], &keys[2], &keys[2]))), (1, [2; 32]));
-    let Body::OrderChange(mut short) = order("g@blue", 2, [2; 32], [3; 32], &keys[2], &keys[1]) else { unreachable!() };
+    // A group nobody created, a second creation, and malformed orders: a short hash, and a key
+    // other than the one the state names (the hub would keep a key the members never see).
+    assert_eq!(code(&net.request(&blue, bob, 15, order("h@blue", 1, s0, [2; 32], &keys[1], &keys[0]))), Some(ErrorCode::UnknownRecipient));
+    assert_eq!(head(&net.request(&blue, bob, 16, order("g@blue", 0, [0; 32], [7; 32], &keys[2], &keys[2]))), (1, s1));
+    let Body::OrderChange(mut short) = order("g@blue", 2, s1, [3; 32], &keys[2], &keys[1]) else { unreachable!() };
     short.state_hash.pop();
     assert_eq!(code(&net.request(&blue, bob, 17, Body::OrderChange(short))), Some(ErrorCode::Malformed));
+    let Body::OrderChange(mut hidden) = order("g@blue", 2, s1, [3; 32], &keys[2], &keys[1]) else { unreachable!() };
+    let other_key = keys[0].verifying_key().to_bytes();
+    let signed = switchboard_wire::group_order::signed_bytes("g@blue", 2, &s1, &hidden.state_hash, &other_key);
+    hidden.order_key = other_key.to_vec();
+    hidden.signature = ed25519_dalek::Signer::sign(&keys[1], &signed).to_bytes().to_vec();
+    assert_eq!(code(&net.request(&blue, bob, 23, Body::OrderChange(hidden))), Some(ErrorCode::Malformed));
     // Anyone who asks learns the head, from any app; it is on the hub's disk, and only there.
     let fetch = |group: &str, epoch: Option<u64>| Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: group.into(), epoch });
-    assert_eq!(head(&net.request(&green, alice, 18, fetch("g@blue", None))), (1, [2; 32]));
+    assert_eq!(head(&net.request(&green, alice, 18, fetch("g@blue", None))), (1, s1));
     assert_eq!(code(&net.request(&green, alice, 19, fetch("h@blue", None))), Some(ErrorCode::UnknownRecipient));
     // Which state it ordered at an epoch it keeps; the head for any other.
-    assert_eq!(head(&net.request(&green, alice, 20, fetch("g@blue", Some(0)))), (0, [1; 32]));
-    assert_eq!(head(&net.request(&green, alice, 21, fetch("g@blue", Some(1)))), (1, [2; 32]));
-    assert_eq!(head(&net.request(&green, alice, 22, fetch("g@blue", Some(7)))), (1, [2; 32]));
-    assert_eq!(net.durable["blue"].group_heads["g@blue"].state_hash, [2; 32]);
+    assert_eq!(head(&net.request(&green, alice, 20, fetch("g@blue", Some(0)))), (0, s0));
+    assert_eq!(head(&net.request(&green, alice, 21, fetch("g@blue", Some(1)))), (1, s1));
+    assert_eq!(head(&net.request(&green, alice, 22, fetch("g@blue", Some(7)))), (1, s1));
+    assert_eq!(net.durable["blue"].group_heads["g@blue"].state_hash, s1);
     assert!(net.durable["green"].group_heads.is_empty());
 }
 
@@ -669,13 +684,14 @@ fn a_hub_answers_an_order_only_once_it_is_durable_and_keeps_it_across_a_restart(
     let mut net = Net::new();
     let (blue, bob, _) = net.device("bob@blue");
     let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let s0 = named([1; 32], &key);
     let frame = ClientFrame { request_id: 5, body: Some(order("g@blue", 0, [0; 32], [1; 32], &key, &key)) };
     let core = net.cores.get_mut("blue").unwrap();
     assert!(core.client_frame(bob, &frame.encode_to_vec()).is_empty(), "answered before commit");
     let batch = core.take_batch().unwrap();
     assert!(batch.mutations.iter().any(|m| matches!(m, switchboard_relay_core::state::Mutation::PutGroupHead { .. })));
     let released = core.committed(batch.id);
-    assert!(released.iter().any(|a| matches!(a, Action::ToClient { frame, .. } if head(frame) == (0, [1; 32]))));
+    assert!(released.iter().any(|a| matches!(a, Action::ToClient { frame, .. } if head(frame) == (0, s0))));
     for mutation in &batch.mutations {
         net.durable.get_mut("blue").unwrap().apply(mutation);
     }
@@ -684,7 +700,7 @@ fn a_hub_answers_an_order_only_once_it_is_durable_and_keeps_it_across_a_restart(
     net.connect_all();
     let (_, carol, _) = net.device("carol@blue");
     let fetch = Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: "g@blue".into(), epoch: None });
-    assert_eq!(head(&net.request(&blue, carol, 6, fetch)), (0, [1; 32]));
+    assert_eq!(head(&net.request(&blue, carol, 6, fetch)), (0, s0));
 }
 
 #[test]
@@ -693,15 +709,16 @@ fn a_hub_keeps_the_states_before_its_head_up_to_its_limit() {
     let mut net = Net::new();
     let (blue, bob, _) = net.device("bob@blue");
     let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-    let state = |epoch: u64| {
+    let body = |epoch: u64| {
         let mut hash = [0u8; 32];
         hash[..8].copy_from_slice(&(epoch + 1).to_be_bytes());
         hash
     };
+    let state = |epoch: u64| named(body(epoch), &key);
     let last = MAX_HEAD_HISTORY as u64 + 5;
     for epoch in 0..=last {
         let prev = if epoch == 0 { [0; 32] } else { state(epoch - 1) };
-        assert_eq!(head(&net.request(&blue, bob, 100 + epoch, order("g@blue", epoch, prev, state(epoch), &key, &key))), (epoch, state(epoch)));
+        assert_eq!(head(&net.request(&blue, bob, 100 + epoch, order("g@blue", epoch, prev, body(epoch), &key, &key))), (epoch, state(epoch)));
     }
     let fetch = |epoch| Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: "g@blue".into(), epoch: Some(epoch) });
     let oldest_kept = last - MAX_HEAD_HISTORY as u64;
