@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".switchboard.Envelope.content",
             ".switchboard.GroupEnvelope.id",
             ".switchboard.GroupEnvelope.content",
-            ".switchboard.Acknowledge.ids",
+            ".switchboard.EnvelopeRef.id",
         ])
         .compile_fds(descriptors)?;
     Ok(())

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use switchboard_relay::local::LocalFederation;
 use switchboard_wire::frame::{FrameDecoder, encode_frame};
 use switchboard_wire::switchboard::{
-    Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, GroupEnvelope, Register, ServerFrame,
+    Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, EnvelopeRef, GroupEnvelope, Register, ServerFrame,
     client_frame::Body, server_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -99,15 +99,15 @@ async fn receive(device: &mut RawDevice, count: usize) -> Vec<u64> {
         let frame = device.next().await;
         if let Some(server_frame::Body::Deliver(envelope)) = frame.body {
             stamps.push(u64::from_be_bytes(envelope.content[..8].try_into().expect("8 bytes")));
-            pending_ack.push(envelope.id);
+            pending_ack.push(EnvelopeRef { sender: envelope.sender, id: envelope.id });
             if pending_ack.len() >= 64 {
-                let ids = std::mem::take(&mut pending_ack);
-                device.send(0, Body::Acknowledge(Acknowledge { ids })).await;
+                let envelopes = std::mem::take(&mut pending_ack);
+                device.send(0, Body::Acknowledge(Acknowledge { envelopes })).await;
             }
         }
     }
     if !pending_ack.is_empty() {
-        device.send(0, Body::Acknowledge(Acknowledge { ids: pending_ack })).await;
+        device.send(0, Body::Acknowledge(Acknowledge { envelopes: pending_ack })).await;
     }
     stamps
 }
@@ -175,10 +175,10 @@ async fn latency(federation: &LocalFederation, rate: f64, count: usize) -> (f64,
             if let Some(server_frame::Body::Deliver(envelope)) = frame.body {
                 let sent = u64::from_be_bytes(envelope.content[..8].try_into().expect("8 bytes"));
                 latencies.push(epoch.elapsed().as_micros() as u64 - sent);
-                pending_ack.push(envelope.id);
+                pending_ack.push(EnvelopeRef { sender: envelope.sender, id: envelope.id });
                 if pending_ack.len() >= 32 {
-                    let ids = std::mem::take(&mut pending_ack);
-                    receiver.send(0, Body::Acknowledge(Acknowledge { ids })).await;
+                    let envelopes = std::mem::take(&mut pending_ack);
+                    receiver.send(0, Body::Acknowledge(Acknowledge { envelopes })).await;
                 }
             }
         }

@@ -422,13 +422,13 @@ impl Harness {
             .collect()
     }
 
-    /// How many acknowledgement frames device `d` wrote, and how many ids they carried.
+    /// How many acknowledgement frames device `d` wrote, and how many envelopes they named.
     pub fn acks_sent(&self, d: DeviceId) -> (usize, usize) {
         let acks: Vec<usize> = self.devices[d]
             .frames
             .iter()
             .filter_map(|frame| match &frame.body {
-                Some(client_frame::Body::Acknowledge(ack)) => Some(ack.ids.len()),
+                Some(client_frame::Body::Acknowledge(ack)) => Some(ack.envelopes.len()),
                 _ => None,
             })
             .collect();

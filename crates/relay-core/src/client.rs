@@ -327,8 +327,9 @@ impl RelayCore {
     }
 
     fn acknowledge(&mut self, device: &DeviceKey, ack: Acknowledge) {
-        for id in ack.ids {
-            let Some(seq) = self.mailbox_index.get_mut(device).and_then(|ids| ids.remove(&id)) else { continue };
+        for envelope in ack.envelopes {
+            let key = super::mail_key(envelope.sender.as_ref(), &envelope.id);
+            let Some(seq) = self.mailbox_index.get_mut(device).and_then(|ids| ids.remove(&key)) else { continue };
             self.mutate(Mutation::DeleteEnvelope { device: device.clone(), seq });
         }
     }

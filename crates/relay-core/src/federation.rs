@@ -69,7 +69,7 @@ impl RelayCore {
     /// A request from `app` on a connection it dialed; answered on that connection.
     fn request_from(&mut self, conn: ConnId, app: &str, frame: FederationFrame) -> Vec<Action> {
         let request_id = frame.request_id;
-        let acknowledge = FederationFrame { request_id, body: Some(Body::Acknowledge(Acknowledge { ids: Vec::new() })) };
+        let acknowledge = FederationFrame { request_id, body: Some(Body::Acknowledge(Acknowledge::default())) };
         let refuse = |code, detail| vec![Action::ToLink { conn, frame: link_failure(request_id, code, detail) }];
         match frame.body {
             Some(Body::Forward(envelope)) => {
@@ -93,9 +93,16 @@ impl RelayCore {
             }
             Some(Body::ForwardGroup(group)) => {
                 let sender_app = group.sender.as_ref().and_then(|sender| app_of(&sender.name));
-                // The sender's own app, or the hub relaying it.
-                if sender_app != Some(app) && group.hub != app {
-                    return refuse(ErrorCode::Forbidden, "an app forwards only its own users' or its hub groups' messages");
+                // A hub takes a group's messages from the sender's own app; every other app takes
+                // them from the hub only, and never in the name of one of its own users (those
+                // send through it). The hub is the app the group's id names, so no relay can name
+                // itself hub of someone else's group.
+                let allowed = match self.app == group.hub {
+                    true => sender_app == Some(app),
+                    false => group.hub == app && sender_app != Some(self.app.as_str()),
+                };
+                if !allowed {
+                    return refuse(ErrorCode::Forbidden, "a group message comes from its sender's app to the hub, and from the hub to the others");
                 }
                 match self.route_group(group, Some(app)) {
                     Ok(()) => {

@@ -38,7 +38,6 @@ mod routing;
 use std::collections::{BTreeSet, HashMap};
 
 use rand::rngs::StdRng;
-use switchboard_wire::Bytes;
 use switchboard_wire::address::UserAddress;
 use switchboard_wire::switchboard::{
     DeviceAddress, Envelope, ErrorCode, Failure, FederationFrame, ServerFrame, federation_frame, server_frame,
@@ -140,10 +139,10 @@ pub struct RelayCore {
     app: String,
     peers: BTreeSet<String>,
     state: StoredState,
-    /// One entry per account: its mailbox as envelope id → sequence number. One lookup answers
-    /// whether a device exists, how full its mailbox is, which envelope an acknowledgement
-    /// names, and whether an envelope is a duplicate.
-    mailbox_index: HashMap<DeviceKey, HashMap<Bytes, u64>>,
+    /// One entry per account: its mailbox as envelope key (sender and id, see [`mail_key`]) →
+    /// sequence number. One lookup answers whether a device exists, how full its mailbox is,
+    /// which envelope an acknowledgement names, and whether an envelope is a duplicate.
+    mailbox_index: HashMap<DeviceKey, HashMap<MailKey, u64>>,
     next_seq: u64,
     rng: StdRng,
     clients: HashMap<ConnId, Option<DeviceKey>>,
@@ -168,11 +167,11 @@ impl RelayCore {
     /// `rng` makes the credentials and blob ids it issues: seed it from the operating system
     /// outside tests and simulations.
     pub fn new(app: &str, peers: impl IntoIterator<Item = String>, state: StoredState, rng: StdRng) -> Self {
-        let mut mailbox_index: HashMap<DeviceKey, HashMap<Bytes, u64>> =
+        let mut mailbox_index: HashMap<DeviceKey, HashMap<MailKey, u64>> =
             state.accounts.keys().map(|device| (device.clone(), HashMap::new())).collect();
         for (device, mailbox) in &state.mailboxes {
             if let Some(ids) = mailbox_index.get_mut(device) {
-                ids.extend(mailbox.iter().map(|(seq, envelope)| (envelope.id.clone(), *seq)));
+                ids.extend(mailbox.iter().map(|(seq, envelope)| (mail_key(envelope.sender.as_ref(), &envelope.id), *seq)));
             }
         }
         RelayCore {
@@ -374,6 +373,16 @@ pub fn app_of(user: &str) -> Option<&str> {
 /// Every device key of `user`, as a range of an ordered map.
 fn devices_of(user: &str) -> std::ops::RangeInclusive<DeviceKey> {
     (user.to_owned(), 0)..=(user.to_owned(), u32::MAX)
+}
+
+/// What names an envelope in a mailbox: its sender and the id its sender gave it
+/// ([`switchboard_wire::envelope::envelope_key`]). Ids alone would let one sender's envelope pass
+/// for a duplicate of another's.
+type MailKey = [u8; switchboard_wire::envelope::ENVELOPE_KEY_LEN];
+
+fn mail_key(sender: Option<&DeviceAddress>, id: &[u8]) -> MailKey {
+    let (name, device_id) = sender.map_or(("", 0), |sender| (sender.name.as_str(), sender.device_id));
+    switchboard_wire::envelope::envelope_key(name, device_id, id)
 }
 
 fn device_key(address: &DeviceAddress) -> DeviceKey {

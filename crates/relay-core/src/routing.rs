@@ -41,6 +41,9 @@ impl RelayCore {
             return Err((ErrorCode::TooLarge, "recipients × content over 64 MiB"));
         }
         let hub = group.hub.clone();
+        if app_of(&group.group_id) != Some(hub.as_str()) {
+            return Err((ErrorCode::Malformed, "a group's hub is the app its id names"));
+        }
         if hub != self.app && !self.peers.contains(&hub) {
             return Err((ErrorCode::UnknownRecipient, "unknown hub app"));
         }
@@ -107,16 +110,18 @@ impl RelayCore {
     }
 
     /// Stores an envelope for a local device that [`Self::check_local`] accepted (once per
-    /// envelope id) and delivers it when durable.
+    /// sender and envelope id) and delivers it when durable.
     fn store_local(&mut self, device: DeviceKey, envelope: Envelope) {
         let Some(ids) = self.mailbox_index.get_mut(&device) else { return };
-        if ids.contains_key(&envelope.id) {
+        let key = super::mail_key(envelope.sender.as_ref(), &envelope.id);
+        if ids.contains_key(&key) {
+            // The same sender's envelope again (a retry): stored once, acknowledged again.
             return;
         }
         // `self.seq()`, written out: `ids` still borrows the index.
         let seq = self.next_seq;
         self.next_seq += 1;
-        ids.insert(envelope.id.clone(), seq);
+        ids.insert(key, seq);
         self.metrics.envelopes_stored += 1;
         self.mutate(Mutation::PutEnvelope { device: device.clone(), seq, envelope: envelope.clone() });
         self.deferred.push(Deferred::Deliver(device, envelope));

@@ -8,8 +8,8 @@ use switchboard_relay_core::state::StoredState;
 use switchboard_wire::Message;
 use switchboard_wire::address::{MAX_USER_LEN, UserAddress};
 use switchboard_wire::switchboard::{
-    Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, GroupEnvelope, Register,
-    ServerFrame, client_frame::Body, server_frame,
+    Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, EnvelopeRef, ErrorCode, FederationFrame,
+    GroupEnvelope, Register, ServerFrame, client_frame::Body, federation_frame, server_frame,
 };
 
 const APPS: [&str; 3] = ["green", "blue", "red"];
@@ -170,6 +170,12 @@ fn envelope(id: u8, from: &str, to: &str) -> Envelope {
     }
 }
 
+/// An acknowledgement of the envelope `id` (all bytes `id`) from `sender`, device 1.
+fn ack(request_id: u64, sender: &str, id: u8) -> Vec<u8> {
+    let envelope = EnvelopeRef { sender: Some(address(sender)), id: vec![id; 16].into() };
+    ClientFrame { request_id, body: Some(Body::Acknowledge(Acknowledge { envelopes: vec![envelope] })) }.encode_to_vec()
+}
+
 fn is_done(frame: &ServerFrame) -> bool {
     matches!(frame.body, Some(server_frame::Body::Done(_)))
 }
@@ -193,7 +199,7 @@ fn a_message_to_another_app_is_stored_there_delivered_and_deleted_on_acknowledge
     // Stored on blue's disk until Bob acknowledges; green's outbox is empty (blue acknowledged).
     assert_eq!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].len(), 1);
     assert!(net.durable["green"].outboxes.values().all(|o| o.is_empty()));
-    net.send_raw(&blue, bob, &ClientFrame { request_id: 11, body: Some(Body::Acknowledge(Acknowledge { ids: vec![vec![1; 16].into()] })) }.encode_to_vec());
+    net.send_raw(&blue, bob, &ack(11, "alice@green", 1));
     assert!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].is_empty());
 }
 
@@ -274,7 +280,7 @@ fn a_group_message_crosses_each_app_boundary_once_from_the_hub_and_from_a_follow
         let group = GroupEnvelope {
             id: vec![7; 16].into(),
             sender: Some(address(sender)),
-            group_id: "g".into(),
+            group_id: "g@green".into(),
             hub: "green".into(),
             recipients: members.iter().map(|(u, _, _)| address(u)).collect(),
             content: vec![0x33; 100].into(),
@@ -725,4 +731,77 @@ fn a_hub_keeps_the_states_before_its_head_up_to_its_limit() {
     assert_eq!(head(&net.request(&blue, bob, 1000, fetch(oldest_kept))), (oldest_kept, state(oldest_kept)));
     assert_eq!(head(&net.request(&blue, bob, 1001, fetch(oldest_kept - 1))), (last, state(last)), "forgotten: the head");
     assert_eq!(net.durable["blue"].group_heads["g@blue"].recent_hashes.len(), MAX_HEAD_HISTORY);
+}
+
+#[test]
+fn an_envelope_id_names_an_envelope_only_with_its_sender() {
+    // Mallory is in Alice's group and saw the id of its next message (one id for all members):
+    // her junk sent to Bob under that id first must not have Alice's dropped as a duplicate.
+    let mut net = Net::new();
+    let (blue, bob, _) = net.device("bob@blue");
+    let (green, alice, _) = net.device("alice@green");
+    let (red, mallory, _) = net.device("mallory@red");
+    assert!(is_done(&net.request(&red, mallory, 10, Body::Send(envelope(9, "mallory@red", "bob@blue")))));
+    let group = GroupEnvelope {
+        id: vec![9; 16].into(),
+        sender: Some(address("alice@green")),
+        group_id: "g@green".into(),
+        hub: "green".into(),
+        recipients: vec![address("bob@blue"), address("mallory@red")],
+        content: vec![0x33; 100].into(),
+    };
+    assert!(is_done(&net.request(&green, alice, 11, Body::SendGroup(group.clone()))));
+    let senders: Vec<String> = net.deliveries(&blue, bob).into_iter().map(|e| e.sender.unwrap().name).collect();
+    assert_eq!(senders, ["mallory@red", "alice@green"]);
+    // Alice's own retry is one envelope, stored once.
+    assert!(is_done(&net.request(&green, alice, 12, Body::SendGroup(group))));
+    assert_eq!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].len(), 2);
+    // Bob's acknowledgement of Mallory's leaves Alice's until he acknowledges hers.
+    net.send_raw(&blue, bob, &ack(13, "mallory@red", 9));
+    let left: Vec<String> =
+        net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].values().map(|e| e.sender.clone().unwrap().name).collect();
+    assert_eq!(left, ["alice@green"]);
+    net.send_raw(&blue, bob, &ack(14, "alice@green", 9));
+    assert!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].is_empty());
+}
+
+/// Relay `from` hands `to` a group frame on the link it dialed; `to`'s refusal, if it refused.
+fn forward_group(net: &mut Net, from: &str, to: &str, group: GroupEnvelope) -> Option<ErrorCode> {
+    let conn = net.accepted.iter().find(|((app, _), dialer)| app == to && *dialer == from).map(|((_, conn), _)| *conn).unwrap();
+    let frame = FederationFrame { request_id: 77, body: Some(federation_frame::Body::ForwardGroup(group)) };
+    let actions = net.cores.get_mut(to).unwrap().link_frame(conn, &frame.encode_to_vec());
+    let refusal = actions.iter().find_map(|action| match action {
+        Action::ToLink { frame: FederationFrame { body: Some(federation_frame::Body::Failure(f)), .. }, .. } => ErrorCode::try_from(f.code).ok(),
+        _ => None,
+    });
+    net.run(to, actions);
+    refusal
+}
+
+#[test]
+fn only_a_groups_hub_hands_its_messages_to_other_apps() {
+    let mut net = Net::new();
+    let (blue, bob, _) = net.device("bob@blue");
+    let group = |id: &str, hub: &str, sender: &str, tag: u8| GroupEnvelope {
+        id: vec![tag; 16].into(),
+        sender: Some(address(sender)),
+        group_id: id.into(),
+        hub: hub.into(),
+        recipients: vec![address("bob@blue")],
+        content: vec![tag; 10].into(),
+    };
+    // Red names itself the hub of green's group, in the name of a green user.
+    assert!(forward_group(&mut net, "red", "blue", group("g@green", "red", "alice@green", 1)).is_some());
+    // Red, hub of its own group, in the name of one of blue's own users (they send through blue).
+    assert_eq!(forward_group(&mut net, "red", "blue", group("g@red", "red", "carol@blue", 2)), Some(ErrorCode::Forbidden));
+    // Red, not the hub, hands its user's message straight to a follower.
+    assert_eq!(forward_group(&mut net, "red", "blue", group("g@green", "green", "mallory@red", 3)), Some(ErrorCode::Forbidden));
+    assert!(net.deliveries(&blue, bob).is_empty());
+    // What a hub does: red relays a green member's message of red's group.
+    assert_eq!(forward_group(&mut net, "red", "blue", group("g@red", "red", "alice@green", 4)), None);
+    assert_eq!(net.deliveries(&blue, bob).len(), 1);
+    // A device cannot name a hub other than the app its group's id names either.
+    let (green, alice, _) = net.device("alice@green");
+    let answer = net.request(&green, alice, 20, Body::SendGroup(group("g@red", "green", "alice@green", 5)));
+    assert_eq!(code(&answer), Some(ErrorCode::Malformed));
 }

@@ -88,10 +88,10 @@ impl FrameDecoder {
 mod tests {
     use super::*;
     use crate::Bytes;
-    use crate::switchboard::{Acknowledge, ClientFrame, client_frame::Body};
+    use crate::switchboard::{Acknowledge, ClientFrame, EnvelopeRef, client_frame::Body};
 
     fn frame(ids: usize) -> ClientFrame {
-        ClientFrame { request_id: 7, body: Some(Body::Acknowledge(Acknowledge { ids: vec![Bytes::from(vec![1; 16]); ids] })) }
+        ClientFrame { request_id: 7, body: Some(Body::Acknowledge(Acknowledge { envelopes: vec![EnvelopeRef { sender: None, id: Bytes::from(vec![1; 16]) }; ids] })) }
     }
 
     #[test]

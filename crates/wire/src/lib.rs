@@ -12,6 +12,7 @@
 
 pub mod address;
 mod decode;
+pub mod envelope;
 pub mod frame;
 pub mod group_order;
 

@@ -8,7 +8,6 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use sha2::{Digest, Sha256};
 use switchboard_session::ProtocolAddress;
 
 /// Envelopes remembered per device.
@@ -22,16 +21,7 @@ pub struct SeenKey([u8; 16]);
 
 impl SeenKey {
     pub fn new(sender: &str, device_id: u32, envelope: &[u8]) -> SeenKey {
-        let mut hash = Sha256::new();
-        hash.update(b"switchboard seen envelope");
-        hash.update((sender.len() as u64).to_be_bytes());
-        hash.update(sender.as_bytes());
-        hash.update(device_id.to_be_bytes());
-        hash.update(envelope);
-        let digest = hash.finalize();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
-        SeenKey(key)
+        SeenKey(switchboard_wire::envelope::envelope_key(sender, device_id, envelope))
     }
 
     /// The key as stored.

@@ -38,7 +38,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use switchboard_session::{MessageKind, PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{
-    Authenticate, ClientFrame, Envelope, EnvelopeKind, ErrorCode, FetchBlob, GroupEnvelope, Register, ServerFrame,
+    Authenticate, ClientFrame, Envelope, EnvelopeKind, EnvelopeRef, ErrorCode, FetchBlob, GroupEnvelope, Register, ServerFrame,
     UploadBlob, UploadBundles, client_frame::Body, server_frame,
 };
 use switchboard_wire::{Bytes, Message, decode};
@@ -362,9 +362,9 @@ pub struct Endpoint {
     links: Vec<u32>,
     next_handle: u64,
     /// Acknowledgements waiting for their state to be durable, with its generation.
-    unreleased_acks: VecDeque<(u64, Bytes)>,
+    unreleased_acks: VecDeque<(u64, EnvelopeRef)>,
     /// Acknowledgements to send (in the next frame).
-    acks: Vec<Bytes>,
+    acks: Vec<EnvelopeRef>,
     ack_deadline: Option<Duration>,
     retry_deadline: Option<Duration>,
     /// The latest time an input brought.
@@ -1210,8 +1210,8 @@ impl Endpoint {
     /// Acknowledges everything released since the last call, in one frame.
     fn flush_acks(&mut self) {
         if !self.acks.is_empty() && self.phase != Phase::Offline {
-            let ids = std::mem::take(&mut self.acks);
-            self.transmit(0, Body::Acknowledge(switchboard_wire::switchboard::Acknowledge { ids }));
+            let envelopes = std::mem::take(&mut self.acks);
+            self.transmit(0, Body::Acknowledge(switchboard_wire::switchboard::Acknowledge { envelopes }));
         }
     }
 }

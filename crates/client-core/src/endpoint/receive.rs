@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, ProtocolAddress};
 use switchboard_wire::Bytes;
-use switchboard_wire::switchboard::{Envelope, EnvelopeKind};
+use switchboard_wire::switchboard::{Envelope, EnvelopeKind, EnvelopeRef};
 
 use super::dedupe::SeenKey;
 use super::work::Work;
@@ -155,8 +155,8 @@ impl Endpoint {
         let key = SeenKey::of(&sender, &envelope.id);
         if self.seen.contains(&key) {
             self.stats.duplicates += 1;
+            self.ack(Some(&sender), envelope.id.clone());
             self.events.push_back(Event::DuplicateDropped { from: sender, envelope: id16(&envelope.id) });
-            self.ack(envelope.id.clone());
             return;
         }
         if self.stalled.contains(&key) {
@@ -178,7 +178,7 @@ impl Endpoint {
                     self.changes.seen_added.push(key);
                 }
                 self.changed_device();
-                self.ack(envelope.id.clone());
+                self.ack(Some(&sender), envelope.id.clone());
             }
             Processed::Refused(error) => {
                 if let ClientError::Downgrade { .. } = error {
@@ -215,15 +215,16 @@ impl Endpoint {
     /// changed.
     fn refuse(&mut self, from: Option<ProtocolAddress>, envelope: &Envelope, reason: ClientError) {
         self.stats.refused += 1;
-        self.events.push_back(Event::Refused { from, envelope: id16(&envelope.id), reason });
         if envelope.id.len() <= MAX_ENVELOPE_ID_LEN {
-            self.ack(envelope.id.clone());
+            self.ack(from.as_ref(), envelope.id.clone());
         }
+        self.events.push_back(Event::Refused { from, envelope: id16(&envelope.id), reason });
     }
 
-    /// Acknowledges `id` once the state that processed it is durable.
-    fn ack(&mut self, id: Bytes) {
-        self.unreleased_acks.push_back((self.generation, id));
+    /// Acknowledges the envelope `id` from `sender` once the state that processed it is durable.
+    fn ack(&mut self, sender: Option<&ProtocolAddress>, id: Bytes) {
+        let envelope = EnvelopeRef { sender: sender.map(crate::wire_address), id };
+        self.unreleased_acks.push_back((self.generation, envelope));
     }
 
     /// Held messages past [`MAX_STALL`]: their key is not coming.
