@@ -68,9 +68,21 @@ fn seq_of(rest: &[u8]) -> Result<u64, StoreError> {
 }
 
 impl RedbStore {
-    /// Opens (or creates) the database at `path` and loads what it holds.
+    /// Opens (or creates, readable by its owner only: it holds credential hashes, mailboxes and
+    /// who writes to whom) the database at `path` and loads what it holds.
     pub fn open(path: &Path) -> Result<(RedbStore, StoredState), StoreError> {
-        let db = Database::create(path).map_err(failed)?;
+        let at = |error: &dyn std::fmt::Display| StoreError(format!("{}: {error}", path.display()));
+        if !path.exists() {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(path).map_err(|e| at(&e))?;
+        }
+        // Also a file made by an older version, or copied in.
+        #[cfg(unix)]
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| at(&e))?;
+        let db = Database::create(path).map_err(|e| at(&e))?;
         let store = RedbStore { db };
         // Create the tables, so a fresh database reads as empty.
         store.write(&[]).map_err(failed)?;
@@ -227,5 +239,30 @@ mod tests {
         let (_, loaded) = RedbStore::open(&path).unwrap();
         assert_eq!(loaded, expected);
         assert_eq!(loaded.next_seq(), 10);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_is_readable_by_its_owner_only_even_if_it_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let fresh = dir.path().join("fresh.redb");
+        drop(RedbStore::open(&fresh).unwrap());
+        assert_eq!(mode(&fresh), 0o600);
+        let older = dir.path().join("older.redb");
+        drop(RedbStore::open(&older).unwrap());
+        std::fs::set_permissions(&older, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(RedbStore::open(&older).unwrap());
+        assert_eq!(mode(&older), 0o600);
+    }
+
+    #[test]
+    fn an_error_names_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.redb");
+        let _open = RedbStore::open(&path).unwrap();
+        let Err(error) = RedbStore::open(&path) else { panic!("opened twice") };
+        assert!(error.0.contains("relay.redb"), "{error:?}");
     }
 }
