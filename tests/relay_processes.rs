@@ -26,13 +26,30 @@ struct Federation {
     processes: HashMap<String, Child>,
 }
 
+/// A port no other test of this binary uses, free now, and below the kernel's ephemeral range
+/// (32768 and up on Linux), so that no outgoing connection takes it while its relay is down
+/// between a kill and a restart. Ports of the ephemeral range (`bind(0)`, then let go) were taken
+/// that way between the choice and the relay's bind, now and then.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const LAST: u16 = 32_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Each run starts somewhere else, so that two runs at once on one machine rarely meet.
+    let _ = NEXT.compare_exchange(0, FIRST + (std::process::id() % 1000) as u16 * 10, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < LAST, "no free port left below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl Federation {
     fn new() -> Federation {
         let dir = tempfile::tempdir().unwrap();
-        // Free ports: bind them all at once, note them, let them go.
-        let listeners: Vec<TcpListener> = (0..APPS.len() * 2).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-        let ports: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().port().to_string()).collect();
-        drop(listeners);
+        let ports: Vec<String> = (0..APPS.len() * 2).map(|_| free_port().to_string()).collect();
         let status = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["setup", "--dir", dir.path().to_str().unwrap(), "--apps", &APPS.join(","), "--ports", &ports.join(",")])
             .stdout(Stdio::null())
