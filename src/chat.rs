@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use switchboard_client::{ChatClient, Event};
+use switchboard_client::{ChatClient, Event, RelayAddress};
 use switchboard_session::Suite;
 use switchboard_wire::address::{UserAddress, UserDevice};
 use switchboard_wire::switchboard::{Text, content};
@@ -24,6 +24,11 @@ pub struct Args {
     /// The client address of your app's relay.
     #[arg(long)]
     relay: SocketAddr,
+    /// The certificate authority that issued your relay's certificate (`switchboard setup`
+    /// writes it as `ca.pem`): the chat talks only to a relay whose certificate it issued for
+    /// your app's name, over TLS.
+    #[arg(long)]
+    ca: PathBuf,
     /// Who you are: `name@app`.
     #[arg(long)]
     user: UserAddress,
@@ -78,15 +83,17 @@ async fn chat(args: Args) -> anyhow::Result<()> {
     UserDevice::new(args.user.clone(), args.device).with_context(|| format!("--device {}", args.device))?;
     let address = args.user.clone();
     let db = args.db.clone().unwrap_or_else(|| PathBuf::from(format!("switchboard-{address}-{}.redb", args.device)));
+    let ca = std::fs::read_to_string(&args.ca).with_context(|| format!("reading --ca {}", args.ca.display()))?;
+    let relay = RelayAddress::new(args.relay, address.app(), &ca).with_context(|| format!("--ca {}", args.ca.display()))?;
     let mut client = if db.exists() {
-        let client = ChatClient::resume(args.relay, &db, rand::make_rng()).await.with_context(|| format!("resuming from {}", db.display()))?;
+        let client = ChatClient::resume(relay, &db, rand::make_rng()).await.with_context(|| format!("resuming from {}", db.display()))?;
         println!("resumed {} (device {}) from {}", client.user(), args.device, db.display());
         if !client.is_online() {
             println!("* offline: {} message(s) wait in the outbox; reconnecting", client.outbox_len());
         }
         client
     } else {
-        let client = ChatClient::register_with_database(args.relay, &address.to_string(), args.device, rand::make_rng(), &db)
+        let client = ChatClient::register_with_database(relay, &address.to_string(), args.device, rand::make_rng(), &db)
             .await
             .with_context(|| format!("registering {address} with {}", args.relay))?;
         println!("registered {address} (device {}), kept in {}", args.device, db.display());

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use serde_json::json;
-use switchboard_client::{ChatClient, Event};
+use switchboard_client::{ChatClient, Event, RelayAddress};
 use switchboard_relay::local::LocalFederation;
 use switchboard_session::Suite;
 use switchboard_wire::address::UserAddress;
@@ -158,13 +158,14 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     if print {
         println!("Three apps, each with its own relay (databases in {}):", dir.path().display());
         for relay in &federation.relays {
-            println!("  {:<6} clients at {}, federation (mutual TLS) at {}", relay.app, relay.client_address, relay.federation_address);
+            println!("  {:<6} devices at {} (TLS), other relays at {} (mutual TLS)", relay.app, relay.client_address, relay.federation_address);
         }
     }
     let mut demo = Demo { clients: BTreeMap::new(), ledger: Ledger::default(), print };
     for user in USERS {
         let address: UserAddress = user.parse()?;
-        let client = ChatClient::register(federation.relay(address.app()).client_address, user, 1, rand::make_rng()).await?;
+        let relay = RelayAddress::new(federation.relay(address.app()).client_address, address.app(), federation.ca_certificate())?;
+        let client = ChatClient::register(relay, user, 1, rand::make_rng()).await?;
         demo.clients.insert(user.to_string(), client);
     }
 

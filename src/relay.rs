@@ -40,6 +40,7 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
     for path in write_federation(&args.dir, &apps, &ports)? {
         println!("{}", path.display());
     }
+    println!("devices recognise their relay by {} (switchboard chat --ca)", args.dir.join("ca.pem").display());
     Ok(())
 }
 
@@ -54,7 +55,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
         let federation =
             TcpListener::bind(config.federation_listen).await.with_context(|| format!("binding {}", config.federation_listen))?;
         let relay = start(config.settings()?, clients, federation, Box::new(store), state).await?;
-        println!("relay {} ready: clients {} federation {}", relay.app, relay.client_address, relay.federation_address);
+        println!("relay {} ready: devices {} (TLS) federation {} (mutual TLS)", relay.app, relay.client_address, relay.federation_address);
         tokio::signal::ctrl_c().await?;
         relay.shutdown().await;
         anyhow::Ok(())

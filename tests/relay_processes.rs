@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchboard_client::{ChatClient, Event};
+use switchboard_client::{ChatClient, Event, RelayAddress};
 use switchboard_relay::state::Mutation;
 use switchboard_relay::storage::{RedbStore, Store};
 use switchboard_session::Suite;
@@ -97,8 +97,17 @@ impl Federation {
         self.dir.path().join(format!("{app}-data")).join("relay.redb")
     }
 
-    fn address(&self, app: &str) -> SocketAddr {
-        self.clients[app]
+    /// How a device of `app` reaches and recognises its relay (the CA `setup` wrote).
+    fn relay(&self, app: &str) -> RelayAddress {
+        RelayAddress::new(self.clients[app], app, &self.ca_certificate()).unwrap()
+    }
+
+    fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn ca_certificate(&self) -> String {
+        std::fs::read_to_string(self.ca_path()).unwrap()
     }
 }
 
@@ -156,9 +165,9 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chats_and_groups_across_three_relay_processes() {
     let federation = Federation::new();
-    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(1)).await.unwrap();
-    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, seeded(2)).await.unwrap();
-    let mut carol = ChatClient::register(federation.address("red"), "carol@red", 1, seeded(3)).await.unwrap();
+    let mut alice = ChatClient::register(federation.relay("green"), "alice@green", 1, seeded(1)).await.unwrap();
+    let mut bob = ChatClient::register(federation.relay("blue"), "bob@blue", 1, seeded(2)).await.unwrap();
+    let mut carol = ChatClient::register(federation.relay("red"), "carol@red", 1, seeded(3)).await.unwrap();
     alice.send("bob@blue", text("hello blue")).await.unwrap();
     bob.send("carol@red", text("hello red")).await.unwrap();
     assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["hello blue"]);
@@ -184,8 +193,8 @@ async fn chats_and_groups_across_three_relay_processes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_killed_mid_stream_lose_nothing_and_duplicate_nothing() {
     let mut federation = Federation::new();
-    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(11)).await.unwrap();
-    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, seeded(12)).await.unwrap();
+    let mut alice = ChatClient::register(federation.relay("green"), "alice@green", 1, seeded(11)).await.unwrap();
+    let mut bob = ChatClient::register(federation.relay("blue"), "bob@blue", 1, seeded(12)).await.unwrap();
     const TOTAL: usize = 120;
     let mut seen = Vec::new();
     for i in 0..TOTAL {
@@ -224,8 +233,8 @@ async fn relays_killed_mid_stream_lose_nothing_and_duplicate_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_device_catches_up_and_a_tampering_relay_is_caught() {
     let mut federation = Federation::new();
-    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(21)).await.unwrap();
-    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, seeded(22)).await.unwrap();
+    let mut alice = ChatClient::register(federation.relay("green"), "alice@green", 1, seeded(21)).await.unwrap();
+    let mut bob = ChatClient::register(federation.relay("blue"), "bob@blue", 1, seeded(22)).await.unwrap();
     alice.send("bob@blue", text("before going offline")).await.unwrap();
     assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["before going offline"]);
     bob.disconnect();
@@ -261,9 +270,9 @@ async fn an_offline_device_catches_up_and_a_tampering_relay_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_connections_are_closed_and_everyone_else_carries_on() {
     let federation = Federation::new();
-    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(31)).await.unwrap();
-    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, seeded(32)).await.unwrap();
-    let green = federation.address("green");
+    let mut alice = ChatClient::register(federation.relay("green"), "alice@green", 1, seeded(31)).await.unwrap();
+    let mut bob = ChatClient::register(federation.relay("blue"), "bob@blue", 1, seeded(32)).await.unwrap();
+    let green = federation.clients["green"];
     let hostile: [&[u8]; 4] = [
         &[0xff, 0xff, 0xff, 0xff, 1, 2, 3],     // a length far over the limit
         &[0, 0, 0, 3, 0xff, 0xff, 0xff],         // a frame that is not a message
@@ -301,9 +310,12 @@ struct Chat {
 }
 
 impl Chat {
-    fn start(relay: SocketAddr, user: &str, db: &std::path::Path) -> Chat {
+    fn start(federation: &Federation, user: &str, db: &std::path::Path) -> Chat {
+        let app = user.split_once('@').unwrap().1;
+        let relay = federation.clients[app].to_string();
+        let ca = federation.ca_path();
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["chat", "--relay", &relay.to_string(), "--user", user, "--db", db.to_str().unwrap()])
+            .args(["chat", "--relay", &relay, "--ca", ca.to_str().unwrap(), "--user", user, "--db", db.to_str().unwrap()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -352,14 +364,14 @@ impl Chat {
 async fn the_terminal_chat_survives_its_relay_and_its_own_restart() {
     let mut federation = Federation::new();
     let db = federation.dir.path().join("bob-chat.redb");
-    let mut bob = Chat::start(federation.address("blue"), "bob@blue", &db);
+    let mut bob = Chat::start(&federation, "bob@blue", &db);
     bob.wait_for("its registration", |line| line.starts_with("registered bob@blue"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600, "the device database holds keys");
     }
-    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(31)).await.unwrap();
+    let mut alice = ChatClient::register(federation.relay("green"), "alice@green", 1, seeded(31)).await.unwrap();
     let mut sent = Vec::new();
     let send = async |alice: &mut ChatClient, n: usize| {
         let line = format!("message {n}");
@@ -390,7 +402,7 @@ async fn the_terminal_chat_survives_its_relay_and_its_own_restart() {
     for n in 6..9 {
         sent.push(send(&mut alice, n).await);
     }
-    let mut bob = Chat::start(federation.address("blue"), "bob@blue", &db);
+    let mut bob = Chat::start(&federation, "bob@blue", &db);
     bob.wait_for("its resumption", |line| line.starts_with("resumed bob@blue"));
     bob.wait_for("message 8", |line| line.ends_with("message 8"));
     // The account is still usable, both ways.
@@ -409,8 +421,8 @@ async fn the_terminal_chat_survives_its_relay_and_its_own_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_message_that_overtakes_its_key_is_read_once_the_key_arrives() {
     let mut federation = Federation::new();
-    let mut alice = ChatClient::register(federation.address("green"), "alice@green", 1, seeded(41)).await.unwrap();
-    let mut bob = ChatClient::register(federation.address("blue"), "bob@blue", 1, seeded(42)).await.unwrap();
+    let mut alice = ChatClient::register(federation.relay("green"), "alice@green", 1, seeded(41)).await.unwrap();
+    let mut bob = ChatClient::register(federation.relay("blue"), "bob@blue", 1, seeded(42)).await.unwrap();
     alice.create_group("g@green", &["bob@blue"], Suite::Aes256Gcm).await.unwrap();
     bob.poll(QUIET).await.unwrap();
     bob.disconnect();

@@ -3,9 +3,10 @@
 //! client) beside a plain two-hop TCP forwarder as the ceiling, latency at half the measured peak,
 //! and group fan-out to 10, 100 and 1,000 members spread over three apps.
 //!
-//! The devices here speak the relay protocol directly with opaque 1 KiB contents: what is
-//! measured is the relays (framing, routing, group commit to disk, TLS between apps), not the
-//! end-to-end cipher, which the session benchmarks measure.
+//! The devices here speak the relay protocol directly, over TLS to their relay as every device
+//! does, with opaque 1 KiB contents: what is measured is the relays (TLS to devices and between
+//! apps, framing, routing, group commit to disk), not the end-to-end cipher, which the session
+//! benchmarks measure. The forwarder is plain TCP: the ceiling of the machine's sockets.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,9 +17,10 @@ use switchboard_wire::switchboard::{
     Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, EnvelopeRef, GroupEnvelope, Register, ServerFrame,
     client_frame::Body, server_frame,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use switchboard_client::RelayAddress;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::client::TlsStream;
 
 /// Bytes of content in every envelope.
 pub const ENVELOPE_CONTENT: usize = 1024;
@@ -38,17 +40,16 @@ pub struct RelayFigures {
 /// A device speaking the relay protocol directly.
 struct RawDevice {
     address: DeviceAddress,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: ReadHalf<TlsStream<TcpStream>>,
+    writer: WriteHalf<TlsStream<TcpStream>>,
     decoder: FrameDecoder,
     buffer: Vec<u8>,
 }
 
 impl RawDevice {
-    async fn join(relay: SocketAddr, user: &str) -> RawDevice {
-        let stream = TcpStream::connect(relay).await.expect("relay reachable");
-        stream.set_nodelay(true).expect("a TCP socket");
-        let (reader, writer) = stream.into_split();
+    async fn join(relay: &RelayAddress, user: &str) -> RawDevice {
+        let stream = relay.dial().await.expect("relay reachable");
+        let (reader, writer) = tokio::io::split(stream);
         let address = DeviceAddress { name: user.to_owned(), device_id: 1 };
         let mut device = RawDevice { address, reader, writer, decoder: FrameDecoder::default(), buffer: vec![0; 64 * 1024] };
         device.send(1, Body::Register(Register { user: user.to_owned(), device_id: 1 })).await;
@@ -62,6 +63,7 @@ impl RawDevice {
     async fn send(&mut self, request_id: u64, body: Body) {
         let frame = encode_frame(&ClientFrame { request_id, body: Some(body) });
         self.writer.write_all(&frame).await.expect("relay connection");
+        self.writer.flush().await.expect("relay connection");
     }
 
     async fn next(&mut self) -> ServerFrame {
@@ -74,6 +76,11 @@ impl RawDevice {
             self.decoder.extend(&self.buffer[..read]);
         }
     }
+}
+
+/// How a device of `app` reaches its relay.
+fn device_link(federation: &LocalFederation, app: &str) -> RelayAddress {
+    RelayAddress::new(federation.relay(app).client_address, app, federation.ca_certificate()).expect("the federation's CA")
 }
 
 fn envelope(sender: &DeviceAddress, recipient: &DeviceAddress, sequence: u64, stamp: u64) -> Envelope {
@@ -139,12 +146,12 @@ async fn send_stream(device: &mut RawDevice, to: &DeviceAddress, count: usize, w
 
 /// Messages per second through `pairs` sender/receiver pairs, green → blue.
 async fn relay_rate(federation: &LocalFederation, pairs: usize, per_pair: usize, tag: &str) -> f64 {
-    let (green, blue) = (federation.relay("green").client_address, federation.relay("blue").client_address);
+    let (green, blue) = (device_link(federation, "green"), device_link(federation, "blue"));
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for i in 0..pairs {
-        senders.push(RawDevice::join(green, &format!("s{tag}{i}@green")).await);
-        receivers.push(RawDevice::join(blue, &format!("r{tag}{i}@blue")).await);
+        senders.push(RawDevice::join(&green, &format!("s{tag}{i}@green")).await);
+        receivers.push(RawDevice::join(&blue, &format!("r{tag}{i}@blue")).await);
     }
     let epoch = Instant::now();
     let start = Instant::now();
@@ -162,9 +169,9 @@ async fn relay_rate(federation: &LocalFederation, pairs: usize, per_pair: usize,
 
 /// Latency percentiles for one pair sending at `rate` per second.
 async fn latency(federation: &LocalFederation, rate: f64, count: usize) -> (f64, f64) {
-    let (green, blue) = (federation.relay("green").client_address, federation.relay("blue").client_address);
-    let mut sender = RawDevice::join(green, "latency-sender@green").await;
-    let mut receiver = RawDevice::join(blue, "latency-receiver@blue").await;
+    let (green, blue) = (device_link(federation, "green"), device_link(federation, "blue"));
+    let mut sender = RawDevice::join(&green, "latency-sender@green").await;
+    let mut receiver = RawDevice::join(&blue, "latency-receiver@blue").await;
     let epoch = Instant::now();
     let to = receiver.address.clone();
     let receiving = tokio::spawn(async move {
@@ -254,9 +261,9 @@ async fn fanout(federation: &LocalFederation, members: usize, tag: &str) -> (f64
     let mut devices = Vec::with_capacity(members);
     for i in 0..members {
         let app = APPS[i % 3];
-        devices.push(RawDevice::join(federation.relay(app).client_address, &format!("m{tag}{i}@{app}")).await);
+        devices.push(RawDevice::join(&device_link(federation, app), &format!("m{tag}{i}@{app}")).await);
     }
-    let mut sender = RawDevice::join(federation.relay("green").client_address, &format!("sender{tag}@green")).await;
+    let mut sender = RawDevice::join(&device_link(federation, "green"), &format!("sender{tag}@green")).await;
     let recipients: Vec<DeviceAddress> = devices.iter().map(|d| d.address.clone()).collect();
     let mut before = 0;
     for relay in &federation.relays {

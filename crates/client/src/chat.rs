@@ -4,7 +4,6 @@
 //! sleeps until [`Endpoint::poll_timeout`], state polled → written to the database → reported
 //! durable. It reconnects by itself, with backoff, after the connection drops.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +15,7 @@ use switchboard_session::{ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{AttachmentPointer, Content, ErrorCode, content};
 use switchboard_wire::{Message, decode, limits};
 
-use crate::net::{Connection, NetError};
+use crate::net::{Connection, NetError, RelayAddress};
 use crate::persist::{DeviceDatabase, PersistError};
 
 /// One-time prekeys a device publishes when it registers.
@@ -91,7 +90,7 @@ enum Blob {
 /// One device connected to a relay.
 pub struct ChatClient {
     endpoint: Endpoint,
-    relay: SocketAddr,
+    relay: RelayAddress,
     connection: Option<Connection>,
     /// The user asked to be offline ([`Self::disconnect`]).
     offline: bool,
@@ -113,14 +112,14 @@ impl ChatClient {
     /// Creates device `device_id` of `user` (`name@app`) on the relay at `relay`, and publishes
     /// its bundles. Every key of the device comes from `rng`: seed it from the operating system
     /// (`rand::make_rng()`) outside tests.
-    pub async fn register(relay: SocketAddr, user: &str, device_id: u32, rng: StdRng) -> Result<ChatClient, ChatError> {
+    pub async fn register(relay: RelayAddress, user: &str, device_id: u32, rng: StdRng) -> Result<ChatClient, ChatError> {
         ChatClient::create(relay, user, device_id, rng, None).await
     }
 
     /// Like [`Self::register`], keeping the device in the database at `path` (created 0600) from
     /// now on: every change is written there before what depends on it leaves the device.
     pub async fn register_with_database(
-        relay: SocketAddr,
+        relay: RelayAddress,
         user: &str,
         device_id: u32,
         rng: StdRng,
@@ -129,7 +128,7 @@ impl ChatClient {
         ChatClient::create(relay, user, device_id, rng, Some(DeviceDatabase::open(path)?)).await
     }
 
-    async fn create(relay: SocketAddr, user: &str, device_id: u32, mut rng: StdRng, database: Option<DeviceDatabase>) -> Result<ChatClient, ChatError> {
+    async fn create(relay: RelayAddress, user: &str, device_id: u32, mut rng: StdRng, database: Option<DeviceDatabase>) -> Result<ChatClient, ChatError> {
         let storage = if database.is_some() { Storage::Durable } else { Storage::InMemory };
         let config = EndpointConfig { prekeys: BUNDLES_PUBLISHED, storage, unix_ms_at_zero: now_ms(), ..EndpointConfig::default() };
         let endpoint = Endpoint::new(ProtocolAddress::new(user, device_id), None, config, &mut rng);
@@ -146,19 +145,21 @@ impl ChatClient {
 
     /// The device kept in the database at `path`, as it was when it last wrote: it connects to
     /// the relay at `relay`, sends its outbox and fetches its mail. A relay out of reach is not
-    /// an error: the client stays offline and keeps trying ([`Self::is_online`]).
-    pub async fn resume(relay: SocketAddr, path: &Path, mut rng: StdRng) -> Result<ChatClient, ChatError> {
+    /// an error: the client stays offline and keeps trying ([`Self::is_online`]); a relay whose
+    /// certificate is not the one expected is.
+    pub async fn resume(relay: RelayAddress, path: &Path, mut rng: StdRng) -> Result<ChatClient, ChatError> {
         let database = DeviceDatabase::open(path)?;
         let config = EndpointConfig { prekeys: BUNDLES_PUBLISHED, storage: Storage::Durable, unix_ms_at_zero: now_ms(), ..EndpointConfig::default() };
         let endpoint = database.load(config, &mut rng)?;
         let mut client = ChatClient::with_endpoint(endpoint, relay, Some(database), rng);
         match client.go_online().await {
-            Ok(()) | Err(ChatError::Net(_) | ChatError::Timeout) => Ok(client),
+            // Out of reach is for now; a relay that is not ours is an error to show.
+            Ok(()) | Err(ChatError::Net(NetError::Unreachable(_) | NetError::Closed) | ChatError::Timeout) => Ok(client),
             Err(error) => Err(error),
         }
     }
 
-    fn with_endpoint(endpoint: Endpoint, relay: SocketAddr, database: Option<DeviceDatabase>, rng: StdRng) -> ChatClient {
+    fn with_endpoint(endpoint: Endpoint, relay: RelayAddress, database: Option<DeviceDatabase>, rng: StdRng) -> ChatClient {
         ChatClient {
             endpoint,
             relay,
@@ -224,7 +225,7 @@ impl ChatClient {
     async fn go_online(&mut self) -> Result<(), ChatError> {
         self.refused = None;
         if self.connection.is_none() {
-            self.connection = Some(Connection::connect(self.relay).await?);
+            self.connection = Some(Connection::connect(&self.relay).await?);
             self.endpoint.connected(self.now());
         }
         self.drive(Until::Online, CONNECT_LIMIT).await?;
@@ -392,7 +393,7 @@ impl ChatClient {
                 return Ok(());
             }
             if self.connection.is_none() && !self.offline && Instant::now() >= self.next_attempt {
-                match Connection::connect(self.relay).await {
+                match Connection::connect(&self.relay).await {
                     Ok(connection) => {
                         // The backoff goes on growing until the relay takes this device.
                         self.next_attempt = Instant::now() + self.backoff;

@@ -1,5 +1,5 @@
 //! A device on a real network: the client core's [`Endpoint`](switchboard_client_core::Endpoint)
-//! driven by tokio over a connection to its app's relay ([`chat::ChatClient`]), with its state
+//! driven by tokio over a TLS connection to its app's relay ([`net::RelayAddress`]) ([`chat::ChatClient`]), with its state
 //! kept in an embedded redb database ([`persist::DeviceDatabase`]). Every client duty (outbox,
 //! dedupe, acknowledgements, retries, held group messages) lives in the core; this crate only
 //! moves bytes, time and state.
@@ -11,5 +11,6 @@ pub mod net;
 pub mod persist;
 
 pub use chat::{ChatClient, ChatError, ChatStats, Event};
+pub use net::RelayAddress;
 pub use switchboard_client_core::*;
 pub use switchboard_client_core::Event as EndpointEvent;

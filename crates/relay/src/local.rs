@@ -78,6 +78,12 @@ impl LocalFederation {
         start(settings, client, federation, Box::new(store), state).await.map_err(failed)
     }
 
+    /// The certificate authority (PEM) that issued every relay's certificate: what devices of
+    /// this federation are given to recognise their relay.
+    pub fn ca_certificate(&self) -> &str {
+        &self.pki.ca_certificate
+    }
+
     /// The relay of `app`.
     pub fn relay(&self, app: &str) -> &RelayHandle {
         self.relays.iter().find(|r| r.app == app).expect("an app of this federation")

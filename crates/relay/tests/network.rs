@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use switchboard_client::{ChatClient, Event};
+use switchboard_client::net::NetError;
+use switchboard_client::{ChatClient, ChatError, Event, RelayAddress};
 use switchboard_relay::local::LocalFederation;
 use switchboard_session::Suite;
 use switchboard_wire::address::UserAddress;
@@ -32,7 +33,7 @@ const QUIET: Duration = Duration::from_millis(300);
 async fn chats_across_three_apps_over_real_sockets() {
     let dir = tempfile::tempdir().unwrap();
     let federation = LocalFederation::start(&["green", "blue", "red"], dir.path()).await.unwrap();
-    let address = |app: &str| federation.relay(app).client_address;
+    let address = |app: &str| relay(&federation, app);
     let mut alice = ChatClient::register(address("green"), "alice@green", 1, seeded(1)).await.unwrap();
     let mut bob = ChatClient::register(address("blue"), "bob@blue", 1, seeded(2)).await.unwrap();
     let mut carol = ChatClient::register(address("red"), "carol@red", 1, seeded(3)).await.unwrap();
@@ -69,10 +70,10 @@ async fn chats_across_three_apps_over_real_sockets() {
 async fn a_device_restarted_from_its_database_carries_on() {
     let dir = tempfile::tempdir().unwrap();
     let federation = LocalFederation::start(&["green", "blue"], dir.path()).await.unwrap();
-    let (green, blue) = (federation.relay("green").client_address, federation.relay("blue").client_address);
+    let (green, blue) = (relay(&federation, "green"), relay(&federation, "blue"));
     let mut alice = ChatClient::register(green, "alice@green", 1, seeded(1)).await.unwrap();
     let path = dir.path().join("bob-device.redb");
-    let mut bob = ChatClient::register_with_database(blue, "bob@blue", 1, seeded(2), &path).await.unwrap();
+    let mut bob = ChatClient::register_with_database(blue.clone(), "bob@blue", 1, seeded(2), &path).await.unwrap();
     alice.create_group("pair@green", &["bob@blue"], Suite::SignalV3).await.unwrap();
     alice.send("bob@blue", text("before the restart")).await.unwrap();
     for _ in 0..2 {
@@ -83,7 +84,7 @@ async fn a_device_restarted_from_its_database_carries_on() {
     drop(bob);
     alice.send("bob@blue", text("while bob was down")).await.unwrap();
     alice.send_group("pair@green", text("group, while bob was down")).await.unwrap();
-    let mut bob = ChatClient::resume(blue, &path, seeded(3)).await.unwrap();
+    let mut bob = ChatClient::resume(blue.clone(), &path, seeded(3)).await.unwrap();
     let mut seen = texts(&bob.poll(QUIET).await.unwrap());
     seen.sort();
     assert_eq!(seen, ["group, while bob was down", "while bob was down"]);
@@ -100,8 +101,8 @@ async fn a_device_restarted_from_its_database_carries_on() {
 async fn an_attachment_crosses_apps_as_an_opaque_blob() {
     let dir = tempfile::tempdir().unwrap();
     let federation = LocalFederation::start(&["green", "blue"], dir.path()).await.unwrap();
-    let mut alice = ChatClient::register(federation.relay("green").client_address, "alice@green", 1, seeded(1)).await.unwrap();
-    let mut bob = ChatClient::register(federation.relay("blue").client_address, "bob@blue", 1, seeded(2)).await.unwrap();
+    let mut alice = ChatClient::register(relay(&federation, "green"), "alice@green", 1, seeded(1)).await.unwrap();
+    let mut bob = ChatClient::register(relay(&federation, "blue"), "bob@blue", 1, seeded(2)).await.unwrap();
     let photo: Vec<u8> = b"PNG of the lake at dawn ".iter().copied().cycle().take(200_000).collect();
     alice.send_attachment("bob@blue", &photo, "image/png", "lake.png").await.unwrap();
     let events = bob.poll(QUIET).await.unwrap();
@@ -122,6 +123,49 @@ async fn an_attachment_crosses_apps_as_an_opaque_blob() {
     let mut missing = pointer.clone();
     missing.blob_id = "00@green".into();
     assert!(bob.download(&missing).await.is_err());
+    federation.shutdown().await;
+}
+
+/// How a device of `app` reaches and recognises its relay.
+fn relay(federation: &LocalFederation, app: &str) -> RelayAddress {
+    RelayAddress::new(federation.relay(app).client_address, app, federation.ca_certificate()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_speaks_to_its_relay_only_over_tls_and_only_to_its_relay() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let federation = LocalFederation::start(&["green", "blue"], dir.path()).await.unwrap();
+    let green = federation.relay("green").client_address;
+    // A registration in the clear gets no answer: the connection is closed, nothing is registered.
+    let register = switchboard_wire::switchboard::ClientFrame {
+        request_id: 1,
+        body: Some(switchboard_wire::switchboard::client_frame::Body::Register(switchboard_wire::switchboard::Register {
+            user: "mallory@green".into(),
+            device_id: 1,
+        })),
+    };
+    let mut plain = tokio::net::TcpStream::connect(green).await.unwrap();
+    plain.write_all(&switchboard_relay::server::frame(&register)).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut answer)).await.expect("closed");
+    // At most a TLS alert record (content type 21); a frame would start with its length.
+    assert!(answer.is_empty() || answer[0] == 21, "answered in the clear: {answer:?}");
+    let (_, state) = federation.relay("green").inspect().await.unwrap();
+    assert!(state.accounts.is_empty(), "a plain-TCP client registered");
+    // A device refuses a relay whose certificate is not for its app, or not from its CA: its
+    // credential never leaves it.
+    let wrong_name = RelayAddress::new(green, "blue", federation.ca_certificate()).unwrap();
+    let error = ChatClient::register(wrong_name, "alice@blue", 1, seeded(1)).await.err().expect("refused");
+    assert!(matches!(error, ChatError::Net(NetError::NotTheRelay { .. })), "{error}");
+    let other_ca = switchboard_relay::server::tls::Pki::generate(&["green"]).unwrap().ca_certificate;
+    let wrong_ca = RelayAddress::new(green, "green", &other_ca).unwrap();
+    let error = ChatClient::register(wrong_ca, "alice@green", 1, seeded(2)).await.err().expect("refused");
+    assert!(matches!(error, ChatError::Net(NetError::NotTheRelay { .. })), "{error}");
+    let (_, state) = federation.relay("green").inspect().await.unwrap();
+    assert!(state.accounts.is_empty());
+    // The right relay: registered.
+    ChatClient::register(relay(&federation, "green"), "alice@green", 1, seeded(3)).await.unwrap();
     federation.shutdown().await;
 }
 

@@ -1,7 +1,7 @@
 //! The tokio driver: real sockets around the sans-IO core. One task owns the core; a thread
 //! commits batches to the store, one at a time (whatever arrives meanwhile forms the next batch);
-//! every connection has a reader and a writer task. Client connections are plain TCP; links
-//! between relays are mutually authenticated TLS.
+//! every connection has a reader and a writer task. Device connections are TLS (the relay's
+//! certificate; devices authenticate inside); links between relays are mutually authenticated TLS.
 
 mod connection;
 pub mod tls;
@@ -102,6 +102,7 @@ pub async fn start(
     state: StoredState,
 ) -> Result<RelayHandle, tls::TlsError> {
     let acceptor = TlsAcceptor::from(tls::server_config(&settings.tls)?);
+    let device_acceptor = TlsAcceptor::from(tls::device_server_config(&settings.tls)?);
     let connector = TlsConnector::from(tls::client_config(&settings.tls)?);
     let mut peer_certificates = HashMap::new();
     for peer in &settings.peers {
@@ -121,7 +122,7 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     tasks.spawn(run_core(core, store, receiver, events.clone()));
     let tap = settings.tap.clone();
-    tasks.spawn(accept_clients(client_listener, events.clone(), next_conn.clone(), tap.clone()));
+    tasks.spawn(accept_clients(client_listener, device_acceptor, events.clone(), next_conn.clone(), tap.clone()));
     tasks.spawn(accept_links(federation_listener, acceptor, peer_certificates.clone(), events.clone(), next_conn.clone(), tap.clone()));
     for peer in settings.peers.clone() {
         let certificate = certificate_der(&peer.certificate)?;
@@ -235,13 +236,30 @@ fn close(core: &mut RelayCore, writers: &mut Writers, conn: ConnId) -> Vec<Actio
     core.link_closed(conn)
 }
 
-async fn accept_clients(listener: TcpListener, events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64>, tap: Option<Tap>) {
+/// How long a TLS handshake may take, on either listener.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_clients(listener: TcpListener, acceptor: TlsAcceptor, events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64>, tap: Option<Tap>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let _ = stream.set_nodelay(true);
+        let Ok((stream, source)) = listener.accept().await else { continue };
+        let (acceptor, events, tap) = (acceptor.clone(), events.clone(), tap.clone());
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-        let events = events.clone();
-        tokio::spawn(connection::serve(stream, conn, events, connection::Kind::Client, tap.clone()));
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            // A client that does not speak TLS (or not in time) is closed without an answer.
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    tracing::info!(%source, %error, "refused a device connection: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%source, "refused a device connection: no TLS handshake in time");
+                    return;
+                }
+            };
+            connection::serve(tls, conn, events, connection::Kind::Client, tap).await;
+        });
     }
 }
 
@@ -259,7 +277,7 @@ async fn accept_links(
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else { return };
+            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else { return };
             let app = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(|cert| peers.get(cert));
             let Some(app) = app.cloned() else {
                 tracing::warn!("refused a federation connection with an unknown certificate");

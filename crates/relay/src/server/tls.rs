@@ -1,7 +1,9 @@
-//! Mutual TLS between relays. Each app has a certificate for its own name, issued by a CA the
-//! federation shares; a relay accepts a connection only from a certificate it has configured for
-//! a peer app, and that certificate is what says which app is speaking. No one can inject
-//! envelopes in an app's name without that app's private key.
+//! TLS on every link. Each app has a certificate for its own name, issued by a CA the federation
+//! shares. Between relays TLS is mutual: a relay accepts a connection only from a certificate it
+//! has configured for a peer app, and that certificate is what says which app is speaking, so no
+//! one can inject envelopes in an app's name without that app's private key. Devices check the
+//! same certificate (issued by the CA they were given, for their app's name) and prove who they
+//! are with their credential inside the session.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,6 +101,19 @@ pub fn server_config(identity: &TlsIdentity) -> Result<Arc<ServerConfig>, TlsErr
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?
         .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(tls_error)?;
+    Ok(Arc::new(config))
+}
+
+/// The configuration of the device listener: the relay's certificate, no client certificate (a
+/// device authenticates with its credential, inside the session).
+pub fn device_server_config(identity: &TlsIdentity) -> Result<Arc<ServerConfig>, TlsError> {
+    let (chain, key) = chain_and_key(identity)?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?
+        .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(tls_error)?;
     Ok(Arc::new(config))
