@@ -44,6 +44,10 @@ fn acknowledgements_are_batched_at_most_a_frame_full_at_a_time() {
     let mut h = Harness::new(&["green"], 2);
     let alice = online(&mut h, "alice@green", false);
     let bob = online(&mut h, "bob@green", false);
+    // Bob wrote to Alice: her mail is a contact's, not held to a stranger's allowance.
+    h.with(bob, |e, now, rng| e.send(now, "alice@green", b"hi".to_vec(), rng).unwrap());
+    h.advance(ACK_DELAY + TICK);
+    assert_eq!(h.mailbox_len("green"), 0);
     h.disconnect(bob);
     let count = MAX_ACKS_PER_FRAME + 44;
     for n in 0..count {

@@ -284,13 +284,16 @@ impl RelayCore {
         check_envelope(device, &envelope.id, envelope.sender.as_ref(), envelope.content.len())?;
         let recipient = envelope.recipient.clone().ok_or((ErrorCode::Malformed, "no recipient"))?;
         self.route(envelope, &recipient)?;
+        self.note_contacts(&device.0, [recipient.name.as_str()]);
         self.deferred.push(Deferred::Client(conn, done(request_id)));
         Ok(())
     }
 
     fn send_group(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, group: GroupEnvelope) -> Result<(), Refusal> {
         check_envelope(device, &group.id, group.sender.as_ref(), group.content.len())?;
+        let recipients: Vec<String> = group.recipients.iter().map(|recipient| recipient.name.clone()).collect();
         self.route_group(group, None)?;
+        self.note_contacts(&device.0, recipients.iter().map(String::as_str));
         self.deferred.push(Deferred::Client(conn, done(request_id)));
         Ok(())
     }
@@ -330,6 +333,7 @@ impl RelayCore {
         for envelope in ack.envelopes {
             let key = super::mail_key(envelope.sender.as_ref(), &envelope.id);
             let Some(seq) = self.mailbox_index.get_mut(device).and_then(|ids| ids.remove(&key)) else { continue };
+            self.release(device, seq);
             self.mutate(Mutation::DeleteEnvelope { device: device.clone(), seq });
         }
     }

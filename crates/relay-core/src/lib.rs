@@ -34,6 +34,7 @@ mod client;
 mod federation;
 mod hub;
 mod routing;
+mod strangers;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -49,6 +50,15 @@ use crate::state::{DeviceKey, Mutation, StoredState};
 pub const MAX_ENVELOPE_CONTENT: usize = 256 * 1024;
 /// Envelopes one device's mailbox may hold.
 pub const MAILBOX_QUOTA: usize = 10_000;
+/// Envelopes from one stranger (a user that the recipient's user never sent anything to) that
+/// one mailbox holds; more are refused for now (`MailboxFull`) until the recipient takes some,
+/// so that no flood can fill the mailbox a contact's mail needs.
+pub const STRANGER_ALLOWANCE_PER_SENDER: usize = 64;
+/// Envelopes from all strangers together that one mailbox holds; the rest of
+/// [`MAILBOX_QUOTA`] is for contacts.
+pub const STRANGER_ALLOWANCE_PER_MAILBOX: usize = 1_000;
+/// Contacts (users it sent to) kept per user of this app; later ones stay strangers.
+pub const MAX_CONTACTS_PER_USER: usize = 10_000;
 /// Frames waiting for one other app's relay.
 pub const OUTBOX_QUOTA: usize = 100_000;
 /// Recipients of one group envelope.
@@ -143,6 +153,8 @@ pub struct RelayCore {
     /// sequence number. One lookup answers whether a device exists, how full its mailbox is,
     /// which envelope an acknowledgement names, and whether an envelope is a duplicate.
     mailbox_index: HashMap<DeviceKey, HashMap<MailKey, u64>>,
+    /// Per mailbox, the envelopes it holds from strangers.
+    strangers: HashMap<DeviceKey, strangers::StrangerMail>,
     next_seq: u64,
     rng: StdRng,
     clients: HashMap<ConnId, Option<DeviceKey>>,
@@ -178,6 +190,7 @@ impl RelayCore {
             app: app.to_owned(),
             peers: peers.into_iter().filter(|peer| peer != app).collect(),
             next_seq: state.next_seq(),
+            strangers: strangers::count(&state),
             state,
             mailbox_index,
             rng,

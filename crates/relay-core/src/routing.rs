@@ -20,7 +20,7 @@ impl RelayCore {
         let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?.to_owned();
         if app == self.app {
             let device = device_key(recipient);
-            self.check_local(&device)?;
+            self.check_local(&device, sender_of(envelope.sender.as_ref()))?;
             self.store_local(device, envelope);
             return Ok(());
         }
@@ -71,7 +71,7 @@ impl RelayCore {
         };
         // Refuse before changing anything.
         for (device, _) in &local {
-            self.check_local(device)?;
+            self.check_local(device, sender_of(group.sender.as_ref()))?;
         }
         for (app, _) in &outgoing {
             self.check_outbox(app)?;
@@ -94,11 +94,13 @@ impl RelayCore {
         Ok(())
     }
 
-    fn check_local(&self, device: &DeviceKey) -> Result<(), Refusal> {
+    /// Whether `device`'s mailbox takes an envelope from `sender` (a user): it exists, is not
+    /// full, and has room under the stranger allowance if `sender` is a stranger to it.
+    fn check_local(&self, device: &DeviceKey, sender: &str) -> Result<(), Refusal> {
         match self.mailbox_index.get(device) {
             None => Err((ErrorCode::UnknownRecipient, "no such device")),
             Some(ids) if ids.len() >= MAILBOX_QUOTA => Err((ErrorCode::MailboxFull, "the recipient's mailbox is full")),
-            Some(_) => Ok(()),
+            Some(_) => self.check_stranger(device, sender),
         }
     }
 
@@ -122,6 +124,7 @@ impl RelayCore {
         let seq = self.next_seq;
         self.next_seq += 1;
         ids.insert(key, seq);
+        self.hold_from(&device, seq, sender_of(envelope.sender.as_ref()));
         self.metrics.envelopes_stored += 1;
         self.mutate(Mutation::PutEnvelope { device: device.clone(), seq, envelope: envelope.clone() });
         self.deferred.push(Deferred::Deliver(device, envelope));
@@ -134,4 +137,9 @@ impl RelayCore {
         self.mutate(Mutation::PutOutbound { app: app.to_owned(), seq, frame });
         self.deferred.push(Deferred::Forward(app.to_owned(), seq));
     }
+}
+
+/// The user an envelope is from ("" if it names none: a stranger to everyone).
+fn sender_of(sender: Option<&DeviceAddress>) -> &str {
+    sender.map_or("", |sender| sender.name.as_str())
 }

@@ -2,7 +2,7 @@
 //! The core emits mutations; a store applies them atomically in batches; on restart the stored
 //! state is loaded back into a fresh core. Only what a committed batch wrote survives a crash.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use switchboard_wire::switchboard::{Envelope, FederationFrame, PreKeyBundle};
 
@@ -27,6 +27,8 @@ pub enum Mutation {
     PutBlob { id: String, blob: Vec<u8> },
     /// The head of a group this relay is the hub of (replacing the one before).
     PutGroupHead { group: String, head: Head },
+    /// `user` (of this app) sent something to `contact`: mail from `contact` is a contact's.
+    AddContact { user: String, contact: String },
 }
 
 /// The head of a group's chain of changes, at its hub.
@@ -55,6 +57,8 @@ pub struct StoredState {
     pub blobs: HashMap<String, Vec<u8>>,
     /// The groups this relay is the hub of, by id.
     pub group_heads: HashMap<String, Head>,
+    /// Per user of this app, the users it has sent something to.
+    pub contacts: HashMap<String, BTreeSet<String>>,
 }
 
 impl StoredState {
@@ -96,6 +100,9 @@ impl StoredState {
             }
             Mutation::PutGroupHead { group, head } => {
                 self.group_heads.insert(group.clone(), head.clone());
+            }
+            Mutation::AddContact { user, contact } => {
+                self.contacts.entry(user.clone()).or_default().insert(contact.clone());
             }
         }
     }

@@ -805,3 +805,47 @@ fn only_a_groups_hub_hands_its_messages_to_other_apps() {
     let answer = net.request(&green, alice, 20, Body::SendGroup(group("g@red", "green", "alice@green", 5)));
     assert_eq!(code(&answer), Some(ErrorCode::Malformed));
 }
+
+#[test]
+fn a_flood_from_strangers_never_keeps_a_contacts_mail_out() {
+    use switchboard_relay_core::{MAILBOX_QUOTA, STRANGER_ALLOWANCE_PER_MAILBOX, STRANGER_ALLOWANCE_PER_SENDER};
+    let mut net = Net::new();
+    let (blue, bob, _) = net.device("bob@blue");
+    let (green, alice, _) = net.device("alice@green");
+    let (red, mallory, _) = net.device("mallory@red");
+    let (_, carol, _) = net.device("carol@blue");
+    // Bob wrote to Alice once: she is his contact, the others are strangers.
+    assert!(is_done(&net.request(&blue, bob, 10, Body::Send(envelope(1, "bob@blue", "alice@green")))));
+    let flood = |net: &mut Net, app: &str, conn: ConnId, from: &str, count: usize, first: u64| -> Vec<Option<ErrorCode>> {
+        (0..count as u64)
+            .map(|n| {
+                let mut envelope = envelope(0, from, "bob@blue");
+                envelope.id = [&(first + n).to_be_bytes()[..], &[0; 8]].concat().into();
+                let answer = net.request(app, conn, 1000 + first + n, Body::Send(envelope));
+                code(&answer)
+            })
+            .collect()
+    };
+    // A stranger on Bob's app: refused for now past its allowance.
+    let answers = flood(&mut net, &blue, carol, "carol@blue", STRANGER_ALLOWANCE_PER_SENDER + 5, 0);
+    assert!(answers[..STRANGER_ALLOWANCE_PER_SENDER].iter().all(Option::is_none));
+    assert!(answers[STRANGER_ALLOWANCE_PER_SENDER..].iter().all(|code| *code == Some(ErrorCode::MailboxFull)));
+    // A stranger on another app sends a whole mailbox's worth: Red takes it (its outbox), Blue
+    // keeps the allowance and refuses the rest for now.
+    flood(&mut net, &red, mallory, "mallory@red", MAILBOX_QUOTA, 100_000);
+    // Many strangers: together no more than their allowance.
+    for i in 0..(STRANGER_ALLOWANCE_PER_MAILBOX / STRANGER_ALLOWANCE_PER_SENDER + 2) {
+        let user = format!("s{i}@green");
+        let (_, conn, _) = net.device(&user);
+        flood(&mut net, &green, conn, &user, STRANGER_ALLOWANCE_PER_SENDER, 200_000 + 1000 * i as u64);
+    }
+    let held = net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].len();
+    assert_eq!(held, STRANGER_ALLOWANCE_PER_MAILBOX);
+    // Alice's message gets in, once.
+    assert!(is_done(&net.request(&green, alice, 20, Body::Send(envelope(7, "alice@green", "bob@blue")))));
+    let from_alice = net.deliveries(&blue, bob).into_iter().filter(|e| e.sender.as_ref().unwrap().name == "alice@green").count();
+    assert_eq!(from_alice, 1);
+    // Bob writes back to Carol: she is a contact now, and her mail passes.
+    assert!(is_done(&net.request(&blue, bob, 21, Body::Send(envelope(2, "bob@blue", "carol@blue")))));
+    assert_eq!(flood(&mut net, &blue, carol, "carol@blue", 1, 500_000), [None]);
+}

@@ -16,6 +16,8 @@ const MAILBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("mailboxes
 const OUTBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outboxes");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 const GROUP_HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_heads");
+/// Keyed by the user (as [`name_key`]) then the contact's name; no value.
+const CONTACTS: TableDefinition<&[u8], ()> = TableDefinition::new("contacts");
 
 /// A relay's database file.
 pub struct RedbStore {
@@ -136,6 +138,12 @@ impl RedbStore {
             };
             state.group_heads.insert(key.value().to_owned(), head);
         }
+        for entry in txn.open_table(CONTACTS).map_err(failed)?.iter().map_err(failed)? {
+            let (key, _) = entry.map_err(failed)?;
+            let (user, contact) = split_name(key.value())?;
+            let contact = String::from_utf8(contact.to_vec()).map_err(|_| StoreError("corrupt contact".into()))?;
+            state.contacts.entry(user).or_default().insert(contact);
+        }
         Ok(state)
     }
 
@@ -148,6 +156,7 @@ impl RedbStore {
             let mut outboxes = txn.open_table(OUTBOXES)?;
             let mut blobs = txn.open_table(BLOBS)?;
             let mut group_heads = txn.open_table(GROUP_HEADS)?;
+            let mut contacts = txn.open_table(CONTACTS)?;
             for mutation in mutations {
                 match mutation {
                     Mutation::PutAccount { device, credential_hash } => {
@@ -182,6 +191,11 @@ impl RedbStore {
                             recent_hashes: head.recent_hashes.iter().map(|hash| hash.to_vec()).collect(),
                         };
                         group_heads.insert(group.as_str(), stored.encode_to_vec().as_slice())?;
+                    }
+                    Mutation::AddContact { user, contact } => {
+                        let mut key = name_key(user);
+                        key.extend_from_slice(contact.as_bytes());
+                        contacts.insert(key.as_slice(), ())?;
                     }
                 }
             }
@@ -225,6 +239,8 @@ mod tests {
             Mutation::PutOutbound { app: "red".into(), seq: 9, frame: frame.clone() },
             Mutation::PutBlob { id: "00ff@blue".into(), blob: vec![1, 2, 3] },
             Mutation::PutGroupHead { group: "g@blue".into(), head: crate::state::Head { epoch: 3, state_hash: [4; 32], order_key: [5; 32], recent_hashes: vec![[6; 32]] } },
+            Mutation::AddContact { user: "bob@blue".into(), contact: "alice@green".into() },
+            Mutation::AddContact { user: "bob@blue".into(), contact: "carol@red".into() },
         ];
         let mut expected = StoredState::default();
         {

@@ -1,0 +1,119 @@
+//! Strangers cannot crowd out contacts. A user's contacts are the users it has sent something to
+//! (one to one, or as a recipient of its group messages), and itself. Mail from anyone else goes
+//! under a small allowance per mailbox: at most [`STRANGER_ALLOWANCE_PER_SENDER`] envelopes from
+//! one stranger and [`STRANGER_ALLOWANCE_PER_MAILBOX`] from all of them together, so a flood from
+//! one sender — or from many — never fills the mailbox that a contact's mail needs. What is over
+//! the allowance is refused for now (`MailboxFull`), and its sender tries again later.
+//!
+//! Contacts are kept on disk ([`Mutation::AddContact`]); the mail held from strangers is counted
+//! in memory and counted again from the mailboxes on restart.
+
+use std::collections::HashMap;
+
+use switchboard_wire::switchboard::ErrorCode;
+
+use super::{MAX_CONTACTS_PER_USER, RelayCore, STRANGER_ALLOWANCE_PER_MAILBOX, STRANGER_ALLOWANCE_PER_SENDER};
+use crate::state::{DeviceKey, Mutation, StoredState};
+
+type Refusal = (ErrorCode, &'static str);
+
+/// The envelopes from strangers one mailbox holds: by sender, and which sender each one is from.
+#[derive(Debug, Default)]
+pub(super) struct StrangerMail {
+    by_sender: HashMap<String, usize>,
+    sender_of: HashMap<u64, String>,
+}
+
+impl StrangerMail {
+    /// Whether one more envelope from `sender` fits the allowance.
+    fn admits(&self, sender: &str) -> Result<(), Refusal> {
+        if self.sender_of.len() >= STRANGER_ALLOWANCE_PER_MAILBOX {
+            return Err((ErrorCode::MailboxFull, "the recipient holds all the mail from strangers it takes; try again later"));
+        }
+        if self.by_sender.get(sender).is_some_and(|held| *held >= STRANGER_ALLOWANCE_PER_SENDER) {
+            return Err((ErrorCode::MailboxFull, "the recipient holds all the mail from you it takes before answering; try again later"));
+        }
+        Ok(())
+    }
+
+    fn hold(&mut self, seq: u64, sender: &str) {
+        *self.by_sender.entry(sender.to_owned()).or_default() += 1;
+        self.sender_of.insert(seq, sender.to_owned());
+    }
+
+    fn release(&mut self, seq: u64) {
+        let Some(sender) = self.sender_of.remove(&seq) else { return };
+        if let Some(held) = self.by_sender.get_mut(&sender) {
+            *held -= 1;
+            if *held == 0 {
+                self.by_sender.remove(&sender);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sender_of.is_empty()
+    }
+}
+
+/// Whether `sender` (a user) is a stranger to the user of `device` in `state`.
+fn is_stranger(state: &StoredState, device: &DeviceKey, sender: &str) -> bool {
+    device.0 != sender && !state.contacts.get(&device.0).is_some_and(|contacts| contacts.contains(sender))
+}
+
+/// The mail from strangers in the mailboxes of `state`, counted as a restarted relay finds it.
+pub(super) fn count(state: &StoredState) -> HashMap<DeviceKey, StrangerMail> {
+    let mut strangers: HashMap<DeviceKey, StrangerMail> = HashMap::new();
+    for (device, mailbox) in &state.mailboxes {
+        for (seq, envelope) in mailbox {
+            let sender = envelope.sender.as_ref().map_or("", |sender| sender.name.as_str());
+            if is_stranger(state, device, sender) {
+                strangers.entry(device.clone()).or_default().hold(*seq, sender);
+            }
+        }
+    }
+    strangers
+}
+
+impl RelayCore {
+    /// Refuses an envelope from `sender` (a user) to `device` that the stranger allowance has no
+    /// room for; anything from a contact passes.
+    pub(super) fn check_stranger(&self, device: &DeviceKey, sender: &str) -> Result<(), Refusal> {
+        if !is_stranger(&self.state, device, sender) {
+            return Ok(());
+        }
+        self.strangers.get(device).map_or(Ok(()), |held| held.admits(sender))
+    }
+
+    /// Counts the envelope `seq` from `sender`, just stored for `device`, if from a stranger.
+    pub(super) fn hold_from(&mut self, device: &DeviceKey, seq: u64, sender: &str) {
+        if is_stranger(&self.state, device, sender) {
+            self.strangers.entry(device.clone()).or_default().hold(seq, sender);
+        }
+    }
+
+    /// The envelope `seq` of `device` left its mailbox.
+    pub(super) fn release(&mut self, device: &DeviceKey, seq: u64) {
+        if let Some(held) = self.strangers.get_mut(device) {
+            held.release(seq);
+            if held.is_empty() {
+                self.strangers.remove(device);
+            }
+        }
+    }
+
+    /// `user` (of this app) sent to `recipients`: they are its contacts from now on, up to
+    /// [`MAX_CONTACTS_PER_USER`].
+    pub(super) fn note_contacts<'a>(&mut self, user: &str, recipients: impl IntoIterator<Item = &'a str>) {
+        for recipient in recipients {
+            let known = self.state.contacts.get(user);
+            if recipient == user || known.is_some_and(|contacts| contacts.contains(recipient)) {
+                continue;
+            }
+            if known.is_some_and(|contacts| contacts.len() >= MAX_CONTACTS_PER_USER) {
+                return;
+            }
+            self.mutate(Mutation::AddContact { user: user.to_owned(), contact: recipient.to_owned() });
+        }
+    }
+}
