@@ -38,8 +38,8 @@ fn credential(core: &mut RelayCore, conn: u64, user: &str) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let peers = ["blue".to_string(), "red".to_string()];
     let mut core = RelayCore::new("green", peers, StoredState::default(), rand::SeedableRng::seed_from_u64(1));
-    core.client_connected(ALICE);
-    core.client_connected(STRANGER);
+    core.client_connected(ALICE, None);
+    core.client_connected(STRANGER, None);
     let alice = credential(&mut core, ALICE, "alice@green");
     credential(&mut core, STRANGER, "bob@green");
     let auth = ClientFrame {

@@ -227,7 +227,7 @@ impl Harness {
         }
         let conn = self.conn();
         let app = self.devices[d].app.clone();
-        self.relay(&app).client_connected(conn);
+        self.relay(&app).client_connected(conn, None);
         self.conns.insert(conn, d);
         self.devices[d].conn = Some(conn);
         let now = self.now;

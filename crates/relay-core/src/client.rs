@@ -5,12 +5,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use switchboard_wire::frame::MAX_FRAME_LEN;
 use switchboard_wire::switchboard::{
-    Acknowledge, Authenticate, Blob, ClientFrame, DeviceBundle, Done, Envelope, ErrorCode, FetchBlob, FetchBundles,
+    Acknowledge, Authenticate, Blob, ClientFrame, DeviceAddress, DeviceBundle, Done, Envelope, ErrorCode, FetchBlob, FetchBundles,
     GroupEnvelope, Register, Registered, ServerFrame, UploadBlob, UploadBundles, client_frame::Body, federation_frame,
     server_frame,
 };
 use switchboard_wire::decode;
 
+use super::rates::Requester;
 use super::{
     Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_ACCOUNTS, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE,
     MAX_ENVELOPE_CONTENT, RelayCore, app_of, device_key, failure,
@@ -40,7 +41,7 @@ impl RelayCore {
             (Some(Body::Authenticate(authenticate)), _) => return self.authenticate(conn, request_id, authenticate),
             (Some(_), None) => Err((ErrorCode::Unauthenticated, "authenticate first")),
             (Some(Body::UploadBundles(upload)), Some(device)) => self.upload_bundles(conn, request_id, &device, upload),
-            (Some(Body::FetchBundles(fetch)), Some(_)) => return self.fetch_bundles(conn, request_id, fetch),
+            (Some(Body::FetchBundles(fetch)), Some(device)) => return self.fetch_bundles(conn, request_id, &device, fetch),
             (Some(Body::Send(envelope)), Some(device)) => self.send(conn, request_id, &device, envelope),
             (Some(Body::SendGroup(group)), Some(device)) => self.send_group(conn, request_id, &device, group),
             (Some(Body::Acknowledge(ack)), Some(device)) => {
@@ -82,6 +83,9 @@ impl RelayCore {
         if self.state.accounts.len() >= MAX_ACCOUNTS {
             return Err((ErrorCode::Unavailable, "this relay takes no more accounts"));
         }
+        let (source, registered) = self.client_sources.get(&conn).copied().unwrap_or((None, 0));
+        self.rates.registration(source, registered)?;
+        self.client_sources.insert(conn, (source, registered + 1));
         let mut credential = [0u8; 32];
         self.rng.fill_bytes(&mut credential);
         let credential_hash: [u8; 32] = Sha256::digest(credential).into();
@@ -191,12 +195,16 @@ impl RelayCore {
         Ok(())
     }
 
-    fn fetch_bundles(&mut self, conn: ConnId, request_id: u64, fetch: FetchBundles) -> Vec<Action> {
+    fn fetch_bundles(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, mut fetch: FetchBundles) -> Vec<Action> {
         let Some(app) = app_of(&fetch.user).map(str::to_owned) else {
             return vec![failure(conn, request_id, ErrorCode::Malformed, "a user is name@app")];
         };
+        let requester = Requester::Local(device.clone());
+        if let Err((code, detail)) = self.rates.fetch(&requester) {
+            return vec![failure(conn, request_id, code, detail)];
+        }
         if app == self.app {
-            return match self.hand_out_bundles(&fetch.user) {
+            return match self.hand_out_bundles(&fetch.user, &requester) {
                 Some(bundles) => {
                     let frame = ServerFrame { request_id, body: Some(server_frame::Body::Bundles(bundles)) };
                     self.deferred.push(Deferred::Client(conn, frame));
@@ -206,6 +214,7 @@ impl RelayCore {
             };
         }
         let subject = fetch.user.clone();
+        fetch.requester = Some(DeviceAddress { name: device.0.clone(), device_id: device.1 });
         self.ask_app(conn, request_id, app, subject, federation_frame::Body::FetchBundles(fetch))
     }
 
@@ -248,13 +257,25 @@ impl RelayCore {
     }
 
     /// One bundle of every device of `user` (a local user); each one-time prekey goes out once:
-    /// the last bundle of a device is handed out again without its one-time prekey.
-    pub(super) fn hand_out_bundles(&mut self, user: &str) -> Option<switchboard_wire::switchboard::Bundles> {
+    /// the last bundle of a device is handed out again without its one-time prekey. A requester
+    /// past its share of `user`'s one-time prekeys for the period ([`RateLimits`]) gets bundles
+    /// without them, and takes nothing from the stock.
+    pub(super) fn hand_out_bundles(&mut self, user: &str, requester: &Requester) -> Option<switchboard_wire::switchboard::Bundles> {
         let devices: Vec<DeviceKey> = self.state.bundles.range(super::devices_of(user)).map(|(device, _)| device.clone()).collect();
+        if devices.is_empty() {
+            return None;
+        }
+        let with_prekeys = self.rates.prekeys(requester, user);
         let mut handed = Vec::new();
         for device in devices {
             let mut bundles = self.state.bundles.get(&device).cloned().unwrap_or_default();
             let Some(mut first) = bundles.first().cloned() else { continue };
+            if !with_prekeys {
+                first.pre_key = None;
+                first.pre_key_id = None;
+                handed.push(DeviceBundle { device_id: device.1, bundle: Some(first) });
+                continue;
+            }
             if bundles.len() > 1 {
                 bundles.remove(0);
             } else {

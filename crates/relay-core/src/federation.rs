@@ -8,11 +8,12 @@ use switchboard_wire::switchboard::{
     Acknowledge, Blob, ErrorCode, FederationFrame, ServerFrame, federation_frame::Body, server_frame,
 };
 
+use super::rates::Requester;
 use super::{Action, ConnId, Deferred, RelayCore, app_of, link_failure};
 use crate::state::Mutation;
 
 fn is_transient(code: i32) -> bool {
-    matches!(ErrorCode::try_from(code), Ok(ErrorCode::MailboxFull | ErrorCode::Unavailable))
+    matches!(ErrorCode::try_from(code), Ok(ErrorCode::MailboxFull | ErrorCode::Unavailable | ErrorCode::RateLimited))
 }
 
 impl RelayCore {
@@ -116,7 +117,13 @@ impl RelayCore {
                 if app_of(&fetch.user) != Some(self.app.as_str()) {
                     return refuse(ErrorCode::UnknownRecipient, "the user is not on this app");
                 }
-                match self.hand_out_bundles(&fetch.user) {
+                // The device it asks for is counted only if it is one of its own app's.
+                let device = fetch.requester.filter(|device| app_of(&device.name) == Some(app)).map(|device| (device.name, device.device_id));
+                let requester = Requester::Remote { app: app.to_owned(), device };
+                if let Err((code, detail)) = self.rates.fetch(&requester) {
+                    return refuse(code, detail);
+                }
+                match self.hand_out_bundles(&fetch.user, &requester) {
                     Some(bundles) => {
                         let frame = FederationFrame { request_id, body: Some(Body::Bundles(bundles)) };
                         self.deferred.push(Deferred::Link(conn, frame));

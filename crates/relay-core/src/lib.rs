@@ -33,10 +33,12 @@ pub mod storage;
 mod client;
 mod federation;
 mod hub;
+mod rates;
 mod routing;
 mod strangers;
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 
 use rand::rngs::StdRng;
 use switchboard_wire::address::UserAddress;
@@ -45,6 +47,8 @@ use switchboard_wire::switchboard::{
 };
 
 use crate::state::{DeviceKey, Mutation, StoredState};
+
+pub use rates::{MAX_RATE_ENTRIES, RateLimits};
 
 /// Largest envelope content (ciphertext) accepted.
 pub const MAX_ENVELOPE_CONTENT: usize = 256 * 1024;
@@ -67,7 +71,8 @@ pub const MAX_GROUP_RECIPIENTS: usize = 10_000;
 pub const MAX_BUNDLES_PER_DEVICE: usize = 500;
 /// Longest user name (`name@app`): one limit for every crate, kept with the address parser.
 pub use switchboard_wire::address::MAX_USER_LEN;
-/// How often refused-for-now outbox entries are sent again.
+/// How often refused-for-now outbox entries are sent again, and how often the driver ticks
+/// ([`RelayCore::tick`]: also the clock of the rate limits).
 pub const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Length of an envelope id.
 pub const ENVELOPE_ID_LEN: usize = 16;
@@ -158,6 +163,10 @@ pub struct RelayCore {
     next_seq: u64,
     rng: StdRng,
     clients: HashMap<ConnId, Option<DeviceKey>>,
+    /// Per client connection: where it comes from (if the driver knows) and how many
+    /// registrations it asked for.
+    client_sources: HashMap<ConnId, (Option<IpAddr>, u32)>,
+    rates: rates::Rates,
     online: HashMap<DeviceKey, ConnId>,
     /// Federation connections: their app, and whether we dialed them (requests go out on those).
     links: HashMap<ConnId, (String, bool)>,
@@ -195,6 +204,8 @@ impl RelayCore {
             mailbox_index,
             rng,
             clients: HashMap::new(),
+            client_sources: HashMap::new(),
+            rates: rates::Rates::new(RateLimits::default()),
             online: HashMap::new(),
             links: HashMap::new(),
             outbound_links: HashMap::new(),
@@ -207,6 +218,12 @@ impl RelayCore {
             next_batch: 1,
             metrics: Metrics::default(),
         }
+    }
+
+    /// The same relay with other rate limits than [`RateLimits::default`].
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rates = rates::Rates::new(limits);
+        self
     }
 
     /// This relay's app.
@@ -285,13 +302,16 @@ impl RelayCore {
 
     // ---- connections --------------------------------------------------------------------
 
-    /// A client connected.
-    pub fn client_connected(&mut self, conn: ConnId) {
+    /// A client connected, from `source` if the driver knows it (registrations are limited per
+    /// source address).
+    pub fn client_connected(&mut self, conn: ConnId, source: Option<IpAddr>) {
         self.clients.insert(conn, None);
+        self.client_sources.insert(conn, (source, 0));
     }
 
     /// A client connection closed.
     pub fn client_closed(&mut self, conn: ConnId) {
+        self.client_sources.remove(&conn);
         if let Some(Some(device)) = self.clients.remove(&conn) {
             if self.online.get(&device) == Some(&conn) {
                 self.online.remove(&device);
@@ -332,6 +352,7 @@ impl RelayCore {
     /// Called by the driver every [`RETRY_INTERVAL`]: sends again what another app refused for
     /// now (a full mailbox there, or a relay it could not reach).
     pub fn tick(&mut self) -> Vec<Action> {
+        self.rates.tick();
         let due = std::mem::take(&mut self.retry);
         due.into_iter().flat_map(|(app, seq)| self.forward(&app, seq)).collect()
     }

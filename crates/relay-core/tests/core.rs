@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use switchboard_relay_core::{Action, ConnId, RelayCore};
+use switchboard_relay_core::{Action, ConnId, RateLimits, RelayCore};
 use switchboard_relay_core::state::StoredState;
 use switchboard_wire::Message;
 use switchboard_wire::address::{MAX_USER_LEN, UserAddress};
@@ -25,11 +25,23 @@ struct Net {
     /// Accepted links: (app, conn) → the app that dialed it.
     accepted: HashMap<(String, ConnId), String>,
     next_conn: ConnId,
+    limits: RateLimits,
 }
 
 impl Net {
     fn new() -> Net {
+        Net::with_rate_limits(RateLimits::default())
+    }
+
+    /// One requester that takes a user's one-time prekeys many times over: the prekey share per
+    /// requester out of the way, for tests of the stock itself.
+    fn taking_every_prekey() -> Net {
+        Net::with_rate_limits(RateLimits { prekey_fetches_per_requester: u32::MAX, prekey_fetches_per_app: u32::MAX, ..RateLimits::default() })
+    }
+
+    fn with_rate_limits(limits: RateLimits) -> Net {
         let mut net = Net {
+            limits,
             cores: HashMap::new(),
             durable: HashMap::new(),
             links: HashMap::new(),
@@ -48,7 +60,8 @@ impl Net {
     fn start(&mut self, app: &str, state: StoredState) {
         let peers = APPS.iter().map(|a| a.to_string());
         self.durable.insert(app.into(), state.clone());
-        self.cores.insert(app.into(), RelayCore::new(app, peers, state, rand::SeedableRng::seed_from_u64(7)));
+        let core = RelayCore::new(app, peers, state, rand::SeedableRng::seed_from_u64(7)).with_rate_limits(self.limits);
+        self.cores.insert(app.into(), core);
     }
 
     fn connect_all(&mut self) {
@@ -112,8 +125,12 @@ impl Net {
     }
 
     fn client(&mut self, app: &str) -> ConnId {
+        self.client_from(app, None)
+    }
+
+    fn client_from(&mut self, app: &str, source: Option<std::net::IpAddr>) -> ConnId {
         let conn = self.conn();
-        self.cores.get_mut(app).unwrap().client_connected(conn);
+        self.cores.get_mut(app).unwrap().client_connected(conn, source);
         conn
     }
 
@@ -366,7 +383,7 @@ fn a_remote_refusal_of_a_fetch_reaches_the_client_and_touches_no_outbox() {
     let mut net = Net::new();
     let (green, alice, _) = net.device("alice@green");
     net.device("bob@blue");
-    let fetch = switchboard_wire::switchboard::FetchBundles { user: "nobody@blue".into() };
+    let fetch = switchboard_wire::switchboard::FetchBundles { user: "nobody@blue".into(), requester: None };
     let answer = net.request(&green, alice, 50, Body::FetchBundles(fetch));
     assert_eq!(code(&answer), Some(ErrorCode::UnknownRecipient));
     let blob = switchboard_wire::switchboard::FetchBlob { blob_id: "0011@blue".into() };
@@ -402,7 +419,7 @@ fn only_the_app_asked_can_answer_and_only_about_what_was_asked() {
     let core = net.cores.get_mut("green").unwrap();
     let frame = ClientFrame {
         request_id: 60,
-        body: Some(Body::FetchBundles(switchboard_wire::switchboard::FetchBundles { user: "bob@blue".into() })),
+        body: Some(Body::FetchBundles(switchboard_wire::switchboard::FetchBundles { user: "bob@blue".into(), requester: None })),
     };
     let actions = core.client_frame(alice, &frame.encode_to_vec());
     let Some(Action::ToLink { frame: request, .. }) = actions.first() else { panic!("{actions:?}") };
@@ -446,7 +463,7 @@ fn one_group_frame_cannot_make_the_relay_store_more_than_its_limit() {
 #[test]
 fn an_upload_sent_again_never_puts_back_a_prekey_already_handed_out() {
     use switchboard_wire::switchboard::{FetchBundles, PreKeyBundle, UploadBundles};
-    let mut net = Net::new();
+    let mut net = Net::taking_every_prekey();
     let (green, alice, _) = net.device("alice@green");
     let (_, bob, _) = net.device("bob@green");
     let bundle = |id: u32| PreKeyBundle { device_id: 1, pre_key_id: Some(id), pre_key: Some(vec![id as u8; 33]), ..Default::default() };
@@ -454,7 +471,7 @@ fn an_upload_sent_again_never_puts_back_a_prekey_already_handed_out() {
     assert!(is_done(&net.request(&green, alice, 3, upload.clone())));
     let mut handed = Vec::new();
     let fetch = |net: &mut Net, request_id| {
-        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
+        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into(), requester: None }));
         let Some(server_frame::Body::Bundles(bundles)) = answer.body else { panic!("{answer:?}") };
         bundles.devices[0].bundle.as_ref().unwrap().pre_key_id
     };
@@ -500,7 +517,7 @@ fn bundle(prekey: Option<u32>, signed: u32) -> switchboard_wire::switchboard::Pr
 #[test]
 fn a_device_is_told_once_as_its_one_time_prekeys_reach_its_low_mark() {
     use switchboard_wire::switchboard::{FetchBundles, UploadBundles};
-    let mut net = Net::new();
+    let mut net = Net::taking_every_prekey();
     let (green, alice, credential) = net.device("alice@green");
     let (_, bob, _) = net.device("bob@green");
     assert!(prekey_counts(&mut net, &green, alice).is_empty(), "no mark asked for yet");
@@ -510,7 +527,7 @@ fn a_device_is_told_once_as_its_one_time_prekeys_reach_its_low_mark() {
     assert!(is_done(&net.request(&green, alice, 3, upload)));
     let mut told = Vec::new();
     for request_id in 4..8 {
-        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
+        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into(), requester: None }));
         assert!(matches!(answer.body, Some(server_frame::Body::Bundles(_))), "{answer:?}");
         told.push(prekey_counts(&mut net, &green, alice));
     }
@@ -535,11 +552,11 @@ fn a_device_is_told_once_as_its_one_time_prekeys_reach_its_low_mark() {
 #[test]
 fn a_rotated_signed_prekey_replaces_the_old_one_in_every_bundle_and_a_last_resort_bundle_stays() {
     use switchboard_wire::switchboard::{FetchBundles, UploadBundles};
-    let mut net = Net::new();
+    let mut net = Net::taking_every_prekey();
     let (green, alice, _) = net.device("alice@green");
     let (_, bob, _) = net.device("bob@green");
     let fetch = |net: &mut Net, request_id: u64| -> (Option<u32>, u32) {
-        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
+        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into(), requester: None }));
         let Some(server_frame::Body::Bundles(bundles)) = answer.body else { panic!("{answer:?}") };
         let bundle = bundles.devices[0].bundle.clone().unwrap();
         (bundle.pre_key_id, bundle.signed_pre_key_id)
@@ -567,13 +584,13 @@ fn an_upload_that_leaves_the_stock_at_or_below_the_mark_is_answered_with_the_cou
     // Found in review: fetches that came while the device's replenishment was on its way left
     // the stock below the mark after it; no later fetch reached the mark, so it was never told.
     use switchboard_wire::switchboard::{FetchBundles, UploadBundles};
-    let mut net = Net::new();
+    let mut net = Net::taking_every_prekey();
     let (green, alice, _) = net.device("alice@green");
     let (_, bob, _) = net.device("bob@green");
     let upload = |ids: std::ops::RangeInclusive<u32>| Body::UploadBundles(UploadBundles { bundles: ids.map(|id| bundle(Some(id), 1)).collect(), low_mark: 4 });
     assert!(is_done(&net.request(&green, alice, 3, upload(1..=8))));
     for request_id in 10..18 {
-        net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
+        net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into(), requester: None }));
     }
     assert_eq!(prekey_counts(&mut net, &green, alice), vec![4], "told as it reached the mark");
     // The replenishment made at 4 (four more) arrives when all eight are gone: 4, at the mark.
@@ -597,7 +614,7 @@ fn the_relay_never_hands_out_an_older_signed_prekey_than_it_holds_nor_another_id
     assert!(is_done(&net.request(&green, alice, 4, upload(vec![bundle(Some(2), 1), bundle(Some(3), 1)]))));
     let mut handed = Vec::new();
     for request_id in 5..9 {
-        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into() }));
+        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into(), requester: None }));
         let Some(server_frame::Body::Bundles(bundles)) = answer.body else { panic!("{answer:?}") };
         let bundle = bundles.devices[0].bundle.clone().unwrap();
         handed.push((bundle.pre_key_id, bundle.signed_pre_key_id));
@@ -848,4 +865,78 @@ fn a_flood_from_strangers_never_keeps_a_contacts_mail_out() {
     // Bob writes back to Carol: she is a contact now, and her mail passes.
     assert!(is_done(&net.request(&blue, bob, 21, Body::Send(envelope(2, "bob@blue", "carol@blue")))));
     assert_eq!(flood(&mut net, &blue, carol, "carol@blue", 1, 500_000), [None]);
+}
+
+#[test]
+fn registrations_are_limited_per_connection_and_per_source_address() {
+    let limits = RateLimits::default();
+    let mut net = Net::new();
+    let source = Some(std::net::IpAddr::from([192, 0, 2, 7]));
+    let register = |net: &mut Net, conn: ConnId, n: u32| {
+        let answer = net.request("green", conn, u64::from(n), Body::Register(Register { user: format!("u{n}@green"), device_id: 1 }));
+        code(&answer)
+    };
+    // One connection: a few, then refused (for now, and typed so).
+    let conn = net.client_from("green", source);
+    let answers: Vec<_> = (0..limits.registrations_per_connection + 1).map(|n| register(&mut net, conn, n)).collect();
+    assert!(answers[..limits.registrations_per_connection as usize].iter().all(Option::is_none));
+    assert_eq!(answers.last().unwrap(), &Some(ErrorCode::RateLimited));
+    // New connections from the same address: the address's share for the window, no more.
+    let mut registered = limits.registrations_per_connection;
+    let mut refused = 0;
+    for n in 100..1100 {
+        let conn = net.client_from("green", source);
+        match register(&mut net, conn, n) {
+            None => registered += 1,
+            Some(code) => {
+                assert_eq!(code, ErrorCode::RateLimited);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(registered, limits.registrations_per_source);
+    assert_eq!(refused, 1000 - (limits.registrations_per_source - limits.registrations_per_connection));
+    assert_eq!(net.cores["green"].state().accounts.len() as u32, limits.registrations_per_source);
+    // Another address is not held back; and once the window passes, this one may again.
+    let other = net.client_from("green", Some(std::net::IpAddr::from([192, 0, 2, 8])));
+    assert_eq!(register(&mut net, other, 2000), None);
+    for _ in 0..limits.window_ticks {
+        let actions = net.cores.get_mut("green").unwrap().tick();
+        net.run("green", actions);
+    }
+    let conn = net.client_from("green", source);
+    assert_eq!(register(&mut net, conn, 3000), None);
+}
+
+#[test]
+fn no_one_drains_a_users_one_time_prekeys() {
+    use switchboard_wire::switchboard::{FetchBundles, UploadBundles};
+    let limits = RateLimits::default();
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let upload = Body::UploadBundles(UploadBundles { bundles: (1..=100).map(|id| bundle(Some(id), 1)).collect(), low_mark: 0 });
+    assert!(is_done(&net.request(&green, alice, 3, upload)));
+    // A device on another app fetches Alice's bundles a hundred times.
+    let (blue, mallory, _) = net.device("mallory@blue");
+    let mut with_prekey = 0;
+    for n in 0..100 {
+        let answer = net.request(&blue, mallory, 10 + n, Body::FetchBundles(FetchBundles { user: "alice@green".into(), requester: None }));
+        let Some(server_frame::Body::Bundles(bundles)) = answer.body else { panic!("{answer:?}") };
+        let handed = bundles.devices[0].bundle.as_ref().unwrap();
+        assert!(!handed.signed_pre_key.is_empty(), "a session can still start");
+        with_prekey += usize::from(handed.pre_key.is_some());
+    }
+    assert_eq!(with_prekey, limits.prekey_fetches_per_requester as usize);
+    let left = net.cores["green"].state().bundles[&("alice@green".into(), 1)].len();
+    assert_eq!(left, 100 - with_prekey, "the rest of the stock is still there");
+    // A device of Alice's own app: likewise, and its fetches are limited per window.
+    let (_, eve, _) = net.device("eve@green");
+    let mut rate_limited = 0;
+    for n in 0..u64::from(limits.fetches_per_device) + 10 {
+        let answer = net.request(&green, eve, 1000 + n, Body::FetchBundles(FetchBundles { user: "alice@green".into(), requester: None }));
+        rate_limited += usize::from(code(&answer) == Some(ErrorCode::RateLimited));
+    }
+    assert_eq!(rate_limited, 10);
+    let left_after = net.cores["green"].state().bundles[&("alice@green".into(), 1)].len();
+    assert_eq!(left - left_after, limits.prekey_fetches_per_requester as usize);
 }

@@ -101,7 +101,7 @@ impl RelayConfig {
             .iter()
             .map(|peer| Ok(Peer { app: peer.app.clone(), address: peer.address, certificate: read(&peer.certificate)? }))
             .collect::<Result<_, ConfigError>>()?;
-        Ok(RelaySettings { app: self.app.clone(), tls, peers, seed: None, tap: None })
+        Ok(RelaySettings { app: self.app.clone(), tls, peers, seed: None, tap: None, rate_limits: Default::default() })
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use tokio::net::TcpListener;
 
 use crate::server::tls::{Pki, TlsIdentity};
+use crate::core::RateLimits;
 use crate::server::{Peer, RelayHandle, RelaySettings, Tap, start};
 use crate::storage::RedbStore;
 
@@ -27,10 +28,17 @@ pub struct LocalFederation {
     pub taps: Vec<(String, Tap)>,
     pki: Pki,
     federation_addresses: Vec<(String, SocketAddr)>,
+    rate_limits: RateLimits,
 }
 
 impl LocalFederation {
     pub async fn start(apps: &[&str], dir: &Path) -> Result<LocalFederation, StartError> {
+        LocalFederation::start_with_rate_limits(apps, dir, RateLimits::default()).await
+    }
+
+    /// Like [`Self::start`], with other rate limits: a benchmark registers thousands of devices
+    /// from one address.
+    pub async fn start_with_rate_limits(apps: &[&str], dir: &Path, rate_limits: RateLimits) -> Result<LocalFederation, StartError> {
         let pki = Pki::generate(apps).map_err(failed)?;
         let mut listeners = Vec::new();
         for app in apps {
@@ -42,7 +50,7 @@ impl LocalFederation {
             .iter()
             .map(|(app, _, federation)| Ok((app.clone(), federation.local_addr().map_err(failed)?)))
             .collect::<Result<_, StartError>>()?;
-        let mut federation = LocalFederation { relays: Vec::new(), taps: Vec::new(), pki, federation_addresses };
+        let mut federation = LocalFederation { relays: Vec::new(), taps: Vec::new(), pki, federation_addresses, rate_limits };
         for (app, client, listener) in listeners {
             let tap = Tap::default();
             let relay = federation.start_relay(&app, client, listener, dir, tap.clone()).await?;
@@ -73,6 +81,7 @@ impl LocalFederation {
             peers,
             seed: None,
             tap: Some(tap),
+            rate_limits: self.rate_limits,
         };
         let (store, state) = RedbStore::open(&dir.join(format!("{app}.redb"))).map_err(failed)?;
         start(settings, client, federation, Box::new(store), state).await.map_err(failed)

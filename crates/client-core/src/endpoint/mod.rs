@@ -940,7 +940,7 @@ impl Endpoint {
             }
             (Request::Link(device_id), S::Failure(failure)) => {
                 let code = error_code(failure.code);
-                if code != ErrorCode::Unavailable {
+                if !transient(failure.code) {
                     self.links.retain(|id| *id != device_id);
                     self.events.push_back(Event::AccessRefused { code });
                 } else {
@@ -1229,9 +1229,9 @@ fn envelope_id(rng: &mut StdRng) -> Bytes {
     id.into()
 }
 
-/// Whether a refusal is for now only: the other app out of reach, or a mailbox full.
+/// Whether a refusal is for now only: the other app out of reach, a mailbox full, or a rate limit.
 fn transient(code: i32) -> bool {
-    matches!(error_code(code), ErrorCode::Unavailable | ErrorCode::MailboxFull)
+    matches!(error_code(code), ErrorCode::Unavailable | ErrorCode::MailboxFull | ErrorCode::RateLimited)
 }
 
 fn error_code(code: i32) -> ErrorCode {

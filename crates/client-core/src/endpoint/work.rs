@@ -109,7 +109,7 @@ impl Endpoint {
             return;
         }
         self.fetching.insert(user.to_owned());
-        self.request(Request::Fetch(user.to_owned()), Body::FetchBundles(FetchBundles { user: user.to_owned() }));
+        self.request(Request::Fetch(user.to_owned()), Body::FetchBundles(FetchBundles { user: user.to_owned(), requester: None }));
     }
 
     pub(super) fn fetch_missing(&mut self) {

@@ -10,7 +10,7 @@ use super::{Event, Tap, WRITE_QUEUE};
 use crate::core::ConnId;
 
 pub(super) enum Kind {
-    Client,
+    Client { source: std::net::IpAddr },
     Link { app: String, dialed: bool },
 }
 
@@ -63,7 +63,7 @@ where
         let _ = events_for_reader.send(closed).await;
     });
     let opened = match kind {
-        Kind::Client => Event::ClientOpened(conn, outgoing, read.abort_handle()),
+        Kind::Client { source } => Event::ClientOpened(conn, Some(source), outgoing, read.abort_handle()),
         Kind::Link { app, dialed } => Event::LinkOpened(conn, app, dialed, outgoing, read.abort_handle()),
     };
     if events.send(opened).await.is_err() {

@@ -1,7 +1,8 @@
 //! The tokio driver: real sockets around the sans-IO core. One task owns the core; a thread
 //! commits batches to the store, one at a time (whatever arrives meanwhile forms the next batch);
 //! every connection has a reader and a writer task. Device connections are TLS (the relay's
-//! certificate; devices authenticate inside); links between relays are mutually authenticated TLS.
+//! certificate; devices authenticate inside; the core hears each one's source address, for its
+//! rate limits); links between relays are mutually authenticated TLS.
 
 mod connection;
 pub mod tls;
@@ -21,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::core::{Action, ConnId, Metrics, RelayCore};
+use crate::core::{Action, ConnId, Metrics, RateLimits, RelayCore};
 use crate::state::{Mutation, StoredState};
 use crate::storage::Store;
 use tls::{TlsIdentity, certificate_der};
@@ -51,6 +52,8 @@ pub struct RelaySettings {
     /// When set, every frame the relay reads or writes is copied here: what the relay saw, for a
     /// demo or test to search for plaintext.
     pub tap: Option<Tap>,
+    /// Limits on registrations and bundle fetches (see [`RateLimits`]).
+    pub rate_limits: RateLimits,
 }
 
 /// A copy of every frame a relay handled.
@@ -58,7 +61,7 @@ pub type Tap = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
 /// What happened, for the core task.
 enum Event {
-    ClientOpened(ConnId, mpsc::Sender<Vec<u8>>, AbortHandle),
+    ClientOpened(ConnId, Option<std::net::IpAddr>, mpsc::Sender<Vec<u8>>, AbortHandle),
     ClientFrame(ConnId, Vec<u8>),
     ClientOversized(ConnId),
     ClientClosed(ConnId),
@@ -118,7 +121,7 @@ pub async fn start(
         Some(seed) => rand::SeedableRng::seed_from_u64(seed),
         None => rand::make_rng(),
     };
-    let core = RelayCore::new(&settings.app, settings.peers.iter().map(|p| p.app.clone()), state, rng);
+    let core = RelayCore::new(&settings.app, settings.peers.iter().map(|p| p.app.clone()), state, rng).with_rate_limits(settings.rate_limits);
     let mut tasks = JoinSet::new();
     tasks.spawn(run_core(core, store, receiver, events.clone()));
     let tap = settings.tap.clone();
@@ -162,9 +165,9 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
             }
         };
         let actions = match event {
-            Event::ClientOpened(conn, writer, reader) => {
+            Event::ClientOpened(conn, source, writer, reader) => {
                 writers.insert(conn, (writer, reader));
-                core.client_connected(conn);
+                core.client_connected(conn, source);
                 Vec::new()
             }
             Event::ClientFrame(conn, bytes) => core.client_frame(conn, &bytes),
@@ -258,7 +261,7 @@ async fn accept_clients(listener: TcpListener, acceptor: TlsAcceptor, events: mp
                     return;
                 }
             };
-            connection::serve(tls, conn, events, connection::Kind::Client, tap).await;
+            connection::serve(tls, conn, events, connection::Kind::Client { source: source.ip() }, tap).await;
         });
     }
 }

@@ -38,7 +38,7 @@ impl World {
         let conn = self.new_conn(ConnKind::Client { device, relay }, replays);
         self.client_conn[device] = Some(conn);
         if let Some(core) = self.relays[relay].core.as_mut() {
-            core.client_connected(conn);
+            core.client_connected(conn, None);
         }
         let mut out = Vec::new();
         self.clients[device].connected(self.now, &mut out);

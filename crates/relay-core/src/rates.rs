@@ -1,0 +1,218 @@
+//! Rate limits on what costs a relay, or one of its users, something: registering accounts,
+//! fetching bundles, and above all taking one-time prekeys, which a user has few of and which
+//! anyone could otherwise drain (every later session would then start without one).
+//!
+//! The core has no clock: counts are kept per window of [`RelayCore::tick`]s (the driver ticks
+//! every [`RETRY_INTERVAL`](crate::RETRY_INTERVAL)) and forgotten when it ends. Every count map
+//! is bounded by [`MAX_RATE_ENTRIES`]; once full, whoever it does not know yet is refused for the
+//! rest of the window, so no one can grow it, at the price of strangers sharing the refusal.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+
+use switchboard_wire::switchboard::ErrorCode;
+
+use crate::state::DeviceKey;
+
+/// Keys one rate map keeps per window.
+pub const MAX_RATE_ENTRIES: usize = 100_000;
+
+/// The rate limits of one relay. [`Default`] gives the limits every deployment starts from; a
+/// benchmark or test that registers thousands of devices from one address raises them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Ticks in one counting window (for registrations and fetches).
+    pub window_ticks: u64,
+    /// Registrations one connection may ask for, ever.
+    pub registrations_per_connection: u32,
+    /// Registrations from one source address per window.
+    pub registrations_per_source: u32,
+    /// Bundle fetches one device of this app may make per window.
+    pub fetches_per_device: u32,
+    /// Bundle fetches one other app's relay may make per window (for all its devices).
+    pub fetches_per_app: u32,
+    /// Ticks in one prekey period.
+    pub prekey_period_ticks: u64,
+    /// Fetches of one user's bundles that one requester is handed with one-time prekeys (one per
+    /// device of the user) per prekey period; later ones come without.
+    pub prekey_fetches_per_requester: u32,
+    /// The same for one other app's relay, all its devices together (whatever it says they are):
+    /// large enough for the many users of a big app who write to one person in an hour, small
+    /// enough that a relay naming made-up devices takes no more than a couple of stocks an hour.
+    pub prekey_fetches_per_app: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            window_ticks: 60,
+            registrations_per_connection: 4,
+            registrations_per_source: 20,
+            fetches_per_device: 120,
+            fetches_per_app: 10_000,
+            prekey_period_ticks: 3600,
+            prekey_fetches_per_requester: 3,
+            prekey_fetches_per_app: 200,
+        }
+    }
+}
+
+/// Who asks for a user's bundles.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Requester {
+    /// A device of this app.
+    Local(DeviceKey),
+    /// Another app's relay, on behalf of the device it names.
+    Remote { app: String, device: Option<DeviceKey> },
+}
+
+/// Counts per key, forgotten every period.
+#[derive(Debug)]
+struct Counter<K> {
+    counts: HashMap<K, u32>,
+}
+
+impl<K: Hash + Eq> Counter<K> {
+    fn new() -> Self {
+        Counter { counts: HashMap::new() }
+    }
+
+    /// Counts one more for `key` if it stays within `limit`.
+    fn take(&mut self, key: K, limit: u32) -> bool {
+        let full = self.counts.len() >= MAX_RATE_ENTRIES;
+        match self.counts.get_mut(&key) {
+            Some(count) if *count >= limit => false,
+            Some(count) => {
+                *count += 1;
+                true
+            }
+            None if full || limit == 0 => false,
+            None => {
+                self.counts.insert(key, 1);
+                true
+            }
+        }
+    }
+
+    /// Whether `key` may take one more, without taking it.
+    fn has_room(&self, key: &K, limit: u32) -> bool {
+        match self.counts.get(key) {
+            Some(count) => *count < limit,
+            None => limit > 0 && self.counts.len() < MAX_RATE_ENTRIES,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.counts.clear();
+    }
+}
+
+/// What the relay counted in the current windows.
+#[derive(Debug)]
+pub(crate) struct Rates {
+    pub(crate) limits: RateLimits,
+    ticks: u64,
+    registrations_by_source: Counter<IpAddr>,
+    fetches_by_device: Counter<DeviceKey>,
+    fetches_by_app: Counter<String>,
+    prekeys_by_requester: Counter<(Requester, String)>,
+    prekeys_by_app: Counter<(String, String)>,
+}
+
+type Refusal = (ErrorCode, &'static str);
+
+impl Rates {
+    pub(crate) fn new(limits: RateLimits) -> Rates {
+        Rates {
+            limits,
+            ticks: 0,
+            registrations_by_source: Counter::new(),
+            fetches_by_device: Counter::new(),
+            fetches_by_app: Counter::new(),
+            prekeys_by_requester: Counter::new(),
+            prekeys_by_app: Counter::new(),
+        }
+    }
+
+    /// One tick passed: windows that ended are forgotten.
+    pub(crate) fn tick(&mut self) {
+        self.ticks += 1;
+        if self.ticks % self.limits.window_ticks.max(1) == 0 {
+            self.registrations_by_source.clear();
+            self.fetches_by_device.clear();
+            self.fetches_by_app.clear();
+        }
+        if self.ticks % self.limits.prekey_period_ticks.max(1) == 0 {
+            self.prekeys_by_requester.clear();
+            self.prekeys_by_app.clear();
+        }
+    }
+
+    /// Counts a registration from `source` (if known), whose connection registered
+    /// `on_connection` times before.
+    pub(crate) fn registration(&mut self, source: Option<IpAddr>, on_connection: u32) -> Result<(), Refusal> {
+        if on_connection >= self.limits.registrations_per_connection {
+            return Err((ErrorCode::RateLimited, "no more registrations on this connection"));
+        }
+        if let Some(source) = source
+            && !self.registrations_by_source.take(source, self.limits.registrations_per_source)
+        {
+            return Err((ErrorCode::RateLimited, "too many registrations from this address; try again later"));
+        }
+        Ok(())
+    }
+
+    /// Counts a bundle fetch by `requester`.
+    pub(crate) fn fetch(&mut self, requester: &Requester) -> Result<(), Refusal> {
+        let allowed = match requester {
+            Requester::Local(device) => self.fetches_by_device.take(device.clone(), self.limits.fetches_per_device),
+            Requester::Remote { app, .. } => self.fetches_by_app.take(app.clone(), self.limits.fetches_per_app),
+        };
+        match allowed {
+            true => Ok(()),
+            false => Err((ErrorCode::RateLimited, "too many bundle fetches; try again later")),
+        }
+    }
+
+    /// Whether `requester` may be handed `target`'s one-time prekeys (a user's, one per device)
+    /// once more this period; counted if so.
+    pub(crate) fn prekeys(&mut self, requester: &Requester, target: &str) -> bool {
+        let limits = self.limits;
+        let per_app = match requester {
+            Requester::Remote { app, .. } => Some((app.clone(), target.to_owned())),
+            Requester::Local(_) => None,
+        };
+        let requester_key = (requester.clone(), target.to_owned());
+        if !self.prekeys_by_requester.has_room(&requester_key, limits.prekey_fetches_per_requester)
+            || per_app.as_ref().is_some_and(|key| !self.prekeys_by_app.has_room(key, limits.prekey_fetches_per_app))
+        {
+            return false;
+        }
+        self.prekeys_by_requester.take(requester_key, limits.prekey_fetches_per_requester);
+        if let Some(key) = per_app {
+            self.prekeys_by_app.take(key, limits.prekey_fetches_per_app);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counter_refuses_past_its_limit_and_forgets_at_the_end_of_its_window() {
+        let mut rates = Rates::new(RateLimits { window_ticks: 2, registrations_per_source: 2, ..RateLimits::default() });
+        let source = Some(IpAddr::from([10, 0, 0, 1]));
+        assert!(rates.registration(source, 0).is_ok());
+        assert!(rates.registration(source, 0).is_ok());
+        assert_eq!(rates.registration(source, 0).unwrap_err().0, ErrorCode::RateLimited);
+        assert!(rates.registration(Some(IpAddr::from([10, 0, 0, 2])), 0).is_ok(), "per source");
+        rates.tick();
+        assert!(rates.registration(source, 0).is_err());
+        rates.tick();
+        assert!(rates.registration(source, 0).is_ok(), "a new window");
+        assert!(rates.registration(None, 4).is_err(), "per connection");
+    }
+}
