@@ -46,7 +46,7 @@ impl RelayCore {
             (Some(Body::SendGroup(group)), Some(device)) => self.send_group(conn, request_id, &device, group),
             (Some(Body::Acknowledge(ack)), Some(device)) => {
                 self.acknowledge(&device, ack);
-                return Vec::new();
+                return self.pump(&device);
             }
             (Some(Body::UploadBlob(upload)), Some(_)) => self.upload_blob(conn, request_id, upload),
             (Some(Body::FetchBlob(fetch)), Some(_)) => return self.fetch_blob(conn, request_id, fetch),
@@ -118,9 +118,7 @@ impl RelayCore {
         {
             actions.push(Action::ToClient { conn, frame: super::prekey_count(remaining) });
         }
-        if let Some(mailbox) = self.state.mailboxes.get(&device) {
-            actions.extend(mailbox.values().map(|envelope| super::deliver(conn, envelope.clone())));
-        }
+        actions.extend(self.start_delivering(&device, conn));
         actions
     }
 
@@ -355,6 +353,7 @@ impl RelayCore {
             let key = super::mail_key(envelope.sender.as_ref(), &envelope.id);
             let Some(seq) = self.mailbox_index.get_mut(device).and_then(|ids| ids.remove(&key)) else { continue };
             self.release(device, seq);
+            self.delivered(device, seq);
             self.mutate(Mutation::DeleteEnvelope { device: device.clone(), seq });
         }
     }

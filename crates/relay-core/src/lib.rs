@@ -22,15 +22,17 @@
 //! promises durability (a send's `Done`, a federation acknowledgement, a handed-out prekey) and
 //! every delivery of a new envelope is held back until the driver reports the batch committed.
 //! The driver commits one batch at a time, so whatever arrives during a commit goes into the next
-//! one: group commit. When a device authenticates, or a link to another app comes up, everything
-//! waiting for it is sent at once, committed or not: an envelope lost in a crash before its commit
-//! was never acknowledged to its sender, who sends it again, so this can duplicate (which devices
-//! drop by id) but never lose.
+//! one: group commit. When a device authenticates, its mailbox is handed over in a window of
+//! durable envelopes, more as it acknowledges (see [`DELIVERY_WINDOW`]). When a link to another app
+//! comes up, everything waiting for it is sent at once, committed or not: an envelope lost in a
+//! crash before its commit was never acknowledged to its sender, who sends it again, so this can
+//! duplicate (which the receiving side drops by sender and id) but never lose.
 
 pub mod state;
 pub mod storage;
 
 mod client;
+mod delivery;
 mod federation;
 mod hub;
 mod rates;
@@ -48,6 +50,7 @@ use switchboard_wire::switchboard::{
 
 use crate::state::{DeviceKey, Mutation, StoredState};
 
+pub use delivery::{DELIVERY_BUDGET_BYTES, DELIVERY_WINDOW, DELIVERY_WINDOW_BYTES};
 pub use rates::{MAX_RATE_ENTRIES, RateLimits};
 
 /// Largest envelope content (ciphertext) accepted.
@@ -130,8 +133,8 @@ struct PendingFetch {
 enum Deferred {
     Client(ConnId, ServerFrame),
     Link(ConnId, FederationFrame),
-    /// Hand an envelope to its device if it is online.
-    Deliver(DeviceKey, Envelope),
+    /// Hand a device, if it is online, what waits in its mailbox (as its window allows).
+    Deliver(DeviceKey),
     /// Tell a device, if it is online, how many one-time prekeys it has left.
     PreKeyCount(DeviceKey, u32),
     /// Send an outbox entry if the link to its app is up.
@@ -168,6 +171,10 @@ pub struct RelayCore {
     client_sources: HashMap<ConnId, (Option<IpAddr>, u32)>,
     rates: rates::Rates,
     online: HashMap<DeviceKey, ConnId>,
+    /// What each online device has been handed and not acknowledged.
+    deliveries: delivery::Deliveries,
+    /// Every mailbox envelope with a lower sequence number is durable.
+    durable_seq: u64,
     /// Federation connections: their app, and whether we dialed them (requests go out on those).
     links: HashMap<ConnId, (String, bool)>,
     outbound_links: HashMap<String, ConnId>,
@@ -178,7 +185,9 @@ pub struct RelayCore {
     deferred: Vec<Deferred>,
     /// Outbox entries another app refused for now, to send again at the next [`Self::tick`].
     retry: std::collections::BTreeSet<(String, u64)>,
-    committing: Option<(u64, Vec<Deferred>)>,
+    /// The batch being committed: its id, what waits for it, and the sequence number below
+    /// which everything is durable once it is.
+    committing: Option<(u64, Vec<Deferred>, u64)>,
     next_batch: u64,
     metrics: Metrics,
 }
@@ -199,6 +208,7 @@ impl RelayCore {
             app: app.to_owned(),
             peers: peers.into_iter().filter(|peer| peer != app).collect(),
             next_seq: state.next_seq(),
+            durable_seq: state.next_seq(),
             strangers: strangers::count(&state),
             state,
             mailbox_index,
@@ -207,6 +217,7 @@ impl RelayCore {
             client_sources: HashMap::new(),
             rates: rates::Rates::new(RateLimits::default()),
             online: HashMap::new(),
+            deliveries: Default::default(),
             links: HashMap::new(),
             outbound_links: HashMap::new(),
             pending_fetches: HashMap::new(),
@@ -249,16 +260,17 @@ impl RelayCore {
         }
         let id = self.next_batch;
         self.next_batch += 1;
-        self.committing = Some((id, std::mem::take(&mut self.deferred)));
+        self.committing = Some((id, std::mem::take(&mut self.deferred), self.next_seq));
         Some(Batch { id, mutations: std::mem::take(&mut self.batch) })
     }
 
     /// The batch `id` is durable: release what waited for it.
     pub fn committed(&mut self, id: u64) -> Vec<Action> {
-        let Some((committing, deferred)) = self.committing.take_if(|(batch, _)| *batch == id) else {
+        let Some((committing, deferred, durable_seq)) = self.committing.take_if(|(batch, _, _)| *batch == id) else {
             return Vec::new();
         };
         debug_assert_eq!(committing, id);
+        self.durable_seq = durable_seq;
         self.metrics.batches += 1;
         let mut actions = Vec::new();
         for item in deferred {
@@ -273,11 +285,7 @@ impl RelayCore {
                         actions.push(Action::ToLink { conn, frame });
                     }
                 }
-                Deferred::Deliver(device, envelope) => {
-                    if let Some(&conn) = self.online.get(&device) {
-                        actions.push(deliver(conn, envelope));
-                    }
-                }
+                Deferred::Deliver(device) => actions.extend(self.pump(&device)),
                 Deferred::PreKeyCount(device, remaining) => {
                     if let Some(&conn) = self.online.get(&device) {
                         actions.push(Action::ToClient { conn, frame: prekey_count(remaining) });
@@ -315,6 +323,7 @@ impl RelayCore {
         if let Some(Some(device)) = self.clients.remove(&conn) {
             if self.online.get(&device) == Some(&conn) {
                 self.online.remove(&device);
+                self.stop_delivering(&device);
             }
         }
     }

@@ -126,8 +126,8 @@ impl RelayCore {
         ids.insert(key, seq);
         self.hold_from(&device, seq, sender_of(envelope.sender.as_ref()));
         self.metrics.envelopes_stored += 1;
-        self.mutate(Mutation::PutEnvelope { device: device.clone(), seq, envelope: envelope.clone() });
-        self.deferred.push(Deferred::Deliver(device, envelope));
+        self.mutate(Mutation::PutEnvelope { device: device.clone(), seq, envelope });
+        self.deferred.push(Deferred::Deliver(device));
     }
 
     /// Stores a frame for another app and sends it when durable (and the link is up).

@@ -940,3 +940,50 @@ fn no_one_drains_a_users_one_time_prekeys() {
     let left_after = net.cores["green"].state().bundles[&("alice@green".into(), 1)].len();
     assert_eq!(left - left_after, limits.prekey_fetches_per_requester as usize);
 }
+
+#[test]
+fn a_full_mailbox_is_handed_over_in_a_window_not_all_at_once() {
+    use switchboard_relay_core::{DELIVERY_WINDOW, DELIVERY_WINDOW_BYTES};
+    let mut net = Net::new();
+    let (blue, bob, credential) = net.device("bob@blue");
+    let (_, alice, _) = net.device("alice@blue");
+    // Alice is Bob's contact (he wrote to her), so her mail is not held to a stranger's share.
+    assert!(is_done(&net.request(&blue, bob, 10, Body::Send(envelope(1, "bob@blue", "alice@blue")))));
+    net.cores.get_mut("blue").unwrap().client_closed(bob);
+    let count = DELIVERY_WINDOW + 100;
+    for n in 0..count {
+        let mut envelope = envelope(0, "alice@blue", "bob@blue");
+        envelope.id = [&(n as u64).to_be_bytes()[..], &[0; 8]].concat().into();
+        assert!(is_done(&net.request(&blue, alice, 100 + n as u64, Body::Send(envelope))));
+    }
+    // Bob comes back: one window, oldest first, not the whole mailbox.
+    let conn = net.client(&blue);
+    let auth = Authenticate { user: "bob@blue".into(), device_id: 1, credential };
+    assert!(is_done(&net.request(&blue, conn, 1, Body::Authenticate(auth))));
+    let first = net.deliveries(&blue, conn);
+    assert_eq!(first.len(), DELIVERY_WINDOW);
+    assert_eq!(first[0].id[..8], 0u64.to_be_bytes());
+    // Each acknowledgement makes room for as many more.
+    let refs = first[..100].iter().map(|e| EnvelopeRef { sender: e.sender.clone(), id: e.id.clone() }).collect();
+    net.send_raw(&blue, conn, &ClientFrame { request_id: 0, body: Some(Body::Acknowledge(Acknowledge { envelopes: refs })) }.encode_to_vec());
+    let more = net.deliveries(&blue, conn);
+    assert_eq!(more.len(), 100);
+    assert_eq!(more[0].id[..8], (DELIVERY_WINDOW as u64).to_be_bytes());
+    // Large envelopes, to Carol: the window counts bytes too.
+    let (_, carol, credential) = net.device("carol@blue");
+    assert!(is_done(&net.request(&blue, carol, 10, Body::Send(envelope(2, "carol@blue", "alice@blue")))));
+    net.cores.get_mut("blue").unwrap().client_closed(carol);
+    for n in 0..300 {
+        let mut envelope = envelope(0, "alice@blue", "carol@blue");
+        envelope.id = [&(n as u64).to_be_bytes()[..], &[1; 8]].concat().into();
+        envelope.content = vec![0x42; 250 * 1024].into();
+        assert!(is_done(&net.request(&blue, alice, 20_000 + n as u64, Body::Send(envelope))));
+    }
+    let conn = net.client(&blue);
+    let auth = Authenticate { user: "carol@blue".into(), device_id: 1, credential };
+    assert!(is_done(&net.request(&blue, conn, 1, Body::Authenticate(auth))));
+    let handed = net.deliveries(&blue, conn);
+    let bytes: usize = handed.iter().map(|e| e.content.len()).sum();
+    assert!(handed.len() < DELIVERY_WINDOW && bytes <= DELIVERY_WINDOW_BYTES, "{} envelopes, {bytes} bytes", handed.len());
+    assert!(bytes > DELIVERY_WINDOW_BYTES - 250 * 1024, "the window is used: {bytes}");
+}
