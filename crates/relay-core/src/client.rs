@@ -354,6 +354,10 @@ impl RelayCore {
             let Some(seq) = self.mailbox_index.get_mut(device).and_then(|ids| ids.remove(&key)) else { continue };
             self.release(device, seq);
             self.delivered(device, seq);
+            let bytes = self.state.mailboxes.get(device).and_then(|mailbox| mailbox.get(&seq)).map_or(0, |e| e.content.len());
+            if let Some(held) = self.mailbox_bytes.get_mut(device) {
+                *held = held.saturating_sub(bytes);
+            }
             self.mutate(Mutation::DeleteEnvelope { device: device.clone(), seq });
         }
     }

@@ -2,9 +2,8 @@
 //! [`DELIVERY_WINDOW_BYTES`] of content handed over and not yet acknowledged, and more as
 //! acknowledgements come, oldest first. A device that authenticates with a full mailbox no
 //! longer has the whole of it copied into its connection's write queue at once, and what one
-//! connection can have queued is bounded in bytes. All connections together have at most
-//! [`DELIVERY_BUDGET_BYTES`] in flight; a device that finds the budget spent waits for others'
-//! acknowledgements (or for a connection that does not read to be dropped by its driver).
+//! connection can have queued is bounded in bytes. (What all connections together have queued is
+//! the driver's to bound: it knows what was written out; in flight here is not in memory there.)
 //!
 //! The window is larger than what a device may keep unacknowledged on purpose (group messages
 //! held for a key still to come, changes held for their hub's word: see the client core), so
@@ -13,7 +12,7 @@
 //! Only envelopes whose batch is durable are handed over: a delivery never runs ahead of what a
 //! crash would keep.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Action, ConnId, RelayCore, deliver};
 use crate::state::DeviceKey;
@@ -23,8 +22,6 @@ pub const DELIVERY_WINDOW: usize = 4_096;
 /// Bytes of content handed to one device and not yet acknowledged (one envelope always goes,
 /// however large, if nothing else is in flight).
 pub const DELIVERY_WINDOW_BYTES: usize = 48 * 1024 * 1024;
-/// Bytes of content in flight to all devices together.
-pub const DELIVERY_BUDGET_BYTES: usize = 512 * 1024 * 1024;
 
 /// What one online device has been handed on its connection.
 #[derive(Debug)]
@@ -38,14 +35,7 @@ pub(super) struct Delivering {
 }
 
 /// The deliveries to every online device.
-#[derive(Debug, Default)]
-pub(super) struct Deliveries {
-    devices: std::collections::HashMap<DeviceKey, Delivering>,
-    /// Content bytes in flight, all devices together.
-    bytes: usize,
-    /// Devices that stopped short of their window because the budget was spent.
-    starved: BTreeSet<DeviceKey>,
-}
+pub(super) type Deliveries = HashMap<DeviceKey, Delivering>;
 
 impl RelayCore {
     /// `device` authenticated on `conn`: its mailbox is handed over from the start (what the
@@ -53,40 +43,26 @@ impl RelayCore {
     pub(super) fn start_delivering(&mut self, device: &DeviceKey, conn: ConnId) -> Vec<Action> {
         self.stop_delivering(device);
         let delivering = Delivering { conn, cursor: 0, in_flight: BTreeMap::new(), bytes: 0 };
-        self.deliveries.devices.insert(device.clone(), delivering);
+        self.deliveries.insert(device.clone(), delivering);
         self.pump(device)
     }
 
     /// `device` went offline (or its connection was replaced): what it had in flight is freed.
     pub(super) fn stop_delivering(&mut self, device: &DeviceKey) {
-        if let Some(delivering) = self.deliveries.devices.remove(device) {
-            self.deliveries.bytes -= delivering.bytes;
-            self.deliveries.starved.remove(device);
-        }
+        self.deliveries.remove(device);
     }
 
     /// The envelope `seq` of `device` was acknowledged (and deleted).
     pub(super) fn delivered(&mut self, device: &DeviceKey, seq: u64) {
-        let Some(delivering) = self.deliveries.devices.get_mut(device) else { return };
+        let Some(delivering) = self.deliveries.get_mut(device) else { return };
         if let Some(bytes) = delivering.in_flight.remove(&seq) {
             delivering.bytes -= bytes;
-            self.deliveries.bytes -= bytes;
         }
     }
 
-    /// Hands `device` what its window and the budget have room for, then (if room was freed
-    /// for them) the devices the budget kept waiting.
+    /// Hands `device`, if online, what its window has room for.
     pub(super) fn pump(&mut self, device: &DeviceKey) -> Vec<Action> {
-        let mut actions = self.pump_one(device);
-        while self.deliveries.bytes < DELIVERY_BUDGET_BYTES {
-            let Some(waiting) = self.deliveries.starved.pop_first() else { break };
-            actions.extend(self.pump_one(&waiting));
-        }
-        actions
-    }
-
-    fn pump_one(&mut self, device: &DeviceKey) -> Vec<Action> {
-        let (Some(delivering), Some(mailbox)) = (self.deliveries.devices.get_mut(device), self.state.mailboxes.get(device)) else {
+        let (Some(delivering), Some(mailbox)) = (self.deliveries.get_mut(device), self.state.mailboxes.get(device)) else {
             return Vec::new();
         };
         let mut actions = Vec::new();
@@ -97,14 +73,9 @@ impl RelayCore {
             {
                 break;
             }
-            if self.deliveries.bytes + bytes > DELIVERY_BUDGET_BYTES {
-                self.deliveries.starved.insert(device.clone());
-                break;
-            }
             delivering.cursor = *seq;
             delivering.in_flight.insert(*seq, bytes);
             delivering.bytes += bytes;
-            self.deliveries.bytes += bytes;
             actions.push(deliver(delivering.conn, envelope.clone()));
         }
         actions

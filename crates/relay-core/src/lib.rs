@@ -50,13 +50,15 @@ use switchboard_wire::switchboard::{
 
 use crate::state::{DeviceKey, Mutation, StoredState};
 
-pub use delivery::{DELIVERY_BUDGET_BYTES, DELIVERY_WINDOW, DELIVERY_WINDOW_BYTES};
+pub use delivery::{DELIVERY_WINDOW, DELIVERY_WINDOW_BYTES};
 pub use rates::{MAX_RATE_ENTRIES, RateLimits};
 
 /// Largest envelope content (ciphertext) accepted.
 pub const MAX_ENVELOPE_CONTENT: usize = 256 * 1024;
 /// Envelopes one device's mailbox may hold.
 pub const MAILBOX_QUOTA: usize = 10_000;
+/// Bytes of content one device's mailbox may hold (attachments travel as blobs, not here).
+pub const MAILBOX_BYTES_QUOTA: usize = 128 * 1024 * 1024;
 /// Envelopes from one stranger (a user that the recipient's user never sent anything to) that
 /// one mailbox holds; more are refused for now (`MailboxFull`) until the recipient takes some,
 /// so that no flood can fill the mailbox a contact's mail needs.
@@ -64,6 +66,8 @@ pub const STRANGER_ALLOWANCE_PER_SENDER: usize = 64;
 /// Envelopes from all strangers together that one mailbox holds; the rest of
 /// [`MAILBOX_QUOTA`] is for contacts.
 pub const STRANGER_ALLOWANCE_PER_MAILBOX: usize = 1_000;
+/// Bytes of content from all strangers together that one mailbox holds.
+pub const STRANGER_ALLOWANCE_BYTES_PER_MAILBOX: usize = 16 * 1024 * 1024;
 /// Contacts (users it sent to) kept per user of this app; later ones stay strangers.
 pub const MAX_CONTACTS_PER_USER: usize = 10_000;
 /// Frames waiting for one other app's relay.
@@ -161,6 +165,8 @@ pub struct RelayCore {
     /// sequence number. One lookup answers whether a device exists, how full its mailbox is,
     /// which envelope an acknowledgement names, and whether an envelope is a duplicate.
     mailbox_index: HashMap<DeviceKey, HashMap<MailKey, u64>>,
+    /// Per mailbox, the bytes of content it holds.
+    mailbox_bytes: HashMap<DeviceKey, usize>,
     /// Per mailbox, the envelopes it holds from strangers.
     strangers: HashMap<DeviceKey, strangers::StrangerMail>,
     next_seq: u64,
@@ -210,6 +216,7 @@ impl RelayCore {
             next_seq: state.next_seq(),
             durable_seq: state.next_seq(),
             strangers: strangers::count(&state),
+            mailbox_bytes: state.mailboxes.iter().map(|(device, mailbox)| (device.clone(), mailbox.values().map(|e| e.content.len()).sum())).collect(),
             state,
             mailbox_index,
             rng,

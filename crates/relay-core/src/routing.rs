@@ -9,7 +9,7 @@ use switchboard_wire::switchboard::{
     DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FederationFrame, GroupEnvelope, federation_frame,
 };
 
-use super::{Deferred, DeviceKey, MAILBOX_QUOTA, MAX_GROUP_FANOUT_BYTES, MAX_GROUP_RECIPIENTS, OUTBOX_QUOTA, RelayCore, app_of, device_key};
+use super::{Deferred, DeviceKey, MAILBOX_BYTES_QUOTA, MAILBOX_QUOTA, MAX_GROUP_FANOUT_BYTES, MAX_GROUP_RECIPIENTS, OUTBOX_QUOTA, RelayCore, app_of, device_key};
 use crate::state::Mutation;
 
 type Refusal = (ErrorCode, &'static str);
@@ -20,7 +20,7 @@ impl RelayCore {
         let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?.to_owned();
         if app == self.app {
             let device = device_key(recipient);
-            self.check_local(&device, sender_of(envelope.sender.as_ref()))?;
+            self.check_local(&device, sender_of(envelope.sender.as_ref()), envelope.content.len())?;
             self.store_local(device, envelope);
             return Ok(());
         }
@@ -71,7 +71,7 @@ impl RelayCore {
         };
         // Refuse before changing anything.
         for (device, _) in &local {
-            self.check_local(device, sender_of(group.sender.as_ref()))?;
+            self.check_local(device, sender_of(group.sender.as_ref()), group.content.len())?;
         }
         for (app, _) in &outgoing {
             self.check_outbox(app)?;
@@ -94,13 +94,17 @@ impl RelayCore {
         Ok(())
     }
 
-    /// Whether `device`'s mailbox takes an envelope from `sender` (a user): it exists, is not
-    /// full, and has room under the stranger allowance if `sender` is a stranger to it.
-    fn check_local(&self, device: &DeviceKey, sender: &str) -> Result<(), Refusal> {
+    /// Whether `device`'s mailbox takes an envelope of `bytes` from `sender` (a user): it
+    /// exists, has room in envelopes and bytes, and under the stranger allowance if `sender` is a
+    /// stranger to it.
+    fn check_local(&self, device: &DeviceKey, sender: &str, bytes: usize) -> Result<(), Refusal> {
+        let held = self.mailbox_bytes.get(device).copied().unwrap_or(0);
         match self.mailbox_index.get(device) {
             None => Err((ErrorCode::UnknownRecipient, "no such device")),
-            Some(ids) if ids.len() >= MAILBOX_QUOTA => Err((ErrorCode::MailboxFull, "the recipient's mailbox is full")),
-            Some(_) => self.check_stranger(device, sender),
+            Some(ids) if ids.len() >= MAILBOX_QUOTA || held + bytes > MAILBOX_BYTES_QUOTA => {
+                Err((ErrorCode::MailboxFull, "the recipient's mailbox is full"))
+            }
+            Some(_) => self.check_stranger(device, sender, bytes),
         }
     }
 
@@ -124,7 +128,9 @@ impl RelayCore {
         let seq = self.next_seq;
         self.next_seq += 1;
         ids.insert(key, seq);
-        self.hold_from(&device, seq, sender_of(envelope.sender.as_ref()));
+        let bytes = envelope.content.len();
+        self.hold_from(&device, seq, sender_of(envelope.sender.as_ref()), bytes);
+        *self.mailbox_bytes.entry(device.clone()).or_default() += bytes;
         self.metrics.envelopes_stored += 1;
         self.mutate(Mutation::PutEnvelope { device: device.clone(), seq, envelope });
         self.deferred.push(Deferred::Deliver(device));

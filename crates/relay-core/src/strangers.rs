@@ -1,7 +1,8 @@
 //! Strangers cannot crowd out contacts. A user's contacts are the users it has sent something to
 //! (one to one, or as a recipient of its group messages), and itself. Mail from anyone else goes
 //! under a small allowance per mailbox: at most [`STRANGER_ALLOWANCE_PER_SENDER`] envelopes from
-//! one stranger and [`STRANGER_ALLOWANCE_PER_MAILBOX`] from all of them together, so a flood from
+//! one stranger and [`STRANGER_ALLOWANCE_PER_MAILBOX`] (and [`STRANGER_ALLOWANCE_BYTES_PER_MAILBOX`])
+//! from all of them together, so a flood from
 //! one sender — or from many — never fills the mailbox that a contact's mail needs. What is over
 //! the allowance is refused for now (`MailboxFull`), and its sender tries again later.
 //!
@@ -12,7 +13,9 @@ use std::collections::HashMap;
 
 use switchboard_wire::switchboard::ErrorCode;
 
-use super::{MAX_CONTACTS_PER_USER, RelayCore, STRANGER_ALLOWANCE_PER_MAILBOX, STRANGER_ALLOWANCE_PER_SENDER};
+use super::{
+    MAX_CONTACTS_PER_USER, RelayCore, STRANGER_ALLOWANCE_BYTES_PER_MAILBOX, STRANGER_ALLOWANCE_PER_MAILBOX, STRANGER_ALLOWANCE_PER_SENDER,
+};
 use crate::state::{DeviceKey, Mutation, StoredState};
 
 type Refusal = (ErrorCode, &'static str);
@@ -21,13 +24,15 @@ type Refusal = (ErrorCode, &'static str);
 #[derive(Debug, Default)]
 pub(super) struct StrangerMail {
     by_sender: HashMap<String, usize>,
-    sender_of: HashMap<u64, String>,
+    /// Sequence number → sender and content bytes.
+    sender_of: HashMap<u64, (String, usize)>,
+    bytes: usize,
 }
 
 impl StrangerMail {
-    /// Whether one more envelope from `sender` fits the allowance.
-    fn admits(&self, sender: &str) -> Result<(), Refusal> {
-        if self.sender_of.len() >= STRANGER_ALLOWANCE_PER_MAILBOX {
+    /// Whether one more envelope of `bytes` from `sender` fits the allowance.
+    fn admits(&self, sender: &str, bytes: usize) -> Result<(), Refusal> {
+        if self.sender_of.len() >= STRANGER_ALLOWANCE_PER_MAILBOX || self.bytes + bytes > STRANGER_ALLOWANCE_BYTES_PER_MAILBOX {
             return Err((ErrorCode::MailboxFull, "the recipient holds all the mail from strangers it takes; try again later"));
         }
         if self.by_sender.get(sender).is_some_and(|held| *held >= STRANGER_ALLOWANCE_PER_SENDER) {
@@ -36,13 +41,15 @@ impl StrangerMail {
         Ok(())
     }
 
-    fn hold(&mut self, seq: u64, sender: &str) {
+    fn hold(&mut self, seq: u64, sender: &str, bytes: usize) {
         *self.by_sender.entry(sender.to_owned()).or_default() += 1;
-        self.sender_of.insert(seq, sender.to_owned());
+        self.sender_of.insert(seq, (sender.to_owned(), bytes));
+        self.bytes += bytes;
     }
 
     fn release(&mut self, seq: u64) {
-        let Some(sender) = self.sender_of.remove(&seq) else { return };
+        let Some((sender, bytes)) = self.sender_of.remove(&seq) else { return };
+        self.bytes -= bytes;
         if let Some(held) = self.by_sender.get_mut(&sender) {
             *held -= 1;
             if *held == 0 {
@@ -68,7 +75,7 @@ pub(super) fn count(state: &StoredState) -> HashMap<DeviceKey, StrangerMail> {
         for (seq, envelope) in mailbox {
             let sender = envelope.sender.as_ref().map_or("", |sender| sender.name.as_str());
             if is_stranger(state, device, sender) {
-                strangers.entry(device.clone()).or_default().hold(*seq, sender);
+                strangers.entry(device.clone()).or_default().hold(*seq, sender, envelope.content.len());
             }
         }
     }
@@ -76,19 +83,20 @@ pub(super) fn count(state: &StoredState) -> HashMap<DeviceKey, StrangerMail> {
 }
 
 impl RelayCore {
-    /// Refuses an envelope from `sender` (a user) to `device` that the stranger allowance has no
-    /// room for; anything from a contact passes.
-    pub(super) fn check_stranger(&self, device: &DeviceKey, sender: &str) -> Result<(), Refusal> {
+    /// Refuses an envelope of `bytes` from `sender` (a user) to `device` that the stranger
+    /// allowance has no room for; anything from a contact passes.
+    pub(super) fn check_stranger(&self, device: &DeviceKey, sender: &str, bytes: usize) -> Result<(), Refusal> {
         if !is_stranger(&self.state, device, sender) {
             return Ok(());
         }
-        self.strangers.get(device).map_or(Ok(()), |held| held.admits(sender))
+        self.strangers.get(device).map_or(Ok(()), |held| held.admits(sender, bytes))
     }
 
-    /// Counts the envelope `seq` from `sender`, just stored for `device`, if from a stranger.
-    pub(super) fn hold_from(&mut self, device: &DeviceKey, seq: u64, sender: &str) {
+    /// Counts the envelope `seq` of `bytes` from `sender`, just stored for `device`, if from a
+    /// stranger.
+    pub(super) fn hold_from(&mut self, device: &DeviceKey, seq: u64, sender: &str, bytes: usize) {
         if is_stranger(&self.state, device, sender) {
-            self.strangers.entry(device.clone()).or_default().hold(seq, sender);
+            self.strangers.entry(device.clone()).or_default().hold(seq, sender, bytes);
         }
     }
 

@@ -987,3 +987,42 @@ fn a_full_mailbox_is_handed_over_in_a_window_not_all_at_once() {
     assert!(handed.len() < DELIVERY_WINDOW && bytes <= DELIVERY_WINDOW_BYTES, "{} envelopes, {bytes} bytes", handed.len());
     assert!(bytes > DELIVERY_WINDOW_BYTES - 250 * 1024, "the window is used: {bytes}");
 }
+
+#[test]
+fn a_mailbox_is_bounded_in_bytes_and_strangers_get_a_small_share_of_them() {
+    use switchboard_relay_core::{MAILBOX_BYTES_QUOTA, STRANGER_ALLOWANCE_BYTES_PER_MAILBOX};
+    let mut net = Net::new();
+    let (blue, bob, _) = net.device("bob@blue");
+    let green = "green".to_owned();
+    let big = |from: &str, n: u64| {
+        let mut envelope = envelope(0, from, "bob@blue");
+        envelope.id = [&n.to_be_bytes()[..], &[2; 8]].concat().into();
+        envelope.content = vec![0x42; 250 * 1024].into();
+        Body::Send(envelope)
+    };
+    let held_bytes = |net: &Net| -> usize { net.cores["blue"].state().mailboxes[&("bob@blue".into(), 1)].values().map(|e| e.content.len()).sum() };
+    // Two strangers, each under their count allowance, together no more than the byte share.
+    for (i, stranger) in ["s1@green", "s2@green"].into_iter().enumerate() {
+        let (_, conn, _) = net.device(stranger);
+        for n in 0..60 {
+            net.request(&green, conn, 100 + n, big(stranger, 1000 * i as u64 + n));
+        }
+    }
+    let from_strangers = held_bytes(&net);
+    assert!(from_strangers <= STRANGER_ALLOWANCE_BYTES_PER_MAILBOX && from_strangers > STRANGER_ALLOWANCE_BYTES_PER_MAILBOX - 250 * 1024, "{from_strangers}");
+    // A contact on Bob's app: up to the mailbox's byte quota, then refused for now.
+    let (_, carol, _) = net.device("carol@blue");
+    assert!(is_done(&net.request(&blue, bob, 11, Body::Send(envelope(2, "bob@blue", "carol@blue")))));
+    let mut refused = None;
+    for n in 0..1000 {
+        let answer = net.request(&blue, carol, 5000 + n, big("carol@blue", 5000 + n));
+        if let Some(code) = code(&answer) {
+            refused = Some((n, code));
+            break;
+        }
+    }
+    let (sent, code) = refused.expect("the byte quota stops the contact too, far below 10,000 envelopes");
+    assert_eq!(code, ErrorCode::MailboxFull);
+    assert!(held_bytes(&net) <= MAILBOX_BYTES_QUOTA && held_bytes(&net) > MAILBOX_BYTES_QUOTA - 250 * 1024);
+    assert!(sent < 600, "{sent}");
+}

@@ -1,12 +1,17 @@
 //! One connection: a reader task that cuts frames out of the byte stream and hands them to the
 //! core, and a writer task that writes what the core sends, coalescing queued frames into one
-//! flush.
+//! flush. A peer that does not take what is written within [`WRITE_DEADLINE`] is disconnected
+//! and its queue freed, whether the core still wants the connection or has let it go.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use switchboard_wire::frame::{FrameDecoder, FrameError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 
-use super::{Event, Tap, WRITE_QUEUE};
+use super::{Event, Tap, WRITE_DEADLINE, WRITE_QUEUE};
 use crate::core::ConnId;
 
 pub(super) enum Kind {
@@ -14,14 +19,49 @@ pub(super) enum Kind {
     Link { app: String, dialed: bool },
 }
 
+/// One frame waiting to be written. The driver counts the bytes of frames queued for devices
+/// against one budget; a frame gives its bytes back when it is dropped, written or not (a
+/// connection dropped with frames still queued frees them at once).
+pub(super) struct Queued {
+    bytes: Vec<u8>,
+    budget: Option<Arc<AtomicUsize>>,
+}
+
+impl Queued {
+    /// A frame counted against `budget` (if any) while it waits.
+    pub(super) fn new(bytes: Vec<u8>, budget: Option<&Arc<AtomicUsize>>) -> Queued {
+        if let Some(budget) = budget {
+            budget.fetch_add(bytes.len(), Ordering::Relaxed);
+        }
+        Queued { bytes, budget: budget.cloned() }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.fetch_sub(self.bytes.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the core task holds of a connection: its queue, and the handles that stop its reader
+/// and its writer.
+pub(super) struct Handles {
+    pub(super) queue: mpsc::Sender<Queued>,
+    pub(super) reader: AbortHandle,
+    pub(super) writer: AbortHandle,
+}
+
 /// Serves one connection until either side closes it. The core hears of the connection before
-/// its first frame, and the writer drains what the core queued before the socket is shut down.
+/// its first frame, and the writer drains what the core queued before the socket is shut down
+/// (within [`WRITE_DEADLINE`] per batch, and the grace the driver gives a connection it closed).
 pub(super) async fn serve<S>(stream: S, conn: ConnId, events: mpsc::Sender<Event>, kind: Kind, tap: Option<Tap>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let (outgoing, mut queue) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let (outgoing, mut queue) = mpsc::channel::<Queued>(WRITE_QUEUE);
     let (start, started) = oneshot::channel::<()>();
     let is_link = matches!(kind, Kind::Link { .. });
     let events_for_reader = events.clone();
@@ -62,31 +102,54 @@ where
         let closed = if is_link { Event::LinkClosed(conn) } else { Event::ClientClosed(conn) };
         let _ = events_for_reader.send(closed).await;
     });
+    let read_abort = read.abort_handle();
+    let events_for_writer = events.clone();
+    // Until the core lets go of the connection (it closed it, or heard that the peer did).
+    let write = tokio::spawn(async move {
+        let written = async {
+            while let Some(first) = queue.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = queue.try_recv() {
+                    batch.push(more);
+                }
+                let write_batch = async {
+                    for frame in &batch {
+                        writer.write_all(&frame.bytes).await?;
+                    }
+                    writer.flush().await
+                };
+                match tokio::time::timeout(WRITE_DEADLINE, write_batch).await {
+                    Ok(result) => result?,
+                    Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer does not read")),
+                }
+                if let Some(tap) = &tap {
+                    tap.lock().expect("not poisoned").extend(batch.iter().map(|frame| frame.bytes.clone()));
+                }
+            }
+            match tokio::time::timeout(WRITE_DEADLINE, writer.shutdown()).await {
+                Ok(result) => result,
+                Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer does not read")),
+            }
+        };
+        if let Err(error) = written.await {
+            // The reader stops too, and the core hears of it now (if it still holds the
+            // connection); what was queued is dropped with this task.
+            read_abort.abort();
+            tracing::info!(conn, %error, "connection dropped");
+            let closed = if is_link { Event::LinkClosed(conn) } else { Event::ClientClosed(conn) };
+            let _ = events_for_writer.send(closed).await;
+        }
+    });
+    let handles = Handles { queue: outgoing, reader: read.abort_handle(), writer: write.abort_handle() };
     let opened = match kind {
-        Kind::Client { source } => Event::ClientOpened(conn, Some(source), outgoing, read.abort_handle()),
-        Kind::Link { app, dialed } => Event::LinkOpened(conn, app, dialed, outgoing, read.abort_handle()),
+        Kind::Client { source } => Event::ClientOpened(conn, Some(source), handles),
+        Kind::Link { app, dialed } => Event::LinkOpened(conn, app, dialed, handles),
     };
     if events.send(opened).await.is_err() {
         read.abort();
+        write.abort();
         return;
     }
     let _ = start.send(());
-    // Until the core lets go of the connection (it closed it, or heard that the peer did).
-    let write = async {
-        while let Some(first) = queue.recv().await {
-            let mut batch = vec![first];
-            while let Ok(more) = queue.try_recv() {
-                batch.push(more);
-            }
-            for frame in &batch {
-                writer.write_all(frame).await?;
-            }
-            if let Some(tap) = &tap {
-                tap.lock().expect("not poisoned").extend(batch);
-            }
-            writer.flush().await?;
-        }
-        writer.shutdown().await
-    };
     let _ = write.await;
 }

@@ -10,7 +10,7 @@ pub mod tls;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -19,7 +19,7 @@ use switchboard_wire::frame::encode_frame;
 use switchboard_wire::switchboard::{ErrorCode, Failure, ServerFrame, server_frame};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::core::{Action, ConnId, Metrics, RateLimits, RelayCore};
@@ -28,8 +28,18 @@ use crate::storage::Store;
 use tls::{TlsIdentity, certificate_der};
 
 /// Frames a connection may have waiting to be written before it counts as too slow and is closed:
-/// room for a whole mailbox or a whole outbox, which are sent at once on (re)connection.
-pub const WRITE_QUEUE: usize = crate::core::MAILBOX_QUOTA + crate::core::OUTBOX_QUOTA + 1024;
+/// room for a device's delivery window (in bytes, the core bounds it: see
+/// [`crate::core::DELIVERY_WINDOW_BYTES`]) or a whole outbox, which a link is sent at once when it
+/// comes up.
+pub const WRITE_QUEUE: usize = crate::core::DELIVERY_WINDOW + crate::core::OUTBOX_QUOTA + 1024;
+/// How long a connection's peer may take to read what was written to it before it is dropped.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a connection the relay closed may take to be written what was queued for it (a last
+/// refusal, say) before it is dropped with the rest.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Bytes queued for devices on all connections together. Each device's share is bounded by the
+/// core's delivery window; this bounds them all, whatever connections that do not read hold.
+pub const QUEUED_BYTES_BUDGET: usize = 256 * 1024 * 1024;
 
 /// Another app's relay.
 #[derive(Clone, Debug)]
@@ -61,11 +71,11 @@ pub type Tap = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
 /// What happened, for the core task.
 enum Event {
-    ClientOpened(ConnId, Option<std::net::IpAddr>, mpsc::Sender<Vec<u8>>, AbortHandle),
+    ClientOpened(ConnId, Option<std::net::IpAddr>, connection::Handles),
     ClientFrame(ConnId, Vec<u8>),
     ClientOversized(ConnId),
     ClientClosed(ConnId),
-    LinkOpened(ConnId, String, bool, mpsc::Sender<Vec<u8>>, AbortHandle),
+    LinkOpened(ConnId, String, bool, connection::Handles),
     LinkFrame(ConnId, Vec<u8>),
     LinkClosed(ConnId),
     Committed(u64),
@@ -150,7 +160,7 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
             }
         }
     });
-    let mut writers: HashMap<ConnId, (mpsc::Sender<Vec<u8>>, AbortHandle)> = HashMap::new();
+    let mut writers = Writers { connections: HashMap::new(), queued: Arc::new(AtomicUsize::new(0)) };
     let mut retry = tokio::time::interval(crate::core::RETRY_INTERVAL);
     loop {
         let event = tokio::select! {
@@ -165,8 +175,8 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
             }
         };
         let actions = match event {
-            Event::ClientOpened(conn, source, writer, reader) => {
-                writers.insert(conn, (writer, reader));
+            Event::ClientOpened(conn, source, handles) => {
+                writers.connections.insert(conn, (handles, true));
                 core.client_connected(conn, source);
                 Vec::new()
             }
@@ -177,17 +187,17 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
                 vec![Action::ToClient { conn, frame }, Action::Close { conn }]
             }
             Event::ClientClosed(conn) => {
-                writers.remove(&conn);
+                writers.connections.remove(&conn);
                 core.client_closed(conn);
                 Vec::new()
             }
-            Event::LinkOpened(conn, app, dialed, writer, reader) => {
-                writers.insert(conn, (writer, reader));
+            Event::LinkOpened(conn, app, dialed, handles) => {
+                writers.connections.insert(conn, (handles, false));
                 core.link_up(conn, &app, dialed)
             }
             Event::LinkFrame(conn, bytes) => core.link_frame(conn, &bytes),
             Event::LinkClosed(conn) => {
-                writers.remove(&conn);
+                writers.connections.remove(&conn);
                 core.link_closed(conn)
             }
             Event::Committed(id) => core.committed(id),
@@ -209,9 +219,16 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
     }
 }
 
-type Writers = HashMap<ConnId, (mpsc::Sender<Vec<u8>>, AbortHandle)>;
+/// The connections' writers, as the core task holds them: each with whether it is a device's.
+struct Writers {
+    connections: HashMap<ConnId, (connection::Handles, bool)>,
+    /// Bytes queued for devices, on every connection together (see [`QUEUED_BYTES_BUDGET`]).
+    queued: Arc<AtomicUsize>,
+}
 
-/// Carries out the core's actions on the connections.
+/// Carries out the core's actions on the connections. A device connection whose frame would take
+/// the relay past [`QUEUED_BYTES_BUDGET`], or past its queue, is closed instead: it reconnects
+/// and is handed its mail again.
 fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) {
     let mut queue: std::collections::VecDeque<Action> = actions.into();
     while let Some(action) = queue.pop_front() {
@@ -223,18 +240,30 @@ fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) {
                 continue;
             }
         };
-        let full = writers.get(&conn).is_some_and(|(writer, _)| writer.try_send(bytes).is_err());
-        if full {
+        let Some((handles, is_client)) = writers.connections.get(&conn) else { continue };
+        if *is_client && writers.queued.load(Ordering::Relaxed) + bytes.len() > QUEUED_BYTES_BUDGET {
+            tracing::warn!(conn, "the relay's write budget is spent; closing a device connection that would add to it");
+            queue.extend(close(core, writers, conn));
+            continue;
+        }
+        let frame = connection::Queued::new(bytes, is_client.then_some(&writers.queued));
+        if handles.queue.try_send(frame).is_err() {
             tracing::warn!(conn, "connection too slow or gone; closing it");
             queue.extend(close(core, writers, conn));
         }
     }
 }
 
-/// Stops reading from `conn` and lets its writer drain and shut the socket; the core forgets it.
+/// Stops reading from `conn` and lets its writer drain and shut the socket for [`CLOSE_GRACE`];
+/// then its writer stops and what it still holds is freed. The core forgets the connection.
 fn close(core: &mut RelayCore, writers: &mut Writers, conn: ConnId) -> Vec<Action> {
-    let Some((_, reader)) = writers.remove(&conn) else { return Vec::new() };
-    reader.abort();
+    let Some((handles, _)) = writers.connections.remove(&conn) else { return Vec::new() };
+    handles.reader.abort();
+    let writer = handles.writer;
+    tokio::spawn(async move {
+        tokio::time::sleep(CLOSE_GRACE).await;
+        writer.abort();
+    });
     core.client_closed(conn);
     core.link_closed(conn)
 }
