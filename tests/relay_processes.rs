@@ -3,122 +3,22 @@
 //! restarted, an offline device, hostile connections, and relays that read or tamper with what
 //! they store.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchboard_client::{ChatClient, Event, RelayAddress};
+use switchboard_client::{ChatClient, Event};
 use switchboard_relay::state::Mutation;
 use switchboard_relay::storage::{RedbStore, Store};
 use switchboard_session::Suite;
 use switchboard_wire::switchboard::{Text, content};
 
-const APPS: [&str; 3] = ["green", "blue", "red"];
+mod federation;
+
+use federation::{APPS, Federation};
 const QUIET: Duration = Duration::from_millis(200);
 
-struct Federation {
-    dir: tempfile::TempDir,
-    clients: HashMap<String, SocketAddr>,
-    federation: HashMap<String, SocketAddr>,
-    processes: HashMap<String, Child>,
-}
-
-/// A port no other test of this binary uses, free now, and below the kernel's ephemeral range
-/// (32768 and up on Linux), so that no outgoing connection takes it while its relay is down
-/// between a kill and a restart. Ports of the ephemeral range (`bind(0)`, then let go) were taken
-/// that way between the choice and the relay's bind, now and then.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    const FIRST: u16 = 20_000;
-    const LAST: u16 = 32_000;
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    // Each run starts somewhere else, so that two runs at once on one machine rarely meet.
-    let _ = NEXT.compare_exchange(0, FIRST + (std::process::id() % 1000) as u16 * 10, Ordering::SeqCst, Ordering::SeqCst);
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        assert!(port < LAST, "no free port left below the ephemeral range");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-impl Federation {
-    fn new() -> Federation {
-        let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<String> = (0..APPS.len() * 2).map(|_| free_port().to_string()).collect();
-        let status = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["setup", "--dir", dir.path().to_str().unwrap(), "--apps", &APPS.join(","), "--ports", &ports.join(",")])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let clients = APPS
-            .iter()
-            .enumerate()
-            .map(|(i, app)| (app.to_string(), format!("127.0.0.1:{}", ports[2 * i]).parse().unwrap()))
-            .collect();
-        let federation_addresses = APPS
-            .iter()
-            .enumerate()
-            .map(|(i, app)| (app.to_string(), format!("127.0.0.1:{}", ports[2 * i + 1]).parse().unwrap()))
-            .collect();
-        let mut federation = Federation { dir, clients, federation: federation_addresses, processes: HashMap::new() };
-        for app in APPS {
-            federation.start(app);
-        }
-        federation
-    }
-
-    fn start(&mut self, app: &str) {
-        let config = self.dir.path().join(format!("{app}.toml"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["relay", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.contains("ready"), "relay {app} did not start: {line}");
-        self.processes.insert(app.into(), child);
-    }
-
-    /// SIGKILL: no chance to flush or close anything.
-    fn kill(&mut self, app: &str) {
-        let mut child = self.processes.remove(app).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn database(&self, app: &str) -> PathBuf {
-        self.dir.path().join(format!("{app}-data")).join("relay.redb")
-    }
-
-    /// How a device of `app` reaches and recognises its relay (the CA `setup` wrote).
-    fn relay(&self, app: &str) -> RelayAddress {
-        RelayAddress::new(self.clients[app], app, &self.ca_certificate()).unwrap()
-    }
-
-    fn ca_path(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn ca_certificate(&self) -> String {
-        std::fs::read_to_string(self.ca_path()).unwrap()
-    }
-}
-
-impl Drop for Federation {
-    fn drop(&mut self) {
-        for (_, mut child) in self.processes.drain() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn text(s: &str) -> content::Body {
     content::Body::Text(Text { text: s.into() })

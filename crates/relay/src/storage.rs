@@ -3,5 +3,5 @@
 
 mod redb_store;
 
-pub use redb_store::RedbStore;
+pub use redb_store::{CACHE_BYTES, RedbStore};
 pub use switchboard_relay_core::storage::{MemoryStore, Store, StoreError};

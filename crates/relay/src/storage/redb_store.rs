@@ -19,6 +19,10 @@ const GROUP_HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_he
 /// Keyed by the user (as [`name_key`]) then the contact's name; no value.
 const CONTACTS: TableDefinition<&[u8], ()> = TableDefinition::new("contacts");
 
+/// Memory redb may keep as a cache of the file (its default, 1 GiB, let every mailbox written
+/// count against the relay's resident memory).
+pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A relay's database file.
 pub struct RedbStore {
     db: Database,
@@ -84,7 +88,7 @@ impl RedbStore {
         // Also a file made by an older version, or copied in.
         #[cfg(unix)]
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| at(&e))?;
-        let db = Database::create(path).map_err(|e| at(&e))?;
+        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| at(&e))?;
         let store = RedbStore { db };
         // Create the tables, so a fresh database reads as empty.
         store.write(&[]).map_err(failed)?;
