@@ -97,6 +97,11 @@ pub struct Ledger {
     /// their recipients refused.
     pub forged_changes: u64,
     pub forgeries_refused: u64,
+    /// Junk envelopes sent under other senders' ids; junk a flooder sent, and how much of it its
+    /// target's relay refused.
+    pub ids_reused: u64,
+    pub flood_sent: u64,
+    pub flood_refused: u64,
 }
 
 impl Ledger {

@@ -132,6 +132,12 @@ pub struct AdversaryCounts {
     pub changes_not_ordered: u64,
     /// Members that caught up on their hub's word after missing changes for good.
     pub resyncs: u64,
+    /// Junk envelopes a member sent under the ids of group messages (`reuse-ids`).
+    pub ids_reused: u64,
+    /// Junk a stranger sent one user at once (`flood`), and how much of it the user's relay
+    /// refused (past the stranger allowance).
+    pub flood_sent: u64,
+    pub flood_refused: u64,
 }
 
 /// The crypto a run did (see `switchboard-bench`'s `sim_deliveries_per_sec`, which times each
@@ -341,6 +347,9 @@ impl Report {
             unordered_changes: world.clients.iter().map(|c| c.stats().unordered_changes).sum(),
             changes_not_ordered: world.clients.iter().map(|c| c.stats().changes_not_ordered).sum(),
             resyncs: world.clients.iter().map(|c| c.stats().resyncs).sum(),
+            ids_reused: ledger.ids_reused,
+            flood_sent: ledger.flood_sent,
+            flood_refused: ledger.flood_refused,
         };
 
         let count = |name: &str| violations.iter().filter(|v| v.invariant == name).count();
@@ -354,9 +363,12 @@ impl Report {
                 name: "exactly-once delivery",
                 holds: delivery_violations == 0,
                 detail: format!(
-                    "{} of {expected} read; {} kept from their devices by an adversary; {delivery_violations} violations",
+                    "{} of {expected} read; {} kept from their devices by an adversary; {delivery_violations} violations; {} junk envelopes under reused ids, {} flooded ({} refused by the relay)",
                     expected - missing - delivery.prevented,
-                    delivery.prevented
+                    delivery.prevented,
+                    ledger.ids_reused,
+                    ledger.flood_sent,
+                    ledger.flood_refused
                 ),
             },
             Invariant {

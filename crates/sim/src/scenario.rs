@@ -344,12 +344,18 @@ pub enum AdversaryKind {
     /// no admin made — adding a stranger in secret, removing someone, jumping the epoch, and
     /// different changes to different members.
     ForgeMembership,
+    /// Not a relay: a member of a group (in `share` of the groups) that sends every other member
+    /// junk under the id of each group message it is handed.
+    ReuseIds,
+    /// Not a relay: another user of `target`'s app sends it a mailbox's worth of junk at once, at
+    /// a random time of the traffic (`share` is the chance it happens at all).
+    Flood,
 }
 
 impl AdversaryKind {
-    /// Whether a relay plays it (else a group member does).
+    /// Whether a relay plays it (else a device does).
     pub fn is_relay(self) -> bool {
-        self != AdversaryKind::ForgeMembership
+        !matches!(self, AdversaryKind::ForgeMembership | AdversaryKind::ReuseIds | AdversaryKind::Flood)
     }
 }
 
@@ -585,13 +591,21 @@ impl Scenario {
                 if kind.is_relay() {
                     return Err(at(adversary.kind.span(), "this kind of adversary needs a relay".into()));
                 }
-                if adversary.target.is_some() || self.adversaries[..index].iter().any(|other| *other.kind.get_ref() == kind) {
-                    return Err(at(adversary.kind.span(), "one forge-membership adversary, without a target".into()));
+                if self.adversaries[..index].iter().any(|other| *other.kind.get_ref() == kind) {
+                    return Err(at(adversary.kind.span(), "one adversary of this kind".into()));
+                }
+                match (kind, &adversary.target) {
+                    (AdversaryKind::Flood, None) => return Err(at(adversary.kind.span(), "a flood needs a target (name@app)".into())),
+                    (AdversaryKind::Flood, Some(target)) => {
+                        self.check_device(target, false).map_err(|m| at(target.span(), m))?;
+                    }
+                    (_, Some(target)) => return Err(at(target.span(), "this kind of adversary takes no target".into())),
+                    (_, None) => {}
                 }
                 continue;
             };
             if !kind.is_relay() {
-                return Err(at(relay.span(), "a forging member is not a relay: leave relay out".into()));
+                return Err(at(relay.span(), "this adversary is a device, not a relay: leave relay out".into()));
             }
             known(relay)?;
             if self.adversaries[..index].iter().any(|other| other.relay.as_ref().is_some_and(|other| other.get_ref() == relay.get_ref())) {

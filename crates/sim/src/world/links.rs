@@ -297,6 +297,12 @@ impl World {
     /// A frame from a relay to one of its devices, through the relay's adversary if it has one.
     pub(super) fn to_client(&mut self, relay: usize, conn: u64, mut frame: ServerFrame) {
         let Some(ConnKind::Client { device, .. }) = self.conns.get(&conn).map(|c| c.kind) else { return };
+        if self.rogue_answer(device, &frame) {
+            return;
+        }
+        if let Some(server_frame::Body::Deliver(envelope)) = &frame.body {
+            self.reuse_id(device, envelope);
+        }
         let mut extra_delay = 0;
         let mut replay_later = None;
         if let (Some(adversary), Some(server_frame::Body::Bundles(bundles))) = (self.relays[relay].adversary.as_mut(), frame.body.as_mut())
@@ -341,8 +347,10 @@ impl World {
                         self.ledger.replayed += 1;
                         "replay"
                     }
-                    // Strip-suites acts on bundles (above); a forging member is no relay's.
-                    AdversaryKind::StripSuites | AdversaryKind::ForgeMembership => unreachable!("not an envelope adversary"),
+                    // Strip-suites acts on bundles (above); the others are devices, not relays.
+                    AdversaryKind::StripSuites | AdversaryKind::ForgeMembership | AdversaryKind::ReuseIds | AdversaryKind::Flood => {
+                        unreachable!("not an envelope adversary")
+                    }
                 };
                 self.trace.record(TraceEvent::Adversary { at_us: self.now, relay, device, action });
             }

@@ -4,10 +4,11 @@
 
 mod forge;
 mod links;
+mod misbehave;
 mod traffic;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 
 // Keyed by the simulator's own indices and ids, never by hostile input: an unkeyed hash will do.
 use rustc_hash::FxHashMap as HashMap;
@@ -53,6 +54,8 @@ enum Event {
     CreateGroups,
     Churn { group: usize, join: bool },
     Forge { group: usize, forgery: forge::Forgery },
+    /// The flooder (`kind = "flood"`) sends its burst.
+    Flood,
     Theft { device: usize },
 }
 
@@ -172,6 +175,12 @@ pub struct World {
     pub(crate) thieves: Vec<Thief>,
     /// Devices whose deliveries are captured for a theft, with the theft's index.
     victims: HashMap<usize, usize>,
+    /// Members that reuse the ids of group messages (`kind = "reuse-ids"`).
+    id_reusers: HashSet<usize>,
+    /// The flooding device and the user it floods (`kind = "flood"`).
+    flood: Option<(usize, usize)>,
+    /// Frames misbehaving devices sent past their endpoints.
+    rogue_requests: u64,
     traffic_left: u64,
     pub(crate) traffic_start: u64,
     pub(crate) traffic_end: u64,
@@ -342,6 +351,9 @@ impl World {
             client_busy: Vec::new(),
             thieves,
             victims,
+            id_reusers: HashSet::new(),
+            flood: None,
+            rogue_requests: 0,
             traffic_start,
             traffic_end,
             end,
@@ -381,6 +393,7 @@ impl World {
             self.schedule(at, Event::Connect { device });
         }
         self.schedule(self.traffic_start, Event::CreateGroups);
+        self.draw_flood();
         if self.traffic_left > 0 {
             let first = self.next_traffic_gap();
             self.schedule(self.traffic_start + first, Event::Traffic);
@@ -508,6 +521,7 @@ impl World {
             Event::CreateGroups => self.create_groups(),
             Event::Churn { group, join } => self.churn(group, join),
             Event::Forge { group, forgery } => self.forge(group, forgery),
+            Event::Flood => self.flood_now(),
             Event::Theft { device } => {
                 self.trace.record(TraceEvent::Theft { at_us: self.now, device });
                 if let Some(&index) = self.victims.get(&device) {

@@ -8,6 +8,7 @@ use rand::RngExt;
 use switchboard_session::ProtocolAddress;
 use switchboard_wire::switchboard::{ServerFrame, server_frame};
 
+use crate::scenario::AdversaryKind;
 use super::forge::{Forger, Forgery};
 use super::{Event, SimGroup, World, secs};
 use crate::client::{self, Outcome};
@@ -190,6 +191,7 @@ impl World {
                 let addresses: Vec<ProtocolAddress> =
                     devices.iter().filter(|d| **d != admin).map(|d| self.clients[*d].address.clone()).collect();
                 let forger = self.draw_forger(&apps, &members);
+                self.draw_id_reuser(&members);
                 let churn = spec.joins + spec.removals > 0 || forger.is_some();
                 self.groups.push(SimGroup { id: id.clone(), apps: apps.clone(), admin, users: members, churn, forger });
                 self.trace.record(TraceEvent::Membership { at_us: self.now, group: index, device: admin, change: "create" });
@@ -215,13 +217,26 @@ impl World {
     /// With the scenario's forge-membership share: a member device that is not the admin (the
     /// first device of a user other than the first), and a stranger from the group's apps.
     fn draw_forger(&mut self, apps: &[usize], members: &[usize]) -> Option<Forger> {
-        let share = self.scenario.adversaries.iter().find(|a| !a.kind.get_ref().is_relay())?.share;
+        let share = self.scenario.adversaries.iter().find(|a| *a.kind.get_ref() == AdversaryKind::ForgeMembership)?.share;
         if members.len() < 2 || self.rng.random::<f64>() >= share {
             return None;
         }
         let user = members[self.rng.random_range(1..members.len())];
         let stranger = *self.draw_users(apps, 1, members).first()?;
         Some(Forger { device: self.users[user].devices[0], stranger })
+    }
+
+    /// With the scenario's reuse-ids share: a member device of the group, not its admin, that
+    /// reuses the ids of the group messages it is handed.
+    fn draw_id_reuser(&mut self, members: &[usize]) {
+        let Some(share) = self.scenario.adversaries.iter().find(|a| *a.kind.get_ref() == AdversaryKind::ReuseIds).map(|a| a.share) else {
+            return;
+        };
+        if members.len() < 2 || self.rng.random::<f64>() >= share {
+            return;
+        }
+        let user = members[self.rng.random_range(1..members.len())];
+        self.id_reusers.insert(self.users[user].devices[0]);
     }
 
     /// `count` distinct users from `apps` in turn, none of `except`.
