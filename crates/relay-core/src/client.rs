@@ -38,7 +38,10 @@ impl RelayCore {
         let result = match (frame.body, authenticated) {
             (None, _) => Err((ErrorCode::Malformed, "empty frame")),
             (Some(Body::Register(register)), authenticated) => self.register(conn, request_id, register, authenticated.as_ref()),
-            (Some(Body::Authenticate(authenticate)), _) => return self.authenticate(conn, request_id, authenticate),
+            (Some(Body::Authenticate(authenticate)), None) => return self.authenticate(conn, request_id, authenticate),
+            // Once per connection: a second would leave the first device online on it, and start
+            // its delivery over.
+            (Some(Body::Authenticate(_)), Some(_)) => Err((ErrorCode::Forbidden, "this connection is authenticated already")),
             (Some(_), None) => Err((ErrorCode::Unauthenticated, "authenticate first")),
             (Some(Body::UploadBundles(upload)), Some(device)) => self.upload_bundles(conn, request_id, &device, upload),
             (Some(Body::FetchBundles(fetch)), Some(device)) => return self.fetch_bundles(conn, request_id, &device, fetch),

@@ -66,6 +66,8 @@ pub const STRANGER_ALLOWANCE_PER_SENDER: usize = 64;
 /// Envelopes from all strangers together that one mailbox holds; the rest of
 /// [`MAILBOX_QUOTA`] is for contacts.
 pub const STRANGER_ALLOWANCE_PER_MAILBOX: usize = 1_000;
+/// Bytes of content from one stranger that one mailbox holds.
+pub const STRANGER_ALLOWANCE_BYTES_PER_SENDER: usize = 1024 * 1024;
 /// Bytes of content from all strangers together that one mailbox holds.
 pub const STRANGER_ALLOWANCE_BYTES_PER_MAILBOX: usize = 16 * 1024 * 1024;
 /// Contacts (users it sent to) kept per user of this app; later ones stay strangers.

@@ -26,7 +26,7 @@ pub struct RateLimits {
     pub window_ticks: u64,
     /// Registrations one connection may ask for, ever.
     pub registrations_per_connection: u32,
-    /// Registrations from one source address per window.
+    /// Registrations from one source address (an IPv6 address's /64) per window.
     pub registrations_per_source: u32,
     /// Bundle fetches one device of this app may make per window.
     pub fetches_per_device: u32,
@@ -47,7 +47,7 @@ impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
             window_ticks: 60,
-            registrations_per_connection: 4,
+            registrations_per_connection: 16,
             registrations_per_source: 20,
             fetches_per_device: 120,
             fetches_per_app: 10_000,
@@ -55,6 +55,15 @@ impl Default for RateLimits {
             prekey_fetches_per_requester: 3,
             prekey_fetches_per_app: 200,
         }
+    }
+}
+
+/// The network an address stands for: itself for IPv4, its /64 for IPv6 (one host has a whole
+/// /64 to choose addresses from).
+fn network_of(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V4(_) => source,
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
     }
 }
 
@@ -156,7 +165,7 @@ impl Rates {
             return Err((ErrorCode::RateLimited, "no more registrations on this connection"));
         }
         if let Some(source) = source
-            && !self.registrations_by_source.take(source, self.limits.registrations_per_source)
+            && !self.registrations_by_source.take(network_of(source), self.limits.registrations_per_source)
         {
             return Err((ErrorCode::RateLimited, "too many registrations from this address; try again later"));
         }
@@ -213,6 +222,12 @@ mod tests {
         assert!(rates.registration(source, 0).is_err());
         rates.tick();
         assert!(rates.registration(source, 0).is_ok(), "a new window");
-        assert!(rates.registration(None, 4).is_err(), "per connection");
+        assert!(rates.registration(None, 16).is_err(), "per connection");
+        // One IPv6 host, many addresses of its /64: one share.
+        let mut rates = Rates::new(RateLimits { registrations_per_source: 2, ..RateLimits::default() });
+        let host = |n: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, n, n, n, n]));
+        assert!(rates.registration(host(1), 0).is_ok() && rates.registration(host(2), 0).is_ok());
+        assert!(rates.registration(host(3), 0).is_err());
+        assert!(rates.registration(Some(IpAddr::from([0x2001, 0xdb8, 0, 2, 1, 1, 1, 1])), 0).is_ok(), "another /64");
     }
 }

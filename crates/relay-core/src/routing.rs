@@ -20,7 +20,8 @@ impl RelayCore {
         let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?.to_owned();
         if app == self.app {
             let device = device_key(recipient);
-            self.check_local(&device, sender_of(envelope.sender.as_ref()), envelope.content.len())?;
+            self.check_local(&device, envelope.content.len())?;
+            self.check_stranger(&device, sender_of(envelope.sender.as_ref()), envelope.content.len())?;
             self.store_local(device, envelope);
             return Ok(());
         }
@@ -71,7 +72,7 @@ impl RelayCore {
         };
         // Refuse before changing anything.
         for (device, _) in &local {
-            self.check_local(device, sender_of(group.sender.as_ref()), group.content.len())?;
+            self.check_local(device, group.content.len())?;
         }
         for (app, _) in &outgoing {
             self.check_outbox(app)?;
@@ -94,17 +95,18 @@ impl RelayCore {
         Ok(())
     }
 
-    /// Whether `device`'s mailbox takes an envelope of `bytes` from `sender` (a user): it
-    /// exists, has room in envelopes and bytes, and under the stranger allowance if `sender` is a
-    /// stranger to it.
-    fn check_local(&self, device: &DeviceKey, sender: &str, bytes: usize) -> Result<(), Refusal> {
+    /// Whether `device`'s mailbox takes an envelope of `bytes`: it exists, and has room in
+    /// envelopes and bytes. (One-to-one mail is also held to the stranger allowance; group mail
+    /// is not: a relay does not know who is in a group, and one passive member's allowance must
+    /// not hold a whole group's messages back.)
+    fn check_local(&self, device: &DeviceKey, bytes: usize) -> Result<(), Refusal> {
         let held = self.mailbox_bytes.get(device).copied().unwrap_or(0);
         match self.mailbox_index.get(device) {
             None => Err((ErrorCode::UnknownRecipient, "no such device")),
             Some(ids) if ids.len() >= MAILBOX_QUOTA || held + bytes > MAILBOX_BYTES_QUOTA => {
                 Err((ErrorCode::MailboxFull, "the recipient's mailbox is full"))
             }
-            Some(_) => self.check_stranger(device, sender, bytes),
+            Some(_) => Ok(()),
         }
     }
 
@@ -129,7 +131,9 @@ impl RelayCore {
         self.next_seq += 1;
         ids.insert(key, seq);
         let bytes = envelope.content.len();
-        self.hold_from(&device, seq, sender_of(envelope.sender.as_ref()), bytes);
+        if envelope.group_id.is_empty() {
+            self.hold_from(&device, seq, sender_of(envelope.sender.as_ref()), bytes);
+        }
         *self.mailbox_bytes.entry(device.clone()).or_default() += bytes;
         self.metrics.envelopes_stored += 1;
         self.mutate(Mutation::PutEnvelope { device: device.clone(), seq, envelope });

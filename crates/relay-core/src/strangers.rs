@@ -1,6 +1,7 @@
 //! Strangers cannot crowd out contacts. A user's contacts are the users it has sent something to
-//! (one to one, or as a recipient of its group messages), and itself. Mail from anyone else goes
-//! under a small allowance per mailbox: at most [`STRANGER_ALLOWANCE_PER_SENDER`] envelopes from
+//! (one to one, or as a recipient of its group messages), and itself. One-to-one mail from anyone
+//! else goes under a small allowance per mailbox (group mail does not: a relay does not know who
+//! is in a group): at most [`STRANGER_ALLOWANCE_PER_SENDER`] envelopes from
 //! one stranger and [`STRANGER_ALLOWANCE_PER_MAILBOX`] (and [`STRANGER_ALLOWANCE_BYTES_PER_MAILBOX`])
 //! from all of them together, so a flood from
 //! one sender — or from many — never fills the mailbox that a contact's mail needs. What is over
@@ -14,7 +15,8 @@ use std::collections::HashMap;
 use switchboard_wire::switchboard::ErrorCode;
 
 use super::{
-    MAX_CONTACTS_PER_USER, RelayCore, STRANGER_ALLOWANCE_BYTES_PER_MAILBOX, STRANGER_ALLOWANCE_PER_MAILBOX, STRANGER_ALLOWANCE_PER_SENDER,
+    MAX_CONTACTS_PER_USER, RelayCore, STRANGER_ALLOWANCE_BYTES_PER_MAILBOX, STRANGER_ALLOWANCE_BYTES_PER_SENDER, STRANGER_ALLOWANCE_PER_MAILBOX,
+    STRANGER_ALLOWANCE_PER_SENDER,
 };
 use crate::state::{DeviceKey, Mutation, StoredState};
 
@@ -23,7 +25,8 @@ type Refusal = (ErrorCode, &'static str);
 /// The envelopes from strangers one mailbox holds: by sender, and which sender each one is from.
 #[derive(Debug, Default)]
 pub(super) struct StrangerMail {
-    by_sender: HashMap<String, usize>,
+    /// Per sender: envelopes and content bytes.
+    by_sender: HashMap<String, (usize, usize)>,
     /// Sequence number → sender and content bytes.
     sender_of: HashMap<u64, (String, usize)>,
     bytes: usize,
@@ -35,14 +38,17 @@ impl StrangerMail {
         if self.sender_of.len() >= STRANGER_ALLOWANCE_PER_MAILBOX || self.bytes + bytes > STRANGER_ALLOWANCE_BYTES_PER_MAILBOX {
             return Err((ErrorCode::MailboxFull, "the recipient holds all the mail from strangers it takes; try again later"));
         }
-        if self.by_sender.get(sender).is_some_and(|held| *held >= STRANGER_ALLOWANCE_PER_SENDER) {
+        let (held, held_bytes) = self.by_sender.get(sender).copied().unwrap_or((0, 0));
+        if held >= STRANGER_ALLOWANCE_PER_SENDER || held_bytes + bytes > STRANGER_ALLOWANCE_BYTES_PER_SENDER {
             return Err((ErrorCode::MailboxFull, "the recipient holds all the mail from you it takes before answering; try again later"));
         }
         Ok(())
     }
 
     fn hold(&mut self, seq: u64, sender: &str, bytes: usize) {
-        *self.by_sender.entry(sender.to_owned()).or_default() += 1;
+        let held = self.by_sender.entry(sender.to_owned()).or_default();
+        held.0 += 1;
+        held.1 += bytes;
         self.sender_of.insert(seq, (sender.to_owned(), bytes));
         self.bytes += bytes;
     }
@@ -51,8 +57,9 @@ impl StrangerMail {
         let Some((sender, bytes)) = self.sender_of.remove(&seq) else { return };
         self.bytes -= bytes;
         if let Some(held) = self.by_sender.get_mut(&sender) {
-            *held -= 1;
-            if *held == 0 {
+            held.0 -= 1;
+            held.1 -= bytes;
+            if held.0 == 0 {
                 self.by_sender.remove(&sender);
             }
         }
@@ -72,7 +79,7 @@ fn is_stranger(state: &StoredState, device: &DeviceKey, sender: &str) -> bool {
 pub(super) fn count(state: &StoredState) -> HashMap<DeviceKey, StrangerMail> {
     let mut strangers: HashMap<DeviceKey, StrangerMail> = HashMap::new();
     for (device, mailbox) in &state.mailboxes {
-        for (seq, envelope) in mailbox {
+        for (seq, envelope) in mailbox.iter().filter(|(_, envelope)| envelope.group_id.is_empty()) {
             let sender = envelope.sender.as_ref().map_or("", |sender| sender.name.as_str());
             if is_stranger(state, device, sender) {
                 strangers.entry(device.clone()).or_default().hold(*seq, sender, envelope.content.len());

@@ -990,7 +990,7 @@ fn a_full_mailbox_is_handed_over_in_a_window_not_all_at_once() {
 
 #[test]
 fn a_mailbox_is_bounded_in_bytes_and_strangers_get_a_small_share_of_them() {
-    use switchboard_relay_core::{MAILBOX_BYTES_QUOTA, STRANGER_ALLOWANCE_BYTES_PER_MAILBOX};
+    use switchboard_relay_core::{MAILBOX_BYTES_QUOTA, STRANGER_ALLOWANCE_BYTES_PER_MAILBOX, STRANGER_ALLOWANCE_BYTES_PER_SENDER};
     let mut net = Net::new();
     let (blue, bob, _) = net.device("bob@blue");
     let green = "green".to_owned();
@@ -1001,12 +1001,19 @@ fn a_mailbox_is_bounded_in_bytes_and_strangers_get_a_small_share_of_them() {
         Body::Send(envelope)
     };
     let held_bytes = |net: &Net| -> usize { net.cores["blue"].state().mailboxes[&("bob@blue".into(), 1)].values().map(|e| e.content.len()).sum() };
-    // Two strangers, each under their count allowance, together no more than the byte share.
-    for (i, stranger) in ["s1@green", "s2@green"].into_iter().enumerate() {
-        let (_, conn, _) = net.device(stranger);
-        for n in 0..60 {
-            net.request(&green, conn, 100 + n, big(stranger, 1000 * i as u64 + n));
+    // Strangers, each under its count allowance: each no more than its byte share, and all
+    // together no more than theirs.
+    for i in 0..20 {
+        let stranger = format!("s{i}@green");
+        let (_, conn, _) = net.device(&stranger);
+        for n in 0..8 {
+            net.request(&green, conn, 100 + n, big(&stranger, 1000 * i as u64 + n));
         }
+    }
+    let mailbox = &net.cores["blue"].state().mailboxes[&("bob@blue".into(), 1)];
+    for i in 0..20 {
+        let from: usize = mailbox.values().filter(|e| e.sender.as_ref().unwrap().name == format!("s{i}@green")).map(|e| e.content.len()).sum();
+        assert!(from <= STRANGER_ALLOWANCE_BYTES_PER_SENDER, "{from}");
     }
     let from_strangers = held_bytes(&net);
     assert!(from_strangers <= STRANGER_ALLOWANCE_BYTES_PER_MAILBOX && from_strangers > STRANGER_ALLOWANCE_BYTES_PER_MAILBOX - 250 * 1024, "{from_strangers}");
@@ -1025,4 +1032,40 @@ fn a_mailbox_is_bounded_in_bytes_and_strangers_get_a_small_share_of_them() {
     assert_eq!(code, ErrorCode::MailboxFull);
     assert!(held_bytes(&net) <= MAILBOX_BYTES_QUOTA && held_bytes(&net) > MAILBOX_BYTES_QUOTA - 250 * 1024);
     assert!(sent < 600, "{sent}");
+}
+
+#[test]
+fn a_passive_members_stranger_allowance_never_holds_a_groups_messages_back() {
+    use switchboard_relay_core::STRANGER_ALLOWANCE_PER_SENDER;
+    // Dave has never written to anyone and is offline; Alice posts to the group more than a
+    // stranger's allowance. A relay does not know who is in a group: its mail is not held to it.
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let (_, dave, _) = net.device("dave@blue");
+    net.device("carol@blue");
+    net.cores.get_mut("blue").unwrap().client_closed(dave);
+    let count = STRANGER_ALLOWANCE_PER_SENDER + 10;
+    for n in 0..count as u64 {
+        let group = GroupEnvelope {
+            id: [&n.to_be_bytes()[..], &[3; 8]].concat().into(),
+            sender: Some(address("alice@green")),
+            group_id: "g@green".into(),
+            hub: "green".into(),
+            recipients: vec![address("dave@blue"), address("carol@blue")],
+            content: vec![0x33; 100].into(),
+        };
+        assert!(is_done(&net.request(&green, alice, 100 + n, Body::SendGroup(group))));
+    }
+    assert_eq!(net.durable["blue"].mailboxes[&("dave@blue".into(), 1)].len(), count);
+    assert_eq!(net.durable["blue"].mailboxes[&("carol@blue".into(), 1)].len(), count);
+}
+
+#[test]
+fn a_connection_authenticates_once() {
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let (_, conn, bob_credential) = net.device("bob@green");
+    let _ = conn;
+    let auth = Authenticate { user: "bob@green".into(), device_id: 1, credential: bob_credential };
+    assert_eq!(code(&net.request(&green, alice, 5, Body::Authenticate(auth))), Some(ErrorCode::Forbidden));
 }

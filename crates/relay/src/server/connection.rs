@@ -19,28 +19,29 @@ pub(super) enum Kind {
     Link { app: String, dialed: bool },
 }
 
-/// One frame waiting to be written. The driver counts the bytes of frames queued for devices
-/// against one budget; a frame gives its bytes back when it is dropped, written or not (a
+/// One frame waiting to be written, counted in its connection's queued bytes and (for a device's
+/// connection) in the relay's; it gives its bytes back when it is dropped, written or not (a
 /// connection dropped with frames still queued frees them at once).
 pub(super) struct Queued {
     bytes: Vec<u8>,
-    budget: Option<Arc<AtomicUsize>>,
+    counters: [Option<Arc<AtomicUsize>>; 2],
 }
 
 impl Queued {
-    /// A frame counted against `budget` (if any) while it waits.
-    pub(super) fn new(bytes: Vec<u8>, budget: Option<&Arc<AtomicUsize>>) -> Queued {
-        if let Some(budget) = budget {
-            budget.fetch_add(bytes.len(), Ordering::Relaxed);
+    /// A frame counted in `connection` and in `relay` (if any) while it waits.
+    pub(super) fn new(bytes: Vec<u8>, connection: &Arc<AtomicUsize>, relay: Option<&Arc<AtomicUsize>>) -> Queued {
+        let counters = [Some(connection.clone()), relay.cloned()];
+        for counter in counters.iter().flatten() {
+            counter.fetch_add(bytes.len(), Ordering::Relaxed);
         }
-        Queued { bytes, budget: budget.cloned() }
+        Queued { bytes, counters }
     }
 }
 
 impl Drop for Queued {
     fn drop(&mut self) {
-        if let Some(budget) = &self.budget {
-            budget.fetch_sub(self.bytes.len(), Ordering::Relaxed);
+        for counter in self.counters.iter().flatten() {
+            counter.fetch_sub(self.bytes.len(), Ordering::Relaxed);
         }
     }
 }
@@ -49,6 +50,8 @@ impl Drop for Queued {
 /// and its writer.
 pub(super) struct Handles {
     pub(super) queue: mpsc::Sender<Queued>,
+    /// Bytes waiting in `queue`.
+    pub(super) queued: Arc<AtomicUsize>,
     pub(super) reader: AbortHandle,
     pub(super) writer: AbortHandle,
 }
@@ -140,7 +143,7 @@ where
             let _ = events_for_writer.send(closed).await;
         }
     });
-    let handles = Handles { queue: outgoing, reader: read.abort_handle(), writer: write.abort_handle() };
+    let handles = Handles { queue: outgoing, queued: Arc::new(AtomicUsize::new(0)), reader: read.abort_handle(), writer: write.abort_handle() };
     let opened = match kind {
         Kind::Client { source } => Event::ClientOpened(conn, Some(source), handles),
         Kind::Link { app, dialed } => Event::LinkOpened(conn, app, dialed, handles),

@@ -37,9 +37,14 @@ pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a connection the relay closed may take to be written what was queued for it (a last
 /// refusal, say) before it is dropped with the rest.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Bytes queued for devices on all connections together. Each device's share is bounded by the
-/// core's delivery window; this bounds them all, whatever connections that do not read hold.
+/// A closed connection with more than this queued is not given [`CLOSE_GRACE`].
+pub const CLOSE_DRAIN_BYTES: usize = 64 * 1024;
+/// Bytes queued for devices on all connections together: whatever connections that do not read
+/// hold, and whatever else they asked for (blobs, say), this bounds them all.
 pub const QUEUED_BYTES_BUDGET: usize = 256 * 1024 * 1024;
+/// Bytes queued for one device connection: its delivery window and a little more (answers,
+/// blobs). A connection past it is not reading and is closed.
+pub const CONNECTION_QUEUE_BYTES: usize = crate::core::DELIVERY_WINDOW_BYTES + 16 * 1024 * 1024;
 
 /// Another app's relay.
 #[derive(Clone, Debug)]
@@ -160,7 +165,7 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
             }
         }
     });
-    let mut writers = Writers { connections: HashMap::new(), queued: Arc::new(AtomicUsize::new(0)) };
+    let mut writers = Writers { connections: HashMap::new(), queued: Arc::new(AtomicUsize::new(0)), closing: Vec::new() };
     let mut retry = tokio::time::interval(crate::core::RETRY_INTERVAL);
     loop {
         let event = tokio::select! {
@@ -224,11 +229,14 @@ struct Writers {
     connections: HashMap<ConnId, (connection::Handles, bool)>,
     /// Bytes queued for devices, on every connection together (see [`QUEUED_BYTES_BUDGET`]).
     queued: Arc<AtomicUsize>,
+    /// The queued bytes of device connections closed and not yet freed.
+    closing: Vec<Arc<AtomicUsize>>,
 }
 
-/// Carries out the core's actions on the connections. A device connection whose frame would take
-/// the relay past [`QUEUED_BYTES_BUDGET`], or past its queue, is closed instead: it reconnects
-/// and is handed its mail again.
+/// Carries out the core's actions on the connections. A connection whose queue would pass
+/// [`CONNECTION_QUEUE_BYTES`] is not reading: it is closed. When what is queued for all devices
+/// would pass [`QUEUED_BYTES_BUDGET`], the device connection with the most queued is closed
+/// first (it reconnects and is handed its mail again), not the one that happened to come next.
 fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) {
     let mut queue: std::collections::VecDeque<Action> = actions.into();
     while let Some(action) = queue.pop_front() {
@@ -241,12 +249,27 @@ fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) {
             }
         };
         let Some((handles, is_client)) = writers.connections.get(&conn) else { continue };
-        if *is_client && writers.queued.load(Ordering::Relaxed) + bytes.len() > QUEUED_BYTES_BUDGET {
-            tracing::warn!(conn, "the relay's write budget is spent; closing a device connection that would add to it");
+        let is_client = *is_client;
+        if is_client && handles.queued.load(Ordering::Relaxed) + bytes.len() > CONNECTION_QUEUE_BYTES {
+            tracing::info!(conn, "closing a device connection that does not read what it is sent");
             queue.extend(close(core, writers, conn));
             continue;
         }
-        let frame = connection::Queued::new(bytes, is_client.then_some(&writers.queued));
+        while is_client {
+            let (queued, closing) = writers.usage();
+            let Some(excess) = (queued + bytes.len()).checked_sub(QUEUED_BYTES_BUDGET).filter(|excess| *excess > 0) else { break };
+            // What closed connections still hold is about to be freed: if it covers the excess,
+            // this frame's connection waits its turn (it reconnects); else the largest goes.
+            let victim = if closing >= excess { Some(conn) } else { writers.largest_device_queue() };
+            let Some(victim) = victim else { break };
+            tracing::warn!(conn = victim, "the relay's write budget is spent; closing a device connection");
+            queue.extend(close(core, writers, victim));
+            if victim == conn {
+                break;
+            }
+        }
+        let Some((handles, _)) = writers.connections.get(&conn) else { continue };
+        let frame = connection::Queued::new(bytes, &handles.queued, is_client.then_some(&writers.queued));
         if handles.queue.try_send(frame).is_err() {
             tracing::warn!(conn, "connection too slow or gone; closing it");
             queue.extend(close(core, writers, conn));
@@ -254,16 +277,44 @@ fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) {
     }
 }
 
-/// Stops reading from `conn` and lets its writer drain and shut the socket for [`CLOSE_GRACE`];
-/// then its writer stops and what it still holds is freed. The core forgets the connection.
+impl Writers {
+    /// Bytes queued for devices, and how many of them closed connections hold (freed at once,
+    /// or within [`CLOSE_GRACE`]).
+    fn usage(&mut self) -> (usize, usize) {
+        self.closing.retain(|queued| queued.load(Ordering::Relaxed) > 0);
+        let closing: usize = self.closing.iter().map(|queued| queued.load(Ordering::Relaxed)).sum();
+        (self.queued.load(Ordering::Relaxed), closing)
+    }
+
+    /// The device connection with the most bytes queued.
+    fn largest_device_queue(&self) -> Option<ConnId> {
+        self.connections
+            .iter()
+            .filter(|(_, (_, is_client))| *is_client)
+            .max_by_key(|(_, (handles, _))| handles.queued.load(Ordering::Relaxed))
+            .map(|(conn, _)| *conn)
+    }
+}
+
+/// Stops reading from `conn` and lets its writer drain and shut the socket for [`CLOSE_GRACE`]
+/// (at once, if more than [`CLOSE_DRAIN_BYTES`] wait); then its writer stops and what it still
+/// holds is freed. The core forgets the connection.
 fn close(core: &mut RelayCore, writers: &mut Writers, conn: ConnId) -> Vec<Action> {
-    let Some((handles, _)) = writers.connections.remove(&conn) else { return Vec::new() };
+    let Some((handles, is_client)) = writers.connections.remove(&conn) else { return Vec::new() };
     handles.reader.abort();
+    if is_client {
+        writers.closing.push(handles.queued.clone());
+    }
     let writer = handles.writer;
-    tokio::spawn(async move {
-        tokio::time::sleep(CLOSE_GRACE).await;
+    if handles.queued.load(Ordering::Relaxed) > CLOSE_DRAIN_BYTES {
+        // Not a last answer waiting but a queue the peer did not read: dropped now.
         writer.abort();
-    });
+    } else {
+        tokio::spawn(async move {
+            tokio::time::sleep(CLOSE_GRACE).await;
+            writer.abort();
+        });
+    }
     core.client_closed(conn);
     core.link_closed(conn)
 }
