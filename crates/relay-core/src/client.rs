@@ -13,7 +13,7 @@ use switchboard_wire::decode;
 
 use super::rates::Requester;
 use super::{
-    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_ACCOUNTS, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE,
+    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_ACCOUNTS, MAX_BLOB_BYTES, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE,
     MAX_ENVELOPE_CONTENT, RelayCore, app_of, device_key, failure,
 };
 use crate::state::{DeviceKey, Mutation};
@@ -324,9 +324,10 @@ impl RelayCore {
         if upload.blob.len() > MAX_BLOB_LEN {
             return Err((ErrorCode::TooLarge, "blob over 768 KiB"));
         }
-        if self.state.blobs.len() >= MAX_BLOBS {
+        if self.state.blobs.len() >= MAX_BLOBS || self.blob_bytes + upload.blob.len() > MAX_BLOB_BYTES {
             return Err((ErrorCode::Unavailable, "this relay keeps no more blobs"));
         }
+        self.blob_bytes += upload.blob.len();
         let mut id = [0u8; 16];
         self.rng.fill_bytes(&mut id);
         let blob_id = format!("{}@{}", hex(&id), self.app);

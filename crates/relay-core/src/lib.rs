@@ -89,6 +89,8 @@ pub const ENVELOPE_ID_LEN: usize = 16;
 pub const MAX_BLOB_LEN: usize = 768 * 1024;
 /// Blobs one relay keeps at most.
 pub const MAX_BLOBS: usize = 100_000;
+/// Bytes of blobs one relay keeps at most.
+pub const MAX_BLOB_BYTES: usize = 4 * 1024 * 1024 * 1024;
 /// Device accounts one relay keeps at most.
 pub const MAX_ACCOUNTS: usize = 1_000_000;
 /// Bytes one group envelope may make a relay store (content × local recipients): a single frame
@@ -169,6 +171,8 @@ pub struct RelayCore {
     mailbox_index: HashMap<DeviceKey, HashMap<MailKey, u64>>,
     /// Per mailbox, the bytes of content it holds.
     mailbox_bytes: HashMap<DeviceKey, usize>,
+    /// Bytes of all blobs held.
+    blob_bytes: usize,
     /// Per mailbox, the envelopes it holds from strangers.
     strangers: HashMap<DeviceKey, strangers::StrangerMail>,
     next_seq: u64,
@@ -218,6 +222,7 @@ impl RelayCore {
             next_seq: state.next_seq(),
             durable_seq: state.next_seq(),
             strangers: strangers::count(&state),
+            blob_bytes: state.blobs.values().map(Vec::len).sum(),
             mailbox_bytes: state.mailboxes.iter().map(|(device, mailbox)| (device.clone(), mailbox.values().map(|e| e.content.len()).sum())).collect(),
             state,
             mailbox_index,
