@@ -145,14 +145,32 @@ async fn send_stream(device: &mut RawDevice, to: &DeviceAddress, count: usize, w
     }
 }
 
+/// `receiver` writes to `sender` first, as in a conversation: the sender is then its contact, not a
+/// stranger held to a stranger's allowance by the receiver's relay. The sender takes the message.
+async fn introduce(sender: &mut RawDevice, receiver: &mut RawDevice) {
+    let hello = envelope(&receiver.address, &sender.address, u64::MAX, 0);
+    receiver.send(1, Body::Send(hello)).await;
+    while receiver.next().await.request_id != 1 {}
+    loop {
+        if let Some(server_frame::Body::Deliver(envelope)) = sender.next().await.body {
+            let envelopes = vec![EnvelopeRef { sender: envelope.sender, id: envelope.id }];
+            sender.send(0, Body::Acknowledge(Acknowledge { envelopes })).await;
+            return;
+        }
+    }
+}
+
 /// Messages per second through `pairs` sender/receiver pairs, green → blue.
 async fn relay_rate(federation: &LocalFederation, pairs: usize, per_pair: usize, tag: &str) -> f64 {
     let (green, blue) = (device_link(federation, "green"), device_link(federation, "blue"));
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for i in 0..pairs {
-        senders.push(RawDevice::join(&green, &format!("s{tag}{i}@green")).await);
-        receivers.push(RawDevice::join(&blue, &format!("r{tag}{i}@blue")).await);
+        let mut sender = RawDevice::join(&green, &format!("s{tag}{i}@green")).await;
+        let mut receiver = RawDevice::join(&blue, &format!("r{tag}{i}@blue")).await;
+        introduce(&mut sender, &mut receiver).await;
+        senders.push(sender);
+        receivers.push(receiver);
     }
     let epoch = Instant::now();
     let start = Instant::now();
@@ -173,6 +191,7 @@ async fn latency(federation: &LocalFederation, rate: f64, count: usize) -> (f64,
     let (green, blue) = (device_link(federation, "green"), device_link(federation, "blue"));
     let mut sender = RawDevice::join(&green, "latency-sender@green").await;
     let mut receiver = RawDevice::join(&blue, "latency-receiver@blue").await;
+    introduce(&mut sender, &mut receiver).await;
     let epoch = Instant::now();
     let to = receiver.address.clone();
     let receiving = tokio::spawn(async move {
