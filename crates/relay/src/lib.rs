@@ -10,7 +10,8 @@
 //! - [`core`]: the protocol logic, sans-IO (the `switchboard-relay-core` crate).
 //! - [`state`]: what is kept on disk, as mutations (from the core).
 //! - [`storage`]: committing those mutations, to redb (here) or to memory (from the core).
-//! - [`server`]: the tokio driver — client connections, TLS links between relays, group commit.
+//! - [`server`]: the tokio driver — device connections and links between relays, both TLS, with
+//!   write deadlines and a budget for what is queued; group commit.
 //! - [`config`], [`local`]: configuration files, and a federation of relays on this machine.
 
 pub use switchboard_relay_core as core;
