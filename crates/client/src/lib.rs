@@ -1,4 +1,4 @@
-//! A device on a real network: the client core's [`Endpoint`](switchboard_client_core::Endpoint)
+//! A device on a real network: the client core's [`Endpoint`]
 //! driven by tokio over a TLS connection to its app's relay ([`net::RelayAddress`]) ([`chat::ChatClient`]), with its state
 //! kept in an embedded redb database ([`persist::DeviceDatabase`]). Every client duty (outbox,
 //! dedupe, acknowledgements, retries, held group messages) lives in the core; this crate only

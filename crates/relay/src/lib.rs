@@ -1,5 +1,5 @@
 //! `switchboard-relay`: the driver that runs one app's relay core ([`switchboard_relay_core`]) as a
-//! server — tokio for client connections and for TLS (rustls) links between relays, redb for the
+//! server — tokio for TLS (rustls) connections to devices and links between relays, redb for the
 //! committed state, group commit between the two.
 //!
 //! The protocol logic lives in the core; this package adds only I/O. It re-exports the core so that
