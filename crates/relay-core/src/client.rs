@@ -201,7 +201,9 @@ impl RelayCore {
             return vec![failure(conn, request_id, ErrorCode::Malformed, "a user is name@app")];
         };
         let requester = Requester::Local(device.clone());
-        if let Err((code, detail)) = self.rates.fetch(&requester) {
+        // A fetch that cannot be served now (no link to that app) is refused without counting.
+        let servable = app == self.app || self.outbound_links.contains_key(&app);
+        if let Err((code, detail)) = servable.then(|| self.rates.fetch(&requester)).unwrap_or(Ok(())) {
             return vec![failure(conn, request_id, code, detail)];
         }
         if app == self.app {

@@ -53,12 +53,14 @@ impl RelayCore {
         match frame.body {
             Some(Body::Failure(failure)) if is_transient(failure.code) => {
                 // Full or unavailable there for now: keep it, and try again later.
-                self.retry.insert((app.to_owned(), frame.request_id));
+                self.retry_later(app, frame.request_id);
                 Vec::new()
             }
             Some(Body::Acknowledge(_)) | Some(Body::Failure(_)) => {
                 // Accepted (durable there) or refused for good: either way it leaves our outbox.
                 if self.state.outboxes.get(app).is_some_and(|o| o.contains_key(&frame.request_id)) {
+                    self.outbox_usage.remove(app, frame.request_id);
+                    self.retry.remove(&(app.to_owned(), frame.request_id));
                     self.mutate(Mutation::DeleteOutbound { app: app.to_owned(), seq: frame.request_id });
                 }
                 Vec::new()

@@ -34,6 +34,7 @@ pub mod storage;
 mod client;
 mod delivery;
 mod federation;
+mod outbox;
 mod hub;
 mod rates;
 mod routing;
@@ -74,6 +75,11 @@ pub const STRANGER_ALLOWANCE_BYTES_PER_MAILBOX: usize = 16 * 1024 * 1024;
 pub const MAX_CONTACTS_PER_USER: usize = 10_000;
 /// Frames waiting for one other app's relay.
 pub const OUTBOX_QUOTA: usize = 100_000;
+/// Bytes waiting for one other app's relay.
+pub const OUTBOX_BYTES_QUOTA: usize = 1024 * 1024 * 1024;
+/// Frames from one device waiting for one other app's relay (refused for now past it, to that
+/// device only).
+pub const OUTBOX_QUOTA_PER_SENDER: usize = 2_000;
 /// Recipients of one group envelope.
 pub const MAX_GROUP_RECIPIENTS: usize = 10_000;
 /// Bundles one device may publish at once.
@@ -83,6 +89,8 @@ pub use switchboard_wire::address::MAX_USER_LEN;
 /// How often refused-for-now outbox entries are sent again, and how often the driver ticks
 /// ([`RelayCore::tick`]: also the clock of the rate limits).
 pub const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most ticks an outbox entry refused for now waits before it is sent again.
+pub const MAX_RETRY_TICKS: u64 = 64;
 /// Length of an envelope id.
 pub const ENVELOPE_ID_LEN: usize = 16;
 /// Largest attachment blob (it must fit in one frame).
@@ -173,6 +181,8 @@ pub struct RelayCore {
     mailbox_bytes: HashMap<DeviceKey, usize>,
     /// Bytes of all blobs held.
     blob_bytes: usize,
+    /// How full the outboxes are, by app and by sender.
+    outbox_usage: outbox::OutboxUsage,
     /// Per mailbox, the envelopes it holds from strangers.
     strangers: HashMap<DeviceKey, strangers::StrangerMail>,
     next_seq: u64,
@@ -195,8 +205,11 @@ pub struct RelayCore {
     next_request: u64,
     batch: Vec<Mutation>,
     deferred: Vec<Deferred>,
-    /// Outbox entries another app refused for now, to send again at the next [`Self::tick`].
-    retry: std::collections::BTreeSet<(String, u64)>,
+    /// Outbox entries another app refused for now: when to send each again (in ticks), and how
+    /// many times in a row it was refused.
+    retry: std::collections::BTreeMap<(String, u64), (u64, u32)>,
+    /// Ticks since the relay started.
+    ticks: u64,
     /// The batch being committed: its id, what waits for it, and the sequence number below
     /// which everything is durable once it is.
     committing: Option<(u64, Vec<Deferred>, u64)>,
@@ -223,6 +236,7 @@ impl RelayCore {
             durable_seq: state.next_seq(),
             strangers: strangers::count(&state),
             blob_bytes: state.blobs.values().map(Vec::len).sum(),
+            outbox_usage: outbox::OutboxUsage::count(&state),
             mailbox_bytes: state.mailboxes.iter().map(|(device, mailbox)| (device.clone(), mailbox.values().map(|e| e.content.len()).sum())).collect(),
             state,
             mailbox_index,
@@ -239,6 +253,7 @@ impl RelayCore {
             batch: Vec::new(),
             deferred: Vec::new(),
             retry: Default::default(),
+            ticks: 0,
             committing: None,
             next_batch: 1,
             metrics: Metrics::default(),
@@ -373,11 +388,25 @@ impl RelayCore {
     }
 
     /// Called by the driver every [`RETRY_INTERVAL`]: sends again what another app refused for
-    /// now (a full mailbox there, or a relay it could not reach).
+    /// now (a full mailbox there, or a relay it could not reach) once its wait is over. The wait
+    /// doubles with each refusal in a row, up to [`MAX_RETRY_TICKS`].
     pub fn tick(&mut self) -> Vec<Action> {
         self.rates.tick();
-        let due = std::mem::take(&mut self.retry);
+        self.ticks += 1;
+        let mut due = Vec::new();
+        for (entry, (at, _)) in self.retry.iter_mut().filter(|(_, (at, _))| *at <= self.ticks) {
+            // Sent: it waits for its answer (a refusal sets the next wait).
+            *at = u64::MAX;
+            due.push(entry.clone());
+        }
         due.into_iter().flat_map(|(app, seq)| self.forward(&app, seq)).collect()
+    }
+
+    /// `app` refused the outbox entry `seq` for now: it is sent again later, later each time.
+    fn retry_later(&mut self, app: &str, seq: u64) {
+        let refusals = self.retry.get(&(app.to_owned(), seq)).map_or(0, |(_, refusals)| *refusals) + 1;
+        let wait = (1u64 << refusals.min(16)).min(MAX_RETRY_TICKS);
+        self.retry.insert((app.to_owned(), seq), (self.ticks + wait, refusals));
     }
 
     /// The outbox entry `seq` for `app`, sent if the link is up.

@@ -2,10 +2,11 @@
 //! fetching bundles, and above all taking one-time prekeys, which a user has few of and which
 //! anyone could otherwise drain (every later session would then start without one).
 //!
-//! The core has no clock: counts are kept per window of [`RelayCore::tick`]s (the driver ticks
-//! every [`RETRY_INTERVAL`](crate::RETRY_INTERVAL)) and forgotten when it ends. Every count map
-//! is bounded by [`MAX_RATE_ENTRIES`]; once full, whoever it does not know yet is refused for the
-//! rest of the window, so no one can grow it, at the price of strangers sharing the refusal.
+//! The core has no clock: the limits are per window of [`RelayCore::tick`]s (the driver ticks
+//! every [`RETRY_INTERVAL`](crate::RETRY_INTERVAL)), counted as leaky buckets, so that one who was
+//! refused may go on as soon as it slows down. Every count map is bounded by
+//! [`MAX_RATE_ENTRIES`]; once full, whoever it does not know yet is refused until keys drain, so
+//! no one can grow it, at the price of strangers sharing the refusal.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -22,7 +23,8 @@ pub const MAX_RATE_ENTRIES: usize = 100_000;
 /// benchmark or test that registers thousands of devices from one address raises them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {
-    /// Ticks in one counting window (for registrations and fetches).
+    /// Ticks in one counting window (for registrations and fetches): the limits below are per
+    /// window, on average (a leaky bucket).
     pub window_ticks: u64,
     /// Registrations one connection may ask for, ever.
     pub registrations_per_connection: u32,
@@ -76,44 +78,46 @@ pub(crate) enum Requester {
     Remote { app: String, device: Option<DeviceKey> },
 }
 
-/// Counts per key, forgotten every period.
+/// A leaky bucket per key: each take adds `period` units, each tick drains `limit`, and a take
+/// that would pass `limit × period` is refused. So `limit` takes per `period` ticks on average, at
+/// most `limit` at once, and a key that was refused may take again as soon as it has drained a
+/// little — not at the end of a fixed window.
 #[derive(Debug)]
 struct Counter<K> {
-    counts: HashMap<K, u32>,
+    /// Key → (level, the tick it was last brought up to date).
+    levels: HashMap<K, (u64, u64)>,
 }
 
 impl<K: Hash + Eq> Counter<K> {
     fn new() -> Self {
-        Counter { counts: HashMap::new() }
+        Counter { levels: HashMap::new() }
     }
 
-    /// Counts one more for `key` if it stays within `limit`.
-    fn take(&mut self, key: K, limit: u32) -> bool {
-        let full = self.counts.len() >= MAX_RATE_ENTRIES;
-        match self.counts.get_mut(&key) {
-            Some(count) if *count >= limit => false,
-            Some(count) => {
-                *count += 1;
-                true
-            }
-            None if full || limit == 0 => false,
-            None => {
-                self.counts.insert(key, 1);
-                true
-            }
+    fn drained(level: u64, since: u64, now: u64, limit: u32) -> u64 {
+        level.saturating_sub(now.saturating_sub(since).saturating_mul(u64::from(limit)))
+    }
+
+    /// Whether `key` may take one more now, without taking it.
+    fn has_room(&self, key: &K, limit: u32, period: u64, now: u64) -> bool {
+        let level = self.levels.get(key).map_or(0, |(level, since)| Self::drained(*level, *since, now, limit));
+        let known = self.levels.contains_key(key) || self.levels.len() < MAX_RATE_ENTRIES;
+        known && level + period <= u64::from(limit) * period
+    }
+
+    /// Takes one for `key` if it has room.
+    fn take(&mut self, key: K, limit: u32, period: u64, now: u64) -> bool {
+        if !self.has_room(&key, limit, period, now) {
+            return false;
         }
+        let (level, since) = self.levels.entry(key).or_insert((0, now));
+        *level = Self::drained(*level, *since, now, limit) + period;
+        *since = now;
+        true
     }
 
-    /// Whether `key` may take one more, without taking it.
-    fn has_room(&self, key: &K, limit: u32) -> bool {
-        match self.counts.get(key) {
-            Some(count) => *count < limit,
-            None => limit > 0 && self.counts.len() < MAX_RATE_ENTRIES,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.counts.clear();
+    /// Forgets the keys that have drained.
+    fn prune(&mut self, limit: u32, now: u64) {
+        self.levels.retain(|_, (level, since)| Self::drained(*level, *since, now, limit) > 0);
     }
 }
 
@@ -144,17 +148,16 @@ impl Rates {
         }
     }
 
-    /// One tick passed: windows that ended are forgotten.
+    /// One tick passed; once a window, keys that have drained are forgotten.
     pub(crate) fn tick(&mut self) {
         self.ticks += 1;
-        if self.ticks % self.limits.window_ticks.max(1) == 0 {
-            self.registrations_by_source.clear();
-            self.fetches_by_device.clear();
-            self.fetches_by_app.clear();
-        }
-        if self.ticks % self.limits.prekey_period_ticks.max(1) == 0 {
-            self.prekeys_by_requester.clear();
-            self.prekeys_by_app.clear();
+        let (limits, now) = (self.limits, self.ticks);
+        if now % limits.window_ticks.max(1) == 0 {
+            self.registrations_by_source.prune(limits.registrations_per_source, now);
+            self.fetches_by_device.prune(limits.fetches_per_device, now);
+            self.fetches_by_app.prune(limits.fetches_per_app, now);
+            self.prekeys_by_requester.prune(limits.prekey_fetches_per_requester, now);
+            self.prekeys_by_app.prune(limits.prekey_fetches_per_app, now);
         }
     }
 
@@ -165,7 +168,7 @@ impl Rates {
             return Err((ErrorCode::RateLimited, "no more registrations on this connection"));
         }
         if let Some(source) = source
-            && !self.registrations_by_source.take(network_of(source), self.limits.registrations_per_source)
+            && !self.registrations_by_source.take(network_of(source), self.limits.registrations_per_source, self.window(), self.ticks)
         {
             return Err((ErrorCode::RateLimited, "too many registrations from this address; try again later"));
         }
@@ -175,8 +178,8 @@ impl Rates {
     /// Counts a bundle fetch by `requester`.
     pub(crate) fn fetch(&mut self, requester: &Requester) -> Result<(), Refusal> {
         let allowed = match requester {
-            Requester::Local(device) => self.fetches_by_device.take(device.clone(), self.limits.fetches_per_device),
-            Requester::Remote { app, .. } => self.fetches_by_app.take(app.clone(), self.limits.fetches_per_app),
+            Requester::Local(device) => self.fetches_by_device.take(device.clone(), self.limits.fetches_per_device, self.window(), self.ticks),
+            Requester::Remote { app, .. } => self.fetches_by_app.take(app.clone(), self.limits.fetches_per_app, self.window(), self.ticks),
         };
         match allowed {
             true => Ok(()),
@@ -193,16 +196,21 @@ impl Rates {
             Requester::Local(_) => None,
         };
         let requester_key = (requester.clone(), target.to_owned());
-        if !self.prekeys_by_requester.has_room(&requester_key, limits.prekey_fetches_per_requester)
-            || per_app.as_ref().is_some_and(|key| !self.prekeys_by_app.has_room(key, limits.prekey_fetches_per_app))
+        let (period, now) = (limits.prekey_period_ticks.max(1), self.ticks);
+        if !self.prekeys_by_requester.has_room(&requester_key, limits.prekey_fetches_per_requester, period, now)
+            || per_app.as_ref().is_some_and(|key| !self.prekeys_by_app.has_room(key, limits.prekey_fetches_per_app, period, now))
         {
             return false;
         }
-        self.prekeys_by_requester.take(requester_key, limits.prekey_fetches_per_requester);
+        self.prekeys_by_requester.take(requester_key, limits.prekey_fetches_per_requester, period, now);
         if let Some(key) = per_app {
-            self.prekeys_by_app.take(key, limits.prekey_fetches_per_app);
+            self.prekeys_by_app.take(key, limits.prekey_fetches_per_app, period, now);
         }
         true
+    }
+
+    fn window(&self) -> u64 {
+        self.limits.window_ticks.max(1)
     }
 }
 
@@ -211,17 +219,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_counter_refuses_past_its_limit_and_forgets_at_the_end_of_its_window() {
-        let mut rates = Rates::new(RateLimits { window_ticks: 2, registrations_per_source: 2, ..RateLimits::default() });
+    fn a_counter_refuses_past_its_limit_and_drains_with_time() {
+        let mut rates = Rates::new(RateLimits { window_ticks: 4, registrations_per_source: 2, ..RateLimits::default() });
         let source = Some(IpAddr::from([10, 0, 0, 1]));
         assert!(rates.registration(source, 0).is_ok());
         assert!(rates.registration(source, 0).is_ok());
         assert_eq!(rates.registration(source, 0).unwrap_err().0, ErrorCode::RateLimited);
         assert!(rates.registration(Some(IpAddr::from([10, 0, 0, 2])), 0).is_ok(), "per source");
         rates.tick();
-        assert!(rates.registration(source, 0).is_err());
+        assert!(rates.registration(source, 0).is_err(), "2 per 4 ticks: not yet");
         rates.tick();
-        assert!(rates.registration(source, 0).is_ok(), "a new window");
+        assert!(rates.registration(source, 0).is_ok(), "drained by one");
+        assert!(rates.registration(source, 0).is_err());
+        for _ in 0..8 {
+            rates.tick();
+        }
+        assert!(rates.registration(source, 0).is_ok() && rates.registration(source, 0).is_ok(), "drained whole");
         assert!(rates.registration(None, 16).is_err(), "per connection");
         // One IPv6 host, many addresses of its /64: one share.
         let mut rates = Rates::new(RateLimits { registrations_per_source: 2, ..RateLimits::default() });

@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 
+use switchboard_wire::Message;
 use switchboard_wire::switchboard::{
     DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FederationFrame, GroupEnvelope, federation_frame,
 };
 
-use super::{Deferred, DeviceKey, MAILBOX_BYTES_QUOTA, MAILBOX_QUOTA, MAX_GROUP_FANOUT_BYTES, MAX_GROUP_RECIPIENTS, OUTBOX_QUOTA, RelayCore, app_of, device_key};
+use super::{Deferred, DeviceKey, MAILBOX_BYTES_QUOTA, MAILBOX_QUOTA, MAX_GROUP_FANOUT_BYTES, MAX_GROUP_RECIPIENTS, RelayCore, app_of, device_key};
 use crate::state::Mutation;
 
 type Refusal = (ErrorCode, &'static str);
@@ -28,7 +29,7 @@ impl RelayCore {
         if !self.peers.contains(&app) {
             return Err((ErrorCode::UnknownRecipient, "no such app"));
         }
-        self.check_outbox(&app)?;
+        self.check_outbox(&app, envelope.sender.as_ref(), envelope.encoded_len())?;
         self.store_outbound(&app, federation_frame::Body::Forward(envelope));
         Ok(())
     }
@@ -74,8 +75,9 @@ impl RelayCore {
         for (device, _) in &local {
             self.check_local(device, group.content.len())?;
         }
+        let bytes = group.encoded_len();
         for (app, _) in &outgoing {
-            self.check_outbox(app)?;
+            self.check_outbox(app, group.sender.as_ref(), bytes)?;
         }
         for (device, recipient) in local {
             let envelope = Envelope {
@@ -110,11 +112,10 @@ impl RelayCore {
         }
     }
 
-    fn check_outbox(&self, app: &str) -> Result<(), Refusal> {
-        if self.state.outboxes.get(app).map_or(0, |o| o.len()) >= OUTBOX_QUOTA {
-            return Err((ErrorCode::Unavailable, "too much is waiting for that app; try again later"));
-        }
-        Ok(())
+    /// Whether `app`'s outbox takes a frame of about `bytes` from `sender`.
+    fn check_outbox(&self, app: &str, sender: Option<&DeviceAddress>, bytes: usize) -> Result<(), Refusal> {
+        let frames = self.state.outboxes.get(app).map_or(0, |o| o.len());
+        self.outbox_usage.admits(app, frames, sender.map(device_key).as_ref(), bytes)
     }
 
     /// Stores an envelope for a local device that [`Self::check_local`] accepted (once per
@@ -144,6 +145,7 @@ impl RelayCore {
     fn store_outbound(&mut self, app: &str, body: federation_frame::Body) {
         let seq = self.seq();
         let frame = FederationFrame { request_id: seq, body: Some(body) };
+        self.outbox_usage.add(app, seq, &frame);
         self.mutate(Mutation::PutOutbound { app: app.to_owned(), seq, frame });
         self.deferred.push(Deferred::Forward(app.to_owned(), seq));
     }

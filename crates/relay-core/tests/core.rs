@@ -1069,3 +1069,58 @@ fn a_connection_authenticates_once() {
     let auth = Authenticate { user: "bob@green".into(), device_id: 1, credential: bob_credential };
     assert_eq!(code(&net.request(&green, alice, 5, Body::Authenticate(auth))), Some(ErrorCode::Forbidden));
 }
+
+#[test]
+fn one_device_cannot_fill_the_outbox_its_app_shares_toward_another() {
+    use switchboard_relay_core::{OUTBOX_QUOTA_PER_SENDER, STRANGER_ALLOWANCE_PER_SENDER};
+    // Mallory writes to Bob, a stranger on Blue, far past his allowance: Blue refuses the rest
+    // for now and Green keeps it to send again — up to Mallory's share of Green's outbox.
+    let mut net = Net::new();
+    let (green, mallory, _) = net.device("mallory@green");
+    let (_, alice, _) = net.device("alice@green");
+    let (blue, bob, _) = net.device("bob@blue");
+    let (_, carol, _) = net.device("carol@blue");
+    let _ = bob;
+    let mut refused = None;
+    for n in 0..(OUTBOX_QUOTA_PER_SENDER + STRANGER_ALLOWANCE_PER_SENDER + 10) as u64 {
+        let mut envelope = envelope(0, "mallory@green", "bob@blue");
+        envelope.id = [&n.to_be_bytes()[..], &[4; 8]].concat().into();
+        if let Some(code) = code(&net.request(&green, mallory, 100 + n, Body::Send(envelope))) {
+            refused = Some((n, code));
+            break;
+        }
+    }
+    let (sent, code) = refused.expect("refused once her share of the outbox is full");
+    assert_eq!(code, ErrorCode::Unavailable);
+    assert_eq!(sent as usize, OUTBOX_QUOTA_PER_SENDER + STRANGER_ALLOWANCE_PER_SENDER);
+    // Alice, on the same app, still writes to Blue.
+    assert!(is_done(&net.request(&green, alice, 10, Body::Send(envelope(1, "alice@green", "carol@blue")))));
+    let to_carol = net.deliveries(&blue, carol);
+    assert_eq!(to_carol.len(), 1);
+}
+
+#[test]
+fn an_entry_refused_for_now_is_sent_again_later_each_time() {
+    use switchboard_relay_core::{MAX_RETRY_TICKS, STRANGER_ALLOWANCE_PER_SENDER};
+    let mut net = Net::new();
+    let (green, mallory, _) = net.device("mallory@green");
+    net.device("bob@blue");
+    for n in 0..=STRANGER_ALLOWANCE_PER_SENDER as u64 {
+        let mut envelope = envelope(0, "mallory@green", "bob@blue");
+        envelope.id = [&n.to_be_bytes()[..], &[5; 8]].concat().into();
+        assert!(is_done(&net.request(&green, mallory, 100 + n, Body::Send(envelope))));
+    }
+    // One entry is refused for now at Blue. Green sends it again after 2, 4, 8 … ticks.
+    let mut sent_at = Vec::new();
+    for tick in 1..=200u64 {
+        let actions = net.cores.get_mut("green").unwrap().tick();
+        if actions.iter().any(|a| matches!(a, Action::ToLink { .. })) {
+            sent_at.push(tick);
+        }
+        net.run("green", actions);
+    }
+    let waits: Vec<u64> = sent_at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(sent_at.first(), Some(&2), "{sent_at:?}");
+    assert!(waits.windows(2).all(|w| w[1] >= w[0]) && waits.iter().all(|w| *w <= MAX_RETRY_TICKS), "{waits:?}");
+    assert!(sent_at.len() < 12, "not every tick: {sent_at:?}");
+}
