@@ -58,9 +58,9 @@ impl RelayCore {
             }
             Some(Body::Acknowledge(_)) | Some(Body::Failure(_)) => {
                 // Accepted (durable there) or refused for good: either way it leaves our outbox.
+                self.retry.remove(&(app.to_owned(), frame.request_id));
                 if self.state.outboxes.get(app).is_some_and(|o| o.contains_key(&frame.request_id)) {
                     self.outbox_usage.remove(app, frame.request_id);
-                    self.retry.remove(&(app.to_owned(), frame.request_id));
                     self.mutate(Mutation::DeleteOutbound { app: app.to_owned(), seq: frame.request_id });
                 }
                 Vec::new()

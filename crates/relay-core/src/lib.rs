@@ -89,8 +89,9 @@ pub use switchboard_wire::address::MAX_USER_LEN;
 /// How often refused-for-now outbox entries are sent again, and how often the driver ticks
 /// ([`RelayCore::tick`]: also the clock of the rate limits).
 pub const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-/// Most ticks an outbox entry refused for now waits before it is sent again.
-pub const MAX_RETRY_TICKS: u64 = 64;
+/// Most ticks an outbox entry refused for now waits before it is sent again: short, since the
+/// other app does not say when it has room again.
+pub const MAX_RETRY_TICKS: u64 = 8;
 /// Length of an envelope id.
 pub const ENVELOPE_ID_LEN: usize = 16;
 /// Largest attachment blob (it must fit in one frame).
@@ -393,6 +394,8 @@ impl RelayCore {
     pub fn tick(&mut self) -> Vec<Action> {
         self.rates.tick();
         self.ticks += 1;
+        let outboxes = &self.state.outboxes;
+        self.retry.retain(|(app, seq), _| outboxes.get(app).is_some_and(|outbox| outbox.contains_key(seq)));
         let mut due = Vec::new();
         for (entry, (at, _)) in self.retry.iter_mut().filter(|(_, (at, _))| *at <= self.ticks) {
             // Sent: it waits for its answer (a refusal sets the next wait).
@@ -404,7 +407,12 @@ impl RelayCore {
 
     /// `app` refused the outbox entry `seq` for now: it is sent again later, later each time.
     fn retry_later(&mut self, app: &str, seq: u64) {
-        let refusals = self.retry.get(&(app.to_owned(), seq)).map_or(0, |(_, refusals)| *refusals) + 1;
+        // Only for what is still waiting (a refusal of a copy already acknowledged, or of nothing
+        // we sent, changes nothing).
+        if !self.state.outboxes.get(app).is_some_and(|outbox| outbox.contains_key(&seq)) {
+            return;
+        }
+        let refusals = self.retry.get(&(app.to_owned(), seq)).map_or(0, |(_, refusals)| *refusals).saturating_add(1);
         let wait = (1u64 << refusals.min(16)).min(MAX_RETRY_TICKS);
         self.retry.insert((app.to_owned(), seq), (self.ticks + wait, refusals));
     }

@@ -101,7 +101,7 @@ impl<K: Hash + Eq> Counter<K> {
     fn has_room(&self, key: &K, limit: u32, period: u64, now: u64) -> bool {
         let level = self.levels.get(key).map_or(0, |(level, since)| Self::drained(*level, *since, now, limit));
         let known = self.levels.contains_key(key) || self.levels.len() < MAX_RATE_ENTRIES;
-        known && level + period <= u64::from(limit) * period
+        known && level.saturating_add(period) <= u64::from(limit).saturating_mul(period)
     }
 
     /// Takes one for `key` if it has room.
@@ -110,7 +110,7 @@ impl<K: Hash + Eq> Counter<K> {
             return false;
         }
         let (level, since) = self.levels.entry(key).or_insert((0, now));
-        *level = Self::drained(*level, *since, now, limit) + period;
+        *level = Self::drained(*level, *since, now, limit).saturating_add(period);
         *since = now;
         true
     }
