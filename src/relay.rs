@@ -25,7 +25,8 @@ pub struct SetupArgs {
     /// The apps, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "green,blue,red")]
     apps: Vec<String>,
-    /// Ports on 127.0.0.1, two per app (clients, then federation); default from 7001 up.
+    /// Ports on 127.0.0.1, two per app in the order of --apps (devices, then other relays):
+    /// `--ports 7001,7002,7003,7004` for two apps; default from 7001 up.
     #[arg(long, value_delimiter = ',')]
     ports: Vec<u16>,
 }
@@ -33,10 +34,17 @@ pub struct SetupArgs {
 pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
     let apps: Vec<&str> = args.apps.iter().map(String::as_str).collect();
     let ports = if args.ports.is_empty() { (0..apps.len() as u16 * 2).map(|i| 7001 + i).collect() } else { args.ports };
-    anyhow::ensure!(ports.len() == apps.len() * 2, "give two ports per app");
-    for app in &apps {
+    anyhow::ensure!(ports.len() == apps.len() * 2, "give two ports per app (--ports CLIENT,FEDERATION,… in the order of --apps)");
+    for (i, app) in apps.iter().enumerate() {
         check_app(app).with_context(|| format!("app {app:?}"))?;
+        // The name goes into the app's certificate, which devices and other relays check.
+        let certificate_name = !app.is_empty() && app.len() <= 63 && app.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        anyhow::ensure!(certificate_name, "app {app:?}: an app name is 1 to 63 letters, digits or '-'");
+        anyhow::ensure!(!apps[..i].contains(app), "app {app:?} is named twice");
     }
+    // A new CA would make every relay of a working federation refuse the others.
+    let ca = args.dir.join("ca.pem");
+    anyhow::ensure!(!ca.exists(), "{} exists: a federation is set up in {} already (remove the folder to start over)", ca.display(), args.dir.display());
     for path in write_federation(&args.dir, &apps, &ports)? {
         println!("{}", path.display());
     }
