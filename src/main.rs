@@ -51,7 +51,19 @@ fn prefer_huge_pages() {
     unsafe { libmimalloc_sys::mi_option_set(libmimalloc_sys::mi_option_large_os_pages, 1) }
 }
 
-fn main() -> anyhow::Result<std::process::ExitCode> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(error) => {
+            // The chain of causes on one line; no backtrace for an ordinary error, whatever
+            // RUST_BACKTRACE says (it is for panics).
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     // A relay says what it refused and why (connections, TLS, limits) unless told otherwise
     // (`RUST_LOG`); the other commands print what they do themselves.

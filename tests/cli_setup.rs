@@ -65,3 +65,20 @@ fn a_relay_says_what_it_refused_without_being_asked() {
     relay.wait().unwrap();
     assert!(log.contains("refused a device connection"), "{log}");
 }
+
+#[test]
+fn an_error_names_its_file_and_prints_no_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let federation = dir.path().join("fed");
+    assert!(setup(&federation, "green,blue").0);
+    std::fs::write(federation.join("blue.pem"), "not a certificate").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["relay", "--config", federation.join("green.toml").to_str().unwrap()])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(error.contains("blue.pem"), "{error}");
+    assert!(!error.contains("backtrace") && error.lines().count() <= 2, "{error}");
+}

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::server::tls::{Pki, TlsIdentity};
+use rustls::pki_types::pem::PemObject;
+
+use crate::server::tls::{Pki, TlsIdentity, certificate_der};
 use crate::server::{Peer, RelaySettings};
 
 /// What a configuration file says.
@@ -90,16 +92,25 @@ impl RelayConfig {
     }
 
     /// The settings to start a relay with (reading the certificates and key).
+    /// Each certificate is checked to hold one, so that an error names its file.
     pub fn settings(&self) -> Result<RelaySettings, ConfigError> {
+        let certificate = |path: &Path| {
+            let pem = read(path)?;
+            certificate_der(&pem).map_err(|e| ConfigError::Parse { path: path.to_owned(), error: e.to_string() })?;
+            Ok::<_, ConfigError>(pem)
+        };
+        let private_key = read(&self.private_key)?;
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(private_key.as_bytes())
+            .map_err(|e| ConfigError::Parse { path: self.private_key.clone(), error: format!("no private key: {e}") })?;
         let tls = TlsIdentity {
-            certificate: read(&self.certificate)?,
-            private_key: read(&self.private_key)?,
-            ca_certificate: read(&self.ca_certificate)?,
+            certificate: certificate(&self.certificate)?,
+            private_key,
+            ca_certificate: certificate(&self.ca_certificate)?,
         };
         let peers = self
             .peers
             .iter()
-            .map(|peer| Ok(Peer { app: peer.app.clone(), address: peer.address, certificate: read(&peer.certificate)? }))
+            .map(|peer| Ok(Peer { app: peer.app.clone(), address: peer.address, certificate: certificate(&peer.certificate)? }))
             .collect::<Result<_, ConfigError>>()?;
         Ok(RelaySettings { app: self.app.clone(), tls, peers, seed: None, tap: None, rate_limits: Default::default() })
     }
