@@ -319,12 +319,28 @@ fn close(core: &mut RelayCore, writers: &mut Writers, conn: ConnId) -> Vec<Actio
     core.link_closed(conn)
 }
 
+/// How long a listener waits after `accept` fails (out of file descriptors, say) before trying
+/// again, rather than spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The next connection on `listener`; `None` after a failed `accept`, once the backoff passed.
+async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(accepted) => Some(accepted),
+        Err(error) => {
+            tracing::warn!(%error, "accepting a connection failed; waiting before the next");
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
+            None
+        }
+    }
+}
+
 /// How long a TLS handshake may take, on either listener.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn accept_clients(listener: TcpListener, acceptor: TlsAcceptor, events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64>, tap: Option<Tap>) {
     loop {
-        let Ok((stream, source)) = listener.accept().await else { continue };
+        let Some((stream, source)) = accept(&listener).await else { continue };
         let (acceptor, events, tap) = (acceptor.clone(), events.clone(), tap.clone());
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
@@ -355,7 +371,7 @@ async fn accept_links(
     tap: Option<Tap>,
 ) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Some((stream, _)) = accept(&listener).await else { continue };
         let (acceptor, peers, events, tap) = (acceptor.clone(), peers.clone(), events.clone(), tap.clone());
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
