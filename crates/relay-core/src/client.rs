@@ -87,7 +87,7 @@ impl RelayCore {
             return Err((ErrorCode::Unavailable, "this relay takes no more accounts"));
         }
         let (source, registered) = self.client_sources.get(&conn).copied().unwrap_or((None, 0));
-        self.rates.registration(source, registered)?;
+        self.rates.registration(source, registered, self.ticks)?;
         self.client_sources.insert(conn, (source, registered + 1));
         let mut credential = [0u8; 32];
         self.rng.fill_bytes(&mut credential);
@@ -203,7 +203,7 @@ impl RelayCore {
         let requester = Requester::Local(device.clone());
         // A fetch that cannot be served now (no link to that app) is refused without counting.
         let servable = app == self.app || self.outbound_links.contains_key(&app);
-        if let Err((code, detail)) = servable.then(|| self.rates.fetch(&requester)).unwrap_or(Ok(())) {
+        if servable && let Err((code, detail)) = self.rates.fetch(&requester, self.ticks) {
             return vec![failure(conn, request_id, code, detail)];
         }
         if app == self.app {
@@ -268,7 +268,7 @@ impl RelayCore {
         if devices.is_empty() {
             return None;
         }
-        let with_prekeys = self.rates.prekeys(requester, user);
+        let with_prekeys = self.rates.prekeys(requester, user, self.ticks);
         let mut handed = Vec::new();
         for device in devices {
             let mut bundles = self.state.bundles.get(&device).cloned().unwrap_or_default();

@@ -122,7 +122,7 @@ impl RelayCore {
                 // The device it asks for is counted only if it is one of its own app's.
                 let device = fetch.requester.filter(|device| app_of(&device.name) == Some(app)).map(|device| (device.name, device.device_id));
                 let requester = Requester::Remote { app: app.to_owned(), device };
-                if let Err((code, detail)) = self.rates.fetch(&requester) {
+                if let Err((code, detail)) = self.rates.fetch(&requester, self.ticks) {
                     return refuse(code, detail);
                 }
                 match self.hand_out_bundles(&fetch.user, &requester) {

@@ -209,7 +209,7 @@ pub struct RelayCore {
     /// Outbox entries another app refused for now: when to send each again (in ticks), and how
     /// many times in a row it was refused.
     retry: std::collections::BTreeMap<(String, u64), (u64, u32)>,
-    /// Ticks since the relay started.
+    /// Ticks since the relay started: the clock of retries and rate limits.
     ticks: u64,
     /// The batch being committed: its id, what waits for it, and the sequence number below
     /// which everything is durable once it is.
@@ -392,8 +392,8 @@ impl RelayCore {
     /// now (a full mailbox there, or a relay it could not reach) once its wait is over. The wait
     /// doubles with each refusal in a row, up to [`MAX_RETRY_TICKS`].
     pub fn tick(&mut self) -> Vec<Action> {
-        self.rates.tick();
         self.ticks += 1;
+        self.rates.tick(self.ticks);
         let outboxes = &self.state.outboxes;
         self.retry.retain(|(app, seq), _| outboxes.get(app).is_some_and(|outbox| outbox.contains_key(seq)));
         let mut due = Vec::new();

@@ -125,7 +125,6 @@ impl<K: Hash + Eq> Counter<K> {
 #[derive(Debug)]
 pub(crate) struct Rates {
     pub(crate) limits: RateLimits,
-    ticks: u64,
     registrations_by_source: Counter<IpAddr>,
     fetches_by_device: Counter<DeviceKey>,
     fetches_by_app: Counter<String>,
@@ -139,7 +138,6 @@ impl Rates {
     pub(crate) fn new(limits: RateLimits) -> Rates {
         Rates {
             limits,
-            ticks: 0,
             registrations_by_source: Counter::new(),
             fetches_by_device: Counter::new(),
             fetches_by_app: Counter::new(),
@@ -148,10 +146,10 @@ impl Rates {
         }
     }
 
-    /// One tick passed; once a window, keys that have drained are forgotten.
-    pub(crate) fn tick(&mut self) {
-        self.ticks += 1;
-        let (limits, now) = (self.limits, self.ticks);
+    /// The relay's clock reads `now` (in ticks); once a window, keys that have drained are
+    /// forgotten.
+    pub(crate) fn tick(&mut self, now: u64) {
+        let limits = self.limits;
         if now % limits.window_ticks.max(1) == 0 {
             self.registrations_by_source.prune(limits.registrations_per_source, now);
             self.fetches_by_device.prune(limits.fetches_per_device, now);
@@ -163,12 +161,12 @@ impl Rates {
 
     /// Counts a registration from `source` (if known), whose connection registered
     /// `on_connection` times before.
-    pub(crate) fn registration(&mut self, source: Option<IpAddr>, on_connection: u32) -> Result<(), Refusal> {
+    pub(crate) fn registration(&mut self, source: Option<IpAddr>, on_connection: u32, now: u64) -> Result<(), Refusal> {
         if on_connection >= self.limits.registrations_per_connection {
             return Err((ErrorCode::RateLimited, "no more registrations on this connection"));
         }
         if let Some(source) = source
-            && !self.registrations_by_source.take(network_of(source), self.limits.registrations_per_source, self.window(), self.ticks)
+            && !self.registrations_by_source.take(network_of(source), self.limits.registrations_per_source, self.window(), now)
         {
             return Err((ErrorCode::RateLimited, "too many registrations from this address; try again later"));
         }
@@ -176,10 +174,10 @@ impl Rates {
     }
 
     /// Counts a bundle fetch by `requester`.
-    pub(crate) fn fetch(&mut self, requester: &Requester) -> Result<(), Refusal> {
+    pub(crate) fn fetch(&mut self, requester: &Requester, now: u64) -> Result<(), Refusal> {
         let allowed = match requester {
-            Requester::Local(device) => self.fetches_by_device.take(device.clone(), self.limits.fetches_per_device, self.window(), self.ticks),
-            Requester::Remote { app, .. } => self.fetches_by_app.take(app.clone(), self.limits.fetches_per_app, self.window(), self.ticks),
+            Requester::Local(device) => self.fetches_by_device.take(device.clone(), self.limits.fetches_per_device, self.window(), now),
+            Requester::Remote { app, .. } => self.fetches_by_app.take(app.clone(), self.limits.fetches_per_app, self.window(), now),
         };
         match allowed {
             true => Ok(()),
@@ -189,14 +187,14 @@ impl Rates {
 
     /// Whether `requester` may be handed `target`'s one-time prekeys (a user's, one per device)
     /// once more this period; counted if so.
-    pub(crate) fn prekeys(&mut self, requester: &Requester, target: &str) -> bool {
+    pub(crate) fn prekeys(&mut self, requester: &Requester, target: &str, now: u64) -> bool {
         let limits = self.limits;
         let per_app = match requester {
             Requester::Remote { app, .. } => Some((app.clone(), target.to_owned())),
             Requester::Local(_) => None,
         };
         let requester_key = (requester.clone(), target.to_owned());
-        let (period, now) = (limits.prekey_period_ticks.max(1), self.ticks);
+        let period = limits.prekey_period_ticks.max(1);
         if !self.prekeys_by_requester.has_room(&requester_key, limits.prekey_fetches_per_requester, period, now)
             || per_app.as_ref().is_some_and(|key| !self.prekeys_by_app.has_room(key, limits.prekey_fetches_per_app, period, now))
         {
@@ -222,25 +220,24 @@ mod tests {
     fn a_counter_refuses_past_its_limit_and_drains_with_time() {
         let mut rates = Rates::new(RateLimits { window_ticks: 4, registrations_per_source: 2, ..RateLimits::default() });
         let source = Some(IpAddr::from([10, 0, 0, 1]));
-        assert!(rates.registration(source, 0).is_ok());
-        assert!(rates.registration(source, 0).is_ok());
-        assert_eq!(rates.registration(source, 0).unwrap_err().0, ErrorCode::RateLimited);
-        assert!(rates.registration(Some(IpAddr::from([10, 0, 0, 2])), 0).is_ok(), "per source");
-        rates.tick();
-        assert!(rates.registration(source, 0).is_err(), "2 per 4 ticks: not yet");
-        rates.tick();
-        assert!(rates.registration(source, 0).is_ok(), "drained by one");
-        assert!(rates.registration(source, 0).is_err());
-        for _ in 0..8 {
-            rates.tick();
-        }
-        assert!(rates.registration(source, 0).is_ok() && rates.registration(source, 0).is_ok(), "drained whole");
-        assert!(rates.registration(None, 16).is_err(), "per connection");
+        let mut now = 0;
+        assert!(rates.registration(source, 0, now).is_ok());
+        assert!(rates.registration(source, 0, now).is_ok());
+        assert_eq!(rates.registration(source, 0, now).unwrap_err().0, ErrorCode::RateLimited);
+        assert!(rates.registration(Some(IpAddr::from([10, 0, 0, 2])), 0, now).is_ok(), "per source");
+        now += 1;
+        assert!(rates.registration(source, 0, now).is_err(), "2 per 4 ticks: not yet");
+        now += 1;
+        assert!(rates.registration(source, 0, now).is_ok(), "drained by one");
+        assert!(rates.registration(source, 0, now).is_err());
+        now += 8;
+        assert!(rates.registration(source, 0, now).is_ok() && rates.registration(source, 0, now).is_ok(), "drained whole");
+        assert!(rates.registration(None, 16, now).is_err(), "per connection");
         // One IPv6 host, many addresses of its /64: one share.
         let mut rates = Rates::new(RateLimits { registrations_per_source: 2, ..RateLimits::default() });
         let host = |n: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, n, n, n, n]));
-        assert!(rates.registration(host(1), 0).is_ok() && rates.registration(host(2), 0).is_ok());
-        assert!(rates.registration(host(3), 0).is_err());
-        assert!(rates.registration(Some(IpAddr::from([0x2001, 0xdb8, 0, 2, 1, 1, 1, 1])), 0).is_ok(), "another /64");
+        assert!(rates.registration(host(1), 0, now).is_ok() && rates.registration(host(2), 0, now).is_ok());
+        assert!(rates.registration(host(3), 0, now).is_err());
+        assert!(rates.registration(Some(IpAddr::from([0x2001, 0xdb8, 0, 2, 1, 1, 1, 1])), 0, now).is_ok(), "another /64");
     }
 }
