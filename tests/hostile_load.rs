@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use federation::Federation;
-use switchboard_client::{ChatClient, Event, RelayAddress};
+use federation::{Federation, text, texts};
+use switchboard_client::{ChatClient, RelayAddress};
 use switchboard_wire::frame::{FrameDecoder, encode_frame};
 use switchboard_wire::switchboard::{
     Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, ErrorCode, FetchBundles, GroupEnvelope, Register,
-    ServerFrame, Text, client_frame::Body, content, server_frame,
+    ServerFrame, client_frame::Body, server_frame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -85,19 +85,6 @@ fn resident(pid: u32) -> u64 {
     kib.unwrap_or(0) * 1024
 }
 
-fn texts(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Message { content, .. } => match &content.body {
-                Some(content::Body::Text(t)) => Some(t.text.clone()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail_flowing() {
@@ -117,7 +104,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
     // Bob, on Blue, has written to Alice on Green: she is his contact.
     let mut bob = ChatClient::register(federation.relay("blue"), "bob@blue", 1, seeded(1)).await.unwrap();
     let mut alice = ChatClient::register(federation.relay("green"), "alice@green", 1, seeded(2)).await.unwrap();
-    bob.send("alice@green", content::Body::Text(Text { text: "hi".into() })).await.unwrap();
+    bob.send("alice@green", text("hi")).await.unwrap();
 
     // A hoarder on Blue: SILENT devices (four registrations per connection), each with WAITING
     // large envelopes, sent to all of them at once as group messages to itself.
@@ -210,7 +197,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
     // Meanwhile Alice writes to Bob: each message arrives, once.
     let sent: Vec<String> = (0..20).map(|n| format!("from a contact {n}")).collect();
     for line in &sent {
-        alice.send("bob@blue", content::Body::Text(Text { text: line.clone() })).await.unwrap();
+        alice.send("bob@blue", text(line)).await.unwrap();
     }
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);

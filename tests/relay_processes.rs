@@ -8,34 +8,16 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchboard_client::{ChatClient, Event};
+use switchboard_client::ChatClient;
 use switchboard_relay::state::Mutation;
 use switchboard_relay::storage::{RedbStore, Store};
 use switchboard_session::Suite;
-use switchboard_wire::switchboard::{Text, content};
 
 mod federation;
 
-use federation::{APPS, Federation};
+use federation::{APPS, Federation, text, texts};
 const QUIET: Duration = Duration::from_millis(200);
 
-
-fn text(s: &str) -> content::Body {
-    content::Body::Text(Text { text: s.into() })
-}
-
-fn texts(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Message { content: c, .. } => match &c.body {
-                Some(content::Body::Text(t)) => Some(t.text.clone()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
-}
 
 /// Reconnects `client` until its relay answers (it may be restarting).
 async fn reconnect(client: &mut ChatClient) {

@@ -9,7 +9,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use switchboard_client::RelayAddress;
+use switchboard_client::{Event, RelayAddress};
+use switchboard_wire::switchboard::{Text, content};
 
 pub const APPS: [&str; 3] = ["green", "blue", "red"];
 
@@ -112,4 +113,23 @@ impl Drop for Federation {
             let _ = child.wait();
         }
     }
+}
+
+/// A text message's body.
+pub fn text(s: &str) -> content::Body {
+    content::Body::Text(Text { text: s.into() })
+}
+
+/// The texts among `events`, in order.
+pub fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { content: c, .. } => match &c.body {
+                Some(content::Body::Text(t)) => Some(t.text.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
