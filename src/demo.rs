@@ -209,8 +209,8 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     let (_, red) = federation.relay("red").inspect().await.context("relay is running")?;
     let held = red.mailboxes.iter().find(|((user, _), _)| user == "frank@red").map(|(_, m)| m.clone()).unwrap_or_default();
     if print {
-        println!("\nWhile Frank is offline, Red holds {} envelopes for him; the first begins {}…", held.len(),
-            held.values().next().map(|e| hex::encode(&e.content[..e.content.len().min(24)])).unwrap_or_default());
+        let bytes: usize = held.values().map(|e| e.bytes).sum();
+        println!("\nWhile Frank is offline, Red holds {} envelopes for him: {bytes} bytes of ciphertext on its disk.", held.len());
     }
     demo.client("frank@red").reconnect().await?;
     demo.settle().await?;

@@ -62,7 +62,8 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
         let clients = TcpListener::bind(config.client_listen).await.with_context(|| format!("binding {}", config.client_listen))?;
         let federation =
             TcpListener::bind(config.federation_listen).await.with_context(|| format!("binding {}", config.federation_listen))?;
-        let relay = start(config.settings()?, clients, federation, Box::new(store), state).await?;
+        let contents = Box::new(store.contents());
+        let relay = start(config.settings()?, clients, federation, Box::new(store), contents, state).await?;
         println!("relay {} ready: devices {} (TLS) federation {} (mutual TLS)", relay.app, relay.client_address, relay.federation_address);
         tokio::signal::ctrl_c().await?;
         relay.shutdown().await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_client::ChatClient;
 use switchboard_relay::state::Mutation;
-use switchboard_relay::storage::{RedbStore, Store};
+use switchboard_relay::storage::{Contents, RedbStore, Store};
 use switchboard_session::Suite;
 
 mod federation;
@@ -132,8 +132,8 @@ async fn an_offline_device_catches_up_and_a_tampering_relay_is_caught() {
     {
         let (mut store, state) = RedbStore::open(&path).unwrap();
         let (device, mailbox) = state.mailboxes.iter().find(|(_, m)| m.len() == 5).expect("bob's five envelopes");
-        let (seq, envelope) = mailbox.iter().nth(2).unwrap();
-        let mut tampered = envelope.clone();
+        let seq = mailbox.keys().nth(2).unwrap();
+        let [(_, mut tampered)] = store.contents().mail(device, *seq..seq + 1).unwrap().try_into().unwrap();
         let mut content = tampered.content.to_vec();
         let middle = content.len() / 2;
         content[middle] ^= 0x40;
@@ -316,7 +316,8 @@ async fn a_group_message_that_overtakes_its_key_is_read_once_the_key_arrives() {
     {
         let (mut store, state) = RedbStore::open(&federation.database("blue")).unwrap();
         let (device, mailbox) = state.mailboxes.iter().find(|(_, m)| m.len() == 2).expect("the key and the message");
-        let entries: Vec<(u64, _)> = mailbox.iter().map(|(seq, envelope)| (*seq, envelope.clone())).collect();
+        let (first, last) = (mailbox.keys().next().unwrap(), mailbox.keys().next_back().unwrap());
+        let entries = store.contents().mail(device, *first..last + 1).unwrap();
         let swapped = [
             Mutation::PutEnvelope { device: device.clone(), seq: entries[0].0, envelope: entries[1].1.clone() },
             Mutation::PutEnvelope { device: device.clone(), seq: entries[1].0, envelope: entries[0].1.clone() },

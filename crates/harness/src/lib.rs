@@ -18,6 +18,7 @@ use switchboard_client_core::endpoint::{EndpointConfig, Persist, SeenKey, Storag
 use switchboard_client_core::{Endpoint, Event};
 use switchboard_relay_core::{Action, ConnId, RelayCore};
 use switchboard_relay_core::state::StoredState;
+use switchboard_relay_core::storage::{MemoryStore, Store};
 use switchboard_session::ProtocolAddress;
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{ClientFrame, DeviceSnapshot, ServerFrame, client_frame};
@@ -96,7 +97,7 @@ pub struct DeviceNode {
 
 struct RelayNode {
     core: RelayCore,
-    durable: StoredState,
+    durable: MemoryStore,
     next_tick: Duration,
 }
 
@@ -136,8 +137,9 @@ impl Harness {
         };
         for app in apps {
             let peers = apps.iter().map(|a| a.to_string());
-            let core = RelayCore::new(app, peers, StoredState::default(), StdRng::seed_from_u64(seed ^ 0x5eed));
-            harness.relays.insert(app.to_string(), RelayNode { core, durable: StoredState::default(), next_tick: RELAY_TICK });
+            let durable = MemoryStore::default();
+            let core = RelayCore::new(app, peers, StoredState::default(), Box::new(durable.clone()), StdRng::seed_from_u64(seed ^ 0x5eed));
+            harness.relays.insert(app.to_string(), RelayNode { core, durable, next_tick: RELAY_TICK });
         }
         for a in apps {
             for b in apps {
@@ -342,6 +344,7 @@ impl Harness {
                     let more = self.relay(&other).link_frame(their_conn, &frame.encode_to_vec());
                     self.queue.push_back(Step::Relay { app: other, actions: more });
                 }
+                Action::StorageFailed(error) => panic!("a memory store failed: {error}"),
                 Action::Close { conn } => {
                     if let Some(&d) = self.conns.get(&conn) {
                         self.disconnect(d);
@@ -356,9 +359,7 @@ impl Harness {
         let mut any = false;
         for (app, node) in &mut self.relays {
             if let Some(batch) = node.core.take_batch() {
-                for mutation in &batch.mutations {
-                    node.durable.apply(mutation);
-                }
+                node.durable.commit(&batch.mutations).expect("a memory store does not fail");
                 let actions = node.core.committed(batch.id);
                 self.queue.push_back(Step::Relay { app: app.clone(), actions });
                 any = true;
@@ -397,7 +398,7 @@ impl Harness {
                 let now = self.now;
                 let node = self.relays.get_mut(&app).expect("listed");
                 node.next_tick = now + RELAY_TICK;
-                let actions = node.core.tick();
+                let actions = node.core.tick(now.as_secs());
                 self.queue.push_back(Step::Relay { app, actions });
             }
             self.settle();
@@ -437,7 +438,7 @@ impl Harness {
 
     /// Envelopes waiting in relay `app`'s durable mailboxes.
     pub fn mailbox_len(&self, app: &str) -> usize {
-        self.relays[app].durable.mailboxes.values().map(|m| m.len()).sum()
+        self.relays[app].durable.state().mailboxes.values().map(|m| m.len()).sum()
     }
 
     /// A frame straight to device `d`, as if its relay had sent it.

@@ -5,15 +5,15 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use switchboard_wire::frame::MAX_FRAME_LEN;
 use switchboard_wire::switchboard::{
-    Acknowledge, Authenticate, Blob, ClientFrame, DeviceAddress, DeviceBundle, Done, Envelope, ErrorCode, FetchBlob, FetchBundles,
-    GroupEnvelope, Register, Registered, ServerFrame, UploadBlob, UploadBundles, client_frame::Body, federation_frame,
+    Acknowledge, Authenticate, ClientFrame, DeviceAddress, DeviceBundle, Done, Envelope, ErrorCode, FetchBundles,
+    GroupEnvelope, Register, Registered, ServerFrame, UploadBundles, client_frame::Body, federation_frame,
     server_frame,
 };
 use switchboard_wire::decode;
 
 use super::rates::Requester;
 use super::{
-    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_ACCOUNTS, MAX_BLOB_BYTES, MAX_BLOB_LEN, MAX_BLOBS, MAX_BUNDLES_PER_DEVICE,
+    Action, ConnId, Deferred, ENVELOPE_ID_LEN, MAX_ACCOUNTS, MAX_BUNDLES_PER_DEVICE,
     MAX_ENVELOPE_CONTENT, RelayCore, app_of, device_key, failure,
 };
 use crate::state::{DeviceKey, Mutation};
@@ -223,7 +223,7 @@ impl RelayCore {
 
     /// Sends a client's request to `app`'s relay; its answer (about `subject` only) goes back to
     /// the client under the client's request id.
-    fn ask_app(&mut self, conn: ConnId, request_id: u64, app: String, subject: String, body: federation_frame::Body) -> Vec<Action> {
+    pub(super) fn ask_app(&mut self, conn: ConnId, request_id: u64, app: String, subject: String, body: federation_frame::Body) -> Vec<Action> {
         if !self.peers.contains(&app) {
             return vec![failure(conn, request_id, ErrorCode::UnknownRecipient, "no such app")];
         }
@@ -322,55 +322,19 @@ impl RelayCore {
         Ok(())
     }
 
-    fn upload_blob(&mut self, conn: ConnId, request_id: u64, upload: UploadBlob) -> Result<(), Refusal> {
-        if upload.blob.len() > MAX_BLOB_LEN {
-            return Err((ErrorCode::TooLarge, "blob over 768 KiB"));
-        }
-        if self.state.blobs.len() >= MAX_BLOBS || self.blob_bytes + upload.blob.len() > MAX_BLOB_BYTES {
-            return Err((ErrorCode::Unavailable, "this relay keeps no more blobs"));
-        }
-        self.blob_bytes += upload.blob.len();
-        let mut id = [0u8; 16];
-        self.rng.fill_bytes(&mut id);
-        let blob_id = format!("{}@{}", hex(&id), self.app);
-        self.mutate(Mutation::PutBlob { id: blob_id.clone(), blob: upload.blob });
-        let stored = Blob { blob_id, blob: Vec::new() };
-        self.deferred.push(Deferred::Client(conn, ServerFrame { request_id, body: Some(server_frame::Body::Blob(stored)) }));
-        Ok(())
-    }
-
-    fn fetch_blob(&mut self, conn: ConnId, request_id: u64, fetch: FetchBlob) -> Vec<Action> {
-        let Some(app) = app_of(&fetch.blob_id).map(str::to_owned) else {
-            return vec![failure(conn, request_id, ErrorCode::Malformed, "a blob id is hex@app")];
-        };
-        if app == self.app {
-            let Some(blob) = self.state.blobs.get(&fetch.blob_id).cloned() else {
-                return vec![failure(conn, request_id, ErrorCode::UnknownRecipient, "no such blob")];
-            };
-            let frame = ServerFrame { request_id, body: Some(server_frame::Body::Blob(Blob { blob_id: fetch.blob_id, blob })) };
-            return vec![Action::ToClient { conn, frame }];
-        }
-        let subject = fetch.blob_id.clone();
-        self.ask_app(conn, request_id, app, subject, federation_frame::Body::FetchBlob(fetch))
-    }
-
     fn acknowledge(&mut self, device: &DeviceKey, ack: Acknowledge) {
         for envelope in ack.envelopes {
-            let key = super::mail_key(envelope.sender.as_ref(), &envelope.id);
+            let key = crate::state::mail_key(envelope.sender.as_ref(), &envelope.id);
             let Some(seq) = self.mailbox_index.get_mut(device).and_then(|ids| ids.remove(&key)) else { continue };
             self.release(device, seq);
             self.delivered(device, seq);
-            let bytes = self.state.mailboxes.get(device).and_then(|mailbox| mailbox.get(&seq)).map_or(0, |e| e.content.len());
+            let bytes = self.state.mailboxes.get(device).and_then(|mailbox| mailbox.get(&seq)).map_or(0, |e| e.bytes);
             if let Some(held) = self.mailbox_bytes.get_mut(device) {
                 *held = held.saturating_sub(bytes);
             }
             self.mutate(Mutation::DeleteEnvelope { device: device.clone(), seq });
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What every envelope from a device must satisfy.

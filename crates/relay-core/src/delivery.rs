@@ -10,7 +10,8 @@
 //! that the envelope which releases them is never stuck behind them.
 //!
 //! Only envelopes whose batch is durable are handed over: a delivery never runs ahead of what a
-//! crash would keep.
+//! crash would keep. They are read back from the store ([`crate::storage::Contents`]) as the
+//! window opens: the core never holds a mailbox's contents.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -60,24 +61,42 @@ impl RelayCore {
         }
     }
 
-    /// Hands `device`, if online, what its window has room for.
+    /// Hands `device`, if online, what its window has room for: chosen from what the core knows
+    /// of its mailbox, then read back from the store in one range.
     pub(super) fn pump(&mut self, device: &DeviceKey) -> Vec<Action> {
         let (Some(delivering), Some(mailbox)) = (self.deliveries.get_mut(device), self.state.mailboxes.get(device)) else {
             return Vec::new();
         };
-        let mut actions = Vec::new();
-        for (seq, envelope) in mailbox.range(delivering.cursor + 1..self.durable_seq) {
-            let bytes = envelope.content.len();
-            if delivering.in_flight.len() >= DELIVERY_WINDOW
-                || (!delivering.in_flight.is_empty() && delivering.bytes + bytes > DELIVERY_WINDOW_BYTES)
-            {
+        let mut chosen = BTreeMap::new();
+        let mut bytes = delivering.bytes;
+        for (seq, entry) in mailbox.range(delivering.cursor + 1..self.durable_seq) {
+            let in_flight = delivering.in_flight.len() + chosen.len();
+            if in_flight >= DELIVERY_WINDOW || (in_flight > 0 && bytes + entry.bytes > DELIVERY_WINDOW_BYTES) {
                 break;
             }
-            delivering.cursor = *seq;
-            delivering.in_flight.insert(*seq, bytes);
-            delivering.bytes += bytes;
-            actions.push(deliver(delivering.conn, envelope.clone()));
+            chosen.insert(*seq, entry.bytes);
+            bytes += entry.bytes;
         }
+        let (Some((&first, _)), Some((&last, _))) = (chosen.first_key_value(), chosen.last_key_value()) else {
+            return Vec::new();
+        };
+        // The range may also hold envelopes acknowledged since and not yet deleted on disk: those
+        // are not in the index, and are not handed over again.
+        let read = match self.contents.mail(device, first..last + 1) {
+            Ok(read) => read,
+            Err(error) => return vec![Action::StorageFailed(error.to_string())],
+        };
+        let mut actions = Vec::with_capacity(chosen.len());
+        for (seq, envelope) in read {
+            let Some(bytes) = chosen.remove(&seq) else { continue };
+            delivering.in_flight.insert(seq, bytes);
+            delivering.bytes += bytes;
+            actions.push(deliver(delivering.conn, envelope));
+        }
+        if !chosen.is_empty() {
+            return vec![Action::StorageFailed(format!("{} durable envelopes of a mailbox are missing from the store", chosen.len()))];
+        }
+        delivering.cursor = last;
         actions
     }
 }

@@ -134,12 +134,13 @@ impl RelayCore {
                     None => refuse(ErrorCode::UnknownRecipient, "no such user, or no bundles"),
                 }
             }
-            Some(Body::FetchBlob(fetch)) => match self.state.blobs.get(&fetch.blob_id) {
-                Some(blob) => {
-                    let blob = Blob { blob_id: fetch.blob_id, blob: blob.clone() };
+            Some(Body::FetchBlob(fetch)) => match self.read_blob(&fetch.blob_id) {
+                Ok(Some(blob)) => {
+                    let blob = Blob { blob_id: fetch.blob_id, blob };
                     vec![Action::ToLink { conn, frame: FederationFrame { request_id, body: Some(Body::Blob(blob)) } }]
                 }
-                None => refuse(ErrorCode::UnknownRecipient, "no such blob"),
+                Ok(None) => refuse(ErrorCode::UnknownRecipient, "no such blob"),
+                Err(stop) => vec![stop],
             },
             Some(request) if super::hub::group_of(&request).is_some() => {
                 if super::hub::group_of(&request).and_then(app_of) != Some(self.app.as_str()) {

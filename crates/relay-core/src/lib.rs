@@ -9,8 +9,9 @@
 //! the simulator in `switchboard-sim` are two such drivers.
 //!
 //! - [`RelayCore`]: the protocol logic.
-//! - [`state`]: what is kept on disk, as mutations.
-//! - [`storage`]: the [`storage::Store`] a driver commits those mutations to, and an in-memory one
+//! - [`state`]: what is kept on disk, as mutations, and what of it the core holds in memory.
+//! - [`storage`]: the [`storage::Store`] a driver commits those mutations to, the
+//!   [`storage::Contents`] the core reads mail and blobs back from, and an in-memory store for both
 //!   (the redb store lives in the driver).
 //!
 //! # The protocol logic
@@ -23,7 +24,8 @@
 //! every delivery of a new envelope is held back until the driver reports the batch committed.
 //! The driver commits one batch at a time, so whatever arrives during a commit goes into the next
 //! one: group commit. When a device authenticates, its mailbox is handed over in a window of
-//! durable envelopes, more as it acknowledges (see [`DELIVERY_WINDOW`]). When a link to another app
+//! durable envelopes read back from the store, more as it acknowledges (see [`DELIVERY_WINDOW`]):
+//! the core holds what each mailbox has (sender, id, size), never its contents. When a link to another app
 //! comes up, everything waiting for it is sent at once, committed or not: an envelope lost in a
 //! crash before its commit was never acknowledged to its sender, who sends it again, so this can
 //! duplicate (which the receiving side drops by sender and id) but never lose.
@@ -31,6 +33,7 @@
 pub mod state;
 pub mod storage;
 
+mod blobs;
 mod client;
 mod delivery;
 mod federation;
@@ -49,7 +52,8 @@ use switchboard_wire::switchboard::{
     DeviceAddress, Envelope, ErrorCode, Failure, FederationFrame, ServerFrame, federation_frame, server_frame,
 };
 
-use crate::state::{DeviceKey, Mutation, StoredState};
+use crate::state::{DeviceKey, MailKey, Mutation, StoredState};
+use crate::storage::Contents;
 
 pub use delivery::{DELIVERY_WINDOW, DELIVERY_WINDOW_BYTES};
 pub use rates::{MAX_RATE_ENTRIES, RateLimits};
@@ -100,6 +104,8 @@ pub const MAX_BLOB_LEN: usize = 768 * 1024;
 pub const MAX_BLOBS: usize = 100_000;
 /// Bytes of blobs one relay keeps at most.
 pub const MAX_BLOB_BYTES: usize = 4 * 1024 * 1024 * 1024;
+/// How long a blob is kept after it was stored: its recipients fetch it long before, or never.
+pub const BLOB_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 60 * 60);
 /// Device accounts one relay keeps at most.
 pub const MAX_ACCOUNTS: usize = 1_000_000;
 /// Bytes one group envelope may make a relay store (content × local recipients): a single frame
@@ -125,6 +131,9 @@ pub enum Action {
     ToLink { conn: ConnId, frame: FederationFrame },
     /// Close a connection (a misbehaving client, or one replaced by a newer one).
     Close { conn: ConnId },
+    /// The store could not be read (what it says is in the string): the relay cannot hand over
+    /// what it promised to keep, and must stop.
+    StorageFailed(String),
 }
 
 /// A batch of mutations to commit atomically, then report with [`RelayCore::committed`].
@@ -167,6 +176,8 @@ pub struct Metrics {
     pub envelopes_stored: u64,
     /// Batches committed.
     pub batches: u64,
+    /// Blobs deleted after [`BLOB_LIFETIME`].
+    pub blobs_expired: u64,
 }
 
 /// One app's relay.
@@ -174,7 +185,9 @@ pub struct RelayCore {
     app: String,
     peers: BTreeSet<String>,
     state: StoredState,
-    /// One entry per account: its mailbox as envelope key (sender and id, see [`mail_key`]) →
+    /// Where the contents of mailboxes and blobs are read back from.
+    contents: Box<dyn Contents>,
+    /// One entry per account: its mailbox as envelope key (sender and id, see [`state::mail_key`]) →
     /// sequence number. One lookup answers whether a device exists, how full its mailbox is,
     /// which envelope an acknowledgement names, and whether an envelope is a duplicate.
     mailbox_index: HashMap<DeviceKey, HashMap<MailKey, u64>>,
@@ -182,6 +195,8 @@ pub struct RelayCore {
     mailbox_bytes: HashMap<DeviceKey, usize>,
     /// Bytes of all blobs held.
     blob_bytes: usize,
+    /// Every blob by the time it was stored, oldest first: the next to expire.
+    blob_times: BTreeSet<(u64, String)>,
     /// How full the outboxes are, by app and by sender.
     outbox_usage: outbox::OutboxUsage,
     /// Per mailbox, the envelopes it holds from strangers.
@@ -211,6 +226,8 @@ pub struct RelayCore {
     retry: std::collections::BTreeMap<(String, u64), (u64, u32)>,
     /// Ticks since the relay started: the clock of retries and rate limits.
     ticks: u64,
+    /// Seconds since the Unix epoch, as the last tick said: the clock of blob expiry.
+    clock: u64,
     /// The batch being committed: its id, what waits for it, and the sequence number below
     /// which everything is durable once it is.
     committing: Option<(u64, Vec<Deferred>, u64)>,
@@ -219,15 +236,17 @@ pub struct RelayCore {
 }
 
 impl RelayCore {
-    /// A relay for `app` that federates with `peers`, restored from `state` (empty for a new one).
-    /// `rng` makes the credentials and blob ids it issues: seed it from the operating system
-    /// outside tests and simulations.
-    pub fn new(app: &str, peers: impl IntoIterator<Item = String>, state: StoredState, rng: StdRng) -> Self {
+    /// A relay for `app` that federates with `peers`, restored from `state` (empty for a new one)
+    /// and reading the contents of its mailboxes and blobs from `contents` (the store `state` was
+    /// loaded from). `rng` makes the credentials and blob ids it issues: seed it from the
+    /// operating system outside tests and simulations. Give it the time with [`Self::tick`] before
+    /// anything else.
+    pub fn new(app: &str, peers: impl IntoIterator<Item = String>, state: StoredState, contents: Box<dyn Contents>, rng: StdRng) -> Self {
         let mut mailbox_index: HashMap<DeviceKey, HashMap<MailKey, u64>> =
             state.accounts.keys().map(|device| (device.clone(), HashMap::new())).collect();
         for (device, mailbox) in &state.mailboxes {
             if let Some(ids) = mailbox_index.get_mut(device) {
-                ids.extend(mailbox.iter().map(|(seq, envelope)| (mail_key(envelope.sender.as_ref(), &envelope.id), *seq)));
+                ids.extend(mailbox.iter().map(|(seq, entry)| (entry.key, *seq)));
             }
         }
         RelayCore {
@@ -236,10 +255,12 @@ impl RelayCore {
             next_seq: state.next_seq(),
             durable_seq: state.next_seq(),
             strangers: strangers::count(&state),
-            blob_bytes: state.blobs.values().map(Vec::len).sum(),
+            blob_bytes: state.blobs.values().map(|blob| blob.bytes).sum(),
+            blob_times: state.blobs.iter().map(|(id, blob)| (blob.stored_at, id.clone())).collect(),
             outbox_usage: outbox::OutboxUsage::count(&state),
-            mailbox_bytes: state.mailboxes.iter().map(|(device, mailbox)| (device.clone(), mailbox.values().map(|e| e.content.len()).sum())).collect(),
+            mailbox_bytes: state.mailboxes.iter().map(|(device, mailbox)| (device.clone(), mailbox.values().map(|e| e.bytes).sum())).collect(),
             state,
+            contents,
             mailbox_index,
             rng,
             clients: HashMap::new(),
@@ -255,6 +276,7 @@ impl RelayCore {
             deferred: Vec::new(),
             retry: Default::default(),
             ticks: 0,
+            clock: 0,
             committing: None,
             next_batch: 1,
             metrics: Metrics::default(),
@@ -388,12 +410,16 @@ impl RelayCore {
         actions
     }
 
-    /// Called by the driver every [`RETRY_INTERVAL`]: sends again what another app refused for
-    /// now (a full mailbox there, or a relay it could not reach) once its wait is over. The wait
-    /// doubles with each refusal in a row, up to [`MAX_RETRY_TICKS`].
-    pub fn tick(&mut self) -> Vec<Action> {
+    /// Called by the driver as the relay starts and then every [`RETRY_INTERVAL`], with the time
+    /// (`now`, seconds since the Unix epoch): sends again what another app refused for now (a
+    /// full mailbox there, or a relay it could not reach) once its wait is over — the wait
+    /// doubles with each refusal in a row, up to [`MAX_RETRY_TICKS`] — and deletes the blobs
+    /// stored [`BLOB_LIFETIME`] ago.
+    pub fn tick(&mut self, now: u64) -> Vec<Action> {
         self.ticks += 1;
+        self.clock = now;
         self.rates.tick(self.ticks);
+        self.expire_blobs();
         let outboxes = &self.state.outboxes;
         self.retry.retain(|(app, seq), _| outboxes.get(app).is_some_and(|outbox| outbox.contains_key(seq)));
         let mut due = Vec::new();
@@ -467,16 +493,6 @@ pub fn app_of(user: &str) -> Option<&str> {
 /// Every device key of `user`, as a range of an ordered map.
 fn devices_of(user: &str) -> std::ops::RangeInclusive<DeviceKey> {
     (user.to_owned(), 0)..=(user.to_owned(), u32::MAX)
-}
-
-/// What names an envelope in a mailbox: its sender and the id its sender gave it
-/// ([`switchboard_wire::envelope::envelope_key`]). Ids alone would let one sender's envelope pass
-/// for a duplicate of another's.
-type MailKey = [u8; switchboard_wire::envelope::ENVELOPE_KEY_LEN];
-
-fn mail_key(sender: Option<&DeviceAddress>, id: &[u8]) -> MailKey {
-    let (name, device_id) = sender.map_or(("", 0), |sender| (sender.name.as_str(), sender.device_id));
-    switchboard_wire::envelope::envelope_key(name, device_id, id)
 }
 
 fn device_key(address: &DeviceAddress) -> DeviceKey {

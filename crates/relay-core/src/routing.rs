@@ -122,7 +122,7 @@ impl RelayCore {
     /// sender and envelope id) and delivers it when durable.
     fn store_local(&mut self, device: DeviceKey, envelope: Envelope) {
         let Some(ids) = self.mailbox_index.get_mut(&device) else { return };
-        let key = super::mail_key(envelope.sender.as_ref(), &envelope.id);
+        let key = crate::state::mail_key(envelope.sender.as_ref(), &envelope.id);
         if ids.contains_key(&key) {
             // The same sender's envelope again (a retry): stored once, acknowledged again.
             return;

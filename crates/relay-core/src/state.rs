@@ -1,13 +1,61 @@
 //! What a relay keeps on disk, as the mutations that change it and the state they add up to.
 //! The core emits mutations; a store applies them atomically in batches; on restart the stored
 //! state is loaded back into a fresh core. Only what a committed batch wrote survives a crash.
+//!
+//! [`StoredState`] is what the core keeps in memory of it: everything but the contents of
+//! mailboxes and blobs, which stay on disk and are read back ([`crate::storage::Contents`]) when
+//! they are handed over. Of an envelope it keeps a [`MailEntry`], of a blob a [`BlobEntry`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use switchboard_wire::switchboard::{Envelope, FederationFrame, PreKeyBundle};
+use switchboard_wire::switchboard::{DeviceAddress, Envelope, FederationFrame, PreKeyBundle};
 
 /// A device on this relay's app: `user@app` and device id.
 pub type DeviceKey = (String, u32);
+
+/// What names an envelope in a mailbox: its sender and the id its sender gave it
+/// ([`switchboard_wire::envelope::envelope_key`]). Ids alone would let one sender's envelope pass
+/// for a duplicate of another's.
+pub type MailKey = [u8; switchboard_wire::envelope::ENVELOPE_KEY_LEN];
+
+/// The [`MailKey`] of the envelope `id` from `sender`.
+pub fn mail_key(sender: Option<&DeviceAddress>, id: &[u8]) -> MailKey {
+    let (name, device_id) = sender.map_or(("", 0), |sender| (sender.name.as_str(), sender.device_id));
+    switchboard_wire::envelope::envelope_key(name, device_id, id)
+}
+
+/// What the relay keeps in memory of an envelope in a mailbox; its content stays on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailEntry {
+    pub key: MailKey,
+    /// The user it is from ("" if it names none): one-to-one mail is counted by sender against
+    /// the stranger allowance.
+    pub sender: String,
+    /// Bytes of content.
+    pub bytes: usize,
+    /// Whether it is a group message (which the stranger allowance does not cover).
+    pub group: bool,
+}
+
+impl MailEntry {
+    pub fn of(envelope: &Envelope) -> MailEntry {
+        MailEntry {
+            key: mail_key(envelope.sender.as_ref(), &envelope.id),
+            sender: envelope.sender.as_ref().map_or_else(String::new, |sender| sender.name.clone()),
+            bytes: envelope.content.len(),
+            group: !envelope.group_id.is_empty(),
+        }
+    }
+}
+
+/// What the relay keeps in memory of a blob; the blob itself stays on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobEntry {
+    pub bytes: usize,
+    /// When it was stored, in seconds since the Unix epoch (by the clock [`crate::RelayCore::tick`]
+    /// is given): it is deleted [`crate::BLOB_LIFETIME`] later.
+    pub stored_at: u64,
+}
 
 /// One change to durable state.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,8 +71,11 @@ pub enum Mutation {
     /// A frame waiting to be accepted by another app's relay.
     PutOutbound { app: String, seq: u64, frame: FederationFrame },
     DeleteOutbound { app: String, seq: u64 },
-    /// An encrypted attachment, kept for anyone who has its id.
-    PutBlob { id: String, blob: Vec<u8> },
+    /// An encrypted attachment, kept for anyone who has its id; stored at `stored_at` (seconds
+    /// since the Unix epoch).
+    PutBlob { id: String, blob: Vec<u8>, stored_at: u64 },
+    /// A blob expired.
+    DeleteBlob { id: String },
     /// The head of a group this relay is the hub of (replacing the one before).
     PutGroupHead { group: String, head: Head },
     /// `user` (of this app) sent something to `contact`: mail from `contact` is a contact's.
@@ -44,7 +95,7 @@ pub struct Head {
     pub recent_hashes: Vec<[u8; 32]>,
 }
 
-/// Everything a relay has on disk.
+/// Everything a relay has on disk, but for the contents of mailboxes and blobs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StoredState {
     /// Ordered, so a user's devices are one range.
@@ -52,9 +103,10 @@ pub struct StoredState {
     pub bundles: BTreeMap<DeviceKey, Vec<PreKeyBundle>>,
     /// Per device, how few one-time prekeys left it is told of (absent: never).
     pub prekey_marks: BTreeMap<DeviceKey, u32>,
-    pub mailboxes: HashMap<DeviceKey, BTreeMap<u64, Envelope>>,
+    /// Per device, its envelopes by sequence number.
+    pub mailboxes: HashMap<DeviceKey, BTreeMap<u64, MailEntry>>,
     pub outboxes: HashMap<String, BTreeMap<u64, FederationFrame>>,
-    pub blobs: HashMap<String, Vec<u8>>,
+    pub blobs: HashMap<String, BlobEntry>,
     /// The groups this relay is the hub of, by id.
     pub group_heads: HashMap<String, Head>,
     /// Per user of this app, the users it has sent something to.
@@ -80,7 +132,7 @@ impl StoredState {
                     Some(mailbox) => mailbox,
                     None => self.mailboxes.entry(device.clone()).or_default(),
                 };
-                mailbox.insert(*seq, envelope.clone());
+                mailbox.insert(*seq, MailEntry::of(envelope));
             }
             Mutation::DeleteEnvelope { device, seq } => {
                 if let Some(mailbox) = self.mailboxes.get_mut(device) {
@@ -95,8 +147,11 @@ impl StoredState {
                     outbox.remove(seq);
                 }
             }
-            Mutation::PutBlob { id, blob } => {
-                self.blobs.insert(id.clone(), blob.clone());
+            Mutation::PutBlob { id, blob, stored_at } => {
+                self.blobs.insert(id.clone(), BlobEntry { bytes: blob.len(), stored_at: *stored_at });
+            }
+            Mutation::DeleteBlob { id } => {
+                self.blobs.remove(id);
             }
             Mutation::PutGroupHead { group, head } => {
                 self.group_heads.insert(group.clone(), head.clone());

@@ -79,10 +79,9 @@ fn is_stranger(state: &StoredState, device: &DeviceKey, sender: &str) -> bool {
 pub(super) fn count(state: &StoredState) -> HashMap<DeviceKey, StrangerMail> {
     let mut strangers: HashMap<DeviceKey, StrangerMail> = HashMap::new();
     for (device, mailbox) in &state.mailboxes {
-        for (seq, envelope) in mailbox.iter().filter(|(_, envelope)| envelope.group_id.is_empty()) {
-            let sender = envelope.sender.as_ref().map_or("", |sender| sender.name.as_str());
-            if is_stranger(state, device, sender) {
-                strangers.entry(device.clone()).or_default().hold(*seq, sender, envelope.content.len());
+        for (seq, entry) in mailbox.iter().filter(|(_, entry)| !entry.group) {
+            if is_stranger(state, device, &entry.sender) {
+                strangers.entry(device.clone()).or_default().hold(*seq, &entry.sender, entry.bytes);
             }
         }
     }

@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 
 use switchboard_relay_core::{Action, ConnId, RateLimits, RelayCore};
 use switchboard_relay_core::state::StoredState;
+use switchboard_relay_core::storage::{MemoryStore, Store};
 use switchboard_wire::Message;
 use switchboard_wire::address::{MAX_USER_LEN, UserAddress};
 use switchboard_wire::switchboard::{
@@ -17,7 +18,7 @@ const APPS: [&str; 3] = ["green", "blue", "red"];
 /// Three cores, their committed (durable) state, links between every pair, and client inboxes.
 struct Net {
     cores: HashMap<String, RelayCore>,
-    durable: HashMap<String, StoredState>,
+    durable: HashMap<String, MemoryStore>,
     /// (app, conn) → (other app, its conn) for federation links.
     links: HashMap<(String, ConnId), (String, ConnId)>,
     inbox: HashMap<(String, ConnId), Vec<ServerFrame>>,
@@ -51,17 +52,24 @@ impl Net {
             next_conn: 1000,
         };
         for app in APPS {
-            net.start(app, StoredState::default());
+            net.durable.insert(app.into(), MemoryStore::default());
+            net.start(app);
         }
         net.connect_all();
         net
     }
 
-    fn start(&mut self, app: &str, state: StoredState) {
+    /// Starts `app`'s core from what is on its disk (a restart, if it ran before).
+    fn start(&mut self, app: &str) {
         let peers = APPS.iter().map(|a| a.to_string());
-        self.durable.insert(app.into(), state.clone());
-        let core = RelayCore::new(app, peers, state, rand::SeedableRng::seed_from_u64(7)).with_rate_limits(self.limits);
+        let store = self.durable[app].clone();
+        let core = RelayCore::new(app, peers, store.state(), Box::new(store), rand::SeedableRng::seed_from_u64(7)).with_rate_limits(self.limits);
         self.cores.insert(app.into(), core);
+    }
+
+    /// What `app` has on disk.
+    fn disk(&self, app: &str) -> StoredState {
+        self.durable[app].state()
     }
 
     fn connect_all(&mut self) {
@@ -99,6 +107,7 @@ impl Net {
                 match action {
                     Action::ToClient { conn, frame } => self.inbox.entry((from, conn)).or_default().push(frame),
                     Action::Close { conn } => self.closed.push((from, conn)),
+                    Action::StorageFailed(error) => panic!("a memory store failed: {error}"),
                     Action::ToLink { conn, frame } => {
                         let (to, their_conn) = self.links[&(from, conn)].clone();
                         let more = self.cores.get_mut(&to).unwrap().link_frame(their_conn, &frame.encode_to_vec());
@@ -109,10 +118,7 @@ impl Net {
             let mut progressed = false;
             for app in APPS {
                 if let Some(batch) = self.cores.get_mut(app).unwrap().take_batch() {
-                    let durable = self.durable.get_mut(app).unwrap();
-                    for mutation in &batch.mutations {
-                        durable.apply(mutation);
-                    }
+                    self.durable.get_mut(app).unwrap().commit(&batch.mutations).unwrap();
                     let released = self.cores.get_mut(app).unwrap().committed(batch.id);
                     queue.extend(released.into_iter().map(|a| (app.to_owned(), a)));
                     progressed = true;
@@ -214,10 +220,10 @@ fn a_message_to_another_app_is_stored_there_delivered_and_deleted_on_acknowledge
     let delivered = net.deliveries(&blue, bob);
     assert_eq!(delivered, vec![envelope(1, "alice@green", "bob@blue")]);
     // Stored on blue's disk until Bob acknowledges; green's outbox is empty (blue acknowledged).
-    assert_eq!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].len(), 1);
-    assert!(net.durable["green"].outboxes.values().all(|o| o.is_empty()));
+    assert_eq!(net.disk("blue").mailboxes[&("bob@blue".into(), 1)].len(), 1);
+    assert!(net.disk("green").outboxes.values().all(|o| o.is_empty()));
     net.send_raw(&blue, bob, &ack(11, "alice@green", 1));
-    assert!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].is_empty());
+    assert!(net.disk("blue").mailboxes[&("bob@blue".into(), 1)].is_empty());
 }
 
 #[test]
@@ -247,8 +253,7 @@ fn an_offline_device_gets_its_mail_when_it_authenticates_and_after_a_relay_resta
         assert!(is_done(&net.request("green", alice, 20 + id as u64, Body::Send(envelope(id, "alice@green", "bob@blue")))));
     }
     // Blue restarts from what is on its disk.
-    let durable = net.durable["blue"].clone();
-    net.start("blue", durable);
+    net.start("blue");
     net.connect_all();
     let conn = net.client(&blue);
     let auth = Authenticate { user: "bob@blue".into(), device_id: 1, credential };
@@ -270,13 +275,12 @@ fn an_outbox_survives_a_broken_link_and_a_restart() {
     }
     assert!(is_done(&net.request("green", alice, 30, Body::Send(envelope(9, "alice@green", "bob@blue")))));
     assert!(net.deliveries(&blue, bob).is_empty());
-    assert_eq!(net.durable["green"].outboxes["blue"].len(), 1);
+    assert_eq!(net.disk("green").outboxes["blue"].len(), 1);
     // Green restarts; the link comes back; the envelope goes through exactly once.
-    let durable = net.durable["green"].clone();
-    net.start("green", durable);
+    net.start("green");
     net.link("green", "blue");
     assert_eq!(net.deliveries(&blue, bob).len(), 1);
-    assert!(net.durable["green"].outboxes["blue"].is_empty());
+    assert!(net.disk("green").outboxes["blue"].is_empty());
 }
 
 #[test]
@@ -390,7 +394,7 @@ fn a_remote_refusal_of_a_fetch_reaches_the_client_and_touches_no_outbox() {
     assert_eq!(code(&net.request(&green, alice, 51, Body::FetchBlob(blob))), Some(ErrorCode::UnknownRecipient));
     // Sending still works and green's outboxes are empty, nothing deleted by mistake.
     assert!(is_done(&net.request(&green, alice, 52, Body::Send(envelope(3, "alice@green", "bob@blue")))));
-    assert!(net.durable["green"].outboxes.values().all(|o| o.is_empty()));
+    assert!(net.disk("green").outboxes.values().all(|o| o.is_empty()));
 }
 
 #[test]
@@ -698,8 +702,8 @@ fn a_hub_orders_one_change_per_epoch_signed_by_the_order_key_of_the_state_before
     assert_eq!(head(&net.request(&green, alice, 20, fetch("g@blue", Some(0)))), (0, s0));
     assert_eq!(head(&net.request(&green, alice, 21, fetch("g@blue", Some(1)))), (1, s1));
     assert_eq!(head(&net.request(&green, alice, 22, fetch("g@blue", Some(7)))), (1, s1));
-    assert_eq!(net.durable["blue"].group_heads["g@blue"].state_hash, s1);
-    assert!(net.durable["green"].group_heads.is_empty());
+    assert_eq!(net.disk("blue").group_heads["g@blue"].state_hash, s1);
+    assert!(net.disk("green").group_heads.is_empty());
 }
 
 #[test]
@@ -715,11 +719,8 @@ fn a_hub_answers_an_order_only_once_it_is_durable_and_keeps_it_across_a_restart(
     assert!(batch.mutations.iter().any(|m| matches!(m, switchboard_relay_core::state::Mutation::PutGroupHead { .. })));
     let released = core.committed(batch.id);
     assert!(released.iter().any(|a| matches!(a, Action::ToClient { frame, .. } if head(frame) == (0, s0))));
-    for mutation in &batch.mutations {
-        net.durable.get_mut("blue").unwrap().apply(mutation);
-    }
-    let durable = net.durable["blue"].clone();
-    net.start("blue", durable);
+    net.durable.get_mut("blue").unwrap().commit(&batch.mutations).unwrap();
+    net.start("blue");
     net.connect_all();
     let (_, carol, _) = net.device("carol@blue");
     let fetch = Body::FetchHead(switchboard_wire::switchboard::FetchHead { group_id: "g@blue".into(), epoch: None });
@@ -747,7 +748,7 @@ fn a_hub_keeps_the_states_before_its_head_up_to_its_limit() {
     let oldest_kept = last - MAX_HEAD_HISTORY as u64;
     assert_eq!(head(&net.request(&blue, bob, 1000, fetch(oldest_kept))), (oldest_kept, state(oldest_kept)));
     assert_eq!(head(&net.request(&blue, bob, 1001, fetch(oldest_kept - 1))), (last, state(last)), "forgotten: the head");
-    assert_eq!(net.durable["blue"].group_heads["g@blue"].recent_hashes.len(), MAX_HEAD_HISTORY);
+    assert_eq!(net.disk("blue").group_heads["g@blue"].recent_hashes.len(), MAX_HEAD_HISTORY);
 }
 
 #[test]
@@ -772,14 +773,14 @@ fn an_envelope_id_names_an_envelope_only_with_its_sender() {
     assert_eq!(senders, ["mallory@red", "alice@green"]);
     // Alice's own retry is one envelope, stored once.
     assert!(is_done(&net.request(&green, alice, 12, Body::SendGroup(group))));
-    assert_eq!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].len(), 2);
+    assert_eq!(net.disk("blue").mailboxes[&("bob@blue".into(), 1)].len(), 2);
     // Bob's acknowledgement of Mallory's leaves Alice's until he acknowledges hers.
     net.send_raw(&blue, bob, &ack(13, "mallory@red", 9));
     let left: Vec<String> =
-        net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].values().map(|e| e.sender.clone().unwrap().name).collect();
+        net.disk("blue").mailboxes[&("bob@blue".into(), 1)].values().map(|e| e.sender.clone()).collect();
     assert_eq!(left, ["alice@green"]);
     net.send_raw(&blue, bob, &ack(14, "alice@green", 9));
-    assert!(net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].is_empty());
+    assert!(net.disk("blue").mailboxes[&("bob@blue".into(), 1)].is_empty());
 }
 
 /// Relay `from` hands `to` a group frame on the link it dialed; `to`'s refusal, if it refused.
@@ -856,7 +857,7 @@ fn a_flood_from_strangers_never_keeps_a_contacts_mail_out() {
         let (_, conn, _) = net.device(&user);
         flood(&mut net, &green, conn, &user, STRANGER_ALLOWANCE_PER_SENDER, 200_000 + 1000 * i as u64);
     }
-    let held = net.durable["blue"].mailboxes[&("bob@blue".into(), 1)].len();
+    let held = net.disk("blue").mailboxes[&("bob@blue".into(), 1)].len();
     assert_eq!(held, STRANGER_ALLOWANCE_PER_MAILBOX);
     // Alice's message gets in, once.
     assert!(is_done(&net.request(&green, alice, 20, Body::Send(envelope(7, "alice@green", "bob@blue")))));
@@ -901,7 +902,7 @@ fn registrations_are_limited_per_connection_and_per_source_address() {
     let other = net.client_from("green", Some(std::net::IpAddr::from([192, 0, 2, 8])));
     assert_eq!(register(&mut net, other, 2000), None);
     for _ in 0..limits.window_ticks {
-        let actions = net.cores.get_mut("green").unwrap().tick();
+        let actions = net.cores.get_mut("green").unwrap().tick(0);
         net.run("green", actions);
     }
     let conn = net.client_from("green", source);
@@ -1000,7 +1001,7 @@ fn a_mailbox_is_bounded_in_bytes_and_strangers_get_a_small_share_of_them() {
         envelope.content = vec![0x42; 250 * 1024].into();
         Body::Send(envelope)
     };
-    let held_bytes = |net: &Net| -> usize { net.cores["blue"].state().mailboxes[&("bob@blue".into(), 1)].values().map(|e| e.content.len()).sum() };
+    let held_bytes = |net: &Net| -> usize { net.cores["blue"].state().mailboxes[&("bob@blue".into(), 1)].values().map(|e| e.bytes).sum() };
     // Strangers, each under its count allowance: each no more than its byte share, and all
     // together no more than theirs.
     for i in 0..20 {
@@ -1012,7 +1013,7 @@ fn a_mailbox_is_bounded_in_bytes_and_strangers_get_a_small_share_of_them() {
     }
     let mailbox = &net.cores["blue"].state().mailboxes[&("bob@blue".into(), 1)];
     for i in 0..20 {
-        let from: usize = mailbox.values().filter(|e| e.sender.as_ref().unwrap().name == format!("s{i}@green")).map(|e| e.content.len()).sum();
+        let from: usize = mailbox.values().filter(|e| e.sender == format!("s{i}@green")).map(|e| e.bytes).sum();
         assert!(from <= STRANGER_ALLOWANCE_BYTES_PER_SENDER, "{from}");
     }
     let from_strangers = held_bytes(&net);
@@ -1056,8 +1057,8 @@ fn a_passive_members_stranger_allowance_never_holds_a_groups_messages_back() {
         };
         assert!(is_done(&net.request(&green, alice, 100 + n, Body::SendGroup(group))));
     }
-    assert_eq!(net.durable["blue"].mailboxes[&("dave@blue".into(), 1)].len(), count);
-    assert_eq!(net.durable["blue"].mailboxes[&("carol@blue".into(), 1)].len(), count);
+    assert_eq!(net.disk("blue").mailboxes[&("dave@blue".into(), 1)].len(), count);
+    assert_eq!(net.disk("blue").mailboxes[&("carol@blue".into(), 1)].len(), count);
 }
 
 #[test]
@@ -1114,7 +1115,7 @@ fn an_entry_refused_for_now_is_sent_again_later_each_time() {
     // MAX_RETRY_TICKS apart.
     let mut sent_at = Vec::new();
     for tick in 1..=200u64 {
-        let actions = net.cores.get_mut("green").unwrap().tick();
+        let actions = net.cores.get_mut("green").unwrap().tick(0);
         if actions.iter().any(|a| matches!(a, Action::ToLink { .. })) {
             sent_at.push(tick);
         }
@@ -1125,4 +1126,78 @@ fn an_entry_refused_for_now_is_sent_again_later_each_time() {
     assert!(waits.windows(2).all(|w| w[1] >= w[0]) && waits.iter().all(|w| *w <= MAX_RETRY_TICKS), "{waits:?}");
     assert_eq!(waits.last(), Some(&MAX_RETRY_TICKS), "{waits:?}");
     assert!(sent_at.len() as u64 <= 200 / MAX_RETRY_TICKS + 3, "not every tick: {sent_at:?}");
+}
+
+#[test]
+fn a_blob_is_deleted_its_lifetime_after_it_was_stored_even_across_a_restart() {
+    use switchboard_relay_core::BLOB_LIFETIME;
+    use switchboard_wire::switchboard::{FetchBlob, UploadBlob};
+    let mut net = Net::new();
+    let (green, alice, credential) = net.device("alice@green");
+    let stored_at = 1_800_000_000;
+    let tick = |net: &mut Net, now: u64| {
+        let actions = net.cores.get_mut("green").unwrap().tick(now);
+        net.run("green", actions);
+    };
+    tick(&mut net, stored_at);
+    let answer = net.request(&green, alice, 10, Body::UploadBlob(UploadBlob { blob: vec![7; 1000] }));
+    let Some(server_frame::Body::Blob(stored)) = answer.body else { panic!("{answer:?}") };
+    let fetch = |net: &mut Net, conn: ConnId, request_id: u64| {
+        net.request(&green, conn, request_id, Body::FetchBlob(FetchBlob { blob_id: stored.blob_id.clone() }))
+    };
+    let fetched = fetch(&mut net, alice, 11);
+    assert!(matches!(&fetched.body, Some(server_frame::Body::Blob(blob)) if blob.blob == [7; 1000]), "{fetched:?}");
+    // Green restarts; the blob's time came back from its disk.
+    net.start("green");
+    net.connect_all();
+    let conn = net.client(&green);
+    let auth = Authenticate { user: "alice@green".into(), device_id: 1, credential };
+    assert!(is_done(&net.request(&green, conn, 1, Body::Authenticate(auth))));
+    let lifetime = BLOB_LIFETIME.as_secs();
+    tick(&mut net, stored_at + lifetime);
+    assert!(matches!(fetch(&mut net, conn, 12).body, Some(server_frame::Body::Blob(_))), "kept for its whole lifetime");
+    tick(&mut net, stored_at + lifetime + 1);
+    assert_eq!(code(&fetch(&mut net, conn, 13)), Some(ErrorCode::UnknownRecipient));
+    assert_eq!(net.cores["green"].metrics().blobs_expired, 1);
+    assert!(net.disk("green").blobs.is_empty(), "deleted from the disk too");
+}
+
+/// A store whose contents cannot be read.
+struct Unreadable;
+
+impl switchboard_relay_core::storage::Contents for Unreadable {
+    fn mail(
+        &self,
+        _: &switchboard_relay_core::state::DeviceKey,
+        _: std::ops::Range<u64>,
+    ) -> Result<Vec<(u64, Envelope)>, switchboard_relay_core::storage::StoreError> {
+        Err(switchboard_relay_core::storage::StoreError("disk on fire".into()))
+    }
+
+    fn blob(&self, _: &str) -> Result<Option<Vec<u8>>, switchboard_relay_core::storage::StoreError> {
+        Err(switchboard_relay_core::storage::StoreError("disk on fire".into()))
+    }
+}
+
+#[test]
+fn mail_that_cannot_be_read_back_stops_the_relay_instead_of_going_missing() {
+    let mut core = RelayCore::new("blue", ["blue".to_owned()], StoredState::default(), Box::new(Unreadable), rand::SeedableRng::seed_from_u64(7));
+    let commit = |core: &mut RelayCore, mut actions: Vec<Action>| {
+        let batch = core.take_batch().unwrap();
+        actions.extend(core.committed(batch.id));
+        actions
+    };
+    let frame = |request_id, body| ClientFrame { request_id, body: Some(body) }.encode_to_vec();
+    core.client_connected(1, None);
+    let registered = core.client_frame(1, &frame(1, Body::Register(Register { user: "bob@blue".into(), device_id: 1 })));
+    let answer = commit(&mut core, registered);
+    let [Action::ToClient { frame: ServerFrame { body: Some(server_frame::Body::Registered(registered)), .. }, .. }] = &answer[..] else {
+        panic!("{answer:?}")
+    };
+    let auth = Authenticate { user: "bob@blue".into(), device_id: 1, credential: registered.credential.clone() };
+    core.client_frame(1, &frame(2, Body::Authenticate(auth)));
+    let sent = core.client_frame(1, &frame(3, Body::Send(envelope(1, "bob@blue", "bob@blue"))));
+    let actions = commit(&mut core, sent);
+    assert!(actions.iter().any(|a| matches!(a, Action::StorageFailed(error) if error.contains("disk on fire"))), "{actions:?}");
+    assert!(!actions.iter().any(|a| matches!(a, Action::ToClient { frame: ServerFrame { request_id: 0, .. }, .. })), "nothing delivered");
 }

@@ -84,7 +84,8 @@ impl LocalFederation {
             rate_limits: self.rate_limits,
         };
         let (store, state) = RedbStore::open(&dir.join(format!("{app}.redb"))).map_err(failed)?;
-        start(settings, client, federation, Box::new(store), state).await.map_err(failed)
+        let contents = Box::new(store.contents());
+        start(settings, client, federation, Box::new(store), contents, state).await.map_err(failed)
     }
 
     /// The certificate authority (PEM) that issued every relay's certificate: what devices of

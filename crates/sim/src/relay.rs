@@ -9,7 +9,7 @@ use memchr::memmem;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use switchboard_relay_core::{Batch, RelayCore};
-use switchboard_relay_core::state::StoredState;
+use switchboard_relay_core::storage::MemoryStore;
 
 use crate::client::PLAINTEXT_CANARY;
 use crate::scenario::AdversaryKind;
@@ -76,10 +76,9 @@ pub struct Relay {
     pub app: String,
     peers: Vec<String>,
     pub core: Option<RelayCore>,
-    /// What is on disk: every committed batch, applied. Kept only for a relay that crashes in
-    /// the scenario (nothing else ever reads it back).
-    pub disk: StoredState,
-    pub keeps_disk: bool,
+    /// What is on disk: every committed batch, applied (a crash keeps it; the core reads mail
+    /// and blobs back from it).
+    pub disk: MemoryStore,
     /// Bumped at each crash: a commit begun before it never completes.
     pub epoch: u32,
     pub committing: Option<Batch>,
@@ -96,8 +95,7 @@ impl Relay {
             app: app.to_owned(),
             peers,
             core: None,
-            disk: StoredState::default(),
-            keeps_disk: true,
+            disk: MemoryStore::default(),
             epoch: 0,
             committing: None,
             adversary: None,
@@ -114,7 +112,8 @@ impl Relay {
     /// Starts (or restarts) the relay from what is on disk.
     pub fn start(&mut self, rng: &mut StdRng) {
         let core_rng = StdRng::seed_from_u64(rng.random());
-        self.core = Some(RelayCore::new(&self.app, self.peers.clone(), self.disk.clone(), core_rng));
+        let disk = self.disk.clone();
+        self.core = Some(RelayCore::new(&self.app, self.peers.clone(), disk.state(), Box::new(disk), core_rng));
     }
 
     /// The relay dies: its memory and the commit in progress are gone.

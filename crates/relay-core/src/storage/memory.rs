@@ -1,19 +1,79 @@
 //! State kept in memory, for tests and the simulator: a "crash" keeps exactly what was committed.
 
-use super::{Store, StoreError};
-use crate::state::{Mutation, StoredState};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Committed state, in memory.
+use switchboard_wire::switchboard::Envelope;
+
+use super::{Contents, Store, StoreError};
+use crate::state::{DeviceKey, Mutation, StoredState};
+
+/// Committed state, in memory. Clones share it: one clone commits, another reads the contents
+/// back for a core, a third restarts a core from [`MemoryStore::state`].
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    pub durable: StoredState,
+    committed: Arc<Mutex<Committed>>,
+}
+
+#[derive(Debug, Default)]
+struct Committed {
+    state: StoredState,
+    mail: HashMap<DeviceKey, BTreeMap<u64, Envelope>>,
+    blobs: HashMap<String, Vec<u8>>,
+}
+
+impl MemoryStore {
+    fn committed(&self) -> MutexGuard<'_, Committed> {
+        // A panic elsewhere while this was held leaves it consistent: every change is one insert
+        // or one remove.
+        self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What a core restarted from this store begins with.
+    pub fn state(&self) -> StoredState {
+        self.committed().state.clone()
+    }
 }
 
 impl Store for MemoryStore {
     fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
+        let mut committed = self.committed();
         for mutation in mutations {
-            self.durable.apply(mutation);
+            committed.state.apply(mutation);
+            match mutation {
+                Mutation::PutEnvelope { device, seq, envelope } => {
+                    committed.mail.entry(device.clone()).or_default().insert(*seq, envelope.clone());
+                }
+                Mutation::DeleteEnvelope { device, seq } => {
+                    if let Some(mailbox) = committed.mail.get_mut(device) {
+                        mailbox.remove(seq);
+                        if mailbox.is_empty() {
+                            committed.mail.remove(device);
+                        }
+                    }
+                }
+                Mutation::PutBlob { id, blob, .. } => {
+                    committed.blobs.insert(id.clone(), blob.clone());
+                }
+                Mutation::DeleteBlob { id } => {
+                    committed.blobs.remove(id);
+                }
+                _ => {}
+            }
         }
         Ok(())
+    }
+}
+
+impl Contents for MemoryStore {
+    fn mail(&self, device: &DeviceKey, seqs: Range<u64>) -> Result<Vec<(u64, Envelope)>, StoreError> {
+        let committed = self.committed();
+        let Some(mailbox) = committed.mail.get(device) else { return Ok(Vec::new()) };
+        Ok(mailbox.range(seqs).map(|(seq, envelope)| (*seq, envelope.clone())).collect())
+    }
+
+    fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.committed().blobs.get(id).cloned())
     }
 }

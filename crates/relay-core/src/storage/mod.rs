@@ -1,13 +1,18 @@
-//! Durable storage for the relay: batches of mutations committed atomically. The trait and an
-//! in-memory store live here; the redb store is in the driver (`switchboard_relay::storage`).
+//! Durable storage for the relay: batches of mutations committed atomically, and the contents of
+//! mailboxes and blobs read back from what was committed. The traits and an in-memory store live
+//! here; the redb store is in the driver (`switchboard_relay::storage`).
 
 mod memory;
 
 pub use memory::MemoryStore;
 
-use crate::state::Mutation;
+use std::ops::Range;
 
-/// Why a commit failed. The relay cannot promise durability after one: it stops.
+use switchboard_wire::switchboard::Envelope;
+
+use crate::state::{DeviceKey, Mutation};
+
+/// Why a commit or a read failed. The relay cannot promise durability after one: it stops.
 #[derive(Debug, thiserror::Error)]
 #[error("storage failed: {0}")]
 pub struct StoreError(pub String);
@@ -16,4 +21,14 @@ pub struct StoreError(pub String);
 pub trait Store: Send {
     /// Applies `mutations` atomically and durably: when this returns, they survive a crash.
     fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError>;
+}
+
+/// Reads back what a [`Store`] committed: the contents the core does not keep in memory. The core
+/// calls it as it hands mail and blobs over, so a read must be quick (a local database, not a
+/// network round trip), and see every batch committed before the call.
+pub trait Contents: Send {
+    /// The envelopes of `device`'s mailbox whose sequence numbers are in `seqs`, in order.
+    fn mail(&self, device: &DeviceKey, seqs: Range<u64>) -> Result<Vec<(u64, Envelope)>, StoreError>;
+    /// The blob `id`, if it is stored.
+    fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }

@@ -24,7 +24,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::core::{Action, ConnId, Metrics, RateLimits, RelayCore};
 use crate::state::{Mutation, StoredState};
-use crate::storage::Store;
+use crate::storage::{Contents, Store};
 use tls::{TlsIdentity, certificate_der};
 
 /// Frames a connection may have waiting to be written before it counts as too slow and is closed:
@@ -111,12 +111,14 @@ impl RelayHandle {
     }
 }
 
-/// Starts a relay on already bound listeners, with `store` holding `state`.
+/// Starts a relay on already bound listeners, with `store` holding `state` (and `contents`
+/// reading back what `store` committed).
 pub async fn start(
     settings: RelaySettings,
     client_listener: TcpListener,
     federation_listener: TcpListener,
     store: Box<dyn Store>,
+    contents: Box<dyn Contents>,
     state: StoredState,
 ) -> Result<RelayHandle, tls::TlsError> {
     let acceptor = TlsAcceptor::from(tls::server_config(&settings.tls)?);
@@ -136,7 +138,8 @@ pub async fn start(
         Some(seed) => rand::SeedableRng::seed_from_u64(seed),
         None => rand::make_rng(),
     };
-    let core = RelayCore::new(&settings.app, settings.peers.iter().map(|p| p.app.clone()), state, rng).with_rate_limits(settings.rate_limits);
+    let peers = settings.peers.iter().map(|p| p.app.clone());
+    let core = RelayCore::new(&settings.app, peers, state, contents, rng).with_rate_limits(settings.rate_limits);
     let mut tasks = JoinSet::new();
     tasks.spawn(run_core(core, store, receiver, events.clone()));
     let tap = settings.tap.clone();
@@ -166,7 +169,11 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
         }
     });
     let mut writers = Writers { connections: HashMap::new(), queued: Arc::new(AtomicUsize::new(0)), closing: Vec::new() };
+    // The core learns the time before the first frame (blobs are stored with it).
+    let actions = core.tick(unix_time());
+    debug_assert!(actions.is_empty(), "nothing to retry before anything was sent");
     let mut retry = tokio::time::interval(crate::core::RETRY_INTERVAL);
+    retry.reset();
     loop {
         let event = tokio::select! {
             event = events.recv() => match event {
@@ -174,8 +181,10 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
                 None => return,
             },
             _ = retry.tick() => {
-                let actions = core.tick();
-                dispatch(&mut core, &mut writers, actions);
+                let actions = core.tick(unix_time());
+                if let Err(error) = dispatch(&mut core, &mut writers, actions) {
+                    return storage_failed(&core, &error);
+                }
                 continue;
             }
         };
@@ -206,22 +215,30 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
                 core.link_closed(conn)
             }
             Event::Committed(id) => core.committed(id),
-            Event::StoreFailed(error) => {
-                tracing::error!(app = core.app(), "{error}; stopping: durability can no longer be promised");
-                return;
-            }
+            Event::StoreFailed(error) => return storage_failed(&core, &error),
             Event::Metrics(reply) => {
                 let _ = reply.send((core.metrics(), core.state().clone()));
                 Vec::new()
             }
         };
-        dispatch(&mut core, &mut writers, actions);
+        if let Err(error) = dispatch(&mut core, &mut writers, actions) {
+            return storage_failed(&core, &error);
+        }
         if let Some(batch) = core.take_batch() {
             if batches.send((batch.id, batch.mutations)).is_err() {
                 return;
             }
         }
     }
+}
+
+fn storage_failed(core: &RelayCore, error: &str) {
+    tracing::error!(app = core.app(), "{error}; stopping: durability can no longer be promised");
+}
+
+/// Seconds since the Unix epoch (0 for a clock set before it).
+fn unix_time() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
 /// The connections' writers, as the core task holds them: each with whether it is a device's.
@@ -237,7 +254,9 @@ struct Writers {
 /// [`CONNECTION_QUEUE_BYTES`] is not reading: it is closed. When what is queued for all devices
 /// would pass [`QUEUED_BYTES_BUDGET`], the device connection with the most queued is closed
 /// first (it reconnects and is handed its mail again), not the one that happened to come next.
-fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) {
+///
+/// An error is the core's word that its store cannot be read: the relay must stop.
+fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) -> Result<(), String> {
     let mut queue: std::collections::VecDeque<Action> = actions.into();
     while let Some(action) = queue.pop_front() {
         let (conn, bytes) = match action {
@@ -247,6 +266,7 @@ fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) {
                 queue.extend(close(core, writers, conn));
                 continue;
             }
+            Action::StorageFailed(error) => return Err(error),
         };
         let Some((handles, is_client)) = writers.connections.get(&conn) else { continue };
         let is_client = *is_client;
@@ -275,6 +295,7 @@ fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) {
             queue.extend(close(core, writers, conn));
         }
     }
+    Ok(())
 }
 
 impl Writers {

@@ -1,20 +1,27 @@
 //! State on disk in an embedded redb database: one write transaction per batch, synced before
-//! the commit returns.
+//! the commit returns. Mail and blobs are read back in read transactions, which redb runs beside
+//! the write transaction of the batch being committed and which see every batch committed before
+//! they began.
 
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use switchboard_wire::switchboard::{Envelope, FederationFrame, StoredGroupHead, UploadBundles};
 use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
 
-use super::{Store, StoreError};
-use crate::state::{DeviceKey, Head, Mutation, StoredState};
+use super::{Contents, Store, StoreError};
+use crate::state::{BlobEntry, DeviceKey, Head, MailEntry, Mutation, StoredState};
 
 const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
 const BUNDLES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bundles");
 const MAILBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("mailboxes");
 const OUTBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outboxes");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+/// When each blob was stored (seconds since the Unix epoch). A blob without one (stored by a
+/// version that kept none) counts as stored at the epoch: it expires at the next tick.
+const BLOB_TIMES: TableDefinition<&str, u64> = TableDefinition::new("blob_times");
 const GROUP_HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_heads");
 /// Keyed by the user (as [`name_key`]) then the contact's name; no value.
 const CONTACTS: TableDefinition<&[u8], ()> = TableDefinition::new("contacts");
@@ -23,9 +30,14 @@ const CONTACTS: TableDefinition<&[u8], ()> = TableDefinition::new("contacts");
 /// count against the relay's resident memory).
 pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// A relay's database file.
+/// A relay's database file, to commit batches to.
 pub struct RedbStore {
-    db: Database,
+    db: Arc<Database>,
+}
+
+/// The same database file, to read mail and blobs back from (see [`RedbStore::contents`]).
+pub struct RedbContents {
+    db: Arc<Database>,
 }
 
 fn failed(error: impl std::fmt::Display) -> StoreError {
@@ -89,11 +101,16 @@ impl RedbStore {
         #[cfg(unix)]
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| at(&e))?;
         let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| at(&e))?;
-        let store = RedbStore { db };
+        let store = RedbStore { db: Arc::new(db) };
         // Create the tables, so a fresh database reads as empty.
         store.write(&[]).map_err(failed)?;
         let state = store.load()?;
         Ok((store, state))
+    }
+
+    /// A reader of what this store committed, for the core.
+    pub fn contents(&self) -> RedbContents {
+        RedbContents { db: self.db.clone() }
     }
 
     fn load(&self) -> Result<StoredState, StoreError> {
@@ -118,7 +135,7 @@ impl RedbStore {
             let (key, value) = entry.map_err(failed)?;
             let (device, rest) = split_device(key.value())?;
             let envelope: Envelope = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
-            state.mailboxes.entry(device).or_default().insert(seq_of(rest)?, envelope);
+            state.mailboxes.entry(device).or_default().insert(seq_of(rest)?, MailEntry::of(&envelope));
         }
         for entry in txn.open_table(OUTBOXES).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
@@ -126,9 +143,11 @@ impl RedbStore {
             let frame: FederationFrame = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
             state.outboxes.entry(app).or_default().insert(seq_of(rest)?, frame);
         }
+        let times = txn.open_table(BLOB_TIMES).map_err(failed)?;
         for entry in txn.open_table(BLOBS).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
-            state.blobs.insert(key.value().to_owned(), value.value().to_vec());
+            let stored_at = times.get(key.value()).map_err(failed)?.map_or(0, |time| time.value());
+            state.blobs.insert(key.value().to_owned(), BlobEntry { bytes: value.value().len(), stored_at });
         }
         for entry in txn.open_table(GROUP_HEADS).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
@@ -159,6 +178,7 @@ impl RedbStore {
             let mut mailboxes = txn.open_table(MAILBOXES)?;
             let mut outboxes = txn.open_table(OUTBOXES)?;
             let mut blobs = txn.open_table(BLOBS)?;
+            let mut blob_times = txn.open_table(BLOB_TIMES)?;
             let mut group_heads = txn.open_table(GROUP_HEADS)?;
             let mut contacts = txn.open_table(CONTACTS)?;
             for mutation in mutations {
@@ -184,8 +204,13 @@ impl RedbStore {
                     Mutation::DeleteOutbound { app, seq } => {
                         outboxes.remove(with_seq(name_key(app), *seq).as_slice())?;
                     }
-                    Mutation::PutBlob { id, blob } => {
+                    Mutation::PutBlob { id, blob, stored_at } => {
                         blobs.insert(id.as_str(), blob.as_slice())?;
+                        blob_times.insert(id.as_str(), *stored_at)?;
+                    }
+                    Mutation::DeleteBlob { id } => {
+                        blobs.remove(id.as_str())?;
+                        blob_times.remove(id.as_str())?;
                     }
                     Mutation::PutGroupHead { group, head } => {
                         let stored = StoredGroupHead {
@@ -215,6 +240,29 @@ impl Store for RedbStore {
     }
 }
 
+impl Contents for RedbContents {
+    fn mail(&self, device: &DeviceKey, seqs: Range<u64>) -> Result<Vec<(u64, Envelope)>, StoreError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let table = txn.open_table(MAILBOXES).map_err(failed)?;
+        let prefix = device_key(device);
+        let (start, end) = (with_seq(prefix.clone(), seqs.start), with_seq(prefix, seqs.end));
+        let mut mail = Vec::new();
+        for entry in table.range(start.as_slice()..end.as_slice()).map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            let (_, rest) = split_device(key.value())?;
+            let envelope: Envelope = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
+            mail.push((seq_of(rest)?, envelope));
+        }
+        Ok(mail)
+    }
+
+    fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let table = txn.open_table(BLOBS).map_err(failed)?;
+        Ok(table.get(id).map_err(failed)?.map(|blob| blob.value().to_vec()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,7 +289,9 @@ mod tests {
             Mutation::PutEnvelope { device: device.clone(), seq: 4, envelope: envelope(4) },
             Mutation::DeleteEnvelope { device: device.clone(), seq: 3 },
             Mutation::PutOutbound { app: "red".into(), seq: 9, frame: frame.clone() },
-            Mutation::PutBlob { id: "00ff@blue".into(), blob: vec![1, 2, 3] },
+            Mutation::PutBlob { id: "00ff@blue".into(), blob: vec![1, 2, 3], stored_at: 1_800_000_000 },
+            Mutation::PutBlob { id: "00fe@blue".into(), blob: vec![4], stored_at: 1_700_000_000 },
+            Mutation::DeleteBlob { id: "00fe@blue".into() },
             Mutation::PutGroupHead { group: "g@blue".into(), head: crate::state::Head { epoch: 3, state_hash: [4; 32], order_key: [5; 32], recent_hashes: vec![[6; 32]] } },
             Mutation::AddContact { user: "bob@blue".into(), contact: "alice@green".into() },
             Mutation::AddContact { user: "bob@blue".into(), contact: "carol@red".into() },
@@ -256,9 +306,17 @@ mod tests {
         for mutation in &mutations {
             expected.apply(mutation);
         }
-        let (_, loaded) = RedbStore::open(&path).unwrap();
+        let (store, loaded) = RedbStore::open(&path).unwrap();
         assert_eq!(loaded, expected);
         assert_eq!(loaded.next_seq(), 10);
+        assert_eq!(loaded.blobs["00ff@blue"], BlobEntry { bytes: 3, stored_at: 1_800_000_000 });
+        // The contents the state leaves out are read back: mail by range, blobs by id.
+        let contents = store.contents();
+        assert_eq!(contents.mail(&device, 0..u64::MAX).unwrap(), [(4, envelope(4))]);
+        assert_eq!(contents.mail(&device, 0..4).unwrap(), []);
+        assert_eq!(contents.mail(&("bob@blue".into(), 3), 0..u64::MAX).unwrap(), []);
+        assert_eq!(contents.blob("00ff@blue").unwrap(), Some(vec![1, 2, 3]));
+        assert_eq!(contents.blob("00fe@blue").unwrap(), None);
     }
 
     #[cfg(unix)]

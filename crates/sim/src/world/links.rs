@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use rand::RngExt;
 use switchboard_relay_core::Action;
+use switchboard_relay_core::storage::Store;
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{FederationFrame, ServerFrame, federation_frame, server_frame};
 
@@ -289,6 +290,7 @@ impl World {
                     self.send(conn, toward, frame.encode_to_vec(), what, 0);
                 }
                 Action::Close { conn } => self.conn_down(conn),
+                Action::StorageFailed(error) => panic!("a memory store failed: {error}"),
             }
         }
         self.maybe_commit(relay);
@@ -381,11 +383,7 @@ impl World {
             return; // the relay crashed meanwhile: that batch never reached the disk
         }
         let Some(batch) = node.committing.take() else { return };
-        if node.keeps_disk {
-            for mutation in &batch.mutations {
-                node.disk.apply(mutation);
-            }
-        }
+        node.disk.commit(&batch.mutations).expect("a memory store does not fail");
         let Some(core) = node.core.as_mut() else { return };
         let started = Instant::now();
         let actions = core.committed(batch.id);

@@ -245,9 +245,6 @@ impl World {
         }
 
         let mut relays: Vec<Relay> = app_names.iter().map(|app| Relay::new(app, app_names.clone())).collect();
-        for relay in &mut relays {
-            relay.keeps_disk = scenario.crashes.iter().any(|crash| *crash.relay.get_ref() == relay.app);
-        }
         let mut users = Vec::new();
         let mut clients = Vec::new();
         for (app_index, app) in scenario.apps.iter().enumerate() {
@@ -480,7 +477,7 @@ impl World {
                 self.schedule(self.now + SECOND, Event::Tick { relay });
                 if let Some(core) = self.relays[relay].core.as_mut() {
                     let started = Instant::now();
-                    let actions = core.tick();
+                    let actions = core.tick(self.now / SECOND);
                     self.relays[relay].stats.busy += started.elapsed();
                     self.relay_actions(relay, actions);
                 }
