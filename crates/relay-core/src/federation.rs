@@ -54,16 +54,18 @@ impl RelayCore {
             Some(Body::Failure(failure)) if is_transient(failure.code) => {
                 // Full or unavailable there for now: keep it, and try again later.
                 self.retry_later(app, frame.request_id);
-                Vec::new()
+                self.answered(app, frame.request_id);
+                self.pump_outbox(app, false)
             }
             Some(Body::Acknowledge(_)) | Some(Body::Failure(_)) => {
                 // Accepted (durable there) or refused for good: either way it leaves our outbox.
                 self.retry.remove(&(app.to_owned(), frame.request_id));
-                if self.state.outboxes.get(app).is_some_and(|o| o.contains_key(&frame.request_id)) {
-                    self.outbox_usage.remove(app, frame.request_id);
+                if let Some(entry) = self.state.outboxes.get(app).and_then(|o| o.get(&frame.request_id)).cloned() {
+                    self.outbox_usage.remove(app, &entry);
                     self.mutate(Mutation::DeleteOutbound { app: app.to_owned(), seq: frame.request_id });
                 }
-                Vec::new()
+                self.answered(app, frame.request_id);
+                self.pump_outbox(app, false)
             }
             _ => Vec::new(),
         }

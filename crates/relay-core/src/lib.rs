@@ -25,9 +25,9 @@
 //! The driver commits one batch at a time, so whatever arrives during a commit goes into the next
 //! one: group commit. When a device authenticates, its mailbox is handed over in a window of
 //! durable envelopes read back from the store, more as it acknowledges (see [`DELIVERY_WINDOW`]):
-//! the core holds what each mailbox has (sender, id, size), never its contents. When a link to another app
-//! comes up, everything waiting for it is sent at once, committed or not: an envelope lost in a
-//! crash before its commit was never acknowledged to its sender, who sends it again, so this can
+//! the core holds what each mailbox has (sender, id, size), never its contents. What waits for
+//! another app goes out the same way, in a window of durable frames on the link (see
+//! [`FORWARD_WINDOW`]), from the start of the outbox each time a link comes up: this can
 //! duplicate (which the receiving side drops by sender and id) but never lose.
 
 pub mod state;
@@ -56,6 +56,7 @@ use crate::state::{DeviceKey, MailKey, Mutation, StoredState};
 use crate::storage::Contents;
 
 pub use delivery::{DELIVERY_WINDOW, DELIVERY_WINDOW_BYTES};
+pub use outbox::{FORWARD_WINDOW, FORWARD_WINDOW_BYTES};
 pub use rates::{MAX_RATE_ENTRIES, RateLimits};
 
 /// Largest envelope content (ciphertext) accepted.
@@ -163,8 +164,8 @@ enum Deferred {
     Deliver(DeviceKey),
     /// Tell a device, if it is online, how many one-time prekeys it has left.
     PreKeyCount(DeviceKey, u32),
-    /// Send an outbox entry if the link to its app is up.
-    Forward(String, u64),
+    /// Send what waits for an app, if the link to it is up (as its window allows).
+    Forward(String),
 }
 
 /// Counters a test or benchmark can read.
@@ -216,6 +217,8 @@ pub struct RelayCore {
     /// Federation connections: their app, and whether we dialed them (requests go out on those).
     links: HashMap<ConnId, (String, bool)>,
     outbound_links: HashMap<String, ConnId>,
+    /// What each link we dialed has been sent and not answered.
+    forwarding: HashMap<String, outbox::Forwarding>,
     /// Our requests to other apps (bundles, blobs), by request id.
     pending_fetches: HashMap<u64, PendingFetch>,
     next_request: u64,
@@ -270,6 +273,7 @@ impl RelayCore {
             deliveries: Default::default(),
             links: HashMap::new(),
             outbound_links: HashMap::new(),
+            forwarding: HashMap::new(),
             pending_fetches: HashMap::new(),
             next_request: FIRST_REQUEST_ID,
             batch: Vec::new(),
@@ -325,6 +329,7 @@ impl RelayCore {
         self.durable_seq = durable_seq;
         self.metrics.batches += 1;
         let mut actions = Vec::new();
+        let mut forward = BTreeSet::new();
         for item in deferred {
             match item {
                 Deferred::Client(conn, frame) => {
@@ -343,8 +348,13 @@ impl RelayCore {
                         actions.push(Action::ToClient { conn, frame: prekey_count(remaining) });
                     }
                 }
-                Deferred::Forward(app, seq) => actions.extend(self.forward(&app, seq)),
+                Deferred::Forward(app) => {
+                    forward.insert(app);
+                }
             }
+        }
+        for app in forward {
+            actions.extend(self.pump_outbox(&app, false));
         }
         actions
     }
@@ -381,15 +391,15 @@ impl RelayCore {
     }
 
     /// A federation connection to `app` is up; `dialed` when we opened it (our requests and
-    /// forwards go out on the connection we dialed). Sends what waits in the outbox.
+    /// forwards go out on the connection we dialed). Starts sending what waits in the outbox.
     pub fn link_up(&mut self, conn: ConnId, app: &str, dialed: bool) -> Vec<Action> {
         self.links.insert(conn, (app.to_owned(), dialed));
         if !dialed {
             return Vec::new();
         }
         self.outbound_links.insert(app.to_owned(), conn);
-        let waiting: Vec<u64> = self.state.outboxes.get(app).map(|o| o.keys().copied().collect()).unwrap_or_default();
-        waiting.into_iter().flat_map(|seq| self.forward(app, seq)).collect()
+        self.forwarding.insert(app.to_owned(), outbox::Forwarding::new(conn));
+        self.pump_outbox(app, false)
     }
 
     /// A federation connection closed. Unacknowledged outbox entries stay for the next link.
@@ -397,6 +407,7 @@ impl RelayCore {
         let mut actions = Vec::new();
         if let Some((app, true)) = self.links.remove(&conn) {
             self.outbound_links.remove(&app);
+            self.stop_forwarding(&app);
             // Requests that went out on this link will get no answer.
             let mut lost: Vec<u64> = self.pending_fetches.iter().filter(|(_, f)| f.app == app).map(|(id, _)| *id).collect();
             // In request order: a driver that replays a run must see the same actions.
@@ -420,38 +431,7 @@ impl RelayCore {
         self.clock = now;
         self.rates.tick(self.ticks);
         self.expire_blobs();
-        let outboxes = &self.state.outboxes;
-        self.retry.retain(|(app, seq), _| outboxes.get(app).is_some_and(|outbox| outbox.contains_key(seq)));
-        let mut due = Vec::new();
-        for (entry, (at, _)) in self.retry.iter_mut().filter(|(_, (at, _))| *at <= self.ticks) {
-            // Sent: it waits for its answer (a refusal sets the next wait).
-            *at = u64::MAX;
-            due.push(entry.clone());
-        }
-        due.into_iter().flat_map(|(app, seq)| self.forward(&app, seq)).collect()
-    }
-
-    /// `app` refused the outbox entry `seq` for now: it is sent again later, later each time.
-    fn retry_later(&mut self, app: &str, seq: u64) {
-        // Only for what is still waiting (a refusal of a copy already acknowledged, or of nothing
-        // we sent, changes nothing).
-        if !self.state.outboxes.get(app).is_some_and(|outbox| outbox.contains_key(&seq)) {
-            return;
-        }
-        let refusals = self.retry.get(&(app.to_owned(), seq)).map_or(0, |(_, refusals)| *refusals).saturating_add(1);
-        let wait = (1u64 << refusals.min(16)).min(MAX_RETRY_TICKS);
-        self.retry.insert((app.to_owned(), seq), (self.ticks + wait, refusals));
-    }
-
-    /// The outbox entry `seq` for `app`, sent if the link is up.
-    fn forward(&mut self, app: &str, seq: u64) -> Vec<Action> {
-        let (Some(&conn), Some(frame)) =
-            (self.outbound_links.get(app), self.state.outboxes.get(app).and_then(|o| o.get(&seq)))
-        else {
-            return Vec::new();
-        };
-        self.metrics.envelopes_forwarded += 1;
-        vec![Action::ToLink { conn, frame: FederationFrame { request_id: seq, body: frame.body.clone() } }]
+        self.retry_due()
     }
 }
 

@@ -145,9 +145,9 @@ impl RelayCore {
     fn store_outbound(&mut self, app: &str, body: federation_frame::Body) {
         let seq = self.seq();
         let frame = FederationFrame { request_id: seq, body: Some(body) };
-        self.outbox_usage.add(app, seq, &frame);
+        self.outbox_usage.add(app, &crate::state::OutboundEntry::of(&frame));
         self.mutate(Mutation::PutOutbound { app: app.to_owned(), seq, frame });
-        self.deferred.push(Deferred::Forward(app.to_owned(), seq));
+        self.deferred.push(Deferred::Forward(app.to_owned()));
     }
 }
 

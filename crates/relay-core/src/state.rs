@@ -3,12 +3,14 @@
 //! state is loaded back into a fresh core. Only what a committed batch wrote survives a crash.
 //!
 //! [`StoredState`] is what the core keeps in memory of it: everything but the contents of
-//! mailboxes and blobs, which stay on disk and are read back ([`crate::storage::Contents`]) when
-//! they are handed over. Of an envelope it keeps a [`MailEntry`], of a blob a [`BlobEntry`].
+//! mailboxes, outboxes and blobs, which stay on disk and are read back
+//! ([`crate::storage::Contents`]) when they are handed over. Of an envelope it keeps a
+//! [`MailEntry`], of a frame for another app an [`OutboundEntry`], of a blob a [`BlobEntry`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use switchboard_wire::switchboard::{DeviceAddress, Envelope, FederationFrame, PreKeyBundle};
+use switchboard_wire::Message;
+use switchboard_wire::switchboard::{DeviceAddress, Envelope, FederationFrame, PreKeyBundle, federation_frame};
 
 /// A device on this relay's app: `user@app` and device id.
 pub type DeviceKey = (String, u32);
@@ -45,6 +47,26 @@ impl MailEntry {
             bytes: envelope.content.len(),
             group: !envelope.group_id.is_empty(),
         }
+    }
+}
+
+/// What the relay keeps in memory of a frame waiting for another app; the frame stays on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundEntry {
+    /// The device whose envelope it carries.
+    pub sender: Option<DeviceKey>,
+    /// Its encoded size.
+    pub bytes: usize,
+}
+
+impl OutboundEntry {
+    pub fn of(frame: &FederationFrame) -> OutboundEntry {
+        let sender = match &frame.body {
+            Some(federation_frame::Body::Forward(envelope)) => envelope.sender.as_ref(),
+            Some(federation_frame::Body::ForwardGroup(group)) => group.sender.as_ref(),
+            _ => None,
+        };
+        OutboundEntry { sender: sender.map(|sender| (sender.name.clone(), sender.device_id)), bytes: frame.encoded_len() }
     }
 }
 
@@ -95,7 +117,7 @@ pub struct Head {
     pub recent_hashes: Vec<[u8; 32]>,
 }
 
-/// Everything a relay has on disk, but for the contents of mailboxes and blobs.
+/// Everything a relay has on disk, but for the contents of mailboxes, outboxes and blobs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StoredState {
     /// Ordered, so a user's devices are one range.
@@ -105,7 +127,8 @@ pub struct StoredState {
     pub prekey_marks: BTreeMap<DeviceKey, u32>,
     /// Per device, its envelopes by sequence number.
     pub mailboxes: HashMap<DeviceKey, BTreeMap<u64, MailEntry>>,
-    pub outboxes: HashMap<String, BTreeMap<u64, FederationFrame>>,
+    /// Per other app, the frames waiting for it by sequence number.
+    pub outboxes: HashMap<String, BTreeMap<u64, OutboundEntry>>,
     pub blobs: HashMap<String, BlobEntry>,
     /// The groups this relay is the hub of, by id.
     pub group_heads: HashMap<String, Head>,
@@ -140,7 +163,7 @@ impl StoredState {
                 }
             }
             Mutation::PutOutbound { app, seq, frame } => {
-                self.outboxes.entry(app.clone()).or_default().insert(*seq, frame.clone());
+                self.outboxes.entry(app.clone()).or_default().insert(*seq, OutboundEntry::of(frame));
             }
             Mutation::DeleteOutbound { app, seq } => {
                 if let Some(outbox) = self.outboxes.get_mut(app) {

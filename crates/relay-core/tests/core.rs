@@ -1174,6 +1174,10 @@ impl switchboard_relay_core::storage::Contents for Unreadable {
         Err(switchboard_relay_core::storage::StoreError("disk on fire".into()))
     }
 
+    fn outbound(&self, _: &str, _: std::ops::Range<u64>) -> Result<Vec<(u64, FederationFrame)>, switchboard_relay_core::storage::StoreError> {
+        Err(switchboard_relay_core::storage::StoreError("disk on fire".into()))
+    }
+
     fn blob(&self, _: &str) -> Result<Option<Vec<u8>>, switchboard_relay_core::storage::StoreError> {
         Err(switchboard_relay_core::storage::StoreError("disk on fire".into()))
     }
@@ -1200,4 +1204,40 @@ fn mail_that_cannot_be_read_back_stops_the_relay_instead_of_going_missing() {
     let actions = commit(&mut core, sent);
     assert!(actions.iter().any(|a| matches!(a, Action::StorageFailed(error) if error.contains("disk on fire"))), "{actions:?}");
     assert!(!actions.iter().any(|a| matches!(a, Action::ToClient { frame: ServerFrame { request_id: 0, .. }, .. })), "nothing delivered");
+}
+
+#[test]
+fn a_link_that_comes_up_to_a_full_outbox_is_sent_a_window_and_the_rest_as_answers_come() {
+    use switchboard_relay_core::FORWARD_WINDOW;
+    let mut net = Net::new();
+    let (_, alice, _) = net.device("alice@green");
+    let (blue, bob, _) = net.device("bob@blue");
+    // Bob wrote to Alice: her mail is a contact's, not held to the stranger allowance.
+    assert!(is_done(&net.request(&blue, bob, 5, Body::Send(envelope(1, "bob@blue", "alice@green")))));
+    let green_to_blue: Vec<ConnId> = net.links.keys().filter(|(a, _)| a == "green").map(|(_, c)| *c).collect();
+    for conn in green_to_blue {
+        let actions = net.cores.get_mut("green").unwrap().link_closed(conn);
+        net.run("green", actions);
+    }
+    let waiting = FORWARD_WINDOW + 50;
+    for n in 0..waiting as u64 {
+        let mut envelope = envelope(0, "alice@green", "bob@blue");
+        envelope.id = [&n.to_be_bytes()[..], &[3; 8]].concat().into();
+        assert!(is_done(&net.request("green", alice, 100 + n, Body::Send(envelope))));
+    }
+    // Green dials Blue again: the first answer has not come, and only a window has gone out.
+    let (ca, cb) = (net.conn(), net.conn());
+    net.links.insert(("green".into(), ca), ("blue".into(), cb));
+    net.links.insert(("blue".into(), cb), ("green".into(), ca));
+    let accepted = net.cores.get_mut("blue").unwrap().link_up(cb, "green", false);
+    net.run("blue", accepted);
+    let sent = net.cores.get_mut("green").unwrap().link_up(ca, "blue", true);
+    assert_eq!(sent.iter().filter(|a| matches!(a, Action::ToLink { .. })).count(), FORWARD_WINDOW);
+    // As Blue acknowledges, the rest follows: every envelope reaches Bob, once.
+    net.run("green", sent);
+    let mut ids: Vec<Vec<u8>> = net.deliveries(&blue, bob).into_iter().map(|e| e.id.to_vec()).collect();
+    assert_eq!(ids.len(), waiting);
+    ids.dedup();
+    assert_eq!(ids.len(), waiting);
+    assert!(net.disk("green").outboxes["blue"].is_empty());
 }

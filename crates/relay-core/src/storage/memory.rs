@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use switchboard_wire::switchboard::Envelope;
+use switchboard_wire::switchboard::{Envelope, FederationFrame};
 
 use super::{Contents, Store, StoreError};
 use crate::state::{DeviceKey, Mutation, StoredState};
@@ -20,6 +20,7 @@ pub struct MemoryStore {
 struct Committed {
     state: StoredState,
     mail: HashMap<DeviceKey, BTreeMap<u64, Envelope>>,
+    outboxes: HashMap<String, BTreeMap<u64, FederationFrame>>,
     blobs: HashMap<String, Vec<u8>>,
 }
 
@@ -53,6 +54,14 @@ impl Store for MemoryStore {
                         }
                     }
                 }
+                Mutation::PutOutbound { app, seq, frame } => {
+                    committed.outboxes.entry(app.clone()).or_default().insert(*seq, frame.clone());
+                }
+                Mutation::DeleteOutbound { app, seq } => {
+                    if let Some(outbox) = committed.outboxes.get_mut(app) {
+                        outbox.remove(seq);
+                    }
+                }
                 Mutation::PutBlob { id, blob, .. } => {
                     committed.blobs.insert(id.clone(), blob.clone());
                 }
@@ -71,6 +80,12 @@ impl Contents for MemoryStore {
         let committed = self.committed();
         let Some(mailbox) = committed.mail.get(device) else { return Ok(Vec::new()) };
         Ok(mailbox.range(seqs).map(|(seq, envelope)| (*seq, envelope.clone())).collect())
+    }
+
+    fn outbound(&self, app: &str, seqs: Range<u64>) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
+        let committed = self.committed();
+        let Some(outbox) = committed.outboxes.get(app) else { return Ok(Vec::new()) };
+        Ok(outbox.range(seqs).map(|(seq, frame)| (*seq, frame.clone())).collect())
     }
 
     fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -1,5 +1,5 @@
 //! Durable storage for the relay: batches of mutations committed atomically, and the contents of
-//! mailboxes and blobs read back from what was committed. The traits and an in-memory store live
+//! mailboxes, outboxes and blobs read back from what was committed. The traits and an in-memory store live
 //! here; the redb store is in the driver (`switchboard_relay::storage`).
 
 mod memory;
@@ -8,7 +8,7 @@ pub use memory::MemoryStore;
 
 use std::ops::Range;
 
-use switchboard_wire::switchboard::Envelope;
+use switchboard_wire::switchboard::{Envelope, FederationFrame};
 
 use crate::state::{DeviceKey, Mutation};
 
@@ -26,9 +26,14 @@ pub trait Store: Send {
 /// Reads back what a [`Store`] committed: the contents the core does not keep in memory. The core
 /// calls it as it hands mail and blobs over, so a read must be quick (a local database, not a
 /// network round trip), and see every batch committed before the call.
+///
+/// A store may answer with less than was committed only by failing: the core stops the relay on
+/// an error, or on a durable entry missing from an answer.
 pub trait Contents: Send {
     /// The envelopes of `device`'s mailbox whose sequence numbers are in `seqs`, in order.
     fn mail(&self, device: &DeviceKey, seqs: Range<u64>) -> Result<Vec<(u64, Envelope)>, StoreError>;
+    /// The frames of the outbox for `app` whose sequence numbers are in `seqs`, in order.
+    fn outbound(&self, app: &str, seqs: Range<u64>) -> Result<Vec<(u64, FederationFrame)>, StoreError>;
     /// The blob `id`, if it is stored.
     fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }

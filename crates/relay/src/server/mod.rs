@@ -28,10 +28,10 @@ use crate::storage::{Contents, Store};
 use tls::{TlsIdentity, certificate_der};
 
 /// Frames a connection may have waiting to be written before it counts as too slow and is closed:
-/// room for a device's delivery window (in bytes, the core bounds it: see
-/// [`crate::core::DELIVERY_WINDOW_BYTES`]) or a whole outbox, which a link is sent at once when it
-/// comes up.
-pub const WRITE_QUEUE: usize = crate::core::DELIVERY_WINDOW + crate::core::OUTBOX_QUOTA + 1024;
+/// room for a device's delivery window or a link's forwarding window (in bytes, the core bounds
+/// both: see [`crate::core::DELIVERY_WINDOW_BYTES`], [`crate::core::FORWARD_WINDOW_BYTES`]), and
+/// for the answers to 16,384 requests besides.
+pub const WRITE_QUEUE: usize = crate::core::DELIVERY_WINDOW + crate::core::FORWARD_WINDOW + 16 * 1024;
 /// How long a connection's peer may take to read what was written to it before it is dropped.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a connection the relay closed may take to be written what was queued for it (a last

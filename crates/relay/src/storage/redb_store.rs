@@ -12,7 +12,7 @@ use switchboard_wire::switchboard::{Envelope, FederationFrame, StoredGroupHead, 
 use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
 
 use super::{Contents, Store, StoreError};
-use crate::state::{BlobEntry, DeviceKey, Head, MailEntry, Mutation, StoredState};
+use crate::state::{BlobEntry, DeviceKey, Head, MailEntry, Mutation, OutboundEntry, StoredState};
 
 const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
 const BUNDLES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bundles");
@@ -141,7 +141,7 @@ impl RedbStore {
             let (key, value) = entry.map_err(failed)?;
             let (app, rest) = split_name(key.value())?;
             let frame: FederationFrame = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
-            state.outboxes.entry(app).or_default().insert(seq_of(rest)?, frame);
+            state.outboxes.entry(app).or_default().insert(seq_of(rest)?, OutboundEntry::of(&frame));
         }
         let times = txn.open_table(BLOB_TIMES).map_err(failed)?;
         for entry in txn.open_table(BLOBS).map_err(failed)?.iter().map_err(failed)? {
@@ -256,6 +256,19 @@ impl Contents for RedbContents {
         Ok(mail)
     }
 
+    fn outbound(&self, app: &str, seqs: Range<u64>) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
+        let txn = self.db.begin_read().map_err(failed)?;
+        let table = txn.open_table(OUTBOXES).map_err(failed)?;
+        let (start, end) = (with_seq(name_key(app), seqs.start), with_seq(name_key(app), seqs.end));
+        let mut frames = Vec::new();
+        for entry in table.range(start.as_slice()..end.as_slice()).map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            let (_, rest) = split_name(key.value())?;
+            frames.push((seq_of(rest)?, decode(value.value(), MAX_FRAME_LEN).map_err(failed)?));
+        }
+        Ok(frames)
+    }
+
     fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(failed)?;
         let table = txn.open_table(BLOBS).map_err(failed)?;
@@ -317,6 +330,8 @@ mod tests {
         assert_eq!(contents.mail(&("bob@blue".into(), 3), 0..u64::MAX).unwrap(), []);
         assert_eq!(contents.blob("00ff@blue").unwrap(), Some(vec![1, 2, 3]));
         assert_eq!(contents.blob("00fe@blue").unwrap(), None);
+        assert_eq!(contents.outbound("red", 0..u64::MAX).unwrap(), [(9, frame)]);
+        assert_eq!(contents.outbound("green", 0..u64::MAX).unwrap(), []);
     }
 
     #[cfg(unix)]
