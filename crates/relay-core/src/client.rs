@@ -39,9 +39,13 @@ impl RelayCore {
             (None, _) => Err((ErrorCode::Malformed, "empty frame")),
             (Some(Body::Register(register)), authenticated) => self.register(conn, request_id, register, authenticated.as_ref()),
             (Some(Body::Authenticate(authenticate)), None) => return self.authenticate(conn, request_id, authenticate),
-            // Once per connection: a second would leave the first device online on it, and start
-            // its delivery over.
-            (Some(Body::Authenticate(_)), Some(_)) => Err((ErrorCode::Forbidden, "this connection is authenticated already")),
+            // Once per connection: a second as another device would leave the first online on it,
+            // and start its delivery over. The same again (a request repeated) is answered again,
+            // and changes nothing.
+            (Some(Body::Authenticate(again)), Some(device)) => match self.credential_holds(&device, &again) {
+                true => return vec![Action::ToClient { conn, frame: done(request_id) }],
+                false => Err((ErrorCode::Forbidden, "this connection is authenticated already")),
+            },
             (Some(_), None) => Err((ErrorCode::Unauthenticated, "authenticate first")),
             (Some(Body::UploadBundles(upload)), Some(device)) => self.upload_bundles(conn, request_id, &device, upload),
             (Some(Body::FetchBundles(fetch)), Some(device)) => return self.fetch_bundles(conn, request_id, &device, fetch),
@@ -102,11 +106,16 @@ impl RelayCore {
         Ok(())
     }
 
-    fn authenticate(&mut self, conn: ConnId, request_id: u64, authenticate: Authenticate) -> Vec<Action> {
-        let device: DeviceKey = (authenticate.user, authenticate.device_id);
+    /// Whether `authenticate` names `device` and carries its credential.
+    fn credential_holds(&self, device: &DeviceKey, authenticate: &Authenticate) -> bool {
         let presented: [u8; 32] = Sha256::digest(&authenticate.credential).into();
-        let valid = self.state.accounts.get(&device).is_some_and(|stored| bool::from(stored.ct_eq(&presented)));
-        if !valid {
+        (device.0 == authenticate.user && device.1 == authenticate.device_id)
+            && self.state.accounts.get(device).is_some_and(|stored| bool::from(stored.ct_eq(&presented)))
+    }
+
+    fn authenticate(&mut self, conn: ConnId, request_id: u64, authenticate: Authenticate) -> Vec<Action> {
+        let device: DeviceKey = (authenticate.user.clone(), authenticate.device_id);
+        if !self.credential_holds(&device, &authenticate) {
             return vec![failure(conn, request_id, ErrorCode::Unauthenticated, "unknown device or wrong credential")];
         }
         let mut actions = Vec::new();

@@ -62,39 +62,37 @@ impl RelayCore {
     }
 
     /// Hands `device`, if online, what its window has room for: chosen from what the core knows
-    /// of its mailbox, then read back from the store in one range.
+    /// of its mailbox (acknowledged envelopes, their deletes perhaps not yet on disk, are no
+    /// longer in it), then read back from the store.
     pub(super) fn pump(&mut self, device: &DeviceKey) -> Vec<Action> {
         let (Some(delivering), Some(mailbox)) = (self.deliveries.get_mut(device), self.state.mailboxes.get(device)) else {
             return Vec::new();
         };
-        let mut chosen = BTreeMap::new();
+        let mut chosen: Vec<(u64, usize)> = Vec::new();
         let mut bytes = delivering.bytes;
         for (seq, entry) in mailbox.range(delivering.cursor + 1..self.durable_seq) {
             let in_flight = delivering.in_flight.len() + chosen.len();
             if in_flight >= DELIVERY_WINDOW || (in_flight > 0 && bytes + entry.bytes > DELIVERY_WINDOW_BYTES) {
                 break;
             }
-            chosen.insert(*seq, entry.bytes);
+            chosen.push((*seq, entry.bytes));
             bytes += entry.bytes;
         }
-        let (Some((&first, _)), Some((&last, _))) = (chosen.first_key_value(), chosen.last_key_value()) else {
-            return Vec::new();
-        };
-        // The range may also hold envelopes acknowledged since and not yet deleted on disk: those
-        // are not in the index, and are not handed over again.
-        let read = match self.contents.mail(device, first..last + 1) {
-            Ok(read) => read,
+        let Some(&(last, _)) = chosen.last() else { return Vec::new() };
+        let seqs: Vec<u64> = chosen.iter().map(|(seq, _)| *seq).collect();
+        let read = match self.contents.mail(device, &seqs) {
+            Ok(read) if read.len() == seqs.len() => read,
+            Ok(read) => {
+                let missing = seqs.len() - read.len();
+                return vec![Action::StorageFailed(format!("{missing} durable envelopes of a mailbox are missing from the store"))];
+            }
             Err(error) => return vec![Action::StorageFailed(error.to_string())],
         };
         let mut actions = Vec::with_capacity(chosen.len());
-        for (seq, envelope) in read {
-            let Some(bytes) = chosen.remove(&seq) else { continue };
+        for ((seq, envelope), (_, bytes)) in read.into_iter().zip(chosen) {
             delivering.in_flight.insert(seq, bytes);
             delivering.bytes += bytes;
             actions.push(deliver(delivering.conn, envelope));
-        }
-        if !chosen.is_empty() {
-            return vec![Action::StorageFailed(format!("{} durable envelopes of a mailbox are missing from the store", chosen.len()))];
         }
         delivering.cursor = last;
         actions

@@ -50,21 +50,24 @@ impl RelayCore {
                 frame: ServerFrame { request_id: fetch.request_id, body: Some(body) },
             }];
         }
+        let seq = frame.request_id;
         match frame.body {
+            Some(Body::Acknowledge(_) | Body::Failure(_)) if !self.answered(app, seq) => {
+                // An answer to nothing we have out (answered already, or never sent).
+                Vec::new()
+            }
             Some(Body::Failure(failure)) if is_transient(failure.code) => {
                 // Full or unavailable there for now: keep it, and try again later.
-                self.retry_later(app, frame.request_id);
-                self.answered(app, frame.request_id);
+                self.retry_later(app, seq);
                 self.pump_outbox(app, false)
             }
-            Some(Body::Acknowledge(_)) | Some(Body::Failure(_)) => {
+            Some(Body::Acknowledge(_) | Body::Failure(_)) => {
                 // Accepted (durable there) or refused for good: either way it leaves our outbox.
-                self.retry.remove(&(app.to_owned(), frame.request_id));
-                if let Some(entry) = self.state.outboxes.get(app).and_then(|o| o.get(&frame.request_id)).cloned() {
+                self.forget_retry(app, seq);
+                if let Some(entry) = self.state.outboxes.get(app).and_then(|o| o.get(&seq)).cloned() {
                     self.outbox_usage.remove(app, &entry);
-                    self.mutate(Mutation::DeleteOutbound { app: app.to_owned(), seq: frame.request_id });
+                    self.mutate(Mutation::DeleteOutbound { app: app.to_owned(), seq });
                 }
-                self.answered(app, frame.request_id);
                 self.pump_outbox(app, false)
             }
             _ => Vec::new(),
@@ -136,14 +139,19 @@ impl RelayCore {
                     None => refuse(ErrorCode::UnknownRecipient, "no such user, or no bundles"),
                 }
             }
-            Some(Body::FetchBlob(fetch)) => match self.read_blob(&fetch.blob_id) {
-                Ok(Some(blob)) => {
-                    let blob = Blob { blob_id: fetch.blob_id, blob };
-                    vec![Action::ToLink { conn, frame: FederationFrame { request_id, body: Some(Body::Blob(blob)) } }]
+            Some(Body::FetchBlob(fetch)) => {
+                if let Err((code, detail)) = self.rates.blob_fetch(app, self.ticks) {
+                    return refuse(code, detail);
                 }
-                Ok(None) => refuse(ErrorCode::UnknownRecipient, "no such blob"),
-                Err(stop) => vec![stop],
-            },
+                match self.read_blob(&fetch.blob_id) {
+                    Ok(Some(blob)) => {
+                        let blob = Blob { blob_id: fetch.blob_id, blob };
+                        vec![Action::ToLink { conn, frame: FederationFrame { request_id, body: Some(Body::Blob(blob)) } }]
+                    }
+                    Ok(None) => refuse(ErrorCode::UnknownRecipient, "no such blob"),
+                    Err(stop) => vec![stop],
+                }
+            }
             Some(request) if super::hub::group_of(&request).is_some() => {
                 if super::hub::group_of(&request).and_then(app_of) != Some(self.app.as_str()) {
                     return refuse(ErrorCode::UnknownRecipient, "this app is not the group's hub");

@@ -11,8 +11,8 @@
 //! - [`RelayCore`]: the protocol logic.
 //! - [`state`]: what is kept on disk, as mutations, and what of it the core holds in memory.
 //! - [`storage`]: the [`storage::Store`] a driver commits those mutations to, the
-//!   [`storage::Contents`] the core reads mail and blobs back from, and an in-memory store for both
-//!   (the redb store lives in the driver).
+//!   [`storage::Contents`] the core reads mail, outbox frames and blobs back from, and an
+//!   in-memory store for both (the redb store lives in the driver).
 //!
 //! # The protocol logic
 //!
@@ -186,7 +186,7 @@ pub struct RelayCore {
     app: String,
     peers: BTreeSet<String>,
     state: StoredState,
-    /// Where the contents of mailboxes and blobs are read back from.
+    /// Where the contents of mailboxes, outboxes and blobs are read back from.
     contents: Box<dyn Contents>,
     /// One entry per account: its mailbox as envelope key (sender and id, see [`state::mail_key`]) →
     /// sequence number. One lookup answers whether a device exists, how full its mailbox is,
@@ -224,9 +224,8 @@ pub struct RelayCore {
     next_request: u64,
     batch: Vec<Mutation>,
     deferred: Vec<Deferred>,
-    /// Outbox entries another app refused for now: when to send each again (in ticks), and how
-    /// many times in a row it was refused.
-    retry: std::collections::BTreeMap<(String, u64), (u64, u32)>,
+    /// Outbox entries another app refused for now, to send again.
+    retry: outbox::Retries,
     /// Ticks since the relay started: the clock of retries and rate limits.
     ticks: u64,
     /// Seconds since the Unix epoch, as the last tick said: the clock of blob expiry.
@@ -240,7 +239,7 @@ pub struct RelayCore {
 
 impl RelayCore {
     /// A relay for `app` that federates with `peers`, restored from `state` (empty for a new one)
-    /// and reading the contents of its mailboxes and blobs from `contents` (the store `state` was
+    /// and reading the contents of its mailboxes, outboxes and blobs from `contents` (the store `state` was
     /// loaded from). `rng` makes the credentials and blob ids it issues: seed it from the
     /// operating system outside tests and simulations. Give it the time with [`Self::tick`] before
     /// anything else.
@@ -329,7 +328,6 @@ impl RelayCore {
         self.durable_seq = durable_seq;
         self.metrics.batches += 1;
         let mut actions = Vec::new();
-        let mut forward = BTreeSet::new();
         for item in deferred {
             match item {
                 Deferred::Client(conn, frame) => {
@@ -348,13 +346,8 @@ impl RelayCore {
                         actions.push(Action::ToClient { conn, frame: prekey_count(remaining) });
                     }
                 }
-                Deferred::Forward(app) => {
-                    forward.insert(app);
-                }
+                Deferred::Forward(app) => actions.extend(self.pump_outbox(&app, false)),
             }
-        }
-        for app in forward {
-            actions.extend(self.pump_outbox(&app, false));
         }
         actions
     }
@@ -397,7 +390,10 @@ impl RelayCore {
         if !dialed {
             return Vec::new();
         }
-        self.outbound_links.insert(app.to_owned(), conn);
+        if self.outbound_links.insert(app.to_owned(), conn).is_some() {
+            // Its predecessor's close has not been reported yet: what it had out goes again.
+            self.stop_forwarding(app);
+        }
         self.forwarding.insert(app.to_owned(), outbox::Forwarding::new(conn));
         self.pump_outbox(app, false)
     }
@@ -406,8 +402,11 @@ impl RelayCore {
     pub fn link_closed(&mut self, conn: ConnId) -> Vec<Action> {
         let mut actions = Vec::new();
         if let Some((app, true)) = self.links.remove(&conn) {
-            self.outbound_links.remove(&app);
-            self.stop_forwarding(&app);
+            // Unless a newer link to the same app has taken its place.
+            if self.outbound_links.get(&app) == Some(&conn) {
+                self.outbound_links.remove(&app);
+                self.stop_forwarding(&app);
+            }
             // Requests that went out on this link will get no answer.
             let mut lost: Vec<u64> = self.pending_fetches.iter().filter(|(_, f)| f.app == app).map(|(id, _)| *id).collect();
             // In request order: a driver that replays a run must see the same actions.

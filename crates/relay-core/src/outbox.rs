@@ -10,10 +10,10 @@
 //! [`FORWARD_WINDOW_BYTES`] sent and not yet answered, read back from the store as the window
 //! opens, oldest first — a link that comes up to a full outbox is not handed the whole of it at
 //! once. Only durable frames are sent. One the other app refused for now waits (2, 4, 8 …
-//! ticks, up to [`MAX_RETRY_TICKS`]) and then goes out again through the same window.
+//! ticks, up to [`MAX_RETRY_TICKS`]) and goes out again through the same window at the first
+//! tick after that with room in it. Only answers to frames out and not yet answered count.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
 
 use switchboard_wire::switchboard::{ErrorCode, FederationFrame};
 
@@ -105,6 +105,18 @@ impl Forwarding {
     }
 }
 
+/// A frame another app refused for now.
+#[derive(Debug)]
+pub(super) struct Retry {
+    /// The tick at which it goes out again; `None` while it is out again, waiting for its answer.
+    pub(super) due: Option<u64>,
+    /// Refusals in a row.
+    refusals: u32,
+}
+
+/// Per other app, the frames it refused for now, by sequence number.
+pub(super) type Retries = HashMap<String, BTreeMap<u64, Retry>>;
+
 impl RelayCore {
     /// Sends `app`, if its link is up, what the window has room for: with `retries` (at a tick),
     /// frames due to be sent again first; then those not sent yet.
@@ -112,106 +124,102 @@ impl RelayCore {
         let (Some(forwarding), Some(outbox)) = (self.forwarding.get_mut(app), self.state.outboxes.get(app)) else {
             return Vec::new();
         };
-        // Runs of frames next to each other in the outbox, each read in one range, with how many
-        // frames each holds.
-        let mut runs: Vec<(Range<u64>, usize)> = Vec::new();
-        let (mut taken, mut taken_bytes) = (0, 0);
-        let waiting = self.retry.range((app.to_owned(), 0)..=(app.to_owned(), u64::MAX)).filter(|_| retries);
-        for ((_, seq), _) in waiting.filter(|(_, (at, _))| *at <= self.ticks) {
-            let Some(entry) = outbox.get(seq) else { continue };
-            if !forwarding.has_room(taken, taken_bytes, entry.bytes) {
-                break;
+        let mut waiting = self.retry.get_mut(app);
+        let mut chosen: Vec<(u64, usize)> = Vec::new();
+        let mut chosen_bytes = 0;
+        if retries && let Some(waiting) = waiting.as_deref() {
+            let due = waiting.iter().filter(|(seq, retry)| retry.due.is_some_and(|due| due <= self.ticks) && **seq < self.durable_seq);
+            for (seq, _) in due {
+                let Some(entry) = outbox.get(seq) else { continue };
+                if !forwarding.has_room(chosen.len(), chosen_bytes, entry.bytes) {
+                    break;
+                }
+                chosen.push((*seq, entry.bytes));
+                chosen_bytes += entry.bytes;
             }
-            runs.push((*seq..seq + 1, 1));
-            (taken, taken_bytes) = (taken + 1, taken_bytes + entry.bytes);
         }
-        let mut last_new = None;
-        let mut extends_run = false;
+        let mut cursor = forwarding.cursor;
         for (seq, entry) in outbox.range(forwarding.cursor + 1..self.durable_seq) {
-            if self.retry.contains_key(&(app.to_owned(), *seq)) {
-                // Waiting to be sent again, or in flight: not sent from here.
-                extends_run = false;
+            if waiting.as_deref().is_some_and(|waiting| waiting.contains_key(seq)) {
+                // Refused for now: it goes out again from the retries, not from here.
+                cursor = *seq;
                 continue;
             }
-            if !forwarding.has_room(taken, taken_bytes, entry.bytes) {
+            if !forwarding.has_room(chosen.len(), chosen_bytes, entry.bytes) {
                 break;
             }
-            match runs.last_mut() {
-                Some((run, frames)) if extends_run => (run.end, *frames) = (seq + 1, *frames + 1),
-                _ => runs.push((*seq..seq + 1, 1)),
-            }
-            extends_run = true;
-            last_new = Some(*seq);
-            (taken, taken_bytes) = (taken + 1, taken_bytes + entry.bytes);
+            chosen.push((*seq, entry.bytes));
+            chosen_bytes += entry.bytes;
+            cursor = *seq;
         }
-        let mut actions = Vec::with_capacity(taken);
-        for (run, frames) in runs {
-            let read = match self.contents.outbound(app, run) {
-                Ok(read) => read,
-                Err(error) => return vec![Action::StorageFailed(error.to_string())],
-            };
-            let mut sent = 0;
-            for (seq, frame) in read {
-                // The range may also hold frames answered since and not yet deleted on disk.
-                let Some(entry) = outbox.get(&seq) else { continue };
-                if let Some((at, _)) = self.retry.get_mut(&(app.to_owned(), seq)) {
-                    // Sent again: it waits for its answer (a refusal sets the next wait).
-                    *at = u64::MAX;
-                }
-                forwarding.in_flight.insert(seq, entry.bytes);
-                forwarding.bytes += entry.bytes;
-                self.metrics.envelopes_forwarded += 1;
-                actions.push(Action::ToLink { conn: forwarding.conn, frame: FederationFrame { request_id: seq, body: frame.body } });
-                sent += 1;
-            }
-            if sent < frames {
-                return vec![Action::StorageFailed(format!("{} durable frames for {app} are missing from the store", frames - sent))];
-            }
+        forwarding.cursor = cursor;
+        if chosen.is_empty() {
+            return Vec::new();
         }
-        if let Some(last) = last_new {
-            forwarding.cursor = last;
+        let seqs: Vec<u64> = chosen.iter().map(|(seq, _)| *seq).collect();
+        let read = match self.contents.outbound(app, &seqs) {
+            Ok(read) if read.len() == seqs.len() => read,
+            Ok(read) => return vec![Action::StorageFailed(format!("{} durable frames for {app} are missing from the store", seqs.len() - read.len()))],
+            Err(error) => return vec![Action::StorageFailed(error.to_string())],
+        };
+        let mut actions = Vec::with_capacity(chosen.len());
+        for ((seq, frame), (_, bytes)) in read.into_iter().zip(chosen) {
+            if let Some(retry) = waiting.as_deref_mut().and_then(|waiting| waiting.get_mut(&seq)) {
+                retry.due = None;
+            }
+            forwarding.in_flight.insert(seq, bytes);
+            forwarding.bytes += bytes;
+            self.metrics.envelopes_forwarded += 1;
+            actions.push(Action::ToLink { conn: forwarding.conn, frame: FederationFrame { request_id: seq, body: frame.body } });
         }
         actions
     }
 
-    /// `app` answered the frame `seq` (accepted it, refused it for good, or for now).
-    pub(super) fn answered(&mut self, app: &str, seq: u64) {
-        let Some(forwarding) = self.forwarding.get_mut(app) else { return };
-        if let Some(bytes) = forwarding.in_flight.remove(&seq) {
-            forwarding.bytes -= bytes;
-        }
+    /// `app` answered the frame `seq` (accepted it, refused it for good, or for now): whether it
+    /// had that frame from us, out and not yet answered.
+    pub(super) fn answered(&mut self, app: &str, seq: u64) -> bool {
+        let Some(forwarding) = self.forwarding.get_mut(app) else { return false };
+        let Some(bytes) = forwarding.in_flight.remove(&seq) else { return false };
+        forwarding.bytes -= bytes;
+        true
     }
 
-    /// `app` refused the outbox entry `seq` for now: it is sent again later, later each time.
+    /// `app` refused the frame `seq` (which it had from us) for now: it is sent again later,
+    /// later each time.
     pub(super) fn retry_later(&mut self, app: &str, seq: u64) {
-        // Only for what is still waiting (a refusal of a copy already acknowledged, or of nothing
-        // we sent, changes nothing).
-        if !self.state.outboxes.get(app).is_some_and(|outbox| outbox.contains_key(&seq)) {
-            return;
-        }
-        let refusals = self.retry.get(&(app.to_owned(), seq)).map_or(0, |(_, refusals)| *refusals).saturating_add(1);
+        let waiting = self.retry.entry(app.to_owned()).or_default();
+        let refusals = waiting.get(&seq).map_or(0, |retry| retry.refusals).saturating_add(1);
         let wait = (1u64 << refusals.min(16)).min(MAX_RETRY_TICKS);
-        self.retry.insert((app.to_owned(), seq), (self.ticks + wait, refusals));
+        waiting.insert(seq, Retry { due: Some(self.ticks + wait), refusals });
+    }
+
+    /// The frame `seq` left the outbox for `app`: it is not sent again.
+    pub(super) fn forget_retry(&mut self, app: &str, seq: u64) {
+        let Some(waiting) = self.retry.get_mut(app) else { return };
+        waiting.remove(&seq);
+        if waiting.is_empty() {
+            self.retry.remove(app);
+        }
     }
 
     /// The link to `app` went down: what it carried and was not answered is sent again on the
-    /// next, from the start of the outbox.
+    /// next, from the start of the outbox (what was refused for now and out again, at once).
     pub(super) fn stop_forwarding(&mut self, app: &str) {
         self.forwarding.remove(app);
-        let ticks = self.ticks;
-        for ((_, _), (at, _)) in self.retry.range_mut((app.to_owned(), 0)..=(app.to_owned(), u64::MAX)) {
-            if *at == u64::MAX {
-                *at = ticks;
-            }
+        for retry in self.retry.get_mut(app).into_iter().flat_map(|waiting| waiting.values_mut()) {
+            retry.due.get_or_insert(self.ticks);
         }
     }
 
-    /// Sends again what is due on every link: called at each tick.
+    /// Sends again what is due on every link (as their windows allow): called at each tick.
     pub(super) fn retry_due(&mut self) -> Vec<Action> {
-        let outboxes = &self.state.outboxes;
-        self.retry.retain(|(app, seq), _| outboxes.get(app).is_some_and(|outbox| outbox.contains_key(seq)));
-        let mut apps: Vec<String> = self.retry.iter().filter(|(_, (at, _))| *at <= self.ticks).map(|((app, _), _)| app.clone()).collect();
-        apps.dedup();
-        apps.iter().flat_map(|app| self.pump_outbox(app, true)).collect()
+        let ticks = self.ticks;
+        let due: Vec<String> = self
+            .retry
+            .iter()
+            .filter(|(_, waiting)| waiting.values().any(|retry| retry.due.is_some_and(|due| due <= ticks)))
+            .map(|(app, _)| app.clone())
+            .collect();
+        due.iter().flat_map(|app| self.pump_outbox(app, true)).collect()
     }
 }

@@ -34,6 +34,9 @@ pub struct RateLimits {
     pub fetches_per_device: u32,
     /// Bundle fetches one other app's relay may make per window (for all its devices).
     pub fetches_per_app: u32,
+    /// Blob fetches one other app's relay may make per window (each answer is up to
+    /// [`crate::MAX_BLOB_LEN`] read from disk).
+    pub blob_fetches_per_app: u32,
     /// Ticks in one prekey period.
     pub prekey_period_ticks: u64,
     /// Fetches of one user's bundles that one requester is handed with one-time prekeys (one per
@@ -53,6 +56,7 @@ impl Default for RateLimits {
             registrations_per_source: 20,
             fetches_per_device: 120,
             fetches_per_app: 10_000,
+            blob_fetches_per_app: 10_000,
             prekey_period_ticks: 3600,
             prekey_fetches_per_requester: 3,
             prekey_fetches_per_app: 200,
@@ -128,6 +132,7 @@ pub(crate) struct Rates {
     registrations_by_source: Counter<IpAddr>,
     fetches_by_device: Counter<DeviceKey>,
     fetches_by_app: Counter<String>,
+    blob_fetches_by_app: Counter<String>,
     prekeys_by_requester: Counter<(Requester, String)>,
     prekeys_by_app: Counter<(String, String)>,
 }
@@ -141,6 +146,7 @@ impl Rates {
             registrations_by_source: Counter::new(),
             fetches_by_device: Counter::new(),
             fetches_by_app: Counter::new(),
+            blob_fetches_by_app: Counter::new(),
             prekeys_by_requester: Counter::new(),
             prekeys_by_app: Counter::new(),
         }
@@ -154,6 +160,7 @@ impl Rates {
             self.registrations_by_source.prune(limits.registrations_per_source, now);
             self.fetches_by_device.prune(limits.fetches_per_device, now);
             self.fetches_by_app.prune(limits.fetches_per_app, now);
+            self.blob_fetches_by_app.prune(limits.blob_fetches_per_app, now);
             self.prekeys_by_requester.prune(limits.prekey_fetches_per_requester, now);
             self.prekeys_by_app.prune(limits.prekey_fetches_per_app, now);
         }
@@ -182,6 +189,14 @@ impl Rates {
         match allowed {
             true => Ok(()),
             false => Err((ErrorCode::RateLimited, "too many bundle fetches; try again later")),
+        }
+    }
+
+    /// Counts a blob fetch by another app's relay.
+    pub(crate) fn blob_fetch(&mut self, app: &str, now: u64) -> Result<(), Refusal> {
+        match self.blob_fetches_by_app.take(app.to_owned(), self.limits.blob_fetches_per_app, self.window(), now) {
+            true => Ok(()),
+            false => Err((ErrorCode::RateLimited, "too many blob fetches; try again later")),
         }
     }
 

@@ -1062,13 +1062,23 @@ fn a_passive_members_stranger_allowance_never_holds_a_groups_messages_back() {
 }
 
 #[test]
-fn a_connection_authenticates_once() {
+fn a_connection_authenticates_once_as_one_device_and_a_repeated_authentication_changes_nothing() {
     let mut net = Net::new();
-    let (green, alice, _) = net.device("alice@green");
+    let (green, alice, alice_credential) = net.device("alice@green");
     let (_, conn, bob_credential) = net.device("bob@green");
     let _ = conn;
     let auth = Authenticate { user: "bob@green".into(), device_id: 1, credential: bob_credential };
     assert_eq!(code(&net.request(&green, alice, 5, Body::Authenticate(auth))), Some(ErrorCode::Forbidden));
+    let wrong = Authenticate { user: "alice@green".into(), device_id: 1, credential: vec![0; 32] };
+    assert_eq!(code(&net.request(&green, alice, 6, Body::Authenticate(wrong))), Some(ErrorCode::Forbidden));
+    // The same authentication again (a request repeated on the way): answered as the first was,
+    // with nothing handed over again.
+    assert!(is_done(&net.request(&green, alice, 7, Body::Send(envelope(3, "alice@green", "alice@green")))));
+    assert_eq!(net.deliveries(&green, alice).len(), 1);
+    let again = Authenticate { user: "alice@green".into(), device_id: 1, credential: alice_credential };
+    assert!(is_done(&net.request(&green, alice, 8, Body::Authenticate(again))));
+    assert!(net.deliveries(&green, alice).is_empty(), "delivery did not start over");
+    assert!(net.closed.is_empty());
 }
 
 #[test]
@@ -1169,12 +1179,12 @@ impl switchboard_relay_core::storage::Contents for Unreadable {
     fn mail(
         &self,
         _: &switchboard_relay_core::state::DeviceKey,
-        _: std::ops::Range<u64>,
+        _: &[u64],
     ) -> Result<Vec<(u64, Envelope)>, switchboard_relay_core::storage::StoreError> {
         Err(switchboard_relay_core::storage::StoreError("disk on fire".into()))
     }
 
-    fn outbound(&self, _: &str, _: std::ops::Range<u64>) -> Result<Vec<(u64, FederationFrame)>, switchboard_relay_core::storage::StoreError> {
+    fn outbound(&self, _: &str, _: &[u64]) -> Result<Vec<(u64, FederationFrame)>, switchboard_relay_core::storage::StoreError> {
         Err(switchboard_relay_core::storage::StoreError("disk on fire".into()))
     }
 
@@ -1240,4 +1250,116 @@ fn a_link_that_comes_up_to_a_full_outbox_is_sent_a_window_and_the_rest_as_answer
     ids.dedup();
     assert_eq!(ids.len(), waiting);
     assert!(net.disk("green").outboxes["blue"].is_empty());
+}
+
+/// The connection `from` dialed to `to`.
+fn dialed_link(net: &Net, from: &str, to: &str) -> ConnId {
+    let dialed = net.links.iter().find(|((app, _), (other, their))| app == from && other == to && net.accepted.get(&(to.to_owned(), *their)).is_some_and(|d| d == from));
+    dialed.map(|((_, conn), _)| *conn).expect("a link")
+}
+
+#[test]
+fn an_answer_to_a_frame_not_yet_sent_is_ignored_not_taken_for_its_fate() {
+    let mut net = Net::new();
+    let (_, alice, _) = net.device("alice@green");
+    let (blue, bob, _) = net.device("bob@blue");
+    let link = dialed_link(&net, "green", "blue");
+    let refusal = |request_id| {
+        let failure = switchboard_wire::switchboard::Failure { code: ErrorCode::Unavailable as i32, detail: String::new() };
+        FederationFrame { request_id, body: Some(federation_frame::Body::Failure(failure)) }.encode_to_vec()
+    };
+    let acknowledgement =
+        |request_id| FederationFrame { request_id, body: Some(federation_frame::Body::Acknowledge(Acknowledge::default())) }.encode_to_vec();
+    // Two frames for Blue, not yet committed (so not yet sent): Blue guesses their numbers and
+    // answers for them — one "accepted", one "refused for now".
+    let green = net.cores.get_mut("green").unwrap();
+    for id in [1, 2] {
+        let frame = ClientFrame { request_id: 10 + id as u64, body: Some(Body::Send(envelope(id, "alice@green", "bob@blue"))) };
+        assert!(green.client_frame(alice, &frame.encode_to_vec()).is_empty());
+    }
+    let seqs: Vec<u64> = green.state().outboxes["blue"].keys().copied().collect();
+    assert_eq!(seqs.len(), 2);
+    assert!(green.link_frame(link, &acknowledgement(seqs[0])).is_empty());
+    assert!(green.link_frame(link, &refusal(seqs[1])).is_empty());
+    // Both go out once durable, and arrive.
+    net.run("green", Vec::new());
+    let ids: Vec<u8> = net.deliveries(&blue, bob).iter().map(|e| e.id[0]).collect();
+    assert_eq!(ids, [1, 2]);
+    assert!(net.disk("green").outboxes["blue"].is_empty());
+}
+
+/// A memory store that counts the envelopes it reads back.
+struct Counting {
+    store: MemoryStore,
+    read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl switchboard_relay_core::storage::Contents for Counting {
+    fn mail(&self, device: &switchboard_relay_core::state::DeviceKey, seqs: &[u64]) -> Result<Vec<(u64, Envelope)>, switchboard_relay_core::storage::StoreError> {
+        let read = self.store.mail(device, seqs)?;
+        self.read.fetch_add(read.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(read)
+    }
+
+    fn outbound(&self, app: &str, seqs: &[u64]) -> Result<Vec<(u64, FederationFrame)>, switchboard_relay_core::storage::StoreError> {
+        self.store.outbound(app, seqs)
+    }
+
+    fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, switchboard_relay_core::storage::StoreError> {
+        self.store.blob(id)
+    }
+}
+
+#[test]
+fn a_relay_reads_back_only_the_mail_it_hands_over_whatever_a_device_acknowledges() {
+    use switchboard_relay_core::DELIVERY_WINDOW_BYTES;
+    let mut store = MemoryStore::default();
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let contents = Box::new(Counting { store: store.clone(), read: read.clone() });
+    let mut core = RelayCore::new("blue", ["blue".to_owned()], StoredState::default(), contents, rand::SeedableRng::seed_from_u64(7));
+    let run = |core: &mut RelayCore, store: &mut MemoryStore, mut actions: Vec<Action>| {
+        while let Some(batch) = core.take_batch() {
+            store.commit(&batch.mutations).unwrap();
+            actions.extend(core.committed(batch.id));
+        }
+        actions
+    };
+    let frame = |request_id, body| ClientFrame { request_id, body: Some(body) }.encode_to_vec();
+    core.client_connected(1, None);
+    let registered = core.client_frame(1, &frame(1, Body::Register(Register { user: "bob@blue".into(), device_id: 1 })));
+    let answer = run(&mut core, &mut store, registered);
+    let [Action::ToClient { frame: ServerFrame { body: Some(server_frame::Body::Registered(registered)), .. }, .. }] = &answer[..] else {
+        panic!("{answer:?}")
+    };
+    let credential = registered.credential.clone();
+    // Bob, offline, has two windows of large envelopes (from himself: no stranger allowance).
+    let big = |n: u16| {
+        let mut envelope = envelope(0, "bob@blue", "bob@blue");
+        envelope.id = [&n.to_be_bytes()[..], &[1; 14]].concat().into();
+        envelope.content = vec![0x42; 250 * 1024].into();
+        envelope
+    };
+    let auth = Authenticate { user: "bob@blue".into(), device_id: 1, credential: credential.clone() };
+    core.client_frame(1, &frame(2, Body::Authenticate(auth)));
+    let count = 2 * DELIVERY_WINDOW_BYTES / (250 * 1024);
+    let mut sent = Vec::new();
+    for n in 0..count as u16 {
+        sent.extend(core.client_frame(1, &frame(100 + n as u64, Body::Send(big(n)))));
+        sent = run(&mut core, &mut store, sent);
+    }
+    core.client_closed(1);
+    read.store(0, std::sync::atomic::Ordering::Relaxed);
+    // Bob comes back: a window is handed over. He acknowledges the first two envelopes, and every
+    // one he has not been handed but the first and the last of those.
+    core.client_connected(2, None);
+    let auth = Authenticate { user: "bob@blue".into(), device_id: 1, credential };
+    let handed = core.client_frame(2, &frame(3, Body::Authenticate(auth)));
+    let delivered = |actions: &[Action]| actions.iter().filter(|a| matches!(a, Action::ToClient { frame: ServerFrame { body: Some(server_frame::Body::Deliver(_)), .. }, .. })).count();
+    let first = delivered(&handed);
+    assert!(first > 0 && first < count, "{first} of {count}");
+    let refs = [0, 1].into_iter().chain(first as u16 + 1..count as u16 - 1).map(|n| EnvelopeRef { sender: Some(address("bob@blue")), id: big(n).id });
+    let ack = frame(4, Body::Acknowledge(Acknowledge { envelopes: refs.collect() }));
+    let more = core.client_frame(2, &ack);
+    assert_eq!(delivered(&more), 2, "the two envelopes left");
+    assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), first + 2, "read back: what was handed over, no more");
 }

@@ -76,8 +76,8 @@ pub struct Relay {
     pub app: String,
     peers: Vec<String>,
     pub core: Option<RelayCore>,
-    /// What is on disk: every committed batch, applied (a crash keeps it; the core reads mail
-    /// and blobs back from it).
+    /// What is on disk: every committed batch, applied (a crash keeps it; the core reads mail,
+    /// outbox frames and blobs back from it).
     pub disk: MemoryStore,
     /// Bumped at each crash: a commit begun before it never completes.
     pub epoch: u32,

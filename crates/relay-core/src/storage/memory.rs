@@ -1,7 +1,6 @@
 //! State kept in memory, for tests and the simulator: a "crash" keeps exactly what was committed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use switchboard_wire::switchboard::{Envelope, FederationFrame};
@@ -76,16 +75,16 @@ impl Store for MemoryStore {
 }
 
 impl Contents for MemoryStore {
-    fn mail(&self, device: &DeviceKey, seqs: Range<u64>) -> Result<Vec<(u64, Envelope)>, StoreError> {
+    fn mail(&self, device: &DeviceKey, seqs: &[u64]) -> Result<Vec<(u64, Envelope)>, StoreError> {
         let committed = self.committed();
         let Some(mailbox) = committed.mail.get(device) else { return Ok(Vec::new()) };
-        Ok(mailbox.range(seqs).map(|(seq, envelope)| (*seq, envelope.clone())).collect())
+        Ok(seqs.iter().filter_map(|seq| mailbox.get(seq).map(|envelope| (*seq, envelope.clone()))).collect())
     }
 
-    fn outbound(&self, app: &str, seqs: Range<u64>) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
+    fn outbound(&self, app: &str, seqs: &[u64]) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
         let committed = self.committed();
         let Some(outbox) = committed.outboxes.get(app) else { return Ok(Vec::new()) };
-        Ok(outbox.range(seqs).map(|(seq, frame)| (*seq, frame.clone())).collect())
+        Ok(seqs.iter().filter_map(|seq| outbox.get(seq).map(|frame| (*seq, frame.clone()))).collect())
     }
 
     fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {

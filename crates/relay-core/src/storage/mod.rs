@@ -6,8 +6,6 @@ mod memory;
 
 pub use memory::MemoryStore;
 
-use std::ops::Range;
-
 use switchboard_wire::switchboard::{Envelope, FederationFrame};
 
 use crate::state::{DeviceKey, Mutation};
@@ -24,16 +22,18 @@ pub trait Store: Send {
 }
 
 /// Reads back what a [`Store`] committed: the contents the core does not keep in memory. The core
-/// calls it as it hands mail and blobs over, so a read must be quick (a local database, not a
-/// network round trip), and see every batch committed before the call.
+/// calls it as it hands mail, frames for other apps and blobs over, so a read must be quick (a
+/// local database, not a network round trip), and see every batch committed before the call.
 ///
-/// A store may answer with less than was committed only by failing: the core stops the relay on
-/// an error, or on a durable entry missing from an answer.
+/// The core asks only for what it knows is committed, a window at a time: it stops the relay on
+/// an error, or when an answer lacks something it asked for.
 pub trait Contents: Send {
-    /// The envelopes of `device`'s mailbox whose sequence numbers are in `seqs`, in order.
-    fn mail(&self, device: &DeviceKey, seqs: Range<u64>) -> Result<Vec<(u64, Envelope)>, StoreError>;
-    /// The frames of the outbox for `app` whose sequence numbers are in `seqs`, in order.
-    fn outbound(&self, app: &str, seqs: Range<u64>) -> Result<Vec<(u64, FederationFrame)>, StoreError>;
+    /// The envelopes of `device`'s mailbox with the sequence numbers `seqs`, in that order (one
+    /// not stored is left out).
+    fn mail(&self, device: &DeviceKey, seqs: &[u64]) -> Result<Vec<(u64, Envelope)>, StoreError>;
+    /// The frames of the outbox for `app` with the sequence numbers `seqs`, in that order (one
+    /// not stored is left out).
+    fn outbound(&self, app: &str, seqs: &[u64]) -> Result<Vec<(u64, FederationFrame)>, StoreError>;
     /// The blob `id`, if it is stored.
     fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }

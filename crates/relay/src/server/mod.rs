@@ -28,9 +28,8 @@ use crate::storage::{Contents, Store};
 use tls::{TlsIdentity, certificate_der};
 
 /// Frames a connection may have waiting to be written before it counts as too slow and is closed:
-/// room for a device's delivery window or a link's forwarding window (in bytes, the core bounds
-/// both: see [`crate::core::DELIVERY_WINDOW_BYTES`], [`crate::core::FORWARD_WINDOW_BYTES`]), and
-/// for the answers to 16,384 requests besides.
+/// room for a device's delivery window or a link's forwarding window, and for the answers to
+/// 16,384 requests besides. In bytes, [`CONNECTION_QUEUE_BYTES`] bounds it.
 pub const WRITE_QUEUE: usize = crate::core::DELIVERY_WINDOW + crate::core::FORWARD_WINDOW + 16 * 1024;
 /// How long a connection's peer may take to read what was written to it before it is dropped.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(30);
@@ -42,8 +41,9 @@ pub const CLOSE_DRAIN_BYTES: usize = 64 * 1024;
 /// Bytes queued for devices on all connections together: whatever connections that do not read
 /// hold, and whatever else they asked for (blobs, say), this bounds them all.
 pub const QUEUED_BYTES_BUDGET: usize = 256 * 1024 * 1024;
-/// Bytes queued for one device connection: its delivery window and a little more (answers,
-/// blobs). A connection past it is not reading and is closed.
+/// Bytes queued for one connection, a device's or another relay's: a delivery window (the larger
+/// of the two windows) and a little more (answers, blobs). A connection past it is not reading
+/// and is closed.
 pub const CONNECTION_QUEUE_BYTES: usize = crate::core::DELIVERY_WINDOW_BYTES + 16 * 1024 * 1024;
 
 /// Another app's relay.
@@ -270,8 +270,8 @@ fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) -
         };
         let Some((handles, is_client)) = writers.connections.get(&conn) else { continue };
         let is_client = *is_client;
-        if is_client && handles.queued.load(Ordering::Relaxed) + bytes.len() > CONNECTION_QUEUE_BYTES {
-            tracing::info!(conn, "closing a device connection that does not read what it is sent");
+        if handles.queued.load(Ordering::Relaxed) + bytes.len() > CONNECTION_QUEUE_BYTES {
+            tracing::info!(conn, is_client, "closing a connection that does not read what it is sent");
             queue.extend(close(core, writers, conn));
             continue;
         }

@@ -1,9 +1,8 @@
 //! State on disk in an embedded redb database: one write transaction per batch, synced before
-//! the commit returns. Mail and blobs are read back in read transactions, which redb runs beside
-//! the write transaction of the batch being committed and which see every batch committed before
-//! they began.
+//! the commit returns. Mail, frames for other apps and blobs are read back in read transactions,
+//! which redb runs beside the write transaction of the batch being committed and which see every
+//! batch committed before they began.
 
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,7 +19,7 @@ const MAILBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("mailboxes
 const OUTBOXES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outboxes");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 /// When each blob was stored (seconds since the Unix epoch). A blob without one (stored by a
-/// version that kept none) counts as stored at the epoch: it expires at the next tick.
+/// version that kept none) is given the time it is first found without.
 const BLOB_TIMES: TableDefinition<&str, u64> = TableDefinition::new("blob_times");
 const GROUP_HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_heads");
 /// Keyed by the user (as [`name_key`]) then the contact's name; no value.
@@ -35,7 +34,7 @@ pub struct RedbStore {
     db: Arc<Database>,
 }
 
-/// The same database file, to read mail and blobs back from (see [`RedbStore::contents`]).
+/// The same database file, to read mail, frames and blobs back from (see [`RedbStore::contents`]).
 pub struct RedbContents {
     db: Arc<Database>,
 }
@@ -144,9 +143,17 @@ impl RedbStore {
             state.outboxes.entry(app).or_default().insert(seq_of(rest)?, OutboundEntry::of(&frame));
         }
         let times = txn.open_table(BLOB_TIMES).map_err(failed)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        let mut untimed = Vec::new();
         for entry in txn.open_table(BLOBS).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
-            let stored_at = times.get(key.value()).map_err(failed)?.map_or(0, |time| time.value());
+            let stored_at = match times.get(key.value()).map_err(failed)? {
+                Some(time) => time.value(),
+                None => {
+                    untimed.push(key.value().to_owned());
+                    now
+                }
+            };
             state.blobs.insert(key.value().to_owned(), BlobEntry { bytes: value.value().len(), stored_at });
         }
         for entry in txn.open_table(GROUP_HEADS).map_err(failed)?.iter().map_err(failed)? {
@@ -166,6 +173,16 @@ impl RedbStore {
             let (user, contact) = split_name(key.value())?;
             let contact = String::from_utf8(contact.to_vec()).map_err(|_| StoreError("corrupt contact".into()))?;
             state.contacts.entry(user).or_default().insert(contact);
+        }
+        if !untimed.is_empty() {
+            let write = self.db.begin_write().map_err(failed)?;
+            {
+                let mut times = write.open_table(BLOB_TIMES).map_err(failed)?;
+                for id in &untimed {
+                    times.insert(id.as_str(), now).map_err(failed)?;
+                }
+            }
+            write.commit().map_err(failed)?;
         }
         Ok(state)
     }
@@ -240,33 +257,33 @@ impl Store for RedbStore {
     }
 }
 
-impl Contents for RedbContents {
-    fn mail(&self, device: &DeviceKey, seqs: Range<u64>) -> Result<Vec<(u64, Envelope)>, StoreError> {
+impl RedbContents {
+    /// The values under `prefix` followed by each of `seqs`, decoded, in one read transaction.
+    fn read_each<M: Message + Default>(
+        &self,
+        table: TableDefinition<&[u8], &[u8]>,
+        prefix: &[u8],
+        seqs: &[u64],
+    ) -> Result<Vec<(u64, M)>, StoreError> {
         let txn = self.db.begin_read().map_err(failed)?;
-        let table = txn.open_table(MAILBOXES).map_err(failed)?;
-        let prefix = device_key(device);
-        let (start, end) = (with_seq(prefix.clone(), seqs.start), with_seq(prefix, seqs.end));
-        let mut mail = Vec::new();
-        for entry in table.range(start.as_slice()..end.as_slice()).map_err(failed)? {
-            let (key, value) = entry.map_err(failed)?;
-            let (_, rest) = split_device(key.value())?;
-            let envelope: Envelope = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
-            mail.push((seq_of(rest)?, envelope));
+        let table = txn.open_table(table).map_err(failed)?;
+        let mut read = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            if let Some(value) = table.get(with_seq(prefix.to_vec(), *seq).as_slice()).map_err(failed)? {
+                read.push((*seq, decode(value.value(), MAX_FRAME_LEN).map_err(failed)?));
+            }
         }
-        Ok(mail)
+        Ok(read)
+    }
+}
+
+impl Contents for RedbContents {
+    fn mail(&self, device: &DeviceKey, seqs: &[u64]) -> Result<Vec<(u64, Envelope)>, StoreError> {
+        self.read_each(MAILBOXES, &device_key(device), seqs)
     }
 
-    fn outbound(&self, app: &str, seqs: Range<u64>) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
-        let txn = self.db.begin_read().map_err(failed)?;
-        let table = txn.open_table(OUTBOXES).map_err(failed)?;
-        let (start, end) = (with_seq(name_key(app), seqs.start), with_seq(name_key(app), seqs.end));
-        let mut frames = Vec::new();
-        for entry in table.range(start.as_slice()..end.as_slice()).map_err(failed)? {
-            let (key, value) = entry.map_err(failed)?;
-            let (_, rest) = split_name(key.value())?;
-            frames.push((seq_of(rest)?, decode(value.value(), MAX_FRAME_LEN).map_err(failed)?));
-        }
-        Ok(frames)
+    fn outbound(&self, app: &str, seqs: &[u64]) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
+        self.read_each(OUTBOXES, &name_key(app), seqs)
     }
 
     fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -325,13 +342,13 @@ mod tests {
         assert_eq!(loaded.blobs["00ff@blue"], BlobEntry { bytes: 3, stored_at: 1_800_000_000 });
         // The contents the state leaves out are read back: mail by range, blobs by id.
         let contents = store.contents();
-        assert_eq!(contents.mail(&device, 0..u64::MAX).unwrap(), [(4, envelope(4))]);
-        assert_eq!(contents.mail(&device, 0..4).unwrap(), []);
-        assert_eq!(contents.mail(&("bob@blue".into(), 3), 0..u64::MAX).unwrap(), []);
+        assert_eq!(contents.mail(&device, &[3, 4, 5]).unwrap(), [(4, envelope(4))]);
+        assert_eq!(contents.mail(&device, &[3]).unwrap(), []);
+        assert_eq!(contents.mail(&("bob@blue".into(), 3), &[4]).unwrap(), []);
         assert_eq!(contents.blob("00ff@blue").unwrap(), Some(vec![1, 2, 3]));
         assert_eq!(contents.blob("00fe@blue").unwrap(), None);
-        assert_eq!(contents.outbound("red", 0..u64::MAX).unwrap(), [(9, frame)]);
-        assert_eq!(contents.outbound("green", 0..u64::MAX).unwrap(), []);
+        assert_eq!(contents.outbound("red", &[8, 9]).unwrap(), [(9, frame)]);
+        assert_eq!(contents.outbound("green", &[9]).unwrap(), []);
     }
 
     #[cfg(unix)]
