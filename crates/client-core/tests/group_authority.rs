@@ -248,6 +248,28 @@ fn a_member_removed_and_added_back_rejoins_whichever_news_comes_first() {
 }
 
 #[test]
+fn a_member_re_added_after_changes_it_never_saw_rejoins_when_its_removal_comes_last() {
+    // Found by the simulator (`faults`, seed 29): Dave holds his re-addition at epoch 3, the
+    // removal of Carol at epoch 2 never reaches him (he was out), and his own removal comes last.
+    // Applying it left him out for good, his re-addition dropped with the rest.
+    let mut world = founded(Suite::SignalV3, 21);
+    let mut copies = changes_to(&mut world, "dave@blue", &[("dave@blue", false), ("carol@red", false), ("dave@blue", true)]);
+    assert!(copies[1].is_empty(), "Dave is told nothing of a change made while he is out");
+    world.post("alice@green", copies.pop().unwrap());
+    assert!(world.deliver_all().iter().all(|(_, result)| result.is_ok()));
+    world.post("alice@green", copies.remove(0));
+    let results = world.deliver_all();
+    assert!(results.iter().all(|(_, result)| result.is_ok()), "{results:?}");
+    assert_eq!(world.device("dave@blue").group(GROUP).map(|group| group.epoch()), Some(3));
+    assert_eq!(hash(&mut world, "dave@blue"), hash(&mut world, "alice@green"));
+    // (Only Dave was told of the changes here: Alice and Dave read each other.)
+    let from_alice = world.group_send("alice@green", "welcome back");
+    assert_eq!(world.group_read("dave@blue", "alice@green", &from_alice).unwrap(), b"welcome back");
+    let from_dave = world.group_send("dave@blue", "glad to be");
+    assert_eq!(world.group_read("alice@green", "dave@blue", &from_dave).unwrap(), b"glad to be");
+}
+
+#[test]
 fn a_member_raises_one_fork_alarm_per_epoch_at_most_and_slips_no_key_in_with_an_announcement() {
     // Found in review: a key naming another state made Bob report a fork per copy; an old
     // announcement carrying a key installed it.

@@ -377,7 +377,7 @@ impl Device {
     /// (`applied` is `Left`), only a re-addition built on the state that removed it, by an admin
     /// of that state. One that does not apply is dropped (a fork among them is recorded); kept
     /// ones for epochs already passed are dropped too, and all of the group's once this device
-    /// is out of it with nothing to rejoin by.
+    /// is out of it, all but a kept re-addition of it (see [`Self::rejoin_from_kept`]).
     fn catch_up<R: CryptoRng + ?Sized>(&mut self, id: &str, mut applied: Applied, rng: &mut R) -> Result<()> {
         loop {
             let epoch = match (&applied, self.groups.get(id)) {
@@ -433,9 +433,40 @@ impl Device {
             }
         }
         if !self.groups.contains_key(id) {
-            self.pending_changes.retain(|pending| pending.control.group_id != id);
+            return self.rejoin_from_kept(id, rng);
         }
         Ok(())
+    }
+
+    /// Out of group `id` with announcements of it still kept: the latest that names this device
+    /// (its re-addition, the news of which came before that of its removal, or before changes in
+    /// between that never reached it) is its way back in, judged as any join of a group it is not
+    /// in — on its hub's word where changes wait for it. Kept ones before it are dropped; those
+    /// after it stay, to follow it.
+    fn rejoin_from_kept<R: CryptoRng + ?Sized>(&mut self, id: &str, rng: &mut R) -> Result<()> {
+        let naming_me = self
+            .pending_changes
+            .iter()
+            .filter(|pending| pending.control.group_id == id)
+            .filter(|pending| Group::from_control(&pending.control).is_ok_and(|announced| announced.members().contains(&self.address)))
+            .max_by_key(|pending| pending.control.epoch)
+            .cloned();
+        let Some(rejoin) = naming_me else {
+            self.pending_changes.retain(|pending| pending.control.group_id != id);
+            return Ok(());
+        };
+        self.pending_changes.retain(|pending| pending.control.group_id != id || pending.control.epoch > rejoin.control.epoch);
+        let announced = Group::from_control(&rejoin.control)?;
+        let Ok(transition @ Transition::Join { .. }) = membership::judge(None, announced, &rejoin.from, &self.address, self.trust_members()) else {
+            return Ok(());
+        };
+        if self.changes_need_hub {
+            // With no room left among the changes waiting for a hub, it goes as the others do.
+            let _ = self.await_hub(&rejoin.from, &rejoin.control);
+            return Ok(());
+        }
+        let applied = self.apply(id, transition, &rejoin.control, rng)?;
+        self.catch_up(id, applied, rng)
     }
 
     /// Keeps an announcement until the changes before it arrive: at most [`MAX_PENDING_CHANGES`]
