@@ -114,8 +114,9 @@ pub(super) struct Retry {
     refusals: u32,
 }
 
-/// Per other app, the frames it refused for now, by sequence number.
-pub(super) type Retries = HashMap<String, BTreeMap<u64, Retry>>;
+/// Per other app, the frames it refused for now, by sequence number (ordered, so that a driver
+/// replaying a run sees the same actions).
+pub(super) type Retries = BTreeMap<String, BTreeMap<u64, Retry>>;
 
 impl RelayCore {
     /// Sends `app`, if its link is up, what the window has room for: with `retries` (at a tick),
