@@ -376,8 +376,8 @@ impl Device {
     /// had just arrived: on this device's state while it is in the group; after its removal
     /// (`applied` is `Left`), only a re-addition built on the state that removed it, by an admin
     /// of that state. One that does not apply is dropped (a fork among them is recorded); kept
-    /// ones for epochs already passed are dropped too, and all of the group's once this device
-    /// is out of it, all but a kept re-addition of it (see [`Self::rejoin_from_kept`]).
+    /// ones for epochs already passed are dropped too. Once this device is out of the group, a
+    /// kept announcement that names it may bring it back ([`Self::rejoin_from_kept`]).
     fn catch_up<R: CryptoRng + ?Sized>(&mut self, id: &str, mut applied: Applied, rng: &mut R) -> Result<()> {
         loop {
             let epoch = match (&applied, self.groups.get(id)) {
@@ -438,35 +438,40 @@ impl Device {
         Ok(())
     }
 
-    /// Out of group `id` with announcements of it still kept: the latest that names this device
-    /// (its re-addition, the news of which came before that of its removal, or before changes in
+    /// Out of group `id` with announcements of it still kept: one that names this device (its
+    /// re-addition, the news of which came before that of its removal, or before changes in
     /// between that never reached it) is its way back in, judged as any join of a group it is not
-    /// in — on its hub's word where changes wait for it. Kept ones before it are dropped; those
-    /// after it stay, to follow it.
+    /// in. On its hub's word where changes wait for one: every such announcement goes to the hub
+    /// (the latest per sender), so that one forged by a member cannot crowd out the admins' real
+    /// one. Without a hub, the latest that judges as a join applies. Kept ones after the earliest
+    /// tried stay, to follow it; if none can be tried, the group's are all dropped.
     fn rejoin_from_kept<R: CryptoRng + ?Sized>(&mut self, id: &str, rng: &mut R) -> Result<()> {
-        let naming_me = self
+        let mut naming_me: Vec<(PendingChange, Group)> = self
             .pending_changes
             .iter()
             .filter(|pending| pending.control.group_id == id)
-            .filter(|pending| Group::from_control(&pending.control).is_ok_and(|announced| announced.members().contains(&self.address)))
-            .max_by_key(|pending| pending.control.epoch)
-            .cloned();
-        let Some(rejoin) = naming_me else {
-            self.pending_changes.retain(|pending| pending.control.group_id != id);
-            return Ok(());
-        };
-        self.pending_changes.retain(|pending| pending.control.group_id != id || pending.control.epoch > rejoin.control.epoch);
-        let announced = Group::from_control(&rejoin.control)?;
-        let Ok(transition @ Transition::Join { .. }) = membership::judge(None, announced, &rejoin.from, &self.address, self.trust_members()) else {
-            return Ok(());
-        };
-        if self.changes_need_hub {
-            // With no room left among the changes waiting for a hub, it goes as the others do.
-            let _ = self.await_hub(&rejoin.from, &rejoin.control);
-            return Ok(());
+            .filter_map(|pending| Group::from_control(&pending.control).ok().map(|announced| (pending.clone(), announced)))
+            .filter(|(_, announced)| announced.members().contains(&self.address))
+            .collect();
+        naming_me.sort_by_key(|(pending, _)| std::cmp::Reverse(pending.control.epoch));
+        let mut earliest_tried = None;
+        for (candidate, announced) in naming_me {
+            let Ok(transition @ Transition::Join { .. }) = membership::judge(None, announced, &candidate.from, &self.address, self.trust_members()) else {
+                continue;
+            };
+            let epoch = candidate.control.epoch;
+            if self.changes_need_hub {
+                if self.await_hub(&candidate.from, &candidate.control).is_ok() {
+                    earliest_tried = Some(epoch);
+                }
+                continue;
+            }
+            self.pending_changes.retain(|pending| pending.control.group_id != id || pending.control.epoch > epoch);
+            let applied = self.apply(id, transition, &candidate.control, rng)?;
+            return self.catch_up(id, applied, rng);
         }
-        let applied = self.apply(id, transition, &rejoin.control, rng)?;
-        self.catch_up(id, applied, rng)
+        self.pending_changes.retain(|pending| pending.control.group_id != id || earliest_tried.is_some_and(|epoch| pending.control.epoch > epoch));
+        Ok(())
     }
 
     /// Keeps an announcement until the changes before it arrive: at most [`MAX_PENDING_CHANGES`]
