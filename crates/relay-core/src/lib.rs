@@ -239,10 +239,10 @@ pub struct RelayCore {
 
 impl RelayCore {
     /// A relay for `app` that federates with `peers`, restored from `state` (empty for a new one)
-    /// and reading the contents of its mailboxes, outboxes and blobs from `contents` (the store `state` was
-    /// loaded from). `rng` makes the credentials and blob ids it issues: seed it from the
-    /// operating system outside tests and simulations. Give it the time with [`Self::tick`] before
-    /// anything else.
+    /// and reading the contents of its mailboxes, outboxes and blobs from `contents` (the store
+    /// `state` was loaded from). `rng` makes the credentials and blob ids it issues: seed it from
+    /// the operating system outside tests and simulations. Give it the time with [`Self::tick`]
+    /// before anything else.
     pub fn new(app: &str, peers: impl IntoIterator<Item = String>, state: StoredState, contents: Box<dyn Contents>, rng: StdRng) -> Self {
         let mut mailbox_index: HashMap<DeviceKey, HashMap<MailKey, u64>> =
             state.accounts.keys().map(|device| (device.clone(), HashMap::new())).collect();
