@@ -167,13 +167,17 @@ impl World {
             assert!(responses.is_empty(), "responses go out with the next message");
         }
         // The hub answers at once whatever waits for its word (a change settled may bring up
-        // a kept one, which waits in turn).
-        let mut refused = result.is_err();
+        // a kept one, which waits in turn). The delivery counts as refused if it failed, or if
+        // the hub refused what waited and applied nothing: a change it applied may leave the
+        // device out of the group and bring up a kept one naming it, which the hub may refuse.
+        let (mut refused_any, mut applied_any) = (false, false);
         while let Some((_, epoch)) = device.awaiting_hub().first().cloned() {
-            let verdict = device.hub_head(epoch, &hub_answer(&self.ordered, epoch), rng);
-            refused |= verdict.is_ok_and(|verdict| !verdict.refused.is_empty() && verdict.applied.is_none());
+            if let Ok(verdict) = device.hub_head(epoch, &hub_answer(&self.ordered, epoch), rng) {
+                refused_any |= !verdict.refused.is_empty();
+                applied_any |= verdict.applied.is_some();
+            }
         }
-        if refused {
+        if result.is_err() || (refused_any && !applied_any) {
             assert_eq!(self.devices[to].group(GROUP).map(|g| *g.hash()), before, "a refused delivery changed the group");
         }
     }
