@@ -145,8 +145,11 @@ impl RelayCore {
     fn store_outbound(&mut self, app: &str, body: federation_frame::Body) {
         let seq = self.seq();
         let frame = FederationFrame { request_id: seq, body: Some(body) };
-        self.outbox_usage.add(app, &crate::state::OutboundEntry::of(&frame));
         self.mutate(Mutation::PutOutbound { app: app.to_owned(), seq, frame });
+        // Counted from the entry the mutation just made (encoding a frame to size it is not free).
+        if let Some(entry) = self.state.outboxes.get(app).and_then(|outbox| outbox.get(&seq)) {
+            self.outbox_usage.add(app, entry);
+        }
         self.deferred.push(Deferred::Forward(app.to_owned()));
     }
 }

@@ -21,3 +21,8 @@ pub mod config;
 pub mod local;
 pub mod server;
 pub mod storage;
+
+/// Seconds since the Unix epoch (0 for a clock set before it): the relay core's clock.
+pub(crate) fn unix_time() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs())
+}

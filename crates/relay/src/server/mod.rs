@@ -170,7 +170,7 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
     });
     let mut writers = Writers { connections: HashMap::new(), queued: Arc::new(AtomicUsize::new(0)), closing: Vec::new() };
     // The core learns the time before the first frame (blobs are stored with it).
-    let actions = core.tick(unix_time());
+    let actions = core.tick(crate::unix_time());
     debug_assert!(actions.is_empty(), "nothing to retry before anything was sent");
     let mut retry = tokio::time::interval(crate::core::RETRY_INTERVAL);
     retry.reset();
@@ -181,7 +181,7 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
                 None => return,
             },
             _ = retry.tick() => {
-                let actions = core.tick(unix_time());
+                let actions = core.tick(crate::unix_time());
                 if let Err(error) = dispatch(&mut core, &mut writers, actions) {
                     return storage_failed(&core, &error);
                 }
@@ -234,11 +234,6 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
 
 fn storage_failed(core: &RelayCore, error: &str) {
     tracing::error!(app = core.app(), "{error}; stopping: durability can no longer be promised");
-}
-
-/// Seconds since the Unix epoch (0 for a clock set before it).
-fn unix_time() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
 /// The connections' writers, as the core task holds them: each with whether it is a device's.

@@ -143,7 +143,7 @@ impl RedbStore {
             state.outboxes.entry(app).or_default().insert(seq_of(rest)?, OutboundEntry::of(&frame));
         }
         let times = txn.open_table(BLOB_TIMES).map_err(failed)?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        let now = crate::unix_time();
         let mut untimed = Vec::new();
         for entry in txn.open_table(BLOBS).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
