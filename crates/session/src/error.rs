@@ -32,6 +32,10 @@ pub enum Error {
     /// A PreKeySignalMessage names a one-time prekey this device does not have (used already).
     #[error("unknown one-time prekey {id}")]
     UnknownPreKey { id: u32 },
+    /// A PreKeySignalMessage names a KEM prekey this device does not have (a one-time key used
+    /// already, or a last-resort key superseded).
+    #[error("unknown KEM prekey {id}")]
+    UnknownKemPreKey { id: u32 },
     /// A PreKeySignalMessage names a signed prekey this device does not have.
     #[error("unknown signed prekey {id}")]
     UnknownSignedPreKey { id: u32 },

@@ -1,6 +1,7 @@
 //! Signal-style end-to-end encryption, sans-IO: identity keys with XEdDSA-compatible signatures,
-//! prekeys and bundles, X3DH, and the Double Ratchet, under two suites — `signal-v3`, byte for
-//! byte what Signal's libraries write, and `aes-256-gcm`.
+//! prekeys and bundles, X3DH and PQXDH, and the Double Ratchet, under four suites — `signal-v3`
+//! and `signal-pqxdh`, byte for byte what Signal's libraries write, and `aes-256-gcm` and
+//! `pq-aes-256-gcm` (the [`suite`] module says how they differ).
 //!
 //! Nothing here does I/O or reads a clock: randomness comes in as a `rand_core` RNG, state lives in
 //! the caller's [`store`]s, and every operation either succeeds or leaves that state untouched.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod group;
 mod kdf;
+pub mod kem;
 pub mod keys;
 pub mod limits;
 pub mod prekey;
@@ -42,7 +44,8 @@ pub mod xeddsa;
 pub use address::ProtocolAddress;
 pub use error::{Error, Result};
 pub use keys::{IdentityKey, IdentityKeyPair, KeyPair, PrivateKey, PublicKey};
-pub use prekey::{PreKeyBundle, PreKeyRecord, SignedPreKeyRecord, SignedSuites, VerifiedBundle};
+pub use kem::{Kem, KemKeyPair, KemPublicKey, KemSecretKey};
+pub use prekey::{KemPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedKemPreKey, SignedPreKeyRecord, SignedSuites, VerifiedBundle};
 pub use protocol::{CiphertextMessage, MessageKind, PreKeySignalMessage, SignalMessage};
 pub use ratchet::record::SessionRecord;
 pub use ratchet::state::SessionState;

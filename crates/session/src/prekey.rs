@@ -6,6 +6,7 @@ use switchboard_wire::{Message, decode, limits, signal, switchboard};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::kem::{Kem, KemKeyPair, KemPublicKey};
 use crate::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey};
 use crate::suite::Suite;
 use crate::xeddsa::SIGNATURE_LEN;
@@ -91,6 +92,88 @@ impl SignedPreKeyRecord {
     }
 }
 
+/// A KEM prekey (Kyber-1024 or ML-KEM-1024), signed by the identity key over its serialized public
+/// key (type byte included), as libsignal signs its Kyber prekeys. A one-time key is deleted after
+/// its first use; a last-resort key is handed out once one-time keys run out and stays until a
+/// newer one supersedes it.
+#[derive(Clone, Debug)]
+pub struct KemPreKeyRecord {
+    pub id: u32,
+    pub key_pair: KemKeyPair,
+    pub signature: [u8; SIGNATURE_LEN],
+    /// When it was made, in milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    pub last_resort: bool,
+}
+
+impl KemPreKeyRecord {
+    /// A fresh KEM prekey of `kem`, signed by `identity`.
+    pub fn generate<R: CryptoRng + ?Sized>(
+        id: u32,
+        kem: Kem,
+        last_resort: bool,
+        identity: &IdentityKeyPair,
+        timestamp: u64,
+        rng: &mut R,
+    ) -> Self {
+        let key_pair = KemKeyPair::generate(kem, rng);
+        let signature = identity.private_key().sign(&key_pair.public.serialize(), rng);
+        KemPreKeyRecord { id, key_pair, signature, timestamp, last_resort }
+    }
+
+    /// The KEM the key belongs to.
+    pub fn kem(&self) -> Kem {
+        self.key_pair.public.kem()
+    }
+
+    /// What a bundle carries of it.
+    pub fn signed_public(&self) -> SignedKemPreKey {
+        SignedKemPreKey { id: self.id, key: self.key_pair.public.clone(), signature: self.signature.to_vec() }
+    }
+
+    /// Serializes as libsignal's KyberPreKeyRecordStructure (with Switchboard's last-resort flag).
+    pub fn serialize(&self) -> Zeroizing<Vec<u8>> {
+        let mut structure = signal::KyberPreKeyRecordStructure {
+            id: Some(self.id),
+            public_key: Some(self.key_pair.public.serialize()),
+            private_key: Some(self.key_pair.secret.as_bytes().to_vec()),
+            signature: Some(self.signature.to_vec()),
+            timestamp: Some(self.timestamp),
+            last_resort: Some(self.last_resort),
+        };
+        let bytes = Zeroizing::new(structure.encode_to_vec());
+        if let Some(private) = structure.private_key.as_mut() {
+            zeroize::Zeroize::zeroize(private);
+        }
+        bytes
+    }
+
+    /// Parses a KyberPreKeyRecordStructure.
+    pub fn deserialize(bytes: &[u8]) -> Result<Self> {
+        let structure: signal::KyberPreKeyRecordStructure = decode(bytes, limits::MAX_KEM_PREKEY_RECORD_LEN)?;
+        let private = Zeroizing::new(structure.private_key.unwrap_or_default());
+        Ok(KemPreKeyRecord {
+            id: structure.id.ok_or(Error::InvalidRecord("KEM prekey without id"))?,
+            key_pair: KemKeyPair::from_stored(&structure.public_key.unwrap_or_default(), &private)?,
+            signature: structure
+                .signature
+                .unwrap_or_default()
+                .try_into()
+                .map_err(|_| Error::InvalidRecord("signature is not 64 bytes"))?,
+            timestamp: structure.timestamp.unwrap_or(0),
+            last_resort: structure.last_resort.unwrap_or(false),
+        })
+    }
+}
+
+/// A KEM prekey as a bundle carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedKemPreKey {
+    pub id: u32,
+    pub key: KemPublicKey,
+    pub signature: Vec<u8>,
+}
+
 /// What a device publishes so that others can start sessions with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreKeyBundle {
@@ -105,6 +188,8 @@ pub struct PreKeyBundle {
     /// The suites the device accepts beyond `signal-v3`, with the identity key's signature over
     /// them. `None` for a plain libsignal bundle, which offers `signal-v3` only.
     pub suites: Option<SignedSuites>,
+    /// KEM prekeys, at most one per KEM: one for each post-quantum suite the list names.
+    pub kem_prekeys: Vec<SignedKemPreKey>,
 }
 
 /// A list of suite names signed by an identity key. Names this implementation does not know are
@@ -168,7 +253,10 @@ impl std::ops::Deref for VerifiedBundle {
 }
 
 impl PreKeyBundle {
-    /// Checks the signed prekey's signature and, if present, the suites signature.
+    /// Checks the signed prekey's signature, the suites signature if present, and each KEM
+    /// prekey's signature; and that every post-quantum suite the list names has its KEM prekey
+    /// here. A bundle whose KEM prekey was taken out on the way is refused as a whole, so that
+    /// no one between the device and the initiator can turn a post-quantum session classical.
     pub fn verify(&self) -> Result<()> {
         if !self.identity_key.verify_signature(&self.signed_prekey.serialize(), &self.signed_prekey_signature) {
             return Err(Error::InvalidKey("signed prekey signature does not verify"));
@@ -177,7 +265,25 @@ impl PreKeyBundle {
             && !self.identity_key.verify_signature(&suites_message(&signed.names), &signed.signature) {
                 return Err(Error::InvalidKey("suites signature does not verify"));
             }
+        for prekey in &self.kem_prekeys {
+            if !self.identity_key.verify_signature(&prekey.key.serialize(), &prekey.signature) {
+                return Err(Error::InvalidKey("KEM prekey signature does not verify"));
+            }
+        }
+        for suite in Suite::ALL {
+            if let Some(kem) = suite.kem()
+                && self.suites.as_ref().is_some_and(|signed| signed.contains(suite))
+                && self.kem_prekey(kem).is_none()
+            {
+                return Err(Error::InvalidKey("bundle offers a post-quantum suite without its KEM prekey"));
+            }
+        }
         Ok(())
+    }
+
+    /// The bundle's KEM prekey of `kem`, if it has one.
+    pub fn kem_prekey(&self, kem: Kem) -> Option<&SignedKemPreKey> {
+        self.kem_prekeys.iter().find(|prekey| prekey.key.kem() == kem)
     }
 
     /// The bundle, once its signatures are checked: what [`crate::session::process_verified_bundle`]
@@ -206,6 +312,15 @@ impl PreKeyBundle {
             pre_key: self.prekey.map(|(_, key)| key.serialize().to_vec()),
             suites: self.suites.as_ref().map(|signed| signed.names.clone()).unwrap_or_default(),
             suites_signature: self.suites.as_ref().map(|signed| signed.signature.clone()).unwrap_or_default(),
+            kem_pre_keys: self
+                .kem_prekeys
+                .iter()
+                .map(|prekey| switchboard::KemPreKey {
+                    id: prekey.id,
+                    public_key: prekey.key.serialize(),
+                    signature: prekey.signature.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -231,6 +346,14 @@ impl PreKeyBundle {
         } else {
             Some(SignedSuites { names: wire.suites, signature: wire.suites_signature })
         };
+        let mut kem_prekeys: Vec<SignedKemPreKey> = Vec::with_capacity(wire.kem_pre_keys.len());
+        for prekey in wire.kem_pre_keys {
+            let key = KemPublicKey::from_bytes(&prekey.public_key)?;
+            if kem_prekeys.iter().any(|held| held.key.kem() == key.kem()) {
+                return Err(Error::InvalidKey("two KEM prekeys of one KEM in a bundle"));
+            }
+            kem_prekeys.push(SignedKemPreKey { id: prekey.id, key, signature: prekey.signature });
+        }
         Ok(PreKeyBundle {
             registration_id: wire.registration_id,
             device_id: wire.device_id,
@@ -240,6 +363,7 @@ impl PreKeyBundle {
             signed_prekey_signature: wire.signed_pre_key_signature,
             prekey,
             suites,
+            kem_prekeys,
         })
     }
 }

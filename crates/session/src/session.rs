@@ -56,6 +56,13 @@ where
     if !bundle.offers(suite) {
         return Err(Error::UnsupportedSuite(format!("{} is not offered by {remote}", suite.name())));
     }
+    let kem_prekey = match suite.kem() {
+        None => None,
+        Some(kem) => {
+            let prekey = bundle.kem_prekey(kem).ok_or(Error::InvalidKey("bundle has no KEM prekey for its post-quantum suite"))?;
+            Some((prekey.id, &prekey.key))
+        }
+    };
     ensure_trusted(store, remote, &bundle.identity_key)?;
     let identity = store.identity_key_pair()?;
     let base_key = KeyPair::generate(rng);
@@ -69,6 +76,7 @@ where
         their_signed_prekey_id: bundle.signed_prekey_id,
         their_signed_prekey: &bundle.signed_prekey,
         their_one_time_prekey: bundle.prekey.as_ref().map(|(id, key)| (*id, key)),
+        their_kem_prekey: kem_prekey,
     }
     .start(rng);
     let mut record = store.load_session(remote)?.unwrap_or_default();
@@ -90,8 +98,8 @@ where
     store.with_session(remote, |record| record.encrypt(plaintext))?.ok_or_else(|| no_session(remote))
 }
 
-/// Decrypts a message from `remote`. A PreKeySignalMessage may start a new session (X3DH as the
-/// responder), which consumes the one-time prekey it names.
+/// Decrypts a message from `remote`. A PreKeySignalMessage may start a new session (X3DH or PQXDH
+/// as the responder), which consumes the one-time prekey and one-time KEM prekey it names.
 pub fn decrypt<S, R>(store: &mut S, remote: &ProtocolAddress, message: &CiphertextMessage, rng: &mut R) -> Result<Vec<u8>>
 where
     S: ProtocolStore,
@@ -176,6 +184,16 @@ where
         Some(id) => Some(store.prekey(id)?.ok_or(Error::UnknownPreKey { id })?),
         None => None,
     };
+    let kem_prekey = match (message.suite().kem(), message.kem_prekey_id()) {
+        (Some(kem), Some(id)) => {
+            let record = store.kem_prekey(id)?.ok_or(Error::UnknownKemPreKey { id })?;
+            if record.kem() != kem {
+                return Err(Error::InvalidMessage("KEM prekey of another KEM than the suite's").into());
+            }
+            Some(record)
+        }
+        _ => None, // parsing holds KEM fields to their suite
+    };
     let identity = store.identity_key_pair()?;
     let mut state = Responder {
         suite: message.suite(),
@@ -186,8 +204,9 @@ where
         their_identity: message.identity_key(),
         their_base_key: message.base_key(),
         their_registration_id: message.registration_id(),
+        kem: kem_prekey.as_ref().zip(message.kem_ciphertext()).map(|(record, ciphertext)| (&record.key_pair.secret, ciphertext)),
     }
-    .start();
+    .start()?;
     let plan = state.plan_decrypt(message.message(), &prekey_header)?;
     accept_new(message.suite(), &plan.plaintext)?;
     let plaintext = state.commit(plan, rng);
@@ -196,6 +215,9 @@ where
     store.save_identity(remote, message.identity_key())?;
     if let Some(id) = message.prekey_id() {
         store.remove_prekey(id)?;
+    }
+    if let Some(record) = kem_prekey.filter(|record| !record.last_resort) {
+        store.remove_kem_prekey(record.id)?;
     }
     Ok(plaintext)
 }

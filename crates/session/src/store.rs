@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::address::ProtocolAddress;
 use crate::error::Result;
 use crate::keys::{IdentityKey, IdentityKeyPair};
-use crate::prekey::{PreKeyRecord, SignedPreKeyRecord};
+use crate::prekey::{KemPreKeyRecord, PreKeyRecord, SignedPreKeyRecord};
 use crate::ratchet::record::SessionRecord;
 
 /// The local identity, and the identities seen for remote addresses (trust on first use).
@@ -44,6 +44,14 @@ pub trait SignedPreKeyStore {
     fn remove_signed_prekey(&mut self, id: u32) -> Result<()>;
 }
 
+/// KEM prekeys (one-time and last-resort), for the post-quantum suites.
+pub trait KemPreKeyStore {
+    fn kem_prekey(&self, id: u32) -> Result<Option<KemPreKeyRecord>>;
+    fn save_kem_prekey(&mut self, record: KemPreKeyRecord) -> Result<()>;
+    /// Forgets a KEM prekey (a one-time key used, or a last-resort key superseded).
+    fn remove_kem_prekey(&mut self, id: u32) -> Result<()>;
+}
+
 /// Session records, one per remote device.
 pub trait SessionStore {
     fn load_session(&self, address: &ProtocolAddress) -> Result<Option<SessionRecord>>;
@@ -69,8 +77,8 @@ pub trait SessionStore {
 }
 
 /// Everything a 1:1 session needs.
-pub trait ProtocolStore: IdentityKeyStore + PreKeyStore + SignedPreKeyStore + SessionStore {}
-impl<T: IdentityKeyStore + PreKeyStore + SignedPreKeyStore + SessionStore> ProtocolStore for T {}
+pub trait ProtocolStore: IdentityKeyStore + PreKeyStore + SignedPreKeyStore + KemPreKeyStore + SessionStore {}
+impl<T: IdentityKeyStore + PreKeyStore + SignedPreKeyStore + KemPreKeyStore + SessionStore> ProtocolStore for T {}
 
 /// All stores in memory.
 #[derive(Clone, Debug)]
@@ -80,6 +88,7 @@ pub struct InMemoryStore {
     identities: HashMap<ProtocolAddress, IdentityKey>,
     prekeys: HashMap<u32, PreKeyRecord>,
     signed_prekeys: HashMap<u32, SignedPreKeyRecord>,
+    kem_prekeys: HashMap<u32, KemPreKeyRecord>,
     sessions: HashMap<ProtocolAddress, SessionRecord>,
 }
 
@@ -92,6 +101,7 @@ impl InMemoryStore {
             identities: HashMap::new(),
             prekeys: HashMap::new(),
             signed_prekeys: HashMap::new(),
+            kem_prekeys: HashMap::new(),
             sessions: HashMap::new(),
         }
     }
@@ -114,6 +124,11 @@ impl InMemoryStore {
     /// The signed prekeys, for persisting the store.
     pub fn signed_prekeys(&self) -> impl Iterator<Item = &SignedPreKeyRecord> {
         self.signed_prekeys.values()
+    }
+
+    /// The KEM prekeys, for persisting the store.
+    pub fn kem_prekeys(&self) -> impl Iterator<Item = &KemPreKeyRecord> {
+        self.kem_prekeys.values()
     }
 
     /// The session records, for persisting the store.
@@ -167,6 +182,20 @@ impl SignedPreKeyStore for InMemoryStore {
     }
     fn remove_signed_prekey(&mut self, id: u32) -> Result<()> {
         self.signed_prekeys.remove(&id);
+        Ok(())
+    }
+}
+
+impl KemPreKeyStore for InMemoryStore {
+    fn kem_prekey(&self, id: u32) -> Result<Option<KemPreKeyRecord>> {
+        Ok(self.kem_prekeys.get(&id).cloned())
+    }
+    fn save_kem_prekey(&mut self, record: KemPreKeyRecord) -> Result<()> {
+        self.kem_prekeys.insert(record.id, record);
+        Ok(())
+    }
+    fn remove_kem_prekey(&mut self, id: u32) -> Result<()> {
+        self.kem_prekeys.remove(&id);
         Ok(())
     }
 }

@@ -1,11 +1,22 @@
 //! The cipher suites a session can be created under. A session keeps its suite for life; each suite
 //! has its own key-derivation labels and its own version byte, so the bytes of one are never taken
-//! for the other.
+//! for the other. Two are classical (X3DH), two post-quantum (X3DH with a KEM prekey, PQXDH);
+//! each post-quantum suite encrypts messages as its classical twin does.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::Error;
+use crate::kem::Kem;
+
+/// How a suite encrypts and authenticates each message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cipher {
+    /// AES-256-CBC with PKCS#7 and HMAC-SHA256 truncated to 8 bytes, as libsignal.
+    CbcHmac,
+    /// AES-256-GCM with the header and both identities as associated data.
+    Gcm,
+}
 
 /// A session cipher suite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -14,6 +25,12 @@ pub enum Suite {
     SignalV3,
     /// AES-256-GCM, with the message header and both identities as associated data.
     Aes256Gcm,
+    /// PQXDH byte-compatible with libsignal: `signal-v3` messages (version 4) over a key
+    /// agreement that adds a Kyber-1024 prekey's shared secret.
+    SignalPqxdh,
+    /// `aes-256-gcm` messages over a key agreement that adds an ML-KEM-1024 prekey's shared
+    /// secret, with labels of its own.
+    PqAes256Gcm,
 }
 
 /// The HKDF info strings of one suite.
@@ -26,13 +43,20 @@ pub(crate) struct Labels {
 
 impl Suite {
     /// Every suite, in order of preference (most preferred first).
-    pub const ALL: [Suite; 2] = [Suite::Aes256Gcm, Suite::SignalV3];
+    /// Post-quantum before classical, and within each the suite of this project's own design
+    /// before libsignal's.
+    pub const ALL: [Suite; 4] = [Suite::PqAes256Gcm, Suite::SignalPqxdh, Suite::Aes256Gcm, Suite::SignalV3];
+    /// The classical suites, in order of preference: what a device offers that does not speak
+    /// post-quantum key agreement.
+    pub const CLASSICAL: [Suite; 2] = [Suite::Aes256Gcm, Suite::SignalV3];
 
     /// The suite's name as used in bundles, the peer protocol and the CLI.
     pub fn name(self) -> &'static str {
         match self {
             Suite::SignalV3 => "signal-v3",
             Suite::Aes256Gcm => "aes-256-gcm",
+            Suite::SignalPqxdh => "signal-pqxdh",
+            Suite::PqAes256Gcm => "pq-aes-256-gcm",
         }
     }
 
@@ -41,7 +65,9 @@ impl Suite {
         match self {
             // libsignal: high nibble the message version, low nibble the sender's current version.
             Suite::SignalV3 => 0x33,
+            Suite::SignalPqxdh => 0x44,
             Suite::Aes256Gcm => 0xa1,
+            Suite::PqAes256Gcm => 0xa2,
         }
     }
 
@@ -49,9 +75,33 @@ impl Suite {
     pub fn from_version_byte(byte: u8) -> Result<Suite, Error> {
         match byte {
             0x33 => Ok(Suite::SignalV3),
+            0x44 => Ok(Suite::SignalPqxdh),
             0xa1 => Ok(Suite::Aes256Gcm),
+            0xa2 => Ok(Suite::PqAes256Gcm),
             other => Err(Error::InvalidVersion(other)),
         }
+    }
+
+    /// How the suite's messages are encrypted.
+    pub fn cipher(self) -> Cipher {
+        match self {
+            Suite::SignalV3 | Suite::SignalPqxdh => Cipher::CbcHmac,
+            Suite::Aes256Gcm | Suite::PqAes256Gcm => Cipher::Gcm,
+        }
+    }
+
+    /// The KEM whose prekey the suite's key agreement needs; `None` for a classical suite.
+    pub fn kem(self) -> Option<Kem> {
+        match self {
+            Suite::SignalV3 | Suite::Aes256Gcm => None,
+            Suite::SignalPqxdh => Some(Kem::Kyber1024),
+            Suite::PqAes256Gcm => Some(Kem::MlKem1024),
+        }
+    }
+
+    /// libsignal's session version: 4 for a session with a KEM in its key agreement, else 3.
+    pub(crate) fn session_version(self) -> u32 {
+        if self.kem().is_some() { 4 } else { 3 }
     }
 
     pub(crate) fn labels(self) -> &'static Labels {
@@ -68,6 +118,18 @@ impl Suite {
                 message_keys: b"Switchboard_AES256GCM_MessageKeys",
                 group: b"Switchboard_AES256GCM_Group",
             },
+            Suite::SignalPqxdh => &Labels {
+                x3dh: b"WhisperText_X25519_SHA-256_CRYSTALS-KYBER-1024",
+                ratchet: b"WhisperRatchet",
+                message_keys: b"WhisperMessageKeys",
+                group: b"WhisperGroup",
+            },
+            Suite::PqAes256Gcm => &Labels {
+                x3dh: b"Switchboard_PQ_AES256GCM_X25519_MLKEM1024",
+                ratchet: b"Switchboard_PQ_AES256GCM_Ratchet",
+                message_keys: b"Switchboard_PQ_AES256GCM_MessageKeys",
+                group: b"Switchboard_PQ_AES256GCM_Group",
+            },
         }
     }
 
@@ -75,6 +137,8 @@ impl Suite {
         match self {
             Suite::SignalV3 => switchboard_wire::signal::Suite::SignalV3,
             Suite::Aes256Gcm => switchboard_wire::signal::Suite::Aes256Gcm,
+            Suite::SignalPqxdh => switchboard_wire::signal::Suite::SignalPqxdh,
+            Suite::PqAes256Gcm => switchboard_wire::signal::Suite::PqAes256Gcm,
         }
     }
 
@@ -82,6 +146,8 @@ impl Suite {
         match value.map(switchboard_wire::signal::Suite::try_from) {
             None | Some(Ok(switchboard_wire::signal::Suite::SignalV3)) => Ok(Suite::SignalV3),
             Some(Ok(switchboard_wire::signal::Suite::Aes256Gcm)) => Ok(Suite::Aes256Gcm),
+            Some(Ok(switchboard_wire::signal::Suite::SignalPqxdh)) => Ok(Suite::SignalPqxdh),
+            Some(Ok(switchboard_wire::signal::Suite::PqAes256Gcm)) => Ok(Suite::PqAes256Gcm),
             Some(Err(_)) => Err(Error::InvalidRecord("unknown suite")),
         }
     }

@@ -3,16 +3,19 @@
 use rand_core::CryptoRng;
 
 use crate::keys::IdentityKeyPair;
-use crate::prekey::{PreKeyBundle, PreKeyRecord, SignedPreKeyRecord, SignedSuites};
-use crate::store::{IdentityKeyStore, InMemoryStore, PreKeyStore, SignedPreKeyStore};
+use crate::prekey::{KemPreKeyRecord, PreKeyBundle, PreKeyRecord, SignedKemPreKey, SignedPreKeyRecord, SignedSuites};
+use crate::store::{IdentityKeyStore, InMemoryStore, KemPreKeyStore, PreKeyStore, SignedPreKeyStore};
 use crate::suite::Suite;
 
-/// One device: an identity, a signed prekey (id 1), one-time prekeys handed out in order.
+/// One device: an identity, a signed prekey (id 1), one-time prekeys handed out in order, and a
+/// KEM prekey for each post-quantum suite a bundle offers (one-time with a one-time prekey,
+/// last-resort without).
 pub struct Device {
     pub store: InMemoryStore,
     pub registration_id: u32,
     pub device_id: u32,
     next_prekey: u32,
+    next_kem_prekey: u32,
 }
 
 /// The signed prekey id every [`Device`] uses.
@@ -34,7 +37,7 @@ impl Device {
         let signed = SignedPreKeyRecord::generate(SIGNED_PREKEY_ID, &identity, 0, rng);
         let mut store = InMemoryStore::new(identity, registration_id);
         store.save_signed_prekey(signed).expect("in-memory store");
-        Device { store, registration_id, device_id, next_prekey: 1 }
+        Device { store, registration_id, device_id, next_prekey: 1, next_kem_prekey: 1 }
     }
 
     /// The device's identity key.
@@ -49,13 +52,17 @@ impl Device {
         let public = prekey.key_pair.public;
         let id = prekey.id;
         self.store.save_prekey(prekey).expect("in-memory store");
-        let mut bundle = self.bundle_without_prekey(suites, rng);
+        let mut bundle = self.bundle_with(suites, false, rng);
         bundle.prekey = Some((id, public));
         bundle
     }
 
     /// A bundle with no one-time prekey (as when the stock has run out).
     pub fn bundle_without_prekey<R: CryptoRng + ?Sized>(&mut self, suites: &[Suite], rng: &mut R) -> PreKeyBundle {
+        self.bundle_with(suites, true, rng)
+    }
+
+    fn bundle_with<R: CryptoRng + ?Sized>(&mut self, suites: &[Suite], last_resort: bool, rng: &mut R) -> PreKeyBundle {
         let identity = self.store.identity_key_pair().expect("in-memory store");
         let signed = self.store.signed_prekey(SIGNED_PREKEY_ID).expect("in-memory store").expect("made in new");
         PreKeyBundle {
@@ -67,6 +74,28 @@ impl Device {
             signed_prekey_signature: signed.signature.to_vec(),
             prekey: None,
             suites: Some(SignedSuites::sign(suites, &identity, rng)),
+            kem_prekeys: self.kem_prekeys(suites, last_resort, &identity, rng),
         }
+    }
+
+    /// Fresh KEM prekeys, stored, for the post-quantum suites in `suites`.
+    fn kem_prekeys<R: CryptoRng + ?Sized>(
+        &mut self,
+        suites: &[Suite],
+        last_resort: bool,
+        identity: &IdentityKeyPair,
+        rng: &mut R,
+    ) -> Vec<SignedKemPreKey> {
+        let mut kems: Vec<_> = suites.iter().filter_map(|suite| suite.kem()).collect();
+        kems.dedup();
+        kems.into_iter()
+            .map(|kem| {
+                let record = KemPreKeyRecord::generate(self.next_kem_prekey, kem, last_resort, identity, 0, rng);
+                self.next_kem_prekey += 1;
+                let public = record.signed_public();
+                self.store.save_kem_prekey(record).expect("in-memory store");
+                public
+            })
+            .collect()
     }
 }

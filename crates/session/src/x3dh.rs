@@ -1,15 +1,18 @@
-//! X3DH as libsignal computes it: 32 bytes of 0xFF, then the three or four DH outputs in
-//! libsignal's order, through HKDF-SHA256 with a zero salt and the suite's X3DH label, giving the
-//! first root key and chain key. The initiator ("Alice") then takes one DH ratchet step against
-//! the responder's signed prekey, which serves as the responder's first ratchet key.
+//! X3DH and PQXDH as libsignal computes them: 32 bytes of 0xFF, then the three or four DH outputs
+//! in libsignal's order, then (post-quantum suites) the KEM shared secret, through HKDF-SHA256
+//! with a zero salt and the suite's X3DH label, giving the first root key and chain key. The
+//! initiator ("Alice") then takes one DH ratchet step against the responder's signed prekey,
+//! which serves as the responder's first ratchet key.
 
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
+use crate::error::Result;
 use crate::kdf;
+use crate::kem::{KemPublicKey, KemSecretKey};
 use crate::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey};
 use crate::ratchet::keys::{ChainKey, RootKey, split_root_and_chain};
-use crate::ratchet::state::{PendingPreKey, ReceiverChain, SenderChain, SessionState};
+use crate::ratchet::state::{PendingKem, PendingPreKey, ReceiverChain, SenderChain, SessionState};
 use crate::suite::Suite;
 
 /// The "discontinuity bytes" that open the X3DH secret.
@@ -26,6 +29,8 @@ pub(crate) struct Initiator<'a> {
     pub their_signed_prekey_id: u32,
     pub their_signed_prekey: &'a PublicKey,
     pub their_one_time_prekey: Option<(u32, &'a PublicKey)>,
+    /// The KEM prekey, for (and only for) a post-quantum suite.
+    pub their_kem_prekey: Option<(u32, &'a KemPublicKey)>,
 }
 
 /// The responder's inputs: its own keys named in a PreKeySignalMessage, and the sender's.
@@ -38,6 +43,8 @@ pub(crate) struct Responder<'a> {
     pub their_identity: &'a IdentityKey,
     pub their_base_key: &'a PublicKey,
     pub their_registration_id: u32,
+    /// Our KEM prekey the message names and the ciphertext it carries (post-quantum suites).
+    pub kem: Option<(&'a KemSecretKey, &'a [u8])>,
 }
 
 /// The first root key and chain key from the concatenated DH outputs.
@@ -50,7 +57,7 @@ fn derive_initial(suite: Suite, secret: &[u8]) -> (RootKey, ChainKey) {
 impl Initiator<'_> {
     /// The initiator's new session. `rng` gives the first sending ratchet key.
     pub(crate) fn start<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> SessionState {
-        let mut secret = Zeroizing::new(Vec::with_capacity(32 * 5));
+        let mut secret = Zeroizing::new(Vec::with_capacity(32 * 6));
         secret.extend_from_slice(&DISCONTINUITY);
         secret.extend_from_slice(self.our_identity.private_key().agree(self.their_signed_prekey).as_ref());
         secret.extend_from_slice(self.our_base_key.private.agree(self.their_identity).as_ref());
@@ -58,6 +65,11 @@ impl Initiator<'_> {
         if let Some((_, one_time)) = self.their_one_time_prekey {
             secret.extend_from_slice(self.our_base_key.private.agree(one_time).as_ref());
         }
+        let kem = self.their_kem_prekey.map(|(id, prekey)| {
+            let (ciphertext, shared) = prekey.encapsulate(rng);
+            secret.extend_from_slice(shared.as_ref());
+            PendingKem { prekey_id: id, ciphertext }
+        });
         let (root, receiving) = derive_initial(self.suite, &secret);
 
         let ratchet = KeyPair::generate(rng);
@@ -78,6 +90,7 @@ impl Initiator<'_> {
                 prekey_id: self.their_one_time_prekey.map(|(id, _)| id),
                 signed_prekey_id: self.their_signed_prekey_id,
                 base_key: self.our_base_key.public,
+                kem,
             }),
             local_registration_id: self.our_registration_id,
             remote_registration_id: self.their_registration_id,
@@ -88,8 +101,8 @@ impl Initiator<'_> {
 
 impl Responder<'_> {
     /// The responder's new session; its signed prekey is its first sending ratchet key.
-    pub(crate) fn start(&self) -> SessionState {
-        let mut secret = Zeroizing::new(Vec::with_capacity(32 * 5));
+    pub(crate) fn start(&self) -> Result<SessionState> {
+        let mut secret = Zeroizing::new(Vec::with_capacity(32 * 6));
         secret.extend_from_slice(&DISCONTINUITY);
         secret.extend_from_slice(self.our_signed_prekey.private.agree(self.their_identity).as_ref());
         secret.extend_from_slice(self.our_identity.private_key().agree(self.their_base_key).as_ref());
@@ -97,8 +110,11 @@ impl Responder<'_> {
         if let Some(one_time) = self.our_one_time_prekey {
             secret.extend_from_slice(one_time.private.agree(self.their_base_key).as_ref());
         }
+        if let Some((prekey, ciphertext)) = self.kem {
+            secret.extend_from_slice(prekey.decapsulate(ciphertext)?.as_ref());
+        }
         let (root, sending) = derive_initial(self.suite, &secret);
-        SessionState {
+        Ok(SessionState {
             suite: self.suite,
             local_identity: *self.our_identity.identity_key(),
             remote_identity: *self.their_identity,
@@ -110,6 +126,6 @@ impl Responder<'_> {
             local_registration_id: self.our_registration_id,
             remote_registration_id: self.their_registration_id,
             alice_base_key: *self.their_base_key,
-        }
+        })
     }
 }

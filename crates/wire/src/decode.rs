@@ -7,8 +7,11 @@ use prost::Message;
 pub mod limits {
     /// A Signal message on the wire (1:1 or group): room for a 512 KiB plaintext and its framing.
     pub const MAX_MESSAGE_LEN: usize = 512 * 1024 + 1024;
-    /// A prekey bundle.
-    pub const MAX_BUNDLE_LEN: usize = 4 * 1024;
+    /// A prekey bundle: its classical keys, a Kyber-1024 and an ML-KEM-1024 prekey (1,569 bytes
+    /// each and their signatures), and the signed suite list.
+    pub const MAX_BUNDLE_LEN: usize = 8 * 1024;
+    /// A stored KEM prekey record: public and secret key (1,569 and 3,168 bytes) and signature.
+    pub const MAX_KEM_PREKEY_RECORD_LEN: usize = 6 * 1024;
     /// A pairwise payload: a group control message with up to a few thousand members, or an
     /// application's content.
     pub const MAX_PAYLOAD_LEN: usize = 256 * 1024;

@@ -6,7 +6,7 @@ use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::kdf;
-use crate::suite::Suite;
+use crate::suite::{Cipher, Suite};
 
 const MESSAGE_KEY_SEED: u8 = 0x01;
 const CHAIN_KEY_SEED: u8 = 0x02;
@@ -51,14 +51,14 @@ impl SenderMessageKey {
     /// its own label → cipher key 32 ‖ nonce 12.
     pub(crate) fn keys(&self, suite: Suite) -> GroupCipherKeys {
         let mut keys = GroupCipherKeys { cipher_key: Zeroizing::new([0; 32]), iv: Zeroizing::new([0; 16]) };
-        match suite {
-            Suite::SignalV3 => {
+        match suite.cipher() {
+            Cipher::CbcHmac => {
                 let mut derived = Zeroizing::new([0u8; 48]);
                 kdf::hkdf_zero_salt(&self.seed, suite.labels().group, derived.as_mut());
                 keys.iv.copy_from_slice(&derived[..16]);
                 keys.cipher_key.copy_from_slice(&derived[16..]);
             }
-            Suite::Aes256Gcm => {
+            Cipher::Gcm => {
                 let mut derived = Zeroizing::new([0u8; 44]);
                 kdf::hkdf_zero_salt(&self.seed, suite.labels().group, derived.as_mut());
                 keys.cipher_key.copy_from_slice(&derived[..32]);

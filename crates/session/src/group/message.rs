@@ -12,7 +12,7 @@ use switchboard_wire::{Message, decode, decode_canonical, limits, signal};
 
 use crate::error::{Error, Result};
 use crate::keys::PublicKey;
-use crate::suite::Suite;
+use crate::suite::{Cipher, Suite};
 use crate::xeddsa::SIGNATURE_LEN;
 
 /// A parsed SenderKeyMessage; its signature is checked by the group cipher.
@@ -67,9 +67,9 @@ impl SenderKeyMessage {
             .filter(|end| *end >= 1)
             .ok_or(Error::InvalidMessage("message shorter than its signature"))?;
         let body = &bytes[1..end];
-        let structure: signal::SenderKeyMessage = match suite {
-            Suite::SignalV3 => decode(body, limits::MAX_MESSAGE_LEN)?,
-            Suite::Aes256Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
+        let structure: signal::SenderKeyMessage = match suite.cipher() {
+            Cipher::CbcHmac => decode(body, limits::MAX_MESSAGE_LEN)?,
+            Cipher::Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
         };
         Ok(SenderKeyMessage {
             suite,
@@ -159,9 +159,9 @@ impl SenderKeyDistributionMessage {
     pub fn parse(bytes: &[u8]) -> Result<SenderKeyDistributionMessage> {
         let (&version, body) = bytes.split_first().ok_or(Error::InvalidMessage("empty message"))?;
         let suite = Suite::from_version_byte(version)?;
-        let mut structure: signal::SenderKeyDistributionMessage = match suite {
-            Suite::SignalV3 => decode(body, limits::MAX_DISTRIBUTION_LEN)?,
-            Suite::Aes256Gcm => decode_canonical(body, limits::MAX_DISTRIBUTION_LEN)?,
+        let mut structure: signal::SenderKeyDistributionMessage = match suite.cipher() {
+            Cipher::CbcHmac => decode(body, limits::MAX_DISTRIBUTION_LEN)?,
+            Cipher::Gcm => decode_canonical(body, limits::MAX_DISTRIBUTION_LEN)?,
         };
         let chain = zeroize::Zeroizing::new(structure.chain_key.take().unwrap_or_default());
         let chain_key: [u8; 32] =

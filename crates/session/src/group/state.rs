@@ -15,7 +15,7 @@ use crate::group::keys::{SenderChainKey, SenderMessageKey};
 use crate::group::message::{SenderKeyDistributionMessage, SenderKeyMessage};
 use crate::keys::{KeyPair, PublicKey};
 use crate::limits::{MAX_FORWARD_JUMPS, MAX_RETIRED_SENDER_KEYS, MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS};
-use crate::suite::Suite;
+use crate::suite::{Cipher, Suite};
 use crate::xeddsa::{self, EdwardsSigningKey, SIGNATURE_LEN};
 
 /// A signing public key, decompressed once. The Montgomery form leaves the sign of the Edwards
@@ -144,9 +144,9 @@ impl SenderKeyState {
         }
         let (message_key, next) = self.chain_key.step();
         let keys = message_key.keys(self.suite);
-        let ciphertext = match self.suite {
-            Suite::SignalV3 => cipher::cbc_encrypt(&keys.cipher_key, &keys.iv, plaintext),
-            Suite::Aes256Gcm => {
+        let ciphertext = match self.suite.cipher() {
+            Cipher::CbcHmac => cipher::cbc_encrypt(&keys.cipher_key, &keys.iv, plaintext),
+            Cipher::Gcm => {
                 let aad = SenderKeyMessage::gcm_associated_data(self.suite, self.key_id, message_key.iteration);
                 cipher::gcm_encrypt(&keys.cipher_key, &keys.iv[..12], plaintext, &aad)
             }
@@ -204,9 +204,9 @@ impl SenderKeyState {
             (key, GroupUpdate::Advanced { skipped, next })
         };
         let keys = message_key.keys(self.suite);
-        let plaintext = match self.suite {
-            Suite::SignalV3 => cipher::cbc_decrypt(&keys.cipher_key, &keys.iv, &message.ciphertext)?,
-            Suite::Aes256Gcm => {
+        let plaintext = match self.suite.cipher() {
+            Cipher::CbcHmac => cipher::cbc_decrypt(&keys.cipher_key, &keys.iv, &message.ciphertext)?,
+            Cipher::Gcm => {
                 let aad = SenderKeyMessage::gcm_associated_data(self.suite, message.key_id, iteration);
                 cipher::gcm_decrypt(&keys.cipher_key, &keys.iv[..12], &message.ciphertext, &aad)?
             }

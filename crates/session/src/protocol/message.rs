@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::kdf;
 use crate::keys::{IdentityKey, PUBLIC_KEY_LEN, PublicKey};
 use crate::ratchet::keys::{GCM_NONCE_LEN, MessageKeys};
-use crate::suite::Suite;
+use crate::suite::{Cipher, Suite};
 
 /// Length of the truncated MAC of a `signal-v3` SignalMessage.
 pub const MAC_LEN: usize = 8;
@@ -53,8 +53,8 @@ impl SignalMessage {
         prekey_header: &[u8],
     ) -> SignalMessage {
         let version = suite.version_byte();
-        let (ciphertext, serialized) = match suite {
-            Suite::SignalV3 => {
+        let (ciphertext, serialized) = match suite.cipher() {
+            Cipher::CbcHmac => {
                 let ciphertext = cipher::cbc_encrypt(&keys.cipher_key, &keys.iv, plaintext);
                 let mut serialized = Vec::with_capacity(1 + HEADER_MAX_LEN + CIPHERTEXT_KEY_MAX_LEN + ciphertext.len() + MAC_LEN);
                 serialized.push(version);
@@ -64,7 +64,7 @@ impl SignalMessage {
                 serialized.extend_from_slice(&mac);
                 (ciphertext, serialized)
             }
-            Suite::Aes256Gcm => {
+            Cipher::Gcm => {
                 let aad = gcm_aad(version, &parties, &ratchet_key, keys.index, previous_counter, prekey_header);
                 let ciphertext =
                     cipher::gcm_encrypt(&keys.cipher_key, &keys.iv[..GCM_NONCE_LEN], plaintext, &aad);
@@ -90,15 +90,15 @@ impl SignalMessage {
     pub fn parse(bytes: &[u8]) -> Result<SignalMessage> {
         let (&version, body) = bytes.split_first().ok_or(Error::InvalidMessage("empty message"))?;
         let suite = Suite::from_version_byte(version)?;
-        let structure: signal::SignalMessage = match suite {
-            Suite::SignalV3 => {
+        let structure: signal::SignalMessage = match suite.cipher() {
+            Cipher::CbcHmac => {
                 let end = body
                     .len()
                     .checked_sub(MAC_LEN)
                     .ok_or(Error::InvalidMessage("message shorter than its MAC"))?;
                 decode(&body[..end], limits::MAX_MESSAGE_LEN)?
             }
-            Suite::Aes256Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
+            Cipher::Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
         };
         let ratchet_key = PublicKey::from_bytes(
             structure.ratchet_key.as_deref().ok_or(Error::InvalidMessage("no ratchet key"))?,
@@ -116,8 +116,8 @@ impl SignalMessage {
 
     /// Checks the MAC or tag under `keys`, then decrypts.
     pub(crate) fn decrypt(&self, keys: &MessageKeys, parties: Parties<'_>, prekey_header: &[u8]) -> Result<Vec<u8>> {
-        match self.suite {
-            Suite::SignalV3 => {
+        match self.suite.cipher() {
+            Cipher::CbcHmac => {
                 let (body, mac) = self.serialized.split_at(self.serialized.len() - MAC_LEN);
                 let expected = v3_mac(&keys.mac_key, &parties, body);
                 if !bool::from(expected.ct_eq(mac)) {
@@ -125,7 +125,7 @@ impl SignalMessage {
                 }
                 cipher::cbc_decrypt(&keys.cipher_key, &keys.iv, &self.ciphertext)
             }
-            Suite::Aes256Gcm => {
+            Cipher::Gcm => {
                 let aad = gcm_aad(
                     self.suite.version_byte(),
                     &parties,

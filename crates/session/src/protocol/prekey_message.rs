@@ -5,13 +5,20 @@
 //! key, identity key, prekey ids) and the inner MAC (identity key); the registration id is not
 //! authenticated at all, as in libsignal. Under `aes-256-gcm` the whole outer header is part of
 //! the inner message's associated data.
+//!
+//! The post-quantum suites add the KEM prekey's id (field 7) and the ciphertext sent to it (field
+//! 8, type byte first), as libsignal's PQXDH messages do; a message of a post-quantum suite
+//! without them, or of a classical suite with them, is refused. The ciphertext is authenticated
+//! through the secret it yields (and, under `pq-aes-256-gcm`, as associated data too).
 
 use switchboard_wire::{Message, decode, decode_canonical, limits, signal};
 
 use crate::error::{Error, Result};
+use crate::kem::KEM_CIPHERTEXT_LEN;
 use crate::keys::{IdentityKey, PublicKey};
 use crate::protocol::SignalMessage;
-use crate::suite::Suite;
+use crate::ratchet::state::PendingKem;
+use crate::suite::{Cipher, Suite};
 
 /// A parsed or freshly written PreKeySignalMessage.
 #[derive(Clone, Debug)]
@@ -30,6 +37,7 @@ pub(crate) struct PreKeyHeader {
     pub signed_prekey_id: u32,
     pub base_key: PublicKey,
     pub identity_key: IdentityKey,
+    pub kem: Option<PendingKem>,
 }
 
 impl PreKeyHeader {
@@ -41,14 +49,16 @@ impl PreKeyHeader {
             message: None,
             registration_id: Some(self.registration_id),
             signed_pre_key_id: Some(self.signed_prekey_id),
+            kyber_pre_key_id: self.kem.as_ref().map(|kem| kem.prekey_id),
+            kyber_ciphertext: self.kem.as_ref().map(|kem| kem.ciphertext.clone()),
         }
     }
 
     /// The bytes the inner message's associated data covers (empty under `signal-v3`).
     pub(crate) fn associated_data(&self) -> Vec<u8> {
-        match self.suite {
-            Suite::SignalV3 => Vec::new(),
-            Suite::Aes256Gcm => self.structure().encode_to_vec(),
+        match self.suite.cipher() {
+            Cipher::CbcHmac => Vec::new(),
+            Cipher::Gcm => self.structure().encode_to_vec(),
         }
     }
 
@@ -68,9 +78,9 @@ impl PreKeySignalMessage {
     pub fn parse(bytes: &[u8]) -> Result<PreKeySignalMessage> {
         let (&version, body) = bytes.split_first().ok_or(Error::InvalidMessage("empty message"))?;
         let suite = Suite::from_version_byte(version)?;
-        let structure: signal::PreKeySignalMessage = match suite {
-            Suite::SignalV3 => decode(body, limits::MAX_MESSAGE_LEN)?,
-            Suite::Aes256Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
+        let structure: signal::PreKeySignalMessage = match suite.cipher() {
+            Cipher::CbcHmac => decode(body, limits::MAX_MESSAGE_LEN)?,
+            Cipher::Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
         };
         let key = |bytes: Option<&[u8]>, missing: &'static str, malformed: &'static str| {
             PublicKey::from_bytes(bytes.ok_or(Error::InvalidMessage(missing))?)
@@ -92,6 +102,7 @@ impl PreKeySignalMessage {
             signed_prekey_id: structure.signed_pre_key_id.ok_or(Error::InvalidMessage("no signed prekey id"))?,
             base_key,
             identity_key,
+            kem: kem_fields(suite, structure.kyber_pre_key_id, structure.kyber_ciphertext)?,
         };
         Ok(PreKeySignalMessage { header, message, serialized: bytes.to_vec() })
     }
@@ -130,6 +141,16 @@ impl PreKeySignalMessage {
         &self.header.identity_key
     }
 
+    /// The KEM prekey the sender used (post-quantum suites).
+    pub fn kem_prekey_id(&self) -> Option<u32> {
+        self.header.kem.as_ref().map(|kem| kem.prekey_id)
+    }
+
+    /// The KEM ciphertext, type byte first (post-quantum suites).
+    pub fn kem_ciphertext(&self) -> Option<&[u8]> {
+        self.header.kem.as_ref().map(|kem| kem.ciphertext.as_slice())
+    }
+
     /// The inner SignalMessage.
     pub fn message(&self) -> &SignalMessage {
         &self.message
@@ -138,5 +159,21 @@ impl PreKeySignalMessage {
     /// The exact bytes on the wire.
     pub fn serialize(&self) -> &[u8] {
         &self.serialized
+    }
+}
+
+/// Fields 7 and 8: both present, of the suite's KEM and length, under a post-quantum suite; both
+/// absent under a classical one.
+fn kem_fields(suite: Suite, id: Option<u32>, ciphertext: Option<Vec<u8>>) -> Result<Option<PendingKem>> {
+    match (suite.kem(), id, ciphertext) {
+        (None, None, None) => Ok(None),
+        (None, _, _) => Err(Error::InvalidMessage("KEM fields in a message of a classical suite")),
+        (Some(kem), Some(prekey_id), Some(ciphertext)) => {
+            if ciphertext.len() != 1 + KEM_CIPHERTEXT_LEN || ciphertext[0] != kem.type_byte() {
+                return Err(Error::InvalidMessage("KEM ciphertext of the wrong KEM or length"));
+            }
+            Ok(Some(PendingKem { prekey_id, ciphertext }))
+        }
+        (Some(_), _, _) => Err(Error::InvalidMessage("post-quantum message without its KEM prekey id and ciphertext")),
     }
 }

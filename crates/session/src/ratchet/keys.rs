@@ -7,7 +7,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::kdf;
 use crate::keys::{PrivateKey, PublicKey};
-use crate::suite::Suite;
+use crate::suite::{Cipher, Suite};
 
 /// Chain step seed for a message key (libsignal's MESSAGE_KEY_SEED).
 const MESSAGE_KEY_SEED: u8 = 0x01;
@@ -87,15 +87,15 @@ pub(crate) const GCM_NONCE_LEN: usize = 12;
 impl MessageKeys {
     fn derive(suite: Suite, seed: &[u8; 32], index: u32) -> MessageKeys {
         let mut keys = MessageKeys { cipher_key: [0; 32], mac_key: [0; 32], iv: [0; 16], index };
-        match suite {
-            Suite::SignalV3 => {
+        match suite.cipher() {
+            Cipher::CbcHmac => {
                 let mut derived = Zeroizing::new([0u8; 80]);
                 kdf::hkdf_zero_salt(seed, suite.labels().message_keys, derived.as_mut());
                 keys.cipher_key.copy_from_slice(&derived[..32]);
                 keys.mac_key.copy_from_slice(&derived[32..64]);
                 keys.iv.copy_from_slice(&derived[64..]);
             }
-            Suite::Aes256Gcm => {
+            Cipher::Gcm => {
                 let mut derived = Zeroizing::new([0u8; 32 + GCM_NONCE_LEN]);
                 kdf::hkdf_zero_salt(seed, suite.labels().message_keys, derived.as_mut());
                 keys.cipher_key.copy_from_slice(&derived[..32]);

@@ -12,11 +12,9 @@ use crate::keys::{KeyPair, PublicKey};
 use crate::limits::{MAX_ARCHIVED_SESSIONS, MAX_RECEIVER_CHAINS, MAX_SKIPPED_KEYS};
 use crate::protocol::{CiphertextMessage, SignalMessage};
 use crate::ratchet::keys::{ChainKey, GCM_NONCE_LEN, MessageKeys, RootKey};
-use crate::ratchet::state::{DecryptPlan, PendingPreKey, ReceiverChain, SenderChain, SessionState};
-use crate::suite::Suite;
-
-/// libsignal's session version for v3 sessions, written into every record.
-const SESSION_VERSION: u32 = 3;
+use crate::kem::KEM_CIPHERTEXT_LEN;
+use crate::ratchet::state::{DecryptPlan, PendingKem, PendingPreKey, ReceiverChain, SenderChain, SessionState};
+use crate::suite::{Cipher, Suite};
 
 /// The current session with a remote device and up to [`MAX_ARCHIVED_SESSIONS`] earlier ones
 /// (newest first), which still decrypt messages sent under them.
@@ -137,7 +135,7 @@ fn state_to_wire(state: &SessionState) -> signal::SessionStructure {
         })
         .collect();
     signal::SessionStructure {
-        session_version: Some(SESSION_VERSION),
+        session_version: Some(state.suite.session_version()),
         local_identity_public: Some(state.local_identity.serialize().to_vec()),
         remote_identity_public: Some(state.remote_identity.serialize().to_vec()),
         root_key: Some(state.root_key.0.to_vec()),
@@ -150,6 +148,8 @@ fn state_to_wire(state: &SessionState) -> signal::SessionStructure {
                 pre_key_id: pending.prekey_id,
                 base_key: Some(pending.base_key.serialize().to_vec()),
                 signed_pre_key_id: Some(pending.signed_prekey_id as i32),
+                kyber_pre_key_id: pending.kem.as_ref().map(|kem| kem.prekey_id),
+                kyber_ciphertext: pending.kem.as_ref().map(|kem| kem.ciphertext.clone()),
             }
         }),
         remote_registration_id: Some(state.remote_registration_id),
@@ -164,9 +164,9 @@ fn state_to_wire(state: &SessionState) -> signal::SessionStructure {
 }
 
 fn message_keys_to_wire(suite: Suite, keys: &MessageKeys) -> signal::session_structure::chain::MessageKey {
-    let (mac_key, iv) = match suite {
-        Suite::SignalV3 => (keys.mac_key.to_vec(), keys.iv.to_vec()),
-        Suite::Aes256Gcm => (Vec::new(), keys.iv[..GCM_NONCE_LEN].to_vec()),
+    let (mac_key, iv) = match suite.cipher() {
+        Cipher::CbcHmac => (keys.mac_key.to_vec(), keys.iv.to_vec()),
+        Cipher::Gcm => (Vec::new(), keys.iv[..GCM_NONCE_LEN].to_vec()),
     };
     signal::session_structure::chain::MessageKey {
         index: Some(keys.index),
@@ -177,10 +177,10 @@ fn message_keys_to_wire(suite: Suite, keys: &MessageKeys) -> signal::session_str
 }
 
 fn state_from_wire(structure: signal::SessionStructure) -> Result<SessionState> {
-    if structure.session_version.unwrap_or(SESSION_VERSION) != SESSION_VERSION {
-        return Err(Error::InvalidRecord("session version is not 3"));
-    }
     let suite = Suite::from_wire(structure.suite)?;
+    if structure.session_version.unwrap_or(3) != suite.session_version() {
+        return Err(Error::InvalidRecord("session version is not its suite's"));
+    }
     let public = |bytes: Option<Vec<u8>>| {
         PublicKey::from_bytes(&bytes.unwrap_or_default()).map_err(|_| Error::InvalidRecord("malformed public key"))
     };
@@ -215,6 +215,15 @@ fn state_from_wire(structure: signal::SessionStructure) -> Result<SessionState> 
             signed_prekey_id: u32::try_from(pending.signed_pre_key_id.unwrap_or(0))
                 .map_err(|_| Error::InvalidRecord("negative signed prekey id"))?,
             base_key: public(pending.base_key)?,
+            kem: match (suite.kem(), pending.kyber_pre_key_id, pending.kyber_ciphertext) {
+                (None, None, None) => None,
+                (Some(kem), Some(prekey_id), Some(ciphertext))
+                    if ciphertext.len() == 1 + KEM_CIPHERTEXT_LEN && ciphertext[0] == kem.type_byte() =>
+                {
+                    Some(PendingKem { prekey_id, ciphertext })
+                }
+                _ => return Err(Error::InvalidRecord("pending KEM fields do not match the suite")),
+            },
         }),
     };
     Ok(SessionState {
@@ -248,12 +257,12 @@ fn message_keys_from_wire(suite: Suite, keys: signal::session_structure::chain::
         index: keys.index.unwrap_or(0),
     };
     let iv = Zeroizing::new(keys.iv.unwrap_or_default());
-    match suite {
-        Suite::SignalV3 => {
+    match suite.cipher() {
+        Cipher::CbcHmac => {
             message_keys.mac_key = fixed(keys.mac_key, "message MAC key is not 32 bytes")?;
             message_keys.iv = iv.as_slice().try_into().map_err(|_| Error::InvalidRecord("IV is not 16 bytes"))?;
         }
-        Suite::Aes256Gcm => {
+        Cipher::Gcm => {
             if iv.len() != GCM_NONCE_LEN {
                 return Err(Error::InvalidRecord("GCM nonce is not 12 bytes"));
             }

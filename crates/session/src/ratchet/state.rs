@@ -34,6 +34,16 @@ pub(crate) struct PendingPreKey {
     pub prekey_id: Option<u32>,
     pub signed_prekey_id: u32,
     pub base_key: PublicKey,
+    /// Post-quantum suites: the KEM prekey and the ciphertext sent to it.
+    pub kem: Option<PendingKem>,
+}
+
+/// The KEM part of a post-quantum first message, repeated with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PendingKem {
+    pub prekey_id: u32,
+    /// Type byte and ciphertext, as on the wire.
+    pub ciphertext: Vec<u8>,
 }
 
 /// One session with one remote device.
@@ -115,6 +125,7 @@ impl SessionState {
             signed_prekey_id: pending.signed_prekey_id,
             base_key: pending.base_key,
             identity_key: self.local_identity,
+            kem: pending.kem.clone(),
         });
         let associated_data = header.as_ref().map(PreKeyHeader::associated_data).unwrap_or_default();
         let inner = SignalMessage::encrypt(

