@@ -98,4 +98,14 @@ proptest! {
     fn every_message_decrypts_exactly_once_aes_256_gcm(seed in any::<u64>(), phases in prop::collection::vec(phase(), 1..=4)) {
         run(Suite::Aes256Gcm, seed, &phases);
     }
+
+    #[test]
+    fn every_message_decrypts_exactly_once_signal_pqxdh(seed in any::<u64>(), phases in prop::collection::vec(phase(), 1..=4)) {
+        run(Suite::SignalPqxdh, seed, &phases);
+    }
+
+    #[test]
+    fn every_message_decrypts_exactly_once_pq_aes_256_gcm(seed in any::<u64>(), phases in prop::collection::vec(phase(), 1..=4)) {
+        run(Suite::PqAes256Gcm, seed, &phases);
+    }
 }
