@@ -142,6 +142,7 @@ pub fn bundle_from_c(bundle: &c::Bundle) -> PreKeyBundle {
         signed_prekey_signature: bundle.signed_prekey_signature.clone(),
         prekey: bundle.prekey_id.zip(bundle.prekey.as_ref()).map(|(id, key)| (id, PublicKey::from_bytes(key).unwrap())),
         suites: None,
+        kem_prekeys: Vec::new(),
     }
 }
 

@@ -1,8 +1,10 @@
 //! A device's state as one [`DeviceSnapshot`] (keys, sessions, sender keys, groups), and back.
 
 use switchboard_session::group::{SenderKeyRecord, SenderKeyStore};
-use switchboard_session::store::{IdentityKeyStore, PreKeyStore, SessionStore, SignedPreKeyStore};
-use switchboard_session::{IdentityKeyPair, InMemoryStore, PreKeyRecord, ProtocolAddress, PublicKey, SessionRecord, SignedPreKeyRecord};
+use switchboard_session::store::{IdentityKeyStore, KemPreKeyStore, PreKeyStore, SessionStore, SignedPreKeyStore};
+use switchboard_session::{
+    IdentityKeyPair, InMemoryStore, KemPreKeyRecord, PreKeyRecord, ProtocolAddress, PublicKey, SessionRecord, SignedPreKeyRecord, Suite,
+};
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{DeviceAddress, DeviceSnapshot, GroupControl, KnownIdentity, PendingChange, StoredRecord};
 
@@ -59,6 +61,7 @@ impl Device {
             identity_key_pair: identity.serialize().to_vec(),
             signed_prekeys: self.store.signed_prekeys().map(|r| r.serialize().to_vec()).collect(),
             prekeys: self.store.prekeys().map(|r| r.serialize().to_vec()).collect(),
+            kem_prekeys: self.store.kem_prekeys().map(|r| r.serialize().to_vec()).collect(),
             identities: self
                 .store
                 .identities()
@@ -95,6 +98,9 @@ impl Device {
         }
         for bytes in &snapshot.prekeys {
             store.save_prekey(PreKeyRecord::deserialize(bytes)?)?;
+        }
+        for bytes in &snapshot.kem_prekeys {
+            store.save_kem_prekey(KemPreKeyRecord::deserialize(bytes)?)?;
         }
         for known in &snapshot.identities {
             store.save_identity(&address(known.address.as_ref())?, &PublicKey::from_bytes(&known.identity_key)?)?;
@@ -158,6 +164,8 @@ impl Device {
             // not part of its state.
             changes_need_hub: false,
             next_prekey_id: snapshot.next_prekey_id,
+            // Configuration, not state: the driver sets it again (`set_suites`).
+            suites: Suite::ALL.to_vec(),
             #[cfg(switchboard_inject_bugs)]
             bugs: Default::default(),
         })

@@ -91,6 +91,9 @@ impl Backend for CBackend {
             prekey: bundle.prekey.map(hex::encode),
             suites: None,
             suites_signature: None,
+            kyber_prekey_id: None,
+            kyber_prekey: None,
+            kyber_prekey_signature: None,
         })
     }
 

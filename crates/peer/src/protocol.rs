@@ -88,6 +88,14 @@ pub struct Bundle {
     pub suites: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suites_signature: Option<String>,
+    /// The KEM prekey of a post-quantum suite (`signal-pqxdh`: Kyber-1024, `pq-aes-256-gcm`:
+    /// ML-KEM-1024): its id, its type-prefixed public key, and the identity key's signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kyber_prekey_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kyber_prekey: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kyber_prekey_signature: Option<String>,
 }
 
 /// What a peer says of itself in answer to `hello`.

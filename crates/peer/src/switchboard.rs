@@ -5,10 +5,10 @@ use std::collections::{HashMap, VecDeque};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use switchboard_session::group::{self, InMemorySenderKeyStore, SenderKeyDistributionMessage, SenderKeyMessage};
-use switchboard_session::prekey::{PreKeyRecord, SignedPreKeyRecord, SignedSuites};
-use switchboard_session::store::{IdentityKeyStore, PreKeyStore, SignedPreKeyStore, SessionStore};
+use switchboard_session::prekey::{KemPreKeyRecord, PreKeyRecord, SignedKemPreKey, SignedPreKeyRecord, SignedSuites};
+use switchboard_session::store::{IdentityKeyStore, KemPreKeyStore, PreKeyStore, SignedPreKeyStore, SessionStore};
 use switchboard_session::{
-    CiphertextMessage, Error, IdentityKeyPair, InMemoryStore, MessageKind, PreKeyBundle, ProtocolAddress, PublicKey,
+    CiphertextMessage, KemPublicKey, Error, IdentityKeyPair, InMemoryStore, MessageKind, PreKeyBundle, ProtocolAddress, PublicKey,
     SessionRecord, Suite, session,
 };
 use switchboard_wire::Message;
@@ -44,7 +44,9 @@ struct Party {
     registration_id: u32,
     device_id: u32,
     unused_prekeys: VecDeque<(u32, PublicKey)>,
-    suites: SignedSuites,
+    /// The id of the next KEM prekey (one fresh one-time KEM prekey goes into each bundle of a
+    /// post-quantum suite).
+    next_kem_prekey: u32,
 }
 
 /// This project's implementation behind the peer protocol.
@@ -110,6 +112,7 @@ pub fn error_kind(error: &Error) -> ErrorKind {
         | Error::InvalidVersion(_)
         | Error::Decode(_)
         | Error::UnknownPreKey { .. }
+        | Error::UnknownKemPreKey { .. }
         | Error::UnknownSignedPreKey { .. }
         | Error::InvalidRecord(_)
         | Error::Store(_) => ErrorKind::InvalidMessage,
@@ -136,6 +139,16 @@ fn bundle_from_json(bundle: &Bundle) -> Result<PreKeyBundle, PeerError> {
         }
         _ => None,
     };
+    let kem_prekeys = match (bundle.kyber_prekey_id, &bundle.kyber_prekey, &bundle.kyber_prekey_signature) {
+        (None, None, None) => Vec::new(),
+        (Some(id), Some(key), Some(signature)) => vec![SignedKemPreKey {
+            id,
+            key: KemPublicKey::from_bytes(&from_hex("kyber_prekey", key)?)
+                .map_err(|e| PeerError::new(ErrorKind::InvalidKey, format!("field kyber_prekey: {e}")))?,
+            signature: from_hex("kyber_prekey_signature", signature)?,
+        }],
+        _ => return Err(PeerError::bad_request("kyber_prekey_id, kyber_prekey and kyber_prekey_signature come together")),
+    };
     Ok(PreKeyBundle {
         registration_id: bundle.registration_id,
         device_id: bundle.device_id,
@@ -145,6 +158,7 @@ fn bundle_from_json(bundle: &Bundle) -> Result<PreKeyBundle, PeerError> {
         signed_prekey_signature: from_hex("signed_prekey_signature", &bundle.signed_prekey_signature)?,
         prekey,
         suites,
+        kem_prekeys,
     })
 }
 
@@ -168,7 +182,7 @@ impl Backend for SwitchboardBackend {
             implementation: "switchboard".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             suites: Suite::ALL.iter().rev().map(|suite| suite.name().to_owned()).collect(),
-            features: vec!["session".into(), "group".into()],
+            features: vec!["session".into(), "group".into(), "pqxdh".into()],
         }
     }
 
@@ -194,22 +208,36 @@ impl Backend for SwitchboardBackend {
             unused_prekeys.push_back((id, prekey.key_pair.public));
             store.save_prekey(prekey).map_err(session_error)?;
         }
-        let suites = SignedSuites::sign(&Suite::ALL, &identity, rng);
         let address = ProtocolAddress::new(party, REMOTE_DEVICE_ID);
         let sender_keys = InMemorySenderKeyStore::default();
         self.parties.insert(
             party.to_owned(),
-            Party { store, sender_keys, address, registration_id, device_id, unused_prekeys, suites },
+            Party { store, sender_keys, address, registration_id, device_id, unused_prekeys, next_kem_prekey: 1 },
         );
         Ok(())
     }
 
     fn bundle(&mut self, party: &str, suite_name: &str) -> Result<Bundle, PeerError> {
         let suite = suite(suite_name)?;
-        let party = self.party(party)?;
+        let party = self.parties.get_mut(party).ok_or_else(|| PeerError::unknown_party(party))?;
+        let rng = &mut self.rng;
         let identity = party.store.identity_key_pair().map_err(session_error)?;
         let signed = party.store.signed_prekey(SIGNED_PREKEY_ID).map_err(session_error)?.expect("made with the party");
         let prekey = party.unused_prekeys.pop_front();
+        // A JSON bundle carries one KEM prekey, the asked suite's: it offers the classical suites
+        // and that one, signed.
+        let offered: Vec<Suite> = Suite::ALL.into_iter().filter(|offered| offered.kem().is_none() || *offered == suite).collect();
+        let suites = SignedSuites::sign(&offered, &identity, rng);
+        let kem_prekey = match suite.kem() {
+            None => None,
+            Some(kem) => {
+                let record = KemPreKeyRecord::generate(party.next_kem_prekey, kem, false, &identity, 0, rng);
+                party.next_kem_prekey += 1;
+                let public = record.signed_public();
+                party.store.save_kem_prekey(record).map_err(session_error)?;
+                Some(public)
+            }
+        };
         Ok(Bundle {
             suite: suite.name().to_owned(),
             registration_id: party.registration_id,
@@ -220,8 +248,11 @@ impl Backend for SwitchboardBackend {
             signed_prekey_signature: hex::encode(signed.signature),
             prekey_id: prekey.map(|(id, _)| id),
             prekey: prekey.map(|(_, key)| hex::encode(key.serialize())),
-            suites: Some(party.suites.names.clone()),
-            suites_signature: Some(hex::encode(&party.suites.signature)),
+            suites: Some(suites.names),
+            suites_signature: Some(hex::encode(&suites.signature)),
+            kyber_prekey_id: kem_prekey.as_ref().map(|prekey| prekey.id),
+            kyber_prekey: kem_prekey.as_ref().map(|prekey| hex::encode(prekey.key.serialize())),
+            kyber_prekey_signature: kem_prekey.as_ref().map(|prekey| hex::encode(&prekey.signature)),
         })
     }
 

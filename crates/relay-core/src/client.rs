@@ -145,6 +145,11 @@ impl RelayCore {
         if upload.bundles.is_empty() || upload.bundles.len() > MAX_BUNDLES_PER_DEVICE {
             return Err((ErrorCode::TooLarge, "1 to 500 bundles"));
         }
+        // Each bundle within what a client reads back, so a device's stock stays within
+        // MAX_BUNDLES_PER_DEVICE × MAX_BUNDLE_LEN bytes.
+        if upload.bundles.iter().any(|bundle| switchboard_wire::Message::encoded_len(bundle) > switchboard_wire::limits::MAX_BUNDLE_LEN) {
+            return Err((ErrorCode::TooLarge, "a bundle over the size limit"));
+        }
         if upload.bundles.iter().any(|bundle| bundle.device_id != device.1) {
             return Err((ErrorCode::Forbidden, "bundles of another device"));
         }
@@ -166,32 +171,38 @@ impl RelayCore {
         // One-time prekeys are numbered upwards by their device. An upload sent again (its answer
         // lost in a reset, or the frame repeated) must not put back prekeys already handed out:
         // two sessions on one prekey, and the device refuses the second. So only prekeys newer
-        // than any this relay has held are taken, next to those not yet handed out.
+        // than any this relay has held are taken, next to those not yet handed out. The newest
+        // id held is remembered on the last-resort bundle once every one-time bundle is gone.
         let newest_prekey = stock.and_then(|stock| stock.iter().filter_map(|bundle| bundle.pre_key_id).max());
-        let last_resort = upload.bundles.iter().find(|bundle| bundle.pre_key.is_none()).cloned();
+        let held_last_resort = stock.and_then(|stock| stock.iter().find(|bundle| bundle.pre_key.is_none()));
+        let uploaded_last_resort = upload.bundles.iter().find(|bundle| bundle.pre_key.is_none()).cloned();
+        let last_resort_changed = uploaded_last_resort.as_ref().is_some_and(|uploaded| {
+            held_last_resort.is_none_or(|held| held.kem_pre_keys != uploaded.kem_pre_keys || held.suites != uploaded.suites)
+        });
+        let last_resort = uploaded_last_resort.or_else(|| held_last_resort.cloned());
         let fresh: Vec<_> = upload
             .bundles
             .into_iter()
             .filter(|bundle| bundle.pre_key.is_some() && bundle.pre_key_id.is_some_and(|id| newest_prekey.is_none_or(|newest| id > newest)))
             .collect();
         let mark_changed = self.state.prekey_marks.get(device).copied().unwrap_or(0) != upload.low_mark;
-        if !fresh.is_empty() || rotated || stock.is_none() || mark_changed {
-            let mut bundles: Vec<_> = match fresh.is_empty() {
-                // Nothing new to add: what is held stays as it is, the last one included.
-                true => stock.cloned().unwrap_or_default(),
-                false => stock.map(|stock| stock.iter().filter(|b| b.pre_key.is_some()).cloned().collect()).unwrap_or_default(),
-            };
+        if !fresh.is_empty() || rotated || stock.is_none() || mark_changed || last_resort_changed {
+            // The one-time bundles not handed out yet, the fresh ones, and one last-resort bundle
+            // (handed out, and kept, once the others are gone).
+            let mut bundles: Vec<_> = stock.map(|stock| stock.iter().filter(|b| b.pre_key.is_some()).cloned().collect()).unwrap_or_default();
             bundles.extend(fresh);
-            if bundles.is_empty() {
-                bundles.extend(last_resort);
-            }
+            let excess = bundles.len().saturating_sub(MAX_BUNDLES_PER_DEVICE - 1);
+            bundles.drain(..excess);
+            let newest = bundles.iter().filter_map(|bundle| bundle.pre_key_id).chain(newest_prekey).max();
+            bundles.extend(last_resort.map(|mut bundle| {
+                bundle.pre_key_id = newest;
+                bundle
+            }));
             for bundle in &mut bundles {
                 bundle.signed_pre_key_id = signed.signed_pre_key_id;
                 bundle.signed_pre_key = signed.signed_pre_key.clone();
                 bundle.signed_pre_key_signature = signed.signed_pre_key_signature.clone();
             }
-            let excess = bundles.len().saturating_sub(MAX_BUNDLES_PER_DEVICE);
-            bundles.drain(..excess);
             self.mutate(Mutation::PutBundles { device: device.clone(), bundles, low_mark: upload.low_mark });
         }
         self.deferred.push(Deferred::Client(conn, done(request_id)));
@@ -281,33 +292,40 @@ impl RelayCore {
         let mut handed = Vec::new();
         for device in devices {
             let mut bundles = self.state.bundles.get(&device).cloned().unwrap_or_default();
-            let Some(mut first) = bundles.first().cloned() else { continue };
-            if !with_prekeys {
-                first.pre_key = None;
-                first.pre_key_id = None;
-                handed.push(DeviceBundle { device_id: device.1, bundle: Some(first) });
-                continue;
+            let one_time = bundles.iter().position(|bundle| bundle.pre_key.is_some());
+            let last_resort = bundles.iter().position(|bundle| bundle.pre_key.is_none());
+            let taken = match (with_prekeys, one_time, last_resort) {
+                // A one-time bundle, with its one-time prekey and one-time KEM prekeys: handed
+                // out once.
+                (true, Some(position), _) => {
+                    let bundle = bundles.remove(position);
+                    let low_mark = self.state.prekey_marks.get(&device).copied().unwrap_or(0);
+                    self.mutate(Mutation::PutBundles { device: device.clone(), bundles, low_mark });
+                    // Told once, as the stock reaches the mark (and again at each
+                    // authentication below it), not at every fetch below it.
+                    let (remaining, mark) = self.prekeys_left(&device);
+                    if Some(remaining) == mark {
+                        self.deferred.push(Deferred::PreKeyCount(device.clone(), remaining));
+                    }
+                    bundle
+                }
+                // The last-resort bundle: handed out as often as asked (its KEM prekeys are
+                // last-resort ones), and kept.
+                (_, _, Some(position)) => bundles[position].clone(),
+                // A device that never uploaded a last-resort bundle, to a requester over its
+                // allowance: the signed prekey alone.
+                (false, Some(position), None) => {
+                    let mut bundle = bundles[position].clone();
+                    bundle.pre_key = None;
+                    bundle
+                }
+                (_, None, None) => continue,
+            };
+            let mut bundle = taken;
+            if bundle.pre_key.is_none() {
+                bundle.pre_key_id = None;
             }
-            if bundles.len() > 1 {
-                bundles.remove(0);
-            } else {
-                // The last bundle stays, without its one-time prekey, but the prekey's id is
-                // kept (see `upload_bundles`); what is handed out carries neither.
-                bundles[0].pre_key = None;
-            }
-            if first.pre_key.is_none() {
-                first.pre_key_id = None;
-            }
-            let took_prekey = first.pre_key.is_some();
-            let low_mark = self.state.prekey_marks.get(&device).copied().unwrap_or(0);
-            self.mutate(Mutation::PutBundles { device: device.clone(), bundles, low_mark });
-            // Told once, as the stock reaches the mark (and again at each authentication below
-            // it), not at every fetch below it.
-            let (remaining, mark) = self.prekeys_left(&device);
-            if took_prekey && Some(remaining) == mark {
-                self.deferred.push(Deferred::PreKeyCount(device.clone(), remaining));
-            }
-            handed.push(DeviceBundle { device_id: device.1, bundle: Some(first) });
+            handed.push(DeviceBundle { device_id: device.1, bundle: Some(bundle) });
         }
         handed.sort_by_key(|d| d.device_id);
         (!handed.is_empty()).then(|| switchboard_wire::switchboard::Bundles { user: user.to_owned(), devices: handed })

@@ -457,7 +457,7 @@ fn one_time_kem_prekeys_are_used_once_last_resort_ones_stay() {
         let kem = suite.kem().unwrap();
         let one_time_id = one_time.kem_prekey(kem).unwrap().id;
         let last_resort_id = last_resort.kem_prekey(kem).unwrap().id;
-        let mut first_message = |bundle: &PreKeyBundle, rng: &mut StdRng| {
+        let first_message = |bundle: &PreKeyBundle, rng: &mut StdRng| {
             let mut alice = Device::new(1, 1, rng);
             process_prekey_bundle(&mut alice.store, &bob_at(), bundle, suite, rng).unwrap();
             encrypt(&mut alice.store, &bob_at(), b"hi").unwrap()

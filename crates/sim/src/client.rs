@@ -118,6 +118,7 @@ impl Client {
             unix_ms_at_zero: 0,
             group_strategy,
             storage: Storage::InMemory,
+            suites: if scenario.apps[app].post_quantum { &Suite::ALL } else { &Suite::CLASSICAL },
         };
         Client {
             endpoint: Endpoint::new(address.clone(), None, config, rng),

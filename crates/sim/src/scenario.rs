@@ -130,6 +130,15 @@ pub struct App {
     /// Faults on the connections between this app's devices and its relay.
     #[serde(default)]
     pub access: Option<LinkSpec>,
+    /// Whether the app's devices offer the post-quantum suites (`pq-aes-256-gcm`,
+    /// `signal-pqxdh`) beside the classical ones; a 1:1 session is post-quantum when both ends
+    /// do.
+    #[serde(default = "yes")]
+    pub post_quantum: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Groups: `count` groups of `size` member users each, drawn from `apps` in turn.

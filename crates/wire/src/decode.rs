@@ -97,6 +97,8 @@ mod tests {
             base_key: Some(vec![4]),
             identity_key: Some(vec![5]),
             message: Some(vec![6]),
+            kyber_pre_key_id: Some(7),
+            kyber_ciphertext: Some(vec![8]),
         };
         let tags: Vec<u8> = {
             let bytes = message.encode_to_vec();
@@ -109,7 +111,7 @@ mod tests {
             }
             tags
         };
-        assert_eq!(tags, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(tags, [1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
     #[test]

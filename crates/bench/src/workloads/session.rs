@@ -30,7 +30,9 @@ pub fn addresses() -> (ProtocolAddress, ProtocolAddress) {
 
 /// The responder's bundle as the comparison with libsignal-c needs it: under `signal-v3` a plain
 /// libsignal bundle (no suites list, so one signature to verify, as libsignal-c verifies); under
-/// `aes-256-gcm` the signed suites list a Switchboard device publishes (a second signature).
+/// the other suites the signed suites list a Switchboard device publishes (a second signature)
+/// naming that suite and the classical ones below it, and under a post-quantum suite its one KEM
+/// prekey (a third signature).
 pub fn bundle_for(device: &mut Device, suite: Suite, rng: &mut StdRng) -> PreKeyBundle {
     match suite {
         Suite::SignalV3 => {
@@ -39,6 +41,8 @@ pub fn bundle_for(device: &mut Device, suite: Suite, rng: &mut StdRng) -> PreKey
             bundle
         }
         Suite::Aes256Gcm => device.bundle(&[Suite::Aes256Gcm, Suite::SignalV3], rng),
+        Suite::SignalPqxdh => device.bundle(&[Suite::SignalPqxdh, Suite::SignalV3], rng),
+        Suite::PqAes256Gcm => device.bundle(&[Suite::PqAes256Gcm, Suite::Aes256Gcm, Suite::SignalV3], rng),
     }
 }
 

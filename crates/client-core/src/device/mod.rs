@@ -4,9 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use rand_core::CryptoRng;
 use switchboard_session::group::{self as sender_keys, InMemorySenderKeyStore, SenderKeyDistributionMessage, SenderKeyMessage};
-use switchboard_session::prekey::{PreKeyRecord, SignedPreKeyRecord, SignedSuites};
-use switchboard_session::store::{IdentityKeyStore, PreKeyStore, SignedPreKeyStore};
-use switchboard_session::{CiphertextMessage, IdentityKey, IdentityKeyPair, InMemoryStore, PreKeyBundle, ProtocolAddress, Suite, session};
+use switchboard_session::prekey::SignedPreKeyRecord;
+use switchboard_session::store::{IdentityKeyStore, SignedPreKeyStore};
+use switchboard_session::{CiphertextMessage, IdentityKey, IdentityKeyPair, InMemoryStore, ProtocolAddress, Suite, session};
 use switchboard_wire::switchboard::{GroupControl, PairwisePayload, pairwise_payload::Body};
 use switchboard_wire::{Message, decode, limits};
 
@@ -16,6 +16,7 @@ use crate::group::Group;
 
 mod change;
 mod control;
+mod prekeys;
 
 pub use change::Change;
 pub(crate) use change::Proposal;
@@ -135,6 +136,8 @@ pub struct Device {
     /// admin's (a device driven without relays).
     pub(crate) changes_need_hub: bool,
     pub(crate) next_prekey_id: u32,
+    /// The suites this device offers in its bundles and accepts, best first.
+    pub(crate) suites: Vec<Suite>,
     #[cfg(switchboard_inject_bugs)]
     pub(crate) bugs: InjectedBugs,
 }
@@ -180,6 +183,7 @@ impl Device {
             awaiting_hub: HashMap::new(),
             changes_need_hub: false,
             next_prekey_id: 1,
+            suites: Suite::ALL.to_vec(),
             #[cfg(switchboard_inject_bugs)]
             bugs: InjectedBugs::default(),
         }
@@ -215,79 +219,6 @@ impl Device {
     /// This device's identity key.
     pub fn identity_key(&self) -> IdentityKey {
         *self.store.identity_key_pair().expect("in-memory store").identity_key()
-    }
-
-    /// `count` bundles to publish, each with a fresh one-time prekey, offering every suite.
-    pub fn publish_bundles<R: CryptoRng + ?Sized>(&mut self, count: u32, rng: &mut R) -> Vec<PreKeyBundle> {
-        let identity = self.store.identity_key_pair().expect("in-memory store");
-        let signed = self.current_signed_prekey().clone();
-        let suites = SignedSuites::sign(&Suite::ALL, &identity, rng);
-        let bundle = |prekey: Option<&PreKeyRecord>| PreKeyBundle {
-            registration_id: self.store.local_registration_id().expect("in-memory store"),
-            device_id: self.address.device_id(),
-            identity_key: *identity.identity_key(),
-            signed_prekey_id: signed.id,
-            signed_prekey: signed.key_pair.public,
-            signed_prekey_signature: signed.signature.to_vec(),
-            prekey: prekey.map(|prekey| (prekey.id, prekey.key_pair.public)),
-            suites: Some(suites.clone()),
-        };
-        if count == 0 {
-            return vec![bundle(None)];
-        }
-        let prekeys: Vec<PreKeyRecord> = (0..count)
-            .map(|_| {
-                let prekey = PreKeyRecord::generate(self.next_prekey_id, rng);
-                self.next_prekey_id += 1;
-                prekey
-            })
-            .collect();
-        let bundles = prekeys.iter().map(|prekey| bundle(Some(prekey))).collect();
-        for prekey in prekeys {
-            self.store.save_prekey(prekey).expect("in-memory store");
-        }
-        bundles
-    }
-
-    /// The signed prekey bundles carry now (the newest).
-    pub fn current_signed_prekey(&self) -> &SignedPreKeyRecord {
-        self.store.signed_prekeys().max_by_key(|record| record.id).expect("made with the device, never all removed")
-    }
-
-    /// Makes a new signed prekey at `now_ms`, which bundles carry from now on; the ones before it
-    /// stay (first messages naming them may be on their way) until
-    /// [`Self::forget_signed_prekeys_superseded_before`]. Returns its id: the time in seconds,
-    /// or one more than the current id if that is larger, so that a device restored from an
-    /// older copy of its state does not make a second key under an id its relay already holds.
-    pub fn rotate_signed_prekey<R: CryptoRng + ?Sized>(&mut self, now_ms: u64, rng: &mut R) -> u32 {
-        let identity = self.store.identity_key_pair().expect("in-memory store");
-        let by_clock = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
-        let id = self.current_signed_prekey().id.saturating_add(1).max(by_clock);
-        self.store.save_signed_prekey(SignedPreKeyRecord::generate(id, &identity, now_ms, rng)).expect("in-memory store");
-        id
-    }
-
-    /// Forgets every signed prekey that a newer one replaced at or before `cutoff_ms`: a first
-    /// message naming one is refused from then on. Returns how many.
-    pub fn forget_signed_prekeys_superseded_before(&mut self, cutoff_ms: u64) -> usize {
-        let records: Vec<(u32, u64)> = self.store.signed_prekeys().map(|record| (record.id, record.timestamp)).collect();
-        let superseded: Vec<u32> = records
-            .iter()
-            .filter(|(id, _)| records.iter().any(|(newer, made)| newer > id && *made <= cutoff_ms))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &superseded {
-            self.store.remove_signed_prekey(*id).expect("in-memory store");
-        }
-        superseded.len()
-    }
-
-    /// Forgets the one-time prekeys numbered below `id`: handed out long ago, and never used.
-    pub(crate) fn forget_prekeys_below(&mut self, id: u32) {
-        let old: Vec<u32> = self.store.prekeys().map(|prekey| prekey.id).filter(|prekey| *prekey < id).collect();
-        for prekey in old {
-            self.store.remove_prekey(prekey).expect("in-memory store");
-        }
     }
 
     /// Whether this device has a session with `address` (and so needs no bundle to write to it).
@@ -422,8 +353,9 @@ impl Device {
         let accept_downgrade = self.bugs.accept_downgrade;
         #[cfg(not(switchboard_inject_bugs))]
         let accept_downgrade = false;
+        let accepted = &self.suites;
         let plaintext = session::decrypt_accepting(&mut self.store, from, message, rng, |suite, plaintext| {
-            if accept_downgrade { Ok(()) } else { refuse_downgrade(suite, plaintext) }
+            if accept_downgrade { Ok(()) } else { refuse_downgrade(accepted, suite, plaintext) }
         })?;
         let payload: PairwisePayload = decode(&plaintext, limits::MAX_PAYLOAD_LEN)?;
         match payload.body {
@@ -498,14 +430,14 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Outgoing> {
-        let stated: &[u8] = &STATED_SUITES;
+        let stated = stated_suites(&self.suites);
         // The recipient reads no payload over this (with the suites a first message states).
         if payload.len() + stated.len() > limits::MAX_PAYLOAD_LEN {
             return Err(ClientError::InvalidPayload("a payload over the limit its recipient reads"));
         }
         if !self.has_session(to) {
             let bundle = directory.fetch_bundle(to).ok_or_else(|| ClientError::NoBundle(to.clone()))?;
-            let suite = Suite::ALL.into_iter().find(|suite| bundle.offers(*suite)).unwrap_or(Suite::SignalV3);
+            let suite = self.suites.iter().copied().find(|suite| bundle.offers(*suite)).unwrap_or(Suite::SignalV3);
             session::process_verified_bundle(&mut self.store, to, &bundle, suite, rng)?;
         }
         let awaiting_reply = self.store.session(to).and_then(|record| record.current()).is_some_and(|state| state.awaiting_reply());
@@ -513,7 +445,7 @@ impl Device {
             // A PreKeySignalMessage: state our suites, for the responder's downgrade check. A
             // repeated field appended to an encoded message is that message with the field set.
             let mut first = payload.to_vec();
-            first.extend_from_slice(stated);
+            first.extend_from_slice(&stated);
             session::encrypt(&mut self.store, to, &first)?
         } else {
             session::encrypt(&mut self.store, to, payload)?
@@ -522,25 +454,24 @@ impl Device {
     }
 }
 
-/// The `suites` field of a [`PairwisePayload`], encoded once: every suite this device accepts,
-/// best first.
-static STATED_SUITES: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
-    let suites = Suite::ALL.iter().map(|suite| suite.name().to_owned()).collect();
+/// The `suites` field of a [`PairwisePayload`]: every suite this device accepts, best first.
+fn stated_suites(suites: &[Suite]) -> Vec<u8> {
+    let suites = suites.iter().map(|suite| suite.name().to_owned()).collect();
     PairwisePayload { body: None, suites }.encode_to_vec()
-});
+}
 
 /// The responder's check on a session a PreKeySignalMessage starts: when the initiator states its
-/// suites, the session must be under the best suite both accept (this device accepts, and its
-/// bundles offer, every suite in [`Suite::ALL`], best first). A weaker one means the suite list was
-/// taken out of this device's bundle on the way: the session is refused. An initiator that states
-/// nothing (a plain libsignal peer) is not checked.
-fn refuse_downgrade(chosen: Suite, plaintext: &[u8]) -> Result<()> {
+/// suites, the session must be under the best suite both accept (`accepted`: what this device
+/// accepts and its bundles offer, best first, in [`Suite::ALL`]'s order, as the initiator's
+/// list is). A weaker one means the suite list or a KEM prekey was taken out of this device's
+/// bundle on the way: the session is refused. An initiator that states nothing (a plain
+/// libsignal peer) is not checked.
+fn refuse_downgrade(accepted: &[Suite], chosen: Suite, plaintext: &[u8]) -> Result<()> {
     let payload: PairwisePayload = decode(plaintext, limits::MAX_PAYLOAD_LEN)?;
-    let best = Suite::ALL.into_iter().find(|suite| payload.suites.iter().any(|name| name == suite.name()));
+    let best = accepted.iter().copied().find(|suite| payload.suites.iter().any(|name| name == suite.name()));
+    let rank = |suite: Suite| Suite::ALL.iter().position(|known| *known == suite);
     match best {
-        Some(best) if Suite::ALL.iter().position(|suite| *suite == best) < Suite::ALL.iter().position(|suite| *suite == chosen) => {
-            Err(ClientError::Downgrade { chosen, best })
-        }
+        Some(best) if rank(best) < rank(chosen) => Err(ClientError::Downgrade { chosen, best }),
         _ => Ok(()),
     }
 }

@@ -115,6 +115,10 @@ pub struct EndpointConfig {
     pub unix_ms_at_zero: u64,
     pub group_strategy: GroupStrategy,
     pub storage: Storage,
+    /// The suites the device offers in its bundles and accepts for 1:1 sessions (kept in
+    /// [`Suite::ALL`]'s order of preference). Every suite by default; [`Suite::CLASSICAL`] for a
+    /// device without post-quantum key agreement.
+    pub suites: &'static [Suite],
 }
 
 /// A signed prekey older than this is replaced (the default of [`EndpointConfig`]).
@@ -138,6 +142,7 @@ impl Default for EndpointConfig {
             unix_ms_at_zero: 0,
             group_strategy: GroupStrategy::SenderKeys,
             storage: Storage::InMemory,
+            suites: &Suite::ALL,
         }
     }
 }
@@ -409,6 +414,7 @@ impl Endpoint {
     pub fn new(address: ProtocolAddress, credential: Option<Credential>, config: EndpointConfig, rng: &mut StdRng) -> Endpoint {
         let registration_id = rng.next_u32() & 0x3fff;
         let mut device = Device::new_at(address, registration_id, config.unix_ms_at_zero, rng);
+        device.set_suites(config.suites);
         let bundles = device.publish_bundles(config.prekeys.max(1), rng).iter().map(PreKeyBundle::to_wire).collect();
         let mut endpoint = Endpoint::with_device(device, credential, bundles, config);
         endpoint.changed_device();
@@ -427,6 +433,7 @@ impl Endpoint {
         rng: &mut StdRng,
     ) -> Result<Endpoint, ClientError> {
         let mut device = Device::restore(snapshot)?;
+        device.set_suites(config.suites);
         let credential = (!snapshot.credential.is_empty()).then(|| Credential(snapshot.credential.clone()));
         let bundles_published = snapshot.bundles_published;
         let bundles = if bundles_published {

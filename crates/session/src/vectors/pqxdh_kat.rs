@@ -14,7 +14,7 @@ use hkdf::Hkdf;
 use hmac::Mac;
 use sha2::Sha256;
 
-use super::{hex_array, key_pair, public};
+use super::{hex_array, key_pair};
 use crate::kdf;
 use crate::kem::{Kem, KemKeyPair};
 use crate::keys::{IdentityKeyPair, KeyPair, PublicKey};
