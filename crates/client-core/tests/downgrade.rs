@@ -1,7 +1,8 @@
 //! A session's suite cannot be downgraded by whoever carries the bundles: two Switchboard devices
-//! that both accept `aes-256-gcm` never end up on `signal-v3` because the responder's signed suite
-//! list was removed on the way; a plain libsignal peer, which states no suites, still gets
-//! `signal-v3`.
+//! that both accept `pq-aes-256-gcm` never end up on a weaker suite because the responder's
+//! signed suite list or its KEM prekeys were removed on the way; a device without the
+//! post-quantum suites gets the best classical one; a plain libsignal peer, which states no
+//! suites, still gets `signal-v3`.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -37,7 +38,7 @@ fn a_bundle_stripped_of_its_suites_is_detected_by_the_responder_and_nothing_is_k
 
     let refused = bob.receive(alice.address(), &first.message, &mut directory, &mut rng);
     assert!(
-        matches!(refused, Err(ClientError::Downgrade { chosen: Suite::SignalV3, best: Suite::Aes256Gcm })),
+        matches!(refused, Err(ClientError::Downgrade { chosen: Suite::SignalV3, best: Suite::PqAes256Gcm })),
         "{refused:?}"
     );
     assert!(!bob.has_session(alice.address()), "a refused session is not kept");
@@ -58,7 +59,7 @@ fn the_responder_starts_a_session_back_and_the_initiator_writes_over_it() {
     // Bob starts one the other way, from Alice's bundle as it reached him (whole).
     let start = bob.seal_all(vec![switchboard_client_core::PendingSend::session_start(alice.address().clone())], &mut directory, &mut rng).unwrap();
     let CiphertextMessage::PreKey(prekey) = &start[0].message else { panic!("a first message") };
-    assert_eq!(prekey.suite(), Suite::Aes256Gcm);
+    assert_eq!(prekey.suite(), Suite::PqAes256Gcm);
     let (received, _) = alice.receive(bob.address(), &start[0].message, &mut directory, &mut rng).unwrap();
     assert_eq!(received, Received::SessionStarted);
     let next = alice.send(bob.address(), b"over the new one", &mut directory, &mut rng).unwrap();
@@ -93,7 +94,7 @@ fn an_intact_bundle_gives_the_stronger_suite_and_the_session_goes_on_both_ways()
     directory.publish(&address("alice@green"), alice_bundles).unwrap();
     let first = alice.send(bob.address(), b"hello", &mut directory, &mut rng).unwrap();
     let CiphertextMessage::PreKey(prekey) = &first.message else { panic!("a first message is a PreKeySignalMessage") };
-    assert_eq!(prekey.suite(), Suite::Aes256Gcm);
+    assert_eq!(prekey.suite(), Suite::PqAes256Gcm);
     let second = alice.send(bob.address(), b"second", &mut directory, &mut rng).unwrap();
     assert_eq!(second.message.kind(), MessageKind::PreKey, "still unanswered");
 
@@ -124,4 +125,40 @@ fn a_plain_libsignal_initiator_states_no_suites_and_keeps_signal_v3() {
     let (received, _) = bob.receive(&carol_at, &message, &mut directory, &mut rng).unwrap();
     assert!(matches!(received, Received::Application(content) if content == b"from libsignal"));
     assert!(bob.has_session(&carol_at));
+}
+
+#[test]
+fn a_bundle_stripped_of_its_kem_prekeys_gives_no_session_at_all() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let mut bob = Device::new(address("bob@blue"), 2, &mut rng);
+    let mut directory = InMemoryDirectory::default();
+    for kem in [switchboard_session::Kem::Kyber1024, switchboard_session::Kem::MlKem1024] {
+        let mut bundles = bob.publish_bundles(2, &mut rng);
+        for bundle in &mut bundles {
+            bundle.kem_prekeys.retain(|prekey| prekey.key.kem() != kem);
+        }
+        assert!(directory.publish(bob.address(), bundles).is_err(), "a bundle missing its {kem:?} prekey is refused");
+    }
+}
+
+#[test]
+fn with_a_classical_device_the_best_classical_suite_is_chosen_and_accepted() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut alice = Device::new(address("alice@green"), 1, &mut rng);
+    alice.set_suites(&Suite::CLASSICAL);
+    let mut bob = Device::new(address("bob@blue"), 2, &mut rng);
+    let mut directory = InMemoryDirectory::default();
+    let bob_bundles = bob.publish_bundles(1, &mut rng);
+    directory.publish(bob.address(), bob_bundles).unwrap();
+    let alice_bundles = alice.publish_bundles(1, &mut rng);
+    assert!(alice_bundles.iter().all(|bundle| bundle.kem_prekeys.is_empty()));
+    directory.publish(alice.address(), alice_bundles).unwrap();
+    // Either side starting: aes-256-gcm, and the responder does not call it a downgrade.
+    let first = alice.send(bob.address(), b"from the classical side", &mut directory, &mut rng).unwrap();
+    assert_eq!(first.message.serialize()[0], Suite::Aes256Gcm.version_byte());
+    bob.receive(alice.address(), &first.message, &mut directory, &mut rng).unwrap();
+    let mut carol = Device::new(address("carol@blue"), 3, &mut rng);
+    let start = carol.send(alice.address(), b"to the classical side", &mut directory, &mut rng).unwrap();
+    assert_eq!(start.message.serialize()[0], Suite::Aes256Gcm.version_byte());
+    alice.receive(carol.address(), &start.message, &mut directory, &mut rng).unwrap();
 }

@@ -297,8 +297,16 @@ impl RelayCore {
             let taken = match (with_prekeys, one_time, last_resort) {
                 // A one-time bundle, with its one-time prekey and one-time KEM prekeys: handed
                 // out once.
-                (true, Some(position), _) => {
-                    let bundle = bundles.remove(position);
+                (true, Some(position), last_resort) => {
+                    let bundle = if last_resort.is_none() && bundles.len() == 1 {
+                        // A device that uploaded no last-resort bundle: its last bundle stays,
+                        // without its one-time prekey (whose id is kept: see `upload_bundles`).
+                        let handed = bundles[0].clone();
+                        bundles[0].pre_key = None;
+                        handed
+                    } else {
+                        bundles.remove(position)
+                    };
                     let low_mark = self.state.prekey_marks.get(&device).copied().unwrap_or(0);
                     self.mutate(Mutation::PutBundles { device: device.clone(), bundles, low_mark });
                     // Told once, as the stock reaches the mark (and again at each

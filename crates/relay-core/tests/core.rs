@@ -629,6 +629,47 @@ fn the_relay_never_hands_out_an_older_signed_prekey_than_it_holds_nor_another_id
     assert_eq!(code(&net.request(&green, alice, 9, upload(vec![other]))), Some(ErrorCode::Forbidden));
 }
 
+#[test]
+fn one_time_kem_prekeys_go_out_once_then_the_last_resort_bundle_every_time() {
+    use switchboard_wire::switchboard::{FetchBundles, KemPreKey, UploadBundles};
+    let kem = |id: u32| KemPreKey { id, public_key: vec![0x08; 1569], signature: vec![id as u8; 64] };
+    let with_kem = |prekey: Option<u32>, kem_id: u32| {
+        let mut bundle = bundle(prekey, 1);
+        bundle.kem_pre_keys = vec![kem(kem_id)];
+        bundle
+    };
+    // A relay whose prekey allowance for one requester is small: past it, the last-resort bundle.
+    let mut net = Net::with_rate_limits(RateLimits { prekey_fetches_per_requester: 2, ..RateLimits::default() });
+    let (green, alice, _) = net.device("alice@green");
+    let (_, bob, _) = net.device("bob@green");
+    let upload = Body::UploadBundles(UploadBundles {
+        bundles: vec![with_kem(Some(1), 2), with_kem(Some(2), 4), with_kem(Some(3), 6), with_kem(None, 901)],
+        low_mark: 0,
+    });
+    assert!(is_done(&net.request(&green, alice, 3, upload)));
+    let mut handed = Vec::new();
+    for request_id in 4..9 {
+        let answer = net.request(&green, bob, request_id, Body::FetchBundles(FetchBundles { user: "alice@green".into(), requester: None }));
+        let Some(server_frame::Body::Bundles(bundles)) = answer.body else { panic!("{answer:?}") };
+        let bundle = bundles.devices[0].bundle.clone().unwrap();
+        handed.push((bundle.pre_key_id, bundle.kem_pre_keys.iter().map(|k| k.id).collect::<Vec<_>>()));
+    }
+    assert_eq!(
+        handed,
+        vec![(Some(1), vec![2]), (Some(2), vec![4]), (None, vec![901]), (None, vec![901]), (None, vec![901])]
+    );
+    // Bundle 3 is still held, for another requester.
+    let (_, carol, _) = net.device("carol@green");
+    let answer = net.request(&green, carol, 4, Body::FetchBundles(FetchBundles { user: "alice@green".into(), requester: None }));
+    let Some(server_frame::Body::Bundles(bundles)) = answer.body else { panic!("{answer:?}") };
+    assert_eq!(bundles.devices[0].bundle.as_ref().unwrap().kem_pre_keys[0].id, 6);
+    // A bundle over the size a client reads back is refused.
+    let mut huge = with_kem(Some(4), 8);
+    huge.suites = vec!["x".repeat(9 * 1024)];
+    let answer = net.request(&green, alice, 9, Body::UploadBundles(UploadBundles { bundles: vec![huge], low_mark: 0 }));
+    assert_eq!(code(&answer), Some(ErrorCode::TooLarge));
+}
+
 // ---- the hub's order of group changes ---------------------------------------------------------
 
 /// An order for `group` at `epoch` on `prev`, for the state of body hash `body` and next order
