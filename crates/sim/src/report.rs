@@ -249,10 +249,10 @@ impl Report {
         }
 
         let downgraded_sessions = downgraded_sessions(&world.clients);
-        for (a, b, suite) in &downgraded_sessions {
+        for (a, b, suite, best) in &downgraded_sessions {
             violations.push(Violation {
                 invariant: "no downgraded session",
-                detail: format!("{a} and {b} share a session under {suite}, although both accept {}", Suite::ALL[0]),
+                detail: format!("{a} and {b} share a session under {suite}, although both accept {best}"),
             });
         }
 
@@ -539,10 +539,10 @@ impl Report {
     }
 }
 
-/// Pairs of devices (every device accepts every suite, best first in [`Suite::ALL`]) whose current
-/// sessions with each other are one session (the same base key) under a weaker suite: a downgrade
-/// that went through. Each pair once, with the suite.
-fn downgraded_sessions(clients: &[Client]) -> Vec<(String, String, Suite)> {
+/// Pairs of devices whose current sessions with each other are one session (the same base key)
+/// under a weaker suite than the best both accept: a downgrade that went through. Each pair once,
+/// with the suite and the best one.
+fn downgraded_sessions(clients: &[Client]) -> Vec<(String, String, Suite, Suite)> {
     let index: HashMap<&ProtocolAddress, usize> = clients.iter().enumerate().map(|(i, client)| (&client.address, i)).collect();
     let mut found = Vec::new();
     for (a, client) in clients.iter().enumerate() {
@@ -550,12 +550,14 @@ fn downgraded_sessions(clients: &[Client]) -> Vec<(String, String, Suite)> {
         for peer in device.session_peers() {
             let Some(&b) = index.get(peer) else { continue };
             let Some(ours) = device.current_session(peer) else { continue };
-            if a >= b || ours.suite() == Suite::ALL[0] {
+            let other = clients[b].device();
+            let Some(best) = device.suites().iter().copied().find(|suite| other.suites().contains(suite)) else { continue };
+            if a >= b || ours.suite() == best {
                 continue;
             }
-            let theirs = clients[b].device().current_session(&client.address);
+            let theirs = other.current_session(&client.address);
             if theirs.is_some_and(|theirs| theirs.base_key() == ours.base_key()) {
-                found.push((client.address.to_string(), peer.to_string(), ours.suite()));
+                found.push((client.address.to_string(), peer.to_string(), ours.suite(), best));
             }
         }
     }

@@ -31,11 +31,10 @@ mod outbox;
 mod receive;
 mod work;
 
+use rand_core::CryptoRng;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::Rng;
 use switchboard_session::{MessageKind, PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{
     Authenticate, ClientFrame, Envelope, EnvelopeKind, EnvelopeRef, ErrorCode, FetchBlob, GroupEnvelope, Register, ServerFrame,
@@ -411,7 +410,7 @@ impl Endpoint {
     /// is linked from one already registered ([`Self::link_device`]) and starts with the
     /// credential it was handed. Every key comes from `rng`: seed it from the operating system
     /// outside tests and simulations.
-    pub fn new(address: ProtocolAddress, credential: Option<Credential>, config: EndpointConfig, rng: &mut StdRng) -> Endpoint {
+    pub fn new(address: ProtocolAddress, credential: Option<Credential>, config: EndpointConfig, rng: &mut (impl CryptoRng + ?Sized)) -> Endpoint {
         let registration_id = rng.next_u32() & 0x3fff;
         let mut device = Device::new_at(address, registration_id, config.unix_ms_at_zero, rng);
         device.set_suites(config.suites);
@@ -430,7 +429,7 @@ impl Endpoint {
         seen: impl IntoIterator<Item = SeenKey>,
         outbox: impl IntoIterator<Item = (u64, Vec<u8>)>,
         config: EndpointConfig,
-        rng: &mut StdRng,
+        rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<Endpoint, ClientError> {
         let mut device = Device::restore(snapshot)?;
         device.set_suites(config.suites);
@@ -696,7 +695,7 @@ impl Endpoint {
     }
 
     /// A frame from the relay.
-    pub fn handle_frame(&mut self, now: Duration, bytes: &[u8], rng: &mut StdRng) {
+    pub fn handle_frame(&mut self, now: Duration, bytes: &[u8], rng: &mut (impl CryptoRng + ?Sized)) {
         self.now = self.now.max(now);
         let Ok(frame) = decode::<ServerFrame>(bytes, switchboard_wire::frame::MAX_FRAME_LEN) else { return };
         let Some(body) = frame.body else { return };
@@ -717,7 +716,7 @@ impl Endpoint {
     }
 
     /// A deadline from [`Self::poll_timeout`] passed.
-    pub fn handle_timeout(&mut self, now: Duration, rng: &mut StdRng) {
+    pub fn handle_timeout(&mut self, now: Duration, rng: &mut (impl CryptoRng + ?Sized)) {
         self.now = self.now.max(now);
         if self.ack_deadline.is_some_and(|deadline| deadline <= now) {
             self.ack_deadline = None;
@@ -752,7 +751,7 @@ impl Endpoint {
     // ---- the user's commands ------------------------------------------------------------------
 
     /// Sends `content` to every device of `user` (fetching their bundles first if needed).
-    pub fn send(&mut self, now: Duration, user: &str, content: Vec<u8>, rng: &mut StdRng) -> Result<(), CommandError> {
+    pub fn send(&mut self, now: Duration, user: &str, content: Vec<u8>, rng: &mut (impl CryptoRng + ?Sized)) -> Result<(), CommandError> {
         self.now = self.now.max(now);
         check_content(&content)?;
         switchboard_wire::address::UserAddress::split(user)?;
@@ -765,7 +764,7 @@ impl Endpoint {
     /// Sends `content` to group `id`: by the configured strategy, to every other member in this
     /// device's view. Returns the Sender Keys ciphertext, when that is the strategy (the same
     /// bytes every member receives).
-    pub fn send_group(&mut self, now: Duration, id: &str, content: Vec<u8>, rng: &mut StdRng) -> Result<Option<Vec<u8>>, CommandError> {
+    pub fn send_group(&mut self, now: Duration, id: &str, content: Vec<u8>, rng: &mut (impl CryptoRng + ?Sized)) -> Result<Option<Vec<u8>>, CommandError> {
         self.now = self.now.max(now);
         check_content(&content)?;
         let hub = crate::hub_of(id)?.to_owned();
@@ -800,7 +799,7 @@ impl Endpoint {
 
     /// Creates group `id` (`name@app`, the app being its hub) with `members`. A malformed id is
     /// given up as [`Event::SendDropped`].
-    pub fn create_group(&mut self, now: Duration, id: &str, members: Vec<Member>, suite: Suite, rng: &mut StdRng) {
+    pub fn create_group(&mut self, now: Duration, id: &str, members: Vec<Member>, suite: Suite, rng: &mut (impl CryptoRng + ?Sized)) {
         self.now = self.now.max(now);
         if crate::hub_of(id).is_err() {
             self.drop_send(DropReason::CouldNotSeal(ClientError::InvalidPayload("a group id is name@app")));
@@ -811,21 +810,21 @@ impl Endpoint {
     }
 
     /// Adds `member` to group `id`.
-    pub fn add_member(&mut self, now: Duration, id: &str, member: Member, rng: &mut StdRng) {
+    pub fn add_member(&mut self, now: Duration, id: &str, member: Member, rng: &mut (impl CryptoRng + ?Sized)) {
         self.now = self.now.max(now);
         self.submit(Work::Change { group: id.to_owned(), change: GroupChange::Add(member) }, rng);
         self.release();
     }
 
     /// Removes `member` from group `id`; every remaining member rotates its sender key.
-    pub fn remove_member(&mut self, now: Duration, id: &str, member: Member, rng: &mut StdRng) {
+    pub fn remove_member(&mut self, now: Duration, id: &str, member: Member, rng: &mut (impl CryptoRng + ?Sized)) {
         self.now = self.now.max(now);
         self.submit(Work::Change { group: id.to_owned(), change: GroupChange::Remove(member) }, rng);
         self.release();
     }
 
     /// Makes `member` (a member device) an admin of group `id`. Only an admin may.
-    pub fn promote(&mut self, now: Duration, id: &str, member: ProtocolAddress, rng: &mut StdRng) {
+    pub fn promote(&mut self, now: Duration, id: &str, member: ProtocolAddress, rng: &mut (impl CryptoRng + ?Sized)) {
         self.now = self.now.max(now);
         self.submit(Work::Change { group: id.to_owned(), change: GroupChange::Promote(member) }, rng);
         self.release();
@@ -834,7 +833,7 @@ impl Endpoint {
     /// Sends `payload`, a `PairwisePayload` this caller encoded itself, to device `to`: for
     /// research clients that speak their own control messages, and for the simulator's member
     /// adversaries. The recipient judges it as it judges any other.
-    pub fn send_payload(&mut self, now: Duration, to: ProtocolAddress, payload: Vec<u8>, rng: &mut StdRng) {
+    pub fn send_payload(&mut self, now: Duration, to: ProtocolAddress, payload: Vec<u8>, rng: &mut (impl CryptoRng + ?Sized)) {
         self.now = self.now.max(now);
         self.submit(Work::Seal(vec![crate::PendingSend::new(to, payload)]), rng);
         self.release();
@@ -933,7 +932,7 @@ impl Endpoint {
         self.config.storage == Storage::Durable
     }
 
-    fn answer(&mut self, request: Request, body: server_frame::Body, rng: &mut StdRng) {
+    fn answer(&mut self, request: Request, body: server_frame::Body, rng: &mut (impl CryptoRng + ?Sized)) {
         use server_frame::Body as S;
         match (request, body) {
             (Request::Register, S::Registered(registered)) => {
@@ -1049,7 +1048,7 @@ impl Endpoint {
 
     /// The relay holds `remaining` one-time prekeys of this device: at or below the low mark,
     /// make enough to fill the stock again (uploaded from [`Self::release`] once durable).
-    fn prekeys_left(&mut self, remaining: u32, rng: &mut StdRng) {
+    fn prekeys_left(&mut self, remaining: u32, rng: &mut (impl CryptoRng + ?Sized)) {
         let target = self.config.prekeys.max(1);
         let low = self.low_mark() > 0 && remaining <= self.low_mark();
         if !low || !self.bundles.is_empty() {
@@ -1099,7 +1098,7 @@ impl Endpoint {
 
     /// Replaces the signed prekey: a new one, uploaded in a last-resort bundle (the relay puts it
     /// in every bundle it holds), and those replaced longer ago than the grace forgotten.
-    fn rotate_signed_prekey(&mut self, rng: &mut StdRng) {
+    fn rotate_signed_prekey(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
         let now_ms = self.now_ms();
         self.device.rotate_signed_prekey(now_ms, rng);
         let grace = self.rotation_and_grace_ms().1;
@@ -1111,7 +1110,7 @@ impl Endpoint {
         self.replenish = Some(Replenish { bundles, generation: self.generation, in_flight: false, rotation: true });
     }
 
-    fn online(&mut self, rng: &mut StdRng) {
+    fn online(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
         self.phase = Phase::Online;
         self.events.push_back(Event::Online);
         for device_id in self.links.clone() {
@@ -1139,7 +1138,7 @@ impl Endpoint {
 
     /// A retry between half and one and a half [`RETRY_DELAY`] from now: spread, so that retries
     /// do not fall in step with whatever keeps failing (a link that resets and redials on a beat).
-    fn schedule_retry(&mut self, rng: &mut StdRng) {
+    fn schedule_retry(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
         if self.retry_deadline.is_none() {
             let spread = rng.next_u64() % RETRY_DELAY.as_micros() as u64;
             self.retry_deadline = Some(self.now + RETRY_DELAY / 2 + Duration::from_micros(spread));
@@ -1161,7 +1160,7 @@ impl Endpoint {
 
     /// Queues each pairwise message as an envelope (`group` names the group for pairwise group
     /// messages, empty otherwise).
-    fn queue_pairwise(&mut self, outgoing: Vec<Outgoing>, group: &str, rng: &mut StdRng) {
+    fn queue_pairwise(&mut self, outgoing: Vec<Outgoing>, group: &str, rng: &mut (impl CryptoRng + ?Sized)) {
         for message in outgoing {
             let kind = match message.message.kind() {
                 MessageKind::PreKey => EnvelopeKind::PrekeyMessage,
@@ -1230,7 +1229,7 @@ fn check_content(content: &[u8]) -> Result<(), CommandError> {
     }
 }
 
-fn envelope_id(rng: &mut StdRng) -> Bytes {
+fn envelope_id(rng: &mut (impl CryptoRng + ?Sized)) -> Bytes {
     let mut id = vec![0u8; 16];
     rng.fill_bytes(&mut id);
     id.into()

@@ -3,7 +3,7 @@
 //! hub's answer applies it (and sends its announcements) or drops it (another change came first).
 //! An announcement that this device joined a group waits for the hub's head before it applies.
 
-use rand::rngs::StdRng;
+use rand_core::CryptoRng;
 use switchboard_session::ProtocolAddress;
 use switchboard_wire::switchboard::{ErrorCode, FetchHead, GroupHead, OrderChange, client_frame::Body};
 
@@ -76,7 +76,7 @@ impl Endpoint {
     }
 
     /// The hub answered this device's order for `head.group_id`.
-    pub(super) fn ordered(&mut self, head: GroupHead, rng: &mut StdRng) {
+    pub(super) fn ordered(&mut self, head: GroupHead, rng: &mut (impl CryptoRng + ?Sized)) {
         let group = head.group_id.clone();
         let before = self.device.group(&group).map(|g| g.members().clone()).unwrap_or_default();
         match self.device.ordered(&head, rng) {
@@ -102,14 +102,14 @@ impl Endpoint {
     }
 
     /// The hub refused this device's order for `group` for good: the proposal is dropped.
-    pub(super) fn order_refused(&mut self, group: &str, code: ErrorCode, rng: &mut StdRng) {
+    pub(super) fn order_refused(&mut self, group: &str, code: ErrorCode, rng: &mut (impl CryptoRng + ?Sized)) {
         self.device.abandon_proposal(group);
         self.changed_device();
         self.drop_send(DropReason::Refused(code));
         self.release_held_changes(group, rng);
     }
 
-    fn release_held_changes(&mut self, group: &str, rng: &mut StdRng) {
+    fn release_held_changes(&mut self, group: &str, rng: &mut (impl CryptoRng + ?Sized)) {
         let (mine, rest): (std::collections::VecDeque<Work>, std::collections::VecDeque<Work>) = std::mem::take(&mut self.held_changes).into_iter().partition(|work| work.changes(group));
         self.held_changes = rest;
         for work in mine {
@@ -139,7 +139,7 @@ impl Endpoint {
     }
 
     /// The hub's answer about `group` at `epoch`, which changes waited for.
-    pub(super) fn head_arrived(&mut self, asked: u64, head: GroupHead, rng: &mut StdRng) {
+    pub(super) fn head_arrived(&mut self, asked: u64, head: GroupHead, rng: &mut (impl CryptoRng + ?Sized)) {
         let group = head.group_id.clone();
         // An error: the change was ordered, but does not apply to this device's state as it now
         // is (a later one came first); nothing changed.
@@ -164,7 +164,7 @@ impl Endpoint {
     /// Groups this device fell behind in (see `Device::behind`): once behind for
     /// [`RESYNC_AFTER`], it asks the hub about the latest change it keeps; meanwhile the retry
     /// timer brings it back here.
-    pub(super) fn resync_behind(&mut self, rng: &mut StdRng) {
+    pub(super) fn resync_behind(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
         let behind = self.device.behind();
         self.behind_since.retain(|group, _| behind.iter().any(|(b, _)| b == group));
         for (group, epoch) in behind {
@@ -183,7 +183,7 @@ impl Endpoint {
     }
 
     /// The hub's answer about a later change this device keeps, having missed those before it.
-    pub(super) fn resynced(&mut self, asked: u64, head: GroupHead, rng: &mut StdRng) {
+    pub(super) fn resynced(&mut self, asked: u64, head: GroupHead, rng: &mut (impl CryptoRng + ?Sized)) {
         let kept = self.device.kept_changes();
         match self.device.resync(asked, &head, rng) {
             Ok(Some((crate::Received::Group { group, epoch, change: Some(change) }, by))) => {

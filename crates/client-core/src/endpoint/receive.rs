@@ -1,10 +1,10 @@
 //! Deliveries: dropped if already processed, decrypted and read, or held while their sender key
 //! is on its way; acknowledged once processed and durable.
 
+use rand_core::CryptoRng;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use rand::rngs::StdRng;
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, ProtocolAddress};
 use switchboard_wire::Bytes;
 use switchboard_wire::switchboard::{Envelope, EnvelopeKind, EnvelopeRef};
@@ -142,7 +142,7 @@ enum Processed {
 }
 
 impl Endpoint {
-    pub(super) fn deliver(&mut self, mut envelope: Envelope, rng: &mut StdRng) {
+    pub(super) fn deliver(&mut self, mut envelope: Envelope, rng: &mut (impl CryptoRng + ?Sized)) {
         // Taken, not copied: the sender travels beside the envelope from here on.
         let Some(sender) = envelope.sender.take().map(|s| ProtocolAddress::new(s.name, s.device_id)) else {
             self.refuse(None, &envelope, ClientError::InvalidPayload("an envelope without a sender"));
@@ -166,7 +166,7 @@ impl Endpoint {
     }
 
     /// `held_since`: when it was first held, for a held message tried again.
-    fn process(&mut self, sender: ProtocolAddress, key: SeenKey, mut envelope: Envelope, held_since: Option<Duration>, rng: &mut StdRng) {
+    fn process(&mut self, sender: ProtocolAddress, key: SeenKey, mut envelope: Envelope, held_since: Option<Duration>, rng: &mut (impl CryptoRng + ?Sized)) {
         match self.decrypt(&sender, &mut envelope, rng) {
             Processed::Done => {
                 if let Some(forgotten) = self.seen.insert(key) {
@@ -203,7 +203,7 @@ impl Endpoint {
     /// from `sender`'s bundle as it reaches it (a path that strips bundles on the way to
     /// `sender` may well leave this one whole): once per peer (at most [`super::MAX_SESSIONS_STARTED_BACK`]
     /// peers), so that two devices behind such paths do not answer each other for ever.
-    fn start_session_back(&mut self, sender: &ProtocolAddress, rng: &mut StdRng) {
+    fn start_session_back(&mut self, sender: &ProtocolAddress, rng: &mut (impl CryptoRng + ?Sized)) {
         if self.started_back.len() >= super::MAX_SESSIONS_STARTED_BACK || !self.started_back.insert(sender.clone()) {
             return;
         }
@@ -236,7 +236,7 @@ impl Endpoint {
     }
 
     /// Decrypts and acts on `envelope`; on success its group id may have been moved out.
-    fn decrypt(&mut self, sender: &ProtocolAddress, envelope: &mut Envelope, rng: &mut StdRng) -> Processed {
+    fn decrypt(&mut self, sender: &ProtocolAddress, envelope: &mut Envelope, rng: &mut (impl CryptoRng + ?Sized)) -> Processed {
         let kind = EnvelopeKind::try_from(envelope.kind).unwrap_or(EnvelopeKind::Unspecified);
         let id = id16(&envelope.id);
         match kind {
@@ -313,7 +313,7 @@ impl Endpoint {
     }
 
     /// Group messages of `group` held for a key: try them again.
-    pub(super) fn retry_stalled(&mut self, group: &str, rng: &mut StdRng) {
+    pub(super) fn retry_stalled(&mut self, group: &str, rng: &mut (impl CryptoRng + ?Sized)) {
         for held in self.stalled.take_group(group) {
             self.process(held.sender, held.key, held.envelope, Some(held.since), rng);
         }

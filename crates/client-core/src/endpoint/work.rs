@@ -1,9 +1,9 @@
 //! Work that needs other devices' bundles before it can be sealed: it waits, in order, while
 //! they are fetched through the relay (across apps by federation), and runs once they are here.
 
+use rand_core::CryptoRng;
 use std::collections::{HashSet, VecDeque};
 
-use rand::rngs::StdRng;
 use switchboard_session::{PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{Bundles, FetchBundles, GroupEnvelope, client_frame::Body};
 
@@ -122,7 +122,7 @@ impl Endpoint {
     }
 
     /// The relay's answer to a fetch: every device of `user` with a bundle that verifies.
-    pub(super) fn bundles_arrived(&mut self, user: String, bundles: Bundles, rng: &mut StdRng) {
+    pub(super) fn bundles_arrived(&mut self, user: String, bundles: Bundles, rng: &mut (impl CryptoRng + ?Sized)) {
         self.fetching.remove(&user);
         let mut devices: Vec<ProtocolAddress> = Vec::new();
         for device in bundles.devices {
@@ -156,7 +156,7 @@ impl Endpoint {
 
     /// Runs `work` now if its bundles are at hand (and nothing waits before it), else once they
     /// are (fetching them).
-    pub(super) fn submit(&mut self, work: Work, rng: &mut StdRng) {
+    pub(super) fn submit(&mut self, work: Work, rng: &mut (impl CryptoRng + ?Sized)) {
         let needs = self.needs(&work);
         if needs.is_empty() && self.waiting.is_empty() {
             self.run(work, rng);
@@ -177,7 +177,7 @@ impl Endpoint {
     /// more as it runs: a group's membership may have grown meanwhile.) Work that needs nothing
     /// may so overtake earlier work still waiting for bundles — a group message its key, say;
     /// receivers hold such a message until the key comes.
-    pub(super) fn run_waiting(&mut self, rng: &mut StdRng) {
+    pub(super) fn run_waiting(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
         let mut still = VecDeque::new();
         while let Some((work, missing)) = self.waiting.pop_front() {
             if !missing.is_empty() {
@@ -204,7 +204,7 @@ impl Endpoint {
         }
     }
 
-    fn run(&mut self, work: Work, rng: &mut StdRng) {
+    fn run(&mut self, work: Work, rng: &mut (impl CryptoRng + ?Sized)) {
         match work {
             Work::Direct { to, content } => {
                 let devices = self.devices_of.get(&to).cloned().unwrap_or_default();
@@ -240,7 +240,7 @@ impl Endpoint {
     }
 
     /// Proposes a change of this device's to one of its groups; its hub orders it (see `order`).
-    fn propose(&mut self, group: String, change: GroupChange, rng: &mut StdRng) {
+    fn propose(&mut self, group: String, change: GroupChange, rng: &mut (impl CryptoRng + ?Sized)) {
         if self.change_waits(&group) {
             self.hold_change(Work::Change { group, change });
             return;
@@ -272,7 +272,7 @@ impl Endpoint {
 
     /// Seals `pending` recipient by recipient; what cannot be sealed is reported (and, for this
     /// device's sender key in `group`, handed out again with its next message).
-    fn seal_each(&mut self, pending: Vec<PendingSend>, group: Option<&str>, rng: &mut StdRng) {
+    fn seal_each(&mut self, pending: Vec<PendingSend>, group: Option<&str>, rng: &mut (impl CryptoRng + ?Sized)) {
         if pending.is_empty() {
             return;
         }
