@@ -25,6 +25,7 @@ mod cipher;
 pub mod error;
 pub mod fingerprint;
 pub mod group;
+pub mod harvest;
 mod kdf;
 pub mod kem;
 pub mod keys;

@@ -16,7 +16,7 @@ use crate::ratchet::state::{PendingKem, PendingPreKey, ReceiverChain, SenderChai
 use crate::suite::Suite;
 
 /// The "discontinuity bytes" that open the X3DH secret.
-const DISCONTINUITY: [u8; 32] = [0xff; 32];
+pub(crate) const DISCONTINUITY: [u8; 32] = [0xff; 32];
 
 /// The initiator's inputs: everything from the responder's bundle, and our own keys.
 pub(crate) struct Initiator<'a> {
@@ -48,7 +48,7 @@ pub(crate) struct Responder<'a> {
 }
 
 /// The first root key and chain key from the concatenated DH outputs.
-fn derive_initial(suite: Suite, secret: &[u8]) -> (RootKey, ChainKey) {
+pub(crate) fn derive_initial(suite: Suite, secret: &[u8]) -> (RootKey, ChainKey) {
     let mut derived = Zeroizing::new([0u8; 64]);
     kdf::hkdf_zero_salt(secret, suite.labels().x3dh, derived.as_mut());
     split_root_and_chain(&derived)

@@ -27,9 +27,13 @@ impl RootKey {
         their: &PublicKey,
         our: &PrivateKey,
     ) -> (RootKey, ChainKey) {
-        let shared = our.agree(their);
+        self.step(suite, &our.agree(their))
+    }
+
+    /// The DH ratchet step from the shared secret itself.
+    pub(crate) fn step(&self, suite: Suite, shared: &[u8; 32]) -> (RootKey, ChainKey) {
         let mut derived = Zeroizing::new([0u8; 64]);
-        kdf::hkdf(&self.0, shared.as_ref(), suite.labels().ratchet, derived.as_mut());
+        kdf::hkdf(&self.0, shared, suite.labels().ratchet, derived.as_mut());
         split_root_and_chain(&derived)
     }
 }
