@@ -7,7 +7,7 @@
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::time::Duration;
 
-use rand::rngs::StdRng;
+use rand_core::CryptoRng;
 use switchboard_client_core::endpoint::{Credential, EndpointConfig, EndpointStats, GroupStrategy as Strategy, Member, Storage, Transmit};
 use switchboard_client_core::{ClientError, Device, Endpoint, Event};
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, ProtocolAddress, Suite};
@@ -104,7 +104,7 @@ fn at(now_us: u64) -> Duration {
 }
 
 impl Client {
-    pub fn new(address: ProtocolAddress, app: usize, scenario: &Scenario, rng: &mut StdRng) -> Client {
+    pub fn new(address: ProtocolAddress, app: usize, scenario: &Scenario, rng: &mut (impl CryptoRng + ?Sized)) -> Client {
         let group_strategy = match scenario.group_strategy {
             GroupStrategy::SenderKeys => Strategy::SenderKeys,
             GroupStrategy::Pairwise => Strategy::Pairwise,
@@ -118,7 +118,7 @@ impl Client {
             unix_ms_at_zero: 0,
             group_strategy,
             storage: Storage::InMemory,
-            suites: if scenario.apps[app].post_quantum { &Suite::ALL } else { &Suite::CLASSICAL },
+            suites: scenario.apps[app].suites.suites(),
         };
         Client {
             endpoint: Endpoint::new(address.clone(), None, config, rng),
@@ -192,14 +192,14 @@ impl Client {
     }
 
     /// A frame from the relay. `outcomes` gets what each delivery meant.
-    pub fn frame_arrived(&mut self, now_us: u64, bytes: &[u8], rng: &mut StdRng, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) {
+    pub fn frame_arrived(&mut self, now_us: u64, bytes: &[u8], rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) {
         let pairwise = if self.observe_pairwise { pairwise_delivery(bytes) } else { None };
         self.endpoint.handle_frame(at(now_us), bytes, rng);
         self.drain(out, outcomes, pairwise);
     }
 
     /// A timer of the endpoint's may be due.
-    pub fn timeout(&mut self, now_us: u64, rng: &mut StdRng, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) {
+    pub fn timeout(&mut self, now_us: u64, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) {
         self.endpoint.handle_timeout(at(now_us), rng);
         self.drain(out, outcomes, None);
     }
@@ -267,7 +267,7 @@ impl Client {
     // ---- what the app does --------------------------------------------------------------------
 
     /// Sends `content` to every device of `to`.
-    pub fn send_direct(&mut self, now_us: u64, to: &str, content: Vec<u8>, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+    pub fn send_direct(&mut self, now_us: u64, to: &str, content: Vec<u8>, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {
         // The simulator's contents are far below the limit.
         let _ = self.endpoint.send(at(now_us), to, content, rng);
         self.drain(out, &mut Vec::new(), None);
@@ -275,29 +275,29 @@ impl Client {
 
     /// Sends `content` to group `group` by the scenario's strategy; `None` if this device is not
     /// in the group, else the Sender Keys ciphertext (when that is the strategy).
-    pub fn send_group(&mut self, now_us: u64, group: &str, content: Vec<u8>, rng: &mut StdRng, out: &mut Vec<OutFrame>) -> Option<Option<Vec<u8>>> {
+    pub fn send_group(&mut self, now_us: u64, group: &str, content: Vec<u8>, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) -> Option<Option<Vec<u8>>> {
         let sent = self.endpoint.send_group(at(now_us), group, content, rng).ok();
         self.drain(out, &mut Vec::new(), None);
         sent
     }
 
-    pub fn create_group(&mut self, now_us: u64, group: &str, members: Vec<ProtocolAddress>, suite: Suite, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+    pub fn create_group(&mut self, now_us: u64, group: &str, members: Vec<ProtocolAddress>, suite: Suite, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {
         self.endpoint.create_group(at(now_us), group, members.into_iter().map(Member::Device).collect(), suite, rng);
         self.drain(out, &mut Vec::new(), None);
     }
 
-    pub fn add_member(&mut self, now_us: u64, group: &str, member: ProtocolAddress, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+    pub fn add_member(&mut self, now_us: u64, group: &str, member: ProtocolAddress, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {
         self.endpoint.add_member(at(now_us), group, Member::Device(member), rng);
         self.drain(out, &mut Vec::new(), None);
     }
 
-    pub fn remove_member(&mut self, now_us: u64, group: &str, member: ProtocolAddress, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+    pub fn remove_member(&mut self, now_us: u64, group: &str, member: ProtocolAddress, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {
         self.endpoint.remove_member(at(now_us), group, Member::Device(member), rng);
         self.drain(out, &mut Vec::new(), None);
     }
 
     /// Sends a `PairwisePayload` this adapter's caller encoded (a forging member's announcements).
-    pub fn send_payload(&mut self, now_us: u64, to: ProtocolAddress, payload: Vec<u8>, rng: &mut StdRng, out: &mut Vec<OutFrame>) {
+    pub fn send_payload(&mut self, now_us: u64, to: ProtocolAddress, payload: Vec<u8>, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {
         self.endpoint.send_payload(at(now_us), to, payload, rng);
         self.drain(out, &mut Vec::new(), None);
     }

@@ -14,6 +14,7 @@
 //! reaches the trace.
 
 mod client;
+pub mod harvest;
 mod ledger;
 pub use ledger::OUTSIDER_READ;
 pub use report::FOREIGN_STATE;

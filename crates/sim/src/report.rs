@@ -38,6 +38,9 @@ pub struct Report {
     pub faults: FaultCounts,
     pub adversaries: AdversaryCounts,
     pub thefts: Vec<TheftReport>,
+    /// What a `harvest-now` adversary read of the recorded 1:1 messages, per suite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub harvest: Option<crate::harvest::HarvestReport>,
     pub crypto: CryptoOps,
     pub invariants: Vec<Invariant>,
     /// Every invariant violation (the first 100 listed; `violations_total` counts them all).
@@ -265,6 +268,21 @@ impl Report {
             violations.extend(found);
         }
         world.thieves = thieves;
+        let harvest = world.harvester.take().map(crate::harvest::Harvester::report);
+        if let Some(harvest) = &harvest {
+            if harvest.post_quantum_read() > 0 {
+                violations.push(Violation {
+                    invariant: HARVEST_POST_QUANTUM,
+                    detail: format!("{} messages of post-quantum sessions read from the recording", harvest.post_quantum_read()),
+                });
+            }
+            if harvest.classical_unread() > 0 {
+                violations.push(Violation {
+                    invariant: HARVEST_CLASSICAL,
+                    detail: format!("{} messages of classical sessions not read: the adversary is weaker than it should be", harvest.classical_unread()),
+                });
+            }
+        }
         let ledger = &world.ledger;
 
         let mut latencies = ledger.latencies_us.clone();
@@ -423,6 +441,14 @@ impl Report {
                 detail: theft_detail,
             },
         ];
+        let mut invariants = invariants;
+        if let Some(harvest) = &harvest {
+            let lines: Vec<String> =
+                harvest.suites.iter().map(|(suite, line)| format!("{suite} {} of {}", line.read, line.sent)).collect();
+            let detail = format!("read after the fact: {}", lines.join(", "));
+            invariants.push(Invariant { name: HARVEST_POST_QUANTUM, holds: harvest.post_quantum_read() == 0, detail: detail.clone() });
+            invariants.push(Invariant { name: HARVEST_CLASSICAL, holds: harvest.classical_unread() == 0, detail });
+        }
         let mut crypto = CryptoOps {
             devices: world.clients.len() as u64,
             prekeys_per_device: world.scenario.prekeys_per_device,
@@ -461,6 +487,7 @@ impl Report {
             faults: world.faults,
             adversaries,
             thefts,
+            harvest,
             crypto,
             invariants,
             violations,
@@ -525,6 +552,11 @@ impl Report {
                 let _ = writeln!(out, "  {:<24} {:>6} messages, {:>6} readable by the thief", bucket.bucket, bucket.messages, bucket.readable);
             }
         }
+        if let Some(harvest) = &self.harvest {
+            for (suite, line) in &harvest.suites {
+                let _ = writeln!(out, "harvest    {suite:<16} {:>6} messages, {:>6} read with every X25519 private key", line.sent, line.read);
+            }
+        }
         let _ = writeln!(out, "\ninvariants");
         for invariant in &self.invariants {
             let _ = writeln!(out, "  [{}] {}: {}", if invariant.holds { "ok" } else { "FAIL" }, invariant.name, invariant.detail);
@@ -538,6 +570,11 @@ impl Report {
         out
     }
 }
+
+/// The invariant that a quantum adversary reads nothing of a post-quantum session.
+const HARVEST_POST_QUANTUM: &str = "harvest now, decrypt later: post-quantum sessions unread";
+/// The check that the same adversary does read every classical session (else it proves nothing).
+const HARVEST_CLASSICAL: &str = "harvest now, decrypt later: classical sessions read";
 
 /// Pairs of devices whose current sessions with each other are one session (the same base key)
 /// under a weaker suite than the best both accept: a downgrade that went through. Each pair once,

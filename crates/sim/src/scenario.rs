@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
+use switchboard_session::Suite;
 use switchboard_wire::address::Address;
 use toml::Spanned;
 
@@ -130,15 +131,34 @@ pub struct App {
     /// Faults on the connections between this app's devices and its relay.
     #[serde(default)]
     pub access: Option<LinkSpec>,
-    /// Whether the app's devices offer the post-quantum suites (`pq-aes-256-gcm`,
-    /// `signal-pqxdh`) beside the classical ones; a 1:1 session is post-quantum when both ends
-    /// do.
-    #[serde(default = "yes")]
-    pub post_quantum: bool,
+    /// The suites the app's devices offer for 1:1 sessions: a session takes the best both ends
+    /// offer.
+    #[serde(default)]
+    pub suites: SuiteSet,
 }
 
-fn yes() -> bool {
-    true
+/// The suites an app's devices offer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SuiteSet {
+    /// Every suite, post-quantum first.
+    #[default]
+    All,
+    /// `aes-256-gcm` and `signal-v3`: no post-quantum key agreement.
+    Classical,
+    /// `signal-pqxdh` and `signal-v3`, as libsignal offers today.
+    Libsignal,
+}
+
+impl SuiteSet {
+    /// The suites, best first.
+    pub fn suites(self) -> &'static [Suite] {
+        match self {
+            SuiteSet::All => &Suite::ALL,
+            SuiteSet::Classical => &Suite::CLASSICAL,
+            SuiteSet::Libsignal => &[Suite::SignalPqxdh, Suite::SignalV3],
+        }
+    }
 }
 
 /// Groups: `count` groups of `size` member users each, drawn from `apps` in turn.
@@ -359,12 +379,16 @@ pub enum AdversaryKind {
     /// Not a relay: another user of `target`'s app sends it a mailbox's worth of junk at once, at
     /// a random time of the traffic (`share` is the chance it happens at all).
     Flood,
+    /// Not a relay: records every frame on every link and, at the end, is given every X25519
+    /// private key drawn (a quantum computer's answer) but no KEM secret; the report counts the
+    /// 1:1 messages it reads per suite (`share` unused).
+    HarvestNow,
 }
 
 impl AdversaryKind {
     /// Whether a relay plays it (else a device does).
     pub fn is_relay(self) -> bool {
-        !matches!(self, AdversaryKind::ForgeMembership | AdversaryKind::ReuseIds | AdversaryKind::Flood)
+        !matches!(self, AdversaryKind::ForgeMembership | AdversaryKind::ReuseIds | AdversaryKind::Flood | AdversaryKind::HarvestNow)
     }
 }
 

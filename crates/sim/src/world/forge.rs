@@ -140,7 +140,7 @@ impl World {
                 self.ledger.forged_changes += 1;
             }
             let payload = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new() }.encode_to_vec();
-            self.clients[forger.device].send_payload(self.now, to, payload, &mut self.rng, &mut out);
+            self.clients[forger.device].send_payload(self.now, to, payload, &mut crate::harvest::Watched::new(&mut self.rng, self.harvester.as_mut()), &mut out);
         }
         self.client_out(forger.device, out);
     }

@@ -148,6 +148,10 @@ impl World {
         let kind = c.kind;
         let (from, to) = Self::ends(kind, toward);
         self.trace.record(TraceEvent::Sent { at_us: self.now, from, to, bytes: bytes.len(), what });
+        if let (Some(harvester), ConnKind::Client { .. }) = (self.harvester.as_mut(), kind) {
+            // Every envelope crosses a device's link first, and every bundle last.
+            if toward == 0 { harvester.from_device(&bytes) } else { harvester.to_device(&bytes) }
+        }
         let (link, partitioned) = match kind {
             ConnKind::Client { relay, .. } => {
                 let load = &mut self.access_load[relay];
@@ -235,7 +239,7 @@ impl World {
                 let mut out = Vec::new();
                 let mut outcomes = Vec::new();
                 let started = Instant::now();
-                self.clients[device].frame_arrived(self.now, &bytes, &mut self.rng, &mut out, &mut outcomes);
+                self.clients[device].frame_arrived(self.now, &bytes, &mut crate::harvest::Watched::new(&mut self.rng, self.harvester.as_mut()), &mut out, &mut outcomes);
                 self.client_busy[self.clients[device].app] += started.elapsed();
                 self.client_out(device, out);
                 self.outcomes(device, outcomes);
@@ -350,7 +354,11 @@ impl World {
                         "replay"
                     }
                     // Strip-suites acts on bundles (above); the others are devices, not relays.
-                    AdversaryKind::StripSuites | AdversaryKind::ForgeMembership | AdversaryKind::ReuseIds | AdversaryKind::Flood => {
+                    AdversaryKind::StripSuites
+                    | AdversaryKind::ForgeMembership
+                    | AdversaryKind::ReuseIds
+                    | AdversaryKind::Flood
+                    | AdversaryKind::HarvestNow => {
                         unreachable!("not an envelope adversary")
                     }
                 };

@@ -179,6 +179,8 @@ pub struct World {
     id_reusers: HashSet<usize>,
     /// The flooding device and the user it floods (`kind = "flood"`).
     flood: Option<(usize, usize)>,
+    /// The recording of a `harvest-now` adversary.
+    pub(crate) harvester: Option<crate::harvest::Harvester>,
     /// Frames misbehaving devices sent past their endpoints.
     rogue_requests: u64,
     traffic_left: u64,
@@ -245,6 +247,11 @@ impl World {
         }
 
         let mut relays: Vec<Relay> = app_names.iter().map(|app| Relay::new(app, app_names.clone())).collect();
+        let mut harvester = scenario
+            .adversaries
+            .iter()
+            .any(|adversary| *adversary.kind.get_ref() == AdversaryKind::HarvestNow)
+            .then(crate::harvest::Harvester::default);
         let mut users = Vec::new();
         let mut clients = Vec::new();
         for (app_index, app) in scenario.apps.iter().enumerate() {
@@ -255,8 +262,8 @@ impl World {
                 for device_id in 1..=app.devices_per_user {
                     let index = clients.len();
                     let address = ProtocolAddress::new(user.clone(), device_id);
-                    let mut client =
-                        Client::new(address, app_index, &scenario, &mut rng);
+                    let watched = &mut crate::harvest::Watched::new(&mut rng, harvester.as_mut());
+                    let mut client = Client::new(address, app_index, &scenario, watched);
                     client.inject(&scenario.inject);
                     if device_id == 1 {
                         client.link_siblings(2..=app.devices_per_user);
@@ -350,6 +357,7 @@ impl World {
             victims,
             id_reusers: HashSet::new(),
             flood: None,
+            harvester,
             rogue_requests: 0,
             traffic_start,
             traffic_end,
@@ -487,7 +495,7 @@ impl World {
                     self.timer_at[device] = None;
                 }
                 let (mut out, mut outcomes) = (Vec::new(), Vec::new());
-                self.clients[device].timeout(self.now, &mut self.rng, &mut out, &mut outcomes);
+                self.clients[device].timeout(self.now, &mut crate::harvest::Watched::new(&mut self.rng, self.harvester.as_mut()), &mut out, &mut outcomes);
                 self.client_out(device, out);
                 self.outcomes(device, outcomes);
             }

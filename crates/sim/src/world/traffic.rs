@@ -104,7 +104,7 @@ impl World {
         if self.scenario.inject.relay_keeps_plaintext {
             self.clients[sender].leak(self.now, &content, &mut out);
         }
-        self.clients[sender].send_direct(self.now, &to, content, &mut self.rng, &mut out);
+        self.clients[sender].send_direct(self.now, &to, content, &mut crate::harvest::Watched::new(&mut self.rng, self.harvester.as_mut()), &mut out);
         self.client_busy[self.clients[sender].app] += started.elapsed();
         self.client_out(sender, out);
     }
@@ -133,7 +133,7 @@ impl World {
         let content_len = content.len();
         let mut out = Vec::new();
         let started = Instant::now();
-        let sent = self.clients[sender].send_group(self.now, &id, content, &mut self.rng, &mut out);
+        let sent = self.clients[sender].send_group(self.now, &id, content, &mut crate::harvest::Watched::new(&mut self.rng, self.harvester.as_mut()), &mut out);
         self.client_busy[self.clients[sender].app] += started.elapsed();
         let Some(ciphertext) = sent else {
             self.skipped_group_sends += 1;
@@ -197,7 +197,7 @@ impl World {
                 self.trace.record(TraceEvent::Membership { at_us: self.now, group: index, device: admin, change: "create" });
                 let mut out = Vec::new();
                 let suite = self.suite;
-                self.clients[admin].create_group(self.now, &id, addresses, suite, &mut self.rng, &mut out);
+                self.clients[admin].create_group(self.now, &id, addresses, suite, &mut crate::harvest::Watched::new(&mut self.rng, self.harvester.as_mut()), &mut out);
                 self.client_out(admin, out);
                 let window = secs(self.scenario.duration_s).max(2);
                 for join in std::iter::repeat_n(true, spec.joins as usize).chain(std::iter::repeat_n(false, spec.removals as usize)) {
@@ -283,9 +283,9 @@ impl World {
             let address = self.clients[device].address.clone();
             self.trace.record(TraceEvent::Membership { at_us: self.now, group, device, change: if join { "add" } else { "remove" } });
             if join {
-                self.clients[admin].add_member(self.now, &id, address, &mut self.rng, &mut out);
+                self.clients[admin].add_member(self.now, &id, address, &mut crate::harvest::Watched::new(&mut self.rng, self.harvester.as_mut()), &mut out);
             } else {
-                self.clients[admin].remove_member(self.now, &id, address, &mut self.rng, &mut out);
+                self.clients[admin].remove_member(self.now, &id, address, &mut crate::harvest::Watched::new(&mut self.rng, self.harvester.as_mut()), &mut out);
             }
         }
         self.client_out(admin, out);
