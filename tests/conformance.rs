@@ -53,6 +53,17 @@ fn switchboard_against_itself_in_both_suites() {
     }
 }
 
+/// Both post-quantum suites, 20 seeds each (issue 17's bar).
+#[test]
+fn switchboard_against_itself_in_the_post_quantum_suites() {
+    for suite in ["signal-pqxdh", "pq-aes-256-gcm"] {
+        let peer = format!("{} peer --suite {suite}", switchboard());
+        for seed in 1..=20 {
+            assert_clean(&conformance(&peer, &peer, seed, 200, suite), &format!("{suite}, seed {seed}"));
+        }
+    }
+}
+
 #[test]
 fn switchboard_against_libsignal_c_in_both_orders() {
     let peer = format!("{} peer", switchboard());
@@ -99,6 +110,8 @@ fn a_peer_that_does_not_speak_the_protocol_is_reported_not_waited_for() {
         let outcome = conformance(&good, silent, 1, 10, "signal-v3");
         assert!(!outcome.success && outcome.failed > 0, "{silent}: {}", outcome.output);
     }
-    let outcome = conformance(&good, &c_peer(), 1, 10, "aes-256-gcm");
-    assert!(outcome.output.contains("does not support suite aes-256-gcm"), "{}", outcome.output);
+    for suite in ["aes-256-gcm", "signal-pqxdh", "pq-aes-256-gcm"] {
+        let outcome = conformance(&good, &c_peer(), 1, 10, suite);
+        assert!(outcome.output.contains(&format!("does not support suite {suite}")), "{}", outcome.output);
+    }
 }
