@@ -18,6 +18,12 @@
 //!   `x25519_dalek::PublicKey::from(&StaticSecret)`), 11 DHs (variable-base,
 //!   `StaticSecret::diffie_hellman`), 5 HKDFs of 64 bytes, 1 message encryption and decryption.
 //!
+//! `session_setup` under a post-quantum suite (`signal-pqxdh`, `pq-aes-256-gcm`): the same, with
+//! three signature verifications (signed prekey, suites list, KEM prekey over its 1,569 bytes),
+//! one KEM encapsulation (initiator) and one decapsulation (responder), and the shared secret as
+//! 32 more bytes into X3DH's HKDF. (Generating the KEM prekey is the responder's earlier work, as
+//! generating its signed prekey is: outside the timed region for every implementation.)
+//!
 //! message encryption (`signal-v3`): the chain step (HMAC-SHA256 keyed with the chain key, over
 //! 0x01 and over 0x02, the key schedule shared), HKDF-SHA256 of 80 bytes (cipher key, MAC key,
 //! IV), AES-256-CBC with PKCS#7 padding, HMAC-SHA256 over both identity keys, the header and the
@@ -35,6 +41,8 @@ use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
+use libcrux_ml_kem::mlkem1024::{self, MlKem1024Ciphertext, MlKem1024KeyPair};
+use libcrux_ml_kem::kyber1024;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::Sha256;
@@ -77,7 +85,7 @@ impl FloorSuite {
 pub fn workload(op: Op, suite: FloorSuite, seed: u64) -> Box<dyn Workload> {
     let len = op.message_len();
     match op {
-        Op::SessionSetup => Box::new(SetupFloor::new(suite, seed)),
+        Op::SessionSetup => Box::new(SetupFloor::new(suite, None, seed)),
         Op::Encrypt100 | Op::Encrypt64k => Box::new(EncryptFloor { chain: MessageChain::new(suite, seed), plaintext: plaintext(len) }),
         Op::Decrypt100 | Op::Decrypt64k => Box::new(DecryptFloor {
             sender: MessageChain::new(suite, seed),
@@ -86,6 +94,60 @@ pub fn workload(op: Op, suite: FloorSuite, seed: u64) -> Box<dyn Workload> {
         }),
         _ => unreachable!("{} is not a 1:1 op", op.name()),
     }
+}
+
+/// The floor of `session_setup` under the post-quantum suite whose messages are `suite`'s:
+/// `signal-pqxdh` (Kyber-1024) over `signal-v3`, `pq-aes-256-gcm` (ML-KEM-1024) over
+/// `aes-256-gcm`.
+pub fn post_quantum_setup(suite: FloorSuite, seed: u64) -> Box<dyn Workload> {
+    let kem = match suite {
+        FloorSuite::SignalV3 => Kem::Kyber1024,
+        FloorSuite::Aes256Gcm => Kem::MlKem1024,
+    };
+    Box::new(SetupFloor::new(suite, Some(kem), seed))
+}
+
+/// A post-quantum suite's KEM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kem {
+    Kyber1024,
+    MlKem1024,
+}
+
+impl Kem {
+    fn type_byte(self) -> u8 {
+        match self {
+            Kem::Kyber1024 => 0x08,
+            Kem::MlKem1024 => 0x0a,
+        }
+    }
+    fn x3dh_label(self) -> &'static [u8] {
+        match self {
+            Kem::Kyber1024 => b"WhisperText_X25519_SHA-256_CRYSTALS-KYBER-1024",
+            Kem::MlKem1024 => b"Switchboard_PQ_AES256GCM_X25519_MLKEM1024",
+        }
+    }
+    fn ratchet_label(self) -> &'static [u8] {
+        match self {
+            Kem::Kyber1024 => b"WhisperRatchet",
+            Kem::MlKem1024 => b"Switchboard_PQ_AES256GCM_Ratchet",
+        }
+    }
+    fn generate(self, seed: [u8; 64]) -> MlKem1024KeyPair {
+        match self {
+            Kem::Kyber1024 => kyber1024::generate_key_pair(seed),
+            Kem::MlKem1024 => mlkem1024::generate_key_pair(seed),
+        }
+    }
+}
+
+/// Bob's KEM prekey in one setup: the key pair, its serialized public key with the type byte,
+/// its signature, and alice's encapsulation seed.
+struct KemKeys {
+    pair: MlKem1024KeyPair,
+    serialized: Vec<u8>,
+    signature: [u8; 64],
+    encapsulation_seed: [u8; 32],
 }
 
 /// Length of a SignalMessage header as the MAC / AAD covers it: version byte, ratchet key field
@@ -314,10 +376,11 @@ struct SetupKeys {
     alice_base: StaticSecret,
     alice_ratchet: StaticSecret,
     bob_ratchet: StaticSecret,
+    kem: Option<KemKeys>,
 }
 
 impl SetupKeys {
-    fn generate(rng: &mut StdRng) -> Self {
+    fn generate(rng: &mut StdRng, kem: Option<Kem>) -> Self {
         let mut secret = || {
             let mut bytes = [0u8; 32];
             rng.fill_bytes(&mut bytes);
@@ -337,7 +400,18 @@ impl SetupKeys {
         let bob_signed_signature = switchboard_session::xeddsa::sign(&bob_identity.to_bytes(), &bob_signed_serialized, &random);
         let suites_message = b"Switchboard suites v1\0\0\0\x0baes-256-gcm\0\0\0\x09signal-v3".to_vec();
         let suites_signature = switchboard_session::xeddsa::sign(&bob_identity.to_bytes(), &suites_message, &random);
+        let kem = kem.map(|kem| {
+            let mut seed = [0u8; 64];
+            rng.fill_bytes(&mut seed);
+            let pair = kem.generate(seed);
+            let serialized = [&[kem.type_byte()][..], pair.pk()].concat();
+            let signature = switchboard_session::xeddsa::sign(&bob_identity.to_bytes(), &serialized, &random);
+            let mut encapsulation_seed = [0u8; 32];
+            rng.fill_bytes(&mut encapsulation_seed);
+            KemKeys { pair, serialized, signature, encapsulation_seed }
+        });
         SetupKeys {
+            kem,
             alice_identity_public: PublicKey::from(&alice_identity),
             bob_identity_public: PublicKey::from(&bob_identity),
             bob_one_time_public: PublicKey::from(&bob_one_time),
@@ -360,6 +434,7 @@ impl SetupKeys {
 /// The floor of `session_setup`.
 struct SetupFloor {
     suite: FloorSuite,
+    kem: Option<Kem>,
     keys: Vec<SetupKeys>,
     next: usize,
     plaintext: Vec<u8>,
@@ -368,11 +443,12 @@ struct SetupFloor {
 }
 
 impl SetupFloor {
-    fn new(suite: FloorSuite, seed: u64) -> Self {
+    fn new(suite: FloorSuite, kem: Option<Kem>, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         SetupFloor {
             suite,
-            keys: (0..16).map(|_| SetupKeys::generate(&mut rng)).collect(),
+            kem,
+            keys: (0..16).map(|_| SetupKeys::generate(&mut rng, kem)).collect(),
             next: 0,
             plaintext: plaintext(SMALL),
             alice_chain: MessageChain::new(suite, seed),
@@ -380,21 +456,31 @@ impl SetupFloor {
         }
     }
 
-    /// X3DH's HKDF: 32 bytes of 0xFF and the DH outputs → root key ‖ chain key.
-    fn x3dh_kdf(&self, dhs: [&[u8; 32]; 4]) -> [u8; 64] {
-        let mut secret = [0xffu8; 32 * 5];
+    /// X3DH's HKDF: 32 bytes of 0xFF, the DH outputs and (post-quantum) the KEM's shared
+    /// secret → root key ‖ chain key.
+    fn x3dh_kdf(&self, dhs: [&[u8; 32]; 4], shared: Option<&[u8; 32]>) -> [u8; 64] {
+        let mut secret = [0xffu8; 32 * 6];
         for (i, dh) in dhs.iter().enumerate() {
             secret[32 * (i + 1)..32 * (i + 2)].copy_from_slice(&dh[..]);
         }
+        let len = match shared {
+            Some(shared) => {
+                secret[32 * 5..].copy_from_slice(shared);
+                32 * 6
+            }
+            None => 32 * 5,
+        };
+        let label = self.kem.map_or(self.suite.x3dh_label(), Kem::x3dh_label);
         let mut derived = [0u8; 64];
-        hkdf(&[0u8; 32], &secret, self.suite.x3dh_label(), &mut derived);
+        hkdf(&[0u8; 32], &secret[..len], label, &mut derived);
         derived
     }
 
     /// One DH ratchet step: HKDF keyed by the root key over the DH output.
     fn ratchet_kdf(&self, root: &[u8], dh: &[u8; 32]) -> [u8; 64] {
+        let label = self.kem.map_or(self.suite.ratchet_label(), Kem::ratchet_label);
         let mut derived = [0u8; 64];
-        hkdf(root, dh, self.suite.ratchet_label(), &mut derived);
+        hkdf(root, dh, label, &mut derived);
         derived
     }
 
@@ -407,19 +493,29 @@ impl SetupFloor {
             &keys.bob_signed_serialized,
             &keys.bob_signed_signature
         ));
-        if self.suite == FloorSuite::Aes256Gcm {
+        if self.suite == FloorSuite::Aes256Gcm || self.kem.is_some() {
             assert!(switchboard_session::xeddsa::verify(
                 keys.bob_identity_public.as_bytes(),
                 &keys.suites_message,
                 &keys.suites_signature
             ));
         }
+        let mut encapsulated = None;
+        if let (Some(kem), Some(kem_keys)) = (self.kem, &keys.kem) {
+            assert!(switchboard_session::xeddsa::verify(keys.bob_identity_public.as_bytes(), &kem_keys.serialized, &kem_keys.signature));
+            let public = kem_keys.pair.public_key();
+            encapsulated = Some(match kem {
+                Kem::Kyber1024 => kyber1024::encapsulate(public, kem_keys.encapsulation_seed),
+                Kem::MlKem1024 => mlkem1024::encapsulate(public, kem_keys.encapsulation_seed),
+            });
+        }
         let alice_base_public = PublicKey::from(&keys.alice_base);
         let a1 = keys.alice_identity.diffie_hellman(&keys.bob_signed_public);
         let a2 = keys.alice_base.diffie_hellman(&keys.bob_identity_public);
         let a3 = keys.alice_base.diffie_hellman(&keys.bob_signed_public);
         let a4 = keys.alice_base.diffie_hellman(&keys.bob_one_time_public);
-        let alice_root = self.x3dh_kdf([a1.as_bytes(), a2.as_bytes(), a3.as_bytes(), a4.as_bytes()]);
+        let alice_shared = encapsulated.as_ref().map(|(_, shared)| shared);
+        let alice_root = self.x3dh_kdf([a1.as_bytes(), a2.as_bytes(), a3.as_bytes(), a4.as_bytes()], alice_shared);
         let alice_ratchet_public = PublicKey::from(&keys.alice_ratchet);
         let a5 = keys.alice_ratchet.diffie_hellman(&keys.bob_signed_public);
         let alice_sending = self.ratchet_kdf(&alice_root[..32], a5.as_bytes());
@@ -433,7 +529,18 @@ impl SetupFloor {
         let b2 = keys.bob_identity.diffie_hellman(&alice_base_public);
         let b3 = keys.bob_signed.diffie_hellman(&alice_base_public);
         let b4 = keys.bob_one_time.diffie_hellman(&alice_base_public);
-        let bob_root = self.x3dh_kdf([b1.as_bytes(), b2.as_bytes(), b3.as_bytes(), b4.as_bytes()]);
+        let bob_shared = match (self.kem, &keys.kem, &encapsulated) {
+            (Some(kem), Some(kem_keys), Some((ciphertext, _))) => {
+                let ciphertext: &MlKem1024Ciphertext = ciphertext;
+                Some(match kem {
+                    Kem::Kyber1024 => kyber1024::decapsulate(kem_keys.pair.private_key(), ciphertext),
+                    Kem::MlKem1024 => mlkem1024::decapsulate(kem_keys.pair.private_key(), ciphertext),
+                })
+            }
+            _ => None,
+        };
+        let bob_root = self.x3dh_kdf([b1.as_bytes(), b2.as_bytes(), b3.as_bytes(), b4.as_bytes()], bob_shared.as_ref());
+        debug_assert_eq!(bob_root, alice_root);
         let b5 = keys.bob_signed.diffie_hellman(&alice_ratchet_public);
         let bob_receiving = self.ratchet_kdf(&bob_root[..32], b5.as_bytes());
         self.bob_chain.chain_key.copy_from_slice(&bob_receiving[32..]);
@@ -477,7 +584,11 @@ impl<F: FnMut()> Workload for Primitive<F> {
 /// The primitives the floors are made of, each as a workload: (name, workload).
 pub fn primitives(seed: u64) -> Vec<(&'static str, Box<dyn Workload>)> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let keys = SetupKeys::generate(&mut rng);
+    let keys = SetupKeys::generate(&mut rng, None);
+    let kyber = Kem::Kyber1024.generate([3u8; 64]);
+    let ml_kem = Kem::MlKem1024.generate([3u8; 64]);
+    let (kyber_ciphertext, _) = kyber1024::encapsulate(kyber.public_key(), [4u8; 32]);
+    let (ml_kem_ciphertext, _) = mlkem1024::encapsulate(ml_kem.public_key(), [4u8; 32]);
     let (secret, public) = (keys.alice_base.clone(), keys.bob_signed_public);
     let keygen_secret = keys.alice_ratchet.clone();
     let (identity, signed, signature) = (keys.bob_identity_public, keys.bob_signed_serialized, keys.bob_signed_signature);
@@ -524,6 +635,37 @@ pub fn primitives(seed: u64) -> Vec<(&'static str, Box<dyn Workload>)> {
         ("aes-256-gcm message encryption, 100 bytes", Box::new(Primitive {
             body: move || {
                 black_box(gcm_chain.encrypt(black_box(&gcm_text)));
+            },
+        })),
+        ("Kyber-1024 key generation (libcrux-ml-kem)", Box::new(Primitive {
+            body: || {
+                black_box(Kem::Kyber1024.generate(black_box([5u8; 64])));
+            },
+        })),
+        ("Kyber-1024 encapsulation", Box::new(Primitive {
+            body: move || {
+                black_box(kyber1024::encapsulate(black_box(kyber.public_key()), [6u8; 32]));
+            },
+        })),
+        ("ML-KEM-1024 encapsulation", Box::new(Primitive {
+            body: move || {
+                black_box(mlkem1024::encapsulate(black_box(ml_kem.public_key()), [6u8; 32]));
+            },
+        })),
+        ("Kyber-1024 decapsulation", Box::new(Primitive {
+            body: {
+                let pair = Kem::Kyber1024.generate([3u8; 64]);
+                move || {
+                    black_box(kyber1024::decapsulate(black_box(pair.private_key()), &kyber_ciphertext));
+                }
+            },
+        })),
+        ("ML-KEM-1024 decapsulation", Box::new(Primitive {
+            body: {
+                let pair = Kem::MlKem1024.generate([3u8; 64]);
+                move || {
+                    black_box(mlkem1024::decapsulate(black_box(pair.private_key()), &ml_kem_ciphertext));
+                }
             },
         })),
     ]

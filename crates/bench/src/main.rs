@@ -39,7 +39,9 @@ struct Args {
     ops: Option<String>,
     /// Only these implementations: comma-separated names, or parts of names
     /// (switchboard-signal-v3, switchboard-aes-256-gcm, switchboard-signal-v3-one-by-one,
-    /// libsignal-c, vodozemac-megolm, openmls-2, openmls-100, openmls, floor, floor-aes-256-gcm).
+    /// switchboard-signal-pqxdh, switchboard-pq-aes-256-gcm, libsignal-c, vodozemac-megolm,
+    /// openmls-2, openmls-100, openmls, floor, floor-aes-256-gcm, floor-signal-pqxdh,
+    /// floor-pq-aes-256-gcm).
     #[arg(long, value_name = "FILTER")]
     impls: Option<String>,
     /// Rounds per op (default: 15 with --quick, 41 otherwise).
@@ -168,6 +170,12 @@ fn main() -> ExitCode {
         }
         for line in report::verdicts(&rows) {
             println!("{line}");
+        }
+        if ops.contains(&Op::SessionSetup) {
+            println!("\n| suite | bundle (bytes) | first message, 100 B (bytes) | later message, 100 B (bytes) |\n|---|---:|---:|---:|");
+            for size in switchboard_bench::workloads::session::sizes() {
+                println!("| {} | {} | {} | {} |", size.suite, size.bundle, size.first_message, size.later_message);
+            }
         }
     }
     if relay {

@@ -168,10 +168,21 @@ pub enum Impl {
     Floor,
     /// The primitive operations an `aes-256-gcm` implementation cannot avoid.
     FloorGcm,
+    /// This project, `signal-pqxdh` (PQXDH with a Kyber-1024 prekey): `session_setup` only (its
+    /// messages are `signal-v3`'s).
+    SignalPqxdh,
+    /// This project, `pq-aes-256-gcm` (ML-KEM-1024): `session_setup` only.
+    PqAes256Gcm,
+    /// The floor of `signal-pqxdh`'s setup: `signal-v3`'s, one more signature verification, a
+    /// Kyber-1024 encapsulation and decapsulation.
+    FloorPqxdh,
+    /// The floor of `pq-aes-256-gcm`'s setup: `aes-256-gcm`'s, one more signature verification,
+    /// an ML-KEM-1024 encapsulation and decapsulation.
+    FloorPqGcm,
 }
 
 impl Impl {
-    pub const ALL: [Impl; 10] = [
+    pub const ALL: [Impl; 14] = [
         Impl::SignalV3,
         Impl::Aes256Gcm,
         Impl::SignalV3OneByOne,
@@ -182,6 +193,10 @@ impl Impl {
         Impl::OpenMls,
         Impl::Floor,
         Impl::FloorGcm,
+        Impl::SignalPqxdh,
+        Impl::PqAes256Gcm,
+        Impl::FloorPqxdh,
+        Impl::FloorPqGcm,
     ];
 
     pub fn name(self) -> &'static str {
@@ -196,6 +211,10 @@ impl Impl {
             Impl::OpenMls => "openmls",
             Impl::Floor => "floor",
             Impl::FloorGcm => "floor-aes-256-gcm",
+            Impl::SignalPqxdh => "switchboard-signal-pqxdh",
+            Impl::PqAes256Gcm => "switchboard-pq-aes-256-gcm",
+            Impl::FloorPqxdh => "floor-signal-pqxdh",
+            Impl::FloorPqGcm => "floor-pq-aes-256-gcm",
         }
     }
 
@@ -204,7 +223,16 @@ impl Impl {
         match self {
             Impl::SignalV3 | Impl::SignalV3OneByOne | Impl::LibsignalC => Some(Impl::Floor),
             Impl::Aes256Gcm => Some(Impl::FloorGcm),
-            Impl::Megolm | Impl::OpenMls2 | Impl::OpenMls100 | Impl::OpenMls | Impl::Floor | Impl::FloorGcm => None,
+            Impl::SignalPqxdh => Some(Impl::FloorPqxdh),
+            Impl::PqAes256Gcm => Some(Impl::FloorPqGcm),
+            Impl::Megolm
+            | Impl::OpenMls2
+            | Impl::OpenMls100
+            | Impl::OpenMls
+            | Impl::Floor
+            | Impl::FloorGcm
+            | Impl::FloorPqxdh
+            | Impl::FloorPqGcm => None,
         }
     }
 
@@ -215,7 +243,7 @@ impl Impl {
 
     /// This project's implementation.
     pub fn is_switchboard(self) -> bool {
-        matches!(self, Impl::SignalV3 | Impl::Aes256Gcm | Impl::SignalV3OneByOne)
+        matches!(self, Impl::SignalV3 | Impl::Aes256Gcm | Impl::SignalV3OneByOne | Impl::SignalPqxdh | Impl::PqAes256Gcm)
     }
 
     /// Whether `self` has a workload for `op`.
@@ -229,6 +257,7 @@ impl Impl {
             Impl::Megolm => matches!(op, Op::GroupEncrypt100 | Op::GroupDecrypt100 | Op::GroupCatchup1000),
             Impl::OpenMls2 | Impl::OpenMls100 => matches!(op, Op::GroupEncrypt100 | Op::GroupDecrypt100),
             Impl::OpenMls => op == Op::GroupCatchup1000 || op.is_membership(),
+            Impl::SignalPqxdh | Impl::PqAes256Gcm | Impl::FloorPqxdh | Impl::FloorPqGcm => op == Op::SessionSetup,
         }
     }
 }
@@ -262,6 +291,7 @@ pub fn workload(op: Op, imp: Impl, seed: u64) -> Box<dyn Workload> {
             Impl::OpenMls => openmls::workload(op, 0, seed),
             Impl::Floor => group_floor::workload(op, floor::FloorSuite::SignalV3, seed),
             Impl::FloorGcm => group_floor::workload(op, floor::FloorSuite::Aes256Gcm, seed),
+            Impl::SignalPqxdh | Impl::PqAes256Gcm | Impl::FloorPqxdh | Impl::FloorPqGcm => unreachable!("checked by supports"),
         };
     }
     match imp {
@@ -270,6 +300,10 @@ pub fn workload(op: Op, imp: Impl, seed: u64) -> Box<dyn Workload> {
         Impl::LibsignalC => libsignal_c::workload(op, seed),
         Impl::Floor => floor::workload(op, floor::FloorSuite::SignalV3, seed),
         Impl::FloorGcm => floor::workload(op, floor::FloorSuite::Aes256Gcm, seed),
+        Impl::SignalPqxdh => session::workload(op, Suite::SignalPqxdh, seed),
+        Impl::PqAes256Gcm => session::workload(op, Suite::PqAes256Gcm, seed),
+        Impl::FloorPqxdh => floor::post_quantum_setup(floor::FloorSuite::SignalV3, seed),
+        Impl::FloorPqGcm => floor::post_quantum_setup(floor::FloorSuite::Aes256Gcm, seed),
         _ => unreachable!("checked by supports"),
     }
 }

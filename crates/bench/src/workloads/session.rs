@@ -46,6 +46,34 @@ pub fn bundle_for(device: &mut Device, suite: Suite, rng: &mut StdRng) -> PreKey
     }
 }
 
+/// What one suite puts on the wire.
+pub struct Sizes {
+    pub suite: Suite,
+    /// The serialized bundle the initiator fetches ([`bundle_for`]).
+    pub bundle: usize,
+    /// The PreKeySignalMessage carrying 100 bytes.
+    pub first_message: usize,
+    /// A SignalMessage carrying 100 bytes, once the session is established.
+    pub later_message: usize,
+}
+
+/// The bundle and message sizes of every suite.
+pub fn sizes() -> Vec<Sizes> {
+    Suite::ALL
+        .into_iter()
+        .map(|suite| {
+            let mut rng = StdRng::seed_from_u64(1);
+            let (mut pair, bundle) = Pair::new(suite, &mut rng);
+            session::process_prekey_bundle(&mut pair.alice.store, &pair.bob_at, &bundle, suite, &mut pair.rng).expect("bundle");
+            let text = plaintext(super::SMALL);
+            let first = session::encrypt(&mut pair.alice.store, &pair.bob_at, &text).expect("encrypt");
+            session::decrypt(&mut pair.bob.store, &pair.alice_at, &first, &mut pair.rng).expect("decrypt");
+            let later = session::encrypt(&mut pair.bob.store, &pair.alice_at, &text).expect("encrypt");
+            Sizes { suite, bundle: bundle.serialize().len(), first_message: first.serialize().len(), later_message: later.serialize().len() }
+        })
+        .collect()
+}
+
 /// Two devices and the RNG they draw from.
 pub struct Pair {
     pub suite: Suite,
