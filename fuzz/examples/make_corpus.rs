@@ -26,7 +26,10 @@ use switchboard_session::{CiphertextMessage, MessageKind, PreKeyBundle, Suite};
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{DeviceAddress, GroupControl, PairwisePayload, pairwise_payload::Body};
 
-const SUITES: [Suite; 2] = [Suite::SignalV3, Suite::Aes256Gcm];
+use switchboard_fuzz::fixtures::{SUITES, suite_index};
+
+/// The suites group fixtures exist for (a group's suite only picks its cipher).
+const GROUP_SUITES: [Suite; 2] = [Suite::SignalV3, Suite::Aes256Gcm];
 
 struct Out {
     dir: &'static str,
@@ -147,6 +150,7 @@ fn decode_wire() {
             prev_hash: vec![0x5a; 32],
             admins: members[..1].to_vec(),
             state_hash: Vec::new(),
+            ..Default::default()
         };
         out.write(&format!("group-control-{name}"), &control.encode_to_vec());
         let payload = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new() };
@@ -164,6 +168,11 @@ fn decode_wire() {
     out.write("prekey-record", &PreKeyRecord::generate(5, &mut rng).serialize());
     let signed: SignedPreKeyRecord = alice.store.signed_prekey(1).unwrap().unwrap();
     out.write("signed-prekey-record", &signed.serialize());
+    for kem in [switchboard_session::Kem::Kyber1024, switchboard_session::Kem::MlKem1024] {
+        let record = switchboard_session::KemPreKeyRecord::generate(9, kem, false, &identity, 0, &mut rng);
+        out.write(&format!("kem-prekey-record-{}", kem.name()), &record.serialize());
+        out.write(&format!("kem-public-key-{}", kem.name()), &record.key_pair.public.serialize());
+    }
     out.done();
 }
 
@@ -174,7 +183,8 @@ fn session_decrypt() {
             let fixture = SessionFixture::get(suite, phase);
             for (i, message) in fixture.in_flight.iter().enumerate() {
                 let kind_bit = if message.kind == MessageKind::PreKey { 2 } else { 0 };
-                let selector = suite as u8 | kind_bit | (p as u8) << 2;
+                let index = suite_index(suite) as u8;
+                let selector = (index & 1) | (index & 2) << 3 | kind_bit | (p as u8) << 2;
                 let mut data = vec![selector];
                 data.extend_from_slice(&message.bytes);
                 out.write(&format!("{}-{phase:?}-{i}", suite.name()).to_lowercase(), &data);
@@ -195,7 +205,7 @@ fn session_decrypt() {
 
 fn group_decrypt() {
     let mut out = Out::new("group_decrypt");
-    for suite in SUITES {
+    for suite in GROUP_SUITES {
         let fixture = GroupFixture::get(suite);
         for (i, (bytes, _)) in fixture.in_flight.iter().enumerate() {
             for batch in [0u8, 2] {
@@ -214,9 +224,14 @@ fn session_scripts() -> Vec<(&'static str, session_model::Script)> {
     let two = |actions: Vec<S>| session_model::Script { three_parties: false, actions };
     let three = |actions: Vec<S>| session_model::Script { three_parties: true, actions };
     let mut scripts = Vec::new();
-    for gcm in [false, true] {
-        let suite = if gcm { "aes-256-gcm" } else { "signal-v3" };
-        let start = |from, to| Start { from, to, gcm, one_time: true };
+    for (gcm, pq) in [(false, false), (true, false), (false, true), (true, true)] {
+        let suite = match (gcm, pq) {
+            (false, false) => "v3",
+            (true, false) => "gcm",
+            (false, true) => "pqxdh",
+            (true, true) => "pq-gcm",
+        };
+        let start = |from, to| Start { from, to, gcm, pq, one_time: true };
         let send = |from, to| Send { from, to, len: 20 };
         let conversation = vec![
             start(0, 1),
@@ -255,7 +270,7 @@ fn session_scripts() -> Vec<(&'static str, session_model::Script)> {
             Replay { index: 1 },
         ];
         let reordered = vec![
-            Start { from: 1, to: 0, gcm, one_time: false },
+            Start { from: 1, to: 0, gcm, pq, one_time: false },
             send(1, 0),
             send(1, 0),
             send(1, 0),
@@ -317,16 +332,16 @@ fn session_scripts() -> Vec<(&'static str, session_model::Script)> {
             Deliver { index: 0 },
             Deliver { index: 0 },
         ];
-        scripts.push((if gcm { "conversation-gcm" } else { "conversation-v3" }, two(conversation)));
-        scripts.push((if gcm { "hostile-gcm" } else { "hostile-v3" }, two(hostile)));
-        scripts.push((if gcm { "reordered-gcm" } else { "reordered-v3" }, two(reordered)));
-        scripts.push((if gcm { "crossed-gcm" } else { "crossed-v3" }, two(crossed)));
-        scripts.push((if gcm { "ratchet-gcm" } else { "ratchet-v3" }, two(ratchet)));
-        scripts.push((if gcm { "triangle-gcm" } else { "triangle-v3" }, three(triangle)));
-        let _ = suite;
+        let name = |what: &str| -> &'static str { Box::leak(format!("{what}-{suite}").into_boxed_str()) };
+        scripts.push((name("conversation"), two(conversation)));
+        scripts.push((name("hostile"), two(hostile)));
+        scripts.push((name("reordered"), two(reordered)));
+        scripts.push((name("crossed"), two(crossed)));
+        scripts.push((name("ratchet"), two(ratchet)));
+        scripts.push((name("triangle"), three(triangle)));
     }
     // Every PreKeySignalMessage byte tampered under signal-v3 (unauthenticated outer fields).
-    let mut tamper_all = vec![S::Start { from: 0, to: 1, gcm: false, one_time: true }, S::Send { from: 0, to: 1, len: 3 }];
+    let mut tamper_all = vec![S::Start { from: 0, to: 1, gcm: false, pq: false, one_time: true }, S::Send { from: 0, to: 1, len: 3 }];
     for position in 0..48 {
         tamper_all.push(S::Tamper { index: 0, position, xor: 0x01 });
     }

@@ -23,8 +23,9 @@
 use libfuzzer_sys::fuzz_target;
 use switchboard_wire::{Message, decode, decode_canonical, signal, switchboard};
 
+use switchboard_session::suite::Cipher;
 use switchboard_session::group::{SenderKeyDistributionMessage, SenderKeyMessage, SenderKeyRecord};
-use switchboard_session::{CiphertextMessage, IdentityKeyPair, MessageKind, PreKeyBundle, PreKeyRecord, SessionRecord, SignedPreKeyRecord, Suite};
+use switchboard_session::{CiphertextMessage, IdentityKeyPair, MessageKind, PreKeyBundle, PreKeyRecord, SessionRecord, SignedPreKeyRecord, KemPreKeyRecord, KemPublicKey};
 
 /// Decodes as `M`; where it decodes, re-encodes and compares.
 fn round_trip<M: Message + Default + PartialEq + std::fmt::Debug>(data: &[u8]) {
@@ -105,7 +106,7 @@ fn messages(data: &[u8]) {
                 CiphertextMessage::Signal(message) => (message.suite(), message),
             };
             assert_eq!(inner.suite(), suite, "a message carries an inner message of another suite");
-            if suite == Suite::Aes256Gcm {
+            if suite.cipher() == Cipher::Gcm {
                 let body = &data[1..];
                 match kind {
                     MessageKind::PreKey => assert!(decode_canonical::<signal::PreKeySignalMessage>(body, body.len()).is_ok()),
@@ -150,6 +151,14 @@ fn records(data: &[u8]) {
         let bytes = record.serialize();
         let again = SignedPreKeyRecord::deserialize(&bytes).expect("a re-serialized signed prekey record parses");
         assert_eq!(*again.serialize(), *bytes);
+    }
+    if let Ok(record) = KemPreKeyRecord::deserialize(data) {
+        let bytes = record.serialize();
+        let again = KemPreKeyRecord::deserialize(&bytes).expect("a re-serialized KEM prekey record parses");
+        assert_eq!(*again.serialize(), *bytes);
+    }
+    if let Ok(key) = KemPublicKey::from_bytes(data) {
+        assert_eq!(key.serialize(), data);
     }
     if let Ok(identity) = IdentityKeyPair::deserialize(data) {
         let bytes = identity.serialize();

@@ -21,9 +21,10 @@
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use switchboard_fuzz::fixtures::{Phase, SessionFixture, SessionSnapshot};
+use switchboard_fuzz::fixtures::{Phase, SUITES, SessionFixture, SessionSnapshot};
 use switchboard_session::session::decrypt;
-use switchboard_session::{CiphertextMessage, MessageKind, Suite};
+use switchboard_session::suite::Cipher;
+use switchboard_session::{CiphertextMessage, MessageKind};
 
 /// The SignalMessage bytes a message carries (itself, or the one inside a PreKeySignalMessage).
 fn inner(message: &CiphertextMessage) -> &[u8] {
@@ -35,7 +36,8 @@ fn inner(message: &CiphertextMessage) -> &[u8] {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, bytes)) = data.split_first() else { return };
-    let suite = if selector & 1 == 0 { Suite::SignalV3 } else { Suite::Aes256Gcm };
+    // Bit 0 picks the cipher, bit 4 classical or post-quantum key agreement.
+    let suite = SUITES[usize::from(selector & 1 | (selector >> 3) & 2)];
     let kind = if selector & 2 == 0 { MessageKind::Signal } else { MessageKind::PreKey };
     let phase = Phase::ALL[usize::from(selector >> 2 & 3) % Phase::ALL.len()];
 
@@ -55,11 +57,12 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let genuine = &fixture.in_flight[which];
                 let genuine_message = CiphertextMessage::parse(genuine.kind, &genuine.bytes).expect("a genuine message parses");
-                // Under signal-v3 the MAC covers the inner SignalMessage only: the outer fields of
-                // a PreKeySignalMessage may differ, or the inner message may come alone.
+                // In libsignal's format the MAC covers the inner SignalMessage only: the outer
+                // fields of a PreKeySignalMessage may differ (those that select keys only where
+                // they select the same keys), or the inner message may come alone.
                 let same_inner = inner(&message) == inner(&genuine_message);
                 assert!(
-                    bytes == genuine.bytes.as_slice() || (suite == Suite::SignalV3 && same_inner),
+                    bytes == genuine.bytes.as_slice() || (suite.cipher() == Cipher::CbcHmac && same_inner),
                     "altered bytes decrypted"
                 );
                 consumed[which] = true;

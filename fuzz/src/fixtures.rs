@@ -6,10 +6,19 @@ use std::sync::OnceLock;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use switchboard_session::group::{self, InMemorySenderKeyStore, SenderKeyDistributionMessage, SenderKeyMessage, SenderKeyStore};
-use switchboard_session::prekey::{PreKeyRecord, SignedPreKeyRecord, SignedSuites};
+use switchboard_session::prekey::{KemPreKeyRecord, PreKeyRecord, SignedPreKeyRecord, SignedSuites};
 use switchboard_session::session::{decrypt, encrypt, process_prekey_bundle};
-use switchboard_session::store::{IdentityKeyStore, PreKeyStore, SessionStore, SignedPreKeyStore};
-use switchboard_session::{CiphertextMessage, IdentityKeyPair, InMemoryStore, MessageKind, PreKeyBundle, ProtocolAddress, Suite};
+use switchboard_session::store::{IdentityKeyStore, KemPreKeyStore, PreKeyStore, SessionStore, SignedPreKeyStore};
+use switchboard_session::{CiphertextMessage, IdentityKeyPair, InMemoryStore, Kem, MessageKind, PreKeyBundle, ProtocolAddress, Suite};
+
+/// Every suite, in the order fuzz inputs select them by (`suite_index`): the classical two first,
+/// as they were before the post-quantum ones came, so that old inputs keep their meaning.
+pub const SUITES: [Suite; 4] = [Suite::SignalV3, Suite::Aes256Gcm, Suite::SignalPqxdh, Suite::PqAes256Gcm];
+
+/// The position of `suite` in [`SUITES`].
+pub fn suite_index(suite: Suite) -> usize {
+    SUITES.iter().position(|known| *known == suite).expect("every suite is listed")
+}
 
 /// The signed prekey id of every fixture party.
 pub const SIGNED_PREKEY_ID: u32 = 1;
@@ -22,6 +31,7 @@ pub struct Party {
     pub registration_id: u32,
     suites: SignedSuites,
     next_prekey: u32,
+    next_kem_prekey: u32,
 }
 
 impl Party {
@@ -32,10 +42,11 @@ impl Party {
         let suites = SignedSuites::sign(&Suite::ALL, &identity, rng);
         let mut store = InMemoryStore::new(identity, registration_id);
         store.save_signed_prekey(signed).expect("in-memory store");
-        Party { store, address: ProtocolAddress::new(name, 1), registration_id, suites, next_prekey: 1 }
+        Party { store, address: ProtocolAddress::new(name, 1), registration_id, suites, next_prekey: 1, next_kem_prekey: 1 }
     }
 
-    /// A bundle offering both suites, with a fresh one-time prekey when `one_time`.
+    /// A bundle offering every suite, with a fresh one-time prekey when `one_time`, and fresh
+    /// KEM prekeys of both KEMs (one-time with a one-time prekey, else last-resort).
     pub fn bundle(&mut self, one_time: bool, rng: &mut StdRng) -> PreKeyBundle {
         let identity = self.store.identity_key_pair().expect("in-memory store");
         let signed = self.store.signed_prekey(SIGNED_PREKEY_ID).expect("in-memory store").expect("made in new");
@@ -46,6 +57,19 @@ impl Party {
             self.store.save_prekey(record).expect("in-memory store");
             public
         });
+        // KEM prekeys from randomness of their own, so that the fixtures' other keys (and so the
+        // meaning of every corpus input made before the post-quantum suites) stay as they were.
+        let mut kem_rng = StdRng::seed_from_u64(u64::from(self.registration_id) << 32 | u64::from(self.next_kem_prekey));
+        let kem_prekeys = [Kem::Kyber1024, Kem::MlKem1024]
+            .into_iter()
+            .map(|kem| {
+                let record = KemPreKeyRecord::generate(self.next_kem_prekey, kem, !one_time, &identity, 0, &mut kem_rng);
+                self.next_kem_prekey += 1;
+                let public = record.signed_public();
+                self.store.save_kem_prekey(record).expect("in-memory store");
+                public
+            })
+            .collect();
         PreKeyBundle {
             registration_id: self.registration_id,
             device_id: self.address.device_id(),
@@ -55,6 +79,7 @@ impl Party {
             signed_prekey_signature: signed.signature.to_vec(),
             prekey,
             suites: Some(self.suites.clone()),
+            kem_prekeys,
         }
     }
 }
@@ -113,7 +138,7 @@ fn read(store: &mut InMemoryStore, from: &ProtocolAddress, message: &InFlight, r
 
 impl SessionFixture {
     fn build(suite: Suite, phase: Phase) -> SessionFixture {
-        let mut rng = StdRng::seed_from_u64(0xf1c5 + suite as u64 * 16 + phase as u64);
+        let mut rng = StdRng::seed_from_u64(0xf1c5 + suite_index(suite) as u64 * 16 + phase as u64);
         let [alice, bob, _] = parties().clone();
         let (mut alice, mut bob) = (alice, bob);
         let (alice_at, bob_at) = (alice.address.clone(), bob.address.clone());
@@ -149,12 +174,12 @@ impl SessionFixture {
     pub fn get(suite: Suite, phase: Phase) -> &'static SessionFixture {
         static FIXTURES: OnceLock<Vec<SessionFixture>> = OnceLock::new();
         let all = FIXTURES.get_or_init(|| {
-            [Suite::SignalV3, Suite::Aes256Gcm]
+            SUITES
                 .into_iter()
                 .flat_map(|suite| Phase::ALL.into_iter().map(move |phase| SessionFixture::build(suite, phase)))
                 .collect()
         });
-        &all[suite as usize * Phase::ALL.len() + phase as usize]
+        &all[suite_index(suite) * Phase::ALL.len() + phase as usize]
     }
 }
 
@@ -175,7 +200,7 @@ pub struct GroupFixture {
 
 impl GroupFixture {
     fn build(suite: Suite) -> GroupFixture {
-        let mut rng = StdRng::seed_from_u64(0x6e0c + suite as u64);
+        let mut rng = StdRng::seed_from_u64(0x6e0c + suite_index(suite) as u64);
         let (alice, bob) = (ProtocolAddress::new("alice@a", 1), ProtocolAddress::new("bob@b", 1));
         let mut alice_keys = InMemorySenderKeyStore::default();
         let mut bob_keys = InMemorySenderKeyStore::default();
@@ -210,7 +235,7 @@ impl GroupFixture {
     pub fn get(suite: Suite) -> &'static GroupFixture {
         static FIXTURES: OnceLock<[GroupFixture; 2]> = OnceLock::new();
         &FIXTURES.get_or_init(|| [GroupFixture::build(Suite::SignalV3), GroupFixture::build(Suite::Aes256Gcm)])
-            [suite as usize]
+            [suite_index(suite)]
     }
 }
 

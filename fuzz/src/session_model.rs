@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use switchboard_session::limits::MAX_RECEIVER_CHAINS;
 use switchboard_session::session::{decrypt, encrypt, has_session, process_prekey_bundle};
 use switchboard_session::store::{IdentityKeyStore, SessionStore};
+use switchboard_session::suite::Cipher;
 use switchboard_session::{CiphertextMessage, MessageKind, SessionRecord, Suite};
 use switchboard_wire::{limits, signal};
 
@@ -45,8 +46,9 @@ pub const MAX_ACTIONS: usize = 1_000;
 /// `Replay`, among those delivered) modulo their number; party numbers are modulo the party count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// `from` processes a fresh bundle of `to` (with a one-time prekey or not) under a suite.
-    Start { from: u8, to: u8, gcm: bool, one_time: bool },
+    /// `from` processes a fresh bundle of `to` (with a one-time prekey or not) under a suite:
+    /// the GCM cipher or libsignal's, with a post-quantum key agreement or without.
+    Start { from: u8, to: u8, gcm: bool, pq: bool, one_time: bool },
     /// `from` encrypts a message of `len` bytes for `to` (if it has a session).
     Send { from: u8, to: u8, len: u8 },
     /// The network hands an in-flight message to its recipient.
@@ -76,7 +78,10 @@ const OPS: u8 = 12;
 impl<'a> Arbitrary<'a> for Action {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(match byte(u) % OPS {
-            0 => Action::Start { from: byte(u), to: byte(u), gcm: byte(u) & 1 == 1, one_time: byte(u) & 1 == 1 },
+            0 => {
+                let (from, to, suite) = (byte(u), byte(u), byte(u));
+                Action::Start { from, to, gcm: suite & 1 == 1, pq: suite & 2 == 2, one_time: byte(u) & 1 == 1 }
+            }
             1 => Action::Send { from: byte(u), to: byte(u), len: byte(u) },
             2 => Action::Deliver { index: byte(u) },
             3 => Action::Drop { index: byte(u) },
@@ -96,7 +101,7 @@ impl Action {
     /// The bytes [`Arbitrary::arbitrary`] reads back as this action.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match *self {
-            Action::Start { from, to, gcm, one_time } => out.extend([0, from, to, u8::from(gcm), u8::from(one_time)]),
+            Action::Start { from, to, gcm, pq, one_time } => out.extend([0, from, to, u8::from(gcm) | u8::from(pq) << 1, u8::from(one_time)]),
             Action::Send { from, to, len } => out.extend([1, from, to, len]),
             Action::Deliver { index } => out.extend([2, index]),
             Action::Drop { index } => out.extend([3, index]),
@@ -198,7 +203,7 @@ impl World {
 
     fn step(&mut self, action: &Action) {
         match *action {
-            Action::Start { from, to, gcm, one_time } => self.start(self.party(from), self.party(to), gcm, one_time),
+            Action::Start { from, to, gcm, pq, one_time } => self.start(self.party(from), self.party(to), gcm, pq, one_time),
             Action::Send { from, to, len } => self.send(self.party(from), self.party(to), len),
             Action::Deliver { index } => {
                 if let Some(i) = pick(index, self.in_flight.len()) {
@@ -276,12 +281,17 @@ impl World {
         }
     }
 
-    fn start(&mut self, from: usize, to: usize, gcm: bool, one_time: bool) {
+    fn start(&mut self, from: usize, to: usize, gcm: bool, pq: bool, one_time: bool) {
         if from == to || self.starts >= MAX_STARTS {
             return;
         }
         self.starts += 1;
-        let suite = if gcm { Suite::Aes256Gcm } else { Suite::SignalV3 };
+        let suite = match (gcm, pq) {
+            (false, false) => Suite::SignalV3,
+            (true, false) => Suite::Aes256Gcm,
+            (false, true) => Suite::SignalPqxdh,
+            (true, true) => Suite::PqAes256Gcm,
+        };
         let bundle = self.parties[to].bundle(one_time, &mut self.rng);
         // Through bytes, as a bundle travels.
         let bundle = switchboard_session::PreKeyBundle::deserialize(&bundle.serialize()).expect("a bundle round-trips");
@@ -393,16 +403,18 @@ impl World {
     }
 }
 
-/// Whether `tampered` differs from `sent` only in what a `signal-v3` PreKeySignalMessage leaves
-/// unauthenticated: same base key, identity key and inner message.
+/// Whether `tampered` differs from `sent` only in what a PreKeySignalMessage in libsignal's format
+/// (`signal-v3`, `signal-pqxdh`) leaves unauthenticated: same suite, base key, identity key and
+/// inner message. (The prekey ids and the KEM fields select keys only when the message starts a
+/// session; a repeated first message of a session already set up is read without them.)
 fn unauthenticated_change(sent: &Sent, tampered: &[u8]) -> bool {
     let (Ok(CiphertextMessage::PreKey(original)), Ok(CiphertextMessage::PreKey(changed))) =
         (CiphertextMessage::parse(sent.kind, &sent.bytes), CiphertextMessage::parse(MessageKind::PreKey, tampered))
     else {
         return false;
     };
-    original.suite() == Suite::SignalV3
-        && changed.suite() == Suite::SignalV3
+    original.suite().cipher() == Cipher::CbcHmac
+        && changed.suite() == original.suite()
         && original.base_key() == changed.base_key()
         && original.identity_key() == changed.identity_key()
         && original.message().serialize() == changed.message().serialize()
