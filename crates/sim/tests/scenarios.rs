@@ -42,6 +42,25 @@ fn every_shipped_scenario_holds_every_invariant_for_several_seeds() {
     }
 }
 
+/// The quantum scenario mixes all four suites, and its harvest adversary reads every classical
+/// message and none of a post-quantum session's (the invariants say so too; this checks that the
+/// run has something of each to say it of).
+#[test]
+fn a_quantum_adversary_reads_every_classical_session_and_no_post_quantum_one() {
+    let scenario = parse(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/quantum.toml")).unwrap());
+    let report = run(&scenario, 1);
+    let harvest = report.harvest.as_ref().expect("the scenario has a harvest-now adversary");
+    for suite in switchboard_session::Suite::ALL {
+        let line = harvest.suites.get(suite.name()).unwrap_or_else(|| panic!("no {suite} session:\n{}", report.text()));
+        assert!(line.sent >= 5, "{suite}: {} messages\n{}", line.sent, report.text());
+        let expected = if suite.kem().is_some() { 0 } else { line.sent };
+        assert_eq!(line.read, expected, "{suite}\n{}", report.text());
+    }
+    // Without the adversary, the same run has no harvest section.
+    let quiet = parse(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/basic.toml")).unwrap());
+    assert!(run(&quiet, 1).harvest.is_none());
+}
+
 /// The month-long scenario shows the prekey lifecycle at work: every device replaces its signed
 /// prekey every two days and forgets replaced ones after a week, and devices whose one-time
 /// prekeys run low upload more — with every invariant holding (checked above as well).
