@@ -28,7 +28,10 @@ enum FaultArg {
 }
 
 pub fn parse_suite(name: &str) -> Result<Suite, String> {
-    name.parse().map_err(|_| format!("unknown suite {name:?} (signal-v3, aes-256-gcm)"))
+    name.parse().map_err(|_| {
+        let known: Vec<&str> = Suite::ALL.iter().map(|suite| suite.name()).collect();
+        format!("unknown suite {name:?} ({})", known.join(", "))
+    })
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

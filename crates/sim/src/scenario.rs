@@ -49,7 +49,8 @@ pub struct Scenario {
     /// member device).
     #[serde(default)]
     pub group_strategy: GroupStrategy,
-    /// The suite of new groups' sender keys: `signal-v3` or `aes-256-gcm`.
+    /// The suite of new groups' sender keys (its cipher: a group's messages have no key agreement
+    /// of their own).
     #[serde(default = "default_suite")]
     pub suite: Spanned<String>,
     /// One-time prekeys each device publishes, and the stock it fills again when its relay
@@ -488,7 +489,8 @@ impl Scenario {
             return Err(top(format!("settle_s must be 0 to {MAX_SECONDS}")));
         }
         if self.suite.get_ref().parse::<switchboard_session::Suite>().is_err() {
-            return Err(at(self.suite.span(), format!("unknown suite {:?}: signal-v3 or aes-256-gcm", self.suite.get_ref())));
+            let known: Vec<&str> = Suite::ALL.iter().map(|suite| suite.name()).collect();
+            return Err(at(self.suite.span(), format!("unknown suite {:?}: one of {}", self.suite.get_ref(), known.join(", "))));
         }
         if self.apps.is_empty() {
             return Err(top("a scenario needs at least one [[app]]".into()));
