@@ -41,6 +41,11 @@ impl BundleDirectory for InMemoryDirectory {
             return queue.pop_front();
         }
         let last = queue.front_mut()?;
+        if last.prekey.is_some() && !last.kem_prekeys.is_empty() {
+            // A one-time bundle's KEM prekeys are one-time too: it goes whole, and the next
+            // session asks for a fresh bundle.
+            return queue.pop_front();
+        }
         let bundle = last.clone();
         last.take_prekey();
         Some(bundle)

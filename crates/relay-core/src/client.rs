@@ -175,7 +175,15 @@ impl RelayCore {
         // id held is remembered on the last-resort bundle once every one-time bundle is gone.
         let newest_prekey = stock.and_then(|stock| stock.iter().filter_map(|bundle| bundle.pre_key_id).max());
         let held_last_resort = stock.and_then(|stock| stock.iter().find(|bundle| bundle.pre_key.is_none()));
-        let uploaded_last_resort = upload.bundles.iter().find(|bundle| bundle.pre_key.is_none()).cloned();
+        // A last-resort bundle older than the one held (an upload repeated, a device restored from
+        // an older copy of itself) does not replace it: its KEM prekeys go with an older signed
+        // prekey, which its device forgets first.
+        let uploaded_last_resort = upload
+            .bundles
+            .iter()
+            .find(|bundle| bundle.pre_key.is_none())
+            .filter(|uploaded| held_last_resort.is_none_or(|held| uploaded.signed_pre_key_id >= held.signed_pre_key_id))
+            .cloned();
         let last_resort_changed = uploaded_last_resort.as_ref().is_some_and(|uploaded| {
             held_last_resort.is_none_or(|held| held.kem_pre_keys != uploaded.kem_pre_keys || held.suites != uploaded.suites)
         });
@@ -300,9 +308,12 @@ impl RelayCore {
                 (true, Some(position), last_resort) => {
                     let bundle = if last_resort.is_none() && bundles.len() == 1 {
                         // A device that uploaded no last-resort bundle: its last bundle stays,
-                        // without its one-time prekey (whose id is kept: see `upload_bundles`).
+                        // without its one-time prekey (whose id is kept: see `upload_bundles`)
+                        // and its KEM prekeys, one-time as they are (an initiator then refuses
+                        // the bundle rather than write to a key its device no longer has).
                         let handed = bundles[0].clone();
                         bundles[0].pre_key = None;
+                        bundles[0].kem_pre_keys.clear();
                         handed
                     } else {
                         bundles.remove(position)
@@ -325,6 +336,7 @@ impl RelayCore {
                 (false, Some(position), None) => {
                     let mut bundle = bundles[position].clone();
                     bundle.pre_key = None;
+                    bundle.kem_pre_keys.clear();
                     bundle
                 }
                 (_, None, None) => continue,

@@ -99,6 +99,25 @@ impl Suite {
         }
     }
 
+    /// The classical suite whose messages this suite's are: itself for a classical suite. Sender
+    /// keys use it: a group's messages have no key agreement of their own (their keys travel over
+    /// pairwise sessions, which is where post-quantum protection comes from), and libsignal writes
+    /// version 3 sender-key messages under PQXDH too.
+    pub fn classical(self) -> Suite {
+        match self {
+            Suite::SignalV3 | Suite::SignalPqxdh => Suite::SignalV3,
+            Suite::Aes256Gcm | Suite::PqAes256Gcm => Suite::Aes256Gcm,
+        }
+    }
+
+    /// The classical suite whose messages start with `byte` (what sender-key messages carry).
+    pub(crate) fn classical_from_version_byte(byte: u8) -> Result<Suite, Error> {
+        match Suite::from_version_byte(byte)? {
+            suite if suite.kem().is_none() => Ok(suite),
+            _ => Err(Error::InvalidVersion(byte)),
+        }
+    }
+
     /// libsignal's session version: 4 for a session with a KEM in its key agreement, else 3.
     pub(crate) fn session_version(self) -> u32 {
         if self.kem().is_some() { 4 } else { 3 }

@@ -351,3 +351,19 @@ fn a_group_message_of_one_suite_is_not_read_under_the_other() {
     relabelled[0] = Suite::SignalV3.version_byte();
     assert!(gcm.read(1, 0, &relabelled).is_err());
 }
+
+/// A group created under a post-quantum suite keeps its classical twin's messages (its keys come
+/// over pairwise sessions; libsignal writes version 3 sender-key messages under PQXDH too), and
+/// sender-key bytes labelled with a post-quantum version are refused.
+#[test]
+fn a_post_quantum_suite_gives_a_group_its_classical_twin() {
+    for (suite, twin) in [(Suite::SignalPqxdh, Suite::SignalV3), (Suite::PqAes256Gcm, Suite::Aes256Gcm)] {
+        let mut group = Group::new(3, suite, 9);
+        let bytes = group.send(0, b"hello");
+        assert_eq!(bytes[0], twin.version_byte());
+        assert_eq!(group.read(1, 0, &bytes).unwrap(), b"hello");
+        let mut relabelled = bytes.clone();
+        relabelled[0] = suite.version_byte();
+        assert!(matches!(SenderKeyMessage::parse(&relabelled), Err(Error::InvalidVersion(_))));
+    }
+}

@@ -60,7 +60,7 @@ impl SenderKeyMessage {
     /// Parses a SenderKeyMessage from the wire.
     pub fn parse(bytes: &[u8]) -> Result<SenderKeyMessage> {
         let (&version, _) = bytes.split_first().ok_or(Error::InvalidMessage("empty message"))?;
-        let suite = Suite::from_version_byte(version)?;
+        let suite = Suite::classical_from_version_byte(version)?;
         let end = bytes
             .len()
             .checked_sub(SIGNATURE_LEN)
@@ -158,7 +158,7 @@ impl SenderKeyDistributionMessage {
     /// Parses a distribution message (received over a pairwise session).
     pub fn parse(bytes: &[u8]) -> Result<SenderKeyDistributionMessage> {
         let (&version, body) = bytes.split_first().ok_or(Error::InvalidMessage("empty message"))?;
-        let suite = Suite::from_version_byte(version)?;
+        let suite = Suite::classical_from_version_byte(version)?;
         let mut structure: signal::SenderKeyDistributionMessage = match suite.cipher() {
             Cipher::CbcHmac => decode(body, limits::MAX_DISTRIBUTION_LEN)?,
             Cipher::Gcm => decode_canonical(body, limits::MAX_DISTRIBUTION_LEN)?,

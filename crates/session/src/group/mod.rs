@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::suite::Suite;
 use state::SenderKeyState;
 
-/// Our distribution message for `group`, creating our sender key under `suite` if we have none.
+/// Our distribution message for `group`, creating our sender key under `suite` (its classical
+/// twin: see [`Suite::classical`]) if we have none.
 pub fn create_distribution<S, R>(
     store: &mut S,
     group: &str,
@@ -40,7 +41,7 @@ where
     if let Some(state) = record.newest() {
         return Ok(state.distribution());
     }
-    record.add(SenderKeyState::generate(suite, rng))?;
+    record.add(SenderKeyState::generate(suite.classical(), rng))?;
     let distribution = record.newest().expect("just added").distribution();
     store.store_sender_key(group, local, record)?;
     Ok(distribution)
@@ -55,7 +56,7 @@ where
 {
     // Our own old keys are of no further use to us: only the new one is kept.
     let mut record = SenderKeyRecord::default();
-    record.add(SenderKeyState::generate(suite, rng))?;
+    record.add(SenderKeyState::generate(suite.classical(), rng))?;
     let distribution = record.newest().expect("just added").distribution();
     store.store_sender_key(group, local, record)?;
     Ok(distribution)

@@ -358,6 +358,9 @@ fn state_to_wire(state: &SenderKeyState) -> signal::SenderKeyStateStructure {
 
 fn state_from_wire(structure: signal::SenderKeyStateStructure) -> Result<SenderKeyState> {
     let suite = Suite::from_wire(structure.suite)?;
+    if suite != suite.classical() {
+        return Err(Error::InvalidRecord("a sender key under a post-quantum suite"));
+    }
     let chain = structure.sender_chain_key.ok_or(Error::InvalidRecord("no sender chain key"))?;
     let seed = |bytes: Option<Vec<u8>>| -> Result<[u8; 32]> {
         let bytes = Zeroizing::new(bytes.unwrap_or_default());
