@@ -162,3 +162,31 @@ fn with_a_classical_device_the_best_classical_suite_is_chosen_and_accepted() {
     assert_eq!(start.message.serialize()[0], Suite::Aes256Gcm.version_byte());
     alice.receive(carol.address(), &start.message, &mut directory, &mut rng).unwrap();
 }
+
+/// A device that offers the post-quantum suites alone never writes classically, whatever its
+/// peer's bundle says after a relay is done with it, and takes no classical session either.
+#[test]
+fn a_post_quantum_only_device_never_writes_or_reads_classically() {
+    let mut rng = StdRng::seed_from_u64(8);
+    let (mut alice, bob, mut directory) = alice_and_bob(&mut rng, |bundle| {
+        bundle.suites = None;
+        bundle.kem_prekeys.clear();
+    });
+    alice.set_suites(&[Suite::PqAes256Gcm, Suite::SignalPqxdh]);
+    assert!(matches!(
+        alice.send(bob.address(), b"hello", &mut directory, &mut rng),
+        Err(ClientError::Session(switchboard_session::Error::UnsupportedSuite(_)))
+    ));
+    assert!(!alice.has_session(bob.address()), "nothing was sealed");
+    // The other way: a classical first message to her is refused, nothing kept.
+    let alice_bundles = alice.publish_bundles(1, &mut rng);
+    directory.publish(alice.address(), alice_bundles).unwrap();
+    let mut carol = testing::Device::new(7, 1, &mut rng);
+    let bundle = switchboard_client_core::BundleDirectory::fetch_bundle(&mut directory, alice.address()).unwrap();
+    session::process_verified_bundle(&mut carol.store, alice.address(), &bundle, Suite::SignalV3, &mut rng).unwrap();
+    let payload = PairwisePayload { body: Some(Body::Application(b"classical".to_vec())), suites: Vec::new() };
+    let message = session::encrypt(&mut carol.store, alice.address(), &payload.encode_to_vec()).unwrap();
+    let carol_at = address("carol@libsignal");
+    assert!(alice.receive(&carol_at, &message, &mut directory, &mut rng).is_err());
+    assert!(!alice.has_session(&carol_at));
+}

@@ -437,7 +437,12 @@ impl Device {
         }
         if !self.has_session(to) {
             let bundle = directory.fetch_bundle(to).ok_or_else(|| ClientError::NoBundle(to.clone()))?;
-            let suite = self.suites.iter().copied().find(|suite| bundle.offers(*suite)).unwrap_or(Suite::SignalV3);
+            let suite = self
+                .suites
+                .iter()
+                .copied()
+                .find(|suite| bundle.offers(*suite))
+                .ok_or_else(|| ClientError::Session(switchboard_session::Error::UnsupportedSuite(format!("{to} offers none of this device's suites"))))?;
             session::process_verified_bundle(&mut self.store, to, &bundle, suite, rng)?;
         }
         let awaiting_reply = self.store.session(to).and_then(|record| record.current()).is_some_and(|state| state.awaiting_reply());
@@ -465,8 +470,12 @@ fn stated_suites(suites: &[Suite]) -> Vec<u8> {
 /// accepts and its bundles offer, best first, in [`Suite::ALL`]'s order, as the initiator's
 /// list is). A weaker one means the suite list or a KEM prekey was taken out of this device's
 /// bundle on the way: the session is refused. An initiator that states nothing (a plain
-/// libsignal peer) is not checked.
+/// libsignal peer) is held only to `accepted`: a device that accepts the post-quantum suites
+/// alone takes no classical session from anyone.
 fn refuse_downgrade(accepted: &[Suite], chosen: Suite, plaintext: &[u8]) -> Result<()> {
+    if !accepted.contains(&chosen) {
+        return Err(ClientError::Session(switchboard_session::Error::UnsupportedSuite(format!("{chosen} is not accepted here"))));
+    }
     let payload: PairwisePayload = decode(plaintext, limits::MAX_PAYLOAD_LEN)?;
     let best = accepted.iter().copied().find(|suite| payload.suites.iter().any(|name| name == suite.name()));
     let rank = |suite: Suite| Suite::ALL.iter().position(|known| *known == suite);
