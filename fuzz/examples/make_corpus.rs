@@ -171,7 +171,7 @@ fn decode_wire() {
     for kem in [switchboard_session::Kem::Kyber1024, switchboard_session::Kem::MlKem1024] {
         let record = switchboard_session::KemPreKeyRecord::generate(9, kem, false, &identity, 0, &mut rng);
         out.write(&format!("kem-prekey-record-{}", kem.name()), &record.serialize());
-        out.write(&format!("kem-public-key-{}", kem.name()), &record.key_pair.public.serialize());
+        out.write(&format!("kem-public-key-{}", kem.name()), &record.public_key().serialize());
     }
     out.done();
 }

@@ -71,12 +71,21 @@ mod tests {
         assert!(directory.publish(&bob, bundles.clone()).is_err());
         assert!(!directory.has_bundle(&bob));
 
-        directory.publish(&bob, [bundles.remove(0)]).unwrap();
+        let last_resort = bundles.pop().unwrap();
+        directory.publish(&bob, [bundles.remove(0), last_resort]).unwrap();
         let first = directory.fetch_bundle(&bob).unwrap();
         assert!(first.prekey.is_some());
-        // The last bundle is handed out again without its one-time prekey, and still verifies.
-        let again = directory.fetch_bundle(&bob).unwrap();
-        assert!(again.prekey.is_none());
-        assert!(again.into_inner().verify().is_ok());
+        // The last-resort bundle is handed out as often as asked, and still verifies.
+        for _ in 0..2 {
+            let again = directory.fetch_bundle(&bob).unwrap();
+            assert!(again.prekey.is_none());
+            assert!(again.into_inner().verify().is_ok());
+        }
+        // A one-time bundle left last goes whole: its KEM prekeys are one-time too.
+        let mut directory = InMemoryDirectory::default();
+        let one_time = device.publish_bundles(1, &mut rng).remove(0);
+        directory.publish(&bob, [one_time]).unwrap();
+        assert!(directory.fetch_bundle(&bob).unwrap().prekey.is_some());
+        assert!(!directory.has_bundle(&bob));
     }
 }

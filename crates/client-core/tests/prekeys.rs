@@ -77,6 +77,10 @@ fn kem_prekeys_follow_the_prekeys_they_come_with() {
         assert_eq!(received, Received::Application(b"hello".to_vec()));
     }
     assert!(bob.receive(&again.0, &again.1.message, &mut directory, &mut rng).is_err(), "a one-time KEM prekey serves once");
+    // And the other KEM prekey of that bundle went with it: two one-time bundles were made, one
+    // used; what is left is the unused bundle's pair and the two last-resort keys.
+    let kem_records = bob.snapshot().kem_prekeys.len();
+    assert_eq!(kem_records, 4, "{kem_records} KEM prekeys kept");
 
     // A new signed prekey brings new last-resort KEM prekeys; the old ones go when it goes.
     bob.rotate_signed_prekey(2_000, &mut rng);

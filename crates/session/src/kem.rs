@@ -229,19 +229,6 @@ impl KemKeyPair {
             secret: KemSecretKey { kem, key },
         }
     }
-
-    /// Rebuilds a stored key pair, checking that the halves belong together (an ML-KEM secret
-    /// key holds its public key and a hash of it).
-    pub fn from_stored(public: &[u8], secret: &[u8]) -> Result<Self, Error> {
-        let public = KemPublicKey::from_bytes(public)?;
-        let secret = KemSecretKey::from_bytes(public.kem, secret)?;
-        // The secret key is dk_pke ‖ ek ‖ H(ek) ‖ z: the embedded ek must be this public key.
-        let embedded = &secret.key[1536..1536 + KEM_PUBLIC_KEY_LEN];
-        if embedded != &public.key[..] {
-            return Err(Error::InvalidKey("stored KEM public key does not match its secret key"));
-        }
-        Ok(KemKeyPair { public, secret })
-    }
 }
 
 #[cfg(test)]
@@ -270,10 +257,6 @@ mod tests {
             let mut unreduced = pair.public.serialize();
             unreduced[1..4].copy_from_slice(&[0xff, 0xff, 0xff]);
             assert!(KemPublicKey::from_bytes(&unreduced).is_err());
-            let stored = KemKeyPair::from_stored(&pair.public.serialize(), pair.secret.as_bytes()).unwrap();
-            assert_eq!(stored.public, pair.public);
-            let other = KemKeyPair::generate(kem, &mut rng);
-            assert!(KemKeyPair::from_stored(&other.public.serialize(), pair.secret.as_bytes()).is_err());
             assert_eq!(format!("{:?}", pair.secret), format!("KemSecretKey({}, <redacted>)", kem.name()));
         }
     }

@@ -6,7 +6,7 @@ use switchboard_wire::{Message, decode, limits, signal, switchboard};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::kem::{Kem, KemKeyPair, KemPublicKey};
+use crate::kem::{KEM_KEYGEN_SEED_LEN, Kem, KemKeyPair, KemPublicKey};
 use crate::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey};
 use crate::suite::Suite;
 use crate::xeddsa::SIGNATURE_LEN;
@@ -96,10 +96,15 @@ impl SignedPreKeyRecord {
 /// key (type byte included), as libsignal signs its Kyber prekeys. A one-time key is deleted after
 /// its first use; a last-resort key is handed out once one-time keys run out and stays until a
 /// newer one supersedes it.
-#[derive(Clone, Debug)]
+///
+/// The record keeps the 64-byte seed its key pair is generated from, not the 3,168-byte secret key:
+/// a device holds hundreds of these (two per one-time prekey handed out), and the key pair is
+/// made again, deterministically, on the rare occasion one is used.
+#[derive(Clone)]
 pub struct KemPreKeyRecord {
     pub id: u32,
-    pub key_pair: KemKeyPair,
+    seed: Box<Zeroizing<[u8; KEM_KEYGEN_SEED_LEN]>>,
+    public: KemPublicKey,
     pub signature: [u8; SIGNATURE_LEN],
     /// When it was made, in milliseconds since the Unix epoch.
     pub timestamp: u64,
@@ -116,53 +121,88 @@ impl KemPreKeyRecord {
         timestamp: u64,
         rng: &mut R,
     ) -> Self {
-        let key_pair = KemKeyPair::generate(kem, rng);
-        let signature = identity.private_key().sign(&key_pair.public.serialize(), rng);
-        KemPreKeyRecord { id, key_pair, signature, timestamp, last_resort }
+        let mut seed = Box::new(Zeroizing::new([0u8; KEM_KEYGEN_SEED_LEN]));
+        rng.fill_bytes(seed.as_mut_slice());
+        let public = KemKeyPair::from_seed(kem, &seed).public;
+        let signature = identity.private_key().sign(&public.serialize(), rng);
+        KemPreKeyRecord { id, seed, public, signature, timestamp, last_resort }
+    }
+
+    /// The record of the key pair `seed` generates, with its signature (for tests that pin keys).
+    pub fn from_seed(id: u32, kem: Kem, seed: &[u8; KEM_KEYGEN_SEED_LEN], signature: [u8; SIGNATURE_LEN], timestamp: u64, last_resort: bool) -> Self {
+        let public = KemKeyPair::from_seed(kem, seed).public;
+        KemPreKeyRecord { id, seed: Box::new(Zeroizing::new(*seed)), public, signature, timestamp, last_resort }
     }
 
     /// The KEM the key belongs to.
     pub fn kem(&self) -> Kem {
-        self.key_pair.public.kem()
+        self.public.kem()
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> &KemPublicKey {
+        &self.public
+    }
+
+    /// The key pair, made again from the seed.
+    pub fn key_pair(&self) -> KemKeyPair {
+        KemKeyPair::from_seed(self.public.kem(), &self.seed)
     }
 
     /// What a bundle carries of it.
     pub fn signed_public(&self) -> SignedKemPreKey {
-        SignedKemPreKey { id: self.id, key: self.key_pair.public.clone(), signature: self.signature.to_vec() }
+        SignedKemPreKey { id: self.id, key: self.public.clone(), signature: self.signature.to_vec() }
     }
 
-    /// Serializes as libsignal's KyberPreKeyRecordStructure (with Switchboard's last-resort flag).
+    /// Serializes as libsignal's KyberPreKeyRecordStructure, with Switchboard's fields: the
+    /// key's seed (type byte first) in place of the keys, and the last-resort flag.
     pub fn serialize(&self) -> Zeroizing<Vec<u8>> {
+        let mut seed = Vec::with_capacity(1 + KEM_KEYGEN_SEED_LEN);
+        seed.push(self.public.kem().type_byte());
+        seed.extend_from_slice(self.seed.as_slice());
         let mut structure = signal::KyberPreKeyRecordStructure {
             id: Some(self.id),
-            public_key: Some(self.key_pair.public.serialize()),
-            private_key: Some(self.key_pair.secret.as_bytes().to_vec()),
             signature: Some(self.signature.to_vec()),
             timestamp: Some(self.timestamp),
             last_resort: Some(self.last_resort),
+            seed: Some(seed),
+            ..Default::default()
         };
         let bytes = Zeroizing::new(structure.encode_to_vec());
-        if let Some(private) = structure.private_key.as_mut() {
-            zeroize::Zeroize::zeroize(private);
+        if let Some(seed) = structure.seed.as_mut() {
+            zeroize::Zeroize::zeroize(seed);
         }
         bytes
     }
 
-    /// Parses a KyberPreKeyRecordStructure.
+    /// Parses a KyberPreKeyRecordStructure written by [`Self::serialize`].
     pub fn deserialize(bytes: &[u8]) -> Result<Self> {
         let structure: signal::KyberPreKeyRecordStructure = decode(bytes, limits::MAX_KEM_PREKEY_RECORD_LEN)?;
-        let private = Zeroizing::new(structure.private_key.unwrap_or_default());
-        Ok(KemPreKeyRecord {
-            id: structure.id.ok_or(Error::InvalidRecord("KEM prekey without id"))?,
-            key_pair: KemKeyPair::from_stored(&structure.public_key.unwrap_or_default(), &private)?,
-            signature: structure
+        let typed_seed = Zeroizing::new(structure.seed.unwrap_or_default());
+        let (&type_byte, seed) = typed_seed.split_first().ok_or(Error::InvalidRecord("KEM prekey without its seed"))?;
+        let seed: &[u8; KEM_KEYGEN_SEED_LEN] = seed.try_into().map_err(|_| Error::InvalidRecord("KEM prekey seed is not 64 bytes"))?;
+        Ok(KemPreKeyRecord::from_seed(
+            structure.id.ok_or(Error::InvalidRecord("KEM prekey without id"))?,
+            Kem::from_type_byte(type_byte).map_err(|_| Error::InvalidRecord("unknown KEM type byte"))?,
+            seed,
+            structure
                 .signature
                 .unwrap_or_default()
                 .try_into()
                 .map_err(|_| Error::InvalidRecord("signature is not 64 bytes"))?,
-            timestamp: structure.timestamp.unwrap_or(0),
-            last_resort: structure.last_resort.unwrap_or(false),
-        })
+            structure.timestamp.unwrap_or(0),
+            structure.last_resort.unwrap_or(false),
+        ))
+    }
+}
+
+impl std::fmt::Debug for KemPreKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KemPreKeyRecord")
+            .field("id", &self.id)
+            .field("public", &self.public)
+            .field("last_resort", &self.last_resort)
+            .finish_non_exhaustive()
     }
 }
 
@@ -365,5 +405,34 @@ impl PreKeyBundle {
             suites,
             kem_prekeys,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A KEM prekey record is its seed: it round-trips small, makes the same key pair again, and
+    /// prints neither.
+    #[test]
+    fn kem_prekey_records_keep_the_seed_not_the_keys() {
+        let mut rng = rand::rng();
+        let identity = IdentityKeyPair::generate(&mut rng);
+        for kem in [Kem::Kyber1024, Kem::MlKem1024] {
+            let record = KemPreKeyRecord::generate(7, kem, true, &identity, 5, &mut rng);
+            let bytes = record.serialize();
+            assert!(bytes.len() < 200, "{} bytes", bytes.len());
+            let restored = KemPreKeyRecord::deserialize(&bytes).unwrap();
+            assert_eq!(restored.public_key(), record.public_key());
+            assert_eq!((restored.id, restored.last_resort, restored.timestamp, restored.kem()), (7, true, 5, kem));
+            let (ciphertext, secret) = record.public_key().encapsulate(&mut rng);
+            assert_eq!(*restored.key_pair().secret.decapsulate(&ciphertext).unwrap(), *secret);
+            assert!(identity.identity_key().verify_signature(&record.public_key().serialize(), &record.signature));
+            let printed = format!("{record:?}");
+            assert!(!printed.contains(&format!("{:?}", &record.seed[..4])), "{printed}");
+            let mut unknown = signal::KyberPreKeyRecordStructure::decode(bytes.as_slice()).unwrap();
+            unknown.seed.as_mut().unwrap()[0] = 0x09;
+            assert!(KemPreKeyRecord::deserialize(&unknown.encode_to_vec()).is_err());
+        }
     }
 }

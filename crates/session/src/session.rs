@@ -7,7 +7,7 @@ use rand_core::CryptoRng;
 use crate::address::ProtocolAddress;
 use crate::error::{Error, Result};
 use crate::keys::{IdentityKey, KeyPair};
-use crate::prekey::{PreKeyBundle, VerifiedBundle};
+use crate::prekey::{KemPreKeyRecord, PreKeyBundle, VerifiedBundle};
 use crate::protocol::{CiphertextMessage, PreKeySignalMessage, SignalMessage};
 use crate::store::ProtocolStore;
 use crate::suite::Suite;
@@ -194,6 +194,7 @@ where
         }
         _ => None, // parsing holds KEM fields to their suite
     };
+    let kem_pair = kem_prekey.as_ref().map(KemPreKeyRecord::key_pair);
     let identity = store.identity_key_pair()?;
     let mut state = Responder {
         suite: message.suite(),
@@ -204,7 +205,7 @@ where
         their_identity: message.identity_key(),
         their_base_key: message.base_key(),
         their_registration_id: message.registration_id(),
-        kem: kem_prekey.as_ref().zip(message.kem_ciphertext()).map(|(record, ciphertext)| (&record.key_pair.secret, ciphertext)),
+        kem: kem_pair.as_ref().zip(message.kem_ciphertext()).map(|(pair, ciphertext)| (&pair.secret, ciphertext)),
     }
     .start()?;
     let plan = state.plan_decrypt(message.message(), &prekey_header)?;

@@ -10,8 +10,8 @@ pub mod limits {
     /// A prekey bundle: its classical keys, a Kyber-1024 and an ML-KEM-1024 prekey (1,569 bytes
     /// each and their signatures), and the signed suite list.
     pub const MAX_BUNDLE_LEN: usize = 8 * 1024;
-    /// A stored KEM prekey record: public and secret key (1,569 and 3,168 bytes) and signature.
-    pub const MAX_KEM_PREKEY_RECORD_LEN: usize = 6 * 1024;
+    /// A stored KEM prekey record: id, seed (65 bytes), signature, timestamp, flag.
+    pub const MAX_KEM_PREKEY_RECORD_LEN: usize = 256;
     /// A pairwise payload: a group control message with up to a few thousand members, or an
     /// application's content.
     pub const MAX_PAYLOAD_LEN: usize = 256 * 1024;

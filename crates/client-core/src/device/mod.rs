@@ -357,6 +357,13 @@ impl Device {
         let plaintext = session::decrypt_accepting(&mut self.store, from, message, rng, |suite, plaintext| {
             if accept_downgrade { Ok(()) } else { refuse_downgrade(accepted, suite, plaintext) }
         })?;
+        if let CiphertextMessage::PreKey(first) = message
+            && let Some(prekey) = first.prekey_id()
+        {
+            // The bundle of that one-time prekey was handed out once: its other KEM prekey
+            // serves no one now.
+            self.forget_kem_prekeys_beside(prekey);
+        }
         let payload: PairwisePayload = decode(&plaintext, limits::MAX_PAYLOAD_LEN)?;
         match payload.body {
             Some(Body::Application(content)) => Ok((Received::Application(content), Vec::new())),

@@ -164,6 +164,13 @@ impl Device {
         superseded.len()
     }
 
+    /// Forgets the one-time KEM prekeys published beside one-time prekey `prekey`.
+    pub(crate) fn forget_kem_prekeys_beside(&mut self, prekey: u32) {
+        for kem in [Kem::Kyber1024, Kem::MlKem1024] {
+            self.store.remove_kem_prekey(one_time_kem_id(prekey, kem)).expect("in-memory store");
+        }
+    }
+
     /// Forgets the one-time prekeys numbered below `id`, and the one-time KEM prekeys published
     /// with them: handed out long ago, and never used.
     pub(crate) fn forget_prekeys_below(&mut self, id: u32) {

@@ -115,13 +115,7 @@ fn bob_store(kem: Kem, rng: &mut impl rand_core::CryptoRng) -> (InMemoryStore, K
     store.save_signed_prekey(signed).unwrap();
     store.save_prekey(PreKeyRecord { id: ONE_TIME_PREKEY_ID, key_pair: key_pair(BOB_ONE_TIME_PREKEY_PRIVATE) }).unwrap();
     let kem_pair = KemKeyPair::from_seed(kem, &hex_array(KEM_KEYGEN_SEED));
-    let record = KemPreKeyRecord {
-        id: KEM_PREKEY_ID,
-        key_pair: kem_pair.clone(),
-        signature: [0; 64],
-        timestamp: 0,
-        last_resort: false,
-    };
+    let record = KemPreKeyRecord::from_seed(KEM_PREKEY_ID, kem, &hex_array(KEM_KEYGEN_SEED), [0; 64], 0, false);
     store.save_kem_prekey(record).unwrap();
     (store, kem_pair)
 }
