@@ -319,18 +319,17 @@ impl<'r, 'o> Scenario<'r, 'o> {
     }
 
     /// A byte to tamper with. In a PreKeySignalMessage of libsignal's format (`signal-v3`,
-    /// `signal-pqxdh`) the outer fields are only bound through the keys they select and the
-    /// registration id not at all, so the flip goes inside the authenticated inner message or,
-    /// under PQXDH, into the KEM ciphertext (which changes the secret the inner MAC is under).
+    /// `signal-pqxdh`) the outer fields are only bound through the keys they select — and only
+    /// when the message starts its session: a later one is read under the session its base key
+    /// names, KEM ciphertext and prekey ids unread — and the registration id not at all, so the
+    /// flip goes inside the authenticated inner message.
     fn tamper_index(&mut self, kind: &str, ciphertext: &[u8]) -> usize {
         let libsignal_format = self.suite.parse::<switchboard_session::Suite>().is_ok_and(|suite| suite.cipher() == switchboard_session::suite::Cipher::CbcHmac);
         if kind == "prekey" && libsignal_format {
             if let Ok(parsed) = switchboard_session::PreKeySignalMessage::parse(ciphertext) {
                 let inner = parsed.message().serialize();
-                let kem = parsed.kem_ciphertext().filter(|_| self.rng.random_bool(0.5));
-                let target = kem.unwrap_or(inner);
-                if let Some(start) = ciphertext.windows(target.len()).position(|w| w == target) {
-                    return start + self.rng.random_range(0..target.len());
+                if let Some(start) = ciphertext.windows(inner.len()).position(|w| w == inner) {
+                    return start + self.rng.random_range(0..inner.len());
                 }
             }
         }
