@@ -6,7 +6,7 @@ use switchboard_session::{
     IdentityKeyPair, InMemoryStore, KemPreKeyRecord, PreKeyRecord, ProtocolAddress, PublicKey, SessionRecord, SignedPreKeyRecord, Suite,
 };
 use switchboard_wire::Message;
-use switchboard_wire::switchboard::{DeviceAddress, DeviceSnapshot, GroupControl, KnownIdentity, PendingChange, StoredRecord};
+use switchboard_wire::switchboard::{DeviceAddress, DeviceSnapshot, GroupControl, KemPreKeyUse, KnownIdentity, PendingChange, StoredRecord};
 
 use crate::device::Device;
 use crate::error::ClientError;
@@ -62,6 +62,11 @@ impl Device {
             signed_prekeys: self.store.signed_prekeys().map(|r| r.serialize().to_vec()).collect(),
             prekeys: self.store.prekeys().map(|r| r.serialize().to_vec()).collect(),
             kem_prekeys: self.store.kem_prekeys().map(|r| r.serialize().to_vec()).collect(),
+            kem_prekey_uses: self
+                .store
+                .kem_prekey_uses()
+                .map(|(id, base_key)| KemPreKeyUse { id, base_key: base_key.serialize().to_vec() })
+                .collect(),
             identities: self
                 .store
                 .identities()
@@ -101,6 +106,9 @@ impl Device {
         }
         for bytes in &snapshot.kem_prekeys {
             store.save_kem_prekey(KemPreKeyRecord::deserialize(bytes)?)?;
+        }
+        for used in &snapshot.kem_prekey_uses {
+            store.mark_kem_prekey_used(used.id, &PublicKey::from_bytes(&used.base_key)?)?;
         }
         for known in &snapshot.identities {
             store.save_identity(&address(known.address.as_ref())?, &PublicKey::from_bytes(&known.identity_key)?)?;

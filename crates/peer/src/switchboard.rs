@@ -102,7 +102,7 @@ fn suite(name: &str) -> Result<Suite, PeerError> {
 pub fn error_kind(error: &Error) -> ErrorKind {
     match error {
         // A retired sender key offered again is a replay of an old distribution.
-        Error::Duplicate { .. } | Error::RetiredSenderKey { .. } => ErrorKind::Duplicate,
+        Error::Duplicate { .. } | Error::RetiredSenderKey { .. } | Error::ReplayedFirstMessage => ErrorKind::Duplicate,
         Error::TooFarAhead { .. } => ErrorKind::TooFarAhead,
         Error::UntrustedIdentity { .. } => ErrorKind::UntrustedIdentity,
         Error::InvalidKey(_) => ErrorKind::InvalidKey,

@@ -302,7 +302,7 @@ impl RelayCore {
             let mut bundles = self.state.bundles.get(&device).cloned().unwrap_or_default();
             let one_time = bundles.iter().position(|bundle| bundle.pre_key.is_some());
             let last_resort = bundles.iter().position(|bundle| bundle.pre_key.is_none());
-            let taken = match (with_prekeys, one_time, last_resort) {
+            let mut bundle = match (with_prekeys, one_time, last_resort) {
                 // A one-time bundle, with its one-time prekey and one-time KEM prekeys: handed
                 // out once.
                 (true, Some(position), last_resort) => {
@@ -341,7 +341,6 @@ impl RelayCore {
                 }
                 (_, None, None) => continue,
             };
-            let mut bundle = taken;
             if bundle.pre_key.is_none() {
                 bundle.pre_key_id = None;
             }

@@ -36,6 +36,10 @@ pub enum Error {
     /// already, or a last-resort key superseded).
     #[error("unknown KEM prekey {id}")]
     UnknownKemPreKey { id: u32 },
+    /// A PreKeySignalMessage that started a session on a last-resort KEM prekey before, sent
+    /// again after that session left the record: a replay.
+    #[error("a first message replayed: a session was started with this base key before")]
+    ReplayedFirstMessage,
     /// A PreKeySignalMessage names a signed prekey this device does not have.
     #[error("unknown signed prekey {id}")]
     UnknownSignedPreKey { id: u32 },

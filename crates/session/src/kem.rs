@@ -152,24 +152,10 @@ pub struct KemSecretKey {
 }
 
 impl KemSecretKey {
-    /// Parses a stored secret key (no type byte: the record says which KEM it is).
-    pub fn from_bytes(kem: Kem, bytes: &[u8]) -> Result<Self, Error> {
-        let key: [u8; KEM_SECRET_KEY_LEN] =
-            bytes.try_into().map_err(|_| Error::InvalidKey("KEM secret key is not 3,168 bytes"))?;
-        let secret = KemSecretKey { kem, key: Box::new(Zeroizing::new(key)) };
-        let mut key = key;
-        key.zeroize();
-        Ok(secret)
-    }
-
-    /// The secret key's bytes, for storage. Handle with care.
-    pub fn as_bytes(&self) -> &[u8] {
+    /// The secret key's bytes (for the known-answer tests, which pin their hash).
+    #[cfg(test)]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.key[..]
-    }
-
-    /// The KEM the key belongs to.
-    pub fn kem(&self) -> Kem {
-        self.kem
     }
 
     /// Recovers the shared secret from a ciphertext (`type byte ‖ bytes`) of this key's KEM. A

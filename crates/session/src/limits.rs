@@ -14,3 +14,7 @@ pub const MAX_SENDER_KEY_STATES: usize = 5;
 /// Sender keys a record remembers as retired (replaced, or pushed out by newer ones), per sender
 /// and group, so that an old distribution cannot bring one back; the oldest is forgotten first.
 pub const MAX_RETIRED_SENDER_KEYS: usize = 16;
+/// Sessions remembered per last-resort KEM prekey (by the initiator's base key), so that a replayed
+/// first message does not start a session again once the first is gone from the record; the oldest
+/// is forgotten first. A last-resort key lives for a signed prekey's rotation and grace.
+pub const MAX_LAST_RESORT_USES: usize = 10_000;

@@ -190,6 +190,9 @@ where
             if record.kem() != kem {
                 return Err(Error::InvalidMessage("KEM prekey of another KEM than the suite's").into());
             }
+            if record.last_resort && store.kem_prekey_used_with(id, message.base_key())? {
+                return Err(Error::ReplayedFirstMessage.into());
+            }
             Some(record)
         }
         _ => None, // parsing holds KEM fields to their suite
@@ -217,8 +220,10 @@ where
     if let Some(id) = message.prekey_id() {
         store.remove_prekey(id)?;
     }
-    if let Some(record) = kem_prekey.filter(|record| !record.last_resort) {
-        store.remove_kem_prekey(record.id)?;
+    match kem_prekey {
+        Some(record) if record.last_resort => store.mark_kem_prekey_used(record.id, message.base_key())?,
+        Some(record) => store.remove_kem_prekey(record.id)?,
+        None => {}
     }
     Ok(plaintext)
 }

@@ -2,11 +2,11 @@
 //! implementations for tests, the simulator and benchmarks. Every method is synchronous and does
 //! no I/O of this crate's own: a durable store does its I/O behind these calls.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use crate::address::ProtocolAddress;
 use crate::error::Result;
-use crate::keys::{IdentityKey, IdentityKeyPair};
+use crate::keys::{IdentityKey, IdentityKeyPair, PublicKey};
 use crate::prekey::{KemPreKeyRecord, PreKeyRecord, SignedPreKeyRecord};
 use crate::ratchet::record::SessionRecord;
 
@@ -48,8 +48,16 @@ pub trait SignedPreKeyStore {
 pub trait KemPreKeyStore {
     fn kem_prekey(&self, id: u32) -> Result<Option<KemPreKeyRecord>>;
     fn save_kem_prekey(&mut self, record: KemPreKeyRecord) -> Result<()>;
-    /// Forgets a KEM prekey (a one-time key used, or a last-resort key superseded).
+    /// Forgets a KEM prekey (a one-time key used, or a last-resort key superseded), with the
+    /// base keys recorded against it.
     fn remove_kem_prekey(&mut self, id: u32) -> Result<()>;
+    /// Whether a session was started on last-resort KEM prekey `id` with `base_key` (a first
+    /// message seen before: its replay, once that session is gone from the record, must not
+    /// start it again).
+    fn kem_prekey_used_with(&self, id: u32, base_key: &PublicKey) -> Result<bool>;
+    /// Records that a session was started on last-resort KEM prekey `id` with `base_key`. A store
+    /// keeps at least the newest [`crate::limits::MAX_LAST_RESORT_USES`] per key.
+    fn mark_kem_prekey_used(&mut self, id: u32, base_key: &PublicKey) -> Result<()>;
 }
 
 /// Session records, one per remote device.
@@ -89,6 +97,8 @@ pub struct InMemoryStore {
     prekeys: HashMap<u32, PreKeyRecord>,
     signed_prekeys: HashMap<u32, SignedPreKeyRecord>,
     kem_prekeys: HashMap<u32, KemPreKeyRecord>,
+    /// Base keys of the sessions started on each last-resort KEM prekey, oldest first.
+    kem_prekey_uses: HashMap<u32, VecDeque<PublicKey>>,
     sessions: HashMap<ProtocolAddress, SessionRecord>,
 }
 
@@ -102,6 +112,7 @@ impl InMemoryStore {
             prekeys: HashMap::new(),
             signed_prekeys: HashMap::new(),
             kem_prekeys: HashMap::new(),
+            kem_prekey_uses: HashMap::new(),
             sessions: HashMap::new(),
         }
     }
@@ -129,6 +140,11 @@ impl InMemoryStore {
     /// The KEM prekeys, for persisting the store.
     pub fn kem_prekeys(&self) -> impl Iterator<Item = &KemPreKeyRecord> {
         self.kem_prekeys.values()
+    }
+
+    /// The base keys recorded against last-resort KEM prekeys, for persisting the store.
+    pub fn kem_prekey_uses(&self) -> impl Iterator<Item = (u32, &PublicKey)> {
+        self.kem_prekey_uses.iter().flat_map(|(id, keys)| keys.iter().map(move |key| (*id, key)))
     }
 
     /// The session records, for persisting the store.
@@ -196,6 +212,18 @@ impl KemPreKeyStore for InMemoryStore {
     }
     fn remove_kem_prekey(&mut self, id: u32) -> Result<()> {
         self.kem_prekeys.remove(&id);
+        self.kem_prekey_uses.remove(&id);
+        Ok(())
+    }
+    fn kem_prekey_used_with(&self, id: u32, base_key: &PublicKey) -> Result<bool> {
+        Ok(self.kem_prekey_uses.get(&id).is_some_and(|keys| keys.contains(base_key)))
+    }
+    fn mark_kem_prekey_used(&mut self, id: u32, base_key: &PublicKey) -> Result<()> {
+        let keys = self.kem_prekey_uses.entry(id).or_default();
+        keys.push_back(*base_key);
+        while keys.len() > crate::limits::MAX_LAST_RESORT_USES {
+            keys.pop_front();
+        }
         Ok(())
     }
 }

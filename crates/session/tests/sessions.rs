@@ -516,3 +516,28 @@ fn kem_fields_are_held_to_their_suite() {
         assert_eq!(pair.b_receives(&first).unwrap(), b"hello");
     }
 }
+
+/// A first message on a last-resort KEM prekey (no one-time prekey: nothing else is used up) that
+/// comes again once its session has left the record is a replay, and starts nothing.
+#[test]
+fn a_replayed_first_message_on_a_last_resort_kem_prekey_is_refused() {
+    for suite in [Suite::SignalPqxdh, Suite::PqAes256Gcm] {
+        let mut rng = StdRng::seed_from_u64(44);
+        let mut alice = Device::new(1, 1, &mut rng);
+        let mut bob = Device::new(2, 1, &mut rng);
+        let bundle = bob.bundle_without_prekey(&Suite::ALL, &mut rng);
+        process_prekey_bundle(&mut alice.store, &bob_at(), &bundle, suite, &mut rng).unwrap();
+        let first = encrypt(&mut alice.store, &bob_at(), b"once").unwrap();
+        assert_eq!(decrypt(&mut bob.store, &alice_at(), &first, &mut rng).unwrap(), b"once");
+        // The session gone from bob's record (pushed out by newer ones, or deleted).
+        bob.store.store_session(&alice_at(), SessionRecord::default()).unwrap();
+        let before = bob.store.load_session(&alice_at()).unwrap().map(|r| r.serialize().to_vec());
+        assert_eq!(decrypt(&mut bob.store, &alice_at(), &first, &mut rng), Err(Error::ReplayedFirstMessage));
+        assert_eq!(bob.store.load_session(&alice_at()).unwrap().map(|r| r.serialize().to_vec()), before);
+        // A new session on the same last-resort key, with a new base key, is welcome.
+        let mut carol = Device::new(3, 1, &mut rng);
+        process_prekey_bundle(&mut carol.store, &bob_at(), &bundle, suite, &mut rng).unwrap();
+        let fresh = encrypt(&mut carol.store, &bob_at(), b"new").unwrap();
+        assert_eq!(decrypt(&mut bob.store, &ProtocolAddress::new("carol@c", 1), &fresh, &mut rng).unwrap(), b"new");
+    }
+}
