@@ -219,7 +219,7 @@ fn group_decrypt() {
     out.done();
 }
 
-fn session_scripts() -> Vec<(&'static str, session_model::Script)> {
+fn session_scripts() -> Vec<(String, session_model::Script)> {
     use S::*;
     let two = |actions: Vec<S>| session_model::Script { three_parties: false, actions };
     let three = |actions: Vec<S>| session_model::Script { three_parties: true, actions };
@@ -332,7 +332,7 @@ fn session_scripts() -> Vec<(&'static str, session_model::Script)> {
             Deliver { index: 0 },
             Deliver { index: 0 },
         ];
-        let name = |what: &str| -> &'static str { Box::leak(format!("{what}-{suite}").into_boxed_str()) };
+        let name = |what: &str| format!("{what}-{suite}");
         scripts.push((name("conversation"), two(conversation)));
         scripts.push((name("hostile"), two(hostile)));
         scripts.push((name("reordered"), two(reordered)));
@@ -345,7 +345,7 @@ fn session_scripts() -> Vec<(&'static str, session_model::Script)> {
     for position in 0..48 {
         tamper_all.push(S::Tamper { index: 0, position, xor: 0x01 });
     }
-    scripts.push(("tamper-every-byte-v3", two(tamper_all)));
+    scripts.push(("tamper-every-byte-v3".to_owned(), two(tamper_all)));
     scripts
 }
 
@@ -355,7 +355,7 @@ fn session_interaction() {
         let data = script.encode();
         assert_eq!(session_model::Script::decode(&data), script, "a script does not read back");
         session_model::run(&data);
-        out.write(name, &data);
+        out.write(&name, &data);
     }
     out.done();
 }
