@@ -174,6 +174,7 @@ impl Device {
             next_prekey_id: snapshot.next_prekey_id,
             // Configuration, not state: the driver sets it again (`set_suites`).
             suites: Suite::ALL.to_vec(),
+            stated_suites: crate::device::stated_suites(&Suite::ALL),
             #[cfg(switchboard_inject_bugs)]
             bugs: Default::default(),
         })

@@ -136,8 +136,10 @@ pub struct Device {
     /// admin's (a device driven without relays).
     pub(crate) changes_need_hub: bool,
     pub(crate) next_prekey_id: u32,
-    /// The suites this device offers in its bundles and accepts, best first.
+    /// The suites this device offers in its bundles and accepts, best first, and their names as
+    /// its first messages state them (encoded once).
     pub(crate) suites: Vec<Suite>,
+    pub(crate) stated_suites: Vec<u8>,
     #[cfg(switchboard_inject_bugs)]
     pub(crate) bugs: InjectedBugs,
 }
@@ -184,6 +186,7 @@ impl Device {
             changes_need_hub: false,
             next_prekey_id: 1,
             suites: Suite::ALL.to_vec(),
+            stated_suites: stated_suites(&Suite::ALL),
             #[cfg(switchboard_inject_bugs)]
             bugs: InjectedBugs::default(),
         }
@@ -437,7 +440,7 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Outgoing> {
-        let stated = stated_suites(&self.suites);
+        let stated = &self.stated_suites;
         // The recipient reads no payload over this (with the suites a first message states).
         if payload.len() + stated.len() > limits::MAX_PAYLOAD_LEN {
             return Err(ClientError::InvalidPayload("a payload over the limit its recipient reads"));
@@ -457,7 +460,7 @@ impl Device {
             // A PreKeySignalMessage: state our suites, for the responder's downgrade check. A
             // repeated field appended to an encoded message is that message with the field set.
             let mut first = payload.to_vec();
-            first.extend_from_slice(&stated);
+            first.extend_from_slice(stated);
             session::encrypt(&mut self.store, to, &first)?
         } else {
             session::encrypt(&mut self.store, to, payload)?
@@ -467,7 +470,7 @@ impl Device {
 }
 
 /// The `suites` field of a [`PairwisePayload`]: every suite this device accepts, best first.
-fn stated_suites(suites: &[Suite]) -> Vec<u8> {
+pub(crate) fn stated_suites(suites: &[Suite]) -> Vec<u8> {
     let suites = suites.iter().map(|suite| suite.name().to_owned()).collect();
     PairwisePayload { body: None, suites }.encode_to_vec()
 }

@@ -39,6 +39,7 @@ impl Device {
     pub fn set_suites(&mut self, suites: &[Suite]) {
         if !suites.is_empty() {
             self.suites = Suite::ALL.into_iter().filter(|suite| suites.contains(suite)).collect();
+            self.stated_suites = super::stated_suites(&self.suites);
         }
     }
 
