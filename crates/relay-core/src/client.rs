@@ -83,9 +83,12 @@ impl RelayCore {
         if self.state.accounts.contains_key(&device) {
             return Err((ErrorCode::AlreadyRegistered, "that device is registered"));
         }
-        let user_exists = self.state.accounts.range(super::devices_of(&device.0)).next().is_some();
-        if user_exists && authenticated.is_none_or(|(user, _)| *user != device.0) {
+        let devices = self.state.accounts.range(super::devices_of(&device.0)).count();
+        if devices > 0 && authenticated.is_none_or(|(user, _)| *user != device.0) {
             return Err((ErrorCode::Unauthenticated, "a further device registers from an authenticated device of its user"));
+        }
+        if devices >= switchboard_wire::limits::MAX_DEVICES_PER_USER {
+            return Err((ErrorCode::TooLarge, "a user has at most 64 devices"));
         }
         if self.state.accounts.len() >= MAX_ACCOUNTS {
             return Err((ErrorCode::Unavailable, "this relay takes no more accounts"));

@@ -415,6 +415,20 @@ fn no_one_can_add_a_device_to_someone_elses_account() {
 }
 
 #[test]
+fn a_user_has_at_most_max_devices_per_user_devices() {
+    // Past it, one bundle answer would outgrow a frame (64 post-quantum bundles are ~230 KiB).
+    let mut net = Net::with_rate_limits(RateLimits { registrations_per_connection: u32::MAX, registrations_per_source: u32::MAX, ..RateLimits::default() });
+    let (green, alice, _) = net.device("alice@green");
+    let max = switchboard_wire::limits::MAX_DEVICES_PER_USER as u32;
+    for device_id in 2..=max {
+        let answer = net.request(&green, alice, 10 + u64::from(device_id), Body::Register(Register { user: "alice@green".into(), device_id }));
+        assert!(matches!(answer.body, Some(server_frame::Body::Registered(_))), "device {device_id}: {answer:?}");
+    }
+    let one_more = Register { user: "alice@green".into(), device_id: max + 1 };
+    assert_eq!(code(&net.request(&green, alice, 9, Body::Register(one_more))), Some(ErrorCode::TooLarge));
+}
+
+#[test]
 fn only_the_app_asked_can_answer_and_only_about_what_was_asked() {
     let mut net = Net::new();
     let (green, alice, _) = net.device("alice@green");

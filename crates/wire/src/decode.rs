@@ -10,6 +10,9 @@ pub mod limits {
     /// A prekey bundle: its classical keys, a Kyber-1024 and an ML-KEM-1024 prekey (1,569 bytes
     /// each and their signatures), and the signed suite list.
     pub const MAX_BUNDLE_LEN: usize = 8 * 1024;
+    /// Devices one user may have (its relay registers no more; a client reads no more from a
+    /// bundle answer): 64 post-quantum bundles of ~3.6 KiB keep an answer well within a frame.
+    pub const MAX_DEVICES_PER_USER: usize = 64;
     /// A stored KEM prekey record: id, seed (65 bytes), signature, timestamp, flag.
     pub const MAX_KEM_PREKEY_RECORD_LEN: usize = 256;
     /// A pairwise payload: a group control message with up to a few thousand members, or an

@@ -12,7 +12,7 @@ use crate::device::{Change, PendingSend};
 use crate::error::ClientError;
 
 /// Devices of one user taken from one bundle answer.
-pub const MAX_DEVICES_PER_USER: usize = 64;
+pub const MAX_DEVICES_PER_USER: usize = switchboard_wire::limits::MAX_DEVICES_PER_USER;
 
 /// Work waiting for bundles of some users.
 #[derive(Debug)]
