@@ -72,12 +72,18 @@ impl Suite {
     }
 
     /// The suite whose messages start with `byte`.
+    ///
+    /// libsignal's formats keep the message version in the high nibble and read nothing from
+    /// the low one, where a sender puts the highest version it knows: libsignal-c writes `0x33`,
+    /// libsignal `0x34` for a version 3 message since it learned PQXDH. Both are read here as
+    /// those libraries read them (found by the `differential_session` fuzz target); what
+    /// Switchboard writes is [`Suite::version_byte`].
     pub fn from_version_byte(byte: u8) -> Result<Suite, Error> {
         match byte {
-            0x33 => Ok(Suite::SignalV3),
-            0x44 => Ok(Suite::SignalPqxdh),
             0xa1 => Ok(Suite::Aes256Gcm),
             0xa2 => Ok(Suite::PqAes256Gcm),
+            _ if byte >> 4 == 3 => Ok(Suite::SignalV3),
+            _ if byte >> 4 == 4 => Ok(Suite::SignalPqxdh),
             other => Err(Error::InvalidVersion(other)),
         }
     }
