@@ -364,6 +364,46 @@ fn bytes_of_one_suite_are_never_accepted_as_the_other() {
 }
 
 #[test]
+fn a_version_byte_is_read_from_its_high_nibble_as_libsignal_reads_it() {
+    // libsignal writes 0x34 for a version 3 message (the low nibble is the highest version the
+    // sender knows); libsignal-c writes 0x33 and reads only the high nibble. The outer byte of a
+    // first message is not authenticated in libsignal's format, so a first message relabelled
+    // 0x34 (or 0x3f) must read exactly as the original; an unknown high nibble is refused.
+    for low in [0x4, 0xf] {
+        let mut pair = Pair::new(Suite::SignalV3, 17);
+        let first = pair.a_to_b(b"hello");
+        assert_eq!(first.kind(), MessageKind::PreKey);
+        let mut relabelled = first.serialize().to_vec();
+        relabelled[0] = 0x30 | low;
+        let parsed = CiphertextMessage::parse(MessageKind::PreKey, &relabelled).unwrap();
+        let CiphertextMessage::PreKey(inner) = &parsed else { panic!("a first message") };
+        assert_eq!(inner.suite(), Suite::SignalV3);
+        assert_eq!(pair.b_receives(&parsed).unwrap(), b"hello");
+    }
+    let mut pair = Pair::new(Suite::SignalV3, 17);
+    let mut unknown = pair.a_to_b(b"hello").serialize().to_vec();
+    for byte in [0x23, 0x53, 0xa3, 0x00] {
+        unknown[0] = byte;
+        assert!(matches!(CiphertextMessage::parse(MessageKind::PreKey, &unknown), Err(Error::InvalidVersion(b)) if b == byte));
+    }
+}
+
+#[test]
+fn a_message_read_under_an_archived_session_is_a_duplicate_when_it_comes_again() {
+    // Found by the differential_session fuzz target: libsignal-c (and libsignal) stop at the
+    // session that has read the message and say "duplicate"; an application drops that quietly,
+    // where "invalid" may make it reset the session.
+    let mut pair = Pair::established(Suite::SignalV3, 18);
+    let message = pair.a_to_b(b"read once");
+    assert_eq!(pair.b_receives(&message).unwrap(), b"read once");
+    let bundle = pair.alice.bundle(&Suite::ALL, &mut pair.rng);
+    process_prekey_bundle(&mut pair.bob.store, &alice_at(), &bundle, Suite::SignalV3, &mut pair.rng).unwrap();
+    let before = pair.bob_record();
+    assert!(matches!(pair.b_receives(&message), Err(Error::Duplicate { counter: _ })));
+    assert_eq!(pair.bob_record(), before);
+}
+
+#[test]
 fn a_new_session_archives_the_old_one_which_still_decrypts() {
     let mut pair = Pair::established(Suite::SignalV3, 16);
     let in_flight = pair.a_to_b(b"sent under the old session");

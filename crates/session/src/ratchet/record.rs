@@ -64,12 +64,16 @@ impl SessionRecord {
     }
 
     /// Plans decryption with the current session, then with each archived one; the first that
-    /// succeeds is returned with its position (0 = current). Nothing changes.
+    /// succeeds is returned with its position (0 = current). A session that has already read the
+    /// message ends the search with [`Error::Duplicate`], as in libsignal and libsignal-c (an
+    /// application drops a duplicate quietly, where another failure may make it reset the
+    /// session). Otherwise the current session's error is returned. Nothing changes.
     pub(crate) fn plan_decrypt(&self, message: &SignalMessage, prekey_header: &[u8]) -> Result<(usize, DecryptPlan)> {
         let mut first_error = None;
         for (position, state) in self.states().enumerate() {
             match state.plan_decrypt(message, prekey_header) {
                 Ok(plan) => return Ok((position, plan)),
+                Err(error @ Error::Duplicate { .. }) => return Err(error),
                 Err(error) => {
                     first_error.get_or_insert(error);
                 }
