@@ -3,6 +3,8 @@
 //! write seed inputs. Each target in `fuzz_targets/` is a thin wrapper around one `run` function
 //! here, so the seed generator can also run every seed it writes and prove that it passes.
 
+pub mod differential_group;
+pub mod differential_session;
 pub mod fixtures;
 pub mod group_model;
 pub mod membership_model;

@@ -26,6 +26,9 @@ pub const LOG_ENV: &str = "SWITCHBOARD_C_LOG";
 /// What the provider callbacks reach through `user_data`.
 struct ProviderState {
     rng: RefCell<StdRng>,
+    /// When set, every draw yields these bytes instead (repeated to the length asked, from the
+    /// first byte), however many draws C makes.
+    repeat: RefCell<Option<[u8; 32]>>,
 }
 
 /// A `signal_context` with the Rust crypto provider installed. Owns the provider's state, which
@@ -42,6 +45,7 @@ impl Context {
     pub(crate) fn new(seed: u64) -> Result<Context, Error> {
         let state = Box::into_raw(Box::new(ProviderState {
             rng: RefCell::new(StdRng::seed_from_u64(seed)),
+            repeat: RefCell::new(None),
         }));
         // From here on `ctx` owns `state` (and `raw` once created) and frees them on any exit.
         let mut ctx = Context {
@@ -82,6 +86,23 @@ impl Context {
 
     pub(crate) fn as_ptr(&self) -> *mut sys::signal_context {
         self.raw
+    }
+
+    /// Restarts the provider's randomness from `seed`, as if the context had been made with it.
+    pub(crate) fn reseed(&self, seed: u64) {
+        // SAFETY: `state` is owned by this context and lives as long as it; no C call is running
+        // (we hold `&self` on a !Sync type outside any callback).
+        let state = unsafe { &*self.state };
+        *state.rng.borrow_mut() = StdRng::seed_from_u64(seed);
+        *state.repeat.borrow_mut() = None;
+    }
+
+    /// Makes every later draw yield `block` (cut or repeated to the length asked), until
+    /// [`Context::reseed`].
+    pub(crate) fn repeat_randomness(&self, block: [u8; 32]) {
+        // SAFETY: as in `reseed`.
+        let state = unsafe { &*self.state };
+        *state.repeat.borrow_mut() = Some(block);
     }
 }
 
@@ -151,7 +172,11 @@ unsafe extern "C" fn random_func(data: *mut u8, len: usize, user_data: *mut c_vo
         };
         if len > 0 {
             // SAFETY: C passes a writable buffer of `len` bytes.
-            rng.fill_bytes(unsafe { std::slice::from_raw_parts_mut(data, len) });
+            let out = unsafe { std::slice::from_raw_parts_mut(data, len) };
+            match *state.repeat.borrow() {
+                Some(block) => out.iter_mut().zip(block.iter().cycle()).for_each(|(byte, from)| *byte = *from),
+                None => rng.fill_bytes(out),
+            }
         }
         0
     })

@@ -199,6 +199,18 @@ impl Party {
         })
     }
 
+    /// The serialized sender key record (libsignal's `SenderKeyRecordStructure`) the store holds
+    /// for `sender` in `group` — `None` as the sender means this party's own sender key.
+    pub fn sender_key_record(&self, group: &str, sender: Option<(&str, u32)>) -> Option<Vec<u8>> {
+        let key = match sender {
+            None => self.own_sender_key_key(group).ok()?,
+            Some((name, device_id)) => {
+                (group.as_bytes().to_vec(), name.as_bytes().to_vec(), device_id_to_c(device_id).ok()?)
+            }
+        };
+        self.store.get().borrow().sender_key(&key).cloned()
+    }
+
     /// Whether the stored record for `key` has a state with `key_id`.
     fn knows_sender_key_id(&self, key: &SenderKeyKey, key_id: u32) -> bool {
         let Some(record) = self.store.get().borrow().sender_key(key).cloned() else {

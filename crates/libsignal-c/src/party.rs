@@ -228,6 +228,24 @@ impl Party {
         })
     }
 
+    /// Restarts this party's randomness from `seed`: every random choice the C library makes
+    /// from here on (ratchet keys, base keys, sender keys, signature nonces) comes from an RNG
+    /// seeded with it. With the same seed, a Switchboard device drawing from `StdRng` makes the
+    /// same choices wherever both draw the same bytes in the same order — what the differential
+    /// fuzz targets rely on.
+    pub fn reseed(&mut self, seed: u64) {
+        self.ctx.reseed(seed);
+    }
+
+    /// Makes every random draw from here on yield `block` (cut or repeated to the length asked,
+    /// always from its first byte) until the next [`Party::reseed`]: however many keys the C
+    /// library draws, they are all the same one. Where it draws a key per session it tries
+    /// before the one that decrypts (a fresh ratchet key each time), the one it keeps is then
+    /// the key an implementation that draws once would have.
+    pub fn repeat_randomness(&mut self, block: [u8; 32]) {
+        self.ctx.repeat_randomness(block);
+    }
+
     /// The registration id given to [`Party::new`].
     pub fn registration_id(&self) -> u32 {
         self.registration_id

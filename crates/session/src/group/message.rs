@@ -191,6 +191,11 @@ impl SenderKeyDistributionMessage {
         self.suite
     }
 
+    /// The public key the sender signs its group messages with under this sender key.
+    pub fn signing_key(&self) -> &PublicKey {
+        &self.signing_key
+    }
+
     /// The exact bytes to send (over a pairwise session: they carry a chain key).
     pub fn serialize(&self) -> &[u8] {
         &self.serialized

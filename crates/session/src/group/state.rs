@@ -97,10 +97,13 @@ enum GroupUpdate {
 impl SenderKeyState {
     /// Our own new sender key.
     pub(crate) fn generate<R: rand_core::CryptoRng + ?Sized>(suite: Suite, rng: &mut R) -> Self {
+        // Drawn as libsignal-c draws them (key id as 4 bytes cut to 31 bits, chain seed, signing
+        // key), so that the same random bytes give the same sender key in both.
+        let mut key_id = [0u8; 4];
+        rng.fill_bytes(&mut key_id);
+        let key_id = u32::from_le_bytes(key_id) & 0x7fff_ffff;
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        // libsignal draws key ids from 31 bits.
-        let key_id = rng.next_u32() & 0x7fff_ffff;
         let pair = KeyPair::generate(rng);
         SenderKeyState {
             suite,
