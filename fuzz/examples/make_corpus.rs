@@ -62,6 +62,131 @@ fn main() {
     session_interaction();
     group_interaction();
     peer_request();
+    differential_session();
+    differential_group();
+    endpoint();
+}
+
+fn differential_session() {
+    use switchboard_fuzz::differential_session::{self as model, Action::*};
+    let conversation = |from: u8| {
+        let mut actions = vec![Start { from, one_time: true }];
+        for turn in 0..6u8 {
+            let speaker = (from + turn) & 1;
+            actions.extend([Send { from: speaker, len: turn * 20 }, Send { from: speaker, len: 3 }, Deliver { index: 1 }, Deliver { index: 0 }]);
+        }
+        actions
+    };
+    let mut scripts: Vec<(&str, Vec<model::Action>)> = vec![("conversation-alice-starts", conversation(0)), ("conversation-bob-starts", conversation(1))];
+    let mut out_of_order = conversation(0);
+    out_of_order.extend((0..8).map(|n| Send { from: n & 1, len: n }));
+    out_of_order.extend([Deliver { index: 5 }, Deliver { index: 2 }, Replay { index: 0 }, Deliver { index: 3 }, Drop { index: 0 }]);
+    scripts.push(("out-of-order-replay-drop", out_of_order));
+    let mut resets = conversation(0);
+    resets.extend([Send { from: 0, len: 9 }, Start { from: 1, one_time: false }, Send { from: 1, len: 4 }, Start { from: 0, one_time: true }]);
+    resets.extend([Send { from: 0, len: 1 }, Deliver { index: 2 }, Deliver { index: 0 }, Deliver { index: 0 }, Replay { index: 3 }]);
+    scripts.push(("session-resets", resets));
+    let mut tampered = vec![Start { from: 0, one_time: true }, Send { from: 0, len: 40 }];
+    tampered.extend((0..180u16).map(|position| Tamper { index: 0, position, xor: 0x01 }));
+    tampered.extend([Truncate { index: 0, len: 60 }, WrongKind { index: 0 }, Deliver { index: 0 }, Send { from: 1, len: 40 }]);
+    tampered.extend((0..120u16).map(|position| Tamper { index: 0, position, xor: 0x80 }));
+    scripts.push(("tamper-every-byte", tampered));
+    // Found by the target: a version byte's low nibble (libsignal writes 0x34 for version 3).
+    scripts.push(("version-low-nibble", vec![Start { from: 0, one_time: true }, Send { from: 0, len: 5 }, Tamper { index: 0, position: 0, xor: 0x07 }]));
+    // Found by the target: a message read under a session since archived comes again.
+    scripts.push((
+        "archived-session-duplicate",
+        vec![Start { from: 0, one_time: true }, Send { from: 0, len: 5 }, Deliver { index: 0 }, Start { from: 1, one_time: true }, Replay { index: 0 }],
+    ));
+    // Known difference: a first message whose base key changed in transit.
+    scripts.push((
+        "forged-base-key",
+        vec![Start { from: 0, one_time: false }, Send { from: 0, len: 5 }, Send { from: 0, len: 6 }, Deliver { index: 0 }, Tamper { index: 0, position: 6, xor: 0x01 }],
+    ));
+    let mut out = Out::new("differential_session");
+    for (name, actions) in scripts {
+        let data = model::encode(&actions);
+        assert_eq!(model::decode(&data), actions, "a script does not read back");
+        model::run(&data);
+        out.write(name, &data);
+    }
+    out.done();
+}
+
+fn differential_group() {
+    use switchboard_fuzz::differential_group::{self as model, Action::*};
+    let everyone = |rotate: bool| {
+        let mut actions = Vec::new();
+        for sender in 0..3u8 {
+            actions.push(if rotate { Rotate { sender } } else { Distribute { sender } });
+        }
+        for index in 0..3u8 {
+            actions.extend([Process { index, to: index + 1 }, Process { index, to: index + 2 }]);
+        }
+        actions
+    };
+    let mut basic = everyone(false);
+    for sender in 0..3u8 {
+        basic.extend([Send { sender, len: 10 * sender }, Deliver { index: sender, to: sender + 1 }, Deliver { index: sender, to: sender + 2 }]);
+    }
+    let mut out_of_order = everyone(false);
+    out_of_order.extend((0..6).map(|n| Send { sender: 0, len: n }));
+    out_of_order.extend([Deliver { index: 4, to: 1 }, Deliver { index: 1, to: 1 }, Deliver { index: 1, to: 1 }, Deliver { index: 5, to: 2 }]);
+    out_of_order.extend([Tamper { index: 0, to: 1, position: 3, xor: 1 }, Truncate { index: 2, to: 2, len: 20 }]);
+    let mut rotation = everyone(false);
+    rotation.extend([Send { sender: 0, len: 4 }, Rotate { sender: 0 }, Send { sender: 0, len: 5 }, Deliver { index: 1, to: 1 }]);
+    rotation.extend([Process { index: 3, to: 1 }, Deliver { index: 1, to: 1 }, Deliver { index: 0, to: 1 }]);
+    // A distribution processed again (a known difference: libsignal-c winds the key back).
+    let mut again = everyone(false);
+    again.extend([Send { sender: 0, len: 1 }, Deliver { index: 0, to: 1 }, Process { index: 0, to: 1 }, Deliver { index: 0, to: 1 }]);
+    // Six rotations push the first keys out; their distributions come back (a known difference).
+    let mut retired = everyone(false);
+    for _ in 0..6 {
+        retired.extend([Rotate { sender: 0 }, Process { index: 255, to: 1 }]);
+    }
+    retired.extend([Send { sender: 0, len: 2 }, Process { index: 0, to: 1 }, Deliver { index: 0, to: 1 }]);
+    let scripts = [("everyone-reads", basic), ("out-of-order-tampered", out_of_order), ("rotation", rotation), ("held-distribution-again", again), ("retired-distribution", retired)];
+    let mut out = Out::new("differential_group");
+    for (name, actions) in scripts {
+        let data = model::encode(&actions);
+        assert_eq!(model::decode(&data), actions, "a script does not read back");
+        model::run(&data);
+        out.write(name, &data);
+    }
+    out.done();
+}
+
+fn endpoint() {
+    use switchboard_fuzz::endpoint_model::{self as model, Action::*};
+    let chat = vec![Send { from: 0, to: 1, len: 10 }, Settle, Send { from: 1, to: 0, len: 20 }, Send { from: 2, to: 1, len: 3 }, Advance { tenths: 20 }];
+    let mut crash_held = chat.clone();
+    crash_held.extend([HoldPersistence { device: 1, on: true }, Send { from: 0, to: 1, len: 5 }, Advance { tenths: 10 }, Crash { device: 1 }]);
+    crash_held.extend([Connect { device: 1 }, Advance { tenths: 20 }, HoldPersistence { device: 0, on: true }, Send { from: 0, to: 2, len: 1 }]);
+    crash_held.extend([Settle, Crash { device: 0 }, Connect { device: 0 }, Advance { tenths: 30 }]);
+    let mut reordered = chat.clone();
+    reordered.extend([HoldFrames { device: 1, on: true, reversed: false }, Send { from: 0, to: 1, len: 1 }, Send { from: 2, to: 1, len: 2 }]);
+    reordered.extend([SendGroup { from: 0, len: 7 }, Settle, HoldFrames { device: 1, on: false, reversed: true }, Advance { tenths: 20 }]);
+    let mut redelivered = chat.clone();
+    redelivered.extend([Redeliver { device: 1, index: 0 }, Redeliver { device: 0, index: 0 }, Disconnect { device: 1 }, Send { from: 0, to: 1, len: 9 }]);
+    redelivered.extend([Connect { device: 1 }, Redeliver { device: 1, index: 1 }, Advance { tenths: 20 }]);
+    let mut membership = chat.clone();
+    membership.extend([SendGroup { from: 1, len: 3 }, Membership { add: false }, Settle, SendGroup { from: 0, len: 4 }, Advance { tenths: 10 }]);
+    membership.extend([Membership { add: true }, Settle, SendGroup { from: 2, len: 5 }, Advance { tenths: 20 }]);
+    let mut partition = chat.clone();
+    partition.extend([Link { up: false }, Send { from: 0, to: 1, len: 2 }, SendGroup { from: 1, len: 2 }, Advance { tenths: 30 }]);
+    partition.extend([Disconnect { device: 2 }, Link { up: true }, Advance { tenths: 30 }, Connect { device: 2 }, Advance { tenths: 10 }]);
+    let mut garbage = chat.clone();
+    garbage.extend([Inject { device: 1, bytes: vec![0x32, 0x03, 0x0a, 0x01, 0x00] }, Inject { device: 0, bytes: vec![0xff; 40] }, Advance { tenths: 5 }]);
+    let scripts =
+        [("chat", chat), ("crash-with-writes-held", crash_held), ("frames-reordered", reordered), ("redelivered", redelivered), ("membership", membership), ("partition", partition), ("garbage-frames", garbage)];
+    let mut out = Out::new("endpoint");
+    for (name, actions) in scripts {
+        let data = model::encode(&actions);
+        assert_eq!(model::decode(&data), actions, "a script does not read back");
+        model::run(&data);
+        out.write(name, &data);
+    }
+    out.done();
 }
 
 fn decode_wire() {

@@ -12,8 +12,9 @@
 //!
 //! Where the two legitimately differ, the difference is named in [`Divergence::is_known`] and only
 //! Switchboard's side of it is checked: a first message whose base key was changed in transit,
-//! which libsignal-c reads with the session it already has after building (and keeping) a
-//! session from the forged key, and Switchboard refuses without changing anything.
+//! which libsignal-c reads (or calls a duplicate) with the session it already has after building
+//! (and keeping) a session from the forged key, and Switchboard refuses without changing
+//! anything.
 //!
 //! Randomness: before each step both twins restart their RNGs from the same seed (the step's
 //! number), so the twins draw equal bytes as long as they draw them in the same order — which the
@@ -197,14 +198,14 @@ impl Divergence<'_> {
         };
         (changed_in_transit
             && self.rust.is_err()
-            && self.c.is_ok()
+            && matches!(self.c, Ok(_) | Err(Failure::Duplicate))
             && received.base_key() != sent.base_key()
             && received.message().serialize() == sent.message().serialize())
         .then_some(
             "a first message whose base key was changed in transit: libsignal-c builds a session from the forged key, \
-             fails with it, reads the untouched inner message with the session it already had, and keeps the forged \
-             session among its archived ones (so a network attacker can push real ones out); Switchboard refuses it \
-             and changes nothing",
+             fails with it, reads the untouched inner message with the session it already had (or calls it a duplicate \
+             there), and keeps the forged session among its archived ones (so a network attacker can push real ones \
+             out); Switchboard refuses it and changes nothing",
         )
     }
 }
@@ -521,7 +522,7 @@ impl World {
             // it was, so that the twins go on agreeing.
             let ours_after = twin.rust.session(&address(from)).map(|record| record.serialize().to_vec());
             assert!(ours_after == records_before.0, "step {step}: {why}, but Switchboard's record changed");
-            let c_before = records_before.1.expect("the C twin decrypted, so it had a session");
+            let c_before = records_before.1.expect("the C twin read it with a session it had");
             twin.c.set_session_record(NAMES[from], DEVICE_ID, &c_before).expect("a record the C twin wrote");
         }
         if delivery == Delivery::Genuine

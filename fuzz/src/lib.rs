@@ -5,6 +5,7 @@
 
 pub mod differential_group;
 pub mod differential_session;
+pub mod endpoint_model;
 pub mod fixtures;
 pub mod group_model;
 pub mod membership_model;

@@ -7,7 +7,8 @@
 //! a device between processing and persisting), commits each relay's batches to its durable
 //! state, and fires timers as the virtual clock reaches them. Between relays every pair of apps
 //! is linked; links can be cut and restored. Frames to a device can be held and released in any
-//! order, to make one overtake another.
+//! order, to make one overtake another. It checks, for every durable device, that no envelope
+//! shown as a message is acknowledged before the device has written that it read it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -21,12 +22,15 @@ use switchboard_relay_core::state::StoredState;
 use switchboard_relay_core::storage::{MemoryStore, Store};
 use switchboard_session::ProtocolAddress;
 use switchboard_wire::Message;
-use switchboard_wire::switchboard::{ClientFrame, DeviceSnapshot, ServerFrame, client_frame};
+use switchboard_wire::switchboard::{ClientFrame, DeviceSnapshot, ServerFrame, client_frame, server_frame};
 
 /// Steps [`Harness::settle`] takes at most before it gives up (a livelock is a bug).
 pub const MAX_STEPS: usize = 1_000_000;
 /// How often relays retry what other apps refused for now.
 pub const RELAY_TICK: Duration = Duration::from_secs(1);
+
+/// Delivery frames kept per device for handing over again ([`DeviceNode::recent_deliveries`]).
+pub const RECENT_DELIVERIES: usize = 32;
 
 /// A device's index in the harness.
 pub type DeviceId = usize;
@@ -93,6 +97,43 @@ pub struct DeviceNode {
     pub sent: Vec<&'static str>,
     /// Every frame the endpoint wrote, decoded.
     pub frames: Vec<ClientFrame>,
+    /// The last [`RECENT_DELIVERIES`] delivery frames handed to the endpoint, as bytes: what a
+    /// relay might hand over again.
+    pub recent_deliveries: VecDeque<Vec<u8>>,
+    /// Envelope id → its dedupe key, for every envelope the endpoint showed as a message: a
+    /// durable device must have that key on its disk before it acknowledges the envelope.
+    shown: BTreeMap<[u8; 16], SeenKey>,
+}
+
+impl DeviceNode {
+    /// Hands `bytes` to the endpoint, noting the envelope it carries.
+    fn hand(&mut self, now: Duration, bytes: &[u8], rng: &mut StdRng) {
+        if let Ok(ServerFrame { body: Some(server_frame::Body::Deliver(_)), .. }) = switchboard_wire::decode(bytes, usize::MAX) {
+            if self.recent_deliveries.len() == RECENT_DELIVERIES {
+                self.recent_deliveries.pop_front();
+            }
+            self.recent_deliveries.push_back(bytes.to_vec());
+        }
+        self.endpoint.handle_frame(now, bytes, rng);
+    }
+
+    /// Checks that an acknowledgement `frame` names no envelope this durable device showed as a
+    /// message without having its dedupe key on disk: a crash after the acknowledgement would
+    /// lose the message, or show it again.
+    fn check_acknowledgement(&self, frame: &ClientFrame) {
+        let (Some(client_frame::Body::Acknowledge(ack)), Some(disk)) = (&frame.body, &self.disk) else { return };
+        for envelope in &ack.envelopes {
+            let Ok(id) = <[u8; 16]>::try_from(envelope.id.as_ref()) else { continue };
+            if let Some(key) = self.shown.get(&id) {
+                assert!(
+                    disk.seen.contains_key(&key.to_bytes()),
+                    "{} acknowledged envelope {} before persisting that it had read it",
+                    self.endpoint.address(),
+                    id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                );
+            }
+        }
+    }
 }
 
 struct RelayNode {
@@ -216,6 +257,8 @@ impl Harness {
             events: Vec::new(),
             sent: Vec::new(),
             frames: Vec::new(),
+            recent_deliveries: VecDeque::new(),
+            shown: BTreeMap::new(),
         });
         let id = self.devices.len() - 1;
         self.pump(id);
@@ -274,8 +317,7 @@ impl Harness {
         for index in order {
             let bytes = held[index].clone();
             let now = self.now;
-            let node = &mut self.devices[d];
-            node.endpoint.handle_frame(now, &bytes, &mut self.rng);
+            self.devices[d].hand(now, &bytes, &mut self.rng);
             self.pump(d);
         }
     }
@@ -291,17 +333,22 @@ impl Harness {
                 node.endpoint.persisted(persist.generation);
             }
         }
+        // Events before frames, so that an acknowledgement is checked against what was shown.
+        while let Some(event) = node.endpoint.poll_event() {
+            if let Event::Message { from, envelope, .. } = &event {
+                node.shown.insert(*envelope, SeenKey::of(from, envelope));
+            }
+            node.events.push(event);
+        }
         while let Some(transmit) = node.endpoint.poll_transmit() {
             node.sent.push(transmit.what);
             if let Ok(frame) = switchboard_wire::decode::<ClientFrame>(&transmit.bytes, usize::MAX) {
+                node.check_acknowledgement(&frame);
                 node.frames.push(frame);
             }
             if let Some(conn) = node.conn {
                 self.queue.push_back(Step::ToRelay { app: node.app.clone(), conn, bytes: transmit.bytes });
             }
-        }
-        while let Some(event) = node.endpoint.poll_event() {
-            node.events.push(event);
         }
     }
 
@@ -326,7 +373,7 @@ impl Harness {
                         continue;
                     }
                     let now = self.now;
-                    self.devices[d].endpoint.handle_frame(now, &bytes, &mut self.rng);
+                    self.devices[d].hand(now, &bytes, &mut self.rng);
                     self.pump(d);
                 }
                 Step::Relay { app, actions } => self.actions(&app, actions),
@@ -443,8 +490,13 @@ impl Harness {
 
     /// A frame straight to device `d`, as if its relay had sent it.
     pub fn inject_frame(&mut self, d: DeviceId, frame: &ServerFrame) {
+        self.inject_bytes(d, &frame.encode_to_vec());
+    }
+
+    /// Bytes straight to device `d`, as if its relay had sent them (whatever they are).
+    pub fn inject_bytes(&mut self, d: DeviceId, bytes: &[u8]) {
         let now = self.now;
-        self.devices[d].endpoint.handle_frame(now, &frame.encode_to_vec(), &mut self.rng);
+        self.devices[d].hand(now, bytes, &mut self.rng);
         self.pump(d);
     }
 }
