@@ -591,3 +591,17 @@ fn a_low_prekey_report_that_comes_during_another_upload_is_acted_on_after_it() {
     assert!(later.iter().all(Option::is_some), "{later:?}");
     assert!(h.devices[bob].endpoint.stats().replenishments >= 1);
 }
+
+#[test]
+fn a_message_to_ones_own_user_goes_to_the_other_devices_only() {
+    // Found by the endpoint fuzz target: a device that wrote to its own user address sealed the
+    // message to itself too, in a session with itself that could not read it ("refused").
+    let mut h = Harness::new(&["green"], 9);
+    let alice = online(&mut h, "alice@green", true);
+    h.with(alice, |e, now, rng| e.send(now, "alice@green", b"note to self".to_vec(), rng).unwrap());
+    h.advance(Duration::from_secs(2));
+    let events = h.take_events(alice);
+    assert!(events.iter().all(|event| !matches!(event, Event::Refused { .. } | Event::Message { .. } | Event::SendDropped { .. })), "{events:?}");
+    assert!(!h.devices[alice].sent.contains(&"send"), "nothing to send: she has no other device");
+    assert!(h.devices[alice].endpoint.is_idle());
+}

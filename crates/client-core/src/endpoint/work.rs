@@ -207,9 +207,15 @@ impl Endpoint {
     fn run(&mut self, work: Work, rng: &mut (impl CryptoRng + ?Sized)) {
         match work {
             Work::Direct { to, content } => {
-                let devices = self.devices_of.get(&to).cloned().unwrap_or_default();
+                let mut devices = self.devices_of.get(&to).cloned().unwrap_or_default();
+                // To its own user, a device writes to its other devices only: a session with
+                // itself would read nothing (found by the endpoint fuzz target).
+                let me = self.device.address().clone();
+                devices.retain(|device| *device != me);
                 if devices.is_empty() {
-                    self.drop_send(DropReason::CouldNotSeal(ClientError::NoBundle(ProtocolAddress::new(to, 1))));
+                    if to != me.name() {
+                        self.drop_send(DropReason::CouldNotSeal(ClientError::NoBundle(ProtocolAddress::new(to, 1))));
+                    }
                     return;
                 }
                 for device in devices {
