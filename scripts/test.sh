@@ -2,8 +2,9 @@
 # Runs every test of the project on a fresh Debian machine with Rust: installs what is missing
 # (cmake, which builds Signal's reference C library), checks that the cores link no I/O and that
 # the product holds no bug switch, then the whole workspace's tests, the simulator's test of a
-# deliberate client bug (in a build of its own), the fuzz targets' build, and a short replay of
-# each fuzz target.
+# deliberate client bug (in a build of its own), the fuzz targets' build, a short replay of each
+# fuzz target, and the differential fuzz target finding a deliberate divergence from libsignal-c
+# (in a build of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,7 +48,8 @@ fuzz_run() { # log name, then the command; prints libFuzzer's last line, or the 
     fi
     grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1
 }
-for target in decode_wire session_decrypt group_decrypt session_interaction group_interaction group_control peer_request relay_frames scenario_file; do
+for target in decode_wire session_decrypt group_decrypt session_interaction group_interaction group_control peer_request relay_frames scenario_file \
+    differential_session differential_group endpoint; do
     binary=./fuzz/target/debug/"$target"
     dict=()
     case "$target" in
@@ -61,3 +63,23 @@ for target in decode_wire session_decrypt group_decrypt session_interaction grou
     fuzz_run "$target-run" "$binary" -max_total_time=10 -seed=1 -artifact_prefix=fuzz/artifacts/"$target"/ \
         "${dict[@]}" "$fuzz_scratch/$target" fuzz/corpus/"$target"
 done
+
+echo "==> differential_session finds a deliberate divergence from libsignal-c (a MAC check that skips its"
+echo "    last byte, only under --cfg switchboard_inject_divergence, in a build of its own), from no corpus"
+RUSTFLAGS="--cfg switchboard_inject_divergence" cargo build --manifest-path fuzz/Cargo.toml --locked --quiet \
+    --target-dir fuzz/target/inject-divergence --bin differential_session
+divergence_scratch="$fuzz_scratch/inject-divergence"
+mkdir -p "$divergence_scratch"
+started=$SECONDS
+if ./fuzz/target/inject-divergence/debug/differential_session -max_total_time=600 -seed=1 \
+    -artifact_prefix="$divergence_scratch/" "$divergence_scratch" >"$fuzz_scratch/inject-divergence.log" 2>&1; then
+    tail -20 "$fuzz_scratch/inject-divergence.log"
+    echo "FAILED: the deliberate divergence was not found in 600 s"
+    exit 1
+fi
+if ! grep -q "disagree" "$fuzz_scratch/inject-divergence.log"; then
+    tail -40 "$fuzz_scratch/inject-divergence.log"
+    echo "FAILED: differential_session stopped, but not on the deliberate divergence"
+    exit 1
+fi
+echo "found in $((SECONDS - started)) s: $(grep -m1 -o 'step [0-9]*: the implementations disagree[^{]*' "$fuzz_scratch/inject-divergence.log")"

@@ -103,6 +103,19 @@ fn differential_session() {
         "forged-base-key",
         vec![Start { from: 0, one_time: false }, Send { from: 0, len: 5 }, Send { from: 0, len: 6 }, Deliver { index: 0 }, Tamper { index: 0, position: 6, xor: 0x01 }],
     ));
+    // Found by the target (a known difference): a first message whose base key has its top bit
+    // flipped, the same X25519 point; libsignal-c would read it as a new session.
+    scripts.push((
+        "base-key-alias",
+        vec![
+            Start { from: 0, one_time: false },
+            Send { from: 0, len: 5 },
+            Send { from: 0, len: 6 },
+            Tamper { index: 0, position: 35, xor: 0x80 },
+            Deliver { index: 0 },
+            Tamper { index: 0, position: 35, xor: 0x80 },
+        ],
+    ));
     let mut out = Out::new("differential_session");
     for (name, actions) in scripts {
         let data = model::encode(&actions);

@@ -11,8 +11,8 @@
 //!   the same in both.
 //!
 //! Known differences, where only Switchboard's side is checked (see [`known_difference`]):
-//! - Switchboard remembers up to 16 sender keys of each sender it has retired (fallen out of the
-//!   five it keeps) and refuses their distribution messages from then on: libsignal-c takes one
+//! - Switchboard remembers the last 16 sender keys of each sender it has retired (fallen out of
+//!   the five it keeps, or replaced under the same id) and refuses their distribution messages: libsignal-c takes one
 //!   back in, and with it an old chain position, so that messages it had already read decrypt a
 //!   second time. The refused distribution must leave Switchboard's record unchanged, and is not
 //!   handed to the C twin, so that the twins go on agreeing. A message under a retired key fails
@@ -161,9 +161,6 @@ struct Sent {
 struct Twin {
     rust: InMemorySenderKeyStore,
     c: c::Party,
-    /// Sender key ids this member's Switchboard side has retired, per sender: a distribution
-    /// for one of them is a known difference.
-    retired: Vec<(usize, u32)>,
 }
 
 fn address(member: usize) -> ProtocolAddress {
@@ -187,19 +184,20 @@ fn decode_record(bytes: &[u8]) -> Result<signal::SenderKeyRecordStructure, switc
 }
 
 /// A step on which the two are known to differ (see the module's documentation), or `None` when
-/// they must agree: the distribution of a key the reader has retired, or of one it holds.
+/// they must agree: the distribution of a key the reader has retired (and still remembers), or of
+/// one it holds.
 fn known_difference(twin: &Twin, sender: usize, distribution: &SenderKeyDistributionMessage) -> Option<&'static str> {
-    if twin.retired.contains(&(sender, distribution.key_id())) {
+    let record = twin.rust.load_sender_key(GROUP, &address(sender)).expect("in-memory store")?;
+    let structure = decode_record(&record.serialize()).expect("a stored record decodes");
+    let signing_key = distribution.signing_key().serialize();
+    let names_it = |id: Option<u32>, key: Option<&[u8]>| id == Some(distribution.key_id()) && key == Some(signing_key.as_slice());
+    if structure.retired.iter().any(|retired| names_it(retired.sender_key_id, retired.signing_key.as_deref())) {
         return Some("Switchboard refuses the distribution of a sender key it has retired; libsignal-c takes it back");
     }
-    let record = twin.rust.load_sender_key(GROUP, &address(sender)).expect("in-memory store")?;
-    let signing_key = distribution.signing_key().serialize();
-    states(Some(&record.serialize()))
+    structure
+        .sender_key_states
         .iter()
-        .any(|state| {
-            state.sender_key_id == Some(distribution.key_id())
-                && state.sender_signing_key.as_ref().and_then(|key| key.public.as_deref()) == Some(signing_key.as_slice())
-        })
+        .any(|state| names_it(state.sender_key_id, state.sender_signing_key.as_ref().and_then(|key| key.public.as_deref())))
         .then_some("Switchboard keeps a sender key it holds as it is; libsignal-c adds the distribution again, winding it back")
 }
 
@@ -217,7 +215,6 @@ pub fn run(data: &[u8]) {
         .map(|member| Twin {
             rust: InMemorySenderKeyStore::default(),
             c: c::Party::new(100 + member as u32, DEVICE_ID, 0, 0xd1ff_6000 + member as u64).expect("a C party"),
-            retired: Vec::new(),
         })
         .collect();
     let mut world = World { twins, distributions: Vec::new(), messages: Vec::new(), sends: 0, step: 0 };
@@ -312,7 +309,6 @@ impl World {
         let theirs: Outcome =
             twin.c.group_process(GROUP, NAMES[sent.sender], DEVICE_ID, &sent.bytes).map(|()| Vec::new()).map_err(|error| c_failure(&error));
         assert_eq!(ours, theirs, "step {step}: processing a distribution of {}: switchboard, libsignal-c", NAMES[sent.sender]);
-        self.note_retired(to, sent.sender);
         self.check_states(to, sent.sender);
     }
 
@@ -352,19 +348,6 @@ impl World {
         let theirs: Outcome = twin.c.group_decrypt(GROUP, NAMES[sender], DEVICE_ID, bytes).map_err(|error| c_failure(&error));
         assert_eq!(ours, theirs, "step {step}: {} reading a group message of {}: switchboard, libsignal-c", NAMES[to], NAMES[sender]);
         self.check_states(to, sender);
-    }
-
-    /// Records, for member `to`, the key ids of `sender` that its Switchboard side has retired.
-    fn note_retired(&mut self, to: usize, sender: usize) {
-        let twin = &mut self.twins[to];
-        let Some(record) = twin.rust.load_sender_key(GROUP, &address(sender)).expect("in-memory store") else { return };
-        let structure = decode_record(&record.serialize()).expect("a record decodes");
-        for retired in structure.retired {
-            let key = (sender, retired.sender_key_id.unwrap_or_default());
-            if !twin.retired.contains(&key) {
-                twin.retired.push(key);
-            }
-        }
     }
 
     /// Member `member`'s sender key states for `sender` must be the same in both twins.

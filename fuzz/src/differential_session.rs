@@ -11,10 +11,15 @@
 //! - the session records the two hold for each peer are byte-identical.
 //!
 //! Where the two legitimately differ, the difference is named in [`Divergence::is_known`] and only
-//! Switchboard's side of it is checked: a first message whose base key was changed in transit,
-//! which libsignal-c reads (or calls a duplicate) with the session it already has after building
-//! (and keeping) a session from the forged key, and Switchboard refuses without changing
-//! anything.
+//! Switchboard's side of it is checked:
+//! - a first message whose base key was changed in transit, which libsignal-c reads (or calls a
+//!   duplicate) with the session it already has after building (and keeping) a session from the
+//!   forged key, and Switchboard refuses without changing anything;
+//! - a first message whose base key is not in canonical form (the top bit set, or at or above
+//!   the field's prime): X25519 takes it for the same point as the canonical key, so libsignal-c
+//!   sets the session up a second time and reads the message again (a replay, where the first
+//!   message named no one-time prekey). Switchboard refuses it; the C twin is only asked what it
+//!   would do ([`c::Party::decrypt_without_keeping`]), so that the twins go on agreeing.
 //!
 //! Randomness: before each step both twins restart their RNGs from the same seed (the step's
 //! number), so the twins draw equal bytes as long as they draw them in the same order — which the
@@ -32,8 +37,9 @@ use switchboard_session::prekey::{PreKeyRecord, SignedPreKeyRecord};
 use switchboard_session::session::{decrypt, encrypt, process_prekey_bundle};
 use switchboard_session::store::{IdentityKeyStore, PreKeyStore, SignedPreKeyStore};
 use switchboard_session::{
-    CiphertextMessage, Error, IdentityKeyPair, InMemoryStore, MessageKind, PreKeyBundle, ProtocolAddress, Suite,
+    CiphertextMessage, Error, IdentityKeyPair, InMemoryStore, MessageKind, PreKeyBundle, ProtocolAddress, PublicKey, Suite,
 };
+use switchboard_wire::{limits, signal};
 
 use crate::{byte, pick, word};
 
@@ -191,22 +197,23 @@ impl Divergence<'_> {
     /// of libsignal-c that Switchboard fixes); Switchboard's side of it is checked by the caller.
     pub fn is_known(&self) -> Option<&'static str> {
         let changed_in_transit = matches!(self.delivery, Delivery::Tampered { .. } | Delivery::Truncated { .. });
-        let (Ok(CiphertextMessage::PreKey(sent)), Ok(CiphertextMessage::PreKey(received))) =
-            (CiphertextMessage::parse(MessageKind::PreKey, self.sent), CiphertextMessage::parse(MessageKind::PreKey, self.received))
-        else {
-            return None;
+        // Read as protobuf, not parsed: Switchboard's parser refuses some of these forgeries.
+        let fields = |bytes: &[u8]| {
+            let message: signal::PreKeySignalMessage = switchboard_wire::decode(bytes.get(1..)?, limits::MAX_MESSAGE_LEN).ok()?;
+            Some((message.base_key?, message.message?))
         };
+        let ((sent_base_key, sent_inner), (received_base_key, received_inner)) = (fields(self.sent)?, fields(self.received)?);
         (changed_in_transit
             && self.rust.is_err()
             && matches!(self.c, Ok(_) | Err(Failure::Duplicate))
-            && received.base_key() != sent.base_key()
-            && received.message().serialize() == sent.message().serialize())
-        .then_some(
-            "a first message whose base key was changed in transit: libsignal-c builds a session from the forged key, \
-             fails with it, reads the untouched inner message with the session it already had (or calls it a duplicate \
-             there), and keeps the forged session among its archived ones (so a network attacker can push real ones \
-             out); Switchboard refuses it and changes nothing",
-        )
+            && received_base_key != sent_base_key
+            && received_inner == sent_inner)
+            .then_some(
+                "a first message whose base key was changed in transit: libsignal-c builds a session from the forged key, \
+                 fails with it, reads the untouched inner message with the session it already had (or calls it a duplicate \
+                 there), and keeps the forged session among its archived ones (so a network attacker can push real ones \
+                 out); Switchboard refuses it and changes nothing",
+            )
     }
 }
 
@@ -326,6 +333,13 @@ impl Twin {
             );
         }
     }
+}
+
+/// The base key of a PreKeySignalMessage, read from its protobuf (Switchboard's parser refuses
+/// one that is not in canonical form).
+fn base_key_of(bytes: &[u8]) -> Option<PublicKey> {
+    let message: signal::PreKeySignalMessage = switchboard_wire::decode(bytes.get(1..)?, limits::MAX_MESSAGE_LEN).ok()?;
+    PublicKey::from_bytes(&message.base_key?).ok()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -506,10 +520,23 @@ impl World {
         let rng = &mut Repeating(block);
         let records_before = (twin.rust.session(&address(from)).map(|record| record.serialize().to_vec()), twin.c.session_record(NAMES[from], DEVICE_ID));
         let ours_raw = CiphertextMessage::parse(kind, bytes).and_then(|message| decrypt(&mut twin.rust, &address(from), &message, rng));
-        let theirs_raw = twin.c.decrypt(NAMES[from], DEVICE_ID, c_kind(kind), bytes);
+        // A first message whose base key is another encoding of a point (a known difference):
+        // the C twin is only asked what it would do, so that the twins go on agreeing.
+        let alias = kind == MessageKind::PreKey && base_key_of(bytes).is_some_and(|key| !key.is_canonical());
+        let theirs_raw = if alias {
+            twin.c.decrypt_without_keeping(NAMES[from], DEVICE_ID, c_kind(kind), bytes)
+        } else {
+            twin.c.decrypt(NAMES[from], DEVICE_ID, c_kind(kind), bytes)
+        };
         let ours: Outcome = ours_raw.as_ref().map(Vec::clone).map_err(rust_failure);
         let theirs: Outcome = theirs_raw.as_ref().map(Vec::clone).map_err(c_failure);
-        if ours != theirs {
+        if alias {
+            assert_eq!(
+                ours,
+                Err(Failure::Invalid),
+                "step {step}: a first message whose base key is not in canonical form (libsignal-c: {theirs:?})"
+            );
+        } else if ours != theirs {
             let divergence = Divergence { rust: &ours, c: &theirs, delivery: &delivery, sent: &sent.bytes, received: bytes };
             let Some(why) = divergence.is_known() else {
                 panic!(

@@ -18,7 +18,9 @@
 //!
 //! and at the end, once every link is restored, every hold released and every device back online
 //! for a minute of virtual time, when no arbitrary bytes were handed to an endpoint: every 1:1
-//! message whose sending was written to the sender's disk has reached its recipient.
+//! message whose sending was written to the sender's disk has reached its recipient (a send still
+//! waiting for the recipient's bundles is in memory only, as the endpoint documents, and a crash
+//! of its sender may lose it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -168,6 +170,9 @@ struct Sent {
     content: Vec<u8>,
     /// Sent while the sender's writes were held back, and not written since.
     tentative: bool,
+    /// Waiting for the recipient's bundles, so in memory only (the endpoint's documented limit:
+    /// work not yet sealed is lost in a crash).
+    waiting: bool,
     /// The sender crashed while it was tentative: it may be gone.
     may_be_lost: bool,
 }
@@ -186,7 +191,11 @@ struct World {
 /// Runs one input, panicking on the first violated expectation.
 pub fn run(data: &[u8]) {
     let mut world = World::new();
+    let trace = std::env::var_os(crate::differential_session::TRACE_ENV).is_some();
     for action in decode(data) {
+        if trace {
+            eprintln!("{action:?}");
+        }
         world.act(&action);
         world.check();
     }
@@ -232,8 +241,9 @@ impl World {
                 let Some(content) = self.content(len) else { return };
                 let sent = self.h.with(from, |e, now, rng| e.send(now, USERS[to], content.clone(), rng));
                 if sent.is_ok() && from != to {
-                    let tentative = self.h.devices[from].hold_persistence;
-                    self.sent.push(Sent { from, to, content, tentative, may_be_lost: false });
+                    let node = &self.h.devices[from];
+                    let (tentative, waiting) = (node.hold_persistence, node.endpoint.waiting_len() > 0);
+                    self.sent.push(Sent { from, to, content, tentative, waiting, may_be_lost: false });
                 }
             }
             Action::SendGroup { from, len } => {
@@ -257,8 +267,8 @@ impl World {
                 self.take_events(d);
                 self.h.crash(d);
                 self.shown[d].tentative.clear();
-                // What it sent while its writes were held may be gone with them.
-                for sent in self.sent.iter_mut().filter(|sent| sent.from == d && sent.tentative) {
+                // What it sent while its writes were held, or before it was sealed, may be gone.
+                for sent in self.sent.iter_mut().filter(|sent| sent.from == d && (sent.tentative || sent.waiting)) {
                     sent.may_be_lost = true;
                 }
             }
@@ -315,6 +325,9 @@ impl World {
     fn take_events(&mut self, d: usize) {
         let held = self.h.devices[d].hold_persistence;
         for event in self.h.take_events(d) {
+            if std::env::var_os(crate::differential_session::TRACE_ENV).is_some() {
+                eprintln!("  {}: {event:?}", USERS[d]);
+            }
             match event {
                 Event::Message { content, from, .. } => {
                     let shown = &mut self.shown[d];
@@ -337,6 +350,15 @@ impl World {
 
     fn check(&mut self) {
         for d in 0..USERS.len() {
+            // Nothing waits for bundles any more: every send of this device is sealed, into an
+            // outbox that is as durable as the device's writes.
+            if self.h.devices[d].endpoint.waiting_len() == 0 {
+                let held = self.h.devices[d].hold_persistence;
+                for sent in self.sent.iter_mut().filter(|sent| sent.from == d && sent.waiting) {
+                    sent.waiting = false;
+                    sent.tentative |= held;
+                }
+            }
             self.take_events(d);
             let frames = &self.h.devices[d].frames;
             for frame in &frames[self.scanned[d]..] {
@@ -365,6 +387,11 @@ impl World {
         }
         self.h.advance(FINAL_WAIT);
         self.check();
+        if std::env::var_os(crate::differential_session::TRACE_ENV).is_some() {
+            for (d, node) in self.h.devices.iter().enumerate() {
+                eprintln!("{} wrote: {:?}; outbox {}", USERS[d], node.sent, node.endpoint.outbox_len());
+            }
+        }
         if self.injected || self.dropped_sends {
             return;
         }

@@ -420,10 +420,34 @@ impl Party {
         kind: MessageKind,
         ciphertext: &[u8],
     ) -> Result<Vec<u8>, Error> {
+        self.decrypt_keeping(peer, peer_device_id, kind, ciphertext, true)
+    }
+
+    /// What [`Party::decrypt`] would answer, with the party's state left exactly as it was even
+    /// when it succeeds (every store write is undone): to see what the C library makes of a
+    /// message without letting it change anything.
+    pub fn decrypt_without_keeping(
+        &mut self,
+        peer: &str,
+        peer_device_id: u32,
+        kind: MessageKind,
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        self.decrypt_keeping(peer, peer_device_id, kind, ciphertext, false)
+    }
+
+    fn decrypt_keeping(
+        &mut self,
+        peer: &str,
+        peer_device_id: u32,
+        kind: MessageKind,
+        ciphertext: &[u8],
+        keep: bool,
+    ) -> Result<Vec<u8>, Error> {
         let addr = Address::new(peer.as_bytes(), peer_device_id)?;
         let g = self.ctx.as_ptr();
         let (data, len) = (ciphertext.as_ptr(), ciphertext.len());
-        self.transact(|| unsafe {
+        self.transact_keeping(keep, || unsafe {
             let cipher = SessionCipher::create("creating a session cipher", |out| {
                 sys::session_cipher_create(out, self.store_ctx.as_ptr(), addr.as_ptr(), g)
             })?;
@@ -502,12 +526,17 @@ impl Party {
     /// Runs `f` (which calls into C) as a store transaction: if it fails, every store write the
     /// C library made during it is undone.
     pub(crate) fn transact<T>(&self, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        self.transact_keeping(true, f)
+    }
+
+    /// As [`Party::transact`]; with `keep` false, the writes are undone even on success.
+    fn transact_keeping<T>(&self, keep: bool, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
         self.store.get().borrow_mut().begin();
         let result = f();
         let mut store = self.store.get().borrow_mut();
         match result {
-            Ok(_) => store.commit(),
-            Err(_) => store.rollback(),
+            Ok(_) if keep => store.commit(),
+            _ => store.rollback(),
         }
         result
     }

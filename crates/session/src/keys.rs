@@ -34,6 +34,16 @@ impl PublicKey {
         }
     }
 
+    /// Whether the key is in canonical form: a u-coordinate below 2^255 − 19, as every honest
+    /// key generation writes it. X25519 ignores the top bit and reduces modulo the prime, so a
+    /// non-canonical encoding is another name for the same point: where a key is compared as
+    /// bytes but not authenticated (a first message's base key), that alias is refused.
+    pub fn is_canonical(&self) -> bool {
+        let [low, middle @ .., high] = &self.0;
+        let at_or_above_prime = *high == 0x7f && middle.iter().all(|byte| *byte == 0xff) && *low >= 0xed;
+        high & 0x80 == 0 && !at_or_above_prime
+    }
+
     /// The serialized form, `0x05 ‖ 32 bytes`.
     pub fn serialize(&self) -> [u8; PUBLIC_KEY_LEN] {
         let mut out = [0u8; PUBLIC_KEY_LEN];

@@ -404,6 +404,29 @@ fn a_message_read_under_an_archived_session_is_a_duplicate_when_it_comes_again()
 }
 
 #[test]
+fn a_first_message_whose_base_key_is_an_alias_of_the_real_one_is_refused() {
+    // Found by the differential_session fuzz target. X25519 ignores a public key's top bit, and
+    // the base key of a first message is not authenticated: with the bit flipped, the message
+    // named a "new" session with the same keys, and a first message sent without a one-time
+    // prekey was read a second time (libsignal-c still does).
+    for suite in [Suite::SignalV3, Suite::SignalPqxdh] {
+        let mut rng = StdRng::seed_from_u64(19);
+        let mut alice = Device::new(11, 1, &mut rng);
+        let mut bob = Device::new(22, 1, &mut rng);
+        let bundle = bob.bundle_without_prekey(&Suite::ALL, &mut rng);
+        process_prekey_bundle(&mut alice.store, &bob_at(), &bundle, suite, &mut rng).unwrap();
+        let first = encrypt(&mut alice.store, &bob_at(), b"once").unwrap();
+        assert_eq!(decrypt(&mut bob.store, &alice_at(), &first, &mut rng).unwrap(), b"once");
+        let CiphertextMessage::PreKey(message) = &first else { panic!("a first message") };
+        let base_key = message.base_key().serialize();
+        let mut forged = first.serialize().to_vec();
+        let at = forged.windows(base_key.len()).position(|window| window == base_key).expect("the base key is in the message");
+        forged[at + 32] ^= 0x80;
+        assert!(matches!(CiphertextMessage::parse(MessageKind::PreKey, &forged), Err(Error::InvalidMessage(_))), "{suite:?}");
+    }
+}
+
+#[test]
 fn a_new_session_archives_the_old_one_which_still_decrypts() {
     let mut pair = Pair::established(Suite::SignalV3, 16);
     let in_flight = pair.a_to_b(b"sent under the old session");

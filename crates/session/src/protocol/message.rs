@@ -120,6 +120,10 @@ impl SignalMessage {
             Cipher::CbcHmac => {
                 let (body, mac) = self.serialized.split_at(self.serialized.len() - MAC_LEN);
                 let expected = v3_mac(&keys.mac_key, &parties, body);
+                // A deliberate defect, built only to show that the differential fuzz target
+                // finds a divergence from libsignal-c (FUZZING.md): the MAC's last byte unchecked.
+                #[cfg(switchboard_inject_divergence)]
+                let (expected, mac) = (&expected[..MAC_LEN - 1], &mac[..MAC_LEN - 1]);
                 if !bool::from(expected.ct_eq(mac)) {
                     return Err(Error::InvalidMessage("MAC does not verify"));
                 }

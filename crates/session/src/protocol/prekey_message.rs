@@ -87,6 +87,12 @@ impl PreKeySignalMessage {
                 .map_err(|_| Error::InvalidMessage(malformed))
         };
         let base_key = key(structure.base_key.as_deref(), "no base key", "malformed base key")?;
+        // The base key is not authenticated, and sessions are found by it: an alias of it (the
+        // same point, encoded otherwise) would set up the same session a second time and read
+        // the message again. libsignal-c takes it (found by the differential_session target).
+        if !base_key.is_canonical() {
+            return Err(Error::InvalidMessage("base key not in canonical form"));
+        }
         let identity_key =
             key(structure.identity_key.as_deref(), "no identity key", "malformed identity key")?;
         let message = SignalMessage::parse(
