@@ -65,14 +65,21 @@ for target in decode_wire session_decrypt group_decrypt session_interaction grou
 done
 
 echo "==> differential_session finds a deliberate divergence from libsignal-c (a MAC check that skips its"
-echo "    last byte, only under --cfg switchboard_inject_divergence, in a build of its own), from no corpus"
-RUSTFLAGS="--cfg switchboard_inject_divergence" cargo build --manifest-path fuzz/Cargo.toml --locked --quiet \
+echo "    last byte, only under --cfg switchboard_inject_divergence, in a build of its own) from the seeds"
+echo "    that hold no tampering, with coverage feedback (the instrumentation cargo-fuzz's -s none adds)"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+RUSTFLAGS="--cfg switchboard_inject_divergence --cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions" \
+    cargo build --manifest-path fuzz/Cargo.toml --locked --quiet --release --target "$host" \
     --target-dir fuzz/target/inject-divergence --bin differential_session
-divergence_scratch="$fuzz_scratch/inject-divergence"
-mkdir -p "$divergence_scratch"
+divergence_corpus="$fuzz_scratch/inject-divergence"
+mkdir -p "$divergence_corpus"
+cp fuzz/corpus/differential_session/seed-conversation-* fuzz/corpus/differential_session/seed-out-of-order-replay-drop \
+    fuzz/corpus/differential_session/seed-session-resets "$divergence_corpus"/
 started=$SECONDS
-if ./fuzz/target/inject-divergence/debug/differential_session -max_total_time=600 -seed=1 \
-    -artifact_prefix="$divergence_scratch/" "$divergence_scratch" >"$fuzz_scratch/inject-divergence.log" 2>&1; then
+if ./fuzz/target/inject-divergence/"$host"/release/differential_session -max_total_time=600 -seed=1 \
+    -artifact_prefix="$divergence_corpus/" "$divergence_corpus" >"$fuzz_scratch/inject-divergence.log" 2>&1; then
     tail -20 "$fuzz_scratch/inject-divergence.log"
     echo "FAILED: the deliberate divergence was not found in 600 s"
     exit 1
