@@ -52,15 +52,17 @@ done
 check "fuzz/ (switchboard-fuzz)" --manifest-path fuzz/Cargo.toml
 
 # No bug switches in the product: the deliberate defects the simulator's tests inject exist only
-# under `--cfg switchboard_inject_bugs`, which nothing in the repository sets for a normal build;
+# under `--cfg switchboard_inject_bugs`, and the one the differential fuzz target must find only
+# under `--cfg switchboard_inject_divergence` (which refuses to compile without `--cfg fuzzing`);
+# nothing in the repository sets either for a normal build;
 # the shipped binary's dependency graph enables no feature of that kind.
 features="$(cargo tree -p switchboard -e normal,features --prefix none --locked)"
 if grep -Eqi 'inject|bug' <<<"$features"; then
     echo "FAIL: the switchboard binary's dependencies enable a bug feature:"
     grep -Ei 'inject|bug' <<<"$features" | sed 's/^/    /'
     failed=1
-elif grep -rqs 'switchboard_inject_bugs' .cargo/ 2>/dev/null; then
-    echo "FAIL: .cargo/ sets --cfg switchboard_inject_bugs for every build"
+elif grep -rqsE 'switchboard_inject_(bugs|divergence)' .cargo/ 2>/dev/null; then
+    echo "FAIL: .cargo/ sets --cfg switchboard_inject_bugs or switchboard_inject_divergence for every build"
     failed=1
 else
     echo "ok: the switchboard binary's dependencies enable no bug feature ($(grep -c . <<<"$features") feature edges checked)"

@@ -10,7 +10,7 @@
 //! order, to make one overtake another. It checks, for every durable device, that no envelope
 //! shown as a message is acknowledged before the device has written that it read it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -100,9 +100,9 @@ pub struct DeviceNode {
     /// The last [`RECENT_DELIVERIES`] delivery frames handed to the endpoint, as bytes: what a
     /// relay might hand over again.
     pub recent_deliveries: VecDeque<Vec<u8>>,
-    /// Envelope id → its dedupe key, for every envelope the endpoint showed as a message: a
-    /// durable device must have that key on its disk before it acknowledges the envelope.
-    shown: BTreeMap<[u8; 16], SeenKey>,
+    /// The dedupe keys of the envelopes the endpoint showed as messages: a durable device must
+    /// have such a key on its disk before it acknowledges the envelope.
+    shown: BTreeSet<[u8; 16]>,
 }
 
 impl DeviceNode {
@@ -123,13 +123,15 @@ impl DeviceNode {
     fn check_acknowledgement(&self, frame: &ClientFrame) {
         let (Some(client_frame::Body::Acknowledge(ack)), Some(disk)) = (&frame.body, &self.disk) else { return };
         for envelope in &ack.envelopes {
-            let Ok(id) = <[u8; 16]>::try_from(envelope.id.as_ref()) else { continue };
-            if let Some(key) = self.shown.get(&id) {
+            let Some(sender) = &envelope.sender else { continue };
+            let key = SeenKey::new(&sender.name, sender.device_id, &envelope.id).to_bytes();
+            if self.shown.contains(&key) {
                 assert!(
-                    disk.seen.contains_key(&key.to_bytes()),
-                    "{} acknowledged envelope {} before persisting that it had read it",
+                    disk.seen.contains_key(&key),
+                    "{} acknowledged envelope {} of {} before persisting that it had read it",
                     self.endpoint.address(),
-                    id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    envelope.id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                    sender.name
                 );
             }
         }
@@ -258,7 +260,7 @@ impl Harness {
             sent: Vec::new(),
             frames: Vec::new(),
             recent_deliveries: VecDeque::new(),
-            shown: BTreeMap::new(),
+            shown: BTreeSet::new(),
         });
         let id = self.devices.len() - 1;
         self.pump(id);
@@ -336,7 +338,7 @@ impl Harness {
         // Events before frames, so that an acknowledgement is checked against what was shown.
         while let Some(event) = node.endpoint.poll_event() {
             if let Event::Message { from, envelope, .. } = &event {
-                node.shown.insert(*envelope, SeenKey::of(from, envelope));
+                node.shown.insert(SeenKey::of(from, envelope).to_bytes());
             }
             node.events.push(event);
         }

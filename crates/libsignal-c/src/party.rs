@@ -423,9 +423,10 @@ impl Party {
         self.decrypt_keeping(peer, peer_device_id, kind, ciphertext, true)
     }
 
-    /// What [`Party::decrypt`] would answer, with the party's state left exactly as it was even
-    /// when it succeeds (every store write is undone): to see what the C library makes of a
-    /// message without letting it change anything.
+    /// What [`Party::decrypt`] would answer, with the party's stores left exactly as they were
+    /// even when it succeeds (every store write is undone): to see what the C library makes of a
+    /// message without letting it change a session, prekey or identity. Its randomness is drawn
+    /// from as usual (not put back).
     pub fn decrypt_without_keeping(
         &mut self,
         peer: &str,

@@ -34,14 +34,24 @@ impl PublicKey {
         }
     }
 
-    /// Whether the key is in canonical form: a u-coordinate below 2^255 − 19, as every honest
-    /// key generation writes it. X25519 ignores the top bit and reduces modulo the prime, so a
-    /// non-canonical encoding is another name for the same point: where a key is compared as
-    /// bytes but not authenticated (a first message's base key), that alias is refused.
+    /// Whether the key is what every honest key generation writes: the canonical encoding (a
+    /// u-coordinate below 2^255 − 19, top bit clear) of a point of the prime-order subgroup.
+    ///
+    /// X25519 ignores the top bit and reduces modulo the prime, and its clamped scalars are
+    /// multiples of 8, so it gives the same result for P and for P + T with T any of the eight
+    /// points of small order (u and 1/u, for one): each key has aliases that agree to the same
+    /// secrets. Where a key is compared as bytes but not authenticated (a first message's base
+    /// key), only this one encoding is taken. Costs one Edwards decompression and one scalar
+    /// multiplication.
     pub fn is_canonical(&self) -> bool {
         let [low, middle @ .., high] = &self.0;
         let at_or_above_prime = *high == 0x7f && middle.iter().all(|byte| *byte == 0xff) && *low >= 0xed;
-        high & 0x80 == 0 && !at_or_above_prime
+        if high & 0x80 != 0 || at_or_above_prime {
+            return false;
+        }
+        // On the curve (not its twist) and with no small-order component; the sign chosen for
+        // the Edwards point does not matter, as P and −P are both in the subgroup or neither is.
+        curve25519_dalek::MontgomeryPoint(self.0).to_edwards(0).is_some_and(|point| point.is_torsion_free())
     }
 
     /// The serialized form, `0x05 ‖ 32 bytes`.

@@ -20,6 +20,10 @@
 //! # Ok::<(), switchboard_session::Error>(())
 //! ```
 
+// The deliberate defect of `protocol/message.rs` exists for a fuzz build only.
+#[cfg(all(switchboard_inject_divergence, not(fuzzing)))]
+compile_error!("--cfg switchboard_inject_divergence is a deliberate MAC defect for the fuzz build of scripts/test.sh only");
+
 pub mod address;
 mod cipher;
 pub mod error;

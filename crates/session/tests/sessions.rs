@@ -191,13 +191,15 @@ fn every_flipped_byte_of_a_prekey_message_is_rejected() {
         let message = pair.a_to_b(b"first contact");
         let bytes = message.serialize().to_vec();
         let CiphertextMessage::PreKey(parsed) = &message else { panic!("expected a prekey message") };
-        // libsignal's format leaves the registration id unauthenticated; under the GCM suites it is
-        // covered by the tag. Find its bytes (field 5, one-byte varint here) to skip them for v3.
+        // libsignal's format leaves the registration id and the low nibble of the version byte
+        // (which libsignal does not read) unauthenticated; under the GCM suites both are covered
+        // by the tag. Find the registration id's bytes (field 5, one-byte varint here) to skip
+        // them, and the first byte, in libsignal's format.
         let registration_value = parsed.registration_id() as u8;
         let registration_field =
             bytes.windows(2).position(|w| w == [0x28, registration_value]).map(|p| p + 1);
         for index in 0..bytes.len() {
-            if suite.cipher() == Cipher::CbcHmac && Some(index) == registration_field {
+            if suite.cipher() == Cipher::CbcHmac && (Some(index) == registration_field || index == 0) {
                 continue;
             }
             let mut tampered = bytes.clone();
@@ -405,10 +407,11 @@ fn a_message_read_under_an_archived_session_is_a_duplicate_when_it_comes_again()
 
 #[test]
 fn a_first_message_whose_base_key_is_an_alias_of_the_real_one_is_refused() {
-    // Found by the differential_session fuzz target. X25519 ignores a public key's top bit, and
-    // the base key of a first message is not authenticated: with the bit flipped, the message
-    // named a "new" session with the same keys, and a first message sent without a one-time
-    // prekey was read a second time (libsignal-c still does).
+    // Found by the differential_session fuzz target (the top bit), completed by review (the
+    // small-order points). The base key of a first message is not authenticated, and X25519
+    // gives the same secrets for each alias: the message named a "new" session with the same
+    // keys, and a first message sent without a one-time prekey was read a second time
+    // (libsignal-c still does).
     for suite in [Suite::SignalV3, Suite::SignalPqxdh] {
         let mut rng = StdRng::seed_from_u64(19);
         let mut alice = Device::new(11, 1, &mut rng);
@@ -419,10 +422,24 @@ fn a_first_message_whose_base_key_is_an_alias_of_the_real_one_is_refused() {
         assert_eq!(decrypt(&mut bob.store, &alice_at(), &first, &mut rng).unwrap(), b"once");
         let CiphertextMessage::PreKey(message) = &first else { panic!("a first message") };
         let base_key = message.base_key().serialize();
-        let mut forged = first.serialize().to_vec();
-        let at = forged.windows(base_key.len()).position(|window| window == base_key).expect("the base key is in the message");
-        forged[at + 32] ^= 0x80;
-        assert!(matches!(CiphertextMessage::parse(MessageKind::PreKey, &forged), Err(Error::InvalidMessage(_))), "{suite:?}");
+        let at = first.serialize().windows(base_key.len()).position(|window| window == base_key).expect("the base key is in the message");
+        // The top bit flipped, and the seven other points with the same X25519 results: the base
+        // key plus each point of small order (the first is u ↦ 1/u).
+        let point = curve25519_dalek::MontgomeryPoint(*message.base_key().as_montgomery()).to_edwards(0).unwrap();
+        let mut aliases = vec![{
+            let mut bytes = *message.base_key().as_montgomery();
+            bytes[31] ^= 0x80;
+            bytes
+        }];
+        aliases.extend(curve25519_dalek::constants::EIGHT_TORSION[1..].iter().map(|torsion| (point + torsion).to_montgomery().to_bytes()));
+        for alias in aliases {
+            let mut forged = first.serialize().to_vec();
+            forged[at + 1..at + 33].copy_from_slice(&alias);
+            assert!(
+                matches!(CiphertextMessage::parse(MessageKind::PreKey, &forged), Err(Error::InvalidMessage(_))),
+                "{suite:?}: alias {alias:02x?}"
+            );
+        }
     }
 }
 

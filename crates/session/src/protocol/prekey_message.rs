@@ -87,9 +87,10 @@ impl PreKeySignalMessage {
                 .map_err(|_| Error::InvalidMessage(malformed))
         };
         let base_key = key(structure.base_key.as_deref(), "no base key", "malformed base key")?;
-        // The base key is not authenticated, and sessions are found by it: an alias of it (the
-        // same point, encoded otherwise) would set up the same session a second time and read
-        // the message again. libsignal-c takes it (found by the differential_session target).
+        // The base key is not authenticated, and sessions (and uses of a last-resort KEM prekey)
+        // are found by its bytes: an alias of it, agreeing to the same secrets, would set up the
+        // same session a second time and read its messages again. libsignal-c takes aliases
+        // (found by the differential_session target).
         if !base_key.is_canonical() {
             return Err(Error::InvalidMessage("base key not in canonical form"));
         }
