@@ -195,6 +195,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
     let registrations = tokio::spawn({
         let federation_relay = federation.relay("blue");
         async move {
+            let started = std::time::Instant::now();
             let mut registered = 0;
             let mut limited = 0;
             for n in 0..1000u32 {
@@ -206,7 +207,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
                     Some(other) => panic!("{other:?}"),
                 }
             }
-            (registered, limited)
+            (registered, limited, started.elapsed())
         }
     });
 
@@ -223,7 +224,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
         alice.poll(Duration::from_millis(10)).await.unwrap();
     }
     let prekeys_handed = flood.await.unwrap();
-    let (registered, limited) = registrations.await.unwrap();
+    let (registered, limited, took) = registrations.await.unwrap();
     // Let the silent connections sit past a write deadline with the rest done.
     tokio::time::sleep(Duration::from_secs(2)).await;
     seen.extend(texts(&bob.poll(Duration::from_millis(500)).await.unwrap()));
@@ -235,7 +236,10 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
     let mut expected: Vec<&String> = sent.iter().collect();
     expected.sort();
     assert_eq!(from_alice, expected, "each of the contact's messages, once");
-    assert!(registered <= 20 && limited >= 980, "{registered} registered, {limited} refused");
+    // The bucket holds 20 and drains at 20 a minute: on a slow or busy machine the thousand
+    // attempts take longer, and it lets one more through for every 3 s they took.
+    let allowed = 20 + took.as_secs() as u32 / 3 + 1;
+    assert!(registered <= allowed && registered + limited == 1000, "{registered} registered (at most {allowed} in {took:?}), {limited} refused");
     assert!(prekeys_handed <= 3, "{prekeys_handed} one-time prekeys handed to one stranger");
     let peak = peak.load(Ordering::Relaxed);
     println!("blue's peak resident memory: {} MiB (bound {} MiB)", peak >> 20, rss_bound() >> 20);
