@@ -67,6 +67,23 @@ fn main() {
     endpoint();
 }
 
+/// Writes each script as a seed of `target`, after checking that it reads back and passes.
+fn write_scripts<A: switchboard_fuzz::Encode + PartialEq + std::fmt::Debug>(
+    target: &'static str,
+    scripts: impl IntoIterator<Item = (&'static str, Vec<A>)>,
+    decode: fn(&[u8]) -> Vec<A>,
+    run: fn(&[u8]),
+) {
+    let mut out = Out::new(target);
+    for (name, actions) in scripts {
+        let data = switchboard_fuzz::encode_actions(&actions);
+        assert_eq!(decode(&data), actions, "a script does not read back");
+        run(&data);
+        out.write(name, &data);
+    }
+    out.done();
+}
+
 fn differential_session() {
     use switchboard_fuzz::differential_session::{self as model, Action::*};
     let conversation = |from: u8| {
@@ -116,14 +133,7 @@ fn differential_session() {
             Tamper { index: 0, position: 35, xor: 0x80 },
         ],
     ));
-    let mut out = Out::new("differential_session");
-    for (name, actions) in scripts {
-        let data = model::encode(&actions);
-        assert_eq!(model::decode(&data), actions, "a script does not read back");
-        model::run(&data);
-        out.write(name, &data);
-    }
-    out.done();
+    write_scripts("differential_session", scripts, model::decode, model::run);
 }
 
 fn differential_group() {
@@ -159,14 +169,7 @@ fn differential_group() {
     }
     retired.extend([Send { sender: 0, len: 2 }, Process { index: 0, to: 1 }, Deliver { index: 0, to: 1 }]);
     let scripts = [("everyone-reads", basic), ("out-of-order-tampered", out_of_order), ("rotation", rotation), ("held-distribution-again", again), ("retired-distribution", retired)];
-    let mut out = Out::new("differential_group");
-    for (name, actions) in scripts {
-        let data = model::encode(&actions);
-        assert_eq!(model::decode(&data), actions, "a script does not read back");
-        model::run(&data);
-        out.write(name, &data);
-    }
-    out.done();
+    write_scripts("differential_group", scripts, model::decode, model::run);
 }
 
 fn endpoint() {
@@ -192,14 +195,7 @@ fn endpoint() {
     garbage.extend([Inject { device: 1, bytes: vec![0x32, 0x03, 0x0a, 0x01, 0x00] }, Inject { device: 0, bytes: vec![0xff; 40] }, Advance { tenths: 5 }]);
     let scripts =
         [("chat", chat), ("crash-with-writes-held", crash_held), ("frames-reordered", reordered), ("redelivered", redelivered), ("membership", membership), ("partition", partition), ("garbage-frames", garbage)];
-    let mut out = Out::new("endpoint");
-    for (name, actions) in scripts {
-        let data = model::encode(&actions);
-        assert_eq!(model::decode(&data), actions, "a script does not read back");
-        model::run(&data);
-        out.write(name, &data);
-    }
-    out.done();
+    write_scripts("endpoint", scripts, model::decode, model::run);
 }
 
 fn decode_wire() {

@@ -110,9 +110,8 @@ impl<'a> Arbitrary<'a> for Action {
     }
 }
 
-impl Action {
-    /// The bytes [`Arbitrary::arbitrary`] reads back as this action.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+impl crate::Encode for Action {
+    fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Action::Send { from, to, len } => out.extend([0, *from, *to, *len]),
             Action::SendGroup { from, len } => out.extend([1, *from, *len]),
@@ -137,21 +136,12 @@ impl Action {
 
 /// A whole input: actions until the bytes run out.
 pub fn decode(data: &[u8]) -> Vec<Action> {
-    let mut u = Unstructured::new(data);
-    let mut actions = Vec::new();
-    while !u.is_empty() && actions.len() < MAX_ACTIONS {
-        actions.push(Action::arbitrary(&mut u).expect("reading bytes never fails"));
-    }
-    actions
+    crate::decode_actions(data, MAX_ACTIONS)
 }
 
 /// The bytes [`decode`] reads back as `actions`.
 pub fn encode(actions: &[Action]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for action in actions {
-        action.encode(&mut out);
-    }
-    out
+    crate::encode_actions(actions)
 }
 
 /// What one device has been shown.

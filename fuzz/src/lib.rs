@@ -29,3 +29,28 @@ pub fn word(u: &mut Unstructured<'_>) -> u16 {
 pub fn pick(index: u8, len: usize) -> Option<usize> {
     (len > 0).then(|| usize::from(index) % len)
 }
+
+/// An action of a scripted target, written as the bytes its [`Arbitrary`] implementation reads
+/// back (so that seeds can be written as scripts).
+pub trait Encode {
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+/// Reads actions until the bytes run out, at most `max` of them.
+pub fn decode_actions<'a, A: Arbitrary<'a>>(data: &'a [u8], max: usize) -> Vec<A> {
+    let mut u = Unstructured::new(data);
+    let mut actions = Vec::new();
+    while !u.is_empty() && actions.len() < max {
+        actions.push(A::arbitrary(&mut u).expect("reading bytes never fails"));
+    }
+    actions
+}
+
+/// The bytes [`decode_actions`] reads back as `actions`.
+pub fn encode_actions<A: Encode>(actions: &[A]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for action in actions {
+        action.encode(&mut out);
+    }
+    out
+}
