@@ -67,7 +67,8 @@ impl SessionRecord {
     /// succeeds is returned with its position (0 = current). A session that has already read the
     /// message ends the search with [`Error::Duplicate`], as in libsignal and libsignal-c (an
     /// application drops a duplicate quietly, where another failure may make it reset the
-    /// session). Otherwise the current session's error is returned. Nothing changes.
+    /// session). Otherwise the first session's error is returned (the current one's, if there
+    /// is one). Nothing changes.
     pub(crate) fn plan_decrypt(&self, message: &SignalMessage, prekey_header: &[u8]) -> Result<(usize, DecryptPlan)> {
         let mut first_error = None;
         for (position, state) in self.states().enumerate() {
