@@ -15,6 +15,7 @@ mod decode;
 pub mod envelope;
 pub mod frame;
 pub mod group_order;
+pub mod message_id;
 
 pub use decode::{DecodeError, decode, decode_canonical, limits};
 
