@@ -15,7 +15,7 @@ use switchboard_wire::switchboard::{PairwisePayload, pairwise_payload::Body};
 use switchboard_wire::{Message, decode};
 
 fn application(bytes: &[u8]) -> Vec<u8> {
-    PairwisePayload { body: Some(Body::Application(bytes.to_vec())), suites: Vec::new() }.encode_to_vec()
+    PairwisePayload { body: Some(Body::Application(bytes.to_vec())), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec()
 }
 
 fn read(plaintext: &[u8]) -> PairwisePayload {

@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "switchboard/relay.proto",
         "switchboard/content.proto",
         "switchboard/device.proto",
+        "switchboard/person.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

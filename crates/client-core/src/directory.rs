@@ -28,6 +28,11 @@ impl InMemoryDirectory {
         self.bundles.entry(address.clone()).or_default().extend(verified);
         Ok(())
     }
+
+    /// The identity key of the bundle [`BundleDirectory::fetch_bundle`] would give for `address`.
+    pub fn identity_of(&self, address: &ProtocolAddress) -> Option<switchboard_session::IdentityKey> {
+        self.bundles.get(address)?.front().map(|bundle| bundle.identity_key)
+    }
 }
 
 impl BundleDirectory for InMemoryDirectory {

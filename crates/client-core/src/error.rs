@@ -8,6 +8,9 @@ pub enum ClientError {
     /// The session layer refused (bad bytes, duplicate, untrusted identity, …).
     #[error(transparent)]
     Session(#[from] switchboard_session::Error),
+    /// A person's record, invitation or change refused.
+    #[error(transparent)]
+    Person(#[from] crate::person::PersonError),
     /// A pairwise payload that does not decode.
     #[error("malformed payload: {0}")]
     Decode(#[from] switchboard_wire::DecodeError),

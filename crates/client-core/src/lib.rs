@@ -30,6 +30,7 @@ pub mod endpoint;
 mod error;
 mod group;
 mod membership;
+pub mod person;
 
 pub use membership::MAX_EPOCH_GAP;
 mod snapshot;

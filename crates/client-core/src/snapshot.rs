@@ -87,6 +87,9 @@ impl Device {
             proposals: self.proposals.values().map(|proposal| with_secret(&proposal.group, Some(&proposal.order_key))).collect(),
             awaiting_hub: self.awaiting_hub.values().map(stored_change).collect(),
             next_prekey_id: self.next_prekey_id,
+            person_key_pair: self.person.as_ref().map(|person| person.to_stored().0.to_vec()).unwrap_or_default(),
+            person: self.person.as_ref().map(|person| person.record().to_wire()),
+            people: self.people.records().map(crate::person::PersonRecord::to_wire).collect(),
             ..Default::default()
         }
     }
@@ -154,7 +157,20 @@ impl Device {
         if snapshot.pending_changes.len() > crate::MAX_PENDING_CHANGES || kept_bytes > crate::MAX_PENDING_CHANGE_BYTES {
             return Err(ClientError::InvalidPayload("more kept changes than a device keeps"));
         }
+        let person = match &snapshot.person {
+            Some(record) => Some(crate::person::Person::from_stored(&snapshot.person_key_pair, record.clone())?),
+            None => None,
+        };
+        if snapshot.people.len() > crate::person::MAX_PEOPLE {
+            return Err(ClientError::InvalidPayload("more people than a device keeps"));
+        }
+        let mut people = crate::person::People::default();
+        for record in &snapshot.people {
+            people.accept(crate::person::PersonRecord::verify(record.clone())?)?;
+        }
         Ok(Device {
+            person,
+            people,
             address: address(snapshot.address.as_ref())?,
             store,
             sender_keys,

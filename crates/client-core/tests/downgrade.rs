@@ -119,7 +119,7 @@ fn a_plain_libsignal_initiator_states_no_suites_and_keeps_signal_v3() {
     let mut carol = testing::Device::new(7, 1, &mut rng);
     let bundle = switchboard_client_core::BundleDirectory::fetch_bundle(&mut directory, bob.address()).unwrap();
     session::process_verified_bundle(&mut carol.store, bob.address(), &bundle, Suite::SignalV3, &mut rng).unwrap();
-    let payload = PairwisePayload { body: Some(Body::Application(b"from libsignal".to_vec())), suites: Vec::new() };
+    let payload = PairwisePayload { body: Some(Body::Application(b"from libsignal".to_vec())), suites: Vec::new(), delivered_to: Vec::new() };
     let message = session::encrypt(&mut carol.store, bob.address(), &payload.encode_to_vec()).unwrap();
 
     let (received, _) = bob.receive(&carol_at, &message, &mut directory, &mut rng).unwrap();
@@ -184,7 +184,7 @@ fn a_post_quantum_only_device_never_writes_or_reads_classically() {
     let mut carol = testing::Device::new(7, 1, &mut rng);
     let bundle = switchboard_client_core::BundleDirectory::fetch_bundle(&mut directory, alice.address()).unwrap();
     session::process_verified_bundle(&mut carol.store, alice.address(), &bundle, Suite::SignalV3, &mut rng).unwrap();
-    let payload = PairwisePayload { body: Some(Body::Application(b"classical".to_vec())), suites: Vec::new() };
+    let payload = PairwisePayload { body: Some(Body::Application(b"classical".to_vec())), suites: Vec::new(), delivered_to: Vec::new() };
     let message = session::encrypt(&mut carol.store, alice.address(), &payload.encode_to_vec()).unwrap();
     let carol_at = address("carol@libsignal");
     assert!(alice.receive(&carol_at, &message, &mut directory, &mut rng).is_err());

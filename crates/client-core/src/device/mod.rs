@@ -16,6 +16,7 @@ use crate::group::Group;
 
 mod change;
 mod control;
+mod people;
 mod prekeys;
 
 pub use change::Change;
@@ -54,7 +55,7 @@ impl PendingSend {
     /// A session start for `to` (see [`Received::SessionStarted`]): sealing it starts a new
     /// session from `to`'s bundle if this device has none.
     pub fn session_start(to: ProtocolAddress) -> PendingSend {
-        let payload = PairwisePayload { body: Some(Body::SessionStart(true)), suites: Vec::new() }.encode_to_vec();
+        let payload = PairwisePayload { body: Some(Body::SessionStart(true)), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
         PendingSend::new(to, payload)
     }
 
@@ -87,6 +88,17 @@ pub struct GroupMessage {
 pub enum Received {
     /// An application's own content.
     Application(Vec<u8>),
+    /// An application's own content sent to this device's person, naming the other accounts of
+    /// hers the sender also sent it to.
+    PersonMessage { content: Vec<u8>, delivered_to: Vec<String> },
+    /// What another device of this person carried here: a message she sent, or one she received
+    /// on an account its sender could not see linked.
+    Transcript(switchboard_wire::switchboard::Transcript),
+    /// A newer record of this device's own person, from another device of hers (`changed`: it
+    /// was newer than the one held).
+    OwnRecord { changed: bool },
+    /// A record of another person, kept (`changed`: it was new or newer).
+    PersonRecord { person_key: IdentityKey, changed: bool },
     /// A group was joined or changed (`change` says how), or a member's sender key arrived
     /// (`change` is `None`).
     Group { group: String, epoch: u64, change: Option<MembershipChange> },
@@ -140,6 +152,9 @@ pub struct Device {
     /// its first messages state them (encoded once).
     pub(crate) suites: Vec<Suite>,
     pub(crate) stated_suites: Vec<u8>,
+    /// The person this device belongs to, if any, and the people it knows.
+    pub(crate) person: Option<crate::person::Person>,
+    pub(crate) people: crate::person::People,
     #[cfg(switchboard_inject_bugs)]
     pub(crate) bugs: InjectedBugs,
 }
@@ -187,6 +202,8 @@ impl Device {
             next_prekey_id: 1,
             suites: Suite::ALL.to_vec(),
             stated_suites: stated_suites(&Suite::ALL),
+            person: None,
+            people: Default::default(),
             #[cfg(switchboard_inject_bugs)]
             bugs: InjectedBugs::default(),
         }
@@ -277,7 +294,7 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Outgoing> {
-        let payload = PairwisePayload { body: Some(Body::Application(content.to_vec())), suites: Vec::new() }.encode_to_vec();
+        let payload = PairwisePayload { body: Some(Body::Application(content.to_vec())), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
         self.seal(to, &payload, directory, rng)
     }
 
@@ -369,7 +386,15 @@ impl Device {
         }
         let payload: PairwisePayload = decode(&plaintext, limits::MAX_PAYLOAD_LEN)?;
         match payload.body {
-            Some(Body::Application(content)) => Ok((Received::Application(content), Vec::new())),
+            Some(Body::Application(content)) if payload.delivered_to.is_empty() => Ok((Received::Application(content), Vec::new())),
+            Some(Body::Application(content)) => {
+                if payload.delivered_to.len() > crate::person::MAX_LINKED_ACCOUNTS {
+                    return Err(ClientError::InvalidPayload("a message delivered to more accounts than a person links"));
+                }
+                Ok((Received::PersonMessage { content, delivered_to: payload.delivered_to }, Vec::new()))
+            }
+            Some(Body::Transcript(transcript)) => Ok((self.on_transcript(from, transcript)?, Vec::new())),
+            Some(Body::Person(record)) => Ok((self.on_person(from, record)?, Vec::new())),
             Some(Body::GroupControl(control)) => self.on_control(from, &control, rng),
             Some(Body::SessionStart(_)) => {
                 // What this device sent over the refused session never arrived, its sender keys
@@ -395,7 +420,7 @@ impl Device {
     }
 
     fn pending(control: GroupControl, to: &[ProtocolAddress]) -> Vec<PendingSend> {
-        let payload: std::sync::Arc<[u8]> = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new() }.encode_to_vec().into();
+        let payload: std::sync::Arc<[u8]> = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec().into();
         to.iter().map(|member| PendingSend { to: member.clone(), payload: payload.clone() }).collect()
     }
 
@@ -472,7 +497,7 @@ impl Device {
 /// The `suites` field of a [`PairwisePayload`]: every suite this device accepts, best first.
 pub(crate) fn stated_suites(suites: &[Suite]) -> Vec<u8> {
     let suites = suites.iter().map(|suite| suite.name().to_owned()).collect();
-    PairwisePayload { body: None, suites }.encode_to_vec()
+    PairwisePayload { body: None, suites, delivered_to: Vec::new() }.encode_to_vec()
 }
 
 /// The responder's check on a session a PreKeySignalMessage starts: when the initiator states its

@@ -28,6 +28,7 @@
 pub mod dedupe;
 mod order;
 mod outbox;
+mod people;
 mod receive;
 mod work;
 
@@ -221,6 +222,16 @@ pub enum Event {
     DeviceLinked { device_id: u32, credential: Credential },
     /// A blob upload ([`Endpoint::upload_blob`]) was answered.
     BlobStored { request: u64, result: Result<String, RequestFailed> },
+    /// Another device of this person carried a message here: one she sent from it (`from` is
+    /// that device, `to` the user it went to), or one she received on another account whose
+    /// sender could not see that account linked to this one (`from` is its sender).
+    Synced { from: ProtocolAddress, to: Option<String>, group: Option<String>, carried_by: ProtocolAddress, envelope: [u8; 16], content: Vec<u8> },
+    /// Another device of this person changed her linked accounts (a link, a revocation, a
+    /// visibility): [`Endpoint::device`]'s person holds the new record.
+    LinksChanged,
+    /// A person's record (every account of hers this device may see) was received or updated,
+    /// from `via`, one of her devices.
+    PersonKnown { person_key: switchboard_session::IdentityKey, via: ProtocolAddress },
     /// A blob fetch ([`Endpoint::fetch_blob`]) was answered.
     BlobFetched { request: u64, result: Result<Vec<u8>, RequestFailed> },
 }
@@ -292,6 +303,10 @@ pub struct EndpointStats {
     pub unordered_changes: u64,
     /// Catch-ups on the hub's word, after changes missed for good.
     pub resyncs: u64,
+    /// Messages carried to this person's other devices (one per message, however many devices),
+    /// and transcripts received from them.
+    pub transcripts_sent: u64,
+    pub transcripts_received: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,6 +409,8 @@ pub struct Endpoint {
     held_changes: VecDeque<Work>,
     /// Groups this device fell behind in, since when (see `order::resync_behind`).
     behind_since: HashMap<String, Duration>,
+    /// Users given this person's current record (see `people::introduce`).
+    introduced: HashSet<String>,
 }
 
 struct Replenish {
@@ -497,6 +514,7 @@ impl Endpoint {
             started_back: Default::default(),
             held_changes: VecDeque::new(),
             behind_since: HashMap::new(),
+            introduced: HashSet::new(),
         }
     }
 

@@ -5,7 +5,7 @@ use rand_core::CryptoRng;
 use std::collections::{HashSet, VecDeque};
 
 use switchboard_session::{PreKeyBundle, ProtocolAddress, Suite};
-use switchboard_wire::switchboard::{Bundles, FetchBundles, GroupEnvelope, client_frame::Body};
+use switchboard_wire::switchboard::{Bundles, FetchBundles, GroupEnvelope, Transcript, client_frame::Body};
 
 use super::{DropReason, Endpoint, Member, Phase, Request};
 use crate::device::{Change, PendingSend};
@@ -18,6 +18,8 @@ pub const MAX_DEVICES_PER_USER: usize = switchboard_wire::limits::MAX_DEVICES_PE
 #[derive(Debug)]
 pub(super) enum Work {
     Direct { to: String, content: Vec<u8> },
+    /// A transcript for this person's other devices, but those of the accounts in `skip`.
+    Transcript { transcript: Transcript, skip: Vec<String> },
     Seal(Vec<PendingSend>),
     Group { distributions: Vec<PendingSend>, envelope: GroupEnvelope },
     Pairwise { group: String, recipients: Vec<ProtocolAddress>, content: Vec<u8> },
@@ -80,7 +82,15 @@ impl Endpoint {
         };
         let mut users: Vec<String> = match work {
             // Always the user's current device list: sessions alone would miss a device it added.
-            Work::Direct { to, .. } => (!self.devices_of.contains_key(to)).then(|| to.clone()).into_iter().collect(),
+            Work::Direct { to, .. } => self.direct_users(to).into_iter().filter(|user| !self.devices_of.contains_key(user)).collect(),
+            Work::Transcript { skip, .. } => self
+                .device
+                .person()
+                .map(|person| person.record().accounts().iter().map(|account| account.user.clone()).collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|user| !skip.contains(user) && !self.devices_of.contains_key(user))
+                .collect(),
             Work::Seal(pending) => pending_needs(pending),
             Work::Group { distributions, .. } => pending_needs(distributions),
             Work::Pairwise { recipients, .. } => recipients.iter().filter(|a| self.unknown(a)).map(|a| a.name().to_owned()).collect(),
@@ -207,24 +217,28 @@ impl Endpoint {
     fn run(&mut self, work: Work, rng: &mut (impl CryptoRng + ?Sized)) {
         match work {
             Work::Direct { to, content } => {
-                let mut devices = self.devices_of.get(&to).cloned().unwrap_or_default();
+                let me = self.device.address().clone();
+                let targets = self.direct_targets(&to, &content);
                 // To its own user, a device writes to its other devices only: a session with
                 // itself would read nothing (found by the endpoint fuzz target).
-                let me = self.device.address().clone();
-                devices.retain(|device| *device != me);
-                if devices.is_empty() {
-                    if to != me.name() {
-                        self.drop_send(DropReason::CouldNotSeal(ClientError::NoBundle(ProtocolAddress::new(to, 1))));
-                    }
+                if targets.is_empty() && to != me.name() {
+                    self.drop_send(DropReason::CouldNotSeal(ClientError::NoBundle(ProtocolAddress::new(to, 1))));
                     return;
                 }
-                for device in devices {
-                    match self.device.send(&device, &content, &mut self.directory, rng) {
-                        Ok(outgoing) => self.queue_pairwise(vec![outgoing], "", rng),
-                        Err(error) => self.drop_send(DropReason::CouldNotSeal(error)),
-                    }
+                let devices: Vec<ProtocolAddress> = targets.iter().map(|target| target.to.clone()).collect();
+                self.seal_each(targets, None, rng);
+                self.introduce_to_devices(&to, devices, rng);
+                // Every other device of this person shows what she sent from this one.
+                let transcript = Transcript { from_user: me.name().to_owned(), from_device: me.device_id(), to, group: String::new(), application: content };
+                let transcripts = self.transcripts(transcript, &[]);
+                if !transcripts.is_empty() {
+                    self.stats.transcripts_sent += 1;
+                    self.seal_each(transcripts, None, rng);
                 }
-                self.changed_device();
+            }
+            Work::Transcript { transcript, skip } => {
+                let transcripts = self.transcripts(transcript, &skip);
+                self.seal_each(transcripts, None, rng);
             }
             Work::Seal(pending) => self.seal_each(pending, None, rng),
             Work::Group { distributions, envelope } => {
@@ -278,7 +292,7 @@ impl Endpoint {
 
     /// Seals `pending` recipient by recipient; what cannot be sealed is reported (and, for this
     /// device's sender key in `group`, handed out again with its next message).
-    fn seal_each(&mut self, pending: Vec<PendingSend>, group: Option<&str>, rng: &mut (impl CryptoRng + ?Sized)) {
+    pub(super) fn seal_each(&mut self, pending: Vec<PendingSend>, group: Option<&str>, rng: &mut (impl CryptoRng + ?Sized)) {
         if pending.is_empty() {
             return;
         }

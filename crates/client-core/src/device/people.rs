@@ -1,0 +1,123 @@
+//! The person this device belongs to, and the people it knows (see [`crate::person`]): what goes
+//! between a person's own devices and to her contacts, and how each is judged on arrival.
+
+use std::sync::Arc;
+
+use rand_core::CryptoRng;
+use switchboard_session::ProtocolAddress;
+use switchboard_session::store::IdentityKeyStore;
+use switchboard_wire::Message;
+use switchboard_wire::switchboard::{PairwisePayload, PersonRecord as WireRecord, Transcript, Visibility, pairwise_payload::Body};
+
+use super::{Device, Received};
+use crate::error::ClientError;
+use crate::person::{Audience, People, Person, PersonError, PersonRecord};
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+impl Device {
+    /// The person this device belongs to, once it created or joined one.
+    pub fn person(&self) -> Option<&Person> {
+        self.person.as_ref()
+    }
+
+    /// The records of other people this device holds.
+    pub fn people(&self) -> &People {
+        &self.people
+    }
+
+    /// Makes this device's account the first of a new person, shown to `visibility`.
+    pub fn become_person<R: CryptoRng + ?Sized>(&mut self, visibility: Visibility, rng: &mut R) -> Result<()> {
+        if self.person.is_some() {
+            return Err(ClientError::Person(PersonError::Malformed("this device already belongs to a person")));
+        }
+        let identity = self.store.identity_key_pair()?;
+        self.person = Some(Person::new(&self.address, &identity, visibility, rng));
+        Ok(())
+    }
+
+    /// Joins the person whose invitation another device of hers showed, listing this device (and
+    /// its account, shown to `visibility`, if the account is new to her).
+    pub fn join_person<R: CryptoRng + ?Sized>(&mut self, invitation: &[u8], visibility: Visibility, rng: &mut R) -> Result<()> {
+        let mut person = Person::from_invitation(invitation)?;
+        let identity = self.store.identity_key_pair()?;
+        person.put_device(&self.address, &identity, visibility, rng)?;
+        self.person = Some(person);
+        Ok(())
+    }
+
+    /// Changes this person's record by `change` (a visibility, a revocation).
+    pub fn change_person(&mut self, change: impl FnOnce(&mut Person) -> std::result::Result<(), PersonError>) -> Result<()> {
+        let person = self.person.as_mut().ok_or(ClientError::Person(PersonError::Malformed("this device belongs to no person")))?;
+        Ok(change(person)?)
+    }
+
+    /// A payload that gives `audience` this person's record as it may see it.
+    pub fn person_payload<R: CryptoRng + ?Sized>(&self, audience: Audience<'_>, rng: &mut R) -> Option<Arc<[u8]>> {
+        let view = self.person.as_ref()?.view(audience, rng);
+        Some(PairwisePayload { body: Some(Body::Person(view)), ..Default::default() }.encode_to_vec().into())
+    }
+
+    /// A payload carrying `transcript` to another device of this person.
+    pub fn transcript_payload(transcript: Transcript) -> Arc<[u8]> {
+        PairwisePayload { body: Some(Body::Transcript(transcript)), ..Default::default() }.encode_to_vec().into()
+    }
+
+    /// A payload carrying an application's content to one device of a person, naming the other
+    /// accounts of hers it also goes to (so that her device carries it on to the rest only).
+    pub fn application_payload(content: &[u8], delivered_to: Vec<String>) -> Arc<[u8]> {
+        PairwisePayload { body: Some(Body::Application(content.to_vec())), delivered_to, ..Default::default() }.encode_to_vec().into()
+    }
+
+    /// Whether `from`'s identity, as this device's session with it knows it, is the one `record`
+    /// lists for it.
+    fn vouched(&self, record: &PersonRecord, from: &ProtocolAddress) -> bool {
+        matches!(self.store.identity(from), Ok(Some(identity)) if record.vouches_for(from, &identity))
+    }
+
+    /// A transcript from `from`: read only from a device of this same person whose identity her
+    /// record vouches for.
+    pub(super) fn on_transcript(&self, from: &ProtocolAddress, transcript: Transcript) -> Result<Received> {
+        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from));
+        if !own {
+            return Err(ClientError::InvalidPayload("a transcript from a device that is not this person's"));
+        }
+        if transcript.application.is_empty() || switchboard_wire::address::UserAddress::split(&transcript.from_user).is_err() {
+            return Err(ClientError::InvalidPayload("a transcript without content or sender"));
+        }
+        Ok(Received::Transcript(transcript))
+    }
+
+    /// A person's record from `from`. Her own (a newer version another device of hers made) is
+    /// adopted; another person's is kept if `from` is one of the devices it lists, with the
+    /// identity this device's session knows — so a record can only come from the person, and a
+    /// relay that serves other identity keys for her accounts gets no link accepted.
+    pub(super) fn on_person(&mut self, from: &ProtocolAddress, record: WireRecord) -> Result<Received> {
+        let record = PersonRecord::verify(record)?;
+        if let Some(person) = self.person.as_mut()
+            && record.person_key() == person.person_key()
+        {
+            if !matches!(self.store.identity(from), Ok(Some(identity)) if record.vouches_for(from, &identity)) {
+                return Err(ClientError::InvalidPayload("this person's record from a device it does not list"));
+            }
+            let changed = person.adopt(record)?;
+            return Ok(Received::OwnRecord { changed });
+        }
+        if !self.vouched(&record, from) {
+            return Err(ClientError::InvalidPayload("a person's record from a device it does not list"));
+        }
+        let person_key = *record.person_key();
+        let changed = self.people.accept(record)?;
+        Ok(Received::PersonRecord { person_key, changed })
+    }
+
+    /// Takes a record from a lookup at a relay (the public view): kept like one given end to
+    /// end, but only once this device can check it against the accounts' identities (see
+    /// [`crate::person::People::accept`]).
+    pub fn accept_person_record(&mut self, record: PersonRecord) -> Result<bool> {
+        if self.person.as_ref().is_some_and(|person| person.person_key() == record.person_key()) {
+            return Ok(false);
+        }
+        Ok(self.people.accept(record)?)
+    }
+}

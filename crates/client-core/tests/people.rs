@@ -1,0 +1,151 @@
+//! One person on several apps, over the in-memory harness (real endpoints, real relay cores):
+//! receive everywhere, reply anywhere, her other devices in sync, links she chose to hide carried
+//! on by her own devices, revocation.
+
+use switchboard_client_core::Event;
+use switchboard_harness::Harness;
+use switchboard_session::ProtocolAddress;
+use switchboard_wire::switchboard::Visibility;
+
+fn online(h: &mut Harness, user: &str) -> usize {
+    let d = h.add_device(user, 1, true);
+    h.connect(d);
+    h.settle();
+    assert!(h.devices[d].endpoint.is_online(), "{user} did not come online");
+    h.take_events(d);
+    d
+}
+
+/// What one device showed: messages (sender, text) and transcripts (writer, carried by, text).
+#[derive(Debug, Default, PartialEq)]
+struct Shown {
+    messages: Vec<(String, String)>,
+    synced: Vec<(String, String, String)>,
+}
+
+fn shown(h: &mut Harness, d: usize) -> Shown {
+    let mut shown = Shown::default();
+    for event in h.take_events(d) {
+        match event {
+            Event::Message { from, content, .. } => shown.messages.push((from.to_string(), String::from_utf8(content).unwrap())),
+            Event::Synced { from, carried_by, content, .. } => {
+                shown.synced.push((from.to_string(), carried_by.to_string(), String::from_utf8(content).unwrap()))
+            }
+            _ => {}
+        }
+    }
+    shown
+}
+
+fn send(h: &mut Harness, d: usize, to: &str, text: &str) {
+    h.with(d, |e, now, rng| e.send(now, to, text.as_bytes().to_vec(), rng).unwrap());
+    h.settle();
+}
+
+/// Alice on green and blue, linked (blue shown to `blue_visibility`), and bob on red.
+fn alice_and_bob(blue_visibility: Visibility) -> (Harness, usize, usize, usize) {
+    let mut h = Harness::new(&["green", "blue", "red"], 14);
+    let green = online(&mut h, "alice@green");
+    let blue = online(&mut h, "alice@blue");
+    let bob = online(&mut h, "bob@red");
+    h.with(green, |e, now, rng| e.become_person(now, Visibility::Public, rng).unwrap());
+    let invitation = h.devices[green].endpoint.person_invitation().unwrap();
+    h.with(blue, |e, now, rng| e.join_person(now, &invitation, blue_visibility, rng).unwrap());
+    h.settle();
+    assert!(h.take_events(green).contains(&Event::LinksChanged), "green takes the record blue signed");
+    let record = |d: usize, h: &Harness| h.devices[d].endpoint.device().person().unwrap().record().clone();
+    assert_eq!(record(green, &h), record(blue, &h));
+    assert_eq!(record(green, &h).accounts().len(), 2);
+    (h, green, blue, bob)
+}
+
+fn address(user: &str) -> String {
+    ProtocolAddress::new(user.to_owned(), 1).to_string()
+}
+
+#[test]
+fn she_receives_on_both_apps_replies_from_the_second_and_her_first_device_shows_the_reply() {
+    let (mut h, green, blue, bob) = alice_and_bob(Visibility::Contacts);
+    // Bob knows only alice@green: her green device carries the message on to blue.
+    send(&mut h, bob, "alice@green", "hello green");
+    assert_eq!(shown(&mut h, green).messages, [(address("bob@red"), "hello green".into())]);
+    assert_eq!(shown(&mut h, blue).synced, [(address("bob@red"), address("alice@green"), "hello green".into())]);
+    // Green introduced her to bob: he now knows both accounts, and one safety number for her.
+    let events = h.take_events(bob);
+    assert!(events.iter().any(|e| matches!(e, Event::PersonKnown { .. })), "{events:?}");
+    let person = h.devices[bob].endpoint.device().people().person_of("alice@blue").unwrap().clone();
+    assert_eq!(person.accounts().len(), 2);
+
+    // Now his messages reach both apps directly, each exactly once, and nothing is carried on.
+    send(&mut h, bob, "alice@green", "hello both");
+    let (on_green, on_blue) = (shown(&mut h, green), shown(&mut h, blue));
+    assert_eq!(on_green, Shown { messages: vec![(address("bob@red"), "hello both".into())], synced: vec![] });
+    assert_eq!(on_blue, Shown { messages: vec![(address("bob@red"), "hello both".into())], synced: vec![] });
+
+    // She replies from blue; bob reads it from alice@blue, and her green device shows her reply.
+    send(&mut h, blue, "bob@red", "reply from blue");
+    assert_eq!(shown(&mut h, bob).messages, [(address("alice@blue"), "reply from blue".into())]);
+    assert_eq!(shown(&mut h, green).synced, [(address("alice@blue"), address("alice@blue"), "reply from blue".into())]);
+    assert_eq!(h.devices[blue].endpoint.stats().transcripts_sent, 1);
+}
+
+#[test]
+fn a_link_shown_to_nobody_stays_hidden_and_her_devices_still_receive_everything() {
+    let (mut h, green, blue, bob) = alice_and_bob(Visibility::Nobody);
+    send(&mut h, bob, "alice@green", "one");
+    send(&mut h, bob, "alice@green", "two");
+    let people = h.devices[bob].endpoint.device().people();
+    assert!(people.person_of("alice@blue").is_none(), "bob never learns the hidden link");
+    assert_eq!(people.person_of("alice@green").unwrap().accounts().len(), 1);
+    assert_eq!(shown(&mut h, green).messages.len(), 2);
+    let synced: Vec<String> = shown(&mut h, blue).synced.into_iter().map(|(_, _, text)| text).collect();
+    assert_eq!(synced, ["one", "two"], "carried on by her own devices, each once");
+}
+
+#[test]
+fn a_revoked_link_receives_nothing_more_as_hers() {
+    let (mut h, green, blue, bob) = alice_and_bob(Visibility::Contacts);
+    send(&mut h, bob, "alice@green", "before");
+    h.take_events(green);
+    h.take_events(blue);
+    h.with(green, |e, now, rng| e.unlink(now, "alice@blue", rng).unwrap());
+    h.settle();
+    assert!(h.devices[bob].endpoint.device().people().person_of("alice@blue").is_none());
+    send(&mut h, bob, "alice@green", "after");
+    assert_eq!(shown(&mut h, green).messages, [(address("bob@red"), "after".into())]);
+    assert_eq!(shown(&mut h, blue), Shown::default(), "neither sent to it nor carried on");
+}
+
+#[test]
+fn one_safety_number_for_the_person_on_both_sides() {
+    let (mut h, green, blue, bob) = alice_and_bob(Visibility::Contacts);
+    h.with(bob, |e, now, rng| e.become_person(now, Visibility::Public, rng).unwrap());
+    send(&mut h, bob, "alice@green", "hi");
+    send(&mut h, green, "bob@red", "hi back");
+    // Bob's next message reaches blue too, with his record.
+    send(&mut h, bob, "alice@green", "again");
+    let from_bob = h.devices[bob].endpoint.person_safety_number("alice@blue").unwrap();
+    assert_eq!(Some(&from_bob), h.devices[green].endpoint.person_safety_number("bob@red").as_ref());
+    assert_eq!(Some(&from_bob), h.devices[blue].endpoint.person_safety_number("bob@red").as_ref());
+    assert_eq!(from_bob, h.devices[bob].endpoint.person_safety_number("alice@green").unwrap());
+}
+
+#[test]
+fn the_person_and_the_people_a_device_knows_survive_a_crash() {
+    let (mut h, green, blue, bob) = alice_and_bob(Visibility::Nobody);
+    send(&mut h, bob, "alice@green", "before");
+    h.take_events(green);
+    h.take_events(blue);
+    let record = h.devices[green].endpoint.device().person().unwrap().record().clone();
+    h.crash(green);
+    h.connect(green);
+    h.settle();
+    assert_eq!(h.devices[green].endpoint.device().person().unwrap().record(), &record);
+    send(&mut h, bob, "alice@green", "after");
+    assert_eq!(shown(&mut h, green).messages.len(), 1);
+    assert_eq!(shown(&mut h, blue).synced.len(), 1, "still carried on after the restart");
+    h.crash(bob);
+    h.connect(bob);
+    h.settle();
+    assert!(h.devices[bob].endpoint.device().people().person_of("alice@green").is_some());
+}
