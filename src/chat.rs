@@ -57,6 +57,15 @@ fn show(event: &Event, outbox: usize) -> String {
             };
             format!("{place}{}: {body}", from.name())
         }
+        Event::Synced { from, to, group, carried_by, content } => {
+            let place = group.as_ref().map(|g| format!("#{g} ")).or_else(|| to.as_ref().map(|to| format!("→ {to} "))).unwrap_or_default();
+            let body = match &content.body {
+                Some(content::Body::Text(t)) => t.text.clone(),
+                Some(other) => format!("{other:?}"),
+                None => String::new(),
+            };
+            format!("{place}{}: {body} (via {carried_by})", from.name())
+        }
         Event::GroupChanged { group, epoch, by, added, removed } => {
             let list = |devices: &[switchboard_session::ProtocolAddress]| devices.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
             let mut line = format!("#{group} changed by {by} (epoch {epoch})");

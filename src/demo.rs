@@ -134,7 +134,7 @@ impl Demo {
             Event::RemovedFromGroup { group } => self.note(user, format!("[{group}] you were removed")),
             Event::GroupForked { group, epoch, from } => self.note(user, format!("[{group}] forked at epoch {epoch}: {from} holds another state")),
             Event::SendDropped { reason } => self.note(user, format!("(a send was given up: {reason:?})")),
-            Event::Online | Event::Offline => {}
+            Event::Synced { .. } | Event::Online | Event::Offline => {}
         }
     }
 }

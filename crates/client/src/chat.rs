@@ -12,6 +12,7 @@ use rand::Rng;
 use switchboard_client_core::endpoint::{DropReason, EndpointConfig, Member, RequestFailed, Storage};
 use switchboard_client_core::{ClientError, Endpoint, Group, attachment};
 use switchboard_session::{ProtocolAddress, Suite};
+use switchboard_wire::switchboard::Visibility;
 use switchboard_wire::switchboard::{AttachmentPointer, Content, ErrorCode, content};
 use switchboard_wire::{Message, decode, limits};
 
@@ -55,6 +56,9 @@ pub enum ChatError {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     Message { from: ProtocolAddress, group: Option<String>, content: Content },
+    /// Carried here by another device of this person (`carried_by`): a message she sent from it
+    /// (to `to`), or one she received on an account whose sender could not see it linked.
+    Synced { from: ProtocolAddress, to: Option<String>, group: Option<String>, carried_by: ProtocolAddress, content: Content },
     GroupChanged { group: String, epoch: u64, by: ProtocolAddress, added: Vec<ProtocolAddress>, removed: Vec<ProtocolAddress> },
     RemovedFromGroup { group: String },
     /// `from` holds another state of the group at `epoch`: its admins made conflicting changes.
@@ -274,6 +278,40 @@ impl ChatClient {
         let before = self.before_command();
         self.endpoint.create_group(now, id, members, suite, &mut self.rng);
         self.settle(before).await
+    }
+
+    /// Makes this device's account the first of a new person (see
+    /// [`switchboard_client_core::person`]), shown to `visibility`.
+    pub async fn become_person(&mut self, visibility: Visibility) -> Result<(), ChatError> {
+        let now = self.now();
+        let before = self.before_command();
+        self.endpoint.become_person(now, visibility, &mut self.rng)?;
+        self.settle(before).await
+    }
+
+    /// The code a new device of this person is shown to join her (secret: it holds her person
+    /// key). `None` before [`Self::become_person`].
+    pub fn person_invitation(&self) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        self.endpoint.person_invitation()
+    }
+
+    /// Joins the person whose invitation another device of hers showed, linking this account
+    /// (shown to `visibility`).
+    pub async fn join_person(&mut self, invitation: &[u8], visibility: Visibility) -> Result<(), ChatError> {
+        let now = self.now();
+        let before = self.before_command();
+        self.endpoint.join_person(now, invitation, visibility, &mut self.rng)?;
+        self.settle(before).await
+    }
+
+    /// The record of the person `user` belongs to, as this device knows it.
+    pub fn person_of(&self, user: &str) -> Option<&switchboard_client_core::person::PersonRecord> {
+        self.endpoint.device().people().person_of(user)
+    }
+
+    /// The safety number of this person and `user`'s: one for every pair of their accounts.
+    pub fn person_safety_number(&self, user: &str) -> Option<String> {
+        self.endpoint.person_safety_number(user)
     }
 
     /// Adds every device of `user` to group `id`.
@@ -498,6 +536,13 @@ impl ChatClient {
                 Ok(content) => self.ready.push(Event::Message { from, group, content }),
                 Err(error) => tracing::debug!(%error, "a message whose content does not decode"),
             },
+            // Carried here by another device of this person: shown as what it carries.
+            E::Synced { from, to, group, carried_by, content, .. } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
+                Ok(content) => self.ready.push(Event::Synced { from, to, group, carried_by, content }),
+                Err(error) => tracing::debug!(%error, "a transcript whose content does not decode"),
+            },
+            E::LinksChanged => tracing::info!("this person's linked accounts changed"),
+            E::PersonKnown { via, .. } => tracing::info!(%via, "a person's linked accounts arrived"),
             E::GroupChanged { group, epoch, by, added, removed, .. } => {
                 self.ready.push(Event::GroupChanged { group, epoch, by, added, removed })
             }

@@ -368,5 +368,6 @@ fn reason_label(error: &ClientError) -> &'static str {
         ClientError::GroupFork { .. } => "group fork",
         ClientError::NotOrdered { .. } => "not ordered by the hub",
         ClientError::UnorderedChange { .. } => "a change its admins did not order",
+        ClientError::Person(_) => "a person's record refused",
     }
 }
