@@ -26,8 +26,13 @@ pub const MAX_SHOWN_TO: usize = 256;
 /// Largest encoded record read: 8 accounts of 64 devices (about 105 bytes each) and 256 names
 /// each, with room to spare.
 pub const MAX_PERSON_RECORD_LEN: usize = 640 * 1024;
-/// Records of other people one device keeps.
-pub const MAX_PEOPLE: usize = 10_000;
+/// Records of other people one device keeps…
+pub const MAX_PEOPLE: usize = 2_000;
+/// …and their encoded bytes together.
+pub const MAX_PEOPLE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest encoded record a person makes: it must fit in one pairwise payload to reach her
+/// other devices.
+pub const MAX_OWN_RECORD_LEN: usize = 128 * 1024;
 
 const RECORD_LABEL: &[u8] = b"switchboard person record v1";
 const DEVICE_LABEL: &[u8] = b"switchboard linked device v1";
@@ -49,8 +54,10 @@ pub enum PersonError {
     Rollback { offered: u64, held: u64 },
     #[error("version {version} of this person's record was seen with other contents")]
     Equivocation { version: u64 },
-    #[error("{user} is already linked to another person")]
-    ClaimedByAnother { user: String },
+    #[error("a record of {0} bytes is over the {MAX_OWN_RECORD_LEN} a person's devices exchange")]
+    TooLarge(usize),
+    #[error("another person's record names who her accounts are shown to")]
+    ShownToInAnothersRecord,
     #[error("a person links at most {MAX_LINKED_ACCOUNTS} accounts")]
     TooManyAccounts,
     #[error("{0} is not one of this person's accounts")]
@@ -298,7 +305,13 @@ pub fn person_safety_number(mine: &IdentityKey, theirs: &IdentityKey) -> String 
 pub struct Person {
     key: IdentityKeyPair,
     record: PersonRecord,
+    /// Devices a version of her record listed and a later one dropped: none of them may bring a
+    /// newer record of hers (a device put back must be linked again, by a device still hers).
+    revoked: Vec<ProtocolAddress>,
 }
+
+/// Devices one person remembers as unlinked.
+pub const MAX_REVOKED: usize = 1_024;
 
 impl std::fmt::Debug for Person {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -312,7 +325,7 @@ impl Person {
     pub fn new<R: CryptoRng + ?Sized>(device: &ProtocolAddress, identity: &IdentityKeyPair, visibility: Visibility, rng: &mut R) -> Person {
         let key = IdentityKeyPair::generate(rng);
         let record = PersonRecord { person_key: *key.identity_key(), version: 0, accounts: Vec::new(), signature: [0; SIGNATURE_LEN] };
-        let mut person = Person { key, record };
+        let mut person = Person { key, record, revoked: Vec::new() };
         person.put_device(device, identity, visibility, rng).expect("a first account fits");
         person
     }
@@ -325,22 +338,32 @@ impl Person {
         if record.person_key != *key.identity_key() {
             return Err(PersonError::Malformed("the record is another person's"));
         }
-        Ok(Person { key, record })
+        Ok(Person { key, record, revoked: Vec::new() })
     }
 
     /// Restores what [`Self::to_stored`] gave.
-    pub fn from_stored(key_pair: &[u8], record: wire::PersonRecord) -> Result<Person, PersonError> {
+    pub fn from_stored(key_pair: &[u8], record: wire::PersonRecord, revoked: Vec<ProtocolAddress>) -> Result<Person, PersonError> {
         let key = IdentityKeyPair::deserialize(key_pair).map_err(|_| PersonError::Malformed("person key pair"))?;
         let record = PersonRecord::verify(record)?;
         if record.person_key != *key.identity_key() {
             return Err(PersonError::Malformed("the record is another person's"));
         }
-        Ok(Person { key, record })
+        if revoked.len() > MAX_REVOKED {
+            return Err(PersonError::Malformed("more revoked devices than a person keeps"));
+        }
+        Ok(Person { key, record, revoked })
     }
 
-    /// The key pair (secret) and the record, to keep on disk.
-    pub fn to_stored(&self) -> (Zeroizing<Vec<u8>>, wire::PersonRecord) {
-        (self.key.serialize(), self.record.to_wire())
+    /// The key pair (secret), the record and the revoked devices, to keep on disk.
+    pub fn to_stored(&self) -> (Zeroizing<Vec<u8>>, wire::PersonRecord, &[ProtocolAddress]) {
+        (self.key.serialize(), self.record.to_wire(), &self.revoked)
+    }
+
+    /// Whether `from` (with identity `identity`) may bring a newer record of hers: a device her
+    /// record lists, or a device the newer record lists that was never unlinked (one that just
+    /// joined with an invitation).
+    pub fn may_update(&self, newer: &PersonRecord, from: &ProtocolAddress, identity: &IdentityKey) -> bool {
+        self.record.vouches_for(from, identity) || (newer.vouches_for(from, identity) && !self.record.lists(from) && !self.revoked.contains(from))
     }
 
     /// The invitation a new device of hers is shown (a code it scans): secret, as it holds the
@@ -383,8 +406,7 @@ impl Person {
                 accounts.push(LinkedAccount { user: device.name().to_owned(), visibility, devices: vec![linked], shown_to: Vec::new() });
             }
         }
-        self.resign(accounts, rng);
-        Ok(())
+        self.resign(accounts, rng)
     }
 
     /// Sets who may see that `user` is hers; `shown_to` counts for [`Visibility::Chosen`] only.
@@ -399,8 +421,7 @@ impl Person {
         let account = accounts.iter_mut().find(|account| account.user == user).ok_or_else(|| PersonError::NotLinked(user.to_owned()))?;
         account.visibility = visibility;
         account.shown_to = if visibility == Visibility::Chosen { shown_to } else { Vec::new() };
-        self.resign(accounts, rng);
-        Ok(())
+        self.resign(accounts, rng)
     }
 
     /// Revokes the link of `user`: a new version without it. Readers that hold the new version
@@ -412,7 +433,9 @@ impl Person {
         if accounts.len() == before {
             return Err(PersonError::NotLinked(user.to_owned()));
         }
-        self.resign(accounts, rng);
+        let dropped: Vec<ProtocolAddress> = self.record.devices().filter(|device| device.name() == user).collect();
+        self.resign(accounts, rng)?;
+        self.revoke(dropped);
         Ok(())
     }
 
@@ -428,8 +451,21 @@ impl Person {
         if record.version == self.record.version {
             return if record == self.record { Ok(false) } else { Err(PersonError::Equivocation { version: record.version }) };
         }
+        let dropped: Vec<ProtocolAddress> = self.record.devices().filter(|device| !record.lists(device)).collect();
+        self.revoke(dropped);
         self.record = record;
         Ok(true)
+    }
+
+    fn revoke(&mut self, devices: Vec<ProtocolAddress>) {
+        for device in devices {
+            if !self.revoked.contains(&device) {
+                if self.revoked.len() == MAX_REVOKED {
+                    self.revoked.remove(0);
+                }
+                self.revoked.push(device);
+            }
+        }
     }
 
     /// Her record as `audience` may see it, signed (same version as her own).
@@ -447,8 +483,14 @@ impl Person {
         self.sign(self.record.version, accounts, rng).to_wire()
     }
 
-    fn resign<R: CryptoRng + ?Sized>(&mut self, accounts: Vec<LinkedAccount>, rng: &mut R) {
-        self.record = self.sign(self.record.version + 1, accounts, rng);
+    fn resign<R: CryptoRng + ?Sized>(&mut self, accounts: Vec<LinkedAccount>, rng: &mut R) -> Result<(), PersonError> {
+        let record = self.sign(self.record.version + 1, accounts, rng);
+        let len = record.to_wire().encoded_len();
+        if len > MAX_OWN_RECORD_LEN {
+            return Err(PersonError::TooLarge(len));
+        }
+        self.record = record;
+        Ok(())
     }
 
     fn sign<R: CryptoRng + ?Sized>(&self, version: u64, accounts: Vec<LinkedAccount>, rng: &mut R) -> PersonRecord {
@@ -458,57 +500,102 @@ impl Person {
     }
 }
 
-/// What a device knows of other people: the newest record of each it was given, with every
-/// account it lists.
+/// What a device knows of other people: the newest record of each it was given, and for each
+/// account the person whose record that account's own device sent (the only claim on an account
+/// this device acts on: anyone can sign a record naming any account, only the account's devices
+/// can send one from it).
 #[derive(Clone, Debug, Default)]
 pub struct People {
     records: HashMap<[u8; 33], PersonRecord>,
-    by_user: HashMap<String, [u8; 33]>,
+    /// Account → the person whose record a device of that account sent.
+    confirmed: HashMap<String, [u8; 33]>,
+    bytes: usize,
 }
 
 impl People {
-    /// Takes `record` if it is the first or a newer version of its person's. An older version is
-    /// refused ([`PersonError::Rollback`]); the same version with other contents too (a person
-    /// shows different audiences different views of one version, but each reader sees only its
-    /// own). A record that lists an account another person's record already lists is refused
-    /// ([`PersonError::ClaimedByAnother`]): a link needs the account's devices' own signatures,
-    /// so only a device that signed two person keys can cause it. Returns whether it changed what
-    /// is known.
-    pub fn accept(&mut self, record: PersonRecord) -> Result<bool, PersonError> {
+    /// Takes `record`, sent by a device of account `from_user` (which it lists), if it is the
+    /// first or a newer version of its person's, or a richer view of the version held (a person
+    /// shows her contacts more accounts than the public). An older version is refused
+    /// ([`PersonError::Rollback`]); the same version with accounts that neither view contains
+    /// whole is too ([`PersonError::Equivocation`]). Records name no `shown_to`. Returns whether
+    /// it changed what is known.
+    pub fn accept(&mut self, record: PersonRecord, from_user: &str) -> Result<bool, PersonError> {
+        if record.accounts.iter().any(|account| !account.shown_to.is_empty()) {
+            return Err(PersonError::ShownToInAnothersRecord);
+        }
+        if record.account(from_user).is_none() {
+            return Err(PersonError::NotLinked(from_user.to_owned()));
+        }
         let key = record.person_key.serialize();
+        let size = record.to_wire().encoded_len();
+        let held_size = self.records.get(&key).map_or(0, |held| held.to_wire().encoded_len());
         if let Some(held) = self.records.get(&key) {
             if record.version < held.version {
                 return Err(PersonError::Rollback { offered: record.version, held: held.version });
             }
             if record.version == held.version {
-                return if *held == record { Ok(false) } else { Err(PersonError::Equivocation { version: record.version }) };
+                let contains = |outer: &PersonRecord, inner: &PersonRecord| inner.accounts.iter().all(|account| outer.accounts.contains(account));
+                if contains(held, &record) {
+                    return Ok(self.confirm(from_user, key));
+                }
+                if !contains(&record, held) {
+                    return Err(PersonError::Equivocation { version: record.version });
+                }
             }
         } else if self.records.len() >= MAX_PEOPLE {
             return Err(PersonError::TooManyPeople);
         }
-        if let Some(account) = record.accounts.iter().find(|account| self.by_user.get(&account.user).is_some_and(|owner| *owner != key)) {
-            return Err(PersonError::ClaimedByAnother { user: account.user.clone() });
+        if self.bytes - held_size + size > MAX_PEOPLE_BYTES {
+            return Err(PersonError::TooManyPeople);
         }
-        if let Some(old) = self.records.remove(&key) {
-            for account in &old.accounts {
-                self.by_user.remove(&account.user);
-            }
-        }
-        for account in &record.accounts {
-            self.by_user.insert(account.user.clone(), key);
-        }
+        // Accounts the new version no longer lists are no longer hers.
+        self.confirmed.retain(|user, owner| *owner != key || record.account(user).is_some());
+        self.bytes = self.bytes - held_size + size;
         self.records.insert(key, record);
+        self.confirm(from_user, key);
         Ok(true)
     }
 
-    /// The record that lists `user`, if any.
+    fn confirm(&mut self, user: &str, key: [u8; 33]) -> bool {
+        self.confirmed.insert(user.to_owned(), key) != Some(key)
+    }
+
+    /// The person whose record a device of `user` sent, if any.
     pub fn person_of(&self, user: &str) -> Option<&PersonRecord> {
-        self.by_user.get(user).and_then(|key| self.records.get(key))
+        self.confirmed.get(user).and_then(|key| self.records.get(key))
     }
 
     /// Every record held.
     pub fn records(&self) -> impl Iterator<Item = &PersonRecord> {
         self.records.values()
+    }
+
+    /// What [`Self::restore`] takes back: each record with the accounts that sent it.
+    pub fn to_stored(&self) -> Vec<wire::KnownPerson> {
+        self.records
+            .iter()
+            .map(|(key, record)| wire::KnownPerson {
+                record: Some(record.to_wire()),
+                confirmed_by: self.confirmed.iter().filter(|(_, owner)| *owner == key).map(|(user, _)| user.clone()).collect(),
+            })
+            .collect()
+    }
+
+    /// The people [`Self::to_stored`] gave, each record checked again as on arrival.
+    pub fn restore(stored: &[wire::KnownPerson]) -> Result<People, PersonError> {
+        if stored.len() > MAX_PEOPLE {
+            return Err(PersonError::TooManyPeople);
+        }
+        let mut people = People::default();
+        for known in stored {
+            let record = PersonRecord::verify(known.record.clone().ok_or(PersonError::Malformed("no record"))?)?;
+            let Some((first, rest)) = known.confirmed_by.split_first() else { continue };
+            people.accept(record.clone(), first)?;
+            for user in rest {
+                people.accept(record.clone(), user)?;
+            }
+        }
+        Ok(people)
     }
 
     pub fn len(&self) -> usize {

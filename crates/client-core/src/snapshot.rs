@@ -88,8 +88,10 @@ impl Device {
             awaiting_hub: self.awaiting_hub.values().map(stored_change).collect(),
             next_prekey_id: self.next_prekey_id,
             person_key_pair: self.person.as_ref().map(|person| person.to_stored().0.to_vec()).unwrap_or_default(),
+            revoked_devices: self.person.as_ref().map(|person| person.to_stored().2.iter().map(wire).collect()).unwrap_or_default(),
             person: self.person.as_ref().map(|person| person.record().to_wire()),
-            people: self.people.records().map(crate::person::PersonRecord::to_wire).collect(),
+            people: self.people.to_stored(),
+            contacts: self.contacts.iter().cloned().collect(),
             ..Default::default()
         }
     }
@@ -158,19 +160,20 @@ impl Device {
             return Err(ClientError::InvalidPayload("more kept changes than a device keeps"));
         }
         let person = match &snapshot.person {
-            Some(record) => Some(crate::person::Person::from_stored(&snapshot.person_key_pair, record.clone())?),
+            Some(record) => {
+                let revoked = snapshot.revoked_devices.iter().map(|device| address(Some(device))).collect::<Result<Vec<_>, _>>()?;
+                Some(crate::person::Person::from_stored(&snapshot.person_key_pair, record.clone(), revoked)?)
+            }
             None => None,
         };
-        if snapshot.people.len() > crate::person::MAX_PEOPLE {
-            return Err(ClientError::InvalidPayload("more people than a device keeps"));
-        }
-        let mut people = crate::person::People::default();
-        for record in &snapshot.people {
-            people.accept(crate::person::PersonRecord::verify(record.clone())?)?;
+        let people = crate::person::People::restore(&snapshot.people)?;
+        if snapshot.contacts.len() > crate::device::MAX_CONTACTS {
+            return Err(ClientError::InvalidPayload("more contacts than a device keeps"));
         }
         Ok(Device {
             person,
             people,
+            contacts: snapshot.contacts.iter().cloned().collect(),
             address: address(snapshot.address.as_ref())?,
             store,
             sender_keys,

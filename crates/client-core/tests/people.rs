@@ -70,10 +70,14 @@ fn she_receives_on_both_apps_replies_from_the_second_and_her_first_device_shows_
     send(&mut h, bob, "alice@green", "hello green");
     assert_eq!(shown(&mut h, green).messages, [(address("bob@red"), "hello green".into())]);
     assert_eq!(shown(&mut h, blue).synced, [(address("bob@red"), address("alice@green"), "hello green".into())]);
+    // Bob learns nothing of her links from writing to her: only people she writes to do.
+    assert!(h.devices[bob].endpoint.device().people().is_empty());
+    send(&mut h, green, "bob@red", "hi bob");
+    assert_eq!(shown(&mut h, blue).synced, [(address("alice@green"), address("alice@green"), "hi bob".into())]);
     // Green introduced her to bob: he now knows both accounts, and one safety number for her.
     let events = h.take_events(bob);
     assert!(events.iter().any(|e| matches!(e, Event::PersonKnown { .. })), "{events:?}");
-    let person = h.devices[bob].endpoint.device().people().person_of("alice@blue").unwrap().clone();
+    let person = h.devices[bob].endpoint.device().people().person_of("alice@green").unwrap().clone();
     assert_eq!(person.accounts().len(), 2);
 
     // Now his messages reach both apps directly, each exactly once, and nothing is carried on.
@@ -92,6 +96,10 @@ fn she_receives_on_both_apps_replies_from_the_second_and_her_first_device_shows_
 #[test]
 fn a_link_shown_to_nobody_stays_hidden_and_her_devices_still_receive_everything() {
     let (mut h, green, blue, bob) = alice_and_bob(Visibility::Nobody);
+    send(&mut h, bob, "alice@green", "zero");
+    send(&mut h, green, "bob@red", "hi");
+    h.take_events(green);
+    h.take_events(blue);
     send(&mut h, bob, "alice@green", "one");
     send(&mut h, bob, "alice@green", "two");
     let people = h.devices[bob].endpoint.device().people();
@@ -106,14 +114,18 @@ fn a_link_shown_to_nobody_stays_hidden_and_her_devices_still_receive_everything(
 fn a_revoked_link_receives_nothing_more_as_hers() {
     let (mut h, green, blue, bob) = alice_and_bob(Visibility::Contacts);
     send(&mut h, bob, "alice@green", "before");
+    send(&mut h, green, "bob@red", "hi");
+    assert_eq!(h.devices[bob].endpoint.device().people().person_of("alice@green").unwrap().accounts().len(), 2);
     h.take_events(green);
     h.take_events(blue);
     h.with(green, |e, now, rng| e.unlink(now, "alice@blue", rng).unwrap());
     h.settle();
-    assert!(h.devices[bob].endpoint.device().people().person_of("alice@blue").is_none());
+    assert_eq!(h.devices[bob].endpoint.device().people().person_of("alice@green").unwrap().accounts().len(), 1);
+    assert!(h.devices[blue].endpoint.device().person().is_none(), "the unlinked device belongs to her no more");
     send(&mut h, bob, "alice@green", "after");
     assert_eq!(shown(&mut h, green).messages, [(address("bob@red"), "after".into())]);
-    assert_eq!(shown(&mut h, blue), Shown::default(), "neither sent to it nor carried on");
+    assert_eq!(shown(&mut h, blue).messages, [], "neither sent to it nor carried on");
+    assert_eq!(shown(&mut h, blue).synced, []);
 }
 
 #[test]
@@ -124,16 +136,19 @@ fn one_safety_number_for_the_person_on_both_sides() {
     send(&mut h, green, "bob@red", "hi back");
     // Bob's next message reaches blue too, with his record.
     send(&mut h, bob, "alice@green", "again");
-    let from_bob = h.devices[bob].endpoint.person_safety_number("alice@blue").unwrap();
+    let from_bob = h.devices[bob].endpoint.person_safety_number("alice@green").unwrap();
     assert_eq!(Some(&from_bob), h.devices[green].endpoint.person_safety_number("bob@red").as_ref());
     assert_eq!(Some(&from_bob), h.devices[blue].endpoint.person_safety_number("bob@red").as_ref());
-    assert_eq!(from_bob, h.devices[bob].endpoint.person_safety_number("alice@green").unwrap());
+    // Blue writes too: bob then holds her record from blue's own device, with the same key.
+    send(&mut h, blue, "bob@red", "from blue");
+    assert_eq!(from_bob, h.devices[bob].endpoint.person_safety_number("alice@blue").unwrap());
 }
 
 #[test]
 fn the_person_and_the_people_a_device_knows_survive_a_crash() {
     let (mut h, green, blue, bob) = alice_and_bob(Visibility::Nobody);
     send(&mut h, bob, "alice@green", "before");
+    send(&mut h, green, "bob@red", "hi");
     h.take_events(green);
     h.take_events(blue);
     let record = h.devices[green].endpoint.device().person().unwrap().record().clone();
@@ -148,4 +163,73 @@ fn the_person_and_the_people_a_device_knows_survive_a_crash() {
     h.connect(bob);
     h.settle();
     assert!(h.devices[bob].endpoint.device().people().person_of("alice@green").is_some());
+}
+
+#[test]
+fn with_two_devices_on_one_account_one_of_them_carries_each_message_on() {
+    let (mut h, green, blue, bob) = alice_and_bob(Visibility::Nobody);
+    let green2 = h.add_device("alice@green", 2, true);
+    h.with(green, |e, now, _| e.link_device(now, 2)).unwrap();
+    h.settle();
+    let credential = h.take_events(green).into_iter().find_map(|e| match e {
+        Event::DeviceLinked { credential, .. } => Some(credential),
+        _ => None,
+    });
+    h.with(green2, |e, _, _| e.set_credential(credential.unwrap()));
+    h.connect(green2);
+    h.settle();
+    let invitation = h.devices[green].endpoint.person_invitation().unwrap();
+    h.with(green2, |e, now, rng| e.join_person(now, &invitation, Visibility::Public, rng).unwrap());
+    h.settle();
+    for d in [green, blue] {
+        assert!(h.devices[d].endpoint.device().person().unwrap().owns(&ProtocolAddress::new("alice@green".to_owned(), 2)));
+    }
+    h.take_events(green);
+    h.take_events(blue);
+    send(&mut h, bob, "alice@green", "to green");
+    assert_eq!(shown(&mut h, green).messages.len(), 1);
+    assert_eq!(shown(&mut h, green2).messages.len(), 1);
+    assert_eq!(shown(&mut h, blue).synced.len(), 1, "one copy, not one per device of green");
+    // What green/2 sends shows on green/1 and on blue, once each.
+    send(&mut h, green2, "bob@red", "from green 2");
+    assert_eq!(shown(&mut h, green).synced.len(), 1);
+    assert_eq!(shown(&mut h, blue).synced.len(), 1);
+}
+
+/// Mallory signs a record of her own person that lists alice@blue with a key of hers, and sends
+/// it to bob from her real device. Bob keeps it for mallory@red only: his messages to alice@blue
+/// go to alice's real device alone, and his messages to mallory go to no device of alice's.
+#[test]
+fn a_record_that_claims_someone_elses_account_diverts_nothing() {
+    use switchboard_client_core::person::{Audience, Person};
+    use switchboard_session::IdentityKeyPair;
+    use switchboard_wire::Message;
+    use switchboard_wire::switchboard::{PairwisePayload, pairwise_payload::Body};
+
+    let (mut h, _green, blue, bob) = alice_and_bob(Visibility::Public);
+    let mallory = online(&mut h, "mallory@red");
+    send(&mut h, mallory, "bob@red", "hi bob");
+    send(&mut h, bob, "mallory@red", "hi mallory");
+    send(&mut h, bob, "alice@blue", "hi alice");
+    h.take_events(blue);
+    h.take_events(mallory);
+
+    let mallory_identity = IdentityKeyPair::deserialize(&h.devices[mallory].endpoint.snapshot().identity_key_pair).unwrap();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+    let mallory_address = ProtocolAddress::new("mallory@red".to_owned(), 1);
+    let mut forged = Person::new(&mallory_address, &mallory_identity, Visibility::Public, &mut rng);
+    forged.put_device(&ProtocolAddress::new("alice@blue".to_owned(), 1), &IdentityKeyPair::generate(&mut rng), Visibility::Public, &mut rng).unwrap();
+    let payload = PairwisePayload { body: Some(Body::Person(forged.view(Audience::Public, &mut rng))), ..Default::default() };
+    let bob_address = ProtocolAddress::new("bob@red".to_owned(), 1);
+    h.with(mallory, |e, now, rng| e.send_payload(now, bob_address, payload.encode_to_vec(), rng));
+    h.settle();
+    let people = h.devices[bob].endpoint.device().people();
+    assert!(people.person_of("mallory@red").is_some());
+    assert!(people.person_of("alice@blue").is_none(), "a claim counts only from the account's own device");
+
+    send(&mut h, bob, "alice@blue", "for alice");
+    send(&mut h, bob, "mallory@red", "for mallory");
+    let texts = |shown: Shown| shown.messages.into_iter().map(|(_, text)| text).collect::<Vec<_>>();
+    assert_eq!(texts(shown(&mut h, blue)), ["for alice"]);
+    assert_eq!(texts(shown(&mut h, mallory)), ["for mallory"]);
 }

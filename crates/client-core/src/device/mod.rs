@@ -83,6 +83,10 @@ pub struct GroupMessage {
     pub key_distributions: Vec<PendingSend>,
 }
 
+/// Contacts a person's device remembers giving her record to; past it, new ones are not given it
+/// (her messages still reach them, and her devices carry their replies on).
+pub const MAX_CONTACTS: usize = 10_000;
+
 /// What a received pairwise message meant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Received {
@@ -155,6 +159,8 @@ pub struct Device {
     /// The person this device belongs to, if any, and the people it knows.
     pub(crate) person: Option<crate::person::Person>,
     pub(crate) people: crate::person::People,
+    /// The users this person gave her record to (see `endpoint::people`).
+    pub(crate) contacts: BTreeSet<String>,
     #[cfg(switchboard_inject_bugs)]
     pub(crate) bugs: InjectedBugs,
 }
@@ -204,6 +210,7 @@ impl Device {
             stated_suites: stated_suites(&Suite::ALL),
             person: None,
             people: Default::default(),
+            contacts: BTreeSet::new(),
             #[cfg(switchboard_inject_bugs)]
             bugs: InjectedBugs::default(),
         }

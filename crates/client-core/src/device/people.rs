@@ -76,7 +76,9 @@ impl Device {
     }
 
     /// A transcript from `from`: read only from a device of this same person whose identity her
-    /// record vouches for.
+    /// record vouches for, and only as what that device can know: a message it sent itself
+    /// (`from_user`/`from_device` are its own), or one that arrived on its own account (`to` is
+    /// its account). Groups are not carried.
     pub(super) fn on_transcript(&self, from: &ProtocolAddress, transcript: Transcript) -> Result<Received> {
         let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from));
         if !own {
@@ -85,39 +87,57 @@ impl Device {
         if transcript.application.is_empty() || switchboard_wire::address::UserAddress::split(&transcript.from_user).is_err() {
             return Err(ClientError::InvalidPayload("a transcript without content or sender"));
         }
+        let sent_by_carrier = transcript.from_user == from.name() && transcript.from_device == from.device_id();
+        let received_by_carrier = transcript.to == from.name();
+        if !(sent_by_carrier || received_by_carrier) || !transcript.group.is_empty() {
+            return Err(ClientError::InvalidPayload("a transcript of a message its carrier neither sent nor received"));
+        }
         Ok(Received::Transcript(transcript))
     }
 
-    /// A person's record from `from`. Her own (a newer version another device of hers made) is
-    /// adopted; another person's is kept if `from` is one of the devices it lists, with the
-    /// identity this device's session knows — so a record can only come from the person, and a
-    /// relay that serves other identity keys for her accounts gets no link accepted.
+    /// A person's record from `from`. Her own — a newer version another device of hers made — is
+    /// adopted only from a device the record already held vouches for (a device she unlinked
+    /// cannot put itself back); if the new version no longer lists this device, this device
+    /// belongs to her no more. Another person's is kept if `from` is one of the devices it lists,
+    /// with the identity this device's session knows, and it names no `shown_to`.
     pub(super) fn on_person(&mut self, from: &ProtocolAddress, record: WireRecord) -> Result<Received> {
         let record = PersonRecord::verify(record)?;
-        if let Some(person) = self.person.as_mut()
+        if let Some(person) = self.person.as_ref()
             && record.person_key() == person.person_key()
         {
-            if !matches!(self.store.identity(from), Ok(Some(identity)) if record.vouches_for(from, &identity)) {
-                return Err(ClientError::InvalidPayload("this person's record from a device it does not list"));
+            let may = matches!(self.store.identity(from), Ok(Some(identity)) if person.may_update(&record, from, &identity));
+            if !may {
+                return Err(ClientError::InvalidPayload("this person's record from a device that may not change it"));
             }
-            let changed = person.adopt(record)?;
+            let changed = self.person.as_mut().expect("checked above").adopt(record)?;
+            if !self.person.as_ref().expect("checked above").owns(&self.address) {
+                self.person = None;
+                self.contacts.clear();
+            }
             return Ok(Received::OwnRecord { changed });
         }
         if !self.vouched(&record, from) {
             return Err(ClientError::InvalidPayload("a person's record from a device it does not list"));
         }
         let person_key = *record.person_key();
-        let changed = self.people.accept(record)?;
+        let changed = self.people.accept(record, from.name())?;
         Ok(Received::PersonRecord { person_key, changed })
     }
 
-    /// Takes a record from a lookup at a relay (the public view): kept like one given end to
-    /// end, but only once this device can check it against the accounts' identities (see
-    /// [`crate::person::People::accept`]).
-    pub fn accept_person_record(&mut self, record: PersonRecord) -> Result<bool> {
-        if self.person.as_ref().is_some_and(|person| person.person_key() == record.person_key()) {
-            return Ok(false);
+    /// Remembers `user` as a contact of this person's (given her record, told of its changes);
+    /// false past [`super::MAX_CONTACTS`].
+    pub(crate) fn add_contact(&mut self, user: &str) -> bool {
+        if self.contacts.contains(user) {
+            return true;
         }
-        Ok(self.people.accept(record)?)
+        if self.contacts.len() >= super::MAX_CONTACTS {
+            return false;
+        }
+        self.contacts.insert(user.to_owned())
+    }
+
+    /// This person's contacts (see [`Self::add_contact`]).
+    pub fn contacts(&self) -> impl Iterator<Item = &str> {
+        self.contacts.iter().map(String::as_str)
     }
 }

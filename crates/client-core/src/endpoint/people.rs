@@ -26,6 +26,7 @@ impl Endpoint {
         self.now = self.now.max(now);
         self.device.become_person(visibility, rng)?;
         self.person_changed(rng);
+        self.release();
         Ok(())
     }
 
@@ -41,6 +42,7 @@ impl Endpoint {
         self.now = self.now.max(now);
         self.device.join_person(invitation, visibility, rng)?;
         self.person_changed(rng);
+        self.release();
         Ok(())
     }
 
@@ -49,106 +51,96 @@ impl Endpoint {
         self.now = self.now.max(now);
         self.device.change_person(|person| person.set_visibility(user, visibility, shown_to, &mut *rng))?;
         self.person_changed(rng);
+        self.release();
         Ok(())
     }
 
     /// Revokes the link of `user`: her other devices and her contacts get a record without it.
     pub fn unlink(&mut self, now: Duration, user: &str, rng: &mut (impl CryptoRng + ?Sized)) -> Result<(), CommandError> {
         self.now = self.now.max(now);
+        let dropped: Vec<ProtocolAddress> = self.devices_of.get(user).cloned().unwrap_or_default();
         self.device.change_person(|person| person.unlink(user, &mut *rng))?;
+        // The unlinked account's devices hear of it too (the public view: they belong to her no
+        // more, and learn no more of her), and stop acting as hers.
+        if let Some(payload) = self.device.person_payload(Audience::Public, rng) {
+            let me = self.device.address().clone();
+            let pending: Vec<PendingSend> = dropped.into_iter().filter(|device| *device != me).map(|device| PendingSend::new(device, payload.clone())).collect();
+            self.submit(Work::Seal(pending), rng);
+        }
         self.person_changed(rng);
+        self.release();
         Ok(())
     }
 
-    /// The person key of `user`'s person, as this device knows it, and the safety number of the
-    /// two people: one number for every pair of their accounts.
+    /// The safety number of this person and `user`'s person: one number for every pair of their
+    /// accounts. `None` unless both are people and a device of `user` itself sent its record.
     pub fn person_safety_number(&self, user: &str) -> Option<String> {
         let mine = self.device.person()?.person_key();
         let theirs = self.device.people().person_of(user)?.person_key();
         Some(crate::person::person_safety_number(mine, theirs))
     }
 
-    /// This person's record changed: her other devices get it whole, each contact the view it may
-    /// see.
-    fn person_changed(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
+    /// This person's record changed (here, or on another device of hers): her other devices get
+    /// it whole, each contact the view it may see.
+    pub(super) fn person_changed(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
         self.changed_device();
         self.introduced.clear();
-        self.share_person(None, rng);
-        self.release();
-    }
-
-    /// Sends this person's record: to `only` (a contact) or to everyone it concerns.
-    pub(super) fn share_person(&mut self, only: Option<&str>, rng: &mut (impl CryptoRng + ?Sized)) {
-        let Some(person) = self.device.person() else { return };
-        let me = self.device.address().clone();
-        let mut pending: Vec<PendingSend> = Vec::new();
-        if only.is_none()
-            && let Some(payload) = self.device.person_payload(Audience::Own, rng)
-        {
-            pending.extend(person.record().devices().filter(|device| *device != me).map(|device| PendingSend::new(device, payload.clone())));
+        if let Some(payload) = self.device.person_payload(Audience::Own, rng) {
+            self.submit(Work::Own { payload, skip: Vec::new() }, rng);
         }
-        let person = self.device.person().expect("checked above");
-        let mut contacts: Vec<String> = match only {
-            Some(user) => vec![user.to_owned()],
-            None => self.device.session_peers().map(|peer| peer.name().to_owned()).filter(|user| person.record().account(user).is_none()).collect(),
-        };
-        contacts.sort();
-        contacts.dedup();
+        let contacts: Vec<String> = self.device.contacts().map(str::to_owned).collect();
         for contact in contacts {
-            let Some(payload) = self.device.person_payload(Audience::Contact(&contact), rng) else { continue };
-            let devices: Vec<ProtocolAddress> = self.device.session_peers().filter(|peer| peer.name() == contact).cloned().collect();
-            pending.extend(devices.into_iter().map(|device| PendingSend::new(device, payload.clone())));
-        }
-        if !pending.is_empty() {
-            self.submit(Work::Seal(pending), rng);
+            self.submit(Work::Introduce { to: contact }, rng);
         }
     }
 
-    /// Gives `user` this person's record (the view it may see) the first time this device hears
-    /// from it or writes to it since the record last changed (or since the device started: a
-    /// record given twice is taken once).
-    pub(super) fn introduce(&mut self, user: &str, rng: &mut (impl CryptoRng + ?Sized)) {
-        let Some(person) = self.device.person() else { return };
-        if person.record().account(user).is_some() || self.introduced.len() >= MAX_INTRODUCED || !self.introduced.insert(user.to_owned()) {
-            return;
-        }
-        self.share_person(Some(user), rng);
+    /// Gives `to` (a contact) this person's record as it may see it, on every device of `to`.
+    pub(super) fn introduce(&mut self, to: &str, rng: &mut (impl CryptoRng + ?Sized)) {
+        let Some(payload) = self.device.person_payload(Audience::Contact(to), rng) else { return };
+        let me = self.device.address().clone();
+        let devices: Vec<ProtocolAddress> = self.devices_of.get(to).into_iter().flatten().filter(|device| **device != me).cloned().collect();
+        self.introduced.insert(to.to_owned());
+        let pending: Vec<PendingSend> = devices.into_iter().map(|device| PendingSend::new(device, payload.clone())).collect();
+        self.seal_each(pending, None, rng);
     }
 
-    /// Like [`Self::introduce`], for a user this device is writing to: the record (the view
-    /// `user` may see) goes to those of `devices` (the ones the message went to, on any account
-    /// of the recipient's) whose account was not given it yet.
-    pub(super) fn introduce_to_devices(&mut self, user: &str, devices: Vec<ProtocolAddress>, rng: &mut (impl CryptoRng + ?Sized)) {
+    /// After a message to `to`: if this device belongs to a person and `to` does not hold her
+    /// current record yet, `to` becomes a contact and gets it (on the `devices` the message went
+    /// to). Only people she writes to learn the accounts she shows her contacts.
+    pub(super) fn introduce_after_message(&mut self, to: &str, devices: Vec<ProtocolAddress>, rng: &mut (impl CryptoRng + ?Sized)) {
         let Some(person) = self.device.person() else { return };
-        let fresh: Vec<ProtocolAddress> = devices
-            .into_iter()
-            .filter(|device| person.record().account(device.name()).is_none() && !self.introduced.contains(device.name()))
-            .collect();
-        if fresh.is_empty() || self.introduced.len() >= MAX_INTRODUCED {
+        if person.record().account(to).is_some() || self.introduced.len() >= MAX_INTRODUCED {
             return;
         }
-        let Some(payload) = self.device.person_payload(Audience::Contact(user), rng) else { return };
+        // Each account of the recipient's (the message may have gone to several of a person's).
+        let fresh: Vec<ProtocolAddress> = devices.into_iter().filter(|device| !self.introduced.contains(device.name())).collect();
+        if fresh.is_empty() || !self.device.add_contact(to) {
+            return;
+        }
+        let Some(payload) = self.device.person_payload(Audience::Contact(to), rng) else { return };
         self.introduced.extend(fresh.iter().map(|device| device.name().to_owned()));
         let pending: Vec<PendingSend> = fresh.into_iter().map(|device| PendingSend::new(device, payload.clone())).collect();
         self.seal_each(pending, None, rng);
     }
 
     /// The users whose bundles a message to `to` needs: every account of `to`'s person this
-    /// device knows of (or `to` alone), and this device's own other accounts, for the transcript.
+    /// device knows of (or `to` alone), and this device's own accounts, for the transcript.
     pub(super) fn direct_users(&self, to: &str) -> Vec<String> {
         let mut users: Vec<String> = match self.device.people().person_of(to) {
             Some(record) => record.accounts().iter().map(|account| account.user.clone()).collect(),
             None => vec![to.to_owned()],
         };
-        if let Some(person) = self.device.person() {
-            users.extend(person.record().accounts().iter().map(|account| account.user.clone()));
-        }
+        users.extend(self.own_accounts());
         users
     }
 
+    /// This person's accounts (none if the device belongs to no person).
+    pub(super) fn own_accounts(&self) -> Vec<String> {
+        self.device.person().map(|person| person.record().accounts().iter().map(|account| account.user.clone()).collect()).unwrap_or_default()
+    }
+
     /// Whether `address`'s identity (its session's, or its bundle's before there is one) is the
-    /// one `record` lists for it: a relay that hands out other keys for a device of hers, or
-    /// devices she did not sign, gets nothing sent to them as hers.
+    /// one `record` lists for it.
     fn vouched(&self, record: &PersonRecord, address: &ProtocolAddress) -> bool {
         let identity = match self.device.current_session(address) {
             Some(session) => Some(*session.remote_identity()),
@@ -157,40 +149,42 @@ impl Endpoint {
         identity.is_some_and(|identity| record.vouches_for(address, &identity))
     }
 
-    /// The devices a message to `to` goes to, each with the payload it carries: for a linked
-    /// person, every device of each account of hers this device may see (vouched for by her
-    /// record), each told which other accounts it went to; for anyone else, every device of `to`.
+    /// Whether `account`, as its relay lists its devices now, is exactly what `record` lists:
+    /// the same devices, each with the identity the record vouches for. A relay that adds a
+    /// device, or serves other keys, makes the account not match.
+    fn matches(&self, record: &PersonRecord, account: &str) -> bool {
+        let Some(listed) = record.account(account) else { return false };
+        let Some(devices) = self.devices_of.get(account) else { return false };
+        devices.len() == listed.devices.len() && devices.iter().all(|device| self.vouched(record, device))
+    }
+
+    /// The devices a message to `to` goes to, each with the payload it carries. Every device of
+    /// `to` as its relay lists them, always; and if `to`'s own device sent a record of its person
+    /// that `to` matches, every device of each other account of hers that matches too, each told
+    /// which accounts got the message (her devices carry it on to the rest).
     pub(super) fn direct_targets(&self, to: &str, content: &[u8]) -> Vec<PendingSend> {
         let me = self.device.address();
-        let Some(record) = self.device.people().person_of(to) else {
-            let devices = self.devices_of.get(to).cloned().unwrap_or_default();
-            return devices
-                .into_iter()
-                .filter(|device| device != me)
-                .map(|device| PendingSend::new(device, Device::application_payload(content, Vec::new())))
-                .collect();
-        };
-        let accounts: Vec<String> = record.accounts().iter().map(|account| account.user.clone()).collect();
+        let mut accounts: Vec<String> = vec![to.to_owned()];
+        if let Some(record) = self.device.people().person_of(to).filter(|record| self.matches(record, to)) {
+            accounts.extend(record.accounts().iter().map(|account| account.user.clone()).filter(|user| user != to && self.matches(record, user)));
+        }
         let mut targets = Vec::new();
         for account in &accounts {
             let others: Vec<String> = accounts.iter().filter(|other| *other != account).cloned().collect();
             let payload = Device::application_payload(content, others);
-            for device in self.devices_of.get(account).into_iter().flatten() {
-                if device != me && self.vouched(record, device) {
-                    targets.push(PendingSend::new(device.clone(), payload.clone()));
-                }
+            for device in self.devices_of.get(account).into_iter().flatten().filter(|device| *device != me) {
+                targets.push(PendingSend::new(device.clone(), payload.clone()));
             }
         }
         targets
     }
 
-    /// Transcripts of what this device just sent (or received from someone who could not see
-    /// every account of hers) for this person's other devices: `skip` names the accounts the
-    /// message reached directly.
-    pub(super) fn transcripts(&self, transcript: Transcript, skip: &[String]) -> Vec<PendingSend> {
+    /// `payload` for every other device of this person's, but those of the accounts in `skip`,
+    /// each vouched for by her record (a relay that serves another key for a device of hers gets
+    /// nothing meant for her own devices).
+    pub(super) fn to_own_devices(&self, payload: &std::sync::Arc<[u8]>, skip: &[String]) -> Vec<PendingSend> {
         let Some(person) = self.device.person() else { return Vec::new() };
         let me = self.device.address();
-        let payload = Device::transcript_payload(transcript);
         person
             .record()
             .accounts()
@@ -202,29 +196,45 @@ impl Endpoint {
             .collect()
     }
 
-    /// A message from `from` arrived on this device's account: if this device belongs to a person,
-    /// it carries the message on to her accounts the sender did not send it to (`delivered_to`),
-    /// so that every device of hers receives it, whichever of her links its sender may see.
+    /// A transcript of what this device just sent to `to`, for every other device of this
+    /// person's (those of `to`, if it is one of her accounts, had the message itself).
+    pub(super) fn sync_sent(&mut self, to: &str, content: &[u8], rng: &mut (impl CryptoRng + ?Sized)) {
+        if self.device.person().is_none() {
+            return;
+        }
+        let me = self.device.address();
+        let transcript = Transcript { from_user: me.name().to_owned(), from_device: me.device_id(), to: to.to_owned(), group: String::new(), application: content.to_vec() };
+        let skip: Vec<String> = self.own_accounts().into_iter().filter(|account| account == to).collect();
+        let pending = self.to_own_devices(&Device::transcript_payload(transcript), &skip);
+        if !pending.is_empty() {
+            self.stats.transcripts_sent += 1;
+            self.seal_each(pending, None, rng);
+        }
+    }
+
+    /// A message from `from` arrived on this device's account: if this device belongs to a
+    /// person, it carries the message on to her accounts the sender did not send it to
+    /// (`delivered_to`), so that every device of hers receives it, whichever of her links its
+    /// sender may see. One device per account carries (the lowest device id her record lists
+    /// for it), so each of her devices gets one copy.
     pub(super) fn carry_on(&mut self, from: &ProtocolAddress, group: Option<&str>, content: &[u8], delivered_to: &[String], rng: &mut (impl CryptoRng + ?Sized)) {
         let Some(person) = self.device.person() else { return };
+        let me = self.device.address();
         if person.owns(from) || group.is_some() {
             return;
         }
-        let mut skip: Vec<String> = delivered_to.to_vec();
-        skip.push(self.device.address().name().to_owned());
-        let transcript = Transcript {
-            from_user: from.name().to_owned(),
-            from_device: from.device_id(),
-            to: self.device.address().name().to_owned(),
-            group: String::new(),
-            application: content.to_vec(),
-        };
-        let accounts: Vec<String> = person.record().accounts().iter().map(|account| account.user.clone()).filter(|user| !skip.contains(user)).collect();
-        if accounts.is_empty() {
+        let carrier = person.record().account(me.name()).and_then(|account| account.devices.iter().map(|device| device.device_id).min());
+        if carrier != Some(me.device_id()) {
             return;
         }
+        let mut skip: Vec<String> = delivered_to.to_vec();
+        skip.push(me.name().to_owned());
+        if self.own_accounts().iter().all(|account| skip.contains(account)) {
+            return;
+        }
+        let transcript = Transcript { from_user: from.name().to_owned(), from_device: from.device_id(), to: me.name().to_owned(), group: String::new(), application: content.to_vec() };
         self.stats.transcripts_sent += 1;
-        self.submit(Work::Transcript { transcript, skip }, rng);
+        self.submit(Work::Own { payload: Device::transcript_payload(transcript), skip }, rng);
     }
 
     /// A transcript from another device of this person's: shown as what it carries.

@@ -285,28 +285,25 @@ impl Endpoint {
                         self.stats.received += 1;
                         let group = (!envelope.group_id.is_empty()).then(|| std::mem::take(&mut envelope.group_id));
                         self.carry_on(sender, group.as_deref(), &content, &[], rng);
-                        if group.is_none() {
-                            self.introduce(sender.name(), rng);
-                        }
                         self.events.push_back(Event::Message { from: sender.clone(), group, envelope: id, content });
                     }
                     Received::PersonMessage { content, delivered_to } => {
                         self.stats.received += 1;
                         self.carry_on(sender, None, &content, &delivered_to, rng);
-                        self.introduce(sender.name(), rng);
                         self.events.push_back(Event::Message { from: sender.clone(), group: None, envelope: id, content });
                     }
                     Received::Transcript(transcript) => self.transcript_arrived(sender, transcript, id),
                     Received::OwnRecord { changed } => {
                         if changed {
                             self.events.push_back(Event::LinksChanged);
+                            // Her contacts hear of it from every device of hers that learns it.
+                            self.person_changed(rng);
                         }
                     }
                     Received::PersonRecord { person_key, changed } => {
                         if changed {
                             self.events.push_back(Event::PersonKnown { person_key, via: sender.clone() });
                         }
-                        self.introduce(sender.name(), rng);
                     }
                     Received::Group { group, epoch, change } => {
                         if let (Some(change), Some(now)) = (change, self.device.group(&group)) {

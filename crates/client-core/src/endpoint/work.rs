@@ -5,7 +5,7 @@ use rand_core::CryptoRng;
 use std::collections::{HashSet, VecDeque};
 
 use switchboard_session::{PreKeyBundle, ProtocolAddress, Suite};
-use switchboard_wire::switchboard::{Bundles, FetchBundles, GroupEnvelope, Transcript, client_frame::Body};
+use switchboard_wire::switchboard::{Bundles, FetchBundles, GroupEnvelope, client_frame::Body};
 
 use super::{DropReason, Endpoint, Member, Phase, Request};
 use crate::device::{Change, PendingSend};
@@ -18,8 +18,11 @@ pub const MAX_DEVICES_PER_USER: usize = switchboard_wire::limits::MAX_DEVICES_PE
 #[derive(Debug)]
 pub(super) enum Work {
     Direct { to: String, content: Vec<u8> },
-    /// A transcript for this person's other devices, but those of the accounts in `skip`.
-    Transcript { transcript: Transcript, skip: Vec<String> },
+    /// A payload (a transcript, her record) for this person's other devices, but those of the
+    /// accounts in `skip`.
+    Own { payload: std::sync::Arc<[u8]>, skip: Vec<String> },
+    /// This person's record, as contact `to` may see it, for every device of `to`.
+    Introduce { to: String },
     Seal(Vec<PendingSend>),
     Group { distributions: Vec<PendingSend>, envelope: GroupEnvelope },
     Pairwise { group: String, recipients: Vec<ProtocolAddress>, content: Vec<u8> },
@@ -83,14 +86,8 @@ impl Endpoint {
         let mut users: Vec<String> = match work {
             // Always the user's current device list: sessions alone would miss a device it added.
             Work::Direct { to, .. } => self.direct_users(to).into_iter().filter(|user| !self.devices_of.contains_key(user)).collect(),
-            Work::Transcript { skip, .. } => self
-                .device
-                .person()
-                .map(|person| person.record().accounts().iter().map(|account| account.user.clone()).collect::<Vec<_>>())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|user| !skip.contains(user) && !self.devices_of.contains_key(user))
-                .collect(),
+            Work::Own { skip, .. } => self.own_accounts().into_iter().filter(|user| !skip.contains(user) && !self.devices_of.contains_key(user)).collect(),
+            Work::Introduce { to } => (!self.devices_of.contains_key(to)).then(|| to.clone()).into_iter().collect(),
             Work::Seal(pending) => pending_needs(pending),
             Work::Group { distributions, .. } => pending_needs(distributions),
             Work::Pairwise { recipients, .. } => recipients.iter().filter(|a| self.unknown(a)).map(|a| a.name().to_owned()).collect(),
@@ -227,19 +224,15 @@ impl Endpoint {
                 }
                 let devices: Vec<ProtocolAddress> = targets.iter().map(|target| target.to.clone()).collect();
                 self.seal_each(targets, None, rng);
-                self.introduce_to_devices(&to, devices, rng);
+                self.introduce_after_message(&to, devices, rng);
                 // Every other device of this person shows what she sent from this one.
-                let transcript = Transcript { from_user: me.name().to_owned(), from_device: me.device_id(), to, group: String::new(), application: content };
-                let transcripts = self.transcripts(transcript, &[]);
-                if !transcripts.is_empty() {
-                    self.stats.transcripts_sent += 1;
-                    self.seal_each(transcripts, None, rng);
-                }
+                self.sync_sent(&to, &content, rng);
             }
-            Work::Transcript { transcript, skip } => {
-                let transcripts = self.transcripts(transcript, &skip);
-                self.seal_each(transcripts, None, rng);
+            Work::Own { payload, skip } => {
+                let pending = self.to_own_devices(&payload, &skip);
+                self.seal_each(pending, None, rng);
             }
+            Work::Introduce { to } => self.introduce(&to, rng),
             Work::Seal(pending) => self.seal_each(pending, None, rng),
             Work::Group { distributions, envelope } => {
                 let group = envelope.group_id.clone();

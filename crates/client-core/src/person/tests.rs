@@ -98,7 +98,7 @@ fn no_one_lists_a_device_that_did_not_sign_their_person_key() {
 }
 
 #[test]
-fn readers_refuse_older_versions_equivocation_and_a_second_claim() {
+fn readers_refuse_older_versions_and_equivocation_and_take_richer_views() {
     let mut rng = rng();
     let (mut alice, _) = alice(&mut rng);
     let v5 = PersonRecord::verify(alice.view(Audience::Public, &mut rng)).unwrap();
@@ -108,24 +108,42 @@ fn readers_refuse_older_versions_equivocation_and_a_second_claim() {
     assert_eq!((v5.version(), v7.version()), (5, 7));
 
     let mut people = People::default();
-    assert_eq!(people.accept(v5.clone()), Ok(true));
+    assert_eq!(people.accept(v5.clone(), "alice@green"), Ok(true));
     assert_eq!(people.person_of("alice@green").map(|r| r.version()), Some(5));
-    assert_eq!(people.accept(v7.clone()), Ok(true));
-    // The revoked link is gone; the new one is there.
+    assert_eq!(people.accept(v7.clone(), "alice@blue"), Ok(true));
+    // The revoked link is gone; the account that sent the new version is hers.
     assert!(people.person_of("alice@green").is_none());
     assert_eq!(people.person_of("alice@blue").map(|r| r.version()), Some(7));
-    assert_eq!(people.accept(v5), Err(PersonError::Rollback { offered: 5, held: 7 }));
-    assert_eq!(people.accept(v7.clone()), Ok(false));
-    // The same version with other contents: one of the two was not what she signed for this reader.
-    let other = PersonRecord::verify(alice.view(Audience::Contact("bob@x"), &mut rng)).unwrap();
-    assert_eq!(people.accept(other), Err(PersonError::Equivocation { version: 7 }));
+    assert_eq!(people.accept(v5, "alice@green"), Err(PersonError::Rollback { offered: 5, held: 7 }));
+    assert_eq!(people.accept(v7.clone(), "alice@blue"), Ok(false));
+    // A contact's view of the same version shows more: it replaces the public one, and the
+    // public one does not replace it back.
+    let for_bob = PersonRecord::verify(alice.view(Audience::Contact("bob@x"), &mut rng)).unwrap();
+    assert_eq!(people.accept(for_bob.clone(), "alice@blue"), Ok(true));
+    assert_eq!(people.person_of("alice@blue"), Some(&for_bob));
+    assert_eq!(people.accept(v7, "alice@blue"), Ok(false));
+    assert_eq!(people.person_of("alice@blue"), Some(&for_bob));
+    // A record may come only from an account it lists.
+    assert_eq!(people.accept(for_bob.clone(), "eve@x"), Err(PersonError::NotLinked("eve@x".into())));
+    // Records from others never say whom an account is shown to.
+    let own = PersonRecord::verify(alice.view(Audience::Own, &mut rng)).unwrap();
+    assert_eq!(people.accept(own, "alice@blue"), Err(PersonError::ShownToInAnothersRecord));
 
-    // Another person whose devices signed a claim on alice@blue.
+    // Anyone may sign a record naming alice@blue, with keys of their own; it counts for
+    // alice@blue only once a device of alice@blue sends it, which eve's cannot.
     let blue = IdentityKeyPair::generate(&mut rng);
-    let eve = Person::new(&device("alice@blue", 2), &blue, Visibility::Public, &mut rng);
+    let mut eve = Person::new(&device("eve@x", 1), &IdentityKeyPair::generate(&mut rng), Visibility::Public, &mut rng);
+    eve.put_device(&device("alice@blue", 9), &blue, Visibility::Public, &mut rng).unwrap();
     let eve = PersonRecord::verify(eve.view(Audience::Public, &mut rng)).unwrap();
-    assert_eq!(people.accept(eve), Err(PersonError::ClaimedByAnother { user: "alice@blue".into() }));
-    assert_eq!(people.len(), 1);
+    assert_eq!(people.accept(eve.clone(), "eve@x"), Ok(true));
+    assert_eq!(people.person_of("alice@blue"), Some(&for_bob), "eve's claim does not displace hers");
+    assert_eq!(people.person_of("eve@x"), Some(&eve));
+
+    // Kept and restored, the same claims hold.
+    let restored = People::restore(&people.to_stored()).unwrap();
+    assert_eq!(restored.person_of("alice@blue"), Some(&for_bob));
+    assert_eq!(restored.person_of("eve@x"), Some(&eve));
+    assert_eq!(restored.len(), 2);
 }
 
 #[test]
@@ -151,8 +169,8 @@ fn an_invitation_carries_the_person_to_a_new_device() {
     forged.record = Some(other.view(Audience::Own, &mut rng));
     assert!(Person::from_invitation(&forged.encode_to_vec()).is_err());
     // Stored and restored, she is the same person.
-    let (pair, record) = alice.to_stored();
-    let restored = Person::from_stored(&pair, record).unwrap();
+    let (pair, record, revoked) = alice.to_stored();
+    let restored = Person::from_stored(&pair, record, revoked.to_vec()).unwrap();
     assert_eq!(restored.record(), alice.record());
     assert_eq!(format!("{alice:?}").contains("person_key"), true);
 }
