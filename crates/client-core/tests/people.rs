@@ -233,3 +233,41 @@ fn a_record_that_claims_someone_elses_account_diverts_nothing() {
     assert_eq!(texts(shown(&mut h, blue)), ["for alice"]);
     assert_eq!(texts(shown(&mut h, mallory)), ["for mallory"]);
 }
+
+#[test]
+fn a_lookup_of_one_address_gives_the_links_she_made_public_and_only_those() {
+    use switchboard_client_core::endpoint::RequestFailed;
+    use switchboard_client_core::endpoint::people::LookupFailed;
+    use switchboard_wire::switchboard::ErrorCode;
+
+    let (mut h, green, blue, bob) = alice_and_bob(Visibility::Public);
+    let carol = online(&mut h, "carol@red");
+    h.with(green, |e, now, rng| e.become_person(now, Visibility::Public, rng).unwrap_err());
+    let looked_up = |h: &mut Harness, d: usize, user: &str| {
+        let request = h.with(d, |e, now, _| e.lookup_person(now, user).unwrap());
+        h.settle();
+        h.take_events(d).into_iter().find_map(|event| match event {
+            Event::PersonLookedUp { request: r, result, .. } if r == request => Some(result),
+            _ => None,
+        })
+    };
+    // Carol never talked to alice: one exact address gives her both public accounts, checked
+    // against the devices and keys the relays serve.
+    assert_eq!(looked_up(&mut h, carol, "alice@blue"), Some(Ok(vec!["alice@green".to_owned(), "alice@blue".to_owned()])));
+    assert!(h.devices[carol].endpoint.device().people().person_of("alice@blue").is_some());
+    send(&mut h, carol, "alice@blue", "found you");
+    assert_eq!(shown(&mut h, green).messages, [(address("carol@red"), "found you".into())]);
+    assert_eq!(shown(&mut h, blue).messages, [(address("carol@red"), "found you".into())]);
+    // No record for an address that published none; no answer for a malformed one.
+    assert_eq!(looked_up(&mut h, carol, "bob@red"), Some(Err(LookupFailed::Request(RequestFailed::Refused(ErrorCode::UnknownRecipient)))));
+    assert!(h.with(carol, |e, now, _| e.lookup_person(now, "alice")).is_err());
+
+    // Blue goes back to contacts only: the public record no longer names it.
+    h.with(blue, |e, now, rng| e.set_link_visibility(now, "alice@blue", Visibility::Contacts, Vec::new(), rng).unwrap());
+    h.settle();
+    let dave = online(&mut h, "dave@red");
+    assert_eq!(looked_up(&mut h, dave, "alice@green"), Some(Ok(vec!["alice@green".to_owned()])));
+    // And alice@blue's relay publishes nothing for it any more.
+    assert_eq!(looked_up(&mut h, dave, "alice@blue"), Some(Err(LookupFailed::Request(RequestFailed::Refused(ErrorCode::UnknownRecipient)))));
+    let _ = bob;
+}

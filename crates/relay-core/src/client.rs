@@ -20,7 +20,7 @@ use crate::state::{DeviceKey, Mutation};
 
 type Refusal = (ErrorCode, &'static str);
 
-fn done(request_id: u64) -> ServerFrame {
+pub(super) fn done(request_id: u64) -> ServerFrame {
     ServerFrame { request_id, body: Some(server_frame::Body::Done(Done {})) }
 }
 
@@ -59,6 +59,8 @@ impl RelayCore {
             (Some(Body::FetchBlob(fetch)), Some(_)) => return self.fetch_blob(conn, request_id, fetch),
             (Some(Body::OrderChange(order)), Some(_)) => return self.ask_hub(conn, request_id, federation_frame::Body::OrderChange(order)),
             (Some(Body::FetchHead(fetch)), Some(_)) => return self.ask_hub(conn, request_id, federation_frame::Body::FetchHead(fetch)),
+            (Some(Body::PublishPerson(publish)), Some(device)) => self.publish_person(conn, request_id, &device, publish),
+            (Some(Body::LookupPerson(lookup)), Some(device)) => return self.lookup_person(conn, request_id, &device, lookup),
         };
         match result {
             Ok(()) => Vec::new(),

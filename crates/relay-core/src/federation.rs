@@ -41,6 +41,7 @@ impl RelayCore {
                 Some(Body::Bundles(bundles)) if bundles.user == fetch.subject => server_frame::Body::Bundles(bundles),
                 Some(Body::Blob(blob)) if blob.blob_id == fetch.subject => server_frame::Body::Blob(blob),
                 Some(Body::GroupHead(head)) if head.group_id == fetch.subject => server_frame::Body::GroupHead(head),
+                Some(Body::PersonFound(found)) if found.user == fetch.subject => server_frame::Body::PersonFound(found),
                 Some(Body::Failure(failure)) => server_frame::Body::Failure(failure),
                 _ => return Vec::new(),
             };
@@ -120,6 +121,7 @@ impl RelayCore {
                     Err((code, detail)) => refuse(code, detail),
                 }
             }
+            Some(Body::LookupPerson(lookup)) => self.lookup_person_for(conn, app, request_id, lookup),
             Some(Body::FetchBundles(fetch)) => {
                 if app_of(&fetch.user) != Some(self.app.as_str()) {
                     return refuse(ErrorCode::UnknownRecipient, "the user is not on this app");

@@ -39,6 +39,7 @@ mod delivery;
 mod federation;
 mod outbox;
 mod hub;
+mod people;
 mod rates;
 mod routing;
 mod strangers;
@@ -57,6 +58,7 @@ use crate::storage::Contents;
 
 pub use delivery::{DELIVERY_WINDOW, DELIVERY_WINDOW_BYTES};
 pub use outbox::{FORWARD_WINDOW, FORWARD_WINDOW_BYTES};
+pub use people::{MAX_PUBLISHED_PEOPLE_BYTES, MAX_PUBLISHED_PERSON_LEN};
 pub use rates::{MAX_RATE_ENTRIES, RateLimits};
 
 /// Largest envelope content (ciphertext) accepted.

@@ -102,6 +102,8 @@ pub enum Mutation {
     PutGroupHead { group: String, head: Head },
     /// `user` (of this app) sent something to `contact`: mail from `contact` is a contact's.
     AddContact { user: String, contact: String },
+    /// The record published for `user` (an encoded `PersonRecord`), or none.
+    PutPerson { user: String, record: Option<Vec<u8>> },
 }
 
 /// The head of a group's chain of changes, at its hub.
@@ -134,6 +136,8 @@ pub struct StoredState {
     pub group_heads: HashMap<String, Head>,
     /// Per user of this app, the users it has sent something to.
     pub contacts: HashMap<String, BTreeSet<String>>,
+    /// Per user of this app, the person record it published (encoded).
+    pub people: HashMap<String, Vec<u8>>,
 }
 
 impl StoredState {
@@ -182,7 +186,20 @@ impl StoredState {
             Mutation::AddContact { user, contact } => {
                 self.contacts.entry(user.clone()).or_default().insert(contact.clone());
             }
+            Mutation::PutPerson { user, record } => match record {
+                Some(record) => {
+                    self.people.insert(user.clone(), record.clone());
+                }
+                None => {
+                    self.people.remove(user);
+                }
+            },
         }
+    }
+
+    /// Bytes of published person records held.
+    pub fn people_bytes(&self) -> usize {
+        self.people.values().map(Vec::len).sum()
     }
 
     /// The next free sequence number: one past every stored one.

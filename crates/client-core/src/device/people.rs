@@ -124,6 +124,16 @@ impl Device {
         Ok(Received::PersonRecord { person_key, changed })
     }
 
+    /// Keeps a record looked up for `user` at a relay, once the caller checked that `user`'s
+    /// devices, as its relay lists them, are the ones it lists (see
+    /// [`crate::person::People::accept`]). Not this device's own person's.
+    pub fn accept_person_record(&mut self, record: PersonRecord, user: &str) -> std::result::Result<bool, PersonError> {
+        if self.person.as_ref().is_some_and(|person| person.person_key() == record.person_key()) {
+            return Ok(false);
+        }
+        self.people.accept(record, user)
+    }
+
     /// Remembers `user` as a contact of this person's (given her record, told of its changes);
     /// false past [`super::MAX_CONTACTS`].
     pub(crate) fn add_contact(&mut self, user: &str) -> bool {

@@ -28,7 +28,7 @@
 pub mod dedupe;
 mod order;
 mod outbox;
-mod people;
+pub mod people;
 mod receive;
 mod work;
 
@@ -232,6 +232,10 @@ pub enum Event {
     /// A person's record (every account of hers this device may see) was received or updated,
     /// from `via`, one of her devices.
     PersonKnown { person_key: switchboard_session::IdentityKey, via: ProtocolAddress },
+    /// A lookup ([`Endpoint::lookup_person`]) was answered: the accounts the person behind
+    /// `user` shows the public, her record checked (signed by her person key, and listing the
+    /// devices and keys `user`'s relay serves) and kept.
+    PersonLookedUp { request: u64, user: String, result: Result<Vec<String>, people::LookupFailed> },
     /// A blob fetch ([`Endpoint::fetch_blob`]) was answered.
     BlobFetched { request: u64, result: Result<Vec<u8>, RequestFailed> },
 }
@@ -335,6 +339,11 @@ enum Request {
     Head(String, u64),
     /// The same, about a later change kept by a device that missed the ones before it.
     Resync(String, u64),
+    /// The public view of this person's record (its version, and the view, sent again if this
+    /// fails), or its withdrawal.
+    PublishPerson(Option<u64>, Option<switchboard_wire::switchboard::PersonRecord>),
+    /// The record published for a user, asked for with this handle.
+    LookupPerson(u64, String),
 }
 
 /// What a user may name as a group's member: one device, or every device of a user.
@@ -411,6 +420,13 @@ pub struct Endpoint {
     behind_since: HashMap<String, Duration>,
     /// Users given this person's current record (see `people::introduce`).
     introduced: HashSet<String>,
+    /// The version of this person's record the relay publishes for this device's user (`None`:
+    /// none), as last confirmed; a publish on its way; the state generation that holds the
+    /// current version (published only once durable: see `people::publish_person`).
+    published_person: Option<u64>,
+    publishing: bool,
+    person_generation: u64,
+    to_publish: Option<(Option<u64>, Option<switchboard_wire::switchboard::PersonRecord>)>,
 }
 
 struct Replenish {
@@ -515,6 +531,10 @@ impl Endpoint {
             held_changes: VecDeque::new(),
             behind_since: HashMap::new(),
             introduced: HashSet::new(),
+            published_person: None,
+            publishing: false,
+            person_generation: 0,
+            to_publish: None,
         }
     }
 
@@ -706,6 +726,15 @@ impl Endpoint {
                 }
                 Request::FetchBlob(request) => {
                     self.events.push_back(Event::BlobFetched { request, result: Err(RequestFailed::Disconnected) })
+                }
+                Request::LookupPerson(request, user) => self.events.push_back(Event::PersonLookedUp {
+                    request,
+                    user,
+                    result: Err(people::LookupFailed::Request(RequestFailed::Disconnected)),
+                }),
+                Request::PublishPerson(version, record) => {
+                    self.publishing = false;
+                    self.to_publish.get_or_insert((version, record));
                 }
                 _ => {}
             }
@@ -1056,6 +1085,19 @@ impl Endpoint {
             (Request::FetchBlob(request), other) => {
                 self.events.push_back(Event::BlobFetched { request, result: Err(failed(other)) });
             }
+            (Request::PublishPerson(version, _), S::Done(_)) => {
+                self.publishing = false;
+                self.published_person = version;
+            }
+            (Request::PublishPerson(version, record), _) => {
+                self.publishing = false;
+                self.to_publish.get_or_insert((version, record));
+                self.schedule_retry(rng);
+            }
+            (Request::LookupPerson(request, user), S::PersonFound(found)) if found.user == user => self.person_found(request, user, found, rng),
+            (Request::LookupPerson(request, user), other) => {
+                self.events.push_back(Event::PersonLookedUp { request, user, result: Err(people::LookupFailed::Request(failed(other))) });
+            }
             (Request::Register | Request::Authenticate | Request::Upload, S::Failure(failure)) => {
                 // Refused: tried again on the next connection (a relay restarting says Unavailable).
                 self.events.push_back(Event::AccessRefused { code: error_code(failure.code) });
@@ -1130,6 +1172,7 @@ impl Endpoint {
 
     fn online(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
         self.phase = Phase::Online;
+        self.prepare_publish(rng);
         self.events.push_back(Event::Online);
         for device_id in self.links.clone() {
             self.request_link(device_id);
@@ -1217,6 +1260,7 @@ impl Endpoint {
             let low_mark = self.low_mark();
             self.request(Request::Replenish, Body::UploadBundles(UploadBundles { bundles, low_mark }));
         }
+        self.publish_person();
         if self.phase == Phase::Online {
             for seq in self.outbox.take_sendable(self.durable) {
                 let body = self.outbox.get(seq).expect("just listed").clone();
@@ -1290,5 +1334,7 @@ fn body_what(body: &Body) -> &'static str {
         Body::FetchBlob(_) => "fetch blob",
         Body::OrderChange(_) => "order change",
         Body::FetchHead(_) => "fetch head",
+        Body::PublishPerson(_) => "publish person",
+        Body::LookupPerson(_) => "lookup person",
     }
 }

@@ -8,13 +8,30 @@ use rand_core::CryptoRng;
 use std::time::Duration;
 
 use switchboard_session::ProtocolAddress;
-use switchboard_wire::switchboard::{Transcript, Visibility};
+use switchboard_wire::switchboard::{LookupPerson, PersonFound, PublishPerson, Transcript, Visibility, client_frame::Body};
 use zeroize::Zeroizing;
 
 use super::work::Work;
-use super::{CommandError, Endpoint, Event};
+use super::{CommandError, Endpoint, Event, Phase, Request, RequestFailed};
 use crate::device::{Device, PendingSend};
-use crate::person::{Audience, Person, PersonRecord};
+use crate::person::{Audience, Person, PersonError, PersonRecord};
+
+/// Why a lookup ([`Endpoint::lookup_person`]) gave nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupFailed {
+    /// The relay answered with a refusal (no record published for that address: `UnknownRecipient`),
+    /// or not at all.
+    #[error(transparent)]
+    Request(#[from] RequestFailed),
+    /// The record does not verify, or does not name the address asked for.
+    #[error("the record does not hold: {0}")]
+    Record(PersonError),
+    /// The record's devices or keys for the address are not those its relay serves: not hers,
+    /// or out of date.
+    #[error("the record lists other devices or keys for {0} than its relay serves")]
+    Mismatch(String),
+}
 
 /// Contacts remembered as given this person's current record (see `introduce`); past it, no
 /// more are introduced until the record changes.
@@ -44,6 +61,78 @@ impl Endpoint {
         self.person_changed(rng);
         self.release();
         Ok(())
+    }
+
+    /// Asks (through this device's relay, and federation) for the record published for `user`:
+    /// the accounts its person shows the public. Needs the exact address; counted against this
+    /// device's rate with bundle fetches. The answer comes as [`Event::PersonLookedUp`] with the
+    /// returned request number.
+    pub fn lookup_person(&mut self, now: Duration, user: &str) -> Result<u64, CommandError> {
+        self.now = self.now.max(now);
+        switchboard_wire::address::UserAddress::split(user)?;
+        let request = self.next_handle();
+        if self.phase == Phase::Online {
+            self.request(Request::LookupPerson(request, user.to_owned()), Body::LookupPerson(LookupPerson { user: user.to_owned(), requester: None }));
+        } else {
+            self.events.push_back(Event::PersonLookedUp { request, user: user.to_owned(), result: Err(LookupFailed::Request(RequestFailed::Disconnected)) });
+        }
+        self.release();
+        Ok(request)
+    }
+
+    /// The relay's answer to a lookup: checked, then kept once `user`'s devices are known and
+    /// match it.
+    pub(super) fn person_found(&mut self, request: u64, user: String, found: PersonFound, rng: &mut (impl CryptoRng + ?Sized)) {
+        let record = match found.record.ok_or(PersonError::Malformed("no record")).and_then(PersonRecord::verify) {
+            Ok(record) if record.account(&user).is_some() => record,
+            Ok(_) => return self.events.push_back(Event::PersonLookedUp { request, user: user.clone(), result: Err(LookupFailed::Record(PersonError::NotLinked(user))) }),
+            Err(error) => return self.events.push_back(Event::PersonLookedUp { request, user, result: Err(LookupFailed::Record(error)) }),
+        };
+        // Fetched again: the devices its relay lists now are what the record must match.
+        self.devices_of.remove(&user);
+        self.submit(Work::CheckLookup { request, user, record }, rng);
+    }
+
+    /// A looked-up record, with `user`'s devices at hand: kept if it matches them.
+    pub(super) fn check_lookup(&mut self, request: u64, user: String, record: PersonRecord) {
+        if !self.matches(&record, &user) {
+            return self.events.push_back(Event::PersonLookedUp { request, user: user.clone(), result: Err(LookupFailed::Mismatch(user)) });
+        }
+        let accounts: Vec<String> = record.accounts().iter().map(|account| account.user.clone()).collect();
+        let result = match self.device.accept_person_record(record, &user) {
+            Ok(_) => Ok(accounts),
+            Err(error) => Err(LookupFailed::Record(error)),
+        };
+        self.changed_device();
+        self.events.push_back(Event::PersonLookedUp { request, user, result });
+    }
+
+    /// Makes what the relay should publish for this device's user: the public view of this
+    /// person's record, or a withdrawal (when the view does not list the user, or the device
+    /// belongs to no person). Sent by [`Self::publish_person`].
+    pub(super) fn prepare_publish(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
+        let version = self.device.person().map(|person| person.record().version());
+        if version == self.published_person && self.to_publish.is_none() {
+            return;
+        }
+        let me = self.device.address().name().to_owned();
+        let record = self.device.person().map(|person| person.view(Audience::Public, rng)).filter(|view| view.accounts.iter().any(|account| account.user == me));
+        self.to_publish = Some((version, record));
+    }
+
+    /// Sends what [`Self::prepare_publish`] made, once the state holding that version is durable
+    /// (a version the device could lose in a crash would come back signed anew with other
+    /// contents, and its readers would refuse both).
+    pub(super) fn publish_person(&mut self) {
+        if self.phase != Phase::Online || self.publishing || self.person_generation > self.durable {
+            return;
+        }
+        let Some((version, record)) = self.to_publish.take() else { return };
+        if version == self.published_person {
+            return;
+        }
+        self.publishing = true;
+        self.request(Request::PublishPerson(version, record.clone()), Body::PublishPerson(PublishPerson { record }));
     }
 
     /// Sets who may see that `user` (an account of this person's) is hers.
@@ -84,6 +173,9 @@ impl Endpoint {
     /// it whole, each contact the view it may see.
     pub(super) fn person_changed(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
         self.changed_device();
+        self.person_generation = self.generation;
+        self.to_publish = None;
+        self.prepare_publish(rng);
         self.introduced.clear();
         if let Some(payload) = self.device.person_payload(Audience::Own, rng) {
             self.submit(Work::Own { payload, skip: Vec::new() }, rng);

@@ -23,6 +23,8 @@ pub(super) enum Work {
     Own { payload: std::sync::Arc<[u8]>, skip: Vec<String> },
     /// This person's record, as contact `to` may see it, for every device of `to`.
     Introduce { to: String },
+    /// A record looked up for `user`, kept if `user`'s devices match it.
+    CheckLookup { request: u64, user: String, record: crate::person::PersonRecord },
     Seal(Vec<PendingSend>),
     Group { distributions: Vec<PendingSend>, envelope: GroupEnvelope },
     Pairwise { group: String, recipients: Vec<ProtocolAddress>, content: Vec<u8> },
@@ -88,6 +90,7 @@ impl Endpoint {
             Work::Direct { to, .. } => self.direct_users(to).into_iter().filter(|user| !self.devices_of.contains_key(user)).collect(),
             Work::Own { skip, .. } => self.own_accounts().into_iter().filter(|user| !skip.contains(user) && !self.devices_of.contains_key(user)).collect(),
             Work::Introduce { to } => (!self.devices_of.contains_key(to)).then(|| to.clone()).into_iter().collect(),
+            Work::CheckLookup { user, .. } => (!self.devices_of.contains_key(user)).then(|| user.clone()).into_iter().collect(),
             Work::Seal(pending) => pending_needs(pending),
             Work::Group { distributions, .. } => pending_needs(distributions),
             Work::Pairwise { recipients, .. } => recipients.iter().filter(|a| self.unknown(a)).map(|a| a.name().to_owned()).collect(),
@@ -233,6 +236,7 @@ impl Endpoint {
                 self.seal_each(pending, None, rng);
             }
             Work::Introduce { to } => self.introduce(&to, rng),
+            Work::CheckLookup { request, user, record } => self.check_lookup(request, user, record),
             Work::Seal(pending) => self.seal_each(pending, None, rng),
             Work::Group { distributions, envelope } => {
                 let group = envelope.group_id.clone();

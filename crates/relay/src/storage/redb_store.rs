@@ -24,6 +24,8 @@ const BLOB_TIMES: TableDefinition<&str, u64> = TableDefinition::new("blob_times"
 const GROUP_HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_heads");
 /// Keyed by the user (as [`name_key`]) then the contact's name; no value.
 const CONTACTS: TableDefinition<&[u8], ()> = TableDefinition::new("contacts");
+/// Per user, the person record it published (encoded).
+const PEOPLE: TableDefinition<&str, &[u8]> = TableDefinition::new("people");
 
 /// Memory redb may keep as a cache of the file (its default, 1 GiB, let every mailbox written
 /// count against the relay's resident memory).
@@ -174,6 +176,10 @@ impl RedbStore {
             let contact = String::from_utf8(contact.to_vec()).map_err(|_| StoreError("corrupt contact".into()))?;
             state.contacts.entry(user).or_default().insert(contact);
         }
+        for entry in txn.open_table(PEOPLE).map_err(failed)?.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            state.people.insert(key.value().to_owned(), value.value().to_vec());
+        }
         if !untimed.is_empty() {
             let write = self.db.begin_write().map_err(failed)?;
             {
@@ -198,6 +204,7 @@ impl RedbStore {
             let mut blob_times = txn.open_table(BLOB_TIMES)?;
             let mut group_heads = txn.open_table(GROUP_HEADS)?;
             let mut contacts = txn.open_table(CONTACTS)?;
+            let mut people = txn.open_table(PEOPLE)?;
             for mutation in mutations {
                 match mutation {
                     Mutation::PutAccount { device, credential_hash } => {
@@ -243,6 +250,14 @@ impl RedbStore {
                         key.extend_from_slice(contact.as_bytes());
                         contacts.insert(key.as_slice(), ())?;
                     }
+                    Mutation::PutPerson { user, record } => match record {
+                        Some(record) => {
+                            people.insert(user.as_str(), record.as_slice())?;
+                        }
+                        None => {
+                            people.remove(user.as_str())?;
+                        }
+                    },
                 }
             }
         }
@@ -325,6 +340,9 @@ mod tests {
             Mutation::PutGroupHead { group: "g@blue".into(), head: crate::state::Head { epoch: 3, state_hash: [4; 32], order_key: [5; 32], recent_hashes: vec![[6; 32]] } },
             Mutation::AddContact { user: "bob@blue".into(), contact: "alice@green".into() },
             Mutation::AddContact { user: "bob@blue".into(), contact: "carol@red".into() },
+            Mutation::PutPerson { user: "bob@blue".into(), record: Some(vec![1, 2, 3]) },
+            Mutation::PutPerson { user: "carol@blue".into(), record: Some(vec![4]) },
+            Mutation::PutPerson { user: "carol@blue".into(), record: None },
         ];
         let mut expected = StoredState::default();
         {
