@@ -12,6 +12,7 @@ use rand::Rng;
 use switchboard_client_core::endpoint::{DropReason, EndpointConfig, Member, RequestFailed, Storage};
 use switchboard_client_core::{ClientError, Endpoint, Group, attachment};
 use switchboard_session::{ProtocolAddress, Suite};
+use switchboard_client_core::endpoint::people::LookupFailed;
 use switchboard_wire::switchboard::Visibility;
 use switchboard_wire::switchboard::{AttachmentPointer, Content, ErrorCode, content};
 use switchboard_wire::{Message, decode, limits};
@@ -46,6 +47,8 @@ pub enum ChatError {
     Timeout,
     #[error("a request failed: {0}")]
     Request(#[from] RequestFailed),
+    #[error("a lookup gave nothing: {0}")]
+    Lookup(#[from] LookupFailed),
     #[error("a send was given up: {0:?}")]
     Dropped(DropReason),
     #[error(transparent)]
@@ -83,6 +86,8 @@ enum Until {
     Quiet(Duration),
     /// The answer to blob request `n`.
     Blob(u64),
+    /// The answer to lookup `n`.
+    Lookup(u64),
 }
 
 /// A blob request's answer.
@@ -106,6 +111,7 @@ pub struct ChatClient {
     ready: Vec<Event>,
     refused: Option<ErrorCode>,
     blob: Option<(u64, Result<Blob, RequestFailed>)>,
+    lookup: Option<(u64, Result<Vec<String>, LookupFailed>)>,
 }
 
 fn now_ms() -> u64 {
@@ -177,6 +183,7 @@ impl ChatClient {
             ready: Vec::new(),
             refused: None,
             blob: None,
+            lookup: None,
         }
     }
 
@@ -357,6 +364,19 @@ impl ChatClient {
         Ok(attachment::open(&blob, &pointer.key, &pointer.digest)?)
     }
 
+    /// Asks which accounts the person behind `user` (one exact address, on any app) made public:
+    /// her record, checked against the devices its relay serves, and kept (messages to `user`
+    /// then reach every account it names).
+    pub async fn lookup_person(&mut self, user: &str) -> Result<Vec<String>, ChatError> {
+        let now = self.now();
+        let request = self.endpoint.lookup_person(now, user)?;
+        self.drive(Until::Lookup(request), CONNECT_LIMIT).await?;
+        match self.lookup.take() {
+            Some((answered, result)) if answered == request => Ok(result?),
+            _ => Err(ChatError::Timeout),
+        }
+    }
+
     async fn blob_answer(&mut self, request: u64) -> Result<Blob, ChatError> {
         self.drive(Until::Blob(request), CONNECT_LIMIT).await?;
         match self.blob.take() {
@@ -416,6 +436,7 @@ impl ChatClient {
             Until::Online => self.endpoint.is_online() || self.refused.is_some() || self.connection.is_none(),
             Until::Quiet(quiet) => last_activity.elapsed() >= *quiet,
             Until::Blob(request) => self.blob.as_ref().is_some_and(|(answered, _)| answered == request) || self.connection.is_none(),
+            Until::Lookup(request) => self.lookup.as_ref().is_some_and(|(answered, _)| answered == request) || self.connection.is_none(),
         }
     }
 
@@ -560,6 +581,7 @@ impl ChatClient {
             E::DuplicateDropped { .. } | E::DeviceLinked { .. } => {}
             E::BlobStored { request, result } => self.blob = Some((request, result.map(Blob::Stored))),
             E::BlobFetched { request, result } => self.blob = Some((request, result.map(Blob::Fetched))),
+            E::PersonLookedUp { request, result, .. } => self.lookup = Some((request, result)),
         }
     }
 }
