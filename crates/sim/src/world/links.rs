@@ -410,6 +410,7 @@ fn server_what(frame: &ServerFrame) -> &'static str {
         Some(server_frame::Body::Blob(_)) => "blob",
         Some(server_frame::Body::PrekeyCount(_)) => "prekey count",
         Some(server_frame::Body::GroupHead(_)) => "group head",
+        Some(server_frame::Body::PersonFound(_)) => "person found",
         None => "?",
     }
 }
@@ -427,6 +428,8 @@ fn federation_what(frame: &FederationFrame) -> &'static str {
         Some(federation_frame::Body::OrderChange(_)) => "order change",
         Some(federation_frame::Body::FetchHead(_)) => "fetch head",
         Some(federation_frame::Body::GroupHead(_)) => "group head",
+        Some(federation_frame::Body::LookupPerson(_)) => "lookup person",
+        Some(federation_frame::Body::PersonFound(_)) => "person found",
         None => "?",
     }
 }
