@@ -75,7 +75,7 @@ fn the_outbox_is_pipelined() {
         h.with(alice, |e, now, rng| e.send(now, "bob@green", vec![n], rng).unwrap());
     }
     // Ten sends written before any answer was read.
-    let sends = h.devices[alice].frames[before..].iter().filter(|f| matches!(f.body, Some(client_frame::Body::Send(_)))).count();
+    let sends = h.devices[alice].frames[before..].iter().filter(|f| matches!(f.body, Some(client_frame::Body::SendToUser(_)))).count();
     assert_eq!(sends, 10);
     assert_eq!(h.devices[alice].endpoint.outbox_len(), 10);
     h.settle();
@@ -104,7 +104,7 @@ fn a_reconnect_resends_the_unacknowledged_outbox_and_the_recipient_reads_each_on
     h.connect(alice);
     h.settle();
     assert_eq!(h.devices[alice].endpoint.outbox_len(), 0);
-    let sends = h.devices[alice].sent.iter().filter(|w| **w == "send").count();
+    let sends = h.devices[alice].sent.iter().filter(|w| **w == "send to user").count();
     assert_eq!(sends, 5, "four messages, the last one twice");
     h.advance(ACK_DELAY + TICK);
     assert_eq!(texts(&mut h, bob), vec![b"two".to_vec(), b"three".to_vec(), b"four".to_vec()]);
@@ -435,7 +435,7 @@ fn one_time_prekeys_are_replenished_when_the_relay_reports_them_low() {
         h.with(sender, |e, now, rng| e.send(now, "bob@blue", format!("hello {n}").into_bytes(), rng).unwrap());
         h.settle();
         let first = h.devices[sender].frames.iter().find_map(|frame| match &frame.body {
-            Some(client_frame::Body::Send(envelope)) => Some(envelope.content.clone()),
+            Some(client_frame::Body::SendToUser(send)) => Some(send.envelopes[0].content.clone()),
             _ => None,
         });
         let message = CiphertextMessage::parse(MessageKind::PreKey, &first.expect("a first message")).unwrap();
@@ -462,7 +462,7 @@ fn one_time_prekeys_are_replenished_when_the_relay_reports_them_low() {
 fn first_signed_prekey(h: &Harness, sender: usize) -> u32 {
     use switchboard_session::{CiphertextMessage, MessageKind};
     let first = h.devices[sender].frames.iter().rev().find_map(|frame| match &frame.body {
-        Some(client_frame::Body::Send(envelope)) if envelope.kind == EnvelopeKind::PrekeyMessage as i32 => Some(envelope.content.clone()),
+        Some(client_frame::Body::SendToUser(send)) if send.envelopes[0].kind == EnvelopeKind::PrekeyMessage as i32 => Some(send.envelopes[0].content.clone()),
         _ => None,
     });
     let CiphertextMessage::PreKey(prekey) = CiphertextMessage::parse(MessageKind::PreKey, &first.expect("a first message")).unwrap() else {
@@ -576,7 +576,7 @@ fn a_low_prekey_report_that_comes_during_another_upload_is_acted_on_after_it() {
                 h.with(sender, |e, now, rng| e.send(now, "bob@blue", b"hi".to_vec(), rng).unwrap());
                 h.settle();
                 let first = h.devices[sender].frames.iter().rev().find_map(|frame| match &frame.body {
-                    Some(client_frame::Body::Send(envelope)) => Some(envelope.content.clone()),
+                    Some(client_frame::Body::SendToUser(send)) => Some(send.envelopes[0].content.clone()),
                     _ => None,
                 });
                 let CiphertextMessage::PreKey(prekey) = CiphertextMessage::parse(MessageKind::PreKey, &first.unwrap()).unwrap() else { unreachable!() };

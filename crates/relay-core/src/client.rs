@@ -61,6 +61,7 @@ impl RelayCore {
             (Some(Body::FetchHead(fetch)), Some(_)) => return self.ask_hub(conn, request_id, federation_frame::Body::FetchHead(fetch)),
             (Some(Body::PublishPerson(publish)), Some(device)) => self.publish_person(conn, request_id, &device, publish),
             (Some(Body::LookupPerson(lookup)), Some(device)) => return self.lookup_person(conn, request_id, &device, lookup),
+            (Some(Body::SendToUser(send)), Some(device)) => return self.send_to_user(conn, request_id, &device, send),
         };
         match result {
             Ok(()) => Vec::new(),
@@ -388,6 +389,17 @@ impl RelayCore {
     }
 }
 
+/// The id and size every envelope must have.
+pub(super) fn check_envelope_shape(id: &[u8], content_len: usize) -> Result<(), Refusal> {
+    if id.len() != ENVELOPE_ID_LEN {
+        return Err((ErrorCode::Malformed, "an envelope id is 16 bytes"));
+    }
+    if content_len > MAX_ENVELOPE_CONTENT {
+        return Err((ErrorCode::TooLarge, "envelope content over 256 KiB"));
+    }
+    Ok(())
+}
+
 /// What every envelope from a device must satisfy.
 fn check_envelope(
     device: &DeviceKey,
@@ -395,12 +407,7 @@ fn check_envelope(
     sender: Option<&switchboard_wire::switchboard::DeviceAddress>,
     content_len: usize,
 ) -> Result<(), Refusal> {
-    if id.len() != ENVELOPE_ID_LEN {
-        return Err((ErrorCode::Malformed, "an envelope id is 16 bytes"));
-    }
-    if content_len > MAX_ENVELOPE_CONTENT {
-        return Err((ErrorCode::TooLarge, "envelope content over 256 KiB"));
-    }
+    check_envelope_shape(id, content_len)?;
     match sender {
         Some(sender) if device_key(sender) == *device => Ok(()),
         _ => Err((ErrorCode::Forbidden, "the sender must be the authenticated device")),

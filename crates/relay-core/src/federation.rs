@@ -42,6 +42,9 @@ impl RelayCore {
                 Some(Body::Blob(blob)) if blob.blob_id == fetch.subject => server_frame::Body::Blob(blob),
                 Some(Body::GroupHead(head)) if head.group_id == fetch.subject => server_frame::Body::GroupHead(head),
                 Some(Body::PersonFound(found)) if found.user == fetch.subject => server_frame::Body::PersonFound(found),
+                // A SendToUser forwarded for a device: stored there, or its devices changed.
+                Some(Body::Acknowledge(_)) => server_frame::Body::Done(Default::default()),
+                Some(Body::DevicesChanged(changed)) if changed.user == fetch.subject => server_frame::Body::DevicesChanged(changed),
                 Some(Body::Failure(failure)) => server_frame::Body::Failure(failure),
                 _ => return Vec::new(),
             };
@@ -122,6 +125,7 @@ impl RelayCore {
                 }
             }
             Some(Body::LookupPerson(lookup)) => self.lookup_person_for(conn, app, request_id, lookup),
+            Some(Body::SendToUser(send)) => self.send_to_user_from(conn, app, request_id, send),
             Some(Body::FetchBundles(fetch)) => {
                 if app_of(&fetch.user) != Some(self.app.as_str()) {
                     return refuse(ErrorCode::UnknownRecipient, "the user is not on this app");

@@ -40,6 +40,7 @@ mod federation;
 mod outbox;
 mod hub;
 mod people;
+mod users;
 mod rates;
 mod routing;
 mod strangers;
@@ -59,6 +60,7 @@ use crate::storage::Contents;
 pub use delivery::{DELIVERY_WINDOW, DELIVERY_WINDOW_BYTES};
 pub use outbox::{FORWARD_WINDOW, FORWARD_WINDOW_BYTES};
 pub use people::{MAX_PUBLISHED_PEOPLE_BYTES, MAX_PUBLISHED_PERSON_LEN};
+pub use users::MAX_ENVELOPES_PER_USER_SEND;
 pub use rates::{MAX_RATE_ENTRIES, RateLimits};
 
 /// Largest envelope content (ciphertext) accepted.

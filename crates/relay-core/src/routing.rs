@@ -101,6 +101,13 @@ impl RelayCore {
     /// envelopes and bytes. (One-to-one mail is also held to the stranger allowance; group mail
     /// is not: a relay does not know who is in a group, and one passive member's allowance must
     /// not hold a whole group's messages back.)
+    /// Whether a local device's mailbox takes `envelope` now (its quota, and the stranger
+    /// allowance), without storing it.
+    pub(super) fn check_local_envelope(&self, device: &DeviceKey, envelope: &Envelope) -> Result<(), Refusal> {
+        self.check_local(device, envelope.content.len())?;
+        self.check_stranger(device, sender_of(envelope.sender.as_ref()), envelope.content.len())
+    }
+
     fn check_local(&self, device: &DeviceKey, bytes: usize) -> Result<(), Refusal> {
         let held = self.mailbox_bytes.get(device).copied().unwrap_or(0);
         match self.mailbox_index.get(device) {

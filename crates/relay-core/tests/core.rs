@@ -1418,3 +1418,59 @@ fn a_relay_reads_back_only_the_mail_it_hands_over_whatever_a_device_acknowledges
     assert_eq!(delivered(&more), 2, "the two envelopes left");
     assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), first + 2, "read back: what was handed over, no more");
 }
+
+/// SendToUser: every envelope or none, for exactly the user's devices with bundles; malformed
+/// and forged ones refused whole; across apps, the recipient's relay decides and its answer
+/// comes back to the device.
+#[test]
+fn a_send_to_a_user_is_taken_only_for_exactly_its_devices() {
+    use switchboard_wire::switchboard::{DevicesChanged, SendToUser, UploadBundles};
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let (_, carol, _) = net.device("carol@green");
+    let (blue, bob, _) = net.device("bob@blue");
+    for (app, conn) in [(&green, carol), (&blue, bob)] {
+        let upload = Body::UploadBundles(UploadBundles { bundles: vec![bundle(Some(1), 1)], low_mark: 0 });
+        assert!(is_done(&net.request(app, conn, 3, upload)));
+    }
+    let to = |user: &str, device_ids: &[u32]| {
+        let envelopes = device_ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| Envelope { recipient: Some(DeviceAddress { name: user.into(), device_id: *id }), ..envelope(40 + n as u8, "alice@green", user) })
+            .collect();
+        Body::SendToUser(SendToUser { user: user.into(), envelopes })
+    };
+    let changed = |frame: &ServerFrame| match &frame.body {
+        Some(server_frame::Body::DevicesChanged(changed)) => Some(changed.clone()),
+        _ => None,
+    };
+    // Naming a device the user does not have, or too few: nothing stored, and why.
+    let answer = net.request(&green, alice, 10, to("carol@green", &[1, 2]));
+    assert_eq!(changed(&answer), Some(DevicesChanged { user: "carol@green".into(), missing: vec![], extra: vec![2] }));
+    let held = |net: &Net, app: &str, user: &str| net.disk(app).mailboxes.get(&(user.into(), 1)).map_or(0, |m| m.len());
+    assert_eq!(held(&net, "green", "carol@green"), 0, "none stored");
+    // Exactly its devices: stored.
+    assert!(is_done(&net.request(&green, alice, 11, to("carol@green", &[1]))));
+    assert_eq!(held(&net, "green", "carol@green"), 1);
+    // Across apps, bob's relay answers, through alice's.
+    assert_eq!(
+        changed(&net.request(&green, alice, 12, to("bob@blue", &[1, 3]))),
+        Some(DevicesChanged { user: "bob@blue".into(), missing: vec![], extra: vec![3] })
+    );
+    assert!(is_done(&net.request(&green, alice, 13, to("bob@blue", &[1]))));
+    assert_eq!(held(&net, "blue", "bob@blue"), 1);
+    assert!(net.disk("green").outboxes.values().all(|o| o.is_empty()), "forwarded at once, not kept");
+    // Malformed: empty, a device twice, an envelope for someone else, a forged sender.
+    let empty = Body::SendToUser(SendToUser { user: "carol@green".into(), envelopes: vec![] });
+    assert_eq!(code(&net.request(&green, alice, 14, empty)), Some(ErrorCode::Malformed));
+    let Body::SendToUser(mut twice) = to("carol@green", &[1, 1]) else { unreachable!() };
+    assert_eq!(code(&net.request(&green, alice, 15, Body::SendToUser(twice.clone()))), Some(ErrorCode::Malformed));
+    twice.envelopes.truncate(1);
+    twice.envelopes[0].recipient = Some(address("bob@blue"));
+    assert_eq!(code(&net.request(&green, alice, 16, Body::SendToUser(twice.clone()))), Some(ErrorCode::Malformed));
+    twice.envelopes[0].recipient = Some(address("carol@green"));
+    twice.envelopes[0].sender = Some(address("carol@green"));
+    assert_eq!(code(&net.request(&green, alice, 17, Body::SendToUser(twice))), Some(ErrorCode::Forbidden));
+    assert_eq!(held(&net, "green", "carol@green"), 1, "nothing more stored");
+}

@@ -42,7 +42,7 @@ pub struct Outgoing {
 pub struct PendingSend {
     pub to: ProtocolAddress,
     /// The encoded `PairwisePayload`, shared by every recipient of one control message.
-    payload: std::sync::Arc<[u8]>,
+    pub(crate) payload: std::sync::Arc<[u8]>,
 }
 
 impl std::fmt::Debug for PendingSend {

@@ -30,6 +30,7 @@ mod order;
 mod outbox;
 pub mod people;
 mod receive;
+pub mod users;
 mod work;
 
 use rand_core::CryptoRng;
@@ -173,6 +174,10 @@ pub enum DropReason {
     /// The outbox (or the work waiting for bundles) is full: [`MAX_OUTBOX`], [`MAX_OUTBOX_BYTES`],
     /// [`MAX_WAITING`].
     OutboxFull,
+    /// `user`'s relay kept answering that its devices are not the ones this device sealed the
+    /// message for ([`users::MAX_RESENDS`] times), or answered so after a restart that lost what
+    /// it would take to seal it again.
+    DevicesChanged { user: String },
 }
 
 /// Why a request to the relay (a blob upload or fetch) failed.
@@ -427,6 +432,8 @@ pub struct Endpoint {
     publishing: bool,
     person_generation: u64,
     to_publish: Option<(Option<u64>, Option<switchboard_wire::switchboard::PersonRecord>)>,
+    /// What it takes to seal each SendToUser in the outbox again (see `users`); in memory only.
+    user_sends: HashMap<u64, users::UserSend>,
 }
 
 struct Replenish {
@@ -479,7 +486,7 @@ impl Endpoint {
         }
         for (seq, bytes) in outbox {
             let frame = decode::<ClientFrame>(&bytes, switchboard_wire::frame::MAX_FRAME_LEN).ok();
-            if let Some(body @ (Body::Send(_) | Body::SendGroup(_) | Body::OrderChange(_))) = frame.and_then(|frame| frame.body) {
+            if let Some(body @ (Body::Send(_) | Body::SendToUser(_) | Body::SendGroup(_) | Body::OrderChange(_))) = frame.and_then(|frame| frame.body) {
                 endpoint.outbox.restore(seq, body);
             }
         }
@@ -535,6 +542,7 @@ impl Endpoint {
             publishing: false,
             person_generation: 0,
             to_publish: None,
+            user_sends: HashMap::new(),
         }
     }
 
@@ -1054,6 +1062,14 @@ impl Endpoint {
                     self.ordered(head, rng);
                 }
             }
+            (Request::Outbox(seq), S::DevicesChanged(changed)) => {
+                let asked = matches!(self.outbox.get(seq), Some(Body::SendToUser(send)) if send.user == changed.user);
+                let resend = self.user_sends.remove(&seq);
+                self.outbox_done(seq);
+                if asked {
+                    self.devices_changed(changed.user, resend, rng);
+                }
+            }
             (Request::Outbox(seq), _) => self.outbox_done(seq),
             (Request::Head(group, epoch), S::GroupHead(head)) if head.group_id == group => self.head_arrived(epoch, head, rng),
             (Request::Head(group, _), S::Failure(failure)) if !transient(failure.code) => self.head_refused(&group),
@@ -1183,6 +1199,7 @@ impl Endpoint {
     }
 
     fn outbox_done(&mut self, seq: u64) {
+        self.user_sends.remove(&seq);
         if self.outbox.remove(seq) {
             self.bump();
             if self.tracking() {
@@ -1207,35 +1224,42 @@ impl Endpoint {
     }
 
     /// Keeps `body` in the outbox until the relay confirms it; it goes out once durable.
-    fn queue(&mut self, body: Body) {
+    fn queue(&mut self, body: Body) -> Option<u64> {
         if self.outbox.full(body.encoded_len()) {
             self.drop_send(DropReason::OutboxFull);
-            return;
+            return None;
         }
         let generation = self.bump();
         let seq = self.outbox.push(body, generation);
         if self.tracking() {
             self.changes.outbox_added.push(seq);
         }
+        Some(seq)
     }
 
     /// Queues each pairwise message as an envelope (`group` names the group for pairwise group
     /// messages, empty otherwise).
     fn queue_pairwise(&mut self, outgoing: Vec<Outgoing>, group: &str, rng: &mut (impl CryptoRng + ?Sized)) {
         for message in outgoing {
-            let kind = match message.message.kind() {
-                MessageKind::PreKey => EnvelopeKind::PrekeyMessage,
-                MessageKind::Signal => EnvelopeKind::SignalMessage,
-            };
-            let envelope = Envelope {
-                id: envelope_id(rng),
-                sender: Some(wire_address(self.device.address())),
-                recipient: Some(wire_address(&message.to)),
-                kind: kind as i32,
-                content: message.message.serialize().to_vec().into(),
-                group_id: group.to_owned(),
-            };
+            let envelope = self.envelope(message, group, rng);
             self.queue(Body::Send(envelope));
+        }
+    }
+
+    /// The envelope of one pairwise message (`group` names the group for pairwise group
+    /// messages, empty otherwise).
+    fn envelope(&self, message: Outgoing, group: &str, rng: &mut (impl CryptoRng + ?Sized)) -> Envelope {
+        let kind = match message.message.kind() {
+            MessageKind::PreKey => EnvelopeKind::PrekeyMessage,
+            MessageKind::Signal => EnvelopeKind::SignalMessage,
+        };
+        Envelope {
+            id: envelope_id(rng),
+            sender: Some(wire_address(self.device.address())),
+            recipient: Some(wire_address(&message.to)),
+            kind: kind as i32,
+            content: message.message.serialize().to_vec().into(),
+            group_id: group.to_owned(),
         }
     }
 
@@ -1336,5 +1360,6 @@ fn body_what(body: &Body) -> &'static str {
         Body::FetchHead(_) => "fetch head",
         Body::PublishPerson(_) => "publish person",
         Body::LookupPerson(_) => "lookup person",
+        Body::SendToUser(_) => "send to user",
     }
 }

@@ -23,6 +23,8 @@ pub(super) enum Work {
     Own { payload: std::sync::Arc<[u8]>, skip: Vec<String> },
     /// This person's record, as contact `to` may see it, for every device of `to`.
     Introduce { to: String },
+    /// A message to every device of `user` sealed again, after its relay said they changed.
+    Resend { user: String, payload: std::sync::Arc<[u8]>, attempts: u32 },
     /// A record looked up for `user`, kept if `user`'s devices match it.
     CheckLookup { request: u64, user: String, record: crate::person::PersonRecord },
     Seal(Vec<PendingSend>),
@@ -90,7 +92,7 @@ impl Endpoint {
             Work::Direct { to, .. } => self.direct_users(to).into_iter().filter(|user| !self.devices_of.contains_key(user)).collect(),
             Work::Own { skip, .. } => self.own_accounts().into_iter().filter(|user| !skip.contains(user) && !self.devices_of.contains_key(user)).collect(),
             Work::Introduce { to } => (!self.devices_of.contains_key(to)).then(|| to.clone()).into_iter().collect(),
-            Work::CheckLookup { user, .. } => (!self.devices_of.contains_key(user)).then(|| user.clone()).into_iter().collect(),
+            Work::CheckLookup { user, .. } | Work::Resend { user, .. } => (!self.devices_of.contains_key(user)).then(|| user.clone()).into_iter().collect(),
             Work::Seal(pending) => pending_needs(pending),
             Work::Group { distributions, .. } => pending_needs(distributions),
             Work::Pairwise { recipients, .. } => recipients.iter().filter(|a| self.unknown(a)).map(|a| a.name().to_owned()).collect(),
@@ -226,7 +228,7 @@ impl Endpoint {
                     return;
                 }
                 let devices: Vec<ProtocolAddress> = targets.iter().map(|target| target.to.clone()).collect();
-                self.seal_each(targets, None, rng);
+                self.send_to_users(targets, 0, rng);
                 self.introduce_after_message(&to, devices, rng);
                 // Every other device of this person shows what she sent from this one.
                 self.sync_sent(&to, &content, rng);
@@ -237,6 +239,14 @@ impl Endpoint {
             }
             Work::Introduce { to } => self.introduce(&to, rng),
             Work::CheckLookup { request, user, record } => self.check_lookup(request, user, record),
+            Work::Resend { user, payload, attempts } => {
+                let targets: Vec<PendingSend> = self.user_devices(&user).into_iter().map(|device| PendingSend::new(device, payload.clone())).collect();
+                if targets.is_empty() {
+                    self.drop_send(DropReason::DevicesChanged { user });
+                } else {
+                    self.send_to_users(targets, attempts, rng);
+                }
+            }
             Work::Seal(pending) => self.seal_each(pending, None, rng),
             Work::Group { distributions, envelope } => {
                 let group = envelope.group_id.clone();

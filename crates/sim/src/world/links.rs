@@ -411,6 +411,7 @@ fn server_what(frame: &ServerFrame) -> &'static str {
         Some(server_frame::Body::PrekeyCount(_)) => "prekey count",
         Some(server_frame::Body::GroupHead(_)) => "group head",
         Some(server_frame::Body::PersonFound(_)) => "person found",
+        Some(server_frame::Body::DevicesChanged(_)) => "devices changed",
         None => "?",
     }
 }
@@ -430,6 +431,8 @@ fn federation_what(frame: &FederationFrame) -> &'static str {
         Some(federation_frame::Body::GroupHead(_)) => "group head",
         Some(federation_frame::Body::LookupPerson(_)) => "lookup person",
         Some(federation_frame::Body::PersonFound(_)) => "person found",
+        Some(federation_frame::Body::SendToUser(_)) => "send to user",
+        Some(federation_frame::Body::DevicesChanged(_)) => "devices changed",
         None => "?",
     }
 }
