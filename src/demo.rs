@@ -2,10 +2,12 @@
 //! between relays, a database per relay in a temporary folder), and users on each. They chat one
 //! to one across apps, and in a group spanning all three apps with a poll and a reaction; a member
 //! is removed and the group goes on without them; one user is offline for a while and catches up.
+//! Grace has an account on each app, linked as one person: a conversation with her starts on one
+//! app, goes on on a second and ends on a third, her other devices showing what she sent.
 //! It prints each person's view, what each relay stored, and checks that nothing was lost or
 //! duplicated and that no relay ever saw a plaintext.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -14,7 +16,7 @@ use switchboard_client::{ChatClient, Event, RelayAddress};
 use switchboard_relay::local::LocalFederation;
 use switchboard_session::Suite;
 use switchboard_wire::address::UserAddress;
-use switchboard_wire::switchboard::{Poll, PollVote, Reaction, Reply, Text, content};
+use switchboard_wire::switchboard::{Poll, PollVote, Reaction, Reply, Text, Visibility, content};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,7 +26,10 @@ pub struct Args {
 }
 
 const APPS: [&str; 3] = ["green", "blue", "red"];
-const USERS: [&str; 6] = ["alice@green", "bob@blue", "carol@red", "dave@green", "erin@blue", "frank@red"];
+const USERS: [&str; 9] =
+    ["alice@green", "bob@blue", "carol@red", "dave@green", "erin@blue", "frank@red", "grace@green", "grace@blue", "grace@red"];
+/// One person's three accounts, linked: green public, the others shown to her contacts.
+const GRACE: [&str; 3] = ["grace@green", "grace@blue", "grace@red"];
 const GROUP: &str = "weekend@green";
 /// How long a client waits for more deliveries before it considers the network quiet.
 const QUIET: Duration = Duration::from_millis(60);
@@ -36,6 +41,11 @@ struct Ledger {
     sent: Vec<(Vec<u8>, String, Vec<String>, Vec<String>)>,
     /// (recipient, message id) → times shown
     shown: HashMap<(String, Vec<u8>), u32>,
+    /// (account, message id) → times another device of its person carried it there
+    synced: HashMap<(String, Vec<u8>), u32>,
+    /// (viewer, person key) → the app her last message came through, and how often a message of
+    /// hers came through another app than the one before (one thread, across apps).
+    threads: HashMap<(String, Vec<u8>), (String, u64)>,
     views: BTreeMap<String, Vec<String>>,
 }
 
@@ -70,9 +80,12 @@ impl Demo {
     }
 
     async fn send(&mut self, from: &str, to: &str, body: content::Body) -> anyhow::Result<Vec<u8>> {
+        // A message to one of Grace's accounts is for all of them (once her record is known).
+        let person: Vec<String> = self.clients[from].person_of(to).map(|p| p.accounts().iter().map(|a| a.user.clone()).collect()).unwrap_or_default();
+        let recipients = if person.is_empty() { vec![to.to_owned()] } else { person };
         let (line, plain) = describe(&Some(body.clone()));
         let id = self.client(from).send(to, body).await?;
-        self.ledger.sent.push((id.clone(), from.into(), vec![to.into()], plain));
+        self.ledger.sent.push((id.clone(), from.into(), recipients, plain));
         self.note(from, format!("me → {to}: {line}"));
         Ok(id)
     }
@@ -117,8 +130,25 @@ impl Demo {
             Event::Message { from, group, content } => {
                 *self.ledger.shown.entry((user.to_owned(), content.message_id.clone())).or_default() += 1;
                 let (line, _) = describe(&content.body);
+                if group.is_none()
+                    && let Some(person) = self.clients[user].person_of(from.name())
+                {
+                    let key = person.person_key().serialize().to_vec();
+                    let app = UserAddress::split(from.name()).map(|(_, app)| app.to_owned()).unwrap_or_default();
+                    let thread = self.ledger.threads.entry((user.to_owned(), key)).or_insert_with(|| (app.clone(), 0));
+                    if thread.0 != app {
+                        thread.0 = app;
+                        thread.1 += 1;
+                    }
+                }
                 let place = group.map(|g| format!("[{g}] ")).unwrap_or_default();
                 self.note(user, format!("{place}{}: {line}", from.name()));
+            }
+            Event::Synced { from, to, content, carried_by, .. } => {
+                *self.ledger.synced.entry((user.to_owned(), content.message_id.clone())).or_default() += 1;
+                let (line, _) = describe(&content.body);
+                let to = to.map(|to| format!(" → {to}")).unwrap_or_default();
+                self.note(user, format!("(from her {} device) {}{to}: {line}", carried_by.name(), from.name()));
             }
             Event::GroupChanged { group, epoch, added, removed, .. } => {
                 let members = self.clients[user].group(&group).map_or(0, |g| g.members().len());
@@ -134,7 +164,7 @@ impl Demo {
             Event::RemovedFromGroup { group } => self.note(user, format!("[{group}] you were removed")),
             Event::GroupForked { group, epoch, from } => self.note(user, format!("[{group}] forked at epoch {epoch}: {from} holds another state")),
             Event::SendDropped { reason } => self.note(user, format!("(a send was given up: {reason:?})")),
-            Event::Synced { .. } | Event::Online | Event::Offline => {}
+            Event::Online | Event::Offline => {}
         }
     }
 }
@@ -176,6 +206,27 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     demo.send("carol@red", "dave@green", text("Dave, are you coming on Saturday?")).await?;
     demo.settle().await?;
     demo.send("dave@green", "carol@red", text("Wouldn't miss it.")).await?;
+    demo.settle().await?;
+
+    // Grace links her three accounts: one person, on every app. Each new device joins with an
+    // invitation from one already hers (a code it scans), once the last join reached it.
+    demo.client("grace@green").become_person(Visibility::Public).await?;
+    for account in &GRACE[1..] {
+        let invitation = demo.clients["grace@green"].person_invitation().context("grace is a person")?;
+        demo.client(account).join_person(&invitation, Visibility::Contacts).await?;
+        demo.settle().await?;
+    }
+    // A conversation that starts on Green, goes on on Blue and ends on Red: Alice sees one
+    // thread, Grace's other devices show what she sent from each.
+    demo.send("grace@green", "alice@green", text("Alice! It's Grace — writing from Green.")).await?;
+    demo.settle().await?;
+    demo.send("alice@green", "grace@green", text("Hi Grace! Which app are you on these days?")).await?;
+    demo.settle().await?;
+    demo.send("grace@blue", "alice@green", text("All of them — this one's from Blue.")).await?;
+    demo.settle().await?;
+    demo.send("alice@green", "grace@green", text("Then I'll write to whichever, you'll get it everywhere.")).await?;
+    demo.settle().await?;
+    demo.send("grace@red", "alice@green", text("Exactly. Signing off from Red!")).await?;
     demo.settle().await?;
 
     // A group across all three apps; Green is its hub.
@@ -252,6 +303,37 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
         ledger.sent.iter().flat_map(|(id, _, to, _)| to.iter().map(move |r| (r.clone(), id.clone()))).collect();
     let unintended = ledger.shown.keys().filter(|key| !intended.contains(*key)).count();
 
+    // What one person's accounts sent, every other account of hers should show once.
+    let people: Vec<Vec<String>> = vec![GRACE.iter().map(|a| a.to_string()).collect()];
+    let mut sync_expected = 0u64;
+    let mut sync_delivered = 0u64;
+    let mut sync_duplicates = 0u64;
+    for (id, from, _, _) in &ledger.sent {
+        for accounts in people.iter().filter(|accounts| accounts.contains(from)) {
+            for other in accounts.iter().filter(|a| *a != from) {
+                sync_expected += 1;
+                match ledger.synced.get(&(other.clone(), id.clone())).copied().unwrap_or(0) {
+                    0 => {}
+                    n => {
+                        sync_delivered += 1;
+                        sync_duplicates += u64::from(n - 1);
+                    }
+                }
+            }
+        }
+    }
+    // People whose record (as each of their own devices holds it) links accounts on several apps.
+    let mut people_on_several_apps = BTreeSet::new();
+    for client in demo.clients.values() {
+        if let Some(record) = client.person_record() {
+            let apps: BTreeSet<&str> = record.accounts().iter().filter_map(|a| UserAddress::split(&a.user).ok().map(|(_, app)| app)).collect();
+            if apps.len() > 1 {
+                people_on_several_apps.insert(record.person_key().serialize().to_vec());
+            }
+        }
+    }
+    let cross_app_continuations: u64 = ledger.threads.values().map(|(_, changes)| changes).sum();
+
     // Everything each relay handled (frames after TLS, as the relay saw them) and stored (its
     // database file), searched for every plaintext sent.
     let plaintexts: Vec<&String> = ledger.sent.iter().flat_map(|(_, _, _, plain)| plain).collect();
@@ -286,6 +368,11 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
         "lost": expected - delivered,
         "duplicates": duplicates,
         "unintended_deliveries": unintended,
+        "people_on_several_apps": people_on_several_apps.len(),
+        "cross_app_continuations": cross_app_continuations,
+        "sync_deliveries": sync_delivered,
+        "sync_deliveries_expected": sync_expected,
+        "sync_duplicates": sync_duplicates,
         "duplicate_deliveries_dropped_by_clients": stats.iter().map(|s| s.duplicates).sum::<u64>(),
         "rejected_by_clients": stats.iter().map(|s| s.refused).sum::<u64>(),
         "envelopes_crossing_app_boundaries": crossings,
@@ -308,6 +395,10 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
             );
         }
         println!(
+            "\nGrace is one person on {} apps: the thread with her changed app {cross_app_continuations} times; {sync_delivered} of {sync_expected} copies of what she sent reached her other devices.",
+            GRACE.len()
+        );
+        println!(
             "\n{} messages sent, {} deliveries expected, {} delivered, {} lost, {} duplicates, {} unintended; plaintext seen by relays: {}",
             summary["messages_sent"], expected, delivered, expected - delivered, duplicates, unintended, plaintext_seen
         );
@@ -316,6 +407,7 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
     }
     federation.shutdown().await;
     ensure!(delivered == expected && duplicates == 0 && unintended == 0, "delivery was not exactly once");
+    ensure!(sync_delivered == sync_expected && sync_duplicates == 0, "her own devices did not each show what she sent exactly once");
     ensure!(plaintext_seen == 0, "a relay saw plaintext");
     Ok(())
 }

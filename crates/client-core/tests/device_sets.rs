@@ -73,3 +73,25 @@ fn a_stale_device_list_is_corrected_by_the_relay_in_one_app() {
 fn a_stale_device_list_is_corrected_by_the_recipients_relay_across_apps() {
     check(&["green", "blue"], "bob@blue");
 }
+
+/// While the user's app cannot be reached, its relay cannot check the devices: the envelopes go
+/// one by one, kept by the sender's relay until the link comes back, so the message does not wait
+/// on the sender's device (which may be gone by then).
+#[test]
+fn during_another_apps_outage_the_senders_relay_keeps_the_message() {
+    let mut h = Harness::new(&["green", "blue"], 22);
+    let alice = online(&mut h, "alice@green");
+    let bob = online(&mut h, "bob@blue");
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"first".to_vec(), rng).unwrap());
+    h.settle();
+    assert_eq!(texts(&mut h, bob), ["first"]);
+    h.cut("green", "blue");
+    h.with(alice, |e, now, rng| e.send(now, "bob@blue", b"during the outage".to_vec(), rng).unwrap());
+    h.settle();
+    assert_eq!(h.devices[alice].endpoint.outbox_len(), 0, "taken by alice's relay");
+    h.disconnect(alice);
+    h.restore("green", "blue");
+    h.settle();
+    assert_eq!(texts(&mut h, bob), ["during the outage"]);
+    assert_eq!(h.devices[alice].endpoint.stats().sends_dropped, 0);
+}

@@ -311,6 +311,11 @@ impl ChatClient {
         self.settle(before).await
     }
 
+    /// This device's person's record (every account of hers), if it belongs to one.
+    pub fn person_record(&self) -> Option<&switchboard_client_core::person::PersonRecord> {
+        self.endpoint.device().person().map(switchboard_client_core::person::Person::record)
+    }
+
     /// The record of the person `user` belongs to, as this device knows it.
     pub fn person_of(&self, user: &str) -> Option<&switchboard_client_core::person::PersonRecord> {
         self.endpoint.device().people().person_of(user)

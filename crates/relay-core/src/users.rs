@@ -29,7 +29,11 @@ impl RelayCore {
         self.note_contacts(&device.0, [send.user.as_str()]);
         if app != self.app {
             let subject = send.user.clone();
-            return self.ask_app(conn, request_id, app, subject, federation_frame::Body::SendToUser(send));
+            let actions = self.ask_app(conn, request_id, app, subject, federation_frame::Body::SendToUser(send));
+            if actions.iter().any(|action| matches!(action, Action::ToLink { .. })) {
+                self.metrics.envelopes_forwarded += 1;
+            }
+            return actions;
         }
         match self.store_for_user(send) {
             Ok(None) => {

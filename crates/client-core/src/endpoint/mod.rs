@@ -1040,7 +1040,12 @@ impl Endpoint {
             }
             (Request::Outbox(seq), S::Failure(failure)) => {
                 let code = error_code(failure.code);
-                if transient(failure.code) {
+                if code == ErrorCode::Unavailable && matches!(self.outbox.get(seq), Some(Body::SendToUser(_))) {
+                    // The user's app cannot be reached now: its relay cannot check the devices.
+                    // The same envelopes go one by one, kept by this device's relay until that
+                    // app takes them (see `users::store_and_forward`).
+                    self.store_and_forward(seq);
+                } else if transient(failure.code) {
                     self.outbox.defer(seq);
                     self.schedule_retry(rng);
                 } else {

@@ -71,6 +71,20 @@ impl Endpoint {
         }
     }
 
+    /// A SendToUser that the user's app could not take now (its relay out of reach): its
+    /// envelopes go as single `Send`s instead, which this device's relay keeps and forwards when
+    /// it can — a message is not held on the sender's device through another app's outage. The
+    /// device check is skipped for it: a device of the user this one did not know of misses it
+    /// (a linked person's own devices carry it on). The same envelope ids: if the first attempt
+    /// did reach the user's relay after all, it keeps one copy.
+    pub(super) fn store_and_forward(&mut self, seq: u64) {
+        let Some(Body::SendToUser(send)) = self.outbox.get(seq).cloned() else { return };
+        self.outbox_done(seq);
+        for envelope in send.envelopes {
+            self.queue(Body::Send(envelope));
+        }
+    }
+
     /// The devices of `user` as its relay listed them last, but this one.
     pub(super) fn user_devices(&self, user: &str) -> Vec<ProtocolAddress> {
         let me = self.device.address();
