@@ -16,6 +16,13 @@ fn demo_delivers_everything_exactly_once_and_no_relay_sees_plaintext() {
     assert_eq!(summary["duplicates"], 0);
     assert_eq!(summary["unintended_deliveries"], 0);
     assert_eq!(summary["plaintext_seen_by_relays"], 0);
+    // Grace, one person on three apps: the thread with her changed app twice, and her other
+    // devices showed what she sent from each, once.
+    assert!(summary["people_on_several_apps"].as_u64().unwrap() >= 1);
+    assert!(summary["cross_app_continuations"].as_u64().unwrap() >= 2);
+    assert!(summary["sync_deliveries_expected"].as_u64().unwrap() > 0);
+    assert_eq!(summary["sync_deliveries"], summary["sync_deliveries_expected"]);
+    assert_eq!(summary["sync_duplicates"], 0);
     // Each relay handled real traffic, and every message between apps crossed through federation.
     for relay in summary["relays"].as_array().unwrap() {
         assert!(relay["frames_handled"].as_u64().unwrap() > 50, "{relay}");

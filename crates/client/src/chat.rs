@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::Rng;
-use switchboard_client_core::endpoint::{DropReason, EndpointConfig, Member, RequestFailed, Storage};
+use switchboard_client_core::endpoint::{Credential, DropReason, EndpointConfig, Member, RequestFailed, Storage};
 use switchboard_client_core::{ClientError, Endpoint, Group, attachment};
 use switchboard_session::{ProtocolAddress, Suite};
 use switchboard_client_core::endpoint::people::LookupFailed;
@@ -88,6 +88,8 @@ enum Until {
     Blob(u64),
     /// The answer to lookup `n`.
     Lookup(u64),
+    /// Device `n` of this user registered from this one.
+    Linked(u32),
 }
 
 /// A blob request's answer.
@@ -112,6 +114,7 @@ pub struct ChatClient {
     refused: Option<ErrorCode>,
     blob: Option<(u64, Result<Blob, RequestFailed>)>,
     lookup: Option<(u64, Result<Vec<String>, LookupFailed>)>,
+    linked: Option<(u32, Credential)>,
 }
 
 fn now_ms() -> u64 {
@@ -138,10 +141,39 @@ impl ChatClient {
         ChatClient::create(relay, user, device_id, rng, Some(DeviceDatabase::open(path)?)).await
     }
 
-    async fn create(relay: RelayAddress, user: &str, device_id: u32, mut rng: StdRng, database: Option<DeviceDatabase>) -> Result<ChatClient, ChatError> {
+    /// Device `device_id` of `user`, linked from another device of the user's
+    /// ([`Self::link_device`] gave `credential`): it connects and publishes its bundles.
+    pub async fn register_linked(relay: RelayAddress, user: &str, device_id: u32, credential: Credential, rng: StdRng) -> Result<ChatClient, ChatError> {
+        ChatClient::create_with(relay, user, device_id, Some(credential), rng, None).await
+    }
+
+    /// Registers device `device_id` of this device's user, from this one; returns the credential
+    /// to hand the new device ([`Self::register_linked`]).
+    pub async fn link_device(&mut self, device_id: u32) -> Result<Credential, ChatError> {
+        let now = self.now();
+        self.endpoint.link_device(now, device_id)?;
+        self.drive(Until::Linked(device_id), CONNECT_LIMIT).await?;
+        match self.linked.take() {
+            Some((linked, credential)) if linked == device_id => Ok(credential),
+            _ => Err(self.refused.map_or(ChatError::Timeout, ChatError::AccessRefused)),
+        }
+    }
+
+    async fn create(relay: RelayAddress, user: &str, device_id: u32, rng: StdRng, database: Option<DeviceDatabase>) -> Result<ChatClient, ChatError> {
+        ChatClient::create_with(relay, user, device_id, None, rng, database).await
+    }
+
+    async fn create_with(
+        relay: RelayAddress,
+        user: &str,
+        device_id: u32,
+        credential: Option<Credential>,
+        mut rng: StdRng,
+        database: Option<DeviceDatabase>,
+    ) -> Result<ChatClient, ChatError> {
         let storage = if database.is_some() { Storage::Durable } else { Storage::InMemory };
         let config = EndpointConfig { prekeys: BUNDLES_PUBLISHED, storage, unix_ms_at_zero: now_ms(), ..EndpointConfig::default() };
-        let endpoint = Endpoint::new(ProtocolAddress::new(user, device_id), None, config, &mut rng);
+        let endpoint = Endpoint::new(ProtocolAddress::new(user, device_id), credential, config, &mut rng);
         let mut client = ChatClient::with_endpoint(endpoint, relay, database, rng);
         if let Some(database) = &client.database {
             // The keys exist before anyone can use them.
@@ -184,6 +216,7 @@ impl ChatClient {
             refused: None,
             blob: None,
             lookup: None,
+            linked: None,
         }
     }
 
@@ -442,6 +475,9 @@ impl ChatClient {
             Until::Quiet(quiet) => last_activity.elapsed() >= *quiet,
             Until::Blob(request) => self.blob.as_ref().is_some_and(|(answered, _)| answered == request) || self.connection.is_none(),
             Until::Lookup(request) => self.lookup.as_ref().is_some_and(|(answered, _)| answered == request) || self.connection.is_none(),
+            Until::Linked(device_id) => {
+                self.linked.as_ref().is_some_and(|(linked, _)| linked == device_id) || self.refused.is_some() || self.connection.is_none()
+            }
         }
     }
 
@@ -583,7 +619,8 @@ impl ChatClient {
                 self.ready.push(Event::SendDropped { reason });
             }
             E::Refused { reason, .. } => tracing::debug!(%reason, "a delivery was refused"),
-            E::DuplicateDropped { .. } | E::DeviceLinked { .. } => {}
+            E::DeviceLinked { device_id, credential } => self.linked = Some((device_id, credential)),
+            E::DuplicateDropped { .. } => {}
             E::BlobStored { request, result } => self.blob = Some((request, result.map(Blob::Stored))),
             E::BlobFetched { request, result } => self.blob = Some((request, result.map(Blob::Fetched))),
             E::PersonLookedUp { request, result, .. } => self.lookup = Some((request, result)),
