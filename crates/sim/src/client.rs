@@ -11,7 +11,7 @@ use rand_core::CryptoRng;
 use switchboard_client_core::endpoint::{Credential, EndpointConfig, EndpointStats, GroupStrategy as Strategy, Member, Storage, Transmit};
 use switchboard_client_core::{ClientError, Device, Endpoint, Event};
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, ProtocolAddress, Suite};
-use switchboard_wire::switchboard::{ClientFrame, Content, EnvelopeKind, ServerFrame, client_frame, server_frame};
+use switchboard_wire::switchboard::{ClientFrame, Content, EnvelopeKind, ServerFrame, Visibility, client_frame, server_frame};
 use switchboard_wire::{Message, decode, limits};
 
 use crate::scenario::{GroupStrategy, Scenario};
@@ -46,6 +46,9 @@ pub enum Outcome {
     Removed { group: String },
     /// This device found that a group forked (its admins made conflicting changes).
     Forked { group: String },
+    /// A lookup of a person's record was answered: kept, or refused (it did not verify, or did
+    /// not match the devices its relay serves).
+    LookedUp { kept: bool },
 }
 
 /// One device and its adapter.
@@ -224,6 +227,12 @@ impl Client {
                     }
                     None => outcomes.push(Outcome::Refused { from: None, envelope, reason: "content does not decode" }),
                 },
+                // A message another device of this person carried here: read as the message.
+                Event::Synced { content, envelope, .. } => match message_number(&content) {
+                    Some(message) => outcomes.push(Outcome::Read { message, envelope }),
+                    None => outcomes.push(Outcome::Refused { from: None, envelope, reason: "content does not decode" }),
+                },
+                Event::PersonLookedUp { result, .. } => outcomes.push(Outcome::LookedUp { kept: result.is_ok() }),
                 Event::DuplicateDropped { envelope, .. } => {
                     pairwise_processed &= pairwise.as_ref().is_none_or(|p| p.envelope != envelope);
                     if let Some(&message) = self.read_numbers.get(&envelope).filter(|_| self.show_duplicates) {
@@ -300,6 +309,30 @@ impl Client {
     pub fn send_payload(&mut self, now_us: u64, to: ProtocolAddress, payload: Vec<u8>, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {
         self.endpoint.send_payload(at(now_us), to, payload, rng);
         self.drain(out, &mut Vec::new(), None);
+    }
+
+    /// Makes this device's account the first of a new person.
+    pub fn become_person(&mut self, now_us: u64, visibility: Visibility, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {
+        // A fresh device belongs to no person yet: this cannot fail.
+        let _ = self.endpoint.become_person(at(now_us), visibility, rng);
+        self.drain(out, &mut Vec::new(), None);
+    }
+
+    /// The invitation another device of this person joins with.
+    pub fn person_invitation(&self) -> Option<Vec<u8>> {
+        self.endpoint.person_invitation().map(|invitation| invitation.to_vec())
+    }
+
+    /// Joins the person whose invitation another device of hers gave.
+    pub fn join_person(&mut self, now_us: u64, invitation: &[u8], visibility: Visibility, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {
+        let _ = self.endpoint.join_person(at(now_us), invitation, visibility, rng);
+        self.drain(out, &mut Vec::new(), None);
+    }
+
+    /// Asks for the record published for `user`; the answer comes as [`Outcome::LookedUp`].
+    pub fn lookup_person(&mut self, now_us: u64, user: &str, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) {
+        let _ = self.endpoint.lookup_person(at(now_us), user);
+        self.drain(out, outcomes, None);
     }
 
     /// Hands a plaintext copy to the relay (the injected "relay keeps plaintext" bug).

@@ -14,6 +14,9 @@ use switchboard_session::group::{self as sender_keys, InMemorySenderKeyStore, Se
 /// made it a member.
 pub const OUTSIDER_READ: &str = "no read while not a member by the admins' changes";
 
+/// The invariant a person's device breaks by never showing a message she sent from another.
+pub const SYNCED: &str = "every message she sends reaches her other devices";
+
 /// Violations listed one by one in a report; beyond this, only counted.
 pub const MAX_LISTED_VIOLATIONS: usize = 100;
 
@@ -24,8 +27,11 @@ pub struct MessageRecord {
     pub sender: usize,
     pub group: Option<usize>,
     /// Devices it was addressed to (shared by the messages a sender sends to one view of a
-    /// group).
+    /// group): for a message to one account of a linked person, every device of hers.
     pub addressed: std::rc::Rc<[usize]>,
+    /// Devices it must reach as a transcript: the sender's person's other devices (empty for a
+    /// sender who is no person, and for group messages).
+    pub synced: std::rc::Rc<[usize]>,
 }
 
 /// A group message's ciphertext, for checking who else could read it.
@@ -102,6 +108,11 @@ pub struct Ledger {
     pub ids_reused: u64,
     pub flood_sent: u64,
     pub flood_refused: u64,
+    /// Lookup answers a relay changed, and lookups whose answer its asker refused.
+    pub links_forged: u64,
+    pub lookups_refused: u64,
+    /// Lookups answered with a record its asker kept.
+    pub lookups_kept: u64,
 }
 
 impl Ledger {
@@ -179,10 +190,31 @@ impl Ledger {
         let mut expected = 0u64;
         let mut from_removed_unread = 0u64;
         let mut read_twice = 0u64;
-        let addressed_count = self.messages.iter().map(|record| record.addressed.len()).sum();
+        let addressed_count = self.messages.iter().map(|record| record.addressed.len() + record.synced.len()).sum();
         let mut addressed_to: HashSet<(u64, usize)> = HashSet::with_capacity_and_hasher(addressed_count, Default::default());
         for (number, record) in self.messages.iter().enumerate() {
             let number = number as u64;
+            for &device in record.synced.iter() {
+                addressed_to.insert((number, device));
+                expected += 1;
+                if self.reads.contains_key(&(number, device)) {
+                    continue;
+                }
+                missing += 1;
+                if attacked(record.sender, device) {
+                    prevented += 1;
+                    continue;
+                }
+                violations.push(Violation {
+                    invariant: SYNCED,
+                    detail: format!(
+                        "message {number} (sent at {:.3} s by {}) never reached {}, another device of the same person",
+                        record.sent_at_us as f64 / 1e6,
+                        describe(record.sender),
+                        describe(device)
+                    ),
+                });
+            }
             for &device in record.addressed.iter() {
                 addressed_to.insert((number, device));
                 let read = self.reads.contains_key(&(number, device));

@@ -42,6 +42,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub harvest: Option<crate::harvest::HarvestReport>,
     pub crypto: CryptoOps,
+    /// The scenario's people (`[[person]]`), when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub people: Option<crate::world::people::PeopleCounts>,
     pub invariants: Vec<Invariant>,
     /// Every invariant violation (the first 100 listed; `violations_total` counts them all).
     pub violations: Vec<Violation>,
@@ -187,7 +190,12 @@ impl Report {
         let attacked = |sender: usize, device: usize| world.attacked[device] || ledger.downgraded_pairs.contains(&(sender, device));
         let delivery = ledger.check_delivery(&attacked, &describe);
         let (mut violations, missing, expected) = (delivery.violations, delivery.missing, delivery.expected);
-        let delivery_violations = violations.len();
+        let sync_violations = violations.iter().filter(|v| v.invariant == crate::ledger::SYNCED).count();
+        let delivery_violations = violations.len() - sync_violations;
+        let (people_counts, forged_links, threads) = world.check_people();
+        let (forged_link_violations, thread_violations) = (forged_links.len(), threads.len());
+        violations.extend(forged_links);
+        violations.extend(threads);
 
         let plaintext_seen: u64 = world.relays.iter().map(|r| r.stats.plaintext_seen).sum();
         if plaintext_seen > 0 {
@@ -442,6 +450,27 @@ impl Report {
             },
         ];
         let mut invariants = invariants;
+        if people_counts.people > 0 {
+            let p = &people_counts;
+            invariants.push(Invariant {
+                name: crate::ledger::SYNCED,
+                holds: sync_violations == 0,
+                detail: format!("{sync_violations} messages a person sent never reached another device of hers; {} transcripts sent, {} received", p.transcripts_sent, p.transcripts_received),
+            });
+            invariants.push(Invariant {
+                name: crate::world::people::FORGED_LINK,
+                holds: forged_link_violations == 0,
+                detail: format!(
+                    "{forged_link_violations} records held link an account to a person it is not; {} lookup answers changed by relays, {} lookups refused, {} kept; {} records of other people held",
+                    p.links_forged, p.lookups_refused, p.lookups_kept, p.records_held
+                ),
+            });
+            invariants.push(Invariant {
+                name: crate::world::people::ONE_THREAD,
+                holds: thread_violations == 0,
+                detail: format!("{thread_violations} readers did not see one person behind the accounts of hers they heard from"),
+            });
+        }
         if let Some(harvest) = &harvest {
             let lines: Vec<String> =
                 harvest.suites.iter().map(|(suite, line)| format!("{suite} {} of {}", line.read, line.sent)).collect();
@@ -489,6 +518,7 @@ impl Report {
             thefts,
             harvest,
             crypto,
+            people: (people_counts.people > 0).then_some(people_counts),
             invariants,
             violations,
             violations_total,
@@ -538,6 +568,13 @@ impl Report {
             "\nfaults     {} dropped · {} corrupted · {} duplicated · {} reordered · {} replayed · {} partitioned · {} resets · {} crashes",
             f.dropped, f.corrupted, f.duplicated, f.reordered, f.replayed, f.partitioned, f.resets, f.crashes
         );
+        if let Some(p) = &self.people {
+            let _ = writeln!(
+                out,
+                "people     {} on several apps ({} devices) · {} messages carried to their other devices, {} transcripts read · lookups {} kept, {} refused ({} answers changed by relays) · {} records of others held",
+                p.people, p.devices, p.transcripts_sent, p.transcripts_received, p.lookups_kept, p.lookups_refused, p.links_forged, p.records_held
+            );
+        }
         let a = &self.adversaries;
         if a.tampered + a.replayed + a.withheld > 0 {
             let _ = writeln!(

@@ -85,6 +85,9 @@ pub struct Scenario {
     pub adversaries: Vec<Adversary>,
     #[serde(default, rename = "theft")]
     pub thefts: Vec<Theft>,
+    /// People with accounts on several apps, linked (see `docs/PEOPLE.md`).
+    #[serde(default, rename = "person")]
+    pub people: Vec<PersonSpec>,
     /// Deliberate bugs, for checking that the invariants catch them.
     #[serde(default)]
     pub inject: Inject,
@@ -380,6 +383,10 @@ pub enum AdversaryKind {
     /// Not a relay: another user of `target`'s app sends it a mailbox's worth of junk at once, at
     /// a random time of the traffic (`share` is the chance it happens at all).
     Flood,
+    /// Changes the person records it hands its devices in answer to lookups: adds an account
+    /// that is not hers (with a device of its own making), or drops one of hers (`share`: the
+    /// share of lookup answers it acts on).
+    ForgeLink,
     /// Not a relay: records every frame on every link and, at the end, is given every X25519
     /// private key drawn (a quantum computer's answer) but no KEM secret; the report counts the
     /// 1:1 messages it reads per suite (`share` unused).
@@ -390,6 +397,38 @@ impl AdversaryKind {
     /// Whether a relay plays it (else a device does).
     pub fn is_relay(self) -> bool {
         !matches!(self, AdversaryKind::ForgeMembership | AdversaryKind::ReuseIds | AdversaryKind::Flood | AdversaryKind::HarvestNow)
+    }
+}
+
+/// One person's accounts (users the apps list), linked before the traffic starts: the first
+/// account's first device makes her person key, every other device joins with an invitation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonSpec {
+    pub accounts: Spanned<Vec<String>>,
+    /// Who may see each account is hers, in the order of `accounts`: `public`, `contacts` or
+    /// `nobody`. By default the first is public and the others are shown to her contacts.
+    #[serde(default)]
+    pub visibility: Vec<LinkVisibility>,
+}
+
+/// Who may see a link, as a scenario names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkVisibility {
+    Public,
+    Contacts,
+    Nobody,
+}
+
+impl PersonSpec {
+    /// The visibility of account `index`.
+    pub fn visibility(&self, index: usize) -> LinkVisibility {
+        match self.visibility.get(index) {
+            Some(visibility) => *visibility,
+            None if index == 0 => LinkVisibility::Public,
+            None => LinkVisibility::Contacts,
+        }
     }
 }
 
@@ -650,6 +689,23 @@ impl Scenario {
                 let address = self.check_device(target, false).map_err(|m| at(target.span(), m))?;
                 if address.user().app() != relay.get_ref() {
                     return Err(at(target.span(), "a relay can only target users of its own app".into()));
+                }
+            }
+        }
+        let mut linked = BTreeSet::new();
+        for person in &self.people {
+            let accounts = person.accounts.get_ref();
+            if accounts.len() < 2 || accounts.len() > switchboard_client_core::person::MAX_LINKED_ACCOUNTS {
+                return Err(at(person.accounts.span(), format!("a person links 2 to {} accounts", switchboard_client_core::person::MAX_LINKED_ACCOUNTS)));
+            }
+            if person.visibility.len() > accounts.len() {
+                return Err(at(person.accounts.span(), "one visibility per account, at most".into()));
+            }
+            for account in accounts {
+                let spanned = Spanned::new(person.accounts.span(), account.clone());
+                self.check_device(&spanned, false).map_err(|m| at(person.accounts.span(), m))?;
+                if !linked.insert(account.clone()) {
+                    return Err(at(person.accounts.span(), format!("{account:?} is linked twice (one person per account)")));
                 }
             }
         }

@@ -215,3 +215,20 @@ fn a_bad_scenario_is_refused_with_its_line() {
         assert!(error.message.contains(words), "{text}\n→ {error}");
     }
 }
+
+/// The people scenario (one person on several apps, a relay that forges links) holds every
+/// invariant for seeds 1–40, and each run exercises what the invariants are about: transcripts
+/// between a person's devices, lookups, and lookup answers a relay changed — all refused.
+#[test]
+fn linked_people_hold_every_invariant_for_forty_seeds() {
+    let scenario = parse(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/people.toml")).unwrap());
+    for seed in 1..=40 {
+        let report = run(&scenario, seed);
+        assert!(report.violations.is_empty(), "seed {seed}:\n{}", report.text());
+        let people = report.people.as_ref().expect("the scenario has people");
+        assert_eq!(people.people, 3);
+        assert!(people.transcripts_received > 100, "seed {seed}: {people:?}");
+        assert!(people.links_forged > 0 && people.lookups_refused >= people.links_forged, "seed {seed}: {people:?}");
+        assert!(people.lookups_kept > 0 && people.records_held > 0, "seed {seed}: {people:?}");
+    }
+}

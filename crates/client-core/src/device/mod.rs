@@ -101,8 +101,9 @@ pub enum Received {
     /// A newer record of this device's own person, from another device of hers (`changed`: it
     /// was newer than the one held).
     OwnRecord { changed: bool },
-    /// A record of another person, kept (`changed`: it was new or newer).
-    PersonRecord { person_key: IdentityKey, changed: bool },
+    /// A record of another person, kept (`changed`: it was new or newer), sent by a device of
+    /// hers, or (`from_own`) passed on by another device of this device's own person.
+    PersonRecord { person_key: IdentityKey, changed: bool, from_own: bool },
     /// A group was joined or changed (`change` says how), or a member's sender key arrived
     /// (`change` is `None`).
     Group { group: String, epoch: u64, change: Option<MembershipChange> },
@@ -402,6 +403,7 @@ impl Device {
             }
             Some(Body::Transcript(transcript)) => Ok((self.on_transcript(from, transcript)?, Vec::new())),
             Some(Body::Person(record)) => Ok((self.on_person(from, record)?, Vec::new())),
+            Some(Body::KnownPerson(known)) => Ok((self.on_known_person(from, known)?, Vec::new())),
             Some(Body::GroupControl(control)) => self.on_control(from, &control, rng),
             Some(Body::SessionStart(_)) => {
                 // What this device sent over the refused session never arrived, its sender keys

@@ -7,7 +7,7 @@ use rand_core::CryptoRng;
 use switchboard_session::ProtocolAddress;
 use switchboard_session::store::IdentityKeyStore;
 use switchboard_wire::Message;
-use switchboard_wire::switchboard::{PairwisePayload, PersonRecord as WireRecord, Transcript, Visibility, pairwise_payload::Body};
+use switchboard_wire::switchboard::{KnownPerson, PairwisePayload, PersonRecord as WireRecord, Transcript, Visibility, pairwise_payload::Body};
 
 use super::{Device, Received};
 use crate::error::ClientError;
@@ -121,7 +121,37 @@ impl Device {
         }
         let person_key = *record.person_key();
         let changed = self.people.accept(record, from.name())?;
-        Ok(Received::PersonRecord { person_key, changed })
+        Ok(Received::PersonRecord { person_key, changed, from_own: false })
+    }
+
+    /// Another person's record, passed on by a device of this device's own person (which was
+    /// given it by the accounts named): taken as if those accounts had sent it here, since every
+    /// device of hers is hers to trust.
+    pub(super) fn on_known_person(&mut self, from: &ProtocolAddress, known: KnownPerson) -> Result<Received> {
+        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from));
+        if !own {
+            return Err(ClientError::InvalidPayload("another person's record passed on by a device that is not this person's"));
+        }
+        let record = PersonRecord::verify(known.record.ok_or(PersonError::Malformed("no record"))?)?;
+        if known.confirmed_by.is_empty() || known.confirmed_by.len() > crate::person::MAX_LINKED_ACCOUNTS {
+            return Err(ClientError::InvalidPayload("a record passed on names one to eight accounts that sent it"));
+        }
+        if self.person.as_ref().is_some_and(|person| person.person_key() == record.person_key()) {
+            return Err(ClientError::InvalidPayload("this person's own record passed on as another's"));
+        }
+        let person_key = *record.person_key();
+        let mut changed = false;
+        for user in &known.confirmed_by {
+            changed |= self.people.accept(record.clone(), user)?;
+        }
+        Ok(Received::PersonRecord { person_key, changed, from_own: true })
+    }
+
+    /// A payload passing `record` (another person's, sent by `confirmed_by`) on to this
+    /// person's other devices.
+    pub fn known_person_payload(record: &PersonRecord, confirmed_by: Vec<String>) -> Arc<[u8]> {
+        let known = KnownPerson { record: Some(record.to_wire()), confirmed_by };
+        PairwisePayload { body: Some(Body::KnownPerson(known)), ..Default::default() }.encode_to_vec().into()
     }
 
     /// Keeps a record looked up for `user` at a relay, once the caller checked that `user`'s

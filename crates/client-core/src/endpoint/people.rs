@@ -94,13 +94,19 @@ impl Endpoint {
     }
 
     /// A looked-up record, with `user`'s devices at hand: kept if it matches them.
-    pub(super) fn check_lookup(&mut self, request: u64, user: String, record: PersonRecord) {
+    pub(super) fn check_lookup(&mut self, request: u64, user: String, record: PersonRecord, rng: &mut (impl CryptoRng + ?Sized)) {
         if !self.matches(&record, &user) {
             return self.events.push_back(Event::PersonLookedUp { request, user: user.clone(), result: Err(LookupFailed::Mismatch(user)) });
         }
         let accounts: Vec<String> = record.accounts().iter().map(|account| account.user.clone()).collect();
+        let person_key = *record.person_key();
         let result = match self.device.accept_person_record(record, &user) {
-            Ok(_) => Ok(accounts),
+            Ok(changed) => {
+                if changed {
+                    self.share_known_person(&person_key, &user, rng);
+                }
+                Ok(accounts)
+            }
             Err(error) => Err(LookupFailed::Record(error)),
         };
         self.changed_device();
@@ -327,6 +333,18 @@ impl Endpoint {
         let transcript = Transcript { from_user: from.name().to_owned(), from_device: from.device_id(), to: me.name().to_owned(), group: String::new(), application: content.to_vec() };
         self.stats.transcripts_sent += 1;
         self.submit(Work::Own { payload: Device::transcript_payload(transcript), skip }, rng);
+    }
+
+    /// Another person's record this device was just given by `user` (one of her accounts): passed
+    /// on to this person's other devices, so that each knows who is behind the messages it is
+    /// carried (not passed on again by them).
+    pub(super) fn share_known_person(&mut self, person_key: &switchboard_session::IdentityKey, user: &str, rng: &mut (impl CryptoRng + ?Sized)) {
+        if self.device.person().is_none() {
+            return;
+        }
+        let Some(record) = self.device.people().person_of(user).filter(|record| record.person_key() == person_key) else { return };
+        let payload = Device::known_person_payload(record, vec![user.to_owned()]);
+        self.submit(Work::Own { payload, skip: Vec::new() }, rng);
     }
 
     /// A transcript from another device of this person's: shown as what it carries.

@@ -300,9 +300,12 @@ impl Endpoint {
                             self.person_changed(rng);
                         }
                     }
-                    Received::PersonRecord { person_key, changed } => {
+                    Received::PersonRecord { person_key, changed, from_own } => {
                         if changed {
                             self.events.push_back(Event::PersonKnown { person_key, via: sender.clone() });
+                            if !from_own {
+                                self.share_known_person(&person_key, sender.name(), rng);
+                            }
                         }
                     }
                     Received::Group { group, epoch, change } => {

@@ -238,7 +238,7 @@ impl Endpoint {
                 self.seal_each(pending, None, rng);
             }
             Work::Introduce { to } => self.introduce(&to, rng),
-            Work::CheckLookup { request, user, record } => self.check_lookup(request, user, record),
+            Work::CheckLookup { request, user, record } => self.check_lookup(request, user, record, rng),
             Work::Resend { user, payload, attempts } => {
                 let targets: Vec<PendingSend> = self.user_devices(&user).into_iter().map(|device| PendingSend::new(device, payload.clone())).collect();
                 if targets.is_empty() {

@@ -323,8 +323,33 @@ impl World {
             self.ledger.bundles_stripped += 1;
             self.trace.record(TraceEvent::Adversary { at_us: self.now, relay, device, action: "strip-suites" });
         }
+        if let (Some(adversary), Some(server_frame::Body::PersonFound(found))) = (self.relays[relay].adversary.as_mut(), frame.body.as_mut())
+            && adversary.kind == AdversaryKind::ForgeLink
+            && adversary.decide_frame(device, &mut self.rng) == Decision::Act
+            && let Some(record) = found.record.as_mut()
+        {
+            // A link added (an account of its own making, with a device whose key it holds), or
+            // one of hers hidden: either way a record her key did not sign.
+            if record.accounts.len() > 1 && self.rng.random::<bool>() {
+                record.accounts.pop();
+            } else {
+                let mut identity_key = vec![0x05];
+                identity_key.extend((0..32).map(|_| self.rng.random::<u8>()));
+                let signature = (0..64).map(|_| self.rng.random::<u8>()).collect();
+                let device = switchboard_wire::switchboard::LinkedDevice { device_id: 1, identity_key, signature };
+                let app = &self.app_names[relay];
+                record.accounts.push(switchboard_wire::switchboard::LinkedAccount {
+                    user: format!("forged@{app}"),
+                    visibility: switchboard_wire::switchboard::Visibility::Public as i32,
+                    devices: vec![device],
+                    shown_to: Vec::new(),
+                });
+            }
+            self.ledger.links_forged += 1;
+            self.trace.record(TraceEvent::Adversary { at_us: self.now, relay, device, action: "forge-link" });
+        }
         if let (Some(adversary), Some(server_frame::Body::Deliver(envelope))) = (self.relays[relay].adversary.as_mut(), frame.body.as_mut())
-            && adversary.kind != AdversaryKind::StripSuites
+            && matches!(adversary.kind, AdversaryKind::Tamper | AdversaryKind::Withhold | AdversaryKind::Reorder | AdversaryKind::Replay)
         {
             let id = id16(&envelope.id);
             if adversary.decide(device, id, &mut self.rng) == Decision::Act {
@@ -353,8 +378,10 @@ impl World {
                         self.ledger.replayed += 1;
                         "replay"
                     }
-                    // Strip-suites acts on bundles (above); the others are devices, not relays.
+                    // Strip-suites and forge-link act on other frames (above); the others are
+                    // devices, not relays.
                     AdversaryKind::StripSuites
+                    | AdversaryKind::ForgeLink
                     | AdversaryKind::ForgeMembership
                     | AdversaryKind::ReuseIds
                     | AdversaryKind::Flood

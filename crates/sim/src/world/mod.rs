@@ -5,6 +5,7 @@
 mod forge;
 mod links;
 mod misbehave;
+pub(crate) mod people;
 mod traffic;
 
 use std::cmp::Reverse;
@@ -57,6 +58,8 @@ enum Event {
     /// The flooder (`kind = "flood"`) sends its burst.
     Flood,
     Theft { device: usize },
+    /// The scenario's people link their accounts (`[[person]]`).
+    LinkPeople,
 }
 
 struct Scheduled {
@@ -183,11 +186,18 @@ pub struct World {
     pub(crate) harvester: Option<crate::harvest::Harvester>,
     /// Frames misbehaving devices sent past their endpoints.
     rogue_requests: u64,
+    /// Per person (`[[person]]`), her devices (every device of every account of hers), and per
+    /// user, its person; the (device, user) pairs a lookup was made for.
+    pub(crate) person_devices: Vec<Vec<usize>>,
+    pub(crate) person_of_user: Vec<Option<usize>>,
+    looked_up: HashSet<(usize, usize)>,
     traffic_left: u64,
     pub(crate) traffic_start: u64,
     pub(crate) traffic_end: u64,
     pub(crate) end: u64,
     pub(crate) skipped_group_sends: u64,
+    /// 1:1 sends skipped because the sender's person holds every user drawn.
+    pub(crate) skipped_direct_sends: u64,
     pub(crate) suite: Suite,
     /// Devices whose relay may keep mail from them on purpose (a tampering or withholding
     /// adversary serving them): what they miss is reported, not a violation.
@@ -317,7 +327,18 @@ impl World {
         let devices = clients.len();
         let suite = scenario.suite.get_ref().parse().unwrap_or(Suite::Aes256Gcm);
         let end = last_fault.max(traffic_end) + secs(scenario.settle_s);
-        let user_index = users.iter().enumerate().map(|(index, user)| (user.name.clone(), index)).collect();
+        let user_index: HashMap<String, usize> = users.iter().enumerate().map(|(index, user)| (user.name.clone(), index)).collect();
+        let mut person_of_user = vec![None; users.len()];
+        let mut person_devices = Vec::new();
+        for (person, spec) in scenario.people.iter().enumerate() {
+            let mut devices = Vec::new();
+            for account in spec.accounts.get_ref() {
+                let user = user_index[account.as_str()];
+                person_of_user[user] = Some(person);
+                devices.extend(users[user].devices.iter().copied());
+            }
+            person_devices.push(devices);
+        }
         let mut user_of = vec![0; clients.len()];
         for (index, user) in users.iter().enumerate() {
             for &device in &user.devices {
@@ -359,10 +380,14 @@ impl World {
             flood: None,
             harvester,
             rogue_requests: 0,
+            person_devices,
+            person_of_user,
+            looked_up: HashSet::new(),
             traffic_start,
             traffic_end,
             end,
             skipped_group_sends: 0,
+            skipped_direct_sends: 0,
             suite,
             attacked,
             progress: None,
@@ -398,6 +423,10 @@ impl World {
             self.schedule(at, Event::Connect { device });
         }
         self.schedule(self.traffic_start, Event::CreateGroups);
+        if !self.person_devices.is_empty() {
+            // Once every device had time to register, well before the traffic.
+            self.schedule(SETUP_US / 2 + SETUP_US / 10, Event::LinkPeople);
+        }
         self.draw_flood();
         if self.traffic_left > 0 {
             let first = self.next_traffic_gap();
@@ -524,6 +553,7 @@ impl World {
             }
             Event::Traffic => self.traffic(),
             Event::CreateGroups => self.create_groups(),
+            Event::LinkPeople => self.link_people(),
             Event::Churn { group, join } => self.churn(group, join),
             Event::Forge { group, forgery } => self.forge(group, forgery),
             Event::Flood => self.flood_now(),

@@ -52,6 +52,8 @@ impl World {
                     }
                 }
                 Outcome::Forked { .. } => self.ledger.forks_detected += 1,
+                Outcome::LookedUp { kept: true } => self.ledger.lookups_kept += 1,
+                Outcome::LookedUp { kept: false } => self.ledger.lookups_refused += 1,
                 Outcome::Removed { group } => {
                     if let Some(index) = self.groups.iter().position(|g| g.id == group) {
                         self.trace.record(TraceEvent::Membership { at_us: self.now, group: index, device, change: "learnt removal" });
@@ -89,14 +91,35 @@ impl World {
     pub(super) fn send_direct_message(&mut self, size: usize, kind: usize) {
         let sender = self.rng.random_range(0..self.clients.len());
         let sender_user = self.user_of[sender];
+        let sender_person = self.person_of_user[sender_user];
         let mut recipient = self.rng.random_range(0..self.users.len() - 1);
         if recipient >= sender_user {
             recipient += 1;
         }
-        let addressed: Rc<[usize]> = self.users[recipient].devices.as_slice().into();
+        // Not to another account of the sender's own person (that is her own devices).
+        let mut tries = 0;
+        while sender_person.is_some() && self.person_of_user[recipient] == sender_person {
+            tries += 1;
+            if tries > 64 {
+                self.skipped_direct_sends += 1;
+                return;
+            }
+            recipient = self.rng.random_range(0..self.users.len());
+        }
+        // To one account of a person: every device of hers; from a person: her other devices
+        // as transcripts.
+        let addressed: Rc<[usize]> = match self.person_of_user[recipient] {
+            Some(person) => self.person_devices[person].as_slice().into(),
+            None => self.users[recipient].devices.as_slice().into(),
+        };
+        let synced: Rc<[usize]> = match sender_person {
+            Some(person) => self.person_devices[person].iter().copied().filter(|d| *d != sender).collect(),
+            None => Rc::from([]),
+        };
+        self.look_up_before_writing(sender, recipient);
         let number = self.ledger.messages.len() as u64;
         let content = client::content(number, None, size, kind, self.now);
-        self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: None, addressed: addressed.clone() });
+        self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: None, addressed: addressed.clone(), synced });
         self.trace.record(TraceEvent::Message { at_us: self.now, message: number, from: sender, group: None, recipients: addressed.len(), bytes: content.len() });
         let to = self.users[recipient].name.clone();
         let mut out = Vec::new();
@@ -139,7 +162,7 @@ impl World {
             self.skipped_group_sends += 1;
             return;
         };
-        self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: Some(group), addressed: addressed.clone() });
+        self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: Some(group), addressed: addressed.clone(), synced: Rc::from([]) });
         self.trace.record(TraceEvent::Message { at_us: self.now, message: number, from: sender, group: Some(group), recipients: addressed.len(), bytes: content_len });
         if self.scenario.group_strategy == GroupStrategy::SenderKeys && self.groups[group].churn {
             if let Some(bytes) = ciphertext {
