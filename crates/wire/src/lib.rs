@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod frame;
 pub mod group_order;
 pub mod message_id;
+mod secret_debug;
 
 pub use decode::{DecodeError, decode, decode_canonical, limits};
 
