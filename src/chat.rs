@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn show(event: &Event, outbox: usize) -> String {
     match event {
-        Event::Message { from, group, content } => {
+        Event::Message { from, group, content, .. } => {
             let place = group.as_ref().map(|g| format!("#{g} ")).unwrap_or_default();
             let body = match &content.body {
                 Some(content::Body::Text(t)) => t.text.clone(),
@@ -57,7 +57,7 @@ fn show(event: &Event, outbox: usize) -> String {
             };
             format!("{place}{}: {body}", from.name())
         }
-        Event::Synced { from, to, group, carried_by, content } => {
+        Event::Synced { from, to, group, carried_by, content, .. } => {
             let place = group.as_ref().map(|g| format!("#{g} ")).or_else(|| to.as_ref().map(|to| format!("→ {to} "))).unwrap_or_default();
             let body = match &content.body {
                 Some(content::Body::Text(t)) => t.text.clone(),

@@ -84,7 +84,7 @@ impl Demo {
         let person: Vec<String> = self.clients[from].person_of(to).map(|p| p.accounts().iter().map(|a| a.user.clone()).collect()).unwrap_or_default();
         let recipients = if person.is_empty() { vec![to.to_owned()] } else { person };
         let (line, plain) = describe(&Some(body.clone()));
-        let id = self.client(from).send(to, body).await?;
+        let id = self.client(from).send(to, body).await?.to_vec();
         self.ledger.sent.push((id.clone(), from.into(), recipients, plain));
         self.note(from, format!("me → {to}: {line}"));
         Ok(id)
@@ -100,7 +100,7 @@ impl Demo {
             .map(|m| m.name().to_owned())
             .filter(|m| m != from)
             .collect();
-        let id = self.client(from).send_group(GROUP, body).await?;
+        let id = self.client(from).send_group(GROUP, body).await?.to_vec();
         self.ledger.sent.push((id.clone(), from.into(), members, plain));
         self.note(from, format!("[{GROUP}] me: {line}"));
         Ok(id)
@@ -127,8 +127,9 @@ impl Demo {
 
     fn record(&mut self, user: &str, event: Event) {
         match event {
-            Event::Message { from, group, content } => {
-                *self.ledger.shown.entry((user.to_owned(), content.message_id.clone())).or_default() += 1;
+            Event::Message { from, group, id, content } => {
+                let id = id.map(|id| id.to_vec()).unwrap_or_default();
+                *self.ledger.shown.entry((user.to_owned(), id)).or_default() += 1;
                 let (line, _) = describe(&content.body);
                 if group.is_none()
                     && let Some(person) = self.clients[user].person_of(from.name())
@@ -144,8 +145,9 @@ impl Demo {
                 let place = group.map(|g| format!("[{g}] ")).unwrap_or_default();
                 self.note(user, format!("{place}{}: {line}", from.name()));
             }
-            Event::Synced { from, to, content, carried_by, .. } => {
-                *self.ledger.synced.entry((user.to_owned(), content.message_id.clone())).or_default() += 1;
+            Event::Synced { from, to, id, content, carried_by, .. } => {
+                let id = id.map(|id| id.to_vec()).unwrap_or_default();
+                *self.ledger.synced.entry((user.to_owned(), id)).or_default() += 1;
                 let (line, _) = describe(&content.body);
                 let to = to.map(|to| format!(" → {to}")).unwrap_or_default();
                 self.note(user, format!("(from her {} device) {}{to}: {line}", carried_by.name(), from.name()));

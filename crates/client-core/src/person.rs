@@ -301,6 +301,37 @@ pub fn person_safety_number(mine: &IdentityKey, theirs: &IdentityKey) -> String 
     )
 }
 
+/// How a party of a conversation is named in its id: a person by her person key (so that the
+/// conversation is the same whichever account of hers writes), anyone else by the address.
+pub fn party(person_key: Option<&IdentityKey>, user: &str) -> String {
+    match person_key {
+        Some(key) => key.serialize().iter().fold(String::from("person:"), |mut hex, byte| {
+            use std::fmt::Write;
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        }),
+        None => user.to_owned(),
+    }
+}
+
+/// The id of the conversation of two parties ([`party`]): `dm-` and 32 hex digits of SHA-256
+/// over the two, in order — the same on both sides and whichever app either writes from.
+pub fn direct_conversation(a: &str, b: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let (first, second) = if a <= b { (a, b) } else { (b, a) };
+    let mut hasher = Sha256::new();
+    for party in [first, second] {
+        hasher.update((party.len() as u32).to_be_bytes());
+        hasher.update(party.as_bytes());
+    }
+    let hash = hasher.finalize();
+    hash[..16].iter().fold(String::from("dm-"), |mut hex, byte| {
+        use std::fmt::Write;
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
+}
+
 /// What a person's own devices hold: her person key and every linked account.
 pub struct Person {
     key: IdentityKeyPair,

@@ -13,6 +13,7 @@ use switchboard_client_core::endpoint::{Credential, DropReason, EndpointConfig, 
 use switchboard_client_core::{ClientError, Endpoint, Group, attachment};
 use switchboard_session::{ProtocolAddress, Suite};
 use switchboard_client_core::endpoint::people::LookupFailed;
+use switchboard_wire::message_id::{MessageId, SALT_LEN, content_id};
 use switchboard_wire::switchboard::Visibility;
 use switchboard_wire::switchboard::{AttachmentPointer, Content, ErrorCode, content};
 use switchboard_wire::{Message, decode, limits};
@@ -58,10 +59,13 @@ pub enum ChatError {
 /// Something that happened, for the user.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    Message { from: ProtocolAddress, group: Option<String>, content: Content },
+    /// A message, with its id (as every app derives it; `None` for a content without a salt,
+    /// from a client that does not make one).
+    Message { from: ProtocolAddress, group: Option<String>, id: Option<MessageId>, content: Content },
     /// Carried here by another device of this person (`carried_by`): a message she sent from it
-    /// (to `to`), or one she received on an account whose sender could not see it linked.
-    Synced { from: ProtocolAddress, to: Option<String>, group: Option<String>, carried_by: ProtocolAddress, content: Content },
+    /// (to `to`), or one she received on an account whose sender could not see it linked. Its id
+    /// is the one every other reader derives.
+    Synced { from: ProtocolAddress, to: Option<String>, group: Option<String>, carried_by: ProtocolAddress, id: Option<MessageId>, content: Content },
     GroupChanged { group: String, epoch: u64, by: ProtocolAddress, added: Vec<ProtocolAddress>, removed: Vec<ProtocolAddress> },
     RemovedFromGroup { group: String },
     /// `from` holds another state of the group at `epoch`: its admins made conflicting changes.
@@ -284,31 +288,39 @@ impl ChatClient {
         Ok(())
     }
 
-    fn new_content(&mut self, group: Option<&str>, body: content::Body) -> Content {
-        let mut message_id = vec![0u8; 16];
-        self.rng.fill_bytes(&mut message_id);
-        Content { message_id, sent_at_ms: now_ms(), group_id: group.unwrap_or_default().to_owned(), body: Some(body) }
+    /// A new content in `conversation` (a group's id, or a conversation of two), with a fresh
+    /// salt, encoded, and its id.
+    fn new_content(&mut self, group: Option<&str>, conversation: String, body: content::Body) -> (Vec<u8>, MessageId) {
+        let mut salt = vec![0u8; SALT_LEN];
+        self.rng.fill_bytes(&mut salt);
+        let content = Content { salt, sent_at_ms: now_ms(), group_id: group.unwrap_or_default().to_owned(), conversation, body: Some(body) };
+        let bytes = content.encode_to_vec();
+        let id = content_id(self.endpoint.address().name(), &bytes).expect("a content this client made has a salt");
+        (bytes, id)
     }
 
-    /// Sends `body` to every device of `user`, and waits (a while) for the relay to take it.
-    /// Returns the message id.
-    pub async fn send(&mut self, user: &str, body: content::Body) -> Result<Vec<u8>, ChatError> {
-        let content = self.new_content(None, body);
+    /// Sends `body` to every device of `user` (to every device of `user`'s person, when this
+    /// device knows her record), and waits (a while) for the relay to take it. Returns the
+    /// message's id: what every reader, in every app, derives from it.
+    pub async fn send(&mut self, user: &str, body: content::Body) -> Result<MessageId, ChatError> {
+        let conversation = self.endpoint.conversation_with(user);
+        let (bytes, id) = self.new_content(None, conversation, body);
         let now = self.now();
         let before = self.before_command();
-        self.endpoint.send(now, user, content.encode_to_vec(), &mut self.rng)?;
+        self.endpoint.send(now, user, bytes, &mut self.rng)?;
         self.settle(before).await?;
-        Ok(content.message_id)
+        Ok(id)
     }
 
-    /// Sends `body` to group `id`: encrypted once, fanned out by the relays.
-    pub async fn send_group(&mut self, id: &str, body: content::Body) -> Result<Vec<u8>, ChatError> {
-        let content = self.new_content(Some(id), body);
+    /// Sends `body` to group `id`: encrypted once, fanned out by the relays. Returns the
+    /// message's id.
+    pub async fn send_group(&mut self, id: &str, body: content::Body) -> Result<MessageId, ChatError> {
+        let (bytes, message) = self.new_content(Some(id), id.to_owned(), body);
         let now = self.now();
         let before = self.before_command();
-        self.endpoint.send_group(now, id, content.encode_to_vec(), &mut self.rng)?;
+        self.endpoint.send_group(now, id, bytes, &mut self.rng)?;
         self.settle(before).await?;
-        Ok(content.message_id)
+        Ok(message)
     }
 
     /// Creates group `id` (`name@app`, the app being the group's hub) with every device of `users`.
@@ -377,7 +389,7 @@ impl ChatClient {
 
     /// Sends a file to every device of `user`: encrypted with a fresh key, stored by this
     /// device's relay as an opaque blob, and pointed to by an end-to-end encrypted message.
-    pub async fn send_attachment(&mut self, user: &str, file: &[u8], content_type: &str, file_name: &str) -> Result<Vec<u8>, ChatError> {
+    pub async fn send_attachment(&mut self, user: &str, file: &[u8], content_type: &str, file_name: &str) -> Result<MessageId, ChatError> {
         let sealed = attachment::seal(file, &mut self.rng);
         let now = self.now();
         let request = self.endpoint.upload_blob(now, sealed.blob.clone());
@@ -595,12 +607,18 @@ impl ChatClient {
                 self.lost_connection();
             }
             E::Message { from, group, content, .. } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
-                Ok(content) => self.ready.push(Event::Message { from, group, content }),
+                Ok(decoded) => {
+                    let id = content_id(from.name(), &content);
+                    self.ready.push(Event::Message { from, group, id, content: decoded })
+                }
                 Err(error) => tracing::debug!(%error, "a message whose content does not decode"),
             },
             // Carried here by another device of this person: shown as what it carries.
             E::Synced { from, to, group, carried_by, content, .. } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
-                Ok(content) => self.ready.push(Event::Synced { from, to, group, carried_by, content }),
+                Ok(decoded) => {
+                    let id = content_id(from.name(), &content);
+                    self.ready.push(Event::Synced { from, to, group, carried_by, id, content: decoded })
+                }
                 Err(error) => tracing::debug!(%error, "a transcript whose content does not decode"),
             },
             E::LinksChanged => tracing::info!("this person's linked accounts changed"),

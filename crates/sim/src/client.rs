@@ -71,11 +71,13 @@ pub struct Client {
     read_numbers: HashMap<[u8; 16], u64>,
 }
 
-/// The plaintext of message `message`: a `Content` whose id carries the message number.
+/// The plaintext of message `message`: a `Content` whose salt carries the message number.
 pub fn content(message: u64, group: Option<&str>, size: usize, kind: usize, now_us: u64) -> Vec<u8> {
     use switchboard_wire::switchboard::{Reaction, Receipt, Reply, Text, content::Body as C};
-    let mut message_id = message.to_be_bytes().to_vec();
-    message_id.extend_from_slice(&[0u8; 8]);
+    // The number in the salt: this simulator's contents need to be told apart, not unlinkable.
+    let mut salt = message.to_be_bytes().to_vec();
+    salt.extend_from_slice(&[0u8; 8]);
+    let message_id = salt.clone();
     let mut text = PLAINTEXT_CANARY.to_owned();
     text.push_str(&format!("message {message} "));
     while text.len() < size {
@@ -87,7 +89,7 @@ pub fn content(message: u64, group: Option<&str>, size: usize, kind: usize, now_
         3 => C::Receipt(Receipt { kind: 1, to: vec![text.into_bytes()] }),
         _ => C::Text(Text { text }),
     };
-    Content { message_id, sent_at_ms: now_us / 1000, group_id: group.unwrap_or_default().to_owned(), body: Some(body) }
+    Content { salt, sent_at_ms: now_us / 1000, group_id: group.unwrap_or_default().to_owned(), conversation: String::new(), body: Some(body) }
         .encode_to_vec()
 }
 
@@ -99,7 +101,7 @@ pub fn message_number(plaintext: &[u8]) -> Option<u64> {
         return Some(u64::from_be_bytes(id.get(..8)?.try_into().ok()?));
     }
     let content: Content = decode(plaintext, limits::MAX_PAYLOAD_LEN).ok()?;
-    Some(u64::from_be_bytes(content.message_id.get(..8)?.try_into().ok()?))
+    Some(u64::from_be_bytes(content.salt.get(..8)?.try_into().ok()?))
 }
 
 fn at(now_us: u64) -> Duration {

@@ -45,6 +45,31 @@ pub fn message_id(sender_uri: &str, room_uri: &str, message: &[u8], salt: &[u8; 
     Ok(id)
 }
 
+/// The URI MIMI content names a user by: `mimi://{app}/u/{name}` for `name@app`.
+pub fn user_uri(user: &str) -> Option<String> {
+    let (name, app) = crate::address::UserAddress::split(user).ok()?;
+    Some(format!("mimi://{app}/u/{name}"))
+}
+
+/// The URI of a conversation: `mimi://{app}/r/{name}` for a group `name@app` (its hub's), and
+/// `mimi://switchboard/r/{conversation}` for a conversation of two.
+pub fn room_uri(conversation: &str) -> String {
+    match crate::address::UserAddress::split(conversation) {
+        Ok((name, app)) => format!("mimi://{app}/r/{name}"),
+        Err(_) => format!("mimi://switchboard/r/{conversation}"),
+    }
+}
+
+/// The id of a `Content` (its encoded bytes, exactly as sent) that `sender` (`name@app`) sent:
+/// [`message_id`] over the sender's and the conversation's URIs, the bytes and their salt. `None`
+/// if the bytes do not decode, carry no 16-byte salt, or name no valid sender.
+pub fn content_id(sender: &str, content: &[u8]) -> Option<MessageId> {
+    let decoded: crate::switchboard::Content = crate::decode(content, crate::limits::MAX_PAYLOAD_LEN).ok()?;
+    let salt: [u8; SALT_LEN] = decoded.salt.as_slice().try_into().ok()?;
+    let conversation = if decoded.conversation.is_empty() { decoded.group_id.as_str() } else { decoded.conversation.as_str() };
+    message_id(&user_uri(sender)?, &room_uri(conversation), content, &salt).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +85,23 @@ mod tests {
         assert_ne!(base, message_id("mimi://a/u/x", "mimi://a/r/y", b"m", &[8u8; SALT_LEN]).unwrap());
         // The length prefixes keep the boundary between sender and room.
         assert_ne!(message_id("ab", "c", b"", &salt).unwrap(), message_id("a", "bc", b"", &salt).unwrap());
+    }
+
+    #[test]
+    fn a_content_id_is_the_message_id_over_its_uris_and_names_no_content_without_salt() {
+        use crate::Message;
+        use crate::switchboard::Content;
+        let content = Content { salt: vec![3; SALT_LEN], conversation: "dm-ab".into(), ..Default::default() }.encode_to_vec();
+        let expected = message_id("mimi://green/u/alice", "mimi://switchboard/r/dm-ab", &content, &[3; SALT_LEN]).unwrap();
+        assert_eq!(content_id("alice@green", &content), Some(expected));
+        assert_ne!(content_id("alice@blue", &content), Some(expected), "the sending account is part of it");
+        let group = Content { salt: vec![3; SALT_LEN], group_id: "trip@blue".into(), ..Default::default() }.encode_to_vec();
+        let in_group = message_id("mimi://green/u/alice", "mimi://blue/r/trip", &group, &[3; SALT_LEN]).unwrap();
+        assert_eq!(content_id("alice@green", &group), Some(in_group));
+        let unsalted = Content { salt: vec![3; 15], ..Default::default() }.encode_to_vec();
+        assert_eq!(content_id("alice@green", &unsalted), None);
+        assert_eq!(content_id("not an address", &content), None);
+        assert_eq!(content_id("alice@green", &[0xff; 4]), None);
     }
 
     #[test]

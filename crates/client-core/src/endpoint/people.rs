@@ -175,6 +175,16 @@ impl Endpoint {
         Some(crate::person::person_safety_number(mine, theirs))
     }
 
+    /// The id of this device's conversation with `user`: the same whichever account of this
+    /// person writes, and whichever of `user`'s person's accounts it writes to, once that
+    /// person's record is known here (see [`crate::person::direct_conversation`]).
+    pub fn conversation_with(&self, user: &str) -> String {
+        let me = self.device.address().name();
+        let mine = crate::person::party(self.device.person().map(Person::person_key), me);
+        let theirs = crate::person::party(self.device.people().person_of(user).map(PersonRecord::person_key), user);
+        crate::person::direct_conversation(&mine, &theirs)
+    }
+
     /// This person's record changed (here, or on another device of hers): her other devices get
     /// it whole, each contact the view it may see.
     pub(super) fn person_changed(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {

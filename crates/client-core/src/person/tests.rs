@@ -224,3 +224,18 @@ fn one_safety_number_for_two_people() {
     let carol = Person::new(&device("carol@x", 1), &IdentityKeyPair::generate(&mut rng), Visibility::Public, &mut rng);
     assert_ne!(from_alice, person_safety_number(alice.person_key(), carol.person_key()));
 }
+
+#[test]
+fn a_conversation_of_two_is_the_same_from_both_sides_and_any_account() {
+    let mut rng = rng();
+    let (alice, _) = alice(&mut rng);
+    let her = party(Some(alice.person_key()), "alice@green");
+    assert_eq!(her, party(Some(alice.person_key()), "alice@blue"), "a person is named by her key, not the account");
+    assert_eq!(party(None, "bob@x"), "bob@x");
+    let conversation = direct_conversation(&her, "bob@x");
+    assert_eq!(conversation, direct_conversation("bob@x", &her));
+    assert!(conversation.starts_with("dm-") && conversation.len() == 3 + 32);
+    assert_ne!(conversation, direct_conversation(&her, "carol@x"));
+    // The length prefixes keep the two parties apart.
+    assert_ne!(direct_conversation("ab", "c"), direct_conversation("a", "bc"));
+}
