@@ -95,3 +95,30 @@ fn during_another_apps_outage_the_senders_relay_keeps_the_message() {
     assert_eq!(texts(&mut h, bob), ["during the outage"]);
     assert_eq!(h.devices[alice].endpoint.stats().sends_dropped, 0);
 }
+
+/// The relay stored a message but its answer was lost; meanwhile the user added a device. The
+/// resend is refused as naming too few devices: the envelope already stored goes again under its
+/// id (kept once), and only the new device gets a new one — each device reads the message once.
+#[test]
+fn a_resend_after_a_lost_answer_and_a_new_device_shows_the_message_once_everywhere() {
+    let mut h = Harness::new(&["green"], 23);
+    let alice = online(&mut h, "alice@green");
+    let bob = online(&mut h, "bob@green");
+    h.with(bob, |e, now, rng| e.send(now, "alice@green", b"first".to_vec(), rng).unwrap());
+    h.settle();
+    assert_eq!(texts(&mut h, alice), ["first"]);
+    // Bob's answer from the relay never reaches him.
+    h.devices[bob].hold_frames = true;
+    h.with(bob, |e, now, rng| e.send(now, "alice@green", b"once".to_vec(), rng).unwrap());
+    h.settle();
+    assert_eq!(texts(&mut h, alice), ["once"]);
+    let alice2 = second_device(&mut h, alice, "alice@green");
+    h.disconnect(bob);
+    h.devices[bob].hold_frames = false;
+    h.connect(bob);
+    h.settle();
+    assert_eq!(texts(&mut h, alice), Vec::<String>::new(), "not shown twice");
+    assert_eq!(texts(&mut h, alice2), ["once"]);
+    assert_eq!(h.devices[bob].endpoint.outbox_len(), 0);
+    assert_eq!(h.devices[bob].endpoint.stats().sends_dropped, 0);
+}

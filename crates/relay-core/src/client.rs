@@ -264,10 +264,18 @@ impl RelayCore {
         let Some(&link) = self.outbound_links.get(&app) else {
             return vec![failure(conn, request_id, ErrorCode::Unavailable, "that app's relay cannot be reached now")];
         };
+        if self.pending_for(conn) >= super::MAX_PENDING_PER_CONNECTION {
+            return vec![failure(conn, request_id, ErrorCode::RateLimited, "too many requests out at other apps for this connection")];
+        }
+        let forward = matches!(body, federation_frame::Body::SendToUser(_));
         let request = self.next_request;
         self.next_request += 1;
-        self.pending_fetches.insert(request, super::PendingFetch { conn, request_id, app, subject });
+        // A frame this relay forwards must fit in a frame: its request id may be longer.
         let frame = switchboard_wire::switchboard::FederationFrame { request_id: request, body: Some(body) };
+        if switchboard_wire::Message::encoded_len(&frame) > MAX_FRAME_LEN {
+            return vec![failure(conn, request_id, ErrorCode::TooLarge, "too large to forward in one frame")];
+        }
+        self.add_pending(request, super::PendingFetch { conn, request_id, app, subject, forward });
         vec![Action::ToLink { conn: link, frame }]
     }
 

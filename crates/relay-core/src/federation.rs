@@ -43,12 +43,12 @@ impl RelayCore {
                 Some(Body::GroupHead(head)) if head.group_id == fetch.subject => server_frame::Body::GroupHead(head),
                 Some(Body::PersonFound(found)) if found.user == fetch.subject => server_frame::Body::PersonFound(found),
                 // A SendToUser forwarded for a device: stored there, or its devices changed.
-                Some(Body::Acknowledge(_)) => server_frame::Body::Done(Default::default()),
-                Some(Body::DevicesChanged(changed)) if changed.user == fetch.subject => server_frame::Body::DevicesChanged(changed),
+                Some(Body::Acknowledge(_)) if fetch.forward => server_frame::Body::Done(Default::default()),
+                Some(Body::DevicesChanged(changed)) if fetch.forward && changed.user == fetch.subject => server_frame::Body::DevicesChanged(changed),
                 Some(Body::Failure(failure)) => server_frame::Body::Failure(failure),
                 _ => return Vec::new(),
             };
-            let fetch = self.pending_fetches.remove(&frame.request_id).expect("just found");
+            let fetch = self.take_pending(frame.request_id).expect("just found");
             return vec![Action::ToClient {
                 conn: fetch.conn,
                 frame: ServerFrame { request_id: fetch.request_id, body: Some(body) },

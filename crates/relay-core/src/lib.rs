@@ -157,7 +157,14 @@ struct PendingFetch {
     app: String,
     /// The user whose bundles, the blob id, or the group whose head, that was asked for.
     subject: String,
+    /// A SendToUser forwarded for the device (its answer is Acknowledge or DevicesChanged),
+    /// rather than a fetch.
+    forward: bool,
 }
+
+/// Requests one device connection may have out at other apps' relays at once (fetches and
+/// forwarded SendToUser); more are refused for now (`RateLimited`).
+pub const MAX_PENDING_PER_CONNECTION: usize = 64;
 
 /// What happens once the mutations made so far are durable.
 #[derive(Debug)]
@@ -225,6 +232,8 @@ pub struct RelayCore {
     forwarding: HashMap<String, outbox::Forwarding>,
     /// Our requests to other apps (bundles, blobs), by request id.
     pending_fetches: HashMap<u64, PendingFetch>,
+    /// The requests in `pending_fetches` by the device connection they answer.
+    pending_by_conn: HashMap<ConnId, BTreeSet<u64>>,
     next_request: u64,
     batch: Vec<Mutation>,
     deferred: Vec<Deferred>,
@@ -278,6 +287,7 @@ impl RelayCore {
             outbound_links: HashMap::new(),
             forwarding: HashMap::new(),
             pending_fetches: HashMap::new(),
+            pending_by_conn: HashMap::new(),
             next_request: FIRST_REQUEST_ID,
             batch: Vec::new(),
             deferred: Vec::new(),
@@ -379,12 +389,37 @@ impl RelayCore {
     /// A client connection closed.
     pub fn client_closed(&mut self, conn: ConnId) {
         self.client_sources.remove(&conn);
+        // Answers to what it asked other apps go nowhere now.
+        for request in self.pending_by_conn.remove(&conn).unwrap_or_default() {
+            self.pending_fetches.remove(&request);
+        }
         if let Some(Some(device)) = self.clients.remove(&conn) {
             if self.online.get(&device) == Some(&conn) {
                 self.online.remove(&device);
                 self.stop_delivering(&device);
             }
         }
+    }
+
+    /// Requests out at other apps' relays for one device connection.
+    fn pending_for(&self, conn: ConnId) -> usize {
+        self.pending_by_conn.get(&conn).map_or(0, BTreeSet::len)
+    }
+
+    fn add_pending(&mut self, request: u64, fetch: PendingFetch) {
+        self.pending_by_conn.entry(fetch.conn).or_default().insert(request);
+        self.pending_fetches.insert(request, fetch);
+    }
+
+    fn take_pending(&mut self, request: u64) -> Option<PendingFetch> {
+        let fetch = self.pending_fetches.remove(&request)?;
+        if let Some(requests) = self.pending_by_conn.get_mut(&fetch.conn) {
+            requests.remove(&request);
+            if requests.is_empty() {
+                self.pending_by_conn.remove(&fetch.conn);
+            }
+        }
+        Some(fetch)
     }
 
     /// A federation connection to `app` is up; `dialed` when we opened it (our requests and
@@ -416,7 +451,7 @@ impl RelayCore {
             // In request order: a driver that replays a run must see the same actions.
             lost.sort_unstable();
             for request in lost {
-                if let Some(fetch) = self.pending_fetches.remove(&request) {
+                if let Some(fetch) = self.take_pending(request) {
                     actions.push(failure(fetch.conn, fetch.request_id, ErrorCode::Unavailable, "the other app's relay went away"));
                 }
             }

@@ -22,6 +22,9 @@ impl RelayCore {
     /// A device publishes (or withdraws) its user's record: answered with `Done` once durable.
     pub(super) fn publish_person(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, publish: PublishPerson) -> Result<(), (ErrorCode, &'static str)> {
         let user = &device.0;
+        // Counted with bundle fetches: each publish is a durable write.
+        self.rates.fetch(&Requester::Local(device.clone()), self.ticks)?;
+        let held = self.state.people.get(user);
         let record = match publish.record {
             None => None,
             Some(record) => {
@@ -32,8 +35,16 @@ impl RelayCore {
                 if bytes.len() > MAX_PUBLISHED_PERSON_LEN {
                     return Err((ErrorCode::TooLarge, "a published record is at most 32 KiB"));
                 }
-                let held = self.state.people.get(user).map_or(0, Vec::len);
-                if self.state.people_bytes() - held + bytes.len() > MAX_PUBLISHED_PEOPLE_BYTES {
+                // Never an older version over a newer one of the same person (a device that has
+                // not caught up): a first-time reader would take it.
+                let older = held
+                    .and_then(|held| switchboard_wire::decode::<switchboard_wire::switchboard::PersonRecord>(held, MAX_PUBLISHED_PERSON_LEN).ok())
+                    .is_some_and(|held| held.person_key == record.person_key && held.version > record.version);
+                if older {
+                    return Err((ErrorCode::Forbidden, "a newer version of this record is published"));
+                }
+                let held_len = held.map_or(0, Vec::len);
+                if self.state.people_bytes - held_len + bytes.len() > MAX_PUBLISHED_PEOPLE_BYTES {
                     return Err((ErrorCode::MailboxFull, "this relay keeps no more published records"));
                 }
                 Some(bytes)

@@ -136,8 +136,9 @@ pub struct StoredState {
     pub group_heads: HashMap<String, Head>,
     /// Per user of this app, the users it has sent something to.
     pub contacts: HashMap<String, BTreeSet<String>>,
-    /// Per user of this app, the person record it published (encoded).
+    /// Per user of this app, the person record it published (encoded), and their bytes in all.
     pub people: HashMap<String, Vec<u8>>,
+    pub people_bytes: usize,
 }
 
 impl StoredState {
@@ -186,20 +187,17 @@ impl StoredState {
             Mutation::AddContact { user, contact } => {
                 self.contacts.entry(user.clone()).or_default().insert(contact.clone());
             }
-            Mutation::PutPerson { user, record } => match record {
-                Some(record) => {
-                    self.people.insert(user.clone(), record.clone());
-                }
-                None => {
-                    self.people.remove(user);
-                }
-            },
+            Mutation::PutPerson { user, record } => {
+                let old = match record {
+                    Some(record) => {
+                        self.people_bytes += record.len();
+                        self.people.insert(user.clone(), record.clone())
+                    }
+                    None => self.people.remove(user),
+                };
+                self.people_bytes -= old.map_or(0, |old| old.len());
+            }
         }
-    }
-
-    /// Bytes of published person records held.
-    pub fn people_bytes(&self) -> usize {
-        self.people.values().map(Vec::len).sum()
     }
 
     /// The next free sequence number: one past every stored one.

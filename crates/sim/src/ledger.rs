@@ -108,8 +108,10 @@ pub struct Ledger {
     pub ids_reused: u64,
     pub flood_sent: u64,
     pub flood_refused: u64,
-    /// Lookup answers a relay changed, and lookups whose answer its asker refused.
+    /// Lookup answers a relay changed (and the records it made of them), and lookups whose
+    /// answer its asker refused.
     pub links_forged: u64,
+    pub forged_records: HashSet<Vec<u8>>,
     pub lookups_refused: u64,
     /// Lookups answered with a record its asker kept.
     pub lookups_kept: u64,

@@ -1040,10 +1040,11 @@ impl Endpoint {
             }
             (Request::Outbox(seq), S::Failure(failure)) => {
                 let code = error_code(failure.code);
-                if code == ErrorCode::Unavailable && matches!(self.outbox.get(seq), Some(Body::SendToUser(_))) {
-                    // The user's app cannot be reached now: its relay cannot check the devices.
-                    // The same envelopes go one by one, kept by this device's relay until that
-                    // app takes them (see `users::store_and_forward`).
+                let whole_send_refused = matches!(code, ErrorCode::Unavailable | ErrorCode::MailboxFull | ErrorCode::TooLarge);
+                if whole_send_refused && matches!(self.outbox.get(seq), Some(Body::SendToUser(_))) {
+                    // The user's app cannot be reached now, one of the user's mailboxes is full,
+                    // or the whole is too large to forward: the same envelopes go one by one
+                    // (see `users::store_and_forward`).
                     self.store_and_forward(seq);
                 } else if transient(failure.code) {
                     self.outbox.defer(seq);
@@ -1068,11 +1069,14 @@ impl Endpoint {
                 }
             }
             (Request::Outbox(seq), S::DevicesChanged(changed)) => {
-                let asked = matches!(self.outbox.get(seq), Some(Body::SendToUser(send)) if send.user == changed.user);
+                let original = match self.outbox.get(seq) {
+                    Some(Body::SendToUser(send)) if send.user == changed.user => Some(send.clone()),
+                    _ => None,
+                };
                 let resend = self.user_sends.remove(&seq);
                 self.outbox_done(seq);
-                if asked {
-                    self.devices_changed(changed.user, resend, rng);
+                if let Some(original) = original {
+                    self.devices_changed(original, changed, resend, rng);
                 }
             }
             (Request::Outbox(seq), _) => self.outbox_done(seq),
@@ -1110,10 +1114,16 @@ impl Endpoint {
                 self.publishing = false;
                 self.published_person = version;
             }
-            (Request::PublishPerson(version, record), _) => {
+            (Request::PublishPerson(version, record), S::Failure(failure)) if transient(failure.code) => {
                 self.publishing = false;
                 self.to_publish.get_or_insert((version, record));
                 self.schedule_retry(rng);
+            }
+            (Request::PublishPerson(version, _), _) => {
+                // Refused for good (a newer version is published already): not asked again
+                // until the record changes.
+                self.publishing = false;
+                self.published_person = version;
             }
             (Request::LookupPerson(request, user), S::PersonFound(found)) if found.user == user => self.person_found(request, user, found, rng),
             (Request::LookupPerson(request, user), other) => {

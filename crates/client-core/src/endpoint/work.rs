@@ -23,8 +23,9 @@ pub(super) enum Work {
     Own { payload: std::sync::Arc<[u8]>, skip: Vec<String> },
     /// This person's record, as contact `to` may see it, for every device of `to`.
     Introduce { to: String },
-    /// A message to every device of `user` sealed again, after its relay said they changed.
-    Resend { user: String, payload: std::sync::Arc<[u8]>, attempts: u32 },
+    /// A message to every device of `user` sent again, after its relay said they changed: the
+    /// envelopes `kept` as they are, the payload sealed for the others.
+    Resend { user: String, payload: std::sync::Arc<[u8]>, attempts: u32, kept: Vec<switchboard_wire::switchboard::Envelope> },
     /// A record looked up for `user`, kept if `user`'s devices match it.
     CheckLookup { request: u64, user: String, record: crate::person::PersonRecord },
     Seal(Vec<PendingSend>),
@@ -239,14 +240,7 @@ impl Endpoint {
             }
             Work::Introduce { to } => self.introduce(&to, rng),
             Work::CheckLookup { request, user, record } => self.check_lookup(request, user, record, rng),
-            Work::Resend { user, payload, attempts } => {
-                let targets: Vec<PendingSend> = self.user_devices(&user).into_iter().map(|device| PendingSend::new(device, payload.clone())).collect();
-                if targets.is_empty() {
-                    self.drop_send(DropReason::DevicesChanged { user });
-                } else {
-                    self.send_to_users(targets, attempts, rng);
-                }
-            }
+            Work::Resend { user, payload, attempts, kept } => self.resend(user, payload, attempts, kept, rng),
             Work::Seal(pending) => self.seal_each(pending, None, rng),
             Work::Group { distributions, envelope } => {
                 let group = envelope.group_id.clone();

@@ -178,6 +178,7 @@ impl RedbStore {
         }
         for entry in txn.open_table(PEOPLE).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
+            state.people_bytes += value.value().len();
             state.people.insert(key.value().to_owned(), value.value().to_vec());
         }
         if !untimed.is_empty() {

@@ -328,23 +328,26 @@ impl World {
             && adversary.decide_frame(device, &mut self.rng) == Decision::Act
             && let Some(record) = found.record.as_mut()
         {
-            // A link added (an account of its own making, with a device whose key it holds), or
-            // one of hers hidden: either way a record her key did not sign.
+            // A link added (an account of its own making, with a device whose key it holds and
+            // which cross-signs her person key as a device of hers would), or one of hers hidden:
+            // either way a record her person key did not sign.
             if record.accounts.len() > 1 && self.rng.random::<bool>() {
                 record.accounts.pop();
-            } else {
-                let mut identity_key = vec![0x05];
-                identity_key.extend((0..32).map(|_| self.rng.random::<u8>()));
-                let signature = (0..64).map(|_| self.rng.random::<u8>()).collect();
+            } else if let Ok(person_key) = switchboard_session::IdentityKey::from_bytes(&record.person_key) {
+                let device_key = switchboard_session::IdentityKeyPair::generate(&mut self.rng);
+                let user = format!("forged@{}", self.app_names[relay]);
+                let signed = switchboard_client_core::person::device_signed_bytes(&person_key, &user, 1);
+                let signature = device_key.private_key().sign(&signed, &mut self.rng).to_vec();
+                let identity_key = device_key.identity_key().serialize().to_vec();
                 let device = switchboard_wire::switchboard::LinkedDevice { device_id: 1, identity_key, signature };
-                let app = &self.app_names[relay];
                 record.accounts.push(switchboard_wire::switchboard::LinkedAccount {
-                    user: format!("forged@{app}"),
+                    user,
                     visibility: switchboard_wire::switchboard::Visibility::Public as i32,
                     devices: vec![device],
                     shown_to: Vec::new(),
                 });
             }
+            self.ledger.forged_records.insert(record.encode_to_vec());
             self.ledger.links_forged += 1;
             self.trace.record(TraceEvent::Adversary { at_us: self.now, relay, device, action: "forge-link" });
         }

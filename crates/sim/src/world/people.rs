@@ -3,6 +3,7 @@
 //! for accounts that are hers (no relay forged or hid a link), and that a reader sees every
 //! account of one person it heard from, whose link it may see, as that one person (one thread).
 
+use switchboard_wire::Message;
 use switchboard_wire::switchboard::Visibility;
 
 use super::World;
@@ -107,6 +108,10 @@ impl World {
             let people = client.device().people();
             counts.records_held += people.len() as u64;
             for record in people.records() {
+                if self.ledger.forged_records.contains(&record.to_wire().encode_to_vec()) {
+                    forged.push(Violation { invariant: FORGED_LINK, detail: format!("{} holds a record a relay changed", client.address) });
+                    continue;
+                }
                 let key = record.person_key().serialize();
                 let Some(person) = keys.iter().position(|k| *k == Some(key)) else {
                     forged.push(Violation { invariant: FORGED_LINK, detail: format!("{} holds a record of a person no one is", client.address) });
