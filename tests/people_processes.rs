@@ -98,3 +98,34 @@ async fn a_stale_device_set_is_corrected_and_nothing_is_dropped() {
     assert_eq!(texts(&seen[1]), expected, "the device bob did not know of reads every one");
     assert_eq!(bob.stats().sends_dropped, 0);
 }
+
+/// `switchboard chat` signed in as one person on two apps: one merged inbox that says which app
+/// each message came through and shows a message that reached both accounts once; she links the
+/// accounts from it, and replies from the account she picks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_chat_is_one_inbox_for_one_person_on_two_apps() {
+    use federation::chat::Chat;
+    let federation = Federation::new();
+    let (green_db, blue_db) = (federation.dir.path().join("alice-green.redb"), federation.dir.path().join("alice-blue.redb"));
+    let alice = Chat::start_as(&federation, &[("alice@green", &green_db), ("alice@blue", &blue_db)]);
+    alice.wait_for("one inbox", |line| line.starts_with("one inbox for alice@green, alice@blue"));
+    let mut alice = alice;
+    alice.type_line("/link");
+    alice.wait_for("the link", |line| line == "* linked alice@green, alice@blue as one person");
+    let mut bob = ChatClient::register(federation.relay("red"), "bob@red", 1, seeded(71)).await.unwrap();
+    bob.send("alice@blue", text("to blue only")).await.unwrap();
+    alice.wait_for("bob's message through blue", |line| line == "[blue] bob@red: to blue only");
+    // Bob learns both accounts; his next message reaches both, and shows once.
+    assert_eq!(bob.lookup_person("alice@green").await.unwrap(), ["alice@green"], "blue is shown to contacts only");
+    alice.type_line("/from alice@blue");
+    alice.wait_for("the switch", |line| line == "* sending from alice@blue");
+    alice.type_line("@bob@red hello from blue");
+    let seen = settle(&mut [&mut bob]).await;
+    assert_eq!(texts(&seen[0]), ["hello from blue"]);
+    bob.send("alice@green", text("to both")).await.unwrap();
+    alice.wait_for("bob's message to both", |line| line.ends_with("bob@red: to both"));
+    std::thread::sleep(Duration::from_millis(1000));
+    let lines = alice.kill();
+    assert_eq!(lines.iter().filter(|line| line.ends_with("bob@red: to both")).count(), 1, "{lines:#?}");
+    assert_eq!(lines.iter().filter(|line| line.ends_with("bob@red: to blue only")).count(), 1, "{lines:#?}");
+}

@@ -3,9 +3,8 @@
 //! restarted, an offline device, hostile connections, and relays that read or tamper with what
 //! they store.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use switchboard_client::ChatClient;
@@ -15,6 +14,7 @@ use switchboard_session::Suite;
 
 mod federation;
 
+use federation::chat::Chat;
 use federation::{APPS, Federation, text, texts};
 const QUIET: Duration = Duration::from_millis(200);
 
@@ -182,64 +182,6 @@ async fn hostile_connections_are_closed_and_everyone_else_carries_on() {
 
 fn seeded(seed: u64) -> rand::rngs::StdRng {
     rand::SeedableRng::seed_from_u64(seed)
-}
-
-/// `switchboard chat` as a process: its printed lines, gathered by a thread.
-struct Chat {
-    child: Child,
-    stdin: std::process::ChildStdin,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Chat {
-    fn start(federation: &Federation, user: &str, db: &std::path::Path) -> Chat {
-        let app = user.split_once('@').unwrap().1;
-        let relay = federation.clients[app].to_string();
-        let ca = federation.ca_path();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["chat", "--relay", &relay, "--ca", ca.to_str().unwrap(), "--user", user, "--db", db.to_str().unwrap()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let gathered = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                gathered.lock().unwrap().push(line);
-            }
-        });
-        Chat { child, stdin, lines }
-    }
-
-    fn type_line(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Waits until a printed line satisfies `seen`.
-    fn wait_for(&self, what: &str, seen: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.lines().iter().any(|line| seen(line)) {
-            assert!(Instant::now() < deadline, "chat never printed {what}: {:#?}", self.lines());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL.
-    fn kill(mut self) -> Vec<String> {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.lines()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

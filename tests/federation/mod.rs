@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of it
 
+pub mod chat;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
