@@ -375,14 +375,20 @@ pub const DOWNGRADE_REFUSED: &str = "suite downgrade";
 
 fn record_sending_key(keys: &mut HashMap<ProtocolAddress, HashSet<[u8; 32]>>, bytes: &[u8]) {
     let Ok(frame) = decode::<ClientFrame>(bytes, switchboard_wire::frame::MAX_FRAME_LEN) else { return };
-    let Some(client_frame::Body::Send(envelope)) = frame.body else { return };
-    let kind = match EnvelopeKind::try_from(envelope.kind) {
-        Ok(EnvelopeKind::PrekeyMessage) => MessageKind::PreKey,
-        Ok(EnvelopeKind::SignalMessage) => MessageKind::Signal,
+    let envelopes = match frame.body {
+        Some(client_frame::Body::Send(envelope)) => vec![envelope],
+        Some(client_frame::Body::SendToUser(send)) => send.envelopes,
         _ => return,
     };
-    let (Some(to), Ok(message)) = (envelope.recipient, CiphertextMessage::parse(kind, &envelope.content)) else { return };
-    keys.entry(ProtocolAddress::new(to.name, to.device_id)).or_default().insert(*message.ratchet_key().as_montgomery());
+    for envelope in envelopes {
+        let kind = match EnvelopeKind::try_from(envelope.kind) {
+            Ok(EnvelopeKind::PrekeyMessage) => MessageKind::PreKey,
+            Ok(EnvelopeKind::SignalMessage) => MessageKind::Signal,
+            _ => continue,
+        };
+        let (Some(to), Ok(message)) = (envelope.recipient, CiphertextMessage::parse(kind, &envelope.content)) else { continue };
+        keys.entry(ProtocolAddress::new(to.name, to.device_id)).or_default().insert(*message.ratchet_key().as_montgomery());
+    }
 }
 
 fn reason_label(error: &ClientError) -> &'static str {

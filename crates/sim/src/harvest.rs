@@ -70,10 +70,21 @@ pub struct Harvester {
 }
 
 impl Harvester {
-    /// Records a frame from a device to its relay: 1:1 envelopes, in the order they were sent.
+    /// Records a frame from a device to its relay: 1:1 envelopes (alone, or all of one user's
+    /// devices at once), in the order they were sent.
     pub fn from_device(&mut self, bytes: &[u8]) {
         let Ok(frame) = ClientFrame::decode(bytes) else { return };
-        let Some(client_frame::Body::Send(envelope)) = frame.body else { return };
+        let envelopes = match frame.body {
+            Some(client_frame::Body::Send(envelope)) => vec![envelope],
+            Some(client_frame::Body::SendToUser(send)) => send.envelopes,
+            _ => return,
+        };
+        for envelope in envelopes {
+            self.record(envelope);
+        }
+    }
+
+    fn record(&mut self, envelope: switchboard_wire::switchboard::Envelope) {
         let kind = match envelope.kind() {
             EnvelopeKind::PrekeyMessage => MessageKind::PreKey,
             EnvelopeKind::SignalMessage => MessageKind::Signal,
