@@ -39,6 +39,9 @@ impl Device {
     /// Joins the person whose invitation another device of hers showed, listing this device (and
     /// its account, shown to `visibility`, if the account is new to her).
     pub fn join_person<R: CryptoRng + ?Sized>(&mut self, invitation: &[u8], visibility: Visibility, rng: &mut R) -> Result<()> {
+        if self.person.is_some() {
+            return Err(ClientError::Person(PersonError::Malformed("this device already belongs to a person")));
+        }
         let mut person = Person::from_invitation(invitation)?;
         let identity = self.store.identity_key_pair()?;
         person.put_device(&self.address, &identity, visibility, rng)?;
