@@ -236,7 +236,7 @@ impl RelayCore {
         };
         let requester = Requester::Local(device.clone());
         // A fetch that cannot be served now (no link to that app) is refused without counting.
-        let servable = app == self.app || self.outbound_links.contains_key(&app);
+        let servable = app == self.app || (self.outbound_links.contains_key(&app) && self.pending_for(conn) < super::MAX_PENDING_PER_CONNECTION);
         if servable && let Err((code, detail)) = self.rates.fetch(&requester, self.ticks) {
             return vec![failure(conn, request_id, code, detail)];
         }

@@ -163,8 +163,10 @@ struct PendingFetch {
 }
 
 /// Requests one device connection may have out at other apps' relays at once (fetches and
-/// forwarded SendToUser); more are refused for now (`RateLimited`).
-pub const MAX_PENDING_PER_CONNECTION: usize = 64;
+/// forwarded SendToUser); more are refused for now (`RateLimited`), without counting against the
+/// device's fetch rate. As many as a group has members: its creator fetches every member's
+/// bundles at once.
+pub const MAX_PENDING_PER_CONNECTION: usize = 10_000;
 
 /// What happens once the mutations made so far are durable.
 #[derive(Debug)]
@@ -402,7 +404,7 @@ impl RelayCore {
     }
 
     /// Requests out at other apps' relays for one device connection.
-    fn pending_for(&self, conn: ConnId) -> usize {
+    pub(crate) fn pending_for(&self, conn: ConnId) -> usize {
         self.pending_by_conn.get(&conn).map_or(0, BTreeSet::len)
     }
 

@@ -62,7 +62,7 @@ impl RelayCore {
             return vec![failure(conn, request_id, ErrorCode::Malformed, "a user is name@app")];
         };
         let requester = Requester::Local(device.clone());
-        let servable = app == self.app || self.outbound_links.contains_key(&app);
+        let servable = app == self.app || (self.outbound_links.contains_key(&app) && self.pending_for(conn) < super::MAX_PENDING_PER_CONNECTION);
         if servable && let Err((code, detail)) = self.rates.fetch(&requester, self.ticks) {
             return vec![failure(conn, request_id, code, detail)];
         }

@@ -30,7 +30,8 @@ pub struct RateLimits {
     pub registrations_per_connection: u32,
     /// Registrations from one source address (an IPv6 address's /64) per window.
     pub registrations_per_source: u32,
-    /// Bundle fetches one device of this app may make per window.
+    /// Bundle fetches one device of this app may make per window: enough to create a group of a
+    /// thousand at once (one fetch per member whose devices it does not know yet).
     pub fetches_per_device: u32,
     /// Bundle fetches one other app's relay may make per window (for all its devices).
     pub fetches_per_app: u32,
@@ -54,7 +55,7 @@ impl Default for RateLimits {
             window_ticks: 60,
             registrations_per_connection: 16,
             registrations_per_source: 20,
-            fetches_per_device: 120,
+            fetches_per_device: 1_200,
             fetches_per_app: 10_000,
             blob_fetches_per_app: 10_000,
             prekey_period_ticks: 3600,
