@@ -235,9 +235,7 @@ impl RelayCore {
             return vec![failure(conn, request_id, ErrorCode::Malformed, "a user is name@app")];
         };
         let requester = Requester::Local(device.clone());
-        // A fetch that cannot be served now (no link to that app) is refused without counting.
-        let servable = app == self.app || (self.outbound_links.contains_key(&app) && self.pending_for(conn) < super::MAX_PENDING_PER_CONNECTION);
-        if servable && let Err((code, detail)) = self.rates.fetch(&requester, self.ticks) {
+        if let Err((code, detail)) = self.count_fetch(conn, &requester, &app) {
             return vec![failure(conn, request_id, code, detail)];
         }
         if app == self.app {
@@ -253,6 +251,14 @@ impl RelayCore {
         let subject = fetch.user.clone();
         fetch.requester = Some(DeviceAddress { name: device.0.clone(), device_id: device.1 });
         self.ask_app(conn, request_id, app, subject, federation_frame::Body::FetchBundles(fetch))
+    }
+
+    /// Counts a fetch (of bundles, or a lookup) by a device of this app against its rate — unless
+    /// it cannot be served now (no link to that app, or too many requests out on the connection),
+    /// which is refused later without counting.
+    pub(super) fn count_fetch(&mut self, conn: ConnId, requester: &Requester, app: &str) -> Result<(), Refusal> {
+        let servable = app == self.app || (self.outbound_links.contains_key(app) && self.pending_for(conn) < super::MAX_PENDING_PER_CONNECTION);
+        if servable { self.rates.fetch(requester, self.ticks) } else { Ok(()) }
     }
 
     /// Sends a client's request to `app`'s relay; its answer (about `subject` only) goes back to

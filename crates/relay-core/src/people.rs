@@ -61,9 +61,7 @@ impl RelayCore {
         let Some(app) = app_of(&lookup.user).map(str::to_owned) else {
             return vec![failure(conn, request_id, ErrorCode::Malformed, "a user is name@app")];
         };
-        let requester = Requester::Local(device.clone());
-        let servable = app == self.app || (self.outbound_links.contains_key(&app) && self.pending_for(conn) < super::MAX_PENDING_PER_CONNECTION);
-        if servable && let Err((code, detail)) = self.rates.fetch(&requester, self.ticks) {
+        if let Err((code, detail)) = self.count_fetch(conn, &Requester::Local(device.clone()), &app) {
             return vec![failure(conn, request_id, code, detail)];
         }
         if app == self.app {
