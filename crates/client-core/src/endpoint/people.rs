@@ -189,6 +189,10 @@ impl Endpoint {
     /// it whole, each contact the view it may see.
     pub(super) fn person_changed(&mut self, rng: &mut (impl CryptoRng + ?Sized)) {
         self.changed_device();
+        // Her accounts' devices may have changed with it: fetched again when next needed.
+        for account in self.own_accounts() {
+            self.devices_of.remove(&account);
+        }
         self.person_generation = self.generation;
         self.to_publish = None;
         self.prepare_publish(rng);
