@@ -272,17 +272,36 @@ async fn command(inbox: &mut Inbox, line: &str) -> anyhow::Result<Option<String>
         if inbox.accounts[0].client.person_record().is_none() {
             inbox.accounts[0].client.become_person(Visibility::Public).await?;
         }
-        // Each account joins with an invitation from the one before (the same phone: the code
-        // never leaves this process), shown to contacts.
+        let mut arrived: Vec<String> = Vec::new();
+        let key = |account: &Account| account.client.person_record().map(|record| *record.person_key());
+        let person = key(&inbox.accounts[0]);
+        // Each account joins with an invitation from the first (the same phone: the code never
+        // leaves this process), shown to contacts, once the joins before it reached the first.
         for index in 1..inbox.accounts.len() {
-            if inbox.accounts[index].client.person_record().is_some() {
-                continue;
+            match key(&inbox.accounts[index]) {
+                Some(theirs) if Some(theirs) == person => continue,
+                Some(_) => anyhow::bail!("{} already belongs to another person", inbox.accounts[index].user),
+                None => {}
             }
-            let invitation = inbox.accounts[index - 1].client.person_invitation().context("the account before is a person")?;
+            let invitation = inbox.accounts[0].client.person_invitation().context("the first account is a person")?;
             inbox.accounts[index].client.join_person(&invitation, Visibility::Contacts).await?;
+            for _ in 0..20 {
+                let joined = inbox.accounts[index].client.person_record().map(|record| record.version());
+                if inbox.accounts[0].client.person_record().map(|record| record.version()) >= joined {
+                    break;
+                }
+                for event in inbox.accounts[0].client.poll(Duration::from_millis(100)).await? {
+                    if inbox.first_time(&event) {
+                        arrived.push(show(&event, 0));
+                    }
+                }
+            }
         }
         let users: Vec<String> = inbox.accounts.iter().map(|a| a.user.to_string()).collect();
-        return Ok(Some(format!("* linked {} as one person", users.join(", "))));
+        let app = inbox.accounts[0].user.app().to_owned();
+        let mut said: Vec<String> = arrived.into_iter().map(|line| format!("[{app}] {line}")).collect();
+        said.push(format!("* linked {} as one person", users.join(", ")));
+        return Ok(Some(said.join("\n")));
     } else if head == "/lookup" {
         let user = address("user", rest.trim())?;
         let accounts = client.lookup_person(user).await?;

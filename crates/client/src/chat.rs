@@ -13,7 +13,8 @@ use switchboard_client_core::endpoint::{Credential, DropReason, EndpointConfig, 
 use switchboard_client_core::{ClientError, Endpoint, Group, attachment};
 use switchboard_session::{ProtocolAddress, Suite};
 use switchboard_client_core::endpoint::people::LookupFailed;
-use switchboard_wire::message_id::{MessageId, SALT_LEN, content_id};
+use switchboard_client_core::endpoint::{CommandError, MAX_CONTENT_LEN};
+use switchboard_wire::message_id::{MessageId, SALT_LEN, content_id, message_id, room_uri, user_uri};
 use switchboard_wire::switchboard::Visibility;
 use switchboard_wire::switchboard::{AttachmentPointer, Content, ErrorCode, content};
 use switchboard_wire::{Message, decode, limits};
@@ -290,13 +291,18 @@ impl ChatClient {
 
     /// A new content in `conversation` (a group's id, or a conversation of two), with a fresh
     /// salt, encoded, and its id.
-    fn new_content(&mut self, group: Option<&str>, conversation: String, body: content::Body) -> (Vec<u8>, MessageId) {
-        let mut salt = vec![0u8; SALT_LEN];
+    fn new_content(&mut self, group: Option<&str>, conversation: String, body: content::Body) -> Result<(Vec<u8>, MessageId), ChatError> {
+        let mut salt = [0u8; SALT_LEN];
         self.rng.fill_bytes(&mut salt);
-        let content = Content { salt, sent_at_ms: now_ms(), group_id: group.unwrap_or_default().to_owned(), conversation, body: Some(body) };
+        let room = room_uri(&conversation);
+        let content = Content { salt: salt.to_vec(), sent_at_ms: now_ms(), group_id: group.unwrap_or_default().to_owned(), conversation, body: Some(body) };
         let bytes = content.encode_to_vec();
-        let id = content_id(self.endpoint.address().name(), &bytes).expect("a content this client made has a salt");
-        (bytes, id)
+        if bytes.len() > MAX_CONTENT_LEN {
+            return Err(CommandError::TooLarge { len: bytes.len(), limit: MAX_CONTENT_LEN }.into());
+        }
+        let sender = user_uri(self.endpoint.address().name()).expect("a device's own address is name@app");
+        let id = message_id(&sender, &room, &bytes, &salt).expect("URIs of addresses fit the length prefix");
+        Ok((bytes, id))
     }
 
     /// Sends `body` to every device of `user` (to every device of `user`'s person, when this
@@ -304,7 +310,7 @@ impl ChatClient {
     /// message's id: what every reader, in every app, derives from it.
     pub async fn send(&mut self, user: &str, body: content::Body) -> Result<MessageId, ChatError> {
         let conversation = self.endpoint.conversation_with(user);
-        let (bytes, id) = self.new_content(None, conversation, body);
+        let (bytes, id) = self.new_content(None, conversation, body)?;
         let now = self.now();
         let before = self.before_command();
         self.endpoint.send(now, user, bytes, &mut self.rng)?;
@@ -315,7 +321,7 @@ impl ChatClient {
     /// Sends `body` to group `id`: encrypted once, fanned out by the relays. Returns the
     /// message's id.
     pub async fn send_group(&mut self, id: &str, body: content::Body) -> Result<MessageId, ChatError> {
-        let (bytes, message) = self.new_content(Some(id), id.to_owned(), body);
+        let (bytes, message) = self.new_content(Some(id), id.to_owned(), body)?;
         let now = self.now();
         let before = self.before_command();
         self.endpoint.send_group(now, id, bytes, &mut self.rng)?;
@@ -608,7 +614,10 @@ impl ChatClient {
             }
             E::Message { from, group, content, .. } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
                 Ok(decoded) => {
-                    let id = content_id(from.name(), &content);
+                    // A group message's id names the group it came in: a content that claims
+                    // another group (or none) gets no id, so it cannot pass for one there.
+                    let in_its_group = decoded.group_id == group.as_deref().unwrap_or_default();
+                    let id = content_id(from.name(), &content).filter(|_| in_its_group);
                     self.ready.push(Event::Message { from, group, id, content: decoded })
                 }
                 Err(error) => tracing::debug!(%error, "a message whose content does not decode"),

@@ -52,11 +52,12 @@ pub fn user_uri(user: &str) -> Option<String> {
 }
 
 /// The URI of a conversation: `mimi://{app}/r/{name}` for a group `name@app` (its hub's), and
-/// `mimi://switchboard/r/{conversation}` for a conversation of two.
+/// `mimi://switchboard/dm/{conversation}` for anything else (a conversation of two): the two
+/// forms never name one room.
 pub fn room_uri(conversation: &str) -> String {
     match crate::address::UserAddress::split(conversation) {
         Ok((name, app)) => format!("mimi://{app}/r/{name}"),
-        Err(_) => format!("mimi://switchboard/r/{conversation}"),
+        Err(_) => format!("mimi://switchboard/dm/{conversation}"),
     }
 }
 
@@ -92,7 +93,7 @@ mod tests {
         use crate::Message;
         use crate::switchboard::Content;
         let content = Content { salt: vec![3; SALT_LEN], conversation: "dm-ab".into(), ..Default::default() }.encode_to_vec();
-        let expected = message_id("mimi://green/u/alice", "mimi://switchboard/r/dm-ab", &content, &[3; SALT_LEN]).unwrap();
+        let expected = message_id("mimi://green/u/alice", "mimi://switchboard/dm/dm-ab", &content, &[3; SALT_LEN]).unwrap();
         assert_eq!(content_id("alice@green", &content), Some(expected));
         assert_ne!(content_id("alice@blue", &content), Some(expected), "the sending account is part of it");
         let group = Content { salt: vec![3; SALT_LEN], group_id: "trip@blue".into(), ..Default::default() }.encode_to_vec();

@@ -142,6 +142,9 @@ impl Device {
         if self.person.as_ref().is_some_and(|person| person.person_key() == record.person_key()) {
             return Err(ClientError::InvalidPayload("this person's own record passed on as another's"));
         }
+        if known.confirmed_by.iter().any(|user| record.account(user).is_none()) {
+            return Err(ClientError::InvalidPayload("a record passed on as sent by an account it does not list"));
+        }
         let person_key = *record.person_key();
         let mut changed = false;
         for user in &known.confirmed_by {

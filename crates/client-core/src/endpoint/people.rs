@@ -358,7 +358,9 @@ impl Endpoint {
         }
         let Some(record) = self.device.people().person_of(user).filter(|record| record.person_key() == person_key) else { return };
         let payload = Device::known_person_payload(record, vec![user.to_owned()]);
-        self.submit(Work::Own { payload, skip: Vec::new() }, rng);
+        // The other devices of this account were sent the record by the same account.
+        let skip = vec![self.device.address().name().to_owned()];
+        self.submit(Work::Own { payload, skip }, rng);
     }
 
     /// A transcript from another device of this person's: shown as what it carries.
