@@ -271,3 +271,14 @@ fn a_lookup_of_one_address_gives_the_links_she_made_public_and_only_those() {
     assert_eq!(looked_up(&mut h, dave, "alice@blue"), Some(Err(LookupFailed::Request(RequestFailed::Refused(ErrorCode::UnknownRecipient)))));
     let _ = bob;
 }
+
+/// An account she shows to nobody never sends her record: that it came from that account would
+/// show the link. Bob, written to from the hidden account, learns no record at all.
+#[test]
+fn a_hidden_account_writing_to_someone_reveals_no_link() {
+    let (mut h, _green, blue, bob) = alice_and_bob(Visibility::Nobody);
+    send(&mut h, blue, "bob@red", "from the hidden account");
+    assert_eq!(shown(&mut h, bob).messages, [(address("alice@blue"), "from the hidden account".into())]);
+    assert!(h.devices[bob].endpoint.device().people().is_empty(), "no record from a hidden account");
+    assert_eq!(h.devices[bob].endpoint.stats().refused, 0);
+}

@@ -206,8 +206,22 @@ impl Endpoint {
         }
     }
 
+    /// Whether `to` may see that this device's account is this person's: if not, nothing of her
+    /// record goes from this device to `to` (that it came from this account would show the link).
+    fn shows_this_account_to(&self, to: &str) -> bool {
+        let me = self.device.address().name();
+        self.device.person().and_then(|person| person.record().account(me)).is_some_and(|account| match account.visibility {
+            Visibility::Public | Visibility::Contacts => true,
+            Visibility::Chosen => account.shown_to.iter().any(|user| user == to),
+            _ => false,
+        })
+    }
+
     /// Gives `to` (a contact) this person's record as it may see it, on every device of `to`.
     pub(super) fn introduce(&mut self, to: &str, rng: &mut (impl CryptoRng + ?Sized)) {
+        if !self.shows_this_account_to(to) {
+            return;
+        }
         let Some(payload) = self.device.person_payload(Audience::Contact(to), rng) else { return };
         let me = self.device.address().clone();
         let devices: Vec<ProtocolAddress> = self.devices_of.get(to).into_iter().flatten().filter(|device| **device != me).cloned().collect();
@@ -221,7 +235,7 @@ impl Endpoint {
     /// to). Only people she writes to learn the accounts she shows her contacts.
     pub(super) fn introduce_after_message(&mut self, to: &str, devices: Vec<ProtocolAddress>, rng: &mut (impl CryptoRng + ?Sized)) {
         let Some(person) = self.device.person() else { return };
-        if person.record().account(to).is_some() || self.introduced.len() >= MAX_INTRODUCED {
+        if person.record().account(to).is_some() || self.introduced.len() >= MAX_INTRODUCED || !self.shows_this_account_to(to) {
             return;
         }
         // Each account of the recipient's (the message may have gone to several of a person's).
