@@ -140,6 +140,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
             hub: "blue".into(),
             recipients: (1..=SILENT as u32).map(|d| address("hoard@blue", d)).collect(),
             content: vec![0x5a; BIG].into(),
+            franking: None,
         };
         assert!(refusal(&first.request(next_request, Body::SendGroup(group)).await).is_none());
         next_request += 1;
@@ -152,6 +153,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
             kind: EnvelopeKind::SignalMessage as i32,
             content: vec![n as u8; BIG].into(),
             group_id: String::new(),
+            franking: None,
         };
         assert!(refusal(&first.request(next_request, Body::Send(envelope)).await).is_none());
         next_request += 1;
@@ -182,6 +184,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
                     kind: EnvelopeKind::SignalMessage as i32,
                     content: vec![0xee; 1024].into(),
                     group_id: String::new(),
+                    franking: None,
                 };
                 mallory.request(10 + 2 * n, Body::Send(envelope)).await;
                 let fetch = mallory.request(11 + 2 * n, Body::FetchBundles(FetchBundles { user: "bob@blue".into(), requester: None })).await;

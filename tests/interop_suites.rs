@@ -15,7 +15,7 @@ use switchboard_wire::switchboard::{PairwisePayload, pairwise_payload::Body};
 use switchboard_wire::{Message, decode};
 
 fn application(bytes: &[u8]) -> Vec<u8> {
-    PairwisePayload { body: Some(Body::Application(bytes.to_vec())), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec()
+    PairwisePayload { body: Some(Body::Application(bytes.to_vec())), ..Default::default() }.encode_to_vec()
 }
 
 fn read(plaintext: &[u8]) -> PairwisePayload {
@@ -39,7 +39,7 @@ fn a_libsignal_c_initiator_states_no_suites_and_is_accepted_on_signal_v3() {
     let mut directory = InMemoryDirectory::default();
     let message = CiphertextMessage::parse(MessageKind::PreKey, &bytes).unwrap();
     let (received, _) = bob.receive(&alice_at, &message, &mut directory, &mut rng).unwrap();
-    assert!(matches!(received, Received::Application(content) if content == b"from libsignal-c"));
+    assert!(matches!(received, Received::Application { content, .. } if content == b"from libsignal-c"));
     assert_eq!(bob.current_session(&alice_at).unwrap().suite(), Suite::SignalV3);
 
     let reply = bob.send(&alice_at, b"from switchboard", &mut directory, &mut rng).unwrap();
@@ -78,7 +78,7 @@ fn a_switchboard_initiator_states_its_suites_to_libsignal_c_which_reads_them_as_
     let (kind, bytes) = bob.encrypt("alice@green", 1, &application(b"reply")).unwrap();
     let message = CiphertextMessage::parse(rust_kind(kind), &bytes).unwrap();
     let (received, _) = alice.receive(&bob_at, &message, &mut directory, &mut rng).unwrap();
-    assert!(matches!(received, Received::Application(content) if content == b"reply"));
+    assert!(matches!(received, Received::Application { content, .. } if content == b"reply"));
     let after = alice.send(&bob_at, b"after the reply", &mut directory, &mut rng).unwrap();
     assert_eq!(after.message.kind(), MessageKind::Signal);
     let plaintext = bob.decrypt("alice@green", 1, c::MessageKind::Signal, &after.message.serialize()).expect("libsignal-c reads the session's next message");

@@ -205,7 +205,7 @@ impl World {
         if shift & 0x80 != 0 {
             control.prev_hash = vec![shift; 32];
         }
-        let payload = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
+        let payload = PairwisePayload { body: Some(Body::GroupControl(control)), ..Default::default() }.encode_to_vec();
         self.seal_from_carol(to, payload);
     }
 

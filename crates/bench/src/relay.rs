@@ -15,7 +15,7 @@ use switchboard_relay::core::RateLimits;
 use switchboard_relay::local::LocalFederation;
 use switchboard_wire::frame::{FrameDecoder, encode_frame};
 use switchboard_wire::switchboard::{
-    Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, EnvelopeRef, GroupEnvelope, Register, ServerFrame,
+    Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, EnvelopeRef, Franking, GroupEnvelope, Register, ServerFrame,
     client_frame::Body, server_frame,
 };
 use switchboard_client::RelayAddress;
@@ -96,6 +96,8 @@ fn envelope(sender: &DeviceAddress, recipient: &DeviceAddress, sequence: u64, st
         kind: EnvelopeKind::SignalMessage as i32,
         content: content.into(),
         group_id: String::new(),
+        // As every message a person writes carries: the relay stamps it.
+        franking: Some(Franking { commitment: vec![0x3c; 32], ..Default::default() }),
     }
 }
 
@@ -303,6 +305,7 @@ async fn fanout(federation: &LocalFederation, members: usize, tag: &str) -> (f64
         hub: "green".into(),
         recipients,
         content: vec![0x5a; ENVELOPE_CONTENT].into(),
+        franking: Some(Franking { commitment: vec![0x3c; 32], ..Default::default() }),
     };
     sender.send(99, Body::SendGroup(group)).await;
     while tasks.join_next().await.is_some() {}

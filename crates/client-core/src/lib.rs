@@ -24,10 +24,12 @@
 //! This crate links no I/O (no tokio, no database): `scripts/check-cores.sh` checks it.
 
 pub mod attachment;
+pub mod consent;
 mod device;
 mod directory;
 pub mod endpoint;
 mod error;
+pub mod franking;
 mod group;
 mod membership;
 pub mod person;

@@ -92,6 +92,8 @@ impl Device {
             person: self.person.as_ref().map(|person| person.record().to_wire()),
             people: self.people.to_stored(),
             contacts: self.contacts.iter().cloned().collect(),
+            accepted: self.consent.accepted().map(str::to_owned).collect(),
+            blocked: self.consent.blocked().map(str::to_owned).collect(),
             ..Default::default()
         }
     }
@@ -174,6 +176,7 @@ impl Device {
             person,
             people,
             contacts: snapshot.contacts.iter().cloned().collect(),
+            consent: crate::consent::Consent::restore(&snapshot.accepted, &snapshot.blocked)?,
             address: address(snapshot.address.as_ref())?,
             store,
             sender_keys,
@@ -244,7 +247,7 @@ mod tests {
         assert_eq!(bob.decrypt_group("g@x", &a, &group_message.bytes).unwrap(), b"after the restart");
         let direct = alice.send(&b, b"direct", &mut directory, &mut rng).unwrap();
         let (received, _) = bob.receive(&a, &direct.message, &mut directory, &mut rng).unwrap();
-        assert_eq!(received, crate::Received::Application(b"direct".to_vec()));
+        assert!(matches!(received, crate::Received::Application { content, .. } if content == b"direct"));
         assert_eq!(bob.group("g@x").unwrap().members().len(), 2);
     }
 }

@@ -18,7 +18,7 @@ fn announce(world: &mut World, from: &str, group: &Group, to: &[&str]) {
 }
 
 fn send_control(world: &mut World, from: &str, control: GroupControl, to: &[&str]) {
-    let payload = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
+    let payload = PairwisePayload { body: Some(Body::GroupControl(control)), ..Default::default() }.encode_to_vec();
     let pending = to.iter().map(|to| PendingSend::new(address(to), payload.clone())).collect();
     let rng = &mut world.rng;
     let sealed = world.devices.get_mut(&address(from)).unwrap().seal_all(pending, &mut world.directory, rng).unwrap();
@@ -78,7 +78,7 @@ fn an_epoch_jump_does_not_pin_a_member_and_a_removal_still_applies() {
     // Carol claims an epoch near the end of the range, to make Alice's removal of her look old.
     let mut jumped = world.device("carol@red").group(GROUP).unwrap().announcement();
     jumped.epoch = u64::MAX - 1;
-    let payload = PairwisePayload { body: Some(Body::GroupControl(jumped)), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
+    let payload = PairwisePayload { body: Some(Body::GroupControl(jumped)), ..Default::default() }.encode_to_vec();
     let rng = &mut world.rng;
     let sealed = world.devices.get_mut(&address("carol@red")).unwrap()
         .seal_all(vec![PendingSend::new(address("bob@blue"), payload)], &mut world.directory, rng).unwrap();

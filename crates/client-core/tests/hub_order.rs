@@ -92,7 +92,7 @@ fn a_member_cannot_make_a_device_outside_the_group_join_a_state_of_its_own() {
     forged_members.insert(device("erin@blue"));
     let own = h.with(carol, |_, _, rng| OrderKey::generate(rng));
     let forged = view.next(forged_members, [device("carol@red")].into_iter().collect(), Some(&own)).unwrap().sign(&own);
-    let payload = PairwisePayload { body: Some(Body::GroupControl(forged.announcement())), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
+    let payload = PairwisePayload { body: Some(Body::GroupControl(forged.announcement())), ..Default::default() }.encode_to_vec();
     h.with(carol, |e, now, rng| e.send_payload(now, device("erin@blue"), payload, rng));
     h.settle();
     h.advance(ACK_DELAY + TICK);
@@ -133,7 +133,7 @@ fn an_admin_cannot_show_a_member_a_change_the_hub_did_not_order() {
     let mut with_erin = view.members().clone();
     with_erin.insert(device("erin@blue"));
     let unordered = view.next(with_erin, view.admins().clone(), None).unwrap().sign(&key);
-    let payload = PairwisePayload { body: Some(Body::GroupControl(unordered.announcement())), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
+    let payload = PairwisePayload { body: Some(Body::GroupControl(unordered.announcement())), ..Default::default() }.encode_to_vec();
     h.with(bob, |e, now, rng| e.send_payload(now, device("carol@red"), payload, rng));
     h.settle();
     h.advance(ACK_DELAY + TICK);
@@ -235,7 +235,7 @@ fn an_old_state_offered_as_a_join_is_not_joined() {
     h.advance(ACK_DELAY + TICK);
     assert_eq!(state(&h, carol), None);
     // The state that had Carol in it, signed and ordered once, is offered to her again.
-    let payload = PairwisePayload { body: Some(Body::GroupControl(with_carol)), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
+    let payload = PairwisePayload { body: Some(Body::GroupControl(with_carol)), ..Default::default() }.encode_to_vec();
     h.with(alice, |e, now, rng| e.send_payload(now, device("carol@red"), payload, rng));
     h.settle();
     h.advance(ACK_DELAY + TICK);

@@ -29,7 +29,7 @@ fn a_replaced_signed_prekey_serves_until_forgotten_and_not_after() {
     assert_eq!(bob.forget_signed_prekeys_superseded_before(1_999), 0);
     let (alice, message) = &first[0];
     let (received, _) = bob.receive(alice, &message.message, &mut directory, &mut rng).unwrap();
-    assert_eq!(received, Received::Application(b"hello".to_vec()));
+    assert!(matches!(received, Received::Application { content, .. } if content == b"hello"));
     // Its grace over: forgotten, and a first message naming it is refused.
     assert_eq!(bob.forget_signed_prekeys_superseded_before(2_000), 1);
     let (carol, message) = &first[1];
@@ -74,7 +74,7 @@ fn kem_prekeys_follow_the_prekeys_they_come_with() {
     let mut bob = Device::restore(&bob.snapshot()).unwrap();
     for (from, sent) in [&one_time, &resorts[0], &resorts[1]] {
         let (received, _) = bob.receive(from, &sent.message, &mut directory, &mut rng).unwrap();
-        assert_eq!(received, Received::Application(b"hello".to_vec()));
+        assert!(matches!(received, Received::Application { content, .. } if content == b"hello"));
     }
     assert!(bob.receive(&again.0, &again.1.message, &mut directory, &mut rng).is_err(), "a one-time KEM prekey serves once");
     // And the other KEM prekey of that bundle went with it: two one-time bundles were made, one

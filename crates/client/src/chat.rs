@@ -606,6 +606,7 @@ impl ChatClient {
                 self.backoff = RECONNECT_FIRST;
                 self.ready.push(Event::Online);
             }
+            E::ReportAnswered { .. } => {}
             E::AccessRefused { code } => {
                 // Tried again on a new connection, after the backoff.
                 self.refused = Some(code);

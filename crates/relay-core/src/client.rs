@@ -62,6 +62,8 @@ impl RelayCore {
             (Some(Body::PublishPerson(publish)), Some(device)) => self.publish_person(conn, request_id, &device, publish),
             (Some(Body::LookupPerson(lookup)), Some(device)) => return self.lookup_person(conn, request_id, &device, lookup),
             (Some(Body::SendToUser(send)), Some(device)) => return self.send_to_user(conn, request_id, &device, send),
+            (Some(Body::SetConsent(consent)), Some(device)) => self.set_consent(conn, request_id, &device, consent),
+            (Some(Body::Report(report)), Some(device)) => return self.report(conn, request_id, &device, report),
         };
         match result {
             Ok(()) => Vec::new(),
@@ -264,6 +266,19 @@ impl RelayCore {
     /// Sends a client's request to `app`'s relay; its answer (about `subject` only) goes back to
     /// the client under the client's request id.
     pub(super) fn ask_app(&mut self, conn: ConnId, request_id: u64, app: String, subject: String, body: federation_frame::Body) -> Vec<Action> {
+        self.ask_app_about(conn, request_id, app, subject, body, None)
+    }
+
+    /// [`Self::ask_app`], with the report whose stamp it asks about (kept if the answer is yes).
+    pub(super) fn ask_app_about(
+        &mut self,
+        conn: ConnId,
+        request_id: u64,
+        app: String,
+        subject: String,
+        body: federation_frame::Body,
+        report: Option<Box<switchboard_wire::switchboard::Report>>,
+    ) -> Vec<Action> {
         if !self.peers.contains(&app) {
             return vec![failure(conn, request_id, ErrorCode::UnknownRecipient, "no such app")];
         }
@@ -281,7 +296,7 @@ impl RelayCore {
         if switchboard_wire::Message::encoded_len(&frame) > MAX_FRAME_LEN {
             return vec![failure(conn, request_id, ErrorCode::TooLarge, "too large to forward in one frame")];
         }
-        self.add_pending(request, super::PendingFetch { conn, request_id, app, subject, forward });
+        self.add_pending(request, super::PendingFetch { conn, request_id, app, subject, forward, report });
         vec![Action::ToLink { conn: link, frame }]
     }
 
@@ -370,17 +385,19 @@ impl RelayCore {
         (!handed.is_empty()).then(|| switchboard_wire::switchboard::Bundles { user: user.to_owned(), devices: handed })
     }
 
-    fn send(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, envelope: Envelope) -> Result<(), Refusal> {
+    fn send(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, mut envelope: Envelope) -> Result<(), Refusal> {
         check_envelope(device, &envelope.id, envelope.sender.as_ref(), envelope.content.len())?;
         let recipient = envelope.recipient.clone().ok_or((ErrorCode::Malformed, "no recipient"))?;
+        self.stamp(&mut envelope.franking, device, &recipient.name)?;
         self.route(envelope, &recipient)?;
         self.note_contacts(&device.0, [recipient.name.as_str()]);
         self.deferred.push(Deferred::Client(conn, done(request_id)));
         Ok(())
     }
 
-    fn send_group(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, group: GroupEnvelope) -> Result<(), Refusal> {
+    fn send_group(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, mut group: GroupEnvelope) -> Result<(), Refusal> {
         check_envelope(device, &group.id, group.sender.as_ref(), group.content.len())?;
+        self.stamp(&mut group.franking, device, &group.group_id)?;
         let recipients: Vec<String> = group.recipients.iter().map(|recipient| recipient.name.clone()).collect();
         self.route_group(group, None)?;
         self.note_contacts(&device.0, recipients.iter().map(String::as_str));

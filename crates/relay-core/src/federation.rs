@@ -45,6 +45,18 @@ impl RelayCore {
                 // A SendToUser forwarded for a device: stored there, or its devices changed.
                 Some(Body::Acknowledge(_)) if fetch.forward => server_frame::Body::Done(Default::default()),
                 Some(Body::DevicesChanged(changed)) if fetch.forward && changed.user == fetch.subject => server_frame::Body::DevicesChanged(changed),
+                // A report's stamp, checked by the sender's app: kept, or refused.
+                Some(Body::Acknowledge(_) | Body::Failure(_)) if fetch.report.is_some() => {
+                    let stamped = matches!(frame.body, Some(Body::Acknowledge(_)));
+                    let refused_for_now = matches!(&frame.body, Some(Body::Failure(failure)) if is_transient(failure.code));
+                    let fetch = self.take_pending(frame.request_id).expect("just found");
+                    let report = *fetch.report.expect("checked");
+                    if refused_for_now {
+                        let Some(Body::Failure(failure)) = frame.body else { unreachable!("matched above") };
+                        return vec![Action::ToClient { conn: fetch.conn, frame: ServerFrame { request_id: fetch.request_id, body: Some(server_frame::Body::Failure(failure)) } }];
+                    }
+                    return self.report_checked(fetch.conn, fetch.request_id, report, stamped);
+                }
                 Some(Body::Failure(failure)) => server_frame::Body::Failure(failure),
                 _ => return Vec::new(),
             };
@@ -126,6 +138,7 @@ impl RelayCore {
             }
             Some(Body::LookupPerson(lookup)) => self.lookup_person_for(conn, app, request_id, lookup),
             Some(Body::SendToUser(send)) => self.send_to_user_from(conn, app, request_id, send),
+            Some(Body::CheckStamp(check)) => self.check_stamp_for(conn, request_id, check),
             Some(Body::FetchBundles(fetch)) => {
                 if app_of(&fetch.user) != Some(self.app.as_str()) {
                     return refuse(ErrorCode::UnknownRecipient, "the user is not on this app");

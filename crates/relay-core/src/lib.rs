@@ -35,6 +35,8 @@ pub mod storage;
 
 mod blobs;
 mod client;
+mod consent;
+mod franking;
 mod delivery;
 mod federation;
 mod outbox;
@@ -82,6 +84,12 @@ pub const STRANGER_ALLOWANCE_BYTES_PER_SENDER: usize = 1024 * 1024;
 pub const STRANGER_ALLOWANCE_BYTES_PER_MAILBOX: usize = 16 * 1024 * 1024;
 /// Contacts (users it sent to) kept per user of this app; later ones stay strangers.
 pub const MAX_CONTACTS_PER_USER: usize = 10_000;
+/// Users one user of this app may have blocked at once.
+pub const MAX_BLOCKED_PER_USER: usize = 10_000;
+/// Addresses one `SetConsent` may name in all.
+pub const MAX_CONSENT_CHANGES: usize = 256;
+/// Verified abuse reports one relay keeps (for its moderators); more are refused for now.
+pub const MAX_REPORTS: usize = 100_000;
 /// Frames waiting for one other app's relay.
 pub const OUTBOX_QUOTA: usize = 100_000;
 /// Bytes waiting for one other app's relay.
@@ -160,6 +168,9 @@ struct PendingFetch {
     /// A SendToUser forwarded for the device (its answer is Acknowledge or DevicesChanged),
     /// rather than a fetch.
     forward: bool,
+    /// An abuse report whose stamp the sender's app was asked to check (answered with
+    /// Acknowledge or a refusal): kept once it says yes.
+    report: Option<Box<switchboard_wire::switchboard::Report>>,
 }
 
 /// Requests one device connection may have out at other apps' relays at once (fetches and
@@ -192,6 +203,12 @@ pub struct Metrics {
     pub batches: u64,
     /// Blobs deleted after [`BLOB_LIFETIME`].
     pub blobs_expired: u64,
+    /// Envelopes dropped because their recipient's user blocked their sender.
+    pub blocked_dropped: u64,
+    /// Abuse reports verified and kept, and refused (the content, key, stamp or recipient did not
+    /// hold).
+    pub reports_verified: u64,
+    pub reports_refused: u64,
 }
 
 /// One app's relay.
@@ -258,7 +275,12 @@ impl RelayCore {
     /// `state` was loaded from). `rng` makes the credentials and blob ids it issues: seed it from
     /// the operating system outside tests and simulations. Give it the time with [`Self::tick`]
     /// before anything else.
-    pub fn new(app: &str, peers: impl IntoIterator<Item = String>, state: StoredState, contents: Box<dyn Contents>, rng: StdRng) -> Self {
+    pub fn new(app: &str, peers: impl IntoIterator<Item = String>, state: StoredState, contents: Box<dyn Contents>, mut rng: StdRng) -> Self {
+        let new_stamp_key = state.stamp_key.is_none().then(|| {
+            let mut key = state::StampKey([0; switchboard_wire::franking::FRANKING_LEN]);
+            rand::Rng::fill_bytes(&mut rng, &mut key.0);
+            key
+        });
         let mut mailbox_index: HashMap<DeviceKey, HashMap<MailKey, u64>> =
             state.accounts.keys().map(|device| (device.clone(), HashMap::new())).collect();
         for (device, mailbox) in &state.mailboxes {
@@ -266,7 +288,7 @@ impl RelayCore {
                 ids.extend(mailbox.iter().map(|(seq, entry)| (entry.key, *seq)));
             }
         }
-        RelayCore {
+        let mut relay = RelayCore {
             app: app.to_owned(),
             peers: peers.into_iter().filter(|peer| peer != app).collect(),
             next_seq: state.next_seq(),
@@ -299,7 +321,12 @@ impl RelayCore {
             committing: None,
             next_batch: 1,
             metrics: Metrics::default(),
+        };
+        if let Some(key) = new_stamp_key {
+            // Durable with the first batch, before anything is stamped with it is answered.
+            relay.mutate(Mutation::PutStampKey { key });
         }
+        relay
     }
 
     /// The same relay with other rate limits than [`RateLimits::default`].

@@ -21,6 +21,11 @@ impl RelayCore {
         let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?.to_owned();
         if app == self.app {
             let device = device_key(recipient);
+            if self.is_blocked(&device.0, sender_of(envelope.sender.as_ref())) {
+                // Answered as if stored: a blocked sender learns nothing.
+                self.metrics.blocked_dropped += 1;
+                return Ok(());
+            }
             self.check_local(&device, envelope.content.len())?;
             self.check_stranger(&device, sender_of(envelope.sender.as_ref()), envelope.content.len())?;
             self.store_local(device, envelope);
@@ -54,7 +59,12 @@ impl RelayCore {
         for recipient in &group.recipients {
             let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?;
             if app == self.app {
-                local.push((device_key(recipient), recipient));
+                let device = device_key(recipient);
+                if self.is_blocked(&device.0, sender_of(group.sender.as_ref())) {
+                    self.metrics.blocked_dropped += 1;
+                    continue;
+                }
+                local.push((device, recipient));
             } else if Some(app) != from_app {
                 remote.entry(app.to_owned()).or_default().push(recipient.clone());
             }
@@ -87,6 +97,7 @@ impl RelayCore {
                 kind: EnvelopeKind::SenderKeyMessage as i32,
                 content: group.content.clone(),
                 group_id: group.group_id.clone(),
+                franking: group.franking.clone(),
             };
             self.store_local(device, envelope);
         }
@@ -104,6 +115,9 @@ impl RelayCore {
     /// Whether a local device's mailbox takes `envelope` now (its quota, and the stranger
     /// allowance), without storing it.
     pub(super) fn check_local_envelope(&self, device: &DeviceKey, envelope: &Envelope) -> Result<(), Refusal> {
+        if self.is_blocked(&device.0, sender_of(envelope.sender.as_ref())) {
+            return Ok(());
+        }
         self.check_local(device, envelope.content.len())?;
         self.check_stranger(device, sender_of(envelope.sender.as_ref()), envelope.content.len())
     }

@@ -104,6 +104,29 @@ pub enum Mutation {
     AddContact { user: String, contact: String },
     /// The record published for `user` (an encoded `PersonRecord`), or none.
     PutPerson { user: String, record: Option<Vec<u8>> },
+    /// The key this relay stamps franking commitments with (made once, on its first start).
+    PutStampKey { key: StampKey },
+    /// `user` (of this app) blocked `blocked` (`on`), or unblocked it.
+    SetBlocked { user: String, blocked: String, on: bool },
+    /// A verified abuse report (an encoded `Report`), number `id`, for this app's moderators.
+    PutReport { id: u64, report: Vec<u8> },
+}
+
+/// The MAC key a relay stamps franking commitments with. Its `Debug` shows nothing of it, and it
+/// is zeroed when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StampKey(pub [u8; switchboard_wire::franking::FRANKING_LEN]);
+
+impl std::fmt::Debug for StampKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StampKey(..)")
+    }
+}
+
+impl Drop for StampKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// The head of a group's chain of changes, at its hub.
@@ -139,6 +162,12 @@ pub struct StoredState {
     /// Per user of this app, the person record it published (encoded), and their bytes in all.
     pub people: HashMap<String, Vec<u8>>,
     pub people_bytes: usize,
+    /// The key franking commitments are stamped with (none only before the first start).
+    pub stamp_key: Option<StampKey>,
+    /// Per user of this app, the users it blocked.
+    pub blocked: HashMap<String, BTreeSet<String>>,
+    /// The verified abuse reports kept, by number: their sizes (the reports stay on disk).
+    pub reports: BTreeMap<u64, usize>,
 }
 
 impl StoredState {
@@ -196,6 +225,21 @@ impl StoredState {
                     None => self.people.remove(user),
                 };
                 self.people_bytes -= old.map_or(0, |old| old.len());
+            }
+            Mutation::PutStampKey { key } => self.stamp_key = Some(key.clone()),
+            Mutation::SetBlocked { user, blocked, on: true } => {
+                self.blocked.entry(user.clone()).or_default().insert(blocked.clone());
+            }
+            Mutation::SetBlocked { user, blocked, on: false } => {
+                if let Some(list) = self.blocked.get_mut(user) {
+                    list.remove(blocked);
+                    if list.is_empty() {
+                        self.blocked.remove(user);
+                    }
+                }
+            }
+            Mutation::PutReport { id, report } => {
+                self.reports.insert(*id, report.len());
             }
         }
     }

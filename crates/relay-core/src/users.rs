@@ -19,9 +19,14 @@ pub const MAX_ENVELOPES_PER_USER_SEND: usize = switchboard_wire::limits::MAX_DEV
 impl RelayCore {
     /// A device sends to every device of one user: stored here, or forwarded at once to the
     /// user's app, whose answer (stored, or the devices changed) goes back to the device.
-    pub(super) fn send_to_user(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, send: SendToUser) -> Vec<Action> {
+    pub(super) fn send_to_user(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, mut send: SendToUser) -> Vec<Action> {
         if let Err((code, detail)) = check(&send, Some(device)) {
             return vec![failure(conn, request_id, code, detail)];
+        }
+        for envelope in &mut send.envelopes {
+            if let Err((code, detail)) = self.stamp(&mut envelope.franking, device, &send.user) {
+                return vec![failure(conn, request_id, code, detail)];
+            }
         }
         let Some(app) = app_of(&send.user).map(str::to_owned) else {
             return vec![failure(conn, request_id, ErrorCode::Malformed, "a user is name@app")];

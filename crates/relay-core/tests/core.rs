@@ -190,6 +190,7 @@ fn envelope(id: u8, from: &str, to: &str) -> Envelope {
         kind: EnvelopeKind::SignalMessage as i32,
         content: vec![0xc1; 64].into(),
         group_id: String::new(),
+        franking: None,
     }
 }
 
@@ -305,6 +306,7 @@ fn a_group_message_crosses_each_app_boundary_once_from_the_hub_and_from_a_follow
             hub: "green".into(),
             recipients: members.iter().map(|(u, _, _)| address(u)).collect(),
             content: vec![0x33; 100].into(),
+            franking: None,
         };
         assert!(is_done(&net.request(&sender_app, sender_conn, 40, Body::SendGroup(group))));
         let after: u64 = APPS.iter().map(|a| net.cores[*a].metrics().envelopes_forwarded).sum();
@@ -473,6 +475,7 @@ fn one_group_frame_cannot_make_the_relay_store_more_than_its_limit() {
         hub: "green".into(),
         recipients: (0..10_000).map(|i| address(&format!("u{i}@green"))).collect(),
         content: vec![0; 200 * 1024].into(),
+        franking: None,
     };
     let answer = net.request(&green, alice, 70, Body::SendGroup(group));
     assert_eq!(code(&answer), Some(ErrorCode::TooLarge));
@@ -822,6 +825,7 @@ fn an_envelope_id_names_an_envelope_only_with_its_sender() {
         hub: "green".into(),
         recipients: vec![address("bob@blue"), address("mallory@red")],
         content: vec![0x33; 100].into(),
+        franking: None,
     };
     assert!(is_done(&net.request(&green, alice, 11, Body::SendGroup(group.clone()))));
     let senders: Vec<String> = net.deliveries(&blue, bob).into_iter().map(|e| e.sender.unwrap().name).collect();
@@ -862,6 +866,7 @@ fn only_a_groups_hub_hands_its_messages_to_other_apps() {
         hub: hub.into(),
         recipients: vec![address("bob@blue")],
         content: vec![tag; 10].into(),
+        franking: None,
     };
     // Red names itself the hub of green's group, in the name of a green user.
     assert!(forward_group(&mut net, "red", "blue", group("g@green", "red", "alice@green", 1)).is_some());
@@ -1109,6 +1114,7 @@ fn a_passive_members_stranger_allowance_never_holds_a_groups_messages_back() {
             hub: "green".into(),
             recipients: vec![address("dave@blue"), address("carol@blue")],
             content: vec![0x33; 100].into(),
+            franking: None,
         };
         assert!(is_done(&net.request(&green, alice, 100 + n, Body::SendGroup(group))));
     }

@@ -119,11 +119,15 @@ impl Thief {
         for envelope in &self.captured {
             let Some(sender) = envelope.sender.as_ref().map(|s| ProtocolAddress::new(s.name.clone(), s.device_id)) else { continue };
             let plaintext = match EnvelopeKind::try_from(envelope.kind) {
-                Ok(EnvelopeKind::SenderKeyMessage) => thief.decrypt_group(&envelope.group_id, &sender, &envelope.content).ok(),
+                Ok(EnvelopeKind::SenderKeyMessage) => thief
+                    .decrypt_group(&envelope.group_id, &sender, &envelope.content)
+                    .ok()
+                    .and_then(|plaintext| switchboard_wire::decode::<switchboard_wire::switchboard::GroupPayload>(&plaintext, usize::MAX).ok())
+                    .map(|payload| payload.application),
                 Ok(kind @ (EnvelopeKind::PrekeyMessage | EnvelopeKind::SignalMessage)) => {
                     let kind = if kind == EnvelopeKind::PrekeyMessage { MessageKind::PreKey } else { MessageKind::Signal };
                     CiphertextMessage::parse(kind, &envelope.content).ok().and_then(|message| match thief.receive_pending(&sender, &message, rng) {
-                        Ok((Received::Application(plaintext), _)) => Some(plaintext),
+                        Ok((Received::Application { content, .. }, _)) => Some(content),
                         _ => None,
                     })
                 }

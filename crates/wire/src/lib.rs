@@ -14,6 +14,7 @@ pub mod address;
 mod decode;
 pub mod envelope;
 pub mod frame;
+pub mod franking;
 pub mod group_order;
 pub mod message_id;
 mod secret_debug;

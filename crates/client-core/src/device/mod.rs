@@ -33,6 +33,8 @@ type Result<T> = std::result::Result<T, ClientError>;
 pub struct Outgoing {
     pub to: ProtocolAddress,
     pub message: CiphertextMessage,
+    /// The franking commitment its envelope carries, for an application's message.
+    pub commitment: Option<[u8; 32]>,
 }
 
 /// A pairwise payload decided on but not yet encrypted: sealing it may need the recipient's
@@ -43,6 +45,9 @@ pub struct PendingSend {
     pub to: ProtocolAddress,
     /// The encoded `PairwisePayload`, shared by every recipient of one control message.
     pub(crate) payload: std::sync::Arc<[u8]>,
+    /// For an application's message: the franking commitment to its content (the key is in the
+    /// payload).
+    pub(crate) commitment: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for PendingSend {
@@ -55,13 +60,18 @@ impl PendingSend {
     /// A session start for `to` (see [`Received::SessionStarted`]): sealing it starts a new
     /// session from `to`'s bundle if this device has none.
     pub fn session_start(to: ProtocolAddress) -> PendingSend {
-        let payload = PairwisePayload { body: Some(Body::SessionStart(true)), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
+        let payload = PairwisePayload { body: Some(Body::SessionStart(true)), ..Default::default() }.encode_to_vec();
         PendingSend::new(to, payload)
     }
 
     /// `payload`, an encoded `PairwisePayload`, to seal for `to`.
     pub fn new(to: ProtocolAddress, payload: impl Into<std::sync::Arc<[u8]>>) -> PendingSend {
-        PendingSend { to, payload: payload.into() }
+        PendingSend { to, payload: payload.into(), commitment: None }
+    }
+
+    /// An application's message: `payload` carries the franking key of `commitment`.
+    pub(crate) fn franked(to: ProtocolAddress, payload: std::sync::Arc<[u8]>, commitment: [u8; 32]) -> PendingSend {
+        PendingSend { to, payload, commitment: Some(commitment) }
     }
 }
 
@@ -90,11 +100,14 @@ pub const MAX_CONTACTS: usize = 10_000;
 /// What a received pairwise message meant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Received {
-    /// An application's own content.
-    Application(Vec<u8>),
+    /// An application's own content, with the key that opens its franking commitment (empty if
+    /// the sender sent none).
+    Application { content: Vec<u8>, franking_key: Vec<u8> },
     /// An application's own content sent to this device's person, naming the other accounts of
     /// hers the sender also sent it to.
-    PersonMessage { content: Vec<u8>, delivered_to: Vec<String> },
+    PersonMessage { content: Vec<u8>, delivered_to: Vec<String>, franking_key: Vec<u8> },
+    /// Another device of this person accepted, blocked or unblocked users (already applied).
+    Consent(switchboard_wire::switchboard::ConsentChange),
     /// What another device of this person carried here: a message she sent, or one she received
     /// on an account its sender could not see linked.
     Transcript(switchboard_wire::switchboard::Transcript),
@@ -162,6 +175,8 @@ pub struct Device {
     pub(crate) people: crate::person::People,
     /// The users this person gave her record to (see `endpoint::people`).
     pub(crate) contacts: BTreeSet<String>,
+    /// Whose messages this person accepted, and whom she blocked.
+    pub(crate) consent: crate::consent::Consent,
     #[cfg(switchboard_inject_bugs)]
     pub(crate) bugs: InjectedBugs,
 }
@@ -212,6 +227,7 @@ impl Device {
             person: None,
             people: Default::default(),
             contacts: BTreeSet::new(),
+            consent: Default::default(),
             #[cfg(switchboard_inject_bugs)]
             bugs: InjectedBugs::default(),
         }
@@ -294,7 +310,8 @@ impl Device {
         self.groups.get(id)
     }
 
-    /// Sends an application's own content to one device.
+    /// Sends an application's own content to one device, with a franking commitment to it
+    /// (see [`crate::franking`]).
     pub fn send<R: CryptoRng + ?Sized>(
         &mut self,
         to: &ProtocolAddress,
@@ -302,8 +319,11 @@ impl Device {
         directory: &mut dyn BundleDirectory,
         rng: &mut R,
     ) -> Result<Outgoing> {
-        let payload = PairwisePayload { body: Some(Body::Application(content.to_vec())), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
-        self.seal(to, &payload, directory, rng)
+        let commitment = crate::franking::Commitment::new(content, rng);
+        let payload = Self::application_payload(content, Vec::new(), &commitment.key);
+        let mut outgoing = self.seal(to, &payload, directory, rng)?;
+        outgoing.commitment = Some(commitment.commitment);
+        Ok(outgoing)
     }
 
     /// Forks of groups detected since the last call (each a [`ClientError::GroupFork`]): the
@@ -394,13 +414,16 @@ impl Device {
         }
         let payload: PairwisePayload = decode(&plaintext, limits::MAX_PAYLOAD_LEN)?;
         match payload.body {
-            Some(Body::Application(content)) if payload.delivered_to.is_empty() => Ok((Received::Application(content), Vec::new())),
+            Some(Body::Application(content)) if payload.delivered_to.is_empty() => {
+                Ok((Received::Application { content, franking_key: payload.franking_key }, Vec::new()))
+            }
             Some(Body::Application(content)) => {
                 if payload.delivered_to.len() > crate::person::MAX_LINKED_ACCOUNTS {
                     return Err(ClientError::InvalidPayload("a message delivered to more accounts than a person links"));
                 }
-                Ok((Received::PersonMessage { content, delivered_to: payload.delivered_to }, Vec::new()))
+                Ok((Received::PersonMessage { content, delivered_to: payload.delivered_to, franking_key: payload.franking_key }, Vec::new()))
             }
+            Some(Body::Consent(change)) => Ok((self.on_consent(from, change)?, Vec::new())),
             Some(Body::Transcript(transcript)) => Ok((self.on_transcript(from, transcript)?, Vec::new())),
             Some(Body::Person(record)) => Ok((self.on_person(from, record)?, Vec::new())),
             Some(Body::KnownPerson(known)) => Ok((self.on_known_person(from, known)?, Vec::new())),
@@ -429,8 +452,8 @@ impl Device {
     }
 
     fn pending(control: GroupControl, to: &[ProtocolAddress]) -> Vec<PendingSend> {
-        let payload: std::sync::Arc<[u8]> = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec().into();
-        to.iter().map(|member| PendingSend { to: member.clone(), payload: payload.clone() }).collect()
+        let payload: std::sync::Arc<[u8]> = PairwisePayload { body: Some(Body::GroupControl(control)), ..Default::default() }.encode_to_vec().into();
+        to.iter().map(|member| PendingSend { to: member.clone(), payload: payload.clone(), commitment: None }).collect()
     }
 
     /// Encrypts pending sends (see [`PendingSend`]), all or none: when a recipient has neither a
@@ -444,7 +467,7 @@ impl Device {
         if let Some(missing) = pending.iter().find(|send| !self.has_session(&send.to) && !directory.has_bundle(&send.to)) {
             return Err(ClientError::NoBundle(missing.to.clone()));
         }
-        pending.into_iter().map(|send| self.seal(&send.to, &send.payload, directory, rng)).collect()
+        pending.into_iter().map(|send| self.seal_pending(&send, directory, rng)).collect()
     }
 
     /// Encrypts each pending send on its own, and says exactly which were sealed and which were
@@ -457,12 +480,19 @@ impl Device {
     ) -> Sealing {
         let mut sealing = Sealing::default();
         for send in pending {
-            match self.seal(&send.to, &send.payload, directory, rng) {
+            match self.seal_pending(&send, directory, rng) {
                 Ok(outgoing) => sealing.sealed.push(outgoing),
                 Err(error) => sealing.failed.push((send, error)),
             }
         }
         sealing
+    }
+
+    /// Encrypts one pending send, its franking commitment kept with it.
+    fn seal_pending<R: CryptoRng + ?Sized>(&mut self, send: &PendingSend, directory: &mut dyn BundleDirectory, rng: &mut R) -> Result<Outgoing> {
+        let mut outgoing = self.seal(&send.to, &send.payload, directory, rng)?;
+        outgoing.commitment = send.commitment;
+        Ok(outgoing)
     }
 
     /// Encrypts a payload for `to`, starting a session from its bundle first if there is none
@@ -499,14 +529,14 @@ impl Device {
         } else {
             session::encrypt(&mut self.store, to, payload)?
         };
-        Ok(Outgoing { to: to.clone(), message })
+        Ok(Outgoing { to: to.clone(), message, commitment: None })
     }
 }
 
 /// The `suites` field of a [`PairwisePayload`]: every suite this device accepts, best first.
 pub(crate) fn stated_suites(suites: &[Suite]) -> Vec<u8> {
     let suites = suites.iter().map(|suite| suite.name().to_owned()).collect();
-    PairwisePayload { body: None, suites, delivered_to: Vec::new() }.encode_to_vec()
+    PairwisePayload { body: None, suites, ..Default::default() }.encode_to_vec()
 }
 
 /// The responder's check on a session a PreKeySignalMessage starts: when the initiator states its

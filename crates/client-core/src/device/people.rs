@@ -68,8 +68,44 @@ impl Device {
 
     /// A payload carrying an application's content to one device of a person, naming the other
     /// accounts of hers it also goes to (so that her device carries it on to the rest only).
-    pub fn application_payload(content: &[u8], delivered_to: Vec<String>) -> Arc<[u8]> {
-        PairwisePayload { body: Some(Body::Application(content.to_vec())), delivered_to, ..Default::default() }.encode_to_vec().into()
+    /// `franking_key` opens the commitment its envelope carries.
+    pub fn application_payload(content: &[u8], delivered_to: Vec<String>, franking_key: &[u8; 32]) -> Arc<[u8]> {
+        PairwisePayload { body: Some(Body::Application(content.to_vec())), delivered_to, franking_key: franking_key.to_vec(), ..Default::default() }
+            .encode_to_vec()
+            .into()
+    }
+
+    /// A payload carrying a change of consent to another device of this person.
+    pub fn consent_payload(change: switchboard_wire::switchboard::ConsentChange) -> Arc<[u8]> {
+        PairwisePayload { body: Some(Body::Consent(change)), ..Default::default() }.encode_to_vec().into()
+    }
+
+    /// A change of consent from `from`, taken only from another device of this person's, and
+    /// applied here whole or not at all.
+    pub(super) fn on_consent(&mut self, from: &ProtocolAddress, change: switchboard_wire::switchboard::ConsentChange) -> Result<Received> {
+        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from));
+        if !own {
+            return Err(ClientError::InvalidPayload("a change of consent from a device that is not this person's"));
+        }
+        let named = change.accept.len() + change.block.len() + change.unblock.len();
+        if named > crate::consent::MAX_CONSENT_CHANGE
+            || change.accept.iter().chain(&change.block).chain(&change.unblock).any(|user| switchboard_wire::address::UserAddress::split(user).is_err())
+        {
+            return Err(ClientError::InvalidPayload("a change of consent naming too many users, or not users"));
+        }
+        self.consent.block(change.block.iter().map(String::as_str))?;
+        self.consent.unblock(change.unblock.iter().map(String::as_str));
+        self.consent.accept(change.accept.iter().map(String::as_str));
+        Ok(Received::Consent(change))
+    }
+
+    /// Whose messages this person accepted and whom she blocked.
+    pub fn consent(&self) -> &crate::consent::Consent {
+        &self.consent
+    }
+
+    pub(crate) fn consent_mut(&mut self) -> &mut crate::consent::Consent {
+        &mut self.consent
     }
 
     /// Whether `from`'s identity, as this device's session with it knows it, is the one `record`

@@ -25,6 +25,7 @@
 //! as durable as soon as it changes. Not yet durable: work still waiting for a recipient's bundles
 //! (not sealed, so in no outbox) lives in memory only, and a crash before it is sealed loses it.
 
+mod consent;
 pub mod dedupe;
 mod order;
 mod outbox;
@@ -39,7 +40,7 @@ use std::time::Duration;
 
 use switchboard_session::{MessageKind, PreKeyBundle, ProtocolAddress, Suite};
 use switchboard_wire::switchboard::{
-    Authenticate, ClientFrame, Envelope, EnvelopeKind, EnvelopeRef, ErrorCode, FetchBlob, GroupEnvelope, Register, ServerFrame,
+    Authenticate, ClientFrame, Envelope, EnvelopeKind, EnvelopeRef, ErrorCode, FetchBlob, GroupEnvelope, GroupPayload, Register, ServerFrame,
     UploadBlob, UploadBundles, client_frame::Body, server_frame,
 };
 use switchboard_wire::{Bytes, Message, decode};
@@ -199,8 +200,12 @@ pub enum Event {
     /// The relay refused to register or authenticate this device; it tries again on the next
     /// connection.
     AccessRefused { code: ErrorCode },
-    /// A message: the application's content as its sender encoded it.
-    Message { from: ProtocolAddress, group: Option<String>, envelope: [u8; 16], content: Vec<u8> },
+    /// A message: the application's content as its sender encoded it. `request`: a one-to-one
+    /// message from someone this person has no conversation with (not accepted, never written
+    /// to), to be shown apart until she accepts ([`Endpoint::accept`]), ignores or blocks them.
+    /// `evidence`: what reporting it takes ([`Endpoint::report`]); every message carries it (one
+    /// that does not open its franking commitment is refused).
+    Message { from: ProtocolAddress, group: Option<String>, envelope: [u8; 16], content: Vec<u8>, request: bool, evidence: Box<crate::franking::Evidence> },
     /// A delivery already processed, dropped before decrypting.
     DuplicateDropped { from: ProtocolAddress, envelope: [u8; 16] },
     /// A delivery refused: it does not decrypt or makes no sense. It is acknowledged (it will never
@@ -243,6 +248,9 @@ pub enum Event {
     PersonLookedUp { request: u64, user: String, result: Result<Vec<String>, people::LookupFailed> },
     /// A blob fetch ([`Endpoint::fetch_blob`]) was answered.
     BlobFetched { request: u64, result: Result<Vec<u8>, RequestFailed> },
+    /// A report ([`Endpoint::report`]) was answered: verified and kept by this device's app, or
+    /// refused (`Refused(Forbidden)`: the sender's app did not stamp exactly this message).
+    ReportAnswered { request: u64, result: Result<(), RequestFailed> },
 }
 
 /// A frame for the relay, with what it carries (for traces). Its `Debug` shows no bytes: a frame
@@ -316,6 +324,10 @@ pub struct EndpointStats {
     /// and transcripts received from them.
     pub transcripts_sent: u64,
     pub transcripts_received: u64,
+    /// Messages shown as requests (from someone this person has no conversation with).
+    pub requests: u64,
+    /// Messages from someone this person blocked, dropped unshown.
+    pub blocked_dropped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,6 +361,8 @@ enum Request {
     PublishPerson(Option<u64>, Option<switchboard_wire::switchboard::PersonRecord>),
     /// The record published for a user, asked for with this handle.
     LookupPerson(u64, String),
+    /// An abuse report, sent with this handle.
+    Report(u64),
 }
 
 /// What a user may name as a group's member: one device, or every device of a user.
@@ -744,6 +758,7 @@ impl Endpoint {
                     self.publishing = false;
                     self.to_publish.get_or_insert((version, record));
                 }
+                Request::Report(request) => self.events.push_back(Event::ReportAnswered { request, result: Err(RequestFailed::Disconnected) }),
                 _ => {}
             }
         }
@@ -810,6 +825,8 @@ impl Endpoint {
         self.now = self.now.max(now);
         check_content(&content)?;
         switchboard_wire::address::UserAddress::split(user)?;
+        // Writing to someone is a conversation: their answers are no requests.
+        self.wrote_to(user, true);
         self.stats.sent += 1;
         self.submit(Work::Direct { to: user.to_owned(), content }, rng);
         self.release();
@@ -832,7 +849,9 @@ impl Endpoint {
                 None
             }
             GroupStrategy::SenderKeys => {
-                let message = self.device.encrypt_group(id, &content, rng)?;
+                let franking = crate::franking::Commitment::new(&content, rng);
+                let plaintext = GroupPayload { application: content, franking_key: franking.key.to_vec() }.encode_to_vec();
+                let message = self.device.encrypt_group(id, &plaintext, rng)?;
                 self.changed_device();
                 self.stats.group_encrypts += 1;
                 let envelope = GroupEnvelope {
@@ -842,6 +861,7 @@ impl Endpoint {
                     hub,
                     recipients: message.recipients.iter().map(wire_address).collect(),
                     content: message.bytes.clone().into(),
+                    franking: Some(crate::franking::unstamped(franking.commitment)),
                 };
                 self.submit(Work::Group { distributions: message.key_distributions, envelope }, rng);
                 Some(message.bytes)
@@ -1126,6 +1146,8 @@ impl Endpoint {
                 self.published_person = version;
             }
             (Request::LookupPerson(request, user), S::PersonFound(found)) if found.user == user => self.person_found(request, user, found, rng),
+            (Request::Report(request), S::Done(_)) => self.events.push_back(Event::ReportAnswered { request, result: Ok(()) }),
+            (Request::Report(request), other) => self.events.push_back(Event::ReportAnswered { request, result: Err(failed(other)) }),
             (Request::LookupPerson(request, user), other) => {
                 self.events.push_back(Event::PersonLookedUp { request, user, result: Err(people::LookupFailed::Request(failed(other))) });
             }
@@ -1275,6 +1297,7 @@ impl Endpoint {
             kind: kind as i32,
             content: message.message.serialize().to_vec().into(),
             group_id: group.to_owned(),
+            franking: message.commitment.map(crate::franking::unstamped),
         }
     }
 
@@ -1376,5 +1399,7 @@ fn body_what(body: &Body) -> &'static str {
         Body::PublishPerson(_) => "publish person",
         Body::LookupPerson(_) => "lookup person",
         Body::SendToUser(_) => "send to user",
+        Body::SetConsent(_) => "set consent",
+        Body::Report(_) => "report",
     }
 }

@@ -288,7 +288,7 @@ impl Endpoint {
     /// `to` as its relay lists them, always; and if `to`'s own device sent a record of its person
     /// that `to` matches, every device of each other account of hers that matches too, each told
     /// which accounts got the message (her devices carry it on to the rest).
-    pub(super) fn direct_targets(&self, to: &str, content: &[u8]) -> Vec<PendingSend> {
+    pub(super) fn direct_targets(&self, to: &str, content: &[u8], franking: &crate::franking::Commitment) -> Vec<PendingSend> {
         let me = self.device.address();
         let mut accounts: Vec<String> = vec![to.to_owned()];
         if let Some(record) = self.device.people().person_of(to).filter(|record| self.matches(record, to)) {
@@ -297,9 +297,9 @@ impl Endpoint {
         let mut targets = Vec::new();
         for account in &accounts {
             let others: Vec<String> = accounts.iter().filter(|other| *other != account).cloned().collect();
-            let payload = Device::application_payload(content, others);
+            let payload = Device::application_payload(content, others, &franking.key);
             for device in self.devices_of.get(account).into_iter().flatten().filter(|device| *device != me) {
-                targets.push(PendingSend::new(device.clone(), payload.clone()));
+                targets.push(PendingSend::franked(device.clone(), payload.clone(), franking.commitment));
             }
         }
         targets
@@ -383,6 +383,9 @@ impl Endpoint {
         let from = ProtocolAddress::new(transcript.from_user, transcript.from_device);
         let to = (!transcript.to.is_empty()).then_some(transcript.to);
         let group = (!transcript.group.is_empty()).then_some(transcript.group);
+        if let Some(to) = to.as_deref().filter(|_| self.device.person().is_some_and(|person| person.owns(&from))) {
+            self.wrote_to(to, false);
+        }
         self.events.push_back(Event::Synced { from, to, group, carried_by: carried_by.clone(), envelope, content: transcript.application });
     }
 }

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use switchboard_session::{CiphertextMessage, Error as SessionError, MessageKind, ProtocolAddress};
 use switchboard_wire::Bytes;
-use switchboard_wire::switchboard::{Envelope, EnvelopeKind, EnvelopeRef};
+use switchboard_wire::decode;
+use switchboard_wire::switchboard::{Envelope, EnvelopeKind, EnvelopeRef, Franking, GroupPayload};
 
 use super::dedupe::SeenKey;
 use super::work::Work;
 use super::{Endpoint, Event, id16};
 use crate::device::Received;
 use crate::error::ClientError;
+use crate::franking::Evidence;
 
 /// Group messages held while their sender key is on its way, in number (well below a relay's
 /// mailbox quota: held messages stay in the mailbox until read)…
@@ -241,12 +243,14 @@ impl Endpoint {
         let id = id16(&envelope.id);
         match kind {
             EnvelopeKind::SenderKeyMessage => match self.device.decrypt_group(&envelope.group_id, sender, &envelope.content) {
-                Ok(content) => {
+                Ok(plaintext) => {
                     self.stats.group_decrypts += 1;
-                    self.stats.received += 1;
-                    let group = Some(std::mem::take(&mut envelope.group_id));
-                    self.events.push_back(Event::Message { from: sender.clone(), group, envelope: id, content });
-                    Processed::Done
+                    let Ok(payload) = decode::<GroupPayload>(&plaintext, switchboard_wire::limits::MAX_PAYLOAD_LEN) else {
+                        return Processed::Refused(ClientError::InvalidPayload("a group message that is not a group payload"));
+                    };
+                    let group = std::mem::take(&mut envelope.group_id);
+                    let franking = (group.clone(), envelope.franking.take(), payload.franking_key);
+                    self.arrived(sender, Some(group), id, franking, payload.application, &[], rng)
                 }
                 Err(ClientError::Session(SessionError::NoSenderKey { .. }) | ClientError::UnknownGroup(_) | ClientError::NotAMember { .. }) => {
                     Processed::Stall
@@ -280,18 +284,18 @@ impl Endpoint {
                 if !responses.is_empty() {
                     self.submit(Work::Seal(responses), rng);
                 }
+                // The relay stamps a one-to-one message (and one of a group sent pairwise) for the
+                // user it is addressed to: this one.
+                let me = self.address().name().to_owned();
                 match received {
-                    Received::Application(content) => {
-                        self.stats.received += 1;
+                    Received::Application { content, franking_key } => {
                         let group = (!envelope.group_id.is_empty()).then(|| std::mem::take(&mut envelope.group_id));
-                        self.carry_on(sender, group.as_deref(), &content, &[], rng);
-                        self.events.push_back(Event::Message { from: sender.clone(), group, envelope: id, content });
+                        return self.arrived(sender, group, id, (me, envelope.franking.take(), franking_key), content, &[], rng);
                     }
-                    Received::PersonMessage { content, delivered_to } => {
-                        self.stats.received += 1;
-                        self.carry_on(sender, None, &content, &delivered_to, rng);
-                        self.events.push_back(Event::Message { from: sender.clone(), group: None, envelope: id, content });
+                    Received::PersonMessage { content, delivered_to, franking_key } => {
+                        return self.arrived(sender, None, id, (me, envelope.franking.take(), franking_key), content, &delivered_to, rng);
                     }
+                    Received::Consent(change) => self.tell_relay(&change),
                     Received::Transcript(transcript) => self.transcript_arrived(sender, transcript, id),
                     Received::OwnRecord { changed } => {
                         if changed {
@@ -332,6 +336,37 @@ impl Endpoint {
             }
             EnvelopeKind::Unspecified => Processed::Refused(ClientError::InvalidPayload("unknown envelope kind")),
         }
+    }
+
+    /// An application's message from `sender` (to `group`, if a group's), whose franking is the
+    /// recipient its stamp must name, the envelope's commitment and the payload's key: shown,
+    /// unless its sender is blocked (then dropped unshown, and not carried on), or refused if it
+    /// does not open its commitment.
+    #[allow(clippy::too_many_arguments)]
+    fn arrived(
+        &mut self,
+        sender: &ProtocolAddress,
+        group: Option<String>,
+        envelope: [u8; 16],
+        (recipient, franking, franking_key): (String, Option<Franking>, Vec<u8>),
+        content: Vec<u8>,
+        delivered_to: &[String],
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) -> Processed {
+        if self.is_blocked(sender.name()) {
+            self.stats.blocked_dropped += 1;
+            return Processed::Done;
+        }
+        let evidence = match Evidence::check(sender, &recipient, franking.as_ref(), &franking_key, &content) {
+            Ok(evidence) => evidence,
+            Err(error) => return Processed::Refused(error),
+        };
+        self.stats.received += 1;
+        self.carry_on(sender, group.as_deref(), &content, delivered_to, rng);
+        let request = group.is_none() && self.is_request(sender.name());
+        self.stats.requests += u64::from(request);
+        self.events.push_back(Event::Message { from: sender.clone(), group, envelope, content, request, evidence: Box::new(evidence) });
+        Processed::Done
     }
 
     /// Group messages of `group` held for a key: try them again.

@@ -27,6 +27,7 @@ pub const MAX_USER_SEND_LEN: usize = switchboard_wire::frame::MAX_FRAME_LEN - 10
 pub(super) struct UserSend {
     pub(super) user: String,
     pub(super) payload: Arc<[u8]>,
+    pub(super) commitment: Option<[u8; 32]>,
     pub(super) attempts: u32,
 }
 
@@ -43,9 +44,9 @@ impl Endpoint {
             }
         }
         for (user, sends) in by_user {
-            let payload = sends[0].payload.clone();
+            let (payload, commitment) = (sends[0].payload.clone(), sends[0].commitment);
             let envelopes = self.seal_for_user(&user, sends, rng);
-            self.queue_user_send(user, envelopes, UserSend { user: String::new(), payload, attempts });
+            self.queue_user_send(user, envelopes, UserSend { user: String::new(), payload, commitment, attempts });
         }
     }
 
@@ -98,7 +99,7 @@ impl Endpoint {
         match resend {
             Some(resend) if resend.attempts < MAX_RESENDS => {
                 let attempts = resend.attempts + 1;
-                self.submit(Work::Resend { user, payload: resend.payload, attempts, kept }, rng);
+                self.submit(Work::Resend { user, payload: resend.payload, commitment: resend.commitment, attempts, kept }, rng);
             }
             // Out of attempts, or restarted since (what it takes to seal again is gone): what
             // can go, goes one envelope at a time, unchecked; the rest is reported.
@@ -113,19 +114,27 @@ impl Endpoint {
         }
     }
 
-    /// Runs a [`Work::Resend`]: `kept` as they are, and the payload sealed for every device of
-    /// `user` (as its relay lists them now) that none of `kept` is for.
-    pub(super) fn resend(&mut self, user: String, payload: Arc<[u8]>, attempts: u32, kept: Vec<Envelope>, rng: &mut (impl CryptoRng + ?Sized)) {
+    /// Runs a [`Work::Resend`]: `kept` as they are, and the message's payload (with its franking
+    /// commitment) sealed for every device of `user` (as its relay lists them now) that none of
+    /// `kept` is for.
+    pub(super) fn resend(
+        &mut self,
+        user: String,
+        (payload, commitment): (Arc<[u8]>, Option<[u8; 32]>),
+        attempts: u32,
+        kept: Vec<Envelope>,
+        rng: &mut (impl CryptoRng + ?Sized),
+    ) {
         let covered: Vec<u32> = kept.iter().filter_map(|envelope| envelope.recipient.as_ref().map(|r| r.device_id)).collect();
         let fresh: Vec<PendingSend> = self
             .user_devices(&user)
             .into_iter()
             .filter(|device| !covered.contains(&device.device_id()))
-            .map(|device| PendingSend::new(device, payload.clone()))
+            .map(|device| PendingSend { to: device, payload: payload.clone(), commitment })
             .collect();
         let mut envelopes = kept;
         envelopes.extend(self.seal_for_user(&user, fresh, rng));
-        self.queue_user_send(user, envelopes, UserSend { user: String::new(), payload, attempts });
+        self.queue_user_send(user, envelopes, UserSend { user: String::new(), payload, commitment, attempts });
     }
 
     /// A SendToUser its user's relay could not take whole (that app out of reach, one of the

@@ -25,7 +25,7 @@ pub(super) enum Work {
     Introduce { to: String },
     /// A message to every device of `user` sent again, after its relay said they changed: the
     /// envelopes `kept` as they are, the payload sealed for the others.
-    Resend { user: String, payload: std::sync::Arc<[u8]>, attempts: u32, kept: Vec<switchboard_wire::switchboard::Envelope> },
+    Resend { user: String, payload: std::sync::Arc<[u8]>, commitment: Option<[u8; 32]>, attempts: u32, kept: Vec<switchboard_wire::switchboard::Envelope> },
     /// A record looked up for `user`, kept if `user`'s devices match it.
     CheckLookup { request: u64, user: String, record: crate::person::PersonRecord },
     Seal(Vec<PendingSend>),
@@ -221,7 +221,8 @@ impl Endpoint {
         match work {
             Work::Direct { to, content } => {
                 let me = self.device.address().clone();
-                let targets = self.direct_targets(&to, &content);
+                let franking = crate::franking::Commitment::new(&content, rng);
+                let targets = self.direct_targets(&to, &content, &franking);
                 // To its own user, a device writes to its other devices only: a session with
                 // itself would read nothing (found by the endpoint fuzz target).
                 if targets.is_empty() && to != me.name() {
@@ -240,7 +241,7 @@ impl Endpoint {
             }
             Work::Introduce { to } => self.introduce(&to, rng),
             Work::CheckLookup { request, user, record } => self.check_lookup(request, user, record, rng),
-            Work::Resend { user, payload, attempts, kept } => self.resend(user, payload, attempts, kept, rng),
+            Work::Resend { user, payload, commitment, attempts, kept } => self.resend(user, (payload, commitment), attempts, kept, rng),
             Work::Seal(pending) => self.seal_each(pending, None, rng),
             Work::Group { distributions, envelope } => {
                 let group = envelope.group_id.clone();

@@ -21,6 +21,7 @@ struct Committed {
     mail: HashMap<DeviceKey, BTreeMap<u64, Envelope>>,
     outboxes: HashMap<String, BTreeMap<u64, FederationFrame>>,
     blobs: HashMap<String, Vec<u8>>,
+    reports: BTreeMap<u64, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -28,6 +29,11 @@ impl MemoryStore {
         // A panic elsewhere while this was held leaves it consistent: every change is one insert
         // or one remove.
         self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The verified abuse reports committed (each an encoded `Report`), by number.
+    pub fn reports(&self) -> Vec<(u64, Vec<u8>)> {
+        self.committed().reports.iter().map(|(id, report)| (*id, report.clone())).collect()
     }
 
     /// What a core restarted from this store begins with.
@@ -66,6 +72,9 @@ impl Store for MemoryStore {
                 }
                 Mutation::DeleteBlob { id } => {
                     committed.blobs.remove(id);
+                }
+                Mutation::PutReport { id, report } => {
+                    committed.reports.insert(*id, report.clone());
                 }
                 _ => {}
             }

@@ -11,7 +11,7 @@ use switchboard_wire::switchboard::{Envelope, FederationFrame, StoredGroupHead, 
 use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
 
 use super::{Contents, Store, StoreError};
-use crate::state::{BlobEntry, DeviceKey, Head, MailEntry, Mutation, OutboundEntry, StoredState};
+use crate::state::{BlobEntry, DeviceKey, Head, MailEntry, Mutation, OutboundEntry, StampKey, StoredState};
 
 const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
 const BUNDLES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bundles");
@@ -26,6 +26,12 @@ const GROUP_HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("group_he
 const CONTACTS: TableDefinition<&[u8], ()> = TableDefinition::new("contacts");
 /// Per user, the person record it published (encoded).
 const PEOPLE: TableDefinition<&str, &[u8]> = TableDefinition::new("people");
+/// The relay's own secrets by name: its franking stamp key ("stamp").
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+/// Per user, the users it blocked (the key: the user's name key, then the blocked user).
+const BLOCKED: TableDefinition<&[u8], ()> = TableDefinition::new("blocked");
+/// Verified abuse reports (each an encoded `Report`), by number.
+const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("reports");
 
 /// Memory redb may keep as a cache of the file (its default, 1 GiB, let every mailbox written
 /// count against the relay's resident memory).
@@ -181,6 +187,23 @@ impl RedbStore {
             state.people_bytes += value.value().len();
             state.people.insert(key.value().to_owned(), value.value().to_vec());
         }
+        for entry in txn.open_table(SECRETS).map_err(failed)?.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            if key.value() == "stamp" {
+                let key: [u8; 32] = value.value().try_into().map_err(|_| StoreError("corrupt stamp key".into()))?;
+                state.stamp_key = Some(StampKey(key));
+            }
+        }
+        for entry in txn.open_table(BLOCKED).map_err(failed)?.iter().map_err(failed)? {
+            let (key, _) = entry.map_err(failed)?;
+            let (user, blocked) = split_name(key.value())?;
+            let blocked = String::from_utf8(blocked.to_vec()).map_err(|_| StoreError("corrupt block".into()))?;
+            state.blocked.entry(user).or_default().insert(blocked);
+        }
+        for entry in txn.open_table(REPORTS).map_err(failed)?.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            state.reports.insert(key.value(), value.value().len());
+        }
         if !untimed.is_empty() {
             let write = self.db.begin_write().map_err(failed)?;
             {
@@ -206,6 +229,9 @@ impl RedbStore {
             let mut group_heads = txn.open_table(GROUP_HEADS)?;
             let mut contacts = txn.open_table(CONTACTS)?;
             let mut people = txn.open_table(PEOPLE)?;
+            let mut secrets = txn.open_table(SECRETS)?;
+            let mut blocked_table = txn.open_table(BLOCKED)?;
+            let mut reports = txn.open_table(REPORTS)?;
             for mutation in mutations {
                 match mutation {
                     Mutation::PutAccount { device, credential_hash } => {
@@ -259,6 +285,20 @@ impl RedbStore {
                             people.remove(user.as_str())?;
                         }
                     },
+                    Mutation::PutStampKey { key } => {
+                        secrets.insert("stamp", key.0.as_slice())?;
+                    }
+                    Mutation::SetBlocked { user, blocked, on } => {
+                        let mut key = name_key(user);
+                        key.extend_from_slice(blocked.as_bytes());
+                        match on {
+                            true => blocked_table.insert(key.as_slice(), ())?,
+                            false => blocked_table.remove(key.as_slice())?,
+                        };
+                    }
+                    Mutation::PutReport { id, report } => {
+                        reports.insert(*id, report.as_slice())?;
+                    }
                 }
             }
         }
@@ -326,6 +366,7 @@ mod tests {
             kind: 2,
             content: vec![id; 40].into(),
             group_id: String::new(),
+            franking: None,
         };
         let frame = FederationFrame { request_id: 9, body: Some(federation_frame::Body::Forward(envelope(9))) };
         let mutations = vec![
@@ -344,6 +385,11 @@ mod tests {
             Mutation::PutPerson { user: "bob@blue".into(), record: Some(vec![1, 2, 3]) },
             Mutation::PutPerson { user: "carol@blue".into(), record: Some(vec![4]) },
             Mutation::PutPerson { user: "carol@blue".into(), record: None },
+            Mutation::PutStampKey { key: StampKey([8; 32]) },
+            Mutation::SetBlocked { user: "bob@blue".into(), blocked: "mallory@red".into(), on: true },
+            Mutation::SetBlocked { user: "bob@blue".into(), blocked: "eve@red".into(), on: true },
+            Mutation::SetBlocked { user: "bob@blue".into(), blocked: "eve@red".into(), on: false },
+            Mutation::PutReport { id: 1, report: vec![9; 12] },
         ];
         let mut expected = StoredState::default();
         {

@@ -139,7 +139,7 @@ impl World {
             if to != stranger {
                 self.ledger.forged_changes += 1;
             }
-            let payload = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new(), delivered_to: Vec::new() }.encode_to_vec();
+            let payload = PairwisePayload { body: Some(Body::GroupControl(control)), ..Default::default() }.encode_to_vec();
             self.clients[forger.device].send_payload(self.now, to, payload, &mut crate::harvest::Watched::new(&mut self.rng, self.harvester.as_mut()), &mut out);
         }
         self.client_out(forger.device, out);

@@ -463,6 +463,7 @@ fn federation_what(frame: &FederationFrame) -> &'static str {
         Some(federation_frame::Body::PersonFound(_)) => "person found",
         Some(federation_frame::Body::SendToUser(_)) => "send to user",
         Some(federation_frame::Body::DevicesChanged(_)) => "devices changed",
+        Some(federation_frame::Body::CheckStamp(_)) => "check stamp",
         None => "?",
     }
 }

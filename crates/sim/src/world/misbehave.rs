@@ -68,6 +68,7 @@ impl World {
                 kind: EnvelopeKind::SignalMessage as i32,
                 content: vec![0x6a; 48].into(),
                 group_id: String::new(),
+                franking: None,
             };
             self.ledger.ids_reused += 1;
             self.send_rogue(device, junk, "reused id");
@@ -91,6 +92,7 @@ impl World {
                 kind: EnvelopeKind::SignalMessage as i32,
                 content: vec![0x66; 64].into(),
                 group_id: String::new(),
+                franking: None,
             };
             self.ledger.flood_sent += 1;
             self.send_rogue(flooder, junk, "flood");
