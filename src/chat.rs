@@ -9,6 +9,13 @@
 //! `/safety user@app` shows the safety number of the two people; `/help`; `/quit`. Everything
 //! that arrives is printed as it comes, once, however many of the accounts it reached.
 //!
+//! A message from someone you have no conversation with is a request: it is followed by a line
+//! `[request ID]` naming what to do with it. `/accept user@app` takes them in, `/decline
+//! user@app` stops showing their requests here (they are not told), `/block user@app` and
+//! `/unblock user@app` block or unblock every account of theirs you know, on every account
+//! signed in here; `/report ID` reports a received message to your app, which checks with its
+//! sender's app that it sent exactly that (`/report` alone lists the messages you can report).
+//!
 //! Each device lives in its database and is resumed on the next start; when a relay goes away
 //! the chat says so, keeps what is typed in the outbox, reconnects with backoff and sends it
 //! when the relay is back.
@@ -18,14 +25,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use switchboard_client::{ChatClient, Event, RelayAddress};
+use switchboard_client::chat::{REPORTABLE_KEPT, short_id};
+use switchboard_client::endpoint::RequestFailed;
+use switchboard_client::{ChatClient, ChatError, Event, RelayAddress};
 use switchboard_session::Suite;
 use switchboard_wire::address::{UserAddress, UserDevice};
-use switchboard_wire::switchboard::{Text, Visibility, content};
+use switchboard_wire::message_id::MessageId;
+use switchboard_wire::switchboard::{ErrorCode, Text, Visibility, content};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(clap::Args)]
-#[command(after_help = "Lines typed in the chat:\n  @user@app TEXT        send to a person\n  #group@app TEXT       send to a group\n  /group new NAME@APP a@x,b@y   create a group (this app its hub)\n  /group add|remove GROUP user@app\n  /from name@app        send from this one of your accounts\n  /link                 link all your accounts as one person\n  /lookup user@app      the accounts someone made public\n  /safety user@app      the safety number of you two\n  /help, /quit")]
+#[command(after_help = "Lines typed in the chat:\n  @user@app TEXT        send to a person\n  #group@app TEXT       send to a group\n  /group new NAME@APP a@x,b@y   create a group (this app its hub)\n  /group add|remove GROUP user@app\n  /from name@app        send from this one of your accounts\n  /link                 link all your accounts as one person\n  /lookup user@app      the accounts someone made public\n  /safety user@app      the safety number of you two\n  /accept user@app      take in their message requests\n  /decline user@app     stop showing their requests here (they are not told)\n  /block user@app       nothing from them (any account of theirs you know) reaches you\n  /unblock user@app     let them reach you again\n  /report ID            report a received message to your app (/report alone lists them)\n  /help, /quit")]
 pub struct Args {
     /// The client address of your app's relay; once per --user, in the same order (each app has
     /// its own relay).
@@ -55,16 +65,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(chat(args))
 }
 
+/// A content's body as a line shows it.
+fn body(content: &switchboard_wire::switchboard::Content) -> String {
+    match &content.body {
+        Some(content::Body::Text(t)) => t.text.clone(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
 fn show(event: &Event, outbox: usize) -> String {
     match event {
         Event::Message { from, group, content, .. } => {
             let place = group.as_ref().map(|g| format!("#{g} ")).unwrap_or_default();
-            let body = match &content.body {
-                Some(content::Body::Text(t)) => t.text.clone(),
-                Some(other) => format!("{other:?}"),
-                None => String::new(),
-            };
-            format!("{place}{}: {body}", from.name())
+            format!("{place}{}: {}", from.name(), body(content))
         }
         Event::Synced { from, to, group, carried_by, content, .. } => {
             let place = group.as_ref().map(|g| format!("#{g} ")).or_else(|| to.as_ref().map(|to| format!("→ {to} "))).unwrap_or_default();
@@ -103,17 +117,35 @@ struct Account {
     client: ChatClient,
 }
 
-/// The accounts signed in, the one that sends, and the ids of the messages shown (so that one
-/// that reached several accounts shows once).
+/// The accounts signed in, the one that sends, the ids of the messages shown (so that one
+/// that reached several accounts shows once), the messages that can be reported, and the users
+/// whose requests are not shown.
 struct Inbox {
     accounts: Vec<Account>,
     from: usize,
     shown: std::collections::HashSet<[u8; 32]>,
     shown_order: std::collections::VecDeque<[u8; 32]>,
+    recent: std::collections::VecDeque<Reportable>,
+    declined: std::collections::BTreeSet<String>,
+}
+
+/// A message shown that its account keeps to report.
+struct Reportable {
+    id: MessageId,
+    account: usize,
+    from: String,
+    request: bool,
+    line: String,
 }
 
 /// Message ids remembered for showing each once.
 const SHOWN_KEPT: usize = 10_000;
+/// Users whose requests `/decline` hides, at most.
+const DECLINED_KEPT: usize = 1_000;
+/// Messages `/report` alone lists.
+const REPORT_LISTED: usize = 10;
+/// Hex digits of a message id `/report` needs, at least.
+const REPORT_ID_MIN: usize = 4;
 
 impl Inbox {
     /// Whether `event` is new to this inbox (a message already shown through another account is
@@ -133,6 +165,74 @@ impl Inbox {
         }
         true
     }
+
+    /// What to print of `event`, which came through account `index`: nothing for a message
+    /// shown already or a request from a user declined; a request with a line saying so. Every
+    /// line starts with the account's app when several are signed in.
+    fn present(&mut self, index: usize, event: &Event) -> Option<String> {
+        if !self.first_time(event) {
+            return None;
+        }
+        let client = &self.accounts[index].client;
+        let mut lines = vec![show(event, client.outbox_len())];
+        if let Event::Message { from, id: Some(id), .. } = event
+            && let Some(received) = client.received(id)
+        {
+            let (user, request) = (from.name().to_owned(), received.request);
+            if request && self.is_declined(&user) {
+                return None;
+            }
+            let short = short_id(id);
+            if request {
+                lines.push(format!("  [request {short}] from {user}: /accept {user}, /decline {user} or /block {user} (/report {short} reports it)"));
+            }
+            self.recent.push_back(Reportable { id: *id, account: index, from: user, request, line: lines[0].clone() });
+            if self.recent.len() > REPORTABLE_KEPT {
+                self.recent.pop_front();
+            }
+        }
+        if self.accounts.len() > 1 {
+            let app = self.accounts[index].user.app();
+            lines = lines.into_iter().map(|line| format!("[{app}] {line}")).collect();
+        }
+        Some(lines.join("\n"))
+    }
+
+    /// `user` and every other account of the person behind it that an account here knows.
+    fn person_accounts(&self, user: &str) -> Vec<String> {
+        let mut accounts = vec![user.to_owned()];
+        for account in &self.accounts {
+            if let Some(record) = account.client.person_of(user) {
+                accounts.extend(record.accounts().iter().map(|account| account.user.clone()));
+            }
+        }
+        accounts.sort();
+        accounts.dedup();
+        accounts
+    }
+
+    /// Whether the person behind `user` was declined (on any account of theirs known here).
+    fn is_declined(&self, user: &str) -> bool {
+        self.person_accounts(user).iter().any(|account| self.declined.contains(account))
+    }
+
+    /// The message shown whose id starts with the hex digits `prefix`: exactly one.
+    fn reportable(&self, prefix: &str) -> anyhow::Result<&Reportable> {
+        let prefix = prefix.to_ascii_lowercase();
+        anyhow::ensure!(
+            prefix.len() >= REPORT_ID_MIN && prefix.bytes().all(|b| b.is_ascii_hexdigit()),
+            "/report ID: the id shown with the message (at least {REPORT_ID_MIN} hex digits); /report alone lists them"
+        );
+        let mut found = self.recent.iter().filter(|shown| hex(&shown.id).starts_with(&prefix));
+        let first = found.next().with_context(|| format!("no message {prefix} to report here (/report lists them)"))?;
+        anyhow::ensure!(found.all(|other| other.id == first.id), "more than one message starts with {prefix}: give more of its id");
+        Ok(first)
+    }
+}
+
+/// A message id in hex.
+fn hex(id: &MessageId) -> String {
+    id.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 async fn sign_in(args: &Args, index: usize, ca: &str) -> anyhow::Result<Account> {
@@ -167,7 +267,14 @@ async fn chat(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--user {user}: one account per app");
     }
     let ca = std::fs::read_to_string(&args.ca).with_context(|| format!("reading --ca {}", args.ca.display()))?;
-    let mut inbox = Inbox { accounts: Vec::new(), from: 0, shown: Default::default(), shown_order: Default::default() };
+    let mut inbox = Inbox {
+        accounts: Vec::new(),
+        from: 0,
+        shown: Default::default(),
+        shown_order: Default::default(),
+        recent: Default::default(),
+        declined: Default::default(),
+    };
     for index in 0..args.user.len() {
         inbox.accounts.push(sign_in(&args, index, &ca).await?);
     }
@@ -204,14 +311,8 @@ async fn chat(args: Args) -> anyhow::Result<()> {
                     match events {
                         Ok(events) => {
                             for event in events {
-                                if !inbox.first_time(&event) {
-                                    continue;
-                                }
-                                let account = &inbox.accounts[index];
-                                let line = show(&event, account.client.outbox_len());
-                                match merged {
-                                    true => println!("[{}] {line}", account.user.app()),
-                                    false => println!("{line}"),
+                                if let Some(lines) = inbox.present(index, &event) {
+                                    println!("{lines}");
                                 }
                             }
                         }
@@ -291,15 +392,12 @@ async fn command(inbox: &mut Inbox, line: &str) -> anyhow::Result<Option<String>
                     break;
                 }
                 for event in inbox.accounts[0].client.poll(Duration::from_millis(100)).await? {
-                    if inbox.first_time(&event) {
-                        arrived.push(show(&event, 0));
-                    }
+                    arrived.extend(inbox.present(0, &event));
                 }
             }
         }
         let users: Vec<String> = inbox.accounts.iter().map(|a| a.user.to_string()).collect();
-        let app = inbox.accounts[0].user.app().to_owned();
-        let mut said: Vec<String> = arrived.into_iter().map(|line| format!("[{app}] {line}")).collect();
+        let mut said = arrived;
         said.push(format!("* linked {} as one person", users.join(", ")));
         return Ok(Some(said.join("\n")));
     } else if head == "/lookup" {
@@ -311,12 +409,72 @@ async fn command(inbox: &mut Inbox, line: &str) -> anyhow::Result<Option<String>
         let number = client.person_safety_number(user).context("no safety number: link your accounts (/link), and hear from that person first")?;
         let groups: Vec<&str> = number.as_bytes().chunks(5).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
         return Ok(Some(format!("* safety number with {user}'s person: {}", groups.join(" "))));
+    } else if let Some(said) = consent(inbox, head, rest.trim()).await? {
+        return Ok(Some(said));
     } else if head == "/help" {
         return Ok(Some(HELP.to_owned()));
     } else if !head.is_empty() {
         anyhow::bail!("start a line with @user@app, #group, or a command (/help)");
     }
     Ok(None)
+}
+
+/// Carries out `/accept`, `/decline`, `/block`, `/unblock` and `/report` (on every account signed
+/// in, but a report: on the one the message came through); `None` for another command.
+async fn consent(inbox: &mut Inbox, head: &str, rest: &str) -> anyhow::Result<Option<String>> {
+    let said = match head {
+        "/accept" => {
+            let user = address("user", rest)?;
+            for account in &mut inbox.accounts {
+                account.client.accept(user).await?;
+            }
+            for account in inbox.person_accounts(user) {
+                inbox.declined.remove(&account);
+            }
+            format!("* accepted {user}: their messages are no longer requests")
+        }
+        "/decline" => {
+            let user = address("user", rest)?;
+            anyhow::ensure!(inbox.declined.len() < DECLINED_KEPT, "too many declined already: /block {user} instead");
+            inbox.declined.insert(user.to_owned());
+            let accounts = inbox.person_accounts(user);
+            inbox.recent.retain(|shown| !(shown.request && accounts.contains(&shown.from)));
+            format!("* declined {user}: their requests are no longer shown here (they are not told; /accept {user} to see them again)")
+        }
+        "/block" => {
+            let user = address("user", rest)?;
+            for account in &mut inbox.accounts {
+                account.client.block(user).await?;
+            }
+            format!("* blocked {user}: nothing from them, on any account of theirs you know, reaches you (they are not told)")
+        }
+        "/unblock" => {
+            let user = address("user", rest)?;
+            for account in &mut inbox.accounts {
+                account.client.unblock(user).await?;
+            }
+            format!("* unblocked {user}")
+        }
+        "/report" if rest.is_empty() => {
+            let listed: Vec<String> = inbox.recent.iter().rev().take(REPORT_LISTED).map(|shown| format!("  {}  {}", short_id(&shown.id), shown.line)).collect();
+            anyhow::ensure!(!listed.is_empty(), "no received message to report yet");
+            format!("* messages you can report (/report ID), newest first:\n{}", listed.join("\n"))
+        }
+        "/report" => {
+            let shown = inbox.reportable(rest)?;
+            let (id, account, from) = (shown.id, shown.account, shown.from.clone());
+            let short = short_id(&id);
+            match inbox.accounts[account].client.report(&id).await {
+                Ok(()) => format!("* report of {short} verified: {from}'s app confirmed they sent exactly this; your app keeps the report"),
+                Err(ChatError::Request(RequestFailed::Refused(ErrorCode::Forbidden))) => {
+                    anyhow::bail!("report of {short} refused: {from}'s app did not confirm this message")
+                }
+                Err(error) => return Err(anyhow::Error::from(error).context(format!("report of {short}"))),
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(said))
 }
 
 const HELP: &str = "@user@app TEXT        send to a person
@@ -327,4 +485,9 @@ const HELP: &str = "@user@app TEXT        send to a person
 /link                 link all your accounts as one person
 /lookup user@app      the accounts someone made public
 /safety user@app      the safety number of you two
+/accept user@app      take in their message requests
+/decline user@app     stop showing their requests here (they are not told)
+/block user@app       nothing from them (any account of theirs you know) reaches you
+/unblock user@app     let them reach you again
+/report ID            report a received message to your app (/report alone lists them)
 /quit";

@@ -14,6 +14,7 @@ use switchboard_client_core::{ClientError, Endpoint, Group, attachment};
 use switchboard_session::{ProtocolAddress, Suite};
 use switchboard_client_core::endpoint::people::LookupFailed;
 use switchboard_client_core::endpoint::{CommandError, MAX_CONTENT_LEN};
+use switchboard_client_core::franking::Evidence;
 use switchboard_wire::message_id::{MessageId, SALT_LEN, content_id, message_id, room_uri, user_uri};
 use switchboard_wire::switchboard::Visibility;
 use switchboard_wire::switchboard::{AttachmentPointer, Content, ErrorCode, content};
@@ -32,6 +33,11 @@ pub const CONNECT_LIMIT: Duration = Duration::from_secs(20);
 /// Pauses between attempts to reconnect: the first, and the longest.
 pub const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Received messages kept to report ([`ChatClient::report`]): the most recent ones, at most this
+/// many...
+pub const REPORTABLE_KEPT: usize = 256;
+/// ...and at most this many bytes of their contents (the oldest go first).
+pub const REPORTABLE_BYTES: usize = 8 * 1024 * 1024;
 
 /// What a chat client can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +61,13 @@ pub enum ChatError {
     Dropped(DropReason),
     #[error(transparent)]
     Persist(#[from] PersistError),
+    #[error("no received message {} is kept to report (only the last {REPORTABLE_KEPT} are)", short_id(.0))]
+    UnknownMessage(MessageId),
+}
+
+/// The first bytes of a message id, in hex: how a person names a message.
+pub fn short_id(id: &MessageId) -> String {
+    id[..4].iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Something that happened, for the user.
@@ -95,6 +108,70 @@ enum Until {
     Lookup(u64),
     /// Device `n` of this user registered from this one.
     Linked(u32),
+    /// The answer to report `n`.
+    Report(u64),
+}
+
+/// A message this device received, kept to report it ([`ChatClient::received`]).
+#[derive(Clone)]
+pub struct Received {
+    /// Its sender's device.
+    pub from: ProtocolAddress,
+    /// The group it came in, if any.
+    pub group: Option<String>,
+    /// Whether it was a message request when it arrived: a one-to-one message from someone this
+    /// person had no conversation with (see [`ChatClient::accept`]).
+    pub request: bool,
+    evidence: Evidence,
+    content: Vec<u8>,
+}
+
+impl Received {
+    /// What a report of it takes, with [`Self::content`]: its franking, as its sender's app
+    /// stamped it, and the key that opens it.
+    pub fn evidence(&self) -> &Evidence {
+        &self.evidence
+    }
+
+    /// Its content, as its sender encoded it (the bytes the franking commits to).
+    pub fn content(&self) -> &[u8] {
+        &self.content
+    }
+}
+
+impl std::fmt::Debug for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No content, no key: what it says is the user's business.
+        write!(f, "Received {{ from: {}, group: {:?}, request: {}, {} bytes }}", self.from, self.group, self.request, self.content.len())
+    }
+}
+
+/// The received messages kept to report, oldest first, within [`REPORTABLE_KEPT`] and
+/// [`REPORTABLE_BYTES`].
+#[derive(Default)]
+struct Kept {
+    order: std::collections::VecDeque<MessageId>,
+    by_id: std::collections::HashMap<MessageId, Received>,
+    bytes: usize,
+}
+
+impl Kept {
+    /// Keeps `received` as `id` (the first copy, if it came twice), forgetting the oldest past
+    /// the bounds.
+    fn keep(&mut self, id: MessageId, received: Received) {
+        if self.by_id.contains_key(&id) || received.content.len() > REPORTABLE_BYTES {
+            return;
+        }
+        self.bytes += received.content.len();
+        self.by_id.insert(id, received);
+        self.order.push_back(id);
+        while self.order.len() > REPORTABLE_KEPT || self.bytes > REPORTABLE_BYTES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some(gone) = self.by_id.remove(&oldest) {
+                self.bytes -= gone.content.len();
+            }
+        }
+    }
 }
 
 /// A blob request's answer.
@@ -120,6 +197,8 @@ pub struct ChatClient {
     blob: Option<(u64, Result<Blob, RequestFailed>)>,
     lookup: Option<(u64, Result<Vec<String>, LookupFailed>)>,
     linked: Option<(u32, Credential)>,
+    report: Option<(u64, Result<(), RequestFailed>)>,
+    received: Kept,
 }
 
 fn now_ms() -> u64 {
@@ -222,6 +301,8 @@ impl ChatClient {
             blob: None,
             lookup: None,
             linked: None,
+            report: None,
+            received: Kept::default(),
         }
     }
 
@@ -433,6 +514,64 @@ impl ChatClient {
         }
     }
 
+    /// Accepts the person behind `user` (every account of hers this device knows): her messages
+    /// are no longer requests, on every device of this person, and this person's relays no longer
+    /// hold them to the allowance for strangers. Waits (a while) for the relay to take it.
+    pub async fn accept(&mut self, user: &str) -> Result<(), ChatError> {
+        let now = self.now();
+        let before = self.before_command();
+        self.endpoint.accept(now, user, &mut self.rng)?;
+        self.settle(before).await
+    }
+
+    /// Blocks the person behind `user` (every account of hers this device knows): this person's
+    /// relays drop what she sends (answering her as if they had stored it), and her devices drop
+    /// anything that still arrives. Her other devices hear of it too. Waits (a while) for the
+    /// relay to take it.
+    pub async fn block(&mut self, user: &str) -> Result<(), ChatError> {
+        let now = self.now();
+        let before = self.before_command();
+        self.endpoint.block(now, user, &mut self.rng)?;
+        self.settle(before).await
+    }
+
+    /// Unblocks the person behind `user` (every account of hers this device knows), on every
+    /// device of this person. Waits (a while) for the relay to take it.
+    pub async fn unblock(&mut self, user: &str) -> Result<(), ChatError> {
+        let now = self.now();
+        let before = self.before_command();
+        self.endpoint.unblock(now, user, &mut self.rng)?;
+        self.settle(before).await
+    }
+
+    /// The received message `id`, if it is still kept (the last [`REPORTABLE_KEPT`] messages
+    /// with an id, within [`REPORTABLE_BYTES`]; in memory only).
+    pub fn received(&self, id: &MessageId) -> Option<&Received> {
+        self.received.by_id.get(id)
+    }
+
+    /// Reports the received message `id` to this device's app, and waits for its verdict: `Ok`
+    /// once the app verified, through its sender's app, that she sent exactly this;
+    /// [`ChatError::Request`] with `Refused(Forbidden)` if it did not. A message no longer kept
+    /// is [`ChatError::UnknownMessage`].
+    pub async fn report(&mut self, id: &MessageId) -> Result<(), ChatError> {
+        let received = self.received(id).ok_or(ChatError::UnknownMessage(*id))?;
+        let (evidence, content) = (received.evidence.clone(), received.content.clone());
+        self.report_evidence(&evidence, content).await
+    }
+
+    /// Reports a message by its evidence and content (as [`Self::report`] does for one kept
+    /// here), and waits for the app's verdict.
+    pub async fn report_evidence(&mut self, evidence: &Evidence, content: Vec<u8>) -> Result<(), ChatError> {
+        let now = self.now();
+        let request = self.endpoint.report(now, evidence, content);
+        self.drive(Until::Report(request), CONNECT_LIMIT).await?;
+        match self.report.take() {
+            Some((answered, result)) if answered == request => Ok(result?),
+            _ => Err(ChatError::Timeout),
+        }
+    }
+
     async fn blob_answer(&mut self, request: u64) -> Result<Blob, ChatError> {
         self.drive(Until::Blob(request), CONNECT_LIMIT).await?;
         match self.blob.take() {
@@ -493,6 +632,7 @@ impl ChatClient {
             Until::Quiet(quiet) => last_activity.elapsed() >= *quiet,
             Until::Blob(request) => self.blob.as_ref().is_some_and(|(answered, _)| answered == request) || self.connection.is_none(),
             Until::Lookup(request) => self.lookup.as_ref().is_some_and(|(answered, _)| answered == request) || self.connection.is_none(),
+            Until::Report(request) => self.report.as_ref().is_some_and(|(answered, _)| answered == request) || self.connection.is_none(),
             Until::Linked(device_id) => {
                 self.linked.as_ref().is_some_and(|(linked, _)| linked == device_id) || self.refused.is_some() || self.connection.is_none()
             }
@@ -606,19 +746,23 @@ impl ChatClient {
                 self.backoff = RECONNECT_FIRST;
                 self.ready.push(Event::Online);
             }
-            E::ReportAnswered { .. } => {}
+            E::ReportAnswered { request, result } => self.report = Some((request, result)),
             E::AccessRefused { code } => {
                 // Tried again on a new connection, after the backoff.
                 self.refused = Some(code);
                 tracing::warn!(?code, "the relay refused this device");
                 self.lost_connection();
             }
-            E::Message { from, group, content, .. } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
+            E::Message { from, group, content, request, evidence, .. } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
                 Ok(decoded) => {
                     // A group message's id names the group it came in: a content that claims
                     // another group (or none) gets no id, so it cannot pass for one there.
                     let in_its_group = decoded.group_id == group.as_deref().unwrap_or_default();
                     let id = content_id(from.name(), &content).filter(|_| in_its_group);
+                    if let Some(id) = id {
+                        let received = Received { from: from.clone(), group: group.clone(), request, evidence: *evidence, content };
+                        self.received.keep(id, received);
+                    }
                     self.ready.push(Event::Message { from, group, id, content: decoded })
                 }
                 Err(error) => tracing::debug!(%error, "a message whose content does not decode"),

@@ -49,6 +49,19 @@ pub enum Outcome {
     /// A lookup of a person's record was answered: kept, or refused (it did not verify, or did
     /// not match the devices its relay serves).
     LookedUp { kept: bool },
+    /// A report was answered: verified, or refused (with the relay's code), or not answered.
+    ReportAnswered { request: u64, result: Result<(), switchboard_client_core::endpoint::RequestFailed> },
+}
+
+/// Messages a device keeps to report (the last ones it read).
+pub const MAX_REPORTABLE: usize = 8;
+
+/// A message a device read, as it could report it.
+#[derive(Clone, Debug)]
+pub struct Reportable {
+    pub message: u64,
+    pub evidence: switchboard_client_core::franking::Evidence,
+    pub content: Vec<u8>,
 }
 
 /// One device and its adapter.
@@ -69,6 +82,8 @@ pub struct Client {
     /// not the product's: the endpoint drops them, and this adapter reports them as read).
     show_duplicates: bool,
     read_numbers: HashMap<[u8; 16], u64>,
+    /// The last messages this device read (at most [`MAX_REPORTABLE`]).
+    pub reportable: std::collections::VecDeque<Reportable>,
 }
 
 /// The plaintext of message `message`: a `Content` whose salt carries the message number.
@@ -136,6 +151,7 @@ impl Client {
             made_states: Vec::new(),
             show_duplicates: false,
             read_numbers: HashMap::default(),
+            reportable: Default::default(),
         }
     }
 
@@ -220,11 +236,15 @@ impl Client {
         let mut pairwise_processed = pairwise.is_some();
         while let Some(event) = self.endpoint.poll_event() {
             match event {
-                Event::Message { content, envelope, .. } => match message_number(&content) {
+                Event::Message { content, envelope, evidence, .. } => match message_number(&content) {
                     Some(message) => {
                         if self.show_duplicates {
                             self.read_numbers.insert(envelope, message);
                         }
+                        if self.reportable.len() == MAX_REPORTABLE {
+                            self.reportable.pop_front();
+                        }
+                        self.reportable.push_back(Reportable { message, evidence: *evidence, content });
                         outcomes.push(Outcome::Read { message, envelope });
                     }
                     None => outcomes.push(Outcome::Refused { from: None, envelope, reason: "content does not decode" }),
@@ -261,6 +281,7 @@ impl Client {
                     }
                 }
                 Event::DeviceLinked { device_id, credential } => self.linked.push((device_id, credential.0.clone())),
+                Event::ReportAnswered { request, result } => outcomes.push(Outcome::ReportAnswered { request, result }),
                 _ => {}
             }
         }
@@ -338,6 +359,25 @@ impl Client {
     }
 
     /// Hands a plaintext copy to the relay (the injected "relay keeps plaintext" bug).
+    /// Blocks the person behind `user` (every account of hers this device knows).
+    pub fn block(&mut self, now_us: u64, user: &str, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {
+        let _ = self.endpoint.block(at(now_us), user, rng);
+        self.drain(out, &mut Vec::new(), None);
+    }
+
+    /// Whether this device holds a block of `user` (or of another account of the person behind
+    /// it, as the device knows her).
+    pub fn blocks(&self, user: &str) -> bool {
+        self.endpoint.is_blocked(user)
+    }
+
+    /// Reports a message: returns the request's number.
+    pub fn report(&mut self, now_us: u64, evidence: &switchboard_client_core::franking::Evidence, content: Vec<u8>, out: &mut Vec<OutFrame>, outcomes: &mut Vec<Outcome>) -> u64 {
+        let request = self.endpoint.report(at(now_us), evidence, content);
+        self.drain(out, outcomes, None);
+        request
+    }
+
     pub fn leak(&mut self, now_us: u64, plaintext: &[u8], out: &mut Vec<OutFrame>) {
         if self.endpoint.is_online() {
             self.endpoint.upload_blob(at(now_us), plaintext.to_vec());

@@ -115,6 +115,9 @@ pub struct Ledger {
     pub lookups_refused: u64,
     /// Lookups answered with a record its asker kept.
     pub lookups_kept: u64,
+    /// (sender, recipient) devices whose messages are not expected: the recipient's person
+    /// blocked the sender's.
+    pub unwanted: HashSet<(usize, usize)>,
 }
 
 impl Ledger {
@@ -219,6 +222,9 @@ impl Ledger {
             }
             for &device in record.addressed.iter() {
                 addressed_to.insert((number, device));
+                if self.unwanted.contains(&(record.sender, device)) {
+                    continue;
+                }
                 let read = self.reads.contains_key(&(number, device));
                 if let Some(group) = record.group {
                     if !self.stays_from(group, device, record.sent_at_us) {

@@ -123,6 +123,9 @@ impl Relay {
             self.past_metrics.envelopes_forwarded += metrics.envelopes_forwarded;
             self.past_metrics.envelopes_stored += metrics.envelopes_stored;
             self.past_metrics.batches += metrics.batches;
+            self.past_metrics.blocked_dropped += metrics.blocked_dropped;
+            self.past_metrics.reports_verified += metrics.reports_verified;
+            self.past_metrics.reports_refused += metrics.reports_refused;
         }
         self.committing = None;
         self.epoch += 1;
@@ -146,6 +149,9 @@ impl Relay {
             metrics.envelopes_forwarded += now.envelopes_forwarded;
             metrics.envelopes_stored += now.envelopes_stored;
             metrics.batches += now.batches;
+            metrics.blocked_dropped += now.blocked_dropped;
+            metrics.reports_verified += now.reports_verified;
+            metrics.reports_refused += now.reports_refused;
         }
         metrics
     }

@@ -45,6 +45,8 @@ pub struct Report {
     /// The scenario's people (`[[person]]`), when it has any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub people: Option<crate::world::people::PeopleCounts>,
+    /// Strangers, blocks and reports, when the scenario has them.
+    pub consent: Option<crate::world::consent::ConsentCounts>,
     pub invariants: Vec<Invariant>,
     /// Every invariant violation (the first 100 listed; `violations_total` counts them all).
     pub violations: Vec<Violation>,
@@ -185,6 +187,7 @@ fn percentile_ms(sorted: &[u64], p: u64) -> f64 {
 
 impl Report {
     pub(crate) fn build(world: &mut World, seed: u64, wall_s: f64, trace_hash: String, events: u64) -> Report {
+        world.note_unwanted();
         let describe = |d: usize| world.clients[d].address.to_string();
         let ledger = &world.ledger;
         let attacked = |sender: usize, device: usize| world.attacked[device] || ledger.downgraded_pairs.contains(&(sender, device));
@@ -450,6 +453,38 @@ impl Report {
             },
         ];
         let mut invariants = invariants;
+        let spec = &world.scenario.consent;
+        let consent_on = spec.strangers + spec.blocks + spec.reports + spec.forged_reports > 0;
+        let (consent_counts, consent_violations) = world.check_consent();
+        if consent_on {
+            let c = &consent_counts;
+            let of = |name: &str| consent_violations.iter().filter(|v| v.invariant == name).count();
+            use crate::world::consent::{BLOCKED_SHOWN, FORGED_REFUSED, HONEST_VERIFIED, REPORT_MATCHES};
+            invariants.push(Invariant {
+                name: BLOCKED_SHOWN,
+                holds: of(BLOCKED_SHOWN) == 0,
+                detail: format!(
+                    "{} blocks; {} envelopes dropped by relays, {} messages by devices; {} stranger messages, {} requests shown",
+                    c.blocks, c.blocked_dropped_by_relays, c.blocked_dropped_by_devices, c.stranger_messages, c.requests
+                ),
+            });
+            invariants.push(Invariant {
+                name: REPORT_MATCHES,
+                holds: of(REPORT_MATCHES) == 0,
+                detail: format!("{} reports kept by relays match no message sent", of(REPORT_MATCHES)),
+            });
+            invariants.push(Invariant {
+                name: HONEST_VERIFIED,
+                holds: of(HONEST_VERIFIED) == 0,
+                detail: format!("{} reports, {} verified, {} refused, {} unanswered", c.reports, c.reports_verified, c.reports_refused, c.reports_unanswered),
+            });
+            invariants.push(Invariant {
+                name: FORGED_REFUSED,
+                holds: of(FORGED_REFUSED) == 0,
+                detail: format!("{} forged reports, {} refused, {} verified", c.forged_reports, c.forged_reports_refused, c.forged_reports_verified),
+            });
+        }
+        violations.extend(consent_violations);
         if people_counts.people > 0 {
             let p = &people_counts;
             invariants.push(Invariant {
@@ -519,6 +554,7 @@ impl Report {
             harvest,
             crypto,
             people: (people_counts.people > 0).then_some(people_counts),
+            consent: consent_on.then_some(consent_counts),
             invariants,
             violations,
             violations_total,

@@ -88,9 +88,34 @@ pub struct Scenario {
     /// People with accounts on several apps, linked (see `docs/PEOPLE.md`).
     #[serde(default, rename = "person")]
     pub people: Vec<PersonSpec>,
+    /// Strangers, blocks and abuse reports (see `docs/CONSENT.md`).
+    #[serde(default)]
+    pub consent: ConsentSpec,
     /// Deliberate bugs, for checking that the invariants catch them.
     #[serde(default)]
     pub inject: Inject,
+}
+
+/// What the scenario does with consent: strangers who flood someone with first messages, users
+/// who block someone who wrote to them, and recipients who report messages (some reports forged).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentSpec {
+    /// Strangers who each send `stranger_messages` first messages at once to someone they never
+    /// wrote to, early in the traffic.
+    #[serde(default)]
+    pub strangers: u32,
+    #[serde(default)]
+    pub stranger_messages: u32,
+    /// Users who block the person behind someone who wrote to them, during the traffic.
+    #[serde(default)]
+    pub blocks: u32,
+    /// Received messages reported by their recipients, and reports forged from received ones
+    /// (another content, another sender, another time).
+    #[serde(default)]
+    pub reports: u32,
+    #[serde(default)]
+    pub forged_reports: u32,
 }
 
 fn default_settle() -> f64 {

@@ -232,3 +232,22 @@ fn linked_people_hold_every_invariant_for_forty_seeds() {
         assert!(people.lookups_kept > 0 && people.records_held > 0, "seed {seed}: {people:?}");
     }
 }
+
+/// The consent scenario (strangers flooding, blocks, honest and forged reports) holds every
+/// invariant for seeds 1–40, and each run exercises them: requests shown, blocks the relays
+/// enforce, reports verified, and every forged report refused.
+#[test]
+fn consent_holds_every_invariant_for_forty_seeds() {
+    let scenario = parse(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/consent.toml")).unwrap());
+    for seed in 1..=40 {
+        let report = run(&scenario, seed);
+        assert!(report.violations.is_empty(), "seed {seed}:\n{}", report.text());
+        let consent = report.consent.as_ref().expect("the scenario has consent");
+        assert_eq!(consent.stranger_messages, 200, "seed {seed}: {consent:?}");
+        assert!(consent.requests >= 100, "seed {seed}: {consent:?}");
+        assert!(consent.blocks >= 1, "seed {seed}: {consent:?}");
+        assert!(consent.reports_verified >= 1, "seed {seed}: {consent:?}");
+        assert_eq!(consent.forged_reports_refused, consent.forged_reports, "seed {seed}: {consent:?}");
+        assert_eq!(consent.forged_reports, 12, "seed {seed}: {consent:?}");
+    }
+}

@@ -91,8 +91,9 @@ impl Endpoint {
         !self.accounts_of(user).iter().any(|account| consent.is_accepted(account))
     }
 
-    /// Whether this person blocked `user` (or another account of the person behind it).
-    pub(super) fn is_blocked(&self, user: &str) -> bool {
+    /// Whether this person blocked `user` (or another account of the person behind it, as this
+    /// device knows her now): nothing from `user` is shown.
+    pub fn is_blocked(&self, user: &str) -> bool {
         let consent = self.device.consent();
         self.accounts_of(user).iter().any(|account| consent.is_blocked(account))
     }

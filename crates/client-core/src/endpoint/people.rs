@@ -381,6 +381,11 @@ impl Endpoint {
     pub(super) fn transcript_arrived(&mut self, carried_by: &ProtocolAddress, transcript: Transcript, envelope: [u8; 16]) {
         self.stats.transcripts_received += 1;
         let from = ProtocolAddress::new(transcript.from_user, transcript.from_device);
+        if self.is_blocked(from.name()) {
+            // Carried here by a device of hers that had not heard of the block yet.
+            self.stats.blocked_dropped += 1;
+            return;
+        }
         let to = (!transcript.to.is_empty()).then_some(transcript.to);
         let group = (!transcript.group.is_empty()).then_some(transcript.group);
         if let Some(to) = to.as_deref().filter(|_| self.device.person().is_some_and(|person| person.owns(&from))) {

@@ -2,6 +2,7 @@
 //! comes from one RNG seeded with the run's seed, and events at the same instant run in the order
 //! they were scheduled, so a scenario and a seed give one run, bit for bit.
 
+pub(crate) mod consent;
 mod forge;
 mod links;
 mod misbehave;
@@ -60,6 +61,10 @@ enum Event {
     Theft { device: usize },
     /// The scenario's people link their accounts (`[[person]]`).
     LinkPeople,
+    /// `[consent]`: a stranger's flood, a block, a report.
+    StrangerFlood,
+    Block,
+    Report { forged: bool },
 }
 
 struct Scheduled {
@@ -191,6 +196,7 @@ pub struct World {
     pub(crate) person_devices: Vec<Vec<usize>>,
     pub(crate) person_of_user: Vec<Option<usize>>,
     looked_up: HashSet<(usize, usize)>,
+    pub(crate) consent: consent::ConsentWorld,
     traffic_left: u64,
     pub(crate) traffic_start: u64,
     pub(crate) traffic_end: u64,
@@ -383,6 +389,7 @@ impl World {
             person_devices,
             person_of_user,
             looked_up: HashSet::new(),
+            consent: Default::default(),
             traffic_start,
             traffic_end,
             end,
@@ -428,6 +435,7 @@ impl World {
             self.schedule(SETUP_US / 2 + SETUP_US / 10, Event::LinkPeople);
         }
         self.draw_flood();
+        self.schedule_consent();
         if self.traffic_left > 0 {
             let first = self.next_traffic_gap();
             self.schedule(self.traffic_start + first, Event::Traffic);
@@ -554,6 +562,9 @@ impl World {
             Event::Traffic => self.traffic(),
             Event::CreateGroups => self.create_groups(),
             Event::LinkPeople => self.link_people(),
+            Event::StrangerFlood => self.stranger_flood(),
+            Event::Block => self.block_someone(),
+            Event::Report { forged } => self.report_one(forged),
             Event::Churn { group, join } => self.churn(group, join),
             Event::Forge { group, forgery } => self.forge(group, forgery),
             Event::Flood => self.flood_now(),

@@ -22,12 +22,16 @@ impl World {
             match outcome {
                 Outcome::Read { message, envelope } => {
                     self.ledger.read(message, device, envelope, self.now);
+                    if self.scenario.consent.blocks > 0 {
+                        self.check_read(device, message);
+                    }
                     self.trace.record(TraceEvent::Read { at_us: self.now, message, device });
                     if let Some(&index) = self.victims.get(&device) {
                         self.thieves[index].victim_read(message, self.now);
                     }
                 }
                 Outcome::Duplicate { .. } => self.ledger.duplicates_dropped += 1,
+                Outcome::ReportAnswered { request, result } => self.report_answered(device, request, result),
                 Outcome::Refused { from, envelope, reason } => {
                     self.ledger.refused(device, envelope);
                     let forged = matches!(reason, "not an admin" | "invalid change" | "group fork" | "invalid payload" | "not a member" | "a change its admins did not order");
@@ -106,6 +110,12 @@ impl World {
             }
             recipient = self.rng.random_range(0..self.users.len());
         }
+        self.send_direct_between(sender, recipient, size, kind);
+    }
+
+    /// A message from device `sender` to user `recipient`.
+    pub(super) fn send_direct_between(&mut self, sender: usize, recipient: usize, size: usize, kind: usize) {
+        let sender_person = self.person_of_user[self.user_of[sender]];
         // To one account of a person: every device of hers; from a person: her other devices
         // as transcripts.
         let addressed: Rc<[usize]> = match self.person_of_user[recipient] {
@@ -119,6 +129,7 @@ impl World {
         self.look_up_before_writing(sender, recipient);
         let number = self.ledger.messages.len() as u64;
         let content = client::content(number, None, size, kind, self.now);
+        self.consent.sent(number, &content, self.scenario.consent.reports > 0);
         self.ledger.sent(MessageRecord { sent_at_us: self.now, sender, group: None, addressed: addressed.clone(), synced });
         self.trace.record(TraceEvent::Message { at_us: self.now, message: number, from: sender, group: None, recipients: addressed.len(), bytes: content.len() });
         let to = self.users[recipient].name.clone();
@@ -151,6 +162,7 @@ impl World {
         let sender = candidates[self.rng.random_range(0..candidates.len())];
         let number = self.ledger.messages.len() as u64;
         let content = client::content(number, Some(&id), size, kind, self.now);
+        self.consent.sent(number, &content, self.scenario.consent.reports > 0);
         let epoch = self.clients[sender].device().group(&id).map_or(0, |g| g.epoch());
         let addressed = self.addressed(sender, group, &id, epoch);
         let content_len = content.len();
