@@ -42,8 +42,9 @@ pub(crate) fn unstamped(commitment: [u8; FRANKING_LEN]) -> Franking {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Evidence {
     pub sender: ProtocolAddress,
-    /// The recipient the stamp names: this user, or the group.
+    /// The recipient the stamp names: this user, or the group (`group`).
     pub recipient: String,
+    pub group: bool,
     pub franking: Franking,
     pub franking_key: [u8; FRANKING_LEN],
 }
@@ -61,7 +62,7 @@ impl Evidence {
     /// its recipient could report would not be what it was shown.
     pub(crate) fn check(
         sender: &ProtocolAddress,
-        recipient: &str,
+        (recipient, group): (&str, bool),
         franking: Option<&Franking>,
         franking_key: &[u8],
         content: &[u8],
@@ -74,7 +75,7 @@ impl Evidence {
             return Err(ClientError::InvalidPayload("a message its sender's relay did not stamp"));
         }
         let franking_key = franking_key.try_into().expect("opens checked the length");
-        Ok(Evidence { sender: sender.clone(), recipient: recipient.to_owned(), franking: franking.clone(), franking_key })
+        Ok(Evidence { sender: sender.clone(), recipient: recipient.to_owned(), group, franking: franking.clone(), franking_key })
     }
 
     /// The report of this message, whose content was `content`.
@@ -85,6 +86,7 @@ impl Evidence {
             franking: Some(self.franking.clone()),
             content,
             franking_key: self.franking_key.to_vec(),
+            group: self.group,
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod chat;
 pub mod net;
 pub mod persist;
 
-pub use chat::{ChatClient, ChatError, ChatStats, Event, Received};
+pub use chat::{ChatClient, ChatError, ChatStats, Event};
 pub use net::RelayAddress;
 pub use switchboard_client_core::*;
 pub use switchboard_client_core::Event as EndpointEvent;

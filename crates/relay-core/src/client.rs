@@ -388,7 +388,7 @@ impl RelayCore {
     fn send(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, mut envelope: Envelope) -> Result<(), Refusal> {
         check_envelope(device, &envelope.id, envelope.sender.as_ref(), envelope.content.len())?;
         let recipient = envelope.recipient.clone().ok_or((ErrorCode::Malformed, "no recipient"))?;
-        self.stamp(&mut envelope.franking, device, &recipient.name)?;
+        self.stamp(&mut envelope.franking, device, &recipient.name, false)?;
         self.route(envelope, &recipient)?;
         self.note_contacts(&device.0, [recipient.name.as_str()]);
         self.deferred.push(Deferred::Client(conn, done(request_id)));
@@ -397,7 +397,7 @@ impl RelayCore {
 
     fn send_group(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, mut group: GroupEnvelope) -> Result<(), Refusal> {
         check_envelope(device, &group.id, group.sender.as_ref(), group.content.len())?;
-        self.stamp(&mut group.franking, device, &group.group_id)?;
+        self.stamp(&mut group.franking, device, &group.group_id, true)?;
         let recipients: Vec<String> = group.recipients.iter().map(|recipient| recipient.name.clone()).collect();
         self.route_group(group, None)?;
         self.note_contacts(&device.0, recipients.iter().map(String::as_str));

@@ -25,26 +25,27 @@ const NOT_SENT: Refusal = (ErrorCode::Forbidden, "no such message was sent: the 
 impl RelayCore {
     /// Stamps `franking` (if the device committed to its content) for `sender` to `recipient`
     /// now. A commitment that is not 32 bytes is refused.
-    pub(super) fn stamp(&self, franking: &mut Option<Franking>, sender: &DeviceKey, recipient: &str) -> Result<(), Refusal> {
+    pub(super) fn stamp(&self, franking: &mut Option<Franking>, sender: &DeviceKey, recipient: &str, to_group: bool) -> Result<(), Refusal> {
         let Some(franking) = franking else { return Ok(()) };
         if franking.commitment.len() != FRANKING_LEN {
             return Err((ErrorCode::Malformed, "a franking commitment is 32 bytes"));
         }
         let Some(key) = &self.state.stamp_key else { return Err((ErrorCode::Unavailable, "no stamp key yet")) };
-        let binding = Binding { commitment: &franking.commitment, sender: &sender.0, sender_device: sender.1, recipient, stamped_at: self.clock };
+        let binding = Binding { commitment: &franking.commitment, sender: &sender.0, sender_device: sender.1, recipient, to_group, stamped_at: self.clock };
         franking.stamped_at = self.clock;
         franking.stamp = franking::stamp(&key.0, &binding).to_vec().into();
         Ok(())
     }
 
     /// Whether this relay stamped `franking` for `sender` to `recipient`.
-    fn stamped(&self, sender: &DeviceAddress, recipient: &str, franking: &Franking) -> bool {
+    fn stamped(&self, sender: &DeviceAddress, recipient: &str, to_group: bool, franking: &Franking) -> bool {
         let Some(key) = &self.state.stamp_key else { return false };
         let binding = Binding {
             commitment: &franking.commitment,
             sender: &sender.name,
             sender_device: sender.device_id,
             recipient,
+            to_group,
             stamped_at: franking.stamped_at,
         };
         franking::stamp_holds(&key.0, &binding, &franking.stamp)
@@ -60,7 +61,7 @@ impl RelayCore {
         let franking = report.franking.clone().expect("checked");
         let Some(app) = app_of(&sender.name).map(str::to_owned) else { return self.report_refused(conn, request_id, NOT_SENT) };
         if app == self.app {
-            if !self.stamped(&sender, &report.recipient, &franking) {
+            if !self.stamped(&sender, &report.recipient, report.group, &franking) {
                 return self.report_refused(conn, request_id, NOT_SENT);
             }
             self.keep_report(conn, request_id, report);
@@ -69,7 +70,7 @@ impl RelayCore {
         if let Err((code, detail)) = self.count_fetch(conn, &super::rates::Requester::Local(device.clone()), &app) {
             return vec![failure(conn, request_id, code, detail)];
         }
-        let check = CheckStamp { sender: Some(sender), recipient: report.recipient.clone(), franking: Some(franking) };
+        let check = CheckStamp { sender: Some(sender), recipient: report.recipient.clone(), franking: Some(franking), group: report.group };
         // The report waits with the request for the other app's answer.
         self.ask_app_about(conn, request_id, app, String::new(), federation_frame::Body::CheckStamp(check), Some(Box::new(report)))
     }
@@ -89,9 +90,8 @@ impl RelayCore {
             return Err((ErrorCode::RateLimited, "this app keeps no more reports for now"));
         }
         // A one-to-one message is reported by the user it was sent to; a group's by a member,
-        // who alone could decrypt the key that opens it.
-        let to_group = report.recipient != device.0 && app_of(&report.recipient).is_some();
-        if !to_group && report.recipient != device.0 {
+        // who alone could decrypt the key that opens it (the stamp says which it was).
+        if !report.group && report.recipient != device.0 {
             return Err((ErrorCode::Forbidden, "a message is reported by its recipient"));
         }
         if !franking::opens(&franking.commitment, &report.franking_key, &report.content) {
@@ -126,7 +126,7 @@ impl RelayCore {
     pub(super) fn check_stamp_for(&mut self, conn: ConnId, request_id: u64, check: CheckStamp) -> Vec<Action> {
         let answer = match (&check.sender, &check.franking) {
             (Some(sender), Some(franking)) if app_of(&sender.name) == Some(self.app.as_str()) => {
-                match self.stamped(sender, &check.recipient, franking) {
+                match self.stamped(sender, &check.recipient, check.group, franking) {
                     true => FederationFrame { request_id, body: Some(federation_frame::Body::Acknowledge(Default::default())) },
                     false => link_failure(request_id, NOT_SENT.0, NOT_SENT.1),
                 }

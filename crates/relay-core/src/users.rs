@@ -24,7 +24,7 @@ impl RelayCore {
             return vec![failure(conn, request_id, code, detail)];
         }
         for envelope in &mut send.envelopes {
-            if let Err((code, detail)) = self.stamp(&mut envelope.franking, device, &send.user) {
+            if let Err((code, detail)) = self.stamp(&mut envelope.franking, device, &send.user, false) {
                 return vec![failure(conn, request_id, code, detail)];
             }
         }

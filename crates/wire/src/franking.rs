@@ -37,12 +37,14 @@ pub fn opens(commitment: &[u8], franking_key: &[u8], content: &[u8]) -> bool {
 }
 
 /// What a stamp binds: the commitment, the sending device, the recipient (a user, or a group's
-/// id) and the time. Each field is length-prefixed, so no two bindings share bytes.
+/// id, told apart: both are `name@app`) and the time. Each field is length-prefixed, so no two
+/// bindings share bytes.
 pub struct Binding<'a> {
     pub commitment: &'a [u8],
     pub sender: &'a str,
     pub sender_device: u32,
     pub recipient: &'a str,
+    pub to_group: bool,
     pub stamped_at: u64,
 }
 
@@ -55,6 +57,7 @@ pub fn stamp(stamp_key: &[u8; FRANKING_LEN], binding: &Binding<'_>) -> [u8; FRAN
         mac.update(field);
     }
     mac.update(&binding.sender_device.to_be_bytes());
+    mac.update(&[u8::from(binding.to_group)]);
     mac.update(&binding.stamped_at.to_be_bytes());
     mac.finalize().into_bytes().into()
 }
@@ -69,7 +72,7 @@ mod tests {
     use super::*;
 
     fn binding(commitment: &[u8]) -> Binding<'_> {
-        Binding { commitment, sender: "alice@green", sender_device: 1, recipient: "bob@blue", stamped_at: 1_700_000_000 }
+        Binding { commitment, sender: "alice@green", sender_device: 1, recipient: "bob@blue", to_group: false, stamped_at: 1_700_000_000 }
     }
 
     #[test]
@@ -90,11 +93,12 @@ mod tests {
         let stamped = stamp(&key, &binding(&commitment));
         assert!(stamp_holds(&key, &binding(&commitment), &stamped));
         assert!(!stamp_holds(&[3u8; FRANKING_LEN], &binding(&commitment), &stamped));
-        let changes: [Binding<'_>; 5] = [
+        let changes: [Binding<'_>; 6] = [
             Binding { commitment: &[9u8; FRANKING_LEN], ..binding(&commitment) },
             Binding { sender: "mallory@green", ..binding(&commitment) },
             Binding { sender_device: 2, ..binding(&commitment) },
             Binding { recipient: "carol@blue", ..binding(&commitment) },
+            Binding { to_group: true, ..binding(&commitment) },
             Binding { stamped_at: 1_700_000_001, ..binding(&commitment) },
         ];
         for changed in &changes {

@@ -249,7 +249,7 @@ impl Endpoint {
                         return Processed::Refused(ClientError::InvalidPayload("a group message that is not a group payload"));
                     };
                     let group = std::mem::take(&mut envelope.group_id);
-                    let franking = (group.clone(), envelope.franking.take(), payload.franking_key);
+                    let franking = ((group.clone(), true), envelope.franking.take(), payload.franking_key);
                     self.arrived(sender, Some(group), id, franking, payload.application, &[], rng)
                 }
                 Err(ClientError::Session(SessionError::NoSenderKey { .. }) | ClientError::UnknownGroup(_) | ClientError::NotAMember { .. }) => {
@@ -286,7 +286,7 @@ impl Endpoint {
                 }
                 // The relay stamps a one-to-one message (and one of a group sent pairwise) for the
                 // user it is addressed to: this one.
-                let me = self.address().name().to_owned();
+                let me = (self.address().name().to_owned(), false);
                 match received {
                     Received::Application { content, franking_key } => {
                         let group = (!envelope.group_id.is_empty()).then(|| std::mem::take(&mut envelope.group_id));
@@ -348,7 +348,7 @@ impl Endpoint {
         sender: &ProtocolAddress,
         group: Option<String>,
         envelope: [u8; 16],
-        (recipient, franking, franking_key): (String, Option<Franking>, Vec<u8>),
+        ((recipient, to_group), franking, franking_key): ((String, bool), Option<Franking>, Vec<u8>),
         content: Vec<u8>,
         delivered_to: &[String],
         rng: &mut (impl CryptoRng + ?Sized),
@@ -357,7 +357,7 @@ impl Endpoint {
             self.stats.blocked_dropped += 1;
             return Processed::Done;
         }
-        let evidence = match Evidence::check(sender, &recipient, franking.as_ref(), &franking_key, &content) {
+        let evidence = match Evidence::check(sender, (&recipient, to_group), franking.as_ref(), &franking_key, &content) {
             Ok(evidence) => evidence,
             Err(error) => return Processed::Refused(error),
         };
