@@ -136,13 +136,15 @@ async fn a_block_covers_a_persons_addresses_on_two_apps() {
 }
 
 /// Alice (green) writes to Bob (blue); Bob reports it to blue, which verifies it with green:
-/// verified. The same evidence with other content, or naming another sender, is refused.
+/// verified. The same evidence with other content, or naming another sender, is refused, and so
+/// is Bob's evidence reported by someone else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_of_a_message_from_another_app_is_verified_through_federation() {
     let federation = Federation::new();
     let mut alice = register(&federation, "alice@green", 91).await;
     let mut bob = register(&federation, "bob@blue", 92).await;
     let _carol = register(&federation, "carol@green", 93).await;
+    let mut eve = register(&federation, "eve@blue", 94).await;
     let sent = alice.send("bob@blue", text("something to report")).await.unwrap();
     let seen = receive(&mut bob, &["something to report"], "alice's message").await;
     assert_eq!(id_of(&seen, "something to report"), sent, "one id for the message at both ends");
@@ -160,6 +162,11 @@ async fn a_report_of_a_message_from_another_app_is_verified_through_federation()
     let mut other_sender = kept.evidence().clone();
     other_sender.sender = ProtocolAddress::new("carol@green", 1);
     forbidden(bob.report_evidence(&other_sender, kept.content().to_vec()).await, "a report naming another sender");
+    // Someone else given bob's evidence cannot report it, not even by calling it a group's.
+    forbidden(eve.report_evidence(kept.evidence(), kept.content().to_vec()).await, "a report by someone it was not sent to");
+    let mut as_group = kept.evidence().clone();
+    as_group.group = true;
+    forbidden(eve.report_evidence(&as_group, kept.content().to_vec()).await, "a one-to-one message reported as a group's");
 
     // A message never received (or no longer kept) is no report at all.
     let unknown = [7u8; 32];
