@@ -232,6 +232,15 @@ fn a_record_that_claims_someone_elses_account_diverts_nothing() {
     let texts = |shown: Shown| shown.messages.into_iter().map(|(_, text)| text).collect::<Vec<_>>();
     assert_eq!(texts(shown(&mut h, blue)), ["for alice"]);
     assert_eq!(texts(shown(&mut h, mallory)), ["for mallory"]);
+
+    // Nor does it make a block of her a block of the account she claims (found in review).
+    h.take_events(bob);
+    h.with(bob, |e, now, rng| e.block(now, "mallory@red", rng).unwrap());
+    h.settle();
+    assert!(h.devices[bob].endpoint.is_blocked("mallory@red"));
+    assert!(!h.devices[bob].endpoint.is_blocked("alice@blue"));
+    send(&mut h, blue, "bob@red", "still here");
+    assert_eq!(texts(shown(&mut h, bob)), ["still here"]);
 }
 
 #[test]

@@ -98,11 +98,16 @@ impl Endpoint {
         self.accounts_of(user).iter().any(|account| consent.is_blocked(account))
     }
 
-    /// `user` and every other account of the person behind it, as this device knows her.
+    /// `user` and every other account of the person behind it, as this device knows her: those
+    /// her record lists that are confirmed hers (a device of the account sent the record, or its
+    /// relay serves exactly the devices the record lists). Anyone can sign a record naming any
+    /// account: an account that is only named is not hers, and blocking her must not block it.
     pub(super) fn accounts_of(&self, user: &str) -> Vec<String> {
         let mut accounts = vec![user.to_owned()];
-        if let Some(record) = self.device.people().person_of(user) {
-            accounts.extend(record.accounts().iter().map(|account| account.user.clone()).filter(|account| account != user));
+        let people = self.device.people();
+        if let Some(record) = people.person_of(user) {
+            let hers = |account: &str| people.person_of(account).is_some_and(|other| other.person_key() == record.person_key()) || self.matches(record, account);
+            accounts.extend(record.accounts().iter().map(|account| account.user.clone()).filter(|account| account != user && hers(account)));
         }
         accounts
     }

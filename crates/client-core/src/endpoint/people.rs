@@ -278,7 +278,7 @@ impl Endpoint {
     /// Whether `account`, as its relay lists its devices now, is exactly what `record` lists:
     /// the same devices, each with the identity the record vouches for. A relay that adds a
     /// device, or serves other keys, makes the account not match.
-    fn matches(&self, record: &PersonRecord, account: &str) -> bool {
+    pub(super) fn matches(&self, record: &PersonRecord, account: &str) -> bool {
         let Some(listed) = record.account(account) else { return false };
         let Some(devices) = self.devices_of.get(account) else { return false };
         devices.len() == listed.devices.len() && devices.iter().all(|device| self.vouched(record, device))
