@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use switchboard_wire::frame::MAX_FRAME_LEN;
 use switchboard_wire::switchboard::{
-    Acknowledge, Authenticate, ClientFrame, DeviceAddress, DeviceBundle, Done, Envelope, ErrorCode, FetchBundles,
+    Acknowledge, Authenticate, ClientFrame, DeviceAddress, DeviceBundle, Done, Envelope, EnvelopeKind, ErrorCode, FetchBundles,
     GroupEnvelope, Register, Registered, ServerFrame, UploadBundles, client_frame::Body, federation_frame,
     server_frame,
 };
@@ -277,7 +277,7 @@ impl RelayCore {
         app: String,
         subject: String,
         body: federation_frame::Body,
-        report: Option<Box<switchboard_wire::switchboard::Report>>,
+        report: Option<Box<switchboard_wire::switchboard::KeptReport>>,
     ) -> Vec<Action> {
         if !self.peers.contains(&app) {
             return vec![failure(conn, request_id, ErrorCode::UnknownRecipient, "no such app")];
@@ -387,6 +387,7 @@ impl RelayCore {
 
     fn send(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, mut envelope: Envelope) -> Result<(), Refusal> {
         check_envelope(device, &envelope.id, envelope.sender.as_ref(), envelope.content.len())?;
+        check_pairwise_kind(envelope.kind)?;
         let recipient = envelope.recipient.clone().ok_or((ErrorCode::Malformed, "no recipient"))?;
         self.stamp(&mut envelope.franking, device, &recipient.name, false)?;
         self.route(envelope, &recipient)?;
@@ -429,6 +430,16 @@ pub(super) fn check_envelope_shape(id: &[u8], content_len: usize) -> Result<(), 
         return Err((ErrorCode::TooLarge, "envelope content over 256 KiB"));
     }
     Ok(())
+}
+
+/// What a one-to-one envelope from a device must be: a pairwise message. Group ciphertext goes
+/// through `SendGroup` only, where it is stamped as the group's (a Sender Keys message sent as a
+/// one-to-one one would be stamped for the wrong recipient, and could never be reported).
+pub(super) fn check_pairwise_kind(kind: i32) -> Result<(), Refusal> {
+    match EnvelopeKind::try_from(kind) {
+        Ok(EnvelopeKind::PrekeyMessage | EnvelopeKind::SignalMessage) => Ok(()),
+        _ => Err((ErrorCode::Malformed, "a one-to-one envelope holds a PreKeySignalMessage or a SignalMessage")),
+    }
 }
 
 /// What every envelope from a device must satisfy.

@@ -21,6 +21,7 @@ impl RelayCore {
         if consent.contacts.iter().chain(&consent.block).chain(&consent.unblock).any(|user| app_of(user).is_none()) {
             return Err((ErrorCode::Malformed, "an address is name@app"));
         }
+        self.count_fetch(conn, &super::rates::Requester::Local(device.clone()), &self.app.clone())?;
         let user = device.0.clone();
         let blocked = self.state.blocked.get(&user).map_or(0, |list| list.len());
         let new = consent.block.iter().filter(|other| !self.is_blocked(&user, other)).count();

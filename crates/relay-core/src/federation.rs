@@ -36,6 +36,9 @@ impl RelayCore {
         // An answer to a client's request (bundles, a blob, or a refusal of either) — accepted only
         // from the app asked, and only about what was asked.
         let asked = self.pending_fetches.get(&frame.request_id).filter(|fetch| fetch.app == app);
+        if asked.is_some_and(|fetch| fetch.report.is_some()) {
+            return self.stamp_checked(frame);
+        }
         if let Some(fetch) = asked {
             let body = match frame.body {
                 Some(Body::Bundles(bundles)) if bundles.user == fetch.subject => server_frame::Body::Bundles(bundles),
@@ -45,18 +48,6 @@ impl RelayCore {
                 // A SendToUser forwarded for a device: stored there, or its devices changed.
                 Some(Body::Acknowledge(_)) if fetch.forward => server_frame::Body::Done(Default::default()),
                 Some(Body::DevicesChanged(changed)) if fetch.forward && changed.user == fetch.subject => server_frame::Body::DevicesChanged(changed),
-                // A report's stamp, checked by the sender's app: kept, or refused.
-                Some(Body::Acknowledge(_) | Body::Failure(_)) if fetch.report.is_some() => {
-                    let stamped = matches!(frame.body, Some(Body::Acknowledge(_)));
-                    let refused_for_now = matches!(&frame.body, Some(Body::Failure(failure)) if is_transient(failure.code));
-                    let fetch = self.take_pending(frame.request_id).expect("just found");
-                    let report = *fetch.report.expect("checked");
-                    if refused_for_now {
-                        let Some(Body::Failure(failure)) = frame.body else { unreachable!("matched above") };
-                        return vec![Action::ToClient { conn: fetch.conn, frame: ServerFrame { request_id: fetch.request_id, body: Some(server_frame::Body::Failure(failure)) } }];
-                    }
-                    return self.report_checked(fetch.conn, fetch.request_id, report, stamped);
-                }
                 Some(Body::Failure(failure)) => server_frame::Body::Failure(failure),
                 _ => return Vec::new(),
             };

@@ -11,11 +11,10 @@
 
 use switchboard_wire::franking::{self, Binding, FRANKING_LEN};
 use switchboard_wire::switchboard::{
-    CheckStamp, DeviceAddress, ErrorCode, FederationFrame, Franking, Report, federation_frame,
+    CheckStamp, DeviceAddress, ErrorCode, FederationFrame, Franking, KeptReport, Report, federation_frame,
 };
-use switchboard_wire::Message;
 
-use super::{Action, ConnId, Deferred, MAX_ENVELOPE_CONTENT, MAX_REPORTS, RelayCore, app_of, failure, link_failure};
+use super::{Action, ConnId, Deferred, MAX_ENVELOPE_CONTENT, MAX_REPORT_BYTES, MAX_REPORTS, MAX_REPORTS_PER_USER, RelayCore, app_of, failure, link_failure};
 use crate::state::{DeviceKey, Mutation};
 
 type Refusal = (ErrorCode, &'static str);
@@ -30,7 +29,11 @@ impl RelayCore {
         if franking.commitment.len() != FRANKING_LEN {
             return Err((ErrorCode::Malformed, "a franking commitment is 32 bytes"));
         }
-        let Some(key) = &self.state.stamp_key else { return Err((ErrorCode::Unavailable, "no stamp key yet")) };
+        // Not before the key is durable: a crash would make a new one, and what it stamped could
+        // never be verified.
+        let Some(key) = self.state.stamp_key.as_ref().filter(|_| self.stamp_key_durable) else {
+            return Err((ErrorCode::Unavailable, "the relay is starting; try again"));
+        };
         let binding = Binding { commitment: &franking.commitment, sender: &sender.0, sender_device: sender.1, recipient, to_group, stamped_at: self.clock };
         franking.stamped_at = self.clock;
         franking.stamp = franking::stamp(&key.0, &binding).to_vec().into();
@@ -57,22 +60,30 @@ impl RelayCore {
             Ok(()) => {}
             Err(refusal) => return self.report_refused(conn, request_id, refusal),
         }
+        // The key opened the commitment to this content: a report kept with the same stamped
+        // commitment is this one, kept already. The same answer again, and nothing stored.
+        if self.state.report_keys.contains(&crate::state::report_key(&device.0, &report)) {
+            self.deferred.push(Deferred::Client(conn, super::client::done(request_id)));
+            return Vec::new();
+        }
         let sender = report.sender.clone().expect("checked");
         let franking = report.franking.clone().expect("checked");
         let Some(app) = app_of(&sender.name).map(str::to_owned) else { return self.report_refused(conn, request_id, NOT_SENT) };
+        // Every report counts against the device's rate, checked here or at another app.
+        if let Err((code, detail)) = self.count_fetch(conn, &super::rates::Requester::Local(device.clone()), &app) {
+            return vec![failure(conn, request_id, code, detail)];
+        }
         if app == self.app {
             if !self.stamped(&sender, &report.recipient, report.group, &franking) {
                 return self.report_refused(conn, request_id, NOT_SENT);
             }
-            self.keep_report(conn, request_id, report);
+            self.keep_report(conn, request_id, &device.0, report);
             return Vec::new();
-        }
-        if let Err((code, detail)) = self.count_fetch(conn, &super::rates::Requester::Local(device.clone()), &app) {
-            return vec![failure(conn, request_id, code, detail)];
         }
         let check = CheckStamp { sender: Some(sender), recipient: report.recipient.clone(), franking: Some(franking), group: report.group };
         // The report waits with the request for the other app's answer.
-        self.ask_app_about(conn, request_id, app, String::new(), federation_frame::Body::CheckStamp(check), Some(Box::new(report)))
+        let kept = KeptReport { reporter: device.0.clone(), report: Some(report) };
+        self.ask_app_about(conn, request_id, app, String::new(), federation_frame::Body::CheckStamp(check), Some(Box::new(kept)))
     }
 
     /// What a report must hold before anyone is asked about its stamp.
@@ -86,8 +97,14 @@ impl RelayCore {
         if report.content.len() > MAX_ENVELOPE_CONTENT {
             return Err((ErrorCode::TooLarge, "reported content over 256 KiB"));
         }
-        if self.state.reports.len() >= MAX_REPORTS {
+        if sender.name == device.0 {
+            return Err((ErrorCode::Forbidden, "a user does not report its own messages"));
+        }
+        if self.state.reports.len() >= MAX_REPORTS || self.state.report_bytes + report.content.len() > MAX_REPORT_BYTES {
             return Err((ErrorCode::RateLimited, "this app keeps no more reports for now"));
+        }
+        if self.state.reports_by.get(&device.0).is_some_and(|made| *made >= MAX_REPORTS_PER_USER) {
+            return Err((ErrorCode::RateLimited, "this app keeps no more reports of this user's for now"));
         }
         // A one-to-one message is reported by the user it was sent to; a group's by a member,
         // who alone could decrypt the key that opens it (the stamp says which it was).
@@ -105,21 +122,33 @@ impl RelayCore {
         vec![failure(conn, request_id, code, detail)]
     }
 
-    /// Keeps a verified report; answered once durable.
-    fn keep_report(&mut self, conn: ConnId, request_id: u64, report: Report) {
+    /// Keeps a verified report of `reporter`'s; answered once durable.
+    fn keep_report(&mut self, conn: ConnId, request_id: u64, reporter: &str, report: Report) {
         let id = self.state.reports.keys().next_back().map_or(1, |last| last + 1);
         self.metrics.reports_verified += 1;
-        self.mutate(Mutation::PutReport { id, report: report.encode_to_vec() });
+        self.mutate(Mutation::PutReport { id, kept: KeptReport { reporter: reporter.to_owned(), report: Some(report) } });
         self.deferred.push(Deferred::Client(conn, super::client::done(request_id)));
     }
 
-    /// The sender's app answered whether it stamped a reported message.
-    pub(super) fn report_checked(&mut self, conn: ConnId, request_id: u64, report: Report, stamped: bool) -> Vec<Action> {
-        if !stamped {
-            return self.report_refused(conn, request_id, NOT_SENT);
+    /// The sender's app answered whether it stamped a reported message (`frame`, on the request
+    /// that asked it): `Acknowledge`, it did — the report is kept; `Forbidden`, it did not; any
+    /// other answer says nothing of the stamp, and the device hears that the check could not be
+    /// made (`Unavailable`), never that the message was not sent.
+    pub(super) fn stamp_checked(&mut self, frame: FederationFrame) -> Vec<Action> {
+        let Some(fetch) = self.take_pending(frame.request_id) else { return Vec::new() };
+        let Some(kept) = fetch.report else { return Vec::new() };
+        let (conn, request_id) = (fetch.conn, fetch.request_id);
+        match frame.body {
+            Some(federation_frame::Body::Acknowledge(_)) => match kept.report {
+                Some(report) => {
+                    self.keep_report(conn, request_id, &kept.reporter, report);
+                    Vec::new()
+                }
+                None => Vec::new(),
+            },
+            Some(federation_frame::Body::Failure(answer)) if answer.code == ErrorCode::Forbidden as i32 => self.report_refused(conn, request_id, NOT_SENT),
+            _ => vec![failure(conn, request_id, ErrorCode::Unavailable, "the sender's app could not check the stamp; try again later")],
         }
-        self.keep_report(conn, request_id, report);
-        Vec::new()
     }
 
     /// Another app asks whether this relay stamped a message of one of its users.

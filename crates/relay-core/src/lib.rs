@@ -90,6 +90,10 @@ pub const MAX_BLOCKED_PER_USER: usize = 10_000;
 pub const MAX_CONSENT_CHANGES: usize = 256;
 /// Verified abuse reports one relay keeps (for its moderators); more are refused for now.
 pub const MAX_REPORTS: usize = 100_000;
+/// Verified abuse reports one user's reports may take of them.
+pub const MAX_REPORTS_PER_USER: usize = 1_000;
+/// Bytes of reported content one relay keeps.
+pub const MAX_REPORT_BYTES: usize = 1024 * 1024 * 1024;
 /// Frames waiting for one other app's relay.
 pub const OUTBOX_QUOTA: usize = 100_000;
 /// Bytes waiting for one other app's relay.
@@ -170,7 +174,7 @@ struct PendingFetch {
     forward: bool,
     /// An abuse report whose stamp the sender's app was asked to check (answered with
     /// Acknowledge or a refusal): kept once it says yes.
-    report: Option<Box<switchboard_wire::switchboard::Report>>,
+    report: Option<Box<switchboard_wire::switchboard::KeptReport>>,
 }
 
 /// Requests one device connection may have out at other apps' relays at once (fetches and
@@ -267,6 +271,8 @@ pub struct RelayCore {
     committing: Option<(u64, Vec<Deferred>, u64)>,
     next_batch: u64,
     metrics: Metrics,
+    /// Whether the stamp key is durable (nothing is stamped before: see `franking`).
+    stamp_key_durable: bool,
 }
 
 impl RelayCore {
@@ -321,6 +327,7 @@ impl RelayCore {
             committing: None,
             next_batch: 1,
             metrics: Metrics::default(),
+            stamp_key_durable: new_stamp_key.is_none(),
         };
         if let Some(key) = new_stamp_key {
             // Durable with the first batch, before anything is stamped with it is answered.
@@ -370,6 +377,8 @@ impl RelayCore {
         debug_assert_eq!(committing, id);
         self.durable_seq = durable_seq;
         self.metrics.batches += 1;
+        // The key is in the first batch of a new relay.
+        self.stamp_key_durable = true;
         let mut actions = Vec::new();
         for item in deferred {
             match item {

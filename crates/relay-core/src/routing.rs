@@ -21,12 +21,13 @@ impl RelayCore {
         let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?.to_owned();
         if app == self.app {
             let device = device_key(recipient);
+            // A blocked sender hears what anyone would of the mailbox (no such device, full),
+            // then is answered as if its envelope were stored: it learns nothing of the block.
+            self.check_local(&device, envelope.content.len())?;
             if self.is_blocked(&device.0, sender_of(envelope.sender.as_ref())) {
-                // Answered as if stored: a blocked sender learns nothing.
                 self.metrics.blocked_dropped += 1;
                 return Ok(());
             }
-            self.check_local(&device, envelope.content.len())?;
             self.check_stranger(&device, sender_of(envelope.sender.as_ref()), envelope.content.len())?;
             self.store_local(device, envelope);
             return Ok(());
@@ -59,12 +60,7 @@ impl RelayCore {
         for recipient in &group.recipients {
             let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?;
             if app == self.app {
-                let device = device_key(recipient);
-                if self.is_blocked(&device.0, sender_of(group.sender.as_ref())) {
-                    self.metrics.blocked_dropped += 1;
-                    continue;
-                }
-                local.push((device, recipient));
+                local.push((device_key(recipient), recipient));
             } else if Some(app) != from_app {
                 remote.entry(app.to_owned()).or_default().push(recipient.clone());
             }
@@ -90,6 +86,11 @@ impl RelayCore {
             self.check_outbox(app, group.sender.as_ref(), bytes)?;
         }
         for (device, recipient) in local {
+            if self.is_blocked(&device.0, sender_of(group.sender.as_ref())) {
+                // Checked above as any other: the sender learns nothing of the block.
+                self.metrics.blocked_dropped += 1;
+                continue;
+            }
             let envelope = Envelope {
                 id: group.id.clone(),
                 sender: group.sender.clone(),
@@ -115,10 +116,10 @@ impl RelayCore {
     /// Whether a local device's mailbox takes `envelope` now (its quota, and the stranger
     /// allowance), without storing it.
     pub(super) fn check_local_envelope(&self, device: &DeviceKey, envelope: &Envelope) -> Result<(), Refusal> {
+        self.check_local(device, envelope.content.len())?;
         if self.is_blocked(&device.0, sender_of(envelope.sender.as_ref())) {
             return Ok(());
         }
-        self.check_local(device, envelope.content.len())?;
         self.check_stranger(device, sender_of(envelope.sender.as_ref()), envelope.content.len())
     }
 

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use switchboard_wire::Message;
-use switchboard_wire::switchboard::{DeviceAddress, Envelope, FederationFrame, PreKeyBundle, federation_frame};
+use switchboard_wire::switchboard::{DeviceAddress, Envelope, FederationFrame, KeptReport, PreKeyBundle, Report, federation_frame};
 
 /// A device on this relay's app: `user@app` and device id.
 pub type DeviceKey = (String, u32);
@@ -108,8 +108,8 @@ pub enum Mutation {
     PutStampKey { key: StampKey },
     /// `user` (of this app) blocked `blocked` (`on`), or unblocked it.
     SetBlocked { user: String, blocked: String, on: bool },
-    /// A verified abuse report (an encoded `Report`), number `id`, for this app's moderators.
-    PutReport { id: u64, report: Vec<u8> },
+    /// A verified abuse report, number `id`, for this app's moderators.
+    PutReport { id: u64, kept: KeptReport },
 }
 
 /// The MAC key a relay stamps franking commitments with. Its `Debug` shows nothing of it, and it
@@ -166,8 +166,36 @@ pub struct StoredState {
     pub stamp_key: Option<StampKey>,
     /// Per user of this app, the users it blocked.
     pub blocked: HashMap<String, BTreeSet<String>>,
-    /// The verified abuse reports kept, by number: their sizes (the reports stay on disk).
-    pub reports: BTreeMap<u64, usize>,
+    /// The verified abuse reports kept, by number (the reports themselves stay on disk).
+    pub reports: BTreeMap<u64, ReportEntry>,
+    /// How many of them each user made, and what each reports ([`report_key`]).
+    pub reports_by: HashMap<String, usize>,
+    pub report_keys: std::collections::HashSet<[u8; 32]>,
+    /// Bytes of reported content kept, in all.
+    pub report_bytes: usize,
+}
+
+/// What the relay keeps in memory of a kept report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportEntry {
+    pub reporter: String,
+    pub key: [u8; 32],
+}
+
+/// What names a report: its reporter and the stamped message it reports (the same message
+/// reported twice by one user is one report).
+pub fn report_key(reporter: &str, report: &Report) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let (sender, device) = report.sender.as_ref().map_or(("", 0), |sender| (sender.name.as_str(), sender.device_id));
+    let franking = report.franking.clone().unwrap_or_default();
+    for field in [reporter.as_bytes(), sender.as_bytes(), &franking.commitment, &franking.stamp, report.recipient.as_bytes()] {
+        hash.update((field.len() as u64).to_be_bytes());
+        hash.update(field);
+    }
+    hash.update(device.to_be_bytes());
+    hash.update(franking.stamped_at.to_be_bytes());
+    hash.finalize().into()
 }
 
 impl StoredState {
@@ -238,8 +266,12 @@ impl StoredState {
                     }
                 }
             }
-            Mutation::PutReport { id, report } => {
-                self.reports.insert(*id, report.len());
+            Mutation::PutReport { id, kept } => {
+                let key = report_key(&kept.reporter, kept.report.as_ref().unwrap_or(&Report::default()));
+                *self.reports_by.entry(kept.reporter.clone()).or_default() += 1;
+                self.report_bytes += kept.report.as_ref().map_or(0, |report| report.content.len());
+                self.report_keys.insert(key);
+                self.reports.insert(*id, ReportEntry { reporter: kept.reporter.clone(), key });
             }
         }
     }

@@ -24,6 +24,9 @@ impl RelayCore {
             return vec![failure(conn, request_id, code, detail)];
         }
         for envelope in &mut send.envelopes {
+            if let Err((code, detail)) = super::client::check_pairwise_kind(envelope.kind) {
+                return vec![failure(conn, request_id, code, detail)];
+            }
             if let Err((code, detail)) = self.stamp(&mut envelope.franking, device, &send.user, false) {
                 return vec![failure(conn, request_id, code, detail)];
             }

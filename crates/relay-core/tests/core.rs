@@ -1514,6 +1514,10 @@ fn a_report_is_verified_by_the_senders_app_through_federation_and_a_forged_one_i
     // Bob reports it to his own app (blue), which asks green.
     assert!(is_done(&net.request(&blue, bob, 11, report(&delivered, "bob@blue", &key, b"abuse"))));
     assert_eq!(net.disk("blue").reports.len(), 1);
+    // The same report again is answered the same, and kept once (found in review: one device
+    // could fill the app's reports with one message).
+    assert!(is_done(&net.request(&blue, bob, 12, report(&delivered, "bob@blue", &key, b"abuse"))));
+    assert_eq!(net.disk("blue").reports.len(), 1);
     // Another content, another key, another sender, another time, another recipient: refused.
     let mut refused = vec![
         report(&delivered, "bob@blue", &key, b"abusE"),
@@ -1526,6 +1530,15 @@ fn a_report_is_verified_by_the_senders_app_through_federation_and_a_forged_one_i
     for (n, body) in refused.into_iter().enumerate() {
         assert_eq!(code(&net.request(&blue, bob, 20 + n as u64, body)), Some(ErrorCode::Forbidden), "forgery {n}");
     }
+    // A Sender Keys message goes as a group's only: sent one to one, it would be stamped for the
+    // wrong recipient (found in review).
+    let mut as_pairwise = franked(2, "alice@green", "bob@blue", &key, b"x");
+    as_pairwise.kind = EnvelopeKind::SenderKeyMessage as i32;
+    assert_eq!(code(&net.request(&green, alice, 40, Body::Send(as_pairwise))), Some(ErrorCode::Malformed));
+    // Nobody reports their own message.
+    assert!(is_done(&net.request(&blue, bob, 41, Body::Send(franked(3, "bob@blue", "bob@blue", &key, b"me")))));
+    let own = Envelope { franking: net.deliveries(&blue, bob).into_iter().find_map(|e| e.franking), ..franked(3, "bob@blue", "bob@blue", &key, b"me") };
+    assert_eq!(code(&net.request(&blue, bob, 42, report(&own, "bob@blue", &key, b"me"))), Some(ErrorCode::Forbidden));
     // Carol cannot report Bob's message as hers.
     assert_eq!(code(&net.request(&blue, carol, 30, report(&delivered, "carol@blue", &key, b"abuse"))), Some(ErrorCode::Forbidden));
     assert_eq!(code(&net.request(&blue, carol, 31, report(&delivered, "bob@blue", &key, b"abuse"))), Some(ErrorCode::Forbidden));
@@ -1534,7 +1547,7 @@ fn a_report_is_verified_by_the_senders_app_through_federation_and_a_forged_one_i
     as_group.group = true;
     assert_eq!(code(&net.request(&blue, carol, 32, Body::Report(as_group))), Some(ErrorCode::Forbidden));
     assert_eq!(net.disk("blue").reports.len(), 1, "refused reports are not kept");
-    assert_eq!(net.cores["blue"].metrics().reports_refused, 7);
+    assert_eq!(net.cores["blue"].metrics().reports_refused, 8);
 }
 
 #[test]
@@ -1553,6 +1566,16 @@ fn a_block_drops_everything_from_the_blocked_user_and_its_sender_learns_nothing(
     assert!(is_done(&net.request(&green, alice, 11, Body::Send(envelope(1, "alice@green", "bob@blue")))));
     assert_eq!(net.deliveries(&blue, bob), vec![envelope(1, "alice@green", "bob@blue")]);
     assert_eq!(net.cores["blue"].metrics().blocked_dropped, 70);
+    // A device that does not exist is no such device to a blocked sender as to anyone (found in
+    // review: the block answered first, and told her).
+    let (_, eve, _) = net.device("eve@blue");
+    let (_, carol, _) = net.device("carol@blue");
+    let block_eve = switchboard_wire::switchboard::SetConsent { block: vec!["eve@blue".into()], ..Default::default() };
+    assert!(is_done(&net.request(&blue, bob, 14, Body::SetConsent(block_eve))));
+    for (conn, from) in [(eve, "eve@blue"), (carol, "carol@blue")] {
+        let nobody = Envelope { recipient: Some(DeviceAddress { name: "bob@blue".into(), device_id: 4242 }), ..envelope(72, from, "bob@blue") };
+        assert_eq!(code(&net.request(&blue, conn, 300, Body::Send(nobody))), Some(ErrorCode::UnknownRecipient), "{from}");
+    }
     // Unblocked, her mail comes again.
     let unblock = switchboard_wire::switchboard::SetConsent { unblock: vec!["mallory@green".into()], ..Default::default() };
     assert!(is_done(&net.request(&blue, bob, 12, Body::SetConsent(unblock))));
@@ -1561,5 +1584,5 @@ fn a_block_drops_everything_from_the_blocked_user_and_its_sender_learns_nothing(
     // Malformed changes are refused whole.
     let bad = switchboard_wire::switchboard::SetConsent { block: vec!["not an address".into()], ..Default::default() };
     assert_eq!(code(&net.request(&blue, bob, 13, Body::SetConsent(bad))), Some(ErrorCode::Malformed));
-    assert!(!net.disk("blue").blocked.contains_key("bob@blue"));
+    assert!(!net.disk("blue").blocked["bob@blue"].contains("not an address"));
 }

@@ -363,7 +363,10 @@ impl Endpoint {
         };
         self.stats.received += 1;
         self.carry_on(sender, group.as_deref(), &content, delivered_to, rng);
-        let request = group.is_none() && self.is_request(sender.name());
+        // A group's message is no request if the group is one this device is in, with the sender
+        // a member: a stranger who names a group does not pass for one.
+        let in_group = group.as_deref().and_then(|id| self.device.group(id)).is_some_and(|g| g.members().contains(sender));
+        let request = !in_group && self.is_request(sender.name());
         self.stats.requests += u64::from(request);
         self.events.push_back(Event::Message { from: sender.clone(), group, envelope, content, request, evidence: Box::new(evidence) });
         Processed::Done

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use switchboard_wire::switchboard::{Envelope, FederationFrame};
+use switchboard_wire::switchboard::{Envelope, FederationFrame, KeptReport};
 
 use super::{Contents, Store, StoreError};
 use crate::state::{DeviceKey, Mutation, StoredState};
@@ -21,7 +21,7 @@ struct Committed {
     mail: HashMap<DeviceKey, BTreeMap<u64, Envelope>>,
     outboxes: HashMap<String, BTreeMap<u64, FederationFrame>>,
     blobs: HashMap<String, Vec<u8>>,
-    reports: BTreeMap<u64, Vec<u8>>,
+    reports: BTreeMap<u64, KeptReport>,
 }
 
 impl MemoryStore {
@@ -31,8 +31,8 @@ impl MemoryStore {
         self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The verified abuse reports committed (each an encoded `Report`), by number.
-    pub fn reports(&self) -> Vec<(u64, Vec<u8>)> {
+    /// The verified abuse reports committed, by number.
+    pub fn reports(&self) -> Vec<(u64, KeptReport)> {
         self.committed().reports.iter().map(|(id, report)| (*id, report.clone())).collect()
     }
 
@@ -73,8 +73,8 @@ impl Store for MemoryStore {
                 Mutation::DeleteBlob { id } => {
                     committed.blobs.remove(id);
                 }
-                Mutation::PutReport { id, report } => {
-                    committed.reports.insert(*id, report.clone());
+                Mutation::PutReport { id, kept } => {
+                    committed.reports.insert(*id, kept.clone());
                 }
                 _ => {}
             }

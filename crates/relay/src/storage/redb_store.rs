@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use switchboard_wire::switchboard::{Envelope, FederationFrame, StoredGroupHead, UploadBundles};
+use switchboard_wire::switchboard::{Envelope, FederationFrame, KeptReport, StoredGroupHead, UploadBundles};
 use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
 
 use super::{Contents, Store, StoreError};
@@ -30,7 +30,7 @@ const PEOPLE: TableDefinition<&str, &[u8]> = TableDefinition::new("people");
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 /// Per user, the users it blocked (the key: the user's name key, then the blocked user).
 const BLOCKED: TableDefinition<&[u8], ()> = TableDefinition::new("blocked");
-/// Verified abuse reports (each an encoded `Report`), by number.
+/// Verified abuse reports (each an encoded `KeptReport`), by number.
 const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("reports");
 
 /// Memory redb may keep as a cache of the file (its default, 1 GiB, let every mailbox written
@@ -202,7 +202,8 @@ impl RedbStore {
         }
         for entry in txn.open_table(REPORTS).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
-            state.reports.insert(key.value(), value.value().len());
+            let kept: KeptReport = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
+            state.apply(&Mutation::PutReport { id: key.value(), kept });
         }
         if !untimed.is_empty() {
             let write = self.db.begin_write().map_err(failed)?;
@@ -296,8 +297,8 @@ impl RedbStore {
                             false => blocked_table.remove(key.as_slice())?,
                         };
                     }
-                    Mutation::PutReport { id, report } => {
-                        reports.insert(*id, report.as_slice())?;
+                    Mutation::PutReport { id, kept } => {
+                        reports.insert(*id, kept.encode_to_vec().as_slice())?;
                     }
                 }
             }
@@ -389,7 +390,7 @@ mod tests {
             Mutation::SetBlocked { user: "bob@blue".into(), blocked: "mallory@red".into(), on: true },
             Mutation::SetBlocked { user: "bob@blue".into(), blocked: "eve@red".into(), on: true },
             Mutation::SetBlocked { user: "bob@blue".into(), blocked: "eve@red".into(), on: false },
-            Mutation::PutReport { id: 1, report: vec![9; 12] },
+            Mutation::PutReport { id: 1, kept: KeptReport { reporter: "bob@blue".into(), report: Some(Default::default()) } },
         ];
         let mut expected = StoredState::default();
         {

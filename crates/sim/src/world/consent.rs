@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use rand::RngExt;
 use switchboard_client_core::endpoint::RequestFailed;
-use switchboard_wire::switchboard::{DeviceAddress, Report};
+use switchboard_wire::switchboard::DeviceAddress;
 
 use super::{Event, World};
 use crate::client;
@@ -249,9 +249,8 @@ impl World {
         }
         for relay in &self.relays {
             counts.blocked_dropped_by_relays += relay.metrics().blocked_dropped;
-            for (id, bytes) in relay.disk.reports() {
-                let report: Option<Report> = switchboard_wire::decode(&bytes, usize::MAX).ok();
-                let matches = report.as_ref().is_some_and(|report| {
+            for (id, kept) in relay.disk.reports() {
+                let matches = kept.report.as_ref().is_some_and(|report| {
                     let number = client::message_number(&report.content);
                     let record = number.and_then(|n| self.ledger.messages.get(n as usize));
                     let sent_as_reported = number.and_then(|n| self.consent.sent.get(&n)) == Some(&content_hash(&report.content));
