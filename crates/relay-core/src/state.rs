@@ -182,8 +182,9 @@ pub struct ReportEntry {
     pub key: [u8; 32],
 }
 
-/// What names a report: its reporter and the stamped message it reports (the same message
-/// reported twice by one user is one report).
+/// What names a report: its reporter and the stamped message it reports, with everything the
+/// stamp binds (the same message reported twice by one user is one report; one that differs in
+/// anything the check covers is another, checked on its own).
 pub fn report_key(reporter: &str, report: &Report) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
@@ -195,6 +196,7 @@ pub fn report_key(reporter: &str, report: &Report) -> [u8; 32] {
     }
     hash.update(device.to_be_bytes());
     hash.update(franking.stamped_at.to_be_bytes());
+    hash.update([u8::from(report.group)]);
     hash.finalize().into()
 }
 

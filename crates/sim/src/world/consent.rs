@@ -1,8 +1,11 @@
 //! Consent in a scenario (`[consent]`): strangers who flood someone with first messages, users
 //! who block the person behind someone who wrote to them, and abuse reports, honest and forged.
-//! What the report checks of them: no device that holds a block shows a message from a blocked
-//! address; every report a relay kept (verified) is of a message that was sent, by the sender it
-//! names, with the content it gives; every forged report is refused.
+//! What the report checks of them, against the world's own record: no relay stores, for a user,
+//! an envelope from someone its durable block names; no device of a blocker shows a message sent,
+//! once it had heard of the block, by an account of the blocked person the blocking device knew;
+//! nothing from accounts that are not the blocked person's is held back; every report a relay kept (verified) is of a message sent by the sender
+//! it names, to the reporter (or the group it names), with the content it gives; every forged
+//! report is refused; every honest report is verified unless the check could not be made.
 
 use std::collections::HashMap;
 
@@ -24,6 +27,43 @@ pub const REPORT_MATCHES: &str = "every verified report matches a message that w
 pub const FORGED_REFUSED: &str = "every forged report is refused";
 /// An honest report was refused for good.
 pub const HONEST_VERIFIED: &str = "every honest report is verified";
+
+/// One block, as the world recorded it when it was made.
+pub(super) struct Block {
+    /// Every device of the blocker's person (or user).
+    blocker_devices: Vec<usize>,
+    /// The blocked person's accounts the blocking device knew then (their messages must not be
+    /// shown), and all of her accounts (their messages may be held back).
+    known: Vec<usize>,
+    hers: Vec<usize>,
+    /// When each device of the blocker's heard of the block (end to end, from the blocking
+    /// device: the links drop and reorder frames, so this takes what a message takes).
+    heard_at: HashMap<usize, u64>,
+}
+
+/// The envelopes of `mutations` that a relay whose disk held `state` stores for a user who
+/// blocked their sender: (device, sender).
+pub(crate) fn stored_from_blocked(state: &switchboard_relay_core::state::StoredState, mutations: &[switchboard_relay_core::state::Mutation]) -> Vec<(String, String)> {
+    use switchboard_relay_core::state::Mutation;
+    mutations
+        .iter()
+        .filter_map(|mutation| match mutation {
+            Mutation::PutEnvelope { device, envelope, .. } => {
+                let sender = envelope.sender.as_ref()?.name.clone();
+                state.blocked.get(&device.0).is_some_and(|blocked| blocked.contains(&sender)).then(|| (format!("{}/{}", device.0, device.1), sender))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+impl ConsentWorld {
+    /// A relay stored, for a user, an envelope from someone that user's block (durable before)
+    /// names.
+    pub(super) fn relay_stored_blocked(&mut self, app: &str, device: &str, sender: &str) {
+        self.violations.push(Violation { invariant: BLOCKED_SHOWN, detail: format!("relay {app} stored for {device} an envelope from {sender}, whom it blocked") });
+    }
+}
 
 /// What the report gives of consent.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -51,7 +91,8 @@ pub struct ConsentCounts {
 #[derive(Clone, Copy, Debug)]
 pub(super) enum ReportOut {
     Honest(u64),
-    Forged,
+    /// How it was forged.
+    Forged(&'static str),
 }
 
 /// The world's part of consent.
@@ -62,6 +103,7 @@ pub(crate) struct ConsentWorld {
     /// Reports out, by (device, request).
     pub(super) reports_out: HashMap<(usize, u64), ReportOut>,
     forgeries: u64,
+    pub(super) blocks: Vec<Block>,
     /// The SHA-256 of every message's content, by number (kept only when reports are made).
     sent: HashMap<u64, [u8; 32]>,
 }
@@ -144,53 +186,83 @@ impl World {
         self.clients[blocker].block(self.now, &name, &mut crate::harvest::Watched::new(&mut self.rng, self.harvester.as_mut()), &mut out);
         self.client_out(blocker, out);
         self.consent.counts.blocks += 1;
+        let sender_user = self.user_of[sender];
+        let hers: Vec<usize> = match self.person_of_user[sender_user] {
+            Some(person) => (0..self.users.len()).filter(|u| self.person_of_user[*u] == Some(person)).collect(),
+            None => vec![sender_user],
+        };
+        let known = hers.iter().copied().filter(|u| self.clients[blocker].blocks(&self.users[*u].name)).collect();
+        let blocker_devices = match blocker_person {
+            Some(person) => self.person_devices[person].clone(),
+            None => self.users[self.user_of[blocker]].devices.clone(),
+        };
+        let heard_at = HashMap::from([(blocker, self.now)]);
+        self.consent.blocks.push(Block { blocker_devices, known, hers, heard_at });
     }
 
-    /// After the run: what each device's person blocked (every account of the blocked person it
-    /// knows by then) is not expected to reach it.
+    /// After the run: what the blocked person's accounts sent the blocker's devices may be held
+    /// back — and nothing else (a block that covered someone else would show as lost mail).
     pub(crate) fn note_unwanted(&mut self) {
-        if self.consent.counts.blocks == 0 {
-            return;
-        }
-        for to in 0..self.clients.len() {
-            for from in 0..self.clients.len() {
-                if self.clients[to].blocks(self.clients[from].address.name()) {
-                    self.ledger.unwanted.insert((from, to));
+        for block in &self.consent.blocks {
+            for &user in &block.hers {
+                for &from in &self.users[user].devices {
+                    for &to in &block.blocker_devices {
+                        self.ledger.unwanted.insert((from, to));
+                    }
                 }
             }
         }
     }
 
-    /// A device reports a message it read — as it was, or forged: another content, another
-    /// sender, or another time.
+    /// A device reports a message another user sent it — as it was, or forged: another content,
+    /// another sender, another time, another recipient, or the other kind (group or not).
     pub(super) fn report_one(&mut self, forged: bool) {
-        let candidates: Vec<usize> = (0..self.clients.len()).filter(|d| !self.clients[*d].reportable.is_empty()).collect();
+        let from_others = |world: &World, d: usize| -> Vec<client::Reportable> {
+            let me = world.clients[d].address.name();
+            world.clients[d].reportable.iter().filter(|read| read.evidence.sender.name() != me).cloned().collect()
+        };
+        let candidates: Vec<usize> = (0..self.clients.len()).filter(|d| !from_others(self, *d).is_empty()).collect();
         if candidates.is_empty() {
             return;
         }
         let reporter = candidates[self.rng.random_range(0..candidates.len())];
-        let read = &self.clients[reporter].reportable;
+        let read = from_others(self, reporter);
         let client::Reportable { message, mut evidence, mut content } = read[self.rng.random_range(0..read.len())].clone();
         let out_as = if forged {
             self.consent.forgeries += 1;
-            match self.consent.forgeries % 3 {
+            let how = match self.consent.forgeries % 5 {
                 0 => {
                     let last = content.len() - 1;
                     content[last] ^= 0x01;
+                    "another content"
                 }
                 1 => {
                     let other = self.rng.random_range(0..self.clients.len());
                     let other = self.clients[other].address.clone();
                     if other == evidence.sender {
                         evidence.franking.stamped_at += 1;
+                        "another time"
                     } else {
                         evidence.sender = other;
+                        "another sender"
                     }
                 }
-                _ => evidence.franking.stamped_at += 1,
-            }
+                2 => {
+                    evidence.franking.stamped_at += 1;
+                    "another time"
+                }
+                // As if sent to someone else, or the other kind of message.
+                3 => {
+                    evidence.recipient = format!("x{}", evidence.recipient);
+                    "another recipient"
+                }
+                _ => {
+                    evidence.group = !evidence.group;
+                    "the other kind"
+                }
+            };
             self.consent.counts.forged_reports += 1;
-            ReportOut::Forged
+            ReportOut::Forged(how)
         } else {
             self.consent.counts.reports += 1;
             ReportOut::Honest(message)
@@ -206,33 +278,55 @@ impl World {
     pub(super) fn report_answered(&mut self, device: usize, request: u64, result: Result<(), RequestFailed>) {
         let Some(out_as) = self.consent.reports_out.remove(&(device, request)) else { return };
         let counts = &mut self.consent.counts;
-        let refused = matches!(result, Err(RequestFailed::Refused(code)) if code == switchboard_wire::switchboard::ErrorCode::Forbidden || code == switchboard_wire::switchboard::ErrorCode::Malformed);
-        match (out_as, result.is_ok(), refused) {
-            (ReportOut::Honest(_), true, _) => counts.reports_verified += 1,
-            (ReportOut::Honest(message), false, true) => {
+        // Unanswered: the connection or the sender's app was down. Every other failure is a refusal.
+        let unanswered = matches!(result, Err(RequestFailed::Disconnected | RequestFailed::Refused(switchboard_wire::switchboard::ErrorCode::Unavailable)));
+        let refused = result.is_err() && !unanswered;
+        match (out_as, &result, refused) {
+            (ReportOut::Honest(_), Ok(()), _) => counts.reports_verified += 1,
+            (ReportOut::Honest(message), Err(error), true) => {
                 counts.reports_refused += 1;
                 self.consent.violations.push(Violation {
                     invariant: HONEST_VERIFIED,
-                    detail: format!("the report of message {message} by {} was refused", self.clients[device].address),
+                    detail: format!("the report of message {message} by {} was refused ({error})", self.clients[device].address),
                 });
             }
-            (ReportOut::Honest(_), false, false) => counts.reports_unanswered += 1,
-            (ReportOut::Forged, true, _) => {
+            (ReportOut::Honest(_), Err(_), false) => counts.reports_unanswered += 1,
+            (ReportOut::Forged(how), Ok(()), _) => {
                 counts.forged_reports_verified += 1;
-                self.consent.violations.push(Violation { invariant: FORGED_REFUSED, detail: format!("a forged report by {} was verified", self.clients[device].address) });
+                self.consent.violations.push(Violation {
+                    invariant: FORGED_REFUSED,
+                    detail: format!("a report forged with {how} by {} was verified", self.clients[device].address),
+                });
             }
-            (ReportOut::Forged, false, _) => counts.forged_reports_refused += 1,
+            (ReportOut::Forged(_), Err(_), _) => counts.forged_reports_refused += 1,
         }
     }
 
-    /// `device` read `message`: a violation if it holds a block of its sender.
+    /// After `device` handled something: the blocks of its person it has now heard of.
+    pub(super) fn note_heard(&mut self, device: usize) {
+        for block in &mut self.consent.blocks {
+            if block.blocker_devices.contains(&device)
+                && !block.heard_at.contains_key(&device)
+                && block.known.first().is_some_and(|user| self.clients[device].blocks(&self.users[*user].name))
+            {
+                block.heard_at.insert(device, self.now);
+            }
+        }
+    }
+
+    /// `device` read `message`: a violation if a block of its person covers the sender's account
+    /// and the device had heard of it when the message was sent (anything from then on must be
+    /// dropped, whichever way it comes: one to one, in a group, carried by her other devices).
     pub(super) fn check_read(&mut self, device: usize, message: u64) {
-        let Some(MessageRecord { sender, .. }) = self.ledger.messages.get(message as usize) else { return };
-        let name = self.clients[*sender].address.name().to_owned();
-        if self.clients[device].blocks(&name) {
+        let Some(MessageRecord { sender, sent_at_us, .. }) = self.ledger.messages.get(message as usize) else { return };
+        let sender_user = self.user_of[*sender];
+        let covered = self.consent.blocks.iter().any(|block| {
+            block.known.contains(&sender_user) && block.heard_at.get(&device).is_some_and(|heard| *sent_at_us >= *heard)
+        });
+        if covered {
             self.consent.violations.push(Violation {
                 invariant: BLOCKED_SHOWN,
-                detail: format!("{} showed message {message} from {name}, whom it blocked", self.clients[device].address),
+                detail: format!("{} showed message {message} from {}, whom its person blocked", self.clients[device].address, self.users[sender_user].name),
             });
         }
     }
@@ -257,7 +351,14 @@ impl World {
                     sent_as_reported
                         && record.is_some_and(|record| {
                             let sender = &self.clients[record.sender].address;
-                            report.sender == Some(DeviceAddress { name: sender.name().to_owned(), device_id: sender.device_id() })
+                            let from_sender = report.sender == Some(DeviceAddress { name: sender.name().to_owned(), device_id: sender.device_id() });
+                            // The reporter was one it went to: the group it names, or the user.
+                            let to_reporter = record.addressed.iter().any(|d| self.clients[*d].address.name() == kept.reporter);
+                            let to_as_named = match record.group {
+                                Some(group) => report.group && self.groups[group].id == report.recipient,
+                                None => !report.group && report.recipient == kept.reporter,
+                            };
+                            from_sender && to_reporter && to_as_named
                         })
                 });
                 if !matches {

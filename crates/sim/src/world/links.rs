@@ -424,6 +424,14 @@ impl World {
             return; // the relay crashed meanwhile: that batch never reached the disk
         }
         let Some(batch) = node.committing.take() else { return };
+        if self.scenario.consent.blocks > 0 {
+            // Against what the disk held before this batch: a block made durable earlier.
+            let stored_blocked = super::consent::stored_from_blocked(&node.disk.state(), &batch.mutations);
+            for (device, sender) in stored_blocked {
+                self.consent.relay_stored_blocked(&node.app, &device, &sender);
+            }
+        }
+        let node = &mut self.relays[relay];
         node.disk.commit(&batch.mutations).expect("a memory store does not fail");
         let Some(core) = node.core.as_mut() else { return };
         let started = Instant::now();

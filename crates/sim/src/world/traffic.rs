@@ -18,6 +18,9 @@ use crate::trace::TraceEvent;
 
 impl World {
     pub(super) fn outcomes(&mut self, device: usize, outcomes: Vec<Outcome>) {
+        if !self.consent.blocks.is_empty() {
+            self.note_heard(device);
+        }
         for outcome in outcomes {
             match outcome {
                 Outcome::Read { message, envelope } => {
