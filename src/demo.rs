@@ -4,6 +4,9 @@
 //! is removed and the group goes on without them; one user is offline for a while and catches up.
 //! Grace has an account on each app, linked as one person: a conversation with her starts on one
 //! app, goes on on a second and ends on a third, her other devices showing what she sent.
+//! A stranger's first message arrives as a request and is accepted; Mallory, one person on two
+//! apps, harasses Bob from both, is reported (verified through federation; a forged report is
+//! refused) and blocked, and nothing she sends after reaches him on any app.
 //! It prints each person's view, what each relay stored, and checks that nothing was lost or
 //! duplicated and that no relay ever saw a plaintext.
 
@@ -26,10 +29,14 @@ pub struct Args {
 }
 
 const APPS: [&str; 3] = ["green", "blue", "red"];
-const USERS: [&str; 9] =
-    ["alice@green", "bob@blue", "carol@red", "dave@green", "erin@blue", "frank@red", "grace@green", "grace@blue", "grace@red"];
+const USERS: [&str; 11] = [
+    "alice@green", "bob@blue", "carol@red", "dave@green", "erin@blue", "frank@red", "grace@green", "grace@blue", "grace@red",
+    "mallory@green", "mallory@red",
+];
 /// One person's three accounts, linked: green public, the others shown to her contacts.
 const GRACE: [&str; 3] = ["grace@green", "grace@blue", "grace@red"];
+/// Another person's two accounts, both public.
+const MALLORY: [&str; 2] = ["mallory@green", "mallory@red"];
 const GROUP: &str = "weekend@green";
 /// How long a client waits for more deliveries before it considers the network quiet.
 const QUIET: Duration = Duration::from_millis(60);
@@ -47,6 +54,15 @@ struct Ledger {
     /// hers came through another app than the one before (one thread, across apps).
     threads: HashMap<(String, Vec<u8>), (String, u64)>,
     views: BTreeMap<String, Vec<String>>,
+    /// Messages shown as requests (from someone the recipient had no conversation with).
+    requests: u64,
+    /// (recipient, sender) pairs blocked, and messages shown from a blocked sender after that.
+    blocked: HashSet<(String, String)>,
+    blocked_deliveries: u64,
+    /// Plaintexts reported, and the app each was reported to (which sees it, on purpose).
+    reported: Vec<(String, String)>,
+    reports_verified: u64,
+    forged_reports_refused: u64,
 }
 
 struct Demo {
@@ -71,6 +87,30 @@ fn describe(body: &Option<content::Body>) -> (String, Vec<String>) {
 }
 
 impl Demo {
+    /// `reporter` reports message `id` (whose text was `text`) to its own app, and then a copy
+    /// with the words changed, which must be refused.
+    async fn report(&mut self, reporter: &str, id: &[u8], text: &str) -> anyhow::Result<()> {
+        let id: switchboard_wire::message_id::MessageId = id.try_into().context("a message id")?;
+        let (evidence, content) = {
+            let received = self.clients[reporter].received(&id).context("the reported message was received")?;
+            (received.evidence().clone(), received.content().to_vec())
+        };
+        let app = UserAddress::split(reporter).map(|(_, app)| app.to_owned())?;
+        self.ledger.reported.push((app, text.to_owned()));
+        self.client(reporter).report(&id).await?;
+        self.ledger.reports_verified += 1;
+        self.note(reporter, format!("(reported a message from {}: verified)", evidence.sender.name()));
+        let forged = String::from_utf8_lossy(&content).replace("regret", "enjoy").into_bytes();
+        match self.client(reporter).report_evidence(&evidence, forged).await {
+            Err(switchboard_client::ChatError::Request(_)) => {
+                self.ledger.forged_reports_refused += 1;
+                self.note(reporter, "(a report with the words changed: refused)".into());
+            }
+            other => anyhow::bail!("a forged report was not refused: {other:?}"),
+        }
+        Ok(())
+    }
+
     fn client(&mut self, user: &str) -> &mut ChatClient {
         self.clients.get_mut(user).expect("a demo user")
     }
@@ -127,7 +167,11 @@ impl Demo {
 
     fn record(&mut self, user: &str, event: Event) {
         match event {
-            Event::Message { from, group, id, content } => {
+            Event::Message { from, group, id, content, request } => {
+                self.ledger.requests += u64::from(request);
+                if self.ledger.blocked.contains(&(user.to_owned(), from.name().to_owned())) {
+                    self.ledger.blocked_deliveries += 1;
+                }
                 let id = id.map(|id| id.to_vec()).unwrap_or_default();
                 *self.ledger.shown.entry((user.to_owned(), id)).or_default() += 1;
                 let (line, _) = describe(&content.body);
@@ -143,7 +187,8 @@ impl Demo {
                     }
                 }
                 let place = group.map(|g| format!("[{g}] ")).unwrap_or_default();
-                self.note(user, format!("{place}{}: {line}", from.name()));
+                let request = if request { "(request) " } else { "" };
+                self.note(user, format!("{place}{request}{}: {line}", from.name()));
             }
             Event::Synced { from, to, id, content, carried_by, .. } => {
                 let id = id.map(|id| id.to_vec()).unwrap_or_default();
@@ -229,6 +274,35 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     demo.send("alice@green", "grace@green", text("Then I'll write to whichever, you'll get it everywhere.")).await?;
     demo.settle().await?;
     demo.send("grace@red", "alice@green", text("Exactly. Signing off from Red!")).await?;
+    demo.settle().await?;
+
+    // A stranger writes: a request, shown apart until Carol accepts; then a conversation.
+    demo.send("erin@blue", "carol@red", text("Hello Carol, we met at the lake — it's Erin.")).await?;
+    demo.settle().await?;
+    demo.client("carol@red").accept("erin@blue").await?;
+    demo.note("carol@red", "(accepted erin@blue)".into());
+    demo.send("erin@blue", "carol@red", text("Glad you remember!")).await?;
+    demo.settle().await?;
+
+    // Mallory, one person on Green and Red, harasses Bob from both. He reports her first message
+    // to his app (Blue), which has Green check its stamp; a report with the words changed is
+    // refused. Then he blocks her: every account of hers he knows, at his relay and his devices.
+    demo.client(MALLORY[0]).become_person(Visibility::Public).await?;
+    let invitation = demo.clients[MALLORY[0]].person_invitation().context("mallory is a person")?;
+    demo.client(MALLORY[1]).join_person(&invitation, Visibility::Public).await?;
+    demo.settle().await?;
+    let vile = "You will regret this, Bob.";
+    let first = demo.send(MALLORY[0], "bob@blue", text(vile)).await?;
+    demo.send(MALLORY[1], "bob@blue", text("Did you think Red would be any different?")).await?;
+    demo.settle().await?;
+    demo.report("bob@blue", &first, vile).await?;
+    demo.client("bob@blue").block(MALLORY[0]).await?;
+    demo.note("bob@blue", format!("(blocked {} and every account of hers he knows)", MALLORY[0]));
+    for account in MALLORY {
+        demo.ledger.blocked.insert(("bob@blue".into(), account.into()));
+        // Sent as any message, and answered as any: she cannot tell.
+        demo.client(account).send("bob@blue", text("Still there?")).await?;
+    }
     demo.settle().await?;
 
     // A group across all three apps; Green is its hub.
@@ -339,6 +413,8 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
     // Everything each relay handled (frames after TLS, as the relay saw them) and stored (its
     // database file), searched for every plaintext sent.
     let plaintexts: Vec<&String> = ledger.sent.iter().flat_map(|(_, _, _, plain)| plain).collect();
+    // A reported message is shown to the reporter's app on purpose; to no other.
+    let reported_to = |app: &str, plain: &str| ledger.reported.iter().any(|(to, text)| to == app && text == plain);
     let mut relays = Vec::new();
     let mut plaintext_seen = 0u64;
     let mut crossings = 0u64;
@@ -349,6 +425,7 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
         crossings += metrics.envelopes_forwarded;
         let seen = plaintexts
             .iter()
+            .filter(|p| !reported_to(app, p))
             .filter(|p| contains(&database, p.as_bytes()) || frames.iter().any(|f| contains(f, p.as_bytes())))
             .count() as u64;
         plaintext_seen += seen;
@@ -357,6 +434,7 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
             "app": app, "frames_handled": frames.len(), "bytes_handled": frames.iter().map(Vec::len).sum::<usize>(),
             "database_bytes": database.len(), "envelopes_stored": metrics.envelopes_stored,
             "envelopes_forwarded_to_other_apps": metrics.envelopes_forwarded, "still_waiting": waiting,
+            "envelopes_dropped_for_blocks": metrics.blocked_dropped, "reports_verified": metrics.reports_verified,
             "plaintexts_found": seen,
         }));
     }
@@ -375,6 +453,10 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
         "sync_deliveries": sync_delivered,
         "sync_deliveries_expected": sync_expected,
         "sync_duplicates": sync_duplicates,
+        "message_requests": ledger.requests,
+        "blocked_deliveries": ledger.blocked_deliveries,
+        "abuse_reports_verified": ledger.reports_verified,
+        "forged_reports_refused": ledger.forged_reports_refused,
         "duplicate_deliveries_dropped_by_clients": stats.iter().map(|s| s.duplicates).sum::<u64>(),
         "rejected_by_clients": stats.iter().map(|s| s.refused).sum::<u64>(),
         "envelopes_crossing_app_boundaries": crossings,
@@ -411,5 +493,6 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
     ensure!(delivered == expected && duplicates == 0 && unintended == 0, "delivery was not exactly once");
     ensure!(sync_delivered == sync_expected && sync_duplicates == 0, "her own devices did not each show what she sent exactly once");
     ensure!(plaintext_seen == 0, "a relay saw plaintext");
+    ensure!(ledger.blocked_deliveries == 0, "a message from a blocked person was shown");
     Ok(())
 }

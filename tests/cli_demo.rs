@@ -23,6 +23,15 @@ fn demo_delivers_everything_exactly_once_and_no_relay_sees_plaintext() {
     assert!(summary["sync_deliveries_expected"].as_u64().unwrap() > 0);
     assert_eq!(summary["sync_deliveries"], summary["sync_deliveries_expected"]);
     assert_eq!(summary["sync_duplicates"], 0);
+    // A stranger's first message was a request (then accepted); Mallory, blocked by Bob on one
+    // address, reached him on neither of her apps after; his report of her message was verified
+    // through federation, and a report with the words changed was refused.
+    assert!(summary["message_requests"].as_u64().unwrap() >= 1);
+    assert_eq!(summary["blocked_deliveries"], 0);
+    assert!(summary["abuse_reports_verified"].as_u64().unwrap() >= 1);
+    assert!(summary["forged_reports_refused"].as_u64().unwrap() >= 1);
+    let dropped: u64 = summary["relays"].as_array().unwrap().iter().map(|r| r["envelopes_dropped_for_blocks"].as_u64().unwrap()).sum();
+    assert_eq!(dropped, 2, "both of Mallory's messages after the block were dropped by Bob's relay");
     // Each relay handled real traffic, and every message between apps crossed through federation.
     for relay in summary["relays"].as_array().unwrap() {
         assert!(relay["frames_handled"].as_u64().unwrap() > 50, "{relay}");

@@ -74,8 +74,9 @@ pub fn short_id(id: &MessageId) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A message, with its id (as every app derives it; `None` for a content without a salt,
-    /// from a client that does not make one).
-    Message { from: ProtocolAddress, group: Option<String>, id: Option<MessageId>, content: Content },
+    /// from a client that does not make one). `request`: from someone this person has no
+    /// conversation with (see [`ChatClient::accept`]), to be shown apart.
+    Message { from: ProtocolAddress, group: Option<String>, id: Option<MessageId>, content: Content, request: bool },
     /// Carried here by another device of this person (`carried_by`): a message she sent from it
     /// (to `to`), or one she received on an account whose sender could not see it linked. Its id
     /// is the one every other reader derives.
@@ -763,7 +764,7 @@ impl ChatClient {
                         let received = Received { from: from.clone(), group: group.clone(), request, evidence: *evidence, content };
                         self.received.keep(id, received);
                     }
-                    self.ready.push(Event::Message { from, group, id, content: decoded })
+                    self.ready.push(Event::Message { from, group, id, content: decoded, request })
                 }
                 Err(error) => tracing::debug!(%error, "a message whose content does not decode"),
             },
