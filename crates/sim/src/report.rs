@@ -481,7 +481,10 @@ impl Report {
             invariants.push(Invariant {
                 name: FORGED_REFUSED,
                 holds: of(FORGED_REFUSED) == 0,
-                detail: format!("{} forged reports, {} refused, {} verified", c.forged_reports, c.forged_reports_refused, c.forged_reports_verified),
+                detail: format!(
+                    "{} forged reports, {} refused, {} unanswered, {} verified",
+                    c.forged_reports, c.forged_reports_refused, c.forged_reports_unanswered, c.forged_reports_verified
+                ),
             });
         }
         violations.extend(consent_violations);

@@ -39,7 +39,29 @@ impl Endpoint {
         let blocked = self.device.consent_mut().block(accounts.iter().map(String::as_str))?;
         self.changed_device();
         self.consent_changed(ConsentChange { block: blocked, ..Default::default() }, rng);
+        if !self.claimed_accounts(user).is_empty() {
+            self.submit(Work::ExtendBlock { user: user.to_owned() }, rng);
+            self.release();
+        }
         Ok(())
+    }
+
+    /// The accounts the record of the person behind `user` names that are not confirmed hers.
+    pub(super) fn claimed_accounts(&self, user: &str) -> Vec<String> {
+        let Some(record) = self.device.people().person_of(user) else { return Vec::new() };
+        let confirmed = self.accounts_of(user);
+        record.accounts().iter().map(|account| account.user.clone()).filter(|account| !confirmed.contains(account)).collect()
+    }
+
+    /// Runs a [`Work::ExtendBlock`]: the devices of the accounts her record names are fetched
+    /// now; those whose relay serves exactly what the record lists are hers, and blocked too.
+    pub(super) fn extend_block(&mut self, user: &str, rng: &mut (impl CryptoRng + ?Sized)) {
+        if !self.is_blocked(user) {
+            return; // unblocked meanwhile
+        }
+        let accounts = self.accounts_of(user);
+        let Ok(blocked) = self.device.consent_mut().block(accounts.iter().map(String::as_str)) else { return };
+        self.consent_changed(ConsentChange { block: blocked, ..Default::default() }, rng);
     }
 
     /// Unblocks the person behind `user` (every account of hers this device knows).

@@ -33,6 +33,9 @@ pub(super) enum Work {
     Pairwise { group: String, recipients: Vec<ProtocolAddress>, content: Vec<u8> },
     /// A change of this device's to group `group`.
     Change { group: String, change: GroupChange },
+    /// A block of the person behind `user`, extended to the accounts her record names that turn
+    /// out hers once their devices are fetched (see `consent`).
+    ExtendBlock { user: String },
 }
 
 /// A change this device makes to one of its groups (see `order`).
@@ -93,6 +96,7 @@ impl Endpoint {
             Work::Direct { to, .. } => self.direct_users(to).into_iter().filter(|user| !self.devices_of.contains_key(user)).collect(),
             Work::Own { skip, .. } => self.own_accounts().into_iter().filter(|user| !skip.contains(user) && !self.devices_of.contains_key(user)).collect(),
             Work::Introduce { to } => (!self.devices_of.contains_key(to)).then(|| to.clone()).into_iter().collect(),
+            Work::ExtendBlock { user } => self.claimed_accounts(user).into_iter().filter(|account| !self.devices_of.contains_key(account)).collect(),
             Work::CheckLookup { user, .. } | Work::Resend { user, .. } => (!self.devices_of.contains_key(user)).then(|| user.clone()).into_iter().collect(),
             Work::Seal(pending) => pending_needs(pending),
             Work::Group { distributions, .. } => pending_needs(distributions),
@@ -258,6 +262,7 @@ impl Endpoint {
                 self.changed_device();
             }
             Work::Change { group, change } => self.propose(group, change, rng),
+            Work::ExtendBlock { user } => self.extend_block(&user, rng),
         }
     }
 

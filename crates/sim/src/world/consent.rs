@@ -81,13 +81,28 @@ pub struct ConsentCounts {
     pub reports_verified: u64,
     pub reports_refused: u64,
     pub reports_unanswered: u64,
-    /// Forged reports sent, refused, and verified (a violation).
+    /// Forged reports sent, refused, unanswered, and verified (a violation).
     pub forged_reports: u64,
     pub forged_reports_refused: u64,
+    pub forged_reports_unanswered: u64,
     pub forged_reports_verified: u64,
 }
 
-/// A report out at a device's relay: of message `message`, or forged.
+/// Times a report the check of which could not be made (the connection or the link to the
+/// sender's app down) is made again, as its user would, [`REPORT_RETRY_US`] apart.
+pub const REPORT_ATTEMPTS: u32 = 5;
+pub const REPORT_RETRY_US: u64 = 2_000_000;
+
+/// A report out at a device's relay, with what it takes to make it again.
+#[derive(Clone, Debug)]
+pub(super) struct Out {
+    kind: ReportOut,
+    evidence: switchboard_client_core::franking::Evidence,
+    content: Vec<u8>,
+    attempts: u32,
+}
+
+/// A report: of message `message`, or forged.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum ReportOut {
     Honest(u64),
@@ -101,7 +116,10 @@ pub(crate) struct ConsentWorld {
     pub(super) counts: ConsentCounts,
     pub(super) violations: Vec<Violation>,
     /// Reports out, by (device, request).
-    pub(super) reports_out: HashMap<(usize, u64), ReportOut>,
+    pub(super) reports_out: HashMap<(usize, u64), Out>,
+    /// Reports to make again, by slot (see [`Event::ReportAgain`]).
+    again: HashMap<u64, (usize, Out)>,
+    next_again: u64,
     forgeries: u64,
     pub(super) blocks: Vec<Block>,
     /// The SHA-256 of every message's content, by number (kept only when reports are made).
@@ -267,21 +285,40 @@ impl World {
             self.consent.counts.reports += 1;
             ReportOut::Honest(message)
         };
+        self.make_report(reporter, Out { kind: out_as, evidence, content, attempts: 1 });
+    }
+
+    fn make_report(&mut self, reporter: usize, report: Out) {
         let (mut out, mut outcomes) = (Vec::new(), Vec::new());
-        let request = self.clients[reporter].report(self.now, &evidence, content, &mut out, &mut outcomes);
-        self.consent.reports_out.insert((reporter, request), out_as);
+        let request = self.clients[reporter].report(self.now, &report.evidence, report.content.clone(), &mut out, &mut outcomes);
+        self.consent.reports_out.insert((reporter, request), report);
         self.client_out(reporter, out);
         self.outcomes(reporter, outcomes);
     }
 
+    /// A report whose check could not be made, made again.
+    pub(super) fn report_again(&mut self, slot: u64) {
+        if let Some((reporter, report)) = self.consent.again.remove(&slot) {
+            self.make_report(reporter, report);
+        }
+    }
+
     /// A report's answer came to `device`.
     pub(super) fn report_answered(&mut self, device: usize, request: u64, result: Result<(), RequestFailed>) {
-        let Some(out_as) = self.consent.reports_out.remove(&(device, request)) else { return };
-        let counts = &mut self.consent.counts;
+        let Some(mut report) = self.consent.reports_out.remove(&(device, request)) else { return };
         // Unanswered: the connection or the sender's app was down. Every other failure is a refusal.
         let unanswered = matches!(result, Err(RequestFailed::Disconnected | RequestFailed::Refused(switchboard_wire::switchboard::ErrorCode::Unavailable)));
+        if unanswered && report.attempts < REPORT_ATTEMPTS {
+            report.attempts += 1;
+            let slot = self.consent.next_again;
+            self.consent.next_again += 1;
+            self.consent.again.insert(slot, (device, report));
+            self.schedule(self.now + REPORT_RETRY_US, Event::ReportAgain { slot });
+            return;
+        }
+        let counts = &mut self.consent.counts;
         let refused = result.is_err() && !unanswered;
-        match (out_as, &result, refused) {
+        match (report.kind, &result, refused) {
             (ReportOut::Honest(_), Ok(()), _) => counts.reports_verified += 1,
             (ReportOut::Honest(message), Err(error), true) => {
                 counts.reports_refused += 1;
@@ -298,7 +335,8 @@ impl World {
                     detail: format!("a report forged with {how} by {} was verified", self.clients[device].address),
                 });
             }
-            (ReportOut::Forged(_), Err(_), _) => counts.forged_reports_refused += 1,
+            (ReportOut::Forged(_), Err(_), true) => counts.forged_reports_refused += 1,
+            (ReportOut::Forged(_), Err(_), false) => counts.forged_reports_unanswered += 1,
         }
     }
 
@@ -336,6 +374,14 @@ impl World {
     pub(crate) fn check_consent(&self) -> (ConsentCounts, Vec<Violation>) {
         let mut counts = self.consent.counts.clone();
         let mut violations = self.consent.violations.clone();
+        // Reports still out at the end: their answer was lost with a frame a link dropped (a
+        // device does not time a request out; see docs/CONSENT.md).
+        for out in self.consent.reports_out.values().map(|out| &out.kind).chain(self.consent.again.values().map(|(_, out)| &out.kind)) {
+            match out {
+                ReportOut::Honest(_) => counts.reports_unanswered += 1,
+                ReportOut::Forged(_) => counts.forged_reports_unanswered += 1,
+            }
+        }
         for client in &self.clients {
             let stats = client.stats();
             counts.requests += stats.requests;

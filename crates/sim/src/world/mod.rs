@@ -65,6 +65,8 @@ enum Event {
     StrangerFlood,
     Block,
     Report { forged: bool },
+    /// A report whose check could not be made, made again.
+    ReportAgain { slot: u64 },
 }
 
 struct Scheduled {
@@ -565,6 +567,7 @@ impl World {
             Event::StrangerFlood => self.stranger_flood(),
             Event::Block => self.block_someone(),
             Event::Report { forged } => self.report_one(forged),
+            Event::ReportAgain { slot } => self.report_again(slot),
             Event::Churn { group, join } => self.churn(group, join),
             Event::Forge { group, forgery } => self.forge(group, forgery),
             Event::Flood => self.flood_now(),
