@@ -36,7 +36,7 @@ impl RelayCore {
         };
         let binding = Binding { commitment: &franking.commitment, sender: &sender.0, sender_device: sender.1, recipient, to_group, stamped_at: self.clock };
         franking.stamped_at = self.clock;
-        franking.stamp = franking::stamp(&key.0, &binding).to_vec().into();
+        franking.stamp = franking::stamp(&key.0, &binding).to_vec();
         Ok(())
     }
 
