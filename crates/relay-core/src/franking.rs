@@ -124,10 +124,17 @@ impl RelayCore {
 
     /// Keeps a verified report of `reporter`'s; answered once durable.
     fn keep_report(&mut self, conn: ConnId, request_id: u64, reporter: &str, report: Report) {
+        // The same report may have been verified meanwhile (sent twice before either answer).
+        if !self.state.report_keys.contains(&crate::state::report_key(reporter, &report)) {
+            self.keep_new_report(reporter, report);
+        }
+        self.deferred.push(Deferred::Client(conn, super::client::done(request_id)));
+    }
+
+    fn keep_new_report(&mut self, reporter: &str, report: Report) {
         let id = self.state.reports.keys().next_back().map_or(1, |last| last + 1);
         self.metrics.reports_verified += 1;
         self.mutate(Mutation::PutReport { id, kept: KeptReport { reporter: reporter.to_owned(), report: Some(report) } });
-        self.deferred.push(Deferred::Client(conn, super::client::done(request_id)));
     }
 
     /// The sender's app answered whether it stamped a reported message (`frame`, on the request

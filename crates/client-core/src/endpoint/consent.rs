@@ -1,6 +1,6 @@
 //! Consent, blocking and abuse reports, as the user commands them: a message from someone she
 //! has no conversation with is a request ([`Event::Message`]'s `request`); accepting, blocking
-//! and unblocking name a person (every account of hers this device knows), reach every other
+//! and unblocking name a person (every account this device knows is hers), reach every other
 //! device of this person, and each device tells its own relay ([`SetConsent`]); a report sends a
 //! received message's evidence to this device's relay ([`Endpoint::report`]). See
 //! docs/CONSENT.md.
@@ -11,15 +11,14 @@ use rand_core::CryptoRng;
 use switchboard_wire::switchboard::{ConsentChange, SetConsent, client_frame::Body};
 
 use super::work::Work;
-use super::{Endpoint, Event, Request, RequestFailed};
+use super::{CommandError, Endpoint, Event, Request, RequestFailed};
 use crate::device::Device;
-use super::CommandError;
 use crate::franking::Evidence;
 
 impl Endpoint {
-    /// Accepts the person behind `user`: her messages, on any account of hers this device knows,
-    /// are no longer requests, on every device of this person, and no longer held to the
-    /// stranger allowance at this person's relays.
+    /// Accepts the person behind `user`: her messages, on any account this device knows is hers
+    /// ([`Self::accounts_of`]), are no longer requests, on every device of this person, and no
+    /// longer held to the stranger allowance at this person's relays.
     pub fn accept(&mut self, now: Duration, user: &str, rng: &mut (impl CryptoRng + ?Sized)) -> Result<(), CommandError> {
         self.now = self.now.max(now);
         switchboard_wire::address::UserAddress::split(user)?;
@@ -29,15 +28,15 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Blocks the person behind `user`: every account of hers this device knows. Nothing she
-    /// sends is shown on any device of this person from now on, and this person's relays drop it
-    /// (answering her as if they had stored it).
+    /// Blocks the person behind `user`: every account this device knows is hers, and then those
+    /// her record names whose relays, asked now, serve exactly what it lists. Nothing she sends
+    /// from them is shown on any device of this person from now on, and this person's relays drop
+    /// it (answering her as if they had stored it).
     pub fn block(&mut self, now: Duration, user: &str, rng: &mut (impl CryptoRng + ?Sized)) -> Result<(), CommandError> {
         self.now = self.now.max(now);
         switchboard_wire::address::UserAddress::split(user)?;
         let accounts: Vec<String> = self.accounts_of(user).into_iter().filter(|account| !self.own_accounts().contains(account)).collect();
         let blocked = self.device.consent_mut().block(accounts.iter().map(String::as_str))?;
-        self.changed_device();
         self.consent_changed(ConsentChange { block: blocked, ..Default::default() }, rng);
         if !self.claimed_accounts(user).is_empty() {
             self.submit(Work::ExtendBlock { user: user.to_owned() }, rng);
@@ -64,7 +63,7 @@ impl Endpoint {
         self.consent_changed(ConsentChange { block: blocked, ..Default::default() }, rng);
     }
 
-    /// Unblocks the person behind `user` (every account of hers this device knows).
+    /// Unblocks the person behind `user` (every account this device knows is hers).
     pub fn unblock(&mut self, now: Duration, user: &str, rng: &mut (impl CryptoRng + ?Sized)) -> Result<(), CommandError> {
         self.now = self.now.max(now);
         switchboard_wire::address::UserAddress::split(user)?;
