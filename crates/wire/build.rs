@@ -28,8 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".switchboard.GroupEnvelope.content",
             ".switchboard.EnvelopeRef.id",
         ])
-        // Messages that hold private keys: their `Debug` (in `secret_debug.rs`) shows no key.
-        .skip_debug([".switchboard.DeviceSnapshot", ".switchboard.LinkInvitation"])
+        // Messages that hold private keys, or a plaintext a user reported: their `Debug` (in
+        // `secret_debug.rs`) shows neither.
+        .skip_debug([".switchboard.DeviceSnapshot", ".switchboard.LinkInvitation", ".switchboard.Report"])
         .compile_fds(descriptors)?;
     Ok(())
 }
