@@ -21,14 +21,11 @@ impl RelayCore {
         let app = app_of(&recipient.name).ok_or((ErrorCode::UnknownRecipient, "a recipient is name@app"))?.to_owned();
         if app == self.app {
             let device = device_key(recipient);
-            // A blocked sender hears what anyone would of the mailbox (no such device, full),
-            // then is answered as if its envelope were stored: it learns nothing of the block.
-            self.check_local(&device, envelope.content.len())?;
+            self.check_local_envelope(&device, &envelope)?;
             if self.is_blocked(&device.0, sender_of(envelope.sender.as_ref())) {
                 self.metrics.blocked_dropped += 1;
                 return Ok(());
             }
-            self.check_stranger(&device, sender_of(envelope.sender.as_ref()), envelope.content.len())?;
             self.store_local(device, envelope);
             return Ok(());
         }
@@ -109,12 +106,10 @@ impl RelayCore {
         Ok(())
     }
 
-    /// Whether `device`'s mailbox takes an envelope of `bytes`: it exists, and has room in
-    /// envelopes and bytes. (One-to-one mail is also held to the stranger allowance; group mail
-    /// is not: a relay does not know who is in a group, and one passive member's allowance must
-    /// not hold a whole group's messages back.)
     /// Whether a local device's mailbox takes `envelope` now (its quota, and the stranger
-    /// allowance), without storing it.
+    /// allowance), without storing it. From a sender the user blocked, only the mailbox is
+    /// checked, as for anyone (no such device, full): the envelope will be dropped, and its sender
+    /// answered as if it were stored, learning nothing of the block.
     pub(super) fn check_local_envelope(&self, device: &DeviceKey, envelope: &Envelope) -> Result<(), Refusal> {
         self.check_local(device, envelope.content.len())?;
         if self.is_blocked(&device.0, sender_of(envelope.sender.as_ref())) {
@@ -123,6 +118,10 @@ impl RelayCore {
         self.check_stranger(device, sender_of(envelope.sender.as_ref()), envelope.content.len())
     }
 
+    /// Whether `device`'s mailbox takes an envelope of `bytes`: it exists, and has room in
+    /// envelopes and bytes. (One-to-one mail is also held to the stranger allowance; group mail
+    /// is not: a relay does not know who is in a group, and one passive member's allowance must
+    /// not hold a whole group's messages back.)
     fn check_local(&self, device: &DeviceKey, bytes: usize) -> Result<(), Refusal> {
         let held = self.mailbox_bytes.get(device).copied().unwrap_or(0);
         match self.mailbox_index.get(device) {

@@ -105,10 +105,12 @@ impl Endpoint {
     /// Whether a message from `user` is a request: not from this person, nor from anyone whose
     /// messages she accepted (on any account of theirs this device knows).
     pub(super) fn is_request(&self, user: &str) -> bool {
-        if self.own_accounts().iter().any(|own| own == user) || user == self.address().name() {
+        // Every message asks this: the person's other accounts only when the address itself says
+        // nothing.
+        let consent = self.device.consent();
+        if user == self.address().name() || consent.is_accepted(user) || self.own_accounts().iter().any(|own| own == user) {
             return false;
         }
-        let consent = self.device.consent();
         !self.accounts_of(user).iter().any(|account| consent.is_accepted(account))
     }
 
@@ -116,7 +118,10 @@ impl Endpoint {
     /// device knows her now): nothing from `user` is shown.
     pub fn is_blocked(&self, user: &str) -> bool {
         let consent = self.device.consent();
-        self.accounts_of(user).iter().any(|account| consent.is_blocked(account))
+        if consent.blocked().next().is_none() {
+            return false;
+        }
+        consent.is_blocked(user) || self.accounts_of(user).iter().any(|account| consent.is_blocked(account))
     }
 
     /// `user` and every other account of the person behind it, as this device knows her: those

@@ -36,6 +36,11 @@ impl MemoryStore {
         self.committed().reports.iter().map(|(id, report)| (*id, report.clone())).collect()
     }
 
+    /// `read` of the committed state, without copying it.
+    pub fn read_state<T>(&self, read: impl FnOnce(&StoredState) -> T) -> T {
+        read(&self.committed().state)
+    }
+
     /// What a core restarted from this store begins with.
     pub fn state(&self) -> StoredState {
         self.committed().state.clone()

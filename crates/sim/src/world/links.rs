@@ -426,7 +426,7 @@ impl World {
         let Some(batch) = node.committing.take() else { return };
         if self.scenario.consent.blocks > 0 {
             // Against what the disk held before this batch: a block made durable earlier.
-            let stored_blocked = super::consent::stored_from_blocked(&node.disk.state(), &batch.mutations);
+            let stored_blocked = node.disk.read_state(|state| super::consent::stored_from_blocked(state, &batch.mutations));
             for (device, sender) in stored_blocked {
                 self.consent.relay_stored_blocked(&node.app, &device, &sender);
             }
