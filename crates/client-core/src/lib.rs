@@ -24,6 +24,8 @@
 //! This crate links no I/O (no tokio, no database): `scripts/check-cores.sh` checks it.
 
 pub mod attachment;
+pub mod business;
+pub mod channel;
 pub mod consent;
 mod device;
 mod directory;

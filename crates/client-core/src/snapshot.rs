@@ -94,6 +94,8 @@ impl Device {
             contacts: self.contacts.iter().cloned().collect(),
             accepted: self.consent.accepted().map(str::to_owned).collect(),
             blocked: self.consent.blocked().map(str::to_owned).collect(),
+            channels: self.channels.stored(),
+            business: self.business.as_ref().map(crate::business::Business::stored),
             ..Default::default()
         }
     }
@@ -177,6 +179,8 @@ impl Device {
             people,
             contacts: snapshot.contacts.iter().cloned().collect(),
             consent: crate::consent::Consent::restore(&snapshot.accepted, &snapshot.blocked)?,
+            channels: crate::channel::Channels::restore(&snapshot.channels)?,
+            business: snapshot.business.as_ref().map(crate::business::Business::restore).transpose()?,
             address: address(snapshot.address.as_ref())?,
             store,
             sender_keys,

@@ -14,7 +14,9 @@ use crate::directory::BundleDirectory;
 use crate::error::ClientError;
 use crate::group::Group;
 
+mod business;
 mod change;
+mod channel;
 mod control;
 mod people;
 mod prekeys;
@@ -102,7 +104,7 @@ pub const MAX_CONTACTS: usize = 10_000;
 pub enum Received {
     /// An application's own content, with the key that opens its franking commitment (empty if
     /// the sender sent none).
-    Application { content: Vec<u8>, franking_key: Vec<u8> },
+    Application { content: Vec<u8>, franking_key: Vec<u8>, agent: Option<String> },
     /// An application's own content sent to this device's person, naming the other accounts of
     /// hers the sender also sent it to.
     PersonMessage { content: Vec<u8>, delivered_to: Vec<String>, franking_key: Vec<u8> },
@@ -129,6 +131,17 @@ pub enum Received {
     /// A change of `group` to `epoch` (this device's joining, an advance, its removal) was
     /// announced: it applies once the group's hub says it ordered that state ([`Device::hub_head`]).
     AwaitingHub { group: String, epoch: u64 },
+    /// A follower of `channel`, which this device posts to, asked for its key (answered).
+    ChannelFollower { channel: String },
+    /// An admin's key for `channel`, which this device follows, was kept.
+    ChannelKey { channel: String },
+    /// A follower's reaction or vote on `channel`, for its admins only.
+    ChannelReply { channel: String, content: Vec<u8> },
+    /// The owner of this device's business account sent its roster (`listed`: this device is
+    /// in it).
+    BusinessRoster { listed: bool },
+    /// Another device of this business account assigned the conversation with `customer`.
+    Assigned { customer: String, agent_device: u32, handover: bool },
 }
 
 /// How an announcement changed a group's membership as this device sees it. On joining,
@@ -177,6 +190,10 @@ pub struct Device {
     pub(crate) contacts: BTreeSet<String>,
     /// Whose messages this person accepted, and whom she blocked.
     pub(crate) consent: crate::consent::Consent,
+    /// The channels this device posts to and follows.
+    pub(crate) channels: crate::channel::Channels,
+    /// The business account this device serves, if any.
+    pub(crate) business: Option<crate::business::Business>,
     #[cfg(switchboard_inject_bugs)]
     pub(crate) bugs: InjectedBugs,
 }
@@ -228,6 +245,8 @@ impl Device {
             people: Default::default(),
             contacts: BTreeSet::new(),
             consent: Default::default(),
+            channels: Default::default(),
+            business: None,
             #[cfg(switchboard_inject_bugs)]
             bugs: InjectedBugs::default(),
         }
@@ -320,7 +339,7 @@ impl Device {
         rng: &mut R,
     ) -> Result<Outgoing> {
         let commitment = crate::franking::Commitment::new(content, rng);
-        let payload = Self::application_payload(content, Vec::new(), &commitment.key);
+        let payload = Self::application_payload(content, Vec::new(), &commitment.key, None);
         let mut outgoing = self.seal(to, &payload, directory, rng)?;
         outgoing.commitment = Some(commitment.commitment);
         Ok(outgoing)
@@ -415,7 +434,11 @@ impl Device {
         let payload: PairwisePayload = decode(&plaintext, limits::MAX_PAYLOAD_LEN)?;
         match payload.body {
             Some(Body::Application(content)) if payload.delivered_to.is_empty() => {
-                Ok((Received::Application { content, franking_key: payload.franking_key }, Vec::new()))
+                if payload.agent.len() > crate::business::MAX_AGENT_NAME {
+                    return Err(ClientError::InvalidPayload("an agent's name over 64 bytes"));
+                }
+                let agent = (!payload.agent.is_empty()).then_some(payload.agent);
+                Ok((Received::Application { content, franking_key: payload.franking_key, agent }, Vec::new()))
             }
             Some(Body::Application(content)) => {
                 if payload.delivered_to.len() > crate::person::MAX_LINKED_ACCOUNTS {
@@ -428,6 +451,8 @@ impl Device {
             Some(Body::Person(record)) => Ok((self.on_person(from, record)?, Vec::new())),
             Some(Body::KnownPerson(known)) => Ok((self.on_known_person(from, known)?, Vec::new())),
             Some(Body::GroupControl(control)) => self.on_control(from, &control, rng),
+            Some(Body::Channel(message)) => self.on_channel(from, message, rng),
+            Some(Body::Business(change)) => Ok((self.on_business(from, change)?, Vec::new())),
             Some(Body::SessionStart(_)) => {
                 // What this device sent over the refused session never arrived, its sender keys
                 // included: they go out again with its next message to each group.

@@ -69,8 +69,9 @@ impl Device {
     /// A payload carrying an application's content to one device of a person, naming the other
     /// accounts of hers it also goes to (so that her device carries it on to the rest only).
     /// `franking_key` opens the commitment its envelope carries.
-    pub fn application_payload(content: &[u8], delivered_to: Vec<String>, franking_key: &[u8; 32]) -> Arc<[u8]> {
-        PairwisePayload { body: Some(Body::Application(content.to_vec())), delivered_to, franking_key: franking_key.to_vec(), ..Default::default() }
+    pub fn application_payload(content: &[u8], delivered_to: Vec<String>, franking_key: &[u8; 32], agent: Option<&str>) -> Arc<[u8]> {
+        let agent = agent.unwrap_or_default().to_owned();
+        PairwisePayload { body: Some(Body::Application(content.to_vec())), delivered_to, franking_key: franking_key.to_vec(), agent, ..Default::default() }
             .encode_to_vec()
             .into()
     }
@@ -83,7 +84,9 @@ impl Device {
     /// A change of consent from `from`, taken only from another device of this person's, and
     /// applied here whole or not at all.
     pub(super) fn on_consent(&mut self, from: &ProtocolAddress, change: switchboard_wire::switchboard::ConsentChange) -> Result<Received> {
-        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from));
+        // Her own device, or another agent's device of this business account.
+        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from))
+            || (from.name() == self.address.name() && self.business.as_ref().is_some_and(|business| business.agent_name(from.device_id()).is_some()));
         if !own {
             return Err(ClientError::InvalidPayload("a change of consent from a device that is not this person's"));
         }
@@ -119,7 +122,9 @@ impl Device {
     /// (`from_user`/`from_device` are its own), or one that arrived on its own account (`to` is
     /// its account). Groups are not carried.
     pub(super) fn on_transcript(&self, from: &ProtocolAddress, transcript: Transcript) -> Result<Received> {
-        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from));
+        // Her own device, or another agent's device of this business account.
+        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from))
+            || (from.name() == self.address.name() && self.business.as_ref().is_some_and(|business| business.agent_name(from.device_id()).is_some()));
         if !own {
             return Err(ClientError::InvalidPayload("a transcript from a device that is not this person's"));
         }
@@ -167,7 +172,9 @@ impl Device {
     /// given it by the accounts named): taken as if those accounts had sent it here, since every
     /// device of hers is hers to trust.
     pub(super) fn on_known_person(&mut self, from: &ProtocolAddress, known: KnownPerson) -> Result<Received> {
-        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from));
+        // Her own device, or another agent's device of this business account.
+        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from))
+            || (from.name() == self.address.name() && self.business.as_ref().is_some_and(|business| business.agent_name(from.device_id()).is_some()));
         if !own {
             return Err(ClientError::InvalidPayload("another person's record passed on by a device that is not this person's"));
         }

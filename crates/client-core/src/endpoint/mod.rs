@@ -25,6 +25,9 @@
 //! as durable as soon as it changes. Not yet durable: work still waiting for a recipient's bundles
 //! (not sealed, so in no outbox) lives in memory only, and a crash before it is sealed loses it.
 
+mod business;
+mod channel;
+pub mod commands;
 mod consent;
 pub mod dedupe;
 mod order;
@@ -190,6 +193,8 @@ pub enum RequestFailed {
     Disconnected,
     #[error("the relay's answer makes no sense for the request")]
     UnexpectedAnswer,
+    #[error("the relay's answer was refused: {0}")]
+    Invalid(ClientError),
 }
 
 /// What the user hears of.
@@ -205,7 +210,9 @@ pub enum Event {
     /// to), to be shown apart until she accepts ([`Endpoint::accept`]), ignores or blocks them.
     /// `evidence`: what reporting it takes ([`Endpoint::report`]); every message carries it (one
     /// that does not open its franking commitment is refused).
-    Message { from: ProtocolAddress, group: Option<String>, envelope: [u8; 16], content: Vec<u8>, request: bool, evidence: Box<crate::franking::Evidence> },
+    /// `agent`: from a device of a business account, the agent who wrote it, as the business
+    /// names it.
+    Message { from: ProtocolAddress, group: Option<String>, envelope: [u8; 16], content: Vec<u8>, request: bool, evidence: Box<crate::franking::Evidence>, agent: Option<String> },
     /// A delivery already processed, dropped before decrypting.
     DuplicateDropped { from: ProtocolAddress, envelope: [u8; 16] },
     /// A delivery refused: it does not decrypt or makes no sense. It is acknowledged (it will never
@@ -251,6 +258,26 @@ pub enum Event {
     /// A report ([`Endpoint::report`]) was answered: verified and kept by this device's app, or
     /// refused (`Refused(Forbidden)`: the sender's app did not stamp exactly this message).
     ReportAnswered { request: u64, result: Result<(), RequestFailed> },
+    /// The relay answered [`Endpoint::open_channel`].
+    ChannelOpened { request: u64, channel: String, result: Result<(), RequestFailed> },
+    /// The relay answered [`Endpoint::follow`]: the channel's admins (each asked for its key
+    /// now), or why not.
+    ChannelFollowed { request: u64, channel: String, result: Result<Vec<String>, RequestFailed> },
+    /// The relay answered [`Endpoint::leave`].
+    ChannelLeft { request: u64, channel: String, result: Result<(), RequestFailed> },
+    /// A post to a channel this device follows, from `from`, a device of one of its admins.
+    ChannelPost { channel: String, from: ProtocolAddress, envelope: [u8; 16], content: Vec<u8>, evidence: Box<crate::franking::Evidence> },
+    /// `follower` asked for this device's key of `channel`, and was handed it.
+    ChannelFollower { channel: String, follower: ProtocolAddress },
+    /// A follower's reaction or vote on `channel` (which this device posts to), for its admins
+    /// only.
+    ChannelReply { channel: String, from: ProtocolAddress, content: Vec<u8> },
+    /// The relay answered [`Endpoint::remove_agent`].
+    DeviceRemoved { request: u64, device_id: u32, result: Result<(), RequestFailed> },
+    /// The business account's owner sent its roster (`listed`: this device serves an agent in it).
+    AgentsChanged { listed: bool },
+    /// Another device of this business account assigned the conversation with `customer`.
+    Assigned { customer: String, agent_device: u32, handover: bool },
 }
 
 /// A frame for the relay, with what it carries (for traces). Its `Debug` shows no bytes: a frame
@@ -363,6 +390,8 @@ enum Request {
     LookupPerson(u64, String),
     /// An abuse report, sent with this handle.
     Report(u64),
+    /// A command (see `commands`), with its handle.
+    Command(u64),
 }
 
 /// What a user may name as a group's member: one device, or every device of a user.
@@ -380,6 +409,8 @@ pub enum CommandError {
     UnknownGroup(String),
     #[error("too many device links waiting")]
     TooManyLinks,
+    #[error("too many commands waiting for the relay's answer")]
+    TooManyCommands,
     #[error("content of {len} bytes is over the limit of {limit}")]
     TooLarge { len: usize, limit: usize },
     #[error("not an address: {0}")]
@@ -448,6 +479,8 @@ pub struct Endpoint {
     to_publish: Option<(Option<u64>, Option<switchboard_wire::switchboard::PersonRecord>)>,
     /// What it takes to seal each SendToUser in the outbox again (see `users`); in memory only.
     user_sends: HashMap<u64, users::UserSend>,
+    /// Commands waiting for the relay's answer (see `commands`).
+    commands: Vec<(u64, commands::Command)>,
 }
 
 struct Replenish {
@@ -557,6 +590,7 @@ impl Endpoint {
             person_generation: 0,
             to_publish: None,
             user_sends: HashMap::new(),
+            commands: Vec::new(),
         }
     }
 
@@ -809,6 +843,7 @@ impl Endpoint {
                 for device_id in self.links.clone().into_iter().filter(|id| !asked.contains(id)) {
                     self.request_link(device_id);
                 }
+                self.send_commands();
                 self.fetch_missing();
                 self.fetch_heads();
                 self.resync_behind(rng);
@@ -862,6 +897,7 @@ impl Endpoint {
                     recipients: message.recipients.iter().map(wire_address).collect(),
                     content: message.bytes.clone().into(),
                     franking: Some(crate::franking::unstamped(franking.commitment)),
+                    channel: false,
                 };
                 self.submit(Work::Group { distributions: message.key_distributions, envelope }, rng);
                 Some(message.bytes)
@@ -1146,6 +1182,7 @@ impl Endpoint {
                 self.published_person = version;
             }
             (Request::LookupPerson(request, user), S::PersonFound(found)) if found.user == user => self.person_found(request, user, found, rng),
+            (Request::Command(handle), answer) => self.command_answered(handle, answer, rng),
             (Request::Report(request), S::Done(_)) => self.events.push_back(Event::ReportAnswered { request, result: Ok(()) }),
             (Request::Report(request), other) => self.events.push_back(Event::ReportAnswered { request, result: Err(failed(other)) }),
             (Request::LookupPerson(request, user), other) => {
@@ -1230,6 +1267,7 @@ impl Endpoint {
         for device_id in self.links.clone() {
             self.request_link(device_id);
         }
+        self.send_commands();
         self.fetch_missing();
         self.fetch_heads();
         self.run_waiting(rng);
@@ -1298,6 +1336,7 @@ impl Endpoint {
             content: message.message.serialize().to_vec().into(),
             group_id: group.to_owned(),
             franking: message.commitment.map(crate::franking::unstamped),
+            channel: false,
         }
     }
 
@@ -1401,5 +1440,8 @@ fn body_what(body: &Body) -> &'static str {
         Body::SendToUser(_) => "send to user",
         Body::SetConsent(_) => "set consent",
         Body::Report(_) => "report",
+        Body::OpenChannel(_) => "open channel",
+        Body::FollowChannel(_) => "follow channel",
+        Body::RemoveDevice(_) => "remove device",
     }
 }

@@ -257,6 +257,10 @@ impl Endpoint {
             None => vec![to.to_owned()],
         };
         users.extend(self.own_accounts());
+        if self.device.business().is_some() {
+            // The account's other devices get a transcript.
+            users.push(self.device.address().name().to_owned());
+        }
         users
     }
 
@@ -297,7 +301,7 @@ impl Endpoint {
         let mut targets = Vec::new();
         for account in &accounts {
             let others: Vec<String> = accounts.iter().filter(|other| *other != account).cloned().collect();
-            let payload = Device::application_payload(content, others, &franking.key);
+            let payload = Device::application_payload(content, others, &franking.key, self.agent());
             for device in self.devices_of.get(account).into_iter().flatten().filter(|device| *device != me) {
                 targets.push(PendingSend::franked(device.clone(), payload.clone(), franking.commitment));
             }
@@ -391,6 +395,7 @@ impl Endpoint {
         if let Some(to) = to.as_deref().filter(|_| self.device.person().is_some_and(|person| person.owns(&from))) {
             self.wrote_to(to, false);
         }
+        self.business_transcript(&from, to.as_deref());
         self.events.push_back(Event::Synced { from, to, group, carried_by: carried_by.clone(), envelope, content: transcript.application });
     }
 }

@@ -242,6 +242,22 @@ impl Endpoint {
         let kind = EnvelopeKind::try_from(envelope.kind).unwrap_or(EnvelopeKind::Unspecified);
         let id = id16(&envelope.id);
         match kind {
+            EnvelopeKind::SenderKeyMessage if envelope.channel => match self.device.decrypt_channel(&envelope.group_id, sender, &envelope.content) {
+                Ok(plaintext) => {
+                    self.stats.group_decrypts += 1;
+                    let Ok(payload) = decode::<GroupPayload>(&plaintext, switchboard_wire::limits::MAX_PAYLOAD_LEN) else {
+                        return Processed::Refused(ClientError::InvalidPayload("a channel post that is not a group payload"));
+                    };
+                    let channel = std::mem::take(&mut envelope.group_id);
+                    match self.channel_post(sender, channel, id, payload, envelope.franking.take()) {
+                        Ok(()) => Processed::Done,
+                        Err(error) => Processed::Refused(error),
+                    }
+                }
+                // The admin's key may be on its way (asked for on following).
+                Err(ClientError::Session(SessionError::NoSenderKey { .. })) => Processed::Stall,
+                Err(error) => Processed::Refused(error),
+            },
             EnvelopeKind::SenderKeyMessage => match self.device.decrypt_group(&envelope.group_id, sender, &envelope.content) {
                 Ok(plaintext) => {
                     self.stats.group_decrypts += 1;
@@ -250,7 +266,7 @@ impl Endpoint {
                     };
                     let group = std::mem::take(&mut envelope.group_id);
                     let franking = ((group.clone(), true), envelope.franking.take(), payload.franking_key);
-                    self.arrived(sender, Some(group), id, franking, payload.application, &[], rng)
+                    self.arrived(sender, Some(group), id, franking, (payload.application, None), &[], rng)
                 }
                 Err(ClientError::Session(SessionError::NoSenderKey { .. }) | ClientError::UnknownGroup(_) | ClientError::NotAMember { .. }) => {
                     Processed::Stall
@@ -288,13 +304,22 @@ impl Endpoint {
                 // user it is addressed to: this one.
                 let me = (self.address().name().to_owned(), false);
                 match received {
-                    Received::Application { content, franking_key } => {
+                    Received::Application { content, franking_key, agent } => {
                         let group = (!envelope.group_id.is_empty()).then(|| std::mem::take(&mut envelope.group_id));
-                        return self.arrived(sender, group, id, (me, envelope.franking.take(), franking_key), content, &[], rng);
+                        return self.arrived(sender, group, id, (me, envelope.franking.take(), franking_key), (content, agent), &[], rng);
                     }
                     Received::PersonMessage { content, delivered_to, franking_key } => {
-                        return self.arrived(sender, None, id, (me, envelope.franking.take(), franking_key), content, &delivered_to, rng);
+                        return self.arrived(sender, None, id, (me, envelope.franking.take(), franking_key), (content, None), &delivered_to, rng);
                     }
+                    Received::ChannelFollower { channel } => self.events.push_back(Event::ChannelFollower { channel, follower: sender.clone() }),
+                    Received::ChannelKey { channel } => self.retry_stalled(&channel, rng),
+                    Received::ChannelReply { channel, content } => {
+                        if !self.is_blocked(sender.name()) {
+                            self.events.push_back(Event::ChannelReply { channel, from: sender.clone(), content });
+                        }
+                    }
+                    Received::BusinessRoster { listed } => self.events.push_back(Event::AgentsChanged { listed }),
+                    Received::Assigned { customer, agent_device, handover } => self.events.push_back(Event::Assigned { customer, agent_device, handover }),
                     Received::Consent(change) => self.tell_relay(&change),
                     Received::Transcript(transcript) => self.transcript_arrived(sender, transcript, id),
                     Received::OwnRecord { changed } => {
@@ -349,7 +374,7 @@ impl Endpoint {
         group: Option<String>,
         envelope: [u8; 16],
         ((recipient, to_group), franking, franking_key): ((String, bool), Option<Franking>, Vec<u8>),
-        content: Vec<u8>,
+        (content, agent): (Vec<u8>, Option<String>),
         delivered_to: &[String],
         rng: &mut (impl CryptoRng + ?Sized),
     ) -> Processed {
@@ -368,7 +393,10 @@ impl Endpoint {
         let in_group = group.as_deref().and_then(|id| self.device.group(id)).is_some_and(|g| g.members().contains(sender));
         let request = !in_group && self.is_request(sender.name());
         self.stats.requests += u64::from(request);
-        self.events.push_back(Event::Message { from: sender.clone(), group, envelope, content, request, evidence: Box::new(evidence) });
+        if group.is_none() {
+            self.business_received(sender);
+        }
+        self.events.push_back(Event::Message { from: sender.clone(), group, envelope, content, request, evidence: Box::new(evidence), agent });
         Processed::Done
     }
 

@@ -33,6 +33,8 @@ pub(super) enum Work {
     Pairwise { group: String, recipients: Vec<ProtocolAddress>, content: Vec<u8> },
     /// A change of this device's to group `group`.
     Change { group: String, change: GroupChange },
+    /// `payload` for every device of each of `users` (this device left out).
+    ToUsers { users: Vec<String>, payload: std::sync::Arc<[u8]> },
     /// A block of the person behind `user`, extended to the accounts her record names that turn
     /// out hers once their devices are fetched (see `consent`).
     ExtendBlock { user: String },
@@ -96,6 +98,7 @@ impl Endpoint {
             Work::Direct { to, .. } => self.direct_users(to).into_iter().filter(|user| !self.devices_of.contains_key(user)).collect(),
             Work::Own { skip, .. } => self.own_accounts().into_iter().filter(|user| !skip.contains(user) && !self.devices_of.contains_key(user)).collect(),
             Work::Introduce { to } => (!self.devices_of.contains_key(to)).then(|| to.clone()).into_iter().collect(),
+            Work::ToUsers { users, .. } => users.iter().filter(|user| !self.devices_of.contains_key(*user)).cloned().collect(),
             Work::ExtendBlock { user } => self.claimed_accounts(user).into_iter().filter(|account| !self.devices_of.contains_key(account)).collect(),
             Work::CheckLookup { user, .. } | Work::Resend { user, .. } => (!self.devices_of.contains_key(user)).then(|| user.clone()).into_iter().collect(),
             Work::Seal(pending) => pending_needs(pending),
@@ -236,8 +239,9 @@ impl Endpoint {
                 let devices: Vec<ProtocolAddress> = targets.iter().map(|target| target.to.clone()).collect();
                 self.send_to_users(targets, 0, rng);
                 self.introduce_after_message(&to, devices, rng);
-                // Every other device of this person shows what she sent from this one.
+                // Every other device of this person (or business) shows what she sent from this one.
                 self.sync_sent(&to, &content, rng);
+                self.business_sent(&to, &content, rng);
             }
             Work::Own { payload, skip } => {
                 let pending = self.to_own_devices(&payload, &skip);
@@ -263,6 +267,16 @@ impl Endpoint {
             }
             Work::Change { group, change } => self.propose(group, change, rng),
             Work::ExtendBlock { user } => self.extend_block(&user, rng),
+            Work::ToUsers { users, payload } => {
+                let me = self.device.address().clone();
+                let targets: Vec<PendingSend> = users
+                    .iter()
+                    .flat_map(|user| self.devices_of.get(user).into_iter().flatten())
+                    .filter(|device| **device != me)
+                    .map(|device| PendingSend::new(device.clone(), payload.clone()))
+                    .collect();
+                self.send_to_users(targets, 0, rng);
+            }
         }
     }
 

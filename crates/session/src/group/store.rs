@@ -36,6 +36,11 @@ pub struct InMemorySenderKeyStore {
 }
 
 impl InMemorySenderKeyStore {
+    /// Forgets every sender key of `group` (ours included).
+    pub fn forget_group(&mut self, group: &str) {
+        self.records.remove(group);
+    }
+
     /// Every record with its group and sender, for persisting the store.
     pub fn records(&self) -> impl Iterator<Item = (&str, &ProtocolAddress, &SenderKeyRecord)> {
         self.records
