@@ -110,6 +110,16 @@ pub enum Mutation {
     SetBlocked { user: String, blocked: String, on: bool },
     /// A verified abuse report, number `id`, for this app's moderators.
     PutReport { id: u64, kept: KeptReport },
+    /// A channel of this app (`name@app`), owned by `owner`, and its admins (replacing those
+    /// before): sorted, without repeats, the owner among them.
+    PutChannel { channel: String, owner: String, admins: Vec<String> },
+    /// `device` (of this app) follows `channel` (of any app) (`on`), or no longer does.
+    SetFollowing { channel: String, device: DeviceKey, on: bool },
+    /// Another `app` has devices that follow `channel` (one of this app's) (`on`), or none left.
+    SetChannelApp { channel: String, app: String, on: bool },
+    /// A device removed by its user: its account, its bundles and low mark, its whole mailbox
+    /// and every channel it followed are gone.
+    DeleteAccount { device: DeviceKey },
 }
 
 /// The MAC key a relay stamps franking commitments with. Its `Debug` shows nothing of it, and it
@@ -173,6 +183,23 @@ pub struct StoredState {
     pub report_keys: std::collections::HashSet<[u8; 32]>,
     /// Bytes of reported content kept, in all.
     pub report_bytes: usize,
+    /// The channels of this app, by id.
+    pub channels: BTreeMap<String, Channel>,
+    /// Per channel (of any app), the devices of this app that follow it; and per device, the
+    /// channels it follows (the same facts, both ways).
+    pub followers: BTreeMap<String, BTreeSet<DeviceKey>>,
+    pub follows: BTreeMap<DeviceKey, BTreeSet<String>>,
+    /// Per channel of this app, the other apps with devices that follow it.
+    pub channel_apps: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// A channel of this app, at its hub (this relay).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    /// The user who opened it: only its devices change it.
+    pub owner: String,
+    /// The users whose devices may post to it (the owner among them).
+    pub admins: BTreeSet<String>,
 }
 
 /// What the relay keeps in memory of a kept report.
@@ -274,6 +301,51 @@ impl StoredState {
                 self.report_bytes += kept.report.as_ref().map_or(0, |report| report.content.len());
                 self.report_keys.insert(key);
                 self.reports.insert(*id, ReportEntry { reporter: kept.reporter.clone(), key });
+            }
+            Mutation::PutChannel { channel, owner, admins } => {
+                let channel_entry = Channel { owner: owner.clone(), admins: admins.iter().cloned().collect() };
+                self.channels.insert(channel.clone(), channel_entry);
+            }
+            Mutation::SetFollowing { channel, device, on: true } => {
+                self.followers.entry(channel.clone()).or_default().insert(device.clone());
+                self.follows.entry(device.clone()).or_default().insert(channel.clone());
+            }
+            Mutation::SetFollowing { channel, device, on: false } => self.unfollow(channel, device),
+            Mutation::SetChannelApp { channel, app, on: true } => {
+                self.channel_apps.entry(channel.clone()).or_default().insert(app.clone());
+            }
+            Mutation::SetChannelApp { channel, app, on: false } => {
+                if let Some(apps) = self.channel_apps.get_mut(channel) {
+                    apps.remove(app);
+                    if apps.is_empty() {
+                        self.channel_apps.remove(channel);
+                    }
+                }
+            }
+            Mutation::DeleteAccount { device } => {
+                self.accounts.remove(device);
+                self.bundles.remove(device);
+                self.prekey_marks.remove(device);
+                self.mailboxes.remove(device);
+                for channel in self.follows.get(device).cloned().unwrap_or_default() {
+                    self.unfollow(&channel, device);
+                }
+            }
+        }
+    }
+
+    /// `device` no longer follows `channel` (no empty set is left behind).
+    fn unfollow(&mut self, channel: &str, device: &DeviceKey) {
+        if let Some(devices) = self.followers.get_mut(channel) {
+            devices.remove(device);
+            if devices.is_empty() {
+                self.followers.remove(channel);
+            }
+        }
+        if let Some(channels) = self.follows.get_mut(device) {
+            channels.remove(channel);
+            if channels.is_empty() {
+                self.follows.remove(device);
             }
         }
     }

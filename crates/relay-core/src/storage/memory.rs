@@ -81,6 +81,9 @@ impl Store for MemoryStore {
                 Mutation::PutReport { id, kept } => {
                     committed.reports.insert(*id, kept.clone());
                 }
+                Mutation::DeleteAccount { device } => {
+                    committed.mail.remove(device);
+                }
                 _ => {}
             }
         }

@@ -32,6 +32,14 @@ const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 const BLOCKED: TableDefinition<&[u8], ()> = TableDefinition::new("blocked");
 /// Verified abuse reports (each an encoded `KeptReport`), by number.
 const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("reports");
+/// The channels of this app by id: their owner, then their admins, each as a [`name_key`].
+const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
+/// Which device follows which channel (the key: the device's [`device_key`], then the channel);
+/// no value. By device first, so that a removed device's follows are one range.
+const FOLLOWS: TableDefinition<&[u8], ()> = TableDefinition::new("follows");
+/// Per channel of this app, the other apps with followers of it (the key: the channel's
+/// [`name_key`], then the app); no value.
+const CHANNEL_APPS: TableDefinition<&[u8], ()> = TableDefinition::new("channel_apps");
 
 /// Memory redb may keep as a cache of the file (its default, 1 GiB, let every mailbox written
 /// count against the relay's resident memory).
@@ -85,6 +93,38 @@ fn split_device(key: &[u8]) -> Result<(DeviceKey, &[u8]), StoreError> {
     let (user, rest) = split_name(key)?;
     let (device, rest) = rest.split_first_chunk::<4>().ok_or_else(|| StoreError("corrupt key".into()))?;
     Ok(((user, u32::from_be_bytes(*device)), rest))
+}
+
+/// A channel's owner and admins as stored in [`CHANNELS`].
+fn channel_value(owner: &str, admins: &[String]) -> Vec<u8> {
+    std::iter::once(owner).chain(admins.iter().map(String::as_str)).flat_map(name_key).collect()
+}
+
+/// The owner and the admins in a value made by [`channel_value`].
+fn split_channel(mut value: &[u8]) -> Result<(String, Vec<String>), StoreError> {
+    let (owner, rest) = split_name(value)?;
+    value = rest;
+    let mut admins = Vec::new();
+    while !value.is_empty() {
+        let (admin, rest) = split_name(value)?;
+        admins.push(admin);
+        value = rest;
+    }
+    Ok((owner, admins))
+}
+
+/// `key` followed by a name, for tables keyed by a key part then a name.
+fn then_name(mut key: Vec<u8>, name: &str) -> Vec<u8> {
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// The bounds of every key that is `prefix` followed by a name (UTF-8, which never holds the
+/// byte 0xFF).
+fn named_after(prefix: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    let mut end = prefix.clone();
+    end.push(0xFF);
+    (prefix, end)
 }
 
 fn seq_of(rest: &[u8]) -> Result<u64, StoreError> {
@@ -205,6 +245,23 @@ impl RedbStore {
             let kept: KeptReport = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
             state.apply(&Mutation::PutReport { id: key.value(), kept });
         }
+        for entry in txn.open_table(CHANNELS).map_err(failed)?.iter().map_err(failed)? {
+            let (key, value) = entry.map_err(failed)?;
+            let (owner, admins) = split_channel(value.value())?;
+            state.apply(&Mutation::PutChannel { channel: key.value().to_owned(), owner, admins });
+        }
+        for entry in txn.open_table(FOLLOWS).map_err(failed)?.iter().map_err(failed)? {
+            let (key, _) = entry.map_err(failed)?;
+            let (device, channel) = split_device(key.value())?;
+            let channel = String::from_utf8(channel.to_vec()).map_err(|_| StoreError("corrupt follow".into()))?;
+            state.apply(&Mutation::SetFollowing { channel, device, on: true });
+        }
+        for entry in txn.open_table(CHANNEL_APPS).map_err(failed)?.iter().map_err(failed)? {
+            let (key, _) = entry.map_err(failed)?;
+            let (channel, app) = split_name(key.value())?;
+            let app = String::from_utf8(app.to_vec()).map_err(|_| StoreError("corrupt channel app".into()))?;
+            state.apply(&Mutation::SetChannelApp { channel, app, on: true });
+        }
         if !untimed.is_empty() {
             let write = self.db.begin_write().map_err(failed)?;
             {
@@ -233,6 +290,9 @@ impl RedbStore {
             let mut secrets = txn.open_table(SECRETS)?;
             let mut blocked_table = txn.open_table(BLOCKED)?;
             let mut reports = txn.open_table(REPORTS)?;
+            let mut channels = txn.open_table(CHANNELS)?;
+            let mut follows = txn.open_table(FOLLOWS)?;
+            let mut channel_apps = txn.open_table(CHANNEL_APPS)?;
             for mutation in mutations {
                 match mutation {
                     Mutation::PutAccount { device, credential_hash } => {
@@ -299,6 +359,32 @@ impl RedbStore {
                     }
                     Mutation::PutReport { id, kept } => {
                         reports.insert(*id, kept.encode_to_vec().as_slice())?;
+                    }
+                    Mutation::PutChannel { channel, owner, admins } => {
+                        channels.insert(channel.as_str(), channel_value(owner, admins).as_slice())?;
+                    }
+                    Mutation::SetFollowing { channel, device, on } => {
+                        let key = then_name(device_key(device), channel);
+                        match on {
+                            true => follows.insert(key.as_slice(), ())?,
+                            false => follows.remove(key.as_slice())?,
+                        };
+                    }
+                    Mutation::SetChannelApp { channel, app, on } => {
+                        let key = then_name(name_key(channel), app);
+                        match on {
+                            true => channel_apps.insert(key.as_slice(), ())?,
+                            false => channel_apps.remove(key.as_slice())?,
+                        };
+                    }
+                    Mutation::DeleteAccount { device } => {
+                        let key = device_key(device);
+                        accounts.remove(key.as_slice())?;
+                        bundles.remove(key.as_slice())?;
+                        let (first, last) = (with_seq(key.clone(), 0), with_seq(key.clone(), u64::MAX));
+                        mailboxes.retain_in::<&[u8], _>(first.as_slice()..=last.as_slice(), |_, _| false)?;
+                        let (start, end) = named_after(key);
+                        follows.retain_in::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| false)?;
                     }
                 }
             }
@@ -391,6 +477,23 @@ mod tests {
             Mutation::SetBlocked { user: "bob@blue".into(), blocked: "eve@red".into(), on: true },
             Mutation::SetBlocked { user: "bob@blue".into(), blocked: "eve@red".into(), on: false },
             Mutation::PutReport { id: 1, kept: KeptReport { reporter: "bob@blue".into(), report: Some(Default::default()) } },
+            Mutation::PutChannel { channel: "news@blue".into(), owner: "bob@blue".into(), admins: vec!["alice@green".into(), "bob@blue".into()] },
+            Mutation::PutChannel { channel: "old@blue".into(), owner: "carol@blue".into(), admins: vec!["carol@blue".into()] },
+            Mutation::PutChannel { channel: "news@blue".into(), owner: "bob@blue".into(), admins: vec!["bob@blue".into(), "dave@red".into()] },
+            Mutation::SetFollowing { channel: "news@blue".into(), device: device.clone(), on: true },
+            Mutation::SetFollowing { channel: "tv@red".into(), device: device.clone(), on: true },
+            Mutation::SetFollowing { channel: "tv@red".into(), device: ("carol@blue".into(), 1), on: true },
+            Mutation::SetFollowing { channel: "old@blue".into(), device: ("carol@blue".into(), 1), on: true },
+            Mutation::SetFollowing { channel: "old@blue".into(), device: ("carol@blue".into(), 1), on: false },
+            Mutation::SetChannelApp { channel: "news@blue".into(), app: "red".into(), on: true },
+            Mutation::SetChannelApp { channel: "news@blue".into(), app: "green".into(), on: true },
+            Mutation::SetChannelApp { channel: "news@blue".into(), app: "green".into(), on: false },
+            // A removed device: its account, bundles, mail and follows go; another's stay.
+            Mutation::PutAccount { device: ("bob@blue".into(), 3), credential_hash: [9; 32] },
+            Mutation::PutBundles { device: ("bob@blue".into(), 3), bundles: vec![PreKeyBundle { device_id: 3, ..Default::default() }], low_mark: 2 },
+            Mutation::PutEnvelope { device: ("bob@blue".into(), 3), seq: 5, envelope: envelope(5) },
+            Mutation::SetFollowing { channel: "tv@red".into(), device: ("bob@blue".into(), 3), on: true },
+            Mutation::DeleteAccount { device: ("bob@blue".into(), 3) },
         ];
         let mut expected = StoredState::default();
         {
@@ -410,7 +513,12 @@ mod tests {
         let contents = store.contents();
         assert_eq!(contents.mail(&device, &[3, 4, 5]).unwrap(), [(4, envelope(4))]);
         assert_eq!(contents.mail(&device, &[3]).unwrap(), []);
-        assert_eq!(contents.mail(&("bob@blue".into(), 3), &[4]).unwrap(), []);
+        assert_eq!(contents.mail(&("bob@blue".into(), 3), &[4, 5]).unwrap(), []);
+        assert!(!loaded.accounts.contains_key(&("bob@blue".into(), 3)));
+        assert_eq!(loaded.channels["news@blue"].admins.iter().collect::<Vec<_>>(), ["bob@blue", "dave@red"]);
+        assert_eq!(loaded.followers["tv@red"].len(), 2);
+        assert!(!loaded.followers.contains_key("old@blue"));
+        assert_eq!(loaded.channel_apps["news@blue"].iter().collect::<Vec<_>>(), ["red"]);
         assert_eq!(contents.blob("00ff@blue").unwrap(), Some(vec![1, 2, 3]));
         assert_eq!(contents.blob("00fe@blue").unwrap(), None);
         assert_eq!(contents.outbound("red", &[8, 9]).unwrap(), [(9, frame)]);
