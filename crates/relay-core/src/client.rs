@@ -64,6 +64,9 @@ impl RelayCore {
             (Some(Body::SendToUser(send)), Some(device)) => return self.send_to_user(conn, request_id, &device, send),
             (Some(Body::SetConsent(consent)), Some(device)) => self.set_consent(conn, request_id, &device, consent),
             (Some(Body::Report(report)), Some(device)) => return self.report(conn, request_id, &device, report),
+            (Some(Body::OpenChannel(open)), Some(device)) => self.open_channel(conn, request_id, &device, open),
+            (Some(Body::FollowChannel(follow)), Some(device)) => return self.follow_channel(conn, request_id, &device, follow),
+            (Some(Body::RemoveDevice(remove)), Some(device)) => return self.remove_device(conn, request_id, &device, remove),
         };
         match result {
             Ok(()) => Vec::new(),
@@ -279,6 +282,22 @@ impl RelayCore {
         body: federation_frame::Body,
         report: Option<Box<switchboard_wire::switchboard::KeptReport>>,
     ) -> Vec<Action> {
+        self.ask_app_with(conn, request_id, app, subject, body, report, None)
+    }
+
+    /// [`Self::ask_app_about`], or with the device that follows the channel `subject` once its
+    /// hub answers (`follower`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn ask_app_with(
+        &mut self,
+        conn: ConnId,
+        request_id: u64,
+        app: String,
+        subject: String,
+        body: federation_frame::Body,
+        report: Option<Box<switchboard_wire::switchboard::KeptReport>>,
+        follower: Option<DeviceKey>,
+    ) -> Vec<Action> {
         if !self.peers.contains(&app) {
             return vec![failure(conn, request_id, ErrorCode::UnknownRecipient, "no such app")];
         }
@@ -296,7 +315,7 @@ impl RelayCore {
         if switchboard_wire::Message::encoded_len(&frame) > MAX_FRAME_LEN {
             return vec![failure(conn, request_id, ErrorCode::TooLarge, "too large to forward in one frame")];
         }
-        self.add_pending(request, super::PendingFetch { conn, request_id, app, subject, forward, report });
+        self.add_pending(request, super::PendingFetch { conn, request_id, app, subject, forward, report, follower });
         vec![Action::ToLink { conn: link, frame }]
     }
 
@@ -398,7 +417,15 @@ impl RelayCore {
 
     fn send_group(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, mut group: GroupEnvelope) -> Result<(), Refusal> {
         check_envelope(device, &group.id, group.sender.as_ref(), group.content.len())?;
+        if group.channel && !group.recipients.is_empty() {
+            return Err((ErrorCode::Malformed, "a channel post names no recipients"));
+        }
         self.stamp(&mut group.franking, device, &group.group_id, true)?;
+        if group.channel {
+            self.route_channel(group, None)?;
+            self.deferred.push(Deferred::Client(conn, done(request_id)));
+            return Ok(());
+        }
         let recipients: Vec<String> = group.recipients.iter().map(|recipient| recipient.name.clone()).collect();
         self.route_group(group, None)?;
         self.note_contacts(&device.0, recipients.iter().map(String::as_str));

@@ -39,6 +39,9 @@ impl RelayCore {
         if asked.is_some_and(|fetch| fetch.report.is_some()) {
             return self.stamp_checked(frame);
         }
+        if asked.is_some_and(|fetch| fetch.follower.is_some()) {
+            return self.channel_followed(frame);
+        }
         if let Some(fetch) = asked {
             let body = match frame.body {
                 Some(Body::Bundles(bundles)) if bundles.user == fetch.subject => server_frame::Body::Bundles(bundles),
@@ -106,6 +109,26 @@ impl RelayCore {
                     Err((code, detail)) => refuse(code, detail),
                 }
             }
+            Some(Body::ForwardGroup(group)) if group.channel => {
+                let sender_app = group.sender.as_ref().and_then(|sender| app_of(&sender.name));
+                // A channel's hub takes its posts from the sender's own app; every other app
+                // takes them from the hub only (its own users' posts too: they reach their
+                // followers through the hub, which alone knows the admins).
+                let allowed = match self.app == group.hub {
+                    true => sender_app == Some(app),
+                    false => group.hub == app,
+                };
+                if !allowed {
+                    return refuse(ErrorCode::Forbidden, "a channel post comes from its sender's app to the hub, and from the hub to the others");
+                }
+                match self.route_channel(group, Some(app)) {
+                    Ok(()) => {
+                        self.deferred.push(Deferred::Link(conn, acknowledge));
+                        Vec::new()
+                    }
+                    Err((code, detail)) => refuse(code, detail),
+                }
+            }
             Some(Body::ForwardGroup(group)) => {
                 let sender_app = group.sender.as_ref().and_then(|sender| app_of(&sender.name));
                 // A hub takes a group's messages from the sender's own app; every other app takes
@@ -130,6 +153,7 @@ impl RelayCore {
             Some(Body::LookupPerson(lookup)) => self.lookup_person_for(conn, app, request_id, lookup),
             Some(Body::SendToUser(send)) => self.send_to_user_from(conn, app, request_id, send),
             Some(Body::CheckStamp(check)) => self.check_stamp_for(conn, request_id, check),
+            Some(Body::FollowChannel(follow)) => self.follow_channel_for(conn, app, request_id, follow),
             Some(Body::FetchBundles(fetch)) => {
                 if app_of(&fetch.user) != Some(self.app.as_str()) {
                     return refuse(ErrorCode::UnknownRecipient, "the user is not on this app");

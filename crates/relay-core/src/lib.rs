@@ -34,6 +34,7 @@ pub mod state;
 pub mod storage;
 
 mod blobs;
+mod channels;
 mod client;
 mod consent;
 mod franking;
@@ -133,6 +134,19 @@ pub const MAX_GROUPS: usize = 1_000_000;
 /// States a hub keeps of each group's chain before its head (32 bytes each), for members that
 /// check a change after later ones were ordered: at least `MAX_EPOCH_GAP` of the client core.
 pub const MAX_HEAD_HISTORY: usize = 64;
+/// Admins of one channel, its owner among them.
+pub const MAX_CHANNEL_ADMINS: usize = 32;
+/// Channels one relay keeps for its app (a channel id is `name@app`, bounded as any address by
+/// [`MAX_USER_LEN`]).
+pub const MAX_CHANNELS: usize = 100_000;
+/// Channels one device may follow at once.
+pub const MAX_CHANNELS_FOLLOWED_PER_DEVICE: usize = 1_000;
+/// Devices of this app that may follow one channel (of any app).
+pub const MAX_FOLLOWERS_PER_CHANNEL: usize = 1_000_000;
+/// Bytes one channel post may make a relay store for its followers (content × local
+/// followers): a post over it is refused (`TooLarge`). A million followers take posts of up to
+/// 1 KiB; larger content goes as a blob.
+pub const MAX_CHANNEL_FANOUT_BYTES: usize = 1024 * 1024 * 1024;
 /// Our requests to other relays are numbered from here, apart from outbox sequence numbers.
 const FIRST_REQUEST_ID: u64 = 1 << 63;
 
@@ -175,6 +189,9 @@ struct PendingFetch {
     /// An abuse report whose stamp the sender's app was asked to check (answered with
     /// Acknowledge or a refusal): kept once it says yes.
     report: Option<Box<switchboard_wire::switchboard::KeptReport>>,
+    /// A follow of a channel asked of its hub for this device: it follows once the hub answers
+    /// with the channel's description.
+    follower: Option<DeviceKey>,
 }
 
 /// Requests one device connection may have out at other apps' relays at once (fetches and
@@ -213,6 +230,13 @@ pub struct Metrics {
     /// hold).
     pub reports_verified: u64,
     pub reports_refused: u64,
+    /// Channel posts this relay fanned out as their channel's hub.
+    pub channel_posts: u64,
+    /// Copies of channel posts stored for this relay's followers.
+    pub channel_deliveries: u64,
+    /// Copies of channel posts not stored because the follower's mailbox was full (or gone): the
+    /// post went to the others.
+    pub channel_posts_skipped_full: u64,
 }
 
 /// One app's relay.

@@ -122,7 +122,7 @@ impl RelayCore {
     /// envelopes and bytes. (One-to-one mail is also held to the stranger allowance; group mail
     /// is not: a relay does not know who is in a group, and one passive member's allowance must
     /// not hold a whole group's messages back.)
-    fn check_local(&self, device: &DeviceKey, bytes: usize) -> Result<(), Refusal> {
+    pub(super) fn check_local(&self, device: &DeviceKey, bytes: usize) -> Result<(), Refusal> {
         let held = self.mailbox_bytes.get(device).copied().unwrap_or(0);
         match self.mailbox_index.get(device) {
             None => Err((ErrorCode::UnknownRecipient, "no such device")),
@@ -134,19 +134,20 @@ impl RelayCore {
     }
 
     /// Whether `app`'s outbox takes a frame of about `bytes` from `sender`.
-    fn check_outbox(&self, app: &str, sender: Option<&DeviceAddress>, bytes: usize) -> Result<(), Refusal> {
+    pub(super) fn check_outbox(&self, app: &str, sender: Option<&DeviceAddress>, bytes: usize) -> Result<(), Refusal> {
         let frames = self.state.outboxes.get(app).map_or(0, |o| o.len());
         self.outbox_usage.admits(app, frames, sender.map(device_key).as_ref(), bytes)
     }
 
     /// Stores an envelope for a local device that [`Self::check_local`] accepted (once per
-    /// sender and envelope id) and delivers it when durable.
-    fn store_local(&mut self, device: DeviceKey, envelope: Envelope) {
-        let Some(ids) = self.mailbox_index.get_mut(&device) else { return };
+    /// sender and envelope id) and delivers it when durable: whether it was stored now (not
+    /// already held, and the device exists).
+    pub(super) fn store_local(&mut self, device: DeviceKey, envelope: Envelope) -> bool {
+        let Some(ids) = self.mailbox_index.get_mut(&device) else { return false };
         let key = crate::state::mail_key(envelope.sender.as_ref(), &envelope.id);
         if ids.contains_key(&key) {
             // The same sender's envelope again (a retry): stored once, acknowledged again.
-            return;
+            return false;
         }
         // `self.seq()`, written out: `ids` still borrows the index.
         let seq = self.next_seq;
@@ -160,10 +161,11 @@ impl RelayCore {
         self.metrics.envelopes_stored += 1;
         self.mutate(Mutation::PutEnvelope { device: device.clone(), seq, envelope });
         self.deferred.push(Deferred::Deliver(device));
+        true
     }
 
     /// Stores a frame for another app and sends it when durable (and the link is up).
-    fn store_outbound(&mut self, app: &str, body: federation_frame::Body) {
+    pub(super) fn store_outbound(&mut self, app: &str, body: federation_frame::Body) {
         let seq = self.seq();
         let frame = FederationFrame { request_id: seq, body: Some(body) };
         self.mutate(Mutation::PutOutbound { app: app.to_owned(), seq, frame });
@@ -176,6 +178,6 @@ impl RelayCore {
 }
 
 /// The user an envelope is from ("" if it names none: a stranger to everyone).
-fn sender_of(sender: Option<&DeviceAddress>) -> &str {
+pub(super) fn sender_of(sender: Option<&DeviceAddress>) -> &str {
     sender.map_or("", |sender| sender.name.as_str())
 }

@@ -1,15 +1,16 @@
 //! Messages for every device of one user at once ([`SendToUser`]): taken only if they name
 //! exactly the devices the user has, so that a sender whose list is out of date hears of it
-//! ([`DevicesChanged`]) instead of leaving a device without the message.
+//! ([`DevicesChanged`]) instead of leaving a device without the message. And the removal of a
+//! device ([`RemoveDevice`]), after which it is one of those no longer there.
 
 use std::collections::BTreeSet;
 
 use switchboard_wire::switchboard::{
-    DevicesChanged, ErrorCode, FederationFrame, SendToUser, ServerFrame, federation_frame, server_frame,
+    DevicesChanged, ErrorCode, FederationFrame, RemoveDevice, SendToUser, ServerFrame, federation_frame, server_frame,
 };
 
 use super::{Action, ConnId, Deferred, RelayCore, app_of, device_key, failure, link_failure};
-use crate::state::DeviceKey;
+use crate::state::{DeviceKey, Mutation};
 
 type Refusal = (ErrorCode, &'static str);
 
@@ -73,6 +74,58 @@ impl RelayCore {
             }
             Ok(Some(changed)) => vec![Action::ToLink { conn, frame: FederationFrame { request_id, body: Some(federation_frame::Body::DevicesChanged(changed)) } }],
             Err((code, detail)) => refuse(code, detail),
+        }
+    }
+
+    /// Device 1 of a user removes another of its devices: its connection is closed at once and
+    /// nothing more reaches it; its account (so its credential), bundles, mailbox and follows
+    /// are deleted; answered with `Done` once that is durable.
+    pub(super) fn remove_device(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, remove: RemoveDevice) -> Vec<Action> {
+        let removed = match self.check_removal(device, remove.device_id) {
+            Ok(removed) => removed,
+            Err((code, detail)) => return vec![failure(conn, request_id, code, detail)],
+        };
+        let actions = self.disconnect(&removed);
+        self.forget_device(&removed);
+        self.deferred.push(Deferred::Client(conn, super::client::done(request_id)));
+        actions
+    }
+
+    /// Which device `device` may remove as `device_id`: another existing device of its user, and
+    /// only if it is the user's device 1. Counted against its rate, as a durable write.
+    fn check_removal(&mut self, device: &DeviceKey, device_id: u32) -> Result<DeviceKey, Refusal> {
+        if device.1 != 1 {
+            return Err((ErrorCode::Forbidden, "only a user's first device removes its other devices"));
+        }
+        if device_id == 1 {
+            return Err((ErrorCode::Malformed, "a user's first device is not removed"));
+        }
+        let removed = (device.0.clone(), device_id);
+        if !self.state.accounts.contains_key(&removed) {
+            return Err((ErrorCode::UnknownRecipient, "no such device"));
+        }
+        self.rates.fetch(&super::rates::Requester::Local(device.clone()), self.ticks)?;
+        Ok(removed)
+    }
+
+    /// Closes `device`'s connection, if it is online, and forgets it: nothing more is handed to
+    /// it, nothing it sends on it is read, and what it asked of other apps is answered nowhere.
+    fn disconnect(&mut self, device: &DeviceKey) -> Vec<Action> {
+        let Some(&conn) = self.online.get(device) else { return Vec::new() };
+        self.client_closed(conn);
+        vec![Action::Close { conn }]
+    }
+
+    /// Deletes `device` (of this app) and what the core holds of its mailbox; the hubs of
+    /// channels no other device here follows are told.
+    fn forget_device(&mut self, device: &DeviceKey) {
+        self.mailbox_index.remove(device);
+        self.mailbox_bytes.remove(device);
+        self.strangers.remove(device);
+        let followed: Vec<String> = self.state.follows.get(device).map(|channels| channels.iter().cloned().collect()).unwrap_or_default();
+        self.mutate(Mutation::DeleteAccount { device: device.clone() });
+        for channel in followed {
+            self.unfollowed_here(&channel);
         }
     }
 
