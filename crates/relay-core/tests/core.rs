@@ -307,6 +307,7 @@ fn a_group_message_crosses_each_app_boundary_once_from_the_hub_and_from_a_follow
             recipients: members.iter().map(|(u, _, _)| address(u)).collect(),
             content: vec![0x33; 100].into(),
             franking: None,
+            channel: false,
         };
         assert!(is_done(&net.request(&sender_app, sender_conn, 40, Body::SendGroup(group))));
         let after: u64 = APPS.iter().map(|a| net.cores[*a].metrics().envelopes_forwarded).sum();
@@ -476,6 +477,7 @@ fn one_group_frame_cannot_make_the_relay_store_more_than_its_limit() {
         recipients: (0..10_000).map(|i| address(&format!("u{i}@green"))).collect(),
         content: vec![0; 200 * 1024].into(),
         franking: None,
+        channel: false,
     };
     let answer = net.request(&green, alice, 70, Body::SendGroup(group));
     assert_eq!(code(&answer), Some(ErrorCode::TooLarge));
@@ -826,6 +828,7 @@ fn an_envelope_id_names_an_envelope_only_with_its_sender() {
         recipients: vec![address("bob@blue"), address("mallory@red")],
         content: vec![0x33; 100].into(),
         franking: None,
+        channel: false,
     };
     assert!(is_done(&net.request(&green, alice, 11, Body::SendGroup(group.clone()))));
     let senders: Vec<String> = net.deliveries(&blue, bob).into_iter().map(|e| e.sender.unwrap().name).collect();
@@ -867,6 +870,7 @@ fn only_a_groups_hub_hands_its_messages_to_other_apps() {
         recipients: vec![address("bob@blue")],
         content: vec![tag; 10].into(),
         franking: None,
+        channel: false,
     };
     // Red names itself the hub of green's group, in the name of a green user.
     assert!(forward_group(&mut net, "red", "blue", group("g@green", "red", "alice@green", 1)).is_some());
@@ -1115,6 +1119,7 @@ fn a_passive_members_stranger_allowance_never_holds_a_groups_messages_back() {
             recipients: vec![address("dave@blue"), address("carol@blue")],
             content: vec![0x33; 100].into(),
             franking: None,
+            channel: false,
         };
         assert!(is_done(&net.request(&green, alice, 100 + n, Body::SendGroup(group))));
     }
@@ -1585,4 +1590,376 @@ fn a_block_drops_everything_from_the_blocked_user_and_its_sender_learns_nothing(
     let bad = switchboard_wire::switchboard::SetConsent { block: vec!["not an address".into()], ..Default::default() };
     assert_eq!(code(&net.request(&blue, bob, 13, Body::SetConsent(bad))), Some(ErrorCode::Malformed));
     assert!(!net.disk("blue").blocked["bob@blue"].contains("not an address"));
+}
+
+// ---- channels and device removal --------------------------------------------------------------
+
+fn open_channel(channel: &str, admins: &[&str]) -> Body {
+    Body::OpenChannel(switchboard_wire::switchboard::OpenChannel { channel: channel.into(), admins: admins.iter().map(|a| a.to_string()).collect() })
+}
+
+fn follow_channel(channel: &str, follow: bool) -> Body {
+    Body::FollowChannel(switchboard_wire::switchboard::FollowChannel { channel: channel.into(), follow })
+}
+
+/// A post `id` by `sender` (device 1) to `channel`.
+fn post(id: u8, sender: &str, channel: &str) -> GroupEnvelope {
+    GroupEnvelope {
+        id: vec![id; 16].into(),
+        sender: Some(address(sender)),
+        group_id: channel.into(),
+        hub: channel.parse::<UserAddress>().unwrap().app().into(),
+        recipients: Vec::new(),
+        content: vec![id; 48].into(),
+        franking: None,
+        channel: true,
+    }
+}
+
+fn admins_of(frame: &ServerFrame) -> Option<Vec<String>> {
+    match &frame.body {
+        Some(server_frame::Body::ChannelInfo(info)) => Some(info.admins.clone()),
+        _ => None,
+    }
+}
+
+/// Relay `from` sends `to` a request on the link it dialed; `to`'s answers on it.
+fn link_request(net: &mut Net, from: &str, to: &str, body: federation_frame::Body) -> Vec<FederationFrame> {
+    let conn = net.accepted.iter().find(|((app, _), dialer)| app == to && *dialer == from).map(|((_, conn), _)| *conn).unwrap();
+    let frame = FederationFrame { request_id: 88, body: Some(body) };
+    let actions = net.cores.get_mut(to).unwrap().link_frame(conn, &frame.encode_to_vec());
+    let mut answers: Vec<FederationFrame> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::ToLink { conn: c, frame } if *c == conn => Some(frame.clone()),
+            _ => None,
+        })
+        .collect();
+    // Answers held until durable go out as the batch commits: commit it here, and read them.
+    let core = net.cores.get_mut(to).unwrap();
+    if let Some(batch) = core.take_batch() {
+        net.durable.get_mut(to).unwrap().commit(&batch.mutations).unwrap();
+        let released = net.cores.get_mut(to).unwrap().committed(batch.id);
+        answers.extend(released.iter().filter_map(|action| match action {
+            Action::ToLink { conn: c, frame } if *c == conn => Some(frame.clone()),
+            _ => None,
+        }));
+        let rest = released.into_iter().filter(|action| !matches!(action, Action::ToLink { conn: c, .. } if *c == conn)).collect();
+        net.run(to, rest);
+    }
+    let others = actions.into_iter().filter(|action| !matches!(action, Action::ToLink { conn: c, .. } if *c == conn)).collect();
+    net.run(to, others);
+    answers
+}
+
+fn link_code(frame: &FederationFrame) -> Option<ErrorCode> {
+    match &frame.body {
+        Some(federation_frame::Body::Failure(failure)) => ErrorCode::try_from(failure.code).ok(),
+        _ => None,
+    }
+}
+
+/// Registers device `device_id` of `user` from its authenticated device on `from`, and
+/// authenticates it on a connection of its own.
+fn another_device(net: &mut Net, user: &str, device_id: u32, from: ConnId) -> (ConnId, Vec<u8>) {
+    let app = user.parse::<UserAddress>().unwrap().app().to_owned();
+    let answer = net.request(&app, from, 900 + u64::from(device_id), Body::Register(Register { user: user.into(), device_id }));
+    let Some(server_frame::Body::Registered(registered)) = answer.body else { panic!("{answer:?}") };
+    let conn = net.client(&app);
+    let auth = Authenticate { user: user.into(), device_id, credential: registered.credential.clone() };
+    assert!(is_done(&net.request(&app, conn, 2, Body::Authenticate(auth))));
+    (conn, registered.credential)
+}
+
+/// Alice (green) opens news@green with Bob (blue) as another admin; Carol and Dave (green), Erin
+/// and Frank (blue) and Gina (red) follow it.
+struct Channel {
+    net: Net,
+    alice: ConnId,
+    alice_credential: Vec<u8>,
+    bob: ConnId,
+    followers: Vec<(String, String, ConnId)>,
+}
+
+fn channel() -> Channel {
+    let mut net = Net::new();
+    let (_, alice, alice_credential) = net.device("alice@green");
+    let (_, bob, _) = net.device("bob@blue");
+    assert!(is_done(&net.request("green", alice, 10, open_channel("news@green", &["bob@blue", "bob@blue"]))));
+    let mut followers = Vec::new();
+    for user in ["carol@green", "dave@green", "erin@blue", "frank@blue", "gina@red"] {
+        let (app, conn, _) = net.device(user);
+        let answer = net.request(&app, conn, 11, follow_channel("news@green", true));
+        assert_eq!(admins_of(&answer), Some(vec!["alice@green".to_string(), "bob@blue".to_string()]), "{user}: {answer:?}");
+        followers.push((user.to_owned(), app, conn));
+    }
+    Channel { net, alice, alice_credential, bob, followers }
+}
+
+fn forwarded(net: &Net) -> u64 {
+    APPS.iter().map(|app| net.cores[*app].metrics().envelopes_forwarded).sum()
+}
+
+#[test]
+fn a_channel_post_by_an_admin_reaches_every_follower_once_and_crosses_each_app_boundary_once() {
+    let Channel { mut net, alice, bob, followers, .. } = channel();
+    // The hub knows which apps have followers, and only its own followers by device.
+    let hub = net.disk("green");
+    assert_eq!(hub.channel_apps["news@green"].iter().collect::<Vec<_>>(), ["blue", "red"]);
+    assert_eq!(hub.followers["news@green"].iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>(), ["carol@green", "dave@green"]);
+    assert_eq!(net.disk("blue").followers["news@green"].len(), 2);
+    assert_eq!(net.disk("red").followers["news@green"].len(), 1);
+    let names: Vec<String> = followers.iter().map(|(user, _, _)| user.clone()).collect();
+    // A post by the owner, at the hub: one copy to each other app with followers.
+    let before = forwarded(&net);
+    assert!(is_done(&net.request("green", alice, 20, Body::SendGroup(post(1, "alice@green", "news@green")))));
+    assert_eq!(forwarded(&net) - before, 2, "one copy to blue, one to red");
+    // A franked post by an admin on another app: to the hub, then one copy to each other app
+    // (its own included, whose followers it reaches through the hub).
+    let key = [0x42; 32];
+    let commitment = switchboard_wire::franking::commit(&key, &[2; 48]).to_vec();
+    let franking = switchboard_wire::switchboard::Franking { commitment, stamped_at: 0, stamp: vec![0xee; 32] };
+    let before = forwarded(&net);
+    assert!(is_done(&net.request("blue", bob, 21, Body::SendGroup(GroupEnvelope { franking: Some(franking), ..post(2, "bob@blue", "news@green") }))));
+    assert_eq!(forwarded(&net) - before, 3, "blue to the hub, the hub to blue and red");
+    assert_eq!(net.cores["green"].metrics().channel_posts, 2);
+    for (user, app, conn) in &followers {
+        let delivered = net.deliveries(app, *conn);
+        assert_eq!(delivered.iter().map(|e| e.id[0]).collect::<Vec<_>>(), [1, 2], "{user}");
+        for (envelope, sender) in delivered.iter().zip(["alice@green", "bob@blue"]) {
+            // It names its sender and this follower, and no other follower anywhere.
+            assert_eq!(envelope.recipient, Some(address(user)), "{user}");
+            assert_eq!(envelope.sender, Some(address(sender)));
+            assert_eq!(envelope.group_id, "news@green");
+            assert_eq!(envelope.kind, EnvelopeKind::SenderKeyMessage as i32);
+            let bytes = envelope.encode_to_vec();
+            for other in names.iter().filter(|other| *other != user) {
+                assert!(!bytes.windows(other.len()).any(|w| w == other.as_bytes()), "{user}'s copy names {other}");
+            }
+        }
+        // Stamped by Bob's relay, for the channel as a group.
+        let stamp = delivered[1].franking.as_ref().expect("franked").stamp.clone();
+        assert_ne!(stamp, vec![0xee; 32], "{user}");
+    }
+    let deliveries: u64 = APPS.iter().map(|app| net.cores[*app].metrics().channel_deliveries).sum();
+    assert_eq!(deliveries, 10);
+    // Nothing is left waiting anywhere.
+    for app in APPS {
+        assert!(net.disk(app).outboxes.values().all(|o| o.is_empty()), "{app}");
+    }
+}
+
+#[test]
+fn only_admins_post_and_a_follower_that_left_gets_nothing_more() {
+    let Channel { mut net, alice, followers, .. } = channel();
+    let conn_of = |name: &str| followers.iter().find(|(user, _, _)| user == name).map(|(_, app, conn)| (app.clone(), *conn)).unwrap();
+    let (green, carol) = conn_of("carol@green");
+    let (red, gina) = conn_of("gina@red");
+    let (blue, erin) = conn_of("erin@blue");
+    let (_, frank) = conn_of("frank@blue");
+    // A follower at the hub is no admin.
+    assert_eq!(code(&net.request(&green, carol, 30, Body::SendGroup(post(3, "carol@green", "news@green")))), Some(ErrorCode::Forbidden));
+    // One on another app: its relay hands it on, the hub refuses it for good; no one gets it.
+    assert!(is_done(&net.request(&red, gina, 31, Body::SendGroup(post(4, "gina@red", "news@green")))));
+    assert!(net.disk("red").outboxes.values().all(|o| o.is_empty()));
+    for (user, app, conn) in &followers {
+        assert!(net.deliveries(app, *conn).is_empty(), "{user}");
+    }
+    // Erin leaves: Done, and the next post reaches everyone but her.
+    assert!(is_done(&net.request(&blue, erin, 32, follow_channel("news@green", false))));
+    assert!(!net.disk("blue").followers["news@green"].contains(&("erin@blue".into(), 1)));
+    assert!(is_done(&net.request("green", alice, 33, Body::SendGroup(post(5, "alice@green", "news@green")))));
+    assert!(net.deliveries(&blue, erin).is_empty());
+    assert_eq!(net.deliveries(&blue, frank).len(), 1);
+    // Frank leaves too: blue has no follower left and tells the hub, which sends blue no more.
+    assert!(is_done(&net.request(&blue, frank, 34, follow_channel("news@green", false))));
+    assert!(!net.disk("blue").followers.contains_key("news@green"));
+    assert_eq!(net.disk("green").channel_apps["news@green"].iter().collect::<Vec<_>>(), ["red"]);
+    let before = forwarded(&net);
+    assert!(is_done(&net.request("green", alice, 35, Body::SendGroup(post(6, "alice@green", "news@green")))));
+    assert_eq!(forwarded(&net) - before, 1, "to red only");
+    assert!(net.deliveries(&blue, frank).is_empty());
+    assert_eq!(net.deliveries(&red, gina).len(), 2);
+    // A copy that reaches an app with no follower left (the hub was not told) is taken and
+    // dropped.
+    let blue_before = net.cores["blue"].metrics().envelopes_stored;
+    assert_eq!(forward_group(&mut net, "green", "blue", post(7, "alice@green", "news@green")), None);
+    assert_eq!(net.cores["blue"].metrics().envelopes_stored, blue_before);
+    // Leaving twice is still Done.
+    assert!(is_done(&net.request(&blue, frank, 36, follow_channel("news@green", false))));
+}
+
+#[test]
+fn channels_admins_follows_and_following_apps_survive_a_restart() {
+    let Channel { mut net, alice_credential, followers, .. } = channel();
+    let channels = |net: &Net, app: &str| {
+        let state = net.cores[app].state();
+        (state.channels.clone(), state.followers.clone(), state.follows.clone(), state.channel_apps.clone())
+    };
+    let before: Vec<_> = APPS.iter().map(|app| channels(&net, app)).collect();
+    for app in APPS {
+        net.start(app);
+    }
+    net.connect_all();
+    let after: Vec<_> = APPS.iter().map(|app| channels(&net, app)).collect();
+    assert_eq!(before, after);
+    assert_eq!(before.iter().map(|(c, _, _, _)| c.len()).sum::<usize>(), 1);
+    // A post after the restart still reaches every follower's mailbox.
+    let alice = net.client("green");
+    let auth = Authenticate { user: "alice@green".into(), device_id: 1, credential: alice_credential };
+    assert!(is_done(&net.request("green", alice, 1, Body::Authenticate(auth))));
+    assert!(is_done(&net.request("green", alice, 40, Body::SendGroup(post(8, "alice@green", "news@green")))));
+    for (user, app, _) in &followers {
+        assert_eq!(net.disk(app).mailboxes[&(user.clone(), 1)].len(), 1, "{user}");
+    }
+}
+
+#[test]
+fn a_follower_whose_mailbox_is_full_misses_a_post_that_still_reaches_the_others() {
+    use switchboard_relay_core::{MAILBOX_BYTES_QUOTA, MAX_ENVELOPE_CONTENT};
+    let Channel { mut net, alice, followers, .. } = channel();
+    let (carol, dave) = (followers[0].2, followers[1].2);
+    let (_, filler, _) = net.device("filler@green");
+    // Dave's mailbox full (in bytes), with group mail he does not read.
+    for n in 0..(MAILBOX_BYTES_QUOTA / MAX_ENVELOPE_CONTENT) as u64 {
+        let group = GroupEnvelope {
+            id: [&n.to_be_bytes()[..], &[9; 8]].concat().into(),
+            sender: Some(address("filler@green")),
+            group_id: "g@green".into(),
+            hub: "green".into(),
+            recipients: vec![address("dave@green")],
+            content: vec![0; MAX_ENVELOPE_CONTENT].into(),
+            franking: None,
+            channel: false,
+        };
+        assert!(is_done(&net.request("green", filler, 1000 + n, Body::SendGroup(group))), "{n}");
+    }
+    net.deliveries("green", dave);
+    assert!(is_done(&net.request("green", alice, 50, Body::SendGroup(post(9, "alice@green", "news@green")))));
+    assert_eq!(net.cores["green"].metrics().channel_posts_skipped_full, 1);
+    assert!(net.deliveries("green", dave).is_empty());
+    assert_eq!(net.deliveries("green", carol).len(), 1);
+    for (user, app, conn) in &followers[2..] {
+        assert_eq!(net.deliveries(app, *conn).len(), 1, "{user}");
+    }
+}
+
+#[test]
+fn hostile_channel_frames_are_refused() {
+    let Channel { mut net, alice, bob, followers, .. } = channel();
+    let (_, _, carol) = followers[0].clone();
+    let (_, _, erin) = followers[2].clone();
+    // A post that names recipients.
+    let named = GroupEnvelope { recipients: vec![address("carol@green")], ..post(1, "alice@green", "news@green") };
+    assert_eq!(code(&net.request("green", alice, 60, Body::SendGroup(named.clone()))), Some(ErrorCode::Malformed));
+    assert_eq!(forward_group(&mut net, "blue", "green", GroupEnvelope { sender: Some(address("bob@blue")), ..named }), Some(ErrorCode::Malformed));
+    // A hub that is not the app the channel names; a channel that does not exist.
+    let elsewhere = GroupEnvelope { hub: "blue".into(), ..post(2, "alice@green", "news@green") };
+    assert_eq!(code(&net.request("green", alice, 61, Body::SendGroup(elsewhere))), Some(ErrorCode::Malformed));
+    assert_eq!(code(&net.request("green", alice, 62, Body::SendGroup(post(3, "alice@green", "nope@green")))), Some(ErrorCode::UnknownRecipient));
+    // Follows of channels that do not exist, here and at another app: refused, nothing kept.
+    assert_eq!(code(&net.request("green", carol, 63, follow_channel("nope@green", true))), Some(ErrorCode::UnknownRecipient));
+    assert_eq!(code(&net.request("blue", erin, 64, follow_channel("nope@green", true))), Some(ErrorCode::UnknownRecipient));
+    assert_eq!(code(&net.request("blue", erin, 65, follow_channel("not a channel", true))), Some(ErrorCode::Malformed));
+    assert!(!net.disk("blue").followers.contains_key("nope@green"));
+    assert!(!net.disk("green").channel_apps.contains_key("nope@green"));
+    // Too many admins, a malformed one, another app's channel, someone else's channel.
+    let many: Vec<String> = (0..32).map(|n| format!("admin{n}@red")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(code(&net.request("green", alice, 66, open_channel("big@green", &many))), Some(ErrorCode::TooLarge), "32 and the owner");
+    assert!(is_done(&net.request("green", alice, 67, open_channel("big@green", &many[..31]))));
+    assert_eq!(net.disk("green").channels["big@green"].admins.len(), 32);
+    let mut over = many.clone();
+    over.push("alice@green");
+    assert_eq!(code(&net.request("green", alice, 68, open_channel("big@green", &over))), Some(ErrorCode::TooLarge));
+    assert_eq!(code(&net.request("green", alice, 69, open_channel("big@green", &["not an address"]))), Some(ErrorCode::Malformed));
+    assert_eq!(code(&net.request("blue", bob, 70, open_channel("news@green", &[]))), Some(ErrorCode::UnknownRecipient));
+    assert_eq!(code(&net.request("green", carol, 71, open_channel("news@green", &["carol@green"]))), Some(ErrorCode::Forbidden));
+    assert_eq!(net.disk("green").channels["news@green"].admins.len(), 2, "unchanged");
+    // A copy of a post from an app that is not the channel's hub (red, in the name of its own
+    // user and of the hub's): refused, nothing delivered.
+    assert_eq!(forward_group(&mut net, "red", "blue", post(4, "mallory@red", "news@green")), Some(ErrorCode::Forbidden));
+    assert_eq!(forward_group(&mut net, "red", "blue", post(5, "alice@green", "news@green")), Some(ErrorCode::Forbidden));
+    // To the hub, a post in the name of another app's admin.
+    assert_eq!(forward_group(&mut net, "red", "green", post(6, "bob@blue", "news@green")), Some(ErrorCode::Forbidden));
+    for (user, app, conn) in &followers {
+        assert!(net.deliveries(app, *conn).is_empty(), "{user}");
+    }
+    // Follows from another app: of a channel not on the hub's app, or unknown there.
+    for channel in ["x@blue", "nope@green"] {
+        let follow = switchboard_wire::switchboard::FollowChannel { channel: channel.into(), follow: true };
+        let answers = link_request(&mut net, "red", "green", federation_frame::Body::FollowChannel(follow));
+        assert_eq!(answers.iter().map(link_code).collect::<Vec<_>>(), [Some(ErrorCode::UnknownRecipient)], "{channel}");
+    }
+    // A genuine one is answered with the channel once durable.
+    let follow = switchboard_wire::switchboard::FollowChannel { channel: "big@green".into(), follow: true };
+    let answers = link_request(&mut net, "red", "green", federation_frame::Body::FollowChannel(follow));
+    assert!(matches!(&answers[..], [FederationFrame { body: Some(federation_frame::Body::ChannelInfo(info)), .. }] if info.admins.len() == 32), "{answers:?}");
+}
+
+#[test]
+fn device_one_removes_another_device_which_then_gets_and_reads_nothing() {
+    use switchboard_wire::switchboard::{DevicesChanged, FetchBundles, PreKeyBundle, RemoveDevice, SendToUser, UploadBundles};
+    let mut net = Net::new();
+    let (green, one, _) = net.device("alice@green");
+    let (two, two_credential) = another_device(&mut net, "alice@green", 2, one);
+    let (three, _) = another_device(&mut net, "alice@green", 3, one);
+    let (blue, bob, _) = net.device("bob@blue");
+    for (device_id, conn) in [(1, one), (2, two), (3, three)] {
+        let upload = Body::UploadBundles(UploadBundles { bundles: vec![PreKeyBundle { device_id, ..bundle(Some(1), 1) }], low_mark: 0 });
+        assert!(is_done(&net.request(&green, conn, 3, upload)));
+    }
+    // Device 2 follows a channel and has mail waiting.
+    let (_, carol, _) = net.device("carol@green");
+    assert!(is_done(&net.request(&green, carol, 4, open_channel("news@green", &[]))));
+    assert!(admins_of(&net.request(&green, two, 5, follow_channel("news@green", true))).is_some());
+    let to_two = Envelope { recipient: Some(DeviceAddress { name: "alice@green".into(), device_id: 2 }), ..envelope(1, "bob@blue", "alice@green") };
+    assert!(is_done(&net.request(&blue, bob, 6, Body::Send(to_two.clone()))));
+    assert_eq!(net.disk("green").mailboxes[&("alice@green".into(), 2)].len(), 1);
+    // Only device 1 removes, and neither itself nor a device that does not exist.
+    let remove = |device_id| Body::RemoveDevice(RemoveDevice { device_id });
+    assert_eq!(code(&net.request(&green, two, 10, remove(1))), Some(ErrorCode::Forbidden));
+    assert_eq!(code(&net.request(&green, two, 11, remove(3))), Some(ErrorCode::Forbidden));
+    assert_eq!(code(&net.request(&green, one, 12, remove(1))), Some(ErrorCode::Malformed));
+    assert_eq!(code(&net.request(&green, one, 13, remove(9))), Some(ErrorCode::UnknownRecipient));
+    // Nor a device of another user.
+    assert_eq!(code(&net.request(&green, carol, 14, remove(2))), Some(ErrorCode::UnknownRecipient));
+    assert!(net.disk("green").accounts.contains_key(&("alice@green".into(), 2)));
+    // Device 1 removes device 2: its connection is closed and reads nothing more.
+    net.deliveries(&green, two);
+    assert!(is_done(&net.request(&green, one, 15, remove(2))));
+    assert!(net.closed.contains(&("green".into(), two)));
+    net.send_raw(&green, two, &ClientFrame { request_id: 16, body: Some(follow_channel("news@green", true)) }.encode_to_vec());
+    assert!(net.inbox.get(&("green".into(), two)).is_none_or(|inbox| inbox.is_empty()), "answered a removed device");
+    assert_eq!(code(&net.request(&green, carol, 17, Body::SendGroup(post(2, "carol@green", "news@green")))), None);
+    assert!(net.deliveries(&green, two).is_empty());
+    // Its credential, bundles, mailbox and follows are gone, also after a restart.
+    for restarted in [false, true] {
+        if restarted {
+            net.start("green");
+            net.connect_all();
+        }
+        let disk = net.disk("green");
+        let device: (String, u32) = ("alice@green".into(), 2);
+        assert!(!disk.accounts.contains_key(&device) && !disk.bundles.contains_key(&device) && !disk.mailboxes.contains_key(&device));
+        assert!(!disk.follows.contains_key(&device) && !disk.followers.contains_key("news@green"));
+        let conn = net.client(&green);
+        let auth = Authenticate { user: "alice@green".into(), device_id: 2, credential: two_credential.clone() };
+        assert_eq!(code(&net.request(&green, conn, 1, Body::Authenticate(auth))), Some(ErrorCode::Unauthenticated), "restarted: {restarted}");
+    }
+    // Others no longer find it: its bundles are not handed out, and a send that names it hears
+    // that the devices changed.
+    let fetch = Body::FetchBundles(FetchBundles { user: "alice@green".into(), requester: None });
+    let answer = net.request(&blue, bob, 20, fetch);
+    let Some(server_frame::Body::Bundles(bundles)) = answer.body else { panic!("{answer:?}") };
+    assert_eq!(bundles.devices.iter().map(|d| d.device_id).collect::<Vec<_>>(), [1, 3]);
+    let envelopes = [1, 2, 3]
+        .iter()
+        .map(|id| Envelope { recipient: Some(DeviceAddress { name: "alice@green".into(), device_id: *id }), ..envelope(30 + *id as u8, "bob@blue", "alice@green") })
+        .collect();
+    let answer = net.request(&blue, bob, 21, Body::SendToUser(SendToUser { user: "alice@green".into(), envelopes }));
+    assert_eq!(answer.body, Some(server_frame::Body::DevicesChanged(DevicesChanged { user: "alice@green".into(), missing: vec![], extra: vec![2] })));
+    // A one-to-one envelope for it: no such device.
+    assert_eq!(code(&net.request(&blue, bob, 22, Body::Send(Envelope { id: vec![40; 16].into(), ..to_two }))), None, "taken by blue's outbox");
+    assert!(net.disk("blue").outboxes.values().all(|o| o.is_empty()), "refused for good by green");
 }
