@@ -300,6 +300,7 @@ impl RelayCore {
                 content: post.content.clone(),
                 group_id: post.group_id.clone(),
                 franking: post.franking.clone(),
+                channel: true,
             };
             if self.store_local(device, envelope) {
                 self.metrics.channel_deliveries += 1;

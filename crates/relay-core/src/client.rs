@@ -406,7 +406,7 @@ impl RelayCore {
 
     fn send(&mut self, conn: ConnId, request_id: u64, device: &DeviceKey, mut envelope: Envelope) -> Result<(), Refusal> {
         check_envelope(device, &envelope.id, envelope.sender.as_ref(), envelope.content.len())?;
-        check_pairwise_kind(envelope.kind)?;
+        check_pairwise(&envelope)?;
         let recipient = envelope.recipient.clone().ok_or((ErrorCode::Malformed, "no recipient"))?;
         self.stamp(&mut envelope.franking, device, &recipient.name, false)?;
         self.route(envelope, &recipient)?;
@@ -459,11 +459,15 @@ pub(super) fn check_envelope_shape(id: &[u8], content_len: usize) -> Result<(), 
     Ok(())
 }
 
-/// What a one-to-one envelope from a device must be: a pairwise message. Group ciphertext goes
-/// through `SendGroup` only, where it is stamped as the group's (a Sender Keys message sent as a
-/// one-to-one one would be stamped for the wrong recipient, and could never be reported).
-pub(super) fn check_pairwise_kind(kind: i32) -> Result<(), Refusal> {
-    match EnvelopeKind::try_from(kind) {
+/// What a one-to-one envelope must be: a pairwise message, and no channel post. Group ciphertext
+/// and channel posts go through `SendGroup` only, where they are stamped as the group's (a Sender
+/// Keys message sent as a one-to-one one would be stamped for the wrong recipient, and could never
+/// be reported; one marked as a channel's post would pass for one its hub never took).
+pub(super) fn check_pairwise(envelope: &Envelope) -> Result<(), Refusal> {
+    if envelope.channel {
+        return Err((ErrorCode::Malformed, "a channel post goes as a channel's, through its hub"));
+    }
+    match EnvelopeKind::try_from(envelope.kind) {
         Ok(EnvelopeKind::PrekeyMessage | EnvelopeKind::SignalMessage) => Ok(()),
         _ => Err((ErrorCode::Malformed, "a one-to-one envelope holds a PreKeySignalMessage or a SignalMessage")),
     }

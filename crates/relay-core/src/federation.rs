@@ -98,6 +98,9 @@ impl RelayCore {
                 let Some(recipient) = envelope.recipient.clone() else {
                     return refuse(ErrorCode::Malformed, "no recipient");
                 };
+                if envelope.channel {
+                    return refuse(ErrorCode::Malformed, "a channel post goes as a channel's, through its hub");
+                }
                 if app_of(&recipient.name) != Some(self.app.as_str()) {
                     return refuse(ErrorCode::UnknownRecipient, "the recipient is not on this app");
                 }

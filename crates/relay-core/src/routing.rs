@@ -96,6 +96,7 @@ impl RelayCore {
                 content: group.content.clone(),
                 group_id: group.group_id.clone(),
                 franking: group.franking.clone(),
+                channel: false,
             };
             self.store_local(device, envelope);
         }

@@ -25,7 +25,7 @@ impl RelayCore {
             return vec![failure(conn, request_id, code, detail)];
         }
         for envelope in &mut send.envelopes {
-            if let Err((code, detail)) = super::client::check_pairwise_kind(envelope.kind) {
+            if let Err((code, detail)) = super::client::check_pairwise(envelope) {
                 return vec![failure(conn, request_id, code, detail)];
             }
             if let Err((code, detail)) = self.stamp(&mut envelope.franking, device, &send.user, false) {
@@ -174,6 +174,9 @@ fn check(send: &SendToUser, device: Option<&DeviceKey>) -> Result<(), Refusal> {
     let first_sender = send.envelopes[0].sender.clone();
     for envelope in &send.envelopes {
         super::client::check_envelope_shape(&envelope.id, envelope.content.len())?;
+        if envelope.channel {
+            return Err((ErrorCode::Malformed, "a channel post goes as a channel's, through its hub"));
+        }
         if envelope.sender != first_sender {
             return Err((ErrorCode::Malformed, "every envelope from one sender"));
         }

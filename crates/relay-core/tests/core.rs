@@ -191,6 +191,7 @@ fn envelope(id: u8, from: &str, to: &str) -> Envelope {
         content: vec![0xc1; 64].into(),
         group_id: String::new(),
         franking: None,
+        channel: false,
     }
 }
 
@@ -1731,6 +1732,7 @@ fn a_channel_post_by_an_admin_reaches_every_follower_once_and_crosses_each_app_b
             assert_eq!(envelope.recipient, Some(address(user)), "{user}");
             assert_eq!(envelope.sender, Some(address(sender)));
             assert_eq!(envelope.group_id, "news@green");
+            assert!(envelope.channel);
             assert_eq!(envelope.kind, EnvelopeKind::SenderKeyMessage as i32);
             let bytes = envelope.encode_to_vec();
             for other in names.iter().filter(|other| *other != user) {
@@ -1857,6 +1859,12 @@ fn hostile_channel_frames_are_refused() {
     let elsewhere = GroupEnvelope { hub: "blue".into(), ..post(2, "alice@green", "news@green") };
     assert_eq!(code(&net.request("green", alice, 61, Body::SendGroup(elsewhere))), Some(ErrorCode::Malformed));
     assert_eq!(code(&net.request("green", alice, 62, Body::SendGroup(post(3, "alice@green", "nope@green")))), Some(ErrorCode::UnknownRecipient));
+    // A one-to-one envelope that passes for a channel's post, from a device or another app.
+    let pretending = Envelope { channel: true, group_id: "news@green".into(), ..envelope(9, "alice@green", "carol@green") };
+    assert_eq!(code(&net.request("green", alice, 72, Body::Send(pretending.clone()))), Some(ErrorCode::Malformed));
+    let pretending = Envelope { sender: Some(address("bob@blue")), ..pretending };
+    let answers = link_request(&mut net, "blue", "green", federation_frame::Body::Forward(pretending));
+    assert_eq!(answers.iter().map(link_code).collect::<Vec<_>>(), [Some(ErrorCode::Malformed)]);
     // Follows of channels that do not exist, here and at another app: refused, nothing kept.
     assert_eq!(code(&net.request("green", carol, 63, follow_channel("nope@green", true))), Some(ErrorCode::UnknownRecipient));
     assert_eq!(code(&net.request("blue", erin, 64, follow_channel("nope@green", true))), Some(ErrorCode::UnknownRecipient));

@@ -454,6 +454,7 @@ mod tests {
             content: vec![id; 40].into(),
             group_id: String::new(),
             franking: None,
+            channel: false,
         };
         let frame = FederationFrame { request_id: 9, body: Some(federation_frame::Body::Forward(envelope(9))) };
         let mutations = vec![
