@@ -76,9 +76,17 @@ fn body(content: &switchboard_wire::switchboard::Content) -> String {
 
 fn show(event: &Event, outbox: usize) -> String {
     match event {
-        Event::Message { from, group, content, .. } => {
+        Event::Message { from, group, content, agent, .. } => {
             let place = group.as_ref().map(|g| format!("#{g} ")).unwrap_or_default();
-            format!("{place}{}: {}", from.name(), body(content))
+            let agent = agent.as_ref().map(|agent| format!(" ({agent})")).unwrap_or_default();
+            format!("{place}{}{agent}: {}", from.name(), body(content))
+        }
+        Event::ChannelPost { channel, from, content, .. } => format!("#{channel} {}: {}", from.name(), body(content)),
+        Event::ChannelReply { channel, from, content } => format!("#{channel} reply from {}: {}", from.name(), body(content)),
+        Event::ChannelFollower { channel, follower } => format!("* #{channel}: {follower} follows"),
+        Event::AgentsChanged { listed } => format!("* the business's agents changed{}", if *listed { "" } else { " (this device serves none)" }),
+        Event::Assigned { customer, agent_device, handover } => {
+            format!("* the conversation with {customer} {} device {agent_device}", if *handover { "was handed over to" } else { "was assigned to" })
         }
         Event::Synced { from, to, group, carried_by, content, .. } => {
             let place = group.as_ref().map(|g| format!("#{g} ")).or_else(|| to.as_ref().map(|to| format!("→ {to} "))).unwrap_or_default();

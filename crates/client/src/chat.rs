@@ -76,7 +76,9 @@ pub enum Event {
     /// A message, with its id (as every app derives it; `None` for a content without a salt,
     /// from a client that does not make one). `request`: from someone this person has no
     /// conversation with (see [`ChatClient::accept`]), to be shown apart.
-    Message { from: ProtocolAddress, group: Option<String>, id: Option<MessageId>, content: Content, request: bool },
+    /// `agent`: from a device of a business account, the agent who wrote it, as the business
+    /// names it (its devices' roster; a name the business chose, not checked by anyone else).
+    Message { from: ProtocolAddress, group: Option<String>, id: Option<MessageId>, content: Content, request: bool, agent: Option<String> },
     /// Carried here by another device of this person (`carried_by`): a message she sent from it
     /// (to `to`), or one she received on an account whose sender could not see it linked. Its id
     /// is the one every other reader derives.
@@ -86,6 +88,22 @@ pub enum Event {
     /// `from` holds another state of the group at `epoch`: its admins made conflicting changes.
     GroupForked { group: String, epoch: u64, from: ProtocolAddress },
     SendDropped { reason: DropReason },
+    /// A post to `channel`, which this device follows, from `from` (a device of one of its
+    /// admins), with its id (`None` if its content names another channel, or has no salt). It
+    /// names no follower: followers never learn of each other.
+    ChannelPost { channel: String, from: ProtocolAddress, id: Option<MessageId>, content: Content },
+    /// A follower's reply (a vote, a reaction, a command) to `channel`, which this device posts
+    /// to: sent to the channel's admins' devices only.
+    ChannelReply { channel: String, from: ProtocolAddress, content: Content },
+    /// `follower` started following `channel` (this device posts to it) and was handed this
+    /// device's key for it.
+    ChannelFollower { channel: String, follower: ProtocolAddress },
+    /// The owner of this business account sent its roster of agents; `listed`: this device
+    /// serves one of them.
+    AgentsChanged { listed: bool },
+    /// Another device of this business account assigned the conversation with `customer` to
+    /// agent device `agent_device`; `handover`: it was another agent's before.
+    Assigned { customer: String, agent_device: u32, handover: bool },
     /// The connection to the relay is up (again) and the outbox is being sent.
     Online,
     /// The connection to the relay is gone; sends wait in the outbox.
@@ -111,6 +129,8 @@ enum Until {
     Linked(u32),
     /// The answer to report `n`.
     Report(u64),
+    /// The answer to command `n` (a channel opened, followed or left, a device removed).
+    Command(u64),
 }
 
 /// A message this device received, kept to report it ([`ChatClient::received`]).
@@ -199,8 +219,14 @@ pub struct ChatClient {
     lookup: Option<(u64, Result<Vec<String>, LookupFailed>)>,
     linked: Option<(u32, Credential)>,
     report: Option<(u64, Result<(), RequestFailed>)>,
+    /// Answers to commands ([`Until::Command`]), by handle, oldest first: at most
+    /// [`COMMAND_ANSWERS_KEPT`] (an answer nobody waits for any more is forgotten in time).
+    commands: std::collections::VecDeque<(u64, Result<Vec<String>, RequestFailed>)>,
     received: Kept,
 }
+
+/// Answers to commands kept for the call waiting on them.
+const COMMAND_ANSWERS_KEPT: usize = 64;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -303,6 +329,7 @@ impl ChatClient {
             lookup: None,
             linked: None,
             report: None,
+            commands: std::collections::VecDeque::new(),
             received: Kept::default(),
         }
     }
@@ -573,6 +600,123 @@ impl ChatClient {
         }
     }
 
+    /// Waits for the relay's answer to command `request`: what it named (a followed channel's
+    /// admins; nothing for the others), or why it refused ([`ChatError::Request`]).
+    async fn command_answer(&mut self, request: u64) -> Result<Vec<String>, ChatError> {
+        self.drive(Until::Command(request), CONNECT_LIMIT).await?;
+        match self.commands.iter().position(|(answered, _)| *answered == request).and_then(|at| self.commands.remove(at)) {
+            Some((_, result)) => Ok(result?),
+            None => Err(ChatError::Timeout),
+        }
+    }
+
+    /// Opens `channel` (`name@app`, on this device's app) with `admins` (users; this device's own
+    /// user is always one), posting to it from this device under `suite`, and waits for its
+    /// relay's answer: `Ok` once the channel exists with those admins. Called again by the
+    /// channel's owner, it changes its admins.
+    pub async fn open_channel(&mut self, channel: &str, admins: &[&str], suite: Suite) -> Result<(), ChatError> {
+        let now = self.now();
+        let admins = admins.iter().map(|admin| (*admin).to_owned()).collect();
+        let request = self.endpoint.open_channel(now, channel, admins, suite, &mut self.rng)?;
+        self.command_answer(request).await.map(|_| ())
+    }
+
+    /// Posts to `channel` from this device too (this device's user being one of its admins, the
+    /// channel opened by another device), under `suite`: from now on it hands its key to the
+    /// followers who ask. Waits (a while) for the relay to take what it queued.
+    pub async fn administer_channel(&mut self, channel: &str, suite: Suite) -> Result<(), ChatError> {
+        let now = self.now();
+        let before = self.before_command();
+        self.endpoint.administer_channel(now, channel, suite, &mut self.rng)?;
+        self.settle(before).await
+    }
+
+    /// Posts `body` to `channel` (one this device administers): encrypted once, fanned out by the
+    /// channel's app to every app with followers; no follower learns who else follows. Waits (a
+    /// while) for the relay to take it. Returns the post's id, as every follower derives it.
+    pub async fn post(&mut self, channel: &str, body: content::Body) -> Result<MessageId, ChatError> {
+        let (bytes, id) = self.new_content(Some(channel), channel.to_owned(), body)?;
+        let now = self.now();
+        let before = self.before_command();
+        self.endpoint.post(now, channel, bytes, &mut self.rng)?;
+        self.settle(before).await?;
+        Ok(id)
+    }
+
+    /// Follows `channel` and waits for the relay's answer: the channel's admins (whose devices
+    /// this device then asks for their keys; posts from a device whose key has not arrived yet
+    /// are held until it does). Posts made before following are not delivered.
+    pub async fn follow(&mut self, channel: &str) -> Result<Vec<String>, ChatError> {
+        let now = self.now();
+        let request = self.endpoint.follow(now, channel)?;
+        self.command_answer(request).await
+    }
+
+    /// Stops following `channel`: its keys are forgotten at once, and once this returns `Ok` the
+    /// relay delivers no more of its posts. Its admins hear nothing of it.
+    pub async fn leave(&mut self, channel: &str) -> Result<(), ChatError> {
+        let now = self.now();
+        let request = self.endpoint.leave(now, channel)?;
+        self.command_answer(request).await.map(|_| ())
+    }
+
+    /// Sends `body` (a vote, a reaction, a command for a bot) to the admins of `channel`, which
+    /// this device follows: to every device of each admin, pairwise, and to no follower. Waits (a
+    /// while) for the relay to take it.
+    pub async fn reply_to_channel(&mut self, channel: &str, body: content::Body) -> Result<(), ChatError> {
+        let (bytes, _) = self.new_content(Some(channel), channel.to_owned(), body)?;
+        let now = self.now();
+        let before = self.before_command();
+        self.endpoint.reply_to_channel(now, channel, bytes, &mut self.rng)?;
+        self.settle(before).await
+    }
+
+    /// Makes this account a business served by `agents` (each device of the account and the
+    /// agent it serves), from its owner's device (device 1), replacing any roster before, and
+    /// tells the account's other devices. Messages a listed device sends name its agent. Waits (a
+    /// while) for the relay to take it.
+    pub async fn set_agents(&mut self, agents: &[(u32, &str)]) -> Result<(), ChatError> {
+        let now = self.now();
+        let before = self.before_command();
+        let agents = agents.iter().map(|(device, name)| (*device, (*name).to_owned())).collect();
+        self.endpoint.set_agents(now, agents, &mut self.rng)?;
+        self.settle(before).await
+    }
+
+    /// Assigns the conversation with `customer` to agent device `agent_device` (one the roster
+    /// lists), on every device of this business account. Returns whether it was a hand-over (it
+    /// was another agent's). Waits (a while) for the relay to take what tells the others.
+    pub async fn assign(&mut self, customer: &str, agent_device: u32) -> Result<bool, ChatError> {
+        let now = self.now();
+        let before = self.before_command();
+        let handover = self.endpoint.assign(now, customer, agent_device, &mut self.rng)?;
+        self.settle(before).await?;
+        Ok(handover)
+    }
+
+    /// Removes agent device `device_id` from this business account (from its owner's device),
+    /// and waits for the relay: once `Ok`, the relay has deleted the device (it reads nothing
+    /// sent after), and the roster without it is on its way to the other devices.
+    pub async fn remove_agent(&mut self, device_id: u32) -> Result<(), ChatError> {
+        let now = self.now();
+        let request = self.endpoint.remove_agent(now, device_id)?;
+        self.command_answer(request).await?;
+        // The roster without it goes now.
+        self.flush().await
+    }
+
+    /// The business's analytics as this device counted them from what it decrypted and sent
+    /// (`None` if it serves no business). They never leave the device.
+    pub fn analytics(&self) -> Option<switchboard_client_core::business::Analytics> {
+        self.endpoint.analytics()
+    }
+
+    /// The business roster as this device knows it: each device of the account and the agent it
+    /// serves (empty if it serves no business).
+    pub fn agents(&self) -> std::collections::BTreeMap<u32, String> {
+        self.endpoint.device().business().map(|business| business.agents().clone()).unwrap_or_default()
+    }
+
     async fn blob_answer(&mut self, request: u64) -> Result<Blob, ChatError> {
         self.drive(Until::Blob(request), CONNECT_LIMIT).await?;
         match self.blob.take() {
@@ -634,6 +778,7 @@ impl ChatClient {
             Until::Blob(request) => self.blob.as_ref().is_some_and(|(answered, _)| answered == request) || self.connection.is_none(),
             Until::Lookup(request) => self.lookup.as_ref().is_some_and(|(answered, _)| answered == request) || self.connection.is_none(),
             Until::Report(request) => self.report.as_ref().is_some_and(|(answered, _)| answered == request) || self.connection.is_none(),
+            Until::Command(request) => self.commands.iter().any(|(answered, _)| answered == request) || self.connection.is_none(),
             Until::Linked(device_id) => {
                 self.linked.as_ref().is_some_and(|(linked, _)| linked == device_id) || self.refused.is_some() || self.connection.is_none()
             }
@@ -754,7 +899,7 @@ impl ChatClient {
                 tracing::warn!(?code, "the relay refused this device");
                 self.lost_connection();
             }
-            E::Message { from, group, content, request, evidence, .. } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
+            E::Message { from, group, content, request, evidence, agent, .. } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
                 Ok(decoded) => {
                     // A group message's id names the group it came in: a content that claims
                     // another group (or none) gets no id, so it cannot pass for one there.
@@ -764,7 +909,7 @@ impl ChatClient {
                         let received = Received { from: from.clone(), group: group.clone(), request, evidence: *evidence, content };
                         self.received.keep(id, received);
                     }
-                    self.ready.push(Event::Message { from, group, id, content: decoded, request })
+                    self.ready.push(Event::Message { from, group, id, content: decoded, request, agent })
                 }
                 Err(error) => tracing::debug!(%error, "a message whose content does not decode"),
             },
@@ -797,6 +942,36 @@ impl ChatClient {
             E::BlobStored { request, result } => self.blob = Some((request, result.map(Blob::Stored))),
             E::BlobFetched { request, result } => self.blob = Some((request, result.map(Blob::Fetched))),
             E::PersonLookedUp { request, result, .. } => self.lookup = Some((request, result)),
+            E::ChannelOpened { request, result, .. } | E::ChannelLeft { request, result, .. } | E::DeviceRemoved { request, result, .. } => {
+                self.command_answered(request, result.map(|()| Vec::new()))
+            }
+            E::ChannelFollowed { request, result, .. } => self.command_answered(request, result),
+            E::ChannelPost { channel, from, content, evidence, .. } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
+                Ok(decoded) => {
+                    // Like a group message's, a post's id names its channel.
+                    let id = content_id(from.name(), &content).filter(|_| decoded.group_id == channel);
+                    if let Some(id) = id {
+                        let received = Received { from: from.clone(), group: Some(channel.clone()), request: false, evidence: *evidence, content };
+                        self.received.keep(id, received);
+                    }
+                    self.ready.push(Event::ChannelPost { channel, from, id, content: decoded });
+                }
+                Err(error) => tracing::debug!(%error, "a channel post whose content does not decode"),
+            },
+            E::ChannelReply { channel, from, content } => match decode::<Content>(&content, limits::MAX_PAYLOAD_LEN) {
+                Ok(decoded) => self.ready.push(Event::ChannelReply { channel, from, content: decoded }),
+                Err(error) => tracing::debug!(%error, "a channel reply whose content does not decode"),
+            },
+            E::ChannelFollower { channel, follower } => self.ready.push(Event::ChannelFollower { channel, follower }),
+            E::AgentsChanged { listed } => self.ready.push(Event::AgentsChanged { listed }),
+            E::Assigned { customer, agent_device, handover } => self.ready.push(Event::Assigned { customer, agent_device, handover }),
+        }
+    }
+
+    fn command_answered(&mut self, request: u64, result: Result<Vec<String>, RequestFailed>) {
+        self.commands.push_back((request, result));
+        while self.commands.len() > COMMAND_ANSWERS_KEPT {
+            self.commands.pop_front();
         }
     }
 }
