@@ -7,6 +7,9 @@
 //! A stranger's first message arrives as a request and is accepted; Mallory, one person on two
 //! apps, harasses Bob from both, is reported (verified through federation; a forged report is
 //! refused) and blocked, and nothing she sends after reaches him on any app.
+//! A hotel on Green is a business account served by two agents (two devices of the account):
+//! a customer on Blue writes to it, agent Ana answers, hands the conversation over to Ben, and
+//! Ben answers; the customer sees which agent wrote each reply.
 //! It prints each person's view, what each relay stored, and checks that nothing was lost or
 //! duplicated and that no relay ever saw a plaintext.
 
@@ -29,15 +32,22 @@ pub struct Args {
 }
 
 const APPS: [&str; 3] = ["green", "blue", "red"];
-const USERS: [&str; 11] = [
+const USERS: [&str; 13] = [
     "alice@green", "bob@blue", "carol@red", "dave@green", "erin@blue", "frank@red", "grace@green", "grace@blue", "grace@red",
-    "mallory@green", "mallory@red",
+    "mallory@green", "mallory@red", "hotel@green", "ivy@blue",
 ];
 /// One person's three accounts, linked: green public, the others shown to her contacts.
 const GRACE: [&str; 3] = ["grace@green", "grace@blue", "grace@red"];
 /// Another person's two accounts, both public.
 const MALLORY: [&str; 2] = ["mallory@green", "mallory@red"];
 const GROUP: &str = "weekend@green";
+/// A business account: device 1 (its owner's) serves agent Ana, device 2 agent Ben. The demo
+/// names its second device `HOTEL_SECOND`, as a user of its own, to count what each device shows.
+const HOTEL: &str = "hotel@green";
+const HOTEL_SECOND: &str = "hotel@green#2";
+const AGENTS: [(u32, &str); 2] = [(1, "Ana"), (2, "Ben")];
+/// The hotel's customer, on another app.
+const CUSTOMER: &str = "ivy@blue";
 /// How long a client waits for more deliveries before it considers the network quiet.
 const QUIET: Duration = Duration::from_millis(60);
 
@@ -63,10 +73,15 @@ struct Ledger {
     reported: Vec<(String, String)>,
     reports_verified: u64,
     forged_reports_refused: u64,
+    /// The agent named on each message a customer received from a business, in order.
+    agents_seen: Vec<String>,
 }
 
 struct Demo {
+    /// Each device, by its user (a further device of a user: `user#device`).
     clients: BTreeMap<String, ChatClient>,
+    /// A user's further devices (`user#device`), which receive what is sent to the user too.
+    further_devices: BTreeMap<String, Vec<String>>,
     ledger: Ledger,
     print: bool,
 }
@@ -122,7 +137,10 @@ impl Demo {
     async fn send(&mut self, from: &str, to: &str, body: content::Body) -> anyhow::Result<Vec<u8>> {
         // A message to one of Grace's accounts is for all of them (once her record is known).
         let person: Vec<String> = self.clients[from].person_of(to).map(|p| p.accounts().iter().map(|a| a.user.clone()).collect()).unwrap_or_default();
-        let recipients = if person.is_empty() { vec![to.to_owned()] } else { person };
+        let mut recipients = if person.is_empty() { vec![to.to_owned()] } else { person };
+        // A user's other devices receive it too.
+        let further: Vec<String> = recipients.iter().flat_map(|user| self.further_devices.get(user).cloned().unwrap_or_default()).collect();
+        recipients.extend(further);
         let (line, plain) = describe(&Some(body.clone()));
         let id = self.client(from).send(to, body).await?.to_vec();
         self.ledger.sent.push((id.clone(), from.into(), recipients, plain));
@@ -167,7 +185,10 @@ impl Demo {
 
     fn record(&mut self, user: &str, event: Event) {
         match event {
-            Event::Message { from, group, id, content, request } => {
+            Event::Message { from, group, id, content, request, agent } => {
+                if let Some(agent) = &agent {
+                    self.ledger.agents_seen.push(agent.clone());
+                }
                 self.ledger.requests += u64::from(request);
                 if self.ledger.blocked.contains(&(user.to_owned(), from.name().to_owned())) {
                     self.ledger.blocked_deliveries += 1;
@@ -188,14 +209,18 @@ impl Demo {
                 }
                 let place = group.map(|g| format!("[{g}] ")).unwrap_or_default();
                 let request = if request { "(request) " } else { "" };
-                self.note(user, format!("{place}{request}{}: {line}", from.name()));
+                let agent = agent.map(|agent| format!(" (agent {agent})")).unwrap_or_default();
+                self.note(user, format!("{place}{request}{}{agent}: {line}", from.name()));
             }
             Event::Synced { from, to, id, content, carried_by, .. } => {
                 let id = id.map(|id| id.to_vec()).unwrap_or_default();
                 *self.ledger.synced.entry((user.to_owned(), id)).or_default() += 1;
                 let (line, _) = describe(&content.body);
                 let to = to.map(|to| format!(" → {to}")).unwrap_or_default();
-                self.note(user, format!("(from her {} device) {}{to}: {line}", carried_by.name(), from.name()));
+                // Another device of this account (a business's other agent), or of this person.
+                let account = user.split('#').next().unwrap_or(user);
+                let carrier = if carried_by.name() == account { format!("device {} of this account", carried_by.device_id()) } else { format!("her {} device", carried_by.name()) };
+                self.note(user, format!("(from {carrier}) {}{to}: {line}", from.name()));
             }
             Event::GroupChanged { group, epoch, added, removed, .. } => {
                 let members = self.clients[user].group(&group).map_or(0, |g| g.members().len());
@@ -211,6 +236,17 @@ impl Demo {
             Event::RemovedFromGroup { group } => self.note(user, format!("[{group}] you were removed")),
             Event::GroupForked { group, epoch, from } => self.note(user, format!("[{group}] forked at epoch {epoch}: {from} holds another state")),
             Event::SendDropped { reason } => self.note(user, format!("(a send was given up: {reason:?})")),
+            Event::AgentsChanged { listed } => {
+                let agents = self.clients[user].agents().into_values().collect::<Vec<_>>().join(", ");
+                self.note(user, format!("(the business's agents are now {agents}{})", if listed { "" } else { "; this device serves none" }));
+            }
+            Event::Assigned { customer, agent_device, handover } => {
+                let agent = self.clients[user].agents().get(&agent_device).cloned().unwrap_or_else(|| format!("device {agent_device}"));
+                let how = if handover { "handed over to" } else { "assigned to" };
+                self.note(user, format!("(the conversation with {customer} was {how} {agent})"));
+            }
+            // No channel in this demo.
+            Event::ChannelPost { .. } | Event::ChannelReply { .. } | Event::ChannelFollower { .. } => {}
             Event::Online | Event::Offline => {}
         }
     }
@@ -238,7 +274,7 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
             println!("  {:<6} devices at {} (TLS), other relays at {} (mutual TLS)", relay.app, relay.client_address, relay.federation_address);
         }
     }
-    let mut demo = Demo { clients: BTreeMap::new(), ledger: Ledger::default(), print };
+    let mut demo = Demo { clients: BTreeMap::new(), further_devices: BTreeMap::new(), ledger: Ledger::default(), print };
     for user in USERS {
         let address: UserAddress = user.parse()?;
         let relay = RelayAddress::new(federation.relay(address.app()).client_address, address.app(), federation.ca_certificate())?;
@@ -344,7 +380,38 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     demo.send_group("frank@red", text("Sorry, I was offline — count me in!")).await?;
     demo.settle().await?;
 
+    business(&mut demo, &federation).await?;
+
     summarize(demo, federation, dir.path()).await
+}
+
+/// A hotel on Green, one business account with two agents' devices: Ivy (on Blue) writes to
+/// it, Ana answers, hands the conversation over to Ben, and Ben answers. Ivy sees one account,
+/// and which agent wrote each reply; each agent's device shows the other's replies.
+async fn business(demo: &mut Demo, federation: &LocalFederation) -> anyhow::Result<()> {
+    let relay = RelayAddress::new(federation.relay("green").client_address, "green", federation.ca_certificate())?;
+    let credential = demo.client(HOTEL).link_device(2).await?;
+    let second = ChatClient::register_linked(relay, HOTEL, 2, credential, rand::make_rng()).await?;
+    demo.clients.insert(HOTEL_SECOND.to_owned(), second);
+    demo.further_devices.insert(HOTEL.to_owned(), vec![HOTEL_SECOND.to_owned()]);
+    demo.client(HOTEL).set_agents(&AGENTS).await?;
+    demo.note(HOTEL, format!("(agents: {})", AGENTS.map(|(device, name)| format!("{name} on device {device}")).join(", ")));
+    demo.settle().await?;
+
+    demo.send(CUSTOMER, HOTEL, text("Hello! Is a double room free this Friday?")).await?;
+    demo.settle().await?;
+    demo.client(HOTEL).assign(CUSTOMER, 1).await?;
+    demo.send(HOTEL, CUSTOMER, text("Good morning, Ana here: yes, we have a double room with a lake view.")).await?;
+    demo.settle().await?;
+    demo.send(CUSTOMER, HOTEL, text("Lovely. Can I bring my dog?")).await?;
+    demo.settle().await?;
+    // Ana hands the conversation over to Ben, who handles the pets policy.
+    let handover = demo.client(HOTEL).assign(CUSTOMER, 2).await?;
+    ensure!(handover, "assigning Ana's conversation to Ben is a hand-over");
+    demo.note(HOTEL, format!("(handed the conversation with {CUSTOMER} over to Ben)"));
+    demo.settle().await?;
+    demo.send(HOTEL_SECOND, CUSTOMER, text("Hi, Ben here: dogs are welcome, the room has a garden door.")).await?;
+    demo.settle().await
 }
 
 fn text(s: &str) -> content::Body {
@@ -380,7 +447,8 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
     let unintended = ledger.shown.keys().filter(|key| !intended.contains(*key)).count();
 
     // What one person's accounts sent, every other account of hers should show once.
-    let people: Vec<Vec<String>> = vec![GRACE.iter().map(|a| a.to_string()).collect()];
+    // So should the business's other devices, of what one agent's device sent.
+    let people: Vec<Vec<String>> = vec![GRACE.iter().map(|a| a.to_string()).collect(), vec![HOTEL.to_owned(), HOTEL_SECOND.to_owned()]];
     let mut sync_expected = 0u64;
     let mut sync_delivered = 0u64;
     let mut sync_duplicates = 0u64;
@@ -439,6 +507,9 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
         }));
     }
     let stats: Vec<_> = demo.clients.values().map(|c| c.stats()).collect();
+    // The business as its owner's device counted it (on the device: no relay sees any of it).
+    let analytics = demo.clients.get(HOTEL).and_then(ChatClient::analytics).unwrap_or_default();
+    let business_agents = analytics.agents.values().filter(|agent| !agent.name.is_empty()).count() as u64;
     let summary = json!({
         "apps": APPS.len(),
         "users": USERS.len(),
@@ -457,6 +528,10 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
         "blocked_deliveries": ledger.blocked_deliveries,
         "abuse_reports_verified": ledger.reports_verified,
         "forged_reports_refused": ledger.forged_reports_refused,
+        "business_agents": business_agents,
+        "business_handovers": analytics.handovers,
+        "business_replies": analytics.messages_out,
+        "business_agents_seen_by_customer": ledger.agents_seen,
         "duplicate_deliveries_dropped_by_clients": stats.iter().map(|s| s.duplicates).sum::<u64>(),
         "rejected_by_clients": stats.iter().map(|s| s.refused).sum::<u64>(),
         "envelopes_crossing_app_boundaries": crossings,
@@ -483,6 +558,11 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
             GRACE.len()
         );
         println!(
+            "\nThe hotel is one account served by {business_agents} agents ({}): {} conversation(s), {} message(s) in, {} replies out, {} hand-over(s); {CUSTOMER} saw replies from {}.",
+            analytics.agents.values().map(|agent| agent.name.as_str()).collect::<Vec<_>>().join(", "),
+            analytics.conversations, analytics.messages_in, analytics.messages_out, analytics.handovers, ledger.agents_seen.join(" then "),
+        );
+        println!(
             "\n{} messages sent, {} deliveries expected, {} delivered, {} lost, {} duplicates, {} unintended; plaintext seen by relays: {}",
             summary["messages_sent"], expected, delivered, expected - delivered, duplicates, unintended, plaintext_seen
         );
@@ -494,5 +574,7 @@ async fn summarize(demo: Demo, federation: LocalFederation, dir: &std::path::Pat
     ensure!(sync_delivered == sync_expected && sync_duplicates == 0, "her own devices did not each show what she sent exactly once");
     ensure!(plaintext_seen == 0, "a relay saw plaintext");
     ensure!(ledger.blocked_deliveries == 0, "a message from a blocked person was shown");
+    ensure!(ledger.agents_seen == ["Ana", "Ben"], "the customer saw replies from {:?}, not Ana then Ben", ledger.agents_seen);
+    ensure!(business_agents >= 2 && analytics.handovers >= 1, "the business had {business_agents} agents and {} hand-overs", analytics.handovers);
     Ok(())
 }
