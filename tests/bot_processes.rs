@@ -2,7 +2,8 @@
 //! `PollBot` that `crates/client/examples/poll_bot.rs` drives) opens a channel on green;
 //! followers on green, blue and red follow it and vote by replying to it; the bot's tally matches
 //! the votes cast (one per user, the last counting), and the results it posts reach every
-//! follower, from the bot, naming no follower.
+//! follower, from the bot, naming no follower. Also: leaving a channel, and a business's
+//! agents (names on replies, a hand-over, an agent's device removed), over the same relays.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -146,4 +147,81 @@ async fn a_poll_bot_counts_votes_from_followers_on_three_apps() {
             );
         }
     }
+}
+
+/// Polls each of `clients` until `done` holds of the events each has seen (or panics after
+/// [`DELIVERY_LIMIT`], naming `what`); returns them.
+async fn poll_until(clients: &mut [&mut ChatClient], what: &str, done: impl Fn(&[Vec<Event>]) -> bool) -> Vec<Vec<Event>> {
+    let deadline = Instant::now() + DELIVERY_LIMIT;
+    let mut seen = vec![Vec::new(); clients.len()];
+    loop {
+        for (client, seen) in clients.iter_mut().zip(&mut seen) {
+            seen.extend(client.poll(QUIET).await.unwrap());
+        }
+        if done(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "never: {what}; seen {seen:#?}");
+    }
+}
+
+/// The other answered commands, over real relays: a follower who leaves a channel gets no post
+/// made after; a business's customer on another app sees which agent wrote, a hand-over is
+/// counted, and the relay confirms an agent's device removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_a_channel_and_removing_an_agent_are_answered_by_the_relays() {
+    let federation = Federation::new();
+    let mut owner = register(&federation, "news@green", 201).await;
+    owner.open_channel("news@green", &["news@green"], Suite::Aes256Gcm).await.unwrap();
+    let mut reader = register(&federation, "rex@red", 202).await;
+    let mut stayer = register(&federation, "sue@blue", 206).await;
+    for follower in [&mut reader, &mut stayer] {
+        assert_eq!(follower.follow("news@green").await.unwrap(), ["news@green"]);
+    }
+    let handed = |seen: &[Vec<Event>]| seen[0].iter().filter(|e| matches!(e, Event::ChannelFollower { .. })).count() >= 2;
+    poll_until(&mut [&mut owner, &mut reader, &mut stayer], "both followers handed the key", handed).await;
+    owner.post("news@green", text("first")).await.unwrap();
+    poll_until(&mut [&mut owner, &mut reader], "the first post read", |seen| posts_of(&seen[1], "news@green").contains(&"first".to_owned())).await;
+    reader.leave("news@green").await.unwrap();
+    owner.post("news@green", text("second")).await.unwrap();
+    // Once the follower who stayed has it, the one who left has had time to get it too.
+    let seen = poll_until(&mut [&mut owner, &mut stayer, &mut reader], "the second post at the follower who stayed", |seen| {
+        posts_of(&seen[1], "news@green").contains(&"second".to_owned())
+    })
+    .await;
+    let later = poll_until(&mut [&mut reader], "a while", |_| true).await;
+    assert!(posts_of(&seen[2], "news@green").is_empty() && posts_of(&later[0], "news@green").is_empty(), "a post after leaving arrived");
+
+    // A business on blue, two agents' devices; a customer on green.
+    let mut ana = register(&federation, "shop@blue", 203).await;
+    let credential = ana.link_device(2).await.unwrap();
+    let mut ben = ChatClient::register_linked(federation.relay("blue"), "shop@blue", 2, credential, seeded(204)).await.unwrap();
+    let mut customer = register(&federation, "cy@green", 205).await;
+    ana.set_agents(&[(1, "Ana"), (2, "Ben")]).await.unwrap();
+    poll_until(&mut [&mut ana, &mut ben], "the roster at ben's device", |seen| seen[1].iter().any(|e| matches!(e, Event::AgentsChanged { listed: true }))).await;
+    customer.send("shop@blue", text("hello shop")).await.unwrap();
+    poll_until(&mut [&mut ana, &mut ben], "the customer's message at both agents", |seen| seen.iter().all(|events| federation::texts(events).contains(&"hello shop".to_owned()))).await;
+    assert!(!ana.assign("cy@green", 1).await.unwrap(), "a first assignment is no hand-over");
+    ana.send("cy@green", text("Ana here")).await.unwrap();
+    assert!(ana.assign("cy@green", 2).await.unwrap(), "to another agent: a hand-over");
+    ben.send("cy@green", text("Ben here")).await.unwrap();
+    let seen = poll_until(&mut [&mut customer], "both replies", |seen| federation::texts(&seen[0]).len() >= 2).await;
+    let agents: Vec<Option<String>> = seen[0].iter().filter_map(|e| if let Event::Message { agent, .. } = e { Some(agent.clone()) } else { None }).collect();
+    assert_eq!(agents, [Some("Ana".to_owned()), Some("Ben".to_owned())]);
+    let analytics = ana.analytics().expect("a business device");
+    assert_eq!((analytics.handovers, analytics.conversations), (1, 1));
+
+    ana.remove_agent(2).await.unwrap_or_else(|error| panic!("removing ben's device: {error}"));
+    assert_eq!(ana.agents().into_values().collect::<Vec<_>>(), ["Ana"], "the roster without the removed device");
+}
+
+/// The texts of the posts to `channel` among `events`.
+fn posts_of(events: &[Event], channel: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::ChannelPost { channel: posted_in, content, .. } if posted_in == channel => text_of(content).map(str::to_owned),
+            _ => None,
+        })
+        .collect()
 }
