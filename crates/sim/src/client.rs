@@ -51,6 +51,18 @@ pub enum Outcome {
     LookedUp { kept: bool },
     /// A report was answered: verified, or refused (with the relay's code), or not answered.
     ReportAnswered { request: u64, result: Result<(), switchboard_client_core::endpoint::RequestFailed> },
+    /// The relay answered a follow (`ok`: the channel's admins came back).
+    ChannelFollowed { ok: bool },
+    /// A post (by its number) to a channel this device follows, from `from`.
+    ChannelPost { post: u64, from: ProtocolAddress, envelope: [u8; 16] },
+    /// This admin device handed its channel key to `follower`.
+    ChannelKeyHandedOver { follower: ProtocolAddress },
+    /// A follower's vote (by its number), at an admin's device.
+    ChannelReply { vote: u64, from: ProtocolAddress },
+    /// The relay answered a removal of one of this account's devices.
+    DeviceRemoved { device_id: u32, ok: bool },
+    /// Message `message` named the agent who wrote it (read from a business's device).
+    AgentNamed { message: u64, agent: String },
 }
 
 /// Messages a device keeps to report (the last ones it read).
@@ -84,6 +96,8 @@ pub struct Client {
     read_numbers: HashMap<[u8; 16], u64>,
     /// The last messages this device read (at most [`MAX_REPORTABLE`]).
     pub reportable: std::collections::VecDeque<Reportable>,
+    /// Followers this device handed its channel key to.
+    pub keys_handed_over: u64,
 }
 
 /// The plaintext of message `message`: a `Content` whose salt carries the message number.
@@ -152,6 +166,7 @@ impl Client {
             show_duplicates: false,
             read_numbers: HashMap::default(),
             reportable: Default::default(),
+            keys_handed_over: 0,
         }
     }
 
@@ -236,8 +251,11 @@ impl Client {
         let mut pairwise_processed = pairwise.is_some();
         while let Some(event) = self.endpoint.poll_event() {
             match event {
-                Event::Message { content, envelope, evidence, .. } => match message_number(&content) {
+                Event::Message { content, envelope, evidence, agent, .. } => match message_number(&content) {
                     Some(message) => {
+                        if let Some(agent) = agent {
+                            outcomes.push(Outcome::AgentNamed { message, agent });
+                        }
                         if self.show_duplicates {
                             self.read_numbers.insert(envelope, message);
                         }
@@ -282,6 +300,21 @@ impl Client {
                 }
                 Event::DeviceLinked { device_id, credential } => self.linked.push((device_id, credential.0.clone())),
                 Event::ReportAnswered { request, result } => outcomes.push(Outcome::ReportAnswered { request, result }),
+                Event::ChannelFollower { follower, .. } => {
+                    self.keys_handed_over += 1;
+                    outcomes.push(Outcome::ChannelKeyHandedOver { follower });
+                }
+                Event::ChannelFollowed { result, .. } => outcomes.push(Outcome::ChannelFollowed { ok: result.is_ok() }),
+                Event::ChannelPost { content, from, envelope, .. } => match message_number(&content) {
+                    Some(post) => outcomes.push(Outcome::ChannelPost { post, from, envelope }),
+                    None => outcomes.push(Outcome::Refused { from: Some(from), envelope, reason: "content does not decode" }),
+                },
+                Event::ChannelReply { content, from, .. } => {
+                    if let Some(vote) = message_number(&content) {
+                        outcomes.push(Outcome::ChannelReply { vote, from });
+                    }
+                }
+                Event::DeviceRemoved { device_id, result, .. } => outcomes.push(Outcome::DeviceRemoved { device_id, ok: result.is_ok() }),
                 _ => {}
             }
         }
@@ -316,6 +349,66 @@ impl Client {
     pub fn create_group(&mut self, now_us: u64, group: &str, members: Vec<ProtocolAddress>, suite: Suite, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {
         self.endpoint.create_group(at(now_us), group, members.into_iter().map(Member::Device).collect(), suite, rng);
         self.drain(out, &mut Vec::new(), None);
+    }
+
+    // ---- channels and business accounts --------------------------------------------------------
+
+    /// Opens `channel` with `admins`, posting to it from this device.
+    pub fn open_channel(&mut self, now_us: u64, channel: &str, admins: Vec<String>, suite: Suite, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) -> bool {
+        let opened = self.endpoint.open_channel(at(now_us), channel, admins, suite, rng).is_ok();
+        self.drain(out, &mut Vec::new(), None);
+        opened
+    }
+
+    pub fn follow(&mut self, now_us: u64, channel: &str, out: &mut Vec<OutFrame>) -> bool {
+        let asked = self.endpoint.follow(at(now_us), channel).is_ok();
+        self.drain(out, &mut Vec::new(), None);
+        asked
+    }
+
+    pub fn leave(&mut self, now_us: u64, channel: &str, out: &mut Vec<OutFrame>) -> bool {
+        let asked = self.endpoint.leave(at(now_us), channel).is_ok();
+        self.drain(out, &mut Vec::new(), None);
+        asked
+    }
+
+    /// Posts `content` to `channel`; whether this device could (it posts to it).
+    pub fn post(&mut self, now_us: u64, channel: &str, content: Vec<u8>, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) -> bool {
+        let posted = self.endpoint.post(at(now_us), channel, content, rng).is_ok();
+        self.drain(out, &mut Vec::new(), None);
+        posted
+    }
+
+    /// Sends `content` to the admins of `channel`; whether this device could (it follows it).
+    pub fn reply_to_channel(&mut self, now_us: u64, channel: &str, content: Vec<u8>, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) -> bool {
+        let sent = self.endpoint.reply_to_channel(at(now_us), channel, content, rng).is_ok();
+        self.drain(out, &mut Vec::new(), None);
+        sent
+    }
+
+    pub fn set_agents(&mut self, now_us: u64, agents: Vec<(u32, String)>, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) -> bool {
+        let set = self.endpoint.set_agents(at(now_us), agents, rng).is_ok();
+        self.drain(out, &mut Vec::new(), None);
+        set
+    }
+
+    /// Assigns the conversation with `customer` to `agent_device`; `None` if this device could
+    /// not, else whether it was a hand-over.
+    pub fn assign(&mut self, now_us: u64, customer: &str, agent_device: u32, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) -> Option<bool> {
+        let handover = self.endpoint.assign(at(now_us), customer, agent_device, rng).ok();
+        self.drain(out, &mut Vec::new(), None);
+        handover
+    }
+
+    pub fn remove_agent(&mut self, now_us: u64, device_id: u32, out: &mut Vec<OutFrame>) -> bool {
+        let asked = self.endpoint.remove_agent(at(now_us), device_id).is_ok();
+        self.drain(out, &mut Vec::new(), None);
+        asked
+    }
+
+    /// The business analytics this device counted, if it serves one.
+    pub fn analytics(&self) -> Option<switchboard_client_core::business::Analytics> {
+        self.endpoint.analytics()
     }
 
     pub fn add_member(&mut self, now_us: u64, group: &str, member: ProtocolAddress, rng: &mut (impl CryptoRng + ?Sized), out: &mut Vec<OutFrame>) {

@@ -152,6 +152,10 @@ impl Relay {
             metrics.blocked_dropped += now.blocked_dropped;
             metrics.reports_verified += now.reports_verified;
             metrics.reports_refused += now.reports_refused;
+            metrics.channel_posts += now.channel_posts;
+            metrics.channel_deliveries += now.channel_deliveries;
+            metrics.channel_posts_skipped_full += now.channel_posts_skipped_full;
+            metrics.channel_apps_skipped_full += now.channel_apps_skipped_full;
         }
         metrics
     }

@@ -47,6 +47,12 @@ pub struct Report {
     pub people: Option<crate::world::people::PeopleCounts>,
     /// Strangers, blocks and reports, when the scenario has them.
     pub consent: Option<crate::world::consent::ConsentCounts>,
+    /// The channel, when the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<crate::world::channel::ChannelCounts>,
+    /// The business account, when the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business: Option<crate::world::business::BusinessCounts>,
     pub invariants: Vec<Invariant>,
     /// Every invariant violation (the first 100 listed; `violations_total` counts them all).
     pub violations: Vec<Violation>,
@@ -488,6 +494,44 @@ impl Report {
             });
         }
         violations.extend(consent_violations);
+        let channel_on = world.scenario.channel.followers + world.scenario.channel.posts > 0;
+        let (channel_counts, channel_violations) = world.check_channel();
+        if channel_on {
+            let c = &channel_counts;
+            let of = |name: &str| channel_violations.iter().filter(|v| v.invariant == name).count();
+            use crate::world::channel::{FOLLOWERS_UNSEEN, LEFT_READS_NOTHING, POSTS_REACH_FOLLOWERS, VOTES_TALLIED};
+            invariants.push(Invariant {
+                name: POSTS_REACH_FOLLOWERS,
+                holds: of(POSTS_REACH_FOLLOWERS) == 0,
+                detail: format!("{} posts, {} of {} expected deliveries; {} of {} followers followed, {} keys handed over", c.posts, c.deliveries, c.expected_deliveries, c.followed, c.followers, c.keys_handed_over),
+            });
+            invariants.push(Invariant { name: LEFT_READS_NOTHING, holds: of(LEFT_READS_NOTHING) == 0, detail: format!("{} followers left", c.leavers) });
+            invariants.push(Invariant { name: FOLLOWERS_UNSEEN, holds: of(FOLLOWERS_UNSEEN) == 0, detail: format!("{} violations", of(FOLLOWERS_UNSEEN)) });
+            invariants.push(Invariant { name: VOTES_TALLIED, holds: of(VOTES_TALLIED) == 0, detail: format!("{} votes, {} tallied", c.votes, c.votes_tallied) });
+        }
+        violations.extend(channel_violations);
+        let business_on = world.scenario.business.agents > 0;
+        let (business_counts, business_violations) = world.check_business();
+        if business_on {
+            let b = &business_counts;
+            let of = |name: &str| business_violations.iter().filter(|v| v.invariant == name).count();
+            use crate::world::business::{AGENT_NAMED, ANALYTICS_MATCH, REMOVED_AGENT_READS_NOTHING};
+            invariants.push(Invariant {
+                name: REMOVED_AGENT_READS_NOTHING,
+                holds: of(REMOVED_AGENT_READS_NOTHING) == 0,
+                detail: format!("{} agents, {} removed", b.agents, b.removed_agents),
+            });
+            invariants.push(Invariant { name: AGENT_NAMED, holds: of(AGENT_NAMED) == 0, detail: format!("{} replies to {} customers", b.replies, b.customers) });
+            invariants.push(Invariant {
+                name: ANALYTICS_MATCH,
+                holds: of(ANALYTICS_MATCH) == 0,
+                detail: format!(
+                    "owner counted {} conversations, {} in, {} out, {} hand-overs, {} ms mean first response",
+                    b.analytics_conversations, b.analytics_messages_in, b.analytics_messages_out, b.analytics_handovers, b.analytics_mean_first_response_ms
+                ),
+            });
+        }
+        violations.extend(business_violations);
         if people_counts.people > 0 {
             let p = &people_counts;
             invariants.push(Invariant {
@@ -558,6 +602,8 @@ impl Report {
             crypto,
             people: (people_counts.people > 0).then_some(people_counts),
             consent: consent_on.then_some(consent_counts),
+            channel: channel_on.then_some(channel_counts),
+            business: business_on.then_some(business_counts),
             invariants,
             violations,
             violations_total,

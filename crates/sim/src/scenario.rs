@@ -91,6 +91,12 @@ pub struct Scenario {
     /// Strangers, blocks and abuse reports (see `docs/CONSENT.md`).
     #[serde(default)]
     pub consent: ConsentSpec,
+    /// A channel with followers on every app (see `crate::world::channel`).
+    #[serde(default)]
+    pub channel: ChannelSpec,
+    /// A business account served by several agents (see `crate::world::business`).
+    #[serde(default)]
+    pub business: BusinessSpec,
     /// Deliberate bugs, for checking that the invariants catch them.
     #[serde(default)]
     pub inject: Inject,
@@ -116,6 +122,52 @@ pub struct ConsentSpec {
     pub reports: u32,
     #[serde(default)]
     pub forged_reports: u32,
+}
+
+/// A channel: opened at the start of the traffic on `app` by that app's first user, followed by
+/// `followers` users of every app (the first ones of each app in turn), who follow during the
+/// first `follow_s` seconds of the traffic. `posts` polls are posted after that, over the rest
+/// of the traffic; `votes` followers vote on them; `leavers` followers leave halfway.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    #[serde(default)]
+    pub app: Option<Spanned<String>>,
+    #[serde(default)]
+    pub followers: u32,
+    #[serde(default = "default_follow_s")]
+    pub follow_s: f64,
+    #[serde(default)]
+    pub posts: u32,
+    #[serde(default)]
+    pub votes: u32,
+    #[serde(default)]
+    pub leavers: u32,
+}
+
+fn default_follow_s() -> f64 {
+    10.0
+}
+
+/// A business account `shop@app` served by `agents` agents (one device each, the first its
+/// owner's). `customers` users of the other apps write `messages` messages to it in all over the
+/// traffic; the agent a conversation is assigned to answers each; `handovers` conversations are
+/// handed to another agent; with `remove_agent`, the owner removes the last agent halfway.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessSpec {
+    #[serde(default)]
+    pub app: Option<Spanned<String>>,
+    #[serde(default)]
+    pub agents: u32,
+    #[serde(default)]
+    pub customers: u32,
+    #[serde(default)]
+    pub messages: u32,
+    #[serde(default)]
+    pub handovers: u32,
+    #[serde(default)]
+    pub remove_agent: bool,
 }
 
 fn default_settle() -> f64 {
@@ -520,6 +572,7 @@ impl Scenario {
             .iter()
             .map(|app| (app.users.len() + app.user_count).saturating_mul(app.devices_per_user as usize))
             .fold(0usize, usize::saturating_add)
+            .saturating_add(self.business.agents as usize)
     }
 
     fn check(&self, text: &str) -> Result<(), ScenarioError> {
@@ -732,6 +785,40 @@ impl Scenario {
                 if !linked.insert(account.clone()) {
                     return Err(at(person.accounts.span(), format!("{account:?} is linked twice (one person per account)")));
                 }
+            }
+        }
+        let other_users = |app: &Option<Spanned<String>>| -> Result<usize, ScenarioError> {
+            match app {
+                Some(app) => {
+                    known(app)?;
+                    Ok(users_of(&[]) - users_of(std::slice::from_ref(app)))
+                }
+                None => Ok(users_of(&[]) - users_of(&[Spanned::new(0..0, self.apps[0].name.get_ref().clone())])),
+            }
+        };
+        let channel = &self.channel;
+        if channel.followers > 0 || channel.posts > 0 {
+            if !seconds(channel.follow_s) || channel.follow_s >= self.duration_s {
+                return Err(table("channel", 0, "follow_s is 0 to the traffic's duration".into()));
+            }
+            if channel.followers as usize >= users_of(&[]) {
+                return Err(table("channel", 0, "followers must be fewer than the scenario's users (its admin is one)".into()));
+            }
+            other_users(&channel.app)?;
+            if channel.votes > channel.followers || channel.leavers > channel.followers {
+                return Err(table("channel", 0, "votes and leavers are at most followers".into()));
+            }
+        }
+        let business = &self.business;
+        if business.agents > 0 {
+            if business.agents as usize > switchboard_wire::limits::MAX_DEVICES_PER_USER || business.agents < 2 && business.remove_agent {
+                return Err(table("business", 0, format!("agents is 1 to {} (2 or more to remove one)", switchboard_wire::limits::MAX_DEVICES_PER_USER)));
+            }
+            if business.customers as usize > other_users(&business.app)? || (business.customers == 0 && business.messages > 0) {
+                return Err(table("business", 0, "customers are users of the other apps, and messages need customers".into()));
+            }
+            if business.handovers > business.customers {
+                return Err(table("business", 0, "handovers are at most customers".into()));
             }
         }
         for (index, theft) in self.thefts.iter().enumerate() {

@@ -253,3 +253,21 @@ fn consent_holds_every_invariant_for_forty_seeds() {
         assert!(consent.forged_reports_refused >= 6, "seed {seed}: {consent:?}");
     }
 }
+
+/// The business scenario (three agents, customers on two other apps, hand-overs, an agent
+/// removed halfway; a channel followed from every app, polls, votes, leavers) holds every
+/// invariant for seeds 1–30, and each run exercises them.
+#[test]
+fn business_and_channel_hold_every_invariant_for_thirty_seeds() {
+    let scenario = parse(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/business.toml")).unwrap());
+    for seed in 1..=30 {
+        let report = run(&scenario, seed);
+        assert!(report.violations.is_empty(), "seed {seed}:\n{}", report.text());
+        let business = report.business.as_ref().expect("the scenario has a business");
+        assert_eq!((business.agents, business.removed_agents, business.handovers), (3, 1, 3), "seed {seed}: {business:?}");
+        assert!(business.replies >= 40 && business.analytics_messages_out == business.replies, "seed {seed}: {business:?}");
+        let channel = report.channel.as_ref().expect("the scenario has a channel");
+        assert_eq!((channel.followed, channel.keys_handed_over, channel.posts, channel.leavers), (30, 30, 4, 4), "seed {seed}: {channel:?}");
+        assert!(channel.expected_deliveries >= 90 && channel.votes_tallied == channel.votes && channel.votes >= 8, "seed {seed}: {channel:?}");
+    }
+}

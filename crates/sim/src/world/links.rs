@@ -453,6 +453,7 @@ fn server_what(frame: &ServerFrame) -> &'static str {
         Some(server_frame::Body::GroupHead(_)) => "group head",
         Some(server_frame::Body::PersonFound(_)) => "person found",
         Some(server_frame::Body::DevicesChanged(_)) => "devices changed",
+        Some(server_frame::Body::ChannelInfo(_)) => "channel info",
         None => "?",
     }
 }
@@ -475,6 +476,8 @@ fn federation_what(frame: &FederationFrame) -> &'static str {
         Some(federation_frame::Body::SendToUser(_)) => "send to user",
         Some(federation_frame::Body::DevicesChanged(_)) => "devices changed",
         Some(federation_frame::Body::CheckStamp(_)) => "check stamp",
+        Some(federation_frame::Body::FollowChannel(_)) => "follow channel",
+        Some(federation_frame::Body::ChannelInfo(_)) => "channel info",
         None => "?",
     }
 }

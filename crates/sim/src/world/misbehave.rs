@@ -69,6 +69,7 @@ impl World {
                 content: vec![0x6a; 48].into(),
                 group_id: String::new(),
                 franking: None,
+                channel: false,
             };
             self.ledger.ids_reused += 1;
             self.send_rogue(device, junk, "reused id");
@@ -93,6 +94,7 @@ impl World {
                 content: vec![0x66; 64].into(),
                 group_id: String::new(),
                 franking: None,
+                channel: false,
             };
             self.ledger.flood_sent += 1;
             self.send_rogue(flooder, junk, "flood");

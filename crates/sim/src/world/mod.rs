@@ -2,6 +2,8 @@
 //! comes from one RNG seeded with the run's seed, and events at the same instant run in the order
 //! they were scheduled, so a scenario and a seed give one run, bit for bit.
 
+pub(crate) mod business;
+pub(crate) mod channel;
 pub(crate) mod consent;
 mod forge;
 mod links;
@@ -35,6 +37,8 @@ const SETUP_US: u64 = 2 * SECOND;
 const RECONNECT_US: u64 = 500_000;
 /// How long a relay waits before dialing another again.
 const REDIAL_US: u64 = SECOND;
+/// How long business traffic pauses before an agent's removal, for what is on its way to land.
+const BUSINESS_DRAIN_US: u64 = 5 * SECOND;
 /// How long a reordering relay holds an envelope back, at most.
 const ADVERSARY_HOLD_US: u64 = 2 * SECOND;
 
@@ -67,6 +71,20 @@ enum Event {
     Report { forged: bool },
     /// A report whose check could not be made, made again.
     ReportAgain { slot: u64 },
+    /// `[channel]`: its opening, a follow, a post, a vote, a leave.
+    OpenChannel,
+    Follow { device: usize },
+    Post,
+    Vote { device: usize },
+    Leave { device: usize },
+    /// `[business]`: the roster, a customer's message and its answer, a hand-over, a removal
+    /// (business traffic pauses first, then the owner removes the agent).
+    BusinessRoster,
+    CustomerWrites,
+    AgentAnswers { customer: usize, message: u64, tries: u32 },
+    Handover,
+    RemoveAgent,
+    RemoveAgentNow,
 }
 
 struct Scheduled {
@@ -199,6 +217,10 @@ pub struct World {
     pub(crate) person_of_user: Vec<Option<usize>>,
     looked_up: HashSet<(usize, usize)>,
     pub(crate) consent: consent::ConsentWorld,
+    pub(crate) channel: channel::ChannelWorld,
+    pub(crate) business: business::BusinessWorld,
+    /// The business account's user (`[business]`), if the scenario has one.
+    pub(crate) business_user: Option<usize>,
     traffic_left: u64,
     pub(crate) traffic_start: u64,
     pub(crate) traffic_end: u64,
@@ -292,6 +314,23 @@ impl World {
                 users.push(User { name: user, app: app_index, devices });
             }
         }
+        // The business account: one device per agent, the first (its owner's) linking the rest.
+        let business_user = (scenario.business.agents > 0).then(|| {
+            let app_index = scenario.business.app.as_ref().map_or(0, |app| index_of(app.get_ref()));
+            let user = format!("shop@{}", scenario.apps[app_index].name.get_ref());
+            let mut devices = Vec::new();
+            for device_id in 1..=scenario.business.agents {
+                let watched = &mut crate::harvest::Watched::new(&mut rng, harvester.as_mut());
+                let mut client = Client::new(ProtocolAddress::new(user.clone(), device_id), app_index, &scenario, watched);
+                if device_id == 1 {
+                    client.link_siblings(2..=scenario.business.agents);
+                }
+                devices.push(clients.len());
+                clients.push(client);
+            }
+            users.push(User { name: user, app: app_index, devices });
+            users.len() - 1
+        });
         let device_of = |text: &str| -> Vec<usize> {
             // The scenario was checked with the same parser: a text that fails here names no one.
             let Ok(address) = text.parse::<switchboard_wire::address::Address>() else { return Vec::new() };
@@ -392,6 +431,9 @@ impl World {
             person_of_user,
             looked_up: HashSet::new(),
             consent: Default::default(),
+            channel: Default::default(),
+            business: Default::default(),
+            business_user,
             traffic_start,
             traffic_end,
             end,
@@ -438,6 +480,8 @@ impl World {
         }
         self.draw_flood();
         self.schedule_consent();
+        self.schedule_channel();
+        self.schedule_business();
         if self.traffic_left > 0 {
             let first = self.next_traffic_gap();
             self.schedule(self.traffic_start + first, Event::Traffic);
@@ -568,6 +612,21 @@ impl World {
             Event::Block => self.block_someone(),
             Event::Report { forged } => self.report_one(forged),
             Event::ReportAgain { slot } => self.report_again(slot),
+            Event::OpenChannel => self.open_channel(),
+            Event::Follow { device } => self.follow_channel(device),
+            Event::Post => self.post_to_channel(),
+            Event::Vote { device } => self.vote(device),
+            Event::Leave { device } => self.leave_channel(device),
+            Event::BusinessRoster => self.business_roster(),
+            Event::CustomerWrites => self.customer_writes(),
+            Event::AgentAnswers { customer, message, tries } => self.agent_answers(customer, message, tries),
+            Event::Handover => self.handover(),
+            Event::RemoveAgent => {
+                if self.pause_business() {
+                    self.schedule(self.now + BUSINESS_DRAIN_US, Event::RemoveAgentNow);
+                }
+            }
+            Event::RemoveAgentNow => self.remove_agent(),
             Event::Churn { group, join } => self.churn(group, join),
             Event::Forge { group, forgery } => self.forge(group, forgery),
             Event::Flood => self.flood_now(),

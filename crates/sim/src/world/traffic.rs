@@ -34,6 +34,12 @@ impl World {
                     }
                 }
                 Outcome::Duplicate { .. } => self.ledger.duplicates_dropped += 1,
+                Outcome::ChannelFollowed { ok } => self.channel_followed(device, ok),
+                Outcome::ChannelKeyHandedOver { follower } => self.channel_key_handed_over(&follower),
+                Outcome::ChannelPost { post, from, .. } => self.channel_post_read(device, post, &from),
+                Outcome::ChannelReply { vote, from } => self.channel_vote_received(device, vote, &from),
+                Outcome::DeviceRemoved { ok, .. } => self.agent_removed(ok),
+                Outcome::AgentNamed { message, agent } => self.agent_named(device, message, &agent),
                 Outcome::ReportAnswered { request, result } => self.report_answered(device, request, result),
                 Outcome::Refused { from, envelope, reason } => {
                     self.ledger.refused(device, envelope);
@@ -113,6 +119,11 @@ impl World {
             }
             recipient = self.rng.random_range(0..self.users.len());
         }
+        // The business account's traffic is its own (`[business]`): counted by its analytics.
+        if self.business_user.is_some_and(|business| business == sender_user || business == recipient) {
+            self.skipped_direct_sends += 1;
+            return;
+        }
         self.send_direct_between(sender, recipient, size, kind);
     }
 
@@ -127,9 +138,12 @@ impl World {
         };
         let synced: Rc<[usize]> = match sender_person {
             Some(person) => self.person_devices[person].iter().copied().filter(|d| *d != sender).collect(),
+            // A business's other agents see each reply as a transcript.
+            None if Some(self.user_of[sender]) == self.business_user => self.users[self.user_of[sender]].devices.iter().copied().filter(|d| *d != sender).collect(),
             None => Rc::from([]),
         };
         self.look_up_before_writing(sender, recipient);
+        self.channel.talked(self.user_of[sender], recipient);
         let number = self.ledger.messages.len() as u64;
         let content = client::content(number, None, size, kind, self.now);
         self.consent.sent(number, &content, self.scenario.consent.reports > 0);
