@@ -30,6 +30,11 @@ use crate::state::{DeviceKey, Mutation};
 
 type Refusal = (ErrorCode, &'static str);
 
+/// What a stored copy of a post costs beyond its content (its envelope's other fields, the
+/// mailbox index), counted against [`MAX_CHANNEL_FANOUT_BYTES`] so that empty posts are not
+/// free.
+const STORED_COPY_OVERHEAD: usize = 256;
+
 impl RelayCore {
     /// A device opens a channel of this app, or (a device of its owner) changes its admins:
     /// answered with `Done` once durable. The admins are the ones named, each once, and the
@@ -141,10 +146,23 @@ impl RelayCore {
         if hub == self.app || self.state.followers.contains_key(channel) {
             return;
         }
+        // A follow asked for now would be answered after the hub hears this: the hub keeps the app.
+        if self.pending_fetches.values().any(|fetch| fetch.follower.is_some() && fetch.subject == channel) {
+            return;
+        }
+        if self.unfollowed.len() < MAX_CHANNELS {
+            self.unfollowed.insert(channel.to_owned());
+        }
+        self.tell_hub(hub, channel, false);
+    }
+
+    /// Tells `hub` (if its link is up) once this batch is durable that this app has followers of
+    /// `channel`, or none left; its answer is not waited for.
+    fn tell_hub(&mut self, hub: &str, channel: &str, follow: bool) {
         let Some(&link) = self.outbound_links.get(hub) else { return };
         let request_id = self.next_request;
         self.next_request += 1;
-        let body = federation_frame::Body::FollowChannel(FollowChannel { channel: channel.to_owned(), follow: false });
+        let body = federation_frame::Body::FollowChannel(FollowChannel { channel: channel.to_owned(), follow });
         self.deferred.push(Deferred::Link(link, FederationFrame { request_id, body: Some(body) }));
     }
 
@@ -174,6 +192,14 @@ impl RelayCore {
             return vec![failure(conn, request_id, code, detail)];
         }
         self.note_follower(&device, &info.channel);
+        // An earlier "none left" of this app's may still be on its way to the hub, behind this
+        // follow's question (a question goes out at once, the other once durable): say it again,
+        // after.
+        if self.unfollowed.contains(&info.channel)
+            && let Some(hub) = app_of(&info.channel).map(str::to_owned)
+        {
+            self.tell_hub(&hub, &info.channel, true);
+        }
         self.deferred.push(Deferred::Client(conn, channel_info_frame(request_id, info)));
         Vec::new()
     }
@@ -255,9 +281,10 @@ impl RelayCore {
             .unwrap_or_default();
         self.check_channel_fanout(&post)?;
         let bytes = post.encoded_len();
-        for app in &apps {
-            self.check_outbox(app, post.sender.as_ref(), bytes)?;
-        }
+        // An app whose outbox is full misses the post (as a follower whose mailbox is full
+        // does): one peer that stops reading must not hold the channel back for every other.
+        let (apps, full): (Vec<String>, Vec<String>) = apps.into_iter().partition(|app| self.check_outbox(app, post.sender.as_ref(), bytes).is_ok());
+        self.metrics.channel_apps_skipped_full += full.len() as u64;
         self.metrics.channel_posts += 1;
         self.deliver_to_followers(&post);
         for app in apps {
@@ -270,7 +297,7 @@ impl RelayCore {
     /// ([`MAX_CHANNEL_FANOUT_BYTES`]).
     fn check_channel_fanout(&self, post: &GroupEnvelope) -> Result<(), Refusal> {
         let followers = self.state.followers.get(&post.group_id).map_or(0, BTreeSet::len);
-        if followers.saturating_mul(post.content.len()) > MAX_CHANNEL_FANOUT_BYTES {
+        if followers.saturating_mul(post.content.len() + STORED_COPY_OVERHEAD) > MAX_CHANNEL_FANOUT_BYTES {
             return Err((ErrorCode::TooLarge, "followers × content over 1 GiB: send large content as a blob"));
         }
         Ok(())

@@ -75,8 +75,9 @@ impl RelayCore {
     }
 
     /// The first device of a user registers freely; any further device only from a connection
-    /// authenticated as an existing device of that user, so no one can add a device to someone
-    /// else's account (and so receive what is sent to them).
+    /// authenticated as that user's first device (device 1), so no one can add a device to
+    /// someone else's account (and so receive what is sent to them), and a device its account's
+    /// owner removes cannot have left another behind (removing a device is device 1's too).
     fn register(
         &mut self,
         conn: ConnId,
@@ -92,8 +93,8 @@ impl RelayCore {
             return Err((ErrorCode::AlreadyRegistered, "that device is registered"));
         }
         let devices = self.state.accounts.range(super::devices_of(&device.0)).count();
-        if devices > 0 && authenticated.is_none_or(|(user, _)| *user != device.0) {
-            return Err((ErrorCode::Unauthenticated, "a further device registers from an authenticated device of its user"));
+        if devices > 0 && authenticated.is_none_or(|(user, id)| *user != device.0 || *id != 1) {
+            return Err((ErrorCode::Unauthenticated, "a further device registers from its user's first device"));
         }
         if devices >= switchboard_wire::limits::MAX_DEVICES_PER_USER {
             return Err((ErrorCode::TooLarge, "a user has at most 64 devices"));

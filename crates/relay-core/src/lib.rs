@@ -237,6 +237,8 @@ pub struct Metrics {
     /// Copies of channel posts not stored because the follower's mailbox was full (or gone): the
     /// post went to the others.
     pub channel_posts_skipped_full: u64,
+    /// Copies of channel posts for other apps skipped because that app's outbox was full.
+    pub channel_apps_skipped_full: u64,
 }
 
 /// One app's relay.
@@ -275,6 +277,9 @@ pub struct RelayCore {
     /// Federation connections: their app, and whether we dialed them (requests go out on those).
     links: HashMap<ConnId, (String, bool)>,
     outbound_links: HashMap<String, ConnId>,
+    /// Channels of other apps this relay told their hub it has no follower of left (at most
+    /// [`MAX_CHANNELS`]): a later follow is told again after (see `channels`).
+    unfollowed: std::collections::HashSet<String>,
     /// What each link we dialed has been sent and not answered.
     forwarding: HashMap<String, outbox::Forwarding>,
     /// Our requests to other apps (bundles, blobs), by request id.
@@ -339,6 +344,7 @@ impl RelayCore {
             deliveries: Default::default(),
             links: HashMap::new(),
             outbound_links: HashMap::new(),
+            unfollowed: Default::default(),
             forwarding: HashMap::new(),
             pending_fetches: HashMap::new(),
             pending_by_conn: HashMap::new(),

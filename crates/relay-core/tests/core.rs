@@ -1924,6 +1924,10 @@ fn device_one_removes_another_device_which_then_gets_and_reads_nothing() {
     let to_two = Envelope { recipient: Some(DeviceAddress { name: "alice@green".into(), device_id: 2 }), ..envelope(1, "bob@blue", "alice@green") };
     assert!(is_done(&net.request(&blue, bob, 6, Body::Send(to_two.clone()))));
     assert_eq!(net.disk("green").mailboxes[&("alice@green".into(), 2)].len(), 1);
+    // Only device 1 registers further devices: a device it may remove leaves none behind.
+    let register = Body::Register(Register { user: "alice@green".into(), device_id: 7 });
+    assert_eq!(code(&net.request(&green, two, 9, register)), Some(ErrorCode::Unauthenticated));
+    assert!(!net.disk("green").accounts.contains_key(&("alice@green".into(), 7)));
     // Only device 1 removes, and neither itself nor a device that does not exist.
     let remove = |device_id| Body::RemoveDevice(RemoveDevice { device_id });
     assert_eq!(code(&net.request(&green, two, 10, remove(1))), Some(ErrorCode::Forbidden));
