@@ -98,6 +98,7 @@ fn envelope(sender: &DeviceAddress, recipient: &DeviceAddress, sequence: u64, st
         group_id: String::new(),
         // As every message a person writes carries: the relay stamps it.
         franking: Some(Franking { commitment: vec![0x3c; 32], ..Default::default() }),
+        channel: false,
     }
 }
 
@@ -306,6 +307,7 @@ async fn fanout(federation: &LocalFederation, members: usize, tag: &str) -> (f64
         recipients,
         content: vec![0x5a; ENVELOPE_CONTENT].into(),
         franking: Some(Franking { commitment: vec![0x3c; 32], ..Default::default() }),
+        channel: false,
     };
     sender.send(99, Body::SendGroup(group)).await;
     while tasks.join_next().await.is_some() {}

@@ -23,6 +23,9 @@ pub const OWNER_DEVICE: u32 = 1;
 pub const MAX_AGENTS: usize = switchboard_wire::limits::MAX_DEVICES_PER_USER;
 /// Longest agent name, in bytes.
 pub const MAX_AGENT_NAME: usize = 64;
+/// Agent devices counted per conversation (devices come and go: more than a roster lists at
+/// once); past it, further ones' replies are not counted.
+pub const MAX_REPLYING_AGENTS: usize = 4 * MAX_AGENTS;
 /// Conversations a business device counts and assigns; past it, new customers' messages still
 /// arrive, but are neither counted nor assigned.
 pub const MAX_CONVERSATIONS: usize = 100_000;
@@ -128,15 +131,21 @@ impl Business {
     /// A message from `customer` arrived at `now_ms`.
     pub(crate) fn customer_wrote(&mut self, customer: &str, now_ms: u64) {
         if let Some(conversation) = self.conversation(customer, now_ms) {
-            conversation.messages_in += 1;
+            conversation.messages_in = conversation.messages_in.saturating_add(1);
         }
     }
 
     /// Agent device `device` replied to `customer` at `now_ms` (sent from this device, or seen in
     /// a transcript from another).
+    /// (A reply that reaches this device before the customer's message did opens the
+    /// conversation: the first response then counts as immediate.)
     pub(crate) fn agent_replied(&mut self, customer: &str, device: u32, now_ms: u64) {
-        let Some(conversation) = self.conversations.get_mut(customer) else { return };
-        *conversation.replies.entry(device).or_default() += 1;
+        let Some(conversation) = self.conversation(customer, now_ms) else { return };
+        if conversation.replies.len() >= MAX_REPLYING_AGENTS && !conversation.replies.contains_key(&device) {
+            return;
+        }
+        let count = conversation.replies.entry(device).or_default();
+        *count = count.saturating_add(1);
         conversation.first_response.get_or_insert((now_ms, device));
     }
 
@@ -155,10 +164,11 @@ impl Business {
         }
         let mut total_response_ms = 0u64;
         for conversation in self.conversations.values() {
-            analytics.messages_in += conversation.messages_in;
+            analytics.messages_in = analytics.messages_in.saturating_add(conversation.messages_in);
             for (device, count) in &conversation.replies {
-                analytics.messages_out += count;
-                analytics.agents.entry(*device).or_default().replies += count;
+                analytics.messages_out = analytics.messages_out.saturating_add(*count);
+                let agent = analytics.agents.entry(*device).or_default();
+                agent.replies = agent.replies.saturating_add(*count);
             }
             if let Some((at, device)) = conversation.first_response {
                 let waited = at.saturating_sub(conversation.first_message_ms);
@@ -207,7 +217,7 @@ impl Business {
             return Err(ClientError::InvalidPayload("more stored conversations than a business device keeps"));
         }
         for c in &stored.conversations {
-            if c.replies.len() > MAX_AGENTS {
+            if c.replies.len() > MAX_REPLYING_AGENTS {
                 return Err(ClientError::InvalidPayload("a stored conversation with more agents than a roster lists"));
             }
             let conversation = Conversation {

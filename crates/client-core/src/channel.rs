@@ -9,10 +9,11 @@
 //! learns who else follows: posts name no recipient, and reactions and votes
 //! (`ChannelMessage.reply`) go to the admins' devices only.
 //!
-//! What this does not give: a follower who left still holds the keys it was handed, so a post it
-//! obtains some other way (from a follower, or a relay) it can read. Channels are broadcast; an
-//! admin who wants to shut former followers out rotates its key ([`Channels`] keeps no follower
-//! list for that: the admins' devices know their followers only as the requests they answered).
+//! Channels are public: an admin's device hands its key to any device that asks (it cannot tell
+//! who follows; the relays keep that), so end-to-end encryption here keeps the relays out, not
+//! readers. A follower who left forgets the keys it was handed; one that kept them could read
+//! posts it obtained some other way. A follower learns the admins when it follows: posts from an
+//! admin named later are refused until it follows again.
 
 use std::collections::{BTreeMap, BTreeSet};
 

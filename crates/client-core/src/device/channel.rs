@@ -45,7 +45,8 @@ impl Device {
     /// Leaves `channel` and forgets its keys; whether this device followed it.
     pub fn leave_channel(&mut self, channel: &str) -> bool {
         let followed = self.channels.leave(channel);
-        if followed {
+        // An admin that followed its own channel keeps its key (and the others', to post beside).
+        if followed && !self.channels.administers(channel) {
             self.sender_keys.forget_group(&sender_key_id(channel));
         }
         followed

@@ -84,9 +84,7 @@ impl Device {
     /// A change of consent from `from`, taken only from another device of this person's, and
     /// applied here whole or not at all.
     pub(super) fn on_consent(&mut self, from: &ProtocolAddress, change: switchboard_wire::switchboard::ConsentChange) -> Result<Received> {
-        // Her own device, or another agent's device of this business account.
-        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from))
-            || (from.name() == self.address.name() && self.business.as_ref().is_some_and(|business| business.agent_name(from.device_id()).is_some()));
+        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from));
         if !own {
             return Err(ClientError::InvalidPayload("a change of consent from a device that is not this person's"));
         }
@@ -122,10 +120,14 @@ impl Device {
     /// (`from_user`/`from_device` are its own), or one that arrived on its own account (`to` is
     /// its account). Groups are not carried.
     pub(super) fn on_transcript(&self, from: &ProtocolAddress, transcript: Transcript) -> Result<Received> {
-        // Her own device, or another agent's device of this business account.
-        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from))
-            || (from.name() == self.address.name() && self.business.as_ref().is_some_and(|business| business.agent_name(from.device_id()).is_some()));
-        if !own {
+        // Her own device; or another agent's device of this business account, carrying what it
+        // sent itself (nothing it says it received).
+        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from));
+        let agent = from.name() == self.address.name()
+            && self.business.as_ref().is_some_and(|business| business.agent_name(from.device_id()).is_some())
+            && transcript.from_user == from.name()
+            && transcript.from_device == from.device_id();
+        if !own && !agent {
             return Err(ClientError::InvalidPayload("a transcript from a device that is not this person's"));
         }
         if transcript.application.is_empty() || switchboard_wire::address::UserAddress::split(&transcript.from_user).is_err() {
@@ -172,9 +174,7 @@ impl Device {
     /// given it by the accounts named): taken as if those accounts had sent it here, since every
     /// device of hers is hers to trust.
     pub(super) fn on_known_person(&mut self, from: &ProtocolAddress, known: KnownPerson) -> Result<Received> {
-        // Her own device, or another agent's device of this business account.
-        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from))
-            || (from.name() == self.address.name() && self.business.as_ref().is_some_and(|business| business.agent_name(from.device_id()).is_some()));
+        let own = self.person.as_ref().is_some_and(|person| self.vouched(person.record(), from));
         if !own {
             return Err(ClientError::InvalidPayload("another person's record passed on by a device that is not this person's"));
         }

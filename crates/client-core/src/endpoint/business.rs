@@ -67,6 +67,11 @@ impl Endpoint {
 
     /// The relay removed (or refused to remove) device `device_id`.
     pub(super) fn device_removed(&mut self, request: u64, device_id: u32, result: Result<(), RequestFailed>, rng: &mut (impl CryptoRng + ?Sized)) {
+        // "No such device": gone already (an earlier removal whose answer was lost on the way).
+        let result = match result {
+            Err(RequestFailed::Refused(switchboard_wire::switchboard::ErrorCode::UnknownRecipient)) => Ok(()),
+            other => other,
+        };
         if result.is_ok() {
             let me = self.address().name().to_owned();
             // Asked again at the next message: the relay lists the account's devices without it.
@@ -119,16 +124,19 @@ impl Endpoint {
         }
     }
 
-    /// A transcript from another agent's device of this account: its reply, counted.
+    /// A transcript from another agent's device of this account: its reply, counted; the account
+    /// wrote to the customer, so the customer's next messages are no requests here either.
     pub(super) fn business_transcript(&mut self, from: &ProtocolAddress, to: Option<&str>) {
         let now_ms = self.now.as_millis() as u64;
         let me = self.address().name().to_owned();
         let Some(business) = self.device.business.as_mut() else { return };
-        if let Some(customer) = to.filter(|to| *to != me)
+        if let Some(customer) = to.filter(|to| *to != me && switchboard_wire::address::UserAddress::split(to).is_ok())
             && from.name() == me
         {
             business.agent_replied(customer, from.device_id(), now_ms);
             self.changed_device();
+            // The device that wrote told its relay (the account's, shared by all its devices).
+            self.wrote_to(customer, true);
         }
     }
 }

@@ -22,6 +22,9 @@ impl Endpoint {
         if crate::hub_of(channel)? != crate::hub_of(self.address().name())? {
             return Err(CommandError::Client(crate::ClientError::InvalidChange("a channel is opened on its own app")));
         }
+        if self.commands.len() >= super::commands::MAX_PENDING_COMMANDS {
+            return Err(CommandError::TooManyCommands);
+        }
         self.device.administer_channel(channel, suite, rng)?;
         self.changed_device();
         let handle = self.command(Command::Open(OpenChannel { channel: channel.to_owned(), admins }))?;
@@ -72,6 +75,7 @@ impl Endpoint {
         self.now = self.now.max(now);
         crate::hub_of(channel)?;
         let handle = self.command(Command::Follow(FollowChannel { channel: channel.to_owned(), follow: true }))?;
+        self.left_channels.remove(channel);
         self.release();
         Ok(handle)
     }
@@ -80,10 +84,14 @@ impl Endpoint {
     /// ([`Event::ChannelLeft`]). The admins hear nothing of it.
     pub fn leave(&mut self, now: Duration, channel: &str) -> Result<u64, CommandError> {
         self.now = self.now.max(now);
+        let handle = self.command(Command::Follow(FollowChannel { channel: channel.to_owned(), follow: false }))?;
         if self.device.leave_channel(channel) {
             self.changed_device();
         }
-        let handle = self.command(Command::Follow(FollowChannel { channel: channel.to_owned(), follow: false }))?;
+        // A follow still on its way is not taken when its answer comes (see `followed`).
+        if self.left_channels.len() < crate::channel::MAX_CHANNELS_FOLLOWED {
+            self.left_channels.insert(channel.to_owned());
+        }
         self.release();
         Ok(handle)
     }
@@ -111,7 +119,14 @@ impl Endpoint {
             Ok(_) => return self.events.push_back(Event::ChannelFollowed { request, channel, result: Err(RequestFailed::UnexpectedAnswer) }),
             Err(error) => return self.events.push_back(Event::ChannelFollowed { request, channel, result: Err(error) }),
         };
-        if let Err(error) = self.device.follow_channel(&channel, &info.admins) {
+        let refused = if self.left_channels.contains(&channel) {
+            Err(crate::ClientError::InvalidChange("the channel was left before its follow was answered"))
+        } else {
+            self.device.follow_channel(&channel, &info.admins)
+        };
+        if let Err(error) = refused {
+            // The relay keeps this device as a follower now: it is told otherwise.
+            let _ = self.command(Command::Follow(FollowChannel { channel: channel.clone(), follow: false }));
             self.events.push_back(Event::ChannelFollowed { request, channel, result: Err(RequestFailed::Invalid(error)) });
             return;
         }

@@ -481,6 +481,8 @@ pub struct Endpoint {
     user_sends: HashMap<u64, users::UserSend>,
     /// Commands waiting for the relay's answer (see `commands`).
     commands: Vec<(u64, commands::Command)>,
+    /// Channels left since they were last followed (a follow answered after is not taken).
+    left_channels: HashSet<String>,
 }
 
 struct Replenish {
@@ -591,6 +593,7 @@ impl Endpoint {
             to_publish: None,
             user_sends: HashMap::new(),
             commands: Vec::new(),
+            left_channels: HashSet::new(),
         }
     }
 
