@@ -30,6 +30,10 @@ fn demo_delivers_everything_exactly_once_and_no_relay_sees_plaintext() {
     assert_eq!(summary["blocked_deliveries"], 0);
     assert!(summary["abuse_reports_verified"].as_u64().unwrap() >= 1);
     assert!(summary["forged_reports_refused"].as_u64().unwrap() >= 1);
+    // The business scene: two agents, a hand-over, and the guest seeing which agent wrote.
+    assert!(summary["business_agents"].as_u64().unwrap() >= 2);
+    assert!(summary["business_handovers"].as_u64().unwrap() >= 1);
+    assert_eq!(summary["business_agents_seen_by_customer"], serde_json::json!(["Ana", "Ben"]));
     let dropped: u64 = summary["relays"].as_array().unwrap().iter().map(|r| r["envelopes_dropped_for_blocks"].as_u64().unwrap()).sum();
     assert_eq!(dropped, 2, "both of Mallory's messages after the block were dropped by Bob's relay");
     // Each relay handled real traffic, and every message between apps crossed through federation.

@@ -23,7 +23,7 @@ use switchboard_wire::switchboard::{
 use super::rates::Requester;
 use super::routing::sender_of;
 use super::{
-    Action, ConnId, Deferred, MAX_CHANNEL_ADMINS, MAX_CHANNEL_FANOUT_BYTES, MAX_CHANNELS, MAX_CHANNELS_FOLLOWED_PER_DEVICE,
+    Action, ConnId, Deferred, MAX_CHANNEL_ADMINS, MAX_CHANNEL_FANOUT_BYTES, MAX_CHANNELS, MAX_CHANNELS_FOLLOWED_PER_DEVICE, MAX_CHANNELS_PER_USER,
     MAX_FOLLOWERS_PER_CHANNEL, RelayCore, app_of, failure, link_failure,
 };
 use crate::state::{DeviceKey, Mutation};
@@ -65,6 +65,9 @@ impl RelayCore {
         }
         if held.is_none() && self.state.channels.len() >= MAX_CHANNELS {
             return Err((ErrorCode::Unavailable, "this relay keeps no more channels"));
+        }
+        if held.is_none() && self.state.channels.values().filter(|channel| channel.owner == owner).count() >= MAX_CHANNELS_PER_USER {
+            return Err((ErrorCode::TooLarge, "a user owns at most 100 channels"));
         }
         if held.is_none_or(|channel| channel.admins != admins) {
             self.mutate(Mutation::PutChannel { channel: open.channel, owner, admins: admins.into_iter().collect() });
@@ -264,7 +267,13 @@ impl RelayCore {
                 }
                 Some(_) => {
                     self.check_channel_fanout(&post)?;
-                    self.deliver_to_followers(&post);
+                    if self.state.followers.contains_key(&post.group_id) {
+                        self.deliver_to_followers(&post);
+                    } else {
+                        // The hub thinks this app has followers (a "none left" lost on the way):
+                        // told again.
+                        self.unfollowed_here(&post.group_id);
+                    }
                     Ok(())
                 }
             };

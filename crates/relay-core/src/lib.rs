@@ -139,6 +139,8 @@ pub const MAX_CHANNEL_ADMINS: usize = 32;
 /// Channels one relay keeps for its app (a channel id is `name@app`, bounded as any address by
 /// [`MAX_USER_LEN`]).
 pub const MAX_CHANNELS: usize = 100_000;
+/// Channels one user owns (each kept until its relay is wiped: channels are not deleted).
+pub const MAX_CHANNELS_PER_USER: usize = 100;
 /// Channels one device may follow at once.
 pub const MAX_CHANNELS_FOLLOWED_PER_DEVICE: usize = 1_000;
 /// Devices of this app that may follow one channel (of any app).

@@ -1782,11 +1782,15 @@ fn only_admins_post_and_a_follower_that_left_gets_nothing_more() {
     assert_eq!(forwarded(&net) - before, 1, "to red only");
     assert!(net.deliveries(&blue, frank).is_empty());
     assert_eq!(net.deliveries(&red, gina).len(), 2);
-    // A copy that reaches an app with no follower left (the hub was not told) is taken and
-    // dropped.
+    // A copy that reaches an app with no follower left (the hub missed its "none left") is
+    // taken and dropped, and the hub is told again.
+    let follow = federation_frame::Body::FollowChannel(switchboard_wire::switchboard::FollowChannel { channel: "news@green".into(), follow: true });
+    link_request(&mut net, "blue", "green", follow);
+    assert!(net.disk("green").channel_apps["news@green"].contains("blue"));
     let blue_before = net.cores["blue"].metrics().envelopes_stored;
     assert_eq!(forward_group(&mut net, "green", "blue", post(7, "alice@green", "news@green")), None);
     assert_eq!(net.cores["blue"].metrics().envelopes_stored, blue_before);
+    assert_eq!(net.disk("green").channel_apps["news@green"].iter().collect::<Vec<_>>(), ["red"]);
     // Leaving twice is still Done.
     assert!(is_done(&net.request(&blue, frank, 36, follow_channel("news@green", false))));
 }
@@ -1974,4 +1978,21 @@ fn device_one_removes_another_device_which_then_gets_and_reads_nothing() {
     // A one-to-one envelope for it: no such device.
     assert_eq!(code(&net.request(&blue, bob, 22, Body::Send(Envelope { id: vec![40; 16].into(), ..to_two }))), None, "taken by blue's outbox");
     assert!(net.disk("blue").outboxes.values().all(|o| o.is_empty()), "refused for good by green");
+}
+
+/// One user owns at most `MAX_CHANNELS_PER_USER` channels: no one fills a relay's channels alone.
+#[test]
+fn a_user_owns_a_bounded_number_of_channels() {
+    let mut net = Net::new();
+    let (green, alice, _) = net.device("alice@green");
+    let (_, carol, _) = net.device("carol@green");
+    for n in 0..switchboard_relay_core::MAX_CHANNELS_PER_USER {
+        assert!(is_done(&net.request(&green, alice, 100 + n as u64, open_channel(&format!("c{n}@green"), &[]))), "channel {n}");
+    }
+    let over = net.request(&green, alice, 99, open_channel("one-more@green", &[]));
+    assert_eq!(code(&over), Some(ErrorCode::TooLarge));
+    assert!(!net.disk("green").channels.contains_key("one-more@green"));
+    // Changing one she owns is still allowed; another user opens his own.
+    assert!(is_done(&net.request(&green, alice, 98, open_channel("c0@green", &["bob@blue"]))));
+    assert!(is_done(&net.request(&green, carol, 97, open_channel("carols@green", &[]))));
 }

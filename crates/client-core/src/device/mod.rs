@@ -434,8 +434,8 @@ impl Device {
         let payload: PairwisePayload = decode(&plaintext, limits::MAX_PAYLOAD_LEN)?;
         match payload.body {
             Some(Body::Application(content)) if payload.delivered_to.is_empty() => {
-                if payload.agent.len() > crate::business::MAX_AGENT_NAME {
-                    return Err(ClientError::InvalidPayload("an agent's name over 64 bytes"));
+                if payload.agent.len() > crate::business::MAX_AGENT_NAME || payload.agent.chars().any(char::is_control) {
+                    return Err(ClientError::InvalidPayload("an agent's name is at most 64 bytes of printable text"));
                 }
                 let agent = (!payload.agent.is_empty()).then_some(payload.agent);
                 Ok((Received::Application { content, franking_key: payload.franking_key, agent }, Vec::new()))
