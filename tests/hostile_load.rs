@@ -141,6 +141,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
             recipients: (1..=SILENT as u32).map(|d| address("hoard@blue", d)).collect(),
             content: vec![0x5a; BIG].into(),
             franking: None,
+            channel: false,
         };
         assert!(refusal(&first.request(next_request, Body::SendGroup(group)).await).is_none());
         next_request += 1;
@@ -154,6 +155,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
             content: vec![n as u8; BIG].into(),
             group_id: String::new(),
             franking: None,
+            channel: false,
         };
         assert!(refusal(&first.request(next_request, Body::Send(envelope)).await).is_none());
         next_request += 1;
@@ -185,6 +187,7 @@ async fn a_relay_under_hostile_load_keeps_its_memory_bounded_and_a_contacts_mail
                     content: vec![0xee; 1024].into(),
                     group_id: String::new(),
                     franking: None,
+                    channel: false,
                 };
                 mallory.request(10 + 2 * n, Body::Send(envelope)).await;
                 let fetch = mallory.request(11 + 2 * n, Body::FetchBundles(FetchBundles { user: "bob@blue".into(), requester: None })).await;
