@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use switchboard_sim::{Report, RunOptions, Scenario};
 
-/// Scenarios too big for a test run (measured by the bench instead).
-const BENCH_ONLY: &[&str] = &["scale.toml"];
+/// Scenarios too big for a test run (measured in BENCHMARKS.md instead).
+const BENCH_ONLY: &[&str] = &["scale.toml", "channel.toml"];
 
 fn scenarios() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
