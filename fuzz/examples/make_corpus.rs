@@ -287,10 +287,10 @@ fn decode_wire() {
             ..Default::default()
         };
         out.write(&format!("group-control-{name}"), &control.encode_to_vec());
-        let payload = PairwisePayload { body: Some(Body::GroupControl(control)), suites: Vec::new() };
+        let payload = PairwisePayload { body: Some(Body::GroupControl(control)), ..Default::default() };
         out.write(&format!("pairwise-control-{name}"), &payload.encode_to_vec());
     }
-    let payload = PairwisePayload { body: Some(Body::Application(b"hello from an app".to_vec())), suites: Vec::new() };
+    let payload = PairwisePayload { body: Some(Body::Application(b"hello from an app".to_vec())), ..Default::default() };
     out.write("pairwise-application", &payload.encode_to_vec());
     out.write("device-address", &DeviceAddress { name: "carol@c".into(), device_id: 7 }.encode_to_vec());
 
