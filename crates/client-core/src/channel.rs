@@ -12,8 +12,9 @@
 //! Channels are public: an admin's device hands its key to any device that asks (it cannot tell
 //! who follows; the relays keep that), so end-to-end encryption here keeps the relays out, not
 //! readers. A follower who left forgets the keys it was handed; one that kept them could read
-//! posts it obtained some other way. A follower learns the admins when it follows: posts from an
-//! admin named later are refused until it follows again.
+//! posts it obtained some other way. A follower learns the admins when it follows, and again
+//! when a post comes from an admin it does not know. An admin's device hands over its current key:
+//! what it posted before a follower got it, that follower does not read.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -249,3 +249,31 @@ fn a_channel_left_before_its_follow_was_answered_delivers_nothing() {
     assert!(!events.iter().any(|e| matches!(e, Event::ChannelPost { .. } | Event::Refused { .. })), "nothing delivered: {events:?}");
     assert!(h.devices[follower].endpoint.device().channels().admins_of("daily@green").is_none());
 }
+
+#[test]
+fn a_follower_reads_an_admin_named_after_it_followed() {
+    let mut h = Harness::new(&["green", "blue"], 11);
+    let owner = online(&mut h, "news@green");
+    let editor = online(&mut h, "ed@blue");
+    let follower = online(&mut h, "bob@blue");
+    h.with(owner, |e, now, rng| e.open_channel(now, "daily@green", Vec::new(), Suite::Aes256Gcm, rng)).unwrap();
+    h.settle();
+    h.with(follower, |e, now, _| e.follow(now, "daily@green")).unwrap();
+    h.settle();
+    h.take_events(follower);
+    // The owner names a second admin, on another app, who posts from then on.
+    h.with(owner, |e, now, rng| e.open_channel(now, "daily@green", vec!["ed@blue".into()], Suite::Aes256Gcm, rng)).unwrap();
+    h.with(editor, |e, now, rng| e.administer_channel(now, "daily@green", Suite::Aes256Gcm, rng)).unwrap();
+    h.settle();
+    // Her first post makes the follower ask again and get her key; the key it is handed is her
+    // current one, so that first post stays unread (as any post encrypted before a follower got
+    // the key), and the next is read.
+    h.with(editor, |e, now, rng| e.post(now, "daily@green", b"first".to_vec(), rng)).unwrap();
+    h.settle();
+    assert!(posts(&mut h, follower).is_empty());
+    h.with(editor, |e, now, rng| e.post(now, "daily@green", b"from the new editor".to_vec(), rng)).unwrap();
+    h.settle();
+    assert_eq!(posts(&mut h, follower), [("daily@green".to_owned(), "ed@blue/1".to_owned(), b"from the new editor".to_vec())]);
+    let admins = h.devices[follower].endpoint.device().channels().admins_of("daily@green").cloned().unwrap();
+    assert_eq!(admins.into_iter().collect::<Vec<_>>(), ["ed@blue", "news@green"]);
+}

@@ -111,8 +111,17 @@ impl Endpoint {
         Ok(())
     }
 
-    /// The relay's answer to following `channel`: the admins it names, then each asked for its
-    /// key.
+    /// Asks the channel's app again for `channel`'s admins (a post came from one this device does
+    /// not know), unless a follow of it already waits for its answer.
+    pub(super) fn refresh_channel(&mut self, channel: &str) {
+        let waiting = self.commands.iter().any(|(_, command)| matches!(command, Command::Follow(follow) if follow.follow && follow.channel == channel));
+        if !waiting {
+            let _ = self.command(Command::Follow(FollowChannel { channel: channel.to_owned(), follow: true }));
+        }
+    }
+
+    /// The relay's answer to following `channel` (or to asking again): the admins it names, then
+    /// each asked for its key.
     pub(super) fn followed(&mut self, request: u64, channel: String, answer: Result<S, RequestFailed>, rng: &mut (impl CryptoRng + ?Sized)) {
         let info = match answer {
             Ok(S::ChannelInfo(info)) if info.channel == channel => info,

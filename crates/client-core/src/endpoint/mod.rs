@@ -261,7 +261,8 @@ pub enum Event {
     /// The relay answered [`Endpoint::open_channel`].
     ChannelOpened { request: u64, channel: String, result: Result<(), RequestFailed> },
     /// The relay answered [`Endpoint::follow`]: the channel's admins (each asked for its key
-    /// now), or why not.
+    /// now), or why not. Also after this device asked again on its own, when a post came from an
+    /// admin it did not know.
     ChannelFollowed { request: u64, channel: String, result: Result<Vec<String>, RequestFailed> },
     /// The relay answered [`Endpoint::leave`].
     ChannelLeft { request: u64, channel: String, result: Result<(), RequestFailed> },

@@ -256,6 +256,12 @@ impl Endpoint {
                 }
                 // The admin's key may be on its way (asked for on following).
                 Err(ClientError::Session(SessionError::NoSenderKey { .. })) => Processed::Stall,
+                // An admin named after this device followed: the channel's app is asked again
+                // (and the new admins for their keys); the post waits meanwhile.
+                Err(ClientError::NotAnAdmin { .. }) if self.device.channels().admins_of(&envelope.group_id).is_some() => {
+                    self.refresh_channel(&envelope.group_id);
+                    Processed::Stall
+                }
                 Err(error) => Processed::Refused(error),
             },
             EnvelopeKind::SenderKeyMessage => match self.device.decrypt_group(&envelope.group_id, sender, &envelope.content) {
