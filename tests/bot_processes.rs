@@ -2,8 +2,9 @@
 //! `PollBot` that `crates/client/examples/poll_bot.rs` drives) opens a channel on green;
 //! followers on green, blue and red follow it and vote by replying to it; the bot's tally matches
 //! the votes cast (one per user, the last counting), and the results it posts reach every
-//! follower, from the bot, naming no follower. Also: leaving a channel, and a business's
-//! agents (names on replies, a hand-over, an agent's device removed), over the same relays.
+//! follower, from the bot, naming no follower. The example's binary itself runs too, as a process
+//! beside the relays. Also: leaving a channel, and a business's agents (names on replies, a
+//! hand-over, an agent's device removed), over the same relays.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -224,4 +225,77 @@ fn posts_of(events: &[Event], channel: &str) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// The poll bot example itself, as a process (`crates/client/examples/poll_bot.rs`, which
+/// `cargo test --workspace` builds beside this test), against the three relay processes:
+/// followers on every app vote, and the results it posts count each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_bot_example_runs_as_a_process() {
+    use std::io::BufRead;
+    let example = std::path::Path::new(env!("CARGO_BIN_EXE_switchboard")).parent().unwrap().join("examples").join("poll_bot");
+    assert!(example.exists(), "{} is missing: build the examples first (`cargo test --workspace` does)", example.display());
+    let federation = Federation::new();
+    let relay = federation.clients["green"].to_string();
+    let ca = federation.ca_path();
+    let mut bot = std::process::Command::new(&example)
+        .args(["--relay", &relay, "--ca", ca.to_str().unwrap(), "--user", BOT, "--channel", CHANNEL])
+        .args(["--question", "Which day?", "--options", "mon,tue,wed", "--seconds", "120"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its lines, read on a thread of their own.
+    let (lines, said) = std::sync::mpsc::channel::<String>();
+    let stdout = bot.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |what: &str| -> String {
+        let deadline = Instant::now() + DELIVERY_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = said.recv_timeout(left).unwrap_or_else(|_| panic!("the bot never said {what:?}"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    };
+    wait_for("ready:");
+
+    let voters = [("ann@green", "tue"), ("ben@blue", "wed"), ("cat@red", "tue")];
+    let mut followers = Vec::new();
+    for (seed, (user, _)) in (210..).zip(voters) {
+        let mut client = register(&federation, user, seed).await;
+        assert_eq!(client.follow(CHANNEL).await.unwrap(), [BOT]);
+        followers.push((client, Vec::<Event>::new()));
+    }
+    // Each asks the bot's device for its key; then votes (a post encrypted before a follower held
+    // the key, the poll among them, it does not read: the votes name their option).
+    let deadline = Instant::now() + DELIVERY_LIMIT;
+    for ((client, seen), (user, option)) in followers.iter_mut().zip(voters) {
+        seen.extend(client.poll(QUIET).await.unwrap());
+        client.reply_to_channel(CHANNEL, text(&format!("/vote {option}"))).await.unwrap_or_else(|error| panic!("{user} voting: {error}"));
+    }
+    wait_for("(3 votes)");
+    followers[0].0.reply_to_channel(CHANNEL, text("/results")).await.unwrap();
+    let results = loop {
+        for (client, seen) in &mut followers {
+            seen.extend(client.poll(QUIET).await.unwrap());
+        }
+        let found: Vec<Option<String>> = followers.iter().map(|(_, seen)| posts(seen).into_iter().find(is_results).and_then(|post| post.1)).collect();
+        if found.iter().all(Option::is_some) {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "the results never reached every follower: {found:?}");
+    };
+    for text in results {
+        let text = text.unwrap();
+        assert!(text.contains("mon: 0") && text.contains("tue: 2") && text.contains("wed: 1") && text.contains("(3 votes)"), "{text}");
+    }
+    bot.kill().unwrap();
+    bot.wait().unwrap();
 }
