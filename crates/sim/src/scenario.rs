@@ -799,26 +799,29 @@ impl Scenario {
         let channel = &self.channel;
         if channel.followers > 0 || channel.posts > 0 {
             if !seconds(channel.follow_s) || channel.follow_s >= self.duration_s {
-                return Err(table("channel", 0, "follow_s is 0 to the traffic's duration".into()));
+                return Err(table("[channel]", 0, "follow_s is 0 to the traffic's duration".into()));
             }
             if channel.followers as usize >= users_of(&[]) {
-                return Err(table("channel", 0, "followers must be fewer than the scenario's users (its admin is one)".into()));
+                return Err(table("[channel]", 0, "followers must be fewer than the scenario's users (its admin is one)".into()));
             }
-            other_users(&channel.app)?;
+            // Its admin is the first user of its app: the app must have one.
+            if other_users(&channel.app)? == users_of(&[]) {
+                return Err(table("[channel]", 0, "the channel's app has no user to be its admin".into()));
+            }
             if channel.votes > channel.followers || channel.leavers > channel.followers {
-                return Err(table("channel", 0, "votes and leavers are at most followers".into()));
+                return Err(table("[channel]", 0, "votes and leavers are at most followers".into()));
             }
         }
         let business = &self.business;
         if business.agents > 0 {
             if business.agents as usize > switchboard_wire::limits::MAX_DEVICES_PER_USER || business.agents < 2 && business.remove_agent {
-                return Err(table("business", 0, format!("agents is 1 to {} (2 or more to remove one)", switchboard_wire::limits::MAX_DEVICES_PER_USER)));
+                return Err(table("[business]", 0, format!("agents is 1 to {} (2 or more to remove one)", switchboard_wire::limits::MAX_DEVICES_PER_USER)));
             }
             if business.customers as usize > other_users(&business.app)? || (business.customers == 0 && business.messages > 0) {
-                return Err(table("business", 0, "customers are users of the other apps, and messages need customers".into()));
+                return Err(table("[business]", 0, "customers are users of the other apps, and messages need customers".into()));
             }
             if business.handovers > business.customers {
-                return Err(table("business", 0, "handovers are at most customers".into()));
+                return Err(table("[business]", 0, "handovers are at most customers".into()));
             }
         }
         for (index, theft) in self.thefts.iter().enumerate() {
