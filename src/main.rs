@@ -46,6 +46,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Lets the allocator back its memory with 2 MiB pages where the kernel allows it. For the
 /// simulator: it holds every simulated device's state (about 0.9 GB at scale) and reads it in
 /// no order a cache could follow, so with 4 KiB pages most reads also miss the TLB.
+#[allow(unsafe_code)]
 fn prefer_huge_pages() {
     // SAFETY: sets one of mimalloc's documented options to a valid value; takes no pointers.
     unsafe { libmimalloc_sys::mi_option_set(libmimalloc_sys::mi_option_large_os_pages, 1) }

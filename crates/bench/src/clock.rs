@@ -41,6 +41,7 @@ impl Instant {
     }
 }
 
+#[allow(unsafe_code)]
 fn cpu_now() -> Duration {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `now` is a valid, writable timespec; CLOCK_PROCESS_CPUTIME_ID exists on Linux.

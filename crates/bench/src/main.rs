@@ -95,6 +95,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// As `switchboard sim` does: 2 MiB pages where the kernel allows them, for the simulator's large
 /// heap read in no cache-friendly order (see BENCHMARKS.md, "The simulator").
+#[allow(unsafe_code)]
 fn prefer_huge_pages() {
     // SAFETY: sets one of mimalloc's documented options to a valid value; takes no pointers.
     unsafe { libmimalloc_sys::mi_option_set(libmimalloc_sys::mi_option_large_os_pages, 1) }
