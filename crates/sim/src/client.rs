@@ -543,5 +543,8 @@ fn reason_label(error: &ClientError) -> &'static str {
         ClientError::NotOrdered { .. } => "not ordered by the hub",
         ClientError::UnorderedChange { .. } => "a change its admins did not order",
         ClientError::Person(_) => "a person's record refused",
+        // `ClientError` is non-exhaustive: a kind added later is labelled apart until named here.
+        #[allow(unreachable_patterns)]
+        _ => "other client error",
     }
 }
