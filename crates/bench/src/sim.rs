@@ -84,9 +84,9 @@ pub fn deliveries_per_sec(scenario: &Scenario, seed: u64, progress: bool) -> Sim
     SimFigures {
         scenario: report.scenario.clone(),
         devices: report.devices,
-        deliveries: report.messages.deliveries,
+        deliveries: report.messages.reads,
         wall_s,
-        deliveries_per_sec: report.messages.deliveries as f64 / wall_s,
+        deliveries_per_sec: report.messages.reads as f64 / wall_s,
         violations: report.violations_total,
         crypto,
         unit_us: unit,

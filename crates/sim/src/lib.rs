@@ -140,6 +140,6 @@ impl RunResult {
 
     /// The latency distribution of first reads.
     pub fn latency_svg(&self) -> String {
-        svg::latency_plot(&format!("{}: latency of {} deliveries (seed {})", self.report.scenario, self.latencies_us.len(), self.report.seed), &self.latencies_us)
+        svg::latency_plot(&format!("{}: latency of {} first reads (seed {})", self.report.scenario, self.latencies_us.len(), self.report.seed), &self.latencies_us)
     }
 }

@@ -1,4 +1,4 @@
-//! What a run found: deliveries, latency, load per link and per app, faults, what adversaries
+//! What a run found: reads (required and done), latency, load per link and per app, faults, what adversaries
 //! managed, and every invariant's result — as text for people and as one JSON object.
 
 use std::fmt::Write as _;
@@ -66,10 +66,15 @@ pub struct Messages {
     pub group: u64,
     /// Group sends skipped because no member had heard of the group yet.
     pub skipped_group_sends: u64,
-    /// (message, device) pairs that must be read: addressed, and the device stayed in the group.
-    pub deliveries_expected: u64,
-    /// Reads, first ones only.
-    pub deliveries: u64,
+    /// (message, device) pairs that must be read: addressed, and the device stayed in the group
+    /// (the exactly-once invariant's denominator).
+    pub reads_required: u64,
+    /// Every (message, device) pair read, required or not (a member removed later may read what
+    /// it was sent before the news reached it): first reads only, so duplicates are not counted.
+    /// Can exceed `reads_required`. The latency figures are over these.
+    pub reads: u64,
+    /// Required reads that never happened (including those an adversary prevented, counted in
+    /// `adversaries.reads_prevented`).
     pub missing: u64,
     /// Group messages whose sender was removed later, that a member dropped because the news of
     /// the removal reached it first (not required; reported).
@@ -117,8 +122,9 @@ pub struct AdversaryCounts {
     pub tampered_refused: u64,
     pub replayed: u64,
     pub withheld: u64,
-    /// Deliveries that never happened in a run where an adversary could prevent them.
-    pub deliveries_prevented: u64,
+    /// Required reads that never happened, of devices an adversarial relay serves (counted in
+    /// `messages.missing` too, and not a violation).
+    pub reads_prevented: u64,
     /// Messages tried with the keys of devices that were not members when they were sent.
     pub membership_attempts: u64,
     pub membership_readable: u64,
@@ -316,8 +322,8 @@ impl Report {
             direct: ledger.messages.len() as u64 - group_messages,
             group: group_messages,
             skipped_group_sends: world.skipped_group_sends,
-            deliveries_expected: expected,
-            deliveries: ledger.latencies_us.len() as u64,
+            reads_required: expected,
+            reads: ledger.latencies_us.len() as u64,
             missing,
             dropped_from_removed_senders: delivery.from_removed_unread,
             duplicates_dropped: ledger.duplicates_dropped,
@@ -367,7 +373,7 @@ impl Report {
             tampered_refused: ledger.tampered_refused,
             replayed: ledger.replayed,
             withheld: ledger.withheld.len() as u64,
-            deliveries_prevented: delivery.prevented,
+            reads_prevented: delivery.prevented,
             membership_attempts,
             membership_readable,
             bundles_stripped: ledger.bundles_stripped,
@@ -399,7 +405,7 @@ impl Report {
                 holds: delivery_violations == 0,
                 detail: format!(
                     "{} of {expected} read; {} kept from their devices by an adversary; {delivery_violations} violations; {} junk envelopes under reused ids, {} flooded ({} refused by the relay)",
-                    expected - missing - delivery.prevented,
+                    expected - missing,
                     delivery.prevented,
                     ledger.ids_reused,
                     ledger.flood_sent,
@@ -503,7 +509,7 @@ impl Report {
             invariants.push(Invariant {
                 name: POSTS_REACH_FOLLOWERS,
                 holds: of(POSTS_REACH_FOLLOWERS) == 0,
-                detail: format!("{} posts, {} of {} expected deliveries; {} of {} followers followed, {} keys handed over", c.posts, c.deliveries, c.expected_deliveries, c.followed, c.followers, c.keys_handed_over),
+                detail: format!("{} posts, {} of {} required reads; {} of {} followers followed, {} keys handed over", c.posts, c.reads_done, c.reads_required, c.followed, c.followers, c.keys_handed_over),
             });
             invariants.push(Invariant { name: LEFT_READS_NOTHING, holds: of(LEFT_READS_NOTHING) == 0, detail: format!("{} followers left", c.leavers) });
             invariants.push(Invariant { name: FOLLOWERS_UNSEEN, holds: of(FOLLOWERS_UNSEEN) == 0, detail: format!("{} violations", of(FOLLOWERS_UNSEEN)) });
@@ -624,8 +630,8 @@ impl Report {
         let _ = writeln!(out, "\nmessages   {} sent ({} 1:1, {} group; {} group sends skipped)", m.sent, m.direct, m.group, m.skipped_group_sends);
         let _ = writeln!(
             out,
-            "deliveries {} required, {} missing · {} reads in all · {} dropped as from removed senders · {} duplicates dropped · {} envelopes refused",
-            m.deliveries_expected, m.missing, m.deliveries, m.dropped_from_removed_senders, m.duplicates_dropped, m.refused
+            "reads      {} required, {} missing · {} in all (first reads, required or not) · {} dropped as from removed senders · {} duplicates dropped · {} envelopes refused",
+            m.reads_required, m.missing, m.reads, m.dropped_from_removed_senders, m.duplicates_dropped, m.refused
         );
         let l = &self.latency_ms;
         let _ = writeln!(out, "latency    p50 {:.1} ms · p90 {:.1} ms · p99 {:.1} ms · max {:.1} ms", l.p50, l.p90, l.p99, l.max);
@@ -664,8 +670,8 @@ impl Report {
         if a.tampered + a.replayed + a.withheld > 0 {
             let _ = writeln!(
                 out,
-                "adversary  {} tampered ({} refused, {} read) · {} replayed · {} withheld · {} deliveries prevented",
-                a.tampered, a.tampered_refused, a.tampered_read, a.replayed, a.withheld, a.deliveries_prevented
+                "adversary  {} tampered ({} refused, {} read) · {} replayed · {} withheld · {} required reads prevented",
+                a.tampered, a.tampered_refused, a.tampered_read, a.replayed, a.withheld, a.reads_prevented
             );
         }
         for theft in &self.thefts {

@@ -195,7 +195,7 @@ pub fn latency_plot(title: &str, latencies_us: &[u64]) -> String {
     svg_open(&mut out, width, height);
     text(&mut out, width as f64 / 2.0, 24.0, "middle", "#000", title);
     if latencies_us.is_empty() {
-        text(&mut out, width as f64 / 2.0, height as f64 / 2.0, "middle", "#555", "no deliveries");
+        text(&mut out, width as f64 / 2.0, height as f64 / 2.0, "middle", "#555", "no reads");
         out.push_str("</svg>\n");
         return out;
     }
@@ -358,7 +358,7 @@ mod tests {
     fn latency_plot_edge_inputs() {
         let empty = latency_plot("t", &[]);
         assert_balanced(&empty);
-        assert!(empty.contains("no deliveries"));
+        assert!(empty.contains("no reads"));
         for values in [vec![0, 0, 0], vec![5_000; 10], vec![u64::MAX / 2, 0, 1], vec![u64::MAX / 2; 3], vec![0]] {
             let svg = latency_plot("edge", &values);
             assert_balanced(&svg);

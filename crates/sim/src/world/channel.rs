@@ -34,10 +34,13 @@ pub struct ChannelCounts {
     /// Follows the relays answered (the follower's relay and the channel's app keep it).
     pub followed: u64,
     pub posts: u64,
-    /// Posts read by followers, and those expected (followers following at the post's time who
-    /// never left).
-    pub deliveries: u64,
-    pub expected_deliveries: u64,
+    /// (post, follower) pairs read, whether required or not (first reads only).
+    pub reads: u64,
+    /// (post, follower) pairs that must be read: the follower held the admin's key when the post
+    /// was sent and never left.
+    pub reads_required: u64,
+    /// Of those, the ones read.
+    pub reads_done: u64,
     pub votes: u64,
     pub votes_tallied: u64,
     pub leavers: u64,
@@ -230,7 +233,7 @@ impl World {
             let post = post as u64;
             for &device in &channel.followers {
                 let reads = channel.reads.get(&(post, device)).copied().unwrap_or(0);
-                counts.deliveries += u64::from(reads.min(1));
+                counts.reads += u64::from(reads.min(1));
                 let left = channel.left_at.get(&device);
                 if left.is_some_and(|left| *left < sent_at) && reads > 0 {
                     violations.push(Violation { invariant: LEFT_READS_NOTHING, detail: format!("{} read post {post}, sent after it left", name(device)) });
@@ -242,7 +245,8 @@ impl World {
                     }
                     continue;
                 }
-                counts.expected_deliveries += 1;
+                counts.reads_required += 1;
+                counts.reads_done += u64::from(reads.min(1));
                 if reads != 1 {
                     violations.push(Violation { invariant: POSTS_REACH_FOLLOWERS, detail: format!("post {post} read {reads} times by {}", name(device)) });
                 }
