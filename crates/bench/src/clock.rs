@@ -24,15 +24,19 @@ pub fn cpu_time() -> bool {
 /// A point in time on the selected clock (a drop-in for `std::time::Instant` in the workloads).
 #[derive(Clone, Copy, Debug)]
 pub enum Instant {
+    /// On the wall clock.
     Wall(std::time::Instant),
+    /// On the process's CPU clock (all threads), as time since the process started.
     Cpu(Duration),
 }
 
 impl Instant {
+    /// Now, on the clock [`cpu_time`] selects.
     pub fn now() -> Instant {
         if cpu_time() { Instant::Cpu(cpu_now()) } else { Instant::Wall(std::time::Instant::now()) }
     }
 
+    /// Time on the same clock since `self`.
     pub fn elapsed(&self) -> Duration {
         match self {
             Instant::Wall(start) => start.elapsed(),

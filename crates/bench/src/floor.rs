@@ -56,7 +56,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// Which suite's primitives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FloorSuite {
+    /// `signal-v3`: AES-256-CBC and HMAC-SHA256.
     SignalV3,
+    /// `aes-256-gcm`.
     Aes256Gcm,
 }
 

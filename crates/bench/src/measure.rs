@@ -72,27 +72,38 @@ impl Config {
 /// The measurement of one op by one implementation.
 #[derive(Clone, Debug)]
 pub struct Sample {
+    /// What was measured.
     pub op: Op,
+    /// Whose implementation.
     pub imp: Impl,
     /// Median over rounds of the batch's ns per iteration.
     pub ns_per_op: f64,
-    /// Fastest and slowest round.
+    /// The fastest round, in ns per iteration.
     pub min: f64,
+    /// The slowest round, in ns per iteration.
     pub max: f64,
     /// Interquartile range of the rounds, as a fraction of the median.
     pub iqr_rel: f64,
+    /// Rounds measured.
     pub rounds: usize,
+    /// Iterations per round.
     pub batch: u64,
 }
 
 /// The median and spread of one workload's rounds.
 #[derive(Clone, Debug)]
 pub struct Stats {
+    /// Median over rounds, in ns per iteration.
     pub median: f64,
+    /// The fastest round, in ns per iteration.
     pub min: f64,
+    /// The slowest round, in ns per iteration.
     pub max: f64,
+    /// Interquartile range of the rounds, as a fraction of the median.
     pub iqr_rel: f64,
+    /// Rounds measured.
     pub rounds: usize,
+    /// Iterations per round.
     pub batch: u64,
 }
 

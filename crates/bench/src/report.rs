@@ -9,15 +9,23 @@ use crate::workloads::{Impl, Members, Op};
 /// One line of the report.
 #[derive(Clone, Debug)]
 pub struct Row {
+    /// The op's name, as in the JSON.
     pub op: String,
+    /// Whose implementation.
     pub imp: Impl,
+    /// Median ns per operation.
     pub ns_per_op: f64,
+    /// Rounds measured (for a derived row, the fewer of its parts').
     pub rounds: usize,
+    /// Iterations per round (`None` for a derived row).
     pub batch: Option<u64>,
+    /// Interquartile range of the rounds as a fraction of the median (`None` for a derived row).
     pub iqr_rel: Option<f64>,
     /// Derived from other rows (sum of the medians of encrypt and decrypt).
     pub derived: bool,
+    /// Against libsignal-c measured for the same op in the same run.
     pub ratio_vs_libsignal_c: Option<f64>,
+    /// Against the floor (the primitives alone) of `signal-v3`.
     pub ratio_vs_floor: Option<f64>,
     /// Against the floor of the implementation's own suite (differs from `ratio_vs_floor` only
     /// for the aes-256-gcm suite).
@@ -25,6 +33,7 @@ pub struct Row {
     /// Against the fastest other project's implementation measured for the same op (libsignal-c,
     /// Megolm, OpenMLS), and which one that was.
     pub ratio_vs_fastest_peer: Option<f64>,
+    /// The implementation `ratio_vs_fastest_peer` is against.
     pub fastest_peer: Option<Impl>,
 }
 

@@ -28,12 +28,19 @@ pub const MEMORY_SIZES: [usize; 4] = [1_000, 2_500, 5_000, 10_000];
 /// What the bench found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SimFigures {
+    /// The scenario's name.
     pub scenario: String,
+    /// Simulated devices.
     pub devices: usize,
+    /// First reads of a message by a device (the simulator's `reads`).
     pub deliveries: u64,
+    /// Wall time of the run, in seconds.
     pub wall_s: f64,
+    /// `deliveries` / `wall_s`.
     pub deliveries_per_sec: f64,
+    /// Invariant violations (0 in a valid run).
     pub violations: usize,
+    /// How many cryptographic operations of each kind the devices made.
     pub crypto: CryptoOps,
     /// Time of one operation of each kind, in microseconds.
     pub unit_us: UnitCosts,
@@ -43,12 +50,18 @@ pub struct SimFigures {
     pub overhead: f64,
 }
 
+/// Time of one operation of each kind, in microseconds, measured apart in the same run.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct UnitCosts {
+    /// Making a device and the bundles it publishes first.
     pub device_setup: f64,
+    /// Starting a session: the bundles checked, a first message sent and received.
     pub session_setup: f64,
+    /// One pairwise message, encrypted and decrypted.
     pub pairwise_message: f64,
+    /// One group message encrypted.
     pub group_encrypt: f64,
+    /// One group message decrypted.
     pub group_decrypt: f64,
     /// One upload's worth of one-time prekeys made after a relay reported them low (the run's
     /// mean number of prekeys per upload).
@@ -212,6 +225,8 @@ pub fn peak_rss() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The figures as a Markdown table, with the peak memory per device for each (devices, bytes) of
+/// `memory`.
 pub fn table(figures: &SimFigures, memory: &[(usize, u64)]) -> String {
     use std::fmt::Write as _;
     let f = figures;

@@ -116,6 +116,8 @@ pub fn error_kind(error: &Error) -> ErrorKind {
         | Error::UnknownSignedPreKey { .. }
         | Error::InvalidRecord(_)
         | Error::Store(_) => ErrorKind::InvalidMessage,
+        // A kind the session crate adds later: a failed operation, reported as the widest kind.
+        _ => ErrorKind::InvalidMessage,
     }
 }
 

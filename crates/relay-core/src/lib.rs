@@ -159,11 +159,24 @@ pub type ConnId = u64;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Send a frame to a client connection.
-    ToClient { conn: ConnId, frame: ServerFrame },
+    ToClient {
+        /// The connection.
+        conn: ConnId,
+        /// The frame.
+        frame: ServerFrame,
+    },
     /// Send a frame on a federation connection.
-    ToLink { conn: ConnId, frame: FederationFrame },
+    ToLink {
+        /// The connection.
+        conn: ConnId,
+        /// The frame.
+        frame: FederationFrame,
+    },
     /// Close a connection (a misbehaving client, or one replaced by a newer one).
-    Close { conn: ConnId },
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
     /// The store could not be read (what it says is in the string): the relay cannot hand over
     /// what it promised to keep, and must stop.
     StorageFailed(String),
@@ -172,7 +185,9 @@ pub enum Action {
 /// A batch of mutations to commit atomically, then report with [`RelayCore::committed`].
 #[derive(Debug)]
 pub struct Batch {
+    /// Its number, increasing; [`RelayCore::committed`] names it.
     pub id: u64,
+    /// The changes, all or none of which must be committed.
     pub mutations: Vec<Mutation>,
 }
 
@@ -228,9 +243,9 @@ pub struct Metrics {
     pub blobs_expired: u64,
     /// Envelopes dropped because their recipient's user blocked their sender.
     pub blocked_dropped: u64,
-    /// Abuse reports verified and kept, and refused (the content, key, stamp or recipient did not
-    /// hold).
+    /// Abuse reports verified and kept.
     pub reports_verified: u64,
+    /// Abuse reports refused (the content, key, stamp or recipient did not hold).
     pub reports_refused: u64,
     /// Channel posts this relay fanned out as their channel's hub.
     pub channel_posts: u64,
@@ -379,6 +394,7 @@ impl RelayCore {
         &self.app
     }
 
+    /// What the relay has handled since it started (not persisted).
     pub fn metrics(&self) -> Metrics {
         self.metrics
     }

@@ -29,6 +29,7 @@ pub fn mail_key(sender: Option<&DeviceAddress>, id: &[u8]) -> MailKey {
 /// What the relay keeps in memory of an envelope in a mailbox; its content stays on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MailEntry {
+    /// Its key in the mailbox table: the sender's device and the envelope's id.
     pub key: MailKey,
     /// The user it is from ("" if it names none): one-to-one mail is counted by sender against
     /// the stranger allowance.
@@ -40,6 +41,7 @@ pub struct MailEntry {
 }
 
 impl MailEntry {
+    /// What to keep in memory of `envelope`.
     pub fn of(envelope: &Envelope) -> MailEntry {
         MailEntry {
             key: mail_key(envelope.sender.as_ref(), &envelope.id),
@@ -60,6 +62,7 @@ pub struct OutboundEntry {
 }
 
 impl OutboundEntry {
+    /// What to keep in memory of `frame`.
     pub fn of(frame: &FederationFrame) -> OutboundEntry {
         let sender = match &frame.body {
             Some(federation_frame::Body::Forward(envelope)) => envelope.sender.as_ref(),
@@ -73,6 +76,7 @@ impl OutboundEntry {
 /// What the relay keeps in memory of a blob; the blob itself stays on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobEntry {
+    /// Its size in bytes.
     pub bytes: usize,
     /// When it was stored, in seconds since the Unix epoch (by the clock [`crate::RelayCore::tick`]
     /// is given): it is deleted [`crate::BLOB_LIFETIME`] later.
@@ -83,43 +87,145 @@ pub struct BlobEntry {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mutation {
     /// A device account and the SHA-256 of its credential.
-    PutAccount { device: DeviceKey, credential_hash: [u8; 32] },
+    PutAccount {
+        /// The device, as (user, device id).
+        device: DeviceKey,
+        /// The SHA-256 of the credential the device authenticates with.
+        credential_hash: [u8; 32],
+    },
     /// The bundles a device has left to hand out (replacing what was there), and its low mark
     /// (see `UploadBundles`).
-    PutBundles { device: DeviceKey, bundles: Vec<PreKeyBundle>, low_mark: u32 },
+    PutBundles {
+        /// The device, as (user, device id).
+        device: DeviceKey,
+        /// The bundles, handed out first to last.
+        bundles: Vec<PreKeyBundle>,
+        /// How few bundles left the device is told of (0: never).
+        low_mark: u32,
+    },
     /// An envelope in a device's mailbox.
-    PutEnvelope { device: DeviceKey, seq: u64, envelope: Envelope },
-    DeleteEnvelope { device: DeviceKey, seq: u64 },
+    PutEnvelope {
+        /// The device whose mailbox holds it.
+        device: DeviceKey,
+        /// Its place in the mailbox, increasing.
+        seq: u64,
+        /// The envelope, as it is delivered.
+        envelope: Envelope,
+    },
+    /// An envelope acknowledged by its device, gone from the mailbox.
+    DeleteEnvelope {
+        /// The device whose mailbox held it.
+        device: DeviceKey,
+        /// Its place in the mailbox.
+        seq: u64,
+    },
     /// A frame waiting to be accepted by another app's relay.
-    PutOutbound { app: String, seq: u64, frame: FederationFrame },
-    DeleteOutbound { app: String, seq: u64 },
+    PutOutbound {
+        /// The app whose relay it waits for.
+        app: String,
+        /// Its place in that outbox, increasing.
+        seq: u64,
+        /// The frame, as it is sent.
+        frame: FederationFrame,
+    },
+    /// A frame accepted by the other app's relay, gone from the outbox.
+    DeleteOutbound {
+        /// The app whose relay accepted it.
+        app: String,
+        /// Its place in that outbox.
+        seq: u64,
+    },
     /// An encrypted attachment, kept for anyone who has its id; stored at `stored_at` (seconds
     /// since the Unix epoch).
-    PutBlob { id: String, blob: Vec<u8>, stored_at: u64 },
+    PutBlob {
+        /// The id it is fetched by.
+        id: String,
+        /// Its encrypted bytes.
+        blob: Vec<u8>,
+        /// When it was stored, in seconds since the Unix epoch.
+        stored_at: u64,
+    },
     /// A blob expired.
-    DeleteBlob { id: String },
+    DeleteBlob {
+        /// The id it was fetched by.
+        id: String,
+    },
     /// The head of a group this relay is the hub of (replacing the one before).
-    PutGroupHead { group: String, head: Head },
+    PutGroupHead {
+        /// The group's id.
+        group: String,
+        /// The new head.
+        head: Head,
+    },
     /// `user` (of this app) sent something to `contact`: mail from `contact` is a contact's.
-    AddContact { user: String, contact: String },
+    AddContact {
+        /// The sender, a user of this app.
+        user: String,
+        /// Whom it sent to (`name@app`).
+        contact: String,
+    },
     /// The record published for `user` (an encoded `PersonRecord`), or none.
-    PutPerson { user: String, record: Option<Vec<u8>> },
+    PutPerson {
+        /// The user, of this app.
+        user: String,
+        /// The encoded record; `None` deletes it.
+        record: Option<Vec<u8>>,
+    },
     /// The key this relay stamps franking commitments with (made once, on its first start).
-    PutStampKey { key: StampKey },
+    PutStampKey {
+        /// The key.
+        key: StampKey,
+    },
     /// `user` (of this app) blocked `blocked` (`on`), or unblocked it.
-    SetBlocked { user: String, blocked: String, on: bool },
+    SetBlocked {
+        /// Who blocks, a user of this app.
+        user: String,
+        /// Whom (`name@app`).
+        blocked: String,
+        /// Blocked (`true`) or unblocked.
+        on: bool,
+    },
     /// A verified abuse report, number `id`, for this app's moderators.
-    PutReport { id: u64, kept: KeptReport },
+    PutReport {
+        /// Its number, increasing.
+        id: u64,
+        /// The report and what it reports.
+        kept: KeptReport,
+    },
     /// A channel of this app (`name@app`), owned by `owner`, and its admins (replacing those
     /// before): sorted, without repeats, the owner among them.
-    PutChannel { channel: String, owner: String, admins: Vec<String> },
+    PutChannel {
+        /// The channel's id (`name@app`).
+        channel: String,
+        /// The user who opened it.
+        owner: String,
+        /// The users whose devices may post.
+        admins: Vec<String>,
+    },
     /// `device` (of this app) follows `channel` (of any app) (`on`), or no longer does.
-    SetFollowing { channel: String, device: DeviceKey, on: bool },
+    SetFollowing {
+        /// The channel's id.
+        channel: String,
+        /// The follower, a device of this app.
+        device: DeviceKey,
+        /// Follows (`true`) or no longer.
+        on: bool,
+    },
     /// Another `app` has devices that follow `channel` (one of this app's) (`on`), or none left.
-    SetChannelApp { channel: String, app: String, on: bool },
+    SetChannelApp {
+        /// The channel's id.
+        channel: String,
+        /// The other app.
+        app: String,
+        /// Has followers (`true`) or none left.
+        on: bool,
+    },
     /// A device removed by its user: its account, its bundles and low mark, its whole mailbox
     /// and every channel it followed are gone.
-    DeleteAccount { device: DeviceKey },
+    DeleteAccount {
+        /// The device removed.
+        device: DeviceKey,
+    },
 }
 
 /// The MAC key a relay stamps franking commitments with. Its `Debug` shows nothing of it, and it
@@ -142,6 +248,7 @@ impl Drop for StampKey {
 /// The head of a group's chain of changes, at its hub.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
+    /// How many changes were ordered (0: the group as created).
     pub epoch: u64,
     /// The hash that names the state at `epoch`.
     pub state_hash: [u8; 32],
@@ -157,6 +264,7 @@ pub struct Head {
 pub struct StoredState {
     /// Ordered, so a user's devices are one range.
     pub accounts: BTreeMap<DeviceKey, [u8; 32]>,
+    /// Per device, the bundles it has left to hand out, first to last.
     pub bundles: BTreeMap<DeviceKey, Vec<PreKeyBundle>>,
     /// Per device, how few one-time prekeys left it is told of (absent: never).
     pub prekey_marks: BTreeMap<DeviceKey, u32>,
@@ -164,6 +272,7 @@ pub struct StoredState {
     pub mailboxes: HashMap<DeviceKey, BTreeMap<u64, MailEntry>>,
     /// Per other app, the frames waiting for it by sequence number.
     pub outboxes: HashMap<String, BTreeMap<u64, OutboundEntry>>,
+    /// The blobs kept, by id.
     pub blobs: HashMap<String, BlobEntry>,
     /// The groups this relay is the hub of, by id.
     pub group_heads: HashMap<String, Head>,
@@ -171,6 +280,7 @@ pub struct StoredState {
     pub contacts: HashMap<String, BTreeSet<String>>,
     /// Per user of this app, the person record it published (encoded), and their bytes in all.
     pub people: HashMap<String, Vec<u8>>,
+    /// Bytes of all the person records above.
     pub people_bytes: usize,
     /// The key franking commitments are stamped with (none only before the first start).
     pub stamp_key: Option<StampKey>,
@@ -180,6 +290,7 @@ pub struct StoredState {
     pub reports: BTreeMap<u64, ReportEntry>,
     /// How many of them each user made, and what each reports ([`report_key`]).
     pub reports_by: HashMap<String, usize>,
+    /// What each kept report reports ([`report_key`]): a second report of the same is refused.
     pub report_keys: std::collections::HashSet<[u8; 32]>,
     /// Bytes of reported content kept, in all.
     pub report_bytes: usize,
@@ -188,6 +299,7 @@ pub struct StoredState {
     /// Per channel (of any app), the devices of this app that follow it; and per device, the
     /// channels it follows (the same facts, both ways).
     pub followers: BTreeMap<String, BTreeSet<DeviceKey>>,
+    /// Per device of this app, the channels it follows.
     pub follows: BTreeMap<DeviceKey, BTreeSet<String>>,
     /// Per channel of this app, the other apps with devices that follow it.
     pub channel_apps: BTreeMap<String, BTreeSet<String>>,
@@ -205,7 +317,9 @@ pub struct Channel {
 /// What the relay keeps in memory of a kept report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReportEntry {
+    /// The user of this app who made it.
     pub reporter: String,
+    /// What it reports ([`report_key`]).
     pub key: [u8; 32],
 }
 

@@ -188,7 +188,9 @@ impl fmt::Debug for KemSecretKey {
 /// A KEM key pair.
 #[derive(Clone, Debug)]
 pub struct KemKeyPair {
+    /// The encapsulation key, published in bundles.
     pub public: KemPublicKey,
+    /// The decapsulation key; zeroized on drop, redacted in Debug.
     pub secret: KemSecretKey,
 }
 

@@ -145,7 +145,9 @@ impl fmt::Debug for PrivateKey {
 /// A private key and its public key.
 #[derive(Clone, Debug)]
 pub struct KeyPair {
+    /// The public half.
     pub public: PublicKey,
+    /// The private half; zeroized on drop, redacted in Debug.
     pub private: PrivateKey,
 }
 

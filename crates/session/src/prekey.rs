@@ -14,7 +14,9 @@ use crate::xeddsa::SIGNATURE_LEN;
 /// A one-time prekey: used by at most one session, then deleted.
 #[derive(Clone, Debug)]
 pub struct PreKeyRecord {
+    /// Its id, as bundles and first messages name it.
     pub id: u32,
+    /// Its X25519 key pair.
     pub key_pair: KeyPair,
 }
 
@@ -48,8 +50,11 @@ impl PreKeyRecord {
 /// A medium-term prekey, signed by the identity key.
 #[derive(Clone, Debug)]
 pub struct SignedPreKeyRecord {
+    /// Its id, as bundles and first messages name it.
     pub id: u32,
+    /// Its X25519 key pair.
     pub key_pair: KeyPair,
+    /// The identity key's XEdDSA signature over the encoded public key.
     pub signature: [u8; SIGNATURE_LEN],
     /// When it was made, in milliseconds since the Unix epoch (passed in: this crate reads no clock).
     pub timestamp: u64,
@@ -102,12 +107,16 @@ impl SignedPreKeyRecord {
 /// made again, deterministically, on the rare occasion one is used.
 #[derive(Clone)]
 pub struct KemPreKeyRecord {
+    /// Its id, as bundles and first messages name it.
     pub id: u32,
     seed: Box<Zeroizing<[u8; KEM_KEYGEN_SEED_LEN]>>,
     public: KemPublicKey,
+    /// The identity key's XEdDSA signature over the encoded public key.
     pub signature: [u8; SIGNATURE_LEN],
     /// When it was made, in milliseconds since the Unix epoch.
     pub timestamp: u64,
+    /// Whether it is a last-resort key (kept after use, handed out when no one-time key is left)
+    /// rather than a one-time key (deleted once used).
     pub last_resort: bool,
 }
 
@@ -209,19 +218,30 @@ impl std::fmt::Debug for KemPreKeyRecord {
 /// A KEM prekey as a bundle carries it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedKemPreKey {
+    /// The KEM prekey's id.
     pub id: u32,
+    /// The encapsulation key.
     pub key: KemPublicKey,
+    /// The identity key's XEdDSA signature over the encoded key (checked when the bundle is
+    /// processed, not when it is parsed).
     pub signature: Vec<u8>,
 }
 
 /// What a device publishes so that others can start sessions with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreKeyBundle {
+    /// The device's registration id (libsignal's; carried, not checked).
     pub registration_id: u32,
+    /// The device's id under its user.
     pub device_id: u32,
+    /// The device's long-term identity key.
     pub identity_key: IdentityKey,
+    /// The signed prekey's id.
     pub signed_prekey_id: u32,
+    /// The signed prekey.
     pub signed_prekey: PublicKey,
+    /// The identity key's XEdDSA signature over the encoded signed prekey (checked when the
+    /// bundle is processed).
     pub signed_prekey_signature: Vec<u8>,
     /// The next unused one-time prekey, if the device has any left.
     pub prekey: Option<(u32, PublicKey)>,
@@ -236,7 +256,9 @@ pub struct PreKeyBundle {
 /// kept, since the signature covers them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedSuites {
+    /// The suite names, in the order signed.
     pub names: Vec<String>,
+    /// The identity key's XEdDSA signature over the names.
     pub signature: Vec<u8>,
 }
 

@@ -30,14 +30,19 @@ pub trait IdentityKeyStore {
 
 /// One-time prekeys.
 pub trait PreKeyStore {
+    /// The one-time prekey `id`, if it was not used yet.
     fn prekey(&self, id: u32) -> Result<Option<PreKeyRecord>>;
+    /// Keeps a new one-time prekey.
     fn save_prekey(&mut self, record: PreKeyRecord) -> Result<()>;
+    /// Deletes one-time prekey `id` (it started a session); no error if it is gone already.
     fn remove_prekey(&mut self, id: u32) -> Result<()>;
 }
 
 /// Signed prekeys.
 pub trait SignedPreKeyStore {
+    /// The signed prekey `id`, if it is still kept.
     fn signed_prekey(&self, id: u32) -> Result<Option<SignedPreKeyRecord>>;
+    /// Keeps a new signed prekey.
     fn save_signed_prekey(&mut self, record: SignedPreKeyRecord) -> Result<()>;
     /// Forgets a signed prekey (rotated out, its grace period over): first messages naming it
     /// are refused from then on.
@@ -46,7 +51,9 @@ pub trait SignedPreKeyStore {
 
 /// KEM prekeys (one-time and last-resort), for the post-quantum suites.
 pub trait KemPreKeyStore {
+    /// The KEM prekey `id`, if it is still kept.
     fn kem_prekey(&self, id: u32) -> Result<Option<KemPreKeyRecord>>;
+    /// Keeps a new KEM prekey.
     fn save_kem_prekey(&mut self, record: KemPreKeyRecord) -> Result<()>;
     /// Forgets a KEM prekey (a one-time key used, or a last-resort key superseded), with the
     /// base keys recorded against it.
@@ -62,7 +69,9 @@ pub trait KemPreKeyStore {
 
 /// Session records, one per remote device.
 pub trait SessionStore {
+    /// The session record of `address`, if there is one.
     fn load_session(&self, address: &ProtocolAddress) -> Result<Option<SessionRecord>>;
+    /// Keeps `record` as the session record of `address`, replacing any before it.
     fn store_session(&mut self, address: &ProtocolAddress, record: SessionRecord) -> Result<()>;
 
     /// Runs `f` on the record of `address` (`None` if there is none) and keeps the record as `f`

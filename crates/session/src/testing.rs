@@ -11,8 +11,11 @@ use crate::suite::Suite;
 /// KEM prekey for each post-quantum suite a bundle offers (one-time with a one-time prekey,
 /// last-resort without).
 pub struct Device {
+    /// Everything the device keeps: identity, prekeys, sessions, sender keys.
     pub store: InMemoryStore,
+    /// Its registration id, as its bundles carry it.
     pub registration_id: u32,
+    /// Its device id, as its bundles and addresses carry it.
     pub device_id: u32,
     next_prekey: u32,
     next_kem_prekey: u32,

@@ -38,8 +38,11 @@ pub fn workload(op: Op, suite: Suite, verify: Verify, seed: u64) -> Box<dyn Work
 
 /// A member that sends: its address, its own sender key store and its RNG.
 pub struct Sender {
+    /// Its address.
     pub address: ProtocolAddress,
+    /// Its sender keys (its own and those it received).
     pub store: InMemorySenderKeyStore,
+    /// Its seeded RNG.
     pub rng: StdRng,
 }
 

@@ -25,7 +25,9 @@ pub fn workload(op: Op, seed: u64) -> Box<dyn Workload> {
 
 /// Two parties. `Party::new` generates the identity, signed prekey and one-time prekeys.
 pub struct Pair {
+    /// The initiator.
     pub alice: Party,
+    /// The responder.
     pub bob: Party,
 }
 

@@ -17,9 +17,13 @@ use super::session::bundle_for;
 
 /// One member device: its identity and sessions (`device.store`), its sender keys, its RNG.
 pub struct Member {
+    /// Its address.
     pub address: ProtocolAddress,
+    /// Its identity, prekeys and sessions.
     pub device: Device,
+    /// Its sender keys (its own and those it received).
     pub sender_keys: InMemorySenderKeyStore,
+    /// Its seeded RNG.
     pub rng: StdRng,
 }
 
@@ -46,7 +50,9 @@ impl Member {
 
 /// A pairwise message on the wire.
 pub struct Sealed {
+    /// PreKeySignalMessage or SignalMessage.
     pub kind: MessageKind,
+    /// The serialized message.
     pub bytes: Vec<u8>,
 }
 

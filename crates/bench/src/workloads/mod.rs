@@ -32,12 +32,16 @@ pub const CATCHUP_SENDERS: usize = 10;
 /// The group sizes of the membership-change ops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Members {
+    /// 10 members.
     Ten,
+    /// 100 members.
     Hundred,
+    /// 1,000 members.
     Thousand,
 }
 
 impl Members {
+    /// Every size, smallest first.
     pub const ALL: [Members; 3] = [Members::Ten, Members::Hundred, Members::Thousand];
 
     /// Members in the group before the change.
@@ -80,6 +84,7 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every op, in the report's order.
     pub const ALL: [Op; 14] = [
         Op::SessionSetup,
         Op::Encrypt100,
@@ -97,6 +102,7 @@ impl Op {
         Op::GroupRemoveMember(Members::Thousand),
     ];
 
+    /// The op's name in the report and the JSON.
     pub fn name(self) -> &'static str {
         match self {
             Op::SessionSetup => "session_setup",
@@ -182,6 +188,7 @@ pub enum Impl {
 }
 
 impl Impl {
+    /// Every implementation, in the report's order.
     pub const ALL: [Impl; 14] = [
         Impl::SignalV3,
         Impl::Aes256Gcm,
@@ -199,6 +206,7 @@ impl Impl {
         Impl::FloorPqGcm,
     ];
 
+    /// The implementation's name in the report and the JSON.
     pub fn name(self) -> &'static str {
         match self {
             Impl::SignalV3 => "switchboard-signal-v3",

@@ -48,6 +48,7 @@ pub fn bundle_for(device: &mut Device, suite: Suite, rng: &mut StdRng) -> PreKey
 
 /// What one suite puts on the wire.
 pub struct Sizes {
+    /// The suite.
     pub suite: Suite,
     /// The serialized bundle the initiator fetches ([`bundle_for`]).
     pub bundle: usize,
@@ -76,11 +77,17 @@ pub fn sizes() -> Vec<Sizes> {
 
 /// Two devices and the RNG they draw from.
 pub struct Pair {
+    /// The suite their session uses.
     pub suite: Suite,
+    /// The initiator.
     pub alice: Device,
+    /// The responder.
     pub bob: Device,
+    /// The seeded RNG both draw from.
     pub rng: StdRng,
+    /// Alice's address, as Bob names her.
     pub alice_at: ProtocolAddress,
+    /// Bob's address, as Alice names him.
     pub bob_at: ProtocolAddress,
 }
 

@@ -8,7 +8,9 @@ use crate::group::state::SenderKeyRecord;
 
 /// Sender key records, by group id and sender address (our own included).
 pub trait SenderKeyStore {
+    /// The record of `sender` in `group`, if there is one.
     fn load_sender_key(&self, group: &str, sender: &ProtocolAddress) -> Result<Option<SenderKeyRecord>>;
+    /// Keeps `record` as the record of `sender` in `group`, replacing any before it.
     fn store_sender_key(&mut self, group: &str, sender: &ProtocolAddress, record: SenderKeyRecord) -> Result<()>;
 
     /// Runs `change` on the record of `sender` in `group`; `Ok(false)` when there is none.

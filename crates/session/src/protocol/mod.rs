@@ -34,7 +34,9 @@ impl MessageKind {
 /// An encrypted 1:1 message of either kind.
 #[derive(Clone, Debug)]
 pub enum CiphertextMessage {
+    /// A first message, which also carries what starts the session at the receiver.
     PreKey(PreKeySignalMessage),
+    /// A message on a session both sides already hold.
     Signal(SignalMessage),
 }
 
