@@ -120,7 +120,7 @@ impl Business {
             return Err(ClientError::InvalidChange("an assignment to a device that serves no agent"));
         }
         if !self.assignments.contains_key(customer) && self.assignments.len() >= MAX_CONVERSATIONS {
-            return Err(ClientError::InvalidChange("as many conversations assigned as a business device keeps"));
+            return Err(ClientError::LimitExceeded { what: "conversations assigned on one business device", limit: MAX_CONVERSATIONS });
         }
         let before = self.assignments.insert(customer.to_owned(), device);
         let handover = before.is_some_and(|before| before != device);

@@ -79,7 +79,7 @@ impl Channels {
     pub(crate) fn administer(&mut self, channel: &str, suite: Suite) -> Result<(), ClientError> {
         check_id(channel)?;
         if !self.administered.contains_key(channel) && self.administered.len() >= MAX_CHANNELS_ADMINISTERED {
-            return Err(ClientError::InvalidChange("this device posts to as many channels as it may"));
+            return Err(ClientError::LimitExceeded { what: "channels one device posts to", limit: MAX_CHANNELS_ADMINISTERED });
         }
         self.administered.insert(channel.to_owned(), suite);
         Ok(())
@@ -95,7 +95,7 @@ impl Channels {
             switchboard_wire::address::UserAddress::split(admin).map_err(|_| ClientError::InvalidPayload("an admin is name@app"))?;
         }
         if !self.followed.contains_key(channel) && self.followed.len() >= MAX_CHANNELS_FOLLOWED {
-            return Err(ClientError::InvalidChange("this device follows as many channels as it may"));
+            return Err(ClientError::LimitExceeded { what: "channels one device follows", limit: MAX_CHANNELS_FOLLOWED });
         }
         self.followed.insert(channel.to_owned(), admins.iter().cloned().collect());
         Ok(())
@@ -132,4 +132,36 @@ impl Channels {
 /// A channel id is `name@app`, like a user's address.
 fn check_id(channel: &str) -> Result<(), ClientError> {
     switchboard_wire::address::UserAddress::split(channel).map(|_| ()).map_err(|_| ClientError::InvalidPayload("a channel id is name@app"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_past_the_limits_are_refused_as_limits_and_change_nothing() {
+        let mut channels = Channels::default();
+        let admins = vec!["owner@x".to_owned()];
+        for i in 0..MAX_CHANNELS_FOLLOWED {
+            channels.follow(&format!("news{i}@x"), &admins).unwrap();
+        }
+        for i in 0..MAX_CHANNELS_ADMINISTERED {
+            channels.administer(&format!("mine{i}@x"), Suite::Aes256Gcm).unwrap();
+        }
+        let before = channels.clone();
+        assert_eq!(
+            channels.follow("one-more@x", &admins),
+            Err(ClientError::LimitExceeded { what: "channels one device follows", limit: MAX_CHANNELS_FOLLOWED })
+        );
+        assert_eq!(
+            channels.administer("one-more@x", Suite::Aes256Gcm),
+            Err(ClientError::LimitExceeded { what: "channels one device posts to", limit: MAX_CHANNELS_ADMINISTERED })
+        );
+        assert_eq!(channels, before);
+        // One already held is no new entry: following it again, or posting to it, is no limit.
+        channels.follow("news0@x", &admins).unwrap();
+        channels.administer("mine0@x", Suite::Aes256Gcm).unwrap();
+        // A malformed answer stays a malformed payload, not a limit.
+        assert_eq!(channels.follow("news0@x", &[]), Err(ClientError::InvalidPayload("a channel names 1 to 32 admins")));
+    }
 }

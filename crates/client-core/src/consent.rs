@@ -68,7 +68,7 @@ impl Consent {
     pub fn block<'a>(&mut self, users: impl IntoIterator<Item = &'a str> + Clone) -> Result<Vec<String>, ClientError> {
         let new = users.clone().into_iter().filter(|user| !self.blocked.contains(*user)).collect::<BTreeSet<_>>();
         if self.blocked.len() + new.len() > MAX_BLOCKED {
-            return Err(ClientError::InvalidPayload("more blocked users than a device keeps"));
+            return Err(ClientError::LimitExceeded { what: "users one device blocks", limit: MAX_BLOCKED });
         }
         Ok(new.into_iter().map(|user| {
             self.blocked.insert(user.to_owned());
@@ -96,7 +96,7 @@ mod tests {
         assert_eq!(consent.unblock(["m@y", "n@z"]), ["m@y"]);
         let many: Vec<String> = (0..MAX_BLOCKED).map(|i| format!("u{i}@x")).collect();
         let before = consent.clone();
-        assert!(consent.block(many.iter().map(String::as_str)).is_err());
+        assert_eq!(consent.block(many.iter().map(String::as_str)), Err(ClientError::LimitExceeded { what: "users one device blocks", limit: MAX_BLOCKED }));
         assert_eq!(consent, before, "a refused block changes nothing");
     }
 }

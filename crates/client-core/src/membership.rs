@@ -73,7 +73,7 @@ pub(crate) fn judge(
         return Ok(Transition::Same { epoch: current.epoch() });
     }
     if epoch - current.epoch() > MAX_EPOCH_GAP {
-        return Err(ClientError::InvalidChange("an epoch too far ahead"));
+        return Err(ClientError::LimitExceeded { what: "epochs an announcement kept for later may be ahead", limit: MAX_EPOCH_GAP as usize });
     }
     if epoch - current.epoch() > 1 {
         // Judged once this device has reached the state before it; kept meanwhile only from a
@@ -177,12 +177,13 @@ mod tests {
         // An epoch far ahead is refused, not kept: nobody can make a member wait for ever.
         let mut jumped = genesis.announcement();
         jumped.epoch = u64::MAX - 1;
-        assert_eq!(judge(&genesis, Group::from_control(&jumped).unwrap(), &a), Err(ClientError::InvalidChange("an epoch too far ahead")));
+        let too_far = ClientError::LimitExceeded { what: "epochs an announcement kept for later may be ahead", limit: MAX_EPOCH_GAP as usize };
+        assert_eq!(judge(&genesis, Group::from_control(&jumped).unwrap(), &a), Err(too_far.clone()));
         let mut near = genesis.announcement();
         near.epoch = MAX_EPOCH_GAP;
         assert_eq!(judge(&genesis, Group::from_control(&near).unwrap(), &a), Ok(Transition::Later));
         near.epoch = MAX_EPOCH_GAP + 1;
-        assert!(judge(&genesis, Group::from_control(&near).unwrap(), &a).is_err());
+        assert_eq!(judge(&genesis, Group::from_control(&near).unwrap(), &a), Err(too_far));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{GROUP, World, address, founded};
-use switchboard_client_core::{ClientError, Group, OrderKey, PendingSend, Received};
+use switchboard_client_core::{ClientError, Group, MAX_EPOCH_GAP, OrderKey, PendingSend, Received};
 use switchboard_session::Suite;
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{GroupControl, PairwisePayload, pairwise_payload::Body};
@@ -83,7 +83,7 @@ fn an_epoch_jump_does_not_pin_a_member_and_a_removal_still_applies() {
     let sealed = world.devices.get_mut(&address("carol@red")).unwrap()
         .seal_all(vec![PendingSend::new(address("bob@blue"), payload)], &mut world.directory, rng).unwrap();
     world.post("carol@red", sealed);
-    assert_eq!(world.deliver_all(), vec![(address("bob@blue"), Err(ClientError::InvalidChange("an epoch too far ahead")))]);
+    assert_eq!(world.deliver_all(), vec![(address("bob@blue"), Err(ClientError::LimitExceeded { what: "epochs an announcement kept for later may be ahead", limit: MAX_EPOCH_GAP as usize }))]);
 
     let rng = &mut world.rng;
     let outgoing = world.devices.get_mut(&address("alice@green")).unwrap()

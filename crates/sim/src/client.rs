@@ -543,6 +543,7 @@ fn reason_label(error: &ClientError) -> &'static str {
         ClientError::NotOrdered { .. } => "not ordered by the hub",
         ClientError::UnorderedChange { .. } => "a change its admins did not order",
         ClientError::Person(_) => "a person's record refused",
+        ClientError::LimitExceeded { .. } => "limit exceeded",
         // `ClientError` is non-exhaustive: a kind added later is labelled apart until named here.
         #[allow(unreachable_patterns)]
         _ => "other client error",

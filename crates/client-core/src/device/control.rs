@@ -174,10 +174,14 @@ impl Device {
                 let senders = self.awaiting_hub.keys().filter(|(group, _)| *group == key.0).count();
                 let joins: Vec<&ProtocolAddress> = self.awaiting_hub.keys().filter(|(group, _)| !self.groups.contains_key(group)).map(|(_, sender)| sender).collect();
                 let joining = !self.groups.contains_key(&key.0);
-                let full = senders >= MAX_AWAITING_HUB_PER_GROUP
-                    || joining && (joins.iter().filter(|sender| **sender == from).count() >= MAX_AWAITING_HUB_PER_SENDER || joins.len() >= MAX_AWAITING_HUB);
-                if full {
-                    return Err(ClientError::InvalidChange("too many changes waiting for their hub"));
+                if senders >= MAX_AWAITING_HUB_PER_GROUP {
+                    return Err(ClientError::LimitExceeded { what: "senders of one group's changes waiting for its hub", limit: MAX_AWAITING_HUB_PER_GROUP });
+                }
+                if joining && joins.iter().filter(|sender| **sender == from).count() >= MAX_AWAITING_HUB_PER_SENDER {
+                    return Err(ClientError::LimitExceeded { what: "joins from one sender waiting for their hub", limit: MAX_AWAITING_HUB_PER_SENDER });
+                }
+                if joining && joins.len() >= MAX_AWAITING_HUB {
+                    return Err(ClientError::LimitExceeded { what: "joins waiting for their hub", limit: MAX_AWAITING_HUB });
                 }
             }
         }
@@ -483,7 +487,6 @@ impl Device {
         if self.pending_changes.iter().any(|pending| pending.from == *from && pending.control == *control) {
             return Ok(());
         }
-        let full = || ClientError::InvalidChange("too many changes waiting for the ones before them");
         let by_admin = |device: &Device, pending: &PendingChange| {
             device.groups.get(&pending.control.group_id).is_some_and(|group| group.admins().contains(&pending.from))
         };
@@ -492,14 +495,17 @@ impl Device {
         let from_sender = self.pending_changes.iter().filter(|pending| pending.from == *from && pending.control.group_id == control.group_id).count();
         let allowed = if admin { membership::MAX_EPOCH_GAP as usize } else { MAX_PENDING_CHANGES_PER_MEMBER };
         if from_sender >= allowed {
-            return Err(full());
+            return Err(ClientError::LimitExceeded { what: "changes of one group from one sender waiting for the ones before them", limit: allowed });
         }
         let bytes = |pending: &[PendingChange]| pending.iter().map(|p| p.control.encoded_len()).sum::<usize>();
         while self.pending_changes.len() >= MAX_PENDING_CHANGES || bytes(&self.pending_changes) + control.encoded_len() > MAX_PENDING_CHANGE_BYTES {
             let displaced = self.pending_changes.iter().rposition(|pending| !by_admin(self, pending));
             match displaced {
                 Some(index) if admin => drop(self.pending_changes.remove(index)),
-                _ => return Err(full()),
+                _ if self.pending_changes.len() >= MAX_PENDING_CHANGES => {
+                    return Err(ClientError::LimitExceeded { what: "changes waiting for the ones before them", limit: MAX_PENDING_CHANGES });
+                }
+                _ => return Err(ClientError::LimitExceeded { what: "bytes of changes waiting for the ones before them", limit: MAX_PENDING_CHANGE_BYTES }),
             }
         }
         self.pending_changes.push(candidate);
@@ -570,7 +576,7 @@ impl Device {
         }
         let key = (group, from.clone());
         if !self.held_keys.contains_key(&key) && self.held_keys.len() >= MAX_HELD_KEYS {
-            return Err(ClientError::InvalidChange("too many keys from unannounced members"));
+            return Err(ClientError::LimitExceeded { what: "senders whose keys are held until they are announced", limit: MAX_HELD_KEYS });
         }
         let held = self.held_keys.entry(key).or_default();
         if held.len() == MAX_HELD_KEYS_PER_SENDER {

@@ -184,17 +184,29 @@ pub enum DropReason {
     DevicesChanged { user: String },
 }
 
-/// Why a request to the relay (a blob upload or fetch) failed.
+/// Why a request to the relay (a blob upload or fetch, a lookup, a report, a channel or device
+/// command) failed. A failed request is not sent again.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestFailed {
+    /// The relay answered with a failure carrying this code. (A command refused for now —
+    /// `Unavailable`, `MailboxFull`, `RateLimited` — is retried instead, and never ends here.)
     #[error("the relay refused: {0:?}")]
     Refused(ErrorCode),
+    /// The connection closed before the answer came, or the device was not online when the
+    /// request was made.
     #[error("the connection closed before the answer came")]
     Disconnected,
+    /// The relay answered with a frame of another kind than the request calls for (or about
+    /// another channel than the one asked for).
     #[error("the relay's answer makes no sense for the request")]
     UnexpectedAnswer,
+    /// The relay's answer arrived, but this device refused to act on it (the cause is the
+    /// source): for a follow, admins that are not 1 to [`crate::channel::MAX_CHANNEL_ADMINS`]
+    /// `name@app` addresses, a channel past [`crate::channel::MAX_CHANNELS_FOLLOWED`], or a
+    /// channel left before the answer came; the relay is then told this device does not follow.
     #[error("the relay's answer was refused: {0}")]
-    Invalid(ClientError),
+    Invalid(#[source] ClientError),
 }
 
 /// What the user hears of.

@@ -26,7 +26,7 @@ pub enum LookupFailed {
     Request(#[from] RequestFailed),
     /// The record does not verify, or does not name the address asked for.
     #[error("the record does not hold: {0}")]
-    Record(PersonError),
+    Record(#[source] PersonError),
     /// The record's devices or keys for the address are not those its relay serves: not hers,
     /// or out of date.
     #[error("the record lists other devices or keys for {0} than its relay serves")]
@@ -397,5 +397,23 @@ impl Endpoint {
         }
         self.business_transcript(&from, to.as_deref());
         self.events.push_back(Event::Synced { from, to, group, carried_by: carried_by.clone(), envelope, content: transcript.application });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn refusals_of_an_answer_keep_their_cause_as_source() {
+        let record = LookupFailed::Record(PersonError::BadSignature);
+        let source = record.source().and_then(|source| source.downcast_ref::<PersonError>());
+        assert_eq!(source, Some(&PersonError::BadSignature));
+
+        let limit = crate::ClientError::LimitExceeded { what: "channels one device follows", limit: crate::channel::MAX_CHANNELS_FOLLOWED };
+        let invalid = RequestFailed::Invalid(limit.clone());
+        assert_eq!(invalid.source().and_then(|source| source.downcast_ref::<crate::ClientError>()), Some(&limit));
+        assert!(RequestFailed::Disconnected.source().is_none());
     }
 }

@@ -67,13 +67,20 @@ impl Stalled {
         self.ages.front().map(|(since, _)| *since + MAX_STALL)
     }
 
-    /// Holds `held`, unless that would pass a bound. (`again`: it was held before and its age
-    /// is still tracked.)
-    fn hold(&mut self, held: Held, again: bool) -> Result<(), Held> {
+    /// Holds `held`, unless that would pass a bound: then it comes back with the bound it would
+    /// pass. (`again`: it was held before and its age is still tracked.)
+    fn hold(&mut self, held: Held, again: bool) -> Result<(), (Held, ClientError)> {
         let count = self.per_sender.get(&held.sender).copied().unwrap_or(0);
         let bytes = held_bytes(&held.envelope);
-        if self.ids.len() >= MAX_STALLED || count >= MAX_STALLED_PER_SENDER || self.bytes + bytes > MAX_STALLED_BYTES {
-            return Err(held);
+        let full = |what, limit| ClientError::LimitExceeded { what, limit };
+        if self.ids.len() >= MAX_STALLED {
+            return Err((held, full("group messages held for their sender key", MAX_STALLED)));
+        }
+        if count >= MAX_STALLED_PER_SENDER {
+            return Err((held, full("group messages from one sender held for its key", MAX_STALLED_PER_SENDER)));
+        }
+        if self.bytes + bytes > MAX_STALLED_BYTES {
+            return Err((held, full("bytes of group messages held for their sender key", MAX_STALLED_BYTES)));
         }
         self.bytes += bytes;
         self.ids.insert(held.key);
@@ -193,8 +200,8 @@ impl Endpoint {
                     self.stats.held_for_key += 1;
                 }
                 let held = Held { envelope, sender, key, since: held_since.unwrap_or(self.now) };
-                if let Err(held) = self.stalled.hold(held, held_since.is_some()) {
-                    self.refuse(Some(held.sender), &held.envelope, ClientError::InvalidChange("no sender key, and too many held"));
+                if let Err((held, full)) = self.stalled.hold(held, held_since.is_some()) {
+                    self.refuse(Some(held.sender), &held.envelope, full);
                 }
             }
         }
@@ -411,5 +418,31 @@ impl Endpoint {
         for held in self.stalled.take_group(group) {
             self.process(held.sender, held.key, held.envelope, Some(held.since), rng);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(sender: &ProtocolAddress, n: u32, content: usize) -> Held {
+        let envelope = Envelope { id: n.to_be_bytes().to_vec().into(), group_id: "g@x".into(), content: vec![0; content].into(), ..Default::default() };
+        Held { key: SeenKey::of(sender, &envelope.id), envelope, sender: sender.clone(), since: Duration::ZERO }
+    }
+
+    #[test]
+    fn held_messages_past_a_bound_come_back_with_that_bound() {
+        let mut stalled = Stalled::default();
+        let flooder = ProtocolAddress::new("flooder@x".to_owned(), 1);
+        for n in 0..MAX_STALLED_PER_SENDER as u32 {
+            assert!(stalled.hold(held(&flooder, n, 10), false).is_ok());
+        }
+        let Err((_, refused)) = stalled.hold(held(&flooder, u32::MAX, 10), false) else { panic!("held past the bound") };
+        assert_eq!(refused, ClientError::LimitExceeded { what: "group messages from one sender held for its key", limit: MAX_STALLED_PER_SENDER });
+        assert_eq!(stalled.len(), MAX_STALLED_PER_SENDER, "the refused one is not held");
+
+        let big = ProtocolAddress::new("big@x".to_owned(), 1);
+        let Err((_, refused)) = stalled.hold(held(&big, 0, MAX_STALLED_BYTES), false) else { panic!("held past the bound") };
+        assert_eq!(refused, ClientError::LimitExceeded { what: "bytes of group messages held for their sender key", limit: MAX_STALLED_BYTES });
     }
 }

@@ -43,7 +43,7 @@ impl World {
                 Outcome::ReportAnswered { request, result } => self.report_answered(device, request, result),
                 Outcome::Refused { from, envelope, reason } => {
                     self.ledger.refused(device, envelope);
-                    let forged = matches!(reason, "not an admin" | "invalid change" | "group fork" | "invalid payload" | "not a member" | "a change its admins did not order");
+                    let forged = matches!(reason, "not an admin" | "invalid change" | "limit exceeded" | "group fork" | "invalid payload" | "not a member" | "a change its admins did not order");
                     if forged && self.groups.iter().any(|g| g.forger.is_some_and(|f| from.as_ref() == Some(&self.clients[f.device].address))) {
                         self.ledger.forgeries_refused += 1;
                     }
