@@ -21,18 +21,28 @@ pub const MAX_USER_LEN: usize = 256;
 /// What is wrong with an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
+    /// The text has no `@` at all.
     #[error("no '@': an address is name@app")]
     MissingAt,
+    /// Nothing comes before the last `@`.
     #[error("the name before the last '@' is empty")]
     EmptyName,
+    /// Nothing comes after the last `@`.
     #[error("the app after the last '@' is empty")]
     EmptyApp,
+    /// The app holds this character (`@` or `/`), which no app may.
     #[error("the app holds {0:?}: an app holds no '@' or '/' (a device address is name@app/n)")]
     BadCharInApp(char),
+    /// The user address is longer than [`MAX_USER_LEN`].
     #[error("{len} bytes: an address (name@app) is at most {MAX_USER_LEN} bytes")]
-    TooLong { len: usize },
+    TooLong {
+        /// Its length, in bytes.
+        len: usize,
+    },
+    /// A device address was expected, and the text has no `/` to split its device id off.
     #[error("no device: a device address is name@app/n")]
     MissingDevice,
+    /// The device id is not a plain decimal number from 1 to `u32::MAX`.
     #[error("the device after the last '/' is not a number from 1 to 4294967295 written plainly")]
     BadDevice,
 }
@@ -86,6 +96,7 @@ impl UserAddress {
         &self.text
     }
 
+    /// The whole address, `name@app`, as an owned string.
     pub fn into_string(self) -> String {
         self.text
     }
@@ -151,14 +162,17 @@ impl UserDevice {
         Ok(UserDevice { user, device_id })
     }
 
+    /// The device's user, `name@app`.
     pub fn user(&self) -> &UserAddress {
         &self.user
     }
 
+    /// The user's name, before the last `@`.
     pub fn name(&self) -> &str {
         self.user.name()
     }
 
+    /// The user's app, after the last `@`.
     pub fn app(&self) -> &str {
         self.user.app()
     }
@@ -168,6 +182,7 @@ impl UserDevice {
         self.device_id
     }
 
+    /// The user and the device id, taken apart.
     pub fn into_parts(self) -> (UserAddress, u32) {
         (self.user, self.device_id)
     }
@@ -199,7 +214,9 @@ impl fmt::Debug for UserDevice {
 /// (`name@app/n`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {
+    /// A user, `name@app`: all of the user's devices.
     User(UserAddress),
+    /// One device, `name@app/n`.
     Device(UserDevice),
 }
 

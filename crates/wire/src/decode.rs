@@ -30,7 +30,12 @@ pub mod limits {
 pub enum DecodeError {
     /// The input is longer than the limit for its message type.
     #[error("{len} bytes exceed the limit of {limit} bytes for this message")]
-    TooLong { len: usize, limit: usize },
+    TooLong {
+        /// The input's length, in bytes.
+        len: usize,
+        /// The limit it was decoded under, in bytes.
+        limit: usize,
+    },
     /// The input is not a valid encoding of the message.
     #[error("malformed protobuf: {0}")]
     Malformed(String),

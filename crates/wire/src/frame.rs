@@ -16,7 +16,12 @@ pub const PREFIX_LEN: usize = 4;
 pub enum FrameError {
     /// A length prefix over the limit: the peer is misbehaving; close the connection.
     #[error("frame of {len} bytes exceeds the limit of {limit}")]
-    TooLong { len: usize, limit: usize },
+    TooLong {
+        /// The length the prefix announced, in bytes.
+        len: usize,
+        /// The decoder's limit, in bytes.
+        limit: usize,
+    },
     /// A frame that is not a valid message.
     #[error(transparent)]
     Decode(#[from] DecodeError),

@@ -40,11 +40,18 @@ pub fn opens(commitment: &[u8], franking_key: &[u8], content: &[u8]) -> bool {
 /// id, told apart: both are `name@app`) and the time. Each field is length-prefixed, so no two
 /// bindings share bytes.
 pub struct Binding<'a> {
+    /// The sender's commitment ([`commit`]), 32 bytes.
     pub commitment: &'a [u8],
+    /// The sending user, `name@app`.
     pub sender: &'a str,
+    /// The sending device's id under `sender`.
     pub sender_device: u32,
+    /// The recipient: a user for a one-to-one message, the group's (or channel's) id for a group
+    /// message.
     pub recipient: &'a str,
+    /// Whether `recipient` is a group (or channel) rather than a user.
     pub to_group: bool,
+    /// When the sender's relay took the message, in seconds since the Unix epoch.
     pub stamped_at: u64,
 }
 

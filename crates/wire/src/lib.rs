@@ -26,7 +26,9 @@ pub mod signal {
     include!(concat!(env!("OUT_DIR"), "/signal.rs"));
 }
 
-/// Switchboard's own messages (prekey bundles).
+/// Switchboard's own messages: prekey bundles, what devices and relays say to each other
+/// (`relay.proto`), what members of a group and linked devices tell each other, the content people
+/// send, person records and what a device keeps on disk.
 // Generated: a oneof is an enum of its messages, held inline as prost writes them.
 #[allow(clippy::large_enum_variant)]
 pub mod switchboard {
