@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian machine with Rust: installs what is missing
 # (cmake, which builds Signal's reference C library), checks that the cores link no I/O and that
-# the product holds no bug switch, then the whole workspace's tests, the simulator's test of a
-# deliberate client bug (in a build of its own), the fuzz targets' build, a short replay of each
-# fuzz target, and the differential fuzz target finding a deliberate divergence from libsignal-c
-# (in a build of its own).
+# the product holds no bug switch, then the whole workspace's tests, the API docs (no warning, every
+# public item documented), every example, the simulator's test of a deliberate client bug (in a
+# build of its own), the fuzz targets' build, a short replay of each fuzz target, and the
+# differential fuzz target finding a deliberate divergence from libsignal-c (in a build of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +22,32 @@ scripts/check-cores.sh
 
 echo "==> workspace tests"
 cargo test --workspace --locked
+
+echo "==> API docs: cargo doc builds without a warning (the workspace lints ask for every public item's doc)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+echo "==> examples: every example of every package runs to completion"
+# Each example ends with a check of what it shows and exits non-zero if that fails. The ones that
+# need processes around them (relays, a peer to face) are run by the test named beside them, which
+# the workspace tests above already ran; a new example is run here unless it is added to that list.
+declare -A run_by_test=(
+    [poll_bot]="tests/bot_processes.rs"
+)
+examples="$(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
+import json, sys
+for package in json.load(sys.stdin)["packages"]:
+    for target in package["targets"]:
+        if "example" in target["kind"]:
+            print(package["name"], target["name"])
+')"
+while read -r package example; do
+    if [ -n "${run_by_test[$example]:-}" ]; then
+        echo "--- $package: $example (run by ${run_by_test[$example]})"
+        continue
+    fi
+    echo "--- $package: $example"
+    cargo run --locked --quiet -p "$package" --example "$example"
+done <<<"$examples"
 
 echo "==> the simulator catches a client that does not rotate on removal, accepts a downgraded"
 echo "    session, or takes group changes from any member (a build of its own: these deliberate bugs exist only under"
