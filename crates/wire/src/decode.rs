@@ -86,12 +86,19 @@ mod tests {
             ciphertext: Some(vec![1; 48]),
         };
         let bytes = message.encode_to_vec();
+        // Fields are written in field-number order, so a cut between two fields leaves a valid
+        // message of the fields before it; a cut inside a field must be refused.
+        let prefixes = [
+            SignalMessage { ratchet_key: message.ratchet_key.clone(), ..Default::default() },
+            SignalMessage { ratchet_key: message.ratchet_key.clone(), counter: Some(7), ..Default::default() },
+            SignalMessage { ciphertext: None, ..message.clone() },
+        ];
         for cut in 1..bytes.len() {
-            assert!(
-                decode::<SignalMessage>(&bytes[..cut], 1024).is_err()
-                    || decode::<SignalMessage>(&bytes[..cut], 1024).unwrap() != message,
-                "a truncated message decoded to the original at cut {cut}"
-            );
+            let decoded = decode::<SignalMessage>(&bytes[..cut], 1024);
+            match prefixes.iter().find(|prefix| prefix.encoded_len() == cut) {
+                Some(prefix) => assert_eq!(decoded.as_ref(), Ok(prefix), "a cut between fields, at {cut}"),
+                None => assert!(matches!(decoded, Err(DecodeError::Malformed(_))), "a cut inside a field, at {cut}: {decoded:?}"),
+            }
         }
         assert_eq!(decode::<SignalMessage>(&bytes, 1024), Ok(message));
     }
