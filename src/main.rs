@@ -73,7 +73,9 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         _ => tracing_subscriber::filter::LevelFilter::ERROR,
     };
     let filter = tracing_subscriber::EnvFilter::builder().with_default_directive(default.into()).from_env_lossy();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours for a terminal only: a log kept in a file reads as plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match cli.command {
         Command::Demo(args) => demo::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Peer(args) => peer::run(args).map(|()| std::process::ExitCode::SUCCESS),

@@ -33,18 +33,36 @@ pub struct SetupArgs {
 
 pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
     let apps: Vec<&str> = args.apps.iter().map(String::as_str).collect();
-    let ports = if args.ports.is_empty() { (0..apps.len() as u16 * 2).map(|i| 7001 + i).collect() } else { args.ports };
-    anyhow::ensure!(ports.len() == apps.len() * 2, "give two ports per app (--ports CLIENT,FEDERATION,… in the order of --apps)");
     for (i, app) in apps.iter().enumerate() {
-        check_app(app).with_context(|| format!("app {app:?}"))?;
-        // The name goes into the app's certificate, which devices and other relays check.
+        // The name goes into the app's certificate, which devices and other relays check, and
+        // into addresses (name@app).
         let certificate_name = !app.is_empty() && app.len() <= 63 && app.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        anyhow::ensure!(certificate_name, "app {app:?}: an app name is 1 to 63 letters, digits or '-'");
-        anyhow::ensure!(!apps[..i].contains(app), "app {app:?} is named twice");
+        anyhow::ensure!(certificate_name, "--apps: app {app:?}: an app name is 1 to 63 letters, digits or '-'");
+        check_app(app).with_context(|| format!("--apps: app {app:?}"))?;
+        anyhow::ensure!(!apps[..i].contains(app), "--apps: app {app:?} is named twice");
     }
-    // A new CA would make every relay of a working federation refuse the others.
+    let ports = if args.ports.is_empty() { (0..apps.len() as u16 * 2).map(|i| 7001 + i).collect() } else { args.ports };
+    anyhow::ensure!(
+        ports.len() == apps.len() * 2,
+        "--ports: give two ports per app, in the order of --apps (devices, then other relays): {} for {} app(s), not {}",
+        apps.len() * 2,
+        apps.len(),
+        ports.len()
+    );
+    for (i, port) in ports.iter().enumerate() {
+        anyhow::ensure!(*port != 0, "--ports: 0 is no port a relay can be reached on");
+        anyhow::ensure!(!ports[..i].contains(port), "--ports: {port} is given twice");
+    }
+    // A new CA would make every relay of a working federation refuse the others; new files for
+    // an app would part it from them.
     let ca = args.dir.join("ca.pem");
     anyhow::ensure!(!ca.exists(), "{} exists: a federation is set up in {} already (remove the folder to start over)", ca.display(), args.dir.display());
+    for app in &apps {
+        for file in [format!("{app}.pem"), format!("{app}.key"), format!("{app}.toml")] {
+            let path = args.dir.join(file);
+            anyhow::ensure!(!path.exists(), "{} exists: it would be written over (remove it, or choose another --dir)", path.display());
+        }
+    }
     for path in write_federation(&args.dir, &apps, &ports)? {
         println!("{}", path.display());
     }
@@ -54,16 +72,25 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
 
 pub fn run(args: RelayArgs) -> anyhow::Result<()> {
     let config = RelayConfig::load(&args.config)?;
-    check_app(&config.app).with_context(|| format!("{}: app {:?}", args.config.display(), config.app))?;
+    let file = args.config.display();
+    check_app(&config.app).with_context(|| format!("{file}: app {:?}", config.app))?;
+    // Everything that can be checked before taking the ports and the database is: the files
+    // named in the configuration first.
+    let settings = config.settings()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("{file}: creating data_dir {}", config.data_dir.display()))?;
         let (store, state) = RedbStore::open(&config.data_dir.join("relay.redb"))?;
-        let clients = TcpListener::bind(config.client_listen).await.with_context(|| format!("binding {}", config.client_listen))?;
-        let federation =
-            TcpListener::bind(config.federation_listen).await.with_context(|| format!("binding {}", config.federation_listen))?;
+        let bind = |what: &'static str, address| {
+            move |error: std::io::Error| {
+                let hint = if error.kind() == std::io::ErrorKind::AddrInUse { " (is a relay already running on it?)" } else { "" };
+                anyhow::Error::new(error).context(format!("{file}: {what} {address}{hint}"))
+            }
+        };
+        let clients = TcpListener::bind(config.client_listen).await.map_err(bind("client_listen", config.client_listen))?;
+        let federation = TcpListener::bind(config.federation_listen).await.map_err(bind("federation_listen", config.federation_listen))?;
         let contents = Box::new(store.contents());
-        let relay = start(config.settings()?, clients, federation, Box::new(store), contents, state).await?;
+        let relay = start(settings, clients, federation, Box::new(store), contents, state).await?;
         println!("relay {} ready: devices {} (TLS) federation {} (mutual TLS)", relay.app, relay.client_address, relay.federation_address);
         tokio::signal::ctrl_c().await?;
         relay.shutdown().await;

@@ -38,7 +38,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.scenario).with_context(|| format!("reading {}", args.scenario.display()))?;
-    let scenario = Scenario::parse(&text).map_err(|error| anyhow::anyhow!("{}:{}: {}", args.scenario.display(), error.line, error.message))?;
+    let scenario = Scenario::parse(&text).map_err(|error| {
+        let field = error.field.as_deref().map(|field| format!("{field}: ")).unwrap_or_default();
+        anyhow::anyhow!("{}:{}:{}: {field}{}", args.scenario.display(), error.line, error.column, error.message)
+    })?;
     let strategies: Vec<GroupStrategy> = match args.group_strategy.as_deref() {
         None => vec![scenario.group_strategy],
         Some("sender-keys") => vec![GroupStrategy::SenderKeys],

@@ -15,8 +15,11 @@ const NONCE: [u8; 12] = [0; 12];
 
 /// A file sealed for upload: the blob to store, and the key and digest for the pointer.
 pub struct SealedAttachment {
+    /// The file under AES-256-GCM (its length plus a 16-byte tag): what the relay stores.
     pub blob: Vec<u8>,
+    /// The fresh AES-256 key the blob is encrypted under, for the pointer only.
     pub key: [u8; 32],
+    /// SHA-256 of `blob`, checked by [`open`] before it decrypts.
     pub digest: [u8; 32],
 }
 

@@ -52,8 +52,10 @@ pub struct Business {
 /// What one agent did, as this device counted it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AgentAnalytics {
+    /// The agent's name as the roster lists it; empty for a device no longer in the roster (its
+    /// past replies are still counted).
     pub name: String,
-    /// Replies sent.
+    /// Messages its device sent to customers (from this device, or seen in transcripts).
     pub replies: u64,
     /// Conversations it answered first.
     pub first_responses: u64,
@@ -64,13 +66,22 @@ pub struct AgentAnalytics {
 /// A business's analytics, computed on one of its devices from what it decrypted and sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Analytics {
+    /// Customers with a conversation counted (at most [`MAX_CONVERSATIONS`]).
     pub conversations: u64,
+    /// One-to-one messages from customers (users other than this account) this device received.
     pub messages_in: u64,
+    /// Messages the account's agent devices sent to customers, as this device counted them (its
+    /// own, and others' from their transcripts).
     pub messages_out: u64,
-    /// Conversations answered, and the mean and longest time to the first answer.
+    /// Conversations with at least one reply.
     pub answered: u64,
+    /// Mean time from a conversation's opening (its first message here, or a reply seen before
+    /// it) to its first reply, in milliseconds of the endpoint's clock, over the `answered`
+    /// conversations (0 if none).
     pub mean_first_response_ms: u64,
+    /// Longest such time, in milliseconds (0 if none).
     pub max_first_response_ms: u64,
+    /// Assignments that moved a conversation from one agent device to another.
     pub handovers: u64,
     /// By agent device.
     pub agents: BTreeMap<u32, AgentAnalytics>,

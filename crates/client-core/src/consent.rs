@@ -32,18 +32,24 @@ impl Consent {
         Ok(Consent { accepted: accepted.iter().cloned().collect(), blocked: blocked.iter().cloned().collect() })
     }
 
+    /// The users whose messages she accepted (their first messages are no requests), sorted.
     pub fn accepted(&self) -> impl Iterator<Item = &str> {
         self.accepted.iter().map(String::as_str)
     }
 
+    /// The users she blocked, sorted.
     pub fn blocked(&self) -> impl Iterator<Item = &str> {
         self.blocked.iter().map(String::as_str)
     }
 
+    /// Whether she accepted `user` by this very address (another account of the same person
+    /// is not looked at here).
     pub fn is_accepted(&self, user: &str) -> bool {
         self.accepted.contains(user)
     }
 
+    /// Whether she blocked `user` by this very address (another account of the same person is
+    /// not looked at here: see [`crate::Endpoint::is_blocked`]).
     pub fn is_blocked(&self, user: &str) -> bool {
         self.blocked.contains(user)
     }

@@ -7,6 +7,8 @@ use switchboard_session::{PreKeyBundle, ProtocolAddress, Result, VerifiedBundle}
 /// A source of prekey bundles whose signatures hold; each fetch hands out a bundle with a fresh
 /// one-time prekey while any are left.
 pub trait BundleDirectory {
+    /// A bundle for `address`, its signatures checked; a one-time prekey it carries is handed out
+    /// by no other fetch. `None` if no bundle is published for `address`.
     fn fetch_bundle(&mut self, address: &ProtocolAddress) -> Option<VerifiedBundle>;
     /// Whether [`Self::fetch_bundle`] would give a bundle for `address`.
     fn has_bundle(&self, address: &ProtocolAddress) -> bool;

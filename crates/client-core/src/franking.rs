@@ -41,11 +41,17 @@ pub(crate) fn unstamped(commitment: [u8; FRANKING_LEN]) -> Franking {
 /// it is exactly what the recipient's app checks.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Evidence {
+    /// The device that sent the message, as its envelope named it.
     pub sender: ProtocolAddress,
     /// The recipient the stamp names: this user, or the group (`group`).
     pub recipient: String,
+    /// Whether `recipient` is a group's or a channel's id (a message sent under a sender key)
+    /// rather than a user.
     pub group: bool,
+    /// The envelope's franking as the sender's relay stamped it: the commitment, the stamp
+    /// (32 bytes, checked present) and `stamped_at` (seconds since the Unix epoch).
     pub franking: Franking,
+    /// The key, from inside the encryption, that opens `franking`'s commitment to the content.
     pub franking_key: [u8; FRANKING_LEN],
 }
 

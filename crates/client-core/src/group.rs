@@ -34,6 +34,7 @@ impl OrderKey {
         zeroize::Zeroizing::new(self.0.to_bytes())
     }
 
+    /// The public half (an Ed25519 verifying key), as a group's state names it.
     pub fn public(&self) -> [u8; 32] {
         self.0.verifying_key().to_bytes()
     }
@@ -186,6 +187,7 @@ impl Group {
         &self.order_key
     }
 
+    /// The group's id: never empty, at most [`MAX_GROUP_ID_LEN`] bytes.
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -195,6 +197,8 @@ impl Group {
         self.epoch
     }
 
+    /// The member devices (at most [`MAX_GROUP_MEMBERS`], admins among them), in the order the
+    /// group's announcements list them.
     pub fn members(&self) -> &IndexSet<ProtocolAddress> {
         &self.members
     }
@@ -204,6 +208,7 @@ impl Group {
         &self.admins
     }
 
+    /// The suite of the members' sender keys for this group.
     pub fn suite(&self) -> Suite {
         self.suite
     }

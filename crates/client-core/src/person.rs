@@ -42,26 +42,62 @@ const SIGNATURE_LEN: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PersonError {
+    /// The bytes of a record or an invitation are not its protobuf message, or are longer than
+    /// the limit they are read with.
     #[error("the record does not decode: {0}")]
     Decode(#[from] switchboard_wire::DecodeError),
+    /// The message decodes, but a field is wrong (the text names it: a key, a signature's
+    /// length, an account that is not `name@app`, a visibility, …), or the request does not fit
+    /// this device (it already belongs to a person, or to none).
     #[error("the record is malformed: {0}")]
     Malformed(&'static str),
+    /// The person key's signature over the record does not verify.
     #[error("the person key's signature over the record does not verify")]
     BadSignature,
+    /// A device the record lists did not sign the person key and its own address: someone else's
+    /// device, listed as hers.
     #[error("device {device} of {user} did not sign this person key")]
-    BadDeviceSignature { user: String, device: u32 },
+    BadDeviceSignature {
+        /// The account (`name@app`) that lists the device.
+        user: String,
+        /// The device's id in that account.
+        device: u32,
+    },
+    /// A record older than the one held for the same person (a replay, or a relay hiding a
+    /// newer one).
     #[error("version {offered} of this person's record is older than version {held}, already held")]
-    Rollback { offered: u64, held: u64 },
+    Rollback {
+        /// The version of the record refused.
+        offered: u64,
+        /// The version held.
+        held: u64,
+    },
+    /// A record of the version held with other contents (for another person's: accounts that
+    /// neither record contains whole, so neither is a view of the other): two different records
+    /// were signed for one version.
     #[error("version {version} of this person's record was seen with other contents")]
-    Equivocation { version: u64 },
+    Equivocation {
+        /// The version both records claim.
+        version: u64,
+    },
+    /// A change would make her record encode to this many bytes, over [`MAX_OWN_RECORD_LEN`]:
+    /// it is not made.
     #[error("a record of {0} bytes is over the {MAX_OWN_RECORD_LEN} a person's devices exchange")]
     TooLarge(usize),
+    /// Another person's record names users her accounts are shown to, which only her own
+    /// devices' record may.
     #[error("another person's record names who her accounts are shown to")]
     ShownToInAnothersRecord,
+    /// A record lists more than [`MAX_LINKED_ACCOUNTS`] accounts, or linking one more would.
     #[error("a person links at most {MAX_LINKED_ACCOUNTS} accounts")]
     TooManyAccounts,
+    /// The account named (`name@app`) is not one the record lists: a change of an account she
+    /// did not link, a record sent from an account it does not list, or a looked-up record that
+    /// does not name the address asked for.
     #[error("{0} is not one of this person's accounts")]
     NotLinked(String),
+    /// This device holds as many other people's records as it may ([`MAX_PEOPLE`] records, or
+    /// [`MAX_PEOPLE_BYTES`] encoded bytes in all): a new one is not kept.
     #[error("too many people known ({MAX_PEOPLE})")]
     TooManyPeople,
 }
@@ -80,7 +116,9 @@ pub enum Audience<'a> {
 /// One device of a linked account, with its cross-signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkedDevice {
+    /// The device's id in its account (never 0).
     pub device_id: u32,
+    /// The device's identity key, which signed the person key and the device's address.
     pub identity_key: IdentityKey,
     signature: [u8; SIGNATURE_LEN],
 }
@@ -88,8 +126,13 @@ pub struct LinkedDevice {
 /// One linked account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkedAccount {
+    /// The account's address, `name@app`.
     pub user: String,
+    /// Who may see that the account is hers: the public, her contacts, or the users in
+    /// `shown_to` (never `Unspecified` in a verified record).
     pub visibility: Visibility,
+    /// The account's devices she lists, each cross-signed: one to
+    /// `switchboard_wire::limits::MAX_DEVICES_PER_USER`, no id twice.
     pub devices: Vec<LinkedDevice>,
     /// For [`Visibility::Chosen`]: who may see it (only in her own devices' record).
     pub shown_to: Vec<String>,
@@ -178,14 +221,19 @@ impl PersonRecord {
         &self.person_key
     }
 
+    /// The record's version: one more at every change she signs; of two records of one person
+    /// a device keeps the higher.
     pub fn version(&self) -> u64 {
         self.version
     }
 
+    /// The accounts the record shows (every one in her own devices' record; those its audience
+    /// may see in a view), in the order she linked them.
     pub fn accounts(&self) -> &[LinkedAccount] {
         &self.accounts
     }
 
+    /// The account `user` (`name@app`), if the record shows it.
     pub fn account(&self, user: &str) -> Option<&LinkedAccount> {
         self.accounts.iter().find(|account| account.user == user)
     }
@@ -409,6 +457,7 @@ impl Person {
         &self.record
     }
 
+    /// Her person key's public half, which signs every record of hers.
     pub fn person_key(&self) -> &IdentityKey {
         self.record.person_key()
     }
@@ -629,10 +678,12 @@ impl People {
         Ok(people)
     }
 
+    /// How many people's records are held (at most [`MAX_PEOPLE`]).
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
+    /// Whether no one's record is held.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }

@@ -38,8 +38,13 @@ pub type DeviceId = usize;
 /// What a device has written durably: what its driver's database would hold.
 #[derive(Clone, Default)]
 pub struct Disk {
+    /// The last snapshot written ([`Endpoint::snapshot`], encoded); `None` until a persist
+    /// first reports the device changed.
     pub snapshot: Option<Vec<u8>>,
+    /// The dedupe window: each processed envelope's key ([`SeenKey::to_bytes`]) with a counter
+    /// that orders the keys as written (a restore hands them over oldest first).
     pub seen: BTreeMap<[u8; 16], u64>,
+    /// The outbox: each entry's sequence number with the frame [`Endpoint::outbox_frame`] gave.
     pub outbox: BTreeMap<u64, Vec<u8>>,
     counter: u64,
 }
@@ -80,7 +85,9 @@ impl Disk {
 
 /// One device under the harness.
 pub struct DeviceNode {
+    /// The device's endpoint; [`Harness::crash`] replaces it with one restored from `disk`.
     pub endpoint: Endpoint,
+    /// The app of the device's user (`name@app`): the relay it connects to.
     pub app: String,
     config: EndpointConfig,
     conn: Option<ConnId>,
@@ -90,6 +97,8 @@ pub struct DeviceNode {
     pub hold_persistence: bool,
     /// While set, frames to this device are kept in `held` instead of delivered.
     pub hold_frames: bool,
+    /// The frames kept while `hold_frames` was set (encoded `ServerFrame`s), in arrival order,
+    /// until [`Harness::release_held`] hands them over.
     pub held: Vec<Vec<u8>>,
     /// Every event the endpoint reported.
     pub events: Vec<Event>,
@@ -153,11 +162,14 @@ enum Step {
 
 /// The harness: relays, devices and the clock.
 pub struct Harness {
+    /// The virtual clock, since the harness was made: every input carries it, and it only moves
+    /// forward (as time is advanced and timers fire).
     pub now: Duration,
     rng: StdRng,
     relays: BTreeMap<String, RelayNode>,
     /// (app, conn) → the other end of a federation link.
     links: BTreeMap<(String, ConnId), (String, ConnId)>,
+    /// Every device added, indexed by its [`DeviceId`].
     pub devices: Vec<DeviceNode>,
     /// Client connection → device.
     conns: BTreeMap<ConnId, DeviceId>,
@@ -223,6 +235,7 @@ impl Harness {
         }
     }
 
+    /// Links `a` and `b` again after [`Self::cut`]: one link dialed by each.
     pub fn restore(&mut self, a: &str, b: &str) {
         self.link(a, b);
         self.link(b, a);
@@ -243,6 +256,8 @@ impl Harness {
         self.add_device_with(user, device_id, config)
     }
 
+    /// Like [`Self::add_device`], with `config` as given: its `storage` decides whether the
+    /// device gets a disk.
     pub fn add_device_with(&mut self, user: &str, device_id: u32, config: EndpointConfig) -> DeviceId {
         let app = switchboard_wire::address::UserAddress::split(user).expect("name@app").1.to_owned();
         let endpoint = Endpoint::new(ProtocolAddress::new(user, device_id), None, config, &mut self.rng);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use switchboard_peer::protocol::{from_hex, printable};
+use switchboard_peer::protocol::printable;
 use switchboard_peer::{Backend, Bundle, ErrorKind, Hello, MessageType, PeerError};
 
 use crate::{Error, MessageKind, Party};
@@ -83,12 +83,12 @@ impl Backend for CBackend {
             suite: SUITE.into(),
             registration_id: bundle.registration_id,
             device_id: bundle.device_id,
-            identity_key: hex::encode(&bundle.identity_key),
+            identity_key: bundle.identity_key.into(),
             signed_prekey_id: bundle.signed_prekey_id,
-            signed_prekey: hex::encode(&bundle.signed_prekey),
-            signed_prekey_signature: hex::encode(&bundle.signed_prekey_signature),
+            signed_prekey: bundle.signed_prekey.into(),
+            signed_prekey_signature: bundle.signed_prekey_signature.into(),
             prekey_id: bundle.prekey_id,
-            prekey: bundle.prekey.map(hex::encode),
+            prekey: bundle.prekey.map(Into::into),
             suites: None,
             suites_signature: None,
             kyber_prekey_id: None,
@@ -102,12 +102,12 @@ impl Backend for CBackend {
         let c_bundle = crate::Bundle {
             registration_id: bundle.registration_id,
             device_id: bundle.device_id,
-            identity_key: from_hex("identity_key", &bundle.identity_key)?,
+            identity_key: bundle.identity_key.0.clone(),
             signed_prekey_id: bundle.signed_prekey_id,
-            signed_prekey: from_hex("signed_prekey", &bundle.signed_prekey)?,
-            signed_prekey_signature: from_hex("signed_prekey_signature", &bundle.signed_prekey_signature)?,
+            signed_prekey: bundle.signed_prekey.0.clone(),
+            signed_prekey_signature: bundle.signed_prekey_signature.0.clone(),
             prekey_id: bundle.prekey_id,
-            prekey: bundle.prekey.as_deref().map(|key| from_hex("prekey", key)).transpose()?,
+            prekey: bundle.prekey.as_ref().map(|key| key.0.clone()),
         };
         self.party(party)?.process_bundle(peer, REMOTE_DEVICE_ID, &c_bundle).map_err(peer_error)
     }

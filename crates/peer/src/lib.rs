@@ -1,10 +1,11 @@
-//! The peer protocol of `../shared/PEER_PROTOCOL.md`: one implementation of Signal-style sessions
+//! The peer protocol (`docs/PEER_PROTOCOL.md`): one implementation of Signal-style sessions
 //! driven from outside through JSON lines on standard input and output, so that a conformance
 //! runner can hold any two implementations against each other.
 //!
-//! - [`protocol`]: the requests, responses, error kinds and bundles, as JSON.
-//! - [`serve`]: the loop every peer runs — bounded line reading, dispatch to a [`Backend`], one
-//!   answer per request, whatever the request.
+//! - [`protocol`]: the one typed definition of the wire — requests, responses, error kinds,
+//!   bundles and `hello`.
+//! - [`serve`]: the loop every peer of this workspace runs — bounded line reading, dispatch to a
+//!   [`Backend`], one answer per request, whatever the request.
 //! - [`switchboard`]: the backend over this project's sessions and sender keys.
 //! - [`conformance`]: the runner that plays randomized, seeded conversations between two peers.
 
@@ -13,5 +14,5 @@ pub mod protocol;
 pub mod serve;
 pub mod switchboard;
 
-pub use protocol::{Bundle, ErrorKind, Hello, MessageType, PeerError};
+pub use protocol::{Bundle, ErrorKind, Hello, Hex, MessageType, PeerError, Reply, Request, Response};
 pub use serve::{Backend, serve};

@@ -1,44 +1,65 @@
 //! The loop every peer runs: read a line, answer it, repeat until end of input. No request can
 //! stop it: a line too long is skipped to its end and refused, bad JSON or missing fields get
 //! `bad_request`, an unknown op `unsupported`, and even a bug that panics in a backend is caught
-//! and answered.
+//! and answered. Requests and responses are the typed ones of [`crate::protocol`].
 
 use std::io::{BufRead, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use crate::protocol::{Bundle, ErrorKind, Hello, MessageType, PeerError, from_hex};
+use crate::protocol::{Bundle, ErrorKind, Hello, MessageType, PeerError, Reply, Request, Response};
 
 /// The longest request line accepted (bytes, newline excluded). Room for 1 MiB messages in hex.
 pub const MAX_LINE_LEN: usize = 4 * 1024 * 1024;
 
+/// The detail of the answer to a request that made the backend panic. The conformance runner
+/// counts an answer with this detail as a crash, not a refusal.
+pub const INTERNAL_ERROR: &str = "internal error while handling the request";
+
 type Result<T> = std::result::Result<T, PeerError>;
 
-/// One implementation of the session protocol, as the peer protocol drives it. Party, peer,
-/// group and sender names are the strings of the requests.
+/// One implementation of the session protocol, as the peer protocol drives it: one method per
+/// op, each returning what the reply carries. Party, peer, group and sender names are the
+/// strings of the requests; binary values arrive decoded from hex.
 pub trait Backend {
+    /// Answers `hello`.
     fn hello(&self) -> Hello;
+    /// `create`: a new party with fresh keys and `prekeys` one-time prekeys (ids 1 to `prekeys`).
     fn create(&mut self, party: &str, registration_id: u32, device_id: u32, prekeys: u32) -> Result<()>;
+    /// `bundle`: `party`'s bundle for `suite`, handing out its next unused one-time prekey.
     fn bundle(&mut self, party: &str, suite: &str) -> Result<Bundle>;
+    /// `process_bundle`: `party` starts a session with `peer` from `peer`'s bundle.
     fn process_bundle(&mut self, party: &str, peer: &str, bundle: &Bundle) -> Result<()>;
+    /// `encrypt`: `party` encrypts to `peer`; the kind of message written and its bytes.
     fn encrypt(&mut self, party: &str, peer: &str, plaintext: &[u8]) -> Result<(MessageType, Vec<u8>)>;
+    /// `decrypt`: `party` decrypts a message from `peer`. A failure leaves the party as it was.
     fn decrypt(&mut self, party: &str, peer: &str, kind: MessageType, ciphertext: &[u8]) -> Result<Vec<u8>>;
+    /// `group_distribution`: `party`'s distribution message for `group`, creating its sender key
+    /// if it has none.
     fn group_distribution(&mut self, party: &str, group: &str) -> Result<Vec<u8>>;
+    /// `group_process`: `party` takes `sender`'s distribution message for `group`.
     fn group_process(&mut self, party: &str, group: &str, sender: &str, distribution: &[u8]) -> Result<()>;
+    /// `group_encrypt`: `party` encrypts to `group` under its sender key.
     fn group_encrypt(&mut self, party: &str, group: &str, plaintext: &[u8]) -> Result<Vec<u8>>;
+    /// `group_decrypt`: `party` decrypts `sender`'s message to `group`. A failure leaves the
+    /// party as it was.
     fn group_decrypt(&mut self, party: &str, group: &str, sender: &str, ciphertext: &[u8]) -> Result<Vec<u8>>;
+    /// `group_rotate`: `party` replaces its sender key for `group`; the new distribution message.
     fn group_rotate(&mut self, party: &str, group: &str) -> Result<Vec<u8>>;
 }
 
-/// Serves requests from `input` until it ends, writing one response line per request to `output`.
+/// Serves requests from `input` until it ends, writing one response line per request to `output`
+/// (blank lines are skipped without an answer).
 pub fn serve(backend: &mut dyn Backend, input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
     let mut lines = BoundedLines { input, max: MAX_LINE_LEN };
     while let Some(line) = lines.next_line()? {
         let response = match line {
-            Line::TooLong(len) => failure(&PeerError::bad_request(format!("request line longer than {MAX_LINE_LEN} bytes ({len})"))),
+            Line::TooLong(len) => {
+                Response::Err(PeerError::bad_request(format!("request line longer than {MAX_LINE_LEN} bytes ({len})")))
+            }
             Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => continue,
-            Line::Complete(bytes) => answer(backend, &bytes),
+            Line::Complete(bytes) => respond(backend, &bytes),
         };
         serde_json::to_writer(&mut output, &response)?;
         output.write_all(b"\n")?;
@@ -48,128 +69,62 @@ pub fn serve(backend: &mut dyn Backend, input: impl BufRead, mut output: impl Wr
 }
 
 /// The response to one request line.
-pub fn answer(backend: &mut dyn Backend, line: &[u8]) -> Value {
-    let request = match serde_json::from_slice::<Value>(line) {
-        Ok(Value::Object(request)) => request,
-        Ok(_) => return failure(&PeerError::bad_request("a request is a JSON object")),
-        Err(e) => return failure(&PeerError::bad_request(format!("not JSON: {e}"))),
+pub fn respond(backend: &mut dyn Backend, line: &[u8]) -> Response {
+    let request = match Request::parse(line) {
+        Ok(request) => request,
+        Err(error) => return Response::Err(error),
     };
-    match catch_unwind(AssertUnwindSafe(|| dispatch(backend, &request))) {
-        Ok(Ok(mut fields)) => {
-            fields.insert("ok".into(), Value::Bool(true));
-            Value::Object(fields)
-        }
-        Ok(Err(error)) => failure(&error),
+    match catch_unwind(AssertUnwindSafe(|| dispatch(backend, request))) {
+        Ok(result) => result.into(),
         Err(_) => {
             tracing::error!("a request made the backend panic");
-            failure(&PeerError::new(ErrorKind::InvalidMessage, "internal error while handling the request"))
+            Response::Err(PeerError::new(ErrorKind::InvalidMessage, INTERNAL_ERROR))
         }
     }
 }
 
-fn failure(error: &PeerError) -> Value {
-    json!({ "ok": false, "error": error.kind.name(), "detail": error.detail })
+/// The response to one request line, as a JSON value (what [`serve`] writes for that line).
+pub fn answer(backend: &mut dyn Backend, line: &[u8]) -> Value {
+    serde_json::to_value(respond(backend, line)).expect("a response always serializes")
 }
 
-fn dispatch(backend: &mut dyn Backend, request: &Map<String, Value>) -> Result<Map<String, Value>> {
-    let op = string(request, "op")?;
-    let ok = Map::new;
-    let with = |key: &str, value: Value| {
-        let mut map = Map::new();
-        map.insert(key.into(), value);
-        map
-    };
-    match op {
-        "hello" => match serde_json::to_value(backend.hello()) {
-            Ok(Value::Object(fields)) => Ok(fields),
-            _ => Err(PeerError::bad_request("hello could not be written")),
-        },
-        "create" => {
-            backend.create(
-                string(request, "party")?,
-                number(request, "registration_id")?,
-                number(request, "device_id")?,
-                number(request, "prekeys")?,
-            )?;
-            Ok(ok())
+/// Hands one request to the backend.
+pub fn dispatch(backend: &mut dyn Backend, request: Request) -> Result<Reply> {
+    Ok(match request {
+        Request::Hello => Reply::Hello(backend.hello()),
+        Request::Create { party, registration_id, device_id, prekeys } => {
+            backend.create(&party, registration_id, device_id, prekeys)?;
+            Reply::Done
         }
-        "bundle" => {
-            let bundle = backend.bundle(string(request, "party")?, string(request, "suite")?)?;
-            let value = serde_json::to_value(bundle).map_err(|e| PeerError::bad_request(e.to_string()))?;
-            Ok(with("bundle", value))
+        Request::Bundle { party, suite } => Reply::Bundle { bundle: backend.bundle(&party, &suite)? },
+        Request::ProcessBundle { party, peer, bundle } => {
+            backend.process_bundle(&party, &peer, &bundle)?;
+            Reply::Done
         }
-        "process_bundle" => {
-            let bundle: Bundle = serde_json::from_value(field(request, "bundle")?.clone())
-                .map_err(|e| PeerError::bad_request(format!("field bundle: {e}")))?;
-            backend.process_bundle(string(request, "party")?, string(request, "peer")?, &bundle)?;
-            Ok(ok())
+        Request::Encrypt { party, peer, plaintext } => {
+            let (kind, ciphertext) = backend.encrypt(&party, &peer, plaintext.as_bytes())?;
+            Reply::Encrypted { kind, ciphertext: ciphertext.into() }
         }
-        "encrypt" => {
-            let (kind, ciphertext) =
-                backend.encrypt(string(request, "party")?, string(request, "peer")?, &bytes(request, "plaintext")?)?;
-            let mut fields = with("ciphertext", Value::String(hex::encode(ciphertext)));
-            fields.insert("type".into(), serde_json::to_value(kind).expect("a unit variant serializes"));
-            Ok(fields)
+        Request::Decrypt { party, peer, kind, ciphertext } => {
+            Reply::Plaintext { plaintext: backend.decrypt(&party, &peer, kind, ciphertext.as_bytes())?.into() }
         }
-        "decrypt" => {
-            let kind: MessageType = serde_json::from_value(field(request, "type")?.clone())
-                .map_err(|_| PeerError::bad_request("field type: \"prekey\" or \"signal\""))?;
-            let plaintext =
-                backend.decrypt(string(request, "party")?, string(request, "peer")?, kind, &bytes(request, "ciphertext")?)?;
-            Ok(with("plaintext", Value::String(hex::encode(plaintext))))
+        Request::GroupDistribution { party, group } => {
+            Reply::Distribution { distribution: backend.group_distribution(&party, &group)?.into() }
         }
-        "group_distribution" => {
-            let distribution = backend.group_distribution(string(request, "party")?, string(request, "group")?)?;
-            Ok(with("distribution", Value::String(hex::encode(distribution))))
+        Request::GroupProcess { party, group, sender, distribution } => {
+            backend.group_process(&party, &group, &sender, distribution.as_bytes())?;
+            Reply::Done
         }
-        "group_process" => {
-            backend.group_process(
-                string(request, "party")?,
-                string(request, "group")?,
-                string(request, "sender")?,
-                &bytes(request, "distribution")?,
-            )?;
-            Ok(ok())
+        Request::GroupEncrypt { party, group, plaintext } => {
+            Reply::GroupCiphertext { ciphertext: backend.group_encrypt(&party, &group, plaintext.as_bytes())?.into() }
         }
-        "group_encrypt" => {
-            let ciphertext =
-                backend.group_encrypt(string(request, "party")?, string(request, "group")?, &bytes(request, "plaintext")?)?;
-            Ok(with("ciphertext", Value::String(hex::encode(ciphertext))))
+        Request::GroupDecrypt { party, group, sender, ciphertext } => {
+            Reply::Plaintext { plaintext: backend.group_decrypt(&party, &group, &sender, ciphertext.as_bytes())?.into() }
         }
-        "group_decrypt" => {
-            let plaintext = backend.group_decrypt(
-                string(request, "party")?,
-                string(request, "group")?,
-                string(request, "sender")?,
-                &bytes(request, "ciphertext")?,
-            )?;
-            Ok(with("plaintext", Value::String(hex::encode(plaintext))))
+        Request::GroupRotate { party, group } => {
+            Reply::Distribution { distribution: backend.group_rotate(&party, &group)?.into() }
         }
-        "group_rotate" => {
-            let distribution = backend.group_rotate(string(request, "party")?, string(request, "group")?)?;
-            Ok(with("distribution", Value::String(hex::encode(distribution))))
-        }
-        other => Err(PeerError::unsupported(format!("unknown op {}", crate::protocol::printable(other)))),
-    }
-}
-
-fn field<'a>(request: &'a Map<String, Value>, name: &str) -> Result<&'a Value> {
-    request.get(name).ok_or_else(|| PeerError::bad_request(format!("missing field {name}")))
-}
-
-fn string<'a>(request: &'a Map<String, Value>, name: &str) -> Result<&'a str> {
-    field(request, name)?.as_str().ok_or_else(|| PeerError::bad_request(format!("field {name} must be a string")))
-}
-
-fn number(request: &Map<String, Value>, name: &str) -> Result<u32> {
-    field(request, name)?
-        .as_u64()
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| PeerError::bad_request(format!("field {name} must be an integer from 0 to 2^32-1")))
-}
-
-fn bytes(request: &Map<String, Value>, name: &str) -> Result<Vec<u8>> {
-    from_hex(name, string(request, name)?)
+    })
 }
 
 enum Line {

@@ -13,7 +13,7 @@ use switchboard_session::{
 };
 use switchboard_wire::Message;
 
-use crate::protocol::{Bundle, ErrorKind, Hello, MessageType, PeerError, from_hex, printable};
+use crate::protocol::{Bundle, ErrorKind, Hello, Hex, MessageType, PeerError, printable};
 use crate::serve::Backend;
 
 /// Parties one peer holds at most.
@@ -125,8 +125,8 @@ fn session_error(error: Error) -> PeerError {
     PeerError::new(error_kind(&error), error.to_string())
 }
 
-fn key(field: &str, hex: &str) -> Result<PublicKey, PeerError> {
-    PublicKey::from_bytes(&from_hex(field, hex)?).map_err(|e| PeerError::new(ErrorKind::InvalidKey, format!("field {field}: {e}")))
+fn key(field: &str, bytes: &Hex) -> Result<PublicKey, PeerError> {
+    PublicKey::from_bytes(bytes.as_bytes()).map_err(|e| PeerError::new(ErrorKind::InvalidKey, format!("field {field}: {e}")))
 }
 
 fn bundle_from_json(bundle: &Bundle) -> Result<PreKeyBundle, PeerError> {
@@ -137,7 +137,7 @@ fn bundle_from_json(bundle: &Bundle) -> Result<PreKeyBundle, PeerError> {
     };
     let suites = match (&bundle.suites, &bundle.suites_signature) {
         (Some(names), Some(signature)) => {
-            Some(SignedSuites { names: names.clone(), signature: from_hex("suites_signature", signature)? })
+            Some(SignedSuites { names: names.clone(), signature: signature.0.clone() })
         }
         _ => None,
     };
@@ -145,9 +145,9 @@ fn bundle_from_json(bundle: &Bundle) -> Result<PreKeyBundle, PeerError> {
         (None, None, None) => Vec::new(),
         (Some(id), Some(key), Some(signature)) => vec![SignedKemPreKey {
             id,
-            key: KemPublicKey::from_bytes(&from_hex("kyber_prekey", key)?)
+            key: KemPublicKey::from_bytes(key.as_bytes())
                 .map_err(|e| PeerError::new(ErrorKind::InvalidKey, format!("field kyber_prekey: {e}")))?,
-            signature: from_hex("kyber_prekey_signature", signature)?,
+            signature: signature.0.clone(),
         }],
         _ => return Err(PeerError::bad_request("kyber_prekey_id, kyber_prekey and kyber_prekey_signature come together")),
     };
@@ -157,7 +157,7 @@ fn bundle_from_json(bundle: &Bundle) -> Result<PreKeyBundle, PeerError> {
         identity_key: key("identity_key", &bundle.identity_key)?,
         signed_prekey_id: bundle.signed_prekey_id,
         signed_prekey: key("signed_prekey", &bundle.signed_prekey)?,
-        signed_prekey_signature: from_hex("signed_prekey_signature", &bundle.signed_prekey_signature)?,
+        signed_prekey_signature: bundle.signed_prekey_signature.0.clone(),
         prekey,
         suites,
         kem_prekeys,
@@ -244,17 +244,17 @@ impl Backend for SwitchboardBackend {
             suite: suite.name().to_owned(),
             registration_id: party.registration_id,
             device_id: party.device_id,
-            identity_key: hex::encode(identity.identity_key().serialize()),
+            identity_key: identity.identity_key().serialize().to_vec().into(),
             signed_prekey_id: signed.id,
-            signed_prekey: hex::encode(signed.key_pair.public.serialize()),
-            signed_prekey_signature: hex::encode(signed.signature),
+            signed_prekey: signed.key_pair.public.serialize().to_vec().into(),
+            signed_prekey_signature: signed.signature.to_vec().into(),
             prekey_id: prekey.map(|(id, _)| id),
-            prekey: prekey.map(|(_, key)| hex::encode(key.serialize())),
+            prekey: prekey.map(|(_, key)| key.serialize().to_vec().into()),
             suites: Some(suites.names),
-            suites_signature: Some(hex::encode(&suites.signature)),
+            suites_signature: Some(suites.signature.clone().into()),
             kyber_prekey_id: kem_prekey.as_ref().map(|prekey| prekey.id),
-            kyber_prekey: kem_prekey.as_ref().map(|prekey| hex::encode(prekey.key.serialize())),
-            kyber_prekey_signature: kem_prekey.as_ref().map(|prekey| hex::encode(&prekey.signature)),
+            kyber_prekey: kem_prekey.as_ref().map(|prekey| prekey.key.serialize().to_vec().into()),
+            kyber_prekey_signature: kem_prekey.as_ref().map(|prekey| prekey.signature.clone().into()),
         })
     }
 

@@ -21,22 +21,28 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use rustls::pki_types::pem::PemObject;
-
-use crate::server::tls::{Pki, TlsIdentity, certificate_der};
+use crate::server::tls::{Pki, TlsError, TlsIdentity, certificate_der, check_issued, device_server_config, private_key_der};
 use crate::server::{Peer, RelaySettings};
 
 /// What a configuration file says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayConfig {
+    /// The app this relay serves: the name its certificate carries.
     pub app: String,
+    /// Where devices connect (TLS).
     pub client_listen: SocketAddr,
+    /// Where other apps' relays connect (mutual TLS).
     pub federation_listen: SocketAddr,
+    /// The folder of its database (`relay.redb`), created if missing.
     pub data_dir: PathBuf,
+    /// Its certificate (PEM), issued by the CA for `app`.
     pub certificate: PathBuf,
+    /// The certificate's private key (PEM).
     pub private_key: PathBuf,
+    /// The federation's CA (PEM).
     pub ca_certificate: PathBuf,
+    /// The other apps' relays.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
 }
@@ -45,36 +51,108 @@ pub struct RelayConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
+    /// Its app.
     pub app: String,
+    /// Its federation listener.
     pub address: SocketAddr,
+    /// Its certificate (PEM): the only one accepted as that app.
     pub certificate: PathBuf,
 }
 
-/// Why a configuration could not be used.
+/// Why a configuration could not be used. Each names its file and keeps the error underneath as
+/// its source.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
-    #[error("reading {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
-    #[error("{path}: {error}")]
-    Parse { path: PathBuf, error: String },
-    #[error("writing {path}: {error}")]
-    Write { path: PathBuf, error: std::io::Error },
+    /// A file could not be read.
+    #[error("reading {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML of this shape.
+    #[error("{}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A file could not be written (or a folder made).
+    #[error("writing {}", path.display())]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A certificate, key or CA file holds nothing usable.
+    #[error("{}", path.display())]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: TlsError,
+    },
+    /// The private key is not the certificate's.
+    #[error("{} is not the private key of {}", key.display(), certificate.display())]
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        certificate: PathBuf,
+        /// What TLS said.
+        #[source]
+        source: TlsError,
+    },
+    /// A certificate was not issued by the configured CA for its app: other relays and devices
+    /// would refuse it (a CA written again by `switchboard setup`, say, or a file of another
+    /// federation).
+    #[error("{} was not issued by {} for app {app:?}", certificate.display(), ca.display())]
+    NotIssued {
+        /// The certificate file.
+        certificate: PathBuf,
+        /// The CA file.
+        ca: PathBuf,
+        /// The app it should be for.
+        app: String,
+        /// What the check found.
+        #[source]
+        source: TlsError,
+    },
+    /// The federation's certificates could not be made.
+    #[error("making the federation's certificates")]
+    Generate(#[source] TlsError),
+    /// A configuration could not be written as TOML.
+    #[error("{}", path.display())]
+    Serialize {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: toml::ser::Error,
+    },
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), ConfigError> {
-    std::fs::write(path, contents).map_err(|error| ConfigError::Write { path: path.to_owned(), error })
+    std::fs::write(path, contents).map_err(|source| ConfigError::Write { path: path.to_owned(), source })
 }
 
 impl RelayConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<RelayConfig, ConfigError> {
         let text = read(path)?;
-        let mut config: RelayConfig =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), error: e.to_string() })?;
+        let mut config: RelayConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -91,27 +169,46 @@ impl RelayConfig {
         Ok(config)
     }
 
-    /// The settings to start a relay with (reading the certificates and key).
-    /// Each certificate is checked to hold one, so that an error names its file.
+    /// The settings to start a relay with, the certificates and key read and checked as the
+    /// relay and its peers will use them, so that an error names its file: each holds what it
+    /// should, the key is the certificate's, and the CA issued the relay's certificate and each
+    /// peer's for its app.
     pub fn settings(&self) -> Result<RelaySettings, ConfigError> {
+        let tls_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ConfigError::Tls { path, source }
+        };
         let certificate = |path: &Path| {
             let pem = read(path)?;
-            certificate_der(&pem).map_err(|e| ConfigError::Parse { path: path.to_owned(), error: e.to_string() })?;
+            certificate_der(&pem).map_err(tls_error(path))?;
             Ok::<_, ConfigError>(pem)
         };
         let private_key = read(&self.private_key)?;
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(private_key.as_bytes())
-            .map_err(|e| ConfigError::Parse { path: self.private_key.clone(), error: format!("no private key: {e}") })?;
+        private_key_der(&private_key).map_err(tls_error(&self.private_key))?;
         let tls = TlsIdentity {
             certificate: certificate(&self.certificate)?,
             private_key,
             ca_certificate: certificate(&self.ca_certificate)?,
         };
-        let peers = self
-            .peers
-            .iter()
-            .map(|peer| Ok(Peer { app: peer.app.clone(), address: peer.address, certificate: certificate(&peer.certificate)? }))
-            .collect::<Result<_, ConfigError>>()?;
+        device_server_config(&tls).map_err(|source| match source {
+            TlsError::KeyMismatch(_) => {
+                ConfigError::KeyMismatch { key: self.private_key.clone(), certificate: self.certificate.clone(), source }
+            }
+            source => ConfigError::Tls { path: self.private_key.clone(), source },
+        })?;
+        let issued = |pem: &str, path: &Path, app: &str| {
+            check_issued(pem, &tls.ca_certificate, app).map_err(|source| match source {
+                TlsError::Anchor(_) => ConfigError::Tls { path: self.ca_certificate.clone(), source },
+                source => ConfigError::NotIssued { certificate: path.to_owned(), ca: self.ca_certificate.clone(), app: app.to_owned(), source },
+            })
+        };
+        issued(&tls.certificate, &self.certificate, &self.app)?;
+        let mut peers = Vec::new();
+        for peer in &self.peers {
+            let pem = certificate(&peer.certificate)?;
+            issued(&pem, &peer.certificate, &peer.app)?;
+            peers.push(Peer { app: peer.app.clone(), address: peer.address, certificate: pem });
+        }
         Ok(RelaySettings { app: self.app.clone(), tls, peers, seed: None, tap: None, rate_limits: Default::default() })
     }
 }
@@ -121,8 +218,8 @@ impl RelayConfig {
 /// `ports[2i]` and for other relays on `ports[2i + 1]` of 127.0.0.1.
 pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16]) -> Result<Vec<PathBuf>, ConfigError> {
     assert_eq!(ports.len(), apps.len() * 2, "two ports per app");
-    let pki = Pki::generate(apps).map_err(|e| ConfigError::Parse { path: dir.to_owned(), error: e.to_string() })?;
-    std::fs::create_dir_all(dir).map_err(|error| ConfigError::Write { path: dir.to_owned(), error })?;
+    let pki = Pki::generate(apps).map_err(ConfigError::Generate)?;
+    std::fs::create_dir_all(dir).map_err(|source| ConfigError::Write { path: dir.to_owned(), source })?;
     write(&dir.join("ca.pem"), &pki.ca_certificate)?;
     let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let mut written = Vec::new();
@@ -136,7 +233,7 @@ pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16]) -> Result<Vec<
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|error| ConfigError::Write { path: key_path.clone(), error })?;
+                .map_err(|source| ConfigError::Write { path: key_path.clone(), source })?;
         }
         let config = RelayConfig {
             app: app.to_string(),
@@ -158,7 +255,7 @@ pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16]) -> Result<Vec<
                 .collect(),
         };
         let path = dir.join(format!("{app}.toml"));
-        let text = toml::to_string(&config).map_err(|e| ConfigError::Parse { path: path.clone(), error: e.to_string() })?;
+        let text = toml::to_string(&config).map_err(|source| ConfigError::Serialize { path: path.clone(), source })?;
         write(&path, &text)?;
         written.push(path);
     }

@@ -7,22 +7,44 @@ use std::path::Path;
 
 use tokio::net::TcpListener;
 
-use crate::server::tls::{Pki, TlsIdentity};
 use crate::core::RateLimits;
+use crate::server::tls::{Pki, TlsError, TlsIdentity};
 use crate::server::{Peer, RelayHandle, RelaySettings, Tap, start};
-use crate::storage::RedbStore;
+use crate::storage::{OpenError, RedbStore};
 
-/// Why the federation could not start.
+/// Why the local federation could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("starting the local federation: {0}")]
-pub struct StartError(pub String);
-
-fn failed(error: impl std::fmt::Display) -> StartError {
-    StartError(error.to_string())
+#[non_exhaustive]
+pub enum StartError {
+    /// Its CA and certificates could not be made.
+    #[error("making the local federation's certificates")]
+    Certificates(#[source] TlsError),
+    /// A loopback port could not be bound.
+    #[error("binding a port on 127.0.0.1")]
+    Bind(#[source] std::io::Error),
+    /// An app's database could not be opened.
+    #[error("opening the database of {app}'s relay")]
+    Store {
+        /// The app.
+        app: String,
+        /// Why.
+        #[source]
+        source: OpenError,
+    },
+    /// An app's relay could not start.
+    #[error("starting {app}'s relay")]
+    Relay {
+        /// The app.
+        app: String,
+        /// Why.
+        #[source]
+        source: crate::server::StartError,
+    },
 }
 
 /// Relays for `apps`, their databases under `dir` (`dir/<app>.redb`), reopened if they exist.
 pub struct LocalFederation {
+    /// The relays, in the order of the apps.
     pub relays: Vec<RelayHandle>,
     /// Every frame each relay handled, by app (see [`crate::server::Tap`]).
     pub taps: Vec<(String, Tap)>,
@@ -32,6 +54,8 @@ pub struct LocalFederation {
 }
 
 impl LocalFederation {
+    /// Starts a relay for each of `apps` on loopback ports, with a fresh CA, default rate limits
+    /// and the databases under `dir`.
     pub async fn start(apps: &[&str], dir: &Path) -> Result<LocalFederation, StartError> {
         LocalFederation::start_with_rate_limits(apps, dir, RateLimits::default()).await
     }
@@ -39,16 +63,16 @@ impl LocalFederation {
     /// Like [`Self::start`], with other rate limits: a benchmark registers thousands of devices
     /// from one address.
     pub async fn start_with_rate_limits(apps: &[&str], dir: &Path, rate_limits: RateLimits) -> Result<LocalFederation, StartError> {
-        let pki = Pki::generate(apps).map_err(failed)?;
+        let pki = Pki::generate(apps).map_err(StartError::Certificates)?;
         let mut listeners = Vec::new();
         for app in apps {
-            let client = TcpListener::bind("127.0.0.1:0").await.map_err(failed)?;
-            let federation = TcpListener::bind("127.0.0.1:0").await.map_err(failed)?;
+            let client = TcpListener::bind("127.0.0.1:0").await.map_err(StartError::Bind)?;
+            let federation = TcpListener::bind("127.0.0.1:0").await.map_err(StartError::Bind)?;
             listeners.push((app.to_string(), client, federation));
         }
         let federation_addresses: Vec<(String, SocketAddr)> = listeners
             .iter()
-            .map(|(app, _, federation)| Ok((app.clone(), federation.local_addr().map_err(failed)?)))
+            .map(|(app, _, federation)| Ok((app.clone(), federation.local_addr().map_err(StartError::Bind)?)))
             .collect::<Result<_, StartError>>()?;
         let mut federation = LocalFederation { relays: Vec::new(), taps: Vec::new(), pki, federation_addresses, rate_limits };
         for (app, client, listener) in listeners {
@@ -83,9 +107,9 @@ impl LocalFederation {
             tap: Some(tap),
             rate_limits: self.rate_limits,
         };
-        let (store, state) = RedbStore::open(&dir.join(format!("{app}.redb"))).map_err(failed)?;
+        let (store, state) = RedbStore::open(&dir.join(format!("{app}.redb"))).map_err(|source| StartError::Store { app: app.to_owned(), source })?;
         let contents = Box::new(store.contents());
-        start(settings, client, federation, Box::new(store), contents, state).await.map_err(failed)
+        start(settings, client, federation, Box::new(store), contents, state).await.map_err(|source| StartError::Relay { app: app.to_owned(), source })
     }
 
     /// The certificate authority (PEM) that issued every relay's certificate: what devices of

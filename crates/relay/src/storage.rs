@@ -3,5 +3,5 @@
 
 mod redb_store;
 
-pub use redb_store::{CACHE_BYTES, RedbContents, RedbStore};
+pub use redb_store::{CACHE_BYTES, OpenError, RedbContents, RedbStore};
 pub use switchboard_relay_core::storage::{Contents, MemoryStore, Store, StoreError};

@@ -1,5 +1,5 @@
 //! Scenario files (TOML): who is in the world, what they send, and what goes wrong. Every problem
-//! in a file is reported with the line it is on.
+//! in a file is reported with the field at fault and the line and column of its value.
 
 use std::collections::BTreeSet;
 
@@ -25,12 +25,29 @@ pub const MAX_GROUPS: u64 = 10_000;
 /// Most one-time prekeys a device publishes.
 pub const MAX_PREKEYS: u32 = 100;
 
-/// What is wrong with a scenario file, and where.
+/// What is wrong with a scenario file, and where: the field at fault, and the line and column of
+/// its value (of the table that lacks it, when it is missing; line 1, column 1 for a scenario
+/// made in code or an error about the whole file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {message}")]
+#[error("line {line}, column {column}: {}{message}", field.as_deref().map(|field| format!("{field}: ")).unwrap_or_default())]
+#[non_exhaustive]
 pub struct ScenarioError {
+    /// The line, from 1.
     pub line: usize,
+    /// The column on that line, in characters, from 1.
+    pub column: usize,
+    /// The field, as a person finds it in the file: `duration_s`, `[traffic] size.max`,
+    /// `[[app]] #2 devices_per_user` (the second `[[app]]`), `[[group]] #1 apps #3`; none when the
+    /// file does not parse as TOML.
+    pub field: Option<String>,
+    /// What is wrong.
     pub message: String,
+}
+
+impl ScenarioError {
+    fn new(line: usize, column: usize, field: Option<String>, message: String) -> ScenarioError {
+        ScenarioError { line, column, field, message }
+    }
 }
 
 /// A whole scenario, as read from a file.
@@ -542,23 +559,27 @@ pub struct Inject {
 }
 
 impl Scenario {
-    /// Reads and checks a scenario.
+    /// Reads and checks a scenario. An error names the field at fault, with its line and column
+    /// (those of its value; of its table when the field is missing).
     pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         if text.len() > MAX_FILE_LEN {
-            return Err(ScenarioError { line: 1, message: format!("a scenario file is at most {MAX_FILE_LEN} bytes") });
+            return Err(ScenarioError::new(1, 1, None, format!("a scenario file is at most {MAX_FILE_LEN} bytes")));
         }
-        let scenario: Scenario = toml::from_str(text).map_err(|error| ScenarioError {
-            line: error.span().map_or(1, |span| line_of(text, span.start)),
-            message: error.message().trim().to_owned(),
+        let scenario: Scenario = toml::from_str(text).map_err(|error| {
+            let offset = error.span().map_or(0, |span| span.start);
+            let (line, column) = line_and_column(text, offset);
+            // The document parses (the error is in a field's value or name): name that field.
+            let field = toml::de::DeTable::parse(text).ok().and_then(|doc| path_at(&doc, offset)).map(|path| describe(&path));
+            ScenarioError::new(line, column, field, error.message().trim().to_owned())
         })?;
-        scenario.check(text)?;
+        scenario.check(&Places::new(text))?;
         Ok(scenario)
     }
 
     /// Checks a scenario made or changed in code (a parsed one was checked already); errors name
-    /// line 1.
+    /// the field, at line 1, column 1.
     pub fn validate(&self) -> Result<(), ScenarioError> {
-        self.check("")
+        self.check(&Places::new(""))
     }
 
     /// The apps' names, in file order.
@@ -575,14 +596,10 @@ impl Scenario {
             .saturating_add(self.business.agents as usize)
     }
 
-    fn check(&self, text: &str) -> Result<(), ScenarioError> {
-        let at = |span: std::ops::Range<usize>, message: String| ScenarioError { line: line_of(text, span.start), message };
-        // Errors with no field of their own point at the table that holds them.
-        let table = |header: &str, index: usize, message: String| ScenarioError {
-            line: nth_header_line(text, header, index),
-            message,
-        };
-        let top = |message: String| ScenarioError { line: 1, message };
+    fn check(&self, places: &Places<'_>) -> Result<(), ScenarioError> {
+        // Every error names its field by path ("app.1.devices_per_user": keys, and indices into
+        // arrays), which is also where it is looked up in the file.
+        let at = |path: &str, message: String| places.error(path, message);
 
         let core_bug = [
             ("no_rotation_on_removal", self.inject.no_rotation_on_removal),
@@ -592,248 +609,277 @@ impl Scenario {
             .into_iter()
             .find(|(_, on)| *on && !cfg!(switchboard_inject_bugs));
         if let Some((name, _)) = core_bug {
-            return Err(table(
-                "inject",
-                0,
+            return Err(at(
+                &format!("inject.{name}"),
                 format!("{name} is a bug in the client core, built only with RUSTFLAGS=\"--cfg switchboard_inject_bugs\" (never into the product)"),
             ));
         }
         let seconds = |value: f64| value.is_finite() && (0.0..=MAX_SECONDS).contains(&value);
         if !seconds(self.duration_s) || self.duration_s == 0.0 {
-            return Err(top(format!("duration_s must be over 0 and at most {MAX_SECONDS}")));
+            return Err(at("duration_s", format!("must be over 0 and at most {MAX_SECONDS}")));
         }
         if !seconds(self.settle_s) {
-            return Err(top(format!("settle_s must be 0 to {MAX_SECONDS}")));
+            return Err(at("settle_s", format!("must be 0 to {MAX_SECONDS}")));
         }
         if self.suite.get_ref().parse::<switchboard_session::Suite>().is_err() {
             let known: Vec<&str> = Suite::ALL.iter().map(|suite| suite.name()).collect();
-            return Err(at(self.suite.span(), format!("unknown suite {:?}: one of {}", self.suite.get_ref(), known.join(", "))));
+            return Err(at("suite", format!("unknown suite {:?}: one of {}", self.suite.get_ref(), known.join(", "))));
         }
         if self.apps.is_empty() {
-            return Err(top("a scenario needs at least one [[app]]".into()));
+            return Err(at("app", "a scenario needs at least one [[app]]".into()));
         }
         if self.prekeys_per_device == 0 || self.prekeys_per_device > MAX_PREKEYS {
-            return Err(top(format!("prekeys_per_device is 1 to {MAX_PREKEYS}")));
+            return Err(at("prekeys_per_device", format!("1 to {MAX_PREKEYS}")));
         }
         if self.prekey_low_mark.is_some_and(|mark| mark >= self.prekeys_per_device) {
-            return Err(top("prekey_low_mark is below prekeys_per_device".into()));
+            return Err(at("prekey_low_mark", "below prekeys_per_device".into()));
         }
         let rotation = self.signed_prekey_rotation_s;
-        if !seconds(rotation) || rotation < 60.0 || !seconds(self.signed_prekey_grace_s) || self.signed_prekey_grace_s < rotation {
-            return Err(top(format!(
-                "signed_prekey_rotation_s is 60 to {MAX_SECONDS}, signed_prekey_grace_s from it to {MAX_SECONDS}"
-            )));
+        if !seconds(rotation) || rotation < 60.0 {
+            return Err(at("signed_prekey_rotation_s", format!("60 to {MAX_SECONDS}")));
+        }
+        if !seconds(self.signed_prekey_grace_s) || self.signed_prekey_grace_s < rotation {
+            return Err(at("signed_prekey_grace_s", format!("from signed_prekey_rotation_s to {MAX_SECONDS}")));
         }
         let mut names = BTreeSet::new();
-        for app in &self.apps {
+        for (index, app) in self.apps.iter().enumerate() {
             let name = app.name.get_ref();
             let valid = !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
             if !valid {
-                return Err(at(app.name.span(), format!("app name {name:?}: 1 to 32 letters, digits or '-'")));
+                return Err(at(&format!("app.{index}.name"), format!("app name {name:?}: 1 to 32 letters, digits or '-'")));
             }
             if !names.insert(name.clone()) {
-                return Err(at(app.name.span(), format!("app {name:?} is listed twice")));
+                return Err(at(&format!("app.{index}.name"), format!("app {name:?} is listed twice")));
             }
             if app.devices_per_user == 0 || app.devices_per_user > 16 {
-                return Err(at(app.name.span(), format!("app {name:?}: devices_per_user is 1 to 16")));
+                return Err(at(&format!("app.{index}.devices_per_user"), format!("1 to 16, not {}", app.devices_per_user)));
             }
             let mut users = BTreeSet::new();
-            for user in &app.users {
+            for (position, user) in app.users.iter().enumerate() {
                 let valid = !user.is_empty() && user.len() <= 64 && !user.contains(['@', '/']);
                 if !valid || !users.insert(user) || generated_index(user).is_some_and(|n| n < app.user_count) {
                     return Err(at(
-                        app.name.span(),
-                        format!("app {name:?}: user {user:?} is invalid, listed twice, or one of the generated u0, u1, …"),
+                        &format!("app.{index}.users.{position}"),
+                        format!("user {user:?} is invalid, listed twice, or one of the generated u0, u1, …"),
                     ));
                 }
             }
             if let Some(access) = &app.access {
-                check_link(access).map_err(|message| at(app.name.span(), format!("app {name:?} access: {message}")))?;
+                check_link(access).map_err(|(key, message)| at(&format!("app.{index}.access.{key}"), message))?;
             }
         }
         if self.device_count() > MAX_DEVICES {
-            return Err(top(format!("{} devices: at most {MAX_DEVICES}", self.device_count())));
+            return Err(at("app", format!("{} devices: at most {MAX_DEVICES}", self.device_count())));
         }
-        let known = |name: &Spanned<String>| -> Result<(), ScenarioError> {
-            if names.contains(name.get_ref()) { Ok(()) } else { Err(at(name.span(), format!("unknown app {:?}", name.get_ref()))) }
+        let known = |path: &str, name: &str| -> Result<(), ScenarioError> {
+            if names.contains(name) { Ok(()) } else { Err(at(path, format!("unknown app {name:?}"))) }
         };
-        let users_of = |apps: &[Spanned<String>]| -> usize {
+        let users_of = |apps: &[&str]| -> usize {
             self.apps
                 .iter()
-                .filter(|app| apps.is_empty() || apps.iter().any(|a| a.get_ref() == app.name.get_ref()))
+                .filter(|app| apps.is_empty() || apps.contains(&app.name.get_ref().as_str()))
                 .map(|app| app.users.len() + app.user_count)
                 .sum()
         };
         let group_count: u64 = self.groups.iter().map(|group| u64::from(group.count)).sum();
         if group_count > MAX_GROUPS {
-            return Err(top(format!("{group_count} groups: at most {MAX_GROUPS}")));
+            return Err(at("group", format!("{group_count} groups: at most {MAX_GROUPS}")));
         }
-        for group in &self.groups {
-            for app in &group.apps {
-                known(app)?;
+        for (index, group) in self.groups.iter().enumerate() {
+            for (position, app) in group.apps.iter().enumerate() {
+                known(&format!("group.{index}.apps.{position}"), app.get_ref())?;
             }
             let size = *group.size.get_ref();
-            let available = users_of(&group.apps);
+            let apps: Vec<&str> = group.apps.iter().map(|app| app.get_ref().as_str()).collect();
+            let available = users_of(&apps);
             if size < 2 || size > MAX_GROUP_SIZE || size > available {
                 return Err(at(
-                    group.size.span(),
+                    &format!("group.{index}.size"),
                     format!("group size {size}: 2 to {MAX_GROUP_SIZE}, and at most the {available} users of its apps"),
                 ));
             }
-            if group.removals as usize >= size || (group.joins as usize) > available - size {
-                return Err(at(group.size.span(), "more removals than members, or more joins than users left outside".into()));
+            if group.removals as usize >= size {
+                return Err(at(&format!("group.{index}.removals"), format!("fewer removals than the {size} members")));
+            }
+            if group.joins as usize > available - size {
+                return Err(at(&format!("group.{index}.joins"), format!("more joins than the {} users left outside", available - size)));
             }
         }
         let traffic = &self.traffic;
         if traffic.messages > MAX_MESSAGES {
-            return Err(top(format!("traffic.messages: at most {MAX_MESSAGES}")));
+            return Err(at("traffic.messages", format!("at most {MAX_MESSAGES}")));
         }
         let share = *traffic.group_share.get_ref();
         if !(0.0..=1.0).contains(&share) || (share > 0.0 && self.groups.is_empty()) {
-            return Err(at(traffic.group_share.span(), "group_share is 0 to 1, and above 0 only with a [[group]]".into()));
+            return Err(at("traffic.group_share", "group_share is 0 to 1, and above 0 only with a [[group]]".into()));
         }
-        if traffic.size.min > traffic.size.max || traffic.size.max > MAX_MESSAGE_SIZE || traffic.size.min < 1 {
-            return Err(top(format!("traffic.size: 1 ≤ min ≤ max ≤ {MAX_MESSAGE_SIZE}")));
+        if traffic.size.min < 1 || traffic.size.min > traffic.size.max {
+            return Err(at("traffic.size.min", format!("1 ≤ min ≤ max ≤ {MAX_MESSAGE_SIZE}")));
         }
-        let kinds = [traffic.kinds.text, traffic.kinds.reply, traffic.kinds.reaction, traffic.kinds.receipt];
-        if kinds.iter().any(|w| !w.is_finite() || *w < 0.0) || kinds.iter().sum::<f64>() <= 0.0 {
-            return Err(top("traffic.kinds: weights are 0 or more, and not all 0".into()));
+        if traffic.size.max > MAX_MESSAGE_SIZE {
+            return Err(at("traffic.size.max", format!("1 ≤ min ≤ max ≤ {MAX_MESSAGE_SIZE}")));
+        }
+        let kinds = [("text", traffic.kinds.text), ("reply", traffic.kinds.reply), ("reaction", traffic.kinds.reaction), ("receipt", traffic.kinds.receipt)];
+        if let Some((kind, _)) = kinds.iter().find(|(_, w)| !w.is_finite() || *w < 0.0) {
+            return Err(at(&format!("traffic.kinds.{kind}"), "weights are 0 or more".into()));
+        }
+        if kinds.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 {
+            return Err(at("traffic.kinds", "weights are not all 0".into()));
         }
         if traffic.group_senders == Some(0) {
-            return Err(top("traffic.group_senders: at least 1 (or leave it out for every member)".into()));
+            return Err(at("traffic.group_senders", "at least 1 (or leave it out for every member)".into()));
         }
         let users_total = users_of(&[]);
         if traffic.messages > 0 && share < 1.0 && users_total < 2 {
-            return Err(top("1:1 traffic needs at least two users".into()));
+            return Err(at("traffic.messages", "1:1 traffic needs at least two users".into()));
         }
         for (index, offline) in self.offline.iter().enumerate() {
-            if !seconds(offline.from_s) || !seconds(offline.for_s) {
-                return Err(table("[[offline]]", index, format!("from_s and for_s are 0 to {MAX_SECONDS}")));
+            for (key, value) in [("from_s", offline.from_s), ("for_s", offline.for_s)] {
+                if !seconds(value) {
+                    return Err(at(&format!("offline.{index}.{key}"), format!("0 to {MAX_SECONDS}")));
+                }
             }
             match (&offline.device, offline.share) {
                 (Some(device), None) => {
-                    self.check_device(device, true).map_err(|m| at(device.span(), m))?;
+                    self.check_device(device, true).map_err(|m| at(&format!("offline.{index}.device"), m))?;
                 }
                 (None, Some(share)) if (0.0..=1.0).contains(&share) => {}
-                _ => return Err(table("[[offline]]", index, "give either device = \"name@app[/n]\" or share = 0..1".into())),
+                (None, Some(_)) => return Err(at(&format!("offline.{index}.share"), "a share is 0 to 1".into())),
+                _ => return Err(at(&format!("offline.{index}"), "give either device = \"name@app[/n]\" or share = 0..1".into())),
             }
         }
-        for link in &self.links {
-            self.check_pair(&link.apps).map_err(|m| at(link.apps.span(), m))?;
-            check_link(&link.spec).map_err(|m| at(link.apps.span(), m))?;
+        for (index, link) in self.links.iter().enumerate() {
+            self.check_pair(&link.apps).map_err(|(position, m)| at(&join_index(&format!("link.{index}.apps"), position), m))?;
+            check_link(&link.spec).map_err(|(key, m)| at(&format!("link.{index}.{key}"), m))?;
         }
-        for partition in &self.partitions {
-            self.check_pair(&partition.apps).map_err(|m| at(partition.apps.span(), m))?;
-            if !seconds(partition.from_s) || !seconds(partition.until_s) || partition.from_s > partition.until_s {
-                return Err(at(partition.apps.span(), "a partition needs 0 ≤ from_s ≤ until_s".into()));
+        for (index, partition) in self.partitions.iter().enumerate() {
+            self.check_pair(&partition.apps).map_err(|(position, m)| at(&join_index(&format!("partition.{index}.apps"), position), m))?;
+            for (key, value) in [("from_s", partition.from_s), ("until_s", partition.until_s)] {
+                if !seconds(value) {
+                    return Err(at(&format!("partition.{index}.{key}"), format!("0 to {MAX_SECONDS}")));
+                }
+            }
+            if partition.from_s > partition.until_s {
+                return Err(at(&format!("partition.{index}.until_s"), "a partition needs from_s ≤ until_s".into()));
             }
         }
-        for crash in &self.crashes {
-            known(&crash.relay)?;
-            if !seconds(crash.at_s) || !seconds(crash.down_s) {
-                return Err(at(crash.relay.span(), format!("at_s and down_s are 0 to {MAX_SECONDS}")));
+        for (index, crash) in self.crashes.iter().enumerate() {
+            known(&format!("crash.{index}.relay"), crash.relay.get_ref())?;
+            for (key, value) in [("at_s", crash.at_s), ("down_s", crash.down_s)] {
+                if !seconds(value) {
+                    return Err(at(&format!("crash.{index}.{key}"), format!("0 to {MAX_SECONDS}")));
+                }
             }
         }
         for (index, adversary) in self.adversaries.iter().enumerate() {
+            let field = |key: &str| format!("adversary.{index}.{key}");
             let kind = *adversary.kind.get_ref();
             if !(0.0..=1.0).contains(&adversary.share) {
-                return Err(at(adversary.kind.span(), "share is 0 to 1".into()));
+                return Err(at(&field("share"), "share is 0 to 1".into()));
             }
             let Some(relay) = &adversary.relay else {
                 if kind.is_relay() {
-                    return Err(at(adversary.kind.span(), "this kind of adversary needs a relay".into()));
+                    return Err(at(&field("kind"), "this kind of adversary needs a relay".into()));
                 }
                 if self.adversaries[..index].iter().any(|other| *other.kind.get_ref() == kind) {
-                    return Err(at(adversary.kind.span(), "one adversary of this kind".into()));
+                    return Err(at(&field("kind"), "one adversary of this kind".into()));
                 }
                 match (kind, &adversary.target) {
-                    (AdversaryKind::Flood, None) => return Err(at(adversary.kind.span(), "a flood needs a target (name@app)".into())),
+                    (AdversaryKind::Flood, None) => return Err(at(&field("kind"), "a flood needs a target (name@app)".into())),
                     (AdversaryKind::Flood, Some(target)) => {
-                        self.check_device(target, false).map_err(|m| at(target.span(), m))?;
+                        self.check_device(target, false).map_err(|m| at(&field("target"), m))?;
                     }
-                    (_, Some(target)) => return Err(at(target.span(), "this kind of adversary takes no target".into())),
+                    (_, Some(_)) => return Err(at(&field("target"), "this kind of adversary takes no target".into())),
                     (_, None) => {}
                 }
                 continue;
             };
             if !kind.is_relay() {
-                return Err(at(relay.span(), "this adversary is a device, not a relay: leave relay out".into()));
+                return Err(at(&field("relay"), "this adversary is a device, not a relay: leave relay out".into()));
             }
-            known(relay)?;
+            known(&field("relay"), relay.get_ref())?;
             if self.adversaries[..index].iter().any(|other| other.relay.as_ref().is_some_and(|other| other.get_ref() == relay.get_ref())) {
-                return Err(at(relay.span(), "one adversary per relay".into()));
+                return Err(at(&field("relay"), "one adversary per relay".into()));
             }
             if let Some(target) = &adversary.target {
-                let address = self.check_device(target, false).map_err(|m| at(target.span(), m))?;
+                let address = self.check_device(target, false).map_err(|m| at(&field("target"), m))?;
                 if address.user().app() != relay.get_ref() {
-                    return Err(at(target.span(), "a relay can only target users of its own app".into()));
+                    return Err(at(&field("target"), "a relay can only target users of its own app".into()));
                 }
             }
         }
         let mut linked = BTreeSet::new();
-        for person in &self.people {
+        for (index, person) in self.people.iter().enumerate() {
             let accounts = person.accounts.get_ref();
             if accounts.len() < 2 || accounts.len() > switchboard_client_core::person::MAX_LINKED_ACCOUNTS {
-                return Err(at(person.accounts.span(), format!("a person links 2 to {} accounts", switchboard_client_core::person::MAX_LINKED_ACCOUNTS)));
+                return Err(at(&format!("person.{index}.accounts"), format!("a person links 2 to {} accounts", switchboard_client_core::person::MAX_LINKED_ACCOUNTS)));
             }
             if person.visibility.len() > accounts.len() {
-                return Err(at(person.accounts.span(), "one visibility per account, at most".into()));
+                return Err(at(&format!("person.{index}.visibility"), "one visibility per account, at most".into()));
             }
-            for account in accounts {
+            for (position, account) in accounts.iter().enumerate() {
+                let path = format!("person.{index}.accounts.{position}");
                 let spanned = Spanned::new(person.accounts.span(), account.clone());
-                self.check_device(&spanned, false).map_err(|m| at(person.accounts.span(), m))?;
+                self.check_device(&spanned, false).map_err(|m| at(&path, m))?;
                 if !linked.insert(account.clone()) {
-                    return Err(at(person.accounts.span(), format!("{account:?} is linked twice (one person per account)")));
+                    return Err(at(&path, format!("{account:?} is linked twice (one person per account)")));
                 }
             }
         }
-        let other_users = |app: &Option<Spanned<String>>| -> Result<usize, ScenarioError> {
+        let other_users = |path: &str, app: &Option<Spanned<String>>| -> Result<usize, ScenarioError> {
             match app {
                 Some(app) => {
-                    known(app)?;
-                    Ok(users_of(&[]) - users_of(std::slice::from_ref(app)))
+                    known(path, app.get_ref())?;
+                    Ok(users_of(&[]) - users_of(&[app.get_ref().as_str()]))
                 }
-                None => Ok(users_of(&[]) - users_of(&[Spanned::new(0..0, self.apps[0].name.get_ref().clone())])),
+                None => Ok(users_of(&[]) - users_of(&[self.apps[0].name.get_ref().as_str()])),
             }
         };
         let channel = &self.channel;
         if channel.followers > 0 || channel.posts > 0 {
             if !seconds(channel.follow_s) || channel.follow_s >= self.duration_s {
-                return Err(table("[channel]", 0, "follow_s is 0 to the traffic's duration".into()));
+                return Err(at("channel.follow_s", "follow_s is 0 to the traffic's duration".into()));
             }
             if channel.followers as usize >= users_of(&[]) {
-                return Err(table("[channel]", 0, "followers must be fewer than the scenario's users (its admin is one)".into()));
+                return Err(at("channel.followers", "followers must be fewer than the scenario's users (its admin is one)".into()));
             }
             // Its admin is the first user of its app: the app must have one.
-            if other_users(&channel.app)? == users_of(&[]) {
-                return Err(table("[channel]", 0, "the channel's app has no user to be its admin".into()));
+            if other_users("channel.app", &channel.app)? == users_of(&[]) {
+                return Err(at("channel.app", "the channel's app has no user to be its admin".into()));
             }
-            if channel.votes > channel.followers || channel.leavers > channel.followers {
-                return Err(table("[channel]", 0, "votes and leavers are at most followers".into()));
+            if channel.votes > channel.followers {
+                return Err(at("channel.votes", "votes are at most followers".into()));
+            }
+            if channel.leavers > channel.followers {
+                return Err(at("channel.leavers", "leavers are at most followers".into()));
             }
         }
         let business = &self.business;
         if business.agents > 0 {
             if business.agents as usize > switchboard_wire::limits::MAX_DEVICES_PER_USER || business.agents < 2 && business.remove_agent {
-                return Err(table("[business]", 0, format!("agents is 1 to {} (2 or more to remove one)", switchboard_wire::limits::MAX_DEVICES_PER_USER)));
+                return Err(at("business.agents", format!("agents is 1 to {} (2 or more to remove one)", switchboard_wire::limits::MAX_DEVICES_PER_USER)));
             }
-            if business.customers as usize > other_users(&business.app)? || (business.customers == 0 && business.messages > 0) {
-                return Err(table("[business]", 0, "customers are users of the other apps, and messages need customers".into()));
+            if business.customers as usize > other_users("business.app", &business.app)? {
+                return Err(at("business.customers", "customers are users of the other apps".into()));
+            }
+            if business.customers == 0 && business.messages > 0 {
+                return Err(at("business.messages", "messages need customers".into()));
             }
             if business.handovers > business.customers {
-                return Err(table("[business]", 0, "handovers are at most customers".into()));
+                return Err(at("business.handovers", "handovers are at most customers".into()));
             }
         }
         for (index, theft) in self.thefts.iter().enumerate() {
-            let address = self.check_device(&theft.device, true).map_err(|m| at(theft.device.span(), m))?;
+            let path = format!("theft.{index}.device");
+            let address = self.check_device(&theft.device, true).map_err(|m| at(&path, m))?;
             if self.thefts[..index].iter().any(|other| other.device.get_ref() == theft.device.get_ref()) {
-                return Err(at(theft.device.span(), "one theft per device".into()));
+                return Err(at(&path, "one theft per device".into()));
             }
             if address.device_id().is_none() {
-                return Err(at(theft.device.span(), "a theft names one device: name@app/n".into()));
+                return Err(at(&path, "a theft names one device: name@app/n".into()));
             }
             if !seconds(theft.at_s) {
-                return Err(at(theft.device.span(), format!("at_s is 0 to {MAX_SECONDS}")));
+                return Err(at(&format!("theft.{index}.at_s"), format!("at_s is 0 to {MAX_SECONDS}")));
             }
         }
         Ok(())
@@ -857,30 +903,42 @@ impl Scenario {
         Ok(address)
     }
 
-    fn check_pair(&self, apps: &Spanned<Vec<String>>) -> Result<(), String> {
+    /// Two different apps the scenario has; else the position of the offending one (none when
+    /// the pair as a whole is wrong) and why.
+    fn check_pair(&self, apps: &Spanned<Vec<String>>) -> Result<(), (Option<usize>, String)> {
         match apps.get_ref().as_slice() {
             [a, b] if a != b => {
-                for app in [a, b] {
+                for (position, app) in [a, b].into_iter().enumerate() {
                     if !self.apps.iter().any(|known| known.name.get_ref() == app) {
-                        return Err(format!("unknown app {app:?}"));
+                        return Err((Some(position), format!("unknown app {app:?}")));
                     }
                 }
                 Ok(())
             }
-            _ => Err("apps names two different apps".into()),
+            _ => Err((None, "apps names two different apps".into())),
         }
     }
 }
 
-fn check_link(spec: &LinkSpec) -> Result<(), String> {
+/// `path`, and `.position` when given.
+fn join_index(path: &str, position: Option<usize>) -> String {
+    match position {
+        Some(position) => format!("{path}.{position}"),
+        None => path.to_owned(),
+    }
+}
+
+/// A link's faults are sound; else the key at fault (`drop`, `delay`, …) and why.
+fn check_link(spec: &LinkSpec) -> Result<(), (&'static str, String)> {
     for (name, p) in [("drop", spec.drop), ("duplicate", spec.duplicate), ("reorder", spec.reorder), ("corrupt", spec.corrupt), ("replay", spec.replay)] {
         if !(0.0..=1.0).contains(&p) {
-            return Err(format!("{name} is a probability, 0 to 1"));
+            return Err((name, format!("{name} is a probability, 0 to 1")));
         }
     }
     // A link that loses every frame never heals.
     if spec.drop + spec.corrupt > 0.5 {
-        return Err("drop + corrupt above 0.5: the link could never carry a conversation".into());
+        let key = if spec.drop >= spec.corrupt { "drop" } else { "corrupt" };
+        return Err((key, "drop + corrupt above 0.5: the link could never carry a conversation".into()));
     }
     let ms = |v: f64| v.is_finite() && (0.0..=60_000.0).contains(&v);
     let delay_ok = match spec.delay {
@@ -888,15 +946,130 @@ fn check_link(spec: &LinkSpec) -> Result<(), String> {
         Delay::Uniform { min_ms, max_ms } => ms(min_ms) && ms(max_ms) && min_ms <= max_ms,
         Delay::Exponential { min_ms, mean_ms } => ms(min_ms) && ms(mean_ms),
     };
-    if !delay_ok || !ms(spec.reorder_ms) {
-        return Err("delays are 0 to 60000 ms (and min ≤ max)".into());
+    if !delay_ok {
+        return Err(("delay", "delays are 0 to 60000 ms (and min ≤ max)".into()));
     }
-    for window in [spec.from_s, spec.until_s].into_iter().flatten() {
-        if !(window.is_finite() && (0.0..=MAX_SECONDS).contains(&window)) {
-            return Err(format!("from_s and until_s are 0 to {MAX_SECONDS}"));
+    if !ms(spec.reorder_ms) {
+        return Err(("reorder_ms", "0 to 60000 ms".into()));
+    }
+    for (key, window) in [("from_s", spec.from_s), ("until_s", spec.until_s)] {
+        if window.is_some_and(|window| !(window.is_finite() && (0.0..=MAX_SECONDS).contains(&window))) {
+            return Err((key, format!("from_s and until_s are 0 to {MAX_SECONDS}")));
         }
     }
     Ok(())
+}
+
+/// The file a scenario was read from, parsed once more to find where a field is.
+struct Places<'a> {
+    text: &'a str,
+    /// The document with every key's and value's place (none for a scenario made in code).
+    doc: Option<Spanned<toml::de::DeTable<'a>>>,
+}
+
+impl<'a> Places<'a> {
+    fn new(text: &'a str) -> Places<'a> {
+        Places { text, doc: toml::de::DeTable::parse(text).ok() }
+    }
+
+    /// The error `message` about the field at `path`, placed at its value in the file (or at
+    /// the nearest table or array holding it, when it is not written there).
+    fn error(&self, path: &str, message: String) -> ScenarioError {
+        let offset = self.doc.as_ref().map_or(0, |doc| place_of(doc, path));
+        let (line, column) = line_and_column(self.text, offset);
+        ScenarioError::new(line, column, Some(describe(path)), message)
+    }
+}
+
+/// Where the value at `path` starts: keys, and indices into arrays, dot-separated. A step that is
+/// not there leaves the place of the last one found (a table's header; 0, the file's start, for a
+/// top-level field).
+fn place_of(doc: &Spanned<toml::de::DeTable<'_>>, path: &str) -> usize {
+    use toml::de::DeValue;
+    let mut place = 0;
+    let mut table = Some(doc.get_ref());
+    let mut array = None;
+    for step in path.split('.') {
+        let found = match (table, array, step.parse::<usize>()) {
+            (_, Some(items), Ok(index)) => <[_]>::get(items, index),
+            (Some(entries), _, _) => entries.iter().find(|(key, _)| key.get_ref() == step).map(|(_, value)| value),
+            _ => None,
+        };
+        let Some(value) = found else { break };
+        place = value.span().start;
+        (table, array) = match value.get_ref() {
+            DeValue::Table(entries) => (Some(entries), None),
+            DeValue::Array(items) => (None, Some(items.as_ref())),
+            _ => (None, None),
+        };
+    }
+    place
+}
+
+/// The path of the field whose name or value holds byte `offset` (the innermost one), as
+/// [`place_of`] takes it.
+fn path_at(doc: &Spanned<toml::de::DeTable<'_>>, offset: usize) -> Option<String> {
+    let mut path = Vec::new();
+    (search_table(doc.get_ref(), offset, &mut path) && !path.is_empty()).then(|| path.join("."))
+}
+
+fn search_table(entries: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in entries.iter() {
+        path.push(key.get_ref().to_string());
+        if holds(key.span(), offset) || search_value(value, offset, path) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+/// Whether `value` holds `offset`, with the path to the innermost field that does pushed.
+fn search_value(value: &Spanned<toml::de::DeValue<'_>>, offset: usize, path: &mut Vec<String>) -> bool {
+    use toml::de::DeValue;
+    match value.get_ref() {
+        // A table's span is its header (or its braces): its fields may lie after it.
+        DeValue::Table(entries) => search_table(entries, offset, path) || holds(value.span(), offset),
+        DeValue::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                path.push(index.to_string());
+                if search_value(item, offset, path) {
+                    return true;
+                }
+                path.pop();
+            }
+            holds(value.span(), offset)
+        }
+        _ => holds(value.span(), offset),
+    }
+}
+
+fn holds(span: std::ops::Range<usize>, offset: usize) -> bool {
+    span.contains(&offset) || span.start == offset
+}
+
+/// A path as a person reads it: `app.1.devices_per_user` is `[[app]] #2 devices_per_user`,
+/// `traffic.size.max` is `[traffic] size.max`.
+fn describe(path: &str) -> String {
+    let steps: Vec<&str> = path.split('.').collect();
+    let index = |step: &str| step.parse::<usize>().ok();
+    let (head, rest) = match steps.as_slice() {
+        [only] => return (*only).to_owned(),
+        [table, n, rest @ ..] if index(n).is_some() => (format!("[[{table}]] #{}", index(n).unwrap_or(0) + 1), rest),
+        [table, rest @ ..] => (format!("[{table}]"), rest),
+        [] => return String::new(),
+    };
+    let mut out = head;
+    for (position, step) in rest.iter().enumerate() {
+        match index(step) {
+            Some(n) => out.push_str(&format!(" #{}", n + 1)),
+            None => {
+                out.push(if position == 0 || index(rest[position - 1]).is_some() { ' ' } else { '.' });
+                out.push_str(step);
+            }
+        }
+    }
+    out
 }
 
 /// `n` for a generated user name `u{n}` (spelled exactly so: `u01` is not `u1`).
@@ -905,12 +1078,13 @@ fn generated_index(name: &str) -> Option<usize> {
     digits.parse::<usize>().ok().filter(|n| n.to_string() == digits)
 }
 
-/// The 1-based line of byte `offset`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
-}
-
-/// The line of the `index`th `header` (e.g. `[[offline]]`), or 1.
-fn nth_header_line(text: &str, header: &str, index: usize) -> usize {
-    text.lines().enumerate().filter(|(_, line)| line.trim() == header).nth(index).map_or(1, |(n, _)| n + 1)
+/// The 1-based line of byte `offset`, and its 1-based column in characters.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    (before.matches('\n').count() + 1, before[line_start..].chars().count() + 1)
 }

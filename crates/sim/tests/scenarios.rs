@@ -209,7 +209,7 @@ fn a_bad_scenario_is_refused_with_its_line() {
         ("name = \"x\"\nduration_s = 10\n[[app]]\nname = \"a\"\nuser_count = 3\n[[link]]\napps = [\"a\", \"a\"]\n", 7, "two different apps"),
         ("name = \"x\"\nduration_s = \"ten\"\n", 2, "invalid type"),
         // A channel whose app has no user to be its admin (it used to panic the run).
-        ("name = \"x\"\nduration_s = 5\n[[app]]\nname = \"a\"\nuser_count = 0\n[[app]]\nname = \"b\"\nuser_count = 3\n[channel]\napp = \"a\"\nfollowers = 2\nfollow_s = 1\n", 9, "no user to be its admin"),
+        ("name = \"x\"\nduration_s = 5\n[[app]]\nname = \"a\"\nuser_count = 0\n[[app]]\nname = \"b\"\nuser_count = 3\n[channel]\napp = \"a\"\nfollowers = 2\nfollow_s = 1\n", 10, "no user to be its admin"),
     ];
     for (text, line, words) in cases {
         let error = Scenario::parse(text).expect_err(text);

@@ -16,8 +16,12 @@ use crate::group::{Group, OrderKey};
 /// What one change does to a group: devices added, removed, made admins.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Change {
+    /// Devices to make members; each must not be one already.
     pub add: Vec<ProtocolAddress>,
+    /// Members to remove (an admin removed stops being one); never the proposing device itself.
     pub remove: Vec<ProtocolAddress>,
+    /// Members to make admins (after `add` and `remove` are applied); each must not be one
+    /// already.
     pub promote: Vec<ProtocolAddress>,
 }
 

@@ -33,7 +33,10 @@ type Result<T> = std::result::Result<T, ClientError>;
 /// A pairwise message to send to one device.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
+    /// The device it is for.
     pub to: ProtocolAddress,
+    /// The encrypted message: a PreKey message while this device started the session and has
+    /// decrypted nothing from `to` over it yet, a Signal message otherwise.
     pub message: CiphertextMessage,
     /// The franking commitment its envelope carries, for an application's message.
     pub commitment: Option<[u8; 32]>,
@@ -44,6 +47,7 @@ pub struct Outgoing {
 /// a group's order key may be in it).
 #[derive(Clone)]
 pub struct PendingSend {
+    /// The device to seal it for.
     pub to: ProtocolAddress,
     /// The encoded `PairwisePayload`, shared by every recipient of one control message.
     pub(crate) payload: std::sync::Arc<[u8]>,
@@ -80,15 +84,21 @@ impl PendingSend {
 /// What [`Device::seal_each`] sealed, and what it could not (each with why).
 #[derive(Debug, Default)]
 pub struct Sealing {
+    /// The sends encrypted, in the order they were given.
     pub sealed: Vec<Outgoing>,
+    /// The sends not encrypted, each unchanged with why (e.g. [`ClientError::NoBundle`]), in the
+    /// order they were given.
     pub failed: Vec<(PendingSend, ClientError)>,
 }
 
 /// A group message: encrypted once, delivered to every other member.
 #[derive(Clone, Debug)]
 pub struct GroupMessage {
+    /// The group's id.
     pub group: String,
+    /// Every member of the group but this device, as this device holds it.
     pub recipients: Vec<ProtocolAddress>,
+    /// The serialized sender-key message, the same for every recipient.
     pub bytes: Vec<u8>,
     /// This device's current sender key, for the members that do not hold it yet: seal these
     /// ([`Device::seal_all`]) and send them before `bytes`.
@@ -104,51 +114,120 @@ pub const MAX_CONTACTS: usize = 10_000;
 pub enum Received {
     /// An application's own content, with the key that opens its franking commitment (empty if
     /// the sender sent none).
-    Application { content: Vec<u8>, franking_key: Vec<u8>, agent: Option<String> },
+    Application {
+        /// The content, as the sending application encoded it.
+        content: Vec<u8>,
+        /// The franking key from the payload, unchecked here (see [`crate::franking`]).
+        franking_key: Vec<u8>,
+        /// The agent name the payload carries (at most [`crate::business::MAX_AGENT_NAME`] bytes
+        /// of printable text), `None` if empty. A business account's devices set it; it is
+        /// checked against no roster.
+        agent: Option<String>,
+    },
     /// An application's own content sent to this device's person, naming the other accounts of
     /// hers the sender also sent it to.
-    PersonMessage { content: Vec<u8>, delivered_to: Vec<String>, franking_key: Vec<u8> },
+    PersonMessage {
+        /// The content, as the sending application encoded it.
+        content: Vec<u8>,
+        /// The other accounts (`name@app`) the sender also sent it to: one to
+        /// [`crate::person::MAX_LINKED_ACCOUNTS`].
+        delivered_to: Vec<String>,
+        /// The franking key from the payload, unchecked here.
+        franking_key: Vec<u8>,
+    },
     /// Another device of this person accepted, blocked or unblocked users (already applied).
     Consent(switchboard_wire::switchboard::ConsentChange),
     /// What another device of this person carried here: a message she sent, or one she received
-    /// on an account its sender could not see linked.
+    /// on an account its sender could not see linked. Checked: it has content and a sender
+    /// address, its carrier sent the message or received it, and it names no group.
     Transcript(switchboard_wire::switchboard::Transcript),
     /// A newer record of this device's own person, from another device of hers (`changed`: it
     /// was newer than the one held).
-    OwnRecord { changed: bool },
+    OwnRecord {
+        /// Whether the record was newer than the one held, and adopted.
+        changed: bool,
+    },
     /// A record of another person, kept (`changed`: it was new or newer), sent by a device of
     /// hers, or (`from_own`) passed on by another device of this device's own person.
-    PersonRecord { person_key: IdentityKey, changed: bool, from_own: bool },
+    PersonRecord {
+        /// The key that signed the record: the person's.
+        person_key: IdentityKey,
+        /// Whether the record was new to this device or newer than the one held.
+        changed: bool,
+        /// Whether another device of this device's own person passed it on (rather than a
+        /// device the record lists sending it).
+        from_own: bool,
+    },
     /// A group was joined or changed (`change` says how), or a member's sender key arrived
     /// (`change` is `None`).
-    Group { group: String, epoch: u64, change: Option<MembershipChange> },
+    Group {
+        /// The group's id.
+        group: String,
+        /// The group's epoch as this device holds it now (for a key of a group this device is
+        /// not in, the epoch the key's message named).
+        epoch: u64,
+        /// The members added and removed since before the message; `None` if the membership did
+        /// not change (a sender key, or an announcement kept until the changes before it come).
+        change: Option<MembershipChange>,
+    },
     /// This device was removed from the group; its state for the group is gone.
-    RemovedFromGroup { group: String },
+    RemovedFromGroup {
+        /// The group's id.
+        group: String,
+    },
     /// The sender started a session with this device (after refusing one this device started
     /// under a weaker suite): this device's next messages to it go over the new one, and its
     /// sender keys go to it again.
     SessionStarted,
     /// A change of `group` to `epoch` (this device's joining, an advance, its removal) was
     /// announced: it applies once the group's hub says it ordered that state ([`Device::hub_head`]).
-    AwaitingHub { group: String, epoch: u64 },
+    AwaitingHub {
+        /// The group's id.
+        group: String,
+        /// The epoch of the announced state, which the hub is asked about.
+        epoch: u64,
+    },
     /// A follower of `channel`, which this device posts to, asked for its key (answered).
-    ChannelFollower { channel: String },
+    ChannelFollower {
+        /// The channel's id (`name@app`).
+        channel: String,
+    },
     /// An admin's key for `channel`, which this device follows, was kept.
-    ChannelKey { channel: String },
+    ChannelKey {
+        /// The channel's id (`name@app`).
+        channel: String,
+    },
     /// A follower's reaction or vote on `channel`, for its admins only.
-    ChannelReply { channel: String, content: Vec<u8> },
+    ChannelReply {
+        /// The channel's id (`name@app`).
+        channel: String,
+        /// The reply, as the follower's application encoded it (never empty).
+        content: Vec<u8>,
+    },
     /// The owner of this device's business account sent its roster (`listed`: this device is
     /// in it).
-    BusinessRoster { listed: bool },
+    BusinessRoster {
+        /// Whether the new roster lists this device as serving an agent.
+        listed: bool,
+    },
     /// Another device of this business account assigned the conversation with `customer`.
-    Assigned { customer: String, agent_device: u32, handover: bool },
+    Assigned {
+        /// The customer's address (`name@app`).
+        customer: String,
+        /// The device of this account the conversation is assigned to now.
+        agent_device: u32,
+        /// Whether it was assigned to another device before (a hand-over).
+        handover: bool,
+    },
 }
 
 /// How an announcement changed a group's membership as this device sees it. On joining,
 /// `added` lists every member.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MembershipChange {
+    /// Devices that are members now and were not before (every member, on joining).
     pub added: Vec<ProtocolAddress>,
+    /// Devices that were members before and are not now.
     pub removed: Vec<ProtocolAddress>,
 }
 

@@ -20,6 +20,8 @@ pub const MAX_SEEN: usize = 50_000;
 pub struct SeenKey([u8; 16]);
 
 impl SeenKey {
+    /// The key of envelope id `envelope` from device `device_id` of user `sender`: the first 16
+    /// bytes of a SHA-256 over the three ([`switchboard_wire::envelope::envelope_key`]).
     pub fn new(sender: &str, device_id: u32, envelope: &[u8]) -> SeenKey {
         SeenKey(switchboard_wire::envelope::envelope_key(sender, device_id, envelope))
     }

@@ -118,7 +118,10 @@ pub struct EndpointConfig {
     /// The wall-clock time (milliseconds since the Unix epoch) at which the endpoint's `now` was
     /// zero: signed prekeys carry wall-clock timestamps, which outlive a restart.
     pub unix_ms_at_zero: u64,
+    /// How group messages go out: under sender keys (the default) or pairwise to each member.
     pub group_strategy: GroupStrategy,
+    /// Whether the driver persists the state ([`Storage::Durable`]: nothing is acknowledged or
+    /// sent before [`Endpoint::persisted`] covers it) or it lives in memory only (the default).
     pub storage: Storage,
     /// The suites the device offers in its bundles and accepts for 1:1 sessions (kept in
     /// [`Suite::ALL`]'s order of preference). Every suite by default; [`Suite::CLASSICAL`] for a
@@ -181,7 +184,10 @@ pub enum DropReason {
     /// `user`'s relay kept answering that its devices are not the ones this device sealed the
     /// message for ([`users::MAX_RESENDS`] times), or answered so after a restart that lost what
     /// it would take to seal it again.
-    DevicesChanged { user: String },
+    DevicesChanged {
+        /// The recipient user (`name@app`).
+        user: String,
+    },
 }
 
 /// Why a request to the relay (a blob upload or fetch, a lookup, a report, a channel or device
@@ -215,89 +221,270 @@ pub enum Event {
     /// Connected, authenticated and (the first time) bundles published: sends go out now.
     Online,
     /// The relay refused to register or authenticate this device; it tries again on the next
-    /// connection.
-    AccessRefused { code: ErrorCode },
+    /// connection. Also heard when the relay refused for good to register a device linked from
+    /// this one ([`Endpoint::link_device`]).
+    AccessRefused {
+        /// The relay's error code.
+        code: ErrorCode,
+    },
     /// A message: the application's content as its sender encoded it. `request`: a one-to-one
     /// message from someone this person has no conversation with (not accepted, never written
     /// to), to be shown apart until she accepts ([`Endpoint::accept`]), ignores or blocks them.
     /// `evidence`: what reporting it takes ([`Endpoint::report`]); every message carries it (one
     /// that does not open its franking commitment is refused).
-    /// `agent`: from a device of a business account, the agent who wrote it, as the business
-    /// names it.
-    Message { from: ProtocolAddress, group: Option<String>, envelope: [u8; 16], content: Vec<u8>, request: bool, evidence: Box<crate::franking::Evidence>, agent: Option<String> },
+    /// `agent`: the agent who wrote it, as the sending device names it (a business account's
+    /// devices name the agent they serve).
+    Message {
+        /// The device that sent it.
+        from: ProtocolAddress,
+        /// The group's id for a group message (under the group's sender keys, or pairwise to
+        /// each member); `None` for a one-to-one message.
+        group: Option<String>,
+        /// The envelope's id (16 bytes, chosen by its sender): what acknowledgements and
+        /// deduplication name it by.
+        envelope: [u8; 16],
+        /// The content, as the sending application encoded it.
+        content: Vec<u8>,
+        /// Whether it is a message request (see above); never for a group message from a member
+        /// of a group this device is in.
+        request: bool,
+        /// The franking evidence, checked: its key opens the commitment to `content`, and the
+        /// sender's relay stamped it.
+        evidence: Box<crate::franking::Evidence>,
+        /// The agent name the sender's payload carries (at most
+        /// [`crate::business::MAX_AGENT_NAME`] bytes of printable text); `None` if it carries
+        /// none. Checked against no roster: any sender may set it.
+        agent: Option<String>,
+    },
     /// A delivery already processed, dropped before decrypting.
-    DuplicateDropped { from: ProtocolAddress, envelope: [u8; 16] },
+    DuplicateDropped {
+        /// The device the envelope names as its sender.
+        from: ProtocolAddress,
+        /// The envelope's id.
+        envelope: [u8; 16],
+    },
     /// A delivery refused: it does not decrypt or makes no sense. It is acknowledged (it will never
     /// read) and nothing else changed.
-    Refused { from: Option<ProtocolAddress>, envelope: [u8; 16], reason: ClientError },
+    Refused {
+        /// The device the envelope names as its sender; `None` if it names none.
+        from: Option<ProtocolAddress>,
+        /// The envelope's id, padded with zeros or cut to 16 bytes (an id of another length is
+        /// itself a reason for refusal).
+        envelope: [u8; 16],
+        /// Why it was refused.
+        reason: ClientError,
+    },
     /// A group's membership changed, by this device's own change or by an announcement from `by`
     /// (with any kept announcements it let apply, which other admins may have made: `added` and
     /// `removed` sum them all); `state` is the hash of the group as it stands now
     /// ([`crate::Group::hash`]), the same at every member that holds this epoch.
-    GroupChanged { group: String, epoch: u64, by: ProtocolAddress, added: Vec<ProtocolAddress>, removed: Vec<ProtocolAddress>, state: [u8; 32] },
+    GroupChanged {
+        /// The group's id.
+        group: String,
+        /// The group's epoch now.
+        epoch: u64,
+        /// This device, for its own change; otherwise the admin's device whose announcement
+        /// was applied.
+        by: ProtocolAddress,
+        /// Devices that are members now and were not before (every member, on joining).
+        added: Vec<ProtocolAddress>,
+        /// Devices that were members before and are not now.
+        removed: Vec<ProtocolAddress>,
+        /// The hash of the group's state now.
+        state: [u8; 32],
+    },
     /// This device was removed from the group, and forgot it.
-    RemovedFromGroup { group: String },
+    RemovedFromGroup {
+        /// The group's id.
+        group: String,
+    },
     /// `from` holds another state of the group at `epoch` than this device: its admins made two
     /// different changes for one epoch, or showed different members different ones. This
     /// device keeps its state and refuses the other; the user should hear of it, as of a
     /// safety-number change.
-    GroupForked { group: String, epoch: u64, from: ProtocolAddress },
+    GroupForked {
+        /// The group's id.
+        group: String,
+        /// This device's epoch of the group when it saw the other state.
+        epoch: u64,
+        /// The device whose announcement, key or change named the other state.
+        from: ProtocolAddress,
+    },
     /// `from` announced a change of `group` (this device's joining, an advance, its removal) that
     /// the group's hub did not order: refused. The user should hear of it, as of a fork.
-    UnorderedChange { group: String, from: ProtocolAddress },
+    UnorderedChange {
+        /// The group's id.
+        group: String,
+        /// The device that announced the change.
+        from: ProtocolAddress,
+    },
     /// Something this device meant to send was given up.
-    SendDropped { reason: DropReason },
+    SendDropped {
+        /// Why it was given up.
+        reason: DropReason,
+    },
     /// A further device of this user was registered from this one: hand it `credential`.
-    DeviceLinked { device_id: u32, credential: Credential },
+    DeviceLinked {
+        /// The id of the device registered ([`Endpoint::link_device`]).
+        device_id: u32,
+        /// The credential the relay issued for it, which it needs to connect.
+        credential: Credential,
+    },
     /// A blob upload ([`Endpoint::upload_blob`]) was answered.
-    BlobStored { request: u64, result: Result<String, RequestFailed> },
+    BlobStored {
+        /// The request number [`Endpoint::upload_blob`] returned.
+        request: u64,
+        /// The id the relay stores the blob under (for [`Endpoint::fetch_blob`]), or why not.
+        result: Result<String, RequestFailed>,
+    },
     /// Another device of this person carried a message here: one she sent from it (`from` is
     /// that device, `to` the user it went to), or one she received on another account whose
     /// sender could not see that account linked to this one (`from` is its sender).
-    Synced { from: ProtocolAddress, to: Option<String>, group: Option<String>, carried_by: ProtocolAddress, envelope: [u8; 16], content: Vec<u8> },
+    Synced {
+        /// The device that wrote the message.
+        from: ProtocolAddress,
+        /// The user it was sent to, for one she sent; `None` for one she received.
+        to: Option<String>,
+        /// Always `None` as things stand: a transcript that names a group is refused.
+        group: Option<String>,
+        /// The device of hers (or of her business account) that carried it here.
+        carried_by: ProtocolAddress,
+        /// The id of the envelope that carried the transcript here (not the original's).
+        envelope: [u8; 16],
+        /// The message's content, as its application encoded it.
+        content: Vec<u8>,
+    },
     /// Another device of this person changed her linked accounts (a link, a revocation, a
     /// visibility): [`Endpoint::device`]'s person holds the new record.
     LinksChanged,
-    /// A person's record (every account of hers this device may see) was received or updated,
-    /// from `via`, one of her devices.
-    PersonKnown { person_key: switchboard_session::IdentityKey, via: ProtocolAddress },
+    /// A person's record (every account of hers this device may see) was received or updated.
+    PersonKnown {
+        /// Her person key, which signed the record.
+        person_key: switchboard_session::IdentityKey,
+        /// The device that sent the record: one of hers, or one of this person's own devices
+        /// passing on what it was given.
+        via: ProtocolAddress,
+    },
     /// A lookup ([`Endpoint::lookup_person`]) was answered: the accounts the person behind
     /// `user` shows the public, her record checked (signed by her person key, and listing the
     /// devices and keys `user`'s relay serves) and kept.
-    PersonLookedUp { request: u64, user: String, result: Result<Vec<String>, people::LookupFailed> },
+    PersonLookedUp {
+        /// The request number [`Endpoint::lookup_person`] returned.
+        request: u64,
+        /// The address looked up.
+        user: String,
+        /// Every account (`name@app`) the published record lists, in its order, or why not.
+        result: Result<Vec<String>, people::LookupFailed>,
+    },
     /// A blob fetch ([`Endpoint::fetch_blob`]) was answered.
-    BlobFetched { request: u64, result: Result<Vec<u8>, RequestFailed> },
+    BlobFetched {
+        /// The request number [`Endpoint::fetch_blob`] returned.
+        request: u64,
+        /// The blob's bytes as the relay returned them (still encrypted: see
+        /// [`crate::attachment::open`]), or why not.
+        result: Result<Vec<u8>, RequestFailed>,
+    },
     /// A report ([`Endpoint::report`]) was answered: verified and kept by this device's app, or
     /// refused (`Refused(Forbidden)`: the sender's app did not stamp exactly this message).
-    ReportAnswered { request: u64, result: Result<(), RequestFailed> },
+    ReportAnswered {
+        /// The request number [`Endpoint::report`] returned.
+        request: u64,
+        /// `Ok` if the app kept the report.
+        result: Result<(), RequestFailed>,
+    },
     /// The relay answered [`Endpoint::open_channel`].
-    ChannelOpened { request: u64, channel: String, result: Result<(), RequestFailed> },
+    ChannelOpened {
+        /// The request number [`Endpoint::open_channel`] returned.
+        request: u64,
+        /// The channel's id.
+        channel: String,
+        /// `Ok` if the relay opened it.
+        result: Result<(), RequestFailed>,
+    },
     /// The relay answered [`Endpoint::follow`]: the channel's admins (each asked for its key
     /// now), or why not. Also after this device asked again on its own, when a post came from an
     /// admin it did not know.
-    ChannelFollowed { request: u64, channel: String, result: Result<Vec<String>, RequestFailed> },
+    ChannelFollowed {
+        /// The request number [`Endpoint::follow`] returned (for a follow asked again on its
+        /// own, a number this device drew, which no call returned).
+        request: u64,
+        /// The channel's id.
+        channel: String,
+        /// The admins' addresses (`name@app`) as the channel's app named them, or why not.
+        result: Result<Vec<String>, RequestFailed>,
+    },
     /// The relay answered [`Endpoint::leave`].
-    ChannelLeft { request: u64, channel: String, result: Result<(), RequestFailed> },
+    ChannelLeft {
+        /// The request number [`Endpoint::leave`] returned.
+        request: u64,
+        /// The channel's id.
+        channel: String,
+        /// `Ok` if the relay no longer counts this device a follower.
+        result: Result<(), RequestFailed>,
+    },
     /// A post to a channel this device follows, from `from`, a device of one of its admins.
-    ChannelPost { channel: String, from: ProtocolAddress, envelope: [u8; 16], content: Vec<u8>, evidence: Box<crate::franking::Evidence> },
+    ChannelPost {
+        /// The channel's id.
+        channel: String,
+        /// The admin's device that posted it.
+        from: ProtocolAddress,
+        /// The envelope's id.
+        envelope: [u8; 16],
+        /// The post, as the admin's application encoded it.
+        content: Vec<u8>,
+        /// The franking evidence, checked as a message's is (the stamp names the channel).
+        evidence: Box<crate::franking::Evidence>,
+    },
     /// `follower` asked for this device's key of `channel`, and was handed it.
-    ChannelFollower { channel: String, follower: ProtocolAddress },
+    ChannelFollower {
+        /// The channel's id.
+        channel: String,
+        /// The follower's device that asked.
+        follower: ProtocolAddress,
+    },
     /// A follower's reaction or vote on `channel` (which this device posts to), for its admins
     /// only.
-    ChannelReply { channel: String, from: ProtocolAddress, content: Vec<u8> },
+    ChannelReply {
+        /// The channel's id.
+        channel: String,
+        /// The follower's device that sent it.
+        from: ProtocolAddress,
+        /// The reply, as the follower's application encoded it (never empty).
+        content: Vec<u8>,
+    },
     /// The relay answered [`Endpoint::remove_agent`].
-    DeviceRemoved { request: u64, device_id: u32, result: Result<(), RequestFailed> },
+    DeviceRemoved {
+        /// The request number [`Endpoint::remove_agent`] returned.
+        request: u64,
+        /// The id of the device to remove.
+        device_id: u32,
+        /// `Ok` if the device is gone (also when the relay knew no such device any more); then
+        /// the roster without it goes to the account's other devices.
+        result: Result<(), RequestFailed>,
+    },
     /// The business account's owner sent its roster (`listed`: this device serves an agent in it).
-    AgentsChanged { listed: bool },
+    AgentsChanged {
+        /// Whether the new roster lists this device.
+        listed: bool,
+    },
     /// Another device of this business account assigned the conversation with `customer`.
-    Assigned { customer: String, agent_device: u32, handover: bool },
+    Assigned {
+        /// The customer's address (`name@app`).
+        customer: String,
+        /// The device of this account the conversation is assigned to now.
+        agent_device: u32,
+        /// Whether it was assigned to another device before (a hand-over).
+        handover: bool,
+    },
 }
 
 /// A frame for the relay, with what it carries (for traces). Its `Debug` shows no bytes: a frame
 /// may carry the device's credential.
 #[derive(Clone)]
 pub struct Transmit {
+    /// The kind of request the frame carries, in words ("send", "ack", "register", …).
     pub what: &'static str,
+    /// The encoded `ClientFrame`, to write to the relay as it is.
     pub bytes: Vec<u8>,
 }
 
@@ -311,14 +498,19 @@ impl std::fmt::Debug for Transmit {
 /// [`Endpoint::persisted`] with `generation`.
 #[derive(Clone, Debug, Default)]
 pub struct Persist {
+    /// The state generation these changes bring the endpoint to: pass it to
+    /// [`Endpoint::persisted`] once they are written.
     pub generation: u64,
     /// The device's state changed: write [`Endpoint::snapshot`] whole.
     pub device: bool,
-    /// Envelopes newly processed, and those the dedupe window forgot.
+    /// Envelopes newly processed, to add to the stored window.
     pub seen_added: Vec<SeenKey>,
+    /// Envelopes the dedupe window forgot (past [`MAX_SEEN`]), to delete from it.
     pub seen_forgotten: Vec<SeenKey>,
-    /// Outbox entries added (read them with [`Endpoint::outbox_frame`]) and removed.
+    /// Outbox entries added, by sequence number (read them with [`Endpoint::outbox_frame`]).
     pub outbox_added: Vec<u64>,
+    /// Outbox entries done with (the relay took them, or refused them for good), by sequence
+    /// number, to delete.
     pub outbox_removed: Vec<u64>,
 }
 
@@ -335,24 +527,29 @@ pub struct EndpointStats {
     pub refused: u64,
     /// Sends given up (see [`DropReason`]).
     pub sends_dropped: u64,
-    /// Crypto done: sessions accepted (a PreKey message that opened one), other pairwise
-    /// messages decrypted, group messages encrypted and decrypted.
+    /// Sessions accepted: PreKey messages that opened a session (none was held with the sender).
     pub sessions_accepted: u64,
+    /// Other pairwise messages decrypted (whatever they carried).
     pub pairwise_decrypts: u64,
+    /// Messages encrypted under this device's sender key: group messages sent with
+    /// [`GroupStrategy::SenderKeys`], and channel posts.
     pub group_encrypts: u64,
+    /// Group messages and channel posts decrypted.
     pub group_decrypts: u64,
     /// Group messages held because their sender's key had not arrived yet.
     pub held_for_key: u64,
-    /// Uploads of more one-time prekeys after the relay reported them low, and the prekeys they
-    /// carried.
+    /// Uploads of more one-time prekeys after the relay reported them low, confirmed by it.
     pub replenishments: u64,
+    /// The one-time prekeys (one per bundle) those uploads carried.
     pub prekeys_replenished: u64,
     /// Sessions this device started back after refusing one started under a weaker suite.
     pub sessions_started_back: u64,
     /// Sessions accepted whose first message named no one-time prekey (none was left at the relay).
     pub sessions_without_one_time_prekey: u64,
-    /// Signed prekeys made to replace an older one, and older ones forgotten after their grace.
+    /// Signed prekeys made to replace an older one.
     pub signed_prekey_rotations: u64,
+    /// Replaced signed prekeys forgotten once their grace ([`EndpointConfig::signed_prekey_grace`])
+    /// was over.
     pub signed_prekeys_forgotten: u64,
     /// This device's group changes the hub did not order (another came first).
     pub changes_not_ordered: u64,
@@ -360,9 +557,11 @@ pub struct EndpointStats {
     pub unordered_changes: u64,
     /// Catch-ups on the hub's word, after changes missed for good.
     pub resyncs: u64,
-    /// Messages carried to this person's other devices (one per message, however many devices),
-    /// and transcripts received from them.
+    /// Messages carried to this person's (or this business account's) other devices, one per
+    /// message however many devices.
     pub transcripts_sent: u64,
+    /// Transcripts received from those devices and accepted (one from a blocked sender
+    /// included, though not shown).
     pub transcripts_received: u64,
     /// Messages shown as requests (from someone this person has no conversation with).
     pub requests: u64,
@@ -410,7 +609,10 @@ enum Request {
 /// What a user may name as a group's member: one device, or every device of a user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Member {
+    /// This one device.
     Device(ProtocolAddress),
+    /// Every device of this user (`name@app`), as its relay lists them when the change is
+    /// carried out.
     User(String),
 }
 
@@ -418,16 +620,29 @@ pub enum Member {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandError {
+    /// This device is not in a group of that id (for a channel reply: follows no channel of
+    /// that id).
     #[error("this device is not in group {0}")]
     UnknownGroup(String),
+    /// [`MAX_PENDING_LINKS`] device links already wait for the relay.
     #[error("too many device links waiting")]
     TooManyLinks,
+    /// [`commands::MAX_PENDING_COMMANDS`] commands (channel opens, follows and leaves, device
+    /// removals) already wait for the relay's answer.
     #[error("too many commands waiting for the relay's answer")]
     TooManyCommands,
+    /// The content is longer than the endpoint sends.
     #[error("content of {len} bytes is over the limit of {limit}")]
-    TooLarge { len: usize, limit: usize },
+    TooLarge {
+        /// The content's length, in bytes.
+        len: usize,
+        /// The longest content sent, in bytes ([`MAX_CONTENT_LEN`]).
+        limit: usize,
+    },
+    /// A user, group or channel id that is not a `name@app` address.
     #[error("not an address: {0}")]
     Address(#[from] switchboard_wire::address::AddressError),
+    /// The device refused the command (see [`ClientError`]).
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -681,6 +896,7 @@ impl Endpoint {
             && self.unreleased_acks.is_empty()
     }
 
+    /// The counters so far (since this endpoint was made or restored: they are not persisted).
     pub fn stats(&self) -> EndpointStats {
         self.stats
     }

@@ -59,7 +59,9 @@ pub(super) struct Handles {
 /// Serves one connection until either side closes it. The core hears of the connection before
 /// its first frame, and the writer drains what the core queued before the socket is shut down
 /// (within [`WRITE_DEADLINE`] per batch, and the grace the driver gives a connection it closed).
-pub(super) async fn serve<S>(stream: S, conn: ConnId, events: mpsc::Sender<Event>, kind: Kind, tap: Option<Tap>)
+/// Returns why it ended, when something went wrong (a read or write error, a frame that does not
+/// decode), for the log.
+pub(super) async fn serve<S>(stream: S, conn: ConnId, events: mpsc::Sender<Event>, kind: Kind, tap: Option<Tap>) -> Option<String>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -71,13 +73,18 @@ where
     let read_tap = tap.clone();
     let read = tokio::spawn(async move {
         if started.await.is_err() {
-            return;
+            return None;
         }
         let mut decoder = FrameDecoder::default();
         let mut buffer = vec![0u8; 64 * 1024];
+        let mut ended = None;
         'reading: loop {
             let read = match reader.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
+                Err(error) => {
+                    ended = Some(error.to_string());
+                    break;
+                }
                 Ok(read) => read,
             };
             decoder.extend(&buffer[..read]);
@@ -89,11 +96,12 @@ where
                         }
                         let event = if is_link { Event::LinkFrame(conn, frame) } else { Event::ClientFrame(conn, frame) };
                         if events_for_reader.send(event).await.is_err() {
-                            return;
+                            return None;
                         }
                     }
                     Ok(None) => break,
-                    Err(FrameError::TooLong { .. }) | Err(FrameError::Decode(_)) => {
+                    Err(error @ (FrameError::TooLong { .. } | FrameError::Decode(_))) => {
+                        ended = Some(format!("a frame that cannot be read: {error}"));
                         if !is_link {
                             let _ = events_for_reader.send(Event::ClientOversized(conn)).await;
                         }
@@ -104,6 +112,7 @@ where
         }
         let closed = if is_link { Event::LinkClosed(conn) } else { Event::ClientClosed(conn) };
         let _ = events_for_reader.send(closed).await;
+        ended
     });
     let read_abort = read.abort_handle();
     let events_for_writer = events.clone();
@@ -134,13 +143,17 @@ where
                 Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer does not read")),
             }
         };
-        if let Err(error) = written.await {
-            // The reader stops too, and the core hears of it now (if it still holds the
-            // connection); what was queued is dropped with this task.
-            read_abort.abort();
-            tracing::info!(conn, %error, "connection dropped");
-            let closed = if is_link { Event::LinkClosed(conn) } else { Event::ClientClosed(conn) };
-            let _ = events_for_writer.send(closed).await;
+        match written.await {
+            Ok(()) => None,
+            Err(error) => {
+                // The reader stops too, and the core hears of it now (if it still holds the
+                // connection); what was queued is dropped with this task.
+                read_abort.abort();
+                tracing::info!(conn, %error, "connection dropped");
+                let closed = if is_link { Event::LinkClosed(conn) } else { Event::ClientClosed(conn) };
+                let _ = events_for_writer.send(closed).await;
+                Some(error.to_string())
+            }
         }
     });
     let handles = Handles { queue: outgoing, queued: Arc::new(AtomicUsize::new(0)), reader: read.abort_handle(), writer: write.abort_handle() };
@@ -151,8 +164,13 @@ where
     if events.send(opened).await.is_err() {
         read.abort();
         write.abort();
-        return;
+        return None;
     }
     let _ = start.send(());
-    let _ = write.await;
+    let written = write.await.ok().flatten();
+    // The reader has ended (it told the core, which let the writer go), or it is stopped now
+    // (the relay is shutting down).
+    read.abort();
+    let read = read.await.ok().flatten();
+    written.or(read)
 }

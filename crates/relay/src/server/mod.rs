@@ -49,7 +49,9 @@ pub const CONNECTION_QUEUE_BYTES: usize = crate::core::DELIVERY_WINDOW_BYTES + 1
 /// Another app's relay.
 #[derive(Clone, Debug)]
 pub struct Peer {
+    /// Its app's name (what its certificate carries).
     pub app: String,
+    /// Where its federation listener is.
     pub address: SocketAddr,
     /// Its certificate (PEM): the only one accepted as that app.
     pub certificate: String,
@@ -58,8 +60,11 @@ pub struct Peer {
 /// Everything a relay needs to run.
 #[derive(Clone, Debug)]
 pub struct RelaySettings {
+    /// The app this relay serves.
     pub app: String,
+    /// Its certificate and key, and the federation's CA.
     pub tls: TlsIdentity,
+    /// The other apps' relays it links to.
     pub peers: Vec<Peer>,
     /// Seed for the credentials and blob ids the relay issues; `None` (any deployment) takes
     /// them from the operating system, a seed makes a test repeatable.
@@ -88,10 +93,25 @@ enum Event {
     Metrics(oneshot::Sender<(Metrics, StoredState)>),
 }
 
+/// Why a relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Its TLS material cannot be used.
+    #[error("the relay's TLS material")]
+    Tls(#[from] tls::TlsError),
+    /// A listener it was given has no local address.
+    #[error("a listener's address")]
+    Listener(#[source] std::io::Error),
+}
+
 /// A running relay.
 pub struct RelayHandle {
+    /// The app it serves.
     pub app: String,
+    /// Where devices connect (TLS).
     pub client_address: SocketAddr,
+    /// Where other relays connect (mutual TLS).
     pub federation_address: SocketAddr,
     events: mpsc::Sender<Event>,
     tasks: JoinSet<()>,
@@ -120,7 +140,7 @@ pub async fn start(
     store: Box<dyn Store>,
     contents: Box<dyn Contents>,
     state: StoredState,
-) -> Result<RelayHandle, tls::TlsError> {
+) -> Result<RelayHandle, StartError> {
     let acceptor = TlsAcceptor::from(tls::server_config(&settings.tls)?);
     let device_acceptor = TlsAcceptor::from(tls::device_server_config(&settings.tls)?);
     let connector = TlsConnector::from(tls::client_config(&settings.tls)?);
@@ -129,8 +149,8 @@ pub async fn start(
         peer_certificates.insert(certificate_der(&peer.certificate)?, peer.app.clone());
     }
     let peer_certificates = Arc::new(peer_certificates);
-    let client_address = client_listener.local_addr().map_err(|e| tls::TlsError(e.to_string()))?;
-    let federation_address = federation_listener.local_addr().map_err(|e| tls::TlsError(e.to_string()))?;
+    let client_address = client_listener.local_addr().map_err(StartError::Listener)?;
+    let federation_address = federation_listener.local_addr().map_err(StartError::Listener)?;
 
     let (events, receiver) = mpsc::channel(8192);
     let next_conn = Arc::new(AtomicU64::new(1));
@@ -353,27 +373,83 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
 
 /// How long a TLS handshake may take, on either listener.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a dialed link must stay up to count as up: under TLS 1.3 the dialing side finishes
+/// its handshake before the other side has checked its certificate, and a refusal closes the
+/// link just after.
+const LINK_SETTLE: Duration = Duration::from_secs(1);
+/// A refusal of one kind from one address is logged at most once in this time (with a count of
+/// those not logged): a peer that retries every two seconds, or a flood, does not fill the log.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Kinds of refusal by address remembered for [`REFUSAL_LOG_INTERVAL`], at most.
+const REFUSALS_KEPT: usize = 4096;
+
+/// The refusals logged lately, by source address and reason: when, and how many like it since.
+#[derive(Default)]
+struct Refusals {
+    said: std::sync::Mutex<HashMap<(std::net::IpAddr, String), (std::time::Instant, u64)>>,
+}
+
+impl Refusals {
+    /// Logs (at `warn` if `serious`, else at `info`) that a connection from `source` was refused
+    /// for `reason` (`detail` says more), unless one like it was logged within
+    /// [`REFUSAL_LOG_INTERVAL`].
+    fn log(&self, what: &str, source: SocketAddr, reason: &str, detail: Option<&dyn std::fmt::Display>, serious: bool) {
+        let now = std::time::Instant::now();
+        let unlogged = {
+            let mut said = self.said.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if said.len() >= REFUSALS_KEPT {
+                said.retain(|_, (at, _)| now.duration_since(*at) < REFUSAL_LOG_INTERVAL);
+                if said.len() >= REFUSALS_KEPT {
+                    said.clear();
+                }
+            }
+            match said.entry((source.ip(), reason.to_owned())) {
+                std::collections::hash_map::Entry::Occupied(mut entry) => {
+                    let (at, skipped) = entry.get_mut();
+                    if now.duration_since(*at) < REFUSAL_LOG_INTERVAL {
+                        *skipped += 1;
+                        return;
+                    }
+                    let unlogged = *skipped;
+                    *entry.get_mut() = (now, 0);
+                    unlogged
+                }
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert((now, 0));
+                    0
+                }
+            }
+        };
+        let more = match unlogged {
+            0 => String::new(),
+            n => format!(" ({n} more like it from this address since it was last said)"),
+        };
+        let detail = detail.map(|detail| detail.to_string()).unwrap_or_default();
+        if serious {
+            tracing::warn!(%source, error = %detail, "refused a {what} connection: {reason}{more}");
+        } else {
+            tracing::info!(%source, error = %detail, "refused a {what} connection: {reason}{more}");
+        }
+    }
+}
 
 async fn accept_clients(listener: TcpListener, acceptor: TlsAcceptor, events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64>, tap: Option<Tap>) {
+    let refusals = Arc::new(Refusals::default());
     loop {
         let Some((stream, source)) = accept(&listener).await else { continue };
-        let (acceptor, events, tap) = (acceptor.clone(), events.clone(), tap.clone());
+        let (acceptor, events, tap, refusals) = (acceptor.clone(), events.clone(), tap.clone(), refusals.clone());
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             // A client that does not speak TLS (or not in time) is closed without an answer.
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::info!(%source, %error, "refused a device connection: TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%source, "refused a device connection: no TLS handshake in time");
-                    return;
-                }
+                Ok(Err(error)) => return refusals.log("device", source, "TLS handshake failed", Some(&error), false),
+                Err(_) => return refusals.log("device", source, "no TLS handshake in time", None, false),
             };
-            connection::serve(tls, conn, events, connection::Kind::Client { source: source.ip() }, tap).await;
+            if let Some(error) = connection::serve(tls, conn, events, connection::Kind::Client { source: source.ip() }, tap).await {
+                tracing::debug!(%source, %error, "a device connection ended");
+            }
         });
     }
 }
@@ -386,24 +462,65 @@ async fn accept_links(
     next_conn: Arc<AtomicU64>,
     tap: Option<Tap>,
 ) {
+    let refusals = Arc::new(Refusals::default());
     loop {
-        let Some((stream, _)) = accept(&listener).await else { continue };
-        let (acceptor, peers, events, tap) = (acceptor.clone(), peers.clone(), events.clone(), tap.clone());
+        let Some((stream, source)) = accept(&listener).await else { continue };
+        let (acceptor, peers, events, tap, refusals) = (acceptor.clone(), peers.clone(), events.clone(), tap.clone(), refusals.clone());
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else { return };
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                // A relay whose certificate this federation's CA did not issue lands here.
+                Ok(Err(error)) => return refusals.log("federation", source, "TLS handshake failed", Some(&error), true),
+                Err(_) => return refusals.log("federation", source, "no TLS handshake in time", None, true),
+            };
             let app = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(|cert| peers.get(cert));
             let Some(app) = app.cloned() else {
-                tracing::warn!("refused a federation connection with an unknown certificate");
-                return;
+                let reason = "its certificate is none of the peers' configured here";
+                return refusals.log("federation", source, reason, None, true);
             };
-            connection::serve(tls, conn, events, connection::Kind::Link { app, dialed: false }, tap).await;
+            tracing::info!(%source, peer = %app, "a link from {app}'s relay is up");
+            let ended = connection::serve(tls, conn, events, connection::Kind::Link { app: app.clone(), dialed: false }, tap).await;
+            let error = ended.unwrap_or_default();
+            tracing::info!(%source, peer = %app, %error, "the link from {app}'s relay closed");
         });
     }
 }
 
-/// Keeps a link to `peer` up, reconnecting with backoff.
+/// Why dialing a peer failed, for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum DialFailure {
+    /// Nothing listens there (yet): the peer's relay is not running.
+    Unreachable(String),
+    /// The peer's TLS or certificate is not the one expected, or it refused this relay's.
+    Refused(String),
+    /// No answer in time.
+    TimedOut,
+}
+
+impl DialFailure {
+    /// Logs it, once for as long as the same failure repeats.
+    fn log(self, peer: &Peer, last: &mut Option<DialFailure>) {
+        if last.as_ref() == Some(&self) {
+            return;
+        }
+        let (app, address) = (&peer.app, peer.address);
+        match &self {
+            DialFailure::Unreachable(error) => {
+                tracing::info!(peer = %app, %address, %error, "cannot reach {app}'s relay; trying again (said once until it changes)")
+            }
+            DialFailure::Refused(error) => {
+                tracing::warn!(peer = %app, %address, %error, "no link to {app}'s relay: TLS refused, on one side or the other; trying again (said once until it changes)")
+            }
+            DialFailure::TimedOut => tracing::warn!(peer = %app, %address, "{app}'s relay did not answer in time; trying again"),
+        }
+        *last = Some(self);
+    }
+}
+
+/// Keeps a link to `peer` up, reconnecting with backoff. Says when the link comes up and goes
+/// down, and why dialing fails (once, until the reason changes).
 async fn dial(
     peer: Peer,
     certificate: CertificateDer<'static>,
@@ -413,20 +530,45 @@ async fn dial(
     tap: Option<Tap>,
 ) {
     let mut backoff = Duration::from_millis(50);
+    let mut last_failure = None;
     loop {
         let attempt = async {
-            let stream = TcpStream::connect(peer.address).await.ok()?;
+            let stream = TcpStream::connect(peer.address).await.map_err(|e| DialFailure::Unreachable(e.to_string()))?;
             let _ = stream.set_nodelay(true);
-            let name = ServerName::try_from(peer.app.clone()).ok()?;
-            let tls = connector.connect(name, stream).await.ok()?;
-            let presented = tls.get_ref().1.peer_certificates()?.first()?.clone();
-            (presented == certificate).then_some(tls)
+            let name = ServerName::try_from(peer.app.clone()).map_err(|e| DialFailure::Refused(e.to_string()))?;
+            let tls = connector.connect(name, stream).await.map_err(|e| DialFailure::Refused(e.to_string()))?;
+            let presented = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).cloned();
+            match presented {
+                Some(presented) if presented == certificate => Ok(tls),
+                _ => Err(DialFailure::Refused("its certificate is not the one configured for it".into())),
+            }
         };
-        if let Ok(Some(tls)) = tokio::time::timeout(Duration::from_secs(10), attempt).await {
-            backoff = Duration::from_millis(50);
-            let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-            let kind = connection::Kind::Link { app: peer.app.clone(), dialed: true };
-            connection::serve(tls, conn, events.clone(), kind, tap.clone()).await;
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
+            Ok(Ok(tls)) => {
+                let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+                let kind = connection::Kind::Link { app: peer.app.clone(), dialed: true };
+                let served = connection::serve(tls, conn, events.clone(), kind, tap.clone());
+                tokio::pin!(served);
+                let closed_at_once = tokio::select! {
+                    ended = &mut served => Some(ended),
+                    () = tokio::time::sleep(LINK_SETTLE) => None,
+                };
+                match closed_at_once {
+                    Some(ended) => {
+                        let why = ended.unwrap_or_else(|| "it closed the link".into());
+                        DialFailure::Refused(format!("the link closed at once: {why}")).log(&peer, &mut last_failure);
+                    }
+                    None => {
+                        backoff = Duration::from_millis(50);
+                        last_failure = None;
+                        tracing::info!(peer = %peer.app, address = %peer.address, "the link to {}'s relay is up", peer.app);
+                        let error = served.await.unwrap_or_default();
+                        tracing::info!(peer = %peer.app, %error, "the link to {}'s relay closed; dialing again", peer.app);
+                    }
+                }
+            }
+            Ok(Err(failure)) => failure.log(&peer, &mut last_failure),
+            Err(_) => DialFailure::TimedOut.log(&peer, &mut last_failure),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));

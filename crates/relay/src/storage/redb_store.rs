@@ -3,7 +3,7 @@
 //! which redb runs beside the write transaction of the batch being committed and which see every
 //! batch committed before they began.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -44,6 +44,45 @@ const CHANNEL_APPS: TableDefinition<&[u8], ()> = TableDefinition::new("channel_a
 /// Memory redb may keep as a cache of the file (its default, 1 GiB, let every mailbox written
 /// count against the relay's resident memory).
 pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a relay's database could not be opened. Each names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Another process holds the database: a relay already running on this data folder.
+    #[error("{} is in use by another process (is a relay already running with this data folder?)", path.display())]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The file could not be created or given its permissions.
+    #[error("{}", path.display())]
+    File {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is no redb database, or cannot be opened as one.
+    #[error("{}: not a relay database, or one that cannot be opened", path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What redb said.
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// What the database holds could not be read.
+    #[error("{}: reading what it holds", path.display())]
+    Load {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+}
 
 /// A relay's database file, to commit batches to.
 pub struct RedbStore {
@@ -135,23 +174,27 @@ fn seq_of(rest: &[u8]) -> Result<u64, StoreError> {
 impl RedbStore {
     /// Opens (or creates, readable by its owner only: it holds credential hashes, mailboxes and
     /// who writes to whom) the database at `path` and loads what it holds.
-    pub fn open(path: &Path) -> Result<(RedbStore, StoredState), StoreError> {
-        let at = |error: &dyn std::fmt::Display| StoreError(format!("{}: {error}", path.display()));
+    pub fn open(path: &Path) -> Result<(RedbStore, StoredState), OpenError> {
+        let file = |source| OpenError::File { path: path.to_owned(), source };
         if !path.exists() {
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            options.open(path).map_err(|e| at(&e))?;
+            options.open(path).map_err(file)?;
         }
         // Also a file made by an older version, or copied in.
         #[cfg(unix)]
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(|e| at(&e))?;
-        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| at(&e))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(file)?;
+        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: path.to_owned() },
+            source => OpenError::Database { path: path.to_owned(), source },
+        })?;
         let store = RedbStore { db: Arc::new(db) };
+        let load = |source| OpenError::Load { path: path.to_owned(), source };
         // Create the tables, so a fresh database reads as empty.
-        store.write(&[]).map_err(failed)?;
-        let state = store.load()?;
+        store.write(&[]).map_err(failed).map_err(load)?;
+        let state = store.load().map_err(load)?;
         Ok((store, state))
     }
 

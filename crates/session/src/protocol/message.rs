@@ -158,7 +158,8 @@ impl SignalMessage {
         self.counter
     }
 
-    /// The length of the sender's previous sending chain.
+    /// The counter of the last message the sender sent on its previous sending chain (0 if it sent
+    /// none), as libsignal writes it. Carried for compatibility; no receiver here reads it.
     pub fn previous_counter(&self) -> u32 {
         self.previous_counter
     }
