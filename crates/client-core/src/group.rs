@@ -70,7 +70,7 @@ const HASH_LABEL: &[u8] = b"switchboard group state body v1";
 /// the order. A hashed set, because every group message received is checked against it: in a
 /// group of a thousand an ordered set costs a dozen cache misses per check.
 ///
-/// A `Group` is only made whole ([`Group::create`], [`Group::next`], [`Group::from_control`]), so
+/// A `Group` is only made whole ([`Group::create`], [`Group::next`], `Group::from_control`), so
 /// its hash always describes its fields, admins are always members and there is always an admin.
 #[derive(Clone, Debug)]
 pub struct Group {

@@ -136,7 +136,7 @@ impl Device {
     /// that epoch ([`Self::hub_head`]), so that no admin — nor a removed one with the key it held
     /// — can show this device a change the hub did not order. Networked devices (the endpoint)
     /// always do; a device driven without relays takes the announcing admin's word, checked as
-    /// far as it can be ([`membership::judge`]).
+    /// far as it can be (`membership::judge`).
     pub fn check_changes_with_hub(&mut self) {
         self.changes_need_hub = true;
     }

@@ -225,7 +225,7 @@ impl Device {
         self.contacts.insert(user.to_owned())
     }
 
-    /// This person's contacts (see [`Self::add_contact`]).
+    /// This person's contacts (see `add_contact`).
     pub fn contacts(&self) -> impl Iterator<Item = &str> {
         self.contacts.iter().map(String::as_str)
     }

@@ -17,7 +17,7 @@ use crate::franking::Evidence;
 
 impl Endpoint {
     /// Accepts the person behind `user`: her messages, on any account this device knows is hers
-    /// ([`Self::accounts_of`]), are no longer requests, on every device of this person, and no
+    /// (`accounts_of`), are no longer requests, on every device of this person, and no
     /// longer held to the stranger allowance at this person's relays.
     pub fn accept(&mut self, now: Duration, user: &str, rng: &mut (impl CryptoRng + ?Sized)) -> Result<(), CommandError> {
         self.now = self.now.max(now);

@@ -13,8 +13,8 @@
 //! and, for a durable device, the state to write ([`Endpoint::poll_persist`]).
 //!
 //! Duties, each in one place: registration and authentication, publishing prekey bundles, device
-//! linking, the outbox ([`outbox`]: pipelined, sent again after a reconnect), bundle fetches and the
-//! work waiting for them ([`work`]), deliveries ([`receive`]: duplicates dropped by sender and
+//! linking, the outbox (`outbox`: pipelined, sent again after a reconnect), bundle fetches and the
+//! work waiting for them (`work`), deliveries (`receive`: duplicates dropped by sender and
 //! envelope id before decrypting ([`dedupe`]), group messages held until their sender key
 //! arrives, acknowledgements batched), retries of transient refusals on a timer, and counters.
 //!
