@@ -20,6 +20,7 @@ pub const MAX_USER_LEN: usize = 256;
 
 /// What is wrong with an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AddressError {
     /// The text has no `@` at all.
     #[error("no '@': an address is name@app")]

@@ -27,6 +27,7 @@ pub mod limits {
 
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The input is longer than the limit for its message type.
     #[error("{len} bytes exceed the limit of {limit} bytes for this message")]
@@ -38,7 +39,7 @@ pub enum DecodeError {
     },
     /// The input is not a valid encoding of the message.
     #[error("malformed protobuf: {0}")]
-    Malformed(String),
+    Malformed(prost::DecodeError),
     /// The input decodes, but not from the one encoding this crate writes for its value.
     #[error("non-canonical encoding")]
     NonCanonical,
@@ -49,7 +50,7 @@ pub fn decode<M: Message + Default>(bytes: &[u8], limit: usize) -> Result<M, Dec
     if bytes.len() > limit {
         return Err(DecodeError::TooLong { len: bytes.len(), limit });
     }
-    M::decode(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
+    M::decode(bytes).map_err(DecodeError::Malformed)
 }
 
 /// Decodes like [`decode`], then requires that re-encoding gives back exactly `bytes`: no unknown

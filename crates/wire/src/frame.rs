@@ -13,6 +13,7 @@ pub const PREFIX_LEN: usize = 4;
 
 /// Why a stream of frames cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// A length prefix over the limit: the peer is misbehaving; close the connection.
     #[error("frame of {len} bytes exceeds the limit of {limit}")]

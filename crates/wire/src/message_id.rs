@@ -22,6 +22,7 @@ pub type MessageId = [u8; MESSAGE_ID_LEN];
 
 /// Why no id can be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MessageIdError {
     /// A URI is longer than the id's 16-bit length prefix holds; the value is its length in bytes.
     #[error("a sender or room URI of {0} bytes is over the 65,535 the id's length prefix holds")]

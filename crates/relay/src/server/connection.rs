@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use switchboard_wire::frame::{FrameDecoder, FrameError};
+use switchboard_wire::frame::FrameDecoder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
@@ -100,7 +100,7 @@ where
                         }
                     }
                     Ok(None) => break,
-                    Err(error @ (FrameError::TooLong { .. } | FrameError::Decode(_))) => {
+                    Err(error) => {
                         ended = Some(format!("a frame that cannot be read: {error}"));
                         if !is_link {
                             let _ = events_for_reader.send(Event::ClientOversized(conn)).await;
