@@ -459,7 +459,8 @@ pub enum Event {
         /// The id of the device to remove.
         device_id: u32,
         /// `Ok` if the device is gone (also when the relay knew no such device any more); then
-        /// the roster without it goes to the account's other devices.
+        /// this device's roster, without it, goes to the account's other devices (unless that
+        /// leaves it empty).
         result: Result<(), RequestFailed>,
     },
     /// The business account's owner sent its roster (`listed`: this device serves an agent in it).
