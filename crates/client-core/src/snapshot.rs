@@ -149,14 +149,32 @@ impl Device {
                 return Err(ClientError::InvalidPayload("two proposals for one group"));
             }
         }
-        if snapshot.awaiting_hub.len() > crate::MAX_AWAITING_HUB {
-            return Err(ClientError::InvalidPayload("more joins waiting than a device keeps"));
+        // The bounds `Device::await_hub` keeps to: senders per group, and joins (changes of groups
+        // this device is not in) per sender and in all.
+        if snapshot.awaiting_hub.len() > crate::MAX_AWAITING_HUB + groups.len() * crate::MAX_AWAITING_HUB_PER_GROUP {
+            return Err(ClientError::InvalidPayload("more changes waiting for their hub than a device keeps"));
         }
         let mut awaiting_hub = std::collections::HashMap::new();
+        let mut per_group: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut joins_per_sender: std::collections::HashMap<ProtocolAddress, usize> = std::collections::HashMap::new();
+        let mut joins = 0;
         for stored in &snapshot.awaiting_hub {
             let pending = pending_change(stored)?;
+            let senders = per_group.entry(pending.control.group_id.clone()).or_default();
+            *senders += 1;
+            if *senders > crate::MAX_AWAITING_HUB_PER_GROUP {
+                return Err(ClientError::InvalidPayload("more senders of one group's changes waiting for its hub than a device keeps"));
+            }
+            if !groups.contains_key(&pending.control.group_id) {
+                joins += 1;
+                let from_sender = joins_per_sender.entry(pending.from.clone()).or_default();
+                *from_sender += 1;
+                if joins > crate::MAX_AWAITING_HUB || *from_sender > crate::MAX_AWAITING_HUB_PER_SENDER {
+                    return Err(ClientError::InvalidPayload("more joins waiting for their hub than a device keeps"));
+                }
+            }
             if awaiting_hub.insert((pending.control.group_id.clone(), pending.from.clone()), pending).is_some() {
-                return Err(ClientError::InvalidPayload("two joins from one sender for one group"));
+                return Err(ClientError::InvalidPayload("two changes from one sender for one group"));
             }
         }
         let kept_bytes: usize = snapshot.pending_changes.iter().map(|pending| pending.encoded_len()).sum();
@@ -253,5 +271,41 @@ mod tests {
         let (received, _) = bob.receive(&a, &direct.message, &mut directory, &mut rng).unwrap();
         assert!(matches!(received, crate::Received::Application { content, .. } if content == b"direct"));
         assert_eq!(bob.group("g@x").unwrap().members().len(), 2);
+    }
+
+    /// Changes of the groups a device is in wait for their hub up to a bound per group, not
+    /// [`crate::MAX_AWAITING_HUB`] in all (which bounds joins): a device in many groups may keep
+    /// more than that, and must restore what it wrote.
+    #[test]
+    fn a_device_restores_every_change_it_kept_waiting_for_a_hub() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let (a, b) = (ProtocolAddress::new("a@x", 1), ProtocolAddress::new("b@y", 1));
+        let mut alice = Device::new(a.clone(), 1, &mut rng);
+        let mut bob = Device::new(b.clone(), 2, &mut rng);
+        let mut directory = InMemoryDirectory::default();
+        directory.publish(&b, bob.publish_bundles(3, &mut rng)).unwrap();
+        let groups = crate::MAX_AWAITING_HUB / crate::MAX_AWAITING_HUB_PER_GROUP + 1;
+        for g in 0..groups {
+            alice.create_group(&format!("g{g}@x"), [b.clone()], Suite::Aes256Gcm, &mut directory, &mut rng).unwrap();
+        }
+        // What each group's other members might have announced, kept while the hub is asked.
+        for g in 0..groups {
+            let control = alice.group(&format!("g{g}@x")).unwrap().announcement();
+            for sender in 0..crate::MAX_AWAITING_HUB_PER_GROUP {
+                let from = ProtocolAddress::new(&format!("m{sender}@y"), 1);
+                alice.awaiting_hub.insert((control.group_id.clone(), from.clone()), crate::device::PendingChange { from, control: control.clone() });
+            }
+        }
+        assert!(alice.awaiting_hub.len() > crate::MAX_AWAITING_HUB);
+        let stored = alice.snapshot().encode_to_vec();
+        let restored = Device::restore(&switchboard_wire::decode(&stored, usize::MAX).unwrap()).expect("a device restores what it wrote");
+        assert_eq!(restored.awaiting_hub.len(), groups * crate::MAX_AWAITING_HUB_PER_GROUP);
+
+        // A snapshot with more than the bounds allow is refused: too many senders for one group.
+        let mut crowded = alice.snapshot();
+        let mut extra = crowded.awaiting_hub[0].clone();
+        extra.from = Some(wire(&ProtocolAddress::new("m9@y", 1)));
+        crowded.awaiting_hub.push(extra);
+        assert!(matches!(Device::restore(&crowded), Err(ClientError::InvalidPayload(_))));
     }
 }
