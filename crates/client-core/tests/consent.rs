@@ -93,3 +93,26 @@ fn a_report_is_verified_through_federation_and_an_altered_one_refused() {
     h.settle();
     assert_eq!(answers(&mut h), vec![Err(RequestFailed::Refused(ErrorCode::Forbidden))]);
 }
+
+#[test]
+fn a_block_made_offline_reaches_the_relay_after_a_crash() {
+    let mut h = Harness::new(&["green", "blue"], 5);
+    let mallory = online(&mut h, "mallory@green");
+    let bob = h.add_device("bob@blue", 1, true);
+    h.connect(bob);
+    h.settle();
+    send(&mut h, mallory, "bob@blue", "first");
+    assert_eq!(shown(&mut h, bob).len(), 1);
+    // Bob blocks her while offline: the relay's copy of the block waits in his outbox, on disk.
+    h.disconnect(bob);
+    h.with(bob, |e, now, rng| e.block(now, "mallory@green", rng).unwrap());
+    h.settle();
+    h.crash(bob);
+    h.connect(bob);
+    h.advance(switchboard_client_core::endpoint::ACK_DELAY * 2);
+    assert!(h.devices[bob].endpoint.is_idle(), "the block was sent and answered");
+    // With Bob offline again, what she sends is dropped by his relay, not stored for him.
+    h.disconnect(bob);
+    send(&mut h, mallory, "bob@blue", "second");
+    assert_eq!(h.mailbox_len("blue"), 0, "his relay holds the block");
+}

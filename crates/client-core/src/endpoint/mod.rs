@@ -764,7 +764,7 @@ impl Endpoint {
         }
         for (seq, bytes) in outbox {
             let frame = decode::<ClientFrame>(&bytes, switchboard_wire::frame::MAX_FRAME_LEN).ok();
-            if let Some(body @ (Body::Send(_) | Body::SendToUser(_) | Body::SendGroup(_) | Body::OrderChange(_))) = frame.and_then(|frame| frame.body) {
+            if let Some(body @ (Body::Send(_) | Body::SendToUser(_) | Body::SendGroup(_) | Body::OrderChange(_) | Body::SetConsent(_))) = frame.and_then(|frame| frame.body) {
                 endpoint.outbox.restore(seq, body);
             }
         }
