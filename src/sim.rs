@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use switchboard_sim::{GroupStrategy, RunOptions, Scenario};
+use switchboard_sim::{Diagram, GroupStrategy, RunOptions, Scenario};
 
 /// Runs shorter than this show no progress bar.
 const QUIET_FOR: std::time::Duration = std::time::Duration::from_secs(2);
@@ -21,13 +21,26 @@ pub struct Args {
     /// Prints the report as one JSON object.
     #[arg(long)]
     json: bool,
-    /// Writes every event as a JSON line to FILE.
+    /// Writes every event as a JSON line to FILE, naming devices (alice@green/1), relays (by
+    /// their app: green) and groups (g0@green).
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
-    /// Writes sequence.svg (the first events) and latency.svg to DIR.
+    /// Writes sequence.svg (a sequence diagram; see the --svg-* options for which events) and
+    /// latency.svg (the latency of every first read) to DIR.
     #[arg(long, value_name = "DIR")]
     svg: Option<PathBuf>,
-    /// Events the sequence diagram shows.
+    /// The sequence diagram starts at TIME of the run (2s, 2.5s, 2500ms; devices register during
+    /// the first 2 s, then the traffic starts). By default: at the first message sent.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "svg")]
+    svg_from: Option<u64>,
+    /// The sequence diagram ends at TIME of the run (included). By default: at the end.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "svg")]
+    svg_to: Option<u64>,
+    /// The sequence diagram shows only the events of this device (name@app/n), or of every device
+    /// of this user (name@app), each on a lane of its own. Repeat it for several.
+    #[arg(long, value_name = "NAME", requires = "svg")]
+    svg_device: Vec<String>,
+    /// Events the sequence diagram shows at most: the first ones of its window.
     #[arg(long, value_name = "N", default_value_t = 60)]
     svg_events: usize,
     /// Overrides the scenario's group strategy; `both` runs the scenario once with each and
@@ -42,6 +55,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let field = error.field.as_deref().map(|field| format!("{field}: ")).unwrap_or_default();
         anyhow::anyhow!("{}:{}:{}: {field}{}", args.scenario.display(), error.line, error.column, error.message)
     })?;
+    if let (Some(from), Some(to)) = (args.svg_from, args.svg_to) {
+        anyhow::ensure!(from <= to, "--svg-from is after --svg-to");
+    }
     let strategies: Vec<GroupStrategy> = match args.group_strategy.as_deref() {
         None => vec![scenario.group_strategy],
         Some("sender-keys") => vec![GroupStrategy::SenderKeys],
@@ -66,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut visible = false;
         let options = RunOptions {
             trace,
-            diagram_events: args.svg_events,
+            diagram: Diagram { from_us: args.svg_from, until_us: args.svg_to, devices: args.svg_device.clone(), max_events: args.svg_events },
             progress: Some(Box::new(move |now, end| {
                 if !visible && started.elapsed() >= QUIET_FOR {
                     visible = true;
@@ -125,4 +141,25 @@ fn compare(keys: &switchboard_sim::Report, pairwise: &switchboard_sim::Report) -
         let _ = writeln!(out, "  {:<36} {:>10.0} ms {:>12.0} ms", format!("{} relay CPU", a.app), a.relay_cpu_ms, b.relay_cpu_ms);
     }
     out
+}
+
+/// A time of the run for the --svg-* options, in microseconds: `2s`, `2.5s`, `2500ms`, `2500000us`,
+/// or seconds alone (`2`).
+fn parse_time(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1e6,
+        "ms" => 1e3,
+        "us" | "µs" => 1.0,
+        _ => return Err(format!("{text:?}: a time is a number with s, ms or us (2s, 2.5s, 2500ms)")),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| format!("{text:?}: a time is a number with s, ms or us (2s, 2.5s, 2500ms)"))?;
+    if !value.is_finite() || value < 0.0 || value * scale > u64::MAX as f64 / 2.0 {
+        return Err(format!("{text:?}: a time is 0 or more"));
+    }
+    Ok((value * scale).round() as u64)
 }

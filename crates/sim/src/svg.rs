@@ -15,6 +15,9 @@ pub enum DiagramKind {
     /// A fault (corruption caught, partition, duplicate, replay, crash, restart, theft…): a red
     /// marker on lane `from`, and a dashed line to `to` when it is another lane.
     Fault,
+    /// Something a participant did on its own (sent or read a message, went offline…): a grey
+    /// marker on lane `from` (`to` is ignored) with the label beside it.
+    Note,
 }
 
 /// One event of the diagram, in time order.
@@ -28,12 +31,12 @@ pub struct DiagramEvent {
     pub to: usize,
     /// How the row is drawn.
     pub kind: DiagramKind,
-    /// Short text shown beside the arrow ("deliver 312 B", "drop"); cut to 48 characters.
+    /// Short text shown beside the arrow ("deliver 312 B", "drop"); cut to 64 characters.
     pub label: String,
 }
 
 const FONT: &str = r#"font-family="monospace" font-size="12""#;
-const LABEL_MAX_CHARS: usize = 48;
+const LABEL_MAX_CHARS: usize = 64;
 
 /// Escapes the five XML special characters so any text is safe in content and attributes.
 fn escape(text: &str) -> String {
@@ -51,7 +54,7 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// Keeps at most 48 characters (not bytes, so never splits UTF-8), the last being "…".
+/// Keeps at most 64 characters (not bytes, so never splits UTF-8), the last being "…".
 fn truncate(label: &str) -> String {
     if label.chars().count() <= LABEL_MAX_CHARS {
         return label.to_string();
@@ -104,35 +107,44 @@ const LANE_WIDTH: f64 = 200.0;
 const HEADER: f64 = 50.0;
 const ROW: f64 = 28.0;
 const SELF_LOOP: f64 = 30.0;
+/// Room for the diagram's title, above the lanes' titles, and the width that keeps it inside.
+const TITLE: f64 = 24.0;
+const TITLE_WIDTH: f64 = 760.0;
 
-/// A sequence diagram: one vertical lane per entry of `lanes`, titled at the top; one evenly
-/// spaced row per event, time flowing down and printed in the left margin; arrows for frames,
-/// red markers for faults, grey arrows with a red cross for lost frames. Events naming a lane
-/// out of range are skipped. The output is deterministic, standalone SVG 1.1 with every piece of
-/// caller text escaped.
-pub fn sequence_diagram(lanes: &[String], events: &[DiagramEvent]) -> String {
+/// A sequence diagram: `title` (none when empty) above one vertical lane per entry of `lanes`,
+/// titled at the top; one evenly spaced row per event, time flowing down and printed in the left
+/// margin; arrows for frames, red markers for faults, grey arrows with a red cross for lost
+/// frames, grey markers for notes. Events naming a lane out of range are skipped. The output is
+/// deterministic, standalone SVG 1.1 with every piece of caller text escaped.
+pub fn sequence_diagram(title: &str, lanes: &[String], events: &[DiagramEvent]) -> String {
     // Filter first so skipped events leave no gaps between rows.
     let shown: Vec<&DiagramEvent> =
-        events.iter().filter(|e| e.from < lanes.len() && e.to < lanes.len()).collect();
+        events.iter().filter(|e| e.from < lanes.len() && (e.to < lanes.len() || e.kind == DiagramKind::Note)).collect();
+    let top = if title.is_empty() { 0.0 } else { TITLE };
     let lane_x = |i: usize| TIME_MARGIN + LANE_WIDTH * (i as f64 + 0.5);
-    let width = (TIME_MARGIN + LANE_WIDTH * lanes.len().max(1) as f64) as u64;
-    let bottom = HEADER + ROW * (shown.len() as f64 + 1.0);
+    let width = (TIME_MARGIN + LANE_WIDTH * lanes.len().max(1) as f64).max(TITLE_WIDTH) as u64;
+    let header = top + HEADER;
+    let bottom = header + ROW * (shown.len() as f64 + 1.0);
     let height = (bottom + 20.0) as u64;
 
     let mut out = String::new();
     svg_open(&mut out, width, height);
+    if !title.is_empty() {
+        text(&mut out, 10.0, 20.0, "start", "#000", title);
+    }
     out.push_str(concat!(
         "<defs>\n",
         r##"<marker id="arrowhead" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#222"/></marker>"##,
         "\n</defs>\n"
     ));
-    for (i, title) in lanes.iter().enumerate() {
-        text(&mut out, lane_x(i), HEADER - 20.0, "middle", "#000", &truncate(title));
-        line(&mut out, (lane_x(i), HEADER - 10.0), (lane_x(i), bottom), "#bbb", "");
+    for (i, lane) in lanes.iter().enumerate() {
+        text(&mut out, lane_x(i), header - 20.0, "middle", "#000", &truncate(lane));
+        line(&mut out, (lane_x(i), header - 10.0), (lane_x(i), bottom), "#bbb", "");
     }
     for (row, event) in shown.iter().enumerate() {
-        let y = HEADER + ROW * (row as f64 + 1.0);
-        let (x1, x2) = (lane_x(event.from), lane_x(event.to));
+        let y = header + ROW * (row as f64 + 1.0);
+        let x1 = lane_x(event.from);
+        let x2 = if event.kind == DiagramKind::Note { x1 } else { lane_x(event.to) };
         let label = truncate(&event.label);
         text(&mut out, TIME_MARGIN - 10.0, y + 4.0, "end", "#555", &format!("{} ms", ms(event.at_us)));
         match event.kind {
@@ -156,6 +168,10 @@ pub fn sequence_diagram(lanes: &[String], events: &[DiagramEvent]) -> String {
                 line(&mut out, (end - 5.0, y - 5.0), (end + 5.0, y + 5.0), "#d00", "");
                 line(&mut out, (end - 5.0, y + 5.0), (end + 5.0, y - 5.0), "#d00", "");
                 text(&mut out, end, y - 7.0, "middle", "#777", &label);
+            }
+            DiagramKind::Note => {
+                let _ = writeln!(out, r##"<circle cx="{x1:.1}" cy="{y:.1}" r="4" fill="#888"/>"##);
+                text(&mut out, x1 + 8.0, y + 4.0, "start", "#444", &label);
             }
             DiagramKind::Fault => {
                 if x1 != x2 {
@@ -306,13 +322,13 @@ mod tests {
             event(16_000, 1, 1, DiagramKind::Arrow, "self"),
             event(17_000, 1, 1, DiagramKind::Lost, &"x".repeat(100)),
         ];
-        let svg = sequence_diagram(&lanes(), &events);
+        let svg = sequence_diagram("", &lanes(), &events);
         assert_balanced(&svg);
         assert!(svg.contains("a&lt;b&amp;&quot;c") && !svg.contains("a<b"));
         assert!(svg.contains("drop &lt;x&gt; &amp; &apos;y&apos;"));
         assert!(svg.contains("12.345 ms"));
-        assert!(svg.contains(&format!("{}…", "x".repeat(47))) && !svg.contains(&"x".repeat(48)));
-        assert_eq!(svg, sequence_diagram(&lanes(), &events));
+        assert!(svg.contains(&format!("{}…", "x".repeat(63))) && !svg.contains(&"x".repeat(64)));
+        assert_eq!(svg, sequence_diagram("", &lanes(), &events));
     }
 
     #[test]
@@ -322,20 +338,20 @@ mod tests {
             event(2_000, 7, 0, DiagramKind::Fault, "bad from"),
             event(3_000, 0, 1, DiagramKind::Arrow, "good"),
         ];
-        let svg = sequence_diagram(&lanes(), &events);
+        let svg = sequence_diagram("", &lanes(), &events);
         assert_balanced(&svg);
         assert!(!svg.contains("bad to") && !svg.contains("bad from") && svg.contains("good"));
         // Skipped rows leave no gap: the diagram is the same size as with only the good event.
-        let only_good = sequence_diagram(&lanes(), &events[2..]);
+        let only_good = sequence_diagram("", &lanes(), &events[2..]);
         assert_eq!(svg, only_good);
     }
 
     #[test]
     fn sequence_diagram_empty_cases() {
-        let svg = sequence_diagram(&lanes(), &[]);
+        let svg = sequence_diagram("", &lanes(), &[]);
         assert_balanced(&svg);
         assert!(svg.contains("green relay"));
-        assert_balanced(&sequence_diagram(&[], &[event(0, 0, 0, DiagramKind::Arrow, "x")]));
+        assert_balanced(&sequence_diagram("", &[], &[event(0, 0, 0, DiagramKind::Arrow, "x")]));
     }
 
     #[test]

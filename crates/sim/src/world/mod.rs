@@ -444,6 +444,8 @@ impl World {
             progress: None,
         };
         world.client_busy = vec![Default::default(); world.app_names.len()];
+        world.trace.names.devices = world.clients.iter().map(|client| client.address.to_string()).collect();
+        world.trace.names.relays = world.app_names.clone();
         world.schedule_start(thefts);
         world
     }

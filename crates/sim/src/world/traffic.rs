@@ -246,6 +246,7 @@ impl World {
                 self.draw_id_reuser(&members);
                 let churn = spec.joins + spec.removals > 0 || forger.is_some();
                 self.groups.push(SimGroup { id: id.clone(), apps: apps.clone(), admin, users: members, churn, forger });
+                self.trace.names.groups.push(id.clone());
                 self.trace.record(TraceEvent::Membership { at_us: self.now, group: index, device: admin, change: "create" });
                 let mut out = Vec::new();
                 let suite = self.suite;
