@@ -2,7 +2,13 @@
 //! between parties on the two sides — sessions started from either side, messages both ways,
 //! delivery out of order within a window, drops, duplicates, tampered bytes, groups with members
 //! on both sides and sender-key rotation after removals, and hostile requests that must not kill
-//! a peer. Every outcome is checked; a failure is reported with the seed and step to replay it.
+//! a peer. Before the two meet, each holds a short conversation with itself (its self-check).
+//!
+//! Every outcome is checked; a failure is reported with the seed and step to replay it and the
+//! side it is put on (`docs/PEER_PROTOCOL.md`, "The conformance runner", says how). A failure
+//! already reported is counted, not printed again. A peer that hangs, exits or writes something
+//! that is not JSON ends the run; whichever way the run ends, both peers and every process they
+//! started are killed and reaped.
 
 mod checks;
 mod process;
@@ -11,18 +17,20 @@ mod scenario;
 use std::io::Write;
 use std::time::Duration;
 
-pub use checks::Report;
-use checks::Checker;
+pub use checks::{Fault, Faults, Report};
+pub use process::{MAX_RESPONSE_LEN, PeerFailure};
+use checks::{Checker, Failure};
 use process::PeerProcess;
 use scenario::Scenario;
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Shell command of the first peer.
+    /// Shell command of the first peer (run with `sh -c`).
     pub a: String,
     /// Shell command of the second peer.
     pub b: String,
+    /// Seed of the randomized scenario: the same seed plays the same run.
     pub seed: u64,
     /// Random actions to play (deliveries of what is still in flight follow).
     pub rounds: u32,
@@ -32,16 +40,26 @@ pub struct Config {
     pub timeout: Duration,
 }
 
-/// Runs the conformance scenario, writing each failure to `out` as it happens and the closing
-/// line `N passed, M failed`.
+/// Runs the conformance scenario, writing each new failure to `out` as it happens, then a line
+/// for each failure that repeated, the faults per side, a `replay:` line if anything failed, and
+/// the closing line `N passed, M failed`. Errors are those of writing to `out`.
 pub fn run(config: &Config, out: &mut dyn Write) -> std::io::Result<Report> {
     let mut checker = Checker::new(config.seed, out);
-    let peers = [
-        PeerProcess::spawn("A", &config.a, config.timeout)?,
-        PeerProcess::spawn("B", &config.b, config.timeout)?,
-    ];
-    Scenario::new(config, peers, &mut checker).play();
+    match (PeerProcess::spawn("A", &config.a, config.timeout), PeerProcess::spawn("B", &config.b, config.timeout)) {
+        (Ok(a), Ok(b)) => Scenario::new(config, [a, b], &mut checker).play(),
+        (a, b) => {
+            // Dropping the one that started kills it.
+            for (side, spawned) in [a.err(), b.err()].into_iter().enumerate() {
+                if let Some(error) = spawned {
+                    let label = ["A", "B"][side];
+                    checker.fail(Failure::of(side, format!("peer {label} {}", process::with_sources(&error))));
+                }
+            }
+        }
+    }
+    checker.summarize()?;
     let report = checker.report();
+    drop(checker);
     if report.failed > 0 {
         writeln!(
             out,

@@ -24,7 +24,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 #[non_exhaustive]
 pub enum PeerFailure {
     /// The command could not be started.
-    #[error("could not be started: {0}")]
+    #[error("could not be started")]
     Spawn(#[source] std::io::Error),
     /// No answer within the time limit.
     #[error("gave no answer within {timeout:?} (killed)")]
@@ -33,7 +33,7 @@ pub enum PeerFailure {
         timeout: Duration,
     },
     /// The peer exited.
-    #[error("exited ({status}) after answering {answered} requests")]
+    #[error("exited ({status}) after {answered} answers")]
     Exited {
         /// Its exit status.
         status: ExitStatus,
@@ -99,11 +99,6 @@ impl PeerProcess {
         thread::spawn(move || write_requests(stdin, request_receiver, writer_events));
         thread::spawn(move || read_responses(stdout, event_sender));
         Ok(PeerProcess { label, child, requests: Some(requests), events, timeout, answered: 0, gone: false, exited: None })
-    }
-
-    /// The process id of the `sh` that runs the command.
-    pub fn id(&self) -> u32 {
-        self.child.id()
     }
 
     /// Whether an earlier failure ended this peer.
@@ -202,6 +197,17 @@ impl Drop for PeerProcess {
     fn drop(&mut self) {
         self.end();
     }
+}
+
+/// `error` followed by each of its sources, separated by colons.
+pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 fn write_requests(mut stdin: ChildStdin, requests: Receiver<String>, events: Sender<Event>) {
