@@ -49,7 +49,7 @@ use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::clock::Instant;
-use crate::workloads::{Op, SMALL, Workload, chunk_len, chunked, plaintext};
+use crate::workloads::{Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, repeat};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -88,12 +88,12 @@ pub fn workload(op: Op, suite: FloorSuite, seed: u64) -> Box<dyn Workload> {
     let len = op.message_len();
     match op {
         Op::SessionSetup => Box::new(SetupFloor::new(suite, None, seed)),
-        Op::Encrypt100 | Op::Encrypt64k => Box::new(EncryptFloor { chain: MessageChain::new(suite, seed), plaintext: plaintext(len) }),
-        Op::Decrypt100 | Op::Decrypt64k => Box::new(DecryptFloor {
-            sender: MessageChain::new(suite, seed),
-            receiver: MessageChain::new(suite, seed),
-            plaintext: plaintext(len),
-        }),
+        Op::Encrypt100 | Op::Encrypt64k => {
+            Box::new(EncryptFloor::new(MessageChain::new(suite, seed), MessageChain::new(suite, seed), plaintext(len)))
+        }
+        Op::Decrypt100 | Op::Decrypt64k => {
+            Box::new(DecryptFloor::new(MessageChain::new(suite, seed), MessageChain::new(suite, seed), plaintext(len)))
+        }
         _ => unreachable!("{} is not a 1:1 op", op.name()),
     }
 }
@@ -297,8 +297,15 @@ fn v3_mac(key: &[u8], sender: &[u8; 33], receiver: &[u8; 33], header: &[u8], cip
 pub(crate) trait FloorChain {
     /// Encrypts `plaintext`, returning the wire length (the message is `wire()[..len]`).
     fn encrypt(&mut self, plaintext: &[u8]) -> usize;
+    /// Decrypts the next message of the chain, returning the plaintext length (the plaintext is
+    /// `decrypted(len)`).
     fn decrypt(&mut self, wire: &[u8]) -> usize;
     fn wire(&self) -> &[u8];
+    /// The first `len` bytes of what the last `decrypt` wrote.
+    fn decrypted(&self, len: usize) -> &[u8];
+    /// Steps the chain over `messages` messages without reading them (a receiver catching up,
+    /// for the checks: never timed).
+    fn skip(&mut self, messages: u64);
 }
 
 impl FloorChain for MessageChain {
@@ -311,51 +318,116 @@ impl FloorChain for MessageChain {
     fn wire(&self) -> &[u8] {
         &self.out
     }
+    fn decrypted(&self, len: usize) -> &[u8] {
+        &self.out[..len]
+    }
+    fn skip(&mut self, messages: u64) {
+        for _ in 0..messages {
+            self.chain_key = chain_step(&self.chain_key).1;
+        }
+    }
 }
 
-/// Encrypting with a floor chain (1:1 or group).
+/// Encrypting with a floor chain (1:1 or group); `receiver`, a copy of the chain as its reader
+/// holds it, reads the last message of a run in [`Workload::report`].
 pub(crate) struct EncryptFloor<C> {
-    pub(crate) chain: C,
-    pub(crate) plaintext: Vec<u8>,
+    chain: C,
+    plaintext: Vec<u8>,
+    receiver: C,
+    /// The wire length of the last message of the last run, if not yet read.
+    last: Option<usize>,
+    /// Messages encrypted when `receiver` last read one.
+    reported: u64,
+    report: Report,
+}
+
+impl<C: FloorChain> EncryptFloor<C> {
+    /// `chain` and `receiver` hold the same chain key.
+    pub(crate) fn new(chain: C, receiver: C, plaintext: Vec<u8>) -> Self {
+        let report = Report::new(Kind::Encrypt, plaintext.len());
+        EncryptFloor { chain, plaintext, receiver, last: None, reported: 0, report }
+    }
 }
 
 impl<C: FloorChain> Workload for EncryptFloor<C> {
     fn run(&mut self, iters: u64) -> Duration {
+        let mut count = 0;
         let start = Instant::now();
-        for _ in 0..iters {
-            black_box(self.chain.encrypt(&self.plaintext));
+        let last = repeat(iters, &mut count, || black_box(self.chain.encrypt(&self.plaintext)));
+        let took = start.elapsed();
+        self.report.iterations += count;
+        self.report.messages += count;
+        if last.is_some() {
+            self.last = last;
         }
-        start.elapsed()
+        took
+    }
+
+    /// The receiver steps over the messages before the last (so it reads the last only if exactly
+    /// as many were encrypted as counted: the MAC or tag would not verify) and reads it.
+    fn report(&mut self) -> Report {
+        if let Some(len) = self.last.take() {
+            let since = self.report.messages - self.reported;
+            self.receiver.skip(since - 1);
+            let got = self.receiver.decrypt(&self.chain.wire()[..len]);
+            let got = self.receiver.decrypted(got).to_vec();
+            self.report.check_bytes(&got, &self.plaintext, "encrypt: the last message, as its receiver read it");
+            self.reported = self.report.messages;
+        }
+        self.report.clone()
     }
 }
 
-/// Decrypting with a floor chain: messages made by `sender` outside the timed region.
+/// Decrypting with a floor chain: numbered messages made by `sender` outside the timed region;
+/// the last plaintext of each batch checked after the clock stops.
 pub(crate) struct DecryptFloor<C> {
-    pub(crate) sender: C,
-    pub(crate) receiver: C,
-    pub(crate) plaintext: Vec<u8>,
+    sender: C,
+    receiver: C,
+    plaintext: Vec<u8>,
+    sent: u64,
+    report: Report,
+}
+
+impl<C: FloorChain> DecryptFloor<C> {
+    /// `sender` and `receiver` hold the same chain key.
+    pub(crate) fn new(sender: C, receiver: C, plaintext: Vec<u8>) -> Self {
+        let report = Report::new(Kind::Decrypt, plaintext.len());
+        DecryptFloor { sender, receiver, plaintext, sent: 0, report }
+    }
 }
 
 impl<C: FloorChain> Workload for DecryptFloor<C> {
     fn run(&mut self, iters: u64) -> Duration {
-        chunked(
+        let mut count = 0;
+        let took = chunked(
             self,
             iters,
             chunk_len(self.plaintext.len()),
             |this, n| {
                 (0..n)
                     .map(|_| {
+                        number(&mut this.plaintext, this.sent);
+                        this.sent += 1;
                         let len = this.sender.encrypt(&this.plaintext);
                         this.sender.wire()[..len].to_vec()
                     })
                     .collect::<Vec<_>>()
             },
-            |this, batch| {
-                for wire in batch.iter() {
-                    black_box(this.receiver.decrypt(wire));
+            |this, batch| each(batch, &mut count, |wire| black_box(this.receiver.decrypt(wire))),
+            |this, _, len| {
+                if let Some(len) = len {
+                    let got = this.receiver.decrypted(len);
+                    this.report.check(got == this.plaintext, || format!("decrypt: the last message of the batch: {} bytes, not those sent", got.len()));
                 }
             },
-        )
+        );
+        self.report.iterations += count;
+        self.report.messages += count;
+        took
+    }
+
+    fn report(&mut self) -> Report {
+        self.report.clone()
     }
 }
 
@@ -442,6 +514,7 @@ struct SetupFloor {
     plaintext: Vec<u8>,
     alice_chain: MessageChain,
     bob_chain: MessageChain,
+    report: Report,
 }
 
 impl SetupFloor {
@@ -455,6 +528,7 @@ impl SetupFloor {
             plaintext: plaintext(SMALL),
             alice_chain: MessageChain::new(suite, seed),
             bob_chain: MessageChain::new(suite, seed),
+            report: Report::new(Kind::Setup, SMALL),
         }
     }
 
@@ -486,8 +560,9 @@ impl SetupFloor {
         derived
     }
 
-    /// One full setup on `keys`.
-    fn setup(&mut self, k: usize) {
+    /// One full setup on `keys`; returns the length of the first message's plaintext as the
+    /// responder decrypted it (into `bob_chain`).
+    fn setup(&mut self, k: usize) -> usize {
         let keys = &self.keys[k];
         // initiator: process the bundle
         assert!(switchboard_session::xeddsa::verify(
@@ -548,38 +623,57 @@ impl SetupFloor {
         self.bob_chain.chain_key.copy_from_slice(&bob_receiving[32..]);
         let keys = &self.keys[k];
         let wire = &self.alice_chain.out[..len];
-        black_box(self.bob_chain.decrypt(wire));
+        let got = black_box(self.bob_chain.decrypt(wire));
         let bob_ratchet_public = PublicKey::from(&keys.bob_ratchet);
         let b6 = keys.bob_ratchet.diffie_hellman(&alice_ratchet_public);
         let bob_sending = self.ratchet_kdf(&bob_receiving[..32], b6.as_bytes());
         black_box((bob_ratchet_public, bob_sending));
+        got
     }
 }
 
 impl Workload for SetupFloor {
     fn run(&mut self, iters: u64) -> Duration {
+        let mut count = 0;
         let start = Instant::now();
-        for _ in 0..iters {
+        let last = repeat(iters, &mut count, || {
             let k = self.next;
             self.next = (self.next + 1) % self.keys.len();
-            self.setup(k);
+            self.setup(k)
+        });
+        let took = start.elapsed();
+        self.report.iterations += count;
+        self.report.messages += count;
+        if let Some(len) = last {
+            // The responder's chain key came out of its own X3DH: the first message reads right
+            // only if both sides derived the same keys.
+            let got = self.bob_chain.decrypted(len);
+            self.report.check(got == self.plaintext, || format!("session_setup: the first message, as the responder read it: {} bytes, not those sent", got.len()));
         }
-        start.elapsed()
+        took
+    }
+
+    fn report(&mut self) -> Report {
+        self.report.clone()
     }
 }
 
 /// One primitive, timed on its own (for the breakdown of the floor).
 struct Primitive<F: FnMut()> {
     body: F,
+    /// Iterations run.
+    count: u64,
 }
 
 impl<F: FnMut()> Workload for Primitive<F> {
     fn run(&mut self, iters: u64) -> Duration {
         let start = Instant::now();
-        for _ in 0..iters {
-            (self.body)();
-        }
+        repeat(iters, &mut self.count, &mut self.body);
         start.elapsed()
+    }
+
+    fn report(&mut self) -> Report {
+        Report { iterations: self.count, ..Report::new(Kind::Primitive, 0) }
     }
 }
 
@@ -603,26 +697,31 @@ pub fn primitives(seed: u64) -> Vec<(&'static str, Box<dyn Workload>)> {
     let gcm_text = text.clone();
     vec![
         ("x25519 DH (variable base, StaticSecret::diffie_hellman)", Box::new(Primitive {
+            count: 0,
             body: move || {
                 black_box(black_box(&secret).diffie_hellman(black_box(&public)));
             },
         }) as Box<dyn Workload>),
         ("x25519 key generation (fixed base, PublicKey::from)", Box::new(Primitive {
+            count: 0,
             body: move || {
                 black_box(PublicKey::from(black_box(&keygen_secret)));
             },
         })),
         ("signature verification (switchboard_session::xeddsa::verify)", Box::new(Primitive {
+            count: 0,
             body: move || {
                 assert!(switchboard_session::xeddsa::verify(identity.as_bytes(), black_box(&signed), &signature));
             },
         })),
         ("chain step (HMAC-SHA256 keyed once, over 0x01 and 0x02)", Box::new(Primitive {
+            count: 0,
             body: move || {
                 chain_key = chain_step(black_box(&chain_key)).1;
             },
         })),
         ("HKDF-SHA256, 80 bytes (message keys)", Box::new(Primitive {
+            count: 0,
             body: move || {
                 let mut keys = [0u8; 80];
                 hkdf(&[0u8; 32], black_box(&seed_bytes), b"WhisperMessageKeys", &mut keys);
@@ -630,31 +729,37 @@ pub fn primitives(seed: u64) -> Vec<(&'static str, Box<dyn Workload>)> {
             },
         })),
         ("signal-v3 message encryption, 100 bytes (all of the above symmetric work)", Box::new(Primitive {
+            count: 0,
             body: move || {
                 black_box(chain.encrypt(black_box(&text)));
             },
         })),
         ("aes-256-gcm message encryption, 100 bytes", Box::new(Primitive {
+            count: 0,
             body: move || {
                 black_box(gcm_chain.encrypt(black_box(&gcm_text)));
             },
         })),
         ("Kyber-1024 key generation (libcrux-ml-kem)", Box::new(Primitive {
+            count: 0,
             body: || {
                 black_box(Kem::Kyber1024.generate(black_box([5u8; 64])));
             },
         })),
         ("Kyber-1024 encapsulation", Box::new(Primitive {
+            count: 0,
             body: move || {
                 black_box(kyber1024::encapsulate(black_box(kyber.public_key()), [6u8; 32]));
             },
         })),
         ("ML-KEM-1024 encapsulation", Box::new(Primitive {
+            count: 0,
             body: move || {
                 black_box(mlkem1024::encapsulate(black_box(ml_kem.public_key()), [6u8; 32]));
             },
         })),
         ("Kyber-1024 decapsulation", Box::new(Primitive {
+            count: 0,
             body: {
                 let pair = Kem::Kyber1024.generate([3u8; 64]);
                 move || {
@@ -663,6 +768,7 @@ pub fn primitives(seed: u64) -> Vec<(&'static str, Box<dyn Workload>)> {
             },
         })),
         ("ML-KEM-1024 decapsulation", Box::new(Primitive {
+            count: 0,
             body: {
                 let pair = Kem::MlKem1024.generate([3u8; 64]);
                 move || {

@@ -34,7 +34,7 @@ use switchboard_session::xeddsa::{self, EdwardsSigningKey, SIGNATURE_LEN};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::floor::{DecryptFloor, EncryptFloor, FloorChain, FloorSuite, array, chain_step, hkdf};
-use crate::workloads::{CATCHUP_MESSAGES, CATCHUP_SENDERS, Op, SMALL, Workload, chunked, plaintext};
+use crate::workloads::{CATCHUP_MESSAGES, CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunked, each, number, plaintext};
 
 /// The signed part of a SenderKeyMessage before its ciphertext: version byte, key id field
 /// (tag and 5-byte varint), iteration field (tag and up to 5-byte varint), ciphertext tag and
@@ -45,12 +45,12 @@ const TAG_LEN: usize = 16;
 /// The floor workload of a group message op.
 pub fn workload(op: Op, suite: FloorSuite, seed: u64) -> Box<dyn Workload> {
     match op {
-        Op::GroupEncrypt100 => Box::new(EncryptFloor { chain: SenderChain::new(suite, seed, 0), plaintext: plaintext(SMALL) }),
-        Op::GroupDecrypt100 => Box::new(DecryptFloor {
-            sender: SenderChain::new(suite, seed, 0),
-            receiver: SenderChain::new(suite, seed, 0),
-            plaintext: plaintext(SMALL),
-        }),
+        Op::GroupEncrypt100 => {
+            Box::new(EncryptFloor::new(SenderChain::new(suite, seed, 0), SenderChain::new(suite, seed, 0), plaintext(SMALL)))
+        }
+        Op::GroupDecrypt100 => {
+            Box::new(DecryptFloor::new(SenderChain::new(suite, seed, 0), SenderChain::new(suite, seed, 0), plaintext(SMALL)))
+        }
         Op::GroupCatchup1000 => Box::new(CatchupFloor::new(suite, seed)),
         _ => unreachable!("{} has no floor", op.name()),
     }
@@ -207,6 +207,14 @@ impl FloorChain for SenderChain {
     fn wire(&self) -> &[u8] {
         &self.out
     }
+    fn decrypted(&self, len: usize) -> &[u8] {
+        &self.plain[..len]
+    }
+    fn skip(&mut self, messages: u64) {
+        for _ in 0..messages {
+            self.step();
+        }
+    }
 }
 
 /// Ten senders' chains (as senders and as the receiver's copies) and their Ed25519 verifying keys.
@@ -215,6 +223,9 @@ struct CatchupFloor {
     receivers: Vec<SenderChain>,
     keys: Vec<ed25519_dalek::VerifyingKey>,
     plaintext: Vec<u8>,
+    /// Messages queued so far (the number the next one carries).
+    sent: u64,
+    report: Report,
 }
 
 impl CatchupFloor {
@@ -222,19 +233,22 @@ impl CatchupFloor {
         let senders: Vec<SenderChain> = (0..CATCHUP_SENDERS).map(|i| SenderChain::new(suite, seed, i)).collect();
         let receivers = (0..CATCHUP_SENDERS).map(|i| SenderChain::new(suite, seed, i)).collect();
         let keys = senders.iter().map(|sender| ed25519_dalek::VerifyingKey::from(sender.point)).collect();
-        CatchupFloor { senders, receivers, keys, plaintext: plaintext(SMALL) }
+        CatchupFloor { senders, receivers, keys, plaintext: plaintext(SMALL), sent: 0, report: Report::new(Kind::Catchup, SMALL) }
     }
 }
 
 impl Workload for CatchupFloor {
     fn run(&mut self, iters: u64) -> Duration {
-        chunked(
+        let mut count = 0;
+        let took = chunked(
             self,
             iters,
             1,
             |this, _| {
-                let plaintext = &this.plaintext;
+                let (plaintext, sent) = (&mut this.plaintext, &mut this.sent);
                 crate::workloads::group::queue(&mut this.senders, |sender| {
+                    number(plaintext, *sent);
+                    *sent += 1;
                     let len = sender.encrypt(plaintext);
                     sender.out[..len].to_vec()
                 })
@@ -252,10 +266,20 @@ impl Workload for CatchupFloor {
                     keys.push(this.keys[*from]);
                 }
                 assert!(ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok(), "floor batch verifies");
-                for (from, wire) in queued.iter() {
-                    black_box(this.receivers[*from].open(wire));
-                }
+                each(queued, &mut count, |(from, wire)| (*from, black_box(this.receivers[*from].open(wire))))
             },
-        )
+            |this, _, last| {
+                this.report.iterations += 1;
+                let Some((from, len)) = last else { return };
+                let got = &this.receivers[from].plain[..len];
+                this.report.check(got == this.plaintext, || format!("group_catchup_1000: the last message: {} bytes, not those sent", got.len()));
+            },
+        );
+        self.report.messages += count;
+        took
+    }
+
+    fn report(&mut self) -> Report {
+        self.report.clone()
     }
 }

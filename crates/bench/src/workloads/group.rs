@@ -11,7 +11,7 @@ use switchboard_session::group::{self, InMemorySenderKeyStore, SenderKeyMessage}
 use switchboard_session::{ProtocolAddress, Suite};
 
 use crate::clock::Instant;
-use super::{CATCHUP_MESSAGES, CATCHUP_SENDERS, Op, SMALL, Workload, chunk_len, chunked, plaintext};
+use super::{CATCHUP_MESSAGES, CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, repeat};
 
 /// The group id every group workload uses.
 pub const GROUP: &str = "bench-group";
@@ -29,7 +29,7 @@ pub enum Verify {
 /// `group_catchup_1000`) under `suite`; `verify` matters only for the catch-up.
 pub fn workload(op: Op, suite: Suite, verify: Verify, seed: u64) -> Box<dyn Workload> {
     match op {
-        Op::GroupEncrypt100 => Box::new(Encrypt { sender: Sender::new(0, suite, seed), plaintext: plaintext(SMALL) }),
+        Op::GroupEncrypt100 => Box::new(Encrypt::new(suite, seed)),
         Op::GroupDecrypt100 => Box::new(Decrypt::new(suite, seed)),
         Op::GroupCatchup1000 => Box::new(Catchup::new(suite, verify, seed)),
         _ => unreachable!("{} is not a group message op", op.name()),
@@ -72,31 +72,82 @@ impl Sender {
     }
 }
 
-/// `group_encrypt_100`: the sender encrypts; nobody reads the messages.
+/// `group_encrypt_100`: the sender encrypts; a receiver reads only the last message of each
+/// run, in [`Workload::report`].
 struct Encrypt {
     sender: Sender,
     plaintext: Vec<u8>,
+    receiver: InMemorySenderKeyStore,
+    last: Option<SenderKeyMessage>,
+    /// The iteration of the last message the receiver read, and how many the sender had
+    /// encrypted then.
+    iteration: u32,
+    reported: u64,
+    report: Report,
+}
+
+impl Encrypt {
+    /// The receiver gets the sender's key, and reads a probe (untimed) that says where the
+    /// sender's chain stands.
+    fn new(suite: Suite, seed: u64) -> Self {
+        let mut sender = Sender::new(0, suite, seed);
+        let mut receiver = InMemorySenderKeyStore::default();
+        sender.distribute_to(&mut receiver, suite);
+        let probe = SenderKeyMessage::parse(&sender.encrypt(b"probe")).expect("parse");
+        group::decrypt(&mut receiver, GROUP, &sender.address, &probe).expect("decrypt");
+        let report = Report::new(Kind::Encrypt, SMALL);
+        Encrypt { sender, plaintext: plaintext(SMALL), receiver, last: None, iteration: probe.iteration(), reported: 0, report }
+    }
 }
 
 impl Workload for Encrypt {
     fn run(&mut self, iters: u64) -> Duration {
         let sender = &mut self.sender;
+        let mut count = 0;
         let start = Instant::now();
-        for _ in 0..iters {
+        let last = repeat(iters, &mut count, || {
             let message = group::encrypt(&mut sender.store, GROUP, &sender.address, &self.plaintext, &mut sender.rng)
                 .expect("encrypt");
             black_box(message.serialize());
+            message
+        });
+        let took = start.elapsed();
+        self.report.iterations += count;
+        self.report.messages += count;
+        if last.is_some() {
+            self.last = last;
         }
-        start.elapsed()
+        took
+    }
+
+    /// The receiver reads the last message: its iteration is the last one read plus the
+    /// messages encrypted since, and it decrypts to the plaintext.
+    fn report(&mut self) -> Report {
+        if let Some(last) = self.last.take() {
+            let since = self.report.messages - self.reported;
+            let expected = self.iteration + since as u32;
+            let iteration = last.iteration();
+            self.report.check(iteration == expected, || {
+                format!("group_encrypt: the last message is number {iteration} of its chain, expected {expected} ({since} encrypted after number {})", self.iteration)
+            });
+            match group::decrypt(&mut self.receiver, GROUP, &self.sender.address, &last) {
+                Ok(got) => self.report.check_bytes(&got, &self.plaintext, "group_encrypt: the last message, as a member read it"),
+                Err(e) => self.report.check(false, || format!("group_encrypt: a member cannot read the last message: {e}")),
+            }
+            (self.iteration, self.reported) = (iteration, self.report.messages);
+        }
+        self.report.clone()
     }
 }
 
-/// `group_decrypt_100`: the sender encrypts a batch before the clock starts; the receiver parses
-/// and decrypts it, in order.
+/// `group_decrypt_100`: the sender encrypts a batch of numbered messages before the clock starts;
+/// the receiver parses and decrypts it, in order; the last plaintext is checked after.
 struct Decrypt {
     sender: Sender,
     receiver: InMemorySenderKeyStore,
     plaintext: Vec<u8>,
+    sent: u64,
+    report: Report,
 }
 
 impl Decrypt {
@@ -104,35 +155,59 @@ impl Decrypt {
         let mut sender = Sender::new(0, suite, seed);
         let mut receiver = InMemorySenderKeyStore::default();
         sender.distribute_to(&mut receiver, suite);
-        Decrypt { sender, receiver, plaintext: plaintext(SMALL) }
+        Decrypt { sender, receiver, plaintext: plaintext(SMALL), sent: 0, report: Report::new(Kind::Decrypt, SMALL) }
     }
 }
 
 impl Workload for Decrypt {
     fn run(&mut self, iters: u64) -> Duration {
-        chunked(
+        let mut count = 0;
+        let took = chunked(
             self,
             iters,
             chunk_len(SMALL),
-            |this, n| (0..n).map(|_| this.sender.encrypt(&this.plaintext)).collect::<Vec<_>>(),
+            |this, n| {
+                (0..n)
+                    .map(|_| {
+                        number(&mut this.plaintext, this.sent);
+                        this.sent += 1;
+                        this.sender.encrypt(&this.plaintext)
+                    })
+                    .collect::<Vec<_>>()
+            },
             |this, batch| {
-                for bytes in batch.iter() {
+                each(batch, &mut count, |bytes| {
                     let message = SenderKeyMessage::parse(bytes).expect("parse");
-                    black_box(group::decrypt(&mut this.receiver, GROUP, &this.sender.address, &message).expect("decrypt"));
+                    black_box(group::decrypt(&mut this.receiver, GROUP, &this.sender.address, &message).expect("decrypt"))
+                })
+            },
+            |this, _, got| {
+                if let Some(got) = got {
+                    this.report.check_bytes(&got, &this.plaintext, "group_decrypt: the last message of the batch");
                 }
             },
-        )
+        );
+        self.report.iterations += count;
+        self.report.messages += count;
+        took
+    }
+
+    fn report(&mut self) -> Report {
+        self.report.clone()
     }
 }
 
-/// `group_catchup_1000`: ten senders each wrote 100 messages (interleaved round-robin) while the
-/// receiver was away; made before the clock starts. Timed: parsing all of them and decrypting
-/// them, with `group::decrypt_batch` or one `group::decrypt` each.
+/// `group_catchup_1000`: ten senders each wrote 100 numbered messages (interleaved round-robin)
+/// while the receiver was away; made before the clock starts. Timed: parsing all of them and
+/// decrypting them, with `group::decrypt_batch` or one `group::decrypt` each. The last plaintext
+/// is checked after the clock stops.
 struct Catchup {
     senders: Vec<Sender>,
     receiver: InMemorySenderKeyStore,
     verify: Verify,
     plaintext: Vec<u8>,
+    sent: u64,
+    report: Report,
 }
 
 impl Catchup {
@@ -145,7 +220,7 @@ impl Catchup {
                 sender
             })
             .collect();
-        Catchup { senders, receiver, verify, plaintext: plaintext(SMALL) }
+        Catchup { senders, receiver, verify, plaintext: plaintext(SMALL), sent: 0, report: Report::new(Kind::Catchup, SMALL) }
     }
 }
 
@@ -162,36 +237,59 @@ pub fn queue<S, T>(senders: &mut [S], mut encrypt: impl FnMut(&mut S) -> T) -> V
 
 impl Workload for Catchup {
     fn run(&mut self, iters: u64) -> Duration {
-        chunked(
+        let mut count = 0;
+        let took = chunked(
             self,
             iters,
             1,
             |this, _| {
-                let plaintext = this.plaintext.clone();
-                queue(&mut this.senders, |sender| sender.encrypt(&plaintext))
-                    .into_iter()
-                    .map(|(from, bytes)| (this.senders[from].address.clone(), bytes))
-                    .collect::<Vec<_>>()
+                let (plaintext, sent) = (&mut this.plaintext, &mut this.sent);
+                queue(&mut this.senders, |sender| {
+                    number(plaintext, *sent);
+                    *sent += 1;
+                    sender.encrypt(plaintext)
+                })
+                .into_iter()
+                .map(|(from, bytes)| (this.senders[from].address.clone(), bytes))
+                .collect::<Vec<_>>()
             },
             |this, queued| {
-                let messages: Vec<(ProtocolAddress, SenderKeyMessage)> = std::mem::take(queued)
+                let mut messages: Vec<(ProtocolAddress, SenderKeyMessage)> = std::mem::take(queued)
                     .into_iter()
                     .map(|(from, bytes)| (from, SenderKeyMessage::parse(&bytes).expect("parse")))
                     .collect();
-                match this.verify {
+                let last = match this.verify {
                     Verify::Batch => {
-                        for plaintext in group::decrypt_batch(&mut this.receiver, GROUP, &messages) {
+                        let mut plaintexts = group::decrypt_batch(&mut this.receiver, GROUP, &messages);
+                        let last = plaintexts.pop();
+                        for plaintext in plaintexts {
                             black_box(plaintext.expect("decrypt"));
+                            count += 1;
                         }
+                        last.map(|plaintext| {
+                            count += 1;
+                            black_box(plaintext.expect("decrypt"))
+                        })
                     }
-                    Verify::OneByOne => {
-                        for (from, message) in &messages {
-                            black_box(group::decrypt(&mut this.receiver, GROUP, from, message).expect("decrypt"));
-                        }
-                    }
-                }
+                    Verify::OneByOne => each(&mut messages, &mut count, |(from, message)| {
+                        black_box(group::decrypt(&mut this.receiver, GROUP, from, message).expect("decrypt"))
+                    }),
+                };
                 black_box(messages);
+                last
             },
-        )
+            |this, _, last| {
+                this.report.iterations += 1;
+                if let Some(got) = last {
+                    this.report.check_bytes(&got, &this.plaintext, "group_catchup_1000: the last message");
+                }
+            },
+        );
+        self.report.messages += count;
+        took
+    }
+
+    fn report(&mut self) -> Report {
+        self.report.clone()
     }
 }

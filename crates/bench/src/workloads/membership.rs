@@ -39,7 +39,7 @@ use switchboard_session::group::{self, SenderKeyDistributionMessage, SenderKeyRe
 use crate::clock::Instant;
 use super::group::GROUP;
 use super::mesh::{self, Member, Sealed, par_each};
-use super::{Members, Op, Workload};
+use super::{Kind, Members, Op, Report, Workload};
 
 /// Timed senders in the sampled removal from a group of 1,000.
 pub const SAMPLED_SENDERS: usize = 6;
@@ -63,11 +63,59 @@ fn receive(member: &mut Member, from: &switchboard_session::ProtocolAddress, sea
     group::process_distribution(&mut member.sender_keys, GROUP, from, &distribution).expect("process");
 }
 
+/// The probe message member `index` sends under its sender key in the checks.
+fn probe_text(index: usize) -> Vec<u8> {
+    format!("probe from member {index}").into_bytes()
+}
+
+/// For the checks (never timed): each of `owners` encrypts a probe under its newest sender key;
+/// each member in `readers(owner)` decrypts it. Returns how many read it right, and what went
+/// wrong for the others.
+fn probe(members: &mut [Member], owners: &[usize], readers: impl Fn(usize, usize) -> bool + Sync) -> (u64, Vec<String>) {
+    let probes: Vec<(usize, switchboard_session::ProtocolAddress, Vec<u8>)> = owners
+        .iter()
+        .map(|&owner| {
+            let member = &mut members[owner];
+            let message = group::encrypt(&mut member.sender_keys, GROUP, &member.address, &probe_text(owner), &mut member.rng)
+                .expect("encrypt under our own key");
+            (owner, member.address.clone(), message.serialize().to_vec())
+        })
+        .collect();
+    let held = std::sync::atomic::AtomicU64::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    par_each(members, |reader, member| {
+        for (owner, from, bytes) in &probes {
+            if !readers(*owner, reader) {
+                continue;
+            }
+            let got = group::SenderKeyMessage::parse(bytes)
+                .and_then(|message| group::decrypt(&mut member.sender_keys, GROUP, from, &message));
+            match got {
+                Ok(got) if got == probe_text(*owner) => {
+                    held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(_) => failures.lock().expect("lock").push(format!("member {reader} read member {owner}'s probe wrong")),
+                Err(e) => failures.lock().expect("lock").push(format!("member {reader} cannot read member {owner}'s probe: {e}")),
+            }
+        }
+    });
+    (held.into_inner(), failures.into_inner().expect("lock"))
+}
+
+/// Adds what [`probe`] found to `report`: one check, failed if any reader failed.
+fn record_probe(report: &mut Report, members: usize, (held, failures): (u64, Vec<String>)) {
+    let first = failures.first().cloned();
+    report.check(failures.is_empty(), || format!("{} members cannot use a new key, first: {}", failures.len(), first.unwrap_or_default()));
+    report.members = Some(members);
+    report.key_holders = Some(held);
+}
+
 /// `group_remove_member_N`: the N−1 remaining members; `members[..senders]` are timed.
 struct Removal {
     suite: Suite,
     members: Vec<mesh::Member>,
     senders: usize,
+    report: Report,
 }
 
 impl Removal {
@@ -79,7 +127,7 @@ impl Removal {
         mesh::connect(&mut members, &pairs, suite);
         // The first change (the runner's warm-up) gives every member every sender's key, as in a
         // running group, and brings each session to its steady alternation.
-        Removal { suite, members, senders }
+        Removal { suite, members, senders, report: Report::new(Kind::RemoveMember, 0) }
     }
 
     /// One removal; returns the time of the timed senders' share.
@@ -117,11 +165,14 @@ impl Removal {
         }
 
         // Everyone reads. Timed: what the sampled senders wrote.
+        let mut read = 0;
         let start = Instant::now();
         for (s, p, sealed) in &outbox {
             receive(&mut self.members[*p], &addresses[*s], sealed);
+            read += 1;
         }
         timed += start.elapsed();
+        self.report.messages += read;
         drop(outbox);
         if senders < remaining {
             let mut inboxes: Vec<Vec<(usize, &Sealed)>> = (0..senders).map(|_| Vec::new()).collect();
@@ -144,7 +195,24 @@ impl Removal {
 
 impl Workload for Removal {
     fn run(&mut self, iters: u64) -> Duration {
-        (0..iters).map(|_| self.change()).sum()
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            total += self.change();
+            self.report.iterations += 1;
+        }
+        total
+    }
+
+    /// Each timed sender's new key (after the last change) is held by every other remaining
+    /// member: each decrypts a probe under it. (In the sampled group the other members' new
+    /// keys reach only the timed senders, and are not probed.)
+    fn report(&mut self) -> Report {
+        if self.report.iterations > 0 {
+            let owners: Vec<usize> = (0..self.senders).collect();
+            let found = probe(&mut self.members, &owners, |owner, reader| owner != reader);
+            record_probe(&mut self.report, self.members.len(), found);
+        }
+        self.report.clone()
     }
 }
 
@@ -152,6 +220,7 @@ impl Workload for Removal {
 struct Addition {
     suite: Suite,
     members: Vec<mesh::Member>,
+    report: Report,
 }
 
 impl Addition {
@@ -164,7 +233,7 @@ impl Addition {
                 .expect("distribution");
         }
         // The first change (the runner's warm-up) brings the sessions to their steady state.
-        Addition { suite, members }
+        Addition { suite, members, report: Report::new(Kind::AddMember, 0) }
     }
 
     /// One addition; returns its time.
@@ -189,8 +258,10 @@ impl Addition {
                 member.seal(&newcomer.address, ours.serialize())
             })
             .collect();
+        let mut read = 0;
         for (member, sealed) in existing.iter().zip(&to_newcomer) {
             receive(newcomer, &member.address, sealed);
+            read += 1;
         }
         // The newcomer makes its sender key and hands it to each member.
         let ours = group::create_distribution(&mut newcomer.sender_keys, GROUP, &newcomer.address, suite, &mut newcomer.rng)
@@ -199,13 +270,33 @@ impl Addition {
             existing.iter().map(|member| newcomer.seal(&member.address, ours.serialize())).collect();
         for (member, sealed) in existing.iter_mut().zip(&from_newcomer) {
             receive(member, &newcomer.address, sealed);
+            read += 1;
         }
-        start.elapsed()
+        let took = start.elapsed();
+        self.report.messages += read;
+        took
     }
 }
 
 impl Workload for Addition {
     fn run(&mut self, iters: u64) -> Duration {
-        (0..iters).map(|_| self.change()).sum()
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            total += self.change();
+            self.report.iterations += 1;
+        }
+        total
+    }
+
+    /// After the last change, the newcomer's key is held by every member, and the newcomer holds
+    /// every member's key: each decrypts a probe under the other's.
+    fn report(&mut self) -> Report {
+        if self.report.iterations > 0 {
+            let newcomer = self.members.len() - 1;
+            let owners: Vec<usize> = (0..=newcomer).collect();
+            let found = probe(&mut self.members, &owners, |owner, reader| (owner == newcomer) != (reader == newcomer));
+            record_probe(&mut self.report, self.members.len(), found);
+        }
+        self.report.clone()
     }
 }

@@ -273,8 +273,140 @@ impl Impl {
 /// A prepared measurement of one op by one implementation.
 pub trait Workload {
     /// Runs `iters` iterations of the op and returns the time spent in the timed region only:
-    /// inputs are prepared before the clock starts and leftovers dropped after it stops.
+    /// inputs are prepared before the clock starts and leftovers dropped after it stops. Inside
+    /// the timed region a run adds nothing to the op but a counter increment per iteration (or
+    /// per message); what it checks (see [`Report`]) it checks with the clock stopped.
     fn run(&mut self, iters: u64) -> Duration;
+
+    /// What the runs so far did, with whatever is left to check checked now (never timed; the
+    /// runner and the criterion benches do not ask). Encrypt workloads keep the last message of
+    /// the last run and have its receiver decrypt it here (skipping the messages before it: call
+    /// this after each short run, as the tests do, not after millions of iterations); membership
+    /// workloads probe who holds the new keys after the last change.
+    fn report(&mut self) -> Report;
+}
+
+/// What an iteration of a workload does, as the workload itself knows it (so that a workload
+/// built for the wrong op shows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A session set up and its first message read ([`Op::SessionSetup`]).
+    Setup,
+    /// One message encrypted ([`Op::Encrypt100`], [`Op::Encrypt64k`], [`Op::GroupEncrypt100`]).
+    Encrypt,
+    /// One message decrypted ([`Op::Decrypt100`], [`Op::Decrypt64k`], [`Op::GroupDecrypt100`]).
+    Decrypt,
+    /// [`CATCHUP_MESSAGES`] queued group messages decrypted ([`Op::GroupCatchup1000`]).
+    Catchup,
+    /// A member added ([`Op::GroupAddMember`]).
+    AddMember,
+    /// A member removed ([`Op::GroupRemoveMember`]).
+    RemoveMember,
+    /// One primitive of the floor's breakdown ([`crate::floor::primitives`]).
+    Primitive,
+}
+
+impl Kind {
+    /// The kind of iteration `op` is made of.
+    pub fn of(op: Op) -> Kind {
+        match op {
+            Op::SessionSetup => Kind::Setup,
+            Op::Encrypt100 | Op::Encrypt64k | Op::GroupEncrypt100 => Kind::Encrypt,
+            Op::Decrypt100 | Op::Decrypt64k | Op::GroupDecrypt100 => Kind::Decrypt,
+            Op::GroupCatchup1000 => Kind::Catchup,
+            Op::GroupAddMember(_) => Kind::AddMember,
+            Op::GroupRemoveMember(_) => Kind::RemoveMember,
+        }
+    }
+}
+
+/// What a workload's runs did since it was made ([`Workload::report`]): counted in the timed
+/// loop (one increment per iteration or message) and checked with the clock stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// What each iteration did.
+    pub kind: Kind,
+    /// Iterations completed.
+    pub iterations: u64,
+    /// Messages the timed region handled, counted where it handles them: sessions whose
+    /// responder read the first message ([`Kind::Setup`]), messages encrypted or decrypted (one
+    /// an iteration; [`CATCHUP_MESSAGES`] a catch-up iteration), and for the membership changes
+    /// the messages members read (Sender Keys: the distribution messages over pairwise
+    /// sessions; OpenMLS: the commit, at the one other member that processes it).
+    pub messages: u64,
+    /// Plaintext length of those messages (0 for the membership changes, which carry keys).
+    pub message_len: usize,
+    /// Outputs checked against what they should be, with the clock stopped: the last plaintext
+    /// of each batch against the one sent (each message sent carries its number, see
+    /// [`number`]), the last message of an encrypt run decrypted by its receiver and its place
+    /// in the chain, a session set up used both ways, a probe message under the new key.
+    pub checked: u64,
+    /// The checks that failed, each described (empty when all passed).
+    pub failures: Vec<String>,
+    /// Membership changes: the group's size after the last change, as the members see it.
+    pub members: Option<usize>,
+    /// Membership changes: (holder, key) pairs shown, after the last change, to hold the new
+    /// key: a member decrypted a probe message under another member's new sender key (Sender
+    /// Keys), or a member is in the committer's new epoch (same epoch authenticator; OpenMLS).
+    pub key_holders: Option<u64>,
+}
+
+impl Report {
+    /// Nothing done yet, by a workload whose iterations are `kind` with messages of `message_len`.
+    pub fn new(kind: Kind, message_len: usize) -> Report {
+        Report { kind, iterations: 0, messages: 0, message_len, checked: 0, failures: Vec::new(), members: None, key_holders: None }
+    }
+
+    /// Counts one check; if it failed (`ok` false), keeps `what()` as its description.
+    pub fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        self.checked += 1;
+        if !ok {
+            self.failures.push(what());
+        }
+    }
+
+    /// Checks that `got` is `expected` (a plaintext), describing the first difference if not.
+    pub fn check_bytes(&mut self, got: &[u8], expected: &[u8], what: &str) {
+        self.check(got == expected, || describe_difference(what, got, expected));
+    }
+}
+
+/// `what: got N bytes, expected M` or where the bytes first differ.
+fn describe_difference(what: &str, got: &[u8], expected: &[u8]) -> String {
+    if got.len() != expected.len() {
+        return format!("{what}: got {} bytes, expected {}", got.len(), expected.len());
+    }
+    let at = got.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(0);
+    format!("{what}: bytes differ from byte {at} (got {:02x?}, expected {:02x?})", &got[at..(at + 8).min(got.len())], &expected[at..(at + 8).min(expected.len())])
+}
+
+/// Runs `op` `iters` times (with the clock running, in the caller), adding one to `count` after
+/// each, and returns what the last one gave: the others' results are dropped in the loop, as an
+/// ignored result is; the last is kept, to be checked (and dropped) after the clock stops.
+pub fn repeat<T>(iters: u64, count: &mut u64, mut op: impl FnMut() -> T) -> Option<T> {
+    if iters == 0 {
+        return None;
+    }
+    for _ in 1..iters {
+        op();
+        *count += 1;
+    }
+    let last = op();
+    *count += 1;
+    Some(last)
+}
+
+/// Runs `op` on each of `items` in order (with the clock running, in the caller), adding one
+/// to `count` after each, and returns what it gave for the last one (see [`repeat`]).
+pub fn each<T, R>(items: &mut [T], count: &mut u64, mut op: impl FnMut(&mut T) -> R) -> Option<R> {
+    let (last, rest) = items.split_last_mut()?;
+    for item in rest {
+        op(item);
+        *count += 1;
+    }
+    let kept = op(last);
+    *count += 1;
+    Some(kept)
 }
 
 /// The workload of `op` under `imp`; `seed` makes keys and ciphertexts reproducible.
@@ -325,13 +457,15 @@ pub fn chunk_len(message_len: usize) -> u64 {
 }
 
 /// Runs `iters` iterations in chunks of at most `chunk`: `prepare(n)` makes the inputs of `n`
-/// iterations before the clock starts, `timed` consumes them with the clock running.
-pub fn chunked<S, P>(
+/// iterations before the clock starts, `timed` consumes them with the clock running, and
+/// `check` gets the inputs and what `timed` returned after the clock stops (and drops them).
+pub fn chunked<S, P, R>(
     state: &mut S,
     iters: u64,
     chunk: u64,
     mut prepare: impl FnMut(&mut S, u64) -> P,
-    mut timed: impl FnMut(&mut S, &mut P),
+    mut timed: impl FnMut(&mut S, &mut P) -> R,
+    mut check: impl FnMut(&mut S, P, R),
 ) -> Duration {
     let mut total = Duration::ZERO;
     let mut left = iters;
@@ -340,9 +474,9 @@ pub fn chunked<S, P>(
         left -= n;
         let mut prepared = prepare(state, n);
         let start = crate::clock::Instant::now();
-        timed(state, &mut prepared);
+        let result = timed(state, &mut prepared);
         total += start.elapsed();
-        drop(prepared);
+        check(state, prepared, result);
     }
     total
 }
@@ -350,6 +484,16 @@ pub fn chunked<S, P>(
 /// A plaintext of `len` bytes (its content does not matter; it is not all zeroes).
 pub fn plaintext(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 131 + 7) as u8).collect()
+}
+
+/// Writes `n` into the first 8 bytes of `plaintext` (little-endian), so that each message a
+/// decrypt workload prepares is told from the others by its receiver's check; the length, and so
+/// the work, is unchanged.
+///
+/// # Panics
+/// If `plaintext` is shorter than 8 bytes.
+pub fn number(plaintext: &mut [u8], n: u64) {
+    plaintext[..8].copy_from_slice(&n.to_le_bytes());
 }
 
 #[cfg(test)]

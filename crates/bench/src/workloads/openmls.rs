@@ -36,7 +36,7 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 
 use crate::clock::Instant;
 use super::group::queue;
-use super::{CATCHUP_SENDERS, Op, SMALL, Workload, chunk_len, chunked, plaintext};
+use super::{CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, repeat};
 
 const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
 
@@ -46,17 +46,19 @@ pub fn workload(op: Op, members: usize, _seed: u64) -> Box<dyn Workload> {
     one_thread();
     match op {
         Op::GroupEncrypt100 => {
-            let [sender] = build::<1>(members);
-            Box::new(Encrypt { sender, plaintext: plaintext(SMALL) })
+            // The receiver only reads the last message of each run, with the clock stopped.
+            let [sender, receiver] = build::<2>(members);
+            Box::new(Encrypt { sender, receiver, plaintext: plaintext(SMALL), last: None, report: Report::new(Kind::Encrypt, SMALL) })
         }
         Op::GroupDecrypt100 => {
             let [sender, receiver] = build::<2>(members);
-            Box::new(Decrypt { sender, receiver, plaintext: plaintext(SMALL) })
+            Box::new(Decrypt { sender, receiver, plaintext: plaintext(SMALL), sent: 0, report: Report::new(Kind::Decrypt, SMALL) })
         }
         Op::GroupCatchup1000 => {
             let mut clients: Vec<Client> = build::<{ CATCHUP_SENDERS + 1 }>(CATCHUP_SENDERS + 1).into();
             let receiver = clients.pop().expect("11 members");
-            Box::new(Catchup { senders: clients, receiver, plaintext: plaintext(SMALL) })
+            let report = Report::new(Kind::Catchup, SMALL);
+            Box::new(Catchup { senders: clients, receiver, plaintext: plaintext(SMALL), sent: 0, report })
         }
         Op::GroupAddMember(size) => Box::new(Membership::new(size.count(), Change::Add)),
         Op::GroupRemoveMember(size) => Box::new(Membership::new(size.count(), Change::Remove)),
@@ -123,6 +125,18 @@ impl Client {
             _ => panic!("neither an application message nor a commit"),
         }
     }
+
+    /// As [`Client::receive`] for an application message, for the checks: what went wrong, if
+    /// anything, rather than a panic.
+    fn try_receive(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|e| format!("parse: {e}"))?;
+        let message = message.try_into_protocol_message().map_err(|e| format!("not a protocol message: {e:?}"))?;
+        let group = self.group.as_mut().ok_or("not a member")?;
+        match group.process_message(&self.provider, message).map_err(|e| format!("process_message: {e}"))?.into_content() {
+            ProcessedMessageContent::ApplicationMessage(application) => Ok(application.into_bytes()),
+            _ => Err("not an application message".into()),
+        }
+    }
 }
 
 /// A group of `size` members; the first `N` are returned as clients with the group joined (the
@@ -159,40 +173,82 @@ fn build<const N: usize>(size: usize) -> [Client; N] {
     clients.try_into().unwrap_or_else(|_| unreachable!("N clients"))
 }
 
+/// `group_encrypt_100`: the sender encrypts; the receiver (another member) reads only the last
+/// message of each run, in [`Workload::report`]. (OpenMLS does not show a message's generation:
+/// the count is the loop's.)
 struct Encrypt {
     sender: Client,
+    receiver: Client,
     plaintext: Vec<u8>,
+    last: Option<Vec<u8>>,
+    report: Report,
 }
 
 impl Workload for Encrypt {
     fn run(&mut self, iters: u64) -> Duration {
+        let mut count = 0;
         let start = Instant::now();
-        for _ in 0..iters {
-            black_box(self.sender.encrypt(&self.plaintext));
+        let last = repeat(iters, &mut count, || black_box(self.sender.encrypt(&self.plaintext)));
+        let took = start.elapsed();
+        self.report.iterations += count;
+        self.report.messages += count;
+        if last.is_some() {
+            self.last = last;
         }
-        start.elapsed()
+        took
+    }
+
+    fn report(&mut self) -> Report {
+        if let Some(last) = self.last.take() {
+            match self.receiver.try_receive(&last) {
+                Ok(got) => self.report.check_bytes(&got, &self.plaintext, "group_encrypt: the last message, as a member read it"),
+                Err(e) => self.report.check(false, || format!("group_encrypt: a member cannot read the last message: {e}")),
+            }
+        }
+        self.report.clone()
     }
 }
 
+/// `group_decrypt_100`: numbered messages made before the clock starts; the last plaintext of
+/// each batch checked after it stops.
 struct Decrypt {
     sender: Client,
     receiver: Client,
     plaintext: Vec<u8>,
+    sent: u64,
+    report: Report,
 }
 
 impl Workload for Decrypt {
     fn run(&mut self, iters: u64) -> Duration {
-        chunked(
+        let mut count = 0;
+        let took = chunked(
             self,
             iters,
             chunk_len(SMALL),
-            |this, n| (0..n).map(|_| this.sender.encrypt(&this.plaintext)).collect::<Vec<_>>(),
-            |this, batch| {
-                for bytes in batch.iter() {
-                    black_box(this.receiver.receive(bytes).expect("an application message"));
+            |this, n| {
+                (0..n)
+                    .map(|_| {
+                        number(&mut this.plaintext, this.sent);
+                        this.sent += 1;
+                        this.sender.encrypt(&this.plaintext)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |this, batch| each(batch, &mut count, |bytes| black_box(this.receiver.receive(bytes).expect("an application message"))),
+            |this, _, got| {
+                if let Some(got) = got {
+                    this.report.check_bytes(&got, &this.plaintext, "group_decrypt: the last message of the batch");
                 }
             },
-        )
+        );
+        self.report.iterations += count;
+        self.report.messages += count;
+        took
+    }
+
+    fn report(&mut self) -> Report {
+        self.report.clone()
     }
 }
 
@@ -201,24 +257,41 @@ struct Catchup {
     senders: Vec<Client>,
     receiver: Client,
     plaintext: Vec<u8>,
+    sent: u64,
+    report: Report,
 }
 
 impl Workload for Catchup {
     fn run(&mut self, iters: u64) -> Duration {
-        chunked(
+        let mut count = 0;
+        let took = chunked(
             self,
             iters,
             1,
             |this, _| {
-                let plaintext = &this.plaintext;
-                queue(&mut this.senders, |sender| sender.encrypt(plaintext))
+                let (plaintext, sent) = (&mut this.plaintext, &mut this.sent);
+                queue(&mut this.senders, |sender| {
+                    number(plaintext, *sent);
+                    *sent += 1;
+                    sender.encrypt(plaintext)
+                })
             },
             |this, queued| {
-                for (_, bytes) in queued.iter() {
-                    black_box(this.receiver.receive(bytes).expect("an application message"));
+                each(queued, &mut count, |(_, bytes)| black_box(this.receiver.receive(bytes).expect("an application message")))
+            },
+            |this, _, last| {
+                this.report.iterations += 1;
+                if let Some(got) = last {
+                    this.report.check_bytes(&got, &this.plaintext, "group_catchup_1000: the last message");
                 }
             },
-        )
+        );
+        self.report.messages += count;
+        took
+    }
+
+    fn report(&mut self) -> Report {
+        self.report.clone()
     }
 }
 
@@ -236,15 +309,25 @@ struct Membership {
     /// The leaf the next removal removes (the one the last addition filled).
     victim: LeafNodeIndex,
     next_name: usize,
+    /// The group's size between changes.
+    size: usize,
+    report: Report,
 }
 
 impl Membership {
     fn new(size: usize, change: Change) -> Self {
         let [committer, member] = build::<2>(size);
-        Membership { change, committer, member, victim: LeafNodeIndex::new(size as u32 - 1), next_name: size }
+        let kind = match change {
+            Change::Add => Kind::AddMember,
+            Change::Remove => Kind::RemoveMember,
+        };
+        let victim = LeafNodeIndex::new(size as u32 - 1);
+        Membership { change, committer, member, victim, next_name: size, size, report: Report::new(kind, 0) }
     }
 
-    /// A commit by the committer, merged by it and by the other member; returns its time.
+    /// A commit by the committer, merged by it and by the other member; returns its time. After
+    /// the change the workload measures (with the clock stopped), checks that it moved both to
+    /// the next epoch, the same for both, with the group one member larger or smaller.
     fn commit(&mut self, change: Change) -> Duration {
         // Untimed: the newcomer's key package (made on its own device).
         let newcomer = (change == Change::Add).then(|| {
@@ -252,6 +335,7 @@ impl Membership {
             let client = Client::new(&format!("member-{}", self.next_name));
             (client.key_package(), client.credential.signature_key.as_slice().to_vec())
         });
+        let epoch = self.committer.group().epoch().as_u64();
         let committer = &mut self.committer;
         let start = Instant::now();
         let group = committer.group.as_mut().expect("a member");
@@ -263,8 +347,11 @@ impl Membership {
         };
         group.merge_pending_commit(&committer.provider).expect("merge");
         let bytes = commit.to_bytes().expect("serialize");
-        black_box(self.member.receive(&bytes));
+        let processed = black_box(self.member.receive(&bytes));
         let took = start.elapsed();
+        if change == self.change {
+            self.check(epoch, processed.is_none());
+        }
         if let Some((_, signature_key)) = newcomer {
             self.victim = self
                 .committer
@@ -275,6 +362,28 @@ impl Membership {
                 .index;
         }
         took
+    }
+
+    /// What the measured change left (see [`Membership::commit`]): `epoch` is the committer's
+    /// before it, `commit` whether the other member processed a commit.
+    fn check(&mut self, epoch: u64, commit: bool) {
+        if commit {
+            self.report.messages += 1;
+        }
+        let (committer, member) = (self.committer.group.as_ref().expect("a member"), self.member.group.as_ref().expect("a member"));
+        let (now, theirs) = (committer.epoch().as_u64(), member.epoch().as_u64());
+        self.report.check(now == epoch + 1 && theirs == now, || {
+            format!("membership: epochs {epoch} -> committer {now}, other member {theirs}; expected both {}", epoch + 1)
+        });
+        let holders = 1 + u64::from(committer.epoch_authenticator().as_slice() == member.epoch_authenticator().as_slice());
+        let members = committer.members().count();
+        let expected = match self.change {
+            Change::Add => self.size + 1,
+            Change::Remove => self.size - 1,
+        };
+        self.report.check(members == expected, || format!("membership: {members} members after the change, expected {expected}"));
+        self.report.members = Some(members);
+        self.report.key_holders = Some(holders);
     }
 }
 
@@ -288,7 +397,12 @@ impl Workload for Membership {
         for _ in 0..iters {
             total += self.commit(timed);
             self.commit(untimed);
+            self.report.iterations += 1;
         }
         total
+    }
+
+    fn report(&mut self) -> Report {
+        self.report.clone()
     }
 }
