@@ -500,21 +500,77 @@ pub fn number(plaintext: &mut [u8], n: u64) {
 mod tests {
     use super::*;
 
-    /// Every workload of a 1:1 op runs (no timing is asserted: this checks that the setups are right).
+    /// Messages an iteration of `op` by `imp` handles in its timed region ([`Report::messages`]).
+    fn messages_per_iteration(op: Op, imp: Impl) -> u64 {
+        match op {
+            Op::GroupCatchup1000 => CATCHUP_MESSAGES as u64,
+            // OpenMLS: the commit, processed by the one other member that exists as a client.
+            Op::GroupAddMember(_) | Op::GroupRemoveMember(_) if imp == Impl::OpenMls => 1,
+            // Sender Keys: each member's key to the newcomer and the newcomer's to each member.
+            Op::GroupAddMember(size) => 2 * size.count() as u64,
+            // Sender Keys: each timed sender's new key to every other remaining member.
+            Op::GroupRemoveMember(size) => (removal_senders(size) * (size.count() - 2)) as u64,
+            _ => 1,
+        }
+    }
+
+    /// The remaining members whose new keys a Sender Keys removal times (and the checks probe).
+    fn removal_senders(size: Members) -> usize {
+        if size == Members::Thousand { membership::SAMPLED_SENDERS } else { size.count() - 1 }
+    }
+
+    /// The group's size after a membership change, and the (holder, key) pairs that hold the new
+    /// keys then ([`Report::key_holders`]); `None` for the other ops.
+    fn after_change(op: Op, imp: Impl) -> (Option<usize>, Option<u64>) {
+        let holders = |sender_keys: usize| Some(if imp == Impl::OpenMls { 2 } else { sender_keys as u64 });
+        match op {
+            Op::GroupAddMember(size) => (Some(size.count() + 1), holders(2 * size.count())),
+            Op::GroupRemoveMember(size) => (Some(size.count() - 1), holders(removal_senders(size) * (size.count() - 2))),
+            _ => (None, None),
+        }
+    }
+
+    /// Runs the workload of `op` by `imp` once per entry of `runs`, that many iterations each, and
+    /// after each run asserts what it did: exactly that many iterations of the kind `op` is
+    /// made of, the messages they handle, plaintexts of `op`'s length, at least one output checked
+    /// and none wrong, and for a membership change the group's new size and who holds the new
+    /// keys. (No timing is asserted.)
+    fn does_what_it_measures(op: Op, imp: Impl, runs: &[u64]) {
+        let what = format!("{} by {}", op.name(), imp.name());
+        let mut workload = workload(op, imp, 7);
+        let mut before = workload.report();
+        assert_eq!((before.iterations, before.messages, before.checked), (0, 0, 0), "{what}: nothing done before the first run");
+        let message_len = if op.is_membership() { 0 } else { op.message_len() };
+        let (members, key_holders) = after_change(op, imp);
+        for &n in runs {
+            workload.run(n);
+            let report = workload.report();
+            assert_eq!(report.kind, Kind::of(op), "{what}: the kind of iteration");
+            assert_eq!(report.message_len, message_len, "{what}: the plaintext length");
+            assert_eq!(report.iterations - before.iterations, n, "{what}: run({n}) did {} iterations", report.iterations - before.iterations);
+            let messages = report.messages - before.messages;
+            assert_eq!(messages, n * messages_per_iteration(op, imp), "{what}: run({n}) handled {messages} messages");
+            assert!(report.failures.is_empty(), "{what}: run({n}): {:#?}", report.failures);
+            assert!(report.checked > before.checked, "{what}: run({n}) checked nothing");
+            assert_eq!(report.members, members, "{what}: members after the change");
+            assert_eq!(report.key_holders, key_holders, "{what}: holders of the new keys");
+            before = report;
+        }
+    }
+
+    /// Every workload of a 1:1 op, run for 1 and then 3 iterations: see [`does_what_it_measures`].
     #[test]
     fn every_session_workload_runs() {
         for op in Op::ALL.into_iter().filter(|op| !op.is_group()) {
             for imp in Impl::ALL.into_iter().filter(|imp| imp.supports(op)) {
-                let mut workload = workload(op, imp, 7);
-                workload.run(1);
-                workload.run(3);
+                does_what_it_measures(op, imp, &[1, 3]);
             }
         }
     }
 
-    /// Every workload of a group op runs, twice (the second run starts from the state the first
-    /// left, as the rounds do). The membership changes of groups of 1,000 are in
-    /// `every_large_membership_workload_runs`.
+    /// Every workload of a group op, run for 1 and then 2 iterations (the second run starts from
+    /// the state the first left, as the rounds do): see [`does_what_it_measures`]. The membership
+    /// changes of groups of 1,000 are in `every_large_membership_workload_runs`.
     #[test]
     fn every_group_workload_runs() {
         for op in Op::ALL.into_iter().filter(|op| op.is_group()) {
@@ -522,20 +578,30 @@ mod tests {
                 continue;
             }
             for imp in Impl::ALL.into_iter().filter(|imp| imp.supports(op)) {
-                let mut workload = workload(op, imp, 7);
-                workload.run(1);
-                workload.run(2);
+                does_what_it_measures(op, imp, &[1, 2]);
             }
         }
     }
 
-    /// The membership changes of groups of 1,000 (slow in a debug build: about a minute).
+    /// The membership changes of groups of 1,000, one iteration (slow in a debug build: about a
+    /// minute): see [`does_what_it_measures`].
     #[test]
     fn every_large_membership_workload_runs() {
         for op in [Op::GroupAddMember(Members::Thousand), Op::GroupRemoveMember(Members::Thousand)] {
             for imp in Impl::ALL.into_iter().filter(|imp| imp.supports(op)) {
-                workload(op, imp, 7).run(1);
+                does_what_it_measures(op, imp, &[1]);
             }
+        }
+    }
+
+    /// Each primitive of the floor's breakdown runs exactly as many iterations as asked.
+    #[test]
+    fn every_floor_primitive_runs() {
+        for (name, mut primitive) in crate::floor::primitives(7) {
+            primitive.run(1);
+            primitive.run(3);
+            let report = primitive.report();
+            assert_eq!((report.kind, report.iterations), (Kind::Primitive, 4), "{name}");
         }
     }
 
