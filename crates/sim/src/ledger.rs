@@ -48,7 +48,9 @@ pub struct GroupCiphertext {
 /// An invariant that did not hold, once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
+    /// The invariant, as [`crate::report::Invariant::name`] names it.
     pub invariant: &'static str,
+    /// What happened: which message, device or group, and when.
     pub detail: String,
 }
 

@@ -15,32 +15,54 @@ use crate::ledger::{MAX_LISTED_VIOLATIONS, Violation};
 pub const FOREIGN_STATE: &str = "members hold only states their admins made";
 use crate::scenario::GroupStrategy;
 use crate::thief::TheftReport;
+pub use crate::world::business::BusinessCounts;
+pub use crate::world::channel::ChannelCounts;
+pub use crate::world::consent::ConsentCounts;
+pub use crate::world::people::PeopleCounts;
 use crate::world::{FaultCounts, World};
 
+/// What a run found. `text()` is the report for people; serialized, it is the JSON object
+/// `switchboard sim --json` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The scenario's `name`.
     pub scenario: String,
+    /// The seed of the run's one RNG.
     pub seed: u64,
+    /// How groups sent: Sender Keys or pairwise.
     pub group_strategy: GroupStrategy,
     /// SHA-256 over every event of the run, in order.
     pub trace_hash: String,
+    /// Events in the trace.
     pub events: u64,
+    /// Virtual time the run covered, in seconds (registration, traffic, settling).
     pub simulated_s: f64,
     /// Wall-clock time the run took (not part of the trace: it varies with the machine).
     pub wall_s: f64,
+    /// Devices in the world.
     pub devices: usize,
+    /// Users (accounts) in the world.
     pub users: usize,
+    /// Groups created.
     pub groups: usize,
+    /// What was sent, and what was read.
     pub messages: Messages,
+    /// Latency of first reads, from sending to reading, in milliseconds.
     pub latency_ms: Percentiles,
+    /// Load per link: each app's access link, and each pair of relays.
     pub links: Vec<LinkReport>,
+    /// Load per app: its relay and its devices.
     pub apps: Vec<AppLoad>,
+    /// What the network did to frames.
     pub faults: FaultCounts,
+    /// What adversaries did, and what came of it.
     pub adversaries: AdversaryCounts,
+    /// What each thief read, by bucket.
     pub thefts: Vec<TheftReport>,
     /// What a `harvest-now` adversary read of the recorded 1:1 messages, per suite.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub harvest: Option<crate::harvest::HarvestReport>,
+    /// The crypto the run did.
     pub crypto: CryptoOps,
     /// The scenario's people (`[[person]]`), when it has any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,16 +75,23 @@ pub struct Report {
     /// The business account, when the scenario has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub business: Option<crate::world::business::BusinessCounts>,
+    /// Every invariant checked, and whether it held.
     pub invariants: Vec<Invariant>,
     /// Every invariant violation (the first 100 listed; `violations_total` counts them all).
     pub violations: Vec<Violation>,
+    /// Violations in all.
     pub violations_total: usize,
 }
 
+/// What was sent, and what had to be read and was. Reads are (message, device) pairs, first
+/// reads only.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Messages {
+    /// Messages sent.
     pub sent: u64,
+    /// Of those, 1:1 messages.
     pub direct: u64,
+    /// Of those, group messages.
     pub group: u64,
     /// Group sends skipped because no member had heard of the group yet.
     pub skipped_group_sends: u64,
@@ -79,58 +108,87 @@ pub struct Messages {
     /// Group messages whose sender was removed later, that a member dropped because the news of
     /// the removal reached it first (not required; reported).
     pub dropped_from_removed_senders: u64,
+    /// Envelopes devices dropped as already processed.
     pub duplicates_dropped: u64,
+    /// Envelopes devices refused (tampered, forged, from a non-member…).
     pub refused: u64,
     /// Sends the senders gave up (refused for good by their relay, or impossible to seal).
     pub sends_dropped: u64,
 }
 
+/// Percentiles (nearest rank) and the maximum, in milliseconds; 0 when nothing was measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Percentiles {
+    /// The median.
     pub p50: f64,
+    /// The 90th percentile.
     pub p90: f64,
+    /// The 99th percentile.
     pub p99: f64,
+    /// The largest.
     pub max: f64,
 }
 
+/// Frames and bytes one link carried, both ways.
 #[derive(Clone, Debug, Serialize)]
 pub struct LinkReport {
+    /// `green devices <-> green relay`, or `green relay <-> blue relay`.
     pub link: String,
+    /// Frames carried.
     pub frames: u64,
+    /// Bytes carried.
     pub bytes: u64,
 }
 
+/// One app's load: its relay's work and its devices'.
 #[derive(Clone, Debug, Serialize)]
 pub struct AppLoad {
+    /// The app.
     pub app: String,
+    /// Its devices.
     pub devices: usize,
+    /// Frames its relay received.
     pub relay_frames_in: u64,
+    /// Bytes its relay received.
     pub relay_bytes_in: u64,
+    /// Envelopes its relay stored for its devices.
     pub envelopes_stored: u64,
+    /// Envelopes its relay forwarded to other apps.
     pub envelopes_forwarded: u64,
+    /// Batches of mutations its relay committed.
     pub batches_committed: u64,
+    /// Times its relay crashed.
     pub crashes: u64,
     /// Processing time of the relay core, and of the app's devices (mostly their crypto).
     pub relay_cpu_ms: f64,
+    /// CPU time of its devices, in milliseconds.
     pub devices_cpu_ms: f64,
 }
 
+/// What the scenario's adversaries did, and what came of it.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AdversaryCounts {
+    /// Envelopes a `tamper` relay changed.
     pub tampered: u64,
+    /// Of those, the ones read as messages (a violation).
     pub tampered_read: u64,
+    /// Of those, the ones refused.
     pub tampered_refused: u64,
+    /// Envelopes a `replay` relay handed over again.
     pub replayed: u64,
+    /// Envelopes a `withhold` relay never handed over.
     pub withheld: u64,
     /// Required reads that never happened, of devices an adversarial relay serves (counted in
     /// `messages.missing` too, and not a violation).
     pub reads_prevented: u64,
     /// Messages tried with the keys of devices that were not members when they were sent.
     pub membership_attempts: u64,
+    /// Of those, the ones readable (a violation).
     pub membership_readable: u64,
     /// Bundle answers whose suite lists an adversary took out, and the envelopes their
     /// responders refused as starting a downgraded session.
     pub bundles_stripped: u64,
+    /// Envelopes refused as starting a downgraded session.
     pub downgrades_refused: u64,
     /// Sessions their responders started back after refusing a downgraded one.
     pub sessions_started_back: u64,
@@ -140,10 +198,13 @@ pub struct AdversaryCounts {
     /// Messages tried with the keys of devices no admin ever added to the group; messages read,
     /// or readable with those keys, outside the admins' membership (each a violation).
     pub outsider_attempts: u64,
+    /// Of those, the ones read or readable (each a violation).
     pub outsider_readable: u64,
     /// Announcements forging members sent, envelopes of theirs refused, and group forks found.
     pub forged_changes: u64,
+    /// Envelopes of forging members refused.
     pub forgeries_refused: u64,
+    /// Group forks detected.
     pub forks_detected: u64,
     /// Announcements that a device joined a group, refused because the group's hub holds another
     /// state (a member's forgery shown to a device outside the group).
@@ -157,6 +218,7 @@ pub struct AdversaryCounts {
     /// Junk a stranger sent one user at once (`flood`), and how much of it the user's relay
     /// refused (past the stranger allowance).
     pub flood_sent: u64,
+    /// Of that junk, what the user's relay refused.
     pub flood_refused: u64,
 }
 
@@ -166,29 +228,38 @@ pub struct AdversaryCounts {
 pub struct CryptoOps {
     /// Devices created (identity, signed prekey, one-time prekeys).
     pub devices: u64,
+    /// One-time prekeys each device keeps in stock.
     pub prekeys_per_device: u32,
     /// Sessions set up (X3DH on both sides, and the first message).
     pub sessions: u64,
     /// Other pairwise messages decrypted (and so encrypted).
     pub pairwise_messages: u64,
+    /// Group messages encrypted (once each with Sender Keys).
     pub group_encrypts: u64,
+    /// Group messages decrypted.
     pub group_decrypts: u64,
     /// Uploads of more one-time prekeys after a relay reported them low, and the prekeys made.
     pub prekey_replenishments: u64,
+    /// One-time prekeys those uploads carried.
     pub prekeys_replenished: u64,
     /// Sessions that started without a one-time prekey (the responder's stock had run out).
     pub sessions_without_prekey: u64,
     /// Signed prekeys replaced on schedule, and replaced ones forgotten after their grace.
     pub signed_prekey_rotations: u64,
+    /// Replaced signed prekeys forgotten after their grace.
     pub signed_prekeys_forgotten: u64,
     /// Mean plaintext size of the traffic.
     pub mean_size: usize,
 }
 
+/// One invariant's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct Invariant {
+    /// What it says (`exactly-once delivery`, `no plaintext at relays`, …).
     pub name: &'static str,
+    /// Whether it held.
     pub holds: bool,
+    /// What was counted, in a line.
     pub detail: String,
 }
 

@@ -82,24 +82,35 @@ pub struct Scenario {
     /// the one it replaced (seconds).
     #[serde(default = "default_rotation")]
     pub signed_prekey_rotation_s: f64,
+    /// How long a device keeps a signed prekey it replaced, in seconds (sessions started from it
+    /// meanwhile still work).
     #[serde(default = "default_grace")]
     pub signed_prekey_grace_s: f64,
+    /// The apps (`[[app]]`), each with its relay and users.
     #[serde(rename = "app")]
     pub apps: Vec<App>,
+    /// Groups (`[[group]]`).
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupSpec>,
+    /// What is sent (`[traffic]`).
     #[serde(default)]
     pub traffic: Traffic,
+    /// Devices offline for a while (`[[offline]]`).
     #[serde(default, rename = "offline")]
     pub offline: Vec<Offline>,
+    /// Faults between two apps' relays (`[[link]]`).
     #[serde(default, rename = "link")]
     pub links: Vec<LinkFaults>,
+    /// Partitions between two apps (`[[partition]]`).
     #[serde(default, rename = "partition")]
     pub partitions: Vec<Partition>,
+    /// Relay crashes (`[[crash]]`).
     #[serde(default, rename = "crash")]
     pub crashes: Vec<Crash>,
+    /// Adversarial relays and members (`[[adversary]]`).
     #[serde(default, rename = "adversary")]
     pub adversaries: Vec<Adversary>,
+    /// Stolen devices (`[[theft]]`).
     #[serde(default, rename = "theft")]
     pub thefts: Vec<Theft>,
     /// People with accounts on several apps, linked (see `docs/PEOPLE.md`).
@@ -128,6 +139,7 @@ pub struct ConsentSpec {
     /// wrote to, early in the traffic.
     #[serde(default)]
     pub strangers: u32,
+    /// First messages each stranger sends.
     #[serde(default)]
     pub stranger_messages: u32,
     /// Users who block the person behind someone who wrote to them, during the traffic.
@@ -137,6 +149,7 @@ pub struct ConsentSpec {
     /// (another content, another sender, another time).
     #[serde(default)]
     pub reports: u32,
+    /// Reports forged from received messages.
     #[serde(default)]
     pub forged_reports: u32,
 }
@@ -148,16 +161,22 @@ pub struct ConsentSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSpec {
+    /// The channel's app (its first user is the admin); the first app when unset.
     #[serde(default)]
     pub app: Option<Spanned<String>>,
+    /// Users who follow it, from every app in turn.
     #[serde(default)]
     pub followers: u32,
+    /// They follow during these first seconds of the traffic (default 10).
     #[serde(default = "default_follow_s")]
     pub follow_s: f64,
+    /// Polls the admin posts, over the rest of the traffic.
     #[serde(default)]
     pub posts: u32,
+    /// Followers who vote (reply to the admin).
     #[serde(default)]
     pub votes: u32,
+    /// Followers who leave halfway.
     #[serde(default)]
     pub leavers: u32,
 }
@@ -173,16 +192,22 @@ fn default_follow_s() -> f64 {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusinessSpec {
+    /// The business's app; the first app when unset.
     #[serde(default)]
     pub app: Option<Spanned<String>>,
+    /// Agents: devices of `shop@app`, the first its owner's.
     #[serde(default)]
     pub agents: u32,
+    /// Customers, users of the other apps.
     #[serde(default)]
     pub customers: u32,
+    /// Messages customers write, in all.
     #[serde(default)]
     pub messages: u32,
+    /// Conversations handed to another agent.
     #[serde(default)]
     pub handovers: u32,
+    /// Whether the owner removes the last agent halfway.
     #[serde(default)]
     pub remove_agent: bool,
 }
@@ -206,11 +231,14 @@ fn one() -> u32 {
     1
 }
 
+/// How a group message reaches the members.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GroupStrategy {
+    /// One encryption with the sender's key, fanned out by the group's hub.
     #[default]
     SenderKeys,
+    /// One encryption per member device, over 1:1 sessions.
     Pairwise,
 }
 
@@ -218,12 +246,15 @@ pub enum GroupStrategy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct App {
+    /// Its name (1 to 32 letters, digits or `-`): users are `name@app`.
     pub name: Spanned<String>,
     /// Named users (`alice`), and/or `user_count` generated ones (`u0`, `u1`, …).
     #[serde(default)]
     pub users: Vec<String>,
+    /// Users `u0`, `u1`, … made besides the named ones.
     #[serde(default)]
     pub user_count: usize,
+    /// Devices each user has (1 to 16; default 1).
     #[serde(default = "one")]
     pub devices_per_user: u32,
     /// Faults on the connections between this app's devices and its relay.
@@ -263,8 +294,10 @@ impl SuiteSet {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
+    /// Groups of this kind (default 1).
     #[serde(default = "one")]
     pub count: u32,
+    /// Members of each (users; every device of theirs joins).
     pub size: Spanned<usize>,
     /// The apps members come from (all apps when empty); the first member's app is the hub.
     #[serde(default)]
@@ -312,10 +345,13 @@ fn default_size() -> Range {
     Range { min: 16, max: 256 }
 }
 
+/// A range of sizes, in bytes, bounds included.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
+    /// The smallest.
     pub min: usize,
+    /// The largest.
     pub max: usize,
 }
 
@@ -323,12 +359,16 @@ pub struct Range {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kinds {
+    /// Text messages.
     #[serde(default)]
     pub text: f64,
+    /// Replies.
     #[serde(default)]
     pub reply: f64,
+    /// Reactions.
     #[serde(default)]
     pub reaction: f64,
+    /// Read receipts.
     #[serde(default)]
     pub receipt: f64,
 }
@@ -344,12 +384,16 @@ impl Default for Kinds {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Offline {
+    /// The device (`name@app/n`) or user (`name@app`, every device of theirs).
     #[serde(default)]
     pub device: Option<Spanned<String>>,
+    /// Or this share of every device, each at a random time of the traffic.
     #[serde(default)]
     pub share: Option<f64>,
+    /// When it goes offline, in seconds from the start of the traffic (with `device`).
     #[serde(default)]
     pub from_s: f64,
+    /// For how long, in seconds.
     pub for_s: f64,
 }
 
@@ -358,6 +402,7 @@ pub struct Offline {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct LinkSpec {
+    /// How long a frame takes.
     #[serde(default)]
     pub delay: Delay,
     /// Probability that a frame is lost; the connection it was on resets (as TCP gives up).
@@ -369,6 +414,7 @@ pub struct LinkSpec {
     /// Probability that a frame is held back by up to `reorder_ms` more, overtaken by later ones.
     #[serde(default)]
     pub reorder: f64,
+    /// How much longer a reordered frame takes at most (default 50 ms).
     #[serde(default = "default_reorder_ms")]
     pub reorder_ms: f64,
     /// Probability that bytes of a frame are flipped; the link's integrity check (TLS in a
@@ -381,6 +427,7 @@ pub struct LinkSpec {
     /// When the faults apply (delay always does); the whole traffic window by default.
     #[serde(default)]
     pub from_s: Option<f64>,
+    /// When the faults stop (seconds from the start of the traffic).
     #[serde(default)]
     pub until_s: Option<f64>,
 }
@@ -393,10 +440,25 @@ fn default_reorder_ms() -> f64 {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
 pub enum Delay {
-    Constant { ms: f64 },
-    Uniform { min_ms: f64, max_ms: f64 },
+    /// Always the same.
+    Constant {
+        /// The delay.
+        ms: f64,
+    },
+    /// Uniformly distributed between two bounds.
+    Uniform {
+        /// The shortest.
+        min_ms: f64,
+        /// The longest.
+        max_ms: f64,
+    },
     /// `min_ms` plus an exponentially distributed extra with mean `mean_ms`.
-    Exponential { min_ms: f64, mean_ms: f64 },
+    Exponential {
+        /// The shortest.
+        min_ms: f64,
+        /// The mean of the extra.
+        mean_ms: f64,
+    },
 }
 
 impl Default for Delay {
@@ -409,7 +471,9 @@ impl Default for Delay {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkFaults {
+    /// The two apps whose relays the link joins.
     pub apps: Spanned<Vec<String>>,
+    /// Its delay and faults.
     #[serde(flatten)]
     pub spec: LinkSpec,
 }
@@ -418,8 +482,11 @@ pub struct LinkFaults {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Partition {
+    /// The two apps cut off from each other.
     pub apps: Spanned<Vec<String>>,
+    /// From this time (seconds from the start of the traffic)…
     pub from_s: f64,
+    /// …to this one.
     pub until_s: f64,
 }
 
@@ -427,8 +494,11 @@ pub struct Partition {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Crash {
+    /// The app whose relay crashes.
     pub relay: Spanned<String>,
+    /// When (seconds from the start of the traffic).
     pub at_s: f64,
+    /// How long it stays down (default 2 s).
     #[serde(default = "default_down")]
     pub down_s: f64,
 }
@@ -444,6 +514,7 @@ pub struct Adversary {
     /// The relay, for a relay's kinds; none for `forge-membership`.
     #[serde(default)]
     pub relay: Option<Spanned<String>>,
+    /// What it does.
     pub kind: Spanned<AdversaryKind>,
     /// Share of the envelopes it hands to its devices that it acts on; for `forge-membership`,
     /// the share of groups with a forging member.
@@ -453,6 +524,7 @@ pub struct Adversary {
     pub target: Option<Spanned<String>>,
 }
 
+/// What an adversary does (`kind` of an `[[adversary]]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AdversaryKind {
@@ -499,6 +571,7 @@ impl AdversaryKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PersonSpec {
+    /// Her accounts (`name@app`), 2 to 8 users of the apps.
     pub accounts: Spanned<Vec<String>>,
     /// Who may see each account is hers, in the order of `accounts`: `public`, `contacts` or
     /// `nobody`. By default the first is public and the others are shown to her contacts.
@@ -510,8 +583,11 @@ pub struct PersonSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LinkVisibility {
+    /// Anyone who looks her up.
     Public,
+    /// Her contacts.
     Contacts,
+    /// No one but her own devices.
     Nobody,
 }
 
@@ -530,7 +606,9 @@ impl PersonSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Theft {
+    /// The device (`name@app/n`).
     pub device: Spanned<String>,
+    /// When its state is copied (seconds from the start of the traffic).
     pub at_s: f64,
 }
 
@@ -692,7 +770,7 @@ impl Scenario {
             let size = *group.size.get_ref();
             let apps: Vec<&str> = group.apps.iter().map(|app| app.get_ref().as_str()).collect();
             let available = users_of(&apps);
-            if size < 2 || size > MAX_GROUP_SIZE || size > available {
+            if !(2..=MAX_GROUP_SIZE.min(available)).contains(&size) {
                 return Err(at(
                     &format!("group.{index}.size"),
                     format!("group size {size}: 2 to {MAX_GROUP_SIZE}, and at most the {available} users of its apps"),

@@ -49,17 +49,24 @@ pub struct Thief {
 /// How many messages of one bucket there were, and how many the thief read.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Bucket {
+    /// The bucket: `read before the theft`, `in flight at the theft`, `1:1, before healing`, `1:1, after healing` or `group, after the theft` (see the module's doc).
     pub bucket: &'static str,
+    /// Messages to the device in it.
     pub messages: u64,
+    /// Of those, the ones the thief read.
     pub readable: u64,
 }
 
 /// What the thief of one device could read.
 #[derive(Clone, Debug, Serialize)]
 pub struct TheftReport {
+    /// The stolen device (`alice@green/1`).
     pub device: String,
+    /// When its state was copied, in seconds from the start of the run.
     pub at_s: f64,
+    /// Whether the theft happened (the run may end first).
     pub stolen: bool,
+    /// What the thief read, bucket by bucket.
     pub buckets: Vec<Bucket>,
 }
 

@@ -28,36 +28,145 @@ pub enum Node {
 /// relays (`relay`, by app) and groups are indices (see [`Names`] for what the JSON trace shows).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-#[allow(missing_docs)] // the fields: each variant's line says what they are
 pub enum TraceEvent {
-    /// A frame left `from` for `to` (`what` names its body).
-    Sent { at_us: u64, from: Node, to: Node, bytes: usize, what: &'static str },
-    /// A frame reached `to` (`again` when it is a duplicate or replay the network made).
-    Arrived { at_us: u64, from: Node, to: Node, bytes: usize, what: &'static str, again: bool },
-    /// A frame was lost or damaged on the way, or sent again (`fault` says which).
-    Fault { at_us: u64, from: Node, to: Node, fault: &'static str },
+    /// A frame left `from` for `to`.
+    Sent {
+        /// When.
+        at_us: u64,
+        /// Its sender.
+        from: Node,
+        /// Its receiver.
+        to: Node,
+        /// Its size.
+        bytes: usize,
+        /// What its body is (`send`, `deliver`, `ack`, `fetch bundles`, …).
+        what: &'static str,
+    },
+    /// A frame reached `to`.
+    Arrived {
+        /// When.
+        at_us: u64,
+        /// Its sender.
+        from: Node,
+        /// Its receiver.
+        to: Node,
+        /// Its size.
+        bytes: usize,
+        /// What its body is.
+        what: &'static str,
+        /// Whether it is a duplicate or a replay the network made.
+        again: bool,
+    },
+    /// A frame was lost or damaged on the way, or sent again.
+    Fault {
+        /// When.
+        at_us: u64,
+        /// The frame's sender.
+        from: Node,
+        /// Its receiver.
+        to: Node,
+        /// `drop`, `corrupt`, `partition`, `duplicate`, `replay`, …
+        fault: &'static str,
+    },
     /// A connection went down (both ends learn of it).
-    Reset { at_us: u64, a: Node, b: Node },
+    Reset {
+        /// When.
+        at_us: u64,
+        /// One end.
+        a: Node,
+        /// The other end.
+        b: Node,
+    },
     /// A relay crashed.
-    Crashed { at_us: u64, relay: usize },
+    Crashed {
+        /// When.
+        at_us: u64,
+        /// The relay (by app).
+        relay: usize,
+    },
     /// A relay came back after a crash.
-    Restarted { at_us: u64, relay: usize },
-    /// An adversarial relay acted on an envelope.
-    Adversary { at_us: u64, relay: usize, device: usize, action: &'static str },
+    Restarted {
+        /// When.
+        at_us: u64,
+        /// The relay (by app).
+        relay: usize,
+    },
+    /// An adversarial relay (or a device playing one: a flood) acted on an envelope.
+    Adversary {
+        /// When.
+        at_us: u64,
+        /// The relay (by app).
+        relay: usize,
+        /// The device the envelope was for (the flooder, for a flood).
+        device: usize,
+        /// `tamper`, `replay`, `withhold`, `strip-suites`, `forge-link`, `flood`, …
+        action: &'static str,
+    },
     /// A device went offline.
-    Offline { at_us: u64, device: usize },
+    Offline {
+        /// When.
+        at_us: u64,
+        /// The device.
+        device: usize,
+    },
     /// A device came back online.
-    Online { at_us: u64, device: usize },
-    /// A message was sent (`recipients` devices meant to read it).
-    Message { at_us: u64, message: u64, from: usize, group: Option<usize>, recipients: usize, bytes: usize },
+    Online {
+        /// When.
+        at_us: u64,
+        /// The device.
+        device: usize,
+    },
+    /// A message was sent.
+    Message {
+        /// When.
+        at_us: u64,
+        /// Its number (messages are numbered in the order they are sent, from 0).
+        message: u64,
+        /// The sending device.
+        from: usize,
+        /// The group it was sent to; none for a 1:1 message.
+        group: Option<usize>,
+        /// Devices meant to read it.
+        recipients: usize,
+        /// Its plaintext's size.
+        bytes: usize,
+    },
     /// A device read a message.
-    Read { at_us: u64, message: u64, device: usize },
-    /// A device refused an envelope (`reason` is the error's kind).
-    Refused { at_us: u64, device: usize, reason: &'static str },
+    Read {
+        /// When.
+        at_us: u64,
+        /// The message's number.
+        message: u64,
+        /// The reading device.
+        device: usize,
+    },
+    /// A device refused an envelope.
+    Refused {
+        /// When.
+        at_us: u64,
+        /// The device.
+        device: usize,
+        /// The error's kind (`duplicate`, `invalid message`, `not an admin`, …).
+        reason: &'static str,
+    },
     /// Group membership changed at the device that made the change.
-    Membership { at_us: u64, group: usize, device: usize, change: &'static str },
+    Membership {
+        /// When.
+        at_us: u64,
+        /// The group.
+        group: usize,
+        /// The device that made the change.
+        device: usize,
+        /// `create`, `add`, `remove`, `learnt removal`, or a forgery's kind.
+        change: &'static str,
+    },
     /// A device's whole state was copied.
-    Theft { at_us: u64, device: usize },
+    Theft {
+        /// When.
+        at_us: u64,
+        /// The stolen device.
+        device: usize,
+    },
 }
 
 impl TraceEvent {
@@ -413,10 +522,8 @@ impl Trace {
 
     /// The hash of every event so far, and the error writing the trace file met, if any.
     pub fn finish(mut self) -> (String, Option<std::io::Error>) {
-        if let Some(writer) = self.writer.as_mut() {
-            if let Err(error) = writer.flush() {
-                self.write_error.get_or_insert(error);
-            }
+        if let Some(Err(error)) = self.writer.as_mut().map(|writer| writer.flush()) {
+            self.write_error.get_or_insert(error);
         }
         (hex::encode(self.hasher.finalize()), self.write_error)
     }

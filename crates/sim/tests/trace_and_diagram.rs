@@ -136,3 +136,34 @@ fn a_diagram_of_an_unknown_device_is_refused() {
         }
     }
 }
+
+/// A writer whose disk is full.
+struct Full;
+
+impl Write for Full {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Errors keep their cause as their source: a trace that cannot be written fails the run with the
+/// I/O error behind it, and an invalid scenario with the scenario's error (field, line, column).
+#[test]
+fn errors_keep_their_source() {
+    use std::error::Error as _;
+    let options = RunOptions { trace: Some(Box::new(Full)), ..RunOptions::default() };
+    let error = switchboard_sim::run(&basic(), 1, options).err().expect("the trace cannot be written");
+    assert!(matches!(error, SimError::Trace(_)), "{error:?}");
+    let source = error.source().expect("the I/O error is its source");
+    assert_eq!(source.downcast_ref::<std::io::Error>().map(std::io::Error::kind), Some(std::io::ErrorKind::StorageFull));
+    assert_eq!(error.to_string(), "writing the trace", "the cause is not repeated in the message");
+
+    let mut scenario = basic();
+    scenario.traffic.messages = u64::MAX;
+    let error = switchboard_sim::run(&scenario, 1, RunOptions::default()).err().expect("refused");
+    let source = error.source().and_then(|s| s.downcast_ref::<switchboard_sim::ScenarioError>()).expect("the scenario's error is its source");
+    assert_eq!(source.field.as_deref(), Some("[traffic] messages"));
+}

@@ -26,19 +26,29 @@ const MESSAGE_BYTES: usize = 120;
 /// What the report gives of the business account.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct BusinessCounts {
+    /// Agents (devices of the business account).
     pub agents: u64,
+    /// Customers who wrote to it.
     pub customers: u64,
+    /// Messages customers sent it.
     pub customer_messages: u64,
+    /// Replies agents sent.
     pub replies: u64,
+    /// Conversations handed to another agent.
     pub handovers: u64,
+    /// Agents the owner removed.
     pub removed_agents: u64,
     /// Sends skipped while a removal waited for its answer.
     pub skipped: u64,
-    /// What the owner's device counted.
+    /// Conversations, as the owner's device counted them (its analytics).
     pub analytics_conversations: u64,
+    /// Messages in, as the owner counted them.
     pub analytics_messages_in: u64,
+    /// Messages out, as the owner counted them.
     pub analytics_messages_out: u64,
+    /// Hand-overs, as the owner counted them.
     pub analytics_handovers: u64,
+    /// Mean time to a first response, as the owner measured it.
     pub analytics_mean_first_response_ms: u64,
 }
 

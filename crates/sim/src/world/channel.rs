@@ -30,9 +30,11 @@ const POST_BYTES: usize = 96;
 /// What the report gives of the channel.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ChannelCounts {
+    /// Followers the scenario asked for.
     pub followers: u64,
     /// Follows the relays answered (the follower's relay and the channel's app keep it).
     pub followed: u64,
+    /// Posts the admin sent.
     pub posts: u64,
     /// (post, follower) pairs read, whether required or not (first reads only).
     pub reads: u64,
@@ -41,8 +43,11 @@ pub struct ChannelCounts {
     pub reads_required: u64,
     /// Of those, the ones read.
     pub reads_done: u64,
+    /// Votes followers sent the admin.
     pub votes: u64,
+    /// Of those, the ones the admin counted.
     pub votes_tallied: u64,
+    /// Followers who left.
     pub leavers: u64,
     /// Key hand-overs by the admin's device (one per follower that asked).
     pub keys_handed_over: u64,

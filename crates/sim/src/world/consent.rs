@@ -68,23 +68,32 @@ impl ConsentWorld {
 /// What the report gives of consent.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ConsentCounts {
-    /// First messages strangers sent in floods; messages shown as requests.
+    /// First messages strangers sent in floods.
     pub stranger_messages: u64,
+    /// Messages shown as requests (from people their recipient never wrote to).
     pub requests: u64,
-    /// Blocks made; envelopes relays dropped for them; messages devices dropped unshown.
+    /// Blocks made.
     pub blocks: u64,
+    /// Envelopes relays dropped because of a block.
     pub blocked_dropped_by_relays: u64,
+    /// Messages devices dropped unshown because of a block.
     pub blocked_dropped_by_devices: u64,
-    /// Honest reports sent, verified, refused, unanswered (the connection or the other app was
-    /// down).
+    /// Honest reports sent (each is verified, refused, or unanswered: the connection or the
+    /// other app was down).
     pub reports: u64,
+    /// Honest reports verified.
     pub reports_verified: u64,
+    /// Honest reports refused (a violation).
     pub reports_refused: u64,
+    /// Honest reports unanswered.
     pub reports_unanswered: u64,
-    /// Forged reports sent, refused, unanswered, and verified (a violation).
+    /// Forged reports sent.
     pub forged_reports: u64,
+    /// Forged reports refused.
     pub forged_reports_refused: u64,
+    /// Forged reports unanswered.
     pub forged_reports_unanswered: u64,
+    /// Forged reports verified (a violation).
     pub forged_reports_verified: u64,
 }
 

@@ -150,13 +150,21 @@ pub(crate) struct User {
 /// Counters of what the network did.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct FaultCounts {
+    /// Frames lost on a link (their connection reset).
     pub dropped: u64,
+    /// Frames damaged on a link, caught by its integrity check (their connection reset).
     pub corrupted: u64,
+    /// Frames delivered twice.
     pub duplicated: u64,
+    /// Frames held back and overtaken by later ones.
     pub reordered: u64,
+    /// Older frames of a link sent again.
     pub replayed: u64,
+    /// Connections reset (after a loss, a corruption, a crash or a partition).
     pub resets: u64,
+    /// Frames lost to a partition.
     pub partitioned: u64,
+    /// Relay crashes.
     pub crashes: u64,
 }
 

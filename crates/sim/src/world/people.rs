@@ -26,15 +26,18 @@ fn visibility(link: LinkVisibility) -> Visibility {
 /// What the report gives of the scenario's people.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PeopleCounts {
+    /// People with accounts on several apps (`[[person]]`).
     pub people: u64,
     /// Devices of people, in all.
     pub devices: u64,
-    /// Transcripts sent to a person's other devices, and received.
+    /// Transcripts sent to a person's other devices (what she sent, for them to show).
     pub transcripts_sent: u64,
+    /// Transcripts her other devices read.
     pub transcripts_received: u64,
-    /// Lookups answered with a record kept, and refused (a relay changed it, or it did not
-    /// match the devices its relay serves).
+    /// Lookups answered with a record kept.
     pub lookups_kept: u64,
+    /// Lookups whose answer was refused (a relay changed it, or it did not match the devices
+    /// its relay serves).
     pub lookups_refused: u64,
     /// Lookup answers a `forge-link` relay changed.
     pub links_forged: u64,
