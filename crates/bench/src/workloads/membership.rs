@@ -105,7 +105,7 @@ fn probe(members: &mut [Member], owners: &[usize], readers: impl Fn(usize, usize
 /// Adds what [`probe`] found to `report`: one check, failed if any reader failed.
 fn record_probe(report: &mut Report, members: usize, (held, failures): (u64, Vec<String>)) {
     let first = failures.first().cloned();
-    report.check(failures.is_empty(), || format!("{} members cannot use a new key, first: {}", failures.len(), first.unwrap_or_default()));
+    report.check(failures.is_empty(), || format!("{} probe(s) under a new key not read right, first: {}", failures.len(), first.unwrap_or_default()));
     report.members = Some(members);
     report.key_holders = Some(held);
 }
