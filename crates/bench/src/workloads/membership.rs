@@ -1,6 +1,6 @@
 //! Membership changes with Sender Keys (Switchboard), as crates/client makes them: the cost of the
 //! sender key distribution messages a change needs, sent over the members' pairwise sessions
-//! (which exist already, established by [`mesh`](super::mesh) outside the timed region).
+//! (which exist already, established by [`mesh`] outside the timed region).
 //! Everything runs on one thread: the ns/op is the CPU time the whole group spends on the change.
 //!
 //! `group_remove_member_N` (a group of N loses one member; the N−1 who remain act): every
