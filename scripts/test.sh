@@ -32,6 +32,7 @@ echo "==> examples: every example of every package runs to completion"
 # the workspace tests above already ran; a new example is run here unless it is added to that list.
 declare -A run_by_test=(
     [poll_bot]="tests/bot_processes.rs"
+    [run_scenario]="crates/sim/tests/examples.rs"
 )
 examples="$(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
 import json, sys
