@@ -82,6 +82,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("{file}: creating data_dir {}", config.data_dir.display()))?;
         let (store, state) = RedbStore::open(&config.data_dir.join("relay.redb"))?;
         let bind = |what: &'static str, address| {
+            let file = &file;
             move |error: std::io::Error| {
                 let hint = if error.kind() == std::io::ErrorKind::AddrInUse { " (is a relay already running on it?)" } else { "" };
                 anyhow::Error::new(error).context(format!("{file}: {what} {address}{hint}"))

@@ -109,7 +109,7 @@ pub enum ConfigError {
         certificate: PathBuf,
         /// What TLS said.
         #[source]
-        source: TlsError,
+        source: rustls::Error,
     },
     /// A certificate was not issued by the configured CA for its app: other relays and devices
     /// would refuse it (a CA written again by `switchboard setup`, say, or a file of another
@@ -124,7 +124,7 @@ pub enum ConfigError {
         app: String,
         /// What the check found.
         #[source]
-        source: TlsError,
+        source: rustls::Error,
     },
     /// The federation's certificates could not be made.
     #[error("making the federation's certificates")]
@@ -190,16 +190,19 @@ impl RelayConfig {
             private_key,
             ca_certificate: certificate(&self.ca_certificate)?,
         };
-        device_server_config(&tls).map_err(|source| match source {
-            TlsError::KeyMismatch(_) => {
+        device_server_config(&tls).map_err(|error| match error {
+            TlsError::KeyMismatch(source) => {
                 ConfigError::KeyMismatch { key: self.private_key.clone(), certificate: self.certificate.clone(), source }
             }
             source => ConfigError::Tls { path: self.private_key.clone(), source },
         })?;
         let issued = |pem: &str, path: &Path, app: &str| {
-            check_issued(pem, &tls.ca_certificate, app).map_err(|source| match source {
-                TlsError::Anchor(_) => ConfigError::Tls { path: self.ca_certificate.clone(), source },
-                source => ConfigError::NotIssued { certificate: path.to_owned(), ca: self.ca_certificate.clone(), app: app.to_owned(), source },
+            check_issued(pem, &tls.ca_certificate, app).map_err(|error| match error {
+                TlsError::NotIssued { source, .. } => {
+                    ConfigError::NotIssued { certificate: path.to_owned(), ca: self.ca_certificate.clone(), app: app.to_owned(), source }
+                }
+                TlsError::Anchor(_) => ConfigError::Tls { path: self.ca_certificate.clone(), source: error },
+                source => ConfigError::Tls { path: path.to_owned(), source },
             })
         };
         issued(&tls.certificate, &self.certificate, &self.app)?;
@@ -260,4 +263,88 @@ pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16]) -> Result<Vec<
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A federation of green and blue written into a fresh folder, and green's configuration.
+    fn federation() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        write_federation(dir.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904]).unwrap();
+        let config = dir.path().join("green.toml");
+        (dir, config)
+    }
+
+    fn settings_error(config: &Path) -> ConfigError {
+        RelayConfig::load(config).unwrap().settings().err().expect("the configuration was accepted")
+    }
+
+    /// The whole chain, as `switchboard` prints it.
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut said = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            said.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        said
+    }
+
+    #[test]
+    fn written_files_are_accepted() {
+        let (_dir, config) = federation();
+        let settings = RelayConfig::load(&config).unwrap().settings().unwrap();
+        assert_eq!(settings.peers.len(), 1);
+    }
+
+    #[test]
+    fn a_file_without_its_pem_is_named() {
+        let (dir, config) = federation();
+        std::fs::write(dir.path().join("ca.pem"), "").unwrap();
+        let error = settings_error(&config);
+        assert!(matches!(&error, ConfigError::Tls { path, source: TlsError::Pem { what: "certificate", .. } } if path.ends_with("ca.pem")), "{error:?}");
+        assert!(chain(&error).contains("ca.pem: no certificate in it (PEM): no items found"), "{}", chain(&error));
+        std::fs::write(dir.path().join("ca.pem"), std::fs::read(dir.path().join("blue.pem")).unwrap()).unwrap();
+        std::fs::write(dir.path().join("green.key"), "junk").unwrap();
+        assert!(chain(&settings_error(&config)).contains("green.key: no private key in it"), "{}", chain(&settings_error(&config)));
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_named_with_both_files() {
+        let (dir, config) = federation();
+        std::fs::copy(dir.path().join("blue.key"), dir.path().join("green.key")).unwrap();
+        let error = settings_error(&config);
+        assert!(matches!(error, ConfigError::KeyMismatch { .. }), "{error:?}");
+        let said = error.to_string();
+        assert!(said.contains("green.key is not the private key of") && said.ends_with("green.pem"), "{said}");
+    }
+
+    #[test]
+    fn a_certificate_of_another_ca_is_named_before_the_relay_starts() {
+        // What `setup` run again over a working federation used to leave: a new CA beside
+        // certificates of the old one (or the other way round).
+        let (dir, config) = federation();
+        let other = tempfile::tempdir().unwrap();
+        write_federation(other.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904]).unwrap();
+        std::fs::copy(other.path().join("blue.pem"), dir.path().join("blue.pem")).unwrap();
+        let error = settings_error(&config);
+        assert!(matches!(&error, ConfigError::NotIssued { certificate, app, .. } if certificate.ends_with("blue.pem") && app == "blue"), "{error:?}");
+        assert!(error.to_string().contains("was not issued by"), "{error}");
+        // A certificate of the right CA but for another app.
+        std::fs::copy(dir.path().join("green.pem"), dir.path().join("blue.pem")).unwrap();
+        let error = settings_error(&config);
+        assert!(matches!(&error, ConfigError::NotIssued { app, .. } if app == "blue"), "{error:?}");
+    }
+
+    #[test]
+    fn a_missing_file_keeps_its_io_error() {
+        let (dir, config) = federation();
+        std::fs::remove_file(dir.path().join("green.pem")).unwrap();
+        let error = settings_error(&config);
+        let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<std::io::Error>());
+        assert_eq!(source.map(std::io::Error::kind), Some(std::io::ErrorKind::NotFound), "{error:?}");
+        assert!(error.to_string().starts_with("reading ") && error.to_string().ends_with("green.pem"), "{error}");
+    }
 }

@@ -444,7 +444,7 @@ async fn accept_clients(listener: TcpListener, acceptor: TlsAcceptor, events: mp
             // A client that does not speak TLS (or not in time) is closed without an answer.
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => return refusals.log("device", source, "TLS handshake failed", Some(&error), false),
+                Ok(Err(error)) => return refusals.log("device", source, handshake_failure(&error), Some(&error), false),
                 Err(_) => return refusals.log("device", source, "no TLS handshake in time", None, false),
             };
             if let Some(error) = connection::serve(tls, conn, events, connection::Kind::Client { source: source.ip() }, tap).await {
@@ -472,7 +472,7 @@ async fn accept_links(
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 // A relay whose certificate this federation's CA did not issue lands here.
-                Ok(Err(error)) => return refusals.log("federation", source, "TLS handshake failed", Some(&error), true),
+                Ok(Err(error)) => return refusals.log("federation", source, handshake_failure(&error), Some(&error), true),
                 Err(_) => return refusals.log("federation", source, "no TLS handshake in time", None, true),
             };
             let app = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).and_then(|cert| peers.get(cert));
@@ -481,10 +481,31 @@ async fn accept_links(
                 return refusals.log("federation", source, reason, None, true);
             };
             tracing::info!(%source, peer = %app, "a link from {app}'s relay is up");
-            let ended = connection::serve(tls, conn, events, connection::Kind::Link { app: app.clone(), dialed: false }, tap).await;
-            let error = ended.unwrap_or_default();
-            tracing::info!(%source, peer = %app, %error, "the link from {app}'s relay closed");
+            let ended_with = connection::serve(tls, conn, events, connection::Kind::Link { app: app.clone(), dialed: false }, tap).await;
+            tracing::info!(%source, peer = %app, "the link from {app}'s relay closed: {}", ended(ended_with));
         });
+    }
+}
+
+/// What a failed TLS handshake means, in words: which side refused which certificate.
+fn handshake_failure(error: &std::io::Error) -> &'static str {
+    match error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            "TLS handshake failed: the other side's certificate was not issued by this federation's CA for its app (another federation's, or one written by a second `switchboard setup`?)"
+        }
+        Some(rustls::Error::NoCertificatesPresented) => "TLS handshake failed: the other side presented no certificate",
+        Some(rustls::Error::AlertReceived(_)) => "TLS handshake failed: the other side refused it (this relay's certificate, say)",
+        _ if error.kind() == std::io::ErrorKind::UnexpectedEof => "TLS handshake failed: the other side closed the connection",
+        _ => "TLS handshake failed (does the other side speak TLS?)",
+    }
+}
+
+/// Why a connection ended, as the log says it.
+fn ended(error: Option<String>) -> String {
+    match error {
+        Some(error) if error.contains("close_notify") => "the other side went away".to_owned(),
+        Some(error) => error,
+        None => "closed".to_owned(),
     }
 }
 
@@ -511,7 +532,7 @@ impl DialFailure {
                 tracing::info!(peer = %app, %address, %error, "cannot reach {app}'s relay; trying again (said once until it changes)")
             }
             DialFailure::Refused(error) => {
-                tracing::warn!(peer = %app, %address, %error, "no link to {app}'s relay: TLS refused, on one side or the other; trying again (said once until it changes)")
+                tracing::warn!(peer = %app, %address, "no link to {app}'s relay: {error}; trying again (said once until it changes)")
             }
             DialFailure::TimedOut => tracing::warn!(peer = %app, %address, "{app}'s relay did not answer in time; trying again"),
         }
@@ -536,7 +557,7 @@ async fn dial(
             let stream = TcpStream::connect(peer.address).await.map_err(|e| DialFailure::Unreachable(e.to_string()))?;
             let _ = stream.set_nodelay(true);
             let name = ServerName::try_from(peer.app.clone()).map_err(|e| DialFailure::Refused(e.to_string()))?;
-            let tls = connector.connect(name, stream).await.map_err(|e| DialFailure::Refused(e.to_string()))?;
+            let tls = connector.connect(name, stream).await.map_err(|e| DialFailure::Refused(format!("{}: {e}", handshake_failure(&e))))?;
             let presented = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).cloned();
             match presented {
                 Some(presented) if presented == certificate => Ok(tls),
@@ -554,16 +575,17 @@ async fn dial(
                     () = tokio::time::sleep(LINK_SETTLE) => None,
                 };
                 match closed_at_once {
-                    Some(ended) => {
-                        let why = ended.unwrap_or_else(|| "it closed the link".into());
-                        DialFailure::Refused(format!("the link closed at once: {why}")).log(&peer, &mut last_failure);
+                    Some(ended_with) => {
+                        let why = ended(ended_with);
+                        DialFailure::Refused(format!("the link closed at once ({why}): the other side may not accept this relay's certificate"))
+                            .log(&peer, &mut last_failure);
                     }
                     None => {
                         backoff = Duration::from_millis(50);
                         last_failure = None;
                         tracing::info!(peer = %peer.app, address = %peer.address, "the link to {}'s relay is up", peer.app);
-                        let error = served.await.unwrap_or_default();
-                        tracing::info!(peer = %peer.app, %error, "the link to {}'s relay closed; dialing again", peer.app);
+                        let why = ended(served.await);
+                        tracing::info!(peer = %peer.app, "the link to {}'s relay closed: {why}; dialing again", peer.app);
                     }
                 }
             }

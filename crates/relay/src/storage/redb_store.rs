@@ -586,11 +586,28 @@ mod tests {
     }
 
     #[test]
-    fn an_error_names_the_database() {
+    fn an_error_names_the_database_and_says_it_is_in_use() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.redb");
         let _open = RedbStore::open(&path).unwrap();
         let Err(error) = RedbStore::open(&path) else { panic!("opened twice") };
-        assert!(error.0.contains("relay.redb"), "{error:?}");
+        assert!(matches!(error, OpenError::InUse { .. }), "{error:?}");
+        let said = error.to_string();
+        assert!(said.contains(&path.display().to_string()) && said.contains("relay already running"), "{said}");
+    }
+
+    #[test]
+    fn a_file_that_is_no_database_is_named_and_keeps_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.redb");
+        std::fs::write(&path, "not a database").unwrap();
+        let Err(error) = RedbStore::open(&path) else { panic!("opened a file that is no database") };
+        assert!(error.to_string().contains(&path.display().to_string()), "{error}");
+        assert!(std::error::Error::source(&error).is_some(), "{error:?}");
+        let missing = dir.path().join("no-such-folder").join("relay.redb");
+        let Err(error) = RedbStore::open(&missing) else { panic!("opened in a folder that does not exist") };
+        let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<std::io::Error>());
+        assert_eq!(source.map(std::io::Error::kind), Some(std::io::ErrorKind::NotFound), "{error:?}");
+        assert!(error.to_string().contains("no-such-folder"), "{error}");
     }
 }
