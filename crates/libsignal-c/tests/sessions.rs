@@ -207,19 +207,27 @@ fn tampered_prekey_messages_leave_no_trace() {
     let (mut alice, mut bob) = alice_knows_bob();
     let (kind, ct) = alice.encrypt(BOB, 1, b"first contact").unwrap();
     assert_eq!(kind, MessageKind::PreKey);
+    assert_eq!(ct.len(), 146);
+    let mut skipped = Vec::new();
     for i in 0..ct.len() {
         let mut bad = ct.clone();
         bad[i] ^= 0x01;
-        // Most flips fail; a flip in a field the library does not authenticate or use (e.g. the
-        // registration id) may still decrypt, which would consume the prekey: skip those.
+        // Most flips fail; a flip in a field the library does not authenticate or use may still
+        // decrypt, which would consume the prekey: skip those (a twin of Bob tells which).
         let mut probe = Party::new(2222, 1, 5, 2).unwrap();
         let _ = probe.bundle().unwrap();
         if probe.decrypt(ALICE, 1, kind, &bad).is_ok() {
+            skipped.push(i);
             continue;
         }
         assert!(bob.decrypt(ALICE, 1, kind, &bad).is_err());
         assert!(!bob.has_session(ALICE, 1), "byte {i} left a session behind");
     }
+    // Exactly three flips go unnoticed: the low nibble of the version byte (0x33), which the
+    // library does not read, and the two bytes of Alice's registration id (bytes 142 and 143,
+    // after its tag 0x28), which it neither authenticates nor needs. The other 143 flips were
+    // each refused above.
+    assert_eq!(skipped, [0, 142, 143]);
     // The prekey was not consumed and Alice's identity was not pinned by any failed attempt.
     assert_eq!(bob.decrypt(ALICE, 1, kind, &ct).unwrap(), b"first contact");
 }
@@ -235,18 +243,24 @@ fn failed_prekey_decrypt_does_not_pin_the_identity() {
     // ciphertext and MAC are. Skip flips that a twin of Bob (same seed, same keys) accepts:
     // the trailing varint fields (registration id, signed prekey id) are not authenticated.
     let mut failures = 0;
+    let mut skipped = Vec::new();
     for i in ct.len().saturating_sub(40)..ct.len() {
         let mut bad = ct.clone();
         bad[i] ^= 0x10;
         let mut twin = party(2222, 2);
         let _ = twin.bundle().unwrap();
         if twin.decrypt(ALICE, 1, kind, &bad).is_ok() {
+            skipped.push(i);
             continue;
         }
         assert!(bob.decrypt(ALICE, 1, kind, &bad).is_err());
         failures += 1;
     }
-    assert!(failures > 0);
+    // Of the last 40 bytes (146 in all), only Alice's registration id can be flipped
+    // unnoticed: its tag (byte 141, which then names a field the parser skips) and its two
+    // bytes. Every other flip was a failed attempt that could have pinned Alice.
+    assert_eq!(skipped, [141, 142, 143]);
+    assert_eq!(failures, 37);
     let mut mallory = party(3333, 99);
     mallory
         .process_bundle(BOB, 1, &bob.bundle().unwrap())
@@ -556,13 +570,17 @@ fn junk_inputs_never_crash_or_change_state() {
     assert_eq!(bob.decrypt(ALICE, 1, kind, &real).unwrap(), b"real");
 }
 
+/// Records that still parse but hold odd values give errors, not crashes, and never a wrong
+/// plaintext; Bob, who talks to every one of them, stays sound. The counts are those of the
+/// seeds (the flips and every party's keys are deterministic).
 #[test]
 fn mutated_session_records_never_crash() {
-    // Records that still parse but hold odd values must give errors, not crashes.
-    let (alice, mut bob) = established();
+    let (mut alice, mut bob) = established();
     let record = alice.session_record(BOB, 1).unwrap();
     let mut seed = 7;
-    let mut accepted = 0;
+    let (mut accepted, mut encrypted) = (0, 0);
+    let (mut bob_read, mut bob_duplicate, mut bob_invalid) = (0, 0, 0);
+    let (mut read_from_bob, mut not_read_from_bob) = (0, 0);
     for i in 0..400 {
         let mut r = record.clone();
         let pos = (junk(&mut seed, 4)
@@ -571,14 +589,41 @@ fn mutated_session_records_never_crash() {
             % r.len();
         r[pos] ^= 1 << (i % 8);
         let mut p = Party::new(4444, 1, 0, i).unwrap();
-        if p.set_session_record(BOB, 1, &r).is_ok() {
-            accepted += 1;
-            if let Ok((kind, ct)) = p.encrypt(BOB, 1, b"from a mutated record") {
-                let _ = bob.decrypt(ALICE, 1, kind, &ct);
+        if p.set_session_record(BOB, 1, &r).is_err() {
+            continue;
+        }
+        accepted += 1;
+        if let Ok((kind, ct)) = p.encrypt(BOB, 1, b"from a mutated record") {
+            encrypted += 1;
+            match bob.decrypt(ALICE, 1, kind, &ct) {
+                Ok(plaintext) => {
+                    assert_eq!(plaintext, b"from a mutated record", "flip {i}");
+                    bob_read += 1;
+                }
+                Err(Error::Duplicate) => bob_duplicate += 1,
+                Err(Error::InvalidMessage(_)) => bob_invalid += 1,
+                Err(other) => panic!("flip {i}: Bob says {other:?}"),
             }
-            let (kind, ct) = bob.encrypt(ALICE, 1, b"to a mutated record").unwrap();
-            let _ = p.decrypt(BOB, 1, kind, &ct);
+        }
+        let (kind, ct) = bob.encrypt(ALICE, 1, b"to a mutated record").unwrap();
+        match p.decrypt(BOB, 1, kind, &ct) {
+            Ok(plaintext) => {
+                assert_eq!(plaintext, b"to a mutated record", "flip {i}");
+                read_from_bob += 1;
+            }
+            Err(_) => not_read_from_bob += 1,
         }
     }
-    assert!(accepted > 0);
+    assert_eq!((accepted, encrypted), (366, 357));
+    // Every copy whose sending chain survived writes at Alice's next counter: Bob reads the
+    // first and refuses every later one as a replay; the rest do not authenticate.
+    assert_eq!((bob_read, bob_duplicate, bob_invalid), (1, 319, 37));
+    assert_eq!((read_from_bob, not_read_from_bob), (227, 139));
+    // Bob and the real Alice still talk: her next message reuses the counter a copy spent (a
+    // replay to Bob), the one after it is read, and Bob's answer too, 366 messages later in
+    // his chain.
+    let (kind, ct) = alice.encrypt(BOB, 1, b"spent counter").unwrap();
+    assert_eq!(bob.decrypt(ALICE, 1, kind, &ct), Err(Error::Duplicate));
+    send(&mut alice, ALICE, &mut bob, BOB, b"still here");
+    send(&mut bob, BOB, &mut alice, ALICE, b"so am I");
 }
