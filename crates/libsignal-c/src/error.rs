@@ -8,6 +8,7 @@ use libsignal_protocol_sys as sys;
 /// Every failure of the public API. No input to the public API panics: each one either succeeds
 /// or yields one of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The message could not be parsed, authenticated or decrypted (`SG_ERR_INVALID_MESSAGE`,
     /// `SG_ERR_INVALID_MAC`, `SG_ERR_INVALID_PROTO_BUF`, or a message too short to parse).
@@ -40,7 +41,12 @@ pub enum Error {
     NoSenderKey,
     /// Any other failure: the raw `SG_ERR_*` (or errno-style) code and what the harness was doing.
     #[error("libsignal-protocol-c error {code} while {context}")]
-    Other { code: i32, context: String },
+    Other {
+        /// The negative return code.
+        code: i32,
+        /// What the harness was doing.
+        context: String,
+    },
 }
 
 impl Error {

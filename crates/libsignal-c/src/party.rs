@@ -34,14 +34,21 @@ pub enum MessageKind {
 /// 33 bytes: 0x05 followed by the 32-byte Curve25519 key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
+    /// The device's registration id.
     pub registration_id: u32,
+    /// The device id.
     pub device_id: u32,
+    /// The identity public key (33 bytes).
     pub identity_key: Vec<u8>,
+    /// The signed prekey's id (always [`SIGNED_PREKEY_ID`] for a [`Party`]).
     pub signed_prekey_id: u32,
+    /// The signed prekey's public key (33 bytes).
     pub signed_prekey: Vec<u8>,
     /// XEdDSA signature (64 bytes) by the identity key over the serialized signed prekey.
     pub signed_prekey_signature: Vec<u8>,
+    /// The id of the one-time prekey handed out, `None` when none is left.
     pub prekey_id: Option<u32>,
+    /// The one-time prekey's public key (33 bytes), `None` when none is left.
     pub prekey: Option<Vec<u8>>,
 }
 

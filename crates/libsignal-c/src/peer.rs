@@ -1,5 +1,7 @@
-//! The peer protocol over the reference C library (`signal-v3` only), so the conformance runner
-//! can hold it against any other implementation.
+//! The peer protocol (`docs/PEER_PROTOCOL.md`) over the reference C library (`signal-v3` only),
+//! so the conformance runner can hold it against any other implementation. It implements the
+//! `Backend` trait of `switchboard-peer`, whose typed requests and responses it shares with the
+//! server loop and the runner.
 
 use std::collections::HashMap;
 
@@ -24,6 +26,8 @@ pub struct CBackend {
 }
 
 impl CBackend {
+    /// A peer with no party yet, whose parties draw their randomness from `seed` (the first
+    /// party from `seed`, the next from `seed + 1`, and so on).
     pub fn new(seed: u64) -> Self {
         CBackend { parties: HashMap::new(), seed }
     }

@@ -4,7 +4,7 @@
 //!
 //! - [`protocol`]: the one typed definition of the wire — requests, responses, error kinds,
 //!   bundles and `hello`.
-//! - [`serve`]: the loop every peer of this workspace runs — bounded line reading, dispatch to a
+//! - [`mod@serve`]: the loop every peer of this workspace runs — bounded line reading, dispatch to a
 //!   [`Backend`], one answer per request, whatever the request.
 //! - [`switchboard`]: the backend over this project's sessions and sender keys.
 //! - [`conformance`]: the runner that plays randomized, seeded conversations between two peers.

@@ -1,6 +1,6 @@
 //! The peer protocol's one typed definition: every request ([`Request`], tagged by `"op"`), every
 //! response ([`Response`], with `"ok"`), the error kinds, the bundle and `hello`. The server
-//! ([`crate::serve`]), the conformance runner ([`crate::conformance`]) and the C library's peer
+//! ([`mod@crate::serve`]), the conformance runner ([`crate::conformance`]) and the C library's peer
 //! all read and write the wire through these types; `docs/PEER_PROTOCOL.md` describes the same
 //! contract in prose.
 //!

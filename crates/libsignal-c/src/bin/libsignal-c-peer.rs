@@ -1,5 +1,6 @@
 //! `libsignal-c-peer [SEED]`: Signal's reference C library behind the peer protocol
-//! (`../shared/PEER_PROTOCOL.md`), JSON lines on standard input and output.
+//! (`docs/PEER_PROTOCOL.md`), JSON lines on standard input and output. `SEED` (default 0) seeds
+//! the first party's randomness, `SEED + 1` the next one's, and so on.
 
 use std::io::{BufReader, BufWriter};
 
