@@ -33,6 +33,7 @@ echo "==> examples: every example of every package runs to completion"
 declare -A run_by_test=(
     [poll_bot]="tests/bot_processes.rs"
     [run_scenario]="crates/sim/tests/examples.rs"
+    [toy_peer]="crates/peer/tests/runner.rs"
 )
 examples="$(cargo metadata --format-version 1 --no-deps --locked | python3 -c '
 import json, sys
@@ -47,7 +48,7 @@ while read -r package example; do
         continue
     fi
     echo "--- $package: $example"
-    cargo run --locked --quiet -p "$package" --example "$example"
+    cargo run --locked --quiet -p "$package" --example "$example" </dev/null
 done <<<"$examples"
 
 echo "==> the simulator catches a client that does not rotate on removal, accepts a downgraded"
