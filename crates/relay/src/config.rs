@@ -98,7 +98,7 @@ pub enum ConfigError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: TlsError,
+        source: Box<TlsError>,
     },
     /// The private key is not the certificate's.
     #[error("{} is not the private key of {}", key.display(), certificate.display())]
@@ -109,7 +109,7 @@ pub enum ConfigError {
         certificate: PathBuf,
         /// What TLS said.
         #[source]
-        source: rustls::Error,
+        source: Box<rustls::Error>,
     },
     /// A certificate was not issued by the configured CA for its app: other relays and devices
     /// would refuse it (a CA written again by `switchboard setup`, say, or a file of another
@@ -124,11 +124,11 @@ pub enum ConfigError {
         app: String,
         /// What the check found.
         #[source]
-        source: rustls::Error,
+        source: Box<rustls::Error>,
     },
     /// The federation's certificates could not be made.
     #[error("making the federation's certificates")]
-    Generate(#[source] TlsError),
+    Generate(#[source] Box<TlsError>),
     /// A configuration could not be written as TOML.
     #[error("{}", path.display())]
     Serialize {
@@ -176,7 +176,7 @@ impl RelayConfig {
     pub fn settings(&self) -> Result<RelaySettings, ConfigError> {
         let tls_error = |path: &Path| {
             let path = path.to_owned();
-            move |source| ConfigError::Tls { path, source }
+            move |source| ConfigError::Tls { path, source: Box::new(source) }
         };
         let certificate = |path: &Path| {
             let pem = read(path)?;
@@ -192,17 +192,20 @@ impl RelayConfig {
         };
         device_server_config(&tls).map_err(|error| match error {
             TlsError::KeyMismatch(source) => {
-                ConfigError::KeyMismatch { key: self.private_key.clone(), certificate: self.certificate.clone(), source }
+                ConfigError::KeyMismatch { key: self.private_key.clone(), certificate: self.certificate.clone(), source: Box::new(source) }
             }
-            source => ConfigError::Tls { path: self.private_key.clone(), source },
+            source => ConfigError::Tls { path: self.private_key.clone(), source: Box::new(source) },
         })?;
         let issued = |pem: &str, path: &Path, app: &str| {
             check_issued(pem, &tls.ca_certificate, app).map_err(|error| match error {
-                TlsError::NotIssued { source, .. } => {
-                    ConfigError::NotIssued { certificate: path.to_owned(), ca: self.ca_certificate.clone(), app: app.to_owned(), source }
-                }
-                TlsError::Anchor(_) => ConfigError::Tls { path: self.ca_certificate.clone(), source: error },
-                source => ConfigError::Tls { path: path.to_owned(), source },
+                TlsError::NotIssued { source, .. } => ConfigError::NotIssued {
+                    certificate: path.to_owned(),
+                    ca: self.ca_certificate.clone(),
+                    app: app.to_owned(),
+                    source: Box::new(source),
+                },
+                TlsError::Anchor(_) => ConfigError::Tls { path: self.ca_certificate.clone(), source: Box::new(error) },
+                source => ConfigError::Tls { path: path.to_owned(), source: Box::new(source) },
             })
         };
         issued(&tls.certificate, &self.certificate, &self.app)?;
@@ -221,7 +224,7 @@ impl RelayConfig {
 /// `ports[2i]` and for other relays on `ports[2i + 1]` of 127.0.0.1.
 pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16]) -> Result<Vec<PathBuf>, ConfigError> {
     assert_eq!(ports.len(), apps.len() * 2, "two ports per app");
-    let pki = Pki::generate(apps).map_err(ConfigError::Generate)?;
+    let pki = Pki::generate(apps).map_err(|error| ConfigError::Generate(Box::new(error)))?;
     std::fs::create_dir_all(dir).map_err(|source| ConfigError::Write { path: dir.to_owned(), source })?;
     write(&dir.join("ca.pem"), &pki.ca_certificate)?;
     let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
@@ -278,7 +281,7 @@ mod tests {
     }
 
     fn settings_error(config: &Path) -> ConfigError {
-        RelayConfig::load(config).unwrap().settings().err().expect("the configuration was accepted")
+        RelayConfig::load(config).unwrap().settings().expect_err("the configuration was accepted")
     }
 
     /// The whole chain, as `switchboard` prints it.
@@ -304,7 +307,7 @@ mod tests {
         let (dir, config) = federation();
         std::fs::write(dir.path().join("ca.pem"), "").unwrap();
         let error = settings_error(&config);
-        assert!(matches!(&error, ConfigError::Tls { path, source: TlsError::Pem { what: "certificate", .. } } if path.ends_with("ca.pem")), "{error:?}");
+        assert!(matches!(&error, ConfigError::Tls { path, source } if path.ends_with("ca.pem") && matches!(**source, TlsError::Pem { what: "certificate", .. })), "{error:?}");
         assert!(chain(&error).contains("ca.pem: no certificate in it (PEM): no items found"), "{}", chain(&error));
         std::fs::write(dir.path().join("ca.pem"), std::fs::read(dir.path().join("blue.pem")).unwrap()).unwrap();
         std::fs::write(dir.path().join("green.key"), "junk").unwrap();
