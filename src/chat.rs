@@ -2,9 +2,9 @@
 //! one person on several apps at once (`--user` and `--relay` given once per app), with one merged
 //! inbox that says which app each message came through.
 //!
-//! Lines typed: `@user@app text` sends to a person; `#group text` to a group;
-//! `/group new NAME@APP user@app,user@app` creates one (this app its hub); `/group add|remove
-//! GROUP user@app`; with several accounts, `/from name@app` picks the one that sends and `/link`
+//! Lines typed: `@user@app text` sends to a person; `#group text` to a group (`#name` alone
+//! when only one of your groups has that name); `/group new NAME user@app user@app …` creates
+//! one (this app its hub; members by spaces or commas); `/group add|remove GROUP user@app`; with several accounts, `/from name@app` picks the one that sends and `/link`
 //! links them all as one person; `/lookup user@app` asks which accounts someone made public;
 //! `/safety user@app` shows the safety number of the two people; `/help`; `/quit`. Everything
 //! that arrives is printed as it comes, once, however many of the accounts it reached.
@@ -25,8 +25,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use switchboard_client::chat::{REPORTABLE_KEPT, short_id};
+use switchboard_client::chat::{REPORTABLE_KEPT, drop_reason, short_id};
 use switchboard_client::endpoint::RequestFailed;
+use switchboard_client::persist::DeviceDatabase;
 use switchboard_client::{ChatClient, ChatError, Event, RelayAddress};
 use switchboard_session::Suite;
 use switchboard_wire::address::{UserAddress, UserDevice};
@@ -35,7 +36,7 @@ use switchboard_wire::switchboard::{ErrorCode, Text, Visibility, content};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(clap::Args)]
-#[command(after_help = "Lines typed in the chat:\n  @user@app TEXT        send to a person\n  #group@app TEXT       send to a group\n  /group new NAME@APP a@x,b@y   create a group (this app its hub)\n  /group add|remove GROUP user@app\n  /from name@app        send from this one of your accounts\n  /link                 link all your accounts as one person\n  /lookup user@app      the accounts someone made public\n  /safety user@app      the safety number of you two\n  /accept user@app      take in their message requests\n  /decline user@app     stop showing their requests here (they are not told)\n  /block user@app       nothing from them (any account of theirs you know) reaches you\n  /unblock user@app     let them reach you again\n  /report ID            report a received message to your app (/report alone lists them)\n  /help, /quit")]
+#[command(after_help = format!("Lines typed in the chat (also /help):\n\n{HELP}"))]
 pub struct Args {
     /// The client address of your app's relay; once per --user, in the same order (each app has
     /// its own relay).
@@ -74,7 +75,19 @@ fn body(content: &switchboard_wire::switchboard::Content) -> String {
     }
 }
 
-fn show(event: &Event, outbox: usize) -> String {
+/// The users of `devices`, each once, in order.
+fn users<'a>(devices: impl Iterator<Item = &'a switchboard_session::ProtocolAddress>) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for device in devices {
+        if !names.contains(&device.name()) {
+            names.push(device.name());
+        }
+    }
+    names.join(", ")
+}
+
+fn show(event: &Event, client: &ChatClient) -> String {
+    let outbox = client.outbox_len();
     match event {
         Event::Message { from, group, content, agent, .. } => {
             let place = group.as_ref().map(|g| format!("#{g} ")).unwrap_or_default();
@@ -98,19 +111,29 @@ fn show(event: &Event, outbox: usize) -> String {
             format!("{place}{}: {body} (via {carried_by})", from.name())
         }
         Event::GroupChanged { group, epoch, by, added, removed } => {
-            let list = |devices: &[switchboard_session::ProtocolAddress]| devices.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
-            let mut line = format!("#{group} changed by {by} (epoch {epoch})");
-            if !added.is_empty() {
-                line.push_str(&format!(" +{}", list(added)));
+            let by = by.name();
+            let mut said = Vec::new();
+            if *epoch == 0 {
+                let others = added.iter().filter(|member| member.name() != by);
+                said.push(format!("created by {by} with {}", users(others)));
+            } else if !added.is_empty() {
+                said.push(format!("{by} added {}", users(added.iter())));
             }
             if !removed.is_empty() {
-                line.push_str(&format!(" -{}", list(removed)));
+                said.push(format!("{by} removed {}", users(removed.iter())));
             }
-            line
+            if said.is_empty() {
+                said.push(format!("changed by {by}"));
+            }
+            format!("* #{group}: {} (epoch {epoch})", said.join("; "))
         }
-        Event::RemovedFromGroup { group } => format!("#{group}: you were removed"),
+        Event::RemovedFromGroup { group } => match client.removed_by(group).map(|admins| users(admins.iter())) {
+            Some(admins) if !admins.is_empty() && !admins.contains(", ") => format!("* #{group}: {admins} removed you"),
+            Some(admins) if !admins.is_empty() => format!("* #{group}: one of its admins ({admins}) removed you"),
+            _ => format!("* #{group}: an admin removed you"),
+        },
         Event::GroupForked { group, epoch, from } => format!("! #{group} forked at epoch {epoch}: {from} holds another state than yours"),
-        Event::SendDropped { reason } => format!("! a message could not be sent: {reason:?}"),
+        Event::SendDropped { reason } => format!("! not sent: {}", drop_reason(reason)),
         Event::Online => match outbox {
             0 => "* online".to_owned(),
             n => format!("* online: sending {n} waiting message(s)"),
@@ -182,7 +205,7 @@ impl Inbox {
             return None;
         }
         let client = &self.accounts[index].client;
-        let mut lines = vec![show(event, client.outbox_len())];
+        let mut lines = vec![show(event, client)];
         if let Event::Message { from, id: Some(id), .. } = event
             && let Some(received) = client.received(id)
         {
@@ -250,6 +273,17 @@ async fn sign_in(args: &Args, index: usize, ca: &str) -> anyhow::Result<Account>
     let db = args.db.get(index).cloned().unwrap_or_else(|| PathBuf::from(format!("switchboard-{address}-{}.redb", args.device)));
     let relay = RelayAddress::new(relay_address, address.app(), ca).with_context(|| format!("--ca {}", args.ca.display()))?;
     let client = if db.exists() {
+        // The device kept there must be the one asked for (a --db of another user's, or of this
+        // user on another app, would run as that device).
+        let kept = DeviceDatabase::open(&db).and_then(|database| database.address()).with_context(|| format!("--db {}", db.display()))?;
+        anyhow::ensure!(
+            kept.name() == address.as_str() && kept.device_id() == args.device,
+            "--db {} holds device {} of {}, not device {} of {address}: give --user and --device that match, or another --db",
+            db.display(),
+            kept.device_id(),
+            kept.name(),
+            args.device
+        );
         let client = ChatClient::resume(relay, &db, rand::make_rng()).await.with_context(|| format!("resuming from {}", db.display()))?;
         println!("resumed {} (device {}) from {}", client.user(), args.device, db.display());
         if !client.is_online() {
@@ -257,9 +291,16 @@ async fn sign_in(args: &Args, index: usize, ca: &str) -> anyhow::Result<Account>
         }
         client
     } else {
-        let client = ChatClient::register_with_database(relay, &address.to_string(), args.device, rand::make_rng(), &db)
-            .await
-            .with_context(|| format!("registering {address} with {relay_address}"))?;
+        let registered = ChatClient::register_with_database(relay, &address.to_string(), args.device, rand::make_rng(), &db).await;
+        let client = match registered {
+            Ok(client) => client,
+            Err(error) => {
+                // The database made for a device no relay took would be resumed next time as if
+                // it had been: it goes, and the next start registers afresh.
+                let _ = std::fs::remove_file(&db);
+                return Err(anyhow::Error::from(error).context(format!("registering {address} with {relay_address}")));
+            }
+        };
         println!("registered {address} (device {}), kept in {}", args.device, db.display());
         client
     };
@@ -324,7 +365,7 @@ async fn chat(args: Args) -> anyhow::Result<()> {
                                 }
                             }
                         }
-                        Err(error) => println!("! {}: {error:#}", inbox.accounts[index].user),
+                        Err(error) => println!("! {}: {:#}", inbox.accounts[index].user, anyhow::Error::from(error)),
                     }
                 }
             }
@@ -342,34 +383,84 @@ fn address<'a>(what: &str, text: &'a str) -> anyhow::Result<&'a str> {
     Ok(text)
 }
 
+/// What to say once a send to `to` returned: taken by the relay, or waiting in the outbox.
+fn sent(client: &ChatClient, to: &str) -> String {
+    match (client.is_online(), client.outbox_len()) {
+        (true, 0) => format!("* sent to {to}"),
+        (true, waiting) => format!("* queued for {to}: {waiting} message(s) wait to go (their keys, or the relay, are on their way)"),
+        (false, waiting) => format!("* offline: queued for {to}; {waiting} message(s) wait in the outbox"),
+    }
+}
+
+/// A group `text` names: its id (`name@app`), or a name alone that only one of `client`'s groups
+/// has.
+fn group_named(client: &ChatClient, text: &str) -> anyhow::Result<String> {
+    if text.contains('@') {
+        return address("group", text).map(str::to_owned);
+    }
+    anyhow::ensure!(!text.is_empty(), "name a group: #name TEXT (your groups: /groups)");
+    let groups = client.groups();
+    let matching: Vec<&str> = groups.iter().copied().filter(|group| group.split('@').next() == Some(text)).collect();
+    match matching.as_slice() {
+        [group] => Ok((*group).to_owned()),
+        [] if groups.is_empty() => anyhow::bail!("you are in no group named {text:?} (you are in none: /group new NAME USER … makes one)"),
+        [] => anyhow::bail!("you are in no group named {text:?}; your groups: {}", groups.join(", ")),
+        several => anyhow::bail!("several of your groups are named {text:?}: {}; say which (#name@app)", several.join(", ")),
+    }
+}
+
 /// Carries out one typed line; returns what to print about it, if anything.
 async fn command(inbox: &mut Inbox, line: &str) -> anyhow::Result<Option<String>> {
-    let (head, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let (head, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = rest.trim();
     let from = inbox.from;
+    let app = inbox.accounts[from].user.app().to_owned();
     let client = &mut inbox.accounts[from].client;
     if let Some(user) = head.strip_prefix('@') {
-        anyhow::ensure!(!rest.trim().is_empty(), "nothing to send: @user@app TEXT");
-        client.send(address("user", user)?, text(rest)).await?;
+        let user = address("user", user)?;
+        anyhow::ensure!(!rest.is_empty(), "nothing to send: @{user} TEXT");
+        client.send(user, text(rest)).await?;
+        return Ok(Some(sent(client, user)));
     } else if let Some(group) = head.strip_prefix('#') {
-        anyhow::ensure!(!rest.trim().is_empty(), "nothing to send: #group@app TEXT");
-        client.send_group(address("group", group)?, text(rest)).await?;
+        let group = group_named(client, group)?;
+        anyhow::ensure!(!rest.is_empty(), "nothing to send: #{group} TEXT");
+        client.send_group(&group, text(rest)).await?;
+        return Ok(Some(sent(client, &format!("#{group}"))));
+    } else if head == "/groups" {
+        let groups = client.groups();
+        anyhow::ensure!(!groups.is_empty(), "you are in no group (/group new NAME USER … makes one)");
+        let listed: Vec<String> = groups
+            .iter()
+            .map(|id| {
+                let members = client.group(id).map(|group| users(group.members().iter())).unwrap_or_default();
+                format!("  #{id}: {members}")
+            })
+            .collect();
+        return Ok(Some(format!("* your groups:\n{}", listed.join("\n"))));
     } else if head == "/group" {
-        let words: Vec<&str> = rest.split_whitespace().collect();
+        const USAGE: &str = "/group new NAME USER USER … | /group add GROUP USER | /group remove GROUP USER (/help)";
+        let words: Vec<&str> = rest.split(|c: char| c.is_whitespace() || c == ',').filter(|word| !word.is_empty()).collect();
         match words.as_slice() {
-            ["new", group, members @ ..] if !members.is_empty() => {
-                let members: Vec<&str> = members.iter().flat_map(|m| m.split(',')).filter(|m| !m.is_empty()).map(|m| address("member", m)).collect::<Result<_, _>>()?;
-                client.create_group(address("group", group)?, &members, Suite::Aes256Gcm).await?;
-                return Ok(Some(format!("* created #{group} with {}", members.join(", "))));
+            ["new", group, members @ ..] => {
+                anyhow::ensure!(!members.is_empty(), "/group new {group} USER …: name at least one member (user@app)");
+                // A name alone: this app is its hub.
+                let group = if group.contains('@') { address("group", group)?.to_owned() } else { format!("{group}@{app}") };
+                address("group", &group)?;
+                let members: Vec<&str> = members.iter().map(|member| address("member", member)).collect::<Result<_, _>>()?;
+                client.create_group(&group, &members, Suite::Aes256Gcm).await.with_context(|| format!("creating #{group}"))?;
+                return Ok(Some(format!("* created #{group} with {} (you are its admin)", members.join(", "))));
             }
             ["add", group, user] => {
-                client.add_member(address("group", group)?, address("user", user)?).await?;
+                let group = group_named(client, group)?;
+                client.add_member(&group, address("user", user)?).await.with_context(|| format!("adding {user} to #{group}"))?;
                 return Ok(Some(format!("* added {user} to #{group}")));
             }
             ["remove", group, user] => {
-                client.remove_member(address("group", group)?, address("user", user)?).await?;
+                let group = group_named(client, group)?;
+                client.remove_member(&group, address("user", user)?).await.with_context(|| format!("removing {user} from #{group}"))?;
                 return Ok(Some(format!("* removed {user} from #{group}")));
             }
-            _ => anyhow::bail!("/group new NAME@APP a@x,b@y | /group add GROUP user | /group remove GROUP user"),
+            _ => anyhow::bail!(USAGE),
         }
     } else if head == "/from" {
         let user = address("account", rest.trim())?;
@@ -485,17 +576,28 @@ async fn consent(inbox: &mut Inbox, head: &str, rest: &str) -> anyhow::Result<Op
     Ok(Some(said))
 }
 
-const HELP: &str = "@user@app TEXT        send to a person
-#group@app TEXT       send to a group
-/group new NAME@APP a@x,b@y   create a group (this app its hub)
-/group add|remove GROUP user@app
-/from name@app        send from this one of your accounts
-/link                 link all your accounts as one person
-/lookup user@app      the accounts someone made public
-/safety user@app      the safety number of you two
-/accept user@app      take in their message requests
-/decline user@app     stop showing their requests here (they are not told)
-/block user@app       nothing from them (any account of theirs you know) reaches you
-/unblock user@app     let them reach you again
-/report ID            report a received message to your app (/report alone lists them)
-/quit";
+/// What `/help` prints, and `chat --help` after the options: every line the chat understands.
+const HELP: &str = "\
+@user@app TEXT                  send TEXT to a person (every device of theirs)
+#group TEXT                     send TEXT to a group: its id (name@app), or its name alone if no
+                                other group of yours has it
+/group new NAME USER USER ...   create a group with these members (user@app, by spaces or commas),
+                                this app its hub: NAME becomes NAME@thisapp
+/group add GROUP USER           add a member (you must be an admin)
+/group remove GROUP USER        remove a member (every device of theirs)
+/groups                         the groups you are in
+/from name@app                  send from this one of your accounts (several --user)
+/link                           link all your accounts as one person
+/lookup user@app                the accounts someone made public
+/safety user@app                the safety number of you two
+/accept user@app                take in their message requests
+/decline user@app               stop showing their requests here (they are not told)
+/block user@app                 nothing from them (any account of theirs you know) reaches you
+/unblock user@app               let them reach you again
+/report ID                      report a received message to your app (/report alone lists them)
+/help                           this list
+/quit                           leave (end of input too); the device and its outbox stay in --db
+
+Lines the chat prints: `* …` says what happened (a send taken by the relay, a group change),
+`! …` what went wrong, `#group@app user@app: text` a group message, `user@app: text` a message.";
+

@@ -28,10 +28,13 @@ pub const MAX_VOTERS: usize = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PollError {
+    /// Fewer than two options, or more than [`MAX_OPTIONS`].
     #[error("a poll offers 2 to {MAX_OPTIONS} options")]
     OptionCount,
+    /// A question or option empty, too long or not printable.
     #[error("a question or option is 1 to {MAX_OPTION_LEN} bytes of printable text: {0:?}")]
     BadText(String),
+    /// The same option twice (compared without case).
     #[error("option {0:?} is offered twice")]
     DuplicateOption(String),
 }

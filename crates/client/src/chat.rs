@@ -30,39 +30,85 @@ pub const BUNDLES_PUBLISHED: u32 = 100;
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 /// How long registering or reconnecting may take.
 pub const CONNECT_LIMIT: Duration = Duration::from_secs(20);
-/// Pauses between attempts to reconnect: the first, and the longest.
+/// Pauses between attempts to reconnect: the first...
 pub const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+/// ...and the longest.
 pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Received messages kept to report ([`ChatClient::report`]): the most recent ones, at most this
 /// many...
 pub const REPORTABLE_KEPT: usize = 256;
 /// ...and at most this many bytes of their contents (the oldest go first).
 pub const REPORTABLE_BYTES: usize = 8 * 1024 * 1024;
+/// Groups whose admins this device remembers after it left them, to say who removed it
+/// ([`ChatClient::removed_by`]).
+pub const REMOVALS_KEPT: usize = 64;
 
-/// What a chat client can fail with.
+/// What a chat client can fail with. A variant that wraps another error keeps it as its source.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChatError {
+    /// The client core refused something this device was asked to do, or something it received.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// A command was refused before anything was sent (too large, unknown group, …).
     #[error(transparent)]
     Command(#[from] switchboard_client_core::endpoint::CommandError),
+    /// The relay could not be reached, or is not the app's relay.
     #[error(transparent)]
     Net(#[from] NetError),
-    #[error("the relay refused this device: {0:?}")]
+    /// The relay refused this device (its registration, or its credential).
+    #[error("the relay refused this device: {}", refusal(*.0))]
     AccessRefused(ErrorCode),
+    /// The relay did not answer in time (the work stays queued where it can).
     #[error("the relay gave no answer in time")]
     Timeout,
-    #[error("a request failed: {0}")]
+    /// The relay (or another app's, through it) refused or failed a request.
+    #[error("a request to the relay failed")]
     Request(#[from] RequestFailed),
-    #[error("a lookup gave nothing: {0}")]
+    /// A lookup of a person found nothing usable.
+    #[error("the lookup found nothing")]
     Lookup(#[from] LookupFailed),
-    #[error("a send was given up: {0:?}")]
+    /// What a command meant to send (a message, a group change) was given up ([`drop_reason`]
+    /// says why in words).
+    #[error("not sent: {}", drop_reason(.0))]
     Dropped(DropReason),
+    /// The device's database could not be read or written.
     #[error(transparent)]
     Persist(#[from] PersistError),
+    /// [`ChatClient::report`] of a message no longer kept.
     #[error("no received message {} is kept to report (only the last {REPORTABLE_KEPT} are)", short_id(.0))]
     UnknownMessage(MessageId),
+}
+
+/// What a relay's refusal means, in words.
+pub fn refusal(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Malformed => "the request was malformed",
+        ErrorCode::Unauthenticated => "not signed in, or the credential is wrong",
+        ErrorCode::UnknownRecipient => "no such user, device, app, group or channel",
+        ErrorCode::TooLarge => "over a size or count limit",
+        ErrorCode::MailboxFull => "the recipient's mailbox is full",
+        ErrorCode::AlreadyRegistered => "that device is registered already",
+        ErrorCode::Forbidden => "not allowed",
+        ErrorCode::Unavailable => "not available now",
+        ErrorCode::RateLimited => "too many requests for now",
+        ErrorCode::Unspecified => "no reason given",
+    }
+}
+
+/// Why a send was given up, in words.
+pub fn drop_reason(reason: &DropReason) -> String {
+    #[allow(unreachable_patterns)] // DropReason may grow
+    match reason {
+        DropReason::Refused(code) => format!("the relay refused it: {}", refusal(*code)),
+        DropReason::CouldNotSeal(ClientError::NoBundle(device)) => {
+            format!("no keys were found for {} (is there such a user? their app may also be out of reach)", device.name())
+        }
+        DropReason::CouldNotSeal(error) => error.to_string(),
+        DropReason::OutboxFull => "the outbox is full".to_owned(),
+        DropReason::DevicesChanged { user } => format!("{user}'s devices kept changing while it was sent"),
+        other => format!("{other:?}"),
+    }
 }
 
 /// The first bytes of a message id, in hex: how a person names a message.
@@ -73,37 +119,118 @@ pub fn short_id(id: &MessageId) -> String {
 /// Something that happened, for the user.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// A message, with its id (as every app derives it; `None` for a content without a salt,
-    /// from a client that does not make one). `request`: from someone this person has no
-    /// conversation with (see [`ChatClient::accept`]), to be shown apart.
-    /// `agent`: from a device of a business account, the agent who wrote it, as the business
-    /// names it (its devices' roster; a name the business chose, not checked by anyone else).
-    Message { from: ProtocolAddress, group: Option<String>, id: Option<MessageId>, content: Content, request: bool, agent: Option<String> },
-    /// Carried here by another device of this person (`carried_by`): a message she sent from it
-    /// (to `to`), or one she received on an account whose sender could not see it linked. Its id
-    /// is the one every other reader derives.
-    Synced { from: ProtocolAddress, to: Option<String>, group: Option<String>, carried_by: ProtocolAddress, id: Option<MessageId>, content: Content },
-    GroupChanged { group: String, epoch: u64, by: ProtocolAddress, added: Vec<ProtocolAddress>, removed: Vec<ProtocolAddress> },
-    RemovedFromGroup { group: String },
+    /// A message.
+    Message {
+        /// The sender's device.
+        from: ProtocolAddress,
+        /// The group it came in, if any.
+        group: Option<String>,
+        /// Its id, as every app derives it (`None` for a content without a salt, from a client
+        /// that does not make one).
+        id: Option<MessageId>,
+        /// What it says.
+        content: Content,
+        /// From someone this person has no conversation with (see [`ChatClient::accept`]), to
+        /// be shown apart.
+        request: bool,
+        /// From a device of a business account, the agent who wrote it, as the business names it
+        /// (its devices' roster; a name the business chose, not checked by anyone else).
+        agent: Option<String>,
+    },
+    /// Carried here by another device of this person: a message she sent from it, or one she
+    /// received on an account whose sender could not see it linked.
+    Synced {
+        /// Who wrote it (her, or the sender of what she received).
+        from: ProtocolAddress,
+        /// Whom she sent it to, for one she sent one to one.
+        to: Option<String>,
+        /// The group it was in, if any.
+        group: Option<String>,
+        /// Her device that carried it here.
+        carried_by: ProtocolAddress,
+        /// Its id: the one every other reader derives.
+        id: Option<MessageId>,
+        /// What it says.
+        content: Content,
+    },
+    /// A group this device is in changed (or it joined one: `added` holds it).
+    GroupChanged {
+        /// The group's id (`name@hub-app`).
+        group: String,
+        /// Its epoch now (0: just created).
+        epoch: u64,
+        /// The admin device that made the change.
+        by: ProtocolAddress,
+        /// The member devices it added.
+        added: Vec<ProtocolAddress>,
+        /// The member devices it removed.
+        removed: Vec<ProtocolAddress>,
+    },
+    /// This device was removed from `group` (by one of the admins [`ChatClient::removed_by`]
+    /// names).
+    RemovedFromGroup {
+        /// The group's id.
+        group: String,
+    },
     /// `from` holds another state of the group at `epoch`: its admins made conflicting changes.
-    GroupForked { group: String, epoch: u64, from: ProtocolAddress },
-    SendDropped { reason: DropReason },
-    /// A post to `channel`, which this device follows, from `from` (a device of one of its
-    /// admins), with its id (`None` if its content names another channel, or has no salt). It
-    /// names no follower: followers never learn of each other.
-    ChannelPost { channel: String, from: ProtocolAddress, id: Option<MessageId>, content: Content },
-    /// A follower's reply (a vote, a reaction, a command) to `channel`, which this device posts
-    /// to: sent to the channel's admins' devices only.
-    ChannelReply { channel: String, from: ProtocolAddress, content: Content },
-    /// `follower` started following `channel` (this device posts to it) and was handed this
+    GroupForked {
+        /// The group's id.
+        group: String,
+        /// The epoch at which the states part.
+        epoch: u64,
+        /// The device holding the other state.
+        from: ProtocolAddress,
+    },
+    /// Something this device meant to send was given up (not one a command already returned as
+    /// [`ChatError::Dropped`]).
+    SendDropped {
+        /// Why ([`drop_reason`] says it in words).
+        reason: DropReason,
+    },
+    /// A post to a channel this device follows. It names no follower: followers never learn of
+    /// each other.
+    ChannelPost {
+        /// The channel's id.
+        channel: String,
+        /// The posting device (one of an admin's).
+        from: ProtocolAddress,
+        /// Its id (`None` if its content names another channel, or has no salt).
+        id: Option<MessageId>,
+        /// What it says.
+        content: Content,
+    },
+    /// A follower's reply (a vote, a reaction, a command) to a channel this device posts to:
+    /// sent to the channel's admins' devices only.
+    ChannelReply {
+        /// The channel's id.
+        channel: String,
+        /// The follower's device.
+        from: ProtocolAddress,
+        /// What it says.
+        content: Content,
+    },
+    /// A follower started following a channel this device posts to, and was handed this
     /// device's key for it.
-    ChannelFollower { channel: String, follower: ProtocolAddress },
-    /// The owner of this business account sent its roster of agents; `listed`: this device
-    /// serves one of them.
-    AgentsChanged { listed: bool },
-    /// Another device of this business account assigned the conversation with `customer` to
-    /// agent device `agent_device`; `handover`: it was another agent's before.
-    Assigned { customer: String, agent_device: u32, handover: bool },
+    ChannelFollower {
+        /// The channel's id.
+        channel: String,
+        /// The follower's device.
+        follower: ProtocolAddress,
+    },
+    /// The owner of this business account sent its roster of agents.
+    AgentsChanged {
+        /// This device serves one of them.
+        listed: bool,
+    },
+    /// Another device of this business account assigned a conversation to an agent device.
+    Assigned {
+        /// The customer (`name@app`).
+        customer: String,
+        /// The agent device it is assigned to (one the roster lists).
+        agent_device: u32,
+        /// It was another agent's before.
+        handover: bool,
+    },
     /// The connection to the relay is up (again) and the outbox is being sent.
     Online,
     /// The connection to the relay is gone; sends wait in the outbox.
@@ -223,6 +350,10 @@ pub struct ChatClient {
     /// [`COMMAND_ANSWERS_KEPT`] (an answer nobody waits for any more is forgotten in time).
     commands: std::collections::VecDeque<(u64, Result<Vec<String>, RequestFailed>)>,
     received: Kept,
+    /// The admins of each group this device is in, as it last saw them...
+    admins: std::collections::HashMap<String, Vec<ProtocolAddress>>,
+    /// ...and of the last [`REMOVALS_KEPT`] groups it was removed from, then.
+    removals: std::collections::VecDeque<(String, Vec<ProtocolAddress>)>,
 }
 
 /// Answers to commands kept for the call waiting on them.
@@ -307,13 +438,13 @@ impl ChatClient {
         let mut client = ChatClient::with_endpoint(endpoint, relay, Some(database), rng);
         match client.go_online().await {
             // Out of reach is for now; a relay that is not ours is an error to show.
-            Ok(()) | Err(ChatError::Net(NetError::Unreachable(_) | NetError::Closed) | ChatError::Timeout) => Ok(client),
+            Ok(()) | Err(ChatError::Net(NetError::Unreachable { .. } | NetError::Closed) | ChatError::Timeout) => Ok(client),
             Err(error) => Err(error),
         }
     }
 
     fn with_endpoint(endpoint: Endpoint, relay: RelayAddress, database: Option<DeviceDatabase>, rng: StdRng) -> ChatClient {
-        ChatClient {
+        let mut client = ChatClient {
             endpoint,
             relay,
             connection: None,
@@ -331,7 +462,40 @@ impl ChatClient {
             report: None,
             commands: std::collections::VecDeque::new(),
             received: Kept::default(),
+            admins: std::collections::HashMap::new(),
+            removals: std::collections::VecDeque::new(),
+        };
+        // The groups it is in already (a device resumed from its database).
+        for control in client.endpoint.snapshot().groups {
+            client.remember_admins(&control.group_id);
         }
+        client
+    }
+
+    /// Notes the admins `group` has now (forgets it if this device is no member).
+    fn remember_admins(&mut self, group: &str) {
+        match self.endpoint.group(group) {
+            Some(state) => {
+                self.admins.insert(group.to_owned(), state.admins().iter().cloned().collect());
+            }
+            None => {
+                self.admins.remove(group);
+            }
+        }
+    }
+
+    /// The groups this device is in (their ids, `name@hub-app`), sorted.
+    pub fn groups(&self) -> Vec<&str> {
+        let mut groups: Vec<&str> = self.admins.keys().map(String::as_str).collect();
+        groups.sort_unstable();
+        groups
+    }
+
+    /// The admins `group` had when this device last saw it, before it was removed from it: one
+    /// of them removed it (the one, if the group had one admin). `None` if this device was not
+    /// removed from `group` (among the last [`REMOVALS_KEPT`] removals).
+    pub fn removed_by(&self, group: &str) -> Option<&[ProtocolAddress]> {
+        self.removals.iter().rev().find(|(id, _)| id == group).map(|(_, admins)| admins.as_slice())
     }
 
     /// This device's user.
@@ -344,6 +508,7 @@ impl ChatClient {
         self.endpoint.address().clone()
     }
 
+    /// The endpoint's counters (sends, deliveries, drops, retries, …).
     pub fn stats(&self) -> ChatStats {
         self.endpoint.stats()
     }
@@ -444,7 +609,9 @@ impl ChatClient {
         let now = self.now();
         let before = self.before_command();
         self.endpoint.create_group(now, id, members, suite, &mut self.rng);
-        self.settle(before).await
+        let settled = self.settle(before).await;
+        self.remember_admins(id);
+        settled
     }
 
     /// Makes this device's account the first of a new person (see
@@ -731,15 +898,15 @@ impl ChatClient {
     }
 
     /// Waits (up to [`SETTLE_LIMIT`]) until the relay has taken everything queued; what it could
-    /// not take yet stays queued. A send given up since the command began is an error.
+    /// not take yet stays queued. A send given up since the command began is an error (the
+    /// caller hears of it from the result, not from an [`Event::SendDropped`] as well).
     async fn settle(&mut self, (dropped, first_new): (u64, usize)) -> Result<(), ChatError> {
         self.drive(Until::Idle, SETTLE_LIMIT).await?;
         if self.endpoint.stats().sends_dropped > dropped {
-            let reason = self.ready[first_new..].iter().find_map(|event| match event {
-                Event::SendDropped { reason } => Some(reason.clone()),
-                _ => None,
-            });
-            if let Some(reason) = reason {
+            let first_new = first_new.min(self.ready.len());
+            let at = self.ready[first_new..].iter().position(|event| matches!(event, Event::SendDropped { .. }));
+            if let Some(at) = at {
+                let Event::SendDropped { reason } = self.ready.remove(first_new + at) else { unreachable!("found as a drop") };
                 return Err(ChatError::Dropped(reason));
             }
         }
@@ -924,9 +1091,17 @@ impl ChatClient {
             E::LinksChanged => tracing::info!("this person's linked accounts changed"),
             E::PersonKnown { via, .. } => tracing::info!(%via, "a person's linked accounts arrived"),
             E::GroupChanged { group, epoch, by, added, removed, .. } => {
+                self.remember_admins(&group);
                 self.ready.push(Event::GroupChanged { group, epoch, by, added, removed })
             }
-            E::RemovedFromGroup { group } => self.ready.push(Event::RemovedFromGroup { group }),
+            E::RemovedFromGroup { group } => {
+                let admins = self.admins.remove(&group).unwrap_or_default();
+                self.removals.push_back((group.clone(), admins));
+                if self.removals.len() > REMOVALS_KEPT {
+                    self.removals.pop_front();
+                }
+                self.ready.push(Event::RemovedFromGroup { group })
+            }
             E::GroupForked { group, epoch, from } => {
                 tracing::warn!(%group, epoch, %from, "a group forked");
                 self.ready.push(Event::GroupForked { group, epoch, from });
@@ -973,5 +1148,45 @@ impl ChatClient {
         while self.commands.len() > COMMAND_ANSWERS_KEPT {
             self.commands.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error and its causes, as `switchboard` prints them: one line, joined by ": ".
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut said = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            said.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        said
+    }
+
+    #[test]
+    fn a_wrapped_error_is_said_once_in_the_chain() {
+        let error = ChatError::Request(RequestFailed::Refused(ErrorCode::Forbidden));
+        let said = chain(&error);
+        assert_eq!(said.matches("refused").count(), 1, "{said}");
+        assert!(std::error::Error::source(&error).is_some());
+        let error = ChatError::Net(NetError::Unreachable {
+            address: "127.0.0.1:7001".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        });
+        let said = chain(&error);
+        assert!(said.starts_with("cannot reach the relay at 127.0.0.1:7001: ") && said.matches("refused").count() == 1, "{said}");
+    }
+
+    #[test]
+    fn a_dropped_send_says_why_in_words() {
+        let nobody = ProtocolAddress::new("nobody@blue", 1);
+        let said = ChatError::Dropped(DropReason::CouldNotSeal(ClientError::NoBundle(nobody))).to_string();
+        assert!(said.starts_with("not sent: no keys were found for nobody@blue"), "{said}");
+        let said = ChatError::Dropped(DropReason::Refused(ErrorCode::UnknownRecipient)).to_string();
+        assert_eq!(said, "not sent: the relay refused it: no such user, device, app, group or channel");
+        assert!(!ChatError::AccessRefused(ErrorCode::Unauthenticated).to_string().contains("Unauthenticated"));
     }
 }

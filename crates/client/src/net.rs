@@ -28,19 +28,51 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why a connection could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a connection could not be used. Each keeps the error underneath as its source.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NetError {
-    #[error("cannot reach the relay: {0}")]
-    Unreachable(String),
+    /// No connection could be made: nothing listens there (the relay is not running), or the
+    /// network is down. Out of reach is for now: a client tries again.
+    #[error("cannot reach the relay at {address}")]
+    Unreachable {
+        /// Where the relay was looked for.
+        address: SocketAddr,
+        /// Why it could not be reached (a timeout is `TimedOut`).
+        #[source]
+        source: std::io::Error,
+    },
     /// The relay's certificate is not the one this device was set up to trust (or the TLS
     /// handshake failed otherwise): nothing was sent.
-    #[error("the relay at {address} is not {app}'s relay: {reason}")]
-    NotTheRelay { address: SocketAddr, app: String, reason: String },
-    /// The certificate authority given could not be used.
-    #[error("the relay's certificate authority: {0}")]
-    Trust(String),
+    #[error("the relay at {address} is not {app}'s relay, by the certificate authority given")]
+    NotTheRelay {
+        /// Where the relay was looked for.
+        address: SocketAddr,
+        /// The app whose relay it should be.
+        app: String,
+        /// What the handshake said (a timeout is `TimedOut`).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate authority given holds no certificate.
+    #[error("no certificate in the certificate authority given (PEM)")]
+    Ca(#[source] rustls::pki_types::pem::Error),
+    /// The certificate authority's certificate cannot serve to check others.
+    #[error("the certificate authority's certificate cannot be used")]
+    CaRejected(#[source] rustls::Error),
+    /// `app` cannot be a certificate's name, so no relay can prove to be its.
+    #[error("{app:?} cannot be the name in a relay's certificate")]
+    AppName {
+        /// The app.
+        app: String,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    /// The TLS configuration could not be built.
+    #[error("the TLS configuration")]
+    Tls(#[source] rustls::Error),
+    /// The connection closed (or a write did not finish in time).
     #[error("the connection to the relay closed")]
     Closed,
 }
@@ -58,14 +90,13 @@ pub struct RelayAddress {
 impl RelayAddress {
     /// The relay of `app` at `address`, whose certificate `ca_certificate` (PEM) issued.
     pub fn new(address: SocketAddr, app: &str, ca_certificate: &str) -> Result<RelayAddress, NetError> {
-        let trust = |error: &dyn std::fmt::Display| NetError::Trust(error.to_string());
-        let ca = CertificateDer::from_pem_slice(ca_certificate.as_bytes()).map_err(|e| trust(&e))?;
+        let ca = CertificateDer::from_pem_slice(ca_certificate.as_bytes()).map_err(NetError::Ca)?;
         let mut roots = RootCertStore::empty();
-        roots.add(ca).map_err(|e| trust(&e))?;
-        ServerName::try_from(app.to_owned()).map_err(|e| trust(&e))?;
+        roots.add(ca).map_err(NetError::CaRejected)?;
+        ServerName::try_from(app.to_owned()).map_err(|source| NetError::AppName { app: app.to_owned(), source })?;
         let tls = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| trust(&e))?
+            .map_err(NetError::Tls)?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(RelayAddress { address, app: app.to_owned(), tls: Arc::new(tls) })
@@ -84,18 +115,20 @@ impl RelayAddress {
     /// A TLS session with the relay, its certificate checked; for callers that speak the relay
     /// protocol themselves ([`Connection`] is the one the client uses).
     pub async fn dial(&self) -> Result<TlsStream<TcpStream>, NetError> {
+        let timed_out = |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} took over {CONNECT_TIMEOUT:?}"));
+        let unreachable = |source| NetError::Unreachable { address: self.address, source };
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.address)).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(NetError::Unreachable(error.to_string())),
-            Err(_) => return Err(NetError::Unreachable("timed out".into())),
+            Ok(Err(source)) => return Err(unreachable(source)),
+            Err(_) => return Err(unreachable(timed_out("connecting"))),
         };
         let _ = stream.set_nodelay(true);
-        let name = ServerName::try_from(self.app.clone()).map_err(|e| NetError::Trust(e.to_string()))?;
-        let not_the_relay = |reason: String| NetError::NotTheRelay { address: self.address, app: self.app.clone(), reason };
+        let name = ServerName::try_from(self.app.clone()).map_err(|source| NetError::AppName { app: self.app.clone(), source })?;
+        let not_the_relay = |source| NetError::NotTheRelay { address: self.address, app: self.app.clone(), source };
         match tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(self.tls.clone()).connect(name, stream)).await {
             Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(error)) => Err(not_the_relay(error.to_string())),
-            Err(_) => Err(not_the_relay("the TLS handshake timed out".into())),
+            Ok(Err(source)) => Err(not_the_relay(source)),
+            Err(_) => Err(not_the_relay(timed_out("the TLS handshake"))),
         }
     }
 }
@@ -159,5 +192,36 @@ impl Connection {
     /// The next frame from the relay; `None` once the connection is closed.
     pub async fn next_frame(&mut self) -> Option<Vec<u8>> {
         self.frames.recv().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_authority_without_a_certificate_is_said_so() {
+        let error = RelayAddress::new("127.0.0.1:1".parse().unwrap(), "green", "not a certificate").unwrap_err();
+        assert!(matches!(error, NetError::Ca(_)), "{error:?}");
+        assert!(std::error::Error::source(&error).is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_relay_keeps_the_io_error() {
+        // A port nothing listens on: bound, then let go.
+        let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let ca = rcgen_free_ca();
+        let relay = RelayAddress::new(address, "green", &ca).unwrap();
+        let error = relay.dial().await.unwrap_err();
+        let NetError::Unreachable { address: said, source } = &error else { panic!("{error:?}") };
+        assert_eq!(*said, address);
+        assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(error.to_string().contains(&address.to_string()), "{error}");
+    }
+
+    /// A CA certificate (PEM) made once for these tests, by the relay crate's generator in the
+    /// workspace; kept here as text so the client needs no certificate generator.
+    fn rcgen_free_ca() -> String {
+        include_str!("../tests/data/ca.pem").to_owned()
     }
 }
