@@ -54,7 +54,7 @@ impl RelayCore {
         if !self.state.blobs.contains_key(id) {
             return Ok(None);
         }
-        self.contents.blob(id).map_err(|error| Action::StorageFailed(error.to_string()))
+        self.contents.blob(id).map_err(|error| Action::StorageFailed(error.chain()))
     }
 
     /// Deletes the blobs stored [`BLOB_LIFETIME`] or longer ago.

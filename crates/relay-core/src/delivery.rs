@@ -86,7 +86,7 @@ impl RelayCore {
                 let missing = seqs.len() - read.len();
                 return vec![Action::StorageFailed(format!("{missing} durable envelopes of a mailbox are missing from the store"))];
             }
-            Err(error) => return vec![Action::StorageFailed(error.to_string())],
+            Err(error) => return vec![Action::StorageFailed(error.chain())],
         };
         let mut actions = Vec::with_capacity(chosen.len());
         for ((seq, envelope), (_, bytes)) in read.into_iter().zip(chosen) {

@@ -161,7 +161,7 @@ impl RelayCore {
         let read = match self.contents.outbound(app, &seqs) {
             Ok(read) if read.len() == seqs.len() => read,
             Ok(read) => return vec![Action::StorageFailed(format!("{} durable frames for {app} are missing from the store", seqs.len() - read.len()))],
-            Err(error) => return vec![Action::StorageFailed(error.to_string())],
+            Err(error) => return vec![Action::StorageFailed(error.chain())],
         };
         let mut actions = Vec::with_capacity(chosen.len());
         for ((seq, frame), (_, bytes)) in read.into_iter().zip(chosen) {

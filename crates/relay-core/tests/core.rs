@@ -1248,15 +1248,15 @@ impl switchboard_relay_core::storage::Contents for Unreadable {
         _: &switchboard_relay_core::state::DeviceKey,
         _: &[u64],
     ) -> Result<Vec<(u64, Envelope)>, switchboard_relay_core::storage::StoreError> {
-        Err(switchboard_relay_core::storage::StoreError("disk on fire".into()))
+        Err(switchboard_relay_core::storage::StoreError::new("disk on fire"))
     }
 
     fn outbound(&self, _: &str, _: &[u64]) -> Result<Vec<(u64, FederationFrame)>, switchboard_relay_core::storage::StoreError> {
-        Err(switchboard_relay_core::storage::StoreError("disk on fire".into()))
+        Err(switchboard_relay_core::storage::StoreError::new("disk on fire"))
     }
 
     fn blob(&self, _: &str) -> Result<Option<Vec<u8>>, switchboard_relay_core::storage::StoreError> {
-        Err(switchboard_relay_core::storage::StoreError("disk on fire".into()))
+        Err(switchboard_relay_core::storage::StoreError::new("disk on fire"))
     }
 }
 

@@ -181,7 +181,7 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
         while let Ok((id, mutations)) = committer.recv() {
             let event = match store.commit(&mutations) {
                 Ok(()) => Event::Committed(id),
-                Err(error) => Event::StoreFailed(error.to_string()),
+                Err(error) => Event::StoreFailed(error.chain()),
             };
             if committed.blocking_send(event).is_err() {
                 return;

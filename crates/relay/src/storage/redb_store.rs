@@ -94,8 +94,8 @@ pub struct RedbContents {
     db: Arc<Database>,
 }
 
-fn failed(error: impl std::fmt::Display) -> StoreError {
-    StoreError(error.to_string())
+fn failed(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::backend("the database", error)
 }
 
 /// `name` as a length-prefixed key part, so that keys sort by name, then by what follows.
@@ -118,7 +118,7 @@ fn with_seq(mut key: Vec<u8>, seq: u64) -> Vec<u8> {
 
 /// Splits a key made by [`name_key`] into the name and the rest.
 fn split_name(key: &[u8]) -> Result<(String, &[u8]), StoreError> {
-    let corrupt = || StoreError("corrupt key".into());
+    let corrupt = || StoreError::new("corrupt key");
     let (len, rest) = key.split_first_chunk::<4>().ok_or_else(corrupt)?;
     let len = u32::from_be_bytes(*len) as usize;
     if rest.len() < len {
@@ -130,7 +130,7 @@ fn split_name(key: &[u8]) -> Result<(String, &[u8]), StoreError> {
 
 fn split_device(key: &[u8]) -> Result<(DeviceKey, &[u8]), StoreError> {
     let (user, rest) = split_name(key)?;
-    let (device, rest) = rest.split_first_chunk::<4>().ok_or_else(|| StoreError("corrupt key".into()))?;
+    let (device, rest) = rest.split_first_chunk::<4>().ok_or_else(|| StoreError::new("corrupt key"))?;
     Ok(((user, u32::from_be_bytes(*device)), rest))
 }
 
@@ -167,7 +167,7 @@ fn named_after(prefix: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn seq_of(rest: &[u8]) -> Result<u64, StoreError> {
-    let seq: [u8; 8] = rest.try_into().map_err(|_| StoreError("corrupt key".into()))?;
+    let seq: [u8; 8] = rest.try_into().map_err(|_| StoreError::new("corrupt key"))?;
     Ok(u64::from_be_bytes(seq))
 }
 
@@ -209,7 +209,7 @@ impl RedbStore {
         for entry in txn.open_table(ACCOUNTS).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
             let (device, _) = split_device(key.value())?;
-            let hash: [u8; 32] = value.value().try_into().map_err(|_| StoreError("corrupt account".into()))?;
+            let hash: [u8; 32] = value.value().try_into().map_err(|_| StoreError::new("corrupt account"))?;
             state.accounts.insert(device, hash);
         }
         for entry in txn.open_table(BUNDLES).map_err(failed)?.iter().map_err(failed)? {
@@ -250,7 +250,7 @@ impl RedbStore {
         for entry in txn.open_table(GROUP_HEADS).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
             let stored: StoredGroupHead = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
-            let corrupt = || StoreError("corrupt group head".into());
+            let corrupt = || StoreError::new("corrupt group head");
             let head = Head {
                 epoch: stored.epoch,
                 state_hash: stored.state_hash.as_slice().try_into().map_err(|_| corrupt())?,
@@ -262,7 +262,7 @@ impl RedbStore {
         for entry in txn.open_table(CONTACTS).map_err(failed)?.iter().map_err(failed)? {
             let (key, _) = entry.map_err(failed)?;
             let (user, contact) = split_name(key.value())?;
-            let contact = String::from_utf8(contact.to_vec()).map_err(|_| StoreError("corrupt contact".into()))?;
+            let contact = String::from_utf8(contact.to_vec()).map_err(|_| StoreError::new("corrupt contact"))?;
             state.contacts.entry(user).or_default().insert(contact);
         }
         for entry in txn.open_table(PEOPLE).map_err(failed)?.iter().map_err(failed)? {
@@ -273,14 +273,14 @@ impl RedbStore {
         for entry in txn.open_table(SECRETS).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
             if key.value() == "stamp" {
-                let key: [u8; 32] = value.value().try_into().map_err(|_| StoreError("corrupt stamp key".into()))?;
+                let key: [u8; 32] = value.value().try_into().map_err(|_| StoreError::new("corrupt stamp key"))?;
                 state.stamp_key = Some(StampKey(key));
             }
         }
         for entry in txn.open_table(BLOCKED).map_err(failed)?.iter().map_err(failed)? {
             let (key, _) = entry.map_err(failed)?;
             let (user, blocked) = split_name(key.value())?;
-            let blocked = String::from_utf8(blocked.to_vec()).map_err(|_| StoreError("corrupt block".into()))?;
+            let blocked = String::from_utf8(blocked.to_vec()).map_err(|_| StoreError::new("corrupt block"))?;
             state.blocked.entry(user).or_default().insert(blocked);
         }
         for entry in txn.open_table(REPORTS).map_err(failed)?.iter().map_err(failed)? {
@@ -296,13 +296,13 @@ impl RedbStore {
         for entry in txn.open_table(FOLLOWS).map_err(failed)?.iter().map_err(failed)? {
             let (key, _) = entry.map_err(failed)?;
             let (device, channel) = split_device(key.value())?;
-            let channel = String::from_utf8(channel.to_vec()).map_err(|_| StoreError("corrupt follow".into()))?;
+            let channel = String::from_utf8(channel.to_vec()).map_err(|_| StoreError::new("corrupt follow"))?;
             state.apply(&Mutation::SetFollowing { channel, device, on: true });
         }
         for entry in txn.open_table(CHANNEL_APPS).map_err(failed)?.iter().map_err(failed)? {
             let (key, _) = entry.map_err(failed)?;
             let (channel, app) = split_name(key.value())?;
-            let app = String::from_utf8(app.to_vec()).map_err(|_| StoreError("corrupt channel app".into()))?;
+            let app = String::from_utf8(app.to_vec()).map_err(|_| StoreError::new("corrupt channel app"))?;
             state.apply(&Mutation::SetChannelApp { channel, app, on: true });
         }
         if !untimed.is_empty() {
