@@ -289,7 +289,11 @@ fn read_line(input: &mut impl BufRead) -> std::io::Result<Option<Result<Vec<u8>,
     loop {
         let buffer = input.fill_buf()?;
         if buffer.is_empty() {
-            return Ok((len > 0).then(|| if len > MAX_LINE { Err(len) } else { Ok(line) }));
+            return Ok(match len {
+                0 => None,
+                _ if len > MAX_LINE => Some(Err(len)),
+                _ => Some(Ok(line)),
+            });
         }
         let (chunk, newline) = match buffer.iter().position(|b| *b == b'\n') {
             Some(at) => (&buffer[..at], true),

@@ -73,10 +73,10 @@ impl SwitchboardBackend {
     }
 
     fn flip(&self, mut ciphertext: Vec<u8>) -> Vec<u8> {
-        if self.fault == Some(Fault::FlipCiphertext) {
-            if let Some(last) = ciphertext.last_mut() {
-                *last ^= 0x01;
-            }
+        if self.fault == Some(Fault::FlipCiphertext)
+            && let Some(last) = ciphertext.last_mut()
+        {
+            *last ^= 0x01;
         }
         ciphertext
     }

@@ -731,12 +731,13 @@ impl<'r, 'o> Scenario<'r, 'o> {
             .suite
             .parse::<switchboard_session::Suite>()
             .is_ok_and(|suite| suite.cipher() == switchboard_session::suite::Cipher::CbcHmac);
-        if kind == MessageType::Prekey && libsignal_format {
-            if let Ok(parsed) = switchboard_session::PreKeySignalMessage::parse(ciphertext) {
-                let inner = parsed.message().serialize();
-                if let Some(start) = ciphertext.windows(inner.len()).position(|w| w == inner) {
-                    return start + self.rng.random_range(0..inner.len());
-                }
+        if kind == MessageType::Prekey
+            && libsignal_format
+            && let Ok(parsed) = switchboard_session::PreKeySignalMessage::parse(ciphertext)
+        {
+            let inner = parsed.message().serialize();
+            if let Some(start) = ciphertext.windows(inner.len()).position(|w| w == inner) {
+                return start + self.rng.random_range(0..inner.len());
             }
         }
         self.rng.random_range(0..ciphertext.len())
