@@ -775,7 +775,9 @@ impl<'r, 'o> Scenario<'r, 'o> {
         };
         let what = format!("{} {name} in {id}", request.op());
         let Some(Reply::Distribution { distribution }) = self.expect_ok(self.side_of(member), &request, &what)? else { return Ok(()) };
+        // Per side, a party that took the distribution and one that refused it.
         let mut read_by: BTreeMap<usize, String> = BTreeMap::new();
+        let mut refused_by: BTreeMap<usize, String> = BTreeMap::new();
         for other in self.groups[group].members.clone() {
             if other == member {
                 continue;
@@ -790,10 +792,13 @@ impl<'r, 'o> Scenario<'r, 'o> {
             let reader = self.side_of(other);
             let mut exchange = Exchange::new(self.side_of(member), Shape::Distribution);
             exchange.read_by = read_by.get(&reader).cloned();
+            exchange.refused_by = refused_by.get(&exchange.writer).cloned();
             let what = format!("group_process {other_name} ← {name} in {id}");
             if self.expect_read(reader, &request, &what, &exchange)?.is_some() {
                 read_by.entry(reader).or_insert(other_name);
                 *self.read_counts.entry((exchange.writer, reader, Shape::Distribution)).or_default() += 1;
+            } else {
+                refused_by.entry(reader).or_insert(other_name);
             }
         }
         Ok(())
