@@ -1,4 +1,5 @@
-//! Long loops: no crash, no growth (run under valgrind by hand to check for leaks).
+//! Long loops: no crash, no growth of a session record (run under valgrind by hand to check for
+//! leaks).
 
 mod common;
 
@@ -22,15 +23,16 @@ fn two_thousand_encrypt_decrypt_pairs() {
             send(from, from_name, to, to_name, &msg),
             MessageKind::Signal
         );
-        if i % 500 == 0 {
+        if i % 100 == 99 {
             record_lens.push(alice.session_record(BOB, 1).unwrap().len());
         }
     }
-    // Old receiver chains are pruned by the library: the record stays bounded.
-    assert!(
-        record_lens.iter().all(|&l| l < 64 * 1024),
-        "{record_lens:?}"
-    );
+    // Old receiver chains are pruned by the library (it keeps 5), so once a few hundred turns
+    // have filled them the record stops growing: every later record is within a few bytes (counters
+    // written as varints grow by a byte now and then) of the largest of the first 500 messages.
+    let (early, late) = record_lens.split_at(5);
+    let settled = *early.iter().max().unwrap();
+    assert!(late.iter().all(|&len| len <= settled + 16), "the record grew: {record_lens:?}");
 }
 
 #[test]
