@@ -72,11 +72,13 @@ impl Federation {
 
     pub fn start(&mut self, app: &str) {
         let config = self.dir.path().join(format!("{app}.toml"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["relay", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command.args(["relay", "--config", config.to_str().unwrap()]).stdout(Stdio::piped());
+        // Relays log at info; the tests' output keeps warnings only, unless RUST_LOG says otherwise.
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "warn");
+        }
+        let mut child = command.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains("ready"), "relay {app} did not start: {line}");
