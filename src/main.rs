@@ -19,8 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs an encrypted conversation between two apps' users and prints what each side and the
-    /// wire saw.
+    /// Runs three apps, each with its own relay, and their users' conversations (one to one, a
+    /// group across apps, a person on several apps, a business), and prints what each saw.
     Demo(demo::Args),
     /// Serves the peer protocol (JSON lines on stdin/stdout) over this project's sessions.
     Peer(peer::Args),

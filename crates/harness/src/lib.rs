@@ -1,6 +1,6 @@
 //! Client endpoints and relay cores in one process, on a virtual clock, with nothing between
 //! them but this harness: the in-memory counterpart of the tokio drivers, for deterministic tests
-//! of the client and the relay, fuzz targets and benchmarks. Sans-IO all the way down.
+//! of the client and the relay, fuzz targets and examples. Sans-IO all the way down.
 //!
 //! What a driver does, the harness does the same way: it feeds each endpoint its frames, writes
 //! what the endpoint asks to persist to the device's "disk" (unless told to hold it back, to crash
