@@ -144,9 +144,24 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })
 }
 
-fn write(path: &Path, contents: &str) -> Result<(), ConfigError> {
-    std::fs::write(path, contents).map_err(|source| ConfigError::Write { path: path.to_owned(), source })
+/// Creates `path` holding `contents`, with permissions `mode` on Unix from the moment it exists
+/// (a private key is never readable by others, not even briefly), and never over a file that
+/// is there already.
+fn create(path: &Path, contents: &str, mode: u32) -> Result<(), ConfigError> {
+    use std::io::Write as _;
+    let failed = |source| ConfigError::Write { path: path.to_owned(), source };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    options.open(path).and_then(|mut file| file.write_all(contents.as_bytes())).map_err(failed)
 }
+
+/// Permissions of the files `setup` writes: private keys for the relay's eyes only.
+const PUBLIC_FILE: u32 = 0o644;
+const PRIVATE_KEY_FILE: u32 = 0o600;
 
 impl RelayConfig {
     /// Reads and checks a configuration file.
@@ -226,21 +241,13 @@ pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16]) -> Result<Vec<
     assert_eq!(ports.len(), apps.len() * 2, "two ports per app");
     let pki = Pki::generate(apps).map_err(|error| ConfigError::Generate(Box::new(error)))?;
     std::fs::create_dir_all(dir).map_err(|source| ConfigError::Write { path: dir.to_owned(), source })?;
-    write(&dir.join("ca.pem"), &pki.ca_certificate)?;
+    create(&dir.join("ca.pem"), &pki.ca_certificate, PUBLIC_FILE)?;
     let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let mut written = Vec::new();
     for (i, app) in apps.iter().enumerate() {
         let (certificate, key) = &pki.apps[*app];
-        write(&dir.join(format!("{app}.pem")), certificate)?;
-        let key_path = dir.join(format!("{app}.key"));
-        write(&key_path, key)?;
-        // A private key is for the relay's eyes only.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|source| ConfigError::Write { path: key_path.clone(), source })?;
-        }
+        create(&dir.join(format!("{app}.pem")), certificate, PUBLIC_FILE)?;
+        create(&dir.join(format!("{app}.key")), key, PRIVATE_KEY_FILE)?;
         let config = RelayConfig {
             app: app.to_string(),
             client_listen: address(ports[2 * i]),
@@ -262,7 +269,7 @@ pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16]) -> Result<Vec<
         };
         let path = dir.join(format!("{app}.toml"));
         let text = toml::to_string(&config).map_err(|source| ConfigError::Serialize { path: path.clone(), source })?;
-        write(&path, &text)?;
+        create(&path, &text, PUBLIC_FILE)?;
         written.push(path);
     }
     Ok(written)
@@ -293,6 +300,23 @@ mod tests {
             source = cause.source();
         }
         said
+    }
+
+    #[test]
+    fn a_private_key_is_created_for_its_owner_only_and_nothing_is_written_over() {
+        let (dir, _config) = federation();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode("green.key"), 0o600);
+            assert_eq!(mode("blue.key"), 0o600);
+        }
+        let key = std::fs::read(dir.path().join("green.key")).unwrap();
+        std::fs::remove_file(dir.path().join("ca.pem")).unwrap();
+        let error = write_federation(dir.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904]).expect_err("files are there");
+        assert!(matches!(&error, ConfigError::Write { path, source } if path.ends_with("green.pem") && source.kind() == std::io::ErrorKind::AlreadyExists), "{error:?}");
+        assert_eq!(std::fs::read(dir.path().join("green.key")).unwrap(), key, "the key was not written over");
     }
 
     #[test]
