@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks that the cores link no I/O (DESIGN.md, "The layers"): no core package, and not the fuzz
+# Checks that the cores link no I/O (docs/ARCHITECTURE.md, "Sans-IO cores and their drivers"): no core package, and not the fuzz
 # crate, has tokio, rustls, tokio-rustls, redb or a database client among its normal dependencies,
 # direct or indirect. Dev-dependencies may pull drivers (a core's tests may run against a server);
 # build-dependencies run on the build machine and are not linked.

@@ -21,7 +21,7 @@ pub struct Args {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum FaultArg {
-    /// Flip one byte of every ciphertext written.
+    /// Flip the lowest bit of the last byte of every ciphertext written.
     FlipCiphertext,
     /// Forget the keys of skipped messages after every decrypt.
     ForgetSkippedKeys,

@@ -1,6 +1,5 @@
-//! A toy peer: a new implementation of the peer protocol, written from `docs/PEER_PROTOCOL.md`
-//! alone, as someone plugging their own session library into the conformance runner would write
-//! one. The library here is `switchboard-session`, through its public API only; the JSON is read
+//! A toy peer: a new implementation of the peer protocol, following `docs/PEER_PROTOCOL.md`, as
+//! someone plugging their own session library into the conformance runner would write one. The library here is `switchboard-session`, through its public API only; the JSON is read
 //! and written by hand with `serde_json`, without the `switchboard-peer` types that this
 //! repository's own peers share. It speaks `signal-v3`, with sessions and groups.
 //!
