@@ -295,16 +295,31 @@ async fn sign_in(args: &Args, index: usize, ca: &str) -> anyhow::Result<Account>
         let client = match registered {
             Ok(client) => client,
             Err(error) => {
-                // The database made for a device no relay took would be resumed next time as if
-                // it had been: it goes, and the next start registers afresh.
+                // A database made for a device no relay took would be resumed next time as if it
+                // had been: it goes, and the next start registers afresh. One that holds the
+                // relay's credential (the registration went through, what came after failed) is
+                // the device's only way back in: it stays, and the next start resumes it.
+                let context = format!("registering {address} with {relay_address}");
+                if holds_credential(&db) {
+                    return Err(anyhow::Error::from(error)
+                        .context(format!("{context} (the relay took the device: start again to resume it from {})", db.display())));
+                }
                 let _ = std::fs::remove_file(&db);
-                return Err(anyhow::Error::from(error).context(format!("registering {address} with {relay_address}")));
+                return Err(anyhow::Error::from(error).context(context));
             }
         };
         println!("registered {address} (device {}), kept in {}", args.device, db.display());
         client
     };
     Ok(Account { user: address, client })
+}
+
+/// Whether the device database at `path` holds a relay credential (its registration was taken).
+fn holds_credential(path: &std::path::Path) -> bool {
+    let mut rng = rand::make_rng();
+    DeviceDatabase::open(path)
+        .and_then(|database| database.load(switchboard_client::endpoint::EndpointConfig::default(), &mut rng))
+        .is_ok_and(|endpoint| endpoint.credential().is_some())
 }
 
 async fn chat(args: Args) -> anyhow::Result<()> {

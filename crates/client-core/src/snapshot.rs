@@ -150,10 +150,9 @@ impl Device {
             }
         }
         // The bounds `Device::await_hub` keeps to: senders per group, and joins (changes of groups
-        // this device is not in) per sender and in all.
-        if snapshot.awaiting_hub.len() > crate::MAX_AWAITING_HUB + groups.len() * crate::MAX_AWAITING_HUB_PER_GROUP {
-            return Err(ClientError::InvalidPayload("more changes waiting for their hub than a device keeps"));
-        }
+        // this device is not in) per sender and in all. A change past them is dropped, not the
+        // whole device: it is only waiting for its hub's word, which its sender can ask for again
+        // (and a group this device left since turns its kept changes into joins).
         let mut awaiting_hub = std::collections::HashMap::new();
         let mut per_group: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         let mut joins_per_sender: std::collections::HashMap<ProtocolAddress, usize> = std::collections::HashMap::new();
@@ -161,18 +160,18 @@ impl Device {
         for stored in &snapshot.awaiting_hub {
             let pending = pending_change(stored)?;
             let senders = per_group.entry(pending.control.group_id.clone()).or_default();
-            *senders += 1;
-            if *senders > crate::MAX_AWAITING_HUB_PER_GROUP {
-                return Err(ClientError::InvalidPayload("more senders of one group's changes waiting for its hub than a device keeps"));
+            if *senders >= crate::MAX_AWAITING_HUB_PER_GROUP {
+                continue;
             }
             if !groups.contains_key(&pending.control.group_id) {
-                joins += 1;
                 let from_sender = joins_per_sender.entry(pending.from.clone()).or_default();
-                *from_sender += 1;
-                if joins > crate::MAX_AWAITING_HUB || *from_sender > crate::MAX_AWAITING_HUB_PER_SENDER {
-                    return Err(ClientError::InvalidPayload("more joins waiting for their hub than a device keeps"));
+                if joins >= crate::MAX_AWAITING_HUB || *from_sender >= crate::MAX_AWAITING_HUB_PER_SENDER {
+                    continue;
                 }
+                joins += 1;
+                *from_sender += 1;
             }
+            *senders += 1;
             if awaiting_hub.insert((pending.control.group_id.clone(), pending.from.clone()), pending).is_some() {
                 return Err(ClientError::InvalidPayload("two changes from one sender for one group"));
             }
@@ -301,11 +300,23 @@ mod tests {
         let restored = Device::restore(&switchboard_wire::decode(&stored, usize::MAX).unwrap()).expect("a device restores what it wrote");
         assert_eq!(restored.awaiting_hub.len(), groups * crate::MAX_AWAITING_HUB_PER_GROUP);
 
-        // A snapshot with more than the bounds allow is refused: too many senders for one group.
+        // Past the bounds (one sender too many for a group; a group left since, whose changes are
+        // now joins past the per-sender bound), the extra changes are dropped, not the device.
         let mut crowded = alice.snapshot();
         let mut extra = crowded.awaiting_hub[0].clone();
         extra.from = Some(wire(&ProtocolAddress::new("m9@y", 1)));
         crowded.awaiting_hub.push(extra);
-        assert!(matches!(Device::restore(&crowded), Err(ClientError::InvalidPayload(_))));
+        crowded.groups.truncate(1);
+        let restored = Device::restore(&crowded).expect("a device restores past the bounds");
+        let joins: Vec<_> = restored.awaiting_hub.values().filter(|pending| !restored.groups.contains_key(&pending.control.group_id)).collect();
+        assert!(!joins.is_empty() && joins.len() <= crate::MAX_AWAITING_HUB);
+        for sender in joins.iter().map(|pending| &pending.from) {
+            assert!(joins.iter().filter(|pending| pending.from == *sender).count() <= crate::MAX_AWAITING_HUB_PER_SENDER, "{sender}");
+        }
+        let mut per_group = std::collections::HashMap::<&str, usize>::new();
+        for pending in restored.awaiting_hub.values() {
+            *per_group.entry(&pending.control.group_id).or_default() += 1;
+        }
+        assert!(per_group.values().all(|senders| *senders <= crate::MAX_AWAITING_HUB_PER_GROUP));
     }
 }

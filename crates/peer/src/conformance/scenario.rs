@@ -696,13 +696,14 @@ impl<'r, 'o> Scenario<'r, 'o> {
         let what = format!("decrypt {yn} ← {xn} ({} #{}, {} bytes)", message.kind.name(), message.index + 1, message.ciphertext.len());
         match how {
             Delivery::Drop => return Ok(()),
-            Delivery::Tamper => {
+            // An empty ciphertext has no byte to flip: it goes as it is (and its reading fails).
+            Delivery::Tamper if !message.ciphertext.is_empty() => {
                 let index = self.tamper_index(message.kind, &message.ciphertext);
                 let mut tampered = message.ciphertext.clone();
                 tampered[index] ^= 1 << self.rng.random_range(0..8);
                 self.expect_error(peer, &request(&tampered).to_line(), &[], &format!("{what} with byte {index} tampered"))?;
             }
-            Delivery::Normal | Delivery::Duplicate => {}
+            Delivery::Tamper | Delivery::Normal | Delivery::Duplicate => {}
         }
         let late = self.highest_read.get(&(x, y)).is_some_and(|highest| *highest > message.index);
         let exchange = Exchange::new(self.side_of(x), Shape::pairwise(message.kind, late));
@@ -736,7 +737,9 @@ impl<'r, 'o> Scenario<'r, 'o> {
             && let Ok(parsed) = switchboard_session::PreKeySignalMessage::parse(ciphertext)
         {
             let inner = parsed.message().serialize();
-            if let Some(start) = ciphertext.windows(inner.len()).position(|w| w == inner) {
+            if !inner.is_empty()
+                && let Some(start) = ciphertext.windows(inner.len()).position(|w| w == inner)
+            {
                 return start + self.rng.random_range(0..inner.len());
             }
         }
@@ -876,14 +879,14 @@ impl<'r, 'o> Scenario<'r, 'o> {
         );
         match how {
             Delivery::Drop => return Ok(()),
-            Delivery::Tamper => {
+            Delivery::Tamper if !ciphertext.is_empty() => {
                 let mut tampered = ciphertext.clone();
                 let at = self.rng.random_range(0..tampered.len());
                 tampered[at] ^= 1 << self.rng.random_range(0..8);
                 let request = self.group_request(group, reader, sender, &tampered);
                 self.expect_error(reader_side, &request.to_line(), &[], &format!("{what} with byte {at} tampered"))?;
             }
-            Delivery::Normal | Delivery::Duplicate => {}
+            Delivery::Tamper | Delivery::Normal | Delivery::Duplicate => {}
         }
         let request = self.group_request(group, reader, sender, &ciphertext);
         let read = match self.expect_read(reader_side, &request, &what, &exchange)? {
@@ -1061,6 +1064,32 @@ fn self_check_plaintext(i: usize, size: usize) -> Vec<u8> {
     (0..size).map(|j| (j * 7 + i * 31) as u8).collect()
 }
 
+/// A peer's error as the report prints it. Its detail is the peer's own text: at most
+/// [`DETAIL_SHOWN`] characters of it, control characters made spaces, so that it cannot fill the
+/// report or write lines of its own into it.
 fn describe(error: &PeerError) -> String {
-    if error.detail.is_empty() { format!("error {}", error.kind) } else { format!("error {} ({})", error.kind, error.detail) }
+    if error.detail.is_empty() {
+        return format!("error {}", error.kind);
+    }
+    let detail: String = error.detail.chars().take(DETAIL_SHOWN).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let cut = if error.detail.chars().nth(DETAIL_SHOWN).is_some() { "…" } else { "" };
+    format!("error {} ({detail}{cut})", error.kind)
+}
+
+/// Characters of a peer's error detail a report shows.
+const DETAIL_SHOWN: usize = 200;
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+    use crate::protocol::ErrorKind;
+
+    #[test]
+    fn a_peers_detail_cannot_write_lines_of_its_own_or_fill_the_report() {
+        let forged = PeerError::new(ErrorKind::InvalidMessage, format!("x\nFAIL seed=1 step=3: [fault: A] {}", "y".repeat(10_000)));
+        let shown = describe(&forged);
+        assert!(!shown.contains('\n'), "{shown}");
+        assert!(shown.chars().count() < DETAIL_SHOWN + 40, "{} characters", shown.chars().count());
+        assert!(shown.ends_with("…)"));
+    }
 }
