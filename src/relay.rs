@@ -31,8 +31,13 @@ pub struct SetupArgs {
     ports: Vec<u16>,
 }
 
+/// Apps one `setup` makes a federation of: every relay links to every other, and their default
+/// ports (two each, from 7001 up) must stay below 65,536.
+const MAX_SETUP_APPS: usize = 1_000;
+
 pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
     let apps: Vec<&str> = args.apps.iter().map(String::as_str).collect();
+    anyhow::ensure!(apps.len() <= MAX_SETUP_APPS, "--apps: at most {MAX_SETUP_APPS} apps, not {}", apps.len());
     for (i, app) in apps.iter().enumerate() {
         // The name goes into the app's certificate, which devices and other relays check, and
         // into addresses (name@app).
@@ -41,7 +46,7 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
         check_app(app).with_context(|| format!("--apps: app {app:?}"))?;
         anyhow::ensure!(!apps[..i].contains(app), "--apps: app {app:?} is named twice");
     }
-    let ports = if args.ports.is_empty() { (0..apps.len() as u16 * 2).map(|i| 7001 + i).collect() } else { args.ports };
+    let ports = if args.ports.is_empty() { (0..apps.len() * 2).map(|i| 7001 + i as u16).collect() } else { args.ports };
     anyhow::ensure!(
         ports.len() == apps.len() * 2,
         "--ports: give two ports per app, in the order of --apps (devices, then other relays): {} for {} app(s), not {}",

@@ -1133,14 +1133,14 @@ fn describe(path: &str) -> String {
     let index = |step: &str| step.parse::<usize>().ok();
     let (head, rest) = match steps.as_slice() {
         [only] => return (*only).to_owned(),
-        [table, n, rest @ ..] if index(n).is_some() => (format!("[[{table}]] #{}", index(n).unwrap_or(0) + 1), rest),
+        [table, n, rest @ ..] if index(n).is_some() => (format!("[[{table}]] #{}", index(n).unwrap_or(0).saturating_add(1)), rest),
         [table, rest @ ..] => (format!("[{table}]"), rest),
         [] => return String::new(),
     };
     let mut out = head;
     for (position, step) in rest.iter().enumerate() {
         match index(step) {
-            Some(n) => out.push_str(&format!(" #{}", n + 1)),
+            Some(n) => out.push_str(&format!(" #{}", n.saturating_add(1))),
             None => {
                 out.push(if position == 0 || index(rest[position - 1]).is_some() { ' ' } else { '.' });
                 out.push_str(step);
