@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,9 @@ impl PeerProcess {
             .map_err(PeerFailure::Spawn)?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
-        let (event_sender, events) = channel();
+        // Bounded: a peer that writes lines nobody asked for fills it, and its reader then waits,
+        // instead of the runner's memory growing with them.
+        let (event_sender, events) = sync_channel(EVENTS_QUEUED);
         let (requests, request_receiver) = channel();
         let writer_events = event_sender.clone();
         thread::spawn(move || write_requests(stdin, request_receiver, writer_events));
@@ -210,7 +212,10 @@ pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn write_requests(mut stdin: ChildStdin, requests: Receiver<String>, events: Sender<Event>) {
+/// Lines (and failures) read from a peer and not yet taken by the runner, at most.
+const EVENTS_QUEUED: usize = 4;
+
+fn write_requests(mut stdin: ChildStdin, requests: Receiver<String>, events: SyncSender<Event>) {
     for line in requests {
         let written = stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n")).and_then(|()| stdin.flush());
         if let Err(error) = written {
@@ -220,7 +225,7 @@ fn write_requests(mut stdin: ChildStdin, requests: Receiver<String>, events: Sen
     }
 }
 
-fn read_responses(stdout: ChildStdout, events: Sender<Event>) {
+fn read_responses(stdout: ChildStdout, events: SyncSender<Event>) {
     let mut reader = BufReader::new(stdout);
     loop {
         let mut line = Vec::new();
