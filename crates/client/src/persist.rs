@@ -173,18 +173,8 @@ impl DeviceDatabase {
 
     /// The address of the device kept here (its user and device id), without restoring it.
     pub fn address(&self) -> Result<ProtocolAddress, PersistError> {
-        let path = || self.path.clone();
         let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
-        let state = match txn.open_table(STATE) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Err(PersistError::Empty { path: path() }),
-            Err(error) => return Err(self.failed(error)),
-        };
-        let snapshot: DeviceSnapshot = match state.get(SNAPSHOT).map_err(|e| self.failed(e))? {
-            Some(bytes) => decode(bytes.value(), MAX_SNAPSHOT_LEN).map_err(|source| PersistError::Corrupt { path: path(), source })?,
-            None => return Err(PersistError::Empty { path: path() }),
-        };
-        let address = snapshot.address.unwrap_or_default();
+        let address = self.snapshot(&txn)?.address.unwrap_or_default();
         Ok(ProtocolAddress::new(&address.name, address.device_id))
     }
 
@@ -192,15 +182,7 @@ impl DeviceDatabase {
     pub fn load(&self, config: EndpointConfig, rng: &mut StdRng) -> Result<Endpoint, PersistError> {
         let path = || self.path.clone();
         let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
-        let state = match txn.open_table(STATE) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Err(PersistError::Empty { path: path() }),
-            Err(error) => return Err(self.failed(error)),
-        };
-        let snapshot: DeviceSnapshot = match state.get(SNAPSHOT).map_err(|e| self.failed(e))? {
-            Some(bytes) => decode(bytes.value(), MAX_SNAPSHOT_LEN).map_err(|source| PersistError::Corrupt { path: path(), source })?,
-            None => return Err(PersistError::Empty { path: path() }),
-        };
+        let snapshot = self.snapshot(&txn)?;
         let mut seen: Vec<(u64, SeenKey)> = Vec::new();
         if let Ok(table) = txn.open_table(SEEN) {
             for entry in table.iter().map_err(|e| self.failed(e))? {
@@ -220,6 +202,20 @@ impl DeviceDatabase {
         }
         Endpoint::restore(&snapshot, seen.into_iter().map(|(_, key)| key), outbox, config, rng)
             .map_err(|source| PersistError::Restore { path: path(), source })
+    }
+
+    /// The device's snapshot as `txn` reads it.
+    fn snapshot(&self, txn: &redb::ReadTransaction) -> Result<DeviceSnapshot, PersistError> {
+        let path = || self.path.clone();
+        let state = match txn.open_table(STATE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Err(PersistError::Empty { path: path() }),
+            Err(error) => return Err(self.failed(error)),
+        };
+        match state.get(SNAPSHOT).map_err(|e| self.failed(e))? {
+            Some(bytes) => decode(bytes.value(), MAX_SNAPSHOT_LEN).map_err(|source| PersistError::Corrupt { path: path(), source }),
+            None => Err(PersistError::Empty { path: path() }),
+        }
     }
 }
 
