@@ -10,8 +10,7 @@ use rand::rngs::StdRng;
 use switchboard_session::group::{self, InMemorySenderKeyStore, SenderKeyMessage};
 use switchboard_session::{ProtocolAddress, Suite};
 
-use crate::clock::Instant;
-use super::{CATCHUP_MESSAGES, CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, repeat};
+use super::{CATCHUP_MESSAGES, CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, time_encrypts};
 
 /// The group id every group workload uses.
 pub const GROUP: &str = "bench-group";
@@ -103,21 +102,12 @@ impl Encrypt {
 impl Workload for Encrypt {
     fn run(&mut self, iters: u64) -> Duration {
         let sender = &mut self.sender;
-        let mut count = 0;
-        let start = Instant::now();
-        let last = repeat(iters, &mut count, || {
+        time_encrypts(iters, &mut self.report, &mut self.last, || {
             let message = group::encrypt(&mut sender.store, GROUP, &sender.address, &self.plaintext, &mut sender.rng)
                 .expect("encrypt");
             black_box(message.serialize());
             message
-        });
-        let took = start.elapsed();
-        self.report.iterations += count;
-        self.report.messages += count;
-        if last.is_some() {
-            self.last = last;
-        }
-        took
+        })
     }
 
     /// The receiver reads the last message: its iteration is the last one read plus the

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use switchboard_libsignal_c::{Bundle, MessageKind, Party};
 
-use crate::clock::Instant;
-use super::{Kind, Op, Report, Workload, chunk_len, chunked, each, number, plaintext, repeat};
+use super::{Kind, Op, Report, Workload, chunk_len, chunked, each, number, plaintext, time_encrypts};
 
 const ALICE: &str = "alice@bench";
 const BOB: &str = "bob@bench";
@@ -159,19 +158,10 @@ impl Encrypt {
 impl Workload for Encrypt {
     fn run(&mut self, iters: u64) -> Duration {
         let alice = &mut self.pair.alice;
-        let mut count = 0;
-        let start = Instant::now();
-        let last = repeat(iters, &mut count, || {
+        time_encrypts(iters, &mut self.report, &mut self.last, || {
             let sent = alice.encrypt(BOB, 1, &self.plaintext).expect("encrypt");
             black_box(sent)
-        });
-        let took = start.elapsed();
-        self.report.iterations += count;
-        self.report.messages += count;
-        if last.is_some() {
-            self.last = last;
-        }
-        took
+        })
     }
 
     /// Bob reads the last message: its counter is the last one he read plus the messages

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use switchboard_libsignal_c::Party;
 
-use crate::clock::Instant;
 use super::group::{GROUP, queue};
-use super::{CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, repeat};
+use super::{CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, time_encrypts};
 
 /// The workload of a group message op.
 pub fn workload(op: Op, seed: u64) -> Box<dyn Workload> {
@@ -93,16 +92,7 @@ impl Encrypt {
 impl Workload for Encrypt {
     fn run(&mut self, iters: u64) -> Duration {
         let sender = &mut self.sender.1;
-        let mut count = 0;
-        let start = Instant::now();
-        let last = repeat(iters, &mut count, || black_box(sender.group_encrypt(GROUP, &self.plaintext).expect("encrypt")));
-        let took = start.elapsed();
-        self.report.iterations += count;
-        self.report.messages += count;
-        if last.is_some() {
-            self.last = last;
-        }
-        took
+        time_encrypts(iters, &mut self.report, &mut self.last, || black_box(sender.group_encrypt(GROUP, &self.plaintext).expect("encrypt")))
     }
 
     /// The receiver reads the last message: its iteration is the last one read plus the

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use vodozemac::megolm::{GroupSession, InboundGroupSession, MegolmMessage, SessionConfig};
 
-use crate::clock::Instant;
 use super::group::queue;
-use super::{CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, repeat};
+use super::{CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, time_encrypts};
 
 /// The workload of a group message op. (vodozemac draws its keys from the OS RNG: no seed.)
 pub fn workload(op: Op, _seed: u64) -> Box<dyn Workload> {
@@ -54,16 +53,7 @@ struct Encrypt {
 
 impl Workload for Encrypt {
     fn run(&mut self, iters: u64) -> Duration {
-        let mut count = 0;
-        let start = Instant::now();
-        let last = repeat(iters, &mut count, || black_box(self.sender.encrypt(&self.plaintext).to_bytes()));
-        let took = start.elapsed();
-        self.report.iterations += count;
-        self.report.messages += count;
-        if last.is_some() {
-            self.last = last;
-        }
-        took
+        time_encrypts(iters, &mut self.report, &mut self.last, || black_box(self.sender.encrypt(&self.plaintext).to_bytes()))
     }
 
     /// The receiver reads the last message: its index is the number of messages encrypted before

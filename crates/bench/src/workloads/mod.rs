@@ -396,6 +396,22 @@ pub fn repeat<T>(iters: u64, count: &mut u64, mut op: impl FnMut() -> T) -> Opti
     Some(last)
 }
 
+/// Times `iters` runs of `encrypt` (see [`repeat`]), counts each as an iteration and a message
+/// in `report`, and keeps the last message in `last`, for [`Workload::report`] to check with the
+/// clock stopped.
+pub fn time_encrypts<T>(iters: u64, report: &mut Report, last: &mut Option<T>, encrypt: impl FnMut() -> T) -> Duration {
+    let mut count = 0;
+    let start = crate::clock::Instant::now();
+    let kept = repeat(iters, &mut count, encrypt);
+    let took = start.elapsed();
+    report.iterations += count;
+    report.messages += count;
+    if kept.is_some() {
+        *last = kept;
+    }
+    took
+}
+
 /// Runs `op` on each of `items` in order (with the clock running, in the caller), adding one
 /// to `count` after each, and returns what it gave for the last one (see [`repeat`]).
 pub fn each<T, R>(items: &mut [T], count: &mut u64, mut op: impl FnMut(&mut T) -> R) -> Option<R> {

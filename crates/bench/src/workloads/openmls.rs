@@ -36,7 +36,7 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 
 use crate::clock::Instant;
 use super::group::queue;
-use super::{CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, repeat};
+use super::{CATCHUP_SENDERS, Kind, Op, Report, SMALL, Workload, chunk_len, chunked, each, number, plaintext, time_encrypts};
 
 const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
 
@@ -186,16 +186,7 @@ struct Encrypt {
 
 impl Workload for Encrypt {
     fn run(&mut self, iters: u64) -> Duration {
-        let mut count = 0;
-        let start = Instant::now();
-        let last = repeat(iters, &mut count, || black_box(self.sender.encrypt(&self.plaintext)));
-        let took = start.elapsed();
-        self.report.iterations += count;
-        self.report.messages += count;
-        if last.is_some() {
-            self.last = last;
-        }
-        took
+        time_encrypts(iters, &mut self.report, &mut self.last, || black_box(self.sender.encrypt(&self.plaintext)))
     }
 
     fn report(&mut self) -> Report {

@@ -9,8 +9,7 @@ use rand::rngs::StdRng;
 use switchboard_session::testing::Device;
 use switchboard_session::{CiphertextMessage, MessageKind, PreKeyBundle, ProtocolAddress, Suite, session};
 
-use crate::clock::Instant;
-use super::{Kind, Op, Report, Workload, chunk_len, chunked, each, number, plaintext, repeat};
+use super::{Kind, Op, Report, Workload, chunk_len, chunked, each, number, plaintext, time_encrypts};
 
 /// The workload of `op` under `suite`.
 pub fn workload(op: Op, suite: Suite, seed: u64) -> Box<dyn Workload> {
@@ -222,20 +221,11 @@ impl Encrypt {
 impl Workload for Encrypt {
     fn run(&mut self, iters: u64) -> Duration {
         let pair = &mut self.pair;
-        let mut count = 0;
-        let start = Instant::now();
-        let last = repeat(iters, &mut count, || {
+        time_encrypts(iters, &mut self.report, &mut self.last, || {
             let sent = session::encrypt(&mut pair.alice.store, &pair.bob_at, &self.plaintext).expect("encrypt");
             black_box(sent.serialize());
             sent
-        });
-        let took = start.elapsed();
-        self.report.iterations += count;
-        self.report.messages += count;
-        if last.is_some() {
-            self.last = last;
-        }
-        took
+        })
     }
 
     /// Bob reads the last message: its counter is the last one he read plus the messages
