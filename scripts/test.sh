@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian machine with Rust: installs what is missing
 # (cmake, which builds Signal's reference C library), checks that the cores link no I/O and that
-# the product holds no bug switch, then the whole workspace's tests, the API docs (no warning, every
-# public item documented), every example, the simulator's test of a deliberate client bug (in a
-# build of its own), the fuzz targets' build, a short replay of each fuzz target, and the
+# the product holds no bug switch, then the whole workspace's tests, every example, the simulator's
+# test of a deliberate client bug (in a build of its own), the fuzz targets' build, a short replay
+# of each fuzz target while the API docs build (no warning, every public item documented), and the
 # differential fuzz target finding a deliberate divergence from libsignal-c (in a build of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +22,6 @@ scripts/check-cores.sh
 
 echo "==> workspace tests"
 cargo test --workspace --locked
-
-echo "==> API docs: cargo doc builds without a warning (the workspace lints ask for every public item's doc)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 echo "==> examples: every example of every package runs to completion"
 # Each example ends with a check of what it shows and exits non-zero if that fails. The ones that
@@ -69,7 +66,11 @@ echo "==> fuzz targets: build, replay every corpus, run each briefly (see FUZZIN
 # without cargo-fuzz. New inputs go to a scratch folder; a crash is kept in fuzz/artifacts/.
 cargo build --manifest-path fuzz/Cargo.toml --locked --quiet
 fuzz_scratch="$(mktemp -d)"
-trap 'rm -rf "$fuzz_scratch"' EXIT
+# The API docs build meanwhile: each fuzz target runs on one core, so the other is free.
+docs_log="$fuzz_scratch/docs.log"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet >"$docs_log" 2>&1 &
+docs_pid=$!
+trap 'kill "$docs_pid" 2>/dev/null; rm -rf "$fuzz_scratch"' EXIT
 fuzz_run() { # log name, then the command; prints libFuzzer's last line, or the failure
     local log="$fuzz_scratch/$1.log"
     shift
@@ -95,6 +96,14 @@ for target in decode_wire session_decrypt group_decrypt session_interaction grou
     fuzz_run "$target-run" "$binary" -max_total_time=10 -seed=1 -artifact_prefix=fuzz/artifacts/"$target"/ \
         "${dict[@]}" "$fuzz_scratch/$target" fuzz/corpus/"$target"
 done
+
+echo "==> API docs (built beside the fuzz targets): cargo doc without a warning, every public item documented"
+if ! wait "$docs_pid"; then
+    cat "$docs_log"
+    echo "FAILED: cargo doc gave a warning (the workspace lints ask for every public item's doc)"
+    exit 1
+fi
+echo "ok"
 
 echo "==> differential_session finds a deliberate divergence from libsignal-c (a MAC check that skips its"
 echo "    last byte, only under --cfg switchboard_inject_divergence, in a build of its own) from the seeds"
