@@ -70,7 +70,8 @@ fuzz_scratch="$(mktemp -d)"
 docs_log="$fuzz_scratch/docs.log"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet >"$docs_log" 2>&1 &
 docs_pid=$!
-trap 'kill "$docs_pid" 2>/dev/null; rm -rf "$fuzz_scratch"' EXIT
+# (Under set -e a failing command in the trap sets the exit status: the docs job is usually done.)
+trap 'kill "$docs_pid" 2>/dev/null || true; rm -rf "$fuzz_scratch"' EXIT
 fuzz_run() { # log name, then the command; prints libFuzzer's last line, or the failure
     local log="$fuzz_scratch/$1.log"
     shift
