@@ -2,7 +2,8 @@
 //! twice: every message has keys of its own.
 
 use aes::Aes256;
-use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::{Aes256Gcm, KeyInit as _};
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
@@ -11,7 +12,25 @@ use crate::error::{Error, Result};
 
 /// AES-256-CBC with PKCS#7 padding, as libsignal uses it.
 pub(crate) fn cbc_encrypt(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
-    cbc::Encryptor::<Aes256>::new(key.into(), iv.into()).encrypt_padded_vec::<Pkcs7>(plaintext)
+    let mut out = Vec::with_capacity(cbc_len(plaintext.len()));
+    cbc_encrypt_into(key, iv, plaintext, &mut out);
+    out
+}
+
+/// Length of the CBC ciphertext of a `plaintext_len`-byte plaintext: padded to whole blocks, and
+/// always at least one byte of padding.
+pub(crate) fn cbc_len(plaintext_len: usize) -> usize {
+    (plaintext_len / 16 + 1) * 16
+}
+
+/// [`cbc_encrypt`] appending the ciphertext to `out`: the message is framed in the buffer it is
+/// encrypted into.
+pub(crate) fn cbc_encrypt_into(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + cbc_len(plaintext.len()), 0);
+    cbc::Encryptor::<Aes256>::new(key.into(), iv.into())
+        .encrypt_padded_b2b::<Pkcs7>(plaintext, &mut out[start..])
+        .expect("room for the padding was made");
 }
 
 /// Inverse of [`cbc_encrypt`]; fails on a length that is not a whole number of blocks or on bad
@@ -27,14 +46,34 @@ pub(crate) fn cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> R
 
 /// AES-256-GCM: ciphertext followed by the 16-byte tag.
 pub(crate) fn gcm_encrypt(key: &[u8; 32], nonce: &[u8], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
-    Aes256Gcm::new(key.into())
-        .encrypt(nonce.try_into().expect("12-byte nonce"), Payload { msg: plaintext, aad })
-        .expect("plaintexts are bounded far below GCM's limit")
+    let mut out = Vec::with_capacity(plaintext.len() + GCM_TAG_LEN);
+    gcm_encrypt_into(key, nonce, plaintext, aad, &mut out);
+    out
+}
+
+/// Length of an AES-256-GCM tag.
+pub(crate) const GCM_TAG_LEN: usize = 16;
+
+/// [`gcm_encrypt`] appending ciphertext and tag to `out`.
+pub(crate) fn gcm_encrypt_into(key: &[u8; 32], nonce: &[u8], plaintext: &[u8], aad: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + plaintext.len(), 0);
+    let buffer = InOutBuf::new(plaintext, &mut out[start..]).expect("same lengths");
+    let tag = Aes256Gcm::new(key.into())
+        .encrypt_inout_detached(nonce.try_into().expect("12-byte nonce"), aad, buffer)
+        .expect("plaintexts are bounded far below GCM's limit");
+    out.extend_from_slice(&tag);
 }
 
 /// Inverse of [`gcm_encrypt`]; fails when the tag does not verify.
 pub(crate) fn gcm_decrypt(key: &[u8; 32], nonce: &[u8], ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    let invalid = || Error::InvalidMessage("AES-GCM tag does not verify");
+    let body_len = ciphertext.len().checked_sub(GCM_TAG_LEN).ok_or_else(invalid)?;
+    let (body, tag) = ciphertext.split_at(body_len);
+    let mut plaintext = vec![0u8; body_len];
+    let buffer = InOutBuf::new(body, &mut plaintext).expect("same lengths");
     Aes256Gcm::new(key.into())
-        .decrypt(nonce.try_into().expect("12-byte nonce"), Payload { msg: ciphertext, aad })
-        .map_err(|_| Error::InvalidMessage("AES-GCM tag does not verify"))
+        .decrypt_inout_detached(nonce.try_into().expect("12-byte nonce"), aad, buffer, tag.try_into().expect("16 bytes"))
+        .map_err(|_| invalid())?;
+    Ok(plaintext)
 }

@@ -17,6 +17,7 @@ pub mod frame;
 pub mod franking;
 pub mod group_order;
 pub mod message_id;
+pub mod scan;
 mod secret_debug;
 
 pub use decode::{DecodeError, decode, decode_canonical, limits};

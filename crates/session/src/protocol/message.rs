@@ -10,9 +10,13 @@
 //! protobuf must be in its canonical encoding, so the tag covers the exact bytes received.
 
 use hmac::Mac;
+use prost::bytes::BufMut;
 use prost::encoding::{WireType, encode_key, encode_varint};
 use subtle::ConstantTimeEq;
-use switchboard_wire::{decode, decode_canonical, limits, signal};
+use std::ops::Range;
+
+use switchboard_wire::scan::{Kind, scan};
+use switchboard_wire::{DecodeError, decode, decode_canonical, limits, signal};
 
 use crate::cipher;
 use crate::error::{Error, Result};
@@ -24,15 +28,21 @@ use crate::suite::{Cipher, Suite};
 /// Length of the truncated MAC of a `signal-v3` SignalMessage.
 pub const MAC_LEN: usize = 8;
 
-/// A parsed or freshly written SignalMessage.
+/// A parsed or freshly written SignalMessage. The message is kept as the one buffer it arrived in
+/// (or was framed in); its ciphertext is a range of that buffer.
 #[derive(Clone, Debug)]
 pub struct SignalMessage {
     suite: Suite,
     ratchet_key: PublicKey,
     counter: u32,
     previous_counter: u32,
-    ciphertext: Vec<u8>,
-    serialized: Vec<u8>,
+    /// The wire bytes, `buffer[..wire_len]`.
+    wire_len: usize,
+    /// Where the ciphertext lies in `buffer`.
+    ciphertext: Range<usize>,
+    /// The wire bytes and, only for the rare encodings that [`scan`] leaves to prost, the
+    /// ciphertext prost read after them.
+    buffer: Vec<u8>,
 }
 
 /// The identities a message is bound to, in the order the MAC and AAD list them.
@@ -41,8 +51,11 @@ pub(crate) struct Parties<'a> {
     pub receiver: &'a IdentityKey,
 }
 
+/// How SignalMessage's fields are declared, field 1 first.
+const FIELDS: [Kind; 4] = [Kind::Bytes, Kind::Uint32, Kind::Uint32, Kind::Bytes];
+
 impl SignalMessage {
-    /// Encrypts `plaintext` under `keys` and frames it.
+    /// Encrypts `plaintext` under `keys` and frames it, encrypting straight into the message.
     pub(crate) fn encrypt(
         suite: Suite,
         keys: &MessageKeys,
@@ -53,72 +66,105 @@ impl SignalMessage {
         prekey_header: &[u8],
     ) -> SignalMessage {
         let version = suite.version_byte();
-        let (ciphertext, serialized) = match suite.cipher() {
+        let ciphertext_len = match suite.cipher() {
+            Cipher::CbcHmac => cipher::cbc_len(plaintext.len()),
+            Cipher::Gcm => plaintext.len() + cipher::GCM_TAG_LEN,
+        };
+        let mut buffer = Vec::with_capacity(1 + HEADER_MAX_LEN + CIPHERTEXT_KEY_MAX_LEN + ciphertext_len + MAC_LEN);
+        buffer.push(version);
+        encode_header(&mut buffer, &ratchet_key, keys.index, previous_counter);
+        encode_key(4, WireType::LengthDelimited, &mut buffer);
+        encode_varint(ciphertext_len as u64, &mut buffer);
+        let start = buffer.len();
+        match suite.cipher() {
             Cipher::CbcHmac => {
-                let ciphertext = cipher::cbc_encrypt(&keys.cipher_key, &keys.iv, plaintext);
-                let mut serialized = Vec::with_capacity(1 + HEADER_MAX_LEN + CIPHERTEXT_KEY_MAX_LEN + ciphertext.len() + MAC_LEN);
-                serialized.push(version);
-                encode_header(&mut serialized, &ratchet_key, keys.index, previous_counter);
-                encode_ciphertext(&mut serialized, &ciphertext);
-                let mac = v3_mac(&keys.mac_key, &parties, &serialized);
-                serialized.extend_from_slice(&mac);
-                (ciphertext, serialized)
+                cipher::cbc_encrypt_into(&keys.cipher_key, &keys.iv, plaintext, &mut buffer);
+                let mac = v3_mac(&keys.mac_key, &parties, &buffer);
+                buffer.extend_from_slice(&mac);
             }
             Cipher::Gcm => {
-                let aad = gcm_aad(version, &parties, &ratchet_key, keys.index, previous_counter, prekey_header);
-                let ciphertext =
-                    cipher::gcm_encrypt(&keys.cipher_key, &keys.iv[..GCM_NONCE_LEN], plaintext, &aad);
-                let mut serialized = Vec::with_capacity(1 + HEADER_MAX_LEN + CIPHERTEXT_KEY_MAX_LEN + ciphertext.len());
-                serialized.push(version);
-                encode_header(&mut serialized, &ratchet_key, keys.index, previous_counter);
-                encode_ciphertext(&mut serialized, &ciphertext);
-                (ciphertext, serialized)
+                let aad = GcmAad::new(version, &parties, &ratchet_key, keys.index, previous_counter, prekey_header);
+                cipher::gcm_encrypt_into(&keys.cipher_key, &keys.iv[..GCM_NONCE_LEN], plaintext, aad.bytes(), &mut buffer);
             }
-        };
+        }
+        debug_assert_eq!(buffer.len(), start + ciphertext_len + if suite.cipher() == Cipher::CbcHmac { MAC_LEN } else { 0 });
         SignalMessage {
             suite,
             ratchet_key,
             counter: keys.index,
             previous_counter,
-            ciphertext,
-            serialized,
+            wire_len: buffer.len(),
+            ciphertext: start..start + ciphertext_len,
+            buffer,
         }
     }
 
     /// Parses a SignalMessage from the wire. Checks the framing only; the MAC or tag is checked
     /// when it is decrypted.
     pub fn parse(bytes: &[u8]) -> Result<SignalMessage> {
-        let (&version, body) = bytes.split_first().ok_or(Error::InvalidMessage("empty message"))?;
+        let (&version, body) = bytes.split_first().ok_or_else(|| Error::InvalidMessage("empty message"))?;
         let suite = Suite::from_version_byte(version)?;
-        let structure: signal::SignalMessage = match suite.cipher() {
+        let body = match suite.cipher() {
             Cipher::CbcHmac => {
-                let end = body
-                    .len()
-                    .checked_sub(MAC_LEN)
-                    .ok_or(Error::InvalidMessage("message shorter than its MAC"))?;
-                decode(&body[..end], limits::MAX_MESSAGE_LEN)?
+                let end = body.len().checked_sub(MAC_LEN).ok_or_else(|| Error::InvalidMessage("message shorter than its MAC"))?;
+                &body[..end]
             }
-            Cipher::Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
+            Cipher::Gcm => body,
         };
-        let ratchet_key = PublicKey::from_bytes(
-            structure.ratchet_key.as_deref().ok_or(Error::InvalidMessage("no ratchet key"))?,
-        )
-        .map_err(|_| Error::InvalidMessage("malformed ratchet key"))?;
+        if body.len() > limits::MAX_MESSAGE_LEN {
+            return Err(DecodeError::TooLong { len: body.len(), limit: limits::MAX_MESSAGE_LEN }.into());
+        }
+        let Some(fields) = scan(body, FIELDS) else {
+            return Self::parse_with_prost(suite, bytes, body);
+        };
+        if suite.cipher() == Cipher::Gcm && !fields.canonical {
+            return Err(DecodeError::NonCanonical.into());
+        }
+        let ratchet_key = parse_ratchet_key(fields.bytes(1).map(|range| &body[range]))?;
+        let counter = fields.uint32(2).ok_or_else(|| Error::InvalidMessage("no counter"))?;
+        let ciphertext = fields.bytes(4).ok_or_else(|| Error::InvalidMessage("no ciphertext"))?;
         Ok(SignalMessage {
             suite,
             ratchet_key,
-            counter: structure.counter.ok_or(Error::InvalidMessage("no counter"))?,
+            counter,
+            previous_counter: fields.uint32(3).unwrap_or(0),
+            wire_len: bytes.len(),
+            // `body` starts after the version byte.
+            ciphertext: ciphertext.start + 1..ciphertext.end + 1,
+            buffer: bytes.to_vec(),
+        })
+    }
+
+    /// The slow path of [`Self::parse`], for what [`scan`] declines: prost's decoding, its errors,
+    /// and for an encoding it accepts (one with groups, say) the ciphertext it read.
+    fn parse_with_prost(suite: Suite, bytes: &[u8], body: &[u8]) -> Result<SignalMessage> {
+        let structure: signal::SignalMessage = match suite.cipher() {
+            Cipher::CbcHmac => decode(body, limits::MAX_MESSAGE_LEN)?,
+            Cipher::Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
+        };
+        let ratchet_key = parse_ratchet_key(structure.ratchet_key.as_deref())?;
+        let counter = structure.counter.ok_or_else(|| Error::InvalidMessage("no counter"))?;
+        let ciphertext = structure.ciphertext.ok_or_else(|| Error::InvalidMessage("no ciphertext"))?;
+        let mut buffer = Vec::with_capacity(bytes.len() + ciphertext.len());
+        buffer.extend_from_slice(bytes);
+        buffer.extend_from_slice(&ciphertext);
+        Ok(SignalMessage {
+            suite,
+            ratchet_key,
+            counter,
             previous_counter: structure.previous_counter.unwrap_or(0),
-            ciphertext: structure.ciphertext.ok_or(Error::InvalidMessage("no ciphertext"))?,
-            serialized: bytes.to_vec(),
+            wire_len: bytes.len(),
+            ciphertext: bytes.len()..buffer.len(),
+            buffer,
         })
     }
 
     /// Checks the MAC or tag under `keys`, then decrypts.
     pub(crate) fn decrypt(&self, keys: &MessageKeys, parties: Parties<'_>, prekey_header: &[u8]) -> Result<Vec<u8>> {
+        let ciphertext = &self.buffer[self.ciphertext.clone()];
         match self.suite.cipher() {
             Cipher::CbcHmac => {
-                let (body, mac) = self.serialized.split_at(self.serialized.len() - MAC_LEN);
+                let (body, mac) = self.serialize().split_at(self.wire_len - MAC_LEN);
                 let expected = v3_mac(&keys.mac_key, &parties, body);
                 // A deliberate defect, built only to show that the differential fuzz target
                 // finds a divergence from libsignal-c (FUZZING.md): the MAC's last byte unchecked.
@@ -127,10 +173,10 @@ impl SignalMessage {
                 if !bool::from(expected.ct_eq(mac)) {
                     return Err(Error::InvalidMessage("MAC does not verify"));
                 }
-                cipher::cbc_decrypt(&keys.cipher_key, &keys.iv, &self.ciphertext)
+                cipher::cbc_decrypt(&keys.cipher_key, &keys.iv, ciphertext)
             }
             Cipher::Gcm => {
-                let aad = gcm_aad(
+                let aad = GcmAad::new(
                     self.suite.version_byte(),
                     &parties,
                     &self.ratchet_key,
@@ -138,7 +184,7 @@ impl SignalMessage {
                     self.previous_counter,
                     prekey_header,
                 );
-                cipher::gcm_decrypt(&keys.cipher_key, &keys.iv[..GCM_NONCE_LEN], &self.ciphertext, &aad)
+                cipher::gcm_decrypt(&keys.cipher_key, &keys.iv[..GCM_NONCE_LEN], ciphertext, aad.bytes())
             }
         }
     }
@@ -166,8 +212,14 @@ impl SignalMessage {
 
     /// The exact bytes on the wire.
     pub fn serialize(&self) -> &[u8] {
-        &self.serialized
+        &self.buffer[..self.wire_len]
     }
+}
+
+/// Field 1, the sender's ratchet key: present and well formed.
+fn parse_ratchet_key(bytes: Option<&[u8]>) -> Result<PublicKey> {
+    PublicKey::from_bytes(bytes.ok_or_else(|| Error::InvalidMessage("no ratchet key"))?)
+        .map_err(|_| Error::InvalidMessage("malformed ratchet key"))
 }
 
 fn v3_mac(mac_key: &[u8; 32], parties: &Parties<'_>, body: &[u8]) -> [u8; MAC_LEN] {
@@ -191,38 +243,61 @@ const CIPHERTEXT_KEY_MAX_LEN: usize = 1 + 5;
 /// prost encodes `signal::SignalMessage` with all three present: fields in tag order, each key and
 /// length a varint. Writing them straight into the output saves the owned copies prost's struct
 /// needs (and, under GCM, a second buffer for the associated data).
-fn encode_header(out: &mut Vec<u8>, ratchet_key: &PublicKey, counter: u32, previous_counter: u32) {
+fn encode_header(out: &mut impl BufMut, ratchet_key: &PublicKey, counter: u32, previous_counter: u32) {
     encode_key(1, WireType::LengthDelimited, out);
     encode_varint(PUBLIC_KEY_LEN as u64, out);
-    out.extend_from_slice(&ratchet_key.serialize());
+    out.put_slice(&ratchet_key.serialize());
     encode_key(2, WireType::Varint, out);
     encode_varint(u64::from(counter), out);
     encode_key(3, WireType::Varint, out);
     encode_varint(u64::from(previous_counter), out);
 }
 
-/// Field 4 of a SignalMessage, the ciphertext, as prost encodes it.
-fn encode_ciphertext(out: &mut Vec<u8>, ciphertext: &[u8]) {
-    encode_key(4, WireType::LengthDelimited, out);
-    encode_varint(ciphertext.len() as u64, out);
-    out.extend_from_slice(ciphertext);
+/// The associated data of a GCM message: sender identity ‖ receiver identity ‖ version byte ‖
+/// header fields 1–3 as [`encode_header`] writes them ‖ the PreKeySignalMessage's outer header (if
+/// any). Kept on the stack unless there is an outer header.
+enum GcmAad {
+    Inline { bytes: [u8; GCM_AAD_INLINE_LEN], len: usize },
+    WithPreKeyHeader(Vec<u8>),
 }
 
-fn gcm_aad(
-    version: u8,
-    parties: &Parties<'_>,
-    ratchet_key: &PublicKey,
-    counter: u32,
-    previous_counter: u32,
-    prekey_header: &[u8],
-) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(2 * PUBLIC_KEY_LEN + 1 + HEADER_MAX_LEN + prekey_header.len());
-    aad.extend_from_slice(&parties.sender.serialize());
-    aad.extend_from_slice(&parties.receiver.serialize());
-    aad.push(version);
-    encode_header(&mut aad, ratchet_key, counter, previous_counter);
-    aad.extend_from_slice(prekey_header);
-    aad
+/// Identities, version byte and the longest header.
+const GCM_AAD_INLINE_LEN: usize = 2 * PUBLIC_KEY_LEN + 1 + HEADER_MAX_LEN;
+
+impl GcmAad {
+    fn new(
+        version: u8,
+        parties: &Parties<'_>,
+        ratchet_key: &PublicKey,
+        counter: u32,
+        previous_counter: u32,
+        prekey_header: &[u8],
+    ) -> GcmAad {
+        fn write(out: &mut impl BufMut, version: u8, parties: &Parties<'_>, key: &PublicKey, counter: u32, previous: u32) {
+            out.put_slice(&parties.sender.serialize());
+            out.put_slice(&parties.receiver.serialize());
+            out.put_u8(version);
+            encode_header(out, key, counter, previous);
+        }
+        if prekey_header.is_empty() {
+            let mut bytes = [0u8; GCM_AAD_INLINE_LEN];
+            let mut rest = &mut bytes[..];
+            write(&mut rest, version, parties, ratchet_key, counter, previous_counter);
+            let len = GCM_AAD_INLINE_LEN - rest.len();
+            return GcmAad::Inline { bytes, len };
+        }
+        let mut aad = Vec::with_capacity(GCM_AAD_INLINE_LEN + prekey_header.len());
+        write(&mut aad, version, parties, ratchet_key, counter, previous_counter);
+        aad.extend_from_slice(prekey_header);
+        GcmAad::WithPreKeyHeader(aad)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            GcmAad::Inline { bytes, len } => &bytes[..*len],
+            GcmAad::WithPreKeyHeader(bytes) => bytes,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -231,28 +306,42 @@ mod tests {
 
     use super::*;
 
-    /// The hand-written framing is byte for byte prost's encoding of the same message.
+    /// The hand-written framing is byte for byte prost's encoding of the same message, and what
+    /// `encrypt` frames parses and decrypts back, under both suites.
     #[test]
     fn framing_matches_prost() {
         let key = PublicKey::from_bytes(&[[5u8].as_slice(), &[0xa7; 32]].concat()).unwrap();
+        let (sender, receiver) = (key, PublicKey::from_bytes(&[[5u8].as_slice(), &[0x3c; 32]].concat()).unwrap());
         let counters = [0, 1, 127, 128, 300, 16_383, 16_384, 2_097_152, u32::MAX - 1, u32::MAX];
         for (i, &counter) in counters.iter().enumerate() {
             let previous_counter = counters[counters.len() - 1 - i];
-            for len in [0usize, 16, 112, 127, 128, 16_400, 65_552] {
-                let ciphertext = vec![0x5au8; len];
-                let header = signal::SignalMessage {
-                    ratchet_key: Some(key.serialize().to_vec()),
-                    counter: Some(counter),
-                    previous_counter: Some(previous_counter),
-                    ciphertext: None,
-                };
-                let mut ours = Vec::new();
-                encode_header(&mut ours, &key, counter, previous_counter);
-                assert_eq!(ours, header.encode_to_vec());
-                assert!(ours.len() <= HEADER_MAX_LEN);
-                let full = signal::SignalMessage { ciphertext: Some(ciphertext.clone()), ..header };
-                encode_ciphertext(&mut ours, &ciphertext);
-                assert_eq!(ours, full.encode_to_vec());
+            let header = signal::SignalMessage {
+                ratchet_key: Some(key.serialize().to_vec()),
+                counter: Some(counter),
+                previous_counter: Some(previous_counter),
+                ciphertext: None,
+            };
+            let mut ours = Vec::new();
+            encode_header(&mut ours, &key, counter, previous_counter);
+            assert_eq!(ours, header.encode_to_vec());
+            assert!(ours.len() <= HEADER_MAX_LEN);
+            for suite in [Suite::SignalV3, Suite::Aes256Gcm] {
+                for len in [0usize, 15, 16, 112, 127, 128, 16_400, 65_552] {
+                    let plaintext = vec![0x5au8; len];
+                    let keys = MessageKeys { cipher_key: [1; 32], mac_key: [2; 32], iv: [3; 16], index: counter };
+                    let parties = || Parties { sender: &sender, receiver: &receiver };
+                    let message = SignalMessage::encrypt(suite, &keys, key, previous_counter, &plaintext, parties(), &[]);
+                    let wire = message.serialize();
+                    let body = match suite.cipher() {
+                        Cipher::CbcHmac => &wire[1..wire.len() - MAC_LEN],
+                        Cipher::Gcm => &wire[1..],
+                    };
+                    let full = signal::SignalMessage { ciphertext: Some(message.buffer[message.ciphertext.clone()].to_vec()), ..header.clone() };
+                    assert_eq!(body, full.encode_to_vec(), "{} {len}", suite.name());
+                    let parsed = SignalMessage::parse(wire).unwrap();
+                    assert_eq!((parsed.counter(), parsed.previous_counter(), parsed.ratchet_key()), (counter, previous_counter, &key));
+                    assert_eq!(parsed.decrypt(&keys, parties(), &[]).unwrap(), plaintext, "{} {len}", suite.name());
+                }
             }
         }
     }
