@@ -3,10 +3,11 @@
 //! sessions (a [`SenderKeyDistributionMessage`]); each group message is then encrypted once and
 //! signed. Byte-compatible with libsignal under `signal-v3`; `aes-256-gcm` has its own labels.
 //!
-//! Every operation changes a sender's record only once it has succeeded: encryption works on a
-//! copy and writes it back; decryption checks everything first (signature, chain position, tag)
-//! and then commits, in place where the store allows ([`SenderKeyStore::update_sender_key`]).
-//! So a failed decrypt leaves the state as it was.
+//! Every operation changes a sender's record only once it has succeeded: encryption makes the
+//! message before it steps the chain; decryption checks everything first (signature, chain
+//! position, tag) and then commits. Both work in place where the store allows
+//! ([`SenderKeyStore::update_sender_key`]), on a copy written back otherwise. So a failed encrypt
+//! or decrypt leaves the state as it was.
 
 mod keys;
 mod message;
@@ -72,7 +73,11 @@ where
     S: SenderKeyStore + ?Sized,
 {
     let state = SenderKeyState::from_distribution(message)?;
-    let mut record = store.load_sender_key(group, sender)?.unwrap_or_default();
+    // `add` changes nothing when it fails, so the record may be changed in place.
+    if store.update_sender_key(group, sender, &mut |record| record.add(state.clone()))? {
+        return Ok(());
+    }
+    let mut record = SenderKeyRecord::default();
     record.add(state)?;
     store.store_sender_key(group, sender, record)
 }
@@ -84,10 +89,13 @@ where
     R: CryptoRng + ?Sized,
 {
     let no_key = || Error::NoSenderKey { sender: local.to_string() };
-    let mut record = store.load_sender_key(group, local)?.ok_or_else(no_key)?;
-    let message = record.newest_mut().ok_or_else(no_key)?.encrypt(plaintext, rng)?;
-    store.store_sender_key(group, local, record)?;
-    Ok(message)
+    let mut message = None;
+    // In place where the store allows: the state changes only once the message is made.
+    store.update_sender_key(group, local, &mut |record| {
+        message = Some(record.newest_mut().ok_or_else(no_key)?.encrypt(plaintext, rng)?);
+        Ok(())
+    })?;
+    message.ok_or_else(no_key)
 }
 
 /// Decrypts a group message from `sender`: checks its signature, then its place in the chain.
