@@ -90,12 +90,15 @@ pub fn encrypt<S>(store: &mut S, remote: &ProtocolAddress, plaintext: &[u8]) -> 
 where
     S: ProtocolStore,
 {
-    let remote_identity = store
-        .with_session(remote, |record| Ok(record.current().map(|state| *state.remote_identity())))?
-        .flatten()
-        .ok_or_else(|| no_session(remote))?;
-    ensure_trusted(store, remote, &remote_identity)?;
-    store.with_session(remote, |record| record.encrypt(plaintext))?.ok_or_else(|| no_session(remote))
+    store
+        .with_trusted_session(remote, |record, trusted| {
+            let state = record.current().ok_or_else(|| no_session(remote))?;
+            if !trusted(state.remote_identity())? {
+                return Err(untrusted(remote));
+            }
+            record.encrypt(plaintext)
+        })?
+        .ok_or_else(|| no_session(remote))
 }
 
 /// Decrypts a message from `remote`. A PreKeySignalMessage may start a new session (X3DH or PQXDH
@@ -137,19 +140,18 @@ where
 {
     // Plan on the unchanged record, check that the session's identity is still trusted, and
     // only then commit: a refusal at any step changes nothing.
-    let (position, plan, remote_identity) = store
-        .with_session(remote, |record| {
+    store
+        .with_trusted_session(remote, |record, trusted| {
             if record.current().is_none() {
                 return Err(no_session(remote));
             }
             let (position, plan) = record.plan_decrypt(message, &[])?;
-            let identity = *record.state_at(position).expect("position from plan_decrypt").remote_identity();
-            Ok((position, plan, identity))
+            let identity = record.state_at(position).expect("position from plan_decrypt").remote_identity();
+            if !trusted(identity)? {
+                return Err(untrusted(remote));
+            }
+            Ok(record.commit(position, plan, rng))
         })?
-        .ok_or_else(|| no_session(remote))?;
-    ensure_trusted(store, remote, &remote_identity)?;
-    store
-        .with_session(remote, |record| Ok(record.commit(position, plan, rng)))?
         .ok_or_else(|| no_session(remote))
 }
 
@@ -234,11 +236,11 @@ pub fn has_session<S: ProtocolStore + ?Sized>(store: &S, remote: &ProtocolAddres
 }
 
 fn ensure_trusted<S: ProtocolStore + ?Sized>(store: &S, remote: &ProtocolAddress, identity: &IdentityKey) -> Result<()> {
-    if store.is_trusted_identity(remote, identity)? {
-        Ok(())
-    } else {
-        Err(Error::UntrustedIdentity { address: remote.to_string() })
-    }
+    if store.is_trusted_identity(remote, identity)? { Ok(()) } else { Err(untrusted(remote)) }
+}
+
+fn untrusted(remote: &ProtocolAddress) -> Error {
+    Error::UntrustedIdentity { address: remote.to_string() }
 }
 
 fn no_session(remote: &ProtocolAddress) -> Error {

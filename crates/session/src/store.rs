@@ -91,6 +91,24 @@ pub trait SessionStore {
         self.store_session(address, record)?;
         Ok(Some(value))
     }
+
+    /// As [`Self::with_session`], also giving `f` the store's trust decision for an identity
+    /// (its [`IdentityKeyStore::is_trusted_identity`] for `address`), so that one visit to the
+    /// record can plan a change, check the identity it depends on, and only then make it. The
+    /// default loads and stores; a store in memory looks the record up once.
+    fn with_trusted_session<T>(
+        &mut self,
+        address: &ProtocolAddress,
+        f: impl FnOnce(&mut SessionRecord, &dyn Fn(&IdentityKey) -> Result<bool>) -> Result<T>,
+    ) -> Result<Option<T>>
+    where
+        Self: IdentityKeyStore + Sized,
+    {
+        let Some(mut record) = self.load_session(address)? else { return Ok(None) };
+        let value = f(&mut record, &|identity| self.is_trusted_identity(address, identity))?;
+        self.store_session(address, record)?;
+        Ok(Some(value))
+    }
 }
 
 /// Everything a 1:1 session needs.
@@ -259,5 +277,17 @@ impl SessionStore for InMemoryStore {
         f: impl FnOnce(&mut SessionRecord) -> Result<T>,
     ) -> Result<Option<T>> {
         self.sessions.get_mut(address).map(f).transpose()
+    }
+
+    fn with_trusted_session<T>(
+        &mut self,
+        address: &ProtocolAddress,
+        f: impl FnOnce(&mut SessionRecord, &dyn Fn(&IdentityKey) -> Result<bool>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        // The trust rule is this store's `is_trusted_identity`, over the identities map alone:
+        // borrowing the two maps apart lets the record be edited in place meanwhile.
+        let identities = &self.identities;
+        let trusted = |identity: &IdentityKey| Ok(identities.get(address).is_none_or(|stored| stored == identity));
+        self.sessions.get_mut(address).map(|record| f(record, &trusted)).transpose()
     }
 }

@@ -22,7 +22,7 @@ use crate::cipher;
 use crate::error::{Error, Result};
 use crate::kdf;
 use crate::keys::{IdentityKey, PUBLIC_KEY_LEN, PublicKey};
-use crate::ratchet::keys::{GCM_NONCE_LEN, MessageKeys};
+use crate::ratchet::keys::MessageKeys;
 use crate::suite::{Cipher, Suite};
 
 /// Length of the truncated MAC of a `signal-v3` SignalMessage.
@@ -78,13 +78,13 @@ impl SignalMessage {
         let start = buffer.len();
         match suite.cipher() {
             Cipher::CbcHmac => {
-                cipher::cbc_encrypt_into(&keys.cipher_key, &keys.iv, plaintext, &mut buffer);
-                let mac = v3_mac(&keys.mac_key, &parties, &buffer);
+                cipher::cbc_encrypt_into(keys.cipher_key(), keys.iv(), plaintext, &mut buffer);
+                let mac = v3_mac(keys.mac_key(), &parties, &buffer);
                 buffer.extend_from_slice(&mac);
             }
             Cipher::Gcm => {
                 let aad = GcmAad::new(version, &parties, &ratchet_key, keys.index, previous_counter, prekey_header);
-                cipher::gcm_encrypt_into(&keys.cipher_key, &keys.iv[..GCM_NONCE_LEN], plaintext, aad.bytes(), &mut buffer);
+                cipher::gcm_encrypt_into(keys.cipher_key(), keys.gcm_nonce(), plaintext, aad.bytes(), &mut buffer);
             }
         }
         debug_assert_eq!(buffer.len(), start + ciphertext_len + if suite.cipher() == Cipher::CbcHmac { MAC_LEN } else { 0 });
@@ -165,7 +165,7 @@ impl SignalMessage {
         match self.suite.cipher() {
             Cipher::CbcHmac => {
                 let (body, mac) = self.serialize().split_at(self.wire_len - MAC_LEN);
-                let expected = v3_mac(&keys.mac_key, &parties, body);
+                let expected = v3_mac(keys.mac_key(), &parties, body);
                 // A deliberate defect, built only to show that the differential fuzz target
                 // finds a divergence from libsignal-c (FUZZING.md): the MAC's last byte unchecked.
                 #[cfg(switchboard_inject_divergence)]
@@ -173,7 +173,7 @@ impl SignalMessage {
                 if !bool::from(expected.ct_eq(mac)) {
                     return Err(Error::InvalidMessage("MAC does not verify"));
                 }
-                cipher::cbc_decrypt(&keys.cipher_key, &keys.iv, ciphertext)
+                cipher::cbc_decrypt(keys.cipher_key(), keys.iv(), ciphertext)
             }
             Cipher::Gcm => {
                 let aad = GcmAad::new(
@@ -184,7 +184,7 @@ impl SignalMessage {
                     self.previous_counter,
                     prekey_header,
                 );
-                cipher::gcm_decrypt(&keys.cipher_key, &keys.iv[..GCM_NONCE_LEN], ciphertext, aad.bytes())
+                cipher::gcm_decrypt(keys.cipher_key(), keys.gcm_nonce(), ciphertext, aad.bytes())
             }
         }
     }
@@ -328,7 +328,7 @@ mod tests {
             for suite in [Suite::SignalV3, Suite::Aes256Gcm] {
                 for len in [0usize, 15, 16, 112, 127, 128, 16_400, 65_552] {
                     let plaintext = vec![0x5au8; len];
-                    let keys = MessageKeys { cipher_key: [1; 32], mac_key: [2; 32], iv: [3; 16], index: counter };
+                    let keys = MessageKeys::from_parts(&[1; 32], &[2; 32], &[3; 16], counter);
                     let parties = || Parties { sender: &sender, receiver: &receiver };
                     let message = SignalMessage::encrypt(suite, &keys, key, previous_counter, &plaintext, parties(), &[]);
                     let wire = message.serialize();

@@ -75,38 +75,65 @@ impl fmt::Debug for ChainKey {
     }
 }
 
-/// The keys of one message. Under `signal-v3`: AES-256 key, HMAC key and CBC IV. Under
-/// `aes-256-gcm`: AES-256 key and a 12-byte nonce (in `iv[..12]`); `mac_key` is unused.
+/// The keys of one message, as the 80 bytes HKDF gives under `signal-v3`: AES-256 key ‖ HMAC key
+/// ‖ CBC IV. Under `aes-256-gcm`: AES-256 key, an unused (zero) HMAC key, and the 12-byte nonce at
+/// the IV's place. Derived in place, so no other copy of them needs wiping.
 #[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
 pub(crate) struct MessageKeys {
-    pub(crate) cipher_key: [u8; 32],
-    pub(crate) mac_key: [u8; 32],
-    pub(crate) iv: [u8; 16],
+    material: [u8; MESSAGE_KEYS_LEN],
     pub(crate) index: u32,
 }
 
 /// Length of the nonce the GCM suite derives.
 pub(crate) const GCM_NONCE_LEN: usize = 12;
 
+/// AES key, HMAC key and IV.
+const MESSAGE_KEYS_LEN: usize = 32 + 32 + 16;
+/// What `aes-256-gcm` derives: AES key and nonce.
+const GCM_KEYS_LEN: usize = 32 + GCM_NONCE_LEN;
+
 impl MessageKeys {
     fn derive(suite: Suite, seed: &[u8; 32], index: u32) -> MessageKeys {
-        let mut keys = MessageKeys { cipher_key: [0; 32], mac_key: [0; 32], iv: [0; 16], index };
+        let mut keys = MessageKeys { material: [0; MESSAGE_KEYS_LEN], index };
         match suite.cipher() {
-            Cipher::CbcHmac => {
-                let mut derived = Zeroizing::new([0u8; 80]);
-                kdf::hkdf_zero_salt(seed, suite.labels().message_keys, derived.as_mut());
-                keys.cipher_key.copy_from_slice(&derived[..32]);
-                keys.mac_key.copy_from_slice(&derived[32..64]);
-                keys.iv.copy_from_slice(&derived[64..]);
-            }
+            Cipher::CbcHmac => kdf::hkdf_zero_salt(seed, suite.labels().message_keys, &mut keys.material),
             Cipher::Gcm => {
-                let mut derived = Zeroizing::new([0u8; 32 + GCM_NONCE_LEN]);
-                kdf::hkdf_zero_salt(seed, suite.labels().message_keys, derived.as_mut());
-                keys.cipher_key.copy_from_slice(&derived[..32]);
-                keys.iv[..GCM_NONCE_LEN].copy_from_slice(&derived[32..]);
+                kdf::hkdf_zero_salt(seed, suite.labels().message_keys, &mut keys.material[..GCM_KEYS_LEN]);
+                // The nonce moves to the IV's place; the HMAC key stays zero.
+                keys.material.copy_within(32..GCM_KEYS_LEN, 64);
+                keys.material[32..GCM_KEYS_LEN].fill(0);
             }
         }
         keys
+    }
+
+    /// Keys read back from a stored record.
+    pub(crate) fn from_parts(cipher_key: &[u8; 32], mac_key: &[u8; 32], iv: &[u8; 16], index: u32) -> MessageKeys {
+        let mut keys = MessageKeys { material: [0; MESSAGE_KEYS_LEN], index };
+        keys.material[..32].copy_from_slice(cipher_key);
+        keys.material[32..64].copy_from_slice(mac_key);
+        keys.material[64..].copy_from_slice(iv);
+        keys
+    }
+
+    /// The AES-256 key.
+    pub(crate) fn cipher_key(&self) -> &[u8; 32] {
+        self.material[..32].try_into().expect("32 bytes")
+    }
+
+    /// The HMAC-SHA256 key (`signal-v3`; zero under `aes-256-gcm`).
+    pub(crate) fn mac_key(&self) -> &[u8; 32] {
+        self.material[32..64].try_into().expect("32 bytes")
+    }
+
+    /// The CBC IV (`signal-v3`), or the GCM nonce and four zero bytes.
+    pub(crate) fn iv(&self) -> &[u8; 16] {
+        self.material[64..].try_into().expect("16 bytes")
+    }
+
+    /// The GCM nonce.
+    pub(crate) fn gcm_nonce(&self) -> &[u8] {
+        &self.material[64..64 + GCM_NONCE_LEN]
     }
 }
 

@@ -170,12 +170,12 @@ fn state_to_wire(state: &SessionState) -> signal::SessionStructure {
 
 fn message_keys_to_wire(suite: Suite, keys: &MessageKeys) -> signal::session_structure::chain::MessageKey {
     let (mac_key, iv) = match suite.cipher() {
-        Cipher::CbcHmac => (keys.mac_key.to_vec(), keys.iv.to_vec()),
-        Cipher::Gcm => (Vec::new(), keys.iv[..GCM_NONCE_LEN].to_vec()),
+        Cipher::CbcHmac => (keys.mac_key().to_vec(), keys.iv().to_vec()),
+        Cipher::Gcm => (Vec::new(), keys.gcm_nonce().to_vec()),
     };
     signal::session_structure::chain::MessageKey {
         index: Some(keys.index),
-        cipher_key: Some(keys.cipher_key.to_vec()),
+        cipher_key: Some(keys.cipher_key().to_vec()),
         mac_key: Some(mac_key),
         iv: Some(iv),
     }
@@ -255,26 +255,23 @@ fn chain_key_from_wire(chain_key: Option<signal::session_structure::chain::Chain
 }
 
 fn message_keys_from_wire(suite: Suite, keys: signal::session_structure::chain::MessageKey) -> Result<MessageKeys> {
-    let mut message_keys = MessageKeys {
-        cipher_key: fixed(keys.cipher_key, "message cipher key is not 32 bytes")?,
-        mac_key: [0; 32],
-        iv: [0; 16],
-        index: keys.index.unwrap_or(0),
-    };
-    let iv = Zeroizing::new(keys.iv.unwrap_or_default());
+    let cipher_key = Zeroizing::new(fixed::<32>(keys.cipher_key, "message cipher key is not 32 bytes")?);
+    let mut mac_key = Zeroizing::new([0u8; 32]);
+    let mut iv = Zeroizing::new([0u8; 16]);
+    let stored_iv = Zeroizing::new(keys.iv.unwrap_or_default());
     match suite.cipher() {
         Cipher::CbcHmac => {
-            message_keys.mac_key = fixed(keys.mac_key, "message MAC key is not 32 bytes")?;
-            message_keys.iv = iv.as_slice().try_into().map_err(|_| Error::InvalidRecord("IV is not 16 bytes"))?;
+            *mac_key = fixed(keys.mac_key, "message MAC key is not 32 bytes")?;
+            *iv = stored_iv.as_slice().try_into().map_err(|_| Error::InvalidRecord("IV is not 16 bytes"))?;
         }
         Cipher::Gcm => {
-            if iv.len() != GCM_NONCE_LEN {
+            if stored_iv.len() != GCM_NONCE_LEN {
                 return Err(Error::InvalidRecord("GCM nonce is not 12 bytes"));
             }
-            message_keys.iv[..GCM_NONCE_LEN].copy_from_slice(&iv);
+            iv[..GCM_NONCE_LEN].copy_from_slice(&stored_iv);
         }
     }
-    Ok(message_keys)
+    Ok(MessageKeys::from_parts(&cipher_key, &mac_key, &iv, keys.index.unwrap_or(0)))
 }
 
 fn fixed<const N: usize>(bytes: Option<Vec<u8>>, error: &'static str) -> Result<[u8; N]> {

@@ -224,6 +224,14 @@ impl SessionState {
     /// as many as would be kept), and the chain key after `counter`.
     fn advance(&self, chain_key: &ChainKey, counter: u32) -> Result<(MessageKeys, Vec<MessageKeys>, ChainKey)> {
         check_jump(chain_key.index, counter)?;
+        if counter == u32::MAX {
+            return Err(Error::InvalidMessage("counter at the end of the chain"));
+        }
+        if counter == chain_key.index {
+            // The message every in-order delivery brings: no key skipped, no copy of the chain.
+            let (keys, next) = chain_key.step(self.suite);
+            return Ok((keys, Vec::new(), next));
+        }
         let keep_from = counter.saturating_sub(MAX_SKIPPED_KEYS as u32);
         let mut chain_key = chain_key.clone();
         let mut skipped = Vec::new();
@@ -235,9 +243,6 @@ impl SessionState {
                 skipped.push(keys);
                 chain_key = next;
             }
-        }
-        if counter == u32::MAX {
-            return Err(Error::InvalidMessage("counter at the end of the chain"));
         }
         let (keys, next) = chain_key.step(self.suite);
         Ok((keys, skipped, next))

@@ -44,8 +44,8 @@ fn libsignal_chain_key_step_v3() {
     let chain = ChainKey { key: hex_array(CHAIN_SEED), index: 0 };
     let (keys, next) = chain.step(Suite::SignalV3);
 
-    assert_eq!(keys.cipher_key, hex_array("bf51e9d75e0e31031051f82a2491ffc084fa298b7793bd9db620056febf45217"));
-    assert_eq!(keys.mac_key, hex_array("c6c77d6a73a354337a56435e34607dfe48e3ace14e77314dc6abc172e7a7030b"));
+    assert_eq!(*keys.cipher_key(), hex_array("bf51e9d75e0e31031051f82a2491ffc084fa298b7793bd9db620056febf45217"));
+    assert_eq!(*keys.mac_key(), hex_array("c6c77d6a73a354337a56435e34607dfe48e3ace14e77314dc6abc172e7a7030b"));
     assert_eq!(keys.index, 0);
     assert_eq!(next.key, hex_array(CHAIN_NEXT));
     assert_eq!(next.index, 1);
@@ -94,9 +94,9 @@ fn libsignal_chain_key_vector_v2_validates_the_v2_kdf_helper() {
     // With the RFC 5869 counter, the same helper reproduces the v3 vector, i.e. the crate's KDF.
     let v3 = hkdf_with_counter_offset(&[0u8; 32], &message_seed, b"WhisperMessageKeys", 1, 80);
     let (keys, _) = ChainKey { key: seed, index: 0 }.step(Suite::SignalV3);
-    assert_eq!(v3[..32], keys.cipher_key);
-    assert_eq!(v3[32..64], keys.mac_key);
-    assert_eq!(v3[64..], keys.iv, "IV = HKDF bytes 64..80 (no published vector covers the IV alone)");
+    assert_eq!(v3[..32], *keys.cipher_key());
+    assert_eq!(v3[32..64], *keys.mac_key());
+    assert_eq!(v3[64..], *keys.iv(), "IV = HKDF bytes 64..80 (no published vector covers the IV alone)");
 }
 
 // ---------------------------------------------------------------------------------------------
