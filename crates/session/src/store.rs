@@ -120,13 +120,21 @@ impl<T: IdentityKeyStore + PreKeyStore + SignedPreKeyStore + KemPreKeyStore + Se
 pub struct InMemoryStore {
     identity: IdentityKeyPair,
     registration_id: u32,
-    identities: HashMap<ProtocolAddress, IdentityKey>,
+    /// Each remote address's identity and session record, side by side: an encrypt or decrypt
+    /// finds both with one lookup.
+    peers: HashMap<ProtocolAddress, Peer>,
     prekeys: HashMap<u32, PreKeyRecord>,
     signed_prekeys: HashMap<u32, SignedPreKeyRecord>,
     kem_prekeys: HashMap<u32, KemPreKeyRecord>,
     /// Base keys of the sessions started on each last-resort KEM prekey, oldest first.
     kem_prekey_uses: HashMap<u32, VecDeque<PublicKey>>,
-    sessions: HashMap<ProtocolAddress, SessionRecord>,
+}
+
+/// What [`InMemoryStore`] keeps for one remote address.
+#[derive(Clone, Debug, Default)]
+struct Peer {
+    identity: Option<IdentityKey>,
+    session: Option<SessionRecord>,
 }
 
 impl InMemoryStore {
@@ -135,12 +143,11 @@ impl InMemoryStore {
         InMemoryStore {
             identity,
             registration_id,
-            identities: HashMap::new(),
+            peers: HashMap::new(),
             prekeys: HashMap::new(),
             signed_prekeys: HashMap::new(),
             kem_prekeys: HashMap::new(),
             kem_prekey_uses: HashMap::new(),
-            sessions: HashMap::new(),
         }
     }
 
@@ -151,7 +158,7 @@ impl InMemoryStore {
 
     /// The identities seen for remote addresses, for persisting the store.
     pub fn identities(&self) -> impl Iterator<Item = (&ProtocolAddress, &IdentityKey)> {
-        self.identities.iter()
+        self.peers.iter().filter_map(|(address, peer)| Some((address, peer.identity.as_ref()?)))
     }
 
     /// The one-time prekeys left, for persisting the store.
@@ -176,12 +183,21 @@ impl InMemoryStore {
 
     /// The session records, for persisting the store.
     pub fn sessions(&self) -> impl Iterator<Item = (&ProtocolAddress, &SessionRecord)> {
-        self.sessions.iter()
+        self.peers.iter().filter_map(|(address, peer)| Some((address, peer.session.as_ref()?)))
     }
 
     /// The session record of `address`, borrowed (no copy).
     pub fn session(&self, address: &ProtocolAddress) -> Option<&SessionRecord> {
-        self.sessions.get(address)
+        self.peers.get(address)?.session.as_ref()
+    }
+
+    /// The entry of `address`, made empty if there is none.
+    fn peer_mut(&mut self, address: &ProtocolAddress) -> &mut Peer {
+        // Looked up first so that a known address (every message) is not cloned for `entry`.
+        if !self.peers.contains_key(address) {
+            self.peers.insert(address.clone(), Peer::default());
+        }
+        self.peers.get_mut(address).expect("inserted above")
     }
 }
 
@@ -193,10 +209,10 @@ impl IdentityKeyStore for InMemoryStore {
         Ok(self.registration_id)
     }
     fn identity(&self, address: &ProtocolAddress) -> Result<Option<IdentityKey>> {
-        Ok(self.identities.get(address).copied())
+        Ok(self.peers.get(address).and_then(|peer| peer.identity))
     }
     fn save_identity(&mut self, address: &ProtocolAddress, identity: &IdentityKey) -> Result<()> {
-        self.identities.insert(address.clone(), *identity);
+        self.peer_mut(address).identity = Some(*identity);
         Ok(())
     }
 }
@@ -257,17 +273,10 @@ impl KemPreKeyStore for InMemoryStore {
 
 impl SessionStore for InMemoryStore {
     fn load_session(&self, address: &ProtocolAddress) -> Result<Option<SessionRecord>> {
-        Ok(self.sessions.get(address).cloned())
+        Ok(self.session(address).cloned())
     }
     fn store_session(&mut self, address: &ProtocolAddress, record: SessionRecord) -> Result<()> {
-        // Replace in place when the address is known (every encrypt and decrypt): no clone of the
-        // address, whose String would be allocated only to be dropped by `insert`.
-        match self.sessions.get_mut(address) {
-            Some(slot) => *slot = record,
-            None => {
-                self.sessions.insert(address.clone(), record);
-            }
-        }
+        self.peer_mut(address).session = Some(record);
         Ok(())
     }
 
@@ -276,7 +285,7 @@ impl SessionStore for InMemoryStore {
         address: &ProtocolAddress,
         f: impl FnOnce(&mut SessionRecord) -> Result<T>,
     ) -> Result<Option<T>> {
-        self.sessions.get_mut(address).map(f).transpose()
+        self.peers.get_mut(address).and_then(|peer| peer.session.as_mut()).map(f).transpose()
     }
 
     fn with_trusted_session<T>(
@@ -284,10 +293,9 @@ impl SessionStore for InMemoryStore {
         address: &ProtocolAddress,
         f: impl FnOnce(&mut SessionRecord, &dyn Fn(&IdentityKey) -> Result<bool>) -> Result<T>,
     ) -> Result<Option<T>> {
-        // The trust rule is this store's `is_trusted_identity`, over the identities map alone:
-        // borrowing the two maps apart lets the record be edited in place meanwhile.
-        let identities = &self.identities;
-        let trusted = |identity: &IdentityKey| Ok(identities.get(address).is_none_or(|stored| stored == identity));
-        self.sessions.get_mut(address).map(|record| f(record, &trusted)).transpose()
+        // The trust rule is this store's `is_trusted_identity`, on the identity beside the record.
+        let Some(Peer { identity: stored, session: Some(record) }) = self.peers.get_mut(address) else { return Ok(None) };
+        let trusted = |identity: &IdentityKey| Ok(stored.is_none_or(|stored| stored == *identity));
+        f(record, &trusted).map(Some)
     }
 }

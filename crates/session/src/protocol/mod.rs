@@ -34,8 +34,9 @@ impl MessageKind {
 /// An encrypted 1:1 message of either kind.
 #[derive(Clone, Debug)]
 pub enum CiphertextMessage {
-    /// A first message, which also carries what starts the session at the receiver.
-    PreKey(PreKeySignalMessage),
+    /// A first message, which also carries what starts the session at the receiver. Boxed: it is
+    /// the rare and much larger kind, and every message moves through a few `Result`s.
+    PreKey(Box<PreKeySignalMessage>),
     /// A message on a session both sides already hold.
     Signal(SignalMessage),
 }
@@ -44,7 +45,7 @@ impl CiphertextMessage {
     /// Parses bytes received as a message of `kind`.
     pub fn parse(kind: MessageKind, bytes: &[u8]) -> Result<Self> {
         Ok(match kind {
-            MessageKind::PreKey => CiphertextMessage::PreKey(PreKeySignalMessage::parse(bytes)?),
+            MessageKind::PreKey => CiphertextMessage::PreKey(Box::new(PreKeySignalMessage::parse(bytes)?)),
             MessageKind::Signal => CiphertextMessage::Signal(SignalMessage::parse(bytes)?),
         })
     }

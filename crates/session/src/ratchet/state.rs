@@ -139,7 +139,7 @@ impl SessionState {
         );
         let message = match header {
             None => CiphertextMessage::Signal(inner),
-            Some(header) => CiphertextMessage::PreKey(header.wrap(inner)),
+            Some(header) => CiphertextMessage::PreKey(Box::new(header.wrap(inner))),
         };
         self.sender_chain.chain_key = next;
         Ok(message)
