@@ -36,9 +36,21 @@ pub struct EdwardsSigningKey {
 impl EdwardsSigningKey {
     /// Prepares `private` (clamped scalar bytes) for signing.
     pub fn new(private: &[u8; 32]) -> Self {
+        Self::with_public_point(private).0
+    }
+
+    /// [`Self::new`], also giving the public point `A = a·B` it computed. Its Montgomery form
+    /// ([`EdwardsPoint::to_montgomery`]) is the X25519 public key of `private`, so a new key pair
+    /// costs one base-point multiplication for both forms.
+    pub fn with_public_point(private: &[u8; 32]) -> (Self, EdwardsPoint) {
         let scalar = Scalar::from_bytes_mod_order(*private);
-        let public = (&scalar * ED25519_BASEPOINT_TABLE).compress();
-        EdwardsSigningKey { scalar, private: Zeroizing::new(*private), public }
+        let point = &scalar * ED25519_BASEPOINT_TABLE;
+        (EdwardsSigningKey { scalar, private: Zeroizing::new(*private), public: point.compress() }, point)
+    }
+
+    /// The compressed Edwards public key, its top bit the sign of `x`.
+    pub fn public(&self) -> &CompressedEdwardsY {
+        &self.public
     }
 
     /// Signs `message` with 64 bytes of fresh randomness.

@@ -11,6 +11,7 @@
 use switchboard_wire::{Message, decode, decode_canonical, limits, signal};
 
 use crate::error::{Error, Result};
+use crate::group::state::VerifyingKey;
 use crate::keys::PublicKey;
 use crate::suite::{Cipher, Suite};
 use crate::xeddsa::SIGNATURE_LEN;
@@ -114,7 +115,8 @@ pub struct SenderKeyDistributionMessage {
     pub(crate) key_id: u32,
     pub(crate) iteration: u32,
     pub(crate) chain_key: zeroize::Zeroizing<[u8; 32]>,
-    pub(crate) signing_key: PublicKey,
+    /// The signing key, decompressed when the message was parsed (or taken from our state).
+    pub(crate) verifying: VerifyingKey,
     serialized: zeroize::Zeroizing<Vec<u8>>,
 }
 
@@ -125,18 +127,18 @@ impl std::fmt::Debug for SenderKeyDistributionMessage {
             .field("key_id", &self.key_id)
             .field("iteration", &self.iteration)
             .field("chain_key", &"<redacted>")
-            .field("signing_key", &self.signing_key)
+            .field("signing_key", self.verifying.public())
             .finish()
     }
 }
 
 impl SenderKeyDistributionMessage {
-    pub(crate) fn new(suite: Suite, key_id: u32, iteration: u32, chain_key: &[u8; 32], signing_key: PublicKey) -> Self {
+    pub(crate) fn new(suite: Suite, key_id: u32, iteration: u32, chain_key: &[u8; 32], verifying: VerifyingKey) -> Self {
         let structure = signal::SenderKeyDistributionMessage {
             id: Some(key_id),
             iteration: Some(iteration),
             chain_key: Some(chain_key.to_vec()),
-            signing_key: Some(signing_key.serialize().to_vec()),
+            signing_key: Some(verifying.public().serialize().to_vec()),
         };
         let mut serialized = zeroize::Zeroizing::new(Vec::with_capacity(1 + structure.encoded_len()));
         serialized.push(suite.version_byte());
@@ -150,7 +152,7 @@ impl SenderKeyDistributionMessage {
             key_id,
             iteration,
             chain_key: zeroize::Zeroizing::new(*chain_key),
-            signing_key,
+            verifying,
             serialized,
         }
     }
@@ -170,13 +172,15 @@ impl SenderKeyDistributionMessage {
             .map_err(|_| Error::InvalidMessage("malformed signing key"))?;
         // Refused here, not only when the key is installed: a receiver may keep a distribution
         // for later (its sender's joining not yet announced), and must know now that it is usable.
-        super::state::VerifyingKey::new(signing_key).map_err(|_| Error::InvalidMessage("signing key has no Edwards form"))?;
+        // The point is kept for the state the message will make.
+        let verifying =
+            VerifyingKey::new(signing_key).map_err(|_| Error::InvalidMessage("signing key has no Edwards form"))?;
         Ok(SenderKeyDistributionMessage {
             suite,
             key_id: structure.id.ok_or(Error::InvalidMessage("no key id"))?,
             iteration: structure.iteration.ok_or(Error::InvalidMessage("no iteration"))?,
             chain_key: zeroize::Zeroizing::new(chain_key),
-            signing_key,
+            verifying,
             serialized: zeroize::Zeroizing::new(bytes.to_vec()),
         })
     }
@@ -193,7 +197,7 @@ impl SenderKeyDistributionMessage {
 
     /// The public key the sender signs its group messages with under this sender key.
     pub fn signing_key(&self) -> &PublicKey {
-        &self.signing_key
+        self.verifying.public()
     }
 
     /// The exact bytes to send (over a pairwise session: they carry a chain key).
@@ -206,6 +210,18 @@ impl SenderKeyDistributionMessage {
 mod tests {
     use super::*;
 
+    /// The bytes of a distribution message whose signing key is `signing_key`, framed as
+    /// `SenderKeyDistributionMessage::new` frames one.
+    fn distribution_bytes(signing_key: &PublicKey) -> Vec<u8> {
+        let structure = signal::SenderKeyDistributionMessage {
+            id: Some(7),
+            iteration: Some(0),
+            chain_key: Some(vec![1; 32]),
+            signing_key: Some(signing_key.serialize().to_vec()),
+        };
+        [vec![Suite::SignalV3.version_byte()], structure.encode_to_vec()].concat()
+    }
+
     #[test]
     fn a_distribution_whose_signing_key_has_no_edwards_form_is_refused_when_parsed() {
         // u = p − 1 has no Edwards form (y = (u − 1)/(u + 1) divides by zero).
@@ -215,12 +231,12 @@ mod tests {
         let mut bytes = vec![0x05];
         bytes.extend_from_slice(&u);
         let bad = PublicKey::from_bytes(&bytes).expect("33 bytes, type 0x05");
-        let message = SenderKeyDistributionMessage::new(Suite::SignalV3, 7, 0, &[1; 32], bad);
-        assert!(matches!(SenderKeyDistributionMessage::parse(message.serialize()), Err(Error::InvalidMessage(_))));
-        // A genuine key parses.
+        assert!(matches!(SenderKeyDistributionMessage::parse(&distribution_bytes(&bad)), Err(Error::InvalidMessage(_))));
+        // A genuine key parses, and `new` frames it the same way.
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
         let good = crate::keys::KeyPair::generate(&mut rng).public;
-        let message = SenderKeyDistributionMessage::new(Suite::SignalV3, 7, 0, &[1; 32], good);
-        assert!(SenderKeyDistributionMessage::parse(message.serialize()).is_ok());
+        let parsed = SenderKeyDistributionMessage::parse(&distribution_bytes(&good)).unwrap();
+        let made = SenderKeyDistributionMessage::new(Suite::SignalV3, 7, 0, &[1; 32], VerifyingKey::new(good).unwrap());
+        assert_eq!(parsed.serialize(), made.serialize());
     }
 }

@@ -72,7 +72,7 @@ pub fn process_distribution<S>(store: &mut S, group: &str, sender: &ProtocolAddr
 where
     S: SenderKeyStore + ?Sized,
 {
-    let state = SenderKeyState::from_distribution(message)?;
+    let state = SenderKeyState::from_distribution(message);
     // `add` changes nothing when it fails, so the record may be changed in place.
     if store.update_sender_key(group, sender, &mut |record| record.add(state.clone()))? {
         return Ok(());
@@ -164,8 +164,7 @@ where
             std::collections::hash_map::Entry::Vacant(entry) => {
                 let record = &records[sender];
                 let Some(index) = record.state_index(message.key_id()) else { return Ok(false) };
-                let (point, _) = record.states[index].verifying.edwards(sign_bit);
-                *entry.insert(ed25519_dalek::VerifyingKey::from(point))
+                *entry.insert(ed25519_dalek::VerifyingKey::from(record.states[index].verifying.point(sign_bit)))
             }
         };
         let mut ed_signature = *signature;

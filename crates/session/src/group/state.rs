@@ -3,6 +3,7 @@
 //! libsignal's SenderKeyRecordStructure.
 
 use std::collections::VecDeque;
+use std::sync::OnceLock;
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::montgomery::MontgomeryPoint;
@@ -13,18 +14,27 @@ use crate::cipher;
 use crate::error::{Error, Result};
 use crate::group::keys::{SenderChainKey, SenderMessageKey};
 use crate::group::message::{SenderKeyDistributionMessage, SenderKeyMessage};
-use crate::keys::{KeyPair, PublicKey};
+use crate::keys::{DJB_TYPE, KeyPair, PUBLIC_KEY_LEN, PrivateKey, PublicKey};
 use crate::limits::{MAX_FORWARD_JUMPS, MAX_RETIRED_SENDER_KEYS, MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS};
 use crate::suite::{Cipher, Suite};
 use crate::xeddsa::{self, EdwardsSigningKey, SIGNATURE_LEN};
 
 /// A signing public key, decompressed once. The Montgomery form leaves the sign of the Edwards
 /// point open; each signature carries it, and the two candidates differ only in that bit.
+///
+/// Made once per key and carried along: a received key is decompressed when its distribution
+/// message is parsed (which must refuse a key with no Edwards form) and the state built from the
+/// message takes the point from there; our own key takes it from the base-point multiplication
+/// that made it. The compressed form, which only verification needs (the challenge hashes it),
+/// costs a field inversion: it is computed at the first verification, since many received keys
+/// never verify a message (a member who leaves, a key rotated before its owner sends).
 #[derive(Clone, Debug)]
 pub(crate) struct VerifyingKey {
     public: PublicKey,
+    /// The Edwards point of `public` with an even `x` (`to_edwards(0)`).
     point: EdwardsPoint,
-    compressed: CompressedEdwardsY,
+    /// `point` compressed (its top bit clear), once a signature has been checked.
+    compressed: OnceLock<CompressedEdwardsY>,
 }
 
 impl VerifyingKey {
@@ -32,18 +42,32 @@ impl VerifyingKey {
         let point = MontgomeryPoint(*public.as_montgomery())
             .to_edwards(0)
             .ok_or(Error::InvalidKey("signing key has no Edwards form"))?;
-        Ok(VerifyingKey { public, point, compressed: point.compress() })
+        Ok(VerifyingKey { public, point, compressed: OnceLock::new() })
+    }
+
+    /// The verifying key of our own `signing` key, from the public point `a·B` that made it.
+    fn own(public: PublicKey, signing: &EdwardsSigningKey, point: EdwardsPoint) -> Self {
+        let mut compressed = *signing.public();
+        let negative = compressed.0[31] >> 7 == 1;
+        compressed.0[31] &= 0x7f;
+        VerifyingKey { public, point: if negative { -point } else { point }, compressed: OnceLock::from(compressed) }
+    }
+
+    /// The Montgomery public key, as the wire carries it.
+    pub(crate) fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The Edwards public key a signature with `sign_bit` is checked against.
+    pub(crate) fn point(&self, sign_bit: u8) -> EdwardsPoint {
+        if sign_bit == 0 { self.point } else { -self.point }
     }
 
     /// The Edwards public key and compressed form a signature with `sign_bit` is checked against.
     pub(crate) fn edwards(&self, sign_bit: u8) -> (EdwardsPoint, CompressedEdwardsY) {
-        if sign_bit == 0 {
-            (self.point, self.compressed)
-        } else {
-            let mut compressed = self.compressed;
-            compressed.0[31] |= 0x80;
-            (-self.point, compressed)
-        }
+        let mut compressed = *self.compressed.get_or_init(|| self.point.compress());
+        compressed.0[31] |= sign_bit << 7;
+        (self.point(sign_bit), compressed)
     }
 
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8; SIGNATURE_LEN]) -> bool {
@@ -66,9 +90,17 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    pub(crate) fn new(pair: KeyPair) -> Self {
-        let edwards = EdwardsSigningKey::new(&pair.private.to_bytes());
-        SigningKey { pair, edwards }
+    /// Our sender key's signing key and verifying key from its private key: the Edwards signing
+    /// key, the X25519 public key and the Edwards verifying key all come from one base-point
+    /// multiplication.
+    fn from_private(private: PrivateKey) -> (SigningKey, VerifyingKey) {
+        let (edwards, point) = EdwardsSigningKey::with_public_point(&private.to_bytes());
+        let mut serialized = [0u8; PUBLIC_KEY_LEN];
+        serialized[0] = DJB_TYPE;
+        serialized[1..].copy_from_slice(&point.to_montgomery().to_bytes());
+        let public = PublicKey::from_bytes(&serialized).expect("the type byte and 32 bytes");
+        let verifying = VerifyingKey::own(public, &edwards, point);
+        (SigningKey { pair: KeyPair { public, private }, edwards }, verifying)
     }
 }
 
@@ -104,28 +136,29 @@ impl SenderKeyState {
         let key_id = u32::from_le_bytes(key_id) & 0x7fff_ffff;
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        let pair = KeyPair::generate(rng);
+        // The private key drawn as `KeyPair::generate` draws it.
+        let (signing, verifying) = SigningKey::from_private(PrivateKey::generate(rng));
         SenderKeyState {
             suite,
             key_id,
             chain_key: SenderChainKey { iteration: 0, seed },
-            verifying: VerifyingKey::new(pair.public).expect("a generated key has an Edwards form"),
-            signing: Some(SigningKey::new(pair)),
+            verifying,
+            signing: Some(signing),
             skipped: VecDeque::new(),
         }
     }
 
-    /// Another member's sender key, from its distribution message.
-    pub(crate) fn from_distribution(message: &SenderKeyDistributionMessage) -> Result<Self> {
-        Ok(SenderKeyState {
+    /// Another member's sender key, from its distribution message (which decompressed its
+    /// signing key when it was parsed).
+    pub(crate) fn from_distribution(message: &SenderKeyDistributionMessage) -> Self {
+        SenderKeyState {
             suite: message.suite,
             key_id: message.key_id,
             chain_key: SenderChainKey { iteration: message.iteration, seed: *message.chain_key },
-            verifying: VerifyingKey::new(message.signing_key)
-                .map_err(|_| Error::InvalidMessage("signing key has no Edwards form"))?,
+            verifying: message.verifying.clone(),
             signing: None,
             skipped: VecDeque::new(),
-        })
+        }
     }
 
     /// The distribution message for this key at its current iteration.
@@ -135,7 +168,7 @@ impl SenderKeyState {
             self.key_id,
             self.chain_key.iteration,
             &self.chain_key.seed,
-            self.verifying.public,
+            self.verifying.clone(),
         )
     }
 
@@ -372,9 +405,17 @@ fn state_from_wire(structure: signal::SenderKeyStateStructure) -> Result<SenderK
     let signing_key = structure.sender_signing_key.ok_or(Error::InvalidRecord("no signing key"))?;
     let public = PublicKey::from_bytes(&signing_key.public.unwrap_or_default())
         .map_err(|_| Error::InvalidRecord("malformed signing key"))?;
-    let signing = match signing_key.private {
+    // Our own key: its verifying key comes with the signing key, checked against the stored
+    // public key as `KeyPair::from_stored` checks it.
+    let own = match signing_key.private {
         None => None,
-        Some(private) => Some(SigningKey::new(KeyPair::from_stored(&public.serialize(), &Zeroizing::new(private))?)),
+        Some(private) => {
+            let (signing, verifying) = SigningKey::from_private(PrivateKey::from_bytes(&Zeroizing::new(private))?);
+            if verifying.public != public {
+                return Err(Error::InvalidKey("stored public key does not match its private key"));
+            }
+            Some((signing, verifying))
+        }
     };
     if structure.sender_message_keys.len() > MAX_SKIPPED_KEYS {
         return Err(Error::InvalidRecord("too many skipped group message keys"));
@@ -383,12 +424,63 @@ fn state_from_wire(structure: signal::SenderKeyStateStructure) -> Result<SenderK
         suite,
         key_id: structure.sender_key_id.ok_or(Error::InvalidRecord("no sender key id"))?,
         chain_key: SenderChainKey { iteration: chain.iteration.unwrap_or(0), seed: seed(chain.seed)? },
-        verifying: VerifyingKey::new(public).map_err(|_| Error::InvalidRecord("signing key has no Edwards form"))?,
-        signing,
+        verifying: match &own {
+            Some((_, verifying)) => verifying.clone(),
+            None => VerifyingKey::new(public).map_err(|_| Error::InvalidRecord("signing key has no Edwards form"))?,
+        },
+        signing: own.map(|(signing, _)| signing),
         skipped: structure
             .sender_message_keys
             .into_iter()
             .map(|key| Ok(SenderMessageKey { iteration: key.iteration.unwrap_or(0), seed: seed(key.seed)? }))
             .collect::<Result<_>>()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    /// One base-point multiplication gives what `KeyPair::generate` and a decompression of its
+    /// public key gave before: the same X25519 public key from the same random bytes, and the
+    /// same Edwards verifying key (point and compressed form).
+    #[test]
+    fn our_own_keys_come_from_one_multiplication_and_match_the_separate_derivations() {
+        for seed in 0..64 {
+            let (mut ours, mut theirs) = (StdRng::seed_from_u64(seed), StdRng::seed_from_u64(seed));
+            let (signing, verifying) = SigningKey::from_private(PrivateKey::generate(&mut ours));
+            let pair = KeyPair::generate(&mut theirs);
+            assert_eq!(signing.pair.public, pair.public);
+            assert_eq!(*signing.pair.private.to_bytes(), *pair.private.to_bytes());
+            let decompressed = VerifyingKey::new(pair.public).unwrap();
+            for sign_bit in [0, 1] {
+                assert_eq!(verifying.edwards(sign_bit), decompressed.edwards(sign_bit), "seed {seed}, sign {sign_bit}");
+            }
+            // What the signing key signs verifies against both.
+            let signature = signing.edwards.sign(b"m", &[seed as u8; 64]);
+            assert!(verifying.verify(b"m", &signature) && decompressed.verify(b"m", &signature));
+            assert!(pair.public.verify_signature(b"m", &signature));
+        }
+    }
+
+    #[test]
+    fn a_stored_private_key_must_match_its_public_key() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let state = SenderKeyState::generate(Suite::SignalV3, &mut rng);
+        let other = KeyPair::generate(&mut rng);
+        let mut structure = state_to_wire(&state);
+        let signing = structure.sender_signing_key.as_mut().unwrap();
+        signing.public = Some(other.public.serialize().to_vec());
+        assert_eq!(
+            state_from_wire(structure.clone()).unwrap_err(),
+            Error::InvalidKey("stored public key does not match its private key")
+        );
+        structure.sender_signing_key.as_mut().unwrap().private = Some(vec![1; 31]);
+        assert_eq!(state_from_wire(structure).unwrap_err(), Error::InvalidKey("private key is not 32 bytes"));
+        let restored = state_from_wire(state_to_wire(&state)).unwrap();
+        assert_eq!(restored.verifying.edwards(1), state.verifying.edwards(1));
+    }
 }
