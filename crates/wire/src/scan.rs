@@ -147,7 +147,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::signal::SignalMessage;
+    use crate::signal::{PreKeySignalMessage, SignalMessage};
     use crate::{decode, decode_canonical};
 
     const SIGNAL: [Kind; 4] = [Kind::Bytes, Kind::Uint32, Kind::Uint32, Kind::Bytes];
@@ -183,6 +183,67 @@ mod tests {
         assert_eq!(fields.canonical, decode_canonical::<SignalMessage>(input, usize::MAX).is_ok(), "canonical: {input:02x?}");
     }
 
+    const PREKEY: [Kind; 8] =
+        [Kind::Uint32, Kind::Bytes, Kind::Bytes, Kind::Bytes, Kind::Uint32, Kind::Uint32, Kind::Uint32, Kind::Bytes];
+
+    /// As [`check`], for the PreKeySignalMessage's eight fields.
+    fn check_prekey(input: &[u8]) {
+        let prost = decode::<PreKeySignalMessage>(input, usize::MAX);
+        let Some(fields) = scan(input, PREKEY) else { return };
+        let message = prost.unwrap_or_else(|error| panic!("scan accepted what prost refuses ({error}): {input:02x?}"));
+        let bytes = |number| fields.bytes(number).map(|range| input[range].to_vec());
+        assert_eq!(
+            (fields.uint32(1), bytes(2), bytes(3), bytes(4), fields.uint32(5), fields.uint32(6), fields.uint32(7), bytes(8)),
+            (
+                message.pre_key_id,
+                message.base_key.clone(),
+                message.identity_key.clone(),
+                message.message.clone(),
+                message.registration_id,
+                message.signed_pre_key_id,
+                message.kyber_pre_key_id,
+                message.kyber_ciphertext.clone()
+            ),
+            "{input:02x?}"
+        );
+        assert_eq!(fields.canonical, decode_canonical::<PreKeySignalMessage>(input, usize::MAX).is_ok(), "canonical: {input:02x?}");
+    }
+
+    fn prekey_message() -> impl Strategy<Value = Vec<u8>> {
+        let bytes = |max| proptest::option::of(proptest::collection::vec(any::<u8>(), 0..max));
+        let number = || proptest::option::of(any::<u32>());
+        ((number(), bytes(40), bytes(40), bytes(80)), (number(), number(), number(), bytes(40))).prop_map(
+            |((pre_key_id, base_key, identity_key, message), (registration_id, signed_pre_key_id, kyber_pre_key_id, kyber_ciphertext))| {
+                PreKeySignalMessage {
+                    pre_key_id,
+                    base_key,
+                    identity_key,
+                    message,
+                    registration_id,
+                    signed_pre_key_id,
+                    kyber_pre_key_id,
+                    kyber_ciphertext,
+                }
+                .encode_to_vec()
+            },
+        )
+    }
+
+    fn mutate(mut input: Vec<u8>, edits: Vec<(prop::sample::Index, u8, u8)>) -> Vec<u8> {
+        for (at, byte, how) in edits {
+            let at = if input.is_empty() { 0 } else { at.index(input.len() + 1) };
+            match how {
+                0 if at < input.len() => input[at] = byte,
+                1 => input.insert(at.min(input.len()), byte),
+                2 if at < input.len() => {
+                    input.remove(at);
+                }
+                _ => input.truncate(at),
+            }
+        }
+        input
+    }
+
     fn signal_message() -> impl Strategy<Value = Vec<u8>> {
         (
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
@@ -210,22 +271,22 @@ mod tests {
             input in signal_message(),
             edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..4),
         ) {
-            let mut input = input;
-            for (at, byte, how) in edits {
-                let at = if input.is_empty() { 0 } else { at.index(input.len() + 1) };
-                match how {
-                    0 if at < input.len() => input[at] = byte,
-                    1 => input.insert(at.min(input.len()), byte),
-                    2 if at < input.len() => { input.remove(at); }
-                    _ => input.truncate(at),
-                }
-            }
-            check(&input);
+            check(&mutate(input, edits));
+        }
+
+        #[test]
+        fn agrees_with_prost_on_prekey_messages_prost_wrote_and_mutated(
+            input in prekey_message(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 0..4),
+        ) {
+            prop_assert!(scan(&input, PREKEY).expect("a message prost wrote is scanned").canonical);
+            check_prekey(&mutate(input, edits));
         }
 
         #[test]
         fn agrees_with_prost_on_any_bytes(input in proptest::collection::vec(any::<u8>(), 0..64)) {
             check(&input);
+            check_prekey(&input);
         }
 
         #[test]
@@ -246,6 +307,7 @@ mod tests {
                 }
             }
             check(&input);
+            check_prekey(&input);
         }
     }
 

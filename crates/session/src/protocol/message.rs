@@ -28,16 +28,17 @@ use crate::suite::{Cipher, Suite};
 /// Length of the truncated MAC of a `signal-v3` SignalMessage.
 pub const MAC_LEN: usize = 8;
 
-/// A parsed or freshly written SignalMessage. The message is kept as the one buffer it arrived in
-/// (or was framed in); its ciphertext is a range of that buffer.
+/// A parsed or freshly written SignalMessage. The message is kept in the one buffer it arrived in
+/// (or was framed in; for the inner message of a PreKeySignalMessage, the outer message's): its
+/// wire bytes and its ciphertext are ranges of that buffer.
 #[derive(Clone, Debug)]
 pub struct SignalMessage {
     suite: Suite,
     ratchet_key: PublicKey,
     counter: u32,
     previous_counter: u32,
-    /// The wire bytes, `buffer[..wire_len]`.
-    wire_len: usize,
+    /// Where the message's wire bytes lie in `buffer`.
+    wire: Range<usize>,
     /// Where the ciphertext lies in `buffer`.
     ciphertext: Range<usize>,
     /// The wire bytes and, only for the rare encodings that [`scan`] leaves to prost, the
@@ -93,7 +94,7 @@ impl SignalMessage {
             ratchet_key,
             counter: keys.index,
             previous_counter,
-            wire_len: buffer.len(),
+            wire: 0..buffer.len(),
             ciphertext: start..start + ciphertext_len,
             buffer,
         }
@@ -102,6 +103,13 @@ impl SignalMessage {
     /// Parses a SignalMessage from the wire. Checks the framing only; the MAC or tag is checked
     /// when it is decrypted.
     pub fn parse(bytes: &[u8]) -> Result<SignalMessage> {
+        Self::parse_within(bytes.to_vec(), 0..bytes.len())
+    }
+
+    /// Parses the message at `wire` in `buffer`, keeping the buffer (the outer message, for the
+    /// inner message of a PreKeySignalMessage).
+    pub(crate) fn parse_within(buffer: Vec<u8>, wire: Range<usize>) -> Result<SignalMessage> {
+        let bytes = &buffer[wire.clone()];
         let (&version, body) = bytes.split_first().ok_or_else(|| Error::InvalidMessage("empty message"))?;
         let suite = Suite::from_version_byte(version)?;
         let body = match suite.cipher() {
@@ -115,7 +123,7 @@ impl SignalMessage {
             return Err(DecodeError::TooLong { len: body.len(), limit: limits::MAX_MESSAGE_LEN }.into());
         }
         let Some(fields) = scan(body, FIELDS) else {
-            return Self::parse_with_prost(suite, bytes, body);
+            return Self::parse_with_prost(suite, buffer, wire);
         };
         if suite.cipher() == Cipher::Gcm && !fields.canonical {
             return Err(DecodeError::NonCanonical.into());
@@ -123,21 +131,28 @@ impl SignalMessage {
         let ratchet_key = parse_ratchet_key(fields.bytes(1).map(|range| &body[range]))?;
         let counter = fields.uint32(2).ok_or_else(|| Error::InvalidMessage("no counter"))?;
         let ciphertext = fields.bytes(4).ok_or_else(|| Error::InvalidMessage("no ciphertext"))?;
+        // `body` starts after the version byte.
+        let offset = wire.start + 1;
         Ok(SignalMessage {
             suite,
             ratchet_key,
             counter,
             previous_counter: fields.uint32(3).unwrap_or(0),
-            wire_len: bytes.len(),
-            // `body` starts after the version byte.
-            ciphertext: ciphertext.start + 1..ciphertext.end + 1,
-            buffer: bytes.to_vec(),
+            wire,
+            ciphertext: ciphertext.start + offset..ciphertext.end + offset,
+            buffer,
         })
     }
 
-    /// The slow path of [`Self::parse`], for what [`scan`] declines: prost's decoding, its errors,
-    /// and for an encoding it accepts (one with groups, say) the ciphertext it read.
-    fn parse_with_prost(suite: Suite, bytes: &[u8], body: &[u8]) -> Result<SignalMessage> {
+    /// The slow path of [`Self::parse_within`], for what [`scan`] declines: prost's decoding, its
+    /// errors, and for an encoding it accepts (one with groups, say) the ciphertext it read, kept
+    /// after the wire bytes.
+    fn parse_with_prost(suite: Suite, mut buffer: Vec<u8>, wire: Range<usize>) -> Result<SignalMessage> {
+        let body = &buffer[wire.start + 1..];
+        let body = match suite.cipher() {
+            Cipher::CbcHmac => &body[..wire.len() - 1 - MAC_LEN],
+            Cipher::Gcm => &body[..wire.len() - 1],
+        };
         let structure: signal::SignalMessage = match suite.cipher() {
             Cipher::CbcHmac => decode(body, limits::MAX_MESSAGE_LEN)?,
             Cipher::Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
@@ -145,18 +160,30 @@ impl SignalMessage {
         let ratchet_key = parse_ratchet_key(structure.ratchet_key.as_deref())?;
         let counter = structure.counter.ok_or_else(|| Error::InvalidMessage("no counter"))?;
         let ciphertext = structure.ciphertext.ok_or_else(|| Error::InvalidMessage("no ciphertext"))?;
-        let mut buffer = Vec::with_capacity(bytes.len() + ciphertext.len());
-        buffer.extend_from_slice(bytes);
+        let start = buffer.len();
         buffer.extend_from_slice(&ciphertext);
         Ok(SignalMessage {
             suite,
             ratchet_key,
             counter,
             previous_counter: structure.previous_counter.unwrap_or(0),
-            wire_len: bytes.len(),
-            ciphertext: bytes.len()..buffer.len(),
+            wire,
+            ciphertext: start..buffer.len(),
             buffer,
         })
+    }
+
+    /// This message moved into `buffer`, where its wire bytes are at `wire` (the outer message a
+    /// PreKeySignalMessage frames around it).
+    pub(crate) fn moved_into(self, buffer: Vec<u8>, wire: Range<usize>) -> SignalMessage {
+        debug_assert_eq!(&buffer[wire.clone()], self.serialize());
+        let shift = |at: usize| at - self.wire.start + wire.start;
+        SignalMessage { ciphertext: shift(self.ciphertext.start)..shift(self.ciphertext.end), wire, buffer, ..self }
+    }
+
+    /// The buffer the message lies in.
+    pub(crate) fn buffer(&self) -> &[u8] {
+        &self.buffer
     }
 
     /// Checks the MAC or tag under `keys`, then decrypts.
@@ -164,7 +191,8 @@ impl SignalMessage {
         let ciphertext = &self.buffer[self.ciphertext.clone()];
         match self.suite.cipher() {
             Cipher::CbcHmac => {
-                let (body, mac) = self.serialize().split_at(self.wire_len - MAC_LEN);
+                let wire = self.serialize();
+                let (body, mac) = wire.split_at(wire.len() - MAC_LEN);
                 let expected = v3_mac(keys.mac_key(), &parties, body);
                 // A deliberate defect, built only to show that the differential fuzz target
                 // finds a divergence from libsignal-c (FUZZING.md): the MAC's last byte unchecked.
@@ -212,7 +240,7 @@ impl SignalMessage {
 
     /// The exact bytes on the wire.
     pub fn serialize(&self) -> &[u8] {
-        &self.buffer[..self.wire_len]
+        &self.buffer[self.wire.clone()]
     }
 }
 
