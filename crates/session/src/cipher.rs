@@ -10,21 +10,14 @@ use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 
 use crate::error::{Error, Result};
 
-/// AES-256-CBC with PKCS#7 padding, as libsignal uses it.
-pub(crate) fn cbc_encrypt(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(cbc_len(plaintext.len()));
-    cbc_encrypt_into(key, iv, plaintext, &mut out);
-    out
-}
-
 /// Length of the CBC ciphertext of a `plaintext_len`-byte plaintext: padded to whole blocks, and
 /// always at least one byte of padding.
 pub(crate) fn cbc_len(plaintext_len: usize) -> usize {
     (plaintext_len / 16 + 1) * 16
 }
 
-/// [`cbc_encrypt`] appending the ciphertext to `out`: the message is framed in the buffer it is
-/// encrypted into.
+/// AES-256-CBC with PKCS#7 padding, as libsignal uses it, appending the ciphertext to `out`: a
+/// message is framed in the buffer it is encrypted into.
 pub(crate) fn cbc_encrypt_into(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + cbc_len(plaintext.len()), 0);
@@ -33,7 +26,7 @@ pub(crate) fn cbc_encrypt_into(key: &[u8; 32], iv: &[u8; 16], plaintext: &[u8], 
         .expect("room for the padding was made");
 }
 
-/// Inverse of [`cbc_encrypt`]; fails on a length that is not a whole number of blocks or on bad
+/// Inverse of [`cbc_encrypt_into`]; fails on a length that is not a whole number of blocks or on bad
 /// padding. Callers check the MAC first, so this never acts as a padding oracle.
 pub(crate) fn cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>> {
     if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(16) {
@@ -44,17 +37,10 @@ pub(crate) fn cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> R
         .map_err(|_| Error::InvalidMessage("bad CBC padding"))
 }
 
-/// AES-256-GCM: ciphertext followed by the 16-byte tag.
-pub(crate) fn gcm_encrypt(key: &[u8; 32], nonce: &[u8], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(plaintext.len() + GCM_TAG_LEN);
-    gcm_encrypt_into(key, nonce, plaintext, aad, &mut out);
-    out
-}
-
 /// Length of an AES-256-GCM tag.
 pub(crate) const GCM_TAG_LEN: usize = 16;
 
-/// [`gcm_encrypt`] appending ciphertext and tag to `out`.
+/// AES-256-GCM, appending ciphertext and then the 16-byte tag to `out`.
 pub(crate) fn gcm_encrypt_into(key: &[u8; 32], nonce: &[u8], plaintext: &[u8], aad: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + plaintext.len(), 0);
@@ -65,7 +51,7 @@ pub(crate) fn gcm_encrypt_into(key: &[u8; 32], nonce: &[u8], plaintext: &[u8], a
     out.extend_from_slice(&tag);
 }
 
-/// Inverse of [`gcm_encrypt`]; fails when the tag does not verify.
+/// Inverse of [`gcm_encrypt_into`]; fails when the tag does not verify.
 pub(crate) fn gcm_decrypt(key: &[u8; 32], nonce: &[u8], ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
     let invalid = || Error::InvalidMessage("AES-GCM tag does not verify");
     let body_len = ciphertext.len().checked_sub(GCM_TAG_LEN).ok_or_else(invalid)?;

@@ -74,8 +74,16 @@ enum ChainUpdate {
     UsedSkipped { chain: usize, position: usize },
     /// The message was at or ahead of an existing chain: store the keys skipped on the way.
     Advanced { chain: usize, skipped: Vec<MessageKeys>, next: ChainKey },
-    /// The message opened a new receiving chain: one DH ratchet step.
-    NewChain { ratchet_key: PublicKey, root: RootKey, chain: ReceiverChain },
+    /// The message opened a new receiving chain: one DH ratchet step. Boxed: it is the rare and
+    /// large update, and every plan is moved out of the record's search.
+    NewChain(Box<NewChain>),
+}
+
+/// What a DH ratchet step brings.
+struct NewChain {
+    ratchet_key: PublicKey,
+    root: RootKey,
+    chain: ReceiverChain,
 }
 
 impl SessionState {
@@ -179,7 +187,7 @@ impl SessionState {
                     chain_key: next,
                     skipped: skipped.into(),
                 };
-                (keys, ChainUpdate::NewChain { ratchet_key: *message.ratchet_key(), root, chain })
+                (keys, ChainUpdate::NewChain(Box::new(NewChain { ratchet_key: *message.ratchet_key(), root, chain })))
             }
         };
         let parties = Parties { sender: &self.remote_identity, receiver: &self.local_identity };
@@ -199,7 +207,8 @@ impl SessionState {
                 trim_skipped(&mut receiver.skipped);
                 receiver.chain_key = next;
             }
-            ChainUpdate::NewChain { ratchet_key, root, chain } => {
+            ChainUpdate::NewChain(new_chain) => {
+                let NewChain { ratchet_key, root, chain } = *new_chain;
                 let ratchet = KeyPair::generate(rng);
                 let (root, chain_key) = root.create_chain(self.suite, &ratchet_key, &ratchet.private);
                 self.root_key = root;
