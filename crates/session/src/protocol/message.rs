@@ -110,11 +110,11 @@ impl SignalMessage {
     /// inner message of a PreKeySignalMessage).
     pub(crate) fn parse_within(buffer: Vec<u8>, wire: Range<usize>) -> Result<SignalMessage> {
         let bytes = &buffer[wire.clone()];
-        let (&version, body) = bytes.split_first().ok_or_else(|| Error::InvalidMessage("empty message"))?;
+        let (&version, body) = bytes.split_first().ok_or(Error::InvalidMessage("empty message"))?;
         let suite = Suite::from_version_byte(version)?;
         let body = match suite.cipher() {
             Cipher::CbcHmac => {
-                let end = body.len().checked_sub(MAC_LEN).ok_or_else(|| Error::InvalidMessage("message shorter than its MAC"))?;
+                let end = body.len().checked_sub(MAC_LEN).ok_or(Error::InvalidMessage("message shorter than its MAC"))?;
                 &body[..end]
             }
             Cipher::Gcm => body,
@@ -129,8 +129,8 @@ impl SignalMessage {
             return Err(DecodeError::NonCanonical.into());
         }
         let ratchet_key = parse_ratchet_key(fields.bytes(1).map(|range| &body[range]))?;
-        let counter = fields.uint32(2).ok_or_else(|| Error::InvalidMessage("no counter"))?;
-        let ciphertext = fields.bytes(4).ok_or_else(|| Error::InvalidMessage("no ciphertext"))?;
+        let counter = fields.uint32(2).ok_or(Error::InvalidMessage("no counter"))?;
+        let ciphertext = fields.bytes(4).ok_or(Error::InvalidMessage("no ciphertext"))?;
         // `body` starts after the version byte.
         let offset = wire.start + 1;
         Ok(SignalMessage {
@@ -158,8 +158,8 @@ impl SignalMessage {
             Cipher::Gcm => decode_canonical(body, limits::MAX_MESSAGE_LEN)?,
         };
         let ratchet_key = parse_ratchet_key(structure.ratchet_key.as_deref())?;
-        let counter = structure.counter.ok_or_else(|| Error::InvalidMessage("no counter"))?;
-        let ciphertext = structure.ciphertext.ok_or_else(|| Error::InvalidMessage("no ciphertext"))?;
+        let counter = structure.counter.ok_or(Error::InvalidMessage("no counter"))?;
+        let ciphertext = structure.ciphertext.ok_or(Error::InvalidMessage("no ciphertext"))?;
         let start = buffer.len();
         buffer.extend_from_slice(&ciphertext);
         Ok(SignalMessage {
@@ -246,7 +246,7 @@ impl SignalMessage {
 
 /// Field 1, the sender's ratchet key: present and well formed.
 fn parse_ratchet_key(bytes: Option<&[u8]>) -> Result<PublicKey> {
-    PublicKey::from_bytes(bytes.ok_or_else(|| Error::InvalidMessage("no ratchet key"))?)
+    PublicKey::from_bytes(bytes.ok_or(Error::InvalidMessage("no ratchet key"))?)
         .map_err(|_| Error::InvalidMessage("malformed ratchet key"))
 }
 

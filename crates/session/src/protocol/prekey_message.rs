@@ -85,7 +85,7 @@ impl PreKeyHeader {
 impl PreKeySignalMessage {
     /// Parses a PreKeySignalMessage from the wire, with its inner SignalMessage.
     pub fn parse(bytes: &[u8]) -> Result<PreKeySignalMessage> {
-        let (&version, body) = bytes.split_first().ok_or_else(|| Error::InvalidMessage("empty message"))?;
+        let (&version, body) = bytes.split_first().ok_or(Error::InvalidMessage("empty message"))?;
         let suite = Suite::from_version_byte(version)?;
         if body.len() > limits::MAX_MESSAGE_LEN {
             return Err(DecodeError::TooLong { len: body.len(), limit: limits::MAX_MESSAGE_LEN }.into());
@@ -109,7 +109,7 @@ impl PreKeySignalMessage {
         let (base_key, identity_key) = outer.keys()?;
         // The inner message stays where it lies in the outer one: `body` starts after the version
         // byte.
-        let inner = fields.bytes(4).ok_or_else(|| Error::InvalidMessage("no inner message"))?;
+        let inner = fields.bytes(4).ok_or(Error::InvalidMessage("no inner message"))?;
         let message = SignalMessage::parse_within(bytes.to_vec(), inner.start + 1..inner.end + 1)?;
         outer.finish(suite, base_key, identity_key, message, bytes.len())
     }
@@ -131,7 +131,7 @@ impl PreKeySignalMessage {
             kyber_ciphertext: structure.kyber_ciphertext.as_deref(),
         };
         let (base_key, identity_key) = outer.keys()?;
-        let inner = structure.message.as_deref().ok_or_else(|| Error::InvalidMessage("no inner message"))?;
+        let inner = structure.message.as_deref().ok_or(Error::InvalidMessage("no inner message"))?;
         let mut buffer = Vec::with_capacity(bytes.len() + inner.len());
         buffer.extend_from_slice(bytes);
         buffer.extend_from_slice(inner);
