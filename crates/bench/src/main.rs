@@ -38,7 +38,8 @@ struct Args {
     #[arg(long, value_name = "FILTER")]
     ops: Option<String>,
     /// Only these implementations: comma-separated names, or parts of names
-    /// (switchboard-signal-v3, switchboard-aes-256-gcm, switchboard-signal-v3-one-by-one,
+    /// (switchboard-signal-v3, switchboard-aes-256-gcm, switchboard-signal-v3-as-shipped,
+    /// switchboard-aes-256-gcm-as-shipped, switchboard-signal-v3-one-by-one,
     /// switchboard-signal-pqxdh, switchboard-pq-aes-256-gcm, libsignal-c, vodozemac-megolm,
     /// openmls-2, openmls-100, openmls, floor, floor-aes-256-gcm, floor-signal-pqxdh,
     /// floor-pq-aes-256-gcm).
@@ -138,7 +139,7 @@ fn main() -> ExitCode {
         eprintln!("no op or no implementation matches the filters");
         return ExitCode::FAILURE;
     }
-    if config.quick && impls.contains(&Impl::Aes256Gcm) && ops.iter().any(|op| op.is_membership()) {
+    if config.quick && impls.iter().any(|imp| matches!(imp, Impl::Aes256Gcm | Impl::Aes256GcmAsShipped)) && ops.iter().any(|op| op.is_membership()) {
         eprintln!("--quick: membership changes under switchboard-signal-v3 only (the full run has both suites)");
     }
     if cfg!(debug_assertions) {
@@ -167,6 +168,9 @@ fn main() -> ExitCode {
         println!();
         if let Some(table) = report::membership_table(&rows) {
             print!("{table}");
+            if let Some(note) = report::as_shipped_note(&rows) {
+                println!("\n{note}");
+            }
             println!();
         }
         for line in report::verdicts(&rows) {

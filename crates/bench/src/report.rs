@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::measure::Sample;
-use crate::workloads::{Impl, Members, Op};
+use crate::workloads::{Impl, Members, Op, shipped};
 
 /// One line of the report.
 #[derive(Clone, Debug)]
@@ -132,6 +132,11 @@ pub fn json_lines(rows: &[Row]) -> Vec<String> {
             if row.op == Op::GroupCatchup1000.name() {
                 map.insert("per".into(), json!("message"));
             }
+            if let Some(senders) = as_shipped_senders(row) {
+                map.insert("active_senders_percent".into(), json!(shipped::ACTIVE_SENDERS_PERCENT));
+                map.insert("active_senders".into(), json!(senders.active));
+                map.insert("timed_senders".into(), json!(senders.timed));
+            }
             if let Some(peer) = row.fastest_peer {
                 map.insert("fastest_peer".into(), json!(peer.name()));
             }
@@ -211,6 +216,40 @@ pub fn membership_table(rows: &[Row]) -> Option<String> {
         out.push('\n');
     }
     Some(out)
+}
+
+/// The senders of an as-shipped removal's row ([`shipped::senders`]); `None` for other rows.
+fn as_shipped_senders(row: &Row) -> Option<shipped::Senders> {
+    if !matches!(row.imp, Impl::SignalV3AsShipped | Impl::Aes256GcmAsShipped) {
+        return None;
+    }
+    Members::ALL.into_iter().find(|&size| Op::GroupRemoveMember(size).name() == row.op).map(shipped::senders)
+}
+
+/// What the as-shipped removal rows assume (the share of members that send after the removal,
+/// and the sampling), if any was measured.
+pub fn as_shipped_note(rows: &[Row]) -> Option<String> {
+    let mut sizes: Vec<(Members, shipped::Senders)> = Members::ALL
+        .into_iter()
+        .filter(|&size| rows.iter().any(|row| row.op == Op::GroupRemoveMember(size).name() && as_shipped_senders(row).is_some()))
+        .map(|size| (size, shipped::senders(size)))
+        .collect();
+    if sizes.is_empty() {
+        return None;
+    }
+    sizes.dedup();
+    let each: Vec<String> = sizes
+        .iter()
+        .map(|(size, senders)| {
+            let sampled = if senders.timed < senders.active { format!(", {} of them timed and scaled", senders.timed) } else { String::new() };
+            format!("{} at {} members{sampled}", senders.active, thousands(size.count() as f64))
+        })
+        .collect();
+    Some(format!(
+        "*-as-shipped: the removal as the client makes it (every remaining member rotates on the notice; a sender hands its new key out with its next message), with {}% of the remaining members sending one message after it: {}.",
+        shipped::ACTIVE_SENDERS_PERCENT,
+        each.join("; ")
+    ))
 }
 
 /// Milliseconds with three significant digits.

@@ -116,15 +116,15 @@ pub fn connect(members: &mut [Member], pairs: &[(usize, usize)], suite: Suite) {
 
 /// Runs `work(member, pair)` for every pair in each member's `inbox`, members in parallel (each
 /// member's pairs in order, so the result does not depend on the threads), and returns the
-/// results by pair.
-fn route<T: Send>(
-    members: &mut [Member],
+/// results by pair. (Members of either kind: this module's, or `shipped`'s client-core devices.)
+pub(crate) fn route<M: Send, T: Send>(
+    members: &mut [M],
     inbox: &[Vec<usize>],
     pairs: usize,
-    work: impl Fn(&mut Member, usize) -> T + Sync,
+    work: impl Fn(&mut M, usize) -> T + Sync,
 ) -> Vec<T> {
     let mut results: Vec<Vec<(usize, T)>> = (0..members.len()).map(|_| Vec::new()).collect();
-    let mut jobs: Vec<(&mut Member, &mut Vec<(usize, T)>)> = members.iter_mut().zip(results.iter_mut()).collect();
+    let mut jobs: Vec<(&mut M, &mut Vec<(usize, T)>)> = members.iter_mut().zip(results.iter_mut()).collect();
     par_each(&mut jobs, |index, (member, out)| {
         for &pair in &inbox[index] {
             out.push((pair, work(member, pair)));

@@ -5,7 +5,8 @@
 //!
 //! 1:1 sessions: [`session`] (Switchboard), [`libsignal_c`]. Groups: [`group`] (Switchboard's
 //! Sender Keys), [`libsignal_c_group`], [`megolm`] (vodozemac), [`openmls`]; membership changes:
-//! [`membership`] (Sender Keys over pairwise sessions, made by [`mesh`]) and [`openmls`].
+//! [`membership`] (Sender Keys over pairwise sessions, made by [`mesh`]), [`shipped`] (a removal
+//! as the shipped client makes it, through client-core's `Device`) and [`openmls`].
 
 pub mod group;
 pub mod libsignal_c;
@@ -15,6 +16,7 @@ pub mod membership;
 pub mod mesh;
 pub mod openmls;
 pub mod session;
+pub mod shipped;
 
 use std::time::Duration;
 
@@ -160,6 +162,12 @@ pub enum Impl {
     /// This project, `signal-v3`, catching up with one `group::decrypt` per message (no batch
     /// signature verification): only for `group_catchup_1000`.
     SignalV3OneByOne,
+    /// This project, `signal-v3`, a removal as the shipped client makes it: client-core's
+    /// `Device`, keys rotated on the notice and handed out lazily by the members that send after
+    /// it ([`shipped::ACTIVE_SENDERS_PERCENT`]): only for `group_remove_member_*`.
+    SignalV3AsShipped,
+    /// As [`Impl::SignalV3AsShipped`], under `aes-256-gcm`.
+    Aes256GcmAsShipped,
     /// Signal's reference C library, libsignal-protocol-c.
     LibsignalC,
     /// Matrix's Megolm (crates.io `vodozemac`): group ops only.
@@ -189,9 +197,11 @@ pub enum Impl {
 
 impl Impl {
     /// Every implementation, in the report's order.
-    pub const ALL: [Impl; 14] = [
+    pub const ALL: [Impl; 16] = [
         Impl::SignalV3,
         Impl::Aes256Gcm,
+        Impl::SignalV3AsShipped,
+        Impl::Aes256GcmAsShipped,
         Impl::SignalV3OneByOne,
         Impl::LibsignalC,
         Impl::Megolm,
@@ -212,6 +222,8 @@ impl Impl {
             Impl::SignalV3 => "switchboard-signal-v3",
             Impl::Aes256Gcm => "switchboard-aes-256-gcm",
             Impl::SignalV3OneByOne => "switchboard-signal-v3-one-by-one",
+            Impl::SignalV3AsShipped => "switchboard-signal-v3-as-shipped",
+            Impl::Aes256GcmAsShipped => "switchboard-aes-256-gcm-as-shipped",
             Impl::LibsignalC => "libsignal-c",
             Impl::Megolm => "vodozemac-megolm",
             Impl::OpenMls2 => "openmls-2",
@@ -237,6 +249,8 @@ impl Impl {
             | Impl::OpenMls2
             | Impl::OpenMls100
             | Impl::OpenMls
+            | Impl::SignalV3AsShipped
+            | Impl::Aes256GcmAsShipped
             | Impl::Floor
             | Impl::FloorGcm
             | Impl::FloorPqxdh
@@ -251,7 +265,16 @@ impl Impl {
 
     /// This project's implementation.
     pub fn is_switchboard(self) -> bool {
-        matches!(self, Impl::SignalV3 | Impl::Aes256Gcm | Impl::SignalV3OneByOne | Impl::SignalPqxdh | Impl::PqAes256Gcm)
+        matches!(
+            self,
+            Impl::SignalV3
+                | Impl::Aes256Gcm
+                | Impl::SignalV3OneByOne
+                | Impl::SignalV3AsShipped
+                | Impl::Aes256GcmAsShipped
+                | Impl::SignalPqxdh
+                | Impl::PqAes256Gcm
+        )
     }
 
     /// Whether `self` has a workload for `op`.
@@ -262,6 +285,7 @@ impl Impl {
             // group_* ops other than membership; membership in groups of C parties is not measured
             Impl::LibsignalC => !op.is_membership(),
             Impl::SignalV3OneByOne => op == Op::GroupCatchup1000,
+            Impl::SignalV3AsShipped | Impl::Aes256GcmAsShipped => matches!(op, Op::GroupRemoveMember(_)),
             Impl::Megolm => matches!(op, Op::GroupEncrypt100 | Op::GroupDecrypt100 | Op::GroupCatchup1000),
             Impl::OpenMls2 | Impl::OpenMls100 => matches!(op, Op::GroupEncrypt100 | Op::GroupDecrypt100),
             Impl::OpenMls => op == Op::GroupCatchup1000 || op.is_membership(),
@@ -332,7 +356,8 @@ pub struct Report {
     /// responder read the first message ([`Kind::Setup`]), messages encrypted or decrypted (one
     /// an iteration; [`CATCHUP_MESSAGES`] a catch-up iteration), and for the membership changes
     /// the messages members read (Sender Keys: the distribution messages over pairwise
-    /// sessions; OpenMLS: the commit, at the one other member that processes it).
+    /// sessions; as shipped, also the removal's announcement and the group messages sent after
+    /// it; OpenMLS: the commit, at the one other member that processes it).
     pub messages: u64,
     /// Plaintext length of those messages (0 for the membership changes, which carry keys).
     pub message_len: usize,
@@ -437,6 +462,8 @@ pub fn workload(op: Op, imp: Impl, seed: u64) -> Box<dyn Workload> {
             Impl::SignalV3 | Impl::Aes256Gcm if op.is_membership() => {
                 membership::workload(op, if imp == Impl::SignalV3 { Suite::SignalV3 } else { Suite::Aes256Gcm }, seed)
             }
+            Impl::SignalV3AsShipped => shipped::workload(op, Suite::SignalV3, seed),
+            Impl::Aes256GcmAsShipped => shipped::workload(op, Suite::Aes256Gcm, seed),
             Impl::SignalV3 => group::workload(op, Suite::SignalV3, group::Verify::Batch, seed),
             Impl::Aes256Gcm => group::workload(op, Suite::Aes256Gcm, group::Verify::Batch, seed),
             Impl::SignalV3OneByOne => group::workload(op, Suite::SignalV3, group::Verify::OneByOne, seed),
@@ -522,12 +549,20 @@ mod tests {
             Op::GroupCatchup1000 => CATCHUP_MESSAGES as u64,
             // OpenMLS: the commit, processed by the one other member that exists as a client.
             Op::GroupAddMember(_) | Op::GroupRemoveMember(_) if imp == Impl::OpenMls => 1,
+            // As shipped: the notice, read by the N−2 other remaining members; each timed active
+            // sender's new key and its message, read by the same N−2.
+            Op::GroupRemoveMember(size) if is_as_shipped(imp) => ((size.count() - 2) * (1 + 2 * shipped::senders(size).timed)) as u64,
             // Sender Keys: each member's key to the newcomer and the newcomer's to each member.
             Op::GroupAddMember(size) => 2 * size.count() as u64,
             // Sender Keys: each timed sender's new key to every other remaining member.
             Op::GroupRemoveMember(size) => (removal_senders(size) * (size.count() - 2)) as u64,
             _ => 1,
         }
+    }
+
+    /// Whether `imp` makes a removal as the shipped client does ([`shipped`]).
+    fn is_as_shipped(imp: Impl) -> bool {
+        matches!(imp, Impl::SignalV3AsShipped | Impl::Aes256GcmAsShipped)
     }
 
     /// The remaining members whose new keys a Sender Keys removal times (and the checks probe).
@@ -541,6 +576,7 @@ mod tests {
         let holders = |sender_keys: usize| Some(if imp == Impl::OpenMls { 2 } else { sender_keys as u64 });
         match op {
             Op::GroupAddMember(size) => (Some(size.count() + 1), holders(2 * size.count())),
+            Op::GroupRemoveMember(size) if is_as_shipped(imp) => (Some(size.count() - 1), holders(shipped::senders(size).timed * (size.count() - 2))),
             Op::GroupRemoveMember(size) => (Some(size.count() - 1), holders(removal_senders(size) * (size.count() - 2))),
             _ => (None, None),
         }
@@ -599,13 +635,42 @@ mod tests {
         }
     }
 
-    /// The membership changes of groups of 1,000, one iteration (slow in a debug build: about a
-    /// minute): see [`does_what_it_measures`].
+    /// The membership changes of groups of 1,000, one iteration (slow in a debug build: two
+    /// minutes or so on 2 cores, the removal as shipped included): see [`does_what_it_measures`].
     #[test]
     fn every_large_membership_workload_runs() {
         for op in [Op::GroupAddMember(Members::Thousand), Op::GroupRemoveMember(Members::Thousand)] {
             for imp in Impl::ALL.into_iter().filter(|imp| imp.supports(op)) {
                 does_what_it_measures(op, imp, &[1]);
+            }
+        }
+    }
+
+    /// A removal as the shipped client makes it ([`shipped`]), from groups of 10 and 100 under
+    /// `signal-v3`, with its counts spelled out: each iteration, the notice is read by the N−2
+    /// other remaining members, and each of the 1 / 10 active senders' new key and message by
+    /// the same N−2 (24 and 2,058 messages); after it, N−1 members, and each active sender's new
+    /// key held by the N−2 others (8 and 980 holders); six checks per report, none failed. (Both
+    /// suites also run in `every_group_workload_runs`, and 1,000 members in
+    /// `every_large_membership_workload_runs`.)
+    #[test]
+    fn the_removal_as_shipped_runs() {
+        for (size, messages, holders) in [(Members::Ten, 24, 8), (Members::Hundred, 2058, 980)] {
+            let op = Op::GroupRemoveMember(size);
+            let mut workload = workload(op, Impl::SignalV3AsShipped, 7);
+            let mut total = 0;
+            for (run, iterations) in [1, 2].into_iter().enumerate() {
+                workload.run(iterations);
+                total += iterations;
+                let report = workload.report();
+                let what = format!("{} as shipped, run {run}", op.name());
+                assert!(report.failures.is_empty(), "{what}: {:#?}", report.failures);
+                assert_eq!(
+                    (report.kind, report.iterations, report.messages, report.checked),
+                    (Kind::RemoveMember, total, total * messages, 6 * (run as u64 + 1)),
+                    "{what}"
+                );
+                assert_eq!((report.members, report.key_holders), (Some(size.count() - 1), Some(holders)), "{what}");
             }
         }
     }
