@@ -10,13 +10,12 @@ use curve25519_dalek::montgomery::MontgomeryPoint;
 use switchboard_wire::{Message, decode, limits, signal};
 use zeroize::Zeroizing;
 
-use crate::cipher;
 use crate::error::{Error, Result};
 use crate::group::keys::{SenderChainKey, SenderMessageKey};
 use crate::group::message::{SenderKeyDistributionMessage, SenderKeyMessage};
 use crate::keys::{DJB_TYPE, KeyPair, PUBLIC_KEY_LEN, PrivateKey, PublicKey};
 use crate::limits::{MAX_FORWARD_JUMPS, MAX_RETIRED_SENDER_KEYS, MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS};
-use crate::suite::{Cipher, Suite};
+use crate::suite::Suite;
 use crate::xeddsa::{self, EdwardsSigningKey, SIGNATURE_LEN};
 
 /// A signing public key, decompressed once. The Montgomery form leaves the sign of the Edwards
@@ -180,16 +179,9 @@ impl SenderKeyState {
         }
         let (message_key, next) = self.chain_key.step();
         let keys = message_key.keys(self.suite);
-        let ciphertext = match self.suite.cipher() {
-            Cipher::CbcHmac => cipher::cbc_encrypt(&keys.cipher_key, &keys.iv, plaintext),
-            Cipher::Gcm => {
-                let aad = SenderKeyMessage::gcm_associated_data(self.suite, self.key_id, message_key.iteration);
-                cipher::gcm_encrypt(&keys.cipher_key, &keys.iv[..12], plaintext, &aad)
-            }
-        };
         let mut random = Zeroizing::new([0u8; 64]);
         rng.fill_bytes(random.as_mut());
-        let message = SenderKeyMessage::new(self.suite, self.key_id, message_key.iteration, ciphertext, |signed| {
+        let message = SenderKeyMessage::encrypt(self.suite, self.key_id, message_key.iteration, &keys, plaintext, |signed| {
             signing.edwards.sign(signed, &random)
         });
         self.chain_key = next;
@@ -239,14 +231,7 @@ impl SenderKeyState {
             let (key, next) = chain.step();
             (key, GroupUpdate::Advanced { skipped, next })
         };
-        let keys = message_key.keys(self.suite);
-        let plaintext = match self.suite.cipher() {
-            Cipher::CbcHmac => cipher::cbc_decrypt(&keys.cipher_key, &keys.iv, &message.ciphertext)?,
-            Cipher::Gcm => {
-                let aad = SenderKeyMessage::gcm_associated_data(self.suite, message.key_id, iteration);
-                cipher::gcm_decrypt(&keys.cipher_key, &keys.iv[..12], &message.ciphertext, &aad)?
-            }
-        };
+        let plaintext = message.decrypt(&message_key.keys(self.suite))?;
         Ok(GroupDecryptPlan { plaintext, update })
     }
 
