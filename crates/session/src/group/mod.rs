@@ -14,6 +14,8 @@ mod message;
 mod state;
 mod store;
 
+use std::collections::HashMap;
+
 use rand_core::CryptoRng;
 
 pub use message::{SenderKeyDistributionMessage, SenderKeyMessage};
@@ -112,14 +114,19 @@ where
 {
     let no_key = || Error::NoSenderKey { sender: sender.to_string() };
     let mut plaintext = None;
-    // Planned first, committed only once everything checked: a failure changes nothing.
     store.update_sender_key(group, sender, &mut |record| {
-        let index = record.state_index(message.key_id()).ok_or_else(no_key)?;
-        let plan = record.states[index].plan_decrypt(message, signature_checked)?;
-        plaintext = Some(record.states[index].commit(plan));
+        plaintext = Some(decrypt_in(record, sender, message, signature_checked)?);
         Ok(())
     })?;
     plaintext.ok_or_else(no_key)
+}
+
+/// Decrypts `message` with `sender`'s `record`. Planned first, committed only once everything
+/// checked: a failure changes nothing.
+fn decrypt_in(record: &mut SenderKeyRecord, sender: &ProtocolAddress, message: &SenderKeyMessage, signature_checked: bool) -> Result<Vec<u8>> {
+    let index = record.state_index(message.key_id()).ok_or_else(|| Error::NoSenderKey { sender: sender.to_string() })?;
+    let plan = record.states[index].plan_decrypt(message, signature_checked)?;
+    Ok(record.states[index].commit(plan))
 }
 
 /// Decrypts many group messages at once, as a member catching up after being offline does. The
@@ -127,51 +134,189 @@ where
 /// Ed25519), which costs much less per message than one verification each; if the batch fails,
 /// each message is checked alone, so one bad message does not hide the good ones. Results are in
 /// the order of `messages`.
+///
+/// Each sender's record is visited once for all of its messages, which are decrypted in their
+/// order in `messages` (records of different senders are independent, so the order across senders
+/// does not matter). Should the store fail to update a sender's record, each of that sender's
+/// messages gives the store's error.
 pub fn decrypt_batch<S>(store: &mut S, group: &str, messages: &[(ProtocolAddress, SenderKeyMessage)]) -> Vec<Result<Vec<u8>>>
 where
     S: SenderKeyStore + ?Sized,
 {
-    let batch_ok = verify_batch(store, group, messages).unwrap_or(false);
-    messages
-        .iter()
-        .map(|(sender, message)| decrypt_checked(store, group, sender, message, batch_ok))
-        .collect()
+    let senders = by_sender(messages);
+    let batch_ok = verify_batch(store, group, messages, &senders).unwrap_or(false);
+    let mut results: Vec<Option<Result<Vec<u8>>>> = Vec::with_capacity(messages.len());
+    results.resize_with(messages.len(), || None);
+    for (sender, indices) in senders {
+        let visited = store.update_sender_key(group, sender, &mut |record| {
+            for &i in &indices {
+                results[i] = Some(decrypt_in(record, sender, &messages[i].1, batch_ok));
+            }
+            Ok(())
+        });
+        match visited {
+            Ok(true) => {}
+            Ok(false) => indices.iter().for_each(|&i| results[i] = Some(Err(Error::NoSenderKey { sender: sender.to_string() }))),
+            Err(error) => indices.iter().for_each(|&i| results[i] = Some(Err(error.clone()))),
+        }
+    }
+    results.into_iter().map(|result| result.expect("every message belongs to one sender")).collect()
+}
+
+/// The senders of `messages` in the order they first appear, each with the indices of its
+/// messages, in order.
+fn by_sender(messages: &[(ProtocolAddress, SenderKeyMessage)]) -> Vec<(&ProtocolAddress, Vec<usize>)> {
+    let mut position: HashMap<&ProtocolAddress, usize> = HashMap::new();
+    let mut senders: Vec<(&ProtocolAddress, Vec<usize>)> = Vec::new();
+    for (i, (sender, _)) in messages.iter().enumerate() {
+        let at = *position.entry(sender).or_insert_with(|| {
+            senders.push((sender, Vec::new()));
+            senders.len() - 1
+        });
+        senders[at].1.push(i);
+    }
+    senders
 }
 
 /// Verifies every signature of `messages` in one batch. `Ok(false)` when any is missing a key or
 /// fails; the caller then checks each one alone.
-fn verify_batch<S>(store: &S, group: &str, messages: &[(ProtocolAddress, SenderKeyMessage)]) -> Result<bool>
+fn verify_batch<S>(
+    store: &S,
+    group: &str,
+    messages: &[(ProtocolAddress, SenderKeyMessage)],
+    senders: &[(&ProtocolAddress, Vec<usize>)],
+) -> Result<bool>
 where
     S: SenderKeyStore + ?Sized,
 {
-    use std::collections::HashMap;
-    let mut keys: HashMap<(&ProtocolAddress, u32, u8), ed25519_dalek::VerifyingKey> = HashMap::new();
-    let mut records: HashMap<&ProtocolAddress, SenderKeyRecord> = HashMap::new();
     let mut signed = Vec::with_capacity(messages.len());
     let mut signatures = Vec::with_capacity(messages.len());
     let mut verifying_keys = Vec::with_capacity(messages.len());
-    for (sender, message) in messages {
-        if !records.contains_key(sender) {
-            match store.load_sender_key(group, sender)? {
-                Some(record) => records.insert(sender, record),
-                None => return Ok(false),
+    // The batch's equation sums over its messages: their order does not matter, so they are taken
+    // sender by sender.
+    for (sender, indices) in senders {
+        let Some(record) = store.load_sender_key(group, sender)? else { return Ok(false) };
+        // The Ed25519 key of each (key id, sign bit) this sender's messages use: few.
+        let mut keys: Vec<(u32, u8, ed25519_dalek::VerifyingKey)> = Vec::new();
+        for &i in indices {
+            let message = &messages[i].1;
+            let (body, signature) = message.signed_parts();
+            let sign_bit = signature[63] >> 7;
+            let key = match keys.iter().find(|(id, bit, _)| (*id, *bit) == (message.key_id(), sign_bit)) {
+                Some((_, _, key)) => *key,
+                None => {
+                    let Some(index) = record.state_index(message.key_id()) else { return Ok(false) };
+                    let key = ed25519_dalek::VerifyingKey::from(record.states[index].verifying.point(sign_bit));
+                    keys.push((message.key_id(), sign_bit, key));
+                    key
+                }
             };
+            let mut ed_signature = *signature;
+            ed_signature[63] &= 0x7f;
+            signed.push(body);
+            signatures.push(ed25519_dalek::Signature::from_bytes(&ed_signature));
+            verifying_keys.push(key);
         }
-        let (body, signature) = message.signed_parts();
-        let sign_bit = signature[63] >> 7;
-        let key = match keys.entry((sender, message.key_id(), sign_bit)) {
-            std::collections::hash_map::Entry::Occupied(entry) => *entry.get(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let record = &records[sender];
-                let Some(index) = record.state_index(message.key_id()) else { return Ok(false) };
-                *entry.insert(ed25519_dalek::VerifyingKey::from(record.states[index].verifying.point(sign_bit)))
-            }
-        };
-        let mut ed_signature = *signature;
-        ed_signature[63] &= 0x7f;
-        signed.push(body);
-        signatures.push(ed25519_dalek::Signature::from_bytes(&ed_signature));
-        verifying_keys.push(key);
     }
     Ok(ed25519_dalek::verify_batch(&signed, &signatures, &verifying_keys).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    const GROUP: &str = "group";
+
+    /// A store that keeps records as bytes, as a database would, counts its loads and refuses to
+    /// store `refused`'s record: the provided `update_sender_key` (load, change, store back).
+    #[derive(Clone, Default)]
+    struct Persisted {
+        records: HashMap<ProtocolAddress, Vec<u8>>,
+        loads: Cell<usize>,
+        refused: Option<ProtocolAddress>,
+    }
+
+    impl SenderKeyStore for Persisted {
+        fn load_sender_key(&self, _: &str, sender: &ProtocolAddress) -> Result<Option<SenderKeyRecord>> {
+            self.loads.set(self.loads.get() + 1);
+            self.records.get(sender).map(|bytes| SenderKeyRecord::deserialize(bytes)).transpose()
+        }
+        fn store_sender_key(&mut self, _: &str, sender: &ProtocolAddress, record: SenderKeyRecord) -> Result<()> {
+            if self.refused.as_ref() == Some(sender) {
+                return Err(Error::InvalidRecord("the disk is full"));
+            }
+            self.records.insert(sender.clone(), record.serialize().to_vec());
+            Ok(())
+        }
+    }
+
+    /// `decrypt_batch` gives, message for message, what `decrypt` gives one at a time, and leaves
+    /// the same records: senders interleaved, messages out of order, a duplicate, a forgery, a
+    /// sender with no record, a key the reader never got, a message of the other suite. When the
+    /// store fails for one sender, each of that sender's messages gives the store's error and the
+    /// others are unaffected. A store without in-place updates is visited once per sender to
+    /// verify and once to decrypt.
+    #[test]
+    fn a_batch_reads_as_messages_one_at_a_time_do() {
+        for suite in [Suite::SignalV3, Suite::Aes256Gcm] {
+            let mut rng = StdRng::seed_from_u64(5);
+            let senders: Vec<ProtocolAddress> = (0..4).map(|i| ProtocolAddress::new(format!("sender{i}@app"), 1)).collect();
+            let mut stores: Vec<InMemorySenderKeyStore> = (0..4).map(|_| InMemorySenderKeyStore::default()).collect();
+            let mut reader = Persisted::default();
+            // Senders 0 to 2 hand their keys to the reader; sender 3 does not.
+            for (i, sender) in senders.iter().enumerate() {
+                let distribution = create_distribution(&mut stores[i], GROUP, sender, suite, &mut rng).unwrap();
+                if i < 3 {
+                    process_distribution(&mut reader, GROUP, sender, &distribution).unwrap();
+                }
+            }
+            let mut queued = Vec::new();
+            for i in 0..30u8 {
+                let from = i as usize % 4;
+                let message = encrypt(&mut stores[from], GROUP, &senders[from], &[i], &mut rng).unwrap();
+                queued.push((senders[from].clone(), message));
+            }
+            // Sender 1 rotates and sends under a key the reader never got.
+            rotate(&mut stores[1], GROUP, &senders[1], suite, &mut rng).unwrap();
+            queued.push((senders[1].clone(), encrypt(&mut stores[1], GROUP, &senders[1], b"new key", &mut rng).unwrap()));
+            queued.swap(0, 8); // sender 0's first and third messages change places
+            queued.push(queued[5].clone()); // a duplicate
+            let mut forged = queued[6].1.serialize().to_vec();
+            *forged.last_mut().unwrap() ^= 1;
+            queued[6].1 = SenderKeyMessage::parse(&forged).unwrap();
+            let other = if suite == Suite::SignalV3 { Suite::Aes256Gcm } else { Suite::SignalV3 };
+            let mut elsewhere = InMemorySenderKeyStore::default();
+            create_distribution(&mut elsewhere, GROUP, &senders[2], other, &mut rng).unwrap();
+            queued.push((senders[2].clone(), encrypt(&mut elsewhere, GROUP, &senders[2], b"other", &mut rng).unwrap()));
+
+            for refused in [None, Some(senders[2].clone())] {
+                reader.refused = refused;
+                let mut one_by_one = reader.clone();
+                let expected: Vec<_> =
+                    queued.iter().map(|(sender, message)| decrypt(&mut one_by_one, GROUP, sender, message)).collect();
+                let mut batch = reader.clone();
+                batch.loads.set(0);
+                let results = decrypt_batch(&mut batch, GROUP, &queued);
+                for ((sender, _), (result, expected)) in queued.iter().zip(results.iter().zip(&expected)) {
+                    if batch.refused.as_ref() == Some(sender) {
+                        // Nothing of this sender's could be kept: each of its messages says so.
+                        assert_eq!(result, &Err(Error::InvalidRecord("the disk is full")));
+                    } else {
+                        assert_eq!(result, expected, "{}", suite.name());
+                    }
+                }
+                assert_eq!(batch.records, one_by_one.records);
+                let read = results.iter().filter(|result| result.is_ok()).count();
+                assert_eq!(read, if batch.refused.is_none() { 22 } else { 16 });
+                // Verified and decrypted sender by sender: 2 loads for each of the 4 senders, or
+                // for those up to sender 3 (no record) when the batch stops there.
+                assert!(batch.loads.get() <= 8, "{} loads", batch.loads.get());
+            }
+        }
+    }
 }
