@@ -95,7 +95,8 @@ pub trait SessionStore {
     /// As [`Self::with_session`], also giving `f` the store's trust decision for an identity
     /// (its [`IdentityKeyStore::is_trusted_identity`] for `address`), so that one visit to the
     /// record can plan a change, check the identity it depends on, and only then make it. The
-    /// default loads and stores; a store in memory looks the record up once.
+    /// default loads and stores; a store in memory looks the record up once. A store that
+    /// overrides [`Self::with_session`] (to make it a transaction, say) overrides this as well.
     fn with_trusted_session<T>(
         &mut self,
         address: &ProtocolAddress,
@@ -293,7 +294,8 @@ impl SessionStore for InMemoryStore {
         address: &ProtocolAddress,
         f: impl FnOnce(&mut SessionRecord, &dyn Fn(&IdentityKey) -> Result<bool>) -> Result<T>,
     ) -> Result<Option<T>> {
-        // The trust rule is this store's `is_trusted_identity`, on the identity beside the record.
+        // The trust rule is this store's `is_trusted_identity` (the trait's default, trust on
+        // first use), on the identity beside the record: an override of it belongs here too.
         let Some(Peer { identity: stored, session: Some(record) }) = self.peers.get_mut(address) else { return Ok(None) };
         let trusted = |identity: &IdentityKey| Ok(stored.is_none_or(|stored| stored == *identity));
         f(record, &trusted).map(Some)

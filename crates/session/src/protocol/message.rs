@@ -176,6 +176,9 @@ impl SignalMessage {
     /// This message moved into `buffer`, where its wire bytes are at `wire` (the outer message a
     /// PreKeySignalMessage frames around it).
     pub(crate) fn moved_into(self, buffer: Vec<u8>, wire: Range<usize>) -> SignalMessage {
+        // Only for a message just framed by `encrypt`, whose ciphertext lies within its wire
+        // bytes (not one parsed by prost's path, which keeps its ciphertext after them).
+        assert!(self.wire.start <= self.ciphertext.start && self.ciphertext.end <= self.wire.end);
         debug_assert_eq!(&buffer[wire.clone()], self.serialize());
         let shift = |at: usize| at - self.wire.start + wire.start;
         SignalMessage { ciphertext: shift(self.ciphertext.start)..shift(self.ciphertext.end), wire, buffer, ..self }

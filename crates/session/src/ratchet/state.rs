@@ -208,11 +208,13 @@ impl SessionState {
                 receiver.chain_key = next;
             }
             ChainUpdate::NewChain(new_chain) => {
-                let NewChain { ratchet_key, root, chain } = *new_chain;
+                // Borrowed, not moved out of the box: moving the keys out would skip their
+                // wiping, and the allocator would get the box back with them still in it.
+                let NewChain { ratchet_key, root, chain } = &*new_chain;
                 let ratchet = KeyPair::generate(rng);
-                let (root, chain_key) = root.create_chain(self.suite, &ratchet_key, &ratchet.private);
+                let (root, chain_key) = root.create_chain(self.suite, ratchet_key, &ratchet.private);
                 self.root_key = root;
-                self.receiver_chains.push(chain);
+                self.receiver_chains.push(chain.clone());
                 if self.receiver_chains.len() > MAX_RECEIVER_CHAINS {
                     self.receiver_chains.remove(0);
                 }
