@@ -290,17 +290,20 @@ fn dispatch(core: &mut RelayCore, writers: &mut Writers, actions: Vec<Action>) -
             queue.extend(close(core, writers, conn));
             continue;
         }
-        while is_client {
-            let (queued, closing) = writers.usage();
-            let Some(excess) = (queued + bytes.len()).checked_sub(QUEUED_BYTES_BUDGET).filter(|excess| *excess > 0) else { break };
-            // What closed connections still hold is about to be freed: if it covers the excess,
-            // this frame's connection waits its turn (it reconnects); else the largest goes.
-            let victim = if closing >= excess { Some(conn) } else { writers.largest_device_queue() };
-            let Some(victim) = victim else { break };
-            tracing::warn!(conn = victim, "the relay's write budget is spent; closing a device connection");
-            queue.extend(close(core, writers, victim));
-            if victim == conn {
-                break;
+        // Only device connections count against the budget; one frame may close several.
+        if is_client {
+            loop {
+                let (queued, closing) = writers.usage();
+                let Some(excess) = (queued + bytes.len()).checked_sub(QUEUED_BYTES_BUDGET).filter(|excess| *excess > 0) else { break };
+                // What closed connections still hold is about to be freed: if it covers the excess,
+                // this frame's connection waits its turn (it reconnects); else the largest goes.
+                let victim = if closing >= excess { Some(conn) } else { writers.largest_device_queue() };
+                let Some(victim) = victim else { break };
+                tracing::warn!(conn = victim, "the relay's write budget is spent; closing a device connection");
+                queue.extend(close(core, writers, victim));
+                if victim == conn {
+                    break;
+                }
             }
         }
         let Some((handles, _)) = writers.connections.get(&conn) else { continue };
