@@ -1,0 +1,173 @@
+//! State in PostgreSQL: the same tables as the redb store, one transaction per batch, committed
+//! before [`Store::commit`] returns (with `synchronous_commit = on` and a synchronous standby, on
+//! the standby too: what the relay acknowledged survives a failover).
+//!
+//! The store and each reader own a connection on a thread of their own (see `worker.rs`):
+//! `postgres::Client` cannot be used from inside a tokio runtime, which is where the core reads
+//! [`Contents`]. The connection string may hold a password: it is never kept as text, and errors
+//! and `Debug` name only the server and database (`postgres::Config`'s `Debug` hides the
+//! password). Connections are made without TLS: point the relay at a server on loopback, a Unix
+//! socket, or a network it trusts.
+
+mod sql;
+mod worker;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use postgres::{Client, Config, IsolationLevel, NoTls};
+use switchboard_wire::switchboard::{Envelope, FederationFrame};
+
+use super::{Contents, Store, StoreError};
+use crate::state::{DeviceKey, Mutation, StoredState};
+use sql::{Reads, Writes, failed};
+use worker::Worker;
+
+/// How long a connection attempt may take when the connection string sets no `connect_timeout`:
+/// a relay that cannot reach its database says so rather than waiting forever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A relay's PostgreSQL database, to commit batches to.
+pub struct PostgresStore {
+    config: Config,
+    writer: Worker<(Client, Writes)>,
+}
+
+/// The same database, to read mail, frames and blobs back from (see [`PostgresStore::contents`]),
+/// over a connection of its own.
+pub struct PostgresContents {
+    target: String,
+    reader: Worker<(Client, Reads)>,
+}
+
+/// The server(s) and database `config` points at, for errors and logs (never its password).
+fn target(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!("PostgreSQL at {} port {} database {}", hosts.join(","), ports.join(","), config.get_dbname().unwrap_or("(the user's)"))
+}
+
+/// Connects on the calling thread (a worker's).
+fn connect(config: &Config) -> Result<Client, StoreError> {
+    config.connect(NoTls).map_err(|error| StoreError::backend(format!("connecting to {}", target(config)), error))
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names (a libpq connection string, `host=… dbname=…` or
+    /// `postgresql://…`), creates the relay's tables if they are missing, and loads what they
+    /// hold. Blocks while it does so (safe from any thread, a runtime's included).
+    pub fn open(url: &str) -> Result<(PostgresStore, StoredState), StoreError> {
+        // The parser's errors name the option, never its value.
+        let mut config = Config::from_str(url).map_err(|error| StoreError::backend("the PostgreSQL connection string", error))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("switchboard-relay");
+        }
+        let connecting = config.clone();
+        let writer = Worker::start("relay-postgres-commit", move || {
+            let mut client = connect(&connecting)?;
+            client.batch_execute(sql::SCHEMA).map_err(failed("creating the relay's tables"))?;
+            let writes = Writes::prepare(&mut client).map_err(failed("preparing the relay's statements"))?;
+            Ok((client, writes))
+        })?;
+        let state = writer.run(|(client, _)| {
+            let mut txn = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(failed("loading the relay's state"))?;
+            let state = sql::load(&mut txn)?;
+            txn.commit().map_err(failed("loading the relay's state"))?;
+            Ok(state)
+        });
+        let within = |error: StoreError| StoreError::backend(target(&config), error);
+        let state = state.map_err(within)?;
+        Ok((PostgresStore { config, writer }, state))
+    }
+
+    /// A reader of what this store commits, for the core, on a connection of its own.
+    pub fn contents(&self) -> Result<PostgresContents, StoreError> {
+        let config = self.config.clone();
+        let reader = Worker::start("relay-postgres-read", move || {
+            let mut client = connect(&config)?;
+            let reads = Reads::prepare(&mut client).map_err(failed("preparing the relay's statements"))?;
+            Ok((client, reads))
+        })?;
+        Ok(PostgresContents { target: target(&self.config), reader })
+    }
+}
+
+impl Store for PostgresStore {
+    fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
+        // The worker needs the batch for as long as it runs: the committer waits for it anyway.
+        let mutations = mutations.to_vec();
+        self.writer.run(move |(client, writes)| {
+            let mut txn = client.transaction().map_err(failed("committing a batch"))?;
+            writes.apply(&mut txn, &mutations).map_err(failed("committing a batch"))?;
+            txn.commit().map_err(failed("committing a batch"))
+        })
+    }
+}
+
+/// A read blocks the core's task for a round trip to the database: [`Contents`] asks for a read
+/// that is quick, and the core asks for a window at a time.
+impl Contents for PostgresContents {
+    fn mail(&self, device: &DeviceKey, seqs: &[u64]) -> Result<Vec<(u64, Envelope)>, StoreError> {
+        let (device, seqs) = (device.clone(), seqs.to_vec());
+        self.reader.run(move |(client, reads)| reads.mail(client, &device, &seqs))
+    }
+
+    fn outbound(&self, app: &str, seqs: &[u64]) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
+        let (app, seqs) = (app.to_owned(), seqs.to_vec());
+        self.reader.run(move |(client, reads)| reads.outbound(client, &app, &seqs))
+    }
+
+    fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let id = id.to_owned();
+        self.reader.run(move |(client, reads)| reads.blob(client, &id))
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore").field("target", &target(&self.config)).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for PostgresContents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresContents").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_in_no_error_and_no_debug_output() {
+        // Nothing listens on port 1: the connection is refused, quickly.
+        let url = "host=127.0.0.1 port=1 dbname=relay user=relay password=hunter2-secret connect_timeout=2";
+        let error = PostgresStore::open(url).expect_err("nothing listens there");
+        let said = format!("{} / {error:?}", error.chain());
+        assert!(!said.contains("hunter2"), "{said}");
+        assert!(said.contains("127.0.0.1") && said.contains("relay"), "{said}");
+        let error = PostgresStore::open("postgresql://relay:hunter2-secret@127.0.0.1:1/relay?nonsense=1").expect_err("no such option");
+        let said = format!("{} / {error:?}", error.chain());
+        assert!(!said.contains("hunter2"), "{said}");
+        let config = Config::from_str(url).unwrap();
+        assert!(!format!("{config:?} {}", target(&config)).contains("hunter2"));
+    }
+}

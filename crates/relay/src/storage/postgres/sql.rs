@@ -1,0 +1,334 @@
+//! The relay's tables in PostgreSQL, and the statements that write and read them.
+//!
+//! One table per redb table (see `redb_store.rs`), keyed the same way. Names are `bytea`, not
+//! `text`: a `text` column refuses the byte 0, and a refused name would stop the relay; they are
+//! checked as UTF-8 when read back. Unsigned numbers (sequence numbers, report ids, times) are
+//! kept in `int8` bit for bit (`u64 as i64` and back): only equality is ever asked of them in
+//! SQL, and the core orders them itself once loaded.
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
+use postgres::{Client, Row, Statement, Transaction};
+use switchboard_wire::switchboard::{Envelope, FederationFrame, KeptReport, StoredGroupHead, UploadBundles};
+use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
+
+use super::super::StoreError;
+use crate::state::{BlobEntry, DeviceKey, Head, MailEntry, Mutation, OutboundEntry, StampKey, StoredState};
+
+/// Creates what is missing; run on every open.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (user_name bytea NOT NULL, device int8 NOT NULL, credential_hash bytea NOT NULL, PRIMARY KEY (user_name, device));
+CREATE TABLE IF NOT EXISTS bundles (user_name bytea NOT NULL, device int8 NOT NULL, bundles bytea NOT NULL, PRIMARY KEY (user_name, device));
+CREATE TABLE IF NOT EXISTS mailboxes (user_name bytea NOT NULL, device int8 NOT NULL, seq int8 NOT NULL, envelope bytea NOT NULL, PRIMARY KEY (user_name, device, seq));
+CREATE TABLE IF NOT EXISTS outboxes (app bytea NOT NULL, seq int8 NOT NULL, frame bytea NOT NULL, PRIMARY KEY (app, seq));
+CREATE TABLE IF NOT EXISTS blobs (id bytea PRIMARY KEY, blob bytea NOT NULL, stored_at int8 NOT NULL);
+CREATE TABLE IF NOT EXISTS group_heads (group_id bytea PRIMARY KEY, head bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts (user_name bytea NOT NULL, contact bytea NOT NULL, PRIMARY KEY (user_name, contact));
+CREATE TABLE IF NOT EXISTS people (user_name bytea PRIMARY KEY, record bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets (name text PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS blocked (user_name bytea NOT NULL, blocked bytea NOT NULL, PRIMARY KEY (user_name, blocked));
+CREATE TABLE IF NOT EXISTS reports (id int8 PRIMARY KEY, kept bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS channels (channel bytea PRIMARY KEY, owner bytea NOT NULL, admins bytea[] NOT NULL);
+CREATE TABLE IF NOT EXISTS follows (user_name bytea NOT NULL, device int8 NOT NULL, channel bytea NOT NULL, PRIMARY KEY (user_name, device, channel));
+CREATE TABLE IF NOT EXISTS channel_apps (channel bytea NOT NULL, app bytea NOT NULL, PRIMARY KEY (channel, app));
+";
+
+/// Declares a set of statements, prepared once per connection (a statement sent as text would
+/// cost a round trip more each time).
+macro_rules! statements {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $sql:expr,)* }) => {
+        $(#[$doc])*
+        pub(super) struct $name {
+            $($field: Statement,)*
+        }
+
+        impl $name {
+            pub(super) fn prepare(client: &mut Client) -> Result<$name, postgres::Error> {
+                Ok($name { $($field: client.prepare($sql)?,)* })
+            }
+        }
+    };
+}
+
+statements! {
+    /// What a batch of mutations is written with.
+    Writes {
+        put_account: "INSERT INTO accounts VALUES ($1, $2, $3) ON CONFLICT (user_name, device) DO UPDATE SET credential_hash = EXCLUDED.credential_hash",
+        put_bundles: "INSERT INTO bundles VALUES ($1, $2, $3) ON CONFLICT (user_name, device) DO UPDATE SET bundles = EXCLUDED.bundles",
+        put_envelope: "INSERT INTO mailboxes VALUES ($1, $2, $3, $4) ON CONFLICT (user_name, device, seq) DO UPDATE SET envelope = EXCLUDED.envelope",
+        delete_envelope: "DELETE FROM mailboxes WHERE user_name = $1 AND device = $2 AND seq = $3",
+        put_outbound: "INSERT INTO outboxes VALUES ($1, $2, $3) ON CONFLICT (app, seq) DO UPDATE SET frame = EXCLUDED.frame",
+        delete_outbound: "DELETE FROM outboxes WHERE app = $1 AND seq = $2",
+        put_blob: "INSERT INTO blobs VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET blob = EXCLUDED.blob, stored_at = EXCLUDED.stored_at",
+        delete_blob: "DELETE FROM blobs WHERE id = $1",
+        put_group_head: "INSERT INTO group_heads VALUES ($1, $2) ON CONFLICT (group_id) DO UPDATE SET head = EXCLUDED.head",
+        add_contact: "INSERT INTO contacts VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        put_person: "INSERT INTO people VALUES ($1, $2) ON CONFLICT (user_name) DO UPDATE SET record = EXCLUDED.record",
+        delete_person: "DELETE FROM people WHERE user_name = $1",
+        put_secret: "INSERT INTO secrets VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+        block: "INSERT INTO blocked VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        unblock: "DELETE FROM blocked WHERE user_name = $1 AND blocked = $2",
+        put_report: "INSERT INTO reports VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET kept = EXCLUDED.kept",
+        put_channel: "INSERT INTO channels VALUES ($1, $2, $3) ON CONFLICT (channel) DO UPDATE SET owner = EXCLUDED.owner, admins = EXCLUDED.admins",
+        follow: "INSERT INTO follows VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        unfollow: "DELETE FROM follows WHERE user_name = $1 AND device = $2 AND channel = $3",
+        add_channel_app: "INSERT INTO channel_apps VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        remove_channel_app: "DELETE FROM channel_apps WHERE channel = $1 AND app = $2",
+        delete_account: "DELETE FROM accounts WHERE user_name = $1 AND device = $2",
+        delete_bundles: "DELETE FROM bundles WHERE user_name = $1 AND device = $2",
+        delete_mailbox: "DELETE FROM mailboxes WHERE user_name = $1 AND device = $2",
+        delete_follows: "DELETE FROM follows WHERE user_name = $1 AND device = $2",
+    }
+}
+
+statements! {
+    /// What the contents the core does not keep in memory are read with.
+    Reads {
+        mail: "SELECT seq, envelope FROM mailboxes WHERE user_name = $1 AND device = $2 AND seq = ANY($3)",
+        outbound: "SELECT seq, frame FROM outboxes WHERE app = $1 AND seq = ANY($2)",
+        blob: "SELECT blob FROM blobs WHERE id = $1",
+    }
+}
+
+pub(super) fn failed(what: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
+    move |error| StoreError::backend(what, error)
+}
+
+/// `u64` as PostgreSQL's `int8`, bit for bit (see the module's docs).
+fn int8(value: u64) -> i64 {
+    value as i64
+}
+
+/// A device's (user, device id) as its two columns.
+fn device_params((user, device_id): &DeviceKey) -> (&[u8], i64) {
+    (user.as_bytes(), i64::from(*device_id))
+}
+
+impl Writes {
+    /// Applies `mutations` in `txn`, in order (a later mutation of the same key wins, as in redb).
+    pub(super) fn apply(&self, txn: &mut Transaction<'_>, mutations: &[Mutation]) -> Result<(), postgres::Error> {
+        for mutation in mutations {
+            let mut run = |statement: &Statement, params: &[&(dyn ToSql + Sync)]| txn.execute(statement, params).map(drop);
+            match mutation {
+                Mutation::PutAccount { device, credential_hash } => {
+                    let (user, id) = device_params(device);
+                    run(&self.put_account, &[&user, &id, &credential_hash.as_slice()])?;
+                }
+                Mutation::PutBundles { device, bundles, low_mark } => {
+                    let (user, id) = device_params(device);
+                    let value = UploadBundles { bundles: bundles.clone(), low_mark: *low_mark }.encode_to_vec();
+                    run(&self.put_bundles, &[&user, &id, &value])?;
+                }
+                Mutation::PutEnvelope { device, seq, envelope } => {
+                    let (user, id) = device_params(device);
+                    run(&self.put_envelope, &[&user, &id, &int8(*seq), &envelope.encode_to_vec()])?;
+                }
+                Mutation::DeleteEnvelope { device, seq } => {
+                    let (user, id) = device_params(device);
+                    run(&self.delete_envelope, &[&user, &id, &int8(*seq)])?;
+                }
+                Mutation::PutOutbound { app, seq, frame } => {
+                    run(&self.put_outbound, &[&app.as_bytes(), &int8(*seq), &frame.encode_to_vec()])?;
+                }
+                Mutation::DeleteOutbound { app, seq } => run(&self.delete_outbound, &[&app.as_bytes(), &int8(*seq)])?,
+                Mutation::PutBlob { id, blob, stored_at } => run(&self.put_blob, &[&id.as_bytes(), blob, &int8(*stored_at)])?,
+                Mutation::DeleteBlob { id } => run(&self.delete_blob, &[&id.as_bytes()])?,
+                Mutation::PutGroupHead { group, head } => {
+                    let stored = StoredGroupHead {
+                        epoch: head.epoch,
+                        state_hash: head.state_hash.to_vec(),
+                        order_key: head.order_key.to_vec(),
+                        recent_hashes: head.recent_hashes.iter().map(|hash| hash.to_vec()).collect(),
+                    };
+                    run(&self.put_group_head, &[&group.as_bytes(), &stored.encode_to_vec()])?;
+                }
+                Mutation::AddContact { user, contact } => run(&self.add_contact, &[&user.as_bytes(), &contact.as_bytes()])?,
+                Mutation::PutPerson { user, record: Some(record) } => run(&self.put_person, &[&user.as_bytes(), record])?,
+                Mutation::PutPerson { user, record: None } => run(&self.delete_person, &[&user.as_bytes()])?,
+                Mutation::PutStampKey { key } => run(&self.put_secret, &[&"stamp", &key.0.as_slice()])?,
+                Mutation::SetBlocked { user, blocked, on } => {
+                    let statement = if *on { &self.block } else { &self.unblock };
+                    run(statement, &[&user.as_bytes(), &blocked.as_bytes()])?;
+                }
+                Mutation::PutReport { id, kept } => run(&self.put_report, &[&int8(*id), &kept.encode_to_vec()])?,
+                Mutation::PutChannel { channel, owner, admins } => {
+                    let admins: Vec<&[u8]> = admins.iter().map(|admin| admin.as_bytes()).collect();
+                    run(&self.put_channel, &[&channel.as_bytes(), &owner.as_bytes(), &admins])?;
+                }
+                Mutation::SetFollowing { channel, device, on } => {
+                    let (user, id) = device_params(device);
+                    let statement = if *on { &self.follow } else { &self.unfollow };
+                    run(statement, &[&user, &id, &channel.as_bytes()])?;
+                }
+                Mutation::SetChannelApp { channel, app, on } => {
+                    let statement = if *on { &self.add_channel_app } else { &self.remove_channel_app };
+                    run(statement, &[&channel.as_bytes(), &app.as_bytes()])?;
+                }
+                Mutation::DeleteAccount { device } => {
+                    let (user, id) = device_params(device);
+                    for statement in [&self.delete_account, &self.delete_bundles, &self.delete_mailbox, &self.delete_follows] {
+                        run(statement, &[&user, &id])?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(what: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
+    move |error| StoreError::backend(format!("corrupt row in {what}"), error)
+}
+
+/// Column `i` of `row`, of the type asked for (a column of another type is an error, not a
+/// panic).
+fn column<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, i: usize, table: &'static str) -> Result<T, StoreError> {
+    row.try_get(i).map_err(corrupt(table))
+}
+
+/// A name kept as `bytea` (see the module's docs).
+fn name(row: &Row, i: usize, table: &'static str) -> Result<String, StoreError> {
+    String::from_utf8(column::<Vec<u8>>(row, i, table)?).map_err(|_| StoreError::new(format!("corrupt name in {table}")))
+}
+
+fn device(row: &Row, user: usize, table: &'static str) -> Result<DeviceKey, StoreError> {
+    let id = u32::try_from(column::<i64>(row, user + 1, table)?).map_err(|_| StoreError::new(format!("corrupt device id in {table}")))?;
+    Ok((name(row, user, table)?, id))
+}
+
+fn decoded<M: Message + Default>(bytes: &[u8], limit: usize, table: &'static str) -> Result<M, StoreError> {
+    decode(bytes, limit).map_err(|error| StoreError::backend(format!("corrupt row in {table}"), error))
+}
+
+/// Calls `each` with every row `sql` selects, as they arrive: the mailboxes may hold far more
+/// than is worth holding twice in memory.
+fn each(txn: &mut Transaction<'_>, table: &'static str, sql: &str, mut each: impl FnMut(&Row) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    let reading = || format!("reading {table}");
+    let mut rows = txn.query_raw(sql, std::iter::empty::<&(dyn ToSql + Sync)>()).map_err(|error| StoreError::backend(reading(), error))?;
+    while let Some(row) = rows.next().map_err(|error| StoreError::backend(reading(), error))? {
+        each(&row)?;
+    }
+    Ok(())
+}
+
+/// Everything but the contents of mailboxes, outboxes and blobs, as [`StoredState`] holds it,
+/// read in one snapshot (`txn` is repeatable-read).
+pub(super) fn load(txn: &mut Transaction<'_>) -> Result<StoredState, StoreError> {
+    let mut state = StoredState::default();
+    each(txn, "accounts", "SELECT user_name, device, credential_hash FROM accounts", |row| {
+        let hash: [u8; 32] = column::<&[u8]>(row, 2, "accounts")?.try_into().map_err(|_| StoreError::new("corrupt account"))?;
+        state.accounts.insert(device(row, 0, "accounts")?, hash);
+        Ok(())
+    })?;
+    each(txn, "bundles", "SELECT user_name, device, bundles FROM bundles", |row| {
+        let device = device(row, 0, "bundles")?;
+        let bundles: UploadBundles = decoded(column(row, 2, "bundles")?, MAX_FRAME_LEN * 64, "bundles")?;
+        if bundles.low_mark > 0 {
+            state.prekey_marks.insert(device.clone(), bundles.low_mark);
+        }
+        state.bundles.insert(device, bundles.bundles);
+        Ok(())
+    })?;
+    each(txn, "mailboxes", "SELECT user_name, device, seq, envelope FROM mailboxes", |row| {
+        let envelope: Envelope = decoded(column(row, 3, "mailboxes")?, MAX_FRAME_LEN, "mailboxes")?;
+        let seq = column::<i64>(row, 2, "mailboxes")? as u64;
+        state.mailboxes.entry(device(row, 0, "mailboxes")?).or_default().insert(seq, MailEntry::of(&envelope));
+        Ok(())
+    })?;
+    each(txn, "outboxes", "SELECT app, seq, frame FROM outboxes", |row| {
+        let frame: FederationFrame = decoded(column(row, 2, "outboxes")?, MAX_FRAME_LEN, "outboxes")?;
+        let seq = column::<i64>(row, 1, "outboxes")? as u64;
+        state.outboxes.entry(name(row, 0, "outboxes")?).or_default().insert(seq, OutboundEntry::of(&frame));
+        Ok(())
+    })?;
+    // Their sizes only: the blobs stay in the database.
+    each(txn, "blobs", "SELECT id, octet_length(blob), stored_at FROM blobs", |row| {
+        let bytes = usize::try_from(column::<i32>(row, 1, "blobs")?).map_err(|_| StoreError::new("corrupt blob length"))?;
+        let stored_at = column::<i64>(row, 2, "blobs")? as u64;
+        state.blobs.insert(name(row, 0, "blobs")?, BlobEntry { bytes, stored_at });
+        Ok(())
+    })?;
+    each(txn, "group_heads", "SELECT group_id, head FROM group_heads", |row| {
+        let stored: StoredGroupHead = decoded(column(row, 1, "group_heads")?, MAX_FRAME_LEN, "group_heads")?;
+        let corrupt = || StoreError::new("corrupt group head");
+        let head = Head {
+            epoch: stored.epoch,
+            state_hash: stored.state_hash.as_slice().try_into().map_err(|_| corrupt())?,
+            order_key: stored.order_key.as_slice().try_into().map_err(|_| corrupt())?,
+            recent_hashes: stored.recent_hashes.iter().map(|hash| hash.as_slice().try_into().map_err(|_| corrupt())).collect::<Result<_, _>>()?,
+        };
+        state.group_heads.insert(name(row, 0, "group_heads")?, head);
+        Ok(())
+    })?;
+    each(txn, "contacts", "SELECT user_name, contact FROM contacts", |row| {
+        state.contacts.entry(name(row, 0, "contacts")?).or_default().insert(name(row, 1, "contacts")?);
+        Ok(())
+    })?;
+    each(txn, "people", "SELECT user_name, record FROM people", |row| {
+        let record: Vec<u8> = column(row, 1, "people")?;
+        state.people_bytes += record.len();
+        state.people.insert(name(row, 0, "people")?, record);
+        Ok(())
+    })?;
+    each(txn, "secrets", "SELECT value FROM secrets WHERE name = 'stamp'", |row| {
+        let key: [u8; 32] = column::<&[u8]>(row, 0, "secrets")?.try_into().map_err(|_| StoreError::new("corrupt stamp key"))?;
+        state.stamp_key = Some(StampKey(key));
+        Ok(())
+    })?;
+    each(txn, "blocked", "SELECT user_name, blocked FROM blocked", |row| {
+        state.blocked.entry(name(row, 0, "blocked")?).or_default().insert(name(row, 1, "blocked")?);
+        Ok(())
+    })?;
+    each(txn, "reports", "SELECT id, kept FROM reports", |row| {
+        let kept: KeptReport = decoded(column(row, 1, "reports")?, MAX_FRAME_LEN, "reports")?;
+        state.apply(&Mutation::PutReport { id: column::<i64>(row, 0, "reports")? as u64, kept });
+        Ok(())
+    })?;
+    each(txn, "channels", "SELECT channel, owner, admins FROM channels", |row| {
+        let admins = column::<Vec<Vec<u8>>>(row, 2, "channels")?
+            .into_iter()
+            .map(|admin| String::from_utf8(admin).map_err(|_| StoreError::new("corrupt name in channels")))
+            .collect::<Result<_, _>>()?;
+        state.apply(&Mutation::PutChannel { channel: name(row, 0, "channels")?, owner: name(row, 1, "channels")?, admins });
+        Ok(())
+    })?;
+    each(txn, "follows", "SELECT user_name, device, channel FROM follows", |row| {
+        state.apply(&Mutation::SetFollowing { channel: name(row, 2, "follows")?, device: device(row, 0, "follows")?, on: true });
+        Ok(())
+    })?;
+    each(txn, "channel_apps", "SELECT channel, app FROM channel_apps", |row| {
+        state.apply(&Mutation::SetChannelApp { channel: name(row, 0, "channel_apps")?, app: name(row, 1, "channel_apps")?, on: true });
+        Ok(())
+    })?;
+    Ok(state)
+}
+
+impl Reads {
+    /// The values of `rows` (sequence number, encoded message) for each of `seqs` in that order,
+    /// decoded; a sequence number with no row is left out.
+    fn in_order<M: Message + Default>(rows: Vec<Row>, seqs: &[u64], table: &'static str) -> Result<Vec<(u64, M)>, StoreError> {
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            found.insert(column::<i64>(row, 0, table)? as u64, column::<&[u8]>(row, 1, table)?);
+        }
+        seqs.iter().filter_map(|seq| found.get(seq).map(|bytes| Ok((*seq, decoded(bytes, MAX_FRAME_LEN, table)?)))).collect()
+    }
+
+    pub(super) fn mail(&self, client: &mut Client, device: &DeviceKey, seqs: &[u64]) -> Result<Vec<(u64, Envelope)>, StoreError> {
+        let (user, id) = device_params(device);
+        let wanted: Vec<i64> = seqs.iter().map(|seq| int8(*seq)).collect();
+        let rows = client.query(&self.mail, &[&user, &id, &wanted]).map_err(failed("reading mail"))?;
+        Reads::in_order(rows, seqs, "mailboxes")
+    }
+
+    pub(super) fn outbound(&self, client: &mut Client, app: &str, seqs: &[u64]) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
+        let wanted: Vec<i64> = seqs.iter().map(|seq| int8(*seq)).collect();
+        let rows = client.query(&self.outbound, &[&app.as_bytes(), &wanted]).map_err(failed("reading frames for other apps"))?;
+        Reads::in_order(rows, seqs, "outboxes")
+    }
+
+    pub(super) fn blob(&self, client: &mut Client, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = client.query_opt(&self.blob, &[&id.as_bytes()]).map_err(failed("reading a blob"))?;
+        row.map(|row| column(&row, 0, "blobs")).transpose()
+    }
+}

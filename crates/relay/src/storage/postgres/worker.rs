@@ -1,0 +1,59 @@
+//! A thread that owns one PostgreSQL connection and runs jobs on it, one at a time.
+//!
+//! `postgres::Client` drives its connection on a runtime of its own and panics when it is used,
+//! or dropped, on a thread that is inside a tokio runtime: the relay commits from a plain thread
+//! but reads [`Contents`](crate::storage::Contents) from its core task, and may drop a store from
+//! async code. A client that lives and dies on its own thread is safe from every caller.
+
+use std::sync::mpsc;
+
+use super::super::StoreError;
+
+type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
+
+/// The sending end of a thread that owns `S` (a connection and its prepared statements). The
+/// thread ends, closing the connection, when this is dropped.
+pub(super) struct Worker<S> {
+    jobs: mpsc::Sender<Job<S>>,
+}
+
+impl<S: 'static> Worker<S> {
+    /// Starts a thread named `name` that makes its `S` with `init` (connecting there, so the
+    /// connection never touches the caller's thread), and returns once `init` has succeeded.
+    pub(super) fn start(name: &str, init: impl FnOnce() -> Result<S, StoreError> + Send + 'static) -> Result<Worker<S>, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Job<S>>();
+        let (ready, started) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let mut state = match init() {
+                    Ok(state) => state,
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                if ready.send(Ok(())).is_err() {
+                    return;
+                }
+                while let Ok(job) = queue.recv() {
+                    job(&mut state);
+                }
+            })
+            .map_err(|error| StoreError::backend("starting the PostgreSQL thread", error))?;
+        started.recv().map_err(|_| StoreError::new("the PostgreSQL thread ended while connecting"))??;
+        Ok(Worker { jobs })
+    }
+
+    /// Runs `job` on the thread and waits for its answer: the caller blocks for one round trip
+    /// (or a few) to the database.
+    pub(super) fn run<T: Send + 'static>(&self, job: impl FnOnce(&mut S) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job<S> = Box::new(move |state| {
+            let _ = reply.send(job(state));
+        });
+        self.jobs.send(job).map_err(|_| StoreError::new("the PostgreSQL thread has ended"))?;
+        // A job that panicked drops its reply: an error, not a hang.
+        answer.recv().map_err(|_| StoreError::new("the PostgreSQL thread has ended"))?
+    }
+}

@@ -1,0 +1,332 @@
+//! The PostgreSQL store against real PostgreSQL servers (Debian's, started by the tests
+//! themselves; see `support/postgres.rs`): it keeps what the redb store keeps, and what a relay
+//! on it acknowledged survives the loss of the primary server.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use switchboard_client::{ChatClient, Event, RelayAddress};
+use switchboard_relay::server::tls::{Pki, TlsIdentity};
+use switchboard_relay::server::{RelayHandle, RelaySettings, start};
+use switchboard_relay::state::{DeviceKey, Head, Mutation, StampKey, StoredState};
+use switchboard_relay::storage::{Contents, PostgresStore, RedbStore, Store};
+use switchboard_wire::switchboard::{DeviceAddress, Envelope, FederationFrame, KeptReport, PreKeyBundle, Text, content, federation_frame};
+use support::postgres::Server;
+use tokio::net::TcpListener;
+
+fn envelope(id: u8) -> Envelope {
+    Envelope {
+        id: vec![id; 16].into(),
+        sender: Some(DeviceAddress { name: "alice@green".into(), device_id: 1 }),
+        recipient: Some(DeviceAddress { name: "bob@blue".into(), device_id: 2 }),
+        kind: 2,
+        content: vec![id; 40].into(),
+        group_id: if id.is_multiple_of(2) { String::new() } else { "g@blue".into() },
+        franking: None,
+        channel: false,
+    }
+}
+
+fn frame(id: u8) -> FederationFrame {
+    FederationFrame { request_id: u64::from(id), body: Some(federation_frame::Body::Forward(envelope(id))) }
+}
+
+/// Which variant `mutation` is: a new variant fails to compile here until the batches below
+/// cover it.
+fn variant(mutation: &Mutation) -> usize {
+    match mutation {
+        Mutation::PutAccount { .. } => 0,
+        Mutation::PutBundles { .. } => 1,
+        Mutation::PutEnvelope { .. } => 2,
+        Mutation::DeleteEnvelope { .. } => 3,
+        Mutation::PutOutbound { .. } => 4,
+        Mutation::DeleteOutbound { .. } => 5,
+        Mutation::PutBlob { .. } => 6,
+        Mutation::DeleteBlob { .. } => 7,
+        Mutation::PutGroupHead { .. } => 8,
+        Mutation::AddContact { .. } => 9,
+        Mutation::PutPerson { .. } => 10,
+        Mutation::PutStampKey { .. } => 11,
+        Mutation::SetBlocked { .. } => 12,
+        Mutation::PutReport { .. } => 13,
+        Mutation::PutChannel { .. } => 14,
+        Mutation::SetFollowing { .. } => 15,
+        Mutation::SetChannelApp { .. } => 16,
+        Mutation::DeleteAccount { .. } => 17,
+    }
+}
+const VARIANTS: usize = 18;
+
+/// Batches of every kind of mutation, overwriting, deleting and re-adding, with numbers past
+/// `i64::MAX` and a name holding the byte 0.
+fn batches() -> Vec<Vec<Mutation>> {
+    let bob: DeviceKey = ("bob@blue".into(), 2);
+    let carol: DeviceKey = ("carol@blue".into(), u32::MAX);
+    let gone: DeviceKey = ("bob@blue".into(), 3);
+    let head = |n: u8| Head { epoch: u64::from(n), state_hash: [n; 32], order_key: [n + 1; 32], recent_hashes: vec![[n + 2; 32]; usize::from(n)] };
+    let bundles = |device_id| vec![PreKeyBundle { device_id, ..Default::default() }];
+    let kept = |reporter: &str| KeptReport { reporter: reporter.into(), report: Some(Default::default()) };
+    vec![
+        vec![
+            Mutation::PutStampKey { key: StampKey([8; 32]) },
+            Mutation::PutAccount { device: bob.clone(), credential_hash: [7; 32] },
+            Mutation::PutAccount { device: carol.clone(), credential_hash: [1; 32] },
+            Mutation::PutBundles { device: bob.clone(), bundles: bundles(2), low_mark: 7 },
+            Mutation::PutBundles { device: carol.clone(), bundles: vec![], low_mark: 0 },
+        ],
+        vec![
+            Mutation::PutAccount { device: bob.clone(), credential_hash: [9; 32] },
+            Mutation::PutEnvelope { device: bob.clone(), seq: 3, envelope: envelope(3) },
+            Mutation::PutEnvelope { device: bob.clone(), seq: 4, envelope: envelope(4) },
+            Mutation::PutEnvelope { device: carol.clone(), seq: u64::MAX - 1, envelope: envelope(5) },
+            Mutation::DeleteEnvelope { device: bob.clone(), seq: 3 },
+            Mutation::PutEnvelope { device: bob.clone(), seq: 6, envelope: envelope(6) },
+            Mutation::PutEnvelope { device: bob.clone(), seq: 6, envelope: envelope(7) },
+            Mutation::PutOutbound { app: "red".into(), seq: 9, frame: frame(9) },
+            Mutation::PutOutbound { app: "red".into(), seq: 10, frame: frame(10) },
+            Mutation::PutOutbound { app: "green".into(), seq: 1 << 63, frame: frame(11) },
+            Mutation::DeleteOutbound { app: "red".into(), seq: 10 },
+            Mutation::PutBlob { id: "00ff@blue".into(), blob: vec![1, 2, 3], stored_at: 1_800_000_000 },
+            Mutation::PutBlob { id: "00fe@blue".into(), blob: vec![4], stored_at: 1_700_000_000 },
+            Mutation::PutBlob { id: "00fd@blue".into(), blob: vec![], stored_at: u64::MAX },
+            Mutation::DeleteBlob { id: "00fe@blue".into() },
+            Mutation::PutGroupHead { group: "g@blue".into(), head: head(3) },
+            Mutation::PutGroupHead { group: "h@blue".into(), head: head(0) },
+            Mutation::PutGroupHead { group: "g@blue".into(), head: head(4) },
+        ],
+        vec![
+            Mutation::AddContact { user: "bob@blue".into(), contact: "alice@green".into() },
+            Mutation::AddContact { user: "bob@blue".into(), contact: "alice@green".into() },
+            Mutation::AddContact { user: "bob@blue".into(), contact: "nul\0byte@red".into() },
+            Mutation::PutPerson { user: "bob@blue".into(), record: Some(vec![1, 2, 3]) },
+            Mutation::PutPerson { user: "carol@blue".into(), record: Some(vec![4]) },
+            Mutation::PutPerson { user: "carol@blue".into(), record: None },
+            Mutation::PutPerson { user: "dave@blue".into(), record: Some(vec![5; 300]) },
+            Mutation::SetBlocked { user: "bob@blue".into(), blocked: "mallory@red".into(), on: true },
+            Mutation::SetBlocked { user: "bob@blue".into(), blocked: "eve@red".into(), on: true },
+            Mutation::SetBlocked { user: "bob@blue".into(), blocked: "eve@red".into(), on: false },
+            Mutation::SetBlocked { user: "carol@blue".into(), blocked: "eve@red".into(), on: false },
+            Mutation::PutReport { id: 1, kept: kept("bob@blue") },
+            Mutation::PutReport { id: u64::MAX, kept: kept("carol@blue") },
+            Mutation::PutChannel { channel: "news@blue".into(), owner: "bob@blue".into(), admins: vec!["alice@green".into(), "bob@blue".into()] },
+            Mutation::PutChannel { channel: "old@blue".into(), owner: "carol@blue".into(), admins: vec![] },
+            Mutation::PutChannel { channel: "news@blue".into(), owner: "bob@blue".into(), admins: vec!["bob@blue".into(), "dave@red".into()] },
+            Mutation::SetFollowing { channel: "news@blue".into(), device: bob.clone(), on: true },
+            Mutation::SetFollowing { channel: "tv@red".into(), device: bob.clone(), on: true },
+            Mutation::SetFollowing { channel: "tv@red".into(), device: carol.clone(), on: true },
+            Mutation::SetFollowing { channel: "old@blue".into(), device: carol.clone(), on: true },
+            Mutation::SetFollowing { channel: "old@blue".into(), device: carol.clone(), on: false },
+            Mutation::SetChannelApp { channel: "news@blue".into(), app: "red".into(), on: true },
+            Mutation::SetChannelApp { channel: "news@blue".into(), app: "green".into(), on: true },
+            Mutation::SetChannelApp { channel: "news@blue".into(), app: "green".into(), on: false },
+        ],
+        vec![],
+        // A removed device: its account, bundles, mail and follows go; another's stay. Then it
+        // comes back with nothing.
+        vec![
+            Mutation::PutAccount { device: gone.clone(), credential_hash: [9; 32] },
+            Mutation::PutBundles { device: gone.clone(), bundles: bundles(3), low_mark: 2 },
+            Mutation::PutEnvelope { device: gone.clone(), seq: 5, envelope: envelope(5) },
+            Mutation::SetFollowing { channel: "tv@red".into(), device: gone.clone(), on: true },
+        ],
+        vec![Mutation::DeleteAccount { device: gone.clone() }, Mutation::PutStampKey { key: StampKey([2; 32]) }],
+        vec![
+            Mutation::PutAccount { device: gone.clone(), credential_hash: [4; 32] },
+            Mutation::DeleteAccount { device: ("nobody@blue".into(), 1) },
+        ],
+    ]
+}
+
+/// Everything `contents` answers for the devices, apps and blobs of [`batches`].
+fn answers(contents: &dyn Contents) -> Vec<String> {
+    let seqs = [0, 3, 4, 5, 6, 9, 10, u64::MAX - 1, 1 << 63, 6];
+    let mut answers = Vec::new();
+    for device in [("bob@blue", 2), ("bob@blue", 3), ("carol@blue", u32::MAX), ("nobody@blue", 1)] {
+        let device = (device.0.to_owned(), device.1);
+        answers.push(format!("{device:?}: {:?}", contents.mail(&device, &seqs).expect("mail")));
+        answers.push(format!("{device:?} none: {:?}", contents.mail(&device, &[]).expect("mail")));
+    }
+    for app in ["red", "green", "blue"] {
+        answers.push(format!("{app}: {:?}", contents.outbound(app, &seqs).expect("outbound")));
+    }
+    for blob in ["00ff@blue", "00fe@blue", "00fd@blue", "nothing@blue"] {
+        answers.push(format!("{blob}: {:?}", contents.blob(blob).expect("blob")));
+    }
+    answers
+}
+
+#[test]
+fn the_postgres_store_keeps_what_the_redb_store_keeps() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.redb");
+    let batches = batches();
+    let covered: BTreeSet<usize> = batches.iter().flatten().map(variant).collect();
+    assert_eq!(covered.len(), VARIANTS, "every kind of mutation is committed");
+    {
+        let (mut redb, redb_state) = RedbStore::open(&path).unwrap();
+        let (mut postgres, postgres_state) = PostgresStore::open(&server.url()).unwrap();
+        assert_eq!((&redb_state, &postgres_state), (&StoredState::default(), &StoredState::default()));
+        // Read back between commits too, by the reader each store hands the core.
+        let postgres_contents = postgres.contents().unwrap();
+        let redb_contents = redb.contents();
+        for batch in &batches {
+            redb.commit(batch).unwrap();
+            postgres.commit(batch).unwrap();
+            assert_eq!(answers(&postgres_contents), answers(&redb_contents));
+        }
+    }
+    let mut expected = StoredState::default();
+    batches.iter().flatten().for_each(|mutation| expected.apply(mutation));
+    let (redb, redb_state) = RedbStore::open(&path).unwrap();
+    let (postgres, postgres_state) = PostgresStore::open(&server.url()).unwrap();
+    assert_eq!(postgres_state, redb_state);
+    assert_eq!(postgres_state, expected);
+    assert!(!postgres_state.mailboxes.is_empty() && !postgres_state.follows.is_empty() && postgres_state.stamp_key.is_some());
+    let contents = postgres.contents().unwrap();
+    assert_eq!(answers(&contents), answers(&redb.contents()));
+    // Not equal by being empty alike: the contents are there, the last write of a key winning.
+    assert_eq!(contents.mail(&("bob@blue".into(), 2), &[6, 3, 4]).unwrap(), [(6, envelope(7)), (4, envelope(4))]);
+    assert_eq!(contents.blob("00fd@blue").unwrap(), Some(vec![]));
+}
+
+#[test]
+fn a_row_that_does_not_decode_is_an_error_not_a_panic() {
+    let server = Server::start();
+    let device: DeviceKey = ("bob@blue".into(), 2);
+    let (mut store, _) = PostgresStore::open(&server.url()).unwrap();
+    store.commit(&[Mutation::PutEnvelope { device: device.clone(), seq: 1, envelope: envelope(1) }]).unwrap();
+    server.sql("UPDATE mailboxes SET envelope = '\\xffffffff'");
+    let error = store.contents().unwrap().mail(&device, &[1]).expect_err("a corrupt envelope");
+    assert!(error.chain().contains("corrupt row in mailboxes"), "{}", error.chain());
+    let error = PostgresStore::open(&server.url()).expect_err("a corrupt envelope");
+    assert!(error.chain().contains("corrupt row in mailboxes"), "{}", error.chain());
+    server.sql("DELETE FROM mailboxes; INSERT INTO accounts VALUES ('\\xff', 1, '\\x00'), ('\\x41', -1, '\\x00')");
+    let error = PostgresStore::open(&server.url()).expect_err("a corrupt account");
+    assert!(error.chain().contains("corrupt"), "{}", error.chain());
+    // A server that is gone: the store says so.
+    drop(server);
+    let error = store.commit(&[Mutation::DeleteEnvelope { device, seq: 1 }]).expect_err("no server");
+    assert!(error.chain().contains("committing a batch"), "{}", error.chain());
+}
+
+fn text(i: usize) -> content::Body {
+    content::Body::Text(Text { text: format!("message {i}") })
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Message { content, .. } => match &content.body {
+                Some(content::Body::Text(text)) => Some(text.text.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// A relay of app green on the database `url`, listening on `addresses` (devices, then other
+/// relays; port 0 for any).
+async fn start_relay(pki: &Pki, url: String, addresses: [SocketAddr; 2]) -> RelayHandle {
+    let (store, state, contents) = tokio::task::spawn_blocking(move || {
+        let (store, state) = PostgresStore::open(&url).expect("open the store");
+        let contents = store.contents().expect("open the reader");
+        (store, state, contents)
+    })
+    .await
+    .unwrap();
+    let (certificate, private_key) = pki.apps["green"].clone();
+    let settings = RelaySettings {
+        app: "green".into(),
+        tls: TlsIdentity { certificate, private_key, ca_certificate: pki.ca_certificate.clone() },
+        peers: Vec::new(),
+        seed: None,
+        tap: None,
+        rate_limits: Default::default(),
+    };
+    let clients = TcpListener::bind(addresses[0]).await.unwrap();
+    let federation = TcpListener::bind(addresses[1]).await.unwrap();
+    start(settings, clients, federation, Box::new(store), Box::new(contents), state).await.unwrap()
+}
+
+fn seeded(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
+}
+
+/// Messages acknowledged before the primary is killed; it is killed while the next ones go.
+const BEFORE_THE_KILL: usize = 15;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_when_the_primary_dies_and_the_standby_takes_over() {
+    let primary = Arc::new(Server::start());
+    let standby = primary.start_standby();
+    let pki = Pki::generate(&["green"]).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let relay = start_relay(&pki, primary.url(), [any, any]).await;
+    let addresses = [relay.client_address, relay.federation_address];
+    let address = RelayAddress::new(relay.client_address, "green", &pki.ca_certificate).unwrap();
+    let mut alice = ChatClient::register(address.clone(), "alice@green", 1, seeded(1)).await.unwrap();
+    let mut bob = ChatClient::register(address, "bob@green", 1, seeded(2)).await.unwrap();
+    // Bob's mail waits in his mailbox, in the database, for the whole stream.
+    bob.disconnect();
+
+    let killed = Arc::new(AtomicBool::new(false));
+    let mut killer = None;
+    let mut acknowledged = Vec::new();
+    let mut sent = 0;
+    let started = Instant::now();
+    while sent < 200 && started.elapsed() < Duration::from_secs(15) {
+        if acknowledged.len() == BEFORE_THE_KILL && killer.is_none() {
+            // Mid-stream: the kill lands while the next messages are being committed.
+            let (primary, killed) = (primary.clone(), killed.clone());
+            killer = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(15));
+                primary.kill();
+                killed.store(true, Ordering::SeqCst);
+            }));
+        }
+        let i = sent;
+        sent += 1;
+        // The client waits up to 10 s for the relay to take a message; a relay whose database
+        // died takes nothing more.
+        let taken = tokio::time::timeout(Duration::from_secs(2), alice.send("bob@green", text(i))).await;
+        if matches!(taken, Ok(Ok(_))) && alice.outbox_len() == 0 {
+            acknowledged.push(i);
+        } else if killed.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    killer.expect("the primary was killed").join().unwrap();
+    assert!(acknowledged.len() > BEFORE_THE_KILL, "nothing was acknowledged after the kill was started: {acknowledged:?}");
+    relay.shutdown().await;
+
+    standby.promote();
+    let relay = start_relay(&pki, standby.url(), addresses).await;
+    // Alice sends again what the relay did not acknowledge; Bob comes for his mail.
+    alice.reconnect().await.unwrap();
+    bob.reconnect().await.unwrap();
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        received.extend(texts(&bob.poll(Duration::from_millis(300)).await.unwrap()));
+        if acknowledged.iter().all(|i| received.contains(&format!("message {i}"))) {
+            break;
+        }
+    }
+    for i in &acknowledged {
+        let copies = received.iter().filter(|text| **text == format!("message {i}")).count();
+        assert_eq!(copies, 1, "acknowledged message {i} arrived {copies} times; acknowledged {acknowledged:?}, received {received:?}");
+    }
+    let distinct: BTreeSet<&String> = received.iter().collect();
+    assert_eq!(distinct.len(), received.len(), "a message arrived twice: {received:?}");
+    assert_eq!(bob.stats().duplicates, 0, "the relay delivered a message twice");
+    eprintln!("{} sent, {} acknowledged, {} received after the failover", sent, acknowledged.len(), received.len());
+    relay.shutdown().await;
+}

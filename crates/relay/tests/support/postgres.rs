@@ -1,0 +1,204 @@
+//! PostgreSQL servers for tests: each a cluster of its own in a temporary folder, on a free
+//! loopback port, made with Debian's `initdb` and run with `pg_ctl`, stopped when dropped.
+//!
+//! `initdb` and `postgres` refuse to run as root, and tests run as root here and in CI: as root,
+//! the server binaries run as an unprivileged system user made once for them
+//! ([`SERVER_USER`]), owner of the cluster's folder.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The system user the server binaries run as when the tests run as root.
+pub const SERVER_USER: &str = "switchboard-pg";
+
+/// The folder of `initdb`, `pg_ctl`, `pg_basebackup` and `psql`: `pg_config --bindir` if that
+/// has them, or the newest of Debian's `/usr/lib/postgresql/*/bin`. Fails the test, saying how
+/// to install them, if there is none: a test that needs PostgreSQL never passes without it.
+pub fn bindir() -> PathBuf {
+    static BINDIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let found = BINDIR.get_or_init(|| {
+        let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+        let configured = Command::new("pg_config").arg("--bindir").output().ok().filter(|out| out.status.success());
+        if let Some(out) = configured {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if has_server(&dir) {
+                return Some(dir);
+            }
+        }
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join("bin"))
+            .filter(|dir| has_server(dir))
+            .collect();
+        // Versions are whole numbers: the longest name, then the greatest, is the newest.
+        dirs.sort_by_key(|dir| (dir.as_os_str().len(), dir.clone()));
+        dirs.pop()
+    });
+    match found {
+        Some(dir) => dir.clone(),
+        None => panic!(
+            "PostgreSQL's server binaries (initdb, pg_ctl) were not found (pg_config --bindir, /usr/lib/postgresql/*/bin): \
+             scripts/test.sh installs them (apt-get install postgresql)"
+        ),
+    }
+}
+
+/// The uid and gid to run the server binaries as: [`SERVER_USER`]'s, made if missing, when
+/// this process is root; none otherwise.
+fn server_ids() -> Option<(u32, u32)> {
+    static IDS: OnceLock<Option<(u32, u32)>> = OnceLock::new();
+    *IDS.get_or_init(|| {
+        let id = |flag: &str, user: Option<&str>| {
+            let out = Command::new("id").arg(flag).args(user).output().ok().filter(|out| out.status.success())?;
+            String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().ok()
+        };
+        if id("-u", None).expect("`id -u` runs") != 0 {
+            return None;
+        }
+        if id("-u", Some(SERVER_USER)).is_none() {
+            // Another test process may make it at the same time: its "already exists" is fine,
+            // and the look-up below is what counts.
+            let _ = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_USER])
+                .output();
+        }
+        let uid = id("-u", Some(SERVER_USER)).unwrap_or_else(|| panic!("could not make the system user {SERVER_USER} (useradd)"));
+        let gid = id("-g", Some(SERVER_USER)).unwrap_or_else(|| panic!("no group for {SERVER_USER}"));
+        Some((uid, gid))
+    })
+}
+
+/// `program` from [`bindir`], run as the server's user.
+fn server_command(program: &str) -> Command {
+    let mut command = Command::new(bindir().join(program));
+    if let Some((uid, gid)) = server_ids() {
+        command.uid(uid).gid(gid);
+    }
+    command.env_remove("PGDATA").env_remove("PGPORT").env_remove("PGHOST");
+    command
+}
+
+fn run(mut command: Command, what: &str) -> Output {
+    let out = command.output().unwrap_or_else(|error| panic!("{what}: {error}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A free port on 127.0.0.1 (free when asked: the server binds it a moment later).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free loopback port").port()
+}
+
+/// One PostgreSQL server, its folder a temporary one; stopped (fast) when dropped.
+pub struct Server {
+    /// Its loopback port.
+    pub port: u16,
+    data: PathBuf,
+    _root: Option<tempfile::TempDir>,
+}
+
+/// A temporary folder the server's user may write in.
+fn server_folder() -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("a temporary folder");
+    if let Some((uid, gid)) = server_ids() {
+        std::os::unix::fs::chown(root.path(), Some(uid), Some(gid)).expect("chown the cluster's folder");
+    }
+    root
+}
+
+impl Server {
+    /// A new cluster (`initdb`, trust authentication on loopback only, user `postgres`), started.
+    pub fn start() -> Server {
+        let root = server_folder();
+        let data = root.path().join("data");
+        let mut initdb = server_command("initdb");
+        initdb.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"]);
+        run(initdb, "initdb");
+        let server = Server { port: free_port(), data, _root: Some(root) };
+        server.pg_ctl_start();
+        server
+    }
+
+    /// A synchronous standby of `self` (`pg_basebackup -R`), started and streaming; `self` then
+    /// waits for it on every commit (`synchronous_standby_names = '*'`, `synchronous_commit =
+    /// on`).
+    pub fn start_standby(&self) -> Server {
+        let root = server_folder();
+        let data = root.path().join("data");
+        let mut backup = server_command("pg_basebackup");
+        backup.arg("-D").arg(&data).args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-R", "-X", "stream"]);
+        run(backup, "pg_basebackup");
+        let standby = Server { port: free_port(), data, _root: Some(root) };
+        standby.pg_ctl_start();
+        self.sql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+        self.sql("ALTER SYSTEM SET synchronous_commit = 'on'");
+        self.sql("SELECT pg_reload_conf()");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.sql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'").trim() != "1" {
+            assert!(Instant::now() < deadline, "the standby did not become synchronous");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        standby
+    }
+
+    fn pg_ctl_start(&self) {
+        let socket_dir = self.data.parent().expect("the data folder is in a folder");
+        let options = format!("-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}", self.port, socket_dir.display());
+        let mut start = server_command("pg_ctl");
+        start.arg("-D").arg(&self.data).arg("-l").arg(socket_dir.join("log")).args(["-w", "-t", "30", "-o", &options, "start"]);
+        run(start, "pg_ctl start");
+    }
+
+    /// Its libpq connection string.
+    pub fn url(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+    }
+
+    /// What `psql` prints for `query` (unaligned, tuples only).
+    pub fn sql(&self, query: &str) -> String {
+        let mut psql = Command::new(bindir().join("psql"));
+        psql.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc", query]);
+        String::from_utf8_lossy(&run(psql, &format!("psql -c {query:?}")).stdout).into_owned()
+    }
+
+    /// Kills the server's postmaster with SIGKILL (its pid from `postmaster.pid`): a crash,
+    /// with no shutdown of any kind.
+    pub fn kill(&self) {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).expect("postmaster.pid");
+        let pid = pid_file.lines().next().expect("a pid").trim().to_owned();
+        let mut kill = Command::new("kill");
+        kill.args(["-KILL", &pid]);
+        run(kill, "kill -KILL");
+    }
+
+    /// Promotes a standby to primary, and waits until it is.
+    pub fn promote(&self) {
+        let mut promote = server_command("pg_ctl");
+        promote.arg("-D").arg(&self.data).args(["-w", "-t", "30", "promote"]);
+        run(promote, "pg_ctl promote");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Immediate: nothing of a test's cluster needs keeping. A killed server's pg_ctl fails,
+        // and that is fine; what a crash left behind goes with the folder.
+        let mut stop = server_command("pg_ctl");
+        stop.arg("-D").arg(&self.data).args(["-m", "immediate", "-w", "stop"]);
+        let _ = stop.output();
+        // A postmaster killed with SIGKILL leaves its backends to exit on their own; the folder
+        // may be removed under them, which they survive.
+    }
+}
