@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use switchboard_relay::config::{RelayConfig, write_federation};
+use switchboard_relay::config::{ConnectionString, RelayConfig, StorageConfig, write_federation};
 use switchboard_relay::server::start;
-use switchboard_relay::storage::RedbStore;
+use switchboard_relay::state::StoredState;
+use switchboard_relay::storage::{Contents, PostgresStore, RedbStore, Store};
 use switchboard_wire::address::check_app;
 use tokio::net::TcpListener;
 
@@ -29,6 +30,24 @@ pub struct SetupArgs {
     /// `--ports 7001,7002,7003,7004` for two apps; default from 7001 up.
     #[arg(long, value_delimiter = ',')]
     ports: Vec<u16>,
+    /// Where each relay keeps its state: redb (a file in its data folder) or postgres (a
+    /// PostgreSQL database, see --postgres-url).
+    #[arg(long, value_enum, default_value_t = StorageKind::Redb)]
+    storage: StorageKind,
+    /// With --storage postgres: each app's database, as a libpq connection string in which
+    /// `{app}` stands for the app (each app needs a database of its own), e.g.
+    /// "host=127.0.0.1 user=switchboard dbname=relay_{app}".
+    #[arg(long)]
+    postgres_url: Option<String>,
+}
+
+/// The kinds of store `setup --storage` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    /// An embedded redb database.
+    Redb,
+    /// A PostgreSQL database.
+    Postgres,
 }
 
 /// Apps one `setup` makes a federation of: every relay links to every other, and their default
@@ -58,6 +77,16 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
         anyhow::ensure!(*port != 0, "--ports: 0 is no port a relay can be reached on");
         anyhow::ensure!(!ports[..i].contains(port), "--ports: {port} is given twice");
     }
+    let storage = match (args.storage, args.postgres_url) {
+        (StorageKind::Redb, None) => StorageConfig::Redb {},
+        (StorageKind::Redb, Some(_)) => anyhow::bail!("--postgres-url: given without --storage postgres"),
+        (StorageKind::Postgres, None) => anyhow::bail!("--storage postgres: give each app's database with --postgres-url"),
+        (StorageKind::Postgres, Some(url)) => {
+            // Two relays on one database would take each other's mail.
+            anyhow::ensure!(apps.len() == 1 || url.contains("{app}"), "--postgres-url: put {{app}} in it (for instance dbname=relay_{{app}}): each app needs a database of its own");
+            StorageConfig::Postgres { url: ConnectionString::new(url) }
+        }
+    };
     // A new CA would make every relay of a working federation refuse the others; new files for
     // an app would part it from them.
     let ca = args.dir.join("ca.pem");
@@ -68,7 +97,7 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
             anyhow::ensure!(!path.exists(), "{} exists: it would be written over (remove it, or choose another --dir)", path.display());
         }
     }
-    for path in write_federation(&args.dir, &apps, &ports)? {
+    for path in write_federation(&args.dir, &apps, &ports, &storage)? {
         println!("{}", path.display());
     }
     println!("devices recognise their relay by {} (switchboard chat --ca)", args.dir.join("ca.pem").display());
@@ -84,8 +113,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
     let settings = config.settings()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("{file}: creating data_dir {}", config.data_dir.display()))?;
-        let (store, state) = RedbStore::open(&config.data_dir.join("relay.redb"))?;
+        let (store, contents, state) = open_store(&config).with_context(|| format!("{file}: opening the relay's storage"))?;
         let bind = |what: &'static str, address| {
             let file = &file;
             move |error: std::io::Error| {
@@ -95,11 +123,28 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
         };
         let clients = TcpListener::bind(config.client_listen).await.map_err(bind("client_listen", config.client_listen))?;
         let federation = TcpListener::bind(config.federation_listen).await.map_err(bind("federation_listen", config.federation_listen))?;
-        let contents = Box::new(store.contents());
-        let relay = start(settings, clients, federation, Box::new(store), contents, state).await?;
+        let relay = start(settings, clients, federation, store, contents, state).await?;
         println!("relay {} ready: devices {} (TLS) federation {} (mutual TLS)", relay.app, relay.client_address, relay.federation_address);
         tokio::signal::ctrl_c().await?;
         relay.shutdown().await;
         anyhow::Ok(())
     })
+}
+
+/// The store `config` names, a reader of it and what it holds. PostgreSQL's is opened on threads
+/// of its own, so this may run inside the runtime (it blocks while it connects and loads).
+fn open_store(config: &RelayConfig) -> anyhow::Result<(Box<dyn Store>, Box<dyn Contents>, StoredState)> {
+    match &config.storage {
+        StorageConfig::Redb {} => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+            let (store, state) = RedbStore::open(&config.data_dir.join("relay.redb"))?;
+            let contents = Box::new(store.contents());
+            Ok((Box::new(store), contents, state))
+        }
+        StorageConfig::Postgres { url } => {
+            let (store, state) = PostgresStore::open(url.expose())?;
+            let contents = Box::new(store.contents()?);
+            Ok((Box::new(store), contents, state))
+        }
+    }
 }

@@ -15,6 +15,20 @@
 //! address = "127.0.0.1:7102"
 //! certificate = "blue.pem"
 //! ```
+//!
+//! Where the relay keeps its state is the optional `[storage]` table. Without it, or with
+//! `kind = "redb"`, it is an embedded redb database, `relay.redb` in `data_dir`. With
+//! `kind = "postgres"` it is a PostgreSQL database, `url` its libpq connection string
+//! (`host=… port=… user=… dbname=…`, or `postgresql://…`); the relay creates its tables there if
+//! they are missing. Each app's relay needs a database of its own. The connection is made without
+//! TLS (a server on loopback, a Unix socket, or a network the relay trusts), and a password in
+//! `url` is never printed: keep the file readable by the relay's user only.
+//!
+//! ```toml
+//! [storage]
+//! kind = "postgres"
+//! url = "host=127.0.0.1 port=5432 user=switchboard dbname=green"
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,7 +48,8 @@ pub struct RelayConfig {
     pub client_listen: SocketAddr,
     /// Where other apps' relays connect (mutual TLS).
     pub federation_listen: SocketAddr,
-    /// The folder of its database (`relay.redb`), created if missing.
+    /// The folder of its redb database (`relay.redb`), created if missing (unused when
+    /// `storage` is PostgreSQL).
     pub data_dir: PathBuf,
     /// Its certificate (PEM), issued by the CA for `app`.
     pub certificate: PathBuf,
@@ -45,6 +60,69 @@ pub struct RelayConfig {
     /// The other apps' relays.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// Where its state is kept (absent: redb, in `data_dir`). Last in the file: a TOML table
+    /// goes after the plain keys.
+    #[serde(default, skip_serializing_if = "StorageConfig::is_redb")]
+    pub storage: StorageConfig,
+}
+
+/// Where a relay keeps its state: the `[storage]` table, its `kind` saying which.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StorageConfig {
+    /// An embedded redb database, `relay.redb` in `data_dir` (the default).
+    /// (A table of no keys rather than a bare name: serde refuses a key this kind does not
+    /// take, `url` say, only for a table.)
+    Redb {},
+    /// A PostgreSQL database.
+    Postgres {
+        /// Its libpq connection string.
+        url: ConnectionString,
+    },
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig::Redb {}
+    }
+}
+
+impl StorageConfig {
+    fn is_redb(&self) -> bool {
+        matches!(self, StorageConfig::Redb {})
+    }
+
+    /// The storage of `app`'s relay when each app's is this one with `{app}` in its connection
+    /// string replaced by the app (so that `switchboard setup` gives each app a database).
+    pub fn for_app(&self, app: &str) -> StorageConfig {
+        match self {
+            StorageConfig::Redb {} => StorageConfig::Redb {},
+            StorageConfig::Postgres { url } => StorageConfig::Postgres { url: ConnectionString(url.0.replace("{app}", app)) },
+        }
+    }
+}
+
+/// A PostgreSQL connection string: it may hold a password, so its `Debug` shows none of it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConnectionString(String);
+
+impl ConnectionString {
+    /// The connection string `url`.
+    pub fn new(url: impl Into<String>) -> ConnectionString {
+        ConnectionString(url.into())
+    }
+
+    /// The string itself, to connect with (never to print).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ConnectionString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionString(hidden)")
+    }
 }
 
 /// Another app's relay, as configured.
@@ -159,7 +237,8 @@ fn create(path: &Path, contents: &str, mode: u32) -> Result<(), ConfigError> {
     options.open(path).and_then(|mut file| file.write_all(contents.as_bytes())).map_err(failed)
 }
 
-/// Permissions of the files `setup` writes: private keys for the relay's eyes only.
+/// Permissions of the files `setup` writes: private keys (and connection strings) for the
+/// relay's eyes only.
 const PUBLIC_FILE: u32 = 0o644;
 const PRIVATE_KEY_FILE: u32 = 0o600;
 
@@ -236,8 +315,10 @@ impl RelayConfig {
 
 /// Writes a federation's files into `dir`: a CA, a certificate and key per app, and a
 /// configuration per app (`<app>.toml`), the app at index i listening for clients on
-/// `ports[2i]` and for other relays on `ports[2i + 1]` of 127.0.0.1.
-pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16]) -> Result<Vec<PathBuf>, ConfigError> {
+/// `ports[2i]` and for other relays on `ports[2i + 1]` of 127.0.0.1, keeping its state in
+/// `storage` (made the app's with [`StorageConfig::for_app`]). A configuration with a
+/// connection string is readable by its owner only: the string may hold a password.
+pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16], storage: &StorageConfig) -> Result<Vec<PathBuf>, ConfigError> {
     assert_eq!(ports.len(), apps.len() * 2, "two ports per app");
     let pki = Pki::generate(apps).map_err(|error| ConfigError::Generate(Box::new(error)))?;
     std::fs::create_dir_all(dir).map_err(|source| ConfigError::Write { path: dir.to_owned(), source })?;
@@ -266,10 +347,11 @@ pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16]) -> Result<Vec<
                     certificate: PathBuf::from(format!("{other}.pem")),
                 })
                 .collect(),
+            storage: storage.for_app(app),
         };
         let path = dir.join(format!("{app}.toml"));
         let text = toml::to_string(&config).map_err(|source| ConfigError::Serialize { path: path.clone(), source })?;
-        create(&path, &text, PUBLIC_FILE)?;
+        create(&path, &text, if config.storage.is_redb() { PUBLIC_FILE } else { PRIVATE_KEY_FILE })?;
         written.push(path);
     }
     Ok(written)
@@ -282,7 +364,7 @@ mod tests {
     /// A federation of green and blue written into a fresh folder, and green's configuration.
     fn federation() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        write_federation(dir.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904]).unwrap();
+        write_federation(dir.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &StorageConfig::Redb {}).unwrap();
         let config = dir.path().join("green.toml");
         (dir, config)
     }
@@ -314,7 +396,7 @@ mod tests {
         }
         let key = std::fs::read(dir.path().join("green.key")).unwrap();
         std::fs::remove_file(dir.path().join("ca.pem")).unwrap();
-        let error = write_federation(dir.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904]).expect_err("files are there");
+        let error = write_federation(dir.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &StorageConfig::Redb {}).expect_err("files are there");
         assert!(matches!(&error, ConfigError::Write { path, source } if path.ends_with("green.pem") && source.kind() == std::io::ErrorKind::AlreadyExists), "{error:?}");
         assert_eq!(std::fs::read(dir.path().join("green.key")).unwrap(), key, "the key was not written over");
     }
@@ -354,7 +436,7 @@ mod tests {
         // certificates of the old one (or the other way round).
         let (dir, config) = federation();
         let other = tempfile::tempdir().unwrap();
-        write_federation(other.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904]).unwrap();
+        write_federation(other.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &StorageConfig::Redb {}).unwrap();
         std::fs::copy(other.path().join("blue.pem"), dir.path().join("blue.pem")).unwrap();
         let error = settings_error(&config);
         assert!(matches!(&error, ConfigError::NotIssued { certificate, app, .. } if certificate.ends_with("blue.pem") && app == "blue"), "{error:?}");
@@ -373,5 +455,38 @@ mod tests {
         let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<std::io::Error>());
         assert_eq!(source.map(std::io::Error::kind), Some(std::io::ErrorKind::NotFound), "{error:?}");
         assert!(error.to_string().starts_with("reading ") && error.to_string().ends_with("green.pem"), "{error}");
+    }
+
+    #[test]
+    fn a_config_without_storage_is_redb_and_postgres_is_read_and_written_back() {
+        let (dir, config) = federation();
+        let green = RelayConfig::load(&config).unwrap();
+        assert_eq!(green.storage, StorageConfig::Redb {});
+        assert!(!std::fs::read_to_string(&config).unwrap().contains("[storage]"), "the default is not written");
+        let secret = "host=127.0.0.1 user=relay password=hunter2 dbname=green";
+        let original = std::fs::read_to_string(&config).unwrap();
+        let text = format!("{original}\n[storage]\nkind = \"postgres\"\nurl = \"{secret}\"\n");
+        std::fs::write(&config, text).unwrap();
+        let loaded = RelayConfig::load(&config).unwrap();
+        assert_eq!(loaded.storage, StorageConfig::Postgres { url: ConnectionString::new(secret) });
+        assert!(!format!("{loaded:?}").contains("hunter2"), "{loaded:?}");
+        for wrong in ["kind = \"sqlite\"", "kind = \"postgres\"", "kind = \"redb\"\nurl = \"x\""] {
+            std::fs::write(&config, format!("{original}\n[storage]\n{wrong}\n")).unwrap();
+            assert!(matches!(RelayConfig::load(&config), Err(ConfigError::Parse { .. })), "{wrong}");
+        }
+        std::fs::write(&config, format!("{original}\n[storage]\nkind = \"redb\"\n")).unwrap();
+        assert_eq!(RelayConfig::load(&config).unwrap().storage, StorageConfig::Redb {});
+        // Written by setup: each app its database, the file its owner's only.
+        let written = dir.path().join("written");
+        let storage = StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_{app}") };
+        write_federation(&written, &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &storage).unwrap();
+        let blue = RelayConfig::load(&written.join("blue.toml")).unwrap();
+        assert_eq!(blue.storage, StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_blue") });
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(written.join("blue.toml")).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
     }
 }
