@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian machine with Rust: installs what is missing
-# (cmake, which builds Signal's reference C library), checks that the cores link no I/O and that
+# (cmake, which builds Signal's reference C library; postgresql, whose servers the relay's
+# PostgreSQL tests start themselves), checks that the cores link no I/O and that
 # the product holds no bug switch, then the whole workspace's tests, every example, the simulator's
 # test of a deliberate client bug (in a build of its own), the fuzz targets' build, a short replay
 # of each fuzz target while the API docs build (no warning, every public item documented), and the
@@ -8,12 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v cmake >/dev/null 2>&1; then
-    echo "==> installing cmake"
+# PostgreSQL's server binaries: Debian keeps them in /usr/lib/postgresql/<version>/bin, off PATH.
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
     if [ "$(id -u)" -eq 0 ]; then
-        apt-get update -qq && apt-get install -y -qq cmake >/dev/null
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        sudo apt-get update -qq && sudo apt-get install -y -qq cmake >/dev/null
+        sudo apt-get update -qq && sudo apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
 fi
 
