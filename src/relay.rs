@@ -131,9 +131,12 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
     })
 }
 
+/// A relay's store, a reader of what it commits, and what it holds.
+type Opened = (Box<dyn Store>, Box<dyn Contents>, StoredState);
+
 /// The store `config` names, a reader of it and what it holds. PostgreSQL's is opened on threads
 /// of its own, so this may run inside the runtime (it blocks while it connects and loads).
-fn open_store(config: &RelayConfig) -> anyhow::Result<(Box<dyn Store>, Box<dyn Contents>, StoredState)> {
+fn open_store(config: &RelayConfig) -> anyhow::Result<Opened> {
     match &config.storage {
         StorageConfig::Redb {} => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
