@@ -52,6 +52,18 @@ fn prefer_huge_pages() {
     unsafe { libmimalloc_sys::mi_option_set(libmimalloc_sys::mi_option_large_os_pages, 1) }
 }
 
+/// Keeps the kernel from backing this process with transparent 2 MiB pages. For a relay: mimalloc
+/// hands freed memory back to the kernel within about a second, and a relay's per-envelope
+/// allocations then fault it in again, each fault zeroing a whole 2 MiB page (a quarter of the
+/// relay benchmark's CPU; see docs/PERFORMANCE_HISTORY.md, "Relays"). Only faults after the call
+/// are affected.
+#[allow(unsafe_code)]
+fn avoid_huge_pages() {
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments only and changes no memory;
+    // on a kernel without it the call fails and nothing changes.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(code) => code,
@@ -80,7 +92,10 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => demo::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Peer(args) => peer::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Conformance(args) => conformance::run_cli(args),
-        Command::Relay(args) => relay::run(args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Relay(args) => {
+            avoid_huge_pages();
+            relay::run(args).map(|()| std::process::ExitCode::SUCCESS)
+        }
         Command::Setup(args) => relay::setup(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Chat(args) => chat::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Sim(args) => {

@@ -262,8 +262,17 @@ fn run_sim(args: &Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// As `switchboard relay` does: no transparent 2 MiB pages from here on (the relays run in this
+/// process; see `avoid_huge_pages` in the `switchboard` binary for why).
+#[allow(unsafe_code)]
+fn avoid_huge_pages() {
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments only and changes no memory.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 /// The relay benchmarks: three relays on loopback, durability on (see `switchboard_bench::relay`).
 fn run_relay(quick: bool, json: bool) -> ExitCode {
+    avoid_huge_pages();
     eprintln!("measuring the relays end to end over loopback (three apps, durable mailboxes)");
     let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() else {
         return ExitCode::FAILURE;

@@ -3,6 +3,7 @@
 //! flush. A peer that does not take what is written within [`WRITE_DEADLINE`] is disconnected
 //! and its queue freed, whether the core still wants the connection or has let it go.
 
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -125,8 +126,16 @@ where
                     batch.push(more);
                 }
                 let write_batch = async {
-                    for frame in &batch {
-                        writer.write_all(&frame.bytes).await?;
+                    // One vectored write for the batch: TLS seals it in as few records as it
+                    // can, and the socket takes it in as few calls (a write per frame made a
+                    // record and a system call per frame).
+                    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|frame| IoSlice::new(&frame.bytes)).collect();
+                    let mut unwritten = &mut slices[..];
+                    while !unwritten.is_empty() {
+                        match writer.write_vectored(unwritten).await? {
+                            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                            written => IoSlice::advance_slices(&mut unwritten, written),
+                        }
                     }
                     writer.flush().await
                 };
