@@ -635,12 +635,14 @@ mod tests {
         }
     }
 
-    /// The membership changes of groups of 1,000, one iteration (slow in a debug build: two
-    /// minutes or so on 2 cores, the removal as shipped included): see [`does_what_it_measures`].
+    /// The membership changes of groups of 1,000, one iteration (slow in a debug build: a minute
+    /// or so on 2 cores): see [`does_what_it_measures`]. The removal as shipped runs under
+    /// `signal-v3` only: under `aes-256-gcm` it is the same code with another cipher, and it runs
+    /// at 10 and 100 members in `every_group_workload_runs`.
     #[test]
     fn every_large_membership_workload_runs() {
         for op in [Op::GroupAddMember(Members::Thousand), Op::GroupRemoveMember(Members::Thousand)] {
-            for imp in Impl::ALL.into_iter().filter(|imp| imp.supports(op)) {
+            for imp in Impl::ALL.into_iter().filter(|imp| imp.supports(op) && *imp != Impl::Aes256GcmAsShipped) {
                 does_what_it_measures(op, imp, &[1]);
             }
         }
