@@ -14,7 +14,7 @@ use switchboard_client::{ChatClient, Event, RelayAddress};
 use switchboard_relay::server::tls::{Pki, TlsIdentity};
 use switchboard_relay::server::{RelayHandle, RelaySettings, start};
 use switchboard_relay::state::{DeviceKey, Head, Mutation, StampKey, StoredState};
-use switchboard_relay::storage::{Contents, PostgresStore, RedbStore, Store};
+use switchboard_relay::storage::{Contents, Leadership, PostgresStore, RedbStore, Store};
 use switchboard_wire::switchboard::{DeviceAddress, Envelope, FederationFrame, KeptReport, PreKeyBundle, Text, content, federation_frame};
 use support::postgres::Server;
 use tokio::net::TcpListener;
@@ -213,6 +213,54 @@ fn a_row_that_does_not_decode_is_an_error_not_a_panic() {
     drop(server);
     let error = store.commit(&[Mutation::DeleteEnvelope { device, seq: 1 }]).expect_err("no server");
     assert!(error.chain().contains("committing a batch"), "{}", error.chain());
+}
+
+/// Two nodes of one app on one database: the second waits for the first's lock; once the first's
+/// lock connection is gone it hears so, can commit nothing more, and the second takes over with
+/// what the first committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_of_an_app_is_active_and_a_node_that_loses_its_lock_commits_nothing() {
+    let server = Server::start();
+    let url = server.url();
+    let device: DeviceKey = ("bob@green".into(), 1);
+    let (a, (mut store_a, _)) = tokio::task::block_in_place(|| {
+        let a = Leadership::acquire(&url, "green", |_| panic!("the first node waits for no one")).unwrap();
+        let opened = PostgresStore::open_active(&url, &a).unwrap();
+        (a, opened)
+    });
+    tokio::task::block_in_place(|| store_a.commit(&[Mutation::PutEnvelope { device: device.clone(), seq: 1, envelope: envelope(1) }])).unwrap();
+    // Another app's nodes have a lock of their own.
+    let other = tokio::task::block_in_place(|| Leadership::acquire(&url, "blue", |_| panic!("blue's lock is free"))).unwrap();
+
+    let (waiting, waited) = std::sync::mpsc::channel();
+    let standby = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let b = Leadership::acquire(&url, "green", move |target| waiting.send(target.to_owned()).unwrap()).unwrap();
+            let opened = PostgresStore::open_active(&url, &b).unwrap();
+            (b, opened)
+        })
+    };
+    let target = waited.recv_timeout(Duration::from_secs(10)).expect("the second node says it waits");
+    assert!(target.contains("127.0.0.1") && target.contains("postgres"), "{target}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!standby.is_finished(), "the second node took the lock the first holds");
+
+    // The first node's lock connection is ended by the server (as a crash or a network loss
+    // would end it); its store's connection lives on.
+    let ended = server.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+    assert_eq!(ended.trim(), "2", "green's and blue's lock connections");
+    let why = tokio::time::timeout(Duration::from_secs(5), a.lost()).await.expect("the first node hears it lost its lock");
+    assert!(why.contains("lock connection"), "{why}");
+    let error = tokio::task::block_in_place(|| store_a.commit(&[Mutation::DeleteEnvelope { device: device.clone(), seq: 1 }]))
+        .expect_err("a node without the lock commits nothing");
+    assert!(error.chain().contains("no longer the app's active node"), "{}", error.chain());
+    drop(other);
+
+    let (b, (mut store_b, state)) = tokio::task::spawn_blocking(move || standby.join().unwrap()).await.unwrap();
+    assert_eq!(state.mailboxes.get(&device).map(|mailbox| mailbox.len()), Some(1), "the first node's mail, not its refused delete");
+    tokio::task::block_in_place(|| store_b.commit(&[Mutation::DeleteEnvelope { device: device.clone(), seq: 1 }])).unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(1200), b.lost()).await.is_err(), "the second node keeps its lock");
 }
 
 fn text(i: usize) -> content::Body {

@@ -8,7 +8,11 @@
 //! and `Debug` name only the server and database (`postgres::Config`'s `Debug` hides the
 //! password). Connections are made without TLS: point the relay at a server on loopback, a Unix
 //! socket, or a network it trusts.
+//!
+//! Several nodes of one app may share the database, one active at a time: see [`Leadership`]
+//! (in `leader.rs`) for the lock that says which, and why.
 
+mod leader;
 mod sql;
 mod worker;
 
@@ -24,6 +28,8 @@ use crate::state::{DeviceKey, Mutation, StoredState};
 use sql::{Reads, Writes, failed};
 use worker::Worker;
 
+pub use leader::Leadership;
+
 /// How long a connection attempt may take when the connection string sets no `connect_timeout`:
 /// a relay that cannot reach its database says so rather than waiting forever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PostgresStore {
     config: Config,
     writer: Worker<(Client, Writes)>,
+    /// Checked before each batch when this node is one of several ([`Self::open_active`]).
+    fence: Option<leader::Fence>,
 }
 
 /// The same database, to read mail, frames and blobs back from (see [`PostgresStore::contents`]),
@@ -61,19 +69,37 @@ fn connect(config: &Config) -> Result<Client, StoreError> {
     config.connect(NoTls).map_err(|error| StoreError::backend(format!("connecting to {}", target(config)), error))
 }
 
+/// The connection string `url`, with the relay's defaults for what it does not set.
+fn parse(url: &str) -> Result<Config, StoreError> {
+    // The parser's errors name the option, never its value.
+    let mut config = Config::from_str(url).map_err(|error| StoreError::backend("the PostgreSQL connection string", error))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("switchboard-relay");
+    }
+    Ok(config)
+}
+
 impl PostgresStore {
     /// Connects to the database `url` names (a libpq connection string, `host=… dbname=…` or
     /// `postgresql://…`), creates the relay's tables if they are missing, and loads what they
-    /// hold. Blocks while it does so (safe from any thread, a runtime's included).
+    /// hold. Blocks while it does so (safe from any thread, a runtime's included). For the only
+    /// node of its app: nodes that share the database use [`Self::open_active`].
     pub fn open(url: &str) -> Result<(PostgresStore, StoredState), StoreError> {
-        // The parser's errors name the option, never its value.
-        let mut config = Config::from_str(url).map_err(|error| StoreError::backend("the PostgreSQL connection string", error))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("switchboard-relay");
-        }
+        PostgresStore::open_fenced(url, None)
+    }
+
+    /// Like [`Self::open`], for the active node of an app whose nodes share the database: call it
+    /// once `leadership` holds the app's lock. Each batch then commits only while that lock is
+    /// still held (see [`Leadership`]); once it is lost, [`Store::commit`] fails.
+    pub fn open_active(url: &str, leadership: &Leadership) -> Result<(PostgresStore, StoredState), StoreError> {
+        PostgresStore::open_fenced(url, Some(leadership.fence()))
+    }
+
+    fn open_fenced(url: &str, fence: Option<leader::Fence>) -> Result<(PostgresStore, StoredState), StoreError> {
+        let config = parse(url)?;
         let connecting = config.clone();
         let writer = Worker::start("relay-postgres-commit", move || {
             let mut client = connect(&connecting)?;
@@ -94,7 +120,7 @@ impl PostgresStore {
         });
         let within = |error: StoreError| StoreError::backend(target(&config), error);
         let state = state.map_err(within)?;
-        Ok((PostgresStore { config, writer }, state))
+        Ok((PostgresStore { config, writer, fence }, state))
     }
 
     /// A reader of what this store commits, for the core, on a connection of its own.
@@ -113,8 +139,12 @@ impl Store for PostgresStore {
     fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
         // The worker needs the batch for as long as it runs: the committer waits for it anyway.
         let mutations = mutations.to_vec();
+        let fence = self.fence;
         self.writer.run(move |(client, writes)| {
             let mut txn = client.transaction().map_err(failed("committing a batch"))?;
+            if let Some(fence) = fence {
+                fence.check(&mut txn)?;
+            }
             writes.apply(&mut txn, &mutations).map_err(failed("committing a batch"))?;
             txn.commit().map_err(failed("committing a batch"))
         })

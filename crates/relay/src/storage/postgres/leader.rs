@@ -1,0 +1,226 @@
+//! Which node of an app is the active one, when several share the app's PostgreSQL database:
+//! the one holding a session-level advisory lock ([`Leadership`]).
+//!
+//! # One active node at a time
+//!
+//! The relay core keeps its state in memory (mailbox sequence numbers, who is online, outboxes
+//! to other apps, group heads) and writes through the store as the only writer: it loads the
+//! state once, at start, and from then on trusts that the database changes only by its own
+//! batches. Two nodes serving one app at once would each hand out the same sequence numbers,
+//! overwrite each other's rows and never see the other's mail. So the nodes of an app take turns:
+//! the one holding the app's advisory lock loads the state and serves; the others (hot standbys:
+//! started, configured, not listening) wait for the lock. When the active node dies, PostgreSQL
+//! ends its session and frees the lock; a standby takes it, loads the state as the dead node
+//! committed it, and opens its listeners. Devices hold the addresses of all the nodes and dial
+//! each in turn (a standby refuses the connection at once).
+//!
+//! Active-active would need what the core does not have today: state read from the database
+//! rather than mirrored in memory (or sharded by recipient, each shard with one writer),
+//! sequence numbers the database hands out, and a way for the node that takes an envelope to
+//! wake the node the recipient is connected to (LISTEN/NOTIFY, say); federation links from any
+//! node, and outboxes to other apps drained by exactly one of them.
+//!
+//! # Fencing
+//!
+//! A node that loses its lock connection (the server ended the session, the network dropped it)
+//! hears of it within a heartbeat ([`Leadership::lost`]) and must stop at once. Between the loss
+//! and its exit it may still try to commit: every batch of a store opened with
+//! [`PostgresStore::open_active`](super::PostgresStore::open_active) first takes a shared lock on
+//! a second key (the fence) and checks, in the same transaction, that its own lock connection
+//! still holds the app's lock; a new active node, once it holds the app's lock, takes the fence
+//! exclusively (and lets it go) before it loads the state. So a batch of the old node either
+//! committed before the new node loaded, or fails.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use postgres::{Client, Config};
+
+use super::super::StoreError;
+use super::{connect, sql::failed, target};
+
+/// How often the lock connection is checked.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// How long a check may take before the connection counts as lost.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The advisory lock keys of `app`: the app's lock, and the fence its commits take shared.
+/// FNV-1a (64 bits) of a fixed name and the app: the same on every node, every build.
+fn keys(app: &str) -> (i64, i64) {
+    let hash = |what: &str| {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in "switchboard-relay ".bytes().chain(what.bytes()).chain([0]).chain(app.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        i64::from_ne_bytes(hash.to_ne_bytes())
+    };
+    (hash("active node"), hash("commit fence"))
+}
+
+/// What a store opened by the active node checks before each batch (see the module's docs).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Fence {
+    /// The app's lock.
+    lock: i64,
+    /// The key commits take shared.
+    fence: i64,
+    /// The backend of the lock connection.
+    holder: i32,
+}
+
+impl Fence {
+    /// Takes the fence (shared, until the transaction ends) and fails unless the lock
+    /// connection still holds the app's lock.
+    pub(super) fn check(&self, txn: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
+        // pg_locks shows a bigint advisory key as its high half (classid) and low half (objid),
+        // objsubid 1.
+        let high = (self.lock >> 32) & 0xffff_ffff;
+        let low = self.lock & 0xffff_ffff;
+        let row = txn
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' \
+                   AND pid = $2 AND classid::int8 = $3 AND objid::int8 = $4 AND objsubid = 1 \
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
+                 FROM (SELECT pg_advisory_xact_lock_shared($1::int8)) AS fence",
+                &[&self.fence, &self.holder, &high, &low],
+            )
+            .map_err(failed("checking that this node is still the active one"))?;
+        let held: bool = row.try_get(0).map_err(failed("checking that this node is still the active one"))?;
+        if held { Ok(()) } else { Err(StoreError::new("this node is no longer the app's active node (its lock connection is gone): nothing committed")) }
+    }
+}
+
+/// The app's lock, held by a connection on a thread of its own, checked every half second;
+/// dropping it ends the connection and frees the lock.
+pub struct Leadership {
+    target: String,
+    fence: Fence,
+    lost: tokio::sync::watch::Receiver<Option<String>>,
+    /// Dropped with this: the thread then ends, and the connection with it.
+    _stop: mpsc::Sender<()>,
+}
+
+/// What the lock's thread tells [`Leadership::acquire`].
+enum Step {
+    Waiting,
+    Held(i32),
+}
+
+impl Leadership {
+    /// Connects to the database `url` names and takes `app`'s lock, blocking the calling thread
+    /// until it has it: at once when no other node holds it; otherwise, after calling
+    /// `waiting` (with the server and database, never a password), for as long as another node
+    /// holds it. Then waits for the last batch of a former active node to end (see the
+    /// module's docs). Safe from any thread; inside a tokio runtime, call it where blocking is
+    /// allowed.
+    pub fn acquire(url: &str, app: &str, waiting: impl FnOnce(&str)) -> Result<Leadership, StoreError> {
+        let mut config = super::parse(url)?;
+        // A silent network drop is noticed by the heartbeat's timeout once active; while
+        // waiting, by TCP keepalives.
+        config.keepalives(true).keepalives_idle(Duration::from_secs(5)).keepalives_interval(Duration::from_secs(2)).keepalives_retries(3);
+        let named = target(&config);
+        let (lock, fence) = keys(app);
+        let (steps, step) = mpsc::channel::<Result<Step, StoreError>>();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (lose, lost) = tokio::sync::watch::channel(None);
+        std::thread::Builder::new()
+            .name("relay-postgres-lock".to_owned())
+            .spawn(move || {
+                let mut client = match take_lock(&config, lock, fence, &steps) {
+                    Ok(client) => client,
+                    Err(error) => {
+                        let _ = steps.send(Err(error));
+                        return;
+                    }
+                };
+                loop {
+                    match stopped.recv_timeout(HEARTBEAT) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                    if let Err(error) = client.is_valid(HEARTBEAT_TIMEOUT) {
+                        let error = StoreError::backend(format!("the lock connection to {}", target(&config)), error);
+                        let _ = lose.send(Some(error.chain()));
+                        return;
+                    }
+                }
+            })
+            .map_err(|error| StoreError::backend("starting the PostgreSQL lock thread", error))?;
+        let ended = || StoreError::new("the PostgreSQL lock thread ended while taking the lock");
+        let within = |error: StoreError| StoreError::backend(named.clone(), error);
+        let holder = match step.recv().map_err(|_| ended())?.map_err(within)? {
+            Step::Held(holder) => holder,
+            Step::Waiting => {
+                waiting(&named);
+                match step.recv().map_err(|_| ended())?.map_err(within)? {
+                    Step::Held(holder) => holder,
+                    Step::Waiting => return Err(ended()),
+                }
+            }
+        };
+        Ok(Leadership { target: named, fence: Fence { lock, fence, holder }, lost, _stop: stop })
+    }
+
+    /// Resolves when the lock connection is lost (or its thread ended), with why: the node is no
+    /// longer the active one and must stop serving at once.
+    pub async fn lost(&self) -> String {
+        let mut lost = self.lost.clone();
+        loop {
+            if let Some(why) = lost.borrow_and_update().clone() {
+                return why;
+            }
+            if lost.changed().await.is_err() {
+                return format!("the lock thread for {} ended", self.target);
+            }
+        }
+    }
+
+    /// The server and database the lock is held on (never a password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub(super) fn fence(&self) -> Fence {
+        self.fence
+    }
+}
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leadership").field("target", &self.target).field("holder", &self.fence.holder).finish_non_exhaustive()
+    }
+}
+
+/// On the lock's thread: connects, takes the lock (saying so first if it must wait), then the
+/// fence and lets it go.
+fn take_lock(config: &Config, lock: i64, fence: i64, steps: &mpsc::Sender<Result<Step, StoreError>>) -> Result<Client, StoreError> {
+    let mut client = connect(config)?;
+    let taking = "taking the app's lock";
+    let holder: i32 = client.query_one("SELECT pg_backend_pid()", &[]).and_then(|row| row.try_get(0)).map_err(failed(taking))?;
+    let free: bool = client.query_one("SELECT pg_try_advisory_lock($1::int8)", &[&lock]).and_then(|row| row.try_get(0)).map_err(failed(taking))?;
+    if !free {
+        steps.send(Ok(Step::Waiting)).map_err(|_| StoreError::new("no one waits for the lock any more"))?;
+        client.execute("SELECT pg_advisory_lock($1::int8)", &[&lock]).map_err(failed(taking))?;
+    }
+    // A batch a former active node began before it lost the lock ends (commits or fails) before
+    // this node loads the state.
+    let fencing = "waiting for a former active node's last batch";
+    client.execute("SELECT pg_advisory_lock($1::int8)", &[&fence]).map_err(failed(fencing))?;
+    client.execute("SELECT pg_advisory_unlock($1::int8)", &[&fence]).map_err(failed(fencing))?;
+    steps.send(Ok(Step::Held(holder))).map_err(|_| StoreError::new("no one waits for the lock any more"))?;
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keys_are_fixed_and_differ_by_app() {
+        assert_eq!(keys("green"), keys("green"));
+        assert_ne!(keys("green"), keys("blue"));
+        let (lock, fence) = keys("green");
+        assert_ne!(lock, fence);
+    }
+}
