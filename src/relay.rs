@@ -7,7 +7,7 @@ use anyhow::Context;
 use switchboard_relay::config::{ConnectionString, RelayConfig, StorageConfig, write_federation};
 use switchboard_relay::server::start;
 use switchboard_relay::state::StoredState;
-use switchboard_relay::storage::{Contents, PostgresStore, RedbStore, Store};
+use switchboard_relay::storage::{Contents, Leadership, PostgresStore, RedbStore, Store};
 use switchboard_wire::address::check_app;
 use tokio::net::TcpListener;
 
@@ -111,9 +111,25 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
     // Everything that can be checked before taking the ports and the database is: the files
     // named in the configuration first.
     let settings = config.settings()?;
+    // On PostgreSQL, several nodes of one app may share the database, one active at a time: this
+    // one serves once it holds the app's lock, and waits (a hot standby, not listening) while
+    // another node holds it. Taken before the runtime starts: it blocks, maybe for long.
+    let leadership = match &config.storage {
+        StorageConfig::Redb {} => None,
+        StorageConfig::Postgres { url } => {
+            let app = &config.app;
+            let waiting = |target: &str| {
+                println!("relay {app} standby: another node of {app} is active on {target}; waiting for its lock");
+                tracing::info!(app = %app, database = %target, "standby: waiting for the active node's lock");
+            };
+            let leadership = Leadership::acquire(url.expose(), app, waiting).with_context(|| format!("{file}: taking {app}'s lock on its database"))?;
+            tracing::info!(app = %app, database = %leadership.target(), "holding the app's lock: this node is the active one");
+            Some(leadership)
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        let (store, contents, state) = open_store(&config).with_context(|| format!("{file}: opening the relay's storage"))?;
+        let (store, contents, state) = open_store(&config, leadership.as_ref()).with_context(|| format!("{file}: opening the relay's storage"))?;
         let bind = |what: &'static str, address| {
             let file = &file;
             move |error: std::io::Error| {
@@ -125,7 +141,22 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
         let federation = TcpListener::bind(config.federation_listen).await.map_err(bind("federation_listen", config.federation_listen))?;
         let relay = start(settings, clients, federation, store, contents, state).await?;
         println!("relay {} ready: devices {} (TLS) federation {} (mutual TLS)", relay.app, relay.client_address, relay.federation_address);
-        tokio::signal::ctrl_c().await?;
+        let lost = async {
+            match &leadership {
+                Some(leadership) => leadership.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted?,
+            why = lost => {
+                // Another node may be active already: not one more frame, not one more batch
+                // (they would fail anyway: see Leadership). No graceful shutdown.
+                tracing::error!(app = %config.app, "lost the app's lock, stopping at once: {why}");
+                eprintln!("error: {file}: this node lost {}'s lock on its database and stops at once: {why}", config.app);
+                std::process::exit(3);
+            }
+        }
         relay.shutdown().await;
         anyhow::Ok(())
     })
@@ -135,8 +166,9 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
 type Opened = (Box<dyn Store>, Box<dyn Contents>, StoredState);
 
 /// The store `config` names, a reader of it and what it holds. PostgreSQL's is opened on threads
-/// of its own, so this may run inside the runtime (it blocks while it connects and loads).
-fn open_store(config: &RelayConfig) -> anyhow::Result<Opened> {
+/// of its own, so this may run inside the runtime (it blocks while it connects and loads), and,
+/// with the app's lock held (`leadership`), fenced by it.
+fn open_store(config: &RelayConfig, leadership: Option<&Leadership>) -> anyhow::Result<Opened> {
     match &config.storage {
         StorageConfig::Redb {} => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
@@ -145,7 +177,10 @@ fn open_store(config: &RelayConfig) -> anyhow::Result<Opened> {
             Ok((Box::new(store), contents, state))
         }
         StorageConfig::Postgres { url } => {
-            let (store, state) = PostgresStore::open(url.expose())?;
+            let (store, state) = match leadership {
+                Some(leadership) => PostgresStore::open_active(url.expose(), leadership)?,
+                None => PostgresStore::open(url.expose())?,
+            };
             let contents = Box::new(store.contents()?);
             Ok((Box::new(store), contents, state))
         }
