@@ -5,9 +5,15 @@
 //! up with, for the name of the device's app. A device presents its credential only inside that
 //! TLS session, so no one on the path can read it, replay it, or rewrite the bundles the relay
 //! hands out.
+//!
+//! An app's relay may be several nodes sharing one database, one active at a time and the others
+//! standbys that take over when it dies (see the relay's `Leadership`): a device is given the
+//! addresses of all of them ([`RelayAddress::with_addresses`]) and dials each in turn. A standby
+//! does not listen, so its refusal costs a round trip on loopback or a LAN.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
@@ -75,14 +81,21 @@ pub enum NetError {
     /// The connection closed (or a write did not finish in time).
     #[error("the connection to the relay closed")]
     Closed,
+    /// A relay was given no address at all ([`RelayAddress::with_addresses`]).
+    #[error("no address given for the relay")]
+    NoAddress,
 }
 
-/// Where a device's relay is, and how the device recognises it: the certificate authority that
-/// issued the relay's certificate and the app's name, which that certificate must carry. Cheap
-/// to clone.
+/// Where a device's relay is (the address of each of its nodes, when it has several), and how
+/// the device recognises it: the certificate authority that issued the relay's certificate and
+/// the app's name, which that certificate must carry. Cheap to clone; clones share which node
+/// answered last.
 #[derive(Clone)]
 pub struct RelayAddress {
-    address: SocketAddr,
+    /// Never empty.
+    addresses: Arc<[SocketAddr]>,
+    /// The index in `addresses` of the node that answered last: tried first.
+    last_good: Arc<AtomicUsize>,
     app: String,
     tls: Arc<ClientConfig>,
 }
@@ -90,6 +103,16 @@ pub struct RelayAddress {
 impl RelayAddress {
     /// The relay of `app` at `address`, whose certificate `ca_certificate` (PEM) issued.
     pub fn new(address: SocketAddr, app: &str, ca_certificate: &str) -> Result<RelayAddress, NetError> {
+        RelayAddress::with_addresses(&[address], app, ca_certificate)
+    }
+
+    /// The relay of `app` whose nodes are at `addresses` (one active, the others standbys; any
+    /// order), whose certificate `ca_certificate` (PEM) issued. [`Self::dial`] tries each in
+    /// turn. Fails with [`NetError::NoAddress`] when `addresses` is empty.
+    pub fn with_addresses(addresses: &[SocketAddr], app: &str, ca_certificate: &str) -> Result<RelayAddress, NetError> {
+        if addresses.is_empty() {
+            return Err(NetError::NoAddress);
+        }
         let ca = CertificateDer::from_pem_slice(ca_certificate.as_bytes()).map_err(NetError::Ca)?;
         let mut roots = RootCertStore::empty();
         roots.add(ca).map_err(NetError::CaRejected)?;
@@ -99,12 +122,18 @@ impl RelayAddress {
             .map_err(NetError::Tls)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(RelayAddress { address, app: app.to_owned(), tls: Arc::new(tls) })
+        Ok(RelayAddress { addresses: addresses.into(), last_good: Arc::new(AtomicUsize::new(0)), app: app.to_owned(), tls: Arc::new(tls) })
     }
 
-    /// The relay's socket address.
+    /// The relay's socket address: the first given (of a relay of several nodes, see
+    /// [`Self::addresses`]).
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.addresses[0]
+    }
+
+    /// The socket addresses of the relay's nodes, as given (never empty).
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
     }
 
     /// The app whose relay this is.
@@ -114,17 +143,42 @@ impl RelayAddress {
 
     /// A TLS session with the relay, its certificate checked; for callers that speak the relay
     /// protocol themselves ([`Connection`] is the one the client uses).
+    ///
+    /// Of a relay of several nodes, each is tried in turn, from the one that answered last, until
+    /// one takes the connection. When none does, the error is that of a node whose certificate
+    /// was wrong, if one's was (that is no passing trouble), and otherwise the last node's.
     pub async fn dial(&self) -> Result<TlsStream<TcpStream>, NetError> {
+        let count = self.addresses.len();
+        let first = self.last_good.load(Ordering::Relaxed) % count;
+        let mut failed = None;
+        for index in (first..count).chain(0..first) {
+            match self.dial_one(self.addresses[index]).await {
+                Ok(stream) => {
+                    self.last_good.store(index, Ordering::Relaxed);
+                    return Ok(stream);
+                }
+                Err(error) => {
+                    if !matches!(failed, Some(NetError::NotTheRelay { .. })) {
+                        failed = Some(error);
+                    }
+                }
+            }
+        }
+        Err(failed.unwrap_or(NetError::NoAddress))
+    }
+
+    /// A TLS session with the node at `address`.
+    async fn dial_one(&self, address: SocketAddr) -> Result<TlsStream<TcpStream>, NetError> {
         let timed_out = |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} took over {CONNECT_TIMEOUT:?}"));
-        let unreachable = |source| NetError::Unreachable { address: self.address, source };
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.address)).await {
+        let unreachable = |source| NetError::Unreachable { address, source };
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => return Err(unreachable(source)),
             Err(_) => return Err(unreachable(timed_out("connecting"))),
         };
         let _ = stream.set_nodelay(true);
         let name = ServerName::try_from(self.app.clone()).map_err(|source| NetError::AppName { app: self.app.clone(), source })?;
-        let not_the_relay = |source| NetError::NotTheRelay { address: self.address, app: self.app.clone(), source };
+        let not_the_relay = |source| NetError::NotTheRelay { address, app: self.app.clone(), source };
         match tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(self.tls.clone()).connect(name, stream)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(source)) => Err(not_the_relay(source)),
@@ -135,7 +189,7 @@ impl RelayAddress {
 
 impl std::fmt::Debug for RelayAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RelayAddress").field("address", &self.address).field("app", &self.app).finish_non_exhaustive()
+        f.debug_struct("RelayAddress").field("addresses", &self.addresses).field("app", &self.app).finish_non_exhaustive()
     }
 }
 
@@ -217,6 +271,36 @@ mod tests {
         assert_eq!(*said, address);
         assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
         assert!(error.to_string().contains(&address.to_string()), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_relay_of_several_nodes_is_dialled_node_after_node() {
+        let ca = rcgen_free_ca();
+        assert!(matches!(RelayAddress::with_addresses(&[], "green", &ca), Err(NetError::NoAddress)));
+        let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        // A node that takes the connection but is no relay of the CA's: the handshake fails there.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let impostor = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        let relay = RelayAddress::with_addresses(&[refused, impostor], "green", &ca).unwrap();
+        assert_eq!(relay.addresses(), [refused, impostor]);
+        assert_eq!(relay.address(), refused);
+        // The refusal of the first is no answer: the second was dialled.
+        let error = relay.dial().await.unwrap_err();
+        assert!(matches!(error, NetError::NotTheRelay { address, .. } if address == impostor), "{error:?}");
+        // A wrong certificate outweighs a refusal, whichever node came last.
+        let relay = RelayAddress::with_addresses(&[impostor, refused], "green", &ca).unwrap();
+        let error = relay.dial().await.unwrap_err();
+        assert!(matches!(error, NetError::NotTheRelay { address, .. } if address == impostor), "{error:?}");
+        // Only refusals: the last node's.
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let relay = RelayAddress::with_addresses(&[refused, other], "green", &ca).unwrap();
+        let error = relay.dial().await.unwrap_err();
+        assert!(matches!(error, NetError::Unreachable { address, .. } if address == other), "{error:?}");
     }
 
     /// A CA certificate (PEM) made once for these tests, by the relay crate's generator in the
