@@ -39,9 +39,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 #[command(after_help = format!("Lines typed in the chat (also /help):\n\n{HELP}"))]
 pub struct Args {
     /// The client address of your app's relay; once per --user, in the same order (each app has
-    /// its own relay).
-    #[arg(long, required = true)]
-    relay: Vec<SocketAddr>,
+    /// its own relay). A relay of several nodes (one active, the others standbys): the address
+    /// of each, comma-separated, tried in turn.
+    #[arg(long, required = true, value_parser = relay_nodes)]
+    relay: Vec<RelayNodes>,
     /// The certificate authority that issued your relay's certificate (`switchboard setup`
     /// writes it as `ca.pem`): the chat talks only to a relay whose certificate it issued for
     /// your app's name, over TLS.
@@ -266,12 +267,28 @@ fn hex(id: &MessageId) -> String {
     id.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// One app's relay as `--relay` gives it: the client address of each of its nodes.
+#[derive(Clone, Debug)]
+struct RelayNodes(Vec<SocketAddr>);
+
+impl std::fmt::Display for RelayNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<String> = self.0.iter().map(SocketAddr::to_string).collect();
+        f.write_str(&nodes.join(","))
+    }
+}
+
+/// `host:port[,host:port…]`.
+fn relay_nodes(value: &str) -> Result<RelayNodes, String> {
+    value.split(',').map(|node| node.trim().parse::<SocketAddr>().map_err(|error| format!("{node:?}: {error}"))).collect::<Result<_, _>>().map(RelayNodes)
+}
+
 async fn sign_in(args: &Args, index: usize, ca: &str) -> anyhow::Result<Account> {
     let address = args.user[index].clone();
     UserDevice::new(address.clone(), args.device).with_context(|| format!("--device {}", args.device))?;
-    let relay_address = args.relay[index];
+    let relay_address = &args.relay[index];
     let db = args.db.get(index).cloned().unwrap_or_else(|| PathBuf::from(format!("switchboard-{address}-{}.redb", args.device)));
-    let relay = RelayAddress::new(relay_address, address.app(), ca).with_context(|| format!("--ca {}", args.ca.display()))?;
+    let relay = RelayAddress::with_addresses(&relay_address.0, address.app(), ca).with_context(|| format!("--ca {}", args.ca.display()))?;
     let client = if db.exists() {
         // The device kept there must be the one asked for (a --db of another user's, or of this
         // user on another app, would run as that device).
