@@ -1,0 +1,231 @@
+//! Two nodes of one app's relay as separate processes (`switchboard relay --config`) on one
+//! PostgreSQL database (a server of the test's own: see `support/postgres.rs` of the relay's
+//! tests): one active, the other a hot standby that waits for the active node's lock. The active
+//! node is killed with SIGKILL mid-stream; the standby takes over; devices, given both nodes'
+//! addresses, find it by themselves, and every message arrives exactly once.
+
+#[path = "../crates/relay/tests/support/postgres.rs"]
+#[allow(dead_code)] // the standby server and promotion are for the relay's own tests
+mod postgres;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use postgres::Server;
+use switchboard_client::{ChatClient, Event, RelayAddress};
+use switchboard_wire::switchboard::{Text, content};
+
+/// A loopback port free now, below the kernel's ephemeral range (see `federation/mod.rs`: no
+/// outgoing connection takes it while its node is down).
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 20_000 + (std::process::id() % 1000) as u16 * 10 + 5, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_000, "no free port left below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One `switchboard relay` process, its stdout lines gathered by a thread; killed when dropped.
+struct Node {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Node {
+    fn start(config: &Path) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command.args(["relay", "--config", config.to_str().unwrap()]).stdout(Stdio::piped());
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "warn");
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (line, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for read in BufReader::new(stdout).lines() {
+                let Ok(read) = read else { return };
+                if line.send(read).is_err() {
+                    return;
+                }
+            }
+        });
+        Node { child, lines }
+    }
+
+    /// Waits (up to `limit`) for a line holding `what`.
+    fn wait_for(&self, what: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {what:?} within {limit:?}"),
+            }
+        }
+    }
+
+    /// SIGKILL: no chance to flush or close anything.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn refused(address: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+fn text(i: usize) -> content::Body {
+    content::Body::Text(Text { text: format!("message {i}") })
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Message { content, .. } => match &content.body {
+                Some(content::Body::Text(text)) => Some(text.text.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn seeded(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
+}
+
+/// Messages in the stream, and how many are acknowledged before the active node is killed.
+const TOTAL: usize = 60;
+const BEFORE_THE_KILL: usize = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_node_takes_over_when_the_active_one_is_killed_and_nothing_is_lost_or_doubled() {
+    let started = Instant::now();
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let [a, a_federation, b, b_federation] = [ports[0], ports[1], ports[2], ports[3]];
+    let status = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["setup", "--dir", dir.path().to_str().unwrap(), "--apps", "green", "--ports", &format!("{a},{a_federation}")])
+        .args(["--storage", "postgres", "--postgres-url", &server.url()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Node B: the same app, certificate, key and database; ports of its own.
+    let config_a = dir.path().join("green.toml");
+    let written = std::fs::read_to_string(&config_a).unwrap();
+    let config_b = dir.path().join("green-b.toml");
+    let (listen_a, listen_b) = (format!("127.0.0.1:{a}\""), format!("127.0.0.1:{b}\""));
+    let (federation_a, federation_b) = (format!("127.0.0.1:{a_federation}\""), format!("127.0.0.1:{b_federation}\""));
+    assert!(written.contains(&listen_a) && written.contains(&federation_a), "{written}");
+    std::fs::write(&config_b, written.replace(&listen_a, &listen_b).replace(&federation_a, &federation_b)).unwrap();
+    let node_address = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
+    let (address_a, address_b) = (node_address(a), node_address(b));
+
+    let mut node_a = Node::start(&config_a);
+    node_a.wait_for("ready", Duration::from_secs(10));
+    let node_b = Node::start(&config_b);
+    node_b.wait_for("standby", Duration::from_secs(10));
+    assert!(refused(address_b), "the standby serves while the active node lives");
+
+    let ca = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+    let nodes = [address_a, address_b];
+    let mut alice = ChatClient::register(RelayAddress::with_addresses(&nodes, "green", &ca).unwrap(), "alice@green", 1, seeded(1)).await.unwrap();
+    let mut bob = ChatClient::register(RelayAddress::with_addresses(&nodes, "green", &ca).unwrap(), "bob@green", 1, seeded(2)).await.unwrap();
+    // Bob's mail waits in his mailbox, in the database, for the whole stream.
+    bob.disconnect();
+
+    let mut acknowledged = Vec::new();
+    let mut killed = false;
+    for i in 0..TOTAL {
+        if acknowledged.len() == BEFORE_THE_KILL && !killed {
+            assert!(refused(address_b), "the standby serves while the active node lives");
+            // Mid-stream: the kill lands while the next messages are being sent and committed.
+            let pid = node_a.child.id();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            });
+            killed = true;
+        }
+        // Up to the client's own limit for the relay to take it; offline, it returns at once
+        // and the message waits in the outbox.
+        let taken = alice.send("bob@green", text(i)).await;
+        if taken.is_ok() && alice.outbox_len() == 0 {
+            acknowledged.push(i);
+        }
+    }
+    assert!(killed, "fewer than {BEFORE_THE_KILL} messages were acknowledged before the kill: {acknowledged:?}");
+    node_a.kill(); // reaped (it is dead already)
+    node_b.wait_for("ready", Duration::from_secs(10));
+    assert!(refused(address_a), "node A is dead");
+    // Alice's client reconnects by itself (to B, the only node that answers) and sends what
+    // waits in its outbox: polled, never told to reconnect.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alice.outbox_len() > 0 || !alice.is_online() {
+        assert!(Instant::now() < deadline, "alice's client did not reconnect: {} message(s) wait", alice.outbox_len());
+        alice.poll(Duration::from_millis(100)).await.unwrap();
+    }
+
+    // Bob comes online: his client tries A (refused), then B.
+    bob.reconnect().await.unwrap();
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.len() < TOTAL && Instant::now() < deadline {
+        received.extend(texts(&bob.poll(Duration::from_millis(200)).await.unwrap()));
+    }
+    // Nothing more comes: exactly once.
+    received.extend(texts(&bob.poll(Duration::from_millis(300)).await.unwrap()));
+    for i in &acknowledged {
+        let copies = received.iter().filter(|text| **text == format!("message {i}")).count();
+        assert_eq!(copies, 1, "acknowledged message {i} arrived {copies} times; acknowledged {acknowledged:?}, received {received:?}");
+    }
+    let mut distinct = received.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), received.len(), "a message arrived twice: {received:?}");
+    // Alice's outbox is empty: B took every message, those A never acknowledged included.
+    assert_eq!(received.len(), TOTAL, "received {received:?}");
+
+    // A node that loses its lock connection stops at once, and not with success.
+    let mut node_b = node_b;
+    let ended = server.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+    assert_eq!(ended.trim(), "1", "B's lock connection");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = node_b.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "node B serves on without its lock");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "{status}");
+    assert!(refused(address_b));
+    eprintln!(
+        "{TOTAL} sent, {} acknowledged before the failover, {} received once each, bob's duplicates {}; {:?} in all",
+        acknowledged.len(),
+        received.len(),
+        bob.stats().duplicates,
+        started.elapsed()
+    );
+}
