@@ -22,7 +22,9 @@
 //! (`host=… port=… user=… dbname=…`, or `postgresql://…`); the relay creates its tables there if
 //! they are missing. Each app's relay needs a database of its own. The connection is made without
 //! TLS (a server on loopback, a Unix socket, or a network the relay trusts), and a password in
-//! `url` is never printed: keep the file readable by the relay's user only.
+//! `url` is never printed: keep the file readable by the relay's user only. Several nodes of one
+//! app may share its database, one active at a time, each with a file of its own that differs in
+//! its listen addresses only (see [`Leadership`](crate::storage::Leadership)).
 //!
 //! ```toml
 //! [storage]

@@ -93,6 +93,15 @@ impl Fence {
 
 /// The app's lock, held by a connection on a thread of its own, checked every half second;
 /// dropping it ends the connection and frees the lock.
+///
+/// Nodes of one app that share its database take turns: the one holding the lock loads the
+/// state and serves, the others wait in [`Self::acquire`]. One at a time because the relay core
+/// keeps its state in memory and is its only writer; active-active would need state read from
+/// the database (or sharded, one writer a shard), sequence numbers the database hands out and
+/// notifications between nodes. A node must stop at once when [`Self::lost`] resolves; until it
+/// does, a store opened with [`PostgresStore::open_active`](super::PostgresStore::open_active)
+/// commits nothing (the fence: a new active node waits for the old one's last batch before it
+/// loads). The design and its limits in full: `crates/relay/src/storage/postgres/leader.rs`.
 pub struct Leadership {
     target: String,
     fence: Fence,
@@ -111,8 +120,8 @@ impl Leadership {
     /// Connects to the database `url` names and takes `app`'s lock, blocking the calling thread
     /// until it has it: at once when no other node holds it; otherwise, after calling
     /// `waiting` (with the server and database, never a password), for as long as another node
-    /// holds it. Then waits for the last batch of a former active node to end (see the
-    /// module's docs). Safe from any thread; inside a tokio runtime, call it where blocking is
+    /// holds it. Then waits for the last batch of a former active node to end (see
+    /// above). Safe from any thread; inside a tokio runtime, call it where blocking is
     /// allowed.
     pub fn acquire(url: &str, app: &str, waiting: impl FnOnce(&str)) -> Result<Leadership, StoreError> {
         let mut config = super::parse(url)?;
