@@ -232,4 +232,14 @@ mod tests {
         let (lock, fence) = keys("green");
         assert_ne!(lock, fence);
     }
+
+    #[test]
+    fn a_password_is_in_no_error() {
+        // Nothing listens on port 1: the connection is refused, quickly.
+        let url = "host=127.0.0.1 port=1 dbname=relay user=relay password=hunter2-secret connect_timeout=2";
+        let error = Leadership::acquire(url, "green", |_| panic!("no lock to wait for")).expect_err("nothing listens there");
+        let said = format!("{} / {error:?}", error.chain());
+        assert!(!said.contains("hunter2"), "{said}");
+        assert!(said.contains("127.0.0.1") && said.contains("relay"), "{said}");
+    }
 }
