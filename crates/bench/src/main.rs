@@ -71,8 +71,15 @@ struct Args {
 }
 
 /// The relay benchmarks' op names (run end to end over loopback, after the others).
-const RELAY_OPS: [&str; 6] =
-    ["relay_throughput", "relay_latency_p50", "relay_latency_p99", "group_fanout_10", "group_fanout_100", "group_fanout_1000"];
+const RELAY_OPS: [&str; 7] = [
+    "relay_throughput",
+    "relay_cluster_throughput_1",
+    "relay_latency_p50",
+    "relay_latency_p99",
+    "group_fanout_10",
+    "group_fanout_100",
+    "group_fanout_1000",
+];
 
 /// The items of `all` that `filter` selects: each comma-separated part selects the item whose name
 /// it is, or else every item whose name contains it (`floor` is just the floor, `encrypt` both sizes).

@@ -7,12 +7,20 @@
 //! does, with opaque 1 KiB contents: what is measured is the relays (TLS to devices and between
 //! apps, framing, routing, group commit to disk), not the end-to-end cipher, which the session
 //! benchmarks measure. The forwarder is plain TCP: the ceiling of the machine's sockets.
+//!
+//! Beside the relays on redb, the same relays on PostgreSQL (one node per app, one server of the
+//! bench's own, started as the relay's tests start theirs), when PostgreSQL's server binaries are
+//! installed: `relay_cluster_throughput_1`.
+
+#[path = "../../relay/tests/support/postgres.rs"]
+#[allow(dead_code)] // the standby server, killing and promotion are for the relay's tests
+mod postgres_server;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use switchboard_relay::core::RateLimits;
-use switchboard_relay::local::LocalFederation;
+use switchboard_relay::local::{LocalFederation, LocalOptions, LocalStorage};
 use switchboard_wire::frame::{FrameDecoder, encode_frame};
 use switchboard_wire::switchboard::{
     Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, EnvelopeRef, Franking, GroupEnvelope, Register, ServerFrame,
@@ -33,6 +41,8 @@ pub struct RelayFigures {
     pub forwarder_per_sec: f64,
     /// Envelopes per second through two relays, durably stored and acknowledged.
     pub relay_per_sec: f64,
+    /// The same through relays on PostgreSQL, one node per app (`None` without PostgreSQL).
+    pub cluster_1_per_sec: Option<f64>,
     /// Median time from send to receipt, in microseconds, at `latency_rate_per_sec`.
     pub latency_p50_us: f64,
     /// 99th percentile of the same, in microseconds.
@@ -285,7 +295,6 @@ async fn forwarder_rate(pairs: usize, per_pair: usize) -> f64 {
 /// Milliseconds until every one of `members` (spread over the three apps) had a group message
 /// sent once by a device on Green (the hub), and how many envelopes crossed app boundaries.
 async fn fanout(federation: &LocalFederation, members: usize, tag: &str) -> (f64, u64) {
-    const APPS: [&str; 3] = ["green", "blue", "red"];
     let mut devices = Vec::with_capacity(members);
     for i in 0..members {
         let app = APPS[i % 3];
@@ -333,11 +342,17 @@ pub fn json_lines(figures: &RelayFigures) -> Vec<serde_json::Value> {
                "per_sec": figures.relay_per_sec.round(), "ratio_vs_forwarder": figures.relay_per_sec / figures.forwarder_per_sec}),
         json!({"op": "relay_throughput", "impl": "tcp-forwarder", "ns_per_op": (1e9 / figures.forwarder_per_sec).round(),
                "per_sec": figures.forwarder_per_sec.round()}),
+    ];
+    if let Some(per_sec) = figures.cluster_1_per_sec {
+        lines.push(json!({"op": "relay_cluster_throughput_1", "impl": "switchboard-relay-postgres", "ns_per_op": (1e9 / per_sec).round(),
+                          "per_sec": per_sec.round(), "nodes": 1, "ratio_vs_redb": per_sec / figures.relay_per_sec}));
+    }
+    lines.extend([
         json!({"op": "relay_latency_p50", "impl": "switchboard-relay", "ns_per_op": figures.latency_p50_us * 1000.0,
                "at_per_sec": figures.latency_rate_per_sec.round()}),
         json!({"op": "relay_latency_p99", "impl": "switchboard-relay", "ns_per_op": figures.latency_p99_us * 1000.0,
                "at_per_sec": figures.latency_rate_per_sec.round()}),
-    ];
+    ]);
     for (members, ms, crossings) in &figures.fanout {
         lines.push(json!({"op": format!("group_fanout_{members}"), "impl": "switchboard-relay",
                           "ns_per_op": (ms * 1e6).round(), "apps": 3, "app_boundary_crossings": crossings}));
@@ -353,6 +368,13 @@ pub fn table(figures: &RelayFigures) -> String {
     out.push_str(&format!("| relay_throughput (1 KiB, durable) | {:.0} msg/s | |\n", figures.relay_per_sec));
     out.push_str(&format!("| plain two-hop TCP forwarder | {:.0} msg/s | |\n", figures.forwarder_per_sec));
     out.push_str(&format!("| ratio relay / forwarder | {ratio:.3} | ≥ 0.25: {} |\n", if ratio >= 0.25 { "MET" } else { "MISSED" }));
+    match figures.cluster_1_per_sec {
+        Some(per_sec) => out.push_str(&format!(
+            "| relay_cluster_throughput_1 (one node per app on PostgreSQL) | {per_sec:.0} msg/s, {:.3} × redb | |\n",
+            per_sec / figures.relay_per_sec
+        )),
+        None => out.push_str("| relay_cluster_throughput_1 | not measured: PostgreSQL is not installed | |\n"),
+    }
     out.push_str(&format!(
         "| latency p50 / p99 at {:.0} msg/s (half of peak) | {:.2} ms / {:.2} ms | p99 < 10 ms: {} |\n",
         figures.latency_rate_per_sec,
@@ -366,33 +388,67 @@ pub fn table(figures: &RelayFigures) -> String {
     out
 }
 
+/// The apps of the benchmark's federation.
+const APPS: [&str; 3] = ["green", "blue", "red"];
+
 /// Runs every relay benchmark once; `quick` makes it short.
 pub async fn run(quick: bool) -> RelayFigures {
     let dir = tempfile::tempdir().expect("a temporary folder");
     // Every device of the benchmark registers from 127.0.0.1: the per-address limit would stop
-    // it after a few; nothing else is raised.
+    // it after a few; nothing else is raised. No taps: copying every frame is the demo's work,
+    // not a relay's.
     let limits = RateLimits { registrations_per_source: u32::MAX, ..RateLimits::default() };
-    let federation = LocalFederation::start_with_rate_limits(&["green", "blue", "red"], dir.path(), limits).await.expect("local federation");
+    let options = LocalOptions { rate_limits: limits, taps: false, storage: LocalStorage::Redb };
+    let federation = LocalFederation::start_with(&APPS, dir.path(), options.clone()).await.expect("local federation");
+    // The same relays on PostgreSQL: a server of the bench's own, a database per app.
+    let postgres = postgres_server::installed_bindir().is_some().then(postgres_server::Server::start);
+    let cluster = match &postgres {
+        Some(server) => {
+            let mut urls = std::collections::HashMap::new();
+            for app in APPS {
+                server.sql(&format!("CREATE DATABASE relay_{app}"));
+                urls.insert(app.to_owned(), format!("host=127.0.0.1 port={} user=postgres dbname=relay_{app}", server.port));
+            }
+            let options = LocalOptions { storage: LocalStorage::Postgres(urls), ..options };
+            Some(LocalFederation::start_with(&APPS, dir.path(), options).await.expect("local federation on PostgreSQL"))
+        }
+        None => {
+            eprintln!("PostgreSQL's server binaries are not installed: relay_cluster_throughput_1 is not measured");
+            None
+        }
+    };
     // Let the relays' links come up.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (pairs, per_pair) = if quick { (8, 400) } else { (16, 2_000) };
     let mut figures = RelayFigures::default();
     // Warm up, then measure the forwarder and the relays side by side (alternating).
     relay_rate(&federation, 2, 100, "w").await;
+    if let Some(cluster) = &cluster {
+        relay_rate(cluster, 2, 100, "w").await;
+    }
     let mut forwarder = Vec::new();
     let mut relays = Vec::new();
+    let mut clusters = Vec::new();
     for round in 0..3 {
         // The ceiling is cheap to measure at full size, and short runs of it are dominated by
         // connection set-up: always full size.
         forwarder.push(forwarder_rate(16, 2_000).await);
         relays.push(relay_rate(&federation, pairs, per_pair, &format!("t{round}")).await);
+        if let Some(cluster) = &cluster {
+            clusters.push(relay_rate(cluster, pairs, per_pair, &format!("t{round}")).await);
+        }
     }
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
+    }
+    drop(postgres);
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     figures.forwarder_per_sec = median(forwarder);
     figures.relay_per_sec = median(relays);
+    figures.cluster_1_per_sec = (!clusters.is_empty()).then(|| median(clusters));
     figures.latency_rate_per_sec = figures.relay_per_sec / 2.0;
     let count = if quick { 1_000 } else { 5_000 };
     let (p50, p99) = latency(&federation, figures.latency_rate_per_sec, count).await;

@@ -1,7 +1,8 @@
 //! A federation of relays on this machine: one per app, on loopback ports, each with its own
-//! database under one folder and a certificate from a freshly made CA. For the demo, tests and
-//! benchmarks.
+//! database (a redb file under one folder, or a PostgreSQL database) and a certificate from a
+//! freshly made CA. For the demo, tests and benchmarks.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -10,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::core::RateLimits;
 use crate::server::tls::{Pki, TlsError, TlsIdentity};
 use crate::server::{Peer, RelayHandle, RelaySettings, Tap, start};
-use crate::storage::{OpenError, RedbStore};
+use crate::storage::{Contents, OpenError, PostgresStore, RedbStore, Store, StoreError};
 
 /// Why the local federation could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,21 @@ pub enum StartError {
         #[source]
         source: OpenError,
     },
+    /// An app's PostgreSQL database could not be opened.
+    #[error("opening the PostgreSQL database of {app}'s relay")]
+    Postgres {
+        /// The app.
+        app: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// [`LocalStorage::Postgres`] names no database for an app.
+    #[error("no PostgreSQL database is named for {app}'s relay")]
+    NoDatabase {
+        /// The app.
+        app: String,
+    },
     /// An app's relay could not start.
     #[error("starting {app}'s relay")]
     Relay {
@@ -42,27 +58,69 @@ pub enum StartError {
     },
 }
 
-/// Relays for `apps`, their databases under `dir` (`dir/<app>.redb`), reopened if they exist.
+/// Where the relays of a [`LocalFederation`] keep their state.
+#[derive(Clone, Default)]
+pub enum LocalStorage {
+    /// A redb file per app under the folder the federation is started with (`<app>.redb`),
+    /// reopened if it exists.
+    #[default]
+    Redb,
+    /// A PostgreSQL database per app: its libpq connection string, by app.
+    Postgres(HashMap<String, String>),
+}
+
+impl std::fmt::Debug for LocalStorage {
+    /// The apps, never their connection strings (which may hold a password).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocalStorage::Redb => f.write_str("Redb"),
+            LocalStorage::Postgres(urls) => f.debug_tuple("Postgres").field(&urls.keys().collect::<Vec<_>>()).finish(),
+        }
+    }
+}
+
+/// How the relays of a [`LocalFederation`] run.
+#[derive(Clone, Debug)]
+pub struct LocalOptions {
+    /// Limits on registrations and bundle fetches: a benchmark registers thousands of devices
+    /// from one address.
+    pub rate_limits: RateLimits,
+    /// Whether every frame each relay handles is copied into its [`Tap`] (the demo searches them
+    /// for plaintext). A benchmark leaves them out: the copies are not a relay's work.
+    pub taps: bool,
+    /// Where each relay keeps its state.
+    pub storage: LocalStorage,
+}
+
+impl Default for LocalOptions {
+    /// Default rate limits, taps, redb.
+    fn default() -> LocalOptions {
+        LocalOptions { rate_limits: RateLimits::default(), taps: true, storage: LocalStorage::Redb }
+    }
+}
+
+/// Relays for `apps`, their databases under a folder (`<app>.redb`, reopened if they exist) or in
+/// PostgreSQL (see [`LocalOptions`]).
 pub struct LocalFederation {
     /// The relays, in the order of the apps.
     pub relays: Vec<RelayHandle>,
-    /// Every frame each relay handled, by app (see [`crate::server::Tap`]).
+    /// Every frame each relay handled, by app (see [`crate::server::Tap`]); empty when started
+    /// without taps.
     pub taps: Vec<(String, Tap)>,
     pki: Pki,
     federation_addresses: Vec<(String, SocketAddr)>,
-    rate_limits: RateLimits,
+    options: LocalOptions,
 }
 
 impl LocalFederation {
     /// Starts a relay for each of `apps` on loopback ports, with a fresh CA, default rate limits
     /// and the databases under `dir`.
     pub async fn start(apps: &[&str], dir: &Path) -> Result<LocalFederation, StartError> {
-        LocalFederation::start_with_rate_limits(apps, dir, RateLimits::default()).await
+        LocalFederation::start_with(apps, dir, LocalOptions::default()).await
     }
 
-    /// Like [`Self::start`], with other rate limits: a benchmark registers thousands of devices
-    /// from one address.
-    pub async fn start_with_rate_limits(apps: &[&str], dir: &Path, rate_limits: RateLimits) -> Result<LocalFederation, StartError> {
+    /// Like [`Self::start`], with other options (`dir` is used only for redb).
+    pub async fn start_with(apps: &[&str], dir: &Path, options: LocalOptions) -> Result<LocalFederation, StartError> {
         let pki = Pki::generate(apps).map_err(StartError::Certificates)?;
         let mut listeners = Vec::new();
         for app in apps {
@@ -74,12 +132,14 @@ impl LocalFederation {
             .iter()
             .map(|(app, _, federation)| Ok((app.clone(), federation.local_addr().map_err(StartError::Bind)?)))
             .collect::<Result<_, StartError>>()?;
-        let mut federation = LocalFederation { relays: Vec::new(), taps: Vec::new(), pki, federation_addresses, rate_limits };
+        let mut federation = LocalFederation { relays: Vec::new(), taps: Vec::new(), pki, federation_addresses, options };
         for (app, client, listener) in listeners {
-            let tap = Tap::default();
+            let tap = federation.options.taps.then(Tap::default);
             let relay = federation.start_relay(&app, client, listener, dir, tap.clone()).await?;
             federation.relays.push(relay);
-            federation.taps.push((app, tap));
+            if let Some(tap) = tap {
+                federation.taps.push((app, tap));
+            }
         }
         Ok(federation)
     }
@@ -90,7 +150,7 @@ impl LocalFederation {
         client: TcpListener,
         federation: TcpListener,
         dir: &Path,
-        tap: Tap,
+        tap: Option<Tap>,
     ) -> Result<RelayHandle, StartError> {
         let (certificate, private_key) = self.pki.apps[app].clone();
         let peers = self
@@ -104,12 +164,24 @@ impl LocalFederation {
             tls: TlsIdentity { certificate, private_key, ca_certificate: self.pki.ca_certificate.clone() },
             peers,
             seed: None,
-            tap: Some(tap),
-            rate_limits: self.rate_limits,
+            tap,
+            rate_limits: self.options.rate_limits,
         };
-        let (store, state) = RedbStore::open(&dir.join(format!("{app}.redb"))).map_err(|source| StartError::Store { app: app.to_owned(), source })?;
-        let contents = Box::new(store.contents());
-        start(settings, client, federation, Box::new(store), contents, state).await.map_err(|source| StartError::Relay { app: app.to_owned(), source })
+        let (store, contents, state): (Box<dyn Store>, Box<dyn Contents>, _) = match &self.options.storage {
+            LocalStorage::Redb => {
+                let (store, state) = RedbStore::open(&dir.join(format!("{app}.redb"))).map_err(|source| StartError::Store { app: app.to_owned(), source })?;
+                let contents = Box::new(store.contents());
+                (Box::new(store), contents, state)
+            }
+            LocalStorage::Postgres(urls) => {
+                let url = urls.get(app).ok_or_else(|| StartError::NoDatabase { app: app.to_owned() })?;
+                let postgres = |source| StartError::Postgres { app: app.to_owned(), source };
+                let (store, state) = PostgresStore::open(url).map_err(postgres)?;
+                let contents = Box::new(store.contents().map_err(postgres)?);
+                (Box::new(store), contents, state)
+            }
+        };
+        start(settings, client, federation, store, contents, state).await.map_err(|source| StartError::Relay { app: app.to_owned(), source })
     }
 
     /// The certificate authority (PEM) that issued every relay's certificate: what devices of

@@ -16,37 +16,42 @@ use std::time::{Duration, Instant};
 pub const SERVER_USER: &str = "switchboard-pg";
 
 /// The folder of `initdb`, `pg_ctl`, `pg_basebackup` and `psql`: `pg_config --bindir` if that
-/// has them, or the newest of Debian's `/usr/lib/postgresql/*/bin`. Fails the test, saying how
-/// to install them, if there is none: a test that needs PostgreSQL never passes without it.
-pub fn bindir() -> PathBuf {
+/// has them, or the newest of Debian's `/usr/lib/postgresql/*/bin`; `None` if there is none.
+pub fn installed_bindir() -> Option<PathBuf> {
     static BINDIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let found = BINDIR.get_or_init(|| {
-        let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-        let configured = Command::new("pg_config").arg("--bindir").output().ok().filter(|out| out.status.success());
-        if let Some(out) = configured {
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if has_server(&dir) {
-                return Some(dir);
+    BINDIR
+        .get_or_init(|| {
+            let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+            let configured = Command::new("pg_config").arg("--bindir").output().ok().filter(|out| out.status.success());
+            if let Some(out) = configured {
+                let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+                if has_server(&dir) {
+                    return Some(dir);
+                }
             }
-        }
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path().join("bin"))
-            .filter(|dir| has_server(dir))
-            .collect();
-        // Versions are whole numbers: the longest name, then the greatest, is the newest.
-        dirs.sort_by_key(|dir| (dir.as_os_str().len(), dir.clone()));
-        dirs.pop()
-    });
-    match found {
-        Some(dir) => dir.clone(),
-        None => panic!(
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path().join("bin"))
+                .filter(|dir| has_server(dir))
+                .collect();
+            // Versions are whole numbers: the longest name, then the greatest, is the newest.
+            dirs.sort_by_key(|dir| (dir.as_os_str().len(), dir.clone()));
+            dirs.pop()
+        })
+        .clone()
+}
+
+/// [`installed_bindir`], or a failed test saying how to install the binaries: a test that needs
+/// PostgreSQL never passes without it.
+pub fn bindir() -> PathBuf {
+    installed_bindir().unwrap_or_else(|| {
+        panic!(
             "PostgreSQL's server binaries (initdb, pg_ctl) were not found (pg_config --bindir, /usr/lib/postgresql/*/bin): \
              scripts/test.sh installs them (apt-get install postgresql)"
-        ),
-    }
+        )
+    })
 }
 
 /// The uid and gid to run the server binaries as: [`SERVER_USER`]'s, made if missing, when
