@@ -19,10 +19,15 @@
 //! Where the relay keeps its state is the optional `[storage]` table. Without it, or with
 //! `kind = "redb"`, it is an embedded redb database, `relay.redb` in `data_dir`. With
 //! `kind = "postgres"` it is a PostgreSQL database, `url` its libpq connection string
-//! (`host=… port=… user=… dbname=…`, or `postgresql://…`); the relay creates its tables there if
-//! they are missing. Each app's relay needs a database of its own. The connection is made without
-//! TLS (a server on loopback, a Unix socket, or a network the relay trusts), and a password in
-//! `url` is never printed: keep the file readable by the relay's user only. Several nodes of one
+//! (`host=… port=… user=… dbname=…`, or `postgresql://…`); the relay creates its tables there on
+//! every start if they are missing, so its role needs CREATE on the database's `public` schema
+//! (on PostgreSQL 15 and later, make the role the database's owner: `createdb -O <role> …`).
+//! Each app's relay needs a database of its own. The connection is made without TLS (a server
+//! on loopback, a Unix socket, or a network the relay trusts), and a password in `url` is never
+//! printed: keep the file readable by the relay's user only. `url` takes a subset of libpq's
+//! options: `PGPASSWORD`, `~/.pgpass`, `passfile=` and `service=` are ignored (the client library
+//! is not libpq), so a password can only be in `url`; prefer `trust` or `peer` authentication on
+//! loopback or a Unix socket, and no password at all. Several nodes of one
 //! app may share its database, one active at a time, each with a file of its own that differs in
 //! its listen addresses only (see [`Leadership`](crate::storage::Leadership)).
 //!
@@ -153,14 +158,19 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The configuration file is not valid TOML of this shape.
-    #[error("{}", path.display())]
+    /// The configuration file is not valid TOML of this shape. Only the parser's message (with
+    /// any quoted string in it replaced by `"…"`), line and column are kept: the parser's own
+    /// error quotes the offending line, which may hold the database password.
+    #[error("{}:{line}:{column}: {message}", path.display())]
     Parse {
         /// The file.
         path: PathBuf,
-        /// Where and why.
-        #[source]
-        source: toml::de::Error,
+        /// Why, no value quoted.
+        message: String,
+        /// The line where the parser stopped (from 1; 0 when it did not say).
+        line: usize,
+        /// The column on that line (from 1, in characters; 0 when it did not say).
+        column: usize,
     },
     /// A file could not be written (or a folder made).
     #[error("writing {}", path.display())]
@@ -224,6 +234,53 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })
 }
 
+/// [`ConfigError::Parse`] for `error` in `text`: its message without any quoted string (serde
+/// quotes a string of the wrong type, which may be a connection string), and where it stopped.
+/// Never `error`'s `Display`, which quotes the line.
+fn parse_error(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+    let (line, column) = match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            (before.matches('\n').count() + 1, before[line_start..].chars().count() + 1)
+        }
+        None => (0, 0),
+    };
+    ConfigError::Parse { path: path.to_owned(), message: unquoted(error.message().trim()), line, column }
+}
+
+/// `message` with the inside of each double-quoted string (backslash escapes included), and of
+/// each backquoted one that is not a plain name or a character or two (serde backquotes keys and
+/// variants: `kind`, `sqlite` stay), replaced by `…`; a quote left open hides the rest.
+fn unquoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '`' {
+            let inside: String = chars.by_ref().take_while(|&inner| inner != '`').collect();
+            // A character or two (an escape the parser expected: `\\`, `"`) is no secret.
+            let plain = inside.chars().count() <= 2 || inside.chars().all(|inner| inner.is_ascii_alphanumeric() || inner == '_' || inner == '-');
+            out.push_str(if plain { &inside } else { "…" });
+            out.push('`');
+        } else if c == '"' {
+            out.push('…');
+            let mut escaped = false;
+            for inner in chars.by_ref() {
+                match inner {
+                    '"' if !escaped => {
+                        out.push('"');
+                        break;
+                    }
+                    '\\' if !escaped => escaped = true,
+                    _ => escaped = false,
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Creates `path` holding `contents`, with permissions `mode` on Unix from the moment it exists
 /// (a private key is never readable by others, not even briefly), and never over a file that
 /// is there already.
@@ -248,7 +305,7 @@ impl RelayConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<RelayConfig, ConfigError> {
         let text = read(path)?;
-        let mut config: RelayConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let mut config: RelayConfig = toml::from_str(&text).map_err(|error| parse_error(path, &text, &error))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -457,6 +514,37 @@ mod tests {
         let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<std::io::Error>());
         assert_eq!(source.map(std::io::Error::kind), Some(std::io::ErrorKind::NotFound), "{error:?}");
         assert!(error.to_string().starts_with("reading ") && error.to_string().ends_with("green.pem"), "{error}");
+    }
+
+    #[test]
+    fn a_parse_error_quotes_no_password() {
+        let (dir, config) = federation();
+        let original = std::fs::read_to_string(&config).unwrap();
+        let wrong = [
+            // An invalid escape (\d) in the url: the parser's own error quotes the line.
+            "[storage]\nkind = \"postgres\"\nurl = \"host=127.0.0.1 user=sw password=Secr3t\\d! dbname=x\"\n",
+            // A string where a table belongs: serde quotes the string.
+            "storage = \"host=127.0.0.1 user=sw password=Secr3t dbname=x\"\n",
+            // The url under the wrong key: serde quotes the variant it does not know.
+            "[storage]\nkind = \"host=127.0.0.1 password=Secr3t\"\n",
+        ];
+        for (i, wrong) in wrong.iter().enumerate() {
+            let path = dir.path().join(format!("wrong-{i}.toml"));
+            std::fs::write(&path, format!("{original}\n{wrong}")).unwrap();
+            let error = RelayConfig::load(&path).expect_err("not valid");
+            let ConfigError::Parse { line, column, .. } = &error else { panic!("{error:?}") };
+            assert!(*line > 1 && *column >= 1, "{error}");
+            let mut said = format!("{error} / {error:#} / {error:?}");
+            let mut source: Option<&dyn std::error::Error> = Some(&error);
+            while let Some(error) = source {
+                said.push_str(&format!(" / {error}"));
+                source = error.source();
+            }
+            assert!(!said.contains("Secr3t"), "{said}");
+            assert!(said.contains(&format!("wrong-{i}.toml:{line}:")), "{said}");
+        }
+        assert_eq!(unquoted(r#"invalid type: string "a\"b", expected x "c"#), r#"invalid type: string "…", expected x "…"#);
+        assert_eq!(unquoted("unknown variant `a b`, expected `redb` or `postgres`"), "unknown variant `…`, expected `redb` or `postgres`");
     }
 
     #[test]
