@@ -53,8 +53,11 @@ pub trait Store: Send {
 }
 
 /// Reads back what a [`Store`] committed: the contents the core does not keep in memory. The core
-/// calls it as it hands mail, frames for other apps and blobs over, so a read must be quick (a
-/// local database, not a network round trip), and see every batch committed before the call.
+/// calls it as it hands mail, frames for other apps and blobs over, blocking its task while it
+/// reads, so a read must be quick and see every batch committed before the call. A read may be
+/// a local database's (redb) or a round trip to a database server on the relay's network
+/// (PostgreSQL), which must then be bounded by a timeout: a server that went silent is an error
+/// (the relay stops), not a core that waits for ever.
 ///
 /// The core asks only for what it knows is committed, a window at a time: it stops the relay on
 /// an error, or when an answer lacks something it asked for.

@@ -33,11 +33,30 @@ pub use leader::Leadership;
 /// How long a connection attempt may take when the connection string sets no `connect_timeout`:
 /// a relay that cannot reach its database says so rather than waiting forever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keepalive on a connection when the connection string sets no `keepalives_idle`: first
+/// probe after this much silence, then every [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_RETRIES`] of
+/// them (libpq's and the kernel's default waits two hours before the first).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// See [`KEEPALIVE_IDLE`].
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// See [`KEEPALIVE_IDLE`].
+const KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may go unacknowledged by the server's machine before the connection is
+/// dropped, when the connection string sets no `tcp_user_timeout` (the kernel's default is about
+/// 15 minutes of retransmissions). The string gives it in seconds (libpq: milliseconds).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read ([`Contents`]) may take: the core waits for it.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a batch may take to commit (with a synchronous standby, to be replicated too): the
+/// committer waits for it, and the relay stops when it fails.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long loading the whole state at open may take.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A relay's PostgreSQL database, to commit batches to.
 pub struct PostgresStore {
     config: Config,
-    writer: Worker<(Client, Writes)>,
+    writer: Worker<(Client, Writes, Warned)>,
     /// Checked before each batch when this node is one of several ([`Self::open_active`]).
     fence: Option<leader::Fence>,
 }
@@ -79,7 +98,44 @@ fn parse(url: &str) -> Result<Config, StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("switchboard-relay");
     }
+    // A server that goes silent (its machine gone, the network dropping everything) is noticed
+    // within tens of seconds, not the kernel's two hours (keepalive) or 15 minutes (unacknowledged
+    // data). `keepalives=0` in the string is kept; 7,200 s is the unset default.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(KEEPALIVE_RETRIES);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
     Ok(config)
+}
+
+/// Whether a `WARNING` (SQLSTATE 01000) arrived on the writer's connection since it was last
+/// cleared. PostgreSQL answers a COMMIT whose wait for the synchronous standby was cancelled
+/// (`pg_cancel_backend`, a statement timeout) with such a warning — "canceling wait for
+/// synchronous replication … already committed locally, but might not have been replicated" —
+/// and the COMMIT itself succeeds: without this, the relay would acknowledge a batch the standby
+/// may not have. Matched by its code, not its text (the server may translate it); no other
+/// warning of that code is sent for a COMMIT.
+#[derive(Clone, Default)]
+struct Warned(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Warned {
+    fn notice(&self, notice: &postgres::error::DbError) {
+        if *notice.code() == postgres::error::SqlState::WARNING {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn take(&self) -> bool {
+        self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl PostgresStore {
@@ -100,14 +156,19 @@ impl PostgresStore {
 
     fn open_fenced(url: &str, fence: Option<leader::Fence>) -> Result<(PostgresStore, StoredState), StoreError> {
         let config = parse(url)?;
-        let connecting = config.clone();
+        let mut connecting = config.clone();
+        let warned = Warned::default();
+        // The writer's notices are not logged (the default callback logs each at info): only a
+        // warning is looked for (see Warned); notices are not even sent (sql::SCHEMA).
+        let noticed = warned.clone();
+        connecting.notice_callback(move |notice| noticed.notice(&notice));
         let writer = Worker::start("relay-postgres-commit", move || {
             let mut client = connect(&connecting)?;
             client.batch_execute(sql::SCHEMA).map_err(failed("creating the relay's tables"))?;
             let writes = Writes::prepare(&mut client).map_err(failed("preparing the relay's statements"))?;
-            Ok((client, writes))
+            Ok((client, writes, warned))
         })?;
-        let state = writer.run(|(client, _)| {
+        let state = writer.run(LOAD_TIMEOUT, |(client, _, _)| {
             let mut txn = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
@@ -140,33 +201,42 @@ impl Store for PostgresStore {
         // The worker needs the batch for as long as it runs: the committer waits for it anyway.
         let mutations = mutations.to_vec();
         let fence = self.fence;
-        self.writer.run(move |(client, writes)| {
+        self.writer.run(COMMIT_TIMEOUT, move |(client, writes, warned)| {
             let mut txn = client.transaction().map_err(failed("committing a batch"))?;
             if let Some(fence) = fence {
                 fence.check(&mut txn)?;
             }
             writes.apply(&mut txn, &mutations).map_err(failed("committing a batch"))?;
-            txn.commit().map_err(failed("committing a batch"))
+            warned.take();
+            txn.commit().map_err(failed("committing a batch"))?;
+            // The warning arrives before the COMMIT's answer, on this thread: it is seen here.
+            if warned.take() {
+                return Err(StoreError::new(
+                    "committing a batch: PostgreSQL warned that the wait for the synchronous standby was cancelled: \
+                     committed on the primary but maybe not replicated, so not acknowledged",
+                ));
+            }
+            Ok(())
         })
     }
 }
 
-/// A read blocks the core's task for a round trip to the database: [`Contents`] asks for a read
-/// that is quick, and the core asks for a window at a time.
+/// A read blocks the core's task for a round trip to the database, 30 s at most (then
+/// it is an error, and the relay stops): the core asks for a window at a time.
 impl Contents for PostgresContents {
     fn mail(&self, device: &DeviceKey, seqs: &[u64]) -> Result<Vec<(u64, Envelope)>, StoreError> {
         let (device, seqs) = (device.clone(), seqs.to_vec());
-        self.reader.run(move |(client, reads)| reads.mail(client, &device, &seqs))
+        self.reader.run(READ_TIMEOUT, move |(client, reads)| reads.mail(client, &device, &seqs))
     }
 
     fn outbound(&self, app: &str, seqs: &[u64]) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
         let (app, seqs) = (app.to_owned(), seqs.to_vec());
-        self.reader.run(move |(client, reads)| reads.outbound(client, &app, &seqs))
+        self.reader.run(READ_TIMEOUT, move |(client, reads)| reads.outbound(client, &app, &seqs))
     }
 
     fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let id = id.to_owned();
-        self.reader.run(move |(client, reads)| reads.blob(client, &id))
+        self.reader.run(READ_TIMEOUT, move |(client, reads)| reads.blob(client, &id))
     }
 }
 
@@ -185,6 +255,20 @@ impl fmt::Debug for PostgresContents {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_server_is_noticed_unless_the_string_says_otherwise() {
+        let config = parse("host=127.0.0.1 dbname=relay").unwrap();
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        let config = parse("host=127.0.0.1 dbname=relay keepalives=0 keepalives_idle=60 tcp_user_timeout=20").unwrap();
+        assert!(!config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(20)));
+    }
 
     #[test]
     fn a_password_is_in_no_error_and_no_debug_output() {

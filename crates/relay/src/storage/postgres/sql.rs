@@ -15,8 +15,11 @@ use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
 use super::super::StoreError;
 use crate::state::{BlobEntry, DeviceKey, Head, MailEntry, Mutation, OutboundEntry, StampKey, StoredState};
 
-/// Creates what is missing; run on every open.
+/// Creates what is missing; run on every open. First, for the session: notices (each `CREATE
+/// TABLE IF NOT EXISTS` of a table that exists says so) are not sent, warnings are, whatever the
+/// server, role or connection string set (the store's commits watch for one, see `postgres.rs`).
 pub(super) const SCHEMA: &str = "
+SET client_min_messages = warning;
 CREATE TABLE IF NOT EXISTS accounts (user_name bytea NOT NULL, device int8 NOT NULL, credential_hash bytea NOT NULL, PRIMARY KEY (user_name, device));
 CREATE TABLE IF NOT EXISTS bundles (user_name bytea NOT NULL, device int8 NOT NULL, bundles bytea NOT NULL, PRIMARY KEY (user_name, device));
 CREATE TABLE IF NOT EXISTS mailboxes (user_name bytea NOT NULL, device int8 NOT NULL, seq int8 NOT NULL, envelope bytea NOT NULL, PRIMARY KEY (user_name, device, seq));

@@ -6,6 +6,7 @@
 //! async code. A client that lives and dies on its own thread is safe from every caller.
 
 use std::sync::mpsc;
+use std::time::Duration;
 
 use super::super::StoreError;
 
@@ -45,15 +46,26 @@ impl<S: 'static> Worker<S> {
         Ok(Worker { jobs })
     }
 
-    /// Runs `job` on the thread and waits for its answer: the caller blocks for one round trip
-    /// (or a few) to the database.
-    pub(super) fn run<T: Send + 'static>(&self, job: impl FnOnce(&mut S) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    /// Runs `job` on the thread and waits for its answer, up to `limit`: the caller blocks for
+    /// one round trip (or a few) to the database. No answer in time is an error (a server that
+    /// went silent, a network that drops everything): the job may still be running, and jobs
+    /// after it wait behind it, so the caller must treat the connection as lost (the relay
+    /// stops on any store error).
+    pub(super) fn run<T: Send + 'static>(
+        &self,
+        limit: Duration,
+        job: impl FnOnce(&mut S) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let job: Job<S> = Box::new(move |state| {
             let _ = reply.send(job(state));
         });
         self.jobs.send(job).map_err(|_| StoreError::new("the PostgreSQL thread has ended"))?;
         // A job that panicked drops its reply: an error, not a hang.
-        answer.recv().map_err(|_| StoreError::new("the PostgreSQL thread has ended"))?
+        match answer.recv_timeout(limit) {
+            Ok(answer) => answer,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::new(format!("no answer from PostgreSQL within {} s", limit.as_secs()))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::new("the PostgreSQL thread has ended")),
+        }
     }
 }
