@@ -115,6 +115,8 @@ pub struct RelayHandle {
     pub federation_address: SocketAddr,
     events: mpsc::Sender<Event>,
     tasks: JoinSet<()>,
+    /// Set, with why, when the core stopped because its store failed.
+    stopped: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl RelayHandle {
@@ -123,6 +125,22 @@ impl RelayHandle {
         let (reply, answer) = oneshot::channel();
         self.events.send(Event::Metrics(reply)).await.ok()?;
         answer.await.ok()
+    }
+
+    /// Resolves when the relay has stopped serving because its store failed (a commit or a read
+    /// failed: a lost database connection, say), with the error: it then takes and acknowledges
+    /// nothing more, and whoever runs it should exit (so that a supervisor restarts it) rather
+    /// than keep its ports. Pending for as long as the relay runs.
+    pub async fn stopped(&self) -> String {
+        let mut stopped = self.stopped.clone();
+        loop {
+            if let Some(why) = stopped.borrow_and_update().clone() {
+                return why;
+            }
+            if stopped.changed().await.is_err() {
+                return "the relay's core task ended".to_owned();
+            }
+        }
     }
 
     /// Stops every task of the relay (its store is closed when the committer thread ends).
@@ -153,6 +171,7 @@ pub async fn start(
     let federation_address = federation_listener.local_addr().map_err(StartError::Listener)?;
 
     let (events, receiver) = mpsc::channel(8192);
+    let events_for_core = events.clone();
     let next_conn = Arc::new(AtomicU64::new(1));
     let rng = match settings.seed {
         Some(seed) => rand::SeedableRng::seed_from_u64(seed),
@@ -161,7 +180,12 @@ pub async fn start(
     let peers = settings.peers.iter().map(|p| p.app.clone());
     let core = RelayCore::new(&settings.app, peers, state, contents, rng).with_rate_limits(settings.rate_limits);
     let mut tasks = JoinSet::new();
-    tasks.spawn(run_core(core, store, receiver, events.clone()));
+    let (stop, stopped) = tokio::sync::watch::channel(None);
+    tasks.spawn(async move {
+        if let Some(why) = run_core(core, store, receiver, events_for_core).await {
+            let _ = stop.send(Some(why));
+        }
+    });
     let tap = settings.tap.clone();
     tasks.spawn(accept_clients(client_listener, device_acceptor, events.clone(), next_conn.clone(), tap.clone()));
     tasks.spawn(accept_links(federation_listener, acceptor, peer_certificates.clone(), events.clone(), next_conn.clone(), tap.clone()));
@@ -169,11 +193,12 @@ pub async fn start(
         let certificate = certificate_der(&peer.certificate)?;
         tasks.spawn(dial(peer, certificate, connector.clone(), events.clone(), next_conn.clone(), tap.clone()));
     }
-    Ok(RelayHandle { app: settings.app, client_address, federation_address, events, tasks })
+    Ok(RelayHandle { app: settings.app, client_address, federation_address, events, tasks, stopped })
 }
 
-/// The core task: events in, actions out, and one batch at a time to the committer.
-async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::Receiver<Event>, sender: mpsc::Sender<Event>) {
+/// The core task: events in, actions out, and one batch at a time to the committer. Returns
+/// why when it stops because the store failed.
+async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::Receiver<Event>, sender: mpsc::Sender<Event>) -> Option<String> {
     let (batches, committer) = std::sync::mpsc::channel::<(u64, Vec<Mutation>)>();
     let committed = sender.clone();
     std::thread::spawn(move || {
@@ -198,7 +223,7 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
         let event = tokio::select! {
             event = events.recv() => match event {
                 Some(event) => event,
-                None => return,
+                None => return None,
             },
             _ = retry.tick() => {
                 let actions = core.tick(crate::unix_time());
@@ -246,14 +271,15 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
         }
         if let Some(batch) = core.take_batch() {
             if batches.send((batch.id, batch.mutations)).is_err() {
-                return;
+                return storage_failed(&core, "the committer thread ended");
             }
         }
     }
 }
 
-fn storage_failed(core: &RelayCore, error: &str) {
+fn storage_failed(core: &RelayCore, error: &str) -> Option<String> {
     tracing::error!(app = core.app(), "{error}; stopping: durability can no longer be promised");
+    Some(error.to_owned())
 }
 
 /// The connections' writers, as the core task holds them: each with whether it is a device's.
