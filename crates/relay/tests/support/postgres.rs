@@ -178,14 +178,42 @@ impl Server {
         String::from_utf8_lossy(&run(psql, &format!("psql -c {query:?}")).stdout).into_owned()
     }
 
-    /// Kills the server's postmaster with SIGKILL (its pid from `postmaster.pid`): a crash,
-    /// with no shutdown of any kind.
+    /// Kills the server with SIGKILL, its postmaster and then every process it started (see
+    /// [`Self::signal_all`]): a crash, with no shutdown of any kind and no backend left to
+    /// finish what it was sending.
     pub fn kill(&self) {
+        self.signal_all("KILL");
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`) to the server's postmaster (pid from
+    /// `postmaster.pid`) and every process it started (backends, walsender, walreceiver, …; each
+    /// a session of its own, so not one process group). The postmaster first, then its children
+    /// (a stopped or killed postmaster starts no more); for `CONT`, the children first.
+    pub fn signal_all(&self, signal: &str) {
         let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).expect("postmaster.pid");
         let pid = pid_file.lines().next().expect("a pid").trim().to_owned();
-        let mut kill = Command::new("kill");
-        kill.args(["-KILL", &pid]);
-        run(kill, "kill -KILL");
+        let send = |pids: &[String]| {
+            if pids.is_empty() {
+                return;
+            }
+            let mut kill = Command::new("kill");
+            kill.arg(format!("-{signal}")).args(pids);
+            run(kill, &format!("kill -{signal}"));
+        };
+        let children = || {
+            let mut ps = Command::new("ps");
+            ps.args(["-o", "pid=", "--ppid", &pid]);
+            // ps fails when there is none.
+            let out = ps.output().expect("ps runs");
+            String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+        };
+        if signal == "CONT" {
+            send(&children());
+            send(std::slice::from_ref(&pid));
+        } else {
+            send(std::slice::from_ref(&pid));
+            send(&children());
+        }
     }
 
     /// Promotes a standby to primary, and waits until it is.
