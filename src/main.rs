@@ -8,6 +8,8 @@ mod relay;
 mod sim;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Switchboard: an end-to-end encryption interop layer between messaging apps.
 #[derive(Parser)]
@@ -85,9 +87,21 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         _ => tracing_subscriber::filter::LevelFilter::ERROR,
     };
     let filter = tracing_subscriber::EnvFilter::builder().with_default_directive(default.into()).from_env_lossy();
+    // The PostgreSQL client crates (heard through the `log` bridge) stay at `warn` whatever
+    // RUST_LOG says: at debug, tokio_postgres prints each statement's parameters (credential
+    // hashes, the stamp secret, envelopes); at info, each notice. A filter after the env filter,
+    // not a directive in it: a more specific directive of RUST_LOG (`tokio_postgres::query=debug`)
+    // would win over one added to it.
+    let quiet_postgres = tracing_subscriber::filter::filter_fn(|metadata| {
+        let postgres = ["tokio_postgres", "postgres"]
+            .iter()
+            .any(|name| metadata.target().strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")));
+        !postgres || *metadata.level() <= tracing::Level::WARN
+    });
     // Colours for a terminal only: a log kept in a file reads as plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    tracing_subscriber::registry().with(filter).with(quiet_postgres).with(output).init();
     match cli.command {
         Command::Demo(args) => demo::run(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Peer(args) => peer::run(args).map(|()| std::process::ExitCode::SUCCESS),

@@ -36,7 +36,10 @@ pub struct SetupArgs {
     storage: StorageKind,
     /// With --storage postgres: each app's database, as a libpq connection string in which
     /// `{app}` stands for the app (each app needs a database of its own), e.g.
-    /// "host=127.0.0.1 user=switchboard dbname=relay_{app}".
+    /// "host=127.0.0.1 user=switchboard dbname=relay_{app}". A subset of libpq's options
+    /// (PGPASSWORD, .pgpass, passfile= and service= are ignored): a password would have to be
+    /// in it, on this command line; prefer trust or peer authentication on loopback or a Unix
+    /// socket (host=/run/postgresql).
     #[arg(long)]
     postgres_url: Option<String>,
 }
@@ -149,6 +152,13 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
         };
         tokio::select! {
             interrupted = tokio::signal::ctrl_c() => interrupted?,
+            why = relay.stopped() => {
+                // The store failed (a lost database connection, say): the relay takes nothing
+                // more. Exit, ports and lock with it, so that a supervisor restarts it (or a
+                // standby node takes over); 4, beside the lost lock's 3.
+                eprintln!("error: {file}: the relay stopped because its storage failed: {why}");
+                std::process::exit(STORAGE_FAILED_EXIT);
+            }
             why = lost => {
                 // Another node may be active already: not one more frame, not one more batch
                 // (they would fail anyway: see Leadership). No graceful shutdown.
@@ -161,6 +171,11 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })
 }
+
+/// The exit status of `switchboard relay` when its store failed while it served (a commit or a
+/// read: a lost database connection, a database that did not answer in time): 4. A node that
+/// lost its app's lock exits with 3; an error before it served, with 1.
+pub const STORAGE_FAILED_EXIT: i32 = 4;
 
 /// A relay's store, a reader of what it commits, and what it holds.
 type Opened = (Box<dyn Store>, Box<dyn Contents>, StoredState);

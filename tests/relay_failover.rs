@@ -43,10 +43,21 @@ struct Node {
 impl Node {
     fn start(config: &Path) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        command.args(["relay", "--config", config.to_str().unwrap()]).stdout(Stdio::piped());
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "warn");
         }
+        Node::spawn(command, config)
+    }
+
+    /// Like [`Node::start`], logging at `debug` (everything) to the file `log`.
+    fn start_logged(config: &Path, log: &Path) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command.env("RUST_LOG", "debug").stderr(std::fs::File::create(log).unwrap());
+        Node::spawn(command, config)
+    }
+
+    fn spawn(mut command: Command, config: &Path) -> Node {
+        command.args(["relay", "--config", config.to_str().unwrap()]).stdout(Stdio::piped());
         let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (line, lines) = mpsc::channel();
@@ -228,4 +239,57 @@ async fn a_standby_node_takes_over_when_the_active_one_is_killed_and_nothing_is_
         bob.stats().duplicates,
         started.elapsed()
     );
+}
+
+/// A relay whose database connections are lost (ended by the server, its lock connection
+/// spared) stops at the next batch, and its process exits (status 4) rather than keep its ports
+/// with nothing behind them: a supervisor can restart it. Its log, at `debug`, holds nothing of
+/// the PostgreSQL client's (statement parameters) and no notice of tables that exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_loses_its_database_connection_exits() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, federation) = (free_port(), free_port());
+    let status = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["setup", "--dir", dir.path().to_str().unwrap(), "--apps", "green", "--ports", &format!("{port},{federation}")])
+        .args(["--storage", "postgres", "--postgres-url", &server.url()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = dir.path().join("green.toml");
+    let log = dir.path().join("relay.log");
+    // A first start creates the tables; the one below finds them there.
+    let mut node = Node::start_logged(&config, &log);
+    node.wait_for("ready", Duration::from_secs(10));
+    node.kill();
+    let mut node = Node::start_logged(&config, &log);
+    node.wait_for("ready", Duration::from_secs(10));
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ca = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+    let mut alice = ChatClient::register(RelayAddress::new(address, "green", &ca).unwrap(), "alice@green", 1, seeded(1)).await.unwrap();
+    let bob = ChatClient::register(RelayAddress::new(address, "green", &ca).unwrap(), "bob@green", 1, seeded(2)).await.unwrap();
+    drop(bob);
+
+    let ended = server.sql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'switchboard-relay' \
+         AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
+    );
+    assert_eq!(ended.trim(), "2", "the relay's writer and reader connections");
+    // The next batch fails: the relay stops, and so does its process.
+    let _ = tokio::time::timeout(Duration::from_secs(5), alice.send("bob@green", text(0))).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the relay process lives on without its database");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(4), "{status}");
+    assert!(refused(address));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("the relay stopped because its storage failed"), "{logged}");
+    assert!(!logged.contains("already exists"), "{logged}");
+    assert!(!logged.contains("tokio_postgres"), "{logged}");
 }
