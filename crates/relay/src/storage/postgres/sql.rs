@@ -58,10 +58,14 @@ statements! {
     Writes {
         put_account: "INSERT INTO accounts VALUES ($1, $2, $3) ON CONFLICT (user_name, device) DO UPDATE SET credential_hash = EXCLUDED.credential_hash",
         put_bundles: "INSERT INTO bundles VALUES ($1, $2, $3) ON CONFLICT (user_name, device) DO UPDATE SET bundles = EXCLUDED.bundles",
-        put_envelope: "INSERT INTO mailboxes VALUES ($1, $2, $3, $4) ON CONFLICT (user_name, device, seq) DO UPDATE SET envelope = EXCLUDED.envelope",
-        delete_envelope: "DELETE FROM mailboxes WHERE user_name = $1 AND device = $2 AND seq = $3",
-        put_outbound: "INSERT INTO outboxes VALUES ($1, $2, $3) ON CONFLICT (app, seq) DO UPDATE SET frame = EXCLUDED.frame",
-        delete_outbound: "DELETE FROM outboxes WHERE app = $1 AND seq = $2",
+        // Mail and frames for other apps a run at a time (see `Run`): one row per array element.
+        put_envelopes: "INSERT INTO mailboxes SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::int8[], $4::bytea[]) \
+                        ON CONFLICT (user_name, device, seq) DO UPDATE SET envelope = EXCLUDED.envelope",
+        delete_envelopes: "DELETE FROM mailboxes m USING UNNEST($1::bytea[], $2::int8[], $3::int8[]) AS d(user_name, device, seq) \
+                           WHERE m.user_name = d.user_name AND m.device = d.device AND m.seq = d.seq",
+        put_outbounds: "INSERT INTO outboxes SELECT * FROM UNNEST($1::bytea[], $2::int8[], $3::bytea[]) \
+                        ON CONFLICT (app, seq) DO UPDATE SET frame = EXCLUDED.frame",
+        delete_outbounds: "DELETE FROM outboxes o USING UNNEST($1::bytea[], $2::int8[]) AS d(app, seq) WHERE o.app = d.app AND o.seq = d.seq",
         put_blob: "INSERT INTO blobs VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET blob = EXCLUDED.blob, stored_at = EXCLUDED.stored_at",
         delete_blob: "DELETE FROM blobs WHERE id = $1",
         put_group_head: "INSERT INTO group_heads VALUES ($1, $2) ON CONFLICT (group_id) DO UPDATE SET head = EXCLUDED.head",
@@ -107,71 +111,160 @@ fn device_params((user, device_id): &DeviceKey) -> (&[u8], i64) {
     (user.as_bytes(), i64::from(*device_id))
 }
 
+/// The mutations a batch holds many of in a row: a batch stores and deletes mail and frames for
+/// other apps by the dozen, and each run of one kind is written as one statement (a round trip
+/// to the server) rather than one per row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    PutEnvelopes,
+    DeleteEnvelopes,
+    PutOutbounds,
+    DeleteOutbounds,
+}
+
+impl Run {
+    fn of(mutation: &Mutation) -> Option<Run> {
+        match mutation {
+            Mutation::PutEnvelope { .. } => Some(Run::PutEnvelopes),
+            Mutation::DeleteEnvelope { .. } => Some(Run::DeleteEnvelopes),
+            Mutation::PutOutbound { .. } => Some(Run::PutOutbounds),
+            Mutation::DeleteOutbound { .. } => Some(Run::DeleteOutbounds),
+            _ => None,
+        }
+    }
+
+    /// How many of `mutations` (the first of which is of this kind) one statement writes: those of
+    /// this kind in a row, up to a key written twice (one INSERT … ON CONFLICT may not change a
+    /// row twice; the later write goes in the next statement, so it still wins).
+    fn len(self, mutations: &[Mutation]) -> usize {
+        let mut keys = std::collections::HashSet::new();
+        mutations
+            .iter()
+            .take_while(|mutation| {
+                Run::of(mutation) == Some(self)
+                    && match mutation {
+                        Mutation::PutEnvelope { device, seq, .. } => keys.insert((device.0.as_str(), device.1, *seq)),
+                        Mutation::PutOutbound { app, seq, .. } => keys.insert((app.as_str(), 0, *seq)),
+                        _ => true,
+                    }
+            })
+            .count()
+    }
+}
+
 impl Writes {
     /// Applies `mutations` in `txn`, in order (a later mutation of the same key wins, as in redb).
     pub(super) fn apply(&self, txn: &mut Transaction<'_>, mutations: &[Mutation]) -> Result<(), postgres::Error> {
+        let mut rest = mutations;
+        while let Some(first) = rest.first() {
+            let len = match Run::of(first) {
+                Some(run) => {
+                    let len = run.len(rest);
+                    self.apply_run(txn, run, &rest[..len])?;
+                    len
+                }
+                None => {
+                    self.apply_one(txn, first)?;
+                    1
+                }
+            };
+            rest = &rest[len..];
+        }
+        Ok(())
+    }
+
+    /// Writes `mutations`, all of kind `run`, with one statement.
+    fn apply_run(&self, txn: &mut Transaction<'_>, run: Run, mutations: &[Mutation]) -> Result<(), postgres::Error> {
+        let (mut names, mut devices, mut seqs, mut values) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for mutation in mutations {
-            let mut run = |statement: &Statement, params: &[&(dyn ToSql + Sync)]| txn.execute(statement, params).map(drop);
             match mutation {
-                Mutation::PutAccount { device, credential_hash } => {
-                    let (user, id) = device_params(device);
-                    run(&self.put_account, &[&user, &id, &credential_hash.as_slice()])?;
-                }
-                Mutation::PutBundles { device, bundles, low_mark } => {
-                    let (user, id) = device_params(device);
-                    let value = UploadBundles { bundles: bundles.clone(), low_mark: *low_mark }.encode_to_vec();
-                    run(&self.put_bundles, &[&user, &id, &value])?;
-                }
                 Mutation::PutEnvelope { device, seq, envelope } => {
-                    let (user, id) = device_params(device);
-                    run(&self.put_envelope, &[&user, &id, &int8(*seq), &envelope.encode_to_vec()])?;
+                    names.push(device.0.as_bytes());
+                    devices.push(i64::from(device.1));
+                    seqs.push(int8(*seq));
+                    values.push(envelope.encode_to_vec());
                 }
                 Mutation::DeleteEnvelope { device, seq } => {
-                    let (user, id) = device_params(device);
-                    run(&self.delete_envelope, &[&user, &id, &int8(*seq)])?;
+                    names.push(device.0.as_bytes());
+                    devices.push(i64::from(device.1));
+                    seqs.push(int8(*seq));
                 }
                 Mutation::PutOutbound { app, seq, frame } => {
-                    run(&self.put_outbound, &[&app.as_bytes(), &int8(*seq), &frame.encode_to_vec()])?;
+                    names.push(app.as_bytes());
+                    seqs.push(int8(*seq));
+                    values.push(frame.encode_to_vec());
                 }
-                Mutation::DeleteOutbound { app, seq } => run(&self.delete_outbound, &[&app.as_bytes(), &int8(*seq)])?,
-                Mutation::PutBlob { id, blob, stored_at } => run(&self.put_blob, &[&id.as_bytes(), blob, &int8(*stored_at)])?,
-                Mutation::DeleteBlob { id } => run(&self.delete_blob, &[&id.as_bytes()])?,
-                Mutation::PutGroupHead { group, head } => {
-                    let stored = StoredGroupHead {
-                        epoch: head.epoch,
-                        state_hash: head.state_hash.to_vec(),
-                        order_key: head.order_key.to_vec(),
-                        recent_hashes: head.recent_hashes.iter().map(|hash| hash.to_vec()).collect(),
-                    };
-                    run(&self.put_group_head, &[&group.as_bytes(), &stored.encode_to_vec()])?;
+                Mutation::DeleteOutbound { app, seq } => {
+                    names.push(app.as_bytes());
+                    seqs.push(int8(*seq));
                 }
-                Mutation::AddContact { user, contact } => run(&self.add_contact, &[&user.as_bytes(), &contact.as_bytes()])?,
-                Mutation::PutPerson { user, record: Some(record) } => run(&self.put_person, &[&user.as_bytes(), record])?,
-                Mutation::PutPerson { user, record: None } => run(&self.delete_person, &[&user.as_bytes()])?,
-                Mutation::PutStampKey { key } => run(&self.put_secret, &[&"stamp", &key.0.as_slice()])?,
-                Mutation::SetBlocked { user, blocked, on } => {
-                    let statement = if *on { &self.block } else { &self.unblock };
-                    run(statement, &[&user.as_bytes(), &blocked.as_bytes()])?;
-                }
-                Mutation::PutReport { id, kept } => run(&self.put_report, &[&int8(*id), &kept.encode_to_vec()])?,
-                Mutation::PutChannel { channel, owner, admins } => {
-                    let admins: Vec<&[u8]> = admins.iter().map(|admin| admin.as_bytes()).collect();
-                    run(&self.put_channel, &[&channel.as_bytes(), &owner.as_bytes(), &admins])?;
-                }
-                Mutation::SetFollowing { channel, device, on } => {
-                    let (user, id) = device_params(device);
-                    let statement = if *on { &self.follow } else { &self.unfollow };
-                    run(statement, &[&user, &id, &channel.as_bytes()])?;
-                }
-                Mutation::SetChannelApp { channel, app, on } => {
-                    let statement = if *on { &self.add_channel_app } else { &self.remove_channel_app };
-                    run(statement, &[&channel.as_bytes(), &app.as_bytes()])?;
-                }
-                Mutation::DeleteAccount { device } => {
-                    let (user, id) = device_params(device);
-                    for statement in [&self.delete_account, &self.delete_bundles, &self.delete_mailbox, &self.delete_follows] {
-                        run(statement, &[&user, &id])?;
-                    }
+                _ => {}
+            }
+        }
+        match run {
+            Run::PutEnvelopes => txn.execute(&self.put_envelopes, &[&names, &devices, &seqs, &values]),
+            Run::DeleteEnvelopes => txn.execute(&self.delete_envelopes, &[&names, &devices, &seqs]),
+            Run::PutOutbounds => txn.execute(&self.put_outbounds, &[&names, &seqs, &values]),
+            Run::DeleteOutbounds => txn.execute(&self.delete_outbounds, &[&names, &seqs]),
+        }
+        .map(drop)
+    }
+
+    /// Writes one mutation.
+    fn apply_one(&self, txn: &mut Transaction<'_>, mutation: &Mutation) -> Result<(), postgres::Error> {
+        if let Some(kind) = Run::of(mutation) {
+            return self.apply_run(txn, kind, std::slice::from_ref(mutation));
+        }
+        let mut run = |statement: &Statement, params: &[&(dyn ToSql + Sync)]| txn.execute(statement, params).map(drop);
+        match mutation {
+            Mutation::PutAccount { device, credential_hash } => {
+                let (user, id) = device_params(device);
+                run(&self.put_account, &[&user, &id, &credential_hash.as_slice()])?;
+            }
+            Mutation::PutBundles { device, bundles, low_mark } => {
+                let (user, id) = device_params(device);
+                let value = UploadBundles { bundles: bundles.clone(), low_mark: *low_mark }.encode_to_vec();
+                run(&self.put_bundles, &[&user, &id, &value])?;
+            }
+            // Written as a run of one, above.
+            Mutation::PutEnvelope { .. } | Mutation::DeleteEnvelope { .. } | Mutation::PutOutbound { .. } | Mutation::DeleteOutbound { .. } => {}
+            Mutation::PutBlob { id, blob, stored_at } => run(&self.put_blob, &[&id.as_bytes(), blob, &int8(*stored_at)])?,
+            Mutation::DeleteBlob { id } => run(&self.delete_blob, &[&id.as_bytes()])?,
+            Mutation::PutGroupHead { group, head } => {
+                let stored = StoredGroupHead {
+                    epoch: head.epoch,
+                    state_hash: head.state_hash.to_vec(),
+                    order_key: head.order_key.to_vec(),
+                    recent_hashes: head.recent_hashes.iter().map(|hash| hash.to_vec()).collect(),
+                };
+                run(&self.put_group_head, &[&group.as_bytes(), &stored.encode_to_vec()])?;
+            }
+            Mutation::AddContact { user, contact } => run(&self.add_contact, &[&user.as_bytes(), &contact.as_bytes()])?,
+            Mutation::PutPerson { user, record: Some(record) } => run(&self.put_person, &[&user.as_bytes(), record])?,
+            Mutation::PutPerson { user, record: None } => run(&self.delete_person, &[&user.as_bytes()])?,
+            Mutation::PutStampKey { key } => run(&self.put_secret, &[&"stamp", &key.0.as_slice()])?,
+            Mutation::SetBlocked { user, blocked, on } => {
+                let statement = if *on { &self.block } else { &self.unblock };
+                run(statement, &[&user.as_bytes(), &blocked.as_bytes()])?;
+            }
+            Mutation::PutReport { id, kept } => run(&self.put_report, &[&int8(*id), &kept.encode_to_vec()])?,
+            Mutation::PutChannel { channel, owner, admins } => {
+                let admins: Vec<&[u8]> = admins.iter().map(|admin| admin.as_bytes()).collect();
+                run(&self.put_channel, &[&channel.as_bytes(), &owner.as_bytes(), &admins])?;
+            }
+            Mutation::SetFollowing { channel, device, on } => {
+                let (user, id) = device_params(device);
+                let statement = if *on { &self.follow } else { &self.unfollow };
+                run(statement, &[&user, &id, &channel.as_bytes()])?;
+            }
+            Mutation::SetChannelApp { channel, app, on } => {
+                let statement = if *on { &self.add_channel_app } else { &self.remove_channel_app };
+                run(statement, &[&channel.as_bytes(), &app.as_bytes()])?;
+            }
+            Mutation::DeleteAccount { device } => {
+                let (user, id) = device_params(device);
+                for statement in [&self.delete_account, &self.delete_bundles, &self.delete_mailbox, &self.delete_follows] {
+                    run(statement, &[&user, &id])?;
                 }
             }
         }
