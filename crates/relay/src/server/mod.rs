@@ -269,10 +269,10 @@ async fn run_core(mut core: RelayCore, store: Box<dyn Store>, mut events: mpsc::
         if let Err(error) = dispatch(&mut core, &mut writers, actions) {
             return storage_failed(&core, &error);
         }
-        if let Some(batch) = core.take_batch() {
-            if batches.send((batch.id, batch.mutations)).is_err() {
-                return storage_failed(&core, "the committer thread ended");
-            }
+        if let Some(batch) = core.take_batch()
+            && batches.send((batch.id, batch.mutations)).is_err()
+        {
+            return storage_failed(&core, "the committer thread ended");
         }
     }
 }
