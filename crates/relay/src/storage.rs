@@ -8,3 +8,28 @@ mod redb_store;
 pub use postgres::{Leadership, PostgresContents, PostgresStore};
 pub use redb_store::{CACHE_BYTES, OpenError, RedbContents, RedbStore};
 pub use switchboard_relay_core::storage::{Contents, MemoryStore, Store, StoreError};
+
+use switchboard_wire::switchboard::StoredGroupHead;
+
+use crate::state::Head;
+
+/// A group's head as both stores keep it.
+fn stored_head(head: &Head) -> StoredGroupHead {
+    StoredGroupHead {
+        epoch: head.epoch,
+        state_hash: head.state_hash.to_vec(),
+        order_key: head.order_key.to_vec(),
+        recent_hashes: head.recent_hashes.iter().map(|hash| hash.to_vec()).collect(),
+    }
+}
+
+/// A group's head as [`stored_head`] kept it; an error if a hash has the wrong length.
+fn head_from_stored(stored: &StoredGroupHead) -> Result<Head, StoreError> {
+    let corrupt = || StoreError::new("corrupt group head");
+    Ok(Head {
+        epoch: stored.epoch,
+        state_hash: stored.state_hash.as_slice().try_into().map_err(|_| corrupt())?,
+        order_key: stored.order_key.as_slice().try_into().map_err(|_| corrupt())?,
+        recent_hashes: stored.recent_hashes.iter().map(|hash| hash.as_slice().try_into().map_err(|_| corrupt())).collect::<Result<_, _>>()?,
+    })
+}

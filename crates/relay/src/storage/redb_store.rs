@@ -11,7 +11,7 @@ use switchboard_wire::switchboard::{Envelope, FederationFrame, KeptReport, Store
 use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
 
 use super::{Contents, Store, StoreError};
-use crate::state::{BlobEntry, DeviceKey, Head, MailEntry, Mutation, OutboundEntry, StampKey, StoredState};
+use crate::state::{BlobEntry, DeviceKey, MailEntry, Mutation, OutboundEntry, StampKey, StoredState};
 
 const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
 const BUNDLES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bundles");
@@ -250,14 +250,7 @@ impl RedbStore {
         for entry in txn.open_table(GROUP_HEADS).map_err(failed)?.iter().map_err(failed)? {
             let (key, value) = entry.map_err(failed)?;
             let stored: StoredGroupHead = decode(value.value(), MAX_FRAME_LEN).map_err(failed)?;
-            let corrupt = || StoreError::new("corrupt group head");
-            let head = Head {
-                epoch: stored.epoch,
-                state_hash: stored.state_hash.as_slice().try_into().map_err(|_| corrupt())?,
-                order_key: stored.order_key.as_slice().try_into().map_err(|_| corrupt())?,
-                recent_hashes: stored.recent_hashes.iter().map(|hash| hash.as_slice().try_into().map_err(|_| corrupt())).collect::<Result<_, _>>()?,
-            };
-            state.group_heads.insert(key.value().to_owned(), head);
+            state.group_heads.insert(key.value().to_owned(), super::head_from_stored(&stored)?);
         }
         for entry in txn.open_table(CONTACTS).map_err(failed)?.iter().map_err(failed)? {
             let (key, _) = entry.map_err(failed)?;
@@ -368,13 +361,7 @@ impl RedbStore {
                         blob_times.remove(id.as_str())?;
                     }
                     Mutation::PutGroupHead { group, head } => {
-                        let stored = StoredGroupHead {
-                            epoch: head.epoch,
-                            state_hash: head.state_hash.to_vec(),
-                            order_key: head.order_key.to_vec(),
-                            recent_hashes: head.recent_hashes.iter().map(|hash| hash.to_vec()).collect(),
-                        };
-                        group_heads.insert(group.as_str(), stored.encode_to_vec().as_slice())?;
+                        group_heads.insert(group.as_str(), super::stored_head(head).encode_to_vec().as_slice())?;
                     }
                     Mutation::AddContact { user, contact } => {
                         let mut key = name_key(user);

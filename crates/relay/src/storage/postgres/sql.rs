@@ -13,7 +13,7 @@ use switchboard_wire::switchboard::{Envelope, FederationFrame, KeptReport, Store
 use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
 
 use super::super::StoreError;
-use crate::state::{BlobEntry, DeviceKey, Head, MailEntry, Mutation, OutboundEntry, StampKey, StoredState};
+use crate::state::{BlobEntry, DeviceKey, MailEntry, Mutation, OutboundEntry, StampKey, StoredState};
 
 /// Creates what is missing; run on every open. First, for the session: notices (each `CREATE
 /// TABLE IF NOT EXISTS` of a table that exists says so) are not sent, warnings are, whatever the
@@ -231,13 +231,7 @@ impl Writes {
             Mutation::PutBlob { id, blob, stored_at } => run(&self.put_blob, &[&id.as_bytes(), blob, &int8(*stored_at)])?,
             Mutation::DeleteBlob { id } => run(&self.delete_blob, &[&id.as_bytes()])?,
             Mutation::PutGroupHead { group, head } => {
-                let stored = StoredGroupHead {
-                    epoch: head.epoch,
-                    state_hash: head.state_hash.to_vec(),
-                    order_key: head.order_key.to_vec(),
-                    recent_hashes: head.recent_hashes.iter().map(|hash| hash.to_vec()).collect(),
-                };
-                run(&self.put_group_head, &[&group.as_bytes(), &stored.encode_to_vec()])?;
+                run(&self.put_group_head, &[&group.as_bytes(), &super::super::stored_head(head).encode_to_vec()])?;
             }
             Mutation::AddContact { user, contact } => run(&self.add_contact, &[&user.as_bytes(), &contact.as_bytes()])?,
             Mutation::PutPerson { user, record: Some(record) } => run(&self.put_person, &[&user.as_bytes(), record])?,
@@ -346,14 +340,7 @@ pub(super) fn load(txn: &mut Transaction<'_>) -> Result<StoredState, StoreError>
     })?;
     each(txn, "group_heads", "SELECT group_id, head FROM group_heads", |row| {
         let stored: StoredGroupHead = decoded(column(row, 1, "group_heads")?, MAX_FRAME_LEN, "group_heads")?;
-        let corrupt = || StoreError::new("corrupt group head");
-        let head = Head {
-            epoch: stored.epoch,
-            state_hash: stored.state_hash.as_slice().try_into().map_err(|_| corrupt())?,
-            order_key: stored.order_key.as_slice().try_into().map_err(|_| corrupt())?,
-            recent_hashes: stored.recent_hashes.iter().map(|hash| hash.as_slice().try_into().map_err(|_| corrupt())).collect::<Result<_, _>>()?,
-        };
-        state.group_heads.insert(name(row, 0, "group_heads")?, head);
+        state.group_heads.insert(name(row, 0, "group_heads")?, super::super::head_from_stored(&stored)?);
         Ok(())
     })?;
     each(txn, "contacts", "SELECT user_name, contact FROM contacts", |row| {
