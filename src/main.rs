@@ -57,8 +57,8 @@ fn prefer_huge_pages() {
 /// Keeps the kernel from backing this process with transparent 2 MiB pages. For a relay: mimalloc
 /// hands freed memory back to the kernel within about a second, and a relay's per-envelope
 /// allocations then fault it in again, each fault zeroing a whole 2 MiB page (a quarter of the
-/// relay benchmark's CPU; see docs/PERFORMANCE_HISTORY.md, "Relays"). Only faults after the call
-/// are affected.
+/// relay benchmark's CPU; see docs/PERFORMANCE_HISTORY.md, "Relays", "Profiled"). Only faults
+/// after the call are affected.
 #[allow(unsafe_code)]
 fn avoid_huge_pages() {
     // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments only and changes no memory;

@@ -37,9 +37,9 @@ pub struct SetupArgs {
     /// With --storage postgres: each app's database, as a libpq connection string in which
     /// `{app}` stands for the app (each app needs a database of its own), e.g.
     /// "host=127.0.0.1 user=switchboard dbname=relay_{app}". A subset of libpq's options
-    /// (PGPASSWORD, .pgpass, passfile= and service= are ignored): a password would have to be
-    /// in it, on this command line; prefer trust or peer authentication on loopback or a Unix
-    /// socket (host=/run/postgresql).
+    /// (PGPASSWORD and .pgpass are not read, passfile= and service= are refused): a password
+    /// would have to be in it, on this command line; prefer trust authentication on loopback or
+    /// peer over a Unix socket (host=/run/postgresql).
     #[arg(long)]
     postgres_url: Option<String>,
 }
@@ -156,7 +156,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
                 // The store failed (a lost database connection, say): the relay takes nothing
                 // more. Exit, ports and lock with it, so that a supervisor restarts it (or a
                 // standby node takes over); 4, beside the lost lock's 3.
-                eprintln!("error: {file}: the relay stopped because its storage failed: {why}");
+                eprintln!("error: {file}: the relay stopped (its storage failed, or its core ended): {why}");
                 std::process::exit(STORAGE_FAILED_EXIT);
             }
             why = lost => {

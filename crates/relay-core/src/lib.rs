@@ -12,7 +12,7 @@
 //! - [`state`]: what is kept on disk, as mutations, and what of it the core holds in memory.
 //! - [`storage`]: the [`storage::Store`] a driver commits those mutations to, the
 //!   [`storage::Contents`] the core reads mail, outbox frames and blobs back from, and an
-//!   in-memory store for both (the redb store lives in the driver).
+//!   in-memory store for both (the redb and PostgreSQL stores live in the driver).
 //!
 //! # The protocol logic
 //!

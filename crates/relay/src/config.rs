@@ -25,9 +25,9 @@
 //! Each app's relay needs a database of its own. The connection is made without TLS (a server
 //! on loopback, a Unix socket, or a network the relay trusts), and a password in `url` is never
 //! printed: keep the file readable by the relay's user only. `url` takes a subset of libpq's
-//! options: `PGPASSWORD`, `~/.pgpass`, `passfile=` and `service=` are ignored (the client library
-//! is not libpq), so a password can only be in `url`; prefer `trust` or `peer` authentication on
-//! loopback or a Unix socket, and no password at all. Several nodes of one
+//! options: `PGPASSWORD` and `~/.pgpass` are not read and `passfile=` and `service=` are refused
+//! (the client library is not libpq), so a password can only be in `url`; prefer `trust`
+//! authentication on loopback or `peer` over a Unix socket, and no password at all. Several nodes of one
 //! app may share its database, one active at a time, each with a file of its own that differs in
 //! its listen addresses only (see [`Leadership`](crate::storage::Leadership)).
 //!

@@ -1,6 +1,6 @@
 //! `switchboard-relay`: the driver that runs one app's relay core ([`switchboard_relay_core`]) as a
-//! server — tokio for TLS (rustls) connections to devices and links between relays, redb for the
-//! committed state, group commit between the two.
+//! server — tokio for TLS (rustls) connections to devices and links between relays, redb or
+//! PostgreSQL for the committed state, group commit between the two.
 //!
 //! The protocol logic lives in the core; this package adds only I/O. It re-exports the core so that
 //! `switchboard_relay::core`, `::state` and `::storage` keep their paths; code that needs only the
@@ -9,7 +9,8 @@
 //!
 //! - [`core`]: the protocol logic, sans-IO (the `switchboard-relay-core` crate).
 //! - [`state`]: what is kept on disk, as mutations (from the core).
-//! - [`storage`]: committing those mutations, to redb (here) or to memory (from the core).
+//! - [`storage`]: committing those mutations, to redb or PostgreSQL (here) or to memory (from the
+//!   core).
 //! - [`server`]: the tokio driver — device connections and links between relays, both TLS, with
 //!   write deadlines and a budget for what is queued; group commit.
 //! - [`config`], [`local`]: configuration files, and a federation of relays on this machine.

@@ -1,6 +1,6 @@
 //! Durable storage for the relay: batches of mutations committed atomically, and the contents of
 //! mailboxes, outboxes and blobs read back from what was committed. The traits and an in-memory store live
-//! here; the redb store is in the driver (`switchboard_relay::storage`).
+//! here; the redb and PostgreSQL stores are in the driver (`switchboard_relay::storage`).
 
 mod memory;
 

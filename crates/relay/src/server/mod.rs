@@ -130,7 +130,8 @@ impl RelayHandle {
     /// Resolves when the relay has stopped serving because its store failed (a commit or a read
     /// failed: a lost database connection, say), with the error: it then takes and acknowledges
     /// nothing more, and whoever runs it should exit (so that a supervisor restarts it) rather
-    /// than keep its ports. Pending for as long as the relay runs.
+    /// than keep its ports. Also resolves, with "the relay's core task ended", if the core task
+    /// ended any other way (a panic). Pending for as long as the relay runs.
     pub async fn stopped(&self) -> String {
         let mut stopped = self.stopped.clone();
         loop {

@@ -9,7 +9,7 @@
 //! batches. Two nodes serving one app at once would each hand out the same sequence numbers,
 //! overwrite each other's rows and never see the other's mail. So the nodes of an app take turns:
 //! the one holding the app's advisory lock loads the state and serves; the others (hot standbys:
-//! started, configured, not listening) wait for the lock. When the active node dies, PostgreSQL
+//! started, configured, not listening) wait for the lock. When the active node's process dies, PostgreSQL
 //! ends its session and frees the lock; a standby takes it, loads the state as the dead node
 //! committed it, and opens its listeners. Devices hold the addresses of all the nodes and dial
 //! each in turn (a standby refuses the connection at once).
