@@ -111,9 +111,18 @@ fn device_params((user, device_id): &DeviceKey) -> (&[u8], i64) {
     (user.as_bytes(), i64::from(*device_id))
 }
 
+/// Rows one statement of a [`Run`] writes at most.
+const RUN_ROWS: usize = 4_096;
+
+/// Bytes of envelopes or frames one statement of a [`Run`] carries at most (past the first row):
+/// PostgreSQL refuses a message or value over 1 GB, and one batch may hold more than that (a
+/// channel post to thousands of followers, say); the relay and the server each hold a
+/// statement's values at once.
+const RUN_BYTES: usize = 16 * 1024 * 1024;
+
 /// The mutations a batch holds many of in a row: a batch stores and deletes mail and frames for
 /// other apps by the dozen, and each run of one kind is written as one statement (a round trip
-/// to the server) rather than one per row.
+/// to the server) rather than one per row, up to [`RUN_ROWS`] rows and [`RUN_BYTES`] bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Run {
     PutEnvelopes,
@@ -135,20 +144,25 @@ impl Run {
 
     /// How many of `mutations` (the first of which is of this kind) one statement writes: those of
     /// this kind in a row, up to a key written twice (one INSERT … ON CONFLICT may not change a
-    /// row twice; the later write goes in the next statement, so it still wins).
+    /// row twice; the later write goes in the next statement, so it still wins) and within
+    /// [`RUN_ROWS`] and [`RUN_BYTES`]; at least one.
     fn len(self, mutations: &[Mutation]) -> usize {
         let mut keys = std::collections::HashSet::new();
-        mutations
+        let mut bytes = 0usize;
+        let taken = mutations
             .iter()
+            .take(RUN_ROWS)
             .take_while(|mutation| {
-                Run::of(mutation) == Some(self)
-                    && match mutation {
-                        Mutation::PutEnvelope { device, seq, .. } => keys.insert((device.0.as_str(), device.1, *seq)),
-                        Mutation::PutOutbound { app, seq, .. } => keys.insert((app.as_str(), 0, *seq)),
-                        _ => true,
-                    }
+                let (key, size) = match mutation {
+                    Mutation::PutEnvelope { device, seq, envelope } => (Some((device.0.as_str(), device.1, *seq)), envelope.encoded_len()),
+                    Mutation::PutOutbound { app, seq, frame } => (Some((app.as_str(), 0, *seq)), frame.encoded_len()),
+                    _ => (None, 0),
+                };
+                bytes = bytes.saturating_add(size);
+                Run::of(mutation) == Some(self) && bytes <= RUN_BYTES && key.is_none_or(|key| keys.insert(key))
             })
-            .count()
+            .count();
+        taken.max(1)
     }
 }
 
@@ -413,5 +427,42 @@ impl Reads {
     pub(super) fn blob(&self, client: &mut Client, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let row = client.query_opt(&self.blob, &[&id.as_bytes()]).map_err(failed("reading a blob"))?;
         row.map(|row| column(&row, 0, "blobs")).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_wire::switchboard::Envelope;
+
+    use super::{RUN_BYTES, RUN_ROWS, Run};
+    use crate::state::Mutation;
+
+    fn put(seq: u64, content: usize) -> Mutation {
+        let envelope = Envelope { id: vec![1; 16].into(), content: vec![7; content].into(), ..Default::default() };
+        Mutation::PutEnvelope { device: ("bob@blue".into(), 1), seq, envelope }
+    }
+
+    fn delete(seq: u64) -> Mutation {
+        Mutation::DeleteEnvelope { device: ("bob@blue".into(), 1), seq }
+    }
+
+    #[test]
+    fn a_run_ends_at_another_kind_or_a_key_written_again() {
+        assert_eq!(Run::PutEnvelopes.len(&[put(1, 10), put(2, 10), delete(1), put(3, 10)]), 2);
+        assert_eq!(Run::PutEnvelopes.len(&[put(1, 10), put(2, 10), put(1, 20)]), 2);
+        // Deletes of one key twice are one statement.
+        assert_eq!(Run::DeleteEnvelopes.len(&[delete(1), delete(1), put(1, 10)]), 2);
+    }
+
+    #[test]
+    fn a_run_is_bounded_in_rows_and_bytes() {
+        let many: Vec<Mutation> = (0..RUN_ROWS as u64 + 10).map(|seq| put(seq, 1)).collect();
+        assert_eq!(Run::PutEnvelopes.len(&many), RUN_ROWS);
+        // Four envelopes of a quarter of the bound and a bit: three fit.
+        let large: Vec<Mutation> = (0..4).map(|seq| put(seq, RUN_BYTES / 4 + 1)).collect();
+        assert_eq!(Run::PutEnvelopes.len(&large), 3);
+        // One envelope over the bound is still written, alone.
+        let huge = [put(1, RUN_BYTES + 1), put(2, 1)];
+        assert_eq!(Run::PutEnvelopes.len(&huge), 1);
     }
 }
