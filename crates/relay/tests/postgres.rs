@@ -302,7 +302,7 @@ async fn one_node_of_an_app_is_active_and_a_node_that_loses_its_lock_commits_not
 
     // The first node's lock connection is ended by the server (as a crash or a network loss
     // would end it); its store's connection lives on.
-    let ended = server.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+    let ended = server.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'");
     assert_eq!(ended.trim(), "2", "green's and blue's lock connections");
     let why = tokio::time::timeout(Duration::from_secs(5), a.lost()).await.expect("the first node hears it lost its lock");
     assert!(why.contains("lock connection"), "{why}");
@@ -315,6 +315,69 @@ async fn one_node_of_an_app_is_active_and_a_node_that_loses_its_lock_commits_not
     assert_eq!(state.mailboxes.get(&device).map(|mailbox| mailbox.len()), Some(1), "the first node's mail, not its refused delete");
     tokio::task::block_in_place(|| store_b.commit(&[Mutation::DeleteEnvelope { device: device.clone(), seq: 1 }])).unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(1200), b.lost()).await.is_err(), "the second node keeps its lock");
+}
+
+/// A `lock_timeout` or `statement_timeout` set for the database (or the role) does not end a
+/// standby's wait for the lock: the lock connection sets both to 0 for itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_waits_for_the_lock_whatever_timeouts_the_database_sets() {
+    let server = Server::start();
+    let url = server.url();
+    server.sql("ALTER DATABASE postgres SET lock_timeout = '200ms'");
+    server.sql("ALTER DATABASE postgres SET statement_timeout = '200ms'");
+    let a = tokio::task::block_in_place(|| Leadership::acquire(&url, "green", |_| panic!("the first node waits for no one"))).unwrap();
+    let (waiting, waited) = std::sync::mpsc::channel();
+    let standby = {
+        let url = url.clone();
+        std::thread::spawn(move || Leadership::acquire(&url, "green", move |_| waiting.send(()).unwrap()))
+    };
+    waited.recv_timeout(Duration::from_secs(10)).expect("the second node says it waits");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!standby.is_finished(), "the second node's wait for the lock ended while the first holds it");
+    drop(a);
+    let b = tokio::task::spawn_blocking(move || standby.join().unwrap()).await.unwrap().expect("the second node takes the lock once it is free");
+    let (mut store, _) = tokio::task::block_in_place(|| PostgresStore::open_active(&url, &b)).unwrap();
+    let device: DeviceKey = ("bob@green".into(), 1);
+    tokio::task::block_in_place(|| store.commit(&[Mutation::PutEnvelope { device, seq: 1, envelope: envelope(1) }])).unwrap();
+}
+
+/// One slow check of the lock connection (its backend stopped for longer than a check may take)
+/// does not count as a lost lock: the node keeps it, and commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slow_check_of_the_lock_connection_does_not_lose_the_lock() {
+    let server = Server::start();
+    let url = server.url();
+    let (a, (mut store, _)) = tokio::task::block_in_place(|| {
+        let a = Leadership::acquire(&url, "green", |_| panic!("the first node waits for no one")).unwrap();
+        let opened = PostgresStore::open_active(&url, &a).unwrap();
+        (a, opened)
+    });
+    let pid = server.sql("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'");
+    let pid = pid.trim().to_owned();
+    assert!(pid.parse::<u32>().is_ok(), "one lock connection: {pid:?}");
+    let signal = |what: &str| assert!(std::process::Command::new("kill").args([what, pid.as_str()]).status().unwrap().success());
+    signal("-STOP");
+    // Longer than one check may take (2 s), shorter than three missed in a row.
+    let stalled = tokio::time::timeout(Duration::from_millis(3500), a.lost()).await;
+    signal("-CONT");
+    assert!(stalled.is_err(), "one slow check lost the lock: {stalled:?}");
+    assert!(tokio::time::timeout(Duration::from_millis(1500), a.lost()).await.is_err(), "the node keeps its lock");
+    let device: DeviceKey = ("bob@green".into(), 1);
+    tokio::task::block_in_place(|| store.commit(&[Mutation::PutEnvelope { device, seq: 1, envelope: envelope(1) }])).unwrap();
+}
+
+/// Nodes that share a database need the lock and their store's connections on one server: a
+/// connection string naming two hosts is refused, with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_node_s_store_refuses_a_string_with_two_hosts() {
+    let server = Server::start();
+    let url = server.url();
+    let a = tokio::task::block_in_place(|| Leadership::acquire(&url, "green", |_| panic!("the first node waits for no one"))).unwrap();
+    let two = format!("host=127.0.0.1,127.0.0.1 port={0},{0} user=postgres dbname=postgres", server.port);
+    let error = tokio::task::block_in_place(|| PostgresStore::open_active(&two, &a)).expect_err("two hosts");
+    assert!(error.chain().contains("more than one host"), "{}", error.chain());
+    let error = tokio::task::block_in_place(|| Leadership::acquire(&two, "blue", |_| panic!("refused before it waits"))).expect_err("two hosts");
+    assert!(error.chain().contains("more than one host"), "{}", error.chain());
 }
 
 fn text(i: usize) -> content::Body {

@@ -56,7 +56,7 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// A relay's PostgreSQL database, to commit batches to.
 pub struct PostgresStore {
     config: Config,
-    writer: Worker<(Client, Writes, Warned)>,
+    writer: Worker<(Client, Writes, Warned, Option<leader::FenceStatements>)>,
     /// Checked before each batch when this node is one of several ([`Self::open_active`]).
     fence: Option<leader::Fence>,
 }
@@ -149,13 +149,18 @@ impl PostgresStore {
 
     /// Like [`Self::open`], for the active node of an app whose nodes share the database: call it
     /// once `leadership` holds the app's lock. Each batch then commits only while that lock is
-    /// still held (see [`Leadership`]); once it is lost, [`Store::commit`] fails.
+    /// still held (see [`Leadership`]); once it is lost, [`Store::commit`] fails. Like
+    /// [`Leadership::acquire`], refuses a `url` that names more than one host: the lock and this
+    /// store's connections must reach the same server.
     pub fn open_active(url: &str, leadership: &Leadership) -> Result<(PostgresStore, StoredState), StoreError> {
         PostgresStore::open_fenced(url, Some(leadership.fence()))
     }
 
     fn open_fenced(url: &str, fence: Option<leader::Fence>) -> Result<(PostgresStore, StoredState), StoreError> {
         let config = parse(url)?;
+        if fence.is_some() {
+            leader::one_server(&config)?;
+        }
         let mut connecting = config.clone();
         let warned = Warned::default();
         // The writer's notices are not logged (the default callback logs each at info): only a
@@ -166,9 +171,13 @@ impl PostgresStore {
             let mut client = connect(&connecting)?;
             client.batch_execute(sql::SCHEMA).map_err(failed("creating the relay's tables"))?;
             let writes = Writes::prepare(&mut client).map_err(failed("preparing the relay's statements"))?;
-            Ok((client, writes, warned))
+            let fencing = match fence {
+                Some(_) => Some(leader::Fence::prepare(&mut client).map_err(failed("preparing the fence's statements"))?),
+                None => None,
+            };
+            Ok((client, writes, warned, fencing))
         })?;
-        let state = writer.run(LOAD_TIMEOUT, |(client, _, _)| {
+        let state = writer.run(LOAD_TIMEOUT, |(client, _, _, _)| {
             let mut txn = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
@@ -201,10 +210,11 @@ impl Store for PostgresStore {
         // The worker needs the batch for as long as it runs: the committer waits for it anyway.
         let mutations = mutations.to_vec();
         let fence = self.fence;
-        self.writer.run(COMMIT_TIMEOUT, move |(client, writes, warned)| {
+        self.writer.run(COMMIT_TIMEOUT, move |(client, writes, warned, fencing)| {
             let mut txn = client.transaction().map_err(failed("committing a batch"))?;
             if let Some(fence) = fence {
-                fence.check(&mut txn)?;
+                let statements = fencing.as_ref().ok_or_else(|| StoreError::new("committing a batch: the fence's statements are not prepared"))?;
+                fence.check(statements, &mut txn)?;
             }
             writes.apply(&mut txn, &mutations).map_err(failed("committing a batch"))?;
             warned.take();

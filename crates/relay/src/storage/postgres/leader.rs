@@ -30,19 +30,62 @@
 //! still holds the app's lock; a new active node, once it holds the app's lock, takes the fence
 //! exclusively (and lets it go) before it loads the state. So a batch of the old node either
 //! committed before the new node loaded, or fails.
+//!
+//! The fence is two statements in the batch's transaction, prepared once per connection: the
+//! first takes the shared lock, the second (only then) looks for the lock connection among the
+//! holders of the app's lock. The lock connection is named by its backend's pid *and* its
+//! `backend_start` (from `pg_stat_activity`): a pid alone could be a later backend's that reused
+//! it, or another server's.
+//!
+//! # One server
+//!
+//! The lock, the writer's and the reader's connections must reach the same server: advisory locks
+//! are granted on a hot standby too, so a lock held on one server fences nothing on another. A
+//! connection string naming more than one host (`host=a,b`, `hostaddr=…,…`) is refused by
+//! [`Leadership::acquire`] and [`PostgresStore::open_active`](super::PostgresStore::open_active),
+//! with an error saying why; name the primary (a fixed address, or a name that moves with it).
+//! A name that resolves to several servers is not refused, but a writer that reaches another
+//! server than the lock connection finds no holder there with that pid and start, and commits
+//! nothing.
+//!
+//! # Timeouts and the heartbeat
+//!
+//! The lock connection sets `statement_timeout`, `lock_timeout` and (PostgreSQL 14 and later)
+//! `idle_session_timeout` to 0 for its session: a timeout set for the role or the database would
+//! otherwise end a standby's wait for the lock, or the active node's idle lock session. The
+//! heartbeat counts the lock as lost when the connection is closed, or after
+//! `HEARTBEAT_MISSES` (3) checks in a row failed or took longer than `HEARTBEAT_TIMEOUT`: one
+//! slow check (a busy server) does not stop the node. Safety does not rest on the heartbeat but
+//! on the fence: a node that has lost its lock and not heard yet commits nothing.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
-use postgres::{Client, Config};
+use postgres::{Client, Config, Statement};
 
 use super::super::StoreError;
 use super::{connect, sql::failed, target};
 
 /// How often the lock connection is checked.
 const HEARTBEAT: Duration = Duration::from_millis(500);
-/// How long a check may take before the connection counts as lost.
+/// How long a check may take before it counts as missed.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many checks in a row may be missed (failed, or slower than [`HEARTBEAT_TIMEOUT`]) before
+/// the lock counts as lost; a closed connection counts as lost at once.
+const HEARTBEAT_MISSES: u32 = 3;
+
+/// Fails unless `config` names one host: the lock, writer and reader connections of nodes that
+/// share the database must reach the same server (see the module's docs).
+pub(super) fn one_server(config: &Config) -> Result<(), StoreError> {
+    if config.get_hosts().len() > 1 || config.get_hostaddrs().len() > 1 {
+        return Err(StoreError::new(
+            "the PostgreSQL connection string names more than one host: nodes that share an app's database \
+             need its lock, writer and reader connections on one server (a hot standby grants advisory locks too), \
+             so name the primary alone",
+        ));
+    }
+    Ok(())
+}
 
 /// The advisory lock keys of `app`: the app's lock, and the fence its commits take shared.
 /// FNV-1a (64 bits) of a fixed name and the app: the same on every node, every build.
@@ -65,28 +108,47 @@ pub(super) struct Fence {
     lock: i64,
     /// The key commits take shared.
     fence: i64,
-    /// The backend of the lock connection.
+    /// The backend of the lock connection: its pid.
     holder: i32,
+    /// … and when it started (`backend_start`, microseconds since 1970): a pid may be reused.
+    started: i64,
 }
 
+/// The fence's two statements, prepared on the writer's connection (see [`Fence::prepare`]).
+pub(super) struct FenceStatements {
+    /// Takes the fence, shared, until the transaction ends.
+    take: Statement,
+    /// Whether the lock connection holds the app's lock.
+    held: Statement,
+}
+
+/// `backend_start` as a whole number of microseconds: the same expression on both connections.
+const STARTED: &str = "(extract(epoch FROM backend_start) * 1000000)::int8";
+
 impl Fence {
-    /// Takes the fence (shared, until the transaction ends) and fails unless the lock
-    /// connection still holds the app's lock.
-    pub(super) fn check(&self, txn: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
+    /// Prepares the fence's statements on `client` (the writer's connection), once.
+    pub(super) fn prepare(client: &mut Client) -> Result<FenceStatements, postgres::Error> {
+        let take = client.prepare("SELECT pg_advisory_xact_lock_shared($1::int8)")?;
         // pg_locks shows a bigint advisory key as its high half (classid) and low half (objid),
         // objsubid 1.
+        let held = client.prepare(&format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid \
+               WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock' \
+               AND l.pid = $1::int4 AND {STARTED} = $2::int8 AND l.classid::int8 = $3::int8 AND l.objid::int8 = $4::int8 \
+               AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+        ))?;
+        Ok(FenceStatements { take, held })
+    }
+
+    /// Takes the fence (shared, until the transaction ends), then, in a second statement, fails
+    /// unless the lock connection still holds the app's lock.
+    pub(super) fn check(&self, statements: &FenceStatements, txn: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
+        let checking = "checking that this node is still the active one";
+        txn.execute(&statements.take, &[&self.fence]).map_err(failed(checking))?;
         let high = (self.lock >> 32) & 0xffff_ffff;
         let low = self.lock & 0xffff_ffff;
-        let row = txn
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' \
-                   AND pid = $2 AND classid::int8 = $3 AND objid::int8 = $4 AND objsubid = 1 \
-                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
-                 FROM (SELECT pg_advisory_xact_lock_shared($1::int8)) AS fence",
-                &[&self.fence, &self.holder, &high, &low],
-            )
-            .map_err(failed("checking that this node is still the active one"))?;
-        let held: bool = row.try_get(0).map_err(failed("checking that this node is still the active one"))?;
+        let row = txn.query_one(&statements.held, &[&self.holder, &self.started, &high, &low]).map_err(failed(checking))?;
+        let held: bool = row.try_get(0).map_err(failed(checking))?;
         if held { Ok(()) } else { Err(StoreError::new("this node is no longer the app's active node (its lock connection is gone): nothing committed")) }
     }
 }
@@ -113,7 +175,8 @@ pub struct Leadership {
 /// What the lock's thread tells [`Leadership::acquire`].
 enum Step {
     Waiting,
-    Held(i32),
+    /// The lock connection's backend: pid and start.
+    Held(i32, i64),
 }
 
 impl Leadership {
@@ -122,9 +185,11 @@ impl Leadership {
     /// `waiting` (with the server and database, never a password), for as long as another node
     /// holds it. Then waits for the last batch of a former active node to end (see
     /// above). Safe from any thread; inside a tokio runtime, call it where blocking is
-    /// allowed.
+    /// allowed. Refuses a `url` naming more than one host (see the module's docs: the lock and
+    /// the store's connections must reach one server).
     pub fn acquire(url: &str, app: &str, waiting: impl FnOnce(&str)) -> Result<Leadership, StoreError> {
         let mut config = super::parse(url)?;
+        one_server(&config)?;
         // A silent network drop is noticed by the heartbeat's timeout once active; while
         // waiting, by TCP keepalives.
         config.keepalives(true).keepalives_idle(Duration::from_secs(5)).keepalives_interval(Duration::from_secs(2)).keepalives_retries(3);
@@ -143,32 +208,39 @@ impl Leadership {
                         return;
                     }
                 };
+                let mut missed = 0;
                 loop {
                     match stopped.recv_timeout(HEARTBEAT) {
                         Err(mpsc::RecvTimeoutError::Timeout) => {}
                         Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
                     }
-                    if let Err(error) = client.is_valid(HEARTBEAT_TIMEOUT) {
-                        let error = StoreError::backend(format!("the lock connection to {}", target(&config)), error);
-                        let _ = lose.send(Some(error.chain()));
-                        return;
+                    match client.is_valid(HEARTBEAT_TIMEOUT) {
+                        Ok(()) => missed = 0,
+                        Err(error) => {
+                            missed += 1;
+                            if client.is_closed() || missed >= HEARTBEAT_MISSES {
+                                let error = StoreError::backend(format!("the lock connection to {}", target(&config)), error);
+                                let _ = lose.send(Some(error.chain()));
+                                return;
+                            }
+                        }
                     }
                 }
             })
             .map_err(|error| StoreError::backend("starting the PostgreSQL lock thread", error))?;
         let ended = || StoreError::new("the PostgreSQL lock thread ended while taking the lock");
         let within = |error: StoreError| StoreError::backend(named.clone(), error);
-        let holder = match step.recv().map_err(|_| ended())?.map_err(within)? {
-            Step::Held(holder) => holder,
+        let (holder, started) = match step.recv().map_err(|_| ended())?.map_err(within)? {
+            Step::Held(holder, started) => (holder, started),
             Step::Waiting => {
                 waiting(&named);
                 match step.recv().map_err(|_| ended())?.map_err(within)? {
-                    Step::Held(holder) => holder,
+                    Step::Held(holder, started) => (holder, started),
                     Step::Waiting => return Err(ended()),
                 }
             }
         };
-        Ok(Leadership { target: named, fence: Fence { lock, fence, holder }, lost, _stop: stop })
+        Ok(Leadership { target: named, fence: Fence { lock, fence, holder, started }, lost, _stop: stop })
     }
 
     /// Resolves when the lock connection is lost (or its thread ended), with why: the node is no
@@ -206,7 +278,20 @@ impl std::fmt::Debug for Leadership {
 fn take_lock(config: &Config, lock: i64, fence: i64, steps: &mpsc::Sender<Result<Step, StoreError>>) -> Result<Client, StoreError> {
     let mut client = connect(config)?;
     let taking = "taking the app's lock";
-    let holder: i32 = client.query_one("SELECT pg_backend_pid()", &[]).and_then(|row| row.try_get(0)).map_err(failed(taking))?;
+    // A timeout set for the role or the database would end the wait for the lock (or the idle
+    // lock session of the active node): none on this connection. idle_session_timeout is
+    // PostgreSQL 14's.
+    client
+        .batch_execute(
+            "SET statement_timeout = 0; SET lock_timeout = 0; \
+             SELECT set_config('idle_session_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 140000",
+        )
+        .map_err(failed(taking))?;
+    let row = client
+        .query_one(&format!("SELECT pid, {STARTED} FROM pg_stat_activity WHERE pid = pg_backend_pid()"), &[])
+        .map_err(failed(taking))?;
+    let holder: i32 = row.try_get(0).map_err(failed(taking))?;
+    let started: i64 = row.try_get(1).map_err(failed(taking))?;
     let free: bool = client.query_one("SELECT pg_try_advisory_lock($1::int8)", &[&lock]).and_then(|row| row.try_get(0)).map_err(failed(taking))?;
     if !free {
         steps.send(Ok(Step::Waiting)).map_err(|_| StoreError::new("no one waits for the lock any more"))?;
@@ -217,7 +302,7 @@ fn take_lock(config: &Config, lock: i64, fence: i64, steps: &mpsc::Sender<Result
     let fencing = "waiting for a former active node's last batch";
     client.execute("SELECT pg_advisory_lock($1::int8)", &[&fence]).map_err(failed(fencing))?;
     client.execute("SELECT pg_advisory_unlock($1::int8)", &[&fence]).map_err(failed(fencing))?;
-    steps.send(Ok(Step::Held(holder))).map_err(|_| StoreError::new("no one waits for the lock any more"))?;
+    steps.send(Ok(Step::Held(holder, started))).map_err(|_| StoreError::new("no one waits for the lock any more"))?;
     Ok(client)
 }
 
@@ -241,5 +326,13 @@ mod tests {
         let said = format!("{} / {error:?}", error.chain());
         assert!(!said.contains("hunter2"), "{said}");
         assert!(said.contains("127.0.0.1") && said.contains("relay"), "{said}");
+    }
+
+    #[test]
+    fn a_string_with_more_than_one_host_is_refused() {
+        for url in ["host=127.0.0.1,127.0.0.2 port=1 dbname=relay connect_timeout=2", "hostaddr=127.0.0.1,127.0.0.2 port=1,1 dbname=relay"] {
+            let error = Leadership::acquire(url, "green", |_| panic!("no lock to wait for")).expect_err("two hosts");
+            assert!(error.chain().contains("more than one host"), "{}", error.chain());
+        }
     }
 }
