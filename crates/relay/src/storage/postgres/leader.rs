@@ -23,7 +23,8 @@
 //! # Fencing
 //!
 //! A node that loses its lock connection (the server ended the session, the network dropped it)
-//! hears of it within a heartbeat ([`Leadership::lost`]) and must stop at once. Between the loss
+//! hears of it within a heartbeat, or a few when the server goes silent ([`Leadership::lost`]; see below),
+//! and must stop at once. Between the loss
 //! and its exit it may still try to commit: every batch of a store opened with
 //! [`PostgresStore::open_active`](super::PostgresStore::open_active) first takes a shared lock on
 //! a second key (the fence) and checks, in the same transaction, that its own lock connection
