@@ -133,14 +133,9 @@ impl RelayHandle {
     /// than keep its ports. Also resolves, with "the relay's core task ended", if the core task
     /// ended any other way (a panic). Pending for as long as the relay runs.
     pub async fn stopped(&self) -> String {
-        let mut stopped = self.stopped.clone();
-        loop {
-            if let Some(why) = stopped.borrow_and_update().clone() {
-                return why;
-            }
-            if stopped.changed().await.is_err() {
-                return "the relay's core task ended".to_owned();
-            }
+        match self.stopped.clone().wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            Err(_) => "the relay's core task ended".to_owned(),
         }
     }
 

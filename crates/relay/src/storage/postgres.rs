@@ -56,9 +56,9 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// A relay's PostgreSQL database, to commit batches to.
 pub struct PostgresStore {
     config: Config,
-    writer: Worker<(Client, Writes, Warned, Option<leader::FenceStatements>)>,
-    /// Checked before each batch when this node is one of several ([`Self::open_active`]).
-    fence: Option<leader::Fence>,
+    /// The connection's thread, with what it writes with; the fence and its statements, checked
+    /// before each batch, when this node is one of several ([`Self::open_active`]).
+    writer: Worker<(Client, Writes, Warned, Option<(leader::Fence, leader::FenceStatements)>)>,
 }
 
 /// The same database, to read mail, frames and blobs back from (see [`PostgresStore::contents`]),
@@ -172,7 +172,7 @@ impl PostgresStore {
             client.batch_execute(sql::SCHEMA).map_err(failed("creating the relay's tables"))?;
             let writes = Writes::prepare(&mut client).map_err(failed("preparing the relay's statements"))?;
             let fencing = match fence {
-                Some(_) => Some(leader::Fence::prepare(&mut client).map_err(failed("preparing the fence's statements"))?),
+                Some(fence) => Some((fence, leader::Fence::prepare(&mut client).map_err(failed("preparing the fence's statements"))?)),
                 None => None,
             };
             Ok((client, writes, warned, fencing))
@@ -190,7 +190,7 @@ impl PostgresStore {
         });
         let within = |error: StoreError| StoreError::backend(target(&config), error);
         let state = state.map_err(within)?;
-        Ok((PostgresStore { config, writer, fence }, state))
+        Ok((PostgresStore { config, writer }, state))
     }
 
     /// A reader of what this store commits, for the core, on a connection of its own.
@@ -209,11 +209,9 @@ impl Store for PostgresStore {
     fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
         // The worker needs the batch for as long as it runs: the committer waits for it anyway.
         let mutations = mutations.to_vec();
-        let fence = self.fence;
         self.writer.run(COMMIT_TIMEOUT, move |(client, writes, warned, fencing)| {
             let mut txn = client.transaction().map_err(failed("committing a batch"))?;
-            if let Some(fence) = fence {
-                let statements = fencing.as_ref().ok_or_else(|| StoreError::new("committing a batch: the fence's statements are not prepared"))?;
+            if let Some((fence, statements)) = fencing {
                 fence.check(statements, &mut txn)?;
             }
             writes.apply(&mut txn, &mutations).map_err(failed("committing a batch"))?;

@@ -247,14 +247,9 @@ impl Leadership {
     /// Resolves when the lock connection is lost (or its thread ended), with why: the node is no
     /// longer the active one and must stop serving at once.
     pub async fn lost(&self) -> String {
-        let mut lost = self.lost.clone();
-        loop {
-            if let Some(why) = lost.borrow_and_update().clone() {
-                return why;
-            }
-            if lost.changed().await.is_err() {
-                return format!("the lock thread for {} ended", self.target);
-            }
+        match self.lost.clone().wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            Err(_) => format!("the lock thread for {} ended", self.target),
         }
     }
 
