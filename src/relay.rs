@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use switchboard_relay::config::{ConnectionString, RelayConfig, StorageConfig, write_federation};
 use switchboard_relay::server::start;
-use switchboard_relay::state::StoredState;
-use switchboard_relay::storage::{Contents, Leadership, PostgresStore, RedbStore, Store};
+use switchboard_relay::storage::{Leadership, Opened, open_postgres, open_redb};
 use switchboard_wire::address::check_app;
 use tokio::net::TcpListener;
 
@@ -177,9 +176,6 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
 /// lost its app's lock exits with 3; an error before it served, with 1.
 pub const STORAGE_FAILED_EXIT: i32 = 4;
 
-/// A relay's store, a reader of what it commits, and what it holds.
-type Opened = (Box<dyn Store>, Box<dyn Contents>, StoredState);
-
 /// The store `config` names, a reader of it and what it holds. PostgreSQL's is opened on threads
 /// of its own, so this may run inside the runtime (it blocks while it connects and loads), and,
 /// with the app's lock held (`leadership`), fenced by it.
@@ -187,17 +183,8 @@ fn open_store(config: &RelayConfig, leadership: Option<&Leadership>) -> anyhow::
     match &config.storage {
         StorageConfig::Redb {} => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
-            let (store, state) = RedbStore::open(&config.data_dir.join("relay.redb"))?;
-            let contents = Box::new(store.contents());
-            Ok((Box::new(store), contents, state))
+            Ok(open_redb(&config.data_dir.join("relay.redb"))?)
         }
-        StorageConfig::Postgres { url } => {
-            let (store, state) = match leadership {
-                Some(leadership) => PostgresStore::open_active(url.expose(), leadership)?,
-                None => PostgresStore::open(url.expose())?,
-            };
-            let contents = Box::new(store.contents()?);
-            Ok((Box::new(store), contents, state))
-        }
+        StorageConfig::Postgres { url } => Ok(open_postgres(url.expose(), leadership)?),
     }
 }

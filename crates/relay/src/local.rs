@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::core::RateLimits;
 use crate::server::tls::{Pki, TlsError, TlsIdentity};
 use crate::server::{Peer, RelayHandle, RelaySettings, Tap, start};
-use crate::storage::{Contents, OpenError, PostgresStore, RedbStore, Store, StoreError};
+use crate::storage::{OpenError, StoreError, open_postgres, open_redb};
 
 /// Why the local federation could not start.
 #[derive(Debug, thiserror::Error)]
@@ -167,18 +167,11 @@ impl LocalFederation {
             tap,
             rate_limits: self.options.rate_limits,
         };
-        let (store, contents, state): (Box<dyn Store>, Box<dyn Contents>, _) = match &self.options.storage {
-            LocalStorage::Redb => {
-                let (store, state) = RedbStore::open(&dir.join(format!("{app}.redb"))).map_err(|source| StartError::Store { app: app.to_owned(), source })?;
-                let contents = Box::new(store.contents());
-                (Box::new(store), contents, state)
-            }
+        let (store, contents, state) = match &self.options.storage {
+            LocalStorage::Redb => open_redb(&dir.join(format!("{app}.redb"))).map_err(|source| StartError::Store { app: app.to_owned(), source })?,
             LocalStorage::Postgres(urls) => {
                 let url = urls.get(app).ok_or_else(|| StartError::NoDatabase { app: app.to_owned() })?;
-                let postgres = |source| StartError::Postgres { app: app.to_owned(), source };
-                let (store, state) = PostgresStore::open(url).map_err(postgres)?;
-                let contents = Box::new(store.contents().map_err(postgres)?);
-                (Box::new(store), contents, state)
+                open_postgres(url, None).map_err(|source| StartError::Postgres { app: app.to_owned(), source })?
             }
         };
         start(settings, client, federation, store, contents, state).await.map_err(|source| StartError::Relay { app: app.to_owned(), source })

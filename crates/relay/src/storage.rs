@@ -11,7 +11,29 @@ pub use switchboard_relay_core::storage::{Contents, MemoryStore, Store, StoreErr
 
 use switchboard_wire::switchboard::StoredGroupHead;
 
-use crate::state::Head;
+use crate::state::{Head, StoredState};
+
+/// What a relay starts on: its store, a reader of what the store commits, and the state it holds.
+pub type Opened = (Box<dyn Store>, Box<dyn Contents>, StoredState);
+
+/// Opens the redb database at `path` for a relay (see [`RedbStore::open`]).
+pub fn open_redb(path: &std::path::Path) -> Result<Opened, OpenError> {
+    let (store, state) = RedbStore::open(path)?;
+    let contents = Box::new(store.contents());
+    Ok((Box::new(store), contents, state))
+}
+
+/// Opens the PostgreSQL database `url` names for a relay, with a reader on a connection of its
+/// own: for the active node of several when `leadership` is given
+/// ([`PostgresStore::open_active`]), for the only one otherwise ([`PostgresStore::open`]).
+pub fn open_postgres(url: &str, leadership: Option<&Leadership>) -> Result<Opened, StoreError> {
+    let (store, state) = match leadership {
+        Some(leadership) => PostgresStore::open_active(url, leadership)?,
+        None => PostgresStore::open(url)?,
+    };
+    let contents = Box::new(store.contents()?);
+    Ok((Box::new(store), contents, state))
+}
 
 /// A group's head as both stores keep it.
 fn stored_head(head: &Head) -> StoredGroupHead {

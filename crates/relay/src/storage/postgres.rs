@@ -56,9 +56,17 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// A relay's PostgreSQL database, to commit batches to.
 pub struct PostgresStore {
     config: Config,
-    /// The connection's thread, with what it writes with; the fence and its statements, checked
-    /// before each batch, when this node is one of several ([`Self::open_active`]).
-    writer: Worker<(Client, Writes, Warned, Option<(leader::Fence, leader::FenceStatements)>)>,
+    writer: Worker<Writer>,
+}
+
+/// What the writer's thread holds.
+struct Writer {
+    client: Client,
+    writes: Writes,
+    warned: Warned,
+    /// The fence and its statements, checked before each batch, when this node is one of
+    /// several ([`PostgresStore::open_active`]).
+    fencing: Option<(leader::Fence, leader::FenceStatements)>,
 }
 
 /// The same database, to read mail, frames and blobs back from (see [`PostgresStore::contents`]),
@@ -175,9 +183,9 @@ impl PostgresStore {
                 Some(fence) => Some((fence, leader::Fence::prepare(&mut client).map_err(failed("preparing the fence's statements"))?)),
                 None => None,
             };
-            Ok((client, writes, warned, fencing))
+            Ok(Writer { client, writes, warned, fencing })
         })?;
-        let state = writer.run(LOAD_TIMEOUT, |(client, _, _, _)| {
+        let state = writer.run(LOAD_TIMEOUT, |Writer { client, .. }| {
             let mut txn = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
@@ -209,7 +217,7 @@ impl Store for PostgresStore {
     fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
         // The worker needs the batch for as long as it runs: the committer waits for it anyway.
         let mutations = mutations.to_vec();
-        self.writer.run(COMMIT_TIMEOUT, move |(client, writes, warned, fencing)| {
+        self.writer.run(COMMIT_TIMEOUT, move |Writer { client, writes, warned, fencing }| {
             let mut txn = client.transaction().map_err(failed("committing a batch"))?;
             if let Some((fence, statements)) = fencing {
                 fence.check(statements, &mut txn)?;
