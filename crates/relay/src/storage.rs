@@ -5,7 +5,7 @@
 mod postgres;
 mod redb_store;
 
-pub use postgres::{Leadership, PostgresContents, PostgresStore};
+pub use postgres::{Leadership, PostgresContents, PostgresRefusal, PostgresStore};
 pub use redb_store::{CACHE_BYTES, OpenError, RedbContents, RedbStore};
 pub use switchboard_relay_core::storage::{Contents, MemoryStore, Store, StoreError};
 

@@ -12,7 +12,7 @@ use switchboard_client::{ChatClient, Event, RelayAddress};
 use switchboard_relay::server::tls::{Pki, TlsIdentity};
 use switchboard_relay::server::{RelayHandle, RelaySettings, start};
 use switchboard_relay::state::{DeviceKey, Head, Mutation, StampKey, StoredState};
-use switchboard_relay::storage::{Contents, Leadership, PostgresStore, RedbStore, Store};
+use switchboard_relay::storage::{Contents, Leadership, PostgresRefusal, PostgresStore, RedbStore, Store, open_postgres};
 use switchboard_wire::switchboard::{DeviceAddress, Envelope, FederationFrame, KeptReport, PreKeyBundle, Text, content, federation_frame};
 use support::postgres::Server;
 use tokio::net::TcpListener;
@@ -271,9 +271,11 @@ fn a_commit_whose_wait_for_the_synchronous_standby_was_cancelled_is_an_error() {
 
 /// Two nodes of one app on one database: the second waits for the first's lock; once the first's
 /// lock connection is gone it hears so, can commit nothing more, and the second takes over with
-/// what the first committed.
+/// what the first committed. A node of another app pointed at the same database is never active
+/// with them: it is refused at once (the database records whose state it holds), and the lock is
+/// the database's, so even with that record gone it only waits, and is refused once it has the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_node_of_an_app_is_active_and_a_node_that_loses_its_lock_commits_nothing() {
+async fn one_node_on_a_database_is_active_whatever_its_app_and_a_node_that_loses_its_lock_commits_nothing() {
     let server = Server::start();
     let url = server.url();
     let device: DeviceKey = ("bob@green".into(), 1);
@@ -283,8 +285,11 @@ async fn one_node_of_an_app_is_active_and_a_node_that_loses_its_lock_commits_not
         (a, opened)
     });
     tokio::task::block_in_place(|| store_a.commit(&[Mutation::PutEnvelope { device: device.clone(), seq: 1, envelope: envelope(1) }])).unwrap();
-    // Another app's nodes have a lock of their own.
-    let other = tokio::task::block_in_place(|| Leadership::acquire(&url, "blue", |_| panic!("blue's lock is free"))).unwrap();
+    // Another app's node on green's database is refused before it waits, naming green.
+    let error = tokio::task::block_in_place(|| Leadership::acquire(&url, "blue", |_| panic!("refused, not waiting"))).expect_err("green's database");
+    let refused = PostgresRefusal::AnotherApp { app: "blue".into(), holder: "green".into() };
+    assert_eq!(PostgresRefusal::of(&error), Some(&refused), "{}", error.chain());
+    assert!(error.chain().contains("each app's relay needs a database of its own"), "{}", error.chain());
 
     let (waiting, waited) = std::sync::mpsc::channel();
     let standby = {
@@ -301,20 +306,62 @@ async fn one_node_of_an_app_is_active_and_a_node_that_loses_its_lock_commits_not
     assert!(!standby.is_finished(), "the second node took the lock the first holds");
 
     // The first node's lock connection is ended by the server (as a crash or a network loss
-    // would end it); its store's connection lives on.
+    // would end it); its store's connection lives on. One lock is held on the database.
     let ended = server.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'");
-    assert_eq!(ended.trim(), "2", "green's and blue's lock connections");
+    assert_eq!(ended.trim(), "1", "green's lock connection");
     let why = tokio::time::timeout(Duration::from_secs(5), a.lost()).await.expect("the first node hears it lost its lock");
     assert!(why.contains("lock connection"), "{why}");
     let error = tokio::task::block_in_place(|| store_a.commit(&[Mutation::DeleteEnvelope { device: device.clone(), seq: 1 }]))
         .expect_err("a node without the lock commits nothing");
     assert!(error.chain().contains("no longer the app's active node"), "{}", error.chain());
-    drop(other);
 
     let (b, (mut store_b, state)) = tokio::task::spawn_blocking(move || standby.join().unwrap()).await.unwrap();
     assert_eq!(state.mailboxes.get(&device).map(|mailbox| mailbox.len()), Some(1), "the first node's mail, not its refused delete");
     tokio::task::block_in_place(|| store_b.commit(&[Mutation::DeleteEnvelope { device: device.clone(), seq: 1 }])).unwrap();
+
+    // With the record of green gone (deleted; or a database a relay of an earlier version
+    // filled), blue's node is not refused at once: it waits, for the database's lock.
+    server.sql("DELETE FROM relay_app");
+    let (waiting, waited) = std::sync::mpsc::channel();
+    let other = {
+        let url = url.clone();
+        std::thread::spawn(move || Leadership::acquire(&url, "blue", move |_| waiting.send(()).unwrap()))
+    };
+    waited.recv_timeout(Duration::from_secs(10)).expect("blue's node waits for the lock green's holds");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!other.is_finished(), "blue's node took a lock while green's active node holds the database's");
+    tokio::task::block_in_place(|| store_b.commit(&[Mutation::PutEnvelope { device: device.clone(), seq: 2, envelope: envelope(2) }])).unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(1200), b.lost()).await.is_err(), "the second node keeps its lock");
+    // Green is recorded again (as its next start would); once green's node is gone, blue's
+    // takes the lock, finds green's record, and lets the lock go.
+    server.sql("INSERT INTO relay_app (app) VALUES (convert_to('green', 'UTF8'))");
+    drop((b, store_b));
+    let error = tokio::task::spawn_blocking(move || other.join().unwrap()).await.unwrap().expect_err("blue's node on green's database");
+    assert_eq!(PostgresRefusal::of(&error), Some(&refused), "{}", error.chain());
+    // Its connection, and the lock with it, ends as the server notices the client went.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted").trim() != "0" {
+        assert!(Instant::now() < deadline, "the refused node kept the database's lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The lock is the database's: the nodes of one app on two databases of one server (two
+/// relays, each its own database) are both active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_two_databases_of_one_server_do_not_exclude_each_other() {
+    let server = Server::start();
+    server.sql("CREATE DATABASE second");
+    let second = format!("host=127.0.0.1 port={} user=postgres dbname=second", server.port);
+    let (first, other) = tokio::task::block_in_place(|| {
+        let first = Leadership::acquire(&server.url(), "green", |_| panic!("the first database's lock is free")).unwrap();
+        let other = Leadership::acquire(&second, "green", |_| panic!("the second database's lock is free")).unwrap();
+        (first, other)
+    });
+    assert!(first.target().contains("database postgres") && other.target().contains("database second"), "{} / {}", first.target(), other.target());
+    let (mut store, _) = tokio::task::block_in_place(|| PostgresStore::open_active(&second, &other)).unwrap();
+    let device: DeviceKey = ("bob@green".into(), 1);
+    tokio::task::block_in_place(|| store.commit(&[Mutation::PutEnvelope { device, seq: 1, envelope: envelope(1) }])).unwrap();
 }
 
 /// A `lock_timeout` or `statement_timeout` set for the database (or the role) does not end a
@@ -366,18 +413,25 @@ async fn one_slow_check_of_the_lock_connection_does_not_lose_the_lock() {
     tokio::task::block_in_place(|| store.commit(&[Mutation::PutEnvelope { device, seq: 1, envelope: envelope(1) }])).unwrap();
 }
 
-/// Nodes that share a database need the lock and their store's connections on one server: a
-/// connection string naming two hosts is refused, with why.
+/// Every relay needs its connections on one server: a connection string naming two hosts (here
+/// both the same live server) is refused, with why, by the only node of an app as by nodes that
+/// share a database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_active_node_s_store_refuses_a_string_with_two_hosts() {
+async fn every_relay_refuses_a_string_with_two_hosts() {
     let server = Server::start();
     let url = server.url();
+    let two = format!("host=127.0.0.1,127.0.0.1 port={0},{0} user=postgres password=hunter2-secret dbname=postgres", server.port);
+    let refused = |error: &switchboard_relay::storage::StoreError| {
+        assert_eq!(PostgresRefusal::of(error), Some(&PostgresRefusal::MoreThanOneHost { hosts: 2 }), "{}", error.chain());
+        let said = format!("{} / {error:?}", error.chain());
+        assert!(said.contains("more than one host") && !said.contains("hunter2"), "{said}");
+    };
+    refused(&tokio::task::block_in_place(|| PostgresStore::open(&two)).expect_err("two hosts, one node"));
+    let opened = tokio::task::block_in_place(|| open_postgres(&two, None));
+    refused(&opened.err().expect("two hosts, one node"));
     let a = tokio::task::block_in_place(|| Leadership::acquire(&url, "green", |_| panic!("the first node waits for no one"))).unwrap();
-    let two = format!("host=127.0.0.1,127.0.0.1 port={0},{0} user=postgres dbname=postgres", server.port);
-    let error = tokio::task::block_in_place(|| PostgresStore::open_active(&two, &a)).expect_err("two hosts");
-    assert!(error.chain().contains("more than one host"), "{}", error.chain());
-    let error = tokio::task::block_in_place(|| Leadership::acquire(&two, "blue", |_| panic!("refused before it waits"))).expect_err("two hosts");
-    assert!(error.chain().contains("more than one host"), "{}", error.chain());
+    refused(&tokio::task::block_in_place(|| PostgresStore::open_active(&two, &a)).expect_err("two hosts, the active node"));
+    refused(&tokio::task::block_in_place(|| Leadership::acquire(&two, "green", |_| panic!("refused before it waits"))).expect_err("two hosts"));
 }
 
 fn text(i: usize) -> content::Body {

@@ -11,6 +11,11 @@
 //!
 //! Several nodes of one app may share the database, one active at a time: see [`Leadership`]
 //! (in `leader.rs`) for the lock that says which, and why.
+//!
+//! Every relay, one node or several, needs its connections on one server: a connection string
+//! naming more than one host is refused ([`PostgresRefusal::MoreThanOneHost`]). Otherwise the
+//! writer could reach the primary and the reader a standby that lags (a read missing what was
+//! just committed stops the relay), or the lock one server and the writes another.
 
 mod leader;
 mod sql;
@@ -52,6 +57,54 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long loading the whole state at open may take.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What the store and [`Leadership`] refuse to work with, before they touch the relay's tables:
+/// the source of the [`StoreError`] they return ([`Self::of`] finds it). No variant holds a
+/// password, or any of the connection string but a count of its hosts.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostgresRefusal {
+    /// The connection string names more than one host (`host=a,b`, `hostaddr=…,…`,
+    /// `postgresql://…@a,b/…`): the relay's connections could each reach another server, its
+    /// writer the primary and its reader a standby that lags, or its lock one server and its
+    /// writes another (a hot standby grants advisory locks too). Refused for every relay, the
+    /// only node of its app or one of several: name the primary alone (a fixed address, or a
+    /// name that moves with it).
+    #[error(
+        "the PostgreSQL connection string names more than one host ({hosts}): a relay's connections must all reach one \
+         server (its writer the primary, its reader no lagging standby, its lock where it writes), so name the primary alone"
+    )]
+    MoreThanOneHost {
+        /// How many it names.
+        hosts: usize,
+    },
+    /// The database already holds the relay state of another app: each app's relay needs a
+    /// database of its own (the relay's tables have no column for the app). Said by
+    /// [`Leadership::acquire`], which records in the database the app whose nodes take its lock
+    /// (see `leader.rs`).
+    #[error("the database holds the relay state of app {holder:?}, not of {app:?}: each app's relay needs a database of its own")]
+    AnotherApp {
+        /// The app that asked.
+        app: String,
+        /// The app the database is recorded as holding the state of (its first 64 bytes, as
+        /// UTF-8 where they are: the record is read from the database).
+        holder: String,
+    },
+}
+
+impl PostgresRefusal {
+    /// The refusal `error` is, or was caused by, if any: what a caller matches on.
+    pub fn of(error: &StoreError) -> Option<&PostgresRefusal> {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(error) = cause {
+            if let Some(refusal) = error.downcast_ref::<PostgresRefusal>() {
+                return Some(refusal);
+            }
+            cause = error.source();
+        }
+        None
+    }
+}
 
 /// A relay's PostgreSQL database, to commit batches to.
 pub struct PostgresStore {
@@ -96,10 +149,16 @@ fn connect(config: &Config) -> Result<Client, StoreError> {
     config.connect(NoTls).map_err(|error| StoreError::backend(format!("connecting to {}", target(config)), error))
 }
 
-/// The connection string `url`, with the relay's defaults for what it does not set.
+/// The connection string `url`, with the relay's defaults for what it does not set. Refuses one
+/// naming more than one host ([`PostgresRefusal::MoreThanOneHost`]).
 fn parse(url: &str) -> Result<Config, StoreError> {
+    let what = "the PostgreSQL connection string";
     // The parser's errors name the option, never its value.
-    let mut config = Config::from_str(url).map_err(|error| StoreError::backend("the PostgreSQL connection string", error))?;
+    let mut config = Config::from_str(url).map_err(|error| StoreError::backend(what, error))?;
+    let hosts = config.get_hosts().len().max(config.get_hostaddrs().len());
+    if hosts > 1 {
+        return Err(StoreError::backend(what, PostgresRefusal::MoreThanOneHost { hosts }));
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -150,7 +209,10 @@ impl PostgresStore {
     /// Connects to the database `url` names (a libpq connection string, `host=… dbname=…` or
     /// `postgresql://…`), creates the relay's tables if they are missing, and loads what they
     /// hold. Blocks while it does so (safe from any thread, a runtime's included). For the only
-    /// node of its app: nodes that share the database use [`Self::open_active`].
+    /// node of its app: nodes that share the database use [`Self::open_active`]. Refuses a `url`
+    /// naming more than one host ([`PostgresRefusal::MoreThanOneHost`]): the writer and the
+    /// reader must reach the same server. Does not check which app the database is recorded as
+    /// holding ([`Leadership::acquire`] does): one node alone must be given its app's database.
     pub fn open(url: &str) -> Result<(PostgresStore, StoredState), StoreError> {
         PostgresStore::open_fenced(url, None)
     }
@@ -158,17 +220,14 @@ impl PostgresStore {
     /// Like [`Self::open`], for the active node of an app whose nodes share the database: call it
     /// once `leadership` holds the app's lock. Each batch then commits only while that lock is
     /// still held (see [`Leadership`]); once it is lost, [`Store::commit`] fails. Like
-    /// [`Leadership::acquire`], refuses a `url` that names more than one host: the lock and this
-    /// store's connections must reach the same server.
+    /// [`Self::open`], refuses a `url` that names more than one host: the lock and this store's
+    /// connections must reach the same server.
     pub fn open_active(url: &str, leadership: &Leadership) -> Result<(PostgresStore, StoredState), StoreError> {
         PostgresStore::open_fenced(url, Some(leadership.fence()))
     }
 
     fn open_fenced(url: &str, fence: Option<leader::Fence>) -> Result<(PostgresStore, StoredState), StoreError> {
         let config = parse(url)?;
-        if fence.is_some() {
-            leader::one_server(&config)?;
-        }
         let mut connecting = config.clone();
         let warned = Warned::default();
         // The writer's notices are not logged (the default callback logs each at info): only a
@@ -299,5 +358,22 @@ mod tests {
         assert!(!said.contains("hunter2"), "{said}");
         let config = Config::from_str(url).unwrap();
         assert!(!format!("{config:?} {}", target(&config)).contains("hunter2"));
+    }
+
+    #[test]
+    fn the_only_node_of_an_app_refuses_a_string_with_more_than_one_host_and_shows_no_password() {
+        for (url, hosts) in [
+            ("host=127.0.0.1,127.0.0.2 port=1,1 user=relay password=hunter2-secret dbname=relay connect_timeout=2", 2),
+            ("hostaddr=127.0.0.1,127.0.0.2,127.0.0.3 port=1 user=relay password=hunter2-secret dbname=relay", 3),
+            ("postgresql://relay:hunter2-secret@127.0.0.1:1,127.0.0.2:1/relay", 2),
+        ] {
+            let error = PostgresStore::open(url).expect_err("more than one host");
+            assert_eq!(PostgresRefusal::of(&error), Some(&PostgresRefusal::MoreThanOneHost { hosts }), "{}", error.chain());
+            let said = format!("{} / {error:?}", error.chain());
+            assert!(said.contains("more than one host") && !said.contains("hunter2"), "{said}");
+        }
+        // One host is not refused for that: nothing listens there.
+        let error = PostgresStore::open("host=127.0.0.1 port=1 dbname=relay connect_timeout=2").expect_err("nothing listens there");
+        assert_eq!(PostgresRefusal::of(&error), None, "{}", error.chain());
     }
 }

@@ -1,5 +1,5 @@
 //! Which node of an app is the active one, when several share the app's PostgreSQL database:
-//! the one holding a session-level advisory lock ([`Leadership`]).
+//! the one holding the database's session-level advisory lock ([`Leadership`]).
 //!
 //! # One active node at a time
 //!
@@ -8,7 +8,7 @@
 //! state once, at start, and from then on trusts that the database changes only by its own
 //! batches. Two nodes serving one app at once would each hand out the same sequence numbers,
 //! overwrite each other's rows and never see the other's mail. So the nodes of an app take turns:
-//! the one holding the app's advisory lock loads the state and serves; the others (hot standbys:
+//! the one holding the database's advisory lock loads the state and serves; the others (hot standbys:
 //! started, configured, not listening) wait for the lock. When the active node's process dies, PostgreSQL
 //! ends its session and frees the lock; a standby takes it, loads the state as the dead node
 //! committed it, and opens its listeners. Devices hold the addresses of all the nodes and dial
@@ -20,6 +20,31 @@
 //! wake the node the recipient is connected to (LISTEN/NOTIFY, say); federation links from any
 //! node, and outboxes to other apps drained by exactly one of them.
 //!
+//! # The database's lock, and the app it holds
+//!
+//! The lock is the database's, not the app's: its key is fixed, and PostgreSQL keeps advisory
+//! locks per database (a lock's tag holds the database's OID: `pg_locks.database`), so nodes on
+//! one database exclude each other whatever app they are configured for, and nodes on two
+//! databases of one server do not. What must have one writer is the tables, and they are the
+//! database's (they have no column for the app): a lock keyed by the app's name let two apps
+//! configured onto one database by mistake be active on the same tables at once.
+//!
+//! The lock alone would still let such a node wait as a standby and, once the other app's node
+//! died, load that app's state and serve it as its own. So the database also records the app it
+//! holds (the table `relay_app`, one row, written by the first node that takes the lock), and a
+//! node of another app is refused ([`PostgresRefusal::AnotherApp`](super::PostgresRefusal)):
+//! before it waits, when the record is there, and again once it holds the lock (the record is
+//! written and read under the lock, so two apps that start together on a new database cannot
+//! both claim it). Of the two, the lock is what safety rests on: it holds whatever the record
+//! says, for a database whose record was deleted, or that a relay of an earlier version filled
+//! and no node of this one has locked yet (the first to lock it records its own app: check that
+//! such a database is that app's). Rather than the record alone, because a record is only read
+//! at start and can be deleted; rather than the lock alone, because a misconfigured node would be
+//! a silent standby waiting to serve another app's state, not an error at start.
+//!
+//! Nodes of earlier versions took a lock keyed by the app: stop every node of an app before
+//! starting a node of this version on its database, or the two kinds would not exclude each other.
+//!
 //! # Fencing
 //!
 //! A node that loses its lock connection (the server ended the session, the network dropped it)
@@ -28,13 +53,13 @@
 //! and its exit it may still try to commit: every batch of a store opened with
 //! [`PostgresStore::open_active`](super::PostgresStore::open_active) first takes a shared lock on
 //! a second key (the fence) and checks, in the same transaction, that its own lock connection
-//! still holds the app's lock; a new active node, once it holds the app's lock, takes the fence
+//! still holds the database's lock; a new active node, once it holds that lock, takes the fence
 //! exclusively (and lets it go) before it loads the state. So a batch of the old node either
 //! committed before the new node loaded, or fails.
 //!
 //! The fence is two statements in the batch's transaction, prepared once per connection: the
 //! first takes the shared lock, the second (only then) looks for the lock connection among the
-//! holders of the app's lock. The lock connection is named by its backend's pid *and* its
+//! holders of the database's lock. The lock connection is named by its backend's pid *and* its
 //! `backend_start` (from `pg_stat_activity`): a pid alone could be a later backend's that reused
 //! it, or another server's.
 //!
@@ -43,8 +68,8 @@
 //! The lock, the writer's and the reader's connections must reach the same server: advisory locks
 //! are granted on a hot standby too, so a lock held on one server fences nothing on another. A
 //! connection string naming more than one host (`host=a,b`, `hostaddr=…,…`) is refused by
-//! [`Leadership::acquire`] and [`PostgresStore::open_active`](super::PostgresStore::open_active),
-//! with an error saying why; name the primary (a fixed address, or a name that moves with it).
+//! [`Leadership::acquire`] and by every store ([`PostgresRefusal::MoreThanOneHost`](super::PostgresRefusal));
+//! name the primary (a fixed address, or a name that moves with it).
 //! A name that resolves to several servers is not refused, but a writer that reaches another
 //! server than the lock connection finds no holder there with that pid and start, and commits
 //! nothing.
@@ -65,7 +90,7 @@ use std::time::Duration;
 use postgres::{Client, Config, Statement};
 
 use super::super::StoreError;
-use super::{connect, sql::failed, target};
+use super::{PostgresRefusal, connect, sql::failed, target};
 
 /// How often the lock connection is checked.
 const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -75,25 +100,14 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 /// the lock counts as lost; a closed connection counts as lost at once.
 const HEARTBEAT_MISSES: u32 = 3;
 
-/// Fails unless `config` names one host: the lock, writer and reader connections of nodes that
-/// share the database must reach the same server (see the module's docs).
-pub(super) fn one_server(config: &Config) -> Result<(), StoreError> {
-    if config.get_hosts().len() > 1 || config.get_hostaddrs().len() > 1 {
-        return Err(StoreError::new(
-            "the PostgreSQL connection string names more than one host: nodes that share an app's database \
-             need its lock, writer and reader connections on one server (a hot standby grants advisory locks too), \
-             so name the primary alone",
-        ));
-    }
-    Ok(())
-}
-
-/// The advisory lock keys of `app`: the app's lock, and the fence its commits take shared.
-/// FNV-1a (64 bits) of a fixed name and the app: the same on every node, every build.
-fn keys(app: &str) -> (i64, i64) {
+/// The advisory lock keys: the database's lock, and the fence its commits take shared. The same
+/// for every app (PostgreSQL keeps advisory locks per database: these are the database's, see
+/// the module's docs). FNV-1a (64 bits) of a fixed name, the same on every node, every build,
+/// and unlike the small numbers other software on the database may use as keys.
+fn keys() -> (i64, i64) {
     let hash = |what: &str| {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in "switchboard-relay ".bytes().chain(what.bytes()).chain([0]).chain(app.bytes()) {
+        for byte in "switchboard-relay database ".bytes().chain(what.bytes()) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -102,10 +116,18 @@ fn keys(app: &str) -> (i64, i64) {
     (hash("active node"), hash("commit fence"))
 }
 
+/// The record of the app whose state the database holds: one row at most (its key can only be
+/// true), made by the lock connection under the lock (see the module's docs).
+const RELAY_APP_TABLE: &str = "CREATE TABLE IF NOT EXISTS relay_app (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), app bytea NOT NULL)";
+
+/// Bytes of a recorded app an error shows at most: an app's name is at most 63 (it is a
+/// certificate's name), and the record is read back from a database that may hold anything.
+const APP_SHOWN: usize = 64;
+
 /// What a store opened by the active node checks before each batch (see the module's docs).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Fence {
-    /// The app's lock.
+    /// The database's lock.
     lock: i64,
     /// The key commits take shared.
     fence: i64,
@@ -119,7 +141,7 @@ pub(super) struct Fence {
 pub(super) struct FenceStatements {
     /// Takes the fence, shared, until the transaction ends.
     take: Statement,
-    /// Whether the lock connection holds the app's lock.
+    /// Whether the lock connection holds the database's lock.
     held: Statement,
 }
 
@@ -142,7 +164,7 @@ impl Fence {
     }
 
     /// Takes the fence (shared, until the transaction ends), then, in a second statement, fails
-    /// unless the lock connection still holds the app's lock.
+    /// unless the lock connection still holds the database's lock.
     pub(super) fn check(&self, statements: &FenceStatements, txn: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
         let checking = "checking that this node is still the active one";
         txn.execute(&statements.take, &[&self.fence]).map_err(failed(checking))?;
@@ -154,11 +176,14 @@ impl Fence {
     }
 }
 
-/// The app's lock, held by a connection on a thread of its own, checked every half second;
+/// The database's lock, held by a connection on a thread of its own, checked every half second;
 /// dropping it ends the connection and frees the lock.
 ///
 /// Nodes of one app that share its database take turns: the one holding the lock loads the
-/// state and serves, the others wait in [`Self::acquire`]. One at a time because the relay core
+/// state and serves, the others wait in [`Self::acquire`]. The lock is the database's, whatever
+/// app a node serves, so a node of another app is never active beside it; and the database
+/// records the app it holds, so such a node is refused rather than left waiting to serve another
+/// app's state. One at a time because the relay core
 /// keeps its state in memory and is its only writer; active-active would need state read from
 /// the database (or sharded, one writer a shard), sequence numbers the database hands out and
 /// notifications between nodes. A node must stop at once when [`Self::lost`] resolves; until it
@@ -181,28 +206,32 @@ enum Step {
 }
 
 impl Leadership {
-    /// Connects to the database `url` names and takes `app`'s lock, blocking the calling thread
-    /// until it has it: at once when no other node holds it; otherwise, after calling
-    /// `waiting` (with the server and database, never a password), for as long as another node
-    /// holds it. Then waits for the last batch of a former active node to end (see
-    /// above). Safe from any thread; inside a tokio runtime, call it where blocking is
-    /// allowed. Refuses a `url` naming more than one host (see the module's docs: the lock and
-    /// the store's connections must reach one server).
+    /// Connects to the database `url` names and takes its lock for a node of `app`, blocking the
+    /// calling thread until it has it: at once when no other node holds it; otherwise, after
+    /// calling `waiting` (with the server and database, never a password), for as long as
+    /// another node holds it. Then waits for the last batch of a former active node to end (see
+    /// above), and records `app` as the app the database holds if no app is recorded yet. Safe
+    /// from any thread; inside a tokio runtime, call it where blocking is allowed.
+    ///
+    /// Refuses a `url` naming more than one host ([`PostgresRefusal::MoreThanOneHost`]: the lock
+    /// and the store's connections must reach one server), and a database recorded as holding
+    /// another app's state ([`PostgresRefusal::AnotherApp`]), before waiting when the record is
+    /// there then, or once it holds the lock (and lets it go).
     pub fn acquire(url: &str, app: &str, waiting: impl FnOnce(&str)) -> Result<Leadership, StoreError> {
         let mut config = super::parse(url)?;
-        one_server(&config)?;
         // A silent network drop is noticed by the heartbeat's timeout once active; while
         // waiting, by TCP keepalives.
         config.keepalives(true).keepalives_idle(Duration::from_secs(5)).keepalives_interval(Duration::from_secs(2)).keepalives_retries(3);
         let named = target(&config);
-        let (lock, fence) = keys(app);
+        let (lock, fence) = keys();
+        let app = app.to_owned();
         let (steps, step) = mpsc::channel::<Result<Step, StoreError>>();
         let (stop, stopped) = mpsc::channel::<()>();
         let (lose, lost) = tokio::sync::watch::channel(None);
         std::thread::Builder::new()
             .name("relay-postgres-lock".to_owned())
             .spawn(move || {
-                let mut client = match take_lock(&config, lock, fence, &steps) {
+                let mut client = match take_lock(&config, &app, lock, fence, &steps) {
                     Ok(client) => client,
                     Err(error) => {
                         let _ = steps.send(Err(error));
@@ -269,20 +298,27 @@ impl std::fmt::Debug for Leadership {
     }
 }
 
-/// On the lock's thread: connects, takes the lock (saying so first if it must wait), then the
-/// fence and lets it go.
-fn take_lock(config: &Config, lock: i64, fence: i64, steps: &mpsc::Sender<Result<Step, StoreError>>) -> Result<Client, StoreError> {
+/// On the lock's thread: connects, refuses a database recorded as another app's, takes the lock
+/// (saying so first if it must wait), then the fence and lets it go; then records `app` if no
+/// app is recorded, and refuses the database if another is.
+fn take_lock(config: &Config, app: &str, lock: i64, fence: i64, steps: &mpsc::Sender<Result<Step, StoreError>>) -> Result<Client, StoreError> {
     let mut client = connect(config)?;
-    let taking = "taking the app's lock";
+    let taking = "taking the database's lock";
     // A timeout set for the role or the database would end the wait for the lock (or the idle
     // lock session of the active node): none on this connection. idle_session_timeout is
-    // PostgreSQL 14's.
+    // PostgreSQL 14's. Notices (`relay_app` exists already) are not sent.
     client
         .batch_execute(
-            "SET statement_timeout = 0; SET lock_timeout = 0; \
+            "SET client_min_messages = warning; SET statement_timeout = 0; SET lock_timeout = 0; \
              SELECT set_config('idle_session_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 140000",
         )
         .map_err(failed(taking))?;
+    // Another app's database is refused now rather than after a wait for its node's lock.
+    let checking = "checking which app the database holds";
+    let recorded: bool = client.query_one("SELECT to_regclass('relay_app') IS NOT NULL", &[]).and_then(|row| row.try_get(0)).map_err(failed(checking))?;
+    if recorded {
+        recorded_app_is(&mut client, app)?;
+    }
     let row = client
         .query_one(&format!("SELECT pid, {STARTED} FROM pg_stat_activity WHERE pid = pg_backend_pid()"), &[])
         .map_err(failed(taking))?;
@@ -298,8 +334,31 @@ fn take_lock(config: &Config, lock: i64, fence: i64, steps: &mpsc::Sender<Result
     let fencing = "waiting for a former active node's last batch";
     client.execute("SELECT pg_advisory_lock($1::int8)", &[&fence]).map_err(failed(fencing))?;
     client.execute("SELECT pg_advisory_unlock($1::int8)", &[&fence]).map_err(failed(fencing))?;
+    // Under the lock, so no other node writes or reads the record meanwhile: the first app to
+    // hold the lock is the one recorded. A refusal drops the connection, and the lock with it.
+    let recording = "recording which app the database holds";
+    client.batch_execute(RELAY_APP_TABLE).map_err(failed(recording))?;
+    client.execute("INSERT INTO relay_app (app) VALUES ($1) ON CONFLICT DO NOTHING", &[&app.as_bytes()]).map_err(failed(recording))?;
+    recorded_app_is(&mut client, app)?;
     steps.send(Ok(Step::Held(holder, started))).map_err(|_| StoreError::new("no one waits for the lock any more"))?;
     Ok(client)
+}
+
+/// Fails with [`PostgresRefusal::AnotherApp`] when the database is recorded as holding the state
+/// of an app other than `app` (no record is no refusal).
+fn recorded_app_is(client: &mut Client, app: &str) -> Result<(), StoreError> {
+    let checking = "checking which app the database holds";
+    let row = client
+        .query_opt(&format!("SELECT app = $1, substring(app FROM 1 FOR {APP_SHOWN}) FROM relay_app"), &[&app.as_bytes()])
+        .map_err(failed(checking))?;
+    let Some(row) = row else { return Ok(()) };
+    let same: bool = row.try_get(0).map_err(failed(checking))?;
+    if same {
+        return Ok(());
+    }
+    let holder: &[u8] = row.try_get(1).map_err(failed(checking))?;
+    let refusal = PostgresRefusal::AnotherApp { app: app.to_owned(), holder: String::from_utf8_lossy(holder).into_owned() };
+    Err(StoreError::backend(checking, refusal))
 }
 
 #[cfg(test)]
@@ -307,10 +366,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_keys_are_fixed_and_differ_by_app() {
-        assert_eq!(keys("green"), keys("green"));
-        assert_ne!(keys("green"), keys("blue"));
-        let (lock, fence) = keys("green");
+    fn the_keys_are_fixed_and_differ() {
+        // Fixed: every build of every node, whatever its app, takes the same lock of a database
+        // (a change would let nodes of two builds be active at once).
+        let (lock, fence) = keys();
+        assert_eq!((lock, fence), (0x3d72_c8f0_859f_5f5a, 0x7c1a_95b3_3677_2f10));
         assert_ne!(lock, fence);
     }
 
@@ -328,6 +388,7 @@ mod tests {
     fn a_string_with_more_than_one_host_is_refused() {
         for url in ["host=127.0.0.1,127.0.0.2 port=1 dbname=relay connect_timeout=2", "hostaddr=127.0.0.1,127.0.0.2 port=1,1 dbname=relay"] {
             let error = Leadership::acquire(url, "green", |_| panic!("no lock to wait for")).expect_err("two hosts");
+            assert_eq!(PostgresRefusal::of(&error), Some(&PostgresRefusal::MoreThanOneHost { hosts: 2 }), "{}", error.chain());
             assert!(error.chain().contains("more than one host"), "{}", error.chain());
         }
     }
