@@ -429,7 +429,8 @@ impl ChatClient {
 
     /// The device kept in the database at `path`, as it was when it last wrote: it connects to
     /// the relay at `relay`, sends its outbox and fetches its mail. A relay out of reach is not
-    /// an error: the client stays offline and keeps trying ([`Self::is_online`]); a relay whose
+    /// an error (no node answering, or its handshake not finishing: [`NetError::is_for_now`]):
+    /// the client stays offline and keeps trying ([`Self::is_online`]); a relay whose
     /// certificate is not the one expected is.
     pub async fn resume(relay: RelayAddress, path: &Path, mut rng: StdRng) -> Result<ChatClient, ChatError> {
         let database = DeviceDatabase::open(path)?;
@@ -437,8 +438,10 @@ impl ChatClient {
         let endpoint = database.load(config, &mut rng)?;
         let mut client = ChatClient::with_endpoint(endpoint, relay, Some(database), rng);
         match client.go_online().await {
-            // Out of reach is for now; a relay that is not ours is an error to show.
-            Ok(()) | Err(ChatError::Net(NetError::Unreachable { .. } | NetError::Closed) | ChatError::Timeout) => Ok(client),
+            // Out of reach, a hung or half-dead node, a dropped connection: for now, and the
+            // client keeps trying. A relay that is not ours is an error to show.
+            Ok(()) | Err(ChatError::Timeout) => Ok(client),
+            Err(ChatError::Net(error)) if error.is_for_now() => Ok(client),
             Err(error) => Err(error),
         }
     }

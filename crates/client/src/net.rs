@@ -9,7 +9,8 @@
 //! An app's relay may be several nodes sharing one database, one active at a time and the others
 //! standbys that take over when it dies (see the relay's `Leadership`): a device is given the
 //! addresses of all of them ([`RelayAddress::with_addresses`]) and dials each in turn. A standby
-//! does not listen, so its refusal costs a round trip on loopback or a LAN.
+//! does not listen, so its refusal costs a round trip on loopback or a LAN; a node that takes the
+//! connection and then hangs costs [`CONNECT_TIMEOUT`] before the next is tried.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +32,9 @@ use tokio_rustls::client::TlsStream;
 pub const FRAME_QUEUE: usize = 1024;
 /// How long one write may take before the connection counts as dead.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long connecting may take.
+/// How long the TCP connect to one node may take, and then its TLS handshake (each): past it,
+/// the node counts as out of reach ([`NetError::Unreachable`], [`NetError::Handshake`]) and the
+/// next is tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a connection could not be used. Each keeps the error underneath as its source.
@@ -48,15 +51,30 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
-    /// The relay's certificate is not the one this device was set up to trust (or the TLS
-    /// handshake failed otherwise): nothing was sent.
+    /// What answered presented a certificate that is not the relay's: not issued by the
+    /// certificate authority this device was set up to trust, or not for the app's name, or
+    /// otherwise failing verification. Nothing was sent. Not for now: a setup to fix (or
+    /// someone in the way), which trying again does not change.
     #[error("the relay at {address} is not {app}'s relay, by the certificate authority given")]
     NotTheRelay {
         /// Where the relay was looked for.
         address: SocketAddr,
         /// The app whose relay it should be.
         app: String,
-        /// What the handshake said (a timeout is `TimedOut`).
+        /// What the handshake said: a [`rustls::Error::InvalidCertificate`] inside.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node took the connection but the TLS handshake did not finish, for another reason than
+    /// its certificate: no answer within [`CONNECT_TIMEOUT`] (a hung or half-dead node; the
+    /// source's kind is `TimedOut`), the connection reset or closed, or an answer that is not
+    /// TLS this device speaks. Nothing was sent. Like [`Self::Unreachable`], for now: another
+    /// node of the relay, or a later try, may answer.
+    #[error("no TLS handshake with the relay at {address}")]
+    Handshake {
+        /// Where the relay was looked for.
+        address: SocketAddr,
+        /// Why the handshake did not finish.
         #[source]
         source: std::io::Error,
     },
@@ -84,6 +102,17 @@ pub enum NetError {
     /// A relay was given no address at all ([`RelayAddress::with_addresses`]).
     #[error("no address given for the relay")]
     NoAddress,
+}
+
+impl NetError {
+    /// Whether this is for now, so that trying again later (or another node) may succeed: a
+    /// relay out of reach ([`Self::Unreachable`]), a handshake that did not finish
+    /// ([`Self::Handshake`]), a connection that closed ([`Self::Closed`]). A certificate that is
+    /// not the relay's, and a setup that cannot work (the certificate authority, the app's
+    /// name, no address), are not.
+    pub fn is_for_now(&self) -> bool {
+        matches!(self, NetError::Unreachable { .. } | NetError::Handshake { .. } | NetError::Closed)
+    }
 }
 
 /// Where a device's relay is (the address of each of its nodes, when it has several), and how
@@ -145,7 +174,9 @@ impl RelayAddress {
     /// protocol themselves ([`Connection`] is the one the client uses).
     ///
     /// Of a relay of several nodes, each is tried in turn, from the one that answered last, until
-    /// one takes the connection. When none does, the error is that of a node whose certificate
+    /// one completes the handshake: a node that refuses, hangs (up to [`CONNECT_TIMEOUT`] for
+    /// the connect, then as long for the handshake), closes, or presents a wrong certificate is
+    /// passed over for the next. When none answers, the error is that of a node whose certificate
     /// was wrong, if one's was (that is no passing trouble), and otherwise the last node's.
     pub async fn dial(&self) -> Result<TlsStream<TcpStream>, NetError> {
         let count = self.addresses.len();
@@ -178,13 +209,20 @@ impl RelayAddress {
         };
         let _ = stream.set_nodelay(true);
         let name = ServerName::try_from(self.app.clone()).map_err(|source| NetError::AppName { app: self.app.clone(), source })?;
-        let not_the_relay = |source| NetError::NotTheRelay { address, app: self.app.clone(), source };
         match tokio::time::timeout(CONNECT_TIMEOUT, TlsConnector::from(self.tls.clone()).connect(name, stream)).await {
             Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(source)) => Err(not_the_relay(source)),
-            Err(_) => Err(not_the_relay(timed_out("the TLS handshake"))),
+            Ok(Err(source)) if is_certificate_failure(&source) => Err(NetError::NotTheRelay { address, app: self.app.clone(), source }),
+            Ok(Err(source)) => Err(NetError::Handshake { address, source }),
+            Err(_) => Err(NetError::Handshake { address, source: timed_out("the TLS handshake") }),
         }
     }
+}
+
+/// Whether a failed handshake failed on the certificate the peer presented (rustls checked it
+/// against the certificate authority and the app's name, and refused it): the one failure that
+/// means "not the relay" rather than "not answering now".
+fn is_certificate_failure(error: &std::io::Error) -> bool {
+    matches!(error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()), Some(rustls::Error::InvalidCertificate(_)))
 }
 
 impl std::fmt::Debug for RelayAddress {
@@ -278,29 +316,50 @@ mod tests {
         let ca = rcgen_free_ca();
         assert!(matches!(RelayAddress::with_addresses(&[], "green", &ca), Err(NetError::NoAddress)));
         let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        // A node that takes the connection but is no relay of the CA's: the handshake fails there.
+        // A node that takes the connection and closes it: the handshake does not finish there,
+        // for now (a node going down, say). No certificate was seen: not `NotTheRelay`.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let impostor = listener.local_addr().unwrap();
+        let closing = listener.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 drop(stream);
             }
         });
-        let relay = RelayAddress::with_addresses(&[refused, impostor], "green", &ca).unwrap();
-        assert_eq!(relay.addresses(), [refused, impostor]);
+        let relay = RelayAddress::with_addresses(&[refused, closing], "green", &ca).unwrap();
+        assert_eq!(relay.addresses(), [refused, closing]);
         assert_eq!(relay.address(), refused);
         // The refusal of the first is no answer: the second was dialled.
         let error = relay.dial().await.unwrap_err();
-        assert!(matches!(error, NetError::NotTheRelay { address, .. } if address == impostor), "{error:?}");
-        // A wrong certificate outweighs a refusal, whichever node came last.
-        let relay = RelayAddress::with_addresses(&[impostor, refused], "green", &ca).unwrap();
+        assert!(matches!(&error, NetError::Handshake { address, .. } if *address == closing), "{error:?}");
+        assert!(error.is_for_now());
+        // Neither outweighs the other: the last node's, whichever it is.
+        let relay = RelayAddress::with_addresses(&[closing, refused], "green", &ca).unwrap();
         let error = relay.dial().await.unwrap_err();
-        assert!(matches!(error, NetError::NotTheRelay { address, .. } if address == impostor), "{error:?}");
+        assert!(matches!(&error, NetError::Unreachable { address, .. } if *address == refused), "{error:?}");
+        assert!(error.is_for_now());
         // Only refusals: the last node's.
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let relay = RelayAddress::with_addresses(&[refused, other], "green", &ca).unwrap();
         let error = relay.dial().await.unwrap_err();
         assert!(matches!(error, NetError::Unreachable { address, .. } if address == other), "{error:?}");
+        // (A wrong certificate, which outweighs these, and a node that never answers the
+        // handshake: the relay's tests/network.rs, which has relays to dial.)
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_tls_is_no_certificate_failure() {
+        // A node that answers with bytes that are not TLS (an HTTP server, say).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        let relay = RelayAddress::new(address, "green", &rcgen_free_ca()).unwrap();
+        let error = relay.dial().await.unwrap_err();
+        assert!(matches!(&error, NetError::Handshake { address: said, .. } if *said == address), "{error:?}");
+        assert!(error.is_for_now() && error.to_string().contains(&address.to_string()), "{error}");
     }
 
     /// A CA certificate (PEM) made once for these tests, by the relay crate's generator in the

@@ -14,7 +14,18 @@
 //! app = "blue"
 //! address = "127.0.0.1:7102"
 //! certificate = "blue.pem"
+//!
+//! [[peers]]
+//! app = "red"
+//! addresses = ["127.0.0.1:7103", "127.0.0.1:7113"]
+//! certificate = "red.pem"
 //! ```
+//!
+//! A peer is given `address`, its federation listener, or, when its relay is several nodes (one
+//! active, the others standbys: see [`Leadership`](crate::storage::Leadership)), `addresses`,
+//! each node's `federation_listen` (at most [`MAX_PEER_ADDRESSES`]): the relay dials them in
+//! turn, from the one that answered last, so its mail reaches whichever node is active. One of
+//! the two, not both ([`ConfigError::PeerAddresses`]).
 //!
 //! Where the relay keeps its state is the optional `[storage]` table. Without it, or with
 //! `kind = "redb"`, it is an embedded redb database, `relay.redb` in `data_dir`. With
@@ -22,14 +33,18 @@
 //! (`host=… port=… user=… dbname=…`, or `postgresql://…`); the relay creates its tables there on
 //! every start if they are missing, so its role needs CREATE on the database's `public` schema
 //! (on PostgreSQL 15 and later, make the role the database's owner: `createdb -O <role> …`).
-//! Each app's relay needs a database of its own. The connection is made without TLS (a server
-//! on loopback, a Unix socket, or a network the relay trusts), and a password in `url` is never
-//! printed: keep the file readable by the relay's user only. `url` takes a subset of libpq's
-//! options: `PGPASSWORD` and `~/.pgpass` are not read and `passfile=` and `service=` are refused
-//! (the client library is not libpq), so a password can only be in `url`; prefer `trust`
-//! authentication on loopback or `peer` over a Unix socket, and no password at all. Several nodes of one
-//! app may share its database, one active at a time, each with a file of its own that differs in
-//! its listen addresses only (see [`Leadership`](crate::storage::Leadership)).
+//! Each app's relay needs a database of its own (a node of another app is refused a database
+//! that holds an app's state, see [`Leadership`](crate::storage::Leadership)), and `url` must
+//! name one host (the primary; see [`PostgresRefusal`](crate::storage::PostgresRefusal)). The
+//! connection is made without TLS (a server on loopback, a Unix socket, or a network the relay
+//! trusts), and a password in `url` is never printed: keep the file readable by the relay's user
+//! only. `url` takes a subset of libpq's options: `PGPASSWORD` and `~/.pgpass` are not read and
+//! `passfile=` and `service=` are refused (the client library is not libpq), so a password can
+//! only be in `url`; prefer `trust` authentication on loopback or `peer` over a Unix socket, and
+//! no password at all. Several nodes of one app may share its database, one active at a time,
+//! each with a file of its own that differs in its listen addresses only (see
+//! [`Leadership`](crate::storage::Leadership)); other apps' relays then list every node's
+//! `federation_listen` in `addresses`.
 //!
 //! ```toml
 //! [storage]
@@ -138,10 +153,52 @@ impl std::fmt::Debug for ConnectionString {
 pub struct PeerConfig {
     /// Its app.
     pub app: String,
-    /// Its federation listener.
-    pub address: SocketAddr,
+    /// Its federation listener, when it is one node (else `addresses`; not both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<SocketAddr>,
+    /// The federation listeners of its nodes, when it is several (else `address`; not both):
+    /// 1 to [`MAX_PEER_ADDRESSES`] of them, dialled in turn from the one that answered last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<SocketAddr>>,
     /// Its certificate (PEM): the only one accepted as that app.
     pub certificate: PathBuf,
+}
+
+/// Addresses one peer may be given (`addresses`): a relay's nodes, a handful; each unanswered
+/// one costs a round of dialing up to the relay's handshake timeout.
+pub const MAX_PEER_ADDRESSES: usize = 16;
+
+/// What is wrong with a peer's `address` and `addresses` ([`ConfigError::PeerAddresses`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerAddressError {
+    /// Both were given: which is meant is not for the relay to guess.
+    #[error("both `address` and `addresses` are given: give one (`addresses` for a relay of several nodes)")]
+    Both,
+    /// Neither was given, or `addresses` is empty: there is nothing to dial.
+    #[error("no `address` (or `addresses`) is given: there is nothing to dial")]
+    Neither,
+    /// `addresses` lists more than [`MAX_PEER_ADDRESSES`].
+    #[error("`addresses` lists {given}, more than {MAX_PEER_ADDRESSES}")]
+    TooMany {
+        /// How many it lists.
+        given: usize,
+    },
+}
+
+impl PeerConfig {
+    /// The peer's federation addresses, from `address` or `addresses`: never empty, at most
+    /// [`MAX_PEER_ADDRESSES`].
+    pub fn federation_addresses(&self) -> Result<Vec<SocketAddr>, PeerAddressError> {
+        match (&self.address, &self.addresses) {
+            (Some(_), Some(_)) => Err(PeerAddressError::Both),
+            (None, None) => Err(PeerAddressError::Neither),
+            (Some(address), None) => Ok(vec![*address]),
+            (None, Some(addresses)) if addresses.is_empty() => Err(PeerAddressError::Neither),
+            (None, Some(addresses)) if addresses.len() > MAX_PEER_ADDRESSES => Err(PeerAddressError::TooMany { given: addresses.len() }),
+            (None, Some(addresses)) => Ok(addresses.clone()),
+        }
+    }
 }
 
 /// Why a configuration could not be used. Each names its file and keeps the error underneath as
@@ -219,6 +276,17 @@ pub enum ConfigError {
     /// The federation's certificates could not be made.
     #[error("making the federation's certificates")]
     Generate(#[source] Box<TlsError>),
+    /// A peer's `address` and `addresses` do not give it one or more addresses to dial.
+    #[error("{}peer {app:?}", in_file(path.as_deref()))]
+    PeerAddresses {
+        /// The configuration file (none for a configuration made in code).
+        path: Option<PathBuf>,
+        /// The peer's app.
+        app: String,
+        /// What is wrong.
+        #[source]
+        source: PeerAddressError,
+    },
     /// A configuration could not be written as TOML.
     #[error("{}", path.display())]
     Serialize {
@@ -228,6 +296,11 @@ pub enum ConfigError {
         #[source]
         source: toml::ser::Error,
     },
+}
+
+/// `path: ` for an error's text, or nothing.
+fn in_file(path: Option<&Path>) -> String {
+    path.map(|path| format!("{}: ", path.display())).unwrap_or_default()
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -318,6 +391,7 @@ impl RelayConfig {
         resolve(&mut config.ca_certificate);
         for peer in &mut config.peers {
             resolve(&mut peer.certificate);
+            peer.federation_addresses().map_err(|source| ConfigError::PeerAddresses { path: Some(path.to_owned()), app: peer.app.clone(), source })?;
         }
         Ok(config)
     }
@@ -325,7 +399,8 @@ impl RelayConfig {
     /// The settings to start a relay with, the certificates and key read and checked as the
     /// relay and its peers will use them, so that an error names its file: each holds what it
     /// should, the key is the certificate's, and the CA issued the relay's certificate and each
-    /// peer's for its app.
+    /// peer's for its app. Each peer has one address or more ([`PeerConfig::federation_addresses`];
+    /// [`Self::load`] checked that already, with the file's name).
     pub fn settings(&self) -> Result<RelaySettings, ConfigError> {
         let tls_error = |path: &Path| {
             let path = path.to_owned();
@@ -364,9 +439,10 @@ impl RelayConfig {
         issued(&tls.certificate, &self.certificate, &self.app)?;
         let mut peers = Vec::new();
         for peer in &self.peers {
+            let addresses = peer.federation_addresses().map_err(|source| ConfigError::PeerAddresses { path: None, app: peer.app.clone(), source })?;
             let pem = certificate(&peer.certificate)?;
             issued(&pem, &peer.certificate, &peer.app)?;
-            peers.push(Peer { app: peer.app.clone(), address: peer.address, certificate: pem });
+            peers.push(Peer { app: peer.app.clone(), addresses, certificate: pem });
         }
         Ok(RelaySettings { app: self.app.clone(), tls, peers, seed: None, tap: None, rate_limits: Default::default() })
     }
@@ -402,7 +478,8 @@ pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16], storage: &Stor
                 .filter(|(j, _)| *j != i)
                 .map(|(j, other)| PeerConfig {
                     app: other.to_string(),
-                    address: address(ports[2 * j + 1]),
+                    address: Some(address(ports[2 * j + 1])),
+                    addresses: None,
                     certificate: PathBuf::from(format!("{other}.pem")),
                 })
                 .collect(),
@@ -465,6 +542,51 @@ mod tests {
         let (_dir, config) = federation();
         let settings = RelayConfig::load(&config).unwrap().settings().unwrap();
         assert_eq!(settings.peers.len(), 1);
+        assert_eq!(settings.peers[0].addresses, [SocketAddr::from(([127, 0, 0, 1], 17_904))]);
+        // One node per app: written as `address`, as before.
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains("address = \"127.0.0.1:17904\"") && !text.contains("addresses"), "{text}");
+    }
+
+    #[test]
+    fn a_peer_has_address_or_addresses_not_both_nor_none() {
+        let (dir, config) = federation();
+        let original = std::fs::read_to_string(&config).unwrap();
+        let single = "address = \"127.0.0.1:17904\"";
+        assert!(original.contains(single), "{original}");
+        let with = |peer_addresses: &str| {
+            let path = dir.path().join("peers.toml");
+            std::fs::write(&path, original.replace(single, peer_addresses)).unwrap();
+            RelayConfig::load(&path)
+        };
+        // Several nodes: each dialled, in this order at first.
+        let loaded = with("addresses = [\"127.0.0.1:17904\", \"127.0.0.1:17914\"]").unwrap();
+        let settings = loaded.settings().unwrap();
+        assert_eq!(settings.peers[0].addresses, [SocketAddr::from(([127, 0, 0, 1], 17_904)), SocketAddr::from(([127, 0, 0, 1], 17_914))]);
+        // Written back as it was given.
+        let text = toml::to_string(&loaded).unwrap();
+        assert!(text.contains("addresses = [\"127.0.0.1:17904\", \"127.0.0.1:17914\"]") && !text.contains("address ="), "{text}");
+        let too_many = format!("addresses = [{}]", (0..=MAX_PEER_ADDRESSES).map(|i| format!("\"127.0.0.1:{}\"", 20_000 + i)).collect::<Vec<_>>().join(", "));
+        for (wrong, problem) in [
+            (format!("{single}\naddresses = [\"127.0.0.1:17914\"]"), PeerAddressError::Both),
+            (String::new(), PeerAddressError::Neither),
+            ("addresses = []".to_owned(), PeerAddressError::Neither),
+            (too_many, PeerAddressError::TooMany { given: MAX_PEER_ADDRESSES + 1 }),
+        ] {
+            let error = with(&wrong).expect_err(&wrong);
+            let ConfigError::PeerAddresses { path: Some(path), app, source } = &error else { panic!("{wrong}: {error:?}") };
+            assert!(path.ends_with("peers.toml") && app == "blue" && *source == problem, "{wrong}: {error:?}");
+            let said = chain(&error);
+            assert!(said.contains("peers.toml: peer \"blue\": "), "{said}");
+        }
+        // A configuration made in code is checked too, when it becomes settings.
+        let mut made = RelayConfig::load(&config).unwrap();
+        made.peers[0].addresses = Some(vec![SocketAddr::from(([127, 0, 0, 1], 17_914))]);
+        let error = made.settings().expect_err("both");
+        assert!(matches!(&error, ConfigError::PeerAddresses { path: None, source: PeerAddressError::Both, .. }), "{error:?}");
+        assert!(chain(&error).starts_with("peer \"blue\": both"), "{}", chain(&error));
+        // A wrong address is the parser's to refuse.
+        assert!(matches!(with("addresses = [\"nowhere\"]"), Err(ConfigError::Parse { .. })));
     }
 
     #[test]

@@ -157,7 +157,7 @@ impl LocalFederation {
             .federation_addresses
             .iter()
             .filter(|(other, _)| other != app)
-            .map(|(other, address)| Peer { app: other.clone(), address: *address, certificate: self.pki.apps[other].0.clone() })
+            .map(|(other, address)| Peer { app: other.clone(), addresses: vec![*address], certificate: self.pki.apps[other].0.clone() })
             .collect();
         let settings = RelaySettings {
             app: app.to_owned(),

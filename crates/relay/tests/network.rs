@@ -1,11 +1,17 @@
 //! Three relays on loopback with real sockets, TLS between them and redb under them; devices on
-//! each chatting one to one and in a group across all three.
+//! each chatting one to one and in a group across all three; devices dialling relays of several
+//! nodes, some of them hung.
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use switchboard_client::net::NetError;
+use switchboard_client::net::{CONNECT_TIMEOUT, NetError};
 use switchboard_client::{ChatClient, ChatError, Event, RelayAddress};
 use switchboard_relay::local::LocalFederation;
+use switchboard_relay::server::tls::{Pki, TlsIdentity};
+use switchboard_relay::server::{Peer, RelayHandle, RelaySettings, start};
+use switchboard_relay::storage::open_redb;
+use tokio::net::TcpListener;
 use switchboard_session::Suite;
 use switchboard_wire::address::UserAddress;
 use switchboard_wire::switchboard::{Text, content};
@@ -164,6 +170,168 @@ async fn a_device_speaks_to_its_relay_only_over_tls_and_only_to_its_relay() {
     // The right relay: registered.
     ChatClient::register(relay(&federation, "green"), "alice@green", 1, seeded(3)).await.unwrap();
     federation.shutdown().await;
+}
+
+/// A node that takes TCP connections and holds them without a word (a node hung mid-way, or
+/// half dead): its address.
+async fn silent_node() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    address
+}
+
+/// A node that takes TCP connections and closes them at once: its address.
+async fn closing_node() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    address
+}
+
+/// A loopback port nothing listens on (bound, then let go).
+fn refusing_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// A node that hangs in the handshake, or closes the connection, is passed over: the device
+/// reaches its relay at the next address, and dials that one first from then on. A node whose
+/// certificate is not the relay's still says so over nodes that are only out of reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_hangs_or_closes_in_the_handshake_is_passed_over_for_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let federation = LocalFederation::start(&["green"], dir.path()).await.unwrap();
+    let green = federation.relay("green").client_address;
+    let ca = federation.ca_certificate();
+    for (first, hangs) in [(silent_node().await, true), (closing_node().await, false)] {
+        let relay = RelayAddress::with_addresses(&[first, green], "green", ca).unwrap();
+        let started = Instant::now();
+        relay.dial().await.unwrap_or_else(|error| panic!("the relay at the second address was not reached past {first}: {error:?}"));
+        if hangs {
+            assert!(started.elapsed() >= CONNECT_TIMEOUT, "the hung node was passed over before its handshake timed out");
+        }
+        let again = Instant::now();
+        relay.dial().await.expect("the node that answered last answers again");
+        assert!(again.elapsed() < CONNECT_TIMEOUT, "the node that answered last was not dialled first");
+    }
+    // A wrong certificate outweighs a refusal and a closed connection, whichever node came last.
+    let (refused, closing) = (refusing_port(), closing_node().await);
+    let not_blue = RelayAddress::with_addresses(&[green, refused, closing], "blue", ca).unwrap();
+    let error = not_blue.dial().await.expect_err("green's relay is not blue's");
+    assert!(matches!(&error, NetError::NotTheRelay { address, .. } if *address == green), "{error:?}");
+    assert!(!error.is_for_now());
+    federation.shutdown().await;
+}
+
+/// The relay of `app`: its certificate and key from `pki`, its state in the redb database at
+/// `path`, devices on `clients`, other relays on `federation`, linked to `peers`.
+async fn start_app(pki: &Pki, app: &str, path: &std::path::Path, clients: TcpListener, federation: TcpListener, peers: Vec<Peer>) -> RelayHandle {
+    // The database of a relay just shut down is let go by its committer thread a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (store, contents, state) = loop {
+        match open_redb(path) {
+            Ok(opened) => break opened,
+            Err(error) => assert!(Instant::now() < deadline, "{error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (certificate, private_key) = pki.apps[app].clone();
+    let settings = RelaySettings {
+        app: app.into(),
+        tls: TlsIdentity { certificate, private_key, ca_certificate: pki.ca_certificate.clone() },
+        peers,
+        seed: None,
+        tap: None,
+        rate_limits: Default::default(),
+    };
+    start(settings, clients, federation, store, contents, state).await.unwrap()
+}
+
+/// [`start_app`] for green alone, other relays on any port.
+async fn start_green(pki: &Pki, path: &std::path::Path, clients: TcpListener) -> RelayHandle {
+    start_app(pki, "green", path, clients, TcpListener::bind("127.0.0.1:0").await.unwrap(), Vec::new()).await
+}
+
+/// Another app's relay of several nodes: blue's relay names green's by two federation
+/// addresses, the first a node that is down (or a standby, which does not listen). Blue dials on
+/// to the second, so mail and requests from blue reach green, and back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_first_address_is_dead_is_reached_at_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&["green", "blue"]).unwrap();
+    let any = || TcpListener::bind("127.0.0.1:0");
+    let (green_clients, green_federation, blue_clients, blue_federation) = (any().await.unwrap(), any().await.unwrap(), any().await.unwrap(), any().await.unwrap());
+    let address = |listener: &TcpListener| listener.local_addr().unwrap();
+    let (green_at, blue_at) = (address(&green_clients), address(&blue_clients));
+    let dead = refusing_port();
+    let peer = |app: &str, addresses: Vec<SocketAddr>| Peer { app: app.into(), addresses, certificate: pki.apps[app].0.clone() };
+    let to_blue = vec![peer("blue", vec![address(&blue_federation)])];
+    let to_green = vec![peer("green", vec![dead, address(&green_federation)])];
+    let green = start_app(&pki, "green", &dir.path().join("green.redb"), green_clients, green_federation, to_blue).await;
+    let blue = start_app(&pki, "blue", &dir.path().join("blue.redb"), blue_clients, blue_federation, to_green).await;
+
+    let mut alice = ChatClient::register(RelayAddress::new(green_at, "green", &pki.ca_certificate).unwrap(), "alice@green", 1, seeded(1)).await.unwrap();
+    let mut bob = ChatClient::register(RelayAddress::new(blue_at, "blue", &pki.ca_certificate).unwrap(), "bob@blue", 1, seeded(2)).await.unwrap();
+    // Bob's relay fetches alice's keys from green's and forwards his message, both over the
+    // link it dialed: through the second address.
+    bob.send("alice@green", text("from blue, past a dead node")).await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.is_empty() {
+        assert!(Instant::now() < deadline, "bob's message did not reach green's relay at its second address");
+        seen.extend(texts(&alice.poll(QUIET).await.unwrap()));
+    }
+    assert_eq!(seen, ["from blue, past a dead node"]);
+    alice.send("bob@blue", text("and back")).await.unwrap();
+    assert_eq!(texts(&bob.poll(QUIET).await.unwrap()), ["and back"]);
+    let (_, kept) = blue.inspect().await.unwrap();
+    assert!(kept.outboxes.values().all(|outbox| outbox.is_empty()), "blue's outbox still holds mail for green");
+    green.shutdown().await;
+    blue.shutdown().await;
+}
+
+/// A device that starts while one node of its relay hangs in the handshake and the other is
+/// down (a failover under way) starts offline rather than failing, and reaches the relay at its
+/// second address once it is up, with the mail that waited for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_resumes_past_a_hung_node_and_reaches_its_relay_at_the_next_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&["green"]).unwrap();
+    let path = dir.path().join("green.redb");
+    let clients = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = clients.local_addr().unwrap();
+    let relay = start_green(&pki, &path, clients).await;
+    let address = RelayAddress::new(node, "green", &pki.ca_certificate).unwrap();
+    let mut alice = ChatClient::register(address.clone(), "alice@green", 1, seeded(1)).await.unwrap();
+    let bob_path = dir.path().join("bob-device.redb");
+    let bob = ChatClient::register_with_database(address, "bob@green", 1, seeded(2), &bob_path).await.unwrap();
+    drop(bob);
+    alice.send("bob@green", text("while bob was away")).await.unwrap();
+    relay.shutdown().await;
+
+    let hung = silent_node().await;
+    let nodes = RelayAddress::with_addresses(&[hung, node], "green", &pki.ca_certificate).unwrap();
+    let mut bob = ChatClient::resume(nodes, &bob_path, seeded(3)).await.expect("a hung node and a node down are no reason not to start");
+    assert!(!bob.is_online());
+    let relay = start_green(&pki, &path, TcpListener::bind(node).await.unwrap()).await;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + CONNECT_TIMEOUT * 4;
+    while seen.is_empty() {
+        assert!(Instant::now() < deadline, "bob's client did not reach the relay at its second address");
+        seen.extend(texts(&bob.poll(Duration::from_millis(200)).await.unwrap()));
+    }
+    assert_eq!(seen, ["while bob was away"]);
+    assert!(bob.is_online());
+    relay.shutdown().await;
 }
 
 fn seeded(seed: u64) -> rand::rngs::StdRng {

@@ -51,8 +51,10 @@ pub const CONNECTION_QUEUE_BYTES: usize = crate::core::DELIVERY_WINDOW_BYTES + 1
 pub struct Peer {
     /// Its app's name (what its certificate carries).
     pub app: String,
-    /// Where its federation listener is.
-    pub address: SocketAddr,
+    /// Where its federation listener is: one address per node of a relay of several (one
+    /// active, the others standbys, any order). Dialled in turn, from the one that answered
+    /// last, until a link comes up; never empty ([`start`] refuses a peer without one).
+    pub addresses: Vec<SocketAddr>,
     /// Its certificate (PEM): the only one accepted as that app.
     pub certificate: String,
 }
@@ -103,6 +105,12 @@ pub enum StartError {
     /// A listener it was given has no local address.
     #[error("a listener's address")]
     Listener(#[source] std::io::Error),
+    /// A peer was given no address to dial.
+    #[error("no address given for {app}'s relay")]
+    NoPeerAddress {
+        /// The peer's app.
+        app: String,
+    },
 }
 
 /// A running relay.
@@ -160,6 +168,9 @@ pub async fn start(
     let connector = TlsConnector::from(tls::client_config(&settings.tls)?);
     let mut peer_certificates = HashMap::new();
     for peer in &settings.peers {
+        if peer.addresses.is_empty() {
+            return Err(StartError::NoPeerAddress { app: peer.app.clone() });
+        }
         peer_certificates.insert(certificate_der(&peer.certificate)?, peer.app.clone());
     }
     let peer_certificates = Arc::new(peer_certificates);
@@ -534,6 +545,11 @@ fn ended(error: Option<String>) -> String {
     }
 }
 
+/// How long the link task waits after its first failed round of dialing a peer...
+const DIAL_BACKOFF_FIRST: Duration = Duration::from_millis(50);
+/// ...and at most, the wait doubling after each failed round.
+const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
 /// Why dialing a peer failed, for the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum DialFailure {
@@ -546,12 +562,25 @@ enum DialFailure {
 }
 
 impl DialFailure {
-    /// Logs it, once for as long as the same failure repeats.
-    fn log(self, peer: &Peer, last: &mut Option<DialFailure>) {
-        if last.as_ref() == Some(&self) {
+    /// How much it says, of the failures of a round over a peer's addresses, the one logged
+    /// being the one that says most: a refusal (of the peer's certificate, or this relay's) is
+    /// a setup to fix; no answer in time, a node hung; nothing listening, a standby or a node
+    /// down, which a relay of several nodes always has.
+    fn weight(&self) -> u8 {
+        match self {
+            DialFailure::Unreachable(_) => 0,
+            DialFailure::TimedOut => 1,
+            DialFailure::Refused(_) => 2,
+        }
+    }
+
+    /// Logs it (the failure at `address`), once for as long as the same failure at the same
+    /// address repeats.
+    fn log(self, peer: &Peer, address: SocketAddr, last: &mut Option<(SocketAddr, DialFailure)>) {
+        if last.as_ref().is_some_and(|(at, failure)| *at == address && *failure == self) {
             return;
         }
-        let (app, address) = (&peer.app, peer.address);
+        let app = &peer.app;
         match &self {
             DialFailure::Unreachable(error) => {
                 tracing::info!(peer = %app, %address, %error, "cannot reach {app}'s relay; trying again (said once until it changes)")
@@ -561,12 +590,16 @@ impl DialFailure {
             }
             DialFailure::TimedOut => tracing::warn!(peer = %app, %address, "{app}'s relay did not answer in time; trying again"),
         }
-        *last = Some(self);
+        *last = Some((address, self));
     }
 }
 
-/// Keeps a link to `peer` up, reconnecting with backoff. Says when the link comes up and goes
-/// down, and why dialing fails (once, until the reason changes).
+/// Keeps a link to `peer` up, reconnecting with backoff. Each round dials the peer's addresses in
+/// turn, from the one that answered last (the active node of a relay of several, as long as it
+/// lives), until a link comes up; a round in which none did is followed by a pause, from
+/// [`DIAL_BACKOFF_FIRST`] doubling to [`DIAL_BACKOFF_MAX`]. Says when the link comes up and goes
+/// down, and why dialing fails (of a round's failures the one that says most, once, until it
+/// changes).
 async fn dial(
     peer: Peer,
     certificate: CertificateDer<'static>,
@@ -575,51 +608,85 @@ async fn dial(
     next_conn: Arc<AtomicU64>,
     tap: Option<Tap>,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = DIAL_BACKOFF_FIRST;
     let mut last_failure = None;
+    let mut last_good = 0;
+    let count = peer.addresses.len();
     loop {
-        let attempt = async {
-            let stream = TcpStream::connect(peer.address).await.map_err(|e| DialFailure::Unreachable(e.to_string()))?;
-            let _ = stream.set_nodelay(true);
-            let name = ServerName::try_from(peer.app.clone()).map_err(|e| DialFailure::Refused(e.to_string()))?;
-            let tls = connector.connect(name, stream).await.map_err(|e| DialFailure::Refused(format!("{}: {e}", handshake_failure(&e))))?;
-            let presented = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).cloned();
-            match presented {
-                Some(presented) if presented == certificate => Ok(tls),
-                _ => Err(DialFailure::Refused("its certificate is not the one configured for it".into())),
-            }
-        };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
-            Ok(Ok(tls)) => {
-                let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-                let kind = connection::Kind::Link { app: peer.app.clone(), dialed: true };
-                let served = connection::serve(tls, conn, events.clone(), kind, tap.clone());
-                tokio::pin!(served);
-                let closed_at_once = tokio::select! {
-                    ended = &mut served => Some(ended),
-                    () = tokio::time::sleep(LINK_SETTLE) => None,
-                };
-                match closed_at_once {
-                    Some(ended_with) => {
-                        let why = ended(ended_with);
-                        DialFailure::Refused(format!("the link closed at once ({why}): the other side may not accept this relay's certificate"))
-                            .log(&peer, &mut last_failure);
-                    }
+        let mut said: Option<(SocketAddr, DialFailure)> = None;
+        for index in (last_good..count).chain(0..last_good) {
+            let address = peer.addresses[index];
+            let failure = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&peer, address, &certificate, &connector)).await {
+                Ok(Ok(tls)) => match link(&peer, address, tls, &events, &next_conn, &tap).await {
+                    // It was up and has closed: a new round, from this address.
                     None => {
-                        backoff = Duration::from_millis(50);
+                        last_good = index;
+                        backoff = DIAL_BACKOFF_FIRST;
                         last_failure = None;
-                        tracing::info!(peer = %peer.app, address = %peer.address, "the link to {}'s relay is up", peer.app);
-                        let why = ended(served.await);
-                        tracing::info!(peer = %peer.app, "the link to {}'s relay closed: {why}; dialing again", peer.app);
+                        said = None;
+                        break;
                     }
-                }
+                    Some(failure) => failure,
+                },
+                Ok(Err(failure)) => failure,
+                Err(_) => DialFailure::TimedOut,
+            };
+            if said.as_ref().is_none_or(|(_, kept)| failure.weight() >= kept.weight()) {
+                said = Some((address, failure));
             }
-            Ok(Err(failure)) => failure.log(&peer, &mut last_failure),
-            Err(_) => DialFailure::TimedOut.log(&peer, &mut last_failure),
+        }
+        if let Some((address, failure)) = said {
+            failure.log(&peer, address, &mut last_failure);
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff = (backoff * 2).min(DIAL_BACKOFF_MAX);
     }
+}
+
+/// A TLS session with `peer`'s node at `address`, its certificate the one configured for it.
+async fn handshake(
+    peer: &Peer,
+    address: SocketAddr,
+    certificate: &CertificateDer<'static>,
+    connector: &TlsConnector,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, DialFailure> {
+    let stream = TcpStream::connect(address).await.map_err(|e| DialFailure::Unreachable(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let name = ServerName::try_from(peer.app.clone()).map_err(|e| DialFailure::Refused(e.to_string()))?;
+    let tls = connector.connect(name, stream).await.map_err(|e| DialFailure::Refused(format!("{}: {e}", handshake_failure(&e))))?;
+    let presented = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).cloned();
+    match presented {
+        Some(presented) if presented == *certificate => Ok(tls),
+        _ => Err(DialFailure::Refused("its certificate is not the one configured for it".into())),
+    }
+}
+
+/// Serves the link a handshake with `peer`'s node at `address` opened, until it closes: `None`
+/// then; or the failure, when it closed within [`LINK_SETTLE`] (the other side refused this
+/// relay's certificate, most likely).
+async fn link(
+    peer: &Peer,
+    address: SocketAddr,
+    tls: tokio_rustls::client::TlsStream<TcpStream>,
+    events: &mpsc::Sender<Event>,
+    next_conn: &AtomicU64,
+    tap: &Option<Tap>,
+) -> Option<DialFailure> {
+    let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+    let kind = connection::Kind::Link { app: peer.app.clone(), dialed: true };
+    let served = connection::serve(tls, conn, events.clone(), kind, tap.clone());
+    tokio::pin!(served);
+    tokio::select! {
+        ended_with = &mut served => {
+            let why = ended(ended_with);
+            return Some(DialFailure::Refused(format!("the link closed at once ({why}): the other side may not accept this relay's certificate")));
+        }
+        () = tokio::time::sleep(LINK_SETTLE) => {}
+    }
+    tracing::info!(peer = %peer.app, %address, "the link to {}'s relay is up", peer.app);
+    let why = ended(served.await);
+    tracing::info!(peer = %peer.app, %address, "the link to {}'s relay closed: {why}; dialing again", peer.app);
+    None
 }
 
 /// Encodes `message` as one frame (for callers building their own connections).
