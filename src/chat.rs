@@ -140,6 +140,9 @@ fn show(event: &Event, client: &ChatClient) -> String {
             n => format!("* online: sending {n} waiting message(s)"),
         },
         Event::Offline => format!("* offline: {outbox} message(s) wait in the outbox; reconnecting"),
+        Event::NotTheRelay { address } => format!(
+            "! {address} answered with a certificate that is not your relay's (a changed setup, or someone in the way): nothing was sent to it; still trying"
+        ),
     }
 }
 

@@ -248,6 +248,8 @@ impl Demo {
             // No channel in this demo.
             Event::ChannelPost { .. } | Event::ChannelReply { .. } | Event::ChannelFollower { .. } => {}
             Event::Online | Event::Offline => {}
+            // Not expected of the demo's own relays on loopback; shown if it happens.
+            Event::NotTheRelay { address } => self.note(user, format!("(a certificate that is not the relay's at {address})")),
         }
     }
 }

@@ -114,18 +114,22 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
     // named in the configuration first.
     let settings = config.settings()?;
     // On PostgreSQL, several nodes of one app may share the database, one active at a time: this
-    // one serves once it holds the app's lock, and waits (a hot standby, not listening) while
-    // another node holds it. Taken before the runtime starts: it blocks, maybe for long.
+    // one serves once it holds the database's lock (and its app's lock of earlier versions), and
+    // waits (a hot standby, not listening) while another node holds either. A node of another
+    // app is refused, not left waiting, once the database records that app. Taken before the
+    // runtime starts: it blocks, maybe for long.
     let leadership = match &config.storage {
         StorageConfig::Redb {} => None,
         StorageConfig::Postgres { url } => {
             let app = &config.app;
             let waiting = |target: &str| {
-                println!("relay {app} standby: another node of {app} is active on {target}; waiting for its lock");
+                // Which node is not known: one of this app (of this version or an earlier one),
+                // or one of an app the database does not record yet (refused once it does).
+                println!("relay {app} standby: another relay node is active on {target}; waiting for its lock");
                 tracing::info!(app = %app, database = %target, "standby: waiting for the active node's lock");
             };
-            let leadership = Leadership::acquire(url.expose(), app, waiting).with_context(|| format!("{file}: taking {app}'s lock on its database"))?;
-            tracing::info!(app = %app, database = %leadership.target(), "holding the app's lock: this node is the active one");
+            let leadership = Leadership::acquire(url.expose(), app, waiting).with_context(|| format!("{file}: taking the lock of {app}'s database"))?;
+            tracing::info!(app = %app, database = %leadership.target(), "holding the database's lock: this node is the active one");
             Some(leadership)
         }
     };
@@ -161,8 +165,8 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
             why = lost => {
                 // Another node may be active already: not one more frame, not one more batch
                 // (they would fail anyway: see Leadership). No graceful shutdown.
-                tracing::error!(app = %config.app, "lost the app's lock, stopping at once: {why}");
-                eprintln!("error: {file}: this node lost {}'s lock on its database and stops at once: {why}", config.app);
+                tracing::error!(app = %config.app, "lost the database's lock, stopping at once: {why}");
+                eprintln!("error: {file}: this node of {} lost the lock of its database and stops at once: {why}", config.app);
                 std::process::exit(3);
             }
         }
@@ -173,12 +177,12 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
 
 /// The exit status of `switchboard relay` when its store failed while it served (a commit or a
 /// read: a lost database connection, a database that did not answer in time): 4. A node that
-/// lost its app's lock exits with 3; an error before it served, with 1.
+/// lost its database's lock exits with 3; an error before it served, with 1.
 pub const STORAGE_FAILED_EXIT: i32 = 4;
 
 /// The store `config` names, a reader of it and what it holds. PostgreSQL's is opened on threads
 /// of its own, so this may run inside the runtime (it blocks while it connects and loads), and,
-/// with the app's lock held (`leadership`), fenced by it.
+/// with the database's lock held (`leadership`), fenced by it.
 fn open_store(config: &RelayConfig, leadership: Option<&Leadership>) -> anyhow::Result<Opened> {
     match &config.storage {
         StorageConfig::Redb {} => {

@@ -235,6 +235,18 @@ pub enum Event {
     Online,
     /// The connection to the relay is gone; sends wait in the outbox.
     Offline,
+    /// Reconnecting by itself, the client met at `address` something that presented a
+    /// certificate that is not the relay's ([`NetError::NotTheRelay`]), and no node of the relay
+    /// answered: a setup that changed, or someone in the way, to show the user. Said once, until
+    /// a connection to the relay comes up again; the client keeps trying meanwhile, with its
+    /// backoff. (The calls that connect, [`ChatClient::reconnect`] and those that start a
+    /// client, return the same as an error instead.) Best effort, as [`NetError::NotTheRelay`]
+    /// says: one in the way that stalls or resets the connection before it presents a
+    /// certificate looks like a hung node, and is not reported.
+    NotTheRelay {
+        /// Where it answered.
+        address: std::net::SocketAddr,
+    },
 }
 
 /// Counters, for demos and tests.
@@ -341,6 +353,8 @@ pub struct ChatClient {
     rng: StdRng,
     clock: Instant,
     ready: Vec<Event>,
+    /// [`Event::NotTheRelay`] was said since a connection last came up: not again until one does.
+    impostor_said: bool,
     refused: Option<ErrorCode>,
     blob: Option<(u64, Result<Blob, RequestFailed>)>,
     lookup: Option<(u64, Result<Vec<String>, LookupFailed>)>,
@@ -458,6 +472,7 @@ impl ChatClient {
             rng,
             clock: Instant::now(),
             ready: Vec::new(),
+            impostor_said: false,
             refused: None,
             blob: None,
             lookup: None,
@@ -552,6 +567,7 @@ impl ChatClient {
         self.refused = None;
         if self.connection.is_none() {
             self.connection = Some(Connection::connect(&self.relay).await?);
+            self.impostor_said = false;
             self.endpoint.connected(self.now());
         }
         self.drive(Until::Online, CONNECT_LIMIT).await?;
@@ -973,11 +989,21 @@ impl ChatClient {
                         self.next_attempt = Instant::now() + self.backoff;
                         self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
                         self.connection = Some(connection);
+                        self.impostor_said = false;
                         let now = self.now();
                         self.endpoint.connected(now);
                         continue;
                     }
-                    Err(_) => {
+                    Err(error) => {
+                        // Out of reach, or a node that did not finish its handshake, is for
+                        // now and said by Offline already; a certificate that is not the
+                        // relay's is for the user to know, once, while trying on.
+                        if let NetError::NotTheRelay { address, .. } = error
+                            && !self.impostor_said
+                        {
+                            self.impostor_said = true;
+                            self.ready.push(Event::NotTheRelay { address });
+                        }
                         self.next_attempt = Instant::now() + self.backoff;
                         self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
                     }

@@ -55,6 +55,11 @@ pub enum NetError {
     /// certificate authority this device was set up to trust, or not for the app's name, or
     /// otherwise failing verification. Nothing was sent. Not for now: a setup to fix (or
     /// someone in the way), which trying again does not change.
+    ///
+    /// Noticing someone in the way is best effort: this is said only of one that presents a
+    /// certificate. One that stalls, or resets or closes the connection, before it presents one
+    /// cannot be told from a hung or failing node, and is [`Self::Handshake`] (for now). And when
+    /// another node of the relay answers, the relay is reached and nothing is said.
     #[error("the relay at {address} is not {app}'s relay, by the certificate authority given")]
     NotTheRelay {
         /// Where the relay was looked for.

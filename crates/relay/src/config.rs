@@ -23,9 +23,10 @@
 //!
 //! A peer is given `address`, its federation listener, or, when its relay is several nodes (one
 //! active, the others standbys: see [`Leadership`](crate::storage::Leadership)), `addresses`,
-//! each node's `federation_listen` (at most [`MAX_PEER_ADDRESSES`]): the relay dials them in
-//! turn, from the one that answered last, so its mail reaches whichever node is active. One of
-//! the two, not both ([`ConfigError::PeerAddresses`]).
+//! each node's `federation_listen` (at most [`MAX_PEER_ADDRESSES`], each once): the relay dials
+//! them in turn, from the one that answered last, so its mail reaches whichever node is active
+//! (once the link to a node that went away is dropped: see the README for how soon). One of the
+//! two, not both ([`ConfigError::PeerAddresses`]).
 //!
 //! Where the relay keeps its state is the optional `[storage]` table. Without it, or with
 //! `kind = "redb"`, it is an embedded redb database, `relay.redb` in `data_dir`. With
@@ -157,7 +158,8 @@ pub struct PeerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<SocketAddr>,
     /// The federation listeners of its nodes, when it is several (else `address`; not both):
-    /// 1 to [`MAX_PEER_ADDRESSES`] of them, dialled in turn from the one that answered last.
+    /// 1 to [`MAX_PEER_ADDRESSES`] of them, each once, dialled in turn from the one that answered
+    /// last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addresses: Option<Vec<SocketAddr>>,
     /// Its certificate (PEM): the only one accepted as that app.
@@ -184,11 +186,18 @@ pub enum PeerAddressError {
         /// How many it lists.
         given: usize,
     },
+    /// `addresses` lists one address twice: a slip in the file (another node's address meant,
+    /// most likely), and a node that would be dialled twice a round.
+    #[error("`addresses` lists {address} more than once: give each node's address once")]
+    Duplicate {
+        /// The address listed twice (the first such, in the order given).
+        address: SocketAddr,
+    },
 }
 
 impl PeerConfig {
     /// The peer's federation addresses, from `address` or `addresses`: never empty, at most
-    /// [`MAX_PEER_ADDRESSES`].
+    /// [`MAX_PEER_ADDRESSES`], each once.
     pub fn federation_addresses(&self) -> Result<Vec<SocketAddr>, PeerAddressError> {
         match (&self.address, &self.addresses) {
             (Some(_), Some(_)) => Err(PeerAddressError::Both),
@@ -196,7 +205,14 @@ impl PeerConfig {
             (Some(address), None) => Ok(vec![*address]),
             (None, Some(addresses)) if addresses.is_empty() => Err(PeerAddressError::Neither),
             (None, Some(addresses)) if addresses.len() > MAX_PEER_ADDRESSES => Err(PeerAddressError::TooMany { given: addresses.len() }),
-            (None, Some(addresses)) => Ok(addresses.clone()),
+            (None, Some(addresses)) => {
+                // At most MAX_PEER_ADDRESSES (16): comparing each with those before it is cheap.
+                let twice = addresses.iter().enumerate().find(|(i, address)| addresses[..*i].contains(address));
+                match twice {
+                    Some((_, address)) => Err(PeerAddressError::Duplicate { address: *address }),
+                    None => Ok(addresses.clone()),
+                }
+            }
         }
     }
 }
@@ -572,6 +588,10 @@ mod tests {
             (String::new(), PeerAddressError::Neither),
             ("addresses = []".to_owned(), PeerAddressError::Neither),
             (too_many, PeerAddressError::TooMany { given: MAX_PEER_ADDRESSES + 1 }),
+            (
+                "addresses = [\"127.0.0.1:17904\", \"127.0.0.1:17914\", \"127.0.0.1:17904\"]".to_owned(),
+                PeerAddressError::Duplicate { address: SocketAddr::from(([127, 0, 0, 1], 17_904)) },
+            ),
         ] {
             let error = with(&wrong).expect_err(&wrong);
             let ConfigError::PeerAddresses { path: Some(path), app, source } = &error else { panic!("{wrong}: {error:?}") };

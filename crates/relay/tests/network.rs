@@ -3,6 +3,8 @@
 //! nodes, some of them hung.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use switchboard_client::net::{CONNECT_TIMEOUT, NetError};
@@ -188,14 +190,93 @@ async fn silent_node() -> SocketAddr {
 
 /// A node that takes TCP connections and closes them at once: its address.
 async fn closing_node() -> SocketAddr {
+    counted_closing_node().await.0
+}
+
+/// [`closing_node`], and how many connections it took so far (counted before each is closed:
+/// a dialer that saw one closed finds it counted).
+async fn counted_closing_node() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let counted = taken.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
             drop(stream);
         }
     });
-    address
+    (address, taken)
+}
+
+/// A TCP proxy to `upstream` on `listener`: counts the connections it takes (each before it
+/// connects on), and cuts those it carries on [`Proxy::cut`] (as a network drop ends a link)
+/// while it goes on taking new ones. Dropped, it takes no more.
+struct Proxy {
+    taken: Arc<AtomicUsize>,
+    cut: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    fn start(listener: TcpListener, upstream: SocketAddr) -> Proxy {
+        let taken = Arc::new(AtomicUsize::new(0));
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let (counted, cutting) = (taken.clone(), cut.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut near, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let cutting = cutting.clone();
+                tokio::spawn(async move {
+                    let cut = cutting.notified();
+                    tokio::pin!(cut);
+                    cut.as_mut().enable();
+                    let Ok(mut far) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut near, &mut far) => {}
+                        () = cut => {}
+                    }
+                });
+            }
+        });
+        Proxy { taken, cut, task }
+    }
+
+    fn taken(&self) -> usize {
+        self.taken.load(Ordering::SeqCst)
+    }
+
+    fn cut(&self) {
+        self.cut.notify_waiters();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cut.notify_waiters();
+    }
+}
+
+/// Waits until `holds`, for at most `limit`, saying `what` if it does not.
+async fn wait_until(what: &str, limit: Duration, holds: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !holds() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A listener on `address`, once it is free again (a listener on it just closed).
+async fn bind_again(address: SocketAddr) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return listener,
+            Err(error) => assert!(Instant::now() < deadline, "{address}: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A loopback port nothing listens on (bound, then let go).
@@ -212,17 +293,22 @@ async fn a_node_that_hangs_or_closes_in_the_handshake_is_passed_over_for_the_nex
     let federation = LocalFederation::start(&["green"], dir.path()).await.unwrap();
     let green = federation.relay("green").client_address;
     let ca = federation.ca_certificate();
-    for (first, hangs) in [(silent_node().await, true), (closing_node().await, false)] {
-        let relay = RelayAddress::with_addresses(&[first, green], "green", ca).unwrap();
-        let started = Instant::now();
-        relay.dial().await.unwrap_or_else(|error| panic!("the relay at the second address was not reached past {first}: {error:?}"));
-        if hangs {
-            assert!(started.elapsed() >= CONNECT_TIMEOUT, "the hung node was passed over before its handshake timed out");
-        }
-        let again = Instant::now();
-        relay.dial().await.expect("the node that answered last answers again");
-        assert!(again.elapsed() < CONNECT_TIMEOUT, "the node that answered last was not dialled first");
-    }
+    // The closing node fails fast either way: whether it was dialled again is counted.
+    let (closing, taken) = counted_closing_node().await;
+    let relay = RelayAddress::with_addresses(&[closing, green], "green", ca).unwrap();
+    relay.dial().await.unwrap_or_else(|error| panic!("the relay at the second address was not reached past {closing}: {error:?}"));
+    assert_eq!(taken.load(Ordering::SeqCst), 1, "the closing node was dialled once");
+    relay.dial().await.expect("the node that answered last answers again");
+    assert_eq!(taken.load(Ordering::SeqCst), 1, "the node that answered last was not dialled first");
+    // The hung node: dialled again first, it would cost CONNECT_TIMEOUT.
+    let hung = silent_node().await;
+    let relay = RelayAddress::with_addresses(&[hung, green], "green", ca).unwrap();
+    let started = Instant::now();
+    relay.dial().await.unwrap_or_else(|error| panic!("the relay at the second address was not reached past {hung}: {error:?}"));
+    assert!(started.elapsed() >= CONNECT_TIMEOUT, "the hung node was passed over before its handshake timed out");
+    let again = Instant::now();
+    relay.dial().await.expect("the node that answered last answers again");
+    assert!(again.elapsed() < CONNECT_TIMEOUT, "the node that answered last was not dialled first");
     // A wrong certificate outweighs a refusal and a closed connection, whichever node came last.
     let (refused, closing) = (refusing_port(), closing_node().await);
     let not_blue = RelayAddress::with_addresses(&[green, refused, closing], "blue", ca).unwrap();
@@ -319,8 +405,15 @@ async fn a_device_resumes_past_a_hung_node_and_reaches_its_relay_at_the_next_add
     relay.shutdown().await;
 
     let hung = silent_node().await;
+    // A relay whose only node hangs in the handshake (NetError::Handshake, and nothing else to
+    // say instead): the device starts offline all the same.
+    let alone = RelayAddress::new(hung, "green", &pki.ca_certificate).unwrap();
+    let bob = ChatClient::resume(alone, &bob_path, seeded(3)).await.expect("a relay whose only node hangs is no reason not to start");
+    assert!(!bob.is_online());
+    drop(bob);
+    // A hung node and a node down: the last node's refusal is what the dial says.
     let nodes = RelayAddress::with_addresses(&[hung, node], "green", &pki.ca_certificate).unwrap();
-    let mut bob = ChatClient::resume(nodes, &bob_path, seeded(3)).await.expect("a hung node and a node down are no reason not to start");
+    let mut bob = ChatClient::resume(nodes, &bob_path, seeded(4)).await.expect("a hung node and a node down are no reason not to start");
     assert!(!bob.is_online());
     let relay = start_green(&pki, &path, TcpListener::bind(node).await.unwrap()).await;
     let mut seen = Vec::new();
@@ -331,6 +424,81 @@ async fn a_device_resumes_past_a_hung_node_and_reaches_its_relay_at_the_next_add
     }
     assert_eq!(seen, ["while bob was away"]);
     assert!(bob.is_online());
+    relay.shutdown().await;
+}
+
+/// Once a link came up and closed, blue's relay dials green's again from the address that
+/// answered last: green's relay is named by a node that closes every connection, then green
+/// behind a proxy; the link through the proxy is cut once up, and the next round dials the
+/// proxy first, the closing node not again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_link_closes_the_peer_is_dialled_again_from_the_address_that_answered_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&["green", "blue"]).unwrap();
+    let any = || TcpListener::bind("127.0.0.1:0");
+    let (green_clients, green_federation, blue_clients, blue_federation) = (any().await.unwrap(), any().await.unwrap(), any().await.unwrap(), any().await.unwrap());
+    let address = |listener: &TcpListener| listener.local_addr().unwrap();
+    let (closing, closing_taken) = counted_closing_node().await;
+    let proxy_listener = any().await.unwrap();
+    let proxied = address(&proxy_listener);
+    let proxy = Proxy::start(proxy_listener, address(&green_federation));
+    let peer = |app: &str, addresses: Vec<SocketAddr>| Peer { app: app.into(), addresses, certificate: pki.apps[app].0.clone() };
+    let to_blue = vec![peer("blue", vec![address(&blue_federation)])];
+    let to_green = vec![peer("green", vec![closing, proxied])];
+    let green = start_app(&pki, "green", &dir.path().join("green.redb"), green_clients, green_federation, to_blue).await;
+    let blue = start_app(&pki, "blue", &dir.path().join("blue.redb"), blue_clients, blue_federation, to_green).await;
+
+    // The first round: the closing node, then the proxy.
+    wait_until("blue's relay did not dial green's past the closing node", Duration::from_secs(10), || proxy.taken() == 1).await;
+    assert_eq!(closing_taken.load(Ordering::SeqCst), 1);
+    // Up once it stayed up a second (LINK_SETTLE), then cut.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.cut();
+    wait_until("blue's relay did not dial green's again", Duration::from_secs(10), || proxy.taken() == 2).await;
+    assert_eq!(closing_taken.load(Ordering::SeqCst), 1, "the next round began at the first address, not at the one that answered last");
+    drop(proxy);
+    green.shutdown().await;
+    blue.shutdown().await;
+}
+
+/// A device whose relay went away and that, reconnecting, finds at the relay's address something
+/// whose certificate is not the relay's (another federation's green, behind a proxy that counts
+/// the tries) says so once, as `Event::NotTheRelay`, however often it tries again; and is back
+/// online once its relay is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impostor_met_while_reconnecting_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&["green"]).unwrap();
+    let path = dir.path().join("green.redb");
+    let clients = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = clients.local_addr().unwrap();
+    let relay = start_green(&pki, &path, clients).await;
+    let mut alice = ChatClient::register(RelayAddress::new(node, "green", &pki.ca_certificate).unwrap(), "alice@green", 1, seeded(1)).await.unwrap();
+    relay.shutdown().await;
+
+    let other = Pki::generate(&["green"]).unwrap();
+    let impostor_clients = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let impostor_at = impostor_clients.local_addr().unwrap();
+    let impostor = start_green(&other, &dir.path().join("impostor.redb"), impostor_clients).await;
+    let proxy = Proxy::start(bind_again(node).await, impostor_at);
+    let mut events = Vec::new();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until || proxy.taken() < 3 {
+        assert!(Instant::now() < until + Duration::from_secs(10), "alice's client tried {} times", proxy.taken());
+        events.extend(alice.poll(Duration::from_millis(200)).await.unwrap());
+    }
+    let said: Vec<&Event> = events.iter().filter(|event| matches!(event, Event::NotTheRelay { .. })).collect();
+    assert_eq!(said, [&Event::NotTheRelay { address: node }], "{} tries: {events:?}", proxy.taken());
+    assert!(!alice.is_online());
+
+    drop(proxy);
+    impostor.shutdown().await;
+    let relay = start_green(&pki, &path, bind_again(node).await).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !alice.is_online() {
+        assert!(Instant::now() < deadline, "alice's client did not come back to its relay");
+        alice.poll(Duration::from_millis(200)).await.unwrap();
+    }
     relay.shutdown().await;
 }
 

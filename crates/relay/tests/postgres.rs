@@ -273,7 +273,8 @@ fn a_commit_whose_wait_for_the_synchronous_standby_was_cancelled_is_an_error() {
 /// lock connection is gone it hears so, can commit nothing more, and the second takes over with
 /// what the first committed. A node of another app pointed at the same database is never active
 /// with them: it is refused at once (the database records whose state it holds), and the lock is
-/// the database's, so even with that record gone it only waits, and is refused once it has the lock.
+/// the database's, so even with that record gone it only waits, and is refused as soon as the
+/// record is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_on_a_database_is_active_whatever_its_app_and_a_node_that_loses_its_lock_commits_nothing() {
     let server = Server::start();
@@ -306,8 +307,12 @@ async fn one_node_on_a_database_is_active_whatever_its_app_and_a_node_that_loses
     assert!(!standby.is_finished(), "the second node took the lock the first holds");
 
     // The first node's lock connection is ended by the server (as a crash or a network loss
-    // would end it); its store's connection lives on. One lock is held on the database.
-    let ended = server.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'");
+    // would end it); its store's connection lives on. One connection holds locks on the
+    // database (the database's, and green's of earlier versions).
+    let ended = server.sql(
+        "SELECT count(pg_terminate_backend(pid)) FROM (SELECT DISTINCT pid FROM pg_locks \
+           WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock') AS holders",
+    );
     assert_eq!(ended.trim(), "1", "green's lock connection");
     let why = tokio::time::timeout(Duration::from_secs(5), a.lost()).await.expect("the first node hears it lost its lock");
     assert!(why.contains("lock connection"), "{why}");
@@ -332,16 +337,126 @@ async fn one_node_on_a_database_is_active_whatever_its_app_and_a_node_that_loses
     assert!(!other.is_finished(), "blue's node took a lock while green's active node holds the database's");
     tokio::task::block_in_place(|| store_b.commit(&[Mutation::PutEnvelope { device: device.clone(), seq: 2, envelope: envelope(2) }])).unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(1200), b.lost()).await.is_err(), "the second node keeps its lock");
-    // Green is recorded again (as its next start would); once green's node is gone, blue's
-    // takes the lock, finds green's record, and lets the lock go.
+    // Green is recorded again (as its next start would): blue's node, which looks at the record
+    // while it waits, is refused while green's node still holds the lock.
     server.sql("INSERT INTO relay_app (app) VALUES (convert_to('green', 'UTF8'))");
-    drop((b, store_b));
     let error = tokio::task::spawn_blocking(move || other.join().unwrap()).await.unwrap().expect_err("blue's node on green's database");
     assert_eq!(PostgresRefusal::of(&error), Some(&refused), "{}", error.chain());
-    // Its connection, and the lock with it, ends as the server notices the client went.
+    assert!(tokio::time::timeout(Duration::from_millis(100), b.lost()).await.is_err(), "the second node keeps its lock");
+    // Once green's node is gone, no lock is left: blue's connection held none.
+    drop((b, store_b));
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted").trim() != "0" {
         assert!(Instant::now() < deadline, "the refused node kept the database's lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A node of another app that finds no record of the app the database holds (here: none yet, as
+/// on a new database whose first node is between its lock and its record) waits, but looks at
+/// the record while it does: once the active node has recorded its app, it is refused within
+/// seconds, not left waiting for that node to die.
+#[test]
+fn a_node_of_another_app_is_refused_once_the_active_node_records_its_app() {
+    let server = Server::start();
+    let url = server.url();
+    let green = Leadership::acquire(&url, "green", |_| panic!("the first node waits for no one")).unwrap();
+    // As if green's node had not recorded its app yet: not even the table is there.
+    server.sql("DROP TABLE relay_app");
+    let (waiting, waited) = std::sync::mpsc::channel();
+    let (ended, end) = std::sync::mpsc::channel();
+    let blue = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let _ = ended.send(Leadership::acquire(&url, "blue", move |_| waiting.send(()).unwrap()).map(|_| ()));
+        })
+    };
+    waited.recv_timeout(Duration::from_secs(10)).expect("blue's node waits: no app is recorded yet");
+    assert!(end.recv_timeout(Duration::from_millis(1500)).is_err(), "blue's node stopped waiting while green's holds the lock and no app is recorded");
+    // Green's node records its app, as it does once it holds the lock.
+    server.sql("CREATE TABLE relay_app (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), app bytea NOT NULL)");
+    server.sql("INSERT INTO relay_app (app) VALUES (convert_to('green', 'UTF8'))");
+    let error = end
+        .recv_timeout(Duration::from_secs(5))
+        .expect("blue's node is refused within seconds of green's record, not once green's node dies")
+        .expect_err("blue's node on green's database");
+    let refused = PostgresRefusal::AnotherApp { app: "blue".into(), holder: "green".into() };
+    assert_eq!(PostgresRefusal::of(&error), Some(&refused), "{}", error.chain());
+    blue.join().unwrap();
+    // Green's node holds on.
+    let lost = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+        tokio::time::timeout(Duration::from_millis(600), green.lost()).await
+    });
+    assert!(lost.is_err(), "green's node lost its lock: {lost:?}");
+}
+
+/// The lock and fence keys nodes of earlier versions took for `app`: FNV-1a (64 bits) of
+/// "switchboard-relay active node\0{app}" and "… commit fence\0{app}", as they computed them
+/// (written out here again, apart from the relay's own copy).
+fn earlier_keys(app: &str) -> (i64, i64) {
+    let hash = |what: &str| {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in format!("switchboard-relay {what}\0{app}").bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        i64::from_ne_bytes(hash.to_ne_bytes())
+    };
+    (hash("active node"), hash("commit fence"))
+}
+
+/// A rolling upgrade: a node of an earlier version (its lock and fence keyed by the app, played
+/// here by a plain connection) keeps a node of this version waiting, as a standby, while it holds
+/// its lock; once it lets it go, the new node waits for the old one's last batch, then is active
+/// and holds the old lock (a node of an earlier version now waits), and its batches take the
+/// old fence too (an old node taking over waits for them).
+#[test]
+fn a_node_of_an_earlier_version_keeps_a_new_node_waiting_and_its_last_batch_ends_first() {
+    let server = Server::start();
+    let url = server.url();
+    let (old_lock, old_fence) = earlier_keys("green");
+    let mut old = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    old.execute("SELECT pg_advisory_lock($1)", &[&old_lock]).unwrap();
+    let (waiting, waited) = std::sync::mpsc::channel();
+    let (ended, end) = std::sync::mpsc::channel();
+    let new = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let _ = ended.send(Leadership::acquire(&url, "green", move |_| waiting.send(()).unwrap()));
+        })
+    };
+    waited.recv_timeout(Duration::from_secs(10)).expect("the new node says it waits for the old one");
+    assert!(end.recv_timeout(Duration::from_millis(1500)).is_err(), "the new node became active while a node of an earlier version holds its lock");
+    // The old node's last batch holds the old fence, shared, as it lets its lock go.
+    let mut batch = old.transaction().unwrap();
+    batch.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&old_fence]).unwrap();
+    batch.execute("SELECT pg_advisory_unlock($1)", &[&old_lock]).unwrap();
+    assert!(end.recv_timeout(Duration::from_millis(1000)).is_err(), "the new node loaded before the old node's last batch ended");
+    batch.commit().unwrap();
+    let leadership = end.recv_timeout(Duration::from_secs(5)).expect("the new node is active once the old one is gone").unwrap();
+    new.join().unwrap();
+    // A node of an earlier version started now waits for the new one.
+    let free: bool = old.query_one("SELECT pg_try_advisory_lock($1)", &[&old_lock]).unwrap().get(0);
+    assert!(!free, "the new node does not hold the lock of earlier versions");
+    // The new node's batches take the old fence, shared: one waits while an old node (having
+    // taken over) holds it exclusively, as it does before it loads.
+    let (mut store, _) = PostgresStore::open_active(&url, &leadership).unwrap();
+    old.execute("SELECT pg_advisory_lock($1)", &[&old_fence]).unwrap();
+    let (committed, commit) = std::sync::mpsc::channel();
+    let committing = std::thread::spawn(move || {
+        let device: DeviceKey = ("bob@green".into(), 1);
+        let _ = committed.send(store.commit(&[Mutation::PutEnvelope { device, seq: 1, envelope: envelope(1) }]));
+        store
+    });
+    assert!(commit.recv_timeout(Duration::from_millis(1000)).is_err(), "a batch of the new node did not wait for the old fence");
+    old.execute("SELECT pg_advisory_unlock($1)", &[&old_fence]).unwrap();
+    commit.recv_timeout(Duration::from_secs(5)).expect("the batch goes on once the old fence is free").unwrap();
+    drop(committing.join().unwrap());
+    // Once the new node is gone, the old lock is free for a node of an earlier version.
+    drop(leadership);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !old.query_one("SELECT pg_try_advisory_lock($1)", &[&old_lock]).unwrap().get::<_, bool>(0) {
+        assert!(Instant::now() < deadline, "the new node kept the lock of earlier versions once gone");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -399,7 +514,7 @@ async fn one_slow_check_of_the_lock_connection_does_not_lose_the_lock() {
         let opened = PostgresStore::open_active(&url, &a).unwrap();
         (a, opened)
     });
-    let pid = server.sql("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'");
+    let pid = server.sql("SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'");
     let pid = pid.trim().to_owned();
     assert!(pid.parse::<u32>().is_ok(), "one lock connection: {pid:?}");
     let signal = |what: &str| assert!(std::process::Command::new("kill").args([what, pid.as_str()]).status().unwrap().success());

@@ -505,6 +505,7 @@ async fn accept_links(
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
+            keep_link_alive(&stream, source);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 // A relay whose certificate this federation's CA did not issue lands here.
@@ -542,6 +543,42 @@ fn ended(error: Option<String>) -> String {
         Some(error) if error.contains("close_notify") => "the other side went away".to_owned(),
         Some(error) => error,
         None => "closed".to_owned(),
+    }
+}
+
+/// TCP keepalive on federation links (dialled and accepted): the first probe after this much
+/// silence, then every [`LINK_KEEPALIVE_INTERVAL`], [`LINK_KEEPALIVE_RETRIES`] of them. Without
+/// it, a link to a node whose machine vanished (no reset sent) stays half open: its reader waits
+/// for the kernel's two hours, and mail queued for the peer goes nowhere.
+const LINK_KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// See [`LINK_KEEPALIVE_IDLE`].
+const LINK_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// See [`LINK_KEEPALIVE_IDLE`].
+const LINK_KEEPALIVE_RETRIES: u32 = 3;
+/// How long data sent on a federation link may go unacknowledged by the other machine before
+/// the kernel drops the link (`TCP_USER_TIMEOUT`, Linux; on Linux it also bounds the keepalive
+/// probes): otherwise about 15 minutes of retransmissions. A link dropped this way is dialled
+/// again, from the peer's next address once the dead one fails.
+const LINK_USER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Sets TCP keepalive ([`LINK_KEEPALIVE_IDLE`]) and, on Linux, [`LINK_USER_TIMEOUT`] on a
+/// federation link's socket, so that a link whose other machine vanished is dropped (and
+/// dialled again) within about half a minute.
+fn keep_alive(stream: &TcpStream) -> std::io::Result<()> {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new().with_time(LINK_KEEPALIVE_IDLE);
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos", target_os = "freebsd", target_os = "windows"))]
+    let keepalive = keepalive.with_interval(LINK_KEEPALIVE_INTERVAL).with_retries(LINK_KEEPALIVE_RETRIES);
+    socket.set_tcp_keepalive(&keepalive)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket.set_tcp_user_timeout(Some(LINK_USER_TIMEOUT))?;
+    Ok(())
+}
+
+/// [`keep_alive`], or a debug line saying why not: a link without it still works.
+fn keep_link_alive(stream: &TcpStream, peer: SocketAddr) {
+    if let Err(error) = keep_alive(stream) {
+        tracing::debug!(%peer, %error, "could not set TCP keepalive on a federation link");
     }
 }
 
@@ -652,6 +689,7 @@ async fn handshake(
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, DialFailure> {
     let stream = TcpStream::connect(address).await.map_err(|e| DialFailure::Unreachable(e.to_string()))?;
     let _ = stream.set_nodelay(true);
+    keep_link_alive(&stream, address);
     let name = ServerName::try_from(peer.app.clone()).map_err(|e| DialFailure::Refused(e.to_string()))?;
     let tls = connector.connect(name, stream).await.map_err(|e| DialFailure::Refused(format!("{}: {e}", handshake_failure(&e))))?;
     let presented = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).cloned();
@@ -692,4 +730,28 @@ async fn link(
 /// Encodes `message` as one frame (for callers building their own connections).
 pub fn frame(message: &impl Message) -> Vec<u8> {
     encode_frame(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_federation_socket_gets_keepalive_and_a_user_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dialled = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        for stream in [&dialled, &accepted] {
+            keep_alive(stream).unwrap();
+            let socket = socket2::SockRef::from(stream);
+            assert!(socket.keepalive().unwrap());
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            {
+                assert_eq!(socket.tcp_keepalive_time().unwrap(), LINK_KEEPALIVE_IDLE);
+                assert_eq!(socket.tcp_keepalive_interval().unwrap(), LINK_KEEPALIVE_INTERVAL);
+                assert_eq!(socket.tcp_keepalive_retries().unwrap(), LINK_KEEPALIVE_RETRIES);
+                assert_eq!(socket.tcp_user_timeout().unwrap(), Some(LINK_USER_TIMEOUT));
+            }
+        }
+    }
 }

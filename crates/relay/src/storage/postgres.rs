@@ -218,7 +218,7 @@ impl PostgresStore {
     }
 
     /// Like [`Self::open`], for the active node of an app whose nodes share the database: call it
-    /// once `leadership` holds the app's lock. Each batch then commits only while that lock is
+    /// once `leadership` holds the database's lock. Each batch then commits only while that lock is
     /// still held (see [`Leadership`]); once it is lost, [`Store::commit`] fails. Like
     /// [`Self::open`], refuses a `url` that names more than one host: the lock and this store's
     /// connections must reach the same server.

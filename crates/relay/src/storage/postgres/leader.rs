@@ -42,8 +42,29 @@
 //! at start and can be deleted; rather than the lock alone, because a misconfigured node would be
 //! a silent standby waiting to serve another app's state, not an error at start.
 //!
-//! Nodes of earlier versions took a lock keyed by the app: stop every node of an app before
-//! starting a node of this version on its database, or the two kinds would not exclude each other.
+//! A node of another app that finds no record yet (a new database whose first node is between
+//! its lock and its record, a database an earlier version filled, a deleted record) does not
+//! block in the lock: it tries the lock and looks at the record again every `WAIT_POLL` (1 s),
+//! and is refused as soon as the record names another app, rather than waiting silently for
+//! that app's node to die. The cost is that a standby takes a freed lock up to `WAIT_POLL`
+//! late, and that standbys are not served in the order they came.
+//!
+//! # Nodes of earlier versions (a rolling upgrade)
+//!
+//! Nodes of earlier versions took a lock keyed by the app (FNV-1a of the app's name: see
+//! `app_keys`), and their batches took a fence keyed by it too; alone, the database's lock would
+//! exclude none of them. So a node of this version, once it holds the database's lock and the
+//! record is its app's, also takes its app's old lock, waiting as long as a node of an earlier
+//! version holds it (it says it waits, as for the database's lock), then the old fence,
+//! exclusively, and lets it go (an old node's batch begun before it lost the old lock ends
+//! first), then the database's fence, and only then loads the state. It holds the old lock, on
+//! the same connection, for as long as it holds the database's: an old node waiting for its lock
+//! stays a standby. Its batches take both fences, shared: an old node that takes over from it
+//! (the old lock freed with its connection) waits for its last batch as it would for an old
+//! node's. So old and new nodes of one app may run together during an upgrade, one of them
+//! active; stopping the old ones first is not needed. An old node of *another* app on the same
+//! database is not excluded (its old lock is another key): that was the earlier versions' fault,
+//! which this version only ends for itself.
 //!
 //! # Fencing
 //!
@@ -52,10 +73,11 @@
 //! and must stop at once. Between the loss
 //! and its exit it may still try to commit: every batch of a store opened with
 //! [`PostgresStore::open_active`](super::PostgresStore::open_active) first takes a shared lock on
-//! a second key (the fence) and checks, in the same transaction, that its own lock connection
-//! still holds the database's lock; a new active node, once it holds that lock, takes the fence
-//! exclusively (and lets it go) before it loads the state. So a batch of the old node either
-//! committed before the new node loaded, or fails.
+//! a second key (the fence; and the app's old fence, see above) and checks, in the same
+//! transaction, that its own lock connection still holds the database's lock; a new active node,
+//! once it holds that lock, takes the fence exclusively (and lets it go; the app's old fence
+//! first) before it loads the state. So a batch of the old node either committed before the new
+//! node loaded, or fails.
 //!
 //! The fence is two statements in the batch's transaction, prepared once per connection: the
 //! first takes the shared lock, the second (only then) looks for the lock connection among the
@@ -116,12 +138,35 @@ fn keys() -> (i64, i64) {
     (hash("active node"), hash("commit fence"))
 }
 
+/// The advisory lock keys nodes of earlier versions took for `app`: its lock, and the fence their
+/// commits took shared. FNV-1a (64 bits) of a fixed name and the app, byte for byte what those
+/// versions computed (see the module's docs: a node of this version takes both too, so that old
+/// and new nodes of one app exclude each other). Never to change.
+fn app_keys(app: &str) -> (i64, i64) {
+    let hash = |what: &str| {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in "switchboard-relay ".bytes().chain(what.bytes()).chain([0]).chain(app.bytes()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        i64::from_ne_bytes(hash.to_ne_bytes())
+    };
+    (hash("active node"), hash("commit fence"))
+}
+
+/// How often a node waiting for the database's lock tries it again, and looks again at which
+/// app the database is recorded as holding (see the module's docs): the longest a standby takes
+/// a freed lock late, and a node of another app goes unrefused once the record names its app.
+const WAIT_POLL: Duration = Duration::from_secs(1);
+
 /// The record of the app whose state the database holds: one row at most (its key can only be
 /// true), made by the lock connection under the lock (see the module's docs).
 const RELAY_APP_TABLE: &str = "CREATE TABLE IF NOT EXISTS relay_app (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), app bytea NOT NULL)";
 
-/// Bytes of a recorded app an error shows at most: an app's name is at most 63 (it is a
-/// certificate's name), and the record is read back from a database that may hold anything.
+/// Bytes of a recorded app an error shows at most. An app's name has no length limit of its own
+/// (`check_app` sets none), and the record is read back from a database that may hold anything:
+/// the name shown is cut at this many bytes, and escaped ([`PostgresRefusal::AnotherApp`]'s text
+/// shows it with `{:?}`), whatever its length.
 const APP_SHOWN: usize = 64;
 
 /// What a store opened by the active node checks before each batch (see the module's docs).
@@ -131,6 +176,9 @@ pub(super) struct Fence {
     lock: i64,
     /// The key commits take shared.
     fence: i64,
+    /// The fence of the app's nodes of earlier versions ([`app_keys`]), which commits take
+    /// shared too: an old node that takes over waits for this node's last batch.
+    app_fence: i64,
     /// The backend of the lock connection: its pid.
     holder: i32,
     /// … and when it started (`backend_start`, microseconds since 1970): a pid may be reused.
@@ -139,7 +187,8 @@ pub(super) struct Fence {
 
 /// The fence's two statements, prepared on the writer's connection (see [`Fence::prepare`]).
 pub(super) struct FenceStatements {
-    /// Takes the fence, shared, until the transaction ends.
+    /// Takes the fences (the database's, then the app's old one), shared, until the
+    /// transaction ends.
     take: Statement,
     /// Whether the lock connection holds the database's lock.
     held: Statement,
@@ -151,7 +200,7 @@ const STARTED: &str = "(extract(epoch FROM backend_start) * 1000000)::int8";
 impl Fence {
     /// Prepares the fence's statements on `client` (the writer's connection), once.
     pub(super) fn prepare(client: &mut Client) -> Result<FenceStatements, postgres::Error> {
-        let take = client.prepare("SELECT pg_advisory_xact_lock_shared($1::int8)")?;
+        let take = client.prepare("SELECT pg_advisory_xact_lock_shared($1::int8), pg_advisory_xact_lock_shared($2::int8)")?;
         // pg_locks shows a bigint advisory key as its high half (classid) and low half (objid),
         // objsubid 1.
         let held = client.prepare(&format!(
@@ -163,11 +212,11 @@ impl Fence {
         Ok(FenceStatements { take, held })
     }
 
-    /// Takes the fence (shared, until the transaction ends), then, in a second statement, fails
+    /// Takes the fences (shared, until the transaction ends), then, in a second statement, fails
     /// unless the lock connection still holds the database's lock.
     pub(super) fn check(&self, statements: &FenceStatements, txn: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
         let checking = "checking that this node is still the active one";
-        txn.execute(&statements.take, &[&self.fence]).map_err(failed(checking))?;
+        txn.execute(&statements.take, &[&self.fence, &self.app_fence]).map_err(failed(checking))?;
         let high = (self.lock >> 32) & 0xffff_ffff;
         let low = self.lock & 0xffff_ffff;
         let row = txn.query_one(&statements.held, &[&self.holder, &self.started, &high, &low]).map_err(failed(checking))?;
@@ -183,8 +232,9 @@ impl Fence {
 /// state and serves, the others wait in [`Self::acquire`]. The lock is the database's, whatever
 /// app a node serves, so a node of another app is never active beside it; and the database
 /// records the app it holds, so such a node is refused rather than left waiting to serve another
-/// app's state. One at a time because the relay core
-/// keeps its state in memory and is its only writer; active-active would need state read from
+/// app's state. A node of an earlier version, which took a lock keyed by its app, is excluded
+/// too: this one also takes that lock (see the module's docs). One at a time because the relay
+/// core keeps its state in memory and is its only writer; active-active would need state read from
 /// the database (or sharded, one writer a shard), sequence numbers the database hands out and
 /// notifications between nodes. A node must stop at once when [`Self::lost`] resolves; until it
 /// does, a store opened with [`PostgresStore::open_active`](super::PostgresStore::open_active)
@@ -209,14 +259,18 @@ impl Leadership {
     /// Connects to the database `url` names and takes its lock for a node of `app`, blocking the
     /// calling thread until it has it: at once when no other node holds it; otherwise, after
     /// calling `waiting` (with the server and database, never a password), for as long as
-    /// another node holds it. Then waits for the last batch of a former active node to end (see
-    /// above), and records `app` as the app the database holds if no app is recorded yet. Safe
-    /// from any thread; inside a tokio runtime, call it where blocking is allowed.
+    /// another node holds it (trying again every second). Then records `app` as the app the
+    /// database holds if no app is recorded yet; takes `app`'s lock of earlier versions, waiting
+    /// (after calling `waiting`, if it has not yet) for as long as a node of an earlier version
+    /// holds it; and waits for the last batch of a former active node, old or new, to end (see
+    /// the module's docs). Safe from any thread; inside a tokio runtime, call it where blocking
+    /// is allowed.
     ///
     /// Refuses a `url` naming more than one host ([`PostgresRefusal::MoreThanOneHost`]: the lock
     /// and the store's connections must reach one server), and a database recorded as holding
-    /// another app's state ([`PostgresRefusal::AnotherApp`]), before waiting when the record is
-    /// there then, or once it holds the lock (and lets it go).
+    /// another app's state ([`PostgresRefusal::AnotherApp`]): before waiting, when the record is
+    /// there then; while waiting, within a second of the record appearing; and once it holds
+    /// the lock (letting it go).
     pub fn acquire(url: &str, app: &str, waiting: impl FnOnce(&str)) -> Result<Leadership, StoreError> {
         let mut config = super::parse(url)?;
         // A silent network drop is noticed by the heartbeat's timeout once active; while
@@ -224,6 +278,7 @@ impl Leadership {
         config.keepalives(true).keepalives_idle(Duration::from_secs(5)).keepalives_interval(Duration::from_secs(2)).keepalives_retries(3);
         let named = target(&config);
         let (lock, fence) = keys();
+        let (_, app_fence) = app_keys(app);
         let app = app.to_owned();
         let (steps, step) = mpsc::channel::<Result<Step, StoreError>>();
         let (stop, stopped) = mpsc::channel::<()>();
@@ -270,7 +325,7 @@ impl Leadership {
                 }
             }
         };
-        Ok(Leadership { target: named, fence: Fence { lock, fence, holder, started }, lost, _stop: stop })
+        Ok(Leadership { target: named, fence: Fence { lock, fence, app_fence, holder, started }, lost, _stop: stop })
     }
 
     /// Resolves when the lock connection is lost (or its thread ended), with why: the node is no
@@ -299,8 +354,10 @@ impl std::fmt::Debug for Leadership {
 }
 
 /// On the lock's thread: connects, refuses a database recorded as another app's, takes the lock
-/// (saying so first if it must wait), then the fence and lets it go; then records `app` if no
-/// app is recorded, and refuses the database if another is.
+/// (saying so first if it must wait, and refusing the database as soon as another app is
+/// recorded meanwhile); records `app` if no app is recorded, and refuses the database if another
+/// is; takes `app`'s lock of earlier versions (saying so first if it must wait and has not
+/// yet); then the old fence and the database's, each exclusively, letting each go.
 fn take_lock(config: &Config, app: &str, lock: i64, fence: i64, steps: &mpsc::Sender<Result<Step, StoreError>>) -> Result<Client, StoreError> {
     let mut client = connect(config)?;
     let taking = "taking the database's lock";
@@ -314,34 +371,66 @@ fn take_lock(config: &Config, app: &str, lock: i64, fence: i64, steps: &mpsc::Se
         )
         .map_err(failed(taking))?;
     // Another app's database is refused now rather than after a wait for its node's lock.
-    let checking = "checking which app the database holds";
-    let recorded: bool = client.query_one("SELECT to_regclass('relay_app') IS NOT NULL", &[]).and_then(|row| row.try_get(0)).map_err(failed(checking))?;
-    if recorded {
-        recorded_app_is(&mut client, app)?;
-    }
+    check_recorded_app(&mut client, app)?;
     let row = client
         .query_one(&format!("SELECT pid, {STARTED} FROM pg_stat_activity WHERE pid = pg_backend_pid()"), &[])
         .map_err(failed(taking))?;
     let holder: i32 = row.try_get(0).map_err(failed(taking))?;
     let started: i64 = row.try_get(1).map_err(failed(taking))?;
-    let free: bool = client.query_one("SELECT pg_try_advisory_lock($1::int8)", &[&lock]).and_then(|row| row.try_get(0)).map_err(failed(taking))?;
-    if !free {
-        steps.send(Ok(Step::Waiting)).map_err(|_| StoreError::new("no one waits for the lock any more"))?;
-        client.execute("SELECT pg_advisory_lock($1::int8)", &[&lock]).map_err(failed(taking))?;
+    let waiting = || steps.send(Ok(Step::Waiting)).map_err(|_| StoreError::new("no one waits for the lock any more"));
+    let mut said_waiting = false;
+    // Tried, not waited for in pg_advisory_lock: between tries the record is looked at again, so
+    // that a node of another app is refused once the active node has recorded its app, rather
+    // than wait silently for that node to die (see the module's docs).
+    while !try_lock(&mut client, lock, taking)? {
+        if !said_waiting {
+            waiting()?;
+            said_waiting = true;
+        }
+        std::thread::sleep(WAIT_POLL);
+        check_recorded_app(&mut client, app)?;
     }
-    // A batch a former active node began before it lost the lock ends (commits or fails) before
-    // this node loads the state.
-    let fencing = "waiting for a former active node's last batch";
-    client.execute("SELECT pg_advisory_lock($1::int8)", &[&fence]).map_err(failed(fencing))?;
-    client.execute("SELECT pg_advisory_unlock($1::int8)", &[&fence]).map_err(failed(fencing))?;
-    // Under the lock, so no other node writes or reads the record meanwhile: the first app to
-    // hold the lock is the one recorded. A refusal drops the connection, and the lock with it.
+    // Under the lock, so no other node of this version writes or reads the record meanwhile: the
+    // first app to hold the lock is the one recorded. A refusal drops the connection, and the
+    // lock with it.
     let recording = "recording which app the database holds";
     client.batch_execute(RELAY_APP_TABLE).map_err(failed(recording))?;
     client.execute("INSERT INTO relay_app (app) VALUES ($1) ON CONFLICT DO NOTHING", &[&app.as_bytes()]).map_err(failed(recording))?;
     recorded_app_is(&mut client, app)?;
+    // The app's lock of earlier versions, held with the database's for as long as this
+    // connection lives: a node of an earlier version serving the app keeps this one waiting, and
+    // one waiting for it stays a standby (see the module's docs). Waited for in the server: only
+    // old nodes of this app take it, and the record was checked under the database's lock.
+    let (app_lock, app_fence) = app_keys(app);
+    let upgrading = "taking the lock nodes of earlier versions take for the app";
+    if !try_lock(&mut client, app_lock, upgrading)? {
+        if !said_waiting {
+            waiting()?;
+        }
+        client.execute("SELECT pg_advisory_lock($1::int8)", &[&app_lock]).map_err(failed(upgrading))?;
+    }
+    // A batch a former active node began before it lost its lock ends (commits or fails) before
+    // this node loads the state: an old node's, under the app's old fence, then a new one's.
+    let fencing = "waiting for a former active node's last batch";
+    for key in [app_fence, fence] {
+        client.execute("SELECT pg_advisory_lock($1::int8)", &[&key]).map_err(failed(fencing))?;
+        client.execute("SELECT pg_advisory_unlock($1::int8)", &[&key]).map_err(failed(fencing))?;
+    }
     steps.send(Ok(Step::Held(holder, started))).map_err(|_| StoreError::new("no one waits for the lock any more"))?;
     Ok(client)
+}
+
+/// Takes the advisory lock `key` for the session if it is free: whether it did.
+fn try_lock(client: &mut Client, key: i64, what: &'static str) -> Result<bool, StoreError> {
+    client.query_one("SELECT pg_try_advisory_lock($1::int8)", &[&key]).and_then(|row| row.try_get(0)).map_err(failed(what))
+}
+
+/// [`recorded_app_is`], when the database has the record's table (a database no node of this
+/// version has locked yet has none: no refusal).
+fn check_recorded_app(client: &mut Client, app: &str) -> Result<(), StoreError> {
+    let checking = "checking which app the database holds";
+    let recorded: bool = client.query_one("SELECT to_regclass('relay_app') IS NOT NULL", &[]).and_then(|row| row.try_get(0)).map_err(failed(checking))?;
+    if recorded { recorded_app_is(client, app) } else { Ok(()) }
 }
 
 /// Fails with [`PostgresRefusal::AnotherApp`] when the database is recorded as holding the state
@@ -372,6 +461,17 @@ mod tests {
         let (lock, fence) = keys();
         assert_eq!((lock, fence), (0x3d72_c8f0_859f_5f5a, 0x7c1a_95b3_3677_2f10));
         assert_ne!(lock, fence);
+    }
+
+    #[test]
+    fn the_keys_of_earlier_versions_are_theirs() {
+        // What `keys(app)` of the versions before the database's lock computed (FNV-1a of
+        // "switchboard-relay active node\0green"): a change would let old and new nodes of an
+        // app be active at once during an upgrade.
+        let (lock, fence) = app_keys("green");
+        assert_eq!((lock as u64, fence as u64), (0xb238_e3eb_4629_defe, 0x7d5a_774b_34ca_86fe));
+        assert_ne!(app_keys("green"), app_keys("blue"));
+        assert!(![lock, fence].contains(&keys().0) && ![lock, fence].contains(&keys().1));
     }
 
     #[test]
