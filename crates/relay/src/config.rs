@@ -34,8 +34,8 @@
 //! (`host=… port=… user=… dbname=…`, or `postgresql://…`); the relay creates its tables there on
 //! every start if they are missing, so its role needs CREATE on the database's `public` schema
 //! (on PostgreSQL 15 and later, make the role the database's owner: `createdb -O <role> …`).
-//! Each app's relay needs a database of its own (a node of another app is refused a database
-//! that holds an app's state, see [`Leadership`](crate::storage::Leadership)), and `url` must
+//! Each app's relay needs a database of its own (a node is refused a database recorded as
+//! holding another app's state, see [`Leadership`](crate::storage::Leadership)), and `url` must
 //! name one host (the primary; see [`PostgresRefusal`](crate::storage::PostgresRefusal)). The
 //! connection is made without TLS (a server on loopback, a Unix socket, or a network the relay
 //! trusts), and a password in `url` is never printed: keep the file readable by the relay's user

@@ -548,8 +548,10 @@ fn ended(error: Option<String>) -> String {
 
 /// TCP keepalive on federation links (dialled and accepted): the first probe after this much
 /// silence, then every [`LINK_KEEPALIVE_INTERVAL`], [`LINK_KEEPALIVE_RETRIES`] of them. Without
-/// it, a link to a node whose machine vanished (no reset sent) stays half open: its reader waits
-/// for the kernel's two hours, and mail queued for the peer goes nowhere.
+/// it (nothing set `SO_KEEPALIVE` before), a link to a node whose machine vanished (no reset
+/// sent) stays half open: no probe is ever sent, so its reader waits indefinitely, and mail
+/// written to the peer goes nowhere until the kernel gives up on it after about 15 minutes of
+/// retransmissions (the link's reads and writes then fail).
 const LINK_KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
 /// See [`LINK_KEEPALIVE_IDLE`].
 const LINK_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
@@ -563,7 +565,11 @@ const LINK_USER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Sets TCP keepalive ([`LINK_KEEPALIVE_IDLE`]) and, on Linux, [`LINK_USER_TIMEOUT`] on a
 /// federation link's socket, so that a link whose other machine vanished is dropped (and
-/// dialled again) within about half a minute.
+/// dialled again). An idle one after about 20 s of silence on Linux (probes at 10 s and 15 s,
+/// then [`LINK_USER_TIMEOUT`]), 25 s elsewhere (10 + 3 × 5). While data sent on it is
+/// unacknowledged no keepalive probe is sent: on Linux [`LINK_USER_TIMEOUT`] drops it 20 s after
+/// the first unacknowledged write (up to about 40 s in all); elsewhere only the retransmission
+/// timeout does (minutes).
 fn keep_alive(stream: &TcpStream) -> std::io::Result<()> {
     let socket = socket2::SockRef::from(stream);
     let keepalive = socket2::TcpKeepalive::new().with_time(LINK_KEEPALIVE_IDLE);
@@ -634,7 +640,8 @@ impl DialFailure {
 /// Keeps a link to `peer` up, reconnecting with backoff. Each round dials the peer's addresses in
 /// turn, from the one that answered last (the active node of a relay of several, as long as it
 /// lives), until a link comes up; a round in which none did is followed by a pause, from
-/// [`DIAL_BACKOFF_FIRST`] doubling to [`DIAL_BACKOFF_MAX`]. Says when the link comes up and goes
+/// [`DIAL_BACKOFF_FIRST`] doubling to [`DIAL_BACKOFF_MAX`], and a link that was up and closed by
+/// [`DIAL_BACKOFF_FIRST`] (the doubling starting over). Says when the link comes up and goes
 /// down, and why dialing fails (of a round's failures the one that says most, once, until it
 /// changes).
 async fn dial(

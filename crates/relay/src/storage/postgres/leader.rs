@@ -230,10 +230,11 @@ impl Fence {
 ///
 /// Nodes of one app that share its database take turns: the one holding the lock loads the
 /// state and serves, the others wait in [`Self::acquire`]. The lock is the database's, whatever
-/// app a node serves, so a node of another app is never active beside it; and the database
-/// records the app it holds, so such a node is refused rather than left waiting to serve another
-/// app's state. A node of an earlier version, which took a lock keyed by its app, is excluded
-/// too: this one also takes that lock (see the module's docs). One at a time because the relay
+/// app a node serves, so a node of another app, of this version, is never active beside it; and
+/// the database records the app it holds, so such a node is refused rather than left waiting to
+/// serve another app's state. A node of an earlier version of the same app, which took a lock
+/// keyed by the app, is excluded too: this one also takes that lock (see the module's docs; one
+/// of an earlier version of another app is not excluded). One at a time because the relay
 /// core keeps its state in memory and is its only writer; active-active would need state read from
 /// the database (or sharded, one writer a shard), sequence numbers the database hands out and
 /// notifications between nodes. A node must stop at once when [`Self::lost`] resolves; until it
