@@ -203,17 +203,25 @@ impl PeerConfig {
             (Some(_), Some(_)) => Err(PeerAddressError::Both),
             (None, None) => Err(PeerAddressError::Neither),
             (Some(address), None) => Ok(vec![*address]),
-            (None, Some(addresses)) if addresses.is_empty() => Err(PeerAddressError::Neither),
-            (None, Some(addresses)) if addresses.len() > MAX_PEER_ADDRESSES => Err(PeerAddressError::TooMany { given: addresses.len() }),
-            (None, Some(addresses)) => {
-                // At most MAX_PEER_ADDRESSES (16): comparing each with those before it is cheap.
-                let twice = addresses.iter().enumerate().find(|(i, address)| addresses[..*i].contains(address));
-                match twice {
-                    Some((_, address)) => Err(PeerAddressError::Duplicate { address: *address }),
-                    None => Ok(addresses.clone()),
-                }
-            }
+            (None, Some(addresses)) => check_peer_addresses(addresses).map(|()| addresses.clone()),
         }
+    }
+}
+
+/// Fails unless `addresses` can be a peer's: 1 to [`MAX_PEER_ADDRESSES`] of them, each once.
+/// Checked for a configuration file's peers and again by
+/// [`server::start`](crate::server::start) for peers made in code.
+pub fn check_peer_addresses(addresses: &[SocketAddr]) -> Result<(), PeerAddressError> {
+    if addresses.is_empty() {
+        return Err(PeerAddressError::Neither);
+    }
+    if addresses.len() > MAX_PEER_ADDRESSES {
+        return Err(PeerAddressError::TooMany { given: addresses.len() });
+    }
+    // At most MAX_PEER_ADDRESSES (16): comparing each with those before it is cheap.
+    match addresses.iter().enumerate().find(|(i, address)| addresses[..*i].contains(address)) {
+        Some((_, address)) => Err(PeerAddressError::Duplicate { address: *address }),
+        None => Ok(()),
     }
 }
 

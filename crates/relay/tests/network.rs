@@ -330,16 +330,48 @@ async fn start_app(pki: &Pki, app: &str, path: &std::path::Path, clients: TcpLis
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    start(settings(pki, app, peers), clients, federation, store, contents, state).await.unwrap()
+}
+
+/// The settings of `app`'s relay: its certificate and key from `pki`, linked to `peers`.
+fn settings(pki: &Pki, app: &str, peers: Vec<Peer>) -> RelaySettings {
     let (certificate, private_key) = pki.apps[app].clone();
-    let settings = RelaySettings {
+    RelaySettings {
         app: app.into(),
         tls: TlsIdentity { certificate, private_key, ca_certificate: pki.ca_certificate.clone() },
         peers,
         seed: None,
         tap: None,
         rate_limits: Default::default(),
-    };
-    start(settings, clients, federation, store, contents, state).await.unwrap()
+    }
+}
+
+/// A peer made in code, not read from a file, is held to the rules a file's are: no address, more
+/// than `MAX_PEER_ADDRESSES`, or one given twice, and the relay does not start.
+#[tokio::test]
+async fn a_peer_made_in_code_with_addresses_a_file_could_not_give_is_refused_at_start() {
+    use switchboard_relay::config::{MAX_PEER_ADDRESSES, PeerAddressError};
+    use switchboard_relay::server::StartError;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(&["green", "blue"]).unwrap();
+    let one: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let many: Vec<SocketAddr> = (0..=MAX_PEER_ADDRESSES).map(|i| SocketAddr::from(([127, 0, 0, 1], 20_000 + i as u16))).collect();
+    let cases = [
+        (Vec::new(), PeerAddressError::Neither),
+        (many, PeerAddressError::TooMany { given: MAX_PEER_ADDRESSES + 1 }),
+        (vec![one, "127.0.0.1:10".parse().unwrap(), one], PeerAddressError::Duplicate { address: one }),
+    ];
+    for (i, (addresses, expected)) in cases.into_iter().enumerate() {
+        let (store, contents, state) = open_redb(&dir.path().join(format!("green-{i}.redb"))).unwrap();
+        let peer = Peer { app: "blue".into(), addresses, certificate: pki.apps["blue"].0.clone() };
+        let clients = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let federation = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        match start(settings(&pki, "green", vec![peer]), clients, federation, store, contents, state).await {
+            Err(StartError::PeerAddresses { app, source }) => assert_eq!((app.as_str(), source), ("blue", expected)),
+            Err(other) => panic!("case {i}: {other}"),
+            Ok(_) => panic!("case {i}: the relay started with a peer's addresses it should refuse"),
+        }
+    }
 }
 
 /// [`start_app`] for green alone, other relays on any port.

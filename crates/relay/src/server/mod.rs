@@ -53,7 +53,8 @@ pub struct Peer {
     pub app: String,
     /// Where its federation listener is: one address per node of a relay of several (one
     /// active, the others standbys, any order). Dialled in turn, from the one that answered
-    /// last, until a link comes up; never empty ([`start`] refuses a peer without one).
+    /// last, until a link comes up; 1 to [`MAX_PEER_ADDRESSES`](crate::config::MAX_PEER_ADDRESSES),
+    /// each once ([`start`] refuses others: [`StartError::PeerAddresses`]).
     pub addresses: Vec<SocketAddr>,
     /// Its certificate (PEM): the only one accepted as that app.
     pub certificate: String,
@@ -105,11 +106,15 @@ pub enum StartError {
     /// A listener it was given has no local address.
     #[error("a listener's address")]
     Listener(#[source] std::io::Error),
-    /// A peer was given no address to dial.
-    #[error("no address given for {app}'s relay")]
-    NoPeerAddress {
+    /// A peer's addresses cannot be dialled as given: none, more than
+    /// [`MAX_PEER_ADDRESSES`](crate::config::MAX_PEER_ADDRESSES), or one twice.
+    #[error("the addresses given for {app}'s relay")]
+    PeerAddresses {
         /// The peer's app.
         app: String,
+        /// What is wrong with them.
+        #[source]
+        source: crate::config::PeerAddressError,
     },
 }
 
@@ -168,9 +173,7 @@ pub async fn start(
     let connector = TlsConnector::from(tls::client_config(&settings.tls)?);
     let mut peer_certificates = HashMap::new();
     for peer in &settings.peers {
-        if peer.addresses.is_empty() {
-            return Err(StartError::NoPeerAddress { app: peer.app.clone() });
-        }
+        crate::config::check_peer_addresses(&peer.addresses).map_err(|source| StartError::PeerAddresses { app: peer.app.clone(), source })?;
         peer_certificates.insert(certificate_der(&peer.certificate)?, peer.app.clone());
     }
     let peer_certificates = Arc::new(peer_certificates);
