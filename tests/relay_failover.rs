@@ -91,6 +91,18 @@ impl Node {
     }
 
     /// SIGKILL: no chance to flush or close anything.
+    /// How the process exited, once it has, within `limit`; fails with `still` otherwise.
+    fn exited(&mut self, limit: Duration, still: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{still}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -251,14 +263,7 @@ async fn a_standby_node_takes_over_when_the_active_one_is_killed_and_nothing_is_
            WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock') AS holders",
     );
     assert_eq!(ended.trim(), "1", "B's lock connection");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = node_b.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "node B serves on without its lock");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = node_b.exited(Duration::from_secs(5), "node B serves on without its lock");
     assert_eq!(status.code(), Some(3), "{status}");
     assert!(refused(address_b));
     eprintln!(
@@ -306,14 +311,7 @@ async fn a_relay_that_loses_its_database_connection_exits() {
     assert_eq!(ended.trim(), "2", "the relay's writer and reader connections");
     // The next batch fails: the relay stops, and so does its process.
     let _ = tokio::time::timeout(Duration::from_secs(5), alice.send("bob@green", text(0))).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the relay process lives on without its database");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = node.exited(Duration::from_secs(10), "the relay process lives on without its database");
     assert_eq!(status.code(), Some(4), "{status}");
     assert!(refused(address));
     let logged = std::fs::read_to_string(&log).unwrap();

@@ -30,6 +30,11 @@ fn envelope(id: u8) -> Envelope {
     }
 }
 
+/// The batch the lock tests commit: Bob's first envelope.
+fn bob_first() -> [Mutation; 1] {
+    [Mutation::PutEnvelope { device: ("bob@green".into(), 1), seq: 1, envelope: envelope(1) }]
+}
+
 fn frame(id: u8) -> FederationFrame {
     FederationFrame { request_id: u64::from(id), body: Some(federation_frame::Body::Forward(envelope(id))) }
 }
@@ -444,8 +449,7 @@ fn a_node_of_an_earlier_version_keeps_a_new_node_waiting_and_its_last_batch_ends
     old.execute("SELECT pg_advisory_lock($1)", &[&old_fence]).unwrap();
     let (committed, commit) = std::sync::mpsc::channel();
     let committing = std::thread::spawn(move || {
-        let device: DeviceKey = ("bob@green".into(), 1);
-        let _ = committed.send(store.commit(&[Mutation::PutEnvelope { device, seq: 1, envelope: envelope(1) }]));
+        let _ = committed.send(store.commit(&bob_first()));
         store
     });
     assert!(commit.recv_timeout(Duration::from_millis(1000)).is_err(), "a batch of the new node did not wait for the old fence");
@@ -475,8 +479,7 @@ async fn nodes_on_two_databases_of_one_server_do_not_exclude_each_other() {
     });
     assert!(first.target().contains("database postgres") && other.target().contains("database second"), "{} / {}", first.target(), other.target());
     let (mut store, _) = tokio::task::block_in_place(|| PostgresStore::open_active(&second, &other)).unwrap();
-    let device: DeviceKey = ("bob@green".into(), 1);
-    tokio::task::block_in_place(|| store.commit(&[Mutation::PutEnvelope { device, seq: 1, envelope: envelope(1) }])).unwrap();
+    tokio::task::block_in_place(|| store.commit(&bob_first())).unwrap();
 }
 
 /// A `lock_timeout` or `statement_timeout` set for the database (or the role) does not end a
@@ -499,8 +502,7 @@ async fn a_standby_waits_for_the_lock_whatever_timeouts_the_database_sets() {
     drop(a);
     let b = tokio::task::spawn_blocking(move || standby.join().unwrap()).await.unwrap().expect("the second node takes the lock once it is free");
     let (mut store, _) = tokio::task::block_in_place(|| PostgresStore::open_active(&url, &b)).unwrap();
-    let device: DeviceKey = ("bob@green".into(), 1);
-    tokio::task::block_in_place(|| store.commit(&[Mutation::PutEnvelope { device, seq: 1, envelope: envelope(1) }])).unwrap();
+    tokio::task::block_in_place(|| store.commit(&bob_first())).unwrap();
 }
 
 /// One slow check of the lock connection (its backend stopped for longer than a check may take)
@@ -524,8 +526,7 @@ async fn one_slow_check_of_the_lock_connection_does_not_lose_the_lock() {
     signal("-CONT");
     assert!(stalled.is_err(), "one slow check lost the lock: {stalled:?}");
     assert!(tokio::time::timeout(Duration::from_millis(1500), a.lost()).await.is_err(), "the node keeps its lock");
-    let device: DeviceKey = ("bob@green".into(), 1);
-    tokio::task::block_in_place(|| store.commit(&[Mutation::PutEnvelope { device, seq: 1, envelope: envelope(1) }])).unwrap();
+    tokio::task::block_in_place(|| store.commit(&bob_first())).unwrap();
 }
 
 /// Every relay needs its connections on one server: a connection string naming two hosts (here
