@@ -2,6 +2,7 @@
 //! 32-byte zero salt unless one is given (libsignal's v3 choice), and HMAC-SHA256.
 
 use hkdf::Hkdf;
+use hmac::digest::{FixedOutput, Output};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -30,5 +31,14 @@ pub(crate) fn hmac(key: &[u8]) -> HmacSha256 {
 pub(crate) fn hmac_byte(keyed: &HmacSha256, byte: u8) -> [u8; 32] {
     let mut mac = keyed.clone();
     mac.update(&[byte]);
-    mac.finalize().into_bytes().into()
+    hmac_finish(mac)
+}
+
+/// The tag of `mac`. Through `finalize_into` rather than `Mac::finalize`: the latter's
+/// `finalize_fixed`, shared with the `hkdf` crate's calls, is compiled out of line in this crate,
+/// taking the state by copy.
+pub(crate) fn hmac_finish(mac: HmacSha256) -> [u8; 32] {
+    let mut tag = Output::<HmacSha256>::default();
+    mac.finalize_into(&mut tag);
+    tag.into()
 }

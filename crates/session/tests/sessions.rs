@@ -54,8 +54,9 @@ impl Pair {
     fn b_to_a(&mut self, plaintext: &[u8]) -> CiphertextMessage {
         encrypt(&mut self.bob.store, &alice_at(), plaintext).unwrap()
     }
+    /// Bob parses with `parse_owned`, Alice with `parse`, so that every test runs both.
     fn b_receives(&mut self, message: &CiphertextMessage) -> Result<Vec<u8>, Error> {
-        let parsed = CiphertextMessage::parse(message.kind(), message.serialize())?;
+        let parsed = CiphertextMessage::parse_owned(message.kind(), message.serialize().to_vec())?;
         decrypt(&mut self.bob.store, &alice_at(), &parsed, &mut self.rng)
     }
     fn a_receives(&mut self, message: &CiphertextMessage) -> Result<Vec<u8>, Error> {
@@ -464,6 +465,7 @@ fn no_session_and_garbage_give_typed_errors() {
     for bytes in [&[][..], &[0x33], &[0x33; 9], &[0x22, 1, 2, 3], &[0xa1, 0xff, 0xff], &[0x33; 200]] {
         for kind in [MessageKind::PreKey, MessageKind::Signal] {
             assert!(CiphertextMessage::parse(kind, bytes).is_err(), "{bytes:?} parsed as {kind:?}");
+            assert!(CiphertextMessage::parse_owned(kind, bytes.to_vec()).is_err(), "{bytes:?} parsed as {kind:?}");
         }
     }
 }

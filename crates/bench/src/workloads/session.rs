@@ -254,7 +254,8 @@ impl Workload for Encrypt {
 
 /// `decrypt_*`: alice encrypts a batch before the clock starts (each message numbered, see
 /// [`number`]); bob decrypts it from wire bytes, in order (parsing included, as libsignal-c
-/// parses inside its decrypt); the last plaintext of the batch is checked after the clock stops.
+/// parses inside its decrypt; the bytes are moved into the message, as a receiver that owns what it
+/// read does, not copied); the last plaintext of the batch is checked after the clock stops.
 struct Decrypt {
     pair: Pair,
     plaintext: Vec<u8>,
@@ -285,7 +286,7 @@ impl Workload for Decrypt {
             |this, batch| {
                 let pair = &mut this.pair;
                 each(batch, &mut count, |bytes| {
-                    let received = CiphertextMessage::parse(MessageKind::Signal, bytes).expect("parse");
+                    let received = CiphertextMessage::parse_owned(MessageKind::Signal, std::mem::take(bytes)).expect("parse");
                     let got =
                         session::decrypt(&mut pair.bob.store, &pair.alice_at, &received, &mut pair.rng).expect("decrypt");
                     black_box(got)

@@ -103,7 +103,13 @@ impl SignalMessage {
     /// Parses a SignalMessage from the wire. Checks the framing only; the MAC or tag is checked
     /// when it is decrypted.
     pub fn parse(bytes: &[u8]) -> Result<SignalMessage> {
-        Self::parse_within(bytes.to_vec(), 0..bytes.len())
+        Self::parse_owned(bytes.to_vec())
+    }
+
+    /// [`Self::parse`], keeping `bytes` as the message's buffer instead of copying them.
+    pub fn parse_owned(bytes: Vec<u8>) -> Result<SignalMessage> {
+        let wire = 0..bytes.len();
+        Self::parse_within(bytes, wire)
     }
 
     /// Parses the message at `wire` in `buffer`, keeping the buffer (the outer message, for the
@@ -258,7 +264,7 @@ fn v3_mac(mac_key: &[u8; 32], parties: &Parties<'_>, body: &[u8]) -> [u8; MAC_LE
     mac.update(&parties.sender.serialize());
     mac.update(&parties.receiver.serialize());
     mac.update(body);
-    let full = mac.finalize().into_bytes();
+    let full = kdf::hmac_finish(mac);
     let mut truncated = [0u8; MAC_LEN];
     truncated.copy_from_slice(&full[..MAC_LEN]);
     truncated

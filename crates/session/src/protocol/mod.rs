@@ -50,6 +50,15 @@ impl CiphertextMessage {
         })
     }
 
+    /// [`Self::parse`] of bytes the caller gives up: a SignalMessage keeps them as its buffer
+    /// rather than copying them (a PreKeySignalMessage, the rare kind, is still copied).
+    pub fn parse_owned(kind: MessageKind, bytes: Vec<u8>) -> Result<Self> {
+        Ok(match kind {
+            MessageKind::PreKey => CiphertextMessage::PreKey(Box::new(PreKeySignalMessage::parse(&bytes)?)),
+            MessageKind::Signal => CiphertextMessage::Signal(SignalMessage::parse_owned(bytes)?),
+        })
+    }
+
     /// The sender's ratchet public key.
     pub fn ratchet_key(&self) -> &PublicKey {
         match self {
