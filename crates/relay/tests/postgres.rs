@@ -199,13 +199,43 @@ fn the_postgres_store_keeps_what_the_redb_store_keeps() {
 }
 
 #[test]
+fn what_a_store_committed_is_read_back_once_from_memory_and_otherwise_from_the_database() {
+    let server = Server::start();
+    let device: DeviceKey = ("bob@blue".into(), 2);
+    let put = |seq: u64| Mutation::PutEnvelope { device: device.clone(), seq, envelope: envelope(seq as u8) };
+    let (mut store, _) = PostgresStore::open(&server.url()).unwrap();
+    let contents = store.contents().unwrap();
+    store.commit(&[put(1), put(2)]).unwrap();
+    // Another writer (only a test has one) adds seq 3, which this store never saw.
+    let (mut other, _) = PostgresStore::open(&server.url()).unwrap();
+    other.commit(&[put(3), Mutation::PutOutbound { app: "red".into(), seq: 1, frame: frame(1) }]).unwrap();
+    server.sql("UPDATE mailboxes SET envelope = '\\xffffffff' WHERE seq = 1");
+    // Seq 1 from memory (the row behind it now corrupt), 2 from memory too, 3 from the database.
+    let all = [(1, envelope(1)), (2, envelope(2)), (3, envelope(3))];
+    assert_eq!(contents.mail(&device, &[1, 2, 3]).unwrap(), all);
+    // Read once: asked again, the database answers, and its corrupt row is an error.
+    assert_eq!(contents.mail(&device, &[2, 3]).unwrap(), all[1..]);
+    let error = contents.mail(&device, &[1]).expect_err("a corrupt row");
+    assert!(error.chain().contains("corrupt row in mailboxes"), "{}", error.chain());
+    assert_eq!(contents.outbound("red", &[1]).unwrap(), [(1, frame(1))]);
+    // A commit's deletes reach what is kept as well as the rows.
+    store.commit(&[put(4), Mutation::DeleteEnvelope { device: device.clone(), seq: 4 }]).unwrap();
+    store.commit(&[put(5)]).unwrap();
+    store.commit(&[Mutation::DeleteEnvelope { device: device.clone(), seq: 5 }]).unwrap();
+    assert!(contents.mail(&device, &[4, 5]).unwrap().is_empty());
+}
+
+#[test]
 fn a_row_that_does_not_decode_is_an_error_not_a_panic() {
     let server = Server::start();
     let device: DeviceKey = ("bob@blue".into(), 2);
     let (mut store, _) = PostgresStore::open(&server.url()).unwrap();
     store.commit(&[Mutation::PutEnvelope { device: device.clone(), seq: 1, envelope: envelope(1) }]).unwrap();
+    // Read through a store opened since: the one that committed keeps the envelope it wrote until
+    // it is read, and would answer without the database.
+    let (reopened, _) = PostgresStore::open(&server.url()).unwrap();
     server.sql("UPDATE mailboxes SET envelope = '\\xffffffff'");
-    let error = store.contents().unwrap().mail(&device, &[1]).expect_err("a corrupt envelope");
+    let error = reopened.contents().unwrap().mail(&device, &[1]).expect_err("a corrupt envelope");
     assert!(error.chain().contains("corrupt row in mailboxes"), "{}", error.chain());
     let error = PostgresStore::open(&server.url()).expect_err("a corrupt envelope");
     assert!(error.chain().contains("corrupt row in mailboxes"), "{}", error.chain());

@@ -12,12 +12,16 @@
 //! Several nodes of one app may share the database, one active at a time: see [`Leadership`]
 //! (in `leader.rs`) for the lock that says which, and why.
 //!
+//! Mail and frames for other apps that a commit wrote are kept in memory until the core reads
+//! them (`recent.rs`, bounded in bytes), so the read that follows each commit is no round trip.
+//!
 //! Every relay, one node or several, needs its connections on one server: a connection string
 //! naming more than one host is refused ([`PostgresRefusal::MoreThanOneHost`]). Otherwise the
 //! writer could reach the primary and the reader a standby that lags (a read missing what was
 //! just committed stops the relay), or the lock one server and the writes another.
 
 mod leader;
+mod recent;
 mod sql;
 mod worker;
 
@@ -30,6 +34,7 @@ use switchboard_wire::switchboard::{Envelope, FederationFrame};
 
 use super::{Contents, Store, StoreError};
 use crate::state::{DeviceKey, Mutation, StoredState};
+use recent::Recent;
 use sql::{Reads, Writes, failed};
 use worker::Worker;
 
@@ -110,6 +115,7 @@ impl PostgresRefusal {
 pub struct PostgresStore {
     config: Config,
     writer: Worker<Writer>,
+    recent: Recent,
 }
 
 /// What the writer's thread holds.
@@ -127,6 +133,7 @@ struct Writer {
 pub struct PostgresContents {
     target: String,
     reader: Worker<(Client, Reads)>,
+    recent: Recent,
 }
 
 /// The server(s) and database `config` points at, for errors and logs (never its password).
@@ -257,7 +264,7 @@ impl PostgresStore {
         });
         let within = |error: StoreError| StoreError::backend(target(&config), error);
         let state = state.map_err(within)?;
-        Ok((PostgresStore { config, writer }, state))
+        Ok((PostgresStore { config, writer, recent: Recent::default() }, state))
     }
 
     /// A reader of what this store commits, for the core, on a connection of its own.
@@ -268,7 +275,7 @@ impl PostgresStore {
             let reads = Reads::prepare(&mut client).map_err(failed("preparing the relay's statements"))?;
             Ok((client, reads))
         })?;
-        Ok(PostgresContents { target: target(&self.config), reader })
+        Ok(PostgresContents { target: target(&self.config), reader, recent: self.recent.clone() })
     }
 }
 
@@ -276,6 +283,7 @@ impl Store for PostgresStore {
     fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
         // The worker needs the batch for as long as it runs: the committer waits for it anyway.
         let mutations = mutations.to_vec();
+        let recent = self.recent.clone();
         self.writer.run(COMMIT_TIMEOUT, move |Writer { client, writes, warned, fencing }| {
             let mut txn = client.transaction().map_err(failed("committing a batch"))?;
             if let Some((fence, statements)) = fencing {
@@ -291,28 +299,49 @@ impl Store for PostgresStore {
                      committed on the primary but maybe not replicated, so not acknowledged",
                 ));
             }
+            recent.committed(mutations);
             Ok(())
         })
     }
 }
 
-/// A read blocks the core's task for a round trip to the database, 30 s at most (then
+/// Mail and frames come from what the store's commits left (see `recent.rs`), the rest from the
+/// database. A read of the database blocks the core's task for a round trip, 30 s at most (then
 /// it is an error, and the relay stops): the core asks for a window at a time.
 impl Contents for PostgresContents {
     fn mail(&self, device: &DeviceKey, seqs: &[u64]) -> Result<Vec<(u64, Envelope)>, StoreError> {
-        let (device, seqs) = (device.clone(), seqs.to_vec());
-        self.reader.run(READ_TIMEOUT, move |(client, reads)| reads.mail(client, &device, &seqs))
+        let kept = self.recent.take_mail(device, seqs);
+        let missing = not_kept(seqs, &kept);
+        let read = if missing.is_empty() {
+            Vec::new()
+        } else {
+            let device = device.clone();
+            self.reader.run(READ_TIMEOUT, move |(client, reads)| reads.mail(client, &device, &missing))?
+        };
+        Ok(recent::merged(seqs, kept, read))
     }
 
     fn outbound(&self, app: &str, seqs: &[u64]) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
-        let (app, seqs) = (app.to_owned(), seqs.to_vec());
-        self.reader.run(READ_TIMEOUT, move |(client, reads)| reads.outbound(client, &app, &seqs))
+        let kept = self.recent.take_frames(app, seqs);
+        let missing = not_kept(seqs, &kept);
+        let read = if missing.is_empty() {
+            Vec::new()
+        } else {
+            let app = app.to_owned();
+            self.reader.run(READ_TIMEOUT, move |(client, reads)| reads.outbound(client, &app, &missing))?
+        };
+        Ok(recent::merged(seqs, kept, read))
     }
 
     fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let id = id.to_owned();
         self.reader.run(READ_TIMEOUT, move |(client, reads)| reads.blob(client, &id))
     }
+}
+
+/// The seqs `kept` has no answer for.
+fn not_kept<T>(seqs: &[u64], kept: &[Option<T>]) -> Vec<u64> {
+    seqs.iter().zip(kept).filter(|(_, kept)| kept.is_none()).map(|(seq, _)| *seq).collect()
 }
 
 impl fmt::Debug for PostgresStore {
