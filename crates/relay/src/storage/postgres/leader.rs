@@ -44,10 +44,12 @@
 //!
 //! A node of another app that finds no record yet (a new database whose first node is between
 //! its lock and its record, a database an earlier version filled, a deleted record) does not
-//! block in the lock: it tries the lock and looks at the record again every `WAIT_POLL` (1 s),
-//! and is refused as soon as the record names another app, rather than waiting silently for
-//! that app's node to die. The cost is that a standby takes a freed lock up to `WAIT_POLL`
-//! late, and that standbys are not served in the order they came.
+//! wait in the lock for good: each wait lasts `WAIT_POLL` (1 s, the session's `lock_timeout`),
+//! then it looks at the record again, and is refused as soon as the record names another app,
+//! rather than waiting silently for that app's node to die. A standby still takes a freed lock
+//! at once, as it is waiting in the server when the lock is freed (but for the moment between
+//! two waits); standbys are not served strictly in the order they came, since each wait that
+//! ends puts its node at the back of the server's queue.
 //!
 //! # Nodes of earlier versions (a rolling upgrade)
 //!
@@ -109,6 +111,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+use postgres::error::SqlState;
 use postgres::{Client, Config, Statement};
 
 use super::super::StoreError;
@@ -154,9 +157,9 @@ fn app_keys(app: &str) -> (i64, i64) {
     (hash("active node"), hash("commit fence"))
 }
 
-/// How often a node waiting for the database's lock tries it again, and looks again at which
-/// app the database is recorded as holding (see the module's docs): the longest a standby takes
-/// a freed lock late, and a node of another app goes unrefused once the record names its app.
+/// How long one wait of a node for the database's lock lasts before it looks again at which app
+/// the database is recorded as holding (see the module's docs): the longest a node of another
+/// app goes unrefused once the record names its app.
 const WAIT_POLL: Duration = Duration::from_secs(1);
 
 /// The record of the app whose state the database holds: one row at most (its key can only be
@@ -380,16 +383,17 @@ fn take_lock(config: &Config, app: &str, lock: i64, fence: i64, steps: &mpsc::Se
     let started: i64 = row.try_get(1).map_err(failed(taking))?;
     let waiting = || steps.send(Ok(Step::Waiting)).map_err(|_| StoreError::new("no one waits for the lock any more"));
     let mut said_waiting = false;
-    // Tried, not waited for in pg_advisory_lock: between tries the record is looked at again, so
-    // that a node of another app is refused once the active node has recorded its app, rather
-    // than wait silently for that node to die (see the module's docs).
-    while !try_lock(&mut client, lock, taking)? {
-        if !said_waiting {
-            waiting()?;
-            said_waiting = true;
+    // Waited for in the server a `WAIT_POLL` at a time: between waits the record is looked at
+    // again, so that a node of another app is refused once the active node has recorded its app,
+    // rather than wait silently for that node to die (see the module's docs).
+    if !try_lock(&mut client, lock, taking)? {
+        waiting()?;
+        said_waiting = true;
+        client.batch_execute(&format!("SET lock_timeout = {}", WAIT_POLL.as_millis())).map_err(failed(taking))?;
+        while !wait_for_lock(&mut client, lock, taking)? {
+            check_recorded_app(&mut client, app)?;
         }
-        std::thread::sleep(WAIT_POLL);
-        check_recorded_app(&mut client, app)?;
+        client.batch_execute("SET lock_timeout = 0").map_err(failed(taking))?;
     }
     // Under the lock, so no other node of this version writes or reads the record meanwhile: the
     // first app to hold the lock is the one recorded. A refusal drops the connection, and the
@@ -419,6 +423,16 @@ fn take_lock(config: &Config, app: &str, lock: i64, fence: i64, steps: &mpsc::Se
     }
     steps.send(Ok(Step::Held(holder, started))).map_err(|_| StoreError::new("no one waits for the lock any more"))?;
     Ok(client)
+}
+
+/// Waits for the advisory lock `key` for the session, as long as the session's `lock_timeout`
+/// allows: whether it took it.
+fn wait_for_lock(client: &mut Client, key: i64, what: &'static str) -> Result<bool, StoreError> {
+    match client.execute("SELECT pg_advisory_lock($1::int8)", &[&key]) {
+        Ok(_) => Ok(true),
+        Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => Ok(false),
+        Err(error) => Err(failed(what)(error)),
+    }
 }
 
 /// Takes the advisory lock `key` for the session if it is free: whether it did.
