@@ -2,7 +2,8 @@
 //! PostgreSQL database (a server of the test's own: see `support/postgres.rs` of the relay's
 //! tests): one active, the other a hot standby that waits for the active node's lock. The active
 //! node is killed with SIGKILL mid-stream; the standby takes over; devices, given both nodes'
-//! addresses, find it by themselves, and every message arrives exactly once.
+//! addresses, find it by themselves, and every message arrives exactly once. The same with the
+//! mail coming from another app's relay, given both nodes' federation addresses.
 
 #[path = "../crates/relay/tests/support/postgres.rs"]
 #[allow(dead_code)] // the standby server and promotion are for the relay's own tests
@@ -318,4 +319,88 @@ async fn a_relay_that_loses_its_database_connection_exits() {
     assert!(logged.contains("the relay stopped (its storage failed, or its core ended)"), "{logged}");
     assert!(!logged.contains("already exists"), "{logged}");
     assert!(!logged.contains("tokio_postgres"), "{logged}");
+}
+
+/// Another app's relay, federated with green and given both of green's nodes' federation
+/// addresses, sends mail to green mid-stream while green's active node is killed: its link to
+/// the dead node is lost, it dials the next address, reaches the standby once that serves, and
+/// every message reaches Bob on green exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_apps_relay_reaches_the_standby_when_the_active_node_is_killed() {
+    let server = Server::start();
+    for app in ["green", "blue"] {
+        server.sql(&format!("CREATE DATABASE relay_{app}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+    let [a, a_federation, blue, blue_federation, b, b_federation] = ports[..] else { unreachable!() };
+    let url = format!("host=127.0.0.1 port={} user=postgres dbname=relay_{{app}}", server.port);
+    let status = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["setup", "--dir", dir.path().to_str().unwrap(), "--apps", "green,blue"])
+        .args(["--ports", &format!("{a},{a_federation},{blue},{blue_federation}"), "--storage", "postgres", "--postgres-url", &url])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config_a = dir.path().join("green.toml");
+    let written = std::fs::read_to_string(&config_a).unwrap();
+    let (listen_a, federation_a) = (format!("127.0.0.1:{a}\""), format!("127.0.0.1:{a_federation}\""));
+    assert!(written.contains(&listen_a) && written.contains(&federation_a), "{written}");
+    let config_b = dir.path().join("green-b.toml");
+    let written_b = written.replace(&listen_a, &format!("127.0.0.1:{b}\"")).replace(&federation_a, &format!("127.0.0.1:{b_federation}\""));
+    std::fs::write(&config_b, written_b).unwrap();
+    // Blue lists both of green's nodes, the active one first.
+    let config_blue = dir.path().join("blue.toml");
+    let blue_written = std::fs::read_to_string(&config_blue).unwrap();
+    let one_address = format!("address = \"127.0.0.1:{a_federation}\"");
+    assert!(blue_written.contains(&one_address), "{blue_written}");
+    let both = format!("addresses = [\"127.0.0.1:{a_federation}\", \"127.0.0.1:{b_federation}\"]");
+    std::fs::write(&config_blue, blue_written.replace(&one_address, &both)).unwrap();
+    let node_address = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
+
+    let mut node_a = Node::start(&config_a);
+    node_a.wait_for("ready", Duration::from_secs(10));
+    let node_b = Node::start(&config_b);
+    node_b.wait_for("standby", Duration::from_secs(10));
+    let blue_node = Node::start(&config_blue);
+    blue_node.wait_for("ready", Duration::from_secs(10));
+
+    let ca = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+    let green_nodes = [node_address(a), node_address(b)];
+    let blue_relay = RelayAddress::with_addresses(&[node_address(blue)], "blue", &ca).unwrap();
+    let mut alice = ChatClient::register(blue_relay, "alice@blue", 1, seeded(3)).await.unwrap();
+    let mut bob = ChatClient::register(RelayAddress::with_addresses(&green_nodes, "green", &ca).unwrap(), "bob@green", 1, seeded(4)).await.unwrap();
+    // Bob's mail waits in his mailbox, in green's database, for the whole stream.
+    bob.disconnect();
+
+    for i in 0..TOTAL {
+        if i == BEFORE_THE_KILL {
+            // Mid-stream: what blue took so far is on its way to A or there already.
+            node_a.kill();
+        }
+        alice.send("bob@green", text(i)).await.unwrap();
+    }
+    node_b.wait_for("ready", Duration::from_secs(10));
+    assert!(refused(node_address(a)), "node A is dead");
+    // Alice's messages were all taken by blue (her own relay did not fail).
+    assert_eq!(alice.outbox_len(), 0);
+
+    // Bob comes online: his client tries A (refused), then B, where blue's relay sent on what A
+    // did not take.
+    bob.reconnect().await.unwrap();
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.len() < TOTAL && Instant::now() < deadline {
+        received.extend(texts(&bob.poll(Duration::from_millis(200)).await.unwrap()));
+    }
+    // Nothing more comes: exactly once, before the client's own filter too.
+    received.extend(texts(&bob.poll(Duration::from_millis(300)).await.unwrap()));
+    let mut distinct = received.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), received.len(), "a message arrived twice: {received:?}");
+    assert_eq!(received.len(), TOTAL, "received {received:?}");
+    let duplicates = bob.stats().duplicates;
+    assert_eq!(duplicates, 0, "bob's client dropped {duplicates} duplicates");
+    drop(blue_node);
 }
