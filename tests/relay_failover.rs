@@ -11,7 +11,7 @@ mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -138,6 +138,49 @@ fn texts(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
+/// The texts `bob` receives until `total` have come or `within` has passed, and then what else
+/// comes within 300 ms; none of them twice.
+async fn received_once(bob: &mut ChatClient, total: usize, within: Duration) -> Vec<String> {
+    let mut received = Vec::new();
+    let deadline = Instant::now() + within;
+    while received.len() < total && Instant::now() < deadline {
+        received.extend(texts(&bob.poll(Duration::from_millis(200)).await.unwrap()));
+    }
+    received.extend(texts(&bob.poll(Duration::from_millis(300)).await.unwrap()));
+    let mut distinct = received.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), received.len(), "a message arrived twice: {received:?}");
+    received
+}
+
+/// `switchboard setup` of `apps` in `dir`, on the given ports, their state in PostgreSQL at `url`.
+fn setup(dir: &Path, apps: &str, ports: &[u16], url: &str) {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let status = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["setup", "--dir", dir.to_str().unwrap(), "--apps", apps, "--ports", &ports.join(",")])
+        .args(["--storage", "postgres", "--postgres-url", url])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Green's configuration from [`setup`] (its node A, on ports `a`: client, federation), and a
+/// second node's, B, written beside it: the same app, certificate, key and database, on ports `b`.
+fn two_nodes_of_green(dir: &Path, a: [u16; 2], b: [u16; 2]) -> (PathBuf, PathBuf) {
+    let config_a = dir.join("green.toml");
+    let mut written = std::fs::read_to_string(&config_a).unwrap();
+    for (from, to) in a.iter().zip(b) {
+        let from = format!("127.0.0.1:{from}\"");
+        assert!(written.contains(&from), "{written}");
+        written = written.replace(&from, &format!("127.0.0.1:{to}\""));
+    }
+    let config_b = dir.join("green-b.toml");
+    std::fs::write(&config_b, written).unwrap();
+    (config_a, config_b)
+}
+
 fn seeded(seed: u64) -> rand::rngs::StdRng {
     rand::SeedableRng::seed_from_u64(seed)
 }
@@ -153,21 +196,8 @@ async fn a_standby_node_takes_over_when_the_active_one_is_killed_and_nothing_is_
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let [a, a_federation, b, b_federation] = [ports[0], ports[1], ports[2], ports[3]];
-    let status = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["setup", "--dir", dir.path().to_str().unwrap(), "--apps", "green", "--ports", &format!("{a},{a_federation}")])
-        .args(["--storage", "postgres", "--postgres-url", &server.url()])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    // Node B: the same app, certificate, key and database; ports of its own.
-    let config_a = dir.path().join("green.toml");
-    let written = std::fs::read_to_string(&config_a).unwrap();
-    let config_b = dir.path().join("green-b.toml");
-    let (listen_a, listen_b) = (format!("127.0.0.1:{a}\""), format!("127.0.0.1:{b}\""));
-    let (federation_a, federation_b) = (format!("127.0.0.1:{a_federation}\""), format!("127.0.0.1:{b_federation}\""));
-    assert!(written.contains(&listen_a) && written.contains(&federation_a), "{written}");
-    std::fs::write(&config_b, written.replace(&listen_a, &listen_b).replace(&federation_a, &federation_b)).unwrap();
+    setup(dir.path(), "green", &[a, a_federation], &server.url());
+    let (config_a, config_b) = two_nodes_of_green(dir.path(), [a, a_federation], [b, b_federation]);
     let node_address = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
     let (address_a, address_b) = (node_address(a), node_address(b));
 
@@ -229,21 +259,11 @@ async fn a_standby_node_takes_over_when_the_active_one_is_killed_and_nothing_is_
 
     // Bob comes online: his client tries A (refused), then B.
     bob.reconnect().await.unwrap();
-    let mut received = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while received.len() < TOTAL && Instant::now() < deadline {
-        received.extend(texts(&bob.poll(Duration::from_millis(200)).await.unwrap()));
-    }
-    // Nothing more comes: exactly once.
-    received.extend(texts(&bob.poll(Duration::from_millis(300)).await.unwrap()));
+    let received = received_once(&mut bob, TOTAL, Duration::from_secs(10)).await;
     for i in &acknowledged {
         let copies = received.iter().filter(|text| **text == format!("message {i}")).count();
         assert_eq!(copies, 1, "acknowledged message {i} arrived {copies} times; acknowledged {acknowledged:?}, received {received:?}");
     }
-    let mut distinct = received.clone();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), received.len(), "a message arrived twice: {received:?}");
     // Alice's outbox is empty: B took every message, those A never acknowledged included.
     assert_eq!(received.len(), TOTAL, "received {received:?}");
     // Exactly once before the client's own filter too. The message in flight at the kill may
@@ -335,20 +355,8 @@ async fn another_apps_relay_reaches_the_standby_when_the_active_node_is_killed()
     let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let [a, a_federation, blue, blue_federation, b, b_federation] = ports[..] else { unreachable!() };
     let url = format!("host=127.0.0.1 port={} user=postgres dbname=relay_{{app}}", server.port);
-    let status = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["setup", "--dir", dir.path().to_str().unwrap(), "--apps", "green,blue"])
-        .args(["--ports", &format!("{a},{a_federation},{blue},{blue_federation}"), "--storage", "postgres", "--postgres-url", &url])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let config_a = dir.path().join("green.toml");
-    let written = std::fs::read_to_string(&config_a).unwrap();
-    let (listen_a, federation_a) = (format!("127.0.0.1:{a}\""), format!("127.0.0.1:{a_federation}\""));
-    assert!(written.contains(&listen_a) && written.contains(&federation_a), "{written}");
-    let config_b = dir.path().join("green-b.toml");
-    let written_b = written.replace(&listen_a, &format!("127.0.0.1:{b}\"")).replace(&federation_a, &format!("127.0.0.1:{b_federation}\""));
-    std::fs::write(&config_b, written_b).unwrap();
+    setup(dir.path(), "green,blue", &[a, a_federation, blue, blue_federation], &url);
+    let (config_a, config_b) = two_nodes_of_green(dir.path(), [a, a_federation], [b, b_federation]);
     // Blue lists both of green's nodes, the active one first.
     let config_blue = dir.path().join("blue.toml");
     let blue_written = std::fs::read_to_string(&config_blue).unwrap();
@@ -388,18 +396,9 @@ async fn another_apps_relay_reaches_the_standby_when_the_active_node_is_killed()
     // Bob comes online: his client tries A (refused), then B, where blue's relay sent on what A
     // did not take.
     bob.reconnect().await.unwrap();
-    let mut received = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while received.len() < TOTAL && Instant::now() < deadline {
-        received.extend(texts(&bob.poll(Duration::from_millis(200)).await.unwrap()));
-    }
-    // Nothing more comes: exactly once, before the client's own filter too.
-    received.extend(texts(&bob.poll(Duration::from_millis(300)).await.unwrap()));
-    let mut distinct = received.clone();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), received.len(), "a message arrived twice: {received:?}");
+    let received = received_once(&mut bob, TOTAL, Duration::from_secs(30)).await;
     assert_eq!(received.len(), TOTAL, "received {received:?}");
+    // Exactly once before the client's own filter too.
     let duplicates = bob.stats().duplicates;
     assert_eq!(duplicates, 0, "bob's client dropped {duplicates} duplicates");
     drop(blue_node);

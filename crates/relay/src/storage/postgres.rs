@@ -13,7 +13,8 @@
 //! (in `leader.rs`) for the lock that says which, and why.
 //!
 //! Mail and frames for other apps that a commit wrote are kept in memory until the core reads
-//! them (`recent.rs`, bounded in bytes), so the read that follows each commit is no round trip.
+//! them or they are the oldest past a bound in bytes (`recent.rs`), so the read that follows each
+//! commit is no round trip.
 //!
 //! Every relay, one node or several, needs its connections on one server: a connection string
 //! naming more than one host is refused ([`PostgresRefusal::MoreThanOneHost`]). Otherwise the
@@ -267,7 +268,10 @@ impl PostgresStore {
         Ok((PostgresStore { config, writer, recent: Recent::default() }, state))
     }
 
-    /// A reader of what this store commits, for the core, on a connection of its own.
+    /// A reader of what this store commits, for the core, on a connection of its own. Every reader
+    /// of one store shares what its commits left in memory (see the module's docs), and a read
+    /// takes what it is answered from there: a second reader would take mail the core is yet to
+    /// read, which the core would then read from the database.
     pub fn contents(&self) -> Result<PostgresContents, StoreError> {
         let config = self.config.clone();
         let reader = Worker::start("relay-postgres-read", move || {
@@ -284,7 +288,7 @@ impl Store for PostgresStore {
         // The worker needs the batch for as long as it runs: the committer waits for it anyway.
         let mutations = mutations.to_vec();
         let recent = self.recent.clone();
-        self.writer.run(COMMIT_TIMEOUT, move |Writer { client, writes, warned, fencing }| {
+        let result = self.writer.run(COMMIT_TIMEOUT, move |Writer { client, writes, warned, fencing }| {
             let mut txn = client.transaction().map_err(failed("committing a batch"))?;
             if let Some((fence, statements)) = fencing {
                 fence.check(statements, &mut txn)?;
@@ -301,7 +305,13 @@ impl Store for PostgresStore {
             }
             recent.committed(mutations);
             Ok(())
-        })
+        });
+        if result.is_err() {
+            // A commit that failed (or is still running, past its time) leaves what the database
+            // holds unknown here; the relay stops on it anyway.
+            self.recent.clear();
+        }
+        result
     }
 }
 

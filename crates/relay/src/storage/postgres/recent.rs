@@ -3,43 +3,59 @@
 //! the database.
 //!
 //! Only what a commit wrote goes in, after the commit succeeded; a read takes what it finds (the
-//! core reads an envelope once, unless its device reconnects or the link to its app comes back,
-//! and then the database answers), a delete removes, and the oldest entries go first once
-//! [`RECENT_BYTES`] is reached. So the core reads what the database holds, and memory stays
-//! bounded whatever the mailboxes hold. It holds only while this store is the only writer of
-//! the database (one node, or the active node of several, fenced): another writer's deletes
-//! would not reach it.
+//! core reads an envelope once, unless its device reconnects, the link to its app comes back or
+//! a frame is sent again later, and then the database answers), a delete removes, and the oldest
+//! entries go first once about [`RECENT_BYTES`] are kept. So the core reads what the database
+//! holds, and memory stays bounded whatever the mailboxes hold. It holds only while this store is
+//! the only writer of the database (one node, or the active node of several): another writer's
+//! deletes would not reach it. A node that lost its lock finds out at its next commit, which
+//! fails and empties what is kept; until then it may deliver again, from here, mail the new
+//! active node has had acknowledged (as it could before from its rows), which devices drop as
+//! duplicates by id.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::mem::size_of;
+use std::sync::{Arc, Mutex};
 
 use switchboard_wire::Message;
 use switchboard_wire::switchboard::{Envelope, FederationFrame};
 
 use crate::state::{DeviceKey, Mutation};
 
-/// Bytes kept at most: envelopes and frames as encoded, and [`ENTRY_BYTES`] and the key's name
-/// twice for each.
+/// Bytes kept at most, counted as the values' encoded length, [`ENTRY_BYTES`] and the name of
+/// the entry's mailbox or outbox for each: an estimate of the memory used, not a measure of it.
 pub(super) const RECENT_BYTES: usize = 32 * 1024 * 1024;
 
-/// What one entry costs beside its value and its key's name (the two maps' nodes, the key, the
-/// decoded value's own fields), rounded up: so that many small envelopes stay within
-/// [`RECENT_BYTES`] too.
-const ENTRY_BYTES: usize = 256;
+/// What one entry costs beside its encoded value and its place's name: its slots in the two
+/// B-trees (nodes are at least half full, so twice their size), the boxed value's fields, and the
+/// small allocations a decoded value holds (names, ids), rounded up.
+const ENTRY_BYTES: usize = 2 * (size_of::<(u64, Entry)>() + size_of::<(u64, (Place, u64))>())
+    + if size_of::<Envelope>() > size_of::<FederationFrame>() { size_of::<Envelope>() } else { size_of::<FederationFrame>() }
+    + 256;
 
 /// What the writer's commits leave for the reader; cloned into both.
 #[derive(Clone, Default)]
 pub(super) struct Recent(Arc<Mutex<Entries>>);
 
+/// Where an entry was written: a device's mailbox or an app's outbox.
 #[derive(Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Mail(DeviceKey, u64),
-    Frame(String, u64),
+enum Place {
+    Mailbox(DeviceKey),
+    Outbox(String),
+}
+
+impl Place {
+    fn name_len(&self) -> usize {
+        match self {
+            Place::Mailbox((user, _)) => user.len(),
+            Place::Outbox(app) => app.len(),
+        }
+    }
 }
 
 enum Value {
-    Mail(Envelope),
-    Frame(FederationFrame),
+    Mail(Box<Envelope>),
+    Frame(Box<FederationFrame>),
 }
 
 struct Entry {
@@ -50,9 +66,10 @@ struct Entry {
 
 #[derive(Default)]
 struct Entries {
-    by_key: HashMap<Key, Entry>,
-    /// Keys by the order they went in, oldest first.
-    by_age: BTreeMap<u64, Key>,
+    /// Each mailbox's and outbox's entries by seq; a place with none is removed.
+    places: HashMap<Place, BTreeMap<u64, Entry>>,
+    /// Where each entry is, oldest first.
+    by_age: BTreeMap<u64, (Place, u64)>,
     next_age: u64,
     bytes: usize,
 }
@@ -64,33 +81,38 @@ impl Recent {
         for mutation in mutations {
             match mutation {
                 Mutation::PutEnvelope { device, seq, envelope } => {
-                    let bytes = envelope.encoded_len() + ENTRY_BYTES + 2 * device.0.len();
-                    entries.put(Key::Mail(device, seq), bytes, Value::Mail(envelope));
+                    let bytes = envelope.encoded_len();
+                    entries.put(Place::Mailbox(device), seq, bytes, Value::Mail(Box::new(envelope)));
                 }
                 Mutation::PutOutbound { app, seq, frame } => {
-                    let bytes = frame.encoded_len() + ENTRY_BYTES + 2 * app.len();
-                    entries.put(Key::Frame(app, seq), bytes, Value::Frame(frame));
+                    let bytes = frame.encoded_len();
+                    entries.put(Place::Outbox(app), seq, bytes, Value::Frame(Box::new(frame)));
                 }
-                Mutation::DeleteEnvelope { device, seq } => entries.remove(&Key::Mail(device, seq)),
-                Mutation::DeleteOutbound { app, seq } => entries.remove(&Key::Frame(app, seq)),
-                Mutation::DeleteAccount { device } => {
-                    let gone: Vec<Key> =
-                        entries.by_key.keys().filter(|key| matches!(key, Key::Mail(of, _) if *of == device)).cloned().collect();
-                    for key in &gone {
-                        entries.remove(key);
-                    }
+                Mutation::DeleteEnvelope { device, seq } => {
+                    entries.take(&Place::Mailbox(device), seq);
                 }
+                Mutation::DeleteOutbound { app, seq } => {
+                    entries.take(&Place::Outbox(app), seq);
+                }
+                Mutation::DeleteAccount { device } => entries.remove_place(&Place::Mailbox(device)),
                 _ => {}
             }
         }
     }
 
+    /// Forgets everything kept: after a commit that failed, when what the database holds is no
+    /// longer known.
+    pub(super) fn clear(&self) {
+        *self.lock() = Entries::default();
+    }
+
     /// Takes the envelopes of `device` at `seqs` that are kept: one answer per seq, in order.
     pub(super) fn take_mail(&self, device: &DeviceKey, seqs: &[u64]) -> Vec<Option<Envelope>> {
+        let place = Place::Mailbox(device.clone());
         let mut entries = self.lock();
         seqs.iter()
-            .map(|seq| match entries.take(&Key::Mail(device.clone(), *seq)) {
-                Some(Value::Mail(envelope)) => Some(envelope),
+            .map(|seq| match entries.take(&place, *seq) {
+                Some(Value::Mail(envelope)) => Some(*envelope),
                 _ => None,
             })
             .collect()
@@ -98,50 +120,62 @@ impl Recent {
 
     /// Takes the frames for `app` at `seqs` that are kept: one answer per seq, in order.
     pub(super) fn take_frames(&self, app: &str, seqs: &[u64]) -> Vec<Option<FederationFrame>> {
+        let place = Place::Outbox(app.to_owned());
         let mut entries = self.lock();
         seqs.iter()
-            .map(|seq| match entries.take(&Key::Frame(app.to_owned(), *seq)) {
-                Some(Value::Frame(frame)) => Some(frame),
+            .map(|seq| match entries.take(&place, *seq) {
+                Some(Value::Frame(frame)) => Some(*frame),
                 _ => None,
             })
             .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        // A panic while holding the lock leaves the maps consistent (each change is one insert
-        // or remove on both), so the entries are still good to use.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        // A panic while holding the lock may leave the maps out of step (an entry in one and not
+        // the other): start afresh, which only sends reads to the database.
+        self.0.lock().unwrap_or_else(|poisoned| {
+            let mut entries = poisoned.into_inner();
+            *entries = Entries::default();
+            self.0.clear_poison();
+            entries
+        })
     }
 }
 
 impl Entries {
-    fn put(&mut self, key: Key, bytes: usize, value: Value) {
-        self.remove(&key);
+    fn put(&mut self, place: Place, seq: u64, encoded: usize, value: Value) {
+        self.take(&place, seq);
+        let bytes = encoded + ENTRY_BYTES + 2 * place.name_len();
         if bytes > RECENT_BYTES {
             return;
         }
         while self.bytes + bytes > RECENT_BYTES {
-            let Some((_, oldest)) = self.by_age.pop_first() else { break };
-            if let Some(entry) = self.by_key.remove(&oldest) {
-                self.bytes -= entry.bytes;
-            }
+            let Some((_, (oldest, oldest_seq))) = self.by_age.first_key_value().map(|(age, at)| (*age, at.clone())) else { break };
+            self.take(&oldest, oldest_seq);
         }
         let age = self.next_age;
         self.next_age += 1;
-        self.by_age.insert(age, key.clone());
-        self.by_key.insert(key, Entry { age, bytes, value });
+        self.by_age.insert(age, (place.clone(), seq));
+        self.places.entry(place).or_default().insert(seq, Entry { age, bytes, value });
         self.bytes += bytes;
     }
 
-    fn take(&mut self, key: &Key) -> Option<Value> {
-        let entry = self.by_key.remove(key)?;
+    fn take(&mut self, place: &Place, seq: u64) -> Option<Value> {
+        let kept = self.places.get_mut(place)?;
+        let entry = kept.remove(&seq)?;
+        if kept.is_empty() {
+            self.places.remove(place);
+        }
         self.by_age.remove(&entry.age);
         self.bytes -= entry.bytes;
         Some(entry.value)
     }
 
-    fn remove(&mut self, key: &Key) {
-        self.take(key);
+    fn remove_place(&mut self, place: &Place) {
+        for entry in self.places.remove(place).into_iter().flat_map(BTreeMap::into_values) {
+            self.by_age.remove(&entry.age);
+            self.bytes -= entry.bytes;
+        }
     }
 }
 
@@ -199,7 +233,7 @@ mod tests {
         recent.committed(vec![Mutation::DeleteAccount { device: device() }]);
         assert!(recent.take_mail(&device(), &[2, 3]).iter().all(Option::is_none));
         let entries = recent.lock();
-        assert!(entries.by_key.is_empty() && entries.by_age.is_empty() && entries.bytes == 0);
+        assert!(entries.places.is_empty() && entries.by_age.is_empty() && entries.bytes == 0);
     }
 
     #[test]
@@ -218,8 +252,17 @@ mod tests {
         let count = RECENT_BYTES / ENTRY_BYTES + 1_000;
         recent.committed((0..count as u64).map(|seq| put(seq, 0)).collect());
         let entries = recent.lock();
-        assert!(entries.by_key.len() < RECENT_BYTES / ENTRY_BYTES && entries.bytes <= RECENT_BYTES);
-        assert_eq!(entries.by_key.len(), entries.by_age.len());
+        assert!(entries.by_age.len() < RECENT_BYTES / ENTRY_BYTES && entries.bytes <= RECENT_BYTES);
+        assert_eq!(entries.places.values().map(BTreeMap::len).sum::<usize>(), entries.by_age.len());
+    }
+
+    #[test]
+    fn cleared_after_a_failed_commit_it_answers_nothing() {
+        let recent = Recent::default();
+        recent.committed(vec![put(1, 10)]);
+        recent.clear();
+        assert!(recent.take_mail(&device(), &[1])[0].is_none());
+        assert_eq!(recent.lock().bytes, 0);
     }
 
     #[test]
