@@ -102,7 +102,9 @@
 //!
 //! The lock connection sets `statement_timeout`, `lock_timeout` and (PostgreSQL 14 and later)
 //! `idle_session_timeout` to 0 for its session: a timeout set for the role or the database would
-//! otherwise end a standby's wait for the lock, or the active node's idle lock session. The
+//! otherwise end a standby's wait for the lock, or the active node's idle lock session. (While it
+//! waits for the database's lock, `lock_timeout` is `WAIT_POLL`, its own, and 0 again once it
+//! holds it.) The
 //! heartbeat counts the lock as lost when the connection is closed, or after
 //! `HEARTBEAT_MISSES` (3) checks in a row failed or took longer than `HEARTBEAT_TIMEOUT`: one
 //! slow check (a busy server) does not stop the node. Safety does not rest on the heartbeat but
