@@ -711,7 +711,7 @@ async fn handshake(
 
 /// Serves the link a handshake with `peer`'s node at `address` opened, until it closes: `None`
 /// then; or the failure, when it closed within [`LINK_SETTLE`] (the other side refused this
-/// relay's certificate, most likely).
+/// relay's certificate, most likely, or its node stopped).
 async fn link(
     peer: &Peer,
     address: SocketAddr,
@@ -727,7 +727,9 @@ async fn link(
     tokio::select! {
         ended_with = &mut served => {
             let why = ended(ended_with);
-            return Some(DialFailure::Refused(format!("the link closed at once ({why}): the other side may not accept this relay's certificate")));
+            return Some(DialFailure::Refused(format!(
+                "the link closed at once ({why}): the other side may not accept this relay's certificate, or its node stopped"
+            )));
         }
         () = tokio::time::sleep(LINK_SETTLE) => {}
     }
