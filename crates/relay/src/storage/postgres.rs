@@ -320,27 +320,17 @@ impl Store for PostgresStore {
 /// it is an error, and the relay stops): the core asks for a window at a time.
 impl Contents for PostgresContents {
     fn mail(&self, device: &DeviceKey, seqs: &[u64]) -> Result<Vec<(u64, Envelope)>, StoreError> {
-        let kept = self.recent.take_mail(device, seqs);
-        let missing = not_kept(seqs, &kept);
-        let read = if missing.is_empty() {
-            Vec::new()
-        } else {
-            let device = device.clone();
-            self.reader.run(READ_TIMEOUT, move |(client, reads)| reads.mail(client, &device, &missing))?
-        };
-        Ok(recent::merged(seqs, kept, read))
+        let device_key = device.clone();
+        self.kept_then_read(seqs, self.recent.take_mail(device, seqs), move |client, reads, missing| {
+            reads.mail(client, &device_key, missing)
+        })
     }
 
     fn outbound(&self, app: &str, seqs: &[u64]) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
-        let kept = self.recent.take_frames(app, seqs);
-        let missing = not_kept(seqs, &kept);
-        let read = if missing.is_empty() {
-            Vec::new()
-        } else {
-            let app = app.to_owned();
-            self.reader.run(READ_TIMEOUT, move |(client, reads)| reads.outbound(client, &app, &missing))?
-        };
-        Ok(recent::merged(seqs, kept, read))
+        let app_name = app.to_owned();
+        self.kept_then_read(seqs, self.recent.take_frames(app, seqs), move |client, reads, missing| {
+            reads.outbound(client, &app_name, missing)
+        })
     }
 
     fn blob(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -352,6 +342,25 @@ impl Contents for PostgresContents {
 /// The seqs `kept` has no answer for.
 fn not_kept<T>(seqs: &[u64], kept: &[Option<T>]) -> Vec<u64> {
     seqs.iter().zip(kept).filter(|(_, kept)| kept.is_none()).map(|(seq, _)| *seq).collect()
+}
+
+impl PostgresContents {
+    /// `kept` (what the store's commits left, one answer per seq) with the seqs it lacks `read`
+    /// from the database, in the order of `seqs`.
+    fn kept_then_read<T: Send + 'static>(
+        &self,
+        seqs: &[u64],
+        kept: Vec<Option<T>>,
+        read: impl FnOnce(&mut Client, &Reads, &[u64]) -> Result<Vec<(u64, T)>, StoreError> + Send + 'static,
+    ) -> Result<Vec<(u64, T)>, StoreError> {
+        let missing = not_kept(seqs, &kept);
+        let read = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.reader.run(READ_TIMEOUT, move |(client, reads)| read(client, reads, &missing))?
+        };
+        Ok(recent::merged(seqs, kept, read))
+    }
 }
 
 impl fmt::Debug for PostgresStore {

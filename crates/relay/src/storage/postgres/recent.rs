@@ -108,26 +108,23 @@ impl Recent {
 
     /// Takes the envelopes of `device` at `seqs` that are kept: one answer per seq, in order.
     pub(super) fn take_mail(&self, device: &DeviceKey, seqs: &[u64]) -> Vec<Option<Envelope>> {
-        let place = Place::Mailbox(device.clone());
-        let mut entries = self.lock();
-        seqs.iter()
-            .map(|seq| match entries.take(&place, *seq) {
-                Some(Value::Mail(envelope)) => Some(*envelope),
-                _ => None,
-            })
-            .collect()
+        self.take_each(&Place::Mailbox(device.clone()), seqs, |value| match value {
+            Value::Mail(envelope) => Some(*envelope),
+            Value::Frame(_) => None,
+        })
     }
 
     /// Takes the frames for `app` at `seqs` that are kept: one answer per seq, in order.
     pub(super) fn take_frames(&self, app: &str, seqs: &[u64]) -> Vec<Option<FederationFrame>> {
-        let place = Place::Outbox(app.to_owned());
+        self.take_each(&Place::Outbox(app.to_owned()), seqs, |value| match value {
+            Value::Frame(frame) => Some(*frame),
+            Value::Mail(_) => None,
+        })
+    }
+
+    fn take_each<T>(&self, place: &Place, seqs: &[u64], unpack: fn(Value) -> Option<T>) -> Vec<Option<T>> {
         let mut entries = self.lock();
-        seqs.iter()
-            .map(|seq| match entries.take(&place, *seq) {
-                Some(Value::Frame(frame)) => Some(*frame),
-                _ => None,
-            })
-            .collect()
+        seqs.iter().map(|seq| entries.take(place, *seq).and_then(unpack)).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
