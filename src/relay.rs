@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use switchboard_relay::config::{ConnectionString, RelayConfig, StorageConfig, write_federation};
-use switchboard_relay::server::start;
+use switchboard_relay::server::{start, start_front};
 use switchboard_relay::storage::{Leadership, Opened, open_postgres, open_redb};
 use switchboard_wire::address::check_app;
 use tokio::net::TcpListener;
@@ -113,29 +113,8 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
     // Everything that can be checked before taking the ports and the database is: the files
     // named in the configuration first.
     let settings = config.settings()?;
-    // On PostgreSQL, several nodes of one app may share the database, one active at a time: this
-    // one serves once it holds the database's lock (and its app's lock of earlier versions), and
-    // waits (a hot standby, not listening) while another node holds either. A node of another
-    // app is refused, not left waiting, once the database records that app. Taken before the
-    // runtime starts: it blocks, maybe for long.
-    let leadership = match &config.storage {
-        StorageConfig::Redb {} => None,
-        StorageConfig::Postgres { url } => {
-            let app = &config.app;
-            let waiting = |target: &str| {
-                // Which node is not known: one of this app (of this version or an earlier one),
-                // or one of an app the database does not record yet (refused once it does).
-                println!("relay {app} standby: another relay node is active on {target}; waiting for its lock");
-                tracing::info!(app = %app, database = %target, "standby: waiting for the active node's lock");
-            };
-            let leadership = Leadership::acquire(url.expose(), app, waiting).with_context(|| format!("{file}: taking the lock of {app}'s database"))?;
-            tracing::info!(app = %app, database = %leadership.target(), "holding the database's lock: this node is the active one");
-            Some(leadership)
-        }
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        let (store, contents, state) = open_store(&config, leadership.as_ref()).with_context(|| format!("{file}: opening the relay's storage"))?;
         let bind = |what: &'static str, address| {
             let file = &file;
             move |error: std::io::Error| {
@@ -143,9 +122,64 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
                 anyhow::Error::new(error).context(format!("{file}: {what} {address}{hint}"))
             }
         };
-        let clients = TcpListener::bind(config.client_listen).await.map_err(bind("client_listen", config.client_listen))?;
-        let federation = TcpListener::bind(config.federation_listen).await.map_err(bind("federation_listen", config.federation_listen))?;
-        let relay = start(settings, clients, federation, store, contents, state).await?;
+        // A node of a cluster serves from the start: a front node (carrying what its listeners
+        // take to the active node) until it holds the lock. Its listeners are kept for when it
+        // does.
+        let mut front = None;
+        if let Some(cluster) = config.cluster.as_ref().filter(|cluster| !cluster.other_nodes().is_empty()) {
+            let clients = TcpListener::bind(config.client_listen).await.map_err(bind("client_listen", config.client_listen))?.into_std()?;
+            let federation = TcpListener::bind(config.federation_listen).await.map_err(bind("federation_listen", config.federation_listen))?.into_std()?;
+            let copy = |listener: &std::net::TcpListener| TcpListener::from_std(listener.try_clone()?);
+            let node = start_front(settings.clone(), copy(&clients)?, copy(&federation)?, cluster.other_nodes()).await?;
+            front = Some((node, clients, federation));
+        }
+        // On PostgreSQL, several nodes of one app may share the database, one active at a time:
+        // this one serves once it holds the database's lock (and its app's lock of earlier
+        // versions), and waits while another node holds either: a front node meanwhile, with
+        // `[cluster]`; else a hot standby, not listening. A node of another app is refused, not
+        // left waiting, once the database records that app. Taken on a thread of its own: it
+        // blocks, maybe for long.
+        let leadership = match &config.storage {
+            StorageConfig::Redb {} => None,
+            StorageConfig::Postgres { url } => {
+                let (url, app, as_front) = (url.clone(), config.app.clone(), front.is_some());
+                let waiting = move |target: &str| {
+                    // Which node is not known: one of this app (of this version or an earlier
+                    // one), or one of an app the database does not record yet (refused once it
+                    // does).
+                    if as_front {
+                        println!("relay {app} front: another relay node is active on {target}; carrying connections to it while waiting for its lock");
+                    } else {
+                        println!("relay {app} standby: another relay node is active on {target}; waiting for its lock");
+                    }
+                    tracing::info!(app = %app, database = %target, "waiting for the active node's lock");
+                };
+                let app = config.app.clone();
+                let leadership = tokio::task::spawn_blocking(move || Leadership::acquire(url.expose(), &app, waiting))
+                    .await
+                    .context("the thread taking the database's lock")?
+                    .with_context(|| format!("{file}: taking the lock of {}'s database", config.app))?;
+                tracing::info!(app = %config.app, database = %leadership.target(), "holding the database's lock: this node is the active one");
+                Some(leadership)
+            }
+        };
+        let (clients, federation) = match front {
+            Some((node, clients, federation)) => {
+                // What it carried went to the node that held the lock, which is gone.
+                node.shutdown().await;
+                (TcpListener::from_std(clients)?, TcpListener::from_std(federation)?)
+            }
+            None => (
+                TcpListener::bind(config.client_listen).await.map_err(bind("client_listen", config.client_listen))?,
+                TcpListener::bind(config.federation_listen).await.map_err(bind("federation_listen", config.federation_listen))?,
+            ),
+        };
+        let (store, contents, state) = open_store(&config, leadership.as_ref()).with_context(|| format!("{file}: opening the relay's storage"))?;
+        let mut relay = start(settings, clients, federation, store, contents, state).await?;
+        if let Some(cluster) = &config.cluster {
+            let listener = TcpListener::bind(cluster.node_listen).await.map_err(bind("[cluster] node_listen", cluster.node_listen))?;
+            relay.accept_fronts(listener)?;
+        }
         println!("relay {} ready: devices {} (TLS) federation {} (mutual TLS)", relay.app, relay.client_address, relay.federation_address);
         let lost = async {
             match &leadership {

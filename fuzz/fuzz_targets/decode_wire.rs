@@ -70,6 +70,7 @@ fn wire(data: &[u8]) {
     round_trip::<switchboard::ClientFrame>(data);
     round_trip::<switchboard::ServerFrame>(data);
     round_trip::<switchboard::FederationFrame>(data);
+    round_trip::<switchboard::NodeFrame>(data);
     round_trip::<switchboard::Content>(data);
     round_trip::<switchboard::DeviceSnapshot>(data);
     frames(data);

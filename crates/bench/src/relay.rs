@@ -410,7 +410,7 @@ pub async fn run(quick: bool) -> RelayFigures {
     // it after a few; nothing else is raised. No taps: copying every frame is the demo's work,
     // not a relay's.
     let limits = RateLimits { registrations_per_source: u32::MAX, ..RateLimits::default() };
-    let options = LocalOptions { rate_limits: limits, taps: false, storage: LocalStorage::Redb };
+    let options = LocalOptions { rate_limits: limits, taps: false, storage: LocalStorage::Redb, nodes: 1 };
     let federation = LocalFederation::start_with(&APPS, dir.path(), options.clone()).await.expect("local federation");
     // Let the relays' links come up.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -83,10 +83,52 @@ pub struct RelayConfig {
     /// The other apps' relays.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
-    /// Where its state is kept (absent: redb, in `data_dir`). Last in the file: a TOML table
-    /// goes after the plain keys.
+    /// Where its state is kept (absent: redb, in `data_dir`). Last in the file with `cluster`:
+    /// a TOML table goes after the plain keys.
     #[serde(default, skip_serializing_if = "StorageConfig::is_redb")]
     pub storage: StorageConfig,
+    /// This node among its app's nodes on one PostgreSQL database, when they serve together
+    /// (absent: a node waiting for the lock does not listen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The `[cluster]` table: the nodes of one app on one PostgreSQL database all serve. The one
+/// holding the database's lock is active; the others are front nodes, which take devices'
+/// connections and other apps' links on their listeners and carry them to the active node (see
+/// [`front`](crate::server::front)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Where this node, while active, takes front nodes' links (mutual TLS, the app's own
+    /// certificate).
+    pub node_listen: SocketAddr,
+    /// Every node's `node_listen`, this node's among them: where a front node looks for the
+    /// active one. 1 to [`MAX_PEER_ADDRESSES`], each once.
+    pub nodes: Vec<SocketAddr>,
+}
+
+impl ClusterConfig {
+    /// The other nodes' addresses, for a front node to dial.
+    pub fn other_nodes(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().copied().filter(|node| *node != self.node_listen).collect()
+    }
+}
+
+/// What is wrong with a `[cluster]` table ([`ConfigError::Cluster`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The storage is not PostgreSQL: only nodes sharing a database can form a cluster.
+    #[error("a cluster's nodes share a PostgreSQL database: `[cluster]` needs `[storage] kind = \"postgres\"`")]
+    NotPostgres,
+    /// `nodes` is empty, too long, or lists an address twice.
+    #[error("`nodes`")]
+    Nodes(#[source] PeerAddressError),
+    /// `nodes` does not list `node_listen`: the file of one node was copied for another without
+    /// its `node_listen`, most likely.
+    #[error("`nodes` does not list this node's `node_listen` {0}")]
+    NotListed(SocketAddr),
 }
 
 /// Where a relay keeps its state: the `[storage]` table, its `kind` saying which.
@@ -311,6 +353,15 @@ pub enum ConfigError {
         #[source]
         source: PeerAddressError,
     },
+    /// The `[cluster]` table cannot be used.
+    #[error("{}: [cluster]", path.display())]
+    Cluster {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: ClusterError,
+    },
     /// A configuration could not be written as TOML.
     #[error("{}", path.display())]
     Serialize {
@@ -417,6 +468,16 @@ impl RelayConfig {
             resolve(&mut peer.certificate);
             peer.federation_addresses().map_err(|source| ConfigError::PeerAddresses { path: Some(path.to_owned()), app: peer.app.clone(), source })?;
         }
+        if let Some(cluster) = &config.cluster {
+            let refused = |source| ConfigError::Cluster { path: path.to_owned(), source };
+            if config.storage.is_redb() {
+                return Err(refused(ClusterError::NotPostgres));
+            }
+            check_peer_addresses(&cluster.nodes).map_err(|error| refused(ClusterError::Nodes(error)))?;
+            if !cluster.nodes.contains(&cluster.node_listen) {
+                return Err(refused(ClusterError::NotListed(cluster.node_listen)));
+            }
+        }
         Ok(config)
     }
 
@@ -508,6 +569,7 @@ pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16], storage: &Stor
                 })
                 .collect(),
             storage: storage.for_app(app),
+            cluster: None,
         };
         let path = dir.join(format!("{app}.toml"));
         let text = toml::to_string(&config).map_err(|source| ConfigError::Serialize { path: path.clone(), source })?;

@@ -1,6 +1,7 @@
 //! A federation of relays on this machine: one per app, on loopback ports, each with its own
 //! database (a redb file under one folder, or a PostgreSQL database) and a certificate from a
-//! freshly made CA. For the demo, tests and benchmarks.
+//! freshly made CA; optionally each app with front nodes besides (see
+//! [`front`](crate::server::front)). For the demo, tests and benchmarks.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::core::RateLimits;
 use crate::server::tls::{Pki, TlsError, TlsIdentity};
-use crate::server::{Peer, RelayHandle, RelaySettings, Tap, start};
+use crate::server::{FrontHandle, Peer, RelayHandle, RelaySettings, Tap, start, start_front};
 use crate::storage::{OpenError, StoreError, open_postgres, open_redb};
 
 /// Why the local federation could not start.
@@ -90,12 +91,16 @@ pub struct LocalOptions {
     pub taps: bool,
     /// Where each relay keeps its state.
     pub storage: LocalStorage,
+    /// Nodes per app, 1 or more: the relay, and front nodes that carry what they take to it
+    /// (each with listeners of its own; other apps' relays are given every node's federation
+    /// address).
+    pub nodes: usize,
 }
 
 impl Default for LocalOptions {
-    /// Default rate limits, taps, redb.
+    /// Default rate limits, taps, redb, one node per app.
     fn default() -> LocalOptions {
-        LocalOptions { rate_limits: RateLimits::default(), taps: true, storage: LocalStorage::Redb }
+        LocalOptions { rate_limits: RateLimits::default(), taps: true, storage: LocalStorage::Redb, nodes: 1 }
     }
 }
 
@@ -104,11 +109,14 @@ impl Default for LocalOptions {
 pub struct LocalFederation {
     /// The relays, in the order of the apps.
     pub relays: Vec<RelayHandle>,
+    /// The front nodes, by app (none with one node per app).
+    pub fronts: Vec<FrontHandle>,
     /// Every frame each relay handled, by app (see [`crate::server::Tap`]); empty when started
     /// without taps.
     pub taps: Vec<(String, Tap)>,
     pki: Pki,
-    federation_addresses: Vec<(String, SocketAddr)>,
+    /// Every node's federation address, by app, the relay's first.
+    federation_addresses: Vec<(String, Vec<SocketAddr>)>,
     options: LocalOptions,
 }
 
@@ -122,26 +130,65 @@ impl LocalFederation {
     /// Like [`Self::start`], with other options (`dir` is used only for redb).
     pub async fn start_with(apps: &[&str], dir: &Path, options: LocalOptions) -> Result<LocalFederation, StartError> {
         let pki = Pki::generate(apps).map_err(StartError::Certificates)?;
+        let bind = || async { TcpListener::bind("127.0.0.1:0").await.map_err(StartError::Bind) };
+        // Each app's nodes' listeners (devices, then other relays), the relay's first.
         let mut listeners = Vec::new();
         for app in apps {
-            let client = TcpListener::bind("127.0.0.1:0").await.map_err(StartError::Bind)?;
-            let federation = TcpListener::bind("127.0.0.1:0").await.map_err(StartError::Bind)?;
-            listeners.push((app.to_string(), client, federation));
+            let mut nodes = Vec::new();
+            for _ in 0..options.nodes.max(1) {
+                nodes.push((bind().await?, bind().await?));
+            }
+            listeners.push((app.to_string(), nodes));
         }
-        let federation_addresses: Vec<(String, SocketAddr)> = listeners
+        let federation_addresses = listeners
             .iter()
-            .map(|(app, _, federation)| Ok((app.clone(), federation.local_addr().map_err(StartError::Bind)?)))
+            .map(|(app, nodes)| {
+                let addresses = nodes.iter().map(|(_, federation)| federation.local_addr().map_err(StartError::Bind)).collect::<Result<_, _>>()?;
+                Ok((app.clone(), addresses))
+            })
             .collect::<Result<_, StartError>>()?;
-        let mut federation = LocalFederation { relays: Vec::new(), taps: Vec::new(), pki, federation_addresses, options };
-        for (app, client, listener) in listeners {
+        let mut federation = LocalFederation { relays: Vec::new(), fronts: Vec::new(), taps: Vec::new(), pki, federation_addresses, options };
+        for (app, nodes) in listeners {
             let tap = federation.options.taps.then(Tap::default);
-            let relay = federation.start_relay(&app, client, listener, dir, tap.clone()).await?;
+            let mut nodes = nodes.into_iter();
+            let (client, listener) = nodes.next().expect("one node at least");
+            let mut relay = federation.start_relay(&app, client, listener, dir, tap.clone()).await?;
+            if nodes.len() > 0 {
+                let started = |source| StartError::Relay { app: app.clone(), source };
+                let node_address = relay.accept_fronts(bind().await?).map_err(started)?;
+                for (client, listener) in nodes {
+                    let front = start_front(federation.settings(&app, None), client, listener, vec![node_address]).await.map_err(started)?;
+                    federation.fronts.push(front);
+                }
+            }
             federation.relays.push(relay);
             if let Some(tap) = tap {
                 federation.taps.push((app, tap));
             }
         }
+        for front in &federation.fronts {
+            front.linked().await;
+        }
         Ok(federation)
+    }
+
+    /// The settings of `app`'s relay (and of its front nodes).
+    fn settings(&self, app: &str, tap: Option<Tap>) -> RelaySettings {
+        let (certificate, private_key) = self.pki.apps[app].clone();
+        let peers = self
+            .federation_addresses
+            .iter()
+            .filter(|(other, _)| other != app)
+            .map(|(other, addresses)| Peer { app: other.clone(), addresses: addresses.clone(), certificate: self.pki.apps[other].0.clone() })
+            .collect();
+        RelaySettings {
+            app: app.to_owned(),
+            tls: TlsIdentity { certificate, private_key, ca_certificate: self.pki.ca_certificate.clone() },
+            peers,
+            seed: None,
+            tap,
+            rate_limits: self.options.rate_limits,
+        }
     }
 
     async fn start_relay(
@@ -152,21 +199,7 @@ impl LocalFederation {
         dir: &Path,
         tap: Option<Tap>,
     ) -> Result<RelayHandle, StartError> {
-        let (certificate, private_key) = self.pki.apps[app].clone();
-        let peers = self
-            .federation_addresses
-            .iter()
-            .filter(|(other, _)| other != app)
-            .map(|(other, address)| Peer { app: other.clone(), addresses: vec![*address], certificate: self.pki.apps[other].0.clone() })
-            .collect();
-        let settings = RelaySettings {
-            app: app.to_owned(),
-            tls: TlsIdentity { certificate, private_key, ca_certificate: self.pki.ca_certificate.clone() },
-            peers,
-            seed: None,
-            tap,
-            rate_limits: self.options.rate_limits,
-        };
+        let settings = self.settings(app, tap);
         let (store, contents, state) = match &self.options.storage {
             LocalStorage::Redb => open_redb(&dir.join(format!("{app}.redb"))).map_err(|source| StartError::Store { app: app.to_owned(), source })?,
             LocalStorage::Postgres(urls) => {
@@ -188,8 +221,17 @@ impl LocalFederation {
         self.relays.iter().find(|r| r.app == app).expect("an app of this federation")
     }
 
-    /// Stops every relay.
+    /// Where `app`'s devices may connect: its relay's address, then its front nodes'.
+    pub fn client_addresses(&self, app: &str) -> Vec<SocketAddr> {
+        let fronts = self.fronts.iter().filter(|front| front.app == app).map(|front| front.client_address);
+        std::iter::once(self.relay(app).client_address).chain(fronts).collect()
+    }
+
+    /// Stops every node.
     pub async fn shutdown(self) {
+        for front in self.fronts {
+            front.shutdown().await;
+        }
         for relay in self.relays {
             relay.shutdown().await;
         }

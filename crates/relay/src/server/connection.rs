@@ -39,6 +39,13 @@ impl Queued {
     }
 }
 
+impl Queued {
+    /// The frame's bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 impl Drop for Queued {
     fn drop(&mut self) {
         for counter in self.counters.iter().flatten() {

@@ -4,8 +4,13 @@
 //! certificate; devices authenticate inside; the core hears each one's source address, for its
 //! rate limits); links between relays are mutually authenticated TLS.
 
+mod carried;
 mod connection;
+pub mod front;
 pub mod tls;
+
+pub use carried::{CARRIED_CHUNK, MAX_CARRIED_CONNECTIONS};
+pub use front::{FrontHandle, start_front};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -106,6 +111,10 @@ pub enum StartError {
     /// A listener it was given has no local address.
     #[error("a listener's address")]
     Listener(#[source] std::io::Error),
+    /// The cluster's node addresses given to a front node cannot be dialled as given: none, more
+    /// than [`MAX_PEER_ADDRESSES`](crate::config::MAX_PEER_ADDRESSES), or one twice.
+    #[error("the cluster's node addresses")]
+    NodeAddresses(#[source] crate::config::PeerAddressError),
     /// A peer's addresses cannot be dialled as given: none, more than
     /// [`MAX_PEER_ADDRESSES`](crate::config::MAX_PEER_ADDRESSES), or one twice.
     #[error("the addresses given for {app}'s relay")]
@@ -130,6 +139,17 @@ pub struct RelayHandle {
     tasks: JoinSet<()>,
     /// Set, with why, when the core stopped because its store failed.
     stopped: tokio::sync::watch::Receiver<Option<String>>,
+    /// What serving front nodes' links takes ([`RelayHandle::accept_fronts`]).
+    fronts: FrontAccess,
+}
+
+/// The node listener's TLS, the certificate a front node must present, and how a carried
+/// connection reaches the core.
+struct FrontAccess {
+    acceptor: TlsAcceptor,
+    own: CertificateDer<'static>,
+    next_conn: Arc<AtomicU64>,
+    tap: Option<Tap>,
 }
 
 impl RelayHandle {
@@ -150,6 +170,18 @@ impl RelayHandle {
             Ok(why) => why.clone().unwrap_or_default(),
             Err(_) => "the relay's core task ended".to_owned(),
         }
+    }
+
+    /// Serves front nodes on `listener` (the cluster's node address of this node): the nodes of
+    /// this app waiting for the database's lock, which carry the connections they take to this
+    /// one (see [`front`]). Only a link presenting the app's own certificate is served. Returns
+    /// the listener's address.
+    pub fn accept_fronts(&mut self, listener: TcpListener) -> Result<SocketAddr, StartError> {
+        let address = listener.local_addr().map_err(StartError::Listener)?;
+        let FrontAccess { acceptor, own, next_conn, tap } = &self.fronts;
+        let task = carried::accept_fronts(listener, acceptor.clone(), own.clone(), self.events.clone(), next_conn.clone(), tap.clone());
+        self.tasks.spawn(task);
+        Ok(address)
     }
 
     /// Stops every task of the relay (its store is closed when the committer thread ends).
@@ -197,13 +229,15 @@ pub async fn start(
         }
     });
     let tap = settings.tap.clone();
-    tasks.spawn(accept_clients(client_listener, device_acceptor, events.clone(), next_conn.clone(), tap.clone()));
-    tasks.spawn(accept_links(federation_listener, acceptor, peer_certificates.clone(), events.clone(), next_conn.clone(), tap.clone()));
+    let sink = Sink::Core { events: events.clone(), next_conn: next_conn.clone() };
+    tasks.spawn(accept_clients(client_listener, device_acceptor, sink.clone(), tap.clone()));
+    tasks.spawn(accept_links(federation_listener, acceptor.clone(), peer_certificates.clone(), sink, tap.clone()));
     for peer in settings.peers.clone() {
         let certificate = certificate_der(&peer.certificate)?;
         tasks.spawn(dial(peer, certificate, connector.clone(), events.clone(), next_conn.clone(), tap.clone()));
     }
-    Ok(RelayHandle { app: settings.app, client_address, federation_address, events, tasks, stopped })
+    let fronts = FrontAccess { acceptor, own: certificate_der(&settings.tls.certificate)?, next_conn, tap };
+    Ok(RelayHandle { app: settings.app, client_address, federation_address, events, tasks, stopped, fronts })
 }
 
 /// The core task: events in, actions out, and one batch at a time to the committer. Returns
@@ -472,12 +506,33 @@ impl Refusals {
     }
 }
 
-async fn accept_clients(listener: TcpListener, acceptor: TlsAcceptor, events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64>, tap: Option<Tap>) {
+/// Where the connections a listener takes are served.
+#[derive(Clone)]
+enum Sink {
+    /// By this node's core.
+    Core { events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64> },
+    /// By the active node, over this front node's link to it (none while it is down).
+    Front(tokio::sync::watch::Receiver<Option<Arc<front::FrontLink>>>),
+}
+
+impl Sink {
+    /// Serves `stream` (TLS ended) until it closes; why it ended, when something went wrong.
+    async fn serve<S>(self, stream: S, kind: connection::Kind, tap: Option<Tap>) -> Option<String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        match self {
+            Sink::Core { events, next_conn } => connection::serve(stream, next_conn.fetch_add(1, Ordering::Relaxed), events, kind, tap).await,
+            Sink::Front(link) => front::carry(stream, kind, &link).await,
+        }
+    }
+}
+
+async fn accept_clients(listener: TcpListener, acceptor: TlsAcceptor, sink: Sink, tap: Option<Tap>) {
     let refusals = Arc::new(Refusals::default());
     loop {
         let Some((stream, source)) = accept(&listener).await else { continue };
-        let (acceptor, events, tap, refusals) = (acceptor.clone(), events.clone(), tap.clone(), refusals.clone());
-        let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+        let (acceptor, sink, tap, refusals) = (acceptor.clone(), sink.clone(), tap.clone(), refusals.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             // A client that does not speak TLS (or not in time) is closed without an answer.
@@ -486,7 +541,7 @@ async fn accept_clients(listener: TcpListener, acceptor: TlsAcceptor, events: mp
                 Ok(Err(error)) => return refusals.log("device", source, handshake_failure(&error), Some(&error), false),
                 Err(_) => return refusals.log("device", source, "no TLS handshake in time", None, false),
             };
-            if let Some(error) = connection::serve(tls, conn, events, connection::Kind::Client { source: source.ip() }, tap).await {
+            if let Some(error) = sink.serve(tls, connection::Kind::Client { source: source.ip() }, tap).await {
                 tracing::debug!(%source, %error, "a device connection ended");
             }
         });
@@ -497,15 +552,13 @@ async fn accept_links(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     peers: Arc<HashMap<CertificateDer<'static>, String>>,
-    events: mpsc::Sender<Event>,
-    next_conn: Arc<AtomicU64>,
+    sink: Sink,
     tap: Option<Tap>,
 ) {
     let refusals = Arc::new(Refusals::default());
     loop {
         let Some((stream, source)) = accept(&listener).await else { continue };
-        let (acceptor, peers, events, tap, refusals) = (acceptor.clone(), peers.clone(), events.clone(), tap.clone(), refusals.clone());
-        let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+        let (acceptor, peers, sink, tap, refusals) = (acceptor.clone(), peers.clone(), sink.clone(), tap.clone(), refusals.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             keep_link_alive(&stream, source);
@@ -521,7 +574,7 @@ async fn accept_links(
                 return refusals.log("federation", source, reason, None, true);
             };
             tracing::info!(%source, peer = %app, "a link from {app}'s relay is up");
-            let ended_with = connection::serve(tls, conn, events, connection::Kind::Link { app: app.clone(), dialed: false }, tap).await;
+            let ended_with = sink.serve(tls, connection::Kind::Link { app: app.clone(), dialed: false }, tap).await;
             tracing::info!(%source, peer = %app, "the link from {app}'s relay closed: {}", ended(ended_with));
         });
     }
