@@ -403,3 +403,67 @@ async fn another_apps_relay_reaches_the_standby_when_the_active_node_is_killed()
     assert_eq!(duplicates, 0, "bob's client dropped {duplicates} duplicates");
     drop(blue_node);
 }
+
+/// `config` with a `[cluster]` table: this node's node address `own` among `nodes`.
+fn join_cluster(config: &Path, own: u16, nodes: &[u16]) {
+    let nodes: Vec<String> = nodes.iter().map(|port| format!("\"127.0.0.1:{port}\"")).collect();
+    let mut written = std::fs::read_to_string(config).unwrap();
+    written.push_str(&format!("\n[cluster]\nnode_listen = \"127.0.0.1:{own}\"\nnodes = [{}]\n", nodes.join(", ")));
+    std::fs::write(config, written).unwrap();
+}
+
+/// Two nodes of green with `[cluster]`: B, waiting for the lock, is a front node and serves
+/// devices by carrying their connections to A. Alice sends through B; A is killed mid-stream;
+/// B's link to it closes and with it Alice's connection; B takes the lock and serves as the
+/// active node; Alice's client reconnects to B by itself, and Bob, on B too, receives every
+/// message exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_node_serves_devices_through_the_active_node_and_takes_over_when_it_is_killed() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+    let [a, a_federation, a_node, b, b_federation, b_node] = ports[..] else { unreachable!() };
+    setup(dir.path(), "green", &[a, a_federation], &server.url());
+    let (config_a, config_b) = two_nodes_of_green(dir.path(), [a, a_federation], [b, b_federation]);
+    join_cluster(&config_a, a_node, &[a_node, b_node]);
+    join_cluster(&config_b, b_node, &[a_node, b_node]);
+    let node_address = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
+
+    let mut node_a = Node::start(&config_a);
+    node_a.wait_for("ready", Duration::from_secs(10));
+    let node_b = Node::start(&config_b);
+    node_b.wait_for("front", Duration::from_secs(10));
+
+    // Both devices dial B first: while A lives, B carries them to it.
+    let ca = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+    let nodes = [node_address(b), node_address(a)];
+    let mut alice = ChatClient::register(RelayAddress::with_addresses(&nodes, "green", &ca).unwrap(), "alice@green", 1, seeded(1)).await.unwrap();
+    let mut bob = ChatClient::register(RelayAddress::with_addresses(&nodes, "green", &ca).unwrap(), "bob@green", 1, seeded(2)).await.unwrap();
+    alice.send("bob@green", text(1000)).await.unwrap();
+    assert_eq!(received_once(&mut bob, 1, Duration::from_secs(5)).await, ["message 1000"], "a message through the front node");
+    bob.disconnect();
+    assert!(node_b.drain().iter().all(|line| !line.contains("ready")), "B serves as the active node while A lives");
+
+    let mut acknowledged = 0;
+    for i in 0..TOTAL {
+        if i == BEFORE_THE_KILL {
+            node_a.kill();
+        }
+        let taken = alice.send("bob@green", text(i)).await;
+        if taken.is_ok() && alice.outbox_len() == 0 && i < BEFORE_THE_KILL {
+            acknowledged += 1;
+        }
+    }
+    assert_eq!(acknowledged, BEFORE_THE_KILL, "every message before the kill was acknowledged through B");
+    node_b.wait_for("ready", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alice.outbox_len() > 0 || !alice.is_online() {
+        assert!(Instant::now() < deadline, "alice's client did not reconnect: {} message(s) wait", alice.outbox_len());
+        alice.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    bob.reconnect().await.unwrap();
+    let received = received_once(&mut bob, TOTAL, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), TOTAL, "received {received:?}");
+    let duplicates = bob.stats().duplicates;
+    assert_eq!(duplicates, 0, "bob's client dropped {duplicates} duplicates");
+}

@@ -8,9 +8,11 @@
 //! apps, framing, routing, group commit to disk), not the end-to-end cipher, which the session
 //! benchmarks measure. The forwarder is plain TCP: the ceiling of the machine's sockets.
 //!
-//! Last, the same relays on PostgreSQL (one node per app, one server of the bench's own, started
-//! as the relay's tests start theirs), alternated with those on redb, when PostgreSQL's server
-//! binaries are installed: `relay_cluster_throughput_1`.
+//! Last, the same relays on PostgreSQL (one server of the bench's own, started as the relay's
+//! tests start theirs), alternated with those on redb, when PostgreSQL's server binaries are
+//! installed: with one node per app (`relay_cluster_throughput_1`), and with two and three
+//! (`_2`, `_3`: each app's relay and front nodes that carry connections to it, the devices
+//! spread over every node).
 
 #[path = "../../relay/tests/support/postgres.rs"]
 #[allow(dead_code)] // the standby server, killing and promotion are for the relay's tests
@@ -41,8 +43,9 @@ pub struct RelayFigures {
     pub forwarder_per_sec: f64,
     /// Envelopes per second through two relays, durably stored and acknowledged.
     pub relay_per_sec: f64,
-    /// The same through relays on PostgreSQL, one node per app (`None` without PostgreSQL).
-    pub cluster_1: Option<ClusterRate>,
+    /// The same through relays on PostgreSQL, with 1, 2 and 3 nodes per app (empty without
+    /// PostgreSQL).
+    pub clusters: Vec<ClusterRate>,
     /// Median time from send to receipt, in microseconds, at `latency_rate_per_sec`.
     pub latency_p50_us: f64,
     /// 99th percentile of the same, in microseconds.
@@ -56,6 +59,8 @@ pub struct RelayFigures {
 /// The relays on PostgreSQL, and those on redb in the rounds alternated with theirs.
 #[derive(Clone, Copy, Debug)]
 pub struct ClusterRate {
+    /// Nodes per app.
+    pub nodes: usize,
     /// Envelopes per second through the relays on PostgreSQL.
     pub per_sec: f64,
     /// Envelopes per second through the relays on redb, in the same rounds: what `per_sec` is
@@ -190,12 +195,17 @@ async fn introduce(sender: &mut RawDevice, receiver: &mut RawDevice) {
 
 /// Messages per second through `pairs` sender/receiver pairs, green → blue.
 async fn relay_rate(federation: &LocalFederation, pairs: usize, per_pair: usize, tag: &str) -> f64 {
-    let (green, blue) = (device_link(federation, "green"), device_link(federation, "blue"));
+    // Pair i on each app's node i modulo their count (with several nodes, a pair may span two).
+    let nodes = |app: &str| -> Vec<RelayAddress> {
+        let ca = federation.ca_certificate();
+        federation.client_addresses(app).into_iter().map(|address| RelayAddress::new(address, app, ca).expect("the federation's CA")).collect()
+    };
+    let (green, blue) = (nodes("green"), nodes("blue"));
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for i in 0..pairs {
-        let mut sender = RawDevice::join(&green, &format!("s{tag}{i}@green")).await;
-        let mut receiver = RawDevice::join(&blue, &format!("r{tag}{i}@blue")).await;
+        let mut sender = RawDevice::join(&green[i % green.len()], &format!("s{tag}{i}@green")).await;
+        let mut receiver = RawDevice::join(&blue[(i + 1) % blue.len()], &format!("r{tag}{i}@blue")).await;
         introduce(&mut sender, &mut receiver).await;
         senders.push(sender);
         receivers.push(receiver);
@@ -353,10 +363,12 @@ pub fn json_lines(figures: &RelayFigures) -> Vec<serde_json::Value> {
         json!({"op": "relay_throughput", "impl": "tcp-forwarder", "ns_per_op": (1e9 / figures.forwarder_per_sec).round(),
                "per_sec": figures.forwarder_per_sec.round()}),
     ];
-    if let Some(ClusterRate { per_sec, redb_per_sec }) = figures.cluster_1 {
-        lines.push(json!({"op": "relay_cluster_throughput_1", "impl": "switchboard-relay-postgres", "ns_per_op": (1e9 / per_sec).round(),
-                          "per_sec": per_sec.round(), "nodes": 1, "redb_per_sec": redb_per_sec.round(),
-                          "ratio_vs_redb": per_sec / redb_per_sec}));
+    let one_node = figures.clusters.first().map(|one| one.per_sec);
+    for ClusterRate { nodes, per_sec, redb_per_sec } in &figures.clusters {
+        lines.push(json!({"op": format!("relay_cluster_throughput_{nodes}"), "impl": "switchboard-relay-postgres",
+                          "ns_per_op": (1e9 / per_sec).round(), "per_sec": per_sec.round(), "nodes": nodes,
+                          "redb_per_sec": redb_per_sec.round(), "ratio_vs_redb": per_sec / redb_per_sec,
+                          "ratio_vs_one_node": one_node.map(|one| per_sec / one)}));
     }
     lines.extend([
         json!({"op": "relay_latency_p50", "impl": "switchboard-relay", "ns_per_op": figures.latency_p50_us * 1000.0,
@@ -379,13 +391,16 @@ pub fn table(figures: &RelayFigures) -> String {
     out.push_str(&format!("| relay_throughput (1 KiB, durable) | {:.0} msg/s | |\n", figures.relay_per_sec));
     out.push_str(&format!("| plain two-hop TCP forwarder | {:.0} msg/s | |\n", figures.forwarder_per_sec));
     out.push_str(&format!("| ratio relay / forwarder | {ratio:.3} | ≥ 0.25: {} |\n", if ratio >= 0.25 { "MET" } else { "MISSED" }));
-    match figures.cluster_1 {
-        Some(ClusterRate { per_sec, redb_per_sec }) => out.push_str(&format!(
-            "| relay_cluster_throughput_1 (one node per app on PostgreSQL) | {per_sec:.0} msg/s, {:.3} × redb ({:.0} msg/s in the same rounds) | |\n",
+    let one_node = figures.clusters.first().map(|one| one.per_sec);
+    for ClusterRate { nodes, per_sec, redb_per_sec } in &figures.clusters {
+        out.push_str(&format!(
+            "| relay_cluster_throughput_{nodes} ({nodes} node(s) per app on PostgreSQL) | {per_sec:.0} msg/s, {:.3} × one node, {:.3} × redb ({redb_per_sec:.0} msg/s in the same rounds) | |\n",
+            one_node.map_or(f64::NAN, |one| per_sec / one),
             per_sec / redb_per_sec,
-            redb_per_sec
-        )),
-        None => out.push_str("| relay_cluster_throughput_1 | not measured: PostgreSQL is not installed | |\n"),
+        ));
+    }
+    if figures.clusters.is_empty() {
+        out.push_str("| relay_cluster_throughput_1, _2, _3 | not measured: PostgreSQL is not installed | |\n");
     }
     out.push_str(&format!(
         "| latency p50 / p99 at {:.0} msg/s (half of peak) | {:.2} ms / {:.2} ms | p99 < 10 ms: {} |\n",
@@ -440,30 +455,40 @@ pub async fn run(quick: bool) -> RelayFigures {
         let (ms, crossings) = fanout(&federation, members, &format!("f{i}")).await;
         figures.fanout.push((members, ms, crossings));
     }
-    // Last, the same relays on PostgreSQL (a server of the bench's own, a database per app),
-    // alternated with those on redb: while the figures above are measured, no server runs and
-    // none is being stopped or its files deleted.
+    // Last, the same relays on PostgreSQL (a server of the bench's own, a database per app and
+    // node count), with 1, 2 and 3 nodes per app, alternated with those on redb: while the
+    // figures above are measured, no server runs and none is being stopped or its files deleted.
     match postgres_server::installed_bindir() {
         Some(_) => {
             let server = postgres_server::Server::start();
-            let mut urls = std::collections::HashMap::new();
-            for app in APPS {
-                server.sql(&format!("CREATE DATABASE relay_{app}"));
-                urls.insert(app.to_owned(), format!("host=127.0.0.1 port={} user=postgres dbname=relay_{app}", server.port));
+            let mut clusters = Vec::new();
+            for nodes in 1..=3 {
+                let mut urls = std::collections::HashMap::new();
+                for app in APPS {
+                    server.sql(&format!("CREATE DATABASE relay_{app}_{nodes}"));
+                    urls.insert(app.to_owned(), format!("host=127.0.0.1 port={} user=postgres dbname=relay_{app}_{nodes}", server.port));
+                }
+                let options = LocalOptions { storage: LocalStorage::Postgres(urls), nodes, ..options.clone() };
+                let cluster = LocalFederation::start_with(&APPS, dir.path(), options).await.expect("local federation on PostgreSQL");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                relay_rate(&cluster, 2, 100, &format!("w{nodes}")).await;
+                clusters.push(cluster);
             }
-            let options = LocalOptions { storage: LocalStorage::Postgres(urls), ..options };
-            let cluster = LocalFederation::start_with(&APPS, dir.path(), options).await.expect("local federation on PostgreSQL");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            relay_rate(&cluster, 2, 100, "w").await;
-            let (mut baseline, mut clusters) = (Vec::new(), Vec::new());
+            let mut baseline = Vec::new();
+            let mut rates = vec![Vec::new(); clusters.len()];
             for round in 0..3 {
                 baseline.push(relay_rate(&federation, pairs, per_pair, &format!("b{round}")).await);
-                clusters.push(relay_rate(&cluster, pairs, per_pair, &format!("c{round}")).await);
+                for (i, cluster) in clusters.iter().enumerate() {
+                    rates[i].push(relay_rate(cluster, pairs, per_pair, &format!("c{}r{round}", i + 1)).await);
+                }
             }
-            cluster.shutdown().await;
-            figures.cluster_1 = Some(ClusterRate { per_sec: median(clusters), redb_per_sec: median(baseline) });
+            let redb_per_sec = median(baseline);
+            for (i, cluster) in clusters.into_iter().enumerate() {
+                cluster.shutdown().await;
+                figures.clusters.push(ClusterRate { nodes: i + 1, per_sec: median(std::mem::take(&mut rates[i])), redb_per_sec });
+            }
         }
-        None => eprintln!("PostgreSQL's server binaries are not installed: relay_cluster_throughput_1 is not measured"),
+        None => eprintln!("PostgreSQL's server binaries are not installed: relay_cluster_throughput_1, _2 and _3 are not measured"),
     }
     federation.shutdown().await;
     figures
