@@ -52,6 +52,17 @@
 //! kind = "postgres"
 //! url = "host=127.0.0.1 port=5432 user=switchboard dbname=green"
 //! ```
+//!
+//! With an optional `[cluster]` table ([`ClusterConfig`]; PostgreSQL only), the nodes waiting for
+//! the lock serve as front nodes, carrying what their listeners take to the active node (see
+//! [`front`](crate::server::front)); each node's file names its own `node_listen`, and every
+//! node's in `nodes`:
+//!
+//! ```toml
+//! [cluster]
+//! node_listen = "127.0.0.1:7201"
+//! nodes = ["127.0.0.1:7201", "127.0.0.1:7202"]
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! anyway. It listens where the active node would (devices, other apps' relays), ends their TLS
 //! as the active node would (the app's certificate; other apps' certificates checked the same
 //! way), and carries each connection's bytes to the active node over one link
-//! ([`carried`](super::carried) is the other end), which serves them as its own. So every node
+//! ([`RelayHandle::accept_fronts`](super::RelayHandle::accept_fronts) is the other end), which serves them as its own. So every node
 //! of a cluster takes connections, while one writes: a device may connect to any node, and its
 //! mail reaches it wherever it was sent from.
 //!

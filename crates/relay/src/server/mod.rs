@@ -2,7 +2,9 @@
 //! commits batches to the store, one at a time (whatever arrives meanwhile forms the next batch);
 //! every connection has a reader and a writer task. Device connections are TLS (the relay's
 //! certificate; devices authenticate inside; the core hears each one's source address, for its
-//! rate limits); links between relays are mutually authenticated TLS.
+//! rate limits); links between relays are mutually authenticated TLS. A relay may also serve
+//! front nodes ([`RelayHandle::accept_fronts`]), whose connections it serves as its own; a front
+//! node ([`front`]) runs no core.
 
 mod carried;
 mod connection;

@@ -12,9 +12,12 @@
 //! started, configured, not listening) wait for the lock. When the active node's process dies, PostgreSQL
 //! ends its session and frees the lock; a standby takes it, loads the state as the dead node
 //! committed it, and opens its listeners. Devices hold the addresses of all the nodes and dial
-//! each in turn (a standby refuses the connection at once).
+//! each in turn (a standby refuses the connection at once). With `[cluster]` in their
+//! configuration the waiting nodes are front nodes rather than silent standbys: they take
+//! connections and carry them to the active node ([`front`](crate::server::front)), which still
+//! writes alone.
 //!
-//! Active-active would need what the core does not have today: state read from the database
+//! Several writers would need what the core does not have today: state read from the database
 //! rather than mirrored in memory (or sharded by recipient, each shard with one writer),
 //! sequence numbers the database hands out, and a way for the node that takes an envelope to
 //! wake the node the recipient is connected to (LISTEN/NOTIFY, say); federation links from any
