@@ -394,7 +394,7 @@ pub fn table(figures: &RelayFigures) -> String {
     let one_node = figures.clusters.first().map(|one| one.per_sec);
     for ClusterRate { nodes, per_sec, redb_per_sec } in &figures.clusters {
         out.push_str(&format!(
-            "| relay_cluster_throughput_{nodes} ({nodes} node(s) per app on PostgreSQL) | {per_sec:.0} msg/s, {:.3} × one node, {:.3} × redb ({redb_per_sec:.0} msg/s in the same rounds) | |\n",
+            "| relay_cluster_throughput_{nodes} ({nodes} per app on PostgreSQL) | {per_sec:.0} msg/s, {:.3} × one node, {:.3} × redb ({redb_per_sec:.0} msg/s in the same rounds) | |\n",
             one_node.map_or(f64::NAN, |one| per_sec / one),
             per_sec / redb_per_sec,
         ));
