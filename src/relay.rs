@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use switchboard_relay::config::{ConnectionString, RelayConfig, StorageConfig, write_federation};
+use switchboard_relay::config::{ConnectionString, MAX_PEER_ADDRESSES, RelayConfig, StorageConfig, node_file, ports_per_app, write_federation};
 use switchboard_relay::server::{start, start_front};
 use switchboard_relay::storage::{Leadership, Opened, open_postgres, open_redb};
 use switchboard_wire::address::check_app;
@@ -25,10 +25,16 @@ pub struct SetupArgs {
     /// The apps, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "green,blue,red")]
     apps: Vec<String>,
-    /// Ports on 127.0.0.1, two per app in the order of --apps (devices, then other relays):
-    /// `--ports 7001,7002,7003,7004` for two apps; default from 7001 up.
+    /// Ports on 127.0.0.1, in the order of --apps: two per app (devices, then other relays):
+    /// `--ports 7001,7002,7003,7004` for two apps; with --nodes N above 1, three per node, node
+    /// by node (devices, other relays, other nodes); default from 7001 up.
     #[arg(long, value_delimiter = ',')]
     ports: Vec<u16>,
+    /// Nodes per app (with --storage postgres): each app's nodes share its database, one
+    /// active, the others front nodes that carry the connections they take to it (`<app>.toml`,
+    /// `<app>-2.toml`, …, each with a [cluster] table).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=MAX_PEER_ADDRESSES as i64))]
+    nodes: u16,
     /// Where each relay keeps its state: redb (a file in its data folder) or postgres (a
     /// PostgreSQL database, see --postgres-url).
     #[arg(long, value_enum, default_value_t = StorageKind::Redb)]
@@ -67,14 +73,18 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
         check_app(app).with_context(|| format!("--apps: app {app:?}"))?;
         anyhow::ensure!(!apps[..i].contains(app), "--apps: app {app:?} is named twice");
     }
-    let ports = if args.ports.is_empty() { (0..apps.len() * 2).map(|i| 7001 + i as u16).collect() } else { args.ports };
-    anyhow::ensure!(
-        ports.len() == apps.len() * 2,
-        "--ports: give two ports per app, in the order of --apps (devices, then other relays): {} for {} app(s), not {}",
-        apps.len() * 2,
-        apps.len(),
-        ports.len()
-    );
+    let nodes = usize::from(args.nodes);
+    anyhow::ensure!(nodes == 1 || args.storage == StorageKind::Postgres, "--nodes: an app's nodes share a PostgreSQL database: give --storage postgres");
+    let per_app = ports_per_app(nodes);
+    let ports = if args.ports.is_empty() {
+        let count = apps.len() * per_app;
+        anyhow::ensure!(7001 + count <= 65_536, "--ports: {count} ports from 7001 up pass 65,535: give them");
+        (0..count).map(|i| 7001 + i as u16).collect()
+    } else {
+        args.ports
+    };
+    let what = if nodes == 1 { "two ports per app, in the order of --apps (devices, then other relays)" } else { "three ports per node, app by app (devices, other relays, other nodes)" };
+    anyhow::ensure!(ports.len() == apps.len() * per_app, "--ports: give {what}: {} for {} app(s), not {}", apps.len() * per_app, apps.len(), ports.len());
     for (i, port) in ports.iter().enumerate() {
         anyhow::ensure!(*port != 0, "--ports: 0 is no port a relay can be reached on");
         anyhow::ensure!(!ports[..i].contains(port), "--ports: {port} is given twice");
@@ -94,12 +104,13 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
     let ca = args.dir.join("ca.pem");
     anyhow::ensure!(!ca.exists(), "{} exists: a federation is set up in {} already (remove the folder to start over)", ca.display(), args.dir.display());
     for app in &apps {
-        for file in [format!("{app}.pem"), format!("{app}.key"), format!("{app}.toml")] {
+        let node_files = (1..=nodes).map(|node| node_file(app, node));
+        for file in [format!("{app}.pem"), format!("{app}.key")].into_iter().chain(node_files) {
             let path = args.dir.join(file);
             anyhow::ensure!(!path.exists(), "{} exists: it would be written over (remove it, or choose another --dir)", path.display());
         }
     }
-    for path in write_federation(&args.dir, &apps, &ports, &storage)? {
+    for path in write_federation(&args.dir, &apps, &ports, &storage, nodes)? {
         println!("{}", path.display());
     }
     println!("devices recognise their relay by {} (switchboard chat --ca)", args.dir.join("ca.pem").display());

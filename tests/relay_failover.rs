@@ -154,11 +154,12 @@ async fn received_once(bob: &mut ChatClient, total: usize, within: Duration) -> 
     received
 }
 
-/// `switchboard setup` of `apps` in `dir`, on the given ports, their state in PostgreSQL at `url`.
-fn setup(dir: &Path, apps: &str, ports: &[u16], url: &str) {
+/// `switchboard setup` of `apps` in `dir`, on the given ports, their state in PostgreSQL at `url`,
+/// `nodes` nodes per app.
+fn setup(dir: &Path, apps: &str, ports: &[u16], url: &str, nodes: u16) {
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let status = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["setup", "--dir", dir.to_str().unwrap(), "--apps", apps, "--ports", &ports.join(",")])
+        .args(["setup", "--dir", dir.to_str().unwrap(), "--apps", apps, "--ports", &ports.join(","), "--nodes", &nodes.to_string()])
         .args(["--storage", "postgres", "--postgres-url", url])
         .stdout(Stdio::null())
         .status()
@@ -196,7 +197,7 @@ async fn a_standby_node_takes_over_when_the_active_one_is_killed_and_nothing_is_
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let [a, a_federation, b, b_federation] = [ports[0], ports[1], ports[2], ports[3]];
-    setup(dir.path(), "green", &[a, a_federation], &server.url());
+    setup(dir.path(), "green", &[a, a_federation], &server.url(), 1);
     let (config_a, config_b) = two_nodes_of_green(dir.path(), [a, a_federation], [b, b_federation]);
     let node_address = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
     let (address_a, address_b) = (node_address(a), node_address(b));
@@ -355,7 +356,7 @@ async fn another_apps_relay_reaches_the_standby_when_the_active_node_is_killed()
     let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let [a, a_federation, blue, blue_federation, b, b_federation] = ports[..] else { unreachable!() };
     let url = format!("host=127.0.0.1 port={} user=postgres dbname=relay_{{app}}", server.port);
-    setup(dir.path(), "green,blue", &[a, a_federation, blue, blue_federation], &url);
+    setup(dir.path(), "green,blue", &[a, a_federation, blue, blue_federation], &url, 1);
     let (config_a, config_b) = two_nodes_of_green(dir.path(), [a, a_federation], [b, b_federation]);
     // Blue lists both of green's nodes, the active one first.
     let config_blue = dir.path().join("blue.toml");
@@ -404,15 +405,7 @@ async fn another_apps_relay_reaches_the_standby_when_the_active_node_is_killed()
     drop(blue_node);
 }
 
-/// `config` with a `[cluster]` table: this node's node address `own` among `nodes`.
-fn join_cluster(config: &Path, own: u16, nodes: &[u16]) {
-    let nodes: Vec<String> = nodes.iter().map(|port| format!("\"127.0.0.1:{port}\"")).collect();
-    let mut written = std::fs::read_to_string(config).unwrap();
-    written.push_str(&format!("\n[cluster]\nnode_listen = \"127.0.0.1:{own}\"\nnodes = [{}]\n", nodes.join(", ")));
-    std::fs::write(config, written).unwrap();
-}
-
-/// Two nodes of green with `[cluster]`: B, waiting for the lock, is a front node and serves
+/// Two nodes of green as `setup --nodes 2` writes them (`[cluster]`): B, waiting for the lock, is a front node and serves
 /// devices by carrying their connections to A. Alice sends through B; A is killed mid-stream;
 /// B's link to it closes and with it Alice's connection; B takes the lock and serves as the
 /// active node; Alice's client reconnects to B by itself, and Bob, on B too, receives every
@@ -422,11 +415,9 @@ async fn a_front_node_serves_devices_through_the_active_node_and_takes_over_when
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
-    let [a, a_federation, a_node, b, b_federation, b_node] = ports[..] else { unreachable!() };
-    setup(dir.path(), "green", &[a, a_federation], &server.url());
-    let (config_a, config_b) = two_nodes_of_green(dir.path(), [a, a_federation], [b, b_federation]);
-    join_cluster(&config_a, a_node, &[a_node, b_node]);
-    join_cluster(&config_b, b_node, &[a_node, b_node]);
+    let [a, _, _, b, _, _] = ports[..] else { unreachable!() };
+    setup(dir.path(), "green", &ports, &server.url(), 2);
+    let (config_a, config_b) = (dir.path().join("green.toml"), dir.path().join("green-2.toml"));
     let node_address = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
 
     let mut node_a = Node::start(&config_a);

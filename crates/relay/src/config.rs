@@ -544,48 +544,85 @@ impl RelayConfig {
     }
 }
 
+/// The node files [`write_federation`] writes for an app: `<app>.toml` for the first node,
+/// `<app>-<k>.toml` for node k from 2.
+pub fn node_file(app: &str, node: usize) -> String {
+    match node {
+        0 | 1 => format!("{app}.toml"),
+        k => format!("{app}-{k}.toml"),
+    }
+}
+
+/// The ports [`write_federation`] takes per app: two per app of one node (devices, other
+/// relays); three per node for an app of several (devices, other relays, other nodes).
+pub fn ports_per_app(nodes: usize) -> usize {
+    if nodes <= 1 { 2 } else { 3 * nodes }
+}
+
 /// Writes a federation's files into `dir`: a CA, a certificate and key per app, and a
-/// configuration per app (`<app>.toml`), the app at index i listening for clients on
-/// `ports[2i]` and for other relays on `ports[2i + 1]` of 127.0.0.1, keeping its state in
-/// `storage` (made the app's with [`StorageConfig::for_app`]). A configuration with a
-/// connection string is readable by its owner only: the string may hold a password.
-pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16], storage: &StorageConfig) -> Result<Vec<PathBuf>, ConfigError> {
-    assert_eq!(ports.len(), apps.len() * 2, "two ports per app");
+/// configuration per node of each app ([`node_file`]), each keeping its state in `storage`
+/// (made the app's with [`StorageConfig::for_app`]). `ports` gives [`ports_per_app`] ports of
+/// 127.0.0.1 per app, in the order of `apps`: with one node, the app at index i listens for
+/// clients on `ports[2i]` and for other relays on `ports[2i + 1]`; with `nodes` above 1, each
+/// node takes three in turn (devices, other relays, its `[cluster]` `node_listen`), every node's
+/// file lists every node of its app in `[cluster]`, and other apps' relays list every node's
+/// federation address. A configuration with a connection string is readable by its owner only:
+/// the string may hold a password.
+///
+/// Several nodes need PostgreSQL ([`ClusterError::NotPostgres`]); `nodes` is 1 to
+/// [`MAX_PEER_ADDRESSES`].
+pub fn write_federation(dir: &Path, apps: &[&str], ports: &[u16], storage: &StorageConfig, nodes: usize) -> Result<Vec<PathBuf>, ConfigError> {
+    assert!((1..=MAX_PEER_ADDRESSES).contains(&nodes), "1 to {MAX_PEER_ADDRESSES} nodes per app");
+    let per_app = ports_per_app(nodes);
+    assert_eq!(ports.len(), apps.len() * per_app, "{per_app} ports per app");
+    if nodes > 1 && storage.is_redb() {
+        return Err(ConfigError::Cluster { path: dir.to_owned(), source: ClusterError::NotPostgres });
+    }
     let pki = Pki::generate(apps).map_err(|error| ConfigError::Generate(Box::new(error)))?;
     std::fs::create_dir_all(dir).map_err(|source| ConfigError::Write { path: dir.to_owned(), source })?;
     create(&dir.join("ca.pem"), &pki.ca_certificate, PUBLIC_FILE)?;
     let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    // App i's node k's port of kind `which` (0 devices, 1 other relays, 2 other nodes).
+    let port = |i: usize, k: usize, which: usize| address(ports[i * per_app + k * (per_app / nodes) + which]);
     let mut written = Vec::new();
     for (i, app) in apps.iter().enumerate() {
         let (certificate, key) = &pki.apps[*app];
         create(&dir.join(format!("{app}.pem")), certificate, PUBLIC_FILE)?;
         create(&dir.join(format!("{app}.key")), key, PRIVATE_KEY_FILE)?;
-        let config = RelayConfig {
-            app: app.to_string(),
-            client_listen: address(ports[2 * i]),
-            federation_listen: address(ports[2 * i + 1]),
-            data_dir: PathBuf::from(format!("{app}-data")),
-            certificate: PathBuf::from(format!("{app}.pem")),
-            private_key: PathBuf::from(format!("{app}.key")),
-            ca_certificate: PathBuf::from("ca.pem"),
-            peers: apps
+        let cluster_nodes: Vec<SocketAddr> = if nodes > 1 { (0..nodes).map(|k| port(i, k, 2)).collect() } else { Vec::new() };
+        for k in 0..nodes {
+            let peers = apps
                 .iter()
                 .enumerate()
                 .filter(|(j, _)| *j != i)
-                .map(|(j, other)| PeerConfig {
-                    app: other.to_string(),
-                    address: Some(address(ports[2 * j + 1])),
-                    addresses: None,
-                    certificate: PathBuf::from(format!("{other}.pem")),
+                .map(|(j, other)| {
+                    let (address, addresses) = match nodes {
+                        1 => (Some(port(j, 0, 1)), None),
+                        _ => (None, Some((0..nodes).map(|k| port(j, k, 1)).collect())),
+                    };
+                    PeerConfig { app: other.to_string(), address, addresses, certificate: PathBuf::from(format!("{other}.pem")) }
                 })
-                .collect(),
-            storage: storage.for_app(app),
-            cluster: None,
-        };
-        let path = dir.join(format!("{app}.toml"));
-        let text = toml::to_string(&config).map_err(|source| ConfigError::Serialize { path: path.clone(), source })?;
-        create(&path, &text, if config.storage.is_redb() { PUBLIC_FILE } else { PRIVATE_KEY_FILE })?;
-        written.push(path);
+                .collect();
+            let config = RelayConfig {
+                app: app.to_string(),
+                client_listen: port(i, k, 0),
+                federation_listen: port(i, k, 1),
+                data_dir: PathBuf::from(match k {
+                    0 => format!("{app}-data"),
+                    k => format!("{app}-{}-data", k + 1),
+                }),
+                certificate: PathBuf::from(format!("{app}.pem")),
+                private_key: PathBuf::from(format!("{app}.key")),
+                ca_certificate: PathBuf::from("ca.pem"),
+                peers,
+                storage: storage.for_app(app),
+                cluster: (nodes > 1).then(|| ClusterConfig { node_listen: cluster_nodes[k], nodes: cluster_nodes.clone() }),
+            };
+            let path = dir.join(node_file(app, k + 1));
+            let text = toml::to_string(&config).map_err(|source| ConfigError::Serialize { path: path.clone(), source })?;
+            create(&path, &text, if config.storage.is_redb() { PUBLIC_FILE } else { PRIVATE_KEY_FILE })?;
+            written.push(path);
+        }
     }
     Ok(written)
 }
@@ -597,7 +634,7 @@ mod tests {
     /// A federation of green and blue written into a fresh folder, and green's configuration.
     fn federation() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        write_federation(dir.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &StorageConfig::Redb {}).unwrap();
+        write_federation(dir.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &StorageConfig::Redb {}, 1).unwrap();
         let config = dir.path().join("green.toml");
         (dir, config)
     }
@@ -629,7 +666,7 @@ mod tests {
         }
         let key = std::fs::read(dir.path().join("green.key")).unwrap();
         std::fs::remove_file(dir.path().join("ca.pem")).unwrap();
-        let error = write_federation(dir.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &StorageConfig::Redb {}).expect_err("files are there");
+        let error = write_federation(dir.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &StorageConfig::Redb {}, 1).expect_err("files are there");
         assert!(matches!(&error, ConfigError::Write { path, source } if path.ends_with("green.pem") && source.kind() == std::io::ErrorKind::AlreadyExists), "{error:?}");
         assert_eq!(std::fs::read(dir.path().join("green.key")).unwrap(), key, "the key was not written over");
     }
@@ -718,7 +755,7 @@ mod tests {
         // certificates of the old one (or the other way round).
         let (dir, config) = federation();
         let other = tempfile::tempdir().unwrap();
-        write_federation(other.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &StorageConfig::Redb {}).unwrap();
+        write_federation(other.path(), &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &StorageConfig::Redb {}, 1).unwrap();
         std::fs::copy(other.path().join("blue.pem"), dir.path().join("blue.pem")).unwrap();
         let error = settings_error(&config);
         assert!(matches!(&error, ConfigError::NotIssued { certificate, app, .. } if certificate.ends_with("blue.pem") && app == "blue"), "{error:?}");
@@ -792,7 +829,7 @@ mod tests {
         // Written by setup: each app its database, the file its owner's only.
         let written = dir.path().join("written");
         let storage = StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_{app}") };
-        write_federation(&written, &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &storage).unwrap();
+        write_federation(&written, &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &storage, 1).unwrap();
         let blue = RelayConfig::load(&written.join("blue.toml")).unwrap();
         assert_eq!(blue.storage, StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_blue") });
         #[cfg(unix)]
@@ -801,5 +838,45 @@ mod tests {
             let mode = std::fs::metadata(written.join("blue.toml")).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    #[test]
+    fn a_cluster_is_written_node_by_node_and_a_cluster_table_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_{app}") };
+        let ports: Vec<u16> = (17_901..17_913).collect();
+        let written = write_federation(dir.path(), &["green", "blue"], &ports, &storage, 2).unwrap();
+        let names: Vec<String> = written.iter().map(|path| path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["green.toml", "green-2.toml", "blue.toml", "blue-2.toml"]);
+        let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let green_2 = RelayConfig::load(&dir.path().join("green-2.toml")).unwrap();
+        assert_eq!((green_2.client_listen, green_2.federation_listen), (address(17_904), address(17_905)));
+        assert_eq!(green_2.cluster, Some(ClusterConfig { node_listen: address(17_906), nodes: vec![address(17_903), address(17_906)] }));
+        assert_eq!(green_2.cluster.as_ref().unwrap().other_nodes(), [address(17_903)]);
+        assert_eq!(green_2.peers[0].federation_addresses().unwrap(), [address(17_908), address(17_911)]);
+        green_2.settings().unwrap();
+        // Several nodes share a database: not on redb.
+        let redb = tempfile::tempdir().unwrap();
+        let error = write_federation(redb.path(), &["green"], &ports[..6], &StorageConfig::Redb {}, 2).expect_err("redb");
+        assert!(matches!(error, ConfigError::Cluster { source: ClusterError::NotPostgres, .. }), "{error:?}");
+        // A [cluster] table read back: its own address listed, no address twice, PostgreSQL.
+        let path = dir.path().join("green.toml");
+        let original = std::fs::read_to_string(&path).unwrap();
+        let cluster_at = original.find("[cluster]").unwrap();
+        let cases = [
+            ("[cluster]\nnode_listen = \"127.0.0.1:1\"\nnodes = [\"127.0.0.1:2\"]\n", "does not list"),
+            ("[cluster]\nnode_listen = \"127.0.0.1:1\"\nnodes = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n", "`nodes`"),
+            ("[cluster]\nnode_listen = \"127.0.0.1:1\"\nnodes = []\n", "`nodes`"),
+        ];
+        for (table, said) in cases {
+            std::fs::write(&path, format!("{}{table}", &original[..cluster_at])).unwrap();
+            let error = RelayConfig::load(&path).expect_err(table);
+            assert!(chain(&error).contains(said), "{table}: {}", chain(&error));
+        }
+        let without_storage = original[..cluster_at].replace("[storage]", "[unused]");
+        let without_storage = &without_storage[..without_storage.find("[unused]").unwrap()];
+        std::fs::write(&path, format!("{without_storage}{}", &original[cluster_at..])).unwrap();
+        let error = RelayConfig::load(&path).expect_err("a cluster on redb");
+        assert!(matches!(error, ConfigError::Cluster { source: ClusterError::NotPostgres, .. }), "{error:?}");
     }
 }

@@ -2,39 +2,50 @@
 //! for the database's lock: see [`front`](super::front)) ends the TLS of the devices and other
 //! apps' relays that connect to it and carries each connection's bytes here over one mutually
 //! authenticated TLS link, as [`NodeFrame`]s. Each carried connection is served by
-//! [`connection::serve`] over an in-memory pipe, exactly as a socket accepted here would be: the
-//! core cannot tell them apart, and every bound of a connection (its write queue, its deadline,
-//! the relay's budget) holds for it.
+//! [`connection::serve`] over an in-memory pipe, as a socket accepted here would be: the core
+//! cannot tell them apart. Its write queue and the relay's budget bound what waits here to go
+//! into the pipe; what the front node holds for the device, the front node bounds the same way
+//! ([`front`](super::front)).
 //!
-//! Only the app's own certificate is accepted on the node listener: a front node holds the app's
-//! key, as the active node does.
+//! Only the app's own certificate is accepted on the node listener. A front node holds the app's
+//! key, as the active node does, and is trusted as the active node's own listeners are: the
+//! address it says a device connected from (which the per-address limits count), and the app it
+//! says a link's certificate proved, are believed (an app that is not one of this relay's peers is
+//! refused all the same).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use rustls::pki_types::CertificateDer;
 use switchboard_wire::decode;
 use switchboard_wire::frame::{FrameDecoder, MAX_FRAME_LEN, encode_frame};
 use switchboard_wire::switchboard::{NodeClose, NodeFrame, NodeOpen, node_frame, node_open};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use super::{Event, HANDSHAKE_TIMEOUT, Tap, WRITE_DEADLINE, accept, connection, keep_link_alive};
+use super::{Event, HANDSHAKE_TIMEOUT, Refusals, Tap, WRITE_DEADLINE, accept, connection, keep_link_alive};
 
-/// Connections one front node's link may carry at once; an open past it closes the link.
+/// Connections one front node's link may carry at once: a front node takes no more, and the
+/// active node refuses (closes) an open past it.
 pub const MAX_CARRIED_CONNECTIONS: usize = 16_384;
 /// Bytes of a carried connection's data in one [`NodeFrame`], at most: a read's worth.
 pub const CARRIED_CHUNK: usize = 64 * 1024;
-/// Bytes the in-memory pipe of a carried connection holds each way before the writer waits.
+/// Bytes the in-memory pipe from the relay to a carried connection holds before the relay's
+/// writer waits.
 const PIPE_BYTES: usize = 2 * CARRIED_CHUNK;
-/// Encoded frames waiting to be written on a front node's link (each at most a chunk and a
-/// little): when it is full, the connections it carries wait to be read.
-pub(super) const LINK_QUEUE: usize = 1024;
+/// Chunks of a carried connection's data (each at most [`CARRIED_CHUNK`]) waiting for the relay
+/// to read them, before the link's reader waits.
+const INCOMING_CHUNKS: usize = 4;
+/// Encoded frames waiting to be written on a node link (each at most a chunk and a little, so
+/// 16 MiB at most): when it is full, the connections it carries wait their turn.
+pub(super) const LINK_QUEUE: usize = 256;
 
 /// Why a node link is closed: what the other node sent cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +57,6 @@ pub(super) enum NodeLinkError {
     /// an address of neither 4 nor 16 bytes, or a frame with no body.
     #[error("a frame that breaks the node protocol: {0}")]
     Protocol(&'static str),
-    /// More than [`MAX_CARRIED_CONNECTIONS`] open at once.
-    #[error("more than {MAX_CARRIED_CONNECTIONS} connections carried at once")]
-    TooMany,
     /// The socket failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -101,34 +109,39 @@ pub(super) async fn write_node_frames<W: AsyncWrite + Unpin>(mut writer: W, mut 
     writer.shutdown().await
 }
 
-/// Accepts front nodes' links on `listener` (TLS, the app's own certificate `own` required of the
-/// other side) and serves the connections each carries, until the relay stops.
-pub(super) async fn accept_fronts(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    own: CertificateDer<'static>,
-    events: mpsc::Sender<Event>,
-    next_conn: Arc<AtomicU64>,
-    tap: Option<Tap>,
-) {
-    let own = Arc::new(own);
+/// What serving front nodes' links takes: the app's own certificate, which a front node must
+/// present; the relay's peers, the only apps whose links a front node may carry; and how a
+/// carried connection reaches the core.
+#[derive(Clone)]
+pub(super) struct Fronts {
+    pub(super) own: Arc<CertificateDer<'static>>,
+    pub(super) peers: Arc<HashSet<String>>,
+    pub(super) events: mpsc::Sender<Event>,
+    pub(super) next_conn: Arc<AtomicU64>,
+    pub(super) tap: Option<Tap>,
+}
+
+/// Accepts front nodes' links on `listener` (TLS, the app's own certificate required of the other
+/// side) and serves the connections each carries, until the relay stops.
+pub(super) async fn accept_fronts(listener: TcpListener, acceptor: TlsAcceptor, fronts: Fronts) {
+    let refusals = Arc::new(Refusals::default());
     loop {
         let Some((stream, source)) = accept(&listener).await else { continue };
-        let (acceptor, own, events, next_conn, tap) = (acceptor.clone(), own.clone(), events.clone(), next_conn.clone(), tap.clone());
+        let (acceptor, fronts, refusals) = (acceptor.clone(), fronts.clone(), refusals.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             keep_link_alive(&stream, source);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => return tracing::warn!(%source, %error, "refused a node link: TLS handshake failed"),
-                Err(_) => return tracing::warn!(%source, "refused a node link: no TLS handshake in time"),
+                Ok(Err(error)) => return refusals.log("node", source, super::handshake_failure(&error), Some(&error), true),
+                Err(_) => return refusals.log("node", source, "no TLS handshake in time", None, true),
             };
             let presented = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first());
-            if presented != Some(&*own) {
-                return tracing::warn!(%source, "refused a node link: its certificate is not this app's own");
+            if presented != Some(&*fronts.own) {
+                return refusals.log("node", source, "its certificate is not this app's own", None, true);
             }
             tracing::info!(%source, "a front node's link is up");
-            match serve_front(tls, events, next_conn, tap).await {
+            match serve_front(tls, fronts).await {
                 Ok(()) => tracing::info!(%source, "a front node's link closed"),
                 Err(error) => tracing::warn!(%source, %error, "closed a front node's link"),
             }
@@ -136,19 +149,45 @@ pub(super) async fn accept_fronts(
     }
 }
 
-/// One carried connection, as the link's reader holds it: the pipe's end its bytes are written
-/// into, and the task that carries back what the relay writes to it.
+/// One carried connection, as the link's reader holds it: where its bytes go for the relay to
+/// read (closed as soon as the relay stops reading it), and the task that carries back what the
+/// relay writes to it.
 struct Carried {
-    input: WriteHalf<DuplexStream>,
+    input: mpsc::Sender<Vec<u8>>,
     output: JoinHandle<()>,
+}
+
+/// The relay's reading end of a carried connection: the chunks the front node sent, in order;
+/// the end of the connection once the link's reader lets go.
+struct Incoming {
+    chunks: mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl AsyncRead for Incoming {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        while this.at == this.current.len() {
+            match std::task::ready!(this.chunks.poll_recv(cx)) {
+                Some(chunk) => (this.current, this.at) = (chunk, 0),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let taken = buf.remaining().min(this.current.len() - this.at);
+        buf.put_slice(&this.current[this.at..this.at + taken]);
+        this.at += taken;
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// Serves one front node's link until it closes or breaks the protocol. Every connection it
 /// carried is closed with it (each device reconnects, to this node or another).
-pub(super) async fn serve_front<S>(stream: S, events: mpsc::Sender<Event>, next_conn: Arc<AtomicU64>, tap: Option<Tap>) -> Result<(), NodeLinkError>
+pub(super) async fn serve_front<S>(stream: S, fronts: Fronts) -> Result<(), NodeLinkError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let Fronts { peers, events, next_conn, tap, .. } = fronts;
     let (mut reader, writer) = tokio::io::split(stream);
     let (outgoing, queue) = mpsc::channel::<Vec<u8>>(LINK_QUEUE);
     let writing = tokio::spawn(write_node_frames(writer, queue));
@@ -166,27 +205,33 @@ where
                     if carried.contains_key(&stream) {
                         return Err(NodeLinkError::Protocol("an open of a stream already open"));
                     }
-                    if carried.len() >= MAX_CARRIED_CONNECTIONS {
-                        return Err(NodeLinkError::TooMany);
-                    }
                     let kind = carried_kind(open)?;
+                    let unknown_app = matches!(&kind, connection::Kind::Link { app, .. } if !peers.contains(app));
+                    if carried.len() >= MAX_CARRIED_CONNECTIONS || unknown_app {
+                        // Refused, not served: the front node closes it.
+                        tracing::warn!(stream, unknown_app, "refused a carried connection: too many carried, or a link of no peer of this relay");
+                        if outgoing.send(node_frame(stream, node_frame::Body::Close(NodeClose {}))).await.is_err() {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     carried.insert(stream, open_carried(stream, kind, &outgoing, &events, &next_conn, &tap));
                 }
                 node_frame::Body::Data(data) => {
                     // A stream closed here a moment ago may still get bytes sent before the
                     // front node heard of it: they are dropped.
-                    let Some(connection) = carried.get_mut(&stream) else { continue };
-                    if connection.input.write_all(&data).await.is_err() {
-                        // The relay let the connection go; its output says so to the front.
+                    let Some(connection) = carried.get(&stream) else { continue };
+                    // Waits while the relay is behind in reading it; fails at once when the relay
+                    // stopped reading it (it closed the connection): its output says so to the
+                    // front node, if it has not yet.
+                    if connection.input.send(data).await.is_err() {
                         carried.remove(&stream);
                     }
                 }
                 node_frame::Body::Close(NodeClose {}) => {
-                    if let Some(mut connection) = carried.remove(&stream) {
-                        // The relay reads the end of the connection; what it still writes is
-                        // carried back until it lets go (the front node drops it).
-                        let _ = connection.input.shutdown().await;
-                    }
+                    // The relay reads the end of the connection; what it still writes is carried
+                    // back until it lets go (the front node drops it).
+                    carried.remove(&stream);
                 }
             }
         }
@@ -221,9 +266,9 @@ fn carried_kind(open: NodeOpen) -> Result<connection::Kind, NodeLinkError> {
     }
 }
 
-/// Starts serving one carried connection: the relay's end of a pipe goes to [`connection::serve`]
-/// as a socket would; what the relay writes is read from the other end and sent to the front
-/// node, then a close once the relay shut its side.
+/// Starts serving one carried connection with [`connection::serve_halves`], as a socket would
+/// be: it reads the chunks the link's reader hands it and writes into a pipe, whose other end is
+/// read and sent to the front node, then a close once the relay shut its side.
 fn open_carried(
     stream: u64,
     kind: connection::Kind,
@@ -232,16 +277,17 @@ fn open_carried(
     next_conn: &AtomicU64,
     tap: &Option<Tap>,
 ) -> Carried {
-    let (ours, relays) = tokio::io::duplex(PIPE_BYTES);
+    let (input, chunks) = mpsc::channel(INCOMING_CHUNKS);
+    let (output, relays) = tokio::io::duplex(PIPE_BYTES);
     let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(connection::serve(relays, conn, events.clone(), kind, tap.clone()));
-    let (output, input) = tokio::io::split(ours);
+    let incoming = Incoming { chunks, current: Vec::new(), at: 0 };
+    tokio::spawn(connection::serve_halves(incoming, relays, conn, events.clone(), kind, tap.clone()));
     let output = tokio::spawn(carry_back(stream, output, outgoing.clone()));
     Carried { input, output }
 }
 
 /// Sends what the relay writes to a carried connection to the front node, then its end.
-async fn carry_back(stream: u64, mut output: ReadHalf<DuplexStream>, outgoing: mpsc::Sender<Vec<u8>>) {
+async fn carry_back(stream: u64, mut output: DuplexStream, outgoing: mpsc::Sender<Vec<u8>>) {
     let mut buffer = vec![0u8; CARRIED_CHUNK];
     loop {
         let body = match output.read(&mut buffer).await {
@@ -272,7 +318,10 @@ mod tests {
     fn link() -> (DuplexStream, mpsc::Receiver<Event>, JoinHandle<Result<(), NodeLinkError>>) {
         let (front, active) = tokio::io::duplex(1 << 20);
         let (events, received) = mpsc::channel(64);
-        let serving = tokio::spawn(serve_front(active, events, Arc::new(AtomicU64::new(1)), None));
+        let own = Arc::new(CertificateDer::from(Vec::new()));
+        let peers = Arc::new(HashSet::from(["blue".to_owned()]));
+        let fronts = Fronts { own, peers, events, next_conn: Arc::new(AtomicU64::new(1)), tap: None };
+        let serving = tokio::spawn(serve_front(active, fronts));
         (front, received, serving)
     }
 
@@ -343,6 +392,46 @@ mod tests {
         let Event::ClientOpened(_, source, _) = next_event(&mut events).await else { panic!("not an open") };
         assert_eq!(source, Some(IpAddr::from([0u8; 16])));
         assert!(!serving.is_finished());
+    }
+
+    #[tokio::test]
+    async fn an_open_of_a_link_of_no_peer_is_answered_with_a_close_and_the_link_serves_on() {
+        let (mut front, mut events, serving) = link();
+        let open = |app: &str| node_frame(4, node_frame::Body::Open(NodeOpen { kind: Some(node_open::Kind::LinkApp(app.to_owned())) }));
+        front.write_all(&open("mallory")).await.unwrap();
+        let mut decoder = FrameDecoder::default();
+        let mut buffer = vec![0u8; 1024];
+        let back = read_node_frame(&mut front, &mut decoder, &mut buffer).await.unwrap().unwrap();
+        assert_eq!(back, NodeFrame { stream: 4, body: Some(node_frame::Body::Close(NodeClose {})) });
+        // A peer's link is served, on the same stream number once the front let it go.
+        front.write_all(&node_frame(4, node_frame::Body::Close(NodeClose {}))).await.unwrap();
+        front.write_all(&open("blue")).await.unwrap();
+        let Event::LinkOpened(_, app, dialed, _) = next_event(&mut events).await else { panic!("not a link") };
+        assert_eq!((app.as_str(), dialed), ("blue", false));
+        assert!(!serving.is_finished());
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_relay_stopped_reading_does_not_hold_up_the_link() {
+        let (mut front, mut events, serving) = link();
+        front.write_all(&open_device(1, &[127, 0, 0, 1])).await.unwrap();
+        let Event::ClientOpened(_, _, handles) = next_event(&mut events).await else { panic!("not an open") };
+        // The relay closes the connection: its reader stops, its writer drains (held here).
+        handles.reader.abort();
+        // Far more than the relay would take in unread: the link reader must not wait on it.
+        let chunk = vec![0u8; CARRIED_CHUNK];
+        for _ in 0..4 * INCOMING_CHUNKS {
+            front.write_all(&node_frame(1, node_frame::Body::Data(chunk.clone()))).await.unwrap();
+        }
+        front.write_all(&open_device(2, &[127, 0, 0, 2])).await.unwrap();
+        loop {
+            match next_event(&mut events).await {
+                Event::ClientOpened(_, source, _) => break assert_eq!(source, Some(IpAddr::from([127, 0, 0, 2]))),
+                _ => continue,
+            }
+        }
+        assert!(!serving.is_finished());
+        drop(handles);
     }
 
     #[tokio::test]

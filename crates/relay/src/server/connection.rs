@@ -73,7 +73,18 @@ pub(super) async fn serve<S>(stream: S, conn: ConnId, events: mpsc::Sender<Event
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (reader, writer) = tokio::io::split(stream);
+    serve_halves(reader, writer, conn, events, kind, tap).await
+}
+
+/// [`serve`], the connection's two directions given apart: the reader is dropped as soon as
+/// reading stops (the core closed the connection, or the peer sent what cannot be read), while
+/// the writer may drain a little longer.
+pub(super) async fn serve_halves<R, W>(mut reader: R, mut writer: W, conn: ConnId, events: mpsc::Sender<Event>, kind: Kind, tap: Option<Tap>) -> Option<String>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
     let (outgoing, mut queue) = mpsc::channel::<Queued>(WRITE_QUEUE);
     let (start, started) = oneshot::channel::<()>();
     let is_link = matches!(kind, Kind::Link { .. });

@@ -27,15 +27,15 @@ use switchboard_wire::switchboard::{NodeClose, NodeOpen, node_frame, node_open};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::carried::{CARRIED_CHUNK, LINK_QUEUE, NodeLinkError, node_frame, read_node_frame, source_bytes, write_node_frames};
+use super::carried::{CARRIED_CHUNK, LINK_QUEUE, MAX_CARRIED_CONNECTIONS, NodeLinkError, node_frame, read_node_frame, source_bytes, write_node_frames};
 use super::connection::{Kind, Queued};
 use super::tls::{self, certificate_der};
 use super::{
-    CONNECTION_QUEUE_BYTES, HANDSHAKE_TIMEOUT, QUEUED_BYTES_BUDGET, RelaySettings, Sink, StartError, WRITE_DEADLINE, WRITE_QUEUE, accept_clients,
-    accept_links, keep_link_alive,
+    CONNECTION_QUEUE_BYTES, HANDSHAKE_TIMEOUT, LINK_SETTLE, QUEUED_BYTES_BUDGET, RelaySettings, Sink, StartError, WRITE_DEADLINE, WRITE_QUEUE,
+    accept_clients, accept_links, keep_link_alive,
 };
 
 /// How long a front node waits after its first round of dialing the cluster's nodes found no
@@ -52,7 +52,7 @@ pub struct FrontHandle {
     pub client_address: SocketAddr,
     /// Where other relays connect (mutual TLS).
     pub federation_address: SocketAddr,
-    link: watch::Receiver<Option<Arc<FrontLink>>>,
+    link: Arc<watch::Sender<Option<Arc<FrontLink>>>>,
     tasks: JoinSet<()>,
 }
 
@@ -64,14 +64,15 @@ impl FrontHandle {
 
     /// Resolves once a link to an active node is up.
     pub async fn linked(&self) {
-        let _ = self.link.clone().wait_for(Option::is_some).await;
+        let _ = self.link.subscribe().wait_for(Option::is_some).await;
     }
 
-    /// Stops the front node: its listeners, its link and every connection it carries.
+    /// Stops the front node: its listeners and its link; every connection it carries is closed,
+    /// and one still in its TLS handshake finds no link when it is done.
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
-        if let Some(link) = self.link.borrow().as_ref() {
-            link.close_all();
+        if let Some(link) = self.link.send_replace(None) {
+            link.close();
         }
     }
 }
@@ -97,11 +98,12 @@ pub async fn start_front(
     let client_address = client_listener.local_addr().map_err(StartError::Listener)?;
     let federation_address = federation_listener.local_addr().map_err(StartError::Listener)?;
     let (current, link) = watch::channel(None);
+    let current = Arc::new(current);
     let mut tasks = JoinSet::new();
-    tasks.spawn(keep_link(settings.app.clone(), nodes, own, connector, current));
+    tasks.spawn(keep_link(settings.app.clone(), nodes, own, connector, current.clone()));
     tasks.spawn(accept_clients(client_listener, device_acceptor, Sink::Front(link.clone()), None));
-    tasks.spawn(accept_links(federation_listener, acceptor, Arc::new(peer_certificates), Sink::Front(link.clone()), None));
-    Ok(FrontHandle { app: settings.app, client_address, federation_address, link, tasks })
+    tasks.spawn(accept_links(federation_listener, acceptor, Arc::new(peer_certificates), Sink::Front(link), None));
+    Ok(FrontHandle { app: settings.app, client_address, federation_address, link: current, tasks })
 }
 
 /// A front node's link to the active node, as its connections use it.
@@ -110,11 +112,24 @@ pub(super) struct FrontLink {
     node: SocketAddr,
     /// Encoded frames for the active node.
     outgoing: mpsc::Sender<Vec<u8>>,
-    /// The connections it carries, by stream.
-    streams: Mutex<HashMap<u64, Stream>>,
+    /// The task writing them.
+    writer: AbortHandle,
+    /// The connections it carries.
+    streams: Mutex<Streams>,
     next_stream: AtomicU64,
-    /// Bytes queued for devices on every connection it carries (see [`QUEUED_BYTES_BUDGET`]).
+    /// Bytes queued for devices on every connection it carries...
     queued: Arc<AtomicUsize>,
+    /// ...and at most ([`QUEUED_BYTES_BUDGET`]).
+    budget: usize,
+}
+
+/// The connections a link carries, by stream; none once it is closed.
+#[derive(Default)]
+struct Streams {
+    open: HashMap<u64, Stream>,
+    /// The queued bytes of device connections stopped and not yet freed.
+    closing: Vec<Arc<AtomicUsize>>,
+    closed: bool,
 }
 
 /// One carried connection, as the link's reader holds it.
@@ -129,33 +144,65 @@ struct Stream {
 }
 
 impl FrontLink {
-    fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Stream>> {
+    fn streams(&self) -> std::sync::MutexGuard<'_, Streams> {
         self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Closes every connection the link carries, each after what was queued for it is written.
-    fn close_all(&self) {
-        self.streams().clear();
+    /// Closes the link: it takes no more connections and stops writing; each connection it
+    /// carried is shut once what was queued for it is written (or at once, if its device sends
+    /// anything meanwhile).
+    fn close(&self) {
+        let mut streams = self.streams();
+        streams.closed = true;
+        streams.open.clear();
+        self.writer.abort();
     }
 
     /// Queues `data` from the active node for `stream`'s connection. A connection that would
-    /// pass [`CONNECTION_QUEUE_BYTES`], or a device's when what is queued for all of them would
-    /// pass [`QUEUED_BYTES_BUDGET`], is not reading: it is stopped.
+    /// pass [`CONNECTION_QUEUE_BYTES`] is not reading: it is stopped. When what is queued for all
+    /// devices would pass [`QUEUED_BYTES_BUDGET`], the device connection with the most queued is
+    /// stopped first (maybe this one), as the active node does with its own.
     fn deliver(&self, stream: u64, data: Vec<u8>) {
         let mut streams = self.streams();
         // Closed here a moment ago: the active node hears of it.
-        let Some(carried) = streams.get(&stream) else { return };
-        let over = carried.queued.load(Ordering::Relaxed) + data.len() > CONNECTION_QUEUE_BYTES
-            || (carried.is_device && self.queued.load(Ordering::Relaxed) + data.len() > QUEUED_BYTES_BUDGET);
-        let frame = (!over).then(|| Queued::new(data, &carried.queued, carried.is_device.then_some(&self.queued)));
-        if let Some(frame) = frame
-            && carried.queue.try_send(frame).is_ok()
-        {
-            return;
+        let Some(carried) = streams.open.get(&stream) else { return };
+        let is_device = carried.is_device;
+        let mut over = carried.queued.load(Ordering::Relaxed) + data.len() > CONNECTION_QUEUE_BYTES;
+        // What stopped connections hold is freed as their writers stop, in a moment: counted
+        // as freed already.
+        streams.closing.retain(|queued| queued.load(Ordering::Relaxed) > 0);
+        let mut freeing: usize = streams.closing.iter().map(|queued| queued.load(Ordering::Relaxed)).sum();
+        while !over && is_device && self.queued.load(Ordering::Relaxed).saturating_sub(freeing) + data.len() > self.budget {
+            let largest = streams.open.iter().filter(|(_, s)| s.is_device).max_by_key(|(_, s)| s.queued.load(Ordering::Relaxed));
+            match largest.map(|(id, s)| (*id, s.queued.load(Ordering::Relaxed))) {
+                Some((largest, held)) if largest != stream && held > 0 => {
+                    tracing::warn!(stream = largest, "the front node's write budget is spent; closing a carried device connection");
+                    stop(&mut streams, largest);
+                    freeing += held;
+                }
+                // This connection holds the most: it goes.
+                _ => over = true,
+            }
         }
-        tracing::info!(stream, "closing a carried connection that does not read what it is sent");
-        if let Some(carried) = streams.remove(&stream) {
-            let _ = carried.stop.send(());
+        let Some(carried) = streams.open.get(&stream).filter(|_| !over) else {
+            tracing::info!(stream, "closing a carried connection that does not read what it is sent");
+            return stop(&mut streams, stream);
+        };
+        let frame = Queued::new(data, &carried.queued, is_device.then_some(&self.queued));
+        if carried.queue.try_send(frame).is_err() {
+            tracing::info!(stream, "closing a carried connection that does not read what it is sent");
+            stop(&mut streams, stream);
+        }
+    }
+}
+
+/// Stops `stream`'s connection at once, dropping what is queued for it.
+fn stop(streams: &mut Streams, stream: u64) {
+    if let Some(carried) = streams.open.remove(&stream) {
+        // What it held is freed when its writer stops, at once (the queue is dropped with it).
+        let _ = carried.stop.send(());
+        if carried.is_device {
+            streams.closing.push(carried.queued);
         }
     }
 }
@@ -177,9 +224,18 @@ where
     let (queue, mut queued_frames) = mpsc::channel::<Queued>(WRITE_QUEUE);
     let (stop, mut stopped) = oneshot::channel();
     let queued = Arc::new(AtomicUsize::new(0));
-    link.streams().insert(id, Stream { queue, queued, is_device, stop });
+    {
+        let mut streams = link.streams();
+        if streams.closed {
+            return Some("the link to the active node closed".to_owned());
+        }
+        if streams.open.len() >= MAX_CARRIED_CONNECTIONS {
+            return Some(format!("{MAX_CARRIED_CONNECTIONS} connections are carried already"));
+        }
+        streams.open.insert(id, Stream { queue, queued, is_device, stop });
+    }
     if link.outgoing.send(node_frame(id, node_frame::Body::Open(NodeOpen { kind: Some(open) }))).await.is_err() {
-        link.streams().remove(&id);
+        link.streams().open.remove(&id);
         return Some("the link to the active node closed".to_owned());
     }
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -232,7 +288,7 @@ where
         ended = writing => ended,
         Ok(()) = &mut stopped => Some("it did not read what it was sent".to_owned()),
     };
-    link.streams().remove(&id);
+    link.streams().open.remove(&id);
     // Whichever side ended it, the active node lets it go (a close of one it closed is ignored).
     let _ = link.outgoing.send(node_frame(id, node_frame::Body::Close(NodeClose {}))).await;
     ended
@@ -245,7 +301,7 @@ async fn keep_link(
     nodes: Vec<SocketAddr>,
     own: CertificateDer<'static>,
     connector: TlsConnector,
-    current: watch::Sender<Option<Arc<FrontLink>>>,
+    current: Arc<watch::Sender<Option<Arc<FrontLink>>>>,
 ) {
     let queued = Arc::new(AtomicUsize::new(0));
     let mut backoff = DIAL_BACKOFF_FIRST;
@@ -267,10 +323,15 @@ async fn keep_link(
                 }
             };
             last_good = index;
-            backoff = DIAL_BACKOFF_FIRST;
             said_waiting = false;
             tracing::info!(app = %app, node = %address, "front node: carrying connections to the active node");
+            let up = std::time::Instant::now();
             let ended = run_link(tls, address, &current, &queued).await;
+            // A link that closes at once (a node refusing it, say) is dialled again after the
+            // backoff, not at once.
+            if up.elapsed() >= LINK_SETTLE {
+                backoff = DIAL_BACKOFF_FIRST;
+            }
             match ended {
                 Ok(()) => tracing::info!(app = %app, node = %address, "front node: the link to the active node closed; dialing again"),
                 Err(error) => tracing::warn!(app = %app, node = %address, %error, "front node: the link to the active node broke; dialing again"),
@@ -315,7 +376,15 @@ async fn run_link(
     let (mut reader, writer) = tokio::io::split(tls);
     let (outgoing, queue) = mpsc::channel(LINK_QUEUE);
     let mut writing = tokio::spawn(write_node_frames(writer, queue));
-    let link = Arc::new(FrontLink { node, outgoing, streams: Mutex::new(HashMap::new()), next_stream: AtomicU64::new(1), queued: queued.clone() });
+    let link = Arc::new(FrontLink {
+        node,
+        outgoing,
+        writer: writing.abort_handle(),
+        streams: Mutex::new(Streams::default()),
+        next_stream: AtomicU64::new(1),
+        queued: queued.clone(),
+        budget: QUEUED_BYTES_BUDGET,
+    });
     current.send_replace(Some(link.clone()));
     let read = async {
         let mut decoder = FrameDecoder::default();
@@ -325,7 +394,7 @@ async fn run_link(
                 Some(node_frame::Body::Data(data)) => link.deliver(frame.stream, data),
                 // The active node let the connection go: its writer writes what is queued, then
                 // shuts it.
-                Some(node_frame::Body::Close(NodeClose {})) => drop(link.streams().remove(&frame.stream)),
+                Some(node_frame::Body::Close(NodeClose {})) => drop(link.streams().open.remove(&frame.stream)),
                 Some(node_frame::Body::Open(_)) => return Err(NodeLinkError::Protocol("an open from the active node")),
                 None => return Err(NodeLinkError::Protocol("a frame with no body")),
             }
@@ -341,7 +410,68 @@ async fn run_link(
         },
     };
     current.send_replace(None);
-    link.close_all();
-    writing.abort();
+    link.close();
     ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link to no node, with a write budget of `budget` bytes, and what it writes.
+    fn link(budget: usize) -> (Arc<FrontLink>, mpsc::Receiver<Vec<u8>>) {
+        let (outgoing, written) = mpsc::channel(16);
+        let writer = tokio::spawn(std::future::pending::<()>()).abort_handle();
+        let node = SocketAddr::from(([127, 0, 0, 1], 1));
+        let link = FrontLink { node, outgoing, writer, streams: Mutex::default(), next_stream: AtomicU64::new(1), queued: Arc::default(), budget };
+        (Arc::new(link), written)
+    }
+
+    /// A device's stream on `link`: its queue, and word of its being stopped.
+    fn device(link: &FrontLink, stream: u64) -> (mpsc::Receiver<Queued>, oneshot::Receiver<()>) {
+        let (queue, queued_frames) = mpsc::channel(WRITE_QUEUE);
+        let (stop, stopped) = oneshot::channel();
+        link.streams().open.insert(stream, Stream { queue, queued: Arc::default(), is_device: true, stop });
+        (queued_frames, stopped)
+    }
+
+    #[tokio::test]
+    async fn when_the_write_budget_is_spent_the_device_with_most_queued_is_stopped() {
+        let (link, _written) = link(1000);
+        let (_first_frames, mut first_stopped) = device(&link, 1);
+        let (mut second_frames, mut second_stopped) = device(&link, 2);
+        link.deliver(1, vec![0; 600]);
+        link.deliver(2, vec![0; 300]);
+        // 1,200 bytes would be queued: the first device, holding 600, goes; the second is served.
+        link.deliver(2, vec![0; 300]);
+        assert_eq!(first_stopped.try_recv(), Ok(()));
+        assert!(second_stopped.try_recv().is_err());
+        assert!(!link.streams().open.contains_key(&1));
+        for _ in 0..2 {
+            assert_eq!(second_frames.try_recv().unwrap().bytes().len(), 300);
+        }
+        // A third device comes while the first one's bytes are still being freed: they are
+        // counted as freed, and no one else is stopped for them.
+        let (_third_frames, mut third_stopped) = device(&link, 3);
+        link.deliver(3, vec![0; 300]);
+        assert!(second_stopped.try_recv().is_err() && third_stopped.try_recv().is_err());
+        assert_eq!(link.streams().open[&3].queued.load(Ordering::Relaxed), 300);
+        // The second device's frames were written (taken from its queue): the third holds the
+        // most, and is stopped for its own next frame.
+        link.deliver(3, vec![0; 900]);
+        assert_eq!(third_stopped.try_recv(), Ok(()));
+        assert!(second_stopped.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_closed_link_carries_no_more_connections() {
+        let (link, mut written) = link(QUEUED_BYTES_BUDGET);
+        link.close();
+        let (_, current) = watch::channel(Some(link.clone()));
+        let (device, _other_end) = tokio::io::duplex(64);
+        let ended = carry(device, Kind::Client { source: [127, 0, 0, 1].into() }, &current).await;
+        assert!(ended.is_some_and(|why| why.contains("closed")));
+        assert!(link.streams().open.is_empty());
+        assert!(written.try_recv().is_err(), "an open was sent on a closed link");
+    }
 }

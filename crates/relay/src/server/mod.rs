@@ -141,17 +141,9 @@ pub struct RelayHandle {
     tasks: JoinSet<()>,
     /// Set, with why, when the core stopped because its store failed.
     stopped: tokio::sync::watch::Receiver<Option<String>>,
-    /// What serving front nodes' links takes ([`RelayHandle::accept_fronts`]).
-    fronts: FrontAccess,
-}
-
-/// The node listener's TLS, the certificate a front node must present, and how a carried
-/// connection reaches the core.
-struct FrontAccess {
-    acceptor: TlsAcceptor,
-    own: CertificateDer<'static>,
-    next_conn: Arc<AtomicU64>,
-    tap: Option<Tap>,
+    /// The node listener's TLS, and what serving front nodes' links takes
+    /// ([`RelayHandle::accept_fronts`]).
+    fronts: (TlsAcceptor, carried::Fronts),
 }
 
 impl RelayHandle {
@@ -180,9 +172,8 @@ impl RelayHandle {
     /// the listener's address.
     pub fn accept_fronts(&mut self, listener: TcpListener) -> Result<SocketAddr, StartError> {
         let address = listener.local_addr().map_err(StartError::Listener)?;
-        let FrontAccess { acceptor, own, next_conn, tap } = &self.fronts;
-        let task = carried::accept_fronts(listener, acceptor.clone(), own.clone(), self.events.clone(), next_conn.clone(), tap.clone());
-        self.tasks.spawn(task);
+        let (acceptor, fronts) = &self.fronts;
+        self.tasks.spawn(carried::accept_fronts(listener, acceptor.clone(), fronts.clone()));
         Ok(address)
     }
 
@@ -238,7 +229,14 @@ pub async fn start(
         let certificate = certificate_der(&peer.certificate)?;
         tasks.spawn(dial(peer, certificate, connector.clone(), events.clone(), next_conn.clone(), tap.clone()));
     }
-    let fronts = FrontAccess { acceptor, own: certificate_der(&settings.tls.certificate)?, next_conn, tap };
+    let fronts = carried::Fronts {
+        own: Arc::new(certificate_der(&settings.tls.certificate)?),
+        peers: Arc::new(settings.peers.iter().map(|peer| peer.app.clone()).collect()),
+        events: events.clone(),
+        next_conn,
+        tap,
+    };
+    let fronts = (acceptor, fronts);
     Ok(RelayHandle { app: settings.app, client_address, federation_address, events, tasks, stopped, fronts })
 }
 
