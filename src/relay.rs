@@ -174,6 +174,9 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
                 Some(leadership)
             }
         };
+        let (store, contents, state) = open_store(&config, leadership.as_ref()).with_context(|| format!("{file}: opening the relay's storage"))?;
+        // A standby binds its ports only now, once its state is loaded: until then a device that
+        // dials it is refused at once and tries the next node.
         let (clients, federation) = match front {
             Some((node, clients, federation)) => {
                 // What it carried went to the node that held the lock, which is gone.
@@ -185,7 +188,6 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
                 TcpListener::bind(config.federation_listen).await.map_err(bind("federation_listen", config.federation_listen))?,
             ),
         };
-        let (store, contents, state) = open_store(&config, leadership.as_ref()).with_context(|| format!("{file}: opening the relay's storage"))?;
         let mut relay = start(settings, clients, federation, store, contents, state).await?;
         if let Some(cluster) = &config.cluster {
             let listener = TcpListener::bind(cluster.node_listen).await.map_err(bind("[cluster] node_listen", cluster.node_listen))?;
