@@ -32,7 +32,7 @@ pub struct SetupArgs {
     ports: Vec<u16>,
     /// Nodes per app (with --storage postgres): each app's nodes share its database, one
     /// active, the others front nodes that carry the connections they take to it (`<app>.toml`,
-    /// `<app>-2.toml`, …, each with a [cluster] table).
+    /// `<app>-2.toml`, …, each with a `[cluster]` table).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=MAX_PEER_ADDRESSES as i64))]
     nodes: u16,
     /// Where each relay keeps its state: redb (a file in its data folder) or postgres (a

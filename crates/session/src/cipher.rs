@@ -37,6 +37,18 @@ pub(crate) fn cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> R
         .map_err(|_| Error::InvalidMessage("bad CBC padding"))
 }
 
+/// [`cbc_decrypt`] in place: the plaintext is left at the start of `buffer`, and its length
+/// returned. Callers check the MAC first.
+pub(crate) fn cbc_decrypt_in_place(key: &[u8; 32], iv: &[u8; 16], buffer: &mut [u8]) -> Result<usize> {
+    if buffer.is_empty() || !buffer.len().is_multiple_of(16) {
+        return Err(Error::InvalidMessage("CBC ciphertext is not a whole number of blocks"));
+    }
+    cbc::Decryptor::<Aes256>::new(key.into(), iv.into())
+        .decrypt_padded::<Pkcs7>(buffer)
+        .map(<[u8]>::len)
+        .map_err(|_| Error::InvalidMessage("bad CBC padding"))
+}
+
 /// Length of an AES-256-GCM tag.
 pub(crate) const GCM_TAG_LEN: usize = 16;
 
@@ -49,6 +61,19 @@ pub(crate) fn gcm_encrypt_into(key: &[u8; 32], nonce: &[u8], plaintext: &[u8], a
         .encrypt_inout_detached(nonce.try_into().expect("12-byte nonce"), aad, buffer)
         .expect("plaintexts are bounded far below GCM's limit");
     out.extend_from_slice(&tag);
+}
+
+/// [`gcm_decrypt`] in place, `buffer` holding the ciphertext and then the tag: the plaintext is
+/// left at the start of `buffer`, and its length returned. The tag is checked before anything is
+/// decrypted: when it does not verify, `buffer` is as it was.
+pub(crate) fn gcm_decrypt_in_place(key: &[u8; 32], nonce: &[u8], buffer: &mut [u8], aad: &[u8]) -> Result<usize> {
+    let invalid = || Error::InvalidMessage("AES-GCM tag does not verify");
+    let body_len = buffer.len().checked_sub(GCM_TAG_LEN).ok_or_else(invalid)?;
+    let (body, tag) = buffer.split_at_mut(body_len);
+    Aes256Gcm::new(key.into())
+        .decrypt_inout_detached(nonce.try_into().expect("12-byte nonce"), aad, InOutBuf::from(body), (&*tag).try_into().expect("16 bytes"))
+        .map_err(|_| invalid())?;
+    Ok(body_len)
 }
 
 /// Inverse of [`gcm_encrypt_into`]; fails when the tag does not verify.

@@ -111,6 +111,20 @@ where
     decrypt_accepting(store, remote, message, rng, |_, _| Ok::<(), Error>(()))
 }
 
+/// As [`decrypt`], decrypting in the message's own buffer, which is returned holding the
+/// plaintext: for a message the caller has no more use for (parsed with
+/// [`CiphertextMessage::parse_owned`], say), no copy is made of it.
+pub fn decrypt_owned<S, R>(store: &mut S, remote: &ProtocolAddress, message: CiphertextMessage, rng: &mut R) -> Result<Vec<u8>>
+where
+    S: ProtocolStore,
+    R: CryptoRng + ?Sized,
+{
+    match message {
+        CiphertextMessage::Signal(message) => decrypt_signal(store, remote, message, rng),
+        CiphertextMessage::PreKey(message) => decrypt_prekey(store, remote, &message, rng, |_, _| Ok::<(), Error>(())),
+    }
+}
+
 /// As [`decrypt`], with one more check on a message that starts a new session: `accept_new` is
 /// given the session's suite and the message's plaintext before anything is stored, and an error
 /// from it refuses the message with the store unchanged. (The client core refuses a downgraded
@@ -128,31 +142,34 @@ where
     E: From<Error>,
 {
     match message {
-        CiphertextMessage::Signal(message) => Ok(decrypt_signal(store, remote, message, rng)?),
+        // Decrypted in a copy of its own: the caller keeps the message.
+        CiphertextMessage::Signal(message) => Ok(decrypt_signal(store, remote, message.clone(), rng)?),
         CiphertextMessage::PreKey(message) => decrypt_prekey(store, remote, message, rng, accept_new),
     }
 }
 
-fn decrypt_signal<S, R>(store: &mut S, remote: &ProtocolAddress, message: &SignalMessage, rng: &mut R) -> Result<Vec<u8>>
+/// Decrypts `message` in its own buffer, which is returned holding the plaintext.
+fn decrypt_signal<S, R>(store: &mut S, remote: &ProtocolAddress, mut message: SignalMessage, rng: &mut R) -> Result<Vec<u8>>
 where
     S: ProtocolStore,
     R: CryptoRng + ?Sized,
 {
     // Plan on the unchanged record, check that the session's identity is still trusted, and
-    // only then commit: a refusal at any step changes nothing.
-    store
+    // only then commit: a refusal at any step changes nothing (but the message).
+    let plaintext = store
         .with_trusted_session(remote, |record, trusted| {
             if record.current().is_none() {
                 return Err(no_session(remote));
             }
-            let (position, plan) = record.plan_decrypt(message, &[])?;
+            let (position, plan) = record.plan_decrypt(&mut message, &[])?;
             let identity = record.state_at(position).expect("position from plan_decrypt").remote_identity();
             if !trusted(identity)? {
                 return Err(untrusted(remote));
             }
             Ok(record.commit(position, plan, rng))
         })?
-        .ok_or_else(|| no_session(remote))
+        .ok_or_else(|| no_session(remote))?;
+    Ok(message.into_plaintext(plaintext))
 }
 
 fn decrypt_prekey<S, R, E>(
@@ -170,13 +187,15 @@ where
     ensure_trusted(store, remote, message.identity_key())?;
     let mut record = store.load_session(remote)?.unwrap_or_default();
     let prekey_header = message.header().associated_data();
+    // Decrypted in a copy of its own (of the outer message's buffer): the rarer kind.
+    let mut inner = message.message().clone();
 
     if record.has_session_with_base_key(message.suite(), message.base_key()) {
         // A further message of a session this PreKeySignalMessage already set up.
-        let (position, plan) = record.plan_decrypt(message.message(), &prekey_header)?;
+        let (position, plan) = record.plan_decrypt(&mut inner, &prekey_header)?;
         let plaintext = record.commit(position, plan, rng);
         store.store_session(remote, record)?;
-        return Ok(plaintext);
+        return Ok(inner.into_plaintext(plaintext));
     }
 
     let signed_prekey = store
@@ -213,8 +232,8 @@ where
         kem: kem_pair.as_ref().zip(message.kem_ciphertext()).map(|(pair, ciphertext)| (&pair.secret, ciphertext)),
     }
     .start()?;
-    let plan = state.plan_decrypt(message.message(), &prekey_header)?;
-    accept_new(message.suite(), &plan.plaintext)?;
+    let plan = state.plan_decrypt(&mut inner, &prekey_header)?;
+    accept_new(message.suite(), inner.plaintext(plan.plaintext.clone()))?;
     let plaintext = state.commit(plan, rng);
     record.promote(state);
     store.store_session(remote, record)?;
@@ -227,7 +246,7 @@ where
         Some(record) => store.remove_kem_prekey(record.id)?,
         None => {}
     }
-    Ok(plaintext)
+    Ok(inner.into_plaintext(plaintext))
 }
 
 /// Whether there is a current session with `remote`.

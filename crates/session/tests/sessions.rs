@@ -5,7 +5,7 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use switchboard_session::limits::{MAX_FORWARD_JUMPS, MAX_SKIPPED_KEYS};
-use switchboard_session::session::{self, decrypt, encrypt, process_prekey_bundle};
+use switchboard_session::session::{self, decrypt, decrypt_owned, encrypt, process_prekey_bundle};
 use switchboard_session::store::{IdentityKeyStore, KemPreKeyStore, SessionStore};
 use switchboard_session::suite::Cipher;
 use switchboard_session::testing::Device;
@@ -54,10 +54,11 @@ impl Pair {
     fn b_to_a(&mut self, plaintext: &[u8]) -> CiphertextMessage {
         encrypt(&mut self.bob.store, &alice_at(), plaintext).unwrap()
     }
-    /// Bob parses with `parse_owned`, Alice with `parse`, so that every test runs both.
+    /// Bob parses with `parse_owned` and decrypts with `decrypt_owned`, Alice with `parse` and
+    /// `decrypt`, so that every test runs both.
     fn b_receives(&mut self, message: &CiphertextMessage) -> Result<Vec<u8>, Error> {
         let parsed = CiphertextMessage::parse_owned(message.kind(), message.serialize().to_vec())?;
-        decrypt(&mut self.bob.store, &alice_at(), &parsed, &mut self.rng)
+        decrypt_owned(&mut self.bob.store, &alice_at(), parsed, &mut self.rng)
     }
     fn a_receives(&mut self, message: &CiphertextMessage) -> Result<Vec<u8>, Error> {
         let parsed = CiphertextMessage::parse(message.kind(), message.serialize())?;

@@ -287,8 +287,7 @@ impl Workload for Decrypt {
                 let pair = &mut this.pair;
                 each(batch, &mut count, |bytes| {
                     let received = CiphertextMessage::parse_owned(MessageKind::Signal, std::mem::take(bytes)).expect("parse");
-                    let got =
-                        session::decrypt(&mut pair.bob.store, &pair.alice_at, &received, &mut pair.rng).expect("decrypt");
+                    let got = session::decrypt_owned(&mut pair.bob.store, &pair.alice_at, received, &mut pair.rng).expect("decrypt");
                     black_box(got)
                 })
             },

@@ -195,10 +195,20 @@ impl SignalMessage {
         &self.buffer
     }
 
-    /// Checks the MAC or tag under `keys`, then decrypts.
+    /// Checks the MAC or tag under `keys`, then decrypts (a copy: the message is left as it is).
     pub(crate) fn decrypt(&self, keys: &MessageKeys, parties: Parties<'_>, prekey_header: &[u8]) -> Result<Vec<u8>> {
-        let ciphertext = &self.buffer[self.ciphertext.clone()];
-        match self.suite.cipher() {
+        let mut copy = self.clone();
+        let plaintext = copy.decrypt_in_place(keys, parties, prekey_header)?;
+        Ok(copy.into_plaintext(plaintext))
+    }
+
+    /// Checks the MAC or tag under `keys`, then decrypts in the message's own buffer, and
+    /// returns where the plaintext lies in it ([`Self::plaintext`], [`Self::into_plaintext`]).
+    /// A MAC or tag that does not verify leaves the message as it was; once the plaintext is
+    /// there, the message is no longer one to decrypt again or to serialize.
+    pub(crate) fn decrypt_in_place(&mut self, keys: &MessageKeys, parties: Parties<'_>, prekey_header: &[u8]) -> Result<Range<usize>> {
+        let start = self.ciphertext.start;
+        let length = match self.suite.cipher() {
             Cipher::CbcHmac => {
                 let wire = self.serialize();
                 let (body, mac) = wire.split_at(wire.len() - MAC_LEN);
@@ -210,7 +220,7 @@ impl SignalMessage {
                 if !bool::from(expected.ct_eq(mac)) {
                     return Err(Error::InvalidMessage("MAC does not verify"));
                 }
-                cipher::cbc_decrypt(keys.cipher_key(), keys.iv(), ciphertext)
+                cipher::cbc_decrypt_in_place(keys.cipher_key(), keys.iv(), &mut self.buffer[self.ciphertext.clone()])?
             }
             Cipher::Gcm => {
                 let aad = GcmAad::new(
@@ -221,9 +231,23 @@ impl SignalMessage {
                     self.previous_counter,
                     prekey_header,
                 );
-                cipher::gcm_decrypt(keys.cipher_key(), keys.gcm_nonce(), ciphertext, aad.bytes())
+                cipher::gcm_decrypt_in_place(keys.cipher_key(), keys.gcm_nonce(), &mut self.buffer[self.ciphertext.clone()], aad.bytes())?
             }
-        }
+        };
+        Ok(start..start + length)
+    }
+
+    /// The plaintext [`Self::decrypt_in_place`] left at `plaintext`.
+    pub(crate) fn plaintext(&self, plaintext: Range<usize>) -> &[u8] {
+        &self.buffer[plaintext]
+    }
+
+    /// The plaintext [`Self::decrypt_in_place`] left at `plaintext`, in the message's buffer.
+    pub(crate) fn into_plaintext(self, plaintext: Range<usize>) -> Vec<u8> {
+        let mut buffer = self.buffer;
+        buffer.truncate(plaintext.end);
+        buffer.drain(..plaintext.start);
+        buffer
     }
 
     /// The suite the message was written under.

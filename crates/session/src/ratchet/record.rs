@@ -68,8 +68,9 @@ impl SessionRecord {
     /// message ends the search with [`Error::Duplicate`], as in libsignal and libsignal-c (an
     /// application drops a duplicate quietly, where another failure may make it reset the
     /// session). Otherwise the first session's error is returned (the current one's, if there
-    /// is one). Nothing changes.
-    pub(crate) fn plan_decrypt(&self, message: &SignalMessage, prekey_header: &[u8]) -> Result<(usize, DecryptPlan)> {
+    /// is one). Nothing changes but the message, decrypted in its own buffer (see
+    /// the state's `plan_decrypt`).
+    pub(crate) fn plan_decrypt(&self, message: &mut SignalMessage, prekey_header: &[u8]) -> Result<(usize, DecryptPlan)> {
         let mut first_error = None;
         for (position, state) in self.states().enumerate() {
             match state.plan_decrypt(message, prekey_header) {
@@ -84,8 +85,8 @@ impl SessionRecord {
     }
 
     /// Commits a plan from [`Self::plan_decrypt`]; a session other than the current one that
-    /// decrypted becomes current.
-    pub(crate) fn commit<R: CryptoRng + ?Sized>(&mut self, position: usize, plan: DecryptPlan, rng: &mut R) -> Vec<u8> {
+    /// decrypted becomes current. Returns where the plaintext lies in the message's buffer.
+    pub(crate) fn commit<R: CryptoRng + ?Sized>(&mut self, position: usize, plan: DecryptPlan, rng: &mut R) -> std::ops::Range<usize> {
         if position == 0 {
             let current = self.current.as_mut().expect("position 0 is the current session");
             return current.commit(plan, rng);

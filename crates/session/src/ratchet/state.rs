@@ -63,9 +63,11 @@ pub struct SessionState {
     pub(crate) alice_base_key: PublicKey,
 }
 
-/// What a successful decryption changes, computed before anything is changed.
+/// What a successful decryption changes, computed before anything is changed but the message
+/// (decrypted in its own buffer).
 pub(crate) struct DecryptPlan {
-    pub plaintext: Vec<u8>,
+    /// Where the plaintext lies in the message's buffer.
+    pub plaintext: std::ops::Range<usize>,
     update: ChainUpdate,
 }
 
@@ -153,8 +155,10 @@ impl SessionState {
         Ok(message)
     }
 
-    /// Works out the plaintext of `message` and what decrypting it changes, changing nothing.
-    pub(crate) fn plan_decrypt(&self, message: &SignalMessage, prekey_header: &[u8]) -> Result<DecryptPlan> {
+    /// Works out the plaintext of `message` (decrypted in its buffer) and what decrypting it
+    /// changes, changing nothing else. On an error the message is as it was, but for a `signal-v3`
+    /// message whose MAC verified and whose padding did not (only its sender can make one).
+    pub(crate) fn plan_decrypt(&self, message: &mut SignalMessage, prekey_header: &[u8]) -> Result<DecryptPlan> {
         if message.suite() != self.suite {
             return Err(Error::InvalidVersion(message.suite().version_byte()));
         }
@@ -191,12 +195,13 @@ impl SessionState {
             }
         };
         let parties = Parties { sender: &self.remote_identity, receiver: &self.local_identity };
-        let plaintext = message.decrypt(&keys, parties, prekey_header)?;
+        let plaintext = message.decrypt_in_place(&keys, parties, prekey_header)?;
         Ok(DecryptPlan { plaintext, update })
     }
 
-    /// Applies a plan made by [`Self::plan_decrypt`] on this same, unchanged state.
-    pub(crate) fn commit<R: CryptoRng + ?Sized>(&mut self, plan: DecryptPlan, rng: &mut R) -> Vec<u8> {
+    /// Applies a plan made by [`Self::plan_decrypt`] on this same, unchanged state; returns where
+    /// the plaintext lies in the message's buffer.
+    pub(crate) fn commit<R: CryptoRng + ?Sized>(&mut self, plan: DecryptPlan, rng: &mut R) -> std::ops::Range<usize> {
         match plan.update {
             ChainUpdate::UsedSkipped { chain, position } => {
                 self.receiver_chains[chain].skipped.remove(position);
