@@ -38,15 +38,22 @@ pub(crate) fn cbc_decrypt(key: &[u8; 32], iv: &[u8; 16], ciphertext: &[u8]) -> R
 }
 
 /// [`cbc_decrypt`] in place: the plaintext is left at the start of `buffer`, and its length
-/// returned. Callers check the MAC first.
+/// returned. On bad padding `buffer` is given back its ciphertext (the blocks are decrypted
+/// before the padding can be checked): a failure leaves it as it was. Callers check the MAC
+/// first.
 pub(crate) fn cbc_decrypt_in_place(key: &[u8; 32], iv: &[u8; 16], buffer: &mut [u8]) -> Result<usize> {
     if buffer.is_empty() || !buffer.len().is_multiple_of(16) {
         return Err(Error::InvalidMessage("CBC ciphertext is not a whole number of blocks"));
     }
-    cbc::Decryptor::<Aes256>::new(key.into(), iv.into())
-        .decrypt_padded::<Pkcs7>(buffer)
-        .map(<[u8]>::len)
-        .map_err(|_| Error::InvalidMessage("bad CBC padding"))
+    let decrypted = cbc::Decryptor::<Aes256>::new(key.into(), iv.into()).decrypt_padded::<Pkcs7>(buffer).map(<[u8]>::len);
+    decrypted.map_err(|_| {
+        // CBC encryption under the same key and IV gives the ciphertext back.
+        let mut restore = cbc::Encryptor::<Aes256>::new(key.into(), iv.into());
+        for block in buffer.chunks_exact_mut(16) {
+            restore.encrypt_block(block.try_into().expect("16 bytes"));
+        }
+        Error::InvalidMessage("bad CBC padding")
+    })
 }
 
 /// Length of an AES-256-GCM tag.
@@ -87,4 +94,40 @@ pub(crate) fn gcm_decrypt(key: &[u8; 32], nonce: &[u8], ciphertext: &[u8], aad: 
         .decrypt_inout_detached(nonce.try_into().expect("12-byte nonce"), aad, buffer, tag.try_into().expect("16 bytes"))
         .map_err(|_| invalid())?;
     Ok(plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 32] = [7; 32];
+    const IV: [u8; 16] = [9; 16];
+
+    #[test]
+    fn in_place_decryption_gives_the_plaintext_or_leaves_the_buffer_as_it_was() {
+        let mut framed = Vec::new();
+        cbc_encrypt_into(&KEY, &IV, b"a plaintext of some length", &mut framed);
+        let mut buffer = framed.clone();
+        let length = cbc_decrypt_in_place(&KEY, &IV, &mut buffer).unwrap();
+        assert_eq!(&buffer[..length], b"a plaintext of some length");
+        // Two blocks whose plaintext ends in 0, no padding PKCS#7 allows: decrypted, refused,
+        // and the ciphertext given back.
+        let mut unpadded = [0x41u8; 32];
+        unpadded[31] = 0;
+        let mut encryptor = cbc::Encryptor::<Aes256>::new((&KEY).into(), (&IV).into());
+        for block in unpadded.chunks_exact_mut(16) {
+            encryptor.encrypt_block(block.try_into().unwrap());
+        }
+        let mut buffer = unpadded;
+        assert!(cbc_decrypt_in_place(&KEY, &IV, &mut buffer).is_err());
+        assert_eq!(buffer, unpadded);
+        // A tag that does not verify leaves GCM's buffer as it was too.
+        let mut sealed = Vec::new();
+        gcm_encrypt_into(&KEY, &[3; 12], b"sealed", b"aad", &mut sealed);
+        let mut buffer = sealed.clone();
+        assert!(gcm_decrypt_in_place(&KEY, &[3; 12], &mut buffer, b"other aad").is_err());
+        assert_eq!(buffer, sealed);
+        let length = gcm_decrypt_in_place(&KEY, &[3; 12], &mut buffer, b"aad").unwrap();
+        assert_eq!(&buffer[..length], b"sealed");
+    }
 }

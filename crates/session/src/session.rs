@@ -111,9 +111,12 @@ where
     decrypt_accepting(store, remote, message, rng, |_, _| Ok::<(), Error>(()))
 }
 
-/// As [`decrypt`], decrypting in the message's own buffer, which is returned holding the
+/// As [`decrypt`], decrypting a SignalMessage in its own buffer, which is returned holding the
 /// plaintext: for a message the caller has no more use for (parsed with
-/// [`CiphertextMessage::parse_owned`], say), no copy is made of it.
+/// [`CiphertextMessage::parse_owned`], say), no copy is made of it (a PreKeySignalMessage, the
+/// rarer kind, is decrypted in a copy). The message is consumed either way: a caller that may
+/// want to try it again after a refusal uses [`decrypt`]. The returned Vec's spare capacity may
+/// hold a part of the plaintext: wiping it means wiping the whole capacity (`Zeroizing` does).
 pub fn decrypt_owned<S, R>(store: &mut S, remote: &ProtocolAddress, message: CiphertextMessage, rng: &mut R) -> Result<Vec<u8>>
 where
     S: ProtocolStore,

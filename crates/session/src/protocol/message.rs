@@ -204,8 +204,9 @@ impl SignalMessage {
 
     /// Checks the MAC or tag under `keys`, then decrypts in the message's own buffer, and
     /// returns where the plaintext lies in it ([`Self::plaintext`], [`Self::into_plaintext`]).
-    /// A MAC or tag that does not verify leaves the message as it was; once the plaintext is
-    /// there, the message is no longer one to decrypt again or to serialize.
+    /// A failure (a MAC or tag that does not verify, bad padding) leaves the message as it was;
+    /// once the plaintext is there, the message is no longer one to decrypt again or to
+    /// serialize.
     pub(crate) fn decrypt_in_place(&mut self, keys: &MessageKeys, parties: Parties<'_>, prekey_header: &[u8]) -> Result<Range<usize>> {
         let start = self.ciphertext.start;
         let length = match self.suite.cipher() {
@@ -243,6 +244,8 @@ impl SignalMessage {
     }
 
     /// The plaintext [`Self::decrypt_in_place`] left at `plaintext`, in the message's buffer.
+    /// Its spare capacity may hold a part of the plaintext (moved to the front): wiping the
+    /// plaintext means wiping the whole capacity, as `Zeroizing` does.
     pub(crate) fn into_plaintext(self, plaintext: Range<usize>) -> Vec<u8> {
         let mut buffer = self.buffer;
         buffer.truncate(plaintext.end);

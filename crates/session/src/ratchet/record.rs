@@ -68,8 +68,8 @@ impl SessionRecord {
     /// message ends the search with [`Error::Duplicate`], as in libsignal and libsignal-c (an
     /// application drops a duplicate quietly, where another failure may make it reset the
     /// session). Otherwise the first session's error is returned (the current one's, if there
-    /// is one). Nothing changes but the message, decrypted in its own buffer (see
-    /// the state's `plan_decrypt`).
+    /// is one). Nothing changes but the message, decrypted in its own buffer once a session
+    /// succeeds (a session that fails leaves it as it was for the next).
     pub(crate) fn plan_decrypt(&self, message: &mut SignalMessage, prekey_header: &[u8]) -> Result<(usize, DecryptPlan)> {
         let mut first_error = None;
         for (position, state) in self.states().enumerate() {

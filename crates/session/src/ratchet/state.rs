@@ -156,8 +156,7 @@ impl SessionState {
     }
 
     /// Works out the plaintext of `message` (decrypted in its buffer) and what decrypting it
-    /// changes, changing nothing else. On an error the message is as it was, but for a `signal-v3`
-    /// message whose MAC verified and whose padding did not (only its sender can make one).
+    /// changes, changing nothing else. On an error the message is as it was.
     pub(crate) fn plan_decrypt(&self, message: &mut SignalMessage, prekey_header: &[u8]) -> Result<DecryptPlan> {
         if message.suite() != self.suite {
             return Err(Error::InvalidVersion(message.suite().version_byte()));
