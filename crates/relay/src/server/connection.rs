@@ -39,13 +39,6 @@ impl Queued {
     }
 }
 
-impl Queued {
-    /// The frame's bytes.
-    pub(super) fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
 impl Drop for Queued {
     fn drop(&mut self) {
         for counter in self.counters.iter().flatten() {
@@ -62,6 +55,38 @@ pub(super) struct Handles {
     pub(super) queued: Arc<AtomicUsize>,
     pub(super) reader: AbortHandle,
     pub(super) writer: AbortHandle,
+}
+
+/// Writes what `queue` holds until its senders are all gone, then shuts `writer`: the frames
+/// waiting together in one vectored write (TLS seals them in as few records as it can, and the
+/// socket takes them in as few calls; a write per frame made a record and a system call per
+/// frame), each batch and the shutdown within [`WRITE_DEADLINE`]. `written` sees each batch once
+/// it is written.
+pub(super) async fn write_queue<W>(writer: &mut W, queue: &mut mpsc::Receiver<Queued>, mut written: impl FnMut(&[Queued])) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    let too_slow = || std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer does not read");
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = queue.try_recv() {
+            batch.push(more);
+        }
+        let write_batch = async {
+            let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|frame| IoSlice::new(&frame.bytes)).collect();
+            let mut unwritten = &mut slices[..];
+            while !unwritten.is_empty() {
+                match writer.write_vectored(unwritten).await? {
+                    0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                    wrote => IoSlice::advance_slices(&mut unwritten, wrote),
+                }
+            }
+            writer.flush().await
+        };
+        tokio::time::timeout(WRITE_DEADLINE, write_batch).await.map_err(|_| too_slow())??;
+        written(&batch);
+    }
+    tokio::time::timeout(WRITE_DEADLINE, writer.shutdown()).await.map_err(|_| too_slow())?
 }
 
 /// Serves one connection until either side closes it. The core hears of the connection before
@@ -137,39 +162,11 @@ where
     let events_for_writer = events.clone();
     // Until the core lets go of the connection (it closed it, or heard that the peer did).
     let write = tokio::spawn(async move {
-        let written = async {
-            while let Some(first) = queue.recv().await {
-                let mut batch = vec![first];
-                while let Ok(more) = queue.try_recv() {
-                    batch.push(more);
-                }
-                let write_batch = async {
-                    // One vectored write for the batch: TLS seals it in as few records as it
-                    // can, and the socket takes it in as few calls (a write per frame made a
-                    // record and a system call per frame).
-                    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|frame| IoSlice::new(&frame.bytes)).collect();
-                    let mut unwritten = &mut slices[..];
-                    while !unwritten.is_empty() {
-                        match writer.write_vectored(unwritten).await? {
-                            0 => return Err(std::io::ErrorKind::WriteZero.into()),
-                            written => IoSlice::advance_slices(&mut unwritten, written),
-                        }
-                    }
-                    writer.flush().await
-                };
-                match tokio::time::timeout(WRITE_DEADLINE, write_batch).await {
-                    Ok(result) => result?,
-                    Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer does not read")),
-                }
-                if let Some(tap) = &tap {
-                    tap.lock().expect("not poisoned").extend(batch.iter().map(|frame| frame.bytes.clone()));
-                }
+        let written = write_queue(&mut writer, &mut queue, |batch| {
+            if let Some(tap) = &tap {
+                tap.lock().expect("not poisoned").extend(batch.iter().map(|frame| frame.bytes.clone()));
             }
-            match tokio::time::timeout(WRITE_DEADLINE, writer.shutdown()).await {
-                Ok(result) => result,
-                Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer does not read")),
-            }
-        };
+        });
         match written.await {
             Ok(()) => None,
             Err(error) => {

@@ -15,7 +15,6 @@
 //! acknowledged by the active node once it is committed, so a closed link loses nothing.
 
 use std::collections::HashMap;
-use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,17 +23,17 @@ use std::time::Duration;
 use rustls::pki_types::{CertificateDer, ServerName};
 use switchboard_wire::frame::FrameDecoder;
 use switchboard_wire::switchboard::{NodeClose, NodeOpen, node_frame, node_open};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::carried::{CARRIED_CHUNK, LINK_QUEUE, MAX_CARRIED_CONNECTIONS, NodeLinkError, node_frame, read_node_frame, source_bytes, write_node_frames};
-use super::connection::{Kind, Queued};
+use super::connection::{Kind, Queued, write_queue};
 use super::tls::{self, certificate_der};
 use super::{
-    CONNECTION_QUEUE_BYTES, HANDSHAKE_TIMEOUT, LINK_SETTLE, QUEUED_BYTES_BUDGET, RelaySettings, Sink, StartError, WRITE_DEADLINE, WRITE_QUEUE,
+    CONNECTION_QUEUE_BYTES, HANDSHAKE_TIMEOUT, LINK_SETTLE, QUEUED_BYTES_BUDGET, RelaySettings, Sink, StartError, WRITE_QUEUE,
     accept_clients, accept_links, keep_link_alive,
 };
 
@@ -253,36 +252,8 @@ where
             }
         }
     };
-    let writing = async {
-        while let Some(first) = queued_frames.recv().await {
-            let mut batch = vec![first];
-            while let Ok(more) = queued_frames.try_recv() {
-                batch.push(more);
-            }
-            let write_batch = async {
-                let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|frame| IoSlice::new(frame.bytes())).collect();
-                let mut unwritten = &mut slices[..];
-                while !unwritten.is_empty() {
-                    match writer.write_vectored(unwritten).await? {
-                        0 => return Err(std::io::ErrorKind::WriteZero.into()),
-                        written => IoSlice::advance_slices(&mut unwritten, written),
-                    }
-                }
-                writer.flush().await
-            };
-            match tokio::time::timeout(WRITE_DEADLINE, write_batch).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => return Some(error.to_string()),
-                Err(_) => return Some("the peer does not read".to_owned()),
-            }
-        }
-        // The active node closed the connection (or the link closed): shut it.
-        match tokio::time::timeout(WRITE_DEADLINE, writer.shutdown()).await {
-            Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(error.to_string()),
-            Err(_) => Some("the peer does not read".to_owned()),
-        }
-    };
+    // Until the active node closes the connection (or the link closes): then it is shut.
+    let writing = async { write_queue(&mut writer, &mut queued_frames, |_| {}).await.err().map(|error| error.to_string()) };
     let ended = tokio::select! {
         ended = reading => ended,
         ended = writing => ended,
@@ -447,8 +418,9 @@ mod tests {
         assert_eq!(first_stopped.try_recv(), Ok(()));
         assert!(second_stopped.try_recv().is_err());
         assert!(!link.streams().open.contains_key(&1));
+        assert_eq!(link.streams().open[&2].queued.load(Ordering::Relaxed), 600);
         for _ in 0..2 {
-            assert_eq!(second_frames.try_recv().unwrap().bytes().len(), 300);
+            drop(second_frames.try_recv().expect("a frame queued"));
         }
         // A third device comes while the first one's bytes are still being freed: they are
         // counted as freed, and no one else is stopped for them.
