@@ -39,8 +39,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 #[command(after_help = format!("Lines typed in the chat (also /help):\n\n{HELP}"))]
 pub struct Args {
     /// The client address of your app's relay; once per --user, in the same order (each app has
-    /// its own relay). A relay of several nodes (one active, the others standbys): the address
-    /// of each, comma-separated, tried in turn.
+    /// its own relay). A relay of several nodes (one active, the others standbys or front
+    /// nodes): the address of each, comma-separated, tried in turn.
     #[arg(long, required = true, value_parser = relay_nodes)]
     relay: Vec<RelayNodes>,
     /// The certificate authority that issued your relay's certificate (`switchboard setup`

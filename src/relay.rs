@@ -19,7 +19,7 @@ pub struct RelayArgs {
 
 #[derive(clap::Args)]
 pub struct SetupArgs {
-    /// Folder to write the CA, certificates, keys and one configuration per app into.
+    /// Folder to write the CA, certificates, keys and one configuration per node of each app into.
     #[arg(long)]
     dir: PathBuf,
     /// The apps, comma-separated.

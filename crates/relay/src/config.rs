@@ -22,7 +22,7 @@
 //! ```
 //!
 //! A peer is given `address`, its federation listener, or, when its relay is several nodes (one
-//! active, the others standbys: see [`Leadership`](crate::storage::Leadership)), `addresses`,
+//! active, the others standbys or front nodes: see [`Leadership`](crate::storage::Leadership)), `addresses`,
 //! each node's `federation_listen` (at most [`MAX_PEER_ADDRESSES`], each once): the relay dials
 //! them in turn, from the one that answered last, so its mail reaches whichever node is active
 //! (once the link to a node that went away is dropped: see the README for how soon). One of the

@@ -1,6 +1,7 @@
 //! Relays of several nodes on loopback, in one process: each app's relay and a front node
-//! beside it that carries the connections it takes to the relay. Devices on every node, and
-//! other apps' relays linked to any node, chat as with one relay.
+//! beside it that carries the connections it takes to the relay. Devices on every node chat as
+//! with one relay (links between apps go relay to relay here: each dials the other's relay
+//! first; a link carried by a front node is tested in `server::carried`'s unit tests).
 
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! for the database's lock: see [`front`](super::front)) ends the TLS of the devices and other
 //! apps' relays that connect to it and carries each connection's bytes here over one mutually
 //! authenticated TLS link, as [`NodeFrame`]s. Each carried connection is served by
-//! [`connection::serve`] over an in-memory pipe, as a socket accepted here would be: the core
-//! cannot tell them apart. Its write queue and the relay's budget bound what waits here to go
+//! [`connection::serve_halves`] as a socket accepted here would be (its input a channel the
+//! link's reader fills, its output an in-memory pipe): the core cannot tell them apart. Its write queue and the relay's budget bound what waits here to go
 //! into the pipe; what the front node holds for the device, the front node bounds the same way
 //! ([`front`](super::front)).
 //!

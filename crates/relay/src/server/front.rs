@@ -1,10 +1,10 @@
 //! A front node: a node of an app's relay that does not hold the database's lock, and serves
 //! anyway. It listens where the active node would (devices, other apps' relays), ends their TLS
 //! as the active node would (the app's certificate; other apps' certificates checked the same
-//! way), and carries each connection's bytes to the active node over one link
-//! ([`RelayHandle::accept_fronts`](super::RelayHandle::accept_fronts) is the other end), which serves them as its own. So every node
-//! of a cluster takes connections, while one writes: a device may connect to any node, and its
-//! mail reaches it wherever it was sent from.
+//! way), and carries each connection's bytes to the active node over one link, which serves them
+//! as its own ([`RelayHandle::accept_fronts`](super::RelayHandle::accept_fronts) is that end).
+//! So every node of a cluster takes connections, while one writes: a device may connect to any
+//! node, and its mail reaches it wherever it was sent from.
 //!
 //! The active node is found by dialing the cluster's node addresses in turn, from the one that
 //! answered last; only the active node listens on its node address. While no link is up, a

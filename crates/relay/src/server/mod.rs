@@ -59,7 +59,7 @@ pub struct Peer {
     /// Its app's name (what its certificate carries).
     pub app: String,
     /// Where its federation listener is: one address per node of a relay of several (one
-    /// active, the others standbys, any order). Dialled in turn, from the one that answered
+    /// active, the others standbys or front nodes, any order). Dialled in turn, from the one that answered
     /// last, until a link comes up; 1 to [`MAX_PEER_ADDRESSES`](crate::config::MAX_PEER_ADDRESSES),
     /// each once ([`start`] refuses others: [`StartError::PeerAddresses`]).
     pub addresses: Vec<SocketAddr>,

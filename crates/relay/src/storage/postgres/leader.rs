@@ -243,7 +243,7 @@ impl Fence {
 /// serve another app's state. A node of an earlier version of the same app, which took a lock
 /// keyed by the app, is excluded too: this one also takes that lock (see the module's docs; one
 /// of an earlier version of another app is not excluded). One at a time because the relay
-/// core keeps its state in memory and is its only writer; active-active would need state read from
+/// core keeps its state in memory and is its only writer; several writers would need state read from
 /// the database (or sharded, one writer a shard), sequence numbers the database hands out and
 /// notifications between nodes. A node must stop at once when [`Self::lost`] resolves; until it
 /// does, a store opened with [`PostgresStore::open_active`](super::PostgresStore::open_active)
