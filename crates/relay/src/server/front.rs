@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use switchboard_wire::frame::FrameDecoder;
 use switchboard_wire::switchboard::{NodeClose, NodeOpen, node_frame, node_open};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -34,7 +34,7 @@ use super::connection::{Kind, Queued, write_queue};
 use super::tls::{self, certificate_der};
 use super::{
     CONNECTION_QUEUE_BYTES, HANDSHAKE_TIMEOUT, LINK_SETTLE, QUEUED_BYTES_BUDGET, RelaySettings, Sink, StartError, WRITE_QUEUE,
-    accept_clients, accept_links, keep_link_alive,
+    accept_clients, accept_links, handshake,
 };
 
 /// How long a front node waits after its first round of dialing the cluster's nodes found no
@@ -282,10 +282,10 @@ async fn keep_link(
         let count = nodes.len();
         for index in (last_good..count).chain(0..last_good) {
             let address = nodes[index];
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, node_handshake(&app, address, &own, &connector)).await {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&app, address, &own, &connector)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
-                    tracing::debug!(%address, %error, "no active node there");
+                    tracing::debug!(%address, ?error, "no active node there");
                     continue;
                 }
                 Err(_) => {
@@ -315,24 +315,6 @@ async fn keep_link(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(DIAL_BACKOFF_MAX);
-    }
-}
-
-/// A TLS link to the node at `address`, whose certificate must be the app's own (`own`).
-async fn node_handshake(
-    app: &str,
-    address: SocketAddr,
-    own: &CertificateDer<'static>,
-    connector: &TlsConnector,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let stream = TcpStream::connect(address).await?;
-    let _ = stream.set_nodelay(true);
-    keep_link_alive(&stream, address);
-    let name = ServerName::try_from(app.to_owned()).map_err(std::io::Error::other)?;
-    let tls = connector.connect(name, stream).await?;
-    match tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()) {
-        Some(presented) if presented == own => Ok(tls),
-        _ => Err(std::io::Error::other("its certificate is not this app's own")),
     }
 }
 

@@ -716,7 +716,7 @@ async fn dial(
         let mut said: Option<(SocketAddr, DialFailure)> = None;
         for index in (last_good..count).chain(0..last_good) {
             let address = peer.addresses[index];
-            let failure = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&peer, address, &certificate, &connector)).await {
+            let failure = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&peer.app, address, &certificate, &connector)).await {
                 Ok(Ok(tls)) => match link(&peer, address, tls, &events, &next_conn, &tap).await {
                     // It was up and has closed: a new round, from this address.
                     None => {
@@ -743,9 +743,10 @@ async fn dial(
     }
 }
 
-/// A TLS session with `peer`'s node at `address`, its certificate the one configured for it.
+/// A TLS session with the node at `address` of `app`'s relay (another app's, or this app's own
+/// for a front node), its certificate the one expected, `certificate`.
 async fn handshake(
-    peer: &Peer,
+    app: &str,
     address: SocketAddr,
     certificate: &CertificateDer<'static>,
     connector: &TlsConnector,
@@ -753,7 +754,7 @@ async fn handshake(
     let stream = TcpStream::connect(address).await.map_err(|e| DialFailure::Unreachable(e.to_string()))?;
     let _ = stream.set_nodelay(true);
     keep_link_alive(&stream, address);
-    let name = ServerName::try_from(peer.app.clone()).map_err(|e| DialFailure::Refused(e.to_string()))?;
+    let name = ServerName::try_from(app.to_owned()).map_err(|e| DialFailure::Refused(e.to_string()))?;
     let tls = connector.connect(name, stream).await.map_err(|e| DialFailure::Refused(format!("{}: {e}", handshake_failure(&e))))?;
     let presented = tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).cloned();
     match presented {
