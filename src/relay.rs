@@ -96,7 +96,7 @@ pub fn setup(args: SetupArgs) -> anyhow::Result<()> {
         (StorageKind::Postgres, Some(url)) => {
             // Two relays on one database would take each other's mail.
             anyhow::ensure!(apps.len() == 1 || url.contains("{app}"), "--postgres-url: put {{app}} in it (for instance dbname=relay_{{app}}): each app needs a database of its own");
-            StorageConfig::Postgres { url: ConnectionString::new(url) }
+            StorageConfig::Postgres { url: ConnectionString::new(url), shards: Vec::new() }
         }
     };
     // A new CA would make every relay of a working federation refuse the others; new files for
@@ -152,7 +152,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
         // blocks, maybe for long.
         let leadership = match &config.storage {
             StorageConfig::Redb {} => None,
-            StorageConfig::Postgres { url } => {
+            StorageConfig::Postgres { url, .. } => {
                 let (url, app, as_front) = (url.clone(), config.app.clone(), front.is_some());
                 let waiting = move |target: &str| {
                     // Which node is not known: one of this app (of this version or an earlier
@@ -236,6 +236,6 @@ fn open_store(config: &RelayConfig, leadership: Option<&Leadership>) -> anyhow::
             std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
             Ok(open_redb(&config.data_dir.join("relay.redb"))?)
         }
-        StorageConfig::Postgres { url } => Ok(open_postgres(url.expose(), leadership)?),
+        StorageConfig::Postgres { url, .. } => Ok(open_postgres(url.expose(), &config.storage.mailbox_shards(), leadership)?),
     }
 }

@@ -9,7 +9,7 @@
 #[allow(dead_code)] // the standby server and promotion are for the relay's own tests
 mod postgres;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -192,13 +192,32 @@ const BEFORE_THE_KILL: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_node_takes_over_when_the_active_one_is_killed_and_nothing_is_lost_or_doubled() {
+    standby_takes_over(false).await;
+}
+
+/// The same with every mailbox on a second primary, a shard (`[[storage.shards]]`): each batch
+/// of mail commits in two phases, and A dies with some prepared on the shard, which B resolves
+/// before it loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_node_takes_over_from_a_killed_node_whose_mailboxes_are_on_a_shard_and_nothing_is_lost_or_doubled() {
+    standby_takes_over(true).await;
+}
+
+async fn standby_takes_over(sharded: bool) {
     let started = Instant::now();
     let server = Server::start();
+    let shard = sharded.then(Server::start);
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let [a, a_federation, b, b_federation] = [ports[0], ports[1], ports[2], ports[3]];
     setup(dir.path(), "green", &[a, a_federation], &server.url(), 1);
     let (config_a, config_b) = two_nodes_of_green(dir.path(), [a, a_federation], [b, b_federation]);
+    if let Some(shard) = &shard {
+        for config in [&config_a, &config_b] {
+            let mut file = std::fs::OpenOptions::new().append(true).open(config).unwrap();
+            writeln!(file, "\n[[storage.shards]]\nurl = \"{}\"\nbuckets = \"0-255\"", shard.url()).unwrap();
+        }
+    }
     let node_address = |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().unwrap() };
     let (address_a, address_b) = (node_address(a), node_address(b));
 
@@ -250,6 +269,12 @@ async fn a_standby_node_takes_over_when_the_active_one_is_killed_and_nothing_is_
     assert!(at_the_kill < TOTAL, "node A was killed only once all {TOTAL} messages were acknowledged, not mid-stream");
     node_b.wait_for("ready", Duration::from_secs(10));
     assert!(refused(address_a), "node A is dead");
+    if let Some(shard) = &shard {
+        // B resolved what A left prepared; the mail is on the shard, none at home.
+        assert_eq!(shard.sql("SELECT count(*) FROM pg_prepared_xacts").trim(), "0");
+        assert_ne!(shard.sql("SELECT count(*) FROM mailboxes").trim(), "0");
+        assert_eq!(server.sql("SELECT count(*) FROM mailboxes").trim(), "0");
+    }
     // Alice's client reconnects by itself (to B, the only node that answers) and sends what
     // waits in its outbox: polled, never told to reconnect.
     let deadline = Instant::now() + Duration::from_secs(10);

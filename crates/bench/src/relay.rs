@@ -12,7 +12,9 @@
 //! tests start theirs), alternated with those on redb, when PostgreSQL's server binaries are
 //! installed: with one node per app (`relay_cluster_throughput_1`), and with two and three
 //! (`_2`, `_3`: each app's relay and front nodes that carry connections to it, the devices
-//! spread over every node).
+//! spread over every node); and with one node per app whose mailboxes of buckets 128–255 are on
+//! a second server, a shard (`relay_sharded_throughput_2`: a batch spanning both commits in two
+//! phases).
 
 #[path = "../../relay/tests/support/postgres.rs"]
 #[allow(dead_code)] // the standby server, killing and promotion are for the relay's tests
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_relay::core::RateLimits;
 use switchboard_relay::local::{LocalFederation, LocalOptions, LocalStorage};
+use switchboard_relay::storage::MailboxShard;
 use switchboard_wire::frame::{FrameDecoder, encode_frame};
 use switchboard_wire::switchboard::{
     Acknowledge, Authenticate, ClientFrame, DeviceAddress, Envelope, EnvelopeKind, EnvelopeRef, Franking, GroupEnvelope, Register, ServerFrame,
@@ -46,6 +49,9 @@ pub struct RelayFigures {
     /// The same through relays on PostgreSQL, with 1, 2 and 3 nodes per app (empty without
     /// PostgreSQL).
     pub clusters: Vec<ClusterRate>,
+    /// The same through one node per app on PostgreSQL with half of each app's mailboxes (buckets
+    /// 128–255) on a second server, a shard (none without PostgreSQL).
+    pub sharded: Option<ClusterRate>,
     /// Median time from send to receipt, in microseconds, at `latency_rate_per_sec`.
     pub latency_p50_us: f64,
     /// 99th percentile of the same, in microseconds.
@@ -370,6 +376,12 @@ pub fn json_lines(figures: &RelayFigures) -> Vec<serde_json::Value> {
                           "redb_per_sec": redb_per_sec.round(), "ratio_vs_redb": per_sec / redb_per_sec,
                           "ratio_vs_one_node": one_node.map(|one| per_sec / one)}));
     }
+    if let Some(ClusterRate { per_sec, redb_per_sec, .. }) = &figures.sharded {
+        lines.push(json!({"op": "relay_sharded_throughput_2", "impl": "switchboard-relay-postgres",
+                          "ns_per_op": (1e9 / per_sec).round(), "per_sec": per_sec.round(), "primaries": 2,
+                          "redb_per_sec": redb_per_sec.round(), "ratio_vs_redb": per_sec / redb_per_sec,
+                          "ratio_vs_one_node": one_node.map(|one| per_sec / one)}));
+    }
     lines.extend([
         json!({"op": "relay_latency_p50", "impl": "switchboard-relay", "ns_per_op": figures.latency_p50_us * 1000.0,
                "at_per_sec": figures.latency_rate_per_sec.round()}),
@@ -395,6 +407,13 @@ pub fn table(figures: &RelayFigures) -> String {
     for ClusterRate { nodes, per_sec, redb_per_sec } in &figures.clusters {
         out.push_str(&format!(
             "| relay_cluster_throughput_{nodes} ({nodes} per app on PostgreSQL) | {per_sec:.0} msg/s, {:.3} × one node, {:.3} × redb ({redb_per_sec:.0} msg/s in the same rounds) | |\n",
+            one_node.map_or(f64::NAN, |one| per_sec / one),
+            per_sec / redb_per_sec,
+        ));
+    }
+    if let Some(ClusterRate { per_sec, redb_per_sec, .. }) = &figures.sharded {
+        out.push_str(&format!(
+            "| relay_sharded_throughput_2 (1 per app, half the mailboxes on a second server) | {per_sec:.0} msg/s, {:.3} × one node, {:.3} × redb | |\n",
             one_node.map_or(f64::NAN, |one| per_sec / one),
             per_sec / redb_per_sec,
         ));
@@ -425,7 +444,7 @@ pub async fn run(quick: bool) -> RelayFigures {
     // it after a few; nothing else is raised. No taps: copying every frame is the demo's work,
     // not a relay's.
     let limits = RateLimits { registrations_per_source: u32::MAX, ..RateLimits::default() };
-    let options = LocalOptions { rate_limits: limits, taps: false, storage: LocalStorage::Redb, nodes: 1 };
+    let options = LocalOptions { rate_limits: limits, taps: false, ..LocalOptions::default() };
     let federation = LocalFederation::start_with(&APPS, dir.path(), options.clone()).await.expect("local federation");
     // Let the relays' links come up.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -460,7 +479,7 @@ pub async fn run(quick: bool) -> RelayFigures {
     // figures above are measured, no server runs and none is being stopped or its files deleted.
     match postgres_server::installed_bindir() {
         Some(_) => {
-            let server = postgres_server::Server::start();
+            let (server, shard_server) = (postgres_server::Server::start(), postgres_server::Server::start());
             let mut clusters = Vec::new();
             for nodes in 1..=3 {
                 let mut urls = std::collections::HashMap::new();
@@ -474,6 +493,20 @@ pub async fn run(quick: bool) -> RelayFigures {
                 relay_rate(&cluster, 2, 100, &format!("w{nodes}")).await;
                 clusters.push(cluster);
             }
+            // One node per app again, each app's mailboxes of buckets 128-255 on the second server.
+            let (mut urls, mut shards) = (std::collections::HashMap::new(), std::collections::HashMap::new());
+            for app in APPS {
+                server.sql(&format!("CREATE DATABASE relay_{app}_sharded"));
+                shard_server.sql(&format!("CREATE DATABASE relay_{app}_mail"));
+                urls.insert(app.to_owned(), format!("host=127.0.0.1 port={} user=postgres dbname=relay_{app}_sharded", server.port));
+                let url = format!("host=127.0.0.1 port={} user=postgres dbname=relay_{app}_mail", shard_server.port);
+                shards.insert(app.to_owned(), vec![MailboxShard { url, buckets: 128..=255 }]);
+            }
+            let options = LocalOptions { storage: LocalStorage::Postgres(urls), mailbox_shards: shards, ..options.clone() };
+            let sharded = LocalFederation::start_with(&APPS, dir.path(), options).await.expect("local federation on sharded PostgreSQL");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            relay_rate(&sharded, 2, 100, "ws").await;
+            clusters.push(sharded);
             let mut baseline = Vec::new();
             let mut rates = vec![Vec::new(); clusters.len()];
             for round in 0..3 {
@@ -485,7 +518,12 @@ pub async fn run(quick: bool) -> RelayFigures {
             let redb_per_sec = median(baseline);
             for (i, cluster) in clusters.into_iter().enumerate() {
                 cluster.shutdown().await;
-                figures.clusters.push(ClusterRate { nodes: i + 1, per_sec: median(std::mem::take(&mut rates[i])), redb_per_sec });
+                let rate = ClusterRate { nodes: (i % 3) + 1, per_sec: median(std::mem::take(&mut rates[i])), redb_per_sec };
+                if i < 3 {
+                    figures.clusters.push(rate);
+                } else {
+                    figures.sharded = Some(rate);
+                }
             }
         }
         None => eprintln!("PostgreSQL's server binaries are not installed: relay_cluster_throughput_1, _2 and _3 are not measured"),

@@ -36,7 +36,7 @@
 //! (on PostgreSQL 15 and later, make the role the database's owner: `createdb -O <role> …`).
 //! Each app's relay needs a database of its own (a node is refused a database recorded as
 //! holding another app's state, see [`Leadership`](crate::storage::Leadership)), and `url` must
-//! name one host (the primary; see [`PostgresRefusal`](crate::storage::PostgresRefusal)). The
+//! name one host (the primary; see [`PostgresRefusal`]). The
 //! connection is made without TLS (a server on loopback, a Unix socket, or a network the relay
 //! trusts), and a password in `url` is never printed: keep the file readable by the relay's user
 //! only. `url` takes a subset of libpq's options: `PGPASSWORD` and `~/.pgpass` are not read and
@@ -51,6 +51,20 @@
 //! [storage]
 //! kind = "postgres"
 //! url = "host=127.0.0.1 port=5432 user=switchboard dbname=green"
+//! ```
+//!
+//! The mailboxes may be sharded by recipient over more primaries: each `[[storage.shards]]`
+//! ([`ShardConfig`]) takes the mailboxes of the users whose bucket (0 to 255, see
+//! [`mailbox_bucket`](crate::storage::mailbox_bucket)) is in its range, and `url` keeps the rest
+//! and everything else. A batch spanning databases commits in two phases, so each shard's server
+//! needs `max_prepared_transactions` above 0. Mailboxes are not moved when the map changes: a
+//! stored mailbox the new map puts elsewhere is refused at start (see
+//! [`MailboxShard`]).
+//!
+//! ```toml
+//! [[storage.shards]]
+//! url = "host=10.0.0.2 port=5432 user=switchboard dbname=green_mail"
+//! buckets = "128-255"
 //! ```
 //!
 //! With an optional `[cluster]` table ([`ClusterConfig`]; PostgreSQL only), the nodes waiting for
@@ -71,6 +85,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::server::tls::{Pki, TlsError, TlsIdentity, certificate_der, check_issued, device_server_config, private_key_der};
 use crate::server::{Peer, RelaySettings};
+use crate::storage::{MailboxShard, PostgresRefusal, check_shards};
 
 /// What a configuration file says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,7 +169,44 @@ pub enum StorageConfig {
     Postgres {
         /// Its libpq connection string.
         url: ConnectionString,
+        /// The databases that take some of the mailboxes, by bucket (none: all in `url`'s).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shards: Vec<ShardConfig>,
     },
+}
+
+/// A mailbox shard: `[[storage.shards]]` (see the module's docs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    /// Its libpq connection string.
+    pub url: ConnectionString,
+    /// The buckets it takes: `"first-last"`, or one bucket, `"7"`.
+    pub buckets: Buckets,
+}
+
+/// A range of mailbox buckets, written `"first-last"` (or `"7"` for one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Buckets(pub std::ops::RangeInclusive<u8>);
+
+impl TryFrom<String> for Buckets {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Buckets, String> {
+        let bucket = |part: &str| part.trim().parse::<u8>().map_err(|_| "buckets: give \"first-last\", each 0 to 255".to_owned());
+        let (first, last) = match text.split_once('-') {
+            Some((first, last)) => (bucket(first)?, bucket(last)?),
+            None => (bucket(&text)?, bucket(&text)?),
+        };
+        Ok(Buckets(first..=last))
+    }
+}
+
+impl From<Buckets> for String {
+    fn from(buckets: Buckets) -> String {
+        format!("{}-{}", buckets.0.start(), buckets.0.end())
+    }
 }
 
 impl Default for StorageConfig {
@@ -173,7 +225,23 @@ impl StorageConfig {
     pub fn for_app(&self, app: &str) -> StorageConfig {
         match self {
             StorageConfig::Redb {} => StorageConfig::Redb {},
-            StorageConfig::Postgres { url } => StorageConfig::Postgres { url: ConnectionString(url.0.replace("{app}", app)) },
+            StorageConfig::Postgres { url, shards } => StorageConfig::Postgres {
+                url: ConnectionString(url.0.replace("{app}", app)),
+                shards: shards
+                    .iter()
+                    .map(|shard| ShardConfig { url: ConnectionString(shard.url.0.replace("{app}", app)), buckets: shard.buckets.clone() })
+                    .collect(),
+            },
+        }
+    }
+
+    /// The mailbox shards, as the store takes them (none for redb).
+    pub fn mailbox_shards(&self) -> Vec<MailboxShard> {
+        match self {
+            StorageConfig::Redb {} => Vec::new(),
+            StorageConfig::Postgres { shards, .. } => {
+                shards.iter().map(|shard| MailboxShard { url: shard.url.0.clone(), buckets: shard.buckets.0.clone() }).collect()
+            }
         }
     }
 }
@@ -283,6 +351,16 @@ pub fn check_peer_addresses(addresses: &[SocketAddr]) -> Result<(), PeerAddressE
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// `[[storage.shards]]` is not a map of mailboxes the store takes (too many shards, a bucket
+    /// taken twice, an empty range).
+    #[error("{}: [[storage.shards]]", path.display())]
+    Shards {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: PostgresRefusal,
+    },
     /// A file could not be read.
     #[error("reading {}", path.display())]
     Read {
@@ -479,6 +557,7 @@ impl RelayConfig {
             resolve(&mut peer.certificate);
             peer.federation_addresses().map_err(|source| ConfigError::PeerAddresses { path: Some(path.to_owned()), app: peer.app.clone(), source })?;
         }
+        check_shards(&config.storage.mailbox_shards()).map_err(|source| ConfigError::Shards { path: path.to_owned(), source })?;
         if let Some(cluster) = &config.cluster {
             let refused = |source| ConfigError::Cluster { path: path.to_owned(), source };
             if config.storage.is_redb() {
@@ -818,7 +897,7 @@ mod tests {
         let text = format!("{original}\n[storage]\nkind = \"postgres\"\nurl = \"{secret}\"\n");
         std::fs::write(&config, text).unwrap();
         let loaded = RelayConfig::load(&config).unwrap();
-        assert_eq!(loaded.storage, StorageConfig::Postgres { url: ConnectionString::new(secret) });
+        assert_eq!(loaded.storage, StorageConfig::Postgres { url: ConnectionString::new(secret), shards: Vec::new() });
         assert!(!format!("{loaded:?}").contains("hunter2"), "{loaded:?}");
         for wrong in ["kind = \"sqlite\"", "kind = \"postgres\"", "kind = \"redb\"\nurl = \"x\""] {
             std::fs::write(&config, format!("{original}\n[storage]\n{wrong}\n")).unwrap();
@@ -826,12 +905,29 @@ mod tests {
         }
         std::fs::write(&config, format!("{original}\n[storage]\nkind = \"redb\"\n")).unwrap();
         assert_eq!(RelayConfig::load(&config).unwrap().storage, StorageConfig::Redb {});
+        // Mailbox shards: read, written back, and a map taking a bucket twice refused.
+        let shard = |url: &str, buckets: &str| format!("[[storage.shards]]\nurl = \"{url}\"\nbuckets = \"{buckets}\"\n");
+        let sharded = format!("{original}\n[storage]\nkind = \"postgres\"\nurl = \"{secret}\"\n{}{}", shard("host=a password=hunter3", "128-255"), shard("host=b", "7"));
+        std::fs::write(&config, &sharded).unwrap();
+        let loaded = RelayConfig::load(&config).unwrap();
+        let buckets: Vec<_> = loaded.storage.mailbox_shards().into_iter().map(|shard| shard.buckets).collect();
+        assert_eq!(buckets, [128..=255, 7..=7]);
+        assert!(!format!("{loaded:?}").contains("hunter3"), "{loaded:?}");
+        assert_eq!(toml::from_str::<RelayConfig>(&toml::to_string(&loaded).unwrap()).unwrap().storage, loaded.storage);
+        for (wrong, parse_error) in [("128-256", true), ("x", true), ("9-3", false), ("255", false)] {
+            std::fs::write(&config, format!("{sharded}{}", shard("host=c", wrong))).unwrap();
+            match RelayConfig::load(&config) {
+                Err(ConfigError::Parse { .. }) if parse_error => {}
+                Err(ConfigError::Shards { .. }) if !parse_error => {}
+                other => panic!("{wrong}: {other:?}"),
+            }
+        }
         // Written by setup: each app its database, the file its owner's only.
         let written = dir.path().join("written");
-        let storage = StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_{app}") };
+        let storage = StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_{app}"), shards: Vec::new() };
         write_federation(&written, &["green", "blue"], &[17_901, 17_902, 17_903, 17_904], &storage, 1).unwrap();
         let blue = RelayConfig::load(&written.join("blue.toml")).unwrap();
-        assert_eq!(blue.storage, StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_blue") });
+        assert_eq!(blue.storage, StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_blue"), shards: Vec::new() });
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -843,7 +939,7 @@ mod tests {
     #[test]
     fn a_cluster_is_written_node_by_node_and_a_cluster_table_is_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_{app}") };
+        let storage = StorageConfig::Postgres { url: ConnectionString::new("host=/run/postgresql dbname=relay_{app}"), shards: Vec::new() };
         let ports: Vec<u16> = (17_901..17_913).collect();
         let written = write_federation(dir.path(), &["green", "blue"], &ports, &storage, 2).unwrap();
         let names: Vec<String> = written.iter().map(|path| path.file_name().unwrap().to_string_lossy().into_owned()).collect();

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::core::RateLimits;
 use crate::server::tls::{Pki, TlsError, TlsIdentity};
 use crate::server::{FrontHandle, Peer, RelayHandle, RelaySettings, Tap, start, start_front};
-use crate::storage::{OpenError, StoreError, open_postgres, open_redb};
+use crate::storage::{MailboxShard, OpenError, StoreError, open_postgres, open_redb};
 
 /// Why the local federation could not start.
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +95,15 @@ pub struct LocalOptions {
     /// (each with listeners of its own; other apps' relays are given every node's federation
     /// address).
     pub nodes: usize,
+    /// Per app on PostgreSQL, the databases that take some of its mailboxes (none: all in its
+    /// own; see [`MailboxShard`]).
+    pub mailbox_shards: HashMap<String, Vec<MailboxShard>>,
 }
 
 impl Default for LocalOptions {
     /// Default rate limits, taps, redb, one node per app.
     fn default() -> LocalOptions {
-        LocalOptions { rate_limits: RateLimits::default(), taps: true, storage: LocalStorage::Redb, nodes: 1 }
+        LocalOptions { rate_limits: RateLimits::default(), taps: true, storage: LocalStorage::Redb, nodes: 1, mailbox_shards: HashMap::new() }
     }
 }
 
@@ -204,7 +207,8 @@ impl LocalFederation {
             LocalStorage::Redb => open_redb(&dir.join(format!("{app}.redb"))).map_err(|source| StartError::Store { app: app.to_owned(), source })?,
             LocalStorage::Postgres(urls) => {
                 let url = urls.get(app).ok_or_else(|| StartError::NoDatabase { app: app.to_owned() })?;
-                open_postgres(url, None).map_err(|source| StartError::Postgres { app: app.to_owned(), source })?
+                let shards = self.options.mailbox_shards.get(app).map_or(&[][..], Vec::as_slice);
+                open_postgres(url, shards, None).map_err(|source| StartError::Postgres { app: app.to_owned(), source })?
             }
         };
         start(settings, client, federation, store, contents, state).await.map_err(|source| StartError::Relay { app: app.to_owned(), source })

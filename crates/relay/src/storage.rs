@@ -5,7 +5,9 @@
 mod postgres;
 mod redb_store;
 
-pub use postgres::{Leadership, PostgresContents, PostgresRefusal, PostgresStore};
+pub use postgres::{
+    Leadership, MAILBOX_BUCKETS, MAX_MAILBOX_SHARDS, MailboxShard, PostgresContents, PostgresRefusal, PostgresStore, check_shards, mailbox_bucket,
+};
 pub use redb_store::{CACHE_BYTES, OpenError, RedbContents, RedbStore};
 pub use switchboard_relay_core::storage::{Contents, MemoryStore, Store, StoreError};
 
@@ -23,14 +25,12 @@ pub fn open_redb(path: &std::path::Path) -> Result<Opened, OpenError> {
     Ok((Box::new(store), contents, state))
 }
 
-/// Opens the PostgreSQL database `url` names for a relay, with a reader on a connection of its
-/// own: for the active node of several when `leadership` is given
-/// ([`PostgresStore::open_active`]), for the only one otherwise ([`PostgresStore::open`]).
-pub fn open_postgres(url: &str, leadership: Option<&Leadership>) -> Result<Opened, StoreError> {
-    let (store, state) = match leadership {
-        Some(leadership) => PostgresStore::open_active(url, leadership)?,
-        None => PostgresStore::open(url)?,
-    };
+/// Opens the PostgreSQL database `url` names for a relay, with its mailboxes sharded over
+/// `shards` (none: all in that database), and a reader on connections of its own: for the active
+/// node of several when `leadership` is given, for the only one otherwise (see
+/// [`PostgresStore::open_sharded`]).
+pub fn open_postgres(url: &str, shards: &[MailboxShard], leadership: Option<&Leadership>) -> Result<Opened, StoreError> {
+    let (store, state) = PostgresStore::open_sharded(url, shards, leadership)?;
     let contents = Box::new(store.contents()?);
     Ok((Box::new(store), contents, state))
 }

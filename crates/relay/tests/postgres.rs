@@ -12,7 +12,9 @@ use switchboard_client::{ChatClient, Event, RelayAddress};
 use switchboard_relay::server::tls::{Pki, TlsIdentity};
 use switchboard_relay::server::{RelayHandle, RelaySettings, start};
 use switchboard_relay::state::{DeviceKey, Head, Mutation, StampKey, StoredState};
-use switchboard_relay::storage::{Contents, Leadership, PostgresRefusal, PostgresStore, RedbStore, Store, open_postgres};
+use switchboard_relay::storage::{
+    Contents, Leadership, MailboxShard, PostgresRefusal, PostgresStore, RedbStore, Store, mailbox_bucket, open_postgres,
+};
 use switchboard_wire::switchboard::{DeviceAddress, Envelope, FederationFrame, KeptReport, PreKeyBundle, Text, content, federation_frame};
 use support::postgres::Server;
 use tokio::net::TcpListener;
@@ -223,6 +225,124 @@ fn what_a_store_committed_is_read_back_once_from_memory_and_otherwise_from_the_d
     store.commit(&[put(5)]).unwrap();
     store.commit(&[Mutation::DeleteEnvelope { device: device.clone(), seq: 5 }]).unwrap();
     assert!(contents.mail(&device, &[4, 5]).unwrap().is_empty());
+}
+
+/// A shard taking exactly the bucket of `user`'s mailboxes, on `server`.
+fn shard_of(server: &Server, user: &str) -> MailboxShard {
+    let bucket = mailbox_bucket(user);
+    MailboxShard { url: server.url(), buckets: bucket..=bucket }
+}
+
+/// How many rows of `table` `server` holds.
+fn rows(server: &Server, table: &str) -> usize {
+    server.sql(&format!("SELECT count(*) FROM {table}")).trim().parse().expect("a count")
+}
+
+#[test]
+fn a_store_with_its_mailboxes_sharded_keeps_what_the_redb_store_keeps() {
+    let (home, shard) = (Server::start(), Server::start());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.redb");
+    // Bob's mailboxes go to the shard, Carol's stay home; batches span both.
+    let shards = [shard_of(&shard, "bob@blue")];
+    assert_ne!(mailbox_bucket("carol@blue"), mailbox_bucket("bob@blue"));
+    let batches = batches();
+    {
+        let (mut redb, _) = RedbStore::open(&path).unwrap();
+        let (mut postgres, postgres_state) = PostgresStore::open_sharded(&home.url(), &shards, None).unwrap();
+        assert_eq!(postgres_state, StoredState::default());
+        let postgres_contents = postgres.contents().unwrap();
+        let redb_contents = redb.contents();
+        for batch in &batches {
+            redb.commit(batch).unwrap();
+            postgres.commit(batch).unwrap();
+            assert_eq!(answers(&postgres_contents), answers(&redb_contents));
+        }
+    }
+    let (bob_rows, carol_rows) = ("mailboxes WHERE user_name = 'bob@blue'", "mailboxes WHERE user_name = 'carol@blue'");
+    assert_eq!((rows(&shard, bob_rows), rows(&shard, carol_rows)), (2, 0), "Bob's two envelopes left, on the shard");
+    assert_eq!((rows(&home, bob_rows), rows(&home, carol_rows)), (0, 1));
+    assert_eq!(rows(&shard, "accounts") + rows(&shard, "outboxes") + rows(&shard, "blobs"), 0, "only mailboxes on a shard");
+    assert_eq!(rows(&shard, "pg_prepared_xacts"), 0, "every batch committed on the shard");
+    let mut expected = StoredState::default();
+    batches.iter().flatten().for_each(|mutation| expected.apply(mutation));
+    let (redb, redb_state) = RedbStore::open(&path).unwrap();
+    let (postgres, postgres_state) = PostgresStore::open_sharded(&home.url(), &shards, None).unwrap();
+    assert_eq!(postgres_state, redb_state);
+    assert_eq!(postgres_state, expected);
+    assert_eq!(answers(&postgres.contents().unwrap()), answers(&redb.contents()));
+    assert_eq!(rows(&home, "relay_decisions"), 0, "decisions are forgotten once every shard committed");
+}
+
+#[test]
+fn a_batch_a_shard_cannot_prepare_commits_nowhere_and_one_left_prepared_is_resolved_by_its_decision() {
+    let (home, shard) = (Server::start(), Server::start());
+    let shards = [shard_of(&shard, "bob@blue")];
+    let (bob, carol): (DeviceKey, DeviceKey) = (("bob@blue".into(), 2), ("carol@blue".into(), 1));
+    let put = |device: &DeviceKey, seq: u64| Mutation::PutEnvelope { device: device.clone(), seq, envelope: envelope(seq as u8) };
+    let (mut store, _) = PostgresStore::open_sharded(&home.url(), &shards, None).unwrap();
+    store.commit(&[put(&bob, 1), put(&carol, 1)]).unwrap();
+    // The shard refuses Bob's second envelope (a row of this key is locked by another session's
+    // prepared transaction would do too; a constraint is simpler): Carol's is not kept either.
+    shard.sql("ALTER TABLE mailboxes ADD CONSTRAINT small_seqs CHECK (seq < 2)");
+    let error = store.commit(&[put(&carol, 2), put(&bob, 2)]).expect_err("the shard refuses");
+    assert!(error.chain().contains("preparing a batch on a shard"), "{}", error.chain());
+    assert_eq!((rows(&home, "mailboxes"), rows(&shard, "mailboxes"), rows(&shard, "pg_prepared_xacts")), (1, 1, 0));
+    shard.sql("ALTER TABLE mailboxes DROP CONSTRAINT small_seqs");
+    drop(store);
+
+    // Two batches a node left prepared on the shard when it died: the home decided the first.
+    let home_id = home.sql("SELECT encode(value, 'hex') FROM secrets WHERE name = 'home'").trim().to_owned();
+    let gid = |batch: u8| format!("switchboard-relay:{home_id}:{batch:032x}");
+    let hex = |envelope: Envelope| switchboard_wire::Message::encode_to_vec(&envelope).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    for seq in [3u8, 4] {
+        shard.sql(&format!(
+            "BEGIN; INSERT INTO mailboxes VALUES ('bob@blue', 2, {seq}, decode('{}', 'hex')); PREPARE TRANSACTION '{}'",
+            hex(envelope(seq)),
+            gid(seq)
+        ));
+    }
+    home.sql(&format!("INSERT INTO relay_decisions VALUES ('{}')", gid(3)));
+    // Another's prepared transaction on the same server is left alone.
+    shard.sql("BEGIN; CREATE TABLE other_app (x int); PREPARE TRANSACTION 'not-ours'");
+    let (store, state) = PostgresStore::open_sharded(&home.url(), &shards, None).unwrap();
+    let seqs = |device: &DeviceKey| state.mailboxes.get(device).map(|mailbox| mailbox.keys().copied().collect::<Vec<_>>());
+    assert_eq!((seqs(&bob), seqs(&carol)), (Some(vec![1, 3]), Some(vec![1])), "the decided batch, not the other");
+    assert_eq!(shard.sql("SELECT gid FROM pg_prepared_xacts").trim(), "not-ours");
+    assert_eq!(rows(&home, "relay_decisions"), 0);
+    assert_eq!(store.contents().unwrap().mail(&bob, &[3, 4]).unwrap(), [(3, envelope(3))]);
+    shard.sql("ROLLBACK PREPARED 'not-ours'");
+}
+
+#[test]
+fn a_shard_map_that_moved_a_mailbox_a_shard_of_another_home_and_a_shard_without_prepared_transactions_are_refused() {
+    let (home, shard) = (Server::start(), Server::start());
+    let refusal = |error: &switchboard_relay::storage::StoreError| PostgresRefusal::of(error).cloned();
+    let (mut store, _) = PostgresStore::open_sharded(&home.url(), &[shard_of(&shard, "bob@blue")], None).unwrap();
+    store.commit(&[Mutation::PutEnvelope { device: ("bob@blue".into(), 1), seq: 1, envelope: envelope(1) }]).unwrap();
+    drop(store);
+    // The map changed: Bob's mailbox would now be home's.
+    let error = PostgresStore::open_sharded(&home.url(), &[shard_of(&shard, "carol@blue")], None).expect_err("moved");
+    assert_eq!(refusal(&error), Some(PostgresRefusal::MailboxOnAnotherShard { bucket: mailbox_bucket("bob@blue") }), "{}", error.chain());
+    // The shard left out of the map: its mailboxes would be lost.
+    let error = PostgresStore::open_sharded(&home.url(), &[], None).expect_err("a shard left out");
+    assert_eq!(refusal(&error), Some(PostgresRefusal::ShardMissing { shards: 1 }), "{}", error.chain());
+    // The shard is this home's: another home (a database of its own) is refused it.
+    home.sql("CREATE DATABASE other");
+    let other = home.url().replace("dbname=postgres", "dbname=other");
+    let error = PostgresStore::open_sharded(&other, &[shard_of(&shard, "bob@blue")], None).expect_err("another home's shard");
+    assert_eq!(refusal(&error), Some(PostgresRefusal::ShardOfAnotherHome), "{}", error.chain());
+    // Prepared transactions disabled on the shard's server.
+    let disabled = Server::start_with_prepared_transactions(0);
+    let error = PostgresStore::open_sharded(&other, &[shard_of(&disabled, "bob@blue")], None).expect_err("disabled");
+    assert_eq!(refusal(&error), Some(PostgresRefusal::PreparedTransactionsDisabled), "{}", error.chain());
+    // A map taking a bucket twice.
+    let twice = [shard_of(&shard, "bob@blue"), shard_of(&disabled, "bob@blue")];
+    let error = PostgresStore::open_sharded(&other, &twice, None).expect_err("twice");
+    assert_eq!(refusal(&error), Some(PostgresRefusal::BucketTakenTwice { bucket: mailbox_bucket("bob@blue") }), "{}", error.chain());
+    // The original map still opens, with Bob's mail.
+    let (_, state) = PostgresStore::open_sharded(&home.url(), &[shard_of(&shard, "bob@blue")], None).unwrap();
+    assert_eq!(state.mailboxes.len(), 1);
 }
 
 #[test]
@@ -573,7 +693,7 @@ async fn every_relay_refuses_a_string_with_two_hosts() {
         assert!(said.contains("more than one host") && !said.contains("hunter2"), "{said}");
     };
     refused(&tokio::task::block_in_place(|| PostgresStore::open(&two)).expect_err("two hosts, one node"));
-    let opened = tokio::task::block_in_place(|| open_postgres(&two, None));
+    let opened = tokio::task::block_in_place(|| open_postgres(&two, &[], None));
     refused(&opened.err().expect("two hosts, one node"));
     let a = tokio::task::block_in_place(|| Leadership::acquire(&url, "green", |_| panic!("the first node waits for no one"))).unwrap();
     refused(&tokio::task::block_in_place(|| PostgresStore::open_active(&two, &a)).expect_err("two hosts, the active node"));

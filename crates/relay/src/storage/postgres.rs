@@ -16,6 +16,9 @@
 //! them or they are the oldest past a bound in bytes (`recent.rs`), so the read that follows each
 //! commit is no round trip.
 //!
+//! The mailboxes may be sharded by recipient over several primaries, a batch that spans them
+//! committing in two phases: see `shards.rs` ([`MailboxShard`]).
+//!
 //! Every relay, one node or several, needs its connections on one server: a connection string
 //! naming more than one host is refused ([`PostgresRefusal::MoreThanOneHost`]). Otherwise the
 //! writer could reach the primary and the reader a standby that lags (a read missing what was
@@ -23,6 +26,7 @@
 
 mod leader;
 mod recent;
+mod shards;
 mod sql;
 mod worker;
 
@@ -36,10 +40,12 @@ use switchboard_wire::switchboard::{Envelope, FederationFrame};
 use super::{Contents, Store, StoreError};
 use crate::state::{DeviceKey, Mutation, StoredState};
 use recent::Recent;
+use shards::{Place, ShardMap, ShardWriter, ShardWriters};
 use sql::{Reads, Writes, failed};
 use worker::Worker;
 
 pub use leader::Leadership;
+pub use shards::{MAILBOX_BUCKETS, MAX_MAILBOX_SHARDS, MailboxShard, check_shards, mailbox_bucket};
 
 /// How long a connection attempt may take when the connection string sets no `connect_timeout`:
 /// a relay that cannot reach its database says so rather than waiting forever.
@@ -96,6 +102,54 @@ pub enum PostgresRefusal {
         /// UTF-8 where they are: the record is read from the database).
         holder: String,
     },
+    /// More mailbox shards than [`MAX_MAILBOX_SHARDS`].
+    #[error("{shards} mailbox shards: at most {MAX_MAILBOX_SHARDS}")]
+    TooManyShards {
+        /// How many the map gives.
+        shards: usize,
+    },
+    /// A mailbox shard's range of buckets is empty (its first after its last).
+    #[error("a mailbox shard takes no bucket: {first}-{last} is empty")]
+    NoBuckets {
+        /// The range's first bucket.
+        first: u8,
+        /// Its last.
+        last: u8,
+    },
+    /// Two mailbox shards take the same bucket.
+    #[error("two mailbox shards take bucket {bucket}")]
+    BucketTakenTwice {
+        /// The first bucket taken twice.
+        bucket: u8,
+    },
+    /// A stored mailbox is not where the shard map puts it: the map changed since it was
+    /// stored. Mailboxes are not moved between shards; restore the map it was stored under.
+    #[error(
+        "a mailbox of bucket {bucket} is stored where the shard map no longer puts it: the map changed, and mailboxes are \
+         not moved between shards (restore the map they were stored under)"
+    )]
+    MailboxOnAnotherShard {
+        /// The mailbox's bucket.
+        bucket: u8,
+    },
+    /// The home database records mailbox shards that the map lacks: they may hold mailboxes,
+    /// which would be lost. A shard, once in the map, stays in it.
+    #[error("the shard map lacks {shards} of the mailbox shards the home database records: they may hold mailboxes, so keep them in the map")]
+    ShardMissing {
+        /// How many it lacks.
+        shards: usize,
+    },
+    /// A mailbox shard's database is recorded as belonging to another home database: each
+    /// shard belongs to one app's home.
+    #[error("the mailbox shard's database belongs to another home database: each shard belongs to one app's")]
+    ShardOfAnotherHome,
+    /// A mailbox shard's server has `max_prepared_transactions = 0` (PostgreSQL's default): a
+    /// batch spanning the home and a shard commits in two phases, and needs it above 0.
+    #[error(
+        "the mailbox shard's server has max_prepared_transactions = 0: a batch spanning shards commits in two phases, so set \
+         it above 0 (the number of connections, say) and restart the server"
+    )]
+    PreparedTransactionsDisabled,
 }
 
 impl PostgresRefusal {
@@ -112,11 +166,20 @@ impl PostgresRefusal {
     }
 }
 
-/// A relay's PostgreSQL database, to commit batches to.
+/// A relay's PostgreSQL database, to commit batches to, and its mailbox shards if it has any.
 pub struct PostgresStore {
     config: Config,
     writer: Worker<Writer>,
     recent: Recent,
+    map: ShardMap,
+    shard_configs: Vec<Config>,
+    shard_writers: ShardWriters,
+    /// The home's id, which names its prepared transactions (shards only).
+    home: [u8; 16],
+    /// The next batch's id: this store's random id in the upper half, a count in the lower.
+    next_batch: u128,
+    /// Batches committed on every shard, whose decisions the next batch forgets.
+    decided: Vec<String>,
 }
 
 /// What the writer's thread holds.
@@ -134,6 +197,8 @@ struct Writer {
 pub struct PostgresContents {
     target: String,
     reader: Worker<(Client, Reads)>,
+    shard_readers: Vec<Worker<(Client, Reads)>>,
+    map: ShardMap,
     recent: Recent,
 }
 
@@ -222,7 +287,21 @@ impl PostgresStore {
     /// reader must reach the same server. Does not check which app the database is recorded as
     /// holding ([`Leadership::acquire`] does): one node alone must be given its app's database.
     pub fn open(url: &str) -> Result<(PostgresStore, StoredState), StoreError> {
-        PostgresStore::open_fenced(url, None)
+        PostgresStore::open_fenced(url, &[], None)
+    }
+
+    /// Like [`Self::open`] or, with `leadership`, [`Self::open_active`], with the mailboxes of
+    /// the users in each of `shards`' buckets in that shard's database (see [`MailboxShard`]).
+    /// Before loading, resolves the batches a node left prepared on the shards. Refuses a map
+    /// [`check_shards`] refuses, a shard whose server does not allow prepared transactions, a
+    /// shard of another home, and stored mailboxes the map puts elsewhere
+    /// ([`PostgresRefusal`]).
+    pub fn open_sharded(
+        url: &str,
+        shards: &[MailboxShard],
+        leadership: Option<&Leadership>,
+    ) -> Result<(PostgresStore, StoredState), StoreError> {
+        PostgresStore::open_fenced(url, shards, leadership.map(Leadership::fence))
     }
 
     /// Like [`Self::open`], for the active node of an app whose nodes share the database: call it
@@ -231,11 +310,14 @@ impl PostgresStore {
     /// [`Self::open`], refuses a `url` that names more than one host: the lock and this store's
     /// connections must reach the same server.
     pub fn open_active(url: &str, leadership: &Leadership) -> Result<(PostgresStore, StoredState), StoreError> {
-        PostgresStore::open_fenced(url, Some(leadership.fence()))
+        PostgresStore::open_fenced(url, &[], Some(leadership.fence()))
     }
 
-    fn open_fenced(url: &str, fence: Option<leader::Fence>) -> Result<(PostgresStore, StoredState), StoreError> {
+    fn open_fenced(url: &str, shards: &[MailboxShard], fence: Option<leader::Fence>) -> Result<(PostgresStore, StoredState), StoreError> {
+        check_shards(shards).map_err(|refusal| StoreError::backend("the mailbox shards", refusal))?;
         let config = parse(url)?;
+        let shard_configs = shards.iter().map(|shard| parse(&shard.url)).collect::<Result<Vec<_>, _>>()?;
+        let map = ShardMap::new(shards);
         let mut connecting = config.clone();
         let warned = Warned::default();
         // The writer's notices are not logged (the default callback logs each at info): only a
@@ -252,20 +334,47 @@ impl PostgresStore {
             };
             Ok(Writer { client, writes, warned, fencing })
         })?;
-        let state = writer.run(LOAD_TIMEOUT, |Writer { client, .. }| {
-            let mut txn = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .map_err(failed("loading the relay's state"))?;
-            let state = sql::load(&mut txn)?;
-            txn.commit().map_err(failed("loading the relay's state"))?;
-            Ok(state)
-        });
         let within = |error: StoreError| StoreError::backend(target(&config), error);
-        let state = state.map_err(within)?;
-        Ok((PostgresStore { config, writer, recent: Recent::default() }, state))
+        let home = if shards.is_empty() { [0; 16] } else { writer.run(LOAD_TIMEOUT, |Writer { client, .. }| home_id(client)).map_err(within)? };
+        let mut shard_writers = Vec::with_capacity(shards.len());
+        for shard in &shard_configs {
+            let connecting = shard.clone();
+            let shard_writer = Worker::start("relay-postgres-shard", move || ShardWriter::connect(&connecting, home));
+            shard_writers.push(shard_writer.map_err(|error| StoreError::backend(target(shard), error))?);
+        }
+        let shard_writers: ShardWriters = shard_writers.into();
+        let decisions = |gids: Vec<String>| {
+            writer.run(LOAD_TIMEOUT, move |Writer { client, .. }| {
+                let rows = client.query("SELECT gid FROM relay_decisions WHERE gid = ANY($1)", &[&gids]).map_err(failed("reading decisions"))?;
+                rows.iter().map(|row| row.try_get(0).map_err(failed("reading decisions"))).collect()
+            })
+        };
+        let forget = || writer.run(LOAD_TIMEOUT, |Writer { client, .. }| client.batch_execute("DELETE FROM relay_decisions").map_err(failed("forgetting decisions")));
+        let mut ids = Vec::with_capacity(shard_writers.len());
+        for (shard, config) in shard_writers.iter().zip(&shard_configs) {
+            ids.push(shard.run(LOAD_TIMEOUT, |writer| Ok(writer.id.to_vec())).map_err(|error| StoreError::backend(target(config), error))?);
+        }
+        let configured = ids.clone();
+        writer.run(LOAD_TIMEOUT, move |Writer { client, .. }| shards::check_recorded(client, &configured)).map_err(within)?;
+        shards::resolve_in_doubt(&home, &shard_writers, decisions, forget, LOAD_TIMEOUT).map_err(within)?;
+        let home_map = map.clone();
+        let mut state = writer
+            .run(LOAD_TIMEOUT, move |Writer { client, .. }| {
+                let mut txn = snapshot(client)?;
+                let state = sql::load(&mut txn, |user| home_map.check(user, Place::Home))?;
+                txn.commit().map_err(failed("loading the relay's state"))?;
+                Ok(state)
+            })
+            .map_err(within)?;
+        for (index, (shard, config)) in shard_writers.iter().zip(&shard_configs).enumerate() {
+            let shard_map = map.clone();
+            let mailboxes = shard.run(LOAD_TIMEOUT, move |writer| writer.load_mailboxes(|user| shard_map.check(user, Place::Shard(index))));
+            state.mailboxes.extend(mailboxes.map_err(|error| StoreError::backend(target(config), error))?);
+        }
+        writer.run(LOAD_TIMEOUT, move |Writer { client, .. }| shards::record(client, &ids)).map_err(within)?;
+        let next_batch = u128::from(rand::random::<u64>()) << 64;
+        let store = PostgresStore { config, writer, recent: Recent::default(), map, shard_configs, shard_writers, home, next_batch, decided: Vec::new() };
+        Ok((store, state))
     }
 
     /// A reader of what this store commits, for the core, on a connection of its own. Every reader
@@ -273,27 +382,66 @@ impl PostgresStore {
     /// takes what it is answered from there: a second reader would take mail the core is yet to
     /// read, which the core would then read from the database.
     pub fn contents(&self) -> Result<PostgresContents, StoreError> {
-        let config = self.config.clone();
-        let reader = Worker::start("relay-postgres-read", move || {
-            let mut client = connect(&config)?;
-            let reads = Reads::prepare(&mut client).map_err(failed("preparing the relay's statements"))?;
-            Ok((client, reads))
-        })?;
-        Ok(PostgresContents { target: target(&self.config), reader, recent: self.recent.clone() })
+        let reader = |config: &Config| {
+            let config = config.clone();
+            Worker::start("relay-postgres-read", move || {
+                let mut client = connect(&config)?;
+                let reads = Reads::prepare(&mut client).map_err(failed("preparing the relay's statements"))?;
+                Ok((client, reads))
+            })
+        };
+        let shard_readers = self.shard_configs.iter().map(reader).collect::<Result<_, _>>()?;
+        Ok(PostgresContents {
+            target: target(&self.config),
+            reader: reader(&self.config)?,
+            shard_readers,
+            map: self.map.clone(),
+            recent: self.recent.clone(),
+        })
     }
+}
+
+/// A read-only repeatable-read transaction: one snapshot of everything loaded at open.
+fn snapshot(client: &mut Client) -> Result<postgres::Transaction<'_>, StoreError> {
+    client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().map_err(failed("loading the relay's state"))
+}
+
+/// The home's id, which its shards record and its prepared transactions are named by: made at
+/// random by the first open with shards, then kept in `secrets`.
+fn home_id(client: &mut Client) -> Result<[u8; 16], StoreError> {
+    let what = "recording the home's id";
+    let made: [u8; 16] = rand::random();
+    client.execute("INSERT INTO secrets VALUES ('home', $1) ON CONFLICT (name) DO NOTHING", &[&made.as_slice()]).map_err(failed(what))?;
+    let row = client.query_one("SELECT value FROM secrets WHERE name = 'home'", &[]).map_err(failed(what))?;
+    row.try_get::<_, &[u8]>(0).map_err(failed(what))?.try_into().map_err(|_| StoreError::new("corrupt home id"))
 }
 
 impl Store for PostgresStore {
     fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
-        // The worker needs the batch for as long as it runs: the committer waits for it anyway.
-        let mutations = mutations.to_vec();
-        let recent = self.recent.clone();
-        let result = self.writer.run(COMMIT_TIMEOUT, move |Writer { client, writes, warned, fencing }| {
+        // The workers need the batch for as long as they run: the committer waits for them anyway.
+        let (home, shards) = if self.shard_writers.is_empty() { (mutations.to_vec(), Vec::new()) } else { self.map.split(mutations) };
+        let gid = (!shards.is_empty()).then(|| {
+            self.next_batch = self.next_batch.wrapping_add(1);
+            shards::gid(&self.home, self.next_batch)
+        });
+        let involved: Vec<usize> = shards.iter().map(|(index, _)| *index).collect();
+        let forget = std::mem::take(&mut self.decided);
+        let (deciding, shard_writers) = (gid.clone(), self.shard_writers.clone());
+        // The shards prepare within the home's job, so within its transaction and its fence.
+        let result = self.writer.run(2 * COMMIT_TIMEOUT, move |Writer { client, writes, warned, fencing }| {
             let mut txn = client.transaction().map_err(failed("committing a batch"))?;
             if let Some((fence, statements)) = fencing {
                 fence.check(statements, &mut txn)?;
             }
-            writes.apply(&mut txn, &mutations).map_err(failed("committing a batch"))?;
+            writes.apply(&mut txn, &home).map_err(failed("committing a batch"))?;
+            if !forget.is_empty() {
+                writes.forget_decisions(&mut txn, &forget).map_err(failed("committing a batch"))?;
+            }
+            let mut written = vec![home];
+            if let Some(gid) = &deciding {
+                writes.decide(&mut txn, gid).map_err(failed("committing a batch"))?;
+                written.extend(prepare(&shard_writers, gid, shards)?);
+            }
             warned.take();
             txn.commit().map_err(failed("committing a batch"))?;
             // The warning arrives before the COMMIT's answer, on this thread: it is seen here.
@@ -303,16 +451,62 @@ impl Store for PostgresStore {
                      committed on the primary but maybe not replicated, so not acknowledged",
                 ));
             }
-            recent.committed(mutations);
+            Ok(written)
+        });
+        let committed = result.and_then(|written| {
+            if let Some(gid) = gid {
+                let pending: Vec<_> = involved.iter().map(|index| {
+                    let gid = gid.clone();
+                    self.shard_writers[*index].submit(move |writer| writer.commit(&gid))
+                }).collect();
+                pending.into_iter().map(|pending| pending.wait(COMMIT_TIMEOUT)).fold(Ok(()), Result::and)?;
+                self.decided.push(gid);
+            }
+            Ok(written)
+        });
+        match committed {
+            Ok(written) => {
+                written.into_iter().for_each(|part| self.recent.committed(part));
+                Ok(())
+            }
+            Err(error) => {
+                // A commit that failed (or is still running, past its time) leaves what the
+                // database holds unknown here; the relay stops on it anyway.
+                self.recent.clear();
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Phase 2 of a batch spanning shards (see `shards.rs`): each of `shards` writes its part and
+/// prepares it as `gid`, all at once. Returns the parts written; on an error, rolls back those
+/// that prepared.
+fn prepare(writers: &ShardWriters, gid: &str, shards: Vec<(usize, Vec<Mutation>)>) -> Result<Vec<Vec<Mutation>>, StoreError> {
+    let pending: Vec<_> = shards
+        .into_iter()
+        .map(|(index, part)| {
+            let gid = gid.to_owned();
+            (index, writers[index].submit(move |writer| writer.prepare(&gid, &part).map(|()| part)))
+        })
+        .collect();
+    let mut prepared = Vec::with_capacity(pending.len());
+    let mut failure = None;
+    for (index, pending) in pending {
+        match pending.wait(COMMIT_TIMEOUT) {
+            Ok(part) => prepared.push((index, part)),
+            Err(error) => failure = failure.or(Some(error)),
+        }
+    }
+    let Some(error) = failure else { return Ok(prepared.into_iter().map(|(_, part)| part).collect()) };
+    for (index, _) in prepared {
+        let gid = gid.to_owned();
+        let _ = writers[index].run(COMMIT_TIMEOUT, move |writer| {
+            writer.rollback(&gid);
             Ok(())
         });
-        if result.is_err() {
-            // A commit that failed (or is still running, past its time) leaves what the database
-            // holds unknown here; the relay stops on it anyway.
-            self.recent.clear();
-        }
-        result
     }
+    Err(error)
 }
 
 /// Mail and frames come from what the store's commits left (see `recent.rs`), the rest from the
@@ -321,14 +515,18 @@ impl Store for PostgresStore {
 impl Contents for PostgresContents {
     fn mail(&self, device: &DeviceKey, seqs: &[u64]) -> Result<Vec<(u64, Envelope)>, StoreError> {
         let device_key = device.clone();
-        self.kept_then_read(seqs, self.recent.take_mail(device, seqs), move |client, reads, missing| {
+        let reader = match self.map.place(&device.0) {
+            Place::Home => &self.reader,
+            Place::Shard(index) => &self.shard_readers[index],
+        };
+        self.kept_then_read(reader, seqs, self.recent.take_mail(device, seqs), move |client, reads, missing| {
             reads.mail(client, &device_key, missing)
         })
     }
 
     fn outbound(&self, app: &str, seqs: &[u64]) -> Result<Vec<(u64, FederationFrame)>, StoreError> {
         let app_name = app.to_owned();
-        self.kept_then_read(seqs, self.recent.take_frames(app, seqs), move |client, reads, missing| {
+        self.kept_then_read(&self.reader, seqs, self.recent.take_frames(app, seqs), move |client, reads, missing| {
             reads.outbound(client, &app_name, missing)
         })
     }
@@ -346,9 +544,10 @@ fn not_kept<T>(seqs: &[u64], kept: &[Option<T>]) -> Vec<u64> {
 
 impl PostgresContents {
     /// `kept` (what the store's commits left, one answer per seq) with the seqs it lacks `read`
-    /// from the database, in the order of `seqs`.
+    /// from the database `reader` reads, in the order of `seqs`.
     fn kept_then_read<T: Send + 'static>(
         &self,
+        reader: &Worker<(Client, Reads)>,
         seqs: &[u64],
         kept: Vec<Option<T>>,
         read: impl FnOnce(&mut Client, &Reads, &[u64]) -> Result<Vec<(u64, T)>, StoreError> + Send + 'static,
@@ -357,7 +556,7 @@ impl PostgresContents {
         let read = if missing.is_empty() {
             Vec::new()
         } else {
-            self.reader.run(READ_TIMEOUT, move |(client, reads)| read(client, reads, &missing))?
+            reader.run(READ_TIMEOUT, move |(client, reads)| read(client, reads, &missing))?
         };
         Ok(recent::merged(seqs, kept, read))
     }

@@ -111,6 +111,8 @@ pub struct Server {
     /// Its loopback port.
     pub port: u16,
     data: PathBuf,
+    /// Its `max_prepared_transactions` (a standby's is its primary's).
+    prepared_transactions: u32,
     _root: Option<tempfile::TempDir>,
 }
 
@@ -124,14 +126,21 @@ fn server_folder() -> tempfile::TempDir {
 }
 
 impl Server {
-    /// A new cluster (`initdb`, trust authentication on loopback only, user `postgres`), started.
+    /// A new cluster (`initdb`, trust authentication on loopback only, user `postgres`), started,
+    /// with prepared transactions enabled (mailbox shards need them).
     pub fn start() -> Server {
+        Server::start_with_prepared_transactions(16)
+    }
+
+    /// [`Self::start`] with `max_prepared_transactions` at `prepared_transactions` (0:
+    /// PostgreSQL's default, disabled).
+    pub fn start_with_prepared_transactions(prepared_transactions: u32) -> Server {
         let root = server_folder();
         let data = root.path().join("data");
         let mut initdb = server_command("initdb");
         initdb.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"]);
         run(initdb, "initdb");
-        let server = Server { port: free_port(), data, _root: Some(root) };
+        let server = Server { port: free_port(), data, prepared_transactions, _root: Some(root) };
         server.pg_ctl_start();
         server
     }
@@ -145,7 +154,7 @@ impl Server {
         let mut backup = server_command("pg_basebackup");
         backup.arg("-D").arg(&data).args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-R", "-X", "stream"]);
         run(backup, "pg_basebackup");
-        let standby = Server { port: free_port(), data, _root: Some(root) };
+        let standby = Server { port: free_port(), data, prepared_transactions: self.prepared_transactions, _root: Some(root) };
         standby.pg_ctl_start();
         self.sql("ALTER SYSTEM SET synchronous_standby_names = '*'");
         self.sql("ALTER SYSTEM SET synchronous_commit = 'on'");
@@ -160,7 +169,12 @@ impl Server {
 
     fn pg_ctl_start(&self) {
         let socket_dir = self.data.parent().expect("the data folder is in a folder");
-        let options = format!("-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}", self.port, socket_dir.display());
+        let options = format!(
+            "-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_prepared_transactions={}",
+            self.port,
+            socket_dir.display(),
+            self.prepared_transactions
+        );
         let mut start = server_command("pg_ctl");
         start.arg("-D").arg(&self.data).arg("-l").arg(socket_dir.join("log")).args(["-w", "-t", "30", "-o", &options, "start"]);
         run(start, "pg_ctl start");

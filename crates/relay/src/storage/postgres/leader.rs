@@ -18,7 +18,8 @@
 //! writes alone.
 //!
 //! Several writers would need what the core does not have today: state read from the database
-//! rather than mirrored in memory (or sharded by recipient, each shard with one writer),
+//! rather than mirrored in memory (or sharded by recipient, each shard with one writer: the
+//! mailboxes may be sharded over several databases, `shards.rs`, but one node writes them all),
 //! sequence numbers the database hands out, and a way for the node that takes an envelope to
 //! wake the node the recipient is connected to (LISTEN/NOTIFY, say); federation links from any
 //! node, and outboxes to other apps drained by exactly one of them.

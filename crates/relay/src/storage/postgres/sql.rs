@@ -8,7 +8,7 @@
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Client, Row, Statement, Transaction};
+use postgres::{Client, GenericClient, Row, Statement, Transaction};
 use switchboard_wire::switchboard::{Envelope, FederationFrame, KeptReport, StoredGroupHead, UploadBundles};
 use switchboard_wire::{Message, decode, frame::MAX_FRAME_LEN};
 
@@ -34,6 +34,14 @@ CREATE TABLE IF NOT EXISTS reports (id int8 PRIMARY KEY, kept bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS channels (channel bytea PRIMARY KEY, owner bytea NOT NULL, admins bytea[] NOT NULL);
 CREATE TABLE IF NOT EXISTS follows (user_name bytea NOT NULL, device int8 NOT NULL, channel bytea NOT NULL, PRIMARY KEY (user_name, device, channel));
 CREATE TABLE IF NOT EXISTS channel_apps (channel bytea NOT NULL, app bytea NOT NULL, PRIMARY KEY (channel, app));
+CREATE TABLE IF NOT EXISTS relay_decisions (gid text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS relay_shards (id bytea PRIMARY KEY);
+";
+
+/// What a mailbox shard holds beside [`SCHEMA`] (of which it uses only `mailboxes`): the home it
+/// belongs to, and its own id (see `shards.rs`).
+pub(super) const SHARD_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS relay_shard (one int4 PRIMARY KEY CHECK (one = 1), home bytea NOT NULL, id bytea NOT NULL);
 ";
 
 /// Declares a set of statements, prepared once per connection (a statement sent as text would
@@ -85,6 +93,9 @@ statements! {
         delete_bundles: "DELETE FROM bundles WHERE user_name = $1 AND device = $2",
         delete_mailbox: "DELETE FROM mailboxes WHERE user_name = $1 AND device = $2",
         delete_follows: "DELETE FROM follows WHERE user_name = $1 AND device = $2",
+        // A batch spanning mailbox shards: its decision, and those of batches done (`shards.rs`).
+        decide: "INSERT INTO relay_decisions VALUES ($1)",
+        forget_decisions: "DELETE FROM relay_decisions WHERE gid = ANY($1)",
     }
 }
 
@@ -168,7 +179,7 @@ impl Run {
 
 impl Writes {
     /// Applies `mutations` in `txn`, in order (a later mutation of the same key wins, as in redb).
-    pub(super) fn apply(&self, txn: &mut Transaction<'_>, mutations: &[Mutation]) -> Result<(), postgres::Error> {
+    pub(super) fn apply(&self, txn: &mut impl GenericClient, mutations: &[Mutation]) -> Result<(), postgres::Error> {
         let mut rest = mutations;
         while let Some(first) = rest.first() {
             let len = match Run::of(first) {
@@ -187,8 +198,18 @@ impl Writes {
         Ok(())
     }
 
+    /// Records that the batch `gid`, which spans mailbox shards, is decided (see `shards.rs`).
+    pub(super) fn decide(&self, txn: &mut Transaction<'_>, gid: &str) -> Result<(), postgres::Error> {
+        txn.execute(&self.decide, &[&gid]).map(drop)
+    }
+
+    /// Forgets the decisions of the batches `gids`, committed on every shard.
+    pub(super) fn forget_decisions(&self, txn: &mut Transaction<'_>, gids: &[String]) -> Result<(), postgres::Error> {
+        txn.execute(&self.forget_decisions, &[&gids]).map(drop)
+    }
+
     /// Writes `mutations`, all of kind `run`, with one statement.
-    fn apply_run(&self, txn: &mut Transaction<'_>, run: Run, mutations: &[Mutation]) -> Result<(), postgres::Error> {
+    fn apply_run(&self, txn: &mut impl GenericClient, run: Run, mutations: &[Mutation]) -> Result<(), postgres::Error> {
         let (mut names, mut devices, mut seqs, mut values) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for mutation in mutations {
             match mutation {
@@ -225,7 +246,7 @@ impl Writes {
     }
 
     /// Writes one mutation.
-    fn apply_one(&self, txn: &mut Transaction<'_>, mutation: &Mutation) -> Result<(), postgres::Error> {
+    fn apply_one(&self, txn: &mut impl GenericClient, mutation: &Mutation) -> Result<(), postgres::Error> {
         if let Some(kind) = Run::of(mutation) {
             return self.apply_run(txn, kind, std::slice::from_ref(mutation));
         }
@@ -316,8 +337,8 @@ fn each(txn: &mut Transaction<'_>, table: &'static str, sql: &str, mut each: imp
 }
 
 /// Everything but the contents of mailboxes, outboxes and blobs, as [`StoredState`] holds it,
-/// read in one snapshot (`txn` is repeatable-read).
-pub(super) fn load(txn: &mut Transaction<'_>) -> Result<StoredState, StoreError> {
+/// read in one snapshot (`txn` is repeatable-read); each mailbox's user checked by `owned`.
+pub(super) fn load(txn: &mut Transaction<'_>, owned: impl Fn(&str) -> Result<(), StoreError>) -> Result<StoredState, StoreError> {
     let mut state = StoredState::default();
     each(txn, "accounts", "SELECT user_name, device, credential_hash FROM accounts", |row| {
         let hash: [u8; 32] = column::<&[u8]>(row, 2, "accounts")?.try_into().map_err(|_| StoreError::new("corrupt account"))?;
@@ -333,12 +354,7 @@ pub(super) fn load(txn: &mut Transaction<'_>) -> Result<StoredState, StoreError>
         state.bundles.insert(device, bundles.bundles);
         Ok(())
     })?;
-    each(txn, "mailboxes", "SELECT user_name, device, seq, envelope FROM mailboxes", |row| {
-        let envelope: Envelope = decoded(column(row, 3, "mailboxes")?, MAX_FRAME_LEN, "mailboxes")?;
-        let seq = column::<i64>(row, 2, "mailboxes")? as u64;
-        state.mailboxes.entry(device(row, 0, "mailboxes")?).or_default().insert(seq, MailEntry::of(&envelope));
-        Ok(())
-    })?;
+    load_mailboxes(txn, &mut state, owned)?;
     each(txn, "outboxes", "SELECT app, seq, frame FROM outboxes", |row| {
         let frame: FederationFrame = decoded(column(row, 2, "outboxes")?, MAX_FRAME_LEN, "outboxes")?;
         let seq = column::<i64>(row, 1, "outboxes")? as u64;
@@ -398,6 +414,23 @@ pub(super) fn load(txn: &mut Transaction<'_>) -> Result<StoredState, StoreError>
         Ok(())
     })?;
     Ok(state)
+}
+
+/// The mailboxes `txn` holds, into `state`; each mailbox's user checked by `owned` (a shard's
+/// mailboxes, or the home's, belong there by the shard map).
+pub(super) fn load_mailboxes(
+    txn: &mut Transaction<'_>,
+    state: &mut StoredState,
+    owned: impl Fn(&str) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    each(txn, "mailboxes", "SELECT user_name, device, seq, envelope FROM mailboxes", |row| {
+        let envelope: Envelope = decoded(column(row, 3, "mailboxes")?, MAX_FRAME_LEN, "mailboxes")?;
+        let seq = column::<i64>(row, 2, "mailboxes")? as u64;
+        let device = device(row, 0, "mailboxes")?;
+        owned(&device.0)?;
+        state.mailboxes.entry(device).or_default().insert(seq, MailEntry::of(&envelope));
+        Ok(())
+    })
 }
 
 impl Reads {

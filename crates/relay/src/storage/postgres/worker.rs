@@ -56,11 +56,30 @@ impl<S: 'static> Worker<S> {
         limit: Duration,
         job: impl FnOnce(&mut S) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.submit(job).wait(limit)
+    }
+
+    /// Queues `job` on the thread without waiting: [`Pending::wait`] takes its answer, as
+    /// [`Self::run`] does. Several workers' jobs then run at once.
+    pub(super) fn submit<T: Send + 'static>(&self, job: impl FnOnce(&mut S) -> Result<T, StoreError> + Send + 'static) -> Pending<T> {
         let (reply, answer) = mpsc::sync_channel(1);
         let job: Job<S> = Box::new(move |state| {
             let _ = reply.send(job(state));
         });
-        self.jobs.send(job).map_err(|_| StoreError::new("the PostgreSQL thread has ended"))?;
+        match self.jobs.send(job) {
+            Ok(()) => Pending(Some(answer)),
+            Err(_) => Pending(None),
+        }
+    }
+}
+
+/// The answer to come of a job [`Worker::submit`] queued.
+pub(super) struct Pending<T>(Option<mpsc::Receiver<Result<T, StoreError>>>);
+
+impl<T> Pending<T> {
+    /// Waits for the job's answer up to `limit` (see [`Worker::run`]).
+    pub(super) fn wait(self, limit: Duration) -> Result<T, StoreError> {
+        let Some(answer) = self.0 else { return Err(StoreError::new("the PostgreSQL thread has ended")) };
         // A job that panicked drops its reply: an error, not a hang.
         match answer.recv_timeout(limit) {
             Ok(answer) => answer,
