@@ -196,8 +196,9 @@ async fn a_standby_node_takes_over_when_the_active_one_is_killed_and_nothing_is_
 }
 
 /// The same with every mailbox on a second primary, a shard (`[[storage.shards]]`): each batch
-/// of mail commits in two phases, and A dies with some prepared on the shard, which B resolves
-/// before it loads.
+/// of mail commits in two phases. A is killed while a batch is prepared on the shard and not
+/// decided (the shard's server made to wait, from then on, for a synchronous standby it does not
+/// have), and B rolls it back before it loads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_node_takes_over_from_a_killed_node_whose_mailboxes_are_on_a_shard_and_nothing_is_lost_or_doubled() {
     standby_takes_over(true).await;
@@ -223,7 +224,8 @@ async fn standby_takes_over(sharded: bool) {
 
     let node_a = Node::start(&config_a);
     node_a.wait_for("ready", Duration::from_secs(10));
-    let node_b = Node::start(&config_b);
+    let log_b = dir.path().join("b.log");
+    let node_b = if sharded { Node::start_logged(&config_b, &log_b) } else { Node::start(&config_b) };
     node_b.wait_for("standby", Duration::from_secs(10));
     assert!(refused(address_b), "the standby serves while the active node lives");
 
@@ -248,10 +250,31 @@ async fn standby_takes_over(sharded: bool) {
             // Mid-stream: the kill lands while the next messages are being sent and committed.
             let mut node = node_a.take().expect("node A is killed once");
             let acknowledged_now = acknowledged_now.clone();
+            // Sharded: between two messages (none being committed), the shard starts waiting on
+            // every commit and prepare; the next batch stalls once prepared, and A is killed then.
+            let shard_port = shard.as_ref().map(|shard| {
+                shard.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+                shard.sql("SELECT pg_reload_conf()");
+                std::thread::sleep(Duration::from_millis(300)); // the backends take the new setting
+                shard.port
+            });
             killer = Some(std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(5));
+                match shard_port {
+                    Some(port) => {
+                        let deadline = Instant::now() + Duration::from_secs(10);
+                        while postgres::sql_at(port, "postgres", "SELECT count(*) FROM pg_prepared_xacts").trim() == "0" {
+                            assert!(Instant::now() < deadline, "no batch was prepared on the shard");
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                    None => std::thread::sleep(Duration::from_millis(5)),
+                }
                 node.kill(); // SIGKILL through the Child handle, and reaped: A is dead after it
                 let at_the_kill = acknowledged_now.load(std::sync::atomic::Ordering::SeqCst);
+                if let Some(port) = shard_port {
+                    postgres::sql_at(port, "postgres", "ALTER SYSTEM RESET synchronous_standby_names");
+                    postgres::sql_at(port, "postgres", "SELECT pg_reload_conf()");
+                }
                 (node, at_the_kill)
             }));
         }
@@ -270,7 +293,10 @@ async fn standby_takes_over(sharded: bool) {
     node_b.wait_for("ready", Duration::from_secs(10));
     assert!(refused(address_a), "node A is dead");
     if let Some(shard) = &shard {
-        // B resolved what A left prepared; the mail is on the shard, none at home.
+        // B rolled back the batch A left prepared and undecided; the mail is on the shard.
+        let log = std::fs::read_to_string(&log_b).unwrap();
+        let resolved = log.lines().find(|line| line.contains("resolving batches a node left prepared")).unwrap_or_else(|| panic!("{log}"));
+        assert!(resolved.contains("batches=1") && resolved.contains("committed=0"), "{resolved}");
         assert_eq!(shard.sql("SELECT count(*) FROM pg_prepared_xacts").trim(), "0");
         assert_ne!(shard.sql("SELECT count(*) FROM mailboxes").trim(), "0");
         assert_eq!(server.sql("SELECT count(*) FROM mailboxes").trim(), "0");

@@ -227,10 +227,15 @@ fn what_a_store_committed_is_read_back_once_from_memory_and_otherwise_from_the_d
     assert!(contents.mail(&device, &[4, 5]).unwrap().is_empty());
 }
 
-/// A shard taking exactly the bucket of `user`'s mailboxes, on `server`.
-fn shard_of(server: &Server, user: &str) -> MailboxShard {
+/// A shard taking exactly the bucket of `user`'s mailboxes, the database `url`.
+fn shard_at(url: String, user: &str) -> MailboxShard {
     let bucket = mailbox_bucket(user);
-    MailboxShard { url: server.url(), buckets: bucket..=bucket }
+    MailboxShard { url, buckets: bucket..=bucket }
+}
+
+/// [`shard_at`] on `server`'s own database.
+fn shard_of(server: &Server, user: &str) -> MailboxShard {
+    shard_at(server.url(), user)
 }
 
 /// How many rows of `table` `server` holds.
@@ -240,11 +245,15 @@ fn rows(server: &Server, table: &str) -> usize {
 
 #[test]
 fn a_store_with_its_mailboxes_sharded_keeps_what_the_redb_store_keeps() {
-    let (home, shard) = (Server::start(), Server::start());
+    let (home, shards_server) = (Server::start(), Server::start());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relay.redb");
-    // Bob's mailboxes go to the shard, Carol's stay home; batches span both.
-    let shards = [shard_of(&shard, "bob@blue")];
+    // Bob's mailboxes and Carol's on two shards, two databases of one server (the names of
+    // their prepared transactions must differ); batches span the home and both.
+    shards_server.sql("CREATE DATABASE bob_mail");
+    shards_server.sql("CREATE DATABASE carol_mail");
+    let database = |name: &str| shards_server.url().replace("dbname=postgres", &format!("dbname={name}"));
+    let shards = [shard_at(database("bob_mail"), "bob@blue"), shard_at(database("carol_mail"), "carol@blue")];
     assert_ne!(mailbox_bucket("carol@blue"), mailbox_bucket("bob@blue"));
     let batches = batches();
     {
@@ -259,11 +268,14 @@ fn a_store_with_its_mailboxes_sharded_keeps_what_the_redb_store_keeps() {
             assert_eq!(answers(&postgres_contents), answers(&redb_contents));
         }
     }
-    let (bob_rows, carol_rows) = ("mailboxes WHERE user_name = 'bob@blue'", "mailboxes WHERE user_name = 'carol@blue'");
-    assert_eq!((rows(&shard, bob_rows), rows(&shard, carol_rows)), (2, 0), "Bob's two envelopes left, on the shard");
-    assert_eq!((rows(&home, bob_rows), rows(&home, carol_rows)), (0, 1));
-    assert_eq!(rows(&shard, "accounts") + rows(&shard, "outboxes") + rows(&shard, "blobs"), 0, "only mailboxes on a shard");
-    assert_eq!(rows(&shard, "pg_prepared_xacts"), 0, "every batch committed on the shard");
+    let count = |name: &str, table: &str| -> usize {
+        shards_server.sql_in(name, &format!("SELECT count(*) FROM {table}")).trim().parse().expect("a count")
+    };
+    assert_eq!((count("bob_mail", "mailboxes"), count("carol_mail", "mailboxes")), (2, 1), "Bob's two envelopes left, and Carol's one");
+    assert_eq!(rows(&home, "mailboxes"), 0);
+    assert_eq!(count("bob_mail", "accounts") + count("bob_mail", "outboxes") + count("bob_mail", "blobs"), 0, "only mailboxes on a shard");
+    assert_eq!(rows(&shards_server, "pg_prepared_xacts"), 0, "every batch committed on both shards");
+    assert!(rows(&home, "relay_decisions") <= 1, "decisions are forgotten with the next batch");
     let mut expected = StoredState::default();
     batches.iter().flatten().for_each(|mutation| expected.apply(mutation));
     let (redb, redb_state) = RedbStore::open(&path).unwrap();
@@ -271,51 +283,56 @@ fn a_store_with_its_mailboxes_sharded_keeps_what_the_redb_store_keeps() {
     assert_eq!(postgres_state, redb_state);
     assert_eq!(postgres_state, expected);
     assert_eq!(answers(&postgres.contents().unwrap()), answers(&redb.contents()));
-    assert_eq!(rows(&home, "relay_decisions"), 0, "decisions are forgotten once every shard committed");
 }
 
 #[test]
 fn a_batch_a_shard_cannot_prepare_commits_nowhere_and_one_left_prepared_is_resolved_by_its_decision() {
-    let (home, shard) = (Server::start(), Server::start());
-    let shards = [shard_of(&shard, "bob@blue")];
-    let (bob, carol): (DeviceKey, DeviceKey) = (("bob@blue".into(), 2), ("carol@blue".into(), 1));
+    // Bob's mailboxes on shard A, Carol's on shard B, whose server has room for one prepared
+    // transaction; Dave's at home.
+    let (home, shard_a, shard_b) = (Server::start(), Server::start(), Server::start_with_prepared_transactions(1));
+    let shards = [shard_of(&shard_a, "bob@blue"), shard_of(&shard_b, "carol@blue")];
+    let (bob, carol, dave): (DeviceKey, DeviceKey, DeviceKey) = (("bob@blue".into(), 2), ("carol@blue".into(), 1), ("dave@blue".into(), 1));
+    assert!(![mailbox_bucket("bob@blue"), mailbox_bucket("carol@blue")].contains(&mailbox_bucket("dave@blue")));
     let put = |device: &DeviceKey, seq: u64| Mutation::PutEnvelope { device: device.clone(), seq, envelope: envelope(seq as u8) };
     let (mut store, _) = PostgresStore::open_sharded(&home.url(), &shards, None).unwrap();
-    store.commit(&[put(&bob, 1), put(&carol, 1)]).unwrap();
-    // The shard refuses Bob's second envelope (a row of this key is locked by another session's
-    // prepared transaction would do too; a constraint is simpler): Carol's is not kept either.
-    shard.sql("ALTER TABLE mailboxes ADD CONSTRAINT small_seqs CHECK (seq < 2)");
-    let error = store.commit(&[put(&carol, 2), put(&bob, 2)]).expect_err("the shard refuses");
+    store.commit(&[put(&bob, 1), put(&carol, 1), put(&dave, 1)]).unwrap();
+    // Another's prepared transaction takes B's one slot: B's PREPARE fails, after A's succeeded
+    // (or not: they run at once), and nothing of the batch is kept anywhere.
+    shard_b.sql("BEGIN; CREATE TABLE filler (x int); PREPARE TRANSACTION 'not-ours'");
+    let error = store.commit(&[put(&dave, 2), put(&bob, 2), put(&carol, 2)]).expect_err("shard B cannot prepare");
     assert!(error.chain().contains("preparing a batch on a shard"), "{}", error.chain());
-    assert_eq!((rows(&home, "mailboxes"), rows(&shard, "mailboxes"), rows(&shard, "pg_prepared_xacts")), (1, 1, 0));
-    shard.sql("ALTER TABLE mailboxes DROP CONSTRAINT small_seqs");
+    assert_eq!((rows(&home, "mailboxes"), rows(&shard_a, "mailboxes"), rows(&shard_b, "mailboxes")), (1, 1, 1));
+    assert_eq!((rows(&shard_a, "pg_prepared_xacts"), shard_b.sql("SELECT gid FROM pg_prepared_xacts").trim()), (0, "not-ours"));
+    assert_eq!(rows(&home, "relay_decisions"), 1, "the first batch's, until the next batch commits");
+    shard_b.sql("ROLLBACK PREPARED 'not-ours'");
     drop(store);
 
-    // Two batches a node left prepared on the shard when it died: the home decided the first.
+    // Two batches a node left prepared on shard A when it died: the home decided the first.
     let home_id = home.sql("SELECT encode(value, 'hex') FROM secrets WHERE name = 'home'").trim().to_owned();
-    let gid = |batch: u8| format!("switchboard-relay:{home_id}:{batch:032x}");
+    let shard_id = shard_a.sql("SELECT encode(id, 'hex') FROM relay_shard").trim().to_owned();
+    let gid = |batch: u8| format!("switchboard-relay:{home_id}:{shard_id}:{batch:032x}");
     let hex = |envelope: Envelope| switchboard_wire::Message::encode_to_vec(&envelope).iter().map(|b| format!("{b:02x}")).collect::<String>();
     for seq in [3u8, 4] {
-        shard.sql(&format!(
+        shard_a.sql(&format!(
             "BEGIN; INSERT INTO mailboxes VALUES ('bob@blue', 2, {seq}, decode('{}', 'hex')); PREPARE TRANSACTION '{}'",
             hex(envelope(seq)),
             gid(seq)
         ));
     }
-    home.sql(&format!("INSERT INTO relay_decisions VALUES ('{}')", gid(3)));
+    home.sql(&format!("INSERT INTO relay_decisions VALUES ('{:032x}')", 3));
     // Another's prepared transaction on the same server is left alone.
-    shard.sql("BEGIN; CREATE TABLE other_app (x int); PREPARE TRANSACTION 'not-ours'");
+    shard_a.sql("BEGIN; CREATE TABLE other_app (x int); PREPARE TRANSACTION 'not-ours'");
     let (store, state) = PostgresStore::open_sharded(&home.url(), &shards, None).unwrap();
     let seqs = |device: &DeviceKey| state.mailboxes.get(device).map(|mailbox| mailbox.keys().copied().collect::<Vec<_>>());
-    assert_eq!((seqs(&bob), seqs(&carol)), (Some(vec![1, 3]), Some(vec![1])), "the decided batch, not the other");
-    assert_eq!(shard.sql("SELECT gid FROM pg_prepared_xacts").trim(), "not-ours");
+    assert_eq!((seqs(&bob), seqs(&carol), seqs(&dave)), (Some(vec![1, 3]), Some(vec![1]), Some(vec![1])), "the decided batch, not the other");
+    assert_eq!(shard_a.sql("SELECT gid FROM pg_prepared_xacts").trim(), "not-ours");
     assert_eq!(rows(&home, "relay_decisions"), 0);
     assert_eq!(store.contents().unwrap().mail(&bob, &[3, 4]).unwrap(), [(3, envelope(3))]);
-    shard.sql("ROLLBACK PREPARED 'not-ours'");
+    shard_a.sql("ROLLBACK PREPARED 'not-ours'");
 }
 
 #[test]
-fn a_shard_map_that_moved_a_mailbox_a_shard_of_another_home_and_a_shard_without_prepared_transactions_are_refused() {
+fn a_shard_map_that_moved_a_mailbox_lost_a_shard_or_names_a_home_or_one_database_twice_is_refused() {
     let (home, shard) = (Server::start(), Server::start());
     let refusal = |error: &switchboard_relay::storage::StoreError| PostgresRefusal::of(error).cloned();
     let (mut store, _) = PostgresStore::open_sharded(&home.url(), &[shard_of(&shard, "bob@blue")], None).unwrap();
@@ -327,6 +344,13 @@ fn a_shard_map_that_moved_a_mailbox_a_shard_of_another_home_and_a_shard_without_
     // The shard left out of the map: its mailboxes would be lost.
     let error = PostgresStore::open_sharded(&home.url(), &[], None).expect_err("a shard left out");
     assert_eq!(refusal(&error), Some(PostgresRefusal::ShardMissing { shards: 1 }), "{}", error.chain());
+    // The home named as a shard of itself.
+    let error = PostgresStore::open_sharded(&home.url(), &[shard_of(&home, "carol@blue")], None).expect_err("the home as a shard");
+    assert_eq!(refusal(&error), Some(PostgresRefusal::ShardIsAHome), "{}", error.chain());
+    // One database twice, for two ranges.
+    let twice = [shard_of(&shard, "bob@blue"), shard_of(&shard, "carol@blue")];
+    let error = PostgresStore::open_sharded(&home.url(), &twice, None).expect_err("one database twice");
+    assert_eq!(refusal(&error), Some(PostgresRefusal::ShardTwice), "{}", error.chain());
     // The shard is this home's: another home (a database of its own) is refused it.
     home.sql("CREATE DATABASE other");
     let other = home.url().replace("dbname=postgres", "dbname=other");
@@ -337,8 +361,8 @@ fn a_shard_map_that_moved_a_mailbox_a_shard_of_another_home_and_a_shard_without_
     let error = PostgresStore::open_sharded(&other, &[shard_of(&disabled, "bob@blue")], None).expect_err("disabled");
     assert_eq!(refusal(&error), Some(PostgresRefusal::PreparedTransactionsDisabled), "{}", error.chain());
     // A map taking a bucket twice.
-    let twice = [shard_of(&shard, "bob@blue"), shard_of(&disabled, "bob@blue")];
-    let error = PostgresStore::open_sharded(&other, &twice, None).expect_err("twice");
+    let overlapping = [shard_of(&shard, "bob@blue"), shard_of(&disabled, "bob@blue")];
+    let error = PostgresStore::open_sharded(&other, &overlapping, None).expect_err("a bucket twice");
     assert_eq!(refusal(&error), Some(PostgresRefusal::BucketTakenTwice { bucket: mailbox_bucket("bob@blue") }), "{}", error.chain());
     // The original map still opens, with Bob's mail.
     let (_, state) = PostgresStore::open_sharded(&home.url(), &[shard_of(&shard, "bob@blue")], None).unwrap();

@@ -1,5 +1,6 @@
-//! State in PostgreSQL: the same tables as the redb store, one transaction per batch, committed
-//! before [`Store::commit`] returns (with `synchronous_commit = on` and a synchronous standby, on
+//! State in PostgreSQL: the same tables as the redb store, one transaction per batch (with the
+//! mailboxes sharded over several databases, one on each that the batch touches, committed in two
+//! phases), committed before [`Store::commit`] returns (with `synchronous_commit = on` and a synchronous standby, on
 //! the standby too: what the relay acknowledged survives a failover).
 //!
 //! The store and each reader own a connection on a thread of their own (see `worker.rs`):
@@ -40,7 +41,7 @@ use switchboard_wire::switchboard::{Envelope, FederationFrame};
 use super::{Contents, Store, StoreError};
 use crate::state::{DeviceKey, Mutation, StoredState};
 use recent::Recent;
-use shards::{Place, ShardMap, ShardWriter, ShardWriters};
+use shards::{Place, ShardMap, ShardWriter, ShardWriters, Shards};
 use sql::{Reads, Writes, failed};
 use worker::Worker;
 
@@ -143,6 +144,13 @@ pub enum PostgresRefusal {
     /// shard belongs to one app's home.
     #[error("the mailbox shard's database belongs to another home database: each shard belongs to one app's")]
     ShardOfAnotherHome,
+    /// A mailbox shard's database holds a relay's own state (accounts or secrets): it is an
+    /// app's home (this one's, named as a shard by mistake, or another's), not a shard.
+    #[error("the mailbox shard's database holds a relay's own state (accounts or secrets): it is an app's home database, not a shard")]
+    ShardIsAHome,
+    /// Two entries of the shard map name one database.
+    #[error("two mailbox shards of the map are one database")]
+    ShardTwice,
     /// A mailbox shard's server has `max_prepared_transactions = 0` (PostgreSQL's default): a
     /// batch spanning the home and a shard commits in two phases, and needs it above 0.
     #[error(
@@ -171,15 +179,8 @@ pub struct PostgresStore {
     config: Config,
     writer: Worker<Writer>,
     recent: Recent,
-    map: ShardMap,
+    shards: Shards,
     shard_configs: Vec<Config>,
-    shard_writers: ShardWriters,
-    /// The home's id, which names its prepared transactions (shards only).
-    home: [u8; 16],
-    /// The next batch's id: this store's random id in the upper half, a count in the lower.
-    next_batch: u128,
-    /// Batches committed on every shard, whose decisions the next batch forgets.
-    decided: Vec<String>,
 }
 
 /// What the writer's thread holds.
@@ -337,25 +338,32 @@ impl PostgresStore {
         let within = |error: StoreError| StoreError::backend(target(&config), error);
         let home = if shards.is_empty() { [0; 16] } else { writer.run(LOAD_TIMEOUT, |Writer { client, .. }| home_id(client)).map_err(within)? };
         let mut shard_writers = Vec::with_capacity(shards.len());
+        let mut ids = Vec::with_capacity(shards.len());
         for shard in &shard_configs {
             let connecting = shard.clone();
             let shard_writer = Worker::start("relay-postgres-shard", move || ShardWriter::connect(&connecting, home));
-            shard_writers.push(shard_writer.map_err(|error| StoreError::backend(target(shard), error))?);
+            let shard_writer = shard_writer.map_err(|error| StoreError::backend(target(shard), error))?;
+            let id = shard_writer.run(LOAD_TIMEOUT, |writer| Ok(writer.id))?;
+            if ids.contains(&id) {
+                return Err(StoreError::backend(target(shard), PostgresRefusal::ShardTwice));
+            }
+            ids.push(id);
+            shard_writers.push(shard_writer);
+        }
+        for (shard, config) in shard_writers.iter().zip(&shard_configs) {
+            shard.run(LOAD_TIMEOUT, ShardWriter::lock).map_err(|error| StoreError::backend(target(config), error))?;
         }
         let shard_writers: ShardWriters = shard_writers.into();
-        let decisions = |gids: Vec<String>| {
+        let configured: Vec<Vec<u8>> = ids.iter().map(|id| id.to_vec()).collect();
+        writer.run(LOAD_TIMEOUT, move |Writer { client, .. }| shards::check_recorded(client, &configured)).map_err(within)?;
+        let decisions = |batches: Vec<String>| {
             writer.run(LOAD_TIMEOUT, move |Writer { client, .. }| {
-                let rows = client.query("SELECT gid FROM relay_decisions WHERE gid = ANY($1)", &[&gids]).map_err(failed("reading decisions"))?;
-                rows.iter().map(|row| row.try_get(0).map_err(failed("reading decisions"))).collect()
+                let reading = "reading the decisions of batches left prepared";
+                let rows = client.query("SELECT batch FROM relay_decisions WHERE batch = ANY($1)", &[&batches]).map_err(failed(reading))?;
+                rows.iter().map(|row| row.try_get(0).map_err(failed(reading))).collect()
             })
         };
         let forget = || writer.run(LOAD_TIMEOUT, |Writer { client, .. }| client.batch_execute("DELETE FROM relay_decisions").map_err(failed("forgetting decisions")));
-        let mut ids = Vec::with_capacity(shard_writers.len());
-        for (shard, config) in shard_writers.iter().zip(&shard_configs) {
-            ids.push(shard.run(LOAD_TIMEOUT, |writer| Ok(writer.id.to_vec())).map_err(|error| StoreError::backend(target(config), error))?);
-        }
-        let configured = ids.clone();
-        writer.run(LOAD_TIMEOUT, move |Writer { client, .. }| shards::check_recorded(client, &configured)).map_err(within)?;
         shards::resolve_in_doubt(&home, &shard_writers, decisions, forget, LOAD_TIMEOUT).map_err(within)?;
         let home_map = map.clone();
         let mut state = writer
@@ -371,10 +379,10 @@ impl PostgresStore {
             let mailboxes = shard.run(LOAD_TIMEOUT, move |writer| writer.load_mailboxes(|user| shard_map.check(user, Place::Shard(index))));
             state.mailboxes.extend(mailboxes.map_err(|error| StoreError::backend(target(config), error))?);
         }
-        writer.run(LOAD_TIMEOUT, move |Writer { client, .. }| shards::record(client, &ids)).map_err(within)?;
-        let next_batch = u128::from(rand::random::<u64>()) << 64;
-        let store = PostgresStore { config, writer, recent: Recent::default(), map, shard_configs, shard_writers, home, next_batch, decided: Vec::new() };
-        Ok((store, state))
+        let recording: Vec<Vec<u8>> = ids.iter().map(|id| id.to_vec()).collect();
+        writer.run(LOAD_TIMEOUT, move |Writer { client, .. }| shards::record(client, &recording)).map_err(within)?;
+        let shards = if shard_writers.is_empty() { Shards::none() } else { Shards::new(map, shard_writers, ids, home) };
+        Ok((PostgresStore { config, writer, recent: Recent::default(), shards, shard_configs }, state))
     }
 
     /// A reader of what this store commits, for the core, on a connection of its own. Every reader
@@ -395,7 +403,7 @@ impl PostgresStore {
             target: target(&self.config),
             reader: reader(&self.config)?,
             shard_readers,
-            map: self.map.clone(),
+            map: self.shards.map().clone(),
             recent: self.recent.clone(),
         })
     }
@@ -419,31 +427,32 @@ fn home_id(client: &mut Client) -> Result<[u8; 16], StoreError> {
 impl Store for PostgresStore {
     fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
         // The workers need the batch for as long as they run: the committer waits for them anyway.
-        let (home, shards) = if self.shard_writers.is_empty() { (mutations.to_vec(), Vec::new()) } else { self.map.split(mutations) };
-        let gid = (!shards.is_empty()).then(|| {
-            self.next_batch = self.next_batch.wrapping_add(1);
-            shards::gid(&self.home, self.next_batch)
-        });
-        let involved: Vec<usize> = shards.iter().map(|(index, _)| *index).collect();
-        let forget = std::mem::take(&mut self.decided);
-        let (deciding, shard_writers) = (gid.clone(), self.shard_writers.clone());
-        // The shards prepare within the home's job, so within its transaction and its fence.
-        let result = self.writer.run(2 * COMMIT_TIMEOUT, move |Writer { client, writes, warned, fencing }| {
-            let mut txn = client.transaction().map_err(failed("committing a batch"))?;
+        let plan = self.shards.plan(mutations);
+        // A batch spanning shards: 30 s for the shards to prepare, 30 s more for the home.
+        let limit = if plan.spanning.is_some() { 2 * COMMIT_TIMEOUT } else { COMMIT_TIMEOUT };
+        let result = self.writer.run(limit, move |Writer { client, writes, warned, fencing }| {
+            let committing = "committing a batch";
+            let mut txn = client.transaction().map_err(failed(committing))?;
             if let Some((fence, statements)) = fencing {
                 fence.check(statements, &mut txn)?;
             }
-            writes.apply(&mut txn, &home).map_err(failed("committing a batch"))?;
-            if !forget.is_empty() {
-                writes.forget_decisions(&mut txn, &forget).map_err(failed("committing a batch"))?;
+            writes.apply(&mut txn, &plan.home).map_err(failed(committing))?;
+            if !plan.forget.is_empty() {
+                writes.forget_decisions(&mut txn, &plan.forget).map_err(failed(committing))?;
             }
-            let mut written = vec![home];
-            if let Some(gid) = &deciding {
-                writes.decide(&mut txn, gid).map_err(failed("committing a batch"))?;
-                written.extend(prepare(&shard_writers, gid, shards)?);
-            }
+            let mut written = vec![plan.home];
+            // The shards prepare within this transaction, so within the fence (see `shards.rs`).
+            let prepared = match plan.spanning {
+                Some(spanning) => {
+                    writes.decide(&mut txn, &spanning.batch).map_err(failed(committing))?;
+                    let (parts, prepared) = spanning.prepare(COMMIT_TIMEOUT)?;
+                    written.extend(parts);
+                    Some(prepared)
+                }
+                None => None,
+            };
             warned.take();
-            txn.commit().map_err(failed("committing a batch"))?;
+            txn.commit().map_err(failed(committing))?;
             // The warning arrives before the COMMIT's answer, on this thread: it is seen here.
             if warned.take() {
                 return Err(StoreError::new(
@@ -451,16 +460,11 @@ impl Store for PostgresStore {
                      committed on the primary but maybe not replicated, so not acknowledged",
                 ));
             }
-            Ok(written)
+            Ok((written, prepared))
         });
-        let committed = result.and_then(|written| {
-            if let Some(gid) = gid {
-                let pending: Vec<_> = involved.iter().map(|index| {
-                    let gid = gid.clone();
-                    self.shard_writers[*index].submit(move |writer| writer.commit(&gid))
-                }).collect();
-                pending.into_iter().map(|pending| pending.wait(COMMIT_TIMEOUT)).fold(Ok(()), Result::and)?;
-                self.decided.push(gid);
+        let committed = result.and_then(|(written, prepared)| {
+            if let Some(prepared) = prepared {
+                self.shards.commit(prepared, COMMIT_TIMEOUT)?;
             }
             Ok(written)
         });
@@ -477,36 +481,6 @@ impl Store for PostgresStore {
             }
         }
     }
-}
-
-/// Phase 2 of a batch spanning shards (see `shards.rs`): each of `shards` writes its part and
-/// prepares it as `gid`, all at once. Returns the parts written; on an error, rolls back those
-/// that prepared.
-fn prepare(writers: &ShardWriters, gid: &str, shards: Vec<(usize, Vec<Mutation>)>) -> Result<Vec<Vec<Mutation>>, StoreError> {
-    let pending: Vec<_> = shards
-        .into_iter()
-        .map(|(index, part)| {
-            let gid = gid.to_owned();
-            (index, writers[index].submit(move |writer| writer.prepare(&gid, &part).map(|()| part)))
-        })
-        .collect();
-    let mut prepared = Vec::with_capacity(pending.len());
-    let mut failure = None;
-    for (index, pending) in pending {
-        match pending.wait(COMMIT_TIMEOUT) {
-            Ok(part) => prepared.push((index, part)),
-            Err(error) => failure = failure.or(Some(error)),
-        }
-    }
-    let Some(error) = failure else { return Ok(prepared.into_iter().map(|(_, part)| part).collect()) };
-    for (index, _) in prepared {
-        let gid = gid.to_owned();
-        let _ = writers[index].run(COMMIT_TIMEOUT, move |writer| {
-            writer.rollback(&gid);
-            Ok(())
-        });
-    }
-    Err(error)
 }
 
 /// Mail and frames come from what the store's commits left (see `recent.rs`), the rest from the

@@ -101,6 +101,14 @@ fn run(mut command: Command, what: &str) -> Output {
     out
 }
 
+/// What `psql` prints for `query` (unaligned, tuples only) in `database` of the test server on
+/// `port`: for a thread that does not own the [`Server`].
+pub fn sql_at(port: u16, database: &str, query: &str) -> String {
+    let mut psql = Command::new(bindir().join("psql"));
+    psql.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", query]);
+    String::from_utf8_lossy(&run(psql, &format!("psql -c {query:?}")).stdout).into_owned()
+}
+
 /// A free port on 127.0.0.1 (free when asked: the server binds it a moment later).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free loopback port").port()
@@ -187,9 +195,12 @@ impl Server {
 
     /// What `psql` prints for `query` (unaligned, tuples only).
     pub fn sql(&self, query: &str) -> String {
-        let mut psql = Command::new(bindir().join("psql"));
-        psql.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc", query]);
-        String::from_utf8_lossy(&run(psql, &format!("psql -c {query:?}")).stdout).into_owned()
+        self.sql_in("postgres", query)
+    }
+
+    /// [`Self::sql`] in the database `database`.
+    pub fn sql_in(&self, database: &str, query: &str) -> String {
+        sql_at(self.port, database, query)
     }
 
     /// Kills the server with SIGKILL, its postmaster and then every process it started (see

@@ -30,7 +30,8 @@
 //! 2. each shard the batch touches writes its rows and `PREPARE TRANSACTION`s them under the
 //!    batch's id, all shards at once (a prepared transaction survives a crash of its server);
 //! 3. if every shard prepared, the home commits, and the batch is decided; if one did not, the
-//!    others' prepared transactions are rolled back and the home's with them;
+//!    others' prepared transactions are rolled back (one that did not answer in time is left for
+//!    the next open to roll back) and the home's transaction with them;
 //! 4. each shard commits its prepared transaction (`COMMIT PREPARED`), and only then is the batch
 //!    acknowledged, so that the reader, on connections of its own, sees every row of it.
 //!
@@ -45,14 +46,22 @@
 //! last batch has ended, and a node that lost its lock prepares nothing after that (its next
 //! batch fails the fence's check first).
 //!
+//! A prepared transaction is named by the home's id, the shard's and the batch's
+//! (`switchboard-relay:<home>:<shard>:<batch>`, in hex): names are unique per server, and two
+//! shards may be databases of one server. The decision holds the batch's id alone.
+//!
 //! `PREPARE TRANSACTION` needs `max_prepared_transactions` above 0 on every shard's server (the
 //! default is 0; a standby needs at least its primary's); a shard whose server has it at 0 is
-//! refused at open ([`PostgresRefusal::PreparedTransactionsDisabled`]). Each shard's server may
+//! refused at open ([`PostgresRefusal::PreparedTransactionsDisabled`]). So is a shard whose
+//! database holds a relay's own state ([`PostgresRefusal::ShardIsAHome`]: the home's database
+//! named as a shard, say), and a map naming one database twice
+//! ([`PostgresRefusal::ShardTwice`]). Each shard's server may
 //! have a synchronous standby of its own: the store checks for the warning a cancelled wait gives,
 //! on the prepare and on the commit, as it does for the home.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use postgres::Client;
 use sha2::{Digest, Sha256};
@@ -211,21 +220,28 @@ pub(super) struct ShardWriter {
 /// The shard writers of one store, shared with the home writer's thread, which prepares on them.
 pub(super) type ShardWriters = Arc<[Worker<ShardWriter>]>;
 
-/// A prepared transaction's name: the prefix, the home's id, and the batch's id (which holds the
-/// store's own random id, so no two stores name two batches alike).
-pub(super) fn gid(home: &[u8; 16], batch: u128) -> String {
-    format!("{GID_PREFIX}:{}:{batch:032x}", hex(home))
+/// A batch's id, as its decision holds it: 32 lowercase hex digits.
+pub(super) fn batch_id(batch: u128) -> String {
+    format!("{batch:032x}")
+}
+
+/// The name of `batch`'s prepared transaction on the shard `shard` of the home `home` (see the
+/// module's docs).
+pub(super) fn gid(home: &[u8; 16], shard: &[u8; 16], batch: &str) -> String {
+    format!("{GID_PREFIX}:{}:{}:{batch}", hex(home), hex(shard))
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// Whether `gid` is one [`gid`] makes for the home `home`: the only names ever written into SQL
-/// as literals, so a name read back from the server is checked first.
-fn is_ours(gid: &str, home: &[u8; 16]) -> bool {
-    let Some(batch) = gid.strip_prefix(&format!("{GID_PREFIX}:{}:", hex(home))) else { return false };
-    batch.len() == 32 && batch.bytes().all(|byte| byte.is_ascii_hexdigit() && !byte.is_ascii_uppercase())
+/// The batch id in `gid`, if `gid` is one [`gid`] makes for the shard `shard` of the home `home`:
+/// the only names ever written into SQL as literals, so a name read back from the server is
+/// checked first.
+fn batch_of<'a>(gid: &'a str, home: &[u8; 16], shard: &[u8; 16]) -> Option<&'a str> {
+    let batch = gid.strip_prefix(&format!("{GID_PREFIX}:{}:{}:", hex(home), hex(shard)))?;
+    let well_formed = batch.len() == 32 && batch.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+    well_formed.then_some(batch)
 }
 
 /// SQLSTATE 42704, `undefined_object`: the prepared transaction is gone, resolved by another
@@ -236,8 +252,8 @@ fn already_resolved(error: &postgres::Error) -> bool {
 
 impl ShardWriter {
     /// Connects to a shard on the calling thread (its worker's), makes the relay's tables, checks
-    /// that prepared transactions are enabled and that the shard is `home`'s (recording it, on a
-    /// new shard).
+    /// that prepared transactions are enabled, that the database holds no relay's own state and
+    /// that the shard is `home`'s (recording it, on a new shard). Call [`Self::lock`] next.
     pub(super) fn connect(config: &postgres::Config, home: [u8; 16]) -> Result<ShardWriter, StoreError> {
         let warned = Warned::default();
         let noticed = warned.clone();
@@ -251,6 +267,13 @@ impl ShardWriter {
         if prepared.trim() == "0" {
             return Err(StoreError::backend(checking, PostgresRefusal::PreparedTransactionsDisabled));
         }
+        let holds_state: bool = client
+            .query_one("SELECT EXISTS (SELECT 1 FROM secrets) OR EXISTS (SELECT 1 FROM accounts)", &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(failed(checking))?;
+        if holds_state {
+            return Err(StoreError::backend(checking, PostgresRefusal::ShardIsAHome));
+        }
         let recording = "recording the shard's home";
         let made: [u8; 16] = rand::random();
         client
@@ -262,17 +285,22 @@ impl ShardWriter {
             return Err(StoreError::backend(recording, PostgresRefusal::ShardOfAnotherHome));
         }
         let id = id.try_into().map_err(|_| StoreError::new("corrupt shard id"))?;
-        let locking = "taking the shard's writer lock (another node's writer still holds it)";
-        client.batch_execute(&format!("SET lock_timeout = '{SHARD_WRITER_WAIT}'")).map_err(failed(locking))?;
-        client.execute("SELECT pg_advisory_lock($1)", &[&SHARD_WRITER_LOCK]).map_err(failed(locking))?;
-        client.batch_execute("RESET lock_timeout").map_err(failed(locking))?;
         let writes = Writes::prepare(&mut client).map_err(failed("preparing the relay's statements"))?;
         Ok(ShardWriter { client, writes, warned, id })
     }
 
+    /// Takes the shard's writer lock, waiting up to [`SHARD_WRITER_WAIT`] for the session of the
+    /// writer before it to end.
+    pub(super) fn lock(&mut self) -> Result<(), StoreError> {
+        let locking = "taking the shard's writer lock (another node's writer still holds it)";
+        self.client.batch_execute(&format!("SET lock_timeout = '{SHARD_WRITER_WAIT}'")).map_err(failed(locking))?;
+        self.client.execute("SELECT pg_advisory_lock($1)", &[&SHARD_WRITER_LOCK]).map_err(failed(locking))?;
+        self.client.batch_execute("RESET lock_timeout").map_err(failed(locking))
+    }
+
     /// Phase 2: writes `mutations` and prepares them as `gid`. On an error nothing is left
     /// prepared, as far as this connection knows.
-    pub(super) fn prepare(&mut self, gid: &str, mutations: &[Mutation]) -> Result<(), StoreError> {
+    fn prepare(&mut self, gid: &str, mutations: &[Mutation]) -> Result<(), StoreError> {
         let preparing = "preparing a batch on a shard";
         self.client.batch_execute("BEGIN").map_err(failed(preparing))?;
         let written = self.writes.apply(&mut self.client, mutations).map_err(failed(preparing));
@@ -293,7 +321,7 @@ impl ShardWriter {
     }
 
     /// Phase 4: commits the prepared `gid`.
-    pub(super) fn commit(&mut self, gid: &str) -> Result<(), StoreError> {
+    fn commit(&mut self, gid: &str) -> Result<(), StoreError> {
         let committing = "committing a prepared batch on a shard";
         self.warned.take();
         // Gone already is an error too: only a node that took over resolves another's batches.
@@ -309,7 +337,7 @@ impl ShardWriter {
 
     /// Rolls the prepared `gid` back, as well as it can: what fails here is resolved when the
     /// store is next opened.
-    pub(super) fn rollback(&mut self, gid: &str) {
+    fn rollback(&mut self, gid: &str) {
         let _ = self.client.batch_execute(&format!("ROLLBACK PREPARED '{gid}'"));
     }
 
@@ -325,26 +353,25 @@ impl ShardWriter {
         Ok(state.mailboxes)
     }
 
-    /// The names of this home's prepared transactions on the shard.
-    fn in_doubt(&mut self, home: &[u8; 16]) -> Result<Vec<String>, StoreError> {
-        let rows = self
-            .client
-            .query("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()", &[])
-            .map_err(failed("listing the prepared batches on a shard"))?;
+    /// This shard's prepared transactions of the home `home`: (name, batch id).
+    fn in_doubt(&mut self, home: &[u8; 16]) -> Result<Vec<(String, String)>, StoreError> {
+        let listing = "listing the prepared batches on a shard";
+        let rows = self.client.query("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()", &[]).map_err(failed(listing))?;
         let mut ours = Vec::new();
         for row in rows {
-            let gid: String = row.try_get(0).map_err(failed("listing the prepared batches on a shard"))?;
-            if is_ours(&gid, home) {
-                ours.push(gid);
+            let gid: String = row.try_get(0).map_err(failed(listing))?;
+            if let Some(batch) = batch_of(&gid, home, &self.id) {
+                let batch = batch.to_owned();
+                ours.push((gid, batch));
             }
         }
         Ok(ours)
     }
 
-    /// Commits each of `gids` that `decided` holds, rolls back the others.
-    fn resolve(&mut self, gids: &[String], decided: &[String]) -> Result<(), StoreError> {
-        for gid in gids {
-            let verb = if decided.contains(gid) { "COMMIT" } else { "ROLLBACK" };
+    /// Commits each of `in_doubt` whose batch `decided` holds, rolls back the others.
+    fn resolve(&mut self, in_doubt: &[(String, String)], decided: &[String]) -> Result<(), StoreError> {
+        for (gid, batch) in in_doubt {
+            let verb = if decided.contains(batch) { "COMMIT" } else { "ROLLBACK" };
             match self.client.batch_execute(&format!("{verb} PREPARED '{gid}'")) {
                 Ok(()) => {}
                 Err(error) if already_resolved(&error) => {}
@@ -381,26 +408,148 @@ pub(super) fn record(client: &mut Client, ids: &[Vec<u8>]) -> Result<(), StoreEr
 }
 
 /// Resolves every batch a node left prepared on `shards` (see the module's docs): committed where
-/// the home (`decisions`, on the home's connection) holds its decision, rolled back otherwise;
-/// then forgets every decision. Call at open, before loading, while no other node commits.
+/// the home holds its decision (`decisions` answers which of the batch ids it is given it holds,
+/// on the home's connection), rolled back otherwise; then forgets every decision. Call at open,
+/// with every shard's writer lock held, before loading.
 pub(super) fn resolve_in_doubt(
     home: &[u8; 16],
     shards: &ShardWriters,
     decisions: impl Fn(Vec<String>) -> Result<Vec<String>, StoreError>,
     forget: impl FnOnce() -> Result<(), StoreError>,
-    limit: std::time::Duration,
+    limit: Duration,
 ) -> Result<(), StoreError> {
     for shard in shards.iter() {
         let id = *home;
-        let gids = shard.run(limit, move |writer| writer.in_doubt(&id))?;
-        if gids.is_empty() {
+        let in_doubt = shard.run(limit, move |writer| writer.in_doubt(&id))?;
+        if in_doubt.is_empty() {
             continue;
         }
-        let decided = decisions(gids.clone())?;
-        tracing::info!(batches = gids.len(), committed = decided.len(), "resolving batches a node left prepared on a mailbox shard");
-        shard.run(limit, move |writer| writer.resolve(&gids, &decided))?;
+        let decided = decisions(in_doubt.iter().map(|(_, batch)| batch.clone()).collect())?;
+        tracing::info!(batches = in_doubt.len(), committed = decided.len(), "resolving batches a node left prepared on a mailbox shard");
+        shard.run(limit, move |writer| writer.resolve(&in_doubt, &decided))?;
     }
     forget()
+}
+
+/// The shards of a store, and the batches it commits across them.
+pub(super) struct Shards {
+    map: ShardMap,
+    writers: ShardWriters,
+    /// Each shard's id, by index.
+    ids: Vec<[u8; 16]>,
+    home: [u8; 16],
+    /// The last batch's number: this store's random id in the upper half, a count in the lower.
+    batch: u128,
+    /// Batches committed on every shard, whose decisions the next batch forgets.
+    decided: Vec<String>,
+}
+
+/// Where one batch's mutations go.
+pub(super) struct Plan {
+    /// The home's part.
+    pub(super) home: Vec<Mutation>,
+    /// Decisions the home's transaction forgets (their batches committed on every shard).
+    pub(super) forget: Vec<String>,
+    /// The shards' parts, when the batch spans any.
+    pub(super) spanning: Option<Spanning>,
+}
+
+/// The shards' parts of a batch that spans some, for phase 2.
+pub(super) struct Spanning {
+    /// The batch's id, its decision.
+    pub(super) batch: String,
+    parts: Vec<(usize, String, Vec<Mutation>)>,
+    writers: ShardWriters,
+}
+
+/// A batch each of whose shards prepared, for phase 4.
+pub(super) struct Prepared {
+    batch: String,
+    gids: Vec<(usize, String)>,
+}
+
+impl Shards {
+    /// No shards: every batch is the home's alone.
+    pub(super) fn none() -> Shards {
+        Shards { map: ShardMap::new(&[]), writers: Arc::new([]), ids: Vec::new(), home: [0; 16], batch: 0, decided: Vec::new() }
+    }
+
+    /// The shards `writers` (connected, locked, resolved) of the home `home`, by `map`.
+    pub(super) fn new(map: ShardMap, writers: ShardWriters, ids: Vec<[u8; 16]>, home: [u8; 16]) -> Shards {
+        Shards { map, writers, ids, home, batch: u128::from(rand::random::<u64>()) << 64, decided: Vec::new() }
+    }
+
+    /// Which database holds each mailbox.
+    pub(super) fn map(&self) -> &ShardMap {
+        &self.map
+    }
+
+    /// Splits `mutations` by database, and names the batch if it spans shards.
+    pub(super) fn plan(&mut self, mutations: &[Mutation]) -> Plan {
+        let forget = std::mem::take(&mut self.decided);
+        if self.writers.is_empty() {
+            return Plan { home: mutations.to_vec(), forget, spanning: None };
+        }
+        let (home, parts) = self.map.split(mutations);
+        if parts.is_empty() {
+            return Plan { home, forget, spanning: None };
+        }
+        self.batch = self.batch.wrapping_add(1);
+        let batch = batch_id(self.batch);
+        let parts = parts.into_iter().map(|(index, part)| (index, gid(&self.home, &self.ids[index], &batch), part)).collect();
+        Plan { home, forget, spanning: Some(Spanning { batch, parts, writers: self.writers.clone() }) }
+    }
+
+    /// Phase 4: each shard of `prepared` commits its part, all at once, within `limit` in all.
+    /// Then the batch's decision is forgotten with the next batch.
+    pub(super) fn commit(&mut self, prepared: Prepared, limit: Duration) -> Result<(), StoreError> {
+        let deadline = Instant::now() + limit;
+        let pending: Vec<_> = prepared.gids.into_iter().map(|(index, gid)| self.writers[index].submit(move |writer| writer.commit(&gid))).collect();
+        pending.into_iter().map(|pending| pending.wait(deadline.saturating_duration_since(Instant::now()))).fold(Ok(()), Result::and)?;
+        self.decided.push(prepared.batch);
+        Ok(())
+    }
+}
+
+impl Spanning {
+    /// Phase 2, within the home's transaction: each shard writes its part and prepares it, all at
+    /// once, within `limit` in all. Returns the parts written; on an error, rolls back those that
+    /// prepared.
+    pub(super) fn prepare(self, limit: Duration) -> Result<(Vec<Vec<Mutation>>, Prepared), StoreError> {
+        let deadline = Instant::now() + limit;
+        let Spanning { batch, parts, writers } = self;
+        let pending: Vec<_> = parts
+            .into_iter()
+            .map(|(index, gid, part)| {
+                let preparing = gid.clone();
+                (index, gid, writers[index].submit(move |writer| writer.prepare(&preparing, &part).map(|()| part)))
+            })
+            .collect();
+        let (mut written, mut gids, mut failure) = (Vec::new(), Vec::new(), None);
+        for (index, gid, pending) in pending {
+            match pending.wait(deadline.saturating_duration_since(Instant::now())) {
+                Ok(part) => {
+                    written.push(part);
+                    gids.push((index, gid));
+                }
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        let Some(error) = failure else { return Ok((written, Prepared { batch, gids })) };
+        let rolling_back: Vec<_> = gids
+            .into_iter()
+            .map(|(index, gid)| {
+                writers[index].submit(move |writer| {
+                    writer.rollback(&gid);
+                    Ok(())
+                })
+            })
+            .collect();
+        for pending in rolling_back {
+            let _ = pending.wait(deadline.saturating_duration_since(Instant::now()));
+        }
+        Err(error)
+    }
 }
 
 #[cfg(test)]
@@ -452,12 +601,17 @@ mod tests {
 
     #[test]
     fn only_names_of_our_own_form_are_resolved() {
-        let home = [7u8; 16];
-        let ours = gid(&home, 0x1234);
-        assert!(is_ours(&ours, &home));
-        assert!(!is_ours(&gid(&[8u8; 16], 0x1234), &home), "another home's");
-        assert!(!is_ours(&format!("{ours}'; DROP TABLE mailboxes; --"), &home));
-        assert!(!is_ours(&ours.to_uppercase(), &home));
-        assert!(!is_ours("switchboard-relay", &home));
+        let (home, shard) = ([7u8; 16], [9u8; 16]);
+        let batch = batch_id(0xabc_1234);
+        let ours = gid(&home, &shard, &batch);
+        assert_eq!(batch_of(&ours, &home, &shard), Some(batch.as_str()));
+        assert_eq!(batch_of(&gid(&[8u8; 16], &shard, &batch), &home, &shard), None, "another home's");
+        assert_eq!(batch_of(&gid(&home, &[8u8; 16], &batch), &home, &shard), None, "another shard's");
+        assert_eq!(batch_of(&format!("{ours}'; DROP TABLE mailboxes; --"), &home, &shard), None);
+        assert_eq!(batch_of(&gid(&home, &shard, &batch.to_uppercase()), &home, &shard), None, "upper-case hex");
+        assert_eq!(batch_of(&gid(&home, &shard, &batch[1..]), &home, &shard), None, "31 digits");
+        assert_eq!(batch_of(&gid(&home, &shard, &format!("{batch}0")), &home, &shard), None, "33 digits");
+        assert_eq!(batch_of(&gid(&home, &shard, &batch.replace('a', "g")), &home, &shard), None, "not hex");
+        assert_eq!(batch_of("switchboard-relay", &home, &shard), None);
     }
 }

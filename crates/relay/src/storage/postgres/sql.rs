@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS reports (id int8 PRIMARY KEY, kept bytea NOT NULL);
 CREATE TABLE IF NOT EXISTS channels (channel bytea PRIMARY KEY, owner bytea NOT NULL, admins bytea[] NOT NULL);
 CREATE TABLE IF NOT EXISTS follows (user_name bytea NOT NULL, device int8 NOT NULL, channel bytea NOT NULL, PRIMARY KEY (user_name, device, channel));
 CREATE TABLE IF NOT EXISTS channel_apps (channel bytea NOT NULL, app bytea NOT NULL, PRIMARY KEY (channel, app));
-CREATE TABLE IF NOT EXISTS relay_decisions (gid text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS relay_decisions (batch text PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS relay_shards (id bytea PRIMARY KEY);
 ";
 
@@ -95,7 +95,7 @@ statements! {
         delete_follows: "DELETE FROM follows WHERE user_name = $1 AND device = $2",
         // A batch spanning mailbox shards: its decision, and those of batches done (`shards.rs`).
         decide: "INSERT INTO relay_decisions VALUES ($1)",
-        forget_decisions: "DELETE FROM relay_decisions WHERE gid = ANY($1)",
+        forget_decisions: "DELETE FROM relay_decisions WHERE batch = ANY($1)",
     }
 }
 
@@ -198,14 +198,14 @@ impl Writes {
         Ok(())
     }
 
-    /// Records that the batch `gid`, which spans mailbox shards, is decided (see `shards.rs`).
-    pub(super) fn decide(&self, txn: &mut Transaction<'_>, gid: &str) -> Result<(), postgres::Error> {
-        txn.execute(&self.decide, &[&gid]).map(drop)
+    /// Records that `batch`, which spans mailbox shards, is decided (see `shards.rs`).
+    pub(super) fn decide(&self, txn: &mut Transaction<'_>, batch: &str) -> Result<(), postgres::Error> {
+        txn.execute(&self.decide, &[&batch]).map(drop)
     }
 
-    /// Forgets the decisions of the batches `gids`, committed on every shard.
-    pub(super) fn forget_decisions(&self, txn: &mut Transaction<'_>, gids: &[String]) -> Result<(), postgres::Error> {
-        txn.execute(&self.forget_decisions, &[&gids]).map(drop)
+    /// Forgets the decisions of `batches`, committed on every shard.
+    pub(super) fn forget_decisions(&self, txn: &mut Transaction<'_>, batches: &[String]) -> Result<(), postgres::Error> {
+        txn.execute(&self.forget_decisions, &[&batches]).map(drop)
     }
 
     /// Writes `mutations`, all of kind `run`, with one statement.
