@@ -41,7 +41,7 @@ use switchboard_wire::switchboard::{Envelope, FederationFrame};
 use super::{Contents, Store, StoreError};
 use crate::state::{DeviceKey, Mutation, StoredState};
 use recent::Recent;
-use shards::{Place, ShardMap, ShardWriter, ShardWriters, Shards};
+use shards::{Place, ShardMap, Shards};
 use sql::{Reads, Writes, failed};
 use worker::Worker;
 
@@ -337,23 +337,7 @@ impl PostgresStore {
         })?;
         let within = |error: StoreError| StoreError::backend(target(&config), error);
         let home = if shards.is_empty() { [0; 16] } else { writer.run(LOAD_TIMEOUT, |Writer { client, .. }| home_id(client)).map_err(within)? };
-        let mut shard_writers = Vec::with_capacity(shards.len());
-        let mut ids = Vec::with_capacity(shards.len());
-        for shard in &shard_configs {
-            let connecting = shard.clone();
-            let shard_writer = Worker::start("relay-postgres-shard", move || ShardWriter::connect(&connecting, home));
-            let shard_writer = shard_writer.map_err(|error| StoreError::backend(target(shard), error))?;
-            let id = shard_writer.run(LOAD_TIMEOUT, |writer| Ok(writer.id))?;
-            if ids.contains(&id) {
-                return Err(StoreError::backend(target(shard), PostgresRefusal::ShardTwice));
-            }
-            ids.push(id);
-            shard_writers.push(shard_writer);
-        }
-        for (shard, config) in shard_writers.iter().zip(&shard_configs) {
-            shard.run(LOAD_TIMEOUT, ShardWriter::lock).map_err(|error| StoreError::backend(target(config), error))?;
-        }
-        let shard_writers: ShardWriters = shard_writers.into();
+        let (shard_writers, ids) = shards::connect(&shard_configs, home, LOAD_TIMEOUT)?;
         let configured: Vec<Vec<u8>> = ids.iter().map(|id| id.to_vec()).collect();
         writer.run(LOAD_TIMEOUT, move |Writer { client, .. }| shards::check_recorded(client, &configured)).map_err(within)?;
         let decisions = |batches: Vec<String>| {
