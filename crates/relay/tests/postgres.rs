@@ -743,9 +743,9 @@ fn texts(events: &[Event]) -> Vec<String> {
 
 /// A relay of app green on the database `url`, listening on `addresses` (devices, then other
 /// relays; port 0 for any).
-async fn start_relay(pki: &Pki, url: String, addresses: [SocketAddr; 2]) -> RelayHandle {
+async fn start_relay(pki: &Pki, url: String, shards: Vec<MailboxShard>, addresses: [SocketAddr; 2]) -> RelayHandle {
     let (store, state, contents) = tokio::task::spawn_blocking(move || {
-        let (store, state) = PostgresStore::open(&url).expect("open the store");
+        let (store, state) = PostgresStore::open_sharded(&url, &shards, None).expect("open the store");
         let contents = store.contents().expect("open the reader");
         (store, state, contents)
     })
@@ -784,11 +784,30 @@ async fn acknowledged_within(alice: &mut ChatClient, i: usize, limit: Duration) 
 /// asynchronous replication the message sent while the standby is stopped would be acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_acknowledged_is_lost_when_the_primary_dies_and_the_standby_takes_over() {
+    primary_dies(false).await;
+}
+
+/// The same for a mailbox shard's primary (every mailbox on it; the home has no standby): the
+/// batch whose PREPARE waits for the stopped standby is neither acknowledged nor decided, and
+/// the relay started on the promoted standby rolls it back if the standby has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_when_a_shards_primary_dies_and_its_standby_takes_over() {
+    primary_dies(true).await;
+}
+
+async fn primary_dies(sharded: bool) {
     let primary = Server::start();
     let standby = primary.start_standby();
+    // Sharded: the home is a server of its own, and `primary` holds every mailbox.
+    let home = sharded.then(Server::start);
+    let databases = |primary: &Server| match &home {
+        Some(home) => (home.url(), vec![MailboxShard { url: primary.url(), buckets: 0..=255 }]),
+        None => (primary.url(), Vec::new()),
+    };
     let pki = Pki::generate(&["green"]).unwrap();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let relay = start_relay(&pki, primary.url(), [any, any]).await;
+    let (home_url, shards) = databases(&primary);
+    let relay = start_relay(&pki, home_url, shards, [any, any]).await;
     let addresses = [relay.client_address, relay.federation_address];
     let address = RelayAddress::new(relay.client_address, "green", &pki.ca_certificate).unwrap();
     let mut alice = ChatClient::register(address.clone(), "alice@green", 1, seeded(1)).await.unwrap();
@@ -813,11 +832,12 @@ async fn nothing_acknowledged_is_lost_when_the_primary_dies_and_the_standby_take
     assert!(!taken, "message {stopped} was acknowledged while the synchronous standby was stopped");
     // The relay's waiting commit fails with its connection: the relay stops, and says why.
     let why = tokio::time::timeout(Duration::from_secs(10), relay.stopped()).await.expect("the relay stops once its database is gone");
-    assert!(why.contains("committing a batch"), "{why}");
+    assert!(why.contains(if sharded { "preparing a batch on a shard" } else { "committing a batch" }), "{why}");
     relay.shutdown().await;
 
     standby.promote();
-    let relay = start_relay(&pki, standby.url(), addresses).await;
+    let (home_url, shards) = databases(&standby);
+    let relay = start_relay(&pki, home_url, shards, addresses).await;
     // Alice sends again what the relay did not acknowledge, and the relay takes it before Bob
     // comes for his mail: `reconnect` may return with it still in the outbox (its wait for the
     // client to settle also ends when the connection is gone, and after 10 s).
