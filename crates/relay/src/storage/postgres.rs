@@ -420,20 +420,27 @@ impl Store for PostgresStore {
             if let Some((fence, statements)) = fencing {
                 fence.check(statements, &mut txn)?;
             }
-            writes.apply(&mut txn, &plan.home).map_err(failed(committing))?;
-            if !plan.forget.is_empty() {
-                writes.forget_decisions(&mut txn, &plan.forget).map_err(failed(committing))?;
-            }
+            // The shards prepare within this transaction, so within the fence (see `shards.rs`),
+            // while the home writes its part.
+            let batch = plan.spanning.as_ref().map(|spanning| spanning.batch.clone());
+            let preparing = plan.spanning.map(shards::Spanning::start);
+            let home_written = writes
+                .apply(&mut txn, &plan.home)
+                .and_then(|()| if plan.forget.is_empty() { Ok(()) } else { writes.forget_decisions(&mut txn, &plan.forget) })
+                .and_then(|()| batch.map_or(Ok(()), |batch| writes.decide(&mut txn, &batch)))
+                .map_err(failed(committing));
+            let prepared = preparing.map(|preparing| preparing.finish(COMMIT_TIMEOUT)).transpose();
             let mut written = vec![plan.home];
-            // The shards prepare within this transaction, so within the fence (see `shards.rs`).
-            let prepared = match plan.spanning {
-                Some(spanning) => {
-                    writes.decide(&mut txn, &spanning.batch).map_err(failed(committing))?;
-                    let (parts, prepared) = spanning.prepare(COMMIT_TIMEOUT)?;
+            let prepared = match (home_written, prepared) {
+                (Ok(()), Ok(prepared)) => prepared.map(|(parts, prepared)| {
                     written.extend(parts);
-                    Some(prepared)
+                    prepared
+                }),
+                (Err(error), Ok(Some((_, prepared)))) => {
+                    prepared.roll_back(COMMIT_TIMEOUT);
+                    return Err(error);
                 }
-                None => None,
+                (Err(error), _) | (Ok(()), Err(error)) => return Err(error),
             };
             warned.take();
             txn.commit().map_err(failed(committing))?;

@@ -27,8 +27,9 @@
 //!
 //! 1. the home's transaction begins, takes the fence (for the active node of several), writes the
 //!    home's rows and the batch's *decision* (a row of `relay_decisions` holding its id);
-//! 2. each shard the batch touches writes its rows and `PREPARE TRANSACTION`s them under the
-//!    batch's id, all shards at once (a prepared transaction survives a crash of its server);
+//! 2. meanwhile, each shard the batch touches writes its rows and `PREPARE TRANSACTION`s them
+//!    under the batch's id, all shards at once (a prepared transaction survives a crash of its
+//!    server);
 //! 3. if every shard prepared, the home commits, and the batch is decided; if one did not, the
 //!    others' prepared transactions are rolled back (one that did not answer in time is left for
 //!    the next open to roll back) and the home's transaction with them;
@@ -69,7 +70,7 @@ use super::PostgresRefusal;
 use crate::state::Mutation;
 use crate::storage::StoreError;
 
-pub(super) use commit::{Shards, check_recorded, connect, record, resolve_in_doubt};
+pub(super) use commit::{Shards, Spanning, check_recorded, connect, record, resolve_in_doubt};
 
 /// How many buckets users are spread over: a shard takes a range of them.
 pub const MAILBOX_BUCKETS: usize = 256;

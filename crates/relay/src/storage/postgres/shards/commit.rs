@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, Config};
 
 use super::super::sql::{Writes, failed};
-use super::super::worker::Worker;
+use super::super::worker::{Pending, Worker};
 use super::super::{PostgresRefusal, Warned};
 use super::ShardMap;
 use crate::state::{DeviceKey, MailEntry, Mutation, StoredState};
@@ -305,6 +305,7 @@ pub(in crate::storage::postgres) struct Spanning {
 pub(in crate::storage::postgres) struct Prepared {
     batch: String,
     gids: Vec<(usize, String)>,
+    writers: ShardWriters,
 }
 
 impl Shards {
@@ -351,19 +352,34 @@ impl Shards {
 }
 
 impl Spanning {
-    /// Phase 2, within the home's transaction: each shard writes its part and prepares it, all at
-    /// once, within `limit` in all. Returns the parts written; on an error, rolls back those that
-    /// prepared.
-    pub(in crate::storage::postgres) fn prepare(self, limit: Duration) -> Result<(Vec<Vec<Mutation>>, Prepared), StoreError> {
-        let deadline = Instant::now() + limit;
+    /// Phase 2, within the home's transaction: each shard starts writing its part and preparing
+    /// it, all at once, while the home writes its own; [`Preparing::finish`] waits for them.
+    pub(in crate::storage::postgres) fn start(self) -> Preparing {
         let Spanning { batch, parts, writers } = self;
-        let pending: Vec<_> = parts
+        let pending = parts
             .into_iter()
             .map(|(index, gid, part)| {
                 let preparing = gid.clone();
                 (index, gid, writers[index].submit(move |writer| writer.prepare(&preparing, &part).map(|()| part)))
             })
             .collect();
+        Preparing { batch, pending, writers }
+    }
+}
+
+/// The shards of a batch preparing their parts (see [`Spanning::start`]).
+pub(in crate::storage::postgres) struct Preparing {
+    batch: String,
+    pending: Vec<(usize, String, Pending<Vec<Mutation>>)>,
+    writers: ShardWriters,
+}
+
+impl Preparing {
+    /// Waits, `limit` in all, for every shard to have prepared its part. Returns the parts
+    /// written; on an error, rolls back those that prepared.
+    pub(in crate::storage::postgres) fn finish(self, limit: Duration) -> Result<(Vec<Vec<Mutation>>, Prepared), StoreError> {
+        let deadline = Instant::now() + limit;
+        let Preparing { batch, pending, writers } = self;
         let (mut written, mut gids, mut failure) = (Vec::new(), Vec::new(), None);
         for (index, gid, pending) in pending {
             match pending.wait(deadline.saturating_duration_since(Instant::now())) {
@@ -374,11 +390,23 @@ impl Spanning {
                 Err(error) => failure = failure.or(Some(error)),
             }
         }
-        let Some(error) = failure else { return Ok((written, Prepared { batch, gids })) };
-        let rolling_back: Vec<_> = gids
+        let prepared = Prepared { batch, gids, writers };
+        let Some(error) = failure else { return Ok((written, prepared)) };
+        prepared.roll_back(deadline.saturating_duration_since(Instant::now()));
+        Err(error)
+    }
+}
+
+impl Prepared {
+    /// Rolls back every shard's prepared part, all at once, `limit` in all, as well as it can:
+    /// what is left is rolled back when the store is next opened (the batch has no decision).
+    pub(in crate::storage::postgres) fn roll_back(self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let rolling_back: Vec<_> = self
+            .gids
             .into_iter()
             .map(|(index, gid)| {
-                writers[index].submit(move |writer| {
+                self.writers[index].submit(move |writer| {
                     writer.rollback(&gid);
                     Ok(())
                 })
@@ -387,7 +415,6 @@ impl Spanning {
         for pending in rolling_back {
             let _ = pending.wait(deadline.saturating_duration_since(Instant::now()));
         }
-        Err(error)
     }
 }
 
