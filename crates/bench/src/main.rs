@@ -71,11 +71,12 @@ struct Args {
 }
 
 /// The relay benchmarks' op names (run end to end over loopback, after the others).
-const RELAY_OPS: [&str; 9] = [
+const RELAY_OPS: [&str; 10] = [
     "relay_throughput",
     "relay_cluster_throughput_1",
     "relay_cluster_throughput_2",
     "relay_cluster_throughput_3",
+    "relay_sharded_throughput_2",
     "relay_latency_p50",
     "relay_latency_p99",
     "group_fanout_10",

@@ -58,8 +58,8 @@
 //! [`mailbox_bucket`](crate::storage::mailbox_bucket)) is in its range, and `url` keeps the rest
 //! and everything else. A batch spanning databases commits in two phases, so each shard's server
 //! needs `max_prepared_transactions` above 0. Mailboxes are not moved when the map changes: a
-//! stored mailbox the new map puts elsewhere is refused at start (see
-//! [`MailboxShard`]).
+//! stored mailbox the new map puts elsewhere is refused at start
+//! ([`PostgresRefusal::MailboxOnAnotherShard`]; see [`MailboxShard`]).
 //!
 //! ```toml
 //! [[storage.shards]]

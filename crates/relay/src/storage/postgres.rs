@@ -3,7 +3,8 @@
 //! phases), committed before [`Store::commit`] returns (with `synchronous_commit = on` and a synchronous standby, on
 //! the standby too: what the relay acknowledged survives a failover).
 //!
-//! The store and each reader own a connection on a thread of their own (see `worker.rs`):
+//! The store and each reader own a connection per database (the home, and each mailbox shard),
+//! each on a thread of its own (see `worker.rs`):
 //! `postgres::Client` cannot be used from inside a tokio runtime, which is where the core reads
 //! [`Contents`]. The connection string may hold a password: it is never kept as text, and errors
 //! and `Debug` name only the server and database (`postgres::Config`'s `Debug` hides the
@@ -20,8 +21,8 @@
 //! The mailboxes may be sharded by recipient over several primaries, a batch that spans them
 //! committing in two phases: see `shards.rs` ([`MailboxShard`]).
 //!
-//! Every relay, one node or several, needs its connections on one server: a connection string
-//! naming more than one host is refused ([`PostgresRefusal::MoreThanOneHost`]). Otherwise the
+//! Every relay, one node or several, needs each database's connections on one server: a
+//! connection string (the home's or a shard's) naming more than one host is refused ([`PostgresRefusal::MoreThanOneHost`]). Otherwise the
 //! writer could reach the primary and the reader a standby that lags (a read missing what was
 //! just committed stops the relay), or the lock one server and the writes another.
 
@@ -295,8 +296,8 @@ impl PostgresStore {
     /// the users in each of `shards`' buckets in that shard's database (see [`MailboxShard`]).
     /// Before loading, resolves the batches a node left prepared on the shards. Refuses a map
     /// [`check_shards`] refuses, a shard whose server does not allow prepared transactions, a
-    /// shard of another home, and stored mailboxes the map puts elsewhere
-    /// ([`PostgresRefusal`]).
+    /// shard of another home, a home's database as a shard, one database twice, a map without a
+    /// shard the home has had, and stored mailboxes the map puts elsewhere ([`PostgresRefusal`]).
     pub fn open_sharded(
         url: &str,
         shards: &[MailboxShard],
@@ -369,7 +370,8 @@ impl PostgresStore {
         Ok((PostgresStore { config, writer, recent: Recent::default(), shards, shard_configs }, state))
     }
 
-    /// A reader of what this store commits, for the core, on a connection of its own. Every reader
+    /// A reader of what this store commits, for the core, on connections of its own (one per
+    /// database). Every reader
     /// of one store shares what its commits left in memory (see the module's docs), and a read
     /// takes what it is answered from there: a second reader would take mail the core is yet to
     /// read, which the core would then read from the database.
@@ -412,7 +414,8 @@ impl Store for PostgresStore {
     fn commit(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
         // The workers need the batch for as long as they run: the committer waits for them anyway.
         let plan = self.shards.plan(mutations);
-        // A batch spanning shards: 30 s for the shards to prepare, 30 s more for the home.
+        // A batch spanning shards: 60 s for the home's transaction in all, of which up to 30 s
+        // waiting for the shards' prepares once the home's part is written.
         let limit = if plan.spanning.is_some() { 2 * COMMIT_TIMEOUT } else { COMMIT_TIMEOUT };
         let result = self.writer.run(limit, move |Writer { client, writes, warned, fencing }| {
             let committing = "committing a batch";

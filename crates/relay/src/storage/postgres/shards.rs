@@ -39,7 +39,7 @@
 //! A node that dies between 2 and 4 leaves prepared transactions on the shards. The next node to
 //! open the store (the same after a restart, or a standby taking over) resolves them before it
 //! loads. It first takes the shard's writer lock (an advisory lock its writer connection holds
-//! for as long as it lives, [`SHARD_WRITER_LOCK`]), so that a dead node's backend still running
+//! for as long as it lives, [`SHARD_WRITER_LOCK`](commit::SHARD_WRITER_LOCK)), so that a dead node's backend still running
 //! a `PREPARE TRANSACTION` it was sent has ended before the new node looks: a prepared transaction whose decision the home holds is committed, any other rolled
 //! back ([`resolve_in_doubt`]). The decision is the home's commit, so the batch is whole either
 //! way. Steps 1–3 happen inside the home's transaction, which holds the fence: a new active node
@@ -104,7 +104,8 @@ pub fn mailbox_bucket(user: &str) -> u8 {
     hash.finalize()[0]
 }
 
-/// Fails unless `shards` are at most [`MAX_MAILBOX_SHARDS`] and take no bucket twice.
+/// Fails unless `shards` are at most [`MAX_MAILBOX_SHARDS`], each takes a bucket at least, and
+/// none takes a bucket another does.
 pub fn check_shards(shards: &[MailboxShard]) -> Result<(), PostgresRefusal> {
     if shards.len() > MAX_MAILBOX_SHARDS {
         return Err(PostgresRefusal::TooManyShards { shards: shards.len() });
