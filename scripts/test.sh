@@ -5,9 +5,13 @@
 # the product holds no bug switch, then the whole workspace's tests, every example, the simulator's
 # test of a deliberate client bug (in a build of its own), the fuzz targets' build, a short replay
 # of each fuzz target while the API docs build (no warning, every public item documented), and the
-# differential fuzz target finding a deliberate divergence from libsignal-c (in a build of its own).
+# differential fuzz target finding a deliberate divergence from libsignal-c (in a build of its own,
+# made beside the replays too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything here is built once, from nothing, in CI: incremental compilation's bookkeeping would
+# only cost time.
+export CARGO_INCREMENTAL=0
 
 # PostgreSQL's server binaries: Debian keeps them in /usr/lib/postgresql/<version>/bin, off PATH.
 missing=()
@@ -71,12 +75,21 @@ echo "==> fuzz targets: build, replay every corpus, run each briefly (see FUZZIN
 # without cargo-fuzz. New inputs go to a scratch folder; a crash is kept in fuzz/artifacts/.
 cargo build --manifest-path fuzz/Cargo.toml --locked --quiet
 fuzz_scratch="$(mktemp -d)"
-# The API docs build meanwhile: each fuzz target runs on one core, so the other is free.
+# The API docs, and the deliberate divergence's fuzz target (the last step), build meanwhile: each
+# fuzz target runs on one core, so the other is free.
 docs_log="$fuzz_scratch/docs.log"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet >"$docs_log" 2>&1 &
 docs_pid=$!
-# (Under set -e a failing command in the trap sets the exit status: the docs job is usually done.)
-trap 'kill "$docs_pid" 2>/dev/null || true; rm -rf "$fuzz_scratch"' EXIT
+host="$(rustc -vV | sed -n 's/^host: //p')"
+divergence_build_log="$fuzz_scratch/inject-divergence-build.log"
+RUSTFLAGS="--cfg switchboard_inject_divergence --cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions" \
+    cargo build --manifest-path fuzz/Cargo.toml --locked --quiet --release --target "$host" \
+    --target-dir fuzz/target/inject-divergence --bin differential_session >"$divergence_build_log" 2>&1 &
+divergence_build_pid=$!
+# (Under set -e a failing command in the trap sets the exit status: the jobs are usually done.)
+trap 'kill "$docs_pid" "$divergence_build_pid" 2>/dev/null || true; rm -rf "$fuzz_scratch"' EXIT
 fuzz_run() { # log name, then the command; prints libFuzzer's last line, or the failure
     local log="$fuzz_scratch/$1.log"
     shift
@@ -114,12 +127,11 @@ echo "ok"
 echo "==> differential_session finds a deliberate divergence from libsignal-c (a MAC check that skips its"
 echo "    last byte, only under --cfg switchboard_inject_divergence, in a build of its own) from the seeds"
 echo "    that hold no tampering, with coverage feedback (the instrumentation cargo-fuzz's -s none adds)"
-host="$(rustc -vV | sed -n 's/^host: //p')"
-RUSTFLAGS="--cfg switchboard_inject_divergence --cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
--Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
--Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions" \
-    cargo build --manifest-path fuzz/Cargo.toml --locked --quiet --release --target "$host" \
-    --target-dir fuzz/target/inject-divergence --bin differential_session
+if ! wait "$divergence_build_pid"; then
+    cat "$divergence_build_log"
+    echo "FAILED: building differential_session with the deliberate divergence"
+    exit 1
+fi
 divergence_corpus="$fuzz_scratch/inject-divergence"
 mkdir -p "$divergence_corpus"
 cp fuzz/corpus/differential_session/seed-conversation-* fuzz/corpus/differential_session/seed-out-of-order-replay-drop \
